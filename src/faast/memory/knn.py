@@ -1,0 +1,108 @@
+"""k-nearest-neighbour memory: majority vote of the values of the k closest stored keys."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from faast.memory.base import Memory
+from faast.memory.store import PairStore
+
+_SCORE_BLOCK = 1 << 24
+
+
+class KNNMemory(Memory):
+    """Reads the value most common among the k nearest stored keys.
+
+    k: neighbours; ``None`` uses the paper's rule k = min(10, size of the largest group of
+    identical values), i.e. 1-NN at 1 shot, 5-NN at 5 shots, 10-NN beyond.
+    metric: ``"cosine"`` or ``"l2"``.
+    aggregate: ``"vote"`` returns the winning value row (ties go to the class whose nearest
+    member is closest), which is a majority vote of labels when values are label embeddings;
+    ``"mean"`` returns the mean of the k values (vote fractions for one-hot values).
+    """
+
+    def __init__(
+        self,
+        k: int | None = None,
+        *,
+        metric: Literal["cosine", "l2"] = "cosine",
+        aggregate: Literal["vote", "mean"] = "vote",
+    ) -> None:
+        if k is not None and int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if metric not in ("cosine", "l2"):
+            raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+        if aggregate not in ("vote", "mean"):
+            raise ValueError(f"aggregate must be 'vote' or 'mean', got {aggregate!r}")
+        self.k, self.metric, self.aggregate = k, metric, aggregate
+        self.store = PairStore()
+        self.key_dim = self.value_dim = None
+        self._groups: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, keys: Any, values: Any) -> KNNMemory:
+        k, v = self._check_add(keys, values)
+        self.store.append(F.normalize(k, dim=1) if self.metric == "cosine" else k, v)
+        self._groups = None
+        return self
+
+    def _value_groups(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distinct value rows (g, m) and each stored pair's group index (n,)."""
+        if self._groups is None or self._groups[0] != self.store.count:
+            _, values = self.store.tensors()
+            uniq, inverse = torch.unique(values, dim=0, return_inverse=True)
+            self._groups = (self.store.count, uniq, inverse)
+        return self._groups[1], self._groups[2]
+
+    def effective_k(self) -> int:
+        """The k used by ``read`` (resolves the paper's rule when k is None)."""
+        n = self.store.count
+        if self.k is not None:
+            return min(int(self.k), n)
+        _, inverse = self._value_groups()
+        largest = int(torch.bincount(inverse).max())
+        return max(1, min(10, largest, n))
+
+    def read(self, queries: Any) -> torch.Tensor:
+        q = self._check_read(queries)
+        keys, values = self.store.tensors()
+        q = q.to(device=keys.device, dtype=keys.dtype)
+        k = self.effective_k()
+        block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
+        idx = torch.cat([self._nearest(q[i : i + block], keys, k) for i in range(0, q.shape[0], block)])
+        if self.aggregate == "mean":
+            return values[idx].mean(dim=1)
+        uniq, inverse = self._value_groups()
+        labels = inverse[idx]  # (q, k), nearest first
+        groups = uniq.shape[0]
+        votes = torch.zeros(q.shape[0], groups, dtype=torch.long, device=q.device)
+        votes.scatter_add_(1, labels, torch.ones_like(labels))
+        # tie-break: among equal vote counts, the group whose nearest member ranks first wins
+        rank = torch.arange(k, device=q.device).expand_as(labels)
+        first = torch.full((q.shape[0], groups), k, dtype=torch.long, device=q.device)
+        first.scatter_reduce_(1, labels, rank, reduce="amin")
+        winner = torch.argmax(votes * (k + 1) - first, dim=1)
+        return uniq[winner]
+
+    def _nearest(self, q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
+        if self.metric == "cosine":
+            scores = F.normalize(q, dim=1) @ keys.T
+        else:
+            scores = -torch.cdist(q, keys)
+        return torch.topk(scores, k, dim=1).indices
+
+    def reset(self) -> KNNMemory:
+        self.store = PairStore()
+        self.key_dim = self.value_dim = None
+        self._groups = None
+        return self
+
+    @property
+    def num_pairs(self) -> int:
+        return self.store.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.store.nbytes

@@ -1,0 +1,61 @@
+"""Softmax-attention memory: the values of stored pairs weighted by softmax(q·k / temperature)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from faast.memory.base import Memory
+from faast.memory.store import PairStore
+
+#: Upper bound on query×key scores materialised at once by ``read``.
+_SCORE_BLOCK = 1 << 24
+
+
+class SoftmaxMemory(Memory):
+    """Attention over every stored pair: read(q) = softmax(q Kᵀ / temperature) V.
+
+    temperature: the softmax temperature (0.01 is CLIP's logit scale of 100, as in the paper's
+    baseline). normalize: L2-normalise keys and queries first (cosine scores).
+    """
+
+    def __init__(self, *, temperature: float = 0.01, normalize: bool = False) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.normalize = normalize
+        self.store = PairStore()
+        self.key_dim = self.value_dim = None
+
+    def add(self, keys: Any, values: Any) -> SoftmaxMemory:
+        k, v = self._check_add(keys, values)
+        self.store.append(F.normalize(k, dim=1) if self.normalize else k, v)
+        return self
+
+    def read(self, queries: Any) -> torch.Tensor:
+        q = self._check_read(queries)
+        keys, values = self.store.tensors()
+        q = q.to(device=keys.device, dtype=keys.dtype)
+        if self.normalize:
+            q = F.normalize(q, dim=1)
+        block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
+        out = [
+            torch.softmax(q[i : i + block] @ keys.T / self.temperature, dim=1) @ values
+            for i in range(0, q.shape[0], block)
+        ]
+        return torch.cat(out)
+
+    def reset(self) -> SoftmaxMemory:
+        self.store = PairStore()
+        self.key_dim = self.value_dim = None
+        return self
+
+    @property
+    def num_pairs(self) -> int:
+        return self.store.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.store.nbytes

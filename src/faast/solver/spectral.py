@@ -1,0 +1,135 @@
+"""Spectral filters on the eigendecomposition of the Gram matrix.
+
+With G = U Λ Uᵀ (eigh, float64) and C = Uᵀ B, every linear spectral filter φ(λ) gives
+
+    W = (U diag(φ) C)ᵀ                                   (m × d)
+
+* truncation (FAAST):  φ_j = 1/λ_j if λ_j ≥ τ²·λ_max else 0   — equals the SVD pseudoinverse
+  of the key matrix with singular values σ < τ·σ_max dropped (λ = σ²);
+* ridge:               φ_j = 1/(λ_j + ρ).
+
+One eigh serves every filter, so choosing τ or ρ from data costs O(d·m) per candidate. The
+residual of the fitted map on the stored pairs has a closed form from the statistics alone,
+
+    RSS(φ) = Σwᵢ‖vᵢ‖² − 2 Σ_j φ_j c_j + Σ_j φ_j² λ_j c_j,   c_j = ‖C_j‖²,
+    dof(φ) = Σ_j φ_j λ_j,
+
+which gives generalised cross-validation GCV(φ) = RSS / (1 − dof/n)² for every candidate.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+#: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
+_EIGEN_NOISE = torch.finfo(torch.float64).eps
+
+
+@dataclass(frozen=True)
+class SpectralFactor:
+    """Eigendecomposition of G in float64 plus what every filter needs.
+
+    eigenvalues: (d,) descending, clamped at 0. basis: (d, d) eigenvectors as columns.
+    projected: (d, m) = basisᵀ B. count: effective number of pairs n = Σ wᵢ. value_sq_sum: Σ wᵢ‖vᵢ‖².
+    """
+
+    eigenvalues: torch.Tensor
+    basis: torch.Tensor
+    projected: torch.Tensor
+    count: float
+    value_sq_sum: float
+
+    @classmethod
+    def from_stats(cls, gram: torch.Tensor, cross: torch.Tensor, count: float, value_sq_sum: float):
+        """gram: (d, d) symmetric float64; cross: (d, m) float64."""
+        lam, basis = torch.linalg.eigh(gram)
+        lam = lam.flip(0).clamp_min(0.0)
+        basis = basis.flip(1)
+        return cls(lam, basis, basis.T @ cross, count, value_sq_sum)
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.eigenvalues[0]) if self.eigenvalues.numel() else 0.0
+
+    @property
+    def noise_floor(self) -> float:
+        """Eigenvalues at or below this are indistinguishable from float64 rounding of G."""
+        d = self.eigenvalues.numel()
+        return self.lambda_max * d * _EIGEN_NOISE
+
+    # ----------------------------------------------------------------- filters
+    def truncation_filter(self, tau: float) -> torch.Tensor:
+        """φ for hard truncation of σ < τ·σ_max (λ < τ²·λ_max). Returns (d,) float64."""
+        if not (tau >= 0.0 and math.isfinite(tau)):
+            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+        lam = self.eigenvalues
+        if tau > 0 and tau * tau * self.lambda_max < self.noise_floor:
+            warnings.warn(
+                f"tau={tau:.3g} is below what a float64 Gram matrix resolves "
+                f"(about {math.sqrt(self.noise_floor / max(self.lambda_max, 1e-300)):.1e}); "
+                "clamped to that level",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        keep = (lam >= tau * tau * self.lambda_max) & (lam > self.noise_floor)
+        phi = torch.zeros_like(lam)
+        phi[keep] = 1.0 / lam[keep]
+        return phi
+
+    def ridge_filter(self, ridge: float) -> torch.Tensor:
+        """φ for ridge regression (G + ρI)⁻¹. Returns (d,) float64."""
+        if not (ridge > 0.0 and math.isfinite(ridge)):
+            raise ValueError(f"ridge must be a finite number > 0, got {ridge}")
+        return 1.0 / (self.eigenvalues + ridge)
+
+    # ----------------------------------------------------------------- results
+    def weights(self, phi: torch.Tensor) -> torch.Tensor:
+        """Fast-weight matrix W = (U diag(φ) C)ᵀ of shape (m, d), float64."""
+        return (self.basis @ (phi[:, None] * self.projected)).T
+
+    def residual(self, phi: torch.Tensor) -> tuple[float, float]:
+        """(RSS, dof) of the filtered fit on the stored pairs, from the statistics alone."""
+        c = (self.projected * self.projected).sum(dim=1)
+        lam = self.eigenvalues
+        rss = self.value_sq_sum - 2.0 * float((phi * c).sum()) + float((phi * phi * lam * c).sum())
+        dof = float((phi * lam).sum())
+        return max(rss, 0.0), dof
+
+    def gcv_truncation(self) -> tuple[float, int]:
+        """Pick the truncation rank by GCV over every rank at once.
+
+        Returns (tau, rank): tau = sqrt(λ_rank / λ_max) reproduces the chosen rank.
+        """
+        lam = self.eigenvalues
+        usable = int((lam > self.noise_floor).sum())
+        if usable == 0:
+            raise ValueError("cannot choose a truncation: the Gram matrix is zero")
+        c = (self.projected[:usable] ** 2).sum(dim=1)
+        rss = (self.value_sq_sum - torch.cumsum(c / lam[:usable], 0)).clamp_min(0.0)
+        ranks = torch.arange(1, usable + 1, dtype=torch.float64)
+        denom = (1.0 - ranks / self.count).clamp_min(0.0) ** 2
+        gcv = torch.where(denom > 0, rss / denom, torch.full_like(rss, math.inf))
+        best = int(torch.argmin(gcv))
+        rank = best + 1
+        return math.sqrt(float(lam[best]) / self.lambda_max), rank
+
+    def gcv_ridge(self, grid: torch.Tensor | None = None) -> float:
+        """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max)."""
+        if self.lambda_max <= 0:
+            raise ValueError("cannot choose a ridge: the Gram matrix is zero")
+        if grid is None:
+            grid = self.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
+        best_score, best_rho = math.inf, float(grid[-1])
+        for rho in grid.tolist():
+            rss, dof = self.residual(self.ridge_filter(rho))
+            denom = 1.0 - dof / self.count
+            if denom <= 0:
+                continue
+            score = rss / denom**2
+            if score < best_score:
+                best_score, best_rho = score, rho
+        return best_rho

@@ -1,0 +1,387 @@
+"""Streaming float64 sufficient statistics of a key→value least-squares problem.
+
+``GramStats`` keeps
+
+    G = Σ wᵢ kᵢ kᵢᵀ  (d × d),   B = Σ wᵢ kᵢ vᵢᵀ  (d × m),   n,   Σ wᵢ,   Σ wᵢ ‖vᵢ‖²
+
+in float64, whatever the dtype of the keys. Because they are sums, batches can be added in any
+order and size, shards merged (also across processes with ``all_reduce``), and examples removed
+exactly with ``subtract``. ``solve`` turns them into the fast-weight matrix W (m × d) with one
+cached eigendecomposition; see :mod:`faast.solver.spectral` for the filters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from faast._checks import check_finite, check_pairs, check_weights
+from faast.io import load_tensors, save_tensors
+from faast.solver.kernels import accumulate, symmetrize_lower
+from faast.solver.spectral import SpectralFactor
+
+FORMAT_NAME = "faast.GramStats"
+FORMAT_VERSION = "1"
+_STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
+
+
+@dataclass(frozen=True)
+class SolveInfo:
+    """What a solve did: the filter, the cut it used and how many directions it kept."""
+
+    mode: str  # "truncation" or "ridge"
+    tau: float | None
+    ridge: float | None
+    rank: int
+    count: int
+    lambda_max: float
+
+
+def power_law_tau(count: float, alpha: float, c: float) -> float:
+    """The paper's relative cut τ = c·n^(−α), capped at 1 (n may be a sum of weights)."""
+    if count <= 0:
+        raise ValueError("cannot compute tau: no examples have been added")
+    if not (math.isfinite(alpha) and math.isfinite(c) and c > 0):
+        raise ValueError(f"alpha must be finite and c > 0, got alpha={alpha}, c={c}")
+    return min(1.0, c * count ** (-alpha))
+
+
+class GramStats:
+    """Float64 sufficient statistics for fast weights mapping keys (d) to values (m).
+
+    Parameters
+    ----------
+    key_dim, value_dim:
+        d and m.
+    device:
+        Where the statistics live. ``None`` adopts the device of the first batch added.
+    """
+
+    def __init__(self, key_dim: int, value_dim: int, *, device: torch.device | str | None = None) -> None:
+        if int(key_dim) <= 0 or int(value_dim) <= 0:
+            raise ValueError(f"key_dim and value_dim must be positive, got {key_dim} and {value_dim}")
+        self.key_dim = int(key_dim)
+        self.value_dim = int(value_dim)
+        self._device: torch.device | None = None if device is None else torch.device(device)
+        self._init_buffers()
+
+    # ----------------------------------------------------------------- state
+    def _init_buffers(self) -> None:
+        dev = self._device or torch.device("cpu")
+        self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
+        self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
+        self._lower_only = False
+        self.count = 0
+        self.weight_sum = 0.0
+        self.value_sq_sum = 0.0
+        self.input_dtype: torch.dtype | None = None
+        self._version = 0
+        self._factor_cache: tuple[int, SpectralFactor] | None = None
+        self._solve_cache: dict[tuple[Any, ...], tuple[torch.Tensor, SolveInfo]] = {}
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._factor_cache = None
+        self._solve_cache.clear()
+
+    @property
+    def device(self) -> torch.device:
+        return self._gram.device
+
+    @property
+    def gram(self) -> torch.Tensor:
+        """G (d, d), float64, symmetric."""
+        if self._lower_only:
+            self._gram.copy_(symmetrize_lower(self._gram))
+            self._lower_only = False
+        return self._gram
+
+    @property
+    def cross(self) -> torch.Tensor:
+        """B (d, m), float64."""
+        return self._cross
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by G and B."""
+        return (self._gram.numel() + self._cross.numel()) * 8
+
+    def reset(self) -> GramStats:
+        """Forget every example (keeps the dimensions and device)."""
+        self._init_buffers()
+        return self
+
+    def copy(self) -> GramStats:
+        out = GramStats(self.key_dim, self.value_dim, device=self.device)
+        out._gram.copy_(self.gram)
+        out._cross.copy_(self._cross)
+        out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
+        out.input_dtype = self.input_dtype
+        return out
+
+    def to(self, device: torch.device | str) -> GramStats:
+        """Move the statistics to ``device`` in place."""
+        device = torch.device(device)
+        self._gram = self.gram.to(device)
+        self._cross = self._cross.to(device)
+        self._device = device
+        self._touch()
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"GramStats(key_dim={self.key_dim}, value_dim={self.value_dim}, count={self.count}, "
+            f"device={self.device})"
+        )
+
+    # ----------------------------------------------------------------- updates
+    def add(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
+        """Accumulate pairs. keys: (n, d); values: (n, m); weights: (n,) ≥ 0 or None."""
+        self._update(keys, values, weights, sign=1.0)
+        return self
+
+    def subtract(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
+        """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`."""
+        self._update(keys, values, weights, sign=-1.0)
+        return self
+
+    def _update(self, keys: Any, values: Any, weights: Any, sign: float) -> None:
+        k, v = check_pairs(keys, values, finite=False)
+        if k.shape[1] != self.key_dim:
+            raise ValueError(f"keys: expected dimension {self.key_dim}, got shape {tuple(k.shape)}")
+        if v.shape[1] != self.value_dim:
+            raise ValueError(f"values: expected dimension {self.value_dim}, got shape {tuple(v.shape)}")
+        self._adopt_device(k.device)
+        check_finite(k, "keys")
+        check_finite(v, "values")
+        if self.input_dtype is not None and k.dtype != self.input_dtype:
+            raise TypeError(
+                f"keys are {k.dtype} but these statistics were built from {self.input_dtype} keys; "
+                "cast the batch, or reset() first"
+            )
+        w = check_weights(weights, k.shape[0], k.device)
+        n = k.shape[0]
+        if sign < 0 and n > self.count:
+            raise ValueError(f"cannot subtract {n} examples from statistics that hold {self.count}")
+        if n == 0:
+            return
+        lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
+        self._lower_only = self._lower_only or lower_only
+        self.value_sq_sum += sign * value_sq
+        self.weight_sum += sign * (float(n) if w is None else float(w.sum()))
+        self.count += int(sign) * n
+        if self.input_dtype is None:
+            self.input_dtype = k.dtype
+        if self.count == 0:  # everything removed: drop the rounding residue
+            dtype = self.input_dtype
+            self._init_buffers()
+            self.input_dtype = dtype
+        self._touch()
+
+    def _adopt_device(self, device: torch.device) -> None:
+        if self._device is None:
+            self._device = device
+            if self._gram.device != device:
+                self._gram = self._gram.to(device)
+                self._cross = self._cross.to(device)
+        elif device != self.device:
+            raise ValueError(
+                f"batch is on {device} but the statistics live on {self.device}; move one of them"
+            )
+
+    def merge(self, other: GramStats) -> GramStats:
+        """Add another shard's statistics in place (the result equals adding its examples)."""
+        if not isinstance(other, GramStats):
+            raise TypeError(f"can only merge GramStats, got {type(other).__name__}")
+        self._check_compatible(other.key_dim, other.value_dim, "merge")
+        if other.count == 0:
+            return self
+        if self.input_dtype is not None and other.input_dtype not in (None, self.input_dtype):
+            raise TypeError(f"cannot merge statistics of {other.input_dtype} keys into {self.input_dtype}")
+        self._gram.copy_(self.gram + other.gram.to(self.device))
+        self._cross.add_(other.cross.to(self.device))
+        self.count += other.count
+        self.weight_sum += other.weight_sum
+        self.value_sq_sum += other.value_sq_sum
+        self.input_dtype = self.input_dtype or other.input_dtype
+        self._touch()
+        return self
+
+    def all_reduce(self, group: Any = None) -> GramStats:
+        """Sum the statistics over every process of a ``torch.distributed`` group, in place."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("all_reduce needs an initialised torch.distributed process group")
+        scalars = torch.tensor(
+            [float(self.count), self.weight_sum, self.value_sq_sum], dtype=torch.float64, device=self.device
+        )
+        gram = self.gram
+        for t in (gram, self._cross, scalars):
+            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+        self.count = round(float(scalars[0]))
+        self.weight_sum = float(scalars[1])
+        self.value_sq_sum = float(scalars[2])
+        self._touch()
+        return self
+
+    def _check_compatible(self, key_dim: int, value_dim: int, what: str) -> None:
+        if (key_dim, value_dim) != (self.key_dim, self.value_dim):
+            raise ValueError(
+                f"cannot {what}: statistics of keys {key_dim} → values {value_dim} do not match "
+                f"keys {self.key_dim} → values {self.value_dim}"
+            )
+
+    # ----------------------------------------------------------------- solving
+    def factor(self) -> SpectralFactor:
+        """Eigendecomposition of G (cached until the statistics change)."""
+        if self.count == 0:
+            raise ValueError("cannot solve: the statistics are empty (no examples were added)")
+        if self._factor_cache is None or self._factor_cache[0] != self._version:
+            factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
+            if factor.lambda_max <= 0:
+                raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
+            self._factor_cache = (self._version, factor)
+        return self._factor_cache[1]
+
+    def solve_with_info(
+        self,
+        tau: float | str | None = None,
+        *,
+        alpha: float = 1.0,
+        c: float = 1.0,
+        ridge: float | str | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> tuple[torch.Tensor, SolveInfo]:
+        """Like :meth:`solve`, also returning a :class:`SolveInfo`."""
+        if tau is not None and ridge is not None:
+            raise ValueError("give either tau (truncation) or ridge, not both")
+        dtype = dtype or self.input_dtype or torch.float32
+        device = torch.device(device) if device is not None else self.device
+        key = (tau, alpha, c, ridge, dtype, device)
+        cached = self._solve_cache.get(key)
+        if cached is not None:
+            return cached
+        factor = self.factor()
+        if ridge is not None:
+            rho = factor.gcv_ridge() if ridge == "gcv" else _as_float(ridge, "ridge")
+            phi = factor.ridge_filter(rho)
+            info = SolveInfo("ridge", None, rho, int((phi > 0).sum()), self.count, factor.lambda_max)
+        else:
+            if tau is None:
+                cut = power_law_tau(self.weight_sum, alpha, c)
+            elif tau == "gcv":
+                cut, _ = factor.gcv_truncation()
+            else:
+                cut = _as_float(tau, "tau")
+            phi = factor.truncation_filter(cut)
+            info = SolveInfo("truncation", cut, None, int((phi > 0).sum()), self.count, factor.lambda_max)
+        weights = factor.weights(phi).to(device=device, dtype=dtype)
+        self._solve_cache[key] = (weights, info)
+        return weights, info
+
+    def solve(
+        self,
+        tau: float | str | None = None,
+        *,
+        alpha: float = 1.0,
+        c: float = 1.0,
+        ridge: float | str | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Fast-weight matrix W (m, d) such that ``values ≈ keys @ W.T``.
+
+        tau:    relative singular-value cut (drop σ < τ·σ_max); ``None`` uses τ = c·n^(−α)
+                with n the sum of weights (the number of pairs when unweighted);
+                ``"gcv"`` picks the rank by generalised cross-validation.
+        ridge:  use ridge regression (G + ρI)⁻¹ instead of truncation; ``"gcv"`` picks ρ.
+        dtype, device: of the result (default: the dtype of the keys added and the statistics'
+                device). Results are cached until the statistics change.
+        """
+        return self.solve_with_info(tau, alpha=alpha, c=c, ridge=ridge, dtype=dtype, device=device)[0]
+
+    # ----------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {
+            "gram": self.gram.clone(),
+            "cross": self._cross.clone(),
+            "count": torch.tensor(self.count, dtype=torch.int64),
+            "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
+            "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], input_dtype: torch.dtype | None = None) -> None:
+        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`)."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"state is missing {missing}; is it a GramStats state?")
+        gram, cross = state["gram"], state["cross"]
+        if (
+            gram.ndim != 2
+            or cross.ndim != 2
+            or gram.shape[0] != gram.shape[1]
+            or cross.shape[0] != gram.shape[0]
+        ):
+            raise ValueError(f"malformed state: gram {tuple(gram.shape)}, cross {tuple(cross.shape)}")
+        self._check_compatible(gram.shape[0], cross.shape[1], "load")
+        if gram.dtype != torch.float64 or cross.dtype != torch.float64:
+            raise TypeError(f"state must hold float64 statistics, got {gram.dtype} and {cross.dtype}")
+        count = int(state["count"])
+        if count < 0:
+            raise ValueError(f"malformed state: negative count {count}")
+        for name in ("gram", "cross", "weight_sum", "value_sq_sum"):
+            if not bool(torch.isfinite(state[name]).all()):
+                raise ValueError(f"malformed state: {name} holds NaN or Inf")
+        self._gram = gram.to(self.device, torch.float64).clone()
+        self._cross = cross.to(self.device, torch.float64).clone()
+        self._lower_only = False
+        self.count = count
+        self.weight_sum = float(state["weight_sum"])
+        self.value_sq_sum = float(state["value_sq_sum"])
+        self.input_dtype = input_dtype
+        self._touch()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the statistics to a safetensors file, atomically."""
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "key_dim": str(self.key_dim),
+            "value_dim": str(self.value_dim),
+            "input_dtype": "" if self.input_dtype is None else str(self.input_dtype).removeprefix("torch."),
+        }
+        save_tensors(path, self.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: torch.device | str | None = None) -> GramStats:
+        """Read statistics written by :meth:`save`."""
+        tensors, meta = load_tensors(path)
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"{path} does not hold GramStats (format={meta.get('format')!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported GramStats format version {meta.get('format_version')!r}")
+        stats = cls(int(meta["key_dim"]), int(meta["value_dim"]), device=device or "cpu")
+        dtype_name = meta.get("input_dtype") or ""
+        dtype = getattr(torch, dtype_name, None) if dtype_name else None
+        stats.load_state_dict(tensors, input_dtype=dtype)
+        return stats
+
+    def load_file(self, path: str | os.PathLike[str]) -> None:
+        """Load statistics from ``path`` into this object, checking the dimensions match."""
+        other = GramStats.load(path, device=self.device)
+        self._check_compatible(other.key_dim, other.value_dim, f"load {path}")
+        self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
+
+
+def _as_float(x: Any, name: str) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or 'gcv', got {x!r}") from None
+    return value

@@ -1,0 +1,130 @@
+"""FaastClassifier: scikit-learn conformance, torch inputs, streaming, priors and embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from faast import FaastClassifier, GramStats
+
+
+@parametrize_with_checks([FaastClassifier(), FaastClassifier(tau="gcv", similarity="cosine")])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.3, random_state=0)
+
+
+def test_learns_digits(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = FaastClassifier().fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.9
+    assert clf.coef_.shape == (10, 64)
+
+
+def test_torch_inputs_match_numpy_and_keep_their_type(digits):
+    X_tr, X_te, y_tr, _ = digits
+    ref = FaastClassifier().fit(X_tr, y_tr)
+    clf = FaastClassifier().fit(torch.from_numpy(X_tr), torch.from_numpy(y_tr))
+    scores = clf.decision_function(torch.from_numpy(X_te))
+    assert isinstance(scores, torch.Tensor) and scores.dtype == torch.float64
+    assert np.allclose(scores.numpy(), ref.decision_function(X_te), atol=1e-10)
+    proba = clf.predict_proba(torch.from_numpy(X_te).float())
+    assert isinstance(proba, torch.Tensor) and torch.allclose(proba.sum(1), torch.ones(len(X_te)))
+    assert np.array_equal(clf.predict(torch.from_numpy(X_te)), ref.predict(X_te))
+
+
+def test_partial_fit_in_batches_equals_fit(digits):
+    X_tr, X_te, y_tr, _ = digits
+    full = FaastClassifier(alpha=1.0).fit(X_tr, y_tr)
+    stream = FaastClassifier(alpha=1.0)
+    for i in range(0, len(X_tr), 97):
+        stream.partial_fit(X_tr[i : i + 97], y_tr[i : i + 97], classes=np.arange(10))
+    assert np.allclose(stream.decision_function(X_te), full.decision_function(X_te), atol=1e-9)
+
+
+def test_class_embeddings_equal_regressing_onto_them(digits):
+    X_tr, X_te, y_tr, _ = digits
+    emb = np.random.default_rng(0).standard_normal((10, 5))
+    clf = FaastClassifier(class_embeddings=emb, alpha=1.0).fit(X_tr, y_tr)
+    w = GramStats(64, 5).add(X_tr, emb[y_tr]).solve(alpha=1.0)
+    values = torch.from_numpy(X_te) @ w.T
+    expected = (values @ torch.from_numpy(emb).T).numpy()
+    assert np.allclose(clf.decision_function(X_te), expected, atol=1e-9)
+
+
+def test_identity_prior_mix_follows_effective_sample_sizes():
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((3, 6))
+    X = rng.standard_normal((12, 6))
+    y = np.arange(12) % 3
+    clf = FaastClassifier(class_embeddings=emb, prior="identity", n0=36.0, alpha=1.0).fit(X, y)
+    learned = FaastClassifier(class_embeddings=emb, alpha=1.0).fit(X, y)
+    Xq = rng.standard_normal((4, 6))
+    r = 12 / (36 + 12)
+    expected = r * learned.decision_function(Xq) + (1 - r) * Xq @ emb.T
+    assert np.allclose(clf.decision_function(Xq), expected, atol=1e-9)
+    # with n0 = 0 the prior has no weight
+    no_prior = FaastClassifier(class_embeddings=emb, prior="identity", n0=0.0, alpha=1.0).fit(X, y)
+    assert np.allclose(no_prior.decision_function(Xq), learned.decision_function(Xq))
+
+
+def test_matrix_and_callable_priors_agree():
+    rng = np.random.default_rng(1)
+    P = rng.standard_normal((3, 5))
+    X, y = rng.standard_normal((9, 5)), np.arange(9) % 3
+    a = FaastClassifier(prior=P, n0=5.0).fit(X, y)
+    b = FaastClassifier(prior=lambda k: k @ torch.from_numpy(P).T, n0=5.0).fit(X, y)
+    assert np.allclose(a.decision_function(X), b.decision_function(X))
+
+
+def test_solver_options_reach_the_solve(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    for params in ({"tau": "gcv"}, {"ridge": "gcv"}, {"ridge": 1.0}, {"tau": 1e-3}):
+        assert FaastClassifier(**params).fit(X_tr, y_tr).score(X_te, y_te) > 0.85
+
+
+def test_bad_input_errors(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = FaastClassifier().fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="NaN"):
+        FaastClassifier().fit(np.full((3, 2), np.nan), [0, 1, 0])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        FaastClassifier().fit(torch.tensor([[float("inf"), 0.0], [0.0, 1.0]]), [0, 1])
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        clf.predict(np.zeros((2, 63)))
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        clf.predict(torch.zeros(2, 63))
+    with pytest.raises(ValueError, match="labels not in classes_"):
+        clf.partial_fit(X_tr[:2], [0, 42])
+    with pytest.raises(ValueError, match="classes must be passed"):
+        FaastClassifier().partial_fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match=r"class_embeddings: expected shape \(10, m\)"):
+        FaastClassifier(class_embeddings=np.ones((3, 4))).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="prior='identity' needs keys and values of one dimension"):
+        FaastClassifier(prior="identity", n0=1.0).fit(X_tr, y_tr).predict(X_tr)
+    with pytest.raises(ValueError, match="either tau or ridge"):
+        FaastClassifier(tau=0.1, ridge=1.0).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="X has 5 rows but y has 4"):
+        FaastClassifier().fit(torch.zeros(5, 3), np.arange(4))
+    with pytest.raises(ValueError, match=r"expected a 2-D tensor"):
+        FaastClassifier().fit(torch.zeros(5), np.arange(5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_tensors_stay_on_the_gpu(digits):
+    X_tr, X_te, y_tr, _ = digits
+    clf = FaastClassifier().fit(torch.from_numpy(X_tr).cuda(), y_tr)
+    assert clf.stats_.device.type == "cuda"
+    scores = clf.decision_function(torch.from_numpy(X_te).cuda())
+    assert scores.device.type == "cuda"
+    ref = FaastClassifier().fit(X_tr, y_tr).decision_function(X_te)
+    assert np.allclose(scores.cpu().numpy(), ref, atol=1e-8)

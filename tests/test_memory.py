@@ -1,0 +1,116 @@
+"""The three memories behind one interface: add / read / reset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faast.memory import InverseMemory, KNNMemory, SoftmaxMemory, softmax
+from faast.solver import GramStats
+
+
+def data(n=30, d=8, m=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=gen), torch.randn(n, m, generator=gen)
+
+
+def onehot(labels, classes):
+    return F.one_hot(torch.as_tensor(labels), classes).float()
+
+
+@pytest.mark.parametrize("memory", [InverseMemory(), SoftmaxMemory(), KNNMemory(k=3)])
+def test_interface_shapes_reset_and_errors(memory):
+    keys, values = data()
+    with pytest.raises(ValueError, match="is empty"):
+        memory.read(keys)
+    memory.add(keys[:10], values[:10]).add(keys[10:], values[10:])
+    assert memory.num_pairs == 30
+    out = memory.read(keys[:5])
+    assert out.shape == (5, 3) and out.dtype == torch.float32
+    assert memory.nbytes > 0
+    with pytest.raises(ValueError, match="keys: memory holds 8-d keys"):
+        memory.add(torch.randn(2, 9), torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"queries: expected 8 columns"):
+        memory.read(torch.randn(2, 9))
+    memory.reset()
+    assert memory.num_pairs == 0 and memory.nbytes == 0
+    memory.add(torch.randn(4, 5), torch.randn(4, 2))  # new dimensions after reset
+    assert memory.read(torch.randn(1, 5)).shape == (1, 2)
+
+
+def test_inverse_memory_reads_the_solved_fast_weights():
+    keys, values = data(n=50, d=10)
+    mem = InverseMemory(alpha=1.0, c=1.0).add(keys, values)
+    w = GramStats(10, 3).add(keys, values).solve()
+    assert torch.allclose(mem.read(keys), keys @ w.T, atol=1e-6)
+    assert mem.nbytes == 3 * 10 * 4  # W only, however many pairs
+
+
+def test_inverse_memory_remove_forgets_exactly():
+    keys, values = data(n=60, d=6)
+    mem = InverseMemory(tau=1e-3).add(keys, values)
+    mem.remove(keys[40:], values[40:])
+    ref = InverseMemory(tau=1e-3).add(keys[:40], values[:40])
+    assert torch.allclose(mem.read(keys), ref.read(keys), atol=1e-5)
+
+
+def test_inverse_memory_recovers_a_linear_map():
+    gen = torch.Generator().manual_seed(0)
+    w_true = torch.randn(4, 16, generator=gen, dtype=torch.float64)
+    keys = torch.randn(200, 16, generator=gen, dtype=torch.float64)
+    mem = InverseMemory().add(keys, keys @ w_true.T)
+    q = torch.randn(5, 16, generator=gen, dtype=torch.float64)
+    assert torch.allclose(mem.read(q), q @ w_true.T, atol=1e-9)
+
+
+def test_softmax_memory_equals_formula_and_blocks(monkeypatch):
+    keys, values = data(n=40)
+    q = torch.randn(7, 8)
+    mem = SoftmaxMemory(temperature=0.5).add(keys, values)
+    ref = torch.softmax(q @ keys.T / 0.5, dim=1) @ values
+    assert torch.allclose(mem.read(q), ref, atol=1e-6)
+    monkeypatch.setattr(softmax, "_SCORE_BLOCK", 40 * 2)  # two queries per block
+    assert torch.allclose(mem.read(q), ref, atol=1e-6)
+
+
+def test_softmax_memory_temperature_limits():
+    keys, values = data(n=20)
+    sharp = SoftmaxMemory(temperature=1e-4, normalize=True).add(keys, values)
+    assert torch.allclose(sharp.read(keys), values, atol=1e-5)  # each key retrieves its own value
+    flat = SoftmaxMemory(temperature=1e6).add(keys, values)
+    assert torch.allclose(flat.read(keys[:3]), values.mean(0).expand(3, -1), atol=1e-4)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SoftmaxMemory(temperature=0)
+
+
+def test_knn_majority_vote_and_tie_break():
+    keys = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    labels = [0, 0, 1, 1, 1]
+    mem = KNNMemory(k=3, metric="l2").add(keys, onehot(labels, 2))
+    # neighbours of (1, 0): labels 0, 0, 1 → class 0 by majority
+    assert torch.equal(mem.read(torch.tensor([[1.0, 0.0]])), onehot([0], 2))
+    tie = KNNMemory(k=2, metric="l2").add(keys, onehot(labels, 2))
+    # neighbours of (0.85, 0.15): indices 1 (class 0, nearest) and 2 (class 1): tie → nearest wins
+    assert torch.equal(tie.read(torch.tensor([[0.86, 0.14]])), onehot([0], 2))
+    assert torch.equal(tie.read(torch.tensor([[0.79, 0.21]])), onehot([1], 2))
+
+
+def test_knn_default_k_follows_the_paper_rule():
+    keys, _ = data(n=60)
+    mem = KNNMemory().add(keys[:5], onehot([0, 1, 2, 3, 4], 5))
+    assert mem.effective_k() == 1  # one shot per class
+    mem = KNNMemory().add(keys[:25], onehot(torch.arange(25) % 5, 5))
+    assert mem.effective_k() == 5
+    mem = KNNMemory().add(keys, onehot(torch.arange(60) % 2, 2))
+    assert mem.effective_k() == 10
+
+
+def test_knn_one_nn_returns_nearest_value_and_mean_mode():
+    keys, values = data(n=30)
+    mem = KNNMemory(k=1, metric="cosine").add(keys, values)
+    assert torch.allclose(mem.read(keys * 3.0), values)  # cosine ignores scale
+    mean = KNNMemory(k=30, aggregate="mean").add(keys, values)
+    assert torch.allclose(mean.read(keys[:2]), values.mean(0).expand(2, -1), atol=1e-6)
+    with pytest.raises(ValueError, match="metric must be"):
+        KNNMemory(metric="dot")

@@ -1,0 +1,130 @@
+"""Bad input to the solver fails with a clear error naming the problem."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from faast.solver import GramStats
+
+
+@pytest.fixture
+def stats():
+    return GramStats(4, 2)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_or_inf_keys_or_values(stats, bad):
+    k = torch.randn(3, 4)
+    k[1, 2] = bad
+    with pytest.raises(ValueError, match=r"keys: contains 1 NaN or Inf"):
+        stats.add(k, torch.randn(3, 2))
+    v = torch.randn(3, 2)
+    v[0, 0] = bad
+    with pytest.raises(ValueError, match=r"values: contains 1 NaN or Inf"):
+        stats.add(torch.randn(3, 4), v)
+    assert stats.count == 0
+
+
+def test_wrong_rank(stats):
+    with pytest.raises(ValueError, match=r"keys: expected a 2-D array.*got shape \(4,\)"):
+        stats.add(torch.randn(4), torch.randn(1, 2))
+    with pytest.raises(ValueError, match=r"values: expected a 2-D array.*\(3, 2, 1\)"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2, 1))
+
+
+def test_mismatched_shapes(stats):
+    with pytest.raises(ValueError, match="number of pairs: 3 vs 2"):
+        stats.add(torch.randn(3, 4), torch.randn(2, 2))
+    with pytest.raises(ValueError, match=r"keys: expected dimension 4, got shape \(3, 5\)"):
+        stats.add(torch.randn(3, 5), torch.randn(3, 2))
+    with pytest.raises(ValueError, match=r"values: expected dimension 2, got shape \(3, 3\)"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 3))
+    with pytest.raises(ValueError, match=r"weights: expected shape \(3,\)"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2), torch.ones(4))
+
+
+def test_integer_and_mixed_dtypes(stats):
+    with pytest.raises(TypeError, match="keys: expected a floating-point dtype, got torch.int64"):
+        stats.add(torch.ones(3, 4, dtype=torch.int64), torch.randn(3, 2))
+    with pytest.raises(TypeError, match="keys are torch.float32 but values are torch.float64"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2, dtype=torch.float64))
+    stats.add(torch.randn(3, 4), torch.randn(3, 2))
+    with pytest.raises(TypeError, match="built from torch.float32 keys"):
+        stats.add(torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64))
+
+
+def test_device_mixing(stats):
+    meta_k = torch.empty(3, 4, device="meta")
+    with pytest.raises(ValueError, match="keys are on meta but values are on cpu"):
+        stats.add(meta_k, torch.randn(3, 2))
+    stats.add(torch.randn(3, 4), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="batch is on meta but the statistics live on cpu"):
+        stats.add(meta_k, torch.empty(3, 2, device="meta"))
+
+
+def test_negative_or_nan_weights(stats):
+    with pytest.raises(ValueError, match="weights: must be non-negative"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2), torch.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="weights: contains 1 NaN"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2), torch.tensor([1.0, math.nan, 1.0]))
+
+
+def test_empty_statistics_at_solve_time(stats):
+    with pytest.raises(ValueError, match="statistics are empty"):
+        stats.solve()
+    stats.add(torch.zeros(3, 4), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="every key added so far is zero"):
+        stats.solve()
+
+
+def test_subtracting_more_than_was_added(stats):
+    stats.add(torch.randn(2, 4), torch.randn(2, 2))
+    with pytest.raises(ValueError, match="cannot subtract 3 examples from statistics that hold 2"):
+        stats.subtract(torch.randn(3, 4), torch.randn(3, 2))
+
+
+def test_bad_solve_arguments(stats):
+    stats.add(torch.randn(5, 4), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="either tau .* or ridge"):
+        stats.solve(0.1, ridge=0.1)
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
+        stats.solve(-0.1)
+    with pytest.raises(ValueError, match="ridge must be a finite number > 0"):
+        stats.solve(ridge=0.0)
+    with pytest.raises(ValueError, match="tau must be a number or 'gcv'"):
+        stats.solve("auto")
+    with pytest.raises(ValueError, match="c > 0"):
+        stats.solve(c=0.0)
+
+
+def test_merge_of_other_dimensions(stats):
+    with pytest.raises(ValueError, match=r"cannot merge: statistics of keys 5 → values 2"):
+        stats.merge(GramStats(5, 2))
+    with pytest.raises(TypeError, match="can only merge GramStats"):
+        stats.merge(np.zeros((4, 4)))
+
+
+def test_sparse_and_object_input(stats):
+    with pytest.raises(TypeError, match="sparse"):
+        stats.add(torch.eye(4).to_sparse(), torch.randn(4, 2))
+    with pytest.raises(TypeError, match="Python objects"):
+        stats.add(np.array([[object()] * 4]), torch.randn(1, 2))
+
+
+def test_numpy_input_is_accepted(stats):
+    stats.add(np.random.default_rng(0).standard_normal((6, 4)), np.ones((6, 2)))
+    assert stats.input_dtype == torch.float64
+    assert stats.solve().dtype == torch.float64
+
+
+def test_tiny_tau_is_clamped_with_a_warning():
+    gen = torch.Generator().manual_seed(0)
+    stats = GramStats(8, 1).add(
+        torch.randn(20, 8, generator=gen, dtype=torch.float64), torch.ones(20, 1, dtype=torch.float64)
+    )
+    with pytest.warns(RuntimeWarning, match="below what a float64 Gram matrix resolves"):
+        stats.solve(1e-12)

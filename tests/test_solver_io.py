@@ -1,0 +1,98 @@
+"""Saving and loading statistics: safetensors, atomic, checked."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from faast.io import atomic_write
+from faast.solver import GramStats
+
+
+def filled(d=6, m=3, n=20, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return GramStats(d, m).add(torch.randn(n, d, generator=gen), torch.randn(n, m, generator=gen))
+
+
+def test_round_trip(tmp_path):
+    stats = filled()
+    path = tmp_path / "stats.safetensors"
+    stats.save(path)
+    loaded = GramStats.load(path)
+    assert (loaded.key_dim, loaded.value_dim, loaded.count) == (6, 3, 20)
+    assert loaded.input_dtype == torch.float32
+    assert torch.equal(loaded.gram, stats.gram) and torch.equal(loaded.cross, stats.cross)
+    assert torch.equal(loaded.solve(0.01), stats.solve(0.01))
+    # streaming continues after a reload exactly as without it
+    extra = filled(seed=1)
+    loaded.merge(extra)
+    stats.merge(extra)
+    assert torch.equal(loaded.gram, stats.gram)
+
+
+def test_state_dict_round_trip_into_existing_object():
+    stats = filled()
+    other = GramStats(6, 3)
+    other.load_state_dict(stats.state_dict(), input_dtype=torch.float32)
+    assert torch.equal(other.solve(0.1), stats.solve(0.1))
+
+
+def test_loading_statistics_of_another_dimension(tmp_path):
+    path = tmp_path / "s.safetensors"
+    filled(d=6).save(path)
+    target = GramStats(5, 3)
+    with pytest.raises(ValueError, match=r"statistics of keys 6 → values 3 do not match keys 5 → values 3"):
+        target.load_file(path)
+    with pytest.raises(ValueError, match="do not match"):
+        target.load_state_dict(filled(d=6).state_dict())
+
+
+def test_loading_a_file_that_is_not_gram_stats(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="does not hold GramStats"):
+        GramStats.load(path)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        GramStats.load(junk)
+    with pytest.raises(FileNotFoundError):
+        GramStats.load(tmp_path / "missing.safetensors")
+
+
+def test_malformed_state_is_rejected():
+    state = filled().state_dict()
+    bad = dict(state, gram=state["gram"].float())
+    with pytest.raises(TypeError, match="float64"):
+        GramStats(6, 3).load_state_dict(bad)
+    bad = dict(state, cross=state["cross"].clone().fill_(float("nan")))
+    with pytest.raises(ValueError, match="cross holds NaN"):
+        GramStats(6, 3).load_state_dict(bad)
+    bad = {k: v for k, v in state.items() if k != "count"}
+    with pytest.raises(ValueError, match="missing"):
+        GramStats(6, 3).load_state_dict(bad)
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "stats.safetensors"
+    filled().save(path)
+    before = path.read_bytes()
+
+    def crash(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, crash)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.safetensors"]  # no temp file left
+
+
+def test_save_creates_parent_directories(tmp_path):
+    path = tmp_path / "a" / "b" / "stats.safetensors"
+    filled().save(path)
+    assert os.path.getsize(path) > 0

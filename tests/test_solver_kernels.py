@@ -1,0 +1,86 @@
+"""The CPU BLAS accumulation path and the torch path against the naive reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from faast.solver import kernels
+from faast.solver.stats import GramStats
+
+
+def run(path: str, keys, values, weights, sign=1.0):
+    d, m = keys.shape[1], values.shape[1]
+    g = torch.zeros(d, d, dtype=torch.float64)
+    b = torch.zeros(d, m, dtype=torch.float64)
+    if path == "naive":
+        sq = kernels.naive_accumulate(g, b, keys, values, weights, sign)
+        return g, b, sq
+    if path == "torch":
+        sq = kernels.accumulate_torch(g, b, keys, values, weights, sign)
+        return g, b, sq
+    lower, sq = kernels.accumulate(g, b, keys, values, weights, sign)
+    assert lower
+    return kernels.symmetrize_lower(g), b, sq
+
+
+@given(
+    st.integers(0, 1200),
+    st.integers(1, 40),
+    st.integers(1, 9),
+    st.booleans(),
+    st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+    st.integers(0, 2**31 - 1),
+)
+def test_blas_and_torch_paths_equal_naive(n, d, m, weighted, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n, d, generator=gen).to(dtype)
+    values = torch.randn(n, m, generator=gen).to(dtype)
+    weights = torch.rand(n, generator=gen, dtype=torch.float64) if weighted else None
+    g_ref, b_ref, sq_ref = run("naive", keys, values, weights)
+    for path in ("blas", "torch"):
+        g, b, sq = run(path, keys, values, weights)
+        scale = 1.0 + float(g_ref.abs().max())
+        assert torch.allclose(g, g_ref, atol=1e-12 * scale, rtol=0)
+        assert torch.allclose(b, b_ref, atol=1e-12 * (1.0 + float(b_ref.abs().max())), rtol=0)
+        assert sq == pytest.approx(sq_ref, rel=1e-12, abs=1e-12)
+
+
+def test_chunk_boundaries_and_non_contiguous_inputs():
+    gen = torch.Generator().manual_seed(0)
+    n = 3 * kernels.CPU_CHUNK_ROWS + 17
+    keys = torch.randn(n, 2 * 13, generator=gen)[:, ::2]  # non-contiguous view
+    values = torch.randn(4, n, generator=gen).T  # transposed view
+    g_ref, b_ref, sq_ref = run("naive", keys, values, None)
+    g, b, sq = run("blas", keys, values, None)
+    assert torch.allclose(g, g_ref, atol=1e-9) and torch.allclose(b, b_ref, atol=1e-9)
+    assert sq == pytest.approx(sq_ref, rel=1e-12)
+
+
+def test_subtraction_sign():
+    gen = torch.Generator().manual_seed(0)
+    keys, values = torch.randn(40, 6, generator=gen), torch.randn(40, 2, generator=gen)
+    g, b, _ = run("blas", keys, values, None, sign=-1.0)
+    g_ref, b_ref, _ = run("naive", keys, values, None, sign=-1.0)
+    assert torch.allclose(g, g_ref) and torch.allclose(b, b_ref)
+
+
+def test_keys_requiring_grad_are_accepted():
+    keys = torch.randn(5, 3, requires_grad=True)
+    stats = GramStats(3, 2).add(keys, torch.randn(5, 2))
+    assert stats.count == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_statistics_equal_cpu_statistics():
+    gen = torch.Generator().manual_seed(0)
+    keys, values = torch.randn(300, 20, generator=gen), torch.randn(300, 4, generator=gen)
+    cpu = GramStats(20, 4).add(keys, values)
+    gpu = GramStats(20, 4).add(keys.cuda(), values.cuda())
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.gram.cpu(), cpu.gram, atol=1e-10)
+    w = gpu.solve(0.01)
+    assert w.device.type == "cuda" and w.dtype == torch.float32
+    assert torch.allclose(w.cpu(), cpu.solve(0.01), atol=1e-5)
