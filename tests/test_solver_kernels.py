@@ -84,3 +84,16 @@ def test_cuda_statistics_equal_cpu_statistics():
     w = gpu.solve(0.01)
     assert w.device.type == "cuda" and w.dtype == torch.float32
     assert torch.allclose(w.cpu(), cpu.solve(0.01), atol=1e-5)
+
+
+@given(st.integers(1, 60), st.integers(0, 2**31 - 1))
+def test_cpu_eigh_path_matches_torch(d, seed):
+    from faast.solver.spectral import symmetric_eigh
+
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(d + 3, d, generator=gen, dtype=torch.float64)
+    gram = a.T @ a
+    lam, vec = symmetric_eigh(gram)
+    ref = torch.linalg.eigvalsh(gram)
+    assert torch.allclose(lam, ref, atol=1e-10 * float(ref.abs().max()))
+    assert torch.allclose(vec @ torch.diag(lam) @ vec.T, gram, atol=1e-10 * float(ref.abs().max()))
