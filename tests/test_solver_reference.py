@@ -54,10 +54,11 @@ def make_problem(p: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | No
     return keys, values, weights, tau, smallest
 
 
-@given(problem)
-def test_solve_matches_svd_pseudoinverse(p):
+@pytest.mark.parametrize("dual", [True, False], ids=["dual-when-n<d", "primal-only"])
+@given(p=problem)
+def test_solve_matches_svd_pseudoinverse(dual, p):
     keys, values, weights, tau, smallest = make_problem(p)
-    stats = GramStats(p["d"], p["m"]).add(keys, values, weights)
+    stats = GramStats(p["d"], p["m"], dual_max_pairs=None if dual else 0).add(keys, values, weights)
     got = stats.solve(tau)
     ref = svd_reference(keys, values, tau, weights)
     queries = torch.randn(16, p["d"], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -122,6 +123,36 @@ def test_subtract_equals_never_having_added(p, extra):
     assert relative_error(forgot.solve(tau), kept.solve(tau)) <= max(
         tolerance(smallest, p["d"]), 1e3 * residue / lam_kept
     )
+
+
+@given(problem)
+def test_dual_and_primal_factors_agree_on_gcv_and_residuals(p):
+    keys, values, weights, _, _ = make_problem(p)
+    dual = GramStats(p["d"], p["m"]).add(keys, values, weights)
+    primal = GramStats(p["d"], p["m"], dual_max_pairs=0).add(keys, values, weights)
+    _, rank_d = dual.factor().gcv_truncation()
+    _, rank_p = primal.factor().gcv_truncation()
+    assert rank_d == rank_p
+    for tau in (1e-3, 1e-1):
+        rss_d, dof_d = dual.factor().residual(dual.factor().truncation_filter(tau))
+        rss_p, dof_p = primal.factor().residual(primal.factor().truncation_filter(tau))
+        assert dof_d == pytest.approx(dof_p)
+        assert rss_d == pytest.approx(rss_p, rel=1e-6, abs=1e-9 * (1 + dual.value_sq_sum))
+
+
+def test_dual_route_is_used_only_while_it_applies():
+    gen = torch.Generator().manual_seed(0)
+    k, v = torch.randn(40, 30, generator=gen), torch.randn(40, 2, generator=gen)
+    stats = GramStats(30, 2).add(k[:10], v[:10])
+    assert stats.factor().basis.shape == (30, 10)  # dual: rank-10 thin basis
+    stats.add(k[10:], v[10:])
+    assert stats.factor().basis.shape == (30, 30)  # past d pairs: primal
+    stats.reset().add(k[:10], v[:10]).subtract(k[:2], v[:2])
+    assert stats.factor().basis.shape == (30, 30)  # subtract drops the pair copies
+    merged = GramStats(30, 2).add(k[:5], v[:5]).merge(GramStats(30, 2).add(k[5:12], v[5:12]))
+    assert merged.factor().basis.shape == (30, 12)
+    primal = GramStats(30, 2, dual_max_pairs=0).add(k[:12], v[:12])
+    assert torch.allclose(merged.solve(0.01), primal.solve(0.01))
 
 
 def test_subtract_everything_gives_exact_zero():

@@ -47,8 +47,9 @@ def symmetric_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class SpectralFactor:
     """Eigendecomposition of G in float64 plus what every filter needs.
 
-    eigenvalues: (d,) descending, clamped at 0. basis: (d, d) eigenvectors as columns.
-    projected: (d, m) = basisᵀ B. count: effective number of pairs n = Σ wᵢ. value_sq_sum: Σ wᵢ‖vᵢ‖².
+    eigenvalues: (r,) descending, clamped at 0 (r = d, or the rank found by the dual route).
+    basis: (d, r) eigenvectors as columns. projected: (r, m) = basisᵀ B.
+    count: effective number of pairs n = Σ wᵢ. value_sq_sum: Σ wᵢ‖vᵢ‖².
     """
 
     eigenvalues: torch.Tensor
@@ -64,6 +65,25 @@ class SpectralFactor:
         lam = lam.flip(0).clamp_min(0.0)
         basis = basis.flip(1)
         return cls(lam, basis, basis.T @ cross, count, value_sq_sum)
+
+    @classmethod
+    def from_pairs(cls, keys: torch.Tensor, values: torch.Tensor, count: float, value_sq_sum: float):
+        """Dual route for n < d: eigh of the n × n matrix K Kᵀ instead of the d × d G.
+
+        keys: (n, d) and values: (n, m), float64, rows already scaled by √wᵢ. The non-zero
+        eigenvalues of K Kᵀ = A Λ Aᵀ are those of G = KᵀK, with eigenvectors U = Kᵀ A Λ^(−1/2),
+        and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
+        Costs O(n²·d + n³) instead of O(d³).
+        """
+        lam, vec = symmetric_eigh(keys @ keys.T)
+        lam, vec = lam.flip(0), vec.flip(1)
+        top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
+        keep = lam > top * lam.numel() * _EIGEN_NOISE
+        lam, vec = lam[keep], vec[:, keep]
+        root = lam.sqrt()
+        basis = (keys.T @ vec) / root
+        projected = root[:, None] * (vec.T @ values)
+        return cls(lam, basis, projected, count, value_sq_sum)
 
     @property
     def lambda_max(self) -> float:

@@ -59,13 +59,27 @@ class GramStats:
         d and m.
     device:
         Where the statistics live. ``None`` adopts the device of the first batch added.
+    dual_max_pairs:
+        While at most this many pairs have been added (default: ``key_dim``; 0 disables), the
+        float64 pairs are also kept so that a solve with n < d uses the dual n × n
+        eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime). The copy is
+        dropped for good once the count passes the limit, or after ``subtract``/``all_reduce``/
+        ``load_state_dict``; the result is the same either way.
     """
 
-    def __init__(self, key_dim: int, value_dim: int, *, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        *,
+        device: torch.device | str | None = None,
+        dual_max_pairs: int | None = None,
+    ) -> None:
         if int(key_dim) <= 0 or int(value_dim) <= 0:
             raise ValueError(f"key_dim and value_dim must be positive, got {key_dim} and {value_dim}")
         self.key_dim = int(key_dim)
         self.value_dim = int(value_dim)
+        self.dual_max_pairs = self.key_dim if dual_max_pairs is None else max(0, int(dual_max_pairs))
         self._device: torch.device | None = None if device is None else torch.device(device)
         self._init_buffers()
 
@@ -75,6 +89,7 @@ class GramStats:
         self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
         self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
         self._lower_only = False
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = []  # dual route; None: dropped
         self.count = 0
         self.weight_sum = 0.0
         self.value_sq_sum = 0.0
@@ -116,9 +131,10 @@ class GramStats:
         return self
 
     def copy(self) -> GramStats:
-        out = GramStats(self.key_dim, self.value_dim, device=self.device)
+        out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
         out._gram.copy_(self.gram)
         out._cross.copy_(self._cross)
+        out._pairs = None if self._pairs is None else list(self._pairs)
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
         return out
@@ -128,6 +144,8 @@ class GramStats:
         device = torch.device(device)
         self._gram = self.gram.to(device)
         self._cross = self._cross.to(device)
+        if self._pairs is not None:
+            self._pairs = [(k.to(device), v.to(device)) for k, v in self._pairs]
         self._device = device
         self._touch()
         return self
@@ -171,6 +189,7 @@ class GramStats:
             return
         lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
         self._lower_only = self._lower_only or lower_only
+        self._record_pairs(k, v, w, sign)
         self.value_sq_sum += sign * value_sq
         self.weight_sum += sign * (float(n) if w is None else float(w.sum()))
         self.count += int(sign) * n
@@ -181,6 +200,20 @@ class GramStats:
             self._init_buffers()
             self.input_dtype = dtype
         self._touch()
+
+    def _record_pairs(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, sign: float) -> None:
+        """Keep float64 copies of the pairs for the dual route while the count allows it."""
+        if self._pairs is None:
+            return
+        if sign < 0 or self.count + k.shape[0] > self.dual_max_pairs:
+            self._pairs = None
+            return
+        k64 = k.detach().to(torch.float64)
+        v64 = v.detach().to(torch.float64)
+        if w is not None:
+            root = w.sqrt()[:, None]
+            k64, v64 = k64 * root, v64 * root
+        self._pairs.append((k64, v64))
 
     def _adopt_device(self, device: torch.device) -> None:
         if self._device is None:
@@ -204,6 +237,10 @@ class GramStats:
             raise TypeError(f"cannot merge statistics of {other.input_dtype} keys into {self.input_dtype}")
         self._gram.copy_(self.gram + other.gram.to(self.device))
         self._cross.add_(other.cross.to(self.device))
+        if self._pairs is None or other._pairs is None or self.count + other.count > self.dual_max_pairs:
+            self._pairs = None
+        else:
+            self._pairs += [(k.to(self.device), v.to(self.device)) for k, v in other._pairs]
         self.count += other.count
         self.weight_sum += other.weight_sum
         self.value_sq_sum += other.value_sq_sum
@@ -221,6 +258,7 @@ class GramStats:
             [float(self.count), self.weight_sum, self.value_sq_sum], dtype=torch.float64, device=self.device
         )
         gram = self.gram
+        self._pairs = None  # other processes' pairs are not here
         for t in (gram, self._cross, scalars):
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
         self.count = round(float(scalars[0]))
@@ -242,7 +280,12 @@ class GramStats:
         if self.count == 0:
             raise ValueError("cannot solve: the statistics are empty (no examples were added)")
         if self._factor_cache is None or self._factor_cache[0] != self._version:
-            factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
+            if self._pairs and self.count < self.key_dim:
+                keys = torch.cat([k for k, _ in self._pairs])
+                values = torch.cat([v for _, v in self._pairs])
+                factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
+            else:
+                factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
             self._factor_cache = (self._version, factor)
@@ -341,6 +384,7 @@ class GramStats:
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
+        self._pairs = [] if count == 0 else None
         self.count = count
         self.weight_sum = float(state["weight_sum"])
         self.value_sq_sum = float(state["value_sq_sum"])
