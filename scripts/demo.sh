@@ -4,4 +4,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$FAAST_ROOT"
+"$FAAST_VENV/bin/faast" assets fetch --group demo
 "$FAAST_VENV/bin/faast" demo "$@"

@@ -5,4 +5,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$FAAST_ROOT"
 "$FAAST_PY" -m ruff check src tests benchmarks
+"$FAAST_VENV/bin/faast" assets fetch --group tests
 "$FAAST_PY" -m pytest "$@"

@@ -1,0 +1,25 @@
+"""Frozen image encoders and their on-disk feature cache."""
+
+from __future__ import annotations
+
+from faast.encoders.base import ImageEncoder, to_rgb_batch
+from faast.encoders.cache import cache_path, encode_dataset
+
+ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>")
+
+
+def build_encoder(name: str = "efficientnet-lite0", *, resolution: int = 64, device: str = "cpu", **kwargs):
+    """``efficientnet-lite0`` (offline asset) or ``clip:RN50/openai`` (open_clip, needs internet)."""
+    if name == "efficientnet-lite0":
+        from faast.encoders.efficientnet import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(resolution=resolution, device=device, **kwargs)
+    if name.startswith("clip:"):
+        from faast.encoders.openclip import OpenClipEncoder
+
+        model, _, pretrained = name[5:].partition("/")
+        return OpenClipEncoder(model, pretrained or "openai", device=device)
+    raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+
+
+__all__ = ["ENCODERS", "ImageEncoder", "build_encoder", "cache_path", "encode_dataset", "to_rgb_batch"]

@@ -1,0 +1,105 @@
+"""On-disk cache of encoded features, keyed by (encoder, resolution, dataset, split).
+
+Each entry is one safetensors file (written atomically, read without pickle) holding
+``features`` (n, D) float32 and ``labels`` (n,) int64; its metadata records the encoder's
+identity (name, weights hash, resolution, preprocessing) and the dataset's fingerprint (number
+of images and a content hash). An entry whose metadata disagrees is stale and is recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from faast.data.dataset import ImageDataset
+from faast.encoders.base import ImageEncoder
+from faast.io import load_tensors, save_tensors
+
+FORMAT = "faast.features/1"
+
+
+def cache_path(root: str | os.PathLike[str], encoder: ImageEncoder, dataset: ImageDataset) -> Path:
+    """``root/<encoder>-<resolution>px/<dataset>-<split>.safetensors`` (unsafe characters → '_')."""
+    folder = _safe(f"{encoder.name}-{encoder.resolution}px")
+    return Path(root) / folder / f"{_safe(dataset.name)}-{_safe(dataset.split)}.safetensors"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _expected_meta(encoder: ImageEncoder, dataset: ImageDataset) -> dict[str, str]:
+    return {
+        "format": FORMAT,
+        **encoder.identity(),
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "num_images": str(len(dataset)),
+        "fingerprint": dataset.fingerprint(),
+    }
+
+
+def load_cached(path: Path, expected: dict[str, str]) -> tuple[torch.Tensor | None, str]:
+    """(features, "") if ``path`` holds features matching ``expected``, else (None, reason)."""
+    if not path.is_file():
+        return None, "not cached"
+    try:
+        tensors, meta = load_tensors(path)
+    except ValueError as exc:
+        return None, f"unreadable ({exc})"
+    diff = [k for k, v in expected.items() if meta.get(k) != v]
+    if diff:
+        return None, "stale: " + ", ".join(f"{k} {meta.get(k)!r} != {expected[k]!r}" for k in diff[:3])
+    feats = tensors.get("features")
+    if feats is None or feats.ndim != 2 or feats.shape[0] != int(expected["num_images"]):
+        return None, "malformed features tensor"
+    return feats, ""
+
+
+def encode_dataset(
+    encoder: ImageEncoder,
+    dataset: ImageDataset,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Features (n, D) float32 of every image of ``dataset``, from the cache when valid.
+
+    cache_dir: where entries live (``None``: no caching). A missing, stale or unreadable entry is
+    (re)computed in batches of ``batch_size`` with a progress bar and written atomically.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    expected = _expected_meta(encoder, dataset)
+    path = None
+    if cache_dir is not None:
+        path = cache_path(cache_dir, encoder, dataset)
+        feats, reason = load_cached(path, expected)
+        if feats is not None:
+            return feats
+        if reason != "not cached":
+            print(f"[faast] feature cache {path}: {reason}; re-encoding", file=sys.stderr)
+    out = torch.empty(len(dataset), encoder.feature_dim, dtype=torch.float32)
+    bar = tqdm(
+        total=len(dataset),
+        desc=f"encoding {dataset.name}/{dataset.split} @{encoder.resolution}px",
+        unit="img",
+        disable=not progress,
+        leave=False,
+    )
+    with bar:
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset.images[start : start + batch_size]
+            out[start : start + len(batch)] = encoder.encode(batch)
+            bar.update(len(batch))
+    if path is not None:
+        labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
+        save_tensors(path, {"features": out, "labels": labels}, expected)
+    return out

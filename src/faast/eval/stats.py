@@ -1,0 +1,26 @@
+"""Confidence intervals for accuracies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def mean_ci95(values: np.ndarray | list[float]) -> tuple[float, float]:
+    """Mean of per-episode values and the half-width of its normal 95 % interval,
+    1.96 · s / √E with s the sample standard deviation (0 for a single episode)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_ci95: no values")
+    half = Z95 * v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0
+    return float(v.mean()), float(half)
+
+
+def binomial_ci95(accuracy: float, n: int) -> float:
+    """Half-width of the normal-approximation 95 % interval of an accuracy measured on n items."""
+    if n <= 0:
+        raise ValueError("binomial_ci95: n must be positive")
+    return float(Z95 * math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / n))

@@ -1,0 +1,53 @@
+"""``faast demo`` end to end on a small slice of the real data and the real encoder, and its
+errors."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from faast.cli import main
+
+
+@pytest.mark.assets
+def test_demo_on_a_real_slice_writes_every_output(tmp_path, capsys):
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text("# Results\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = [
+        "demo", "--limit-train", "400", "--limit-test", "150", "--resolution", "32", "--shots", "1,5",
+        "--episodes", "3", "--val-episodes", "2", "--queries", "5", "--threads", "1", "--no-feature-cache",
+        "--quiet", "--out", str(out), "--doc", str(doc),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "400 train / 150 test images" in printed and "Bars for FAAST" in printed
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    methods = {"faast", "softmax", "knn", "probe", "logreg", "ridge"}
+    assert {(r["method"], r["regime"]) for r in rows} == {
+        (m, g) for m in methods for g in ("1-shot", "5-shot", "full")
+    }
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["fit_s"]) > 0 and int(r["nbytes"]) > 0
+        assert r["encoder"] == "efficientnet-lite0" and r["resolution"] == "32" and r["seed"] == "0"
+    faast_full = next(r for r in rows if r["method"] == "faast" and r["regime"] == "full")
+    assert float(faast_full["accuracy"]) > 0.5  # 10 classes; chance is 0.1
+    assert (out / "results.png").stat().st_size > 10_000 and (out / "run.json").is_file()
+    page = doc.read_text(encoding="utf-8")
+    assert page.startswith("# Results") and "faast:fashion-mnist-demo:begin" in page
+    assert "](../out/results.png)" in page
+
+
+def test_demo_without_assets_names_the_fetch_command(tmp_path, capsys):
+    code = main(["demo", "--cache-dir", str(tmp_path), "--quiet", "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert "faast assets fetch" in capsys.readouterr().err
+
+
+def test_demo_rejects_an_empty_run(tmp_path, capsys):
+    assert main(["demo", "--shots", "", "--skip-full", "--out", str(tmp_path)]) == 1
+    assert "nothing to run" in capsys.readouterr().err
+    assert main(["demo", "--methods", "faast,magic", "--out", str(tmp_path)]) == 1
+    assert "unknown method" in capsys.readouterr().err
