@@ -92,6 +92,20 @@ def _machine() -> str:
     )
 
 
+def _warn_if_busy(threads: int | None) -> None:
+    """On a machine already loaded by other jobs, several OpenMP threads per process slow torch
+    down many times over (spinning threads compete for the cores); say so."""
+    if threads is not None or not hasattr(os, "getloadavg"):
+        return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if cores > 1 and load > cores - 0.5:
+        print(
+            f"[faast] the machine is busy (load {load:.1f} on {cores} cores): timings will be noisy; "
+            "--threads 1 is often much faster in this situation",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo, with ``--threads`` applied to torch and BLAS for its duration only."""
     import threadpoolctl
@@ -119,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     from faast.eval.report import accuracy_table, check_bars, cost_table, update_doc_block, write_report
 
     started = time.perf_counter()
+    _warn_if_busy(args.threads)
     shots = [int(s) for s in args.shots.split(",") if s.strip()]
     if not shots and args.skip_full:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")

@@ -9,6 +9,7 @@ are integer numpy arrays (n,) of any values.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
 from faast.classifier import FaastClassifier
@@ -249,6 +251,11 @@ class Ridge(_SklearnMethod):
 
     def _estimator(self, params: Params, seed: int) -> RidgeClassifier:
         return RidgeClassifier(alpha=params["alpha"])
+
+    def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
+        with warnings.catch_warnings():  # small α on raw features is ill-conditioned; validation judges it
+            warnings.simplefilter("ignore", LinAlgWarning)
+            return super().fit(X, y, params, seed)
 
 
 METHODS: dict[str, type[Method]] = {m.key: m for m in (Faast, Softmax, KNN, BackpropProbe, LogReg, Ridge)}

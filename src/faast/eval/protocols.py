@@ -15,6 +15,7 @@ encoding, which every method shares.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,8 @@ class MethodResult:
     def row(self) -> dict[str, Any]:
         out = asdict(self)
         out["regime"] = self.regime
+        if math.isnan(self.val_accuracy):  # one candidate: nothing was validated
+            out["val_accuracy"] = None
         out["params"] = ";".join(f"{k}={v}" for k, v in self.params.items())
         return out
 

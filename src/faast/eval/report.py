@@ -152,30 +152,35 @@ def plot(
     methods, regimes, cell = _by(results)
     fig, (ax_acc, ax_fit) = plt.subplots(1, 2, figsize=(12, 4.8))
     for i, m in enumerate(methods):
-        color = f"C{i}"
+        color, label = f"C{i}", _label(results, m)
         pts = [(k, cell[(m, k)]) for k in regimes if k is not None and (m, k) in cell]
+        full = cell.get((m, None)) if full_x else None
         if pts:
             xs = [k for k, _ in pts]
             ax_acc.errorbar(
                 xs, [100 * r.accuracy for _, r in pts], yerr=[100 * r.ci95 for _, r in pts],
-                marker="o", capsize=3, color=color, label=_label(results, m),
+                marker="o", capsize=3, color=color, label=label,
             )  # fmt: skip
-            ax_fit.plot(xs, [r.fit_s for _, r in pts], marker="o", color=color, label=_label(results, m))
-        full = cell.get((m, None))
-        if full is not None and full_x:
+            ax_fit.plot(xs, [r.fit_s for _, r in pts], marker="o", color=color, label=label)
+        if full is not None:
+            x = full_x * 1.06 ** (i - (len(methods) - 1) / 2)  # spread overlapping squares
             ax_acc.errorbar(
-                [full_x], [100 * full.accuracy], yerr=[100 * full.ci95], marker="s", mfc="none",
-                capsize=3, color=color, label=None if pts else _label(results, m),
+                [x], [100 * full.accuracy], yerr=[100 * full.ci95], marker="s", mfc="none",
+                capsize=3, color=color, label=None if pts else label,
             )  # fmt: skip
-            ax_fit.plot([full_x], [full.fit_s], marker="s", mfc="none", color=color)
+            ax_fit.plot([x], [full.fit_s], marker="s", mfc="none", color=color)
+            if pts:
+                last_x, last = pts[-1]
+                ax_acc.plot([last_x, x], [100 * last.accuracy, 100 * full.accuracy], ":", color=color, lw=1)
+                ax_fit.plot([last_x, x], [last.fit_s, full.fit_s], ":", color=color, lw=1)
     for ax in (ax_acc, ax_fit):
         ax.set_xscale("log")
-        ax.set_xlabel("training examples per class (hollow square: full data)")
+        ax.set_xlabel("training examples per class (squares: full data)")
         ax.grid(True, which="both", alpha=0.3)
     ax_acc.set_ylabel("test accuracy (%) ± 95 % CI")
     ax_fit.set_ylabel("fit time (s; per episode for few-shot)")
     ax_fit.set_yscale("log")
-    ax_acc.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
