@@ -96,3 +96,13 @@ def test_save_creates_parent_directories(tmp_path):
     path = tmp_path / "a" / "b" / "stats.safetensors"
     filled().save(path)
     assert os.path.getsize(path) > 0
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "stats.safetensors"
+        filled().save(path)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
