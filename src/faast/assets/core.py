@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Modules that register assets when imported.
-ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision",)
+ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm")
 
 
 class AssetError(RuntimeError):
