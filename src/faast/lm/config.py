@@ -1,0 +1,175 @@
+"""``FaastConfig``: where the memories go and how they are read, as a JSON-round-tripping dataclass.
+
+In the spirit of PEFT's ``LoraConfig``: the config holds hyper-parameters only, is saved next to
+the trained readout (``faast_config.json``) and rebuilds the same layout on any copy of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faast.io import load_json, save_json
+
+CONFIG_NAME = "faast_config.json"
+
+#: How the output memory's prediction W·h enters the model (see ``FaastConfig.output_mix``).
+OUTPUT_MIXES = ("logit", "prob", "paper")
+
+#: Default ``output_weight`` of each mix. "logit" and "prob" were chosen on held-out Austen text
+#: (``python benchmarks/lm_mix.py``, see the README); "paper" is the paper's fixed r = 0.9.
+DEFAULT_OUTPUT_WEIGHTS = {"logit": 0.5, "prob": 0.2, "paper": 0.9}
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+@dataclass
+class FaastConfig:
+    """Layout and read-out of the FAAST memories attached to a causal LM.
+
+    num_memories: middle memories, placed before decoder blocks ⌊L/(m+1)·(i+1)⌋, i < m (the paper's
+        placement). Each maps the block's input state hₜ → hₜ₊₁ and is read as h + out_proj(W·h)
+        with a zero-initialised ``out_proj``: until it is trained (``faast.lm.train``) or loaded
+        (``from_pretrained``) a middle memory changes nothing.
+    memory_layers: explicit block indices instead of the even placement (overrides num_memories).
+    alpha, c: spectral cut τ = c·n^(−α) of every solve (n = number of pairs learned).
+    output_memory: add the parameter-free output memory (last hidden state → next token).
+    output_mix: how the output memory's prediction enters the model:
+        ``"logit"``: key = the final hidden state after the final norm (what the LM head reads),
+        value = the LM-head row of the next token; the head reads z + β·W·z, i.e. the logits gain
+        β·(head · W·z): a log-linear (product-of-experts) mix with one weight β = output_weight.
+        ``"prob"``: same key/value; p = (1−λ)·p_model + λ·softmax(head · W·z / T), λ =
+        output_weight, T = output_temperature (costs a second LM-head product per token).
+        ``"paper"``: the paper's mix before the final norm, h' = (1−r)·h + r·W·h with key = the
+        pre-norm state, value = the next token's input embedding, r = output_weight (0.9 in the
+        paper). Kept for reproduction; it does nothing useful on SmolLM2 (see the README).
+    output_weight: β, λ or r of the mix; ``None`` takes ``DEFAULT_OUTPUT_WEIGHTS[output_mix]``.
+    output_temperature: T of the "prob" mix.
+    scorer: learned sigmoid scorer w = σ(s·[k; v]) scaling the values of middle memories.
+    readout_dropout: dropout on W·h before ``out_proj`` while training the readout.
+    dtype: dtype the fast weights are compiled to (``None``: the dtype of the hidden states).
+        The statistics are float64 whatever this says.
+    decoder_layers_path, final_norm_path: dotted attribute paths of the decoder blocks
+        (e.g. ``"model.layers"``) and of the final norm, for layouts faast does not recognise.
+    base_model_name_or_path: recorded for ``save_pretrained`` (informational).
+    """
+
+    num_memories: int = 1
+    memory_layers: list[int] | None = None
+    alpha: float = 1.0
+    c: float = 1.0
+    output_memory: bool = True
+    output_mix: str = "logit"
+    output_weight: float | None = None
+    output_temperature: float = 1.0
+    scorer: bool = True
+    readout_dropout: float = 0.1
+    dtype: str | None = None
+    decoder_layers_path: str | None = None
+    final_norm_path: str | None = None
+    base_model_name_or_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.memory_layers is not None:
+            layers = [int(i) for i in self.memory_layers]
+            if len(set(layers)) != len(layers) or any(i < 0 for i in layers):
+                raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
+            self.memory_layers = sorted(layers)
+            self.num_memories = len(layers)
+        if int(self.num_memories) < 0:
+            raise ValueError(f"num_memories must be >= 0, got {self.num_memories}")
+        self.num_memories = int(self.num_memories)
+        for name in ("alpha", "c", "output_temperature", "readout_dropout"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            setattr(self, name, value)
+        if self.c <= 0 or self.output_temperature <= 0:
+            raise ValueError("c and output_temperature must be > 0")
+        if not 0.0 <= self.readout_dropout < 1.0:
+            raise ValueError(f"readout_dropout must be in [0, 1), got {self.readout_dropout}")
+        if self.output_mix not in OUTPUT_MIXES:
+            raise ValueError(f"output_mix must be one of {OUTPUT_MIXES}, got {self.output_mix!r}")
+        if self.output_weight is not None:
+            w = float(self.output_weight)
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"output_weight must be a finite number >= 0, got {self.output_weight}")
+            if self.output_mix in ("prob", "paper") and w > 1:
+                raise ValueError(
+                    f"output_weight of the {self.output_mix!r} mix is a ratio in [0, 1], got {w}"
+                )
+            self.output_weight = w
+        if self.dtype is not None and self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or None, got {self.dtype!r}")
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def mix_weight(self) -> float:
+        """The effective output weight (the default of the mix when ``output_weight`` is None)."""
+        return DEFAULT_OUTPUT_WEIGHTS[self.output_mix] if self.output_weight is None else self.output_weight
+
+    @property
+    def torch_dtype(self) -> torch.dtype | None:
+        return None if self.dtype is None else _DTYPES[self.dtype]
+
+    def layer_indices(self, num_layers: int) -> list[int]:
+        """Block indices of the middle memories for a model with ``num_layers`` decoder blocks."""
+        if self.memory_layers is not None:
+            bad = [i for i in self.memory_layers if i >= num_layers]
+            if bad:
+                raise ValueError(f"memory_layers {bad} do not exist: the model has {num_layers} blocks")
+            return list(self.memory_layers)
+        if self.num_memories > num_layers:
+            raise ValueError(f"num_memories={self.num_memories} exceeds the model's {num_layers} blocks")
+        stride = num_layers / (self.num_memories + 1)
+        return [math.floor(stride * (i + 1)) for i in range(self.num_memories)]
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaastConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"faast_version", "format"})
+        if unknown:
+            raise ValueError(f"unknown FaastConfig fields {unknown}; was it written by a newer faast?")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        from faast import __version__
+
+        return save_json(
+            path, {"format": "faast.lm.FaastConfig", "faast_version": __version__, **self.to_dict()}
+        )
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> FaastConfig:
+        data = load_json(path)
+        if not isinstance(data, dict) or data.get("format") != "faast.lm.FaastConfig":
+            raise ValueError(f"{path} is not a FaastConfig JSON file")
+        return cls.from_dict(data)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        return self.to_json(Path(directory) / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str]) -> FaastConfig:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no {CONFIG_NAME} in {directory}; is it a folder written by save_pretrained?"
+            )
+        return cls.from_json(path)

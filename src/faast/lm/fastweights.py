@@ -1,0 +1,108 @@
+"""Fast-weight files: the float64 statistics of every memory, for one or several named tasks.
+
+Layout of a file (safetensors, written atomically, no pickle):
+
+* tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64) and
+  ``"{task}/fingerprint"`` (a projection of the model's embedding matrix);
+* metadata ``format`` = ``faast.lm.fast_weights``, ``version`` and ``tasks``: a JSON object
+  task → signature (model type, sizes, memory layout, scorer hash) checked when loading, so the
+  statistics of another model or another readout fail with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faast.io import load_tensors, save_tensors
+
+FORMAT = "faast.lm.fast_weights"
+VERSION = "1"
+STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
+#: Cosine similarity of embedding fingerprints above which two models count as the same weights.
+FINGERPRINT_MIN_COSINE = 0.99
+
+
+def check_task_name(task: str) -> str:
+    if not isinstance(task, str) or not task or "/" in task:
+        raise ValueError(f"task names must be non-empty strings without '/', got {task!r}")
+    return task
+
+
+def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, tasks) of a fast-weight file; tasks maps task → signature."""
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a faast fast-weight file (format={meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path}: unsupported fast-weight format version {meta.get('version')!r}")
+    try:
+        tasks = json.loads(meta["tasks"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: malformed fast-weight metadata ({exc})") from exc
+    return tensors, tasks
+
+
+def list_tasks(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the tasks stored in a fast-weight file."""
+    return sorted(read_file(path)[1])
+
+
+def write_task(
+    path: str | os.PathLike[str],
+    task: str,
+    tensors: dict[str, torch.Tensor],
+    signature: dict[str, Any],
+) -> Path:
+    """Add or replace ``task`` in the file at ``path`` (created if missing), atomically."""
+    check_task_name(task)
+    existing: dict[str, torch.Tensor] = {}
+    tasks: dict[str, Any] = {}
+    if Path(path).is_file():
+        existing, tasks = read_file(path)
+        existing = {k: v for k, v in existing.items() if not k.startswith(f"{task}/")}
+    tasks[task] = signature
+    out = {**existing, **{f"{task}/{k}": v for k, v in tensors.items()}}
+    meta = {"format": FORMAT, "version": VERSION, "tasks": json.dumps(tasks, sort_keys=True)}
+    return save_tensors(path, out, meta)
+
+
+def read_task(
+    path: str | os.PathLike[str], task: str | None
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """(task, tensors without the task prefix, signature); ``task=None`` needs a one-task file."""
+    tensors, tasks = read_file(path)
+    if task is None:
+        if len(tasks) != 1:
+            raise ValueError(f"{path} holds {len(tasks)} tasks {sorted(tasks)}; pass task=NAME")
+        task = next(iter(tasks))
+    if task not in tasks:
+        raise KeyError(f"{path} has no task {task!r}; it holds {sorted(tasks)}")
+    prefix = f"{task}/"
+    return task, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, tasks[task]
+
+
+def read_config(path: str | os.PathLike[str], task: str | None = None) -> dict[str, Any]:
+    """The ``FaastConfig`` fields a task was learned with (to rebuild the same layout)."""
+    _, _, signature = read_task(path, task)
+    if "config" not in signature:
+        raise ValueError(f"{path}: task {task!r} records no FaastConfig")
+    return dict(signature["config"])
+
+
+def embedding_fingerprint(weight: torch.Tensor, rows: int = 512) -> torch.Tensor:
+    """A dtype-robust fingerprint of an embedding matrix: E[:rows] · u for a fixed random u → (rows,)."""
+    gen = torch.Generator().manual_seed(20240605)
+    u = torch.randn(weight.shape[1], generator=gen, dtype=torch.float64)
+    return (weight[:rows].detach().to("cpu", torch.float64) @ u).contiguous()
+
+
+def same_fingerprint(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape:
+        return False
+    cos = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0)
+    return bool(cos >= FINGERPRINT_MIN_COSINE)

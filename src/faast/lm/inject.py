@@ -1,0 +1,204 @@
+"""Find the parts of an unmodified Hugging Face causal LM that the memories hook into.
+
+A causal LM is seen as: a backbone (``model.base_model``: embeddings → decoder blocks → final
+norm) and an LM head (``model.get_output_embeddings()``). The decoder blocks are found at the
+attribute paths of the known families (Llama/SmolLM2/Mistral, Qwen2, Gemma 3: ``model.layers``;
+GPT-2: ``transformer.h``; GPT-NeoX, OPT, ...), else as the one ``nn.ModuleList`` holding
+``num_hidden_layers`` modules of one class. Anything else fails with an error that says how to
+pass the paths explicitly (``FaastConfig.decoder_layers_path`` / ``final_norm_path``).
+
+Hooks are plain ``register_forward_pre_hook`` / ``register_forward_hook`` calls: the model's code
+and weights are never changed, and ``HookSet.remove()`` restores it exactly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Dotted paths (from the LM) of decoder-block lists, most common first.
+BLOCK_PATHS = (
+    "model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "transformer.blocks",
+    "transformer.layers",
+    "model.language_model.layers",
+    "backbone.layers",
+)
+#: Attribute names (on the backbone) of the final norm.
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm", "norm_f", "final_layernorm")
+
+
+class UnsupportedModelError(ValueError):
+    """The model's layout is not one faast can hook into without help."""
+
+
+@dataclass
+class Layout:
+    """Where the memories attach. blocks[i] is decoder block i; hidden_size is d."""
+
+    backbone: nn.Module
+    blocks: nn.ModuleList
+    blocks_path: str
+    final_norm: nn.Module | None
+    final_norm_path: str | None
+    lm_head: nn.Module
+    hidden_size: int
+    num_layers: int
+    accepts_position_ids: bool
+
+
+def resolve(root: nn.Module, path: str) -> Any:
+    obj: Any = root
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise AttributeError(path)
+        obj = getattr(obj, part)
+    return obj
+
+
+def _text_config(model: nn.Module) -> Any:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise UnsupportedModelError(f"{type(model).__name__} has no `config`; pass a transformers model")
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
+
+
+def _config_int(config: Any, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _find_blocks(model: nn.Module, num_layers: int | None, explicit: str | None) -> tuple[nn.ModuleList, str]:
+    if explicit:
+        try:
+            blocks = resolve(model, explicit)
+        except AttributeError:
+            raise UnsupportedModelError(
+                f"decoder_layers_path={explicit!r} does not exist on the model"
+            ) from None
+        if not isinstance(blocks, nn.ModuleList):
+            raise UnsupportedModelError(
+                f"decoder_layers_path={explicit!r} is a {type(blocks).__name__}, not a ModuleList"
+            )
+        return blocks, explicit
+    for path in BLOCK_PATHS:
+        try:
+            blocks = resolve(model, path)
+        except AttributeError:
+            continue
+        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+            return blocks, path
+    candidates = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.ModuleList)
+        and len(mod) > 0
+        and (num_layers is None or len(mod) == num_layers)
+        and len({type(m) for m in mod}) == 1
+    ]
+    if len(candidates) == 1:
+        return candidates[0][1], candidates[0][0]
+    found = ", ".join(f"{n} ({len(m)} × {type(m[0]).__name__})" for n, m in candidates) or "none"
+    raise UnsupportedModelError(
+        f"cannot find the decoder blocks of {type(model).__name__}: no known path ({', '.join(BLOCK_PATHS)}) "
+        f"and {len(candidates)} candidate ModuleLists of {num_layers} blocks [{found}]; pass "
+        "FaastConfig(decoder_layers_path='path.to.layers')"
+    )
+
+
+def _find_final_norm(
+    model: nn.Module, backbone: nn.Module, explicit: str | None
+) -> tuple[nn.Module | None, str | None]:
+    if explicit:
+        try:
+            return resolve(model, explicit), explicit
+        except AttributeError:
+            raise UnsupportedModelError(f"final_norm_path={explicit!r} does not exist on the model") from None
+    prefix = getattr(model, "base_model_prefix", "")
+    for name in FINAL_NORM_NAMES:
+        mod = getattr(backbone, name, None)
+        if isinstance(mod, nn.Module):
+            return mod, f"{prefix}.{name}" if prefix else name
+    return None, None
+
+
+def find_layout(
+    model: nn.Module, decoder_layers_path: str | None = None, final_norm_path: str | None = None
+) -> Layout:
+    """Locate the backbone, decoder blocks, final norm and LM head of a causal LM."""
+    config = _text_config(model)
+    num_layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers")
+    hidden = _config_int(config, "hidden_size", "n_embd", "d_model")
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, nn.Module) or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no linear LM head (get_output_embeddings()); "
+            "faast.lm needs a causal LM such as AutoModelForCausalLM"
+        )
+    backbone = getattr(model, "base_model", None)
+    if not isinstance(backbone, nn.Module) or backbone is model:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} exposes no separate backbone (base_model); "
+            "faast.lm needs a *ForCausalLM model"
+        )
+    blocks, blocks_path = _find_blocks(model, num_layers, decoder_layers_path)
+    if num_layers is not None and len(blocks) != num_layers:
+        raise UnsupportedModelError(
+            f"{blocks_path} holds {len(blocks)} blocks but config says {num_layers}; pass decoder_layers_path"
+        )
+    if hidden is None:
+        hidden = int(head.weight.shape[1])
+    if head.weight.shape[1] != hidden:
+        raise UnsupportedModelError(
+            f"LM head reads {head.weight.shape[1]} features but hidden_size is {hidden}"
+        )
+    norm, norm_path = _find_final_norm(model, backbone, final_norm_path)
+    accepts = "position_ids" in inspect.signature(backbone.forward).parameters
+    return Layout(backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts)
+
+
+def hidden_from_call(args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
+    """The hidden-state input of a block call: (tensor, passed positionally?)."""
+    if args and isinstance(args[0], torch.Tensor):
+        return args[0], True
+    h = kwargs.get("hidden_states")
+    if not isinstance(h, torch.Tensor):
+        raise UnsupportedModelError("a decoder block was called without a hidden_states tensor")
+    return h, False
+
+
+def replace_hidden(args: tuple, kwargs: dict, new: torch.Tensor, positional: bool) -> tuple[tuple, dict]:
+    if positional:
+        return (new, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": new}
+
+
+@dataclass
+class HookSet:
+    """The hook handles faast added to a model; ``remove()`` detaches them all."""
+
+    handles: list[Any] = field(default_factory=list)
+
+    def pre(self, module: nn.Module, fn: Callable[..., Any]) -> None:
+        self.handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+
+    def post(self, module: nn.Module, fn: Callable[..., Any]) -> None:
+        self.handles.append(module.register_forward_hook(fn))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()

@@ -1,0 +1,63 @@
+"""Validation of the tokenizer outputs given to ``FaastModel.learn``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def as_long_2d(x: Any, name: str) -> torch.Tensor:
+    """A (B, T) integer tensor from a tensor / nested list; 1-D input becomes one row."""
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name} must hold integer token ids or 0/1 flags, got dtype {t.dtype}")
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, seq_len), got {tuple(t.shape)}")
+    return t
+
+
+def check_learn_inputs(
+    input_ids: Any, attention_mask: Any, vocab_size: int | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (input_ids (B, T) long, attention_mask (B, T) long) or raise a clear error."""
+    if input_ids is None:
+        raise ValueError(
+            "learn needs input_ids (pass the tokenizer's output: model.learn(**tokenizer(texts)))"
+        )
+    ids = as_long_2d(input_ids, "input_ids")
+    if ids.dtype == torch.bool:
+        raise TypeError("input_ids must hold integer token ids, got dtype torch.bool")
+    if ids.shape[1] < 2:
+        raise ValueError(f"learn needs sequences of at least 2 tokens, got shape {tuple(ids.shape)}")
+    if attention_mask is None:
+        mask = torch.ones_like(ids)
+    else:
+        mask = as_long_2d(attention_mask, "attention_mask")
+        if mask.shape != ids.shape:
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)} but input_ids has {tuple(ids.shape)}"
+            )
+        if bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+    if ids.device != device or mask.device != device:
+        raise ValueError(
+            f"input_ids/attention_mask are on {ids.device}/{mask.device} but the model is on {device}"
+        )
+    if vocab_size is not None and ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
+    return ids.long(), mask.long()
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only (as ``generate`` does): (B, T) → (B, T) long.
+
+    With them, a left-padded row gives its real tokens the same positions as a right-padded one,
+    which matters for absolute position embeddings (GPT-2).
+    """
+    pos = mask.long().cumsum(-1) - 1
+    return pos.masked_fill(mask == 0, 0)

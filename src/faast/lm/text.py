@@ -1,0 +1,119 @@
+"""Loading a causal LM by name, cutting text into token windows, learning it, scoring perplexity."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+#: Short names of the offline models (``faast assets``) accepted wherever a model id is.
+OFFLINE_MODELS = {"smollm2-135m-instruct": "smollm2-135m-instruct", "smollm2": "smollm2-135m-instruct"}
+
+
+def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | None = None):
+    """(model, tokenizer) for an offline asset name (``smollm2``), a local folder or a Hub id.
+
+    Hub ids (``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``) go to ``from_pretrained`` unchanged, so
+    they work wherever the Hugging Face Hub can be reached.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source: str | Path = name_or_path
+    if name_or_path.lower() in OFFLINE_MODELS:
+        from faast.assets.lm import smollm2_dir
+
+        source = smollm2_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    if device is not None:
+        model = model.to(device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such text file: {p}")
+    text = p.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"{p} is empty")
+    return text
+
+
+def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int | None = None) -> torch.Tensor:
+    """Non-overlapping windows of a 1-D token stream: (N,) → (n, length), after ``skip`` windows.
+
+    A shorter tail is dropped unless it is the only window (then it is returned alone).
+    """
+    if ids.ndim != 1:
+        raise ValueError(f"expected a 1-D token stream, got shape {tuple(ids.shape)}")
+    if length < 2:
+        raise ValueError(f"windows need at least 2 tokens, got length={length}")
+    ids = ids[skip * length :]
+    n = ids.numel() // length
+    if limit is not None:
+        n = min(n, limit)
+    if n == 0:
+        if ids.numel() < 2:
+            raise ValueError("the text is too short: fewer than 2 tokens after skipping")
+        return ids[None].clone()
+    return ids[: n * length].view(n, length).clone()
+
+
+def encode(tokenizer: Any, text: str) -> torch.Tensor:
+    """The whole text as one 1-D token stream (no special tokens)."""
+    return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
+
+
+def learn_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> int:
+    """``model.learn`` on (n, T) windows in batches; returns the number of pairs learned."""
+    device = next(model.parameters()).device
+    pairs = 0
+    for i in tqdm(range(0, len(windows), batch_size), desc="learn", unit="batch", disable=not progress):
+        pairs += model.learn(input_ids=windows[i : i + batch_size].to(device))
+    return pairs
+
+
+@dataclass
+class Perplexity:
+    """ppl = exp(mean NLL) over ``tokens`` predicted tokens; top1 = next-token accuracy."""
+
+    ppl: float
+    nll: float
+    tokens: int
+    top1: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def nll_and_hits(logits: torch.Tensor, windows: torch.Tensor) -> tuple[float, int, int]:
+    """Summed next-token NLL, count and correct top-1 of (B, T, V) logits for (B, T) windows."""
+    pred = logits[:, :-1].float()
+    target = windows[:, 1:].to(pred.device)
+    nll = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="sum")
+    hits = int((pred.argmax(-1) == target).sum())
+    return float(nll), target.numel(), hits
+
+
+@torch.no_grad()
+def perplexity(
+    model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = False
+) -> Perplexity:
+    """Perplexity of (n, T) windows, each scored on its own (no carried-over context)."""
+    device = next(model.parameters()).device
+    total, count, hits = 0.0, 0, 0
+    for i in tqdm(range(0, len(windows), batch_size), desc="score", unit="batch", disable=not progress):
+        batch = windows[i : i + batch_size].to(device)
+        logits = model(input_ids=batch, use_cache=False).logits
+        nll, n, h = nll_and_hits(logits, batch)
+        total, count, hits = total + nll, count + n, hits + h
+    return Perplexity(math.exp(total / count), total / count, count, hits / count)

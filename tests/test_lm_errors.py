@@ -1,0 +1,119 @@
+"""Bad input to the LM API fails early with a clear message and leaves the memories unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from faast.lm import FaastConfig, UnsupportedModelError, get_faast_model
+from tests.lm_tiny import random_batch, tiny_model
+
+
+@pytest.fixture
+def fm():
+    return get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1))
+
+
+def test_only_padding_is_refused(fm):
+    ids = torch.zeros(2, 6, dtype=torch.long)
+    with pytest.raises(ValueError, match="only padding"):
+        fm.learn(input_ids=ids, attention_mask=torch.zeros_like(ids))
+    one_token_rows = torch.tensor([[0, 0, 1], [1, 0, 0]])  # no two consecutive real tokens
+    with pytest.raises(ValueError, match="nothing to learn"):
+        fm.learn(input_ids=torch.full((2, 3), 5), attention_mask=one_token_rows)
+    assert fm.num_pairs == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"input_ids": torch.rand(2, 5)}, TypeError, "integer token ids"),
+        ({"input_ids": torch.ones(2, 5, dtype=torch.bool)}, TypeError, "integer token ids"),
+        (
+            {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5) * 0.5},
+            TypeError,
+            "0/1",
+        ),
+        (
+            {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.full((2, 5), 2)},
+            ValueError,
+            "only 0",
+        ),
+        (
+            {
+                "input_ids": torch.ones(2, 5, dtype=torch.long),
+                "attention_mask": torch.ones(2, 4, dtype=torch.long),
+            },
+            ValueError,
+            "shape",
+        ),
+        ({"input_ids": torch.ones(2, 3, 4, dtype=torch.long)}, ValueError, "batch, seq_len"),
+        ({"input_ids": torch.ones(2, 1, dtype=torch.long)}, ValueError, "at least 2 tokens"),
+        ({"input_ids": torch.full((1, 4), 1000)}, ValueError, r"\[0, 97\)"),
+        ({"input_ids": torch.full((1, 4), -1)}, ValueError, r"\[0, 97\)"),
+        ({"inputs_embeds": torch.zeros(1, 4, 32)}, ValueError, "needs input_ids"),
+        ({}, ValueError, "needs input_ids"),
+    ],
+)
+def test_bad_learn_inputs(fm, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fm.learn(**kwargs)
+    assert fm.num_pairs == 0
+
+
+def test_lists_and_1d_inputs_are_accepted(fm):
+    assert fm.learn(input_ids=[5, 6, 7, 8]) == 3
+    assert fm.learn(input_ids=[[5, 6, 7], [8, 9, 10]], attention_mask=[[1, 1, 1], [1, 1, 0]]) == 3
+
+
+def test_unknown_layout_fails_clearly():
+    class Config:
+        num_hidden_layers = 2
+        hidden_size = 8
+        vocab_size = 11
+
+    class Odd(nn.Module):  # a causal LM whose blocks live in two lists
+        def __init__(self):
+            super().__init__()
+            self.config = Config()
+            self.base_model = nn.Module()
+            self.base_model.a = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])
+            self.base_model.b = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])
+            self.head = nn.Linear(8, 11, bias=False)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    with pytest.raises(UnsupportedModelError, match="decoder_layers_path"):
+        get_faast_model(Odd())
+    fm = get_faast_model(Odd(), FaastConfig(decoder_layers_path="base_model.a", output_memory=False))
+    assert fm._layout.blocks_path == "base_model.a"
+    with pytest.raises(UnsupportedModelError, match="does not exist"):
+        get_faast_model(Odd(), FaastConfig(decoder_layers_path="base_model.c"))
+    with pytest.raises(ValueError, match="final norm"):
+        get_faast_model(Odd(), FaastConfig(decoder_layers_path="base_model.a", output_mix="paper"))
+
+
+def test_not_a_causal_lm():
+    with pytest.raises(UnsupportedModelError, match="config"):
+        get_faast_model(nn.Linear(3, 3))
+    with pytest.raises(TypeError, match="FaastConfig"):
+        get_faast_model(tiny_model("llama"), {"num_memories": 1})  # type: ignore[arg-type]
+
+
+def test_too_many_memories():
+    with pytest.raises(ValueError, match="exceeds"):
+        get_faast_model(tiny_model("llama"), FaastConfig(num_memories=3))
+
+
+def test_nan_hidden_states_are_refused():
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.embed_tokens.weight[7] = float("nan")
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    ids, _ = random_batch([6])
+    ids[0, 2] = 7
+    with pytest.raises(ValueError, match="NaN"):
+        fm.learn(input_ids=ids)
+    assert fm.num_pairs == 0

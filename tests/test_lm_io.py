@@ -1,0 +1,148 @@
+"""Saving and loading: fast weights (several named tasks), the readout adapter (save_pretrained)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faast.lm import FaastConfig, FaastModel, get_faast_model, list_tasks
+from tests.lm_tiny import random_batch, tiny_model
+from tests.test_lm_model import with_random_readout
+
+
+def learned(family="llama", seed=0, config=None, data_seed=1):
+    fm = get_faast_model(tiny_model(family, seed=seed), config or FaastConfig(num_memories=1))
+    with_random_readout(fm)
+    fm.learn(input_ids=random_batch([12, 9], seed=data_seed)[0])
+    return fm
+
+
+def test_fast_weights_round_trip_and_named_tasks(tmp_path):
+    path = tmp_path / "tasks.safetensors"
+    fm = learned()
+    ids = random_batch([10], seed=7)[0]
+    out_a = fm(input_ids=ids).logits
+    fm.save_fast_weights(path, task="a")
+    fm.reset_projection().learn(input_ids=random_batch([15, 15], seed=8)[0])
+    out_b = fm(input_ids=ids).logits
+    fm.save_fast_weights(path, task="b")
+    assert list_tasks(path) == ["a", "b"]
+    assert not torch.equal(out_a, out_b)
+
+    fm.reset_projection()
+    fm.load_fast_weights(path, task="a")
+    assert torch.equal(fm(input_ids=ids).logits, out_a)
+    fm.load_fast_weights(path, task="b")
+    assert torch.equal(fm(input_ids=ids).logits, out_b)
+    fm.save_fast_weights(path, task="a")  # overwriting a task keeps the others
+    assert list_tasks(path) == ["a", "b"]
+    with pytest.raises(ValueError, match="holds 2 tasks"):
+        fm.load_fast_weights(path)
+    with pytest.raises(KeyError, match="no task 'c'"):
+        fm.load_fast_weights(path, task="c")
+
+
+def test_loaded_statistics_keep_learning_exactly(tmp_path):
+    path = tmp_path / "fw.safetensors"
+    fm = learned()
+    fm.save_fast_weights(path)
+    more = random_batch([11], seed=4)[0]
+    fm.learn(input_ids=more)
+    direct = {n: m.stats.cross.clone() for n, m in fm.memories.items()}
+    fm.reset_projection().load_fast_weights(path)
+    fm.learn(input_ids=more)
+    for name, mem in fm.memories.items():
+        assert torch.allclose(mem.stats.cross, direct[name], rtol=1e-12, atol=0)
+
+
+def test_fast_weights_load_into_another_dtype_of_the_same_model(tmp_path):
+    path = tmp_path / "fw.safetensors"
+    fm = learned()
+    fm.save_fast_weights(path)
+    other = get_faast_model(tiny_model("llama", dtype=torch.float32), FaastConfig(num_memories=1))
+    with_random_readout(other)  # same seed → same readout and scorer
+    other.load_fast_weights(path)
+    assert other.num_pairs == fm.num_pairs
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        (lambda: tiny_model("qwen2"), "model_type"),
+        (lambda: tiny_model("llama", layers=3), "num_layers"),
+        (lambda: tiny_model("llama", hidden=64), "hidden_size"),
+        (lambda: tiny_model("llama", seed=123), "other weights"),
+    ],
+)
+def test_fast_weights_of_another_model_are_refused(tmp_path, other, match):
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path)
+    target = with_random_readout(get_faast_model(other(), FaastConfig(num_memories=1)))
+    with pytest.raises(ValueError, match=match):
+        target.load_fast_weights(path)
+    assert target.num_pairs == 0  # nothing was half-loaded
+
+
+def test_fast_weights_of_another_layout_or_readout_are_refused(tmp_path):
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path)
+    no_output = with_random_readout(
+        get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1, output_memory=False))
+    )
+    with pytest.raises(ValueError, match="'output'"):
+        no_output.load_fast_weights(path)
+    paper = with_random_readout(
+        get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1, output_mix="paper"))
+    )
+    with pytest.raises(ValueError, match="pre_norm"):
+        paper.load_fast_weights(path)
+    other_scorer = with_random_readout(
+        get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1)), seed=99
+    )
+    with pytest.raises(ValueError, match="scorer differs"):
+        other_scorer.load_fast_weights(path)
+
+
+def test_bad_fast_weight_files(tmp_path):
+    fm = learned()
+    with pytest.raises(FileNotFoundError):
+        fm.load_fast_weights(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        fm.load_fast_weights(junk)
+    stats_file = tmp_path / "stats.safetensors"
+    fm.memories["output"].stats.save(stats_file)  # a GramStats file is not a fast-weight file
+    with pytest.raises(ValueError, match="not a faast fast-weight file"):
+        fm.load_fast_weights(stats_file)
+    with pytest.raises(ValueError, match="task names"):
+        fm.save_fast_weights(tmp_path / "x.safetensors", task="a/b")
+    with pytest.raises(ValueError, match="nothing to save"):
+        fm.reset_projection().save_fast_weights(tmp_path / "x.safetensors")
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    fm = learned("gpt2", config=FaastConfig(num_memories=2, alpha=0.8, output_mix="prob"))
+    fm.save_pretrained(tmp_path / "adapter")
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} == {
+        "faast_config.json",
+        "faast_readout.safetensors",
+    }
+    again = FaastModel.from_pretrained(tiny_model("gpt2"), tmp_path / "adapter")
+    assert again.faast_config == fm.faast_config
+    for (name, p), (name2, q) in zip(
+        fm.memories.named_parameters(), again.memories.named_parameters(), strict=True
+    ):
+        assert name == name2 and torch.equal(p, q)
+    ids = random_batch([12, 9], seed=1)[0]
+    again.learn(input_ids=ids)
+    probe = random_batch([8], seed=3)[0]
+    assert torch.allclose(again(input_ids=probe).logits, fm(input_ids=probe).logits, rtol=1e-9, atol=1e-10)
+
+
+def test_readout_of_another_size_is_refused(tmp_path):
+    learned().save_pretrained(tmp_path / "a")
+    with pytest.raises(ValueError, match="hidden size 32"):
+        FaastModel.from_pretrained(tiny_model("llama", hidden=64), tmp_path / "a")
+    with pytest.raises(ValueError, match="readout weights"):
+        FaastModel.from_pretrained(tiny_model("llama"), tmp_path / "a", num_memories=2)

@@ -1,0 +1,88 @@
+"""Integration: test-time learning on the real SmolLM2-135M-Instruct (offline asset, CPU).
+
+The passage is invented for this test (so the model cannot have seen it in pre-training). Only
+the parameter-free output memory is used: no trained parameters at all.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from faast.assets.core import AssetError
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.text import perplexity
+
+pytestmark = pytest.mark.assets
+
+PASSAGE = (
+    "The lighthouse on Tessel Point was built in 1871 by the engineer Marguerite Olden, who insisted that "
+    "its lamp be fuelled with rapeseed oil rather than whale oil. The keepers, two brothers named Ansel and "
+    "Corwin Brack, kept a logbook in which they recorded every passing ship, the colour of the sea at dawn, "
+    "and the number of gannets nesting on the western cliff. In the winter of 1883 a storm tore the copper "
+    "dome from the tower and carried it half a mile inland, where it was found the next morning in a field "
+    "of turnips belonging to a farmer called Eudo Pell. Pell refused to return the dome until the harbour "
+    "board paid him eleven shillings for the damaged turnips, and the brothers kept the lamp burning under "
+    "a canvas sheet for nineteen days. The logbook entry for the nineteenth day reads only: dome returned, "
+    "turnips paid for, gannets unmoved."
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from faast.assets.lm import smollm2_dir
+    from faast.lm.text import load_causal_lm
+
+    try:
+        smollm2_dir(fetch=False)
+    except AssetError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"asset missing under CI: {exc}")
+        pytest.skip(f"SmolLM2 not fetched ({exc})")
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    return load_causal_lm("smollm2")
+
+
+def test_learning_a_passage_lowers_its_perplexity_and_reset_restores_it(smollm2):
+    model, tok = smollm2
+    ids = tok(PASSAGE, return_tensors="pt").input_ids
+    assert ids.shape[1] > 150
+    base_logits = model(input_ids=ids).logits
+    base = perplexity(model, ids)
+
+    fm = get_faast_model(model, FaastConfig(num_memories=0))  # output memory only: no trained parameters
+    assert torch.equal(fm(input_ids=ids).logits, base_logits)
+    assert fm.learn(**tok(PASSAGE, return_tensors="pt")) == ids.shape[1] - 1
+    after = perplexity(fm, ids)
+    print(f"\nSmolLM2 passage ({ids.shape[1]} tokens): ppl {base.ppl:.3f} → {after.ppl:.3f} after learn")
+    assert after.ppl < 0.5 * base.ppl
+
+    fm.reset_projection()
+    reset = perplexity(fm, ids)
+    print(f"after reset_projection: ppl {reset.ppl:.6f} (base {base.ppl:.6f})")
+    assert reset.nll == base.nll
+    assert torch.equal(fm(input_ids=ids).logits, base_logits)
+    fm.unload()
+
+
+def test_left_and_right_padding_agree_on_the_real_model(smollm2):
+    model, tok = smollm2
+    halves = [PASSAGE[: len(PASSAGE) // 3], PASSAGE[len(PASSAGE) // 3 :]]
+    fm = get_faast_model(model, FaastConfig(num_memories=1))
+    stats = {}
+    try:
+        for side in ("right", "left"):
+            tok.padding_side = side
+            batch = tok(halves, return_tensors="pt", padding=True)
+            assert int((batch.attention_mask == 0).sum()) > 0
+            fm.reset_projection().learn(**batch)
+            stats[side] = {n: (m.stats.count, m.stats.gram.clone()) for n, m in fm.memories.items()}
+    finally:
+        tok.padding_side = "right"
+        fm.unload()
+    for name, (count, gram) in stats["right"].items():
+        count_left, gram_left = stats["left"][name]
+        assert count == count_left
+        assert float((gram - gram_left).abs().max()) <= 1e-4 * float(gram.abs().max()), name
