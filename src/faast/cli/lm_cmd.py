@@ -1,0 +1,175 @@
+"""``faast lm``: test-time learning for causal LMs from the command line.
+
+    faast lm learn --model smollm2 --text notes.txt --out task.safetensors [--task notes]
+    faast lm generate --model smollm2 --fast-weights task.safetensors --prompt "The lighthouse"
+    faast lm perplexity --model smollm2 --text other.txt [--fast-weights task.safetensors]
+    faast lm tasks task.safetensors
+
+``--model`` takes an offline asset name (``smollm2``), a local folder or a Hugging Face Hub id
+(``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``; needs internet). ``--adapter`` loads a trained
+readout written by ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+_DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lm", help="test-time learning for causal LMs (learn / generate / perplexity)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    le = actions.add_parser("learn", help="learn a text file into fast weights")
+    _model_args(le)
+    le.add_argument("--text", required=True, help="UTF-8 text file to learn")
+    le.add_argument("--out", required=True, help="fast-weight file (safetensors; other tasks in it are kept)")
+    le.add_argument("--task", default="default", help="name of the task inside --out (default: default)")
+    le.add_argument("--window", type=int, default=512, help="tokens per learned window (default 512)")
+    le.add_argument("--batch-size", type=int, default=4)
+    le.add_argument(
+        "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
+    )
+    le.add_argument("--mix", choices=("logit", "prob", "paper"), default=None, help="output-memory mix")
+    le.add_argument("--weight", type=float, default=None, help="output-memory weight (β, λ or r)")
+    le.add_argument("--alpha", type=float, default=None, help="spectral cut τ = c·n^-α (default α = 1)")
+    le.set_defaults(func=run_learn)
+
+    ge = actions.add_parser("generate", help="generate text reading fast weights")
+    _model_args(ge)
+    ge.add_argument("--fast-weights", default=None, help="fast-weight file from `faast lm learn`")
+    ge.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
+    ge.add_argument("--prompt", required=True)
+    ge.add_argument("--max-new-tokens", type=int, default=60)
+    ge.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    ge.add_argument(
+        "--sample", action="store_true", help="sample (temperature 0.7) instead of greedy decoding"
+    )
+    ge.add_argument("--compare", action="store_true", help="also print the base model's continuation")
+    ge.set_defaults(func=run_generate)
+
+    pp = actions.add_parser("perplexity", help="perplexity of a text file, with or without fast weights")
+    _model_args(pp)
+    pp.add_argument("--text", required=True)
+    pp.add_argument("--fast-weights", default=None)
+    pp.add_argument("--task", default=None)
+    pp.add_argument("--window", type=int, default=512)
+    pp.add_argument("--max-windows", type=int, default=None)
+    pp.set_defaults(func=run_perplexity)
+
+    ta = actions.add_parser("tasks", help="list the tasks of a fast-weight file")
+    ta.add_argument("path")
+    ta.set_defaults(func=run_tasks)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2", help="asset name, local folder or Hub id (default: smollm2)")
+    p.add_argument("--adapter", default=None, help="folder written by FaastModel.save_pretrained")
+    p.add_argument("--dtype", choices=_DTYPES, default="float32")
+    p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None):
+    import torch
+
+    from faast.lm import FaastConfig, FaastModel, get_faast_model
+    from faast.lm.text import load_causal_lm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+    fields = {k: v for k, v in (config_fields or {}).items() if v is not None}
+    if args.adapter:
+        return FaastModel.from_pretrained(model, args.adapter, **fields), tok
+    fields.setdefault("num_memories", 0)  # middle memories need a trained readout (--adapter)
+    return get_faast_model(model, FaastConfig.from_dict(fields)), tok
+
+
+def _load_with_fast_weights(args: argparse.Namespace):
+    from faast.lm.fastweights import read_config
+
+    fields = None
+    if args.fast_weights and not args.adapter:
+        fields = read_config(args.fast_weights, args.task)
+    fm, tok = _load(args, fields)
+    if args.fast_weights:
+        fm.load_fast_weights(args.fast_weights, args.task)
+    return fm, tok
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    import time
+
+    from faast.lm.text import encode, learn_windows, read_text, token_windows
+
+    text = read_text(args.text)
+    fields = {
+        "num_memories": args.num_memories,
+        "output_mix": args.mix,
+        "output_weight": args.weight,
+        "alpha": args.alpha,
+    }
+    fm, tok = _load(args, fields)
+    windows = token_windows(encode(tok, text), args.window)
+    print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")
+    start = time.perf_counter()
+    pairs = learn_windows(fm, windows, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    fm.save_fast_weights(args.out, task=args.task)
+    sizes = fm.fast_weight_nbytes()
+    print(
+        f"[faast] {pairs} pairs in {seconds:.1f} s ({windows.numel() / seconds:.0f} tok/s); "
+        f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
+        f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
+    )
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    fm, tok = _load_with_fast_weights(args)
+    prompt = args.prompt
+    if args.chat:
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    inputs = tok(prompt, return_tensors="pt", add_special_tokens=not args.chat).to(fm.device)
+    kw = {"max_new_tokens": args.max_new_tokens, "pad_token_id": tok.pad_token_id}
+    kw.update({"do_sample": True, "temperature": 0.7} if args.sample else {"do_sample": False})
+    runs = [("base", True), ("faast", False)] if args.compare else [("faast", False)]
+    for name, disabled in runs:
+        if disabled:
+            with fm.disabled():
+                out = fm.generate(**inputs, **kw)
+        else:
+            out = fm.generate(**inputs, **kw)
+        text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        print(f"--- {name}:\n{text}" if args.compare else text)
+    return 0
+
+
+def run_perplexity(args: argparse.Namespace) -> int:
+    from faast.lm.text import encode, perplexity, read_text, token_windows
+
+    fm, tok = _load_with_fast_weights(args)
+    windows = token_windows(encode(tok, read_text(args.text)), args.window, limit=args.max_windows)
+    with fm.disabled():
+        base = perplexity(fm, windows, progress=True)
+    result = {"tokens": base.tokens, "base": base.to_dict()}
+    if args.fast_weights:
+        result["fast_weights"] = perplexity(fm, windows, progress=True).to_dict()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    from faast.lm.fastweights import read_file
+
+    _, tasks = read_file(args.path)
+    for name, sig in sorted(tasks.items()):
+        mems = ", ".join(f"{n}" for n in sig.get("memories", {}))
+        print(f"{name}: {sig.get('model_type')} ({sig.get('name_or_path')}), memories [{mems}]")
+    return 0
