@@ -185,7 +185,7 @@ def test_logit_mix_adds_beta_times_memory_logits():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_generate_reads_the_fast_weights_with_and_without_cache(family):
     model = tiny_model(family, dtype=torch.float32)
-    fm = get_faast_model(model, FaastConfig(num_memories=1, output_weight=2.0))
+    fm = get_faast_model(model, FaastConfig(num_memories=1, output_mix="logit", output_weight=2.0))
     with_random_readout(fm)
     fm.learn(input_ids=random_batch([20, 20], seed=9)[0])
     prompt = random_batch([4], seed=10)[0]
@@ -254,3 +254,25 @@ def test_scorer_scales_values():
     w = torch.sigmoid(torch.cat([k, v], -1).float() @ mem.scorer.weight.float()[0]).double()
     assert torch.allclose(mem.stats.cross, k.T @ (v * w[:, None]), rtol=1e-6, atol=1e-8)
     assert torch.allclose(mem.stats.gram, k.T @ k, rtol=1e-10, atol=1e-12)
+
+
+def test_prob_mix_reads_the_head_once_and_matches_the_formula():
+    model = tiny_model("llama")
+    ids, _ = random_batch([10, 10], seed=3)
+    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="prob", output_weight=0.3))
+    fm.learn(input_ids=ids)
+    z = model.model(input_ids=ids).last_hidden_state
+    head = model.lm_head.weight
+    w = fm.output_memory.fast_weight(torch.float64, torch.device("cpu"))
+    p_model = torch.softmax(z @ head.T, -1)
+    p_mem = torch.softmax((z @ w.T) @ head.T / fm.output_memory.temperature, -1)
+    expected = torch.log(0.7 * p_model + 0.3 * p_mem)
+    calls = []
+    handle = model.lm_head.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
+    got = fm(input_ids=ids).logits
+    handle.remove()
+    assert len(calls) == 1 and calls[0][0] == 2 * ids.shape[0]  # one call on [z; W·z]
+    assert torch.allclose(got, expected, rtol=1e-9, atol=1e-9)
+    prompt = random_batch([4], seed=10)[0]
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert torch.equal(fm.generate(prompt, use_cache=True, **kw), fm.generate(prompt, use_cache=False, **kw))

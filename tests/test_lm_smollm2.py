@@ -41,8 +41,13 @@ def smollm2():
         if os.environ.get("CI"):
             pytest.fail(f"asset missing under CI: {exc}")
         pytest.skip(f"SmolLM2 not fetched ({exc})")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    return load_causal_lm("smollm2")
+    # One thread: on a shared machine two OpenMP threads can run ~10× slower than one (spinning).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield load_causal_lm("smollm2")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_learning_a_passage_lowers_its_perplexity_and_reset_restores_it(smollm2):

@@ -81,7 +81,7 @@ def read_task(
             raise ValueError(f"{path} holds {len(tasks)} tasks {sorted(tasks)}; pass task=NAME")
         task = next(iter(tasks))
     if task not in tasks:
-        raise KeyError(f"{path} has no task {task!r}; it holds {sorted(tasks)}")
+        raise ValueError(f"{path} has no task {task!r}; it holds {sorted(tasks)}")
     prefix = f"{task}/"
     return task, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, tasks[task]
 

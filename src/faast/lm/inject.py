@@ -174,7 +174,7 @@ def hidden_from_call(args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
     """The hidden-state input of a block call: (tensor, passed positionally?)."""
     if args and isinstance(args[0], torch.Tensor):
         return args[0], True
-    h = kwargs.get("hidden_states")
+    h = kwargs.get("hidden_states", kwargs.get("input"))
     if not isinstance(h, torch.Tensor):
         raise UnsupportedModelError("a decoder block was called without a hidden_states tensor")
     return h, False
@@ -183,7 +183,7 @@ def hidden_from_call(args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
 def replace_hidden(args: tuple, kwargs: dict, new: torch.Tensor, positional: bool) -> tuple[tuple, dict]:
     if positional:
         return (new, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": new}
+    return args, {**kwargs, ("hidden_states" if "hidden_states" in kwargs else "input"): new}
 
 
 @dataclass

@@ -219,14 +219,17 @@ class OutputMemory(_Memory):
         return h + self.weight * m
 
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """ "prob": log((1−λ)·softmax(logits) + λ·softmax(head(W·z)/T)). z: (..., d); logits: (..., V)."""
-        lam = self.weight
+        """ "prob" from scratch: z (..., d) keys, logits (..., V) of the model, head the LM head."""
         # F.linear, not head(...): calling the head would re-enter the hook that calls this.
         mem = F.linear(self.predict(z).to(z.dtype), head.weight, getattr(head, "bias", None))
+        return self.combine(logits, mem)
+
+    def combine(self, logits: torch.Tensor, memory_logits: torch.Tensor) -> torch.Tensor:
+        """ "prob": log((1−λ)·softmax(logits) + λ·softmax(memory_logits / T)); both (..., V)."""
+        lam = self.weight
         work = torch.promote_types(logits.dtype, torch.float32)
-        mem_logits = mem.to(work) / self.temperature
-        base = F.log_softmax(logits.to(work), dim=-1)
+        mem = F.log_softmax(memory_logits.to(work) / self.temperature, dim=-1)
         if lam >= 1.0:
-            return F.log_softmax(mem_logits, dim=-1).to(logits.dtype)
-        out = torch.logaddexp(base + math.log1p(-lam), F.log_softmax(mem_logits, dim=-1) + math.log(lam))
-        return out.to(logits.dtype)
+            return mem.to(logits.dtype)
+        base = F.log_softmax(logits.to(work), dim=-1)
+        return torch.logaddexp(base + math.log1p(-lam), mem + math.log(lam)).to(logits.dtype)

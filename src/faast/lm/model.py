@@ -60,6 +60,7 @@ class FaastModel(nn.Module):
             raise TypeError(f"config must be a FaastConfig, got {type(config).__name__}")
         if isinstance(model, FaastModel):
             raise TypeError("the model already has FAAST memories; use it directly")
+        config = FaastConfig.from_dict(config.to_dict())  # a copy: the caller's object is not changed
         self.base_model = model
         self.faast_config = config
         if config.base_model_name_or_path is None:
@@ -98,6 +99,7 @@ class FaastModel(nn.Module):
         self._mode = "read"
         self._enabled = True
         self._captured: dict[str, torch.Tensor] = {}
+        self._stacked: int | None = None
         self._hooks = HookSet()
         self._attach()
 
@@ -114,7 +116,8 @@ class FaastModel(nn.Module):
             self._hooks.pre(lay.final_norm, self._final_norm_hook)
         elif out.mix == "logit":
             self._hooks.pre(lay.lm_head, self._head_pre_hook)
-        else:
+        else:  # "prob": one head call on [z; W·z] (the weights are read once), then mix
+            self._hooks.pre(lay.lm_head, self._head_stack_hook)
             self._hooks.post(lay.lm_head, self._head_post_hook)
 
     def _block_hook(self, mem: MiddleMemory):  # type: ignore[no-untyped-def]
@@ -148,11 +151,20 @@ class FaastModel(nn.Module):
         z, positional = hidden_from_call(args, kwargs)
         return replace_hidden(args, kwargs, out.mix_state(z), positional)
 
-    def _head_post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
+    def _head_stack_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
         out = self.output_memory
+        self._stacked = None
         if self._mode == "learn" or not self._enabled or out is None or not out.active:
             return None
-        return out.mix_logits(args[0], output, module)
+        z, positional = hidden_from_call(args, kwargs)
+        self._stacked = z.shape[0]
+        return replace_hidden(args, kwargs, torch.cat([z, out.predict(z).to(z.dtype)]), positional)
+
+    def _head_post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
+        out, rows, self._stacked = self.output_memory, self._stacked, None
+        if rows is None or out is None:
+            return None
+        return out.combine(output[:rows], output[rows:])
 
     # ----------------------------------------------------------------- properties
     @property

@@ -1,0 +1,172 @@
+"""Pre-training the middle memories' readout (``out_proj``) and scorer, with the backbone frozen.
+
+The paper trains these once on diverse text; the model then learns new text at test time without
+gradients. A training step here, for a batch X of windows read in order:
+
+1. the memory of each middle layer holds the pairs of the *previous* batches (a FIFO bank of
+   ``bank_tokens`` rows; X's own pairs are not in it, unlike the reference code, which predicts
+   tokens it has just memorised);
+2. its fast weight is solved as in inference, W = (P·B)ᵀ with P = G⁺ the spectrally cut inverse
+   of the bank's Gram matrix (a constant) and B = Σ kᵢ (wᵢ vᵢ)ᵀ, which carries the gradient to
+   the scorer through the value weights wᵢ = σ(s·[kᵢ; vᵢ]);
+3. X is scored by the model reading h + out_proj(dropout(W·h)) before each middle block, and the
+   next-token loss is back-propagated into ``out_proj`` and the scorer only;
+4. X's pairs (from a forward with the memories off, exactly as ``learn`` records them) enter
+   the bank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from faast.lm.layers import MiddleMemory, next_pairs
+from faast.lm.model import FaastModel
+from faast.solver import SpectralFactor, power_law_tau
+
+
+@dataclass
+class TrainConfig:
+    """steps: optimizer steps (batches); batch_windows: windows per batch; bank_tokens: pairs in the
+    memory while training; lr, weight_decay, grad_clip: AdamW and clipping; log_every: how often
+    the base model's loss on the same batch is also computed (for the log)."""
+
+    steps: int = 100
+    batch_windows: int = 4
+    bank_tokens: int = 8192
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    log_every: int = 10
+    seed: int = 0
+
+
+class MemoryBank:
+    """The most recent ``capacity`` (key, value) pairs of one middle memory (float32 rows)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"bank capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else int(self.keys.shape[0])
+
+    def push(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """keys, values: (n, d); the oldest rows beyond capacity are dropped."""
+        keys, values = keys.detach().float(), values.detach().float()
+        if self.keys is not None and self.values is not None:
+            keys, values = torch.cat([self.keys, keys]), torch.cat([self.values, values])
+        self.keys, self.values = keys[-self.capacity :], values[-self.capacity :]
+
+
+def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """W (d, d) solved from (n, d) bank pairs with the inference cut τ = c·n^(−α).
+
+    Gradient flows into the scorer through B; the filtered inverse of G is a constant.
+    """
+    w = mem.value_weights(keys, values)
+    v = values if w is None else values * w[:, None].to(values.dtype)
+    k64 = keys.double()
+    gram = k64.T @ k64
+    factor = SpectralFactor.from_stats(
+        gram, torch.zeros(gram.shape[0], 1, dtype=torch.float64), float(len(k64)), 0.0
+    )
+    phi = factor.truncation_filter(power_law_tau(len(k64), mem.alpha, mem.c))
+    inverse = (factor.basis * phi) @ factor.basis.T  # (d, d) = G⁺ restricted to the kept directions
+    cross = k64.T @ v.double()  # (d, d): carries the gradient to the scorer
+    return (inverse @ cross).T.to(keys.dtype)
+
+
+def train_readout(
+    fm: FaastModel, windows: torch.Tensor, config: TrainConfig | None = None, *, progress: bool = True
+) -> list[dict[str, float]]:
+    """Train ``out_proj`` and the scorer of every middle memory of ``fm`` on (n, T) token windows.
+
+    Windows are read in order (consecutive windows of one text share a document, so the bank
+    holds the recent context of each predicted batch). Returns one log row per optimizer step:
+    ``loss`` with the memories and, every ``log_every`` steps, ``base_loss`` of the same batch.
+    The statistics learned before are cleared (the scorer changes what they would hold).
+    """
+    config = config or TrainConfig()
+    mids = fm.middle_memories
+    if not mids:
+        raise ValueError("the model has no middle memories to train (FaastConfig.num_memories = 0)")
+    if windows.ndim != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be a (n, T >= 2) tensor of token ids, got {tuple(windows.shape)}")
+    torch.manual_seed(config.seed)
+    params = [p for m in mids for p in m.parameters()]
+    frozen = [(p, p.requires_grad) for p in fm.base_model.parameters()]
+    for p, _ in frozen:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    banks = {m.layer: MemoryBank(config.bank_tokens) for m in mids}
+    device = next(fm.base_model.parameters()).device
+    fm.reset_projection()
+    fm.memories.train()
+    log: list[dict[str, float]] = []
+    batches = range(0, min(len(windows), (config.steps + 1) * config.batch_windows), config.batch_windows)
+    bar = tqdm(batches, desc="train readout", unit="batch", disable=not progress)
+    try:
+        for i in bar:
+            x = windows[i : i + config.batch_windows].to(device)
+            captured = fm.capture(input_ids=x)
+            if all(len(b) for b in banks.values()):
+                log.append(_step(fm, mids, banks, x, opt, params, config, len(log)))
+                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
+            for m in mids:
+                banks[m.layer].push(*next_pairs(captured.states[f"block{m.layer}"], captured.valid))
+    finally:
+        for m in mids:
+            m.train_weight = None
+        fm.memories.eval()
+        for p, flag in frozen:
+            p.requires_grad_(flag)
+    return log
+
+
+def _step(
+    fm: FaastModel,
+    mids: list[MiddleMemory],
+    banks: dict[int, MemoryBank],
+    x: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    config: TrainConfig,
+    step: int,
+) -> dict[str, float]:
+    """One optimizer step on batch x (B, T) with every memory solved from its bank."""
+    for m in mids:
+        bank = banks[m.layer]
+        assert bank.keys is not None and bank.values is not None
+        m.train_weight = differentiable_fast_weight(m, bank.keys, bank.values)
+    loss = fm(input_ids=x, labels=x, use_cache=False).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+    opt.step()
+    for m in mids:
+        m.train_weight = None
+    row = {
+        "step": float(step),
+        "loss": float(loss.detach()),
+        "grad_norm": grad_norm,
+        "bank": float(len(banks[mids[0].layer])),
+    }
+    if config.log_every and step % config.log_every == 0:
+        with torch.no_grad(), fm.disabled():
+            row["base_loss"] = float(fm(input_ids=x, labels=x, use_cache=False).loss)
+    if not math.isfinite(row["loss"]):
+        raise FloatingPointError(f"readout training diverged at step {step} (loss {row['loss']})")
+    return row
+
+
+def config_dict(config: TrainConfig) -> dict[str, float]:
+    return asdict(config)

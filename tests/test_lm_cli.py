@@ -1,0 +1,64 @@
+"""`faast lm` end to end on a tiny local model folder (random weights, word-level tokenizer)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from faast.cli import main
+from tests.lm_tiny import VOCAB, tiny_model
+
+WORDS = [f"w{i}" for i in range(VOCAB - 3)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    import torch
+
+    tiny_model("llama", dtype=torch.float32).save_pretrained(path)
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.save_pretrained(path)
+    return path
+
+
+def test_learn_tasks_generate_perplexity(model_dir, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[i % 40] for i in range(300)))
+    out = tmp_path / "fw.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    assert (
+        main(["lm", "learn", *base, "--text", str(text), "--out", str(out), "--task", "a", "--window", "64"])
+        == 0
+    )
+    assert (
+        main(["lm", "learn", *base, "--text", str(text), "--out", str(out), "--task", "b", "--weight", "1.0"])
+        == 0
+    )
+    assert "wrote task 'b'" in capsys.readouterr().out
+    assert main(["lm", "tasks", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith("a: llama") and "\nb: llama" in listed
+    args = ["lm", "generate", *base, "--fast-weights", str(out), "--task", "b", "--prompt", "w1 w2 w3"]
+    assert main([*args, "--max-new-tokens", "5", "--compare"]) == 0
+    printed = capsys.readouterr().out
+    assert "--- base:" in printed and "--- faast:" in printed
+    ppl_args = ["lm", "perplexity", *base, "--text", str(text), "--fast-weights", str(out), "--task", "b"]
+    assert main([*ppl_args, "--window", "64"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fast_weights"]["ppl"] < result["base"]["ppl"]  # it learned this very text
+
+
+def test_cli_errors_are_reported(model_dir, tmp_path, capsys):
+    base = ["--model", str(model_dir)]
+    assert main(["lm", "learn", *base, "--text", str(tmp_path / "missing.txt"), "--out", "x"]) == 1
+    assert "no such text file" in capsys.readouterr().err
+    args = ["lm", "generate", *base, "--fast-weights", str(tmp_path / "none.safetensors"), "--prompt", "w1"]
+    assert main(args) == 1
+    assert "error" in capsys.readouterr().err

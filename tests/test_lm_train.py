@@ -1,0 +1,59 @@
+"""Readout pre-training: the differentiable solve matches inference, and training moves the readout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.layers import next_pairs
+from faast.lm.train import MemoryBank, TrainConfig, differentiable_fast_weight, train_readout
+from tests.lm_tiny import random_batch, tiny_model
+from tests.test_lm_model import with_random_readout
+
+
+def test_differentiable_solve_equals_the_inference_solve():
+    fm = with_random_readout(get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1)))
+    ids, _ = random_batch([30, 30, 30], seed=4)
+    fm.learn(input_ids=ids)
+    mem = fm.memories["block1"]
+    captured = fm.capture(input_ids=ids)
+    keys, values = next_pairs(captured.states["block1"], captured.valid)
+    w = differentiable_fast_weight(mem, keys, values)
+    expected = mem.fast_weight(torch.float64, torch.device("cpu"))
+    assert torch.allclose(w, expected, rtol=1e-8, atol=1e-10 * float(expected.abs().max()))
+    w.sum().backward()  # the gradient reaches the scorer
+    assert mem.scorer.weight.grad is not None and bool(mem.scorer.weight.grad.abs().sum() > 0)
+
+
+def test_bank_is_fifo():
+    bank = MemoryBank(5)
+    bank.push(torch.arange(4.0)[:, None], torch.arange(4.0)[:, None])
+    bank.push(torch.arange(4.0, 7.0)[:, None], torch.arange(4.0, 7.0)[:, None])
+    assert len(bank) == 5 and bank.keys[:, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    with pytest.raises(ValueError):
+        MemoryBank(0)
+
+
+def test_training_moves_readout_and_scorer_only():
+    model = tiny_model("gpt2", dtype=torch.float32)
+    fm = get_faast_model(model, FaastConfig(num_memories=1, readout_dropout=0.0))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    windows = random_batch([16] * 12, seed=6)[0]
+    log = train_readout(
+        fm, windows, TrainConfig(steps=4, batch_windows=2, bank_tokens=64, lr=1e-2), progress=False
+    )
+    assert len(log) == 4 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert "base_loss" in log[0]
+    mem = fm.memories["block1"]
+    assert bool(mem.out_proj.weight.abs().sum() > 0) and bool(mem.scorer.weight.abs().sum() > 0)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name  # the backbone is frozen
+    assert mem.train_weight is None and not mem.training
+    fm.learn(input_ids=windows[:2])  # after training the model learns and reads as usual
+    assert mem.active
+    with fm.disabled():
+        base = fm(input_ids=windows[:1]).logits
+    assert not torch.allclose(fm(input_ids=windows[:1]).logits, base)
+    with pytest.raises(ValueError, match="no middle memories"):
+        train_readout(get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0)), windows)
