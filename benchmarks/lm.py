@@ -118,8 +118,10 @@ def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> di
     random_readout = [torch.randn(w.shape, generator=gen) * 1e-3 for w in saved]
     outputs: dict[str, torch.Tensor] = {}
 
-    def setup(mix: str, readout: list[torch.Tensor]) -> None:
-        out_mem.mix = mix
+    default_support = out_mem.support
+
+    def setup(mix: str, readout: list[torch.Tensor], support: str = default_support) -> None:
+        out_mem.mix, out_mem.support = mix, support
         out_mem.weight = DEFAULT_OUTPUT_WEIGHTS[mix]
         with torch.no_grad():
             for m, w in zip(mids, readout, strict=True):
@@ -127,9 +129,16 @@ def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> di
         fm._hooks.remove()  # the mixes use different hooks: re-attach for this one
         fm._attach()
 
-    def case(name: str, *, hooks: bool = True, mix: str = default_mix, active_middle: bool = False):
+    def case(
+        name: str,
+        *,
+        hooks: bool = True,
+        mix: str = default_mix,
+        support: str = default_support,
+        active_middle=False,
+    ):
         def go() -> None:
-            setup(mix, random_readout if active_middle else saved)
+            setup(mix, random_readout if active_middle else saved, support)
             if not hooks:
                 fm.unload()
             try:
@@ -143,6 +152,9 @@ def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> di
     for mix in ("logit", "prob"):
         if mix != default_mix:
             cases[f"fast_weights_{mix}_mix"] = case(f"fast_weights_{mix}_mix", mix=mix)
+    if default_mix == "prob":
+        other = "vocab" if default_support == "learned" else "learned"
+        cases[f"fast_weights_prob_{other}"] = case(f"fast_weights_prob_{other}", support=other)
     cases["fast_weights_active_middle"] = case("fast_weights_active_middle", active_middle=True)
     cases["base_no_hooks"]()  # warm-up
     times = interleaved(cases, rounds, "generate")
@@ -211,6 +223,8 @@ def main() -> None:
         * fm.output_memory.stats.value_dim
         * 4,
         "statistics_float64": sizes["statistics"],
+        "support_rows_cache": sizes["support_rows"],
+        "learned_distinct_tokens": int(fm.output_memory.seen.sum()),
         "break_even_tokens_compiled": sizes["compiled"] / per_token,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +249,9 @@ def report(res: dict) -> None:
         f"bytes for {by['learned_tokens']} learned tokens: "
         f"KV cache {by['kv_cache_for_learned_tokens'] / 1e6:.1f} MB "
         f"(measured {by['kv_cache_measured_for_512_tokens']} B per 512 tokens) vs compiled fast weights "
-        f"{by['fast_weights_compiled'] / 1e6:.2f} MB (statistics {by['statistics_float64'] / 1e6:.1f} MB); "
+        f"{by['fast_weights_compiled'] / 1e6:.2f} MB (statistics {by['statistics_float64'] / 1e6:.1f} MB, "
+        f"rows of the {by['learned_distinct_tokens']} learned tokens "
+        f"{by['support_rows_cache'] / 1e6:.1f} MB); "
         f"break-even at {by['break_even_tokens_compiled']:.0f} tokens"
     )
 

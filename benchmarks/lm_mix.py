@@ -6,7 +6,8 @@ Model: SmolLM2-135M-Instruct (float32, offline asset). Output memory only (no tr
 * ``paper@r``       (1−r)·h + r·W·h before the final norm (key pre-norm h, value input embedding);
 * ``logit@β``       the LM head reads z + β·W·z (key post-norm z, value LM-head row), α = 1;
 * ``logit-a0.5@β``  the same with a stronger spectral cut, α = 0.5;
-* ``prob@(λ, T)``   (1−λ)·softmax(logits) + λ·softmax(head(W·z)/T).
+* ``prob@(λ, T)``   (1−λ)·softmax(logits) + λ·softmax(head(W·z)/T) over the whole vocabulary;
+* ``prob-learned@(λ, T)``  the same with the memory's softmax over the tokens it learned only.
 
 Three scenarios, each measured on a *tuning* novel (Northanger Abbey) and a disjoint *test*
 novel (Persuasion):
@@ -24,7 +25,7 @@ of the scored windows through the library's own ``OutputMemory`` code (the memor
 the LM-head input, or the final-norm input for ``paper``); a check confirms that this path
 reproduces the hooked model's logits.
 
-    python benchmarks/lm_mix.py            # the published run (~35-45 min on 2 shared CPU cores)
+    python benchmarks/lm_mix.py --threads 1   # the published run (~40 min on a shared 2-core machine)
     python benchmarks/lm_mix.py --learn-windows 1 --tune-windows 1 --test-windows 1 --passages 1 --window 128
 
 Writes ``benchmarks/results/lm_mix.json``.
@@ -59,11 +60,13 @@ class Candidate:
     weight: float
     temperature: float = 1.0
     alpha: float = 1.0
+    support: str = "vocab"
 
     @property
     def name(self) -> str:
         if self.mix == "prob":
-            return f"prob@({self.weight}, {self.temperature})"
+            tag = "prob-learned" if self.support == "learned" else "prob"
+            return f"{tag}@({self.weight}, {self.temperature})"
         tag = "logit-a0.5" if self.alpha == 0.5 else self.mix
         return f"{tag}@{self.weight}"
 
@@ -72,7 +75,12 @@ CANDIDATES = (
     [Candidate("paper", r) for r in (0.1, 0.3, 0.5, 0.7, 0.9)]
     + [Candidate("logit", b) for b in (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)]
     + [Candidate("logit", b, alpha=0.5) for b in (0.1, 0.3, 0.5, 1.0, 2.0)]
-    + [Candidate("prob", lam, t) for lam in (0.05, 0.1, 0.2, 0.4, 0.7) for t in (0.25, 0.5, 1.0)]
+    + [
+        Candidate("prob", lam, t, support=sup)
+        for sup in ("vocab", "learned")
+        for lam in (0.05, 0.1, 0.2, 0.4, 0.7)
+        for t in (0.1, 0.25, 0.5, 1.0)
+    ]
 )
 
 
@@ -107,12 +115,8 @@ def score(model, states: States, mems: dict[str, OutputMemory] | None, cand: Can
             logits = head(z)
         else:
             mem = mems["paper" if cand.mix == "paper" else "logit"]
-            mem.mix, mem.weight, mem.temperature, mem.alpha = (
-                cand.mix,
-                cand.weight,
-                cand.temperature,
-                cand.alpha,
-            )
+            mem.mix, mem.weight, mem.temperature = cand.mix, cand.weight, cand.temperature
+            mem.alpha, mem.support = cand.alpha, cand.support
             if cand.mix == "paper":
                 logits = head(norm(mem.mix_state(states.pre[i : i + 4])))
             elif cand.mix == "logit":
@@ -216,7 +220,7 @@ def select(tune: dict[str, dict], max_cost: float) -> dict:
         raise RuntimeError(f"no candidate costs at most {max_cost:.0%} on unseen text")
     best = min(ok, key=lambda k: tune["recall"][k]["ppl"])
     per_mix = {}
-    for tag in ("paper", "logit", "logit-a0.5", "prob"):
+    for tag in ("paper", "logit", "logit-a0.5", "prob", "prob-learned"):
         mine = [k for k in ok if k.startswith(f"{tag}@")]
         per_mix[tag] = min(mine, key=lambda k: tune["recall"][k]["ppl"]) if mine else None
     return {

@@ -73,6 +73,7 @@ def test_default_weights_per_mix():
         {"dtype": "int8"},
         {"memory_layers": [1, 1]},
         {"output_temperature": 0.0},
+        {"output_support": "all"},
     ],
 )
 def test_bad_values_raise(kwargs):

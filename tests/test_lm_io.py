@@ -29,11 +29,14 @@ def test_fast_weights_round_trip_and_named_tasks(tmp_path):
     assert list_tasks(path) == ["a", "b"]
     assert not torch.equal(out_a, out_b)
 
+    seen_b = fm.output_memory.seen.clone()
     fm.reset_projection()
     fm.load_fast_weights(path, task="a")
     assert torch.equal(fm(input_ids=ids).logits, out_a)
+    assert not torch.equal(fm.output_memory.seen, seen_b)
     fm.load_fast_weights(path, task="b")
     assert torch.equal(fm(input_ids=ids).logits, out_b)
+    assert torch.equal(fm.output_memory.seen, seen_b)
     fm.save_fast_weights(path, task="a")  # overwriting a task keeps the others
     assert list_tasks(path) == ["a", "b"]
     with pytest.raises(ValueError, match="holds 2 tasks"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -256,23 +258,42 @@ def test_scorer_scales_values():
     assert torch.allclose(mem.stats.gram, k.T @ k, rtol=1e-10, atol=1e-12)
 
 
-def test_prob_mix_reads_the_head_once_and_matches_the_formula():
+@pytest.mark.parametrize("support", ["vocab", "learned"])
+def test_prob_mix_matches_the_formula(support):
     model = tiny_model("llama")
     ids, _ = random_batch([10, 10], seed=3)
-    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="prob", output_weight=0.3))
+    cfg = FaastConfig(num_memories=0, output_mix="prob", output_weight=0.3, output_support=support)
+    fm = get_faast_model(model, cfg)
     fm.learn(input_ids=ids)
     z = model.model(input_ids=ids).last_hidden_state
     head = model.lm_head.weight
     w = fm.output_memory.fast_weight(torch.float64, torch.device("cpu"))
     p_model = torch.softmax(z @ head.T, -1)
-    p_mem = torch.softmax((z @ w.T) @ head.T / fm.output_memory.temperature, -1)
-    expected = torch.log(0.7 * p_model + 0.3 * p_mem)
+    mem_logits = (z @ w.T) @ head.T / fm.output_memory.temperature
+    if support == "learned":  # the memory only speaks for tokens it learned as values
+        learned = torch.zeros(VOCAB, dtype=torch.bool)
+        learned[ids[:, 1:].reshape(-1)] = True
+        assert torch.equal(fm.output_memory.seen, learned)
+        mem_logits = mem_logits.masked_fill(~learned, float("-inf"))
+    expected = torch.log(0.7 * p_model + 0.3 * torch.softmax(mem_logits, -1))
     calls = []
     handle = model.lm_head.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
     got = fm(input_ids=ids).logits
     handle.remove()
-    assert len(calls) == 1 and calls[0][0] == 2 * ids.shape[0]  # one call on [z; W·z]
+    assert len(calls) == 1
     assert torch.allclose(got, expected, rtol=1e-9, atol=1e-9)
+    assert bool((got.exp().sum(-1) - 1).abs().max() < 1e-9)
     prompt = random_batch([4], seed=10)[0]
     kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
     assert torch.equal(fm.generate(prompt, use_cache=True, **kw), fm.generate(prompt, use_cache=False, **kw))
+
+
+def test_prob_mix_cost_is_bounded_by_log_one_minus_lambda():
+    """Whatever the memory says, log p_mix ≥ log p_model + log(1 − λ) for every token."""
+    model = tiny_model("qwen2")
+    fm = get_faast_model(model, FaastConfig(num_memories=0, output_weight=0.2))
+    fm.learn(input_ids=random_batch([30, 30], seed=8)[0])
+    probe = random_batch([12, 12], seed=9)[0]
+    base = torch.log_softmax(model(input_ids=probe).logits, -1)
+    mixed = fm(input_ids=probe).logits
+    assert bool((mixed >= base + math.log(0.8) - 1e-12).all())

@@ -63,6 +63,9 @@ class FaastConfig:
         the paper). Kept for reproduction.
     output_weight: λ, β or r of the mix; ``None`` takes ``DEFAULT_OUTPUT_WEIGHTS[output_mix]``.
     output_temperature: T of the "prob" mix.
+    output_support: tokens the "prob" mix's memory distribution covers: ``"learned"`` (the tokens
+        seen as values by ``learn``, as a k-NN LM; |learned| × d per token) or ``"vocab"`` (all,
+        a second full LM-head product per token).
     scorer: learned sigmoid scorer w = σ(s·[k; v]) scaling the values of middle memories.
     readout_dropout: dropout on W·h before ``out_proj`` while training the readout.
     dtype: dtype the fast weights are compiled to (``None``: the dtype of the hidden states).
@@ -80,6 +83,7 @@ class FaastConfig:
     output_mix: str = "prob"
     output_weight: float | None = None
     output_temperature: float = 0.25
+    output_support: str = "learned"
     scorer: bool = True
     readout_dropout: float = 0.1
     dtype: str | None = None
@@ -118,6 +122,8 @@ class FaastConfig:
                     f"output_weight of the {self.output_mix!r} mix is a ratio in [0, 1], got {w}"
                 )
             self.output_weight = w
+        if self.output_support not in ("learned", "vocab"):
+            raise ValueError(f"output_support must be 'learned' or 'vocab', got {self.output_support!r}")
         if self.dtype is not None and self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or None, got {self.dtype!r}")
 

@@ -168,11 +168,16 @@ class MiddleMemory(_Memory):
 
 
 class OutputMemory(_Memory):
-    """Parameter-free memory at the LM head (mix "logit", "prob" or "paper", see FaastConfig).
+    """Parameter-free memory at the LM head (mix "prob", "logit" or "paper", see FaastConfig).
 
-    Keys are the final hidden state after the final norm ("logit"/"prob") or before it
-    ("paper"); values are the next token's LM-head row ("logit"/"prob") or input embedding
+    Keys are the final hidden state after the final norm ("prob"/"logit") or before it
+    ("paper"); values are the next token's LM-head row ("prob"/"logit") or input embedding
     ("paper"). W is (m, d) with m = the value dimension (d for every family here).
+
+    ``seen`` (V,) marks the tokens learned as values. With ``support="learned"`` the "prob" mix
+    spreads the memory's probability over those tokens only (as a k-NN LM does over its
+    datastore): it cannot recall a token it never learned, and it costs |learned| × d per
+    token instead of a second full LM-head product.
     """
 
     kind = "output"
@@ -181,18 +186,25 @@ class OutputMemory(_Memory):
         self,
         hidden_size: int,
         value_dim: int,
+        vocab_size: int,
         *,
         mix: str,
         weight: float,
         temperature: float = 1.0,
+        support: str = "learned",
         alpha: float = 1.0,
         c: float = 1.0,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(hidden_size, value_dim, alpha=alpha, c=c, dtype=dtype)
+        if support not in ("learned", "vocab"):
+            raise ValueError(f"support must be 'learned' or 'vocab', got {support!r}")
         self.mix = mix
         self.weight = float(weight)
         self.temperature = float(temperature)
+        self.support = support
+        self.register_buffer("seen", torch.zeros(vocab_size, dtype=torch.bool), persistent=False)
+        self._rows: tuple[tuple, torch.Tensor, torch.Tensor | None, torch.Tensor] | None = None
 
     @property
     def key_source(self) -> str:
@@ -206,6 +218,16 @@ class OutputMemory(_Memory):
     def active(self) -> bool:
         return self.has_pairs and self.weight > 0
 
+    def reset(self) -> None:
+        super().reset()
+        self.seen.zero_()
+        self._rows = None
+
+    def learn_tokens(self, token_ids: torch.Tensor) -> None:
+        """Mark (n,) token ids as learned values."""
+        self.seen[token_ids.to(self.seen.device)] = True
+        self._rows = None
+
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """W·h for keys h (..., d) → (..., m), in the compute dtype."""
         dtype = self._dtype_for(h)
@@ -218,17 +240,40 @@ class OutputMemory(_Memory):
             return (1.0 - self.weight) * h + self.weight * m
         return h + self.weight * m
 
+    def _support_rows(self, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(rows (k, d), bias (k,) or None, index (k,)) of the learned tokens in the LM head (cached)."""
+        weight, bias = head.weight, getattr(head, "bias", None)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if self._rows is None or self._rows[0] != key:
+            index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
+            self._rows = (key, weight.detach()[index], None if bias is None else bias.detach()[index], index)
+        return self._rows[1], self._rows[2], self._rows[3]
+
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """ "prob" from scratch: z (..., d) keys, logits (..., V) of the model, head the LM head."""
-        # F.linear, not head(...): calling the head would re-enter the hook that calls this.
-        mem = F.linear(self.predict(z).to(z.dtype), head.weight, getattr(head, "bias", None))
+        """ "prob": log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V).
+
+        p_memory = softmax(head(W·z) / T), over the learned tokens (support "learned") or the
+        whole vocabulary ("vocab"). Returns (..., V) log-probabilities.
+        """
+        m = self.predict(z).to(z.dtype)
+        work = torch.promote_types(logits.dtype, torch.float32)
+        if self.support == "vocab":
+            # F.linear, not head(...): calling the head would re-enter the hook that calls this.
+            mem = F.log_softmax(
+                F.linear(m, head.weight, getattr(head, "bias", None)).to(work) / self.temperature, -1
+            )
+        else:
+            rows, bias, index = self._support_rows(head)
+            part = F.log_softmax(F.linear(m, rows, bias).to(work) / self.temperature, -1)
+            mem = torch.full(logits.shape, -math.inf, dtype=work, device=logits.device)
+            mem.index_copy_(mem.ndim - 1, index, part)
         return self.combine(logits, mem)
 
-    def combine(self, logits: torch.Tensor, memory_logits: torch.Tensor) -> torch.Tensor:
-        """ "prob": log((1−λ)·softmax(logits) + λ·softmax(memory_logits / T)); both (..., V)."""
+    def combine(self, logits: torch.Tensor, memory_log_probs: torch.Tensor) -> torch.Tensor:
+        """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V)."""
         lam = self.weight
         work = torch.promote_types(logits.dtype, torch.float32)
-        mem = F.log_softmax(memory_logits.to(work) / self.temperature, dim=-1)
+        mem = memory_log_probs.to(work)
         if lam >= 1.0:
             return mem.to(logits.dtype)
         base = F.log_softmax(logits.to(work), dim=-1)

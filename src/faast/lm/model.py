@@ -84,10 +84,13 @@ class FaastModel(nn.Module):
                 dtype=config.torch_dtype,
             )
         if config.output_memory:
+            table = self._value_table()
             self.memories["output"] = OutputMemory(
                 d,
-                self._value_table().shape[1],
+                table.shape[1],
+                table.shape[0],
                 mix=config.output_mix,
+                support=config.output_support,
                 weight=config.mix_weight,
                 temperature=config.output_temperature,
                 alpha=config.alpha,
@@ -99,7 +102,6 @@ class FaastModel(nn.Module):
         self._mode = "read"
         self._enabled = True
         self._captured: dict[str, torch.Tensor] = {}
-        self._stacked: int | None = None
         self._hooks = HookSet()
         self._attach()
 
@@ -116,8 +118,7 @@ class FaastModel(nn.Module):
             self._hooks.pre(lay.final_norm, self._final_norm_hook)
         elif out.mix == "logit":
             self._hooks.pre(lay.lm_head, self._head_pre_hook)
-        else:  # "prob": one head call on [z; W·z] (the weights are read once), then mix
-            self._hooks.pre(lay.lm_head, self._head_stack_hook)
+        else:
             self._hooks.post(lay.lm_head, self._head_post_hook)
 
     def _block_hook(self, mem: MiddleMemory):  # type: ignore[no-untyped-def]
@@ -151,20 +152,11 @@ class FaastModel(nn.Module):
         z, positional = hidden_from_call(args, kwargs)
         return replace_hidden(args, kwargs, out.mix_state(z), positional)
 
-    def _head_stack_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+    def _head_post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
         out = self.output_memory
-        self._stacked = None
         if self._mode == "learn" or not self._enabled or out is None or not out.active:
             return None
-        z, positional = hidden_from_call(args, kwargs)
-        self._stacked = z.shape[0]
-        return replace_hidden(args, kwargs, torch.cat([z, out.predict(z).to(z.dtype)]), positional)
-
-    def _head_post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
-        out, rows, self._stacked = self.output_memory, self._stacked, None
-        if rows is None or out is None:
-            return None
-        return out.combine(output[:rows], output[rows:])
+        return out.mix_logits(args[0], output, module)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -231,6 +223,7 @@ class FaastModel(nn.Module):
             else:
                 values = nn.functional.embedding(next_ids, self._layout.lm_head.weight)
             out_mem.add_pairs(keys, values)
+            out_mem.learn_tokens(next_ids)
         return batch.num_pairs
 
     @torch.no_grad()
@@ -315,11 +308,23 @@ class FaastModel(nn.Module):
         return info
 
     def fast_weight_nbytes(self, dtype: torch.dtype | None = None) -> dict[str, int]:
-        """Bytes of the compiled fast weights (in ``dtype``, default the model's) and of the statistics."""
+        """Bytes of what learning produced.
+
+        compiled: the fast-weight matrices in ``dtype`` (default: the model's) plus the
+        learned-token mask of the output memory (one byte per vocabulary entry);
+        statistics: the float64 G and B; support_rows: the LM-head rows of the learned tokens
+        that the "prob" mix (support "learned") gathers once and keeps while reading.
+        """
         itemsize = (dtype or self._layout.lm_head.weight.dtype).itemsize
         compiled = sum(m.stats.key_dim * m.stats.value_dim * itemsize for m in self.memories.values())
         stats = sum(m.stats.nbytes for m in self.memories.values())
-        return {"compiled": compiled, "statistics": stats}
+        out = self.output_memory
+        rows = 0
+        if out is not None:
+            compiled += out.seen.numel()
+            if out.mix == "prob" and out.support == "learned":
+                rows = int(out.seen.sum()) * self._layout.hidden_size * itemsize
+        return {"compiled": compiled, "statistics": stats, "support_rows": rows}
 
     # ----------------------------------------------------------------- fast weights I/O
     def signature(self) -> dict[str, Any]:
@@ -355,6 +360,8 @@ class FaastModel(nn.Module):
         for name, mem in self.memories.items():
             for key, value in mem.stats.state_dict().items():
                 tensors[f"{name}/{key}"] = value
+            if isinstance(mem, OutputMemory):
+                tensors[f"{name}/seen"] = mem.seen.to(torch.uint8)
             dtype = mem.stats.input_dtype
             signature["memories"][name]["input_dtype"] = (
                 "" if dtype is None else str(dtype).removeprefix("torch.")
@@ -396,8 +403,19 @@ class FaastModel(nn.Module):
             state = {k: tensors[f"{name}/{k}"] for k in fw.STAT_KEYS if f"{name}/{k}" in tensors}
             if len(state) != len(fw.STAT_KEYS):
                 raise ValueError(f"{where}: statistics of memory {name!r} are incomplete")
+            mem = self.memories[name]
+            if isinstance(mem, OutputMemory):
+                seen = tensors.get(f"{name}/seen")
+                if seen is None or seen.shape != mem.seen.shape:
+                    raise ValueError(
+                        f"{where}: the learned-token set of memory {name!r} is missing or malformed"
+                    )
+                state["seen"] = seen
             states[name] = state
         for name, mem in self.memories.items():  # validated above: now replace all at once
+            if isinstance(mem, OutputMemory):
+                mem.reset()
+                mem.learn_tokens(torch.nonzero(states[name].pop("seen")).squeeze(1))
             dtype_name = theirs[name].get("input_dtype") or ""
             mem.stats.load_state_dict(
                 states[name], input_dtype=getattr(torch, dtype_name, None) if dtype_name else None
