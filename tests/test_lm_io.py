@@ -10,6 +10,11 @@ from tests.lm_tiny import random_batch, tiny_model
 from tests.test_lm_model import with_random_readout
 
 
+def assert_close(a, b):
+    """Equal up to float64 rounding: a reloaded memory has lost the n < d dual solve's pair copies."""
+    assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
 def learned(family="llama", seed=0, config=None, data_seed=1):
     fm = get_faast_model(tiny_model(family, seed=seed), config or FaastConfig(num_memories=1))
     with_random_readout(fm)
@@ -32,10 +37,10 @@ def test_fast_weights_round_trip_and_named_tasks(tmp_path):
     seen_b = fm.output_memory.seen.clone()
     fm.reset_projection()
     fm.load_fast_weights(path, task="a")
-    assert torch.equal(fm(input_ids=ids).logits, out_a)
+    assert_close(fm(input_ids=ids).logits, out_a)
     assert not torch.equal(fm.output_memory.seen, seen_b)
     fm.load_fast_weights(path, task="b")
-    assert torch.equal(fm(input_ids=ids).logits, out_b)
+    assert_close(fm(input_ids=ids).logits, out_b)
     assert torch.equal(fm.output_memory.seen, seen_b)
     fm.save_fast_weights(path, task="a")  # overwriting a task keeps the others
     assert list_tasks(path) == ["a", "b"]

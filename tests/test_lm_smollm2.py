@@ -6,8 +6,6 @@ the parameter-free output memory is used: no trained parameters at all.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -15,7 +13,7 @@ from faast.assets.core import AssetError
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import perplexity
 
-pytestmark = pytest.mark.assets
+pytestmark = pytest.mark.assets("smollm2-135m-instruct")
 
 PASSAGE = (
     "The lighthouse on Tessel Point was built in 1871 by the engineer Marguerite Olden, who insisted that "
@@ -35,11 +33,9 @@ def smollm2():
     from faast.assets.lm import smollm2_dir
     from faast.lm.text import load_causal_lm
 
-    try:
+    try:  # the `assets` marker already skips (locally) or fails (CI) when the asset is missing
         smollm2_dir(fetch=False)
     except AssetError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"asset missing under CI: {exc}")
         pytest.skip(f"SmolLM2 not fetched ({exc})")
     # One thread: on a shared machine two OpenMP threads can run ~10× slower than one (spinning).
     threads = torch.get_num_threads()
