@@ -49,6 +49,9 @@ def test_learn_tasks_generate_perplexity(model_dir, tmp_path, capsys):
     assert main([*args, "--max-new-tokens", "5", "--compare"]) == 0
     printed = capsys.readouterr().out
     assert "--- base:" in printed and "--- faast:" in printed
+    # Statistics learned with the prob mix can be read with the logit mix.
+    assert main([*args, "--max-new-tokens", "3", "--mix", "logit", "--weight", "1.0"]) == 0
+    assert capsys.readouterr().out.strip()
     ppl_args = ["lm", "perplexity", *base, "--text", str(text), "--fast-weights", str(out), "--task", "b"]
     assert main([*ppl_args, "--window", "64"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sample", action="store_true", help="sample (temperature 0.7) instead of greedy decoding"
     )
     ge.add_argument("--compare", action="store_true", help="also print the base model's continuation")
+    _read_args(ge)
     ge.set_defaults(func=run_generate)
 
     pp = actions.add_parser("perplexity", help="perplexity of a text file, with or without fast weights")
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pp.add_argument("--task", default=None)
     pp.add_argument("--window", type=int, default=512)
     pp.add_argument("--max-windows", type=int, default=None)
+    _read_args(pp)
     pp.set_defaults(func=run_perplexity)
 
     ta = actions.add_parser("tasks", help="list the tasks of a fast-weight file")
@@ -71,6 +73,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=_DTYPES, default="float32")
     p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _read_args(p: argparse.ArgumentParser) -> None:
+    """How the output memory is read (statistics learned with "prob" or "logit" serve both)."""
+    p.add_argument("--mix", choices=("prob", "logit"), default=None, help="output-memory mix to read with")
+    p.add_argument(
+        "--weight", type=float, default=None, help="λ (prob) or β (logit); larger follows the memory"
+    )
+    p.add_argument("--temperature", type=float, default=None, help="T of the prob mix")
 
 
 def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None):
@@ -92,9 +103,16 @@ def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None)
 def _load_with_fast_weights(args: argparse.Namespace):
     from faast.lm.fastweights import read_config
 
-    fields = None
+    fields: dict[str, Any] = {}
     if args.fast_weights and not args.adapter:
         fields = read_config(args.fast_weights, args.task)
+    if args.mix and fields.get("output_mix", args.mix) == "paper":
+        raise ValueError("fast weights learned with the 'paper' mix can only be read with it")
+    read = {"output_mix": args.mix, "output_weight": args.weight, "output_temperature": args.temperature}
+    if args.mix is not None and args.weight is None:
+        read["output_weight"] = None  # the new mix's default weight
+        fields.pop("output_weight", None)
+    fields.update({k: v for k, v in read.items() if v is not None})
     fm, tok = _load(args, fields)
     if args.fast_weights:
         fm.load_fast_weights(args.fast_weights, args.task)
