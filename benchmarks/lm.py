@@ -12,6 +12,8 @@ In one run, on this machine (float32, CPU threads = --threads):
    (random readout, as a trained one would be).
 3. bytes: compiled fast weights and float64 statistics against the KV cache that in-context
    learning would need to hold the same learned tokens (measured on a real cache, and per token).
+4. recall: learn one 512-token passage (output memory only), continue its first 32 tokens
+   greedily with and without the fast weights, count the tokens that match the passage.
 
 Measurements are interleaved round by round and the median is reported, because the 2-core
 development machine is shared and its speed varies by up to 2× from minute to minute.
@@ -34,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from faast.assets.lm import austen_texts
-from faast.lm import DEFAULT_OUTPUT_WEIGHTS, FaastConfig, get_faast_model
+from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, token_windows
 
 
@@ -118,11 +120,12 @@ def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> di
     random_readout = [torch.randn(w.shape, generator=gen) * 1e-3 for w in saved]
     outputs: dict[str, torch.Tensor] = {}
 
-    default_support = out_mem.support
+    default_support, default_gate = out_mem.support, out_mem.gate
 
     def setup(mix: str, readout: list[torch.Tensor], support: str = default_support) -> None:
-        out_mem.mix, out_mem.support = mix, support
-        out_mem.weight = DEFAULT_OUTPUT_WEIGHTS[mix]
+        cfg = FaastConfig(output_mix=mix, output_gate=default_gate if mix == "prob" else None)
+        out_mem.mix, out_mem.support, out_mem.gate = mix, support, cfg.output_gate
+        out_mem.weight, out_mem.temperature = cfg.mix_weight, cfg.mix_temperature
         with torch.no_grad():
             for m, w in zip(mids, readout, strict=True):
                 m.out_proj.weight.copy_(w)
@@ -171,6 +174,35 @@ def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> di
     return out
 
 
+@torch.no_grad()
+def recall_example(model, tok, window: torch.Tensor, prompt_tokens: int = 32, new_tokens: int = 48) -> dict:
+    """Learn one passage (output memory only, default config), then continue its opening greedily.
+
+    window: (T,) token ids. Returns the texts and how many generated tokens match the passage.
+    """
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    try:
+        fm.learn(input_ids=window[None])
+        prompt, truth = window[None, :prompt_tokens], window[prompt_tokens : prompt_tokens + new_tokens]
+        kw = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
+        kw["pad_token_id"] = tok.pad_token_id
+        with fm.disabled():
+            base = fm.generate(prompt, **kw)[0, prompt_tokens:]
+        faast = fm.generate(prompt, **kw)[0, prompt_tokens:]
+    finally:
+        fm.unload()
+    return {
+        "learned_tokens": int(window.numel()),
+        "prompt": tok.decode(prompt[0]),
+        "passage": tok.decode(truth),
+        "base": tok.decode(base),
+        "faast": tok.decode(faast),
+        "base_tokens_matching_passage": int((base == truth).sum()),
+        "faast_tokens_matching_passage": int((faast == truth).sum()),
+        "new_tokens": new_tokens,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=4)
@@ -209,6 +241,7 @@ def main() -> None:
     res["learned_tokens"] = learn_set.numel()
     learn_windows(fm, learn_set, batch_size=args.batch)
     res["generate"] = bench_generate(fm, prompt, args.new_tokens, args.rounds)
+    res["recall_example"] = recall_example(model, tok, learn_set[0])
 
     n = learn_set.numel()
     per_token = kv_bytes_per_token(model.config, torch.float32)
@@ -254,6 +287,12 @@ def report(res: dict) -> None:
         f"{by['support_rows_cache'] / 1e6:.1f} MB); "
         f"break-even at {by['break_even_tokens_compiled']:.0f} tokens"
     )
+    if "recall_example" in res:
+        ex = res["recall_example"]
+        print(f"recall after learning one {ex['learned_tokens']}-token passage, prompt {ex['prompt']!r}:")
+        for k in ("passage", "base", "faast"):
+            match = "" if k == "passage" else f"  [{ex[f'{k}_tokens_matching_passage']}/{ex['new_tokens']}]"
+            print(f"  {k:8s} {ex[k]!r}{match}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Reads what the LM benchmarks wrote (nothing is re-measured or typed in by hand):
 
 * ``benchmarks/results/lm.json``          ``python benchmarks/lm.py``      (speed and bytes)
-* ``benchmarks/results/lm_mix.json``      ``python benchmarks/lm_mix.py --threads 1``  (output mix)
+* ``benchmarks/results/lm_mix.json``      ``python benchmarks/lm_mix.py --threads 2``  (output mix)
 * ``benchmarks/results/lm_readout.json``  ``python benchmarks/lm_readout.py``  (trained middle memory)
 
     python benchmarks/lm_doc.py            # writes docs/lm.md and docs/lm/mix.png
@@ -21,9 +21,11 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from faast.lm import FaastConfig
+
 RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
-FAMILIES = ("paper", "logit", "logit-a0.5", "prob", "prob-learned")
+FAMILIES = ("paper", "logit", "logit-a0.5", "prob", "prob-learned", "prob-gated")
 
 
 def family(name: str) -> str:
@@ -97,13 +99,39 @@ def speed_section(res: dict) -> list[str]:
     return lines
 
 
+def recall_section(res: dict) -> list[str]:
+    ex = res["recall_example"]
+    cfg = res["config"]
+    theta = FaastConfig.from_dict(cfg).gate_threshold
+    gate = f", gate θ = {theta}" if theta is not None else ""
+    n = ex["new_tokens"]
+
+    def quoted(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
+    return [
+        f"### Recall of a learned passage (same run, default `{cfg['output_mix']}` mix{gate})",
+        "",
+        f"Output memory only, after `learn` on one {ex['learned_tokens']}-token passage of the same novel; "
+        f"greedy continuation of its first tokens, {ex['new_tokens']} new tokens.",
+        "",
+        "| | continuation | tokens equal to the passage |",
+        "|---|---|---:|",
+        f"| prompt | {quoted(ex['prompt'])} | |",
+        f"| the passage | {quoted(ex['passage'])} | |",
+        f"| base model | {quoted(ex['base'])} | {ex['base_tokens_matching_passage']}/{n} |",
+        f"| with fast weights | {quoted(ex['faast'])} | {ex['faast_tokens_matching_passage']}/{n} |",
+        "",
+    ]
+
+
 def mix_section(res: dict, png: Path) -> list[str]:
     sel, test = res["selection"], res["test"]
     args = res["args"]
     show = ["base", sel["choice"], *(v for v in sel["per_mix_choice"].values() if v), "paper@0.9"]
     show = list(dict.fromkeys(show))
     lines = [
-        "## How the output memory is read (`python benchmarks/lm_mix.py --threads 1`)",
+        f"## How the output memory is read (`python benchmarks/lm_mix.py --threads {args['threads']}`)",
         "",
         f"Model: {res['model']}; data: {res['data']}. Output memory only (no trained parameters). "
         f"The default is chosen on *Northanger Abbey* only: the lowest recall perplexity among settings "
@@ -112,7 +140,8 @@ def mix_section(res: dict, png: Path) -> list[str]:
         f"the preceding {args['window']}-token passage (continuation). Reported here on *Persuasion*, "
         f"never used for the choice ({args['passages']} passages; domain: {args['test_windows']} windows).",
         "",
-        f"Chosen default: **{sel['choice']}** (λ, T). Best admissible setting per mix: "
+        f"Chosen default: **{sel['choice']}** (λ, T{', θ' if 'gated' in sel['choice'] else ''}). "
+        "Best admissible setting per mix: "
         + ", ".join(f"{k}: {v}" for k, v in sel["per_mix_choice"].items())
         + ". `paper@0.9` is the paper's setting.",
         "",
@@ -126,6 +155,14 @@ def mix_section(res: dict, png: Path) -> list[str]:
         lines.append(f"| {name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |")
     lines += [
         "",
+        "Mixes: `paper@r` (1−r)·h + r·W·h before the final norm (the paper); `logit@β` logits + "
+        "β·head(W·z); `prob@(λ, T)` log((1−λ)·p_model + λ·softmax(head(W·z)/T)) over the vocabulary, "
+        "`prob-learned` the same over the learned tokens only; `prob-gated@(λ, T, θ)` prob-learned with "
+        "λ scaled per token by clamp((c − θ)/(1 − θ), 0, 1), c = the largest cosine between W·z and a "
+        "learned token's LM-head row. For a context the memory learned, W·z reproduces the next "
+        "token's row (c ≈ 1); on new text c is lower and the gate shuts, so the model is left as it is. "
+        "The gate is ours, not the paper's.",
+        "",
         "Recall = perplexity of a passage after learning it (what test-time learning should improve); "
         "continuation/domain = perplexity of text that was not learned (what it should not hurt). "
         f"Measured in {res['seconds'] / 60:.0f} min on {res['machine']['threads']} CPU thread(s).",
@@ -136,47 +173,64 @@ def mix_section(res: dict, png: Path) -> list[str]:
     return lines
 
 
-def plot_mix(res: dict, png: Path) -> None:
-    """Recall perplexity vs continuation cost on the test novel, one curve per mix family."""
-    test = res["test"]
-    base_c, base_r = test["continuation"]["base"]["ppl"], test["recall"]["base"]["ppl"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def mix_curves(res: dict) -> list[tuple[str, list[str]]]:
+    """(label, candidate names) per curve: one per mix family, temperature and gate; λ varies along it."""
+    curves: list[tuple[str, list[str]]] = []
     for fam in FAMILIES:
         names = [n for n in res["candidates"] if family(n) == fam]
-        if fam.startswith("prob"):  # one curve per temperature: the weight λ varies along it
-            groups: dict[str, list[str]] = {}
-            for n in names:
-                groups.setdefault(n.split(", ")[1].rstrip(")"), []).append(n)
-            curves = [(f"{fam} T={t}", g) for t, g in groups.items() if t in ("0.1", "1.0")]
-        else:
-            curves = [(fam, names)]
-        for label, group in curves:
-            x = [test["continuation"][n]["ppl"] / base_c for n in group]
-            y = [test["recall"][n]["ppl"] / base_r for n in group]
-            ax.plot(x, y, marker="o", ms=3, label=label)
+        if not fam.startswith("prob"):
+            curves.append((fam, names))
+            continue
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for n in names:
+            groups.setdefault(tuple(n.split("@")[1].strip("()").split(", ")[1:]), []).append(n)
+        for params, group in groups.items():
+            if fam == "prob-gated" and params[0] == "0.25":
+                curves.append((f"{fam} T=0.25, θ={params[1]}", group))
+            elif fam != "prob-gated" and params[0] == "0.1":
+                curves.append((f"{fam} T=0.1", group))
+    return curves
+
+
+def plot_mix(res: dict, png: Path) -> None:
+    """Recall perplexity vs cost on unseen text, one curve per mix: continuation on the test novel
+    (left) and domain on the tuning novel (right: the only split with every candidate's domain cost)."""
     choice = res["selection"]["choice"]
-    ax.scatter(
-        [test["continuation"][choice]["ppl"] / base_c],
-        [test["recall"][choice]["ppl"] / base_r],
-        s=120,
-        facecolors="none",
-        edgecolors="k",
-        label=f"default {choice}",
-    )
-    ax.axvline(1 + res["selection"]["max_cost"], color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlim(0.95, 5.0)  # the logit mix runs off to 10⁷× at large β
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax.set_yscale("log")
-    ax.set_xlabel("continuation perplexity / base (cost on unseen text; axis cut at 5×)")
-    ax.set_ylabel("recall perplexity / base (lower: remembers)")
-    ax.set_title("SmolLM2-135M output memory, Persuasion (weight grows along curves)", fontsize=10)
-    ax.legend(fontsize=7)
+    panels = [
+        ("test", "continuation", "Persuasion (test): continuation / base"),
+        ("tune", "domain", "Northanger Abbey (tuning): domain / base"),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
+    for ax, (split, cost, xlabel) in zip(axes, panels, strict=True):
+        data = res[split]
+        base_c, base_r = data[cost]["base"]["ppl"], data["recall"]["base"]["ppl"]
+        for label, group in mix_curves(res):
+            x = [data[cost][n]["ppl"] / base_c for n in group]
+            y = [data["recall"][n]["ppl"] / base_r for n in group]
+            ax.plot(x, y, marker="o", ms=3, label=label)
+        ax.scatter(
+            [data[cost][choice]["ppl"] / base_c],
+            [data["recall"][choice]["ppl"] / base_r],
+            s=120,
+            facecolors="none",
+            edgecolors="k",
+            label=f"default {choice}",
+            zorder=3,
+        )
+        ax.axvline(1 + res["selection"]["max_cost"], color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(0.98, 3.0)  # the logit mix runs off to 10⁷× at large β
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_xlabel(f"{xlabel} perplexity (unseen text)")
+        ax.set_ylabel("recall perplexity / base (lower: remembers)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("SmolLM2-135M output memory: recall vs cost (weight grows along each curve)", fontsize=10)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
+    fig.savefig(png, dpi=110)
     plt.close(fig)
 
 
@@ -224,6 +278,8 @@ def main() -> None:
     found = False
     if (speed := load("lm.json")) is not None:
         lines += speed_section(speed)
+        if "recall_example" in speed:
+            lines += recall_section(speed)
         found = True
     if (mix := load("lm_mix.json")) is not None:
         plot_mix(mix, png)

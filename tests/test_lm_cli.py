@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from faast.cli import main
+from faast.cli.lm_cmd import _read_args, _read_fields
 from tests.lm_tiny import VOCAB, tiny_model
 
 WORDS = [f"w{i}" for i in range(VOCAB - 3)]
@@ -56,6 +58,34 @@ def test_learn_tasks_generate_perplexity(model_dir, tmp_path, capsys):
     assert main([*ppl_args, "--window", "64"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["fast_weights"]["ppl"] < result["base"]["ppl"]  # it learned this very text
+    assert main([*ppl_args, "--window", "64", "--gate", "0.5"]) == 0
+    gated = json.loads(capsys.readouterr().out)
+    assert gated["base"] == result["base"] and gated["fast_weights"] != result["fast_weights"]
+
+
+def _read_options(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    _read_args(parser, ("prob", "logit", "paper"))
+    return parser.parse_args(list(argv))
+
+
+def test_read_options_update_the_stored_config():
+    stored = {"output_mix": "prob", "output_weight": 0.9, "output_gate": 0.8, "alpha": 0.5}
+    assert _read_fields(_read_options(), stored) == stored
+    assert _read_fields(_read_options("--no-gate"), stored)["output_gate"] is None
+    assert _read_fields(_read_options("--gate", "0.6", "--weight", "0.3"), stored) == {
+        **stored,
+        "output_gate": 0.6,
+        "output_weight": 0.3,
+    }
+    # Another mix takes its own default weight and drops the prob mix's gate.
+    assert _read_fields(_read_options("--mix", "logit"), stored) == {
+        "output_mix": "logit",
+        "output_gate": None,
+        "alpha": 0.5,
+    }
+    with pytest.raises(ValueError, match="paper"):
+        _read_fields(_read_options("--mix", "paper"), stored)
 
 
 def test_cli_errors_are_reported(model_dir, tmp_path, capsys):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from faast.lm import DEFAULT_OUTPUT_WEIGHTS, FaastConfig
+from faast.lm import DEFAULT_OUTPUT_GATE, DEFAULT_OUTPUT_TEMPERATURES, DEFAULT_OUTPUT_WEIGHTS, FaastConfig
 
 
 def test_json_round_trip(tmp_path):
@@ -55,9 +55,19 @@ def test_explicit_layers_override_count():
 
 
 def test_default_weights_per_mix():
-    for mix, w in DEFAULT_OUTPUT_WEIGHTS.items():
-        assert FaastConfig(output_mix=mix).mix_weight == w
+    gated = FaastConfig()  # the default: the prob mix with the recall gate
+    assert (gated.output_mix, gated.mix_key) == ("prob", "prob-gated")
+    assert gated.gate_threshold == DEFAULT_OUTPUT_GATE
+    assert gated.mix_weight == DEFAULT_OUTPUT_WEIGHTS["prob-gated"]
+    assert gated.mix_temperature == DEFAULT_OUTPUT_TEMPERATURES["prob-gated"]
+    plain = FaastConfig(output_gate=None)
+    assert plain.mix_key == "prob" and plain.mix_weight == DEFAULT_OUTPUT_WEIGHTS["prob"]
+    assert plain.mix_temperature == DEFAULT_OUTPUT_TEMPERATURES["prob"]
+    for mix in ("logit", "paper"):
+        cfg = FaastConfig(output_mix=mix)  # "auto" gate: none outside the prob mix
+        assert cfg.gate_threshold is None and cfg.mix_weight == DEFAULT_OUTPUT_WEIGHTS[mix]
     assert FaastConfig(output_mix="paper", output_weight=0.5).mix_weight == 0.5
+    assert FaastConfig(output_gate=0.5, output_temperature=2.0).mix_temperature == 2.0
 
 
 @pytest.mark.parametrize(
@@ -74,6 +84,8 @@ def test_default_weights_per_mix():
         {"memory_layers": [1, 1]},
         {"output_temperature": 0.0},
         {"output_support": "all"},
+        {"output_gate": "on"},
+        {"output_gate": -0.1},
     ],
 )
 def test_bad_values_raise(kwargs):

@@ -238,7 +238,7 @@ def test_unload_restores_the_plain_model():
     fm = get_faast_model(model, FaastConfig(num_memories=1))
     fm.learn(input_ids=ids)
     assert fm.unload() is model
-    assert not model.model.norm._forward_pre_hooks if hasattr(model, "model") else True
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     assert torch.equal(model(input_ids=ids).logits, base)
 
 
@@ -262,7 +262,9 @@ def test_scorer_scales_values():
 def test_prob_mix_matches_the_formula(support):
     model = tiny_model("llama")
     ids, _ = random_batch([10, 10], seed=3)
-    cfg = FaastConfig(num_memories=0, output_mix="prob", output_weight=0.3, output_support=support)
+    cfg = FaastConfig(
+        num_memories=0, output_mix="prob", output_weight=0.3, output_support=support, output_gate=None
+    )
     fm = get_faast_model(model, cfg)
     fm.learn(input_ids=ids)
     z = model.model(input_ids=ids).last_hidden_state
@@ -294,6 +296,48 @@ def test_prob_mix_cost_is_bounded_by_log_one_minus_lambda():
     fm = get_faast_model(model, FaastConfig(num_memories=0, output_weight=0.2))
     fm.learn(input_ids=random_batch([30, 30], seed=8)[0])
     probe = random_batch([12, 12], seed=9)[0]
-    base = torch.log_softmax(model(input_ids=probe).logits, -1)
+    with fm.disabled():
+        base = torch.log_softmax(fm(input_ids=probe).logits, -1)
     mixed = fm(input_ids=probe).logits
+    assert not torch.allclose(mixed, base)  # the memory does move the distribution
     assert bool((mixed >= base + math.log(0.8) - 1e-12).all())
+
+
+def test_gated_prob_mix_matches_the_formula_and_is_closed_on_new_text():
+    """λ(z) = λ·clamp((max cos(W·z, learned rows) − θ)/(1 − θ), 0, 1); λ(z) = 0 gives the base exactly."""
+    model = tiny_model("llama")
+    learned_ids = random_batch([12], seed=21)[0]
+    cfg = FaastConfig(num_memories=0, output_weight=0.6, output_gate=0.9)
+    fm = get_faast_model(model, cfg)
+    fm.learn(input_ids=learned_ids)
+    probe = torch.cat([learned_ids, random_batch([12], seed=22)[0]], dim=1)
+    z = model.model(input_ids=probe).last_hidden_state[0]
+    head = model.lm_head.weight
+    w = fm.output_memory.fast_weight(torch.float64, torch.device("cpu"))
+    m = z @ w.T
+    learned = fm.output_memory.seen
+    cos = torch.nn.functional.normalize(m, dim=-1) @ torch.nn.functional.normalize(head[learned], dim=-1).T
+    lam = 0.6 * ((cos.max(-1).values - 0.9) / 0.1).clamp(0, 1)
+    mem_logits = (m @ head.T / fm.output_memory.temperature).masked_fill(~learned, float("-inf"))
+    expected = torch.log(
+        (1 - lam[:, None]) * torch.softmax(z @ head.T, -1) + lam[:, None] * torch.softmax(mem_logits, -1)
+    )
+    got = fm(input_ids=probe).logits[0]
+    assert torch.allclose(got, expected, rtol=1e-6, atol=1e-6)
+    # Learned contexts open the gate (W·z reproduces the next token's row); some new ones keep it shut.
+    assert bool((lam[:11] > 0.5).all())
+    closed = lam == 0
+    assert bool(closed[12:].any())
+    with fm.disabled():
+        base = torch.log_softmax(fm(input_ids=probe).logits[0], -1)
+    assert torch.equal(got[closed], base[closed])
+    assert not torch.allclose(got[~closed], base[~closed])
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [({"output_gate": 1.0}, "cosine threshold"), ({"output_gate": 0.5, "output_mix": "logit"}, "'prob' mix")],
+)
+def test_bad_output_gate(fields, match):
+    with pytest.raises(ValueError, match=match):
+        FaastConfig(**fields)

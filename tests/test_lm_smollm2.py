@@ -27,6 +27,15 @@ PASSAGE = (
     "turnips paid for, gannets unmoved."
 )
 
+#: Unrelated text, also invented: learning PASSAGE should leave its perplexity nearly unchanged.
+OTHER = (
+    "To repot a fig tree, water it the day before, then ease the root ball out of the old container and "
+    "tease apart any roots that circle the bottom. Choose a pot only a few centimetres wider, add a layer "
+    "of coarse grit for drainage, and fill around the roots with a loam-based compost. Firm the surface "
+    "gently, water until it runs from the base, and keep the tree out of strong sun for a week while the "
+    "roots settle."
+)
+
 
 @pytest.fixture(scope="module")
 def smollm2():
@@ -59,6 +68,12 @@ def test_learning_a_passage_lowers_its_perplexity_and_reset_restores_it(smollm2)
     after = perplexity(fm, ids)
     print(f"\nSmolLM2 passage ({ids.shape[1]} tokens): ppl {base.ppl:.3f} → {after.ppl:.3f} after learn")
     assert after.ppl < 0.5 * base.ppl
+    other = tok(OTHER, return_tensors="pt").input_ids
+    with fm.disabled():
+        other_base = perplexity(fm, other)
+    other_after = perplexity(fm, other)
+    print(f"unrelated text: ppl {other_base.ppl:.3f} → {other_after.ppl:.3f} (the recall gate stays shut)")
+    assert other_after.ppl < 1.05 * other_base.ppl
 
     fm.reset_projection()
     reset = perplexity(fm, ids)

@@ -33,8 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument(
         "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
     )
-    le.add_argument("--mix", choices=("logit", "prob", "paper"), default=None, help="output-memory mix")
-    le.add_argument("--weight", type=float, default=None, help="output-memory weight (β, λ or r)")
+    _read_args(le, ("prob", "logit", "paper"))
     le.add_argument("--alpha", type=float, default=None, help="spectral cut τ = c·n^-α (default α = 1)")
     le.set_defaults(func=run_learn)
 
@@ -75,13 +74,38 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
-def _read_args(p: argparse.ArgumentParser) -> None:
+def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "logit")) -> None:
     """How the output memory is read (statistics learned with "prob" or "logit" serve both)."""
-    p.add_argument("--mix", choices=("prob", "logit"), default=None, help="output-memory mix to read with")
+    p.add_argument("--mix", choices=mixes, default=None, help="output-memory mix (default: prob)")
     p.add_argument(
-        "--weight", type=float, default=None, help="λ (prob) or β (logit); larger follows the memory"
+        "--weight", type=float, default=None, help="λ (prob), β (logit) or r (paper): larger follows it more"
     )
     p.add_argument("--temperature", type=float, default=None, help="T of the prob mix")
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument("--gate", type=float, default=None, help="θ of the prob mix's recall gate (cosine)")
+    gate.add_argument("--no-gate", action="store_true", help="read the prob mix without the recall gate")
+
+
+def _read_fields(args: argparse.Namespace, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (a stored or empty config) updated with the read options given on the command line."""
+    fields = dict(fields)
+    if args.mix is not None and args.mix != fields.get("output_mix", args.mix):
+        if "paper" in (args.mix, fields.get("output_mix")):
+            raise ValueError("fast weights learned with the 'paper' mix can only be read with it")
+        for key in ("output_weight", "output_gate"):  # the new mix's defaults
+            fields.pop(key, None)
+    if args.mix not in (None, "prob"):
+        fields["output_gate"] = None
+    read = {
+        "output_mix": args.mix,
+        "output_weight": args.weight,
+        "output_temperature": args.temperature,
+        "output_gate": args.gate,
+    }
+    fields.update({k: v for k, v in read.items() if v is not None})
+    if args.no_gate:
+        fields["output_gate"] = None
+    return fields
 
 
 def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None):
@@ -93,7 +117,8 @@ def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
-    fields = {k: v for k, v in (config_fields or {}).items() if v is not None}
+    # None means "the default", except for the gate, where it means "no gate".
+    fields = {k: v for k, v in (config_fields or {}).items() if v is not None or k == "output_gate"}
     if args.adapter:
         return FaastModel.from_pretrained(model, args.adapter, **fields), tok
     fields.setdefault("num_memories", 0)  # middle memories need a trained readout (--adapter)
@@ -103,17 +128,10 @@ def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None)
 def _load_with_fast_weights(args: argparse.Namespace):
     from faast.lm.fastweights import read_config
 
-    fields: dict[str, Any] = {}
+    stored: dict[str, Any] = {}
     if args.fast_weights and not args.adapter:
-        fields = read_config(args.fast_weights, args.task)
-    if args.mix and fields.get("output_mix", args.mix) == "paper":
-        raise ValueError("fast weights learned with the 'paper' mix can only be read with it")
-    read = {"output_mix": args.mix, "output_weight": args.weight, "output_temperature": args.temperature}
-    if args.mix is not None and args.weight is None:
-        read["output_weight"] = None  # the new mix's default weight
-        fields.pop("output_weight", None)
-    fields.update({k: v for k, v in read.items() if v is not None})
-    fm, tok = _load(args, fields)
+        stored = read_config(args.fast_weights, args.task)
+    fm, tok = _load(args, _read_fields(args, stored))
     if args.fast_weights:
         fm.load_fast_weights(args.fast_weights, args.task)
     return fm, tok
@@ -125,12 +143,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.text import encode, learn_windows, read_text, token_windows
 
     text = read_text(args.text)
-    fields = {
-        "num_memories": args.num_memories,
-        "output_mix": args.mix,
-        "output_weight": args.weight,
-        "alpha": args.alpha,
-    }
+    fields = _read_fields(args, {"num_memories": args.num_memories, "alpha": args.alpha})
     fm, tok = _load(args, fields)
     windows = token_windows(encode(tok, text), args.window)
     print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")

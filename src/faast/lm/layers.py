@@ -192,6 +192,7 @@ class OutputMemory(_Memory):
         weight: float,
         temperature: float = 1.0,
         support: str = "learned",
+        gate: float | None = None,
         alpha: float = 1.0,
         c: float = 1.0,
         dtype: torch.dtype | None = None,
@@ -203,8 +204,12 @@ class OutputMemory(_Memory):
         self.weight = float(weight)
         self.temperature = float(temperature)
         self.support = support
+        if gate is not None and not 0.0 <= gate < 1.0:
+            raise ValueError(f"gate must be a cosine threshold in [0, 1), got {gate}")
+        self.gate = gate
         self.register_buffer("seen", torch.zeros(vocab_size, dtype=torch.bool), persistent=False)
         self._rows: tuple[tuple, torch.Tensor, torch.Tensor | None, torch.Tensor] | None = None
+        self._row_norms: tuple[tuple, torch.Tensor] | None = None
 
     @property
     def key_source(self) -> str:
@@ -222,6 +227,7 @@ class OutputMemory(_Memory):
         super().reset()
         self.seen.zero_()
         self._rows = None
+        self._row_norms = None
 
     def learn_tokens(self, token_ids: torch.Tensor) -> None:
         """Mark (n,) token ids as learned values."""
@@ -249,32 +255,67 @@ class OutputMemory(_Memory):
             self._rows = (key, weight.detach()[index], None if bias is None else bias.detach()[index], index)
         return self._rows[1], self._rows[2], self._rows[3]
 
+    def _norms(self, rows: torch.Tensor) -> torch.Tensor:
+        """‖row‖ (k,) of the support rows, cached with them."""
+        key = (rows.data_ptr(), rows.shape, rows.dtype, rows.device)
+        if self._row_norms is None or self._row_norms[0] != key:
+            work = torch.promote_types(rows.dtype, torch.float32)
+            self._row_norms = (key, torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12))
+        return self._row_norms[1]
+
+    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
+
+        c = max over the support rows r of cos(W·z, r): close to 1 where W·z reproduces the
+        LM-head row of a learned token (z is a learned context), lower on new text.
+        m: (..., d) W·z; scores: (..., k) rows·(W·z); rows: (k, d).
+        """
+        assert self.gate is not None
+        work = torch.promote_types(m.dtype, torch.float32)
+        norm_m = torch.linalg.vector_norm(m.to(work), dim=-1, keepdim=True).clamp_min(1e-12)
+        cos = (scores.to(work) / (norm_m * self._norms(rows).to(work))).amax(dim=-1, keepdim=True)
+        return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
         """ "prob": log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V).
 
         p_memory = softmax(head(W·z) / T), over the learned tokens (support "learned") or the
-        whole vocabulary ("vocab"). Returns (..., V) log-probabilities.
+        whole vocabulary ("vocab"). With a ``gate`` θ, λ is scaled per position by how closely
+        W·z matches a support row (see :meth:`gate_weight`). Returns (..., V) log-probabilities.
         """
         m = self.predict(z).to(z.dtype)
         work = torch.promote_types(logits.dtype, torch.float32)
         if self.support == "vocab":
             # F.linear, not head(...): calling the head would re-enter the hook that calls this.
-            mem = F.log_softmax(
-                F.linear(m, head.weight, getattr(head, "bias", None)).to(work) / self.temperature, -1
-            )
+            rows, bias, index = head.weight, getattr(head, "bias", None), None
         else:
             rows, bias, index = self._support_rows(head)
-            part = F.log_softmax(F.linear(m, rows, bias).to(work) / self.temperature, -1)
+        scores = F.linear(m, rows)
+        lam = self.gate_weight(m, scores, rows) if self.gate is not None else self.weight
+        part = F.log_softmax((scores if bias is None else scores + bias).to(work) / self.temperature, -1)
+        if index is None:
+            mem = part
+        else:
             mem = torch.full(logits.shape, -math.inf, dtype=work, device=logits.device)
             mem.index_copy_(mem.ndim - 1, index, part)
-        return self.combine(logits, mem)
+        return self.combine(logits, mem, lam)
 
-    def combine(self, logits: torch.Tensor, memory_log_probs: torch.Tensor) -> torch.Tensor:
-        """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V)."""
-        lam = self.weight
+    def combine(
+        self, logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V).
+
+        lam: λ (default ``self.weight``), a float or a (..., 1) tensor of per-position weights;
+        where λ = 0 the result is exactly log_softmax(logits).
+        """
+        lam = self.weight if lam is None else lam
         work = torch.promote_types(logits.dtype, torch.float32)
         mem = memory_log_probs.to(work)
+        base = F.log_softmax(logits.to(work), dim=-1)
+        if isinstance(lam, torch.Tensor):
+            lam = lam.to(device=base.device, dtype=work)
+            keep, take = torch.log1p(-lam), torch.log(lam)  # -inf where λ is 1 / 0
+            return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
         if lam >= 1.0:
             return mem.to(logits.dtype)
-        base = F.log_softmax(logits.to(work), dim=-1)
         return torch.logaddexp(base + math.log1p(-lam), mem + math.log(lam)).to(logits.dtype)
