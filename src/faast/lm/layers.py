@@ -14,12 +14,23 @@ after they change, in the dtype and on the device of the hidden states that read
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from faast.solver import GramStats
+
+
+class Support(NamedTuple):
+    """LM-head rows of the "prob" mix's memory distribution: rows (k, d), bias (k,) or None,
+    index (k,) of the rows in the vocabulary (None: the whole head) and ‖row‖ (k,)."""
+
+    rows: torch.Tensor
+    bias: torch.Tensor | None
+    index: torch.Tensor | None
+    norms: torch.Tensor
 
 
 def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -208,8 +219,7 @@ class OutputMemory(_Memory):
             raise ValueError(f"gate must be a cosine threshold in [0, 1), got {gate}")
         self.gate = gate
         self.register_buffer("seen", torch.zeros(vocab_size, dtype=torch.bool), persistent=False)
-        self._rows: tuple[tuple, torch.Tensor, torch.Tensor | None, torch.Tensor] | None = None
-        self._row_norms: tuple[tuple, torch.Tensor] | None = None
+        self._support: tuple[tuple, Support] | None = None
 
     @property
     def key_source(self) -> str:
@@ -226,13 +236,12 @@ class OutputMemory(_Memory):
     def reset(self) -> None:
         super().reset()
         self.seen.zero_()
-        self._rows = None
-        self._row_norms = None
+        self._support = None
 
     def learn_tokens(self, token_ids: torch.Tensor) -> None:
         """Mark (n,) token ids as learned values."""
         self.seen[token_ids.to(self.seen.device)] = True
-        self._rows = None
+        self._support = None
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """W·h for keys h (..., d) → (..., m), in the compute dtype."""
@@ -246,34 +255,34 @@ class OutputMemory(_Memory):
             return (1.0 - self.weight) * h + self.weight * m
         return h + self.weight * m
 
-    def _support_rows(self, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(rows (k, d), bias (k,) or None, index (k,)) of the learned tokens in the LM head (cached)."""
+    def support_of(self, head: nn.Module) -> Support:
+        """The LM-head rows the "prob" mix's memory distribution covers (cached until the head,
+        the learned tokens or ``support`` change): the learned tokens' rows, or the whole head."""
         weight, bias = head.weight, getattr(head, "bias", None)
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        if self._rows is None or self._rows[0] != key:
-            index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
-            self._rows = (key, weight.detach()[index], None if bias is None else bias.detach()[index], index)
-        return self._rows[1], self._rows[2], self._rows[3]
-
-    def _norms(self, rows: torch.Tensor) -> torch.Tensor:
-        """‖row‖ (k,) of the support rows, cached with them."""
-        key = (rows.data_ptr(), rows.shape, rows.dtype, rows.device)
-        if self._row_norms is None or self._row_norms[0] != key:
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
+        if self._support is None or self._support[0] != key:
+            if self.support == "vocab":
+                rows, index = weight.detach(), None
+            else:
+                index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
+                rows = weight.detach()[index]
+                bias = None if bias is None else bias[index]
             work = torch.promote_types(rows.dtype, torch.float32)
-            self._row_norms = (key, torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12))
-        return self._row_norms[1]
+            norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
+            self._support = (key, Support(rows, None if bias is None else bias.detach(), index, norms))
+        return self._support[1]
 
-    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
         """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
 
         c = max over the support rows r of cos(W·z, r): close to 1 where W·z reproduces the
         LM-head row of a learned token (z is a learned context), lower on new text.
-        m: (..., d) W·z; scores: (..., k) rows·(W·z); rows: (k, d).
+        m: (..., d) W·z; scores: (..., k) rows·(W·z); row_norms: (k,) ‖row‖.
         """
         assert self.gate is not None
         work = torch.promote_types(m.dtype, torch.float32)
         norm_m = torch.linalg.vector_norm(m.to(work), dim=-1, keepdim=True).clamp_min(1e-12)
-        cos = (scores.to(work) / (norm_m * self._norms(rows).to(work))).amax(dim=-1, keepdim=True)
+        cos = (scores.to(work) / (norm_m * row_norms.to(work))).amax(dim=-1, keepdim=True)
         return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
 
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
@@ -285,19 +294,17 @@ class OutputMemory(_Memory):
         """
         m = self.predict(z).to(z.dtype)
         work = torch.promote_types(logits.dtype, torch.float32)
-        if self.support == "vocab":
-            # F.linear, not head(...): calling the head would re-enter the hook that calls this.
-            rows, bias, index = head.weight, getattr(head, "bias", None), None
-        else:
-            rows, bias, index = self._support_rows(head)
-        scores = F.linear(m, rows)
-        lam = self.gate_weight(m, scores, rows) if self.gate is not None else self.weight
-        part = F.log_softmax((scores if bias is None else scores + bias).to(work) / self.temperature, -1)
-        if index is None:
+        sup = self.support_of(head)
+        # F.linear, not head(...): calling the head would re-enter the hook that calls this.
+        scores = F.linear(m, sup.rows)
+        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        biased = scores if sup.bias is None else scores + sup.bias
+        part = F.log_softmax(biased.to(work) / self.temperature, -1)
+        if sup.index is None:
             mem = part
         else:
             mem = torch.full(logits.shape, -math.inf, dtype=work, device=logits.device)
-            mem.index_copy_(mem.ndim - 1, index, part)
+            mem.index_copy_(mem.ndim - 1, sup.index, part)
         return self.combine(logits, mem, lam)
 
     def combine(
@@ -306,16 +313,11 @@ class OutputMemory(_Memory):
         """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V).
 
         lam: λ (default ``self.weight``), a float or a (..., 1) tensor of per-position weights;
-        where λ = 0 the result is exactly log_softmax(logits).
+        where λ = 0 the result is exactly log_softmax(logits), where λ = 1 exactly the memory's.
         """
-        lam = self.weight if lam is None else lam
         work = torch.promote_types(logits.dtype, torch.float32)
         mem = memory_log_probs.to(work)
         base = F.log_softmax(logits.to(work), dim=-1)
-        if isinstance(lam, torch.Tensor):
-            lam = lam.to(device=base.device, dtype=work)
-            keep, take = torch.log1p(-lam), torch.log(lam)  # -inf where λ is 1 / 0
-            return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
-        if lam >= 1.0:
-            return mem.to(logits.dtype)
-        return torch.logaddexp(base + math.log1p(-lam), mem + math.log(lam)).to(logits.dtype)
+        lam = torch.as_tensor(self.weight if lam is None else lam, dtype=torch.float64, device=base.device)
+        keep, take = torch.log1p(-lam).to(work), torch.log(lam).to(work)  # -inf where λ is 1 / 0
+        return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
