@@ -117,8 +117,7 @@ def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
-    # None means "the default", except for the gate, where it means "no gate".
-    fields = {k: v for k, v in (config_fields or {}).items() if v is not None or k == "output_gate"}
+    fields = dict(config_fields or {})
     if args.adapter:
         return FaastModel.from_pretrained(model, args.adapter, **fields), tok
     fields.setdefault("num_memories", 0)  # middle memories need a trained readout (--adapter)
@@ -143,7 +142,8 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.text import encode, learn_windows, read_text, token_windows
 
     text = read_text(args.text)
-    fields = _read_fields(args, {"num_memories": args.num_memories, "alpha": args.alpha})
+    given = {"num_memories": args.num_memories, "alpha": args.alpha}
+    fields = _read_fields(args, {k: v for k, v in given.items() if v is not None})
     fm, tok = _load(args, fields)
     windows = token_windows(encode(tok, text), args.window)
     print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")
