@@ -22,41 +22,25 @@ def tiny_model(family: str, *, seed: int = 0, layers: int = 2, hidden: int = 32,
     """A 2-block, hidden-32 model of ``family`` in eval mode (float64 by default, for exact checks)."""
     torch.manual_seed(seed)
     common = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if family == "llama":
-        cfg = LlamaConfig(
+    decoders = {  # Llama-style configs; GPT-2 names its sizes differently
+        "llama": (LlamaConfig, LlamaForCausalLM, {}),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
+        "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM, {"head_dim": 8, "sliding_window": 4}),
+    }
+    if family == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_embd=hidden, n_layer=layers, n_head=4, n_positions=64, **common))
+    elif family in decoders:
+        config_class, model_class, extra = decoders[family]
+        cfg = config_class(
             hidden_size=hidden,
             intermediate_size=2 * hidden,
             num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
+            **extra,
             **common,
         )
-        model = LlamaForCausalLM(cfg)
-    elif family == "qwen2":
-        cfg = Qwen2Config(
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            **common,
-        )
-        model = Qwen2ForCausalLM(cfg)
-    elif family == "gpt2":
-        cfg = GPT2Config(n_embd=hidden, n_layer=layers, n_head=4, n_positions=64, **common)
-        model = GPT2LMHeadModel(cfg)
-    elif family == "gemma3":
-        cfg = Gemma3TextConfig(
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            sliding_window=4,
-            **common,
-        )
-        model = Gemma3ForCausalLM(cfg)
+        model = model_class(cfg)
     else:
         raise ValueError(family)
     return model.to(dtype).eval()
