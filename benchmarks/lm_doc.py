@@ -21,7 +21,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from faast.lm import FaastConfig
+from faast.lm import ProbReadOut
 
 RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
@@ -99,10 +99,23 @@ def speed_section(res: dict) -> list[str]:
     return lines
 
 
+def _gate_of(res: dict) -> float | None:
+    """The gate θ the benchmark's default model read with (runs before ReadConfig stored it in
+    the layout config)."""
+    if "read" in res:
+        gate = res["read"]["gate"]
+        return ProbReadOut.defaults["gate"] if gate == "auto" else gate
+    cfg = res["config"]
+    gate = cfg.get("output_gate", "auto")
+    if cfg.get("output_mix") != "prob":
+        return None
+    return ProbReadOut.defaults["gate"] if gate == "auto" else gate
+
+
 def recall_section(res: dict) -> list[str]:
     ex = res["recall_example"]
     cfg = res["config"]
-    theta = FaastConfig.from_dict(cfg).gate_threshold
+    theta = _gate_of(res)
     gate = f", gate θ = {theta}" if theta is not None else ""
     n = ex["new_tokens"]
 

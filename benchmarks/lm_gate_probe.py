@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct, output memory only (no gate while measuring). For each of
 512-token passages of the tuning novel (*Northanger Abbey*, the novel the mix study tunes on):
 learn the passage, then measure c for every position of (a) the same passage (recall: contexts
 the memory learned) and (b) the passage that follows (continuation: new text). Prints and
-writes the quantiles of c; the gate θ of ``FaastConfig.output_gate`` opens λ only above θ.
+writes the quantiles of c; the gate θ of ``ReadConfig.gate`` opens λ only above θ.
 
     python benchmarks/lm_gate_probe.py        # ~2 min; writes benchmarks/results/lm_gate_probe.json
 """
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from faast.assets.lm import austen_texts
-from faast.lm import FaastConfig, get_faast_model
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.text import encode, load_causal_lm, token_windows
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -46,7 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok = load_causal_lm("smollm2")
     wins = token_windows(encode(tok, austen_texts()["northangerabbey"]), args.window, skip=20)
-    fm = get_faast_model(model, FaastConfig(num_memories=0, output_gate=None))
+    fm = get_faast_model(model, FaastConfig(num_memories=0), ReadConfig(gate=None))
     rows = []
     for p in range(args.passages):
         fm.reset_projection()

@@ -8,7 +8,7 @@ Model: SmolLM2-135M-Instruct (float32, offline asset). Output memory only (no tr
 * ``logit-a0.5@β``  the same with a stronger spectral cut, α = 0.5;
 * ``prob@(λ, T)``   (1−λ)·softmax(logits) + λ·softmax(head(W·z)/T) over the whole vocabulary;
 * ``prob-learned@(λ, T)``  the same with the memory's softmax over the tokens it learned only.
-* ``prob-gated@(λ, T, θ)`` prob-learned with the recall gate θ (``FaastConfig.output_gate``): λ scaled
+* ``prob-gated@(λ, T, θ)`` prob-learned with the recall gate θ (``ReadConfig.gate``): λ scaled
                     per token by how closely W·z matches a learned token's LM-head row.
 
 Three scenarios, each measured on a *tuning* novel (Northanger Abbey) and a disjoint *test*
@@ -23,7 +23,7 @@ The default is chosen on the tuning novel only: the candidate with the lowest re
 among those that cost at most ``--max-unseen-cost`` (5 %) perplexity in *both* unseen-text
 scenarios. Every candidate is then reported on the test novel for recall and continuation
 (cheap); the costly domain test is scored for the picks only. Scoring reuses the hidden states
-of the scored windows through the library's own ``OutputMemory`` code (the memory only touches
+of the scored windows through the library's own read-out classes (the memory only touches
 the LM-head input, or the final-norm input for ``paper``); a check confirms that this path
 reproduces the hooked model's logits.
 
@@ -48,8 +48,8 @@ import torch
 from tqdm.auto import tqdm
 
 from faast.assets.lm import austen_texts
-from faast.lm import FaastConfig, get_faast_model
-from faast.lm.layers import OutputMemory
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from faast.lm.readouts import OutputReadOut
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
 
 LEARN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma")
@@ -64,6 +64,15 @@ class Candidate:
     alpha: float = 1.0
     support: str = "vocab"
     gate: float | None = None
+
+    def read_config(self) -> ReadConfig:
+        return ReadConfig(
+            cut=f"alpha={self.alpha}",
+            weight=self.weight,
+            temperature=self.temperature,
+            gate=self.gate,
+            support=self.support,
+        )
 
     @property
     def name(self) -> str:
@@ -116,7 +125,7 @@ class States:
 
 
 @torch.no_grad()
-def score(model, states: States, mems: dict[str, OutputMemory] | None, cand: Candidate | None) -> dict:
+def score(model, states: States, mems: dict[str, OutputReadOut] | None, cand: Candidate | None) -> dict:
     """Perplexity / top-1 of the windows with the output memory read as ``cand`` (None: base)."""
     head, norm = model.lm_head, model.model.norm
     total, count, hits = 0.0, 0, 0
@@ -125,13 +134,12 @@ def score(model, states: States, mems: dict[str, OutputMemory] | None, cand: Can
         if cand is None or mems is None:
             logits = head(z)
         else:
-            mem = mems["paper" if cand.mix == "paper" else "logit"]
-            mem.mix, mem.weight, mem.temperature = cand.mix, cand.weight, cand.temperature
-            mem.alpha, mem.support, mem.gate = cand.alpha, cand.support, cand.gate
+            mem = mems[cand.mix]
+            mem.configure(cand.read_config())
             if cand.mix == "paper":
-                logits = head(norm(mem.mix_state(states.pre[i : i + 4])))
+                logits = head(norm(mem.read(states.pre[i : i + 4])))
             elif cand.mix == "logit":
-                logits = head(mem.mix_state(z))
+                logits = head(mem.read(z))
             else:
                 logits = mem.mix_logits(z, head(z), head)
         nll, n, h = nll_and_hits(logits, win)
@@ -141,10 +149,11 @@ def score(model, states: States, mems: dict[str, OutputMemory] | None, cand: Can
 
 def learn_memories(
     model, windows: torch.Tensor, batch_size: int, progress: bool = True
-) -> dict[str, OutputMemory]:
-    """Learn ``windows`` through the library (output memory only), for both key/value kinds."""
+) -> dict[str, OutputReadOut]:
+    """Learn ``windows`` through the library (output memory only), for both key/value kinds; the
+    "logit" read-out reads the statistics the "prob" read-out learned (same key and value)."""
     mems = {}
-    for kind in ("logit", "paper"):  # "prob" shares the "logit" statistics
+    for kind in ("prob", "paper"):
         fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=kind))
         try:
             learn_windows(fm, windows, batch_size=batch_size, progress=progress)
@@ -152,19 +161,26 @@ def learn_memories(
             fm.unload()
         assert fm.output_memory is not None
         mems[kind] = fm.output_memory
+    logit_model = get_faast_model(model, FaastConfig(num_memories=0, output_mix="logit"))
+    logit_model.unload()  # its read-out is used directly, never through hooks
+    logit = logit_model.output_memory
+    assert logit is not None
+    logit.memory = mems["prob"].memory  # the same statistics, read another way
+    logit.seen.copy_(mems["prob"].seen)
+    mems["logit"] = logit
     return mems
 
 
 def check_score_path(model, windows: torch.Tensor, mem_windows: torch.Tensor) -> float:
     """Max |logit difference| between the hooked FaastModel and the cached-state path."""
-    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="logit", output_weight=0.5))
+    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="logit"), ReadConfig(weight=0.5))
     try:
         fm.learn(input_ids=mem_windows)
         with torch.no_grad():
             hooked = fm(input_ids=windows, use_cache=False).logits
             with fm.disabled():  # the hooks must not touch the cached path
                 st = States(model, windows, len(windows))
-                cached = model.lm_head(fm.output_memory.mix_state(st.post))
+                cached = model.lm_head(fm.output_memory.read(st.post))
     finally:
         fm.unload()
     return float((hooked - cached).abs().max())
@@ -185,7 +201,7 @@ def run_domain(model, tok, texts, args) -> tuple[dict, Any]:
     st_tune, st_test = States(model, tune, args.batch_size), States(model, test, args.batch_size)
     out = {
         "learn_tokens": learn.numel(),
-        "pairs": mems["logit"].stats.count,
+        "pairs": mems["prob"].stats.count,
         "learn_seconds_both_kinds": time.perf_counter() - t0,
         "tune_tokens": tune.numel(),
         "test_tokens": test.numel(),

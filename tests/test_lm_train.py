@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from faast.lm import FaastConfig, get_faast_model
-from faast.lm.layers import next_pairs
-from faast.lm.train import MemoryBank, TrainConfig, differentiable_fast_weight, train_readout
+from faast.lm.readouts import next_pairs
+from faast.lm.train import TrainConfig, differentiable_fast_weight, train_readout
+from faast.solver import PairBuffer
 from tests.lm_tiny import random_batch, tiny_model
 from tests.test_lm_model import with_random_readout
 
@@ -27,12 +28,14 @@ def test_differentiable_solve_equals_the_inference_solve():
 
 
 def test_bank_is_fifo():
-    bank = MemoryBank(5)
-    bank.push(torch.arange(4.0)[:, None], torch.arange(4.0)[:, None])
-    bank.push(torch.arange(4.0, 7.0)[:, None], torch.arange(4.0, 7.0)[:, None])
-    assert len(bank) == 5 and bank.keys[:, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    bank = PairBuffer(5)
+    bank.append(torch.arange(4.0)[:, None], torch.arange(4.0)[:, None])
+    bank.append(torch.arange(4.0, 7.0)[:, None], -torch.arange(4.0, 7.0)[:, None])
+    keys, values = bank.tensors()
+    assert len(bank) == 5 and keys[:, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert values[:, 0].tolist() == [2.0, 3.0, -4.0, -5.0, -6.0]
     with pytest.raises(ValueError):
-        MemoryBank(0)
+        PairBuffer(0)
 
 
 def test_training_moves_readout_and_scorer_only():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from faast.io import atomic_write
+from faast.io import atomic_write, save_tensors
 from faast.solver import GramStats
 
 
@@ -53,8 +53,12 @@ def test_loading_statistics_of_another_dimension(tmp_path):
 def test_loading_a_file_that_is_not_gram_stats(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "something-else"})
-    with pytest.raises(ValueError, match="does not hold GramStats"):
+    with pytest.raises(ValueError, match="is not a faast file of statistics"):
         GramStats.load(path)
+    weights = tmp_path / "weights.safetensors"
+    save_tensors(weights, {"weight": torch.zeros(2, 2)}, kind="weights")
+    with pytest.raises(ValueError, match="holds a fast-weight matrix, not statistics"):
+        GramStats.load(weights)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable safetensors file"):

@@ -23,7 +23,7 @@ def test_demo_on_a_real_slice_writes_every_output(tmp_path, capsys):
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "400 train / 150 test images" in printed and "Bars for FAAST" in printed
+    assert "400 train / 150 test images" in printed and "FAAST against the baselines" in printed
     rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
     methods = {"faast", "softmax", "knn", "probe", "logreg", "ridge"}
     assert {(r["method"], r["regime"]) for r in rows} == {

@@ -15,7 +15,7 @@ from faast.eval.methods import METHODS, Faast, build_methods
 from faast.eval.preprocess import Preprocess
 from faast.eval.probe import ProbeRecipe, _holdout, train_linear_probe
 from faast.eval.protocols import Features, MethodResult, run_fewshot, run_full
-from faast.eval.report import check_bars, update_doc_block, write_report
+from faast.eval.report import comparison, update_doc_block, write_report
 from faast.eval.splits import validation_split
 from faast.eval.stats import binomial_ci95, mean_ci95
 
@@ -201,7 +201,7 @@ def _result(method, shots, acc, fit):
     return MethodResult(method, method, shots, acc, 0.0, fit, 0.0, 0, {}, float("nan"), 0.0, 1, 1, 1)
 
 
-def test_check_bars_reports_numbers_and_verdicts():
+def test_comparison_states_the_numbers():
     results = [
         _result("faast", None, 0.880, 1.0),
         _result("logreg", None, 0.884, 4.0),
@@ -211,11 +211,11 @@ def test_check_bars_reports_numbers_and_verdicts():
         _result("faast", 5, 0.60, 0.1),
         _result("probe", 5, 0.61, 0.1),
     ]
-    bars = check_bars(results)
-    assert bars[0].startswith("PASS") and "-0.40 points" in bars[0]
-    assert bars[1].startswith("PASS") and "30.0×" in bars[1]
-    assert bars[2].startswith("FAIL") and "4.0×" in bars[2]
-    assert bars[3].startswith("PASS") and bars[4].startswith("FAIL")
+    lines = comparison(results)
+    assert lines[0] == "1-shot: FAAST 50.00 % vs the best baseline, probe, 40.00 % (+10.00 points)"
+    assert lines[1].endswith("probe, 61.00 % (-1.00 points)")
+    assert lines[2] == "full: FAAST 88.00 % vs the best baseline, logreg, 88.40 % (-0.40 points)"
+    assert lines[3] == "full-data fit: FAAST 1.00 s; logreg 4.00 s (4.0×), probe 30.00 s (30.0×)"
 
 
 def test_doc_block_is_replaced_in_place(tmp_path):

@@ -17,18 +17,22 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from faast._checks import check_finite
-from faast.solver import GramStats
+from faast.memory import InverseMemory
+from faast.solver import Cut, GramStats
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -36,36 +40,88 @@ Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor
 class FaastClassifier(ClassifierMixin, BaseEstimator):
     """Forward-only classifier: least-squares fast weights from features to label embeddings.
 
+    ``fit`` accumulates float64 statistics of (feature → label embedding) pairs in one pass and
+    compiles them in closed form (one eigendecomposition); no gradient step is taken.
+
     Parameters
     ----------
-    alpha, c:
-        The spectral cut τ = c·n^(−α) (drop singular values of the key matrix below τ·σ_max).
-        α = 0.8 is the authors' vision setting.
-    tau:
-        Fixed relative cut instead of the power law, or ``"gcv"`` to choose the truncation rank
+    alpha : float, default=0.8
+        Exponent of the power-law cut τ = c·n^(−α) (drop singular values of the key matrix below
+        τ·σ_max); 0.8 is the authors' vision setting. Used when ``tau`` and ``ridge`` are None.
+    c : float, default=1.0
+        Scale of the power-law cut.
+    tau : float in [0, 1] or "gcv", default=None
+        A fixed relative cut instead of the power law, or ``"gcv"`` to choose the truncation rank
         by generalised cross-validation on the training statistics.
-    ridge:
-        Ridge regression with this penalty instead of truncation, or ``"gcv"``.
-    class_embeddings:
-        (C, m) label embeddings in the order of ``classes_``; ``None`` means one-hot (m = C).
-    prior:
-        Zero-shot prior mapping keys to value space: ``"identity"`` (needs m = d), a (m, d)
-        matrix, or a callable on a (q, d) tensor. ``None`` disables it.
-    n0:
+    ridge : float > 0 or "gcv", default=None
+        Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
+    class_embeddings : array-like of shape (n_classes, m), default=None
+        Label embeddings in the order of ``classes_``; ``None`` means one-hot (m = n_classes).
+    prior : "identity", array-like of shape (m, n_features) or callable, default=None
+        Zero-shot prior mapping keys to value space: ``"identity"`` (keys and class embeddings
+        share a space, as with CLIP), a matrix, or a callable on a (q, d) tensor.
+    n0 : float, default=0.0
         Effective sample size of the prior; the learned map gets weight r = n / (n0 + n).
-    similarity:
-        ``"dot"`` or ``"cosine"`` between predicted values and class embeddings.
-    normalize_keys:
+    similarity : {"dot", "cosine"}, default="dot"
+        Similarity between predicted values and class embeddings.
+    normalize_keys : bool, default=False
         L2-normalise features before use (as done for CLIP embeddings).
-    logit_scale:
+    logit_scale : float, default=10.0
         ``predict_proba`` = softmax(logit_scale · scores).
-    device:
+    device : str or torch.device, default=None
         Where statistics live and predictions run; ``None`` follows the first batch.
 
-    Inputs may be numpy arrays or torch tensors (CPU or GPU). ``decision_function`` and
-    ``predict_proba`` return the input's type (tensors stay on their device); ``predict``
-    returns a numpy array of labels from ``classes_``.
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    coef_ : ndarray of shape (n_classes, n_features)
+        The compiled fast weights mapping features to one-hot class scores (float64).
+    rank_ : int
+        Spectral directions the cut kept.
+    tau_ : float or None
+        The relative cut the solve used (None for ridge).
+    ridge_ : float or None
+        The ridge penalty the solve used (None for truncation).
+    cut_ : faast.solver.Cut
+        The validated cut built from ``alpha``, ``c``, ``tau`` and ``ridge``.
+    memory_ : faast.InverseMemory
+        The float64 statistics (features → one-hot labels) and the compiled fast weights.
+
+    Notes
+    -----
+    Because the values of class c are always E_c, the statistics are kept with one-hot values
+    and E is applied after the solve, which is exact (W_E = Eᵀ W_onehot). Inputs may be numpy
+    arrays or torch tensors (CPU or GPU): ``decision_function`` and ``predict_proba`` return the
+    input's type (tensors stay on their device); ``predict`` returns labels from ``classes_``.
+    After ``set_params`` of a cut parameter, :meth:`solve` recompiles without another pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faast import FaastClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 16)); y = (X[:, 0] > 0).astype(int)
+    >>> clf = FaastClassifier(tau="gcv").fit(X, y)
+    >>> clf.coef_.shape, float(clf.score(X, y)) > 0.9
+    ((2, 16), True)
     """
+
+    _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declared form
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "c": [Interval(Real, 0, None, closed="neither")],
+        "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv"})],
+        "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv"})],
+        "class_embeddings": [None, "array-like"],
+        "prior": [None, StrOptions({"identity"}), "array-like", callable],
+        "n0": [Interval(Real, 0, None, closed="left")],
+        "similarity": [StrOptions({"dot", "cosine"})],
+        "normalize_keys": ["boolean"],
+        "logit_scale": [Interval(Real, 0, None, closed="neither")],
+        "device": [None, str, torch.device],
+    }
 
     def __init__(
         self,
@@ -94,38 +150,87 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
 
     # ----------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
-        """Compile the fast weights from (X, y). X: (n, d) features; y: (n,) labels."""
-        for attr in ("stats_", "classes_", "embeddings_"):
+        """Compile the fast weights from (X, y) in one pass.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Features from any frozen encoder.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the examples.
+
+        Returns
+        -------
+        self : FaastClassifier
+        """
+        for attr in ("memory_", "classes_", "embeddings_", "coef_"):
             self.__dict__.pop(attr, None)
         y_np = _labels_to_numpy(y)
         check_classification_targets(y_np)
-        return self.partial_fit(X, y_np, classes=np.unique(y_np), sample_weight=sample_weight)
+        return self._partial_fit(X, y_np, np.unique(y_np), sample_weight)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
-        """Add examples to the statistics; ``classes`` is required on the first call."""
+        """Add examples to the statistics and recompile (``classes`` is required on the first call).
+
+        The result equals one ``fit`` on every example passed so far.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every class that will ever be seen; required on the first call only.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : FaastClassifier
+        """
+        return self._partial_fit(X, y, classes, sample_weight)
+
+    def _partial_fit(self, X: Any, y: Any, classes: Any, sample_weight: Any) -> FaastClassifier:
         first = not hasattr(self, "classes_")
-        self._check_params()
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self.classes_ = np.unique(np.asarray(classes))
-        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(
-                f"classes {np.asarray(classes)} differ from those of earlier calls {self.classes_}"
+            classes_ = np.unique(np.asarray(classes))
+        else:
+            classes_ = self.classes_
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), classes_):
+                raise ValueError(
+                    f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
+                )
+        cut = self._cut()
+        keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
+        if first:
+            self.classes_ = classes_
+            self.memory_ = InverseMemory(
+                cut, key_dim=keys.shape[1], value_dim=len(classes_), device=keys.device
             )
+            self.embeddings_ = self._class_embeddings(keys)
+        self.memory_.add(keys, onehot, weights)
+        return self._compile(cut)
+
+    def _pairs(
+        self, X: Any, y: Any, classes: np.ndarray, sample_weight: Any, *, reset: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None."""
         y_np = _labels_to_numpy(y)
-        keys = self._keys(X, reset=first, y=y_np)
-        if keys.shape[0] != y_np.shape[0]:
-            raise ValueError(f"X has {keys.shape[0]} rows but y has {y_np.shape[0]} labels")
+        keys = self._keys(X, reset=reset)
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
-        index = np.searchsorted(self.classes_, y_np)
-        index = np.clip(index, 0, len(self.classes_) - 1)
-        unknown = self.classes_[index] != y_np
+        if keys.shape[0] != y_np.shape[0]:
+            raise ValueError(f"X has {keys.shape[0]} rows but y has {y_np.shape[0]} labels")
+        index = np.clip(np.searchsorted(classes, y_np), 0, len(classes) - 1)
+        unknown = classes[index] != y_np
         if unknown.any():
             raise ValueError(f"y holds labels not in classes_: {np.unique(y_np[unknown])[:5]}")
-        onehot = torch.zeros(keys.shape[0], len(self.classes_), dtype=keys.dtype, device=keys.device)
+        onehot = torch.zeros(keys.shape[0], len(classes), dtype=keys.dtype, device=keys.device)
         onehot[
             torch.arange(keys.shape[0], device=keys.device), torch.as_tensor(index, device=keys.device)
         ] = 1
@@ -136,21 +241,36 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 dtype=torch.float64,
                 device=keys.device,
             )
-        if first:
-            self.stats_ = GramStats(keys.shape[1], len(self.classes_), device=keys.device)
-            self.embeddings_ = self._class_embeddings(keys)
-        self.stats_.add(keys, onehot, weights)
-        return self
+        return keys, onehot, weights
 
-    def _check_params(self) -> None:
-        if self.similarity not in ("dot", "cosine"):
-            raise ValueError(f"similarity must be 'dot' or 'cosine', got {self.similarity!r}")
-        if self.n0 < 0:
-            raise ValueError(f"n0 must be >= 0, got {self.n0}")
+    def _cut(self) -> Cut:
         if self.tau is not None and self.ridge is not None:
             raise ValueError("set either tau or ridge, not both")
+        return Cut.from_params(self.tau, self.alpha, self.c, self.ridge)
 
-    def _keys(self, X: Any, *, reset: bool, y: Any = None) -> torch.Tensor:
+    def solve(self) -> FaastClassifier:
+        """Recompile ``coef_`` from the stored statistics with the current cut parameters.
+
+        ``fit`` and ``partial_fit`` call it; call it yourself after ``set_params(alpha=...)``
+        (or ``tau``/``c``/``ridge``) to try another cut without another pass over the data.
+
+        Returns
+        -------
+        self : FaastClassifier
+        """
+        check_is_fitted(self, "memory_")
+        self._validate_params()
+        return self._compile(self._cut())
+
+    def _compile(self, cut: Cut) -> FaastClassifier:
+        self.memory_.set_cut(cut)
+        self.cut_ = cut
+        info = self.memory_.solve_info()
+        self.coef_ = self.memory_.weight(torch.float64).cpu().numpy()
+        self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
+        return self
+
+    def _keys(self, X: Any, *, reset: bool) -> torch.Tensor:
         """Validate features and return them as a (n, d) floating tensor on the working device."""
         if isinstance(X, torch.Tensor):
             if X.ndim != 2:
@@ -176,8 +296,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("X: empty support set (0 samples)")
         if self.device is not None:
             keys = keys.to(self.device)
-        elif hasattr(self, "stats_"):
-            keys = keys.to(self.stats_.device)
+        elif hasattr(self, "memory_") and self.memory_.stats is not None:
+            keys = keys.to(self.memory_.stats.device)
         if self.normalize_keys:
             keys = F.normalize(keys, dim=1)
         return keys
@@ -196,18 +316,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------- prediction
     def _scores(self, X: Any) -> torch.Tensor:
-        check_is_fitted(self, "stats_")
+        check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
-        w = self.stats_.solve(self.tau, alpha=self.alpha, c=self.c, ridge=self.ridge, dtype=keys.dtype)
+        pred = keys @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
         emb = self.embeddings_
-        pred = keys @ w.T  # (q, C): learned one-hot scores
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction
         if self.prior is not None:
-            n = self.stats_.weight_sum
+            n = self.memory_.stats.weight_sum
             r = n / (self.n0 + n)
             pred = r * pred + (1.0 - r) * self._prior(keys, pred.shape[1])
-        target = emb if emb is not None else None
+        target = emb
         if self.similarity == "cosine":
             pred = F.normalize(pred, dim=1)
             target = None if target is None else F.normalize(target, dim=1)
@@ -216,8 +335,6 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _prior(self, keys: torch.Tensor, value_dim: int) -> torch.Tensor:
         prior = self.prior
         if isinstance(prior, str):
-            if prior != "identity":
-                raise ValueError(f"prior must be 'identity', a matrix or a callable, got {prior!r}")
             if keys.shape[1] != value_dim:
                 raise ValueError(
                     "prior='identity' needs keys and values of one dimension, "
@@ -240,28 +357,31 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         return out
 
     def decision_function(self, X: Any) -> Any:
-        """Class scores (n, C); for two classes, score(class 1) − score(class 0) of shape (n,)."""
+        """Class scores of shape (n_samples, n_classes); for two classes, score(class 1) −
+        score(class 0) of shape (n_samples,)."""
         scores = self._scores(X)
         if len(self.classes_) == 2:
             scores = scores[:, 1] - scores[:, 0]
         return _like_input(scores, X)
 
     def predict_proba(self, X: Any) -> Any:
-        """softmax(logit_scale · scores), shape (n, C)."""
+        """softmax(logit_scale · scores), shape (n_samples, n_classes)."""
         proba = torch.softmax(self.logit_scale * self._scores(X), dim=1)
         return _like_input(proba, X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Labels from ``classes_``, shape (n,)."""
+        """Labels from ``classes_``, shape (n_samples,)."""
         best = torch.argmax(self._scores(X), dim=1).cpu().numpy()
         return self.classes_[best]
 
     @property
-    def coef_(self) -> np.ndarray:
-        """The fast-weight matrix mapping features to one-hot class scores, (C, d)."""
-        check_is_fitted(self, "stats_")
-        w = self.stats_.solve(self.tau, alpha=self.alpha, c=self.c, ridge=self.ridge, dtype=torch.float64)
-        return w.cpu().numpy()
+    def stats_(self) -> GramStats:
+        """The float64 statistics (deprecated alias of ``memory_.stats``)."""
+        warnings.warn(
+            "FaastClassifier.stats_ is deprecated; use memory_.stats", DeprecationWarning, stacklevel=2
+        )
+        check_is_fitted(self, "memory_")
+        return self.memory_.stats
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,6 +3,11 @@
 Files are written to a temporary file in the destination directory, flushed and fsynced, then
 moved over the destination with ``os.replace``, so an interrupted save never leaves a truncated
 file behind and never destroys the previous version.
+
+Every safetensors file faast writes belongs to one layout family: its metadata holds
+``format = "faast.<kind>"`` and ``format_version``, and one loader (:func:`load_tensors` with
+``kind=``) checks both, so a file of another kind, of a newer version or not written by faast
+fails with a message that says which. The kinds and their current versions are in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -44,17 +49,72 @@ def _umask() -> int:
     return mask
 
 
+#: The kinds of safetensors file faast writes → the layout version this faast writes and reads.
+KINDS = {
+    "stats": "1",  # GramStats: float64 G, B and counts
+    "fast_weights": "1",  # an LM's fast weights: the statistics of every memory, per named task
+    "readout": "1",  # an LM's trained readout parameters (save_pretrained)
+    "features": "1",  # encoded image features (the feature cache)
+    "weights": "1",  # a compiled fast-weight matrix W (faast solve)
+    "classifier": "1",  # a fitted FaastClassifier
+    "encoder_weights": "1",  # a frozen encoder's weights converted from a registry package
+}
+#: How errors name each kind.
+KIND_NAMES = {
+    "stats": "statistics (GramStats)",
+    "fast_weights": "LM fast weights",
+    "readout": "an LM readout",
+    "features": "encoded features",
+    "weights": "a fast-weight matrix",
+    "classifier": "a FaastClassifier",
+    "encoder_weights": "encoder weights",
+}
+FORMAT_KEY, VERSION_KEY = "format", "format_version"
+#: Tags of files written before the layout family (same layouts, version 1).
+_LEGACY_TAGS = {
+    "faast.GramStats": "stats",
+    "faast.lm.fast_weights": "fast_weights",
+    "faast.lm.readout": "readout",
+    "faast.features/1": "features",
+    "faast.FastWeights": "weights",
+}
+
+
 def save_tensors(
-    path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    kind: str,
 ) -> Path:
-    """Write tensors (made contiguous, moved to CPU) and string metadata to a safetensors file."""
+    """Write tensors (made contiguous, moved to CPU) and string metadata to a safetensors file of
+    ``kind`` (one of ``KINDS``), atomically."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown file kind {kind!r}; known: {sorted(KINDS)}")
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    meta = {str(k): str(v) for k, v in metadata.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update({FORMAT_KEY: f"faast.{kind}", VERSION_KEY: KINDS[kind]})
     return atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=meta))
 
 
-def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read every tensor and the metadata of a safetensors file (CPU tensors)."""
+def file_kind(meta: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(kind, version) that a file's metadata declares; (None, None) if it is not a faast file."""
+    tag = meta.get(FORMAT_KEY, "")
+    if tag in _LEGACY_TAGS:
+        return _LEGACY_TAGS[tag], "1"
+    if tag.startswith("faast.") and tag[len("faast.") :] in KINDS:
+        return tag[len("faast.") :], meta.get(VERSION_KEY)
+    return None, None
+
+
+def load_tensors(
+    path: str | os.PathLike[str], *, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read every tensor (on the CPU) and the metadata of a safetensors file.
+
+    kind: the kind of faast file expected (see ``KINDS``); its tag and version are checked and a
+    clear ``ValueError`` names what the file is instead. ``None`` reads any safetensors file.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
@@ -63,8 +123,25 @@ def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
             meta = dict(fh.metadata() or {})
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except Exception as exc:
-        raise ValueError(f"{p} is not a readable safetensors file: {exc}") from exc
+        raise ValueError(f"{p} is not a readable safetensors file ({_short(exc)})") from exc
+    if kind is not None:
+        found, version = file_kind(meta)
+        want = KIND_NAMES[kind]
+        if found is None:
+            raise ValueError(f"{p} is not a faast file of {want} (format={meta.get(FORMAT_KEY)!r})")
+        if found != kind:
+            raise ValueError(f"{p} holds {KIND_NAMES[found]}, not {want}")
+        if version != KINDS[kind]:
+            raise ValueError(
+                f"{p}: {want} in layout version {version!r}; this faast reads version "
+                f"{KINDS[kind]} (was it written by another faast release?)"
+            )
     return tensors, meta
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:

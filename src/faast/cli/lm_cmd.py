@@ -34,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
     )
     _read_args(le, ("prob", "logit", "paper"))
-    le.add_argument("--alpha", type=float, default=None, help="spectral cut τ = c·n^-α (default α = 1)")
     le.set_defaults(func=run_learn)
 
     ge = actions.add_parser("generate", help="generate text reading fast weights")
@@ -84,31 +83,40 @@ def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "lo
     gate = p.add_mutually_exclusive_group()
     gate.add_argument("--gate", type=float, default=None, help="θ of the prob mix's recall gate (cosine)")
     gate.add_argument("--no-gate", action="store_true", help="read the prob mix without the recall gate")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument(
+        "--cut",
+        default=None,
+        help="spectral cut: gcv, a relative tau, alpha=A[,c=C] or ridge=R (default alpha=1)",
+    )
+    cut.add_argument("--alpha", type=float, default=None, help="shorthand for --cut alpha=ALPHA")
 
 
-def _read_fields(args: argparse.Namespace, fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` (a stored or empty config) updated with the read options given on the command line."""
-    fields = dict(fields)
-    if args.mix is not None and args.mix != fields.get("output_mix", args.mix):
-        if "paper" in (args.mix, fields.get("output_mix")):
+def _layout_and_read(args: argparse.Namespace, layout: dict[str, Any], read: Any = None):
+    """The layout fields and ReadConfig to build the model with: ``layout`` and ``read`` (stored
+    with fast weights, or empty) updated with the options given on the command line."""
+    from faast.lm.config import ReadConfig
+    from faast.solver import Cut
+
+    layout = dict(layout)
+    read = read or ReadConfig()
+    stored_mix = layout.get("output_mix", "prob")
+    if args.mix is not None and args.mix != stored_mix:
+        if "paper" in (args.mix, stored_mix):
             raise ValueError("fast weights learned with the 'paper' mix can only be read with it")
-        for key in ("output_weight", "output_gate"):  # the new mix's defaults
-            fields.pop(key, None)
-    if args.mix not in (None, "prob"):
-        fields["output_gate"] = None
-    read = {
-        "output_mix": args.mix,
-        "output_weight": args.weight,
-        "output_temperature": args.temperature,
-        "output_gate": args.gate,
-    }
-    fields.update({k: v for k, v in read.items() if v is not None})
+        read = ReadConfig(cut=read.cut, support=read.support)  # the new mix's own defaults
+    if args.mix is not None:
+        layout["output_mix"] = args.mix
+    knobs: dict[str, Any] = {"weight": args.weight, "temperature": args.temperature, "gate": args.gate}
+    if args.cut is not None or args.alpha is not None:
+        knobs["cut"] = Cut.parse(args.cut) if args.cut is not None else Cut.power(args.alpha)
+    knobs = {k: v for k, v in knobs.items() if v is not None}
     if args.no_gate:
-        fields["output_gate"] = None
-    return fields
+        knobs["gate"] = None
+    return layout, read.replace(**knobs)
 
 
-def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None):
+def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
     import torch
 
     from faast.lm import FaastConfig, FaastModel, get_faast_model
@@ -117,22 +125,25 @@ def _load(args: argparse.Namespace, config_fields: dict[str, Any] | None = None)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
-    fields = dict(config_fields or {})
+    fields = dict(layout)
     if args.adapter:
-        return FaastModel.from_pretrained(model, args.adapter, **fields), tok
+        return FaastModel.from_pretrained(model, args.adapter, read, **fields), tok
     fields.setdefault("num_memories", 0)  # middle memories need a trained readout (--adapter)
-    return get_faast_model(model, FaastConfig.from_dict(fields)), tok
+    return get_faast_model(model, FaastConfig.from_dict(fields), read), tok
 
 
 def _load_with_fast_weights(args: argparse.Namespace):
-    from faast.lm.fastweights import read_config
+    from faast.lm.fastweights import read_config, read_task, task_read_config
 
     stored: dict[str, Any] = {}
-    if args.fast_weights and not args.adapter:
-        stored = read_config(args.fast_weights, args.task)
-    fm, tok = _load(args, _read_fields(args, stored))
+    stored_read = None
     if args.fast_weights:
-        fm.load_fast_weights(args.fast_weights, args.task)
+        if not args.adapter:
+            stored = read_config(args.fast_weights, args.task)
+        stored_read = task_read_config(read_task(args.fast_weights, args.task)[2])
+    fm, tok = _load(args, *_layout_and_read(args, stored, stored_read))
+    if args.fast_weights:
+        fm.load_fast_weights(args.fast_weights, args.task, read=False)
     return fm, tok
 
 
@@ -142,9 +153,8 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.text import encode, learn_windows, read_text, token_windows
 
     text = read_text(args.text)
-    given = {"num_memories": args.num_memories, "alpha": args.alpha}
-    fields = _read_fields(args, {k: v for k, v in given.items() if v is not None})
-    fm, tok = _load(args, fields)
+    given = {} if args.num_memories is None else {"num_memories": args.num_memories}
+    fm, tok = _load(args, *_layout_and_read(args, given))
     windows = token_windows(encode(tok, text), args.window)
     print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")
     start = time.perf_counter()

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     w, info = stats.solve_with_info(
         _number_or_gcv(args.tau), alpha=args.alpha, c=args.c, ridge=_number_or_gcv(args.ridge)
     )
-    save_tensors(args.out, {"weight": w}, {"format": "faast.FastWeights", "info": repr(info)})
+    save_tensors(args.out, {"weight": w}, {"info": repr(info)}, kind="weights")
     print(f"solved {stats.count} pairs ({keys.shape[1]} → {values.shape[1]}): {info}")
     print(f"wrote {args.out}")
     return 0

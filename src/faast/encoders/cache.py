@@ -21,8 +21,6 @@ from faast.data.dataset import ImageDataset
 from faast.encoders.base import ImageEncoder
 from faast.io import load_tensors, save_tensors
 
-FORMAT = "faast.features/1"
-
 
 def cache_path(root: str | os.PathLike[str], encoder: ImageEncoder, dataset: ImageDataset) -> Path:
     """``root/<encoder>-<resolution>px/<dataset>-<split>.safetensors`` (unsafe characters → '_')."""
@@ -36,7 +34,6 @@ def _safe(text: str) -> str:
 
 def _expected_meta(encoder: ImageEncoder, dataset: ImageDataset) -> dict[str, str]:
     return {
-        "format": FORMAT,
         **encoder.identity(),
         "dataset": dataset.name,
         "split": dataset.split,
@@ -50,7 +47,7 @@ def load_cached(path: Path, expected: dict[str, str]) -> tuple[torch.Tensor | No
     if not path.is_file():
         return None, "not cached"
     try:
-        tensors, meta = load_tensors(path)
+        tensors, meta = load_tensors(path, kind="features")
     except ValueError as exc:
         return None, f"unreadable ({exc})"
     diff = [k for k, v in expected.items() if meta.get(k) != v]
@@ -101,5 +98,5 @@ def encode_dataset(
             bar.update(len(batch))
     if path is not None:
         labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
-        save_tensors(path, {"features": out, "labels": labels}, expected)
+        save_tensors(path, {"features": out, "labels": labels}, expected, kind="features")
     return out

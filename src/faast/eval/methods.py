@@ -96,31 +96,28 @@ class Faast(Method):
         return {"tau": "gcv"} if cut == "gcv" else {"alpha": float(cut), "tau": None}
 
     def _fit_classifier(
-        self, X: torch.Tensor, y: np.ndarray, prep: str
+        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any
     ) -> tuple[Preprocess, FaastClassifier]:
         pre = Preprocess(prep)
-        return pre, FaastClassifier().fit(pre.fit_transform(X), y)
-
-    @staticmethod
-    def _compile(clf: FaastClassifier, dtype: torch.dtype) -> torch.Tensor:
-        """Solve now (FaastClassifier solves lazily) so that fit time includes it; W (C, d)."""
-        return clf.stats_.solve(clf.tau, alpha=clf.alpha, c=clf.c, ridge=clf.ridge, dtype=dtype)
+        return pre, FaastClassifier(**self._cut_kwargs(cut)).fit(pre.fit_transform(X), y)
 
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
-        pre, clf = self._fit_classifier(X, y, params["prep"])
-        clf.set_params(**self._cut_kwargs(params["cut"]))
-        weights = self._compile(clf, X.dtype)
-        return Fitted(lambda Q: clf.predict(pre.transform(Q)), _nbytes(weights) + pre.nbytes)
+        pre, clf = self._fit_classifier(X, y, params["prep"], params["cut"])
+        return Fitted(
+            lambda Q: clf.predict(pre.transform(Q)), _nbytes(clf.coef_.astype(np.float32)) + pre.nbytes
+        )
 
     def validate(self, X, y, Xval, yval, grid, seed):
         scores: dict[int, float] = {}
         for prep in dict.fromkeys(p["prep"] for p in grid):
-            pre, clf = self._fit_classifier(X, y, prep)  # one set of statistics, one eigh per prep
+            cuts = [(i, p["cut"]) for i, p in enumerate(grid) if p["prep"] == prep]
+            pre, clf = self._fit_classifier(
+                X, y, prep, cuts[0][1]
+            )  # one set of statistics, one eigh per prep
             Q = pre.transform(Xval)
-            for i, p in enumerate(grid):
-                if p["prep"] == prep:
-                    clf.set_params(**self._cut_kwargs(p["cut"]))
-                    scores[i] = float(np.mean(clf.predict(Q) == yval))
+            for i, cut in cuts:
+                clf.set_params(**self._cut_kwargs(cut)).solve()
+                scores[i] = float(np.mean(clf.predict(Q) == yval))
         return [scores[i] for i in range(len(grid))]
 
 

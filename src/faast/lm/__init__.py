@@ -2,27 +2,27 @@
 
 FAAST memories are attached to an unmodified ``transformers`` model with hooks; ``learn`` runs the
 frozen backbone forward only and accumulates float64 statistics, which are compiled in closed
-form into fast weights that ``forward`` / ``generate`` read. See :class:`FaastModel`.
+form into fast weights that ``forward`` / ``generate`` read. See :class:`FaastModel`; the layout is
+a :class:`FaastConfig`, the read-time knobs a :class:`ReadConfig`, each memory a read-out
+(:mod:`faast.lm.readouts`), and :mod:`faast.lm.naive` the plain reference of every formula.
 """
 
-from faast.lm.config import (
-    DEFAULT_OUTPUT_GATE,
-    DEFAULT_OUTPUT_TEMPERATURES,
-    DEFAULT_OUTPUT_WEIGHTS,
-    OUTPUT_MIXES,
-    FaastConfig,
-)
+from faast.lm.config import OUTPUT_MIXES, FaastConfig, ReadConfig
 from faast.lm.fastweights import list_tasks
 from faast.lm.inject import UnsupportedModelError, find_layout
 from faast.lm.model import FaastModel, get_faast_model
+from faast.lm.readouts import LogitReadOut, MiddleMemory, PaperReadOut, ProbReadOut, ReadOut
 
 __all__ = [
-    "DEFAULT_OUTPUT_GATE",
-    "DEFAULT_OUTPUT_TEMPERATURES",
-    "DEFAULT_OUTPUT_WEIGHTS",
     "OUTPUT_MIXES",
     "FaastConfig",
     "FaastModel",
+    "LogitReadOut",
+    "MiddleMemory",
+    "PaperReadOut",
+    "ProbReadOut",
+    "ReadConfig",
+    "ReadOut",
     "UnsupportedModelError",
     "find_layout",
     "get_faast_model",

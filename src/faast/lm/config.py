@@ -1,7 +1,15 @@
-"""``FaastConfig``: where the memories go and how they are read, as a JSON-round-tripping dataclass.
+"""The two configurations of FAAST memories on a causal LM, in the way PEFT separates them.
 
-In the spirit of PEFT's ``LoraConfig``: the config holds hyper-parameters only, is saved next to
-the trained readout (``faast_config.json``) and rebuilds the same layout on any copy of the model.
+* :class:`FaastConfig` — the **layout**: which memories exist, where they attach and what they key
+  on. It round-trips to JSON, is saved next to a trained readout (``faast_config.json``) and rebuilds
+  the same memories on any copy of the model. Fast weights learned with one layout load only into
+  the same layout.
+* :class:`ReadConfig` — the **read-time knobs**: the spectral cut of every solve and how the output
+  memory is mixed in (weight, temperature, gate, support). They change nothing that was learned, so
+  they can be set at any time (``FaastModel.set_read``) and are not part of the layout; a fast-weight
+  task stores the knobs it was chosen with.
+
+Each read-out class (:mod:`faast.lm.readouts`) owns its defaults; a ``None`` knob takes them.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,23 +25,13 @@ from typing import Any
 import torch
 
 from faast.io import load_json, save_json
+from faast.solver import Cut
 
 CONFIG_NAME = "faast_config.json"
 
-#: How the output memory's prediction W·h enters the model (see ``FaastConfig.output_mix``).
-OUTPUT_MIXES = ("logit", "prob", "paper")
-
-#: Defaults of each way to read the output memory, chosen on held-out text (``python
-#: benchmarks/lm_mix.py --threads 2``: tuned on *Northanger Abbey*, reported on *Persuasion*, see
-#: docs/lm.md). Rule: the strongest recall of a learned passage among settings that cost at most
-#: 5 % perplexity on unseen text, both after learning 49k tokens of other novels and after learning
-#: only the preceding passage. It picked the gated "prob" mix ("prob-gated": λ = 0.9, T = 0.25,
-#: gate θ = 0.8). Without the gate the rule takes λ = 0.05, T = 0.1; within "logit" β = 0.1.
-#: "paper" keeps the paper's r = 0.9 for reproduction (the rule would take r = 0.7; r = 0.9 costs
-#: +37 % on the continuation of a learned passage of *Persuasion*).
-DEFAULT_OUTPUT_WEIGHTS = {"prob-gated": 0.9, "prob": 0.05, "logit": 0.1, "paper": 0.9}
-DEFAULT_OUTPUT_TEMPERATURES = {"prob-gated": 0.25, "prob": 0.1}
-DEFAULT_OUTPUT_GATE = 0.8
+#: How the output memory's prediction W·z enters the model (see ``FaastConfig.output_mix``).
+OUTPUT_MIXES = ("prob", "logit", "paper")
+SUPPORTS = ("learned", "vocab")
 
 _DTYPES = {
     "float32": torch.float32,
@@ -40,40 +39,94 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
+#: Fields FaastConfig took before the read-time knobs moved to ReadConfig → the ReadConfig field.
+_LEGACY_READ_FIELDS = {
+    "output_weight": "weight",
+    "output_temperature": "temperature",
+    "output_gate": "gate",
+    "output_support": "support",
+}
+
+
+@dataclass
+class ReadConfig:
+    """How the learned statistics are read (runtime knobs; ``None``: the read-out's default).
+
+    cut: the spectral cut of every memory's solve: a :class:`faast.solver.Cut` or anything
+        ``Cut.parse`` reads (``"alpha=0.8"``, ``"gcv"``, ``0.01``, ``"ridge=1e-2"``); ``None`` is the
+        paper's τ = n⁻¹.
+    weight: the output memory's mix weight: λ of the "prob" mix, β of "logit", r of "paper".
+    temperature: T of the "prob" mix's memory distribution.
+    gate: the "prob" mix's recall gate θ in [0, 1); ``None`` reads without a gate; ``"auto"`` takes
+        the read-out's default (gated for "prob").
+    support: tokens the "prob" mix's memory distribution covers: ``"learned"`` (the tokens seen as
+        values by ``learn``, as a k-NN LM) or ``"vocab"`` (the whole vocabulary).
+    """
+
+    cut: Cut | str | float | None = None
+    weight: float | None = None
+    temperature: float | None = None
+    gate: float | str | None = "auto"
+    support: str = "learned"
+
+    def __post_init__(self) -> None:
+        self.cut = Cut.parse(self.cut)
+        if self.weight is not None:
+            w = _finite(self.weight, "weight")
+            if w < 0:
+                raise ValueError(f"weight must be >= 0, got {w}")
+            self.weight = w
+        if self.temperature is not None:
+            t = _finite(self.temperature, "temperature")
+            if t <= 0:
+                raise ValueError(f"temperature must be > 0, got {t}")
+            self.temperature = t
+        if self.gate is not None and self.gate != "auto":
+            if isinstance(self.gate, str):
+                raise ValueError(f"gate must be a number, None or 'auto', got {self.gate!r}")
+            gate = _finite(self.gate, "gate")
+            if not 0.0 <= gate < 1.0:
+                raise ValueError(f"gate must be a cosine threshold in [0, 1), got {self.gate}")
+            self.gate = gate
+        if self.support not in SUPPORTS:
+            raise ValueError(f"support must be one of {SUPPORTS}, got {self.support!r}")
+
+    def replace(self, **changes: Any) -> ReadConfig:
+        """A copy with ``changes`` applied (validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(
+                f"unknown read knob(s) {sorted(unknown)}; known: cut, weight, temperature, gate, support"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["cut"] = str(self.cut)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReadConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a read config is a dict, got {type(data).__name__}")
+        return cls().replace(**data)
 
 
 @dataclass
 class FaastConfig:
-    """Layout and read-out of the FAAST memories attached to a causal LM.
+    """Layout of the FAAST memories attached to a causal LM.
 
     num_memories: middle memories, placed before decoder blocks ⌊L/(m+1)·(i+1)⌋, i < m (the paper's
         placement). Each maps the block's input state hₜ → hₜ₊₁ and is read as h + out_proj(W·h)
         with a zero-initialised ``out_proj``: until it is trained (``faast.lm.train``) or loaded
         (``from_pretrained``) a middle memory changes nothing.
     memory_layers: explicit block indices instead of the even placement (overrides num_memories).
-    alpha, c: spectral cut τ = c·n^(−α) of every solve (n = number of pairs learned).
-    output_memory: add the parameter-free output memory (last hidden state → next token).
-    output_mix: how the output memory's prediction enters the model (key: the final hidden state z
-        after the final norm, what the LM head reads; value: the LM-head row of the next token):
-        ``"prob"`` (default): p = (1−λ)·p_model + λ·softmax(head(W·z)/T), λ = output_weight,
-        T = output_temperature. Whatever the memory says, it costs at most −log(1−λ) nats per
-        token (5 % perplexity at λ = 0.05). The head is called once on [z; W·z].
-        ``"logit"``: the head reads z + β·W·z, i.e. logits + β·head(W·z) (a log-linear mix,
-        β = output_weight); stronger recall for large β, but unbounded cost on new text.
-        ``"paper"``: the paper's mix before the final norm, h' = (1−r)·h + r·W·h, with key the
-        pre-norm state and value the next token's input embedding, r = output_weight (0.9 in
-        the paper). Kept for reproduction.
-    output_weight: λ, β or r of the mix; ``None`` takes the default of the mix
-        (``DEFAULT_OUTPUT_WEIGHTS``; "prob-gated" for the "prob" mix with a gate).
-    output_temperature: T of the "prob" mix; ``None`` takes ``DEFAULT_OUTPUT_TEMPERATURES``.
-    output_support: tokens the "prob" mix's memory distribution covers: ``"learned"`` (the tokens
-        seen as values by ``learn``, as a k-NN LM; |learned| × d per token) or ``"vocab"`` (all,
-        a second full LM-head product per token).
-    output_gate: the "prob" mix's recall gate: θ in [0, 1), ``None`` (no gate) or ``"auto"``
-        (θ = ``DEFAULT_OUTPUT_GATE`` for the "prob" mix, no gate for the others). With a gate, λ is
-        scaled per token by clamp((c − θ)/(1 − θ), 0, 1), where c is the largest cosine between
-        W·z and the LM-head rows of the support: near 1 where z is a context the memory learned,
-        lower on new text, so a large λ recalls learned text at little cost elsewhere.
+    output_memory: add the parameter-free output memory (next token from the final state).
+    output_mix: which output read-out (:mod:`faast.lm.readouts`): ``"prob"`` (default; key: the LM
+        head's input z, value: the next token's LM-head row, read as a mixture of distributions
+        with a recall gate), ``"logit"`` (same key and value, read as logits + β·head(W·z)) or
+        ``"paper"`` (the paper's mix before the final norm; value: the next token's input
+        embedding). "prob" and "logit" learn the same statistics, so either reads the other's.
     scorer: learned sigmoid scorer w = σ(s·[k; v]) scaling the values of middle memories.
     readout_dropout: dropout on W·h before ``out_proj`` while training the readout.
     dtype: dtype the fast weights are compiled to (``None``: the dtype of the hidden states).
@@ -81,18 +134,17 @@ class FaastConfig:
     decoder_layers_path, final_norm_path: dotted attribute paths of the decoder blocks
         (e.g. ``"model.layers"``) and of the final norm, for layouts faast does not recognise.
     base_model_name_or_path: recorded for ``save_pretrained`` (informational).
+
+    The read-time knobs (cut, weight, temperature, gate, support) live in :class:`ReadConfig`.
+    The older fields ``alpha``, ``c``, ``output_weight``, ``output_temperature``, ``output_gate``
+    and ``output_support`` are still accepted (with a ``DeprecationWarning``) and become the
+    model's initial read config; they are not saved with the layout.
     """
 
     num_memories: int = 1
     memory_layers: list[int] | None = None
-    alpha: float = 1.0
-    c: float = 1.0
     output_memory: bool = True
     output_mix: str = "prob"
-    output_weight: float | None = None
-    output_temperature: float | None = None
-    output_support: str = "learned"
-    output_gate: float | str | None = "auto"
     scorer: bool = True
     readout_dropout: float = 0.1
     dtype: str | None = None
@@ -108,74 +160,28 @@ class FaastConfig:
                 raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
             self.memory_layers = sorted(layers)
             self.num_memories = len(layers)
-        if int(self.num_memories) < 0:
-            raise ValueError(f"num_memories must be >= 0, got {self.num_memories}")
+        if isinstance(self.num_memories, bool) or int(self.num_memories) < 0:
+            raise ValueError(f"num_memories must be an integer >= 0, got {self.num_memories}")
         self.num_memories = int(self.num_memories)
-        for name in ("alpha", "c", "output_temperature", "readout_dropout"):
-            if getattr(self, name) is None and name == "output_temperature":
-                continue
-            value = float(getattr(self, name))
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-            setattr(self, name, value)
-        if self.c <= 0 or (self.output_temperature is not None and self.output_temperature <= 0):
-            raise ValueError("c and output_temperature must be > 0")
+        self.readout_dropout = _finite(self.readout_dropout, "readout_dropout")
         if not 0.0 <= self.readout_dropout < 1.0:
             raise ValueError(f"readout_dropout must be in [0, 1), got {self.readout_dropout}")
         if self.output_mix not in OUTPUT_MIXES:
             raise ValueError(f"output_mix must be one of {OUTPUT_MIXES}, got {self.output_mix!r}")
-        if self.output_weight is not None:
-            w = float(self.output_weight)
-            if not math.isfinite(w) or w < 0:
-                raise ValueError(f"output_weight must be a finite number >= 0, got {self.output_weight}")
-            if self.output_mix in ("prob", "paper") and w > 1:
-                raise ValueError(
-                    f"output_weight of the {self.output_mix!r} mix is a ratio in [0, 1], got {w}"
-                )
-            self.output_weight = w
-        if self.output_support not in ("learned", "vocab"):
-            raise ValueError(f"output_support must be 'learned' or 'vocab', got {self.output_support!r}")
-        if self.output_gate is not None and self.output_gate != "auto":
-            if isinstance(self.output_gate, str):
-                raise ValueError(f"output_gate must be a number, None or 'auto', got {self.output_gate!r}")
-            gate = float(self.output_gate)
-            if not 0.0 <= gate < 1.0:
-                raise ValueError(f"output_gate must be a cosine threshold in [0, 1), got {self.output_gate}")
-            if self.output_mix != "prob":
-                raise ValueError(f"output_gate works with the 'prob' mix, not {self.output_mix!r}")
-            self.output_gate = gate
         if self.dtype is not None and self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or None, got {self.dtype!r}")
+        if not hasattr(self, "_legacy_read"):
+            self._legacy_read: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- derived
     @property
-    def gate_threshold(self) -> float | None:
-        """The effective gate θ of the output memory (None: no gate)."""
-        if self.output_gate == "auto":
-            return DEFAULT_OUTPUT_GATE if self.output_mix == "prob" else None
-        return None if self.output_gate is None else float(self.output_gate)
-
-    @property
-    def mix_key(self) -> str:
-        """The row of the default tables: the mix, or "prob-gated" for the gated "prob" mix."""
-        gated = self.output_mix == "prob" and self.gate_threshold is not None
-        return "prob-gated" if gated else self.output_mix
-
-    @property
-    def mix_weight(self) -> float:
-        """The effective output weight (the default of the mix when ``output_weight`` is None)."""
-        return DEFAULT_OUTPUT_WEIGHTS[self.mix_key] if self.output_weight is None else self.output_weight
-
-    @property
-    def mix_temperature(self) -> float:
-        """The effective T of the "prob" mix (the default when ``output_temperature`` is None)."""
-        if self.output_temperature is not None:
-            return self.output_temperature
-        return DEFAULT_OUTPUT_TEMPERATURES.get(self.mix_key, 1.0)
-
-    @property
     def torch_dtype(self) -> torch.dtype | None:
         return None if self.dtype is None else _DTYPES[self.dtype]
+
+    @property
+    def legacy_read(self) -> dict[str, Any]:
+        """Read knobs given through the deprecated fields (ReadConfig field → value)."""
+        return dict(self._legacy_read)
 
     def layer_indices(self, num_layers: int) -> list[int]:
         """Block indices of the middle memories for a model with ``num_layers`` decoder blocks."""
@@ -195,11 +201,16 @@ class FaastConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaastConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
+        """Rebuild a config from :meth:`to_dict` output (older files' read fields are accepted)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a FaastConfig is a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)} | set(_LEGACY_READ_FIELDS) | {"alpha", "c"}
         unknown = sorted(set(data) - known - {"faast_version", "format"})
         if unknown:
             raise ValueError(f"unknown FaastConfig fields {unknown}; was it written by a newer faast?")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        with warnings.catch_warnings():  # files written before ReadConfig: not the reader's fault
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         from faast import __version__
@@ -226,3 +237,58 @@ class FaastConfig:
                 f"no {CONFIG_NAME} in {directory}; is it a folder written by save_pretrained?"
             )
         return cls.from_json(path)
+
+
+_UNSET: Any = object()
+_dataclass_init = FaastConfig.__init__
+
+
+def _init_with_legacy_fields(
+    self: FaastConfig,
+    *args: Any,
+    alpha: Any = _UNSET,
+    c: Any = _UNSET,
+    output_weight: Any = _UNSET,
+    output_temperature: Any = _UNSET,
+    output_gate: Any = _UNSET,
+    output_support: Any = _UNSET,
+    **kwargs: Any,
+) -> None:
+    legacy = {
+        "output_weight": output_weight,
+        "output_temperature": output_temperature,
+        "output_gate": output_gate,
+        "output_support": output_support,
+    }
+    read = {_LEGACY_READ_FIELDS[k]: v for k, v in legacy.items() if v is not _UNSET}
+    if alpha is not _UNSET or c is not _UNSET:
+        a = 1.0 if alpha is _UNSET or alpha is None else alpha
+        read["cut"] = Cut.power(a, 1.0 if c is _UNSET or c is None else c)
+    if read:
+        names = [k for k, v in {**legacy, "alpha": alpha, "c": c}.items() if v is not _UNSET]
+        warnings.warn(
+            f"FaastConfig({', '.join(names)}) is deprecated: these are read-time knobs; pass "
+            "ReadConfig(cut=..., weight=..., temperature=..., gate=..., support=...) to get_faast_model "
+            "or call FaastModel.set_read(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        ReadConfig().replace(**read)  # validate now, where the value was written
+    self._legacy_read = read
+    _dataclass_init(self, *args, **kwargs)
+
+
+_init_with_legacy_fields.__doc__ = _dataclass_init.__doc__
+FaastConfig.__init__ = _init_with_legacy_fields  # type: ignore[method-assign]
+
+
+def _finite(x: Any, name: str) -> float:
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a number, got {x!r}")
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return value

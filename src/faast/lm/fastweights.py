@@ -1,12 +1,13 @@
 """Fast-weight files: the float64 statistics of every memory, for one or several named tasks.
 
-Layout of a file (safetensors, written atomically, no pickle):
+Layout of a file (a faast safetensors file of kind ``fast_weights``, written atomically, no pickle):
 
-* tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64) and
-  ``"{task}/fingerprint"`` (a projection of the model's embedding matrix);
-* metadata ``format`` = ``faast.lm.fast_weights``, ``version`` and ``tasks``: a JSON object
-  task → signature (model type, sizes, memory layout, scorer hash) checked when loading, so the
-  statistics of another model or another readout fail with a clear error.
+* tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64), the
+  read-outs' extra state (``"{task}/output/seen"``) and ``"{task}/fingerprint"`` (a projection of
+  the model's embedding matrix);
+* metadata ``tasks``: a JSON object task → signature (model type, sizes, memory layout, scorer
+  hash, the layout config and the read config the task is read with) checked when loading, so
+  the statistics of another model or another readout fail with a clear error.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 import torch
 
 from faast.io import load_tensors, save_tensors
+from faast.lm.config import FaastConfig, ReadConfig
 
-FORMAT = "faast.lm.fast_weights"
-VERSION = "1"
 STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 #: Cosine similarity of embedding fingerprints above which two models count as the same weights.
 FINGERPRINT_MIN_COSINE = 0.99
@@ -35,15 +35,13 @@ def check_task_name(task: str) -> str:
 
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, tasks) of a fast-weight file; tasks maps task → signature."""
-    tensors, meta = load_tensors(path)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a faast fast-weight file (format={meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{path}: unsupported fast-weight format version {meta.get('version')!r}")
+    tensors, meta = load_tensors(path, kind="fast_weights")
     try:
         tasks = json.loads(meta["tasks"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: malformed fast-weight metadata ({exc})") from exc
+    if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+        raise ValueError(f"{path}: malformed fast-weight metadata (tasks is not an object of objects)")
     return tensors, tasks
 
 
@@ -67,8 +65,8 @@ def write_task(
         existing = {k: v for k, v in existing.items() if not k.startswith(f"{task}/")}
     tasks[task] = signature
     out = {**existing, **{f"{task}/{k}": v for k, v in tensors.items()}}
-    meta = {"format": FORMAT, "version": VERSION, "tasks": json.dumps(tasks, sort_keys=True)}
-    return save_tensors(path, out, meta)
+    meta = {"tasks": json.dumps(tasks, sort_keys=True)}
+    return save_tensors(path, out, meta, kind="fast_weights")
 
 
 def read_task(
@@ -92,6 +90,15 @@ def read_config(path: str | os.PathLike[str], task: str | None = None) -> dict[s
     if "config" not in signature:
         raise ValueError(f"{path}: task {task!r} records no FaastConfig")
     return dict(signature["config"])
+
+
+def task_read_config(signature: dict[str, Any]) -> ReadConfig:
+    """The read config a task is read with: the one stored with it, or (files written before
+    read configs were stored) the read fields of its layout config."""
+    if "read" in signature:
+        return ReadConfig.from_dict(signature["read"])
+    legacy = FaastConfig.from_dict(signature.get("config", {})).legacy_read
+    return ReadConfig().replace(**legacy)
 
 
 def embedding_fingerprint(weight: torch.Tensor, rows: int = 512) -> torch.Tensor:

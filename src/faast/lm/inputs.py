@@ -53,6 +53,21 @@ def check_learn_inputs(
     return ids.long(), mask.long()
 
 
+def check_pair_mask(pair_mask: Any, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """A (B, T−1) bool mask of the pairs t → t+1 that may be learned, for input ids of ``shape``."""
+    mask = pair_mask if isinstance(pair_mask, torch.Tensor) else torch.as_tensor(pair_mask)
+    if mask.ndim == 1:
+        mask = mask.unsqueeze(0)
+    want = (shape[0], shape[1] - 1)
+    if tuple(mask.shape) != want:
+        raise ValueError(f"pair_mask must have shape (batch, seq_len - 1) = {want}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        if mask.is_floating_point() or bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError("pair_mask must hold booleans (or 0/1)")
+        mask = mask.bool()
+    return mask.to(device)
+
+
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that count real tokens only (as ``generate`` does): (B, T) → (B, T) long.
 

@@ -7,17 +7,19 @@
     model.save_fast_weights("tasks.safetensors", task="austen")
     model.reset_projection()                                                # back to the base model
 
-The memories are attached with forward hooks (see :mod:`faast.lm.inject`); the wrapped model is
-``model.base_model`` and attribute look-ups fall through to it, as in PEFT.
+The memories are read-outs (:mod:`faast.lm.readouts`) attached with forward hooks; the wrapped
+model is ``model.base_model`` and attribute look-ups fall through to it, as in PEFT. One key's
+path: ``learn`` → :meth:`FaastModel.capture` records each read-out's key state through its hook →
+``ReadOut.learn`` adds the pairs to its :class:`~faast.InverseMemory` → on the first read the
+memory compiles W with the cut of the :class:`~faast.lm.config.ReadConfig` → the read-out's hook
+applies its formula.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +28,21 @@ from torch import nn
 
 from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
-from faast.lm.config import FaastConfig
-from faast.lm.inject import HookSet, _text_config, find_layout, hidden_from_call, replace_hidden
-from faast.lm.inputs import check_learn_inputs, positions_from_mask
-from faast.lm.layers import MiddleMemory, OutputMemory, next_pairs, pair_mask
+from faast.lm.config import FaastConfig, ReadConfig
+from faast.lm.inject import HookSet, _text_config, find_layout
+from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
+from faast.lm.readouts import (
+    HEAD_INPUT,
+    Captured,
+    HookContext,
+    MiddleMemory,
+    OutputReadOut,
+    ReadOut,
+    build_readouts,
+)
+from faast.lm.readouts import pair_mask as real_token_pairs
 
 READOUT_NAME = "faast_readout.safetensors"
-READOUT_FORMAT = "faast.lm.readout"
-
-
-@dataclass
-class Captured:
-    """A validated batch and the states the memories key on (see :meth:`FaastModel.capture`)."""
-
-    input_ids: torch.Tensor  # (B, T) long
-    attention_mask: torch.Tensor  # (B, T) long
-    valid: torch.Tensor  # (B, T-1) bool: pair t → t+1 is learned
-    num_pairs: int
-    states: dict[str, torch.Tensor]
 
 
 class FaastModel(nn.Module):
@@ -51,128 +50,63 @@ class FaastModel(nn.Module):
 
     Modes: outside :meth:`learn` the memories are *read* (forward / generate use the compiled
     fast weights); inside it they only *record* pairs and the hidden states are untouched.
+
+    Parameters
+    ----------
+    model : transformers causal LM
+        The frozen model (never modified; :meth:`unload` returns it as it was).
+    config : FaastConfig, optional
+        The layout of the memories (default: one middle memory and the "prob" output memory).
+    read : ReadConfig, optional
+        The read-time knobs (cut, weight, temperature, gate, support); see :meth:`set_read`.
     """
 
-    def __init__(self, model: nn.Module, config: FaastConfig | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, config: FaastConfig | None = None, read: ReadConfig | None = None
+    ) -> None:
         super().__init__()
         config = FaastConfig() if config is None else config
         if not isinstance(config, FaastConfig):
             raise TypeError(f"config must be a FaastConfig, got {type(config).__name__}")
+        if read is not None and not isinstance(read, ReadConfig):
+            raise TypeError(f"read must be a ReadConfig, got {type(read).__name__}")
         if isinstance(model, FaastModel):
             raise TypeError("the model already has FAAST memories; use it directly")
+        legacy = config.legacy_read
         config = FaastConfig.from_dict(config.to_dict())  # a copy: the caller's object is not changed
         self.base_model = model
         self.faast_config = config
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
         self._layout = find_layout(model, config.decoder_layers_path, config.final_norm_path)
-        if config.output_memory and config.output_mix == "paper" and self._layout.final_norm is None:
-            raise ValueError(
-                f"output_mix='paper' reads the state before the final norm, but no final norm was found "
-                f"on {type(model).__name__}; pass FaastConfig(final_norm_path=...)"
-            )
-        d = self._layout.hidden_size
-        self.memories = nn.ModuleDict()
-        for i in config.layer_indices(self._layout.num_layers):
-            self.memories[f"block{i}"] = MiddleMemory(
-                d,
-                i,
-                scorer=config.scorer,
-                dropout=config.readout_dropout,
-                alpha=config.alpha,
-                c=config.c,
-                dtype=config.torch_dtype,
-            )
-        if config.output_memory:
-            table = self._value_table()
-            self.memories["output"] = OutputMemory(
-                d,
-                table.shape[1],
-                table.shape[0],
-                mix=config.output_mix,
-                support=config.output_support,
-                gate=config.gate_threshold,
-                weight=config.mix_weight,
-                temperature=config.mix_temperature,
-                alpha=config.alpha,
-                c=config.c,
-                dtype=config.torch_dtype,
-            )
+        self.memories = nn.ModuleDict(build_readouts(config, self._layout, model))
         param = next(model.parameters())
         self.memories.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None)
-        self._mode = "read"
-        self._enabled = True
-        self._captured: dict[str, torch.Tensor] = {}
+        self._ctx = HookContext()
         self._hooks = HookSet()
-        self._attach()
-
-    # ----------------------------------------------------------------- hooks
-    def _attach(self) -> None:
-        lay = self._layout
-        for mem in self.middle_memories:
-            self._hooks.pre(lay.blocks[mem.layer], self._block_hook(mem))
-        out = self.output_memory
-        if out is None:
-            return
-        if out.mix == "paper":
-            assert lay.final_norm is not None
-            self._hooks.pre(lay.final_norm, self._final_norm_hook)
-        elif out.mix == "logit":
-            self._hooks.pre(lay.lm_head, self._head_pre_hook)
-        else:
-            self._hooks.post(lay.lm_head, self._head_post_hook)
-
-    def _block_hook(self, mem: MiddleMemory):  # type: ignore[no-untyped-def]
-        name = f"block{mem.layer}"
-
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-            h, positional = hidden_from_call(args, kwargs)
-            if self._mode == "learn":
-                self._captured[name] = h
-                return None
-            if not self._enabled or not mem.active:
-                return None
-            return replace_hidden(args, kwargs, mem.read(h), positional)
-
-        return hook
-
-    def _final_norm_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        h, positional = hidden_from_call(args, kwargs)
-        if self._mode == "learn":
-            self._captured["pre_norm"] = h
-            return None
-        out = self.output_memory
-        if not self._enabled or out is None or not out.active:
-            return None
-        return replace_hidden(args, kwargs, out.mix_state(h), positional)
-
-    def _head_pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        out = self.output_memory
-        if self._mode == "learn" or not self._enabled or out is None or not out.active:
-            return None
-        z, positional = hidden_from_call(args, kwargs)
-        return replace_hidden(args, kwargs, out.mix_state(z), positional)
-
-    def _head_post_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
-        out = self.output_memory
-        if self._mode == "learn" or not self._enabled or out is None or not out.active:
-            return None
-        return out.mix_logits(args[0], output, module)
+        self.attach()
+        self.read_config = ReadConfig()
+        self.set_read(read or ReadConfig().replace(**legacy))
 
     # ----------------------------------------------------------------- properties
     @property
-    def middle_memories(self) -> list[MiddleMemory]:
-        return [m for m in self.memories.values() if isinstance(m, MiddleMemory)]
+    def readouts(self) -> list[ReadOut]:
+        """Every read-out, middle memories first (in block order), then the output memory."""
+        return list(self.memories.values())  # type: ignore[arg-type]
 
     @property
-    def output_memory(self) -> OutputMemory | None:
+    def middle_memories(self) -> list[MiddleMemory]:
+        return [m for m in self.readouts if isinstance(m, MiddleMemory)]
+
+    @property
+    def output_memory(self) -> OutputReadOut | None:
         mem = self.memories["output"] if "output" in self.memories else None
-        return mem if isinstance(mem, OutputMemory) else None
+        return mem if isinstance(mem, OutputReadOut) else None
 
     @property
     def num_pairs(self) -> int:
         """Pairs learned since the last reset (the same for every memory)."""
-        return max((m.stats.count for m in self.memories.values()), default=0)
+        return max((m.memory.num_pairs for m in self.readouts), default=0)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -182,18 +116,28 @@ class FaastModel(nn.Module):
                 raise
             return getattr(self.base_model, name)
 
-    def _value_table(self) -> torch.Tensor:
-        """(V, m): the LM-head rows ("logit"/"prob") or input embeddings ("paper") of every token."""
-        if self.faast_config.output_mix == "paper":
-            emb = self.base_model.get_input_embeddings()
-            return emb.weight
-        return self._layout.lm_head.weight
+    # ----------------------------------------------------------------- reading
+    def set_read(self, read: ReadConfig | None = None, **knobs: Any) -> FaastModel:
+        """Change how the fast weights are read (nothing learned changes).
+
+        ``read`` replaces the whole read config; ``knobs`` (``cut``, ``weight``, ``temperature``,
+        ``gate``, ``support``) change single knobs of the current one. Knobs left ``None`` take
+        each read-out's defaults.
+        """
+        new = self.read_config if read is None else read
+        if not isinstance(new, ReadConfig):
+            raise TypeError(f"read must be a ReadConfig, got {type(new).__name__}")
+        new = new.replace(**knobs) if knobs else new
+        for readout in self.readouts:
+            readout.configure(new)
+        self.read_config = new
+        return self
 
     # ----------------------------------------------------------------- the API
     def reset_projection(self) -> FaastModel:
         """Forget everything learned: the model computes exactly what the base model computes."""
-        for mem in self.memories.values():
-            mem.reset()
+        for readout in self.readouts:
+            readout.reset()
         return self
 
     @torch.no_grad()
@@ -202,29 +146,22 @@ class FaastModel(nn.Module):
         input_ids: Any = None,
         attention_mask: Any = None,
         position_ids: torch.Tensor | None = None,
+        pair_mask: Any = None,
         **kwargs: Any,
     ) -> int:
         """Record the (token t → token t+1) pairs of a batch in every memory; return how many.
 
         input_ids, attention_mask: (B, T) tokenizer outputs, left or right padded; a pair is
-        learned iff both of its tokens are real. Runs the backbone only (no LM head, no
+        learned iff both of its tokens are real. pair_mask: optional (B, T−1) bool, True where
+        pair t → t+1 may be learned (e.g. only the pairs whose next token is part of a labelled
+        answer); it is combined with the padding rule. Runs the backbone only (no LM head, no
         gradients, dropout off); the hidden states are not changed by the memories, so several
         calls accumulate exactly as one call on all the examples.
         """
-        batch = self.capture(input_ids, attention_mask, position_ids, **kwargs)
+        batch = self.capture(input_ids, attention_mask, position_ids, pair_mask=pair_mask, **kwargs)
         # Accumulate only after the whole forward succeeded, so a failing call changes nothing.
-        for mem in self.middle_memories:
-            mem.learn(batch.states[f"block{mem.layer}"], batch.valid)
-        out_mem = self.output_memory
-        if out_mem is not None:
-            keys, _ = next_pairs(batch.states["output"], batch.valid)
-            next_ids = batch.input_ids[:, 1:][batch.valid]
-            if out_mem.mix == "paper":
-                values = self.base_model.get_input_embeddings()(next_ids)
-            else:
-                values = nn.functional.embedding(next_ids, self._layout.lm_head.weight)
-            out_mem.add_pairs(keys, values)
-            out_mem.learn_tokens(next_ids)
+        for readout in self.readouts:
+            readout.learn(batch)
         return batch.num_pairs
 
     @torch.no_grad()
@@ -233,12 +170,15 @@ class FaastModel(nn.Module):
         input_ids: Any = None,
         attention_mask: Any = None,
         position_ids: torch.Tensor | None = None,
+        *,
+        pair_mask: Any = None,
         **kwargs: Any,
     ) -> Captured:
-        """Run the backbone once (memories not applied) and return the states every memory keys on.
+        """Run the backbone once (memories not applied) and return the states every read-out keys on.
 
-        ``states["block{i}"]``: (B, T, d) input of block i; ``states["output"]``: (B, T, d) final
-        state after (or, for the "paper" mix, before) the final norm. Validates the inputs.
+        ``states[readout.key_point]``: (B, T, d), recorded by the read-outs' hooks;
+        ``states["head_input"]``: the backbone's final state (what the LM head reads).
+        Validates the inputs; ``pair_mask`` as in :meth:`learn`.
         """
         if "inputs_embeds" in kwargs:
             raise ValueError(
@@ -249,12 +189,14 @@ class FaastModel(nn.Module):
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         device = self._layout.lm_head.weight.device
         ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, device)
-        valid = pair_mask(mask)
+        valid = real_token_pairs(mask)
+        if pair_mask is not None:
+            valid = valid & check_pair_mask(pair_mask, ids.shape, device)
         n = int(valid.sum())
         if n == 0:
             raise ValueError(
-                "learn: nothing to learn, no row has two consecutive real tokens in attention_mask "
-                "(is the batch only padding?)"
+                "learn: nothing to learn, no pair of consecutive real tokens is selected "
+                "(is the batch only padding, or is pair_mask all False?)"
             )
         if position_ids is None and self._layout.accepts_position_ids:
             position_ids = positions_from_mask(mask)
@@ -263,16 +205,14 @@ class FaastModel(nn.Module):
         backbone = self._layout.backbone
         was_training = backbone.training
         backbone.eval()
-        self._mode, self._captured = "learn", {}
+        self._ctx.mode, self._ctx.captured = "learn", {}
         try:
             out = backbone(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
-            states = dict(self._captured)
+            states = dict(self._ctx.captured)
         finally:
-            self._mode, self._captured = "read", {}
+            self._ctx.mode, self._ctx.captured = "read", {}
             backbone.train(was_training)
-        out_mem = self.output_memory
-        if out_mem is not None:
-            states["output"] = states.pop("pre_norm") if out_mem.mix == "paper" else _last_hidden(out)
+        states[HEAD_INPUT] = _last_hidden(out)
         return Captured(ids, mask, valid, n, states)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -287,90 +227,108 @@ class FaastModel(nn.Module):
     @contextlib.contextmanager
     def disabled(self) -> Iterator[FaastModel]:
         """Run the plain base model inside the block (the fast weights are kept)."""
-        previous, self._enabled = self._enabled, False
+        previous, self._ctx.enabled = self._ctx.enabled, False
         try:
             yield self
         finally:
-            self._enabled = previous
+            self._ctx.enabled = previous
 
     def unload(self) -> nn.Module:
-        """Detach every hook and return the untouched base model."""
+        """Detach every hook and return the untouched base model (:meth:`attach` undoes it)."""
         self._hooks.remove()
         return self.base_model
+
+    def attach(self) -> FaastModel:
+        """Attach the read-outs' hooks to the base model (done at construction; a no-op if attached)."""
+        if not self._hooks.handles:
+            for readout in self.readouts:
+                readout.attach(self._layout, self._hooks, self._ctx)
+        return self
+
+    @property
+    def attached(self) -> bool:
+        """Whether the read-outs' hooks are on the base model."""
+        return bool(self._hooks.handles)
 
     def compile_fast_weights(self) -> dict[str, dict[str, Any]]:
         """Solve every memory now (otherwise done lazily on first read); returns rank and τ."""
         info = {}
-        for name, mem in self.memories.items():
-            if not mem.has_pairs:
-                continue
-            _, solved = mem.stats.solve_with_info(alpha=mem.alpha, c=mem.c)
-            info[name] = {"rank": solved.rank, "tau": solved.tau, "pairs": solved.count}
+        for name, readout in self.memories.items():
+            if readout.has_pairs:
+                solved = readout.memory.solve_info()
+                info[name] = {
+                    "rank": solved.rank,
+                    "tau": solved.tau,
+                    "ridge": solved.ridge,
+                    "pairs": solved.count,
+                }
         return info
 
     def fast_weight_nbytes(self, dtype: torch.dtype | None = None) -> dict[str, int]:
         """Bytes of what learning produced.
 
-        compiled: the fast-weight matrices in ``dtype`` (default: the model's) plus the
-        learned-token mask of the output memory (one byte per vocabulary entry);
-        statistics: the float64 G and B; support_rows: the LM-head rows of the learned tokens
-        that the "prob" mix (support "learned") gathers once and keeps while reading.
+        compiled: the fast-weight matrices in ``dtype`` (default: the model's) plus the read-outs'
+        extra state (the output memory's learned-token mask, one byte per vocabulary entry);
+        statistics: the float64 G and B; support_rows: what the read-outs gather once and keep
+        while reading (the LM-head rows of the learned tokens for the "prob" mix).
         """
         itemsize = (dtype or self._layout.lm_head.weight.dtype).itemsize
-        compiled = sum(m.stats.key_dim * m.stats.value_dim * itemsize for m in self.memories.values())
-        stats = sum(m.stats.nbytes for m in self.memories.values())
-        out = self.output_memory
-        rows = 0
-        if out is not None:
-            compiled += out.seen.numel()
-            if out.mix == "prob" and out.support == "learned":
-                rows = int(out.seen.sum()) * self._layout.hidden_size * itemsize
-        return {"compiled": compiled, "statistics": stats, "support_rows": rows}
+        compiled = statistics = rows = 0
+        for r in self.readouts:
+            compiled += r.memory.key_dim * r.memory.value_dim * itemsize
+            compiled += sum(t.numel() * t.element_size() for t in r.extra_state().values())
+            statistics += r.stats.nbytes
+            rows += r.cached_nbytes(itemsize)
+        return {"compiled": compiled, "statistics": statistics, "support_rows": rows}
 
     # ----------------------------------------------------------------- fast weights I/O
     def signature(self) -> dict[str, Any]:
         """What fast weights must match to be loaded into this model."""
         cfg = _text_config(self.base_model)
-        memories = {}
-        for name, mem in self.memories.items():
-            entry = {"kind": mem.kind, "key_dim": mem.stats.key_dim, "value_dim": mem.stats.value_dim}
-            if isinstance(mem, MiddleMemory):
-                entry.update(layer=mem.layer, scorer=_scorer_hash(mem))
-            else:
-                entry.update(key=mem.key_source, value=mem.value_source)
-            memories[name] = entry
         return {
             "model_type": getattr(cfg, "model_type", type(self.base_model).__name__),
             "hidden_size": self._layout.hidden_size,
             "num_layers": self._layout.num_layers,
             "vocab_size": getattr(cfg, "vocab_size", None),
             "name_or_path": getattr(self.base_model, "name_or_path", ""),
-            "memories": memories,
+            "memories": {name: r.signature() for name, r in self.memories.items()},
             "config": self.faast_config.to_dict(),
         }
 
     def _fingerprint(self) -> torch.Tensor:
         return fw.embedding_fingerprint(self.base_model.get_input_embeddings().weight)
 
-    def save_fast_weights(self, path: str | os.PathLike[str], task: str = "default") -> Path:
-        """Store the float64 statistics of every memory as ``task`` in ``path`` (other tasks are kept)."""
+    def save_fast_weights(
+        self, path: str | os.PathLike[str], task: str = "default", *, info: dict[str, Any] | None = None
+    ) -> Path:
+        """Store the float64 statistics of every memory and the current read config as ``task`` in
+        ``path`` (other tasks in the file are kept). ``info``: JSON-able notes kept with the task."""
         if self.num_pairs == 0:
             raise ValueError("nothing to save: no pairs were learned since the last reset_projection()")
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
         signature = self.signature()
-        for name, mem in self.memories.items():
-            for key, value in mem.stats.state_dict().items():
+        signature["read"] = self.read_config.to_dict()
+        if info:
+            signature["info"] = info
+        for name, readout in self.memories.items():
+            for key, value in readout.stats.state_dict().items():
                 tensors[f"{name}/{key}"] = value
-            if isinstance(mem, OutputMemory):
-                tensors[f"{name}/seen"] = mem.seen.to(torch.uint8)
-            dtype = mem.stats.input_dtype
+            for key, value in readout.extra_state().items():
+                tensors[f"{name}/{key}"] = value
+            dtype = readout.stats.input_dtype
             signature["memories"][name]["input_dtype"] = (
                 "" if dtype is None else str(dtype).removeprefix("torch.")
             )
         return fw.write_task(path, task, tensors, signature)
 
-    def load_fast_weights(self, path: str | os.PathLike[str], task: str | None = None) -> FaastModel:
-        """Replace the current fast weights by ``task`` from ``path`` (checked against this model)."""
+    def load_fast_weights(
+        self, path: str | os.PathLike[str], task: str | None = None, *, read: bool = True
+    ) -> FaastModel:
+        """Replace the current fast weights by ``task`` from ``path`` (checked against this model).
+
+        read: also take the read config stored with the task (how it was chosen to be read);
+        ``False`` keeps the current one.
+        """
         task, tensors, sig = fw.read_task(path, task)
         mine = self.signature()
         where = f"fast weights {task!r} in {path}"
@@ -399,28 +357,34 @@ class FaastModel(nn.Module):
                     f"{where} do not match this model's memory {name!r}: "
                     f"{a or 'absent'} vs {b or 'absent'}{hint}"
                 )
+        stored_read = fw.task_read_config(sig) if read else None
         states = {}
         for name in self.memories:
             state = {k: tensors[f"{name}/{k}"] for k in fw.STAT_KEYS if f"{name}/{k}" in tensors}
             if len(state) != len(fw.STAT_KEYS):
                 raise ValueError(f"{where}: statistics of memory {name!r} are incomplete")
-            mem = self.memories[name]
-            if isinstance(mem, OutputMemory):
-                seen = tensors.get(f"{name}/seen")
-                if seen is None or seen.shape != mem.seen.shape:
-                    raise ValueError(
-                        f"{where}: the learned-token set of memory {name!r} is missing or malformed"
-                    )
-                state["seen"] = seen
             states[name] = state
-        for name, mem in self.memories.items():  # validated above: now replace all at once
-            if isinstance(mem, OutputMemory):
-                mem.reset()
-                mem.learn_tokens(torch.nonzero(states[name].pop("seen")).squeeze(1))
-            dtype_name = theirs[name].get("input_dtype") or ""
-            mem.stats.load_state_dict(
-                states[name], input_dtype=getattr(torch, dtype_name, None) if dtype_name else None
-            )
+        backup = {
+            name: (r.stats.copy(), {k: v.clone() for k, v in r.extra_state().items()})
+            for name, r in self.memories.items()
+        }
+        try:  # replace all or nothing
+            for name, readout in self.memories.items():
+                extra = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}/")}
+                dtype_name = theirs[name].get("input_dtype") or ""
+                readout.reset()
+                readout.stats.load_state_dict(
+                    states[name], input_dtype=getattr(torch, dtype_name, None) if dtype_name else None
+                )
+                readout.load_extra_state(extra, f"{where}, memory {name!r}")
+        except Exception:
+            for name, readout in self.memories.items():
+                stats, extra = backup[name]
+                readout.stats.load_state_dict(stats.state_dict(), input_dtype=stats.input_dtype)
+                readout.load_extra_state(extra, "the previous fast weights")
+            raise
+        if stored_read is not None:
+            self.set_read(stored_read)
         return self
 
     # ----------------------------------------------------------------- adapter I/O
@@ -436,35 +400,37 @@ class FaastModel(nn.Module):
         }
         sig = self.signature()
         meta = {
-            "format": READOUT_FORMAT,
             "model_type": str(sig["model_type"]),
             "hidden_size": str(sig["hidden_size"]),
             "num_layers": str(sig["num_layers"]),
         }
-        save_tensors(out / READOUT_NAME, tensors, meta)
+        save_tensors(out / READOUT_NAME, tensors, meta, kind="readout")
         return out
 
     @classmethod
     def from_pretrained(
-        cls, model: nn.Module, directory: str | os.PathLike[str], **overrides: Any
+        cls,
+        model: nn.Module,
+        directory: str | os.PathLike[str],
+        read: ReadConfig | None = None,
+        **overrides: Any,
     ) -> FaastModel:
         """Attach the memories saved by :meth:`save_pretrained` to ``model``.
 
-        ``overrides`` replace fields of the saved config (e.g. ``output_weight=1.0``).
+        ``read``: the read-time knobs; ``overrides`` replace fields of the saved layout
+        (e.g. ``output_mix="logit"``).
         """
         config = FaastConfig.from_pretrained(directory)
         if overrides:
             config = FaastConfig.from_dict({**config.to_dict(), **overrides})
-        faast = cls(model, config)
+        faast = cls(model, config, read)
         path = Path(directory) / READOUT_NAME
         if path.is_file():
             faast.load_readout(path)
         return faast
 
     def load_readout(self, path: str | os.PathLike[str]) -> None:
-        tensors, meta = load_tensors(path)
-        if meta.get("format") != READOUT_FORMAT:
-            raise ValueError(f"{path} is not a faast readout file (format={meta.get('format')!r})")
+        tensors, meta = load_tensors(path, kind="readout")
         if meta.get("hidden_size") != str(self._layout.hidden_size):
             raise ValueError(
                 f"{path} was trained for hidden size {meta.get('hidden_size')}, "
@@ -488,7 +454,7 @@ class FaastModel(nn.Module):
     def __repr__(self) -> str:
         layers = [m.layer for m in self.middle_memories]
         out = self.output_memory
-        tail = f"output={out.mix}(w={out.weight})" if out else "output=off"
+        tail = f"output={self.faast_config.output_mix}(w={out.weight})" if out else "output=off"
         return (
             f"FaastModel({type(self.base_model).__name__}, middle={layers}, {tail}, pairs={self.num_pairs})"
         )
@@ -503,15 +469,8 @@ def _last_hidden(output: Any) -> torch.Tensor:
     return h
 
 
-def _scorer_hash(mem: MiddleMemory) -> str:
-    if mem.scorer is None:
-        return "none"
-    # Rounded to bfloat16 first, so the same scorer hashes alike in a float32 and a bfloat16 model.
-    weight = mem.scorer.weight.detach().to("cpu", torch.bfloat16).float().contiguous()
-    data = weight.numpy().tobytes()
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def get_faast_model(model: nn.Module, config: FaastConfig | None = None) -> FaastModel:
+def get_faast_model(
+    model: nn.Module, config: FaastConfig | None = None, read: ReadConfig | None = None
+) -> FaastModel:
     """Attach FAAST memories to a Hugging Face causal LM (like PEFT's ``get_peft_model``)."""
-    return FaastModel(model, config)
+    return FaastModel(model, config, read)

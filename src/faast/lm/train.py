@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from faast.lm.layers import MiddleMemory, next_pairs
 from faast.lm.model import FaastModel
-from faast.solver import SpectralFactor, power_law_tau
+from faast.lm.readouts import MiddleMemory, next_pairs
+from faast.solver import PairBuffer, SpectralFactor
 
 
 @dataclass
@@ -44,32 +44,15 @@ class TrainConfig:
     seed: int = 0
 
 
-class MemoryBank:
-    """The most recent ``capacity`` (key, value) pairs of one middle memory (float32 rows)."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"bank capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self.keys: torch.Tensor | None = None
-        self.values: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return 0 if self.keys is None else int(self.keys.shape[0])
-
-    def push(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """keys, values: (n, d); the oldest rows beyond capacity are dropped."""
-        keys, values = keys.detach().float(), values.detach().float()
-        if self.keys is not None and self.values is not None:
-            keys, values = torch.cat([self.keys, keys]), torch.cat([self.values, values])
-        self.keys, self.values = keys[-self.capacity :], values[-self.capacity :]
-
-
 def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """W (d, d) solved from (n, d) bank pairs with the inference cut τ = c·n^(−α).
+    """W (d, d) solved from (n, d) bank pairs with the memory's inference cut.
 
-    Gradient flows into the scorer through B; the filtered inverse of G is a constant.
+    Gradient flows into the scorer through B = Σ kᵢ (wᵢ vᵢ)ᵀ; the filtered inverse of G is a
+    constant. The cut must not depend on the values (GCV cuts are refused).
     """
+    cut = mem.memory.cut
+    if cut.kind in ("gcv", "ridge-gcv"):
+        raise ValueError(f"readout training needs a cut that does not depend on the values, got {cut}")
     w = mem.value_weights(keys, values)
     v = values if w is None else values * w[:, None].to(values.dtype)
     k64 = keys.double()
@@ -77,10 +60,9 @@ def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: to
     factor = SpectralFactor.from_stats(
         gram, torch.zeros(gram.shape[0], 1, dtype=torch.float64), float(len(k64)), 0.0
     )
-    phi = factor.truncation_filter(power_law_tau(len(k64), mem.alpha, mem.c))
-    inverse = (factor.basis * phi) @ factor.basis.T  # (d, d) = G⁺ restricted to the kept directions
+    phi, _, _ = cut.apply(factor)
     cross = k64.T @ v.double()  # (d, d): carries the gradient to the scorer
-    return (inverse @ cross).T.to(keys.dtype)
+    return (factor.inverse(phi) @ cross).T.to(keys.dtype)
 
 
 def train_readout(
@@ -107,7 +89,7 @@ def train_readout(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    banks = {m.layer: MemoryBank(config.bank_tokens) for m in mids}
+    banks = {m.layer: PairBuffer(config.bank_tokens) for m in mids}
     device = next(fm.base_model.parameters()).device
     fm.reset_projection()
     fm.memories.train()
@@ -122,7 +104,8 @@ def train_readout(
                 log.append(_step(fm, mids, banks, x, opt, params, config, len(log)))
                 bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
             for m in mids:
-                banks[m.layer].push(*next_pairs(captured.states[f"block{m.layer}"], captured.valid))
+                keys, values = next_pairs(captured.states[m.key_point], captured.valid)
+                banks[m.layer].append(keys.detach().float(), values.detach().float())
     finally:
         for m in mids:
             m.train_weight = None
@@ -135,7 +118,7 @@ def train_readout(
 def _step(
     fm: FaastModel,
     mids: list[MiddleMemory],
-    banks: dict[int, MemoryBank],
+    banks: dict[int, PairBuffer],
     x: torch.Tensor,
     opt: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
@@ -144,9 +127,7 @@ def _step(
 ) -> dict[str, float]:
     """One optimizer step on batch x (B, T) with every memory solved from its bank."""
     for m in mids:
-        bank = banks[m.layer]
-        assert bank.keys is not None and bank.values is not None
-        m.train_weight = differentiable_fast_weight(m, bank.keys, bank.values)
+        m.train_weight = differentiable_fast_weight(m, *banks[m.layer].tensors())
     loss = fm(input_ids=x, labels=x, use_cache=False).loss
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from faast.memory.base import Memory
-from faast.memory.store import PairStore
+from faast.solver import PairBuffer
 
 _SCORE_BLOCK = 1 << 24
 
@@ -38,7 +38,7 @@ class KNNMemory(Memory):
         if aggregate not in ("vote", "mean"):
             raise ValueError(f"aggregate must be 'vote' or 'mean', got {aggregate!r}")
         self.k, self.metric, self.aggregate = k, metric, aggregate
-        self.store = PairStore()
+        self.store = PairBuffer()
         self.key_dim = self.value_dim = None
         self._groups: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
@@ -94,7 +94,7 @@ class KNNMemory(Memory):
         return torch.topk(scores, k, dim=1).indices
 
     def reset(self) -> KNNMemory:
-        self.store = PairStore()
+        self.store = PairBuffer()
         self.key_dim = self.value_dim = None
         self._groups = None
         return self

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from faast.memory.base import Memory
-from faast.memory.store import PairStore
+from faast.solver import PairBuffer
 
 #: Upper bound on query×key scores materialised at once by ``read``.
 _SCORE_BLOCK = 1 << 24
@@ -26,7 +26,7 @@ class SoftmaxMemory(Memory):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.normalize = normalize
-        self.store = PairStore()
+        self.store = PairBuffer()
         self.key_dim = self.value_dim = None
 
     def add(self, keys: Any, values: Any) -> SoftmaxMemory:
@@ -48,7 +48,7 @@ class SoftmaxMemory(Memory):
         return torch.cat(out)
 
     def reset(self) -> SoftmaxMemory:
-        self.store = PairStore()
+        self.store = PairBuffer()
         self.key_dim = self.value_dim = None
         return self
 

@@ -125,6 +125,10 @@ class SpectralFactor:
         """Fast-weight matrix W = (U diag(φ) C)ᵀ of shape (m, d), float64."""
         return (self.basis @ (phi[:, None] * self.projected)).T
 
+    def inverse(self, phi: torch.Tensor) -> torch.Tensor:
+        """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
+        return (self.basis * phi) @ self.basis.T
+
     def residual(self, phi: torch.Tensor) -> tuple[float, float]:
         """(RSS, dof) of the filtered fit on the stored pairs, from the statistics alone."""
         c = (self.projected * self.projected).sum(dim=1)

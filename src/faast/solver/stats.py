@@ -12,42 +12,22 @@ cached eigendecomposition; see :mod:`faast.solver.spectral` for the filters.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from faast._checks import check_finite, check_pairs, check_weights
 from faast.io import load_tensors, save_tensors
+from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
 from faast.solver.kernels import accumulate, symmetrize_lower
+from faast.solver.rows import PairBuffer
 from faast.solver.spectral import SpectralFactor
 
-FORMAT_NAME = "faast.GramStats"
-FORMAT_VERSION = "1"
 _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 
 
-@dataclass(frozen=True)
-class SolveInfo:
-    """What a solve did: the filter, the cut it used and how many directions it kept."""
-
-    mode: str  # "truncation" or "ridge"
-    tau: float | None
-    ridge: float | None
-    rank: int
-    count: int
-    lambda_max: float
-
-
-def power_law_tau(count: float, alpha: float, c: float) -> float:
-    """The paper's relative cut τ = c·n^(−α), capped at 1 (n may be a sum of weights)."""
-    if count <= 0:
-        raise ValueError("cannot compute tau: no examples have been added")
-    if not (math.isfinite(alpha) and math.isfinite(c) and c > 0):
-        raise ValueError(f"alpha must be finite and c > 0, got alpha={alpha}, c={c}")
-    return min(1.0, c * count ** (-alpha))
+__all__ = ["GramStats", "SolveInfo", "power_law_tau"]
 
 
 class GramStats:
@@ -89,14 +69,14 @@ class GramStats:
         self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
         self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
         self._lower_only = False
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = []  # dual route; None: dropped
+        self._pairs: PairBuffer | None = PairBuffer()  # float64 rows for the dual route; None: dropped
         self.count = 0
         self.weight_sum = 0.0
         self.value_sq_sum = 0.0
         self.input_dtype: torch.dtype | None = None
         self._version = 0
         self._factor_cache: tuple[int, SpectralFactor] | None = None
-        self._solve_cache: dict[tuple[Any, ...], tuple[torch.Tensor, SolveInfo]] = {}
+        self._solve_cache: dict[tuple[Cut, torch.dtype, torch.device], tuple[torch.Tensor, SolveInfo]] = {}
 
     def _touch(self) -> None:
         self._version += 1
@@ -134,7 +114,7 @@ class GramStats:
         out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
         out._gram.copy_(self.gram)
         out._cross.copy_(self._cross)
-        out._pairs = None if self._pairs is None else list(self._pairs)
+        out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
         return out
@@ -145,7 +125,7 @@ class GramStats:
         self._gram = self.gram.to(device)
         self._cross = self._cross.to(device)
         if self._pairs is not None:
-            self._pairs = [(k.to(device), v.to(device)) for k, v in self._pairs]
+            self._pairs.to(device)
         self._device = device
         self._touch()
         return self
@@ -213,7 +193,7 @@ class GramStats:
         if w is not None:
             root = w.sqrt()[:, None]
             k64, v64 = k64 * root, v64 * root
-        self._pairs.append((k64, v64))
+        self._pairs.append(k64, v64)
 
     def _adopt_device(self, device: torch.device) -> None:
         if self._device is None:
@@ -239,8 +219,8 @@ class GramStats:
         self._cross.add_(other.cross.to(self.device))
         if self._pairs is None or other._pairs is None or self.count + other.count > self.dual_max_pairs:
             self._pairs = None
-        else:
-            self._pairs += [(k.to(self.device), v.to(self.device)) for k, v in other._pairs]
+        elif other._pairs.count:
+            self._pairs.append(*(t.to(self.device) for t in other._pairs.tensors()))
         self.count += other.count
         self.weight_sum += other.weight_sum
         self.value_sq_sum += other.value_sq_sum
@@ -280,9 +260,8 @@ class GramStats:
         if self.count == 0:
             raise ValueError("cannot solve: the statistics are empty (no examples were added)")
         if self._factor_cache is None or self._factor_cache[0] != self._version:
-            if self._pairs and self.count < self.key_dim:
-                keys = torch.cat([k for k, _ in self._pairs])
-                values = torch.cat([v for _, v in self._pairs])
+            if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
+                keys, values = self._pairs.tensors()
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
             else:
                 factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
@@ -293,61 +272,49 @@ class GramStats:
 
     def solve_with_info(
         self,
-        tau: float | str | None = None,
+        cut: Cut | float | str | None = None,
         *,
-        alpha: float = 1.0,
-        c: float = 1.0,
+        alpha: float | None = None,
+        c: float | None = None,
         ridge: float | str | None = None,
+        tau: float | str | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, SolveInfo]:
         """Like :meth:`solve`, also returning a :class:`SolveInfo`."""
-        if tau is not None and ridge is not None:
-            raise ValueError("give either tau (truncation) or ridge, not both")
+        cut = make_cut(cut, tau=tau, alpha=alpha, c=c, ridge=ridge)
         dtype = dtype or self.input_dtype or torch.float32
         device = torch.device(device) if device is not None else self.device
-        key = (tau, alpha, c, ridge, dtype, device)
+        key = (cut, dtype, device)
         cached = self._solve_cache.get(key)
-        if cached is not None:
-            return cached
-        factor = self.factor()
-        if ridge is not None:
-            rho = factor.gcv_ridge() if ridge == "gcv" else _as_float(ridge, "ridge")
-            phi = factor.ridge_filter(rho)
-            info = SolveInfo("ridge", None, rho, int((phi > 0).sum()), self.count, factor.lambda_max)
-        else:
-            if tau is None:
-                cut = power_law_tau(self.weight_sum, alpha, c)
-            elif tau == "gcv":
-                cut, _ = factor.gcv_truncation()
-            else:
-                cut = _as_float(tau, "tau")
-            phi = factor.truncation_filter(cut)
-            info = SolveInfo("truncation", cut, None, int((phi > 0).sum()), self.count, factor.lambda_max)
-        weights = factor.weights(phi).to(device=device, dtype=dtype)
-        self._solve_cache[key] = (weights, info)
-        return weights, info
+        if cached is None:
+            weights, info = cut.solve(self.factor())
+            cached = self._solve_cache[key] = (weights.to(device=device, dtype=dtype), info)
+        return cached
 
     def solve(
         self,
-        tau: float | str | None = None,
+        cut: Cut | float | str | None = None,
         *,
-        alpha: float = 1.0,
-        c: float = 1.0,
+        alpha: float | None = None,
+        c: float | None = None,
         ridge: float | str | None = None,
+        tau: float | str | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Fast-weight matrix W (m, d) such that ``values ≈ keys @ W.T``.
 
-        tau:    relative singular-value cut (drop σ < τ·σ_max); ``None`` uses τ = c·n^(−α)
-                with n the sum of weights (the number of pairs when unweighted);
-                ``"gcv"`` picks the rank by generalised cross-validation.
-        ridge:  use ridge regression (G + ρI)⁻¹ instead of truncation; ``"gcv"`` picks ρ.
+        cut:    a :class:`~faast.solver.Cut`, a relative τ (drop σ < τ·σ_max), ``"gcv"``, a text form
+                of :meth:`Cut.parse`, or ``None`` for the power law τ = c·n^(−α) (n = Σ wᵢ).
+        alpha, c, ridge, tau: the same choice as separate parameters (``Cut.from_params``):
+                ``ridge`` (a number or ``"gcv"``) solves (G + ρI)⁻¹ instead of truncating.
         dtype, device: of the result (default: the dtype of the keys added and the statistics'
-                device). Results are cached until the statistics change.
+                device). Results are cached per (cut, dtype, device) until the statistics change.
         """
-        return self.solve_with_info(tau, alpha=alpha, c=c, ridge=ridge, dtype=dtype, device=device)[0]
+        return self.solve_with_info(cut, alpha=alpha, c=c, ridge=ridge, tau=tau, dtype=dtype, device=device)[
+            0
+        ]
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -384,7 +351,7 @@ class GramStats:
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
-        self._pairs = [] if count == 0 else None
+        self._pairs = PairBuffer() if count == 0 else None
         self.count = count
         self.weight_sum = float(state["weight_sum"])
         self.value_sq_sum = float(state["value_sq_sum"])
@@ -392,27 +359,27 @@ class GramStats:
         self._touch()
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the statistics to a safetensors file, atomically."""
+        """Write the statistics to a safetensors file (kind ``stats``), atomically."""
         meta = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
             "key_dim": str(self.key_dim),
             "value_dim": str(self.value_dim),
             "input_dtype": "" if self.input_dtype is None else str(self.input_dtype).removeprefix("torch."),
         }
-        save_tensors(path, self.state_dict(), meta)
+        save_tensors(path, self.state_dict(), meta, kind="stats")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: torch.device | str | None = None) -> GramStats:
         """Read statistics written by :meth:`save`."""
-        tensors, meta = load_tensors(path)
-        if meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} does not hold GramStats (format={meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported GramStats format version {meta.get('format_version')!r}")
-        stats = cls(int(meta["key_dim"]), int(meta["value_dim"]), device=device or "cpu")
+        tensors, meta = load_tensors(path, kind="stats")
+        try:
+            key_dim, value_dim = int(meta["key_dim"]), int(meta["value_dim"])
+        except (KeyError, ValueError):
+            raise ValueError(f"{path}: malformed statistics metadata (key_dim/value_dim)") from None
+        stats = cls(key_dim, value_dim, device=device or "cpu")
         dtype_name = meta.get("input_dtype") or ""
         dtype = getattr(torch, dtype_name, None) if dtype_name else None
+        if dtype_name and not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{path}: unknown input dtype {dtype_name!r}")
         stats.load_state_dict(tensors, input_dtype=dtype)
         return stats
 
@@ -421,11 +388,3 @@ class GramStats:
         other = GramStats.load(path, device=self.device)
         self._check_compatible(other.key_dim, other.value_dim, f"load {path}")
         self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
-
-
-def _as_float(x: Any, name: str) -> float:
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or 'gcv', got {x!r}") from None
-    return value

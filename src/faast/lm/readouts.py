@@ -1,0 +1,569 @@
+"""The FAAST read-outs of a causal LM: each one memory, its key state, value, hook point and read.
+
+Every read-out holds one :class:`~faast.InverseMemory` (float64 statistics + the cut + the compiled
+fast weights W) of key → value pairs taken from consecutive real tokens (t → t+1), and owns:
+
+* ``key_point`` — the state it keys on: ``"block{i}"`` (the input of decoder block i),
+  ``"pre_norm"`` (the input of the final norm) or ``"head_input"`` (what the LM head reads);
+* :meth:`~ReadOut.learn` — its pairs from a captured batch (:class:`Captured`);
+* :meth:`~ReadOut.attach` — the one hook through which it records its key state while learning and
+  applies its read otherwise;
+* :meth:`~ReadOut.configure` — its read-time knobs from a :class:`~faast.lm.config.ReadConfig`, with
+  its own defaults for the knobs left ``None``;
+* its signature (what fast weights must match to load) and extra state (saved with them).
+
+So the model attaches, captures and learns with loops over read-outs, without branching on kinds.
+
+========================  ==================  ===========================  =====================
+read-out                  key                 value                        read
+========================  ==================  ===========================  =====================
+:class:`MiddleMemory`     block input hₜ      w·hₜ₊₁ (learned scorer w)    h + out_proj(W·h)
+:class:`ProbReadOut`      head input zₜ       LM-head row of token t+1     log((1−λ)p + λ p_mem)
+:class:`LogitReadOut`     head input zₜ       LM-head row of token t+1     head(z + β·W·z)
+:class:`PaperReadOut`     final-norm input    input embedding of t+1       (1−r)·h + r·W·h
+========================  ==================  ===========================  =====================
+
+The plain reference of every formula is :mod:`faast.lm.naive`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faast.lm.config import ReadConfig
+from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
+from faast.memory import InverseMemory
+
+HEAD_INPUT = "head_input"
+PRE_NORM = "pre_norm"
+
+
+@dataclass
+class Captured:
+    """A validated batch and the states the read-outs key on (``FaastModel.capture``).
+
+    input_ids, attention_mask: (B, T) long; valid: (B, T−1) bool, pair t → t+1 is learned;
+    states: key point → (B, T, d) state.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    valid: torch.Tensor
+    num_pairs: int
+    states: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def next_ids(self) -> torch.Tensor:
+        """Ids (n,) of the tokens t+1 of the learned pairs."""
+        return self.input_ids[:, 1:][self.valid]
+
+
+@dataclass
+class HookContext:
+    """State every hook of one model reads: ``mode`` ("read" or "learn"), whether reading is
+    ``enabled``, and the key states ``captured`` while learning."""
+
+    mode: str = "read"
+    enabled: bool = True
+    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def reading(self) -> bool:
+        return self.mode == "read" and self.enabled
+
+
+def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """valid[b, t] = True iff tokens t and t+1 of row b are both real. (B, T) → (B, T−1) bool.
+
+    Requiring both ends fixes the reference code's left-padding bug (it kept the pair
+    last pad → first token) and makes left and right padding give the same pairs.
+    """
+    real = attention_mask.bool()
+    return real[:, :-1] & real[:, 1:]
+
+
+def next_pairs(states: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys sₜ and values sₜ₊₁ of the valid pairs. states: (B, T, d); valid: (B, T−1) → (n, d), (n, d)."""
+    return states[:, :-1][valid], states[:, 1:][valid]
+
+
+def _stats_input(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision states are widened to float32 before entering the float64 statistics."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class ReadOut(nn.Module):
+    """A memory attached to the LM. Subclasses set ``kind`` and implement learn / attach / read."""
+
+    kind: ClassVar[str]
+    #: Read knobs this read-out uses and their defaults when the ReadConfig leaves them None.
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, key_point: str, key_dim: int, value_dim: int, *, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.key_point = key_point
+        self.memory = InverseMemory(key_dim=key_dim, value_dim=value_dim, device="cpu")
+        self.compute_dtype = dtype
+
+    # ----------------------------------------------------------------- state
+    @property
+    def stats(self):
+        """The float64 statistics of the memory."""
+        return self.memory.stats
+
+    @property
+    def has_pairs(self) -> bool:
+        return self.memory.num_pairs > 0
+
+    @property
+    def active(self) -> bool:
+        """Whether reading changes the model's output."""
+        return self.has_pairs
+
+    def reset(self) -> None:
+        self.memory.reset()
+
+    def configure(self, read: ReadConfig) -> None:
+        """Take the read-time knobs (the cut for every read-out; subclasses take more)."""
+        self.memory.set_cut(read.cut)
+
+    def fast_weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """W (m, d) with values ≈ keys @ W.T; cached until the statistics or the cut change."""
+        return self.memory.weight(dtype, device)
+
+    def _dtype_for(self, h: torch.Tensor) -> torch.dtype:
+        return self.compute_dtype or h.dtype
+
+    def add_pairs(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """keys (n, d), values (n, m) → the float64 statistics (one input dtype per memory)."""
+        keys, values = _stats_input(keys), _stats_input(values)
+        want = self.memory.stats.input_dtype or keys.dtype
+        self.memory.add(keys.to(want), values.to(want))
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """Statistics follow ``.to(device)`` (they stay float64 whatever dtype the model takes)."""
+        super()._apply(fn, recurse)
+        stats = self.memory.stats
+        probe = fn(torch.zeros((), device=stats.device))
+        if probe.device != stats.device:
+            self.memory.to(probe.device)
+        return self
+
+    # ----------------------------------------------------------------- the interface
+    def learn(self, batch: Captured) -> None:
+        """Accumulate this read-out's pairs of a captured batch."""
+        raise NotImplementedError
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        """Install the hook that records the key state (learn mode) and reads (read mode)."""
+        raise NotImplementedError
+
+    def signature(self) -> dict[str, Any]:
+        """What fast weights must match to be loaded into this read-out."""
+        return {"kind": self.kind, "key_dim": self.memory.key_dim, "value_dim": self.memory.value_dim}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors saved with the statistics (besides them) by ``save_fast_weights``."""
+        return {}
+
+    def cached_nbytes(self, itemsize: int) -> int:
+        """Bytes this read-out gathers and keeps while reading, besides W (e.g. LM-head rows)."""
+        return 0
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        """Restore :meth:`extra_state` (validated); ``where`` names the source in errors."""
+
+    def _record_or_read(self, ctx: HookContext, read: Callable[[torch.Tensor], torch.Tensor]):  # type: ignore[no-untyped-def]
+        """A forward pre-hook: in learn mode it records the hidden-state input under ``key_point``;
+        when reading (and active) it replaces that input by ``read(input)``."""
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            h, positional = hidden_from_call(args, kwargs)
+            if ctx.mode == "learn":
+                ctx.captured[self.key_point] = h
+                return None
+            if not ctx.enabled or not self.active:
+                return None
+            return replace_hidden(args, kwargs, read(h), positional)
+
+        return hook
+
+
+class MiddleMemory(ReadOut):
+    """Memory before decoder block ``layer``: hₜ → w·hₜ₊₁, read as h + out_proj(dropout(W·h)).
+
+    Parameters: ``out_proj`` (d × d, zero-initialised) and ``scorer`` (2d → 1, zero-initialised,
+    so w = 0.5 until trained), both trained by :mod:`faast.lm.train` with the backbone frozen.
+    With ``out_proj`` zero the memory is an exact no-op.
+    """
+
+    kind = "middle"
+
+    def __init__(
+        self,
+        hidden_size: int,
+        layer: int,
+        *,
+        scorer: bool = True,
+        dropout: float = 0.1,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(f"block{int(layer)}", hidden_size, hidden_size, dtype=dtype)
+        self.layer = int(layer)
+        self.out_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+        nn.init.zeros_(self.out_proj.weight)
+        self.scorer = nn.Linear(2 * hidden_size, 1, bias=False) if scorer else None
+        if self.scorer is not None:
+            nn.init.zeros_(self.scorer.weight)
+        self.dropout = nn.Dropout(dropout)
+        #: A differentiable W (d, d) set by the readout trainer; overrides the compiled one.
+        self.train_weight: torch.Tensor | None = None
+        self._zero_key: tuple[int, int] | None = None
+        self._zero = True
+        self._fused: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._fused = None
+
+    def value_weights(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor | None:
+        """Scorer weights w = σ(s·[k; v]) for (n, d) keys and values → (n,) (≥ float32), or None."""
+        if self.scorer is None:
+            return None
+        dtype = torch.promote_types(keys.dtype, torch.float32)
+        s = self.scorer.weight.to(dtype)
+        return torch.sigmoid(torch.cat([keys.to(dtype), values.to(dtype)], dim=-1) @ s[0])
+
+    def learn(self, batch: Captured) -> None:
+        keys, values = next_pairs(batch.states[self.key_point], batch.valid)
+        w = self.value_weights(keys, values)
+        if w is not None:
+            values = values.to(w.dtype) * w[:, None]
+        self.add_pairs(keys, values)
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        hooks.pre(layout.blocks[self.layer], self._record_or_read(ctx, self.read))
+
+    def readout_is_zero(self) -> bool:
+        weight = self.out_proj.weight
+        key = (weight.data_ptr(), weight._version)
+        if key != self._zero_key:
+            self._zero = not bool(torch.count_nonzero(weight))
+            self._zero_key = key
+        return self._zero
+
+    @property
+    def active(self) -> bool:
+        """Whether reading changes anything (pairs learned and a non-zero readout, or training)."""
+        return self.train_weight is not None or (self.has_pairs and not self.readout_is_zero())
+
+    def fused_weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """out_proj · W (d, d), cached until the statistics, the cut or the readout change."""
+        weight = self.out_proj.weight
+        w = self.fast_weight(torch.float64, device)  # the same tensor until statistics or cut change
+        key = (weight.data_ptr(), weight._version, dtype, device)
+        if self._fused is None or self._fused[0] is not w or self._fused[1] != key:
+            fused = (weight.detach().to(device, torch.float64) @ w).to(dtype)
+            self._fused = (w, key, fused)
+        return self._fused[2]
+
+    def read(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., d) → h + out_proj(dropout(W·h))."""
+        if self.train_weight is not None:
+            w = self.train_weight
+            delta = self.out_proj(self.dropout(F.linear(h.to(w.dtype), w)).to(self.out_proj.weight.dtype))
+            return h + delta.to(h.dtype)
+        dtype = self._dtype_for(h)
+        return h + F.linear(h.to(dtype), self.fused_weight(dtype, h.device)).to(h.dtype)
+
+    def signature(self) -> dict[str, Any]:
+        return {**super().signature(), "layer": self.layer, "scorer": scorer_hash(self)}
+
+
+class OutputReadOut(ReadOut):
+    """A parameter-free memory predicting the next token from the final state.
+
+    ``value_table()`` gives the (V, m) rows that are the values (the next token's row) and
+    ``seen`` (V,) marks the tokens learned as values.
+    """
+
+    kind = "output"
+    key_source: ClassVar[str]
+    value_source: ClassVar[str]
+
+    def __init__(
+        self, key_point: str, value_table: Callable[[], torch.Tensor], hidden_size: int, *, dtype
+    ) -> None:
+        table = value_table()
+        super().__init__(key_point, hidden_size, table.shape[1], dtype=dtype)
+        self.value_table = value_table  # a callable, so the model's weights are not registered twice
+        self.register_buffer("seen", torch.zeros(table.shape[0], dtype=torch.bool), persistent=False)
+        self.weight = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.has_pairs and self.weight > 0
+
+    #: Whether the weight is a mixing ratio in [0, 1] (λ, r) rather than a free scale (β).
+    weight_is_ratio: ClassVar[bool] = True
+
+    def configure(self, read: ReadConfig) -> None:
+        super().configure(read)
+        self.weight = self._checked_weight(self.defaults["weight"] if read.weight is None else read.weight)
+
+    def _checked_weight(self, weight: float) -> float:
+        if self.weight_is_ratio and weight > 1:
+            raise ValueError(
+                f"the weight of the {type(self).__name__} mix is a ratio in [0, 1], got {weight}"
+            )
+        return weight
+
+    def reset(self) -> None:
+        super().reset()
+        self.seen.zero_()
+
+    def learn(self, batch: Captured) -> None:
+        keys, _ = next_pairs(batch.states[self.key_point], batch.valid)
+        ids = batch.next_ids()
+        self.add_pairs(keys, F.embedding(ids, self.value_table()))
+        self.learn_tokens(ids)
+
+    def learn_tokens(self, token_ids: torch.Tensor) -> None:
+        """Mark (n,) token ids as learned values."""
+        self.seen[token_ids.to(self.seen.device)] = True
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        """W·h for keys h (..., d) → (..., m), in the compute dtype."""
+        dtype = self._dtype_for(h)
+        return F.linear(h.to(dtype), self.fast_weight(dtype, h.device))
+
+    def signature(self) -> dict[str, Any]:
+        return {**super().signature(), "key": self.key_source, "value": self.value_source}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"seen": self.seen.to(torch.uint8)}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        seen = tensors.get("seen")
+        if seen is None or seen.shape != self.seen.shape:
+            raise ValueError(f"{where}: the learned-token set is missing or malformed")
+        self.seen.copy_(seen.to(self.seen.device).bool())
+
+
+class Support(NamedTuple):
+    """LM-head rows of the "prob" mix's memory distribution: rows (k, d), bias (k,) or None,
+    index (k,) of the rows in the vocabulary (None: the whole head) and ‖row‖ (k,)."""
+
+    rows: torch.Tensor
+    bias: torch.Tensor | None
+    index: torch.Tensor | None
+    norms: torch.Tensor
+
+
+class ProbReadOut(OutputReadOut):
+    """The default output read-out: a mixture of the model's and the memory's distributions.
+
+    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(head(W·z)/T)) over the support (the learned
+    tokens by default, as a k-NN LM does over its datastore). With a gate θ, λ(z) =
+    λ·clamp((c − θ)/(1 − θ), 0, 1) with c the largest cosine between W·z and a support row: near 1
+    where z is a context the memory learned, lower on new text. Whatever the memory says, a token
+    costs at most −log(1−λ) nats. The model then returns log-probabilities in ``logits``.
+
+    Defaults chosen on held-out text (``benchmarks/lm_mix.py``): gated λ = 0.9, T = 0.25, θ = 0.8;
+    without a gate λ = 0.05, T = 0.1.
+    """
+
+    key_source, value_source = "post_norm", "lm_head"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9, "temperature": 0.25, "gate": 0.8}
+    ungated_defaults: ClassVar[dict[str, Any]] = {"weight": 0.05, "temperature": 0.1}
+
+    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype)
+        self.temperature = 1.0
+        self.gate: float | None = None
+        self.support = "learned"
+        self._support: tuple[tuple, Support] | None = None
+
+    def configure(self, read: ReadConfig) -> None:
+        super().configure(read)
+        self.gate = self.defaults["gate"] if read.gate == "auto" else read.gate
+        table = self.defaults if self.gate is not None else self.ungated_defaults
+        self.weight = self._checked_weight(table["weight"] if read.weight is None else read.weight)
+        self.temperature = table["temperature"] if read.temperature is None else read.temperature
+        self.support = read.support
+        self._support = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._support = None
+
+    def learn_tokens(self, token_ids: torch.Tensor) -> None:
+        super().learn_tokens(token_ids)
+        self._support = None
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        super().load_extra_state(tensors, where)
+        self._support = None
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
+            if not ctx.reading or not self.active:
+                return None
+            return self.mix_logits(args[0], output, module)
+
+        hooks.post(layout.lm_head, hook)
+
+    def cached_nbytes(self, itemsize: int) -> int:
+        if self.support != "learned":
+            return 0
+        return int(self.seen.sum()) * self.memory.value_dim * itemsize
+
+    def support_of(self, head: nn.Module) -> Support:
+        """The LM-head rows the memory distribution covers (cached until the head, the learned
+        tokens or ``support`` change): the learned tokens' rows, or the whole head."""
+        weight, bias = head.weight, getattr(head, "bias", None)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
+        if self._support is None or self._support[0] != key:
+            if self.support == "vocab":
+                rows, index = weight.detach(), None
+            else:
+                index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
+                rows = weight.detach()[index]
+                bias = None if bias is None else bias[index]
+            work = torch.promote_types(rows.dtype, torch.float32)
+            norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
+            self._support = (key, Support(rows, None if bias is None else bias.detach(), index, norms))
+        return self._support[1]
+
+    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
+        """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
+
+        m: (..., d) W·z; scores: (..., k) rows·(W·z); row_norms: (k,) ‖row‖.
+        """
+        assert self.gate is not None
+        work = torch.promote_types(m.dtype, torch.float32)
+        norm_m = torch.linalg.vector_norm(m.to(work), dim=-1, keepdim=True).clamp_min(1e-12)
+        cos = (scores.to(work) / (norm_m * row_norms.to(work))).amax(dim=-1, keepdim=True)
+        return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+
+    def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V)."""
+        m = self.predict(z).to(z.dtype)
+        work = torch.promote_types(logits.dtype, torch.float32)
+        sup = self.support_of(head)
+        # F.linear, not head(...): calling the head would re-enter the hook that calls this.
+        scores = F.linear(m, sup.rows)
+        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        biased = scores if sup.bias is None else scores + sup.bias
+        part = F.log_softmax(biased.to(work) / self.temperature, -1)
+        if sup.index is None:
+            mem = part
+        else:
+            mem = torch.full(logits.shape, -math.inf, dtype=work, device=logits.device)
+            mem.index_copy_(mem.ndim - 1, sup.index, part)
+        return combine(logits, mem, lam)
+
+
+class LogitReadOut(OutputReadOut):
+    """Output read-out mixed in logit space: the head reads z + β·W·z, i.e. logits + β·head(W·z).
+
+    Stronger recall for large β, but an unbounded cost on new text. Default β = 0.1.
+    """
+
+    key_source, value_source = "post_norm", "lm_head"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.1}
+    weight_is_ratio = False
+
+    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype)
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            if not ctx.reading or not self.active:
+                return None
+            z, positional = hidden_from_call(args, kwargs)
+            return replace_hidden(args, kwargs, self.read(z), positional)
+
+        hooks.pre(layout.lm_head, hook)
+
+    def read(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., d) → z + β·W·z."""
+        return z + self.weight * self.predict(z).to(z.dtype)
+
+
+class PaperReadOut(OutputReadOut):
+    """The paper's output memory: before the final norm, h' = (1−r)·h + r·W·h, with key the
+    pre-norm state and value the next token's input embedding. Default r = 0.9 (the paper's);
+    kept for reproduction."""
+
+    key_source, value_source = "pre_norm", "input_embedding"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9}
+
+    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
+        if layout.final_norm is None:
+            raise ValueError(
+                f"output_mix='paper' reads the state before the final norm, but no final norm was found "
+                f"on {type(model).__name__}; pass FaastConfig(final_norm_path=...)"
+            )
+        embeddings = model.get_input_embeddings()
+        super().__init__(PRE_NORM, lambda: embeddings.weight, layout.hidden_size, dtype=dtype)
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        assert layout.final_norm is not None
+        hooks.pre(layout.final_norm, self._record_or_read(ctx, self.read))
+
+    def read(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., d) → (1−r)·h + r·W·h."""
+        return (1.0 - self.weight) * h + self.weight * self.predict(h).to(h.dtype)
+
+
+def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V).
+
+    lam: λ, a float or a (..., 1) tensor of per-position weights; where λ = 0 the result is exactly
+    log_softmax(logits), where λ = 1 exactly the memory's.
+    """
+    work = torch.promote_types(logits.dtype, torch.float32)
+    mem = memory_log_probs.to(work)
+    base = F.log_softmax(logits.to(work), dim=-1)
+    lam = torch.as_tensor(lam, dtype=torch.float64, device=base.device)
+    keep, take = torch.log1p(-lam).to(work), torch.log(lam).to(work)  # -inf where λ is 1 / 0
+    return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
+
+
+def scorer_hash(mem: MiddleMemory) -> str:
+    """A short hash of the scorer weights (fast weights depend on them)."""
+    import hashlib
+
+    if mem.scorer is None:
+        return "none"
+    # Rounded to bfloat16 first, so the same scorer hashes alike in a float32 and a bfloat16 model.
+    weight = mem.scorer.weight.detach().to("cpu", torch.bfloat16).float().contiguous()
+    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+
+
+def build_readouts(config: Any, layout: Layout, model: nn.Module) -> dict[str, ReadOut]:
+    """The read-outs of a :class:`~faast.lm.config.FaastConfig`, by name ("block{i}", "output")."""
+    dtype = config.torch_dtype
+    out: dict[str, ReadOut] = {}
+    for i in config.layer_indices(layout.num_layers):
+        out[f"block{i}"] = MiddleMemory(
+            layout.hidden_size, i, scorer=config.scorer, dropout=config.readout_dropout, dtype=dtype
+        )
+    if config.output_memory:
+        out["output"] = OUTPUT_READOUTS[config.output_mix](layout, model, dtype=dtype)
+    return out
+
+
+#: The output read-out class of each ``FaastConfig.output_mix``.
+OUTPUT_READOUTS: dict[str, type[OutputReadOut]] = {
+    "prob": ProbReadOut,
+    "logit": LogitReadOut,
+    "paper": PaperReadOut,
+}

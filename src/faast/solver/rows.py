@@ -1,0 +1,84 @@
+"""``PairBuffer``: the one buffer of raw key/value rows in faast.
+
+Used wherever rows must be kept rather than summarised: the memories that read every stored
+pair (softmax, k-NN), the float64 pairs behind :class:`~faast.solver.GramStats`' dual route
+(few-shot solves), and the readout trainer's bank of recent pairs (``capacity``: first in,
+first out).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class PairBuffer:
+    """Keys (n, d) and values (n, m) kept as a list of batches, concatenated on demand.
+
+    Parameters
+    ----------
+    capacity : int, optional
+        Keep only the most recent ``capacity`` rows (oldest dropped first); ``None`` keeps all.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        if capacity is not None and int(capacity) < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = None if capacity is None else int(capacity)
+        self.clear()
+
+    def clear(self) -> PairBuffer:
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._cat: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.count = 0
+        return self
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> PairBuffer:
+        """Add rows: keys (n, d), values (n, m), of the dtype and device of the rows held."""
+        if keys.shape[0] != values.shape[0]:
+            raise ValueError(
+                f"keys and values disagree on the number of rows: {keys.shape[0]} vs {values.shape[0]}"
+            )
+        if self._keys and (keys.device != self._keys[0].device or keys.dtype != self._keys[0].dtype):
+            raise TypeError(
+                f"batch is {keys.dtype} on {keys.device} but the buffer holds "
+                f"{self._keys[0].dtype} on {self._keys[0].device}"
+            )
+        self._keys.append(keys.detach())
+        self._values.append(values.detach())
+        self._cat = None
+        self.count += keys.shape[0]
+        if self.capacity is not None and self.count > self.capacity:
+            k, v = self.tensors()
+            self._keys, self._values = [k[-self.capacity :]], [v[-self.capacity :]]
+            self._cat = (self._keys[0], self._values[0])
+            self.count = self.capacity
+        return self
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All keys (n, d) and values (n, m), oldest first."""
+        if not self._keys:
+            raise ValueError("the buffer is empty")
+        if self._cat is None:
+            self._cat = (torch.cat(self._keys), torch.cat(self._values))
+            self._keys, self._values = [self._cat[0]], [self._cat[1]]
+        return self._cat
+
+    def to(self, device: torch.device | str) -> PairBuffer:
+        """Move the rows to ``device`` in place."""
+        self._keys = [k.to(device) for k in self._keys]
+        self._values = [v.to(device) for v in self._values]
+        self._cat = None
+        return self
+
+    def copy(self) -> PairBuffer:
+        out = PairBuffer(self.capacity)
+        out._keys, out._values, out.count = list(self._keys), list(self._values), self.count
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._keys + self._values)
