@@ -39,6 +39,7 @@ from faast.lm.readouts import (
     OutputReadOut,
     ReadOut,
     build_readouts,
+    head_logits,
 )
 from faast.lm.readouts import pair_mask as real_token_pairs
 
@@ -132,6 +133,68 @@ class FaastModel(nn.Module):
             readout.configure(new)
         self.read_config = new
         return self
+
+    def set_output_mix(self, mix: str, read: ReadConfig | None = None) -> FaastModel:
+        """Read the output memory with another mix that keys on the same state and learns the same
+        values ("prob" ↔ "logit"); the statistics are kept. Changes ``faast_config.output_mix``;
+        ``read`` replaces the read config at the same time (the old one's weight may not suit)."""
+        from faast.lm.readouts import OUTPUT_READOUTS
+
+        old = self.output_memory
+        if old is None:
+            raise ValueError("the model has no output memory")
+        if mix not in OUTPUT_READOUTS:
+            raise ValueError(f"output mix must be one of {sorted(OUTPUT_READOUTS)}, got {mix!r}")
+        cls = OUTPUT_READOUTS[mix]
+        if (cls.key_source, cls.value_source) != (old.key_source, old.value_source):
+            raise ValueError(
+                f"the {self.faast_config.output_mix!r} statistics cannot be read with the {mix!r} mix "
+                f"(it keys on {cls.key_source} → {cls.value_source}, "
+                f"they hold {old.key_source} → {old.value_source})"
+            )
+        if isinstance(old, cls):
+            return self if read is None else self.set_read(read)
+        new = cls(self._layout, self.base_model, dtype=self.faast_config.torch_dtype)
+        new.configure(self.read_config if read is None else read)  # validate before changing anything
+        new.memory = old.memory
+        new.load_extra_state(old.extra_state(), "the output memory")
+        new.to(device=old.seen.device)
+        was_attached = self.attached
+        self.unload()
+        self.memories["output"] = new
+        self.faast_config.output_mix = mix
+        if read is not None:
+            self.read_config = read
+        if was_attached:
+            self.attach()
+        return self
+
+    @torch.no_grad()
+    def head_inputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the LM head reads, (B, T, d), with the middle memories applied, without running the
+        head (so a caller can score a few positions of a large vocabulary with :meth:`output_logits`).
+        Position ids count real tokens, as in ``learn``."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        kwargs = {"position_ids": positions_from_mask(mask)} if self._layout.accepts_position_ids else {}
+        out = self._layout.backbone(input_ids=input_ids, attention_mask=mask, use_cache=False, **kwargs)
+        return _last_hidden(out)
+
+    @torch.no_grad()
+    def output_logits(self, states: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's output (log-probabilities for the "prob" mix) for the states the output
+        memory keys on (key point → (..., d): ``"head_input"``, and ``"pre_norm"`` for the "paper"
+        mix), reading the output memory as configured now. With states from :meth:`capture` (the
+        base model) this equals the model's output for layouts without middle memories; with
+        :meth:`head_inputs` for any prob/logit layout. Lets a caller score chosen positions, and
+        compare many read configs on one capture."""
+        out = self.output_memory
+        reading = self._ctx.enabled  # inside disabled() the base model's output
+        with self.disabled():
+            if out is None or not reading:
+                return head_logits(states[HEAD_INPUT], self._layout.lm_head)
+            return out.logits_from(states, self._layout)
 
     # ----------------------------------------------------------------- the API
     def reset_projection(self) -> FaastModel:

@@ -338,6 +338,12 @@ class OutputReadOut(ReadOut):
         """Mark (n,) token ids as learned values."""
         self.seen[token_ids.to(self.seen.device)] = True
 
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        """What the model outputs at the LM head for captured base-model ``states`` (key point →
+        (..., d)), reading this memory; valid when no middle memory changes the states. Call it
+        with the model's hooks disabled (``FaastModel.output_logits`` does)."""
+        raise NotImplementedError
+
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """W·h for keys h (..., d) → (..., m), in the compute dtype."""
         dtype = self._dtype_for(h)
@@ -452,6 +458,11 @@ class ProbReadOut(OutputReadOut):
         cos = (scores.to(work) / (norm_m * row_norms.to(work))).amax(dim=-1, keepdim=True)
         return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
 
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        z = states[HEAD_INPUT]
+        logits = head_logits(z, layout.lm_head)
+        return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
+
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
         """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V)."""
         m = self.predict(z).to(z.dtype)
@@ -492,6 +503,10 @@ class LogitReadOut(OutputReadOut):
 
         hooks.pre(layout.lm_head, hook)
 
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        z = states[HEAD_INPUT]
+        return head_logits(self.read(z) if self.active else z, layout.lm_head)
+
     def read(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., d) → z + β·W·z."""
         return z + self.weight * self.predict(z).to(z.dtype)
@@ -518,9 +533,20 @@ class PaperReadOut(OutputReadOut):
         assert layout.final_norm is not None
         hooks.pre(layout.final_norm, self._record_or_read(ctx, self.read))
 
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        assert layout.final_norm is not None
+        if not self.active:
+            return head_logits(states[HEAD_INPUT], layout.lm_head)
+        return head_logits(layout.final_norm(self.read(states[PRE_NORM])), layout.lm_head)
+
     def read(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., d) → (1−r)·h + r·W·h."""
         return (1.0 - self.weight) * h + self.weight * self.predict(h).to(h.dtype)
+
+
+def head_logits(z: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """The LM head's output for head inputs z (..., d) without calling the module (its hooks)."""
+    return F.linear(z, head.weight, getattr(head, "bias", None))
 
 
 def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,142 @@
+"""Labelled examples and predictions on disk: TSV (``input<TAB>output``) and JSONL (``input``/``output``).
+
+* TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a tab-free
+  line). A first line ``input<TAB>output`` (or ``input``) is read as a header and skipped. Inputs
+  and outputs may not contain tabs or newlines; write ``\\t`` / ``\\n`` to mean them (unescaped on
+  reading).
+* JSONL: one JSON object per line with a string field ``input`` and, for examples, ``output``;
+  other fields are kept in :attr:`Example.extra`.
+
+The format is chosen by the file extension (``.tsv``/``.txt`` or ``.jsonl``/``.json``). Every
+problem names the file and line: empty files, blank or malformed lines, missing fields, non-UTF-8
+bytes. Predictions are written atomically in the same two formats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faast.io import atomic_write
+
+TSV_SUFFIXES = (".tsv", ".txt")
+JSONL_SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled example (``output`` is None for an input to predict)."""
+
+    input: str
+    output: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def file_format(path: str | os.PathLike[str]) -> str:
+    """ "tsv" or "jsonl" from the extension of ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix in TSV_SUFFIXES:
+        return "tsv"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    raise ValueError(
+        f"{path}: unknown file type {suffix!r}; use .tsv (input<TAB>output) or .jsonl (input/output fields)"
+    )
+
+
+def read_examples(path: str | os.PathLike[str], *, outputs: bool = True) -> list[Example]:
+    """Read examples (``outputs=True``: every example must have an output) or inputs to predict
+    (``outputs=False``: an output column/field is read when present, else left None)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such examples file: {p}")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise ValueError(f"{p} is empty: no examples")
+    reader = _read_tsv if file_format(p) == "tsv" else _read_jsonl
+    examples = reader(p, lines, outputs)
+    if not examples:
+        raise ValueError(f"{p} holds a header but no examples")
+    return examples
+
+
+def _read_tsv(p: Path, lines: list[str], outputs: bool) -> list[Example]:
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
+        cells = line.split("\t")
+        if number == 1 and [c.strip().lower() for c in cells] in (["input", "output"], ["input"]):
+            continue
+        if len(cells) > 2:
+            raise ValueError(f"{p}:{number}: {len(cells)} tab-separated fields; expected input<TAB>output")
+        if outputs and len(cells) != 2:
+            raise ValueError(f"{p}:{number}: no output; expected input<TAB>output")
+        inp = _unescape(cells[0])
+        if not inp.strip():
+            raise ValueError(f"{p}:{number}: empty input")
+        out.append(Example(inp, _unescape(cells[1]) if len(cells) == 2 else None))
+    return out
+
+
+def _read_jsonl(p: Path, lines: list[str], outputs: bool) -> list[Example]:
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            raise ValueError(f"{p}:{number}: blank line (every line must be a JSON object)")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
+        inp = row.get("input")
+        if not isinstance(inp, str) or not inp.strip():
+            raise ValueError(f"{p}:{number}: field 'input' must be a non-empty string")
+        res = row.get("output")
+        if res is not None and not isinstance(res, str):
+            raise ValueError(f"{p}:{number}: field 'output' must be a string, got {type(res).__name__}")
+        if outputs and res is None:
+            raise ValueError(f"{p}:{number}: no field 'output'")
+        extra = {k: v for k, v in row.items() if k not in ("input", "output")}
+        out.append(Example(inp, res, extra))
+    return out
+
+
+def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts) atomically as TSV (the ``columns`` in order, with a header) or JSONL."""
+    fmt = file_format(path)
+    if fmt == "jsonl":
+        text = "".join(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in rows)
+    else:
+        body = ["\t".join(columns)]
+        body += ["\t".join(_escape("" if r.get(c) is None else str(r.get(c))) for c in columns) for r in rows]
+        text = "\n".join(body) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    return atomic_write(path, write)
+
+
+def distinct_outputs(examples: Iterable[Example]) -> list[str]:
+    """The distinct outputs of ``examples`` in order of first appearance."""
+    return list(dict.fromkeys(e.output for e in examples if e.output is not None))
+
+
+def _unescape(cell: str) -> str:
+    return cell.replace("\\t", "\t").replace("\\n", "\n")
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("\t", "\\t").replace("\n", "\\n")

@@ -1,0 +1,198 @@
+"""Prompts for supervised tasks: a template with ``{input}``, the answer that follows it, demonstrations.
+
+A labelled example becomes the token sequence ``prompt ids + answer ids``, where
+
+* prompt = the tokenizer's start tokens (e.g. Gemma's ``<bos>``) + ``template`` with ``{input}``
+  replaced by the example's input;
+* answer = ``answer_prefix + output + answer_end`` (default ``" " + output + "\\n"``): the model
+  learns to end its answer with ``answer_end``, and generation stops there.
+
+Both parts are encoded separately and concatenated, the same way when learning, scoring and
+generating, so an answer's tokens never depend on what precedes them. An in-context prompt is
+the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
+prompt; demonstrations are dropped from the end when the context window is short, the query never
+is (:meth:`PromptCodec.icl_prompt`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+DEFAULT_TEMPLATE = "Input: {input}\nOutput:"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How an example is written as text (see the module docstring)."""
+
+    template: str = DEFAULT_TEMPLATE
+    answer_prefix: str = " "
+    answer_end: str = "\n"
+    separator: str = "\n"
+
+    def __post_init__(self) -> None:
+        for name in ("template", "answer_prefix", "answer_end", "separator"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.template.count("{input}") != 1:
+            raise ValueError(
+                f"the prompt template must contain {{input}} exactly once, got {self.template!r}"
+            )
+
+    def prompt(self, text: str) -> str:
+        return self.template.replace("{input}", text)
+
+    def answer(self, output: str) -> str:
+        return f"{self.answer_prefix}{output}{self.answer_end}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "template": self.template,
+            "answer_prefix": self.answer_prefix,
+            "answer_end": self.answer_end,
+            "separator": self.separator,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptTemplate:
+        unknown = set(data) - {"template", "answer_prefix", "answer_end", "separator"}
+        if unknown:
+            raise ValueError(f"unknown prompt template fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An example as token ids: ``prompt`` (with the start tokens) then ``answer``."""
+
+    prompt: list[int]
+    answer: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt + self.answer
+
+
+class PromptCodec:
+    """A template bound to a tokenizer: text ↔ token ids for prompts, answers and demonstrations.
+
+    context: the most tokens the model reads at once; the smaller of it and the tokenizer's
+    ``model_max_length`` is used (2048 when neither is a real bound).
+    """
+
+    def __init__(
+        self, tokenizer: Any, template: PromptTemplate | None = None, context: int | None = None
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.template = template or PromptTemplate()
+        with_special = tokenizer("x", add_special_tokens=True).input_ids
+        plain = tokenizer("x", add_special_tokens=False).input_ids
+        cut = _find_sub(with_special, plain)
+        self.start_ids: list[int] = list(with_special[:cut]) if cut >= 0 else []
+        limit = getattr(tokenizer, "model_max_length", None)
+        bounds = [int(x) for x in (context, limit) if isinstance(x, int) and 0 < x < 1_000_000]
+        self.context = min(bounds) if bounds else 2048
+        self._end = self.text_ids(self.template.answer_end)
+        self._separator = self.text_ids(self.template.separator)
+
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids) if text else []
+
+    def prompt_ids(self, text: str, *, start: bool = True) -> list[int]:
+        """The prompt of input ``text``, after the start tokens when ``start``."""
+        return (self.start_ids if start else []) + self.text_ids(self.template.prompt(text))
+
+    def answer_ids(self, output: str) -> list[int]:
+        return self.text_ids(self.template.answer(output))
+
+    def encode(self, text: str, output: str) -> Encoded:
+        return Encoded(self.prompt_ids(text), self.answer_ids(output))
+
+    def label_ids(self, label: str) -> list[int]:
+        """The tokens scored for a label: the answer without its end marker."""
+        return self.text_ids(self.template.answer_prefix + label)
+
+    def decode_answer(self, ids: Sequence[int]) -> str:
+        """Generated ids → the answer text: cut at the end marker, the prefix stripped."""
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        end = self.template.answer_end
+        if end and end in text:
+            text = text[: text.index(end)]
+        prefix = self.template.answer_prefix
+        return text[len(prefix) :] if prefix and text.startswith(prefix) else text.strip()
+
+    def demonstrations(self, demonstrations: Sequence[tuple[str, str]], budget: int) -> tuple[list[int], int]:
+        """(ids, used): the start tokens and as many whole demonstrations (prompt + answer +
+        separator, in order) as fit in ``budget`` tokens."""
+        ids, used = list(self.start_ids), 0
+        budget -= len(ids)
+        for demo_input, demo_output in demonstrations:
+            demo = self.prompt_ids(demo_input, start=False) + self.answer_ids(demo_output) + self._separator
+            if len(demo) > budget:
+                break
+            ids += demo
+            budget -= len(demo)
+            used += 1
+        return ids, used
+
+    def icl_prompt(
+        self, demonstrations: Sequence[tuple[str, str]], text: str, *, reserve: int = 0
+    ) -> tuple[list[int], int]:
+        """(ids, demonstrations used): the start tokens, as many whole demonstrations as fit in
+        ``context − reserve`` tokens (in order), then the query's prompt, never truncated."""
+        query = self.prompt_ids(text, start=False)
+        budget = self.context - reserve - len(query)
+        if budget < len(self.start_ids):
+            raise ValueError(
+                f"the prompt of this input is {len(query) + len(self.start_ids)} tokens, more than the "
+                f"{self.context - reserve} the context window leaves (context {self.context}, {reserve} kept "
+                "for the answer); shorten the input or the template"
+            )
+        prefix, used = self.demonstrations(demonstrations, budget)
+        return prefix + query, used
+
+    def check_fits(self, ids: Sequence[int], what: str) -> None:
+        if len(ids) > self.context:
+            raise ValueError(f"{what} is {len(ids)} tokens, more than the model's context of {self.context}")
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, *, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, T) long, of ``sequences`` padded on ``side``."""
+    if not sequences:
+        raise ValueError("no sequences to batch")
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        n = len(seq)
+        if side == "right":
+            ids[i, :n], mask[i, :n] = torch.as_tensor(list(seq)), 1
+        else:
+            ids[i, width - n :], mask[i, width - n :] = torch.as_tensor(list(seq)), 1
+    return ids, mask
+
+
+def answer_pair_mask(prompt_lengths: Sequence[int], lengths: Sequence[int], width: int) -> torch.Tensor:
+    """(B, width−1) bool: pair t → t+1 of a right-padded row is True iff token t+1 belongs to the
+    answer (positions prompt_length … length−1)."""
+    mask = torch.zeros(len(lengths), width - 1, dtype=torch.bool)
+    for i, (p, n) in enumerate(zip(prompt_lengths, lengths, strict=True)):
+        if not 0 < p < n:
+            raise ValueError(f"example {i}: empty prompt or empty answer ({p} prompt tokens of {n})")
+        mask[i, p - 1 : n - 1] = True
+    return mask
+
+
+def _find_sub(seq: Sequence[int], sub: Sequence[int]) -> int:
+    """Index of the last occurrence of ``sub`` in ``seq`` (−1 if absent)."""
+    for i in range(len(seq) - len(sub), -1, -1):
+        if list(seq[i : i + len(sub)]) == list(sub):
+            return i
+    return -1

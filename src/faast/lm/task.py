@@ -1,0 +1,546 @@
+"""A frozen causal LM learns a supervised task from (input → output) examples, without gradients.
+
+    from faast.lm.task import TaskModel
+    task = TaskModel.create(model, tokenizer)                 # output memory only, no trained weights
+    report = task.fit(examples)                                # learn + choose the read-out on validation
+    task.classify(["a fine film", "a dull film"])              # over the labels seen in the examples
+    task.generate(["Good morning"])                            # free-form outputs
+    task.save("tasks.safetensors", "sentiment")                # same files as `faast lm learn`
+
+Each example is written as ``prompt + answer`` (:mod:`faast.lm.prompts`). Which token transitions it
+contributes to the fast weights (``pairs``):
+
+* ``"answer"`` (supervised, the default): only the pairs whose next token is part of the answer,
+  so the memory maps "input in context" → answer tokens;
+* ``"all"`` (the paper): every transition of the whole demonstration, prompt included.
+
+How the memory is read (mix, weight, temperature, spectral cut) is chosen by :meth:`TaskModel.fit`
+on a validation split of the examples themselves, never on test data; with too few examples to
+split, :data:`TASK_DEFAULT_READ` is used. The choice, with every candidate's validation score, is
+returned and saved with the task.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from faast.lm import fastweights as fw
+from faast.lm.config import FaastConfig, ReadConfig
+from faast.lm.examples import Example, distinct_outputs
+from faast.lm.model import FaastModel, get_faast_model
+from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
+from faast.lm.readouts import HEAD_INPUT
+
+PAIR_MODES = ("answer", "all")
+#: Outputs with at most this many distinct values make a classification task (labels) by default.
+MAX_LABELS = 20
+#: Fewer examples than this: no validation split; the read-out is TASK_DEFAULT_READ.
+MIN_VALIDATION_EXAMPLES = 8
+
+
+@dataclass(frozen=True)
+class ReadCandidate:
+    """One way to read a task's statistics: the output mix and the read knobs."""
+
+    mix: str
+    read: ReadConfig
+
+    @property
+    def name(self) -> str:
+        r = self.read
+
+        def fmt(x: Any) -> str:
+            return "default" if x is None else (x if isinstance(x, str) else f"{x:g}")
+
+        if self.mix == "logit":
+            knobs = f"β={fmt(r.weight)}"
+        else:
+            knobs = f"λ={fmt(r.weight)},T={fmt(r.temperature)}" + (
+                "" if r.gate is None else f",θ={fmt(r.gate)}"
+            )
+        return f"{self.mix}({knobs};{r.cut})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mix": self.mix, "read": self.read.to_dict()}
+
+
+#: The read-out for tasks too small to validate on: a small, ungated share of the memory.
+TASK_DEFAULT_READ = ReadCandidate("prob", ReadConfig(weight=0.25, temperature=1.0, gate=None))
+
+
+def default_candidates() -> list[ReadCandidate]:
+    """The read-outs :meth:`TaskModel.fit` compares on validation data: the memory off (the
+    zero-shot model), the ungated "prob" mix over λ × T, the "logit" mix over β, each with the
+    power-law cut α ∈ {0.5, 1} and GCV."""
+    cuts = ["alpha=1", "alpha=0.5", "gcv"]
+    out = [ReadCandidate("prob", ReadConfig(weight=0.0, temperature=1.0, gate=None))]
+    for cut in cuts:
+        out += [
+            ReadCandidate("prob", ReadConfig(cut=cut, weight=lam, temperature=t, gate=None))
+            for lam in (0.1, 0.3, 0.5, 0.8, 1.0)
+            for t in (0.25, 1.0, 4.0)
+        ]
+        out += [ReadCandidate("logit", ReadConfig(cut=cut, weight=b)) for b in (0.1, 0.3, 1.0, 3.0, 10.0)]
+    return out
+
+
+@dataclass
+class TaskSpec:
+    """What a task is besides its statistics (saved with it): the prompt template, which pairs each
+    example contributes, and the labels (None: free-form outputs)."""
+
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    pairs: str = "answer"
+    labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pairs not in PAIR_MODES:
+            raise ValueError(f"pairs must be one of {PAIR_MODES}, got {self.pairs!r}")
+        if self.labels is not None:
+            labels = [str(x) for x in self.labels]
+            if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
+                raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
+            self.labels = labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"template": self.template.to_dict(), "pairs": self.pairs, "labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(
+            PromptTemplate.from_dict(data["template"]), data.get("pairs", "answer"), data.get("labels")
+        )
+
+
+@dataclass
+class FitReport:
+    """What :meth:`TaskModel.fit` did: the chosen read-out, why, and on how many examples."""
+
+    chosen: ReadCandidate
+    metric: str
+    scores: dict[str, float]
+    n_fit: int
+    n_validation: int
+    pairs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen.to_dict(),
+            "chosen_name": self.chosen.name,
+            "metric": self.metric,
+            "scores": self.scores,
+            "n_fit": self.n_fit,
+            "n_validation": self.n_validation,
+            "pairs": self.pairs,
+        }
+
+
+class TaskModel:
+    """A :class:`~faast.lm.FaastModel` plus a tokenizer and a :class:`TaskSpec`.
+
+    Parameters
+    ----------
+    model : FaastModel
+        The frozen LM with its memories (the output memory is what tasks read).
+    tokenizer : transformers tokenizer
+    spec : TaskSpec, optional
+        Template, pair mode, labels.
+    context : int, optional
+        The model's context window in tokens (default: from the tokenizer/model config).
+    """
+
+    def __init__(
+        self, model: FaastModel, tokenizer: Any, spec: TaskSpec | None = None, *, context: int | None = None
+    ):
+        if not isinstance(model, FaastModel):
+            raise TypeError(f"model must be a FaastModel (get_faast_model), got {type(model).__name__}")
+        if model.output_memory is None:
+            raise ValueError("task learning reads the output memory; build the model with output_memory=True")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec or TaskSpec()
+        if context is None:
+            context = getattr(model.base_model.config, "max_position_embeddings", None)
+        self.codec = PromptCodec(tokenizer, self.spec.template, context)
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
+        self.report: FitReport | None = None
+
+    @classmethod
+    def create(cls, model: Any, tokenizer: Any, spec: TaskSpec | None = None, **kwargs: Any) -> TaskModel:
+        """A task model on a plain causal LM: output memory only (no trained parameters)."""
+        return cls(get_faast_model(model, FaastConfig(num_memories=0)), tokenizer, spec, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.base_model.parameters()).device
+
+    # ----------------------------------------------------------------- learning
+    def learn(self, examples: Sequence[Example], *, batch_size: int = 16, progress: bool = True) -> int:
+        """Add the pairs of ``examples`` to the fast weights (``spec.pairs`` decides which); returns
+        how many pairs. Calls accumulate exactly."""
+        examples = _checked(examples, outputs=True)
+        encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
+        for e, enc in zip(examples, encoded, strict=True):
+            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        pairs = 0
+        starts = range(0, len(encoded), batch_size)
+        for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
+            chunk = encoded[i : i + batch_size]
+            ids, mask = pad_batch([c.ids for c in chunk], self.tokenizer.pad_token_id)
+            pair_mask = None
+            if self.spec.pairs == "answer":
+                pair_mask = answer_pair_mask(
+                    [len(c.prompt) for c in chunk], [len(c.ids) for c in chunk], ids.shape[1]
+                )
+            pairs += self.model.learn(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pair_mask=pair_mask
+            )
+        return pairs
+
+    def reset(self) -> TaskModel:
+        self.model.reset_projection()
+        return self
+
+    def fit(
+        self,
+        examples: Sequence[Example],
+        *,
+        labels: Sequence[str] | str | None = "auto",
+        validation: float = 0.2,
+        max_validation: int = 500,
+        candidates: Sequence[ReadCandidate] | None = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> FitReport:
+        """Learn ``examples`` and choose how to read them on a validation split of them.
+
+        labels: the label set (classification), ``"auto"`` (the distinct outputs when there are at
+        most :data:`MAX_LABELS`, else free-form) or ``None`` (free-form outputs).
+        validation: the share of examples held out (at most ``max_validation``) to choose among
+        ``candidates`` (default :func:`default_candidates`): by accuracy for labels (ties: the mean
+        log-probability of the right label), by the answers' token NLL otherwise. Then the held-out
+        examples are learned too, so the fast weights hold every example.
+        """
+        examples = _checked(examples, outputs=True)
+        self._set_labels(examples, labels)
+        self.reset()
+        n_val = 0
+        if len(examples) >= MIN_VALIDATION_EXAMPLES:
+            n_val = min(max_validation, max(2, round(validation * len(examples))))
+        fit_part, val_part = _split(examples, n_val, self.spec.labels, seed)
+        pairs = self.learn(fit_part, batch_size=batch_size, progress=progress) if fit_part else 0
+        if not val_part or not fit_part:
+            chosen, scores, metric = TASK_DEFAULT_READ, {}, "default (too few examples to validate)"
+        else:
+            chosen, scores, metric = self._choose(val_part, candidates or default_candidates(), progress)
+            pairs += self.learn(val_part, batch_size=batch_size, progress=progress)
+        self.use(chosen)
+        self.report = FitReport(chosen, metric, scores, len(fit_part), len(val_part), pairs)
+        return self.report
+
+    def use(self, candidate: ReadCandidate) -> TaskModel:
+        """Read the fast weights with ``candidate`` (output mix + read knobs)."""
+        self.model.set_output_mix(candidate.mix, candidate.read)
+        self.model.set_read(candidate.read)
+        return self
+
+    def _set_labels(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> None:
+        if labels == "auto":
+            outs = distinct_outputs(examples)
+            self.spec.labels = outs if 2 <= len(outs) <= MAX_LABELS else None
+        elif labels is None:
+            self.spec.labels = None
+        else:
+            self.spec = TaskSpec(self.spec.template, self.spec.pairs, list(labels))
+            unknown = {e.output for e in examples} - set(self.spec.labels or [])
+            if unknown:
+                raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
+
+    # ----------------------------------------------------------------- validation
+    def _choose(
+        self, val: Sequence[Example], candidates: Sequence[ReadCandidate], progress: bool
+    ) -> tuple[ReadCandidate, dict[str, float], str]:
+        if self.spec.labels is not None:
+            target = [self.spec.labels.index(e.output) for e in val]  # type: ignore[arg-type]
+            batches = self._label_batches([e.input for e in val], self.spec.labels)
+            metric = "validation accuracy (ties: mean log-probability of the right label)"
+        else:
+            batches = self._answer_batches(val)
+            metric = "validation NLL per answer token (lower is better)"
+        cached = not self.model.middle_memories
+        states = [self._states(b) for b in batches] if cached else None
+        best, best_key, scores = candidates[0], None, {}
+        for cand in tqdm(candidates, desc="choose read-out", disable=not progress, leave=False):
+            self.use(cand)
+            per_batch = states if states is not None else [self._states(b) for b in batches]
+            if self.spec.labels is not None:
+                lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, per_batch, strict=True)])
+                acc, mean_lp = _accuracy_and_margin(lp, target)
+                scores[cand.name] = acc
+                key = (acc, mean_lp)
+            else:
+                nll, count = 0.0, 0
+                for b, s in zip(batches, per_batch, strict=True):
+                    part, n = self._answer_nll(b, s)
+                    nll, count = nll + part, count + n
+                scores[cand.name] = nll / count
+                key = (-nll / count, 0.0)
+            if best_key is None or key > best_key:
+                best, best_key = cand, key
+        return best, scores, metric
+
+    # ----------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def label_scores(
+        self,
+        inputs: Sequence[str],
+        labels: Sequence[str] | None = None,
+        *,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """(n, L) float64 log-probability of each label's full token sequence after each input's prompt."""
+        labels = self._labels(labels)
+        out = []
+        batches = self._label_batches(list(inputs), labels, batch_size)
+        for b in tqdm(batches, desc="score labels", unit="batch", disable=not progress, leave=False):
+            out.append(self._label_log_probs(b, self._states(b)))
+        return torch.cat(out)
+
+    def classify(
+        self, inputs: Sequence[str], labels: Sequence[str] | None = None, **kwargs: Any
+    ) -> list[str]:
+        """The most probable label for each input."""
+        labels = self._labels(labels)
+        best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
+        return [labels[i] for i in best.tolist()]
+
+    @torch.no_grad()
+    def answer_nll(self, examples: Sequence[Example], *, batch_size: int = 16) -> tuple[float, int]:
+        """(summed NLL, tokens) of the examples' answers under teacher forcing (end marker included)."""
+        examples = _checked(examples, outputs=True)
+        nll, count = 0.0, 0
+        for b in self._answer_batches(examples, batch_size):
+            part, n = self._answer_nll(b, self._states(b))
+            nll, count = nll + part, count + n
+        return nll, count
+
+    @torch.no_grad()
+    def generate(
+        self, inputs: Sequence[str], *, max_new_tokens: int = 64, batch_size: int = 8, progress: bool = True
+    ) -> list[str]:
+        """Greedy answers for ``inputs``, stopped at the template's end marker."""
+        outs: list[str] = []
+        prompts = [self.codec.prompt_ids(x) for x in inputs]
+        for p, x in zip(prompts, inputs, strict=True):
+            if len(p) + max_new_tokens > self.codec.context:
+                raise ValueError(
+                    f"the prompt of {x[:40]!r} ({len(p)} tokens) leaves no room for {max_new_tokens} new "
+                    f"tokens in the context of {self.codec.context}"
+                )
+        starts = range(0, len(prompts), batch_size)
+        for i in tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False):
+            ids, mask = pad_batch(prompts[i : i + batch_size], self.tokenizer.pad_token_id, side="left")
+            gen = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **self._stop_kwargs(),
+            )
+            outs += [self.codec.decode_answer(row[ids.shape[1] :].tolist()) for row in gen]
+        return outs
+
+    def _stop_kwargs(self) -> dict[str, Any]:
+        end = self.spec.template.answer_end
+        if not end:
+            return {}
+        end_ids = self.codec.text_ids(end)
+        if len(end_ids) == 1:
+            eos = self.tokenizer.eos_token_id
+            return {"eos_token_id": [end_ids[0]] + ([eos] if eos is not None else [])}
+        return {"stop_strings": [end], "tokenizer": self.tokenizer}
+
+    # ----------------------------------------------------------------- batches
+    def _labels(self, labels: Sequence[str] | None) -> list[str]:
+        labels = list(labels) if labels is not None else self.spec.labels
+        if not labels or len(labels) < 2:
+            raise ValueError(
+                "classification needs at least two labels (learn labelled examples or pass labels)"
+            )
+        return list(labels)
+
+    def _label_batches(self, inputs: list[str], labels: list[str], batch_size: int = 16) -> list[_Batch]:
+        """Batches of sequences prompt + label; single-token label sets need the prompt only."""
+        label_ids = [self.codec.label_ids(label) for label in labels]
+        if any(not ids for ids in label_ids):
+            raise ValueError("a label encodes to no tokens")
+        single = all(len(ids) == 1 for ids in label_ids)
+        batches = []
+        per_batch = max(1, batch_size if single else batch_size // len(labels))
+        for i in range(0, len(inputs), per_batch):
+            chunk = inputs[i : i + per_batch]
+            prompts = [self.codec.prompt_ids(x) for x in chunk]
+            for x, p in zip(chunk, prompts, strict=True):
+                self.codec.check_fits(p + max(label_ids, key=len), f"the prompt of {x[:40]!r} with a label")
+            if single:
+                seqs = prompts
+                targets = [[(len(p) - 1, [ids[0] for ids in label_ids])] for p in prompts]
+            else:
+                seqs = [p + ids for p in prompts for ids in label_ids]
+                targets = [
+                    [(len(p) - 1 + k, [tok]) for k, tok in enumerate(ids)]
+                    for p in prompts
+                    for ids in label_ids
+                ]
+            batches.append(_Batch(seqs, targets, len(chunk), len(labels), single))
+        return batches
+
+    def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[_Batch]:
+        batches = []
+        for i in range(0, len(examples), batch_size):
+            enc = [self.codec.encode(e.input, e.output) for e in examples[i : i + batch_size]]  # type: ignore[arg-type]
+            seqs = [c.ids for c in enc]
+            targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
+            batches.append(_Batch(seqs, targets, len(enc), 1, False))
+        return batches
+
+    def _states(self, batch: _Batch) -> torch.Tensor:
+        """Head inputs (N, d) at every scored position of ``batch``."""
+        ids, mask = pad_batch(batch.sequences, self.tokenizer.pad_token_id)
+        z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
+        rows = [r for r, tgt in enumerate(batch.targets) for _ in tgt]
+        cols = [pos for tgt in batch.targets for pos, _ in tgt]
+        return z[rows, cols]
+
+    def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
+        out = []
+        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
+            logits = self.model.output_logits({HEAD_INPUT: states[i : i + 256]})
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            out.append(F.log_softmax(logits, dim=-1))
+        return torch.cat(out)
+
+    def _label_log_probs(self, batch: _Batch, states: torch.Tensor) -> torch.Tensor:
+        lp = self._log_probs(states)
+        flat_tokens = [toks for tgt in batch.targets for _, toks in tgt]
+        if batch.single:
+            scores = torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double()
+            return scores
+        per_seq, k = [], 0
+        for tgt in batch.targets:
+            per_seq.append(float(sum(lp[k + j, toks[0]] for j, (_, toks) in enumerate(tgt))))
+            k += len(tgt)
+        return torch.tensor(per_seq, dtype=torch.float64).view(batch.inputs, batch.labels)
+
+    def _answer_nll(self, batch: _Batch, states: torch.Tensor) -> tuple[float, int]:
+        lp = self._log_probs(states)
+        tokens = torch.tensor([toks[0] for tgt in batch.targets for _, toks in tgt], device=lp.device)
+        return float(-lp[torch.arange(len(tokens)), tokens].double().sum()), len(tokens)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str], task: str = "default") -> Path:
+        """Store the fast weights, the chosen read-out and the task spec as ``task`` in ``path``."""
+        info = {"task": self.spec.to_dict(), "fit": None if self.report is None else self.report.to_dict()}
+        return self.model.save_fast_weights(path, task, info=info)
+
+    @classmethod
+    def load(
+        cls, model: Any, tokenizer: Any, path: str | os.PathLike[str], task: str | None = None, **kwargs: Any
+    ) -> TaskModel:
+        """A task model on a plain causal LM from a task saved by :meth:`save`."""
+        _, _, signature = fw.read_task(path, task)
+        info = signature.get("info") or {}
+        if "task" not in info:
+            raise ValueError(
+                f"{path}: task {task!r} was not saved by a TaskModel (no task spec); use FaastModel"
+            )
+        layout = FaastConfig.from_dict(signature["config"])
+        tm = cls(get_faast_model(model, layout), tokenizer, TaskSpec.from_dict(info["task"]), **kwargs)
+        tm.model.load_fast_weights(path, task)
+        return tm
+
+
+@dataclass
+class _Batch:
+    """Sequences to run and, per sequence, the (position, token ids) it scores."""
+
+    sequences: list[list[int]]
+    targets: list[list[tuple[int, list[int]]]]
+    inputs: int
+    labels: int
+    single: bool
+
+
+def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no examples")
+    for i, e in enumerate(examples):
+        if not isinstance(e, Example):
+            raise TypeError(f"example {i} is a {type(e).__name__}, not an Example")
+        if outputs and (e.output is None or not e.output.strip()):
+            raise ValueError(f"example {i} ({e.input[:40]!r}) has no output")
+    return examples
+
+
+def _split(
+    examples: Sequence[Example], n_val: int, labels: Sequence[str] | None, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(fit, validation) with ``n_val`` validation examples, stratified by label when there are labels."""
+    if n_val == 0:
+        return list(examples), []
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    if labels is not None:  # round-robin over labels so the split keeps the label mix
+        by_label: dict[str, list[int]] = {}
+        for i in order:
+            by_label.setdefault(examples[i].output, []).append(i)  # type: ignore[arg-type]
+        share = n_val / len(examples)
+        val_idx = []
+        for idx in by_label.values():
+            val_idx += idx[: max(1, round(share * len(idx)))] if len(idx) > 1 else []
+        val = set(val_idx[:n_val])
+    else:
+        val = set(order[:n_val])
+    return [e for i, e in enumerate(examples) if i not in val], [
+        e for i, e in enumerate(examples) if i in val
+    ]
+
+
+def _accuracy_and_margin(log_probs: torch.Tensor, target: Sequence[int]) -> tuple[float, float]:
+    """Accuracy of argmax and the mean normalised log-probability of the right label."""
+    t = torch.tensor(list(target))
+    acc = float((log_probs.argmax(dim=1) == t).double().mean())
+    norm = log_probs - torch.logsumexp(log_probs, dim=1, keepdim=True)
+    mean_lp = float(norm[torch.arange(len(t)), t].mean())
+    if not math.isfinite(mean_lp):
+        mean_lp = -math.inf
+    return acc, mean_lp
+
+
+__all__ = [
+    "MAX_LABELS",
+    "PAIR_MODES",
+    "TASK_DEFAULT_READ",
+    "FitReport",
+    "ReadCandidate",
+    "TaskModel",
+    "TaskSpec",
+    "default_candidates",
+]

@@ -1,0 +1,216 @@
+"""Supervised task learning: examples on disk, prompts (the query is never truncated), which pairs
+each mode learns, the choice of read-out on validation data, classification, generation, files,
+in-context learning with a cached prefix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from faast.lm import ReadConfig
+from faast.lm.examples import Example, read_examples, write_rows
+from faast.lm.icl import InContextModel
+from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
+from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
+from tests.lm_tiny import tiny_model
+from tests.lm_wordlevel import word_tokenizer
+
+TEMPLATE = PromptTemplate("{input} w90", answer_prefix=" ", answer_end=" w91", separator=" w92")
+
+
+# ----------------------------------------------------------------- examples on disk
+def test_examples_round_trip_in_both_formats(tmp_path):
+    rows = [{"input": "a\tb", "output": "x\ny"}, {"input": "ü", "output": "z"}]
+    for name in ("ex.tsv", "ex.jsonl"):
+        write_rows(tmp_path / name, rows, ["input", "output"])
+        back = read_examples(tmp_path / name)
+        assert [(e.input, e.output) for e in back] == [("a\tb", "x\ny"), ("ü", "z")]
+    (tmp_path / "inputs.tsv").write_text("only input\nanother\n", encoding="utf-8")
+    assert [e.output for e in read_examples(tmp_path / "inputs.tsv", outputs=False)] == [None, None]
+    (tmp_path / "extra.jsonl").write_text('{"input": "q", "output": "a", "id": 7}\n', encoding="utf-8")
+    assert read_examples(tmp_path / "extra.jsonl")[0].extra == {"id": 7}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("e.tsv", b"", "is empty"),
+        ("e.tsv", b"input\toutput\n", "header but no examples"),
+        ("e.tsv", b"a\tb\n\nc\td\n", r"e.tsv:2: blank line"),
+        ("e.tsv", b"a\tb\tc\n", r"e.tsv:1: 3 tab-separated fields"),
+        ("e.tsv", b"just input\n", r"e.tsv:1: no output"),
+        ("e.tsv", b"ok\tfine\n\xff\xfe\tx\n", r"e.tsv:2: not UTF-8"),
+        ("e.jsonl", b'{"input": "a", "output": "b"}\n{bad\n', r"e.jsonl:2: not valid JSON"),
+        ("e.jsonl", b'{"input": "a"}\n', r"e.jsonl:1: no field 'output'"),
+        ("e.jsonl", b'{"input": 3, "output": "b"}\n', "'input' must be a non-empty string"),
+        ("e.jsonl", b'["a", "b"]\n', "expected a JSON object"),
+        ("e.csv", b"a,b\n", "unknown file type"),
+    ],
+)
+def test_bad_example_files_name_the_line(tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        read_examples(tmp_path / name)
+
+
+# ----------------------------------------------------------------- prompts
+def test_prompt_encoding_and_in_context_budget():
+    tok = word_tokenizer(bos=True)
+    codec = PromptCodec(tok, TEMPLATE, context=20)
+    assert codec.start_ids == [1]
+    enc = codec.encode("w5 w6", "w40 w41")
+    assert enc.prompt == [1, 5, 6, 90] and enc.answer == [40, 41, 91]
+    assert codec.label_ids("w40") == [40]
+    assert codec.decode_answer([40, 41, 91, 7, 8]) == "w40 w41"
+    demos = [("w10", "w11"), ("w12 w13", "w14"), ("w15", "w16")]
+    ids, used = codec.icl_prompt(demos, "w5 w6 w7", reserve=2)
+    # start (1) + demo 1 (4) + demo 2 (5) = 10; demo 3 (4) would exceed 20 − 2 − 4 (query) = 14
+    assert used == 2 and ids == [1, 10, 90, 11, 91, 92, 12, 13, 90, 14, 91, 92, 5, 6, 7, 90]
+    ids, used = codec.icl_prompt(demos, "w5 " * 14, reserve=2)
+    assert used == 0 and ids[-15:] == [5] * 14 + [90]  # demonstrations dropped, the query kept whole
+    with pytest.raises(ValueError, match="more than the 18 the context window leaves"):
+        codec.icl_prompt(demos, "w5 " * 20, reserve=2)
+
+
+def test_answer_pair_mask_and_padding():
+    ids, mask = pad_batch([[1, 2, 3, 4], [5, 6]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3, 4], [5, 6, 0, 0]] and mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    left, _ = pad_batch([[1, 2, 3, 4], [5, 6]], pad_id=0, side="left")
+    assert left.tolist()[1] == [0, 0, 5, 6]
+    pm = answer_pair_mask([2, 1], [4, 2], 4)
+    assert pm.tolist() == [[False, True, True], [True, False, False]]
+    with pytest.raises(ValueError, match="empty prompt or empty answer"):
+        answer_pair_mask([2], [2], 3)
+
+
+# ----------------------------------------------------------------- task learning
+def make_task(pairs="answer", labels=None, seed=0):
+    torch.manual_seed(seed)
+    return TaskModel.create(
+        tiny_model("llama", dtype=torch.float64), word_tokenizer(), TaskSpec(TEMPLATE, pairs, labels)
+    )
+
+
+def rule_examples(n, seed=0):
+    """Input wA (A in 3 … 14) → label w40 if A is even else w41: 12 distinct keys, fewer than d = 32."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        Example(f"w{a}", "w40" if a % 2 == 0 else "w41")
+        for a in torch.randint(3, 15, (n,), generator=gen).tolist()
+    ]
+
+
+@pytest.mark.parametrize("pairs", ["answer", "all"])
+def test_which_pairs_each_mode_learns(pairs):
+    task = make_task(pairs)
+    examples = [Example("w5 w6", "w40 w41"), Example("w7", "w42")]
+    learned = task.learn(examples, progress=False)
+    # answer: w40, w41, w91 | w42, w91 (5 pairs); all: every transition of [5, 6, 90, 40, 41, 91], [7, 90, 42, 91]
+    assert learned == (5 if pairs == "answer" else 8)
+    out = task.model.output_memory
+    assert out.memory.num_pairs == learned
+    seen = set(torch.nonzero(out.seen).squeeze(1).tolist())
+    assert seen == ({40, 41, 42, 91} if pairs == "answer" else {6, 90, 40, 41, 42, 91})
+
+
+def test_fit_chooses_a_read_out_on_validation_and_learns_every_example():
+    task = make_task()
+    examples = rule_examples(60)
+    report = task.fit(examples, progress=False)
+    assert task.spec.labels == ["w41", "w40"] or task.spec.labels == ["w40", "w41"]
+    assert report.n_validation == 12 and report.n_fit == 48
+    assert report.pairs == task.model.output_memory.memory.num_pairs == 2 * 60  # label + end marker
+    assert report.scores and max(report.scores.values()) == report.scores[report.chosen.name]
+    zero_shot = report.scores["prob(λ=0,T=1;alpha=1)"]
+    assert report.scores[report.chosen.name] >= zero_shot
+    # on the (learned) examples the memory classifies by the rule, the plain model cannot
+    acc = sum(
+        p == e.output for p, e in zip(task.classify([e.input for e in examples]), examples, strict=True)
+    )
+    with task.model.disabled():
+        base = sum(
+            p == e.output for p, e in zip(task.classify([e.input for e in examples]), examples, strict=True)
+        )
+    assert acc / 60 >= 0.9 and acc > base
+
+
+def test_too_few_examples_use_the_default_read_out():
+    task = make_task()
+    report = task.fit(rule_examples(3), labels=["w40", "w41"], progress=False)
+    assert report.n_validation == 0 and report.metric.startswith("default")
+    with pytest.raises(ValueError, match="not labels"):
+        task.fit(rule_examples(3), labels=["w40", "w50"], progress=False)
+
+
+def test_label_scores_are_full_sequence_log_probabilities():
+    task = make_task(labels=["w40 w41", "w42"])
+    task.learn(rule_examples(10), progress=False)
+    task.use(ReadCandidate("logit", ReadConfig(weight=0.5)))
+    scores = task.label_scores(["w5 w6", "w7"])
+    model = task.model
+    for i, text in enumerate(["w5 w6", "w7"]):
+        prompt = task.codec.prompt_ids(text)
+        for j, label in enumerate(["w40 w41", "w42"]):
+            lab = task.codec.label_ids(label)
+            logits = model(input_ids=torch.tensor([prompt + lab])).logits[0]
+            lp = torch.log_softmax(logits, -1)
+            expected = sum(float(lp[len(prompt) - 1 + k, t]) for k, t in enumerate(lab))
+            assert scores[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_generation_recalls_a_learned_answer_and_stops_at_the_end_marker():
+    task = make_task()
+    examples = [Example("w5 w6", "w50 w51 w52"), Example("w7", "w60")]
+    task.learn(examples * 2, progress=False)
+    task.use(ReadCandidate("prob", ReadConfig(weight=1.0, temperature=0.01, gate=None)))
+    assert task.generate(["w5 w6", "w7"], max_new_tokens=6, progress=False) == ["w50 w51 w52", "w60"]
+    nll, count = task.answer_nll(examples)
+    with task.model.disabled():
+        base_nll, _ = task.answer_nll(examples)
+    assert count == 6 and nll < base_nll / 3
+
+
+def test_save_and_load_a_task(tmp_path):
+    task = make_task()
+    task.fit(rule_examples(40), progress=False)
+    path = tmp_path / "tasks.safetensors"
+    task.save(path, "rule")
+    probe = ["w4 w9", "w11", "w3"]
+    again = TaskModel.load(tiny_model("llama", dtype=torch.float64), word_tokenizer(), path, "rule")
+    assert again.spec.to_dict() == task.spec.to_dict()
+    assert again.model.read_config == task.model.read_config
+    assert again.model.faast_config.output_mix == task.model.faast_config.output_mix
+    assert torch.allclose(again.label_scores(probe), task.label_scores(probe), rtol=1e-9, atol=1e-9)
+    sig = json.loads(__import__("safetensors").safe_open(str(path), "pt").metadata()["tasks"])
+    assert sig["rule"]["info"]["fit"]["chosen_name"] == task.report.chosen.name
+
+
+def test_prompts_longer_than_the_context_are_refused():
+    task = make_task(labels=["w40", "w41"])
+    long_input = " ".join(["w5"] * 70)
+    with pytest.raises(ValueError, match="context"):
+        task.classify([long_input])
+    with pytest.raises(ValueError, match="context"):
+        task.learn([Example(long_input, "w40")], progress=False)
+
+
+# ----------------------------------------------------------------- in-context learning
+def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    demos = [("w10 w11", "w40"), ("w12", "w41"), ("w13 w14", "w40")]
+    icl = InContextModel(model, codec, demos, reserve=10)
+    assert icl.num_used == 3 and icl.cache_nbytes() > 0
+    scores = icl.label_scores(["w5", "w6 w7"], ["w40", "w41 w42"])
+    for i, text in enumerate(["w5", "w6 w7"]):
+        full, _ = codec.icl_prompt(demos, text, reserve=10)
+        for j, label in enumerate(["w40", "w41 w42"]):
+            lab = codec.label_ids(label)
+            lp = torch.log_softmax(model(input_ids=torch.tensor([full + lab])).logits[0], -1)
+            expected = sum(float(lp[len(full) - 1 + k, t]) for k, t in enumerate(lab))
+            assert scores[i, j].item() == pytest.approx(expected, rel=1e-7, abs=1e-7)
+    assert InContextModel(model, codec, demos * 20, reserve=10).num_used < 60  # only whole ones that fit
+    out = icl.generate(["w5"], max_new_tokens=3)
+    assert isinstance(out[0], str)
