@@ -107,7 +107,8 @@ def test_which_pairs_each_mode_learns(pairs):
     task = make_task(pairs)
     examples = [Example("w5 w6", "w40 w41"), Example("w7", "w42")]
     learned = task.learn(examples, progress=False)
-    # answer: w40, w41, w91 | w42, w91 (5 pairs); all: every transition of [5, 6, 90, 40, 41, 91], [7, 90, 42, 91]
+    # answer: w40, w41, w91 | w42, w91 (5 pairs);
+    # all: every transition of [5, 6, 90, 40, 41, 91] and [7, 90, 42, 91] (8 pairs)
     assert learned == (5 if pairs == "answer" else 8)
     out = task.model.output_memory
     assert out.memory.num_pairs == learned
