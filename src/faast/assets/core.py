@@ -24,7 +24,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 #: Modules that register assets when imported.
-ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm")
+ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm", "faast.assets.text")
 
 
 class AssetError(RuntimeError):
