@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from faast.assets import text
 from faast.assets.core import AssetError
@@ -243,6 +244,22 @@ def test_align_verses_keeps_pairs_present_in_both_in_spanish_order():
     ]
 
 
+# ----------------------------------------------------------------- sentence encoder (no model)
+def test_mean_pool_ignores_padding():
+    from faast.encoders.text import mean_pool
+
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(mean_pool(hidden, mask), torch.tensor([[2.0, 3.0]]))
+
+
+def test_sentence_encoder_rejects_unknown_folders(tmp_path):
+    from faast.encoders.text import SentenceEncoder
+
+    with pytest.raises(FileNotFoundError, match="no encoder folder"):
+        SentenceEncoder(tmp_path / "nope")
+
+
 # ----------------------------------------------------------------- the real assets
 @pytest.mark.assets("movie-review-sentences")
 def test_real_movie_review_sentences():
@@ -281,3 +298,24 @@ def test_real_bible_pairs():
     psalm = next(p for p in pairs if (p["book"], p["chapter"], p["verse"]) == ("Psalms", 23, 1))
     assert psalm["en"].startswith("A Psalm by David.") and psalm["es"].startswith("Salmo de David.")
     assert pairs[-1]["en"] == "The grace of the Lord Jesus Christ be with all the saints. Amen."
+
+
+@pytest.mark.assets("minilm")
+def test_real_minilm_sentence_encoder():
+    from faast.encoders.text import SentenceEncoder
+
+    encoder = SentenceEncoder("minilm", fetch=False, batch_size=2)
+    sentences = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "A woman is playing the violin.",
+        "The stock market fell sharply on Monday.",
+        "",
+    ]
+    emb = encoder.encode(sentences, progress=False)
+    assert emb.shape == (5, 384) and emb.dtype == torch.float32 and encoder.max_length == 256
+    assert torch.allclose(emb.norm(dim=1), torch.ones(5), atol=1e-5)
+    sim = emb @ emb.T
+    assert sim[0, 1] > 0.6 and max(sim[0, 2], sim[0, 3]) < 0.2  # paraphrase ≫ unrelated
+    alone = encoder.encode([sentences[2]], progress=False)  # batching and padding do not matter
+    assert torch.allclose(alone[0], emb[2], atol=1e-5)
