@@ -24,9 +24,9 @@ FAAST_PY="$FAAST_VENV/bin/python"
 want="$(sha256sum "$FAAST_ROOT/pyproject.toml" | cut -d' ' -f1) $FAAST_TORCH_SPEC"
 stamp="$FAAST_VENV/.faast-install-stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[faast] installing $FAAST_TORCH_SPEC, then faast[lm,vision,test] (editable)"
+  echo "[faast] installing $FAAST_TORCH_SPEC, then faast[lm,vision,text,test] (editable)"
   "$FAAST_PY" -m pip install -q --disable-pip-version-check "$FAAST_TORCH_SPEC" 2> >(grep -v "is ignored" >&2)
-  "$FAAST_PY" -m pip install -q --disable-pip-version-check -e "$FAAST_ROOT[lm,vision,test]" 2> >(grep -v "is ignored" >&2)
+  "$FAAST_PY" -m pip install -q --disable-pip-version-check -e "$FAAST_ROOT[lm,vision,text,test]" 2> >(grep -v "is ignored" >&2)
   echo "$want" > "$stamp"
 fi
 export FAAST_PY FAAST_ROOT FAAST_VENV

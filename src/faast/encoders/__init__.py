@@ -1,9 +1,10 @@
-"""Frozen image encoders and their on-disk feature cache."""
+"""Frozen image encoders and their on-disk feature cache; a frozen sentence encoder (``text``)."""
 
 from __future__ import annotations
 
 from faast.encoders.base import ImageEncoder, to_rgb_batch
 from faast.encoders.cache import cache_path, encode_dataset
+from faast.encoders.text import SentenceEncoder
 
 ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>")
 
@@ -22,4 +23,12 @@ def build_encoder(name: str = "efficientnet-lite0", *, resolution: int = 64, dev
     raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
 
 
-__all__ = ["ENCODERS", "ImageEncoder", "build_encoder", "cache_path", "encode_dataset", "to_rgb_batch"]
+__all__ = [
+    "ENCODERS",
+    "ImageEncoder",
+    "SentenceEncoder",
+    "build_encoder",
+    "cache_path",
+    "encode_dataset",
+    "to_rgb_batch",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,23 +13,47 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from faast.assets.lm import GEMMA3, SMOLLM2, gemma3_dir, smollm2_dir
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """An offline model asset: its registry name and the function giving its model folder."""
+
+    asset: str
+    folder: Callable[..., Path]
+
+
 #: Short names of the offline models (``faast assets``) accepted wherever a model id is.
-OFFLINE_MODELS = {"smollm2-135m-instruct": "smollm2-135m-instruct", "smollm2": "smollm2-135m-instruct"}
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "smollm2": OfflineModel(SMOLLM2, smollm2_dir),
+    SMOLLM2: OfflineModel(SMOLLM2, smollm2_dir),
+    "gemma3": OfflineModel(GEMMA3, gemma3_dir),
+    GEMMA3: OfflineModel(GEMMA3, gemma3_dir),
+}
 
 
 def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | None = None):
-    """(model, tokenizer) for an offline asset name (``smollm2``), a local folder or a Hub id.
+    """(model, tokenizer) for an offline model name, a local folder or a Hub id.
 
-    Hub ids (``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``) go to ``from_pretrained`` unchanged, so
-    they work wherever the Hugging Face Hub can be reached.
+    Offline names (OFFLINE_MODELS, case-insensitive): ``smollm2`` / ``smollm2-135m-instruct``
+    (SmolLM2-135M-Instruct, ``LlamaForCausalLM``) and ``gemma3`` / ``gemma3-270m`` (Gemma-3-270M
+    base, ``Gemma3ForCausalLM``, 268M parameters, 262,144-token vocabulary); the asset is fetched
+    first if it is not in the cache. Hub ids (``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``) go to
+    ``from_pretrained`` unchanged, so they work wherever the Hugging Face Hub can be reached.
+
+    The tokenizer always has a pad token (the EOS token is used when the model defines none;
+    Gemma has its own ``<pad>``, id 0). Gemma's tokenizer prepends ``<bos>`` (id 2) by default
+    (``add_special_tokens=True``), and Gemma depends on it: a plain sentence scores perplexity
+    ~12 with the BOS and ~530 without. ``encode`` below uses ``add_special_tokens=False``, so
+    put ``tokenizer.bos_token_id`` in front of each window when scoring Gemma that way.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source: str | Path = name_or_path
-    if name_or_path.lower() in OFFLINE_MODELS:
-        from faast.assets.lm import smollm2_dir
-
-        source = smollm2_dir()
+    offline = OFFLINE_MODELS.get(name_or_path.lower())
+    if offline is not None:
+        source = offline.folder()
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     if device is not None:
