@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from faast.lm import ReadConfig
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example, read_examples, write_rows
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
@@ -215,3 +215,29 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
     assert InContextModel(model, codec, demos * 20, reserve=10).num_used < 60  # only whole ones that fit
     out = icl.generate(["w5"], max_new_tokens=3)
     assert isinstance(out[0], str)
+
+
+@pytest.mark.parametrize("pairs", ["answer", "all"])
+def test_cached_states_give_the_same_statistics_and_scores_without_forward_passes(pairs):
+    examples = rule_examples(20) + [Example("w5 w6", "w40 w41")]
+    plain = make_task(pairs, labels=["w40", "w41"])
+    cached = TaskModel(
+        get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=0)),
+        word_tokenizer(),
+        TaskSpec(TEMPLATE, pairs, ["w40", "w41"]),
+        cache=True,
+    )
+    calls = []
+    cached.model.base_model.model.register_forward_hook(lambda *a: calls.append(1))
+    for task in (plain, cached):
+        task.learn(examples, batch_size=4, progress=False)
+    first = len(calls)
+    cached.reset().learn(examples, batch_size=4, progress=False)  # again, from the cache
+    assert len(calls) == first
+    a, b = plain.model.output_memory.stats, cached.model.output_memory.stats
+    assert a.count == b.count and torch.equal(a.gram, b.gram) and torch.equal(a.cross, b.cross)
+    probe = [e.input for e in examples[:6]]
+    before = cached.label_scores(probe)
+    n_calls = len(calls)
+    assert torch.equal(cached.label_scores(probe), before) and len(calls) == n_calls  # scored from the cache
+    assert torch.allclose(plain.label_scores(probe), before, rtol=1e-12, atol=1e-12)

@@ -223,6 +223,18 @@ class FaastModel(nn.Module):
         """
         batch = self.capture(input_ids, attention_mask, position_ids, pair_mask=pair_mask, **kwargs)
         # Accumulate only after the whole forward succeeded, so a failing call changes nothing.
+        return self.learn_captured(batch)
+
+    @torch.no_grad()
+    def learn_captured(self, batch: Captured) -> int:
+        """Accumulate the pairs of a batch captured earlier by :meth:`capture` (no forward pass):
+        learning the same examples into several models, or again after a reset, costs nothing more.
+        ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
+        missing = sorted({r.key_point for r in self.readouts} - set(batch.states))
+        if missing:
+            raise ValueError(
+                f"the captured batch lacks the states {missing} that this model's memories key on"
+            )
         for readout in self.readouts:
             readout.learn(batch)
         return batch.num_pairs

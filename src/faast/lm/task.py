@@ -38,8 +38,9 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.examples import Example, distinct_outputs
 from faast.lm.model import FaastModel, get_faast_model
-from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
-from faast.lm.readouts import HEAD_INPUT
+from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
+from faast.lm.readouts import HEAD_INPUT, Captured
+from faast.lm.readouts import pair_mask as real_token_pairs
 
 PAIR_MODES = ("answer", "all")
 #: Outputs with at most this many distinct values make a classification task (labels) by default.
@@ -157,10 +158,20 @@ class TaskModel:
         Template, pair mode, labels.
     context : int, optional
         The model's context window in tokens (default: from the tokenizer/model config).
+    cache : bool
+        Keep the base model's states of every sequence run (examples learned, prompts scored), so
+        learning or scoring the same examples again — other subsets, other pair modes, other
+        read-outs — runs no forward pass. Costs about T × d floats per sequence.
     """
 
     def __init__(
-        self, model: FaastModel, tokenizer: Any, spec: TaskSpec | None = None, *, context: int | None = None
+        self,
+        model: FaastModel,
+        tokenizer: Any,
+        spec: TaskSpec | None = None,
+        *,
+        context: int | None = None,
+        cache: bool = False,
     ):
         if not isinstance(model, FaastModel):
             raise TypeError(f"model must be a FaastModel (get_faast_model), got {type(model).__name__}")
@@ -175,6 +186,8 @@ class TaskModel:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
         self.report: FitReport | None = None
+        self._learn_cache: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = {} if cache else None
+        self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
 
     @classmethod
     def create(cls, model: Any, tokenizer: Any, spec: TaskSpec | None = None, **kwargs: Any) -> TaskModel:
@@ -196,17 +209,40 @@ class TaskModel:
         pairs = 0
         starts = range(0, len(encoded), batch_size)
         for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
-            chunk = encoded[i : i + batch_size]
-            ids, mask = pad_batch([c.ids for c in chunk], self.tokenizer.pad_token_id)
-            pair_mask = None
-            if self.spec.pairs == "answer":
-                pair_mask = answer_pair_mask(
-                    [len(c.prompt) for c in chunk], [len(c.ids) for c in chunk], ids.shape[1]
-                )
-            pairs += self.model.learn(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pair_mask=pair_mask
-            )
+            pairs += self.model.learn_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
+
+    def _captured(self, chunk: list[Encoded]) -> Captured:
+        """The base model's states for a batch of encoded examples, from the cache when every
+        sequence is in it (``cache=True``), with the pairs the task's mode learns."""
+        ids, mask = pad_batch([c.ids for c in chunk], self.tokenizer.pad_token_id)
+        pair_mask = None
+        if self.spec.pairs == "answer":
+            pair_mask = answer_pair_mask(
+                [len(c.prompt) for c in chunk], [len(c.ids) for c in chunk], ids.shape[1]
+            )
+        keys = [tuple(c.ids) for c in chunk]
+        if self._learn_cache is not None and all(k in self._learn_cache for k in keys):
+            points = list(self._learn_cache[keys[0]])
+            states = {
+                p: _pad_rows([self._learn_cache[k][p] for k in keys], ids.shape[1]).to(self.device)
+                for p in points
+            }
+            valid = real_token_pairs(mask)
+            if pair_mask is not None:
+                valid = valid & pair_mask
+            return Captured(
+                ids.to(self.device), mask.to(self.device), valid.to(self.device), int(valid.sum()), states
+            )
+        cap = self.model.capture(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pair_mask=pair_mask
+        )
+        if self._learn_cache is not None:
+            for row, (k, c) in enumerate(zip(keys, chunk, strict=True)):
+                self._learn_cache[k] = {
+                    p: s[row, : len(c.ids)].detach().clone() for p, s in cap.states.items()
+                }
+        return cap
 
     def reset(self) -> TaskModel:
         self.model.reset_projection()
@@ -419,12 +455,21 @@ class TaskModel:
         return batches
 
     def _states(self, batch: _Batch) -> torch.Tensor:
-        """Head inputs (N, d) at every scored position of ``batch``."""
-        ids, mask = pad_batch(batch.sequences, self.tokenizer.pad_token_id)
-        z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
-        rows = [r for r, tgt in enumerate(batch.targets) for _ in tgt]
-        cols = [pos for tgt in batch.targets for pos, _ in tgt]
-        return z[rows, cols]
+        """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
+        ``cache=True`` when no middle memory makes them depend on what was learned)."""
+        cache = self._score_cache if not self.model.middle_memories else None
+        keys = [tuple(s) for s in batch.sequences]
+        todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
+        computed: dict[int, torch.Tensor] = {}
+        if todo:
+            ids, mask = pad_batch([batch.sequences[i] for i in todo], self.tokenizer.pad_token_id)
+            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
+            for row, i in enumerate(todo):
+                computed[i] = z[row, : len(batch.sequences[i])]
+                if cache is not None:
+                    cache[keys[i]] = computed[i].detach().clone()
+        seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
+        return torch.stack([seqs[r][pos] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
 
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
@@ -484,6 +529,14 @@ class _Batch:
     inputs: int
     labels: int
     single: bool
+
+
+def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """(B, width, d) from per-sequence (T_i, d) states, zero-padded on the right."""
+    out = rows[0].new_zeros((len(rows), width, rows[0].shape[-1]))
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out
 
 
 def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
