@@ -219,7 +219,7 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
 
 @pytest.mark.parametrize("pairs", ["answer", "all"])
 def test_cached_states_give_the_same_statistics_and_scores_without_forward_passes(pairs):
-    examples = rule_examples(20) + [Example("w5 w6", "w40 w41")]
+    examples = [*rule_examples(20), Example("w5 w6", "w40 w41")]
     plain = make_task(pairs, labels=["w40", "w41"])
     cached = TaskModel(
         get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=0)),
