@@ -58,10 +58,15 @@ def test_each_read_out_owns_its_defaults():
 
     gated = output("prob")  # the default: the prob mix with the recall gate
     assert isinstance(gated, ProbReadOut)
-    assert (gated.weight, gated.temperature, gated.gate) == (0.9, 0.25, 0.8)
+    assert (gated.weight, gated.temperature, gated.gate) == tuple(
+        ProbReadOut.defaults[k] for k in ("weight", "temperature", "gate")
+    )
     assert gated.memory.cut == Cut.power(1.0)
     plain = output("prob", ReadConfig(gate=None))
-    assert (plain.weight, plain.temperature, plain.gate) == (0.05, 0.1, None)
+    assert (plain.weight, plain.temperature) == tuple(
+        ProbReadOut.ungated_defaults[k] for k in ("weight", "temperature")
+    )
+    assert plain.gate is None
     assert (
         isinstance(output("logit"), LogitReadOut)
         and output("logit").weight == LogitReadOut.defaults["weight"]

@@ -170,14 +170,15 @@ def logits(
     if spec.mix is None:
         return base
     w_out = fast_weight(torch.cat(out_k), torch.cat(out_v), spec.alpha, spec.c).to(head.dtype)
+    rho2 = float((head.double() ** 2).sum(dim=1).mean())  # the head's scale
     if spec.mix == "logit":
-        zz = z + spec.weight * (z @ w_out.T)
+        zz = z + (spec.weight / rho2) * (z @ w_out.T)
         return zz @ head.T + (0 if bias is None else bias)
     if spec.mix == "paper":
         with torch.no_grad():
             mixed = final_norm((1 - spec.weight) * pre + spec.weight * (pre @ w_out.T))
         return mixed @ head.T + (0 if bias is None else bias)
-    return _prob_mix(base, z @ w_out.T, head, bias, learned, spec)
+    return _prob_mix(base, z @ w_out.T, head, bias, learned, spec, rho2)
 
 
 def _prob_mix(
@@ -187,11 +188,13 @@ def _prob_mix(
     bias: torch.Tensor | None,
     learned: torch.Tensor,
     spec: NaiveSpec,
+    rho2: float,
 ) -> torch.Tensor:
-    """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory over the support, λ(z) gated."""
+    """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory = softmax((rows·m/ρ² + bias)/T) over
+    the support, λ(z) gated."""
     support = learned if spec.support == "learned" else torch.ones_like(learned)
     rows = head[support]
-    scores = m @ rows.T + (0 if bias is None else bias[support])
+    scores = m @ rows.T / rho2 + (0 if bias is None else bias[support])
     p_mem = torch.zeros_like(base_logits)
     p_mem[..., support] = torch.softmax(scores / spec.temperature, dim=-1)
     p_model = torch.softmax(base_logits, dim=-1)

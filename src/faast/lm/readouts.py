@@ -305,6 +305,7 @@ class OutputReadOut(ReadOut):
         self.value_table = value_table  # a callable, so the model's weights are not registered twice
         self.register_buffer("seen", torch.zeros(table.shape[0], dtype=torch.bool), persistent=False)
         self.weight = 0.0
+        self._scale: tuple[tuple, float] | None = None
 
     @property
     def active(self) -> bool:
@@ -337,6 +338,20 @@ class OutputReadOut(ReadOut):
     def learn_tokens(self, token_ids: torch.Tensor) -> None:
         """Mark (n,) token ids as learned values."""
         self.seen[token_ids.to(self.seen.device)] = True
+
+    def head_scale(self, head: nn.Module) -> float:
+        """ρ² = the mean squared norm of the LM head's rows (a constant of the model), cached until
+        the head changes. The "prob" and "logit" mixes divide the memory's logits rows·(W·z) by it,
+        so that T and β mean the same on every model: W·z reproduces a learned token's row, whose
+        score is then about 1 whatever the scale of the head (SmolLM2-135M: ρ² ≈ 10.6; Gemma-3-270M:
+        ρ² ≈ 1.06)."""
+        weight = head.weight
+        key = (weight.data_ptr(), weight._version, weight.device)
+        if self._scale is None or self._scale[0] != key:
+            work = torch.promote_types(weight.dtype, torch.float32)
+            rho2 = float(weight.detach().to(work).pow(2).sum(dim=-1).mean())
+            self._scale = (key, max(rho2, 1e-30))
+        return self._scale[1]
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         """What the model outputs at the LM head for captured base-model ``states`` (key point →
@@ -375,8 +390,9 @@ class Support(NamedTuple):
 class ProbReadOut(OutputReadOut):
     """The default output read-out: a mixture of the model's and the memory's distributions.
 
-    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(head(W·z)/T)) over the support (the learned
-    tokens by default, as a k-NN LM does over its datastore). With a gate θ, λ(z) =
+    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(head(W·z)/(ρ²·T))) over the support (the
+    learned tokens by default, as a k-NN LM does over its datastore), ρ² the mean squared norm of
+    the head's rows (:meth:`head_scale`), so T is scale-free. With a gate θ, λ(z) =
     λ·clamp((c − θ)/(1 − θ), 0, 1) with c the largest cosine between W·z and a support row: near 1
     where z is a context the memory learned, lower on new text. Whatever the memory says, a token
     costs at most −log(1−λ) nats. The model then returns log-probabilities in ``logits``.
@@ -386,8 +402,8 @@ class ProbReadOut(OutputReadOut):
     """
 
     key_source, value_source = "post_norm", "lm_head"
-    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9, "temperature": 0.25, "gate": 0.8}
-    ungated_defaults: ClassVar[dict[str, Any]] = {"weight": 0.05, "temperature": 0.1}
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9, "temperature": 0.025, "gate": 0.8}
+    ungated_defaults: ClassVar[dict[str, Any]] = {"weight": 0.05, "temperature": 0.01}
 
     def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
         super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype)
@@ -464,15 +480,18 @@ class ProbReadOut(OutputReadOut):
         return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
 
     def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V)."""
+        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
+
+        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`."""
         m = self.predict(z).to(z.dtype)
         work = torch.promote_types(logits.dtype, torch.float32)
         sup = self.support_of(head)
         # F.linear, not head(...): calling the head would re-enter the hook that calls this.
         scores = F.linear(m, sup.rows)
         lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
-        biased = scores if sup.bias is None else scores + sup.bias
-        part = F.log_softmax(biased.to(work) / self.temperature, -1)
+        scaled = scores.to(work) / self.head_scale(head)
+        biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
+        part = F.log_softmax(biased / self.temperature, -1)
         if sup.index is None:
             mem = part
         else:
@@ -482,13 +501,14 @@ class ProbReadOut(OutputReadOut):
 
 
 class LogitReadOut(OutputReadOut):
-    """Output read-out mixed in logit space: the head reads z + β·W·z, i.e. logits + β·head(W·z).
+    """Output read-out mixed in logit space: the head reads z + (β/ρ²)·W·z, i.e. logits +
+    β·head(W·z)/ρ² (ρ² = :meth:`head_scale`, so β is in logit units on every model).
 
-    Stronger recall for large β, but an unbounded cost on new text. Default β = 0.1.
+    Stronger recall for large β, but an unbounded cost on new text.
     """
 
     key_source, value_source = "post_norm", "lm_head"
-    defaults: ClassVar[dict[str, Any]] = {"weight": 0.1}
+    defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     weight_is_ratio = False
 
     def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
@@ -499,17 +519,18 @@ class LogitReadOut(OutputReadOut):
             if not ctx.reading or not self.active:
                 return None
             z, positional = hidden_from_call(args, kwargs)
-            return replace_hidden(args, kwargs, self.read(z), positional)
+            return replace_hidden(args, kwargs, self.read(z, module), positional)
 
         hooks.pre(layout.lm_head, hook)
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         z = states[HEAD_INPUT]
-        return head_logits(self.read(z) if self.active else z, layout.lm_head)
+        return head_logits(self.read(z, layout.lm_head) if self.active else z, layout.lm_head)
 
-    def read(self, z: torch.Tensor) -> torch.Tensor:
-        """z (..., d) → z + β·W·z."""
-        return z + self.weight * self.predict(z).to(z.dtype)
+    def read(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """z (..., d) → z + (β/ρ²)·W·z: the head's logits gain β·rows·(W·z)/ρ², β logit units for a
+        context the memory reproduces (ρ² = :meth:`head_scale`)."""
+        return z + (self.weight / self.head_scale(head)) * self.predict(z).to(z.dtype)
 
 
 class PaperReadOut(OutputReadOut):

@@ -76,7 +76,7 @@ class ReadCandidate:
 
 
 #: The read-out for tasks too small to validate on: a small, ungated share of the memory.
-TASK_DEFAULT_READ = ReadCandidate("prob", ReadConfig(weight=0.25, temperature=1.0, gate=None))
+TASK_DEFAULT_READ = ReadCandidate("prob", ReadConfig(weight=0.25, temperature=0.1, gate=None))
 
 
 def default_candidates() -> list[ReadCandidate]:
@@ -89,9 +89,9 @@ def default_candidates() -> list[ReadCandidate]:
         out += [
             ReadCandidate("prob", ReadConfig(cut=cut, weight=lam, temperature=t, gate=None))
             for lam in (0.1, 0.3, 0.5, 0.8, 1.0)
-            for t in (0.25, 1.0, 4.0)
+            for t in (0.02, 0.05, 0.1, 0.3)
         ]
-        out += [ReadCandidate("logit", ReadConfig(cut=cut, weight=b)) for b in (0.1, 0.3, 1.0, 3.0, 10.0)]
+        out += [ReadCandidate("logit", ReadConfig(cut=cut, weight=b)) for b in (0.3, 1.0, 3.0, 10.0, 30.0)]
     return out
 
 
