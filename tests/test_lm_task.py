@@ -241,3 +241,29 @@ def test_cached_states_give_the_same_statistics_and_scores_without_forward_passe
     n_calls = len(calls)
     assert torch.equal(cached.label_scores(probe), before) and len(calls) == n_calls  # scored from the cache
     assert torch.allclose(plain.label_scores(probe), before, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------- benchmark splits
+def test_random_holdout_keeps_test_items_out_of_the_pool():
+    from faast.eval.holdout import normalize_text, random_holdout
+
+    texts = [f"sentence {i % 50}" for i in range(100)] + ["A  Duplicate", "a duplicate"]
+    pool, test = random_holdout(texts, 20, seed=3, key=normalize_text)
+    assert len(test) == 20 and not set(pool) & set(test)
+    test_texts = {normalize_text(texts[i]) for i in test}
+    assert all(normalize_text(texts[i]) not in test_texts for i in pool)  # duplicates dropped too
+    assert random_holdout(texts, 20, seed=3, key=normalize_text) == (pool, test)  # seeded
+    with pytest.raises(ValueError, match="test_size"):
+        random_holdout(texts, 0, seed=0)
+
+
+def test_group_holdout_keeps_whole_groups_apart():
+    from faast.eval.holdout import group_holdout
+
+    groups = ["Ruth"] * 5 + ["John"] * 7 + ["Jonah"] * 3
+    pool, test = group_holdout(groups, {"Ruth", "Jonah"}, seed=1)
+    assert sorted(test) == [*range(5), 12, 13, 14] and sorted(pool) == list(range(5, 12))
+    with pytest.raises(ValueError, match="do not occur"):
+        group_holdout(groups, {"Mark"}, seed=1)
+    with pytest.raises(ValueError, match="pool is empty"):
+        group_holdout(groups, {"Ruth", "John", "Jonah"}, seed=1)
