@@ -267,3 +267,24 @@ def test_group_holdout_keeps_whole_groups_apart():
         group_holdout(groups, {"Mark"}, seed=1)
     with pytest.raises(ValueError, match="pool is empty"):
         group_holdout(groups, {"Ruth", "John", "Jonah"}, seed=1)
+
+
+def test_prompt_features_are_the_keys_of_the_first_answer_token():
+    task = TaskModel(
+        get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=0)),
+        word_tokenizer(),
+        TaskSpec(TEMPLATE, "answer", ["w40", "w41"]),
+        cache=True,
+    )
+    examples = rule_examples(6)
+    task.learn(examples, progress=False)
+    learned = task.prompt_features(examples)  # from the learn cache
+    fresh = task.prompt_features([e.input for e in examples])  # prompts run anew
+    assert learned.shape == (6, 32) and torch.allclose(learned, fresh, rtol=1e-10, atol=1e-12)
+    # they are the keys the output memory learned for the label tokens
+    keys = []
+    for e in examples:
+        enc = task.codec.encode(e.input, e.output)
+        cap = task.model.capture(input_ids=torch.tensor([enc.ids]))
+        keys.append(cap.states["head_input"][0, len(enc.prompt) - 1])
+    assert torch.allclose(torch.stack(keys), learned, rtol=1e-10, atol=1e-12)

@@ -355,6 +355,31 @@ class TaskModel:
             out.append(self._label_log_probs(b, self._states(b)))
         return torch.cat(out)
 
+    @torch.no_grad()
+    def prompt_features(self, items: Sequence[str | Example], *, batch_size: int = 16) -> torch.Tensor:
+        """(n, d) what the LM head reads at the end of each prompt (the key a labelled example's
+        first answer token is learned under): features for another classifier on the same model.
+        An :class:`Example` with an output is looked up among the learned sequences first (with
+        ``cache=True`` a learned example costs no forward pass)."""
+        out: list[torch.Tensor | None] = [None] * len(items)
+        todo = []
+        for i, item in enumerate(items):
+            text = item.input if isinstance(item, Example) else item
+            if isinstance(item, Example) and item.output is not None and self._learn_cache is not None:
+                enc = self.codec.encode(item.input, item.output)
+                hit = self._learn_cache.get(tuple(enc.ids))
+                if hit is not None and not self.model.middle_memories:
+                    out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1]
+                    continue
+            todo.append((i, text))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            prompts = [self.codec.prompt_ids(text) for _, text in chunk]
+            batch = _Batch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
+            for (i, _), z in zip(chunk, self._states(batch), strict=True):
+                out[i] = z
+        return torch.stack(out)  # type: ignore[arg-type]
+
     def classify(
         self, inputs: Sequence[str], labels: Sequence[str] | None = None, **kwargs: Any
     ) -> list[str]:
