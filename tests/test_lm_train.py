@@ -60,3 +60,42 @@ def test_training_moves_readout_and_scorer_only():
     assert not torch.allclose(fm(input_ids=windows[:1]).logits, base)
     with pytest.raises(ValueError, match="no middle memories"):
         train_readout(get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0)), windows)
+
+
+def test_training_resumes_after_an_interruption_and_is_deterministic(tmp_path, monkeypatch):
+    import faast.lm.train as train
+
+    windows = random_batch([16] * 16, seed=6)[0]
+    cfg = TrainConfig(steps=6, batch_windows=2, bank_tokens=64, lr=1e-2, checkpoint_every=2)
+
+    def fresh():
+        return get_faast_model(tiny_model("gpt2", dtype=torch.float32), FaastConfig(num_memories=1))
+
+    whole = fresh()
+    log_whole = train_readout(whole, windows, cfg, progress=False)
+    again = fresh()
+    assert train_readout(again, windows, cfg, progress=False) == log_whole  # deterministic for a seed
+    for p, q in zip(whole.memories.parameters(), again.memories.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+    ckpt = tmp_path / "train.safetensors"
+    real_step, calls = train._step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_step", interrupted)
+    part = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        train_readout(part, windows, cfg, progress=False, checkpoint=ckpt)
+    monkeypatch.setattr(train, "_step", real_step)
+    resumed = fresh()  # a new process would start from fresh weights and the checkpoint
+    log = train_readout(resumed, windows, cfg, progress=False, checkpoint=ckpt)
+    assert log == log_whole
+    for p, q in zip(whole.memories.parameters(), resumed.memories.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="another training run"):
+        train_readout(fresh(), windows[:-2], cfg, progress=False, checkpoint=ckpt)

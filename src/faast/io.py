@@ -58,6 +58,7 @@ KINDS = {
     "weights": "1",  # a compiled fast-weight matrix W (faast solve)
     "classifier": "1",  # a fitted FaastClassifier
     "encoder_weights": "1",  # a frozen encoder's weights converted from a registry package
+    "train_state": "1",  # a readout-training checkpoint (resumable)
 }
 #: How errors name each kind.
 KIND_NAMES = {
@@ -68,6 +69,7 @@ KIND_NAMES = {
     "weights": "a fast-weight matrix",
     "classifier": "a FaastClassifier",
     "encoder_weights": "encoder weights",
+    "train_state": "a readout-training checkpoint",
 }
 FORMAT_KEY, VERSION_KEY = "format", "format_version"
 #: Tags of files written before the layout family (same layouts, version 1).

@@ -275,7 +275,7 @@ class TaskModel:
         n_val = 0
         if len(examples) >= MIN_VALIDATION_EXAMPLES:
             n_val = min(max_validation, max(2, round(validation * len(examples))))
-        fit_part, val_part = _split(examples, n_val, self.spec.labels, seed)
+        fit_part, val_part = split_examples(examples, n_val, self.spec.labels, seed)
         pairs = self.learn(fit_part, batch_size=batch_size, progress=progress) if fit_part else 0
         if not val_part or not fit_part:
             chosen, scores, metric = TASK_DEFAULT_READ, {}, "default (too few examples to validate)"
@@ -576,10 +576,12 @@ def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
     return examples
 
 
-def _split(
+def split_examples(
     examples: Sequence[Example], n_val: int, labels: Sequence[str] | None, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """(fit, validation) with ``n_val`` validation examples, stratified by label when there are labels."""
+    """(fit, validation) with ``n_val`` validation examples (seeded), stratified by label when there
+    are labels: the split :meth:`TaskModel.fit` holds out, for baselines that must choose their
+    settings on the same examples."""
     if n_val == 0:
         return list(examples), []
     rng = random.Random(seed)
@@ -621,4 +623,5 @@ __all__ = [
     "TaskModel",
     "TaskSpec",
     "default_candidates",
+    "split_examples",
 ]

@@ -13,16 +13,26 @@ gradients. A training step here, for a batch X of windows read in order:
    next-token loss is back-propagated into ``out_proj`` and the scorer only;
 4. X's pairs (from a forward with the memories off, exactly as ``learn`` records them) enter
    the bank.
+
+Training is deterministic for a seed (and a thread count) and resumable: with ``checkpoint=``, the
+readout, the optimizer, the random state, the banks and the log are saved atomically every
+``checkpoint_every`` steps, and a later call with the same arguments continues from there,
+ending with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from faast.io import load_tensors, save_tensors
 from faast.lm.model import FaastModel
 from faast.lm.readouts import MiddleMemory, next_pairs
 from faast.solver import PairBuffer, SpectralFactor
@@ -32,7 +42,8 @@ from faast.solver import PairBuffer, SpectralFactor
 class TrainConfig:
     """steps: optimizer steps (batches); batch_windows: windows per batch; bank_tokens: pairs in the
     memory while training; lr, weight_decay, grad_clip: AdamW and clipping; log_every: how often
-    the base model's loss on the same batch is also computed (for the log)."""
+    the base model's loss on the same batch is also computed (for the log); checkpoint_every:
+    steps between checkpoints (when a checkpoint path is given)."""
 
     steps: int = 100
     batch_windows: int = 4
@@ -42,6 +53,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     log_every: int = 10
     seed: int = 0
+    checkpoint_every: int = 25
 
 
 def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -66,7 +78,12 @@ def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: to
 
 
 def train_readout(
-    fm: FaastModel, windows: torch.Tensor, config: TrainConfig | None = None, *, progress: bool = True
+    fm: FaastModel,
+    windows: torch.Tensor,
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``out_proj`` and the scorer of every middle memory of ``fm`` on (n, T) token windows.
 
@@ -74,6 +91,10 @@ def train_readout(
     holds the recent context of each predicted batch). Returns one log row per optimizer step:
     ``loss`` with the memories and, every ``log_every`` steps, ``base_loss`` of the same batch.
     The statistics learned before are cleared (the scorer changes what they would hold).
+
+    checkpoint: a file to save the training state to every ``checkpoint_every`` steps and at the
+    end; if it exists, training resumes from it (it must come from the same windows, config and
+    layout, which is checked).
     """
     config = config or TrainConfig()
     mids = fm.middle_memories
@@ -94,10 +115,17 @@ def train_readout(
     fm.reset_projection()
     fm.memories.train()
     log: list[dict[str, float]] = []
-    batches = range(0, min(len(windows), (config.steps + 1) * config.batch_windows), config.batch_windows)
-    bar = tqdm(batches, desc="train readout", unit="batch", disable=not progress)
+    batches = list(
+        range(0, min(len(windows), (config.steps + 1) * config.batch_windows), config.batch_windows)
+    )
+    identity = _run_identity(fm, windows, config)
+    start = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        start, log = _resume(checkpoint, identity, fm, opt, banks)
+    bar = tqdm(batches[start:], desc="train readout", unit="batch", disable=not progress, initial=start)
+    bar.total = len(batches)
     try:
-        for i in bar:
+        for n, i in enumerate(batches[start:], start):
             x = windows[i : i + config.batch_windows].to(device)
             captured = fm.capture(input_ids=x)
             if all(len(b) for b in banks.values()):
@@ -106,13 +134,95 @@ def train_readout(
             for m in mids:
                 keys, values = next_pairs(captured.states[m.key_point], captured.valid)
                 banks[m.layer].append(keys.detach().float(), values.detach().float())
+            bar.update(1)
+            done = n + 1
+            if checkpoint is not None and (
+                done % max(1, config.checkpoint_every) == 0 or done == len(batches)
+            ):
+                _save_checkpoint(checkpoint, identity, done, log, fm, opt, banks)
     finally:
+        bar.close()
         for m in mids:
             m.train_weight = None
         fm.memories.eval()
         for p, flag in frozen:
             p.requires_grad_(flag)
     return log
+
+
+def _run_identity(fm: FaastModel, windows: torch.Tensor, config: TrainConfig) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the windows, the config and the layout."""
+    digest = hashlib.sha256(
+        windows.detach().to("cpu", torch.int64).contiguous().numpy().tobytes()
+    ).hexdigest()
+    layout = fm.faast_config.to_dict()
+    layout.pop("base_model_name_or_path", None)
+    return {
+        "windows_sha256": digest,
+        "train_config": json.dumps(asdict(config), sort_keys=True),
+        "layout": json.dumps(layout, sort_keys=True),
+        "hidden_size": str(fm._layout.hidden_size),
+    }
+
+
+def _save_checkpoint(
+    path: str | os.PathLike[str],
+    identity: dict[str, str],
+    done: int,
+    log: list[dict[str, float]],
+    fm: FaastModel,
+    opt: torch.optim.Optimizer,
+    banks: dict[int, PairBuffer],
+) -> None:
+    tensors: dict[str, torch.Tensor] = {
+        f"param/{name}": p.detach() for name, p in fm.memories.named_parameters()
+    }
+    state = opt.state_dict()
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"opt/{index}/{key}"] = torch.as_tensor(value)
+    for layer, bank in banks.items():
+        if len(bank):
+            keys, values = bank.tensors()
+            tensors[f"bank/{layer}/keys"], tensors[f"bank/{layer}/values"] = keys, values
+    tensors["rng"] = torch.get_rng_state()
+    meta = {
+        **identity,
+        "batches_done": str(done),
+        "log": json.dumps(log),
+        "param_groups": json.dumps(state["param_groups"]),
+    }
+    save_tensors(path, tensors, meta, kind="train_state")
+
+
+def _resume(
+    path: str | os.PathLike[str],
+    identity: dict[str, str],
+    fm: FaastModel,
+    opt: torch.optim.Optimizer,
+    banks: dict[int, PairBuffer],
+) -> tuple[int, list[dict[str, float]]]:
+    tensors, meta = load_tensors(path, kind="train_state")
+    for key, value in identity.items():
+        if meta.get(key) != value:
+            raise ValueError(
+                f"checkpoint {path} belongs to another training run ({key} differs); "
+                "use another checkpoint path or the same windows, config and layout"
+            )
+    with torch.no_grad():
+        for name, p in fm.memories.named_parameters():
+            p.copy_(tensors[f"param/{name}"])
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt/"):
+            _, index, name = key.split("/", 2)
+            slots.setdefault(int(index), {})[name] = value
+    opt.load_state_dict({"state": slots, "param_groups": json.loads(meta["param_groups"])})
+    for layer, bank in banks.items():
+        if f"bank/{layer}/keys" in tensors:
+            bank.append(tensors[f"bank/{layer}/keys"], tensors[f"bank/{layer}/values"])
+    torch.set_rng_state(tensors["rng"])
+    return int(meta["batches_done"]), json.loads(meta["log"])
 
 
 def _step(

@@ -1,0 +1,383 @@
+"""Sentiment: a frozen causal LM learns movie-review polarity from labelled examples, without gradients,
+against zero-shot, in-context learning, a backprop linear head and a sentence-embedding route.
+
+Data: the 10,605 Pang & Lee rotten-tomatoes sentences (offline asset ``movie-review-sentences``,
+vaderSentiment sdist; label = the source polarity file). Split (seed 0): ``--test`` sentences for
+testing; the support pool is the rest, without sentences equal to a test sentence (normalised). Each
+support subset is a prefix of one seeded permutation of the pool, so FAAST, in-context learning and
+the baselines see the same examples at each size k.
+
+Prompt: ``Review: {input}\\nSentiment:`` then `` positive`` / `` negative`` (and ``\\n``); a label is
+scored as its full token sequence.
+
+Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
+
+* zero-shot;
+* in-context, k ∈ {1, 4, 16, as many as the context holds} demonstrations (one shared prefix, its KV
+  cache computed once and copied per query; whole demonstrations are dropped, never the query);
+* FAAST after k ∈ {1, 16, 256, all} examples, with both pair modes (``answer``: only the transitions
+  into the answer; ``all``: every transition of the demonstration, as in the paper); the read-out is
+  chosen by ``TaskModel.fit`` on a validation split of the k examples;
+* a linear head on the last hidden state at the prompt's end (the key FAAST learns the label under),
+  trained by SGD (backprop) on the same k examples, lr chosen on the same kind of validation split;
+* all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k.
+
+Costs: adaptation time (FAAST and the linear head: the forward pass over the k examples — measured
+once per example over the whole pool and apportioned — plus the fit; in-context: the prefix's
+forward), inference time per test example (the forward pass of its prompt plus the read-out), and the
+bytes held at inference (fast weights and the gathered LM-head rows; the demonstrations' KV cache).
+All rows of a model run in one process on the same machine, one after the other.
+
+    python benchmarks/lm_sentiment.py --threads 2                     # the published run (hours)
+    python benchmarks/lm_sentiment.py --models smollm2 --test 100 --pool 300 --sizes 1,16,100 \\
+        --icl 1,4 --out /tmp/sent                                      # a quick look (minutes)
+
+Writes ``benchmarks/results/lm_sentiment.json`` and ``docs/lm/sentiment.{csv,png}``, and the generated
+block of ``docs/tasks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faast import FaastClassifier
+from faast.assets.text import movie_review_sentences
+from faast.eval.holdout import normalize_text, random_holdout
+from faast.eval.probe import ProbeRecipe, train_linear_probe
+from faast.eval.report import update_doc_block
+from faast.eval.stats import binomial_ci95
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.icl import InContextModel
+from faast.lm.prompts import PromptTemplate
+from faast.lm.task import TaskModel, TaskSpec, split_examples
+from faast.lm.text import load_causal_lm
+from task_bench import REPO, Row, Timer, human_bytes, machine, rel, write_csv, write_json
+
+TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
+LABELS = ["positive", "negative"]
+MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
+
+
+def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Example], list[Example]]:
+    rows = movie_review_sentences()
+    pool_idx, test_idx = random_holdout(rows, test_size, seed, key=lambda r: normalize_text(r["text"]))
+    pool = [Example(rows[i]["text"], rows[i]["label"]) for i in pool_idx]
+    test = [Example(rows[i]["text"], rows[i]["label"]) for i in test_idx]
+    return (pool if pool_size is None else pool[:pool_size]), test
+
+
+def accuracy(scores: torch.Tensor, examples: list[Example]) -> tuple[float, float]:
+    pred = scores.argmax(dim=1).tolist()
+    acc = float(np.mean([LABELS[p] == e.output for p, e in zip(pred, examples, strict=True)]))
+    return acc, binomial_ci95(acc, len(examples))
+
+
+def run_model(name: str, pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
+    model, tok = load_causal_lm(name)
+    label = MODEL_NAMES.get(name, name)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
+    sizes = [k if k > 0 else len(pool) for k in args.sizes]
+    largest = max(sizes)
+    rows: list[Row] = []
+    inputs = [e.input for e in test]
+    print(f"[{label}] forward pass over {largest} support examples", flush=True)
+    with Timer() as t:
+        task.learn(pool[:largest], batch_size=args.batch_size)
+    fwd_support = t.s / largest
+    task.reset()
+    with Timer() as t:
+        zero = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
+    fwd_test = t.s / len(test)
+    acc, ci = accuracy(zero, test)
+    rows.append(Row(label, "zero-shot", 0, acc, ci, 0.0, 1000 * fwd_test, 0, "no examples"))
+    print(f"[{label}] zero-shot {100 * acc:.2f}", flush=True)
+
+    # -- in-context learning (the memory is empty: the hooks change nothing)
+    reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
+    for k in args.icl:
+        demos = [(e.input, e.output) for e in (pool if k == 0 else pool[:k])]
+        icl = InContextModel(fm.base_model, task.codec, demos, reserve=reserve)
+        with Timer() as t:
+            nbytes = icl.cache_nbytes()  # runs the prefix once
+        prefix_s = t.s
+        with Timer() as t:
+            scores = icl.label_scores(inputs, LABELS, progress=True)
+        acc, ci = accuracy(scores, test)
+        tag = "max" if k == 0 else str(k)
+        rows.append(
+            Row(
+                label,
+                "in-context",
+                icl.num_used,
+                acc,
+                ci,
+                prefix_s,
+                1000 * t.s / len(test),
+                nbytes,
+                f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens",
+            )
+        )
+        print(f"[{label}] in-context k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
+        del icl
+
+    # -- FAAST, both pair modes, read-out chosen on a validation split of the k examples
+    val_scores: dict[str, list[float]] = {}
+    for mode in args.modes:
+        task.spec.pairs = mode
+        for k in sizes:
+            with Timer() as t:
+                report = task.fit(pool[:k], labels=LABELS, seed=args.seed, progress=False)
+            with Timer() as tr:
+                scores = task.label_scores(inputs, batch_size=args.batch_size)  # states cached: read-out only
+            acc, ci = accuracy(scores, test)
+            size = fm.fast_weight_nbytes()
+            best_val = max(report.scores.values()) if report.scores else float("nan")
+            if k >= 16:
+                val_scores.setdefault(mode, []).append(best_val)
+            rows.append(
+                Row(
+                    label,
+                    f"faast-{mode}",
+                    k,
+                    acc,
+                    ci,
+                    k * fwd_support + t.s,
+                    1000 * (fwd_test + tr.s / len(test)),
+                    size["compiled"] + size["support_rows"],
+                    report.chosen.name,
+                    {"val_accuracy": best_val, "n_validation": report.n_validation, "pairs": report.pairs},
+                )
+            )
+            print(
+                f"[{label}] FAAST {mode} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})",
+                flush=True,
+            )
+    task.spec.pairs = "answer"
+    task.reset()
+
+    # -- backprop: a linear head on the prompt-end state, trained by SGD on the same k examples
+    feats_test = task.prompt_features(inputs)
+    feats_pool = task.prompt_features(pool[:largest])
+    for k in sizes:
+        ys = torch.tensor([LABELS.index(e.output) for e in pool[:k]])
+        if len(torch.unique(ys)) < 2:
+            continue
+        with Timer() as t:
+            model_, lr = _linear_head(feats_pool[:k].float(), ys, pool[:k], args.seed)
+        with Timer() as tr, torch.no_grad():
+            pred = model_(feats_test.float()).double()
+        acc, ci = accuracy(pred, test)
+        rows.append(
+            Row(
+                label,
+                "linear-head (SGD)",
+                k,
+                acc,
+                ci,
+                k * fwd_support + t.s,
+                1000 * (fwd_test + tr.s / len(test)),
+                sum(p.numel() * 4 for p in model_.parameters()),
+                f"lr={lr:g}",
+            )
+        )
+        print(f"[{label}] linear head k={k}: {100 * acc:.2f} (lr {lr})", flush=True)
+    return rows
+
+
+def _linear_head(X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed: int):
+    """SGD linear head; lr chosen on the same validation split TaskModel.fit would hold out."""
+    grid = (1e-4, 1e-3, 1e-2)
+    fit, val = split_examples(examples, min(500, max(2, round(0.2 * len(examples)))), LABELS, seed)
+    lr = grid[1]
+    if len(examples) >= 8:
+        index = {id(e): i for i, e in enumerate(examples)}
+        fi = torch.tensor([index[id(e)] for e in fit])
+        vi = torch.tensor([index[id(e)] for e in val])
+        accs = []
+        for g in grid:
+            head = train_linear_probe(X[fi], y[fi], 2, _recipe(g, len(fi)), seed)
+            with torch.no_grad():
+                accs.append(float((head(X[vi]).argmax(1) == y[vi]).double().mean()))
+        lr = grid[int(np.argmax(accs))]
+    return train_linear_probe(X, y, 2, _recipe(lr, len(examples)), seed), lr
+
+
+def _recipe(lr: float, n: int) -> ProbeRecipe:
+    return ProbeRecipe(lr=lr, epochs=20, validation="per-class" if n < 100 else "random", patience=5)
+
+
+def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
+    from sklearn.linear_model import LogisticRegression
+
+    from faast.encoders.text import SentenceEncoder
+
+    enc = SentenceEncoder("minilm")
+    sizes = [k if k > 0 else len(pool) for k in args.sizes]
+    with Timer() as t:
+        e_pool = enc.encode([e.input for e in pool[: max(sizes)]])
+    per_example = t.s / max(sizes)
+    with Timer() as t:
+        e_test = enc.encode([e.input for e in test])
+    infer = t.s / len(test)
+    y_pool = np.array([e.output for e in pool])
+    rows = []
+    for k in sizes:
+        if len(set(y_pool[:k])) < 2:
+            continue
+        fit, val = split_examples(pool[:k], min(500, max(2, round(0.2 * k))), LABELS, args.seed)
+        index = {id(e): i for i, e in enumerate(pool[:k])}
+        fi = np.array([index[id(e)] for e in fit])
+        vi = np.array([index[id(e)] for e in val])
+        cs = (0.1, 1.0, 10.0, 100.0)
+        c = 1.0
+        if k >= 8:
+            accs = [
+                LogisticRegression(C=g, max_iter=2000)
+                .fit(e_pool[fi], y_pool[fi])
+                .score(e_pool[vi], y_pool[vi])
+                for g in cs
+            ]
+            c = cs[int(np.argmax(accs))]
+        for name, est in (
+            ("MiniLM + FaastClassifier", FaastClassifier()),
+            ("MiniLM + LogisticRegression", LogisticRegression(C=c, max_iter=2000)),
+        ):
+            with Timer() as tf:
+                est.fit(e_pool[:k].numpy(), y_pool[:k])
+            with Timer() as tp:
+                pred = est.predict(e_test.numpy())
+            acc = float(np.mean(pred == np.array([e.output for e in test])))
+            detail = f"C={c:g}" if "Logistic" in name else f"cut {est.cut_}"
+            rows.append(
+                Row(
+                    "all-MiniLM-L6-v2",
+                    name,
+                    k,
+                    acc,
+                    binomial_ci95(acc, len(test)),
+                    k * per_example + tf.s,
+                    1000 * (infer + tp.s / len(test)),
+                    0,
+                    detail,
+                )
+            )
+            print(f"[MiniLM] {name} k={k}: {100 * acc:.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2,gemma3")
+    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--pool", type=int, default=None, help="cap the support pool (default: all)")
+    ap.add_argument(
+        "--sizes", default="1,16,256,0", help="FAAST / baseline support sizes (0 = the whole pool)"
+    )
+    ap.add_argument("--icl", default="1,4,16,0", help="in-context demonstrations (0 = as many as fit)")
+    ap.add_argument("--modes", default="answer,all")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-minilm", action="store_true")
+    ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
+    args = ap.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.icl = [int(x) for x in args.icl.split(",")]
+    args.modes = args.modes.split(",")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    pool, test = load_data(args.test, args.pool, args.seed)
+    print(f"support pool {len(pool)}, test {len(test)}", flush=True)
+    rows: list[Row] = []
+    with Timer() as total:
+        for name in args.models.split(","):
+            rows += run_model(name, pool, test, args)
+        if not args.no_minilm:
+            rows += run_minilm(pool, test, args)
+    out = Path(args.out) if args.out else None
+    json_path = (out or REPO / "benchmarks" / "results") / "lm_sentiment.json"
+    csv_path = (out or REPO / "docs" / "lm") / "sentiment.csv"
+    png_path = csv_path.with_suffix(".png")
+    meta = {
+        "command": "python benchmarks/lm_sentiment.py " + " ".join(sys.argv[1:]),
+        "data": "Pang & Lee movie-review sentences (movie-review-sentences asset): "
+        f"{len(pool)} support pool, "
+        f"{len(test)} test, split seed {args.seed}",
+        "template": TEMPLATE.to_dict(),
+        "machine": machine(args.threads),
+        "seconds": total.s,
+    }
+    write_json(json_path, {**meta, "rows": [r.flat() for r in rows]})
+    write_csv(csv_path, rows)
+    plot(png_path, rows)
+    md = markdown(rows, meta, rel(csv_path), png_path.name)
+    if out is None:
+        update_doc_block(REPO / "docs" / "tasks.md", "sentiment", md, meta["command"])
+    else:
+        (out / "sentiment.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
+    lines = [
+        f"**Data** {meta['data']}  ",
+        f"**Machine** {meta['machine']}; measured in {meta['seconds'] / 3600:.1f} h  ",
+        f"**Command** `{meta['command']}`",
+        "",
+        "| model | method | k | accuracy % (95 % CI) | adaptation s | inference ms/example "
+        "| bytes at inference | read-out / settings |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ci = "" if r.ci95 is None else f" ± {100 * r.ci95:.1f}"
+        lines.append(
+            f"| {r.model} | {r.method} | {r.k} | {100 * r.score:.2f}{ci} | {r.adapt_s:.1f} "
+            f"| {r.infer_ms:.1f} | "
+            f"{human_bytes(r.nbytes)} | {r.detail} |"
+        )
+    lines += [
+        "",
+        f"![accuracy vs support examples](lm/{png_name})",
+        "",
+        f"Every number: [`{csv_name}`]({Path(csv_name).name}).",
+    ]
+    return "\n".join(lines)
+
+
+def plot(path: Path, rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r.model for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        mine = [r for r in rows if r.model == model]
+        for method in dict.fromkeys(r.method for r in mine):
+            pts = sorted((r.k, r.score) for r in mine if r.method == method and r.k > 0)
+            if method == "zero-shot":
+                ax.axhline(100 * mine[0].score, color="grey", ls="--", label="zero-shot")
+            elif pts:
+                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("support examples k (log)")
+        ax.set_ylabel("test accuracy %")
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

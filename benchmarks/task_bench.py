@@ -1,0 +1,105 @@
+"""Shared parts of the task benchmarks (``lm_sentiment.py``, ``lm_translation.py``): timing, the
+machine description, result rows, and writing JSON / CSV / Markdown / PNG with repository-relative
+paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rel(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the repository root when it lies inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def machine(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), no GPU"
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.s`` (wall-clock seconds)."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.s = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.s = time.perf_counter() - self.start
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+@dataclass
+class Row:
+    """One line of a results table. k: support examples the method used (0 for zero-shot)."""
+
+    model: str
+    method: str
+    k: int
+    score: float
+    ci95: float | None = None
+    adapt_s: float = 0.0
+    infer_ms: float = 0.0
+    nbytes: int = 0
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, Any]:
+        out = asdict(self)
+        extra = out.pop("extra")
+        out.update({f"x_{k}": v for k, v in extra.items()})
+        return out
+
+
+def write_csv(path: Path, rows: Sequence[Row]) -> None:
+    flat = [r.flat() for r in rows]
+    fields = list(dict.fromkeys(k for r in flat for k in r))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(flat)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
