@@ -492,9 +492,13 @@ class FaastModel(nn.Module):
     ) -> FaastModel:
         """Attach the memories saved by :meth:`save_pretrained` to ``model``.
 
-        ``read``: the read-time knobs; ``overrides`` replace fields of the saved layout
-        (e.g. ``output_mix="logit"``).
+        ``directory``: a folder, or the name of a readout shipped with faast
+        (:mod:`faast.lm.pretrained`, e.g. ``"smollm2-general"``). ``read``: the read-time knobs;
+        ``overrides`` replace fields of the saved layout (e.g. ``output_mix="logit"``).
         """
+        from faast.lm.pretrained import readout_folder
+
+        directory = readout_folder(directory)
         config = FaastConfig.from_pretrained(directory)
         if overrides:
             config = FaastConfig.from_dict({**config.to_dict(), **overrides})

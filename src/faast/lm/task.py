@@ -22,7 +22,6 @@ returned and saved with the task.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from collections.abc import Sequence
@@ -75,8 +74,9 @@ class ReadCandidate:
         return {"mix": self.mix, "read": self.read.to_dict()}
 
 
-#: The read-out for tasks too small to validate on: a small, ungated share of the memory.
-TASK_DEFAULT_READ = ReadCandidate("prob", ReadConfig(weight=0.25, temperature=0.1, gate=None))
+#: The read-out for tasks too small to validate on: the library's ungated "prob" defaults, a small
+#: share of the memory (with one example the memory can only pull towards that example's answer).
+TASK_DEFAULT_READ = ReadCandidate("prob", ReadConfig(gate=None))
 
 
 def default_candidates() -> list[ReadCandidate]:
@@ -133,6 +133,7 @@ class FitReport:
     n_fit: int
     n_validation: int
     pairs: int
+    criterion: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +144,7 @@ class FitReport:
             "n_fit": self.n_fit,
             "n_validation": self.n_validation,
             "pairs": self.pairs,
+            "criterion": self.criterion,
         }
 
 
@@ -253,37 +255,50 @@ class TaskModel:
         examples: Sequence[Example],
         *,
         labels: Sequence[str] | str | None = "auto",
-        validation: float = 0.2,
+        folds: int = 5,
         max_validation: int = 500,
         candidates: Sequence[ReadCandidate] | None = None,
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
     ) -> FitReport:
-        """Learn ``examples`` and choose how to read them on a validation split of them.
+        """Learn ``examples`` and choose how to read them by cross-validation on them.
 
         labels: the label set (classification), ``"auto"`` (the distinct outputs when there are at
         most :data:`MAX_LABELS`, else free-form) or ``None`` (free-form outputs).
-        validation: the share of examples held out (at most ``max_validation``) to choose among
-        ``candidates`` (default :func:`default_candidates`): by accuracy for labels (ties: the mean
-        log-probability of the right label), by the answers' token NLL otherwise. Then the held-out
-        examples are learned too, so the fast weights hold every example.
+        folds, max_validation: up to ``max_validation`` examples (stratified by label, seeded) are
+        held out in ``folds`` folds; for each fold the memory holds every other example, and each
+        candidate read-out (default :func:`default_candidates`) is scored on the fold. The one with
+        the best mean log-probability of the right answer (labels: of the right label; free-form:
+        of the answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small
+        folds. Then the memory holds every example and is read with the winner. Each example runs
+        through the model once (its states are kept for the duration of the fit).
         """
         examples = _checked(examples, outputs=True)
         self._set_labels(examples, labels)
-        self.reset()
-        n_val = 0
-        if len(examples) >= MIN_VALIDATION_EXAMPLES:
-            n_val = min(max_validation, max(2, round(validation * len(examples))))
-        fit_part, val_part = split_examples(examples, n_val, self.spec.labels, seed)
-        pairs = self.learn(fit_part, batch_size=batch_size, progress=progress) if fit_part else 0
-        if not val_part or not fit_part:
-            chosen, scores, metric = TASK_DEFAULT_READ, {}, "default (too few examples to validate)"
-        else:
-            chosen, scores, metric = self._choose(val_part, candidates or default_candidates(), progress)
-            pairs += self.learn(val_part, batch_size=batch_size, progress=progress)
+        candidates = list(candidates or default_candidates())
+        temporary = self._learn_cache is None
+        if temporary:
+            self._learn_cache = {}
+        try:
+            held = []
+            if len(examples) >= MIN_VALIDATION_EXAMPLES and candidates:
+                n_val = min(max_validation, len(examples) // 2)
+                _, held = split_examples(examples, n_val, self.spec.labels, seed)
+            criterion: dict[str, float] = {}
+            if held:
+                chosen, scores, criterion, metric = self._cross_validate(
+                    examples, held, folds, candidates, batch_size, progress
+                )
+            else:
+                chosen, scores, metric = TASK_DEFAULT_READ, {}, "default (too few examples to validate)"
+            self.reset()
+            pairs = self.learn(examples, batch_size=batch_size, progress=progress)
+        finally:
+            if temporary:
+                self._learn_cache = None
         self.use(chosen)
-        self.report = FitReport(chosen, metric, scores, len(fit_part), len(val_part), pairs)
+        self.report = FitReport(chosen, metric, scores, len(examples), len(held), pairs, criterion)
         return self.report
 
     def use(self, candidate: ReadCandidate) -> TaskModel:
@@ -305,37 +320,74 @@ class TaskModel:
                 raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
 
     # ----------------------------------------------------------------- validation
-    def _choose(
-        self, val: Sequence[Example], candidates: Sequence[ReadCandidate], progress: bool
-    ) -> tuple[ReadCandidate, dict[str, float], str]:
+    def _cross_validate(
+        self,
+        examples: list[Example],
+        held: list[Example],
+        folds: int,
+        candidates: Sequence[ReadCandidate],
+        batch_size: int,
+        progress: bool,
+    ) -> tuple[ReadCandidate, dict[str, float], dict[str, float], str]:
+        """Score every candidate on ``held`` in ``folds`` folds, each with the others learned:
+        (best, scores, mean log-likelihood per candidate, description)."""
+        k = max(1, min(folds, len(held)))
+        parts = [held[f::k] for f in range(k)]
+        total = {c.name: 0.0 for c in candidates}
+        correct = {c.name: 0 for c in candidates}
+        count = 0
+        bar = tqdm(
+            total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
+        )
+        for part in parts:
+            ids = {id(e) for e in part}
+            self.reset()
+            self.learn([e for e in examples if id(e) not in ids], batch_size=batch_size, progress=False)
+            batches = self._validation_batches(part)
+            states = None if self.model.middle_memories else [self._states(b) for b in batches]
+            for cand in candidates:
+                self.use(cand)
+                per_batch = states if states is not None else [self._states(b) for b in batches]
+                loglik, right, n = self._validation_score(part, batches, per_batch)
+                total[cand.name] += loglik
+                correct[cand.name] += right
+                bar.update(1)
+            count += n
+        bar.close()
+        mean = {name: value / count for name, value in total.items()}
+        best = max(candidates, key=lambda c: mean[c.name])  # ties: the earlier candidate
         if self.spec.labels is not None:
-            target = [self.spec.labels.index(e.output) for e in val]  # type: ignore[arg-type]
-            batches = self._label_batches([e.input for e in val], self.spec.labels)
-            metric = "validation accuracy (ties: mean log-probability of the right label)"
+            scores = {name: correct[name] / len(held) for name in mean}
+            metric = (
+                f"{k}-fold cross-validation on {len(held)} examples: mean log-probability of the right label "
+                "(scores: accuracy)"
+            )
         else:
-            batches = self._answer_batches(val)
-            metric = "validation NLL per answer token (lower is better)"
-        cached = not self.model.middle_memories
-        states = [self._states(b) for b in batches] if cached else None
-        best, best_key, scores = candidates[0], None, {}
-        for cand in tqdm(candidates, desc="choose read-out", disable=not progress, leave=False):
-            self.use(cand)
-            per_batch = states if states is not None else [self._states(b) for b in batches]
-            if self.spec.labels is not None:
-                lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, per_batch, strict=True)])
-                acc, mean_lp = _accuracy_and_margin(lp, target)
-                scores[cand.name] = acc
-                key = (acc, mean_lp)
-            else:
-                nll, count = 0.0, 0
-                for b, s in zip(batches, per_batch, strict=True):
-                    part, n = self._answer_nll(b, s)
-                    nll, count = nll + part, count + n
-                scores[cand.name] = nll / count
-                key = (-nll / count, 0.0)
-            if best_key is None or key > best_key:
-                best, best_key = cand, key
-        return best, scores, metric
+            scores = {name: -value for name, value in mean.items()}
+            metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores)"
+        return best, scores, mean, metric
+
+    def _validation_batches(self, part: list[Example]) -> list[_Batch]:
+        if self.spec.labels is not None:
+            return self._label_batches([e.input for e in part], self.spec.labels)
+        return self._answer_batches(part)
+
+    def _validation_score(
+        self, part: list[Example], batches: list[_Batch], states: list[torch.Tensor]
+    ) -> tuple[float, int, int]:
+        """(summed log-likelihood, right answers, items): labels score the normalised log-probability
+        of the right label per example; free-form outputs the log-probability per answer token."""
+        if self.spec.labels is not None:
+            lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)])
+            target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[arg-type]
+            norm = lp - torch.logsumexp(lp, dim=1, keepdim=True)
+            picked = norm[torch.arange(len(target)), target].clamp_min(-1e4)
+            return float(picked.sum()), int((lp.argmax(1) == target).sum()), len(target)
+        nll, tokens = 0.0, 0
+        for b, s in zip(batches, states, strict=True):
+            part_nll, n = self._answer_nll(b, s)
+            nll, tokens = nll + part_nll, tokens + n
+        return -nll, 0, tokens
 
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()
@@ -601,17 +653,6 @@ def split_examples(
     return [e for i, e in enumerate(examples) if i not in val], [
         e for i, e in enumerate(examples) if i in val
     ]
-
-
-def _accuracy_and_margin(log_probs: torch.Tensor, target: Sequence[int]) -> tuple[float, float]:
-    """Accuracy of argmax and the mean normalised log-probability of the right label."""
-    t = torch.tensor(list(target))
-    acc = float((log_probs.argmax(dim=1) == t).double().mean())
-    norm = log_probs - torch.logsumexp(log_probs, dim=1, keepdim=True)
-    mean_lp = float(norm[torch.arange(len(t)), t].mean())
-    if not math.isfinite(mean_lp):
-        mean_lp = -math.inf
-    return acc, mean_lp
 
 
 __all__ = [
