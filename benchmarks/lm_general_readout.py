@@ -225,7 +225,8 @@ def model_card(res: dict) -> str:
         f"last 20 {sum(last) / max(len(last), 1):.3f}"
         + (f"; base model on the last logged batches {sum(base) / len(base):.3f}" if base else ""),
         "",
-        f"## Held-out text (each window scored after learning the {res['context_windows']} windows before it)",
+        "## Held-out text (each window scored after learning the "
+        f"{res['context_windows']} windows before it)",
         "",
         "| source | base ppl | middle memory, own context | middle memory, other text (control) |",
         "|---|---:|---:|---:|",
