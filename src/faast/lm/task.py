@@ -482,6 +482,8 @@ class TaskModel:
         if not end:
             return {}
         end_ids = self.codec.text_ids(end)
+        if not end_ids:  # the tokenizer drops the end marker (e.g. whitespace): stop at EOS only
+            return {}
         if len(end_ids) == 1:
             eos = self.tokenizer.eos_token_id
             return {"eos_token_id": [end_ids[0]] + ([eos] if eos is not None else [])}

@@ -1,0 +1,257 @@
+"""``faast task``: a frozen causal LM learns a supervised task from a file of examples.
+
+    faast task learn    --model smollm2 --examples train.tsv --out tasks.safetensors --task sentiment \\
+                        --template 'Review: {input}\\nSentiment:'
+    faast task classify --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
+                        --inputs new.tsv --out predictions.tsv
+    faast task generate --model gemma3 --fast-weights tasks.safetensors --task en-es \\
+                        --inputs verses.jsonl --out translations.jsonl
+    faast task evaluate --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
+                        --examples test.tsv [--predictions predictions.tsv]
+
+Examples are TSV (``input<TAB>output``, optional header, ``\\t``/``\\n`` escapes) or JSONL (``input``
+and ``output`` fields). ``learn`` writes the task into the same fast-weight files as ``faast lm
+learn`` (other tasks in the file are kept) together with its template, labels and the read-out
+chosen by cross-validation on the examples. Without ``--fast-weights``, ``classify``/``generate``/
+``evaluate`` run the base model zero-shot with ``--template`` (and ``--labels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from faast.cli.lm_cmd import _load, _model_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "task", help="learn a task from (input, output) examples; classify, generate, evaluate"
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    le = actions.add_parser("learn", help="learn a file of examples into named fast weights")
+    _model_args(le)
+    le.add_argument("--examples", required=True, help="TSV (input<TAB>output) or JSONL (input/output)")
+    le.add_argument("--out", required=True, help="fast-weight file (safetensors; other tasks in it are kept)")
+    le.add_argument("--task", default="default", help="name of the task inside --out (default: default)")
+    _spec_args(le)
+    le.add_argument(
+        "--pairs",
+        choices=("answer", "all"),
+        default="answer",
+        help="answer: learn only the transitions into the output (default; won on validation data in "
+        "docs/tasks.md); all: every transition of the demonstration, as in the paper",
+    )
+    le.add_argument("--folds", type=int, default=5, help="cross-validation folds for the read-out choice")
+    le.add_argument(
+        "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
+    )
+    le.add_argument("--seed", type=int, default=0)
+    le.add_argument("--batch-size", type=int, default=16)
+    le.set_defaults(func=run_learn)
+
+    cl = actions.add_parser("classify", help="the most probable label for each input of a file")
+    _use_args(cl)
+    cl.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction, scores")
+    cl.set_defaults(func=run_classify)
+
+    ge = actions.add_parser("generate", help="greedy outputs for each input of a file")
+    _use_args(ge)
+    ge.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction")
+    ge.add_argument("--max-new-tokens", type=int, default=64)
+    ge.set_defaults(func=run_generate)
+
+    ev = actions.add_parser(
+        "evaluate", help="accuracy (labels) or BLEU/chrF (text) on a file of examples with outputs"
+    )
+    _use_args(ev, inputs=False)
+    ev.add_argument("--examples", required=True, help="TSV/JSONL with the reference outputs")
+    ev.add_argument("--predictions", default=None, help="also write the predictions here (.tsv/.jsonl)")
+    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--json", default=None, help="write the scores here as JSON")
+    ev.set_defaults(func=run_evaluate)
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--template",
+        default=None,
+        help="prompt with {input} (\\n and \\t are read as newline and tab); default 'Input: {input}\\nOutput:'",
+    )
+    p.add_argument(
+        "--labels",
+        default="auto",
+        help="comma-separated label set, 'auto' (the distinct outputs if at most 20) or 'none' (free text)",
+    )
+
+
+def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
+    _model_args(p)
+    p.add_argument("--fast-weights", default=None, help="file from `faast task learn` (none: zero-shot)")
+    p.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
+    if inputs:
+        p.add_argument("--inputs", required=True, help="TSV/JSONL of inputs (an output column is ignored)")
+    p.add_argument("--template", default=None, help="zero-shot only: the prompt with {input}")
+    p.add_argument("--labels", default=None, help="comma-separated labels (default: the task's)")
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def _template(text: str | None):
+    from faast.lm.prompts import PromptTemplate
+
+    if text is None:
+        return PromptTemplate()
+    return PromptTemplate(text.replace("\\n", "\n").replace("\\t", "\t"))
+
+
+def _labels(text: str | None) -> list[str] | str | None:
+    if text is None or text == "auto":
+        return "auto" if text == "auto" else None
+    if text.lower() == "none":
+        return None
+    labels = [x.strip() for x in text.split(",")]
+    if any(not x for x in labels):
+        raise ValueError(f"--labels: empty label in {text!r}")
+    return labels
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    import time
+
+    from faast.lm.config import ReadConfig
+    from faast.lm.examples import read_examples
+    from faast.lm.task import TaskModel, TaskSpec
+
+    examples = read_examples(args.examples)
+    fm, tok = _load(args, {}, ReadConfig())
+    task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
+    print(
+        f"[faast] learning {len(examples)} examples of {args.examples} ({args.pairs} pairs): {fm}", flush=True
+    )
+    start = time.perf_counter()
+    report = task.fit(
+        examples,
+        labels=_labels(args.labels),
+        folds=args.folds,
+        max_validation=args.max_validation,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    seconds = time.perf_counter() - start
+    task.save(args.out, args.task)
+    kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
+    print(
+        f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
+        f"({report.metric}); wrote task {args.task!r} to {args.out}"
+    )
+    return 0
+
+
+def _task_model(args: argparse.Namespace):
+    from faast.lm.config import ReadConfig
+    from faast.lm.fastweights import read_config, read_task
+    from faast.lm.task import TaskModel, TaskSpec
+
+    labels = _labels(args.labels)
+    if args.fast_weights:
+        if args.template is not None:
+            raise ValueError("--template is stored with the task; it applies only without --fast-weights")
+        layout = read_config(args.fast_weights, args.task)
+        info = (read_task(args.fast_weights, args.task)[2].get("info") or {}).get("task")
+        if info is None:
+            raise ValueError(
+                f"{args.fast_weights}: task {args.task!r} was not written by `faast task learn` "
+                "(no prompt template); use `faast lm generate` for text learned with `faast lm learn`"
+            )
+        fm, tok = _load(args, layout, ReadConfig())
+        fm.load_fast_weights(args.fast_weights, args.task)
+        task = TaskModel(fm, tok, TaskSpec.from_dict(info))
+    else:
+        fm, tok = _load(args, {}, ReadConfig())
+        task = TaskModel(fm, tok, TaskSpec(_template(args.template)))
+    if isinstance(labels, list):
+        task.spec.labels = labels
+    return task
+
+
+def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from faast.lm.examples import write_rows
+
+    out = write_rows(path, rows, columns)
+    print(f"[faast] wrote {len(rows)} predictions to {out}", file=sys.stderr)
+
+
+def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list[list[float]]]:
+    labels = task._labels(None)
+    scores = task.label_scores(inputs, labels, batch_size=batch_size, progress=True)
+    best = scores.argmax(dim=1).tolist()
+    return [labels[i] for i in best], scores.tolist()
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from faast.lm.examples import read_examples
+
+    task = _task_model(args)
+    inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    preds, scores = _classify(task, inputs, args.batch_size)
+    labels = task._labels(None)
+    rows = [
+        {"input": x, "prediction": p, "log_probs": json.dumps(dict(zip(labels, s, strict=True)))}
+        for x, p, s in zip(inputs, preds, scores, strict=True)
+    ]
+    _write_predictions(args.out, rows, ["input", "prediction", "log_probs"])
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from faast.lm.examples import read_examples
+
+    task = _task_model(args)
+    inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    outs = task.generate(inputs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
+    _write_predictions(args.out, rows, ["input", "prediction"])
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from faast.eval.text_metrics import label_accuracy, translation_scores
+    from faast.lm.examples import read_examples
+
+    task = _task_model(args)
+    examples = read_examples(args.examples)
+    inputs = [e.input for e in examples]
+    refs = [e.output for e in examples]
+    result: dict[str, Any] = {"examples": len(examples), "fast_weights": args.fast_weights is not None}
+    if task.spec.labels:
+        unknown = sorted({r for r in refs if r not in task.spec.labels})
+        if unknown:
+            raise ValueError(f"{args.examples}: reference outputs that are not labels: {unknown[:5]}")
+        preds, _ = _classify(task, inputs, args.batch_size)
+        result.update(label_accuracy(preds, refs))
+        summary = f"accuracy {100 * result['accuracy']:.2f} % ± {100 * result['ci95']:.2f} (95 % CI)"
+    else:
+        preds = task.generate(inputs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        result.update(translation_scores(preds, refs))
+        nll, tokens = task.answer_nll(examples, batch_size=args.batch_size)
+        result["answer_nll_per_token"] = nll / tokens
+        summary = (
+            f"BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f}, "
+            f"teacher-forced NLL {result['answer_nll_per_token']:.3f} per answer token"
+        )
+    if args.predictions:
+        rows = [
+            {"input": x, "prediction": p, "reference": r} for x, p, r in zip(inputs, preds, refs, strict=True)
+        ]
+        _write_predictions(args.predictions, rows, ["input", "prediction", "reference"])
+    if args.json:
+        from faast.io import save_json
+
+        save_json(Path(args.json), result)
+    print(f"[faast] {len(examples)} examples: {summary}")
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,134 @@
+"""`faast task` end to end on a tiny local model folder (random weights, word-level tokenizer)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faast.cli import main
+from faast.eval.text_metrics import label_accuracy, translation_scores
+from faast.lm.examples import read_examples
+from faast.lm.fastweights import read_file
+from tests.test_lm_cli import WORDS, model_dir  # noqa: F401 - the tiny model folder fixture
+
+TEMPLATE = "{input} w90"
+
+
+def _write_examples(path, n: int, *, labelled: bool = True) -> None:
+    """input = three words; label = w5 when the first word's index is even, else w6 (learnable)."""
+    lines = []
+    for i in range(n):
+        words = [WORDS[10 + (i * 7 + j) % 60] for j in range(3)]
+        label = "w5" if (10 + i * 7) % 2 == 0 else "w6"
+        lines.append(" ".join(words) + (f"\t{label}" if labelled else ""))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F811
+    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
+    _write_examples(train, 40)
+    _write_examples(test, 12)
+    out = tmp_path / "tasks.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    assert main([*learn, "--task", "parity", "--folds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 labels" in printed and "read-out" in printed and "wrote task 'parity'" in printed
+    _, tasks = read_file(out)
+    assert set(tasks) == {"parity"} and tasks["parity"]["info"]["task"]["labels"] == ["w5", "w6"]
+
+    preds = tmp_path / "pred.jsonl"
+    use = [*base, "--fast-weights", str(out), "--task", "parity"]
+    assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(rows) == 12 and {r["prediction"] for r in rows} <= {"w5", "w6"}
+    assert all(set(json.loads(r["log_probs"])) == {"w5", "w6"} for r in rows)
+    capsys.readouterr()
+
+    scores = tmp_path / "scores.json"
+    pred_tsv = tmp_path / "eval.tsv"
+    ev = ["task", "evaluate", *use, "--examples", str(test), "--json", str(scores)]
+    assert main([*ev, "--predictions", str(pred_tsv)]) == 0
+    result = json.loads(scores.read_text())
+    refs = [e.output for e in read_examples(test)]
+    predicted = [line.split("\t")[1] for line in pred_tsv.read_text().splitlines()[1:]]
+    assert predicted == [r["prediction"] for r in rows]  # evaluate and classify agree
+    assert result["accuracy"] == pytest.approx(label_accuracy(predicted, refs)["accuracy"])
+
+    # Zero-shot: the same commands without fast weights need the template and labels.
+    zs = ["task", "evaluate", *base, "--examples", str(test), "--template", TEMPLATE, "--labels", "w5,w6"]
+    assert main(zs) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811
+    train = tmp_path / "train.jsonl"
+    rows = [
+        {"input": f"{WORDS[i]} {WORDS[i + 1]}", "output": f"{WORDS[i + 2]} {WORDS[i + 3]}"} for i in range(30)
+    ]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "fw.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    assert main([*learn, "--task", "shift", "--labels", "none", "--folds", "2"]) == 0
+    assert "free-form outputs" in capsys.readouterr().out
+    preds = tmp_path / "gen.tsv"
+    use = [*base, "--fast-weights", str(out), "--task", "shift"]
+    assert (
+        main(["task", "generate", *use, "--inputs", str(train), "--out", str(preds), "--max-new-tokens", "4"])
+        == 0
+    )
+    lines = preds.read_text().splitlines()
+    assert lines[0] == "input\tprediction" and len(lines) == 31
+    assert main(["task", "evaluate", *use, "--examples", str(train), "--max-new-tokens", "4"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"bleu", "chrf", "answer_nll_per_token"} <= set(result) and result["n"] == 30
+
+
+def test_task_cli_errors(model_dir, tmp_path, capsys):  # noqa: F811
+    base = ["--model", str(model_dir), "--threads", "1"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("only an input\n")
+    assert (
+        main(["task", "learn", *base, "--examples", str(bad), "--out", str(tmp_path / "o.safetensors")]) == 1
+    )
+    assert "bad.tsv:1: no output" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[:40]))
+    fw = tmp_path / "lm.safetensors"
+    assert main(["lm", "learn", *base, "--text", str(text), "--out", str(fw), "--window", "16"]) == 0
+    good = tmp_path / "in.tsv"
+    _write_examples(good, 3, labelled=False)
+    cmd = [
+        "task",
+        "classify",
+        *base,
+        "--fast-weights",
+        str(fw),
+        "--inputs",
+        str(good),
+        "--out",
+        str(tmp_path / "p.tsv"),
+    ]
+    assert main(cmd) == 1
+    assert "not written by `faast task learn`" in capsys.readouterr().err
+    zero = ["task", "classify", *base, "--inputs", str(good), "--out", str(tmp_path / "p.tsv")]
+    assert main(zero) == 1
+    assert "at least two labels" in capsys.readouterr().err
+    assert main([*zero, "--labels", "w5,"]) == 1
+    assert "empty label" in capsys.readouterr().err
+
+
+def test_metrics_on_fixed_inputs():
+    got = label_accuracy(["a", "b", "a", "a"], ["a", "b", "b", "a"])
+    assert got["accuracy"] == 0.75 and got["n"] == 4
+    assert got["ci95"] == pytest.approx(1.959964 * (0.75 * 0.25 / 4) ** 0.5)
+    perfect = translation_scores(["el perro come"], ["el perro come"])
+    assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
+    partial = translation_scores(["el gato come pan"], ["el perro come pan"])
+    assert 0 < partial["bleu"] < 100 and 0 < partial["chrf"] < 100
+    with pytest.raises(ValueError, match="2 predictions for 1 references"):
+        label_accuracy(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="no predictions"):
+        translation_scores([], [])
