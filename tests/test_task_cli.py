@@ -124,9 +124,9 @@ def test_metrics_on_fixed_inputs():
     got = label_accuracy(["a", "b", "a", "a"], ["a", "b", "b", "a"])
     assert got["accuracy"] == 0.75 and got["n"] == 4
     assert got["ci95"] == pytest.approx(1.959964 * (0.75 * 0.25 / 4) ** 0.5)
-    perfect = translation_scores(["el perro come"], ["el perro come"])
+    perfect = translation_scores(["el perro come pan en la casa"], ["el perro come pan en la casa"])
     assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
-    partial = translation_scores(["el gato come pan"], ["el perro come pan"])
+    partial = translation_scores(["el gato come pan en la casa"], ["el perro come pan en la casa"])
     assert 0 < partial["bleu"] < 100 and 0 < partial["chrf"] < 100
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         label_accuracy(["a", "b"], ["a"])

@@ -80,7 +80,7 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--template",
         default=None,
-        help="prompt with {input} (\\n and \\t are read as newline and tab); default 'Input: {input}\\nOutput:'",
+        help="prompt with {input} (\\n, \\t: newline, tab); default 'Input: {input}\\nOutput:'",
     )
     p.add_argument(
         "--labels",
