@@ -306,3 +306,40 @@ def test_prompt_features_are_the_keys_of_the_first_answer_token():
         cap = task.model.capture(input_ids=torch.tensor([enc.ids]))
         keys.append(cap.states["head_input"][0, len(enc.prompt) - 1])
     assert torch.allclose(torch.stack(keys), learned, rtol=1e-10, atol=1e-12)
+
+
+def test_one_standard_error_guard_keeps_the_memory_off_unless_the_gain_is_clear():
+    from faast.lm.task import _significant_or_off
+
+    off = ReadCandidate("prob", ReadConfig(weight=0.0, temperature=1.0, gate=None))
+    best = ReadCandidate("logit", ReadConfig(weight=1.0))
+    sizes = torch.ones(6, dtype=torch.float64)
+    base = torch.tensor([-0.7, -0.6, -0.8, -0.7, -0.5, -0.9], dtype=torch.float64)
+    clear = {off.name: base, best.name: base + 0.2}  # the same gain on every example: s.e. 0
+    assert _significant_or_off(best, [off, best], clear, sizes)[0] == best
+    noisy = {off.name: base, best.name: base + torch.tensor([0.9, -0.8, 0.7, -0.6, 0.1, -0.1])}
+    chosen, note = _significant_or_off(best, [off, best], noisy, sizes)
+    assert chosen == off and "kept off" in note
+    # without a memory-off candidate, or when it won, the best stays
+    assert _significant_or_off(best, [best], noisy, sizes)[0] == best
+    assert _significant_or_off(off, [off, best], noisy, sizes)[0] == off
+
+
+def test_fit_on_labels_unrelated_to_the_inputs_keeps_the_zero_shot_model():
+    """Labels drawn at random: no read-out beats the memory off by a clear margin on held-out folds."""
+    task = make_task()
+    gen = torch.Generator().manual_seed(3)
+    examples = [
+        Example(f"w{a} w{b}", "w40" if c else "w41")
+        for a, b, c in zip(
+            torch.randint(3, 30, (60,), generator=gen).tolist(),
+            torch.randint(3, 30, (60,), generator=gen).tolist(),
+            torch.randint(0, 2, (60,), generator=gen).tolist(),
+            strict=True,
+        )
+    ]
+    report = task.fit(examples, progress=False)
+    assert report.chosen.read.weight == 0.0, report.metric
+    assert "kept off" in report.metric or report.criterion[report.chosen.name] == max(
+        report.criterion.values()
+    )

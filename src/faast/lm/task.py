@@ -333,9 +333,9 @@ class TaskModel:
         (best, scores, mean log-likelihood per candidate, description)."""
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
-        total = {c.name: 0.0 for c in candidates}
+        values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         correct = {c.name: 0 for c in candidates}
-        count = 0
+        sizes: list[torch.Tensor] = []
         bar = tqdm(
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
         )
@@ -349,22 +349,27 @@ class TaskModel:
                 self.use(cand)
                 per_batch = states if states is not None else [self._states(b) for b in batches]
                 loglik, right, n = self._validation_score(part, batches, per_batch)
-                total[cand.name] += loglik
+                values[cand.name].append(loglik)
                 correct[cand.name] += right
                 bar.update(1)
-            count += n
+            sizes.append(n)
         bar.close()
-        mean = {name: value / count for name, value in total.items()}
+        count = torch.cat(sizes).sum()
+        per_item = {name: torch.cat(v) for name, v in values.items()}
+        mean = {name: float(v.sum() / count) for name, v in per_item.items()}
         best = max(candidates, key=lambda c: mean[c.name])  # ties: the earlier candidate
+        best, guard = _significant_or_off(best, candidates, per_item, torch.cat(sizes))
         if self.spec.labels is not None:
             scores = {name: correct[name] / len(held) for name in mean}
             metric = (
                 f"{k}-fold cross-validation on {len(held)} examples: mean log-probability of the right label "
-                "(scores: accuracy)"
+                f"(scores: accuracy){guard}"
             )
         else:
             scores = {name: -value for name, value in mean.items()}
-            metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores)"
+            metric = (
+                f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){guard}"
+            )
         return best, scores, mean, metric
 
     def _validation_batches(self, part: list[Example]) -> list[_Batch]:
@@ -374,20 +379,22 @@ class TaskModel:
 
     def _validation_score(
         self, part: list[Example], batches: list[_Batch], states: list[torch.Tensor]
-    ) -> tuple[float, int, int]:
-        """(summed log-likelihood, right answers, items): labels score the normalised log-probability
-        of the right label per example; free-form outputs the log-probability per answer token."""
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """(log-likelihood per example, right answers, items per example): labels score the
+        normalised log-probability of the right label (one item each); free-form outputs the summed
+        log-probability of the answer's tokens (items: its tokens)."""
         if self.spec.labels is not None:
             lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)])
             target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[arg-type]
             norm = lp - torch.logsumexp(lp, dim=1, keepdim=True)
             picked = norm[torch.arange(len(target)), target].clamp_min(-1e4)
-            return float(picked.sum()), int((lp.argmax(1) == target).sum()), len(target)
-        nll, tokens = 0.0, 0
+            return picked, int((lp.argmax(1) == target).sum()), torch.ones(len(target), dtype=torch.float64)
+        nll, tokens = [], []
         for b, s in zip(batches, states, strict=True):
-            part_nll, n = self._answer_nll(b, s)
-            nll, tokens = nll + part_nll, tokens + n
-        return -nll, 0, tokens
+            part_nll, n = self._answer_nll_per_sequence(b, s)
+            nll.append(part_nll)
+            tokens.append(n)
+        return -torch.cat(nll), 0, torch.cat(tokens)
 
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()
@@ -572,9 +579,20 @@ class TaskModel:
         return torch.tensor(per_seq, dtype=torch.float64).view(batch.inputs, batch.labels)
 
     def _answer_nll(self, batch: _Batch, states: torch.Tensor) -> tuple[float, int]:
+        nll, tokens = self._answer_nll_per_sequence(batch, states)
+        return float(nll.sum()), int(tokens.sum())
+
+    def _answer_nll_per_sequence(
+        self, batch: _Batch, states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed NLL, answer tokens) per sequence of ``batch``, float64."""
         lp = self._log_probs(states)
         tokens = torch.tensor([toks[0] for tgt in batch.targets for _, toks in tgt], device=lp.device)
-        return float(-lp[torch.arange(len(tokens)), tokens].double().sum()), len(tokens)
+        picked = -lp[torch.arange(len(tokens)), tokens].double().cpu()
+        lengths = torch.tensor([len(tgt) for tgt in batch.targets])
+        seq = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        nll = torch.zeros(len(lengths), dtype=torch.float64).index_add_(0, seq, picked)
+        return nll, lengths.double()
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str], task: str = "default") -> Path:
@@ -608,6 +626,28 @@ class _Batch:
     inputs: int
     labels: int
     single: bool
+
+
+def _significant_or_off(
+    best: ReadCandidate,
+    candidates: Sequence[ReadCandidate],
+    per_item: dict[str, torch.Tensor],
+    sizes: torch.Tensor,
+) -> tuple[ReadCandidate, str]:
+    """The one-standard-error guard against choosing on noise: keep ``best`` only if its gain in
+    log-likelihood per item over the memory switched off (a candidate with weight 0, when there
+    is one) exceeds one standard error of the paired per-example differences; else the memory
+    stays off (the zero-shot model). Returns the choice and a note for the report."""
+    off = next((c for c in candidates if c.read.weight == 0), None)
+    if off is None or best == off:
+        return best, ""
+    diff = per_item[best.name] - per_item[off.name]  # per example, summed over its items
+    n = len(diff)
+    gain = float(diff.sum() / sizes.sum())
+    se = float(diff.std(unbiased=True) * n**0.5 / sizes.sum()) if n > 1 else float("inf")
+    if gain > se:
+        return best, f"; gain over the memory off {gain:.4f} ± {se:.4f} (1 s.e.)"
+    return off, f"; best {best.name} gained {gain:.4f} < 1 s.e. {se:.4f} over the memory off: kept off"
 
 
 def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:

@@ -1,0 +1,278 @@
+"""Translation: Gemma-3-270M learns English → Spanish from verse pairs, without gradients, against
+zero-shot and in-context learning.
+
+Data: the verse-aligned World English Bible and Reina-Valera 1909 (offline asset ``bible-en-es``,
+Debian ``sword-text-web`` / ``sword-text-sparv``). Whole books are kept apart for testing
+(``--test-books``, default Ruth, Esther, Jonah, Mark, Philippians, James: 1,189 verses): no verse of
+a test book is in the support pool. The pool is every other verse, shuffled with ``--seed``; each
+support subset is a prefix of that order, so FAAST and in-context learning see the same examples.
+
+Prompt: ``English: {input}\\nSpanish:`` then `` {spanish}\\n``.
+
+Rows: zero-shot; in-context 1- and 5-shot (``--icl``); FAAST after k ∈ ``--sizes`` examples, read-out
+chosen by ``TaskModel.fit`` (cross-validation on the k examples, over :func:`translation_candidates`);
+Scores: BLEU and chrF (sacrebleu) of greedy translations of ``--generate`` test verses (a seeded
+sample), and the teacher-forced NLL per answer token of the reference on ``--nll`` test verses.
+Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
+
+    python benchmarks/lm_translation.py --threads 2                        # the published run
+    python benchmarks/lm_translation.py --sizes 1,20 --generate 5 --nll 20 --out /tmp/tr   # minutes
+
+Writes ``benchmarks/results/lm_translation.json``, ``docs/lm/translation.{csv,png}`` and the
+generated block of ``docs/tasks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+from faast.assets.text import bible_pairs
+from faast.eval.holdout import group_holdout
+from faast.eval.report import update_doc_block
+from faast.eval.text_metrics import translation_scores
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.icl import InContextModel
+from faast.lm.prompts import PromptTemplate
+from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
+from faast.lm.text import load_causal_lm
+from task_bench import REPO, Row, Timer, human_bytes, machine, rel, write_csv, write_json
+
+TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
+TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
+MODEL_NAMES = {"gemma3": "Gemma-3-270M", "smollm2": "SmolLM2-135M-Instruct"}
+
+
+def translation_candidates() -> list[ReadCandidate]:
+    """A smaller grid than :func:`faast.lm.task.default_candidates` (each candidate costs a full
+    vocabulary softmax per validation token, 262k entries on Gemma): the memory off, the ungated
+    prob mix λ ∈ {0.1, 0.3, 0.6} × T ∈ {0.05, 0.2} and the logit mix β ∈ {1, 3, 10}, cut α = 1."""
+    out = [ReadCandidate("prob", ReadConfig(weight=0.0, temperature=1.0, gate=None))]
+    out += [
+        ReadCandidate("prob", ReadConfig(cut="alpha=1", weight=lam, temperature=t, gate=None))
+        for lam in (0.1, 0.3, 0.6)
+        for t in (0.05, 0.2)
+    ]
+    out += [ReadCandidate("logit", ReadConfig(cut="alpha=1", weight=b)) for b in (1.0, 3.0, 10.0)]
+    return out
+
+
+def load_data(test_books: list[str], seed: int, max_words: int) -> tuple[list[Example], list[Example]]:
+    """(pool, test): verses of other books (shuffled) and of the test books (in order); verses
+    longer than ``max_words`` English words are left out of both (keeps batches short)."""
+    rows = [r for r in bible_pairs() if len(r["en"].split()) <= max_words]
+    pool_idx, test_idx = group_holdout([r["book"] for r in rows], test_books, seed)
+    ex = [Example(r["en"], r["es"], {"ref": f"{r['book']} {r['chapter']}:{r['verse']}"}) for r in rows]
+    return [ex[i] for i in pool_idx], [ex[i] for i in test_idx]
+
+
+def evaluate(generate, nll, gen_set: list[Example], nll_set: list[Example]) -> tuple[dict, float]:
+    """Scores of one row and the inference seconds per generated example."""
+    with Timer() as t:
+        outs = generate([e.input for e in gen_set])
+    scores = translation_scores(outs, [e.output for e in gen_set])
+    total, tokens = nll(nll_set)
+    scores["nll"] = total / tokens
+    scores["sample"] = [{"input": e.input, "prediction": o} for e, o in zip(gen_set[:3], outs, strict=False)]
+    return scores, t.s / len(gen_set)
+
+
+def run_model(name: str, pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
+    model, tok = load_causal_lm(name)
+    label = MODEL_NAMES.get(name, name)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
+    rng = random.Random(args.seed)
+    gen_set = rng.sample(test, min(args.generate, len(test)))
+    nll_set = test[: args.nll]
+    rows: list[Row] = []
+
+    def add(method: str, k: int, scores: dict, adapt: float, infer: float, nbytes: int, detail: str) -> None:
+        rows.append(Row(label, method, k, scores["bleu"], None, adapt, 1000 * infer, nbytes, detail, scores))
+        print(
+            f"[{label}] {method} k={k}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} "
+            f"NLL {scores['nll']:.3f} ({detail})",
+            flush=True,
+        )
+
+    def faast_generate(xs):
+        return task.generate(
+            xs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True
+        )
+
+    def faast_nll(exs):
+        return task.answer_nll(exs, batch_size=args.batch_size)
+
+    with fm.disabled():
+        scores, infer = evaluate(faast_generate, faast_nll, gen_set, nll_set)
+    add("zero-shot", 0, scores, 0.0, infer, 0, "no examples")
+
+    stop = task._stop_kwargs()
+    reserve = max(len(task.codec.prompt_ids(e.input, start=False)) for e in gen_set + nll_set)
+    reserve += max(args.max_new_tokens, max(len(task.codec.answer_ids(e.output)) for e in nll_set)) + 4
+    for k in args.icl:
+        icl = InContextModel(
+            fm.base_model, task.codec, [(e.input, e.output) for e in pool[:k]], reserve=reserve
+        )
+        with Timer() as t:
+            nbytes = icl.cache_nbytes()
+
+        def icl_generate(xs, icl=icl):
+            return icl.generate(xs, max_new_tokens=args.max_new_tokens, stop=stop, progress=True)
+
+        def icl_nll(exs, icl=icl):
+            return icl.answer_nll([(e.input, e.output) for e in exs])
+
+        with fm.disabled():
+            scores, infer = evaluate(icl_generate, icl_nll, gen_set, nll_set)
+        add(
+            "in-context",
+            icl.num_used,
+            scores,
+            t.s,
+            infer,
+            nbytes,
+            f"{k}-shot, {len(icl.prefix)} prefix tokens",
+        )
+        del icl
+
+    for k in args.sizes:
+        k = len(pool) if k == 0 else k
+        task.reset()
+        with Timer() as t:
+            report = task.fit(
+                pool[:k],
+                labels=None,
+                folds=args.folds,
+                max_validation=args.max_validation,
+                candidates=translation_candidates(),
+                seed=args.seed,
+                batch_size=args.batch_size,
+            )
+        scores, infer = evaluate(faast_generate, faast_nll, gen_set, nll_set)
+        size = fm.fast_weight_nbytes()
+        scores["chosen"] = report.chosen.name
+        add(
+            "faast-answer",
+            k,
+            scores,
+            t.s,
+            infer,
+            size["compiled"] + size["support_rows"],
+            f"{report.chosen.name}; {report.pairs} pairs",
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="gemma3")
+    ap.add_argument("--test-books", default=",".join(TEST_BOOKS))
+    ap.add_argument("--sizes", default="1,1000,0", help="FAAST support sizes (0 = the whole pool)")
+    ap.add_argument("--pool", type=int, default=None, help="cap the support pool (default: all)")
+    ap.add_argument("--icl", default="1,5", help="in-context demonstrations")
+    ap.add_argument("--generate", type=int, default=100, help="test verses translated greedily (BLEU, chrF)")
+    ap.add_argument("--nll", type=int, default=1189, help="test verses scored by teacher-forced NLL")
+    ap.add_argument("--max-words", type=int, default=60, help="leave out verses longer than this (English)")
+    ap.add_argument("--max-new-tokens", type=int, default=120)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--max-validation", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--cache", action="store_true", help="keep learned states (faster CV, more memory)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
+    args = ap.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.icl = [int(x) for x in args.icl.split(",") if x]
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    pool, test = load_data(args.test_books.split(","), args.seed, args.max_words)
+    if args.pool is not None:
+        pool = pool[: args.pool]
+    print(f"support pool {len(pool)} verses, test {len(test)} verses", flush=True)
+    rows: list[Row] = []
+    with Timer() as total:
+        for name in args.models.split(","):
+            rows += run_model(name, pool, test, args)
+    out = Path(args.out) if args.out else None
+    json_path = (out or REPO / "benchmarks" / "results") / "lm_translation.json"
+    csv_path = (out or REPO / "docs" / "lm") / "translation.csv"
+    meta = {
+        "command": "python benchmarks/lm_translation.py " + " ".join(sys.argv[1:]),
+        "data": f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
+        f"({len(test)} verses; BLEU/chrF on {min(args.generate, len(test))} seeded, NLL on "
+        f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}",
+        "template": TEMPLATE.to_dict(),
+        "machine": machine(args.threads),
+        "seconds": total.s,
+    }
+    write_json(json_path, {**meta, "rows": [r.flat() for r in rows]})
+    write_csv(csv_path, rows)
+    plot(csv_path.with_suffix(".png"), rows)
+    md = markdown(rows, meta, rel(csv_path), csv_path.with_suffix(".png").name)
+    if out is None:
+        update_doc_block(REPO / "docs" / "tasks.md", "translation", md, meta["command"])
+    else:
+        (out / "translation.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
+    lines = [
+        f"**Data** {meta['data']}  ",
+        f"**Machine** {meta['machine']}; measured in {meta['seconds'] / 3600:.1f} h  ",
+        f"**Command** `{meta['command']}`",
+        "",
+        "| model | method | k | BLEU | chrF | NLL / token | adaptation s | inference ms/example "
+        "| bytes at inference | read-out / settings |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        x = r.extra
+        lines.append(
+            f"| {r.model} | {r.method} | {r.k} | {x['bleu']:.2f} | {x['chrf']:.2f} | {x['nll']:.3f} "
+            f"| {r.adapt_s:.1f} | {r.infer_ms:.0f} | {human_bytes(r.nbytes)} | {r.detail} |"
+        )
+    lines += [
+        "",
+        f"![BLEU vs support examples](lm/{png_name})",
+        "",
+        f"Every number: [`{csv_name}`]({Path(csv_name).name}).",
+    ]
+    return "\n".join(lines)
+
+
+def plot(path: Path, rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("bleu", "chrf"), strict=True):
+        for method in dict.fromkeys(r.method for r in rows):
+            pts = sorted((r.k, r.extra[metric]) for r in rows if r.method == method)
+            if method == "zero-shot":
+                ax.axhline(pts[0][1], color="grey", ls="--", label="zero-shot")
+            else:
+                ax.plot([max(p[0], 1) for p in pts], [p[1] for p in pts], marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("support examples k (log)")
+        ax.set_ylabel(metric.upper() if metric == "bleu" else "chrF")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"English → Spanish, {rows[0].model}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
