@@ -57,7 +57,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from task_bench import REPO, Row, Timer, human_bytes, machine, rel, write_csv, write_json
+from task_bench import REPO, Row, Timer, human_bytes, machine, merge_runs, rel, write_csv, write_json
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -314,6 +314,7 @@ def main() -> None:
         "machine": machine(args.threads),
         "seconds": total.s,
     }
+    rows, meta = merge_runs(json_path, rows, meta)
     write_json(json_path, {**meta, "rows": [r.flat() for r in rows]})
     write_csv(csv_path, rows)
     plot(png_path, rows)
@@ -326,10 +327,13 @@ def main() -> None:
 
 
 def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
-    lines = [
-        f"**Data** {meta['data']}  ",
-        f"**Machine** {meta['machine']}; measured in {meta['seconds'] / 3600:.1f} h  ",
-        f"**Command** `{meta['command']}`",
+    lines = []
+    for model, run in meta["runs"].items():
+        lines.append(
+            f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; "
+            f"{run['seconds'] / 60:.0f} min)"
+        )
+    lines += [
         "",
         "| model | method | k | accuracy % (95 % CI) | adaptation s | inference ms/example "
         "| bytes at inference | read-out / settings |",

@@ -60,6 +60,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     _read_args(pp)
     pp.set_defaults(func=run_perplexity)
 
+    st = actions.add_parser(
+        "stream",
+        help="read a long text chunk by chunk: score each chunk with what came before, then learn it",
+    )
+    _model_args(st)
+    st.add_argument("--text", required=True, help="UTF-8 text file to read")
+    st.add_argument("--chunk", type=int, default=512, help="tokens per chunk (default 512)")
+    st.add_argument("--max-chunks", type=int, default=None)
+    st.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="also score each chunk by the base model after this many tokens of the text before it",
+    )
+    st.add_argument("--no-base", action="store_true", help="do not score the chunks with the base model")
+    st.add_argument("--csv", default=None, help="per-chunk results (CSV; a PNG plot is written beside it)")
+    st.add_argument("--out", default=None, help="save the fast weights after the last chunk here")
+    st.add_argument("--task", default="default", help="task name inside --out")
+    _read_args(st)
+    st.set_defaults(func=run_stream)
+
     ta = actions.add_parser("tasks", help="list the tasks of a fast-weight file")
     ta.add_argument("path")
     ta.set_defaults(func=run_tasks)
@@ -150,12 +171,13 @@ def _load_with_fast_weights(args: argparse.Namespace):
 def run_learn(args: argparse.Namespace) -> int:
     import time
 
-    from faast.lm.text import encode, learn_windows, read_text, token_windows
+    from faast.lm.prompts import start_token_ids
+    from faast.lm.text import encode, learn_windows, read_text, token_windows, with_start_tokens
 
     text = read_text(args.text)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     fm, tok = _load(args, *_layout_and_read(args, given))
-    windows = token_windows(encode(tok, text), args.window)
+    windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
     print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")
     start = time.perf_counter()
     pairs = learn_windows(fm, windows, batch_size=args.batch_size)
@@ -193,16 +215,46 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_perplexity(args: argparse.Namespace) -> int:
-    from faast.lm.text import encode, perplexity, read_text, token_windows
+    from faast.lm.prompts import start_token_ids
+    from faast.lm.text import encode, perplexity, read_text, token_windows, with_start_tokens
 
     fm, tok = _load_with_fast_weights(args)
     windows = token_windows(encode(tok, read_text(args.text)), args.window, limit=args.max_windows)
+    windows = with_start_tokens(windows, start_token_ids(tok))
     with fm.disabled():
         base = perplexity(fm, windows, progress=True)
     result = {"tokens": base.tokens, "base": base.to_dict()}
     if args.fast_weights:
         result["fast_weights"] = perplexity(fm, windows, progress=True).to_dict()
     print(json.dumps(result, indent=1))
+    return 0
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    from faast.lm.prompts import start_token_ids
+    from faast.lm.stream import stream_chunks, summarize
+    from faast.lm.stream_report import plot_stream, write_stream_csv
+    from faast.lm.text import encode, read_text
+
+    fm, tok = _load(args, *_layout_and_read(args, {}))
+    ids = encode(tok, read_text(args.text))
+    rows = stream_chunks(
+        fm,
+        ids,
+        chunk=args.chunk,
+        start_ids=start_token_ids(tok),
+        max_chunks=args.max_chunks,
+        score_base=not args.no_base,
+        context=args.context,
+    )
+    if args.csv:
+        path = write_stream_csv(args.csv, rows)
+        plot_stream(
+            path.with_suffix(".png"), {args.text: rows}, title=f"{args.model}, chunks of {args.chunk}"
+        )
+    if args.out:
+        fm.save_fast_weights(args.out, task=args.task)
+    print(json.dumps({"chunks": len(rows), "parts": summarize(rows)}, indent=1))
     return 0
 
 

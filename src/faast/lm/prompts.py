@@ -25,6 +25,15 @@ import torch
 DEFAULT_TEMPLATE = "Input: {input}\nOutput:"
 
 
+def start_token_ids(tokenizer: Any) -> list[int]:
+    """The tokens the tokenizer puts before a text by default (e.g. Gemma's ``<bos>``; none for
+    SmolLM2): models trained with them need them in front of every sequence they read."""
+    with_special = tokenizer("x", add_special_tokens=True).input_ids
+    plain = tokenizer("x", add_special_tokens=False).input_ids
+    cut = _find_sub(with_special, plain)
+    return list(with_special[:cut]) if cut >= 0 else []
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """How an example is written as text (see the module docstring)."""
@@ -89,10 +98,7 @@ class PromptCodec:
     ) -> None:
         self.tokenizer = tokenizer
         self.template = template or PromptTemplate()
-        with_special = tokenizer("x", add_special_tokens=True).input_ids
-        plain = tokenizer("x", add_special_tokens=False).input_ids
-        cut = _find_sub(with_special, plain)
-        self.start_ids: list[int] = list(with_special[:cut]) if cut >= 0 else []
+        self.start_ids: list[int] = start_token_ids(tokenizer)
         limit = getattr(tokenizer, "model_max_length", None)
         bounds = [int(x) for x in (context, limit) if isinstance(x, int) and 0 < x < 1_000_000]
         self.context = min(bounds) if bounds else 2048

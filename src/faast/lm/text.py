@@ -93,8 +93,17 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
     return ids[: n * length].view(n, length).clone()
 
 
+def with_start_tokens(windows: torch.Tensor, start_ids: list[int]) -> torch.Tensor:
+    """(n, T) windows → (n, len(start_ids) + T) with the start tokens in front of each (a model
+    such as Gemma reads every sequence after ``<bos>``; the start tokens are never scored)."""
+    if not start_ids:
+        return windows
+    start = torch.tensor(start_ids, dtype=windows.dtype).expand(windows.shape[0], -1)
+    return torch.cat([start, windows], dim=1)
+
+
 def encode(tokenizer: Any, text: str) -> torch.Tensor:
-    """The whole text as one 1-D token stream (no special tokens)."""
+    """The whole text as one 1-D token stream (no special tokens; see :func:`with_start_tokens`)."""
     return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
 
 

@@ -1,0 +1,166 @@
+"""Streaming mode: read a long text chunk by chunk, "apply, then update".
+
+Chunk i is scored with the fast weights of chunks 0 … i−1 only, then learned, so no token is ever
+predicted by fast weights that have seen it, and the perplexity of chunk i measures what the
+model has learned from the text before it. The same chunks can be scored by the base model (no
+fast weights) and by the base model with the preceding ``context`` tokens of the text in its prompt
+(a sliding window of in-context text), the two baselines of the streaming protocol.
+
+    from faast.lm.stream import stream_chunks
+    rows = stream_chunks(fm, encode(tok, book), chunk=512, start_ids=[tok.bos_token_id])
+    [(r.index, r.ppl, r.base_ppl) for r in rows]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+@dataclass
+class StreamChunk:
+    """One chunk of a stream: where it starts (token offset), how many tokens were scored, and
+    the mean NLL per token with the fast weights of the chunks before it (``nll``), by the base
+    model alone (``base_nll``) and by the base model after ``context`` tokens of preceding text
+    (``context_nll``); None where not measured."""
+
+    index: int
+    start: int
+    tokens: int
+    nll: float
+    base_nll: float | None = None
+    context_nll: float | None = None
+    pairs_learned: int = 0
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.nll)
+
+    @property
+    def base_ppl(self) -> float | None:
+        return None if self.base_nll is None else math.exp(self.base_nll)
+
+    @property
+    def context_ppl(self) -> float | None:
+        return None if self.context_nll is None else math.exp(self.context_nll)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(ppl=self.ppl, base_ppl=self.base_ppl, context_ppl=self.context_ppl)
+        return out
+
+
+def chunk_stream(
+    ids: torch.Tensor, chunk: int, max_chunks: int | None = None
+) -> list[tuple[int, torch.Tensor]]:
+    """(offset, (≤ chunk,) ids) pieces of a 1-D token stream; the last may be shorter (≥ 2 tokens)."""
+    if ids.ndim != 1:
+        raise ValueError(f"expected a 1-D token stream, got shape {tuple(ids.shape)}")
+    if chunk < 2:
+        raise ValueError(f"chunks need at least 2 tokens, got chunk={chunk}")
+    if max_chunks is not None and max_chunks < 1:
+        raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
+    pieces = [(s, ids[s : s + chunk]) for s in range(0, ids.numel(), chunk)]
+    pieces = [(s, p) for s, p in pieces if p.numel() >= 2]
+    if not pieces:
+        raise ValueError("the text is too short: fewer than 2 tokens")
+    return pieces[:max_chunks]
+
+
+@torch.no_grad()
+def _chunk_nll(
+    model: Any, prefix: Sequence[int], piece: torch.Tensor, score_first: bool
+) -> tuple[float, int]:
+    """(summed NLL, tokens) of ``piece`` after ``prefix`` (start tokens and/or context): the
+    piece's tokens from the first (``score_first``, needs a prefix) or from the second on."""
+    device = next(model.parameters()).device
+    seq = torch.tensor([*prefix, *piece.tolist()], device=device)[None]
+    logits = model(input_ids=seq, use_cache=False).logits[0].float()
+    first = len(prefix) + (0 if score_first else 1)  # the first scored position of seq
+    pred = logits[first - 1 : -1]
+    target = seq[0, first:]
+    return float(F.cross_entropy(pred, target, reduction="sum")), target.numel()
+
+
+def stream_chunks(
+    model: Any,
+    ids: torch.Tensor,
+    *,
+    chunk: int = 512,
+    start_ids: Sequence[int] = (),
+    max_chunks: int | None = None,
+    score_base: bool = True,
+    context: int = 0,
+    learn: bool = True,
+    progress: bool = True,
+    on_chunk: Callable[[StreamChunk], None] | None = None,
+) -> list[StreamChunk]:
+    """Score then learn each chunk of ``ids`` (1-D token stream) in order.
+
+    model: a :class:`~faast.lm.FaastModel` (its fast weights grow as the stream is read).
+    start_ids: tokens put before every chunk (e.g. Gemma's ``<bos>``), never scored.
+    score_base: also score each chunk with the fast weights switched off.
+    context: also score each chunk by the base model after the ``context`` tokens of text that
+    precede it (a sliding in-context window; 0: not measured).
+    learn: False scores every chunk with the fast weights as they are (e.g. after a full read).
+    on_chunk: called with each chunk's result as soon as it is known (progress, checkpoints).
+    """
+    start_ids = [int(t) for t in start_ids]
+    if context < 0:
+        raise ValueError(f"context must be ≥ 0 tokens, got {context}")
+    rows = []
+    pieces = chunk_stream(ids, chunk, max_chunks)
+    for index, (offset, piece) in enumerate(
+        tqdm(pieces, desc="stream: score, then learn", unit="chunk", disable=not progress)
+    ):
+        first = bool(start_ids)  # without start tokens a chunk's first token has nothing to go on
+        total, n = _chunk_nll(model, start_ids, piece, first)
+        row = StreamChunk(index, offset, n, total / n)
+        if score_base or context:
+            with model.disabled():
+                if score_base:
+                    row.base_nll = _chunk_nll(model, start_ids, piece, first)[0] / n
+                if context:
+                    before = ids[max(0, offset - context) : offset].tolist()
+                    row.context_nll = _chunk_nll(model, start_ids + before, piece, first)[0] / n
+        if learn:
+            device = next(model.parameters()).device
+            row.pairs_learned = model.learn(
+                input_ids=torch.tensor([[*start_ids, *piece.tolist()]], device=device)
+            )
+        rows.append(row)
+        if on_chunk is not None:
+            on_chunk(row)
+    return rows
+
+
+def summarize(rows: Sequence[StreamChunk], parts: int = 4) -> list[dict[str, float]]:
+    """Token-weighted perplexities over ``parts`` consecutive stretches of the stream (the
+    beginning, …, the end): how test-time learning pays off as the text goes on."""
+    if not rows:
+        raise ValueError("no chunks to summarize")
+    parts = max(1, min(parts, len(rows)))
+    bounds = [round(i * len(rows) / parts) for i in range(parts + 1)]
+    out = []
+    for a, b in pairwise(bounds):
+        part = rows[a:b]
+        tokens = sum(r.tokens for r in part)
+        entry = {"first_chunk": part[0].index, "last_chunk": part[-1].index, "tokens": tokens}
+        for name in ("nll", "base_nll", "context_nll"):
+            vals = [getattr(r, name) for r in part]
+            if all(v is not None for v in vals):
+                entry[name.replace("nll", "ppl")] = math.exp(
+                    sum(v * r.tokens for v, r in zip(vals, part, strict=True)) / tokens
+                )
+        out.append(entry)
+    return out
+
+
+__all__ = ["StreamChunk", "chunk_stream", "stream_chunks", "summarize"]
