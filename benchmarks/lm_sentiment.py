@@ -350,7 +350,7 @@ def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
         "",
         f"![accuracy vs support examples](lm/{png_name})",
         "",
-        f"Every number: [`{csv_name}`]({Path(csv_name).name}).",
+        f"Every number: [`{csv_name}`](lm/{Path(csv_name).name}).",
     ]
     return "\n".join(lines)
 
