@@ -1,0 +1,197 @@
+"""Data-parallel learning on localhost processes (gloo) equals one process seeing all the data.
+
+Each process is started the way ``torchrun`` starts it (RANK, WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT in the environment) and runs :mod:`tests.dist_scenarios`; one test goes through the
+real ``torchrun`` launcher with the ``faast lm learn`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from faast import FaastClassifier, distributed
+from faast.distributed import Dist, shard_range
+from tests import dist_scenarios
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPES = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
+    return env
+
+
+def _launch(scenario: str, world: int, out: Path, n: int, timeout_s: float = 60.0) -> list[subprocess.Popen]:
+    port = str(_free_port())
+    procs = []
+    for rank in range(world):
+        env = _env(
+            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT=str(timeout_s),
+        )  # fmt: skip
+        cmd = [sys.executable, "-m", "tests.dist_scenarios", scenario, str(out), str(n)]
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen], timeout: float = 90.0) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of each process; any still running at the end is killed."""
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: float = 1e-10) -> None:
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key].shape == want[key].shape, key
+        diff = (got[key].double() - want[key].double()).abs().max().item() if want[key].numel() else 0.0
+        assert diff <= tol * max(1.0, want[key].double().abs().max().item()), (key, diff)
+
+
+def _check_ranks(out: Path, world: int, want: dict[str, torch.Tensor]) -> None:
+    for rank in range(world):
+        _assert_same(load_file(out / f"rank{rank}.safetensors"), want)
+
+
+@pytest.fixture(scope="module")
+def lm_cli(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A tiny model folder, a text, and the `faast lm learn` arguments (without --out)."""
+    from tests.lm_wordlevel import WORDS, save_tiny_model
+
+    tmp = tmp_path_factory.mktemp("dist-lm")
+    model = save_tiny_model(tmp / "model")
+    text = tmp / "notes.txt"
+    text.write_text(" ".join(WORDS[(7 * i) % 50] for i in range(250)))
+    args = ["lm", "learn", "--model", str(model), "--text", str(text), "--window", "32", "--threads", "1"]
+    return tmp, [*args, "--batch-size", "3"]
+
+
+def test_two_ranks_under_torchrun_equal_one_process(tmp_path, lm_cli):
+    """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split), FaastClassifier fit and
+    partial_fit, FaastModel learn and TaskModel learn leave both ranks with the fast weights of one
+    process on all the data (to 1e-10); then ``faast lm learn`` runs unchanged in the same
+    processes: rank 0 alone prints and writes the fast weights one process writes."""
+    from faast.cli import main
+
+    _, cli = lm_cli
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "-m", "tests.dist_scenarios", "learn", str(tmp_path), "11", *cli, "--out", str(tmp_path / "two.st"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_env(FAAST_DIST_TIMEOUT="120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    want = dist_scenarios.learn_all(Dist(), 11)  # the reference, while the processes run
+    assert main([*cli, "--out", str(tmp_path / "one.st")]) == 0
+    code, printed, err = _wait([proc], timeout=240)[0]
+    assert code == 0, err[-3000:]
+    _check_ranks(tmp_path, 2, want)
+    assert printed.count("wrote task 'default'") == 1 and "on 2 processes" in printed
+    one, two = load_file(tmp_path / "one.st"), load_file(tmp_path / "two.st")
+    assert sorted(one) == sorted(two)
+    for key in one:
+        if one[key].dtype == torch.float64:  # statistics of a float32 model: rounding of the keys
+            assert torch.allclose(two[key], one[key], rtol=1e-5, atol=1e-6 * one[key].abs().max()), key
+        else:
+            assert torch.equal(two[key], one[key]), key
+
+
+def test_three_ranks_on_two_examples(tmp_path):
+    """More processes than examples: the rank with no data joins the reductions and every rank
+    ends with the single-process fast weights."""
+    procs = _launch("learn", 3, tmp_path, 2)
+    want = dist_scenarios.learn_all(Dist(), 2)
+    for rank, (code, _, err) in enumerate(_wait(procs)):
+        assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
+    _check_ranks(tmp_path, 3, want)
+
+
+@pytest.mark.parametrize("scenario", ["fail", "stuck"])
+def test_a_failing_rank_stops_the_others_with_a_clear_error(tmp_path, scenario):
+    """Rank 1 raises (fail) or never reaches the all-reduce (stuck): rank 0 exits with an error
+    naming the problem within the collective timeout instead of hanging."""
+    start = time.perf_counter()
+    procs = _launch(scenario, 2, tmp_path, 10, timeout_s=4.0)
+    try:
+        code, _, err = _wait(procs[:1], timeout=60.0)[0]
+    finally:
+        for p in procs[1:]:
+            p.kill()
+            p.communicate()
+    assert code != 0
+    assert "DistributedError: rank 0/2" in err
+    assert "another process probably failed or is stuck" in err
+    assert time.perf_counter() - start < 60.0
+
+
+# ----------------------------------------------------------------- single-process pieces
+@pytest.mark.parametrize(("n", "world"), [(0, 1), (1, 3), (2, 3), (10, 3), (11, 2), (5, 5), (7, 1)])
+def test_shard_range_splits_evenly_and_covers_everything(n, world):
+    ranges = [shard_range(n, r, world) for r in range(world)]
+    assert [i for r in ranges for i in r] == list(range(n))
+    sizes = [len(r) for r in ranges]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_shard_range_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="rank 2 is not in a world of 2"):
+        shard_range(5, 2, 2)
+    with pytest.raises(ValueError, match="negative"):
+        shard_range(-1, 0, 1)
+
+
+def test_single_process_context_is_a_no_op(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    distributed.shutdown()
+    d = distributed.init()
+    assert (d.rank, d.world_size, d.active, d.is_main) == (0, 1, False, True)
+    assert d.shard([1, 2, 3]) == [1, 2, 3] and d.sum(2.5) == 2.5 and d.union([3, 1, 3]) == [1, 3]
+    x, y = dist_scenarios.classifier_data(30)
+    plain = FaastClassifier(tau=0.01).fit(x, y)
+    flagged = FaastClassifier(tau=0.01, distributed=True).fit(x, y)  # a world of one
+    assert (flagged.coef_ == plain.coef_).all()
+    distributed.shutdown()
+
+
+def test_bad_timeout_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("FAAST_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="FAAST_DIST_TIMEOUT must be a number"):
+        distributed.current()
