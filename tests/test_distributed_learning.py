@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _launch(scenario: str, world: int, out: Path, n: int, timeout_s: float = 60.0) -> list[subprocess.Popen]:
+def _launch(scenario: str, world: int, out: Path, n: int, timeout_s: float = 120.0) -> list[subprocess.Popen]:
+    """Start ``world`` processes of a scenario with the environment torchrun would give them."""
     port = str(_free_port())
     procs = []
     for rank in range(world):
@@ -48,11 +51,7 @@ def _launch(scenario: str, world: int, out: Path, n: int, timeout_s: float = 60.
             MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT=str(timeout_s),
         )  # fmt: skip
         cmd = [sys.executable, "-m", "tests.dist_scenarios", scenario, str(out), str(n)]
-        procs.append(
-            subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
     return procs
 
 
@@ -71,6 +70,14 @@ def _wait(procs: list[subprocess.Popen], timeout: float = 90.0) -> list[tuple[in
     return results
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Kill the processes still running and collect them."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: float = 1e-10) -> None:
     assert sorted(got) == sorted(want)
     for key in want:
@@ -84,47 +91,60 @@ def _check_ranks(out: Path, world: int, want: dict[str, torch.Tensor]) -> None:
         _assert_same(load_file(out / f"rank{rank}.safetensors"), want)
 
 
+@dataclass
+class Groups:
+    """The process groups of this module, all started at once (the machine runs them side by side)."""
+
+    tmp: Path
+    cli: list[str]
+    torchrun: subprocess.Popen
+    three: list[subprocess.Popen]
+    failing: dict[str, list[subprocess.Popen]]
+    started: float
+
+
 @pytest.fixture(scope="module")
-def lm_cli(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A tiny model folder, a text, and the `faast lm learn` arguments (without --out)."""
+def groups(tmp_path_factory) -> Iterator[Groups]:
+    """Start every multi-process run of the module once: ``torchrun`` with 2 ranks (11 examples),
+    3 ranks on 2 examples, and the two failure scenarios (a collective timeout of 4 s)."""
     from tests.lm_wordlevel import WORDS, save_tiny_model
 
-    tmp = tmp_path_factory.mktemp("dist-lm")
+    tmp = tmp_path_factory.mktemp("dist")
     model = save_tiny_model(tmp / "model")
     text = tmp / "notes.txt"
     text.write_text(" ".join(WORDS[(7 * i) % 50] for i in range(250)))
-    args = ["lm", "learn", "--model", str(model), "--text", str(text), "--window", "32", "--threads", "1"]
-    return tmp, [*args, "--batch-size", "3"]
+    cli = ["lm", "learn", "--model", str(model), "--text", str(text), "--window", "32", "--threads", "1"]
+    cli += ["--batch-size", "3"]
+    for name in ("two", "three", "fail", "stuck"):
+        (tmp / name).mkdir()
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "tests.dist_scenarios",
+        "learn", str(tmp / "two"), "11", *cli, "--out", str(tmp / "two" / "fw.safetensors"),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    torchrun = subprocess.Popen(cmd, cwd=ROOT, env=_env(FAAST_DIST_TIMEOUT="120"), **PIPES)
+    three = _launch("learn", 3, tmp / "three", 2)
+    failing = {s: _launch(s, 2, tmp / s, 10, timeout_s=4.0) for s in ("fail", "stuck")}
+    yield Groups(tmp, cli, torchrun, three, failing, started)
+    _stop([torchrun, *three, *(p for ps in failing.values() for p in ps)])
 
 
-def test_two_ranks_under_torchrun_equal_one_process(tmp_path, lm_cli):
+def test_two_ranks_under_torchrun_equal_one_process(groups, tmp_path):
     """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split), FaastClassifier fit and
     partial_fit, FaastModel learn and TaskModel learn leave both ranks with the fast weights of one
     process on all the data (to 1e-10); then ``faast lm learn`` runs unchanged in the same
     processes: rank 0 alone prints and writes the fast weights one process writes."""
     from faast.cli import main
 
-    _, cli = lm_cli
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        "-m", "tests.dist_scenarios", "learn", str(tmp_path), "11", *cli, "--out", str(tmp_path / "two.st"),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=_env(FAAST_DIST_TIMEOUT="120"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    want = dist_scenarios.learn_all(Dist(), 11)  # the reference, while the processes run
-    assert main([*cli, "--out", str(tmp_path / "one.st")]) == 0
-    code, printed, err = _wait([proc], timeout=240)[0]
+    want = dist_scenarios.learn_all(Dist(), 11)  # the references, while the processes run
+    assert main([*groups.cli, "--out", str(tmp_path / "one.safetensors")]) == 0
+    code, printed, err = _wait([groups.torchrun], timeout=240)[0]
     assert code == 0, err[-3000:]
-    _check_ranks(tmp_path, 2, want)
+    _check_ranks(groups.tmp / "two", 2, want)
     assert printed.count("wrote task 'default'") == 1 and "on 2 processes" in printed
-    one, two = load_file(tmp_path / "one.st"), load_file(tmp_path / "two.st")
+    one = load_file(tmp_path / "one.safetensors")
+    two = load_file(groups.tmp / "two" / "fw.safetensors")
     assert sorted(one) == sorted(two)
     for key in one:
         if one[key].dtype == torch.float64:  # statistics of a float32 model: rounding of the keys
@@ -133,32 +153,28 @@ def test_two_ranks_under_torchrun_equal_one_process(tmp_path, lm_cli):
             assert torch.equal(two[key], one[key]), key
 
 
-def test_three_ranks_on_two_examples(tmp_path):
+def test_three_ranks_on_two_examples(groups):
     """More processes than examples: the rank with no data joins the reductions and every rank
     ends with the single-process fast weights."""
-    procs = _launch("learn", 3, tmp_path, 2)
     want = dist_scenarios.learn_all(Dist(), 2)
-    for rank, (code, _, err) in enumerate(_wait(procs)):
+    for rank, (code, _, err) in enumerate(_wait(groups.three, timeout=240)):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
-    _check_ranks(tmp_path, 3, want)
+    _check_ranks(groups.tmp / "three", 3, want)
 
 
 @pytest.mark.parametrize("scenario", ["fail", "stuck"])
-def test_a_failing_rank_stops_the_others_with_a_clear_error(tmp_path, scenario):
+def test_a_failing_rank_stops_the_others_with_a_clear_error(groups, scenario):
     """Rank 1 raises (fail) or never reaches the all-reduce (stuck): rank 0 exits with an error
-    naming the problem within the collective timeout instead of hanging."""
-    start = time.perf_counter()
-    procs = _launch(scenario, 2, tmp_path, 10, timeout_s=4.0)
+    naming the problem (within the 4 s collective timeout) instead of hanging."""
+    procs = groups.failing[scenario]
     try:
-        code, _, err = _wait(procs[:1], timeout=60.0)[0]
+        code, _, err = _wait(procs[:1], timeout=120.0)[0]
     finally:
-        for p in procs[1:]:
-            p.kill()
-            p.communicate()
+        _stop(procs[1:])
     assert code != 0
-    assert "DistributedError: rank 0/2" in err
+    assert "DistributedError: rank 0/2: all_gather of rows failed" in err
     assert "another process probably failed or is stuck" in err
-    assert time.perf_counter() - start < 60.0
+    assert ("Connection closed by peer" if scenario == "fail" else "Timed out") in err
 
 
 # ----------------------------------------------------------------- single-process pieces
