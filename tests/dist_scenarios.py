@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import save_file
 
 from faast import FaastClassifier, distributed
+from faast.data import ImageDataset
+from faast.encoders import ImageEncoder, encode_dataset, to_rgb_batch
 
 # The LM imports (transformers) happen inside the functions that need them: the failure scenarios
 # only fit classifiers, and a process that imports less starts faster on a loaded machine.
@@ -93,9 +95,39 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     return {"W": out.memory.weight(torch.float64), "seen": out.extra_state()["seen"]}
 
 
-def learn_all(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
-    """Every learning path: classifier fit and partial_fit, LM learn, task learn."""
-    results = {f"clf/{k}": v for k, v in fit_classifiers(d, n).items()}
+class RowMeans(ImageEncoder):
+    """A stub frozen encoder: the mean intensity of the first 8 rows; counts what it encodes."""
+
+    name, feature_dim, resolution = "row-means", 8, 8
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def identity(self) -> dict[str, str]:
+        return {"encoder": self.name, "resolution": "8"}
+
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        self.seen += len(images)
+        return to_rgb_batch(images, 8)[:, 0, :, :8].mean(dim=1)
+
+
+def encode_images(d: distributed.Dist, n: int, cache: Path) -> dict[str, torch.Tensor]:
+    """Features of n toy images encoded in parallel, then again from the cache rank 0 wrote."""
+    images = np.random.default_rng(2).integers(0, 256, size=(n, 12, 12), dtype=np.uint8)
+    data = ImageDataset("toy", "train", images, np.arange(n) % 3, ("a", "b", "c"))
+    enc = RowMeans()
+    feats = encode_dataset(enc, data, cache, batch_size=2, progress=False, distributed=True)
+    encoded = enc.seen
+    again = encode_dataset(enc, data, cache, batch_size=2, progress=False, distributed=True)
+    assert torch.equal(again, feats) and enc.seen == encoded  # the second pass read the cache
+    assert encoded == len(d.shard_range(n))  # each process encoded its own block only
+    return {"features": feats}
+
+
+def learn_all(d: distributed.Dist, n: int, out: Path) -> dict[str, torch.Tensor]:
+    """Every learning path: feature extraction, classifier fit and partial_fit, LM learn, task learn."""
+    results = {f"enc/{k}": v for k, v in encode_images(d, n, out / "cache").items()}
+    results.update({f"clf/{k}": v for k, v in fit_classifiers(d, n).items()})
     results.update({f"lm/{k}": v for k, v in learn_lm(d, n).items()})
     results.update({f"task/{k}": v for k, v in learn_task(d, n).items()})
     return results
@@ -104,7 +136,7 @@ def learn_all(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
 def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
     d = distributed.init()
     if scenario == "learn":
-        results = learn_all(d, n)
+        results = learn_all(d, n, out)
         save_file({k: v.contiguous() for k, v in results.items()}, str(out / f"rank{d.rank}.safetensors"))
         if cli:  # then the `faast lm learn` command, unchanged, in the same processes
             from faast.cli import main

@@ -131,13 +131,14 @@ def groups(tmp_path_factory) -> Iterator[Groups]:
 
 
 def test_two_ranks_under_torchrun_equal_one_process(groups, tmp_path):
-    """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split), FaastClassifier fit and
+    """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split), feature extraction (each
+    rank encodes its block, rank 0 writes the cache, both read it back), FaastClassifier fit and
     partial_fit, FaastModel learn and TaskModel learn leave both ranks with the fast weights of one
     process on all the data (to 1e-10); then ``faast lm learn`` runs unchanged in the same
     processes: rank 0 alone prints and writes the fast weights one process writes."""
     from faast.cli import main
 
-    want = dist_scenarios.learn_all(Dist(), 11)  # the references, while the processes run
+    want = dist_scenarios.learn_all(Dist(), 11, tmp_path)  # the references, while the processes run
     assert main([*groups.cli, "--out", str(tmp_path / "one.safetensors")]) == 0
     code, printed, err = _wait([groups.torchrun], timeout=240)[0]
     assert code == 0, err[-3000:]
@@ -153,10 +154,10 @@ def test_two_ranks_under_torchrun_equal_one_process(groups, tmp_path):
             assert torch.equal(two[key], one[key]), key
 
 
-def test_three_ranks_on_two_examples(groups):
+def test_three_ranks_on_two_examples(groups, tmp_path):
     """More processes than examples: the rank with no data joins the reductions and every rank
     ends with the single-process fast weights."""
-    want = dist_scenarios.learn_all(Dist(), 2)
+    want = dist_scenarios.learn_all(Dist(), 2, tmp_path)
     for rank, (code, _, err) in enumerate(_wait(groups.three, timeout=240)):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
     _check_ranks(groups.tmp / "three", 3, want)
