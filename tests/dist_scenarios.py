@@ -95,6 +95,28 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     return {"W": out.memory.weight(torch.float64), "seen": out.extra_state()["seen"]}
 
 
+def train_readout_curve(d: distributed.Dist) -> dict[str, torch.Tensor]:
+    """Loss curve and trained readout of a tiny float64 model (7 windows, batches of 3: the last
+    batch has one window, so some processes have none), without dropout."""
+    from faast.lm import FaastConfig, get_faast_model
+    from faast.lm.train import TrainConfig, train_readout
+    from tests.lm_tiny import tiny_model
+
+    fm = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1, readout_dropout=0.0))
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # a random start, so that the scorer gets gradients from the first step
+        for p in fm.memories.parameters():
+            p.copy_(0.05 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    config = TrainConfig(steps=2, batch_windows=3, bank_tokens=40, lr=1e-2, log_every=1)
+    log = train_readout(fm, lm_windows(7, length=10, seed=8), config, progress=False)
+    out = {
+        k: torch.tensor([row[k] for row in log], dtype=torch.float64)
+        for k in ("loss", "base_loss", "grad_norm")
+    }
+    out.update({f"param/{name}": p.detach().clone() for name, p in fm.memories.named_parameters()})
+    return out
+
+
 class RowMeans(ImageEncoder):
     """A stub frozen encoder: the mean intensity of the first 8 rows; counts what it encodes."""
 
@@ -125,11 +147,13 @@ def encode_images(d: distributed.Dist, n: int, cache: Path) -> dict[str, torch.T
 
 
 def learn_all(d: distributed.Dist, n: int, out: Path) -> dict[str, torch.Tensor]:
-    """Every learning path: feature extraction, classifier fit and partial_fit, LM learn, task learn."""
+    """Every learning path: feature extraction, classifier fit and partial_fit, LM learn, task learn,
+    and readout training (DistributedDataParallel)."""
     results = {f"enc/{k}": v for k, v in encode_images(d, n, out / "cache").items()}
     results.update({f"clf/{k}": v for k, v in fit_classifiers(d, n).items()})
     results.update({f"lm/{k}": v for k, v in learn_lm(d, n).items()})
     results.update({f"task/{k}": v for k, v in learn_task(d, n).items()})
+    results.update({f"train/{k}": v for k, v in train_readout_curve(d).items()})
     return results
 
 

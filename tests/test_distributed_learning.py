@@ -78,10 +78,14 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         p.communicate()
 
 
-def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: float = 1e-10) -> None:
+def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """Equal to 1e-10 (relative to the largest entry); readout training to 1e-6, because
+    transformers computes the loss in float32 even for a float64 model, so a batch's mean loss
+    and the weighted mean of its blocks' losses agree to float32 rounding."""
     assert sorted(got) == sorted(want)
     for key in want:
         assert got[key].shape == want[key].shape, key
+        tol = 1e-6 if key.startswith("train/") else 1e-10
         diff = (got[key].double() - want[key].double()).abs().max().item() if want[key].numel() else 0.0
         assert diff <= tol * max(1.0, want[key].double().abs().max().item()), (key, diff)
 
@@ -131,11 +135,15 @@ def groups(tmp_path_factory) -> Iterator[Groups]:
 
 
 def test_two_ranks_under_torchrun_equal_one_process(groups, tmp_path):
-    """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split), feature extraction (each
-    rank encodes its block, rank 0 writes the cache, both read it back), FaastClassifier fit and
-    partial_fit, FaastModel learn and TaskModel learn leave both ranks with the fast weights of one
-    process on all the data (to 1e-10); then ``faast lm learn`` runs unchanged in the same
-    processes: rank 0 alone prints and writes the fast weights one process writes."""
+    """Under ``torchrun --nproc_per_node 2`` (11 examples: an uneven split):
+
+    - feature extraction (each rank encodes its block, rank 0 writes the cache, both read it back),
+      FaastClassifier fit and partial_fit, FaastModel learn and TaskModel learn leave both ranks
+      with the fast weights of one process on all the data (to 1e-10);
+    - readout training under DistributedDataParallel gives the loss curve and readout of one
+      process with the same batches (to float32 rounding);
+    - then ``faast lm learn`` runs unchanged in the same processes: rank 0 alone prints and
+      writes the fast weights one process writes."""
     from faast.cli import main
 
     want = dist_scenarios.learn_all(Dist(), 11, tmp_path)  # the references, while the processes run
