@@ -217,6 +217,38 @@ def test_single_process_context_is_a_no_op(monkeypatch):
 
 
 def test_bad_timeout_is_a_clear_error(monkeypatch):
+    distributed.shutdown()
     monkeypatch.setenv("FAAST_DIST_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="FAAST_DIST_TIMEOUT must be a number"):
         distributed.current()
+    monkeypatch.setenv("FAAST_DIST_TIMEOUT", "-3")
+    with pytest.raises(ValueError, match="FAAST_DIST_TIMEOUT must be positive"):
+        distributed.init()
+
+
+def test_reduce_learning_keeps_earlier_statistics_and_restores_them_on_error():
+    """In one process the block's statistics are set aside and added back: learning A, then B
+    inside the block, equals learning A and B; an error inside the block restores A."""
+    from faast.lm import FaastConfig, get_faast_model
+    from tests.lm_tiny import tiny_model
+
+    windows = dist_scenarios.lm_windows(4)
+    fm = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1))
+    both = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1))
+    fm.learn(input_ids=windows[:2])
+    both.learn(input_ids=windows)
+    d = Dist()
+    before = {name: r.stats.copy() for name, r in fm.memories.items()}
+    with pytest.raises(RuntimeError, match="boom"), d.reduce_learning(fm):
+        fm.learn(input_ids=windows[2:])
+        raise RuntimeError("boom")
+    for name, r in fm.memories.items():
+        assert r.stats.count == before[name].count and torch.equal(r.stats.gram, before[name].gram)
+    assert d.learn_shard(fm, windows[2:], lambda w: fm.learn(input_ids=w)) == 2 * 11
+    for name, r in fm.memories.items():
+        want = both.memories[name]
+        assert r.stats.count == want.stats.count
+        assert torch.allclose(r.memory.weight(torch.float64), want.memory.weight(torch.float64), atol=1e-10)
+    with pytest.raises(TypeError, match="needs a FaastModel or TaskModel"):
+        with d.reduce_learning(object()):
+            pass

@@ -333,14 +333,16 @@ def init(
     Dist
     """
     global _CURRENT
-    if _CURRENT is not None and (not _CURRENT.active or dist.is_initialized()):
-        return _CURRENT
+    initialized = dist.is_available() and dist.is_initialized()
+    launched = all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1
+    if _CURRENT is not None and (_CURRENT.active or not (initialized or launched)):
+        return _CURRENT  # the group this module joined or adopted, or still a single process
     timeout = _timeout_from_env() if timeout_s is None else float(timeout_s)
-    if dist.is_available() and dist.is_initialized():
+    if initialized:
         backend = dist.get_backend()
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", rank))
-    elif all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1:
+    elif launched:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", rank))
         backend = (
@@ -371,8 +373,9 @@ def init(
 
 
 def current() -> Dist:
-    """The context :func:`init` made, or a single-process one (nothing is initialised here)."""
-    return _CURRENT if _CURRENT is not None else Dist(timeout_s=_timeout_from_env())
+    """The context of this process: :func:`init`'s, made on first use (so code that asks for
+    distributed work under ``torchrun`` joins the group even if nobody called :func:`init`)."""
+    return init()
 
 
 def shutdown() -> None:
