@@ -252,3 +252,18 @@ def test_reduce_learning_keeps_earlier_statistics_and_restores_them_on_error():
     with pytest.raises(TypeError, match="needs a FaastModel or TaskModel"):
         with d.reduce_learning(object()):
             pass
+
+
+def test_a_group_initialised_by_the_caller_is_adopted_and_left_alone():
+    import torch.distributed as tdist
+
+    distributed.shutdown()
+    tdist.init_process_group("gloo", rank=0, world_size=1, store=tdist.HashStore())
+    try:
+        d = distributed.init()
+        assert (d.rank, d.world_size, d.backend) == (0, 1, "gloo")
+        distributed.shutdown()
+        assert tdist.is_initialized()  # not ours to destroy
+    finally:
+        tdist.destroy_process_group()
+        distributed.shutdown()

@@ -307,6 +307,7 @@ def _dtype_name(dtype: torch.dtype | None) -> str:
 
 
 _CURRENT: Dist | None = None
+_OWNS_GROUP = False  # whether init() initialised the process group (shutdown destroys only that one)
 
 
 def init(
@@ -332,7 +333,7 @@ def init(
     -------
     Dist
     """
-    global _CURRENT
+    global _CURRENT, _OWNS_GROUP
     initialized = dist.is_available() and dist.is_initialized()
     launched = all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1
     if _CURRENT is not None and (_CURRENT.active or not (initialized or launched)):
@@ -358,6 +359,7 @@ def init(
             dist.init_process_group(
                 backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
             )
+            _OWNS_GROUP = True
         except (RuntimeError, ValueError) as exc:
             raise DistributedError(
                 f"rank {rank}/{world}: could not join the process group at "
@@ -379,8 +381,10 @@ def current() -> Dist:
 
 
 def shutdown() -> None:
-    """Leave the process group (if this module joined one) and forget the context."""
-    global _CURRENT
-    if _CURRENT is not None and _CURRENT.active and dist.is_initialized():
+    """Leave the process group if :func:`init` joined it (one the caller initialised is left
+    alone) and forget the context."""
+    global _CURRENT, _OWNS_GROUP
+    if _OWNS_GROUP and dist.is_initialized():
         dist.destroy_process_group()
+    _OWNS_GROUP = False
     _CURRENT = None
