@@ -149,21 +149,23 @@ def encode_images(d: distributed.Dist, n: int, cache: Path) -> dict[str, torch.T
     return {"features": feats}
 
 
-def learn_all(d: distributed.Dist, n: int, out: Path) -> dict[str, torch.Tensor]:
-    """Every learning path: feature extraction, classifier fit and partial_fit, LM learn, task learn,
-    and readout training (DistributedDataParallel)."""
+def learn_all(d: distributed.Dist, n: int, out: Path, *, lm: bool = True) -> dict[str, torch.Tensor]:
+    """Every learning path: feature extraction and classifier fit/partial_fit on n examples; with
+    ``lm``, also LM learn (one window learned by every process, then one more: a process with
+    none), task learn (3 examples) and readout training (DistributedDataParallel)."""
     results = {f"enc/{k}": v for k, v in encode_images(d, n, out / "cache").items()}
     results.update({f"clf/{k}": v for k, v in fit_classifiers(d, n).items()})
-    results.update({f"lm/{k}": v for k, v in learn_lm(d, n).items()})
-    results.update({f"task/{k}": v for k, v in learn_task(d, n).items()})
-    results.update({f"train/{k}": v for k, v in train_readout_curve(d).items()})
+    if lm:
+        results.update({f"lm/{k}": v for k, v in learn_lm(d, 2).items()})
+        results.update({f"task/{k}": v for k, v in learn_task(d, 3).items()})
+        results.update({f"train/{k}": v for k, v in train_readout_curve(d).items()})
     return results
 
 
 def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
     d = distributed.init()
-    if scenario == "learn":
-        results = learn_all(d, n, out)
+    if scenario in ("learn", "light"):  # light: no language model (a faster start)
+        results = learn_all(d, n, out, lm=scenario == "learn")
         save_file({k: v.contiguous() for k, v in results.items()}, str(out / f"rank{d.rank}.safetensors"))
         if cli:  # then the `faast lm learn` command, unchanged, in the same processes
             from faast.cli import main
