@@ -11,8 +11,10 @@ machinery that needs:
 - :class:`Dist` knows the rank and world size, shards a sequence (uneven splits and empty shards
   are fine), all-reduces :class:`~faast.solver.GramStats` and small values, gathers rows, and
   says which process writes files and prints (rank 0);
-- :meth:`Dist.reduce_learning` wraps the learning of a :class:`~faast.lm.FaastModel` (or anything
-  holding ``readouts``) so that only what is learned inside the block is summed across processes;
+- :meth:`Dist.reduce_learning` wraps the learning of a :class:`~faast.lm.FaastModel` (or a
+  :class:`~faast.lm.task.TaskModel`) so that only what is learned inside the block is summed across
+  processes, and :meth:`Dist.learn_shard` shards a sequence, learns this process's block inside it
+  and returns the total pair count;
 - every collective turns a failure or a timeout (another process crashed or is stuck) into a
   :class:`DistributedError` naming this rank and the operation, instead of hanging.
 
