@@ -30,6 +30,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
+import faast.distributed
 from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
@@ -70,6 +71,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         ``predict_proba`` = softmax(logit_scale · scores).
     device : str or torch.device, default=None
         Where statistics live and predictions run; ``None`` follows the first batch.
+    distributed : bool, default=False
+        Data-parallel fitting under ``torchrun`` (:mod:`faast.distributed`): every process passes
+        its own shard to ``fit``/``partial_fit`` (an empty (0, n_features) shard is fine), the
+        classes are united and the statistics of each call are summed across processes before
+        the solve, so every process ends with the fast weights of all the data.
 
     Attributes
     ----------
@@ -121,6 +127,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "normalize_keys": ["boolean"],
         "logit_scale": [Interval(Real, 0, None, closed="neither")],
         "device": [None, str, torch.device],
+        "distributed": ["boolean"],
     }
 
     def __init__(
@@ -136,6 +143,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         normalize_keys: bool = False,
         logit_scale: float = 10.0,
         device: str | None = None,
+        distributed: bool = False,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -148,6 +156,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.normalize_keys = normalize_keys
         self.logit_scale = logit_scale
         self.device = device
+        self.distributed = distributed
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -170,8 +179,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         for attr in ("memory_", "classes_", "embeddings_", "coef_"):
             self.__dict__.pop(attr, None)
         y_np = _labels_to_numpy(y)
-        check_classification_targets(y_np)
-        return self._partial_fit(X, y_np, np.unique(y_np), sample_weight)
+        classes = np.unique(y_np)
+        if self.distributed:  # the classes of every process's shard
+            classes = np.asarray(faast.distributed.current().union(classes.tolist()))
+        check_classification_targets(classes if self.distributed else y_np)
+        return self._partial_fit(X, y_np, classes, sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
@@ -213,7 +225,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 cut, key_dim=keys.shape[1], value_dim=len(classes_), device=keys.device
             )
             self.embeddings_ = self._class_embeddings(keys)
-        self.memory_.add(keys, onehot, weights)
+        if self.distributed:  # this call's statistics, summed over every process's shard
+            batch = GramStats(keys.shape[1], len(classes_), device=keys.device)
+            batch.add(keys, onehot, weights)
+            batch.input_dtype = keys.dtype
+            self.memory_.stats.merge(faast.distributed.current().all_reduce_stats(batch))
+        else:
+            self.memory_.add(keys, onehot, weights)
         return self._compile(cut)
 
     def _pairs(
@@ -289,10 +307,16 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                     f"{self.n_features_in_} features as input"
                 )
         else:
-            arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+            arr = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=0 if self.distributed else 1,
+            )
             arr = np.ascontiguousarray(arr)
             keys = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-        if keys.shape[0] == 0:
+        if keys.shape[0] == 0 and not self.distributed:
             raise ValueError("X: empty support set (0 samples)")
         if self.device is not None:
             keys = keys.to(self.device)

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from faast import distributed
     from faast.assets.core import cache_dir
     from faast.data import load_dataset
     from faast.encoders import build_encoder, encode_dataset
@@ -132,13 +133,15 @@ def _run(args: argparse.Namespace) -> int:
     from faast.eval.protocols import Features, run_fewshot, run_full
     from faast.eval.report import accuracy_table, comparison, cost_table, update_doc_block, write_report
 
+    dist = distributed.init()  # under torchrun: the images are encoded in parallel
     started = time.perf_counter()
-    _warn_if_busy(args.threads)
+    if dist.is_main:
+        _warn_if_busy(args.threads)
     shots = [int(s) for s in args.shots.split(",") if s.strip()]
     if not shots and args.skip_full:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")
     methods = build_methods(args.methods.split(",") if args.methods else None)
-    progress = not args.quiet
+    progress = not args.quiet and dist.is_main
 
     extra = {"fetch": args.fetch, "cache": args.cache_dir} if args.dataset == "fashion-mnist" else {}
     train = _limit(load_dataset(args.dataset, "train", args.data_dir, **extra), args.limit_train, args.seed)
@@ -150,10 +153,15 @@ def _run(args: argparse.Namespace) -> int:
     feature_cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
     t0 = time.perf_counter()
     feats = [
-        encode_dataset(encoder, ds, feature_cache, batch_size=args.batch_size, progress=progress)
+        encode_dataset(
+            encoder, ds, feature_cache, batch_size=args.batch_size, progress=progress, distributed=True
+        )
         for ds in (train, test)
     ]
     encode_s = time.perf_counter() - t0
+    if not dist.is_main:  # every process has the features; rank 0 alone runs the protocols
+        distributed.shutdown()
+        return 0
     print(
         f"[faast] {args.dataset}: {len(train)} train / {len(test)} test images, {encoder.name} "
         f"@{encoder.resolution}px → {feats[0].shape[1]}-d features ({encode_s:.1f} s incl. cache)",

@@ -169,26 +169,40 @@ def _load_with_fast_weights(args: argparse.Namespace):
 
 
 def run_learn(args: argparse.Namespace) -> int:
+    """Learn a text file. Under ``torchrun`` each process learns its share of the windows and the
+    statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes."""
     import time
 
+    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.text import encode, learn_windows, read_text, token_windows, with_start_tokens
 
+    dist = distributed.init()
+    if args.device is None and dist.backend == "nccl":
+        args.device = str(dist.device)
     text = read_text(args.text)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     fm, tok = _load(args, *_layout_and_read(args, given))
     windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
-    print(f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows: {fm}")
+    if dist.is_main:
+        where = f" on {dist.world_size} processes" if dist.active else ""
+        print(
+            f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows{where}: {fm}"
+        )
     start = time.perf_counter()
-    pairs = learn_windows(fm, windows, batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    fm.save_fast_weights(args.out, task=args.task)
-    sizes = fm.fast_weight_nbytes()
-    print(
-        f"[faast] {pairs} pairs in {seconds:.1f} s ({windows.numel() / seconds:.0f} tok/s); "
-        f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
-        f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
+    pairs = dist.learn_shard(
+        fm, windows, lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=dist.is_main)
     )
+    seconds = time.perf_counter() - start
+    if dist.is_main:
+        fm.save_fast_weights(args.out, task=args.task)
+        sizes = fm.fast_weight_nbytes()
+        print(
+            f"[faast] {pairs} pairs in {seconds:.1f} s ({windows.numel() / seconds:.0f} tok/s); "
+            f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
+            f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
+        )
+    distributed.shutdown()
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import faast.distributed
 from faast.data.dataset import ImageDataset
 from faast.encoders.base import ImageEncoder
 from faast.io import load_tensors, save_tensors
@@ -66,37 +67,47 @@ def encode_dataset(
     *,
     batch_size: int = 128,
     progress: bool = True,
+    distributed: bool = False,
 ) -> torch.Tensor:
     """Features (n, D) float32 of every image of ``dataset``, from the cache when valid.
 
     cache_dir: where entries live (``None``: no caching). A missing, stale or unreadable entry is
     (re)computed in batches of ``batch_size`` with a progress bar and written atomically.
+    distributed: under ``torchrun`` (:mod:`faast.distributed`), each process encodes its block of
+    the images and the blocks are gathered, so every process returns all the features; the
+    processes agree on using the cache, and rank 0 alone writes it and shows progress.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dist = faast.distributed.current() if distributed else faast.distributed.Dist()
     expected = _expected_meta(encoder, dataset)
     path = None
     if cache_dir is not None:
         path = cache_path(cache_dir, encoder, dataset)
         feats, reason = load_cached(path, expected)
-        if feats is not None:
-            return feats
-        if reason != "not cached":
+        if dist.all_true(feats is not None):
+            return feats  # type: ignore[return-value]
+        if reason not in ("not cached", "") and dist.is_main:
             print(f"[faast] feature cache {path}: {reason}; re-encoding", file=sys.stderr)
-    out = torch.empty(len(dataset), encoder.feature_dim, dtype=torch.float32)
+    rows = dist.shard_range(len(dataset))
+    out = torch.empty(len(rows), encoder.feature_dim, dtype=torch.float32)
+    where = f" ({len(rows)} of {len(dataset)} on {dist})" if dist.active else ""
     bar = tqdm(
-        total=len(dataset),
-        desc=f"encoding {dataset.name}/{dataset.split} @{encoder.resolution}px",
+        total=len(rows),
+        desc=f"encoding {dataset.name}/{dataset.split} @{encoder.resolution}px{where}",
         unit="img",
-        disable=not progress,
+        disable=not (progress and dist.is_main),
         leave=False,
     )
     with bar:
-        for start in range(0, len(dataset), batch_size):
-            batch = dataset.images[start : start + batch_size]
-            out[start : start + len(batch)] = encoder.encode(batch)
+        for start in range(rows.start, rows.stop, batch_size):
+            batch = dataset.images[start : min(start + batch_size, rows.stop)]
+            out[start - rows.start : start - rows.start + len(batch)] = encoder.encode(batch)
             bar.update(len(batch))
-    if path is not None:
+    out = dist.gather_rows(out, len(dataset))
+    if path is not None and dist.is_main:
         labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
         save_tensors(path, {"features": out, "labels": labels}, expected, kind="features")
+    if path is not None:
+        dist.barrier()  # the cache exists before any process can look for it again
     return out

@@ -18,6 +18,13 @@ Training is deterministic for a seed (and a thread count) and resumable: with ``
 readout, the optimizer, the random state, the banks and the log are saved atomically every
 ``checkpoint_every`` steps, and a later call with the same arguments continues from there,
 ending with the same weights as an uninterrupted run.
+
+Under ``torchrun`` (:mod:`faast.distributed`) every process takes its block of each batch, the
+readout is wrapped in ``DistributedDataParallel`` and each process's loss is weighted by its share
+of the batch's tokens, so the averaged gradient is the gradient of the whole batch; the pairs of
+the batch are gathered into every process's bank in batch order. The loss curve is then that of
+one process with the same batch, to rounding (with ``readout_dropout`` = 0: dropout masks are
+drawn per process). Rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+import faast.distributed
 from faast.io import load_tensors, save_tensors
 from faast.lm.model import FaastModel
 from faast.lm.readouts import MiddleMemory, next_pairs
@@ -97,6 +105,7 @@ def train_readout(
     layout, which is checked).
     """
     config = config or TrainConfig()
+    dist = faast.distributed.current()
     mids = fm.middle_memories
     if not mids:
         raise ValueError("the model has no middle memories to train (FaastConfig.num_memories = 0)")
@@ -122,22 +131,32 @@ def train_readout(
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         start, log = _resume(checkpoint, identity, fm, opt, banks)
-    bar = tqdm(batches[start:], desc="train readout", unit="batch", disable=not progress, initial=start)
+    loss_of = _data_parallel(_BatchLoss(fm), dist, device)
+    show = progress and dist.is_main
+    bar = tqdm(batches[start:], desc="train readout", unit="batch", disable=not show, initial=start)
     bar.total = len(batches)
     try:
         for n, i in enumerate(batches[start:], start):
-            x = windows[i : i + config.batch_windows].to(device)
+            whole = windows[i : i + config.batch_windows]
+            mine = dist.shard(whole)
+            share = len(mine) / len(whole)  # of the batch's tokens (windows have one length)
+            x = (mine if len(mine) else whole[:1]).to(device)  # an empty block runs a dummy, weight 0
             captured = fm.capture(input_ids=x)
             if all(len(b) for b in banks.values()):
-                log.append(_step(fm, mids, banks, x, opt, params, config, len(log)))
+                log.append(_step(fm, mids, banks, x, opt, params, config, len(log), loss_of, share, dist))
                 bar.set_postfix(loss=f"{log[-1]['loss']:.3f}")
             for m in mids:
                 keys, values = next_pairs(captured.states[m.key_point], captured.valid)
-                banks[m.layer].append(keys.detach().float(), values.detach().float())
+                keys, values = keys.detach().float(), values.detach().float()
+                if dist.active:  # every process's pairs, in batch order
+                    keys, values = (_gather_windows(dist, t, len(mine), len(whole)) for t in (keys, values))
+                banks[m.layer].append(keys, values)
             bar.update(1)
             done = n + 1
-            if checkpoint is not None and (
-                done % max(1, config.checkpoint_every) == 0 or done == len(batches)
+            if (
+                checkpoint is not None
+                and dist.is_main
+                and (done % max(1, config.checkpoint_every) == 0 or done == len(batches))
             ):
                 _save_checkpoint(checkpoint, identity, done, log, fm, opt, banks)
     finally:
@@ -148,6 +167,42 @@ def train_readout(
         for p, flag in frozen:
             p.requires_grad_(flag)
     return log
+
+
+class _BatchLoss(torch.nn.Module):
+    """The next-token loss of a batch read through the middle memories. Only the memories are
+    registered (so DistributedDataParallel synchronises the readout, not the frozen backbone)."""
+
+    def __init__(self, fm: FaastModel) -> None:
+        super().__init__()
+        self.memories = fm.memories
+        self._fm = [fm]  # not a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fm[0](input_ids=x, labels=x, use_cache=False).loss
+
+
+def _data_parallel(loss: _BatchLoss, dist: faast.distributed.Dist, device: torch.device) -> torch.nn.Module:
+    """``loss`` wrapped in DistributedDataParallel when there are several processes."""
+    if not dist.active:
+        return loss
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(loss, device_ids=ids, broadcast_buffers=False)
+
+
+def _gather_windows(dist: faast.distributed.Dist, rows: torch.Tensor, mine: int, whole: int) -> torch.Tensor:
+    """(mine·P, d) pairs of this process's windows (P per window) → (whole·P, d) of the batch.
+
+    A process with no window holds the pairs of its dummy window (one window's worth), sends none."""
+    per = rows.shape[0] // max(mine, 1)
+    if mine == 0:
+        rows = rows[:0]
+    elif rows.shape[0] != mine * per:
+        raise ValueError("readout training under torchrun needs windows without padding")
+    blocks = rows.reshape(mine, per, *rows.shape[1:])
+    return dist.gather_rows(blocks, whole).reshape(-1, *rows.shape[1:])
 
 
 def _run_identity(fm: FaastModel, windows: torch.Tensor, config: TrainConfig) -> dict[str, str]:
@@ -234,26 +289,34 @@ def _step(
     params: list[torch.nn.Parameter],
     config: TrainConfig,
     step: int,
+    loss_of: torch.nn.Module,
+    share: float = 1.0,
+    dist: faast.distributed.Dist | None = None,
 ) -> dict[str, float]:
-    """One optimizer step on batch x (B, T) with every memory solved from its bank."""
+    """One optimizer step on batch x (B, T) with every memory solved from its bank.
+
+    ``loss_of(x)`` is the mean loss of x (DistributedDataParallel under torchrun, which averages
+    the gradients of the processes); ``share`` is x's part of the batch's tokens, so weighting the
+    loss by world size × share makes that average the gradient of the whole batch."""
+    dist = dist or faast.distributed.Dist()
     for m in mids:
         m.train_weight = differentiable_fast_weight(m, *banks[m.layer].tensors())
-    loss = fm(input_ids=x, labels=x, use_cache=False).loss
+    loss = loss_of(x)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * (dist.world_size * share) if dist.active else loss).backward()
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
     opt.step()
     for m in mids:
         m.train_weight = None
     row = {
         "step": float(step),
-        "loss": float(loss.detach()),
+        "loss": dist.sum(float(loss.detach()) * share),
         "grad_norm": grad_norm,
         "bank": float(len(banks[mids[0].layer])),
     }
     if config.log_every and step % config.log_every == 0:
         with torch.no_grad(), fm.disabled():
-            row["base_loss"] = float(fm(input_ids=x, labels=x, use_cache=False).loss)
+            row["base_loss"] = dist.sum(float(fm(input_ids=x, labels=x, use_cache=False).loss) * share)
     if not math.isfinite(row["loss"]):
         raise FloatingPointError(f"readout training diverged at step {step} (loss {row['loss']})")
     return row

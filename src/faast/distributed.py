@@ -1,0 +1,392 @@
+"""Data parallelism over ``torch.distributed``: one all-reduce of the statistics per learning pass.
+
+FAAST's statistics (G, B, n, Σw, Σw‖v‖²) are sums over examples, so each process can run the
+frozen model on its own shard of the data and one all-reduce gives every process the statistics
+of all of it; the solve that follows is then identical everywhere. This module holds the little
+machinery that needs:
+
+- :func:`init` joins the process group described by the ``torchrun`` environment (``RANK``,
+  ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with a timeout, or returns a
+  single-process context when there is none, so the same code runs with and without a launcher;
+- :class:`Dist` knows the rank and world size, shards a sequence (uneven splits and empty shards
+  are fine), all-reduces :class:`~faast.solver.GramStats` and small values, gathers rows, and
+  says which process writes files and prints (rank 0);
+- :meth:`Dist.reduce_learning` wraps the learning of a :class:`~faast.lm.FaastModel` (or a
+  :class:`~faast.lm.task.TaskModel`) so that only what is learned inside the block is summed across
+  processes, and :meth:`Dist.learn_shard` shards a sequence, learns this process's block inside it
+  and returns the total pair count;
+- every collective turns a failure or a timeout (another process crashed or is stuck) into a
+  :class:`DistributedError` naming this rank and the operation, instead of hanging.
+
+Environment: ``FAAST_DIST_TIMEOUT`` (seconds a collective waits for the other processes, default
+1800), ``FAAST_DIST_BACKEND`` (``gloo`` or ``nccl``; default nccl when CUDA is available, else gloo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from faast.solver import GramStats
+
+__all__ = ["Dist", "DistributedError", "current", "init", "shard_range", "shutdown"]
+
+T = TypeVar("T")
+
+#: Seconds a collective waits for the other processes before failing (``FAAST_DIST_TIMEOUT``).
+DEFAULT_TIMEOUT_S = 1800.0
+_CPU = torch.device("cpu")
+_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedError(RuntimeError):
+    """A collective failed or timed out: another process probably failed, see its own error."""
+
+
+def shard_range(n: int, rank: int, world_size: int) -> range:
+    """The indices of ``n`` items that process ``rank`` of ``world_size`` handles.
+
+    Contiguous blocks whose sizes differ by at most one (the first ``n % world_size`` ranks get
+    one more); a rank gets an empty range when there are fewer items than processes.
+    """
+    if n < 0:
+        raise ValueError(f"cannot shard a negative number of items ({n})")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in a world of {world_size} processes")
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def _timeout_from_env() -> float:
+    raw = os.environ.get("FAAST_DIST_TIMEOUT", "")
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"FAAST_DIST_TIMEOUT must be a number of seconds, got {raw!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"FAAST_DIST_TIMEOUT must be positive, got {seconds}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in a data-parallel run (a single process when ``world_size`` is 1).
+
+    Attributes
+    ----------
+    rank, world_size, local_rank : int
+        This process's index, the number of processes, and its index on its machine.
+    backend : str or None
+        ``"gloo"`` or ``"nccl"`` (None for a single process).
+    device : torch.device
+        Where collectives run: ``cuda:<local_rank>`` with nccl, else the CPU.
+    timeout_s : float
+        How long a collective waits for the other processes.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    device: torch.device = _CPU
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @property
+    def active(self) -> bool:
+        """Whether there is more than one process (collectives do something)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints progress (rank 0)."""
+        return self.rank == 0
+
+    def __str__(self) -> str:
+        return f"rank {self.rank}/{self.world_size}"
+
+    # ----------------------------------------------------------------- sharding
+    def shard_range(self, n: int) -> range:
+        """This process's indices among ``n`` items (see :func:`shard_range`)."""
+        return shard_range(n, self.rank, self.world_size)
+
+    def shard(self, items: Sequence[T]) -> Sequence[T]:
+        """This process's contiguous block of ``items`` (a list, tuple, array or tensor; may be empty)."""
+        r = self.shard_range(len(items))
+        return items[r.start : r.stop]
+
+    # ----------------------------------------------------------------- collectives
+    @contextlib.contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        """Turn a failed or timed-out collective into a DistributedError naming rank and operation."""
+        try:
+            yield
+        except DistributedError:
+            raise
+        except (RuntimeError, ValueError) as exc:  # DistBackendError is a RuntimeError
+            raise DistributedError(
+                f"{self}: {what} failed; another process probably failed or is stuck (collectives "
+                f"wait up to {self.timeout_s:g} s, FAAST_DIST_TIMEOUT): see the other processes' "
+                f"errors. Cause: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+            ) from exc
+
+    def all_reduce_(self, tensor: torch.Tensor, op: str = "sum", what: str = "all_reduce") -> torch.Tensor:
+        """Reduce ``tensor`` in place over every process (``op``: ``"sum"`` or ``"max"``)."""
+        if not self.active:
+            return tensor
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+        if op not in ops:
+            raise ValueError(f"op must be 'sum' or 'max', got {op!r}")
+        work = tensor if tensor.device == self.device else tensor.to(self.device)
+        with self._collective(what):
+            dist.all_reduce(work, op=ops[op])
+        if work is not tensor:
+            tensor.copy_(work)
+        return tensor
+
+    def sum(self, value: float) -> float:
+        """The sum of a number over every process."""
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        return float(self.all_reduce_(t, what="sum of a number")[0])
+
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every process (an agreement, so every process takes one branch)."""
+        t = torch.tensor([0 if flag else 1], dtype=torch.int64, device=self.device)
+        return int(self.all_reduce_(t, "max", what="agreement")[0]) == 0
+
+    def barrier(self) -> None:
+        """Wait until every process gets here (a small all-reduce, so it obeys the timeout)."""
+        self.all_true(True)
+
+    def all_gather_json(self, obj: Any) -> list[Any]:
+        """Every process's JSON-able ``obj``, in rank order (sent as UTF-8 JSON, never pickled)."""
+        data = json.dumps(obj).encode("utf-8")
+        if not self.active:
+            return [json.loads(data)]
+        sizes = self.gather_rows(torch.tensor([[len(data)]], dtype=torch.int64), self.world_size)
+        width = int(sizes.max())
+        local = torch.zeros(1, width, dtype=torch.uint8)
+        local[0, : len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        rows = self._gather_blocks(local, [1] * self.world_size, "all_gather of values")
+        return [json.loads(bytes(rows[i, : int(sizes[i, 0])].tolist())) for i in range(self.world_size)]
+
+    def gather_rows(self, local: torch.Tensor, total: int) -> torch.Tensor:
+        """Concatenate every process's rows in rank order: ``local`` (k, ...) holds this process's
+        block of :meth:`shard_range` (``total``) → (total, ...) on ``local``'s device, everywhere."""
+        sizes = [len(shard_range(total, r, self.world_size)) for r in range(self.world_size)]
+        if local.shape[0] != sizes[self.rank]:
+            raise ValueError(
+                f"{self}: expected this process's {sizes[self.rank]} rows of {total}, got {local.shape[0]}"
+            )
+        if not self.active:
+            return local
+        return self._gather_blocks(local, sizes, "all_gather of rows").to(local.device)
+
+    def _gather_blocks(self, local: torch.Tensor, sizes: list[int], what: str) -> torch.Tensor:
+        width = max(max(sizes), 1)
+        padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=self.device)
+        padded[: local.shape[0]] = local.to(self.device)
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        with self._collective(what):
+            dist.all_gather(parts, padded)
+        return torch.cat([p[:k] for p, k in zip(parts, sizes, strict=True)])
+
+    def all_reduce_stats(self, stats: GramStats) -> GramStats:
+        """Sum ``stats`` over every process in place (every process must call it, empty or not).
+
+        Afterwards every process holds the statistics of all the data, so solving gives the same
+        fast weights everywhere. The keys' dtype is agreed too (a process with no data has none).
+        """
+        if not self.active:
+            return stats
+        seen = self.all_gather_json([stats.key_dim, stats.value_dim, _dtype_name(stats.input_dtype)])
+        shapes = {(k, m) for k, m, _ in seen}
+        if len(shapes) > 1:
+            raise DistributedError(f"{self}: processes hold statistics of different shapes (d, m) {shapes}")
+        dtypes = {d for _, _, d in seen if d}
+        if len(dtypes) > 1:
+            raise DistributedError(f"{self}: processes learned keys of different dtypes {sorted(dtypes)}")
+        home = stats.device
+        if home != self.device:
+            stats.to(self.device)
+        with self._collective("all_reduce of the statistics"):
+            stats.all_reduce()
+        if home != self.device:
+            stats.to(home)
+        if dtypes and stats.input_dtype is None:
+            stats.input_dtype = getattr(torch, dtypes.pop())
+        return stats
+
+    def union(self, values: Sequence[Any]) -> list[Any]:
+        """The sorted distinct values seen by any process (JSON-able scalars: labels, names)."""
+        merged = {v for part in self.all_gather_json(list(values)) for v in part}
+        return sorted(merged)
+
+    # ----------------------------------------------------------------- learning
+    @contextlib.contextmanager
+    def reduce_learning(self, model: Any) -> Iterator[Any]:
+        """Sum what each process learns inside the block across processes, on exit.
+
+        ``model`` is a :class:`~faast.lm.FaastModel` (or a :class:`~faast.lm.task.TaskModel`, or
+        anything with ``readouts``). Statistics held before the block (the same on every process,
+        e.g. loaded fast weights) are kept once, not multiplied: they are set aside, the block
+        learns into empty statistics, these are all-reduced and the earlier ones added back.
+        Learned-token sets (the output memory's ``seen``) are united. If the block raises, nothing
+        is reduced and the earlier statistics are restored.
+
+        Examples
+        --------
+        >>> d = faast.distributed.init()
+        >>> with d.reduce_learning(fm):
+        ...     learn_windows(fm, d.shard(windows))
+        """
+        readouts = _readouts(model)
+        before = [r.stats.copy() for r in readouts]
+        counts = self.all_gather_json([b.count for b in before])
+        if any(c != counts[0] for c in counts):
+            raise DistributedError(
+                f"{self}: the processes start from different statistics (pair counts {counts}); "
+                "reduce_learning needs the same starting point everywhere"
+            )
+        for r in readouts:
+            r.stats.reset()
+        try:
+            yield model
+        except BaseException:
+            for r, b in zip(readouts, before, strict=True):
+                r.stats.load_state_dict(b.state_dict(), input_dtype=b.input_dtype)
+            raise
+        for r, b in zip(readouts, before, strict=True):
+            self.all_reduce_stats(r.stats)
+            for name, tensor in r.extra_state().items():
+                if tensor.dtype not in (torch.bool, torch.uint8):
+                    raise TypeError(
+                        f"{type(r).__name__}: cannot reduce extra state {name!r} of dtype {tensor.dtype} "
+                        "across processes (only learned-token masks are united)"
+                    )
+                united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
+                r.load_extra_state({name: united.to(tensor.dtype)}, f"all-reduced {name}")
+            if b.count:
+                r.stats.merge(b)
+
+    def learn_shard(self, model: Any, items: Sequence[T], learn: Callable[[Sequence[T]], int]) -> int:
+        """Learn this process's block of ``items`` into ``model`` and sum the result across processes.
+
+        ``learn(block)`` learns a non-empty block and returns its pair count (it is not called on
+        an empty block: a process with no data only joins the reduction). Runs inside
+        :meth:`reduce_learning`; returns the number of pairs learned by all processes.
+
+        Examples
+        --------
+        >>> pairs = d.learn_shard(task, examples, lambda part: task.learn(part, progress=d.is_main))
+        """
+        part = self.shard(items)
+        with self.reduce_learning(model):
+            pairs = learn(part) if len(part) else 0
+        return round(self.sum(pairs))
+
+
+def _readouts(model: Any) -> list[Any]:
+    inner = getattr(model, "model", model) if not hasattr(model, "readouts") else model
+    readouts = getattr(inner, "readouts", None)
+    if readouts is None:
+        raise TypeError(f"reduce_learning needs a FaastModel or TaskModel, got {type(model).__name__}")
+    return list(readouts)
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+_CURRENT: Dist | None = None
+_OWNS_GROUP = False  # whether init() initialised the process group (shutdown destroys only that one)
+
+
+def init(
+    backend: str | None = None, *, timeout_s: float | None = None, device: str | torch.device | None = None
+) -> Dist:
+    """Join the process group of a ``torchrun`` launch, or return a single-process context.
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` (set by
+    ``torchrun``, on one machine or many). Without them (a plain ``python`` run) nothing is
+    initialised and the context has ``world_size`` 1. A process group that is already
+    initialised is adopted as it is. Calling it again returns the same context.
+
+    Parameters
+    ----------
+    backend : {"gloo", "nccl"}, optional
+        Default ``FAAST_DIST_BACKEND``, else nccl when CUDA is available, else gloo.
+    timeout_s : float, optional
+        How long collectives wait for the other processes (default ``FAAST_DIST_TIMEOUT`` or 1800).
+    device : str or torch.device, optional
+        Where collectives run (default ``cuda:<LOCAL_RANK>`` with nccl, else the CPU).
+
+    Returns
+    -------
+    Dist
+    """
+    global _CURRENT, _OWNS_GROUP
+    initialized = dist.is_available() and dist.is_initialized()
+    launched = all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1
+    if _CURRENT is not None and (_CURRENT.active or not (initialized or launched)):
+        return _CURRENT  # the group this module joined or adopted, or still a single process
+    timeout = _timeout_from_env() if timeout_s is None else float(timeout_s)
+    if initialized:
+        backend = dist.get_backend()
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    elif launched:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        backend = (
+            backend
+            or os.environ.get("FAAST_DIST_BACKEND")
+            or ("nccl" if torch.cuda.is_available() else "gloo")
+        )
+        if backend not in ("gloo", "nccl"):
+            raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        try:
+            dist.init_process_group(
+                backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
+            )
+            _OWNS_GROUP = True
+        except (RuntimeError, ValueError) as exc:
+            raise DistributedError(
+                f"rank {rank}/{world}: could not join the process group at "
+                f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} within {timeout:g} s "
+                f"(did every process start?): {exc}"
+            ) from exc
+    else:
+        _CURRENT = Dist(timeout_s=timeout, device=torch.device(device or "cpu"))
+        return _CURRENT
+    default_device = f"cuda:{local}" if backend == "nccl" else "cpu"
+    _CURRENT = Dist(rank, world, local, backend, torch.device(device or default_device), timeout)
+    return _CURRENT
+
+
+def current() -> Dist:
+    """The context of this process: :func:`init`'s, made on first use (so code that asks for
+    distributed work under ``torchrun`` joins the group even if nobody called :func:`init`)."""
+    return init()
+
+
+def shutdown() -> None:
+    """Leave the process group if :func:`init` joined it (one the caller initialised is left
+    alone) and forget the context."""
+    global _CURRENT, _OWNS_GROUP
+    if _OWNS_GROUP and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWNS_GROUP = False
+    _CURRENT = None
