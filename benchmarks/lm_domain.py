@@ -1,0 +1,354 @@
+"""The domain protocol: does test-time learning of in-domain text lower the perplexity of unseen text
+of that domain? Learn Jane Austen's other five novels, score *Persuasion* in disjoint windows.
+
+Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default):
+
+* base model;
+* output memory alone (no trained parameters; library defaults) after learning the Austen tokens;
+* a trained readout (``--adapter``, e.g. the bundled ``smollm2-general``, trained on non-Austen
+  text) + fast weights of the Austen tokens, and the same readout + fast weights of as many
+  non-Austen tokens (the control: the difference is what test-time learning bought);
+* a linear layer z ↦ z + A·z at the LM head's input (where the output memory reads), A zero-initialised
+  and trained by backprop (AdamW, one epoch) on the same Austen tokens;
+* LoRA (PEFT; r = 8 on the attention q/v projections, one epoch) on the same tokens; for both, the
+  learning rate is chosen on the last 10 % of the Austen windows after training on the rest;
+* in-context learning: the last ``context − window`` Austen tokens before every window;
+* a k-NN LM over the same tokens: a datastore of (LM-head input → next token), k = 32, λ = 0.25 and
+  distance temperature 1 as in Khandelwal et al. (2020), not tuned here.
+
+Columns: perplexity, adaptation time, inference tokens/s, bytes held at inference besides the model.
+Nothing is chosen on *Persuasion*: every setting is a library default or fixed above.
+
+    python benchmarks/lm_domain.py --threads 2 [--adapter smollm2-general]
+    python benchmarks/lm_domain.py --learn-tokens 20000 --test-windows 4 --out /tmp/domain   # minutes
+
+Writes ``benchmarks/results/lm_domain.json`` and the ``domain`` block of ``docs/lm.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from faast.assets.lm import austen_texts
+from faast.assets.text import gutenberg_books, shakespeare_texts
+from faast.eval.report import update_doc_block
+from faast.lm import FaastConfig, FaastModel, get_faast_model
+from faast.lm.prompts import start_token_ids
+from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
+from task_bench import REPO, Timer, human_bytes, machine, write_json
+
+TEST_BOOK = "persuasion"
+
+
+def stream_of(tok, texts: list[str], limit: int) -> torch.Tensor:
+    ids = torch.cat([encode(tok, t) for t in texts])
+    return ids[:limit] if limit else ids
+
+
+def control_texts() -> list[str]:
+    plays = shakespeare_texts()
+    books = gutenberg_books()
+    out = [b if isinstance(b, str) else "\n".join(b) for b in books.values()]
+    return out + [plays[k] for k in sorted(plays)]
+
+
+def timed_ppl(model, windows: torch.Tensor) -> tuple[float, float]:
+    with Timer() as t:
+        ppl = perplexity(model, windows, progress=True).ppl
+    return ppl, windows[:, 1:].numel() / t.s
+
+
+class HeadInputLinear(torch.nn.Module):
+    """z ↦ z + A·z before the LM head (A: d × d, zero-initialised): changes nothing until trained."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.A = torch.nn.Linear(d, d, bias=False)
+        torch.nn.init.zeros_(self.A.weight)
+
+    def attach(self, model) -> torch.utils.hooks.RemovableHandle:
+        return model.get_output_embeddings().register_forward_pre_hook(lambda m, a: (a[0] + self.A(a[0]),))
+
+
+def train_lm(model, params, windows: torch.Tensor, lr: float, batch: int, seed: int) -> float:
+    """One epoch of next-token cross-entropy on ``windows`` (AdamW); returns seconds."""
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    order = torch.randperm(len(windows))
+    with Timer() as t:
+        for i in tqdm(range(0, len(order), batch), desc="backprop epoch", unit="batch"):
+            w = windows[order[i : i + batch]]
+            logits = model(input_ids=w, use_cache=False).logits[:, :-1]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return t.s
+
+
+@torch.no_grad()
+def head_inputs(model, windows: torch.Tensor, batch: int = 4) -> torch.Tensor:
+    """(n·(T−1), d) LM-head inputs at every position that predicts a next token."""
+    out: list[torch.Tensor] = []
+    head = model.get_output_embeddings()
+    h = head.register_forward_pre_hook(lambda m, a: out.append(a[0][:, :-1].reshape(-1, a[0].shape[-1])))
+    try:
+        for i in range(0, len(windows), batch):
+            model(input_ids=windows[i : i + batch], use_cache=False)
+    finally:
+        h.remove()
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_lm_ppl(model, keys, values, windows, k: int, lam: float, temperature: float) -> float:
+    """k-NN LM perplexity: p = λ·p_kNN + (1−λ)·p_LM, p_kNN ∝ Σ_neighbours exp(−‖z−key‖²/temperature)."""
+    nll, count = 0.0, 0
+    key_sq = (keys.double() ** 2).sum(1)
+    for w in tqdm(windows, desc="k-NN LM", unit="window"):
+        logits = model(input_ids=w[None], use_cache=False).logits[0, :-1].float()
+        z = head_inputs(model, w[None]).double()
+        dist = (z**2).sum(1, keepdim=True) - 2 * z @ keys.double().T + key_sq[None]
+        d, idx = dist.topk(min(k, len(keys)), largest=False)
+        weights = torch.softmax(-d / temperature, dim=1)
+        p_knn = torch.zeros_like(logits, dtype=torch.float64).scatter_add_(1, values[idx], weights)
+        p = lam * p_knn + (1 - lam) * torch.softmax(logits.double(), -1)
+        target = w[1:]
+        nll -= float(torch.log(p[torch.arange(len(target)), target]).sum())
+        count += len(target)
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def icl_ppl(model, prefix: list[int], windows: torch.Tensor, start: int) -> float:
+    """Each window (its start tokens dropped) read after ``prefix``; the window's own tokens scored
+    exactly as ``perplexity`` scores them alone (from its second real token on, or its first after
+    start tokens)."""
+    nll, count = 0.0, 0
+    for w in tqdm(windows, desc="in-context", unit="window"):
+        body = w[start:].tolist()
+        seq = torch.tensor([prefix + body])
+        logits = model(input_ids=seq, use_cache=False).logits[0].float()
+        first = len(prefix) + (0 if start else 1)
+        nll += float(F.cross_entropy(logits[first - 1 : -1], seq[0, first:], reduction="sum"))
+        count += seq.shape[1] - first
+    return math.exp(nll / count)
+
+
+LINEAR_LRS = (1e-4, 1e-3)
+LORA_LRS = (1e-4, 1e-3)
+
+
+def choose_lr(run, learn: torch.Tensor, lrs) -> tuple[float, dict, float]:
+    """The learning rate whose one-epoch run on the first 90 % of the learning windows gives the
+    lowest perplexity on the last 10 % (Austen text, never the test book); its seconds count as
+    adaptation time."""
+    cut = max(1, len(learn) // 10)
+    tried = {}
+    with Timer() as t:
+        for lr in lrs:
+            tried[f"{lr:g}"] = round(run(lr, learn[:-cut], learn[-cut:])[0], 3)
+    best = min(lrs, key=lambda lr: tried[f"{lr:g}"])
+    return best, tried, t.s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--adapter", default=None, help="a trained readout (folder or bundled name)")
+    ap.add_argument("--window", type=int, default=512)
+    ap.add_argument("--learn-tokens", type=int, default=0, help="cap on Austen tokens learned (0: all)")
+    ap.add_argument("--test-windows", type=int, default=64, help="windows of Persuasion scored")
+    ap.add_argument("--context", type=int, default=2048, help="context for the in-context row")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--skip", default="", help="rows to skip: lora,linear,knn,icl")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    torch.set_num_threads(args.threads)
+    model, tok = load_causal_lm(args.model)
+    start_ids = start_token_ids(tok)
+    books = austen_texts()
+    learn_ids = stream_of(tok, [books[k] for k in sorted(books) if k != TEST_BOOK], args.learn_tokens)
+    learn = with_start_tokens(token_windows(learn_ids, args.window), start_ids)
+    control = with_start_tokens(
+        token_windows(stream_of(tok, control_texts(), learn_ids.numel()), args.window), start_ids
+    )
+    test_ids = encode(tok, books[TEST_BOOK])
+    test = with_start_tokens(token_windows(test_ids, args.window, limit=args.test_windows), start_ids)
+    rows: list[dict] = []
+
+    def add(method: str, ppl: float, adapt: float, tps: float, nbytes: int, note: str = "") -> None:
+        rows.append(
+            {
+                "method": method,
+                "ppl": ppl,
+                "adapt_s": adapt,
+                "tokens_per_s": tps,
+                "bytes": nbytes,
+                "note": note,
+            }
+        )
+        print(
+            f"[domain] {method}: ppl {ppl:.3f} (adapt {adapt:.0f} s, {tps:.0f} tok/s, {human_bytes(nbytes)})",
+            flush=True,
+        )
+
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    with fm.disabled():
+        ppl, tps = timed_ppl(fm, test)
+    add("base model", ppl, 0.0, tps, 0)
+    with Timer() as t:
+        learn_windows(fm, learn, batch_size=args.batch_size)
+        fm.compile_fast_weights()
+    ppl, tps = timed_ppl(fm, test)
+    add("output memory (defaults) + Austen fast weights", ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
+    fm.unload()
+
+    if args.adapter:
+        fr = FaastModel.from_pretrained(model, args.adapter)
+        for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
+            fr.reset_projection()
+            with Timer() as t:
+                learn_windows(fr, windows, batch_size=args.batch_size)
+                fr.compile_fast_weights()
+            ppl, tps = timed_ppl(fr, test)
+            size = fr.fast_weight_nbytes()
+            add(f"readout {args.adapter} + {name} fast weights", ppl, t.s, tps, size["compiled"])
+        fr.unload()
+
+    if "icl" not in skip:
+        keep = args.context - test.shape[1]
+        prefix = start_ids + learn_ids[-keep:].tolist()
+        with Timer() as t:
+            ppl = icl_ppl(model, prefix, test, len(start_ids))
+        kv = _kv_bytes(model, len(prefix))
+        add(
+            "in-context (last Austen tokens before each window)",
+            ppl,
+            0.0,
+            test[:, 1:].numel() / t.s,
+            kv,
+            f"{keep} tokens",
+        )
+
+    if "knn" not in skip:
+        with Timer() as t:
+            keys = head_inputs(model, learn).float()
+            values = learn[:, 1:].reshape(-1)
+        with Timer() as ti:
+            ppl = knn_lm_ppl(model, keys, values, test, k=32, lam=0.25, temperature=1.0)
+        add(
+            "k-NN LM (datastore of the Austen tokens)",
+            ppl,
+            t.s,
+            test[:, 1:].numel() / ti.s,
+            keys.numel() * 4 + values.numel() * 4,
+        )
+
+    if "linear" not in skip:
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+        def linear_run(lr: float, windows: torch.Tensor, score: torch.Tensor):
+            lin = HeadInputLinear(model.config.hidden_size)
+            handle = lin.attach(model)
+            try:
+                model.train()
+                secs = train_lm(
+                    model, lin.parameters(), windows, lr=lr, batch=args.batch_size, seed=args.seed
+                )
+                model.eval()
+                ppl, tps = timed_ppl(model, score)
+            finally:
+                handle.remove()
+            return ppl, tps, secs, lin.A.weight.numel() * 4
+
+        lr, tried, select_s = choose_lr(linear_run, learn, LINEAR_LRS)
+        ppl, tps, secs, nbytes = linear_run(lr, learn, test)
+        add(
+            "linear layer at the head input, backprop (AdamW, 1 epoch)",
+            ppl,
+            secs + select_s,
+            tps,
+            nbytes,
+            f"lr {lr:g} chosen on held-out Austen windows {tried}",
+        )
+
+    if "lora" not in skip:
+        from peft import LoraConfig, get_peft_model
+
+        def lora_run(lr: float, windows: torch.Tensor, score: torch.Tensor):
+            peft_model = get_peft_model(
+                copy.deepcopy(model),
+                LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]),
+            )
+            peft_model.train()
+            params = [p for p in peft_model.parameters() if p.requires_grad]
+            secs = train_lm(peft_model, params, windows, lr=lr, batch=args.batch_size, seed=args.seed)
+            peft_model.eval()
+            ppl, tps = timed_ppl(peft_model, score)
+            return ppl, tps, secs, sum(p.numel() * 4 for p in params)
+
+        lr, tried, select_s = choose_lr(lora_run, learn, LORA_LRS)
+        ppl, tps, secs, nbytes = lora_run(lr, learn, test)
+        add(
+            "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)",
+            ppl,
+            secs + select_s,
+            tps,
+            nbytes,
+            f"lr {lr:g} chosen on held-out Austen windows {tried}",
+        )
+
+    command = "python benchmarks/lm_domain.py " + " ".join(sys.argv[1:])
+    meta = {
+        "command": command,
+        "model": args.model,
+        "data": f"learn: Austen's five other novels ({learn_ids.numel()} tokens, austen-novels asset); "
+        f"test: {len(test)} windows of {args.window} tokens of Persuasion; control: as many tokens of "
+        "Shakespeare and Gutenberg novels",
+        "machine": machine(args.threads),
+        "seed": args.seed,
+    }
+    out = Path(args.out) if args.out else None
+    write_json((out or REPO / "benchmarks" / "results") / "lm_domain.json", {**meta, "rows": rows})
+    lines = [
+        f"**Model** {meta['model']}; **data** {meta['data']}; **machine** {meta['machine']}; "
+        f"seed {args.seed}",
+        "",
+        "| method | perplexity | adaptation s | inference tokens/s | bytes at inference |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['ppl']:.2f} | {r['adapt_s']:.0f} | {r['tokens_per_s']:.0f} "
+        f"| {human_bytes(r['bytes'])} |"
+        for r in rows
+    ]
+    md = "\n".join(lines)
+    if out is None:
+        update_doc_block(REPO / "docs" / "lm.md", "domain", md, command)
+    else:
+        (out / "domain.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+def _kv_bytes(model, tokens: int) -> int:
+    cfg = model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * heads * head_dim * tokens * 4
+
+
+if __name__ == "__main__":
+    main()
