@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
     offline = OFFLINE_MODELS.get(name_or_path.lower())
     if offline is not None:
         source = offline.folder()
+    elif _looks_like_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+        names = ", ".join(sorted({k for k in OFFLINE_MODELS if "-" not in k}))
+        raise FileNotFoundError(
+            f"no model folder {name_or_path}: it does not exist; pass an offline model name ({names}), "
+            "a local from_pretrained folder or a Hugging Face Hub id"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     if device is not None:
@@ -63,11 +70,22 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
     return model.eval(), tokenizer
 
 
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hub id (``owner/name``): absolute, relative with ./ or ../, ~,
+    or more than one '/'."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or os.sep in name[:1]
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such text file: {p}")
-    text = p.read_text(encoding="utf-8")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ValueError(f"{p} is empty")
     return text
@@ -94,8 +112,31 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
 
 
 def encode(tokenizer: Any, text: str) -> torch.Tensor:
-    """The whole text as one 1-D token stream (no special tokens)."""
-    return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
+    """The whole text as one 1-D token stream (no special tokens).
+
+    The stream is usually longer than the model's context (it is cut into windows next), so the
+    tokenizer's "sequence length is longer than the maximum" warning is silenced here.
+    """
+    with quiet_tokenizer():
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@contextlib.contextmanager
+def quiet_tokenizer() -> Iterator[None]:
+    """Silence transformers' warnings (tokenizer length warnings) inside the block; the caller
+    checks lengths against the model's own context window instead."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def learn_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from faast._checks import check_finite, check_pairs, check_weights
@@ -55,6 +56,9 @@ class GramStats:
         device: torch.device | str | None = None,
         dual_max_pairs: int | None = None,
     ) -> None:
+        for name, dim in (("key_dim", key_dim), ("value_dim", value_dim)):
+            if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+                raise TypeError(f"{name} must be an integer, got {type(dim).__name__} {dim!r}")
         if int(key_dim) <= 0 or int(value_dim) <= 0:
             raise ValueError(f"key_dim and value_dim must be positive, got {key_dim} and {value_dim}")
         self.key_dim = int(key_dim)
