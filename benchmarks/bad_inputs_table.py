@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 if cli.missing:
                     sys.modules[cli.missing] = saved  # type: ignore[assignment]
             line = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else ""
-            command = " ".join(a for a in argv_[:2] if not a.startswith("-"))
+            command = " ".join(argv_[:2] if argv_[0] in ("lm", "assets") else argv_[:1])
             rows.append(
                 f"| `faast {command}` | {_cell(cli.input, tmp)} | exit {code}: `{_cell(line, tmp)}` |"
             )

@@ -90,3 +90,12 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         main(["--debug", "lm", "tasks", str(bad)])
     assert capsys.readouterr().err == ""
+
+
+def test_the_published_table_lists_every_case():
+    """docs/bad-inputs.md is regenerated (benchmarks/bad_inputs_table.py) when cases change."""
+    table = (REPO / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(CASES) + len(CLI)
+    missing = [c.id for c in [*CASES, *CLI] if f"| {c.input.replace('|', chr(92) + '|')} |" not in table]
+    assert not missing, f"not in docs/bad-inputs.md (rerun benchmarks/bad_inputs_table.py): {missing}"

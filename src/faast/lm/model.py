@@ -549,12 +549,15 @@ class FaastModel(nn.Module):
             raise ValueError(
                 f"{path} holds readout weights {sorted(tensors)} but this layout needs {sorted(own)}"
             )
+        for key, p in own.items():  # check everything before changing anything
+            if tensors[key].shape != p.shape:
+                raise ValueError(
+                    f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}"
+                )
+            if not tensors[key].is_floating_point() or not bool(torch.isfinite(tensors[key]).all()):
+                raise ValueError(f"{path}: {key} is not a finite floating-point tensor (damaged file?)")
         with torch.no_grad():
             for key, p in own.items():
-                if tensors[key].shape != p.shape:
-                    raise ValueError(
-                        f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}"
-                    )
                 p.copy_(tensors[key].to(p.device, p.dtype))
         for mem in self.middle_memories:  # statistics were weighted by the old scorer
             mem.reset()
