@@ -131,7 +131,29 @@ def save_tensors(
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta.update({FORMAT_KEY: f"faast.{kind}", VERSION_KEY: KINDS[kind]})
-    return atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=meta))
+
+    def write(tmp: str) -> None:
+        save_file(cpu, tmp, metadata=meta)
+        canonical_header(tmp)
+
+    return atomic_write(path, write)
+
+
+def canonical_header(path: str | os.PathLike[str]) -> bool:
+    """Rewrite, in place, the JSON header of a safetensors file with its keys sorted, so the same
+    tensors and metadata always give the same bytes (the writer orders metadata keys by a hash
+    seeded per process). Only the header changes; it keeps its length, so tensor offsets hold.
+    Returns False (file unchanged) if the sorted header would not have the same length."""
+    with open(path, "rb+") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > size:
+            return False
+        fh.seek(8)
+        fh.write(text + b" " * (size - len(text)))  # safetensors pads its header with spaces
+    return True
 
 
 def file_kind(meta: Mapping[str, str]) -> tuple[str | None, str | None]:
