@@ -111,15 +111,55 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
     return ids[: n * length].view(n, length).clone()
 
 
-def encode(tokenizer: Any, text: str) -> torch.Tensor:
-    """The whole text as one 1-D token stream (no special tokens).
+#: Characters tokenized per call by :func:`encode`: its memory stays bounded however long the text.
+ENCODE_CHUNK_CHARS = 1 << 16
+#: Characters on each side of a candidate split that :func:`_split_point` checks.
+_SPLIT_CONTEXT = 200
 
-    The stream is usually longer than the model's context (it is cut into windows next), so the
-    tokenizer's "sequence length is longer than the maximum" warning is silenced here.
+
+def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) -> torch.Tensor:
+    """The whole text as one 1-D token stream (no special tokens): (N,) int64.
+
+    Long texts are tokenized ``chunk_chars`` characters at a time (a tokenizer's own output holds
+    offsets and token strings, hundreds of bytes per token), split only where tokenizing the two
+    sides apart gives the same tokens as tokenizing them together (checked around each split), so
+    the stream equals that of one call. The stream is usually longer than the model's context (it
+    is cut into windows next), so the tokenizer's sequence-length warning is silenced.
     """
+    pieces: list[torch.Tensor] = []
+    start = 0
     with quiet_tokenizer():
-        ids = tokenizer(text, add_special_tokens=False).input_ids
-    return torch.tensor(ids, dtype=torch.long)
+        while start < len(text):
+            end = len(text)
+            if start + chunk_chars < len(text):
+                end = _split_point(tokenizer, text, start + chunk_chars)
+            ids = tokenizer(text[start:end], add_special_tokens=False).input_ids
+            pieces.append(torch.tensor(ids, dtype=torch.long))
+            start = end
+    return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+
+
+def _split_point(tokenizer: Any, text: str, at: int, tries: int = 32) -> int:
+    """The first position ≥ ``at`` just after a newline or just before a space where the tokens of
+    the text around it, tokenized apart, equal those tokenized together; ``len(text)`` if none
+    of the next ``tries`` candidates is such a point (the rest is then tokenized in one call)."""
+    import re
+
+    for n, match in enumerate(re.compile(r"(?<=\n)|(?= )").finditer(text, at)):
+        cut = match.start()
+        if n >= tries or cut >= len(text):
+            break
+        if cut == 0:
+            continue
+        left = text[max(0, cut - _SPLIT_CONTEXT) : cut]
+        right = text[cut : cut + _SPLIT_CONTEXT]
+
+        def ids(s: str) -> list[int]:
+            return list(tokenizer(s, add_special_tokens=False).input_ids)
+
+        if ids(left) + ids(right) == ids(left + right):
+            return cut
+    return len(text)
 
 
 @contextlib.contextmanager
