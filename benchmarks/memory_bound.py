@@ -96,8 +96,10 @@ def child_fit(args: argparse.Namespace) -> dict:
 
     FaastClassifier().fit(np.eye(4, dtype=np.float32), np.arange(4))
     x, y = np.empty((args.rows, 256), np.float32), np.empty(args.rows, np.int64)
-    for start, (xb, yb) in zip(range(0, args.rows, 2000), _batches(args.rows, 256, 10, 2000, args.seed)):
+    start = 0
+    for xb, yb in _batches(args.rows, 256, 10, 2000, args.seed):
         x[start : start + len(yb)], y[start : start + len(yb)] = xb, yb
+        start += len(yb)
     baseline = peak_rss_mb()
     start = time.perf_counter()
     FaastClassifier().fit(x, y)
