@@ -1427,6 +1427,95 @@ LOADERS = [
     ),
 ]
 
+
+def _idx(ctx: Ctx, name: str, data: bytes | None = None, *, ndim: int = 3):
+    from faast.data.idx import read_idx, write_idx
+
+    path = ctx.path(name)
+    if data is None:
+        write_idx(path, np.zeros((2, 4, 4), np.uint8))
+    else:
+        path.write_bytes(data)
+    return read_idx(path, ndim=ndim)
+
+
+def _cached_features(ctx: Ctx):
+    from faast.encoders.cache import load_cached
+
+    path = ctx.truncated(ctx.stats_file, "features.safetensors")
+    return load_cached(path, {"num_images": "2"})
+
+
+def _save_into_missing_folder(ctx: Ctx):
+    from faast.solver import GramStats
+
+    path = ctx.path("new") / "deeper" / "stats.safetensors"
+    ctx.stats().save(path)
+    return GramStats.load(path).count
+
+
+LOADERS += [
+    Case(
+        "read_idx",
+        "missing file",
+        call(lambda c: __import__("faast.data.idx", fromlist=["x"]).read_idx(c.path("none-idx"), ndim=3)),
+        FileNotFoundError,
+        r"no such IDX file",
+    ),
+    Case(
+        "read_idx",
+        "not an IDX file",
+        call(lambda c: _idx(c, "text.idx", b"hello world\n")),
+        ValueError,
+        r"not an IDX file \(bad magic number",
+    ),
+    Case(
+        "read_idx",
+        "truncated header",
+        call(lambda c: _idx(c, "short.idx", bytes([0, 0, 8, 3, 0, 0]))),
+        ValueError,
+        r"truncated IDX header",
+    ),
+    Case(
+        "read_idx",
+        "labels given where images are expected",
+        call(lambda c: _idx(c, "ok.idx", ndim=1)),
+        ValueError,
+        r"has 3 dimensions, expected 1",
+    ),
+    Case(
+        "read_idx",
+        "gzip magic with a corrupt body",
+        call(lambda c: _idx(c, "bad.idx.gz", b"\x1f\x8b" + b"not gzip at all" * 4)),
+        ValueError,
+        r"cannot be read as gzip IDX",
+    ),
+    Case(
+        "encode_dataset (feature cache)",
+        "a truncated cache file",
+        call(_cached_features),
+        behaviour="treated as not cached: the features are encoded again and the cache rewritten",
+        check=lambda r: r[0] is None and r[1].startswith("unreadable"),
+    ),
+    Case(
+        "GramStats.save",
+        "output folder missing",
+        call(_save_into_missing_folder),
+        behaviour="the folders are created; the file loads",
+        check=lambda n: n == 6,
+    ),
+    Case(
+        "load_tensors(kind=train_state)",
+        "a fast-weight file as a training checkpoint",
+        call(
+            lambda c: __import__("faast.io", fromlist=["x"]).load_tensors(c.fast_weights, kind="train_state")
+        ),
+        ValueError,
+        r"holds LM fast weights, not a readout-training checkpoint",
+    ),
+]
+
+
 _CTX: list[Ctx] = []  # the context of the running case (for helpers without one)
 
 
