@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             text = make_text(work / f"text-{scale}.txt", args.tokens * scale, args.seed)
             runs[scale] = run_child(
                 "learn", model=model, text=text, work=work, scale=scale, window=args.window
-            ) | {"tokens": args.tokens * scale, "text_mb": text.stat().st_size / 2**20}
+            ) | {"words": args.tokens * scale, "text_mb": text.stat().st_size / 2**20}
         if "learn" in todo:
             results["learn"] = compare(
                 "learn", runs[1], runs[10], f"{args.tokens} vs {10 * args.tokens} words"

@@ -1708,6 +1708,59 @@ CLI = [
 ]
 
 
+def _perplexity(ctx: Ctx, *extra: str) -> list[str]:
+    text = ctx.text_file("ppl.txt", " ".join(f"w{3 + i % 40}" for i in range(80)).encode())
+    return ["lm", "perplexity", "--model", str(ctx.model_dir), "--threads", "1", "--text", str(text), *extra]
+
+
+CLI += [
+    CliCase(
+        "generate: empty prompt",
+        lambda c: _generate(c, c.fast_weights, "--task", "a", "--prompt", ""),
+        r"the prompt is empty",
+    ),
+    CliCase("--threads 0", lambda c: _learn(c, "--threads", "0"), r"--threads must be >= 1"),
+    CliCase(
+        "perplexity: --max-windows 0", lambda c: _perplexity(c, "--max-windows", "0"), r"limit must be >= 1"
+    ),
+    CliCase(
+        "solve: --out is a folder",
+        lambda c: ["solve", str(_pairs_file(c, keys=_k(), values=_k(3, 2))), "--out", str(c.tmp)],
+        r"the output path is a folder",
+    ),
+    CliCase(
+        "demo: --shots not numbers",
+        lambda c: ["demo", "--shots", "one,two", "--threads", "1"],
+        r"--shots must be comma-separated integers",
+    ),
+    CliCase(
+        "assets: unknown group",
+        lambda c: ["assets", "fetch", "--group", "no-such-group"],
+        r"no assets in group 'no-such-group'",
+    ),
+]
+LM += [
+    Case(
+        "FaastModel.generate",
+        "empty prompt (0 tokens)",
+        on_fm(lambda c, m: m.generate(input_ids=torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2)),
+        ValueError,
+        r"the prompt is empty",
+    ),
+]
+LOADERS += [
+    Case(
+        "token_windows",
+        "limit of 0 windows",
+        call(
+            lambda c: __import__("faast.lm.text", fromlist=["x"]).token_windows(torch.arange(10), 4, limit=0)
+        ),
+        ValueError,
+        r"limit must be >= 1",
+    ),
+]
+
+
 def _other_model_file(ctx: Ctx) -> Path:
     path = ctx.path("cli-other.safetensors")
     if not path.is_file():
@@ -1715,7 +1768,7 @@ def _other_model_file(ctx: Ctx) -> Path:
     return path
 
 
-CASES: list[Case] = SOLVER + MEMORIES + CLASSIFIER + LM + CONFIGS + TASKS + LOADERS
+CASES: list[Case] = SOLVER + MEMORIES + CLASSIFIER + LM + CONFIGS + TASKS + LOADERS  # after the += above
 
 
 def run_case(case: Case, ctx: Ctx) -> tuple[str, Any]:

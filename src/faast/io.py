@@ -28,6 +28,8 @@ from safetensors.torch import save_file
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
     dest = Path(path)
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)

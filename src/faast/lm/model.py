@@ -304,6 +304,8 @@ class FaastModel(nn.Module):
         """
         ids = kwargs.get("input_ids", args[0] if args else None)
         if isinstance(ids, torch.Tensor) and ids.ndim >= 1:
+            if ids.shape[-1] == 0:
+                raise ValueError("generate: the prompt is empty (0 tokens)")
             self._check_context(ids.shape[-1], "generate: the prompt")
             new = kwargs.get("max_new_tokens")
             if isinstance(new, int) and new > 0:

@@ -100,6 +100,8 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
         raise ValueError(f"expected a 1-D token stream, got shape {tuple(ids.shape)}")
     if length < 2:
         raise ValueError(f"windows need at least 2 tokens, got length={length}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 window, got {limit}")
     ids = ids[skip * length :]
     n = ids.numel() // length
     if limit is not None:
