@@ -38,11 +38,16 @@ class Ctx:
         return self.tmp / name
 
     # ----------------------------------------------------------------- solver and classifier
-    def stats(self):
+    def stats(self, *, float64: bool = False):
         from faast.solver import GramStats
 
         gen = torch.Generator().manual_seed(0)
-        return GramStats(4, 2).add(torch.randn(6, 4, generator=gen), torch.randn(6, 2, generator=gen))
+        dtype = torch.float64 if float64 else torch.float32
+        keys, values = (
+            torch.randn(6, 4, generator=gen, dtype=dtype),
+            torch.randn(6, 2, generator=gen, dtype=dtype),
+        )
+        return GramStats(4, 2).add(keys, values)
 
     def classifier(self):
         from faast import FaastClassifier
@@ -185,9 +190,9 @@ def clf_state(clf) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- builders
-def on_stats(fn: Callable[[Any], Any]) -> Callable[[Ctx], tuple[Action, Snapshot]]:
+def on_stats(fn: Callable[[Any], Any], *, float64: bool = False) -> Callable[[Ctx], tuple[Action, Snapshot]]:
     def build(ctx: Ctx):
-        s = ctx.stats()
+        s = ctx.stats(float64=float64)
         return (lambda: fn(s)), (lambda: stats_state(s))
 
     return build
@@ -1757,6 +1762,28 @@ LOADERS += [
         ),
         ValueError,
         r"limit must be >= 1",
+    ),
+]
+
+
+SOLVER += [
+    Case(
+        "GramStats.add",
+        "keys so large the float64 sums would overflow",
+        on_stats(
+            lambda s: s.add(torch.full((3, 4), 1e200, dtype=torch.float64), _k(3, 2).double()), float64=True
+        ),
+        ValueError,
+        r"keys: entries up to 1e\+200 would overflow the float64 statistics",
+    ),
+]
+CLASSIFIER += [
+    Case(
+        "FaastClassifier.fit",
+        "features so large the statistics would overflow",
+        call(lambda c: _clf().fit(_rows() * 1e200, np.arange(12) % 3)),
+        ValueError,
+        r"would overflow",
     ),
 ]
 

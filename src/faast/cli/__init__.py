@@ -73,13 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe(exc: BaseException) -> str:
     """One line naming the problem of ``exc`` (the missing extra of an ImportError, the file of an
     OSError)."""
-    if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError) and exc.name is None:
-        return one_line(str(exc))
     if isinstance(exc, ImportError):
         top = (exc.name or "").split(".")[0]
         extra = EXTRAS.get(top)
         hint = f"; install it with `pip install 'faast[{extra}]'`" if extra else ""
-        return f"missing optional dependency {top or '?'!r}{hint} ({one_line(str(exc))})"
+        if isinstance(exc, ModuleNotFoundError):
+            return f"missing optional dependency {top or '?'!r}{hint} ({one_line(str(exc))})"
+        # The module is there but lacks a name: another version than faast needs.
+        return f"{one_line(str(exc))} (an incompatible version of {top or 'a dependency'}?{hint})"
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
