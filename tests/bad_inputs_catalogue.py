@@ -1788,6 +1788,60 @@ CLASSIFIER += [
 ]
 
 
+def _learned_task_model(ctx: Ctx):
+    tm = _task_model(ctx)
+    tm.learn(_ex(("w3 w4", "w7"), ("w5 w6", "w8")), progress=False)
+    return tm
+
+
+def on_task(fn: Callable[[Ctx, Any], Any]):
+    def build(ctx: Ctx):
+        tm = _learned_task_model(ctx)
+        return (lambda: fn(ctx, tm)), (lambda: fm_state(tm.model))
+
+    return build
+
+
+LONG = " ".join(["w5"] * 3000)
+TASKS += [
+    Case(
+        "TaskModel.learn",
+        "an example longer than the context window",
+        on_task(lambda c, t: t.learn(_ex((LONG, "w7")), progress=False)),
+        ValueError,
+        r"is 3005 tokens, more than the model's context of 64",
+    ),
+    Case(
+        "TaskModel.classify",
+        "a prompt longer than the context window",
+        on_task(lambda c, t: t.classify([LONG], labels=["w7", "w8"])),
+        ValueError,
+        r"more than the model's context",
+    ),
+    Case(
+        "TaskModel.classify",
+        "a single label",
+        on_task(lambda c, t: t.classify(["w3"], labels=["w7"])),
+        ValueError,
+        r"at least two labels",
+    ),
+    Case(
+        "TaskModel.classify",
+        "an empty label",
+        on_task(lambda c, t: t.classify(["w3"], labels=["w7", ""])),
+        ValueError,
+        r"a label encodes to no tokens",
+    ),
+    Case(
+        "TaskModel.save",
+        "the output path is a folder",
+        on_task(lambda c, t: t.save(c.tmp)),
+        IsADirectoryError,
+        r"the output path is a folder",
+    ),
+]
+
+
 def _other_model_file(ctx: Ctx) -> Path:
     path = ctx.path("cli-other.safetensors")
     if not path.is_file():
