@@ -25,7 +25,6 @@ development machine is shared and its speed varies by up to 2× from minute to m
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, FaastModel, ReadConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, token_windows
+from faast.publish import write_public_json
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -272,8 +272,7 @@ def main() -> None:
         "learned_distinct_tokens": int(fm.output_memory.seen.sum()),
         "break_even_tokens_compiled": sizes["compiled"] / per_token,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_public_json(args.out, res)
     report(res)
 
 

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from faast.lm import ProbReadOut
+from faast.publish import write_public_text
 
 RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
@@ -303,7 +304,7 @@ def main() -> None:
         found = True
     if not found:
         raise SystemExit(f"no LM benchmark results in {RESULTS}; run benchmarks/lm*.py first")
-    out.write_text("\n".join(lines))
+    write_public_text(out, "\n".join(lines))
     print(f"wrote {out} and {png}")
 
 

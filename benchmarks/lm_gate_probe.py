@@ -12,7 +12,6 @@ writes the quantiles of c; the gate θ of ``ReadConfig.gate`` opens λ only abov
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.text import encode, load_causal_lm, token_windows
+from faast.publish import write_public_json
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -64,8 +64,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_public_json(args.out, res)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from faast.assets.text import bible_pairs, gutenberg_books, movie_review_sentenc
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
 from faast.lm.train import TrainConfig, config_dict, train_readout
+from faast.publish import write_public_text
 from task_bench import REPO, machine, rel, write_json
 
 HELD_OUT_PLAYS = ("tempest", "twelfth_night")
@@ -183,7 +184,7 @@ def main() -> None:
         "context_windows": args.context_windows,
     }
     write_json(Path(args.results), res)
-    (out / "README.md").write_text(model_card(res), encoding="utf-8")
+    write_public_text(out / "README.md", model_card(res))
     print(model_card(res))
 
 

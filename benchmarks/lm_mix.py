@@ -36,7 +36,6 @@ Writes ``benchmarks/results/lm_mix.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -51,6 +50,7 @@ from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.readouts import OutputReadOut
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
+from faast.publish import write_public_json
 
 LEARN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma")
 TUNE_NOVEL, TEST_NOVEL = "northangerabbey", "persuasion"
@@ -307,8 +307,7 @@ def main() -> None:
         selection=sel,
         seconds=time.perf_counter() - t0,
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_public_json(args.out, res)
     report(res)
 
 

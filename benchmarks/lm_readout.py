@@ -23,7 +23,6 @@ Writes ``benchmarks/results/lm_readout.json`` and the adapter to ``benchmarks/re
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -36,6 +35,7 @@ from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
 from faast.lm.train import TrainConfig, config_dict, train_readout
+from faast.publish import write_public_json
 
 TRAIN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma")
 EVAL_NOVEL, CONTROL_NOVEL = "persuasion", "northangerabbey"
@@ -141,8 +141,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
     }
     res["eval"] = evaluate(fm, encode(tok, texts[EVAL_NOVEL]), encode(tok, texts[CONTROL_NOVEL]), args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_public_json(args.out, res)
     first, last = log[:10], log[-10:]
     print(f"\ntrained {len(log)} steps in {train_s:.0f} s; adapter in {adapter}")
     for name, rows in (("first 10", first), ("last 10", last)):

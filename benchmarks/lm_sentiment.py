@@ -57,6 +57,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
+from faast.publish import write_public_text
 from task_bench import REPO, Row, Timer, human_bytes, machine, merge_runs, rel, write_csv, write_json
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
@@ -322,7 +323,7 @@ def main() -> None:
     if out is None:
         update_doc_block(REPO / "docs" / "tasks.md", "sentiment", md, meta["command"])
     else:
-        (out / "sentiment.md").write_text(md, encoding="utf-8")
+        write_public_text(out / "sentiment.md", md)
     print(md)
 
 

@@ -23,7 +23,6 @@ is dominated by G, the same work as the floor.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
+from faast.publish import write_public_json
 from faast.solver import GramStats, power_law_tau
 
 
@@ -80,8 +80,7 @@ def main() -> None:
     for m in [int(x) for x in args.m.split(",")]:
         results[f"m={m}"] = run_config(args, m)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_public_json(out, results, indent=2)
     print(f"wrote {out}")
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from faast.publish import public_paths, write_public_json
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -86,15 +88,12 @@ def write_csv(path: Path, rows: Sequence[Row]) -> None:
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
-        w.writerows(flat)
+        w.writerows(public_paths(flat))
     os.replace(tmp, path)
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_public_json(path, obj)  # atomic, repository-relative paths
 
 
 def human_bytes(n: int) -> str:

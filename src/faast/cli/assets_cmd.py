@@ -37,7 +37,11 @@ def run_fetch(args: argparse.Namespace) -> int:
     names = list(args.names)
     group = args.group or ("demo" if not names else None)
     if group is not None:
-        names += [n for n, a in sorted(assets.items()) if group == "all" or group in a.groups]
+        in_group = [n for n, a in sorted(assets.items()) if group == "all" or group in a.groups]
+        if not in_group:
+            known = sorted({g for a in assets.values() for g in a.groups} | {"all"})
+            raise ValueError(f"no assets in group {group!r}; groups: {', '.join(known)}")
+        names += in_group
     for name in dict.fromkeys(names):
         asset = core.get_asset(name)
         root = core.asset_root(name, args.cache_dir)

@@ -137,7 +137,10 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if dist.is_main:
         _warn_if_busy(args.threads)
-    shots = [int(s) for s in args.shots.split(",") if s.strip()]
+    try:
+        shots = [int(s) for s in args.shots.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--shots must be comma-separated integers, got {args.shots!r}") from None
     if not shots and args.skip_full:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")
     methods = build_methods(args.methods.split(",") if args.methods else None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -143,14 +144,46 @@ def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
     from faast.lm import FaastConfig, FaastModel, get_faast_model
     from faast.lm.text import load_causal_lm
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {args.device}: no CUDA device is available to this torch ({torch.__version__})"
+        )
+    _quiet_loading()
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     fields = dict(layout)
     if args.adapter:
         return FaastModel.from_pretrained(model, args.adapter, read, **fields), tok
     fields.setdefault("num_memories", 0)  # middle memories need a trained readout (--adapter)
     return get_faast_model(model, FaastConfig.from_dict(fields), read), tok
+
+
+def _quiet_loading() -> None:
+    """No weight-loading progress bars from transformers: the CLI reports its own progress, and
+    an error after loading stays the only line on stderr."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # reported when the model is loaded
+        return
+    hf_logging.disable_progress_bar()
+
+
+def _check_learn_args(args: argparse.Namespace) -> None:
+    """Refuse bad options and an unusable --out before loading the model and learning."""
+    from faast.io import check_writable
+    from faast.lm.fastweights import check_task_name, read_file
+
+    if args.window < 2:
+        raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_task_name(args.task)
+    check_writable(args.out)
+    if Path(args.out).exists():
+        read_file(args.out)  # the new task is added to it: it must be a readable fast-weight file
 
 
 def _load_with_fast_weights(args: argparse.Namespace):
@@ -181,6 +214,7 @@ def run_learn(args: argparse.Namespace) -> int:
     if args.device is None and dist.backend == "nccl":
         args.device = str(dist.device)
     text = read_text(args.text)
+    _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     fm, tok = _load(args, *_layout_and_read(args, given))
     windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
@@ -213,7 +247,10 @@ def run_generate(args: argparse.Namespace) -> int:
         prompt = tok.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
-    inputs = tok(prompt, return_tensors="pt", add_special_tokens=not args.chat).to(fm.device)
+    from faast.lm.text import quiet_tokenizer
+
+    with quiet_tokenizer():  # fm.generate checks the length against the model's context window
+        inputs = tok(prompt, return_tensors="pt", add_special_tokens=not args.chat).to(fm.device)
     kw = {"max_new_tokens": args.max_new_tokens, "pad_token_id": tok.pad_token_id}
     kw.update({"do_sample": True, "temperature": 0.7} if args.sample else {"do_sample": False})
     runs = [("base", True), ("faast", False)] if args.compare else [("faast", False)]

@@ -24,10 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _number_or_gcv(x: str | None) -> float | str | None:
+def _number_or_gcv(x: str | None, option: str = "--tau") -> float | str | None:
     if x is None or x == "gcv":
         return x
-    return float(x)
+    try:
+        return float(x)
+    except ValueError:
+        raise ValueError(f"{option} must be a number or 'gcv', got {x!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"keys and values must be 2-D, got {tuple(keys.shape)} and {tuple(values.shape)}")
     stats = GramStats(keys.shape[1], values.shape[1]).add(keys, values)
     w, info = stats.solve_with_info(
-        _number_or_gcv(args.tau), alpha=args.alpha, c=args.c, ridge=_number_or_gcv(args.ridge)
+        _number_or_gcv(args.tau), alpha=args.alpha, c=args.c, ridge=_number_or_gcv(args.ridge, "--ridge")
     )
     save_tensors(args.out, {"weight": w}, {"info": repr(info)}, kind="weights")
     print(f"solved {stats.count} pairs ({keys.shape[1]} → {values.shape[1]}): {info}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from faast.eval.protocols import MethodResult
 from faast.io import atomic_write, save_json
+from faast.publish import public_paths
 
 CSV_FIELDS = (
     "regime", "shots", "method", "label", "accuracy", "ci95", "fit_s", "predict_s", "nbytes", "params",
@@ -227,6 +228,7 @@ def write_report(
     """Write results.csv, results.png, results.md and run.json into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta = public_paths(meta)  # published: repository-relative paths only
     paths = {
         "csv": write_csv(out / "results.csv", results, meta),
         "png": plot(out / "results.png", results, meta.get("title", ""), meta.get("full_per_class")),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ class FaastConfig:
                 raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
             self.memory_layers = sorted(layers)
             self.num_memories = len(layers)
-        if isinstance(self.num_memories, bool) or int(self.num_memories) < 0:
-            raise ValueError(f"num_memories must be an integer >= 0, got {self.num_memories}")
+        n = self.num_memories
+        if isinstance(n, bool | str) or not isinstance(n, numbers.Real) or n != int(n) or n < 0:
+            raise ValueError(f"num_memories must be an integer >= 0, got {self.num_memories!r}")
         self.num_memories = int(self.num_memories)
         self.readout_dropout = _finite(self.readout_dropout, "readout_dropout")
         if not 0.0 <= self.readout_dropout < 1.0:

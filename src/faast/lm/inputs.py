@@ -9,7 +9,12 @@ import torch
 
 def as_long_2d(x: Any, name: str) -> torch.Tensor:
     """A (B, T) integer tensor from a tensor / nested list; 1-D input becomes one row."""
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    if isinstance(x, str | bytes):
+        raise TypeError(f"{name} must hold integer token ids, got a string; tokenize the text first")
+    try:
+        t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a tensor or nested list of integer token ids ({exc})") from None
     if t.is_floating_point() or t.is_complex():
         raise TypeError(f"{name} must hold integer token ids or 0/1 flags, got dtype {t.dtype}")
     if t.ndim == 1:

@@ -264,6 +264,7 @@ class FaastModel(nn.Module):
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         device = self._layout.lm_head.weight.device
         ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, device)
+        self._check_context(ids.shape[1], "learn: sequences")
         valid = real_token_pairs(mask)
         if pair_mask is not None:
             valid = valid & check_pair_mask(pair_mask, ids.shape, device)
@@ -296,8 +297,38 @@ class FaastModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """The base model's ``generate`` (KV cache and all), reading the fast weights."""
+        """The base model's ``generate`` (KV cache and all), reading the fast weights.
+
+        A prompt (plus ``max_new_tokens``, when given) longer than the model's context window is
+        refused with a ``ValueError`` instead of running past the position embeddings.
+        """
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(ids, torch.Tensor) and ids.ndim >= 1:
+            if ids.shape[-1] == 0:
+                raise ValueError("generate: the prompt is empty (0 tokens)")
+            self._check_context(ids.shape[-1], "generate: the prompt")
+            new = kwargs.get("max_new_tokens")
+            if isinstance(new, int) and new > 0:
+                self._check_context(ids.shape[-1] + new, "generate: the prompt plus max_new_tokens")
         return self.base_model.generate(*args, **kwargs)
+
+    @property
+    def context_window(self) -> int | None:
+        """The most positions the base model encodes (``max_position_embeddings`` or ``n_positions``)."""
+        config = _text_config(self.base_model)
+        for name in ("max_position_embeddings", "n_positions"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def _check_context(self, length: int, what: str) -> None:
+        window = self.context_window
+        if window is not None and length > window:
+            raise ValueError(
+                f"{what} of {length} tokens exceed the model's context window of {window} tokens; "
+                "cut the text into shorter windows (faast.lm.text.token_windows) or shorten the prompt"
+            )
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[FaastModel]:
@@ -520,12 +551,15 @@ class FaastModel(nn.Module):
             raise ValueError(
                 f"{path} holds readout weights {sorted(tensors)} but this layout needs {sorted(own)}"
             )
+        for key, p in own.items():  # check everything before changing anything
+            if tensors[key].shape != p.shape:
+                raise ValueError(
+                    f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}"
+                )
+            if not tensors[key].is_floating_point() or not bool(torch.isfinite(tensors[key]).all()):
+                raise ValueError(f"{path}: {key} is not a finite floating-point tensor (damaged file?)")
         with torch.no_grad():
             for key, p in own.items():
-                if tensors[key].shape != p.shape:
-                    raise ValueError(
-                        f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}"
-                    )
                 p.copy_(tensors[key].to(p.device, p.dtype))
         for mem in self.middle_memories:  # statistics were weighted by the old scorer
             mem.reset()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
     offline = OFFLINE_MODELS.get(name_or_path.lower())
     if offline is not None:
         source = offline.folder()
+    elif _looks_like_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+        names = ", ".join(sorted({k for k in OFFLINE_MODELS if "-" not in k}))
+        raise FileNotFoundError(
+            f"no model folder {name_or_path}: it does not exist; pass an offline model name ({names}), "
+            "a local from_pretrained folder or a Hugging Face Hub id"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     if device is not None:
@@ -63,11 +70,22 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
     return model.eval(), tokenizer
 
 
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hub id (``owner/name``): absolute, relative with ./ or ../, ~,
+    or more than one '/'."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or os.sep in name[:1]
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such text file: {p}")
-    text = p.read_text(encoding="utf-8")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ValueError(f"{p} is empty")
     return text
@@ -82,6 +100,8 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
         raise ValueError(f"expected a 1-D token stream, got shape {tuple(ids.shape)}")
     if length < 2:
         raise ValueError(f"windows need at least 2 tokens, got length={length}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 window, got {limit}")
     ids = ids[skip * length :]
     n = ids.numel() // length
     if limit is not None:
@@ -102,9 +122,72 @@ def with_start_tokens(windows: torch.Tensor, start_ids: list[int]) -> torch.Tens
     return torch.cat([start, windows], dim=1)
 
 
-def encode(tokenizer: Any, text: str) -> torch.Tensor:
-    """The whole text as one 1-D token stream (no special tokens; see :func:`with_start_tokens`)."""
-    return torch.tensor(tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
+#: Characters tokenized per call by :func:`encode`: its memory stays bounded however long the text.
+ENCODE_CHUNK_CHARS = 1 << 16
+#: Characters on each side of a candidate split that :func:`_split_point` checks.
+_SPLIT_CONTEXT = 200
+
+
+def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) -> torch.Tensor:
+    """The whole text as one 1-D token stream (no special tokens): (N,) int64.
+
+    Long texts are tokenized ``chunk_chars`` characters at a time (a tokenizer's own output holds
+    offsets and token strings, hundreds of bytes per token), split only where tokenizing the two
+    sides apart gives the same tokens as tokenizing them together (checked around each split), so
+    the stream equals that of one call. The stream is usually longer than the model's context (it
+    is cut into windows next), so the tokenizer's sequence-length warning is silenced.
+    """
+    pieces: list[torch.Tensor] = []
+    start = 0
+    with quiet_tokenizer():
+        while start < len(text):
+            end = len(text)
+            if start + chunk_chars < len(text):
+                end = _split_point(tokenizer, text, start + chunk_chars)
+            ids = tokenizer(text[start:end], add_special_tokens=False).input_ids
+            pieces.append(torch.tensor(ids, dtype=torch.long))
+            start = end
+    return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+
+
+def _split_point(tokenizer: Any, text: str, at: int, tries: int = 32) -> int:
+    """The first position ≥ ``at`` just after a newline or just before a space where the tokens of
+    the text around it, tokenized apart, equal those tokenized together; ``len(text)`` if none
+    of the next ``tries`` candidates is such a point (the rest is then tokenized in one call)."""
+    import re
+
+    for n, match in enumerate(re.compile(r"(?<=\n)|(?= )").finditer(text, at)):
+        cut = match.start()
+        if n >= tries or cut >= len(text):
+            break
+        if cut == 0:
+            continue
+        left = text[max(0, cut - _SPLIT_CONTEXT) : cut]
+        right = text[cut : cut + _SPLIT_CONTEXT]
+
+        def ids(s: str) -> list[int]:
+            return list(tokenizer(s, add_special_tokens=False).input_ids)
+
+        if ids(left) + ids(right) == ids(left + right):
+            return cut
+    return len(text)
+
+
+@contextlib.contextmanager
+def quiet_tokenizer() -> Iterator[None]:
+    """Silence transformers' warnings (tokenizer length warnings) inside the block; the caller
+    checks lengths against the model's own context window instead."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def learn_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> int:

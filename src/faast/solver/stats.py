@@ -12,9 +12,11 @@ cached eigendecomposition; see :mod:`faast.solver.spectral` for the filters.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from faast._checks import check_finite, check_pairs, check_weights
@@ -55,6 +57,9 @@ class GramStats:
         device: torch.device | str | None = None,
         dual_max_pairs: int | None = None,
     ) -> None:
+        for name, dim in (("key_dim", key_dim), ("value_dim", value_dim)):
+            if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+                raise TypeError(f"{name} must be an integer, got {type(dim).__name__} {dim!r}")
         if int(key_dim) <= 0 or int(value_dim) <= 0:
             raise ValueError(f"key_dim and value_dim must be positive, got {key_dim} and {value_dim}")
         self.key_dim = int(key_dim)
@@ -167,6 +172,7 @@ class GramStats:
             raise ValueError(f"cannot subtract {n} examples from statistics that hold {self.count}")
         if n == 0:
             return
+        _check_magnitude(k, v, w, self.count + n)
         lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
         self._lower_only = self._lower_only or lower_only
         self._record_pairs(k, v, w, sign)
@@ -388,3 +394,22 @@ class GramStats:
         other = GramStats.load(path, device=self.device)
         self._check_compatible(other.key_dim, other.value_dim, f"load {path}")
         self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
+
+
+def _largest(t: torch.Tensor) -> float:
+    lo, hi = torch.aminmax(t)
+    return max(abs(float(lo)), abs(float(hi)))
+
+
+def _check_magnitude(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, total: int) -> None:
+    """Refuse a batch whose products would overflow the float64 sums (|k|²·w·n past ~1.8e308),
+    before anything is accumulated: the statistics would hold Inf and every solve would fail."""
+    limit = math.sqrt(torch.finfo(torch.float64).max / max(total, 1)) / 4
+    scale = math.sqrt(max(_largest(w), 1.0)) if w is not None else 1.0
+    for name, t in (("keys", k), ("values", v)):
+        big = _largest(t)
+        if big * scale > limit:
+            raise ValueError(
+                f"{name}: entries up to {big:.3g} would overflow the float64 statistics of {total} "
+                f"pairs (the limit is about {limit / scale:.1e}); rescale the inputs"
+            )

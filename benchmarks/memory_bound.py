@@ -1,0 +1,212 @@
+"""Bounded memory: peak RSS of learning 1× vs 10× more text, and of the classifier over 1× vs 10×
+more rows. Each run is a fresh process; its peak resident set (VmHWM) is read at the end.
+
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 python benchmarks/memory_bound.py            # ~1-2 min
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 python benchmarks/memory_bound.py --model smollm2 --tokens 4000
+
+Workloads:
+
+* ``learn``: ``faast lm learn`` (the command line: read the text file, tokenize, cut windows,
+  learn, save the fast weights) on a text of ``--tokens`` words and on one 10× longer. Default
+  model: a tiny random Llama (2 blocks, d = 32, word-level tokenizer, built here), so the
+  statistics are small and any growth with the text shows; ``--model smollm2`` uses the offline
+  SmolLM2-135M-Instruct asset instead.
+* ``stream``: ``FaastClassifier.partial_fit`` over batches of 2,000 rows (d = 256, 10 classes,
+  synthetic Gaussian features made batch by batch): 20,000 vs 200,000 rows.
+* ``fit``: ``FaastClassifier.fit`` on an in-memory array of the same sizes; the array is the
+  caller's and grows 10× by design, so this row reports the overhead beyond it.
+
+Writes ``benchmarks/results/memory_bound.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = [f"w{i}" for i in range(3, 97)]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (VmHWM; ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------- child workloads
+def child_learn(args: argparse.Namespace) -> dict:
+    import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
+
+    from faast.cli import main as cli_main
+    from faast.lm.text import load_causal_lm
+
+    load_causal_lm(args.model)  # warm the imports and the file cache; freed before learning
+    baseline = peak_rss_mb()
+    out = Path(args.work) / f"fw-{args.scale}.safetensors"
+    start = time.perf_counter()
+    argv = ["lm", "learn", "--model", args.model, "--text", args.text, "--out", str(out)]
+    code = cli_main([*argv, "--window", str(args.window), "--threads", "1", "--task", "t"])
+    assert code == 0, "faast lm learn failed"
+    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+
+
+def _batches(rows: int, d: int, classes: int, batch: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, d)).astype(np.float32)
+    for start in range(0, rows, batch):
+        y = rng.integers(0, classes, min(batch, rows - start))
+        yield centers[y] + rng.standard_normal((len(y), d)).astype(np.float32), y
+
+
+def child_stream(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from faast import FaastClassifier
+
+    clf = FaastClassifier()
+    FaastClassifier().fit(np.eye(4, dtype=np.float32), np.arange(4))  # warm the code paths
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    for x, y in _batches(args.rows, 256, 10, 2000, args.seed):
+        clf.partial_fit(x, y, classes=np.arange(10))
+    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start, "rank": int(clf.rank_)}
+
+
+def child_fit(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from faast import FaastClassifier
+
+    FaastClassifier().fit(np.eye(4, dtype=np.float32), np.arange(4))
+    x, y = np.empty((args.rows, 256), np.float32), np.empty(args.rows, np.int64)
+    start = 0
+    for xb, yb in _batches(args.rows, 256, 10, 2000, args.seed):
+        x[start : start + len(yb)], y[start : start + len(yb)] = xb, yb
+        start += len(yb)
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    FaastClassifier().fit(x, y)
+    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start, "input_mb": x.nbytes / 2**20}
+
+
+CHILDREN = {"learn": child_learn, "stream": child_stream, "fit": child_fit}
+
+
+# ----------------------------------------------------------------- parent
+def run_child(workload: str, **kw: object) -> dict:
+    argv = [sys.executable, __file__, "--child", workload]
+    for key, value in kw.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{workload} {kw} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_text(path: Path, words: int, seed: int) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(WORDS), words)
+    lines = [" ".join(WORDS[i] for i in picks[j : j + 16]) for j in range(0, words, 16)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def compare(name: str, small: dict, large: dict, what: str) -> dict:
+    growth = large["peak_mb"] / small["peak_mb"] - 1
+    print(
+        f"{name:7s} {what}: peak RSS {small['peak_mb']:.0f} MB → {large['peak_mb']:.0f} MB "
+        f"({100 * growth:+.1f} %); above the baseline {small['peak_mb'] - small['baseline_mb']:.1f} MB → "
+        f"{large['peak_mb'] - large['baseline_mb']:.1f} MB"
+    )
+    return {"1x": small, "10x": large, "peak_growth": growth}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model", default=None, help="model for `learn` (default: a tiny random Llama)")
+    ap.add_argument("--tokens", type=int, default=20_000, help="words of the 1× text (default 20,000)")
+    ap.add_argument("--rows", type=int, default=20_000, help="rows of the 1× classifier data")
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workloads", default="learn,stream,fit", help="comma-separated subset")
+    ap.add_argument("--text", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "memory_bound.json"))
+    args = ap.parse_args(argv)
+
+    if args.child is not None:
+        result = CHILDREN[args.child](args)
+        result["peak_mb"] = peak_rss_mb()
+        print(json.dumps(result))
+        return 0
+
+    from faast.publish import write_public_json
+
+    results: dict[str, object] = {
+        "command": "python benchmarks/memory_bound.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, OMP_NUM_THREADS=1",
+        "seed": args.seed,
+        "measure": "peak resident set size (VmHWM) of a fresh process per run; baseline_mb: the peak "
+        "after imports and warm-up, before the workload",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = args.model
+        if model is None:
+            sys.path[:0] = [str(REPO / "src"), str(REPO)]
+            from tests.lm_wordlevel import save_tiny_model
+
+            model = str(save_tiny_model(work / "tiny-llama"))
+            results["learn_model"] = (
+                "tiny random Llama (2 blocks, d = 32, 97 word tokens; tests/lm_wordlevel.py)"
+            )
+        else:
+            results["learn_model"] = model
+        runs = {}
+        todo = args.workloads.split(",")
+        for scale in (1, 10) if "learn" in todo else ():
+            text = make_text(work / f"text-{scale}.txt", args.tokens * scale, args.seed)
+            runs[scale] = run_child(
+                "learn", model=model, text=text, work=work, scale=scale, window=args.window
+            ) | {"words": args.tokens * scale, "text_mb": text.stat().st_size / 2**20}
+        if "learn" in todo:
+            results["learn"] = compare(
+                "learn", runs[1], runs[10], f"{args.tokens} vs {10 * args.tokens} words"
+            )
+        for name in [w for w in ("stream", "fit") if w in todo]:
+            small = run_child(name, rows=args.rows, seed=args.seed) | {"rows": args.rows}
+            large = run_child(name, rows=10 * args.rows, seed=args.seed) | {"rows": 10 * args.rows}
+            results[name] = compare(name, small, large, f"{args.rows} vs {10 * args.rows} rows")
+            if name == "fit":
+                for r in (small, large):
+                    r["overhead_over_input"] = (r["peak_mb"] - r["baseline_mb"]) / r["input_mb"]
+    write_public_json(args.out, results)
+    print(f"wrote {os.path.relpath(args.out, REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
