@@ -57,6 +57,8 @@ class SpectralFactor:
     projected: torch.Tensor
     count: float
     value_sq_sum: float
+    left: torch.Tensor | None = None
+    row_values: torch.Tensor | None = None
 
     @classmethod
     def from_stats(cls, gram: torch.Tensor, cross: torch.Tensor, count: float, value_sq_sum: float):
@@ -83,7 +85,7 @@ class SpectralFactor:
         root = lam.sqrt()
         basis = (keys.T @ vec) / root
         projected = root[:, None] * (vec.T @ values)
-        return cls(lam, basis, projected, count, value_sq_sum)
+        return cls(lam, basis, projected, count, value_sq_sum, vec, values)
 
     @property
     def lambda_max(self) -> float:
@@ -154,6 +156,40 @@ class SpectralFactor:
         best = int(torch.argmin(gcv))
         rank = best + 1
         return math.sqrt(float(lam[best]) / self.lambda_max), rank
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether exact leave-one-out scores are available (the rows are known)."""
+        return self.left is not None and self.row_values is not None
+
+    def loo_choice(self, criterion: str = "error") -> tuple[torch.Tensor, float | None, float | None]:
+        """The filter with the best exact leave-one-out score over every truncation rank and a
+        grid of ridge levels (:mod:`faast.solver.loo`); falls back to :meth:`gcv_truncation`
+        when the rows are not known. Returns (φ (r,), τ or None, ρ or None)."""
+        from faast.solver import loo
+
+        if not self.has_rows:
+            tau, _ = self.gcv_truncation()
+            return self.truncation_filter(tau), tau, None
+        lam = self.eigenvalues
+        paths = [
+            loo.truncation_path(self.left, self.row_values),  # type: ignore[arg-type]
+            loo.ridge_path(self.left, lam, self.row_values, loo.default_ridge_grid(self.lambda_max)),  # type: ignore[arg-type]
+        ]
+        picks = [(path, *path.best(criterion)) for path in paths]
+        finite = [p for p in picks if p[1] >= 0]
+        if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
+            tau, _ = self.gcv_truncation()
+            return self.truncation_filter(tau), tau, None
+        key = (lambda p: (p[2], p[3])) if criterion == "error" else (lambda p: p[3])
+        path, i, _, _ = min(finite, key=key)
+        if path.kind == "ridge":
+            rho = float(path.levels[i])
+            return self.ridge_filter(rho), None, rho
+        rank = int(path.levels[i])
+        phi = torch.zeros_like(lam)
+        phi[:rank] = 1.0 / lam[:rank]
+        return phi, math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
 
     def gcv_ridge(self, grid: torch.Tensor | None = None) -> float:
         """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max)."""

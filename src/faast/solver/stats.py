@@ -42,9 +42,10 @@ class GramStats:
     dual_max_pairs:
         While at most this many pairs have been added (default: ``key_dim``; 0 disables), the
         float64 pairs are also kept so that a solve with n < d uses the dual n × n
-        eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime). The copy is
-        dropped for good once the count passes the limit, or after ``subtract``/``all_reduce``/
-        ``load_state_dict``; the result is the same either way.
+        eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime) and the ``auto``
+        cut can score exact leave-one-out. The copy is dropped for good once the count passes
+        the limit, or after ``all_reduce``/``load_state_dict``; ``subtract`` removes the matching
+        rows from it (and refuses pairs that were never added).
     """
 
     def __init__(
@@ -143,7 +144,11 @@ class GramStats:
         return self
 
     def subtract(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
-        """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`."""
+        """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`.
+
+        While the rows are kept (n ≤ ``dual_max_pairs``), every pair must match one that was added
+        (same keys, values and weight), else a ``ValueError`` is raised and nothing changes.
+        """
         self._update(keys, values, weights, sign=-1.0)
         return self
 
@@ -167,9 +172,13 @@ class GramStats:
             raise ValueError(f"cannot subtract {n} examples from statistics that hold {self.count}")
         if n == 0:
             return
+        held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
         lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
         self._lower_only = self._lower_only or lower_only
-        self._record_pairs(k, v, w, sign)
+        if held is not None and self._pairs is not None:
+            self._pairs.remove(held)
+        else:
+            self._record_pairs(k, v, w, sign)
         self.value_sq_sum += sign * value_sq
         self.weight_sum += sign * (float(n) if w is None else float(w.sum()))
         self.count += int(sign) * n
@@ -181,6 +190,25 @@ class GramStats:
             self.input_dtype = dtype
         self._touch()
 
+    def _scaled_rows(
+        self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        k64 = k.detach().to(torch.float64)
+        v64 = v.detach().to(torch.float64)
+        if w is not None:
+            root = w.sqrt()[:, None]
+            k64, v64 = k64 * root, v64 * root
+        return k64, v64
+
+    def _held_rows(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
+        """Indices of the kept rows equal to the pairs being subtracted (None when rows are not
+        kept); a pair that was never added is a ``ValueError``."""
+        if self._pairs is None:
+            return None
+        if self._pairs.count != self.count:  # only some rows are kept: cannot verify
+            return None
+        return self._pairs.find(*self._scaled_rows(k, v, w))
+
     def _record_pairs(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, sign: float) -> None:
         """Keep float64 copies of the pairs for the dual route while the count allows it."""
         if self._pairs is None:
@@ -188,12 +216,7 @@ class GramStats:
         if sign < 0 or self.count + k.shape[0] > self.dual_max_pairs:
             self._pairs = None
             return
-        k64 = k.detach().to(torch.float64)
-        v64 = v.detach().to(torch.float64)
-        if w is not None:
-            root = w.sqrt()[:, None]
-            k64, v64 = k64 * root, v64 * root
-        self._pairs.append(k64, v64)
+        self._pairs.append(*self._scaled_rows(k, v, w))
 
     def _adopt_device(self, device: torch.device) -> None:
         if self._device is None:
