@@ -50,9 +50,12 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         τ·σ_max); 0.8 is the authors' vision setting. Used when ``tau`` and ``ridge`` are None.
     c : float, default=1.0
         Scale of the power-law cut.
-    tau : float in [0, 1] or "gcv", default=None
-        A fixed relative cut instead of the power law, or ``"gcv"`` to choose the truncation rank
-        by generalised cross-validation on the training statistics.
+    tau : float in [0, 1], "gcv" or "auto", default=None
+        A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
+        by generalised cross-validation on the training statistics, or ``"auto"``: the
+        truncation rank or ridge level with the fewest exact leave-one-out errors (ties: lowest
+        PRESS) on the training set alone while n < n_features (see :mod:`faast.solver.loo`),
+        GCV truncation beyond.
     ridge : float > 0 or "gcv", default=None
         Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
     class_embeddings : array-like of shape (n_classes, m), default=None
@@ -89,6 +92,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         The validated cut built from ``alpha``, ``c``, ``tau`` and ``ridge``.
     memory_ : faast.InverseMemory
         The float64 statistics (features → one-hot labels) and the compiled fast weights.
+    class_count_ : ndarray of shape (n_classes,)
+        Examples learned per class (``forget`` refuses to remove more).
 
     Notes
     -----
@@ -112,7 +117,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declared form
         "alpha": [Interval(Real, 0, None, closed="left")],
         "c": [Interval(Real, 0, None, closed="neither")],
-        "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv"})],
+        "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv", "auto"})],
         "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv"})],
         "class_embeddings": [None, "array-like"],
         "prior": [None, StrOptions({"identity"}), "array-like", callable],
@@ -167,7 +172,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        for attr in ("memory_", "classes_", "embeddings_", "coef_"):
+        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_"):
             self.__dict__.pop(attr, None)
         y_np = _labels_to_numpy(y)
         check_classification_targets(y_np)
@@ -213,8 +218,50 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 cut, key_dim=keys.shape[1], value_dim=len(classes_), device=keys.device
             )
             self.embeddings_ = self._class_embeddings(keys)
+            self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
         self.memory_.add(keys, onehot, weights)
+        self.class_count_ = self.class_count_ + _per_class(onehot)
         return self._compile(cut)
+
+    def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
+        """Remove examples learned earlier, exactly, and recompile.
+
+        Afterwards the classifier equals one fitted (``partial_fit`` with the same ``classes``)
+        on the remaining examples only: the statistics are sums, so removing a pair subtracts
+        its terms. While fewer examples than features are held, the rows themselves are kept
+        and each forgotten pair must match a learned one (same features, label and weight);
+        beyond, forgetting more examples of a class than were learned is refused. Either way
+        an error leaves the classifier unchanged. Crossing from more to fewer examples than
+        features, the rows are gone, so ``tau="auto"`` falls back to GCV (a refit would score
+        exact leave-one-out).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Labels from ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            The weights the examples were learned with.
+
+        Returns
+        -------
+        self : FaastClassifier
+        """
+        check_is_fitted(self, "memory_")
+        keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
+        removed = _per_class(onehot)
+        over = np.flatnonzero(removed > self.class_count_)
+        if over.size:
+            c = over[0]
+            raise ValueError(
+                f"cannot forget {removed[c]} examples of class {self.classes_[c]!r}: only "
+                f"{self.class_count_[c]} were learned"
+            )
+        if removed.sum() == self.class_count_.sum():
+            raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
+        self.memory_.forget(keys, onehot, weights)
+        self.class_count_ = self.class_count_ - removed
+        return self._compile(self._cut())
 
     def _pairs(
         self, X: Any, y: Any, classes: np.ndarray, sample_weight: Any, *, reset: bool
@@ -374,6 +421,20 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         best = torch.argmax(self._scores(X), dim=1).cpu().numpy()
         return self.classes_[best]
 
+    def save(self, path: Any, metadata: dict[str, Any] | None = None) -> Any:
+        """Write the fitted classifier to the directory ``path`` (safetensors + JSON, no pickle;
+        see :mod:`faast.classifier_io`). Returns the directory."""
+        from faast.classifier_io import save_classifier
+
+        return save_classifier(self, path, metadata)
+
+    @classmethod
+    def load(cls, path: Any) -> FaastClassifier:
+        """A classifier written by :meth:`save` (its statistics too: it can learn and forget more)."""
+        from faast.classifier_io import load_classifier
+
+        return load_classifier(path)[0]
+
     @property
     def stats_(self) -> GramStats:
         """The float64 statistics (deprecated alias of ``memory_.stats``)."""
@@ -387,6 +448,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _per_class(onehot: torch.Tensor) -> np.ndarray:
+    """Examples per class (C,) int64 of a one-hot batch (n, C)."""
+    return onehot.sum(dim=0).round().to(torch.int64).cpu().numpy()
 
 
 def _to_numpy(x: Any) -> np.ndarray:

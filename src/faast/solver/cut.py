@@ -203,7 +203,8 @@ class Cut:
         if self.kind == "power":
             tau = power_law_tau(factor.count, self.alpha, self.c)
         elif self.kind == "gcv":
-            tau, _ = factor.gcv_truncation()
+            tau, rank = factor.gcv_truncation()
+            return factor.rank_filter(rank), tau, None
         else:
             tau = float(self.tau)  # type: ignore[arg-type]
         return factor.truncation_filter(tau), tau, None

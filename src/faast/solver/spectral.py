@@ -116,6 +116,13 @@ class SpectralFactor:
         phi[keep] = 1.0 / lam[keep]
         return phi
 
+    def rank_filter(self, rank: int) -> torch.Tensor:
+        """φ keeping exactly the ``rank`` largest eigenvalues (what a chosen rank means; a τ
+        recomputed from λ_rank could drop λ_rank itself by rounding). Returns (r,) float64."""
+        phi = torch.zeros_like(self.eigenvalues)
+        phi[:rank] = 1.0 / self.eigenvalues[:rank]
+        return phi
+
     def ridge_filter(self, ridge: float) -> torch.Tensor:
         """φ for ridge regression (G + ρI)⁻¹. Returns (d,) float64."""
         if not (ridge > 0.0 and math.isfinite(ridge)):
@@ -169,8 +176,8 @@ class SpectralFactor:
         from faast.solver import loo
 
         if not self.has_rows:
-            tau, _ = self.gcv_truncation()
-            return self.truncation_filter(tau), tau, None
+            tau, rank = self.gcv_truncation()
+            return self.rank_filter(rank), tau, None
         lam = self.eigenvalues
         paths = [
             loo.truncation_path(self.left, self.row_values),  # type: ignore[arg-type]
@@ -179,17 +186,15 @@ class SpectralFactor:
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
-            tau, _ = self.gcv_truncation()
-            return self.truncation_filter(tau), tau, None
+            tau, rank = self.gcv_truncation()
+            return self.rank_filter(rank), tau, None
         key = (lambda p: (p[2], p[3])) if criterion == "error" else (lambda p: p[3])
         path, i, _, _ = min(finite, key=key)
         if path.kind == "ridge":
             rho = float(path.levels[i])
             return self.ridge_filter(rho), None, rho
         rank = int(path.levels[i])
-        phi = torch.zeros_like(lam)
-        phi[:rank] = 1.0 / lam[:rank]
-        return phi, math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
+        return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
 
     def gcv_ridge(self, grid: torch.Tensor | None = None) -> float:
         """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max)."""

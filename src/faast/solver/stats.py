@@ -349,8 +349,21 @@ class GramStats:
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
         }
 
-    def load_state_dict(self, state: dict[str, torch.Tensor], input_dtype: torch.dtype | None = None) -> None:
-        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`)."""
+    def kept_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The float64 pairs kept for the dual route (keys (n, d), values (n, m), rows scaled by
+        √wᵢ), or None when they are not kept."""
+        if self._pairs is None or self._pairs.count == 0:
+            return None
+        return self._pairs.tensors()
+
+    def load_state_dict(
+        self,
+        state: dict[str, torch.Tensor],
+        input_dtype: torch.dtype | None = None,
+        rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`); ``rows``: the
+        pairs of :meth:`kept_rows`, to keep the dual route and exact leave-one-out."""
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; is it a GramStats state?")
@@ -375,6 +388,14 @@ class GramStats:
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
         self._pairs = PairBuffer() if count == 0 else None
+        if rows is not None and count:
+            keys, values = (t.to(self.device, torch.float64) for t in rows)
+            if keys.shape != (count, self.key_dim) or values.shape != (count, self.value_dim):
+                raise ValueError(
+                    f"malformed state: kept rows {tuple(keys.shape)} and {tuple(values.shape)} for "
+                    f"{count} pairs of keys {self.key_dim} → values {self.value_dim}"
+                )
+            self._pairs = PairBuffer().append(keys, values)
         self.count = count
         self.weight_sum = float(state["weight_sum"])
         self.value_sq_sum = float(state["value_sq_sum"])
