@@ -8,7 +8,13 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that each define ``register(subparsers)``; a sub-command sets ``func`` on its parser.
-COMMAND_MODULES = ("faast.cli.assets_cmd", "faast.cli.demo_cmd", "faast.cli.solve_cmd", "faast.cli.lm_cmd")
+COMMAND_MODULES = (
+    "faast.cli.assets_cmd",
+    "faast.cli.demo_cmd",
+    "faast.cli.classify_cmd",
+    "faast.cli.solve_cmd",
+    "faast.cli.lm_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
