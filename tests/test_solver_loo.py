@@ -31,8 +31,9 @@ def _factor(keys: torch.Tensor, values: torch.Tensor) -> SpectralFactor:
 def test_truncation_press_matches_brute_force(n, d, m, seed):
     keys, values = _problem(n, d, m, seed)
     factor = _factor(keys, values)
-    path = truncation_path(factor.left, values)
-    for rank in range(1, factor.eigenvalues.numel() + 1):
+    r = factor.eigenvalues.numel()
+    path = truncation_path(factor.left, values, torch.arange(1, r + 1))
+    for rank in range(1, r + 1):
         loo = brute_force_loo(keys, values, rank=rank)
         press = float((loo * loo).sum())
         got = float(path.press[rank - 1])
@@ -53,6 +54,15 @@ def test_ridge_press_matches_brute_force_refits(n, d, m, seed):
     for j, rho in enumerate(grid.tolist()):
         loo = brute_force_loo(keys, values, ridge=rho)
         assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)
+
+
+def test_candidate_ranks_are_dense_then_geometric():
+    from faast.solver.loo import candidate_ranks
+
+    assert candidate_ranks(5).tolist() == [1, 2, 3, 4, 5]
+    ranks = candidate_ranks(640)
+    assert ranks[:32].tolist() == list(range(1, 33)) and int(ranks[-1]) == 640
+    assert bool((ranks[1:] > ranks[:-1]).all()) and len(ranks) < 80
 
 
 def test_full_rank_truncation_with_n_below_d_interpolates_and_is_never_chosen():

@@ -16,8 +16,8 @@ sⱼ = φⱼ λⱼ (truncation: 1 for a kept direction, 0 otherwise; ridge: λ�
   identity of ridge regression), for every ρ of a grid, at O(n·r·m) per ρ.
 * For **truncation** it is the exact leave-one-out of the least-squares fit on the first k
   principal directions *held fixed* (the classical PRESS of principal-component regression):
-  a refit without pair i would also move the directions slightly. Every rank k = 1 … r is
-  scored with running sums, O(n·r·m) for the whole path.
+  a refit without pair i would also move the directions slightly. Every rank up to 32, then
+  ranks about 8 % apart, are scored with running sums: O(n·r·m) for the whole path.
 
 A fit that interpolates a pair (hᵢ = 1, e.g. keeping every direction when n ≤ d) has no
 leave-one-out estimate; such candidates are scored +∞.
@@ -36,8 +36,6 @@ import torch
 
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 _LEVERAGE_LIMIT = 1e-9
-#: Ranks scored at a time on the truncation path (bounds memory at n·block·m doubles).
-_BLOCK = 64
 #: Default ridge grid: ρ = λ_max · 10^t for t in this range.
 RIDGE_GRID = (-7.0, 1.0, 25)
 
@@ -86,29 +84,40 @@ def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tu
     return press, wrong.sum(dim=0).to(torch.float64)
 
 
-def truncation_path(left: torch.Tensor, values: torch.Tensor, max_rank: int | None = None) -> LooPath:
-    """Leave-one-out of truncation at every rank k = 1 … r.
+def candidate_ranks(r: int, dense: int = 32, ratio: float = 1.08) -> torch.Tensor:
+    """Ranks scored on the truncation path: every rank up to ``dense``, then a geometric grid
+    (each about ``ratio`` times the last) up to r. Returns (G,) int64, increasing."""
+    ranks = list(range(1, min(r, dense) + 1))
+    while ranks and ranks[-1] < r:
+        ranks.append(min(r, max(ranks[-1] + 1, round(ranks[-1] * ratio))))
+    return torch.as_tensor(ranks, dtype=torch.int64)
+
+
+def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tensor | None = None) -> LooPath:
+    """Leave-one-out of truncation at each rank of ``ranks`` (default :func:`candidate_ranks`;
+    pass ``torch.arange(1, r + 1)`` for every rank).
 
     left: (n, r) orthonormal eigenvectors of K Kᵀ, by decreasing eigenvalue (only directions
-    with a non-zero eigenvalue). values: (n, m) float64, rows scaled by √wᵢ. max_rank: stop there.
+    with a non-zero eigenvalue). values: (n, m) float64, rows scaled by √wᵢ.
+    Costs O(n·r·m) for the fitted values of the whole path plus O(n·m) per rank scored.
     """
     n, r = left.shape
-    r = r if max_rank is None else min(r, int(max_rank))
-    proj = left[:, :r].T @ values  # (r, m)
-    fitted = values.new_zeros(values.shape)
-    lev = values.new_zeros(n)
-    press, errors = [], []
-    for start in range(0, r, _BLOCK):
-        stop = min(r, start + _BLOCK)
-        a = left[:, start:stop]
-        fit_b = fitted[:, None, :] + (a[:, :, None] * proj[None, start:stop, :]).cumsum(dim=1)
-        lev_b = lev[:, None] + (a * a).cumsum(dim=1)
-        p, e = _scores(values, fit_b, lev_b)
-        press.append(p)
-        errors.append(e)
-        fitted, lev = fit_b[:, -1], lev_b[:, -1]
-    levels = torch.arange(1, r + 1, dtype=torch.float64)
-    return LooPath("truncation", levels, torch.cat(press), torch.cat(errors))
+    ranks = candidate_ranks(r) if ranks is None else ranks.to(torch.int64)
+    if ranks.numel() == 0 or int(ranks.min()) < 1 or int(ranks.max()) > r:
+        raise ValueError(f"ranks must lie in [1, {r}]")
+    proj = left.T @ values  # (r, m)
+    fitted = values.new_zeros((n, ranks.numel(), values.shape[1]))
+    lev = values.new_zeros((n, ranks.numel()))
+    run_fit, run_lev, prev = values.new_zeros(values.shape), values.new_zeros(n), 0
+    for g, rank in enumerate(ranks.tolist()):
+        if rank > prev:
+            a = left[:, prev:rank]
+            run_fit = run_fit + a @ proj[prev:rank]
+            run_lev = run_lev + (a * a).sum(dim=1)
+            prev = rank
+        fitted[:, g], lev[:, g] = run_fit, run_lev
+    press, errors = _scores(values, fitted, lev)
+    return LooPath("truncation", ranks.to(torch.float64), press, errors)
 
 
 def ridge_path(
@@ -117,10 +126,14 @@ def ridge_path(
     """Exact leave-one-out of ridge (G + ρI)⁻¹ for each ρ of ``grid`` (G,).
 
     left: (n, r); eigenvalues: (r,) > 0, matching; values: (n, m), rows scaled by √wᵢ.
+    One (n × r) · (r × G·m) product gives the fitted values of every ρ.
     """
+    n, r = left.shape
+    m = values.shape[1]
     proj = left.T @ values  # (r, m)
     shrink = eigenvalues[None, :] / (eigenvalues[None, :] + grid[:, None])  # (G, r)
-    fitted = torch.einsum("nr,gr,rm->ngm", left, shrink, proj)
+    stacked = (shrink.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, G·m)
+    fitted = (left @ stacked).reshape(n, grid.numel(), m)
     lev = (left * left) @ shrink.T  # (n, G)
     press, errors = _scores(values, fitted, lev)
     return LooPath("ridge", grid.to(torch.float64), press, errors)

@@ -23,7 +23,9 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import torch
 
 #: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
@@ -43,6 +45,16 @@ def symmetric_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigh(gram)
 
 
+def _outer_gram(keys: torch.Tensor) -> torch.Tensor:
+    """K Kᵀ (n, n) of float64 keys (n, d); on CPU by the BLAS symmetric rank-k update (half the
+    flops of a product), mirrored to a full matrix."""
+    if keys.device.type != "cpu" or keys.shape[0] < 2:
+        return keys @ keys.T
+    upper = scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)  # upper triangle
+    full = torch.from_numpy(np.triu(upper))
+    return full + torch.triu(full, diagonal=1).T
+
+
 @dataclass(frozen=True)
 class SpectralFactor:
     """Eigendecomposition of G in float64 plus what every filter needs.
@@ -53,12 +65,21 @@ class SpectralFactor:
     """
 
     eigenvalues: torch.Tensor
-    basis: torch.Tensor
+    _basis: torch.Tensor | None
     projected: torch.Tensor
     count: float
     value_sq_sum: float
     left: torch.Tensor | None = None
     row_values: torch.Tensor | None = None
+    row_keys: torch.Tensor | None = None
+
+    @property
+    def basis(self) -> torch.Tensor:
+        """(d, r) eigenvectors of G as columns; on the dual route U = Kᵀ A Λ^(−1/2), computed on
+        first use (solving does not need it: W = (Kᵀ A diag(φ) Aᵀ V)ᵀ)."""
+        if self._basis is None:
+            object.__setattr__(self, "_basis", (self.row_keys.T @ self.left) / self.eigenvalues.sqrt())  # type: ignore[union-attr]
+        return self._basis  # type: ignore[return-value]
 
     @classmethod
     def from_stats(cls, gram: torch.Tensor, cross: torch.Tensor, count: float, value_sq_sum: float):
@@ -77,15 +98,13 @@ class SpectralFactor:
         and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
         Costs O(n²·d + n³) instead of O(d³).
         """
-        lam, vec = symmetric_eigh(keys @ keys.T)
+        lam, vec = symmetric_eigh(_outer_gram(keys))
         lam, vec = lam.flip(0), vec.flip(1)
         top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
         keep = lam > top * lam.numel() * _EIGEN_NOISE
         lam, vec = lam[keep], vec[:, keep]
-        root = lam.sqrt()
-        basis = (keys.T @ vec) / root
-        projected = root[:, None] * (vec.T @ values)
-        return cls(lam, basis, projected, count, value_sq_sum, vec, values)
+        projected = lam.sqrt()[:, None] * (vec.T @ values)
+        return cls(lam, None, projected, count, value_sq_sum, vec, values, keys)
 
     @property
     def lambda_max(self) -> float:
@@ -132,6 +151,10 @@ class SpectralFactor:
     # ----------------------------------------------------------------- results
     def weights(self, phi: torch.Tensor) -> torch.Tensor:
         """Fast-weight matrix W = (U diag(φ) C)ᵀ of shape (m, d), float64."""
+        if self._basis is None and self.row_keys is not None and self.left is not None:
+            # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
+            scale = phi / self.eigenvalues.sqrt()
+            return (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
         return (self.basis @ (phi[:, None] * self.projected)).T
 
     def inverse(self, phi: torch.Tensor) -> torch.Tensor:

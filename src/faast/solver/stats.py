@@ -70,6 +70,7 @@ class GramStats:
         self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
         self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
         self._lower_only = False
+        self._deferred = False  # G and B not yet accumulated from the kept rows (see _materialise)
         self._pairs: PairBuffer | None = PairBuffer()  # float64 rows for the dual route; None: dropped
         self.count = 0
         self.weight_sum = 0.0
@@ -91,6 +92,7 @@ class GramStats:
     @property
     def gram(self) -> torch.Tensor:
         """G (d, d), float64, symmetric."""
+        self._materialise()
         if self._lower_only:
             self._gram.copy_(symmetrize_lower(self._gram))
             self._lower_only = False
@@ -99,7 +101,23 @@ class GramStats:
     @property
     def cross(self) -> torch.Tensor:
         """B (d, m), float64."""
+        self._materialise()
         return self._cross
+
+    def _materialise(self) -> None:
+        """Accumulate G and B from the kept rows if that was deferred. While every row is kept
+        (n ≤ ``dual_max_pairs``) the solve works on the rows (dual route), so adding a batch
+        only stores its float64 rows: the O(n·d²) Gram update is done once, when G or B is
+        first needed (the rows are dropped, or G, B, a copy or a saved state is asked for)."""
+        if not self._deferred:
+            return
+        self._gram.zero_()
+        self._cross.zero_()
+        self._lower_only = False
+        if self._pairs is not None and self._pairs.count:
+            keys, values = self._pairs.tensors()
+            self._lower_only, _ = accumulate(self._gram, self._cross, keys, values, None, 1.0)
+        self._deferred = False
 
     @property
     def nbytes(self) -> int:
@@ -114,7 +132,7 @@ class GramStats:
     def copy(self) -> GramStats:
         out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
         out._gram.copy_(self.gram)
-        out._cross.copy_(self._cross)
+        out._cross.copy_(self.cross)
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
@@ -124,7 +142,7 @@ class GramStats:
         """Move the statistics to ``device`` in place."""
         device = torch.device(device)
         self._gram = self.gram.to(device)
-        self._cross = self._cross.to(device)
+        self._cross = self.cross.to(device)
         if self._pairs is not None:
             self._pairs.to(device)
         self._device = device
@@ -173,11 +191,18 @@ class GramStats:
         if n == 0:
             return
         held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
-        lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
-        self._lower_only = self._lower_only or lower_only
-        if held is not None and self._pairs is not None:
-            self._pairs.remove(held)
+        if self._pairs is not None and (held is not None or self.count + n <= self.dual_max_pairs):
+            rows_k, rows_v = self._scaled_rows(k, v, w)  # every row kept: defer G and B
+            if held is not None:
+                self._pairs.remove(held)
+            else:
+                self._pairs.append(rows_k, rows_v)
+            value_sq = float((rows_v * rows_v).sum())
+            self._deferred = True
         else:
+            self._materialise()
+            lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
+            self._lower_only = self._lower_only or lower_only
             self._record_pairs(k, v, w, sign)
         self.value_sq_sum += sign * value_sq
         self.weight_sum += sign * (float(n) if w is None else float(w.sum()))
@@ -239,7 +264,7 @@ class GramStats:
         if self.input_dtype is not None and other.input_dtype not in (None, self.input_dtype):
             raise TypeError(f"cannot merge statistics of {other.input_dtype} keys into {self.input_dtype}")
         self._gram.copy_(self.gram + other.gram.to(self.device))
-        self._cross.add_(other.cross.to(self.device))
+        self.cross.add_(other.cross.to(self.device))
         if self._pairs is None or other._pairs is None or self.count + other.count > self.dual_max_pairs:
             self._pairs = None
         elif other._pairs.count:
@@ -343,7 +368,7 @@ class GramStats:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
             "gram": self.gram.clone(),
-            "cross": self._cross.clone(),
+            "cross": self.cross.clone(),
             "count": torch.tensor(self.count, dtype=torch.int64),
             "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
@@ -387,6 +412,7 @@ class GramStats:
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
+        self._deferred = False
         self._pairs = PairBuffer() if count == 0 else None
         if rows is not None and count:
             keys, values = (t.to(self.device, torch.float64) for t in rows)
