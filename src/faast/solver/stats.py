@@ -66,9 +66,9 @@ class GramStats:
 
     # ----------------------------------------------------------------- state
     def _init_buffers(self) -> None:
-        dev = self._device or torch.device("cpu")
-        self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
-        self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
+        # G (d, d) and B (d, m), allocated on first need (_materialise): few-shot solves use the rows
+        self._gram: torch.Tensor | None = None
+        self._cross: torch.Tensor | None = None
         self._lower_only = False
         self._deferred = False  # G and B not yet accumulated from the kept rows (see _materialise)
         self._pairs: PairBuffer | None = PairBuffer()  # float64 rows for the dual route; None: dropped
@@ -87,7 +87,7 @@ class GramStats:
 
     @property
     def device(self) -> torch.device:
-        return self._gram.device
+        return self._device or torch.device("cpu")
 
     @property
     def gram(self) -> torch.Tensor:
@@ -109,6 +109,9 @@ class GramStats:
         (n ≤ ``dual_max_pairs``) the solve works on the rows (dual route), so adding a batch
         only stores its float64 rows: the O(n·d²) Gram update is done once, when G or B is
         first needed (the rows are dropped, or G, B, a copy or a saved state is asked for)."""
+        if self._gram is None or self._cross is None:
+            self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=self.device)
+            self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=self.device)
         if not self._deferred:
             return
         self._gram.zero_()
@@ -122,7 +125,7 @@ class GramStats:
     @property
     def nbytes(self) -> int:
         """Bytes held by G and B."""
-        return (self._gram.numel() + self._cross.numel()) * 8
+        return (self.key_dim + self.value_dim) * self.key_dim * 8
 
     def reset(self) -> GramStats:
         """Forget every example (keeps the dimensions and device)."""
@@ -131,8 +134,7 @@ class GramStats:
 
     def copy(self) -> GramStats:
         out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
-        out._gram.copy_(self.gram)
-        out._cross.copy_(self.cross)
+        out._gram, out._cross = self.gram.clone(), self.cross.clone()
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
@@ -246,7 +248,7 @@ class GramStats:
     def _adopt_device(self, device: torch.device) -> None:
         if self._device is None:
             self._device = device
-            if self._gram.device != device:
+            if self._gram is not None and self._cross is not None and self._gram.device != device:
                 self._gram = self._gram.to(device)
                 self._cross = self._cross.to(device)
         elif device != self.device:
@@ -263,8 +265,8 @@ class GramStats:
             return self
         if self.input_dtype is not None and other.input_dtype not in (None, self.input_dtype):
             raise TypeError(f"cannot merge statistics of {other.input_dtype} keys into {self.input_dtype}")
-        self._gram.copy_(self.gram + other.gram.to(self.device))
-        self.cross.add_(other.cross.to(self.device))
+        self._gram = self.gram + other.gram.to(self.device)
+        self._cross = self.cross + other.cross.to(self.device)
         if self._pairs is None or other._pairs is None or self.count + other.count > self.dual_max_pairs:
             self._pairs = None
         elif other._pairs.count:
@@ -287,7 +289,7 @@ class GramStats:
         )
         gram = self.gram
         self._pairs = None  # other processes' pairs are not here
-        for t in (gram, self._cross, scalars):
+        for t in (gram, self.cross, scalars):
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
         self.count = round(float(scalars[0]))
         self.weight_sum = float(scalars[1])
@@ -312,7 +314,7 @@ class GramStats:
                 keys, values = self._pairs.tensors()
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
             else:
-                factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
+                factor = SpectralFactor.from_stats(self.gram, self.cross, self.weight_sum, self.value_sq_sum)
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
             self._factor_cache = (self._version, factor)
