@@ -99,22 +99,28 @@ def test_auto_cut_uses_rows_when_kept_and_gcv_otherwise():
     stats = GramStats(40, 3).add(keys, values)
     assert stats.factor().has_rows
     _, info = stats.solve_with_info(Cut.auto())
-    # the choice is the best leave-one-out candidate over both families: fewest errors, then PRESS
+    # the choice is the ridge level with the fewest leave-one-out errors, then the lowest PRESS
     factor = stats.factor()
-    paths = [
-        truncation_path(factor.left, values),
-        ridge_path(factor.left, factor.eigenvalues, values, default_ridge_grid(factor.lambda_max)),
-    ]
-    best = min(
+    path = ridge_path(factor.left, factor.eigenvalues, values, default_ridge_grid(factor.lambda_max))
+    best = min((float(path.errors[i]), float(path.press[i])) for i in range(len(path.levels)))
+    assert info.mode == "ridge"
+    i = int(torch.argmin((path.levels - info.ridge).abs()))
+    assert (float(path.errors[i]), float(path.press[i])) == best
+    # with the truncation family too, the choice is the best over both paths
+    phi, tau, rho = factor.loo_choice("error", ("truncation", "ridge"))
+    trunc = truncation_path(factor.left, values)
+    both = min(
         (float(p.errors[i]), float(p.press[i]))
-        for p in paths
+        for p in (path, trunc)
         for i in range(len(p.levels))
         if math.isfinite(float(p.press[i]))
     )
-    path = paths[0] if info.mode == "truncation" else paths[1]
-    level = info.rank if info.mode == "truncation" else info.ridge
-    i = int(torch.argmin((path.levels - level).abs()))
-    assert (float(path.errors[i]), float(path.press[i])) == best
+    chosen = path if rho is not None else trunc
+    level = rho if rho is not None else int((phi > 0).sum())
+    j = int(torch.argmin((chosen.levels - level).abs()))
+    assert (float(chosen.errors[j]), float(chosen.press[j])) == both
+    with pytest.raises(ValueError, match="families"):
+        factor.loo_choice("error", ("lasso",))
     many = GramStats(4, 3, dual_max_pairs=0).add(keys[:, :4], values)
     assert not many.factor().has_rows
     w_auto, info_auto = many.solve_with_info("auto")

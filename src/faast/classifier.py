@@ -45,17 +45,19 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    alpha : float, default=0.8
+    alpha : float or None, default=None
         Exponent of the power-law cut τ = c·n^(−α) (drop singular values of the key matrix below
-        τ·σ_max); 0.8 is the authors' vision setting. Used when ``tau`` and ``ridge`` are None.
+        τ·σ_max; 0.8 is the authors' vision setting), used when ``tau`` and ``ridge`` are None.
+        ``None`` with ``tau`` and ``ridge`` None means ``tau="auto"`` (the default: no
+        hyper-parameter to choose).
     c : float, default=1.0
         Scale of the power-law cut.
     tau : float in [0, 1], "gcv" or "auto", default=None
         A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
-        by generalised cross-validation on the training statistics, or ``"auto"``: the
-        truncation rank or ridge level with the fewest exact leave-one-out errors (ties: lowest
-        PRESS) on the training set alone while n < n_features (see :mod:`faast.solver.loo`),
-        GCV truncation beyond.
+        by generalised cross-validation on the training statistics, or ``"auto"``: while
+        n < n_features, the ridge level with the fewest exact leave-one-out errors (ties: lowest
+        PRESS) on the training set alone, from the one eigendecomposition
+        (:mod:`faast.solver.loo`); GCV truncation beyond.
     ridge : float > 0 or "gcv", default=None
         Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
     class_embeddings : array-like of shape (n_classes, m), default=None
@@ -109,13 +111,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     >>> from faast import FaastClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 16)); y = (X[:, 0] > 0).astype(int)
-    >>> clf = FaastClassifier(tau="gcv").fit(X, y)
+    >>> clf = FaastClassifier().fit(X, y)  # cut: exact leave-one-out (n < d) or GCV
     >>> clf.coef_.shape, float(clf.score(X, y)) > 0.9
     ((2, 16), True)
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declared form
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [None, Interval(Real, 0, None, closed="left")],
         "c": [Interval(Real, 0, None, closed="neither")],
         "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv", "auto"})],
         "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv"})],
@@ -130,7 +132,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        alpha: float = 0.8,
+        alpha: float | None = None,
         c: float = 1.0,
         tau: float | str | None = None,
         ridge: float | str | None = None,
@@ -293,7 +295,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _cut(self) -> Cut:
         if self.tau is not None and self.ridge is not None:
             raise ValueError("set either tau or ridge, not both")
-        return Cut.from_params(self.tau, self.alpha, self.c, self.ridge)
+        if self.tau is None and self.ridge is None and self.alpha is None:
+            return Cut.auto()
+        return Cut.from_params(self.tau, 1.0 if self.alpha is None else self.alpha, self.c, self.ridge)
 
     def solve(self) -> FaastClassifier:
         """Recompile ``coef_`` from the stored statistics with the current cut parameters.

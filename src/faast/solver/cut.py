@@ -8,9 +8,9 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
                when unweighted). ``Cut.power(alpha=1.0, c=1.0)`` is the library default.
 ``fixed``      truncation at a given relative τ (drop σ < τ·σ_max).
 ``gcv``        truncation rank chosen by generalised cross-validation on the statistics.
-``auto``       the truncation rank or ridge level with the best exact leave-one-out score
-               (:mod:`faast.solver.loo`) when the rows are known (n < d, the dual route);
-               GCV truncation otherwise (n > d, where GCV approximates leave-one-out).
+``auto``       the ridge level with the fewest exact leave-one-out errors (ties: lowest PRESS;
+               :mod:`faast.solver.loo`) when the rows are known (n < d, the dual route);
+               GCV truncation otherwise (n ≥ d, where GCV approximates leave-one-out).
 ``ridge``      ridge regression (G + ρI)⁻¹ with a given ρ.
 ``ridge-gcv``  ridge with ρ chosen by generalised cross-validation.
 =============  ==============================================================================
@@ -126,7 +126,7 @@ class Cut:
 
     @classmethod
     def auto(cls) -> Cut:
-        """Truncation rank or ridge level by exact leave-one-out (GCV when the rows are not kept)."""
+        """Ridge level by exact leave-one-out while the rows are kept; GCV truncation beyond."""
         return cls("auto")
 
     @classmethod

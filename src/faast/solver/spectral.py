@@ -192,20 +192,28 @@ class SpectralFactor:
         """Whether exact leave-one-out scores are available (the rows are known)."""
         return self.left is not None and self.row_values is not None
 
-    def loo_choice(self, criterion: str = "error") -> tuple[torch.Tensor, float | None, float | None]:
-        """The filter with the best exact leave-one-out score over every truncation rank and a
-        grid of ridge levels (:mod:`faast.solver.loo`); falls back to :meth:`gcv_truncation`
-        when the rows are not known. Returns (φ (r,), τ or None, ρ or None)."""
+    def loo_choice(
+        self, criterion: str = "error", families: tuple[str, ...] = ("ridge",)
+    ) -> tuple[torch.Tensor, float | None, float | None]:
+        """The filter with the best exact leave-one-out score (:mod:`faast.solver.loo`) among
+        ``families``: ``"ridge"`` (a grid of ρ; the default, chosen on the demo's validation
+        episodes) and/or ``"truncation"`` (every rank up to 32, then ~8 % apart). Falls back to
+        GCV truncation when the rows are not known. Returns (φ (r,), τ or None, ρ or None)."""
         from faast.solver import loo
 
+        unknown = set(families) - {"ridge", "truncation"}
+        if unknown or not families:
+            raise ValueError(f"families must be among 'ridge', 'truncation', got {families!r}")
         if not self.has_rows:
             tau, rank = self.gcv_truncation()
             return self.rank_filter(rank), tau, None
         lam = self.eigenvalues
-        paths = [
-            loo.truncation_path(self.left, self.row_values),  # type: ignore[arg-type]
-            loo.ridge_path(self.left, lam, self.row_values, loo.default_ridge_grid(self.lambda_max)),  # type: ignore[arg-type]
-        ]
+        paths = []
+        if "truncation" in families:
+            paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]
+        if "ridge" in families:
+            grid = loo.default_ridge_grid(self.lambda_max)
+            paths.append(loo.ridge_path(self.left, lam, self.row_values, grid))  # type: ignore[arg-type]
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
