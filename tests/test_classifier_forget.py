@@ -97,3 +97,21 @@ def test_load_refuses_what_is_not_a_classifier(tmp_path):
         load_classifier(tmp_path / "x")
     with pytest.raises(ValueError, match="callable prior"):
         FaastClassifier(prior=lambda k: k[:, :3]).fit(*_data(20, 3, 3, 0)).save(tmp_path / "y")
+
+
+def test_random_features_equal_fitting_the_expanded_features_and_survive_save_forget(tmp_path):
+    X, y = _data(40, 12, 3, 4)
+    clf = FaastClassifier(random_features=64, random_state=3).fit(X, y)
+    gen = torch.Generator().manual_seed(3)
+    proj = torch.randn(12, 64, generator=gen, dtype=torch.float64) / 12**0.5
+    expanded = torch.relu(torch.from_numpy(X) @ proj).numpy()
+    ref = FaastClassifier().fit(expanded, y)
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+    assert clf.coef_.shape == (3, 64) and clf.n_features_in_ == 12
+    Q = np.random.default_rng(1).standard_normal((5, 12))
+    clf.save(tmp_path / "rf")
+    loaded = FaastClassifier.load(tmp_path / "rf")
+    np.testing.assert_allclose(loaded.decision_function(Q), clf.decision_function(Q), atol=1e-10)
+    loaded.forget(X[:5], y[:5])
+    refit = FaastClassifier(random_features=64, random_state=3).fit(X[5:], y[5:])
+    np.testing.assert_allclose(loaded.decision_function(Q), refit.decision_function(Q), rtol=1e-6, atol=1e-8)

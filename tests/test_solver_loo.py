@@ -107,7 +107,7 @@ def test_auto_cut_uses_rows_when_kept_and_gcv_otherwise():
     i = int(torch.argmin((path.levels - info.ridge).abs()))
     assert (float(path.errors[i]), float(path.press[i])) == best
     # with the truncation family too, the choice is the best over both paths
-    phi, tau, rho = factor.loo_choice("error", ("truncation", "ridge"))
+    phi, _, rho = factor.loo_choice("error", ("truncation", "ridge"))
     trunc = truncation_path(factor.left, values)
     both = min(
         (float(p.errors[i]), float(p.press[i]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +75,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         ``predict_proba`` = softmax(logit_scale · scores).
     device : str or torch.device, default=None
         Where statistics live and predictions run; ``None`` follows the first batch.
+    random_features : int, default=None
+        Expand the (normalised) features by a fixed random projection to this many dimensions
+        followed by a ReLU, k ↦ max(0, Rᵀk) with R (n_features, M) Gaussian / √n_features (as in
+        RanPAC), before the closed-form solve; ``None`` solves on the features themselves. The
+        fit then costs O(n·M²) (n ≥ M) or O(n²·M) (n < M). A prior acts on the features.
+    random_state : int, default=0
+        Seed of the random projection.
 
     Attributes
     ----------
@@ -83,7 +90,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during ``fit``.
     coef_ : ndarray of shape (n_classes, n_features)
-        The compiled fast weights mapping features to one-hot class scores (float64).
+        The compiled fast weights mapping features (or their random expansion, shape
+        (n_classes, random_features)) to one-hot class scores (float64).
     rank_ : int
         Spectral directions the cut kept.
     tau_ : float or None
@@ -128,6 +136,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "normalize_keys": ["boolean"],
         "logit_scale": [Interval(Real, 0, None, closed="neither")],
         "device": [None, str, torch.device],
+        "random_features": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -143,6 +153,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         normalize_keys: bool = False,
         logit_scale: float = 10.0,
         device: str | None = None,
+        random_features: int | None = None,
+        random_state: int = 0,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -155,6 +167,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.normalize_keys = normalize_keys
         self.logit_scale = logit_scale
         self.device = device
+        self.random_features = random_features
+        self.random_state = random_state
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -270,7 +284,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None."""
         y_np = _labels_to_numpy(y)
-        keys = self._keys(X, reset=reset)
+        keys = self._expand(self._keys(X, reset=reset))
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
         if keys.shape[0] != y_np.shape[0]:
@@ -353,6 +367,22 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             keys = F.normalize(keys, dim=1)
         return keys
 
+    def _expand(self, keys: torch.Tensor) -> torch.Tensor:
+        """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""
+        if self.random_features is None:
+            return keys
+        d, m = keys.shape[1], int(self.random_features)
+        cached = self.__dict__.get("_projection")
+        if (
+            cached is None
+            or cached.shape != (d, m)
+            or self.__dict__.get("_projection_seed") != self.random_state
+        ):
+            gen = torch.Generator().manual_seed(int(self.random_state))
+            cached = torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
+            self.__dict__["_projection"], self.__dict__["_projection_seed"] = cached, self.random_state
+        return torch.relu(keys @ cached.to(device=keys.device, dtype=keys.dtype))
+
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:
             return None
@@ -369,7 +399,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
-        pred = keys @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
+        expanded = self._expand(keys)
+        pred = expanded @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
         emb = self.embeddings_
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction

@@ -29,7 +29,10 @@ from faast.memory import InverseMemory
 FORMAT = "faast.classifier"
 VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
-_PARAMS = ("alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale")
+_PARAMS = (
+    "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
+    "random_state",
+)  # fmt: skip
 
 
 def save_classifier(
@@ -102,7 +105,8 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     clf.n_features_in_ = d
     clf.class_count_ = counts
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
-    memory = InverseMemory(clf._cut(), key_dim=d, value_dim=len(classes), device="cpu")
+    key_dim = d if clf.random_features is None else int(clf.random_features)
+    memory = InverseMemory(clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu")
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
     memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
     clf.memory_ = memory
