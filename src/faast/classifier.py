@@ -17,6 +17,7 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -371,17 +372,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""
         if self.random_features is None:
             return keys
-        d, m = keys.shape[1], int(self.random_features)
-        cached = self.__dict__.get("_projection")
-        if (
-            cached is None
-            or cached.shape != (d, m)
-            or self.__dict__.get("_projection_seed") != self.random_state
-        ):
-            gen = torch.Generator().manual_seed(int(self.random_state))
-            cached = torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
-            self.__dict__["_projection"], self.__dict__["_projection_seed"] = cached, self.random_state
-        return torch.relu(keys @ cached.to(device=keys.device, dtype=keys.dtype))
+        proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
+        return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
 
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:
@@ -483,6 +475,14 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+@functools.lru_cache(maxsize=2)
+def _projection(d: int, m: int, seed: int) -> torch.Tensor:
+    """The random-feature projection R (d, m): float64 N(0, 1/d) from ``torch.Generator(seed)``,
+    cached (read-only) so that refits and predictions do not redraw it."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:
