@@ -143,6 +143,11 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     )
     assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "m2") == 0
     assert load_classifier(tmp_path / "m2")[0].classes_.tolist() == [0, 1, 2]
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "rf", "--random-features", 16) == 0
+    rf = load_classifier(tmp_path / "rf")[0]
+    ref_rf = FaastClassifier(random_features=16).fit(X[:6], y[:6])
+    assert rf.coef_.shape == (3, 16)
+    np.testing.assert_allclose(rf.coef_, ref_rf.coef_, rtol=1e-6, atol=1e-9)
     (tmp_path / "bad.csv").write_text("f0,label\nx,1\n")
     assert _run("fit", tmp_path / "bad.csv", "--model", tmp_path / "m3") == 1
     assert "'x' is not a number" in capsys.readouterr().err

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "--cut", default="auto", help="auto (default), gcv, alpha=0.8, a relative tau, ridge=1e-2"
             )
             c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
+            c.add_argument(
+                "--random-features", type=int, default=None, metavar="M",
+                help="expand features by a seeded random projection to M dims + ReLU before the solve "
+                "(more accurate on large data, much slower to fit; see docs/classifier.md)",
+            )  # fmt: skip
         g = a.add_argument_group("encoding")
         g.add_argument("--device", default="cpu")
         g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
@@ -150,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         cut = Cut.parse(args.cut)
         params = _cut_params(cut)
         start = time.perf_counter()
-        clf = FaastClassifier(**params, normalize_keys=args.normalize).fit(feats, labels)
+        clf = FaastClassifier(
+            **params, normalize_keys=args.normalize, random_features=args.random_features
+        ).fit(feats, labels)
         fit_s = time.perf_counter() - start
         save_classifier(clf, args.model, {"source": source})
         print(_summary(clf, f"fitted on {len(labels)} examples in {fit_s * 1e3:.1f} ms", args.model))
