@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from faast import FaastClassifier
@@ -30,6 +30,7 @@ def _data(n: int, d: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarr
     seed=st.integers(0, 1000),
 )
 def test_forget_equals_refit_without_those_examples(n, d, drop, tau, seed):
+    assume(n <= 2 * d or n - drop > 2 * d)  # rows kept (n ≤ 2d) before and after, or neither
     X, y = _data(n, d, 3, seed)
     rng = np.random.default_rng(seed + 1)
     gone = rng.choice(n, size=drop, replace=False)
@@ -40,6 +41,13 @@ def test_forget_equals_refit_without_those_examples(n, d, drop, tau, seed):
     assert clf.rank_ == ref.rank_
     np.testing.assert_allclose(clf.decision_function(Q), ref.decision_function(Q), rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(clf.class_count_, ref.class_count_)
+
+
+def test_forgetting_back_below_the_kept_rows_limit_uses_gcv():
+    X, y = _data(20, 8, 3, 5)  # 20 > 2·8: the rows are not kept
+    clf = FaastClassifier().fit(X, y).forget(X[:6], y[:6])
+    ref = FaastClassifier(tau="gcv").fit(X[6:], y[6:])  # auto without the rows is GCV truncation
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
 
 
 def test_forget_with_weights_and_torch_inputs():

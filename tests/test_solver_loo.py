@@ -135,3 +135,18 @@ def test_auto_parses_and_round_trips():
     assert Cut.from_dict(Cut.auto().to_dict()) == Cut.auto()
     with pytest.raises(ValueError, match="tau must be"):
         Cut.from_params(tau="best")
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(9, 20), d=st.integers(2, 8), seed=st.integers(0, 10_000))
+def test_primal_route_with_kept_rows_scores_exact_ridge_loo(n, d, seed):
+    keys, values = _problem(n, d, 2, seed)
+    stats = GramStats(d, 2, dual_max_pairs=n).add(keys, values)  # n > d, rows kept: primal route
+    factor = stats.factor()
+    assert factor.has_rows and factor.basis.shape == (d, d)
+    r = factor.left.shape[1]
+    grid = factor.lambda_max * torch.tensor([1e-3, 1e-1], dtype=torch.float64)
+    path = ridge_path(factor.left, factor.eigenvalues[:r], values, grid)
+    for j, rho in enumerate(grid.tolist()):
+        loo = brute_force_loo(keys, values, ridge=rho)
+        assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)

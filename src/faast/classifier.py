@@ -35,6 +35,10 @@ from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
 
+#: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that ``tau="auto"`` scores
+#: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
+ROWS_KEPT = 2
+
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
 
@@ -56,8 +60,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     tau : float in [0, 1], "gcv" or "auto", default=None
         A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
         by generalised cross-validation on the training statistics, or ``"auto"``: while
-        n < n_features, the ridge level with the fewest exact leave-one-out errors (ties: lowest
-        PRESS) on the training set alone, from the one eigendecomposition
+        n ≤ 2·n_features (the rows are kept), the ridge level with the fewest exact leave-one-out
+        errors (ties: lowest PRESS) on the training set alone, from the one eigendecomposition
         (:mod:`faast.solver.loo`); GCV truncation beyond.
     ridge : float > 0 or "gcv", default=None
         Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
@@ -232,7 +236,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if first:
             self.classes_ = classes_
             self.memory_ = InverseMemory(
-                cut, key_dim=keys.shape[1], value_dim=len(classes_), device=keys.device
+                cut,
+                key_dim=keys.shape[1],
+                value_dim=len(classes_),
+                device=keys.device,
+                dual_max_pairs=ROWS_KEPT * keys.shape[1],
             )
             self.embeddings_ = self._class_embeddings(keys)
             self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
@@ -245,12 +253,12 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
         Afterwards the classifier equals one fitted (``partial_fit`` with the same ``classes``)
         on the remaining examples only: the statistics are sums, so removing a pair subtracts
-        its terms. While fewer examples than features are held, the rows themselves are kept
+        its terms. While at most 2·n_features examples are held, the rows themselves are kept
         and each forgotten pair must match a learned one (same features, label and weight);
         beyond, forgetting more examples of a class than were learned is refused. Either way
-        an error leaves the classifier unchanged. Crossing from more to fewer examples than
-        features, the rows are gone, so ``tau="auto"`` falls back to GCV (a refit would score
-        exact leave-one-out).
+        an error leaves the classifier unchanged. Crossing back below 2·n_features examples,
+        the rows are gone, so ``tau="auto"`` falls back to GCV (a refit would score exact
+        leave-one-out).
 
         Parameters
         ----------

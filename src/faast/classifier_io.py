@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faast.classifier import FaastClassifier
+from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.io import load_json, load_tensors, save_json, save_tensors
 from faast.memory import InverseMemory
 
@@ -106,7 +106,9 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     clf.class_count_ = counts
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
     key_dim = d if clf.random_features is None else int(clf.random_features)
-    memory = InverseMemory(clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu")
+    memory = InverseMemory(
+        clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
+    )
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
     memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
     clf.memory_ = memory

@@ -19,6 +19,7 @@ which gives generalised cross-validation GCV(φ) = RSS / (1 − dof/n)² for eve
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -105,6 +106,14 @@ class SpectralFactor:
         lam, vec = lam[keep], vec[:, keep]
         projected = lam.sqrt()[:, None] * (vec.T @ values)
         return cls(lam, None, projected, count, value_sq_sum, vec, values, keys)
+
+    def with_rows(self, keys: torch.Tensor, values: torch.Tensor) -> SpectralFactor:
+        """This (primal) factor with the rows attached for exact leave-one-out: keys (n, d) and
+        values (n, m), float64, scaled by √wᵢ; A = K U Λ^(−1/2) over the directions above the
+        noise floor (an O(n·d·r) product)."""
+        r = int((self.eigenvalues > self.noise_floor).sum())
+        left = (keys @ self.basis[:, :r]) / self.eigenvalues[:r].sqrt()
+        return dataclasses.replace(self, left=left, row_values=values)
 
     @property
     def lambda_max(self) -> float:
@@ -213,7 +222,8 @@ class SpectralFactor:
             paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]
         if "ridge" in families:
             grid = loo.default_ridge_grid(self.lambda_max)
-            paths.append(loo.ridge_path(self.left, lam, self.row_values, grid))  # type: ignore[arg-type]
+            r = self.left.shape[1]  # type: ignore[union-attr]
+            paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid))  # type: ignore[arg-type]
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)

@@ -315,6 +315,8 @@ class GramStats:
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
             else:
                 factor = SpectralFactor.from_stats(self.gram, self.cross, self.weight_sum, self.value_sq_sum)
+                if self._pairs is not None and self._pairs.count and factor.lambda_max > 0:
+                    factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
             self._factor_cache = (self._version, factor)
