@@ -12,7 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from faast import FaastClassifier, GramStats
 
 
-@parametrize_with_checks([FaastClassifier(), FaastClassifier(tau="gcv", similarity="cosine")])
+@parametrize_with_checks(
+    [FaastClassifier(), FaastClassifier(alpha=0.8), FaastClassifier(tau="gcv", similarity="cosine")]
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

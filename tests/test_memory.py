@@ -55,6 +55,19 @@ def test_inverse_memory_remove_forgets_exactly():
     assert torch.allclose(mem.read(keys), ref.read(keys), atol=1e-5)
 
 
+def test_inverse_memory_forget_few_shot_is_exact_and_refuses_pairs_never_added():
+    keys, values = data(n=12, d=20)  # n < d: the rows are kept, each forgotten pair is checked
+    mem = InverseMemory(cut="auto").add(keys, values)
+    mem.forget(keys[:3], values[:3])
+    ref = InverseMemory(cut="auto").add(keys[3:], values[3:])
+    assert torch.allclose(mem.read(keys), ref.read(keys), atol=1e-5)
+    with pytest.raises(ValueError, match="never added"):
+        mem.forget(keys[:1], values[:1])
+    with pytest.raises(ValueError, match="never added"):
+        mem.forget(keys[5:6], values[5:6] + 1)
+    assert mem.num_pairs == 9
+
+
 def test_inverse_memory_recovers_a_linear_map():
     gen = torch.Generator().manual_seed(0)
     w_true = torch.randn(4, 16, generator=gen, dtype=torch.float64)

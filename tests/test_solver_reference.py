@@ -148,7 +148,12 @@ def test_dual_route_is_used_only_while_it_applies():
     stats.add(k[10:], v[10:])
     assert stats.factor().basis.shape == (30, 30)  # past d pairs: primal
     stats.reset().add(k[:10], v[:10]).subtract(k[:2], v[:2])
-    assert stats.factor().basis.shape == (30, 30)  # subtract drops the pair copies
+    assert stats.factor().basis.shape == (30, 8)  # subtract removes the matching pair copies
+    refit = GramStats(30, 2).add(k[2:10], v[2:10])
+    assert torch.allclose(stats.solve("auto"), refit.solve("auto"), atol=1e-6)
+    with pytest.raises(ValueError, match="never added"):
+        stats.subtract(k[:1], v[:1])  # already removed
+    assert stats.count == 8
     merged = GramStats(30, 2).add(k[:5], v[:5]).merge(GramStats(30, 2).add(k[5:12], v[5:12]))
     assert merged.factor().basis.shape == (30, 12)
     primal = GramStats(30, 2, dual_max_pairs=0).add(k[:12], v[:12])

@@ -17,9 +17,10 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,10 @@ from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
 
+#: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that ``tau="auto"`` scores
+#: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
+ROWS_KEPT = 2
+
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
 
@@ -46,14 +51,19 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    alpha : float, default=0.8
+    alpha : float or None, default=None
         Exponent of the power-law cut τ = c·n^(−α) (drop singular values of the key matrix below
-        τ·σ_max); 0.8 is the authors' vision setting. Used when ``tau`` and ``ridge`` are None.
+        τ·σ_max; 0.8 is the authors' vision setting), used when ``tau`` and ``ridge`` are None.
+        ``None`` with ``tau`` and ``ridge`` None means ``tau="auto"`` (the default: no
+        hyper-parameter to choose).
     c : float, default=1.0
         Scale of the power-law cut.
-    tau : float in [0, 1] or "gcv", default=None
-        A fixed relative cut instead of the power law, or ``"gcv"`` to choose the truncation rank
-        by generalised cross-validation on the training statistics.
+    tau : float in [0, 1], "gcv" or "auto", default=None
+        A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
+        by generalised cross-validation on the training statistics, or ``"auto"``: while
+        n ≤ 2·n_features (the rows are kept), the ridge level with the fewest exact leave-one-out
+        errors (ties: lowest PRESS) on the training set alone, from the one eigendecomposition
+        (:mod:`faast.solver.loo`); GCV truncation beyond.
     ridge : float > 0 or "gcv", default=None
         Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
     class_embeddings : array-like of shape (n_classes, m), default=None
@@ -76,6 +86,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         its own shard to ``fit``/``partial_fit`` (an empty (0, n_features) shard is fine), the
         classes are united and the statistics of each call are summed across processes before
         the solve, so every process ends with the fast weights of all the data.
+    random_features : int, default=None
+        Expand the (normalised) features by a fixed random projection to this many dimensions
+        followed by a ReLU, k ↦ max(0, Rᵀk) with R (n_features, M) Gaussian / √n_features (as in
+        RanPAC), before the closed-form solve; ``None`` solves on the features themselves. The
+        fit then costs O(n·M²) (n ≥ M) or O(n²·M) (n < M). A prior acts on the features.
+    random_state : int, default=0
+        Seed of the random projection.
 
     Attributes
     ----------
@@ -84,7 +101,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during ``fit``.
     coef_ : ndarray of shape (n_classes, n_features)
-        The compiled fast weights mapping features to one-hot class scores (float64).
+        The compiled fast weights mapping features (or their random expansion, shape
+        (n_classes, random_features)) to one-hot class scores (float64).
     rank_ : int
         Spectral directions the cut kept.
     tau_ : float or None
@@ -95,6 +113,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         The validated cut built from ``alpha``, ``c``, ``tau`` and ``ridge``.
     memory_ : faast.InverseMemory
         The float64 statistics (features → one-hot labels) and the compiled fast weights.
+    class_count_ : ndarray of shape (n_classes,)
+        Examples learned per class (``forget`` refuses to remove more).
 
     Notes
     -----
@@ -110,15 +130,15 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     >>> from faast import FaastClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 16)); y = (X[:, 0] > 0).astype(int)
-    >>> clf = FaastClassifier(tau="gcv").fit(X, y)
+    >>> clf = FaastClassifier().fit(X, y)  # cut: exact leave-one-out (n < d) or GCV
     >>> clf.coef_.shape, float(clf.score(X, y)) > 0.9
     ((2, 16), True)
     """
 
     _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declared form
-        "alpha": [Interval(Real, 0, None, closed="left")],
+        "alpha": [None, Interval(Real, 0, None, closed="left")],
         "c": [Interval(Real, 0, None, closed="neither")],
-        "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv"})],
+        "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv", "auto"})],
         "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv"})],
         "class_embeddings": [None, "array-like"],
         "prior": [None, StrOptions({"identity"}), "array-like", callable],
@@ -128,11 +148,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "logit_scale": [Interval(Real, 0, None, closed="neither")],
         "device": [None, str, torch.device],
         "distributed": ["boolean"],
+        "random_features": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
         self,
-        alpha: float = 0.8,
+        alpha: float | None = None,
         c: float = 1.0,
         tau: float | str | None = None,
         ridge: float | str | None = None,
@@ -144,6 +166,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         logit_scale: float = 10.0,
         device: str | None = None,
         distributed: bool = False,
+        random_features: int | None = None,
+        random_state: int = 0,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -157,6 +181,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.logit_scale = logit_scale
         self.device = device
         self.distributed = distributed
+        self.random_features = random_features
+        self.random_state = random_state
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -176,7 +202,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        for attr in ("memory_", "classes_", "embeddings_", "coef_"):
+        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_"):
             self.__dict__.pop(attr, None)
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
@@ -222,24 +248,74 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if first:
             self.classes_ = classes_
             self.memory_ = InverseMemory(
-                cut, key_dim=keys.shape[1], value_dim=len(classes_), device=keys.device
+                cut,
+                key_dim=keys.shape[1],
+                value_dim=len(classes_),
+                device=keys.device,
+                dual_max_pairs=ROWS_KEPT * keys.shape[1],
             )
             self.embeddings_ = self._class_embeddings(keys)
-        if self.distributed:  # this call's statistics, summed over every process's shard
+            self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
+        counts = _per_class(onehot)
+        if self.distributed:  # this call's statistics and class counts, summed over every shard
+            dist = faast.distributed.current()
             batch = GramStats(keys.shape[1], len(classes_), device=keys.device)
             batch.add(keys, onehot, weights)
             batch.input_dtype = keys.dtype
-            self.memory_.stats.merge(faast.distributed.current().all_reduce_stats(batch))
+            self.memory_.stats.merge(dist.all_reduce_stats(batch))
+            summed = dist.all_reduce_(torch.from_numpy(counts).to(torch.float64), what="class counts")
+            counts = summed.round().to(torch.int64).numpy()
         else:
             self.memory_.add(keys, onehot, weights)
+        self.class_count_ = self.class_count_ + counts
         return self._compile(cut)
+
+    def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
+        """Remove examples learned earlier, exactly, and recompile.
+
+        Afterwards the classifier equals one fitted (``partial_fit`` with the same ``classes``)
+        on the remaining examples only: the statistics are sums, so removing a pair subtracts
+        its terms. While at most 2·n_features examples are held, the rows themselves are kept
+        and each forgotten pair must match a learned one (same features, label and weight);
+        beyond, forgetting more examples of a class than were learned is refused. Either way
+        an error leaves the classifier unchanged. Crossing back below 2·n_features examples,
+        the rows are gone, so ``tau="auto"`` falls back to GCV (a refit would score exact
+        leave-one-out).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Labels from ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            The weights the examples were learned with.
+
+        Returns
+        -------
+        self : FaastClassifier
+        """
+        check_is_fitted(self, "memory_")
+        keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
+        removed = _per_class(onehot)
+        over = np.flatnonzero(removed > self.class_count_)
+        if over.size:
+            c = over[0]
+            raise ValueError(
+                f"cannot forget {removed[c]} examples of class {self.classes_[c]!r}: only "
+                f"{self.class_count_[c]} were learned"
+            )
+        if removed.sum() == self.class_count_.sum():
+            raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
+        self.memory_.forget(keys, onehot, weights)
+        self.class_count_ = self.class_count_ - removed
+        return self._compile(self._cut())
 
     def _pairs(
         self, X: Any, y: Any, classes: np.ndarray, sample_weight: Any, *, reset: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None."""
         y_np = _labels_to_numpy(y)
-        keys = self._keys(X, reset=reset)
+        keys = self._expand(self._keys(X, reset=reset))
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
         if keys.shape[0] != y_np.shape[0]:
@@ -264,7 +340,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _cut(self) -> Cut:
         if self.tau is not None and self.ridge is not None:
             raise ValueError("set either tau or ridge, not both")
-        return Cut.from_params(self.tau, self.alpha, self.c, self.ridge)
+        if self.tau is None and self.ridge is None and self.alpha is None:
+            return Cut.auto()
+        return Cut.from_params(self.tau, 1.0 if self.alpha is None else self.alpha, self.c, self.ridge)
 
     def solve(self) -> FaastClassifier:
         """Recompile ``coef_`` from the stored statistics with the current cut parameters.
@@ -326,6 +404,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             keys = F.normalize(keys, dim=1)
         return keys
 
+    def _expand(self, keys: torch.Tensor) -> torch.Tensor:
+        """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""
+        if self.random_features is None:
+            return keys
+        proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
+        return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
+
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:
             return None
@@ -342,7 +427,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
-        pred = keys @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
+        expanded = self._expand(keys)
+        pred = expanded @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
         emb = self.embeddings_
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction
@@ -398,6 +484,20 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         best = torch.argmax(self._scores(X), dim=1).cpu().numpy()
         return self.classes_[best]
 
+    def save(self, path: Any, metadata: dict[str, Any] | None = None) -> Any:
+        """Write the fitted classifier to the directory ``path`` (safetensors + JSON, no pickle;
+        see :mod:`faast.classifier_io`). Returns the directory."""
+        from faast.classifier_io import save_classifier
+
+        return save_classifier(self, path, metadata)
+
+    @classmethod
+    def load(cls, path: Any) -> FaastClassifier:
+        """A classifier written by :meth:`save` (its statistics too: it can learn and forget more)."""
+        from faast.classifier_io import load_classifier
+
+        return load_classifier(path)[0]
+
     @property
     def stats_(self) -> GramStats:
         """The float64 statistics (deprecated alias of ``memory_.stats``)."""
@@ -411,6 +511,19 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+@functools.lru_cache(maxsize=2)
+def _projection(d: int, m: int, seed: int) -> torch.Tensor:
+    """The random-feature projection R (d, m): float64 N(0, 1/d) from ``torch.Generator(seed)``,
+    cached (read-only) so that refits and predictions do not redraw it."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
+
+
+def _per_class(onehot: torch.Tensor) -> np.ndarray:
+    """Examples per class (C,) int64 of a one-hot batch (n, C)."""
+    return onehot.sum(dim=0).round().to(torch.int64).cpu().numpy()
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import NoReturn
 COMMAND_MODULES = (
     "faast.cli.assets_cmd",
     "faast.cli.demo_cmd",
+    "faast.cli.classify_cmd",
     "faast.cli.solve_cmd",
     "faast.cli.lm_cmd",
     "faast.cli.task_cmd",

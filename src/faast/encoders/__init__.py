@@ -6,11 +6,16 @@ from faast.encoders.base import ImageEncoder, to_rgb_batch
 from faast.encoders.cache import cache_path, encode_dataset
 from faast.encoders.text import SentenceEncoder
 
-ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>")
+ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>", "pixels")
 
 
 def build_encoder(name: str = "efficientnet-lite0", *, resolution: int = 64, device: str = "cpu", **kwargs):
-    """``efficientnet-lite0`` (offline asset) or ``clip:RN50/openai`` (open_clip, needs internet)."""
+    """``efficientnet-lite0`` (offline asset), ``clip:RN50/openai`` (open_clip, needs internet) or
+    ``pixels`` (the resized pixels themselves: a baseline, and the encoder of the CLI tests)."""
+    if name == "pixels":
+        from faast.encoders.pixels import PixelEncoder
+
+        return PixelEncoder(resolution=resolution)
     if name == "efficientnet-lite0":
         from faast.encoders.efficientnet import EfficientNetLiteEncoder
 

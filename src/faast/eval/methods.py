@@ -80,12 +80,13 @@ def _grid(**axes: list[Any]) -> list[Params]:
 # ----------------------------------------------------------------- FAAST
 class Faast(Method):
     """``FaastClassifier``: truncated least squares onto one-hot labels; the cut τ = n^(−α) with α
-    from the grid, or chosen by GCV on the training statistics (``cut="gcv"``)."""
+    from the grid, chosen by GCV on the training statistics (``cut="gcv"``), or by exact
+    leave-one-out on the support set (``cut="auto"``)."""
 
     key, label = "faast", "FAAST"
 
     def __init__(self, cuts: list[Any] | None = None, preps: list[str] | None = None) -> None:
-        self.cuts = cuts or [0.4, 0.6, 0.8, 1.0, "gcv"]
+        self.cuts = cuts or [0.4, 0.6, 0.8, 1.0, "gcv", "auto"]
         self.preps = preps or ["none", "l2", "center-l2"]
 
     def grid(self, regime: str) -> list[Params]:
@@ -93,7 +94,7 @@ class Faast(Method):
 
     @staticmethod
     def _cut_kwargs(cut: Any) -> dict[str, Any]:
-        return {"tau": "gcv"} if cut == "gcv" else {"alpha": float(cut), "tau": None}
+        return {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
 
     def _fit_classifier(
         self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any

@@ -31,6 +31,9 @@ class InverseMemory(Memory):
         d and m; taken from the first :meth:`add` when not given.
     device : torch.device or str, optional
         Where the statistics live (default: the device of the first batch).
+    dual_max_pairs : int, optional
+        Keep the float64 rows while at most this many pairs are held (default: d; see
+        :class:`~faast.solver.GramStats`): the ``auto`` cut scores exact leave-one-out then.
 
     Examples
     --------
@@ -50,21 +53,25 @@ class InverseMemory(Memory):
         c: float | None = None,
         tau: float | str | None = None,
         ridge: float | str | None = None,
+        dual_max_pairs: int | None = None,
     ) -> None:
         self.cut = make_cut(cut, tau=tau, alpha=alpha, c=c, ridge=ridge)
         self.key_dim, self.value_dim = key_dim, value_dim
         self._fixed_dims = key_dim is not None and value_dim is not None
         self._device = device
+        self._dual_max_pairs = dual_max_pairs
         self.stats: GramStats | None = None
         if self._fixed_dims:
-            self.stats = GramStats(key_dim, value_dim, device=device)  # type: ignore[arg-type]
+            self.stats = GramStats(key_dim, value_dim, device=device, dual_max_pairs=dual_max_pairs)  # type: ignore[arg-type]
 
     # ----------------------------------------------------------------- learning
     def add(self, keys: Any, values: Any, weights: Any = None) -> InverseMemory:
         """Accumulate pairs: keys (n, d), values (n, m), optional weights (n,) ≥ 0."""
         k, v = self._check_add(keys, values)
         if self.stats is None:
-            self.stats = GramStats(k.shape[1], v.shape[1], device=self._device or k.device)
+            self.stats = GramStats(
+                k.shape[1], v.shape[1], device=self._device or k.device, dual_max_pairs=self._dual_max_pairs
+            )
         self.stats.add(k, v, weights)
         return self
 

@@ -8,13 +8,16 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
                when unweighted). ``Cut.power(alpha=1.0, c=1.0)`` is the library default.
 ``fixed``      truncation at a given relative τ (drop σ < τ·σ_max).
 ``gcv``        truncation rank chosen by generalised cross-validation on the statistics.
+``auto``       the ridge level with the fewest exact leave-one-out errors (ties: lowest PRESS;
+               :mod:`faast.solver.loo`) when the rows are known (n < d, the dual route);
+               GCV truncation otherwise (n ≥ d, where GCV approximates leave-one-out).
 ``ridge``      ridge regression (G + ρI)⁻¹ with a given ρ.
 ``ridge-gcv``  ridge with ρ chosen by generalised cross-validation.
 =============  ==============================================================================
 
 A cut is validated when it is made, so a bad value fails where it is written, not at the first
 solve. ``Cut.parse`` reads the short text forms used by the command line and config files
-(``"gcv"``, ``"0.01"``, ``"alpha=0.8"``, ``"ridge=1e-2"``, ``"ridge=gcv"``).
+(``"gcv"``, ``"auto"``, ``"0.01"``, ``"alpha=0.8"``, ``"ridge=1e-2"``, ``"ridge=gcv"``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 from faast.solver.spectral import SpectralFactor
 
-KINDS = ("power", "fixed", "gcv", "ridge", "ridge-gcv")
+KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ class Cut:
         return cls("gcv")
 
     @classmethod
+    def auto(cls) -> Cut:
+        """Ridge level by exact leave-one-out while the rows are kept; GCV truncation beyond."""
+        return cls("auto")
+
+    @classmethod
     def ridge_penalty(cls, ridge: float | str) -> Cut:
         """Ridge with penalty ρ, or ``"gcv"`` to choose ρ."""
         return cls("ridge-gcv") if ridge == "gcv" else cls("ridge", ridge=ridge)
@@ -146,9 +154,9 @@ class Cut:
         if tau is None:
             return cls.power(alpha, c)
         if isinstance(tau, str):
-            if tau != "gcv":
-                raise ValueError(f"tau must be a number, 'gcv' or None, got {tau!r}")
-            return cls.gcv()
+            if tau not in ("gcv", "auto"):
+                raise ValueError(f"tau must be a number, 'gcv', 'auto' or None, got {tau!r}")
+            return cls.gcv() if tau == "gcv" else cls.auto()
         return cls.fixed(tau)
 
     @classmethod
@@ -164,8 +172,8 @@ class Cut:
         if not isinstance(spec, str):
             return cls.fixed(spec)
         text = spec.strip().lower()
-        if text in ("gcv", "power", "default"):
-            return cls.gcv() if text == "gcv" else cls.power()
+        if text in ("gcv", "auto", "power", "default"):
+            return {"gcv": cls.gcv, "auto": cls.auto}.get(text, cls.power)()
         if "=" not in text:
             return cls.fixed(_number(text, "tau"))
         fields = dict(_split_field(part, spec) for part in text.split(","))
@@ -190,10 +198,13 @@ class Cut:
         if self.kind in ("ridge", "ridge-gcv"):
             rho = factor.gcv_ridge() if self.kind == "ridge-gcv" else float(self.ridge)  # type: ignore[arg-type]
             return factor.ridge_filter(rho), None, rho
+        if self.kind == "auto":
+            return factor.loo_choice()
         if self.kind == "power":
             tau = power_law_tau(factor.count, self.alpha, self.c)
         elif self.kind == "gcv":
-            tau, _ = factor.gcv_truncation()
+            tau, rank = factor.gcv_truncation()
+            return factor.rank_filter(rank), tau, None
         else:
             tau = float(self.tau)  # type: ignore[arg-type]
         return factor.truncation_filter(tau), tau, None
@@ -235,7 +246,7 @@ class Cut:
             return f"tau={self.tau:g}"
         if self.kind == "ridge":
             return f"ridge={self.ridge:g}"
-        return {"gcv": "gcv", "ridge-gcv": "ridge=gcv"}[self.kind]
+        return {"gcv": "gcv", "auto": "auto", "ridge-gcv": "ridge=gcv"}[self.kind]
 
     def __repr__(self) -> str:
         return f"Cut({str(self)!r})"

@@ -67,6 +67,48 @@ class PairBuffer:
             self._keys, self._values = [self._cat[0]], [self._cat[1]]
         return self._cat
 
+    def find(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Indices (n,) of stored rows equal to the given rows (keys (n, d), values (n, m)), each
+        stored row matched at most once; raises ``ValueError`` naming the rows not held."""
+        if keys.shape[0] != values.shape[0]:
+            raise ValueError(
+                f"keys and values disagree on the number of rows: {keys.shape[0]} vs {values.shape[0]}"
+            )
+        if keys.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        held_k, held_v = self.tensors() if self.count else (keys[:0], values[:0])
+        slots: dict[bytes, list[int]] = {}
+        rows = torch.cat([held_k, held_v.to(held_k.dtype)], dim=1).cpu().numpy()
+        for i in range(rows.shape[0] - 1, -1, -1):  # popped from the end: oldest first
+            slots.setdefault(rows[i].tobytes(), []).append(i)
+        asked = torch.cat([keys.to(held_k.dtype), values.to(held_k.dtype)], dim=1).cpu().numpy()
+        found, missing = [], []
+        for j in range(asked.shape[0]):
+            match = slots.get(asked[j].tobytes())
+            if match:
+                found.append(match.pop())
+            else:
+                missing.append(j)
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of the {asked.shape[0]} pairs to remove were never added "
+                f"(or were already removed): rows {missing[:10]}"
+            )
+        return torch.as_tensor(found, dtype=torch.int64)
+
+    def remove(self, index: torch.Tensor) -> PairBuffer:
+        """Drop the stored rows at ``index`` (as returned by :meth:`find`); order is kept."""
+        if index.numel() == 0:
+            return self
+        k, v = self.tensors()
+        keep = torch.ones(self.count, dtype=torch.bool)
+        keep[index] = False
+        keep = keep.to(k.device)
+        self._keys, self._values = [k[keep]], [v[keep]]
+        self._cat = (self._keys[0], self._values[0])
+        self.count = int(keep.sum())
+        return self
+
     def to(self, device: torch.device | str) -> PairBuffer:
         """Move the rows to ``device`` in place."""
         self._keys = [k.to(device) for k in self._keys]

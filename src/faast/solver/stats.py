@@ -44,9 +44,10 @@ class GramStats:
     dual_max_pairs:
         While at most this many pairs have been added (default: ``key_dim``; 0 disables), the
         float64 pairs are also kept so that a solve with n < d uses the dual n × n
-        eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime). The copy is
-        dropped for good once the count passes the limit, or after ``subtract``/``all_reduce``/
-        ``load_state_dict``; the result is the same either way.
+        eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime) and the ``auto``
+        cut can score exact leave-one-out. The copy is dropped for good once the count passes
+        the limit, or after ``all_reduce``/``load_state_dict``; ``subtract`` removes the matching
+        rows from it (and refuses pairs that were never added).
     """
 
     def __init__(
@@ -70,10 +71,11 @@ class GramStats:
 
     # ----------------------------------------------------------------- state
     def _init_buffers(self) -> None:
-        dev = self._device or torch.device("cpu")
-        self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=dev)
-        self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=dev)
+        # G (d, d) and B (d, m), allocated on first need (_materialise): few-shot solves use the rows
+        self._gram: torch.Tensor | None = None
+        self._cross: torch.Tensor | None = None
         self._lower_only = False
+        self._deferred = False  # G and B not yet accumulated from the kept rows (see _materialise)
         self._pairs: PairBuffer | None = PairBuffer()  # float64 rows for the dual route; None: dropped
         self.count = 0
         self.weight_sum = 0.0
@@ -90,11 +92,12 @@ class GramStats:
 
     @property
     def device(self) -> torch.device:
-        return self._gram.device
+        return self._device or torch.device("cpu")
 
     @property
     def gram(self) -> torch.Tensor:
         """G (d, d), float64, symmetric."""
+        self._materialise()
         if self._lower_only:
             self._gram.copy_(symmetrize_lower(self._gram))
             self._lower_only = False
@@ -103,12 +106,31 @@ class GramStats:
     @property
     def cross(self) -> torch.Tensor:
         """B (d, m), float64."""
+        self._materialise()
         return self._cross
+
+    def _materialise(self) -> None:
+        """Accumulate G and B from the kept rows if that was deferred. While every row is kept
+        (n ≤ ``dual_max_pairs``) the solve works on the rows (dual route), so adding a batch
+        only stores its float64 rows: the O(n·d²) Gram update is done once, when G or B is
+        first needed (the rows are dropped, or G, B, a copy or a saved state is asked for)."""
+        if self._gram is None or self._cross is None:
+            self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=self.device)
+            self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=self.device)
+        if not self._deferred:
+            return
+        self._gram.zero_()
+        self._cross.zero_()
+        self._lower_only = False
+        if self._pairs is not None and self._pairs.count:
+            keys, values = self._pairs.tensors()
+            self._lower_only, _ = accumulate(self._gram, self._cross, keys, values, None, 1.0)
+        self._deferred = False
 
     @property
     def nbytes(self) -> int:
         """Bytes held by G and B."""
-        return (self._gram.numel() + self._cross.numel()) * 8
+        return (self.key_dim + self.value_dim) * self.key_dim * 8
 
     def reset(self) -> GramStats:
         """Forget every example (keeps the dimensions and device)."""
@@ -117,8 +139,7 @@ class GramStats:
 
     def copy(self) -> GramStats:
         out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
-        out._gram.copy_(self.gram)
-        out._cross.copy_(self._cross)
+        out._gram, out._cross = self.gram.clone(), self.cross.clone()
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
@@ -128,7 +149,7 @@ class GramStats:
         """Move the statistics to ``device`` in place."""
         device = torch.device(device)
         self._gram = self.gram.to(device)
-        self._cross = self._cross.to(device)
+        self._cross = self.cross.to(device)
         if self._pairs is not None:
             self._pairs.to(device)
         self._device = device
@@ -148,7 +169,11 @@ class GramStats:
         return self
 
     def subtract(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
-        """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`."""
+        """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`.
+
+        While the rows are kept (n ≤ ``dual_max_pairs``), every pair must match one that was added
+        (same keys, values and weight), else a ``ValueError`` is raised and nothing changes.
+        """
         self._update(keys, values, weights, sign=-1.0)
         return self
 
@@ -173,9 +198,20 @@ class GramStats:
         if n == 0:
             return
         _check_magnitude(k, v, w, self.count + n)
-        lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
-        self._lower_only = self._lower_only or lower_only
-        self._record_pairs(k, v, w, sign)
+        held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
+        if self._pairs is not None and (held is not None or self.count + n <= self.dual_max_pairs):
+            rows_k, rows_v = self._scaled_rows(k, v, w)  # every row kept: defer G and B
+            if held is not None:
+                self._pairs.remove(held)
+            else:
+                self._pairs.append(rows_k, rows_v)
+            value_sq = float((rows_v * rows_v).sum())
+            self._deferred = True
+        else:
+            self._materialise()
+            lower_only, value_sq = accumulate(self._gram, self._cross, k, v, w, sign)
+            self._lower_only = self._lower_only or lower_only
+            self._record_pairs(k, v, w, sign)
         self.value_sq_sum += sign * value_sq
         self.weight_sum += sign * (float(n) if w is None else float(w.sum()))
         self.count += int(sign) * n
@@ -187,6 +223,25 @@ class GramStats:
             self.input_dtype = dtype
         self._touch()
 
+    def _scaled_rows(
+        self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        k64 = k.detach().to(torch.float64)
+        v64 = v.detach().to(torch.float64)
+        if w is not None:
+            root = w.sqrt()[:, None]
+            k64, v64 = k64 * root, v64 * root
+        return k64, v64
+
+    def _held_rows(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
+        """Indices of the kept rows equal to the pairs being subtracted (None when rows are not
+        kept); a pair that was never added is a ``ValueError``."""
+        if self._pairs is None:
+            return None
+        if self._pairs.count != self.count:  # only some rows are kept: cannot verify
+            return None
+        return self._pairs.find(*self._scaled_rows(k, v, w))
+
     def _record_pairs(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, sign: float) -> None:
         """Keep float64 copies of the pairs for the dual route while the count allows it."""
         if self._pairs is None:
@@ -194,17 +249,12 @@ class GramStats:
         if sign < 0 or self.count + k.shape[0] > self.dual_max_pairs:
             self._pairs = None
             return
-        k64 = k.detach().to(torch.float64)
-        v64 = v.detach().to(torch.float64)
-        if w is not None:
-            root = w.sqrt()[:, None]
-            k64, v64 = k64 * root, v64 * root
-        self._pairs.append(k64, v64)
+        self._pairs.append(*self._scaled_rows(k, v, w))
 
     def _adopt_device(self, device: torch.device) -> None:
         if self._device is None:
             self._device = device
-            if self._gram.device != device:
+            if self._gram is not None and self._cross is not None and self._gram.device != device:
                 self._gram = self._gram.to(device)
                 self._cross = self._cross.to(device)
         elif device != self.device:
@@ -221,8 +271,8 @@ class GramStats:
             return self
         if self.input_dtype is not None and other.input_dtype not in (None, self.input_dtype):
             raise TypeError(f"cannot merge statistics of {other.input_dtype} keys into {self.input_dtype}")
-        self._gram.copy_(self.gram + other.gram.to(self.device))
-        self._cross.add_(other.cross.to(self.device))
+        self._gram = self.gram + other.gram.to(self.device)
+        self._cross = self.cross + other.cross.to(self.device)
         if self._pairs is None or other._pairs is None or self.count + other.count > self.dual_max_pairs:
             self._pairs = None
         elif other._pairs.count:
@@ -245,7 +295,7 @@ class GramStats:
         )
         gram = self.gram
         self._pairs = None  # other processes' pairs are not here
-        for t in (gram, self._cross, scalars):
+        for t in (gram, self.cross, scalars):
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
         self.count = round(float(scalars[0]))
         self.weight_sum = float(scalars[1])
@@ -270,7 +320,9 @@ class GramStats:
                 keys, values = self._pairs.tensors()
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
             else:
-                factor = SpectralFactor.from_stats(self.gram, self._cross, self.weight_sum, self.value_sq_sum)
+                factor = SpectralFactor.from_stats(self.gram, self.cross, self.weight_sum, self.value_sq_sum)
+                if self._pairs is not None and self._pairs.count and factor.lambda_max > 0:
+                    factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
             self._factor_cache = (self._version, factor)
@@ -326,14 +378,27 @@ class GramStats:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
             "gram": self.gram.clone(),
-            "cross": self._cross.clone(),
+            "cross": self.cross.clone(),
             "count": torch.tensor(self.count, dtype=torch.int64),
             "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
         }
 
-    def load_state_dict(self, state: dict[str, torch.Tensor], input_dtype: torch.dtype | None = None) -> None:
-        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`)."""
+    def kept_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The float64 pairs kept for the dual route (keys (n, d), values (n, m), rows scaled by
+        √wᵢ), or None when they are not kept."""
+        if self._pairs is None or self._pairs.count == 0:
+            return None
+        return self._pairs.tensors()
+
+    def load_state_dict(
+        self,
+        state: dict[str, torch.Tensor],
+        input_dtype: torch.dtype | None = None,
+        rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`); ``rows``: the
+        pairs of :meth:`kept_rows`, to keep the dual route and exact leave-one-out."""
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; is it a GramStats state?")
@@ -357,7 +422,16 @@ class GramStats:
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
+        self._deferred = False
         self._pairs = PairBuffer() if count == 0 else None
+        if rows is not None and count:
+            keys, values = (t.to(self.device, torch.float64) for t in rows)
+            if keys.shape != (count, self.key_dim) or values.shape != (count, self.value_dim):
+                raise ValueError(
+                    f"malformed state: kept rows {tuple(keys.shape)} and {tuple(values.shape)} for "
+                    f"{count} pairs of keys {self.key_dim} → values {self.value_dim}"
+                )
+            self._pairs = PairBuffer().append(keys, values)
         self.count = count
         self.weight_sum = float(state["weight_sum"])
         self.value_sq_sum = float(state["value_sq_sum"])

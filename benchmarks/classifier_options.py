@@ -1,0 +1,116 @@
+"""Accuracy options of FaastClassifier without backprop: random-feature expansion, measured.
+
+On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px; centre + L2
+preprocessing fitted on the support set), single-threaded, for 16- and 64-shot episodes and
+full data: ``FaastClassifier()`` (cut ``auto``) against ``FaastClassifier(random_features=M)``
+(fixed Gaussian projection to M dimensions + ReLU before the solve, RanPAC-style), accuracy (%)
+and fit time. ``--split validation`` never reads the test images (support and queries from the
+training split), which is where M is to be chosen; ``--split test`` reports on the test split.
+
+    python benchmarks/classifier_options.py --split validation
+    python benchmarks/classifier_options.py   # writes benchmarks/results/classifier_options.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from faast.classifier import FaastClassifier
+from faast.eval.episodes import sample_episodes
+from faast.eval.preprocess import Preprocess
+from faast.eval.splits import validation_split
+
+sys.path.insert(0, str(Path(__file__).parent))
+from classifier_cuts import _machine, load_features
+
+
+def score(x, y, q, qy, m: int | None) -> tuple[float, float]:
+    pre = Preprocess("center-l2")
+    xs, qs = pre.fit_transform(x), pre.transform(q)
+    start = time.perf_counter()
+    clf = FaastClassifier(random_features=m).fit(xs, y)
+    fit_s = time.perf_counter() - start
+    return float(np.mean(clf.predict(qs) == qy)), fit_s
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(1)
+    tx, ty, sx, sy = load_features(None, 64)
+    if args.split == "validation":
+        fit_idx, val_idx = validation_split(ty, round(len(ty) / 6), args.seed)
+        sx, sy, tx, ty = tx[val_idx], ty[val_idx], tx[fit_idx], ty[fit_idx]
+    sizes = [None, *(int(m) for m in args.sizes.split(","))]
+    table: dict[str, dict[str, list[float]]] = {}
+    with threadpool_limits(1):
+        for k in [int(s) for s in args.shots.split(",") if s.strip()]:
+            eps = sample_episodes(
+                ty, sy, ways=None, shots=k, queries=20, episodes=args.episodes, seed=args.seed
+            )
+            for m in sizes:
+                runs = [score(tx[e.support], ty[e.support], sx[e.query], sy[e.query], m) for e in eps]
+                table.setdefault(f"{k}-shot", {})[str(m)] = [
+                    float(np.mean([a for a, _ in runs])),
+                    statistics.median(t for _, t in runs),
+                ]
+                print(k, m, table[f"{k}-shot"][str(m)], flush=True)
+        if not args.skip_full:
+            for m in sizes:
+                table.setdefault("full", {})[str(m)] = list(score(tx, ty, sx, sy, m))
+                print("full", m, table["full"][str(m)], flush=True)
+    return {"table": table, "settings": {**vars(args), "machine": _machine(), "threads": 1}}
+
+
+def markdown(result: dict) -> str:
+    table = result["table"]
+    regimes = list(table)
+    lines = [
+        "| features | " + " | ".join(f"{g} acc. | {g} fit" for g in regimes) + " |",
+        "|---" * (2 * len(regimes) + 1) + "|",
+    ]
+    for m in next(iter(table.values())):
+        name = "as encoded (auto)" if m == "None" else f"random features M={m} (auto)"
+        cells = []
+        for g in regimes:
+            acc, fit_s = table[g][m]
+            cells += [f"{100 * acc:.2f}", f"{fit_s:.2f} s" if fit_s >= 1 else f"{fit_s * 1e3:.1f} ms"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shots", default="16,64")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--sizes", default="2048,4096", help="random-feature sizes M")
+    p.add_argument("--skip-full", action="store_true")
+    p.add_argument("--split", default="test", choices=["test", "validation"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default benchmarks/results/classifier_options[_validation]")
+    args = p.parse_args()
+    result = run(args)
+    md = markdown(result)
+    print(md)
+    suffix = "" if args.split == "test" else "_validation"
+    out = Path(args.out or f"benchmarks/results/classifier_options{suffix}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    header = (
+        f"Command: `python benchmarks/classifier_options.py {' '.join(sys.argv[1:])}`  \n"
+        "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d), centre + L2; "
+        f"{args.episodes} episodes per K (seed {args.seed}); scored on the {args.split} split; 1 thread  \n"
+        f"Machine: {result['settings']['machine']} (shared VM: timings vary)\n"
+    )
+    out.with_suffix(".md").write_text(f"{header}\n{md}\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Where FaastClassifier's fit time goes, against RidgeClassifier, in every regime of the demo.
+
+On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px, 1280-d; fill the
+cache with ``faast demo`` first), single-threaded (torch and BLAS), for the demo's test episodes
+(1/5/16/64 shots, 10 classes) and full data (60,000 images):
+
+* ``FAAST fit``: ``FaastClassifier().fit`` (cut ``auto``) on L2-normalised features, split into
+  statistics (``GramStats.add``: float64 rows kept while n < d, else the Gram accumulation),
+  eigendecomposition (``GramStats.factor``), cut selection (``Cut.apply``: exact leave-one-out
+  over the ridge grid, or GCV) and weights (W from the factor);
+* ``Ridge fit``: scikit-learn ``RidgeClassifier(alpha=1.0)`` on the same features;
+* ``LogReg fit`` (full data, ``--logreg``): ``LogisticRegression(C=10, max_iter=1000)``.
+
+Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs (full data).
+
+    python benchmarks/classifier_speed.py            # writes benchmarks/results/classifier_speed.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from threadpoolctl import threadpool_limits
+
+from faast.classifier import FaastClassifier
+from faast.eval.episodes import sample_episodes
+from faast.solver import Cut, GramStats
+
+sys.path.insert(0, str(Path(__file__).parent))
+from classifier_cuts import _machine, load_features
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
+    """Seconds of each stage of one auto fit, and of the whole FaastClassifier.fit."""
+    classes, index = np.unique(y, return_inverse=True)
+    onehot = F.one_hot(torch.as_tensor(index), len(classes)).to(x.dtype)
+    out = {}
+    stats = GramStats(x.shape[1], len(classes))
+    out["statistics"] = _timed(lambda: stats.add(x, onehot))
+    out["eigendecomposition"] = _timed(stats.factor)
+    factor = stats.factor()
+    chosen = {}
+    out["cut selection"] = _timed(lambda: chosen.setdefault("phi", Cut.auto().apply(factor)[0]))
+    out["weights"] = _timed(lambda: factor.weights(chosen["phi"]))
+    out["FAAST fit"] = _timed(lambda: FaastClassifier().fit(x, y))
+    out["Ridge fit"] = _timed(lambda: RidgeClassifier(alpha=1.0).fit(x.numpy(), y))
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(1)
+    tx, ty, _, sy = load_features(args.cache_dir, 64)
+    tx = F.normalize(tx, dim=1)
+    table: dict[str, dict[str, float]] = {}
+    with threadpool_limits(1):
+        for k in [int(s) for s in args.shots.split(",") if s.strip()]:
+            eps = sample_episodes(ty, sy, ways=None, shots=k, queries=20, episodes=args.episodes, seed=0)
+            runs = [stages(tx[e.support], ty[e.support]) for e in eps]
+            table[f"{k}-shot"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+            print(k, table[f"{k}-shot"], flush=True)
+        if not args.skip_full:
+            runs = [stages(tx, ty) for _ in range(args.repeats)]
+            table["full"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+            if args.logreg:
+                lr = LogisticRegression(C=10.0, max_iter=1000)
+                table["full"]["LogReg fit"] = _timed(lambda: lr.fit(tx.numpy(), ty))
+            print("full", table["full"], flush=True)
+    return {"table": table, "settings": {**vars(args), "machine": _machine(), "threads": 1}}
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1e3:.1f} ms"
+
+
+def markdown(result: dict) -> str:
+    table = result["table"]
+    names = list(dict.fromkeys(n for row in table.values() for n in row))
+    lines = ["| regime | " + " | ".join(names) + " | FAAST / Ridge |", "|---" * (len(names) + 2) + "|"]
+    for regime, row in table.items():
+        cells = [_fmt(row[n]) if n in row else "—" for n in names]
+        lines.append(
+            f"| {regime} | " + " | ".join(cells) + f" | {row['FAAST fit'] / row['Ridge fit']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shots", default="1,5,16,64")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--skip-full", action="store_true")
+    p.add_argument("--logreg", action="store_true", help="also time LogisticRegression on full data")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--out", default="benchmarks/results/classifier_speed")
+    args = p.parse_args()
+    result = run(args)
+    md = markdown(result)
+    print(md)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    header = (
+        f"Command: `python benchmarks/classifier_speed.py {' '.join(sys.argv[1:])}`  \n"
+        "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d, L2-normalised), demo episodes "
+        f"(seed 0), medians; 1 thread  \nMachine: {result['settings']['machine']} (shared: timings vary)\n"
+    )
+    out.with_suffix(".md").write_text(f"{header}\n{md}\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

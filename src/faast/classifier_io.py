@@ -1,0 +1,115 @@
+"""Saving and loading a fitted :class:`~faast.classifier.FaastClassifier` without pickle.
+
+A saved classifier is a directory holding
+
+* ``classifier.json``: the parameters, the classes, the per-class counts, the feature dimension
+  and the key dtype, plus free ``metadata`` (e.g. the encoder that made the features);
+* ``classifier.safetensors`` (kind ``classifier``): the float64 statistics G (d, d), B (d, C),
+  counts, the rows kept for the dual route while n < d, and the class embeddings / prior
+  matrix when given.
+
+Because the statistics are kept (not only W), a loaded classifier can ``partial_fit`` more
+examples or ``forget`` some, with the same result as if it had never been saved. Both files are
+written atomically; a callable prior cannot be saved.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faast.classifier import ROWS_KEPT, FaastClassifier
+from faast.io import load_json, load_tensors, save_json, save_tensors
+from faast.memory import InverseMemory
+
+FORMAT = "faast.classifier"
+VERSION = 1
+JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
+_PARAMS = (
+    "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
+    "random_state",
+)  # fmt: skip
+
+
+def save_classifier(
+    clf: FaastClassifier, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras."""
+    if not hasattr(clf, "memory_"):
+        raise ValueError("cannot save a FaastClassifier that is not fitted")
+    if callable(clf.prior) and not isinstance(clf.prior, str):
+        raise ValueError("cannot save a classifier with a callable prior; give the prior as a matrix")
+    stats = clf.memory_.stats
+    tensors = stats.state_dict()
+    rows = stats.kept_rows()
+    if rows is not None:
+        tensors["rows_keys"], tensors["rows_values"] = rows
+    if clf.embeddings_ is not None:
+        tensors["class_embeddings"] = clf.embeddings_
+    if clf.prior is not None and not isinstance(clf.prior, str):
+        tensors["prior"] = torch.as_tensor(
+            np.asarray(clf.prior) if not isinstance(clf.prior, torch.Tensor) else clf.prior
+        )
+    classes = clf.classes_
+    info = {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "params": {name: getattr(clf, name) for name in _PARAMS},
+        "prior": clf.prior if isinstance(clf.prior, str) else None,
+        "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+        "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
+        "class_count": [int(x) for x in clf.class_count_],
+        "n_features_in": int(clf.n_features_in_),
+        "input_dtype": str(stats.input_dtype or torch.float32).removeprefix("torch."),
+        "metadata": metadata or {},
+    }
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / TENSORS_NAME, tensors, {"classes": str(len(classes))}, kind="classifier")
+    save_json(out / JSON_NAME, info)
+    return out
+
+
+def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict[str, Any]]:
+    """The classifier saved at ``path`` and its ``metadata``."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no saved classifier at {folder} (expected a directory with {JSON_NAME})")
+    info = load_json(folder / JSON_NAME)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ValueError(f"{folder / JSON_NAME} is not a saved FaastClassifier")
+    if info.get("format_version") != VERSION:
+        raise ValueError(
+            f"{folder}: classifier layout version {info.get('format_version')!r}; this faast reads {VERSION}"
+        )
+    tensors, _ = load_tensors(folder / TENSORS_NAME, kind="classifier")
+    try:
+        params = {name: info["params"][name] for name in _PARAMS}
+        kind = info["classes_kind"]
+        classes = np.asarray(info["classes"], dtype=None if kind == "str" else np.dtype(kind))
+        counts = np.asarray(info["class_count"], dtype=np.int64)
+        d = int(info["n_features_in"])
+        dtype = getattr(torch, info["input_dtype"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description ({exc})") from None
+    if not isinstance(dtype, torch.dtype) or counts.shape != classes.shape:
+        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description")
+    prior: Any = info.get("prior") or tensors.get("prior")
+    clf = FaastClassifier(**params, class_embeddings=tensors.get("class_embeddings"), prior=prior)
+    clf._validate_params()
+    clf.classes_ = classes
+    clf.n_features_in_ = d
+    clf.class_count_ = counts
+    clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
+    key_dim = d if clf.random_features is None else int(clf.random_features)
+    memory = InverseMemory(
+        clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
+    )
+    rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
+    memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
+    clf.memory_ = memory
+    return clf._compile(clf._cut()), dict(info.get("metadata") or {})

@@ -1,0 +1,244 @@
+"""``faast classify``: fit, extend, forget and apply a FaastClassifier on your own data.
+
+DATA is either a folder of images — the torchvision ``ImageFolder`` layout (one sub-folder per
+class; for ``predict`` also a flat folder of unlabelled images), encoded by a frozen encoder
+through the feature cache — or a features file (``.safetensors``, ``.npy``/``.npz``, ``.csv``;
+see :mod:`faast.data.features_file`). The classifier is saved as a directory of safetensors +
+JSON (:mod:`faast.classifier_io`, no pickle) that records which encoder made its features.
+
+    faast classify fit photos/train --model my-model              # ImageFolder, EfficientNet-Lite0
+    faast classify partial-fit photos/more --model my-model       # add images later
+    faast classify forget photos/wrong --model my-model           # remove them again, exactly
+    faast classify predict photos/new --model my-model --out predictions.csv
+    faast classify fit feats.csv --label-column y --model m2      # or a features file
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="fit / partial-fit / forget / predict a FaastClassifier on an image folder or a features file",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    for name, help_text in (
+        ("fit", "learn a new classifier from labelled DATA (replaces --model)"),
+        ("partial-fit", "add labelled DATA to a saved classifier"),
+        ("forget", "remove labelled DATA learned earlier from a saved classifier, exactly"),
+        ("predict", "predict DATA with a saved classifier; write a CSV"),
+    ):
+        a = actions.add_parser(name, help=help_text, description=help_text)
+        a.add_argument("data", help="image folder or features file (.safetensors/.npy/.npz/.csv)")
+        a.add_argument("--model", required=True, help="directory of the saved classifier")
+        f = a.add_argument_group("features files")
+        f.add_argument("--labels", default=None, help="labels file (.npy, or text: one label per line)")
+        f.add_argument("--label-column", default="label", help="CSV label column (default 'label')")
+        f.add_argument("--id-column", default=None, help="CSV column naming the rows in predictions")
+        if name == "fit":
+            e = a.add_argument_group("image folders")
+            e.add_argument(
+                "--encoder", default="efficientnet-lite0", help="efficientnet-lite0, pixels, clip:RN50/openai"
+            )
+            e.add_argument(
+                "--resolution", type=int, default=64, help="encoder input size in pixels (default 64)"
+            )
+            c = a.add_argument_group("classifier")
+            c.add_argument(
+                "--cut", default="auto", help="auto (default), gcv, alpha=0.8, a relative tau, ridge=1e-2"
+            )
+            c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
+            c.add_argument(
+                "--random-features", type=int, default=None, metavar="M",
+                help="expand features by a seeded random projection to M dims + ReLU before the solve "
+                "(more accurate on large data, much slower to fit; see docs/classifier.md)",
+            )  # fmt: skip
+        g = a.add_argument_group("encoding")
+        g.add_argument("--device", default="cpu")
+        g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
+        g.add_argument(
+            "--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)"
+        )
+        g.add_argument("--no-feature-cache", action="store_true", help="re-encode instead of using the cache")
+        if name == "predict":
+            o = a.add_argument_group("output")
+            o.add_argument(
+                "--out", required=True, help="CSV of predictions (id, predicted[, label][, p_<class>...])"
+            )
+            o.add_argument("--proba", action="store_true", help="also write predict_proba per class")
+        a.set_defaults(func=run)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+# ----------------------------------------------------------------- reading DATA
+def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
+    from faast.encoders import build_encoder
+
+    kwargs = {"cache": args.cache_dir} if name == "efficientnet-lite0" else {}
+    return build_encoder(name, resolution=resolution, device=args.device, **kwargs)
+
+
+def _read(
+    args: argparse.Namespace, source: dict[str, Any] | None
+) -> tuple[Any, np.ndarray | None, list[str], dict]:
+    """(features (n, d) tensor, labels or None, row ids, description of the source)."""
+    data = Path(args.data)
+    if data.is_dir():
+        from faast.assets.core import cache_dir
+        from faast.data.image_folder import load_image_folder
+        from faast.encoders import encode_dataset
+
+        if source is not None and source.get("input") != "images":
+            raise ValueError(f"the classifier at {args.model} was fitted on a features file, not images")
+        name = source["encoder"] if source else args.encoder
+        resolution = int(source["resolution"]) if source else args.resolution
+        encoder = _encoder(name, resolution, args)
+        if source is not None and encoder.identity() != source["encoder_identity"]:
+            raise ValueError(
+                f"encoder {name} here differs from the one the classifier was fitted with "
+                f"({source['encoder_identity']}); use the same encoder weights"
+            )
+        dataset, paths, labelled = load_image_folder(data, encoder.resolution)
+        cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
+        feats = encode_dataset(
+            encoder, dataset, cache, batch_size=args.batch_size, progress=sys.stderr.isatty()
+        )
+        labels = np.asarray(dataset.classes)[dataset.labels] if labelled else None
+        desc = {
+            "input": "images",
+            "encoder": encoder.name,
+            "resolution": encoder.resolution,
+            "encoder_identity": encoder.identity(),
+        }
+        return feats, labels, paths, desc
+    from faast.data.features_file import read_features
+
+    if source is not None and source.get("input") != "features":
+        raise ValueError(
+            f"the classifier at {args.model} was fitted on images ({source.get('encoder')}), not features"
+        )
+    table = read_features(
+        data, labels_path=args.labels, label_column=args.label_column, id_column=args.id_column
+    )
+    return table.features, table.labels, table.ids, {"input": "features"}
+
+
+def _need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
+    if labels is None:
+        raise ValueError(
+            f"{args.data}: no labels (an image folder needs one sub-folder per class; a features file a "
+            f"'{args.label_column}' column, a 'labels' array or --labels)"
+        )
+    return labels
+
+
+# ----------------------------------------------------------------- actions
+def run(args: argparse.Namespace) -> int:
+    from faast.classifier import FaastClassifier
+    from faast.classifier_io import load_classifier, save_classifier
+
+    if args.action == "fit":
+        feats, labels, _, source = _read(args, None)
+        labels = _need_labels(labels, args)
+        from faast.solver import Cut
+
+        cut = Cut.parse(args.cut)
+        params = _cut_params(cut)
+        start = time.perf_counter()
+        clf = FaastClassifier(
+            **params, normalize_keys=args.normalize, random_features=args.random_features
+        ).fit(feats, labels)
+        fit_s = time.perf_counter() - start
+        save_classifier(clf, args.model, {"source": source})
+        print(_summary(clf, f"fitted on {len(labels)} examples in {fit_s * 1e3:.1f} ms", args.model))
+        return 0
+    clf, meta = load_classifier(args.model)
+    source = meta.get("source")
+    if not isinstance(source, dict):
+        raise ValueError(f"{args.model}: the saved classifier does not say what its features are")
+    feats, labels, ids, _ = _read(args, source)
+    if args.action in ("partial-fit", "forget"):
+        labels = _need_labels(labels, args)
+        unknown = sorted(set(labels.tolist()) - set(clf.classes_.tolist()))
+        if unknown:
+            raise ValueError(
+                f"label(s) {unknown[:5]} are not among the classifier's classes "
+                f"{clf.classes_.tolist()[:10]}; fit anew to add classes"
+            )
+        labels = labels.astype(clf.classes_.dtype)
+        if args.action == "partial-fit":
+            clf.partial_fit(feats, labels)
+        else:
+            clf.forget(feats, labels)
+        save_classifier(clf, args.model, meta)
+        verb = "added" if args.action == "partial-fit" else "forgot"
+        print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
+        return 0
+    return _predict(clf, feats, labels, ids, args)
+
+
+def _cut_params(cut: Any) -> dict[str, Any]:
+    if cut.kind in ("gcv", "auto"):
+        return {"tau": cut.kind}
+    if cut.kind == "fixed":
+        return {"tau": cut.tau}
+    if cut.kind == "power":
+        return {"alpha": cut.alpha, "c": cut.c}
+    return {"ridge": "gcv" if cut.kind == "ridge-gcv" else cut.ridge}
+
+
+def _summary(clf: Any, what: str, model: str) -> str:
+    counts = ", ".join(
+        f"{c}: {n}" for c, n in zip(clf.classes_.tolist()[:10], clf.class_count_, strict=False)
+    )
+    cut = f"ridge ρ={clf.ridge_:.3g}" if clf.ridge_ is not None else f"rank {clf.rank_} (τ={clf.tau_:.3g})"
+    more = " …" if len(clf.classes_) > 10 else ""
+    return (
+        f"[faast] {what}; {len(clf.classes_)} classes ({counts}{more}), {clf.n_features_in_} features, "
+        f"cut {clf.cut_} → {cut}; saved to {model}"
+    )
+
+
+def _predict(
+    clf: Any, feats: Any, labels: np.ndarray | None, ids: list[str], args: argparse.Namespace
+) -> int:
+    from faast.io import atomic_write
+
+    pred = clf.predict(feats)
+    proba = clf.predict_proba(feats) if args.proba else None
+    header = ["id", "predicted"] + (["label"] if labels is not None else [])
+    if proba is not None:
+        header += [f"p_{c}" for c in clf.classes_.tolist()]
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(header)
+            for i, row_id in enumerate(ids):
+                row = [row_id, pred[i]] + ([labels[i]] if labels is not None else [])
+                if proba is not None:
+                    row += [f"{p:.6g}" for p in proba[i].tolist()]
+                out.writerow(row)
+
+    atomic_write(args.out, write)
+    line = f"[faast] predicted {len(pred)} examples → {args.out}"
+    if labels is not None:
+        known = np.isin(labels.astype(str), clf.classes_.astype(str))
+        acc = (
+            float(np.mean(pred.astype(str)[known] == labels.astype(str)[known]))
+            if known.any()
+            else float("nan")
+        )
+        line += f"; accuracy {100 * acc:.2f} % on the {int(known.sum())} with a known class"
+    print(line)
+    return 0

@@ -1,0 +1,141 @@
+"""Feature files for the classifier command line: safetensors, NumPy (.npy/.npz) or CSV.
+
+* ``.safetensors``: a ``features`` tensor (n, d) and optionally ``labels`` (n,) (integers), as
+  the feature cache writes them;
+* ``.npy``: the (n, d) feature array (labels from a separate file); ``.npz``: arrays
+  ``features`` and optionally ``labels``; both read without pickle;
+* ``.csv``: a header row, one row per example; the label column (default ``label``) and an
+  optional id column are taken out, every other column is a numeric feature.
+
+A separate labels file (``.npy``, or text with one label per line) may give or replace labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
+
+
+@dataclass
+class FeatureTable:
+    """features: (n, d) float tensor; labels: (n,) or None; ids: n row names for predictions."""
+
+    features: torch.Tensor
+    labels: np.ndarray | None
+    ids: list[str]
+
+
+def read_features(
+    path: str | os.PathLike[str],
+    *,
+    labels_path: str | os.PathLike[str] | None = None,
+    label_column: str = "label",
+    id_column: str | None = None,
+) -> FeatureTable:
+    """Read a feature file (see the module docstring); errors name the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such features file: {p}")
+    suffix = p.suffix.lower()
+    ids: list[str] | None = None
+    labels: np.ndarray | None = None
+    if suffix == ".safetensors":
+        from faast.io import load_tensors
+
+        tensors, _ = load_tensors(p)
+        if "features" not in tensors:
+            raise ValueError(f"{p}: no 'features' tensor (found {sorted(tensors)})")
+        feats = tensors["features"]
+        labels = tensors["labels"].numpy() if "labels" in tensors else None
+    elif suffix in (".npy", ".npz"):
+        try:
+            data = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{p}: not a plain NumPy array file ({exc})") from None
+        if suffix == ".npz":
+            if "features" not in data:
+                raise ValueError(f"{p}: no 'features' array (found {sorted(data.files)})")
+            labels = data["labels"] if "labels" in data else None
+            data = data["features"]
+        feats = torch.from_numpy(np.ascontiguousarray(data))
+    elif suffix == ".csv":
+        feats, labels, ids = _read_csv(p, label_column, id_column)
+    else:
+        raise ValueError(f"{p}: unknown features format {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}")
+    if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"{p}: features must be a 2-D numeric array, got {feats.dtype} {tuple(feats.shape)}")
+    feats = feats if feats.is_floating_point() else feats.to(torch.float32)
+    if labels_path is not None:
+        labels = read_labels(labels_path)
+    if labels is not None and len(labels) != feats.shape[0]:
+        raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
+    return FeatureTable(feats, labels, ids if ids is not None else [str(i) for i in range(feats.shape[0])])
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Labels (n,) from a ``.npy`` array or a text file with one label per line."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such labels file: {p}")
+    if p.suffix.lower() == ".npy":
+        labels = np.load(p, allow_pickle=False)
+        if labels.ndim != 1:
+            raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
+        return labels
+    lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return _parse_labels(lines)
+
+
+def _parse_labels(texts: list[str]) -> np.ndarray:
+    """Integers when every label is one, else strings."""
+    try:
+        return np.asarray([int(t) for t in texts], dtype=np.int64)
+    except ValueError:
+        return np.asarray(texts)
+
+
+def _read_csv(
+    path: Path, label_column: str, id_column: str | None
+) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) < 2:
+        raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    if id_column is not None and id_column not in header:
+        raise ValueError(f"{path}: no id column {id_column!r} in the header {header[:8]}")
+    skip = {label_column, id_column}
+    columns = [i for i, name in enumerate(header) if name not in skip]
+    if not columns:
+        raise ValueError(f"{path}: no feature columns")
+    feats = np.empty((len(body), len(columns)), dtype=np.float64)
+    for r, row in enumerate(body):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
+        try:
+            feats[r] = [float(row[i]) for i in columns]
+        except ValueError:
+            bad = next(i for i in columns if not _is_number(row[i]))
+            raise ValueError(
+                f"{path}: row {r + 2}, column {header[bad]!r}: {row[bad]!r} is not a number"
+            ) from None
+    labels = None
+    if label_column in header:
+        labels = _parse_labels([row[header.index(label_column)] for row in body])
+    ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
+    return torch.from_numpy(feats), labels, ids
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

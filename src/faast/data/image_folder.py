@@ -1,0 +1,73 @@
+"""Images from a folder: the torchvision ``ImageFolder`` layout (one sub-folder per class) or a
+flat folder of unlabelled images, decoded with Pillow and resized to one square size."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from faast.data.dataset import ImageDataset
+
+#: File extensions read as images (case-insensitive), as torchvision's ImageFolder.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[str] | None, list[int]]:
+    """(image paths, class names or None, label per image) of ``root``.
+
+    With sub-folders (ImageFolder layout) the classes are the sub-folder names in sorted order and
+    every image file below one is an example of it; without, the images directly in ``root`` are
+    unlabelled (class names None, labels all 0).
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"no such image folder: {base}")
+    subdirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if subdirs:
+        paths, labels = [], []
+        for label, sub in enumerate(subdirs):
+            files = sorted(p for p in sub.rglob("*") if _is_image(p))
+            paths += files
+            labels += [label] * len(files)
+        empty = [s.name for s in subdirs if not any(_is_image(p) for p in s.rglob("*"))]
+        if empty:
+            raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
+        return paths, [s.name for s in subdirs], labels
+    files = sorted(p for p in base.iterdir() if _is_image(p))
+    if not files:
+        raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
+    return files, None, [0] * len(files)
+
+
+def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDataset, list[str], bool]:
+    """The images of ``root`` as an :class:`ImageDataset` of RGB uint8 (n, size, size, 3).
+
+    Returns (dataset, paths relative to ``root``, labelled). Its name holds a hash of the
+    folder's absolute path, so the feature cache keeps one entry per folder (and its content
+    fingerprint re-encodes the folder when images change).
+    """
+    from PIL import Image
+
+    if size < 1:
+        raise ValueError(f"image size must be >= 1, got {size}")
+    paths, classes, labels = list_image_folder(root)
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as im:
+                images[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+        except OSError as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from None
+    base = Path(root).resolve()
+    name = f"folder-{base.name}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
+    dataset = ImageDataset(
+        name, "images", images, np.asarray(labels, dtype=np.int64), tuple(classes or ("?",))
+    )
+    return dataset, [p.relative_to(root).as_posix() for p in paths], classes is not None

@@ -1,0 +1,125 @@
+"""FaastClassifier.forget equals a refit without the forgotten examples; save/load round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from faast import FaastClassifier
+from faast.classifier_io import load_classifier
+
+
+def _data(n: int, d: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    X = rng.standard_normal((n, d)) + 2.0 * np.eye(classes, d)[y]
+    return X, y
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(12, 60),
+    d=st.sampled_from([8, 40]),
+    drop=st.integers(1, 5),
+    tau=st.sampled_from(["auto", "gcv", None]),
+    seed=st.integers(0, 1000),
+)
+def test_forget_equals_refit_without_those_examples(n, d, drop, tau, seed):
+    assume(n <= 2 * d or n - drop > 2 * d)  # rows kept (n ≤ 2d) before and after, or neither
+    X, y = _data(n, d, 3, seed)
+    rng = np.random.default_rng(seed + 1)
+    gone = rng.choice(n, size=drop, replace=False)
+    keep = np.setdiff1d(np.arange(n), gone)
+    clf = FaastClassifier(tau=tau).fit(X, y).forget(X[gone], y[gone])
+    ref = FaastClassifier(tau=tau).partial_fit(X[keep], y[keep], classes=np.arange(3))
+    Q = rng.standard_normal((20, d))
+    assert clf.rank_ == ref.rank_
+    np.testing.assert_allclose(clf.decision_function(Q), ref.decision_function(Q), rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(clf.class_count_, ref.class_count_)
+
+
+def test_forgetting_back_below_the_kept_rows_limit_uses_gcv():
+    X, y = _data(20, 8, 3, 5)  # 20 > 2·8: the rows are not kept
+    clf = FaastClassifier().fit(X, y).forget(X[:6], y[:6])
+    ref = FaastClassifier(tau="gcv").fit(X[6:], y[6:])  # auto without the rows is GCV truncation
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+
+
+def test_forget_with_weights_and_torch_inputs():
+    X, y = _data(30, 50, 3, 0)
+    w = np.linspace(0.5, 2.0, 30)
+    clf = FaastClassifier(tau="auto").fit(torch.from_numpy(X), y, sample_weight=w)
+    clf.forget(torch.from_numpy(X[:4]), y[:4], sample_weight=w[:4])
+    ref = FaastClassifier(tau="auto").fit(X[4:], y[4:], sample_weight=w[4:])
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="never added"):  # the weight differs from the one learned
+        clf.forget(X[4:5], y[4:5], sample_weight=[3.0])
+
+
+def test_forgetting_what_was_never_learned_is_an_error_and_changes_nothing():
+    X, y = _data(30, 50, 3, 0)
+    clf = FaastClassifier(tau="auto").fit(X, y)
+    before = clf.coef_.copy()
+    with pytest.raises(ValueError, match="never added"):  # rows kept (n < d): each pair is checked
+        clf.forget(X[:2] + 1.0, y[:2])
+    with pytest.raises(ValueError, match="never added"):  # right features, wrong label
+        clf.forget(X[:1], (y[:1] + 1) % 3)
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.forget(X[:1], [7])
+    np.testing.assert_array_equal(clf.coef_, before)
+    big = FaastClassifier().fit(*_data(60, 8, 3, 1))  # n > d: only the counts are kept
+    with pytest.raises(ValueError, match="only 20 were learned"):
+        big.forget(np.zeros((21, 8)), np.zeros(21, dtype=int))
+    with pytest.raises(ValueError, match="nothing to predict"):
+        big.forget(*_data(60, 8, 3, 1))
+
+
+def test_save_load_round_trip_then_learn_and_forget(tmp_path):
+    X, y = _data(40, 50, 4, 2)
+    labels = np.array(["ant", "bee", "cat", "dog"])[y]
+    clf = FaastClassifier(tau="auto").fit(X[:30], labels[:30])
+    clf.save(tmp_path / "m", metadata={"encoder": "tiny"})
+    loaded, meta = load_classifier(tmp_path / "m")
+    assert meta == {"encoder": "tiny"}
+    Q = np.random.default_rng(0).standard_normal((10, 50))
+    np.testing.assert_array_equal(loaded.predict(Q), clf.predict(Q))
+    np.testing.assert_allclose(loaded.decision_function(Q), clf.decision_function(Q), atol=1e-10)
+    loaded.partial_fit(X[30:], labels[30:]).forget(X[:3], labels[:3])
+    ref = FaastClassifier(tau="auto").fit(X[3:], labels[3:])
+    np.testing.assert_allclose(loaded.decision_function(Q), ref.decision_function(Q), rtol=1e-6, atol=1e-8)
+    info = json.loads((tmp_path / "m" / "classifier.json").read_text())
+    assert info["classes"] == ["ant", "bee", "cat", "dog"] and info["params"]["tau"] == "auto"
+
+
+def test_load_refuses_what_is_not_a_classifier(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_classifier(tmp_path / "missing")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "classifier.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="not a saved FaastClassifier"):
+        load_classifier(tmp_path / "x")
+    with pytest.raises(ValueError, match="callable prior"):
+        FaastClassifier(prior=lambda k: k[:, :3]).fit(*_data(20, 3, 3, 0)).save(tmp_path / "y")
+
+
+def test_random_features_equal_fitting_the_expanded_features_and_survive_save_forget(tmp_path):
+    X, y = _data(40, 12, 3, 4)
+    clf = FaastClassifier(random_features=64, random_state=3).fit(X, y)
+    gen = torch.Generator().manual_seed(3)
+    proj = torch.randn(12, 64, generator=gen, dtype=torch.float64) / 12**0.5
+    expanded = torch.relu(torch.from_numpy(X) @ proj).numpy()
+    ref = FaastClassifier().fit(expanded, y)
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+    assert clf.coef_.shape == (3, 64) and clf.n_features_in_ == 12
+    Q = np.random.default_rng(1).standard_normal((5, 12))
+    clf.save(tmp_path / "rf")
+    loaded = FaastClassifier.load(tmp_path / "rf")
+    np.testing.assert_allclose(loaded.decision_function(Q), clf.decision_function(Q), atol=1e-10)
+    loaded.forget(X[:5], y[:5])
+    refit = FaastClassifier(random_features=64, random_state=3).fit(X[5:], y[5:])
+    np.testing.assert_allclose(loaded.decision_function(Q), refit.decision_function(Q), rtol=1e-6, atol=1e-8)

@@ -1,0 +1,155 @@
+"""``faast classify``: image folders (tiny pixel encoder) and feature files, end to end."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from faast import FaastClassifier
+from faast.classifier_io import load_classifier
+from faast.cli import main
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230)}
+
+
+def _image_folder(root, per_class: int, seed: int, classes=COLOURS):
+    rng = np.random.default_rng(seed)
+    for name, rgb in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(rgb) + rng.normal(0, 40, (12, 10, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{seed}-{i}.png")
+    return root
+
+
+def _run(*argv) -> int:
+    return main(["classify", *map(str, argv)])
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_image_folder_fit_predict_partial_fit_forget(tmp_path, capsys):
+    train = _image_folder(tmp_path / "train", 4, 0)
+    more = _image_folder(tmp_path / "more", 2, 1)
+    test = _image_folder(tmp_path / "test", 3, 2)
+    cache = tmp_path / "cache"
+    common = ["--cache-dir", cache]
+    model = tmp_path / "model"
+    assert _run("fit", train, "--model", model, "--encoder", "pixels", "--resolution", 4, *common) == 0
+    assert "fitted on 12 examples" in capsys.readouterr().out
+    assert any((cache / "features").rglob("*.safetensors"))  # the feature cache was used
+    assert _run("predict", test, "--model", model, "--out", tmp_path / "p.csv", "--proba", *common) == 0
+    rows = _read_csv(tmp_path / "p.csv")
+    assert len(rows) == 9 and set(rows[0]) == {"id", "predicted", "label", "p_blue", "p_green", "p_red"}
+    assert rows[0]["id"] == "blue/2-0.png"
+    assert sum(r["predicted"] == r["label"] for r in rows) >= 8  # colours are easy
+    assert _run("partial-fit", more, "--model", model, *common) == 0
+    both = _image_folder(tmp_path / "both", 4, 0)
+    _image_folder(both, 2, 1)
+    ref = tmp_path / "ref"
+    assert _run("fit", both, "--model", ref, "--encoder", "pixels", "--resolution", 4, *common) == 0
+    a, b = load_classifier(model)[0], load_classifier(ref)[0]
+    assert np.array_equal(a.class_count_, b.class_count_)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-9)  # order of the rows aside
+    assert _run("forget", more, "--model", model, *common) == 0
+    again = load_classifier(model)[0]
+    assert (
+        _run("fit", train, "--model", tmp_path / "first", "--encoder", "pixels", "--resolution", 4, *common)
+        == 0
+    )
+    first = load_classifier(tmp_path / "first")[0]
+    np.testing.assert_allclose(again.coef_, first.coef_, rtol=1e-6, atol=1e-9)
+    assert _run("forget", more, "--model", model, *common) == 1  # already forgotten
+    assert "never added" in capsys.readouterr().err
+
+
+def test_unlabelled_flat_folder_and_errors(tmp_path, capsys):
+    train = _image_folder(tmp_path / "train", 3, 0)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.fromarray(np.full((5, 5, 3), 200, np.uint8)).save(flat / "a.png")
+    model = tmp_path / "m"
+    common = ["--no-feature-cache"]
+    assert _run("fit", train, "--model", model, "--encoder", "pixels", "--resolution", 3, *common) == 0
+    assert _run("predict", flat, "--model", model, "--out", tmp_path / "p.csv", *common) == 0
+    assert [r["id"] for r in _read_csv(tmp_path / "p.csv")] == ["a.png"]
+    capsys.readouterr()
+    assert _run("fit", flat, "--model", tmp_path / "x", "--encoder", "pixels", *common) == 1
+    assert "no labels" in capsys.readouterr().err
+    other = _image_folder(tmp_path / "other", 1, 3, {"purple": (120, 0, 120)})
+    assert _run("partial-fit", other, "--model", model, *common) == 1
+    assert "not among the classifier's classes" in capsys.readouterr().err
+    np.save(tmp_path / "f.npy", np.zeros((2, 27), np.float32))
+    assert _run("predict", tmp_path / "f.npy", "--model", model, "--out", tmp_path / "q.csv") == 1
+    assert "fitted on images" in capsys.readouterr().err
+
+
+def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    X = rng.normal(size=(30, 6)) + 3 * np.eye(3, 6)[y]
+    names = np.array(["a", "b", "c"])[y]
+    with open(tmp_path / "train.csv", "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["name", *[f"f{i}" for i in range(6)], "kind"])
+        for i in range(30):
+            out.writerow([f"row{i}", *X[i], names[i]])
+    model = tmp_path / "m"
+    assert (
+        _run(
+            "fit",
+            tmp_path / "train.csv",
+            "--label-column",
+            "kind",
+            "--id-column",
+            "name",
+            "--model",
+            model,
+            "--cut",
+            "gcv",
+        )
+        == 0
+    )
+    ref = FaastClassifier(tau="gcv").fit(X, names)
+    np.testing.assert_allclose(load_classifier(model)[0].coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    np.save(tmp_path / "q.npy", X[:5])
+    (tmp_path / "q.txt").write_text("\n".join(names[:5]) + "\n")
+    assert (
+        _run(
+            "predict",
+            tmp_path / "q.npy",
+            "--labels",
+            tmp_path / "q.txt",
+            "--model",
+            model,
+            "--out",
+            tmp_path / "p.csv",
+        )
+        == 0
+    )
+    rows = _read_csv(tmp_path / "p.csv")
+    assert [r["predicted"] for r in rows] == ref.predict(X[:5]).tolist()
+    assert "accuracy" in capsys.readouterr().out
+    save_file(
+        {"features": torch.from_numpy(X[:6]), "labels": torch.from_numpy(y[:6])}, tmp_path / "s.safetensors"
+    )
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "m2") == 0
+    assert load_classifier(tmp_path / "m2")[0].classes_.tolist() == [0, 1, 2]
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "rf", "--random-features", 16) == 0
+    rf = load_classifier(tmp_path / "rf")[0]
+    ref_rf = FaastClassifier(random_features=16).fit(X[:6], y[:6])
+    assert rf.coef_.shape == (3, 16)
+    np.testing.assert_allclose(rf.coef_, ref_rf.coef_, rtol=1e-6, atol=1e-9)
+    (tmp_path / "bad.csv").write_text("f0,label\nx,1\n")
+    assert _run("fit", tmp_path / "bad.csv", "--model", tmp_path / "m3") == 1
+    assert "'x' is not a number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run("fit", tmp_path / "train.csv")  # --model is required

@@ -1,0 +1,152 @@
+"""Exact leave-one-out (PRESS) scores of the spectral filters against brute-force refits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faast.solver import Cut, GramStats, SpectralFactor
+from faast.solver.loo import brute_force_loo, default_ridge_grid, ridge_path, truncation_path
+
+
+def _problem(n: int, d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.logspace(
+        0, -2, d, dtype=torch.float64
+    )
+    values = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    return keys, values
+
+
+def _factor(keys: torch.Tensor, values: torch.Tensor) -> SpectralFactor:
+    return SpectralFactor.from_pairs(keys, values, float(keys.shape[0]), float((values * values).sum()))
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(4, 12), d=st.integers(2, 16), m=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_truncation_press_matches_brute_force(n, d, m, seed):
+    keys, values = _problem(n, d, m, seed)
+    factor = _factor(keys, values)
+    r = factor.eigenvalues.numel()
+    path = truncation_path(factor.left, values, torch.arange(1, r + 1))
+    for rank in range(1, r + 1):
+        loo = brute_force_loo(keys, values, rank=rank)
+        press = float((loo * loo).sum())
+        got = float(path.press[rank - 1])
+        if math.isinf(got):  # interpolation: some pair has leverage 1
+            continue
+        assert got == pytest.approx(press, rel=1e-6, abs=1e-9)
+        wrong = int(((values - loo).argmax(dim=1) != values.argmax(dim=1)).sum())
+        assert float(path.errors[rank - 1]) == wrong
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(3, 12), d=st.integers(2, 16), m=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_ridge_press_matches_brute_force_refits(n, d, m, seed):
+    keys, values = _problem(n, d, m, seed)
+    factor = _factor(keys, values)
+    grid = factor.lambda_max * torch.tensor([1e-3, 1e-1, 1.0], dtype=torch.float64)
+    path = ridge_path(factor.left, factor.eigenvalues, values, grid)
+    for j, rho in enumerate(grid.tolist()):
+        loo = brute_force_loo(keys, values, ridge=rho)
+        assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)
+
+
+def test_candidate_ranks_are_dense_then_geometric():
+    from faast.solver.loo import candidate_ranks
+
+    assert candidate_ranks(5).tolist() == [1, 2, 3, 4, 5]
+    ranks = candidate_ranks(640)
+    assert ranks[:32].tolist() == list(range(1, 33)) and int(ranks[-1]) == 640
+    assert bool((ranks[1:] > ranks[:-1]).all()) and len(ranks) < 80
+
+
+def test_full_rank_truncation_with_n_below_d_interpolates_and_is_never_chosen():
+    keys, values = _problem(6, 20, 2, 0)
+    path = truncation_path(_factor(keys, values).left, values)
+    assert math.isinf(float(path.press[-1]))
+    assert path.best("press")[0] < len(path.levels) - 1
+
+
+def test_weighted_press_equals_weighted_brute_force():
+    keys, values = _problem(9, 12, 2, 3)
+    w = torch.linspace(0.5, 2.0, 9, dtype=torch.float64)
+    root = w.sqrt()[:, None]
+    factor = _factor(keys * root, values * root)
+    grid = torch.tensor([0.1], dtype=torch.float64) * factor.lambda_max
+    path = ridge_path(factor.left, factor.eigenvalues, values * root, grid)
+    rho = float(grid[0])
+    press = 0.0
+    for i in range(9):  # weighted ridge refit without pair i
+        keep = torch.arange(9) != i
+        kw = keys[keep] * w[keep, None]
+        coef = torch.linalg.solve(
+            kw.T @ keys[keep] + rho * torch.eye(12, dtype=torch.float64), kw.T @ values[keep]
+        )
+        press += float(w[i] * ((values[i] - keys[i] @ coef) ** 2).sum())
+    assert float(path.press[0]) == pytest.approx(press, rel=1e-8)
+
+
+def test_auto_cut_uses_rows_when_kept_and_gcv_otherwise():
+    gen = torch.Generator().manual_seed(1)
+    keys = torch.randn(30, 40, generator=gen, dtype=torch.float64)
+    values = torch.nn.functional.one_hot(torch.arange(30) % 3, 3).to(torch.float64)
+    keys[:, :3] += 3 * values  # a signal in three directions
+    stats = GramStats(40, 3).add(keys, values)
+    assert stats.factor().has_rows
+    _, info = stats.solve_with_info(Cut.auto())
+    # the choice is the ridge level with the fewest leave-one-out errors, then the lowest PRESS
+    factor = stats.factor()
+    path = ridge_path(factor.left, factor.eigenvalues, values, default_ridge_grid(factor.lambda_max))
+    best = min((float(path.errors[i]), float(path.press[i])) for i in range(len(path.levels)))
+    assert info.mode == "ridge"
+    i = int(torch.argmin((path.levels - info.ridge).abs()))
+    assert (float(path.errors[i]), float(path.press[i])) == best
+    # with the truncation family too, the choice is the best over both paths
+    phi, _, rho = factor.loo_choice("error", ("truncation", "ridge"))
+    trunc = truncation_path(factor.left, values)
+    both = min(
+        (float(p.errors[i]), float(p.press[i]))
+        for p in (path, trunc)
+        for i in range(len(p.levels))
+        if math.isfinite(float(p.press[i]))
+    )
+    chosen = path if rho is not None else trunc
+    level = rho if rho is not None else int((phi > 0).sum())
+    j = int(torch.argmin((chosen.levels - level).abs()))
+    assert (float(chosen.errors[j]), float(chosen.press[j])) == both
+    with pytest.raises(ValueError, match="families"):
+        factor.loo_choice("error", ("lasso",))
+    many = GramStats(4, 3, dual_max_pairs=0).add(keys[:, :4], values)
+    assert not many.factor().has_rows
+    w_auto, info_auto = many.solve_with_info("auto")
+    w_gcv, info_gcv = many.solve_with_info("gcv")
+    torch.testing.assert_close(w_auto, w_gcv)
+    assert info_auto.rank == info_gcv.rank
+
+
+def test_auto_parses_and_round_trips():
+    assert Cut.parse("auto") == Cut.auto() == Cut.from_params(tau="auto")
+    assert str(Cut.auto()) == "auto"
+    assert Cut.from_dict(Cut.auto().to_dict()) == Cut.auto()
+    with pytest.raises(ValueError, match="tau must be"):
+        Cut.from_params(tau="best")
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(9, 20), d=st.integers(2, 8), seed=st.integers(0, 10_000))
+def test_primal_route_with_kept_rows_scores_exact_ridge_loo(n, d, seed):
+    keys, values = _problem(n, d, 2, seed)
+    stats = GramStats(d, 2, dual_max_pairs=n).add(keys, values)  # n > d, rows kept: primal route
+    factor = stats.factor()
+    assert factor.has_rows and factor.basis.shape == (d, d)
+    r = factor.left.shape[1]
+    grid = factor.lambda_max * torch.tensor([1e-3, 1e-1], dtype=torch.float64)
+    path = ridge_path(factor.left, factor.eigenvalues[:r], values, grid)
+    for j, rho in enumerate(grid.tolist()):
+        loo = brute_force_loo(keys, values, ridge=rho)
+        assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)
