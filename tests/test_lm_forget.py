@@ -15,9 +15,8 @@ from faast.io import save_tensors
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.fastweights import read_file, read_task
-from faast.lm.prompts import PromptTemplate, start_token_ids
+from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec
-from faast.lm.text import encode, load_causal_lm, token_windows, with_start_tokens
 from tests.lm_tiny import FAMILIES, random_batch, tiny_model
 from tests.lm_wordlevel import save_tiny_model, word_tokenizer
 from tests.test_lm_model import with_random_readout
@@ -270,15 +269,14 @@ def test_cli_forget_round_trip(tmp_path, capsys):
     text_b.write_text(" ".join(words[(7 * i) % 50] for i in range(30)))
     path = tmp_path / "fw.safetensors"
     common = ["--model", str(folder), "--threads", "1", "--window", "16"]
-    assert main(["lm", "learn", *common, "--text", str(text_a), "--out", str(path), "--task", "a"]) == 0
-    # a + b learned into one task the way `faast lm learn` windows a text
-    model, tok = load_causal_lm(str(folder), dtype=torch.float32)
-    fm = get_faast_model(model, FaastConfig(num_memories=0))
-    for text in (text_a, text_b):
-        windows = with_start_tokens(token_windows(encode(tok, text.read_text()), 16), start_token_ids(tok))
-        for i in range(0, len(windows), 4):
-            fm.learn(input_ids=windows[i : i + 4])
-    fm.save_fast_weights(path, "ab")
+    learn = ["lm", "learn", *common, "--out", str(path)]
+    assert main([*learn, "--text", str(text_a), "--task", "a"]) == 0
+    assert main([*learn, "--text", str(text_a), "--task", "ab"]) == 0
+    assert main([*learn, "--text", str(text_b), "--task", "ab", "--append"]) == 0
+    missing = ["lm", "learn", *common, "--out", str(tmp_path / "none.safetensors"), "--text", str(text_b)]
+    assert main([*missing, "--append"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert int(read_task(path, "ab")[1]["output/count"]) > int(read_task(path, "a")[1]["output/count"])
     capsys.readouterr()
     forget = ["lm", "forget", *common, "--fast-weights", str(path), "--task", "ab"]
     assert main([*forget, "--text", str(text_b)]) == 0

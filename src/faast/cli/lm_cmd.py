@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument("--window", type=int, default=512, help="tokens per learned window (default 512)")
     le.add_argument("--batch-size", type=int, default=4)
     le.add_argument(
+        "--append",
+        action="store_true",
+        help="add the text to the task already in --out (its layout and read config) instead of replacing it",
+    )
+    le.add_argument(
         "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
     )
     _read_args(le, ("prob", "logit", "paper"))
@@ -228,7 +233,10 @@ def run_learn(args: argparse.Namespace) -> int:
     text = read_text(args.text)
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
-    fm, tok = _load(args, *_layout_and_read(args, given))
+    if args.append:
+        fm, tok = _load_task_to_extend(args)
+    else:
+        fm, tok = _load(args, *_layout_and_read(args, given))
     windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
@@ -289,6 +297,22 @@ def run_forget(args: argparse.Namespace) -> int:
         f"{fm.num_pairs} pairs remain"
     )
     return 0
+
+
+def _load_task_to_extend(args: argparse.Namespace):
+    """``learn --append``: the model with the task's fast weights, its layout and read config (read
+    options given on the command line replace the stored ones)."""
+    from faast.lm.fastweights import read_task, task_read_config
+
+    if not Path(args.out).is_file():
+        raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
+    _, _, signature = read_task(args.out, args.task)
+    if args.num_memories is not None and args.num_memories != signature.get("config", {}).get("num_memories"):
+        raise ValueError("--append: --num-memories must match the task's layout (leave it out)")
+    stored = {} if args.adapter else dict(signature.get("config", {}))
+    fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
+    fm.load_fast_weights(args.out, args.task, read=False)
+    return fm, tok
 
 
 def run_generate(args: argparse.Namespace) -> int:
