@@ -412,9 +412,10 @@ class OutputReadOut(ReadOut):
             left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
             bad = torch.nonzero(left < 0).squeeze(1)
             if bad.numel():
+                many = f"{bad.numel()} token{'s' if bad.numel() != 1 else ''} in all"
                 raise ValueError(
                     f"the output memory never learned token ids {bad[:10].tolist()} as often as they are to "
-                    f"be forgotten ({bad.numel()} tokens in all): this text was not learned"
+                    f"be forgotten ({many}): this text was not learned"
                 )
 
     def forget(self, batch: Captured) -> None:
