@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.cli import main
 from faast.io import save_tensors
@@ -105,6 +107,32 @@ def test_forget_equals_learning_the_rest(family, mix, middle, regime):
     with fm.disabled():
         base = logits(fm)
     assert torch.equal(logits(fm), base)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    texts=st.lists(st.lists(st.integers(3, 25), min_size=2, max_size=14), min_size=1, max_size=5),
+    data=st.data(),
+)
+def test_random_learn_forget_sequences_equal_refits(texts, data):
+    """Texts (token ids from a small range, so tokens repeat) learned one by one, a random subset
+    forgotten: the statistics and per-token counts equal learning the others alone (up to 65
+    pairs: the rows are kept or dropped)."""
+    drop = data.draw(st.lists(st.booleans(), min_size=len(texts), max_size=len(texts)))
+    fm, refit = make("llama", "prob", True), make("llama", "prob", True)
+    for text in texts:
+        fm.learn(input_ids=torch.tensor([text]))
+    for text, gone in zip(texts, drop, strict=True):
+        if gone:
+            fm.forget(input_ids=torch.tensor([text]))
+        else:
+            refit.learn(input_ids=torch.tensor([text]))
+    assert_same_state(state(fm), state(refit), rtol=1e-10)
+    want = torch.zeros_like(fm.output_memory.counts)
+    for text, gone in zip(texts, drop, strict=True):
+        for token in text[1:]:  # a plain count of the next tokens of the texts kept
+            want[token] += 0 if gone else 1
+    assert torch.equal(fm.output_memory.counts, want)
 
 
 def test_forgetting_the_last_occurrence_drops_the_token_from_the_support():
