@@ -147,6 +147,11 @@ def test_forgetting_the_last_occurrence_drops_the_token_from_the_support():
     assert torch.nonzero(fm.output_memory.seen).squeeze(1).tolist() == [6, 7, 8]
     support = fm.output_memory.support_of(fm._layout.lm_head)
     assert support.index is not None and support.index.tolist() == [6, 7, 8]
+    # Reading the same statistics with another mix keeps the counts, and forgetting goes on.
+    fm.set_output_mix("logit", ReadConfig(weight=0.5))
+    assert torch.equal(fm.output_memory.counts, counts)
+    fm.forget(input_ids=ids[:1])
+    assert fm.num_pairs == 0 and not bool(fm.output_memory.counts.any())
 
 
 # ----------------------------------------------------------------- never learned: an error, no change
