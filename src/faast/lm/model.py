@@ -4,7 +4,7 @@
     model = get_faast_model(AutoModelForCausalLM.from_pretrained(name), FaastConfig())
     model.learn(**tokenizer(texts, return_tensors="pt", padding=True))   # forward only, no grads
     model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=40)
-    model.forget(**tokenizer(texts[:1], return_tensors="pt", padding=True))  # as if never learned
+    model.forget(**tokenizer(texts, return_tensors="pt", padding=True))     # as if never learned
     model.save_fast_weights("tasks.safetensors", task="austen")
     model.reset_projection()                                                # back to the base model
 
