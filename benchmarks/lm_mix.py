@@ -166,7 +166,7 @@ def learn_memories(
     logit = logit_model.output_memory
     assert logit is not None
     logit.memory = mems["prob"].memory  # the same statistics, read another way
-    logit.seen.copy_(mems["prob"].seen)
+    logit.counts.copy_(mems["prob"].counts)
     mems["logit"] = logit
     return mems
 

@@ -1849,6 +1849,85 @@ def _other_model_file(ctx: Ctx) -> Path:
     return path
 
 
+# ----------------------------------------------------------------- forgetting (LM side)
+LM += [
+    Case(
+        "FaastModel.forget",
+        "a text never learned",
+        on_fm(lambda c, m: m.forget(input_ids=torch.arange(40, 50)[None])),
+        ValueError,
+        r"never learned token ids \[41, 42",
+    ),
+    Case(
+        "FaastModel.forget",
+        "more pairs than were learned",
+        on_fm(lambda c, m: m.forget(input_ids=torch.arange(3, 23)[None])),
+        ValueError,
+        r"cannot forget 19 pairs, it holds 18",
+    ),
+    Case(
+        "FaastModel.forget",
+        "learned tokens in a context never learned",
+        on_fm(lambda c, m: m.forget(input_ids=torch.cat([torch.tensor([50]), torch.arange(4, 13)])[None])),
+        ValueError,
+        r"9 of the 9 pairs to remove were never added",
+    ),
+    Case(
+        "FaastModel.forget_captured",
+        "not a captured batch",
+        on_fm(lambda c, m: m.forget_captured([torch.arange(3, 13)[None]])),
+        TypeError,
+        r"Captured batch",
+    ),
+]
+TASKS += [
+    Case(
+        "TaskModel.forget",
+        "an example never learned",
+        on_task(lambda c, t: t.forget(_ex(("w3 w4", "w9")), progress=False)),
+        ValueError,
+        r"never learned token ids",
+    ),
+]
+CLI += [
+    CliCase(
+        "lm forget: unknown task",
+        lambda c: _forget(c, "--task", "zzz"),
+        r"has no task 'zzz'",
+    ),
+    CliCase(
+        "lm forget: a text never learned",
+        lambda c: _forget(c, "--task", "a"),
+        r"never learned token ids",
+    ),
+    CliCase(
+        "lm learn --append to a missing file",
+        lambda c: [*_learn(c), "--out", str(c.path("append-none.safetensors")), "--append"],
+        r"--append: .* does not exist",
+    ),
+]
+
+
+def _forget(ctx: Ctx, *extra: str) -> list[str]:
+    text = ctx.text_file("never.txt", " ".join(f"w{40 + i}" for i in range(12)).encode())
+    fw = ctx.path("forget-fw.safetensors")
+    if not fw.is_file():
+        fw.write_bytes(ctx.fast_weights.read_bytes())
+    return [
+        "lm",
+        "forget",
+        "--model",
+        str(ctx.model_dir),
+        "--threads",
+        "1",
+        "--text",
+        str(text),
+        "--fast-weights",
+        str(fw),
+        *extra,
+    ]
+
+
 CASES: list[Case] = SOLVER + MEMORIES + CLASSIFIER + LM + CONFIGS + TASKS + LOADERS  # after the += above
 
 

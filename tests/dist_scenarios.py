@@ -95,7 +95,7 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     pairs = d.learn_shard(task, examples, lambda part: task.learn(part, batch_size=2, progress=False))
     assert pairs == task.model.num_pairs
     out = task.model.output_memory
-    return {"W": out.memory.weight(torch.float64), "seen": out.extra_state()["seen"]}
+    return {"W": out.memory.weight(torch.float64), "counts": out.extra_state()["counts"]}
 
 
 def train_readout_curve(d: distributed.Dist) -> dict[str, torch.Tensor]:

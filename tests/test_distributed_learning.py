@@ -243,16 +243,19 @@ def test_reduce_learning_keeps_earlier_statistics_and_restores_them_on_error():
     both.learn(input_ids=windows)
     d = Dist()
     before = {name: r.stats.copy() for name, r in fm.memories.items()}
+    counts_before = fm.output_memory.counts.clone()
     with pytest.raises(RuntimeError, match="boom"), d.reduce_learning(fm):
         fm.learn(input_ids=windows[2:])
         raise RuntimeError("boom")
     for name, r in fm.memories.items():
         assert r.stats.count == before[name].count and torch.equal(r.stats.gram, before[name].gram)
+    assert torch.equal(fm.output_memory.counts, counts_before)  # the learned-token counts too
     assert d.learn_shard(fm, windows[2:], lambda w: fm.learn(input_ids=w)) == 2 * 11
     for name, r in fm.memories.items():
         want = both.memories[name]
         assert r.stats.count == want.stats.count
         assert torch.allclose(r.memory.weight(torch.float64), want.memory.weight(torch.float64), atol=1e-10)
+    assert torch.equal(fm.output_memory.counts, both.output_memory.counts)  # earlier counts kept once
     with pytest.raises(TypeError, match="needs a FaastModel or TaskModel"):
         with d.reduce_learning(object()):
             pass

@@ -241,8 +241,9 @@ class Dist:
         anything with ``readouts``). Statistics held before the block (the same on every process,
         e.g. loaded fast weights) are kept once, not multiplied: they are set aside, the block
         learns into empty statistics, these are all-reduced and the earlier ones added back.
-        Learned-token sets (the output memory's ``seen``) are united. If the block raises, nothing
-        is reduced and the earlier statistics are restored.
+        Learned-token counts (the output memory's ``counts``) are reduced the same way (the counts
+        learned in the block summed, the earlier ones kept once); boolean learned-token sets are
+        united. If the block raises, nothing is reduced and the earlier statistics are restored.
 
         Examples
         --------
@@ -252,6 +253,7 @@ class Dist:
         """
         readouts = _readouts(model)
         before = [r.stats.copy() for r in readouts]
+        extras = [{k: v.clone() for k, v in r.extra_state().items()} for r in readouts]
         counts = self.all_gather_json([b.count for b in before])
         if any(c != counts[0] for c in counts):
             raise DistributedError(
@@ -263,19 +265,26 @@ class Dist:
         try:
             yield model
         except BaseException:
-            for r, b in zip(readouts, before, strict=True):
+            for r, b, extra in zip(readouts, before, extras, strict=True):
                 r.stats.load_state_dict(b.state_dict(), input_dtype=b.input_dtype)
+                if extra:
+                    r.load_extra_state(extra, "the learned-token state before the block")
             raise
-        for r, b in zip(readouts, before, strict=True):
+        for r, b, extra in zip(readouts, before, extras, strict=True):
             self.all_reduce_stats(r.stats)
             for name, tensor in r.extra_state().items():
-                if tensor.dtype not in (torch.bool, torch.uint8):
+                if tensor.dtype == torch.int64:  # counts: the block's increments are summed
+                    delta = tensor - extra[name]
+                    total = extra[name] + self.all_reduce_(delta, "sum", what=f"sum of {name}")
+                    r.load_extra_state({name: total}, f"all-reduced {name}")
+                elif tensor.dtype in (torch.bool, torch.uint8):
+                    united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
+                    r.load_extra_state({name: united.to(tensor.dtype)}, f"all-reduced {name}")
+                else:
                     raise TypeError(
                         f"{type(r).__name__}: cannot reduce extra state {name!r} of dtype {tensor.dtype} "
-                        "across processes (only learned-token masks are united)"
+                        "across processes (only int64 counts and boolean masks are reduced)"
                     )
-                united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
-                r.load_extra_state({name: united.to(tensor.dtype)}, f"all-reduced {name}")
             if b.count:
                 r.stats.merge(b)
 

@@ -1,6 +1,7 @@
 """``faast lm``: test-time learning for causal LMs from the command line.
 
     faast lm learn --model smollm2 --text notes.txt --out task.safetensors [--task notes]
+    faast lm forget --model smollm2 --text notes.txt --fast-weights task.safetensors --task notes
     faast lm generate --model smollm2 --fast-weights task.safetensors --prompt "The lighthouse"
     faast lm perplexity --model smollm2 --text other.txt [--fast-weights task.safetensors]
     faast lm tasks task.safetensors
@@ -32,10 +33,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument("--window", type=int, default=512, help="tokens per learned window (default 512)")
     le.add_argument("--batch-size", type=int, default=4)
     le.add_argument(
+        "--append",
+        action="store_true",
+        help="add the text to the task already in --out (its layout and read config) instead of replacing it",
+    )
+    le.add_argument(
         "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
     )
     _read_args(le, ("prob", "logit", "paper"))
     le.set_defaults(func=run_learn)
+
+    fo = actions.add_parser(
+        "forget", help="forget a learned text file: rewrite its task as if it had never been learned"
+    )
+    _model_args(fo)
+    fo.add_argument("--text", required=True, help="UTF-8 text file learned earlier into the task")
+    fo.add_argument("--fast-weights", required=True, help="fast-weight file to rewrite (atomically)")
+    fo.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
+    fo.add_argument("--window", type=int, default=512, help="tokens per window, as learned (default 512)")
+    fo.add_argument("--batch-size", type=int, default=4, help="windows per batch, as learned (default 4)")
+    fo.set_defaults(func=run_forget)
 
     ge = actions.add_parser("generate", help="generate text reading fast weights")
     _model_args(ge)
@@ -216,7 +233,10 @@ def run_learn(args: argparse.Namespace) -> int:
     text = read_text(args.text)
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
-    fm, tok = _load(args, *_layout_and_read(args, given))
+    if args.append:
+        fm, tok = _load_task_to_extend(args)
+    else:
+        fm, tok = _load(args, *_layout_and_read(args, given))
     windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
@@ -238,6 +258,61 @@ def run_learn(args: argparse.Namespace) -> int:
         )
     distributed.shutdown()
     return 0
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    """Forget a text learned by ``faast lm learn`` (same --window and --batch-size, so that the
+    windows and batches, hence the pairs, are the ones learned) and rewrite the task in place,
+    atomically; the file is left unchanged when the text was not learned into the task."""
+    from faast.io import check_writable
+    from faast.lm.fastweights import read_task, task_read_config
+    from faast.lm.prompts import start_token_ids
+    from faast.lm.text import encode, read_text, token_windows, with_start_tokens
+
+    text = read_text(args.text)
+    if args.window < 2:
+        raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    task, _, signature = read_task(args.fast_weights, args.task)
+    check_writable(args.fast_weights)
+    if "config" not in signature:
+        raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
+    layout = {} if args.adapter else dict(signature["config"])
+    fm, tok = _load(args, layout, task_read_config(signature))
+    fm.load_fast_weights(args.fast_weights, task)
+    windows = with_start_tokens(token_windows(encode(tok, text), args.window), start_token_ids(tok))
+    device = next(fm.parameters()).device
+    pairs = 0
+    with fm.all_or_nothing():
+        for i in range(0, len(windows), args.batch_size):
+            pairs += fm.forget(input_ids=windows[i : i + args.batch_size].to(device))
+    if fm.num_pairs == 0:
+        raise ValueError(
+            f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"
+        )
+    fm.save_fast_weights(args.fast_weights, task=task, info=signature.get("info"))
+    print(
+        f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
+        f"{fm.num_pairs} pairs remain"
+    )
+    return 0
+
+
+def _load_task_to_extend(args: argparse.Namespace):
+    """``learn --append``: the model with the task's fast weights, its layout and read config (read
+    options given on the command line replace the stored ones)."""
+    from faast.lm.fastweights import read_task, task_read_config
+
+    if not Path(args.out).is_file():
+        raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
+    _, _, signature = read_task(args.out, args.task)
+    if args.num_memories is not None and args.num_memories != signature.get("config", {}).get("num_memories"):
+        raise ValueError("--append: --num-memories must match the task's layout (leave it out)")
+    stored = {} if args.adapter else dict(signature.get("config", {}))
+    fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
+    fm.load_fast_weights(args.out, args.task, read=False)
+    return fm, tok
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@
     model = get_faast_model(AutoModelForCausalLM.from_pretrained(name), FaastConfig())
     model.learn(**tokenizer(texts, return_tensors="pt", padding=True))   # forward only, no grads
     model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=40)
+    model.forget(**tokenizer(texts, return_tensors="pt", padding=True))     # as if never learned
     model.save_fast_weights("tasks.safetensors", task="austen")
     model.reset_projection()                                                # back to the base model
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ class FaastModel(nn.Module):
         new.configure(self.read_config if read is None else read)  # validate before changing anything
         new.memory = old.memory
         new.load_extra_state(old.extra_state(), "the output memory")
-        new.to(device=old.seen.device)
+        new.to(device=old.counts.device)
         was_attached = self.attached
         self.unload()
         self.memories["output"] = new
@@ -230,14 +231,73 @@ class FaastModel(nn.Module):
         """Accumulate the pairs of a batch captured earlier by :meth:`capture` (no forward pass):
         learning the same examples into several models, or again after a reset, costs nothing more.
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
+        self._check_captured(batch)
+        for readout in self.readouts:
+            readout.learn(batch)
+        return batch.num_pairs
+
+    @torch.no_grad()
+    def forget(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        position_ids: torch.Tensor | None = None,
+        pair_mask: Any = None,
+        **kwargs: Any,
+    ) -> int:
+        """Remove from every memory the pairs :meth:`learn` recorded for this batch; return how many.
+
+        Same arguments as :meth:`learn`. Afterwards the statistics (and so the predictions) equal
+        those of a model that learned everything else and never this batch, up to float64
+        rounding. What cannot have been learned is a ``ValueError`` and changes nothing: more
+        pairs than held, a token forgotten more often than it was learned as a value, and, while
+        the memories keep their rows (at most d pairs), any pair that matches no learned pair bit
+        for bit. Pass the batch as it was learned (same padding and batching: the key states of a
+        padded batch may differ in the last bits); once more than d pairs are held a text never
+        learned whose tokens were all learned cannot be told apart and is subtracted.
+
+        A middle memory's values are weighted by its trained readout's scorer: forgetting is exact
+        only if the scorer did not change between learning and forgetting (a change is refused).
+        """
+        batch = self.capture(input_ids, attention_mask, position_ids, pair_mask=pair_mask, **kwargs)
+        return self.forget_captured(batch)
+
+    @torch.no_grad()
+    def forget_captured(self, batch: Captured | Sequence[Captured]) -> int:
+        """Remove the pairs of one or several batches captured by :meth:`capture` (as learned by
+        :meth:`learn_captured`), all or nothing; returns the number of pairs. See :meth:`forget`."""
+        batches = [batch] if isinstance(batch, Captured) else list(batch)
+        if not batches or not all(isinstance(b, Captured) for b in batches):
+            raise TypeError("forget_captured takes a Captured batch or a non-empty list of them")
+        for b in batches:
+            self._check_captured(b)
+        for readout in self.readouts:  # every read-out checked before any changes
+            readout.check_forget(batches)
+        with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
+            for b in batches:
+                for readout in self.readouts:
+                    readout.forget(b)
+        return sum(b.num_pairs for b in batches)
+
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[FaastModel]:
+        """Undo every change to the memories' statistics and learned-token counts made inside the
+        block if it raises (a copy of the statistics is kept meanwhile: (d² + d·m) floats each)."""
+        backup = [(r.stats.copy(), r.extra_state()) for r in self.readouts]
+        try:
+            yield self
+        except BaseException:
+            for readout, (stats, extra) in zip(self.readouts, backup, strict=True):
+                readout.memory.stats = stats
+                readout.load_extra_state(extra, "the fast weights before the block")
+            raise
+
+    def _check_captured(self, batch: Captured) -> None:
         missing = sorted({r.key_point for r in self.readouts} - set(batch.states))
         if missing:
             raise ValueError(
                 f"the captured batch lacks the states {missing} that this model's memories key on"
             )
-        for readout in self.readouts:
-            readout.learn(batch)
-        return batch.num_pairs
 
     @torch.no_grad()
     def capture(
@@ -374,7 +434,7 @@ class FaastModel(nn.Module):
         """Bytes of what learning produced.
 
         compiled: the fast-weight matrices in ``dtype`` (default: the model's) plus the read-outs'
-        extra state (the output memory's learned-token mask, one byte per vocabulary entry);
+        extra state reading needs (the output memory's learned-token mask, one byte per vocabulary entry);
         statistics: the float64 G and B; support_rows: what the read-outs gather once and keep
         while reading (the LM-head rows of the learned tokens for the "prob" mix).
         """
@@ -382,7 +442,7 @@ class FaastModel(nn.Module):
         compiled = statistics = rows = 0
         for r in self.readouts:
             compiled += r.memory.key_dim * r.memory.value_dim * itemsize
-            compiled += sum(t.numel() * t.element_size() for t in r.extra_state().values())
+            compiled += r.read_state_nbytes()
             statistics += r.stats.nbytes
             rows += r.cached_nbytes(itemsize)
         return {"compiled": compiled, "statistics": statistics, "support_rows": rows}

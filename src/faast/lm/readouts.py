@@ -5,7 +5,9 @@ fast weights W) of key → value pairs taken from consecutive real tokens (t →
 
 * ``key_point`` — the state it keys on: ``"block{i}"`` (the input of decoder block i),
   ``"pre_norm"`` (the input of the final norm) or ``"head_input"`` (what the LM head reads);
-* :meth:`~ReadOut.learn` — its pairs from a captured batch (:class:`Captured`);
+* :meth:`~ReadOut.learn` / :meth:`~ReadOut.forget` — add or remove its pairs of a captured batch
+  (:class:`Captured`); :meth:`~ReadOut.check_forget` refuses, before anything changes, what
+  cannot have been learned;
 * :meth:`~ReadOut.attach` — the one hook through which it records its key state while learning and
   applies its read otherwise;
 * :meth:`~ReadOut.configure` — its read-time knobs from a :class:`~faast.lm.config.ReadConfig`, with
@@ -140,11 +142,22 @@ class ReadOut(nn.Module):
     def _dtype_for(self, h: torch.Tensor) -> torch.dtype:
         return self.compute_dtype or h.dtype
 
-    def add_pairs(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """keys (n, d), values (n, m) → the float64 statistics (one input dtype per memory)."""
+    def add_pairs(self, keys: torch.Tensor, values: torch.Tensor, *, sign: int = 1) -> None:
+        """keys (n, d), values (n, m) → the float64 statistics (one input dtype per memory).
+
+        ``sign=-1`` removes pairs added earlier (:meth:`~faast.InverseMemory.forget`): afterwards
+        the statistics equal those of a memory that never saw them. The keys and values must be the
+        ones added, computed the same way: while the memory keeps its rows (at most d pairs) a pair
+        that matches no kept row bit for bit is refused with a ``ValueError``.
+        """
+        if sign not in (1, -1):
+            raise ValueError(f"sign must be 1 or -1, got {sign!r}")
         keys, values = _stats_input(keys), _stats_input(values)
         want = self.memory.stats.input_dtype or keys.dtype
-        self.memory.add(keys.to(want), values.to(want))
+        if sign > 0:
+            self.memory.add(keys.to(want), values.to(want))
+        else:
+            self.memory.forget(keys.to(want), values.to(want))
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         """Statistics follow ``.to(device)`` (they stay float64 whatever dtype the model takes)."""
@@ -156,9 +169,27 @@ class ReadOut(nn.Module):
         return self
 
     # ----------------------------------------------------------------- the interface
+    def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
+        """This read-out's keys (n, d) and values (n, m) of a captured batch."""
+        raise NotImplementedError
+
     def learn(self, batch: Captured) -> None:
         """Accumulate this read-out's pairs of a captured batch."""
-        raise NotImplementedError
+        self.add_pairs(*self.pairs(batch))
+
+    def check_forget(self, batches: list[Captured]) -> None:
+        """Raise ``ValueError`` (changing nothing) if ``batches`` cannot all have been learned: more
+        pairs than the memory holds (subclasses check more). Cheap: no pair is computed."""
+        n = sum(b.num_pairs for b in batches)
+        held = self.memory.num_pairs
+        if n > held:
+            raise ValueError(
+                f"{self.kind} memory at {self.key_point}: cannot forget {n} pairs, it holds {held}"
+            )
+
+    def forget(self, batch: Captured) -> None:
+        """Remove this read-out's pairs of a batch learned earlier (see :meth:`add_pairs`)."""
+        self.add_pairs(*self.pairs(batch), sign=-1)
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         """Install the hook that records the key state (learn mode) and reads (read mode)."""
@@ -175,6 +206,10 @@ class ReadOut(nn.Module):
     def cached_nbytes(self, itemsize: int) -> int:
         """Bytes this read-out gathers and keeps while reading, besides W (e.g. LM-head rows)."""
         return 0
+
+    def read_state_nbytes(self) -> int:
+        """Bytes of the :meth:`extra_state` that reading needs (besides W)."""
+        return sum(t.numel() * t.element_size() for t in self.extra_state().values())
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         """Restore :meth:`extra_state` (validated); ``where`` names the source in errors."""
@@ -227,10 +262,13 @@ class MiddleMemory(ReadOut):
         self._zero_key: tuple[int, int] | None = None
         self._zero = True
         self._fused: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
+        #: scorer_hash when the held pairs were first learned (None: nothing learned here).
+        self._learned_scorer: str | None = None
 
     def reset(self) -> None:
         super().reset()
         self._fused = None
+        self._learned_scorer = None
 
     def value_weights(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor | None:
         """Scorer weights w = σ(s·[k; v]) for (n, d) keys and values → (n,) (≥ float32), or None."""
@@ -240,12 +278,33 @@ class MiddleMemory(ReadOut):
         s = self.scorer.weight.to(dtype)
         return torch.sigmoid(torch.cat([keys.to(dtype), values.to(dtype)], dim=-1) @ s[0])
 
-    def learn(self, batch: Captured) -> None:
+    def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys hₜ (n, d) and values w·hₜ₊₁ (n, d), w from the current scorer."""
         keys, values = next_pairs(batch.states[self.key_point], batch.valid)
         w = self.value_weights(keys, values)
         if w is not None:
             values = values.to(w.dtype) * w[:, None]
-        self.add_pairs(keys, values)
+        return keys, values
+
+    def learn(self, batch: Captured) -> None:
+        if not self.has_pairs:
+            self._learned_scorer = scorer_hash(self)
+        super().learn(batch)
+
+    def check_forget(self, batches: list[Captured]) -> None:
+        """Also refuses forgetting once the scorer changed since the pairs were learned: the values
+        are weighted by it, so the pairs recomputed now would not be the ones added. Forgetting is
+        exact only if the readout (its scorer) did not change between learning and forgetting."""
+        super().check_forget(batches)
+        if self._learned_scorer is not None and self._learned_scorer != scorer_hash(self):
+            raise ValueError(
+                f"middle memory at block {self.layer}: its scorer changed since the pairs were learned "
+                "(values are weighted by it), so they cannot be forgotten exactly; relearn instead"
+            )
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        """Statistics loaded with fast weights were learned with this scorer (the signature says so)."""
+        self._learned_scorer = scorer_hash(self)
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         hooks.pre(layout.blocks[self.layer], self._record_or_read(ctx, self.read))
@@ -289,8 +348,10 @@ class MiddleMemory(ReadOut):
 class OutputReadOut(ReadOut):
     """A parameter-free memory predicting the next token from the final state.
 
-    ``value_table()`` gives the (V, m) rows that are the values (the next token's row) and
-    ``seen`` (V,) marks the tokens learned as values.
+    ``value_table()`` gives the (V, m) rows that are the values (the next token's row);
+    ``counts`` (V,) int64 counts how often each token was learned as a value and ``seen`` (V,)
+    bool = ``counts > 0`` marks the learned tokens (the support of the "prob" mix), so forgetting
+    the last occurrence of a token drops it from the support, as a refit without it would.
     """
 
     kind = "output"
@@ -303,13 +364,18 @@ class OutputReadOut(ReadOut):
         table = value_table()
         super().__init__(key_point, hidden_size, table.shape[1], dtype=dtype)
         self.value_table = value_table  # a callable, so the model's weights are not registered twice
-        self.register_buffer("seen", torch.zeros(table.shape[0], dtype=torch.bool), persistent=False)
+        self.register_buffer("counts", torch.zeros(table.shape[0], dtype=torch.int64), persistent=False)
         self.weight = 0.0
         self._scale: tuple[tuple, float] | None = None
 
     @property
     def active(self) -> bool:
         return self.has_pairs and self.weight > 0
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """(V,) bool: the tokens learned as values at least once (a new tensor: change ``counts``)."""
+        return self.counts > 0
 
     #: Whether the weight is a mixing ratio in [0, 1] (λ, r) rather than a free scale (β).
     weight_is_ratio: ClassVar[bool] = True
@@ -327,17 +393,48 @@ class OutputReadOut(ReadOut):
 
     def reset(self) -> None:
         super().reset()
-        self.seen.zero_()
+        self.counts.zero_()
+
+    def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (n, d) and the value-table rows (n, m) of the next tokens."""
+        keys, _ = next_pairs(batch.states[self.key_point], batch.valid)
+        return keys, F.embedding(batch.next_ids(), self.value_table())
 
     def learn(self, batch: Captured) -> None:
-        keys, _ = next_pairs(batch.states[self.key_point], batch.valid)
-        ids = batch.next_ids()
-        self.add_pairs(keys, F.embedding(ids, self.value_table()))
-        self.learn_tokens(ids)
+        super().learn(batch)
+        self.learn_tokens(batch.next_ids())
+
+    def check_forget(self, batches: list[Captured]) -> None:
+        """Also refuses tokens that would be forgotten more often than they were learned."""
+        super().check_forget(batches)
+        if batches:
+            ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
+            left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
+            bad = torch.nonzero(left < 0).squeeze(1)
+            if bad.numel():
+                many = f"{bad.numel()} token{'s' if bad.numel() != 1 else ''} in all"
+                raise ValueError(
+                    f"the output memory never learned token ids {bad[:10].tolist()} as often as they are to "
+                    f"be forgotten ({many}): this text was not learned"
+                )
+
+    def forget(self, batch: Captured) -> None:
+        super().forget(batch)
+        self.forget_tokens(batch.next_ids())
 
     def learn_tokens(self, token_ids: torch.Tensor) -> None:
-        """Mark (n,) token ids as learned values."""
-        self.seen[token_ids.to(self.seen.device)] = True
+        """Count (n,) token ids as learned values."""
+        ids = token_ids.to(self.counts.device)
+        self.counts.index_add_(0, ids, torch.ones_like(ids, dtype=self.counts.dtype))
+
+    def forget_tokens(self, token_ids: torch.Tensor) -> None:
+        """Uncount (n,) token ids learned earlier; ``ValueError`` (nothing changed) if a count would
+        go below zero."""
+        ids = token_ids.to(self.counts.device)
+        left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
+        if bool((left < 0).any()):
+            raise ValueError("forget_tokens: some tokens were not learned as often as they are forgotten")
+        self.counts.copy_(left)
 
     def head_scale(self, head: nn.Module) -> float:
         """ρ² = the mean squared norm of the LM head's rows (a constant of the model), cached until
@@ -368,13 +465,44 @@ class OutputReadOut(ReadOut):
         return {**super().signature(), "key": self.key_source, "value": self.value_source}
 
     def extra_state(self) -> dict[str, torch.Tensor]:
-        return {"seen": self.seen.to(torch.uint8)}
+        """``counts``: (V,) int64, how often each token was learned as a value."""
+        return {"counts": self.counts.clone()}
+
+    def read_state_nbytes(self) -> int:
+        """Reading needs only the learned-token mask ``seen``: one byte per vocabulary entry (the
+        counts are kept for forgetting)."""
+        return int(self.counts.numel())
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
-        seen = tensors.get("seen")
-        if seen is None or seen.shape != self.seen.shape:
-            raise ValueError(f"{where}: the learned-token set is missing or malformed")
-        self.seen.copy_(seen.to(self.seen.device).bool())
+        """Restore the per-token ``counts`` (V,) int64 ≥ 0, validated.
+
+        Files written before counts were kept hold only ``seen`` (V,) uint8/bool: each seen token
+        is taken as learned once, so after loading such a legacy file forgetting refuses a token
+        learned more often than once as soon as its count would go below zero (the support of the
+        "prob" mix is the same either way).
+        """
+        counts, seen = tensors.get("counts"), tensors.get("seen")
+        shape = tuple(self.counts.shape)
+        if counts is not None:
+            if tuple(counts.shape) != shape or counts.dtype != torch.int64:
+                raise ValueError(
+                    f"{where}: the learned-token counts must be int64 of shape {shape}, got "
+                    f"{counts.dtype} of shape {tuple(counts.shape)}"
+                )
+            if bool((counts < 0).any()):
+                raise ValueError(f"{where}: the learned-token counts hold negative values (damaged file?)")
+            self.counts.copy_(counts.to(self.counts.device))
+            return
+        if seen is None:
+            raise ValueError(f"{where}: the learned-token counts are missing")
+        if tuple(seen.shape) != shape or seen.dtype not in (torch.bool, torch.uint8):
+            raise ValueError(
+                f"{where}: the learned-token set must be bool/uint8 of shape {shape}, got "
+                f"{seen.dtype} of shape {tuple(seen.shape)}"
+            )
+        if seen.dtype == torch.uint8 and bool((seen > 1).any()):
+            raise ValueError(f"{where}: the learned-token set holds values other than 0 and 1")
+        self.counts.copy_(seen.to(self.counts.device).to(torch.int64))
 
 
 class Support(NamedTuple):
@@ -430,6 +558,10 @@ class ProbReadOut(OutputReadOut):
         super().learn_tokens(token_ids)
         self._support = None
 
+    def forget_tokens(self, token_ids: torch.Tensor) -> None:
+        super().forget_tokens(token_ids)
+        self._support = None
+
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         super().load_extra_state(tensors, where)
         self._support = None
@@ -445,7 +577,7 @@ class ProbReadOut(OutputReadOut):
     def cached_nbytes(self, itemsize: int) -> int:
         if self.support != "learned":
             return 0
-        return int(self.seen.sum()) * self.memory.value_dim * itemsize
+        return int((self.counts > 0).sum()) * self.memory.value_dim * itemsize
 
     def support_of(self, head: nn.Module) -> Support:
         """The LM-head rows the memory distribution covers (cached until the head, the learned

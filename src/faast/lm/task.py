@@ -214,6 +214,24 @@ class TaskModel:
             pairs += self.model.learn_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
 
+    def forget(self, examples: Sequence[Example], *, batch_size: int = 16, progress: bool = True) -> int:
+        """Remove the pairs :meth:`learn` added for ``examples`` (in ``spec.pairs`` mode); returns how
+        many. Afterwards the fast weights equal those of a task that learned only the other
+        examples. Examples never learned are a ``ValueError`` and nothing changes (see
+        :meth:`FaastModel.forget <faast.lm.FaastModel.forget>`: while at most d pairs are held every
+        pair is checked bit for bit, so pass the examples batched as they were learned, or build the
+        task with ``cache=True``, whose cached states are the very ones learned)."""
+        examples = _checked(examples, outputs=True)
+        encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
+        for e, enc in zip(examples, encoded, strict=True):
+            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        pairs = 0
+        starts = range(0, len(encoded), batch_size)
+        with self.model.all_or_nothing():
+            for i in tqdm(starts, desc="forget examples", unit="batch", disable=not progress, leave=False):
+                pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
+        return pairs
+
     def _captured(self, chunk: list[Encoded]) -> Captured:
         """The base model's states for a batch of encoded examples, from the cache when every
         sequence is in it (``cache=True``), with the pairs the task's mode learns."""
