@@ -15,6 +15,7 @@ Writes ``benchmarks/results/lm_defaults.json`` and the ``defaults`` block of ``d
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 import torch
@@ -86,7 +87,7 @@ def main() -> None:
     with Timer() as total:
         for name in args.models.split(","):
             rows += measure(name, text, sizes, args.skip, args.unseen)
-    command = "python benchmarks/lm_defaults.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/lm_defaults.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command,
         "data": f"{BOOK} (gutenberg-books asset): passage after {args.skip} tokens, "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -311,7 +312,7 @@ def main() -> None:
             f"lr {lr:g} chosen on held-out Austen windows {tried}",
         )
 
-    command = "python benchmarks/lm_domain.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/lm_domain.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command,
         "model": args.model,

@@ -39,6 +39,7 @@ block of ``docs/tasks.md``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -265,7 +266,7 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
                     binomial_ci95(acc, len(test)),
                     k * per_example + tf.s,
                     1000 * (infer + tp.s / len(test)),
-                    0,
+                    int(np.asarray(est.coef_).nbytes + np.asarray(getattr(est, "intercept_", [])).nbytes),
                     detail,
                 )
             )
@@ -298,7 +299,7 @@ def main() -> None:
     print(f"support pool {len(pool)}, test {len(test)}", flush=True)
     rows: list[Row] = []
     with Timer() as total:
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):  # --models "" runs the MiniLM rows alone
             rows += run_model(name, pool, test, args)
         if not args.no_minilm:
             rows += run_minilm(pool, test, args)
@@ -307,7 +308,7 @@ def main() -> None:
     csv_path = (out or REPO / "docs" / "lm") / "sentiment.csv"
     png_path = csv_path.with_suffix(".png")
     meta = {
-        "command": "python benchmarks/lm_sentiment.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/lm_sentiment.py " + shlex.join(sys.argv[1:]),
         "data": "Pang & Lee movie-review sentences (movie-review-sentences asset): "
         f"{len(pool)} support pool, "
         f"{len(test)} test, split seed {args.seed}",

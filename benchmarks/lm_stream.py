@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import sys
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(cap)
     plot_capacity(docs / "capacity.png", cap, args)
-    command = "python benchmarks/lm_stream.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/lm_stream.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command,
         "model": args.model,

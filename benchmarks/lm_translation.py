@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 import sys
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def main() -> None:
     json_path = (out or REPO / "benchmarks" / "results") / "lm_translation.json"
     csv_path = (out or REPO / "docs" / "lm") / "translation.csv"
     meta = {
-        "command": "python benchmarks/lm_translation.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/lm_translation.py " + shlex.join(sys.argv[1:]),
         "data": f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
         f"({len(test)} verses; BLEU/chrF on {min(args.generate, len(test))} seeded, NLL on "
         f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}",
