@@ -24,6 +24,9 @@ import matplotlib.pyplot as plt
 from faast.lm import ProbReadOut
 from faast.publish import write_public_text
 
+#: Everything from this line on in docs/lm.md is written by other benchmarks and kept by this one.
+KEEP_MARKER = "<!-- faast: the sections below are written by other benchmarks; lm_doc.py keeps them -->"
+
 RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
 FAMILIES = ("paper", "logit", "logit-a0.5", "prob", "prob-learned", "prob-gated")
@@ -304,7 +307,11 @@ def main() -> None:
         found = True
     if not found:
         raise SystemExit(f"no LM benchmark results in {RESULTS}; run benchmarks/lm*.py first")
-    write_public_text(out, "\n".join(lines))
+    if out.is_file():  # sections written by other benchmarks (their own generated blocks) are kept
+        old = out.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            lines += ["", old[old.index(KEEP_MARKER) :].rstrip()]
+    write_public_text(out, "\n".join(lines) + "\n")
     print(f"wrote {out} and {png}")
 
 
