@@ -50,7 +50,6 @@ from faast import FaastClassifier
 from faast.assets.text import movie_review_sentences
 from faast.eval.holdout import normalize_text, random_holdout
 from faast.eval.probe import ProbeRecipe, train_linear_probe
-from faast.eval.report import update_doc_block
 from faast.eval.stats import binomial_ci95
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
@@ -58,8 +57,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from faast.publish import write_public_text
-from task_bench import REPO, Row, Timer, human_bytes, machine, merge_runs, rel, write_csv, write_json
+from task_bench import Row, Timer, human_bytes, machine, publish_task_table
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -303,10 +301,6 @@ def main() -> None:
             rows += run_model(name, pool, test, args)
         if not args.no_minilm:
             rows += run_minilm(pool, test, args)
-    out = Path(args.out) if args.out else None
-    json_path = (out or REPO / "benchmarks" / "results") / "lm_sentiment.json"
-    csv_path = (out or REPO / "docs" / "lm") / "sentiment.csv"
-    png_path = csv_path.with_suffix(".png")
     meta = {
         "command": "python benchmarks/lm_sentiment.py " + shlex.join(sys.argv[1:]),
         "data": "Pang & Lee movie-review sentences (movie-review-sentences asset): "
@@ -316,45 +310,30 @@ def main() -> None:
         "machine": machine(args.threads),
         "seconds": total.s,
     }
-    rows, meta = merge_runs(json_path, rows, meta)
-    write_json(json_path, {**meta, "rows": [r.flat() for r in rows]})
-    write_csv(csv_path, rows)
-    plot(png_path, rows)
-    md = markdown(rows, meta, rel(csv_path), png_path.name)
-    if out is None:
-        update_doc_block(REPO / "docs" / "tasks.md", "sentiment", md, meta["command"])
-    else:
-        write_public_text(out / "sentiment.md", md)
+    md = publish_task_table(
+        "sentiment",
+        rows,
+        meta,
+        Path(args.out) if args.out else None,
+        header=[
+            "accuracy % (95 % CI)",
+            "adaptation s",
+            "inference ms/example",
+            "bytes at inference",
+            "read-out / settings",
+        ],
+        row_line=_cells,
+        plot=plot,
+        image_alt="accuracy vs support examples",
+    )
     print(md)
 
 
-def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
-    lines = []
-    for model, run in meta["runs"].items():
-        lines.append(
-            f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; "
-            f"{run['seconds'] / 60:.0f} min)"
-        )
-    lines += [
-        "",
-        "| model | method | k | accuracy % (95 % CI) | adaptation s | inference ms/example "
-        "| bytes at inference | read-out / settings |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        ci = "" if r.ci95 is None else f" ± {100 * r.ci95:.1f}"
-        lines.append(
-            f"| {r.model} | {r.method} | {r.k} | {100 * r.score:.2f}{ci} | {r.adapt_s:.1f} "
-            f"| {r.infer_ms:.1f} | "
-            f"{human_bytes(r.nbytes)} | {r.detail} |"
-        )
-    lines += [
-        "",
-        f"![accuracy vs support examples](lm/{png_name})",
-        "",
-        f"Every number: [`{csv_name}`](lm/{Path(csv_name).name}).",
-    ]
-    return "\n".join(lines)
+def _cells(r: Row) -> str:
+    ci = "" if r.ci95 is None else f" ± {100 * r.ci95:.1f}"
+    return (
+        f"{100 * r.score:.2f}{ci} | {r.adapt_s:.1f} | {r.infer_ms:.1f} | {human_bytes(r.nbytes)} | {r.detail}"
+    )
 
 
 def plot(path: Path, rows: list[Row]) -> None:

@@ -34,7 +34,6 @@ import torch
 
 from faast.assets.text import bible_pairs
 from faast.eval.holdout import group_holdout
-from faast.eval.report import update_doc_block
 from faast.eval.text_metrics import translation_scores
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example
@@ -42,7 +41,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
 from faast.lm.text import load_causal_lm
-from task_bench import REPO, Row, Timer, human_bytes, machine, merge_runs, rel, write_csv, write_json
+from task_bench import Row, Timer, human_bytes, machine, publish_task_table
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -201,9 +200,6 @@ def main() -> None:
     with Timer() as total:
         for name in args.models.split(","):
             rows += run_model(name, pool, test, args)
-    out = Path(args.out) if args.out else None
-    json_path = (out or REPO / "benchmarks" / "results") / "lm_translation.json"
-    csv_path = (out or REPO / "docs" / "lm") / "translation.csv"
     meta = {
         "command": "python benchmarks/lm_translation.py " + shlex.join(sys.argv[1:]),
         "data": f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
@@ -213,44 +209,33 @@ def main() -> None:
         "machine": machine(args.threads),
         "seconds": total.s,
     }
-    rows, meta = merge_runs(json_path, rows, meta)
-    write_json(json_path, {**meta, "rows": [r.flat() for r in rows]})
-    write_csv(csv_path, rows)
-    plot(csv_path.with_suffix(".png"), rows)
-    md = markdown(rows, meta, rel(csv_path), csv_path.with_suffix(".png").name)
-    if out is None:
-        update_doc_block(REPO / "docs" / "tasks.md", "translation", md, meta["command"])
-    else:
-        (out / "translation.md").write_text(md, encoding="utf-8")
+    md = publish_task_table(
+        "translation",
+        rows,
+        meta,
+        Path(args.out) if args.out else None,
+        header=[
+            "BLEU",
+            "chrF",
+            "NLL / token",
+            "adaptation s",
+            "inference ms/example",
+            "bytes at inference",
+            "read-out / settings",
+        ],
+        row_line=_cells,
+        plot=plot,
+        image_alt="BLEU vs support examples",
+    )
     print(md)
 
 
-def markdown(rows: list[Row], meta: dict, csv_name: str, png_name: str) -> str:
-    lines = []
-    for model, run in meta["runs"].items():
-        lines.append(
-            f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; "
-            f"{run['seconds'] / 60:.0f} min)"
-        )
-    lines += [
-        "",
-        "| model | method | k | BLEU | chrF | NLL / token | adaptation s | inference ms/example "
-        "| bytes at inference | read-out / settings |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        x = r.extra
-        lines.append(
-            f"| {r.model} | {r.method} | {r.k} | {x['bleu']:.2f} | {x['chrf']:.2f} | {x['nll']:.3f} "
-            f"| {r.adapt_s:.1f} | {r.infer_ms:.0f} | {human_bytes(r.nbytes)} | {r.detail} |"
-        )
-    lines += [
-        "",
-        f"![BLEU vs support examples](lm/{png_name})",
-        "",
-        f"Every number: [`{csv_name}`](lm/{Path(csv_name).name}).",
-    ]
-    return "\n".join(lines)
+def _cells(r: Row) -> str:
+    x = r.extra
+    return (
+        f"{x['bleu']:.2f} | {x['chrf']:.2f} | {x['nll']:.3f} | {r.adapt_s:.1f} | {r.infer_ms:.0f} "
+        f"| {human_bytes(r.nbytes)} | {r.detail}"
+    )
 
 
 def plot(path: Path, rows: list[Row]) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from faast.publish import public_paths, write_public_json
+from faast.eval.report import update_doc_block
+from faast.publish import public_paths, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,3 +124,50 @@ def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[l
         ] + list(rows)
         runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
     return list(rows), {**meta, "runs": runs}
+
+
+def publish_task_table(
+    name: str,
+    rows: Sequence[Row],
+    meta: dict[str, Any],
+    out: Path | None,
+    *,
+    header: Sequence[str],
+    row_line: Callable[[Row], str],
+    plot: Callable[[Path, list[Row]], None],
+    image_alt: str,
+) -> str:
+    """Merge ``rows`` with other models' rows of an earlier run (:func:`merge_runs`), write
+    ``lm_<name>.json``, ``<name>.csv`` + ``.png`` and the ``<name>`` block of docs/tasks.md (or
+    everything into the folder ``out``); returns the Markdown. ``header``: the table's column
+    names; ``row_line``: one row's cells after ``| model | method | k |``."""
+    json_path = (out or REPO / "benchmarks" / "results") / f"lm_{name}.json"
+    csv_path = (out or REPO / "docs" / "lm") / f"{name}.csv"
+    png_path = csv_path.with_suffix(".png")
+    merged, meta = merge_runs(json_path, rows, meta)
+    write_json(json_path, {**meta, "rows": [r.flat() for r in merged]})
+    write_csv(csv_path, merged)
+    plot(png_path, merged)
+    lines = [
+        f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; {run['seconds'] / 60:.0f} min)"
+        for model, run in meta["runs"].items()
+    ]
+    columns = ["model", "method", "k", *header]
+    lines += [
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * (len(columns) - 3) + "---|",
+    ]
+    lines += [f"| {r.model} | {r.method} | {r.k} | {row_line(r)} |" for r in merged]
+    lines += [
+        "",
+        f"![{image_alt}](lm/{png_path.name})",
+        "",
+        f"Every number: [`{rel(csv_path)}`](lm/{csv_path.name}).",
+    ]
+    md = "\n".join(lines)
+    if out is None:
+        update_doc_block(REPO / "docs" / "tasks.md", name, md, meta["command"])
+    else:
+        write_public_text(out / f"{name}.md", md)
+    return md
