@@ -72,7 +72,7 @@ def test_public_paths_of_nested_results(tmp_path):
 @pytest.mark.parametrize(
     ("text", "found"),
     [
-        ('"out": "/work/main/benchmarks/x.json"', ["/work/main/benchmarks/x.json"]),
+        ('"out": "/home/someone/faast/benchmarks/x.json"', ["/home/someone/faast/benchmarks/x.json"]),
         ("see /tmp/abc/x and /root/.cache/y", ["/root/.cache/y", "/tmp/abc/x"]),
         ("benchmarks/results/lm.json, ~/.cache/faast, https://x.org/tmp/", []),
     ],
