@@ -161,6 +161,14 @@ def choose_lr(run, learn: torch.Tensor, lrs) -> tuple[float, dict, float]:
     return best, tried, t.s
 
 
+def backprop_row(method: str, run, learn: torch.Tensor, test: torch.Tensor, lrs) -> tuple:
+    """The arguments of one results row for a backprop baseline: the learning rate chosen by
+    :func:`choose_lr` (its seconds added to the adaptation time), then one epoch on every window."""
+    lr, tried, select_s = choose_lr(run, learn, lrs)
+    ppl, tps, secs, nbytes = run(lr, learn, test)
+    return method, ppl, secs + select_s, tps, nbytes, f"lr {lr:g} chosen on held-out Austen windows {tried}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -275,15 +283,14 @@ def main() -> None:
                 handle.remove()
             return ppl, tps, secs, lin.A.weight.numel() * 4
 
-        lr, tried, select_s = choose_lr(linear_run, learn, LINEAR_LRS)
-        ppl, tps, secs, nbytes = linear_run(lr, learn, test)
         add(
-            "linear layer at the head input, backprop (AdamW, 1 epoch)",
-            ppl,
-            secs + select_s,
-            tps,
-            nbytes,
-            f"lr {lr:g} chosen on held-out Austen windows {tried}",
+            *backprop_row(
+                "linear layer at the head input, backprop (AdamW, 1 epoch)",
+                linear_run,
+                learn,
+                test,
+                LINEAR_LRS,
+            )
         )
 
     if "lora" not in skip:
@@ -301,15 +308,10 @@ def main() -> None:
             ppl, tps = timed_ppl(peft_model, score)
             return ppl, tps, secs, sum(p.numel() * 4 for p in params)
 
-        lr, tried, select_s = choose_lr(lora_run, learn, LORA_LRS)
-        ppl, tps, secs, nbytes = lora_run(lr, learn, test)
         add(
-            "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)",
-            ppl,
-            secs + select_s,
-            tps,
-            nbytes,
-            f"lr {lr:g} chosen on held-out Austen windows {tried}",
+            *backprop_row(
+                "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)", lora_run, learn, test, LORA_LRS
+            )
         )
 
     command = "python benchmarks/lm_domain.py " + shlex.join(sys.argv[1:])
