@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
 from faast.eval.preprocess import Preprocess
+from faast.eval.report import cpu_name
 from faast.eval.splits import validation_split
 
 ALPHAS = (0.4, 0.6, 0.8, 1.0)
@@ -90,12 +90,7 @@ def score_cuts(
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}"
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
+from faast.eval.report import cpu_name
 from faast.publish import write_public_json
 from faast.solver import GramStats, power_law_tau
 
@@ -54,16 +55,6 @@ def make_keys(n: int, d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Te
     values = torch.randn(n, m, generator=gen)
     queries = torch.nn.functional.normalize(torch.randn(2000, d, generator=gen) * spectrum, dim=1)
     return keys, values, queries
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from faast.eval.report import update_doc_block
+from faast.eval.report import cpu_name, update_doc_block
 from faast.publish import public_paths, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,12 +31,7 @@ def rel(path: str | os.PathLike[str]) -> str:
 
 
 def machine(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), no GPU"
 
 
