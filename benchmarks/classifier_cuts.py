@@ -27,7 +27,6 @@ where the leave-one-out criterion was chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from faast.eval.episodes import sample_episodes
 from faast.eval.preprocess import Preprocess
 from faast.eval.report import cpu_name
 from faast.eval.splits import validation_split
+from faast.publish import write_public_json, write_public_text
 
 ALPHAS = (0.4, 0.6, 0.8, 1.0)
 ROWS = [*(f"alpha={a}" for a in ALPHAS), "gcv", "auto", "auto (PRESS)", "auto (truncation)", "auto (both)"]
@@ -181,8 +181,7 @@ def main() -> None:
     md = markdown(result)
     print(md)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_public_json(out.with_suffix(".json"), result, indent=2)
     where = (
         "test split (queries: Fashion-MNIST test images)" if args.split == "test" else "validation split only"
     )
@@ -193,7 +192,7 @@ def main() -> None:
         f"scored on {where}; "
         f"seed {args.seed}  \nMachine: {result['settings']['machine']}, {args.threads} thread(s)\n"
     )
-    out.with_suffix(".md").write_text(f"{header}\n{md}\n", encoding="utf-8")
+    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
 
 
 if __name__ == "__main__":

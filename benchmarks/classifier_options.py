@@ -14,7 +14,6 @@ training split), which is where M is to be chosen; ``--split test`` reports on t
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
 from faast.eval.preprocess import Preprocess
 from faast.eval.splits import validation_split
+from faast.publish import write_public_json, write_public_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
@@ -101,15 +101,14 @@ def main() -> None:
     print(md)
     suffix = "" if args.split == "test" else "_validation"
     out = Path(args.out or f"benchmarks/results/classifier_options{suffix}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_public_json(out.with_suffix(".json"), result, indent=2)
     header = (
         f"Command: `python benchmarks/classifier_options.py {' '.join(sys.argv[1:])}`  \n"
         "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d), centre + L2; "
         f"{args.episodes} episodes per K (seed {args.seed}); scored on the {args.split} split; 1 thread  \n"
         f"Machine: {result['settings']['machine']} (shared VM: timings vary)\n"
     )
-    out.with_suffix(".md").write_text(f"{header}\n{md}\n", encoding="utf-8")
+    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
 
 
 if __name__ == "__main__":

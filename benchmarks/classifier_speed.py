@@ -19,7 +19,6 @@ Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
+from faast.publish import write_public_json, write_public_text
 from faast.solver import Cut, GramStats
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -113,14 +113,13 @@ def main() -> None:
     md = markdown(result)
     print(md)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_public_json(out.with_suffix(".json"), result, indent=2)
     header = (
         f"Command: `python benchmarks/classifier_speed.py {' '.join(sys.argv[1:])}`  \n"
         "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d, L2-normalised), demo episodes "
         f"(seed 0), medians; 1 thread  \nMachine: {result['settings']['machine']} (shared: timings vary)\n"
     )
-    out.with_suffix(".md").write_text(f"{header}\n{md}\n", encoding="utf-8")
+    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
 
 
 if __name__ == "__main__":
