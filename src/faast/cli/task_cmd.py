@@ -153,21 +153,21 @@ def run_learn(args: argparse.Namespace) -> int:
 
 def _task_model(args: argparse.Namespace):
     from faast.lm.config import ReadConfig
-    from faast.lm.fastweights import read_config, read_task
+    from faast.lm.fastweights import read_task
     from faast.lm.task import TaskModel, TaskSpec
 
     labels = _labels(args.labels)
     if args.fast_weights:
         if args.template is not None:
             raise ValueError("--template is stored with the task; it applies only without --fast-weights")
-        layout = read_config(args.fast_weights, args.task)
-        info = (read_task(args.fast_weights, args.task)[2].get("info") or {}).get("task")
-        if info is None:
+        _, _, signature = read_task(args.fast_weights, args.task)  # read once: layout and task spec
+        info = (signature.get("info") or {}).get("task")
+        if info is None or "config" not in signature:
             raise ValueError(
                 f"{args.fast_weights}: task {args.task!r} was not written by `faast task learn` "
                 "(no prompt template); use `faast lm generate` for text learned with `faast lm learn`"
             )
-        fm, tok = _load(args, layout, ReadConfig())
+        fm, tok = _load(args, dict(signature["config"]), ReadConfig())
         fm.load_fast_weights(args.fast_weights, args.task)
         task = TaskModel(fm, tok, TaskSpec.from_dict(info))
     else:
