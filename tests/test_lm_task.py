@@ -13,7 +13,7 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example, read_examples, write_rows
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
-from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
+from faast.lm.task import MEMORY_OFF, ReadCandidate, TaskModel, TaskSpec
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 
@@ -155,10 +155,20 @@ def test_cross_validation_folds_never_read_the_examples_they_score(monkeypatch):
     assert all(learned == 2 * (20 - n) for n, learned in seen)
 
 
-def test_too_few_examples_use_the_default_read_out():
+def test_too_few_examples_are_learned_but_read_with_the_memory_off():
+    """Below the validation threshold nothing proves a read-out: the scores are the zero-shot
+    model's, bit for bit, while the examples are in the statistics (a forced read-out uses them)."""
     task = make_task()
-    report = task.fit(rule_examples(3), labels=["w40", "w41"], progress=False)
-    assert report.n_validation == 0 and report.metric.startswith("default")
+    examples = rule_examples(3)
+    report = task.fit(examples, labels=["w40", "w41"], progress=False)
+    assert report.n_validation == 0 and report.metric.startswith("memory off")
+    assert report.chosen == MEMORY_OFF and report.pairs > 0
+    probe = ["w4", "w5", "w12 w3"]
+    with task.model.disabled():
+        zero_shot = task.label_scores(probe)
+    assert torch.equal(task.label_scores(probe), zero_shot)
+    task.use(ReadCandidate("prob", ReadConfig(weight=1.0, temperature=0.05, gate=None)))
+    assert not torch.allclose(task.label_scores(probe), zero_shot)
     with pytest.raises(ValueError, match="not labels"):
         task.fit(rule_examples(3), labels=["w40", "w50"], progress=False)
 
