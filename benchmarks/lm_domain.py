@@ -32,6 +32,7 @@ import copy
 import math
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -169,6 +170,17 @@ def backprop_row(method: str, run, learn: torch.Tensor, test: torch.Tensor, lrs)
     return method, ppl, secs + select_s, tps, nbytes, f"lr {lr:g} chosen on held-out Austen windows {tried}"
 
 
+def wait_for_readout(name: str, minutes: float) -> None:
+    """Wait up to ``minutes`` for the readout ``name`` to be complete (its model card, written last
+    by ``benchmarks/lm_general_readout.py``, exists), so this run can start while it is trained."""
+    from faast.lm.pretrained import HERE
+
+    folder = Path(name) if Path(name).is_dir() else HERE / name
+    deadline = time.monotonic() + 60 * minutes
+    while not (folder / "README.md").is_file() and time.monotonic() < deadline:
+        time.sleep(20)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
@@ -179,6 +191,12 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=2048, help="context for the in-context row")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--skip", default="", help="rows to skip: lora,linear,knn,icl")
+    ap.add_argument(
+        "--wait-adapter",
+        type=float,
+        default=0,
+        help="minutes to wait for --adapter to be trained (its rows come last)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -223,18 +241,6 @@ def main() -> None:
     ppl, tps = timed_ppl(fm, test)
     add("output memory (defaults) + Austen fast weights", ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
     fm.unload()
-
-    if args.adapter:
-        fr = FaastModel.from_pretrained(model, args.adapter)
-        for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
-            fr.reset_projection()
-            with Timer() as t:
-                learn_windows(fr, windows, batch_size=args.batch_size)
-                fr.compile_fast_weights()
-            ppl, tps = timed_ppl(fr, test)
-            size = fr.fast_weight_nbytes()
-            add(f"readout {args.adapter} + {name} fast weights", ppl, t.s, tps, size["compiled"])
-        fr.unload()
 
     if "icl" not in skip:
         keep = args.context - test.shape[1]
@@ -313,6 +319,19 @@ def main() -> None:
                 "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)", lora_run, learn, test, LORA_LRS
             )
         )
+
+    if args.adapter:  # last, so that a readout still being trained can be waited for
+        wait_for_readout(args.adapter, args.wait_adapter)
+        fr = FaastModel.from_pretrained(model, args.adapter)
+        for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
+            fr.reset_projection()
+            with Timer() as t:
+                learn_windows(fr, windows, batch_size=args.batch_size)
+                fr.compile_fast_weights()
+            ppl, tps = timed_ppl(fr, test)
+            size = fr.fast_weight_nbytes()
+            add(f"readout {args.adapter} + {name} fast weights", ppl, t.s, tps, size["compiled"])
+        fr.unload()
 
     command = "python benchmarks/lm_domain.py " + shlex.join(sys.argv[1:])
     meta = {
