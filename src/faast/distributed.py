@@ -24,6 +24,7 @@ Environment: ``FAAST_DIST_TIMEOUT`` (seconds a collective waits for the other pr
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import json
@@ -329,7 +330,9 @@ def init(
     Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` (set by
     ``torchrun``, on one machine or many). Without them (a plain ``python`` run) nothing is
     initialised and the context has ``world_size`` 1. A process group that is already
-    initialised is adopted as it is. Calling it again returns the same context.
+    initialised is adopted as it is. Calling it again returns the same context. A group joined
+    here is left when the process exits (or at :func:`shutdown`), so several commands can run
+    one after the other in the same processes.
 
     Parameters
     ----------
@@ -371,6 +374,7 @@ def init(
                 backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
             )
             _OWNS_GROUP = True
+            atexit.register(shutdown)  # commands need not leave the group themselves
         except (RuntimeError, ValueError) as exc:
             raise DistributedError(
                 f"rank {rank}/{world}: could not join the process group at "
