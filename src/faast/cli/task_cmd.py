@@ -14,6 +14,11 @@ and ``output`` fields). ``learn`` writes the task into the same fast-weight file
 learn`` (other tasks in the file are kept) together with its template, labels and the read-out
 chosen by cross-validation on the examples. Without ``--fast-weights``, ``classify``/``generate``/
 ``evaluate`` run the base model zero-shot with ``--template`` (and ``--labels``).
+
+Under ``torchrun`` every command runs unchanged (:mod:`faast.distributed`): ``learn`` shards the
+learning and the cross-validation scoring of each fold over the processes (one process's result);
+``classify``, ``generate`` and ``evaluate`` give each process its block of the inputs and gather
+the results in order. Rank 0 alone prints progress and writes files.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faast.cli.lm_cmd import _load, _model_args
+
+if TYPE_CHECKING:
+    from faast.distributed import Dist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,12 +134,16 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
     from faast.lm.task import TaskModel, TaskSpec
 
+    dist = _init(args)
     examples = read_examples(args.examples)
     fm, tok = _load(args, {}, ReadConfig())
     task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
-    print(
-        f"[faast] learning {len(examples)} examples of {args.examples} ({args.pairs} pairs): {fm}", flush=True
-    )
+    if dist.is_main:
+        where = f" on {dist.world_size} processes" if dist.active else ""
+        print(
+            f"[faast] learning {len(examples)} examples of {args.examples} ({args.pairs} pairs){where}: {fm}",
+            flush=True,
+        )
     start = time.perf_counter()
     report = task.fit(
         examples,
@@ -140,15 +152,38 @@ def run_learn(args: argparse.Namespace) -> int:
         max_validation=args.max_validation,
         seed=args.seed,
         batch_size=args.batch_size,
+        progress=dist.is_main,
+        distributed=dist.active,
     )
     seconds = time.perf_counter() - start
-    task.save(args.out, args.task)
+    if dist.is_main:
+        task.save(args.out, args.task)
+    dist.barrier()  # the file is written before any process can look for it
+    if not dist.is_main:
+        return 0
     kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
     print(
         f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
     )
     return 0
+
+
+def _init(args: argparse.Namespace) -> Dist:
+    """The process group of a ``torchrun`` launch (a single process otherwise); with nccl the
+    model goes to this process's GPU unless ``--device`` says otherwise."""
+    from faast import distributed
+
+    dist = distributed.init()
+    if args.device is None and dist.backend == "nccl":
+        args.device = str(dist.device)
+    return dist
+
+
+def _dist() -> Dist:
+    from faast import distributed
+
+    return distributed.current()
 
 
 def _task_model(args: argparse.Namespace):
@@ -181,20 +216,52 @@ def _task_model(args: argparse.Namespace):
 def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     from faast.lm.examples import write_rows
 
+    if not _dist().is_main:
+        return
     out = write_rows(path, rows, columns)
     print(f"[faast] wrote {len(rows)} predictions to {out}", file=sys.stderr)
 
 
 def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list[list[float]]]:
+    """(best label, log-probability of every label) per input; under ``torchrun`` each process
+    scores its block of the inputs and the (n, L) float64 scores are gathered in order."""
+    import torch
+
+    dist = _dist()
     labels = task._labels(None)
-    scores = task.label_scores(inputs, labels, batch_size=batch_size, progress=True)
+    mine = list(dist.shard(inputs))
+    scores = torch.zeros(0, len(labels), dtype=torch.float64)
+    if mine:
+        scores = task.label_scores(mine, labels, batch_size=batch_size, progress=dist.is_main).cpu()
+    scores = dist.gather_rows(scores, len(inputs))
     best = scores.argmax(dim=1).tolist()
     return [labels[i] for i in best], scores.tolist()
+
+
+def _generate(task, inputs: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy outputs; under ``torchrun`` each process generates for its block, gathered in order."""
+    dist = _dist()
+    mine = list(dist.shard(inputs))
+    outs = (
+        task.generate(mine, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=dist.is_main)
+        if mine
+        else []
+    )
+    return [out for block in dist.all_gather_json(outs) for out in block]
+
+
+def _answer_nll(task, examples: list[Any], batch_size: int) -> tuple[float, int]:
+    """(summed NLL, answer tokens) of the examples; under ``torchrun`` summed over the blocks."""
+    dist = _dist()
+    mine = list(dist.shard(examples))
+    nll, tokens = task.answer_nll(mine, batch_size=batch_size) if mine else (0.0, 0)
+    return dist.sum(nll), round(dist.sum(tokens))
 
 
 def run_classify(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
+    _init(args)
     task = _task_model(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     preds, scores = _classify(task, inputs, args.batch_size)
@@ -210,9 +277,10 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
+    _init(args)
     task = _task_model(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
-    outs = task.generate(inputs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    outs = _generate(task, inputs, args.max_new_tokens, args.batch_size)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
     _write_predictions(args.out, rows, ["input", "prediction"])
     return 0
@@ -222,6 +290,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from faast.eval.text_metrics import label_accuracy, translation_scores
     from faast.lm.examples import read_examples
 
+    dist = _init(args)
     task = _task_model(args)
     examples = read_examples(args.examples)
     inputs = [e.input for e in examples]
@@ -235,9 +304,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result.update(label_accuracy(preds, refs))
         summary = f"accuracy {100 * result['accuracy']:.2f} % ± {100 * result['ci95']:.2f} (95 % CI)"
     else:
-        preds = task.generate(inputs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        preds = _generate(task, inputs, args.max_new_tokens, args.batch_size)
         result.update(translation_scores(preds, refs))
-        nll, tokens = task.answer_nll(examples, batch_size=args.batch_size)
+        nll, tokens = _answer_nll(task, examples, args.batch_size)
         result["answer_nll_per_token"] = nll / tokens
         summary = (
             f"BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f}, "
@@ -248,6 +317,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             {"input": x, "prediction": p, "reference": r} for x, p, r in zip(inputs, preds, refs, strict=True)
         ]
         _write_predictions(args.predictions, rows, ["input", "prediction", "reference"])
+    if not dist.is_main:
+        return 0
     if args.json:
         from faast.io import save_json
 

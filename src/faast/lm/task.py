@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+import faast.distributed
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.examples import Example, distinct_outputs
@@ -286,6 +287,7 @@ class TaskModel:
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
+        distributed: bool = False,
     ) -> FitReport:
         """Learn ``examples`` and choose how to read them by cross-validation on them.
 
@@ -298,8 +300,13 @@ class TaskModel:
         of the answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small
         folds. Then the memory holds every example and is read with the winner. Each example runs
         through the model once (its states are kept for the duration of the fit).
+        distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
+        examples; each learns its block of them (in every fold and at the end) and scores its block
+        of each fold, the statistics are all-reduced and the scores gathered in order, so every
+        process chooses the same read-out and ends with the fast weights of one process.
         """
         examples = _checked(examples, outputs=True)
+        dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
         candidates = list(candidates or default_candidates())
         temporary = self._learn_cache is None
@@ -313,7 +320,7 @@ class TaskModel:
             criterion: dict[str, float] = {}
             if held:
                 chosen, scores, criterion, metric = self._cross_validate(
-                    examples, held, folds, candidates, batch_size, progress
+                    examples, held, folds, candidates, batch_size, progress, dist
                 )
             else:
                 chosen, scores, metric = (
@@ -322,7 +329,7 @@ class TaskModel:
                     f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})",
                 )
             self.reset()
-            pairs = self.learn(examples, batch_size=batch_size, progress=progress)
+            pairs = self._learn_block(examples, set(), dist, batch_size, progress)
         finally:
             if temporary:
                 self._learn_cache = None
@@ -357,6 +364,7 @@ class TaskModel:
         candidates: Sequence[ReadCandidate],
         batch_size: int,
         progress: bool,
+        dist: faast.distributed.Dist,
     ) -> tuple[ReadCandidate, dict[str, float], dict[str, float], str]:
         """Score every candidate on ``held`` in ``folds`` folds, each with the others learned:
         (best, scores, mean log-likelihood per candidate, description)."""
@@ -369,18 +377,12 @@ class TaskModel:
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
         )
         for part in parts:
-            ids = {id(e) for e in part}
             self.reset()
-            self.learn([e for e in examples if id(e) not in ids], batch_size=batch_size, progress=False)
-            batches = self._validation_batches(part)
-            states = None if self.model.middle_memories else [self._states(b) for b in batches]
-            for cand in candidates:
-                self.use(cand)
-                per_batch = states if states is not None else [self._states(b) for b in batches]
-                loglik, right, n = self._validation_score(part, batches, per_batch)
-                values[cand.name].append(loglik)
-                correct[cand.name] += right
-                bar.update(1)
+            self._learn_block(examples, {id(e) for e in part}, dist, batch_size, False)
+            loglik, right, n = self._score_fold(part, candidates, dist, bar)
+            for j, cand in enumerate(candidates):
+                values[cand.name].append(loglik[:, j])
+                correct[cand.name] += int(right[j])
             sizes.append(n)
         bar.close()
         count = torch.cat(sizes).sum()
@@ -400,6 +402,49 @@ class TaskModel:
                 f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){guard}"
             )
         return best, scores, mean, metric
+
+    def _learn_block(
+        self,
+        examples: list[Example],
+        skip: set[int],
+        dist: faast.distributed.Dist,
+        batch_size: int,
+        progress: bool,
+    ) -> int:
+        """Learn ``examples`` except those whose ``id`` is in ``skip``; returns the pair count. With
+        several processes each learns the examples of its block of ``examples`` (the same block in
+        every fold, so its cached states serve every fold) and the statistics are all-reduced."""
+        if not dist.active:
+            return self.learn(
+                [e for e in examples if id(e) not in skip], batch_size=batch_size, progress=progress
+            )
+        mine = [examples[i] for i in dist.shard_range(len(examples)) if id(examples[i]) not in skip]
+        with dist.reduce_learning(self):
+            pairs = self.learn(mine, batch_size=batch_size, progress=progress) if mine else 0
+        return round(dist.sum(pairs))
+
+    def _score_fold(
+        self, part: list[Example], candidates: Sequence[ReadCandidate], dist: faast.distributed.Dist, bar: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score every candidate on the held-out ``part``: (log-likelihood (len(part), C) float64,
+        right answers (C,), items per example (len(part),)). Each process scores its block of
+        ``part``; the blocks are gathered in order, so every process gets the same numbers."""
+        mine = list(dist.shard(part))
+        loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
+        right = torch.zeros(len(candidates), dtype=torch.float64)
+        items = torch.zeros(len(mine), dtype=torch.float64)
+        if mine:
+            batches = self._validation_batches(mine)
+            states = None if self.model.middle_memories else [self._states(b) for b in batches]
+            for j, cand in enumerate(candidates):
+                self.use(cand)
+                per_batch = states if states is not None else [self._states(b) for b in batches]
+                ll, hits, items = self._validation_score(mine, batches, per_batch)
+                loglik[:, j], right[j] = ll.cpu(), hits
+                bar.update(1)
+        loglik = dist.gather_rows(loglik, len(part))
+        items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
+        return loglik, dist.all_reduce_(right, what="right answers"), items
 
     def _validation_batches(self, part: list[Example]) -> list[_Batch]:
         if self.spec.labels is not None:
