@@ -11,6 +11,10 @@ JSON (:mod:`faast.classifier_io`, no pickle) that records which encoder made its
     faast classify forget photos/wrong --model my-model           # remove them again, exactly
     faast classify predict photos/new --model my-model --out predictions.csv
     faast classify fit feats.csv --label-column y --model m2      # or a features file
+
+Under ``torchrun`` (:mod:`faast.distributed`) ``fit`` and ``partial-fit`` run unchanged: the images
+are encoded in parallel (rank 0 writes the feature cache), each process learns its block of the
+examples, one all-reduce sums the statistics, and rank 0 alone saves the classifier and prints.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import csv
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from faast.distributed import Dist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,9 +96,10 @@ def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
 
 
 def _read(
-    args: argparse.Namespace, source: dict[str, Any] | None
+    args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
 ) -> tuple[Any, np.ndarray | None, list[str], dict]:
-    """(features (n, d) tensor, labels or None, row ids, description of the source)."""
+    """(features (n, d) tensor, labels or None, row ids, description of the source); under
+    ``torchrun`` the images are encoded in parallel and every process gets all the features."""
     data = Path(args.data)
     if data.is_dir():
         from faast.assets.core import cache_dir
@@ -111,7 +119,12 @@ def _read(
         dataset, paths, labelled = load_image_folder(data, encoder.resolution)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
-            encoder, dataset, cache, batch_size=args.batch_size, progress=sys.stderr.isatty()
+            encoder,
+            dataset,
+            cache,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+            distributed=dist.active,
         )
         labels = np.asarray(dataset.classes)[dataset.labels] if labelled else None
         desc = {
@@ -144,29 +157,44 @@ def _need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndar
 
 # ----------------------------------------------------------------- actions
 def run(args: argparse.Namespace) -> int:
+    from faast import distributed
     from faast.classifier import FaastClassifier
     from faast.classifier_io import load_classifier, save_classifier
 
+    dist = distributed.init()
     if args.action == "fit":
-        feats, labels, _, source = _read(args, None)
+        feats, labels, _, source = _read(args, None, dist)
         labels = _need_labels(labels, args)
         from faast.solver import Cut
 
         cut = Cut.parse(args.cut)
         params = _cut_params(cut)
         start = time.perf_counter()
+        from faast.classifier import ROWS_KEPT
+
+        key_dim = args.random_features or int(feats.shape[1])
+        shard = _shard(dist, len(labels) <= ROWS_KEPT * key_dim)
         clf = FaastClassifier(
-            **params, normalize_keys=args.normalize, random_features=args.random_features
-        ).fit(feats, labels)
+            **params,
+            normalize_keys=args.normalize,
+            random_features=args.random_features,
+            distributed=shard,
+        ).fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
-        save_classifier(clf, args.model, {"source": source})
-        print(_summary(clf, f"fitted on {len(labels)} examples in {fit_s * 1e3:.1f} ms", args.model))
+        clf.distributed = False  # saved as a plain classifier
+        if dist.is_main:
+            save_classifier(clf, args.model, {"source": source})
+            where = f" on {dist.world_size} processes" if shard else ""
+            print(
+                _summary(clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model)
+            )
+        dist.barrier()  # the classifier is saved before any process can look for it
         return 0
     clf, meta = load_classifier(args.model)
     source = meta.get("source")
     if not isinstance(source, dict):
         raise ValueError(f"{args.model}: the saved classifier does not say what its features are")
-    feats, labels, ids, _ = _read(args, source)
+    feats, labels, ids, _ = _read(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = _need_labels(labels, args)
         unknown = sorted(set(labels.tolist()) - set(clf.classes_.tolist()))
@@ -177,14 +205,38 @@ def run(args: argparse.Namespace) -> int:
             )
         labels = labels.astype(clf.classes_.dtype)
         if args.action == "partial-fit":
-            clf.partial_fit(feats, labels)
-        else:
+            stats = clf.memory_.stats
+            kept = stats.kept_rows() is not None and stats.count + len(labels) <= stats.dual_max_pairs
+            clf.distributed = _shard(dist, kept)  # each process adds its block; the statistics are summed
+            clf.partial_fit(*_block(dist, feats, labels, clf.distributed))
+            clf.distributed = False
+        else:  # every process forgets all the examples (the same result everywhere)
             clf.forget(feats, labels)
-        save_classifier(clf, args.model, meta)
-        verb = "added" if args.action == "partial-fit" else "forgot"
-        print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
+        if dist.is_main:
+            save_classifier(clf, args.model, meta)
+            verb = "added" if args.action == "partial-fit" else "forgot"
+            print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
+        dist.barrier()  # the classifier is saved before any process can look for it
+        return 0
+    if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, args)
+
+
+def _shard(dist: Dist, rows_kept: bool) -> bool:
+    """Whether the processes fit their blocks of the examples and all-reduce the statistics: under
+    ``torchrun``, unless the classifier keeps its float64 rows (n ≤ 2·n_features afterwards). The
+    all-reduce does not carry rows, and ``--cut auto`` scores exact leave-one-out on them (GCV
+    without) and ``forget`` matches them, so then every process fits all the (few) examples itself
+    and holds one process's classifier, rows included."""
+    return dist.active and not rows_kept
+
+
+def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any, np.ndarray]:
+    """This process's contiguous block of the (features (n, d), labels (n,)) rows (may be empty),
+    or all of them when not ``shard``."""
+    rows = dist.shard_range(len(labels)) if shard else range(len(labels))
+    return feats[rows.start : rows.stop], labels[rows.start : rows.stop]
 
 
 def _cut_params(cut: Any) -> dict[str, Any]:
