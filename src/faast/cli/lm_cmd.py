@@ -357,11 +357,18 @@ def run_perplexity(args: argparse.Namespace) -> int:
 
 
 def run_stream(args: argparse.Namespace) -> int:
+    """Score, then learn, each chunk of a text. Under ``torchrun`` every process scores each chunk
+    and learns its share of the chunk's pairs, the statistics are summed across processes
+    (:mod:`faast.distributed`); rank 0 prints and writes."""
+    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.stream import stream_chunks, summarize
     from faast.lm.stream_report import plot_stream, write_stream_csv
     from faast.lm.text import encode, read_text
 
+    dist = distributed.init()
+    if args.device is None and dist.backend == "nccl":
+        args.device = str(dist.device)
     fm, tok = _load(args, *_layout_and_read(args, {}))
     ids = encode(tok, read_text(args.text))
     rows = stream_chunks(
@@ -372,7 +379,12 @@ def run_stream(args: argparse.Namespace) -> int:
         max_chunks=args.max_chunks,
         score_base=not args.no_base,
         context=args.context,
+        progress=dist.is_main,
+        distributed=dist.active,
     )
+    if not dist.is_main:
+        dist.barrier()  # wait for rank 0's files, so that no process looks for them before
+        return 0
     if args.csv:
         path = write_stream_csv(args.csv, rows)
         plot_stream(
@@ -380,6 +392,7 @@ def run_stream(args: argparse.Namespace) -> int:
         )
     if args.out:
         fm.save_fast_weights(args.out, task=args.task)
+    dist.barrier()
     print(json.dumps({"chunks": len(rows), "parts": summarize(rows)}, indent=1))
     return 0
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+import faast.distributed
+
 
 @dataclass
 class StreamChunk:
@@ -101,6 +103,7 @@ def stream_chunks(
     learn: bool = True,
     progress: bool = True,
     on_chunk: Callable[[StreamChunk], None] | None = None,
+    distributed: bool = False,
 ) -> list[StreamChunk]:
     """Score then learn each chunk of ``ids`` (1-D token stream) in order.
 
@@ -111,7 +114,11 @@ def stream_chunks(
     precede it (a sliding in-context window; 0: not measured).
     learn: False scores every chunk with the fast weights as they are (e.g. after a full read).
     on_chunk: called with each chunk's result as soon as it is known (progress, checkpoints).
+    distributed: under ``torchrun`` (:mod:`faast.distributed`) every process scores each chunk
+    (the same numbers everywhere) and learns its block of the chunk's pairs, the statistics are
+    all-reduced after each chunk: every process reads the fast weights of one process.
     """
+    dist = faast.distributed.current() if distributed else faast.distributed.Dist()
     start_ids = [int(t) for t in start_ids]
     if context < 0:
         raise ValueError(f"context must be ≥ 0 tokens, got {context}")
@@ -131,14 +138,26 @@ def stream_chunks(
                     before = ids[max(0, offset - context) : offset].tolist()
                     row.context_nll = _chunk_nll(model, start_ids + before, piece, first)[0] / n
         if learn:
-            device = next(model.parameters()).device
-            row.pairs_learned = model.learn(
-                input_ids=torch.tensor([[*start_ids, *piece.tolist()]], device=device)
-            )
+            seq = torch.tensor([[*start_ids, *piece.tolist()]], device=next(model.parameters()).device)
+            row.pairs_learned = _learn_chunk(model, seq, dist)
         rows.append(row)
         if on_chunk is not None:
             on_chunk(row)
     return rows
+
+
+def _learn_chunk(model: Any, seq: torch.Tensor, dist: faast.distributed.Dist) -> int:
+    """Learn the (1, T) sequence ``seq``; returns its pair count. With several processes each
+    runs the forward pass and learns its contiguous block of the T − 1 pairs (a pair mask), and
+    the statistics are all-reduced, so every process holds what one process learns."""
+    if not dist.active:
+        return model.learn(input_ids=seq)
+    block = dist.shard_range(seq.shape[1] - 1)
+    mask = torch.zeros(1, seq.shape[1] - 1, dtype=torch.bool, device=seq.device)
+    mask[0, block.start : block.stop] = True
+    with dist.reduce_learning(model):
+        pairs = model.learn(input_ids=seq, pair_mask=mask) if len(block) else 0
+    return round(dist.sum(pairs))
 
 
 def summarize(rows: Sequence[StreamChunk], parts: int = 4) -> list[dict[str, float]]:
