@@ -8,6 +8,7 @@ code under test joins the group exactly as it would under the launcher. With no 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -171,6 +172,12 @@ def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
             from faast.cli import main
 
             if main(cli) != 0:
+                raise SystemExit(1)
+    elif scenario == "commands":  # `faast` command lines (a JSON list of argv lists), one after another
+        from faast.cli import main
+
+        for argv in json.loads(cli[0]):
+            if main(argv) != 0:
                 raise SystemExit(1)
     elif scenario == "fail":  # rank 1 fails before the collective; the others must not hang
         if d.rank == 1:

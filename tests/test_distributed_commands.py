@@ -1,0 +1,225 @@
+"""`faast task`, `faast classify fit/partial-fit` and `faast lm stream` run unchanged under
+``torchrun`` and give what one process gives.
+
+Two groups start at once (the machine runs them side by side while the test process computes the
+single-process references): ``torchrun --nproc_per_node 2`` runs the task and stream commands on a
+tiny float64 word-level model, and 3 processes started the way torchrun starts them run the
+classify commands (a features file of 2 rows: a process with no data; 12 images: an uneven split).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from faast.classifier_io import load_classifier
+from faast.cli import main
+from faast.lm.fastweights import read_file
+from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port, _stop, _wait
+
+TEMPLATE = "{input} w90"
+
+
+@dataclass
+class Runs:
+    """The fixtures, the command lines (with ``{out}`` for the output folder) and the processes."""
+
+    tmp: Path
+    lm_cmds: list[list[str]]
+    clf_cmds: list[list[str]]
+    torchrun: subprocess.Popen
+    three: list[subprocess.Popen]
+    started: float
+
+
+def _fill(cmds: list[list[str]], out: Path) -> list[list[str]]:
+    return [[arg.replace("{out}", str(out)) for arg in cmd] for cmd in cmds]
+
+
+def _lm_commands(tmp: Path) -> list[list[str]]:
+    """task learn (20 examples, 2 folds of 5 held out: 3 + 2 per process), classify, evaluate,
+    generate; lm stream (the last chunk has one pair: a process learns nothing from it)."""
+    from tests.lm_wordlevel import WORDS, save_tiny_model
+
+    model = save_tiny_model(tmp / "model")
+    rows = []
+    for i in range(25):
+        words = [WORDS[10 + (i * 7 + j) % 60] for j in range(3)]
+        rows.append(" ".join(words) + ("\tw5" if (10 + i * 7) % 2 == 0 else "\tw6"))
+    (tmp / "train.tsv").write_text("\n".join(rows[:20]) + "\n")
+    (tmp / "test.tsv").write_text("\n".join(rows[20:]) + "\n")
+    (tmp / "book.txt").write_text(" ".join(WORDS[(i * 3) % 30] for i in range(202)))
+    base = ["--model", str(model), "--dtype", "float64", "--threads", "1"]
+    fw = ["--fast-weights", "{out}/task.safetensors", "--task", "parity"]
+    train, test = ["--examples", str(tmp / "train.tsv")], ["--inputs", str(tmp / "test.tsv")]
+    learn = ["--out", "{out}/task.safetensors", "--task", "parity", "--template", TEMPLATE, "--folds", "2"]
+    evaluate = ["--examples", str(tmp / "test.tsv"), "--json", "{out}/eval.json"]
+    stream = ["--text", str(tmp / "book.txt"), "--chunk", "40", "--context", "40", "--weight", "0.8"]
+    return [
+        ["task", "learn", *base, *train, *learn, "--batch-size", "4"],
+        ["task", "classify", *base, *fw, *test, "--out", "{out}/pred.jsonl"],
+        ["task", "evaluate", *base, *fw, *evaluate, "--predictions", "{out}/eval.tsv"],
+        ["task", "generate", *base, *fw, *test, "--out", "{out}/gen.tsv", "--max-new-tokens", "3"],
+        ["lm", "stream", *base, *stream, "--csv", "{out}/stream.csv", "--out", "{out}/stream.safetensors"],
+    ]
+
+
+def _classify_commands(tmp: Path) -> list[list[str]]:
+    """fit on 10 rows of 2 features (sharded 4 + 3 + 3), partial-fit 2 more (one process has none);
+    fit 12 images (48 features: the rows are kept, every process fits them all) through the
+    feature cache and partial-fit 6 more; predict. The default cut (auto) throughout."""
+    from tests.test_classify_cli import _image_folder
+
+    rng = np.random.default_rng(4)
+    for name, n in (("first", 10), ("more", 2)):
+        feats = rng.normal(size=(n, 2))
+        labels = ["ab"[i % 2] for i in range(n)]
+        lines = ["f0,f1,label"] + [
+            ",".join(f"{x:.6f}" for x in row) + f",{y}" for row, y in zip(feats, labels, strict=True)
+        ]
+        (tmp / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    _image_folder(tmp / "images", 4, 0)
+    _image_folder(tmp / "more_images", 2, 1)
+    cache = ["--cache-dir", "{out}/cache"]
+    pixels = ["--encoder", "pixels", "--resolution", "4"]
+    more = [str(tmp / "more_images"), "--model", "{out}/img", *cache]
+    return [
+        ["classify", "fit", str(tmp / "first.csv"), "--model", "{out}/feat"],
+        ["classify", "partial-fit", str(tmp / "more.csv"), "--model", "{out}/feat"],
+        ["classify", "fit", str(tmp / "images"), "--model", "{out}/img", *pixels, *cache],
+        ["classify", "partial-fit", *more],
+        ["classify", "predict", *more, "--out", "{out}/pred.csv", "--proba"],
+    ]
+
+
+def _scenario(world: int, out: Path, cmds: list[list[str]], port: str) -> list[subprocess.Popen]:
+    """``world`` processes of the commands scenario, with the environment torchrun would give them."""
+    procs = []
+    for rank in range(world):
+        env = _env(
+            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT="120",
+        )  # fmt: skip
+        cmd = [sys.executable, "-m", "tests.dist_scenarios", "commands", str(out), "0", json.dumps(cmds)]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
+    return procs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Iterator[Runs]:
+    tmp = tmp_path_factory.mktemp("commands")
+    lm_cmds, clf_cmds = _lm_commands(tmp), _classify_commands(tmp)
+    for name in ("two", "three"):
+        (tmp / name).mkdir()
+    two = _fill(lm_cmds, tmp / "two")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "tests.dist_scenarios",
+        "commands", str(tmp / "two"), "0", json.dumps(two),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    torchrun = subprocess.Popen(cmd, cwd=ROOT, env=_env(FAAST_DIST_TIMEOUT="120"), **PIPES)
+    three = _scenario(3, tmp / "three", _fill(clf_cmds, tmp / "three"), str(_free_port()))
+    yield Runs(tmp, lm_cmds, clf_cmds, torchrun, three, started)
+    _stop([torchrun, *three])
+
+
+def _close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: float = 1e-10) -> None:
+    """Same keys; float tensors equal to ``tol`` relative to the largest entry, others exactly."""
+    assert sorted(got) == sorted(want)
+    for key, w in want.items():
+        g = got[key]
+        assert g.shape == w.shape and g.dtype == w.dtype, key
+        if w.is_floating_point():
+            diff = (g.double() - w.double()).abs().max().item() if w.numel() else 0.0
+            assert diff <= tol * max(1.0, w.double().abs().max().item()), (key, diff)
+        else:
+            assert torch.equal(g, w), key
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*.safetensors"))
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
+
+
+def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_path):
+    """Under ``torchrun --nproc_per_node 2``: ``faast task learn`` (cross-validation folds learned
+    and scored in blocks) saves the fast weights of one process (1e-10) with the same chosen
+    read-out and scores; ``task classify/evaluate/generate`` write the same predictions; ``faast
+    lm stream`` writes the same per-chunk perplexities (1e-6) and final fast weights (1e-10).
+    Rank 0 alone prints."""
+    for argv in _fill(runs.lm_cmds, tmp_path):  # the references, while the processes run
+        assert main(argv) == 0, argv
+    code, printed, err = _wait([runs.torchrun], timeout=300)[0]
+    assert code == 0, err[-3000:]
+    two = runs.tmp / "two"
+    _close(load_file(two / "task.safetensors"), load_file(tmp_path / "task.safetensors"))
+    fit2 = read_file(two / "task.safetensors")[1]["parity"]["info"]["fit"]
+    fit1 = read_file(tmp_path / "task.safetensors")[1]["parity"]["info"]["fit"]
+    assert fit2["chosen_name"] == fit1["chosen_name"] and fit2["pairs"] == fit1["pairs"]
+    assert fit2["scores"].keys() == fit1["scores"].keys()
+    for name, value in fit1["criterion"].items():
+        assert fit2["criterion"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert printed.count("wrote task 'parity'") == 1 and "on 2 processes" in printed
+
+    pred1 = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    pred2 = [json.loads(x) for x in (two / "pred.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in pred2] == [r["prediction"] for r in pred1] and len(pred1) == 5
+    for a, b in zip(pred1, pred2, strict=True):
+        assert json.loads(b["log_probs"]) == pytest.approx(json.loads(a["log_probs"]), rel=1e-9)
+    assert json.loads((two / "eval.json").read_text()) == json.loads((tmp_path / "eval.json").read_text())
+    assert _csv(two / "eval.tsv") == _csv(tmp_path / "eval.tsv")
+    assert _csv(two / "gen.tsv") == _csv(tmp_path / "gen.tsv")
+
+    rows1, rows2 = _csv(tmp_path / "stream.csv"), _csv(two / "stream.csv")
+    assert len(rows1) == 6 and [r["pairs_learned"] for r in rows2] == [r["pairs_learned"] for r in rows1]
+    for a, b in zip(rows1, rows2, strict=True):
+        for col in ("ppl", "base_ppl", "context_ppl"):
+            assert np.log(float(b[col])) == pytest.approx(np.log(float(a[col])), abs=1e-6), col
+    _close(load_file(two / "stream.safetensors"), load_file(tmp_path / "stream.safetensors"))
+    assert printed.count('"chunks": 6') == 1  # the stream summary, from rank 0 only
+
+
+def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs, tmp_path):
+    """3 processes: ``faast classify fit`` on 10 feature rows (an uneven split) and ``partial-fit``
+    of 2 more (one process has none); ``fit`` of 12 images (encoded 4 per process) through the
+    feature cache, which rank 0 alone writes, and ``partial-fit`` of 6 more (kept rows: not
+    sharded, so that the default cut scores leave-one-out as one process does): the saved
+    classifiers equal one process's (coefficients to 1e-10, cut, counts and classes exactly);
+    rank 0 alone prints and writes the predictions."""
+    for argv in _fill(runs.clf_cmds, tmp_path):
+        assert main(argv) == 0, argv
+    results = _wait(runs.three, timeout=300)
+    for rank, (code, _, err) in enumerate(results):
+        assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
+    three = runs.tmp / "three"
+    for name in ("feat", "img"):
+        got, want = load_classifier(three / name)[0], load_classifier(tmp_path / name)[0]
+        assert np.array_equal(got.classes_, want.classes_)
+        assert np.array_equal(got.class_count_, want.class_count_)
+        np.testing.assert_allclose(got.coef_, want.coef_, rtol=0, atol=1e-10 * np.abs(want.coef_).max())
+        assert (got.rank_, got.ridge_) == (want.rank_, want.ridge_)
+    assert _csv(three / "pred.csv") == _csv(tmp_path / "pred.csv")
+    cached = _files(three / "cache")
+    assert cached == _files(tmp_path / "cache") and cached
+    for rel in cached:  # the features rank 0 wrote are one process's
+        _close(load_file(three / "cache" / rel), load_file(tmp_path / "cache" / rel), tol=0.0)
+    printed = "".join(out for _, out, _ in results)
+    assert printed.count("[faast] fitted on") == 2 and printed.count("[faast] added") == 2
+    assert "fitted on 10 examples on 3 processes" in printed and "fitted on 12 examples in" in printed
+    assert printed.count("[faast] predicted") == 1
