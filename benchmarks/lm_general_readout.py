@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from faast import distributed
 from faast.assets.text import bible_pairs, gutenberg_books, movie_review_sentences, shakespeare_texts
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
@@ -168,6 +169,8 @@ def main() -> None:
     t0 = time.perf_counter()
     log = train_readout(fm, windows, cfg, checkpoint=args.checkpoint)
     train_s = time.perf_counter() - t0
+    if not distributed.current().is_main:  # under torchrun: rank 0 alone evaluates and writes
+        return
     results = evaluate(fm, tok, held, args)
     out = Path(args.out)
     fm.save_pretrained(out)

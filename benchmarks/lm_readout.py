@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from faast import distributed
 from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.text import encode, learn_windows, load_causal_lm, nll_and_hits, token_windows
@@ -121,6 +122,8 @@ def main() -> None:
     t0 = time.perf_counter()
     log = train_readout(fm, train, cfg)
     train_s = time.perf_counter() - t0
+    if not distributed.current().is_main:  # under torchrun: rank 0 alone evaluates and writes
+        return
     adapter = Path(args.out).with_name("lm_readout_adapter")
     fm.save_pretrained(adapter)
     out_mem = fm.output_memory
