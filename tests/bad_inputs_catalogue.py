@@ -1583,6 +1583,13 @@ def _generate(ctx: Ctx, fw: Path, *extra: str) -> list[str]:
     ]
 
 
+def _task_learn(ctx: Ctx, out: Path) -> list[str]:
+    if out.suffix != ".safetensors":
+        out.mkdir(exist_ok=True)
+    examples = ctx.text_file("task.tsv", b"w3 w4\tw5\nw6 w7\tw8\n")
+    return ["task", "learn", "--model", str(ctx.model_dir), "--examples", str(examples), "--out", str(out)]
+
+
 def _pairs_file(ctx: Ctx, **tensors: torch.Tensor) -> Path:
     from safetensors.torch import save_file
 
@@ -1604,6 +1611,16 @@ CLI = [
         "output directory cannot be created",
         lambda c: [*_learn(c)[:-4], "--out", str(c.file_as_dir()), "--window", "16"],
         r"blocker",
+    ),
+    CliCase(
+        "task learn: --out is a folder (refused before loading the model)",
+        lambda c: _task_learn(c, c.path("out-folder")),
+        r"the output path is a folder",
+    ),
+    CliCase(
+        "task learn: --out is not a fast-weight file",
+        lambda c: _task_learn(c, c.text_file("notfw.safetensors", b"hi")),
+        r"not a readable safetensors file",
     ),
     CliCase(
         "fast-weight file missing",

@@ -135,6 +135,8 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.task import TaskModel, TaskSpec
 
     dist = _init(args)
+    if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
+        _check_out(args.out, args.task)
     examples = read_examples(args.examples)
     fm, tok = _load(args, {}, ReadConfig())
     task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
@@ -167,6 +169,17 @@ def run_learn(args: argparse.Namespace) -> int:
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
     )
     return 0
+
+
+def _check_out(path: str, task: str) -> None:
+    """Refuse a bad task name, an unwritable path or an existing file that is not fast weights."""
+    from faast.io import check_writable
+    from faast.lm.fastweights import check_task_name, read_file
+
+    check_task_name(task)
+    check_writable(path)
+    if Path(path).exists():
+        read_file(path)  # the task is added to it: it must be a readable fast-weight file
 
 
 def _init(args: argparse.Namespace) -> Dist:
