@@ -162,7 +162,7 @@ def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_pat
     and scored in blocks) saves the fast weights of one process (1e-10) with the same chosen
     read-out and scores; ``task classify/evaluate/generate`` write the same predictions; ``faast
     lm stream`` writes the same per-chunk perplexities (1e-6) and final fast weights (1e-10).
-    Rank 0 alone prints."""
+    Rank 0 alone prints and shows progress."""
     for argv in _fill(runs.lm_cmds, tmp_path):  # the references, while the processes run
         assert main(argv) == 0, argv
     code, printed, err = _wait([runs.torchrun], timeout=300)[0]
@@ -172,10 +172,14 @@ def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_pat
     fit2 = read_file(two / "task.safetensors")[1]["parity"]["info"]["fit"]
     fit1 = read_file(tmp_path / "task.safetensors")[1]["parity"]["info"]["fit"]
     assert fit2["chosen_name"] == fit1["chosen_name"] and fit2["pairs"] == fit1["pairs"]
-    assert fit2["scores"].keys() == fit1["scores"].keys()
+    assert fit2["scores"] == fit1["scores"]  # the accuracy of every candidate
     for name, value in fit1["criterion"].items():
         assert fit2["criterion"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     assert printed.count("wrote task 'parity'") == 1 and "on 2 processes" in printed
+    bars = {"cross-validate read-outs:   0%": 1, "score labels:   0%": 2}
+    bars["stream: score, then learn:   0%"] = 1
+    for bar, count in bars.items():  # progress from rank 0 only (both ranks write to torchrun's stderr)
+        assert err.count(bar) == count, bar
 
     pred1 = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
     pred2 = [json.loads(x) for x in (two / "pred.jsonl").read_text().splitlines()]
