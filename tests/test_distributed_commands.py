@@ -48,8 +48,10 @@ def _fill(cmds: list[list[str]], out: Path) -> list[list[str]]:
 
 
 def _lm_commands(tmp: Path) -> list[list[str]]:
-    """task learn (20 examples, 2 folds of 5 held out: 3 + 2 per process), classify, evaluate,
-    generate; lm stream (the last chunk has one pair: a process learns nothing from it)."""
+    """task learn of labels (20 examples, 2 folds of 5 held out: 3 + 2 per process), classify and
+    evaluate (5 inputs: 3 + 2); task learn of free-form outputs into the same file (13 examples:
+    7 + 6) and evaluate (3 examples, generated 2 + 1); lm stream (the last chunk has one pair: a
+    process learns nothing from it)."""
     from tests.lm_wordlevel import WORDS, save_tiny_model
 
     model = save_tiny_model(tmp / "model")
@@ -59,18 +61,28 @@ def _lm_commands(tmp: Path) -> list[list[str]]:
         rows.append(" ".join(words) + ("\tw5" if (10 + i * 7) % 2 == 0 else "\tw6"))
     (tmp / "train.tsv").write_text("\n".join(rows[:20]) + "\n")
     (tmp / "test.tsv").write_text("\n".join(rows[20:]) + "\n")
+    shift = [
+        {"input": f"{WORDS[i]} {WORDS[i + 1]}", "output": f"{WORDS[i + 2]} {WORDS[i + 3]}"} for i in range(13)
+    ]
+    (tmp / "shift.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shift))
+    (tmp / "shift_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shift[:3]))
     (tmp / "book.txt").write_text(" ".join(WORDS[(i * 3) % 30] for i in range(202)))
     base = ["--model", str(model), "--dtype", "float64", "--threads", "1"]
     fw = ["--fast-weights", "{out}/task.safetensors", "--task", "parity"]
     train, test = ["--examples", str(tmp / "train.tsv")], ["--inputs", str(tmp / "test.tsv")]
     learn = ["--out", "{out}/task.safetensors", "--task", "parity", "--template", TEMPLATE, "--folds", "2"]
     evaluate = ["--examples", str(tmp / "test.tsv"), "--json", "{out}/eval.json"]
+    free = ["--out", "{out}/task.safetensors", "--task", "shift", "--template", TEMPLATE, "--labels", "none"]
+    free_eval = ["--fast-weights", "{out}/task.safetensors", "--task", "shift", "--max-new-tokens", "3"]
+    free_eval += ["--examples", str(tmp / "shift_test.jsonl"), "--json", "{out}/eval_shift.json"]
+    free_eval += ["--predictions", "{out}/gen.tsv"]  # greedy outputs, generated in blocks
     stream = ["--text", str(tmp / "book.txt"), "--chunk", "40", "--context", "40", "--weight", "0.8"]
     return [
         ["task", "learn", *base, *train, *learn, "--batch-size", "4"],
         ["task", "classify", *base, *fw, *test, "--out", "{out}/pred.jsonl"],
         ["task", "evaluate", *base, *fw, *evaluate, "--predictions", "{out}/eval.tsv"],
-        ["task", "generate", *base, *fw, *test, "--out", "{out}/gen.tsv", "--max-new-tokens", "3"],
+        ["task", "learn", *base, "--examples", str(tmp / "shift.jsonl"), *free, "--folds", "3"],
+        ["task", "evaluate", *base, *free_eval],
         ["lm", "stream", *base, *stream, "--csv", "{out}/stream.csv", "--out", "{out}/stream.safetensors"],
     ]
 
@@ -125,7 +137,8 @@ def runs(tmp_path_factory) -> Iterator[Runs]:
     two = _fill(lm_cmds, tmp / "two")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "tests.dist_scenarios",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "--log-dir", str(tmp / "logs"),
+        "--redirects", "3", "-m", "tests.dist_scenarios",
         "commands", str(tmp / "two"), "0", json.dumps(two),
     ]  # fmt: skip
     started = time.perf_counter()
@@ -148,6 +161,11 @@ def _close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: flo
             assert torch.equal(g, w), key
 
 
+def _log(logs: dict[str, Path], name: str) -> str:
+    """What every rank wrote to ``name`` (stdout or stderr; torchrun ``--redirects``), in rank order."""
+    return "".join((logs[rank] / f"{name}.log").read_text() for rank in sorted(logs))
+
+
 def _files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*.safetensors"))
 
@@ -160,26 +178,29 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_path):
     """Under ``torchrun --nproc_per_node 2``: ``faast task learn`` (cross-validation folds learned
     and scored in blocks) saves the fast weights of one process (1e-10) with the same chosen
-    read-out and scores; ``task classify/evaluate/generate`` write the same predictions; ``faast
+    read-out and scores, for labels and free-form outputs; ``task classify`` and ``evaluate``
+    write the same predictions, greedy outputs and scores (answer NLL to 1e-9); ``faast
     lm stream`` writes the same per-chunk perplexities (1e-6) and final fast weights (1e-10).
     Rank 0 alone prints and shows progress."""
     for argv in _fill(runs.lm_cmds, tmp_path):  # the references, while the processes run
         assert main(argv) == 0, argv
-    code, printed, err = _wait([runs.torchrun], timeout=300)[0]
-    assert code == 0, err[-3000:]
+    code, _, err = _wait([runs.torchrun], timeout=300)[0]
+    logs = {p.parent.name: p.parent for p in (runs.tmp / "logs").rglob("stderr.log")}  # rank → folder
+    assert code == 0 and sorted(logs) == ["0", "1"], err[-3000:] + _log(logs, "stderr")
+    printed = _log(logs, "stdout")
     two = runs.tmp / "two"
     _close(load_file(two / "task.safetensors"), load_file(tmp_path / "task.safetensors"))
-    fit2 = read_file(two / "task.safetensors")[1]["parity"]["info"]["fit"]
-    fit1 = read_file(tmp_path / "task.safetensors")[1]["parity"]["info"]["fit"]
-    assert fit2["chosen_name"] == fit1["chosen_name"] and fit2["pairs"] == fit1["pairs"]
-    assert fit2["scores"] == fit1["scores"]  # the accuracy of every candidate
-    for name, value in fit1["criterion"].items():
-        assert fit2["criterion"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    for task in ("parity", "shift"):  # labels; free-form outputs (scores: NLL per answer token)
+        fit2 = read_file(two / "task.safetensors")[1][task]["info"]["fit"]
+        fit1 = read_file(tmp_path / "task.safetensors")[1][task]["info"]["fit"]
+        assert fit2["chosen_name"] == fit1["chosen_name"] and fit2["pairs"] == fit1["pairs"]
+        assert fit2["scores"] == pytest.approx(fit1["scores"], rel=1e-9, abs=1e-12)
+        assert fit2["criterion"] == pytest.approx(fit1["criterion"], rel=1e-9, abs=1e-12)
     assert printed.count("wrote task 'parity'") == 1 and "on 2 processes" in printed
-    bars = {"cross-validate read-outs:   0%": 1, "score labels:   0%": 2}
-    bars["stream: score, then learn:   0%"] = 1
-    for bar, count in bars.items():  # progress from rank 0 only (both ranks write to torchrun's stderr)
-        assert err.count(bar) == count, bar
+    assert (logs["1"] / "stdout.log").read_text() == ""  # rank 1 prints nothing, shows no progress
+    progress = ("cross-validate read-outs", "learn examples", "score labels", "generate:", "stream:")
+    assert not any(bar in (logs["1"] / "stderr.log").read_text() for bar in progress)
+    assert all(bar in (logs["0"] / "stderr.log").read_text() for bar in progress)
 
     pred1 = [json.loads(x) for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
     pred2 = [json.loads(x) for x in (two / "pred.jsonl").read_text().splitlines()]
@@ -189,6 +210,8 @@ def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_pat
     assert json.loads((two / "eval.json").read_text()) == json.loads((tmp_path / "eval.json").read_text())
     assert _csv(two / "eval.tsv") == _csv(tmp_path / "eval.tsv")
     assert _csv(two / "gen.tsv") == _csv(tmp_path / "gen.tsv")
+    shift1 = json.loads((tmp_path / "eval_shift.json").read_text())
+    assert json.loads((two / "eval_shift.json").read_text()) == pytest.approx(shift1, rel=1e-9)
 
     rows1, rows2 = _csv(tmp_path / "stream.csv"), _csv(two / "stream.csv")
     assert len(rows1) == 6 and [r["pairs_learned"] for r in rows2] == [r["pairs_learned"] for r in rows1]
@@ -196,7 +219,7 @@ def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_pat
         for col in ("ppl", "base_ppl", "context_ppl"):
             assert np.log(float(b[col])) == pytest.approx(np.log(float(a[col])), abs=1e-6), col
     _close(load_file(two / "stream.safetensors"), load_file(tmp_path / "stream.safetensors"))
-    assert printed.count('"chunks": 6') == 1  # the stream summary, from rank 0 only
+    assert printed.count('"chunks": 6') == 1  # the stream summary
 
 
 def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs, tmp_path):
