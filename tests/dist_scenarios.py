@@ -41,6 +41,11 @@ def fit_classifiers(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
         X[mine.start : mine.stop], y[mine.start : mine.stop]
     )
     out = {"fit": torch.from_numpy(clf.coef_), "classes": torch.from_numpy(clf.classes_)}
+    # The default cut (exact leave-one-out on the kept rows while n <= 2d): the rows travel too.
+    auto = FaastClassifier(distributed=d.active).fit(X[mine.start : mine.stop], y[mine.start : mine.stop])
+    out["auto"] = torch.from_numpy(auto.coef_)
+    out["auto/ridge"] = torch.tensor(float(auto.ridge_ or 0.0))
+    out["auto/rank"] = torch.tensor(int(auto.rank_))
     if n >= 4:  # partial_fit: the first half of the data, then the second, each call sharded
         inc = FaastClassifier(tau=1e-3, distributed=d.active)
         for part in (slice(0, n // 2), slice(n // 2, n)):

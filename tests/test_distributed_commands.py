@@ -89,7 +89,7 @@ def _lm_commands(tmp: Path) -> list[list[str]]:
 
 def _classify_commands(tmp: Path) -> list[list[str]]:
     """fit on 10 rows of 2 features (sharded 4 + 3 + 3), partial-fit 2 more (one process has none);
-    fit 12 images (48 features: the rows are kept, every process fits them all) through the
+    fit 12 images (48 features: the rows are kept and gathered by the all-reduce) through the
     feature cache and partial-fit 6 more; predict. The default cut (auto) throughout."""
     from tests.test_classify_cli import _image_folder
 
@@ -248,5 +248,5 @@ def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs,
         _close(load_file(three / "cache" / rel), load_file(tmp_path / "cache" / rel), tol=0.0)
     printed = "".join(out for _, out, _ in results)
     assert printed.count("[faast] fitted on") == 2 and printed.count("[faast] added") == 2
-    assert "fitted on 10 examples on 3 processes" in printed and "fitted on 12 examples in" in printed
+    assert "fitted on 10 examples on 3 processes" in printed and "fitted on 12 examples on 3" in printed
     assert printed.count("[faast] predicted") == 1

@@ -259,7 +259,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         counts = _per_class(onehot)
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
-            batch = GramStats(keys.shape[1], len(classes_), device=keys.device)
+            held = self.memory_.stats
+            batch = GramStats(
+                keys.shape[1], len(classes_), device=keys.device, dual_max_pairs=held.dual_max_pairs
+            )  # keeps this shard's rows, which the all-reduce gathers while they stay few
             batch.add(keys, onehot, weights)
             batch.input_dtype = keys.dtype
             self.memory_.stats.merge(dist.all_reduce_stats(batch))

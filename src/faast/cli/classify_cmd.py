@@ -170,10 +170,7 @@ def run(args: argparse.Namespace) -> int:
         cut = Cut.parse(args.cut)
         params = _cut_params(cut)
         start = time.perf_counter()
-        from faast.classifier import ROWS_KEPT
-
-        key_dim = args.random_features or int(feats.shape[1])
-        shard = _shard(dist, len(labels) <= ROWS_KEPT * key_dim)
+        shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(
             **params,
             normalize_keys=args.normalize,
@@ -205,9 +202,7 @@ def run(args: argparse.Namespace) -> int:
             )
         labels = labels.astype(clf.classes_.dtype)
         if args.action == "partial-fit":
-            stats = clf.memory_.stats
-            kept = stats.kept_rows() is not None and stats.count + len(labels) <= stats.dual_max_pairs
-            clf.distributed = _shard(dist, kept)  # each process adds its block; the statistics are summed
+            clf.distributed = dist.active  # each process adds its block; the statistics are summed
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))
             clf.distributed = False
         else:  # every process forgets all the examples (the same result everywhere)
@@ -221,15 +216,6 @@ def run(args: argparse.Namespace) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, args)
-
-
-def _shard(dist: Dist, rows_kept: bool) -> bool:
-    """Whether the processes fit their blocks of the examples and all-reduce the statistics: under
-    ``torchrun``, unless the classifier keeps its float64 rows (n ≤ 2·n_features afterwards). The
-    all-reduce does not carry rows, and ``--cut auto`` scores exact leave-one-out on them (GCV
-    without) and ``forget`` matches them, so then every process fits all the (few) examples itself
-    and holds one process's classifier, rows included."""
-    return dist.active and not rows_kept
 
 
 def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any, np.ndarray]:

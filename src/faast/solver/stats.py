@@ -294,14 +294,46 @@ class GramStats:
             [float(self.count), self.weight_sum, self.value_sq_sum], dtype=torch.float64, device=self.device
         )
         gram = self.gram
-        self._pairs = None  # other processes' pairs are not here
+        rows = self._gathered_rows(group)
         for t in (gram, self.cross, scalars):
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+        self._pairs = None
+        if rows is not None:
+            self._pairs = PairBuffer()
+            if rows[0].shape[0]:
+                self._pairs.append(*rows)
         self.count = round(float(scalars[0]))
         self.weight_sum = float(scalars[1])
         self.value_sq_sum = float(scalars[2])
         self._touch()
         return self
+
+    def _gathered_rows(self, group: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every process's kept rows, in rank order (keys (n, d), values (n, m) float64), when every
+        process keeps all of its rows and their total stays within ``dual_max_pairs``; else None.
+        With rows, a summed statistic solves exactly as one process (the dual route and the exact
+        leave-one-out of ``Cut.auto`` read them); shards in rank order are the data in order."""
+        import torch.distributed as dist
+
+        kept = self._pairs is not None and self._pairs.count == self.count
+        mine = torch.tensor([float(kept), float(self.count)], dtype=torch.float64, device=self.device)
+        every = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(every, mine, group=group)
+        counts = [round(float(t[1])) for t in every]
+        if not all(float(t[0]) for t in every) or sum(counts) > self.dual_max_pairs:
+            return None
+        width = max(counts)
+        if width == 0:
+            empty = torch.zeros(0, self.key_dim, dtype=torch.float64, device=self.device)
+            return empty, torch.zeros(0, self.value_dim, dtype=torch.float64, device=self.device)
+        block = torch.zeros(width, self.key_dim + self.value_dim, dtype=torch.float64, device=self.device)
+        if self.count:
+            keys, values = self._pairs.tensors()  # type: ignore[union-attr]
+            block[: self.count] = torch.cat([keys, values], dim=1).to(block)
+        blocks = [torch.zeros_like(block) for _ in counts]
+        dist.all_gather(blocks, block, group=group)
+        rows = torch.cat([b[:n] for b, n in zip(blocks, counts, strict=True)])
+        return rows[:, : self.key_dim].contiguous(), rows[:, self.key_dim :].contiguous()
 
     def _check_compatible(self, key_dim: int, value_dim: int, what: str) -> None:
         if (key_dim, value_dim) != (self.key_dim, self.value_dim):
