@@ -33,27 +33,32 @@ import torch
 _EIGEN_NOISE = torch.finfo(torch.float64).eps
 
 
-def symmetric_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def symmetric_eigh(
+    gram: torch.Tensor | np.ndarray, *, lower: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix.
 
     On CPU this calls LAPACK's divide-and-conquer ``syevd`` through SciPy (the same BLAS as the
     accumulation kernels; 1.6× faster than ``torch.linalg.eigh`` for d = 1024 on the 2-core AMD
-    development machine); elsewhere ``torch.linalg.eigh``.
+    development machine), reading only the ``lower`` (or upper) triangle; elsewhere
+    ``torch.linalg.eigh`` on the full matrix.
     """
-    if gram.device.type == "cpu":
-        lam, vec = scipy.linalg.eigh(gram.numpy(), driver="evd", check_finite=False)
+    if isinstance(gram, np.ndarray):
+        lam, vec = scipy.linalg.eigh(gram, lower=lower, driver="evd", check_finite=False)
         return torch.from_numpy(lam), torch.from_numpy(vec)
+    if gram.device.type == "cpu":
+        return symmetric_eigh(gram.numpy(), lower=lower)
     return torch.linalg.eigh(gram)
 
 
-def _outer_gram(keys: torch.Tensor) -> torch.Tensor:
-    """K Kᵀ (n, n) of float64 keys (n, d); on CPU by the BLAS symmetric rank-k update (half the
-    flops of a product), mirrored to a full matrix."""
-    if keys.device.type != "cpu" or keys.shape[0] < 2:
+def _outer_gram(keys: torch.Tensor) -> torch.Tensor | np.ndarray:
+    """K Kᵀ (n, n) of float64 keys (n, d). On CPU: the BLAS symmetric rank-k update (half the
+    flops of a product) as a Fortran-ordered array whose *upper* triangle only is valid — what
+    :func:`symmetric_eigh` (``lower=False``) reads, so it is never mirrored; elsewhere a full
+    tensor."""
+    if keys.device.type != "cpu":
         return keys @ keys.T
-    upper = scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)  # upper triangle
-    full = torch.from_numpy(np.triu(upper))
-    return full + torch.triu(full, diagonal=1).T
+    return scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class SpectralFactor:
         and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
         Costs O(n²·d + n³) instead of O(d³).
         """
-        lam, vec = symmetric_eigh(_outer_gram(keys))
+        lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
         lam, vec = lam.flip(0), vec.flip(1)
         top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
         keep = lam > top * lam.numel() * _EIGEN_NOISE
@@ -165,6 +170,12 @@ class SpectralFactor:
             scale = phi / self.eigenvalues.sqrt()
             return (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
         return (self.basis @ (phi[:, None] * self.projected)).T
+
+    def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        """Fast weights (U diag(φ) Uᵀ B′)ᵀ (m, d), float64, for another cross matrix B′ (d, m)
+        than the one factored (e.g. retargeted values, :mod:`faast.solver.retarget`)."""
+        basis = self.basis
+        return (basis @ (phi[:, None] * (basis.T @ cross.to(basis.dtype)))).T
 
     def inverse(self, phi: torch.Tensor) -> torch.Tensor:
         """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
