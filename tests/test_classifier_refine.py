@@ -117,11 +117,20 @@ def test_margins_and_retargeted_cross_by_hand():
     np.testing.assert_allclose(cross.numpy(), [[3.0, 0.0], [0.0, 1.0]])  # row 0 targets its prediction
 
 
+_REFUSES_PARTIAL_FIT = "refine > 0 refuses partial_fit (the rounds need every example at once)"
+
+
 @parametrize_with_checks(
     [FaastClassifier(refine=2)],
     expected_failed_checks=lambda est: {
-        "check_estimators_partial_fit_n_features": "refine > 0 refuses partial_fit (needs all the data)",
+        name: _REFUSES_PARTIAL_FIT
+        for name in (
+            "check_estimators_partial_fit_n_features",
+            "check_fit_score_takes_y",
+            "check_n_features_in_after_fitting",
+        )
     },
 )
 def test_scikit_learn_estimator_checks_with_refine(estimator, check):
+    """Every other check passes with retargeting on."""
     check(estimator)

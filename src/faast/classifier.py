@@ -231,9 +231,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if self.distributed:  # the classes of every process's shard
             classes = np.asarray(faast.distributed.current().union(classes.tolist()))
         check_classification_targets(classes if self.distributed else y_np)
-        self._partial_fit(X, y_np, classes, sample_weight, refining=True)
+        pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
         if self.refine:
-            self._retarget(X, y_np, sample_weight)
+            self._retarget(*pairs)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -254,7 +254,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        return self._partial_fit(X, y, classes, sample_weight)
+        self._partial_fit(X, y, classes, sample_weight)
+        return self
 
     def _check_not_refined(self, what: str) -> None:
         """``refine`` needs every example at once (``fit``): refuse incremental changes."""
@@ -266,7 +267,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     def _partial_fit(
         self, X: Any, y: Any, classes: Any, sample_weight: Any, refining: bool = False
-    ) -> FaastClassifier:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Learn the pairs and recompile; returns them (keys, one-hot values, weights) for
+        ``refine``."""
         if not refining:
             self._check_not_refined("partial_fit")
         first = not hasattr(self, "classes_")
@@ -305,7 +308,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.memory_.add(keys, onehot, weights)
         self.class_count_ = self.class_count_ + counts
-        return self._compile(cut)
+        self._compile(cut)
+        return keys, onehot, weights
 
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
         """Remove examples learned earlier, exactly, and recompile.
@@ -407,10 +411,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
         return self
 
-    def _retarget(self, X: Any, y: np.ndarray, sample_weight: Any) -> None:
-        """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on (X, y),
-        with the filter of the solve held fixed."""
-        keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
+    def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
+        just learned, with the filter of the solve held fixed."""
         weight = self.memory_.weight(torch.float64)
         factor = self.memory_.stats.factor()
         phi = self.cut_.apply(factor)[0]
