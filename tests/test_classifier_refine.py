@@ -134,3 +134,19 @@ _REFUSES_PARTIAL_FIT = "refine > 0 refuses partial_fit (the rounds need every ex
 def test_scikit_learn_estimator_checks_with_refine(estimator, check):
     """Every other check passes with retargeting on."""
     check(estimator)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 12), extra=st.integers(1, 12), m=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_weights_for_on_the_dual_route_is_the_ridge_solve(n, extra, m, seed):
+    """Dual factor (n < d, U never formed): weights_for(φ_ridge, Kᵀ T) = ((KᵀK + ρI)⁻¹ Kᵀ T)ᵀ."""
+    from faast.solver import SpectralFactor
+
+    rng = np.random.default_rng(seed)
+    keys = torch.from_numpy(rng.normal(size=(n, n + extra)))
+    values = torch.from_numpy(rng.normal(size=(n, m)))
+    targets = torch.from_numpy(rng.normal(size=(n, m)))
+    factor = SpectralFactor.from_pairs(keys, values, float(n), float((values**2).sum()))
+    got = factor.weights_for(factor.ridge_filter(0.3), keys.T @ targets)
+    want = ridge_reference(keys, targets, 0.3).numpy()
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=1e-10)

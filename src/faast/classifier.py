@@ -416,11 +416,18 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         just learned, with the filter of the solve held fixed."""
         weight = self.memory_.weight(torch.float64)
         factor = self.memory_.stats.factor()
-        phi = self.cut_.apply(factor)[0]
+        phi = self._filter(factor)
         for _ in range(int(self.refine)):
             cross, moved = retargeted_cross(keys, onehot, weights, weight, float(self.margin))
             weight = factor.weights_for(phi, cross)
         self._set_retarget(cross, weight, moved)
+
+    def _filter(self, factor: Any) -> torch.Tensor:
+        """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut
+        keeps a prefix of the eigenvalues), without choosing the cut again."""
+        if self.ridge_ is not None:
+            return factor.ridge_filter(self.ridge_)
+        return factor.rank_filter(self.rank_)
 
     def _set_retarget(self, cross: torch.Tensor, weight: torch.Tensor, moved: int) -> None:
         """Adopt retargeted fast weights (m, d) and the cross matrix B′ (d, m) they solve."""

@@ -123,5 +123,5 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     if "retarget_cross" in tensors:  # the retargeted solve of fit(refine > 0), same filter
         cross = tensors["retarget_cross"].to(torch.float64)
         factor = memory.stats.factor()  # type: ignore[union-attr]
-        clf._set_retarget(cross, factor.weights_for(clf.cut_.apply(factor)[0], cross), 0)
+        clf._set_retarget(cross, factor.weights_for(clf._filter(factor), cross), 0)
     return clf, dict(info.get("metadata") or {})

@@ -174,8 +174,14 @@ class SpectralFactor:
     def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         """Fast weights (U diag(φ) Uᵀ B′)ᵀ (m, d), float64, for another cross matrix B′ (d, m)
         than the one factored (e.g. retargeted values, :mod:`faast.solver.retarget`)."""
+        cross = cross.to(self.projected.dtype)
+        if self._basis is None and self.row_keys is not None and self.left is not None:
+            # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
+            inv_root = 1.0 / self.eigenvalues.sqrt()
+            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ cross))
+            return (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
         basis = self.basis
-        return (basis @ (phi[:, None] * (basis.T @ cross.to(basis.dtype)))).T
+        return (basis @ (phi[:, None] * (basis.T @ cross))).T
 
     def inverse(self, phi: torch.Tensor) -> torch.Tensor:
         """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
