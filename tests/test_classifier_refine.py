@@ -150,3 +150,19 @@ def test_weights_for_on_the_dual_route_is_the_ridge_solve(n, extra, m, seed):
     got = factor.weights_for(factor.ridge_filter(0.3), keys.T @ targets)
     want = ridge_reference(keys, targets, 0.3).numpy()
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=1e-10)
+
+
+def test_refine_with_random_features_and_class_embeddings():
+    """Retargeting acts on the expanded keys, and class embeddings apply after it."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 90)
+    X = rng.normal(size=(90, 5)) + np.eye(3, 5)[y]
+    clf = FaastClassifier(random_features=12, refine=2, ridge=0.5).fit(X, y)
+    expanded = clf._expand(torch.from_numpy(X)).numpy()
+    ref = _reference(expanded, y, None, 2, 0.5, {"ridge": 0.5})
+    np.testing.assert_allclose(clf.coef_, ref, rtol=1e-7, atol=1e-9)
+    emb = rng.normal(size=(3, 4))
+    with_emb = FaastClassifier(refine=2, ridge=0.5, class_embeddings=emb).fit(X, y)
+    plain_ref = _reference(X, y, None, 2, 0.5, {"ridge": 0.5})
+    want = X @ plain_ref.T @ emb @ emb.T
+    np.testing.assert_allclose(with_emb.decision_function(X), want, rtol=1e-7, atol=1e-9)
