@@ -94,6 +94,19 @@ def test_refine_refuses_incremental_changes_and_leaves_the_model():
         FaastClassifier(refine=1, distributed=True).fit(X, y)
 
 
+def test_refine_off_again_is_the_plain_model_and_saves_as_such(tmp_path):
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 80)
+    X = rng.normal(size=(80, 6)) + np.eye(3, 6)[y]
+    clf = FaastClassifier(refine=3).fit(X, y)
+    clf.set_params(refine=0).partial_fit(X[:5], y[:5])
+    want = FaastClassifier().fit(np.vstack([X, X[:5]]), np.concatenate([y, y[:5]]))
+    np.testing.assert_allclose(clf.coef_, want.coef_, rtol=1e-9, atol=1e-12)
+    assert not hasattr(clf, "retarget_cross_") and clf.retargeted_ == 0
+    loaded = FaastClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.coef_, want.coef_, rtol=1e-9, atol=1e-12)
+
+
 def test_refine_survives_save_and_load(tmp_path):
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 120)

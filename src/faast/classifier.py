@@ -405,7 +405,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.memory_.set_cut(cut)
         self.cut_ = cut
         info = self.memory_.solve_info()
-        self._refined: torch.Tensor | None = None
+        self._refined: torch.Tensor | None = None  # a new plain solve drops any retargeting
+        self.__dict__.pop("retarget_cross_", None)
         self.retargeted_ = 0
         self.coef_ = self.memory_.weight(torch.float64).cpu().numpy()
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
