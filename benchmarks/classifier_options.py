@@ -1,11 +1,19 @@
-"""Accuracy options of FaastClassifier without backprop: random-feature expansion, measured.
+"""Accuracy options of FaastClassifier without backprop, measured: random features, retargeting.
 
 On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px; centre + L2
 preprocessing fitted on the support set), single-threaded, for 16- and 64-shot episodes and
-full data: ``FaastClassifier()`` (cut ``auto``) against ``FaastClassifier(random_features=M)``
-(fixed Gaussian projection to M dimensions + ReLU before the solve, RanPAC-style), accuracy (%)
-and fit time. ``--split validation`` never reads the test images (support and queries from the
-training split), which is where M is to be chosen; ``--split test`` reports on the test split.
+full data, accuracy (%) and fit time of the ``--variants``:
+
+* ``plain``: ``FaastClassifier()`` (cut ``auto``);
+* ``rf:M``: ``FaastClassifier(random_features=M)`` (fixed Gaussian projection to M dimensions +
+  ReLU before the solve, RanPAC-style);
+* ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
+  :mod:`faast.solver.retarget`);
+* ``logreg:C``: scikit-learn ``LogisticRegression(C=C, max_iter=1000)`` on L2-normalised features
+  (the demo's validated preprocessing and full-data C), full data only.
+
+``--split validation`` never reads the test images (support and queries from the training
+split), which is where M, R and θ are to be chosen; ``--split test`` reports on the test split.
 
     python benchmarks/classifier_options.py --split validation
     python benchmarks/classifier_options.py   # writes benchmarks/results/classifier_options.{json,md}
@@ -18,9 +26,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from faast.classifier import FaastClassifier
@@ -33,13 +43,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
 
 
-def score(x, y, q, qy, m: int | None) -> tuple[float, float]:
-    pre = Preprocess("center-l2")
+def estimator(variant: str) -> tuple[Any, str]:
+    """The estimator of a ``--variants`` entry and its preprocessing."""
+    kind, *args = variant.split(":")
+    if kind == "plain" and not args:
+        return FaastClassifier(), "center-l2"
+    if kind == "rf" and len(args) == 1:
+        return FaastClassifier(random_features=int(args[0])), "center-l2"
+    if kind == "refine" and len(args) == 2:
+        return FaastClassifier(refine=int(args[0]), margin=float(args[1])), "center-l2"
+    if kind == "logreg" and len(args) == 1:
+        return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
+    raise ValueError(f"unknown variant {variant!r}: plain, rf:M, refine:R:theta or logreg:C")
+
+
+def label(variant: str) -> str:
+    kind, *args = variant.split(":")
+    return {
+        "plain": "as encoded (auto)",
+        "rf": f"random features M={args[0] if args else ''} (auto)",
+        "refine": f"retargeting R={args[0]}, θ={args[-1]} (auto)" if args else "",
+        "logreg": f"LogisticRegression C={args[0] if args else ''} (L2)",
+    }[kind]
+
+
+def score(x, y, q, qy, variant: str) -> tuple[float, float]:
+    est, prep = estimator(variant)
+    pre = Preprocess(prep)
     xs, qs = pre.fit_transform(x), pre.transform(q)
+    if isinstance(est, LogisticRegression):
+        xs, qs = xs.numpy(), qs.numpy()
     start = time.perf_counter()
-    clf = FaastClassifier(random_features=m).fit(xs, y)
+    est.fit(xs, y)
     fit_s = time.perf_counter() - start
-    return float(np.mean(clf.predict(qs) == qy)), fit_s
+    return float(np.mean(est.predict(qs) == qy)), fit_s
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -48,24 +85,28 @@ def run(args: argparse.Namespace) -> dict:
     if args.split == "validation":
         fit_idx, val_idx = validation_split(ty, round(len(ty) / 6), args.seed)
         sx, sy, tx, ty = tx[val_idx], ty[val_idx], tx[fit_idx], ty[fit_idx]
-    sizes = [None, *(int(m) for m in args.sizes.split(","))]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        estimator(v)  # fail before any work on a malformed variant
     table: dict[str, dict[str, list[float]]] = {}
     with threadpool_limits(1):
         for k in [int(s) for s in args.shots.split(",") if s.strip()]:
             eps = sample_episodes(
                 ty, sy, ways=None, shots=k, queries=20, episodes=args.episodes, seed=args.seed
             )
-            for m in sizes:
+            for m in variants:
+                if m.startswith("logreg"):
+                    continue
                 runs = [score(tx[e.support], ty[e.support], sx[e.query], sy[e.query], m) for e in eps]
-                table.setdefault(f"{k}-shot", {})[str(m)] = [
+                table.setdefault(f"{k}-shot", {})[m] = [
                     float(np.mean([a for a, _ in runs])),
                     statistics.median(t for _, t in runs),
                 ]
-                print(k, m, table[f"{k}-shot"][str(m)], flush=True)
+                print(k, m, table[f"{k}-shot"][m], flush=True)
         if not args.skip_full:
-            for m in sizes:
-                table.setdefault("full", {})[str(m)] = list(score(tx, ty, sx, sy, m))
-                print("full", m, table["full"][str(m)], flush=True)
+            for m in variants:
+                table.setdefault("full", {})[m] = list(score(tx, ty, sx, sy, m))
+                print("full", m, table["full"][m], flush=True)
     return {"table": table, "settings": {**vars(args), "machine": _machine(), "threads": 1}}
 
 
@@ -76,13 +117,15 @@ def markdown(result: dict) -> str:
         "| features | " + " | ".join(f"{g} acc. | {g} fit" for g in regimes) + " |",
         "|---" * (2 * len(regimes) + 1) + "|",
     ]
-    for m in next(iter(table.values())):
-        name = "as encoded (auto)" if m == "None" else f"random features M={m} (auto)"
+    for m in dict.fromkeys(v for row in table.values() for v in row):
         cells = []
         for g in regimes:
+            if m not in table[g]:
+                cells += ["—", "—"]
+                continue
             acc, fit_s = table[g][m]
             cells += [f"{100 * acc:.2f}", f"{fit_s:.2f} s" if fit_s >= 1 else f"{fit_s * 1e3:.1f} ms"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -90,7 +133,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shots", default="16,64")
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--sizes", default="2048,4096", help="random-feature sizes M")
+    p.add_argument(
+        "--variants",
+        default="plain,rf:2048,rf:4096,refine:5:0.5,logreg:10",
+        help="comma-separated: plain, rf:M, refine:R:theta, logreg:C (full data only)",
+    )
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--split", default="test", choices=["test", "validation"])
     p.add_argument("--seed", type=int, default=0)

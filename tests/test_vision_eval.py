@@ -226,3 +226,21 @@ def test_doc_block_is_replaced_in_place(tmp_path):
     text = doc.read_text(encoding="utf-8")
     assert text.startswith("# Results\n\nintro\n") and "second table" in text and "first table" not in text
     assert text.count("faast:demo:begin") == 1 and "faast demo --seed 1" in text
+
+
+@pytest.mark.parametrize("kind", ["none", "l2", "center", "center-l2"])
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 17)])
+def test_preprocess_matches_the_plain_formulas(kind, shape):
+    """The in-place normalisation equals the plain (X − mean) / ‖X − mean‖ bit for bit."""
+    gen = torch.Generator().manual_seed(shape[0])
+    x = torch.randn(shape, generator=gen)
+    q = torch.randn(4, shape[1], generator=gen)
+    q[0] = 0.0  # a zero row stays zero (norm floored)
+    mean = x.mean(dim=0) if kind.startswith("center") else torch.zeros(shape[1])
+    want = q - mean
+    if kind.endswith("l2"):
+        want = torch.nn.functional.normalize(want, dim=1)
+    before = q.clone()
+    pre = Preprocess(kind).fit(x)
+    assert torch.equal(pre.transform(q), want)
+    assert torch.equal(q, before)  # the input is not modified

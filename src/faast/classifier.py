@@ -35,6 +35,7 @@ import faast.distributed
 from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
+from faast.solver.retarget import retargeted_cross
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that ``tau="auto"`` scores
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
@@ -93,6 +94,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         fit then costs O(n·M²) (n ≥ M) or O(n²·M) (n < M). A prior acts on the features.
     random_state : int, default=0
         Seed of the random projection.
+    refine : int, default=0
+        Margin-retargeting rounds after the solve (:mod:`faast.solver.retarget`): each round
+        replaces the target of every training example whose margin (its class's score minus the
+        best other class's) exceeds ``margin`` by its own prediction, and solves again with the
+        same cut — closed-form steps from the squared loss towards a hinge-like one (one pass
+        over the data per round, no other eigendecomposition). Applied by ``fit``, which sees
+        every example: ``partial_fit``, ``forget`` and ``solve`` refuse a classifier with
+        ``refine > 0``.
+    margin : float, default=0.5
+        The margin θ beyond which ``refine`` retargets an example (one-hot targets: 1 is a
+        perfect fit).
 
     Attributes
     ----------
@@ -115,6 +127,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         The float64 statistics (features → one-hot labels) and the compiled fast weights.
     class_count_ : ndarray of shape (n_classes,)
         Examples learned per class (``forget`` refuses to remove more).
+    retargeted_ : int
+        Training examples the last ``refine`` round retargeted (0 when ``refine=0``).
 
     Notes
     -----
@@ -150,6 +164,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "distributed": ["boolean"],
         "random_features": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": [Interval(Integral, 0, None, closed="left")],
+        "refine": [Interval(Integral, 0, None, closed="left")],
+        "margin": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -168,6 +184,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         distributed: bool = False,
         random_features: int | None = None,
         random_state: int = 0,
+        refine: int = 0,
+        margin: float = 0.5,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -183,6 +201,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.distributed = distributed
         self.random_features = random_features
         self.random_state = random_state
+        self.refine = refine
+        self.margin = margin
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -202,14 +222,19 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_"):
+        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_", "retarget_cross_"):
             self.__dict__.pop(attr, None)
+        if self.refine and self.distributed:
+            raise ValueError("refine > 0 is not supported with distributed=True")
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
         if self.distributed:  # the classes of every process's shard
             classes = np.asarray(faast.distributed.current().union(classes.tolist()))
         check_classification_targets(classes if self.distributed else y_np)
-        return self._partial_fit(X, y_np, classes, sample_weight)
+        pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
+        if self.refine:
+            self._retarget(*pairs)
+        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
@@ -229,9 +254,24 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        return self._partial_fit(X, y, classes, sample_weight)
+        self._partial_fit(X, y, classes, sample_weight)
+        return self
 
-    def _partial_fit(self, X: Any, y: Any, classes: Any, sample_weight: Any) -> FaastClassifier:
+    def _check_not_refined(self, what: str) -> None:
+        """``refine`` needs every example at once (``fit``): refuse incremental changes."""
+        if self.refine:
+            raise ValueError(
+                f"{what} is not available with refine={self.refine}: the retargeting rounds need "
+                "every example at once; call fit, or set refine=0"
+            )
+
+    def _partial_fit(
+        self, X: Any, y: Any, classes: Any, sample_weight: Any, refining: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Learn the pairs and recompile; returns them (keys, one-hot values, weights) for
+        ``refine``."""
+        if not refining:
+            self._check_not_refined("partial_fit")
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:
@@ -271,7 +311,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.memory_.add(keys, onehot, weights)
         self.class_count_ = self.class_count_ + counts
-        return self._compile(cut)
+        self._compile(cut)
+        return keys, onehot, weights
 
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
         """Remove examples learned earlier, exactly, and recompile.
@@ -298,6 +339,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         check_is_fitted(self, "memory_")
+        self._check_not_refined("forget")
         keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
         removed = _per_class(onehot)
         over = np.flatnonzero(removed > self.class_count_)
@@ -359,15 +401,51 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "memory_")
         self._validate_params()
+        self._check_not_refined("solve")
         return self._compile(self._cut())
 
     def _compile(self, cut: Cut) -> FaastClassifier:
         self.memory_.set_cut(cut)
         self.cut_ = cut
         info = self.memory_.solve_info()
+        self._refined: torch.Tensor | None = None  # a new plain solve drops any retargeting
+        self.__dict__.pop("retarget_cross_", None)
+        self.retargeted_ = 0
         self.coef_ = self.memory_.weight(torch.float64).cpu().numpy()
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
         return self
+
+    def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
+        just learned, with the filter of the solve held fixed."""
+        weight = self.memory_.weight(torch.float64)
+        factor = self.memory_.stats.factor()
+        phi = self._filter(factor)
+        for _ in range(int(self.refine)):
+            cross, moved = retargeted_cross(keys, onehot, weights, weight, float(self.margin))
+            weight = factor.weights_for(phi, cross)
+        self._set_retarget(cross, weight, moved)
+
+    def _filter(self, factor: Any) -> torch.Tensor:
+        """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut
+        keeps a prefix of the eigenvalues), without choosing the cut again."""
+        if self.ridge_ is not None:
+            return factor.ridge_filter(self.ridge_)
+        return factor.rank_filter(self.rank_)
+
+    def _set_retarget(self, cross: torch.Tensor, weight: torch.Tensor, moved: int) -> None:
+        """Adopt retargeted fast weights (m, d) and the cross matrix B′ (d, m) they solve."""
+        self.retarget_cross_ = cross
+        self._refined = weight
+        self.retargeted_ = int(moved)
+        self.coef_ = weight.cpu().numpy()
+
+    def _weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The fast weights (C, d) used for prediction: retargeted ones if ``refine`` ran."""
+        refined = getattr(self, "_refined", None)
+        if refined is not None:
+            return refined.to(device=device, dtype=dtype)
+        return self.memory_.weight(dtype, device)
 
     def _keys(self, X: Any, *, reset: bool) -> torch.Tensor:
         """Validate features and return them as a (n, d) floating tensor on the working device."""
@@ -431,7 +509,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
         expanded = self._expand(keys)
-        pred = expanded @ self.memory_.weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
+        pred = expanded @ self._weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
         emb = self.embeddings_
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction

@@ -31,8 +31,10 @@ VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
-    "random_state",
+    "random_state", "refine", "margin",
 )  # fmt: skip
+#: Parameters added after the first layout, with the value that files written before them mean.
+_LATER_PARAMS = {"refine": 0, "margin": 0.5}
 
 
 def save_classifier(
@@ -48,6 +50,8 @@ def save_classifier(
     rows = stats.kept_rows()
     if rows is not None:
         tensors["rows_keys"], tensors["rows_values"] = rows
+    if getattr(clf, "retarget_cross_", None) is not None:
+        tensors["retarget_cross"] = clf.retarget_cross_
     if clf.embeddings_ is not None:
         tensors["class_embeddings"] = clf.embeddings_
     if clf.prior is not None and not isinstance(clf.prior, str):
@@ -88,7 +92,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         )
     tensors, _ = load_tensors(folder / TENSORS_NAME, kind="classifier")
     try:
-        params = {name: info["params"][name] for name in _PARAMS}
+        params = {name: info["params"].get(name, _LATER_PARAMS.get(name)) for name in _PARAMS}
+        missing = [name for name in _PARAMS if name not in info["params"] and name not in _LATER_PARAMS]
+        if missing:
+            raise KeyError(f"params {missing}")
         kind = info["classes_kind"]
         classes = np.asarray(info["classes"], dtype=None if kind == "str" else np.dtype(kind))
         counts = np.asarray(info["class_count"], dtype=np.int64)
@@ -112,4 +119,9 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
     memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
     clf.memory_ = memory
-    return clf._compile(clf._cut()), dict(info.get("metadata") or {})
+    clf._compile(clf._cut())
+    if "retarget_cross" in tensors:  # the retargeted solve of fit(refine > 0), same filter
+        cross = tensors["retarget_cross"].to(torch.float64)
+        factor = memory.stats.factor()  # type: ignore[union-attr]
+        clf._set_retarget(cross, factor.weights_for(clf._filter(factor), cross), 0)
+    return clf, dict(info.get("metadata") or {})

@@ -81,29 +81,36 @@ def _grid(**axes: list[Any]) -> list[Params]:
 class Faast(Method):
     """``FaastClassifier``: truncated least squares onto one-hot labels; the cut τ = n^(−α) with α
     from the grid, chosen by GCV on the training statistics (``cut="gcv"``), or by exact
-    leave-one-out on the support set (``cut="auto"``)."""
+    leave-one-out on the support set (``cut="auto"``); with cut ``auto`` also ``refine`` rounds of
+    margin retargeting (:mod:`faast.solver.retarget`; R = 5, θ = 0.5 chosen with
+    ``benchmarks/classifier_options.py --split validation``)."""
 
     key, label = "faast", "FAAST"
 
-    def __init__(self, cuts: list[Any] | None = None, preps: list[str] | None = None) -> None:
+    def __init__(
+        self, cuts: list[Any] | None = None, preps: list[str] | None = None, refines: list[int] | None = None
+    ) -> None:
         self.cuts = cuts or [0.4, 0.6, 0.8, 1.0, "gcv", "auto"]
         self.preps = preps or ["none", "l2", "center-l2"]
+        self.refines = [5] if refines is None else refines
 
     def grid(self, regime: str) -> list[Params]:
-        return _grid(prep=self.preps, cut=self.cuts)
+        plain = _grid(prep=self.preps, cut=self.cuts, refine=[0])
+        return plain + _grid(prep=self.preps, cut=["auto"], refine=[r for r in self.refines if r])
 
     @staticmethod
-    def _cut_kwargs(cut: Any) -> dict[str, Any]:
-        return {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
+    def _kwargs(cut: Any, refine: int) -> dict[str, Any]:
+        cut_kwargs = {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
+        return {**cut_kwargs, "refine": int(refine)}
 
     def _fit_classifier(
-        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any
+        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any, refine: int = 0
     ) -> tuple[Preprocess, FaastClassifier]:
         pre = Preprocess(prep)
-        return pre, FaastClassifier(**self._cut_kwargs(cut)).fit(pre.fit_transform(X), y)
+        return pre, FaastClassifier(**self._kwargs(cut, refine)).fit(pre.fit_transform(X), y)
 
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
-        pre, clf = self._fit_classifier(X, y, params["prep"], params["cut"])
+        pre, clf = self._fit_classifier(X, y, params["prep"], params["cut"], params.get("refine", 0))
         return Fitted(
             lambda Q: clf.predict(pre.transform(Q)), _nbytes(clf.coef_.astype(np.float32)) + pre.nbytes
         )
@@ -111,14 +118,16 @@ class Faast(Method):
     def validate(self, X, y, Xval, yval, grid, seed):
         scores: dict[int, float] = {}
         for prep in dict.fromkeys(p["prep"] for p in grid):
-            cuts = [(i, p["cut"]) for i, p in enumerate(grid) if p["prep"] == prep]
-            pre, clf = self._fit_classifier(
-                X, y, prep, cuts[0][1]
-            )  # one set of statistics, one eigh per prep
+            cuts = [(i, p["cut"]) for i, p in enumerate(grid) if p["prep"] == prep and not p.get("refine")]
+            pre, clf = self._fit_classifier(X, y, prep, cuts[0][1])  # one set of statistics per prep
             Q = pre.transform(Xval)
             for i, cut in cuts:
-                clf.set_params(**self._cut_kwargs(cut)).solve()
+                clf.set_params(**self._kwargs(cut, 0)).solve()
                 scores[i] = float(np.mean(clf.predict(Q) == yval))
+            for i, p in enumerate(grid):  # retargeting needs the data: one fit each
+                if p["prep"] == prep and p.get("refine"):
+                    refined = self._fit_classifier(X, y, prep, p["cut"], p["refine"])[1]
+                    scores[i] = float(np.mean(refined.predict(Q) == yval))
         return [scores[i] for i in range(len(grid))]
 
 

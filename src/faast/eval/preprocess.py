@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 KINDS = ("none", "l2", "center", "center-l2")
+#: F.normalize's default floor on a row norm.
+_EPS = 1e-12
 
 
 class Preprocess:
@@ -26,10 +28,14 @@ class Preprocess:
         return self
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
+        """Centre and/or L2-normalise rows; one new (q, d) tensor, normalised in place."""
         if self.mean_ is not None:
             X = X - self.mean_
+            if self.kind.endswith("l2"):
+                return X.div_(torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp_min_(_EPS))
+            return X
         if self.kind.endswith("l2"):
-            X = F.normalize(X, dim=1)
+            X = F.normalize(X, dim=1, eps=_EPS)
         return X
 
     def fit_transform(self, X: torch.Tensor) -> torch.Tensor:

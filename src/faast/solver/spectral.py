@@ -31,29 +31,39 @@ import torch
 
 #: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
 _EIGEN_NOISE = torch.finfo(torch.float64).eps
+#: Matrices up to this size are decomposed by torch (MKL), larger ones by SciPy's ``syevd``.
+_SMALL_EIGH = 256
 
 
-def symmetric_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix.
+def symmetric_eigh(
+    gram: torch.Tensor | np.ndarray, *, lower: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix, reading only its
+    ``lower`` (or upper) triangle.
 
-    On CPU this calls LAPACK's divide-and-conquer ``syevd`` through SciPy (the same BLAS as the
-    accumulation kernels; 1.6× faster than ``torch.linalg.eigh`` for d = 1024 on the 2-core AMD
-    development machine); elsewhere ``torch.linalg.eigh``.
+    On CPU, up to ``_SMALL_EIGH`` rows ``torch.linalg.eigh`` (MKL; 1.8 against 2.6 ms at n = 160,
+    one thread, on the 2-core Xeon VM), beyond LAPACK's divide-and-conquer ``syevd`` through SciPy
+    (1.6× faster than torch for d = 1024 on the 2-core AMD development machine; 66 against 76 ms
+    at n = 640 on the Xeon); elsewhere ``torch.linalg.eigh``.
     """
-    if gram.device.type == "cpu":
-        lam, vec = scipy.linalg.eigh(gram.numpy(), driver="evd", check_finite=False)
+    if isinstance(gram, np.ndarray):
+        if gram.shape[0] <= _SMALL_EIGH:
+            return torch.linalg.eigh(torch.from_numpy(gram), UPLO="L" if lower else "U")
+        lam, vec = scipy.linalg.eigh(gram, lower=lower, driver="evd", check_finite=False)
         return torch.from_numpy(lam), torch.from_numpy(vec)
-    return torch.linalg.eigh(gram)
+    if gram.device.type == "cpu":
+        return symmetric_eigh(gram.numpy(), lower=lower)
+    return torch.linalg.eigh(gram, UPLO="L" if lower else "U")
 
 
-def _outer_gram(keys: torch.Tensor) -> torch.Tensor:
-    """K Kᵀ (n, n) of float64 keys (n, d); on CPU by the BLAS symmetric rank-k update (half the
-    flops of a product), mirrored to a full matrix."""
-    if keys.device.type != "cpu" or keys.shape[0] < 2:
+def _outer_gram(keys: torch.Tensor) -> torch.Tensor | np.ndarray:
+    """K Kᵀ (n, n) of float64 keys (n, d). On CPU: the BLAS symmetric rank-k update (half the
+    flops of a product) as a Fortran-ordered array whose *upper* triangle only is valid — what
+    :func:`symmetric_eigh` (``lower=False``) reads, so it is never mirrored; elsewhere a full
+    tensor."""
+    if keys.device.type != "cpu":
         return keys @ keys.T
-    upper = scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)  # upper triangle
-    full = torch.from_numpy(np.triu(upper))
-    return full + torch.triu(full, diagonal=1).T
+    return scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ class SpectralFactor:
         and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
         Costs O(n²·d + n³) instead of O(d³).
         """
-        lam, vec = symmetric_eigh(_outer_gram(keys))
+        lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
         lam, vec = lam.flip(0), vec.flip(1)
         top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
         keep = lam > top * lam.numel() * _EIGEN_NOISE
@@ -165,6 +175,18 @@ class SpectralFactor:
             scale = phi / self.eigenvalues.sqrt()
             return (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
         return (self.basis @ (phi[:, None] * self.projected)).T
+
+    def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        """Fast weights (U diag(φ) Uᵀ B′)ᵀ (m, d), float64, for another cross matrix B′ (d, m)
+        than the one factored (e.g. retargeted values, :mod:`faast.solver.retarget`)."""
+        cross = cross.to(self.projected.dtype)
+        if self._basis is None and self.row_keys is not None and self.left is not None:
+            # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
+            inv_root = 1.0 / self.eigenvalues.sqrt()
+            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ cross))
+            return (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
+        basis = self.basis
+        return (basis @ (phi[:, None] * (basis.T @ cross))).T
 
     def inverse(self, phi: torch.Tensor) -> torch.Tensor:
         """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
