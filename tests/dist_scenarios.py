@@ -194,7 +194,7 @@ def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
         fit_classifiers(d, n)
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
-    distributed.shutdown()
+    distributed.shutdown(sync=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import contextlib
 import datetime
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -374,7 +375,7 @@ def init(
                 backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout)
             )
             _OWNS_GROUP = True
-            atexit.register(shutdown)  # commands need not leave the group themselves
+            _leave_at_exit()  # commands need not leave the group themselves
         except (RuntimeError, ValueError) as exc:
             raise DistributedError(
                 f"rank {rank}/{world}: could not join the process group at "
@@ -389,17 +390,54 @@ def init(
     return _CURRENT
 
 
+_FAILED = False  # whether this process failed (then it leaves the group without waiting)
+_EXIT_HOOKED = False
+
+
+def mark_failed() -> None:
+    """Record that this process failed: at exit it leaves the group without waiting for the
+    others at a barrier (they may be stuck in a collective it never reached)."""
+    global _FAILED
+    _FAILED = True
+
+
+def _leave_at_exit() -> None:
+    """At exit, leave the group: together with the others (a barrier) after a normal run, at once
+    after a failure (an uncaught exception, or :func:`mark_failed`, which the CLI calls)."""
+    global _EXIT_HOOKED
+    if _EXIT_HOOKED:
+        return
+    _EXIT_HOOKED = True
+    previous = sys.excepthook
+
+    def hook(*info: Any) -> None:
+        mark_failed()
+        previous(*info)
+
+    sys.excepthook = hook
+    atexit.register(lambda: shutdown(sync=not _FAILED))
+
+
 def current() -> Dist:
     """The context of this process: :func:`init`'s, made on first use (so code that asks for
     distributed work under ``torchrun`` joins the group even if nobody called :func:`init`)."""
     return init()
 
 
-def shutdown() -> None:
+def shutdown(sync: bool = False) -> None:
     """Leave the process group if :func:`init` joined it (one the caller initialised is left
-    alone) and forget the context."""
+    alone) and forget the context.
+
+    sync: wait at a barrier first, so that every process tears the group down together (a
+    process that destroys its group while another still holds the connection can abort in
+    Gloo's threads: "terminate called without an active exception"). Use it where every process
+    ends normally (the CLI does after a command succeeds); an error path leaves without waiting.
+    """
     global _CURRENT, _OWNS_GROUP
     if _OWNS_GROUP and dist.is_initialized():
+        if sync:
+            with contextlib.suppress(Exception):  # a peer that failed: leave anyway
+                dist.barrier()
         dist.destroy_process_group()
     _OWNS_GROUP = False
     _CURRENT = None

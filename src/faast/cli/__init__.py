@@ -64,17 +64,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except KeyboardInterrupt:
+        _mark_failed()
         if args.debug:
             raise
         print(f"faast {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        _mark_failed()
         if args.debug:
             raise
         print(f"faast {args.command}: error: {describe(exc)}", file=sys.stderr)
         return 1
+    if code != 0:
+        _mark_failed()
+    return code
+
+
+def _mark_failed() -> None:
+    """Under ``torchrun``: this process failed, so at exit it leaves the group without waiting
+    for the others (:func:`faast.distributed.mark_failed`)."""
+    module = sys.modules.get("faast.distributed")
+    if module is not None:
+        module.mark_failed()
 
 
 def describe(exc: BaseException) -> str:

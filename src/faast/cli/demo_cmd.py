@@ -160,8 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     ]
     encode_s = time.perf_counter() - t0
     if not dist.is_main:  # every process has the features; rank 0 alone runs the protocols
-        distributed.shutdown()
-        return 0
+        return 0  # (the group is left at exit, together with rank 0)
     print(
         f"[faast] {args.dataset}: {len(train)} train / {len(test)} test images, {encoder.name} "
         f"@{encoder.resolution}px → {feats[0].shape[1]}-d features ({encode_s:.1f} s incl. cache)",

@@ -256,7 +256,6 @@ def run_learn(args: argparse.Namespace) -> int:
             f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
             f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
         )
-    distributed.shutdown()
     return 0
 
 
