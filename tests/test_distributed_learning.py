@@ -274,3 +274,41 @@ def test_a_group_initialised_by_the_caller_is_adopted_and_left_alone():
     finally:
         tdist.destroy_process_group()
         distributed.shutdown()
+
+
+def test_multi_node_torchrun_arguments(tmp_path):
+    """Two torchrun agents, one per "node" (``--nnodes 2 --node-rank 0|1``, static rendezvous at
+    the master address; both on localhost here), run ``faast lm learn`` unchanged: rank 0 of
+    node 0 alone prints and writes, and the fast weights equal one process's to 1e-10."""
+    from faast.cli import main
+    from tests.lm_wordlevel import WORDS, save_tiny_model
+
+    model = save_tiny_model(tmp_path / "model")
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[(7 * i) % 50] for i in range(250)))
+    cli = ["lm", "learn", "--model", str(model), "--text", str(text), "--window", "32", "--threads", "1"]
+    cli += ["--batch-size", "3"]
+    port = str(_free_port())
+
+    def agent(node: int) -> list[str]:
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+            "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port,
+            "-m", "faast", *cli, "--out", str(tmp_path / "two.safetensors"),
+        ]  # fmt: skip
+
+    env = _env(FAAST_DIST_TIMEOUT="120")
+    agents = [subprocess.Popen(agent(node), cwd=ROOT, env=env, **PIPES) for node in (0, 1)]
+    assert main([*cli, "--out", str(tmp_path / "one.safetensors")]) == 0
+    results = _wait(agents, timeout=240)
+    for node, (code, _, err) in enumerate(results):
+        assert code == 0, f"node {node} failed:\n{err[-3000:]}"
+    assert "wrote task 'default'" in results[0][1] and "on 2 processes" in results[0][1]
+    assert "wrote task" not in results[1][1]
+    one, two = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
+    assert sorted(one) == sorted(two)
+    for key in one:
+        if one[key].dtype == torch.float64:
+            assert torch.allclose(two[key], one[key], rtol=1e-10, atol=1e-10 * one[key].abs().max()), key
+        else:
+            assert torch.equal(two[key], one[key]), key
