@@ -106,7 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="smollm2", help="asset name, local folder or Hub id (default: smollm2)")
-    p.add_argument("--adapter", default=None, help="folder written by FaastModel.save_pretrained")
+    p.add_argument(
+        "--adapter",
+        default=None,
+        help="a readout: a folder written by FaastModel.save_pretrained, or a bundled name (smollm2-general)",
+    )
     p.add_argument("--dtype", choices=_DTYPES, default="float32")
     p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
