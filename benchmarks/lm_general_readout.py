@@ -173,6 +173,7 @@ def main() -> None:
         return
     results = evaluate(fm, tok, held, args)
     out = Path(args.out)
+    fm.faast_config.base_model_name_or_path = "smollm2-135m-instruct"  # the asset, not this machine's path
     fm.save_pretrained(out)
     res = {
         "command": "python benchmarks/lm_general_readout.py " + " ".join(sys.argv[1:]),
