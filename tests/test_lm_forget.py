@@ -313,9 +313,12 @@ def test_cli_forget_round_trip(tmp_path, capsys):
     capsys.readouterr()
     forget = ["lm", "forget", *common, "--fast-weights", str(path), "--task", "ab"]
     assert main([*forget, "--text", str(text_b)]) == 0
-    assert "pairs remain" in capsys.readouterr().out
-    _, got, _ = read_task(path, "ab")
+    printed = capsys.readouterr().out
+    assert "pairs remain" in printed
+    _, got, signature = read_task(path, "ab")
     _, want, _ = read_task(path, "a")
+    forgot = int(printed.split("forgot ")[1].split(" pairs")[0])
+    assert forgot > 0 and signature["info"]["forgotten"] == [{"text": "b.txt", "pairs": forgot}]
     assert torch.equal(got["output/counts"], want["output/counts"])
     assert int(got["output/count"]) == int(want["output/count"])
     for key in ("output/gram", "output/cross"):

@@ -294,7 +294,11 @@ def run_forget(args: argparse.Namespace) -> int:
         raise ValueError(
             f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"
         )
-    fm.save_fast_weights(args.fast_weights, task=task, info=signature.get("info"))
+    info = dict(signature.get("info") or {})
+    # What was removed, so that a report written at learning time (e.g. `faast task learn`'s fit,
+    # chosen on examples that included these) is not read as describing the task as it is now.
+    info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
+    fm.save_fast_weights(args.fast_weights, task=task, info=info)
     print(
         f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
         f"{fm.num_pairs} pairs remain"
