@@ -10,8 +10,12 @@
    recalls them as more text is written on top.
 
 Output-memory defaults throughout (nothing is chosen here). Model: SmolLM2-135M-Instruct by default.
+With ``--adapter NAME`` the model also carries a trained readout (e.g. the bundled
+``smollm2-general``): its outputs get the suffix ``-NAME`` (``docs/lm/stream-NAME.{csv,png}``, the
+``stream-NAME`` block of ``docs/lm.md``, ``lm_stream-NAME.json``), so both runs stay published.
 
     python benchmarks/lm_stream.py --threads 2
+    python benchmarks/lm_stream.py --adapter smollm2-general --capacity-chunks 0 --threads 2
 
 Writes ``benchmarks/results/lm_stream.json``, ``docs/lm/stream.{csv,png}``,
 ``docs/lm/capacity.{csv,png}`` and the ``stream`` block of ``docs/lm.md``.
@@ -30,7 +34,7 @@ import torch
 from faast.assets.lm import austen_texts
 from faast.assets.text import gutenberg_books
 from faast.eval.report import update_doc_block
-from faast.lm import FaastConfig, get_faast_model
+from faast.lm import FaastConfig, FaastModel, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream, stream_chunks, summarize
 from faast.lm.stream_report import plot_stream
@@ -71,14 +75,19 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--max-chunks", type=int, default=40, help="chunks per text (0: the whole text)")
     ap.add_argument("--context", type=int, default=512)
-    ap.add_argument("--capacity-chunks", type=int, default=128)
+    ap.add_argument("--capacity-chunks", type=int, default=128, help="0: no capacity curve")
+    ap.add_argument("--adapter", default=None, help="a trained readout (folder or bundled name)")
     ap.add_argument("--recall", type=int, default=2, help="chunks whose recall the capacity curve follows")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write everything to this folder instead (a quick look)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, tok = load_causal_lm(args.model)
-    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    if args.adapter:
+        fm = FaastModel.from_pretrained(model, args.adapter)
+    else:
+        fm = get_faast_model(model, FaastConfig(num_memories=0))
+    suffix = f"-{Path(args.adapter).name}" if args.adapter else ""
     start = start_token_ids(tok)
     runs, parts = {}, {}
     with Timer() as total:
@@ -95,37 +104,44 @@ def main() -> None:
             )
             parts[name] = summarize(runs[name])
             print(f"[stream] {name}: {parts[name]}", flush=True)
-        cap = capacity(
-            fm, encode(tok, texts()["Persuasion"]), start, args.chunk, args.capacity_chunks, args.recall
-        )
+        cap = []
+        if args.capacity_chunks:
+            cap = capacity(
+                fm, encode(tok, texts()["Persuasion"]), start, args.chunk, args.capacity_chunks, args.recall
+            )
     out = None if args.out is None else Path(args.out)
     docs = out or REPO / "docs" / "lm"
     docs.mkdir(parents=True, exist_ok=True)
-    with open(docs / "stream.csv", "w", newline="", encoding="utf-8") as fh:
+    with open(docs / f"stream{suffix}.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["text", "index", "start", "tokens", "ppl", "base_ppl", "context_ppl"])
         for name, rows in runs.items():
             for r in rows:
                 w.writerow([name, r.index, r.start, r.tokens, r.ppl, r.base_ppl, r.context_ppl])
     plot_stream(
-        docs / "stream.png", runs, title=f"{args.model}: chunks of {args.chunk} tokens, apply then update"
+        docs / f"stream{suffix}.png",
+        runs,
+        title=f"{args.model}{' + ' + args.adapter if args.adapter else ''}: chunks of {args.chunk} tokens, "
+        "apply then update",
     )
-    with open(docs / "capacity.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(cap[0]))
-        w.writeheader()
-        w.writerows(cap)
-    plot_capacity(docs / "capacity.png", cap, args)
+    if cap:
+        with open(docs / f"capacity{suffix}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(cap[0]))
+            w.writeheader()
+            w.writerows(cap)
+        plot_capacity(docs / f"capacity{suffix}.png", cap, args)
     command = "python benchmarks/lm_stream.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command,
         "model": args.model,
+        "adapter": args.adapter,
         "machine": machine(args.threads),
         "seconds": total.s,
         "chunk": args.chunk,
         "context": args.context,
     }
     write_json(
-        (out or REPO / "benchmarks" / "results") / "lm_stream.json",
+        (out or REPO / "benchmarks" / "results") / f"lm_stream{suffix}.json",
         {
             **meta,
             "parts": parts,
@@ -133,17 +149,18 @@ def main() -> None:
             "chunks": {n: [r.to_dict() for r in rs] for n, rs in runs.items()},
         },
     )
-    md = markdown(parts, cap, meta, args)
+    md = markdown(parts, cap, meta, args, suffix)
     if out is None:
-        update_doc_block(REPO / "docs" / "lm.md", "stream", md, command)
+        update_doc_block(REPO / "docs" / "lm.md", f"stream{suffix}", md, command)
     else:
-        (out / "stream.md").write_text(md, encoding="utf-8")
+        (out / f"stream{suffix}.md").write_text(md, encoding="utf-8")
     print(md)
 
 
-def markdown(parts: dict, cap: list[dict], meta: dict, args: argparse.Namespace) -> str:
+def markdown(parts: dict, cap: list[dict], meta: dict, args: argparse.Namespace, suffix: str = "") -> str:
+    memory = f"readout {args.adapter} + output memory" if args.adapter else "output memory"
     lines = [
-        f"**Model** {meta['model']} (output memory, library defaults); **machine** {meta['machine']}; "
+        f"**Model** {meta['model']} ({memory}, library defaults); **machine** {meta['machine']}; "
         f"{meta['seconds'] / 60:.0f} min. Chunks of {args.chunk} tokens; each scored with the fast weights "
         "of the chunks before it, then learned. Perplexity over consecutive quarters of what was read:",
         "",
@@ -157,25 +174,22 @@ def markdown(parts: dict, cap: list[dict], meta: dict, args: argparse.Namespace)
                 f"| {name} | {p['first_chunk']}–{p['last_chunk']} | {p['tokens']} | {p['ppl']:.2f} "
                 f"| {p['base_ppl']:.2f} | {p['context_ppl']:.2f} |"
             )
-    lines += [
-        "",
-        "![perplexity vs position](lm/stream.png)",
-        "",
-        f"Capacity (*Persuasion*): perplexity of the first {args.recall} chunks "
-        f"({args.recall * args.chunk} tokens, learned first) after learning more and more of the book "
-        f"(base model: {cap[0]['base_ppl']:.2f}):",
-        "",
-        "| chunks learned | tokens learned | recall ppl |",
-        "|---:|---:|---:|",
-    ]
-    lines += [f"| {c['chunks_learned']} | {c['tokens_learned']} | {c['recall_ppl']:.2f} |" for c in cap]
-    lines += [
-        "",
-        "![capacity](lm/capacity.png)",
-        "",
-        f"Every number: [`{rel(REPO / 'docs' / 'lm' / 'stream.csv')}`](lm/stream.csv), "
-        f"[`{rel(REPO / 'docs' / 'lm' / 'capacity.csv')}`](lm/capacity.csv).",
-    ]
+    lines += ["", f"![perplexity vs position](lm/stream{suffix}.png)"]
+    files = [f"[`{rel(REPO / 'docs' / 'lm' / f'stream{suffix}.csv')}`](lm/stream{suffix}.csv)"]
+    if cap:
+        lines += [
+            "",
+            f"Capacity (*Persuasion*): perplexity of the first {args.recall} chunks "
+            f"({args.recall * args.chunk} tokens, learned first) after learning more and more of the book "
+            f"(base model: {cap[0]['base_ppl']:.2f}):",
+            "",
+            "| chunks learned | tokens learned | recall ppl |",
+            "|---:|---:|---:|",
+        ]
+        lines += [f"| {c['chunks_learned']} | {c['tokens_learned']} | {c['recall_ppl']:.2f} |" for c in cap]
+        lines += ["", f"![capacity](lm/capacity{suffix}.png)"]
+        files.append(f"[`{rel(REPO / 'docs' / 'lm' / f'capacity{suffix}.csv')}`](lm/capacity{suffix}.csv)")
+    lines += ["", "Every number: " + ", ".join(files) + "."]
     return "\n".join(lines)
 
 
