@@ -212,10 +212,7 @@ class TaskModel:
     def learn(self, examples: Sequence[Example], *, batch_size: int = 16, progress: bool = True) -> int:
         """Add the pairs of ``examples`` to the fast weights (``spec.pairs`` decides which); returns
         how many pairs. Calls accumulate exactly."""
-        examples = _checked(examples, outputs=True)
-        encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
-        for e, enc in zip(examples, encoded, strict=True):
-            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        encoded = self._encoded_examples(examples)
         pairs = 0
         starts = range(0, len(encoded), batch_size)
         for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
@@ -229,16 +226,21 @@ class TaskModel:
         :meth:`FaastModel.forget <faast.lm.FaastModel.forget>`: while at most d pairs are held every
         pair is checked bit for bit, so pass the examples batched as they were learned, or build the
         task with ``cache=True``, whose cached states are the very ones learned)."""
-        examples = _checked(examples, outputs=True)
-        encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
-        for e, enc in zip(examples, encoded, strict=True):
-            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        encoded = self._encoded_examples(examples)
         pairs = 0
         starts = range(0, len(encoded), batch_size)
         with self.model.all_or_nothing():
             for i in tqdm(starts, desc="forget examples", unit="batch", disable=not progress, leave=False):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
+
+    def _encoded_examples(self, examples: Sequence[Example]) -> list[Encoded]:
+        """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context."""
+        examples = _checked(examples, outputs=True)
+        encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
+        for e, enc in zip(examples, encoded, strict=True):
+            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        return encoded
 
     def _captured(self, chunk: list[Encoded]) -> Captured:
         """The base model's states for a batch of encoded examples, from the cache when every
