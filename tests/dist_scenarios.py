@@ -184,6 +184,11 @@ def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
         for argv in json.loads(cli[0]):
             if main(argv) != 0:
                 raise SystemExit(1)
+    elif scenario == "exit":  # end at once with status 3 after a collective, output flushed
+        assert d.sum(1.0) == d.world_size
+        print(f"rank {d.rank} done", end="")  # no newline: only the flush writes it to the pipe
+        distributed.end_process(3)
+        raise AssertionError("end_process returned in a launched process")
     elif scenario == "fail":  # rank 1 fails before the collective; the others must not hang
         if d.rank == 1:
             raise ValueError("rank 1 could not read its data")
@@ -194,7 +199,7 @@ def run(scenario: str, out: Path, n: int, cli: list[str]) -> None:
         fit_classifiers(d, n)
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
-    distributed.shutdown(sync=True)
+    distributed.end_process(0)  # as `faast` itself ends under torchrun
 
 
 if __name__ == "__main__":

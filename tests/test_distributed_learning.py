@@ -276,6 +276,22 @@ def test_a_group_initialised_by_the_caller_is_adopted_and_left_alone():
         distributed.shutdown()
 
 
+def test_end_process_ends_a_launched_process_with_its_status_and_output(tmp_path):
+    """``end_process(3)`` after a collective: each of 2 processes leaves the group and ends with
+    status 3, its unterminated last line flushed (what ``faast`` does after a command)."""
+    results = _wait(_launch("exit", 2, tmp_path, 0), timeout=120.0)
+    assert [code for code, _, _ in results] == [3, 3], [err[-2000:] for _, _, err in results]
+    assert [out for _, out, _ in results] == ["rank 0 done", "rank 1 done"]
+
+
+def test_end_process_outside_a_group_returns(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    distributed.shutdown()
+    distributed.init()
+    assert distributed.end_process(3) is None  # a plain run: the caller exits as usual
+
+
 def test_multi_node_torchrun_arguments(tmp_path):
     """Two torchrun agents, one per "node" (``--nnodes 2 --node-rank 0|1``, static rendezvous at
     the master address; both on localhost here), run ``faast lm learn`` unchanged: rank 0 of

@@ -1,8 +1,6 @@
 """``python -m faast``: the command line (also what ``torchrun -m faast`` launches)."""
 
-import sys
-
-from faast.cli import main
+from faast.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

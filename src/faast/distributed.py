@@ -418,6 +418,32 @@ def _leave_at_exit() -> None:
     atexit.register(lambda: shutdown(sync=not _FAILED))
 
 
+def end_process(code: int) -> None:
+    """End a process of a ``torchrun`` launch after its work: leave the group (together with the
+    others at a barrier after a success, at once after a failure), flush the output, then end the
+    process with ``code`` at once (``os._exit``). Without a group joined by :func:`init`
+    (a plain run), return and let the caller exit normally.
+
+    Why not a normal exit: after the group is destroyed, interpreter finalization and C++ static
+    destructors still tear down what Gloo left (threads, pending work holding Python tensors); on a
+    loaded machine that teardown can abort ("terminate called without an active exception",
+    SIGABRT) although every result was written, and torchrun then reports the launch as failed.
+    Nothing is left to do at that point, so the process skips it. ``faast`` and ``python -m faast``
+    end this way; :func:`shutdown` alone is for code that keeps running.
+    """
+    if not (_OWNS_GROUP and dist.is_initialized()):
+        return
+    if code != 0:
+        mark_failed()
+    try:
+        shutdown(sync=not _FAILED)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
 def current() -> Dist:
     """The context of this process: :func:`init`'s, made on first use (so code that asks for
     distributed work under ``torchrun`` joins the group even if nobody called :func:`init`)."""

@@ -82,6 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The ``faast`` console command and ``python -m faast``: :func:`main`, then exit with its
+    status. Under ``torchrun`` the process leaves the group with the others and ends at once
+    (:func:`faast.distributed.end_process`)."""
+    code = main()
+    module = sys.modules.get("faast.distributed")
+    if module is not None:  # imported: a command may have joined a process group
+        module.end_process(code)
+    sys.exit(code)
+
+
 def _mark_failed() -> None:
     """Under ``torchrun``: this process failed, so at exit it leaves the group without waiting
     for the others (:func:`faast.distributed.mark_failed`)."""

@@ -1,7 +1,5 @@
 """``python -m faast.cli``: the ``faast`` command."""
 
-import sys
+from faast.cli import run
 
-from faast.cli import main
-
-sys.exit(main())
+run()
