@@ -3,10 +3,11 @@
 Reads what the LM benchmarks wrote (nothing is re-measured or typed in by hand):
 
 * ``benchmarks/results/lm.json``          ``python benchmarks/lm.py``      (speed and bytes)
-* ``benchmarks/results/lm_mix.json``      ``python benchmarks/lm_mix.py --threads 2``  (output mix)
+* ``benchmarks/results/lm_mix.json``      ``python benchmarks/lm_mix.py --threads 1``  (output mix, SmolLM2)
+* ``benchmarks/results/lm_mix-gemma3.json``  ``python benchmarks/lm_mix.py --model gemma3 ...``  (Gemma)
 * ``benchmarks/results/lm_readout.json``  ``python benchmarks/lm_readout.py``  (trained middle memory)
 
-    python benchmarks/lm_doc.py            # writes docs/lm.md and docs/lm/mix.png
+    python benchmarks/lm_doc.py            # writes docs/lm.md and docs/lm/mix*.png
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def speed_section(res: dict) -> list[str]:
     learn, gen, size = res["learn"], res["generate"], res["bytes"]
     args, machine = res["args"], res["machine"]
     lines = [
-        "## Speed and size (`python benchmarks/lm.py`)",
+        f"## Speed and size (`python benchmarks/lm.py --threads {args['threads']}`)",
         "",
         f"Model: {res['model']}; data: {res['data']}; default config (one middle memory and the output "
         f"memory, `{res['config']['output_mix']}` mix). Batch {args['batch']} × {args['window']} tokens, "
@@ -142,22 +143,61 @@ def recall_section(res: dict) -> list[str]:
     ]
 
 
+MIX_DEFAULTS = {
+    "model": "smollm2",
+    "window": 512,
+    "learn_windows": 24,
+    "tune_windows": 8,
+    "test_windows": 24,
+    "passages": 6,
+    "batch_size": 4,
+    "max_unseen_cost": 0.05,
+}
+#: The mix studies, one per model: (result file, PNG beside docs/lm.md).
+MIX_RUNS = (("lm_mix.json", "mix.png"), ("lm_mix-gemma3.json", "mix-gemma3.png"))
+
+
+def mix_command(args: dict) -> str:
+    """The command line that wrote a mix result (the flags that differ from the defaults)."""
+    flags = [
+        f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k in MIX_DEFAULTS and MIX_DEFAULTS[k] != v
+    ]
+    return " ".join(["python benchmarks/lm_mix.py", *flags, f"--threads {args['threads']}"])
+
+
+def short_model(res: dict) -> str:
+    return res["model"].split(" (")[0]
+
+
+def mix_intro(first: dict) -> list[str]:
+    sel, args = first["selection"], first["args"]
+    return [
+        "## How the output memory is read (`python benchmarks/lm_mix.py`)",
+        "",
+        f"Data: {first['data']}. Output memory only (no trained parameters); every window is read after "
+        "the tokenizer's start tokens (Gemma's `<bos>`). For each model, a default is chosen on "
+        "*Northanger Abbey* only: the lowest recall perplexity among settings that cost at most "
+        f"{sel['max_cost']:.0%} perplexity on unseen text both after learning tokens of four other "
+        f"novels (domain) and after learning only the preceding {args['window']}-token passage "
+        "(continuation). Reported on *Persuasion*, never used for a choice. β and T are scale-free: "
+        "the memory's scores are divided by ρ², the mean squared norm of the LM head's rows.",
+        "",
+    ]
+
+
 def mix_section(res: dict, png: Path) -> list[str]:
     sel, test = res["selection"], res["test"]
     args = res["args"]
     show = ["base", sel["choice"], *(v for v in sel["per_mix_choice"].values() if v), "paper@0.9"]
     show = list(dict.fromkeys(show))
     lines = [
-        f"## How the output memory is read (`python benchmarks/lm_mix.py --threads {args['threads']}`)",
+        f"### {short_model(res)} (`{mix_command(args)}`)",
         "",
-        f"Model: {res['model']}; data: {res['data']}. Output memory only (no trained parameters). "
-        f"The default is chosen on *Northanger Abbey* only: the lowest recall perplexity among settings "
-        f"that cost at most {sel['max_cost']:.0%} perplexity on unseen text both after learning "
-        f"{res['domain']['learn_tokens']:,} tokens of four other novels (domain) and after learning only "
-        f"the preceding {args['window']}-token passage (continuation). Reported here on *Persuasion*, "
-        f"never used for the choice ({args['passages']} passages; domain: {args['test_windows']} windows).",
+        f"Model: {res['model']}, ρ² = {res['head_scale']:.2f}. Domain: {res['domain']['learn_tokens']:,} "
+        f"learned tokens; {args['passages']} passages per novel; test domain {args['test_windows']} "
+        f"windows (scored for the settings named below only).",
         "",
-        f"Chosen default: **{sel['choice']}** (λ, T{', θ' if 'gated' in sel['choice'] else ''}). "
+        f"Chosen on this model alone: **{sel['choice']}** (λ, T{', θ' if 'gated' in sel['choice'] else ''}). "
         "Best admissible setting per mix: "
         + ", ".join(f"{k}: {v}" for k, v in sel["per_mix_choice"].items())
         + ". `paper@0.9` is the paper's setting.",
@@ -166,25 +206,69 @@ def mix_section(res: dict, png: Path) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for name in show:
-        dom = test["domain"].get(name)
-        dom_s = f"{dom['ppl']:.2f}" if dom else "–"
-        cont, rec = test["continuation"][name], test["recall"][name]
-        lines.append(f"| {name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |")
+        lines.append(test_row(test, name))
+    lines += [
+        "",
+        f"Measured in {res['seconds'] / 60:.0f} min on {res['machine']['threads']} CPU thread(s).",
+        "",
+        f"![recall vs cost per mix, {short_model(res)}]({png.parent.name}/{png.name})",
+        "",
+    ]
+    return lines
+
+
+def test_row(test: dict, name: str, label: str | None = None) -> str:
+    dom = test["domain"].get(name)
+    dom_s = f"{dom['ppl']:.2f}" if dom else "–"
+    cont, rec = test["continuation"][name], test["recall"][name]
+    return f"| {label or name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |"
+
+
+def library_default_name() -> str:
+    d = ProbReadOut.defaults
+    return f"prob-gated@({d['weight']}, {d['temperature']}, {d['gate']})"
+
+
+def joint_section(runs: list[dict]) -> list[str]:
+    """One default for every model studied, and how the library's default reads on each."""
+    from lm_mix import select_joint
+
+    joint = select_joint({short_model(r): r["tune"] for r in runs}, runs[0]["selection"]["max_cost"])
+    lib = library_default_name()
+    lines = [
+        "### One default for every model",
+        "",
+        f"Admissible on every model's tuning novel, best geometric-mean recall: **{joint['choice']}** "
+        f"({len(joint['admissible'])} settings admissible on all). The library's default "
+        f"(`ProbReadOut.defaults`) is **{lib}**"
+        + (
+            " — the same."
+            if lib == joint["choice"]
+            else f"; {lib} is "
+            + ("admissible on all." if lib in joint["admissible"] else "NOT admissible on all.")
+        )
+        + " On *Persuasion*:",
+        "",
+        "| model | setting | domain ppl | continuation ppl | recall ppl | recall top-1 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        names = dict.fromkeys(["base", lib, joint["choice"], r["selection"]["choice"]])
+        for name in names:
+            if name in r["test"]["recall"]:
+                lines.append(f"| {short_model(r)} " + test_row(r["test"], name))
     lines += [
         "",
         "Mixes: `paper@r` (1−r)·h + r·W·h before the final norm (the paper); `logit@β` logits + "
-        "β·head(W·z); `prob@(λ, T)` log((1−λ)·p_model + λ·softmax(head(W·z)/T)) over the vocabulary, "
-        "`prob-learned` the same over the learned tokens only; `prob-gated@(λ, T, θ)` prob-learned with "
-        "λ scaled per token by clamp((c − θ)/(1 − θ), 0, 1), c = the largest cosine between W·z and a "
-        "learned token's LM-head row. For a context the memory learned, W·z reproduces the next "
-        "token's row (c ≈ 1); on new text c is lower and the gate shuts, so the model is left as it is. "
-        "The gate is ours, not the paper's.",
+        "β·head(W·z)/ρ²; `prob@(λ, T)` log((1−λ)·p_model + λ·softmax(head(W·z)/(ρ²·T))) over the "
+        "vocabulary, `prob-learned` the same over the learned tokens only; `prob-gated@(λ, T, θ)` "
+        "prob-learned with λ scaled per token by clamp((c − θ)/(1 − θ), 0, 1), c = the largest cosine "
+        "between W·z and a learned token's LM-head row. For a context the memory learned, W·z "
+        "reproduces the next token's row (c ≈ 1); on new text c is lower and the gate shuts, so the "
+        "model is left as it is. The gate is ours, not the paper's.",
         "",
         "Recall = perplexity of a passage after learning it (what test-time learning should improve); "
-        "continuation/domain = perplexity of text that was not learned (what it should not hurt). "
-        f"Measured in {res['seconds'] / 60:.0f} min on {res['machine']['threads']} CPU thread(s).",
-        "",
-        f"![recall vs cost per mix]({png.parent.name}/{png.name})",
+        "continuation/domain = perplexity of text that was not learned (what it should not hurt).",
         "",
     ]
     return lines
@@ -202,10 +286,13 @@ def mix_curves(res: dict) -> list[tuple[str, list[str]]]:
         for n in names:
             groups.setdefault(tuple(n.split("@")[1].strip("()").split(", ")[1:]), []).append(n)
         for params, group in groups.items():
-            if fam == "prob-gated" and params[0] == "0.25":
-                curves.append((f"{fam} T=0.25, θ={params[1]}", group))
-            elif fam != "prob-gated" and params[0] == "0.1":
-                curves.append((f"{fam} T=0.1", group))
+            gated_t, plain_t = (
+                str(t["temperature"]) for t in (ProbReadOut.defaults, ProbReadOut.ungated_defaults)
+            )
+            if fam == "prob-gated" and params[0] == gated_t:
+                curves.append((f"{fam} T={gated_t}, θ={params[1]}", group))
+            elif fam != "prob-gated" and params[0] == plain_t:
+                curves.append((f"{fam} T={plain_t}", group))
     return curves
 
 
@@ -244,7 +331,9 @@ def plot_mix(res: dict, png: Path) -> None:
         ax.set_xlabel(f"{xlabel} perplexity (unseen text)")
         ax.set_ylabel("recall perplexity / base (lower: remembers)")
     axes[1].legend(fontsize=7)
-    fig.suptitle("SmolLM2-135M output memory: recall vs cost (weight grows along each curve)", fontsize=10)
+    fig.suptitle(
+        f"{short_model(res)} output memory: recall vs cost (weight grows along each curve)", fontsize=10
+    )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
@@ -254,7 +343,7 @@ def plot_mix(res: dict, png: Path) -> None:
 def readout_section(res: dict) -> list[str]:
     ev, tr, args = res["eval"], res["train"], res["args"]
     lines = [
-        "## A trained middle memory (`python benchmarks/lm_readout.py`)",
+        f"## A trained middle memory (`python benchmarks/lm_readout.py --threads {args['threads']}`)",
         "",
         f"Model: {res['model']}; {res['memory']}. Readout (`out_proj` + scorer) trained by backprop with "
         f"the backbone frozen: {tr['steps']} steps on {tr['tokens']:,} tokens of "
@@ -284,7 +373,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(DOCS / "lm.md"))
     args = ap.parse_args()
     out = Path(args.out)
-    png = out.parent / "lm" / "mix.png"
     lines = [
         "# Language-model results",
         "",
@@ -298,9 +386,13 @@ def main() -> None:
         if "recall_example" in speed:
             lines += recall_section(speed)
         found = True
-    if (mix := load("lm_mix.json")) is not None:
-        plot_mix(mix, png)
-        lines += mix_section(mix, png)
+    mixes = [(res, out.parent / "lm" / name) for file, name in MIX_RUNS if (res := load(file)) is not None]
+    if mixes:
+        lines += mix_intro(mixes[0][0])
+        for res, png in mixes:
+            plot_mix(res, png)
+            lines += mix_section(res, png)
+        lines += joint_section([res for res, _ in mixes])
         found = True
     if (readout := load("lm_readout.json")) is not None:
         lines += readout_section(readout)
@@ -312,7 +404,7 @@ def main() -> None:
         if KEEP_MARKER in old:
             lines += ["", old[old.index(KEEP_MARKER) :].rstrip()]
     write_public_text(out, "\n".join(lines) + "\n")
-    print(f"wrote {out} and {png}")
+    print(f"wrote {out} and {len(mixes)} mix plot(s) in {out.parent / 'lm'}")
 
 
 if __name__ == "__main__":
