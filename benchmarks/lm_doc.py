@@ -247,6 +247,12 @@ def joint_section(runs: list[dict]) -> list[str]:
             else f"; {lib} is "
             + ("admissible on all." if lib in joint["admissible"] else "NOT admissible on all.")
         )
+        + (
+            " Geometric-mean recall / base on the tuning novels: "
+            f"{joint['recall_ratio'][joint['choice']]:.4f} for {joint['choice']}"
+            + (f", {joint['recall_ratio'][lib]:.4f} for the default" if lib in joint["recall_ratio"] else "")
+            + "."
+        )
         + " On *Persuasion*:",
         "",
         "| model | setting | domain ppl | continuation ppl | recall ppl | recall top-1 |",
@@ -318,7 +324,7 @@ def plot_mix(res: dict, png: Path) -> None:
             s=120,
             facecolors="none",
             edgecolors="k",
-            label=f"default {choice}",
+            label=f"chosen on this model: {choice}",
             zorder=3,
         )
         ax.axvline(1 + res["selection"]["max_cost"], color="grey", ls=":", lw=1)
