@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 
 from faast.lm import ProbReadOut
 from faast.publish import write_public_text
+from lm_mix import DEFAULT, MODELS, build_parser, result_file, select_joint
 
 #: Everything from this line on in docs/lm.md is written by other benchmarks and kept by this one.
 KEEP_MARKER = "<!-- faast: the sections below are written by other benchmarks; lm_doc.py keeps them -->"
@@ -143,24 +144,19 @@ def recall_section(res: dict) -> list[str]:
     ]
 
 
-MIX_DEFAULTS = {
-    "model": "smollm2",
-    "window": 512,
-    "learn_windows": 24,
-    "tune_windows": 8,
-    "test_windows": 24,
-    "passages": 6,
-    "batch_size": 4,
-    "max_unseen_cost": 0.05,
-}
 #: The mix studies, one per model: (result file, PNG beside docs/lm.md).
-MIX_RUNS = (("lm_mix.json", "mix.png"), ("lm_mix-gemma3.json", "mix-gemma3.png"))
+MIX_RUNS = tuple((result_file(m), "mix.png" if m == "smollm2" else f"mix-{m}.png") for m in MODELS)
+#: Arguments a mix result records that are not flags worth printing (resolved per model, or paths).
+_UNPRINTED = ("threads", "chunk", "out")
 
 
 def mix_command(args: dict) -> str:
-    """The command line that wrote a mix result (the flags that differ from the defaults)."""
+    """The command line that wrote a mix result (the flags that differ from lm_mix.py's defaults)."""
+    defaults = vars(build_parser().parse_args([]))
     flags = [
-        f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k in MIX_DEFAULTS and MIX_DEFAULTS[k] != v
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in args.items()
+        if k in defaults and k not in _UNPRINTED and defaults[k] != v
     ]
     return " ".join(["python benchmarks/lm_mix.py", *flags, f"--threads {args['threads']}"])
 
@@ -217,24 +213,17 @@ def mix_section(res: dict, png: Path) -> list[str]:
     return lines
 
 
-def test_row(test: dict, name: str, label: str | None = None) -> str:
+def test_row(test: dict, name: str) -> str:
     dom = test["domain"].get(name)
     dom_s = f"{dom['ppl']:.2f}" if dom else "–"
     cont, rec = test["continuation"][name], test["recall"][name]
-    return f"| {label or name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |"
-
-
-def library_default_name() -> str:
-    d = ProbReadOut.defaults
-    return f"prob-gated@({d['weight']}, {d['temperature']}, {d['gate']})"
+    return f"| {name} | {dom_s} | {cont['ppl']:.2f} | {rec['ppl']:.2f} | {rec['top1']:.3f} |"
 
 
 def joint_section(runs: list[dict]) -> list[str]:
     """One default for every model studied, and how the library's default reads on each."""
-    from lm_mix import select_joint
-
     joint = select_joint({short_model(r): r["tune"] for r in runs}, runs[0]["selection"]["max_cost"])
-    lib = library_default_name()
+    lib = DEFAULT.name
     lines = [
         "### One default for every model",
         "",

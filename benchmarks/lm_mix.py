@@ -34,8 +34,9 @@ The library's defaults must hold on every model: ``benchmarks/lm_doc.py`` reads 
 results and names the setting admissible on both tuning novels with the best recall on both
 (:func:`select_joint`).
 
-    python benchmarks/lm_mix.py --threads 2                  # SmolLM2: benchmarks/results/lm_mix.json
-    python benchmarks/lm_mix.py --model gemma3 --threads 2   # Gemma-3-270M: .../lm_mix-gemma3.json
+    python benchmarks/lm_mix.py --threads 1   # SmolLM2 (benchmarks/results/lm_mix.json), ~1 h on one core
+    python benchmarks/lm_mix.py --model gemma3 --learn-windows 12 --tune-windows 4 --test-windows 8 \
+        --passages 3 --threads 1              # Gemma-3-270M, reduced (.../lm_mix-gemma3.json), ~2 h
     python benchmarks/lm_mix.py --learn-windows 1 --tune-windows 1 --test-windows 1 --passages 1 --window 128
 
 """
@@ -320,7 +321,13 @@ def select_joint(tunes: dict[str, dict[str, dict]], max_cost: float) -> dict:
     return {"choice": best, "admissible": ok, "recall_ratio": {n: recall_gain(n) for n in ok}}
 
 
-def main() -> None:
+def result_file(model: str) -> str:
+    """The result file a study of ``model`` writes in ``benchmarks/results`` by default."""
+    return "lm_mix.json" if model == "smollm2" else f"lm_mix-{model}.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``benchmarks/lm_doc.py`` reads its defaults to print the flags a run used)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--window", type=int, default=512)
     ap.add_argument("--learn-windows", type=int, default=24, help="windows per learned novel (domain)")
@@ -333,11 +340,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-unseen-cost", type=float, default=0.05, help="default rule: max relative ppl cost")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/lm_mix[-MODEL].json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.chunk is None:
         args.chunk = 1 if args.model == "gemma3" else 4
     if args.out is None:
-        args.out = str(RESULTS / ("lm_mix.json" if args.model == "smollm2" else f"lm_mix-{args.model}.json"))
+        args.out = str(RESULTS / result_file(args.model))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_causal_lm(args.model)
