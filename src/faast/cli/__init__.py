@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: Modules that each define ``register(subparsers)``; a sub-command sets ``func`` on its parser.
 COMMAND_MODULES = (
@@ -87,8 +87,7 @@ def run() -> None:
     status. Under ``torchrun`` the process leaves the group with the others and ends at once
     (:func:`faast.distributed.end_process`)."""
     code = main()
-    module = sys.modules.get("faast.distributed")
-    if module is not None:  # imported: a command may have joined a process group
+    if (module := _distributed_if_imported()) is not None:
         module.end_process(code)
     sys.exit(code)
 
@@ -96,9 +95,14 @@ def run() -> None:
 def _mark_failed() -> None:
     """Under ``torchrun``: this process failed, so at exit it leaves the group without waiting
     for the others (:func:`faast.distributed.mark_failed`)."""
-    module = sys.modules.get("faast.distributed")
-    if module is not None:
+    if (module := _distributed_if_imported()) is not None:
         module.mark_failed()
+
+
+def _distributed_if_imported() -> Any:
+    """``faast.distributed`` if a command imported it (only then can it have joined a process
+    group), else None: the CLI never imports torch for a command that does not need it."""
+    return sys.modules.get("faast.distributed")
 
 
 def describe(exc: BaseException) -> str:

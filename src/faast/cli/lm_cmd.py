@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faast.distributed import Dist
 
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
 
@@ -222,18 +225,26 @@ def _load_with_fast_weights(args: argparse.Namespace):
     return fm, tok
 
 
+def _init(args: argparse.Namespace) -> Dist:
+    """The process group of a ``torchrun`` launch (a single process otherwise); with nccl the
+    model goes to this process's GPU unless ``--device`` says otherwise."""
+    from faast import distributed
+
+    dist = distributed.init()
+    if args.device is None and dist.backend == "nccl":
+        args.device = str(dist.device)
+    return dist
+
+
 def run_learn(args: argparse.Namespace) -> int:
     """Learn a text file. Under ``torchrun`` each process learns its share of the windows and the
     statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes."""
     import time
 
-    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.text import encode, learn_windows, read_text, token_windows, with_start_tokens
 
-    dist = distributed.init()
-    if args.device is None and dist.backend == "nccl":
-        args.device = str(dist.device)
+    dist = _init(args)
     text = read_text(args.text)
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
@@ -367,15 +378,12 @@ def run_stream(args: argparse.Namespace) -> int:
     """Score, then learn, each chunk of a text. Under ``torchrun`` every process scores each chunk
     and learns its share of the chunk's pairs, the statistics are summed across processes
     (:mod:`faast.distributed`); rank 0 prints and writes."""
-    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.stream import stream_chunks, summarize
     from faast.lm.stream_report import plot_stream, write_stream_csv
     from faast.lm.text import encode, read_text
 
-    dist = distributed.init()
-    if args.device is None and dist.backend == "nccl":
-        args.device = str(dist.device)
+    dist = _init(args)
     fm, tok = _load(args, *_layout_and_read(args, {}))
     ids = encode(tok, read_text(args.text))
     rows = stream_chunks(

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faast.cli.lm_cmd import _load, _model_args
+from faast.cli.lm_cmd import _init, _load, _model_args
 
 if TYPE_CHECKING:
     from faast.distributed import Dist
@@ -180,17 +180,6 @@ def _check_out(path: str, task: str) -> None:
     check_writable(path)
     if Path(path).exists():
         read_file(path)  # the task is added to it: it must be a readable fast-weight file
-
-
-def _init(args: argparse.Namespace) -> Dist:
-    """The process group of a ``torchrun`` launch (a single process otherwise); with nccl the
-    model goes to this process's GPU unless ``--device`` says otherwise."""
-    from faast import distributed
-
-    dist = distributed.init()
-    if args.device is None and dist.backend == "nccl":
-        args.device = str(dist.device)
-    return dist
 
 
 def _dist() -> Dist:
