@@ -1124,6 +1124,13 @@ CONFIGS = [
     ),
     Case(
         "FaastConfig.from_dict",
+        "negative output_key_features",
+        call(lambda c: _cfg_from_dict({"output_key_features": -8})),
+        ValueError,
+        r"output_key_features must be an integer >= 0",
+    ),
+    Case(
+        "FaastConfig.from_dict",
         "unknown output_mix",
         call(lambda c: _cfg_from_dict({"output_mix": "blend"})),
         ValueError,
@@ -1606,6 +1613,11 @@ CLI = [
     CliCase("empty text file", lambda c: _learn(c, text=c.text_file("e.txt", b"\n")), r"is empty"),
     CliCase("non-UTF-8 text file", lambda c: _learn(c, text=c.text_file("l1.txt", b"caf\xe9")), r"not UTF-8"),
     CliCase("window of 1 token", lambda c: _learn(c, "--window", "1"), r"at least 2 tokens"),
+    CliCase(
+        "negative --key-features",
+        lambda c: _learn(c, "--key-features", "-8"),
+        r"output_key_features must be an integer >= 0",
+    ),
     CliCase("task name with '/'", lambda c: _learn(c, "--task", "a/b"), r"task names"),
     CliCase(
         "output directory cannot be created",

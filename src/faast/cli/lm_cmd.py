@@ -43,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument(
         "--num-memories", type=int, default=None, help="middle memories (default: 0 without --adapter)"
     )
+    le.add_argument(
+        "--key-features",
+        type=int,
+        default=None,
+        help="random features appended to the output memory's key: it then holds up to "
+        "width + N pairs, not width (default 0; see docs/lm.md, capacity)",
+    )
     _read_args(le, ("prob", "logit", "paper"))
     le.set_defaults(func=run_learn)
 
@@ -248,6 +255,8 @@ def run_learn(args: argparse.Namespace) -> int:
     text = read_text(args.text)
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
+    if args.key_features is not None:
+        given["output_key_features"] = args.key_features
     if args.append:
         fm, tok = _load_task_to_extend(args)
     else:
@@ -327,6 +336,12 @@ def _load_task_to_extend(args: argparse.Namespace):
     _, _, signature = read_task(args.out, args.task)
     if args.num_memories is not None and args.num_memories != signature.get("config", {}).get("num_memories"):
         raise ValueError("--append: --num-memories must match the task's layout (leave it out)")
+    stored_features = signature.get("config", {}).get("output_key_features", 0)
+    if args.key_features is not None and args.key_features != stored_features:
+        raise ValueError(
+            f"--append: --key-features {args.key_features} differs from the task's {stored_features} "
+            "(leave it out)"
+        )
     stored = {} if args.adapter else dict(signature.get("config", {}))
     fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
     fm.load_fast_weights(args.out, args.task, read=False)

@@ -128,6 +128,11 @@ class FaastConfig:
         with a recall gate), ``"logit"`` (same key and value, read as logits + β·head(W·z)) or
         ``"paper"`` (the paper's mix before the final norm; value: the next token's input
         embedding). "prob" and "logit" learn the same statistics, so either reads the other's.
+    output_key_features: D random ReLU features appended to the output memory's unit-normalised
+        key (:class:`faast.lm.key_features.RandomFeatureKeys`); 0 (default) keys on the state
+        itself. The memory then holds up to d + D pairs instead of d (a passage longer than the
+        model's width is recalled verbatim) at (d + D)² float64 statistics.
+    output_key_seed: seed of those features' random matrix.
     scorer: learned sigmoid scorer w = σ(s·[k; v]) scaling the values of middle memories.
     readout_dropout: dropout on W·h before ``out_proj`` while training the readout.
     dtype: dtype the fast weights are compiled to (``None``: the dtype of the hidden states).
@@ -146,6 +151,8 @@ class FaastConfig:
     memory_layers: list[int] | None = None
     output_memory: bool = True
     output_mix: str = "prob"
+    output_key_features: int = 0
+    output_key_seed: int = 0
     scorer: bool = True
     readout_dropout: float = 0.1
     dtype: str | None = None
@@ -165,6 +172,13 @@ class FaastConfig:
         if isinstance(n, bool | str) or not isinstance(n, numbers.Real) or n != int(n) or n < 0:
             raise ValueError(f"num_memories must be an integer >= 0, got {self.num_memories!r}")
         self.num_memories = int(self.num_memories)
+        for name in ("output_key_features", "output_key_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool | str) or not isinstance(value, numbers.Real) or value != int(value):
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            setattr(self, name, int(value))
         self.readout_dropout = _finite(self.readout_dropout, "readout_dropout")
         if not 0.0 <= self.readout_dropout < 1.0:
             raise ValueError(f"readout_dropout must be in [0, 1), got {self.readout_dropout}")

@@ -139,7 +139,7 @@ class FaastModel(nn.Module):
         """Read the output memory with another mix that keys on the same state and learns the same
         values ("prob" ↔ "logit"); the statistics are kept. Changes ``faast_config.output_mix``;
         ``read`` replaces the read config at the same time (the old one's weight may not suit)."""
-        from faast.lm.readouts import OUTPUT_READOUTS
+        from faast.lm.readouts import OUTPUT_READOUTS, output_key_args
 
         old = self.output_memory
         if old is None:
@@ -155,7 +155,12 @@ class FaastModel(nn.Module):
             )
         if isinstance(old, cls):
             return self if read is None else self.set_read(read)
-        new = cls(self._layout, self.base_model, dtype=self.faast_config.torch_dtype)
+        new = cls(
+            self._layout,
+            self.base_model,
+            dtype=self.faast_config.torch_dtype,
+            **output_key_args(self.faast_config),
+        )
         new.configure(self.read_config if read is None else read)  # validate before changing anything
         new.memory = old.memory
         new.load_extra_state(old.extra_state(), "the output memory")

@@ -41,6 +41,7 @@ from torch import nn
 
 from faast.lm.config import ReadConfig
 from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
+from faast.lm.key_features import RandomFeatureKeys
 from faast.memory import InverseMemory
 
 HEAD_INPUT = "head_input"
@@ -359,10 +360,20 @@ class OutputReadOut(ReadOut):
     value_source: ClassVar[str]
 
     def __init__(
-        self, key_point: str, value_table: Callable[[], torch.Tensor], hidden_size: int, *, dtype
+        self,
+        key_point: str,
+        value_table: Callable[[], torch.Tensor],
+        hidden_size: int,
+        *,
+        dtype,
+        key_features: int = 0,
+        key_seed: int = 0,
     ) -> None:
         table = value_table()
-        super().__init__(key_point, hidden_size, table.shape[1], dtype=dtype)
+        #: φ of the keys (:class:`~faast.lm.key_features.RandomFeatureKeys`), or None: the state itself.
+        self.key_map = RandomFeatureKeys(hidden_size, key_features, key_seed) if key_features else None
+        key_dim = self.key_map.out_dim if self.key_map is not None else hidden_size
+        super().__init__(key_point, key_dim, table.shape[1], dtype=dtype)
         self.value_table = value_table  # a callable, so the model's weights are not registered twice
         self.register_buffer("counts", torch.zeros(table.shape[0], dtype=torch.int64), persistent=False)
         self.weight = 0.0
@@ -395,10 +406,15 @@ class OutputReadOut(ReadOut):
         super().reset()
         self.counts.zero_()
 
+    def keys_of(self, h: torch.Tensor) -> torch.Tensor:
+        """The memory's keys of states h (..., d): h itself, or φ(h) (..., d + D) with key features."""
+        return h if self.key_map is None else self.key_map(h)
+
     def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys (n, d) and the value-table rows (n, m) of the next tokens."""
+        """Keys (n, d), or (n, d + D) with key features, and the value-table rows (n, m) of the
+        next tokens."""
         keys, _ = next_pairs(batch.states[self.key_point], batch.valid)
-        return keys, F.embedding(batch.next_ids(), self.value_table())
+        return self.keys_of(keys), F.embedding(batch.next_ids(), self.value_table())
 
     def learn(self, batch: Captured) -> None:
         super().learn(batch)
@@ -457,12 +473,13 @@ class OutputReadOut(ReadOut):
         raise NotImplementedError
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
-        """W·h for keys h (..., d) → (..., m), in the compute dtype."""
+        """W·h (W·φ(h) with key features) for states h (..., d) → (..., m), in the compute dtype."""
         dtype = self._dtype_for(h)
-        return F.linear(h.to(dtype), self.fast_weight(dtype, h.device))
+        return F.linear(self.keys_of(h).to(dtype), self.fast_weight(dtype, h.device))
 
     def signature(self) -> dict[str, Any]:
-        return {**super().signature(), "key": self.key_source, "value": self.value_source}
+        keys = {} if self.key_map is None else self.key_map.signature()
+        return {**super().signature(), "key": self.key_source, "value": self.value_source, **keys}
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         """``counts``: (V,) int64, how often each token was learned as a value."""
@@ -470,8 +487,10 @@ class OutputReadOut(ReadOut):
 
     def read_state_nbytes(self) -> int:
         """Reading needs only the learned-token mask ``seen``: one byte per vocabulary entry (the
-        counts are kept for forgetting)."""
-        return int(self.counts.numel())
+        counts are kept for forgetting), and with key features R (D, d) in the compute dtype
+        (float32 if unset)."""
+        keys = 0 if self.key_map is None else self.key_map.nbytes(self.compute_dtype or torch.float32)
+        return int(self.counts.numel()) + keys
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         """Restore the per-token ``counts`` (V,) int64 ≥ 0, validated.
@@ -536,8 +555,10 @@ class ProbReadOut(OutputReadOut):
     defaults: ClassVar[dict[str, Any]] = {"weight": 0.9, "temperature": 0.025, "gate": 0.8}
     ungated_defaults: ClassVar[dict[str, Any]] = {"weight": 0.05, "temperature": 0.01}
 
-    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
-        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype)
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype, **keys)
         self.temperature = 1.0
         self.gate: float | None = None
         self.support = "learned"
@@ -646,8 +667,10 @@ class LogitReadOut(OutputReadOut):
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     weight_is_ratio = False
 
-    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
-        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype)
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype, **keys)
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
@@ -676,14 +699,16 @@ class PaperReadOut(OutputReadOut):
     key_source, value_source = "pre_norm", "input_embedding"
     defaults: ClassVar[dict[str, Any]] = {"weight": 0.9}
 
-    def __init__(self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
         if layout.final_norm is None:
             raise ValueError(
                 f"output_mix='paper' reads the state before the final norm, but no final norm was found "
                 f"on {type(model).__name__}; pass FaastConfig(final_norm_path=...)"
             )
         embeddings = model.get_input_embeddings()
-        super().__init__(PRE_NORM, lambda: embeddings.weight, layout.hidden_size, dtype=dtype)
+        super().__init__(PRE_NORM, lambda: embeddings.weight, layout.hidden_size, dtype=dtype, **keys)
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         assert layout.final_norm is not None
@@ -739,8 +764,15 @@ def build_readouts(config: Any, layout: Layout, model: nn.Module) -> dict[str, R
             layout.hidden_size, i, scorer=config.scorer, dropout=config.readout_dropout, dtype=dtype
         )
     if config.output_memory:
-        out["output"] = OUTPUT_READOUTS[config.output_mix](layout, model, dtype=dtype)
+        out["output"] = OUTPUT_READOUTS[config.output_mix](
+            layout, model, dtype=dtype, **output_key_args(config)
+        )
     return out
+
+
+def output_key_args(config: Any) -> dict[str, int]:
+    """The output read-out's key-feature arguments of a :class:`~faast.lm.config.FaastConfig`."""
+    return {"key_features": config.output_key_features, "key_seed": config.output_key_seed}
 
 
 #: The output read-out class of each ``FaastConfig.output_mix``.
