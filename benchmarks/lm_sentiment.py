@@ -129,7 +129,10 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
 
     # -- FAAST, both pair modes, read-out chosen on a validation split of the k examples
     val_scores: dict[str, list[float]] = {}
-    for mode in args.modes:
+    for features, mode in [(f, m) for f in args.key_features for m in args.modes]:
+        task.reset()
+        fm.set_output_key_features(features)
+        method = f"faast-{mode}" + (f" +{features} key features" if features else "")
         task.spec.pairs = mode
         for k in sizes:
             with Timer() as t:
@@ -139,12 +142,12 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
             acc, ci = accuracy(scores, test)
             size = fm.fast_weight_nbytes()
             best_val = max(report.scores.values()) if report.scores else float("nan")
-            if k >= 16:
+            if k >= 16 and not features:
                 val_scores.setdefault(mode, []).append(best_val)
             rows.append(
                 Row(
                     label,
-                    f"faast-{mode}",
+                    method,
                     k,
                     acc,
                     ci,
@@ -156,11 +159,12 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
                 )
             )
             print(
-                f"[{label}] FAAST {mode} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})",
+                f"[{label}] {method} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})",
                 flush=True,
             )
     task.spec.pairs = "answer"
     task.reset()
+    fm.set_output_key_features(0)
 
     # -- backprop: a linear head on the prompt-end state, trained by SGD on the same k examples
     feats_test = task.prompt_features(inputs)
@@ -282,6 +286,11 @@ def main() -> None:
     )
     ap.add_argument("--icl", default="1,4,16,0", help="in-context demonstrations (0 = as many as fit)")
     ap.add_argument("--modes", default="answer,all")
+    ap.add_argument(
+        "--key-features",
+        default="0",
+        help="FAAST rows for each D: the output memory keyed with D random features (0: the state)",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -289,8 +298,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
-    args.icl = [int(x) for x in args.icl.split(",")]
+    args.icl = [int(x) for x in args.icl.split(",") if x]
     args.modes = args.modes.split(",")
+    args.key_features = [int(x) for x in args.key_features.split(",")]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test, args.pool, args.seed)

@@ -141,9 +141,10 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         )
         del icl
 
-    for k in args.sizes:
+    for features, k in [(f, k) for f in args.key_features for k in args.sizes]:
         k = len(pool) if k == 0 else k
         task.reset()
+        fm.set_output_key_features(features)
         with Timer() as t:
             report = task.fit(
                 pool[:k],
@@ -158,7 +159,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         size = fm.fast_weight_nbytes()
         scores["chosen"] = report.chosen.name
         add(
-            "faast-answer",
+            "faast-answer" + (f" +{features} key features" if features else ""),
             k,
             scores,
             t.s,
@@ -174,6 +175,11 @@ def main() -> None:
     ap.add_argument("--models", default="gemma3")
     ap.add_argument("--test-books", default=",".join(TEST_BOOKS))
     ap.add_argument("--sizes", default="1,1000,0", help="FAAST support sizes (0 = the whole pool)")
+    ap.add_argument(
+        "--key-features",
+        default="0",
+        help="FAAST rows for each D: the output memory keyed with D random features (0: the state)",
+    )
     ap.add_argument("--pool", type=int, default=None, help="cap the support pool (default: all)")
     ap.add_argument("--icl", default="1,5", help="in-context demonstrations")
     ap.add_argument("--generate", type=int, default=100, help="test verses translated greedily (BLEU, chrF)")
@@ -190,6 +196,7 @@ def main() -> None:
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.icl = [int(x) for x in args.icl.split(",") if x]
+    args.key_features = [int(x) for x in args.key_features.split(",")]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test_books.split(","), args.seed, args.max_words)

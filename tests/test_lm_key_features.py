@@ -17,6 +17,7 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.key_features import RandomFeatureKeys
 from tests.lm_tiny import FAMILIES, VOCAB, tiny_model
 from tests.lm_wordlevel import save_tiny_model
+from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
 from tests.test_lm_forget import assert_same_state, state
 
 
@@ -151,11 +152,11 @@ def test_switching_the_mix_keeps_the_feature_map():
 
 
 def test_cli_learns_and_reads_with_key_features(tmp_path, capsys):
-    model_dir = save_tiny_model(tmp_path / "model")
+    folder = save_tiny_model(tmp_path / "model")
     text = tmp_path / "passage.txt"
     text.write_text(" ".join(f"w{i % 37}" for i in range(90)), encoding="utf-8")
     out = tmp_path / "fw.safetensors"
-    common = ["--model", str(model_dir), "--threads", "1"]
+    common = ["--model", str(folder), "--threads", "1"]
     assert main(["lm", "learn", *common, "--text", str(text), "--out", str(out), "--key-features", "48"]) == 0
     from faast.lm.fastweights import read_task
 
@@ -184,3 +185,41 @@ def test_cli_learns_and_reads_with_key_features(tmp_path, capsys):
     )
     assert code != 0
     assert "--key-features 8 differs from the task's 48" in capsys.readouterr().err
+
+
+def test_task_learn_and_classify_with_key_features(model_dir, tmp_path):  # noqa: F811
+    """`faast task learn --key-features` stores the layout; classify rebuilds it from the file."""
+    from faast.lm.fastweights import read_task
+    from tests.test_task_cli import TEMPLATE, _write_examples
+
+    train = tmp_path / "train.tsv"
+    _write_examples(train, 24)
+    out = tmp_path / "tasks.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    assert main([*learn, "--folds", "2", "--key-features", "40"]) == 0
+    _, _, signature = read_task(out, "default")
+    assert signature["memories"]["output"]["key_features"] == 40
+    preds = tmp_path / "pred.jsonl"
+    use = [*base, "--fast-weights", str(out)]
+    assert main(["task", "classify", *use, "--inputs", str(train), "--out", str(preds)]) == 0
+    assert len(preds.read_text().splitlines()) == 24
+
+
+def test_set_output_key_features_changes_an_empty_memory_only():
+    ids = torch.randint(3, VOCAB, (1, 60), generator=torch.Generator().manual_seed(3))
+    fm = get_faast_model(tiny_model("gpt2"), FaastConfig(num_memories=0))
+    fm.learn(input_ids=ids)
+    with pytest.raises(ValueError, match="call reset_projection"):
+        fm.set_output_key_features(256)
+    assert fm.output_memory.key_map is None and fm.output_memory.memory.num_pairs == 59
+    fm.reset_projection().set_output_key_features(256)
+    assert fm.faast_config.output_key_features == 256
+    fm.learn(input_ids=ids)
+    fresh = get_faast_model(tiny_model("gpt2"), FaastConfig(num_memories=0, output_key_features=256))
+    fresh.learn(input_ids=ids)
+    with torch.no_grad():
+        torch.testing.assert_close(fm(input_ids=ids).logits, fresh(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="output_key_features must be an integer >= 0"):
+        fm.reset_projection().set_output_key_features(-1)
+    assert fm.faast_config.output_key_features == 256

@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="answer: learn only the transitions into the output (default; won on validation data in "
         "docs/tasks.md); all: every transition of the demonstration, as in the paper",
     )
+    le.add_argument(
+        "--key-features",
+        type=int,
+        default=0,
+        help="random features appended to the output memory's key (more capacity; default 0)",
+    )
     le.add_argument("--folds", type=int, default=5, help="cross-validation folds for the read-out choice")
     le.add_argument(
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
@@ -138,7 +144,7 @@ def run_learn(args: argparse.Namespace) -> int:
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
         _check_out(args.out, args.task)
     examples = read_examples(args.examples)
-    fm, tok = _load(args, {}, ReadConfig())
+    fm, tok = _load(args, {"output_key_features": args.key_features}, ReadConfig())
     task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""

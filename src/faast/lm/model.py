@@ -19,6 +19,7 @@ applies its formula.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -171,6 +172,39 @@ class FaastModel(nn.Module):
         self.faast_config.output_mix = mix
         if read is not None:
             self.read_config = read
+        if was_attached:
+            self.attach()
+        return self
+
+    def set_output_key_features(self, features: int, seed: int = 0) -> FaastModel:
+        """Key the (empty) output memory on the final state plus ``features`` random features
+        (``FaastConfig.output_key_features``; 0: the state itself). A layout change: the output
+        memory must hold no pairs (statistics of one key map cannot be read through another), so
+        call :meth:`reset_projection` first. Changes ``faast_config``."""
+        from faast.lm.readouts import OUTPUT_READOUTS
+
+        old = self.output_memory
+        if old is None:
+            raise ValueError("the model has no output memory")
+        if old.has_pairs:
+            raise ValueError(
+                f"the output memory holds {old.memory.num_pairs} pairs learned through its current keys; "
+                "call reset_projection() before changing its key features"
+            )
+        layout = dataclasses.replace(self.faast_config, output_key_features=features, output_key_seed=seed)
+        new = OUTPUT_READOUTS[layout.output_mix](
+            self._layout,
+            self.base_model,
+            dtype=layout.torch_dtype,
+            key_features=layout.output_key_features,
+            key_seed=layout.output_key_seed,
+        )
+        new.configure(self.read_config)
+        new.to(device=old.counts.device)
+        was_attached = self.attached
+        self.unload()
+        self.memories["output"] = new
+        self.faast_config = layout
         if was_attached:
             self.attach()
         return self

@@ -200,9 +200,13 @@ class TaskModel:
         self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
 
     @classmethod
-    def create(cls, model: Any, tokenizer: Any, spec: TaskSpec | None = None, **kwargs: Any) -> TaskModel:
-        """A task model on a plain causal LM: output memory only (no trained parameters)."""
-        return cls(get_faast_model(model, FaastConfig(num_memories=0)), tokenizer, spec, **kwargs)
+    def create(
+        cls, model: Any, tokenizer: Any, spec: TaskSpec | None = None, *, key_features: int = 0, **kwargs: Any
+    ) -> TaskModel:
+        """A task model on a plain causal LM: output memory only (no trained parameters), keyed on
+        the final state plus ``key_features`` random features (``FaastConfig.output_key_features``)."""
+        layout = FaastConfig(num_memories=0, output_key_features=key_features)
+        return cls(get_faast_model(model, layout), tokenizer, spec, **kwargs)
 
     @property
     def device(self) -> torch.device:
