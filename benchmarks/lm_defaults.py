@@ -5,9 +5,11 @@ SmolLM2-135M-Instruct and Gemma-3-270M, with the library defaults (nothing chose
 Text: *The War of the Worlds* (offline asset ``gutenberg-books``; the defaults were chosen on Jane
 Austen with SmolLM2). The passage is ``--size`` tokens starting ``--skip`` tokens into the book;
 "unseen" is the ``--unseen`` tokens after it, in windows of ``--size``. Each window is read after the
-tokenizer's start tokens (Gemma's ``<bos>``).
+tokenizer's start tokens (Gemma's ``<bos>``). ``--key-features 0,1024`` adds rows where the output
+memory is keyed with 1,024 random features (``FaastConfig.output_key_features``: room for a passage
+longer than the model's width), the read settings still the defaults.
 
-    python benchmarks/lm_defaults.py --threads 2
+    python benchmarks/lm_defaults.py --key-features 0,1024 --threads 2
 
 Writes ``benchmarks/results/lm_defaults.json`` and the ``defaults`` block of ``docs/lm.md``.
 """
@@ -31,17 +33,19 @@ BOOK = "The War of the Worlds"
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
 
 
-def measure(name: str, text: str, sizes: list[int], skip: int, unseen: int) -> list[dict]:
+def measure(
+    name: str, text: str, sizes: list[int], skip: int, unseen: int, key_features: list[int]
+) -> list[dict]:
     model, tok = load_causal_lm(name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     start = start_token_ids(tok)
     ids = encode(tok, text)
     rows = []
-    for size in sizes:
+    for features, size in [(f, s) for f in key_features for s in sizes]:
         passage = with_start_tokens(ids[skip : skip + size][None], start)
         after = ids[skip + size : skip + size + unseen]
         windows = with_start_tokens(after[: (len(after) // size) * size].view(-1, size), start)
-        fm.reset_projection()
+        fm.reset_projection().set_output_key_features(features)
         with fm.disabled():
             base_p = perplexity(fm, passage).ppl
             base_u = perplexity(fm, windows).ppl
@@ -51,6 +55,7 @@ def measure(name: str, text: str, sizes: list[int], skip: int, unseen: int) -> l
         seen_u = perplexity(fm, windows).ppl
         row = {
             "model": MODELS[name],
+            "key_features": features,
             "passage_tokens": size,
             "base_passage_ppl": base_p,
             "recall_ppl": recall,
@@ -77,16 +82,22 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,1024")
     ap.add_argument("--skip", type=int, default=2000, help="tokens skipped at the start of the book")
     ap.add_argument("--unseen", type=int, default=2048)
+    ap.add_argument(
+        "--key-features",
+        default="0",
+        help="rows for each D: the output memory keyed with D random features (0: the state itself)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     text = gutenberg_books()[BOOK]
     text = text if isinstance(text, str) else "\n".join(text)
     sizes = [int(x) for x in args.sizes.split(",")]
+    key_features = [int(x) for x in args.key_features.split(",")]
     rows = []
     with Timer() as total:
         for name in args.models.split(","):
-            rows += measure(name, text, sizes, args.skip, args.unseen)
+            rows += measure(name, text, sizes, args.skip, args.unseen, key_features)
     command = "python benchmarks/lm_defaults.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command,
@@ -100,13 +111,14 @@ def main() -> None:
         f"**Data** {meta['data']}; deterministic (no sampling)  ",
         f"**Machine** {meta['machine']}",
         "",
-        "| model | passage tokens | base ppl (passage) | recall ppl | base ppl (unseen) | unseen ppl "
-        "| unseen change |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | key features | passage tokens | base ppl (passage) | recall ppl | base ppl (unseen) "
+        "| unseen ppl | unseen change |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['passage_tokens']} | {r['base_passage_ppl']:.2f} | {r['recall_ppl']:.2f} "
+            f"| {r['model']} | {r['key_features']} | {r['passage_tokens']} | {r['base_passage_ppl']:.2f} "
+            f"| {r['recall_ppl']:.2f} "
             f"| {r['base_unseen_ppl']:.2f} | {r['unseen_ppl']:.2f} | {r['unseen_change_pct']:+.2f} % |"
         )
     md = "\n".join(lines)
