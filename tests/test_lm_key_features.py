@@ -223,3 +223,15 @@ def test_set_output_key_features_changes_an_empty_memory_only():
     with pytest.raises(ValueError, match="output_key_features must be an integer >= 0"):
         fm.reset_projection().set_output_key_features(-1)
     assert fm.faast_config.output_key_features == 256
+
+
+def test_save_pretrained_keeps_the_key_features(tmp_path):
+    from faast.lm import FaastModel
+
+    fm = get_faast_model(
+        tiny_model("llama"), FaastConfig(num_memories=0, output_key_features=12, output_key_seed=7)
+    )
+    fm.save_pretrained(tmp_path / "adapter")
+    again = FaastModel.from_pretrained(tiny_model("llama"), tmp_path / "adapter")
+    assert again.output_memory.key_map.signature() == {"key_features": 12, "key_seed": 7}
+    assert again.signature()["memories"] == fm.signature()["memories"]
