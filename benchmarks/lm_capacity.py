@@ -138,11 +138,13 @@ def plot(path, rows: list[dict], recall_tokens: int) -> None:
     for r in rows:
         groups.setdefault((r["model"], r["key_features"]), []).append(r)
     styles = {m: s for m, s in zip(MODELS.values(), ("-", "--"), strict=False)}
+    colours = {d: f"C{i}" for i, d in enumerate(sorted({d for _, d in groups}))}  # one colour per D
     for (model, d_extra), rs in groups.items():
         ax.plot(
             [r["tokens_learned"] for r in rs],
             [r["recall_ppl"] for r in rs],
             ls=styles.get(model, ":"),
+            color=colours[d_extra],
             marker="o",
             label=f"{model}, D = {d_extra}",
         )
