@@ -55,8 +55,9 @@ def measure(name: str, features: list[int], args: argparse.Namespace) -> list[di
     unseen = with_start_tokens(torch.stack(pieces[args.chunks : need]), start)
     points = sorted({2**i for i in range(1, 20) if args.recall <= 2**i <= args.chunks} | {args.chunks})
     rows = []
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
     for d_extra in features:
-        fm = get_faast_model(model, FaastConfig(num_memories=0, output_key_features=d_extra))
+        fm.reset_projection().set_output_key_features(d_extra)
         with fm.disabled():
             base_recall, base_unseen = perplexity(fm, first).ppl, perplexity(fm, unseen).ppl
         learn_s = 0.0
@@ -93,7 +94,6 @@ def measure(name: str, features: list[int], args: argparse.Namespace) -> list[di
                 f"[{name} D={d_extra}] {n * args.chunk} tokens: recall {recall:.2f} "
                 f"(base {base_recall:.2f}), unseen {rows[-1]['unseen_change_pct']:+.2f} %"
             )
-        fm.unload()
     return rows
 
 

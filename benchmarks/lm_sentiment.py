@@ -57,7 +57,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from task_bench import Row, Timer, human_bytes, machine, publish_task_table
+from task_bench import Row, Timer, faast_method, human_bytes, machine, publish_task_table
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -128,11 +128,10 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         del icl
 
     # -- FAAST, both pair modes, read-out chosen on a validation split of the k examples
-    val_scores: dict[str, list[float]] = {}
     for features, mode in [(f, m) for f in args.key_features for m in args.modes]:
         task.reset()
         fm.set_output_key_features(features)
-        method = f"faast-{mode}" + (f" +{features} key features" if features else "")
+        method = faast_method(f"faast-{mode}", features)
         task.spec.pairs = mode
         for k in sizes:
             with Timer() as t:
@@ -142,8 +141,6 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
             acc, ci = accuracy(scores, test)
             size = fm.fast_weight_nbytes()
             best_val = max(report.scores.values()) if report.scores else float("nan")
-            if k >= 16 and not features:
-                val_scores.setdefault(mode, []).append(best_val)
             rows.append(
                 Row(
                     label,

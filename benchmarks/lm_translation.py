@@ -41,7 +41,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
 from faast.lm.text import load_causal_lm
-from task_bench import Row, Timer, human_bytes, machine, publish_task_table
+from task_bench import Row, Timer, faast_method, human_bytes, machine, publish_task_table
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -159,7 +159,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         size = fm.fast_weight_nbytes()
         scores["chosen"] = report.chosen.name
         add(
-            "faast-answer" + (f" +{features} key features" if features else ""),
+            faast_method("faast-answer", features),
             k,
             scores,
             t.s,

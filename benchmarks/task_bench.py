@@ -91,6 +91,11 @@ def write_json(path: Path, obj: Any) -> None:
     write_public_json(path, obj)  # atomic, repository-relative paths
 
 
+def faast_method(name: str, key_features: int) -> str:
+    """The table's method label of FAAST rows read with ``key_features`` random key features."""
+    return name + (f" +{key_features} key features" if key_features else "")
+
+
 def human_bytes(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":

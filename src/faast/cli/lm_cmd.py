@@ -334,15 +334,16 @@ def _load_task_to_extend(args: argparse.Namespace):
     if not Path(args.out).is_file():
         raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
     _, _, signature = read_task(args.out, args.task)
-    if args.num_memories is not None and args.num_memories != signature.get("config", {}).get("num_memories"):
+    layout = dict(signature.get("config", {}))
+    if args.num_memories is not None and args.num_memories != layout.get("num_memories"):
         raise ValueError("--append: --num-memories must match the task's layout (leave it out)")
-    stored_features = signature.get("config", {}).get("output_key_features", 0)
+    stored_features = layout.get("output_key_features", 0)
     if args.key_features is not None and args.key_features != stored_features:
         raise ValueError(
             f"--append: --key-features {args.key_features} differs from the task's {stored_features} "
             "(leave it out)"
         )
-    stored = {} if args.adapter else dict(signature.get("config", {}))
+    stored = {} if args.adapter else layout
     fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
     fm.load_fast_weights(args.out, args.task, read=False)
     return fm, tok

@@ -168,15 +168,14 @@ class FaastConfig:
                 raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
             self.memory_layers = sorted(layers)
             self.num_memories = len(layers)
-        n = self.num_memories
-        if isinstance(n, bool | str) or not isinstance(n, numbers.Real) or n != int(n) or n < 0:
-            raise ValueError(f"num_memories must be an integer >= 0, got {self.num_memories!r}")
-        self.num_memories = int(self.num_memories)
-        for name in ("output_key_features", "output_key_seed"):
+        for name in ("num_memories", "output_key_features", "output_key_seed"):
             value = getattr(self, name)
-            if isinstance(value, bool | str) or not isinstance(value, numbers.Real) or value != int(value):
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-            if value < 0:
+            if (
+                isinstance(value, bool | str)
+                or not isinstance(value, numbers.Real)
+                or value != int(value)
+                or value < 0
+            ):
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
             setattr(self, name, int(value))
         self.readout_dropout = _finite(self.readout_dropout, "readout_dropout")

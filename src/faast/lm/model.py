@@ -165,23 +165,27 @@ class FaastModel(nn.Module):
         new.configure(self.read_config if read is None else read)  # validate before changing anything
         new.memory = old.memory
         new.load_extra_state(old.extra_state(), "the output memory")
-        new.to(device=old.counts.device)
-        was_attached = self.attached
-        self.unload()
-        self.memories["output"] = new
+        self._swap_output_memory(new)
         self.faast_config.output_mix = mix
         if read is not None:
             self.read_config = read
+        return self
+
+    def _swap_output_memory(self, new: OutputReadOut) -> None:
+        """Put ``new`` (configured) in place of the output read-out, on its device, hooks re-attached."""
+        new.to(device=self.output_memory.counts.device)
+        was_attached = self.attached
+        self.unload()
+        self.memories["output"] = new
         if was_attached:
             self.attach()
-        return self
 
     def set_output_key_features(self, features: int, seed: int = 0) -> FaastModel:
         """Key the (empty) output memory on the final state plus ``features`` random features
         (``FaastConfig.output_key_features``; 0: the state itself). A layout change: the output
         memory must hold no pairs (statistics of one key map cannot be read through another), so
         call :meth:`reset_projection` first. Changes ``faast_config``."""
-        from faast.lm.readouts import OUTPUT_READOUTS
+        from faast.lm.readouts import OUTPUT_READOUTS, output_key_args
 
         old = self.output_memory
         if old is None:
@@ -193,20 +197,11 @@ class FaastModel(nn.Module):
             )
         layout = dataclasses.replace(self.faast_config, output_key_features=features, output_key_seed=seed)
         new = OUTPUT_READOUTS[layout.output_mix](
-            self._layout,
-            self.base_model,
-            dtype=layout.torch_dtype,
-            key_features=layout.output_key_features,
-            key_seed=layout.output_key_seed,
+            self._layout, self.base_model, dtype=layout.torch_dtype, **output_key_args(layout)
         )
         new.configure(self.read_config)
-        new.to(device=old.counts.device)
-        was_attached = self.attached
-        self.unload()
-        self.memories["output"] = new
+        self._swap_output_memory(new)
         self.faast_config = layout
-        if was_attached:
-            self.attach()
         return self
 
     @torch.no_grad()
