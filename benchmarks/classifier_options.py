@@ -9,6 +9,9 @@ full data, accuracy (%) and fit time of the ``--variants``:
   ReLU before the solve, RanPAC-style);
 * ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
   :mod:`faast.solver.retarget`);
+* ``logistic`` / ``logistic:C``: ``FaastClassifier(loss="logistic")`` (closed-form
+  majorise–minimise steps on the penalised logistic loss after the least-squares solve,
+  :mod:`faast.solver.logistic`; C chosen on a held-out tenth of the support set, or fixed);
 * ``logreg:C``: scikit-learn ``LogisticRegression(C=C, max_iter=1000)`` on L2-normalised features
   (the demo's validated preprocessing and full-data C), full data only.
 
@@ -52,9 +55,11 @@ def estimator(variant: str) -> tuple[Any, str]:
         return FaastClassifier(random_features=int(args[0])), "center-l2"
     if kind == "refine" and len(args) == 2:
         return FaastClassifier(refine=int(args[0]), margin=float(args[1])), "center-l2"
+    if kind == "logistic" and len(args) <= 1:
+        return FaastClassifier(loss="logistic", C=float(args[0]) if args else "auto"), "center-l2"
     if kind == "logreg" and len(args) == 1:
         return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
-    raise ValueError(f"unknown variant {variant!r}: plain, rf:M, refine:R:theta or logreg:C")
+    raise ValueError(f"unknown variant {variant!r}: plain, rf:M, refine:R:theta, logistic[:C] or logreg:C")
 
 
 def label(variant: str) -> str:
@@ -63,6 +68,7 @@ def label(variant: str) -> str:
         "plain": "as encoded (auto)",
         "rf": f"random features M={args[0] if args else ''} (auto)",
         "refine": f"retargeting R={args[0]}, θ={args[-1]} (auto)" if args else "",
+        "logistic": f"logistic steps, C={args[0] if args else 'auto'} (auto cut)",
         "logreg": f"LogisticRegression C={args[0] if args else ''} (L2)",
     }[kind]
 
@@ -136,7 +142,7 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="plain,rf:2048,rf:4096,refine:5:0.5,logreg:10",
-        help="comma-separated: plain, rf:M, refine:R:theta, logreg:C (full data only)",
+        help="comma-separated: plain, rf:M, refine:R:theta, logistic[:C], logreg:C (full data only)",
     )
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--split", default="test", choices=["test", "validation"])

@@ -148,6 +148,16 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     ref_rf = FaastClassifier(random_features=16).fit(X[:6], y[:6])
     assert rf.coef_.shape == (3, 16)
     np.testing.assert_allclose(rf.coef_, ref_rf.coef_, rtol=1e-6, atol=1e-9)
+    logistic = ("--loss", "logistic", "--C")
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "lg", *logistic, 2) == 0
+    lg = load_classifier(tmp_path / "lg")[0]
+    ref_lg = FaastClassifier(loss="logistic", C=2.0).fit(X[:6], y[:6])
+    assert lg.loss == "logistic" and lg.C_ == 2.0
+    np.testing.assert_allclose(lg.coef_, ref_lg.coef_, rtol=1e-6, atol=1e-9)
+    assert _run("partial-fit", tmp_path / "s.safetensors", "--model", tmp_path / "lg") == 1
+    assert 'loss="logistic"' in capsys.readouterr().err
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "lg2", *logistic, "-1") == 1
+    assert "--C: expected a positive number or auto, got '-1'" in capsys.readouterr().err
     (tmp_path / "bad.csv").write_text("f0,label\nx,1\n")
     assert _run("fit", tmp_path / "bad.csv", "--model", tmp_path / "m3") == 1
     assert "'x' is not a number" in capsys.readouterr().err

@@ -35,6 +35,7 @@ import faast.distributed
 from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
+from faast.solver.logistic import choose_ridge, fit_logistic, penalty_scale
 from faast.solver.retarget import retargeted_cross
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that ``tau="auto"`` scores
@@ -105,6 +106,23 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     margin : float, default=0.5
         The margin θ beyond which ``refine`` retargets an example (one-hot targets: 1 is a
         perfect fit).
+    loss : {"squared", "logistic"}, default="squared"
+        ``"logistic"``: after the closed-form least-squares solve, ``max_iter`` closed-form
+        majorise–minimise steps on the L2-penalised multinomial logistic loss
+        (:mod:`faast.solver.logistic`): each step is one pass over the data and one solve with
+        the eigendecomposition already made (Böhning's curvature bound), no gradient descent
+        tuning and no other factorisation. The scores are then logits: ``predict_proba`` is
+        their softmax (``logit_scale`` is not used). One-hot labels only (no
+        ``class_embeddings``/``prior``); like ``refine`` it needs every example at once, so
+        ``partial_fit``, ``forget`` and ``solve`` refuse it.
+    C : float or "auto", default="auto"
+        Inverse penalty of ``loss="logistic"`` (as in scikit-learn's ``LogisticRegression``:
+        ρ = 1/C). ``"auto"`` chooses it from the training set alone: the penalty with the lowest
+        cross-entropy on a seeded (``random_state``) stratified tenth of the examples held out
+        while the rest are fitted, over ρ = s·10^(−t), t = 1…6, s = trace(G)/rank(G); with one
+        example per class nothing can be held out and ρ = s/100 is used.
+    max_iter : int, default=10
+        Majorise–minimise steps of ``loss="logistic"`` (fewer if they converge).
 
     Attributes
     ----------
@@ -129,6 +147,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Examples learned per class (``forget`` refuses to remove more).
     retargeted_ : int
         Training examples the last ``refine`` round retargeted (0 when ``refine=0``).
+    C_ : float or None
+        The inverse penalty ``loss="logistic"`` used (chosen when ``C="auto"``); None otherwise.
+    n_iter_ : int
+        Logistic steps of the final fit (``loss="logistic"``); 1 otherwise (the one solve).
 
     Notes
     -----
@@ -166,6 +188,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "refine": [Interval(Integral, 0, None, closed="left")],
         "margin": [Interval(Real, 0, None, closed="neither")],
+        "loss": [StrOptions({"squared", "logistic"})],
+        "C": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -186,6 +211,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         refine: int = 0,
         margin: float = 0.5,
+        loss: str = "squared",
+        C: float | str = "auto",
+        max_iter: int = 10,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -203,6 +231,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.refine = refine
         self.margin = margin
+        self.loss = loss
+        self.C = C
+        self.max_iter = max_iter
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -222,10 +253,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_", "retarget_cross_"):
+        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_", "retarget_cross_", "C_"):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
+        self._check_logistic()
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
         if self.distributed:  # the classes of every process's shard
@@ -234,7 +266,24 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
         if self.refine:
             self._retarget(*pairs)
+        if self.loss == "logistic":
+            self._fit_logistic(*pairs)
         return self
+
+    def _check_logistic(self) -> None:
+        """``loss="logistic"`` fits one-hot logits on every example at once: refuse what it
+        cannot honour."""
+        if self.loss != "logistic":
+            return
+        clashes = {
+            "refine > 0": bool(self.refine),
+            "distributed=True": bool(self.distributed),
+            "class_embeddings": self.class_embeddings is not None,
+            "a prior": self.prior is not None,
+        }
+        for what, present in clashes.items():
+            if present:
+                raise ValueError(f'loss="logistic" cannot be combined with {what}; use loss="squared"')
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
@@ -258,11 +307,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_not_refined(self, what: str) -> None:
-        """``refine`` needs every example at once (``fit``): refuse incremental changes."""
+        """``refine`` and ``loss="logistic"`` need every example at once (``fit``): refuse
+        incremental changes."""
         if self.refine:
             raise ValueError(
                 f"{what} is not available with refine={self.refine}: the retargeting rounds need "
                 "every example at once; call fit, or set refine=0"
+            )
+        if self.loss == "logistic":
+            raise ValueError(
+                f'{what} is not available with loss="logistic": its steps need every example at '
+                'once; call fit, or set loss="squared"'
             )
 
     def _partial_fit(
@@ -411,6 +466,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self._refined: torch.Tensor | None = None  # a new plain solve drops any retargeting
         self.__dict__.pop("retarget_cross_", None)
         self.retargeted_ = 0
+        self.C_: float | None = None
+        self.n_iter_ = 1  # the closed-form solve; the logistic steps set their own count
         self.coef_ = self.memory_.weight(torch.float64).cpu().numpy()
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
         return self
@@ -425,6 +482,33 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             cross, moved = retargeted_cross(keys, onehot, weights, weight, float(self.margin))
             weight = factor.weights_for(phi, cross)
         self._set_retarget(cross, weight, moved)
+
+    def _fit_logistic(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """``max_iter`` closed-form steps on the penalised logistic loss
+        (:mod:`faast.solver.logistic`), with the factor of the least-squares solve."""
+        factor = self.memory_.stats.factor()
+        labels = onehot.argmax(dim=1)
+        m = onehot.shape[1]
+        init, steps = None, int(self.max_iter)
+        if self.C == "auto":
+            choice = choose_ridge(keys, labels, weights, factor, steps, int(self.random_state), m)
+            if choice is None:  # one example per class: nothing to hold out
+                ridge = penalty_scale(factor) / 100.0
+            else:
+                ridge, init = choice.ridge, choice.weight
+                steps = max(3, steps // 2)  # warm: from the weights fitted without the held-out tenth
+        else:
+            ridge = 1.0 / float(self.C)
+        weight, self.n_iter_ = fit_logistic(
+            keys, labels, weights, factor, ridge, steps, init=init, num_classes=m
+        )
+        self._set_logistic(weight, 1.0 / ridge)
+
+    def _set_logistic(self, weight: torch.Tensor, inverse_penalty: float) -> None:
+        """Adopt logistic fast weights W (m, d) fitted with ρ = 1/C."""
+        self._refined = weight
+        self.C_ = float(inverse_penalty)
+        self.coef_ = weight.cpu().numpy()
 
     def _filter(self, factor: Any) -> torch.Tensor:
         """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut
@@ -556,8 +640,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         return _like_input(scores, X)
 
     def predict_proba(self, X: Any) -> Any:
-        """softmax(logit_scale · scores), shape (n_samples, n_classes)."""
-        proba = torch.softmax(self.logit_scale * self._scores(X), dim=1)
+        """softmax(logit_scale · scores), shape (n_samples, n_classes); softmax(scores) with
+        ``loss="logistic"`` (the scores are then fitted logits)."""
+        scale = 1.0 if self.loss == "logistic" else self.logit_scale
+        proba = torch.softmax(scale * self._scores(X), dim=1)
         return _like_input(proba, X)
 
     def predict(self, X: Any) -> np.ndarray:

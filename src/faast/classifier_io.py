@@ -5,8 +5,8 @@ A saved classifier is a directory holding
 * ``classifier.json``: the parameters, the classes, the per-class counts, the feature dimension
   and the key dtype, plus free ``metadata`` (e.g. the encoder that made the features);
 * ``classifier.safetensors`` (kind ``classifier``): the float64 statistics G (d, d), B (d, C),
-  counts, the rows kept for the dual route while n < d, and the class embeddings / prior
-  matrix when given.
+  counts, the rows kept for the dual route while n < d, the class embeddings / prior
+  matrix when given, B′ of ``refine`` and the weights and penalty of ``loss="logistic"``.
 
 Because the statistics are kept (not only W), a loaded classifier can ``partial_fit`` more
 examples or ``forget`` some, with the same result as if it had never been saved. Both files are
@@ -31,10 +31,10 @@ VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
-    "random_state", "refine", "margin",
+    "random_state", "refine", "margin", "loss", "C", "max_iter",
 )  # fmt: skip
 #: Parameters added after the first layout, with the value that files written before them mean.
-_LATER_PARAMS = {"refine": 0, "margin": 0.5}
+_LATER_PARAMS = {"refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10}
 
 
 def save_classifier(
@@ -52,6 +52,9 @@ def save_classifier(
         tensors["rows_keys"], tensors["rows_values"] = rows
     if getattr(clf, "retarget_cross_", None) is not None:
         tensors["retarget_cross"] = clf.retarget_cross_
+    if clf.loss == "logistic":  # the fitted logits' weights and the penalty they were fitted with
+        tensors["logistic_weight"] = torch.as_tensor(clf.coef_, dtype=torch.float64)
+        tensors["logistic_C"] = torch.tensor([float(clf.C_)], dtype=torch.float64)
     if clf.embeddings_ is not None:
         tensors["class_embeddings"] = clf.embeddings_
     if clf.prior is not None and not isinstance(clf.prior, str):
@@ -124,4 +127,11 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         cross = tensors["retarget_cross"].to(torch.float64)
         factor = memory.stats.factor()  # type: ignore[union-attr]
         clf._set_retarget(cross, factor.weights_for(clf._filter(factor), cross), 0)
+    if clf.loss == "logistic":
+        weight = tensors.get("logistic_weight")
+        if weight is None or "logistic_C" not in tensors or weight.shape != clf.coef_.shape:
+            raise ValueError(
+                f"{folder / TENSORS_NAME}: loss='logistic' but no logistic weights of shape {clf.coef_.shape}"
+            )
+        clf._set_logistic(weight.to(torch.float64), float(tensors["logistic_C"][0]))
     return clf, dict(info.get("metadata") or {})

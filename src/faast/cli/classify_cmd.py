@@ -70,6 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                 help="expand features by a seeded random projection to M dims + ReLU before the solve "
                 "(more accurate on large data, much slower to fit; see docs/classifier.md)",
             )  # fmt: skip
+            c.add_argument(
+                "--loss", choices=["squared", "logistic"], default="squared",
+                help="logistic: closed-form steps on the logistic loss after the solve (more accurate "
+                "on large data, a few passes slower; partial-fit and forget then refuse the model)",
+            )  # fmt: skip
+            c.add_argument(
+                "--C", dest="inverse_penalty", default="auto", metavar="C",
+                help="inverse penalty of --loss logistic, or auto (default: chosen on a held-out tenth)",
+            )  # fmt: skip
         g = a.add_argument_group("encoding")
         g.add_argument("--device", default="cpu")
         g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
@@ -85,6 +94,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             o.add_argument("--proba", action="store_true", help="also write predict_proba per class")
         a.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _inverse_penalty(text: str) -> float | str:
+    """``--C``: "auto" or a positive number, with the flag named when it is neither."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"--C: expected a positive number or auto, got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------- reading DATA
@@ -176,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
             normalize_keys=args.normalize,
             random_features=args.random_features,
             distributed=shard,
+            loss=args.loss,
+            C=_inverse_penalty(args.inverse_penalty),
         ).fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier

@@ -83,34 +83,44 @@ class Faast(Method):
     from the grid, chosen by GCV on the training statistics (``cut="gcv"``), or by exact
     leave-one-out on the support set (``cut="auto"``); with cut ``auto`` also ``refine`` rounds of
     margin retargeting (:mod:`faast.solver.retarget`; R = 5, θ = 0.5 chosen with
-    ``benchmarks/classifier_options.py --split validation``)."""
+    ``benchmarks/classifier_options.py --split validation``) or the closed-form logistic steps
+    (``loss="logistic"``, C chosen on the support set, :mod:`faast.solver.logistic`)."""
 
     key, label = "faast", "FAAST"
 
     def __init__(
-        self, cuts: list[Any] | None = None, preps: list[str] | None = None, refines: list[int] | None = None
+        self,
+        cuts: list[Any] | None = None,
+        preps: list[str] | None = None,
+        refines: list[int] | None = None,
+        logistic: bool = True,
     ) -> None:
         self.cuts = cuts or [0.4, 0.6, 0.8, 1.0, "gcv", "auto"]
         self.preps = preps or ["none", "l2", "center-l2"]
         self.refines = [5] if refines is None else refines
+        self.logistic = logistic
 
     def grid(self, regime: str) -> list[Params]:
         plain = _grid(prep=self.preps, cut=self.cuts, refine=[0])
-        return plain + _grid(prep=self.preps, cut=["auto"], refine=[r for r in self.refines if r])
+        refined = _grid(prep=self.preps, cut=["auto"], refine=[r for r in self.refines if r])
+        logistic = _grid(prep=self.preps, cut=["auto"], loss=["logistic"]) if self.logistic else []
+        return plain + refined + logistic
 
     @staticmethod
-    def _kwargs(cut: Any, refine: int) -> dict[str, Any]:
+    def _kwargs(cut: Any, refine: int, loss: str = "squared") -> dict[str, Any]:
         cut_kwargs = {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
-        return {**cut_kwargs, "refine": int(refine)}
+        return {**cut_kwargs, "refine": int(refine), "loss": loss}
 
     def _fit_classifier(
-        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any, refine: int = 0
+        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any, refine: int = 0, loss: str = "squared"
     ) -> tuple[Preprocess, FaastClassifier]:
         pre = Preprocess(prep)
-        return pre, FaastClassifier(**self._kwargs(cut, refine)).fit(pre.fit_transform(X), y)
+        return pre, FaastClassifier(**self._kwargs(cut, refine, loss)).fit(pre.fit_transform(X), y)
 
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
-        pre, clf = self._fit_classifier(X, y, params["prep"], params["cut"], params.get("refine", 0))
+        pre, clf = self._fit_classifier(
+            X, y, params["prep"], params["cut"], params.get("refine", 0), params.get("loss", "squared")
+        )
         return Fitted(
             lambda Q: clf.predict(pre.transform(Q)), _nbytes(clf.coef_.astype(np.float32)) + pre.nbytes
         )
@@ -118,17 +128,23 @@ class Faast(Method):
     def validate(self, X, y, Xval, yval, grid, seed):
         scores: dict[int, float] = {}
         for prep in dict.fromkeys(p["prep"] for p in grid):
-            cuts = [(i, p["cut"]) for i, p in enumerate(grid) if p["prep"] == prep and not p.get("refine")]
+            own = [(i, p) for i, p in enumerate(grid) if p["prep"] == prep]
+            cuts = [(i, p["cut"]) for i, p in own if not _needs_data(p)]
             pre, clf = self._fit_classifier(X, y, prep, cuts[0][1])  # one set of statistics per prep
             Q = pre.transform(Xval)
             for i, cut in cuts:
                 clf.set_params(**self._kwargs(cut, 0)).solve()
                 scores[i] = float(np.mean(clf.predict(Q) == yval))
-            for i, p in enumerate(grid):  # retargeting needs the data: one fit each
-                if p["prep"] == prep and p.get("refine"):
-                    refined = self._fit_classifier(X, y, prep, p["cut"], p["refine"])[1]
-                    scores[i] = float(np.mean(refined.predict(Q) == yval))
+            for i, p in own:  # retargeting and the logistic steps need the data: one fit each
+                if _needs_data(p):
+                    args = (p["cut"], p.get("refine", 0), p.get("loss", "squared"))
+                    scores[i] = float(np.mean(self._fit_classifier(X, y, prep, *args)[1].predict(Q) == yval))
         return [scores[i] for i in range(len(grid))]
+
+
+def _needs_data(params: Params) -> bool:
+    """Grid points that ``solve`` cannot reach from shared statistics (refine, logistic)."""
+    return bool(params.get("refine")) or params.get("loss", "squared") != "squared"
 
 
 # ----------------------------------------------------------------- memories

@@ -1,0 +1,243 @@
+"""Closed-form logistic steps (``FaastClassifier(loss="logistic")``, :mod:`faast.solver.logistic`)
+against plain references: autograd for the gradient, scikit-learn's ``LogisticRegression`` for the
+minimiser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from faast import FaastClassifier
+from faast.solver.logistic import (
+    HOLDOUT_FRACTION,
+    choose_ridge,
+    fit_logistic,
+    holdout_split,
+    logistic_gradient,
+    logistic_objective,
+)
+from faast.solver.stats import GramStats
+
+
+def _problem(n: int, d: int, n_classes: int, seed: int, spread: float = 1.5):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    y[:n_classes] = np.arange(n_classes)  # every class present
+    X = rng.normal(size=(n, d)) + spread * np.eye(n_classes, d)[y]
+    return X, y, rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 700),
+    d=st.integers(1, 20),
+    n_classes=st.integers(1, 5),
+    weighted=st.booleans(),
+    scale=st.sampled_from([0.01, 1.0, 30.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_gradient_matches_autograd(n, d, n_classes, weighted, scale, seed):
+    """Chunked gradient and loss (n crosses the chunk size) against autograd of the plain loss,
+    float64 keys to rounding, float32 keys to float32 accuracy."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = torch.as_tensor(rng.integers(0, n_classes, n))
+    w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
+    W = torch.as_tensor(scale * rng.normal(size=(n_classes, d)), dtype=torch.float64).requires_grad_()
+    nll = torch.nn.functional.cross_entropy(torch.as_tensor(X) @ W.T, y, reduction="none")
+    ref_loss = (nll * w).sum() if w is not None else nll.sum()
+    ref_loss.backward()
+    for dtype, rtol in ((torch.float64, 1e-10), (torch.float32, 2e-4)):
+        grad, loss = logistic_gradient(torch.as_tensor(X, dtype=dtype), y, w, W.detach())
+        assert grad.dtype == torch.float64
+        bound = rtol * (float(W.grad.abs().max()) + 1.0)
+        torch.testing.assert_close(grad, W.grad, rtol=rtol, atol=bound)
+        assert loss == pytest.approx(float(ref_loss.detach()), rel=rtol, abs=rtol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(6, 90),
+    d=st.integers(2, 16),
+    n_classes=st.integers(3, 4),
+    C=st.sampled_from([0.3, 1.0, 5.0]),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_converges_to_scikit_learn_logistic_regression(n, d, n_classes, C, weighted, seed):
+    """Run to convergence, the steps reach the minimiser of scikit-learn's multinomial
+    ``LogisticRegression`` (no intercept, same C, same sample weights): the dual route (n ≤ 2d,
+    the steps live in the span of the rows) and the primal one."""
+    X, y, rng = _problem(n, d, n_classes, seed)
+    w = rng.uniform(0.2, 2.0, n) if weighted else None
+    ours = FaastClassifier(loss="logistic", C=C, max_iter=5000).fit(X, y, sample_weight=w)
+    ref = LogisticRegression(C=C, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(X, y, sample_weight=w)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(np.searchsorted(ours.classes_, y))
+    wt = None if w is None else torch.as_tensor(w)
+    ours_f = logistic_objective(keys, labels, wt, torch.as_tensor(ours.coef_), 1.0 / C)
+    ref_f = logistic_objective(keys, labels, wt, torch.as_tensor(ref.coef_), 1.0 / C)
+    assert ours_f <= ref_f + 1e-9 * abs(ref_f) + 1e-9
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-5 * (np.abs(ref.coef_).max() + 1.0))
+    assert ours.C_ == C
+
+
+def test_binary_matches_scikit_learn_with_twice_the_C():
+    """Two classes: scikit-learn fits one logit difference δ with penalty ½‖δ‖²/C; the softmax
+    pair (−δ/2, δ/2) costs ρ‖δ‖²/4, so C here is 2·C there, and decision_function is δ·x."""
+    X, y, _ = _problem(80, 5, 2, 3, spread=0.8)
+    ours = FaastClassifier(loss="logistic", C=2.0, max_iter=5000).fit(X, y)
+    ref = LogisticRegression(C=4.0, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_steps_lower_the_objective_and_predict_proba_is_softmax_of_scores():
+    X, y, _ = _problem(300, 10, 3, 0)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    values = []
+    for steps in (1, 3, 10, 50):
+        clf = FaastClassifier(loss="logistic", C=1.0, max_iter=steps).fit(X, y)
+        values.append(logistic_objective(keys, labels, None, torch.as_tensor(clf.coef_), 1.0))
+    assert values[0] > values[1] > values[2] > values[3]
+    scores = X @ clf.coef_.T
+    np.testing.assert_allclose(clf.decision_function(X), scores, atol=1e-12)
+    proba = torch.softmax(torch.as_tensor(scores), 1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(X), proba, atol=1e-12)
+
+
+def test_holdout_split_is_stratified_disjoint_and_seeded():
+    y = np.repeat(np.arange(4), [50, 20, 2, 1])
+    kept, held = holdout_split(y, seed=0)
+    assert np.intersect1d(kept, held).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(y)))
+    counts = np.bincount(y[held], minlength=4)
+    assert counts.tolist() == [round(HOLDOUT_FRACTION * 50), round(HOLDOUT_FRACTION * 20), 1, 0]
+    assert np.bincount(y[kept], minlength=4).min() >= 1  # no class loses every example
+    again, other = holdout_split(y, seed=0), holdout_split(y, seed=1)
+    np.testing.assert_array_equal(again[1], held)
+    assert not np.array_equal(other[1], held)
+    assert holdout_split(np.arange(5), seed=0) is None  # one example per class: nothing to hold out
+
+
+def test_choose_ridge_keeps_the_lowest_held_out_loss_and_refits_nothing_of_the_held_out_labels():
+    X, y, _ = _problem(400, 30, 3, 1, spread=0.6)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    stats = GramStats(30, 3)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
+    factor = stats.factor()
+    choice = choose_ridge(keys, labels, None, factor, steps=20, seed=0, num_classes=3)
+    assert choice is not None
+    pairs = zip(choice.candidates, choice.holdout_loss, strict=True)
+    tried = [(r, loss) for r, loss in pairs if not np.isnan(loss)]
+    assert choice.ridge == min(tried, key=lambda t: t[1])[0]
+    assert choice.candidates == tuple(sorted(choice.candidates, reverse=True))  # strong → weak
+    if len(tried) < len(choice.candidates):  # stopped at the first rise
+        assert tried[-1][1] >= min(loss for _, loss in tried[:-1])
+    # the chosen weights are the path's on the kept examples only (held-out labels never fitted)
+    kept, held = holdout_split(y, seed=0)
+    weight = None
+    for ridge in choice.candidates[: choice.candidates.index(choice.ridge) + 1]:
+        weight, _ = fit_logistic(
+            keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3
+        )
+    torch.testing.assert_close(choice.weight, weight, rtol=0, atol=0)
+    flipped = labels.clone()
+    flipped[held] = (flipped[held] + 1) % 3
+    again = choose_ridge(keys, flipped, None, factor, steps=20, seed=0, num_classes=3)
+    assert again.holdout_loss[0] != choice.holdout_loss[0]  # the score reads the held-out labels
+
+
+def test_auto_C_is_chosen_and_one_example_per_class_falls_back():
+    X, y, _ = _problem(200, 8, 3, 2)
+    clf = FaastClassifier(loss="logistic").fit(X, y)
+    scale = float((X**2).sum()) / 8  # trace(G) / rank(G), full rank with n > d
+    grid = [1.0 / (scale * 10.0**-t) for t in (1, 2, 3, 4, 5, 6)]
+    assert min(abs(clf.C_ / g - 1) for g in grid) < 1e-9
+    one_shot = FaastClassifier(loss="logistic").fit(X[:3], y[:3])  # rank 3: s = trace / 3
+    assert one_shot.C_ == pytest.approx(100.0 * 3 / float((X[:3] ** 2).sum()))
+    assert (one_shot.predict(X[:3]) == y[:3]).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"refine": 2}, "refine > 0"),
+        ({"class_embeddings": np.eye(3)}, "class_embeddings"),
+        ({"prior": np.zeros((3, 4))}, "a prior"),
+    ],
+)
+def test_refuses_what_it_cannot_honour(kwargs, message):
+    X, y, _ = _problem(30, 4, 3, 0)
+    with pytest.raises(ValueError, match=message):
+        FaastClassifier(loss="logistic", **kwargs).fit(X, y)
+
+
+def test_incremental_changes_are_refused():
+    X, y, _ = _problem(30, 4, 3, 0)
+    clf = FaastClassifier(loss="logistic", C=1.0).fit(X, y)
+    before = clf.coef_.copy()
+    for call in (lambda: clf.partial_fit(X, y), lambda: clf.forget(X[:2], y[:2]), clf.solve):
+        with pytest.raises(ValueError, match='loss="logistic"'):
+            call()
+    np.testing.assert_array_equal(clf.coef_, before)
+    with pytest.raises(ValueError, match="loss"):
+        FaastClassifier(loss="hinge").fit(X, y)
+    with pytest.raises(ValueError, match="C"):
+        FaastClassifier(loss="logistic", C=0.0).fit(X, y)
+
+
+@pytest.mark.parametrize("n", [12, 200])  # dual route (rows kept) and primal
+def test_save_and_load_give_the_same_logits(tmp_path, n):
+    X, y, _ = _problem(n, 6, 3, 4)
+    clf = FaastClassifier(loss="logistic").fit(X, y)
+    loaded = FaastClassifier.load(clf.save(tmp_path / "clf"))
+    assert loaded.loss == "logistic" and loaded.C_ == clf.C_
+    np.testing.assert_array_equal(loaded.coef_, clf.coef_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_load_refuses_logistic_without_its_weights(tmp_path):
+    from faast.io import load_tensors, save_tensors
+
+    X, y, _ = _problem(40, 6, 3, 4)
+    folder = FaastClassifier(loss="logistic").fit(X, y).save(tmp_path / "clf")
+    tensors, _ = load_tensors(folder / "classifier.safetensors", kind="classifier")
+    del tensors["logistic_weight"]
+    save_tensors(folder / "classifier.safetensors", tensors, {"classes": "3"}, kind="classifier")
+    with pytest.raises(ValueError, match="no logistic weights"):
+        FaastClassifier.load(folder)
+
+
+_REFUSES_PARTIAL_FIT = 'partial_fit is refused with loss="logistic" (its steps need every example)'
+
+
+_HOLDOUT_OVER_EXAMPLES = (
+    'C="auto" holds out a tenth of the examples: a repeated example can land on both sides, a '
+    "weighted one cannot, so weights and repeats choose C from different splits (fixed C: passes)"
+)
+
+
+def _expected_failures(est: FaastClassifier) -> dict[str, str]:
+    names = (
+        "check_estimators_partial_fit_n_features",
+        "check_fit_score_takes_y",
+        "check_n_features_in_after_fitting",
+    )
+    out = dict.fromkeys(names, _REFUSES_PARTIAL_FIT)
+    if est.C == "auto":
+        out["check_sample_weight_equivalence_on_dense_data"] = _HOLDOUT_OVER_EXAMPLES
+    return out
+
+
+@parametrize_with_checks(
+    [FaastClassifier(loss="logistic"), FaastClassifier(loss="logistic", C=1.0)],
+    expected_failed_checks=_expected_failures,
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    """Every other check passes with the logistic steps on."""
+    check(estimator)
