@@ -12,6 +12,9 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
   and trained by backprop (AdamW, one epoch) on the same Austen tokens;
 * LoRA (PEFT; r = 8 on the attention q/v projections, one epoch) on the same tokens; for both, the
   learning rate is chosen on the last 10 % of the Austen windows after training on the rest;
+* with ``--key-features D``: the output memory with D random-feature keys
+  (:mod:`faast.lm.key_features`, capacity d + D pairs) after learning the Austen tokens, and after
+  learning as many non-Austen tokens (its control);
 * in-context learning: the last ``context − window`` Austen tokens before every window;
 * a k-NN LM over the same tokens: a datastore of (LM-head input → next token), k = 32, λ = 0.25 and
   distance temperature 1 as in Khandelwal et al. (2020), not tuned here.
@@ -21,8 +24,10 @@ Nothing is chosen on *Persuasion*: every setting is a library default or fixed a
 
     python benchmarks/lm_domain.py --threads 2 [--adapter smollm2-general]
     python benchmarks/lm_domain.py --learn-tokens 20000 --test-windows 4 --out /tmp/domain   # minutes
+    python benchmarks/lm_domain.py --key-features 4096 --skip icl,knn,linear,lora --block domain-keys
 
-Writes ``benchmarks/results/lm_domain.json`` and the ``domain`` block of ``docs/lm.md``.
+Writes ``benchmarks/results/lm_domain.json`` (``lm_<block>.json`` for another ``--block``) and the
+``domain`` block (or ``--block``) of ``docs/lm.md``.
 """
 
 from __future__ import annotations
@@ -197,10 +202,19 @@ def main() -> None:
         default=0,
         help="minutes to wait for --adapter to be trained (its rows come last)",
     )
+    ap.add_argument(
+        "--key-features",
+        default="",
+        help="comma-separated D > 0: output-memory rows with D random-feature keys (Austen and control)",
+    )
+    ap.add_argument("--block", default="domain", help="doc block of docs/lm.md to write")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    key_features = [int(v) for v in args.key_features.split(",") if v.strip()]
+    if any(v <= 0 for v in key_features):
+        ap.error("--key-features: every D must be a positive integer")
     skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(args.threads)
     model, tok = load_causal_lm(args.model)
@@ -240,6 +254,15 @@ def main() -> None:
         fm.compile_fast_weights()
     ppl, tps = timed_ppl(fm, test)
     add("output memory (defaults) + Austen fast weights", ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
+    for features in key_features:
+        for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
+            fm.reset_projection().set_output_key_features(features)
+            with Timer() as t:
+                learn_windows(fm, windows, batch_size=args.batch_size)
+                fm.compile_fast_weights()
+            ppl, tps = timed_ppl(fm, test)
+            label = f"output memory + {features} key features + {name} fast weights"
+            add(label, ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
     fm.unload()
 
     if "icl" not in skip:
@@ -344,7 +367,8 @@ def main() -> None:
         "seed": args.seed,
     }
     out = Path(args.out) if args.out else None
-    write_json((out or REPO / "benchmarks" / "results") / "lm_domain.json", {**meta, "rows": rows})
+    name = "lm_domain.json" if args.block == "domain" else f"lm_{args.block.replace('-', '_')}.json"
+    write_json((out or REPO / "benchmarks" / "results") / name, {**meta, "rows": rows})
     lines = [
         f"**Model** {meta['model']}; **data** {meta['data']}; **machine** {meta['machine']}; "
         f"seed {args.seed}",
@@ -359,7 +383,7 @@ def main() -> None:
     ]
     md = "\n".join(lines)
     if out is None:
-        update_doc_block(REPO / "docs" / "lm.md", "domain", md, command)
+        update_doc_block(REPO / "docs" / "lm.md", args.block, md, command)
     else:
         (out / "domain.md").write_text(md, encoding="utf-8")
     print(md)

@@ -218,6 +218,16 @@ def on_clf(fn: Callable[[Any], Any]):
     return build
 
 
+def on_logistic_clf(fn: Callable[[Any], Any]):
+    """A classifier fitted with ``loss="logistic"`` (its steps need every example at once)."""
+
+    def build(ctx: Ctx):
+        clf = _clf(loss="logistic", C=1.0).fit(_rows(), np.arange(12) % 3)
+        return (lambda: fn(clf)), (lambda: clf_state(clf))
+
+    return build
+
+
 def on_fm(fn: Callable[[Ctx, Any], Any]):
     def build(ctx: Ctx):
         fm = ctx.fm()
@@ -708,6 +718,27 @@ CLASSIFIER = [
         call(lambda c: _clf(class_embeddings=np.eye(2)).fit(_rows(), np.arange(12) % 3)),
         ValueError,
         r"class_embeddings",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        'loss="logistic" with class embeddings',
+        call(lambda c: _clf(loss="logistic", class_embeddings=np.eye(3)).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r'loss="logistic" cannot be combined with class_embeddings',
+    ),
+    Case(
+        "FaastClassifier.fit",
+        'loss="logistic" with C = 0',
+        call(lambda c: _clf(loss="logistic", C=0.0).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"'C' parameter",
+    ),
+    Case(
+        "FaastClassifier.partial_fit",
+        'on a loss="logistic" model',
+        on_logistic_clf(lambda m: m.partial_fit(_rows(2), [0, 1])),
+        ValueError,
+        r'partial_fit is not available with loss="logistic"',
     ),
     Case(
         "FaastClassifier.predict",
