@@ -7,7 +7,10 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
 * output memory alone (no trained parameters; library defaults) after learning the Austen tokens;
 * a trained readout (``--adapter``, e.g. the bundled ``smollm2-general``, trained on non-Austen
   text) + fast weights of the Austen tokens, and the same readout + fast weights of as many
-  non-Austen tokens (the control: the difference is what test-time learning bought);
+  non-Austen tokens (the control: the difference is what test-time learning bought); with
+  ``--select-output-weight`` also both rows with the output memory's mix weight (its default or 0,
+  the middle memory alone) chosen on the last 10 % of the Austen windows, as the backprop rows
+  choose their learning rate, the choice's cost counted in the adaptation time;
 * a linear layer z ↦ z + A·z at the LM head's input (where the output memory reads), A zero-initialised
   and trained by backprop (AdamW, one epoch) on the same Austen tokens;
 * LoRA (PEFT; r = 8 on the attention q/v projections, one epoch) on the same tokens; for both, the
@@ -39,6 +42,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -175,6 +179,32 @@ def backprop_row(method: str, run, learn: torch.Tensor, test: torch.Tensor, lrs)
     return method, ppl, secs + select_s, tps, nbytes, f"lr {lr:g} chosen on held-out Austen windows {tried}"
 
 
+#: Output-memory mix weights tried by ``--select-output-weight`` (None: the read-out's default).
+OUTPUT_WEIGHTS = (None, 0.0)
+
+
+def learn_choosing_output_weight(fm, learn: torch.Tensor, batch: int) -> tuple[Any, dict, float]:
+    """Learn the first 90 % of the Austen windows, score the last 10 % with each weight of
+    ``OUTPUT_WEIGHTS`` (the output memory's share of the mix; 0 reads the middle memory alone),
+    keep the best, then learn the last 10 % too (learning is additive, so the memory ends as if it
+    had learned every window at once). Returns the weight, the held-out perplexities and the
+    seconds of all of it (the adaptation time)."""
+    cut = max(1, len(learn) // 10)
+    tried: dict[str, float] = {}
+    with Timer() as t:
+        fm.reset_projection()
+        learn_windows(fm, learn[:-cut], batch_size=batch)
+        fm.compile_fast_weights()
+        for w in OUTPUT_WEIGHTS:
+            fm.set_read(weight=w)
+            tried["default" if w is None else f"{w:g}"] = round(perplexity(fm, learn[-cut:]).ppl, 3)
+        best = min(OUTPUT_WEIGHTS, key=lambda w: tried["default" if w is None else f"{w:g}"])
+        fm.set_read(weight=best)
+        learn_windows(fm, learn[-cut:], batch_size=batch)
+        fm.compile_fast_weights()
+    return ("default" if best is None else best), tried, t.s
+
+
 def wait_for_readout(name: str, minutes: float) -> None:
     """Wait up to ``minutes`` for the readout ``name`` to be complete (its model card, written last
     by ``benchmarks/lm_general_readout.py``, exists), so this run can start while it is trained."""
@@ -208,6 +238,11 @@ def main() -> None:
         help="comma-separated D > 0: output-memory rows with D random-feature keys (Austen and control)",
     )
     ap.add_argument("--block", default="domain", help="doc block of docs/lm.md to write")
+    ap.add_argument(
+        "--select-output-weight",
+        action="store_true",
+        help="also readout rows whose output-memory weight (default or 0) is chosen on held-out Austen",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -347,13 +382,26 @@ def main() -> None:
         wait_for_readout(args.adapter, args.wait_adapter)
         fr = FaastModel.from_pretrained(model, args.adapter)
         for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
-            fr.reset_projection()
+            fr.reset_projection().set_read(weight=None)
             with Timer() as t:
                 learn_windows(fr, windows, batch_size=args.batch_size)
                 fr.compile_fast_weights()
             ppl, tps = timed_ppl(fr, test)
             size = fr.fast_weight_nbytes()
             add(f"readout {args.adapter} + {name} fast weights", ppl, t.s, tps, size["compiled"])
+        if args.select_output_weight:
+            weight, tried, adapt = learn_choosing_output_weight(fr, learn, args.batch_size)
+            ppl, tps = timed_ppl(fr, test)
+            note = f"output-memory weight {weight} chosen on held-out Austen windows {tried}"
+            label = f"readout {args.adapter} + Austen fast weights, output weight chosen on Austen"
+            add(label, ppl, adapt, tps, fr.fast_weight_nbytes()["compiled"], note)
+            fr.reset_projection()
+            with Timer() as t:
+                learn_windows(fr, control, batch_size=args.batch_size)
+                fr.compile_fast_weights()
+            ppl, tps = timed_ppl(fr, test)
+            label = f"readout {args.adapter} + control (non-Austen) fast weights, output weight {weight}"
+            add(label, ppl, t.s, tps, fr.fast_weight_nbytes()["compiled"], "the weight chosen on Austen")
         fr.unload()
 
     command = "python benchmarks/lm_domain.py " + shlex.join(sys.argv[1:])

@@ -122,7 +122,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         while the rest are fitted, over ρ = s·10^(−t), t = 1…6, s = trace(G)/rank(G); with one
         example per class nothing can be held out and ρ = s/100 is used.
     max_iter : int, default=10
-        Majorise–minimise steps of ``loss="logistic"`` (fewer if they converge).
+        Majorise–minimise steps of ``loss="logistic"`` per penalty (fewer if they converge);
+        after ``C="auto"`` the final fit on every example starts from the chosen candidate's
+        weights and makes ``max(3, max_iter // 2)``.
 
     Attributes
     ----------
