@@ -20,6 +20,9 @@ Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
   chosen by ``TaskModel.fit`` on a validation split of the k examples;
 * a linear head on the last hidden state at the prompt's end (the key FAAST learns the label under),
   trained by SGD (backprop) on the same k examples, lr chosen on the same kind of validation split;
+  beside it two closed-form heads on the same states, no backprop: ``FaastClassifier()`` and
+  ``FaastClassifier(loss="logistic")`` (``--heads-only`` runs these three alone, into the
+  ``sentiment-heads`` block);
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k.
 
 Costs: adaptation time (FAAST and the linear head: the forward pass over the k examples — measured
@@ -87,6 +90,8 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
     largest = max(sizes)
     rows: list[Row] = []
     inputs = [e.input for e in test]
+    if args.heads_only:
+        return rows + _head_rows(label, task, pool, test, sizes, args.seed)
     print(f"[{label}] forward pass over {largest} support examples", flush=True)
     with Timer() as t:
         task.learn(pool[:largest], batch_size=args.batch_size)
@@ -163,32 +168,63 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
     task.reset()
     fm.set_output_key_features(0)
 
-    # -- backprop: a linear head on the prompt-end state, trained by SGD on the same k examples
-    feats_test = task.prompt_features(inputs)
-    feats_pool = task.prompt_features(pool[:largest])
+    return rows + _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test)
+
+
+def _head_rows(
+    label: str,
+    task: TaskModel,
+    pool: list[Example],
+    test: list[Example],
+    sizes: list[int],
+    seed: int,
+    fwd_support: float | None = None,
+    fwd_test: float | None = None,
+) -> list[Row]:
+    """Heads on the prompt-end state (the key FAAST learns the label under), on the same k examples:
+    a linear head trained by SGD (backprop), and two closed-form heads without backprop —
+    ``FaastClassifier()`` (squared loss, cut ``auto``) and ``FaastClassifier(loss="logistic")``
+    (closed-form logistic steps, C from a held-out tenth of the k examples). Without
+    ``fwd_support``/``fwd_test`` the forward passes are timed here."""
+    largest = max(sizes)
+    with Timer() as t:
+        feats_test = task.prompt_features([e.input for e in test])
+    fwd_test = t.s / len(test) if fwd_test is None else fwd_test
+    with Timer() as t:
+        feats_pool = task.prompt_features(pool[:largest])
+    fwd_support = t.s / largest if fwd_support is None else fwd_support
+    rows: list[Row] = []
     for k in sizes:
         ys = torch.tensor([LABELS.index(e.output) for e in pool[:k]])
         if len(torch.unique(ys)) < 2:
             continue
         with Timer() as t:
-            model_, lr = _linear_head(feats_pool[:k].float(), ys, pool[:k], args.seed)
+            model_, lr = _linear_head(feats_pool[:k].float(), ys, pool[:k], seed)
         with Timer() as tr, torch.no_grad():
             pred = model_(feats_test.float()).double()
         acc, ci = accuracy(pred, test)
+        nbytes = sum(p.numel() * 4 for p in model_.parameters())
+        infer = 1000 * (fwd_test + tr.s / len(test))
         rows.append(
-            Row(
-                label,
-                "linear-head (SGD)",
-                k,
-                acc,
-                ci,
-                k * fwd_support + t.s,
-                1000 * (fwd_test + tr.s / len(test)),
-                sum(p.numel() * 4 for p in model_.parameters()),
-                f"lr={lr:g}",
-            )
+            Row(label, "linear-head (SGD)", k, acc, ci, k * fwd_support + t.s, infer, nbytes, f"lr={lr:g}")
         )
         print(f"[{label}] linear head k={k}: {100 * acc:.2f} (lr {lr})", flush=True)
+        for method, clf in (
+            ("faast-head", FaastClassifier()),
+            ("faast-head (logistic)", FaastClassifier(loss="logistic", random_state=seed)),
+        ):
+            with Timer() as t:
+                clf.fit(feats_pool[:k].double(), ys.numpy())
+            with Timer() as tr:
+                scores = torch.as_tensor(clf.decision_function(feats_test.double()))
+            pred = torch.stack([-scores, scores], 1) if scores.ndim == 1 else scores  # classes 0, 1
+            acc, ci = accuracy(pred, test)
+            detail = f"cut {clf.cut_}" + (f", C={clf.C_:.3g}" if clf.C_ is not None else "")
+            infer = 1000 * (fwd_test + tr.s / len(test))
+            rows.append(
+                Row(label, method, k, acc, ci, k * fwd_support + t.s, infer, clf.coef_.nbytes, detail)
+            )
+            print(f"[{label}] {method} k={k}: {100 * acc:.2f} ({detail})", flush=True)
     return rows
 
 
@@ -292,6 +328,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-minilm", action="store_true")
+    ap.add_argument(
+        "--heads-only",
+        action="store_true",
+        help="only the heads on the prompt-end state (SGD and closed-form), into the sentiment-heads block",
+    )
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
@@ -318,7 +359,7 @@ def main() -> None:
         "seconds": total.s,
     }
     md = publish_task_table(
-        "sentiment",
+        "sentiment-heads" if args.heads_only else "sentiment",
         rows,
         meta,
         Path(args.out) if args.out else None,
