@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument(
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
     )
+    le.add_argument(
+        "--head",
+        choices=["squared", "logistic"],
+        default=None,
+        help="labels only: also fit a closed-form label head on the prompt-end state with this loss "
+        "(no backprop); classify and evaluate then use it",
+    )
     le.add_argument("--seed", type=int, default=0)
     le.add_argument("--batch-size", type=int, default=16)
     le.set_defaults(func=run_learn)
@@ -163,6 +170,10 @@ def run_learn(args: argparse.Namespace) -> int:
         progress=dist.is_main,
         distributed=dist.active,
     )
+    if args.head is not None:
+        if not task.spec.labels:
+            raise ValueError("--head needs labels (a classification task); these outputs are free-form")
+        task.fit_head(examples, loss=args.head, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
     if dist.is_main:
         task.save(args.out, args.task)
@@ -170,6 +181,8 @@ def run_learn(args: argparse.Namespace) -> int:
     if not dist.is_main:
         return 0
     kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
+    if task.head is not None:
+        kind += f", {task.head.loss} label head"
     print(
         f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
@@ -213,6 +226,7 @@ def _task_model(args: argparse.Namespace):
         fm, tok = _load(args, dict(signature["config"]), ReadConfig())
         fm.load_fast_weights(args.fast_weights, args.task)
         task = TaskModel(fm, tok, TaskSpec.from_dict(info))
+        task.restore_head(signature.get("info") or {})
     else:
         fm, tok = _load(args, {}, ReadConfig())
         task = TaskModel(fm, tok, TaskSpec(_template(args.template)))
@@ -231,15 +245,19 @@ def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]
 
 
 def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list[list[float]]]:
-    """(best label, log-probability of every label) per input; under ``torchrun`` each process
-    scores its block of the inputs and the (n, L) float64 scores are gathered in order."""
+    """(best label, score of every label) per input: the log-probability of each label, or the
+    label head's scores when the task has one; under ``torchrun`` each process scores its block
+    of the inputs and the (n, L) float64 scores are gathered in order."""
     import torch
 
     dist = _dist()
     labels = task._labels(None)
     mine = list(dist.shard(inputs))
     scores = torch.zeros(0, len(labels), dtype=torch.float64)
-    if mine:
+    head = task.head is not None and task.head.labels == list(labels)
+    if mine and head:
+        scores = task.head_scores(mine, batch_size=batch_size)
+    elif mine:
         scores = task.label_scores(mine, labels, batch_size=batch_size, progress=dist.is_main).cpu()
     scores = dist.gather_rows(scores, len(inputs))
     best = scores.argmax(dim=1).tolist()
@@ -274,11 +292,12 @@ def run_classify(args: argparse.Namespace) -> int:
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     preds, scores = _classify(task, inputs, args.batch_size)
     labels = task._labels(None)
+    column = "head_scores" if task.head is not None and task.head.labels == list(labels) else "log_probs"
     rows = [
-        {"input": x, "prediction": p, "log_probs": json.dumps(dict(zip(labels, s, strict=True)))}
+        {"input": x, "prediction": p, column: json.dumps(dict(zip(labels, s, strict=True)))}
         for x, p, s in zip(inputs, preds, scores, strict=True)
     ]
-    _write_predictions(args.out, rows, ["input", "prediction", "log_probs"])
+    _write_predictions(args.out, rows, ["input", "prediction", column])
     return 0
 
 

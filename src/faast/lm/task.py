@@ -4,6 +4,7 @@
     task = TaskModel.create(model, tokenizer)                 # output memory only, no trained weights
     report = task.fit(examples)                                # learn + choose the read-out on validation
     task.classify(["a fine film", "a dull film"])              # over the labels seen in the examples
+    task.fit_head(examples)                                    # optional: a closed-form label head
     task.generate(["Good morning"])                            # free-form outputs
     task.save("tasks.safetensors", "sentiment")                # same files as `faast lm learn`
 
@@ -20,6 +21,9 @@ split, the memory is learned but kept off (:data:`MEMORY_OFF`, the zero-shot mod
 examples validate a read-out, as the one-standard-error guard does for read-outs that do not
 clearly beat it. The choice, with every candidate's validation score, is
 returned and saved with the task.
+
+For classification, :meth:`TaskModel.fit_head` also fits a closed-form label head on the state at
+the prompt's end (:mod:`faast.lm.label_head`); :meth:`TaskModel.classify` then uses it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import faast.distributed
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.examples import Example, distinct_outputs
+from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
 from faast.lm.readouts import HEAD_INPUT, Captured
@@ -196,6 +201,7 @@ class TaskModel:
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
         self.report: FitReport | None = None
+        self.head: LabelHead | None = None
         self._learn_cache: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = {} if cache else None
         self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
 
@@ -280,7 +286,26 @@ class TaskModel:
 
     def reset(self) -> TaskModel:
         self.model.reset_projection()
+        self.head = None
         return self
+
+    def fit_head(
+        self, examples: Sequence[Example], *, loss: str = "squared", batch_size: int = 16
+    ) -> LabelHead:
+        """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
+        labelled ``examples`` (no backprop; the states come from the learn cache when there is
+        one); :meth:`classify` then scores with it, and :meth:`save` stores it with the task."""
+        examples = _checked(examples, outputs=True)
+        labels = self._labels(None)
+        feats = self.prompt_features(examples, batch_size=batch_size)
+        self.head = LabelHead.fit(feats, [e.output for e in examples], labels, loss)  # type: ignore[misc]
+        return self.head
+
+    def head_scores(self, inputs: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
+        """(n, L) float64 scores of the label head (labels in ``head.labels`` order)."""
+        if self.head is None:
+            raise ValueError("this task has no label head; call fit_head first")
+        return self.head.scores(self.prompt_features(list(inputs), batch_size=batch_size))
 
     def fit(
         self,
@@ -522,8 +547,13 @@ class TaskModel:
     def classify(
         self, inputs: Sequence[str], labels: Sequence[str] | None = None, **kwargs: Any
     ) -> list[str]:
-        """The most probable label for each input."""
+        """The most probable label for each input (by the label head when the task has one and
+        ``labels`` are its labels, else by the LM with its fast weights)."""
         labels = self._labels(labels)
+        if self.head is not None and list(labels) == self.head.labels:
+            batch = {"batch_size": kwargs["batch_size"]} if "batch_size" in kwargs else {}
+            best = self.head_scores(inputs, **batch).argmax(dim=1)
+            return [labels[i] for i in best.tolist()]
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
         return [labels[i] for i in best.tolist()]
 
@@ -678,6 +708,8 @@ class TaskModel:
     def save(self, path: str | os.PathLike[str], task: str = "default") -> Path:
         """Store the fast weights, the chosen read-out and the task spec as ``task`` in ``path``."""
         info = {"task": self.spec.to_dict(), "fit": None if self.report is None else self.report.to_dict()}
+        if self.head is not None:
+            info["head"] = self.head.to_dict()
         return self.model.save_fast_weights(path, task, info=info)
 
     @classmethod
@@ -694,7 +726,13 @@ class TaskModel:
         layout = FaastConfig.from_dict(signature["config"])
         tm = cls(get_faast_model(model, layout), tokenizer, TaskSpec.from_dict(info["task"]), **kwargs)
         tm.model.load_fast_weights(path, task)
+        tm.restore_head(info)
         return tm
+
+    def restore_head(self, info: dict[str, Any]) -> None:
+        """Adopt the label head stored in a task's ``info`` (none: no head)."""
+        data = info.get("head")
+        self.head = None if data is None else LabelHead.from_dict(data, self.model._layout.hidden_size)
 
 
 @dataclass
