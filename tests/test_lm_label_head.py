@@ -17,7 +17,7 @@ from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
 from tests.test_lm_task import make_task, rule_examples
-from tests.test_task_cli import TEMPLATE, _write_examples
+from tests.test_task_cli import TEMPLATE, parity_setup
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
@@ -94,12 +94,7 @@ def test_classify_without_the_head_labels_reads_the_lm():
 
 
 def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # noqa: F811
-    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
-    _write_examples(train, 40)
-    _write_examples(test, 12)
-    out = tmp_path / "tasks.safetensors"
-    base = ["--model", str(model_dir), "--threads", "1"]
-    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
     assert main([*learn, "--task", "parity", "--folds", "2", "--head", "logistic"]) == 0
     assert "logistic label head" in capsys.readouterr().out
     preds = tmp_path / "pred.jsonl"

@@ -25,13 +25,20 @@ def _write_examples(path, n: int, *, labelled: bool = True) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F811
+def parity_setup(folder, tmp_path) -> tuple[list[str], list[str], object, object]:
+    """(model arguments, the `faast task learn` command line, test file, fast-weight file) for
+    40 training and 12 test examples of the parity rule."""
     train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
     _write_examples(train, 40)
     _write_examples(test, 12)
     out = tmp_path / "tasks.safetensors"
-    base = ["--model", str(model_dir), "--threads", "1"]
+    base = ["--model", str(folder), "--threads", "1"]
     learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    return base, learn, test, out
+
+
+def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F811
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
     assert main([*learn, "--task", "parity", "--folds", "2"]) == 0
     printed = capsys.readouterr().out
     assert "2 labels" in printed and "read-out" in printed and "wrote task 'parity'" in printed
