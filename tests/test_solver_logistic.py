@@ -20,6 +20,7 @@ from faast.solver.logistic import (
     holdout_split,
     logistic_gradient,
     logistic_objective,
+    penalty_scale,
 )
 from faast.solver.stats import GramStats
 
@@ -124,24 +125,24 @@ def test_holdout_split_is_stratified_disjoint_and_seeded():
     assert holdout_split(np.arange(5), seed=0) is None  # one example per class: nothing to hold out
 
 
-def test_choose_ridge_keeps_the_lowest_held_out_loss_and_refits_nothing_of_the_held_out_labels():
-    X, y, _ = _problem(400, 30, 3, 1, spread=0.6)
+def test_choose_ridge_keeps_the_lowest_held_out_loss_and_fits_only_the_kept_examples():
+    X, y, _ = _problem(400, 30, 3, 1, spread=2.0)
     keys, labels = torch.as_tensor(X), torch.as_tensor(y)
     stats = GramStats(30, 3)
     stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
     factor = stats.factor()
     choice = choose_ridge(keys, labels, None, factor, steps=20, seed=0, num_classes=3)
     assert choice is not None
-    pairs = zip(choice.candidates, choice.holdout_loss, strict=True)
-    tried = [(r, loss) for r, loss in pairs if not np.isnan(loss)]
-    assert choice.ridge == min(tried, key=lambda t: t[1])[0]
-    assert choice.candidates == tuple(sorted(choice.candidates, reverse=True))  # strong → weak
-    if len(tried) < len(choice.candidates):  # stopped at the first rise
-        assert tried[-1][1] >= min(loss for _, loss in tried[:-1])
+    best = int(np.argmin(choice.holdout_loss))
+    assert choice.ridge == choice.candidates[best] and best >= 1  # a clear signal: weaker than the start
+    scale = penalty_scale(factor)
+    decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
+    assert decades[: best + 2] == list(range(1, best + 3))  # weaker one decade at a time, past the best
+    assert choice.holdout_loss[best + 1] >= choice.holdout_loss[best]  # stopped at the first rise
     # the chosen weights are the path's on the kept examples only (held-out labels never fitted)
     kept, held = holdout_split(y, seed=0)
     weight = None
-    for ridge in choice.candidates[: choice.candidates.index(choice.ridge) + 1]:
+    for ridge in choice.candidates[: best + 1]:
         weight, _ = fit_logistic(
             keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3
         )
@@ -152,11 +153,27 @@ def test_choose_ridge_keeps_the_lowest_held_out_loss_and_refits_nothing_of_the_h
     assert again.holdout_loss[0] != choice.holdout_loss[0]  # the score reads the held-out labels
 
 
+def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():
+    """Labels that are noise: the held-out loss only falls with a stronger penalty, so the path
+    goes past its start (t = 1) down to the strongest decade."""
+    rng = np.random.default_rng(5)
+    keys = torch.as_tensor(rng.normal(size=(300, 20)))
+    labels = torch.as_tensor(rng.integers(0, 3, 300))
+    stats = GramStats(20, 3)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
+    factor = stats.factor()
+    choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=3)
+    scale = penalty_scale(factor)
+    assert choice.ridge > scale / 10  # stronger than the start
+    decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
+    assert decades[:2] == [1, 2] and decades[2] == 0  # one step weaker, rise, then stronger
+
+
 def test_auto_C_is_chosen_and_one_example_per_class_falls_back():
     X, y, _ = _problem(200, 8, 3, 2)
     clf = FaastClassifier(loss="logistic").fit(X, y)
     scale = float((X**2).sum()) / 8  # trace(G) / rank(G), full rank with n > d
-    grid = [1.0 / (scale * 10.0**-t) for t in (1, 2, 3, 4, 5, 6)]
+    grid = [1.0 / (scale * 10.0**-t) for t in range(-3, 10)]
     assert min(abs(clf.C_ / g - 1) for g in grid) < 1e-9
     one_shot = FaastClassifier(loss="logistic").fit(X[:3], y[:3])  # rank 3: s = trace / 3
     assert one_shot.C_ == pytest.approx(100.0 * 3 / float((X[:3] ** 2).sum()))

@@ -119,7 +119,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Inverse penalty of ``loss="logistic"`` (as in scikit-learn's ``LogisticRegression``:
         ρ = 1/C). ``"auto"`` chooses it from the training set alone: the penalty with the lowest
         cross-entropy on a seeded (``random_state``) stratified tenth of the examples held out
-        while the rest are fitted, over ρ = s·10^(−t), t = 1…6, s = trace(G)/rank(G); with one
+        while the rest are fitted, over ρ = s·10^(−t), s = trace(G)/rank(G), t = 1, 2, … while
+        the held-out loss falls (to 9), and t = 0, −1, … (to −3) when t = 1 wins; with one
         example per class nothing can be held out and ρ = s/100 is used.
     max_iter : int, default=10
         Majorise–minimise steps of ``loss="logistic"`` per penalty (fewer if they converge);

@@ -20,8 +20,9 @@ the dual route (n < d) the same step runs in the span of the rows, where the gra
 
 The penalty ρ (ρ = 1/C of scikit-learn's ``LogisticRegression``) can be chosen from the training
 set alone (:func:`choose_ridge`): a seeded stratified tenth of the examples is held out, the
-others are fitted along a path of penalties from strong to weak (each warm-started from the last),
-and the penalty with the lowest held-out cross-entropy wins (the path stops once it rises). The
+others are fitted along a path of penalties from strong to weak (each warm-started from the last;
+stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
+cross-entropy wins (each walk stops once it rises). The
 held-out examples' features still shape the bound G (a larger G is still an upper bound), their
 labels are never fitted.
 """
@@ -39,9 +40,11 @@ from faast.solver.spectral import SpectralFactor
 #: Rows per chunk of the gradient pass: small enough for a chunk to stay in cache for both of
 #: its products (256 was the fastest of 64–2048 for 50,000 × 1280 rows on the 2-core Xeon).
 CHUNK_ROWS = 256
-#: Penalties tried by :func:`choose_ridge`, as ρ = s · 10^(−t) with s = :func:`penalty_scale`
-#: (scale-free: the same grid for any feature scale and number of examples).
-RIDGE_DECADES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+#: :func:`choose_ridge` tries ρ = s · 10^(−t) with s = :func:`penalty_scale` (scale-free: the same
+#: path for any feature scale and number of examples): t = START_DECADE, then one decade weaker at a
+#: time while the held-out loss falls (up to WEAKEST_DECADE), and, when the first was best, one
+#: decade stronger at a time (down to STRONGEST_DECADE).
+START_DECADE, WEAKEST_DECADE, STRONGEST_DECADE = 1, 9, -3
 #: Fraction of the examples :func:`choose_ridge` holds out.
 HOLDOUT_FRACTION = 0.1
 #: A step this small relative to the weights (Frobenius norms) ends the iterations early.
@@ -139,8 +142,8 @@ def fit_logistic(
 @dataclass(frozen=True)
 class RidgeChoice:
     """What :func:`choose_ridge` found: the penalty, the weights fitted on the kept examples at
-    that penalty (a warm start for the fit on all of them), and every candidate's held-out
-    cross-entropy per example (NaN where the path stopped before it)."""
+    that penalty (a warm start for the fit on all of them), and the penalties tried, in order,
+    with their held-out cross-entropy per example."""
 
     ridge: float
     weight: torch.Tensor
@@ -186,12 +189,14 @@ def choose_ridge(
     seed: int,
     num_classes: int,
 ) -> RidgeChoice | None:
-    """The penalty ρ of ``RIDGE_DECADES`` with the lowest held-out cross-entropy (see the module
-    docstring); None when no example can be held out (every class has a single example).
+    """The penalty ρ with the lowest held-out cross-entropy (see the module docstring); None when
+    no example can be held out (every class has a single example).
 
-    The path runs from the strongest penalty to the weakest, ``steps`` steps each from the
-    previous candidate's weights, and stops at the first candidate whose held-out loss
-    is above the best so far.
+    The path starts at t = ``START_DECADE`` and walks one decade weaker at a time, ``steps``
+    steps each from the previous candidate's weights, until the held-out loss stops falling; if
+    the first candidate was the best, it then walks one decade stronger at a time from it, the
+    same way (features whose penalty scale is dominated by a few large directions need it).
+    ``RidgeChoice.candidates`` lists the penalties in the order tried.
     """
     split = holdout_split(labels.cpu().numpy(), seed)
     if split is None:
@@ -204,20 +209,25 @@ def choose_ridge(
     w_fit = None if weights is None else weights[kept]
     k_out, y_out = keys[held], labels[held]
     w_out = None if weights is None else weights[held]
-    out_total = float(w_out.sum()) if w_out is not None else float(len(held))
-    candidates = tuple(scale * 10.0 ** (-t) for t in RIDGE_DECADES)
-    losses = [math.nan] * len(candidates)
-    weight = None
-    best, best_weight = None, None
-    for i, ridge in enumerate(candidates):
-        weight, _ = fit_logistic(
-            k_fit, y_fit, w_fit, factor, ridge, steps, init=weight, num_classes=num_classes
-        )
-        _, loss = logistic_gradient(k_out, y_out, w_out, weight)
-        losses[i] = loss / max(out_total, 1e-300)
-        if best is not None and losses[i] >= losses[best]:
-            break
-        best, best_weight = i, weight
-    if best is None or best_weight is None:  # unreachable: the first candidate is always kept
-        raise RuntimeError("choose_ridge: no candidate was fitted")
-    return RidgeChoice(candidates[best], best_weight, candidates, tuple(losses))
+    out_total = max(float(w_out.sum()) if w_out is not None else float(len(held)), 1e-300)
+    tried: list[tuple[float, float, torch.Tensor]] = []  # (ρ, held-out loss, weights)
+
+    def walk(decades: range, init: torch.Tensor | None) -> None:
+        """Fit along ``decades`` from ``init`` until the held-out loss stops beating the best."""
+        weight = init
+        for t in decades:
+            ridge = scale * 10.0 ** (-t)
+            weight, _ = fit_logistic(
+                k_fit, y_fit, w_fit, factor, ridge, steps, init=weight, num_classes=num_classes
+            )
+            _, loss = logistic_gradient(k_out, y_out, w_out, weight)
+            best = min((entry[1] for entry in tried), default=math.inf)
+            tried.append((ridge, loss / out_total, weight))
+            if loss / out_total >= best:
+                return
+
+    walk(range(START_DECADE, WEAKEST_DECADE + 1), None)
+    if min(range(len(tried)), key=lambda i: tried[i][1]) == 0:  # the strongest so far won: go stronger
+        walk(range(START_DECADE - 1, STRONGEST_DECADE - 1, -1), tried[0][2])
+    ridge, _, weight = min(tried, key=lambda entry: entry[1])
+    return RidgeChoice(ridge, weight, tuple(e[0] for e in tried), tuple(e[1] for e in tried))
