@@ -213,7 +213,7 @@ def test_save_and_load_give_the_same_logits(tmp_path, n):
     X, y, _ = _problem(n, 6, 3, 4)
     clf = FaastClassifier(loss="logistic").fit(X, y)
     loaded = FaastClassifier.load(clf.save(tmp_path / "clf"))
-    assert loaded.loss == "logistic" and loaded.C_ == clf.C_
+    assert loaded.loss == "logistic" and loaded.C_ == clf.C_ and loaded.n_iter_ == clf.n_iter_
     np.testing.assert_array_equal(loaded.coef_, clf.coef_)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 

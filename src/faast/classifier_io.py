@@ -54,7 +54,7 @@ def save_classifier(
         tensors["retarget_cross"] = clf.retarget_cross_
     if clf.loss == "logistic":  # the fitted logits' weights and the penalty they were fitted with
         tensors["logistic_weight"] = torch.as_tensor(clf.coef_, dtype=torch.float64)
-        tensors["logistic_C"] = torch.tensor([float(clf.C_)], dtype=torch.float64)
+        tensors["logistic_C"] = torch.tensor([float(clf.C_), float(clf.n_iter_)], dtype=torch.float64)
     if clf.embeddings_ is not None:
         tensors["class_embeddings"] = clf.embeddings_
     if clf.prior is not None and not isinstance(clf.prior, str):
@@ -133,5 +133,7 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
             raise ValueError(
                 f"{folder / TENSORS_NAME}: loss='logistic' but no logistic weights of shape {clf.coef_.shape}"
             )
-        clf._set_logistic(weight.to(torch.float64), float(tensors["logistic_C"][0]))
+        stored = tensors["logistic_C"]  # [C, steps of the final fit]
+        clf._set_logistic(weight.to(torch.float64), float(stored[0]))
+        clf.n_iter_ = int(stored[1]) if stored.numel() > 1 else clf.n_iter_
     return clf, dict(info.get("metadata") or {})
