@@ -224,9 +224,7 @@ def _task_model(args: argparse.Namespace):
                 "(no prompt template); use `faast lm generate` for text learned with `faast lm learn`"
             )
         fm, tok = _load(args, dict(signature["config"]), ReadConfig())
-        fm.load_fast_weights(args.fast_weights, args.task)
-        task = TaskModel(fm, tok, TaskSpec.from_dict(info))
-        task.restore_head(signature.get("info") or {})
+        task = TaskModel.on_saved(fm, tok, args.fast_weights, args.task, signature["info"])
     else:
         fm, tok = _load(args, {}, ReadConfig())
         task = TaskModel(fm, tok, TaskSpec(_template(args.template)))

@@ -724,15 +724,26 @@ class TaskModel:
                 f"{path}: task {task!r} was not saved by a TaskModel (no task spec); use FaastModel"
             )
         layout = FaastConfig.from_dict(signature["config"])
-        tm = cls(get_faast_model(model, layout), tokenizer, TaskSpec.from_dict(info["task"]), **kwargs)
-        tm.model.load_fast_weights(path, task)
-        tm.restore_head(info)
-        return tm
+        return cls.on_saved(get_faast_model(model, layout), tokenizer, path, task, info, **kwargs)
 
-    def restore_head(self, info: dict[str, Any]) -> None:
-        """Adopt the label head stored in a task's ``info`` (none: no head)."""
+    @classmethod
+    def on_saved(
+        cls,
+        model: FaastModel,
+        tokenizer: Any,
+        path: str | os.PathLike[str],
+        task: str | None,
+        info: dict[str, Any],
+        **kwargs: Any,
+    ) -> TaskModel:
+        """The task ``task`` of ``path`` on ``model``, already built with the task's saved layout:
+        its spec and label head from ``info`` (the task's saved info), its fast weights from the
+        file."""
+        tm = cls(model, tokenizer, TaskSpec.from_dict(info["task"]), **kwargs)
+        tm.model.load_fast_weights(path, task)
         data = info.get("head")
-        self.head = None if data is None else LabelHead.from_dict(data, self.model._layout.hidden_size)
+        tm.head = None if data is None else LabelHead.from_dict(data, model._layout.hidden_size)
+        return tm
 
 
 @dataclass
