@@ -71,6 +71,18 @@ def control_texts() -> list[str]:
     return out + [plays[k] for k in sorted(plays)]
 
 
+def learned_ppl(
+    model, windows: torch.Tensor, test: torch.Tensor, batch: int
+) -> tuple[float, float, float, int]:
+    """Learn ``windows`` into ``model``'s (reset) fast weights and score ``test``: perplexity,
+    inference tokens/s, adaptation seconds (learning + compiling) and the compiled bytes."""
+    with Timer() as t:
+        learn_windows(model, windows, batch_size=batch)
+        model.compile_fast_weights()
+    ppl, tps = timed_ppl(model, test)
+    return ppl, tps, t.s, model.fast_weight_nbytes()["compiled"]
+
+
 def timed_ppl(model, windows: torch.Tensor) -> tuple[float, float]:
     with Timer() as t:
         ppl = perplexity(model, windows, progress=True).ppl
@@ -284,20 +296,13 @@ def main() -> None:
     with fm.disabled():
         ppl, tps = timed_ppl(fm, test)
     add("base model", ppl, 0.0, tps, 0)
-    with Timer() as t:
-        learn_windows(fm, learn, batch_size=args.batch_size)
-        fm.compile_fast_weights()
-    ppl, tps = timed_ppl(fm, test)
-    add("output memory (defaults) + Austen fast weights", ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
+    ppl, tps, secs, nbytes = learned_ppl(fm, learn, test, args.batch_size)
+    add("output memory (defaults) + Austen fast weights", ppl, secs, tps, nbytes)
     for features in key_features:
         for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
             fm.reset_projection().set_output_key_features(features)
-            with Timer() as t:
-                learn_windows(fm, windows, batch_size=args.batch_size)
-                fm.compile_fast_weights()
-            ppl, tps = timed_ppl(fm, test)
-            label = f"output memory + {features} key features + {name} fast weights"
-            add(label, ppl, t.s, tps, fm.fast_weight_nbytes()["compiled"])
+            ppl, tps, secs, nbytes = learned_ppl(fm, windows, test, args.batch_size)
+            add(f"output memory + {features} key features + {name} fast weights", ppl, secs, tps, nbytes)
     fm.unload()
 
     if "icl" not in skip:
@@ -382,13 +387,9 @@ def main() -> None:
         wait_for_readout(args.adapter, args.wait_adapter)
         fr = FaastModel.from_pretrained(model, args.adapter)
         for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
-            fr.reset_projection().set_read(weight=None)
-            with Timer() as t:
-                learn_windows(fr, windows, batch_size=args.batch_size)
-                fr.compile_fast_weights()
-            ppl, tps = timed_ppl(fr, test)
-            size = fr.fast_weight_nbytes()
-            add(f"readout {args.adapter} + {name} fast weights", ppl, t.s, tps, size["compiled"])
+            fr.reset_projection()
+            ppl, tps, secs, nbytes = learned_ppl(fr, windows, test, args.batch_size)
+            add(f"readout {args.adapter} + {name} fast weights", ppl, secs, tps, nbytes)
         if args.select_output_weight:
             weight, tried, adapt = learn_choosing_output_weight(fr, learn, args.batch_size)
             ppl, tps = timed_ppl(fr, test)
@@ -396,12 +397,9 @@ def main() -> None:
             label = f"readout {args.adapter} + Austen fast weights, output weight chosen on Austen"
             add(label, ppl, adapt, tps, fr.fast_weight_nbytes()["compiled"], note)
             fr.reset_projection()
-            with Timer() as t:
-                learn_windows(fr, control, batch_size=args.batch_size)
-                fr.compile_fast_weights()
-            ppl, tps = timed_ppl(fr, test)
+            ppl, tps, secs, nbytes = learned_ppl(fr, control, test, args.batch_size)
             label = f"readout {args.adapter} + control (non-Austen) fast weights, output weight {weight}"
-            add(label, ppl, t.s, tps, fr.fast_weight_nbytes()["compiled"], "the weight chosen on Austen")
+            add(label, ppl, secs, tps, nbytes, "the weight chosen on Austen")
         fr.unload()
 
     command = "python benchmarks/lm_domain.py " + shlex.join(sys.argv[1:])

@@ -252,8 +252,7 @@ def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list
     labels = task._labels(None)
     mine = list(dist.shard(inputs))
     scores = torch.zeros(0, len(labels), dtype=torch.float64)
-    head = task.head is not None and task.head.labels == list(labels)
-    if mine and head:
+    if mine and task.head_applies(labels):
         scores = task.head_scores(mine, batch_size=batch_size)
     elif mine:
         scores = task.label_scores(mine, labels, batch_size=batch_size, progress=dist.is_main).cpu()
@@ -290,7 +289,7 @@ def run_classify(args: argparse.Namespace) -> int:
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     preds, scores = _classify(task, inputs, args.batch_size)
     labels = task._labels(None)
-    column = "head_scores" if task.head is not None and task.head.labels == list(labels) else "log_probs"
+    column = "head_scores" if task.head_applies(labels) else "log_probs"
     rows = [
         {"input": x, "prediction": p, column: json.dumps(dict(zip(labels, s, strict=True)))}
         for x, p, s in zip(inputs, preds, scores, strict=True)

@@ -118,9 +118,7 @@ class Faast(Method):
         return pre, FaastClassifier(**self._kwargs(cut, refine, loss)).fit(pre.fit_transform(X), y)
 
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
-        pre, clf = self._fit_classifier(
-            X, y, params["prep"], params["cut"], params.get("refine", 0), params.get("loss", "squared")
-        )
+        pre, clf = self._fit_classifier(X, y, params["prep"], *_solve_args(params))
         return Fitted(
             lambda Q: clf.predict(pre.transform(Q)), _nbytes(clf.coef_.astype(np.float32)) + pre.nbytes
         )
@@ -137,14 +135,20 @@ class Faast(Method):
                 scores[i] = float(np.mean(clf.predict(Q) == yval))
             for i, p in own:  # retargeting and the logistic steps need the data: one fit each
                 if _needs_data(p):
-                    args = (p["cut"], p.get("refine", 0), p.get("loss", "squared"))
-                    scores[i] = float(np.mean(self._fit_classifier(X, y, prep, *args)[1].predict(Q) == yval))
+                    fitted = self._fit_classifier(X, y, prep, *_solve_args(p))[1]
+                    scores[i] = float(np.mean(fitted.predict(Q) == yval))
         return [scores[i] for i in range(len(grid))]
+
+
+def _solve_args(params: Params) -> tuple[Any, int, str]:
+    """(cut, refine rounds, loss) of a FAAST grid point."""
+    return params["cut"], params.get("refine", 0), params.get("loss", "squared")
 
 
 def _needs_data(params: Params) -> bool:
     """Grid points that ``solve`` cannot reach from shared statistics (refine, logistic)."""
-    return bool(params.get("refine")) or params.get("loss", "squared") != "squared"
+    _, refine, loss = _solve_args(params)
+    return bool(refine) or loss != "squared"
 
 
 # ----------------------------------------------------------------- memories

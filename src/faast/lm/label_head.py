@@ -10,13 +10,14 @@ W (L, d) float64. It is stored with the task as plain JSON numbers (no pickle).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from faast._checks import check_finite
 
 HEAD_LOSSES = ("squared", "logistic")
 
@@ -75,6 +76,5 @@ class LabelHead:
                 f"label head of shape {tuple(weight.shape)} and loss {loss!r} does not fit "
                 f"{len(labels)} labels on a model of width {hidden_size}"
             )
-        if not all(math.isfinite(v) for v in weight.flatten().tolist()):
-            raise ValueError("label head holds NaN or Inf")
+        check_finite(weight, "label head")
         return cls(labels, weight, loss)

@@ -301,6 +301,10 @@ class TaskModel:
         self.head = LabelHead.fit(feats, [e.output for e in examples], labels, loss)  # type: ignore[misc]
         return self.head
 
+    def head_applies(self, labels: Sequence[str]) -> bool:
+        """Whether the label head scores exactly ``labels`` (in this order)."""
+        return self.head is not None and list(labels) == self.head.labels
+
     def head_scores(self, inputs: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
         """(n, L) float64 scores of the label head (labels in ``head.labels`` order)."""
         if self.head is None:
@@ -550,7 +554,7 @@ class TaskModel:
         """The most probable label for each input (by the label head when the task has one and
         ``labels`` are its labels, else by the LM with its fast weights)."""
         labels = self._labels(labels)
-        if self.head is not None and list(labels) == self.head.labels:
+        if self.head_applies(labels):
             batch = {"batch_size": kwargs["batch_size"]} if "batch_size" in kwargs else {}
             best = self.head_scores(inputs, **batch).argmax(dim=1)
             return [labels[i] for i in best.tolist()]
