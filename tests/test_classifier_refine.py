@@ -131,18 +131,17 @@ def test_margins_and_retargeted_cross_by_hand():
 
 
 _REFUSES_PARTIAL_FIT = "refine > 0 refuses partial_fit (the rounds need every example at once)"
+#: scikit-learn checks that call partial_fit, which refine (and loss="logistic") refuse.
+PARTIAL_FIT_CHECKS = (
+    "check_estimators_partial_fit_n_features",
+    "check_fit_score_takes_y",
+    "check_n_features_in_after_fitting",
+)
 
 
 @parametrize_with_checks(
     [FaastClassifier(refine=2)],
-    expected_failed_checks=lambda est: {
-        name: _REFUSES_PARTIAL_FIT
-        for name in (
-            "check_estimators_partial_fit_n_features",
-            "check_fit_score_takes_y",
-            "check_n_features_in_after_fitting",
-        )
-    },
+    expected_failed_checks=lambda est: dict.fromkeys(PARTIAL_FIT_CHECKS, _REFUSES_PARTIAL_FIT),
 )
 def test_scikit_learn_estimator_checks_with_refine(estimator, check):
     """Every other check passes with retargeting on."""

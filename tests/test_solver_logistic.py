@@ -23,6 +23,7 @@ from faast.solver.logistic import (
     penalty_scale,
 )
 from faast.solver.stats import GramStats
+from tests.test_classifier_refine import PARTIAL_FIT_CHECKS
 
 
 def _problem(n: int, d: int, n_classes: int, seed: int, spread: float = 1.5):
@@ -240,12 +241,7 @@ _HOLDOUT_OVER_EXAMPLES = (
 
 
 def _expected_failures(est: FaastClassifier) -> dict[str, str]:
-    names = (
-        "check_estimators_partial_fit_n_features",
-        "check_fit_score_takes_y",
-        "check_n_features_in_after_fitting",
-    )
-    out = dict.fromkeys(names, _REFUSES_PARTIAL_FIT)
+    out = dict.fromkeys(PARTIAL_FIT_CHECKS, _REFUSES_PARTIAL_FIT)
     if est.C == "auto":
         out["check_sample_weight_equivalence_on_dense_data"] = _HOLDOUT_OVER_EXAMPLES
     return out
