@@ -5,6 +5,11 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
 
 * base model;
 * output memory alone (no trained parameters; library defaults) after learning the Austen tokens;
+* the correction memory (``output_mix="correction"``, :mod:`faast.lm.correction`: values are the
+  next-token loss's gradient at the head input, read as one closed-form step) after learning the
+  Austen tokens, and after learning as many non-Austen tokens (its control); with
+  ``--select-correction`` also both rows with its step β and damping c chosen on the last 10 % of
+  the Austen windows (the grid of ``default_candidates("correction")``), the choice's cost counted;
 * a trained readout (``--adapter``, e.g. the bundled ``smollm2-general``, trained on non-Austen
   text) + fast weights of the Austen tokens, and the same readout + fast weights of as many
   non-Austen tokens (the control: the difference is what test-time learning bought); with
@@ -42,7 +47,6 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -191,30 +195,42 @@ def backprop_row(method: str, run, learn: torch.Tensor, test: torch.Tensor, lrs)
     return method, ppl, secs + select_s, tps, nbytes, f"lr {lr:g} chosen on held-out Austen windows {tried}"
 
 
-#: Output-memory mix weights tried by ``--select-output-weight`` (None: the read-out's default).
-OUTPUT_WEIGHTS = (None, 0.0)
+#: Output-memory mix weights tried by ``--select-output-weight`` (default: the read-out's default).
+OUTPUT_WEIGHTS = {"default": {}, "0": {"weight": 0.0}}
 
 
-def learn_choosing_output_weight(fm, learn: torch.Tensor, batch: int) -> tuple[Any, dict, float]:
-    """Learn the first 90 % of the Austen windows, score the last 10 % with each weight of
-    ``OUTPUT_WEIGHTS`` (the output memory's share of the mix; 0 reads the middle memory alone),
-    keep the best, then learn the last 10 % too (learning is additive, so the memory ends as if it
-    had learned every window at once). Returns the weight, the held-out perplexities and the
-    seconds of all of it (the adaptation time)."""
+def correction_reads() -> dict[str, dict]:
+    """The correction memory's read knobs tried by ``--select-correction``: the candidates of
+    :func:`faast.lm.task.default_candidates` ("correction"), the memory off included."""
+    from faast.lm.task import default_candidates
+
+    return {
+        c.name: {"weight": c.read.weight, "damping": c.read.damping} for c in default_candidates("correction")
+    }
+
+
+def learn_choosing_read(
+    fm, learn: torch.Tensor, batch: int, reads: dict[str, dict]
+) -> tuple[str, dict, float]:
+    """Learn the first 90 % of the Austen windows, score the last 10 % with each read of ``reads``
+    (name → ``set_read`` knobs), keep the best, then learn the last 10 % too (learning is additive,
+    so the memory ends as if it had learned every window at once). Returns the chosen name, the
+    held-out perplexities and the seconds of all of it (the adaptation time)."""
     cut = max(1, len(learn) // 10)
     tried: dict[str, float] = {}
     with Timer() as t:
         fm.reset_projection()
         learn_windows(fm, learn[:-cut], batch_size=batch)
         fm.compile_fast_weights()
-        for w in OUTPUT_WEIGHTS:
-            fm.set_read(weight=w)
-            tried["default" if w is None else f"{w:g}"] = round(perplexity(fm, learn[-cut:]).ppl, 3)
-        best = min(OUTPUT_WEIGHTS, key=lambda w: tried["default" if w is None else f"{w:g}"])
-        fm.set_read(weight=best)
+        base = fm.read_config
+        for name, knobs in reads.items():
+            fm.set_read(base.replace(**knobs))
+            tried[name] = round(perplexity(fm, learn[-cut:]).ppl, 3)
+        best = min(reads, key=lambda name: tried[name])
+        fm.set_read(base.replace(**reads[best]))
         learn_windows(fm, learn[-cut:], batch_size=batch)
         fm.compile_fast_weights()
-    return ("default" if best is None else best), tried, t.s
+    return best, tried, t.s
 
 
 def wait_for_readout(name: str, minutes: float) -> None:
@@ -237,7 +253,7 @@ def main() -> None:
     ap.add_argument("--test-windows", type=int, default=64, help="windows of Persuasion scored")
     ap.add_argument("--context", type=int, default=2048, help="context for the in-context row")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--skip", default="", help="rows to skip: lora,linear,knn,icl")
+    ap.add_argument("--skip", default="", help="rows to skip: correction,lora,linear,knn,icl")
     ap.add_argument(
         "--wait-adapter",
         type=float,
@@ -254,6 +270,11 @@ def main() -> None:
         "--select-output-weight",
         action="store_true",
         help="also readout rows whose output-memory weight (default or 0) is chosen on held-out Austen",
+    )
+    ap.add_argument(
+        "--select-correction",
+        action="store_true",
+        help="also correction-memory rows whose step and damping are chosen on held-out Austen",
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -304,6 +325,36 @@ def main() -> None:
             ppl, tps, secs, nbytes = learned_ppl(fm, windows, test, args.batch_size)
             add(f"output memory + {features} key features + {name} fast weights", ppl, secs, tps, nbytes)
     fm.unload()
+
+    if "correction" not in skip:
+        fc = get_faast_model(model, FaastConfig(num_memories=0, output_mix="correction"))
+        for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
+            fc.reset_projection()
+            ppl, tps, secs, nbytes = learned_ppl(fc, windows, test, args.batch_size)
+            add(
+                f"correction memory (one closed-form loss step, defaults) + {name} fast weights",
+                ppl,
+                secs,
+                tps,
+                nbytes,
+            )
+        if args.select_correction:
+            chosen, tried, adapt = learn_choosing_read(fc, learn, args.batch_size, correction_reads())
+            ppl, tps = timed_ppl(fc, test)
+            nbytes = fc.fast_weight_nbytes()["compiled"]
+            note = f"{chosen} chosen on held-out Austen windows {tried}"
+            add(
+                f"correction memory, {chosen} chosen on Austen + Austen fast weights",
+                ppl,
+                adapt,
+                tps,
+                nbytes,
+                note,
+            )
+            fc.reset_projection()
+            ppl, tps, secs, nbytes = learned_ppl(fc, control, test, args.batch_size)
+            add(f"correction memory, {chosen} + control (non-Austen) fast weights", ppl, secs, tps, nbytes)
+        fc.unload()
 
     if "icl" not in skip:
         keep = args.context - test.shape[1]
@@ -391,7 +442,7 @@ def main() -> None:
             ppl, tps, secs, nbytes = learned_ppl(fr, windows, test, args.batch_size)
             add(f"readout {args.adapter} + {name} fast weights", ppl, secs, tps, nbytes)
         if args.select_output_weight:
-            weight, tried, adapt = learn_choosing_output_weight(fr, learn, args.batch_size)
+            weight, tried, adapt = learn_choosing_read(fr, learn, args.batch_size, OUTPUT_WEIGHTS)
             ppl, tps = timed_ppl(fr, test)
             note = f"output-memory weight {weight} chosen on held-out Austen windows {tried}"
             label = f"readout {args.adapter} + Austen fast weights, output weight chosen on Austen"

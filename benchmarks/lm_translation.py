@@ -10,7 +10,9 @@ support subset is a prefix of that order, so FAAST and in-context learning see t
 Prompt: ``English: {input}\\nSpanish:`` then `` {spanish}\\n``.
 
 Rows: zero-shot; in-context 1- and 5-shot (``--icl``); FAAST after k ∈ ``--sizes`` examples, read-out
-chosen by ``TaskModel.fit`` (cross-validation on the k examples, over :func:`translation_candidates`);
+chosen by ``TaskModel.fit`` (cross-validation on the k examples, over :func:`translation_candidates`),
+for each output memory of ``--mixes``: "prob" (the next tokens) and "correction" (the loss gradients
+at the head input, :mod:`faast.lm.correction`; candidates ``default_candidates("correction")``);
 Scores: BLEU and chrF (sacrebleu) of greedy translations of ``--generate`` test verses (a seeded
 sample), and the teacher-forced NLL per answer token of the reference on ``--nll`` test verses.
 Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
@@ -39,7 +41,7 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
-from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
+from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
 from task_bench import Row, Timer, faast_method, human_bytes, machine, publish_task_table
 
@@ -100,14 +102,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
             flush=True,
         )
 
-    def faast_generate(xs):
-        return task.generate(
-            xs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True
-        )
-
-    def faast_nll(exs):
-        return task.answer_nll(exs, batch_size=args.batch_size)
-
+    faast_generate, faast_nll = task_scorers(task, args)
     with fm.disabled():
         scores, infer = evaluate(faast_generate, faast_nll, gen_set, nll_set)
     add("zero-shot", 0, scores, 0.0, infer, 0, "no examples")
@@ -141,6 +136,35 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         )
         del icl
 
+    for mix in args.mixes:
+        if mix != fm.faast_config.output_mix:  # a memory learning other statistics
+            fm.unload()
+            fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=mix))
+            task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
+        add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
+    return rows
+
+
+def task_scorers(task: TaskModel, args: argparse.Namespace):
+    """(generate, nll) of a task model as :func:`evaluate` calls them."""
+
+    def generate(xs):
+        return task.generate(
+            xs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True
+        )
+
+    def nll(exs):
+        return task.answer_nll(exs, batch_size=args.batch_size)
+
+    return generate, nll
+
+
+def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
+    """``add`` the FAAST rows of one output-memory ``mix``: for each key-feature count and support
+    size, learn the first k pool examples with the read-out chosen by cross-validation on them."""
+    fm = task.model
+    faast_generate, faast_nll = task_scorers(task, args)
+    candidates = translation_candidates() if mix == "prob" else default_candidates(mix)
     for features, k in [(f, k) for f in args.key_features for k in args.sizes]:
         k = len(pool) if k == 0 else k
         task.reset()
@@ -151,7 +175,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
                 labels=None,
                 folds=args.folds,
                 max_validation=args.max_validation,
-                candidates=translation_candidates(),
+                candidates=candidates,
                 seed=args.seed,
                 batch_size=args.batch_size,
             )
@@ -159,7 +183,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
         size = fm.fast_weight_nbytes()
         scores["chosen"] = report.chosen.name
         add(
-            faast_method("faast-answer", features),
+            faast_method("faast-answer" if mix == "prob" else f"faast-answer {mix}", features),
             k,
             scores,
             t.s,
@@ -167,7 +191,6 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
             size["compiled"] + size["support_rows"],
             f"{report.chosen.name}; {report.pairs} pairs",
         )
-    return rows
 
 
 def main() -> None:
@@ -179,6 +202,11 @@ def main() -> None:
         "--key-features",
         default="0",
         help="FAAST rows for each D: the output memory keyed with D random features (0: the state)",
+    )
+    ap.add_argument(
+        "--mixes",
+        default="prob",
+        help="FAAST rows for each output memory: prob (next tokens) and/or correction (loss gradients)",
     )
     ap.add_argument("--pool", type=int, default=None, help="cap the support pool (default: all)")
     ap.add_argument("--icl", default="1,5", help="in-context demonstrations")
@@ -197,6 +225,9 @@ def main() -> None:
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.icl = [int(x) for x in args.icl.split(",") if x]
     args.key_features = [int(x) for x in args.key_features.split(",")]
+    args.mixes = [m for m in args.mixes.split(",") if m]
+    if not set(args.mixes) <= {"prob", "correction"}:
+        ap.error("--mixes: prob and/or correction")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test_books.split(","), args.seed, args.max_words)

@@ -67,7 +67,7 @@ def test_learn_tasks_generate_perplexity(model_dir, tmp_path, capsys):
 
 def _read_options(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    _read_args(parser, ("prob", "logit", "paper"))
+    _read_args(parser, ("prob", "logit", "paper", "correction"))
     return parser.parse_args(list(argv))
 
 
@@ -86,6 +86,27 @@ def test_read_options_update_the_stored_config():
     )
     with pytest.raises(ValueError, match="paper"):
         _layout_and_read(_read_options("--mix", "paper"), layout, stored)
+    with pytest.raises(ValueError, match="'correction' mix can only be read with it"):
+        _layout_and_read(_read_options("--mix", "correction"), layout, stored)
+    corr = {"output_mix": "correction", "num_memories": 0}
+    got = _layout_and_read(_read_options("--damping", "0.3", "--weight", "0.8"), corr, ReadConfig())
+    assert got == (corr, ReadConfig(weight=0.8, damping=0.3))
+
+
+def test_learning_text_with_the_correction_mix_lowers_its_perplexity(model_dir, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[(7 * i) % 50] for i in range(400)))
+    out = tmp_path / "fw.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["lm", "learn", *base, "--text", str(text), "--out", str(out), "--window", "64"]
+    assert main([*learn, "--mix", "correction", "--damping", "0.2"]) == 0
+    capsys.readouterr()
+    ppl_args = ["lm", "perplexity", *base, "--text", str(text), "--fast-weights", str(out), "--window", "64"]
+    assert main(ppl_args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fast_weights"]["ppl"] < result["base"]["ppl"]
+    assert main([*ppl_args, "--mix", "prob"]) == 1
+    assert "'correction' mix can only be read with it" in capsys.readouterr().err
 
 
 def test_cli_errors_are_reported(model_dir, tmp_path, capsys):

@@ -23,8 +23,13 @@ from tests.lm_tiny import FAMILIES, random_batch, tiny_model
 from tests.lm_wordlevel import save_tiny_model, word_tokenizer
 from tests.test_lm_model import with_random_readout
 
-MIXES = ("prob", "logit", "paper")
-READS = {"prob": {"weight": 0.5, "temperature": 0.5, "gate": None}, "logit": {"weight": 0.8}, "paper": {}}
+MIXES = ("prob", "logit", "paper", "correction")
+READS = {
+    "prob": {"weight": 0.5, "temperature": 0.5, "gate": None},
+    "logit": {"weight": 0.8},
+    "paper": {},
+    "correction": {"weight": 0.7},
+}
 #: (A, B) sequence lengths: 12 + 9 pairs (the memories keep their d = 32 rows), 28 + 17 (they do not).
 REGIMES = {"rows-kept": ([9, 5], [7, 4]), "rows-dropped": ([12, 10, 9], [11, 8])}
 

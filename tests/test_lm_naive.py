@@ -17,6 +17,7 @@ READS = {
     "prob-vocab": ("prob", {"weight": 0.2, "temperature": 1.0, "gate": None, "support": "vocab"}),
     "logit": ("logit", {"weight": 0.8}),
     "paper": ("paper", {"weight": 0.6}),
+    "correction": ("correction", {"weight": 0.7, "damping": 0.2}),
     "none": (None, {}),
 }
 

@@ -13,7 +13,7 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example, read_examples, write_rows
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
-from faast.lm.task import MEMORY_OFF, ReadCandidate, TaskModel, TaskSpec
+from faast.lm.task import MEMORY_OFF, ReadCandidate, TaskModel, TaskSpec, default_candidates, memory_off
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 
@@ -353,3 +353,33 @@ def test_fit_on_labels_unrelated_to_the_inputs_keeps_the_zero_shot_model():
     assert "kept off" in report.metric or report.criterion[report.chosen.name] == max(
         report.criterion.values()
     )
+
+
+def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
+    """The "correction" statistics are chosen among their own candidates (β × damping, and off),
+    make the learned rule's labels more likely than the zero-shot model does, and round-trip."""
+    torch.manual_seed(0)
+    task = TaskModel.create(
+        tiny_model("llama", dtype=torch.float64), word_tokenizer(), TaskSpec(TEMPLATE), mix="correction"
+    )
+    examples = rule_examples(60)
+    report = task.fit(examples, progress=False)
+    assert report.chosen.mix == "correction" and report.chosen.read.weight > 0
+    assert set(report.criterion) == {c.name for c in default_candidates("correction")}
+    assert "correction(β=0,c=default;alpha=1)" in report.criterion
+    nll, _ = task.answer_nll(examples)
+    with task.model.disabled():
+        base_nll, _ = task.answer_nll(examples)
+    assert nll < base_nll
+    path = tmp_path / "tasks.safetensors"
+    task.save(path, "rule")
+    again = TaskModel.load(tiny_model("llama", dtype=torch.float64), word_tokenizer(), path, "rule")
+    assert again.model.faast_config.output_mix == "correction"
+    assert again.model.read_config == task.model.read_config
+    probe = ["w4 w9", "w11", "w3"]
+    assert torch.allclose(again.label_scores(probe), task.label_scores(probe), rtol=1e-9, atol=1e-9)
+    # too few examples: the correction is learned but read with β = 0
+    small = TaskModel.create(tiny_model("llama", dtype=torch.float64), word_tokenizer(), mix="correction")
+    assert small.fit(rule_examples(3), progress=False).chosen == memory_off("correction")
+    with pytest.raises(ValueError, match="no default read-out candidates for the 'paper' mix"):
+        default_candidates("paper")

@@ -243,9 +243,10 @@ class Dist:
         anything with ``readouts``). Statistics held before the block (the same on every process,
         e.g. loaded fast weights) are kept once, not multiplied: they are set aside, the block
         learns into empty statistics, these are all-reduced and the earlier ones added back.
-        Learned-token counts (the output memory's ``counts``) are reduced the same way (the counts
-        learned in the block summed, the earlier ones kept once); boolean learned-token sets are
-        united. If the block raises, nothing is reduced and the earlier statistics are restored.
+        Learned-token counts (the output memory's ``counts``) and float64 sums (the correction
+        read-out's curvature sums) are reduced the same way (what the block added summed, the
+        earlier ones kept once); boolean learned-token sets are united. If the block raises,
+        nothing is reduced and the earlier statistics are restored.
 
         Examples
         --------
@@ -274,19 +275,24 @@ class Dist:
             raise
         for r, b, extra in zip(readouts, before, extras, strict=True):
             self.all_reduce_stats(r.stats)
+            reduced: dict[str, torch.Tensor] = {}
             for name, tensor in r.extra_state().items():
-                if tensor.dtype == torch.int64:  # counts: the block's increments are summed
+                if tensor.dtype in (
+                    torch.int64,
+                    torch.float64,
+                ):  # counts, sums: the block's increments summed
                     delta = tensor - extra[name]
-                    total = extra[name] + self.all_reduce_(delta, "sum", what=f"sum of {name}")
-                    r.load_extra_state({name: total}, f"all-reduced {name}")
+                    reduced[name] = extra[name] + self.all_reduce_(delta, "sum", what=f"sum of {name}")
                 elif tensor.dtype in (torch.bool, torch.uint8):
                     united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
-                    r.load_extra_state({name: united.to(tensor.dtype)}, f"all-reduced {name}")
+                    reduced[name] = united.to(tensor.dtype)
                 else:
                     raise TypeError(
                         f"{type(r).__name__}: cannot reduce extra state {name!r} of dtype {tensor.dtype} "
-                        "across processes (only int64 counts and boolean masks are reduced)"
+                        "across processes (only int64 counts, float64 sums and boolean masks are reduced)"
                     )
+            if reduced:
+                r.load_extra_state(reduced, "the all-reduced learned-token state")
             if b.count:
                 r.stats.merge(b)
 

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="random features appended to the output memory's key: it then holds up to "
         "width + N pairs, not width (default 0; see docs/lm.md, capacity)",
     )
-    _read_args(le, ("prob", "logit", "paper"))
+    _read_args(le, ("prob", "logit", "paper", "correction"))
     le.set_defaults(func=run_learn)
 
     fo = actions.add_parser(
@@ -130,9 +130,15 @@ def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "lo
     """How the output memory is read (statistics learned with "prob" or "logit" serve both)."""
     p.add_argument("--mix", choices=mixes, default=None, help="output-memory mix (default: prob)")
     p.add_argument(
-        "--weight", type=float, default=None, help="λ (prob), β (logit) or r (paper): larger follows it more"
+        "--weight",
+        type=float,
+        default=None,
+        help="λ (prob), β (logit), r (paper) or the step β (correction): larger follows it more",
     )
     p.add_argument("--temperature", type=float, default=None, help="T of the prob mix")
+    p.add_argument(
+        "--damping", type=float, default=None, help="c of the correction mix's damped step (relative to L)"
+    )
     gate = p.add_mutually_exclusive_group()
     gate.add_argument("--gate", type=float, default=None, help="θ of the prob mix's recall gate (cosine)")
     gate.add_argument("--no-gate", action="store_true", help="read the prob mix without the recall gate")
@@ -153,14 +159,20 @@ def _layout_and_read(args: argparse.Namespace, layout: dict[str, Any], read: Any
 
     layout = dict(layout)
     read = read or ReadConfig()
-    stored_mix = layout.get("output_mix", "prob")
-    if args.mix is not None and args.mix != stored_mix:
-        if "paper" in (args.mix, stored_mix):
-            raise ValueError("fast weights learned with the 'paper' mix can only be read with it")
+    stored_mix = layout.get("output_mix")  # None: nothing learned yet (any mix may be chosen)
+    if args.mix is not None and args.mix != (stored_mix or "prob"):
+        for own in ("paper", "correction"):  # statistics of their own (other keys or values)
+            if stored_mix is not None and own in (args.mix, stored_mix):
+                raise ValueError(f"fast weights learned with the {own!r} mix can only be read with it")
         read = ReadConfig(cut=read.cut, support=read.support)  # the new mix's own defaults
     if args.mix is not None:
         layout["output_mix"] = args.mix
-    knobs: dict[str, Any] = {"weight": args.weight, "temperature": args.temperature, "gate": args.gate}
+    knobs: dict[str, Any] = {
+        "weight": args.weight,
+        "temperature": args.temperature,
+        "gate": args.gate,
+        "damping": args.damping,
+    }
     if args.cut is not None or args.alpha is not None:
         knobs["cut"] = Cut.parse(args.cut) if args.cut is not None else Cut.power(args.alpha)
     knobs = {k: v for k, v in knobs.items() if v is not None}

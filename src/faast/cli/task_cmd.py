@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="random features appended to the output memory's key (more capacity; default 0)",
     )
+    le.add_argument(
+        "--mix",
+        choices=("prob", "correction"),
+        default="prob",
+        help="what the output memory learns: prob (the next tokens; read as a mixture, default) or "
+        "correction (the loss gradients at the head input; read as a closed-form step on the loss)",
+    )
     le.add_argument("--folds", type=int, default=5, help="cross-validation folds for the read-out choice")
     le.add_argument(
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
@@ -151,7 +158,7 @@ def run_learn(args: argparse.Namespace) -> int:
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
         _check_out(args.out, args.task)
     examples = read_examples(args.examples)
-    fm, tok = _load(args, {"output_key_features": args.key_features}, ReadConfig())
+    fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
     task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""

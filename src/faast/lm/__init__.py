@@ -8,6 +8,7 @@ a :class:`FaastConfig`, the read-time knobs a :class:`ReadConfig`, each memory a
 """
 
 from faast.lm.config import OUTPUT_MIXES, FaastConfig, ReadConfig
+from faast.lm.correction import CorrectionReadOut
 from faast.lm.fastweights import list_tasks
 from faast.lm.inject import UnsupportedModelError, find_layout
 from faast.lm.model import FaastModel, get_faast_model
@@ -15,6 +16,7 @@ from faast.lm.readouts import LogitReadOut, MiddleMemory, PaperReadOut, ProbRead
 
 __all__ = [
     "OUTPUT_MIXES",
+    "CorrectionReadOut",
     "FaastConfig",
     "FaastModel",
     "LogitReadOut",

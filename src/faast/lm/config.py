@@ -31,7 +31,7 @@ from faast.solver import Cut
 CONFIG_NAME = "faast_config.json"
 
 #: How the output memory's prediction W·z enters the model (see ``FaastConfig.output_mix``).
-OUTPUT_MIXES = ("prob", "logit", "paper")
+OUTPUT_MIXES = ("prob", "logit", "paper", "correction")
 SUPPORTS = ("learned", "vocab")
 
 _DTYPES = {
@@ -56,8 +56,11 @@ class ReadConfig:
     cut: the spectral cut of every memory's solve: a :class:`faast.solver.Cut` or anything
         ``Cut.parse`` reads (``"alpha=0.8"``, ``"gcv"``, ``0.01``, ``"ridge=1e-2"``); ``None`` is the
         paper's τ = n⁻¹.
-    weight: the output memory's mix weight: λ of the "prob" mix, β of "logit", r of "paper".
+    weight: the output memory's mix weight: λ of the "prob" mix, β of "logit", r of "paper", the
+        step β of "correction".
     temperature: T of the "prob" mix's memory distribution.
+    damping: c of the "correction" mix's damped step (F̄ + c·L·I)⁻¹, relative to the curvature's
+        largest eigenvalue L (:mod:`faast.lm.correction`).
     gate: the "prob" mix's recall gate θ in [0, 1); ``None`` reads without a gate; ``"auto"`` takes
         the read-out's default (gated for "prob").
     support: tokens the "prob" mix's memory distribution covers: ``"learned"`` (the tokens seen as
@@ -69,6 +72,7 @@ class ReadConfig:
     temperature: float | None = None
     gate: float | str | None = "auto"
     support: str = "learned"
+    damping: float | None = None
 
     def __post_init__(self) -> None:
         self.cut = Cut.parse(self.cut)
@@ -82,6 +86,11 @@ class ReadConfig:
             if t <= 0:
                 raise ValueError(f"temperature must be > 0, got {t}")
             self.temperature = t
+        if self.damping is not None:
+            c = _finite(self.damping, "damping")
+            if c <= 0:
+                raise ValueError(f"damping must be > 0, got {c}")
+            self.damping = c
         if self.gate is not None and self.gate != "auto":
             if isinstance(self.gate, str):
                 raise ValueError(f"gate must be a number, None or 'auto', got {self.gate!r}")
@@ -97,7 +106,8 @@ class ReadConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(
-                f"unknown read knob(s) {sorted(unknown)}; known: cut, weight, temperature, gate, support"
+                f"unknown read knob(s) {sorted(unknown)}; known: cut, weight, temperature, damping, gate, "
+                "support"
             )
         return dataclasses.replace(self, **changes)
 
@@ -127,7 +137,10 @@ class FaastConfig:
         head's input z, value: the next token's LM-head row, read as a mixture of distributions
         with a recall gate), ``"logit"`` (same key and value, read as logits + β·head(W·z)) or
         ``"paper"`` (the paper's mix before the final norm; value: the next token's input
-        embedding). "prob" and "logit" learn the same statistics, so either reads the other's.
+        embedding) or ``"correction"`` (key z, value the loss gradient −∂CE/∂z, read as
+        head(z + (β/L)·W·z): a closed-form step on the next-token loss that makes unseen text of
+        a learned domain, or a learned task's answers, more likely; :mod:`faast.lm.correction`).
+        "prob" and "logit" learn the same statistics, so either reads the other's.
     output_key_features: D random ReLU features appended to the output memory's unit-normalised
         key (:class:`faast.lm.key_features.RandomFeatureKeys`); 0 (default) keys on the state
         itself. The memory then holds up to d + D pairs instead of d (a passage longer than the

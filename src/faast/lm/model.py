@@ -33,6 +33,7 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
+from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import (
     HEAD_INPUT,
     Captured,
@@ -40,7 +41,6 @@ from faast.lm.readouts import (
     MiddleMemory,
     OutputReadOut,
     ReadOut,
-    build_readouts,
     head_logits,
 )
 from faast.lm.readouts import pair_mask as real_token_pairs
@@ -140,7 +140,7 @@ class FaastModel(nn.Module):
         """Read the output memory with another mix that keys on the same state and learns the same
         values ("prob" ↔ "logit"); the statistics are kept. Changes ``faast_config.output_mix``;
         ``read`` replaces the read config at the same time (the old one's weight may not suit)."""
-        from faast.lm.readouts import OUTPUT_READOUTS, output_key_args
+        from faast.lm.readout_registry import OUTPUT_READOUTS, output_key_args
 
         old = self.output_memory
         if old is None:
@@ -185,7 +185,7 @@ class FaastModel(nn.Module):
         (``FaastConfig.output_key_features``; 0: the state itself). A layout change: the output
         memory must hold no pairs (statistics of one key map cannot be read through another), so
         call :meth:`reset_projection` first. Changes ``faast_config``."""
-        from faast.lm.readouts import OUTPUT_READOUTS, output_key_args
+        from faast.lm.readout_registry import OUTPUT_READOUTS, output_key_args
 
         old = self.output_memory
         if old is None:
@@ -456,6 +456,7 @@ class FaastModel(nn.Module):
         for name, readout in self.memories.items():
             if readout.has_pairs:
                 solved = readout.memory.solve_info()
+                readout.prepare()
                 info[name] = {
                     "rank": solved.rank,
                     "tau": solved.tau,

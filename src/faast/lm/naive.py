@@ -39,12 +39,14 @@ class NaiveMiddle:
 class NaiveSpec:
     """Everything the reference needs, with every knob explicit (no defaults are resolved here).
 
-    mix: "prob", "logit", "paper" or None (no output memory); weight: λ, β or r; temperature: T of
-    "prob"; gate: θ of "prob" or None; support: "learned" or "vocab"; alpha, c: the cut τ = c·n^(−α).
+    mix: "prob", "logit", "paper", "correction" or None (no output memory); weight: λ, β, r or the
+    step β of "correction"; damping: c of "correction"; temperature: T of "prob"; gate: θ of
+    "prob" or None; support: "learned" or "vocab"; alpha, c: the cut τ = c·n^(−α).
     """
 
     mix: str | None
     weight: float = 0.0
+    damping: float = 0.1
     temperature: float = 1.0
     gate: float | None = None
     support: str = "learned"
@@ -141,6 +143,8 @@ def logits(
     out_k: list[torch.Tensor] = []
     out_v: list[torch.Tensor] = []
     learned = torch.zeros(head.shape[0], dtype=torch.bool)
+    prob_sum = torch.zeros(head.shape[0], dtype=torch.float64)
+    outer = torch.zeros(head.shape[1], head.shape[1], dtype=torch.float64)
     for (ids, mask), pm in zip(learn, masks, strict=True):
         hs, pre = run(model, ids, mask, final_norm, blocks)
         for m in spec.middles:
@@ -156,7 +160,14 @@ def logits(
             next_ids = torch.tensor([int(ids[b, t]) for b, t in where])
             table = embed if spec.mix == "paper" else head
             out_k.append(k)
-            out_v.append(table[next_ids])
+            if spec.mix == "correction":  # value: −∂CE/∂z = u_y − Uᵀ softmax(U z + b), row by row
+                for i in range(k.shape[0]):
+                    p = torch.softmax(k[i] @ head.T + (0 if bias is None else bias), dim=-1)
+                    out_v.append((head[next_ids[i]] - p @ head)[None])
+                    prob_sum += p.double()
+                    outer += torch.outer((p @ head).double(), (p @ head).double())
+            else:
+                out_v.append(table[next_ids])
             learned[next_ids] = True
     edits = {}
     for m in spec.middles:
@@ -173,6 +184,15 @@ def logits(
     rho2 = float((head.double() ** 2).sum(dim=1).mean())  # the head's scale
     if spec.mix == "logit":
         zz = z + (spec.weight / rho2) * (z @ w_out.T)
+        return zz @ head.T + (0 if bias is None else bias)
+    if spec.mix == "correction":  # β·(F̄ + c·L·I)⁻¹·W·z, F̄ the mean curvature Uᵀ(diag p − p pᵀ)U
+        h64 = head.double()
+        fisher = (h64.T @ torch.diag(prob_sum) @ h64 - outer) / sum(len(k) for k in out_k)
+        bound = float(torch.linalg.eigvalsh(fisher)[-1])
+        step = spec.weight * torch.linalg.inv(
+            fisher + spec.damping * bound * torch.eye(len(fisher), dtype=torch.float64)
+        )
+        zz = z + (z @ w_out.T) @ step.T.to(z.dtype)
         return zz @ head.T + (0 if bias is None else bias)
     if spec.mix == "paper":
         with torch.no_grad():

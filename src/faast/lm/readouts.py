@@ -23,7 +23,11 @@ read-out                  key                 value                        read
 :class:`ProbReadOut`      head input zₜ       LM-head row of token t+1     log((1−λ)p + λ p_mem)
 :class:`LogitReadOut`     head input zₜ       LM-head row of token t+1     head(z + β·W·z)
 :class:`PaperReadOut`     final-norm input    input embedding of t+1       (1−r)·h + r·W·h
+``CorrectionReadOut``     head input zₜ       −∂CE/∂z at token t+1         head(z + (β/L)·W·z)
 ========================  ==================  ===========================  =====================
+
+(``CorrectionReadOut`` lives in :mod:`faast.lm.correction`; :mod:`faast.lm.readout_registry` maps
+``FaastConfig.output_mix`` to the class.)
 
 The plain reference of every formula is :mod:`faast.lm.naive`.
 """
@@ -207,6 +211,10 @@ class ReadOut(nn.Module):
     def cached_nbytes(self, itemsize: int) -> int:
         """Bytes this read-out gathers and keeps while reading, besides W (e.g. LM-head rows)."""
         return 0
+
+    def prepare(self) -> None:
+        """Compute now what reading derives from the statistics besides W (nothing by default);
+        called by ``FaastModel.compile_fast_weights``."""
 
     def read_state_nbytes(self) -> int:
         """Bytes of the :meth:`extra_state` that reading needs (besides W)."""
@@ -753,31 +761,3 @@ def scorer_hash(mem: MiddleMemory) -> str:
     # Rounded to bfloat16 first, so the same scorer hashes alike in a float32 and a bfloat16 model.
     weight = mem.scorer.weight.detach().to("cpu", torch.bfloat16).float().contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
-
-
-def build_readouts(config: Any, layout: Layout, model: nn.Module) -> dict[str, ReadOut]:
-    """The read-outs of a :class:`~faast.lm.config.FaastConfig`, by name ("block{i}", "output")."""
-    dtype = config.torch_dtype
-    out: dict[str, ReadOut] = {}
-    for i in config.layer_indices(layout.num_layers):
-        out[f"block{i}"] = MiddleMemory(
-            layout.hidden_size, i, scorer=config.scorer, dropout=config.readout_dropout, dtype=dtype
-        )
-    if config.output_memory:
-        out["output"] = OUTPUT_READOUTS[config.output_mix](
-            layout, model, dtype=dtype, **output_key_args(config)
-        )
-    return out
-
-
-def output_key_args(config: Any) -> dict[str, int]:
-    """The output read-out's key-feature arguments of a :class:`~faast.lm.config.FaastConfig`."""
-    return {"key_features": config.output_key_features, "key_seed": config.output_key_seed}
-
-
-#: The output read-out class of each ``FaastConfig.output_mix``.
-OUTPUT_READOUTS: dict[str, type[OutputReadOut]] = {
-    "prob": ProbReadOut,
-    "logit": LogitReadOut,
-    "paper": PaperReadOut,
-}

@@ -72,6 +72,8 @@ class ReadCandidate:
 
         if self.mix == "logit":
             knobs = f"β={fmt(r.weight)}"
+        elif self.mix == "correction":
+            knobs = f"β={fmt(r.weight)},c={fmt(r.damping)}"
         else:
             knobs = f"λ={fmt(r.weight)},T={fmt(r.temperature)}" + (
                 "" if r.gate is None else f",θ={fmt(r.gate)}"
@@ -92,10 +94,30 @@ MEMORY_OFF = ReadCandidate("prob", ReadConfig(weight=0.0, temperature=1.0, gate=
 TASK_DEFAULT_READ = MEMORY_OFF
 
 
-def default_candidates() -> list[ReadCandidate]:
-    """The read-outs :meth:`TaskModel.fit` compares on validation data: the memory off (the
-    zero-shot model), the ungated "prob" mix over λ × T, the "logit" mix over β, each with the
-    power-law cut α ∈ {0.5, 1} and GCV."""
+def memory_off(mix: str = "prob") -> ReadCandidate:
+    """The memory switched off for a model whose output memory has ``mix``: :data:`MEMORY_OFF`
+    for the "prob"/"logit" statistics, the "correction" read with β = 0 for its own."""
+    if mix == "correction":
+        return ReadCandidate("correction", ReadConfig(weight=0.0))
+    return MEMORY_OFF
+
+
+def default_candidates(mix: str = "prob") -> list[ReadCandidate]:
+    """The read-outs :meth:`TaskModel.fit` compares on validation data for an output memory learned
+    with ``mix``: the memory off (the zero-shot model) and
+
+    * "prob"/"logit" statistics: the ungated "prob" mix over λ × T, the "logit" mix over β, each
+      with the power-law cut α ∈ {0.5, 1} and GCV;
+    * "correction": the step β ∈ {0.25, 0.5, 1} × damping c ∈ {0.1, 0.3, 1} (cut α = 1).
+    """
+    if mix == "correction":
+        return [memory_off(mix)] + [
+            ReadCandidate("correction", ReadConfig(cut="alpha=1", weight=b, damping=c))
+            for b in (0.25, 0.5, 1.0)
+            for c in (0.1, 0.3, 1.0)
+        ]
+    if mix not in ("prob", "logit"):
+        raise ValueError(f"no default read-out candidates for the {mix!r} mix; pass candidates=")
     cuts = ["alpha=1", "alpha=0.5", "gcv"]
     out = [MEMORY_OFF]
     for cut in cuts:
@@ -207,11 +229,20 @@ class TaskModel:
 
     @classmethod
     def create(
-        cls, model: Any, tokenizer: Any, spec: TaskSpec | None = None, *, key_features: int = 0, **kwargs: Any
+        cls,
+        model: Any,
+        tokenizer: Any,
+        spec: TaskSpec | None = None,
+        *,
+        key_features: int = 0,
+        mix: str = "prob",
+        **kwargs: Any,
     ) -> TaskModel:
         """A task model on a plain causal LM: output memory only (no trained parameters), keyed on
-        the final state plus ``key_features`` random features (``FaastConfig.output_key_features``)."""
-        layout = FaastConfig(num_memories=0, output_key_features=key_features)
+        the final state plus ``key_features`` random features (``FaastConfig.output_key_features``),
+        learning the statistics of ``mix`` ("prob": next-token rows, read by the "prob" and "logit"
+        mixes; "correction": loss gradients, :mod:`faast.lm.correction`)."""
+        layout = FaastConfig(num_memories=0, output_key_features=key_features, output_mix=mix)
         return cls(get_faast_model(model, layout), tokenizer, spec, **kwargs)
 
     @property
@@ -343,7 +374,8 @@ class TaskModel:
         examples = _checked(examples, outputs=True)
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
-        candidates = list(candidates or default_candidates())
+        mix = self.model.faast_config.output_mix
+        candidates = list(candidates or default_candidates(mix))
         temporary = self._learn_cache is None
         if temporary:
             self._learn_cache = {}
@@ -359,7 +391,7 @@ class TaskModel:
                 )
             else:
                 chosen, scores, metric = (
-                    MEMORY_OFF,
+                    memory_off(mix),
                     {},
                     f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})",
                 )
@@ -840,5 +872,6 @@ __all__ = [
     "TaskModel",
     "TaskSpec",
     "default_candidates",
+    "memory_off",
     "split_examples",
 ]
