@@ -218,6 +218,11 @@ def main() -> None:
     ap.add_argument("--max-validation", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--cache", action="store_true", help="keep learned states (faster CV, more memory)")
+    ap.add_argument(
+        "--block",
+        default="translation",
+        help="name of the published table: docs/lm/<block>.{csv,png} and the <block> block of docs/tasks.md",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
@@ -248,7 +253,7 @@ def main() -> None:
         "seconds": total.s,
     }
     md = publish_task_table(
-        "translation",
+        args.block,
         rows,
         meta,
         Path(args.out) if args.out else None,
