@@ -1179,6 +1179,20 @@ CONFIGS = [
     ),
     Case(
         "ReadConfig.from_dict",
+        "damping of 0 (the correction mix's damped step)",
+        call(lambda c: _read_cfg({"damping": 0})),
+        ValueError,
+        r"damping must be > 0",
+    ),
+    Case(
+        "FaastModel.set_output_mix",
+        "next-token statistics read with the correction mix (it learns loss gradients)",
+        on_fm(lambda c, m: m.set_output_mix("correction")),
+        ValueError,
+        r"cannot be read with the 'correction' mix",
+    ),
+    Case(
+        "ReadConfig.from_dict",
         "temperature as a string",
         call(lambda c: _read_cfg({"temperature": "hot"})),
         ValueError,

@@ -139,3 +139,16 @@ def test_metrics_on_fixed_inputs():
         label_accuracy(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="no predictions"):
         translation_scores([], [])
+
+
+def test_learn_and_evaluate_with_the_correction_memory(model_dir, tmp_path, capsys):  # noqa: F811
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--task", "parity", "--folds", "2", "--mix", "correction"]) == 0
+    printed = capsys.readouterr().out
+    assert "read-out correction(" in printed
+    _, tasks = read_file(out)
+    assert tasks["parity"]["config"]["output_mix"] == "correction"
+    scores = tmp_path / "scores.json"
+    use = [*base, "--fast-weights", str(out), "--task", "parity"]
+    assert main(["task", "evaluate", *use, "--examples", str(test), "--json", str(scores)]) == 0
+    assert json.loads(scores.read_text())["n"] == 12
