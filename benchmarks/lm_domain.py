@@ -10,6 +10,7 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
   Austen tokens, and after learning as many non-Austen tokens (its control); with
   ``--select-correction`` also both rows with its step β and damping c chosen on the last 10 % of
   the Austen windows (the grid of ``default_candidates("correction")``), the choice's cost counted;
+  with ``--correction-steps K`` both rows after K closed-form steps (``learn_in_steps``: K passes);
 * a trained readout (``--adapter``, e.g. the bundled ``smollm2-general``, trained on non-Austen
   text) + fast weights of the Austen tokens, and the same readout + fast weights of as many
   non-Austen tokens (the control: the difference is what test-time learning bought); with
@@ -56,6 +57,7 @@ from faast.assets.lm import austen_texts
 from faast.assets.text import gutenberg_books, shakespeare_texts
 from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, FaastModel, get_faast_model
+from faast.lm.correction import learn_in_steps
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
 from task_bench import REPO, Timer, human_bytes, machine, write_json
@@ -272,6 +274,11 @@ def main() -> None:
         help="also readout rows whose output-memory weight (default or 0) is chosen on held-out Austen",
     )
     ap.add_argument(
+        "--correction-steps",
+        default="",
+        help="comma-separated K > 1: correction-memory rows after K closed-form steps (Austen and control)",
+    )
+    ap.add_argument(
         "--select-correction",
         action="store_true",
         help="also correction-memory rows whose step and damping are chosen on held-out Austen",
@@ -281,6 +288,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     key_features = [int(v) for v in args.key_features.split(",") if v.strip()]
+    correction_steps = [int(v) for v in args.correction_steps.split(",") if v.strip()]
+    if any(v < 2 for v in correction_steps):
+        ap.error("--correction-steps: every K must be an integer >= 2")
     if any(v <= 0 for v in key_features):
         ap.error("--key-features: every D must be a positive integer")
     skip = set(filter(None, args.skip.split(",")))
@@ -338,6 +348,24 @@ def main() -> None:
                 tps,
                 nbytes,
             )
+        for steps in correction_steps:
+            for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
+                fc.reset_projection()
+                with Timer() as t:
+                    learn_in_steps(
+                        fc, lambda w=windows: learn_windows(fc, w, batch_size=args.batch_size), steps
+                    )
+                    fc.compile_fast_weights()
+                ppl, tps = timed_ppl(fc, test)
+                label = f"correction memory, {steps} closed-form steps (defaults) + {name} fast weights"
+                add(
+                    label,
+                    ppl,
+                    t.s,
+                    tps,
+                    fc.fast_weight_nbytes()["compiled"],
+                    f"{steps} passes over the tokens",
+                )
         if args.select_correction:
             chosen, tried, adapt = learn_choosing_read(fc, learn, args.batch_size, correction_reads())
             ppl, tps = timed_ppl(fc, test)

@@ -107,6 +107,15 @@ def test_learning_text_with_the_correction_mix_lowers_its_perplexity(model_dir, 
     assert result["fast_weights"]["ppl"] < result["base"]["ppl"]
     assert main([*ppl_args, "--mix", "prob"]) == 1
     assert "'correction' mix can only be read with it" in capsys.readouterr().err
+    # two closed-form steps (two passes over the text) lower it further
+    two = tmp_path / "two.safetensors"
+    learn2 = ["lm", "learn", *base, "--text", str(text), "--out", str(two), "--window", "64"]
+    assert main([*learn2, "--mix", "correction", "--damping", "0.2", "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*ppl_args[:-4], "--fast-weights", str(two), "--window", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["fast_weights"]["ppl"] < result["fast_weights"]["ppl"]
+    assert main([*learn2, "--steps", "2"]) == 1
+    assert "--steps > 1 needs --mix correction" in capsys.readouterr().err
 
 
 def test_cli_errors_are_reported(model_dir, tmp_path, capsys):

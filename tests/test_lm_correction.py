@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faast.lm import FaastConfig, ReadConfig, correction, get_faast_model
+from faast.lm import FaastConfig, ReadConfig, correction, get_faast_model, naive
 from faast.lm.correction import curvature_bound, damped_inverse, loss_gradients
 from faast.lm.text import perplexity
 from tests.lm_tiny import random_batch, tiny_model
@@ -192,3 +192,74 @@ def test_damaged_curvature_sums_are_refused(tmp_path):
     missing = {k: v for k, v in state.items() if k != "outer_sum"}
     with pytest.raises(ValueError, match="'outer_sum' of the correction read-out is missing"):
         out.load_extra_state(missing, "file.safetensors")
+
+
+# ----------------------------------------------------------------- several steps (fold_step)
+def _plain_step(z, y, u, cut_alpha, cut_c, beta, damping, at=None):
+    """One step written out: gradients where the model reads (``at``), least squares from the
+    keys z, the damped curvature inverse. z, at: (n, d); y: (n,); u: (V, d) → A (d, d)."""
+    at = z if at is None else at
+    p = torch.softmax(at @ u.T, -1)
+    g = u[y] - p @ u
+    w = naive.fast_weight(z, g, cut_alpha, cut_c)
+    fisher = (u.T @ torch.diag(p.sum(0)) @ u - (p @ u).T @ (p @ u)) / len(z)
+    bound = float(torch.linalg.eigvalsh(fisher)[-1])
+    return beta * torch.linalg.inv(fisher + damping * bound * torch.eye(len(fisher), dtype=z.dtype)) @ w
+
+
+def test_folded_steps_equal_the_plain_recursion_and_lower_the_loss_further():
+    fm = corrected(weight=0.6)
+    fm.set_read(fm.read_config.replace(damping=0.4))
+    ids = random_batch([20, 20, 20], seed=3)[0]
+    query = random_batch([9], seed=8)[0]
+    u = fm.base_model.get_output_embeddings().weight.detach()
+    with fm.disabled(), torch.no_grad():
+        hidden = fm.base_model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+        zq = fm.base_model(input_ids=query, output_hidden_states=True).hidden_states[-1]
+        base_nll = perplexity(fm, ids).nll
+    z, y = hidden[:, :-1].reshape(-1, hidden.shape[-1]), ids[:, 1:].reshape(-1)
+    correction.learn_in_steps(fm, lambda: fm.learn(input_ids=ids), 1)
+    one_nll = perplexity(fm, ids).nll
+    fm.reset_projection()
+    correction.learn_in_steps(fm, lambda: fm.learn(input_ids=ids), 3)
+    out = fm.output_memory
+    assert out.folded_steps == 2 and out.folded is not None
+    a = torch.zeros(z.shape[1], z.shape[1], dtype=z.dtype)
+    for _ in range(3):
+        a = a + _plain_step(z, y, u, 0.9, 1.5, 0.6, 0.4, at=z + z @ a.T)
+    want = (zq + zq @ a.T) @ u.T
+    got = fm(input_ids=query).logits
+    assert torch.allclose(got, want, rtol=1e-7, atol=1e-8), float((got - want).abs().max())
+    assert perplexity(fm, ids).nll < one_nll < base_nll
+
+
+def test_folded_steps_save_load_and_refuse_forgetting(tmp_path):
+    fm = corrected()
+    ids = random_batch([15, 15], seed=2)[0]
+    with pytest.raises(ValueError, match="nothing was learned since the last step"):
+        fm.output_memory.fold_step()
+    correction.learn_in_steps(fm, lambda: fm.learn(input_ids=ids), 2)
+    with pytest.raises(ValueError, match="folded 1 step"):
+        fm.forget(input_ids=ids)
+    query = random_batch([10], seed=9)[0]
+    path = fm.save_fast_weights(tmp_path / "fw.safetensors")
+    other = corrected()
+    other.load_fast_weights(path)
+    assert other.output_memory.folded_steps == 1
+    assert torch.allclose(other(input_ids=query).logits, fm(input_ids=query).logits, rtol=1e-12, atol=1e-12)
+    state = fm.output_memory.extra_state()
+    with pytest.raises(ValueError, match="needs both 'folded' and 'folded_steps'"):
+        corrected().output_memory.load_extra_state(
+            {k: v for k, v in state.items() if k != "folded_steps"}, "f"
+        )
+    bad = {**state, "folded": torch.full_like(state["folded"], math.inf)}
+    with pytest.raises(ValueError, match="'folded' holds NaN or Inf"):
+        corrected().output_memory.load_extra_state(bad, "f")
+    fm.reset_projection()
+    assert fm.output_memory.folded is None and not fm.output_memory.active
+    with pytest.raises(ValueError, match="output_mix='correction'"):
+        correction.learn_in_steps(
+            get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0)), lambda: 0, 2
+        )
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        correction.learn_in_steps(corrected(), lambda: 0, 0)

@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="random features appended to the output memory's key: it then holds up to "
         "width + N pairs, not width (default 0; see docs/lm.md, capacity)",
     )
+    le.add_argument(
+        "--steps",
+        type=int,
+        default=1,
+        help="--mix correction only: closed-form steps on the loss, one pass over the text each (default 1)",
+    )
     _read_args(le, ("prob", "logit", "paper", "correction"))
     le.set_defaults(func=run_learn)
 
@@ -223,6 +229,10 @@ def _check_learn_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.steps > 1 and (args.append or args.mix != "correction"):
+        raise ValueError("--steps > 1 needs --mix correction and a new task (not --append)")
     check_task_name(args.task)
     check_writable(args.out)
     if Path(args.out).exists():
@@ -280,9 +290,24 @@ def run_learn(args: argparse.Namespace) -> int:
             f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows{where}: {fm}"
         )
     start = time.perf_counter()
-    pairs = dist.learn_shard(
-        fm, windows, lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=dist.is_main)
-    )
+    learned: list[int] = []
+
+    def learn_once() -> None:
+        learned.append(
+            dist.learn_shard(
+                fm,
+                windows,
+                lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=dist.is_main),
+            )
+        )
+
+    if args.steps > 1:
+        from faast.lm.correction import learn_in_steps
+
+        learn_in_steps(fm, learn_once, args.steps)
+    else:
+        learn_once()
+    pairs = learned[-1]
     seconds = time.perf_counter() - start
     if dist.is_main:
         fm.save_fast_weights(args.out, task=args.task)

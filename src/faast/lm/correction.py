@@ -110,6 +110,22 @@ def damped_inverse(eigenvalues: torch.Tensor, eigenvectors: torch.Tensor, dampin
     return (eigenvectors / shifted) @ eigenvectors.T
 
 
+def learn_in_steps(model: Any, learn_once: Callable[[], Any], steps: int) -> None:
+    """``steps`` closed-form steps on the loss of what ``learn_once()`` learns into ``model`` (a
+    FaastModel whose output memory is a :class:`CorrectionReadOut`): learn, then ``steps − 1``
+    times fold the step (:meth:`CorrectionReadOut.fold_step`) and learn the same data again. Each
+    step is one forward pass over the data."""
+    out = getattr(model, "output_memory", None)
+    if not isinstance(out, CorrectionReadOut):
+        raise ValueError("learn_in_steps needs a model whose output memory has output_mix='correction'")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    for k in range(steps):
+        if k:
+            out.fold_step()
+        learn_once()
+
+
 class CorrectionReadOut(LogitReadOut):
     """Output read-out whose values are loss gradients at the head input (see the module).
 
@@ -131,18 +147,25 @@ class CorrectionReadOut(LogitReadOut):
         self.prob_sum = torch.zeros(vocab, dtype=torch.float64)
         self.outer_sum = torch.zeros(d, d, dtype=torch.float64)
         self.damping = self.defaults["damping"]
+        #: (d, key_dim) float64, the sum of the steps folded by :meth:`fold_step` (None: none yet).
+        self.folded: torch.Tensor | None = None
+        self.folded_steps = 0
         self._version = 0
         self._spectrum: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._effective: tuple[tuple, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- learning
     def _pairs_and_curvature(self, batch: Captured) -> tuple[torch.Tensor, ...]:
+        """Keys φ(z), gradients and curvature sums; after folded steps, taken where the model
+        reads now (z + A·φ(z)), the keys staying φ(z)."""
         z, _ = next_pairs(batch.states[self.key_point], batch.valid)
+        keys = self.keys_of(z)
+        at = z if self.folded is None else z + F.linear(keys, self.folded.to(device=z.device, dtype=z.dtype))
         head = self.head()
         values, prob_sum, outer = loss_gradients(
-            z, batch.next_ids(), head.weight, getattr(head, "bias", None)
+            at, batch.next_ids(), head.weight, getattr(head, "bias", None)
         )
-        return self.keys_of(z), values, prob_sum, outer
+        return keys, values, prob_sum, outer
 
     def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys (n, d) (or (n, d + D)) and loss gradients (n, d) of the learned pairs."""
@@ -165,19 +188,53 @@ class CorrectionReadOut(LogitReadOut):
         self._update(batch, -1)
         self.forget_tokens(batch.next_ids())
 
-    def reset(self) -> None:
+    def check_forget(self, batches: list[Captured]) -> None:
+        """Also refuses once steps are folded: the folded steps hold every text learned before."""
+        if self.folded is not None:
+            raise ValueError(
+                f"the correction memory has folded {self.folded_steps} step(s) (fold_step): forgetting "
+                "is exact only for a one-step correction; reset it and learn again without the text"
+            )
+        super().check_forget(batches)
+
+    def _clear_pairs(self) -> None:
         super().reset()
         self.prob_sum.zero_()
         self.outer_sum.zero_()
         self._version += 1
 
+    def reset(self) -> None:
+        self._clear_pairs()
+        self.folded, self.folded_steps = None, 0
+
+    def fold_step(self) -> None:
+        """Keep the current step for good and start the next one: the step β·(F̄ + c·L·I)⁻¹·W is
+        added to the folded correction A and the pairs are cleared; learning the same text again
+        then computes the gradients where the model reads now (z + A·φ(z)), so k rounds of
+        learn → fold are k closed-form steps on the loss (a forward pass each, no backprop).
+        Forgetting is refused afterwards; ``reset`` clears everything."""
+        if not self.has_pairs:
+            raise ValueError(
+                "fold_step: nothing was learned since the last step (learn the text again first)"
+            )
+        step = self.effective_weight(torch.float64, self.prob_sum.device)
+        self.folded = step.clone() if self.folded is None else self.folded + step
+        self.folded_steps += 1
+        self._clear_pairs()
+
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """The curvature sums follow the model's device, never its dtype."""
+        """The curvature sums and folded steps follow the model's device, never its dtype."""
         super()._apply(fn, recurse)
         device = self.memory.stats.device
         self.prob_sum = self.prob_sum.to(device)
         self.outer_sum = self.outer_sum.to(device)
+        if self.folded is not None:
+            self.folded = self.folded.to(device)
         return self
+
+    @property
+    def active(self) -> bool:
+        return (self.has_pairs and self.weight > 0) or self.folded is not None
 
     # ----------------------------------------------------------------- reading
     def configure(self, read: ReadConfig) -> None:
@@ -223,25 +280,37 @@ class CorrectionReadOut(LogitReadOut):
             self.effective_weight(self.compute_dtype or self.head().weight.dtype, self.head().weight.device)
 
     def read(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """z (..., d) → z + β·(F̄ + c·L·I)⁻¹·W·φ(z)."""
+        """z (..., d) → z + A·φ(z) + β·(F̄ + c·L·I)⁻¹·W·φ(z) (A: the folded steps, if any)."""
         dtype = self._dtype_for(z)
-        step = F.linear(self.keys_of(z).to(dtype), self.effective_weight(dtype, z.device))
-        return z + step.to(z.dtype)
+        keys = self.keys_of(z).to(dtype)
+        out = z
+        if self.folded is not None:
+            out = out + F.linear(keys, self.folded.to(device=z.device, dtype=dtype)).to(z.dtype)
+        if self.has_pairs:
+            out = out + F.linear(keys, self.effective_weight(dtype, z.device)).to(z.dtype)
+        return out
 
     # ----------------------------------------------------------------- saving
     def extra_state(self) -> dict[str, torch.Tensor]:
-        """``counts`` (V,) int64, ``prob_sum`` (V,) and ``outer_sum`` (d, d) float64."""
-        return {
+        """``counts`` (V,) int64, ``prob_sum`` (V,) and ``outer_sum`` (d, d) float64; after
+        :meth:`fold_step` also ``folded`` (d, key_dim) float64 and ``folded_steps`` (1,) int64."""
+        out = {
             **super().extra_state(),
             "prob_sum": self.prob_sum.clone(),
             "outer_sum": self.outer_sum.clone(),
         }
+        if self.folded is not None:
+            out["folded"] = self.folded.clone()
+            out["folded_steps"] = torch.tensor([self.folded_steps], dtype=torch.int64)
+        return out
 
     def read_state_nbytes(self) -> int:
-        """Reading needs W, the scalar L and, with key features, R: the sums are kept for
-        forgetting and compiling."""
+        """Reading needs W, the scalar L, the folded steps (if any) and, with key features, R: the
+        sums are kept for forgetting and compiling."""
+        itemsize = (self.compute_dtype or torch.float32).itemsize
         keys = 0 if self.key_map is None else self.key_map.nbytes(self.compute_dtype or torch.float32)
-        return keys + 8
+        folded = 0 if self.folded is None else self.folded.numel() * itemsize
+        return keys + folded + 8
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         """Restore the counts and the two curvature sums (validated: float64, shape, finite)."""
@@ -257,6 +326,22 @@ class CorrectionReadOut(LogitReadOut):
                 )
             if not bool(torch.isfinite(got).all()):
                 raise ValueError(f"{where}: {name!r} holds NaN or Inf (damaged file?)")
+        folded, steps = tensors.get("folded"), tensors.get("folded_steps")
+        if (folded is None) != (steps is None):
+            raise ValueError(f"{where}: the folded correction needs both 'folded' and 'folded_steps'")
+        if folded is not None:
+            shape = (self.memory.value_dim, self.memory.key_dim)
+            if tuple(folded.shape) != shape or folded.dtype != torch.float64:
+                raise ValueError(
+                    f"{where}: 'folded' must be float64 of shape {shape}, got {folded.dtype} of shape "
+                    f"{tuple(folded.shape)}"
+                )
+            if not bool(torch.isfinite(folded).all()):
+                raise ValueError(f"{where}: 'folded' holds NaN or Inf (damaged file?)")
+            if steps.dtype != torch.int64 or steps.numel() != 1 or int(steps) < 1:
+                raise ValueError(f"{where}: 'folded_steps' must be one int64 >= 1")
         self.prob_sum = tensors["prob_sum"].to(self.prob_sum.device).clone()
         self.outer_sum = tensors["outer_sum"].to(self.outer_sum.device).clone()
+        self.folded = None if folded is None else folded.to(self.prob_sum.device).clone()
+        self.folded_steps = 0 if steps is None else int(steps)
         self._version += 1
