@@ -10,7 +10,8 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
   Austen tokens, and after learning as many non-Austen tokens (its control); with
   ``--select-correction`` also both rows with its step β and damping c chosen on the last 10 % of
   the Austen windows (the grid of ``default_candidates("correction")``), the choice's cost counted;
-  with ``--correction-steps K`` both rows after K closed-form steps (``learn_in_steps``: K passes);
+  with ``--correction-steps K`` both rows after K closed-form steps (``learn_windows_in_steps``: one
+  forward pass, the head-input states kept, K passes of the LM head over them);
 * a trained readout (``--adapter``, e.g. the bundled ``smollm2-general``, trained on non-Austen
   text) + fast weights of the Austen tokens, and the same readout + fast weights of as many
   non-Austen tokens (the control: the difference is what test-time learning bought); with
@@ -57,7 +58,7 @@ from faast.assets.lm import austen_texts
 from faast.assets.text import gutenberg_books, shakespeare_texts
 from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, FaastModel, get_faast_model
-from faast.lm.correction import learn_in_steps
+from faast.lm.correction import learn_windows_in_steps
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
 from task_bench import REPO, Timer, human_bytes, machine, write_json
@@ -352,9 +353,7 @@ def main() -> None:
             for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
                 fc.reset_projection()
                 with Timer() as t:
-                    learn_in_steps(
-                        fc, lambda w=windows: learn_windows(fc, w, batch_size=args.batch_size), steps
-                    )
+                    learn_windows_in_steps(fc, windows, steps, batch_size=args.batch_size)
                     fc.compile_fast_weights()
                 ppl, tps = timed_ppl(fc, test)
                 label = f"correction memory, {steps} closed-form steps (defaults) + {name} fast weights"
@@ -364,7 +363,7 @@ def main() -> None:
                     t.s,
                     tps,
                     fc.fast_weight_nbytes()["compiled"],
-                    f"{steps} passes over the tokens",
+                    f"{steps} steps: one forward pass, {steps} passes of the LM head",
                 )
         if args.select_correction:
             chosen, tried, adapt = learn_choosing_read(fc, learn, args.batch_size, correction_reads())

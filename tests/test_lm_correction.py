@@ -263,3 +263,18 @@ def test_folded_steps_save_load_and_refuse_forgetting(tmp_path):
         )
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         correction.learn_in_steps(corrected(), lambda: 0, 0)
+
+
+def test_steps_over_captured_windows_equal_steps_over_forward_passes():
+    windows = random_batch([16, 16, 16, 16, 16], seed=6)[0]
+    query = random_batch([10], seed=9)[0]
+    by_capture, by_forward = corrected(), corrected()
+    assert correction.learn_windows_in_steps(by_capture, windows, 3, batch_size=2) == 5 * 15
+
+    def learn_once():
+        for i in range(0, len(windows), 2):
+            by_forward.learn(input_ids=windows[i : i + 2])
+
+    correction.learn_in_steps(by_forward, learn_once, 3)
+    assert by_capture.output_memory.folded_steps == by_forward.output_memory.folded_steps == 2
+    assert torch.equal(by_capture(input_ids=query).logits, by_forward(input_ids=query).logits)

@@ -126,6 +126,21 @@ def learn_in_steps(model: Any, learn_once: Callable[[], Any], steps: int) -> Non
         learn_once()
 
 
+def learn_windows_in_steps(model: Any, windows: torch.Tensor, steps: int, *, batch_size: int = 4) -> int:
+    """:func:`learn_in_steps` over (n, T) token windows, running the backbone once: the batches are
+    captured (``FaastModel.capture``; their head-input states, n·T·d floats, are kept meanwhile) and
+    every step learns the captures again (``learn_captured``), so a further step costs the LM head
+    over the states, not a forward pass. Returns the pairs of one pass."""
+    from tqdm.auto import tqdm
+
+    captured = [
+        model.capture(input_ids=windows[i : i + batch_size])
+        for i in tqdm(range(0, len(windows), batch_size), desc="capture", unit="batch", leave=False)
+    ]
+    learn_in_steps(model, lambda: [model.learn_captured(c) for c in captured], steps)
+    return sum(c.num_pairs for c in captured)
+
+
 class CorrectionReadOut(LogitReadOut):
     """Output read-out whose values are loss gradients at the head input (see the module).
 
