@@ -329,3 +329,22 @@ def test_multi_node_torchrun_arguments(tmp_path):
             assert torch.allclose(two[key], one[key], rtol=1e-10, atol=1e-10 * one[key].abs().max()), key
         else:
             assert torch.equal(two[key], one[key]), key
+
+
+def test_reduce_learning_carries_the_correction_memorys_curvature_sums():
+    """The correction read-out's float64 sums go through the block like the counts: learning A,
+    then B inside the block, reads as learning A and B (to float64 rounding of the sums)."""
+    from faast.lm import FaastConfig, get_faast_model
+    from tests.lm_tiny import tiny_model
+
+    windows = dist_scenarios.lm_windows(4)
+    layout = FaastConfig(num_memories=0, output_mix="correction")
+    fm, both = get_faast_model(tiny_model("llama"), layout), get_faast_model(tiny_model("llama"), layout)
+    fm.learn(input_ids=windows[:2])
+    both.learn(input_ids=windows)
+    assert Dist().learn_shard(fm, windows[2:], lambda w: fm.learn(input_ids=w)) == 2 * 11
+    mine, want = fm.output_memory, both.output_memory
+    assert torch.allclose(mine.prob_sum, want.prob_sum, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(mine.outer_sum, want.outer_sum, rtol=1e-12, atol=1e-12)
+    query = windows[:1]
+    assert torch.allclose(fm(input_ids=query).logits, both(input_ids=query).logits, rtol=1e-8, atol=1e-8)
