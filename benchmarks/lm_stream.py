@@ -10,9 +10,11 @@
    recalls them as more text is written on top.
 
 Output-memory defaults throughout (nothing is chosen here). Model: SmolLM2-135M-Instruct by default.
-With ``--adapter NAME`` the model also carries a trained readout (e.g. the bundled
-``smollm2-general``): its outputs get the suffix ``-NAME`` (``docs/lm/stream-NAME.{csv,png}``, the
-``stream-NAME`` block of ``docs/lm.md``, ``lm_stream-NAME.json``), so both runs stay published.
+With ``--mix correction`` the output memory learns loss gradients (:mod:`faast.lm.correction`;
+outputs get the suffix ``-correction``). With ``--adapter NAME`` the model also carries a trained
+readout (e.g. the bundled ``smollm2-general``): its outputs get the suffix ``-NAME``
+(``docs/lm/stream-NAME.{csv,png}``, the ``stream-NAME`` block of ``docs/lm.md``,
+``lm_stream-NAME.json``), so both runs stay published.
 
     python benchmarks/lm_stream.py --threads 2
     python benchmarks/lm_stream.py --adapter smollm2-general --capacity-chunks 0 --threads 2
@@ -77,6 +79,13 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=512)
     ap.add_argument("--capacity-chunks", type=int, default=128, help="0: no capacity curve")
     ap.add_argument("--adapter", default=None, help="a trained readout (folder or bundled name)")
+    ap.add_argument(
+        "--mix",
+        choices=("prob", "correction"),
+        default="prob",
+        help="the output memory: prob (next tokens, default) or correction (loss gradients; outputs get "
+        "the suffix -correction)",
+    )
     ap.add_argument("--recall", type=int, default=2, help="chunks whose recall the capacity curve follows")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write everything to this folder instead (a quick look)")
@@ -86,8 +95,10 @@ def main() -> None:
     if args.adapter:
         fm = FaastModel.from_pretrained(model, args.adapter)
     else:
-        fm = get_faast_model(model, FaastConfig(num_memories=0))
-    suffix = f"-{Path(args.adapter).name}" if args.adapter else ""
+        fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=args.mix))
+    if args.adapter and args.mix != "prob":
+        ap.error("--mix applies without --adapter (a readout brings its own layout)")
+    suffix = f"-{Path(args.adapter).name}" if args.adapter else ("" if args.mix == "prob" else f"-{args.mix}")
     start = start_token_ids(tok)
     runs, parts = {}, {}
     with Timer() as total:
@@ -159,6 +170,8 @@ def main() -> None:
 
 def markdown(parts: dict, cap: list[dict], meta: dict, args: argparse.Namespace, suffix: str = "") -> str:
     memory = f"readout {args.adapter} + output memory" if args.adapter else "output memory"
+    if args.mix == "correction":
+        memory = "correction memory (output_mix='correction')"
     lines = [
         f"**Model** {meta['model']} ({memory}, library defaults); **machine** {meta['machine']}; "
         f"{meta['seconds'] / 60:.0f} min. Chunks of {args.chunk} tokens; each scored with the fast weights "

@@ -523,6 +523,13 @@ SOLVER = [
     Case("Cut.parse", "unknown spec", call(lambda c: _cut("bogus")), ValueError, r"bogus"),
     Case("Cut.parse", "alpha that is not a number", call(lambda c: _cut("alpha=x")), ValueError, r"alpha"),
     Case("Cut.parse", "relative cut above 1", call(lambda c: _cut(2.0)), ValueError, r"\[0, 1\]"),
+    Case(
+        "Cut.parse",
+        "prior of 0 pseudo-pairs",
+        call(lambda c: _cut("prior=0")),
+        ValueError,
+        r"prior \(pseudo-pairs\) must be > 0",
+    ),
 ]
 
 # --------------------------------------------------------------------------- memories

@@ -13,11 +13,15 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
                GCV truncation otherwise (n ≥ d, where GCV approximates leave-one-out).
 ``ridge``      ridge regression (G + ρI)⁻¹ with a given ρ.
 ``ridge-gcv``  ridge with ρ chosen by generalised cross-validation.
+``prior``      ridge worth N pseudo-pairs: ρ = N·tr(G)/(n·d), as if N more pairs with the mean key
+               energy spread evenly over the d directions, and zero values, had been learned:
+               strong with few pairs, negligible with many (scale-free).
 =============  ==============================================================================
 
 A cut is validated when it is made, so a bad value fails where it is written, not at the first
 solve. ``Cut.parse`` reads the short text forms used by the command line and config files
-(``"gcv"``, ``"auto"``, ``"0.01"``, ``"alpha=0.8"``, ``"ridge=1e-2"``, ``"ridge=gcv"``).
+(``"gcv"``, ``"auto"``, ``"0.01"``, ``"alpha=0.8"``, ``"ridge=1e-2"``, ``"ridge=gcv"``,
+``"prior=512"``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 
 from faast.solver.spectral import SpectralFactor
 
-KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv")
+KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv", "prior")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Cut:
         The power law of ``kind="power"``: τ = c·n^(−α), α ≥ 0, c > 0.
     ridge : float, optional
         ρ > 0 of ``kind="ridge"``.
+    prior : float, optional
+        N > 0 pseudo-pairs of ``kind="prior"``.
 
     Examples
     --------
@@ -82,6 +88,7 @@ class Cut:
     alpha: float = 1.0
     c: float = 1.0
     ridge: float | None = None
+    prior: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -107,6 +114,13 @@ class Cut:
             object.__setattr__(self, "ridge", rho)
         elif self.ridge is not None:
             raise ValueError(f"ridge is only used by the 'ridge' cut, not {self.kind!r}")
+        if self.kind == "prior":
+            pairs = _number(self.prior, "prior")
+            if pairs <= 0:
+                raise ValueError(f"prior (pseudo-pairs) must be > 0, got {pairs}")
+            object.__setattr__(self, "prior", pairs)
+        elif self.prior is not None:
+            raise ValueError(f"prior is only used by the 'prior' cut, not {self.kind!r}")
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -133,6 +147,11 @@ class Cut:
     def ridge_penalty(cls, ridge: float | str) -> Cut:
         """Ridge with penalty ρ, or ``"gcv"`` to choose ρ."""
         return cls("ridge-gcv") if ridge == "gcv" else cls("ridge", ridge=ridge)
+
+    @classmethod
+    def pseudo_pairs(cls, pairs: float) -> Cut:
+        """Ridge worth ``pairs`` pseudo-pairs: ρ = pairs·tr(G)/(n·d)."""
+        return cls("prior", prior=pairs)
 
     @classmethod
     def from_params(
@@ -183,13 +202,19 @@ class Cut:
             return cls.ridge_penalty(
                 fields["ridge"] if fields["ridge"] == "gcv" else _number(fields["ridge"], "ridge")
             )
+        if "prior" in fields:
+            if len(fields) > 1:
+                raise ValueError(f"cut {spec!r}: prior takes no other fields")
+            return cls.pseudo_pairs(_number(fields["prior"], "prior"))
         if "tau" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: tau takes no other fields")
             return cls.fixed(_number(fields["tau"], "tau"))
         unknown = set(fields) - {"alpha", "c"}
         if unknown:
-            raise ValueError(f"cut {spec!r}: unknown field(s) {sorted(unknown)}; use tau, alpha, c or ridge")
+            raise ValueError(
+                f"cut {spec!r}: unknown field(s) {sorted(unknown)}; use tau, alpha, c, ridge or prior"
+            )
         return cls.power(_number(fields.get("alpha", 1.0), "alpha"), _number(fields.get("c", 1.0), "c"))
 
     # ----------------------------------------------------------------- use
@@ -197,6 +222,11 @@ class Cut:
         """The filter φ (r,) for ``factor`` and the (τ, ρ) it resolved to (one of them None)."""
         if self.kind in ("ridge", "ridge-gcv"):
             rho = factor.gcv_ridge() if self.kind == "ridge-gcv" else float(self.ridge)  # type: ignore[arg-type]
+            return factor.ridge_filter(rho), None, rho
+        if self.kind == "prior":
+            rho = float(self.prior) * float(factor.eigenvalues.sum()) / (factor.count * factor.dim)  # type: ignore[arg-type]
+            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
+                return torch.zeros_like(factor.eigenvalues), None, 0.0
             return factor.ridge_filter(rho), None, rho
         if self.kind == "auto":
             return factor.loo_choice()
@@ -231,6 +261,8 @@ class Cut:
             out["tau"] = self.tau
         elif self.kind == "ridge":
             out["ridge"] = self.ridge
+        elif self.kind == "prior":
+            out["prior"] = self.prior
         return out
 
     @classmethod
@@ -246,6 +278,8 @@ class Cut:
             return f"tau={self.tau:g}"
         if self.kind == "ridge":
             return f"ridge={self.ridge:g}"
+        if self.kind == "prior":
+            return f"prior={self.prior:g}"
         return {"gcv": "gcv", "auto": "auto", "ridge-gcv": "ridge=gcv"}[self.kind]
 
     def __repr__(self) -> str:

@@ -85,6 +85,13 @@ class SpectralFactor:
     row_keys: torch.Tensor | None = None
 
     @property
+    def dim(self) -> int:
+        """d, the keys' dimension (on the dual route too, where r ≤ n < d eigenvalues are kept)."""
+        if self.row_keys is not None:
+            return int(self.row_keys.shape[1])
+        return int(self._basis.shape[0])  # type: ignore[union-attr]
+
+    @property
     def basis(self) -> torch.Tensor:
         """(d, r) eigenvectors of G as columns; on the dual route U = Kᵀ A Λ^(−1/2), computed on
         first use (solving does not need it: W = (Kᵀ A diag(φ) Aᵀ V)ᵀ)."""
