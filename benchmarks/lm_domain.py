@@ -79,12 +79,17 @@ def control_texts() -> list[str]:
 
 
 def learned_ppl(
-    model, windows: torch.Tensor, test: torch.Tensor, batch: int
+    model, windows: torch.Tensor, test: torch.Tensor, batch: int, steps: int = 1
 ) -> tuple[float, float, float, int]:
     """Learn ``windows`` into ``model``'s (reset) fast weights and score ``test``: perplexity,
-    inference tokens/s, adaptation seconds (learning + compiling) and the compiled bytes."""
+    inference tokens/s, adaptation seconds (learning + compiling) and the compiled bytes. With
+    ``steps`` > 1 (a correction memory) they are learned in that many closed-form steps
+    (:func:`~faast.lm.correction.learn_windows_in_steps`)."""
     with Timer() as t:
-        learn_windows(model, windows, batch_size=batch)
+        if steps > 1:
+            learn_windows_in_steps(model, windows, steps, batch_size=batch)
+        else:
+            learn_windows(model, windows, batch_size=batch)
         model.compile_fast_weights()
     ppl, tps = timed_ppl(model, test)
     return ppl, tps, t.s, model.fast_weight_nbytes()["compiled"]
@@ -352,19 +357,10 @@ def main() -> None:
         for steps in correction_steps:
             for name, windows in (("Austen", learn), ("control (non-Austen)", control)):
                 fc.reset_projection()
-                with Timer() as t:
-                    learn_windows_in_steps(fc, windows, steps, batch_size=args.batch_size)
-                    fc.compile_fast_weights()
-                ppl, tps = timed_ppl(fc, test)
+                ppl, tps, secs, nbytes = learned_ppl(fc, windows, test, args.batch_size, steps)
                 label = f"correction memory, {steps} closed-form steps (defaults) + {name} fast weights"
-                add(
-                    label,
-                    ppl,
-                    t.s,
-                    tps,
-                    fc.fast_weight_nbytes()["compiled"],
-                    f"{steps} steps: one forward pass, {steps} passes of the LM head",
-                )
+                note = f"{steps} steps: one forward pass, {steps} passes of the LM head"
+                add(label, ppl, secs, tps, nbytes, note)
         if args.select_correction:
             chosen, tried, adapt = learn_choosing_read(fc, learn, args.batch_size, correction_reads())
             ppl, tps = timed_ppl(fc, test)
