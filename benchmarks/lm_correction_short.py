@@ -5,10 +5,11 @@ Protocol (on *Northanger Abbey*, the novel the output memory's defaults were cho
 the test book *Persuasion*): skip the first 2,000 tokens, learn the next n ∈ ``--sizes`` tokens in
 windows of ``--window`` with the correction memory (``output_mix="correction"``, its default β and
 damping), then score the 2,048 tokens that follow (the continuation, not learned) with each cut of
-``--cuts``: the library default ``alpha=1`` (truncation at τ = 1/n, which interpolates the learned
-gradients when n < d), GCV truncation, and ``prior=N`` (a ridge worth N pseudo-pairs,
-:meth:`faast.solver.Cut.pseudo_pairs`). The statistics are learned once per n; the cuts only
-change the solve.
+``--cuts``: the read-out's default (``default``: a ridge worth 2·d pseudo-pairs,
+:meth:`faast.lm.correction.CorrectionReadOut.default_cut`), the paper's ``alpha=1`` (truncation at
+τ = 1/n, which interpolates the learned gradients when n < d), GCV truncation, and ``prior=N`` (a
+ridge worth N pseudo-pairs, :meth:`faast.solver.Cut.pseudo_pairs`). The statistics are learned once
+per n; the cuts only change the solve.
 
     python benchmarks/lm_correction_short.py --threads 1
 
@@ -39,7 +40,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--sizes", default="256,1024,4096,16384", help="tokens learned")
-    ap.add_argument("--cuts", default="alpha=1,gcv,prior=256,prior=1024", help="cuts compared")
+    ap.add_argument(
+        "--cuts",
+        default="default,alpha=1,gcv,prior=256,prior=4096",
+        help="cuts compared ('default': the read-out's)",
+    )
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="folder for the JSON and Markdown (default: published)")
@@ -61,7 +66,7 @@ def main() -> None:
         learn_windows(fm, learn, batch_size=4, progress=True)
         row = {"learned_tokens": n, "base": base}
         for cut in cuts:
-            fm.set_read(fm.read_config.replace(cut=cut))
+            fm.set_read(fm.read_config.replace(cut=None if cut == "default" else cut))
             row[cut] = perplexity(fm, test).ppl
         rows.append(row)
         print(f"[short] {row}", flush=True)
@@ -69,12 +74,15 @@ def main() -> None:
     meta = {"command": command, "model": args.model, "machine": machine(args.threads), "book": BOOK}
     out = Path(args.out) if args.out else None
     write_json((out or REPO / "benchmarks" / "results") / "lm_correction_short.json", {**meta, "rows": rows})
+    default = fm.output_memory.default_cut()
     lines = [
         f"**Model** {args.model} (correction memory, default β = 0.5, c = 0.3); **data** *Northanger Abbey* "
         f"(austen-novels asset) after its first {SKIP} tokens: learn n tokens, score the next {SCORED}; "
         f"**machine** {meta['machine']}. Perplexity of the continuation:",
         "",
-        "| tokens learned | base model | " + " | ".join(f"cut {c}" for c in cuts) + " |",
+        "| tokens learned | base model | "
+        + " | ".join(f"default cut ({default})" if c == "default" else f"cut {c}" for c in cuts)
+        + " |",
         "|---:|---:|" + "---:|" * len(cuts),
     ]
     lines += [

@@ -209,11 +209,13 @@ OUTPUT_WEIGHTS = {"default": {}, "0": {"weight": 0.0}}
 
 def correction_reads() -> dict[str, dict]:
     """The correction memory's read knobs tried by ``--select-correction``: the candidates of
-    :func:`faast.lm.task.default_candidates` ("correction"), the memory off included."""
+    :func:`faast.lm.task.default_candidates` ("correction"), the memory off included (cut None:
+    the read-out's default)."""
     from faast.lm.task import default_candidates
 
     return {
-        c.name: {"weight": c.read.weight, "damping": c.read.damping} for c in default_candidates("correction")
+        c.name: {"weight": c.read.weight, "damping": c.read.damping, "cut": c.read.cut}
+        for c in default_candidates("correction")
     }
 
 

@@ -194,6 +194,47 @@ def test_damaged_curvature_sums_are_refused(tmp_path):
         out.load_extra_state(missing, "file.safetensors")
 
 
+def test_the_default_cut_is_a_ridge_of_twice_the_key_dimension_in_pseudo_pairs():
+    """ReadConfig(cut=None) reads the correction with ``Cut.pseudo_pairs(2·key_dim)`` (key features
+    included) and every other read-out with the paper's τ = n⁻¹; the prior's ridge is
+    ρ = N·tr(G)/(n·d), so the step equals the plain ridge solve written out."""
+    from faast.solver import Cut
+
+    for features in (0, 7):
+        layout = FaastConfig(num_memories=0, output_mix="correction", output_key_features=features)
+        fm = get_faast_model(tiny_model("llama"), layout)
+        out = fm.output_memory
+        assert fm.read_config.cut is None
+        assert out.memory.cut == Cut.pseudo_pairs(2 * out.memory.key_dim)
+        assert out.memory.key_dim == fm.base_model.config.hidden_size + features
+    prob = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0))
+    assert prob.output_memory.memory.cut == Cut.power()
+    fm = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0, output_mix="correction"))
+    ids = random_batch([20, 20], seed=6)[0]
+    fm.learn(input_ids=ids)
+    u = fm.base_model.get_output_embeddings().weight.detach()
+    with fm.disabled(), torch.no_grad():
+        hidden = fm.base_model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    z, y = hidden[:, :-1].reshape(-1, hidden.shape[-1]), ids[:, 1:].reshape(-1)
+    n, d = z.shape
+    g = u[y] - torch.softmax(z @ u.T, -1) @ u
+    gram = z.T @ z
+    ridge = 2 * d * torch.trace(gram) / (n * d)
+    w = torch.linalg.solve(gram + ridge * torch.eye(d, dtype=z.dtype), z.T @ g).T  # (d, d): g ≈ W z
+    p = torch.softmax(z @ u.T, -1)
+    fisher = (u.T @ torch.diag(p.sum(0)) @ u - (p @ u).T @ (p @ u)) / n
+    bound = float(torch.linalg.eigvalsh(fisher)[-1])
+    step = 0.5 * torch.linalg.inv(fisher + 0.3 * bound * torch.eye(d, dtype=z.dtype)) @ w
+    got = fm.output_memory.effective_weight(torch.float64, torch.device("cpu"))
+    assert torch.allclose(got, step, rtol=1e-7, atol=1e-10), float((got - step).abs().max())
+    # the choice is the read-out's: a ReadConfig naming a cut overrides it, None restores it
+    fm.set_read(cut="alpha=1")
+    assert fm.output_memory.memory.cut == Cut.power(1.0)
+    fm.set_read(fm.read_config.replace(cut=None))
+    assert fm.output_memory.memory.cut == Cut.pseudo_pairs(2 * d)
+    assert ReadConfig.from_dict(fm.read_config.to_dict()).cut is None
+
+
 # ----------------------------------------------------------------- several steps (fold_step)
 def _plain_step(z, y, u, cut_alpha, cut_c, beta, damping, at=None):
     """One step written out: gradients where the model reads (``at``), least squares from the

@@ -124,7 +124,7 @@ def test_fit_chooses_a_read_out_by_cross_validation_and_learns_every_example():
     assert report.n_validation == 30 and report.n_fit == 60 and report.metric.startswith("5-fold")
     assert report.pairs == task.model.output_memory.memory.num_pairs == 2 * 60  # label + end marker
     assert report.criterion[report.chosen.name] == max(report.criterion.values())
-    zero_shot = "prob(λ=0,T=1;alpha=1)"
+    zero_shot = "prob(λ=0,T=1;default)"
     assert report.criterion[report.chosen.name] > report.criterion[zero_shot]
     # on the (learned) examples the memory classifies by the rule, the plain model cannot
     acc = sum(
@@ -366,7 +366,7 @@ def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
     report = task.fit(examples, progress=False)
     assert report.chosen.mix == "correction" and report.chosen.read.weight > 0
     assert set(report.criterion) == {c.name for c in default_candidates("correction")}
-    assert "correction(β=0,c=default;alpha=1)" in report.criterion
+    assert "correction(β=0,c=default;default)" in report.criterion
     nll, _ = task.answer_nll(examples)
     with task.model.disabled():
         base_nll, _ = task.answer_nll(examples)

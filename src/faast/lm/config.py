@@ -54,8 +54,10 @@ class ReadConfig:
     """How the learned statistics are read (runtime knobs; ``None``: the read-out's default).
 
     cut: the spectral cut of every memory's solve: a :class:`faast.solver.Cut` or anything
-        ``Cut.parse`` reads (``"alpha=0.8"``, ``"gcv"``, ``0.01``, ``"ridge=1e-2"``); ``None`` is the
-        paper's τ = n⁻¹.
+        ``Cut.parse`` reads (``"alpha=0.8"``, ``"gcv"``, ``0.01``, ``"ridge=1e-2"``, ``"prior=1024"``);
+        ``None`` is each read-out's default: the paper's τ = n⁻¹ (``Cut.power()``), except the
+        "correction" mix's ridge worth twice its key dimension in pseudo-pairs
+        (:meth:`faast.lm.correction.CorrectionReadOut.default_cut`).
     weight: the output memory's mix weight: λ of the "prob" mix, β of "logit", r of "paper", the
         step β of "correction".
     temperature: T of the "prob" mix's memory distribution.
@@ -75,7 +77,7 @@ class ReadConfig:
     damping: float | None = None
 
     def __post_init__(self) -> None:
-        self.cut = Cut.parse(self.cut)
+        self.cut = None if self.cut is None else Cut.parse(self.cut)
         if self.weight is not None:
             w = _finite(self.weight, "weight")
             if w < 0:
@@ -113,7 +115,7 @@ class ReadConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["cut"] = str(self.cut)
+        out["cut"] = None if self.cut is None else str(self.cut)
         return out
 
     @classmethod

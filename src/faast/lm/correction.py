@@ -45,6 +45,7 @@ from torch import nn
 from faast.lm.config import ReadConfig
 from faast.lm.inject import Layout
 from faast.lm.readouts import Captured, LogitReadOut, next_pairs
+from faast.solver import Cut
 
 #: Rows × vocabulary entries of one chunk of probabilities (float32: 64 MiB).
 CHUNK_ELEMENTS = 1 << 24
@@ -151,6 +152,8 @@ class CorrectionReadOut(LogitReadOut):
 
     key_source, value_source = "post_norm", "loss_gradient"
     defaults: ClassVar[dict[str, Any]] = {"weight": 0.5, "damping": 0.3}
+    #: The default cut's ridge, in pseudo-pairs per key dimension (see :meth:`default_cut`).
+    prior_pairs_per_key: ClassVar[float] = 2.0
 
     def __init__(
         self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
@@ -252,6 +255,15 @@ class CorrectionReadOut(LogitReadOut):
         return (self.has_pairs and self.weight > 0) or self.folded is not None
 
     # ----------------------------------------------------------------- reading
+    def default_cut(self) -> Cut:
+        """A ridge worth 2·key_dim pseudo-pairs (``Cut.pseudo_pairs``), not the paper's τ = n⁻¹:
+        with a few hundred learned tokens the τ = n⁻¹ fit interpolates their gradients and the step
+        wrecks unseen text (*Northanger Abbey*, SmolLM2-135M: 256 learned tokens took the next
+        2,048 from perplexity 39.15 to 102.73, a prior of 1,024 pairs to 39.00; from ~4k tokens on
+        both help alike; ``benchmarks/lm_correction_short.py``). The prior scales with the key
+        dimension, the number of pairs that determine the map."""
+        return Cut.pseudo_pairs(self.prior_pairs_per_key * self.memory.key_dim)
+
     def configure(self, read: ReadConfig) -> None:
         super().configure(read)
         self.damping = self.defaults["damping"] if read.damping is None else read.damping

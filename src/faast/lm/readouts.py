@@ -47,6 +47,7 @@ from faast.lm.config import ReadConfig
 from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
 from faast.lm.key_features import RandomFeatureKeys
 from faast.memory import InverseMemory
+from faast.solver import Cut
 
 HEAD_INPUT = "head_input"
 PRE_NORM = "pre_norm"
@@ -136,9 +137,13 @@ class ReadOut(nn.Module):
     def reset(self) -> None:
         self.memory.reset()
 
+    def default_cut(self) -> Cut:
+        """The cut used when the ReadConfig leaves it None: the paper's τ = n⁻¹."""
+        return Cut.power()
+
     def configure(self, read: ReadConfig) -> None:
         """Take the read-time knobs (the cut for every read-out; subclasses take more)."""
-        self.memory.set_cut(read.cut)
+        self.memory.set_cut(self.default_cut() if read.cut is None else read.cut)
 
     def fast_weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """W (m, d) with values ≈ keys @ W.T; cached until the statistics or the cut change."""

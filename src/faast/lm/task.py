@@ -78,7 +78,7 @@ class ReadCandidate:
             knobs = f"λ={fmt(r.weight)},T={fmt(r.temperature)}" + (
                 "" if r.gate is None else f",θ={fmt(r.gate)}"
             )
-        return f"{self.mix}({knobs};{r.cut})"
+        return f"{self.mix}({knobs};{'default' if r.cut is None else r.cut})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"mix": self.mix, "read": self.read.to_dict()}
@@ -108,11 +108,13 @@ def default_candidates(mix: str = "prob") -> list[ReadCandidate]:
 
     * "prob"/"logit" statistics: the ungated "prob" mix over λ × T, the "logit" mix over β, each
       with the power-law cut α ∈ {0.5, 1} and GCV;
-    * "correction": the step β ∈ {0.25, 0.5, 1} × damping c ∈ {0.1, 0.3, 1} (cut α = 1).
+    * "correction": the step β ∈ {0.25, 0.5, 1} × damping c ∈ {0.1, 0.3, 1}, each with the
+      read-out's default cut (a ridge worth 2·key_dim pseudo-pairs) and with the paper's α = 1.
     """
     if mix == "correction":
         return [memory_off(mix)] + [
-            ReadCandidate("correction", ReadConfig(cut="alpha=1", weight=b, damping=c))
+            ReadCandidate("correction", ReadConfig(cut=cut, weight=b, damping=c))
+            for cut in (None, "alpha=1")
             for b in (0.25, 0.5, 1.0)
             for c in (0.1, 0.3, 1.0)
         ]
