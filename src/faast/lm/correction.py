@@ -171,6 +171,7 @@ class CorrectionReadOut(LogitReadOut):
         self._version = 0
         self._spectrum: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._effective: tuple[tuple, torch.Tensor] | None = None
+        self._folded_cast: tuple[tuple, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- learning
     def _pairs_and_curvature(self, batch: Captured) -> tuple[torch.Tensor, ...]:
@@ -178,7 +179,7 @@ class CorrectionReadOut(LogitReadOut):
         reads now (z + A·φ(z)), the keys staying φ(z)."""
         z, _ = next_pairs(batch.states[self.key_point], batch.valid)
         keys = self.keys_of(z)
-        at = z if self.folded is None else z + F.linear(keys, self.folded.to(device=z.device, dtype=z.dtype))
+        at = z if self.folded is None else z + F.linear(keys, self._folded_as(z.dtype, z.device))
         head = self.head()
         values, prob_sum, outer = loss_gradients(
             at, batch.next_ids(), head.weight, getattr(head, "bias", None)
@@ -301,6 +302,15 @@ class CorrectionReadOut(LogitReadOut):
             self._effective = (key, step.to(device=device, dtype=dtype))
         return self._effective[1]
 
+    def _folded_as(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The folded steps A (d, key_dim) in ``dtype`` on ``device``, cast once per change (every
+        change of ``folded`` also moves ``_version``)."""
+        assert self.folded is not None
+        key = (self._version, self.folded_steps, dtype, str(device), str(self.folded.device))
+        if self._folded_cast is None or self._folded_cast[0] != key:
+            self._folded_cast = (key, self.folded.to(device=device, dtype=dtype))
+        return self._folded_cast[1]
+
     def prepare(self) -> None:
         """Compute the damped step now (``FaastModel.compile_fast_weights``), not on the first read."""
         if self.has_pairs:
@@ -312,7 +322,7 @@ class CorrectionReadOut(LogitReadOut):
         keys = self.keys_of(z).to(dtype)
         out = z
         if self.folded is not None:
-            out = out + F.linear(keys, self.folded.to(device=z.device, dtype=dtype)).to(z.dtype)
+            out = out + F.linear(keys, self._folded_as(dtype, z.device)).to(z.dtype)
         if self.has_pairs:
             out = out + F.linear(keys, self.effective_weight(dtype, z.device)).to(z.dtype)
         return out
