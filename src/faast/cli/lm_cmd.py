@@ -152,7 +152,8 @@ def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "lo
     cut.add_argument(
         "--cut",
         default=None,
-        help="spectral cut: gcv, a relative tau, alpha=A[,c=C] or ridge=R (default alpha=1)",
+        help="spectral cut: gcv, a relative tau, alpha=A[,c=C], ridge=R or prior=N (default: alpha=1; "
+        "with --mix correction prior=2*key_dim)",
     )
     cut.add_argument("--alpha", type=float, default=None, help="shorthand for --cut alpha=ALPHA")
 
