@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -116,6 +117,26 @@ def test_learning_text_with_the_correction_mix_lowers_its_perplexity(model_dir, 
     assert json.loads(capsys.readouterr().out)["fast_weights"]["ppl"] < result["fast_weights"]["ppl"]
     assert main([*learn2, "--steps", "2"]) == 1
     assert "--steps > 1 needs --mix correction" in capsys.readouterr().err
+
+
+def test_steps_keep_the_states_or_rerun_the_model_alike(model_dir, tmp_path, monkeypatch):
+    """`--steps 3` learns from states captured once (short texts) or from a forward pass per step
+    (texts whose states exceed KEEP_STATES_BYTES): the same fast weights either way."""
+    from safetensors.torch import load_file
+
+    from faast.cli import lm_cmd
+
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[(3 * i) % 50] for i in range(300)))
+    base = ["lm", "learn", "--model", str(model_dir), "--threads", "1", "--text", str(text), "--window", "48"]
+    kept, rerun = tmp_path / "kept.safetensors", tmp_path / "rerun.safetensors"
+    assert main([*base, "--out", str(kept), "--mix", "correction", "--steps", "3", "--batch-size", "2"]) == 0
+    monkeypatch.setattr(lm_cmd, "KEEP_STATES_BYTES", 0)
+    assert main([*base, "--out", str(rerun), "--mix", "correction", "--steps", "3", "--batch-size", "2"]) == 0
+    a, b = load_file(str(kept)), load_file(str(rerun))
+    assert a.keys() == b.keys() and any("folded" in k for k in a)
+    for k in a:
+        assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-9, atol=1e-12), k
 
 
 def test_cli_errors_are_reported(model_dir, tmp_path, capsys):

@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--steps",
         type=int,
         default=1,
-        help="--mix correction only: closed-form steps on the loss, one pass over the text each (default 1)",
+        help="--mix correction only: closed-form steps on the loss (default 1); the model reads the text "
+        "once and keeps its states (up to 1 GiB; a longer text is read once per step)",
     )
     _read_args(le, ("prob", "logit", "paper", "correction"))
     le.set_defaults(func=run_learn)
@@ -272,7 +273,7 @@ def run_learn(args: argparse.Namespace) -> int:
     import time
 
     from faast.lm.prompts import start_token_ids
-    from faast.lm.text import encode, learn_windows, read_text, token_windows, with_start_tokens
+    from faast.lm.text import encode, read_text, token_windows, with_start_tokens
 
     dist = _init(args)
     text = read_text(args.text)
@@ -292,15 +293,10 @@ def run_learn(args: argparse.Namespace) -> int:
         )
     start = time.perf_counter()
     learned: list[int] = []
+    learn_part = _step_learner(fm, args, windows, dist.is_main)
 
     def learn_once() -> None:
-        learned.append(
-            dist.learn_shard(
-                fm,
-                windows,
-                lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=dist.is_main),
-            )
-        )
+        learned.append(dist.learn_shard(fm, windows, learn_part))
 
     if args.steps > 1:
         from faast.lm.correction import learn_in_steps
@@ -319,6 +315,37 @@ def run_learn(args: argparse.Namespace) -> int:
             f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
         )
     return 0
+
+
+#: ``faast lm learn --steps K`` keeps the head-input states of the text between steps (one forward
+#: pass in all, each further step a pass of the LM head) while they take at most this many bytes;
+#: a longer text runs the model once per step instead.
+KEEP_STATES_BYTES = 2**30
+
+
+def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: bool) -> Any:
+    """``learn(part) -> pairs`` for one pass over this process's windows: with ``--steps`` > 1 and
+    states that fit in :data:`KEEP_STATES_BYTES`, the first pass captures them
+    (``FaastModel.capture``) and every pass learns the captures (``learn_captured``), which equals
+    learning the windows again (the states do not depend on the memories)."""
+    from tqdm.auto import tqdm
+
+    from faast.lm.text import learn_windows
+
+    hidden = fm.base_model.get_output_embeddings().weight
+    state_bytes = windows.numel() * hidden.shape[1] * hidden.element_size() * max(1, len(fm.readouts))
+    if args.steps == 1 or state_bytes > KEEP_STATES_BYTES:
+        return lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=progress)
+    captured: list[Any] = []
+
+    def learn_part(part: Any) -> int:
+        if not captured:
+            starts = range(0, len(part), args.batch_size)
+            for i in tqdm(starts, desc="capture", unit="batch", disable=not progress):
+                captured.append(fm.capture(input_ids=part[i : i + args.batch_size].to(hidden.device)))
+        return sum(fm.learn_captured(c) for c in captured)
+
+    return learn_part
 
 
 def run_forget(args: argparse.Namespace) -> int:
