@@ -328,9 +328,7 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
     states that fit in :data:`KEEP_STATES_BYTES`, the first pass captures them
     (``FaastModel.capture``) and every pass learns the captures (``learn_captured``), which equals
     learning the windows again (the states do not depend on the memories)."""
-    from tqdm.auto import tqdm
-
-    from faast.lm.text import learn_windows
+    from faast.lm.text import capture_windows, learn_windows
 
     hidden = fm.base_model.get_output_embeddings().weight
     state_bytes = windows.numel() * hidden.shape[1] * hidden.element_size() * max(1, len(fm.readouts))
@@ -340,9 +338,7 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
 
     def learn_part(part: Any) -> int:
         if not captured:
-            starts = range(0, len(part), args.batch_size)
-            for i in tqdm(starts, desc="capture", unit="batch", disable=not progress):
-                captured.append(fm.capture(input_ids=part[i : i + args.batch_size].to(hidden.device)))
+            captured.extend(capture_windows(fm, part, batch_size=args.batch_size, progress=progress))
         return sum(fm.learn_captured(c) for c in captured)
 
     return learn_part

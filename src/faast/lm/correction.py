@@ -132,12 +132,9 @@ def learn_windows_in_steps(model: Any, windows: torch.Tensor, steps: int, *, bat
     captured (``FaastModel.capture``; their head-input states, n·T·d floats, are kept meanwhile) and
     every step learns the captures again (``learn_captured``), so a further step costs the LM head
     over the states, not a forward pass. Returns the pairs of one pass."""
-    from tqdm.auto import tqdm
+    from faast.lm.text import capture_windows
 
-    captured = [
-        model.capture(input_ids=windows[i : i + batch_size])
-        for i in tqdm(range(0, len(windows), batch_size), desc="capture", unit="batch", leave=False)
-    ]
+    captured = capture_windows(model, windows, batch_size=batch_size)
     learn_in_steps(model, lambda: [model.learn_captured(c) for c in captured], steps)
     return sum(c.num_pairs for c in captured)
 

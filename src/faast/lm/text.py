@@ -190,6 +190,18 @@ def quiet_tokenizer() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
+def capture_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> list:
+    """``model.capture`` on (n, T) windows in batches, moved to the model's device: the states that
+    ``model.learn_captured`` learns again without a forward pass (each batch keeps B·T·d floats per
+    key point)."""
+    device = next(model.parameters()).device
+    starts = range(0, len(windows), batch_size)
+    return [
+        model.capture(input_ids=windows[i : i + batch_size].to(device))
+        for i in tqdm(starts, desc="capture", unit="batch", disable=not progress)
+    ]
+
+
 def learn_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> int:
     """``model.learn`` on (n, T) windows in batches; returns the number of pairs learned."""
     device = next(model.parameters()).device
