@@ -168,7 +168,7 @@ class CorrectionReadOut(LogitReadOut):
         self._version = 0
         self._spectrum: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._effective: tuple[tuple, torch.Tensor] | None = None
-        self._folded_cast: tuple[tuple, torch.Tensor] | None = None
+        self._folded_cast: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- learning
     def _pairs_and_curvature(self, batch: Captured) -> tuple[torch.Tensor, ...]:
@@ -221,7 +221,7 @@ class CorrectionReadOut(LogitReadOut):
 
     def reset(self) -> None:
         self._clear_pairs()
-        self.folded, self.folded_steps = None, 0
+        self.folded, self.folded_steps, self._folded_cast = None, 0, None
 
     def fold_step(self) -> None:
         """Keep the current step for good and start the next one: the step β·(F̄ + c·L·I)⁻¹·W is
@@ -300,13 +300,15 @@ class CorrectionReadOut(LogitReadOut):
         return self._effective[1]
 
     def _folded_as(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The folded steps A (d, key_dim) in ``dtype`` on ``device``, cast once per change (every
-        change of ``folded`` also moves ``_version``)."""
+        """The folded steps A (d, key_dim) in ``dtype`` on ``device``, cast once per change: every
+        change assigns a new ``folded`` tensor (never in place), so the cache holds the tensor it
+        was cast from and compares identity (learning new pairs does not recast it)."""
         assert self.folded is not None
-        key = (self._version, self.folded_steps, dtype, str(device), str(self.folded.device))
-        if self._folded_cast is None or self._folded_cast[0] != key:
-            self._folded_cast = (key, self.folded.to(device=device, dtype=dtype))
-        return self._folded_cast[1]
+        cached = self._folded_cast
+        if cached is None or cached[0] is not self.folded or cached[1] != (dtype, str(device)):
+            cached = (self.folded, (dtype, str(device)), self.folded.to(device=device, dtype=dtype))
+            self._folded_cast = cached
+        return cached[2]
 
     def prepare(self) -> None:
         """Compute the damped step now (``FaastModel.compile_fast_weights``), not on the first read."""
