@@ -99,3 +99,34 @@ def test_training_resumes_after_an_interruption_and_is_deterministic(tmp_path, m
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="another training run"):
         train_readout(fresh(), windows[:-2], cfg, progress=False, checkpoint=ckpt)
+
+
+def test_each_step_reads_only_the_pairs_of_earlier_batches(monkeypatch):
+    """The learn/score split: the memory that predicts batch b is solved from the pairs of batches
+    0 … b−1 (the last ``bank_tokens`` of them), never from b's own; the first batch is only learned."""
+    import faast.lm.train as train
+
+    windows = random_batch([16] * 10, seed=3)[0]
+    fm = get_faast_model(tiny_model("gpt2", dtype=torch.float32), FaastConfig(num_memories=1))
+    mem = fm.middle_memories[0]
+    with torch.no_grad():  # the keys of each batch, from the frozen backbone before training
+        per_batch = []
+        for i in range(0, len(windows), 2):
+            captured = fm.capture(input_ids=windows[i : i + 2])
+            per_batch.append(next_pairs(captured.states[mem.key_point], captured.valid)[0].float())
+    seen: list[torch.Tensor] = []
+    real = train.differentiable_fast_weight
+
+    def spy(memory, keys, values):
+        seen.append(keys.detach().clone())
+        return real(memory, keys, values)
+
+    monkeypatch.setattr(train, "differentiable_fast_weight", spy)
+    bank = 3 * per_batch[0].shape[0]  # holds three batches: older pairs leave it
+    train_readout(fm, windows, TrainConfig(steps=4, batch_windows=2, bank_tokens=bank), progress=False)
+    assert len(seen) == 4  # batches 1 … 4 are predicted; batch 0 only fills the bank
+    for b, keys in enumerate(seen, start=1):
+        expected = torch.cat(per_batch[:b])[-bank:]
+        torch.testing.assert_close(keys, expected, rtol=1e-5, atol=1e-5)
+        with_own = torch.cat(per_batch[: b + 1])[-bank:]  # what a leak of b's own pairs would hold
+        assert keys.shape != with_own.shape or not torch.allclose(keys, with_own, rtol=1e-5, atol=1e-5)
