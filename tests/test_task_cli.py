@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from faast.cli import main
 from faast.eval.text_metrics import label_accuracy, translation_scores
 from faast.lm.examples import read_examples
-from faast.lm.fastweights import read_file
+from faast.lm.fastweights import read_file, read_task
 from tests.test_lm_cli import WORDS, model_dir  # noqa: F401 - the tiny model folder fixture
 
 TEMPLATE = "{input} w90"
@@ -152,3 +153,42 @@ def test_learn_and_evaluate_with_the_correction_memory(model_dir, tmp_path, caps
     use = [*base, "--fast-weights", str(out), "--task", "parity"]
     assert main(["task", "evaluate", *use, "--examples", str(test), "--json", str(scores)]) == 0
     assert json.loads(scores.read_text())["n"] == 12
+
+
+def test_forget_examples_rewrites_the_task_as_if_never_learned(model_dir, tmp_path, capsys):  # noqa: F811
+    base, learn, _, out = parity_setup(model_dir, tmp_path)
+    train = tmp_path / "train.tsv"
+    lines = train.read_text().splitlines()
+    keep, drop = tmp_path / "keep.tsv", tmp_path / "drop.tsv"
+    keep.write_text("\n".join(lines[:30]) + "\n")
+    drop.write_text("\n".join(lines[30:]) + "\n")
+    assert main([*learn, "--task", "all", "--folds", "2"]) == 0
+    rest = ["task", "learn", *base, "--examples", str(keep), "--out", str(out), "--template", TEMPLATE]
+    assert main([*rest, "--task", "rest", "--folds", "2"]) == 0
+    capsys.readouterr()
+    forget = ["task", "forget", *base, "--fast-weights", str(out), "--task", "all"]
+    assert main([*forget, "--examples", str(drop)]) == 0
+    assert "forgot 10 examples" in capsys.readouterr().out
+    _, tasks = read_file(out)
+    got, want = read_task(out, "all")[1], read_task(out, "rest")[1]
+    assert int(got["output/count"]) == int(want["output/count"]) > 0
+    assert torch.equal(got["output/counts"], want["output/counts"])
+    for key in ("output/gram", "output/cross"):
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-9 * float(want[key].abs().max()))
+    forgotten = tasks["all"]["info"]["forgotten"]
+    assert forgotten[0]["examples"] == "drop.tsv" and forgotten[0]["count"] == 10
+    assert tasks["all"]["info"]["task"] == tasks["rest"]["info"]["task"]  # template and labels kept
+
+    before = out.read_bytes()
+    never = tmp_path / "never.tsv"
+    never.write_text(lines[0].split("\t")[0] + "\tw7\n")  # an answer token no example had
+    assert main([*forget, "--examples", str(never)]) == 1
+    assert "never learned" in capsys.readouterr().err
+    use_rest = ["task", "forget", *base, "--fast-weights", str(out), "--task", "rest"]
+    assert main([*use_rest, "--examples", str(keep)]) == 1
+    assert "leaves task 'rest' empty" in capsys.readouterr().err
+    assert out.read_bytes() == before  # refused: the file is unchanged
+    assert main([*learn, "--task", "headed", "--folds", "2", "--head", "squared"]) == 0
+    headed = ["task", "forget", *base, "--fast-weights", str(out), "--task", "headed"]
+    assert main([*headed, "--examples", str(drop)]) == 1
+    assert "label head" in capsys.readouterr().err

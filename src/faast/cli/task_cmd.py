@@ -8,6 +8,8 @@
                         --inputs verses.jsonl --out translations.jsonl
     faast task evaluate --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
                         --examples test.tsv [--predictions predictions.tsv]
+    faast task forget   --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
+                        --examples wrong.tsv
 
 Examples are TSV (``input<TAB>output``, optional header, ``\\t``/``\\n`` escapes) or JSONL (``input``
 and ``output`` fields). ``learn`` writes the task into the same fast-weight files as ``faast lm
@@ -81,6 +83,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument("--seed", type=int, default=0)
     le.add_argument("--batch-size", type=int, default=16)
     le.set_defaults(func=run_learn)
+
+    fo = actions.add_parser(
+        "forget", help="forget learned examples: rewrite the task as if they had never been learned"
+    )
+    _model_args(fo)
+    fo.add_argument("--examples", required=True, help="TSV/JSONL of the examples to forget (with outputs)")
+    fo.add_argument("--fast-weights", required=True, help="file from `faast task learn` (rewritten in place)")
+    fo.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
+    fo.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="examples per forward pass; while the task holds at most d pairs each is checked bit for "
+        "bit against a learned one, so use the batches they were learned in",
+    )
+    fo.set_defaults(func=run_forget)
 
     cl = actions.add_parser("classify", help="the most probable label for each input of a file")
     _use_args(cl)
@@ -194,6 +212,46 @@ def run_learn(args: argparse.Namespace) -> int:
         f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
     )
+    return 0
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    """Forget examples learned by ``faast task learn`` and rewrite the task in place, atomically: its
+    fast weights then equal those of a task that learned only the other examples (the read-out
+    chosen at learning time is kept, and the examples' names are recorded beside its report). The
+    file is left unchanged when an example was never learned, when nothing would remain, or when
+    the task has a label head (fitted on these examples too: learn the task again)."""
+    from faast.io import check_writable
+    from faast.lm.examples import read_examples
+    from faast.lm.fastweights import read_task
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    examples = read_examples(args.examples)
+    name, _, signature = read_task(args.fast_weights, args.task)
+    check_writable(args.fast_weights)
+    args.task, args.template, args.labels = name, None, None
+    task = _task_model(args)
+    if task.head is not None:
+        raise ValueError(
+            f"task {name!r} in {args.fast_weights} has a label head fitted on the examples too; forgetting "
+            "would leave it describing them: learn the task again without these examples"
+        )
+    pairs = task.forget(examples, batch_size=args.batch_size, progress=_dist().is_main)
+    if task.model.num_pairs == 0:
+        raise ValueError(
+            f"forgetting {args.examples} leaves task {name!r} empty: nothing was written (it held only "
+            "these examples)"
+        )
+    info = dict(signature.get("info") or {})
+    entry = {"examples": Path(args.examples).name, "count": len(examples), "pairs": pairs}
+    info["forgotten"] = [*info.get("forgotten", []), entry]
+    if _dist().is_main:
+        task.model.save_fast_weights(args.fast_weights, task=name, info=info)
+        print(
+            f"[faast] forgot {len(examples)} examples ({pairs} pairs) of {args.examples} from task "
+            f"{name!r} in {args.fast_weights}; {task.model.num_pairs} pairs remain"
+        )
     return 0
 
 
