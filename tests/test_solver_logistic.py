@@ -14,9 +14,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
 from faast.solver.logistic import (
+    HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
+    MIN_HELD_OUT,
     choose_ridge,
     fit_logistic,
+    holdout_folds,
     holdout_split,
     logistic_gradient,
     logistic_objective,
@@ -152,6 +155,52 @@ def test_choose_ridge_keeps_the_lowest_held_out_loss_and_fits_only_the_kept_exam
     flipped[held] = (flipped[held] + 1) % 3
     again = choose_ridge(keys, flipped, None, factor, steps=20, seed=0, num_classes=3)
     assert again.holdout_loss[0] != choice.holdout_loss[0]  # the score reads the held-out labels
+
+
+@settings(max_examples=30, deadline=None)
+@given(counts=st.lists(st.integers(1, 40), min_size=1, max_size=6), seed=st.integers(0, 1000))
+def test_holdout_folds_hold_out_every_example_once_when_a_tenth_is_too_few(counts, seed):
+    y = np.repeat(np.arange(len(counts)), counts)
+    folds = holdout_folds(y, seed)
+    single = holdout_split(y, seed)
+    if single is None:
+        assert folds == []
+        return
+    if len(single[1]) >= MIN_HELD_OUT:
+        assert len(folds) == 1 and all(np.array_equal(a, b) for a, b in zip(folds[0], single, strict=True))
+        return
+    assert 1 <= len(folds) <= HOLDOUT_FOLDS
+    held = np.concatenate([h for _, h in folds])
+    several = np.flatnonzero(np.isin(y, np.flatnonzero(np.bincount(y) >= 2)))
+    np.testing.assert_array_equal(np.sort(held), several)  # each such example held out exactly once
+    for kept, out in folds:
+        assert np.intersect1d(kept, out).size == 0 and kept.size + out.size == len(y)
+        assert set(y[several]) <= set(y[kept])  # no fold takes every example of a class
+    again = holdout_folds(y, seed)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
+
+
+def test_choose_ridge_sums_the_held_out_loss_over_the_folds_when_few_examples():
+    X, y, _ = _problem(40, 12, 3, 4, spread=2.0)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    stats = GramStats(12, 3)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
+    factor = stats.factor()
+    choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=3)
+    folds = holdout_folds(y, 0)
+    assert choice.folds == len(folds) > 1
+    # brute force: every fold walks the candidates in order from its own previous weights
+    current = [None] * len(folds)
+    for ridge, loss in zip(choice.candidates, choice.holdout_loss, strict=True):
+        if ridge > choice.candidates[0]:  # the walk turned stronger: it restarts from the first candidate
+            break
+        total = 0.0
+        for f, (kept, held) in enumerate(folds):
+            current[f], _ = fit_logistic(
+                keys[kept], labels[kept], None, factor, ridge, 10, init=current[f], num_classes=3
+            )
+            total += logistic_gradient(keys[held], labels[held], None, current[f])[1]
+        assert loss == pytest.approx(total / len(y), rel=1e-12)
 
 
 def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():

@@ -22,7 +22,10 @@ The penalty ρ (ρ = 1/C of scikit-learn's ``LogisticRegression``) can be chosen
 set alone (:func:`choose_ridge`): a seeded stratified tenth of the examples is held out, the
 others are fitted along a path of penalties from strong to weak (each warm-started from the last;
 stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
-cross-entropy wins (each walk stops once it rises). The
+cross-entropy wins (each walk stops once it rises). When that tenth would be fewer than
+``MIN_HELD_OUT`` examples (few-shot: one or two per class), a couple of examples cannot rank
+penalties, so every example is held out once instead, in ``HOLDOUT_FOLDS`` stratified folds
+(:func:`holdout_folds`), and the held-out cross-entropy is summed over the folds. The
 held-out examples' features still shape the bound G (a larger G is still an upper bound), their
 labels are never fitted.
 """
@@ -47,6 +50,9 @@ CHUNK_ROWS = 256
 START_DECADE, WEAKEST_DECADE, STRONGEST_DECADE = 1, 9, -3
 #: Fraction of the examples :func:`choose_ridge` holds out.
 HOLDOUT_FRACTION = 0.1
+#: Below this many held-out examples, :func:`holdout_folds` holds out every example once instead,
+#: in HOLDOUT_FOLDS stratified folds.
+MIN_HELD_OUT, HOLDOUT_FOLDS = 30, 5
 #: A step this small relative to the weights (Frobenius norms) ends the iterations early.
 STEP_TOLERANCE = 1e-10
 
@@ -142,13 +148,15 @@ def fit_logistic(
 @dataclass(frozen=True)
 class RidgeChoice:
     """What :func:`choose_ridge` found: the penalty, the weights fitted on the kept examples at
-    that penalty (a warm start for the fit on all of them), and the penalties tried, in order,
-    with their held-out cross-entropy per example."""
+    that penalty (averaged over the folds when there are several: a warm start for the fit on all
+    of them), the penalties tried, in order, with their held-out cross-entropy per example, and
+    the number of folds."""
 
     ridge: float
     weight: torch.Tensor
     candidates: tuple[float, ...]
     holdout_loss: tuple[float, ...]
+    folds: int = 1
 
 
 def penalty_scale(factor: SpectralFactor) -> float:
@@ -180,6 +188,36 @@ def holdout_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.flatnonzero(~mask), out
 
 
+def holdout_folds(labels: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(kept, held-out) index pairs for :func:`choose_ridge`: the one :func:`holdout_split` when it
+    holds out at least ``MIN_HELD_OUT`` examples; otherwise ``HOLDOUT_FOLDS`` stratified folds
+    that hold out every example of the classes with two or more examples exactly once (each
+    class's examples, shuffled with ``seed``, dealt in turn to the folds, starting where the last
+    class stopped), so every fold keeps at least one example of each such class. Empty folds are
+    left out; an empty list when no class has two examples."""
+    single = holdout_split(labels, seed)
+    if single is None:
+        return []
+    if len(single[1]) >= MIN_HELD_OUT:
+        return [single]
+    rng = np.random.RandomState(seed)
+    fold_of = np.full(len(labels), -1)
+    turn = 0
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            continue
+        for member in rng.permutation(members):
+            fold_of[member] = turn % HOLDOUT_FOLDS
+            turn += 1
+    folds = []
+    for f in range(HOLDOUT_FOLDS):
+        held = np.flatnonzero(fold_of == f)
+        if held.size:
+            folds.append((np.flatnonzero(fold_of != f), held))
+    return folds
+
+
 def choose_ridge(
     keys: torch.Tensor,
     labels: torch.Tensor,
@@ -196,38 +234,49 @@ def choose_ridge(
     steps each from the previous candidate's weights, until the held-out loss stops falling; if
     the first candidate was the best, it then walks one decade stronger at a time from it, the
     same way (features whose penalty scale is dominated by a few large directions need it).
-    ``RidgeChoice.candidates`` lists the penalties in the order tried.
+    With several folds (:func:`holdout_folds`) every fold walks the same path from its own
+    weights and a candidate's loss is summed over the folds. ``RidgeChoice.candidates`` lists
+    the penalties in the order tried.
     """
-    split = holdout_split(labels.cpu().numpy(), seed)
-    if split is None:
+    folds = holdout_folds(labels.cpu().numpy(), seed)
+    if not folds:
         return None
-    kept, held = (torch.as_tensor(i, device=keys.device) for i in split)
     scale = penalty_scale(factor)
     if scale <= 0:
         return None
-    k_fit, y_fit = keys[kept], labels[kept]
-    w_fit = None if weights is None else weights[kept]
-    k_out, y_out = keys[held], labels[held]
-    w_out = None if weights is None else weights[held]
-    out_total = max(float(w_out.sum()) if w_out is not None else float(len(held)), 1e-300)
-    tried: list[tuple[float, float, torch.Tensor]] = []  # (ρ, held-out loss, weights)
 
-    def walk(decades: range, init: torch.Tensor | None) -> None:
+    def part(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        i = torch.as_tensor(index, device=keys.device)
+        return keys[i], labels[i], None if weights is None else weights[i]
+
+    splits = [(part(kept), part(held)) for kept, held in folds]
+    out_total = sum(
+        float(w_out.sum()) if w_out is not None else float(len(y_out)) for _, (_, y_out, w_out) in splits
+    )
+    out_total = max(out_total, 1e-300)
+    tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
+
+    def walk(decades: range, init: list[torch.Tensor] | None) -> None:
         """Fit along ``decades`` from ``init`` until the held-out loss stops beating the best."""
-        weight = init
+        current: list[torch.Tensor | None] = list(init) if init is not None else [None] * len(splits)
         for t in decades:
             ridge = scale * 10.0 ** (-t)
-            weight, _ = fit_logistic(
-                k_fit, y_fit, w_fit, factor, ridge, steps, init=weight, num_classes=num_classes
-            )
-            _, loss = logistic_gradient(k_out, y_out, w_out, weight)
+            loss = 0.0
+            for f, ((k_fit, y_fit, w_fit), (k_out, y_out, w_out)) in enumerate(splits):
+                current[f], _ = fit_logistic(
+                    k_fit, y_fit, w_fit, factor, ridge, steps, init=current[f], num_classes=num_classes
+                )
+                loss += logistic_gradient(k_out, y_out, w_out, current[f])[1]
             best = min((entry[1] for entry in tried), default=math.inf)
-            tried.append((ridge, loss / out_total, weight))
+            tried.append((ridge, loss / out_total, list(current)))  # type: ignore[arg-type]
             if loss / out_total >= best:
                 return
 
     walk(range(START_DECADE, WEAKEST_DECADE + 1), None)
     if min(range(len(tried)), key=lambda i: tried[i][1]) == 0:  # the strongest so far won: go stronger
         walk(range(START_DECADE - 1, STRONGEST_DECADE - 1, -1), tried[0][2])
-    ridge, _, weight = min(tried, key=lambda entry: entry[1])
-    return RidgeChoice(ridge, weight, tuple(e[0] for e in tried), tuple(e[1] for e in tried))
+    ridge, _, fold_weights = min(tried, key=lambda entry: entry[1])
+    weight = fold_weights[0] if len(fold_weights) == 1 else torch.stack(fold_weights).mean(dim=0)
+    return RidgeChoice(
+        ridge, weight, tuple(e[0] for e in tried), tuple(e[1] for e in tried), folds=len(splits)
+    )
