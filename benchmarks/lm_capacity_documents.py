@@ -49,7 +49,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import Perplexity, encode, load_causal_lm, perplexity, with_start_tokens
-from task_bench import REPO, Timer, machine, rel, write_json
+from task_bench import REPO, Timer, human_bytes, machine, rel, write_json
 
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
 LAYOUTS = ("one memory", "one task per document")
@@ -181,8 +181,8 @@ def markdown(rows: list[dict], meta: dict, csv_name: str, png_name: str) -> str:
             f"| {r['model']} | {r['layout']} | {r['documents_learned']} | {r['tokens_learned']} "
             f"| {r['recall_ppl']:.2f} ({r['base_recall_ppl']:.2f}) "
             f"| {r['first_ppl']:.2f} ({r['base_first_ppl']:.2f}) "
-            f"| {r['unseen_change_pct']:+.2f} % | {r['learn_s']:.1f} | {_mb(r['inference_bytes'])} "
-            f"| {_mb(r['file_bytes'])} | {r['switch_s']:.2f} |"
+            f"| {r['unseen_change_pct']:+.2f} % | {r['learn_s']:.1f} | {human_bytes(r['inference_bytes'])} "
+            f"| {human_bytes(r['file_bytes'])} | {r['switch_s']:.2f} |"
         )
     lines += [
         "",
@@ -191,10 +191,6 @@ def markdown(rows: list[dict], meta: dict, csv_name: str, png_name: str) -> str:
         f"Every number: [`docs/lm/{csv_name}`](lm/{csv_name}).",
     ]
     return "\n".join(lines)
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
 
 
 def plot(path: Path, rows: list[dict]) -> None:

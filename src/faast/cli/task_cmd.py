@@ -231,7 +231,7 @@ def run_forget(args: argparse.Namespace) -> int:
     name, _, signature = read_task(args.fast_weights, args.task)
     check_writable(args.fast_weights)
     args.task, args.template, args.labels = name, None, None
-    task = _task_model(args)
+    task = _task_model(args, signature)
     if task.head is not None:
         raise ValueError(
             f"task {name!r} in {args.fast_weights} has a label head fitted on the examples too; forgetting "
@@ -272,7 +272,9 @@ def _dist() -> Dist:
     return distributed.current()
 
 
-def _task_model(args: argparse.Namespace):
+def _task_model(args: argparse.Namespace, signature: dict[str, Any] | None = None):
+    """The task model of ``--fast-weights``/``--task`` (zero-shot without them); ``signature``: the
+    task's, when the caller has read it already."""
     from faast.lm.config import ReadConfig
     from faast.lm.fastweights import read_task
     from faast.lm.task import TaskModel, TaskSpec
@@ -281,7 +283,8 @@ def _task_model(args: argparse.Namespace):
     if args.fast_weights:
         if args.template is not None:
             raise ValueError("--template is stored with the task; it applies only without --fast-weights")
-        _, _, signature = read_task(args.fast_weights, args.task)  # read once: layout and task spec
+        if signature is None:
+            _, _, signature = read_task(args.fast_weights, args.task)  # layout and task spec
         info = (signature.get("info") or {}).get("task")
         if info is None or "config" not in signature:
             raise ValueError(
