@@ -82,7 +82,7 @@ def accuracy(scores: torch.Tensor, examples: list[Example]) -> tuple[float, floa
 
 
 def run_model(name: str, pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
-    model, tok = load_causal_lm(name)
+    model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
@@ -188,10 +188,10 @@ def _head_rows(
     ``fwd_support``/``fwd_test`` the forward passes are timed here."""
     largest = max(sizes)
     with Timer() as t:
-        feats_test = task.prompt_features([e.input for e in test])
+        feats_test = task.prompt_features([e.input for e in test]).cpu()  # the heads train on the CPU
     fwd_test = t.s / len(test) if fwd_test is None else fwd_test
     with Timer() as t:
-        feats_pool = task.prompt_features(pool[:largest])
+        feats_pool = task.prompt_features(pool[:largest]).cpu()
     fwd_support = t.s / largest if fwd_support is None else fwd_support
     rows: list[Row] = []
     for k in sizes:
@@ -326,12 +326,18 @@ def main() -> None:
     )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None, help="where the LMs run, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-minilm", action="store_true")
     ap.add_argument(
         "--heads-only",
         action="store_true",
         help="only the heads on the prompt-end state (SGD and closed-form), into the sentiment-heads block",
+    )
+    ap.add_argument(
+        "--block",
+        default=None,
+        help="name of the published table (default: sentiment, or sentiment-heads with --heads-only)",
     )
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
@@ -355,11 +361,11 @@ def main() -> None:
         f"{len(pool)} support pool, "
         f"{len(test)} test, split seed {args.seed}",
         "template": TEMPLATE.to_dict(),
-        "machine": machine(args.threads),
+        "machine": machine(args.threads, args.device),
         "seconds": total.s,
     }
     md = publish_task_table(
-        "sentiment-heads" if args.heads_only else "sentiment",
+        args.block or ("sentiment-heads" if args.heads_only else "sentiment"),
         rows,
         meta,
         Path(args.out) if args.out else None,

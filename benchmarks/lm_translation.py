@@ -19,6 +19,7 @@ Costs as in the sentiment benchmark: adaptation time, inference time per example
 
     python benchmarks/lm_translation.py --threads 2                        # the published run
     python benchmarks/lm_translation.py --sizes 1,20 --generate 5 --nll 20 --out /tmp/tr   # minutes
+    python benchmarks/lm_translation.py --device cuda ...     # on a GPU (float32; TF32 stays off)
 
 Writes ``benchmarks/results/lm_translation.json``, ``docs/lm/translation.{csv,png}`` and the
 generated block of ``docs/tasks.md``.
@@ -27,9 +28,12 @@ generated block of ``docs/tasks.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -84,8 +88,16 @@ def evaluate(generate, nll, gen_set: list[Example], nll_set: list[Example]) -> t
     return scores, t.s / len(gen_set)
 
 
-def run_model(name: str, pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
-    model, tok = load_causal_lm(name)
+def run_model(
+    name: str,
+    pool: list[Example],
+    test: list[Example],
+    args: argparse.Namespace,
+    on_row: Callable[[list[Row]], None] = lambda rows: None,
+) -> list[Row]:
+    """The rows of one model; ``on_row`` gets the rows so far after each one (the table is published
+    as it grows, so a run stopped early keeps what it measured)."""
+    model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
@@ -96,6 +108,7 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
 
     def add(method: str, k: int, scores: dict, adapt: float, infer: float, nbytes: int, detail: str) -> None:
         rows.append(Row(label, method, k, scores["bleu"], None, adapt, 1000 * infer, nbytes, detail, scores))
+        on_row(rows)
         print(
             f"[{label}] {method} k={k}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} "
             f"NLL {scores['nll']:.3f} ({detail})",
@@ -224,10 +237,11 @@ def main() -> None:
         help="name of the published table: docs/lm/<block>.{csv,png} and the <block> block of docs/tasks.md",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None, help="where the model runs, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
-    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.sizes = [int(x) for x in args.sizes.split(",") if x]
     args.icl = [int(x) for x in args.icl.split(",") if x]
     args.key_features = [int(x) for x in args.key_features.split(",")]
     args.mixes = [m for m in args.mixes.split(",") if m]
@@ -242,17 +256,37 @@ def main() -> None:
     rows: list[Row] = []
     with Timer() as total:
         for name in args.models.split(","):
-            rows += run_model(name, pool, test, args)
+            so_far = functools.partial(_publish_so_far, list(rows), args, pool, test, total)
+            rows += run_model(name, pool, test, args, so_far)
+    print(publish(rows, args, pool, test, total, partial=False))
+
+
+def _publish_so_far(done: list[Row], args, pool, test, total: Timer, part: list[Row]) -> None:
+    publish(done + part, args, pool, test, total, partial=True)
+
+
+def publish(
+    rows: list[Row],
+    args: argparse.Namespace,
+    pool: list[Example],
+    test: list[Example],
+    total: Timer,
+    *,
+    partial: bool,
+) -> str:
+    """Write the table of ``rows`` (JSON, CSV, PNG, the docs block); ``partial``: the run is still
+    going, and the data line says so until the last row is in."""
     meta = {
         "command": "python benchmarks/lm_translation.py " + shlex.join(sys.argv[1:]),
         "data": f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
         f"({len(test)} verses; BLEU/chrF on {min(args.generate, len(test))} seeded, NLL on "
-        f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}",
+        f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}"
+        + ("; **partial: the rows measured before the run stopped**" if partial else ""),
         "template": TEMPLATE.to_dict(),
-        "machine": machine(args.threads),
-        "seconds": total.s,
+        "machine": machine(args.threads, args.device),
+        "seconds": time.perf_counter() - total.start if partial else total.s,
     }
-    md = publish_task_table(
+    return publish_task_table(
         args.block,
         rows,
         meta,
@@ -270,7 +304,6 @@ def main() -> None:
         plot=plot,
         image_alt="BLEU vs support examples",
     )
-    print(md)
 
 
 def _cells(r: Row) -> str:

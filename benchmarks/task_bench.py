@@ -30,9 +30,14 @@ def rel(path: str | os.PathLike[str]) -> str:
         return str(path)
 
 
-def machine(threads: int) -> str:
+def machine(threads: int, device: str | None = None) -> str:
+    """The hardware a table was measured on: the CPU, and the GPU when ``device`` is a CUDA one."""
     cpu = cpu_name()
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), no GPU"
+    gpu = "no GPU"
+    if device is not None and torch.device(device).type == "cuda":
+        precision = torch.get_float32_matmul_precision()  # "highest": no TF32
+        gpu = f"GPU {torch.cuda.get_device_name(torch.device(device))} (float32 matmul precision {precision})"
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), {gpu}"
 
 
 class Timer:

@@ -647,11 +647,11 @@ class TaskModel:
         return torch.cat(out)
 
     def _label_log_probs(self, batch: _Batch, states: torch.Tensor) -> torch.Tensor:
+        """(inputs, labels) float64 on the CPU, whatever device the model is on."""
         lp = self._log_probs(states)
         flat_tokens = [toks for tgt in batch.targets for _, toks in tgt]
         if batch.single:
-            scores = torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double()
-            return scores
+            return torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double().cpu()
         per_seq, k = [], 0
         for tgt in batch.targets:
             per_seq.append(float(sum(lp[k + j, toks[0]] for j, (_, toks) in enumerate(tgt))))
