@@ -29,7 +29,8 @@ Costs: adaptation time (FAAST and the linear head: the forward pass over the k e
 once per example over the whole pool and apportioned — plus the fit; in-context: the prefix's
 forward), inference time per test example (the forward pass of its prompt plus the read-out), and the
 bytes held at inference (fast weights and the gathered LM-head rows; the demonstrations' KV cache).
-All rows of a model run in one process on the same machine, one after the other.
+All rows of a model run in one process on the same machine, one after the other (the in-context
+rows last: the longest); the table is published after every row, marked partial until the end.
 
     python benchmarks/lm_sentiment.py --threads 2                     # the published run (hours)
     python benchmarks/lm_sentiment.py --models smollm2 --test 100 --pool 300 --sizes 1,16,100 \\
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +62,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from task_bench import Row, Timer, faast_method, human_bytes, machine, publish_task_table
+from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, machine, publish_task_table
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -81,17 +83,20 @@ def accuracy(scores: torch.Tensor, examples: list[Example]) -> tuple[float, floa
     return acc, binomial_ci95(acc, len(examples))
 
 
-def run_model(name: str, pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
+def run_model(
+    name: str, pool: list[Example], test: list[Example], args: argparse.Namespace, rows: list[Row]
+) -> None:
+    """Append the rows of one model to ``rows``."""
     model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
     sizes = [k if k > 0 else len(pool) for k in args.sizes]
     largest = max(sizes)
-    rows: list[Row] = []
     inputs = [e.input for e in test]
     if args.heads_only:
-        return rows + _head_rows(label, task, pool, test, sizes, args.seed)
+        _head_rows(label, task, pool, test, sizes, args.seed, rows=rows)
+        return
     print(f"[{label}] forward pass over {largest} support examples", flush=True)
     with Timer() as t:
         task.learn(pool[:largest], batch_size=args.batch_size)
@@ -103,34 +108,6 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
     acc, ci = accuracy(zero, test)
     rows.append(Row(label, "zero-shot", 0, acc, ci, 0.0, 1000 * fwd_test, 0, "no examples"))
     print(f"[{label}] zero-shot {100 * acc:.2f}", flush=True)
-
-    # -- in-context learning (the memory is empty: the hooks change nothing)
-    reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
-    for k in args.icl:
-        demos = [(e.input, e.output) for e in (pool if k == 0 else pool[:k])]
-        icl = InContextModel(fm.base_model, task.codec, demos, reserve=reserve)
-        with Timer() as t:
-            nbytes = icl.cache_nbytes()  # runs the prefix once
-        prefix_s = t.s
-        with Timer() as t:
-            scores = icl.label_scores(inputs, LABELS, progress=True)
-        acc, ci = accuracy(scores, test)
-        tag = "max" if k == 0 else str(k)
-        rows.append(
-            Row(
-                label,
-                "in-context",
-                icl.num_used,
-                acc,
-                ci,
-                prefix_s,
-                1000 * t.s / len(test),
-                nbytes,
-                f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens",
-            )
-        )
-        print(f"[{label}] in-context k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
-        del icl
 
     # -- FAAST, both pair modes, read-out chosen on a validation split of the k examples
     for features, mode in [(f, m) for f in args.key_features for m in args.modes]:
@@ -168,7 +145,48 @@ def run_model(name: str, pool: list[Example], test: list[Example], args: argpars
     task.reset()
     fm.set_output_key_features(0)
 
-    return rows + _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test)
+    _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test, rows=rows)
+    _icl_rows(label, task, pool, test, args, rows)
+
+
+def _icl_rows(
+    label: str,
+    task: TaskModel,
+    pool: list[Example],
+    test: list[Example],
+    args: argparse.Namespace,
+    rows: list[Row],
+) -> None:
+    """Append the in-context rows (k of ``args.icl`` demonstrations, 0 = as many as fit) to ``rows``,
+    read by the plain model (the memory disabled). Run last: the longest rows of a model."""
+    inputs = [e.input for e in test]
+    reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
+    for k in args.icl:
+        demos = [(e.input, e.output) for e in (pool if k == 0 else pool[:k])]
+        icl = InContextModel(task.model.base_model, task.codec, demos, reserve=reserve)
+        with task.model.disabled():
+            with Timer() as t:
+                nbytes = icl.cache_nbytes()  # runs the prefix once
+            prefix_s = t.s
+            with Timer() as t:
+                scores = icl.label_scores(inputs, LABELS, progress=True)
+        acc, ci = accuracy(scores, test)
+        tag = "max" if k == 0 else str(k)
+        rows.append(
+            Row(
+                label,
+                "in-context",
+                icl.num_used,
+                acc,
+                ci,
+                prefix_s,
+                1000 * t.s / len(test),
+                nbytes,
+                f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens",
+            )
+        )
+        print(f"[{label}] in-context k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
+        del icl
 
 
 def _head_rows(
@@ -180,12 +198,14 @@ def _head_rows(
     seed: int,
     fwd_support: float | None = None,
     fwd_test: float | None = None,
-) -> list[Row]:
-    """Heads on the prompt-end state (the key FAAST learns the label under), on the same k examples:
-    a linear head trained by SGD (backprop), and two closed-form heads without backprop —
-    ``FaastClassifier()`` (squared loss, cut ``auto``) and ``FaastClassifier(loss="logistic")``
-    (closed-form logistic steps, C from a held-out tenth of the k examples). Without
-    ``fwd_support``/``fwd_test`` the forward passes are timed here."""
+    *,
+    rows: list[Row],
+) -> None:
+    """Append to ``rows`` the heads on the prompt-end state (the key FAAST learns the label under),
+    on the same k examples: a linear head trained by SGD (backprop), and two closed-form heads
+    without backprop — ``FaastClassifier()`` (squared loss, cut ``auto``) and
+    ``FaastClassifier(loss="logistic")`` (closed-form logistic steps, C chosen on held-out folds of
+    the k examples). Without ``fwd_support``/``fwd_test`` the forward passes are timed here."""
     largest = max(sizes)
     with Timer() as t:
         feats_test = task.prompt_features([e.input for e in test]).cpu()  # the heads train on the CPU
@@ -193,7 +213,6 @@ def _head_rows(
     with Timer() as t:
         feats_pool = task.prompt_features(pool[:largest]).cpu()
     fwd_support = t.s / largest if fwd_support is None else fwd_support
-    rows: list[Row] = []
     for k in sizes:
         ys = torch.tensor([LABELS.index(e.output) for e in pool[:k]])
         if len(torch.unique(ys)) < 2:
@@ -225,7 +244,6 @@ def _head_rows(
                 Row(label, method, k, acc, ci, k * fwd_support + t.s, infer, clf.coef_.nbytes, detail)
             )
             print(f"[{label}] {method} k={k}: {100 * acc:.2f} ({detail})", flush=True)
-    return rows
 
 
 def _linear_head(X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed: int):
@@ -250,7 +268,8 @@ def _recipe(lr: float, n: int) -> ProbeRecipe:
     return ProbeRecipe(lr=lr, epochs=20, validation="per-class" if n < 100 else "random", patience=5)
 
 
-def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespace) -> list[Row]:
+def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespace, rows: list[Row]) -> None:
+    """Append the sentence-embedding rows to ``rows``."""
     from sklearn.linear_model import LogisticRegression
 
     from faast.encoders.text import SentenceEncoder
@@ -264,7 +283,6 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
         e_test = enc.encode([e.input for e in test])
     infer = t.s / len(test)
     y_pool = np.array([e.output for e in pool])
-    rows = []
     for k in sizes:
         if len(set(y_pool[:k])) < 2:
             continue
@@ -306,7 +324,6 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
                 )
             )
             print(f"[MiniLM] {name} k={k}: {100 * acc:.2f}", flush=True)
-    return rows
 
 
 def main() -> None:
@@ -349,22 +366,37 @@ def main() -> None:
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test, args.pool, args.seed)
     print(f"support pool {len(pool)}, test {len(test)}", flush=True)
-    rows: list[Row] = []
     with Timer() as total:
+        rows = PublishingRows(lambda so_far: publish(so_far, args, pool, test, total, partial=True))
         for name in filter(None, args.models.split(",")):  # --models "" runs the MiniLM rows alone
-            rows += run_model(name, pool, test, args)
+            run_model(name, pool, test, args, rows)
         if not args.no_minilm:
-            rows += run_minilm(pool, test, args)
+            run_minilm(pool, test, args, rows)
+    print(publish(list(rows), args, pool, test, total, partial=False))
+
+
+def publish(
+    rows: list[Row],
+    args: argparse.Namespace,
+    pool: list[Example],
+    test: list[Example],
+    total: Timer,
+    *,
+    partial: bool,
+) -> str:
+    """Write the table of ``rows`` (JSON, CSV, PNG, the docs block); ``partial``: the run is still
+    going, and the data line says so until the last row is in."""
     meta = {
         "command": "python benchmarks/lm_sentiment.py " + shlex.join(sys.argv[1:]),
         "data": "Pang & Lee movie-review sentences (movie-review-sentences asset): "
         f"{len(pool)} support pool, "
-        f"{len(test)} test, split seed {args.seed}",
+        f"{len(test)} test, split seed {args.seed}"
+        + ("; **partial: the rows measured before the run stopped**" if partial else ""),
         "template": TEMPLATE.to_dict(),
         "machine": machine(args.threads, args.device),
-        "seconds": total.s,
+        "seconds": time.perf_counter() - total.start if partial else total.s,
     }
-    md = publish_task_table(
+    return publish_task_table(
         args.block or ("sentiment-heads" if args.heads_only else "sentiment"),
         rows,
         meta,
@@ -380,7 +412,6 @@ def main() -> None:
         plot=plot,
         image_alt="accuracy vs support examples",
     )
-    print(md)
 
 
 def _cells(r: Row) -> str:

@@ -52,6 +52,19 @@ class Timer:
         self.s = time.perf_counter() - self.start
 
 
+class PublishingRows(list):
+    """The rows of a running benchmark: ``on_change(rows)`` is called after each append, so a long
+    run publishes its table as it grows and one stopped early keeps what it measured."""
+
+    def __init__(self, on_change: Callable[[list[Row]], Any]) -> None:
+        super().__init__()
+        self.on_change = on_change
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        self.on_change(list(self))
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()

