@@ -15,6 +15,9 @@ for each output memory of ``--mixes``: "prob" (the next tokens) and "correction"
 at the head input, :mod:`faast.lm.correction`; candidates ``default_candidates("correction")``);
 Scores: BLEU and chrF (sacrebleu) of greedy translations of ``--generate`` test verses (a seeded
 sample), and the teacher-forced NLL per answer token of the reference on ``--nll`` test verses.
+``--no-repeat-ngram N`` constrains every row's greedy decoding alike: no answer repeats an n-gram of
+its own (:class:`faast.lm.decoding.NoRepeatInAnswer`; prompt and demonstrations do not count).
+Rows run zero-shot, FAAST, then in-context (the longest); the table is published after each row.
 Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
 
     python benchmarks/lm_translation.py --threads 2                        # the published run
@@ -120,6 +123,12 @@ def run_model(
         scores, infer = evaluate(faast_generate, faast_nll, gen_set, nll_set)
     add("zero-shot", 0, scores, 0.0, infer, 0, "no examples")
 
+    for mix in args.mixes:  # FAAST before in-context learning: a run stopped early keeps its rows
+        if mix != fm.faast_config.output_mix:  # a memory learning other statistics
+            fm.unload()
+            fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=mix))
+            task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
+        add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
     stop = task._stop_kwargs()
     reserve = max(len(task.codec.prompt_ids(e.input, start=False)) for e in gen_set + nll_set)
     reserve += max(args.max_new_tokens, max(len(task.codec.answer_ids(e.output)) for e in nll_set)) + 4
@@ -127,11 +136,17 @@ def run_model(
         icl = InContextModel(
             fm.base_model, task.codec, [(e.input, e.output) for e in pool[:k]], reserve=reserve
         )
-        with Timer() as t:
+        with fm.disabled(), Timer() as t:  # the plain model: the memory learned above is off
             nbytes = icl.cache_nbytes()
 
         def icl_generate(xs, icl=icl):
-            return icl.generate(xs, max_new_tokens=args.max_new_tokens, stop=stop, progress=True)
+            return icl.generate(
+                xs,
+                max_new_tokens=args.max_new_tokens,
+                stop=stop,
+                progress=True,
+                no_repeat_ngram=args.no_repeat_ngram,
+            )
 
         def icl_nll(exs, icl=icl):
             return icl.answer_nll([(e.input, e.output) for e in exs])
@@ -149,12 +164,6 @@ def run_model(
         )
         del icl
 
-    for mix in args.mixes:
-        if mix != fm.faast_config.output_mix:  # a memory learning other statistics
-            fm.unload()
-            fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=mix))
-            task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
-        add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
     return rows
 
 
@@ -163,7 +172,11 @@ def task_scorers(task: TaskModel, args: argparse.Namespace):
 
     def generate(xs):
         return task.generate(
-            xs, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True
+            xs,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            progress=True,
+            no_repeat_ngram=args.no_repeat_ngram,
         )
 
     def nll(exs):
@@ -227,6 +240,12 @@ def main() -> None:
     ap.add_argument("--nll", type=int, default=1189, help="test verses scored by teacher-forced NLL")
     ap.add_argument("--max-words", type=int, default=60, help="leave out verses longer than this (English)")
     ap.add_argument("--max-new-tokens", type=int, default=120)
+    ap.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        help="every row's greedy decoding never repeats an n-gram of its own answer (0: off)",
+    )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-validation", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=8)

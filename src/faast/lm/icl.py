@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from faast.lm.decoding import decoding_kwargs
 from faast.lm.prompts import PromptCodec
 
 
@@ -136,8 +137,10 @@ class InContextModel:
         max_new_tokens: int = 64,
         stop: dict[str, Any] | None = None,
         progress: bool = False,
+        no_repeat_ngram: int | None = None,
     ) -> list[str]:
-        """Greedy answers, one query at a time after the cached prefix."""
+        """Greedy answers, one query at a time after the cached prefix. ``no_repeat_ngram``: forbid
+        repeating an n-gram of the answer itself (the demonstrations' n-grams stay allowed)."""
         outs = []
         pad = self.codec.tokenizer.pad_token_id
         for text in tqdm(inputs, desc="in-context generation", disable=not progress, leave=False):
@@ -153,7 +156,11 @@ class InContextModel:
             if cache is not None:
                 kwargs["past_key_values"] = copy.deepcopy(cache)
             gen = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs, **(stop or {})
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                **kwargs,
+                **(stop or {}),
+                **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
             outs.append(self.codec.decode_answer(gen[0, ids.shape[1] :].tolist()))
         return outs

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 import faast.distributed
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig
+from faast.lm.decoding import decoding_kwargs
 from faast.lm.examples import Example, distinct_outputs
 from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
@@ -539,9 +540,17 @@ class TaskModel:
 
     @torch.no_grad()
     def generate(
-        self, inputs: Sequence[str], *, max_new_tokens: int = 64, batch_size: int = 8, progress: bool = True
+        self,
+        inputs: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        progress: bool = True,
+        no_repeat_ngram: int | None = None,
     ) -> list[str]:
-        """Greedy answers for ``inputs``, stopped at the template's end marker."""
+        """Greedy answers for ``inputs``, stopped at the template's end marker. ``no_repeat_ngram``:
+        forbid repeating an n-gram of the answer itself (:class:`faast.lm.decoding.NoRepeatInAnswer`;
+        the prompt's n-grams stay allowed)."""
         outs: list[str] = []
         prompts = [self.codec.prompt_ids(x) for x in inputs]
         for p, x in zip(prompts, inputs, strict=True):
@@ -560,6 +569,7 @@ class TaskModel:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 **self._stop_kwargs(),
+                **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
             outs += [self.codec.decode_answer(row[ids.shape[1] :].tolist()) for row in gen]
         return outs
