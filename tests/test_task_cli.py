@@ -89,6 +89,11 @@ def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811
     )
     lines = preds.read_text().splitlines()
     assert lines[0] == "input\tprediction" and len(lines) == 31
+    gen = ["task", "generate", *use, "--inputs", str(train), "--max-new-tokens", "8"]
+    assert main([*gen, "--out", str(preds), "--no-repeat-ngram", "1"]) == 0
+    for line in preds.read_text().splitlines()[1:]:
+        words = line.split("\t")[1].split()
+        assert len(words) == len(set(words))  # n = 1: no word of an output twice
     assert main(["task", "evaluate", *use, "--examples", str(train), "--max-new-tokens", "4"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"bleu", "chrf", "answer_nll_per_token"} <= set(result) and result["n"] == 30

@@ -109,6 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _use_args(ge)
     ge.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction")
     ge.add_argument("--max-new-tokens", type=int, default=64)
+    _no_repeat_arg(ge)
     ge.set_defaults(func=run_generate)
 
     ev = actions.add_parser(
@@ -118,8 +119,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--examples", required=True, help="TSV/JSONL with the reference outputs")
     ev.add_argument("--predictions", default=None, help="also write the predictions here (.tsv/.jsonl)")
     ev.add_argument("--max-new-tokens", type=int, default=64)
+    _no_repeat_arg(ev)
     ev.add_argument("--json", default=None, help="write the scores here as JSON")
     ev.set_defaults(func=run_evaluate)
+
+
+def _no_repeat_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        help="never repeat an n-gram of the output itself (the prompt's n-grams stay allowed; 0: off)",
+    )
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -329,12 +340,18 @@ def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list
     return [labels[i] for i in best], scores.tolist()
 
 
-def _generate(task, inputs: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+def _generate(task, inputs: list[str], args: argparse.Namespace) -> list[str]:
     """Greedy outputs; under ``torchrun`` each process generates for its block, gathered in order."""
     dist = _dist()
     mine = list(dist.shard(inputs))
     outs = (
-        task.generate(mine, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=dist.is_main)
+        task.generate(
+            mine,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            progress=dist.is_main,
+            no_repeat_ngram=args.no_repeat_ngram,
+        )
         if mine
         else []
     )
@@ -372,7 +389,7 @@ def run_generate(args: argparse.Namespace) -> int:
     _init(args)
     task = _task_model(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
-    outs = _generate(task, inputs, args.max_new_tokens, args.batch_size)
+    outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
     _write_predictions(args.out, rows, ["input", "prediction"])
     return 0
@@ -396,7 +413,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result.update(label_accuracy(preds, refs))
         summary = f"accuracy {100 * result['accuracy']:.2f} % ± {100 * result['ci95']:.2f} (95 % CI)"
     else:
-        preds = _generate(task, inputs, args.max_new_tokens, args.batch_size)
+        preds = _generate(task, inputs, args)
         result.update(translation_scores(preds, refs))
         nll, tokens = _answer_nll(task, examples, args.batch_size)
         result["answer_nll_per_token"] = nll / tokens
