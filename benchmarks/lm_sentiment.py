@@ -43,9 +43,6 @@ block of ``docs/tasks.md``.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +59,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, machine, publish_task_table
+from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -386,16 +383,13 @@ def publish(
 ) -> str:
     """Write the table of ``rows`` (JSON, CSV, PNG, the docs block); ``partial``: the run is still
     going, and the data line says so until the last row is in."""
-    meta = {
-        "command": "python benchmarks/lm_sentiment.py " + shlex.join(sys.argv[1:]),
-        "data": "Pang & Lee movie-review sentences (movie-review-sentences asset): "
-        f"{len(pool)} support pool, "
-        f"{len(test)} test, split seed {args.seed}"
-        + ("; **partial: the rows measured before the run stopped**" if partial else ""),
-        "template": TEMPLATE.to_dict(),
-        "machine": machine(args.threads, args.device),
-        "seconds": time.perf_counter() - total.start if partial else total.s,
-    }
+    data = (
+        "Pang & Lee movie-review sentences (movie-review-sentences asset): "
+        f"{len(pool)} support pool, {len(test)} test, split seed {args.seed}"
+    )
+    meta = run_meta(
+        "lm_sentiment.py", data, TEMPLATE.to_dict(), args.threads, args.device, total, partial=partial
+    )
     return publish_task_table(
         args.block or ("sentiment-heads" if args.heads_only else "sentiment"),
         rows,

@@ -33,9 +33,6 @@ from __future__ import annotations
 import argparse
 import functools
 import random
-import shlex
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +47,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
-from task_bench import Row, Timer, faast_method, human_bytes, machine, publish_task_table
+from task_bench import Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -295,16 +292,14 @@ def publish(
 ) -> str:
     """Write the table of ``rows`` (JSON, CSV, PNG, the docs block); ``partial``: the run is still
     going, and the data line says so until the last row is in."""
-    meta = {
-        "command": "python benchmarks/lm_translation.py " + shlex.join(sys.argv[1:]),
-        "data": f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
+    data = (
+        f"WEB → Reina-Valera 1909 verses (bible-en-es asset): test books {args.test_books} "
         f"({len(test)} verses; BLEU/chrF on {min(args.generate, len(test))} seeded, NLL on "
         f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}"
-        + ("; **partial: the rows measured before the run stopped**" if partial else ""),
-        "template": TEMPLATE.to_dict(),
-        "machine": machine(args.threads, args.device),
-        "seconds": time.perf_counter() - total.start if partial else total.s,
-    }
+    )
+    meta = run_meta(
+        "lm_translation.py", data, TEMPLATE.to_dict(), args.threads, args.device, total, partial=partial
+    )
     return publish_task_table(
         args.block,
         rows,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,6 +52,28 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.s = time.perf_counter() - self.start
+
+
+def run_meta(
+    script: str,
+    data: str,
+    template: dict[str, Any],
+    threads: int,
+    device: str | None,
+    total: Timer,
+    *,
+    partial: bool,
+) -> dict[str, Any]:
+    """The description of a run for :func:`publish_task_table`: its command line (``script`` under
+    benchmarks/ with this process's arguments), data (marked partial while the run goes on),
+    prompt template, machine and seconds so far (or in all, once ``total`` has stopped)."""
+    return {
+        "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:]),
+        "data": data + ("; **partial: the rows measured before the run stopped**" if partial else ""),
+        "template": template,
+        "machine": machine(threads, device),
+        "seconds": time.perf_counter() - total.start if partial else total.s,
+    }
 
 
 class PublishingRows(list):
