@@ -31,9 +31,7 @@ generated block of ``docs/tasks.md``.
 from __future__ import annotations
 
 import argparse
-import functools
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,7 +45,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
-from task_bench import Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
+from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -89,14 +87,9 @@ def evaluate(generate, nll, gen_set: list[Example], nll_set: list[Example]) -> t
 
 
 def run_model(
-    name: str,
-    pool: list[Example],
-    test: list[Example],
-    args: argparse.Namespace,
-    on_row: Callable[[list[Row]], None] = lambda rows: None,
-) -> list[Row]:
-    """The rows of one model; ``on_row`` gets the rows so far after each one (the table is published
-    as it grows, so a run stopped early keeps what it measured)."""
+    name: str, pool: list[Example], test: list[Example], args: argparse.Namespace, rows: list[Row]
+) -> None:
+    """Append the rows of one model to ``rows``."""
     model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
@@ -104,11 +97,9 @@ def run_model(
     rng = random.Random(args.seed)
     gen_set = rng.sample(test, min(args.generate, len(test)))
     nll_set = test[: args.nll]
-    rows: list[Row] = []
 
     def add(method: str, k: int, scores: dict, adapt: float, infer: float, nbytes: int, detail: str) -> None:
         rows.append(Row(label, method, k, scores["bleu"], None, adapt, 1000 * infer, nbytes, detail, scores))
-        on_row(rows)
         print(
             f"[{label}] {method} k={k}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} "
             f"NLL {scores['nll']:.3f} ({detail})",
@@ -160,8 +151,6 @@ def run_model(
             f"{k}-shot, {len(icl.prefix)} prefix tokens",
         )
         del icl
-
-    return rows
 
 
 def task_scorers(task: TaskModel, args: argparse.Namespace):
@@ -269,16 +258,11 @@ def main() -> None:
     if args.pool is not None:
         pool = pool[: args.pool]
     print(f"support pool {len(pool)} verses, test {len(test)} verses", flush=True)
-    rows: list[Row] = []
     with Timer() as total:
+        rows = PublishingRows(lambda so_far: publish(so_far, args, pool, test, total, partial=True))
         for name in args.models.split(","):
-            so_far = functools.partial(_publish_so_far, list(rows), args, pool, test, total)
-            rows += run_model(name, pool, test, args, so_far)
-    print(publish(rows, args, pool, test, total, partial=False))
-
-
-def _publish_so_far(done: list[Row], args, pool, test, total: Timer, part: list[Row]) -> None:
-    publish(done + part, args, pool, test, total, partial=True)
+            run_model(name, pool, test, args, rows)
+    print(publish(list(rows), args, pool, test, total, partial=False))
 
 
 def publish(
