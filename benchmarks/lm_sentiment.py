@@ -63,6 +63,7 @@ from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, pu
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
+PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
 MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
 
 
@@ -91,21 +92,45 @@ def run_model(
     sizes = [k if k > 0 else len(pool) for k in args.sizes]
     largest = max(sizes)
     inputs = [e.input for e in test]
-    if args.heads_only:
-        _head_rows(label, task, pool, test, sizes, args.seed, rows=rows)
-        return
-    print(f"[{label}] forward pass over {largest} support examples", flush=True)
-    with Timer() as t:
-        task.learn(pool[:largest], batch_size=args.batch_size)
-    fwd_support = t.s / largest
-    task.reset()
-    with Timer() as t:
-        zero = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
-    fwd_test = t.s / len(test)
-    acc, ci = accuracy(zero, test)
-    rows.append(Row(label, "zero-shot", 0, acc, ci, 0.0, 1000 * fwd_test, 0, "no examples"))
-    print(f"[{label}] zero-shot {100 * acc:.2f}", flush=True)
+    parts = args.parts
+    fwd_support = fwd_test = None
+    if "faast" in parts:
+        print(f"[{label}] forward pass over {largest} support examples", flush=True)
+        with Timer() as t:
+            task.learn(pool[:largest], batch_size=args.batch_size)
+        fwd_support = t.s / largest
+        task.reset()
+    if "zero-shot" in parts or "faast" in parts:
+        with Timer() as t:
+            zero = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
+        fwd_test = t.s / len(test)
+    if "zero-shot" in parts:
+        acc, ci = accuracy(zero, test)
+        rows.append(Row(label, "zero-shot", 0, acc, ci, 0.0, 1000 * fwd_test, 0, "no examples"))
+        print(f"[{label}] zero-shot {100 * acc:.2f}", flush=True)
+    if "faast" in parts:
+        _faast_rows(label, task, pool, test, sizes, fwd_support, fwd_test, args, rows)
+    if "heads" in parts:
+        _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test, rows=rows)
+    if "icl" in parts:
+        _icl_rows(label, task, pool, test, args, rows)
 
+
+def _faast_rows(
+    label: str,
+    task: TaskModel,
+    pool: list[Example],
+    test: list[Example],
+    sizes: list[int],
+    fwd_support: float,
+    fwd_test: float,
+    args: argparse.Namespace,
+    rows: list[Row],
+) -> None:
+    """Append the FAAST rows (every key-feature width x pair mode x size k) to ``rows``; the read-out
+    of each is chosen by ``TaskModel.fit`` on validation splits of its k examples."""
+    fm = task.model
+    inputs = [e.input for e in test]
     # -- FAAST, both pair modes, read-out chosen on a validation split of the k examples
     for features, mode in [(f, m) for f in args.key_features for m in args.modes]:
         task.reset()
@@ -141,9 +166,6 @@ def run_model(
     task.spec.pairs = "answer"
     task.reset()
     fm.set_output_key_features(0)
-
-    _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test, rows=rows)
-    _icl_rows(label, task, pool, test, args, rows)
 
 
 def _icl_rows(
@@ -342,11 +364,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None, help="where the LMs run, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-minilm", action="store_true")
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"the rows to run, of {','.join(PARTS)} (default: all; icl alone completes a stopped run)",
+    )
+    ap.add_argument("--no-minilm", action="store_true", help="drop the minilm part")
     ap.add_argument(
         "--heads-only",
         action="store_true",
-        help="only the heads on the prompt-end state (SGD and closed-form), into the sentiment-heads block",
+        help="only the heads on the prompt-end state (SGD and closed-form), into the sentiment-heads block"
+        " (the same as --parts heads)",
     )
     ap.add_argument(
         "--block",
@@ -358,6 +386,7 @@ def main() -> None:
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.icl = [int(x) for x in args.icl.split(",") if x]
     args.modes = args.modes.split(",")
+    args.parts = _parts(args)
     args.key_features = [int(x) for x in args.key_features.split(",")]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -365,11 +394,26 @@ def main() -> None:
     print(f"support pool {len(pool)}, test {len(test)}", flush=True)
     with Timer() as total:
         rows = PublishingRows(lambda so_far: publish(so_far, args, pool, test, total, partial=True))
-        for name in filter(None, args.models.split(",")):  # --models "" runs the MiniLM rows alone
+        lm_parts = set(args.parts) - {"minilm"}
+        for name in filter(None, args.models.split(",")) if lm_parts else []:  # --models "": MiniLM alone
             run_model(name, pool, test, args, rows)
-        if not args.no_minilm:
+        if "minilm" in args.parts:
             run_minilm(pool, test, args, rows)
     print(publish(list(rows), args, pool, test, total, partial=False))
+
+
+def _parts(args: argparse.Namespace) -> list[str]:
+    """The row groups to run, from ``--parts``, ``--heads-only`` and ``--no-minilm``; a clear error
+    for a name that is not a part."""
+    parts = ["heads"] if args.heads_only else [p for p in args.parts.split(",") if p]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"--parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if args.no_minilm:
+        parts = [p for p in parts if p != "minilm"]
+    if not parts:
+        raise SystemExit("--parts: nothing to run")
+    return parts
 
 
 def publish(
