@@ -117,7 +117,6 @@ def run_model(
             fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=mix))
             task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
         add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
-    stop = task._stop_kwargs()
     reserve = max(len(task.codec.prompt_ids(e.input, start=False)) for e in gen_set + nll_set)
     reserve += max(args.max_new_tokens, max(len(task.codec.answer_ids(e.output)) for e in nll_set)) + 4
     for k in args.icl:
@@ -131,7 +130,6 @@ def run_model(
             return icl.generate(
                 xs,
                 max_new_tokens=args.max_new_tokens,
-                stop=stop,
                 progress=True,
                 no_repeat_ngram=args.no_repeat_ngram,
             )

@@ -245,6 +245,30 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
     assert isinstance(out[0], str)
 
 
+def test_in_context_generation_stops_at_the_templates_answer_end_by_default():
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    end_id = codec.text_ids(TEMPLATE.answer_end)
+    assert len(end_id) == 1 and codec.stop_kwargs()["eos_token_id"][0] == end_id[0]
+    icl = InContextModel(model, codec, [("w10 w11", "w40")], reserve=12)
+    seen = []
+    real = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    model.generate = spy
+    default = icl.generate(["w5"], max_new_tokens=4)
+    explicit = icl.generate(["w5"], max_new_tokens=4, stop=codec.stop_kwargs())
+    icl.generate(["w5"], max_new_tokens=4, stop={})
+    assert default == explicit
+    assert seen[0]["eos_token_id"] == codec.stop_kwargs()["eos_token_id"]
+    assert "eos_token_id" not in seen[2]
+    no_end = PromptCodec(word_tokenizer(bos=True), PromptTemplate("{input} w90", answer_end=""), context=64)
+    assert no_end.stop_kwargs() == {}
+
+
 @pytest.mark.parametrize("pairs", ["answer", "all"])
 def test_cached_states_give_the_same_statistics_and_scores_without_forward_passes(pairs):
     examples = [*rule_examples(20), Example("w5 w6", "w40 w41")]

@@ -12,6 +12,7 @@ deployment would pay.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,11 +57,23 @@ class InContextModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def _cache_keyword(self) -> str:
+        """The keyword the model takes a KV cache under: ``cache`` in recent transformers (which
+        deprecates ``past_key_values``), ``past_key_values`` before."""
+        try:
+            params = inspect.signature(self.model.forward).parameters
+        except (TypeError, ValueError):
+            return "past_key_values"
+        return "cache" if "cache" in params else "past_key_values"
+
     @torch.no_grad()
     def _prefix_cache(self) -> Any:
         if self._cache is None and len(self.prefix) > 0:
             ids = torch.tensor([self.prefix], device=self.device)
-            self._cache = self.model(input_ids=ids, use_cache=True).past_key_values
+            out = self.model(input_ids=ids, use_cache=True)
+            cache = getattr(out, "cache", None)
+            self._cache = out.past_key_values if cache is None else cache
         return self._cache
 
     def cache_nbytes(self) -> int:
@@ -85,9 +98,8 @@ class InContextModel:
             return self.model(input_ids=ids, use_cache=False).logits[0]
         n = len(self.prefix)
         mask = torch.ones(1, n + len(continuation), dtype=torch.long, device=self.device)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, past_key_values=copy.deepcopy(cache), use_cache=True
-        )
+        cached = {self._cache_keyword: copy.deepcopy(cache)}
+        out = self.model(input_ids=ids, attention_mask=mask, use_cache=True, **cached)
         return out.logits[0]
 
     def label_scores(
@@ -139,8 +151,12 @@ class InContextModel:
         progress: bool = False,
         no_repeat_ngram: int | None = None,
     ) -> list[str]:
-        """Greedy answers, one query at a time after the cached prefix. ``no_repeat_ngram``: forbid
-        repeating an n-gram of the answer itself (the demonstrations' n-grams stay allowed)."""
+        """Greedy answers, one query at a time after the cached prefix. ``stop``: ``generate`` keyword
+        arguments that end an answer (default: at the template's answer end,
+        :meth:`PromptCodec.stop_kwargs`; ``{}``: only at EOS or ``max_new_tokens``).
+        ``no_repeat_ngram``: forbid repeating an n-gram of the answer itself (the demonstrations'
+        n-grams stay allowed)."""
+        stop = self.codec.stop_kwargs() if stop is None else stop
         outs = []
         pad = self.codec.tokenizer.pad_token_id
         for text in tqdm(inputs, desc="in-context generation", disable=not progress, leave=False):
@@ -154,12 +170,12 @@ class InContextModel:
                 "pad_token_id": pad,
             }
             if cache is not None:
-                kwargs["past_key_values"] = copy.deepcopy(cache)
+                kwargs[self._cache_keyword] = copy.deepcopy(cache)
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 **kwargs,
-                **(stop or {}),
+                **stop,
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
             outs.append(self.codec.decode_answer(gen[0, ids.shape[1] :].tolist()))

@@ -353,7 +353,7 @@ class FaastModel(nn.Module):
             raise ValueError(
                 "learn needs input_ids (the memories' values are next-token ids), not inputs_embeds"
             )
-        for key in ("labels", "use_cache", "past_key_values", "output_hidden_states", "return_dict"):
+        for key in ("labels", "use_cache", "past_key_values", "cache", "output_hidden_states", "return_dict"):
             kwargs.pop(key, None)
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         device = self._layout.lm_head.weight.device

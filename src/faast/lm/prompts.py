@@ -132,6 +132,18 @@ class PromptCodec:
         prefix = self.template.answer_prefix
         return text[len(prefix) :] if prefix and text.startswith(prefix) else text.strip()
 
+    def stop_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for Hugging Face ``generate`` that stop at the template's answer end: its
+        token (with EOS) when it is one token, the end string when it is several; ``{}`` when the
+        template has no end marker or the tokenizer drops it (generation then stops at EOS only)."""
+        end_ids = self._end
+        if not end_ids:
+            return {}
+        if len(end_ids) == 1:
+            eos = self.tokenizer.eos_token_id
+            return {"eos_token_id": [end_ids[0]] + ([eos] if eos is not None else [])}
+        return {"stop_strings": [self.template.answer_end], "tokenizer": self.tokenizer}
+
     def demonstrations(self, demonstrations: Sequence[tuple[str, str]], budget: int) -> tuple[list[int], int]:
         """(ids, used): the start tokens and as many whole demonstrations (prompt + answer +
         separator, in order) as fit in ``budget`` tokens."""

@@ -568,23 +568,11 @@ class TaskModel:
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
-                **self._stop_kwargs(),
+                **self.codec.stop_kwargs(),
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
             outs += [self.codec.decode_answer(row[ids.shape[1] :].tolist()) for row in gen]
         return outs
-
-    def _stop_kwargs(self) -> dict[str, Any]:
-        end = self.spec.template.answer_end
-        if not end:
-            return {}
-        end_ids = self.codec.text_ids(end)
-        if not end_ids:  # the tokenizer drops the end marker (e.g. whitespace): stop at EOS only
-            return {}
-        if len(end_ids) == 1:
-            eos = self.tokenizer.eos_token_id
-            return {"eos_token_id": [end_ids[0]] + ([eos] if eos is not None else [])}
-        return {"stop_strings": [end], "tokenizer": self.tokenizer}
 
     # ----------------------------------------------------------------- batches
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
