@@ -25,7 +25,6 @@ Writes ``benchmarks/results/lm_capacity.json``, ``docs/lm/capacity-keys.{csv,png
 from __future__ import annotations
 
 import argparse
-import csv
 import shlex
 import sys
 
@@ -38,6 +37,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
+from faast.publish import write_public_csv
 from task_bench import REPO, Timer, machine, rel, write_json
 
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
@@ -189,10 +189,7 @@ def main() -> None:
     }
     write_json(REPO / "benchmarks" / "results" / "lm_capacity.json", {**meta, "rows": rows})
     docs = REPO / "docs" / "lm"
-    with open(docs / "capacity-keys.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_public_csv(docs / "capacity-keys.csv", rows)
     plot(docs / "capacity-keys.png", rows, args.recall * args.chunk)
     md = markdown(rows, meta, args)
     update_doc_block(REPO / "docs" / "lm.md", "capacity-keys", md, command)

@@ -32,7 +32,6 @@ Markdown in that folder, the docs untouched).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import shlex
@@ -49,6 +48,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import Perplexity, encode, load_causal_lm, perplexity, with_start_tokens
+from faast.publish import write_public_csv
 from task_bench import REPO, Timer, human_bytes, machine, rel, write_json
 
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
@@ -264,10 +264,7 @@ def main() -> None:
     docs.mkdir(parents=True, exist_ok=True)
     write_json(results / "lm_capacity_documents.json", {**meta, "rows": rows})
     csv_name, png_name = "capacity-documents.csv", "capacity-documents.png"
-    with open(docs / csv_name, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_public_csv(docs / csv_name, rows)
     plot(docs / png_name, rows)
     md = markdown(rows, meta, csv_name, png_name)
     if args.out is None:

@@ -41,6 +41,7 @@ from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream, stream_chunks, summarize
 from faast.lm.stream_report import plot_stream
 from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
+from faast.publish import write_public_csv
 from task_bench import REPO, Timer, machine, rel, write_json
 
 
@@ -136,10 +137,7 @@ def main() -> None:
         "apply then update",
     )
     if cap:
-        with open(docs / f"capacity{suffix}.csv", "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(cap[0]))
-            w.writeheader()
-            w.writerows(cap)
+        write_public_csv(docs / f"capacity{suffix}.csv", cap)
         plot_capacity(docs / f"capacity{suffix}.png", cap, args)
     command = "python benchmarks/lm_stream.py " + shlex.join(sys.argv[1:])
     meta = {

@@ -4,7 +4,6 @@ paths."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 
 from faast.eval.report import cpu_name, update_doc_block
-from faast.publish import public_paths, write_public_json, write_public_text
+from faast.publish import write_public_csv, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,15 +117,8 @@ class Row:
 
 
 def write_csv(path: Path, rows: Sequence[Row]) -> None:
-    flat = [r.flat() for r in rows]
-    fields = list(dict.fromkeys(k for r in flat for k in r))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(public_paths(flat))
-    os.replace(tmp, path)
+    write_public_csv(path, [r.flat() for r in rows])
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -3,13 +3,14 @@ machine's absolute paths; the helper that makes them so."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from faast.publish import machine_paths, public_path, public_paths, write_public_json
+from faast.publish import machine_paths, public_path, public_paths, write_public_csv, write_public_json
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_SUFFIXES = (".json", ".csv", ".md", ".txt", ".tsv", ".jsonl")
@@ -67,6 +68,24 @@ def test_public_paths_of_nested_results(tmp_path):
     path = write_public_json(tmp_path / "out.json", obj, root=root)
     assert json.loads(path.read_text(encoding="utf-8")) == got
     assert not machine_paths(path.read_text(encoding="utf-8"))
+
+
+def test_public_csv_has_every_column_relative_paths_and_replaces_atomically(tmp_path):
+    root = tmp_path / "repo"
+    rows = [{"k": 1, "file": str(root / "docs" / "a.csv")}, {"k": 2, "extra": "/opt/x/y.bin"}]
+    path = tmp_path / "t.csv"
+    path.write_text("old\n", encoding="utf-8")
+    write_public_csv(path, rows, root=root)
+    with open(path, newline="", encoding="utf-8") as fh:
+        back = list(csv.DictReader(fh))
+    assert back == [
+        {"k": "1", "file": "docs/a.csv", "extra": ""},
+        {"k": "2", "file": "", "extra": ".../y.bin"},
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temporary file left beside it
+    with pytest.raises(ValueError, match="no rows"):
+        write_public_csv(path, [])
+    assert path.read_text(encoding="utf-8").startswith("k,file,extra")  # a refused write keeps the file
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,16 @@ machine's absolute paths.
 repository root when it lies inside it, ``~/...`` under the home folder, and only its name (as
 ``.../name``) anywhere else. :func:`public_paths` applies the same rule to every string of a
 JSON-able object (also to paths inside longer strings, such as a recorded command line), and
-:func:`write_public_json` writes such an object atomically.
+:func:`write_public_json` / :func:`write_public_csv` write such an object or table atomically.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,5 +105,27 @@ def write_public_text(
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(clean)
+
+    return atomic_write(path, write)
+
+
+def write_public_csv(
+    path: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write ``rows`` as CSV, atomically: one column per key in order of first appearance (a row
+    without a key leaves its cell empty), with :func:`public_paths` applied to every value."""
+    if not rows:
+        raise ValueError(f"no rows to write to {public_path(path, root)}")
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    clean = public_paths([dict(r) for r in rows], root)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(clean)
 
     return atomic_write(path, write)
