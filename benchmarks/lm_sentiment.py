@@ -59,7 +59,16 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
-from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
+from task_bench import (
+    COST_COLUMNS,
+    PublishingRows,
+    Row,
+    TableFormat,
+    Timer,
+    faast_method,
+    human_bytes,
+    publish_run,
+)
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
@@ -431,25 +440,8 @@ def publish(
         "Pang & Lee movie-review sentences (movie-review-sentences asset): "
         f"{len(pool)} support pool, {len(test)} test, split seed {args.seed}"
     )
-    meta = run_meta(
-        "lm_sentiment.py", data, TEMPLATE.to_dict(), args.threads, args.device, total, partial=partial
-    )
-    return publish_task_table(
-        args.block or ("sentiment-heads" if args.heads_only else "sentiment"),
-        rows,
-        meta,
-        Path(args.out) if args.out else None,
-        header=[
-            "accuracy % (95 % CI)",
-            "adaptation s",
-            "inference ms/example",
-            "bytes at inference",
-            "read-out / settings",
-        ],
-        row_line=_cells,
-        plot=plot,
-        image_alt="accuracy vs support examples",
-    )
+    block = args.block or ("sentiment-heads" if args.heads_only else "sentiment")
+    return publish_run(FORMAT, block, rows, args, data, TEMPLATE.to_dict(), total, partial=partial)
 
 
 def _cells(r: Row) -> str:
@@ -486,6 +478,14 @@ def plot(path: Path, rows: list[Row]) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
+
+FORMAT = TableFormat(
+    "lm_sentiment.py",
+    ["accuracy % (95 % CI)", *COST_COLUMNS],
+    _cells,
+    plot,
+    "accuracy vs support examples",
+)
 
 if __name__ == "__main__":
     main()

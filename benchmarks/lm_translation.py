@@ -45,7 +45,16 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
-from task_bench import PublishingRows, Row, Timer, faast_method, human_bytes, publish_task_table, run_meta
+from task_bench import (
+    COST_COLUMNS,
+    PublishingRows,
+    Row,
+    TableFormat,
+    Timer,
+    faast_method,
+    human_bytes,
+    publish_run,
+)
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -279,27 +288,7 @@ def publish(
         f"({len(test)} verses; BLEU/chrF on {min(args.generate, len(test))} seeded, NLL on "
         f"{min(args.nll, len(test))}); support pool {len(pool)} verses of the other books, seed {args.seed}"
     )
-    meta = run_meta(
-        "lm_translation.py", data, TEMPLATE.to_dict(), args.threads, args.device, total, partial=partial
-    )
-    return publish_task_table(
-        args.block,
-        rows,
-        meta,
-        Path(args.out) if args.out else None,
-        header=[
-            "BLEU",
-            "chrF",
-            "NLL / token",
-            "adaptation s",
-            "inference ms/example",
-            "bytes at inference",
-            "read-out / settings",
-        ],
-        row_line=_cells,
-        plot=plot,
-        image_alt="BLEU vs support examples",
-    )
+    return publish_run(FORMAT, args.block, rows, args, data, TEMPLATE.to_dict(), total, partial=partial)
 
 
 def _cells(r: Row) -> str:
@@ -335,6 +324,14 @@ def plot(path: Path, rows: list[Row]) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
+
+FORMAT = TableFormat(
+    "lm_translation.py",
+    ["BLEU", "chrF", "NLL / token", *COST_COLUMNS],
+    _cells,
+    plot,
+    "BLEU vs support examples",
+)
 
 if __name__ == "__main__":
     main()

@@ -159,42 +159,68 @@ def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[l
     return list(rows), {**meta, "runs": runs}
 
 
-def publish_task_table(
+#: The cost columns every task table ends with (issue #9): the row's ``adapt_s``, ``infer_ms``,
+#: ``nbytes`` and ``detail``.
+COST_COLUMNS = ("adaptation s", "inference ms/example", "bytes at inference", "read-out / settings")
+
+
+@dataclass(frozen=True)
+class TableFormat:
+    """How one benchmark's table is published. ``script``: its file under benchmarks/;
+    ``header``: the column names after ``model | method | k``; ``row_line``: one row's cells for
+    them; ``plot(path, rows)``: writes the PNG; ``image_alt``: the PNG's alt text."""
+
+    script: str
+    header: Sequence[str]
+    row_line: Callable[[Row], str]
+    plot: Callable[[Path, list[Row]], None]
+    image_alt: str
+
+
+def publish_run(
+    fmt: TableFormat,
     name: str,
     rows: Sequence[Row],
-    meta: dict[str, Any],
-    out: Path | None,
+    args: Any,
+    data: str,
+    template: dict[str, Any],
+    total: Timer,
     *,
-    header: Sequence[str],
-    row_line: Callable[[Row], str],
-    plot: Callable[[Path, list[Row]], None],
-    image_alt: str,
+    partial: bool,
+) -> str:
+    """Publish the table ``name`` of a run (:func:`run_meta` from ``args.threads``,
+    ``args.device``; into ``args.out`` when set): :func:`publish_task_table`."""
+    meta = run_meta(fmt.script, data, template, args.threads, args.device, total, partial=partial)
+    return publish_task_table(name, rows, meta, Path(args.out) if args.out else None, fmt)
+
+
+def publish_task_table(
+    name: str, rows: Sequence[Row], meta: dict[str, Any], out: Path | None, fmt: TableFormat
 ) -> str:
     """Merge ``rows`` with other models' rows of an earlier run (:func:`merge_runs`), write
     ``lm_<name>.json``, ``<name>.csv`` + ``.png`` and the ``<name>`` block of docs/tasks.md (or
-    everything into the folder ``out``); returns the Markdown. ``header``: the table's column
-    names; ``row_line``: one row's cells after ``| model | method | k |``."""
+    everything into the folder ``out``) in the format ``fmt``; returns the Markdown."""
     json_path = (out or REPO / "benchmarks" / "results") / f"lm_{name}.json"
     csv_path = (out or REPO / "docs" / "lm") / f"{name}.csv"
     png_path = csv_path.with_suffix(".png")
     merged, meta = merge_runs(json_path, rows, meta)
     write_json(json_path, {**meta, "rows": [r.flat() for r in merged]})
     write_csv(csv_path, merged)
-    plot(png_path, merged)
+    fmt.plot(png_path, merged)
     lines = [
         f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; {run['seconds'] / 60:.0f} min)"
         for model, run in meta["runs"].items()
     ]
-    columns = ["model", "method", "k", *header]
+    columns = ["model", "method", "k", *fmt.header]
     lines += [
         "",
         "| " + " | ".join(columns) + " |",
         "|---|---|" + "---:|" * (len(columns) - 3) + "---|",
     ]
-    lines += [f"| {r.model} | {r.method} | {r.k} | {row_line(r)} |" for r in merged]
+    lines += [f"| {r.model} | {r.method} | {r.k} | {fmt.row_line(r)} |" for r in merged]
     lines += [
         "",
-        f"![{image_alt}](lm/{png_path.name})",
+        f"![{fmt.image_alt}](lm/{png_path.name})",
         "",
         f"Every number: [`{rel(csv_path)}`](lm/{csv_path.name}).",
     ]
