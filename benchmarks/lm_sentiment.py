@@ -14,7 +14,8 @@ Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
 
 * zero-shot;
 * in-context, k ∈ {1, 4, 16, as many as the context holds} demonstrations (one shared prefix, its KV
-  cache computed once and copied per query; whole demonstrations are dropped, never the query);
+  cache computed once and copied per query, ``--batch-size`` queries at once; whole demonstrations
+  are dropped, never the query);
 * FAAST after k ∈ {1, 16, 256, all} examples, with both pair modes (``answer``: only the transitions
   into the answer; ``all``: every transition of the demonstration, as in the paper); the read-out is
   chosen by ``TaskModel.fit`` on a validation split of the k examples;
@@ -197,7 +198,7 @@ def _icl_rows(
                 nbytes = icl.cache_nbytes()  # runs the prefix once
             prefix_s = t.s
             with Timer() as t:
-                scores = icl.label_scores(inputs, LABELS, progress=True)
+                scores = icl.label_scores(inputs, LABELS, progress=True, batch_size=args.batch_size)
         acc, ci = accuracy(scores, test)
         tag = "max" if k == 0 else str(k)
         rows.append(

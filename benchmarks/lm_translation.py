@@ -141,10 +141,11 @@ def run_model(
                 max_new_tokens=args.max_new_tokens,
                 progress=True,
                 no_repeat_ngram=args.no_repeat_ngram,
+                batch_size=args.batch_size,
             )
 
         def icl_nll(exs, icl=icl):
-            return icl.answer_nll([(e.input, e.output) for e in exs])
+            return icl.answer_nll([(e.input, e.output) for e in exs], batch_size=args.batch_size)
 
         with fm.disabled():
             scores, infer = evaluate(icl_generate, icl_nll, gen_set, nll_set)

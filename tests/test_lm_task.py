@@ -245,6 +245,34 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
     assert isinstance(out[0], str)
 
 
+@pytest.mark.parametrize("demos", [[("w10 w11", "w40"), ("w12", "w41 w42")], []])
+def test_in_context_batches_give_what_one_query_at_a_time_gives(demos):
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    icl = InContextModel(model, codec, demos, reserve=16)
+    inputs = ["w5", "w6 w7 w8", "w9 w5", "w13 w14 w15 w16", "w6"]
+    examples = [(x, "w40 w41") for x in inputs]
+    for labels in (["w40", "w41"], ["w40", "w41 w42"]):  # single-token labels take a shortcut
+        one = icl.label_scores(inputs, labels, batch_size=1)
+        many = icl.label_scores(inputs, labels, batch_size=3)
+        assert torch.allclose(one, many, rtol=1e-9, atol=1e-9)
+    nll_one, count_one = icl.answer_nll(examples, batch_size=1)
+    nll_many, count_many = icl.answer_nll(examples, batch_size=4)
+    assert count_one == count_many == 15 and nll_many == pytest.approx(nll_one, rel=1e-9)
+    for ban in (None, 2):
+        one = icl.generate(inputs, max_new_tokens=5, batch_size=1, no_repeat_ngram=ban, stop={})
+        many = icl.generate(inputs, max_new_tokens=5, batch_size=8, no_repeat_ngram=ban, stop={})
+        assert one == many
+    full = codec.icl_prompt(demos, inputs[1], reserve=16)[0] if demos else codec.prompt_ids(inputs[1])
+    ids = torch.tensor([full])
+    plain = model.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False
+    )
+    assert one[1] == codec.decode_answer(plain[0, len(full) :].tolist())  # no cache, no batch
+    with pytest.raises(ValueError, match="batch_size"):
+        icl.label_scores(inputs, ["w40", "w41"], batch_size=0)
+
+
 def test_in_context_generation_stops_at_the_templates_answer_end_by_default():
     model = tiny_model("llama", dtype=torch.float64)
     codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)

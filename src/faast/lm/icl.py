@@ -4,9 +4,9 @@
 :class:`~faast.lm.prompts.PromptCodec` a :class:`~faast.lm.task.TaskModel` uses, so both read the
 examples the same way. The demonstrations are one shared list: the start tokens and the
 demonstrations (as many whole ones as fit before the longest query, never truncating a query) form a
-prefix that is run once; its KV cache is copied for each query. That is the cheapest way to run
-in-context learning, and the cost reported for it (time per example, bytes of the cache) is what a
-deployment would pay.
+prefix that is run once; its KV cache is copied for each batch of queries (as many copies as
+queries, within ``MAX_BATCH_CACHE_BYTES``). That is the cheapest way to run in-context learning,
+and the cost reported for it (time per example, bytes of the cache) is what a deployment would pay.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from tqdm.auto import tqdm
 
 from faast.lm.decoding import decoding_kwargs
 from faast.lm.prompts import PromptCodec
+
+#: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
+#: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
+MAX_BATCH_CACHE_BYTES = 2 * 1024**3
 
 
 class InContextModel:
@@ -89,57 +93,110 @@ class InContextModel:
                     total += t.numel() * t.element_size()
         return total
 
-    @torch.no_grad()
-    def _logits(self, continuation: list[int]) -> torch.Tensor:
-        """(len(continuation), V) logits of the tokens after the prefix."""
-        ids = torch.tensor([continuation], device=self.device)
+    def _batch_limit(self, batch_size: int) -> int:
+        """``batch_size``, lowered so the batch's copies of the prefix cache stay within
+        ``MAX_BATCH_CACHE_BYTES`` (at least 1)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        per_copy = self.cache_nbytes()
+        return max(1, min(batch_size, MAX_BATCH_CACHE_BYTES // per_copy)) if per_copy else batch_size
+
+    def _batched_cache(self, rows: int) -> dict[str, Any]:
+        """The prefix's KV cache for ``rows`` sequences, as the keyword argument the model takes
+        (``{}`` when the prefix is empty); a copy: the model appends to it."""
         cache = self._prefix_cache()
-        if cache is None:  # the prefix is empty
-            return self.model(input_ids=ids, use_cache=False).logits[0]
-        n = len(self.prefix)
-        mask = torch.ones(1, n + len(continuation), dtype=torch.long, device=self.device)
-        cached = {self._cache_keyword: copy.deepcopy(cache)}
-        out = self.model(input_ids=ids, attention_mask=mask, use_cache=True, **cached)
-        return out.logits[0]
+        if cache is None:
+            return {}
+        cache = copy.deepcopy(cache)
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return {self._cache_keyword: cache}
+
+    @torch.no_grad()
+    def _log_probs(self, continuations: list[list[int]], positions: list[list[int]]) -> list[torch.Tensor]:
+        """For each continuation c (token ids after the prefix; one batch, right-padded), the float32
+        log-softmax rows (len(p), V) at its positions p (indices into c)."""
+        n, width = len(self.prefix), max(len(c) for c in continuations)
+        pad = self.codec.tokenizer.pad_token_id or 0
+        ids = torch.full((len(continuations), width), pad, dtype=torch.long)
+        mask = torch.zeros(len(continuations), n + width, dtype=torch.long)
+        mask[:, :n] = 1
+        for i, c in enumerate(continuations):
+            ids[i, : len(c)] = torch.tensor(c)
+            mask[i, n : n + len(c)] = 1
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            use_cache=n > 0,
+            **self._batched_cache(len(continuations)),
+        )
+        return [F.log_softmax(out.logits[i, p].float(), -1) for i, p in enumerate(positions)]
+
+    def _tail_log_probs(
+        self, items: list[tuple[list[int], list[int]]], batch_size: int, desc: str, progress: bool
+    ) -> list[float]:
+        """For each (query, tail): log p(tail | prefix, query), summed over the tail's tokens;
+        ``batch_size`` sequences per forward pass."""
+        out: list[float] = []
+        step = self._batch_limit(batch_size)
+        for i in tqdm(range(0, len(items), step), desc=desc, disable=not progress, leave=False):
+            chunk = items[i : i + step]
+            conts = [q + t for q, t in chunk]
+            positions = [list(range(len(q) - 1, len(q) - 1 + len(t))) for q, t in chunk]
+            for lp, (_, tail) in zip(self._log_probs(conts, positions), chunk, strict=True):
+                picks = torch.arange(len(tail), device=lp.device)
+                out.append(float(lp[picks, torch.tensor(tail, device=lp.device)].sum()))
+        return out
 
     def label_scores(
-        self, inputs: Sequence[str], labels: Sequence[str], *, progress: bool = False
+        self,
+        inputs: Sequence[str],
+        labels: Sequence[str],
+        *,
+        progress: bool = False,
+        batch_size: int = 8,
     ) -> torch.Tensor:
-        """(n, L) float64 log-probability of each label's full token sequence after each query."""
+        """(n, L) float64 log-probability of each label's full token sequence after each query;
+        ``batch_size`` queries per forward pass after the shared prefix (fewer when their copies of
+        the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``)."""
         label_ids = [self.codec.label_ids(label) for label in labels]
-        rows = []
-        for text in tqdm(inputs, desc="in-context scoring", disable=not progress, leave=False):
+        queries = []
+        for text in inputs:
             query = self._query(text)
             self._check(query, max(len(x) for x in label_ids), text)
-            row = []
-            if all(len(x) == 1 for x in label_ids):
-                lp = F.log_softmax(self._logits(query)[-1].float(), -1)
-                row = [float(lp[x[0]]) for x in label_ids]
-            else:
-                for x in label_ids:
-                    lp = F.log_softmax(self._logits(query + x).float(), -1)
-                    start = len(query) - 1
-                    row.append(float(sum(lp[start + k, tok] for k, tok in enumerate(x))))
-            rows.append(row)
-        return torch.tensor(rows, dtype=torch.float64)
+            queries.append(query)
+        if all(len(x) == 1 for x in label_ids):  # one pass per query: the labels' first tokens
+            rows: list[list[float]] = []
+            step = self._batch_limit(batch_size)
+            starts = range(0, len(queries), step)
+            for i in tqdm(starts, desc="in-context scoring", disable=not progress, leave=False):
+                chunk = queries[i : i + step]
+                for lp in self._log_probs(chunk, [[len(q) - 1] for q in chunk]):
+                    rows.append([float(lp[0, x[0]]) for x in label_ids])
+            return torch.tensor(rows, dtype=torch.float64).reshape(len(queries), len(label_ids))
+        items = [(q, x) for q in queries for x in label_ids]
+        flat = self._tail_log_probs(items, batch_size, "in-context scoring", progress)
+        return torch.tensor(flat, dtype=torch.float64).reshape(len(queries), len(label_ids))
 
     def classify(self, inputs: Sequence[str], labels: Sequence[str], **kwargs: Any) -> list[str]:
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
         return [labels[i] for i in best.tolist()]
 
     @torch.no_grad()
-    def answer_nll(self, examples: Sequence[tuple[str, str]]) -> tuple[float, int]:
-        """(summed NLL, tokens) of the answers under teacher forcing, end marker included."""
-        nll, count = 0.0, 0
+    def answer_nll(
+        self, examples: Sequence[tuple[str, str]], *, batch_size: int = 8, progress: bool = False
+    ) -> tuple[float, int]:
+        """(summed NLL, tokens) of the answers under teacher forcing, end marker included;
+        ``batch_size`` examples per forward pass."""
+        items = []
         for text, output in examples:
-            query = self._query(text)
-            answer = self.codec.answer_ids(output)
+            query, answer = self._query(text), self.codec.answer_ids(output)
             self._check(query, len(answer), text)
-            lp = F.log_softmax(self._logits(query + answer).float(), -1)
-            start = len(query) - 1
-            nll -= float(sum(lp[start + k, tok] for k, tok in enumerate(answer)))
-            count += len(answer)
-        return nll, count
+            items.append((query, answer))
+        if not items:
+            return 0.0, 0
+        nll = -sum(self._tail_log_probs(items, batch_size, "in-context NLL", progress))
+        return nll, sum(len(a) for _, a in items)
 
     @torch.no_grad()
     def generate(
@@ -150,35 +207,51 @@ class InContextModel:
         stop: dict[str, Any] | None = None,
         progress: bool = False,
         no_repeat_ngram: int | None = None,
+        batch_size: int = 8,
     ) -> list[str]:
-        """Greedy answers, one query at a time after the cached prefix. ``stop``: ``generate`` keyword
-        arguments that end an answer (default: at the template's answer end,
-        :meth:`PromptCodec.stop_kwargs`; ``{}``: only at EOS or ``max_new_tokens``).
-        ``no_repeat_ngram``: forbid repeating an n-gram of the answer itself (the demonstrations'
-        n-grams stay allowed)."""
+        """Greedy answers after the cached prefix. ``stop``: ``generate`` keyword arguments that end
+        an answer (default: at the template's answer end, :meth:`PromptCodec.stop_kwargs`; ``{}``:
+        only at EOS or ``max_new_tokens``). ``no_repeat_ngram``: forbid repeating an n-gram of the
+        answer itself (the demonstrations' n-grams stay allowed). ``batch_size`` queries at once,
+        grouped by length; a shorter query is padded on its left, between the prefix and its
+        prompt, and the padding is masked (on models with sliding-window attention the pads take
+        window slots, so a padded query may see a few prefix tokens less)."""
         stop = self.codec.stop_kwargs() if stop is None else stop
-        outs = []
-        pad = self.codec.tokenizer.pad_token_id
-        for text in tqdm(inputs, desc="in-context generation", disable=not progress, leave=False):
+        queries = []
+        for text in inputs:
             query = self._query(text)
             self._check(query, max_new_tokens, text)
-            ids = torch.tensor([self.prefix + query], device=self.device)
-            cache = self._prefix_cache()
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": max_new_tokens,
-                "do_sample": False,
-                "pad_token_id": pad,
-            }
-            if cache is not None:
-                kwargs[self._cache_keyword] = copy.deepcopy(cache)
+            queries.append(query)
+        outs: list[str] = [""] * len(queries)
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
+        step = self._batch_limit(batch_size)
+        pad = self.codec.tokenizer.pad_token_id
+        n = len(self.prefix)
+        for b in tqdm(
+            range(0, len(order), step), desc="in-context generation", disable=not progress, leave=False
+        ):
+            rows = order[b : b + step]
+            width = max(len(queries[i]) for i in rows)
+            ids = torch.full((len(rows), n + width), pad if pad is not None else 0, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            ids[:, :n] = torch.tensor(self.prefix, dtype=torch.long)
+            mask[:, :n] = 1
+            for r, i in enumerate(rows):
+                q = queries[i]
+                ids[r, n + width - len(q) :] = torch.tensor(q)
+                mask[r, n + width - len(q) :] = 1
             gen = self.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                **kwargs,
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                **self._batched_cache(len(rows)),
                 **stop,
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
-            outs.append(self.codec.decode_answer(gen[0, ids.shape[1] :].tolist()))
+            for r, i in enumerate(rows):
+                outs[i] = self.codec.decode_answer(gen[r, ids.shape[1] :].tolist())
         return outs
 
     def _query(self, text: str) -> list[int]:
