@@ -197,3 +197,61 @@ def test_forget_examples_rewrites_the_task_as_if_never_learned(model_dir, tmp_pa
     headed = ["task", "forget", *base, "--fast-weights", str(out), "--task", "headed"]
     assert main([*headed, "--examples", str(drop)]) == 1
     assert "label head" in capsys.readouterr().err
+
+
+def test_in_context_learning_from_the_command_line(model_dir, tmp_path, capsys):  # noqa: F811
+    from faast.lm.icl import InContextModel
+    from faast.lm.prompts import PromptCodec, PromptTemplate
+    from faast.lm.text import load_causal_lm
+
+    base, _, test, out = parity_setup(model_dir, tmp_path)
+    train = tmp_path / "train.tsv"
+    preds = tmp_path / "icl.jsonl"
+    icl_args = ["--demonstrations", str(train), "--shots", "5", "--template", TEMPLATE]
+    assert main(["task", "classify", *base, *icl_args, "--inputs", str(test), "--out", str(preds)]) == 0
+    assert "5 of 5 demonstrations fit" in capsys.readouterr().err
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    model, tok = load_causal_lm(str(model_dir))
+    codec = PromptCodec(tok, PromptTemplate(TEMPLATE), model.config.max_position_embeddings)
+    demos = [(e.input, e.output) for e in read_examples(train)[:5]]
+    inputs = [e.input for e in read_examples(test)]
+    expected = InContextModel(model, codec, demos, reserve=16).label_scores(inputs, ["w5", "w6"])
+    got = torch.tensor(
+        [[json.loads(r["log_probs"])[x] for x in ("w5", "w6")] for r in rows], dtype=torch.float64
+    )
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)  # labels 'auto': the demonstrations' outputs
+
+    assert main(["task", "evaluate", *base, *icl_args, "--examples", str(test)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        result["n"] == 12
+        and result["accuracy"]
+        == label_accuracy([r["prediction"] for r in rows], [e.output for e in read_examples(test)])[
+            "accuracy"
+        ]
+    )
+    gen = tmp_path / "gen.tsv"
+    cmd = ["task", "generate", *base, *icl_args, "--labels", "none", "--inputs", str(test), "--out", str(gen)]
+    assert main([*cmd, "--max-new-tokens", "3"]) == 0
+    assert len(gen.read_text().splitlines()) == 13
+
+    assert main(["task", "classify", *base, "--shots", "3", "--inputs", str(test), "--out", str(preds)]) == 1
+    assert "--shots needs --demonstrations" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "task",
+                "classify",
+                *base,
+                *icl_args,
+                "--fast-weights",
+                str(out),
+                "--inputs",
+                str(test),
+                "--out",
+                str(preds),
+            ]
+        )
+        == 1
+    )
+    assert "drop --fast-weights" in capsys.readouterr().err

@@ -152,8 +152,15 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
     if inputs:
         p.add_argument("--inputs", required=True, help="TSV/JSONL of inputs (an output column is ignored)")
-    p.add_argument("--template", default=None, help="zero-shot only: the prompt with {input}")
+    p.add_argument("--template", default=None, help="zero-shot and in-context only: the prompt with {input}")
     p.add_argument("--labels", default=None, help="comma-separated labels (default: the task's)")
+    p.add_argument(
+        "--demonstrations",
+        default=None,
+        help="in-context learning instead of fast weights: TSV/JSONL examples put before every input "
+        "(whole ones, as many as fit; the baseline FAAST is measured against); labels 'auto' from them",
+    )
+    p.add_argument("--shots", type=int, default=None, help="with --demonstrations: use only the first K")
     p.add_argument("--batch-size", type=int, default=16)
 
 
@@ -312,6 +319,52 @@ def _task_model(args: argparse.Namespace, signature: dict[str, Any] | None = Non
     return task
 
 
+def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
+    """In-context learning with ``--demonstrations``, else the task of ``--fast-weights`` (zero-shot
+    without either)."""
+    if args.demonstrations:
+        return _in_context_task(args, queries, answers)
+    if args.shots is not None:
+        raise ValueError("--shots needs --demonstrations (the examples to take them from)")
+    return _task_model(args)
+
+
+def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
+    """The base model reading ``--demonstrations`` before every input (``--shots`` first ones), with
+    room after them for the longest of ``queries`` and its answer (``answers``, the labels and
+    ``--max-new-tokens``)."""
+    from faast.lm.config import ReadConfig
+    from faast.lm.examples import distinct_outputs, read_examples
+    from faast.lm.icl import InContextTask
+    from faast.lm.prompts import PromptCodec
+    from faast.lm.task import MAX_LABELS
+
+    if args.fast_weights:
+        raise ValueError("--demonstrations runs in-context learning on the base model; drop --fast-weights")
+    demos = read_examples(args.demonstrations)
+    labels = _labels(args.labels) if args.labels is not None else "auto"
+    fm, tok = _load(args, {}, ReadConfig())
+    context = getattr(fm.base_model.config, "max_position_embeddings", None)
+    codec = PromptCodec(tok, _template(args.template), context)
+    candidates = labels if isinstance(labels, list) else distinct_outputs(demos)[:MAX_LABELS]
+    longest = max((len(codec.prompt_ids(x, start=False)) for x in queries), default=0)
+    answer = max(
+        [getattr(args, "max_new_tokens", 0)]
+        + [len(codec.answer_ids(a)) for a in answers]
+        + [len(codec.label_ids(c)) for c in candidates]
+    )
+    task = InContextTask(
+        fm.base_model, codec, demos, reserve=longest + answer + 4, labels=labels, shots=args.shots
+    )
+    if _dist().is_main:
+        print(
+            f"[faast] in-context learning: {task.num_used} of {task.num_asked} demonstrations fit "
+            f"({len(task.icl.prefix)} tokens) in the context of {codec.context}",
+            file=sys.stderr,
+        )
+    return task
+
+
 def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     from faast.lm.examples import write_rows
 
@@ -370,8 +423,8 @@ def run_classify(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     _init(args)
-    task = _task_model(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    task = _chosen_task(args, inputs, [])
     preds, scores = _classify(task, inputs, args.batch_size)
     labels = task._labels(None)
     column = "head_scores" if task.head_applies(labels) else "log_probs"
@@ -387,8 +440,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     _init(args)
-    task = _task_model(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    task = _chosen_task(args, inputs, [])
     outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
     _write_predictions(args.out, rows, ["input", "prediction"])
@@ -400,10 +453,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     dist = _init(args)
-    task = _task_model(args)
     examples = read_examples(args.examples)
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
+    task = _chosen_task(args, inputs, refs)
     result: dict[str, Any] = {"examples": len(examples), "fast_weights": args.fast_weights is not None}
     if task.spec.labels:
         unknown = sorted({r for r in refs if r not in task.spec.labels})

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.lm.decoding import decoding_kwargs
+from faast.lm.examples import Example, distinct_outputs
 from faast.lm.prompts import PromptCodec
 
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
@@ -265,3 +266,84 @@ class InContextModel:
                 f"{len(self.prefix)} prefix tokens in the context of {self.codec.context}; "
                 "pass a larger reserve"
             )
+
+
+class InContextTask:
+    """In-context learning behind the interface of :class:`~faast.lm.task.TaskModel` that the
+    ``faast task`` commands use (``spec.labels``, ``label_scores``, ``generate``, ``answer_nll`` on
+    :class:`~faast.lm.examples.Example` lists), so the same command runs zero-shot, FAAST or
+    in-context learning on the same files.
+
+    Parameters
+    ----------
+    model, codec : as for :class:`InContextModel`
+    demonstrations : the labelled examples put before every input (in order; ``shots`` first ones,
+        all when None; whole ones only, as many as fit)
+    labels : the label set, ``"auto"`` (the demonstrations' distinct outputs when there are 2 to
+        :data:`~faast.lm.task.MAX_LABELS`, else free-form) or None (free-form outputs)
+    reserve : tokens kept free after the demonstrations for the longest query and its answer
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        codec: PromptCodec,
+        demonstrations: Sequence[Example],
+        *,
+        reserve: int,
+        labels: Sequence[str] | str | None = "auto",
+        shots: int | None = None,
+    ) -> None:
+        from faast.lm.task import MAX_LABELS, TaskSpec
+
+        demos = [e for e in demonstrations if e.output is not None]
+        if len(demos) != len(demonstrations):
+            raise ValueError("in-context demonstrations need outputs (input<TAB>output, or an output field)")
+        if shots is not None:
+            if shots < 0:
+                raise ValueError(f"shots must be >= 0, got {shots}")
+            demos = demos[:shots]
+        if labels == "auto":
+            outs = distinct_outputs(demos)
+            labels = outs if 2 <= len(outs) <= MAX_LABELS else None
+        self.spec = TaskSpec(codec.template, "answer", list(labels) if labels is not None else None)
+        self.codec = codec
+        self.icl = InContextModel(model, codec, [(e.input, e.output) for e in demos], reserve=reserve)
+        self.num_asked = len(demos)  # the demonstrations offered, after ``shots``
+        self.head = None
+
+    @property
+    def num_used(self) -> int:
+        """How many demonstrations fit in the context (the prefix holds these)."""
+        return self.icl.num_used
+
+    def _labels(self, labels: Sequence[str] | None) -> list[str]:
+        labels = list(labels) if labels is not None else self.spec.labels
+        if not labels or len(labels) < 2:
+            raise ValueError("classification needs at least two labels (pass labels)")
+        return list(labels)
+
+    def head_applies(self, labels: Sequence[str]) -> bool:
+        """Always False: in-context learning has no label head."""
+        return False
+
+    def label_scores(
+        self,
+        inputs: Sequence[str],
+        labels: Sequence[str] | None = None,
+        *,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """(n, L) float64 log-probabilities of each label after the demonstrations and each input."""
+        return self.icl.label_scores(inputs, self._labels(labels), batch_size=batch_size, progress=progress)
+
+    def generate(self, inputs: Sequence[str], **kwargs: Any) -> list[str]:
+        """Greedy answers (:meth:`InContextModel.generate`)."""
+        return self.icl.generate(inputs, **kwargs)
+
+    def answer_nll(self, examples: Sequence[Example], *, batch_size: int = 8) -> tuple[float, int]:
+        """(summed NLL, tokens) of the examples' answers after the demonstrations."""
+        if any(e.output is None for e in examples):
+            raise ValueError("answer_nll needs examples with outputs")
+        return self.icl.answer_nll([(e.input, e.output) for e in examples], batch_size=batch_size)
