@@ -1649,6 +1649,12 @@ def _task_learn(ctx: Ctx, out: Path) -> list[str]:
     return ["task", "learn", "--model", str(ctx.model_dir), "--examples", str(examples), "--out", str(out)]
 
 
+def _task_classify(ctx: Ctx, *extra: str) -> list[str]:
+    inputs = ctx.text_file("inputs.tsv", b"w3 w4\nw6 w7\n")
+    out = str(ctx.path("pred.tsv"))
+    return ["task", "classify", "--model", str(ctx.model_dir), "--inputs", str(inputs), "--out", out, *extra]
+
+
 def _pairs_file(ctx: Ctx, **tensors: torch.Tensor) -> Path:
     from safetensors.torch import save_file
 
@@ -1685,6 +1691,23 @@ CLI = [
         "task learn: --out is not a fast-weight file",
         lambda c: _task_learn(c, c.text_file("notfw.safetensors", b"hi")),
         r"not a readable safetensors file",
+    ),
+    CliCase(
+        "task classify: --shots without --demonstrations",
+        lambda c: _task_classify(c, "--labels", "w5,w8", "--shots", "2"),
+        r"--shots needs --demonstrations",
+    ),
+    CliCase(
+        "task classify: demonstrations without outputs",
+        lambda c: _task_classify(c, "--demonstrations", str(c.text_file("demos.tsv", b"w3 w4\n"))),
+        r"demos.tsv:1: no output",
+    ),
+    CliCase(
+        "task classify: negative --shots",
+        lambda c: _task_classify(
+            c, "--demonstrations", str(c.text_file("d.tsv", b"w3\tw5\n")), "--shots", "-1"
+        ),
+        r"--shots must be >= 0",
     ),
     CliCase(
         "fast-weight file missing",

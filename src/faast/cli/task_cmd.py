@@ -322,6 +322,8 @@ def _task_model(args: argparse.Namespace, signature: dict[str, Any] | None = Non
 def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
     """In-context learning with ``--demonstrations``, else the task of ``--fast-weights`` (zero-shot
     without either)."""
+    if args.shots is not None and args.shots < 0:
+        raise ValueError(f"--shots must be >= 0, got {args.shots}")
     if args.demonstrations:
         return _in_context_task(args, queries, answers)
     if args.shots is not None:
