@@ -32,6 +32,8 @@ forward), inference time per test example (the forward pass of its prompt plus t
 bytes held at inference (fast weights and the gathered LM-head rows; the demonstrations' KV cache).
 All rows of a model run in one process on the same machine, one after the other (the in-context
 rows last: the longest); the table is published after every row, marked partial until the end.
+``--parts`` runs some row groups only (e.g. ``--parts icl --icl 0 --block NAME``: the in-context
+row a stopped run did not reach, into a table of its own; same split and seed, so the rows compare).
 
     python benchmarks/lm_sentiment.py --threads 2                     # the published run (hours)
     python benchmarks/lm_sentiment.py --models smollm2 --test 100 --pool 300 --sizes 1,16,100 \\
