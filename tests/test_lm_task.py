@@ -273,6 +273,16 @@ def test_in_context_batches_give_what_one_query_at_a_time_gives(demos):
         icl.label_scores(inputs, ["w40", "w41"], batch_size=0)
 
 
+def test_the_in_context_prefix_runs_without_its_logits():
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    seen = []
+    model.register_forward_hook(lambda mod, a, kw, out: seen.append(out.logits.shape), with_kwargs=True)
+    icl = InContextModel(model, codec, [("w10 w11", "w40"), ("w12", "w41")], reserve=12)
+    assert icl.cache_nbytes() > 0 and len(icl.prefix) > 2
+    assert seen == [(1, 1, model.config.vocab_size)]  # the LM head ran at the last position only
+
+
 def test_in_context_generation_stops_at_the_templates_answer_end_by_default():
     model = tiny_model("llama", dtype=torch.float64)
     codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)

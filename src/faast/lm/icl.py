@@ -72,11 +72,24 @@ class InContextModel:
             return "past_key_values"
         return "cache" if "cache" in params else "past_key_values"
 
+    def _last_logits_only(self) -> dict[str, int]:
+        """The keyword that makes the model compute the LM head at the last position only (the
+        prefix's logits are never read: over 32k tokens and a 262k vocabulary they would be 34 GB);
+        ``{}`` for a model that has none."""
+        try:
+            params = inspect.signature(self.model.forward).parameters
+        except (TypeError, ValueError):
+            return {}
+        for name in ("logits_to_keep", "num_logits_to_keep"):
+            if name in params:
+                return {name: 1}
+        return {}
+
     @torch.no_grad()
     def _prefix_cache(self) -> Any:
         if self._cache is None and len(self.prefix) > 0:
             ids = torch.tensor([self.prefix], device=self.device)
-            out = self.model(input_ids=ids, use_cache=True)
+            out = self.model(input_ids=ids, use_cache=True, **self._last_logits_only())
             cache = getattr(out, "cache", None)
             self._cache = out.past_key_values if cache is None else cache
         return self._cache
