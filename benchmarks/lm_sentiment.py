@@ -333,6 +333,7 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
             c = cs[int(np.argmax(accs))]
         for name, est in (
             ("MiniLM + FaastClassifier", FaastClassifier()),
+            ("MiniLM + FaastClassifier (logistic)", FaastClassifier(loss="logistic", random_state=args.seed)),
             ("MiniLM + LogisticRegression", LogisticRegression(C=c, max_iter=2000)),
         ):
             with Timer() as tf:
@@ -340,7 +341,10 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
             with Timer() as tp:
                 pred = est.predict(e_test.numpy())
             acc = float(np.mean(pred == np.array([e.output for e in test])))
-            detail = f"C={c:g}" if "Logistic" in name else f"cut {est.cut_}"
+            if isinstance(est, FaastClassifier):
+                detail = f"cut {est.cut_}" + (f", C={est.C_:.3g}" if est.C_ is not None else "")
+            else:
+                detail = f"C={c:g}"
             rows.append(
                 Row(
                     "all-MiniLM-L6-v2",
