@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.lm.decoding import decoding_kwargs
-from faast.lm.examples import Example, distinct_outputs
+from faast.lm.examples import Example
 from faast.lm.prompts import PromptCodec
+from faast.lm.task import TaskSpec, auto_labels, checked_labels
 
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
 #: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
@@ -57,6 +58,7 @@ class InContextModel:
             raise ValueError(f"reserve={reserve} leaves no room in the context of {codec.context} tokens")
         self.prefix, self.num_used = codec.demonstrations(list(demonstrations), codec.context - reserve)
         self._cache: Any = None
+        self._forward_params = _parameter_names(model.forward)
 
     @property
     def device(self) -> torch.device:
@@ -66,22 +68,14 @@ class InContextModel:
     def _cache_keyword(self) -> str:
         """The keyword the model takes a KV cache under: ``cache`` in recent transformers (which
         deprecates ``past_key_values``), ``past_key_values`` before."""
-        try:
-            params = inspect.signature(self.model.forward).parameters
-        except (TypeError, ValueError):
-            return "past_key_values"
-        return "cache" if "cache" in params else "past_key_values"
+        return "cache" if "cache" in self._forward_params else "past_key_values"
 
     def _last_logits_only(self) -> dict[str, int]:
         """The keyword that makes the model compute the LM head at the last position only (the
         prefix's logits are never read: over 32k tokens and a 262k vocabulary they would be 34 GB);
         ``{}`` for a model that has none."""
-        try:
-            params = inspect.signature(self.model.forward).parameters
-        except (TypeError, ValueError):
-            return {}
         for name in ("logits_to_keep", "num_logits_to_keep"):
-            if name in params:
+            if name in self._forward_params:
                 return {name: 1}
         return {}
 
@@ -281,6 +275,14 @@ class InContextModel:
             )
 
 
+def _parameter_names(fn: Any) -> frozenset[str]:
+    """The names ``fn`` takes (empty when its signature cannot be read)."""
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
 class InContextTask:
     """In-context learning behind the interface of :class:`~faast.lm.task.TaskModel` that the
     ``faast task`` commands use (``spec.labels``, ``label_scores``, ``generate``, ``answer_nll`` on
@@ -307,8 +309,6 @@ class InContextTask:
         labels: Sequence[str] | str | None = "auto",
         shots: int | None = None,
     ) -> None:
-        from faast.lm.task import MAX_LABELS, TaskSpec
-
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
             raise ValueError("in-context demonstrations need outputs (input<TAB>output, or an output field)")
@@ -317,8 +317,7 @@ class InContextTask:
                 raise ValueError(f"shots must be >= 0, got {shots}")
             demos = demos[:shots]
         if labels == "auto":
-            outs = distinct_outputs(demos)
-            labels = outs if 2 <= len(outs) <= MAX_LABELS else None
+            labels = auto_labels(demos)
         self.spec = TaskSpec(codec.template, "answer", list(labels) if labels is not None else None)
         self.codec = codec
         self.icl = InContextModel(model, codec, [(e.input, e.output) for e in demos], reserve=reserve)
@@ -331,10 +330,7 @@ class InContextTask:
         return self.icl.num_used
 
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
-        labels = list(labels) if labels is not None else self.spec.labels
-        if not labels or len(labels) < 2:
-            raise ValueError("classification needs at least two labels (pass labels)")
-        return list(labels)
+        return checked_labels(labels, self.spec.labels, "pass labels")
 
     def head_applies(self, labels: Sequence[str]) -> bool:
         """Always False: in-context learning has no label head."""

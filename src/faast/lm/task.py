@@ -65,6 +65,22 @@ MAX_LABELS = 20
 MIN_VALIDATION_EXAMPLES = 8
 
 
+def auto_labels(examples: Sequence[Example]) -> list[str] | None:
+    """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
+    :data:`MAX_LABELS` of them, else None (free-form outputs)."""
+    outs = distinct_outputs(examples)
+    return outs if 2 <= len(outs) <= MAX_LABELS else None
+
+
+def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
+    """``labels``, else ``default``: at least two, or a ValueError ending with ``hint`` (how to
+    give them)."""
+    chosen = list(labels) if labels is not None else default
+    if not chosen or len(chosen) < 2:
+        raise ValueError(f"classification needs at least two labels ({hint})")
+    return list(chosen)
+
+
 @dataclass
 class TaskSpec:
     """What a task is besides its statistics (saved with it): the prompt template, which pairs each
@@ -347,8 +363,7 @@ class TaskModel:
 
     def _set_labels(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> None:
         if labels == "auto":
-            outs = distinct_outputs(examples)
-            self.spec.labels = outs if 2 <= len(outs) <= MAX_LABELS else None
+            self.spec.labels = auto_labels(examples)
         elif labels is None:
             self.spec.labels = None
         else:
@@ -576,12 +591,7 @@ class TaskModel:
 
     # ----------------------------------------------------------------- batches
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
-        labels = list(labels) if labels is not None else self.spec.labels
-        if not labels or len(labels) < 2:
-            raise ValueError(
-                "classification needs at least two labels (learn labelled examples or pass labels)"
-            )
-        return list(labels)
+        return checked_labels(labels, self.spec.labels, "learn labelled examples or pass labels")
 
     def _label_batches(self, inputs: list[str], labels: list[str], batch_size: int = 16) -> list[_Batch]:
         """Batches of sequences prompt + label; single-token label sets need the prompt only."""
