@@ -8,6 +8,7 @@ first out).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -67,9 +68,15 @@ class PairBuffer:
             self._keys, self._values = [self._cat[0]], [self._cat[1]]
         return self._cat
 
-    def find(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def find(self, keys: torch.Tensor, values: torch.Tensor, *, rtol: float = 0.0) -> torch.Tensor:
         """Indices (n,) of stored rows equal to the given rows (keys (n, d), values (n, m)), each
-        stored row matched at most once; raises ``ValueError`` naming the rows not held."""
+        stored row matched at most once; raises ``ValueError`` naming the rows not held.
+
+        ``rtol > 0`` also accepts, for a row with no bit-identical match, the closest unmatched
+        stored row whose largest difference is at most ``rtol`` times the larger of the two rows'
+        largest magnitudes (features recomputed in another batch, e.g. a random projection, can
+        differ from the stored ones in the last bits: BLAS results depend on the batch shape).
+        """
         if keys.shape[0] != values.shape[0]:
             raise ValueError(
                 f"keys and values disagree on the number of rows: {keys.shape[0]} vs {values.shape[0]}"
@@ -82,13 +89,13 @@ class PairBuffer:
         for i in range(rows.shape[0] - 1, -1, -1):  # popped from the end: oldest first
             slots.setdefault(rows[i].tobytes(), []).append(i)
         asked = torch.cat([keys.to(held_k.dtype), values.to(held_k.dtype)], dim=1).cpu().numpy()
-        found, missing = [], []
+        found: list[int | None] = []
         for j in range(asked.shape[0]):
             match = slots.get(asked[j].tobytes())
-            if match:
-                found.append(match.pop())
-            else:
-                missing.append(j)
+            found.append(match.pop() if match else None)
+        if rtol > 0 and None in found:
+            _match_close(rows, asked, found, rtol)
+        missing = [j for j, i in enumerate(found) if i is None]
         if missing:
             raise ValueError(
                 f"{len(missing)} of the {asked.shape[0]} pairs to remove were never added "
@@ -124,3 +131,22 @@ class PairBuffer:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._keys + self._values)
+
+
+def _match_close(rows: np.ndarray, asked: np.ndarray, found: list[int | None], rtol: float) -> None:
+    """Fill the ``None`` entries of ``found`` (indices into ``rows`` (n, k) for each row of
+    ``asked`` (q, k)) with the closest stored row not matched yet, when its largest difference is
+    within ``rtol`` of the rows' largest magnitudes; in place."""
+    free = np.ones(rows.shape[0], dtype=bool)
+    free[[i for i in found if i is not None]] = False
+    scale = np.abs(rows).max(axis=1)
+    for j, i in enumerate(found):
+        if i is not None or not free.any():
+            continue
+        candidates = np.flatnonzero(free)
+        gap = np.abs(rows[candidates] - asked[j]).max(axis=1)
+        best = int(np.argmin(gap))
+        limit = rtol * max(float(np.abs(asked[j]).max()), float(scale[candidates[best]]))
+        if gap[best] <= limit:
+            found[j] = int(candidates[best])
+            free[candidates[best]] = False

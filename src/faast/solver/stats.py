@@ -235,12 +235,16 @@ class GramStats:
 
     def _held_rows(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
         """Indices of the kept rows equal to the pairs being subtracted (None when rows are not
-        kept); a pair that was never added is a ``ValueError``."""
+        kept); a pair that was never added is a ``ValueError``. Equal means bit-identical, or
+        within √ε of the input dtype relative to the rows' magnitude for a row recomputed in
+        another batch shape (BLAS rounding, e.g. ``random_features``)."""
         if self._pairs is None:
             return None
         if self._pairs.count != self.count:  # only some rows are kept: cannot verify
             return None
-        return self._pairs.find(*self._scaled_rows(k, v, w))
+        dtype = self.input_dtype if self.input_dtype is not None else k.dtype
+        rtol = torch.finfo(dtype).eps ** 0.5 if dtype.is_floating_point else 0.0
+        return self._pairs.find(*self._scaled_rows(k, v, w), rtol=rtol)
 
     def _record_pairs(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, sign: float) -> None:
         """Keep float64 copies of the pairs for the dual route while the count allows it."""
