@@ -163,3 +163,19 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     assert "'x' is not a number" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _run("fit", tmp_path / "train.csv")  # --model is required
+
+
+def test_fit_with_intercept_from_a_features_file(tmp_path):
+    rng = np.random.default_rng(1)
+    y = np.arange(40) % 2
+    X = rng.normal(size=(40, 3)) + 10.0 + 2.0 * y[:, None]
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    model = tmp_path / "m"
+    labels = ["--labels", tmp_path / "y.npy"]
+    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--intercept") == 0
+    loaded = load_classifier(model)[0]
+    ref = FaastClassifier(fit_intercept=True).fit(X, y)
+    assert loaded.fit_intercept
+    np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)

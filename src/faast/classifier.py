@@ -126,6 +126,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Majorise–minimise steps of ``loss="logistic"`` per penalty (fewer if they converge);
         after ``C="auto"`` the final fit on every example starts from the chosen candidate's
         weights and makes ``max(3, max_iter // 2)``.
+    fit_intercept : bool, default=False
+        Learn a per-class intercept: a constant feature of value ``intercept_scaling`` is
+        appended to every example (after ``normalize_keys`` and ``random_features``) before the
+        solve, as liblinear does, so every cut, ``loss``, ``partial_fit``, ``forget`` and saving
+        treat it as one more feature. Like liblinear's, the intercept is penalised (shrunk by the
+        cut) with the other weights; a larger ``intercept_scaling`` penalises it less. Helps
+        features that are not centred and do not all share one norm (tabular data); neutral on
+        L2-normalised embeddings (``docs/classifier.md``, "Intercept").
+    intercept_scaling : float > 0, default=1.0
+        The value of the constant feature of ``fit_intercept``; ``intercept_`` is its weight
+        times this value.
 
     Attributes
     ----------
@@ -136,6 +147,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     coef_ : ndarray of shape (n_classes, n_features)
         The compiled fast weights mapping features (or their random expansion, shape
         (n_classes, random_features)) to one-hot class scores (float64).
+    intercept_ : ndarray of shape (n_classes,)
+        The per-class intercept (zeros unless ``fit_intercept``): the scores are
+        ``X @ coef_.T + intercept_`` (before ``class_embeddings``/``prior``).
     rank_ : int
         Spectral directions the cut kept.
     tau_ : float or None
@@ -194,6 +208,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "loss": [StrOptions({"squared", "logistic"})],
         "C": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -217,6 +233,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         loss: str = "squared",
         C: float | str = "auto",
         max_iter: int = 10,
+        fit_intercept: bool = False,
+        intercept_scaling: float = 1.0,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -237,6 +255,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.loss = loss
         self.C = C
         self.max_iter = max_iter
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -256,7 +276,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : FaastClassifier
         """
-        for attr in ("memory_", "classes_", "embeddings_", "coef_", "class_count_", "retarget_cross_", "C_"):
+        fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
+        for attr in (*fitted, "retarget_cross_", "C_"):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
@@ -418,7 +439,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None."""
         y_np = _labels_to_numpy(y)
-        keys = self._expand(self._keys(X, reset=reset))
+        keys = self._design(self._keys(X, reset=reset))
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
         if keys.shape[0] != y_np.shape[0]:
@@ -471,7 +492,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.retargeted_ = 0
         self.C_: float | None = None
         self.n_iter_ = 1  # the closed-form solve; the logistic steps set their own count
-        self.coef_ = self.memory_.weight(torch.float64).cpu().numpy()
+        self._set_coef(self.memory_.weight(torch.float64))
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
         return self
 
@@ -511,7 +532,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         """Adopt logistic fast weights W (m, d) fitted with ρ = 1/C."""
         self._refined = weight
         self.C_ = float(inverse_penalty)
-        self.coef_ = weight.cpu().numpy()
+        self._set_coef(weight)
 
     def _filter(self, factor: Any) -> torch.Tensor:
         """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut
@@ -525,7 +546,18 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.retarget_cross_ = cross
         self._refined = weight
         self.retargeted_ = int(moved)
-        self.coef_ = weight.cpu().numpy()
+        self._set_coef(weight)
+
+    def _set_coef(self, weight: torch.Tensor) -> None:
+        """``coef_`` (C, D) and ``intercept_`` (C,) from fast weights over the design features
+        (C, D + 1 with ``fit_intercept``: the last column is the constant feature's weight)."""
+        full = weight.detach().to(torch.float64).cpu().numpy()
+        if self.fit_intercept:
+            self.coef_ = full[:, :-1].copy()
+            self.intercept_ = full[:, -1] * float(self.intercept_scaling)
+        else:
+            self.coef_ = full
+            self.intercept_ = np.zeros(full.shape[0])
 
     def _weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The fast weights (C, d) used for prediction: retargeted ones if ``refine`` ran."""
@@ -579,6 +611,16 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
         return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
 
+    def _design(self, keys: torch.Tensor) -> torch.Tensor:
+        """The features the solve sees: keys (n, d) → their random expansion (n, M) when
+        ``random_features``, then a constant column of ``intercept_scaling`` when
+        ``fit_intercept`` (n, D + 1)."""
+        features = self._expand(keys)
+        if not self.fit_intercept:
+            return features
+        constant = features.new_full((features.shape[0], 1), float(self.intercept_scaling))
+        return torch.cat([features, constant], dim=1)
+
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:
             return None
@@ -595,8 +637,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
-        expanded = self._expand(keys)
-        pred = expanded @ self._weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
+        pred = self._design(keys) @ self._weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
         emb = self.embeddings_
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction

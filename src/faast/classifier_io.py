@@ -31,10 +31,13 @@ VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
-    "random_state", "refine", "margin", "loss", "C", "max_iter",
+    "random_state", "refine", "margin", "loss", "C", "max_iter", "fit_intercept", "intercept_scaling",
 )  # fmt: skip
 #: Parameters added after the first layout, with the value that files written before them mean.
-_LATER_PARAMS = {"refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10}
+_LATER_PARAMS = {
+    "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10, "fit_intercept": False,
+    "intercept_scaling": 1.0,
+}  # fmt: skip
 
 
 def save_classifier(
@@ -53,7 +56,7 @@ def save_classifier(
     if getattr(clf, "retarget_cross_", None) is not None:
         tensors["retarget_cross"] = clf.retarget_cross_
     if clf.loss == "logistic":  # the fitted logits' weights and the penalty they were fitted with
-        tensors["logistic_weight"] = torch.as_tensor(clf.coef_, dtype=torch.float64)
+        tensors["logistic_weight"] = clf._weight(torch.float64, torch.device("cpu"))
         tensors["logistic_C"] = torch.tensor([float(clf.C_), float(clf.n_iter_)], dtype=torch.float64)
     if clf.embeddings_ is not None:
         tensors["class_embeddings"] = clf.embeddings_
@@ -115,7 +118,7 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     clf.n_features_in_ = d
     clf.class_count_ = counts
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
-    key_dim = d if clf.random_features is None else int(clf.random_features)
+    key_dim = (d if clf.random_features is None else int(clf.random_features)) + int(clf.fit_intercept)
     memory = InverseMemory(
         clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
     )
@@ -129,9 +132,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         clf._set_retarget(cross, factor.weights_for(clf._filter(factor), cross), 0)
     if clf.loss == "logistic":
         weight = tensors.get("logistic_weight")
-        if weight is None or "logistic_C" not in tensors or weight.shape != clf.coef_.shape:
+        shape = (len(classes), key_dim)
+        if weight is None or "logistic_C" not in tensors or tuple(weight.shape) != shape:
             raise ValueError(
-                f"{folder / TENSORS_NAME}: loss='logistic' but no logistic weights of shape {clf.coef_.shape}"
+                f"{folder / TENSORS_NAME}: loss='logistic' but no logistic weights of shape {shape}"
             )
         stored = tensors["logistic_C"]  # [C, steps of the final fit]
         clf._set_logistic(weight.to(torch.float64), float(stored[0]))

@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             )
             c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
             c.add_argument(
+                "--intercept", action="store_true",
+                help="learn a per-class intercept (a constant feature; helps tabular, not centred data)",
+            )  # fmt: skip
+            c.add_argument(
                 "--random-features", type=int, default=None, metavar="M",
                 help="expand features by a seeded random projection to M dims + ReLU before the solve "
                 "(more accurate on large data, much slower to fit; see docs/classifier.md)",
@@ -196,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         clf = FaastClassifier(
             **params,
             normalize_keys=args.normalize,
+            fit_intercept=args.intercept,
             random_features=args.random_features,
             distributed=shard,
             loss=args.loss,

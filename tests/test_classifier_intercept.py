@@ -1,0 +1,112 @@
+"""FaastClassifier(fit_intercept=True): the constant feature against plain references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import Ridge
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from faast import FaastClassifier
+
+
+def _data(n: int, d: int, classes: int, seed: int, offset: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Features with a common offset (not centred) and a class signal; y cycles over classes."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    X = rng.standard_normal((n, d)) + offset + 1.5 * np.eye(classes, d)[y]
+    return X, y
+
+
+@parametrize_with_checks(
+    [FaastClassifier(fit_intercept=True), FaastClassifier(fit_intercept=True, tau="gcv")]
+)
+def test_scikit_learn_estimator_checks_with_intercept(estimator, check):
+    check(estimator)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(4, 60),
+    d=st.integers(1, 30),
+    classes=st.integers(2, 4),
+    ridge=st.floats(1e-3, 10.0),
+    scaling=st.sampled_from([0.5, 1.0, 3.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_intercept_is_ridge_on_the_features_plus_a_constant_column(n, d, classes, ridge, scaling, seed):
+    """W (C, d + 1) solves (KᵀK + ρI) W = Kᵀ Y for K = [X, s·1], by numpy, on any shape (n < d too)."""
+    X, y = _data(n, d, classes, seed)
+    clf = FaastClassifier(ridge=ridge, fit_intercept=True, intercept_scaling=scaling).fit(X, y)
+    K = np.hstack([X, np.full((n, 1), scaling)])
+    Y = np.eye(classes)[np.searchsorted(clf.classes_, y)]
+    W = np.linalg.solve(K.T @ K + ridge * np.eye(d + 1), K.T @ Y).T
+    np.testing.assert_allclose(clf.coef_, W[:, :d], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(clf.intercept_, W[:, d] * scaling, rtol=1e-6, atol=1e-8)
+    Q = np.random.default_rng(seed + 1).standard_normal((7, d)) + 3.0
+    scores = Q @ clf.coef_.T + clf.intercept_
+    expected = scores[:, 1] - scores[:, 0] if classes == 2 else scores
+    np.testing.assert_allclose(clf.decision_function(Q), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_a_large_scaling_gives_scikit_learns_unpenalised_intercept():
+    """As the constant grows its penalty vanishes: Ridge(fit_intercept=True) on one-hot targets."""
+    X, y = _data(200, 6, 3, 0)
+    clf = FaastClassifier(ridge=0.5, fit_intercept=True, intercept_scaling=1e4).fit(X, y)
+    ref = Ridge(alpha=0.5).fit(X, np.eye(3)[y])
+    np.testing.assert_allclose(clf.coef_, ref.coef_, atol=1e-6)
+    np.testing.assert_allclose(clf.intercept_, ref.intercept_, atol=1e-6)
+
+
+def test_without_intercept_the_intercept_is_zero_and_nothing_changes():
+    X, y = _data(40, 5, 3, 1)
+    plain = FaastClassifier().fit(X, y)
+    np.testing.assert_array_equal(plain.intercept_, np.zeros(3))
+    assert plain.coef_.shape == (3, 5)
+
+
+def test_the_intercept_splits_classes_that_a_line_through_the_origin_cannot():
+    """Two classes at x ≈ 10 and x ≈ 12: without a constant, scores w_c·x all grow with x and
+    one class wins everywhere; with it, a threshold between them."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 100)
+    X = (10.0 + 2.0 * y + 0.3 * rng.standard_normal(200))[:, None]
+    without = FaastClassifier(ridge=1e-6).fit(X, y).score(X, y)
+    with_intercept = FaastClassifier(ridge=1e-6, fit_intercept=True).fit(X, y).score(X, y)
+    assert without == 0.5
+    assert with_intercept > 0.95
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"tau": "auto"}, {"tau": "gcv"}, {"random_features": 12}])
+def test_partial_fit_forget_and_save_keep_the_intercept(tmp_path, kwargs):
+    X, y = _data(50, 8, 3, 2)
+    full = FaastClassifier(fit_intercept=True, **kwargs).fit(X, y)
+    streamed = FaastClassifier(fit_intercept=True, **kwargs)
+    for part in np.array_split(np.arange(50), 3):
+        streamed.partial_fit(X[part], y[part], classes=np.arange(3))
+    Q = np.random.default_rng(3).standard_normal((9, 8)) + 3.0
+    np.testing.assert_allclose(streamed.decision_function(Q), full.decision_function(Q), rtol=1e-6, atol=1e-9)
+    forgot = FaastClassifier(fit_intercept=True, **kwargs).fit(X, y).forget(X[40:], y[40:])
+    ref = FaastClassifier(fit_intercept=True, **kwargs).partial_fit(X[:40], y[:40], classes=np.arange(3))
+    np.testing.assert_allclose(forgot.decision_function(Q), ref.decision_function(Q), rtol=1e-6, atol=1e-9)
+    loaded = FaastClassifier.load(full.save(tmp_path / "clf"))
+    assert loaded.fit_intercept and loaded.intercept_scaling == 1.0
+    np.testing.assert_array_equal(loaded.decision_function(Q), full.decision_function(Q))
+    np.testing.assert_array_equal(loaded.intercept_, full.intercept_)
+
+
+def test_logistic_loss_with_intercept_saves_and_loads(tmp_path):
+    X, y = _data(60, 4, 3, 4)
+    clf = FaastClassifier(fit_intercept=True, loss="logistic").fit(X, y)
+    loaded = FaastClassifier.load(clf.save(tmp_path / "clf"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert np.any(clf.intercept_ != 0)
+
+
+@pytest.mark.parametrize("scaling", [0.0, -1.0])
+def test_a_scaling_that_is_not_positive_is_refused(scaling):
+    X, y = _data(10, 3, 2, 0)
+    with pytest.raises(ValueError, match="intercept_scaling"):
+        FaastClassifier(fit_intercept=True, intercept_scaling=scaling).fit(X, y)
