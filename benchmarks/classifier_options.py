@@ -5,6 +5,7 @@ preprocessing fitted on the support set), single-threaded, for 16- and 64-shot e
 full data, accuracy (%) and fit time of the ``--variants``:
 
 * ``plain``: ``FaastClassifier()`` (cut ``auto``);
+* ``intercept``: ``FaastClassifier(fit_intercept=True)`` (a constant feature);
 * ``rf:M``: ``FaastClassifier(random_features=M)`` (fixed Gaussian projection to M dimensions +
   ReLU before the solve, RanPAC-style);
 * ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
@@ -14,6 +15,9 @@ full data, accuracy (%) and fit time of the ``--variants``:
   :mod:`faast.solver.logistic`; C chosen on a held-out tenth of the support set, or fixed);
 * ``logreg:C``: scikit-learn ``LogisticRegression(C=C, max_iter=1000)`` on L2-normalised features
   (the demo's validated preprocessing and full-data C), full data only.
+
+Any variant may end with ``@prep`` (``none``, ``l2``, ``center``, ``center-l2``) to change its
+preprocessing, e.g. ``intercept@l2`` (an intercept matters on features that are not centred).
 
 ``--split validation`` never reads the test images (support and queries from the training
 split), which is where M, R and θ are to be chosen; ``--split test`` reports on the test split.
@@ -38,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
+from faast.eval.preprocess import KINDS as PREP_KINDS
 from faast.eval.preprocess import Preprocess
 from faast.eval.splits import validation_split
 from faast.publish import write_public_json, write_public_text
@@ -47,10 +52,17 @@ from classifier_cuts import _machine, load_features
 
 
 def estimator(variant: str) -> tuple[Any, str]:
-    """The estimator of a ``--variants`` entry and its preprocessing."""
+    """The estimator of a ``--variants`` entry and its preprocessing (``@prep`` overrides it)."""
+    variant, _, prep = variant.partition("@")
+    if prep:
+        if prep not in PREP_KINDS:
+            raise ValueError(f"unknown preprocessing {prep!r} in a variant: use one of {PREP_KINDS}")
+        return estimator(variant)[0], prep
     kind, *args = variant.split(":")
     if kind == "plain" and not args:
         return FaastClassifier(), "center-l2"
+    if kind == "intercept" and not args:
+        return FaastClassifier(fit_intercept=True), "center-l2"
     if kind == "rf" and len(args) == 1:
         return FaastClassifier(random_features=int(args[0])), "center-l2"
     if kind == "refine" and len(args) == 2:
@@ -59,13 +71,20 @@ def estimator(variant: str) -> tuple[Any, str]:
         return FaastClassifier(loss="logistic", C=float(args[0]) if args else "auto"), "center-l2"
     if kind == "logreg" and len(args) == 1:
         return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
-    raise ValueError(f"unknown variant {variant!r}: plain, rf:M, refine:R:theta, logistic[:C] or logreg:C")
+    raise ValueError(
+        f"unknown variant {variant!r}: plain, intercept, rf:M, refine:R:theta, logistic[:C] or logreg:C, "
+        "each optionally followed by @prep"
+    )
 
 
 def label(variant: str) -> str:
+    variant, _, prep = variant.partition("@")
+    if prep:
+        return f"{label(variant)}, prep {prep}"
     kind, *args = variant.split(":")
     return {
         "plain": "as encoded (auto)",
+        "intercept": "with intercept (auto)",
         "rf": f"random features M={args[0] if args else ''} (auto)",
         "refine": f"retargeting R={args[0]}, θ={args[-1]} (auto)" if args else "",
         "logistic": f"logistic steps, C={args[0] if args else 'auto'} (auto cut)",
@@ -155,9 +174,10 @@ def main() -> None:
     suffix = "" if args.split == "test" else "_validation"
     out = Path(args.out or f"benchmarks/results/classifier_options{suffix}")
     write_public_json(out.with_suffix(".json"), result, indent=2)
+    prep = "centre + L2" + (" unless the row names its prep" if "@" in args.variants else "")
     header = (
         f"Command: `python benchmarks/classifier_options.py {' '.join(sys.argv[1:])}`  \n"
-        "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d), centre + L2; "
+        f"Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d), {prep}; "
         f"{args.episodes} episodes per K (seed {args.seed}); scored on the {args.split} split; 1 thread  \n"
         f"Machine: {result['settings']['machine']} (shared VM: timings vary)\n"
     )

@@ -1,0 +1,45 @@
+"""benchmarks/classifier_datasets.py: its helpers, and a run on two bundled tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import classifier_datasets as bench
+
+
+def test_passages_join_groups_of_non_empty_lines():
+    text = "a\n\nb\nc\nd\n \ne\nf\ng"
+    assert bench.passages(text, lines=3) == ["a b c", "d e f"]
+
+
+def test_few_draws_k_per_class_from_the_given_rows_only():
+    y = np.repeat(np.arange(3), 10)
+    rows = np.arange(25)  # class 2 has 5 rows here
+    picked = bench.few(y, rows, 4, np.random.default_rng(0))
+    assert set(picked) <= set(rows)
+    assert np.bincount(y[picked]).tolist() == [4, 4, 4]
+    assert len(bench.few(y, rows[:12], 4, np.random.default_rng(0))) == 4 + 2  # class 1 has 2
+
+
+def test_run_on_two_tables_scores_every_method_in_both_regimes(tmp_path):
+    args = argparse.Namespace(datasets="iris,wine", per_class=10, seed=0, out=str(tmp_path / "r"))
+    result = bench.run(args)
+    assert set(result["accuracy"]) == {"iris", "wine"}
+    for by_regime in result["accuracy"].values():
+        assert set(by_regime) == set(bench.REGIMES)
+        for row in by_regime.values():
+            assert set(row) == set(bench.METHODS)
+            assert all(0.0 <= v <= 100.0 for v in row.values())
+    assert result["shapes"]["iris"] == [150, 4, 3]
+    # the intercept is what separates iris's classes for the logistic loss (docs/classifier.md)
+    iris = result["accuracy"]["iris"]["all"]
+    assert iris["FAAST logistic +intercept"] > iris["FAAST logistic"] + 5
+    table = bench.markdown(result)
+    assert table.count("| iris (150 × 4, 3) |") == 2 and "| mean |" in table
+    bench.plot(result, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0
