@@ -6,8 +6,10 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 at 64 px
 
 * ``alpha=A``: the power-law cut τ = n^(−A) for A in {0.4, 0.6, 0.8, 1.0};
 * ``gcv``: truncation rank by generalised cross-validation;
+* ``ridge=gcv``: ridge with ρ by generalised cross-validation (``FaastClassifier(ridge="gcv")``);
 * ``auto``: ``FaastClassifier()`` (``tau="auto"``) — the ridge level with the fewest exact
-  leave-one-out errors (ties: lowest PRESS) on the support set alone; GCV truncation when n ≥ d;
+  leave-one-out errors (ties: lowest PRESS) on the support set alone while the rows are kept
+  (n ≤ 2d); GCV truncation beyond;
 * ``auto (PRESS)``: the same, ranked by PRESS only;
 * ``auto (truncation)``: the truncation rank with the fewest leave-one-out errors instead;
 * ``auto (both)``: the best of the truncation ranks and the ridge levels;
@@ -43,7 +45,10 @@ from faast.eval.splits import validation_split
 from faast.publish import write_public_json, write_public_text
 
 ALPHAS = (0.4, 0.6, 0.8, 1.0)
-ROWS = [*(f"alpha={a}" for a in ALPHAS), "gcv", "auto", "auto (PRESS)", "auto (truncation)", "auto (both)"]
+ROWS = [
+    *(f"alpha={a}" for a in ALPHAS), "gcv", "ridge=gcv",
+    "auto", "auto (PRESS)", "auto (truncation)", "auto (both)",
+]  # fmt: skip
 VALIDATED = [*(f"alpha={a}" for a in ALPHAS), "gcv"]
 
 
@@ -76,6 +81,8 @@ def score_cuts(
         out[f"alpha={a}"] = float(np.mean(clf.predict(qs) == qy))
     clf.set_params(tau="gcv").solve()
     out["gcv"] = float(np.mean(clf.predict(qs) == qy))
+    clf.set_params(tau=None, ridge="gcv").solve()
+    out["ridge=gcv"] = float(np.mean(clf.predict(qs) == qy))
     factor = clf.memory_.stats.factor()
     variants = {
         "auto (PRESS)": ("press", ("ridge",)),
