@@ -13,7 +13,12 @@ from faast import FaastClassifier, GramStats
 
 
 @parametrize_with_checks(
-    [FaastClassifier(), FaastClassifier(alpha=0.8), FaastClassifier(tau="gcv", similarity="cosine")]
+    [
+        FaastClassifier(),
+        FaastClassifier(alpha=0.8),
+        FaastClassifier(tau="gcv", similarity="cosine"),
+        FaastClassifier(ridge="auto"),
+    ]
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

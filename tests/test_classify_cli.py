@@ -179,3 +179,22 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     assert loaded.fit_intercept
     np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+
+
+def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    y = np.arange(30) % 3
+    X = rng.normal(size=(30, 4)) + 2.0 * np.eye(3, 4)[y]
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    labels = ["--labels", tmp_path / "y.npy"]
+    model = tmp_path / "m"
+    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--cut", "ridge=auto") == 0
+    loaded = load_classifier(model)[0]
+    assert loaded.ridge == "auto"
+    ref = FaastClassifier(ridge="auto").fit(X, y)
+    np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    capsys.readouterr()
+    assert _run("fit", tmp_path / "x.npy", *labels, "--model", tmp_path / "p", "--cut", "prior=512") == 1
+    assert "the classifier takes" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -27,6 +27,20 @@ def test_differentiable_solve_equals_the_inference_solve():
     assert mem.scorer.weight.grad is not None and bool(mem.scorer.weight.grad.abs().sum() > 0)
 
 
+@pytest.mark.parametrize("cut", ["gcv", "ridge=gcv", "auto", "ridge=auto"])
+def test_a_cut_chosen_from_the_values_is_refused(cut):
+    """Its filter would move with the values the gradient flows through."""
+    fm = with_random_readout(get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1)))
+    ids, _ = random_batch([30, 30], seed=5)
+    fm.learn(input_ids=ids)
+    mem = fm.memories["block1"]
+    mem.memory.set_cut(cut)
+    captured = fm.capture(input_ids=ids)
+    keys, values = next_pairs(captured.states["block1"], captured.valid)
+    with pytest.raises(ValueError, match="does not depend on the values"):
+        differentiable_fast_weight(mem, keys, values)
+
+
 def test_bank_is_fifo():
     bank = PairBuffer(5)
     bank.append(torch.arange(4.0)[:, None], torch.arange(4.0)[:, None])

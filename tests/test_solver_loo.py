@@ -129,6 +129,37 @@ def test_auto_cut_uses_rows_when_kept_and_gcv_otherwise():
     assert info_auto.rank == info_gcv.rank
 
 
+def test_ridge_auto_is_auto_with_the_rows_and_ridge_gcv_without():
+    gen = torch.Generator().manual_seed(2)
+    keys = torch.randn(30, 40, generator=gen, dtype=torch.float64)
+    values = torch.nn.functional.one_hot(torch.arange(30) % 3, 3).to(torch.float64)
+    keys[:, :3] += 3 * values
+    kept = GramStats(40, 3).add(keys, values)
+    assert kept.factor().has_rows
+    w, info = kept.solve_with_info("ridge=auto")
+    w_auto, info_auto = kept.solve_with_info("auto")
+    torch.testing.assert_close(w, w_auto)  # leave-one-out ridge either way
+    assert info.ridge == info_auto.ridge
+    summed = GramStats(40, 3, dual_max_pairs=0).add(keys, values)  # no rows: GCV ridge
+    assert not summed.factor().has_rows
+    w, info = summed.solve_with_info("ridge=auto")
+    w_gcv, info_gcv = summed.solve_with_info("ridge=gcv")
+    torch.testing.assert_close(w, w_gcv)
+    assert info.mode == "ridge" and info.ridge == info_gcv.ridge
+    assert summed.solve_with_info("auto")[1].mode == "truncation"  # where auto differs
+    with pytest.raises(ValueError, match="beyond"):
+        summed.factor().loo_choice(beyond="lasso")
+
+
+def test_ridge_auto_parses_and_round_trips():
+    cut = Cut.parse("ridge=auto")
+    assert cut == Cut.ridge_penalty("auto") == Cut.from_params(ridge="auto") == Cut("ridge-auto")
+    assert str(cut) == "ridge=auto" and Cut.parse(str(cut)) == cut
+    assert Cut.from_dict(cut.to_dict()) == cut
+    with pytest.raises(ValueError, match="ridge must be"):
+        Cut.from_params(ridge="best")
+
+
 def test_auto_parses_and_round_trips():
     assert Cut.parse("auto") == Cut.auto() == Cut.from_params(tau="auto")
     assert str(Cut.auto()) == "auto"

@@ -66,8 +66,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         n ≤ 2·n_features (the rows are kept), the ridge level with the fewest exact leave-one-out
         errors (ties: lowest PRESS) on the training set alone, from the one eigendecomposition
         (:mod:`faast.solver.loo`); GCV truncation beyond.
-    ridge : float > 0 or "gcv", default=None
-        Ridge regression with this penalty instead of truncation, or ``"gcv"`` to choose it.
+    ridge : float > 0, "gcv" or "auto", default=None
+        Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
+        generalised cross-validation, or ``"auto"``: by exact leave-one-out while the rows are
+        kept (as ``tau="auto"``) and by GCV beyond, where ``tau="auto"`` uses GCV truncation
+        (ridge beyond 2·n_features examples did better on text embeddings, ``docs/classifier.md``).
     class_embeddings : array-like of shape (n_classes, m), default=None
         Label embeddings in the order of ``classes_``; ``None`` means one-hot (m = n_classes).
     prior : "identity", array-like of shape (m, n_features) or callable, default=None
@@ -192,7 +195,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "alpha": [None, Interval(Real, 0, None, closed="left")],
         "c": [Interval(Real, 0, None, closed="neither")],
         "tau": [None, Interval(Real, 0, 1, closed="both"), StrOptions({"gcv", "auto"})],
-        "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv"})],
+        "ridge": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"gcv", "auto"})],
         "class_embeddings": [None, "array-like"],
         "prior": [None, StrOptions({"identity"}), "array-like", callable],
         "n0": [Interval(Real, 0, None, closed="left")],

@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             )
             c = a.add_argument_group("classifier")
             c.add_argument(
-                "--cut", default="auto", help="auto (default), gcv, alpha=0.8, a relative tau, ridge=1e-2"
+                "--cut",
+                default="auto",
+                help="auto (default), gcv, alpha=0.8, a relative tau, ridge=1e-2, ridge=gcv, ridge=auto",
             )
             c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
             c.add_argument(
@@ -189,12 +191,11 @@ def run(args: argparse.Namespace) -> int:
 
     dist = distributed.init()
     if args.action == "fit":
-        feats, labels, _, source = _read(args, None, dist)
-        labels = _need_labels(labels, args)
         from faast.solver import Cut
 
-        cut = Cut.parse(args.cut)
-        params = _cut_params(cut)
+        params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
+        feats, labels, _, source = _read(args, None, dist)
+        labels = _need_labels(labels, args)
         start = time.perf_counter()
         shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(
@@ -255,13 +256,22 @@ def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any
 
 
 def _cut_params(cut: Any) -> dict[str, Any]:
+    """FaastClassifier's cut parameters for a parsed ``--cut`` (a clear error for a kind it does
+    not take)."""
     if cut.kind in ("gcv", "auto"):
         return {"tau": cut.kind}
     if cut.kind == "fixed":
         return {"tau": cut.tau}
     if cut.kind == "power":
         return {"alpha": cut.alpha, "c": cut.c}
-    return {"ridge": "gcv" if cut.kind == "ridge-gcv" else cut.ridge}
+    if cut.kind in ("ridge-gcv", "ridge-auto"):
+        return {"ridge": cut.kind.removeprefix("ridge-")}
+    if cut.kind == "ridge":
+        return {"ridge": cut.ridge}
+    raise ValueError(
+        f"--cut {cut}: the classifier takes auto, gcv, alpha=A, a relative tau, "
+        "or ridge=R, ridge=gcv, ridge=auto"
+    )
 
 
 def _summary(clf: Any, what: str, model: str) -> str:

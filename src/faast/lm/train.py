@@ -44,6 +44,7 @@ from faast.io import load_tensors, save_tensors
 from faast.lm.model import FaastModel
 from faast.lm.readouts import MiddleMemory, next_pairs
 from faast.solver import PairBuffer, SpectralFactor
+from faast.solver.cut import DATA_CHOSEN
 
 
 @dataclass
@@ -68,10 +69,10 @@ def differentiable_fast_weight(mem: MiddleMemory, keys: torch.Tensor, values: to
     """W (d, d) solved from (n, d) bank pairs with the memory's inference cut.
 
     Gradient flows into the scorer through B = Σ kᵢ (wᵢ vᵢ)ᵀ; the filtered inverse of G is a
-    constant. The cut must not depend on the values (GCV cuts are refused).
+    constant. The cut must not depend on the values (GCV and leave-one-out cuts are refused).
     """
     cut = mem.memory.cut
-    if cut.kind in ("gcv", "ridge-gcv"):
+    if cut.kind in DATA_CHOSEN:
         raise ValueError(f"readout training needs a cut that does not depend on the values, got {cut}")
     w = mem.value_weights(keys, values)
     v = values if w is None else values * w[:, None].to(values.dtype)

@@ -13,6 +13,8 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
                GCV truncation otherwise (n ≥ d, where GCV approximates leave-one-out).
 ``ridge``      ridge regression (G + ρI)⁻¹ with a given ρ.
 ``ridge-gcv``  ridge with ρ chosen by generalised cross-validation.
+``ridge-auto`` ridge with ρ chosen from the data alone: by exact leave-one-out while the rows are
+               known (as ``auto``), by GCV beyond (where ``auto`` falls back to GCV truncation).
 ``prior``      ridge worth N pseudo-pairs: ρ = N·tr(G)/(n·d), as if N more pairs with the mean key
                energy spread evenly over the d directions, and zero values, had been learned:
                strong with few pairs, negligible with many (scale-free).
@@ -21,7 +23,7 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
 A cut is validated when it is made, so a bad value fails where it is written, not at the first
 solve. ``Cut.parse`` reads the short text forms used by the command line and config files
 (``"gcv"``, ``"auto"``, ``"0.01"``, ``"alpha=0.8"``, ``"ridge=1e-2"``, ``"ridge=gcv"``,
-``"prior=512"``).
+``"ridge=auto"``, ``"prior=512"``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import torch
 
 from faast.solver.spectral import SpectralFactor
 
-KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv", "prior")
+KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv", "ridge-auto", "prior")
+#: The kinds whose filter depends on the values learned, not on the keys alone.
+DATA_CHOSEN = ("gcv", "auto", "ridge-gcv", "ridge-auto")
 
 
 @dataclass(frozen=True)
@@ -145,8 +149,10 @@ class Cut:
 
     @classmethod
     def ridge_penalty(cls, ridge: float | str) -> Cut:
-        """Ridge with penalty ρ, or ``"gcv"`` to choose ρ."""
-        return cls("ridge-gcv") if ridge == "gcv" else cls("ridge", ridge=ridge)
+        """Ridge with penalty ρ, or ``"gcv"`` / ``"auto"`` to choose ρ."""
+        if ridge in ("gcv", "auto"):
+            return cls(f"ridge-{ridge}")
+        return cls("ridge", ridge=ridge)
 
     @classmethod
     def pseudo_pairs(cls, pairs: float) -> Cut:
@@ -163,12 +169,12 @@ class Cut:
     ) -> Cut:
         """The cut named by the separate parameters used by ``GramStats.solve`` and the estimators:
         ``tau`` (a number, ``"gcv"``, or ``None`` for the power law of ``alpha``, ``c``) or ``ridge``
-        (a number or ``"gcv"``), not both."""
+        (a number, ``"gcv"`` or ``"auto"``), not both."""
         if tau is not None and ridge is not None:
             raise ValueError("give either tau (truncation) or ridge, not both")
         if ridge is not None:
-            if isinstance(ridge, str) and ridge != "gcv":
-                raise ValueError(f"ridge must be a number or 'gcv', got {ridge!r}")
+            if isinstance(ridge, str) and ridge not in ("gcv", "auto"):
+                raise ValueError(f"ridge must be a number, 'gcv' or 'auto', got {ridge!r}")
             return cls.ridge_penalty(ridge)
         if tau is None:
             return cls.power(alpha, c)
@@ -199,9 +205,8 @@ class Cut:
         if "ridge" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: ridge takes no other fields")
-            return cls.ridge_penalty(
-                fields["ridge"] if fields["ridge"] == "gcv" else _number(fields["ridge"], "ridge")
-            )
+            text_rho = fields["ridge"]
+            return cls.ridge_penalty(text_rho if text_rho in ("gcv", "auto") else _number(text_rho, "ridge"))
         if "prior" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: prior takes no other fields")
@@ -228,8 +233,8 @@ class Cut:
             if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
                 return torch.zeros_like(factor.eigenvalues), None, 0.0
             return factor.ridge_filter(rho), None, rho
-        if self.kind == "auto":
-            return factor.loo_choice()
+        if self.kind in ("auto", "ridge-auto"):
+            return factor.loo_choice(beyond="truncation" if self.kind == "auto" else "ridge")
         if self.kind == "power":
             tau = power_law_tau(factor.count, self.alpha, self.c)
         elif self.kind == "gcv":
@@ -280,7 +285,7 @@ class Cut:
             return f"ridge={self.ridge:g}"
         if self.kind == "prior":
             return f"prior={self.prior:g}"
-        return {"gcv": "gcv", "auto": "auto", "ridge-gcv": "ridge=gcv"}[self.kind]
+        return {"gcv": "gcv", "auto": "auto", "ridge-gcv": "ridge=gcv", "ridge-auto": "ridge=auto"}[self.kind]
 
     def __repr__(self) -> str:
         return f"Cut({str(self)!r})"

@@ -231,18 +231,24 @@ class SpectralFactor:
         return self.left is not None and self.row_values is not None
 
     def loo_choice(
-        self, criterion: str = "error", families: tuple[str, ...] = ("ridge",)
+        self, criterion: str = "error", families: tuple[str, ...] = ("ridge",), beyond: str = "truncation"
     ) -> tuple[torch.Tensor, float | None, float | None]:
         """The filter with the best exact leave-one-out score (:mod:`faast.solver.loo`) among
         ``families``: ``"ridge"`` (a grid of ρ; the default, chosen on the demo's validation
-        episodes) and/or ``"truncation"`` (every rank up to 32, then ~8 % apart). Falls back to
-        GCV truncation when the rows are not known. Returns (φ (r,), τ or None, ρ or None)."""
+        episodes) and/or ``"truncation"`` (every rank up to 32, then ~8 % apart). When the rows
+        are not known, GCV instead: truncation (``beyond="truncation"``, the default) or ridge
+        (``beyond="ridge"``). Returns (φ (r,), τ or None, ρ or None)."""
         from faast.solver import loo
 
         unknown = set(families) - {"ridge", "truncation"}
         if unknown or not families:
             raise ValueError(f"families must be among 'ridge', 'truncation', got {families!r}")
+        if beyond not in ("truncation", "ridge"):
+            raise ValueError(f"beyond must be 'truncation' or 'ridge', got {beyond!r}")
         if not self.has_rows:
+            if beyond == "ridge":
+                rho = self.gcv_ridge()
+                return self.ridge_filter(rho), None, rho
             tau, rank = self.gcv_truncation()
             return self.rank_filter(rank), tau, None
         lam = self.eigenvalues
