@@ -1784,7 +1784,7 @@ CLI = [
             "--tau",
             "best",
         ],
-        r"--tau must be a number or .gcv., got .best.",
+        r"--tau must be a number, .gcv. or .auto., got .best.",
     ),
     CliCase("assets: unknown asset", lambda c: ["assets", "fetch", "no-such-asset"], r"no-such-asset"),
     CliCase(

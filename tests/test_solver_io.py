@@ -110,3 +110,21 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+@pytest.mark.parametrize("option", [("--tau", "auto"), ("--ridge", "auto"), ("--ridge", "gcv")])
+def test_solve_command_takes_cuts_chosen_from_the_pairs(tmp_path, option):
+    from safetensors.torch import load_file
+
+    from faast.cli import main
+
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randn(20, 30, generator=gen, dtype=torch.float64)
+    values = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    save_file({"keys": keys, "values": values}, str(tmp_path / "pairs.safetensors"))
+    out = tmp_path / "w.safetensors"
+    assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(out), *option]) == 0
+    name, word = option
+    cut = f"ridge={word}" if name == "--ridge" else word
+    expected = GramStats(30, 3).add(keys, values).solve(cut)
+    torch.testing.assert_close(load_file(str(out))["weight"], expected)

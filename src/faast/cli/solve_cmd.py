@@ -17,20 +17,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("pairs", help="safetensors file with tensors 'keys' and 'values'")
     p.add_argument("--out", required=True, help="where to write W (safetensors, tensor 'weight')")
-    p.add_argument("--tau", default=None, help="relative cut, or 'gcv' (default: c·n^-alpha)")
+    p.add_argument(
+        "--tau", default=None, help="relative cut, 'gcv' or 'auto' (leave-one-out) (default: c·n^-alpha)"
+    )
     p.add_argument("--alpha", type=float, default=1.0)
     p.add_argument("--c", type=float, default=1.0)
-    p.add_argument("--ridge", default=None, help="ridge penalty, or 'gcv' (instead of truncation)")
+    p.add_argument("--ridge", default=None, help="ridge penalty, 'gcv' or 'auto' (instead of truncation)")
     p.set_defaults(func=run)
 
 
-def _number_or_gcv(x: str | None, option: str = "--tau") -> float | str | None:
-    if x is None or x == "gcv":
+def _number_or_choice(x: str | None, option: str = "--tau") -> float | str | None:
+    """A number, or ``"gcv"`` / ``"auto"`` (chosen from the pairs), or None."""
+    if x is None or x in ("gcv", "auto"):
         return x
     try:
         return float(x)
     except ValueError:
-        raise ValueError(f"{option} must be a number or 'gcv', got {x!r}") from None
+        raise ValueError(f"{option} must be a number, 'gcv' or 'auto', got {x!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if keys.ndim != 2 or values.ndim != 2:
         raise ValueError(f"keys and values must be 2-D, got {tuple(keys.shape)} and {tuple(values.shape)}")
     stats = GramStats(keys.shape[1], values.shape[1]).add(keys, values)
-    w, info = stats.solve_with_info(
-        _number_or_gcv(args.tau), alpha=args.alpha, c=args.c, ridge=_number_or_gcv(args.ridge, "--ridge")
-    )
+    ridge = _number_or_choice(args.ridge, "--ridge")
+    w, info = stats.solve_with_info(_number_or_choice(args.tau), alpha=args.alpha, c=args.c, ridge=ridge)
     save_tensors(args.out, {"weight": w}, {"info": repr(info)}, kind="weights")
     print(f"solved {stats.count} pairs ({keys.shape[1]} → {values.shape[1]}): {info}")
     print(f"wrote {args.out}")
