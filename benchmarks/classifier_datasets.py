@@ -15,9 +15,9 @@ Protocol: stratified 5-fold cross-validation (seed), test accuracy (%) averaged 
 in two regimes: ``all`` (the whole training fold) and ``16/class`` (16 examples per class drawn
 from the training fold, seeded). Methods, each at its library default:
 
-* ``FaastClassifier()``, ``FaastClassifier(fit_intercept=True)`` and ``FaastClassifier(ridge="gcv")``
-  (ρ by GCV in every regime, where the default scores ridge by exact leave-one-out while n ≤ 2d
-  and falls back to GCV *truncation* beyond);
+* ``FaastClassifier()``, ``FaastClassifier(fit_intercept=True)``, ``FaastClassifier(ridge="gcv")``
+  (ρ by GCV in every regime) and ``FaastClassifier(ridge="auto")`` (ρ by exact leave-one-out while
+  n ≤ 2d, as the default, and by GCV beyond, where the default falls back to GCV *truncation*);
 * ``FaastClassifier(loss="logistic")`` and the same with ``fit_intercept=True``;
 * ``RidgeClassifier()`` (α = 1), ``RidgeClassifierCV`` (α by exact leave-one-out over
   10^−6 … 10^3, 25 values: the scikit-learn counterpart of cut ``auto``),
@@ -59,6 +59,7 @@ METHODS: dict[str, Any] = {
     "FAAST": FaastClassifier(),
     "FAAST +intercept": FaastClassifier(fit_intercept=True),
     "FAAST ridge=gcv": FaastClassifier(ridge="gcv"),
+    "FAAST ridge=auto": FaastClassifier(ridge="auto"),
     "FAAST logistic": FaastClassifier(loss="logistic"),
     "FAAST logistic +intercept": FaastClassifier(loss="logistic", fit_intercept=True),
     "RidgeClassifier": RidgeClassifier(),
