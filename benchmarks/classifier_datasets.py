@@ -1,6 +1,6 @@
 """FaastClassifier on data its defaults were not chosen on, against scikit-learn's linear models.
 
-Every default of ``FaastClassifier`` (cut ``auto``, no intercept, the options kept off) was chosen
+Every default of ``FaastClassifier`` (its cut, no intercept, the options kept off) was chosen
 on Fashion-MNIST features. This benchmark runs the classifiers with their defaults, untouched,
 on data sets that played no part in those choices, all offline:
 
@@ -15,12 +15,13 @@ Protocol: stratified 5-fold cross-validation (seed), test accuracy (%) averaged 
 in two regimes: ``all`` (the whole training fold) and ``16/class`` (16 examples per class drawn
 from the training fold, seeded). Methods, each at its library default:
 
-* ``FaastClassifier()``, ``FaastClassifier(fit_intercept=True)``, ``FaastClassifier(ridge="gcv")``
-  (ρ by GCV in every regime) and ``FaastClassifier(ridge="auto")`` (ρ by exact leave-one-out while
-  n ≤ 2d, as the default, and by GCV beyond, where the default falls back to GCV *truncation*);
+* ``FaastClassifier()`` (cut ``ridge=auto``: ρ by exact leave-one-out while n ≤ 2d, by GCV
+  beyond), ``FaastClassifier(fit_intercept=True)``, ``FaastClassifier(ridge="gcv")`` (ρ by GCV in
+  every regime) and ``FaastClassifier(tau="auto")`` (the default before: exact leave-one-out ridge
+  while n ≤ 2d, GCV *truncation* beyond);
 * ``FaastClassifier(loss="logistic")`` and the same with ``fit_intercept=True``;
 * ``RidgeClassifier()`` (α = 1), ``RidgeClassifierCV`` (α by exact leave-one-out over
-  10^−6 … 10^3, 25 values: the scikit-learn counterpart of cut ``auto``),
+  10^−6 … 10^3, 25 values: the scikit-learn counterpart of the default cut),
   ``LogisticRegression(max_iter=5000)`` (C = 1).
 
 Single-threaded (torch and BLAS); the fit times are medians over the folds of the ``all`` regime.
@@ -59,7 +60,7 @@ METHODS: dict[str, Any] = {
     "FAAST": FaastClassifier(),
     "FAAST +intercept": FaastClassifier(fit_intercept=True),
     "FAAST ridge=gcv": FaastClassifier(ridge="gcv"),
-    "FAAST ridge=auto": FaastClassifier(ridge="auto"),
+    "FAAST tau=auto": FaastClassifier(tau="auto"),
     "FAAST logistic": FaastClassifier(loss="logistic"),
     "FAAST logistic +intercept": FaastClassifier(loss="logistic", fit_intercept=True),
     "RidgeClassifier": RidgeClassifier(),

@@ -4,7 +4,7 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px; 
 preprocessing fitted on the support set), single-threaded, for 16- and 64-shot episodes and
 full data, accuracy (%) and fit time of the ``--variants``:
 
-* ``plain``: ``FaastClassifier()`` (cut ``auto``);
+* ``plain``: ``FaastClassifier()`` (its default cut, ``ridge=auto``);
 * ``intercept``: ``FaastClassifier(fit_intercept=True)`` (a constant feature);
 * ``rf:M``: ``FaastClassifier(random_features=M)`` (fixed Gaussian projection to M dimensions +
   ReLU before the solve, RanPAC-style);
@@ -83,11 +83,11 @@ def label(variant: str) -> str:
         return f"{label(variant)}, prep {prep}"
     kind, *args = variant.split(":")
     return {
-        "plain": "as encoded (auto)",
-        "intercept": "with intercept (auto)",
-        "rf": f"random features M={args[0] if args else ''} (auto)",
-        "refine": f"retargeting R={args[0]}, θ={args[-1]} (auto)" if args else "",
-        "logistic": f"logistic steps, C={args[0] if args else 'auto'} (auto cut)",
+        "plain": "as encoded (ridge=auto)",
+        "intercept": "with intercept (ridge=auto)",
+        "rf": f"random features M={args[0] if args else ''} (ridge=auto)",
+        "refine": f"retargeting R={args[0]}, θ={args[-1]} (ridge=auto)" if args else "",
+        "logistic": f"logistic steps, C={args[0] if args else 'auto'} (ridge=auto cut)",
         "logreg": f"LogisticRegression C={args[0] if args else ''} (L2)",
     }[kind]
 

@@ -4,15 +4,15 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px, 
 cache with ``faast demo`` first), single-threaded (torch and BLAS), for the demo's test episodes
 (1/5/16/64 shots, 10 classes) and full data (60,000 images):
 
-* ``FAAST fit``: ``FaastClassifier().fit`` (cut ``auto``) on L2-normalised features, split into
-  statistics (``GramStats.add``: float64 rows kept while n < d, else the Gram accumulation),
-  eigendecomposition (``GramStats.factor``), cut selection (``Cut.apply``: exact leave-one-out
-  over the ridge grid, or GCV) and weights (W from the factor);
+* ``FAAST fit``: ``FaastClassifier().fit`` (its default cut ``ridge=auto``) on L2-normalised
+  features, split into statistics (``GramStats.add``: float64 rows kept while n < d, else the
+  Gram accumulation), eigendecomposition (``GramStats.factor``), cut selection (``Cut.apply``:
+  exact leave-one-out over the ridge grid, or GCV) and weights (W from the factor);
 * ``FAAST refine fit``: ``FaastClassifier(refine=5)`` (five margin-retargeting rounds,
   :mod:`faast.solver.retarget`, the accuracy option);
 * ``Ridge fit``: scikit-learn ``RidgeClassifier(alpha=1.0)`` on the same features;
 * ``RidgeCV fit``: scikit-learn ``RidgeClassifierCV`` choosing α among 25 values (10^−6 … 10^3)
-  by exact leave-one-out, as cut ``auto`` chooses ρ among 25 (few-shot regimes only: on full
+  by exact leave-one-out, as the default cut chooses ρ among 25 (few-shot regimes only: on full
   data scikit-learn's leave-one-out needs a 60,000 × 60,000 matrix);
 * ``LogReg fit`` (full data, ``--logreg``): ``LogisticRegression(C=10, max_iter=1000)``.
 
@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
 from faast.publish import write_public_json, write_public_text
-from faast.solver import Cut, GramStats
+from faast.solver import GramStats
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
@@ -51,7 +51,7 @@ def _timed(fn) -> float:
 
 
 def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
-    """Seconds of each stage of one auto fit, and of the whole FaastClassifier.fit."""
+    """Seconds of each stage of one fit with the default cut, and of the whole FaastClassifier.fit."""
     classes, index = np.unique(y, return_inverse=True)
     onehot = F.one_hot(torch.as_tensor(index), len(classes)).to(x.dtype)
     out = {}
@@ -60,7 +60,7 @@ def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     out["eigendecomposition"] = _timed(stats.factor)
     factor = stats.factor()
     chosen = {}
-    out["cut selection"] = _timed(lambda: chosen.setdefault("phi", Cut.auto().apply(factor)[0]))
+    out["cut selection"] = _timed(lambda: chosen.setdefault("phi", FaastClassifier()._cut().apply(factor)[0]))
     out["weights"] = _timed(lambda: factor.weights(chosen["phi"]))
     out["FAAST fit"] = _timed(lambda: FaastClassifier().fit(x, y))
     out["Ridge fit"] = _timed(lambda: RidgeClassifier(alpha=1.0).fit(x.numpy(), y))

@@ -43,10 +43,11 @@ def test_forget_equals_refit_without_those_examples(n, d, drop, tau, seed):
     np.testing.assert_array_equal(clf.class_count_, ref.class_count_)
 
 
-def test_forgetting_back_below_the_kept_rows_limit_uses_gcv():
+@pytest.mark.parametrize(("cut", "without_rows"), [({}, {"ridge": "gcv"}), ({"tau": "auto"}, {"tau": "gcv"})])
+def test_forgetting_back_below_the_kept_rows_limit_uses_gcv(cut, without_rows):
     X, y = _data(20, 8, 3, 5)  # 20 > 2·8: the rows are not kept
-    clf = FaastClassifier().fit(X, y).forget(X[:6], y[:6])
-    ref = FaastClassifier(tau="gcv").fit(X[6:], y[6:])  # auto without the rows is GCV truncation
+    clf = FaastClassifier(**cut).fit(X, y).forget(X[:6], y[:6])
+    ref = FaastClassifier(**without_rows).fit(X[6:], y[6:])  # the auto cuts' GCV fallbacks
     np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
 
 

@@ -38,7 +38,7 @@ from faast.solver import Cut, GramStats
 from faast.solver.logistic import choose_ridge, fit_logistic, penalty_scale
 from faast.solver.retarget import retargeted_cross
 
-#: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that ``tau="auto"`` scores
+#: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
 ROWS_KEPT = 2
 
@@ -56,7 +56,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     alpha : float or None, default=None
         Exponent of the power-law cut τ = c·n^(−α) (drop singular values of the key matrix below
         τ·σ_max; 0.8 is the authors' vision setting), used when ``tau`` and ``ridge`` are None.
-        ``None`` with ``tau`` and ``ridge`` None means ``tau="auto"`` (the default: no
+        ``None`` with ``tau`` and ``ridge`` None means ``ridge="auto"`` (the default: no
         hyper-parameter to choose).
     c : float, default=1.0
         Scale of the power-law cut.
@@ -68,9 +68,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         (:mod:`faast.solver.loo`); GCV truncation beyond.
     ridge : float > 0, "gcv" or "auto", default=None
         Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
-        generalised cross-validation, or ``"auto"``: by exact leave-one-out while the rows are
-        kept (as ``tau="auto"``) and by GCV beyond, where ``tau="auto"`` uses GCV truncation
-        (ridge beyond 2·n_features examples did better on text embeddings, ``docs/classifier.md``).
+        generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by
+        exact leave-one-out while the rows are kept (as ``tau="auto"``) and by GCV beyond, where
+        ``tau="auto"`` uses GCV truncation (ridge did better there on data the defaults were not
+        chosen on, level on the demo's: ``docs/classifier.md``).
     class_embeddings : array-like of shape (n_classes, m), default=None
         Label embeddings in the order of ``classes_``; ``None`` means one-hot (m = n_classes).
     prior : "identity", array-like of shape (m, n_features) or callable, default=None
@@ -405,7 +406,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         and each forgotten pair must match a learned one (same features, label and weight);
         beyond, forgetting more examples of a class than were learned is refused. Either way
         an error leaves the classifier unchanged. Crossing back below 2·n_features examples,
-        the rows are gone, so ``tau="auto"`` falls back to GCV (a refit would score exact
+        the rows are gone, so the ``auto`` cuts fall back to GCV (a refit would score exact
         leave-one-out).
 
         Parameters
@@ -468,7 +469,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if self.tau is not None and self.ridge is not None:
             raise ValueError("set either tau or ridge, not both")
         if self.tau is None and self.ridge is None and self.alpha is None:
-            return Cut.auto()
+            return Cut.ridge_penalty("auto")
         return Cut.from_params(self.tau, 1.0 if self.alpha is None else self.alpha, self.c, self.ridge)
 
     def solve(self) -> FaastClassifier:

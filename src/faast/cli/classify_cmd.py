@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             c = a.add_argument_group("classifier")
             c.add_argument(
                 "--cut",
-                default="auto",
-                help="auto (default), gcv, alpha=0.8, a relative tau, ridge=1e-2, ridge=gcv, ridge=auto",
+                default="ridge=auto",
+                help="ridge=auto (default: exact leave-one-out ridge, GCV ridge beyond 2d examples), auto "
+                "(GCV truncation beyond), gcv, alpha=0.8, a relative tau, ridge=1e-2, ridge=gcv",
             )
             c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
             c.add_argument(

@@ -52,7 +52,9 @@ class LabelHead:
         missing = [lab for i, lab in enumerate(labels) if not (index == i).any()]
         if missing:
             raise ValueError(f"labels without an example: {missing[:5]}; the head cannot score them")
-        clf = FaastClassifier(loss=loss).fit(features.double().cpu().numpy(), index)
+        # tau="auto": the cut of the published head rows (docs/tasks.md); beyond 2d examples it
+        # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge
+        clf = FaastClassifier(tau="auto", loss=loss).fit(features.double().cpu().numpy(), index)
         return cls(labels, torch.as_tensor(clf.coef_, dtype=torch.float64), loss)
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
