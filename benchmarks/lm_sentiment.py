@@ -21,9 +21,9 @@ Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
   chosen by ``TaskModel.fit`` on a validation split of the k examples;
 * a linear head on the last hidden state at the prompt's end (the key FAAST learns the label under),
   trained by SGD (backprop) on the same k examples, lr chosen on the same kind of validation split;
-  beside it two closed-form heads on the same states, no backprop: ``FaastClassifier()`` and
-  ``FaastClassifier(loss="logistic")`` (``--heads-only`` runs these three alone, into the
-  ``sentiment-heads`` block);
+  beside it two closed-form heads on the same states, no backprop: ``FaastClassifier(tau="auto")``
+  and ``FaastClassifier(tau="auto", loss="logistic")`` (as ``faast.lm.label_head.LabelHead``;
+  ``--heads-only`` runs these three alone, into the ``sentiment-heads`` block);
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k;
   ``FaastClassifier (validated)`` picks among ``MINILM_FAAST_OPTIONS`` on the same validation split
   of the k examples that picks LogisticRegression's C (from 8 examples on), then refits on all k.
@@ -237,8 +237,9 @@ def _head_rows(
 ) -> None:
     """Append to ``rows`` the heads on the prompt-end state (the key FAAST learns the label under),
     on the same k examples: a linear head trained by SGD (backprop), and two closed-form heads
-    without backprop — ``FaastClassifier()`` (squared loss, cut ``auto``) and
-    ``FaastClassifier(loss="logistic")`` (closed-form logistic steps, C chosen on held-out folds of
+    without backprop — ``FaastClassifier(tau="auto")`` (squared loss) and
+    ``FaastClassifier(tau="auto", loss="logistic")`` (closed-form logistic steps, C chosen on
+    held-out folds of
     the k examples). Without ``fwd_support``/``fwd_test`` the forward passes are timed here."""
     largest = max(sizes)
     with Timer() as t:
@@ -263,8 +264,10 @@ def _head_rows(
         )
         print(f"[{label}] linear head k={k}: {100 * acc:.2f} (lr {lr})", flush=True)
         for method, clf in (
-            ("faast-head", FaastClassifier()),
-            ("faast-head (logistic)", FaastClassifier(loss="logistic", random_state=seed)),
+            # tau="auto": the cut the published head rows were measured with (the classifier's
+            # default became ridge="auto" later; they differ beyond 2d examples only)
+            ("faast-head", FaastClassifier(tau="auto")),
+            ("faast-head (logistic)", FaastClassifier(tau="auto", loss="logistic", random_state=seed)),
         ):
             with Timer() as t:
                 clf.fit(feats_pool[:k].double(), ys.numpy())
