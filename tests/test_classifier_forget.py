@@ -124,3 +124,19 @@ def test_random_features_equal_fitting_the_expanded_features_and_survive_save_fo
     loaded.forget(X[:5], y[:5])
     refit = FaastClassifier(random_features=64, random_state=3).fit(X[5:], y[5:])
     np.testing.assert_allclose(loaded.decision_function(Q), refit.decision_function(Q), rtol=1e-6, atol=1e-8)
+
+
+def test_a_file_from_before_the_default_cut_changed_keeps_its_cut(tmp_path):
+    """Files written without "cut" (all-None cut parameters then meant tau="auto") load as
+    tau="auto": with more than 2d examples it differs from today's default, ridge="auto"."""
+    X, y = _data(60, 8, 3, 7)  # 60 > 2·8: the auto cuts use their GCV fallbacks
+    folder = FaastClassifier().fit(X, y).save(tmp_path / "new")
+    info = json.loads((folder / "classifier.json").read_text())
+    assert info["cut"] == "ridge=auto"
+    del info["cut"]
+    (folder / "classifier.json").write_text(json.dumps(info))
+    old = load_classifier(folder)[0]
+    assert old.tau == "auto" and str(old.cut_) == "auto"
+    ref = FaastClassifier(tau="auto").fit(X, y)
+    np.testing.assert_allclose(old.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(old.coef_, FaastClassifier().fit(X, y).coef_)

@@ -2,8 +2,10 @@
 
 A saved classifier is a directory holding
 
-* ``classifier.json``: the parameters, the classes, the per-class counts, the feature dimension
-  and the key dtype, plus free ``metadata`` (e.g. the encoder that made the features);
+* ``classifier.json``: the parameters, the cut they resolved to, the classes, the per-class
+  counts, the feature dimension and the key dtype, plus free ``metadata`` (e.g. the encoder that
+  made the features); a file without the cut was written when all-None cut parameters meant
+  ``tau="auto"``, and loads as such;
 * ``classifier.safetensors`` (kind ``classifier``): the float64 statistics G (d, d), B (d, C),
   counts, the rows kept for the dual route while n < d, the class embeddings / prior
   matrix when given, B′ of ``refine`` and the weights and penalty of ``loss="logistic"``.
@@ -69,6 +71,7 @@ def save_classifier(
         "format": FORMAT,
         "format_version": VERSION,
         "params": {name: getattr(clf, name) for name in _PARAMS},
+        "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
         "prior": clf.prior if isinstance(clf.prior, str) else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
@@ -102,6 +105,8 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         missing = [name for name in _PARAMS if name not in info["params"] and name not in _LATER_PARAMS]
         if missing:
             raise KeyError(f"params {missing}")
+        if "cut" not in info and all(params[name] is None for name in ("tau", "ridge", "alpha")):
+            params["tau"] = "auto"  # written before the default cut became ridge="auto"
         kind = info["classes_kind"]
         classes = np.asarray(info["classes"], dtype=None if kind == "str" else np.dtype(kind))
         counts = np.asarray(info["class_count"], dtype=np.int64)
