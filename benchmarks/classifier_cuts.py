@@ -7,9 +7,10 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 at 64 px
 * ``alpha=A``: the power-law cut τ = n^(−A) for A in {0.4, 0.6, 0.8, 1.0};
 * ``gcv``: truncation rank by generalised cross-validation;
 * ``ridge=gcv``: ridge with ρ by generalised cross-validation (``FaastClassifier(ridge="gcv")``);
-* ``auto``: ``FaastClassifier()`` (``tau="auto"``) — the ridge level with the fewest exact
+* ``auto``: ``FaastClassifier(tau="auto")`` — the ridge level with the fewest exact
   leave-one-out errors (ties: lowest PRESS) on the support set alone while the rows are kept
-  (n ≤ 2d); GCV truncation beyond;
+  (n ≤ 2d); GCV truncation beyond. (``FaastClassifier()``'s default, ``ridge="auto"``, is this row
+  while n ≤ 2d and the ``ridge=gcv`` row beyond);
 * ``auto (PRESS)``: the same, ranked by PRESS only;
 * ``auto (truncation)``: the truncation rank with the fewest leave-one-out errors instead;
 * ``auto (both)``: the best of the truncation ranks and the ridge levels;
