@@ -140,7 +140,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         L2-normalised embeddings (``docs/classifier.md``, "Intercept").
     intercept_scaling : float > 0, default=1.0
         The value of the constant feature of ``fit_intercept``; ``intercept_`` is its weight
-        times this value.
+        times this value. Keep it near the features' typical row norm (1 for unit-norm
+        embeddings; standardise raw tables first): far below, the cut shrinks the intercept to
+        nothing; far above, it is barely penalised. It is fixed, not estimated from the data, so
+        that ``partial_fit`` in batches equals one ``fit``.
 
     Attributes
     ----------
