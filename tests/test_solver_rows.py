@@ -42,6 +42,18 @@ def test_a_tolerance_does_not_accept_a_different_row_or_a_row_twice():
         buf.find(keys[:1], values[1:2], rtol=1e-8)
 
 
+def test_the_tolerance_is_relative_to_the_keys_not_to_the_values():
+    """Keys at 1e-12 beside one-hot values: a different row of the same label is not within
+    rounding of it, whatever the values' scale."""
+    gen = torch.Generator().manual_seed(1)
+    keys = 1e-12 * torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    values = torch.ones(4, 1, dtype=torch.float64)
+    buf = PairBuffer().append(keys[:2], values[:2])
+    with pytest.raises(ValueError, match="never added"):
+        buf.find(keys[2:3], values[2:3], rtol=1e-8)
+    assert int(buf.find(keys[1:2] * (1 + 1e-15), values[1:2], rtol=1e-8)[0]) == 1
+
+
 def test_forgetting_rows_recomputed_in_another_batch_shape_is_exact():
     """Rows whose product with a matrix is computed in a batch of 40, then of 5 (BLAS rounding
     may differ in the last bits): the stored rows are removed, equal to never adding them."""

@@ -73,9 +73,10 @@ class PairBuffer:
         stored row matched at most once; raises ``ValueError`` naming the rows not held.
 
         ``rtol > 0`` also accepts, for a row with no bit-identical match, the closest unmatched
-        stored row whose largest difference is at most ``rtol`` times the larger of the two rows'
-        largest magnitudes (features recomputed in another batch, e.g. a random projection, can
-        differ from the stored ones in the last bits: BLAS results depend on the batch shape).
+        stored row whose keys and values each differ by at most ``rtol`` times the larger of the
+        two rows' largest magnitude in that part (features recomputed in another batch, e.g. a
+        random projection, can differ from the stored ones in the last bits: BLAS results depend
+        on the batch shape).
         """
         if keys.shape[0] != values.shape[0]:
             raise ValueError(
@@ -94,7 +95,7 @@ class PairBuffer:
             match = slots.get(asked[j].tobytes())
             found.append(match.pop() if match else None)
         if rtol > 0 and None in found:
-            _match_close(rows, asked, found, rtol)
+            _match_close(rows, asked, found, rtol, keys.shape[1])
         missing = [j for j, i in enumerate(found) if i is None]
         if missing:
             raise ValueError(
@@ -133,20 +134,29 @@ class PairBuffer:
         return sum(t.numel() * t.element_size() for t in self._keys + self._values)
 
 
-def _match_close(rows: np.ndarray, asked: np.ndarray, found: list[int | None], rtol: float) -> None:
+def _match_close(
+    rows: np.ndarray, asked: np.ndarray, found: list[int | None], rtol: float, split: int
+) -> None:
     """Fill the ``None`` entries of ``found`` (indices into ``rows`` (n, k) for each row of
-    ``asked`` (q, k)) with the closest stored row not matched yet, when its largest difference is
-    within ``rtol`` of the rows' largest magnitudes; in place."""
+    ``asked`` (q, k); keys are the first ``split`` columns, values the rest) with the closest
+    stored row not matched yet, when both its keys and its values are within ``rtol`` of the
+    larger magnitude of that part (relative per part: tiny keys are not matched by the values'
+    scale); in place."""
     free = np.ones(rows.shape[0], dtype=bool)
     free[[i for i in found if i is not None]] = False
-    scale = np.abs(rows).max(axis=1)
+    parts = (slice(0, split), slice(split, rows.shape[1]))
+    held_scale = [np.abs(rows[:, part]).max(axis=1, initial=0.0) for part in parts]
     for j, i in enumerate(found):
         if i is not None or not free.any():
             continue
         candidates = np.flatnonzero(free)
-        gap = np.abs(rows[candidates] - asked[j]).max(axis=1)
-        best = int(np.argmin(gap))
-        limit = rtol * max(float(np.abs(asked[j]).max()), float(scale[candidates[best]]))
-        if gap[best] <= limit:
+        ratios = []
+        for part, held in zip(parts, held_scale, strict=True):
+            gap = np.abs(rows[candidates, part] - asked[j, part]).max(axis=1, initial=0.0)
+            scale = np.maximum(held[candidates], np.abs(asked[j, part]).max(initial=0.0))
+            ratios.append(np.where(gap == 0, 0.0, gap / np.where(scale > 0, scale, np.inf)))
+        worst = np.maximum(*ratios)
+        best = int(np.argmin(worst))
+        if worst[best] <= rtol:
             found[j] = int(candidates[best])
             free[candidates[best]] = False
