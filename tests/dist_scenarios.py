@@ -46,6 +46,10 @@ def fit_classifiers(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     out["auto"] = torch.from_numpy(auto.coef_)
     out["auto/ridge"] = torch.tensor(float(auto.ridge_ or 0.0))
     out["auto/rank"] = torch.tensor(int(auto.rank_))
+    shifted = X[mine.start : mine.stop] + 3.0  # not centred: the intercept has work to do
+    icpt = FaastClassifier(fit_intercept=True, distributed=d.active).fit(shifted, y[mine.start : mine.stop])
+    out["intercept/coef"] = torch.from_numpy(icpt.coef_)
+    out["intercept/intercept"] = torch.from_numpy(icpt.intercept_)
     if n >= 4:  # partial_fit: the first half of the data, then the second, each call sharded
         inc = FaastClassifier(tau=1e-3, distributed=d.active)
         for part in (slice(0, n // 2), slice(n // 2, n)):
