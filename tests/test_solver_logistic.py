@@ -22,6 +22,7 @@ from faast.solver.logistic import (
     holdout_folds,
     holdout_split,
     logistic_gradient,
+    logistic_gradient_torch,
     logistic_objective,
     penalty_scale,
 )
@@ -63,6 +64,35 @@ def test_gradient_matches_autograd(n, d, n_classes, weighted, scale, seed):
         bound = rtol * (float(W.grad.abs().max()) + 1.0)
         torch.testing.assert_close(grad, W.grad, rtol=rtol, atol=bound)
         assert loss == pytest.approx(float(ref_loss.detach()), rel=rtol, abs=rtol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 1100),
+    d=st.integers(1, 40),
+    n_classes=st.integers(1, 12),
+    weighted=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    strided=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_numpy_gradient_matches_torch_reference(n, d, n_classes, weighted, dtype, strided, seed):
+    """The CPU path (NumPy's BLAS, what ``logistic_gradient`` runs on float32/float64 CPU keys)
+    against the torch implementation, on keys that are views with strides too, n across several
+    chunks: the same arithmetic to rounding."""
+    rng = np.random.default_rng(seed)
+    base = torch.as_tensor(rng.normal(size=(n, 2 * d)), dtype=dtype)
+    keys = base[:, ::2] if strided else base[:, :d].contiguous()
+    labels = torch.as_tensor(rng.integers(0, n_classes, n))
+    w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
+    W = torch.as_tensor(rng.normal(size=(n_classes, d)), dtype=torch.float64)
+    grad, loss = logistic_gradient(keys, labels, w, W)
+    ref_grad, ref_loss = logistic_gradient_torch(keys, labels, w, W)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert grad.dtype == torch.float64 and grad.shape == (n_classes, d)
+    scale = float(ref_grad.abs().max()) if ref_grad.numel() else 0.0
+    torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=rtol * (scale + 1.0))
+    assert loss == pytest.approx(ref_loss, rel=rtol, abs=rtol)
 
 
 @settings(max_examples=25, deadline=None)

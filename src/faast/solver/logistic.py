@@ -67,7 +67,21 @@ def logistic_gradient(
     weight: W (m, d). The products of a chunk run in the keys' precision (float64 keys: float64
     throughout; float32 keys, as encoders give them: half the memory traffic, each chunk's
     gradient added to a float64 sum); the softmax and the loss are float64.
+
+    On the CPU with float32/float64 keys the chunks go through NumPy's BLAS
+    (:func:`_logistic_gradient_numpy`: the same arithmetic, about twice as fast as torch's BLAS
+    for these thin products on an AMD EPYC, where torch's MKL is slow); elsewhere through torch
+    (:func:`logistic_gradient_torch`, the reference the tests compare it with).
     """
+    if keys.device.type == "cpu" and keys.dtype in (torch.float32, torch.float64):
+        return _logistic_gradient_numpy(keys, labels, weights, weight)
+    return logistic_gradient_torch(keys, labels, weights, weight)
+
+
+def logistic_gradient_torch(
+    keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """:func:`logistic_gradient` in torch operations (any device, any floating dtype)."""
     dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
     w = weight.to(dtype)
     n, _ = keys.shape
@@ -88,6 +102,38 @@ def logistic_gradient(
         grad += (residual.to(dtype).T @ k).to(torch.float64)
         loss += float(nll.sum())
     return grad, loss
+
+
+def _logistic_gradient_numpy(
+    keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """:func:`logistic_gradient` for CPU float32/float64 keys, chunk by chunk in NumPy (views of
+    the tensors, no copy of the keys)."""
+    k_all = keys.detach().numpy()
+    y_all = labels.detach().cpu().numpy()
+    w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
+    dtype = k_all.dtype
+    w = weight.detach().cpu().numpy().astype(dtype)  # (m, d)
+    grad = np.zeros(w.shape, dtype=np.float64)
+    loss = 0.0
+    for start in range(0, k_all.shape[0], CHUNK_ROWS):
+        k = k_all[start : start + CHUNK_ROWS]
+        y = y_all[start : start + CHUNK_ROWS]
+        rows = np.arange(k.shape[0])
+        scores = (k @ w.T).astype(np.float64)  # (b, m)
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        total = exp.sum(axis=1)
+        nll = np.log(total) - scores[rows, y]
+        residual = exp / total[:, None]
+        residual[rows, y] -= 1.0
+        if w_all is not None:
+            wt = w_all[start : start + CHUNK_ROWS]
+            residual *= wt[:, None]
+            nll *= wt
+        grad += residual.astype(dtype).T @ k
+        loss += float(nll.sum())
+    return torch.from_numpy(grad), loss
 
 
 def logistic_objective(
