@@ -4,6 +4,8 @@ minimiser."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
+from faast.solver import logistic
 from faast.solver.logistic import (
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
@@ -74,19 +77,29 @@ def test_gradient_matches_autograd(n, d, n_classes, weighted, scale, seed):
     weighted=st.booleans(),
     dtype=st.sampled_from([torch.float32, torch.float64]),
     strided=st.booleans(),
+    chunk_budget=st.sampled_from([1, 50, 997, None]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_numpy_gradient_matches_torch_reference(n, d, n_classes, weighted, dtype, strided, seed):
+def test_numpy_gradient_matches_torch_reference(
+    n, d, n_classes, weighted, dtype, strided, chunk_budget, seed
+):
     """The CPU path (NumPy's BLAS, what ``logistic_gradient`` runs on float32/float64 CPU keys)
     against the torch implementation, on keys that are views with strides too, n across several
-    chunks: the same arithmetic to rounding."""
+    chunks (small multiply-add budgets: chunks of one row and up; None: the library's own): the
+    same arithmetic to rounding."""
     rng = np.random.default_rng(seed)
     base = torch.as_tensor(rng.normal(size=(n, 2 * d)), dtype=dtype)
     keys = base[:, ::2] if strided else base[:, :d].contiguous()
     labels = torch.as_tensor(rng.integers(0, n_classes, n))
     w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
     W = torch.as_tensor(rng.normal(size=(n_classes, d)), dtype=torch.float64)
-    grad, loss = logistic_gradient(keys, labels, w, W)
+    budget = logistic.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
+    bounds = logistic.NUMPY_CHUNK_ROWS if chunk_budget is None else (1, 4096)
+    with (
+        mock.patch.object(logistic, "CHUNK_MULTIPLY_ADDS", budget),
+        mock.patch.object(logistic, "NUMPY_CHUNK_ROWS", bounds),
+    ):
+        grad, loss = logistic_gradient(keys, labels, w, W)
     ref_grad, ref_loss = logistic_gradient_torch(keys, labels, w, W)
     rtol = 1e-10 if dtype == torch.float64 else 1e-4
     assert grad.dtype == torch.float64 and grad.shape == (n_classes, d)
