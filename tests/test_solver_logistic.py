@@ -28,7 +28,9 @@ from faast.solver.logistic import (
     logistic_gradient_torch,
     logistic_objective,
     penalty_scale,
+    preconditioner,
 )
+from faast.solver.spectral import SpectralFactor
 from faast.solver.stats import GramStats
 from tests.test_classifier_refine import PARTIAL_FIT_CHECKS
 
@@ -106,6 +108,31 @@ def test_numpy_gradient_matches_torch_reference(
     scale = float(ref_grad.abs().max()) if ref_grad.numel() else 0.0
     torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=rtol * (scale + 1.0))
     assert loss == pytest.approx(ref_loss, rel=rtol, abs=rtol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    d=st.integers(1, 30),
+    m=st.integers(1, 12),
+    ridge=st.sampled_from([1e-6, 0.1, 10.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_preconditioner_matches_weights_for(n, d, m, ridge, seed):
+    """The NumPy preconditioner of the primal route (and the dual route, which keeps torch)
+    equals ``factor.weights_for`` to rounding on random factors."""
+    rng = np.random.default_rng(seed)
+    keys = torch.as_tensor(rng.normal(size=(n, d)))
+    values = torch.as_tensor(rng.normal(size=(n, m)))
+    primal = SpectralFactor.from_stats(keys.T @ keys, keys.T @ values, float(n), float((values**2).sum()))
+    dual = SpectralFactor.from_pairs(keys, values, float(n), float((values**2).sum()))
+    grad = torch.as_tensor(rng.normal(size=(m, d)))
+    for factor in (primal, dual):
+        phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
+        ours = preconditioner(factor, phi)(grad)
+        ref = factor.weights_for(phi, grad.T)
+        assert ours.dtype == torch.float64 and ours.shape == (m, d)
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9 * (float(ref.abs().max()) + 1.0))
 
 
 @settings(max_examples=25, deadline=None)

@@ -33,6 +33,7 @@ labels are never fitted.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,9 @@ CHUNK_ROWS = 256
 #: and the same rule was best or within 15 % of best for d = 64, 384 and 4096.
 CHUNK_MULTIPLY_ADDS = 1_000_000
 NUMPY_CHUNK_ROWS = (16, 4096)
+#: Chunks per block on the NumPy path: the softmax of a block's scores runs in one go (per-call
+#: overhead of NumPy once per block rather than per chunk; 4 was the fastest of 1–32 there).
+NUMPY_BLOCK_CHUNKS = 4
 #: :func:`choose_ridge` tries ρ = s · 10^(−t) with s = :func:`penalty_scale` (scale-free: the same
 #: path for any feature scale and number of examples): t = START_DECADE, then one decade weaker at a
 #: time while the held-out loss falls (up to WEAKEST_DECADE), and, when the first was best, one
@@ -114,35 +118,61 @@ def logistic_gradient_torch(
 def _logistic_gradient_numpy(
     keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
-    """:func:`logistic_gradient` for CPU float32/float64 keys, chunk by chunk in NumPy (views of
-    the tensors, no copy of the keys)."""
+    """:func:`logistic_gradient` for CPU float32/float64 keys in NumPy (views of the tensors, no
+    copy of the keys): blocks of ``NUMPY_BLOCK_CHUNKS`` chunks, the scores of a block computed
+    chunk by chunk, its softmax in one go (float64), then the gradient products chunk by chunk."""
     k_all = keys.detach().numpy()
     y_all = labels.detach().cpu().numpy()
     w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
     dtype = k_all.dtype
-    w = weight.detach().cpu().numpy().astype(dtype)  # (m, d)
-    grad = np.zeros(w.shape, dtype=np.float64)
+    w_t = weight.detach().cpu().numpy().astype(dtype).T  # (d, m)
+    d, m = w_t.shape
+    grad = np.zeros((m, d), dtype=np.float64)
+    part = np.empty((m, d), dtype=dtype)
     loss = 0.0
     low, high = NUMPY_CHUNK_ROWS
-    rows_per_chunk = min(high, max(low, CHUNK_MULTIPLY_ADDS // max(w.size, 1)))
-    for start in range(0, k_all.shape[0], rows_per_chunk):
-        k = k_all[start : start + rows_per_chunk]
-        y = y_all[start : start + rows_per_chunk]
-        rows = np.arange(k.shape[0])
-        scores = (k @ w.T).astype(np.float64)  # (b, m)
+    chunk = min(high, max(low, CHUNK_MULTIPLY_ADDS // max(d * m, 1)))
+    block = chunk * NUMPY_BLOCK_CHUNKS
+    scores_buf = np.empty((min(block, k_all.shape[0]), m), dtype=dtype)
+    for start in range(0, k_all.shape[0], block):
+        k = k_all[start : start + block]
+        b = k.shape[0]
+        for s in range(0, b, chunk):
+            np.matmul(k[s : s + chunk], w_t, out=scores_buf[s : min(s + chunk, b)])
+        scores = scores_buf[:b].astype(np.float64)  # (b, m)
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         total = exp.sum(axis=1)
+        rows, y = np.arange(b), y_all[start : start + b]
         nll = np.log(total) - scores[rows, y]
         residual = exp / total[:, None]
         residual[rows, y] -= 1.0
         if w_all is not None:
-            wt = w_all[start : start + rows_per_chunk]
+            wt = w_all[start : start + b]
             residual *= wt[:, None]
             nll *= wt
-        grad += residual.astype(dtype).T @ k
+        residual_t = residual.astype(dtype).T  # (m, b)
+        for s in range(0, b, chunk):
+            np.matmul(residual_t[:, s : s + chunk], k[s : s + chunk], out=part)
+            grad += part
         loss += float(nll.sum())
     return torch.from_numpy(grad), loss
+
+
+def preconditioner(factor: SpectralFactor, phi: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """g (m, d) ↦ (U diag(φ) Uᵀ gᵀ)ᵀ (m, d) float64: ``factor.weights_for(phi, g.T)``, through
+    NumPy's BLAS for a primal factor on the CPU (two thin products with the d × d basis; faster
+    than torch's MKL on an AMD EPYC: 5.5 against 8.7 ms at d = 1280, m = 10)."""
+    if factor.row_keys is not None or factor.eigenvalues.device.type != "cpu":
+        return lambda grad: factor.weights_for(phi, grad.T)
+    basis = factor.basis.numpy()  # (d, r)
+    scale = phi.to(torch.float64).numpy()[:, None]  # (r, 1)
+
+    def apply(grad: torch.Tensor) -> torch.Tensor:
+        g_t = grad.detach().to(torch.float64).numpy().T  # (d, m)
+        return torch.from_numpy((basis @ (scale * (basis.T @ g_t))).T.copy())
+
+    return apply
 
 
 def logistic_objective(
@@ -180,6 +210,7 @@ def fit_logistic(
     if init is None:
         init = torch.zeros(m, d, dtype=torch.float64, device=keys.device)
     phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
+    precondition = preconditioner(factor, phi)
     current = init.to(torch.float64)
     previous = current
     momentum = 1.0
@@ -190,7 +221,7 @@ def fit_logistic(
         point = current + ((momentum - 1.0) / next_momentum) * (current - previous)
         grad, _ = logistic_gradient(keys, labels, weights, point)
         grad += ridge * point
-        step = factor.weights_for(phi, grad.T)
+        step = precondition(grad)
         previous, current = current, point - step
         if float(((point - current) * (current - previous)).sum()) > 0:  # against the momentum
             next_momentum = 1.0
@@ -302,7 +333,8 @@ def choose_ridge(
 
     def part(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         i = torch.as_tensor(index, device=keys.device)
-        return keys[i], labels[i], None if weights is None else weights[i]
+        # index_select: a third of the time of keys[i] for 54,000 × 1280 rows on one thread
+        return keys.index_select(0, i), labels[i], None if weights is None else weights[i]
 
     splits = [(part(kept), part(held)) for kept, held in folds]
     out_total = sum(
