@@ -80,15 +80,16 @@ def test_gradient_matches_autograd(n, d, n_classes, weighted, scale, seed):
     dtype=st.sampled_from([torch.float32, torch.float64]),
     strided=st.booleans(),
     chunk_budget=st.sampled_from([1, 50, 997, None]),
+    threads=st.sampled_from([1, 2, 3]),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_numpy_gradient_matches_torch_reference(
-    n, d, n_classes, weighted, dtype, strided, chunk_budget, seed
+    n, d, n_classes, weighted, dtype, strided, chunk_budget, threads, seed
 ):
     """The CPU path (NumPy's BLAS, what ``logistic_gradient`` runs on float32/float64 CPU keys)
     against the torch implementation, on keys that are views with strides too, n across several
-    chunks (small multiply-add budgets: chunks of one row and up; None: the library's own): the
-    same arithmetic to rounding."""
+    chunks (small multiply-add budgets: chunks of one row and up; None: the library's own) and
+    split over 1–3 threads (every 7 rows may get a thread here): the same arithmetic to rounding."""
     rng = np.random.default_rng(seed)
     base = torch.as_tensor(rng.normal(size=(n, 2 * d)), dtype=dtype)
     keys = base[:, ::2] if strided else base[:, :d].contiguous()
@@ -97,11 +98,17 @@ def test_numpy_gradient_matches_torch_reference(
     W = torch.as_tensor(rng.normal(size=(n_classes, d)), dtype=torch.float64)
     budget = logistic.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
     bounds = logistic.NUMPY_CHUNK_ROWS if chunk_budget is None else (1, 4096)
-    with (
-        mock.patch.object(logistic, "CHUNK_MULTIPLY_ADDS", budget),
-        mock.patch.object(logistic, "NUMPY_CHUNK_ROWS", bounds),
-    ):
-        grad, loss = logistic_gradient(keys, labels, w, W)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)  # the pass splits its rows over this many Python threads
+        with (
+            mock.patch.object(logistic, "CHUNK_MULTIPLY_ADDS", budget),
+            mock.patch.object(logistic, "NUMPY_CHUNK_ROWS", bounds),
+            mock.patch.object(logistic, "MIN_ROWS_PER_THREAD", 7),
+        ):
+            grad, loss = logistic_gradient(keys, labels, w, W)
+    finally:
+        torch.set_num_threads(before)
     ref_grad, ref_loss = logistic_gradient_torch(keys, labels, w, W)
     rtol = 1e-10 if dtype == torch.float64 else 1e-4
     assert grad.dtype == torch.float64 and grad.shape == (n_classes, d)
