@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,9 @@ from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
+from faast.solver import row_passes
 from faast.solver.naive import ridge_reference, svd_reference
-from faast.solver.retarget import margins, retargeted_cross
+from faast.solver.retarget import margins, retargeted_cross, retargeted_cross_torch
 
 
 def _reference(
@@ -116,6 +119,48 @@ def test_refine_survives_save_and_load(tmp_path):
     assert (loaded.refine, loaded.margin) == (3, 0.4)
     np.testing.assert_allclose(loaded.coef_, clf.coef_, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 900),
+    d=st.integers(1, 30),
+    m=st.integers(1, 8),
+    weighted=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    chunk_budget=st.sampled_from([1, 40, 997, None]),
+    threads=st.sampled_from([1, 2, 3]),
+    theta=st.sampled_from([-0.5, 0.2, 0.5, 2.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_numpy_retargeting_pass_matches_torch_reference(
+    n, d, m, weighted, dtype, chunk_budget, threads, theta, seed
+):
+    """The CPU pass (NumPy's BLAS, split over chunks and threads) against the torch one: the same
+    cross matrix to rounding and the same number of retargeted examples."""
+    rng = np.random.default_rng(seed)
+    keys = torch.as_tensor(rng.normal(size=(n, d)), dtype=dtype)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, m, n)), m).to(dtype)
+    w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
+    weight = torch.as_tensor(rng.normal(size=(m, d)))
+    budget = row_passes.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
+    bounds = row_passes.CHUNK_ROWS_RANGE if chunk_budget is None else (1, 4096)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with (
+            mock.patch.object(row_passes, "CHUNK_MULTIPLY_ADDS", budget),
+            mock.patch.object(row_passes, "CHUNK_ROWS_RANGE", bounds),
+            mock.patch.object(row_passes, "MIN_ROWS_PER_THREAD", 7),
+        ):
+            cross, moved = retargeted_cross(keys, onehot, w, weight, theta)
+    finally:
+        torch.set_num_threads(before)
+    ref_cross, ref_moved = retargeted_cross_torch(keys, onehot, w, weight, theta)
+    assert cross.dtype == torch.float64 and cross.shape == (d, m)
+    assert moved == ref_moved
+    scale = float(ref_cross.abs().max()) if ref_cross.numel() else 0.0
+    torch.testing.assert_close(cross, ref_cross, rtol=1e-10, atol=1e-10 * (scale + 1.0))
 
 
 def test_margins_and_retargeted_cross_by_hand():

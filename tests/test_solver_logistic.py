@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
-from faast.solver import logistic_kernels
+from faast.solver import row_passes
 from faast.solver.logistic import (
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
@@ -96,15 +96,15 @@ def test_numpy_gradient_matches_torch_reference(
     labels = torch.as_tensor(rng.integers(0, n_classes, n))
     w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
     W = torch.as_tensor(rng.normal(size=(n_classes, d)), dtype=torch.float64)
-    budget = logistic_kernels.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
-    bounds = logistic_kernels.NUMPY_CHUNK_ROWS if chunk_budget is None else (1, 4096)
+    budget = row_passes.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
+    bounds = row_passes.CHUNK_ROWS_RANGE if chunk_budget is None else (1, 4096)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)  # the pass splits its rows over this many Python threads
         with (
-            mock.patch.object(logistic_kernels, "CHUNK_MULTIPLY_ADDS", budget),
-            mock.patch.object(logistic_kernels, "NUMPY_CHUNK_ROWS", bounds),
-            mock.patch.object(logistic_kernels, "MIN_ROWS_PER_THREAD", 7),
+            mock.patch.object(row_passes, "CHUNK_MULTIPLY_ADDS", budget),
+            mock.patch.object(row_passes, "CHUNK_ROWS_RANGE", bounds),
+            mock.patch.object(row_passes, "MIN_ROWS_PER_THREAD", 7),
         ):
             grad, loss = logistic_gradient(keys, labels, w, W)
     finally:

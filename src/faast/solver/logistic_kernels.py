@@ -2,39 +2,28 @@
 the rows for the gradient and loss of the softmax cross-entropy, and the preconditioner
 g ↦ U diag(φ) Uᵀ g that turns a gradient into a majorise–minimise step.
 
-On the CPU both run through NumPy's BLAS (OpenBLAS): for these thin products (m = number of
-classes columns) it was about twice as fast as torch's MKL on an AMD EPYC. The pass works in
-chunks small enough for OpenBLAS's small-matrix kernels, and those kernels use a single thread,
-so the rows are split over ``torch.get_num_threads()`` Python threads. The torch version of the
-pass serves other devices and is the reference the tests compare the NumPy one with.
+On the CPU both run through NumPy's BLAS (OpenBLAS; chunking and threads in
+:mod:`faast.solver.row_passes`): for these thin products it was about twice as fast as torch's
+MKL on an AMD EPYC. The torch version of the pass serves other devices and is the reference the
+tests compare the NumPy one with.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from faast.solver.row_passes import chunk_rows, over_threads
 from faast.solver.spectral import SpectralFactor
 
 #: Rows per chunk of the torch gradient pass: small enough for a chunk to stay in cache for both of
 #: its products (256 was the fastest of 64–2048 for 50,000 × 1280 rows on the 2-core Xeon).
 CHUNK_ROWS = 256
-#: Multiply-adds per thin product of a chunk on the NumPy path: rows per chunk =
-#: CHUNK_MULTIPLY_ADDS // (d·m), within NUMPY_CHUNK_ROWS. Up to about a million, OpenBLAS (NumPy's
-#: BLAS) runs such products with its small-matrix kernels, without packing the chunk: on an AMD
-#: EPYC a 54,000 × 1280, 10-class pass took 61 ms in 78-row chunks against 83 ms in 256-row ones,
-#: and the same rule was best or within 15 % of best for d = 64, 384 and 4096.
-CHUNK_MULTIPLY_ADDS = 1_000_000
-NUMPY_CHUNK_ROWS = (16, 4096)
 #: Chunks per block on the NumPy path: the softmax of a block's scores runs in one go (per-call
 #: overhead of NumPy once per block rather than per chunk; 4 was the fastest of 1–32 there).
 NUMPY_BLOCK_CHUNKS = 4
-#: The NumPy pass uses one Python thread per this many rows, up to ``torch.get_num_threads()``.
-MIN_ROWS_PER_THREAD = 4096
 
 
 def logistic_gradient(
@@ -89,33 +78,20 @@ def _logistic_gradient_numpy(
     keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
     """:func:`logistic_gradient` for CPU float32/float64 keys in NumPy (views of the tensors, no
-    copy of the keys). The small products run single-threaded in OpenBLAS, so the rows are split
-    into ``torch.get_num_threads()`` contiguous parts, each summed by :func:`_gradient_rows` in its
-    own Python thread (NumPy releases the GIL in BLAS and in its loops), and the parts added."""
+    copy of the keys): the rows split over threads (:func:`~faast.solver.row_passes.over_threads`),
+    each part summed by :func:`_gradient_rows`, and the parts added."""
     k_all = keys.detach().numpy()
     y_all = labels.detach().cpu().numpy()
     w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
     w_t = weight.detach().cpu().numpy().astype(k_all.dtype).T  # (d, m)
-    n = k_all.shape[0]
-    parts = max(1, min(torch.get_num_threads(), n // MIN_ROWS_PER_THREAD))
-    if parts == 1:
-        grad, loss = _gradient_rows(k_all, y_all, w_all, w_t)
-        return torch.from_numpy(grad), loss
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    ranges = list(itertools.pairwise(bounds))
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        results = list(
-            pool.map(
-                lambda r: _gradient_rows(
-                    k_all[r[0] : r[1]], y_all[r[0] : r[1]], None if w_all is None else w_all[r[0] : r[1]], w_t
-                ),
-                ranges,
-            )
-        )
-    grad = results[0][0]
-    for part_grad, _ in results[1:]:
+    parts = over_threads(
+        lambda a, b: _gradient_rows(k_all[a:b], y_all[a:b], None if w_all is None else w_all[a:b], w_t),
+        k_all.shape[0],
+    )
+    grad = parts[0][0]
+    for part_grad, _ in parts[1:]:
         grad += part_grad
-    return torch.from_numpy(grad), float(sum(loss for _, loss in results))
+    return torch.from_numpy(grad), float(sum(loss for _, loss in parts))
 
 
 def _gradient_rows(
@@ -132,8 +108,7 @@ def _gradient_rows(
     grad = np.zeros((m, d), dtype=np.float64)
     part = np.empty((m, d), dtype=dtype)
     loss = 0.0
-    low, high = NUMPY_CHUNK_ROWS
-    chunk = min(high, max(low, CHUNK_MULTIPLY_ADDS // max(d * m, 1)))
+    chunk = chunk_rows(d * m)
     block = chunk * NUMPY_BLOCK_CHUNKS
     scores_buf = np.empty((min(block, k_all.shape[0]), m), dtype=dtype)
     for start in range(0, k_all.shape[0], block):
