@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
@@ -12,9 +10,9 @@ from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
-from faast.solver import row_passes
 from faast.solver.naive import ridge_reference, svd_reference
 from faast.solver.retarget import margins, retargeted_cross, retargeted_cross_torch
+from tests.row_pass_settings import row_pass_settings
 
 
 def _reference(
@@ -143,19 +141,8 @@ def test_numpy_retargeting_pass_matches_torch_reference(
     onehot = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, m, n)), m).to(dtype)
     w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
     weight = torch.as_tensor(rng.normal(size=(m, d)))
-    budget = row_passes.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
-    bounds = row_passes.CHUNK_ROWS_RANGE if chunk_budget is None else (1, 4096)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        with (
-            mock.patch.object(row_passes, "CHUNK_MULTIPLY_ADDS", budget),
-            mock.patch.object(row_passes, "CHUNK_ROWS_RANGE", bounds),
-            mock.patch.object(row_passes, "MIN_ROWS_PER_THREAD", 7),
-        ):
-            cross, moved = retargeted_cross(keys, onehot, w, weight, theta)
-    finally:
-        torch.set_num_threads(before)
+    with row_pass_settings(chunk_budget, threads):
+        cross, moved = retargeted_cross(keys, onehot, w, weight, theta)
     ref_cross, ref_moved = retargeted_cross_torch(keys, onehot, w, weight, theta)
     assert cross.dtype == torch.float64 and cross.shape == (d, m)
     assert moved == ref_moved

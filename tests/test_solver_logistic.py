@@ -4,8 +4,6 @@ minimiser."""
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
-from faast.solver import row_passes
 from faast.solver.logistic import (
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
@@ -32,6 +29,7 @@ from faast.solver.logistic import (
 from faast.solver.logistic_kernels import logistic_gradient_torch
 from faast.solver.spectral import SpectralFactor
 from faast.solver.stats import GramStats
+from tests.row_pass_settings import row_pass_settings
 from tests.test_classifier_refine import PARTIAL_FIT_CHECKS
 
 
@@ -96,19 +94,8 @@ def test_numpy_gradient_matches_torch_reference(
     labels = torch.as_tensor(rng.integers(0, n_classes, n))
     w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
     W = torch.as_tensor(rng.normal(size=(n_classes, d)), dtype=torch.float64)
-    budget = row_passes.CHUNK_MULTIPLY_ADDS if chunk_budget is None else chunk_budget
-    bounds = row_passes.CHUNK_ROWS_RANGE if chunk_budget is None else (1, 4096)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)  # the pass splits its rows over this many Python threads
-        with (
-            mock.patch.object(row_passes, "CHUNK_MULTIPLY_ADDS", budget),
-            mock.patch.object(row_passes, "CHUNK_ROWS_RANGE", bounds),
-            mock.patch.object(row_passes, "MIN_ROWS_PER_THREAD", 7),
-        ):
-            grad, loss = logistic_gradient(keys, labels, w, W)
-    finally:
-        torch.set_num_threads(before)
+    with row_pass_settings(chunk_budget, threads):
+        grad, loss = logistic_gradient(keys, labels, w, W)
     ref_grad, ref_loss = logistic_gradient_torch(keys, labels, w, W)
     rtol = 1e-10 if dtype == torch.float64 else 1e-4
     assert grad.dtype == torch.float64 and grad.shape == (n_classes, d)
