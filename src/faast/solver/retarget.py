@@ -22,8 +22,9 @@ import torch
 
 from faast.solver.row_passes import chunk_rows, over_threads
 
-#: Rows converted to float64 at a time, into one reused buffer small enough to stay in cache for
-#: both products of a chunk.
+#: Rows of the torch pass converted to float64 at a time, into one reused buffer small enough to
+#: stay in cache for both products of a chunk (the NumPy pass sizes its chunks by
+#: :func:`~faast.solver.row_passes.chunk_rows`).
 CHUNK_ROWS = 512
 
 
