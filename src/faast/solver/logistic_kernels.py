@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from faast.solver.row_passes import chunk_rows, over_threads
+from faast.solver.row_passes import chunk_rows, summed_over_threads
 from faast.solver.spectral import SpectralFactor
 
 #: Rows per chunk of the torch gradient pass: small enough for a chunk to stay in cache for both of
@@ -78,20 +78,17 @@ def _logistic_gradient_numpy(
     keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
     """:func:`logistic_gradient` for CPU float32/float64 keys in NumPy (views of the tensors, no
-    copy of the keys): the rows split over threads (:func:`~faast.solver.row_passes.over_threads`),
+    copy of the keys): the rows split over threads (:func:`~faast.solver.row_passes.summed_over_threads`),
     each part summed by :func:`_gradient_rows`, and the parts added."""
     k_all = keys.detach().numpy()
     y_all = labels.detach().cpu().numpy()
     w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
     w_t = weight.detach().cpu().numpy().astype(k_all.dtype).T  # (d, m)
-    parts = over_threads(
+    grad, loss = summed_over_threads(
         lambda a, b: _gradient_rows(k_all[a:b], y_all[a:b], None if w_all is None else w_all[a:b], w_t),
         k_all.shape[0],
     )
-    grad = parts[0][0]
-    for part_grad, _ in parts[1:]:
-        grad += part_grad
-    return torch.from_numpy(grad), float(sum(loss for _, loss in parts))
+    return torch.from_numpy(grad), float(loss)
 
 
 def _gradient_rows(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faast.solver.row_passes import chunk_rows, over_threads
+from faast.solver.row_passes import chunk_rows, summed_over_threads
 
 #: Rows of the torch pass converted to float64 at a time, into one reused buffer small enough to
 #: stay in cache for both products of a chunk (the NumPy pass sizes its chunks by
@@ -100,14 +100,11 @@ def _retargeted_cross_numpy(
     v_all = onehot.detach().cpu().numpy()
     w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
     w_t = weight.detach().cpu().to(torch.float64).numpy().T  # (d, m)
-    parts = over_threads(
+    cross, moved = summed_over_threads(
         lambda a, b: _cross_rows(k_all[a:b], v_all[a:b], None if w_all is None else w_all[a:b], w_t, margin),
         k_all.shape[0],
     )
-    cross = parts[0][0]
-    for part_cross, _ in parts[1:]:
-        cross += part_cross
-    return torch.from_numpy(cross), sum(moved for _, moved in parts)
+    return torch.from_numpy(cross), int(moved)
 
 
 def _cross_rows(
