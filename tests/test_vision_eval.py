@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from faast.eval.episodes import sample_episodes
-from faast.eval.methods import METHODS, Faast, build_methods
+from faast.eval.methods import LOGISTIC_CS, METHODS, Faast, LogReg, _solve_args, build_methods
 from faast.eval.preprocess import Preprocess
 from faast.eval.probe import ProbeRecipe, _holdout, train_linear_probe
 from faast.eval.protocols import Features, MethodResult, run_fewshot, run_full
@@ -144,6 +144,18 @@ def test_faast_shared_validation_matches_separate_fits(features):
     shared = method.validate(xs, ys, features.test_x, features.test_y, grid, 0)
     separate = [np.mean(method.fit(xs, ys, p, 0).predict(features.test_x) == features.test_y) for p in grid]
     assert np.allclose(shared, separate)
+
+
+def test_faast_logistic_candidates_share_logreg_penalties(features):
+    """FAAST's logistic steps are validated over LogisticRegression's C grid, after ``C="auto"``
+    (first, so it wins ties), and a fit honours the C of its grid point."""
+    grid = Faast(preps=["l2"]).grid("full")
+    logistic = [p for p in grid if p.get("loss") == "logistic"]
+    assert [p["C"] for p in logistic] == ["auto", *LOGISTIC_CS]
+    assert sorted({p["C"] for p in LogReg().grid("full")}) == sorted(LOGISTIC_CS)
+    params = logistic[2]
+    _, clf = Faast()._fit_classifier(features.train_x, features.train_y, "l2", *_solve_args(params))
+    assert clf.C_ == pytest.approx(params["C"]) and clf.loss == "logistic"
 
 
 def test_probe_holdout_follows_the_recipe():

@@ -28,6 +28,10 @@ from faast.memory import KNNMemory, SoftmaxMemory
 
 Params = dict[str, Any]
 
+#: The inverse penalties C validated for the logistic loss, by :class:`LogReg` and by
+#: :class:`Faast`'s logistic steps alike.
+LOGISTIC_CS = [0.1, 1.0, 10.0, 100.0]
+
 
 @dataclass
 class Fitted:
@@ -84,7 +88,9 @@ class Faast(Method):
     leave-one-out on the support set (``cut="auto"``); with cut ``auto`` also ``refine`` rounds of
     margin retargeting (:mod:`faast.solver.retarget`; R = 5, θ = 0.5 chosen with
     ``benchmarks/classifier_options.py --split validation``) or the closed-form logistic steps
-    (``loss="logistic"``, C chosen on the support set, :mod:`faast.solver.logistic`)."""
+    (``loss="logistic"``, :mod:`faast.solver.logistic`) with C chosen on the support set
+    (``C="auto"``, first, so it wins ties) or one of ``LOGISTIC_CS``, the grid
+    :class:`LogReg` validates: both logistic fits get the same choice of penalty."""
 
     key, label = "faast", "FAAST"
 
@@ -94,28 +100,37 @@ class Faast(Method):
         preps: list[str] | None = None,
         refines: list[int] | None = None,
         logistic: bool = True,
+        Cs: list[float | str] | None = None,
     ) -> None:
         self.cuts = cuts or [0.4, 0.6, 0.8, 1.0, "gcv", "auto"]
         self.preps = preps or ["none", "l2", "center-l2"]
         self.refines = [5] if refines is None else refines
         self.logistic = logistic
+        self.Cs = Cs or ["auto", *LOGISTIC_CS]
 
     def grid(self, regime: str) -> list[Params]:
         plain = _grid(prep=self.preps, cut=self.cuts, refine=[0])
         refined = _grid(prep=self.preps, cut=["auto"], refine=[r for r in self.refines if r])
-        logistic = _grid(prep=self.preps, cut=["auto"], loss=["logistic"]) if self.logistic else []
+        logistic = _grid(prep=self.preps, cut=["auto"], loss=["logistic"], C=self.Cs) if self.logistic else []
         return plain + refined + logistic
 
     @staticmethod
-    def _kwargs(cut: Any, refine: int, loss: str = "squared") -> dict[str, Any]:
+    def _kwargs(cut: Any, refine: int, loss: str = "squared", C: float | str = "auto") -> dict[str, Any]:
         cut_kwargs = {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
-        return {**cut_kwargs, "refine": int(refine), "loss": loss}
+        return {**cut_kwargs, "refine": int(refine), "loss": loss, "C": C}
 
     def _fit_classifier(
-        self, X: torch.Tensor, y: np.ndarray, prep: str, cut: Any, refine: int = 0, loss: str = "squared"
+        self,
+        X: torch.Tensor,
+        y: np.ndarray,
+        prep: str,
+        cut: Any,
+        refine: int = 0,
+        loss: str = "squared",
+        C: float | str = "auto",
     ) -> tuple[Preprocess, FaastClassifier]:
         pre = Preprocess(prep)
-        return pre, FaastClassifier(**self._kwargs(cut, refine, loss)).fit(pre.fit_transform(X), y)
+        return pre, FaastClassifier(**self._kwargs(cut, refine, loss, C)).fit(pre.fit_transform(X), y)
 
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
         pre, clf = self._fit_classifier(X, y, params["prep"], *_solve_args(params))
@@ -140,14 +155,14 @@ class Faast(Method):
         return [scores[i] for i in range(len(grid))]
 
 
-def _solve_args(params: Params) -> tuple[Any, int, str]:
-    """(cut, refine rounds, loss) of a FAAST grid point."""
-    return params["cut"], params.get("refine", 0), params.get("loss", "squared")
+def _solve_args(params: Params) -> tuple[Any, int, str, float | str]:
+    """(cut, refine rounds, loss, C) of a FAAST grid point."""
+    return params["cut"], params.get("refine", 0), params.get("loss", "squared"), params.get("C", "auto")
 
 
 def _needs_data(params: Params) -> bool:
     """Grid points that ``solve`` cannot reach from shared statistics (refine, logistic)."""
-    _, refine, loss = _solve_args(params)
+    _, refine, loss, _ = _solve_args(params)
     return bool(refine) or loss != "squared"
 
 
@@ -253,7 +268,7 @@ class LogReg(_SklearnMethod):
     def __init__(
         self, Cs: list[float] | None = None, preps: list[str] | None = None, max_iter: int = 1000
     ) -> None:
-        self.Cs = Cs or [0.1, 1.0, 10.0, 100.0]
+        self.Cs = Cs or list(LOGISTIC_CS)
         self.preps = preps or ["l2"]
         self.max_iter = max_iter
 
