@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from faast._checks import finite_number
 from faast.solver import GramStats
 
 
@@ -130,3 +131,20 @@ def test_tiny_tau_is_clamped_with_a_warning():
     )
     with pytest.warns(RuntimeWarning, match="below what a float64 Gram matrix resolves"):
         stats.solve(1e-12)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (True, TypeError, "weight must be a number, got True"),
+        ("best", ValueError, "weight must be a number, got 'best'"),
+        (None, ValueError, "weight must be a number, got None"),
+        (float("inf"), ValueError, "weight must be finite, got inf"),
+        ("nan", ValueError, "weight must be finite, got 'nan'"),
+    ],
+)
+def test_finite_number_names_what_is_wrong(value, error, message):
+    """The one number check behind cut specs and LM configs."""
+    with pytest.raises(error, match=message):
+        finite_number(value, "weight")
+    assert finite_number("1e-2", "weight") == 0.01 and finite_number(np.float32(2.5), "weight") == 2.5

@@ -7,6 +7,7 @@ device) instead of producing a silently wrong answer.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -101,3 +102,17 @@ def check_pairs(keys: Any, values: Any, *, finite: bool = True) -> tuple[torch.T
         check_finite(k, "keys")
         check_finite(v, "values")
     return k, v
+
+
+def finite_number(x: Any, name: str) -> float:
+    """``x`` as a finite float; a clear error naming ``name`` otherwise (TypeError for a bool,
+    ValueError for what is not a number, NaN or ±inf)."""
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a number, got {x!r}")
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return value

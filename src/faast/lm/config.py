@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from faast._checks import finite_number
 from faast.io import load_json, save_json
 from faast.solver import Cut
 
@@ -79,24 +80,24 @@ class ReadConfig:
     def __post_init__(self) -> None:
         self.cut = None if self.cut is None else Cut.parse(self.cut)
         if self.weight is not None:
-            w = _finite(self.weight, "weight")
+            w = finite_number(self.weight, "weight")
             if w < 0:
                 raise ValueError(f"weight must be >= 0, got {w}")
             self.weight = w
         if self.temperature is not None:
-            t = _finite(self.temperature, "temperature")
+            t = finite_number(self.temperature, "temperature")
             if t <= 0:
                 raise ValueError(f"temperature must be > 0, got {t}")
             self.temperature = t
         if self.damping is not None:
-            c = _finite(self.damping, "damping")
+            c = finite_number(self.damping, "damping")
             if c <= 0:
                 raise ValueError(f"damping must be > 0, got {c}")
             self.damping = c
         if self.gate is not None and self.gate != "auto":
             if isinstance(self.gate, str):
                 raise ValueError(f"gate must be a number, None or 'auto', got {self.gate!r}")
-            gate = _finite(self.gate, "gate")
+            gate = finite_number(self.gate, "gate")
             if not 0.0 <= gate < 1.0:
                 raise ValueError(f"gate must be a cosine threshold in [0, 1), got {self.gate}")
             self.gate = gate
@@ -193,7 +194,7 @@ class FaastConfig:
             ):
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
             setattr(self, name, int(value))
-        self.readout_dropout = _finite(self.readout_dropout, "readout_dropout")
+        self.readout_dropout = finite_number(self.readout_dropout, "readout_dropout")
         if not 0.0 <= self.readout_dropout < 1.0:
             raise ValueError(f"readout_dropout must be in [0, 1), got {self.readout_dropout}")
         if self.output_mix not in OUTPUT_MIXES:
@@ -310,15 +311,3 @@ def _init_with_legacy_fields(
 
 _init_with_legacy_fields.__doc__ = _dataclass_init.__doc__
 FaastConfig.__init__ = _init_with_legacy_fields  # type: ignore[method-assign]
-
-
-def _finite(x: Any, name: str) -> float:
-    if isinstance(x, bool):
-        raise TypeError(f"{name} must be a number, got {x!r}")
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return value

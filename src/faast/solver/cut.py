@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from faast._checks import finite_number
 from faast.solver.spectral import SpectralFactor
 
 KINDS = ("power", "fixed", "gcv", "auto", "ridge", "ridge-gcv", "ridge-auto", "prior")
@@ -97,7 +98,7 @@ class Cut:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"cut kind must be one of {KINDS}, got {self.kind!r}")
-        alpha, c = _number(self.alpha, "alpha"), _number(self.c, "c")
+        alpha, c = finite_number(self.alpha, "alpha"), finite_number(self.c, "c")
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         if c <= 0:
@@ -105,21 +106,21 @@ class Cut:
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "c", c)
         if self.kind == "fixed":
-            tau = _number(self.tau, "tau")
+            tau = finite_number(self.tau, "tau")
             if not 0.0 <= tau <= 1.0:
                 raise ValueError(f"tau is a relative singular-value cut in [0, 1], got {tau}")
             object.__setattr__(self, "tau", tau)
         elif self.tau is not None:
             raise ValueError(f"tau is only used by the 'fixed' cut, not {self.kind!r}")
         if self.kind == "ridge":
-            rho = _number(self.ridge, "ridge")
+            rho = finite_number(self.ridge, "ridge")
             if rho <= 0:
                 raise ValueError(f"ridge must be > 0, got {rho}")
             object.__setattr__(self, "ridge", rho)
         elif self.ridge is not None:
             raise ValueError(f"ridge is only used by the 'ridge' cut, not {self.kind!r}")
         if self.kind == "prior":
-            pairs = _number(self.prior, "prior")
+            pairs = finite_number(self.prior, "prior")
             if pairs <= 0:
                 raise ValueError(f"prior (pseudo-pairs) must be > 0, got {pairs}")
             object.__setattr__(self, "prior", pairs)
@@ -200,27 +201,29 @@ class Cut:
         if text in ("gcv", "auto", "power", "default"):
             return {"gcv": cls.gcv, "auto": cls.auto}.get(text, cls.power)()
         if "=" not in text:
-            return cls.fixed(_number(text, "tau"))
+            return cls.fixed(finite_number(text, "tau"))
         fields = dict(_split_field(part, spec) for part in text.split(","))
         if "ridge" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: ridge takes no other fields")
             text_rho = fields["ridge"]
-            return cls.ridge_penalty(text_rho if text_rho in ("gcv", "auto") else _number(text_rho, "ridge"))
+            rho = text_rho if text_rho in ("gcv", "auto") else finite_number(text_rho, "ridge")
+            return cls.ridge_penalty(rho)
         if "prior" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: prior takes no other fields")
-            return cls.pseudo_pairs(_number(fields["prior"], "prior"))
+            return cls.pseudo_pairs(finite_number(fields["prior"], "prior"))
         if "tau" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: tau takes no other fields")
-            return cls.fixed(_number(fields["tau"], "tau"))
+            return cls.fixed(finite_number(fields["tau"], "tau"))
         unknown = set(fields) - {"alpha", "c"}
         if unknown:
             raise ValueError(
                 f"cut {spec!r}: unknown field(s) {sorted(unknown)}; use tau, alpha, c, ridge or prior"
             )
-        return cls.power(_number(fields.get("alpha", 1.0), "alpha"), _number(fields.get("c", 1.0), "c"))
+        alpha = finite_number(fields.get("alpha", 1.0), "alpha")
+        return cls.power(alpha, finite_number(fields.get("c", 1.0), "c"))
 
     # ----------------------------------------------------------------- use
     def apply(self, factor: SpectralFactor) -> tuple[torch.Tensor, float | None, float | None]:
@@ -311,18 +314,6 @@ def make_cut(
     if cut is not None:
         return Cut.parse(cut)
     return Cut.from_params(tau, 1.0 if alpha is None else alpha, 1.0 if c is None else c, ridge)
-
-
-def _number(x: Any, name: str) -> float:
-    if isinstance(x, bool):
-        raise TypeError(f"{name} must be a number, got {x!r}")
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {x!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return value
 
 
 def _split_field(part: str, spec: str) -> tuple[str, str]:
