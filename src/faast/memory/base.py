@@ -1,4 +1,5 @@
-"""The interface every key→value memory shares: ``add`` pairs, ``read`` values, ``reset``."""
+"""The interface every key→value memory shares: ``add`` pairs, ``read`` values, ``forget`` pairs,
+``reset``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class Memory(ABC):
     @abstractmethod
     def read(self, queries: Any) -> torch.Tensor:
         """Predicted values (q, m) for queries (q, d), in the queries' dtype and device."""
+
+    @abstractmethod
+    def forget(self, keys: Any, values: Any) -> Memory:
+        """Remove pairs added earlier, exactly: afterwards the memory answers as one that never
+        saw them. keys: (n, d); values: (n, m). Pairs that were never added are a ``ValueError``
+        and leave the memory unchanged."""
 
     @abstractmethod
     def reset(self) -> Memory:

@@ -7,13 +7,12 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from faast.memory.base import Memory
-from faast.solver import PairBuffer
+from faast.memory.stored import StoredPairsMemory
 
 _SCORE_BLOCK = 1 << 24
 
 
-class KNNMemory(Memory):
+class KNNMemory(StoredPairsMemory):
     """Reads the value most common among the k nearest stored keys.
 
     k: neighbours; ``None`` uses the paper's rule k = min(10, size of the largest group of
@@ -38,14 +37,17 @@ class KNNMemory(Memory):
         if aggregate not in ("vote", "mean"):
             raise ValueError(f"aggregate must be 'vote' or 'mean', got {aggregate!r}")
         self.k, self.metric, self.aggregate = k, metric, aggregate
-        self.store = PairBuffer()
-        self.key_dim = self.value_dim = None
         self._groups: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        super().__init__()
+
+    def _normalizes_keys(self) -> bool:
+        return self.metric == "cosine"
+
+    def _changed(self) -> None:
+        self._groups = None
 
     def add(self, keys: Any, values: Any) -> KNNMemory:
-        k, v = self._check_add(keys, values)
-        self.store.append(F.normalize(k, dim=1) if self.metric == "cosine" else k, v)
-        self._groups = None
+        self._store(keys, values)
         return self
 
     def _value_groups(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,17 +94,3 @@ class KNNMemory(Memory):
         else:
             scores = -torch.cdist(q, keys)
         return torch.topk(scores, k, dim=1).indices
-
-    def reset(self) -> KNNMemory:
-        self.store = PairBuffer()
-        self.key_dim = self.value_dim = None
-        self._groups = None
-        return self
-
-    @property
-    def num_pairs(self) -> int:
-        return self.store.count
-
-    @property
-    def nbytes(self) -> int:
-        return self.store.nbytes

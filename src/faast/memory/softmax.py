@@ -7,14 +7,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from faast.memory.base import Memory
-from faast.solver import PairBuffer
+from faast.memory.stored import StoredPairsMemory
 
 #: Upper bound on query×key scores materialised at once by ``read``.
 _SCORE_BLOCK = 1 << 24
 
 
-class SoftmaxMemory(Memory):
+class SoftmaxMemory(StoredPairsMemory):
     """Attention over every stored pair: read(q) = softmax(q Kᵀ / temperature) V.
 
     temperature: the softmax temperature (0.01 is CLIP's logit scale of 100, as in the paper's
@@ -24,14 +23,15 @@ class SoftmaxMemory(Memory):
     def __init__(self, *, temperature: float = 0.01, normalize: bool = False) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        super().__init__()
         self.temperature = float(temperature)
         self.normalize = normalize
-        self.store = PairBuffer()
-        self.key_dim = self.value_dim = None
+
+    def _normalizes_keys(self) -> bool:
+        return self.normalize
 
     def add(self, keys: Any, values: Any) -> SoftmaxMemory:
-        k, v = self._check_add(keys, values)
-        self.store.append(F.normalize(k, dim=1) if self.normalize else k, v)
+        self._store(keys, values)
         return self
 
     def read(self, queries: Any) -> torch.Tensor:
@@ -46,16 +46,3 @@ class SoftmaxMemory(Memory):
             for i in range(0, q.shape[0], block)
         ]
         return torch.cat(out)
-
-    def reset(self) -> SoftmaxMemory:
-        self.store = PairBuffer()
-        self.key_dim = self.value_dim = None
-        return self
-
-    @property
-    def num_pairs(self) -> int:
-        return self.store.count
-
-    @property
-    def nbytes(self) -> int:
-        return self.store.nbytes
