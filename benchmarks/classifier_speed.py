@@ -1,7 +1,8 @@
 """Where FaastClassifier's fit time goes, against RidgeClassifier, in every regime of the demo.
 
 On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px, 1280-d; fill the
-cache with ``faast demo`` first), single-threaded (torch and BLAS), for the demo's test episodes
+cache with ``faast demo`` first), single-threaded (torch and BLAS; ``--threads N`` for N), for the
+demo's test episodes
 (1/5/16/64 shots, 10 classes) and full data (60,000 images):
 
 * ``FAAST fit``: ``FaastClassifier().fit`` (its default cut ``ridge=auto``) on L2-normalised
@@ -21,6 +22,7 @@ cache with ``faast demo`` first), single-threaded (torch and BLAS), for the demo
 Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs (full data).
 
     python benchmarks/classifier_speed.py            # writes benchmarks/results/classifier_speed.{json,md}
+    python benchmarks/classifier_speed.py --threads 2 --out benchmarks/results/classifier_speed_2threads
 """
 
 from __future__ import annotations
@@ -84,11 +86,11 @@ def full_data_run(x: torch.Tensor, y: np.ndarray, logreg: bool) -> dict[str, flo
 
 
 def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     tx, ty, _, sy = load_features(args.cache_dir, 64)
     tx = F.normalize(tx, dim=1)
     table: dict[str, dict[str, float]] = {}
-    with threadpool_limits(1):
+    with threadpool_limits(args.threads):
         for k in [int(s) for s in args.shots.split(",") if s.strip()]:
             eps = sample_episodes(ty, sy, ways=None, shots=k, queries=20, episodes=args.episodes, seed=0)
             runs = [stages(tx[e.support], ty[e.support]) for e in eps]
@@ -98,7 +100,11 @@ def run(args: argparse.Namespace) -> dict:
             runs = [full_data_run(tx, ty, args.logreg) for _ in range(args.repeats)]
             table["full"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
             print("full", table["full"], flush=True)
-    return {"table": table, "settings": {**vars(args), "machine": _machine(), "threads": 1}}
+    return {"table": table, "settings": {**vars(args), "machine": _machine()}}
+
+
+def _threads(n: int) -> str:
+    return "1 thread" if n == 1 else f"{n} threads"
 
 
 def _fmt(seconds: float) -> str:
@@ -127,9 +133,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--logreg", action="store_true", help="also time LogisticRegression on full data")
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results/classifier_speed")
     args = p.parse_args()
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     result = run(args)
     md = markdown(result)
     print(md)
@@ -138,7 +147,8 @@ def main() -> None:
     header = (
         f"Command: `python benchmarks/classifier_speed.py {' '.join(sys.argv[1:])}`  \n"
         "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d, L2-normalised), demo episodes "
-        f"(seed 0), medians; 1 thread  \nMachine: {result['settings']['machine']} (shared: timings vary)\n"
+        f"(seed 0), medians; {_threads(args.threads)}  \n"
+        f"Machine: {result['settings']['machine']} (shared: timings vary)\n"
     )
     write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
 

@@ -11,7 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
 from faast.solver.naive import ridge_reference, svd_reference
-from faast.solver.retarget import margins, retargeted_cross, retargeted_cross_torch
+from faast.solver.retarget import margins, retarget, retargeted_cross, retargeted_cross_torch
+from faast.solver.spectral import SpectralFactor
 from tests.row_pass_settings import row_pass_settings
 
 
@@ -148,6 +149,41 @@ def test_numpy_retargeting_pass_matches_torch_reference(
     assert moved == ref_moved
     scale = float(ref_cross.abs().max()) if ref_cross.numel() else 0.0
     torch.testing.assert_close(cross, ref_cross, rtol=1e-10, atol=1e-10 * (scale + 1.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 150),
+    d=st.integers(1, 24),
+    m=st.integers(1, 5),
+    weighted=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    rounds=st.integers(1, 3),
+    threads=st.sampled_from([1, 2, 3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_numpy_retarget_rounds_match_torch_rounds(n, d, m, weighted, dtype, rounds, threads, seed):
+    """``retarget`` on CPU keys stays in NumPy (BLAS on one thread, passes split over threads);
+    the torch pass and ``factor.weights_for`` give the same rounds to rounding, primal and dual."""
+    rng = np.random.default_rng(seed)
+    keys = torch.as_tensor(rng.normal(size=(n, d)), dtype=dtype)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(rng.integers(0, m, n)), m).to(dtype)
+    w = torch.as_tensor(rng.uniform(0.0, 2.0, n)) if weighted else None
+    k64, v64 = keys.double(), onehot.double()
+    primal = SpectralFactor.from_stats(k64.T @ k64, k64.T @ v64, float(n), float(n))
+    dual = SpectralFactor.from_pairs(k64, v64, float(n), float(n))
+    for factor in (primal, dual) if n < d else (primal,):
+        phi = factor.ridge_filter(0.5)
+        start = factor.weights(phi)
+        with row_pass_settings(40, threads):
+            cross, weight, moved = retarget(keys, onehot, w, factor, phi, start, 0.5, rounds)
+        ref_weight = start
+        for _ in range(rounds):
+            ref_cross, ref_moved = retargeted_cross_torch(keys, onehot, w, ref_weight, 0.5)
+            ref_weight = factor.weights_for(phi, ref_cross)
+        assert moved == ref_moved and weight.dtype == torch.float64 and weight.shape == (m, d)
+        for got, want in ((cross, ref_cross), (weight, ref_weight)):
+            torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-8 * (float(want.abs().max()) + 1.0))
 
 
 def test_margins_and_retargeted_cross_by_hand():

@@ -17,6 +17,7 @@ from faast.solver.logistic import (
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
     MIN_HELD_OUT,
+    _accelerated_steps,
     choose_ridge,
     fit_logistic,
     holdout_folds,
@@ -113,8 +114,8 @@ def test_numpy_gradient_matches_torch_reference(
     seed=st.integers(0, 2**31 - 1),
 )
 def test_preconditioner_matches_weights_for(n, d, m, ridge, seed):
-    """The NumPy preconditioner of the primal route (and the dual route, which keeps torch)
-    equals ``factor.weights_for`` to rounding on random factors."""
+    """The NumPy preconditioner (``factor.weights_for_numpy``) equals ``factor.weights_for`` to
+    rounding on random factors, primal and dual."""
     rng = np.random.default_rng(seed)
     keys = torch.as_tensor(rng.normal(size=(n, d)))
     values = torch.as_tensor(rng.normal(size=(n, m)))
@@ -127,6 +128,53 @@ def test_preconditioner_matches_weights_for(n, d, m, ridge, seed):
         ref = factor.weights_for(phi, grad.T)
         assert ours.dtype == torch.float64 and ours.shape == (m, d)
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9 * (float(ref.abs().max()) + 1.0))
+        direct = factor.weights_for_numpy(phi)(grad.T.numpy())
+        np.testing.assert_allclose(direct, ref.numpy(), rtol=1e-9, atol=1e-9 * (float(ref.abs().max()) + 1.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(4, 120),
+    d=st.integers(1, 24),
+    n_classes=st.integers(2, 4),
+    weighted=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    chunk_budget=st.sampled_from([1, 50, None]),
+    threads=st.sampled_from([1, 2, 3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_numpy_steps_match_the_torch_steps(n, d, n_classes, weighted, dtype, chunk_budget, threads, seed):
+    """``fit_logistic`` on CPU keys runs its loop in NumPy (BLAS on one thread, passes split over
+    threads); the same steps in torch (the reference pass, ``factor.weights_for``) give the same
+    weights to rounding, on the primal and the dual route."""
+    X, y, rng = _problem(n, d, n_classes, seed)
+    keys, labels = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y)
+    weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
+    values = torch.nn.functional.one_hot(labels, n_classes).double()
+    k64 = keys.double()
+    primal = SpectralFactor.from_stats(k64.T @ k64, k64.T @ values, float(n), float(n))
+    dual = SpectralFactor.from_pairs(k64, values, float(n), float(n))
+    for factor in (primal, dual) if n < d else (primal,):
+        ridge = 0.3 * float(factor.eigenvalues.max())
+        init = torch.as_tensor(rng.normal(size=(n_classes, d))) * 0.1 if seed % 2 else None
+        if init is not None and factor is dual:
+            init = (torch.as_tensor(rng.normal(size=(n_classes, n))) * 0.1) @ k64  # in the row span
+        with row_pass_settings(chunk_budget, threads):
+            ours, taken = fit_logistic(
+                keys, labels, weights, factor, ridge, 6, init=init, num_classes=n_classes
+            )
+        phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
+        start = torch.zeros(n_classes, d, dtype=torch.float64) if init is None else init.double()
+        ref, ref_taken = _accelerated_steps(
+            lambda w: logistic_gradient_torch(keys, labels, weights, w)[0],
+            lambda g, factor=factor, phi=phi: factor.weights_for(phi, g.T),
+            start,
+            ridge,
+            6,
+        )
+        assert taken == ref_taken and ours.dtype == torch.float64
+        tol = 1e-4 if dtype == torch.float32 else 1e-9
+        torch.testing.assert_close(ours, ref, rtol=tol, atol=tol * (float(ref.abs().max()) + 1.0))
 
 
 @settings(max_examples=25, deadline=None)

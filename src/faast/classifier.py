@@ -36,7 +36,7 @@ from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
 from faast.solver.logistic import choose_ridge, fit_logistic, penalty_scale
-from faast.solver.retarget import retargeted_cross
+from faast.solver.retarget import retarget
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
@@ -506,12 +506,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
         """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
         just learned, with the filter of the solve held fixed."""
-        weight = self.memory_.weight(torch.float64)
         factor = self.memory_.stats.factor()
-        phi = self._filter(factor)
-        for _ in range(int(self.refine)):
-            cross, moved = retargeted_cross(keys, onehot, weights, weight, float(self.margin))
-            weight = factor.weights_for(phi, cross)
+        cross, weight, moved = retarget(
+            keys,
+            onehot,
+            weights,
+            factor,
+            self._filter(factor),
+            self.memory_.weight(torch.float64),
+            float(self.margin),
+            int(self.refine),
+        )
         self._set_retarget(cross, weight, moved)
 
     def _fit_logistic(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:

@@ -33,12 +33,15 @@ labels are never fitted.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from faast.solver.logistic_kernels import logistic_gradient, preconditioner
+from faast.solver.logistic_kernels import gradient_numpy, logistic_gradient, preconditioner
+from faast.solver.row_passes import numpy_rows, single_threaded_blas, uses_numpy_passes
 from faast.solver.spectral import SpectralFactor
 
 __all__ = [
@@ -102,8 +105,44 @@ def fit_logistic(
     if init is None:
         init = torch.zeros(m, d, dtype=torch.float64, device=keys.device)
     phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
-    precondition = preconditioner(factor, phi)
-    current = init.to(torch.float64)
+    if uses_numpy_passes(keys) and factor.eigenvalues.device.type == "cpu":
+        # the whole loop in NumPy, its BLAS on one thread, the passes split over Python threads:
+        # no thread pool waits for work while another runs (see single_threaded_blas)
+        k_all, y_all, w_all = numpy_rows(keys, labels, weights)
+        to_weights = factor.weights_for_numpy(phi)
+        start = init.detach().cpu().to(torch.float64).numpy().copy()
+        with single_threaded_blas():
+            weight, taken = _accelerated_steps(
+                lambda w: gradient_numpy(k_all, y_all, w_all, w)[0],
+                lambda grad: to_weights(grad.T),
+                start,
+                ridge,
+                steps,
+            )
+        return torch.from_numpy(weight), taken
+    return _accelerated_steps(
+        lambda w: logistic_gradient(keys, labels, weights, w)[0],
+        preconditioner(factor, phi),
+        init.to(torch.float64),
+        ridge,
+        steps,
+    )
+
+
+Weights = TypeVar("Weights", torch.Tensor, np.ndarray)
+
+
+def _accelerated_steps(
+    gradient: Callable[[Weights], Weights],
+    precondition: Callable[[Weights], Weights],
+    current: Weights,
+    ridge: float,
+    steps: int,
+) -> tuple[Weights, int]:
+    """At most ``steps`` majorise–minimise steps W ← Z − P(∇f(Z)) from W = ``current`` (m, d)
+    float64, Z = W plus Nesterov momentum (restarted when a step turns against it), with
+    ``gradient`` the data term's gradient and ``precondition`` g ↦ U diag(φ) Uᵀ g; the same
+    arithmetic on torch tensors or NumPy arrays. Returns the weights and the steps taken."""
     previous = current
     momentum = 1.0
     taken = 0
@@ -111,14 +150,16 @@ def fit_logistic(
         taken += 1
         next_momentum = (1.0 + math.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
         point = current + ((momentum - 1.0) / next_momentum) * (current - previous)
-        grad, _ = logistic_gradient(keys, labels, weights, point)
+        grad = gradient(point)
         grad += ridge * point
         step = precondition(grad)
         previous, current = current, point - step
         if float(((point - current) * (current - previous)).sum()) > 0:  # against the momentum
             next_momentum = 1.0
         momentum = next_momentum
-        if float(step.norm()) <= STEP_TOLERANCE * max(float(current.norm()), 1.0):
+        if math.sqrt(float((step * step).sum())) <= STEP_TOLERANCE * max(
+            math.sqrt(float((current * current).sum())), 1.0
+        ):
             break
     return current, taken
 

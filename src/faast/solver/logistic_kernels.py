@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from faast.solver.row_passes import chunk_rows, summed_over_threads
+from faast.solver.row_passes import chunk_rows, numpy_rows, summed_over_threads, uses_numpy_passes
 from faast.solver.spectral import SpectralFactor
 
 #: Rows per chunk of the torch gradient pass: small enough for a chunk to stay in cache for both of
@@ -43,7 +43,7 @@ def logistic_gradient(
     92 ms on two); elsewhere through torch (:func:`logistic_gradient_torch`, the reference the
     tests compare it with).
     """
-    if keys.device.type == "cpu" and keys.dtype in (torch.float32, torch.float64):
+    if uses_numpy_passes(keys):
         return _logistic_gradient_numpy(keys, labels, weights, weight)
     return logistic_gradient_torch(keys, labels, weights, weight)
 
@@ -78,17 +78,25 @@ def _logistic_gradient_numpy(
     keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
     """:func:`logistic_gradient` for CPU float32/float64 keys in NumPy (views of the tensors, no
-    copy of the keys): the rows split over threads (:func:`~faast.solver.row_passes.summed_over_threads`),
-    each part summed by :func:`_gradient_rows`, and the parts added."""
-    k_all = keys.detach().numpy()
-    y_all = labels.detach().cpu().numpy()
-    w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
-    w_t = weight.detach().cpu().numpy().astype(k_all.dtype).T  # (d, m)
+    copy of the keys), through :func:`gradient_numpy`."""
+    k_all, y_all, w_all = numpy_rows(keys, labels, weights)
+    grad, loss = gradient_numpy(k_all, y_all, w_all, weight.detach().cpu().to(torch.float64).numpy())
+    return torch.from_numpy(grad), loss
+
+
+def gradient_numpy(
+    k_all: np.ndarray, y_all: np.ndarray, w_all: np.ndarray | None, weight: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """:func:`logistic_gradient` on NumPy arrays: keys (n, d) float32/float64, labels (n,),
+    weights (n,) float64 or None, W (m, d) → gradient (m, d) float64 and loss; the rows split
+    over threads (:func:`~faast.solver.row_passes.summed_over_threads`), each part summed by
+    :func:`_gradient_rows`, and the parts added."""
+    w_t = weight.astype(k_all.dtype).T  # (d, m)
     grad, loss = summed_over_threads(
         lambda a, b: _gradient_rows(k_all[a:b], y_all[a:b], None if w_all is None else w_all[a:b], w_t),
         k_all.shape[0],
     )
-    return torch.from_numpy(grad), float(loss)
+    return grad, float(loss)
 
 
 def _gradient_rows(
@@ -135,28 +143,8 @@ def _gradient_rows(
 
 def preconditioner(factor: SpectralFactor, phi: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """g (m, d) ↦ (U diag(φ) Uᵀ gᵀ)ᵀ (m, d) float64: ``factor.weights_for(phi, g.T)``, through
-    NumPy's BLAS on the CPU (faster than torch's MKL for these thin products on an AMD EPYC: 5.5
-    against 8.7 ms at d = 1280, m = 10). Primal route: two products with the d × r basis. Dual
-    route (U = Kᵀ A Λ^(−1/2) never formed): Kᵀ M K gᵀ with M = A diag(φ/λ) Aᵀ (n × n), made once
-    here, so a step is three thin products."""
+    NumPy's BLAS on the CPU (:meth:`~faast.solver.spectral.SpectralFactor.weights_for_numpy`)."""
     if factor.eigenvalues.device.type != "cpu":
         return lambda grad: factor.weights_for(phi, grad.T)
-    phi_np = phi.to(torch.float64).numpy()
-    if factor.row_keys is not None and factor.left is not None:
-        keys = factor.row_keys.to(torch.float64).numpy()  # (n, d)
-        left = factor.left.numpy()  # (n, r)
-        middle = (left * (phi_np / factor.eigenvalues.numpy())) @ left.T  # (n, n)
-
-        def apply_dual(grad: torch.Tensor) -> torch.Tensor:
-            g_t = grad.detach().to(torch.float64).numpy().T  # (d, m)
-            return torch.from_numpy((keys.T @ (middle @ (keys @ g_t))).T.copy())
-
-        return apply_dual
-    basis = factor.basis.numpy()  # (d, r)
-    scale = phi_np[:, None]  # (r, 1)
-
-    def apply(grad: torch.Tensor) -> torch.Tensor:
-        g_t = grad.detach().to(torch.float64).numpy().T  # (d, m)
-        return torch.from_numpy((basis @ (scale * (basis.T @ g_t))).T.copy())
-
-    return apply
+    apply = factor.weights_for_numpy(phi)
+    return lambda grad: torch.from_numpy(apply(grad.detach().to(torch.float64).numpy().T))

@@ -20,7 +20,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faast.solver.row_passes import chunk_rows, summed_over_threads
+from faast.solver.row_passes import (
+    chunk_rows,
+    numpy_rows,
+    single_threaded_blas,
+    summed_over_threads,
+    uses_numpy_passes,
+)
+from faast.solver.spectral import SpectralFactor
 
 #: Rows of the torch pass converted to float64 at a time, into one reused buffer small enough to
 #: stay in cache for both products of a chunk (the NumPy pass sizes its chunks by
@@ -35,6 +42,39 @@ def margins(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.full_like(true, float("inf"))
     other = scores.scatter(1, labels[:, None], float("-inf")).amax(dim=1)
     return true - other
+
+
+def retarget(
+    keys: torch.Tensor,
+    onehot: torch.Tensor,
+    weights: torch.Tensor | None,
+    factor: SpectralFactor,
+    phi: torch.Tensor,
+    weight: torch.Tensor,
+    margin: float,
+    rounds: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``rounds`` ≥ 1 retargeting rounds from the fast weights W (m, d) solved with the filter φ
+    (r,) of ``factor``: (B′ (d, m) of the last round, W′ (m, d) float64, examples it retargeted).
+
+    keys, onehot, weights as in :func:`retargeted_cross`. On the CPU with float32/float64 keys
+    the rounds stay in NumPy, its BLAS on one thread while the passes split over Python threads
+    (:func:`~faast.solver.row_passes.single_threaded_blas`); elsewhere in torch."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if not (uses_numpy_passes(keys) and factor.eigenvalues.device.type == "cpu"):
+        for _ in range(rounds):
+            cross, moved = retargeted_cross(keys, onehot, weights, weight, margin)
+            weight = factor.weights_for(phi, cross)
+        return cross, weight, moved
+    k_all, v_all, w_all = numpy_rows(keys, onehot, weights)
+    to_weights = factor.weights_for_numpy(phi)
+    w_np = weight.detach().cpu().to(torch.float64).numpy()
+    with single_threaded_blas():
+        for _ in range(rounds):
+            cross_np, moved = _cross_numpy(k_all, v_all, w_all, w_np, margin)
+            w_np = to_weights(cross_np)
+    return torch.from_numpy(cross_np), torch.from_numpy(w_np), moved
 
 
 def retargeted_cross(
@@ -54,7 +94,7 @@ def retargeted_cross(
     EPYC, where torch uses MKL), elsewhere through torch
     (:func:`retargeted_cross_torch`, the reference the tests compare it with).
     """
-    if keys.device.type == "cpu" and keys.dtype in (torch.float32, torch.float64):
+    if uses_numpy_passes(keys):
         return _retargeted_cross_numpy(keys, onehot, weights, weight, margin)
     return retargeted_cross_torch(keys, onehot, weights, weight, margin)
 
@@ -96,15 +136,23 @@ def _retargeted_cross_numpy(
 ) -> tuple[torch.Tensor, int]:
     """:func:`retargeted_cross` for CPU float32/float64 keys through NumPy's BLAS, the rows split
     over threads (:mod:`faast.solver.row_passes`), each part by :func:`_cross_rows`."""
-    k_all = keys.detach().numpy()
-    v_all = onehot.detach().cpu().numpy()
-    w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
-    w_t = weight.detach().cpu().to(torch.float64).numpy().T  # (d, m)
+    w_np = weight.detach().cpu().to(torch.float64).numpy()
+    cross, moved = _cross_numpy(*numpy_rows(keys, onehot, weights), w_np, margin)
+    return torch.from_numpy(cross), moved
+
+
+def _cross_numpy(
+    k_all: np.ndarray, v_all: np.ndarray, w_all: np.ndarray | None, weight: np.ndarray, margin: float
+) -> tuple[np.ndarray, int]:
+    """B′ (d, m) float64 and the number retargeted, on NumPy arrays: keys (n, d), one-hot values
+    (n, m), weights (n,) float64 or None, W (m, d) float64; the rows split over threads, each
+    part by :func:`_cross_rows`."""
+    w_t = weight.T  # (d, m)
     cross, moved = summed_over_threads(
         lambda a, b: _cross_rows(k_all[a:b], v_all[a:b], None if w_all is None else w_all[a:b], w_t, margin),
         k_all.shape[0],
     )
-    return torch.from_numpy(cross), int(moved)
+    return cross, int(moved)
 
 
 def _cross_rows(
