@@ -1,4 +1,5 @@
-"""Plumbing of the NumPy row passes (:mod:`faast.solver.row_passes`)."""
+"""Plumbing of the NumPy row passes (:mod:`faast.solver.row_passes`) and the BLAS thread limit
+(:mod:`faast.solver.blas_threads`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_info
 
-from faast.solver import row_passes
-from faast.solver.row_passes import numpy_rows, single_threaded_blas, uses_numpy_passes
+from faast.solver import blas_threads
+from faast.solver.blas_threads import single_threaded_blas
+from faast.solver.row_passes import numpy_rows, uses_numpy_passes
 
 
 def _blas_threads() -> list[int]:
@@ -44,7 +46,7 @@ def test_single_threaded_blas_from_several_threads_restores_the_setting_once_all
             calls.append(f"limit {limits} {user_api}")
             return Limiter()
 
-    monkeypatch.setattr(row_passes, "_controller", Controller())
+    monkeypatch.setattr(blas_threads, "_controller", Controller())
     inside, release = threading.Barrier(3), threading.Event()
     seen: list[list[str]] = []
 

@@ -103,8 +103,9 @@ def test_cpu_eigh_path_matches_torch(d, seed):
 @settings(max_examples=12, deadline=None)
 @given(st.sampled_from([1, 7, 255, 256, 257, 300]), st.booleans(), st.integers(0, 2**31 - 1))
 def test_eigh_reads_one_triangle_on_both_sides_of_the_size_switch(d, lower, seed):
-    """torch (small) and SciPy (large) paths read only the requested triangle, like the dual
-    route's dsyrk output whose other triangle is left unwritten."""
+    """Both sides of the size switch (one BLAS thread up to 256 rows, the BLAS's own beyond) read
+    only the requested triangle, like the dual route's dsyrk output whose other triangle is left
+    unwritten."""
     from faast.solver.spectral import symmetric_eigh
 
     rng = np.random.default_rng(seed)

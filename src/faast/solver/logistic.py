@@ -40,8 +40,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.logistic_kernels import gradient_numpy, logistic_gradient, preconditioner
-from faast.solver.row_passes import numpy_rows, single_threaded_blas, uses_numpy_passes
+from faast.solver.row_passes import numpy_rows, uses_numpy_passes
 from faast.solver.spectral import SpectralFactor
 
 __all__ = [

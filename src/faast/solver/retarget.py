@@ -20,13 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faast.solver.row_passes import (
-    chunk_rows,
-    numpy_rows,
-    single_threaded_blas,
-    summed_over_threads,
-    uses_numpy_passes,
-)
+from faast.solver.blas_threads import single_threaded_blas
+from faast.solver.row_passes import chunk_rows, numpy_rows, summed_over_threads, uses_numpy_passes
 from faast.solver.spectral import SpectralFactor
 
 #: Rows of the torch pass converted to float64 at a time, into one reused buffer small enough to

@@ -11,15 +11,12 @@ and as torch's MKL, on an AMD EPYC; those kernels use one thread, so a pass spli
 from __future__ import annotations
 
 import itertools
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 
 #: Multiply-adds per thin product of a chunk: rows per chunk = CHUNK_MULTIPLY_ADDS // (d·m), within
 #: CHUNK_ROWS_RANGE. On an AMD EPYC a 54,000 × 1280, 10-class logistic pass took 61 ms in 78-row
@@ -31,11 +28,6 @@ CHUNK_ROWS_RANGE = (16, 4096)
 MIN_ROWS_PER_THREAD = 4096
 
 Count = TypeVar("Count", int, float)
-
-_controller: ThreadpoolController | None = None
-_limiter: Any = None  # threadpoolctl's limiter while single_threaded_blas() is held
-_holders = 0
-_limit_lock = threading.Lock()
 
 
 def uses_numpy_passes(keys: torch.Tensor) -> bool:
@@ -50,36 +42,6 @@ def numpy_rows(
     copy, and the weights (n,) as float64 (or None), for the NumPy passes."""
     w_all = None if weights is None else weights.detach().cpu().numpy().astype(np.float64, copy=False)
     return keys.detach().numpy(), targets.detach().cpu().numpy(), w_all
-
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """NumPy's (and SciPy's) BLAS on one thread for the duration: for loops that alternate
-    NumPy row passes, split over Python threads by :func:`summed_over_threads`, with small
-    products. Left multi-threaded, the BLAS pool's threads, waiting for work after each small
-    product, compete for the cores with the pass's threads: on the 2-core AMD VM with two
-    threads, the logistic steps ran slower than on one thread (n = 500, d = 8192: 3.7 against
-    1.4 s for the whole fit).
-
-    The limit is process-wide, so it is counted: nested or concurrent uses (fits in several
-    Python threads) share one limit, and the last to leave restores the BLAS's own setting.
-    (OpenBLAS may not apply a limit set from a thread other than the one that set the previous
-    one: the steps are then slower, never different.)"""
-    global _controller, _limiter, _holders
-    with _limit_lock:
-        if _holders == 0:
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _limiter = _controller.limit(limits=1, user_api="blas")
-        _holders += 1
-    try:
-        yield
-    finally:
-        with _limit_lock:
-            _holders -= 1
-            if _holders == 0 and _limiter is not None:
-                _limiter.restore_original_limits()
-                _limiter = None
 
 
 def chunk_rows(width: int) -> int:

@@ -19,6 +19,7 @@ which gives generalised cross-validation GCV(φ) = RSS / (1 − dof/n)² for eve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -30,9 +31,11 @@ import scipy.linalg
 import scipy.linalg.blas
 import torch
 
+from faast.solver.blas_threads import single_threaded_blas
+
 #: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
 _EIGEN_NOISE = torch.finfo(torch.float64).eps
-#: Matrices up to this size are decomposed by torch (MKL), larger ones by SciPy's ``syevd``.
+#: Matrices up to this size are decomposed (and, on the dual route, formed) on one BLAS thread.
 _SMALL_EIGH = 256
 
 
@@ -42,19 +45,19 @@ def symmetric_eigh(
     """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix, reading only its
     ``lower`` (or upper) triangle.
 
-    On CPU, up to ``_SMALL_EIGH`` rows ``torch.linalg.eigh`` (MKL; 1.8 against 2.6 ms at n = 160,
-    one thread, on the 2-core Xeon VM), beyond LAPACK's divide-and-conquer ``syevd`` through SciPy
-    (1.6× faster than torch for d = 1024 on the 2-core AMD development machine; 66 against 76 ms
-    at n = 640 on the Xeon); elsewhere ``torch.linalg.eigh``.
+    On CPU through LAPACK's divide-and-conquer ``syevd`` (SciPy; 1.6× faster than torch for
+    d = 1024 on the 2-core AMD development machine, 66 against 76 ms at n = 640 on a Xeon), on
+    one BLAS thread up to ``_SMALL_EIGH`` rows (:func:`~faast.solver.blas_threads.single_threaded_blas`:
+    at two threads a 160 × 160 one waited on idle threads, up to 64 ms against 2.5 ms);
+    elsewhere ``torch.linalg.eigh``.
     """
-    if isinstance(gram, np.ndarray):
-        if gram.shape[0] <= _SMALL_EIGH:
-            return torch.linalg.eigh(torch.from_numpy(gram), UPLO="L" if lower else "U")
+    if isinstance(gram, torch.Tensor):
+        if gram.device.type != "cpu":
+            return torch.linalg.eigh(gram, UPLO="L" if lower else "U")
+        gram = gram.numpy()
+    with single_threaded_blas() if gram.shape[0] <= _SMALL_EIGH else contextlib.nullcontext():
         lam, vec = scipy.linalg.eigh(gram, lower=lower, driver="evd", check_finite=False)
-        return torch.from_numpy(lam), torch.from_numpy(vec)
-    if gram.device.type == "cpu":
-        return symmetric_eigh(gram.numpy(), lower=lower)
-    return torch.linalg.eigh(gram, UPLO="L" if lower else "U")
+    return torch.from_numpy(lam), torch.from_numpy(vec)
 
 
 def _outer_gram(keys: torch.Tensor) -> torch.Tensor | np.ndarray:
@@ -117,7 +120,9 @@ class SpectralFactor:
         and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
         Costs O(n²·d + n³) instead of O(d³).
         """
-        lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
+        small = keys.device.type == "cpu" and keys.shape[0] <= _SMALL_EIGH
+        with single_threaded_blas() if small else contextlib.nullcontext():
+            lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
         lam, vec = lam.flip(0), vec.flip(1)
         top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
         keep = lam > top * lam.numel() * _EIGEN_NOISE
