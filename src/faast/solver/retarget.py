@@ -54,7 +54,7 @@ def retarget(
 
     keys, onehot, weights as in :func:`retargeted_cross`. On the CPU with float32/float64 keys
     the rounds stay in NumPy, its BLAS on one thread while the passes split over Python threads
-    (:func:`~faast.solver.row_passes.single_threaded_blas`); elsewhere in torch."""
+    (:func:`~faast.solver.blas_threads.single_threaded_blas`); elsewhere in torch."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     if not (uses_numpy_passes(keys) and factor.eigenvalues.device.type == "cpu"):
