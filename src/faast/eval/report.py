@@ -3,7 +3,6 @@ run's settings and machine, and a short comparison of FAAST with the baselines."
 
 from __future__ import annotations
 
-import csv
 import os
 import platform
 import re
@@ -13,7 +12,7 @@ from typing import Any
 
 from faast.eval.protocols import MethodResult
 from faast.io import atomic_write, save_json
-from faast.publish import public_paths
+from faast.publish import public_paths, write_public_csv
 
 CSV_FIELDS = (
     "regime", "shots", "method", "label", "accuracy", "ci95", "fit_s", "predict_s", "nbytes", "params",
@@ -129,18 +128,14 @@ def comparison(results: Sequence[MethodResult]) -> list[str]:
 
 
 def write_csv(path: str | os.PathLike[str], results: Sequence[MethodResult], meta: dict[str, Any]) -> Path:
-    """One row per (method, regime), every field, plus the run's identifying settings."""
+    """One row per (method, regime), every field, plus the run's identifying settings (through
+    :func:`~faast.publish.write_public_csv`: atomic, paths repository-relative)."""
     extra = {k: meta[k] for k in ("dataset", "encoder", "resolution", "seed") if k in meta}
-    fields = [*CSV_FIELDS, *extra]
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            for r in results:
-                writer.writerow({**r.row(), **extra})
-
-    return atomic_write(path, write)
+    rows = []
+    for r in results:
+        row = r.row()
+        rows.append({**{field: row.get(field) for field in CSV_FIELDS}, **extra})
+    return write_public_csv(path, rows)
 
 
 def plot(
