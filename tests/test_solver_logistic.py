@@ -331,6 +331,26 @@ def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():
     assert decades[:2] == [1, 2] and decades[2] == 0  # one step weaker, rise, then stronger
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(12, 400),
+    d=st.sampled_from([6, 40]),
+    zeros=st.integers(1, 10),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_auto_C_ignores_examples_of_zero_weight(n, d, zeros, seed):
+    """With ``C="auto"`` a fit with some examples weighted 0 chooses the same penalty and weights
+    as a fit without them (they are left out of the held-out split, not just of the loss)."""
+    X, y, rng = _problem(n, d, 3, seed)
+    w = rng.uniform(0.5, 2.0, n)
+    w[rng.choice(np.arange(6, n), size=min(zeros, n - 6), replace=False)] = 0.0  # every class keeps rows
+    with_zeros = FaastClassifier(loss="logistic").fit(X, y, sample_weight=w)
+    keep = w > 0
+    without = FaastClassifier(loss="logistic").fit(X[keep], y[keep], sample_weight=w[keep])
+    assert with_zeros.C_ == pytest.approx(without.C_, rel=1e-12)
+    np.testing.assert_allclose(with_zeros.coef_, without.coef_, rtol=1e-6, atol=1e-8)
+
+
 def test_auto_C_is_chosen_and_one_example_per_class_falls_back():
     X, y, _ = _problem(200, 8, 3, 2)
     clf = FaastClassifier(loss="logistic").fit(X, y)

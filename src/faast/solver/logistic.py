@@ -248,7 +248,8 @@ def choose_ridge(
     num_classes: int,
 ) -> RidgeChoice | None:
     """The penalty ρ with the lowest held-out cross-entropy (see the module docstring); None when
-    no example can be held out (every class has a single example).
+    no example can be held out (every class has a single example). Examples of zero weight are
+    neither kept nor held out, so the choice equals one made without them.
 
     The path starts at t = ``START_DECADE`` and walks one decade weaker at a time, ``steps``
     steps each from the previous candidate's weights, until the held-out loss stops falling; if
@@ -258,7 +259,11 @@ def choose_ridge(
     weights and a candidate's loss is summed over the folds. ``RidgeChoice.candidates`` lists
     the penalties in the order tried.
     """
-    folds = holdout_folds(labels.cpu().numpy(), seed)
+    labels_np = labels.cpu().numpy()
+    # examples of zero weight change nothing: left out of the split, so that a fit with them
+    # chooses as one without them (the split of the others is not shifted by them)
+    counted = np.arange(len(labels_np)) if weights is None else np.flatnonzero(weights.cpu().numpy() > 0)
+    folds = [(counted[kept], counted[held]) for kept, held in holdout_folds(labels_np[counted], seed)]
     if not folds:
         return None
     scale = penalty_scale(factor)
