@@ -755,6 +755,13 @@ CLASSIFIER = [
         r"'C' parameter",
     ),
     Case(
+        "FaastClassifier.fit",
+        'loss="logistic" with a negative tol',
+        call(lambda c: _clf(loss="logistic", tol=-1e-4).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"'tol' parameter",
+    ),
+    Case(
         "FaastClassifier.partial_fit",
         'on a loss="logistic" model',
         on_logistic_clf(lambda m: m.partial_fit(_rows(2), [0, 1])),

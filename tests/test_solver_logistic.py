@@ -17,6 +17,7 @@ from faast.solver.logistic import (
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
     MIN_HELD_OUT,
+    PATH_TOLERANCE,
     _accelerated_steps,
     choose_ridge,
     fit_logistic,
@@ -192,7 +193,7 @@ def test_converges_to_scikit_learn_logistic_regression(n, d, n_classes, C, weigh
     the steps live in the span of the rows) and the primal one."""
     X, y, rng = _problem(n, d, n_classes, seed)
     w = rng.uniform(0.2, 2.0, n) if weighted else None
-    ours = FaastClassifier(loss="logistic", C=C, max_iter=5000).fit(X, y, sample_weight=w)
+    ours = FaastClassifier(loss="logistic", C=C, max_iter=5000, tol=0.0).fit(X, y, sample_weight=w)
     ref = LogisticRegression(C=C, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(X, y, sample_weight=w)
     keys, labels = torch.as_tensor(X), torch.as_tensor(np.searchsorted(ours.classes_, y))
     wt = None if w is None else torch.as_tensor(w)
@@ -207,7 +208,7 @@ def test_binary_matches_scikit_learn_with_twice_the_C():
     """Two classes: scikit-learn fits one logit difference δ with penalty ½‖δ‖²/C; the softmax
     pair (−δ/2, δ/2) costs ρ‖δ‖²/4, so C here is 2·C there, and decision_function is δ·x."""
     X, y, _ = _problem(80, 5, 2, 3, spread=0.8)
-    ours = FaastClassifier(loss="logistic", C=2.0, max_iter=5000).fit(X, y)
+    ours = FaastClassifier(loss="logistic", C=2.0, max_iter=5000, tol=0.0).fit(X, y)
     ref = LogisticRegression(C=4.0, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(X, y)
     np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-6)
@@ -218,7 +219,7 @@ def test_steps_lower_the_objective_and_predict_proba_is_softmax_of_scores():
     keys, labels = torch.as_tensor(X), torch.as_tensor(y)
     values = []
     for steps in (1, 3, 10, 50):
-        clf = FaastClassifier(loss="logistic", C=1.0, max_iter=steps).fit(X, y)
+        clf = FaastClassifier(loss="logistic", C=1.0, max_iter=steps, tol=0.0).fit(X, y)
         values.append(logistic_objective(keys, labels, None, torch.as_tensor(clf.coef_), 1.0))
     assert values[0] > values[1] > values[2] > values[3]
     scores = X @ clf.coef_.T
@@ -249,12 +250,15 @@ def test_choose_ridge_keeps_the_lowest_held_out_loss_and_fits_only_the_kept_exam
     factor = stats.factor()
     choice = choose_ridge(keys, labels, None, factor, steps=20, seed=0, num_classes=3)
     assert choice is not None
-    best = int(np.argmin(choice.holdout_loss))
-    assert choice.ridge == choice.candidates[best] and best >= 1  # a clear signal: weaker than the start
+    best = choice.candidates.index(choice.ridge)
+    losses = choice.holdout_loss
+    assert best >= 1  # a clear signal: weaker than the start
+    assert losses[best] < min(losses[:best]) * (1 - PATH_TOLERANCE)  # it beat every stronger one
+    assert losses[best] == min(losses)  # nothing tried after it did better
     scale = penalty_scale(factor)
     decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
-    assert decades[: best + 2] == list(range(1, best + 3))  # weaker one decade at a time, past the best
-    assert choice.holdout_loss[best + 1] >= choice.holdout_loss[best]  # stopped at the first rise
+    assert decades == list(range(1, best + 3))  # weaker one decade at a time, one past the best
+    assert losses[best + 1] >= losses[best] * (1 - PATH_TOLERANCE)  # stopped at the first non-gain
     # the chosen weights are the path's on the kept examples only (held-out labels never fitted)
     kept, held = holdout_split(y, seed=0)
     weight = None
@@ -329,6 +333,85 @@ def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():
     assert choice.ridge > scale / 10  # stronger than the start
     decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
     assert decades[:2] == [1, 2] and decades[2] == 0  # one step weaker, rise, then stronger
+
+
+def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkeypatch):
+    """Few-shot data are separable: each weaker penalty lowers the held-out loss a little more
+    (0.01 % a decade here), so without a tolerance the walk goes to the weakest decade; with
+    ``PATH_TOLERANCE`` it ends at the first candidate that gains less than that fraction and keeps
+    the candidate before it, which is within that fraction of the lowest loss the full walk finds."""
+    X, y, _ = _problem(40, 200, 4, 2, spread=3.0)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    factor = SpectralFactor.from_pairs(keys, torch.nn.functional.one_hot(labels, 4).double(), 40.0, 40.0)
+    choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=4)
+    monkeypatch.setattr("faast.solver.logistic.PATH_TOLERANCE", 0.0)
+    full = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=4)
+    assert len(full.candidates) == 9 and len(choice.candidates) < len(full.candidates)
+    assert full.candidates[: len(choice.candidates)] == choice.candidates  # the same path, cut short
+    np.testing.assert_allclose(choice.holdout_loss, full.holdout_loss[: len(choice.candidates)], rtol=1e-12)
+    best = choice.candidates.index(choice.ridge)
+    losses = choice.holdout_loss
+    assert best == len(losses) - 2 and losses[-1] >= losses[best] * (1 - PATH_TOLERANCE)
+    assert losses[best] <= min(full.holdout_loss) / (1 - PATH_TOLERANCE)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(4, 120),
+    d=st.integers(1, 24),
+    n_classes=st.integers(2, 4),
+    tolerance=st.sampled_from([1e-6, 1e-4, 1e-2]),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_steps_stop_at_the_first_step_that_guarantees_at_most_the_tolerance(
+    n, d, n_classes, tolerance, weighted, seed
+):
+    """``fit_logistic(tolerance=t)`` takes the steps of ``tolerance=0`` up to and including the
+    first whose guaranteed decrease ½ gᵀ P g is at most t · Σ wᵢ, and stops there: the weights
+    equal those of the untolerant run cut to that many steps."""
+    X, y, rng = _problem(n, d, n_classes, seed)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
+    k64 = keys.double()
+    factor = SpectralFactor.from_stats(
+        k64.T @ k64, k64.T @ torch.nn.functional.one_hot(labels, n_classes).double(), float(n), float(n)
+    )
+    ridge = 0.01 * float(factor.eigenvalues.max()) + 1e-3
+    phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
+    decreases: list[float] = []
+
+    def precondition(g: torch.Tensor) -> torch.Tensor:
+        step = factor.weights_for(phi, g.T)
+        decreases.append(0.5 * float((g * step).sum()))
+        return step
+
+    start = torch.zeros(n_classes, d, dtype=torch.float64)
+    _accelerated_steps(
+        lambda w: logistic_gradient_torch(keys, labels, weights, w)[0], precondition, start, ridge, 40
+    )
+    total = float(n) if weights is None else float(weights.sum())
+    expected = next((i + 1 for i, v in enumerate(decreases) if v <= tolerance * total), len(decreases))
+    ours, taken = fit_logistic(
+        keys, labels, weights, factor, ridge, 40, num_classes=n_classes, tolerance=tolerance
+    )
+    assert taken == expected
+    cut, _ = fit_logistic(keys, labels, weights, factor, ridge, taken, num_classes=n_classes)
+    torch.testing.assert_close(ours, cut, rtol=1e-9, atol=1e-12)
+
+
+def test_tol_ends_the_classifier_steps_early_on_separable_data():
+    """``tol`` (default 1e-4 nats per example) ends the steps once one gains almost nothing, here
+    long before ``max_iter``; the weights are those of ``tol=0`` cut to the same steps."""
+    X, y, _ = _problem(300, 10, 3, 0, spread=6.0)
+    quick = FaastClassifier(loss="logistic", C=1.0, max_iter=200).fit(X, y)
+    full = FaastClassifier(loss="logistic", C=1.0, max_iter=200, tol=0.0).fit(X, y)
+    assert quick.n_iter_ < full.n_iter_ / 4
+    cut = FaastClassifier(loss="logistic", C=1.0, max_iter=quick.n_iter_, tol=0.0).fit(X, y)
+    np.testing.assert_allclose(quick.coef_, cut.coef_, rtol=1e-9, atol=1e-12)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    with pytest.raises(ValueError, match="tolerance must be"):
+        fit_logistic(keys, labels, None, quick.memory_.stats.factor(), 1.0, 5, tolerance=-1.0)
 
 
 @settings(max_examples=15, deadline=None)

@@ -22,10 +22,13 @@ The penalty ρ (ρ = 1/C of scikit-learn's ``LogisticRegression``) can be chosen
 set alone (:func:`choose_ridge`): a seeded stratified tenth of the examples is held out, the
 others are fitted along a path of penalties from strong to weak (each warm-started from the last;
 stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
-cross-entropy wins (each walk stops once it rises). When that tenth would be fewer than
-``MIN_HELD_OUT`` examples (few-shot: one or two per class), a couple of examples cannot rank
-penalties, so every example is held out once instead, in ``HOLDOUT_FOLDS`` stratified folds
-(:func:`holdout_folds`), and the held-out cross-entropy is summed over the folds. The
+cross-entropy wins, where a penalty beats the best so far only by lowering it by more than
+``PATH_TOLERANCE`` (1 %) of it; each walk stops at the first that does not (a flat or
+separable path — few-shot data are separable — no longer walks on for gains of 0.01 %).
+When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
+class), a couple of examples cannot rank penalties, so every example is held out once instead,
+in ``HOLDOUT_FOLDS`` stratified folds (:func:`holdout_folds`), and the held-out cross-entropy is
+summed over the folds. The
 held-out examples' features still shape the bound G (a larger G is still an upper bound), their
 labels are never fitted.
 """
@@ -69,6 +72,10 @@ HOLDOUT_FRACTION = 0.1
 MIN_HELD_OUT, HOLDOUT_FOLDS = 30, 5
 #: A step this small relative to the weights (Frobenius norms) ends the iterations early.
 STEP_TOLERANCE = 1e-10
+#: Along :func:`choose_ridge`'s path a penalty replaces the best one only when it lowers the
+#: held-out cross-entropy by more than this fraction of the best; a walk ends at the first that
+#: does not (near ties keep the penalty found first).
+PATH_TOLERANCE = 0.01
 
 
 def logistic_objective(
@@ -88,16 +95,21 @@ def fit_logistic(
     steps: int,
     init: torch.Tensor | None = None,
     num_classes: int | None = None,
+    tolerance: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     """W (m, d) float64 after at most ``steps`` accelerated majorise–minimise steps on f from
     ``init`` (zeros by default; it should lie in the span of the rows on the dual route), and the
-    number of steps taken (fewer when a step falls below ``STEP_TOLERANCE``).
+    number of steps taken: fewer when a step's guaranteed decrease ½ gᵀ P g is at most
+    ``tolerance`` nats per unit of example weight (the classifier's ``tol``; 0: never) or the
+    step falls below ``STEP_TOLERANCE`` of the weights.
 
     factor: the eigendecomposition of a Gram G ⪰ Σᵢ wᵢ kᵢ kᵢᵀ over these rows (the classifier's
     own, or one that also holds rows left out here); ridge: ρ > 0.
     """
     if ridge <= 0 or not math.isfinite(ridge):
         raise ValueError(f"ridge must be a positive finite number, got {ridge}")
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise ValueError(f"tolerance must be a non-negative finite number, got {tolerance}")
     if num_classes is not None:
         m = num_classes
     else:
@@ -106,6 +118,8 @@ def fit_logistic(
     if init is None:
         init = torch.zeros(m, d, dtype=torch.float64, device=keys.device)
     phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
+    total_weight = float(keys.shape[0]) if weights is None else float(weights.to(torch.float64).sum())
+    decrease = tolerance * total_weight
     if uses_numpy_passes(keys) and factor.eigenvalues.device.type == "cpu":
         # the whole loop in NumPy, its BLAS on one thread, the passes split over Python threads:
         # no thread pool waits for work while another runs (see single_threaded_blas)
@@ -119,6 +133,7 @@ def fit_logistic(
                 start,
                 ridge,
                 steps,
+                decrease,
             )
         return torch.from_numpy(weight), taken
     return _accelerated_steps(
@@ -127,6 +142,7 @@ def fit_logistic(
         init.to(torch.float64),
         ridge,
         steps,
+        decrease,
     )
 
 
@@ -139,11 +155,14 @@ def _accelerated_steps(
     current: Weights,
     ridge: float,
     steps: int,
+    tolerance: float = 0.0,
 ) -> tuple[Weights, int]:
     """At most ``steps`` majorise–minimise steps W ← Z − P(∇f(Z)) from W = ``current`` (m, d)
     float64, Z = W plus Nesterov momentum (restarted when a step turns against it), with
     ``gradient`` the data term's gradient and ``precondition`` g ↦ U diag(φ) Uᵀ g; the same
-    arithmetic on torch tensors or NumPy arrays. Returns the weights and the steps taken."""
+    arithmetic on torch tensors or NumPy arrays. The steps end early once a step guarantees a
+    decrease ½ gᵀ P g of at most ``tolerance`` (that step is still taken) or once a step is
+    negligible next to the weights. Returns the weights and the steps taken."""
     previous = current
     momentum = 1.0
     taken = 0
@@ -158,6 +177,8 @@ def _accelerated_steps(
         if float(((point - current) * (current - previous)).sum()) > 0:  # against the momentum
             next_momentum = 1.0
         momentum = next_momentum
+        if 0.5 * float((grad * step).sum()) <= tolerance:
+            break
         if math.sqrt(float((step * step).sum())) <= STEP_TOLERANCE * max(
             math.sqrt(float((current * current).sum())), 1.0
         ):
@@ -246,13 +267,16 @@ def choose_ridge(
     steps: int,
     seed: int,
     num_classes: int,
+    tolerance: float = 0.0,
 ) -> RidgeChoice | None:
     """The penalty ρ with the lowest held-out cross-entropy (see the module docstring); None when
     no example can be held out (every class has a single example). Examples of zero weight are
     neither kept nor held out, so the choice equals one made without them.
 
     The path starts at t = ``START_DECADE`` and walks one decade weaker at a time, ``steps``
-    steps each from the previous candidate's weights, until the held-out loss stops falling; if
+    steps each (fewer when a step guarantees a decrease of at most ``tolerance`` nats per unit
+    of example weight, see :func:`fit_logistic`) from the previous candidate's weights, until a
+    candidate fails to lower the best held-out loss by more than ``PATH_TOLERANCE`` of it; if
     the first candidate was the best, it then walks one decade stronger at a time from it, the
     same way (features whose penalty scale is dominated by a few large directions need it).
     With several folds (:func:`holdout_folds`) every fold walks the same path from its own
@@ -290,18 +314,25 @@ def choose_ridge(
             loss = 0.0
             for f, ((k_fit, y_fit, w_fit), (k_out, y_out, w_out)) in enumerate(splits):
                 current[f], _ = fit_logistic(
-                    k_fit, y_fit, w_fit, factor, ridge, steps, init=current[f], num_classes=num_classes
+                    k_fit, y_fit, w_fit, factor, ridge, steps, current[f], num_classes, tolerance
                 )
                 loss += logistic_gradient(k_out, y_out, w_out, current[f])[1]
-            best = min((entry[1] for entry in tried), default=math.inf)
             tried.append((ridge, loss / out_total, list(current)))  # type: ignore[arg-type]
-            if loss / out_total >= best:
+            if not beats_best(len(tried) - 1):
                 return
 
+    def beats_best(index: int) -> bool:
+        """Whether candidate ``index`` lowers the held-out loss of every earlier one by more
+        than ``PATH_TOLERANCE`` of it."""
+        best = min((entry[1] for entry in tried[:index]), default=math.inf)
+        return tried[index][1] < best * (1.0 - PATH_TOLERANCE)
+
     walk(range(START_DECADE, WEAKEST_DECADE + 1), None)
-    if min(range(len(tried)), key=lambda i: tried[i][1]) == 0:  # the strongest so far won: go stronger
+    winners = [i for i in range(len(tried)) if beats_best(i)]  # in the order tried; the last is best
+    if winners == [0]:  # the strongest so far won: go stronger
         walk(range(START_DECADE - 1, STRONGEST_DECADE - 1, -1), tried[0][2])
-    ridge, _, fold_weights = min(tried, key=lambda entry: entry[1])
+        winners = [i for i in range(len(tried)) if beats_best(i)]
+    ridge, _, fold_weights = tried[winners[-1]]
     weight = fold_weights[0] if len(fold_weights) == 1 else torch.stack(fold_weights).mean(dim=0)
     return RidgeChoice(
         ridge, weight, tuple(e[0] for e in tried), tuple(e[1] for e in tried), folds=len(splits)
