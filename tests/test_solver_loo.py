@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faast.solver import Cut, GramStats, SpectralFactor
-from faast.solver.loo import brute_force_loo, default_ridge_grid, ridge_path, truncation_path
+from faast.solver.loo import LooPath, brute_force_loo, default_ridge_grid, ridge_path, truncation_path
 
 
 def _problem(n: int, d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +70,44 @@ def test_full_rank_truncation_with_n_below_d_interpolates_and_is_never_chosen():
     path = truncation_path(_factor(keys, values).left, values)
     assert math.isinf(float(path.press[-1]))
     assert path.best("press")[0] < len(path.levels) - 1
+
+
+def test_errors_decide_only_among_candidates_that_beat_the_null_press():
+    """Fewest leave-one-out errors wins among the candidates whose PRESS is at most that of
+    predicting zero; a candidate with no errors but a PRESS above it is not a fit. With no
+    candidate below the null PRESS, the lowest PRESS wins."""
+    levels = torch.tensor([1e-4, 1e-2, 1.0, 1e2])
+    errors = torch.tensor([0.0, 1.0, 3.0, 4.0])
+    press = torch.tensor([7000.0, 90.0, 30.0, 26.0])
+    path = LooPath("ridge", levels, press, errors, null_press=32.0)
+    assert path.best()[0] == 2  # fewest errors among {30, 26}, not the 0-error interpolation
+    assert LooPath("ridge", levels, press, errors).best()[0] == 0  # no null PRESS: errors alone
+    assert LooPath("ridge", levels, press, errors, null_press=20.0).best()[0] == 3  # none below
+    assert path.best("press")[0] == 3
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.integers(1, 10), d=st.integers(8, 30), seed=st.integers(0, 10_000))
+def test_auto_ridge_near_n_equals_d_never_picks_a_fit_worse_than_zero(extra, d, seed):
+    """n barely above d (the rows are kept while n ≤ 2d): a nearly unpenalised fit can have
+    few leave-one-out errors with predictions far larger than the targets; ``ridge=auto``
+    chooses a ρ whose brute-force leave-one-out squared error is at most that of predicting
+    zero whenever some ρ of the grid has one."""
+    n = d + extra
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    labels = (keys[:, 0] + 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) > 0).long()
+    values = torch.nn.functional.one_hot(labels, 2).double()
+    factor = GramStats(d, 2, dual_max_pairs=2 * d).add(keys, values).factor()
+    assert factor.has_rows
+    _, _, rho = factor.loo_choice()
+
+    def press(ridge: float) -> float:
+        return float((brute_force_loo(keys, values, ridge=ridge) ** 2).sum())
+
+    null = float((values * values).sum())
+    if any(press(float(r)) <= null for r in default_ridge_grid(factor.lambda_max)):
+        assert press(rho) <= null * (1 + 1e-9)
 
 
 def test_weighted_press_equals_weighted_brute_force():

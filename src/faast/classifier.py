@@ -64,8 +64,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
         by generalised cross-validation on the training statistics, or ``"auto"``: while
         n ≤ 2·n_features (the rows are kept), the ridge level with the fewest exact leave-one-out
-        errors (ties: lowest PRESS) on the training set alone, from the one eigendecomposition
-        (:mod:`faast.solver.loo`); GCV truncation beyond.
+        errors (ties: lowest PRESS) among those whose PRESS beats predicting zero, on the
+        training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); GCV
+        truncation beyond.
     ridge : float > 0, "gcv" or "auto", default=None
         Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
         generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by

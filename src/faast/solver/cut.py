@@ -9,7 +9,8 @@ into a spectral filter φ (see :mod:`faast.solver.spectral`). The kinds:
 ``fixed``      truncation at a given relative τ (drop σ < τ·σ_max).
 ``gcv``        truncation rank chosen by generalised cross-validation on the statistics.
 ``auto``       the ridge level with the fewest exact leave-one-out errors (ties: lowest PRESS;
-               :mod:`faast.solver.loo`) when the rows are known (n < d, the dual route);
+               only levels whose PRESS beats predicting zero; :mod:`faast.solver.loo`) when the
+               rows are known (n < d, the dual route);
                GCV truncation otherwise (n ≥ d, where GCV approximates leave-one-out).
 ``ridge``      ridge regression (G + ρI)⁻¹ with a given ρ.
 ``ridge-gcv``  ridge with ρ chosen by generalised cross-validation.

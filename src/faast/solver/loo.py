@@ -23,8 +23,13 @@ A fit that interpolates a pair (hᵢ = 1, e.g. keeping every direction when n �
 leave-one-out estimate; such candidates are scored +∞.
 
 For classification (one-hot values) the leave-one-out *prediction* v̂₋ᵢ = vᵢ − (vᵢ − v̂ᵢ)/(1 − hᵢ)
-also gives the exact leave-one-out error count; :func:`choose` ranks candidates by it and breaks
-ties (e.g. 1-shot, where removing a class's only example always errs) by PRESS.
+also gives the exact leave-one-out error count; :meth:`LooPath.best` ranks candidates by it and
+breaks ties (e.g. 1-shot, where removing a class's only example always errs) by PRESS. The count
+is trusted only where the leave-one-out predictions are a fit at all: a candidate whose PRESS
+exceeds that of predicting zero for every pair (Σᵢ ‖vᵢ‖², the null PRESS) is not eligible, however
+few its errors (with n barely above d, a nearly unpenalised fit can have leave-one-out
+predictions of the right argmax but a hundred times the targets' size, and generalise badly);
+when no candidate beats the null PRESS, the one with the lowest PRESS is chosen.
 """
 
 from __future__ import annotations
@@ -47,23 +52,28 @@ class LooPath:
     kind: ``"truncation"`` (levels = ranks k) or ``"ridge"`` (levels = ρ).
     levels, press, errors: (G,) float64; ``errors`` counts pairs whose leave-one-out prediction's
     argmax differs from the argmax of their value (meaningful for one-hot values).
+    null_press: the PRESS of predicting zero for every pair, Σᵢ ‖vᵢ‖² (weighted).
     """
 
     kind: str
     levels: torch.Tensor
     press: torch.Tensor
     errors: torch.Tensor
+    null_press: float = math.inf
 
     def best(self, criterion: str = "error") -> tuple[int, float, float]:
-        """(index, errors, press) of the best candidate: fewest errors then lowest PRESS
-        (``criterion="error"``), or lowest PRESS (``"press"``)."""
+        """(index, errors, press) of the best candidate: fewest errors then lowest PRESS among
+        the candidates whose PRESS is at most ``null_press`` (``criterion="error"``; the lowest
+        PRESS when none is), or lowest PRESS (``"press"``)."""
         press = self.press
         if not bool(torch.isfinite(press).any()):
             return -1, math.inf, math.inf
         if criterion == "error":
-            finite = torch.isfinite(press)
-            fewest = self.errors[finite].min()
-            press = torch.where(finite & (self.errors == fewest), press, torch.full_like(press, math.inf))
+            eligible = torch.isfinite(press) & (press <= self.null_press)
+            if not bool(eligible.any()):
+                eligible = press == press.min()
+            fewest = self.errors[eligible].min()
+            press = torch.where(eligible & (self.errors == fewest), press, torch.full_like(press, math.inf))
         elif criterion != "press":
             raise ValueError(f"criterion must be 'error' or 'press', got {criterion!r}")
         i = int(torch.argmin(press))
@@ -117,7 +127,7 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
             prev = rank
         fitted[:, g], lev[:, g] = run_fit, run_lev
     press, errors = _scores(values, fitted, lev)
-    return LooPath("truncation", ranks.to(torch.float64), press, errors)
+    return LooPath("truncation", ranks.to(torch.float64), press, errors, float((values * values).sum()))
 
 
 def ridge_path(
@@ -136,7 +146,7 @@ def ridge_path(
     fitted = (left @ stacked).reshape(n, grid.numel(), m)
     lev = (left * left) @ shrink.T  # (n, G)
     press, errors = _scores(values, fitted, lev)
-    return LooPath("ridge", grid.to(torch.float64), press, errors)
+    return LooPath("ridge", grid.to(torch.float64), press, errors, float((values * values).sum()))
 
 
 def default_ridge_grid(lambda_max: float) -> torch.Tensor:
