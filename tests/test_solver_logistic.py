@@ -4,6 +4,8 @@ minimiser."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
 from faast.solver.logistic import (
+    FALLBACK_DIVISOR,
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
     MIN_HELD_OUT,
@@ -320,8 +323,29 @@ def test_choose_ridge_sums_the_held_out_loss_over_the_folds_when_few_examples():
 
 
 def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():
-    """Labels that are noise: the held-out loss only falls with a stronger penalty, so the path
-    goes past its start (t = 1) down to the strongest decade."""
+    """A weak signal among noise: the held-out loss falls only with a stronger penalty, so the
+    path goes past its start (t = 1) to t = 0, whose loss beats the null loss."""
+    rng = np.random.default_rng(6)
+    keys = torch.as_tensor(rng.normal(size=(300, 20)))
+    labels = torch.as_tensor(rng.integers(0, 3, 300))
+    keys[:, :3] += 0.6 * torch.nn.functional.one_hot(labels, 3).double()
+    stats = GramStats(20, 3)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
+    factor = stats.factor()
+    choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=3)
+    scale = penalty_scale(factor)
+    decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
+    assert decades[:3] == [1, 2, 0]  # one step weaker, rise, then stronger
+    assert choice.ridge == pytest.approx(scale)  # t = 0
+    assert choice.holdout_loss[2] < choice.null_loss * (1 - PATH_TOLERANCE)
+
+
+def test_choose_ridge_falls_back_when_no_penalty_beats_predicting_without_features():
+    """Labels that are noise: every penalty's held-out loss is above, or within 1 % of, the null
+    loss (the better of predicting uniform or the kept class frequencies; here log 3 or less), so
+    the held-out examples cannot rank the penalties and ρ = s / FALLBACK_DIVISOR is used, as when
+    nothing can be held out, instead of the strongest penalty, whose near-uniform predictions
+    merely approach the null loss."""
     rng = np.random.default_rng(5)
     keys = torch.as_tensor(rng.normal(size=(300, 20)))
     labels = torch.as_tensor(rng.integers(0, 3, 300))
@@ -329,10 +353,10 @@ def test_choose_ridge_walks_stronger_when_the_first_penalty_wins():
     stats.add(keys, torch.nn.functional.one_hot(labels, 3).double())
     factor = stats.factor()
     choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=3)
-    scale = penalty_scale(factor)
-    assert choice.ridge > scale / 10  # stronger than the start
-    decades = [round(-np.log10(r / scale), 6) for r in choice.candidates]
-    assert decades[:2] == [1, 2] and decades[2] == 0  # one step weaker, rise, then stronger
+    assert choice.null_loss <= math.log(3) + 1e-12
+    assert min(choice.holdout_loss) >= choice.null_loss * (1 - PATH_TOLERANCE)
+    assert choice.ridge == pytest.approx(penalty_scale(factor) / FALLBACK_DIVISOR)
+    assert choice.ridge in choice.candidates  # with the weights fitted at it
 
 
 def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkeypatch):

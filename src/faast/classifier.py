@@ -35,7 +35,7 @@ import faast.distributed
 from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
-from faast.solver.logistic import choose_ridge, fit_logistic, penalty_scale
+from faast.solver.logistic import FALLBACK_DIVISOR, choose_ridge, fit_logistic, penalty_scale
 from faast.solver.retarget import retarget
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
@@ -126,7 +126,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         cross-entropy on a seeded (``random_state``) stratified tenth of the examples held out
         while the rest are fitted, over ρ = s·10^(−t), s = trace(G)/rank(G), t = 1, 2, … while
         the held-out loss falls by more than 1 % (to 9), and t = 0, −1, … (to −3) when t = 1
-        wins; with one example per class nothing can be held out and ρ = s/100 is used.
+        wins; with one example per class nothing can be held out and ρ = s/100 is used, as it is
+        when no penalty beats, by 1 %, the held-out loss of predicting without the features
+        (uniform or the class frequencies, whichever is lower).
     max_iter : int, default=10
         Majorise–minimise steps of ``loss="logistic"`` per penalty (fewer if they converge);
         after ``C="auto"`` the final fit on every example starts from the chosen candidate's
@@ -539,7 +541,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 keys, labels, weights, factor, steps, int(self.random_state), m, tolerance=float(self.tol)
             )
             if choice is None:  # one example per class: nothing to hold out
-                ridge = penalty_scale(factor) / 100.0
+                ridge = penalty_scale(factor) / FALLBACK_DIVISOR
             else:
                 ridge, init = choice.ridge, choice.weight
                 steps = max(3, steps // 2)  # warm: from the weights fitted without the held-out tenth

@@ -24,7 +24,9 @@ others are fitted along a path of penalties from strong to weak (each warm-start
 stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
 cross-entropy wins, where a penalty beats the best so far only by lowering it by more than
 ``PATH_TOLERANCE`` (1 %) of it; each walk stops at the first that does not (a flat or
-separable path — few-shot data are separable — no longer walks on for gains of 0.01 %).
+separable path — few-shot data are separable — no longer walks on for gains of 0.01 %). The
+winner must also beat the null loss (the better of predicting uniform or the kept class
+frequencies) by that fraction; when none does, ρ = s / ``FALLBACK_DIVISOR`` is used.
 When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
 class), a couple of examples cannot rank penalties, so every example is held out once instead,
 in ``HOLDOUT_FOLDS`` stratified folds (:func:`holdout_folds`), and the held-out cross-entropy is
@@ -74,8 +76,12 @@ MIN_HELD_OUT, HOLDOUT_FOLDS = 30, 5
 STEP_TOLERANCE = 1e-10
 #: Along :func:`choose_ridge`'s path a penalty replaces the best one only when it lowers the
 #: held-out cross-entropy by more than this fraction of the best; a walk ends at the first that
-#: does not (near ties keep the penalty found first).
+#: does not (near ties keep the penalty found first). The chosen penalty must also beat the null
+#: loss (the better of predicting uniform or the kept examples' class frequencies) by this fraction.
 PATH_TOLERANCE = 0.01
+#: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when the held-out
+#: examples cannot rank penalties: none can be held out, or no penalty beats the null loss.
+FALLBACK_DIVISOR = 100.0
 
 
 def logistic_objective(
@@ -190,14 +196,16 @@ def _accelerated_steps(
 class RidgeChoice:
     """What :func:`choose_ridge` found: the penalty, the weights fitted on the kept examples at
     that penalty (averaged over the folds when there are several: a warm start for the fit on all
-    of them), the penalties tried, in order, with their held-out cross-entropy per example, and
-    the number of folds."""
+    of them), the penalties tried, in order, with their held-out cross-entropy per example, the
+    number of folds and the null loss (the held-out cross-entropy per example of the better of two
+    predictors that ignore the features: uniform, or the kept examples' class frequencies)."""
 
     ridge: float
     weight: torch.Tensor
     candidates: tuple[float, ...]
     holdout_loss: tuple[float, ...]
     folds: int = 1
+    null_loss: float = math.inf
 
 
 def penalty_scale(factor: SpectralFactor) -> float:
@@ -304,6 +312,11 @@ def choose_ridge(
         float(w_out.sum()) if w_out is not None else float(len(y_out)) for _, (_, y_out, w_out) in splits
     )
     out_total = max(out_total, 1e-300)
+    # the better of two predictors that ignore the features: uniform, or the kept class frequencies
+    frequencies = sum(
+        _null_loss(y_fit, w_fit, y_out, w_out, num_classes) for (_, y_fit, w_fit), (_, y_out, w_out) in splits
+    )
+    null_loss = min(frequencies, math.log(num_classes) * out_total) / out_total
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
 
     def walk(decades: range, init: list[torch.Tensor] | None) -> None:
@@ -332,8 +345,35 @@ def choose_ridge(
     if winners == [0]:  # the strongest so far won: go stronger
         walk(range(START_DECADE - 1, STRONGEST_DECADE - 1, -1), tried[0][2])
         winners = [i for i in range(len(tried)) if beats_best(i)]
-    ridge, _, fold_weights = tried[winners[-1]]
+    best = winners[-1]
+    if not tried[best][1] < null_loss * (1.0 - PATH_TOLERANCE):
+        # no penalty predicts the held-out labels better than their frequencies: the held-out
+        # examples cannot rank the penalties, so the fallback penalty is used (as with none held out)
+        fallback = scale / FALLBACK_DIVISOR
+        best = min(range(len(tried)), key=lambda i: abs(math.log(tried[i][0] / fallback)))
+    ridge, _, fold_weights = tried[best]
     weight = fold_weights[0] if len(fold_weights) == 1 else torch.stack(fold_weights).mean(dim=0)
     return RidgeChoice(
-        ridge, weight, tuple(e[0] for e in tried), tuple(e[1] for e in tried), folds=len(splits)
+        ridge,
+        weight,
+        tuple(e[0] for e in tried),
+        tuple(e[1] for e in tried),
+        folds=len(splits),
+        null_loss=null_loss,
     )
+
+
+def _null_loss(
+    y_fit: torch.Tensor, w_fit: torch.Tensor | None, y_out: torch.Tensor, w_out: torch.Tensor | None, m: int
+) -> float:
+    """Σ wᵢ · (−log pᵧᵢ) over the held-out examples, p the kept examples' (weighted) class
+    frequencies: the held-out cross-entropy of a model that ignores the features (+∞ when a
+    held-out class has no kept example)."""
+    counts = torch.zeros(m, dtype=torch.float64)
+    counts.index_add_(
+        0, y_fit.cpu(), torch.ones(len(y_fit), dtype=torch.float64) if w_fit is None else w_fit.cpu().double()
+    )
+    with np.errstate(divide="ignore"):
+        neg_log = -np.log(counts.numpy() / max(float(counts.sum()), 1e-300))
+    per = neg_log[y_out.cpu().numpy()]
+    return float(per.sum() if w_out is None else (per * w_out.cpu().double().numpy()).sum())
