@@ -756,6 +756,20 @@ CLASSIFIER = [
     ),
     Case(
         "FaastClassifier.fit",
+        "class_weight naming a label that is not a class",
+        call(lambda c: _clf(class_weight={7: 2.0}).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"class_weight names the label 7, which is not a class",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        "a negative class weight",
+        call(lambda c: _clf(class_weight={0: -1.0}).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"class_weight\[0\] must be a finite number",
+    ),
+    Case(
+        "FaastClassifier.fit",
         'loss="logistic" with a negative tol',
         call(lambda c: _clf(loss="logistic", tol=-1e-4).fit(_rows(), np.arange(12) % 3)),
         ValueError,

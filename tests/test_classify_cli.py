@@ -181,6 +181,24 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
 
 
+def test_fit_with_balanced_class_weights_and_partial_fit_refuses_them(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    y = np.r_[np.zeros(40, int), np.ones(8, int)]
+    X = rng.normal(size=(48, 6)) + 1.5 * np.eye(2, 6)[y]
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    labels = ["--labels", tmp_path / "y.npy"]
+    model = tmp_path / "m"
+    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--class-weight", "balanced") == 0
+    loaded = load_classifier(model)[0]
+    ref = FaastClassifier(class_weight="balanced").fit(X, y)
+    assert loaded.class_weight == "balanced"
+    np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    capsys.readouterr()
+    assert _run("partial-fit", tmp_path / "x.npy", *labels, "--model", model) != 0
+    assert 'not available with class_weight="balanced"' in capsys.readouterr().err
+
+
 def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys):
     rng = np.random.default_rng(2)
     y = np.arange(30) % 3

@@ -35,7 +35,7 @@ from faast.solver.logistic_kernels import logistic_gradient_torch
 from faast.solver.spectral import SpectralFactor
 from faast.solver.stats import GramStats
 from tests.row_pass_settings import row_pass_settings
-from tests.test_classifier_refine import PARTIAL_FIT_CHECKS
+from tests.test_classifier_refine import NO_INTERCEPT_FAILS, PARTIAL_FIT_CHECKS
 
 
 def _problem(n: int, d: int, n_classes: int, seed: int, spread: float = 1.5):
@@ -529,7 +529,7 @@ _HOLDOUT_OVER_EXAMPLES = (
 
 
 def _expected_failures(est: FaastClassifier) -> dict[str, str]:
-    out = dict.fromkeys(PARTIAL_FIT_CHECKS, _REFUSES_PARTIAL_FIT)
+    out = {**dict.fromkeys(PARTIAL_FIT_CHECKS, _REFUSES_PARTIAL_FIT), **NO_INTERCEPT_FAILS}
     if est.C == "auto":
         out["check_sample_weight_equivalence_on_dense_data"] = _HOLDOUT_OVER_EXAMPLES
     return out

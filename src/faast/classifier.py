@@ -18,6 +18,7 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -98,6 +99,14 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         followed by a ReLU, k ↦ max(0, Rᵀk) with R (n_features, M) Gaussian / √n_features (as in
         RanPAC), before the closed-form solve; ``None`` solves on the features themselves. The
         fit then costs O(n·M²) (n ≥ M) or O(n²·M) (n < M). A prior acts on the features.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (as in scikit-learn's linear
+        classifiers): a dict {label: weight} (classes it does not name weigh 1), or
+        ``"balanced"``, n / (n_classes · n_c) from the labels ``fit`` sees, so that every class
+        weighs the same in the statistics (least squares to one-hot targets otherwise pulls the
+        scores towards the larger classes). ``"balanced"`` depends on every example's label, so
+        ``partial_fit`` and ``forget`` refuse it (pass the dict ``class_weight_`` holds instead);
+        a dict works with both.
     random_state : int, default=0
         Seed of the random projection.
     refine : int, default=0
@@ -182,6 +191,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         The inverse penalty ``loss="logistic"`` used (chosen when ``C="auto"``); None otherwise.
     n_iter_ : int
         Logistic steps of the final fit (``loss="logistic"``); 1 otherwise (the one solve).
+    class_weight_ : ndarray of shape (n_classes,)
+        The weight of each class of ``classes_`` that ``class_weight`` resolved to (ones when
+        None).
 
     Notes
     -----
@@ -223,6 +235,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "C": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "fit_intercept": ["boolean"],
         "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
     }
@@ -251,6 +264,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         fit_intercept: bool = False,
         intercept_scaling: float = 1.0,
         tol: float = 1e-4,
+        class_weight: dict[Any, float] | str | None = None,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -274,6 +288,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
         self.tol = tol
+        self.class_weight = class_weight
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -294,16 +309,22 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
-        for attr in (*fitted, "retarget_cross_", "C_"):
+        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_"):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
+        if isinstance(self.class_weight, str) and self.distributed:
+            raise ValueError('class_weight="balanced" is not supported with distributed=True; pass a dict')
         self._check_logistic()
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
         if self.distributed:  # the classes of every process's shard
             classes = np.asarray(faast.distributed.current().union(classes.tolist()))
         check_classification_targets(classes if self.distributed else y_np)
+        if isinstance(self.class_weight, str):  # "balanced": from the labels of this fit
+            present = np.searchsorted(classes, y_np)
+            counts = np.bincount(present, minlength=len(classes)).astype(np.float64)
+            self.class_weight_ = len(y_np) / (len(classes) * np.maximum(counts, 1.0))
         pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
         if self.refine:
             self._retarget(*pairs)
@@ -368,6 +389,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         ``refine``."""
         if not refining:
             self._check_not_refined("partial_fit")
+            self._check_fixed_class_weight("partial_fit")
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:
@@ -380,6 +402,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                     f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
                 )
         cut = self._cut()
+        if not isinstance(self.class_weight, str):
+            self.class_weight_ = _class_weights(self.class_weight, classes_)
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
         if first:
             self.classes_ = classes_
@@ -436,6 +460,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "memory_")
         self._check_not_refined("forget")
+        self._check_fixed_class_weight("forget")
         keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
         removed = _per_class(onehot)
         over = np.flatnonzero(removed > self.class_count_)
@@ -451,10 +476,22 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.class_count_ = self.class_count_ - removed
         return self._compile(self._cut())
 
+    def _check_fixed_class_weight(self, what: str) -> None:
+        """``class_weight="balanced"`` is computed from every label ``fit`` sees: refuse calls
+        that would change the examples without recomputing it."""
+        if isinstance(self.class_weight, str):
+            raise ValueError(
+                f'{what} is not available with class_weight="balanced": its weights depend on '
+                "every example's label; call fit, or pass a dict (e.g. the fitted class_weight_: "
+                "dict(zip(clf.classes_, clf.class_weight_)))"
+            )
+
     def _pairs(
         self, X: Any, y: Any, classes: np.ndarray, sample_weight: Any, *, reset: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None."""
+        """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None: the sample
+        weights times the weight of each example's class (``class_weight_``; None when both are
+        absent or all ones)."""
         y_np = _labels_to_numpy(y)
         keys = self._design(self._keys(X, reset=reset))
         if y_np.ndim != 1:
@@ -476,6 +513,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 dtype=torch.float64,
                 device=keys.device,
             )
+        per_class = getattr(self, "class_weight_", None)
+        if per_class is not None and not np.all(per_class == 1.0):
+            factor = torch.as_tensor(per_class[index], dtype=torch.float64, device=keys.device)
+            weights = factor if weights is None else weights * factor
         return keys, onehot, weights
 
     def _cut(self) -> Cut:
@@ -765,6 +806,27 @@ def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _class_weights(class_weight: dict[Any, float] | None, classes: np.ndarray) -> np.ndarray:
+    """Per-class weights (C,) float64 of a ``class_weight`` dict (or None: ones), in the order
+    of ``classes``; a label that is not a class, or a weight that is not a finite number ≥ 0,
+    is refused."""
+    out = np.ones(len(classes), dtype=np.float64)
+    if class_weight is None:
+        return out
+    for label, value in class_weight.items():
+        where = np.flatnonzero(classes == label) if len(classes) else np.empty(0, dtype=np.int64)
+        if where.size == 0:
+            raise ValueError(f"class_weight names the label {label!r}, which is not a class ({classes[:10]})")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"class_weight[{label!r}] must be a finite number ≥ 0, got {value!r}")
+        out[where[0]] = number
+    return out
 
 
 def _labels_to_numpy(y: Any) -> np.ndarray:

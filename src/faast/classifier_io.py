@@ -34,12 +34,12 @@ JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
     "random_state", "refine", "margin", "loss", "C", "max_iter", "fit_intercept", "intercept_scaling",
-    "tol",
+    "tol", "class_weight",
 )  # fmt: skip
 #: Parameters added after the first layout, with the value that files written before them mean.
 _LATER_PARAMS = {
     "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10, "fit_intercept": False,
-    "intercept_scaling": 1.0, "tol": 0.0,
+    "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None,
 }  # fmt: skip
 
 
@@ -71,7 +71,8 @@ def save_classifier(
     info = {
         "format": FORMAT,
         "format_version": VERSION,
-        "params": {name: getattr(clf, name) for name in _PARAMS},
+        "params": {name: _param_to_json(name, getattr(clf, name)) for name in _PARAMS},
+        "class_weight": [float(x) for x in clf.class_weight_],
         "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
         "prior": clf.prior if isinstance(clf.prior, str) else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
@@ -102,7 +103,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         )
     tensors, _ = load_tensors(folder / TENSORS_NAME, kind="classifier")
     try:
-        params = {name: info["params"].get(name, _LATER_PARAMS.get(name)) for name in _PARAMS}
+        params = {
+            name: _param_from_json(name, info["params"].get(name, _LATER_PARAMS.get(name)))
+            for name in _PARAMS
+        }
         missing = [name for name in _PARAMS if name not in info["params"] and name not in _LATER_PARAMS]
         if missing:
             raise KeyError(f"params {missing}")
@@ -123,6 +127,9 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     clf.classes_ = classes
     clf.n_features_in_ = d
     clf.class_count_ = counts
+    clf.class_weight_ = np.asarray(info.get("class_weight", np.ones(len(classes))), dtype=np.float64)
+    if clf.class_weight_.shape != classes.shape:
+        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (class_weight)")
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
     key_dim = (d if clf.random_features is None else int(clf.random_features)) + int(clf.fit_intercept)
     memory = InverseMemory(
@@ -147,3 +154,18 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         clf._set_logistic(weight.to(torch.float64), float(stored[0]))
         clf.n_iter_ = int(stored[1]) if stored.numel() > 1 else clf.n_iter_
     return clf, dict(info.get("metadata") or {})
+
+
+def _param_to_json(name: str, value: Any) -> Any:
+    """A constructor parameter as JSON: a ``class_weight`` dict becomes [[label, weight], ...]
+    (JSON object keys are strings, labels need not be)."""
+    if name == "class_weight" and isinstance(value, dict):
+        return {"pairs": [[k.item() if hasattr(k, "item") else k, float(v)] for k, v in value.items()]}
+    return value
+
+
+def _param_from_json(name: str, value: Any) -> Any:
+    """Inverse of :func:`_param_to_json`."""
+    if name == "class_weight" and isinstance(value, dict):
+        return {label: weight for label, weight in value["pairs"]}
+    return value

@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "--C", dest="inverse_penalty", default="auto", metavar="C",
                 help="inverse penalty of --loss logistic, or auto (default: chosen on a held-out tenth)",
             )  # fmt: skip
+            c.add_argument(
+                "--class-weight", choices=["balanced"], default=None,
+                help="balanced: weigh each class n / (classes x its count), for imbalanced data "
+                "(partial-fit and forget then refuse the model)",
+            )  # fmt: skip
         g = a.add_argument_group("encoding")
         g.add_argument("--device", default="cpu")
         g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
@@ -207,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             distributed=shard,
             loss=args.loss,
             C=_inverse_penalty(args.inverse_penalty),
+            class_weight=args.class_weight,
         ).fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
