@@ -67,6 +67,8 @@ def test_a_dict_streams_and_forgets_exactly_and_balanced_refuses_both():
             call()
     with pytest.raises(ValueError, match='not available with class_weight="balanced"'):
         FaastClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match='class_weight="balanced" is not supported with distributed'):
+        FaastClassifier(class_weight="balanced", distributed=True).fit(X, y)
     # the fitted weights as a dict continue the stream
     as_dict = dict(zip(balanced.classes_, balanced.class_weight_, strict=True))
     again = FaastClassifier(class_weight=as_dict).partial_fit(X, y, classes=[0, 1, 2])
