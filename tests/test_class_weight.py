@@ -11,16 +11,13 @@ from sklearn.utils.estimator_checks import check_class_weight_classifiers
 
 from faast import FaastClassifier
 from faast.classifier_io import load_classifier, save_classifier
+from tests.test_solver_logistic import _problem as logistic_problem
 
 
 def _problem(n: int, d: int, n_classes: int, seed: int, labels: str = "int"):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, n_classes, n)
-    y[:n_classes] = np.arange(n_classes)
-    X = rng.normal(size=(n, d)) + np.eye(n_classes, d)[y]
-    if labels == "str":
-        y = np.array([f"c{v}" for v in y])
-    return X, y, rng
+    """The logistic tests' problem (every class present), with labels "c0", "c1", … for "str"."""
+    X, y, rng = logistic_problem(n, d, n_classes, seed, spread=1.0)
+    return X, (np.array([f"c{v}" for v in y]) if labels == "str" else y), rng
 
 
 @settings(max_examples=25, deadline=None)
