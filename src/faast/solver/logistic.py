@@ -24,7 +24,7 @@ others are fitted along a path of penalties from strong to weak (each warm-start
 stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
 cross-entropy wins, where a penalty beats the best so far only by lowering it by more than
 ``PATH_TOLERANCE`` (1 %) of it; each walk stops at the first that does not (a flat or
-separable path — few-shot data are separable — no longer walks on for gains of 0.01 %). The
+separable path — few-shot data are separable — no longer walks on for negligible gains). The
 winner must also beat the null loss (the better of predicting uniform or the kept class
 frequencies) by that fraction; when none does, ρ = s / ``FALLBACK_DIVISOR`` is used.
 When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
