@@ -369,11 +369,9 @@ def _null_loss(
     """Σ wᵢ · (−log pᵧᵢ) over the held-out examples, p the kept examples' (weighted) class
     frequencies: the held-out cross-entropy of a model that ignores the features (+∞ when a
     held-out class has no kept example)."""
-    counts = torch.zeros(m, dtype=torch.float64)
-    counts.index_add_(
-        0, y_fit.cpu(), torch.ones(len(y_fit), dtype=torch.float64) if w_fit is None else w_fit.cpu().double()
-    )
+    kept = None if w_fit is None else w_fit.cpu().double().numpy()
+    counts = np.bincount(y_fit.cpu().numpy(), weights=kept, minlength=m).astype(np.float64)
     with np.errstate(divide="ignore"):
-        neg_log = -np.log(counts.numpy() / max(float(counts.sum()), 1e-300))
+        neg_log = -np.log(counts / max(float(counts.sum()), 1e-300))
     per = neg_log[y_out.cpu().numpy()]
     return float(per.sum() if w_out is None else (per * w_out.cpu().double().numpy()).sum())
