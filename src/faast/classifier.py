@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
@@ -321,10 +322,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if self.distributed:  # the classes of every process's shard
             classes = np.asarray(faast.distributed.current().union(classes.tolist()))
         check_classification_targets(classes if self.distributed else y_np)
-        if isinstance(self.class_weight, str):  # "balanced": from the labels of this fit
-            present = np.searchsorted(classes, y_np)
-            counts = np.bincount(present, minlength=len(classes)).astype(np.float64)
-            self.class_weight_ = len(y_np) / (len(classes) * np.maximum(counts, 1.0))
+        if isinstance(self.class_weight, str):  # "balanced": n / (C · n_c) from the labels of this fit
+            self.class_weight_ = compute_class_weight("balanced", classes=classes, y=y_np)
         pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
         if self.refine:
             self._retarget(*pairs)
