@@ -141,12 +141,18 @@ def few(y: np.ndarray, index: np.ndarray, k: int, rng: np.random.Generator) -> n
     return np.sort(np.concatenate(parts))
 
 
-def score(method: Any, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, scale: bool):
-    """(accuracy, fit seconds) of a fresh clone of ``method`` fitted on ``train``."""
+def fold(X: np.ndarray, train: np.ndarray, test: np.ndarray, scale: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``train`` and ``test``, standardised on ``train`` when ``scale``."""
     Xtr, Xte = X[train], X[test]
     if scale:
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
+    return Xtr, Xte
+
+
+def score(method: Any, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, scale: bool):
+    """(accuracy, fit seconds) of a fresh clone of ``method`` fitted on ``train``."""
+    Xtr, Xte = fold(X, train, test, scale)
     est = clone(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. lbfgs convergence notes on tiny folds

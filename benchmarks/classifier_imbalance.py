@@ -29,7 +29,6 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -38,7 +37,7 @@ from faast.publish import write_public_json, write_public_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
-from classifier_datasets import TABLES, TEXTS, datasets
+from classifier_datasets import TABLES, TEXTS, datasets, fold
 
 METHODS: dict[str, Any] = {
     "FAAST": FaastClassifier(),
@@ -77,10 +76,7 @@ def run(args: argparse.Namespace) -> dict:
             folds = StratifiedKFold(5, shuffle=True, random_state=args.seed).split(X, y)
             for train, test in tqdm(list(folds), desc=name, unit="fold"):
                 part = imbalanced(y, train, args.ratio, rng)
-                Xtr, Xte = X[part], X[test]
-                if scale:
-                    scaler = StandardScaler().fit(Xtr)
-                    Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
+                Xtr, Xte = fold(X, part, test, scale)
                 for m, method in METHODS.items():
                     for weighting in (None, "balanced"):
                         est = clone(method).set_params(class_weight=weighting).fit(Xtr, y[part])
