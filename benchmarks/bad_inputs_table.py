@@ -4,7 +4,9 @@
 
 Runs each case of ``tests/bad_inputs_catalogue.py`` (the cases ``tests/test_bad_inputs.py``
 checks) in a scratch folder and records the error type and message, or the documented behaviour.
-Scratch paths are written as ``<tmp>``, so the table carries no machine paths.
+Scratch paths are written as ``<tmp>``, so the table carries no machine paths. Also writes the
+summary of docs/reliability.md (the ``bad-input-groups`` block: cases per group of entry points,
+counted from the catalogue, see :func:`group_table`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,117 @@ fsync, rename): an interrupted save leaves the previous file intact.
 
 """
 
+#: The groups of entry points in docs/reliability.md's summary: (label, the catalogue entries it
+#: counts, by the name before the first dot, and what its cases cover). Every entry of the
+#: catalogue belongs to exactly one group (:func:`group_table` refuses others).
+GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "Solver (`GramStats`, `Cut`)",
+        ("GramStats", "GramStats()", "Cut"),
+        "NaN/±Inf, entries so large the float64 sums would overflow, wrong rank, mismatched "
+        "rows/dimensions, integer and mixed dtypes, strings, ragged lists, objects, sparse, another "
+        "device, bad weights, empty statistics, all-zero keys, one example, bad cuts, "
+        "over-subtraction, merging other dimensions, malformed state",
+    ),
+    (
+        "Memories (`InverseMemory`, `KNNMemory`, `SoftmaxMemory`)",
+        ("InverseMemory", "InverseMemory()", "KNNMemory", "KNNMemory()", "SoftmaxMemory", "SoftmaxMemory()"),
+        "NaN/Inf keys and queries, read before add, other dimensions, strings, bad parameters, "
+        "forgetting more than was added, a pair never added or from an empty memory",
+    ),
+    (
+        "`FaastClassifier`",
+        ("FaastClassifier",),
+        "NaN/Inf, features that would overflow, empty support set, one example and a single class "
+        "(documented behaviour: fits and predicts that class), X/y length, strings, 1-D/3-D X, y "
+        "None or continuous, negative weights, bad class weights, bad logistic C or tol, wrong class "
+        "embeddings, predict before fit or with other features, partial_fit without classes or with "
+        "unknown labels",
+    ),
+    (
+        "`FaastModel` (learn, generate, save/load fast weights, readouts)",
+        ("FaastModel", "get_faast_model"),
+        "float/string/out-of-vocabulary ids, one token, only padding, sequences and prompts longer "
+        "than the context window, an empty prompt, nothing to save, bad task names, unwritable "
+        "output, a text file / empty / truncated / corrupted / other-kind / newer-version file, "
+        "unknown task, fast weights of another dimension, of another model of the same architecture "
+        "or of another memory layout, readouts of another size",
+    ),
+    (
+        "Configs (`FaastConfig`, `ReadConfig`)",
+        ("FaastConfig", "ReadConfig"),
+        "unknown fields, wrong types and ranges, files that are not JSON or not UTF-8",
+    ),
+    (
+        "Tasks (`TaskModel`, `TaskSpec`)",
+        ("TaskModel", "TaskSpec"),
+        "tokenizer without a pad token, examples and prompts longer than the context window, a "
+        "single or empty label, a folder as the output, model without an output memory, no "
+        "examples, examples without outputs, one label, fast weights not saved by a TaskModel",
+    ),
+    (
+        "Loaders and savers (examples TSV/JSONL, text and its windows, statistics files, IDX "
+        "images, feature cache, checkpoints, JSON)",
+        (
+            "read_examples",
+            "read_text",
+            "token_windows",
+            "save_tensors",
+            "load_json",
+            "read_idx",
+            "encode_dataset (feature cache)",
+            "load_tensors(kind=train_state)",
+        ),
+        "missing, empty, non-UTF-8, blank lines, malformed rows, header only, unknown extension, "
+        "truncated, corrupt gzip, wrong dimensions, another kind, a safetensors file not written by "
+        "faast, statistics of other dimensions, an output folder that is missing (created) or "
+        "cannot be made, a damaged feature cache (re-encoded)",
+    ),
+    (
+        "CLI (`faast lm`, `solve`, `assets`, `demo`, `classify`)",
+        ("CLI",),
+        "failures above reached from the command line, usage errors, bad option values "
+        "(`--threads 0`, `--max-windows 0`, `--shots one,two`, an unknown asset group), an output "
+        "path that is a folder, a missing optional extra",
+    ),
+)
+#: The name of the generated block of docs/reliability.md.
+GROUPS_BLOCK = "bad-input-groups"
+COMMAND = "python benchmarks/bad_inputs_table.py"
+
+
+def group_table(entries: list[str]) -> str:
+    """The summary of docs/reliability.md for the catalogue whose cases have these entry names
+    (the CLI cases as "CLI"): the total and a markdown table of cases per group of
+    :data:`GROUPS`. Raises ValueError naming an entry that no group, or more than one, counts."""
+    owners: dict[str, str] = {}
+    for label, names, _ in GROUPS:
+        for name in names:
+            if name in owners:
+                raise ValueError(f"entry {name!r} is in two groups: {owners[name]!r} and {label!r}")
+            owners[name] = label
+    counts = dict.fromkeys((label for label, _, _ in GROUPS), 0)
+    for entry in entries:
+        name = entry.split(".")[0]
+        if name not in owners:
+            raise ValueError(f"catalogue entry {name!r} belongs to no group of GROUPS; add it to one")
+        counts[owners[name]] += 1
+    lines = [
+        f"The catalogue holds {len(entries)} cases:",
+        "",
+        "| Entry point | Cases | What is covered |",
+        "|---|---:|---|",
+    ]
+    lines += [f"| {label} | {counts[label]} | {covered} |" for label, _, covered in GROUPS]
+    return "\n".join(lines)
+
+
+def catalogue_entries() -> list[str]:
+    """The entry name of every case of the catalogue, the CLI cases as "CLI"."""
+    from tests.bad_inputs_catalogue import CASES, CLI
+
+    return [case.entry for case in CASES] + ["CLI"] * len(CLI)
+
 
 def _cell(text: str, tmp: str) -> str:
     text = " ".join(str(text).replace(tmp, "<tmp>").split())
@@ -48,6 +161,11 @@ def _cell(text: str, tmp: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "docs" / "bad-inputs.md"))
+    ap.add_argument(
+        "--summary",
+        default=str(REPO / "docs" / "reliability.md"),
+        help="the page whose summary block is rewritten",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -95,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     text = HEADER + f"{len(CASES) + len(CLI)} cases ({summary}).\n\n" + "\n".join(rows) + "\n"
     atomic_write(args.out, lambda path: Path(path).write_text(text, encoding="utf-8"))
     print(f"wrote {len(rows) - 2} rows to {os.path.relpath(args.out, REPO)}")
+    from faast.eval.report import update_doc_block
+
+    update_doc_block(args.summary, GROUPS_BLOCK, group_table(catalogue_entries()), COMMAND)
+    print(f"wrote the {GROUPS_BLOCK} block of {os.path.relpath(args.summary, REPO)}")
     return 0
 
 

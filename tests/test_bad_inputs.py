@@ -99,3 +99,31 @@ def test_the_published_table_lists_every_case():
     assert len(rows) == len(CASES) + len(CLI)
     missing = [c.id for c in [*CASES, *CLI] if f"| {c.input.replace('|', chr(92) + '|')} |" not in table]
     assert not missing, f"not in docs/bad-inputs.md (rerun benchmarks/bad_inputs_table.py): {missing}"
+
+
+def _bad_inputs_table():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bad_inputs_table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return bad_inputs_table
+
+
+def test_the_reliability_summary_counts_the_catalogue():
+    """docs/reliability.md's table of cases per group is the one the generator writes now."""
+    table = _bad_inputs_table()
+    expected = table.group_table(table.catalogue_entries())
+    page = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
+    assert f"{expected}\n<!-- faast:{table.GROUPS_BLOCK}:end -->" in page, (
+        "docs/reliability.md is stale: rerun python benchmarks/bad_inputs_table.py"
+    )
+
+
+def test_the_reliability_summary_refuses_an_entry_of_no_group():
+    table = _bad_inputs_table()
+    with pytest.raises(ValueError, match="'NewThing' belongs to no group"):
+        table.group_table(["GramStats.add", "NewThing.call"])
+    counted = table.group_table(["GramStats.add", "Cut.apply", "CLI", "FaastClassifier.fit"])
+    assert counted.startswith("The catalogue holds 4 cases:")
+    assert "| Solver (`GramStats`, `Cut`) | 2 |" in counted and "| CLI (" in counted
