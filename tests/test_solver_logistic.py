@@ -379,6 +379,41 @@ def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkey
     assert losses[best] <= min(full.holdout_loss) / (1 - PATH_TOLERANCE)
 
 
+@pytest.mark.parametrize("offset", [100.0, 1e4])
+def test_choose_ridge_walks_off_the_null_plateau_of_uncentred_features(offset):
+    """Features far from the origin: their mean direction dominates the Gram, so the scale s
+    (the mean eigenvalue) and the first penalties silence the class directions and the held-out
+    loss sits within 1 % of the null loss, falling by less than 1 % a decade. There any decrease
+    continues the walk, which reaches the penalties where the classes show; with the plateau
+    counted as a flat path it stopped there and fell back to chance. The chosen penalty is the one
+    the centred features choose, up to the offset's share of the scale, and predicts as well."""
+    X, y, _ = _problem(600, 10, 4, 7, spread=1.0)
+    held_in, held_out = slice(0, 500), slice(500, None)
+
+    def fitted(features):
+        keys, labels = torch.as_tensor(features[held_in]), torch.as_tensor(y[held_in])
+        stats = GramStats(features.shape[1], 4)
+        stats.add(keys, torch.nn.functional.one_hot(labels, 4).double())
+        factor = stats.factor()
+        choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=4)
+        weight, _ = fit_logistic(keys, labels, None, factor, choice.ridge, 10, init=choice.weight)
+        scores = torch.as_tensor(features[held_out]) @ weight.T
+        return choice, factor, float((scores.argmax(1).numpy() == y[held_out]).mean())
+
+    centred, _, centred_accuracy = fitted(X)
+    shifted, factor, accuracy = fitted(X + offset)
+    plateau = [
+        i for i, loss in enumerate(shifted.holdout_loss) if loss >= shifted.null_loss * (1 - PATH_TOLERANCE)
+    ]
+    assert plateau[:2] == [0, 1]  # it started on the plateau, and the next decade stayed there
+    assert shifted.holdout_loss[1] >= shifted.holdout_loss[0] * (1 - PATH_TOLERANCE)  # a "flat" step
+    assert min(shifted.holdout_loss) < shifted.null_loss * (1 - PATH_TOLERANCE)  # it walked off it
+    assert shifted.ridge < shifted.candidates[0] * 1e-3
+    assert shifted.ridge < penalty_scale(factor) / FALLBACK_DIVISOR  # not the fallback
+    assert accuracy >= centred_accuracy - 0.03 and accuracy > 0.5  # chance is 0.25
+    assert centred.holdout_loss[0] < centred.null_loss * (1 - PATH_TOLERANCE)  # no plateau there
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(4, 120),

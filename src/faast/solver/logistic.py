@@ -24,7 +24,11 @@ others are fitted along a path of penalties from strong to weak (each warm-start
 stronger ones too when the strongest tried wins), and the penalty with the lowest held-out
 cross-entropy wins, where a penalty beats the best so far only by lowering it by more than
 ``PATH_TOLERANCE`` (1 %) of it; each walk stops at the first that does not (a flat or
-separable path — few-shot data are separable — no longer walks on for negligible gains). The
+separable path — few-shot data are separable — no longer walks on for negligible gains). While
+no penalty so far beats the null loss (below) by that fraction, the penalties are still too
+strong for the features to show (uncentred or unevenly scaled features, whose few large
+directions make the scale s, start there), so any decrease beats the best and the walk goes on
+until the loss stops falling. The
 winner must also beat the null loss (the better of predicting uniform or the kept class
 frequencies) by that fraction; when none does, ρ = s / ``FALLBACK_DIVISOR`` is used.
 When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
@@ -77,7 +81,8 @@ STEP_TOLERANCE = 1e-10
 #: Along :func:`choose_ridge`'s path a penalty replaces the best one only when it lowers the
 #: held-out cross-entropy by more than this fraction of the best; a walk ends at the first that
 #: does not (near ties keep the penalty found first). The chosen penalty must also beat the null
-#: loss (the better of predicting uniform or the kept examples' class frequencies) by this fraction.
+#: loss (the better of predicting uniform or the kept examples' class frequencies) by this
+#: fraction; until one does, any decrease replaces the best (the path is still on the null plateau).
 PATH_TOLERANCE = 0.01
 #: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when the held-out
 #: examples cannot rank penalties: none can be held out, or no penalty beats the null loss.
@@ -284,7 +289,8 @@ def choose_ridge(
     The path starts at t = ``START_DECADE`` and walks one decade weaker at a time, ``steps``
     steps each (fewer when a step guarantees a decrease of at most ``tolerance`` nats per unit
     of example weight, see :func:`fit_logistic`) from the previous candidate's weights, until a
-    candidate fails to lower the best held-out loss by more than ``PATH_TOLERANCE`` of it; if
+    candidate fails to lower the best held-out loss by more than ``PATH_TOLERANCE`` of it (at
+    all, while no candidate so far beats the null loss by that fraction); if
     the first candidate was the best, it then walks one decade stronger at a time from it, the
     same way (features whose penalty scale is dominated by a few large directions need it).
     With several folds (:func:`holdout_folds`) every fold walks the same path from its own
@@ -336,8 +342,11 @@ def choose_ridge(
 
     def beats_best(index: int) -> bool:
         """Whether candidate ``index`` lowers the held-out loss of every earlier one by more
-        than ``PATH_TOLERANCE`` of it."""
+        than ``PATH_TOLERANCE`` of it, or at all while none of them beats the null loss by that
+        fraction (on the null plateau a small decrease is the first sign of the features)."""
         best = min((entry[1] for entry in tried[:index]), default=math.inf)
+        if not best < null_loss * (1.0 - PATH_TOLERANCE):
+            return tried[index][1] < best
         return tried[index][1] < best * (1.0 - PATH_TOLERANCE)
 
     walk(range(START_DECADE, WEAKEST_DECADE + 1), None)
