@@ -110,3 +110,47 @@ def test_a_scaling_that_is_not_positive_is_refused(scaling):
     X, y = _data(10, 3, 2, 0)
     with pytest.raises(ValueError, match="intercept_scaling"):
         FaastClassifier(fit_intercept=True, intercept_scaling=scaling).fit(X, y)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 90),
+    d=st.integers(1, 12),
+    block=st.integers(1, 40),
+    random_features=st.sampled_from([None, 7]),
+    weighted=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_the_design_is_built_in_blocks_of_rows_and_fits_as_one(n, d, block, random_features, weighted, seed):
+    """The statistics see the design (random features, the constant column) a block of rows at a
+    time, never all of X at once, and the fit equals one that builds it whole (to rounding);
+    the scores add the constant column's share instead of building it."""
+    import faast.classifier as module
+
+    X, y = _data(n, d, 3, seed)
+    y[: min(n, 3)] = np.arange(min(n, 3))
+    weights = np.random.default_rng(seed).uniform(0.5, 2.0, n) if weighted else None
+    kwargs = {"fit_intercept": True, "random_features": random_features, "ridge": 0.5}
+    whole = FaastClassifier(**kwargs).fit(X, y, sample_weight=weights)
+    seen: list[int] = []
+    design = FaastClassifier._design
+
+    def spy(self, keys):
+        seen.append(keys.shape[0])
+        return design(self, keys)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "DESIGN_BLOCK_ROWS", block)
+        patch.setattr(FaastClassifier, "_design", spy)
+        blocks = FaastClassifier(**kwargs).fit(X, y, sample_weight=weights)
+        assert max(seen) <= block and sum(seen) == n  # every row once, in blocks
+        seen.clear()
+        scores = blocks.decision_function(X)
+        assert not seen  # no design built to score
+    np.testing.assert_allclose(blocks.coef_, whole.coef_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(blocks.intercept_, whole.intercept_, rtol=1e-9, atol=1e-9)
+    features = X if random_features is None else np.maximum(X @ module._projection(d, 7, 0).numpy(), 0)
+    expected = features @ blocks.coef_.T + blocks.intercept_
+    if expected.shape[1] == 2:
+        expected = expected[:, 1] - expected[:, 0]
+    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)

@@ -43,6 +43,9 @@ from faast.solver.retarget import retarget
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
 ROWS_KEPT = 2
+#: The design (random features, the intercept's constant column) is built this many rows at a
+#: time for the statistics, so that a fit never holds a second copy of a large X.
+DESIGN_BLOCK_ROWS = 8192
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -324,11 +327,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(classes if self.distributed else y_np)
         if isinstance(self.class_weight, str):  # "balanced": n / (C · n_c) from the labels of this fit
             self.class_weight_ = compute_class_weight("balanced", classes=classes, y=y_np)
-        pairs = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
-        if self.refine:
-            self._retarget(*pairs)
-        if self.loss == "logistic":
-            self._fit_logistic(*pairs)
+        keys, onehot, weights = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
+        if self.refine or self.loss == "logistic":  # every design row at once
+            design = self._design(keys)
+            if self.refine:
+                self._retarget(design, onehot, weights)
+            if self.loss == "logistic":
+                self._fit_logistic(design, onehot, weights)
         return self
 
     def _check_logistic(self) -> None:
@@ -384,8 +389,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _partial_fit(
         self, X: Any, y: Any, classes: Any, sample_weight: Any, refining: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Learn the pairs and recompile; returns them (keys, one-hot values, weights) for
-        ``refine``."""
+        """Learn the pairs and recompile; returns them (keys (n, d) before the design, one-hot
+        values, weights) for ``refine`` and the logistic loss."""
         if not refining:
             self._check_not_refined("partial_fit")
             self._check_fixed_class_weight("partial_fit")
@@ -406,12 +411,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
         if first:
             self.classes_ = classes_
+            design_dim = self._design_dim(keys.shape[1])
             self.memory_ = InverseMemory(
                 cut,
-                key_dim=keys.shape[1],
+                key_dim=design_dim,
                 value_dim=len(classes_),
                 device=keys.device,
-                dual_max_pairs=ROWS_KEPT * keys.shape[1],
+                dual_max_pairs=ROWS_KEPT * design_dim,
             )
             self.embeddings_ = self._class_embeddings(keys)
             self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
@@ -420,15 +426,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             dist = faast.distributed.current()
             held = self.memory_.stats
             batch = GramStats(
-                keys.shape[1], len(classes_), device=keys.device, dual_max_pairs=held.dual_max_pairs
+                held.key_dim, len(classes_), device=keys.device, dual_max_pairs=held.dual_max_pairs
             )  # keeps this shard's rows, which the all-reduce gathers while they stay few
-            batch.add(keys, onehot, weights)
+            for block in self._design_blocks(keys, onehot, weights):
+                batch.add(*block)
             batch.input_dtype = keys.dtype
             self.memory_.stats.merge(dist.all_reduce_stats(batch))
             summed = dist.all_reduce_(torch.from_numpy(counts).to(torch.float64), what="class counts")
             counts = summed.round().to(torch.int64).numpy()
         else:
-            self.memory_.add(keys, onehot, weights)
+            for block in self._design_blocks(keys, onehot, weights):
+                self.memory_.add(*block)
         self.class_count_ = self.class_count_ + counts
         self._compile(cut)
         return keys, onehot, weights
@@ -471,7 +479,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             )
         if removed.sum() == self.class_count_.sum():
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
-        self.memory_.forget(keys, onehot, weights)
+        if self._design_dim(keys.shape[1]) == keys.shape[1]:
+            self.memory_.forget(keys, onehot, weights)
+        else:  # one forget call, so that an error leaves the memory unchanged
+            self.memory_.forget(self._design(keys), onehot, weights)
         self.class_count_ = self.class_count_ - removed
         return self._compile(self._cut())
 
@@ -488,11 +499,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _pairs(
         self, X: Any, y: Any, classes: np.ndarray, sample_weight: Any, *, reset: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Validated keys (n, d), one-hot values (n, C) and weights (n,) or None: the sample
-        weights times the weight of each example's class (``class_weight_``; None when both are
-        absent or all ones)."""
+        """Validated keys (n, d) (before the design: :meth:`_design`), one-hot values (n, C) and
+        weights (n,) or None: the sample weights times the weight of each example's class
+        (``class_weight_``; None when both are absent or all ones)."""
         y_np = _labels_to_numpy(y)
-        keys = self._design(self._keys(X, reset=reset))
+        keys = self._keys(X, reset=reset)
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
         if keys.shape[0] != y_np.shape[0]:
@@ -675,6 +686,21 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
         return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
 
+    def _design_dim(self, d: int) -> int:
+        """D + 1 or D: the number of design features for keys of dimension d."""
+        width = d if self.random_features is None else int(self.random_features)
+        return width + int(bool(self.fit_intercept))
+
+    def _design_blocks(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None):
+        """(design (b, D′), one-hot (b, C), weights (b,) or None) for consecutive blocks of at most
+        ``DESIGN_BLOCK_ROWS`` rows (one block, the keys themselves, when the design is the keys)."""
+        if self._design_dim(keys.shape[1]) == keys.shape[1] and self.random_features is None:
+            yield keys, onehot, weights
+            return
+        for start in range(0, max(keys.shape[0], 1), DESIGN_BLOCK_ROWS):
+            rows = slice(start, start + DESIGN_BLOCK_ROWS)
+            yield self._design(keys[rows]), onehot[rows], None if weights is None else weights[rows]
+
     def _design(self, keys: torch.Tensor) -> torch.Tensor:
         """The features the solve sees: keys (n, d) → their random expansion (n, M) when
         ``random_features``, then a constant column of ``intercept_scaling`` when
@@ -701,7 +727,12 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "memory_")
         keys = self._keys(X, reset=False)
-        pred = self._design(keys) @ self._weight(keys.dtype, keys.device).T  # (q, C): learned one-hot scores
+        weight = self._weight(keys.dtype, keys.device)  # (C, D′)
+        features = self._expand(keys)
+        if self.fit_intercept:  # the constant column's share added, not built: no copy of X
+            pred = features @ weight[:, :-1].T + float(self.intercept_scaling) * weight[:, -1]
+        else:
+            pred = features @ weight.T  # (q, C): learned one-hot scores
         emb = self.embeddings_
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction
