@@ -4,8 +4,9 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 @64 px; 
 preprocessing fitted on the support set), single-threaded, for 16- and 64-shot episodes and
 full data, accuracy (%) and fit time of the ``--variants``:
 
-* ``plain``: ``FaastClassifier()`` (its default cut, ``ridge=auto``);
-* ``intercept``: ``FaastClassifier(fit_intercept=True)`` (a constant feature);
+* ``plain``: ``FaastClassifier()`` (its defaults: the cut ``ridge=auto``, an intercept);
+* ``nointercept``: ``FaastClassifier(fit_intercept=False)`` (scores through the origin);
+* ``intercept``: ``FaastClassifier(fit_intercept=True)`` (the default since 2026-12: ``plain``);
 * ``rf:M``: ``FaastClassifier(random_features=M)`` (fixed Gaussian projection to M dimensions +
   ReLU before the solve, RanPAC-style);
 * ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
@@ -17,7 +18,7 @@ full data, accuracy (%) and fit time of the ``--variants``:
   (the demo's validated preprocessing and full-data C), full data only.
 
 Any variant may end with ``@prep`` (``none``, ``l2``, ``center``, ``center-l2``) to change its
-preprocessing, e.g. ``intercept@l2`` (an intercept matters on features that are not centred).
+preprocessing, e.g. ``nointercept@l2`` (an intercept matters on features that are not centred).
 
 ``--split validation`` never reads the test images (support and queries from the training
 split), which is where M, R and θ are to be chosen; ``--split test`` reports on the test split.
@@ -63,6 +64,8 @@ def estimator(variant: str) -> tuple[Any, str]:
         return FaastClassifier(), "center-l2"
     if kind == "intercept" and not args:
         return FaastClassifier(fit_intercept=True), "center-l2"
+    if kind == "nointercept" and not args:
+        return FaastClassifier(fit_intercept=False), "center-l2"
     if kind == "rf" and len(args) == 1:
         return FaastClassifier(random_features=int(args[0])), "center-l2"
     if kind == "refine" and len(args) == 2:
@@ -72,7 +75,8 @@ def estimator(variant: str) -> tuple[Any, str]:
     if kind == "logreg" and len(args) == 1:
         return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
     raise ValueError(
-        f"unknown variant {variant!r}: plain, intercept, rf:M, refine:R:theta, logistic[:C] or logreg:C, "
+        f"unknown variant {variant!r}: plain, intercept, nointercept, rf:M, refine:R:theta, logistic[:C] "
+        "or logreg:C, "
         "each optionally followed by @prep"
     )
 
@@ -83,8 +87,9 @@ def label(variant: str) -> str:
         return f"{label(variant)}, prep {prep}"
     kind, *args = variant.split(":")
     return {
-        "plain": "as encoded (ridge=auto)",
+        "plain": "default (ridge=auto, intercept)",
         "intercept": "with intercept (ridge=auto)",
+        "nointercept": "without intercept (ridge=auto)",
         "rf": f"random features M={args[0] if args else ''} (ridge=auto)",
         "refine": f"retargeting R={args[0]}, θ={args[-1]} (ridge=auto)" if args else "",
         "logistic": f"logistic steps, C={args[0] if args else 'auto'} (ridge=auto cut)",

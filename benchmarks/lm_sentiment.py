@@ -21,8 +21,8 @@ Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
   chosen by ``TaskModel.fit`` on a validation split of the k examples;
 * a linear head on the last hidden state at the prompt's end (the key FAAST learns the label under),
   trained by SGD (backprop) on the same k examples, lr chosen on the same kind of validation split;
-  beside it two closed-form heads on the same states, no backprop: ``FaastClassifier(tau="auto")``
-  and ``FaastClassifier(tau="auto", loss="logistic")`` (as ``faast.lm.label_head.LabelHead``;
+  beside it two closed-form heads on the same states, no backprop: ``FaastClassifier(tau="auto",
+  fit_intercept=False)`` and the same with ``loss="logistic"`` (as ``faast.lm.label_head.LabelHead``;
   ``--heads-only`` runs these three alone, into the ``sentiment-heads`` block);
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k;
   ``FaastClassifier (validated)`` picks among ``MINILM_FAAST_OPTIONS`` on the same validation split
@@ -237,10 +237,10 @@ def _head_rows(
 ) -> None:
     """Append to ``rows`` the heads on the prompt-end state (the key FAAST learns the label under),
     on the same k examples: a linear head trained by SGD (backprop), and two closed-form heads
-    without backprop — ``FaastClassifier(tau="auto")`` (squared loss) and
-    ``FaastClassifier(tau="auto", loss="logistic")`` (closed-form logistic steps, C chosen on
-    held-out folds of
-    the k examples). Without ``fwd_support``/``fwd_test`` the forward passes are timed here."""
+    without backprop — ``FaastClassifier(tau="auto", fit_intercept=False)`` (squared loss) and
+    the same with ``loss="logistic"`` (closed-form logistic steps, C chosen on held-out folds of
+    the k examples), as ``faast.lm.label_head.LabelHead`` fits them (no intercept). Without
+    ``fwd_support``/``fwd_test`` the forward passes are timed here."""
     largest = max(sizes)
     with Timer() as t:
         feats_test = task.prompt_features([e.input for e in test]).cpu()  # the heads train on the CPU
@@ -264,10 +264,14 @@ def _head_rows(
         )
         print(f"[{label}] linear head k={k}: {100 * acc:.2f} (lr {lr})", flush=True)
         for method, clf in (
-            # tau="auto": the cut the published head rows were measured with (the classifier's
-            # default became ridge="auto" later; they differ beyond 2d examples only)
-            ("faast-head", FaastClassifier(tau="auto")),
-            ("faast-head (logistic)", FaastClassifier(tau="auto", loss="logistic", random_state=seed)),
+            # as LabelHead: tau="auto", the cut the published head rows were measured with (the
+            # classifier's default became ridge="auto" later; they differ beyond 2d examples
+            # only), and no intercept (the classifier fits one by default since 2026-12)
+            ("faast-head", FaastClassifier(tau="auto", fit_intercept=False)),
+            (
+                "faast-head (logistic)",
+                FaastClassifier(tau="auto", loss="logistic", fit_intercept=False, random_state=seed),
+            ),
         ):
             with Timer() as t:
                 clf.fit(feats_pool[:k].double(), ys.numpy())
@@ -309,10 +313,10 @@ def _recipe(lr: float, n: int) -> ProbeRecipe:
 #: examples, never the test sentences).
 MINILM_FAAST_OPTIONS: dict[str, dict] = {
     "default": {},
-    "intercept": {"fit_intercept": True},
+    "no intercept": {"fit_intercept": False},
     "ridge=gcv": {"ridge": "gcv"},
     "logistic": {"loss": "logistic"},
-    "logistic+intercept": {"loss": "logistic", "fit_intercept": True},
+    "logistic, no intercept": {"loss": "logistic", "fit_intercept": False},
 }
 
 

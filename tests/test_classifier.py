@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier, GramStats
-from tests.test_classifier_refine import NO_INTERCEPT_FAILS
+from tests.test_classifier_refine import no_intercept_fails
 
 
 @parametrize_with_checks(
@@ -19,8 +19,9 @@ from tests.test_classifier_refine import NO_INTERCEPT_FAILS
         FaastClassifier(alpha=0.8),
         FaastClassifier(tau="gcv", similarity="cosine"),
         FaastClassifier(ridge="auto"),
+        FaastClassifier(fit_intercept=False),
     ],
-    expected_failed_checks=lambda est: NO_INTERCEPT_FAILS,
+    expected_failed_checks=no_intercept_fails,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -63,7 +64,7 @@ def test_partial_fit_in_batches_equals_fit(digits):
 def test_class_embeddings_equal_regressing_onto_them(digits):
     X_tr, X_te, y_tr, _ = digits
     emb = np.random.default_rng(0).standard_normal((10, 5))
-    clf = FaastClassifier(class_embeddings=emb, alpha=1.0).fit(X_tr, y_tr)
+    clf = FaastClassifier(class_embeddings=emb, alpha=1.0, fit_intercept=False).fit(X_tr, y_tr)
     w = GramStats(64, 5).add(X_tr, emb[y_tr]).solve(alpha=1.0)
     values = torch.from_numpy(X_te) @ w.T
     expected = (values @ torch.from_numpy(emb).T).numpy()

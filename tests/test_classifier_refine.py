@@ -64,7 +64,7 @@ def test_refine_matches_brute_force_refits(n, d, n_classes, rounds, theta, cut, 
     y[:n_classes] = np.arange(n_classes)  # every class present
     X = rng.normal(size=(n, d)) + 1.5 * np.eye(n_classes, d)[y]
     w = rng.uniform(0.2, 2.0, n) if weighted else None
-    clf = FaastClassifier(refine=rounds, margin=theta, **cut).fit(X, y, sample_weight=w)
+    clf = FaastClassifier(refine=rounds, margin=theta, fit_intercept=False, **cut).fit(X, y, sample_weight=w)
     ref = _reference(X, y, w, rounds, theta, cut)
     np.testing.assert_allclose(clf.coef_, ref, rtol=1e-7, atol=1e-8 * np.abs(ref).max())
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[np.argmax(X @ ref.T, axis=1)])
@@ -74,9 +74,11 @@ def test_refine_zero_is_the_plain_solve_and_changes_something():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)
     X = rng.normal(size=(400, 12)) + np.eye(3, 12)[y]
-    plain = FaastClassifier(ridge=1.0).fit(X, y)
-    np.testing.assert_array_equal(FaastClassifier(ridge=1.0, refine=0).fit(X, y).coef_, plain.coef_)
-    refined = FaastClassifier(ridge=1.0, refine=3).fit(X, y)
+    plain = FaastClassifier(ridge=1.0, fit_intercept=False).fit(X, y)
+    np.testing.assert_array_equal(
+        FaastClassifier(ridge=1.0, refine=0, fit_intercept=False).fit(X, y).coef_, plain.coef_
+    )
+    refined = FaastClassifier(ridge=1.0, refine=3, fit_intercept=False).fit(X, y)
     assert refined.retargeted_ > 0
     assert not np.allclose(refined.coef_, plain.coef_)
     np.testing.assert_allclose(refined.decision_function(X), X @ refined.coef_.T, atol=1e-12)
@@ -209,20 +211,24 @@ PARTIAL_FIT_CHECKS = (
 
 #: scikit-learn's class_weight check weights one class 10⁷ times the others on 2-D blobs around
 #: points far from the origin and expects it predicted almost everywhere: scores through the
-#: origin (no intercept) cannot put one class above the others on every side of it. With
-#: ``fit_intercept=True`` the check passes (tests/test_classifier_intercept.py, and
-#: test_class_weight.py for the logistic loss).
+#: origin (``fit_intercept=False``) cannot put one class above the others on every side of it.
+#: With an intercept (the default) the check passes.
 NO_INTERCEPT_FAILS = {
     "check_class_weight_classifiers": "no intercept: scores through the origin cannot favour one "
     "class on every side of it (passes with fit_intercept=True)"
 }
 
 
+def no_intercept_fails(est: FaastClassifier) -> dict[str, str]:
+    """The checks ``est`` is expected to fail for want of an intercept (none when it fits one)."""
+    return {} if est.fit_intercept else dict(NO_INTERCEPT_FAILS)
+
+
 @parametrize_with_checks(
-    [FaastClassifier(refine=2)],
+    [FaastClassifier(refine=2), FaastClassifier(refine=2, fit_intercept=False)],
     expected_failed_checks=lambda est: {
         **dict.fromkeys(PARTIAL_FIT_CHECKS, _REFUSES_PARTIAL_FIT),
-        **NO_INTERCEPT_FAILS,
+        **no_intercept_fails(est),
     },
 )
 def test_scikit_learn_estimator_checks_with_refine(estimator, check):
@@ -251,12 +257,12 @@ def test_refine_with_random_features_and_class_embeddings():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 90)
     X = rng.normal(size=(90, 5)) + np.eye(3, 5)[y]
-    clf = FaastClassifier(random_features=12, refine=2, ridge=0.5).fit(X, y)
+    clf = FaastClassifier(random_features=12, refine=2, ridge=0.5, fit_intercept=False).fit(X, y)
     expanded = clf._expand(torch.from_numpy(X)).numpy()
     ref = _reference(expanded, y, None, 2, 0.5, {"ridge": 0.5})
     np.testing.assert_allclose(clf.coef_, ref, rtol=1e-7, atol=1e-9)
     emb = rng.normal(size=(3, 4))
-    with_emb = FaastClassifier(refine=2, ridge=0.5, class_embeddings=emb).fit(X, y)
+    with_emb = FaastClassifier(refine=2, ridge=0.5, class_embeddings=emb, fit_intercept=False).fit(X, y)
     plain_ref = _reference(X, y, None, 2, 0.5, {"ridge": 0.5})
     want = X @ plain_ref.T @ emb @ emb.T
     np.testing.assert_allclose(with_emb.decision_function(X), want, rtol=1e-7, atol=1e-9)

@@ -173,12 +173,14 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     np.save(tmp_path / "y.npy", y)
     model = tmp_path / "m"
     labels = ["--labels", tmp_path / "y.npy"]
-    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--intercept") == 0
-    loaded = load_classifier(model)[0]
-    ref = FaastClassifier(fit_intercept=True).fit(X, y)
-    assert loaded.fit_intercept
-    np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    for flag, fits_one in (("--intercept", True), (None, True), ("--no-intercept", False)):
+        assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, *([flag] if flag else [])) == 0
+        loaded = load_classifier(model)[0]
+        ref = FaastClassifier(fit_intercept=fits_one).fit(X, y)
+        assert loaded.fit_intercept == fits_one  # an intercept unless --no-intercept
+        np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    assert not loaded.intercept_.any()
 
 
 def test_fit_with_balanced_class_weights_and_partial_fit_refuses_them(tmp_path, capsys):

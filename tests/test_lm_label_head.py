@@ -26,7 +26,9 @@ def test_head_is_the_classifier_on_the_states(loss):
     feats = torch.as_tensor(rng.normal(size=(40, 6)))
     outputs = ["b" if v > 0 else "a" for v in feats[:, 0].tolist()]
     head = LabelHead.fit(feats, outputs, ["b", "a"], loss)  # labels in the task's order, not sorted
-    ref = FaastClassifier(tau="auto", loss=loss).fit(feats.numpy(), [["b", "a"].index(o) for o in outputs])
+    ref = FaastClassifier(tau="auto", loss=loss, fit_intercept=False).fit(
+        feats.numpy(), [["b", "a"].index(o) for o in outputs]
+    )
     np.testing.assert_allclose(head.weight.numpy(), ref.coef_)
     np.testing.assert_allclose(head.scores(feats).numpy(), feats.numpy() @ ref.coef_.T)
     again = LabelHead.from_dict(json.loads(json.dumps(head.to_dict())), 6)  # JSON round trip, exact

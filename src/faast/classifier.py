@@ -140,8 +140,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         while the rest are fitted, over ρ = s·10^(−t), s = trace(G)/rank(G), t = 1, 2, … while
         the held-out loss falls by more than 1 % (to 9), and t = 0, −1, … (to −3) when t = 1
         wins; with one example per class nothing can be held out and ρ = s/100 is used, as it is
-        when no penalty beats, by 1 %, the held-out loss of predicting without the features
-        (uniform or the class frequencies, whichever is lower).
+        when no penalty beats, by 1 %, the held-out loss of uniform predictions (log of the
+        number of classes).
     max_iter : int, default=10
         Majorise–minimise steps of ``loss="logistic"`` per penalty (fewer if they converge);
         after ``C="auto"`` the final fit on every example starts from the chosen candidate's
@@ -150,14 +150,16 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Convergence of the ``loss="logistic"`` steps: they stop once a step can lower the
         objective by at most ``tol`` nats per example (per unit of sample weight), the decrease
         ½ gᵀ P g its quadratic bound guarantees. 0 runs every ``max_iter`` step.
-    fit_intercept : bool, default=False
+    fit_intercept : bool, default=True
         Learn a per-class intercept: a constant feature of value ``intercept_scaling`` is
         appended to every example (after ``normalize_keys`` and ``random_features``) before the
         solve, as liblinear does, so every cut, ``loss``, ``partial_fit``, ``forget`` and saving
-        treat it as one more feature. Like liblinear's, the intercept is penalised (shrunk by the
-        cut) with the other weights; a larger ``intercept_scaling`` penalises it less. Helps
-        features that are not centred and do not all share one norm (tabular data); neutral on
-        L2-normalised embeddings (``docs/classifier.md``, "Intercept").
+        treat it as one more feature (built a block of rows at a time: X is not copied). Like
+        liblinear's, the intercept is penalised (shrunk by the cut) with the other weights; a
+        larger ``intercept_scaling`` penalises it less. It matters on features that are not
+        centred (raw tables, binary or count features, imbalanced classes) and is neutral on
+        centred or L2-normalised embeddings (``docs/classifier.md``, "Intercept"); ``False``
+        fits scores through the origin (the default before 2026-12).
     intercept_scaling : float > 0, default=1.0
         The value of the constant feature of ``fit_intercept``; ``intercept_`` is its weight
         times this value. Keep it near the features' typical row norm (1 for unit-norm
@@ -265,7 +267,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         loss: str = "squared",
         C: float | str = "auto",
         max_iter: int = 10,
-        fit_intercept: bool = False,
+        fit_intercept: bool = True,
         intercept_scaling: float = 1.0,
         tol: float = 1e-4,
         class_weight: dict[Any, float] | str | None = None,

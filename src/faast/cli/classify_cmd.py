@@ -69,8 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             )
             c.add_argument("--normalize", action="store_true", help="L2-normalise features first")
             c.add_argument(
-                "--intercept", action="store_true",
-                help="learn a per-class intercept (a constant feature; helps tabular, not centred data)",
+                "--intercept", action=argparse.BooleanOptionalAction, default=True,
+                help="learn a per-class intercept (a constant feature; the default): --no-intercept "
+                "fits scores through the origin",
             )  # fmt: skip
             c.add_argument(
                 "--random-features", type=int, default=None, metavar="M",

@@ -45,6 +45,11 @@ def _nbytes(*arrays: Any) -> int:
     return int(sum(a.numel() * a.element_size() if isinstance(a, torch.Tensor) else a.nbytes for a in arrays))
 
 
+def _fitted_intercept(clf: FaastClassifier) -> np.ndarray:
+    """The intercept a FaastClassifier reads at inference (float32), empty without one."""
+    return clf.intercept_.astype(np.float32) if clf.fit_intercept else np.empty(0, np.float32)
+
+
 class Method(ABC):
     """A classifier family. ``key`` is its CLI name, ``label`` its name in tables; ``slow_reads``:
     predicting scans every stored pair (validation then uses a capped query subset)."""
@@ -135,7 +140,8 @@ class Faast(Method):
     def fit(self, X: torch.Tensor, y: np.ndarray, params: Params, seed: int) -> Fitted:
         pre, clf = self._fit_classifier(X, y, params["prep"], *_solve_args(params))
         return Fitted(
-            lambda Q: clf.predict(pre.transform(Q)), _nbytes(clf.coef_.astype(np.float32)) + pre.nbytes
+            lambda Q: clf.predict(pre.transform(Q)),
+            _nbytes(clf.coef_.astype(np.float32), _fitted_intercept(clf)) + pre.nbytes,
         )
 
     def validate(self, X, y, Xval, yval, grid, seed):

@@ -53,8 +53,11 @@ class LabelHead:
         if missing:
             raise ValueError(f"labels without an example: {missing[:5]}; the head cannot score them")
         # tau="auto": the cut of the published head rows (docs/tasks.md); beyond 2d examples it
-        # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge
-        clf = FaastClassifier(tau="auto", loss=loss).fit(features.double().cpu().numpy(), index)
+        # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge. No
+        # intercept: the head is a weight matrix over the state, like the LM's own head
+        clf = FaastClassifier(tau="auto", loss=loss, fit_intercept=False).fit(
+            features.double().cpu().numpy(), index
+        )
         return cls(labels, torch.as_tensor(clf.coef_, dtype=torch.float64), loss)
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,10 @@ no penalty so far beats the null loss (below) by that fraction, the penalties ar
 strong for the features to show (uncentred or unevenly scaled features, whose few large
 directions make the scale s, start there), so any decrease beats the best and the walk goes on
 until the loss stops falling. The
-winner must also beat the null loss (the better of predicting uniform or the kept class
-frequencies) by that fraction; when none does, ρ = s / ``FALLBACK_DIVISOR`` is used.
+winner must also beat the null loss log m (predicting the m classes uniformly: guessing) by that
+fraction; when none does, the held-out examples cannot rank the penalties and ρ = s /
+``FALLBACK_DIVISOR`` is used. (Not the class frequencies' loss: an intercept learns them, and
+under heavy class weights their held-out loss is near zero, which no penalty beats by 1 %.)
 When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
 class), a couple of examples cannot rank penalties, so every example is held out once instead,
 in ``HOLDOUT_FOLDS`` stratified folds (:func:`holdout_folds`), and the held-out cross-entropy is
@@ -81,8 +83,8 @@ STEP_TOLERANCE = 1e-10
 #: Along :func:`choose_ridge`'s path a penalty replaces the best one only when it lowers the
 #: held-out cross-entropy by more than this fraction of the best; a walk ends at the first that
 #: does not (near ties keep the penalty found first). The chosen penalty must also beat the null
-#: loss (the better of predicting uniform or the kept examples' class frequencies) by this
-#: fraction; until one does, any decrease replaces the best (the path is still on the null plateau).
+#: loss log m (uniform predictions) by this fraction; until one does, any decrease replaces the
+#: best (the path is still on the null plateau).
 PATH_TOLERANCE = 0.01
 #: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when the held-out
 #: examples cannot rank penalties: none can be held out, or no penalty beats the null loss.
@@ -202,8 +204,8 @@ class RidgeChoice:
     """What :func:`choose_ridge` found: the penalty, the weights fitted on the kept examples at
     that penalty (averaged over the folds when there are several: a warm start for the fit on all
     of them), the penalties tried, in order, with their held-out cross-entropy per example, the
-    number of folds and the null loss (the held-out cross-entropy per example of the better of two
-    predictors that ignore the features: uniform, or the kept examples' class frequencies)."""
+    number of folds and the null loss log m (the held-out cross-entropy per example of uniform
+    predictions over the m classes)."""
 
     ridge: float
     weight: torch.Tensor
@@ -318,11 +320,7 @@ def choose_ridge(
         float(w_out.sum()) if w_out is not None else float(len(y_out)) for _, (_, y_out, w_out) in splits
     )
     out_total = max(out_total, 1e-300)
-    # the better of two predictors that ignore the features: uniform, or the kept class frequencies
-    frequencies = sum(
-        _null_loss(y_fit, w_fit, y_out, w_out, num_classes) for (_, y_fit, w_fit), (_, y_out, w_out) in splits
-    )
-    null_loss = min(frequencies, math.log(num_classes) * out_total) / out_total
+    null_loss = math.log(num_classes)  # uniform predictions, per unit of held-out weight
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
 
     def walk(decades: range, init: list[torch.Tensor] | None) -> None:
@@ -356,8 +354,8 @@ def choose_ridge(
         winners = [i for i in range(len(tried)) if beats_best(i)]
     best = winners[-1]
     if not tried[best][1] < null_loss * (1.0 - PATH_TOLERANCE):
-        # no penalty predicts the held-out labels better than their frequencies: the held-out
-        # examples cannot rank the penalties, so the fallback penalty is used (as with none held out)
+        # no penalty predicts the held-out labels better than guessing: the held-out examples
+        # cannot rank the penalties, so the fallback penalty is used (as with none held out)
         fallback = scale / FALLBACK_DIVISOR
         best = min(range(len(tried)), key=lambda i: abs(math.log(tried[i][0] / fallback)))
     ridge, _, fold_weights = tried[best]
@@ -370,17 +368,3 @@ def choose_ridge(
         folds=len(splits),
         null_loss=null_loss,
     )
-
-
-def _null_loss(
-    y_fit: torch.Tensor, w_fit: torch.Tensor | None, y_out: torch.Tensor, w_out: torch.Tensor | None, m: int
-) -> float:
-    """Σ wᵢ · (−log pᵧᵢ) over the held-out examples, p the kept examples' (weighted) class
-    frequencies: the held-out cross-entropy of a model that ignores the features (+∞ when a
-    held-out class has no kept example)."""
-    kept = None if w_fit is None else w_fit.cpu().double().numpy()
-    counts = np.bincount(y_fit.cpu().numpy(), weights=kept, minlength=m).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        neg_log = -np.log(counts / max(float(counts.sum()), 1e-300))
-    per = neg_log[y_out.cpu().numpy()]
-    return float(per.sum() if w_out is None else (per * w_out.cpu().double().numpy()).sum())
