@@ -17,7 +17,8 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 at 64 px
 * ``validated``: the α / GCV candidate with the best mean accuracy on the demo's validation
   episodes (few-shot) or validation split (full data), as `faast demo` chooses it.
 
-Every row uses one feature preprocessing (``--prep``, fitted on the support set). The table gives
+Every row uses one feature preprocessing (``--prep``, fitted on the support set) and the
+classifier's default intercept. The table gives
 test accuracy (%) per regime and its mean; one FaastClassifier statistics + eigendecomposition per
 episode serves every cut. ``--split validation`` scores on validation episodes instead (support
 from the fit part of the training split, queries from its validation part: no test data), which is
@@ -85,6 +86,9 @@ def score_cuts(
     clf.set_params(tau=None, ridge="gcv").solve()
     out["ridge=gcv"] = float(np.mean(clf.predict(qs) == qy))
     factor = clf.memory_.stats.factor()
+    design = qs.to(torch.float64)  # the queries as the solve sees them: with the intercept's column
+    if clf.fit_intercept:
+        design = torch.cat([design, torch.full((len(design), 1), float(clf.intercept_scaling))], dim=1)
     variants = {
         "auto (PRESS)": ("press", ("ridge",)),
         "auto (truncation)": ("error", ("truncation",)),
@@ -92,7 +96,7 @@ def score_cuts(
     }
     for name, (criterion, families) in variants.items():
         phi, _, _ = factor.loo_choice(criterion, families)
-        pred = clf.classes_[(qs.to(torch.float64) @ factor.weights(phi).T).argmax(dim=1).numpy()]
+        pred = clf.classes_[(design @ factor.weights(phi).T).argmax(dim=1).numpy()]
         out[name] = float(np.mean(pred == qy))
     return out
 

@@ -5,9 +5,10 @@ cache with ``faast demo`` first), single-threaded (torch and BLAS; ``--threads N
 demo's test episodes
 (1/5/16/64 shots, 10 classes) and full data (60,000 images):
 
-* ``FAAST fit``: ``FaastClassifier().fit`` (its default cut ``ridge=auto``) on L2-normalised
-  features, split into statistics (``GramStats.add``: float64 rows kept while n < d, else the
-  Gram accumulation), eigendecomposition (``GramStats.factor``), cut selection (``Cut.apply``:
+* ``FAAST fit``: ``FaastClassifier().fit`` (its default cut ``ridge=auto``, an intercept) on
+  L2-normalised features, split into statistics (the design — features and the intercept's
+  constant column — built in blocks and ``GramStats.add``: float64 rows kept while n < d, else
+  the Gram accumulation), eigendecomposition (``GramStats.factor``), cut selection (``Cut.apply``:
   exact leave-one-out over the ridge grid, or GCV) and weights (W from the factor);
 * ``FAAST refine fit``: ``FaastClassifier(refine=5)`` (five margin-retargeting rounds,
   :mod:`faast.solver.retarget`, the accuracy option);
@@ -59,8 +60,14 @@ def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     classes, index = np.unique(y, return_inverse=True)
     onehot = F.one_hot(torch.as_tensor(index), len(classes)).to(x.dtype)
     out = {}
-    stats = GramStats(x.shape[1], len(classes))
-    out["statistics"] = _timed(lambda: stats.add(x, onehot))
+    default = FaastClassifier()  # its design: the features and the intercept's constant column
+    stats = GramStats(default._design_dim(x.shape[1]), len(classes))
+
+    def add() -> None:
+        for block in default._design_blocks(x, onehot, None):
+            stats.add(*block)
+
+    out["statistics"] = _timed(add)
     out["eigendecomposition"] = _timed(stats.factor)
     factor = stats.factor()
     chosen = {}

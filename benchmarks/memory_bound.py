@@ -16,7 +16,8 @@ Workloads:
 * ``fit``: ``FaastClassifier.fit`` on an in-memory array of the same sizes; the array is the
   caller's and grows 10× by design, so this row reports the overhead beyond it.
 
-Writes ``benchmarks/results/memory_bound.json``.
+Writes ``benchmarks/results/memory_bound.json`` (``--out``) and the ``memory-bound`` table of
+docs/reliability.md, rendered from every file of :data:`PUBLISHED` (:func:`markdown_table`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,59 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [f"w{i}" for i in range(3, 97)]
+#: The results files whose rows make the table of docs/reliability.md, in its order.
+PUBLISHED = (
+    REPO / "benchmarks" / "results" / "memory_bound.json",
+    REPO / "benchmarks" / "results" / "memory_bound_smollm2.json",
+)
+DOC, BLOCK = REPO / "docs" / "reliability.md", "memory-bound"
+
+
+def _mb(small: float, large: float) -> str:
+    return f"{small:,.1f} → {large:,.1f} MB"
+
+
+def _learn_label(results: dict) -> str:
+    """The workload cell of a ``learn`` row: the model (and the window beyond the default)."""
+    import re
+
+    model = str(results.get("learn_model", ""))
+    if model.startswith("tiny random Llama"):
+        return "`faast lm learn`, tiny random Llama (d = 32), word text"
+    window = re.search(r"--window (\d+)", str(results.get("command", "")))
+    named = {"smollm2": "SmolLM2-135M-Instruct (float32)"}.get(model, model)
+    return f"`faast lm learn`, {named}, window {window.group(1) if window else 64}"
+
+
+def markdown_table(paths: tuple[Path, ...] | list[Path]) -> str:
+    """The table of docs/reliability.md from results files (those that exist): one row per
+    workload measured, peak RSS at 1× and 10×, its growth, and what lies above the warm baseline."""
+    rows = [
+        "| Workload | 1× | 10× | Peak RSS 1× → 10× | Growth | Above the warm baseline |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+        for name in ("learn", "stream", "fit"):
+            if name not in results:
+                continue
+            small, large = results[name]["1x"], results[name]["10x"]
+            above = _mb(small["peak_mb"] - small["baseline_mb"], large["peak_mb"] - large["baseline_mb"])
+            if name == "learn":
+                label, sizes = _learn_label(results), [f"{r['words']:,} words" for r in (small, large)]
+            elif name == "stream":
+                label = "`FaastClassifier.partial_fit`, d = 256, 10 classes, batches of 2,000"
+                sizes = [f"{r['rows']:,} rows" for r in (small, large)]
+            else:
+                label = "`FaastClassifier.fit` on an in-memory array (the array grows 10×)"
+                sizes = [f"{r['input_mb']:,.1f} MB" for r in (small, large)]
+                above += f" ({100 * large['overhead_over_input']:.0f} % of the array)"
+            growth = f"{100 * results[name]['peak_growth']:+.1f} %"
+            peaks = _mb(small["peak_mb"], large["peak_mb"])
+            rows.append(f"| {label} | {sizes[0]} | {sizes[1]} | {peaks} | {growth} | {above} |")
+    return "\n".join(rows)
 
 
 def peak_rss_mb() -> float:
@@ -205,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                     r["overhead_over_input"] = (r["peak_mb"] - r["baseline_mb"]) / r["input_mb"]
     write_public_json(args.out, results)
     print(f"wrote {os.path.relpath(args.out, REPO)}")
+    if Path(args.out).resolve() in [p.resolve() for p in PUBLISHED]:
+        from faast.eval.report import update_doc_block
+
+        update_doc_block(DOC, BLOCK, markdown_table(PUBLISHED), "python benchmarks/memory_bound.py")
+        print(f"wrote the {BLOCK} block of {os.path.relpath(DOC, REPO)}")
     return 0
 
 
