@@ -155,3 +155,23 @@ def test_the_design_is_built_in_blocks_of_rows_and_fits_as_one(n, d, block, rand
     if expected.shape[1] == 2:
         expected = expected[:, 1] - expected[:, 0]
     np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_a_block_refused_after_others_leaves_the_classifier_unchanged(monkeypatch):
+    """With the design built in blocks, a later block that the statistics refuse (entries that
+    would overflow the float64 sums) changes nothing: the blocks are summed apart and merged."""
+    import faast.classifier as module
+
+    monkeypatch.setattr(module, "DESIGN_BLOCK_ROWS", 16)
+    X, y = _data(60, 4, 3, 2)
+    clf = FaastClassifier(ridge=0.5).partial_fit(X, y, classes=np.arange(3))
+    coef, count, pairs = clf.coef_.copy(), clf.class_count_.copy(), clf.memory_.stats.count
+    huge = X.copy()
+    huge[-5:] = 1e160  # finite, but their squares overflow: only the last block holds them
+    with pytest.raises(ValueError, match="overflow"):
+        clf.partial_fit(huge, y)
+    np.testing.assert_array_equal(clf.coef_, coef)
+    np.testing.assert_array_equal(clf.class_count_, count)
+    assert clf.memory_.stats.count == pairs
+    again = FaastClassifier(ridge=0.5).partial_fit(X, y, classes=np.arange(3)).partial_fit(X, y)
+    np.testing.assert_allclose(clf.partial_fit(X, y).coef_, again.coef_, rtol=1e-12, atol=1e-12)

@@ -426,19 +426,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         counts = _per_class(onehot)
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
-            held = self.memory_.stats
-            batch = GramStats(
-                held.key_dim, len(classes_), device=keys.device, dual_max_pairs=held.dual_max_pairs
-            )  # keeps this shard's rows, which the all-reduce gathers while they stay few
-            for block in self._design_blocks(keys, onehot, weights):
-                batch.add(*block)
-            batch.input_dtype = keys.dtype
-            self.memory_.stats.merge(dist.all_reduce_stats(batch))
+            self.memory_.stats.merge(dist.all_reduce_stats(self._batch_stats(keys, onehot, weights)))
             summed = dist.all_reduce_(torch.from_numpy(counts).to(torch.float64), what="class counts")
             counts = summed.round().to(torch.int64).numpy()
-        else:
-            for block in self._design_blocks(keys, onehot, weights):
-                self.memory_.add(*block)
+        elif self._design_is_keys() or keys.shape[0] <= DESIGN_BLOCK_ROWS:  # one add: refused whole
+            self.memory_.add(self._design(keys), onehot, weights)
+        else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
+            self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
         self.class_count_ = self.class_count_ + counts
         self._compile(cut)
         return keys, onehot, weights
@@ -481,10 +475,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             )
         if removed.sum() == self.class_count_.sum():
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
-        if self._design_dim(keys.shape[1]) == keys.shape[1]:
-            self.memory_.forget(keys, onehot, weights)
-        else:  # one forget call, so that an error leaves the memory unchanged
-            self.memory_.forget(self._design(keys), onehot, weights)
+        self.memory_.forget(self._design(keys), onehot, weights)  # one call: refused whole
         self.class_count_ = self.class_count_ - removed
         return self._compile(self._cut())
 
@@ -693,15 +684,33 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         width = d if self.random_features is None else int(self.random_features)
         return width + int(bool(self.fit_intercept))
 
+    def _design_is_keys(self) -> bool:
+        """Whether the solve sees the keys themselves (no random features, no intercept)."""
+        return self.random_features is None and not self.fit_intercept
+
     def _design_blocks(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None):
         """(design (b, D′), one-hot (b, C), weights (b,) or None) for consecutive blocks of at most
         ``DESIGN_BLOCK_ROWS`` rows (one block, the keys themselves, when the design is the keys)."""
-        if self._design_dim(keys.shape[1]) == keys.shape[1] and self.random_features is None:
+        if self._design_is_keys():
             yield keys, onehot, weights
             return
         for start in range(0, max(keys.shape[0], 1), DESIGN_BLOCK_ROWS):
             rows = slice(start, start + DESIGN_BLOCK_ROWS)
             yield self._design(keys[rows]), onehot[rows], None if weights is None else weights[rows]
+
+    def _batch_stats(
+        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
+    ) -> GramStats:
+        """The statistics of these pairs alone, their design built a block of rows at a time (kept
+        rows while they stay few, as the memory's), to be merged into the memory's."""
+        held = self.memory_.stats
+        batch = GramStats(
+            held.key_dim, held.value_dim, device=keys.device, dual_max_pairs=held.dual_max_pairs
+        )
+        for block in self._design_blocks(keys, onehot, weights):
+            batch.add(*block)
+        batch.input_dtype = keys.dtype  # also for an empty shard
+        return batch
 
     def _design(self, keys: torch.Tensor) -> torch.Tensor:
         """The features the solve sees: keys (n, d) → their random expansion (n, M) when
