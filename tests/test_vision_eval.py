@@ -130,7 +130,9 @@ def test_bytes_kept_at_inference(features):
     n, d = features.train_x.shape
     c = 4
     faast = Faast().fit(features.train_x, features.train_y, {"prep": "center-l2", "cut": 0.8}, 0)
-    assert faast.nbytes == c * d * 4 + d * 4  # W (C × d) float32 + the centring mean
+    assert faast.nbytes == (c * d + c) * 4 + d * 4  # W (C × d) and intercept (C,) float32, the mean
+    plain = Faast().fit(features.train_x, features.train_y, {"prep": "none", "cut": 0.8}, 0)
+    assert plain.nbytes == (c * d + c) * 4
     knn = METHODS["knn"]().fit(features.train_x, features.train_y, {"prep": "none"}, 0)
     assert knn.nbytes == n * (d + c) * 4  # every key and its one-hot value
     lr = METHODS["logreg"]().fit(features.train_x, features.train_y, {"prep": "l2", "C": 1.0}, 0)
