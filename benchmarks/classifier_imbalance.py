@@ -32,18 +32,15 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from faast import FaastClassifier
 from faast.publish import write_public_json, write_public_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
 from classifier_datasets import TABLES, TEXTS, datasets, fold
+from classifier_raw import INTERCEPT_VARIANTS
 
 METHODS: dict[str, Any] = {
-    "FAAST": FaastClassifier(),
-    "FAAST no intercept": FaastClassifier(fit_intercept=False),
-    "FAAST logistic": FaastClassifier(loss="logistic"),
-    "FAAST logistic no intercept": FaastClassifier(loss="logistic", fit_intercept=False),
+    **INTERCEPT_VARIANTS,
     "RidgeClassifier": RidgeClassifier(),
     "LogisticRegression": LogisticRegression(max_iter=5000),
 }

@@ -46,11 +46,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
 from classifier_datasets import TABLES, cross_validate, markdown, plot
 
-METHODS: dict[str, Any] = {
+#: FaastClassifier's default and the same without intercept, both losses: the comparison of
+#: this benchmark and of classifier_imbalance.py.
+INTERCEPT_VARIANTS: dict[str, Any] = {
     "FAAST": FaastClassifier(),
     "FAAST no intercept": FaastClassifier(fit_intercept=False),
     "FAAST logistic": FaastClassifier(loss="logistic"),
     "FAAST logistic no intercept": FaastClassifier(loss="logistic", fit_intercept=False),
+}
+METHODS: dict[str, Any] = {
+    **INTERCEPT_VARIANTS,
     "RidgeClassifier": RidgeClassifier(),
     "RidgeClassifierCV": RidgeClassifierCV(alphas=np.logspace(-6, 3, 25)),
     "LogisticRegression": LogisticRegression(max_iter=5000),
