@@ -68,7 +68,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     tau : float in [0, 1], "gcv" or "auto", default=None
         A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
         by generalised cross-validation on the training statistics, or ``"auto"``: while
-        n ≤ 2·n_features (the rows are kept), the ridge level with the fewest exact leave-one-out
+        n ≤ 2·D (the rows are kept; D the design's width, n_features + 1 with the intercept),
+        the ridge level with the fewest exact leave-one-out
         errors (ties: lowest PRESS) among those whose PRESS beats predicting zero, on the
         training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); GCV
         truncation beyond.
@@ -442,10 +443,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
         Afterwards the classifier equals one fitted (``partial_fit`` with the same ``classes``)
         on the remaining examples only: the statistics are sums, so removing a pair subtracts
-        its terms. While at most 2·n_features examples are held, the rows themselves are kept
+        its terms. While at most 2·D examples are held (D the design's width: n_features or
+        random_features, + 1 with the intercept), the rows themselves are kept
         and each forgotten pair must match a learned one (same features, label and weight);
         beyond, forgetting more examples of a class than were learned is refused. Either way
-        an error leaves the classifier unchanged. Crossing back below 2·n_features examples,
+        an error leaves the classifier unchanged. Crossing back below 2·D examples,
         the rows are gone, so the ``auto`` cuts fall back to GCV (a refit would score exact
         leave-one-out).
 
