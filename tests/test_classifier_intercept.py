@@ -175,3 +175,23 @@ def test_a_block_refused_after_others_leaves_the_classifier_unchanged(monkeypatc
     assert clf.memory_.stats.count == pairs
     again = FaastClassifier(ridge=0.5).partial_fit(X, y, classes=np.arange(3)).partial_fit(X, y)
     np.testing.assert_allclose(clf.partial_fit(X, y).coef_, again.coef_, rtol=1e-12, atol=1e-12)
+
+
+def test_files_written_before_the_later_parameters_load_with_their_meaning(tmp_path):
+    """A classifier file without ``fit_intercept``, ``tol`` or ``class_weight`` in its params (written
+    before they existed, when there was no intercept, no tolerance and no class weights) loads as
+    such: the default of today (an intercept) is not imposed on it."""
+    import json
+
+    X, y = _data(40, 5, 3, 3)
+    old = FaastClassifier(fit_intercept=False, tol=0.0).fit(X, y)
+    folder = old.save(tmp_path / "old")
+    description = folder / "classifier.json"
+    info = json.loads(description.read_text())
+    for name in ("fit_intercept", "intercept_scaling", "tol", "class_weight"):
+        info["params"].pop(name)
+    description.write_text(json.dumps(info))
+    loaded = FaastClassifier.load(folder)
+    assert loaded.fit_intercept is False and loaded.tol == 0.0 and loaded.class_weight is None
+    np.testing.assert_array_equal(loaded.decision_function(X), old.decision_function(X))
+    assert FaastClassifier.load(FaastClassifier().fit(X, y).save(tmp_path / "new")).fit_intercept
