@@ -37,7 +37,7 @@ import faast.distributed
 from faast._checks import check_finite
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
-from faast.solver.logistic import FALLBACK_DIVISOR, choose_ridge, fit_logistic, penalty_scale
+from faast.solver.logistic import choose_ridge, fallback_penalty, fit_logistic
 from faast.solver.retarget import retarget
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
@@ -587,7 +587,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                 keys, labels, weights, factor, steps, int(self.random_state), m, tolerance=float(self.tol)
             )
             if choice is None:  # one example per class: nothing to hold out
-                ridge = penalty_scale(factor) / FALLBACK_DIVISOR
+                ridge = fallback_penalty(factor)
             else:
                 ridge, init = choice.ridge, choice.weight
                 steps = max(3, steps // 2)  # warm: from the weights fitted without the held-out tenth

@@ -59,6 +59,7 @@ from faast.solver.spectral import SpectralFactor
 __all__ = [
     "RidgeChoice",
     "choose_ridge",
+    "fallback_penalty",
     "fit_logistic",
     "holdout_folds",
     "holdout_split",
@@ -224,6 +225,12 @@ def penalty_scale(factor: SpectralFactor) -> float:
     return float(lam.sum()) / rank if rank else 0.0
 
 
+def fallback_penalty(factor: SpectralFactor) -> float:
+    """ρ = s / ``FALLBACK_DIVISOR`` (s = :func:`penalty_scale`): the penalty used when held-out
+    examples cannot rank penalties (none can be held out, or none beats the null loss)."""
+    return penalty_scale(factor) / FALLBACK_DIVISOR
+
+
 def holdout_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(kept, held-out) indices: a seeded, stratified ``HOLDOUT_FRACTION`` of the examples, at
     least one per class, taken only from classes with two or more examples; None when no class
@@ -356,7 +363,7 @@ def choose_ridge(
     if not tried[best][1] < null_loss * (1.0 - PATH_TOLERANCE):
         # no penalty predicts the held-out labels better than guessing: the held-out examples
         # cannot rank the penalties, so the fallback penalty is used (as with none held out)
-        fallback = scale / FALLBACK_DIVISOR
+        fallback = fallback_penalty(factor)
         best = min(range(len(tried)), key=lambda i: abs(math.log(tried[i][0] / fallback)))
     ridge, _, fold_weights = tried[best]
     weight = fold_weights[0] if len(fold_weights) == 1 else torch.stack(fold_weights).mean(dim=0)
