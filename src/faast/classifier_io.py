@@ -157,8 +157,8 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
 
 
 def _param_to_json(name: str, value: Any) -> Any:
-    """A constructor parameter as JSON: a ``class_weight`` dict becomes [[label, weight], ...]
-    (JSON object keys are strings, labels need not be)."""
+    """A constructor parameter as JSON: a ``class_weight`` dict becomes {"pairs": [[label,
+    weight], ...]} (JSON object keys are strings, labels need not be)."""
     if name == "class_weight" and isinstance(value, dict):
         return {"pairs": [[k.item() if hasattr(k, "item") else k, float(v)] for k, v in value.items()]}
     return value
