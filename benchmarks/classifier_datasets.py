@@ -263,6 +263,22 @@ def plot(result: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def write_results(out_arg: str, result: dict, md: str, script: str, data: str, plotter: Any = None) -> None:
+    """Write a run's JSON, its PNG (with ``plotter``) and its markdown: a header (the command that
+    ran, ``data``, the machine) then ``md``; the three classifier data-set benchmarks share it."""
+    out = Path(out_arg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_public_json(out.with_suffix(".json"), result, indent=2)
+    if plotter is not None:
+        plotter(result, out.with_suffix(".png"))
+    header = (
+        f"Command: `python benchmarks/{script} {' '.join(sys.argv[1:])}`  \n"
+        f"Data: {data}  \n"
+        f"Machine: {result['settings']['machine']}, 1 thread\n"
+    )
+    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=",".join([*TABLES, *TEXTS]))
@@ -273,18 +289,12 @@ def main() -> None:
     result = run(args)
     md = markdown(result)
     print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_public_json(out.with_suffix(".json"), result, indent=2)
-    plot(result, out.with_suffix(".png"))
-    header = (
-        f"Command: `python benchmarks/classifier_datasets.py {' '.join(sys.argv[1:])}`  \n"
-        f"Data: scikit-learn digits / breast_cancer / wine / iris (standardised per fold); "
+    data = (
+        f"scikit-learn digits / breast_cancer / wine / iris (standardised per fold); "
         f"MiniLM embeddings of {args.per_class} texts per class (books, austen: 3-line passages; "
-        f"polarity: Pang & Lee sentences); stratified 5-fold CV, seed {args.seed}  \n"
-        f"Machine: {result['settings']['machine']}, 1 thread\n"
+        f"polarity: Pang & Lee sentences); stratified 5-fold CV, seed {args.seed}"
     )
-    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
+    write_results(args.out, result, md, "classifier_datasets.py", data, plot)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,9 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from faast.publish import write_public_json, write_public_text
-
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
-from classifier_datasets import TABLES, TEXTS, datasets, fold
+from classifier_datasets import TABLES, TEXTS, datasets, fold, write_results
 from classifier_raw import INTERCEPT_VARIANTS
 
 METHODS: dict[str, Any] = {
@@ -119,17 +117,12 @@ def main() -> None:
     result = run(args)
     md = markdown(result)
     print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_public_json(out.with_suffix(".json"), result, indent=2)
-    header = (
-        f"Command: `python benchmarks/classifier_imbalance.py {' '.join(sys.argv[1:])}`  \n"
-        f"Data: the data sets of classifier_datasets.py; each training fold imbalanced (class j of C keeps "
+    data = (
+        f"the data sets of classifier_datasets.py; each training fold imbalanced (class j of C keeps "
         f"{args.ratio}^(j/(C-1)) of its examples), test folds as they are; stratified 5-fold CV, "
-        f"seed {args.seed}  \n"
-        f"Machine: {result['settings']['machine']}, 1 thread\n"
+        f"seed {args.seed}"
     )
-    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
+    write_results(args.out, result, md, "classifier_imbalance.py", data)
 
 
 if __name__ == "__main__":

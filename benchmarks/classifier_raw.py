@@ -40,11 +40,10 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, RidgeClassifierCV
 
 from faast import FaastClassifier
-from faast.publish import write_public_json, write_public_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
-from classifier_datasets import TABLES, cross_validate, markdown, plot
+from classifier_datasets import TABLES, cross_validate, markdown, plot, write_results
 
 #: FaastClassifier's default and the same without intercept, both losses: the comparison of
 #: this benchmark and of classifier_imbalance.py.
@@ -137,19 +136,13 @@ def main() -> None:
     result = run(args)
     md = markdown(result)
     print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_public_json(out.with_suffix(".json"), result, indent=2)
-    plot(result, out.with_suffix(".png"))
-    header = (
-        f"Command: `python benchmarks/classifier_raw.py {' '.join(sys.argv[1:])}`  \n"
-        f"Data: raw scikit-learn digits / breast_cancer / wine / iris; make_classification variants "
+    data = (
+        f"raw scikit-learn digits / breast_cancer / wine / iris; make_classification variants "
         f"(shifted, scales, positive, imbalanced) and binary features, seed {args.seed}; binary "
         f"bag-of-words of {args.per_class} Pang & Lee sentences per polarity; nothing standardised; "
-        f"stratified 5-fold CV, seed {args.seed}  \n"
-        f"Machine: {result['settings']['machine']}, 1 thread\n"
+        f"stratified 5-fold CV, seed {args.seed}"
     )
-    write_public_text(out.with_suffix(".md"), f"{header}\n{md}\n")
+    write_results(args.out, result, md, "classifier_raw.py", data, plot)
 
 
 if __name__ == "__main__":
