@@ -31,6 +31,13 @@ def _run(*argv) -> int:
     return main(["classify", *map(str, argv)])
 
 
+def _features_files(tmp_path, X, y):
+    """X and y saved as tmp_path/x.npy and y.npy: the features file and its --labels arguments."""
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    return tmp_path / "x.npy", ["--labels", tmp_path / "y.npy"]
+
+
 def _read_csv(path):
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -169,12 +176,10 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     rng = np.random.default_rng(1)
     y = np.arange(40) % 2
     X = rng.normal(size=(40, 3)) + 10.0 + 2.0 * y[:, None]
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", y)
+    features, labels = _features_files(tmp_path, X, y)
     model = tmp_path / "m"
-    labels = ["--labels", tmp_path / "y.npy"]
     for flag, fits_one in (("--intercept", True), (None, True), ("--no-intercept", False)):
-        assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, *([flag] if flag else [])) == 0
+        assert _run("fit", features, *labels, "--model", model, *([flag] if flag else [])) == 0
         loaded = load_classifier(model)[0]
         ref = FaastClassifier(fit_intercept=fits_one).fit(X, y)
         assert loaded.fit_intercept == fits_one  # an intercept unless --no-intercept
@@ -187,17 +192,15 @@ def test_fit_with_balanced_class_weights_and_partial_fit_refuses_them(tmp_path, 
     rng = np.random.default_rng(4)
     y = np.r_[np.zeros(40, int), np.ones(8, int)]
     X = rng.normal(size=(48, 6)) + 1.5 * np.eye(2, 6)[y]
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    labels = ["--labels", tmp_path / "y.npy"]
+    features, labels = _features_files(tmp_path, X, y)
     model = tmp_path / "m"
-    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--class-weight", "balanced") == 0
+    assert _run("fit", features, *labels, "--model", model, "--class-weight", "balanced") == 0
     loaded = load_classifier(model)[0]
     ref = FaastClassifier(class_weight="balanced").fit(X, y)
     assert loaded.class_weight == "balanced"
     np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     capsys.readouterr()
-    assert _run("partial-fit", tmp_path / "x.npy", *labels, "--model", model) != 0
+    assert _run("partial-fit", features, *labels, "--model", model) != 0
     assert 'not available with class_weight="balanced"' in capsys.readouterr().err
 
 
@@ -205,16 +208,14 @@ def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys)
     rng = np.random.default_rng(2)
     y = np.arange(30) % 3
     X = rng.normal(size=(30, 4)) + 2.0 * np.eye(3, 4)[y]
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    labels = ["--labels", tmp_path / "y.npy"]
+    features, labels = _features_files(tmp_path, X, y)
     model = tmp_path / "m"
-    assert _run("fit", tmp_path / "x.npy", *labels, "--model", model, "--cut", "ridge=auto") == 0
+    assert _run("fit", features, *labels, "--model", model, "--cut", "ridge=auto") == 0
     loaded = load_classifier(model)[0]
     assert loaded.ridge == "auto"
     ref = FaastClassifier(ridge="auto").fit(X, y)
     np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     capsys.readouterr()
-    assert _run("fit", tmp_path / "x.npy", *labels, "--model", tmp_path / "p", "--cut", "prior=512") == 1
+    assert _run("fit", features, *labels, "--model", tmp_path / "p", "--cut", "prior=512") == 1
     assert "the classifier takes" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
