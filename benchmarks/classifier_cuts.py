@@ -86,9 +86,7 @@ def score_cuts(
     clf.set_params(tau=None, ridge="gcv").solve()
     out["ridge=gcv"] = float(np.mean(clf.predict(qs) == qy))
     factor = clf.memory_.stats.factor()
-    design = qs.to(torch.float64)  # the queries as the solve sees them: with the intercept's column
-    if clf.fit_intercept:
-        design = torch.cat([design, torch.full((len(design), 1), float(clf.intercept_scaling))], dim=1)
+    design = clf._design(qs.to(torch.float64))  # the queries as the solve sees them (intercept column)
     variants = {
         "auto (PRESS)": ("press", ("ridge",)),
         "auto (truncation)": ("error", ("truncation",)),
