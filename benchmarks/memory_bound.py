@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,6 @@ def _mb(small: float, large: float) -> str:
 
 def _learn_label(results: dict) -> str:
     """The workload cell of a ``learn`` row: the model (and the window beyond the default)."""
-    import re
-
     model = str(results.get("learn_model", ""))
     if model.startswith("tiny random Llama"):
         return "`faast lm learn`, tiny random Llama (d = 32), word text"
