@@ -28,6 +28,7 @@ CHUNK_ROWS_RANGE = (16, 4096)
 MIN_ROWS_PER_THREAD = 4096
 
 Count = TypeVar("Count", int, float)
+Part = TypeVar("Part")
 
 
 def uses_numpy_passes(keys: torch.Tensor) -> bool:
@@ -50,18 +51,26 @@ def chunk_rows(width: int) -> int:
     return min(high, max(low, CHUNK_MULTIPLY_ADDS // max(width, 1)))
 
 
+def over_threads(part: Callable[[int, int], Part], rows: int) -> list[Part]:
+    """``part(start, stop)`` over contiguous parts of ``range(rows)``, one per thread (up to
+    ``torch.get_num_threads()``, at least ``MIN_ROWS_PER_THREAD`` rows each); the results in row
+    order."""
+    threads = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    if threads == 1:
+        return [part(0, rows)]
+    bounds = np.linspace(0, rows, threads + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda r: part(int(r[0]), int(r[1])), itertools.pairwise(bounds)))
+
+
 def summed_over_threads(
     part: Callable[[int, int], tuple[np.ndarray, Count]], rows: int
 ) -> tuple[np.ndarray, Count]:
-    """``part(start, stop)`` → (array, count) over contiguous parts of ``range(rows)``, one per
-    thread (up to ``torch.get_num_threads()``, at least ``MIN_ROWS_PER_THREAD`` rows each), and
-    the parts' arrays and counts added in row order."""
-    threads = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
-    if threads == 1:
-        return part(0, rows)
-    bounds = np.linspace(0, rows, threads + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = list(pool.map(lambda r: part(int(r[0]), int(r[1])), itertools.pairwise(bounds)))
+    """``part(start, stop)`` → (array, count) over the parts of :func:`over_threads`, and the
+    parts' arrays and counts added in row order."""
+    parts = over_threads(part, rows)
+    if len(parts) == 1:
+        return parts[0]
     total = parts[0][0]
     for array, _ in parts[1:]:
         total += array
