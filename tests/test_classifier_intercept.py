@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
@@ -195,3 +196,69 @@ def test_files_written_before_the_later_parameters_load_with_their_meaning(tmp_p
     assert loaded.fit_intercept is False and loaded.tol == 0.0 and loaded.class_weight is None
     np.testing.assert_array_equal(loaded.decision_function(X), old.decision_function(X))
     assert FaastClassifier.load(FaastClassifier().fit(X, y).save(tmp_path / "new")).fit_intercept
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    d=st.integers(1, 9),
+    rows=st.integers(0, 80),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+    fit_intercept=st.booleans(),
+    random_features=st.sampled_from([None, 5]),
+    gather=st.sampled_from([1, 7, 512]),
+    seed=st.integers(0, 10_000),
+)
+def test_the_design_of_rows_in_another_order_is_those_rows_of_the_design(
+    n, d, rows, dtype, fit_intercept, random_features, gather, seed
+):
+    """``_design(keys, order)`` (the logistic fit's design, kept rows first: gathered through
+    NumPy in blocks of ``GATHER_ROWS`` on the CPU) equals the rows ``order`` of ``_design(keys)``,
+    exactly, for any order with repeats, dtype and design."""
+    import faast.classifier as module
+
+    rng = np.random.default_rng(seed)
+    keys = torch.as_tensor(rng.standard_normal((n, d))).to(dtype)
+    order = torch.as_tensor(rng.integers(0, n, rows))
+    clf = FaastClassifier(fit_intercept=fit_intercept, random_features=random_features, intercept_scaling=2.5)
+    clf.n_features_in_ = d
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "GATHER_ROWS", gather)
+        ours = clf._design(keys, order)
+    whole = clf._design(keys)
+    assert ours.dtype == whole.dtype and ours.shape == (rows, whole.shape[1])
+    torch.testing.assert_close(ours, whole[order], rtol=0, atol=0)
+
+
+def test_logistic_auto_C_on_its_ordered_design_equals_the_path_on_the_rows_in_order():
+    """``loss="logistic"`` with ``C="auto"`` builds its design with the held-out tenth last and
+    splits it by views; the penalty, and the weights to rounding, equal those of the same path
+    run on the design in the rows' own order (the split's rows copied out) and a final fit on
+    all rows from its weights and curvature pairs."""
+    from faast.solver.logistic import choose_ridge, fit_logistic
+
+    X, y = _data(400, 12, 3, 5, offset=0.5)
+    ours = FaastClassifier(loss="logistic").fit(X, y)
+    ref = FaastClassifier(loss="logistic", C=1.0).fit(X, y)  # the same statistics and start
+    keys = ref._design(torch.as_tensor(X))
+    labels = torch.as_tensor(y)
+    factor = ref.memory_.stats.factor()
+    start = FaastClassifier().fit(X, y).memory_.weight(torch.float64)
+    choice = choose_ridge(keys, labels, None, factor, 5, 0, 3, tolerance=1e-4, start=start)
+    assert choice is not None and choice.folds == 1 and choice.memory is not None
+    assert ours.C_ == pytest.approx(1.0 / choice.ridge, rel=1e-12)
+    memory = choice.memory.scaled(400 / choice.fitted_weight)
+    weight, _ = fit_logistic(
+        keys,
+        labels,
+        None,
+        factor,
+        choice.ridge,
+        3,
+        init=choice.weight,
+        num_classes=3,
+        tolerance=1e-4,
+        memory=memory,
+    )
+    np.testing.assert_allclose(ours.coef_, weight[:, :-1].numpy(), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.intercept_, weight[:, -1].numpy(), rtol=1e-6, atol=1e-8)

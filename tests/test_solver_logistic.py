@@ -21,7 +21,6 @@ from faast.solver.logistic import (
     HOLDOUT_FRACTION,
     MIN_HELD_OUT,
     PATH_TOLERANCE,
-    _accelerated_steps,
     choose_ridge,
     fit_logistic,
     holdout_folds,
@@ -31,7 +30,8 @@ from faast.solver.logistic import (
     penalty_scale,
     preconditioner,
 )
-from faast.solver.logistic_kernels import logistic_gradient_torch
+from faast.solver.logistic_kernels import RowProducts, logistic_gradient_torch
+from faast.solver.logistic_steps import CurvatureMemory, line_search, quasi_newton_steps, softmax_terms
 from faast.solver.spectral import SpectralFactor
 from faast.solver.stats import GramStats
 from tests.row_pass_settings import row_pass_settings
@@ -136,6 +136,121 @@ def test_preconditioner_matches_weights_for(n, d, m, ridge, seed):
         np.testing.assert_allclose(direct, ref.numpy(), rtol=1e-9, atol=1e-9 * (float(ref.abs().max()) + 1.0))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    d=st.integers(1, 40),
+    m=st.integers(1, 6),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    chunk_budget=st.sampled_from([1, 50, None]),
+    threads=st.sampled_from([1, 2, 3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_row_products_match_dense_products(n, d, m, dtype, chunk_budget, threads, seed):
+    """The two products of a step (``RowProducts``: K Dᵀ and Rᵀ K), through NumPy's BLAS in
+    chunks split over threads and through torch, equal the dense float64 products: to rounding
+    on float64 keys, to float32 accuracy on float32 keys."""
+    rng = np.random.default_rng(seed)
+    keys = torch.as_tensor(rng.normal(size=(n, d)), dtype=dtype)
+    direction = torch.as_tensor(rng.normal(size=(m, d)))
+    residual = torch.as_tensor(rng.normal(size=(n, m)))
+    k64 = keys.double()
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for use_numpy in (None, False):
+        with row_pass_settings(chunk_budget, threads):
+            products = RowProducts(keys, use_numpy=use_numpy)
+            scores, grad = products.scores(direction), products.gradient(residual)
+        assert scores.dtype == grad.dtype == torch.float64
+        assert scores.shape == (n, m) and grad.shape == (m, d)
+        ref_scores, ref_grad = k64 @ direction.T, residual.T @ k64
+        torch.testing.assert_close(
+            scores, ref_scores, rtol=tol, atol=tol * (float(ref_scores.abs().max()) + 1)
+        )
+        torch.testing.assert_close(grad, ref_grad, rtol=tol, atol=tol * (float(ref_grad.abs().max()) + 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    m=st.integers(2, 5),
+    weighted=st.booleans(),
+    ridge=st.sampled_from([0.0, 0.1, 10.0]),
+    spread=st.sampled_from([0.1, 1.0, 20.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, ridge, spread, seed):
+    """``line_search`` on φ(α) = Σᵢ wᵢ CE(S + α S_D) + (ρ/2)‖W + α D‖² (scores of random W and D)
+    returns the softmax and data term at its α, lowers φ, and its α is where φ′ is at most a
+    tenth of |φ′(0)|, checked with autograd; a dense grid finds no φ much lower."""
+    rng = np.random.default_rng(seed)
+    labels = torch.as_tensor(rng.integers(0, m, n))
+    scores = torch.as_tensor(rng.normal(size=(n, m)) * spread)
+    direction_scores = torch.as_tensor(rng.normal(size=(n, m)) * spread)
+    weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
+    w_vec, d_vec = rng.normal(size=7), rng.normal(size=7)
+
+    def phi(alpha: torch.Tensor) -> torch.Tensor:
+        s = scores + alpha * direction_scores
+        nll = torch.logsumexp(s, 1) - s.gather(1, labels[:, None])[:, 0]
+        data = (nll if weights is None else nll * weights).sum()
+        pen = torch.as_tensor(w_vec) + alpha * torch.as_tensor(d_vec)
+        return data + 0.5 * ridge * (pen * pen).sum()
+
+    zero = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    start = phi(zero)
+    (slope,) = torch.autograd.grad(start, zero)
+    if float(slope) >= 0:  # make D a descent direction
+        direction_scores, d_vec = -direction_scores, -d_vec
+        slope = -slope
+    _, loss0 = softmax_terms(scores, labels, weights)
+    penalty = (ridge, float(w_vec @ d_vec), float(d_vec @ d_vec))
+    alpha, probs, data = line_search(scores, direction_scores, labels, weights, loss0, float(slope), penalty)
+    at = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+    value = phi(at)
+    (derivative,) = torch.autograd.grad(value, at)
+    value, start = value.detach(), start.detach()
+    assert alpha > 0 and float(value.detach()) < float(start.detach())
+    ref_probs, ref_data = softmax_terms(scores + alpha * direction_scores, labels, weights)
+    torch.testing.assert_close(probs, ref_probs)
+    assert math.isclose(data, ref_data, rel_tol=1e-12, abs_tol=1e-12)
+    if abs(float(derivative)) > 0.1 * abs(float(slope)):  # only after every evaluation was spent
+        pytest.fail(f"φ′(α) = {float(derivative)} against φ′(0) = {float(slope)}")
+    grid = torch.linspace(0, 4 * alpha, 401, dtype=torch.float64)
+    lowest = min(float(phi(a)) for a in grid)
+    assert float(value) <= lowest + 0.1 * abs(float(slope)) * alpha + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    size=st.integers(1, 12),
+    pairs=st.integers(1, 6),
+    ridge=st.sampled_from([0.0, 0.5]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_two_loop_direction_equals_the_bfgs_inverse_update(size, pairs, ridge, seed):
+    """``CurvatureMemory.direction`` (the two-loop recursion with H₀ = P) equals −H g with H built
+    by the explicit BFGS inverse updates H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ from P, the
+    pairs' y being the stored data-term changes plus the penalty's ridge·s."""
+    rng = np.random.default_rng(seed)
+    root = rng.normal(size=(size, size))
+    precond = root @ root.T + 0.1 * np.eye(size)  # P, symmetric positive definite
+    memory = CurvatureMemory()
+    h = precond.copy()
+    for _ in range(pairs):
+        s = rng.normal(size=size)
+        change = rng.normal(size=size) * 0.1 + s  # curvature sᵀy > 0 mostly
+        y = change + ridge * s
+        memory.add(torch.as_tensor(s[None, :]), torch.as_tensor(change[None, :]))
+        if s @ y > 0:
+            r = 1.0 / (s @ y)
+            left = np.eye(size) - r * np.outer(s, y)
+            h = left @ h @ left.T + r * np.outer(s, s)
+    g = rng.normal(size=size)
+    apply = lambda v: v @ torch.as_tensor(precond)  # noqa: E731  (P symmetric: rows times P)
+    ours = memory.direction(torch.as_tensor(g[None, :]), apply(torch.as_tensor(g[None, :])), apply, ridge)
+    np.testing.assert_allclose(ours.numpy()[0], -h @ g, rtol=1e-8, atol=1e-8 * (np.abs(h @ g).max() + 1))
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(4, 120),
@@ -148,9 +263,10 @@ def test_preconditioner_matches_weights_for(n, d, m, ridge, seed):
     seed=st.integers(0, 2**31 - 1),
 )
 def test_numpy_steps_match_the_torch_steps(n, d, n_classes, weighted, dtype, chunk_budget, threads, seed):
-    """``fit_logistic`` on CPU keys runs its loop in NumPy (BLAS on one thread, passes split over
-    threads); the same steps in torch (the reference pass, ``factor.weights_for``) give the same
-    weights to rounding, on the primal and the dual route."""
+    """``fit_logistic`` on CPU keys makes its products through NumPy (BLAS on one thread, rows
+    split over threads); the same steps with the torch products and ``factor.weights_for`` give
+    the same weights to rounding, on the primal and the dual route, from zero, from a start, and
+    from a scaled start."""
     X, y, rng = _problem(n, d, n_classes, seed)
     keys, labels = torch.as_tensor(X, dtype=dtype), torch.as_tensor(y)
     weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
@@ -160,21 +276,25 @@ def test_numpy_steps_match_the_torch_steps(n, d, n_classes, weighted, dtype, chu
     dual = SpectralFactor.from_pairs(k64, values, float(n), float(n))
     for factor in (primal, dual) if n < d else (primal,):
         ridge = 0.3 * float(factor.eigenvalues.max())
-        init = torch.as_tensor(rng.normal(size=(n_classes, d))) * 0.1 if seed % 2 else None
+        init = torch.as_tensor(rng.normal(size=(n_classes, d))) * 0.1 if seed % 3 else None
         if init is not None and factor is dual:
             init = (torch.as_tensor(rng.normal(size=(n_classes, n))) * 0.1) @ k64  # in the row span
+        scale = init is not None and seed % 3 == 2
         with row_pass_settings(chunk_budget, threads):
             ours, taken = fit_logistic(
-                keys, labels, weights, factor, ridge, 6, init=init, num_classes=n_classes
+                keys, labels, weights, factor, ridge, 6, init=init, num_classes=n_classes, scale_init=scale
             )
         phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
         start = torch.zeros(n_classes, d, dtype=torch.float64) if init is None else init.double()
-        ref, ref_taken = _accelerated_steps(
-            lambda w: logistic_gradient_torch(keys, labels, weights, w)[0],
+        ref, ref_taken = quasi_newton_steps(
+            RowProducts(keys, use_numpy=False),
+            labels,
+            weights,
             lambda g, factor=factor, phi=phi: factor.weights_for(phi, g.T),
             start,
             ridge,
             6,
+            scale_start=scale,
         )
         assert taken == ref_taken and ours.dtype == torch.float64
         tol = 1e-4 if dtype == torch.float32 else 1e-9
@@ -266,10 +386,10 @@ def test_choose_ridge_keeps_the_lowest_held_out_loss_and_fits_only_the_kept_exam
     assert losses[best + 1] >= losses[best] * (1 - PATH_TOLERANCE)  # stopped at the first non-gain
     # the chosen weights are the path's on the kept examples only (held-out labels never fitted)
     kept, held = holdout_split(y, seed=0)
-    weight = None
+    weight, memory = None, CurvatureMemory()  # the path carries its curvature pairs along
     for ridge in choice.candidates[: best + 1]:
         weight, _ = fit_logistic(
-            keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3
+            keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3, memory=memory
         )
     torch.testing.assert_close(choice.weight, weight, rtol=0, atol=0)
     flipped = labels.clone()
@@ -312,13 +432,22 @@ def test_choose_ridge_sums_the_held_out_loss_over_the_folds_when_few_examples():
     assert choice.folds == len(folds) > 1
     # brute force: every fold walks the candidates in order from its own previous weights
     current = [None] * len(folds)
+    memories = [CurvatureMemory() for _ in folds]
     for ridge, loss in zip(choice.candidates, choice.holdout_loss, strict=True):
         if ridge > choice.candidates[0]:  # the walk turned stronger: it restarts from the first candidate
             break
         total = 0.0
         for f, (kept, held) in enumerate(folds):
             current[f], _ = fit_logistic(
-                keys[kept], labels[kept], None, factor, ridge, 10, init=current[f], num_classes=3
+                keys[kept],
+                labels[kept],
+                None,
+                factor,
+                ridge,
+                10,
+                init=current[f],
+                num_classes=3,
+                memory=memories[f],
             )
             total += logistic_gradient(keys[held], labels[held], None, current[f])[1]
         assert loss == pytest.approx(total / len(y), rel=1e-12)
@@ -362,23 +491,36 @@ def test_choose_ridge_falls_back_when_no_penalty_beats_predicting_without_featur
 
 
 def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkeypatch):
-    """Few-shot data are separable: each weaker penalty lowers the held-out loss a little more
-    (0.01 % a decade here), so without a tolerance the walk goes to the weakest decade; with
-    ``PATH_TOLERANCE`` it ends at the first candidate that gains less than that fraction and keeps
-    the candidate before it, which is within that fraction of the lowest loss the full walk finds."""
-    X, y, _ = _problem(40, 200, 4, 2, spread=3.0)
+    """The walk's rule on a scripted path of held-out losses (the fits are real, the held-out loss
+    of candidate i is set to the script's i-th value): a candidate that lowers the best loss by
+    less than ``PATH_TOLERANCE`` of it ends the walk and the candidate before it is kept; without
+    a tolerance the same path walks on to the weakest decade and keeps the lowest."""
+    X, y, _ = _problem(400, 20, 4, 2, spread=1.0)
     keys, labels = torch.as_tensor(X), torch.as_tensor(y)
-    factor = SpectralFactor.from_pairs(keys, torch.nn.functional.one_hot(labels, 4).double(), 40.0, 40.0)
-    choice = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=4)
-    monkeypatch.setattr("faast.solver.logistic.PATH_TOLERANCE", 0.0)
-    full = choose_ridge(keys, labels, None, factor, steps=10, seed=0, num_classes=4)
-    assert len(full.candidates) == 9 and len(choice.candidates) < len(full.candidates)
-    assert full.candidates[: len(choice.candidates)] == choice.candidates  # the same path, cut short
-    np.testing.assert_allclose(choice.holdout_loss, full.holdout_loss[: len(choice.candidates)], rtol=1e-12)
-    best = choice.candidates.index(choice.ridge)
-    losses = choice.holdout_loss
-    assert best == len(losses) - 2 and losses[-1] >= losses[best] * (1 - PATH_TOLERANCE)
-    assert losses[best] <= min(full.holdout_loss) / (1 - PATH_TOLERANCE)
+    stats = GramStats(20, 4)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 4).double())
+    factor = stats.factor()
+    script = [1.0, 0.8, 0.7, 0.6995, 0.69, 0.6, 0.59, 0.58, 0.57]  # candidate 4 gains 0.07 %
+
+    def walk_with(tolerance: float) -> tuple[float, ...]:
+        calls = iter(script)
+
+        def scripted(k, y_out, w_out, weight):
+            return next(calls) * len(y_out)
+
+        with monkeypatch.context() as patch:
+            patch.setattr("faast.solver.logistic.data_loss", scripted)
+            patch.setattr("faast.solver.logistic.PATH_TOLERANCE", tolerance)
+            choice = choose_ridge(keys, labels, None, factor, steps=3, seed=0, num_classes=4)
+        assert choice is not None and choice.folds == 1
+        return choice.holdout_loss, choice.candidates.index(choice.ridge)
+
+    losses, best = walk_with(PATH_TOLERANCE)
+    np.testing.assert_allclose(losses, script[:4], rtol=1e-12)
+    assert best == 2  # ended at the 0.07 % gain, kept the one before
+    losses, best = walk_with(0.0)
+    np.testing.assert_allclose(losses, script, rtol=1e-12)
+    assert best == len(script) - 1
 
 
 @pytest.mark.parametrize("offset", [100.0, 1e4])
@@ -440,19 +582,15 @@ def test_steps_stop_at_the_first_step_that_guarantees_at_most_the_tolerance(
     )
     ridge = 0.01 * float(factor.eigenvalues.max()) + 1e-3
     phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
-    decreases: list[float] = []
-
-    def precondition(g: torch.Tensor) -> torch.Tensor:
-        step = factor.weights_for(phi, g.T)
-        decreases.append(0.5 * float((g * step).sum()))
-        return step
-
-    start = torch.zeros(n_classes, d, dtype=torch.float64)
-    _accelerated_steps(
-        lambda w: logistic_gradient_torch(keys, labels, weights, w)[0], precondition, start, ridge, 40
-    )
     total = float(n) if weights is None else float(weights.sum())
-    expected = next((i + 1 for i, v in enumerate(decreases) if v <= tolerance * total), len(decreases))
+    expected, weight = 40, torch.zeros(n_classes, d, dtype=torch.float64)
+    for k in range(1, 41):  # the untolerant run cut to k - 1 steps, and ½ gᵀ P g where step k starts
+        if k > 1:
+            weight, _ = fit_logistic(keys, labels, weights, factor, ridge, k - 1, num_classes=n_classes)
+        grad = logistic_gradient_torch(keys, labels, weights, weight)[0] + ridge * weight
+        if 0.5 * float((grad * factor.weights_for(phi, grad.T)).sum()) <= tolerance * total:
+            expected = k
+            break
     ours, taken = fit_logistic(
         keys, labels, weights, factor, ridge, 40, num_classes=n_classes, tolerance=tolerance
     )
@@ -584,3 +722,57 @@ def _expected_failures(est: FaastClassifier) -> dict[str, str]:
 def test_scikit_learn_estimator_checks(estimator, check):
     """Every other check passes with the logistic steps on."""
     check(estimator)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(4, 150),
+    d=st.integers(1, 12),
+    n_classes=st.integers(2, 4),
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_a_fit_from_the_last_fits_weights_reuses_its_scores(n, d, n_classes, weighted, seed):
+    """Along a path the next penalty starts from the weights the last fit returned with the same
+    memory: their scores K Wᵀ are taken from that fit, not recomputed (no pass), and the result
+    equals a start from a copy of those weights (scores recomputed) to rounding."""
+    X, y, rng = _problem(n, d, n_classes, seed)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
+    k64 = keys.double()
+    factor = SpectralFactor.from_stats(
+        k64.T @ k64, k64.T @ torch.nn.functional.one_hot(labels, n_classes).double(), float(n), float(n)
+    )
+    scale = float(factor.eigenvalues.max())
+    memory = CurvatureMemory()
+    first, _ = fit_logistic(
+        keys, labels, weights, factor, 0.3 * scale, 4, num_classes=n_classes, memory=memory
+    )
+    copied = CurvatureMemory(list(memory.steps), list(memory.changes))  # the pairs, not the scores
+    calls: list[int] = []
+    real = RowProducts.scores
+
+    def counted(self, direction):
+        calls.append(1)
+        return real(self, direction)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RowProducts, "scores", counted)
+        reused, steps = fit_logistic(
+            keys, labels, weights, factor, 0.03 * scale, 4, init=first, num_classes=n_classes, memory=memory
+        )
+        assert len(calls) == steps  # one per step (its direction), none for the start
+        calls.clear()
+        fresh, _ = fit_logistic(
+            keys,
+            labels,
+            weights,
+            factor,
+            0.03 * scale,
+            4,
+            init=first.clone(),
+            num_classes=n_classes,
+            memory=copied,
+        )
+        assert len(calls) == steps + 1
+    torch.testing.assert_close(reused, fresh, rtol=1e-7, atol=1e-9 * (float(fresh.abs().max()) + 1.0))

@@ -10,13 +10,14 @@ the softmax cross-entropy in the scores, diag(p) − p pᵀ, never exceeds ½ I,
     ∇²f(W) ⪯ (½ G + ρ I) ⊗ I_m,        G = Σᵢ wᵢ kᵢ kᵢᵀ  (the statistics' Gram).
 
 Minimising that quadratic upper bound is one closed-form solve with the eigendecomposition
-G = U Λ Uᵀ the least-squares fit has already made:
-
-    W ← Z − (U diag(1 / (½λ + ρ)) Uᵀ ∇f(Z)ᵀ)ᵀ,        ∇f(Z) = Σᵢ wᵢ (pᵢ − vᵢ) kᵢᵀ + ρ Z,
-
-with Z = W plus Nesterov momentum (restarted when a step turns against it). Every step is one
-pass over the rows (two thin products per chunk, O(n·d·m)); no other factorisation is made. On
-the dual route (n < d) the same step runs in the span of the rows, where the gradient lives.
+G = U Λ Uᵀ the least-squares fit has already made, W ← W − P ∇f(W) with
+P = U diag(1 / (½λ + ρ)) Uᵀ and ∇f(W) = Σᵢ wᵢ (pᵢ − vᵢ) kᵢᵀ + ρ W. The bound is loose (on the
+demo's features the best step along −P ∇f is 2–5 times that), so the steps
+(:mod:`faast.solver.logistic_steps`) are L-BFGS steps with P as the initial inverse Hessian and
+an exact line search on the scores: two thin products over the rows per step (O(n·d·m)), no other
+factorisation. On the dual route (n < d) the steps run in the span of the rows, where the
+gradient lives. (Until 2026-12 the steps were the bound's own, with Nesterov momentum: ten per
+penalty, each one pass; five quasi-Newton steps lower f as far as about twelve of those.)
 
 The penalty ρ (ρ = 1/C of scikit-learn's ``LogisticRegression``) can be chosen from the training
 set alone (:func:`choose_ridge`): a seeded stratified tenth of the examples is held out, the
@@ -44,16 +45,14 @@ labels are never fitted.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
 
 from faast.solver.blas_threads import single_threaded_blas
-from faast.solver.logistic_kernels import gradient_numpy, logistic_gradient, preconditioner
-from faast.solver.row_passes import numpy_rows, uses_numpy_passes
+from faast.solver.logistic_kernels import RowProducts, logistic_gradient, preconditioner
+from faast.solver.logistic_steps import CurvatureMemory, data_loss, quasi_newton_steps
 from faast.solver.spectral import SpectralFactor
 
 __all__ = [
@@ -79,8 +78,6 @@ HOLDOUT_FRACTION = 0.1
 #: Below this many held-out examples, :func:`holdout_folds` holds out every example once instead,
 #: in HOLDOUT_FOLDS stratified folds.
 MIN_HELD_OUT, HOLDOUT_FOLDS = 30, 5
-#: A step this small relative to the weights (Frobenius norms) ends the iterations early.
-STEP_TOLERANCE = 1e-10
 #: Along :func:`choose_ridge`'s path a penalty replaces the best one only when it lowers the
 #: held-out cross-entropy by more than this fraction of the best; a walk ends at the first that
 #: does not (near ties keep the penalty found first). The chosen penalty must also beat the null
@@ -110,12 +107,17 @@ def fit_logistic(
     init: torch.Tensor | None = None,
     num_classes: int | None = None,
     tolerance: float = 0.0,
+    memory: CurvatureMemory | None = None,
+    scale_init: bool = False,
 ) -> tuple[torch.Tensor, int]:
-    """W (m, d) float64 after at most ``steps`` accelerated majorise–minimise steps on f from
-    ``init`` (zeros by default; it should lie in the span of the rows on the dual route), and the
-    number of steps taken: fewer when a step's guaranteed decrease ½ gᵀ P g is at most
-    ``tolerance`` nats per unit of example weight (the classifier's ``tol``; 0: never) or the
-    step falls below ``STEP_TOLERANCE`` of the weights.
+    """W (m, d) float64 after at most ``steps`` quasi-Newton steps on f
+    (:func:`~faast.solver.logistic_steps.quasi_newton_steps`) from ``init`` (zeros by default; it
+    should lie in the span of the rows on the dual route), and the number of steps taken: fewer
+    when ½ gᵀ P g, the decrease a majorise–minimise step from there guarantees, is at most
+    ``tolerance`` nats per unit of example weight (the classifier's ``tol``; 0: never) or a step
+    falls below ``STEP_TOLERANCE`` of the weights. ``memory`` (updated in place): the curvature
+    pairs of an earlier fit on these rows to start from (a path of penalties). ``scale_init``:
+    start from c · ``init`` with c ≥ 0 minimising f along it (e.g. the least-squares weights).
 
     factor: the eigendecomposition of a Gram G ⪰ Σᵢ wᵢ kᵢ kᵢᵀ over these rows (the classifier's
     own, or one that also holds rows left out here); ridge: ρ > 0.
@@ -132,72 +134,24 @@ def fit_logistic(
     if init is None:
         init = torch.zeros(m, d, dtype=torch.float64, device=keys.device)
     phi = 1.0 / (0.5 * factor.eigenvalues + ridge)
-    total_weight = float(keys.shape[0]) if weights is None else float(weights.to(torch.float64).sum())
-    decrease = tolerance * total_weight
-    if uses_numpy_passes(keys) and factor.eigenvalues.device.type == "cpu":
-        # the whole loop in NumPy, its BLAS on one thread, the passes split over Python threads:
-        # no thread pool waits for work while another runs (see single_threaded_blas)
-        k_all, y_all, w_all = numpy_rows(keys, labels, weights)
-        to_weights = factor.weights_for_numpy(phi)
-        start = init.detach().cpu().to(torch.float64).numpy().copy()
-        with single_threaded_blas():
-            weight, taken = _accelerated_steps(
-                lambda w: gradient_numpy(k_all, y_all, w_all, w)[0],
-                lambda grad: to_weights(grad.T),
-                start,
-                ridge,
-                steps,
-                decrease,
-            )
-        return torch.from_numpy(weight), taken
-    return _accelerated_steps(
-        lambda w: logistic_gradient(keys, labels, weights, w)[0],
-        preconditioner(factor, phi),
-        init.to(torch.float64),
-        ridge,
-        steps,
-        decrease,
-    )
-
-
-Weights = TypeVar("Weights", torch.Tensor, np.ndarray)
-
-
-def _accelerated_steps(
-    gradient: Callable[[Weights], Weights],
-    precondition: Callable[[Weights], Weights],
-    current: Weights,
-    ridge: float,
-    steps: int,
-    tolerance: float = 0.0,
-) -> tuple[Weights, int]:
-    """At most ``steps`` majorise–minimise steps W ← Z − P(∇f(Z)) from W = ``current`` (m, d)
-    float64, Z = W plus Nesterov momentum (restarted when a step turns against it), with
-    ``gradient`` the data term's gradient and ``precondition`` g ↦ U diag(φ) Uᵀ g; the same
-    arithmetic on torch tensors or NumPy arrays. The steps end early once a step guarantees a
-    decrease ½ gᵀ P g of at most ``tolerance`` (that step is still taken) or once a step is
-    negligible next to the weights. Returns the weights and the steps taken."""
-    previous = current
-    momentum = 1.0
-    taken = 0
-    for _ in range(steps):
-        taken += 1
-        next_momentum = (1.0 + math.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
-        point = current + ((momentum - 1.0) / next_momentum) * (current - previous)
-        grad = gradient(point)
-        grad += ridge * point
-        step = precondition(grad)
-        previous, current = current, point - step
-        if float(((point - current) * (current - previous)).sum()) > 0:  # against the momentum
-            next_momentum = 1.0
-        momentum = next_momentum
-        if 0.5 * float((grad * step).sum()) <= tolerance:
-            break
-        if math.sqrt(float((step * step).sum())) <= STEP_TOLERANCE * max(
-            math.sqrt(float((current * current).sum())), 1.0
-        ):
-            break
-    return current, taken
+    total_weight = _total_weight(keys, weights)
+    if weights is not None:
+        weights = weights.to(torch.float64)
+    # on the CPU the products run through NumPy's BLAS on one thread, the rows split over Python
+    # threads: no thread pool waits for work while another runs (see single_threaded_blas)
+    with single_threaded_blas():
+        return quasi_newton_steps(
+            RowProducts(keys),
+            labels,
+            weights,
+            preconditioner(factor, phi),
+            init.to(device=keys.device, dtype=torch.float64),
+            ridge,
+            steps,
+            tolerance * total_weight,
+            memory,
+            scale_init,
+        )
 
 
 @dataclass(frozen=True)
@@ -205,8 +159,9 @@ class RidgeChoice:
     """What :func:`choose_ridge` found: the penalty, the weights fitted on the kept examples at
     that penalty (averaged over the folds when there are several: a warm start for the fit on all
     of them), the penalties tried, in order, with their held-out cross-entropy per example, the
-    number of folds and the null loss log m (the held-out cross-entropy per example of uniform
-    predictions over the m classes)."""
+    number of folds, the null loss log m (the held-out cross-entropy per example of uniform
+    predictions over the m classes), and, with one fold, the curvature pairs of its path and the
+    example weight it was fitted on (a fit on all the examples starts from them, scaled)."""
 
     ridge: float
     weight: torch.Tensor
@@ -214,6 +169,8 @@ class RidgeChoice:
     holdout_loss: tuple[float, ...]
     folds: int = 1
     null_loss: float = math.inf
+    memory: CurvatureMemory | None = None
+    fitted_weight: float = 0.0
 
 
 def penalty_scale(factor: SpectralFactor) -> float:
@@ -290,6 +247,8 @@ def choose_ridge(
     seed: int,
     num_classes: int,
     tolerance: float = 0.0,
+    start: torch.Tensor | None = None,
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RidgeChoice | None:
     """The penalty ρ with the lowest held-out cross-entropy (see the module docstring); None when
     no example can be held out (every class has a single example). Examples of zero weight are
@@ -304,13 +263,20 @@ def choose_ridge(
     same way (features whose penalty scale is dominated by a few large directions need it).
     With several folds (:func:`holdout_folds`) every fold walks the same path from its own
     weights and a candidate's loss is summed over the folds. ``RidgeChoice.candidates`` lists
-    the penalties in the order tried.
+    the penalties in the order tried. Each fold's path carries its quasi-Newton curvature pairs
+    from penalty to penalty; the first candidate starts from c · ``start`` (c ≥ 0 fitted along
+    it; e.g. the least-squares weights), or from zero.
+
+    ``folds``: the (kept, held-out) index pairs to use instead of :func:`holdout_folds` of the
+    examples of non-zero weight (for a caller that has ordered the rows so that each part is a
+    range of rows: ranges are taken as views, not copied).
     """
-    labels_np = labels.cpu().numpy()
-    # examples of zero weight change nothing: left out of the split, so that a fit with them
-    # chooses as one without them (the split of the others is not shifted by them)
-    counted = np.arange(len(labels_np)) if weights is None else np.flatnonzero(weights.cpu().numpy() > 0)
-    folds = [(counted[kept], counted[held]) for kept, held in holdout_folds(labels_np[counted], seed)]
+    if folds is None:
+        labels_np = labels.cpu().numpy()
+        # examples of zero weight change nothing: left out of the split, so that a fit with them
+        # chooses as one without them (the split of the others is not shifted by them)
+        counted = np.arange(len(labels_np)) if weights is None else np.flatnonzero(weights.cpu().numpy() > 0)
+        folds = [(counted[kept], counted[held]) for kept, held in holdout_folds(labels_np[counted], seed)]
     if not folds:
         return None
     scale = penalty_scale(factor)
@@ -318,6 +284,9 @@ def choose_ridge(
         return None
 
     def part(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+            rows = slice(int(index[0]), int(index[0]) + index.size)  # a range of rows: views
+            return keys[rows], labels[rows], None if weights is None else weights[rows]
         i = torch.as_tensor(index, device=keys.device)
         # index_select: a third of the time of keys[i] for 54,000 × 1280 rows on one thread
         return keys.index_select(0, i), labels[i], None if weights is None else weights[i]
@@ -329,18 +298,29 @@ def choose_ridge(
     out_total = max(out_total, 1e-300)
     null_loss = math.log(num_classes)  # uniform predictions, per unit of held-out weight
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
+    memories = [CurvatureMemory() for _ in splits]  # each fold's curvature pairs, along the path
 
     def walk(decades: range, init: list[torch.Tensor] | None) -> None:
         """Fit along ``decades`` from ``init`` until the held-out loss stops beating the best."""
-        current: list[torch.Tensor | None] = list(init) if init is not None else [None] * len(splits)
+        current: list[torch.Tensor | None] = list(init) if init is not None else [start] * len(splits)
         for t in decades:
             ridge = scale * 10.0 ** (-t)
             loss = 0.0
             for f, ((k_fit, y_fit, w_fit), (k_out, y_out, w_out)) in enumerate(splits):
                 current[f], _ = fit_logistic(
-                    k_fit, y_fit, w_fit, factor, ridge, steps, current[f], num_classes, tolerance
+                    k_fit,
+                    y_fit,
+                    w_fit,
+                    factor,
+                    ridge,
+                    steps,
+                    current[f],
+                    num_classes,
+                    tolerance,
+                    memories[f],
+                    scale_init=init is None and t == decades[0],
                 )
-                loss += logistic_gradient(k_out, y_out, w_out, current[f])[1]
+                loss += data_loss(k_out, y_out, w_out, current[f])
             tried.append((ridge, loss / out_total, list(current)))  # type: ignore[arg-type]
             if not beats_best(len(tried) - 1):
                 return
@@ -374,4 +354,11 @@ def choose_ridge(
         tuple(e[1] for e in tried),
         folds=len(splits),
         null_loss=null_loss,
+        memory=memories[0] if len(splits) == 1 else None,
+        fitted_weight=sum(_total_weight(k, w) for (k, _, w), _ in splits) / len(splits),
     )
+
+
+def _total_weight(keys: torch.Tensor, weights: torch.Tensor | None) -> float:
+    """Σᵢ wᵢ over these rows (n when unweighted)."""
+    return float(keys.shape[0]) if weights is None else float(weights.to(torch.float64).sum())
