@@ -11,9 +11,10 @@ full data, accuracy (%) and fit time of the ``--variants``:
   ReLU before the solve, RanPAC-style);
 * ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
   :mod:`faast.solver.retarget`);
-* ``logistic`` / ``logistic:C``: ``FaastClassifier(loss="logistic")`` (closed-form
-  majorise–minimise steps on the penalised logistic loss after the least-squares solve,
-  :mod:`faast.solver.logistic`; C chosen on a held-out tenth of the support set, or fixed);
+* ``logistic`` / ``logistic:C`` / ``logistic:C:tol`` / ``logistic:C:tol:max_iter``:
+  ``FaastClassifier(loss="logistic")`` (quasi-Newton steps on the penalised logistic loss from
+  the least-squares solve, :mod:`faast.solver.logistic`; C chosen on a held-out tenth of the
+  support set (``auto``), or fixed; ``tol`` and ``max_iter`` when given);
 * ``logreg:C``: scikit-learn ``LogisticRegression(C=C, max_iter=1000)`` on L2-normalised features
   (the demo's validated preprocessing and full-data C), full data only.
 
@@ -70,12 +71,17 @@ def estimator(variant: str) -> tuple[Any, str]:
         return FaastClassifier(random_features=int(args[0])), "center-l2"
     if kind == "refine" and len(args) == 2:
         return FaastClassifier(refine=int(args[0]), margin=float(args[1])), "center-l2"
-    if kind == "logistic" and len(args) <= 1:
-        return FaastClassifier(loss="logistic", C=float(args[0]) if args else "auto"), "center-l2"
+    if kind == "logistic" and len(args) <= 3:
+        C = "auto" if not args or args[0] == "auto" else float(args[0])
+        more = {"tol": float(args[1])} if len(args) > 1 else {}
+        if len(args) > 2:
+            more["max_iter"] = int(args[2])
+        return FaastClassifier(loss="logistic", C=C, **more), "center-l2"
     if kind == "logreg" and len(args) == 1:
         return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
     raise ValueError(
-        f"unknown variant {variant!r}: plain, intercept, nointercept, rf:M, refine:R:theta, logistic[:C] "
+        f"unknown variant {variant!r}: plain, intercept, nointercept, rf:M, refine:R:theta, "
+        "logistic[:C[:tol[:max_iter]]] "
         "or logreg:C, "
         "each optionally followed by @prep"
     )
@@ -92,7 +98,10 @@ def label(variant: str) -> str:
         "nointercept": "without intercept (ridge=auto)",
         "rf": f"random features M={args[0] if args else ''} (ridge=auto)",
         "refine": f"retargeting R={args[0]}, θ={args[-1]} (ridge=auto)" if args else "",
-        "logistic": f"logistic steps, C={args[0] if args else 'auto'} (ridge=auto cut)",
+        "logistic": f"logistic steps, C={args[0] if args else 'auto'}"
+        + (f", tol={args[1]}" if len(args) > 1 else "")
+        + (f", max_iter={args[2]}" if len(args) > 2 else "")
+        + " (ridge=auto cut)",
         "logreg": f"LogisticRegression C={args[0] if args else ''} (L2)",
     }[kind]
 
@@ -166,7 +175,7 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="plain,rf:2048,rf:4096,refine:5:0.5,logreg:10",
-        help="comma-separated: plain, rf:M, refine:R:theta, logistic[:C], logreg:C (full data only)",
+        help="comma-separated: plain, rf:M, refine:R:theta, logistic[:C[:tol[:max_iter]]], logreg:C (full data only)",
     )
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--split", default="test", choices=["test", "validation"])
