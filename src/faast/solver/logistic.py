@@ -11,13 +11,13 @@ the softmax cross-entropy in the scores, diag(p) − p pᵀ, never exceeds ½ I,
 
 Minimising that quadratic upper bound is one closed-form solve with the eigendecomposition
 G = U Λ Uᵀ the least-squares fit has already made, W ← W − P ∇f(W) with
-P = U diag(1 / (½λ + ρ)) Uᵀ and ∇f(W) = Σᵢ wᵢ (pᵢ − vᵢ) kᵢᵀ + ρ W. The bound is loose (on the
-demo's features the best step along −P ∇f is 2–5 times that), so the steps
+P = U diag(1 / (½λ + ρ)) Uᵀ and ∇f(W) = Σᵢ wᵢ (pᵢ − vᵢ) kᵢᵀ + ρ W. The bound is loose (the
+softmax's curvature is mostly well below ½), so the steps
 (:mod:`faast.solver.logistic_steps`) are L-BFGS steps with P as the initial inverse Hessian and
 an exact line search on the scores: two thin products over the rows per step (O(n·d·m)), no other
 factorisation. On the dual route (n < d) the steps run in the span of the rows, where the
 gradient lives. (Until 2026-12 the steps were the bound's own, with Nesterov momentum: ten per
-penalty, each one pass; five quasi-Newton steps lower f as far as about twelve of those.)
+penalty, each one pass.)
 
 The penalty ρ (ρ = 1/C of scikit-learn's ``LogisticRegression``) can be chosen from the training
 set alone (:func:`choose_ridge`): a seeded stratified tenth of the examples is held out, the
