@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             )  # fmt: skip
             c.add_argument(
                 "--loss", choices=["squared", "logistic"], default="squared",
-                help="logistic: closed-form steps on the logistic loss after the solve (more accurate "
+                help="logistic: quasi-Newton steps on the logistic loss from the solve (more accurate "
                 "on large data, a few passes slower; partial-fit and forget then refuse the model)",
             )  # fmt: skip
             c.add_argument(
