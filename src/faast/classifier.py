@@ -762,9 +762,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         """The features the solve sees: keys (n, d) → their random expansion (n, M) when
         ``random_features``, then a constant column of ``intercept_scaling`` when
         ``fit_intercept`` (n, D + 1); of the rows ``order`` (k,) int64, in that order, when given.
-        On the CPU the rows are copied through NumPy (a quarter of the time of ``torch.cat``
-        for 60,000 × 1,280 float32 rows on the AMD EPYC VM; a gather of rows in another order
-        half that of ``index_select`` and a copy)."""
+        On the CPU the rows are copied through NumPy (:meth:`_design_numpy`)."""
         if order is not None and self.random_features is not None:
             keys, order = keys.index_select(0, order), None
         features = self._expand(keys)
@@ -780,10 +778,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
 
     def _design_numpy(self, features: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
         """:meth:`_design`'s intercept design on the CPU: features (n, D) → (k, D + 1) of the rows
-        ``order`` (all by default), allocated by NumPy (whose large arrays get transparent huge
-        pages: first writes several times faster than into ``torch.empty``) and filled in blocks
-        of ``GATHER_ROWS`` rows gathered into a small buffer (60,000 × 1,280 float32 rows in a new
-        order: 0.05 s against 0.24 s for ``torch.cat`` and ``index_select`` on the AMD EPYC VM)."""
+        ``order`` (all by default), allocated by NumPy and filled in blocks of ``GATHER_ROWS``
+        rows gathered into a small buffer: on the AMD EPYC VM this took less time than
+        ``torch.cat`` and ``index_select`` (profiled, not benchmarked)."""
         d = features.shape[1]
         if order is None:
             out = np.empty((features.shape[0], d + 1), dtype=features.dtype)
