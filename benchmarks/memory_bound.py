@@ -15,6 +15,9 @@ Workloads:
   synthetic Gaussian features made batch by batch): 20,000 vs 200,000 rows.
 * ``fit``: ``FaastClassifier.fit`` on an in-memory array of the same sizes; the array is the
   caller's and grows 10× by design, so this row reports the overhead beyond it.
+* ``fit-logistic``: the same with ``loss="logistic"``, whose steps need every design row at once
+  (one copy of the array with the intercept column, rows in its held-out order) and the n × m
+  scores: its overhead grows with the rows.
 
 Writes ``benchmarks/results/memory_bound.json`` (``--out``) and the ``memory-bound`` table of
 docs/reliability.md, rendered from every file of :data:`PUBLISHED` (:func:`markdown_table`).
@@ -68,7 +71,7 @@ def markdown_table(paths: tuple[Path, ...] | list[Path]) -> str:
         if not Path(path).is_file():
             continue
         results = json.loads(Path(path).read_text(encoding="utf-8"))
-        for name in ("learn", "stream", "fit"):
+        for name in ("learn", "stream", "fit", "fit-logistic"):
             if name not in results:
                 continue
             small, large = results[name]["1x"], results[name]["10x"]
@@ -79,7 +82,8 @@ def markdown_table(paths: tuple[Path, ...] | list[Path]) -> str:
                 label = "`FaastClassifier.partial_fit`, d = 256, 10 classes, batches of 2,000"
                 sizes = [f"{r['rows']:,} rows" for r in (small, large)]
             else:
-                label = "`FaastClassifier.fit` on an in-memory array (the array grows 10×)"
+                call = "fit" if name == "fit" else 'fit`, `loss="logistic"'
+                label = f"`FaastClassifier.{call}` on an in-memory array (the array grows 10×)"
                 sizes = [f"{r['input_mb']:,.1f} MB" for r in (small, large)]
                 above += f" ({100 * large['overhead_over_input']:.0f} % of the array)"
             growth = f"{100 * results[name]['peak_growth']:+.1f} %"
@@ -142,12 +146,12 @@ def child_stream(args: argparse.Namespace) -> dict:
     return {"baseline_mb": baseline, "seconds": time.perf_counter() - start, "rank": int(clf.rank_)}
 
 
-def child_fit(args: argparse.Namespace) -> dict:
+def child_fit(args: argparse.Namespace, **params: object) -> dict:
     import numpy as np
 
     from faast import FaastClassifier
 
-    FaastClassifier().fit(np.eye(4, dtype=np.float32), np.arange(4))
+    FaastClassifier(**params).fit(np.eye(4, dtype=np.float32), np.arange(4))
     x, y = np.empty((args.rows, 256), np.float32), np.empty(args.rows, np.int64)
     start = 0
     for xb, yb in _batches(args.rows, 256, 10, 2000, args.seed):
@@ -155,11 +159,20 @@ def child_fit(args: argparse.Namespace) -> dict:
         start += len(yb)
     baseline = peak_rss_mb()
     start = time.perf_counter()
-    FaastClassifier().fit(x, y)
+    FaastClassifier(**params).fit(x, y)
     return {"baseline_mb": baseline, "seconds": time.perf_counter() - start, "input_mb": x.nbytes / 2**20}
 
 
-CHILDREN = {"learn": child_learn, "stream": child_stream, "fit": child_fit}
+def child_fit_logistic(args: argparse.Namespace) -> dict:
+    return child_fit(args, loss="logistic")
+
+
+CHILDREN = {
+    "learn": child_learn,
+    "stream": child_stream,
+    "fit": child_fit,
+    "fit-logistic": child_fit_logistic,
+}
 
 
 # ----------------------------------------------------------------- parent
@@ -202,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=20_000, help="rows of the 1× classifier data")
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workloads", default="learn,stream,fit", help="comma-separated subset")
+    ap.add_argument("--workloads", default="learn,stream,fit,fit-logistic", help="comma-separated subset")
     ap.add_argument("--text", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
@@ -249,11 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             results["learn"] = compare(
                 "learn", runs[1], runs[10], f"{args.tokens} vs {10 * args.tokens} words"
             )
-        for name in [w for w in ("stream", "fit") if w in todo]:
+        for name in [w for w in ("stream", "fit", "fit-logistic") if w in todo]:
             small = run_child(name, rows=args.rows, seed=args.seed) | {"rows": args.rows}
             large = run_child(name, rows=10 * args.rows, seed=args.seed) | {"rows": 10 * args.rows}
             results[name] = compare(name, small, large, f"{args.rows} vs {10 * args.rows} rows")
-            if name == "fit":
+            if name.startswith("fit"):
                 for r in (small, large):
                     r["overhead_over_input"] = (r["peak_mb"] - r["baseline_mb"]) / r["input_mb"]
     write_public_json(args.out, results)

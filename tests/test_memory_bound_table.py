@@ -35,13 +35,20 @@ def test_the_table_has_a_row_per_workload_with_its_figures(tmp_path):
             "10x": {**run["10x"], "input_mb": 195.0, "overhead_over_input": 0.108},
             "peak_growth": 0.1,
         },
+        "fit-logistic": {
+            "1x": {**run["1x"], "input_mb": 19.5, "overhead_over_input": 0.5},
+            "10x": {**run["10x"], "input_mb": 195.0, "overhead_over_input": 0.6},
+            "peak_growth": 0.1,
+        },
     }
     path = tmp_path / "r.json"
     path.write_text(json.dumps(results))
     table = memory_bound.markdown_table([path, tmp_path / "missing.json"]).splitlines()
-    assert len(table) == 4  # header, rule, learn, fit (stream not measured, missing file skipped)
+    assert len(table) == 5  # header, rule, learn, fit, fit-logistic (no stream; missing file skipped)
     assert table[2] == (
         "| `faast lm learn`, SmolLM2-135M-Instruct (float32), window 256 | 2,000 words | 20,000 words "
         "| 110.0 → 121.0 MB | +10.0 % | 10.0 → 21.0 MB |"
     )
     assert table[3].endswith("| 10.0 → 21.0 MB (11 % of the array) |")
+    assert table[4].startswith('| `FaastClassifier.fit`, `loss="logistic"` on an in-memory array')
+    assert table[4].endswith("| 10.0 → 21.0 MB (60 % of the array) |")

@@ -176,12 +176,13 @@ def test_row_products_match_dense_products(n, d, m, dtype, chunk_budget, threads
     weighted=st.booleans(),
     ridge=st.sampled_from([0.0, 0.1, 10.0]),
     spread=st.sampled_from([0.1, 1.0, 20.0]),
+    chunk=st.sampled_from([1, 7, 8192]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, ridge, spread, seed):
-    """``line_search`` on φ(α) = Σᵢ wᵢ CE(S + α S_D) + (ρ/2)‖W + α D‖² (scores of random W and D)
-    returns the softmax and data term at its α, lowers φ, and its α is where φ′ is at most a
-    tenth of |φ′(0)|, checked with autograd; a dense grid finds no φ much lower."""
+def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, ridge, spread, chunk, seed):
+    """``line_search`` on φ(α) = Σᵢ wᵢ CE(S + α S_D) + (ρ/2)‖W + α D‖² (scores of random W and D,
+    summed in chunks of rows) returns the data term at its α, lowers φ, and its α is where φ′ is
+    at most a tenth of |φ′(0)|, checked with autograd; a dense grid finds no φ much lower."""
     rng = np.random.default_rng(seed)
     labels = torch.as_tensor(rng.integers(0, m, n))
     scores = torch.as_tensor(rng.normal(size=(n, m)) * spread)
@@ -202,16 +203,19 @@ def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, rid
     if float(slope) >= 0:  # make D a descent direction
         direction_scores, d_vec = -direction_scores, -d_vec
         slope = -slope
-    _, loss0 = softmax_terms(scores, labels, weights)
+    _, loss0 = softmax_terms(scores, labels, weights)  # the data term at α = 0
     penalty = (ridge, float(w_vec @ d_vec), float(d_vec @ d_vec))
-    alpha, probs, data = line_search(scores, direction_scores, labels, weights, loss0, float(slope), penalty)
+    with pytest.MonkeyPatch.context() as patch:  # several chunks of rows
+        patch.setattr("faast.solver.logistic_steps.SCORE_CHUNK_ROWS", chunk)
+        alpha, data = line_search(scores, direction_scores, labels, weights, loss0, float(slope), penalty)
     at = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
     value = phi(at)
     (derivative,) = torch.autograd.grad(value, at)
     value, start = value.detach(), start.detach()
     assert alpha > 0 and float(value.detach()) < float(start.detach())
-    ref_probs, ref_data = softmax_terms(scores + alpha * direction_scores, labels, weights)
-    torch.testing.assert_close(probs, ref_probs)
+    s_alpha = scores + alpha * direction_scores
+    nll = torch.logsumexp(s_alpha, 1) - s_alpha.gather(1, labels[:, None])[:, 0]
+    ref_data = float((nll if weights is None else nll * weights).sum())
     assert math.isclose(data, ref_data, rel_tol=1e-12, abs_tol=1e-12)
     if abs(float(derivative)) > 0.1 * abs(float(slope)):  # only after every evaluation was spent
         pytest.fail(f"φ′(α) = {float(derivative)} against φ′(0) = {float(slope)}")
@@ -776,3 +780,31 @@ def test_a_fit_from_the_last_fits_weights_reuses_its_scores(n, d, n_classes, wei
         )
         assert len(calls) == steps + 1
     torch.testing.assert_close(reused, fresh, rtol=1e-7, atol=1e-9 * (float(fresh.abs().max()) + 1.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    m=st.integers(1, 5),
+    weighted=st.booleans(),
+    chunk=st.sampled_from([1, 4, 8192]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_softmax_terms_in_chunks_of_rows_equal_the_whole_array(n, m, weighted, chunk, seed):
+    """``softmax_terms`` (``SCORE_CHUNK_ROWS`` rows at a time, written into ``out`` or a new
+    array) equals torch's softmax and the weighted cross-entropy of the whole array."""
+    rng = np.random.default_rng(seed)
+    scores = torch.as_tensor(rng.normal(size=(n, m)) * 5)
+    labels = torch.as_tensor(rng.integers(0, m, n))
+    weights = torch.as_tensor(rng.uniform(0.2, 2.0, n)) if weighted else None
+    nll = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+    ref = float((nll if weights is None else nll * weights).sum())
+    out = torch.full((n, m), float("nan"), dtype=torch.float64)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("faast.solver.logistic_steps.SCORE_CHUNK_ROWS", chunk)
+        probs, loss = softmax_terms(scores, labels, weights)
+        written, loss_out = softmax_terms(scores, labels, weights, out=out)
+    assert written is out
+    for p_, l_ in ((probs, loss), (written, loss_out)):
+        torch.testing.assert_close(p_, torch.softmax(scores, 1), rtol=1e-12, atol=1e-15)
+        assert math.isclose(l_, ref, rel_tol=1e-12, abs_tol=1e-12)

@@ -16,7 +16,9 @@ start W₀ by steps W ← W + α D where
 So a step costs two products over the keys (K Dᵀ and the gradient Rᵀ K, R (n, m) the weighted
 residuals softmax − one-hot), like one majorise–minimise step, but the line search takes the
 longer step that the loose bound (the softmax's curvature is mostly well below ½) would shorten,
-and the pairs add the curvature the bound misses.
+and the pairs add the curvature the bound misses. A fit holds three n × m float64 arrays (the
+scores, the direction's scores, the softmax, which also serves as the residuals); the passes
+over them run ``SCORE_CHUNK_ROWS`` rows at a time, so their temporaries stay small.
 
 The pairs hold the change of the data term's gradient only; the penalty's share ρ s is added when
 they are used, so a memory stays valid when ρ changes along a path of penalties
@@ -40,6 +42,9 @@ MEMORY = 10
 #: The line search ends once |φ′(α)| ≤ LINE_SEARCH_SLOPE · |φ′(0)| (a strong Wolfe condition) and
 #: f decreased by at least ARMIJO · α |φ′(0)|, or after LINE_SEARCH_ROUNDS evaluations.
 LINE_SEARCH_SLOPE, ARMIJO, LINE_SEARCH_ROUNDS = 0.1, 1e-4, 20
+#: Rows per chunk of the passes over the n × m scores (softmax, line search): their temporaries
+#: stay this many rows, so a fit holds only the scores, the direction's scores and the softmax.
+SCORE_CHUNK_ROWS = 8192
 #: A step this small relative to the weights (Frobenius norms) ends the steps early.
 STEP_TOLERANCE = 1e-10
 
@@ -98,15 +103,50 @@ class CurvatureMemory:
 
 
 def softmax_terms(
-    scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+    scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, out: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, float]:
-    """softmax(S) (n, m) float64 and Σᵢ wᵢ CE for scores S (n, m) float64 and labels (n,)."""
-    lse = torch.logsumexp(scores, dim=1)
-    probs = torch.exp(scores - lse[:, None])
-    nll = lse - scores.gather(1, labels[:, None])[:, 0]
-    if weights is not None:
-        nll = nll * weights
-    return probs, float(nll.sum())
+    """softmax(S) (n, m) float64 (written into ``out`` when given) and Σᵢ wᵢ CE for scores S
+    (n, m) float64 and labels (n,), ``SCORE_CHUNK_ROWS`` rows at a time."""
+    probs = torch.empty_like(scores) if out is None else out
+    total = 0.0
+    for start in range(0, scores.shape[0], SCORE_CHUNK_ROWS):
+        rows = slice(start, start + SCORE_CHUNK_ROWS)
+        part = scores[rows]
+        lse = torch.logsumexp(part, dim=1)
+        torch.exp(part - lse[:, None], out=probs[rows])
+        nll = lse - part.gather(1, labels[rows, None])[:, 0]
+        total += float(nll.sum() if weights is None else (nll * weights[rows]).sum())
+    return probs, total
+
+
+def _along(
+    scores: torch.Tensor,
+    direction_scores: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    alpha: float,
+) -> tuple[float, float, float]:
+    """The data term Σᵢ wᵢ CE(S + α S_D) and its first and second derivatives in α, summed
+    ``SCORE_CHUNK_ROWS`` rows at a time: Σᵢ wᵢ (E_p[S_Dᵢ] − S_Dᵢ,yᵢ) and Σᵢ wᵢ Var_p[S_Dᵢ], p the
+    softmax at α."""
+    data = first = second = 0.0
+    for start in range(0, scores.shape[0], SCORE_CHUNK_ROWS):
+        rows = slice(start, start + SCORE_CHUNK_ROWS)
+        along, y = direction_scores[rows], labels[rows, None]
+        moved = scores[rows] + alpha * along
+        lse = torch.logsumexp(moved, dim=1)
+        probs = torch.exp(moved - lse[:, None])
+        mean = (probs * along).sum(dim=1)
+        terms = torch.stack(
+            [
+                lse - moved.gather(1, y)[:, 0],
+                mean - along.gather(1, y)[:, 0],
+                (probs * along * along).sum(dim=1) - mean * mean,
+            ]
+        )  # (3, rows)
+        sums = terms.sum(dim=1) if weights is None else terms @ weights[rows]
+        data, first, second = data + float(sums[0]), first + float(sums[1]), second + float(sums[2])
+    return data, first, second
 
 
 def data_loss(
@@ -126,27 +166,20 @@ def line_search(
     loss: float,
     slope: float,
     penalty: tuple[float, float, float],
-) -> tuple[float, torch.Tensor, float]:
+) -> tuple[float, float]:
     """α > 0 minimising φ(α) = Σᵢ wᵢ CE(S + α S_D) + (ρ/2)‖W + α D‖² by safeguarded Newton from
     α = 1 (convex φ: a Newton step outside the bracket [lo, hi] on the minimiser is replaced by
-    doubling or bisection), with the softmax (n, m) and the data term at α.
+    doubling or bisection), and the data term at α; each evaluation is a pass over the scores in
+    chunks (:func:`_along`).
 
     scores S, direction_scores S_D: (n, m) float64; loss: the data term at α = 0; slope:
     φ′(0) = ⟨∇f, D⟩ < 0; penalty: (ρ, ⟨W, D⟩, ‖D‖²)."""
     ridge, wd, dd = penalty
-    rows = torch.arange(scores.shape[0], device=scores.device)
-    picked = direction_scores[rows, labels]
-    weighted = direction_scores if weights is None else direction_scores * weights[:, None]
-    label_slope = float(picked.sum() if weights is None else (picked * weights).sum())
     lo, hi, alpha = 0.0, math.inf, 1.0
     for _ in range(LINE_SEARCH_ROUNDS):
-        probs, data = softmax_terms(scores + alpha * direction_scores, labels, weights)
-        mean = (probs * direction_scores).sum(dim=1)  # (n,) E_p[S_D]
-        first = float((probs * weighted).sum()) - label_slope + ridge * (wd + alpha * dd)
-        spread = (probs * direction_scores * weighted).sum(dim=1) - mean * (
-            mean if weights is None else mean * weights
-        )
-        second = float(spread.sum()) + ridge * dd
+        data, first, second = _along(scores, direction_scores, labels, weights, alpha)
+        first += ridge * (wd + alpha * dd)
+        second += ridge * dd
         decrease = loss - data - ridge * (alpha * wd + 0.5 * alpha * alpha * dd)
         if abs(first) <= LINE_SEARCH_SLOPE * abs(slope) and decrease >= -ARMIJO * alpha * slope:
             break
@@ -156,7 +189,7 @@ def line_search(
             hi = alpha
         step = alpha - first / second if second > 0 else math.inf
         alpha = step if lo < step < hi else (2.0 * alpha if math.isinf(hi) else 0.5 * (lo + hi))
-    return alpha, probs, data
+    return alpha, data
 
 
 def quasi_newton_steps(
@@ -185,19 +218,20 @@ def quasi_newton_steps(
     n = labels.shape[0]
     rows = torch.arange(n, device=labels.device)
     if memory.last is not None and memory.last[0] is start and memory.last[1].shape[0] == n:
-        scores = memory.last[1].clone()  # the fit that returned ``start`` left its scores
+        scores = memory.last[1]  # the fit that returned ``start`` left its scores: taken over
     elif bool((weight != 0).any()):
         scores = products.scores(weight)
     else:
         scores = torch.zeros(n, weight.shape[0], dtype=torch.float64, device=labels.device)
-    probs, loss = softmax_terms(scores, labels, weights)
+    memory.last = None
     if scale_start and bool((weight != 0).any()):
-        weight, scores, probs, loss = _scaled_start(weight, scores, labels, weights, ridge)
+        weight, scores = _scaled_start(weight, scores, labels, weights, ridge)
+    probs, loss = softmax_terms(scores, labels, weights)  # probs: reused as residuals, then softmax
     previous: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, data gradient before it)
     taken = 0
     for _ in range(steps):
         taken += 1
-        residual = probs.clone()
+        residual = probs  # overwritten: the next softmax is written into it after the step
         residual[rows, labels] -= 1.0
         if weights is not None:
             residual *= weights[:, None]
@@ -215,10 +249,12 @@ def quasi_newton_steps(
             break
         direction_scores = products.scores(direction)
         penalty = (ridge, float((weight * direction).sum()), float((direction * direction).sum()))
-        alpha, probs, loss = line_search(scores, direction_scores, labels, weights, loss, slope, penalty)
+        alpha, loss = line_search(scores, direction_scores, labels, weights, loss, slope, penalty)
         step = alpha * direction
         weight += step
-        scores += alpha * direction_scores
+        scores.add_(direction_scores, alpha=alpha)
+        del direction_scores
+        softmax_terms(scores, labels, weights, out=probs)
         previous = (step, data_grad)
         if guaranteed <= tolerance:
             break
@@ -236,17 +272,19 @@ def _scaled_start(
     labels: torch.Tensor,
     weights: torch.Tensor | None,
     ridge: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """c W₀, its scores (n, m), softmax and data term, c ≥ 0 minimising f along W₀ from zero
-    (scores: K W₀ᵀ); zero weights when W₀ does not point downhill."""
-    n = scores.shape[0]
-    zero = torch.zeros_like(scores)
-    probs0, loss0 = softmax_terms(zero, labels, weights)  # uniform: Σᵢ wᵢ log m
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """c W₀ and its scores (n, m), c ≥ 0 minimising f along W₀ from zero (scores: K W₀ᵀ, scaled
+    in place); zero weights and scores when W₀ does not point downhill."""
+    n, m = scores.shape
     rows = torch.arange(n, device=scores.device)
     margin = scores.mean(dim=1) - scores[rows, labels]  # φ′(0) per example
     slope = float(margin.sum() if weights is None else (margin * weights).sum())
     if not slope < 0:
-        return torch.zeros_like(start), zero, probs0, loss0
+        return torch.zeros_like(start), scores.zero_()
+    total = float(n) if weights is None else float(weights.sum())
+    loss0 = total * math.log(m)  # uniform predictions at zero weights
     penalty = (ridge, 0.0, float((start * start).sum()))
-    alpha, probs, loss = line_search(zero, scores, labels, weights, loss0, slope, penalty)
-    return alpha * start, alpha * scores, probs, loss
+    zero = torch.zeros_like(scores)
+    alpha, _ = line_search(zero, scores, labels, weights, loss0, slope, penalty)
+    del zero
+    return alpha * start, scores.mul_(alpha)
