@@ -175,7 +175,8 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="plain,rf:2048,rf:4096,refine:5:0.5,logreg:10",
-        help="comma-separated: plain, rf:M, refine:R:theta, logistic[:C[:tol[:max_iter]]], logreg:C (full data only)",
+        help="comma-separated: plain, rf:M, refine:R:theta, logistic[:C[:tol[:max_iter]]], "
+        "logreg:C (full data only)",
     )
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--split", default="test", choices=["test", "validation"])
