@@ -396,6 +396,17 @@ def test_choose_ridge_keeps_the_lowest_held_out_loss_and_fits_only_the_kept_exam
             keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3, memory=memory
         )
     torch.testing.assert_close(choice.weight, weight, rtol=0, atol=0)
+    # and its curvature pairs, those of the whole path (one more candidate), the changes scaled
+    # from the kept rows to all of them (for the final fit)
+    for ridge in choice.candidates[best + 1 :]:
+        weight, _ = fit_logistic(
+            keys[kept], labels[kept], None, factor, ridge, 20, init=weight, num_classes=3, memory=memory
+        )
+    assert len(choice.memory.steps) == len(memory.steps) > 0
+    for ours, ref in zip(choice.memory.steps, memory.steps, strict=True):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    for ours, ref in zip(choice.memory.changes, memory.changes, strict=True):
+        torch.testing.assert_close(ours, ref * (len(y) / len(kept)), rtol=1e-15, atol=0)
     flipped = labels.clone()
     flipped[held] = (flipped[held] + 1) % 3
     again = choose_ridge(keys, flipped, None, factor, steps=20, seed=0, num_classes=3)

@@ -624,9 +624,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             else:
                 ridge, init, scale_init = choice.ridge, choice.weight, False
                 steps = max(3, steps // 2)  # warm: from the weights fitted without the held-out tenth
-                if choice.memory is not None:  # and their curvature, for all the examples' weight
-                    total = float(labels.shape[0]) if weights is None else float(weights.sum())
-                    memory = choice.memory.scaled(total / choice.fitted_weight)
+                memory = choice.memory  # and their curvature, scaled to all the examples' weight
         weight, self.n_iter_ = fit_logistic(
             design,
             labels,
@@ -768,9 +766,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         features = self._expand(keys)
         if not self.fit_intercept:
             return features if order is None else features.index_select(0, order)
-        rows = features.shape[0] if order is None else order.shape[0]
         if features.device.type == "cpu" and features.dtype in (torch.float32, torch.float64):
             return torch.from_numpy(self._design_numpy(features.detach().numpy(), order))
+        rows = features.shape[0] if order is None else order.shape[0]
         out = features.new_empty((rows, features.shape[1] + 1))
         out[:, :-1] = features if order is None else features.index_select(0, order)
         out[:, -1] = float(self.intercept_scaling)

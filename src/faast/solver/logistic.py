@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,8 +161,9 @@ class RidgeChoice:
     that penalty (averaged over the folds when there are several: a warm start for the fit on all
     of them), the penalties tried, in order, with their held-out cross-entropy per example, the
     number of folds, the null loss log m (the held-out cross-entropy per example of uniform
-    predictions over the m classes), and, with one fold, the curvature pairs of its path and the
-    example weight it was fitted on (a fit on all the examples starts from them, scaled)."""
+    predictions over the m classes), and, with one fold, the curvature pairs of its path scaled
+    from the kept examples' weight to that of all the examples given (the final fit on all of
+    them starts from them)."""
 
     ridge: float
     weight: torch.Tensor
@@ -170,7 +172,6 @@ class RidgeChoice:
     folds: int = 1
     null_loss: float = math.inf
     memory: CurvatureMemory | None = None
-    fitted_weight: float = 0.0
 
 
 def penalty_scale(factor: SpectralFactor) -> float:
@@ -292,10 +293,7 @@ def choose_ridge(
         return keys.index_select(0, i), labels[i], None if weights is None else weights[i]
 
     splits = [(part(kept), part(held)) for kept, held in folds]
-    out_total = sum(
-        float(w_out.sum()) if w_out is not None else float(len(y_out)) for _, (_, y_out, w_out) in splits
-    )
-    out_total = max(out_total, 1e-300)
+    out_total = max(sum(_total_weight(k_out, w_out) for _, (k_out, _, w_out) in splits), 1e-300)
     null_loss = math.log(num_classes)  # uniform predictions, per unit of held-out weight
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
     memories = [CurvatureMemory() for _ in splits]  # each fold's curvature pairs, along the path
@@ -354,9 +352,21 @@ def choose_ridge(
         tuple(e[1] for e in tried),
         folds=len(splits),
         null_loss=null_loss,
-        memory=memories[0] if len(splits) == 1 else None,
-        fitted_weight=sum(_total_weight(k, w) for (k, _, w), _ in splits) / len(splits),
+        memory=_for_all_rows(memories, splits, _total_weight(keys, weights)),
     )
+
+
+def _for_all_rows(
+    memories: list[CurvatureMemory],
+    splits: list[tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], Any]],
+    total: float,
+) -> CurvatureMemory | None:
+    """The single fold's curvature pairs with its data-term changes scaled from the kept
+    examples' weight to ``total`` (None with several folds: their pairs differ)."""
+    if len(memories) != 1:
+        return None
+    (k_fit, _, w_fit), _ = splits[0]
+    return memories[0].scaled(total / _total_weight(k_fit, w_fit))
 
 
 def _total_weight(keys: torch.Tensor, weights: torch.Tensor | None) -> float:
