@@ -207,7 +207,10 @@ def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, rid
     penalty = (ridge, float(w_vec @ d_vec), float(d_vec @ d_vec))
     with pytest.MonkeyPatch.context() as patch:  # several chunks of rows
         patch.setattr("faast.solver.logistic_steps.SCORE_CHUNK_ROWS", chunk)
-        alpha, data = line_search(scores, direction_scores, labels, weights, loss0, float(slope), penalty)
+        out = torch.full_like(scores, float("nan"))
+        alpha, data = line_search(
+            scores, direction_scores, labels, weights, loss0, float(slope), penalty, out=out
+        )
     at = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
     value = phi(at)
     (derivative,) = torch.autograd.grad(value, at)
@@ -217,6 +220,7 @@ def test_line_search_finds_the_minimiser_along_the_direction(n, m, weighted, rid
     nll = torch.logsumexp(s_alpha, 1) - s_alpha.gather(1, labels[:, None])[:, 0]
     ref_data = float((nll if weights is None else nll * weights).sum())
     assert math.isclose(data, ref_data, rel_tol=1e-12, abs_tol=1e-12)
+    torch.testing.assert_close(out, torch.softmax(s_alpha, 1), rtol=1e-12, atol=1e-15)  # left in out
     if abs(float(derivative)) > 0.1 * abs(float(slope)):  # only after every evaluation was spent
         pytest.fail(f"φ′(α) = {float(derivative)} against φ′(0) = {float(slope)}")
     grid = torch.linspace(0, 4 * alpha, 401, dtype=torch.float64)
@@ -819,3 +823,27 @@ def test_softmax_terms_in_chunks_of_rows_equal_the_whole_array(n, m, weighted, c
     for p_, l_ in ((probs, loss), (written, loss_out)):
         torch.testing.assert_close(p_, torch.softmax(scores, 1), rtol=1e-12, atol=1e-15)
         assert math.isclose(l_, ref, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_a_line_search_out_of_rounds_returns_the_alpha_it_evaluated_last(rounds, monkeypatch):
+    """Cut short after ``LINE_SEARCH_ROUNDS`` evaluations, the line search returns the last α it
+    evaluated, with that α's data term and softmax (not the next, unevaluated guess)."""
+    rng = np.random.default_rng(3)
+    labels = torch.as_tensor(rng.integers(0, 3, 50))
+    scores = torch.as_tensor(rng.normal(size=(50, 3)))
+    direction_scores = torch.as_tensor(rng.normal(size=(50, 3))) * 10
+    slope = float(
+        ((torch.softmax(scores, 1) * direction_scores).sum(1) - direction_scores[range(50), labels]).sum()
+    )
+    if slope > 0:
+        direction_scores, slope = -direction_scores, -slope
+    _, loss0 = softmax_terms(scores, labels, None)
+    monkeypatch.setattr("faast.solver.logistic_steps.LINE_SEARCH_ROUNDS", rounds)
+    out = torch.empty_like(scores)
+    alpha, data = line_search(scores, direction_scores, labels, None, loss0, slope, (0.0, 0.0, 0.0), out=out)
+    if rounds == 1:
+        assert alpha == 1.0  # the only α evaluated
+    probs, ref = softmax_terms(scores + alpha * direction_scores, labels, None)
+    assert math.isclose(data, ref, rel_tol=1e-12)
+    torch.testing.assert_close(out, probs, rtol=1e-12, atol=1e-15)

@@ -125,17 +125,18 @@ def _along(
     labels: torch.Tensor,
     weights: torch.Tensor | None,
     alpha: float,
+    out: torch.Tensor | None = None,
 ) -> tuple[float, float, float]:
     """The data term Σᵢ wᵢ CE(S + α S_D) and its first and second derivatives in α, summed
     ``SCORE_CHUNK_ROWS`` rows at a time: Σᵢ wᵢ (E_p[S_Dᵢ] − S_Dᵢ,yᵢ) and Σᵢ wᵢ Var_p[S_Dᵢ], p the
-    softmax at α."""
+    softmax at α (written into ``out`` (n, m) when given)."""
     data = first = second = 0.0
     for start in range(0, scores.shape[0], SCORE_CHUNK_ROWS):
         rows = slice(start, start + SCORE_CHUNK_ROWS)
         along, y = direction_scores[rows], labels[rows, None]
         moved = scores[rows] + alpha * along
         lse = torch.logsumexp(moved, dim=1)
-        probs = torch.exp(moved - lse[:, None])
+        probs = torch.exp(moved - lse[:, None], out=None if out is None else out[rows])
         mean = (probs * along).sum(dim=1)
         terms = torch.stack(
             [
@@ -166,22 +167,25 @@ def line_search(
     loss: float,
     slope: float,
     penalty: tuple[float, float, float],
+    out: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """α > 0 minimising φ(α) = Σᵢ wᵢ CE(S + α S_D) + (ρ/2)‖W + α D‖² by safeguarded Newton from
     α = 1 (convex φ: a Newton step outside the bracket [lo, hi] on the minimiser is replaced by
     doubling or bisection), and the data term at α; each evaluation is a pass over the scores in
-    chunks (:func:`_along`).
+    chunks (:func:`_along`), the last one at the α returned, whose softmax is left in ``out``
+    (n, m) when given.
 
     scores S, direction_scores S_D: (n, m) float64; loss: the data term at α = 0; slope:
     φ′(0) = ⟨∇f, D⟩ < 0; penalty: (ρ, ⟨W, D⟩, ‖D‖²)."""
     ridge, wd, dd = penalty
     lo, hi, alpha = 0.0, math.inf, 1.0
-    for _ in range(LINE_SEARCH_ROUNDS):
-        data, first, second = _along(scores, direction_scores, labels, weights, alpha)
+    for round_ in range(LINE_SEARCH_ROUNDS):
+        data, first, second = _along(scores, direction_scores, labels, weights, alpha, out)
         first += ridge * (wd + alpha * dd)
         second += ridge * dd
         decrease = loss - data - ridge * (alpha * wd + 0.5 * alpha * alpha * dd)
-        if abs(first) <= LINE_SEARCH_SLOPE * abs(slope) and decrease >= -ARMIJO * alpha * slope:
+        accepted = abs(first) <= LINE_SEARCH_SLOPE * abs(slope) and decrease >= -ARMIJO * alpha * slope
+        if accepted or round_ == LINE_SEARCH_ROUNDS - 1:  # the α evaluated last is returned
             break
         if first < 0:
             lo = alpha
@@ -249,12 +253,15 @@ def quasi_newton_steps(
             break
         direction_scores = products.scores(direction)
         penalty = (ridge, float((weight * direction).sum()), float((direction * direction).sum()))
-        alpha, loss = line_search(scores, direction_scores, labels, weights, loss, slope, penalty)
+        # the line search leaves the softmax at the α it returns in ``probs`` (free again: its
+        # residuals are spent), computed from S + α S_D exactly as the scores are updated here
+        alpha, loss = line_search(scores, direction_scores, labels, weights, loss, slope, penalty, probs)
         step = alpha * direction
         weight += step
-        scores.add_(direction_scores, alpha=alpha)
+        for start_row in range(0, n, SCORE_CHUNK_ROWS):
+            rows_ = slice(start_row, start_row + SCORE_CHUNK_ROWS)
+            scores[rows_] = scores[rows_] + alpha * direction_scores[rows_]
         del direction_scores
-        softmax_terms(scores, labels, weights, out=probs)
         previous = (step, data_grad)
         if guaranteed <= tolerance:
             break
