@@ -1,5 +1,5 @@
-"""The kernels of the closed-form logistic steps (:mod:`faast.solver.logistic`): a pass over the
-rows for the gradient and loss of the softmax cross-entropy (:func:`logistic_gradient`), the two
+"""The kernels of the closed-form logistic steps (:mod:`faast.solver.logistic`): the gradient and
+loss of the softmax cross-entropy (:func:`logistic_gradient`, behind ``logistic_objective``), the two
 products of a quasi-Newton step (:class:`RowProducts`: the scores K Dᵀ of a direction and the
 gradient Rᵀ K of residuals), and the preconditioner g ↦ U diag(φ) Uᵀ g, the inverse of the
 curvature bound.
@@ -19,7 +19,6 @@ import torch
 
 from faast.solver.row_passes import (
     chunk_rows,
-    numpy_rows,
     over_threads,
     summed_over_threads,
     uses_numpy_passes,
@@ -29,9 +28,6 @@ from faast.solver.spectral import SpectralFactor
 #: Rows per chunk of the torch gradient pass: small enough for a chunk to stay in cache for both of
 #: its products (256 was the fastest of 64–2048 for 50,000 × 1280 rows on the 2-core Xeon).
 CHUNK_ROWS = 256
-#: Chunks per block on the NumPy path: the softmax of a block's scores runs in one go (per-call
-#: overhead of NumPy once per block rather than per chunk; 4 was the fastest of 1–32 there).
-NUMPY_BLOCK_CHUNKS = 4
 
 
 def logistic_gradient(
@@ -45,15 +41,22 @@ def logistic_gradient(
     throughout; float32 keys, as encoders give them: half the memory traffic, each chunk's
     gradient added to a float64 sum); the softmax and the loss are float64.
 
-    On the CPU with float32/float64 keys the chunks go through NumPy's BLAS
-    (:func:`_logistic_gradient_numpy`: the same arithmetic; on a 2-core AMD EPYC a 54,000 × 1280,
-    10-class pass took 57–62 ms against 123–139 ms through torch's MKL on one thread, 42 against
-    92 ms on two); elsewhere through torch (:func:`logistic_gradient_torch`, the reference the
-    tests compare it with).
+    On the CPU with float32/float64 keys through the two products of :class:`RowProducts` (NumPy's
+    BLAS, rows split over threads): the scores K Wᵀ, then the gradient of the residuals; elsewhere
+    through torch (:func:`logistic_gradient_torch`, the reference the tests compare it with).
     """
-    if uses_numpy_passes(keys):
-        return _logistic_gradient_numpy(keys, labels, weights, weight)
-    return logistic_gradient_torch(keys, labels, weights, weight)
+    if not uses_numpy_passes(keys):
+        return logistic_gradient_torch(keys, labels, weights, weight)
+    products = RowProducts(keys)
+    log_p = torch.log_softmax(products.scores(weight.detach().to(torch.float64)), dim=1)  # (n, m)
+    residual = log_p.exp()
+    residual[torch.arange(keys.shape[0]), labels] -= 1.0
+    nll = -log_p.gather(1, labels[:, None])[:, 0]
+    if weights is not None:
+        wt = weights.to(torch.float64)
+        residual *= wt[:, None]
+        nll = nll * wt
+    return products.gradient(residual), float(nll.sum())
 
 
 def logistic_gradient_torch(
@@ -78,73 +81,6 @@ def logistic_gradient_torch(
             residual *= wt[:, None]
             nll = nll * wt
         grad += (residual.to(dtype).T @ k).to(torch.float64)
-        loss += float(nll.sum())
-    return grad, loss
-
-
-def _logistic_gradient_numpy(
-    keys: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, weight: torch.Tensor
-) -> tuple[torch.Tensor, float]:
-    """:func:`logistic_gradient` for CPU float32/float64 keys in NumPy (views of the tensors, no
-    copy of the keys), through :func:`gradient_numpy`."""
-    k_all, y_all, w_all = numpy_rows(keys, labels, weights)
-    grad, loss = gradient_numpy(k_all, y_all, w_all, weight.detach().cpu().to(torch.float64).numpy())
-    return torch.from_numpy(grad), loss
-
-
-def gradient_numpy(
-    k_all: np.ndarray, y_all: np.ndarray, w_all: np.ndarray | None, weight: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """:func:`logistic_gradient` on NumPy arrays: keys (n, d) float32/float64, labels (n,),
-    weights (n,) float64 or None, W (m, d) → gradient (m, d) float64 and loss; the rows split
-    over threads (:func:`~faast.solver.row_passes.summed_over_threads`), each part summed by
-    :func:`_gradient_rows`, and the parts added."""
-    w_t = weight.astype(k_all.dtype).T  # (d, m)
-    grad, loss = summed_over_threads(
-        lambda a, b: _gradient_rows(k_all[a:b], y_all[a:b], None if w_all is None else w_all[a:b], w_t),
-        k_all.shape[0],
-    )
-    return grad, float(loss)
-
-
-def _gradient_rows(
-    k_all: np.ndarray, y_all: np.ndarray, w_all: np.ndarray | None, w_t: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """Gradient (m, d) float64 and loss of :func:`logistic_gradient` over these rows, on one
-    thread: blocks of ``NUMPY_BLOCK_CHUNKS`` chunks, the scores of a block computed chunk by
-    chunk, its softmax in one go (float64), then the gradient products chunk by chunk.
-
-    k_all: (n, d) float32/float64; y_all: (n,) int; w_all: (n,) float64 or None; w_t: Wᵀ (d, m)
-    in the keys' dtype."""
-    dtype = k_all.dtype
-    d, m = w_t.shape
-    grad = np.zeros((m, d), dtype=np.float64)
-    part = np.empty((m, d), dtype=dtype)
-    loss = 0.0
-    chunk = chunk_rows(d * m)
-    block = chunk * NUMPY_BLOCK_CHUNKS
-    scores_buf = np.empty((min(block, k_all.shape[0]), m), dtype=dtype)
-    for start in range(0, k_all.shape[0], block):
-        k = k_all[start : start + block]
-        b = k.shape[0]
-        for s in range(0, b, chunk):
-            np.matmul(k[s : s + chunk], w_t, out=scores_buf[s : min(s + chunk, b)])
-        scores = scores_buf[:b].astype(np.float64)  # (b, m)
-        scores -= scores.max(axis=1, keepdims=True)
-        exp = np.exp(scores)
-        total = exp.sum(axis=1)
-        rows, y = np.arange(b), y_all[start : start + b]
-        nll = np.log(total) - scores[rows, y]
-        residual = exp / total[:, None]
-        residual[rows, y] -= 1.0
-        if w_all is not None:
-            wt = w_all[start : start + b]
-            residual *= wt[:, None]
-            nll *= wt
-        residual_t = residual.astype(dtype).T  # (m, b)
-        for s in range(0, b, chunk):
-            np.matmul(residual_t[:, s : s + chunk], k[s : s + chunk], out=part)
-            grad += part
         loss += float(nll.sum())
     return grad, loss
 
