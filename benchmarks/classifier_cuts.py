@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from faast.classifier import FaastClassifier
+from faast.environment import blas_summary, cpu_name
 from faast.eval.episodes import sample_episodes
 from faast.eval.preprocess import Preprocess
-from faast.eval.report import cpu_name
 from faast.eval.splits import validation_split
 from faast.publish import write_public_json, write_public_text
 
@@ -101,7 +101,7 @@ def score_cuts(
 
 def _machine() -> str:
     cpu = cpu_name()
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {blas_summary()}"
 
 
 def mean_rows(scores: list[dict[str, float]]) -> dict[str, float]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
-from faast.eval.report import cpu_name
+from faast.environment import cpu_name
 from faast.publish import write_public_json
 from faast.solver import GramStats, power_law_tau
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from faast.eval.report import cpu_name, update_doc_block
+from faast.environment import blas_summary, cpu_name
+from faast.eval.report import update_doc_block
 from faast.publish import write_public_csv, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,8 @@ def machine(threads: int, device: str | None = None) -> str:
     if device is not None and torch.device(device).type == "cuda":
         precision = torch.get_float32_matmul_precision()  # "highest": no TF32
         gpu = f"GPU {torch.cuda.get_device_name(torch.device(device))} (float32 matmul precision {precision})"
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), {gpu}"
+    blas = blas_summary()
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {blas}, {threads} thread(s), {gpu}"
 
 
 class Timer:

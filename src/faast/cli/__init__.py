@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "faast.cli.solve_cmd",
     "faast.cli.lm_cmd",
     "faast.cli.task_cmd",
+    "faast.cli.env_cmd",
 )
 #: Top-level module of an optional dependency → the extra that installs it.
 EXTRAS = {

@@ -4,7 +4,6 @@ run's settings and machine, and a short comparison of FAAST with the baselines."
 from __future__ import annotations
 
 import os
-import platform
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,17 +17,6 @@ CSV_FIELDS = (
     "regime", "shots", "method", "label", "accuracy", "ci95", "fit_s", "predict_s", "nbytes", "params",
     "val_accuracy", "select_s", "episodes", "n_support", "n_query",
 )  # fmt: skip
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo; the platform's processor or machine elsewhere), for
-    the machine line of published results."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            found = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
-    except OSError:
-        found = None
-    return found or platform.processor() or platform.machine()
 
 
 def _by(

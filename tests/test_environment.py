@@ -1,0 +1,84 @@
+"""faast.environment and ``faast env``: the BLAS libraries, their kernels, and the hints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faast.cli import main
+from faast.environment import BlasLibrary, blas_kernel_hints, blas_libraries, blas_summary, describe
+
+
+def _openblas(architecture: str | None, version: str = "0.3.31", file: str = "libopenblas.so") -> BlasLibrary:
+    return BlasLibrary("openblas", version, architecture, 2, file)
+
+
+def test_hint_when_the_environment_holds_openblas_to_avx2_kernels() -> None:
+    hints = blas_kernel_hints(
+        [_openblas("Haswell"), _openblas("Haswell", "0.3.30", "other.so")],
+        "AVX512",
+        {"OPENBLAS_CORETYPE": "Haswell"},
+    )
+    assert len(hints) == 1  # one line names both libraries
+    assert "OpenBLAS 0.3.31 (libopenblas.so), OpenBLAS 0.3.30 (other.so)" in hints[0]
+    assert "OPENBLAS_CORETYPE=Haswell is set" in hints[0]
+    assert "OPENBLAS_L2_SIZE" in hints[0]
+
+
+def test_hint_when_openblas_does_not_recognise_an_avx512_cpu() -> None:
+    hints = blas_kernel_hints([_openblas("Zen")], "AVX512", {})
+    assert len(hints) == 1
+    assert "Zen kernels" in hints[0]
+    assert "OPENBLAS_CORETYPE=SkylakeX" in hints[0]
+
+
+@pytest.mark.parametrize(
+    ("libraries", "capability"),
+    [
+        ([_openblas("SkylakeX")], "AVX512"),  # already the AVX-512 kernels
+        ([_openblas("Cooperlake")], "AVX512"),
+        ([_openblas("Haswell")], "AVX2"),  # the CPU has no wider kernels to offer
+        ([BlasLibrary("mkl", "2024.0", None, 2, "libmkl_rt.so")], "AVX512"),  # not OpenBLAS
+        ([_openblas(None)], "AVX512"),  # kernels unknown: nothing to say
+        ([], "AVX512"),
+    ],
+)
+def test_no_hint_when_nothing_is_amiss(libraries: list[BlasLibrary], capability: str) -> None:
+    assert blas_kernel_hints(libraries, capability, {}) == []
+
+
+def test_summary_groups_libraries_by_kernels() -> None:
+    libraries = [_openblas("SkylakeX", "0.3.31"), _openblas("SkylakeX", "0.3.30")]
+    libraries.append(_openblas("Haswell", "0.3.2"))
+    expected = "OpenBLAS 0.3.31/0.3.30 SkylakeX kernels, OpenBLAS 0.3.2 Haswell kernels"
+    assert blas_summary(libraries) == expected
+    assert blas_summary([BlasLibrary("mkl", None, None, 1, "libmkl_rt.so")]) == "MKL"
+    assert blas_summary([]) == "no BLAS found"
+
+
+def test_this_process_lists_numpys_blas() -> None:
+    import numpy as np
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # NumPy's BLAS is loaded with NumPy
+    found = blas_libraries()
+    assert found, "threadpoolctl found no BLAS library in a process that has imported NumPy"
+    assert all(lib.threads >= 1 and lib.file and "/" not in lib.file for lib in found)
+
+
+def test_describe_is_json_ready_and_consistent() -> None:
+    info = describe()
+    again = json.loads(json.dumps(info))
+    assert again["blas"] and {"api", "version", "architecture", "threads", "file"} <= set(again["blas"][0])
+    assert again["cpu_capability"]
+    assert isinstance(again["hints"], list)
+
+
+def test_env_command_prints_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["env"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("faast ")
+    assert "BLAS" in text and "GPUs:" in text
+    assert main(["env", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["blas"] and info["torch"]
