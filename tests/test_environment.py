@@ -82,3 +82,14 @@ def test_env_command_prints_text_and_json(capsys: pytest.CaptureFixture[str]) ->
     assert main(["env", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["blas"] and info["torch"]
+
+
+def test_demo_prints_the_hint_before_its_timings(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from faast.cli import demo_cmd
+
+    monkeypatch.setattr("faast.environment.blas_kernel_hints", lambda: ["OpenBLAS runs Haswell kernels"])
+    demo_cmd._warn_if_narrow_blas()
+    assert capsys.readouterr().err == "[faast] timings: OpenBLAS runs Haswell kernels\n"
+    monkeypatch.setattr("faast.environment.blas_kernel_hints", lambda: [])
+    demo_cmd._warn_if_narrow_blas()
+    assert capsys.readouterr().err == ""

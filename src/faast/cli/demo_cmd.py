@@ -104,6 +104,17 @@ def _warn_if_busy(threads: int | None) -> None:
         )
 
 
+def _warn_if_narrow_blas() -> None:
+    """The demo reports fit times: say so when OpenBLAS runs narrower kernels than the CPU has
+    (:func:`faast.environment.blas_kernel_hints`), which slows the float64 statistics about 1.6×."""
+    import scipy.linalg  # noqa: F401  (SciPy's OpenBLAS, which the solver uses, is then listed)
+
+    from faast.environment import blas_kernel_hints
+
+    for hint in blas_kernel_hints():
+        print(f"[faast] timings: {hint}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo, with ``--threads`` applied to torch and BLAS for its duration only."""
     import threadpoolctl
@@ -135,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if dist.is_main:
         _warn_if_busy(args.threads)
+        _warn_if_narrow_blas()
     try:
         shots = [int(s) for s in args.shots.split(",") if s.strip()]
     except ValueError:
