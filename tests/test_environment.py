@@ -51,7 +51,7 @@ def test_no_hint_when_nothing_is_amiss(libraries: list[BlasLibrary], capability:
 def test_summary_groups_libraries_by_kernels() -> None:
     libraries = [_openblas("SkylakeX", "0.3.31"), _openblas("SkylakeX", "0.3.30")]
     libraries.append(_openblas("Haswell", "0.3.2"))
-    expected = "OpenBLAS 0.3.31/0.3.30 SkylakeX kernels, OpenBLAS 0.3.2 Haswell kernels"
+    expected = "OpenBLAS 0.3.30/0.3.31 SkylakeX kernels, OpenBLAS 0.3.2 Haswell kernels"
     assert blas_summary(libraries) == expected
     assert blas_summary([BlasLibrary("mkl", None, None, 1, "libmkl_rt.so")]) == "MKL"
     assert blas_summary([]) == "no BLAS found"

@@ -7,8 +7,9 @@ the CPU's model, unless ``OPENBLAS_CORETYPE`` names them; a CPU newer than the b
 fallback. The AMD EPYC development VM (family 26, AVX-512) sets ``OPENBLAS_CORETYPE=Haswell`` and
 ``OPENBLAS_L2_SIZE=512`` in every shell (older OpenBLAS builds computed wrong results or crashed on
 it); that held NumPy's and SciPy's OpenBLAS 0.3.31/0.3.30 to their AVX2 kernels, where with both
-unset they choose their AVX-512 (``SkylakeX``) ones, and the float64 statistics and the logistic
-fit's row passes ran about half as fast (docs/reliability.md, "BLAS kernels").
+unset they choose their AVX-512 (``SkylakeX``) ones, which made the float64 statistics and the
+full-data fits 1.7–1.8× faster (``benchmarks/blas_kernels.py``; docs/reliability.md, "BLAS
+kernels").
 :func:`blas_kernel_hints` says when an OpenBLAS runs narrower kernels than the CPU has, and why;
 ``faast env`` prints everything here.
 """
@@ -117,13 +118,13 @@ def blas_kernel_hints(
         )
     return [
         f"{names}: {kernels} kernels on a CPU with AVX-512, {cause} to use the AVX-512 kernels "
-        "(about twice as fast for faast's statistics and logistic fits on the AMD EPYC development "
-        'VM; docs/reliability.md, "BLAS kernels").'
+        "(1.7–1.8× faster for faast's float64 statistics and full-data fits on the AMD EPYC "
+        'development VM; docs/reliability.md, "BLAS kernels").'
     ]
 
 
 def blas_summary(libraries: list[BlasLibrary] | None = None) -> str:
-    """One phrase for a results file's machine line, e.g. "OpenBLAS 0.3.31/0.3.30 SkylakeX
+    """One phrase for a results file's machine line, e.g. "OpenBLAS 0.3.30/0.3.31 SkylakeX
     kernels": the loaded BLAS libraries grouped by implementation and kernel set."""
     libraries = blas_libraries() if libraries is None else libraries
     names = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
@@ -135,7 +136,8 @@ def blas_summary(libraries: list[BlasLibrary] | None = None) -> str:
     parts = []
     for (api, architecture), versions in groups.items():
         kernels = architecture and f"{architecture} kernels"
-        parts.append(" ".join(p for p in (names.get(api, api), "/".join(versions), kernels) if p))
+        version = "/".join(sorted(versions))  # sorted: the same phrase whichever library loaded first
+        parts.append(" ".join(p for p in (names.get(api, api), version, kernels) if p))
     return ", ".join(parts) or "no BLAS found"
 
 

@@ -106,7 +106,8 @@ def _warn_if_busy(threads: int | None) -> None:
 
 def _warn_if_narrow_blas() -> None:
     """The demo reports fit times: say so when OpenBLAS runs narrower kernels than the CPU has
-    (:func:`faast.environment.blas_kernel_hints`), which slows the float64 statistics about 1.6×."""
+    (:func:`faast.environment.blas_kernel_hints`), which slowed the float64 statistics 1.8× on
+    the development VM."""
     import scipy.linalg  # noqa: F401  (SciPy's OpenBLAS, which the solver uses, is then listed)
 
     from faast.environment import blas_kernel_hints
