@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
-from faast.environment import cpu_name
+from faast.environment import blas_summary, cpu_name
 from faast.publish import write_public_json
 from faast.solver import GramStats, power_law_tau
 
@@ -135,6 +135,7 @@ def run_config(args: argparse.Namespace, m: int) -> dict:
             "torch_threads": torch.get_num_threads(),
             "cores": os.cpu_count(),
             "platform": platform.platform(),
+            "blas": blas_summary(),
         },
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
         "seconds": {

@@ -93,3 +93,13 @@ def test_demo_prints_the_hint_before_its_timings(monkeypatch, capsys: pytest.Cap
     monkeypatch.setattr("faast.environment.blas_kernel_hints", lambda: [])
     demo_cmd._warn_if_narrow_blas()
     assert capsys.readouterr().err == ""
+
+
+def test_capability_unknown_with_a_torch_that_cannot_say(monkeypatch) -> None:
+    import torch
+
+    from faast.environment import cpu_capability
+
+    monkeypatch.delattr(torch.backends.cpu, "get_cpu_capability")
+    assert cpu_capability() == "unknown"
+    assert blas_kernel_hints([_openblas("Haswell")], None, {}) == []  # no advice without knowing the CPU

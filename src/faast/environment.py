@@ -55,8 +55,10 @@ def cpu_name() -> str:
 
 
 def cpu_capability() -> str:
-    """The widest vector instruction set torch found on this CPU ("AVX512", "AVX2", "DEFAULT", ...)."""
-    return str(torch.backends.cpu.get_cpu_capability())
+    """The widest vector instruction set torch found on this CPU ("AVX512", "AVX2", "DEFAULT", ...;
+    "unknown" with a torch too old to say)."""
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return str(get()) if get is not None else "unknown"
 
 
 def blas_libraries() -> list[BlasLibrary]:
