@@ -17,10 +17,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from faast import FaastClassifier
 from faast.solver.logistic import (
     FALLBACK_DIVISOR,
+    FLAT_TOLERANCE,
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
     MIN_HELD_OUT,
     PATH_TOLERANCE,
+    START_DECADE,
+    WEAKEST_DECADE,
     choose_ridge,
     fit_logistic,
     holdout_folds,
@@ -540,6 +543,61 @@ def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkey
     losses, best = walk_with(0.0)
     np.testing.assert_allclose(losses, script, rtol=1e-12)
     assert best == len(script) - 1
+
+
+def test_choose_ridge_walks_on_through_flat_decades_and_they_do_not_count(monkeypatch):
+    """A scripted path (the fits are real, candidate i's held-out loss is the script's i-th value)
+    that sits exactly at the null loss log 4 for three decades — penalties that hide the features
+    entirely — then falls: the flat decades neither end the walk nor replace the best, and the
+    walk may go three decades past WEAKEST_DECADE; a decade that rises on the plateau still ends
+    it, as before."""
+    X, y, _ = _problem(400, 20, 4, 2, spread=1.0)
+    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
+    stats = GramStats(20, 4)
+    stats.add(keys, torch.nn.functional.one_hot(labels, 4).double())
+    factor = stats.factor()
+    null = math.log(4)
+
+    def walk(script: list[float]):
+        calls = iter(script)
+
+        def scripted(k, y_out, w_out, weight):
+            return next(calls) * len(y_out)
+
+        with monkeypatch.context() as patch:
+            patch.setattr("faast.solver.logistic.data_loss", scripted)
+            return choose_ridge(keys, labels, None, factor, steps=2, seed=0, num_classes=4)
+
+    flat = [null, null * (1 + FLAT_TOLERANCE / 2), null * (1 - FLAT_TOLERANCE / 2), null]
+    falling = [null * 0.9**k for k in range(1, 20)]
+    choice = walk(flat + falling)
+    scale = penalty_scale(factor)
+    decades = [round(-math.log10(r / scale)) for r in choice.candidates]
+    assert decades[0] == START_DECADE
+    flats = 3  # candidates 1-3 are within FLAT_TOLERANCE of the best (candidate 0 or 2)
+    assert decades[-1] == WEAKEST_DECADE + flats  # three decades further than a path without them
+    assert choice.ridge == choice.candidates[-1]  # every falling decade beat the best by 10 %
+    np.testing.assert_allclose(choice.holdout_loss, (flat + falling)[: len(decades)], rtol=1e-12)
+    rising = walk([null, null * (1 + 10 * FLAT_TOLERANCE), *falling])  # a rise on the plateau
+    assert len(rising.candidates) > 1
+    assert [round(-math.log10(r / scale)) for r in rising.candidates[:2]] == [START_DECADE, START_DECADE + 1]
+    assert START_DECADE + 2 not in [round(-math.log10(r / scale)) for r in rising.candidates]
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e-6])
+def test_auto_C_finds_features_far_smaller_than_the_intercept_column(scale):
+    """Features 10⁴–10⁶ times smaller than the intercept's constant column (value 1): its
+    curvature sets s, so the first decades of the path hide the features entirely (a flat held-out
+    loss at log 2). The walk goes on through those flat decades and finds the penalty that shows
+    them; before, it stopped there, walked stronger and fell back to chance (about 50 %)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 10))
+    y = (X[:, 0] + 0.3 * rng.standard_normal(600) > 0).astype(int)
+    reference = FaastClassifier(loss="logistic").fit(X[:500], y[:500])
+    small = FaastClassifier(loss="logistic").fit(X[:500] * scale, y[:500])
+    accuracy = small.score(X[500:] * scale, y[500:])
+    assert accuracy >= reference.score(X[500:], y[500:]) - 0.02
+    assert accuracy > 0.85
 
 
 @pytest.mark.parametrize("offset", [100.0, 1e4])

@@ -29,7 +29,9 @@ separable path — few-shot data are separable — no longer walks on for neglig
 no penalty so far beats the null loss (below) by that fraction, the penalties are still too
 strong for the features to show (uncentred or unevenly scaled features, whose few large
 directions make the scale s, start there), so any decrease beats the best and the walk goes on
-until the loss stops falling. The
+until the loss stops falling; a decade whose loss stays within ``FLAT_TOLERANCE`` of the best
+there (the penalty hides the features entirely, as when they are far smaller than the
+intercept's constant column) neither ends the walk nor counts towards its weakest decade. The
 winner must also beat the null loss log m (predicting the m classes uniformly: guessing) by that
 fraction; when none does, the held-out examples cannot rank the penalties and ρ = s /
 ``FALLBACK_DIVISOR`` is used. (Not the class frequencies' loss: an intercept learns them, and
@@ -44,7 +46,9 @@ labels are never fitted.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +89,12 @@ MIN_HELD_OUT, HOLDOUT_FOLDS = 30, 5
 #: loss log m (uniform predictions) by this fraction; until one does, any decrease replaces the
 #: best (the path is still on the null plateau).
 PATH_TOLERANCE = 0.01
+#: On the null plateau a candidate whose held-out loss is within this fraction of the null loss of
+#: the best so far neither replaces it nor ends the walk: the penalties still hide the features
+#: entirely (as when the features are far smaller than the intercept's constant column, whose
+#: curvature then sets s), so the walk goes on, and such flat decades do not count towards
+#: WEAKEST_DECADE (the walk may go that many decades further, above the factor's noise floor).
+FLAT_TOLERANCE = 1e-4
 #: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when the held-out
 #: examples cannot rank penalties: none can be held out, or no penalty beats the null loss.
 FALLBACK_DIVISOR = 100.0
@@ -298,11 +308,18 @@ def choose_ridge(
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
     memories = [CurvatureMemory() for _ in splits]  # each fold's curvature pairs, along the path
 
-    def walk(decades: range, init: list[torch.Tensor] | None) -> None:
-        """Fit along ``decades`` from ``init`` until the held-out loss stops beating the best."""
+    def walk(decades: Iterable[int], init: list[torch.Tensor] | None, weakest: int | None = None) -> None:
+        """Fit along ``decades`` from ``init`` until the held-out loss stops beating the best. The
+        weaker walk (``weakest`` given) also goes on through decades flat on the null plateau
+        (they hid the features), and past ``weakest`` by as many decades as were flat, above the
+        factor's noise floor."""
         current: list[torch.Tensor | None] = list(init) if init is not None else [start] * len(splits)
         for t in decades:
             ridge = scale * 10.0 ** (-t)
+            if weakest is not None and t > weakest:
+                flats = sum(flat(i) for i in range(len(tried)))
+                if t > weakest + flats or ridge < factor.noise_floor:
+                    return
             loss = 0.0
             for f, ((k_fit, y_fit, w_fit), (k_out, y_out, w_out)) in enumerate(splits):
                 current[f], _ = fit_logistic(
@@ -316,12 +333,19 @@ def choose_ridge(
                     num_classes,
                     tolerance,
                     memories[f],
-                    scale_init=init is None and t == decades[0],
+                    scale_init=init is None and not tried,
                 )
                 loss += data_loss(k_out, y_out, w_out, current[f])
             tried.append((ridge, loss / out_total, list(current)))  # type: ignore[arg-type]
-            if not beats_best(len(tried) - 1):
-                return
+            if not beats_best(len(tried) - 1) and not (weakest is not None and flat(len(tried) - 1)):
+                return  # (flat decades continue only the weaker walk: stronger ones hide more)
+
+    def flat(index: int) -> bool:
+        """Whether candidate ``index`` is on the null plateau within ``FLAT_TOLERANCE`` of the
+        best earlier loss (the penalties still hide the features)."""
+        best = min((entry[1] for entry in tried[:index]), default=math.inf)
+        on_plateau = not best < null_loss * (1.0 - PATH_TOLERANCE)
+        return on_plateau and abs(tried[index][1] - best) <= FLAT_TOLERANCE * null_loss
 
     def beats_best(index: int) -> bool:
         """Whether candidate ``index`` lowers the held-out loss of every earlier one by more
@@ -332,7 +356,7 @@ def choose_ridge(
             return tried[index][1] < best
         return tried[index][1] < best * (1.0 - PATH_TOLERANCE)
 
-    walk(range(START_DECADE, WEAKEST_DECADE + 1), None)
+    walk(itertools.count(START_DECADE), None, weakest=WEAKEST_DECADE)
     winners = [i for i in range(len(tried)) if beats_best(i)]  # in the order tried; the last is best
     if winners == [0]:  # the strongest so far won: go stronger
         walk(range(START_DECADE - 1, STRONGEST_DECADE - 1, -1), tried[0][2])
