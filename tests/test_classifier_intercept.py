@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -262,3 +264,20 @@ def test_logistic_auto_C_on_its_ordered_design_equals_the_path_on_the_rows_in_or
     )
     np.testing.assert_allclose(ours.coef_, weight[:, :-1].numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(ours.intercept_, weight[:, -1].numpy(), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(("scale", "lost"), [(1e-8, "features"), (1e8, "intercept")])
+def test_fit_warns_when_features_and_intercept_scaling_are_too_far_apart_for_float64(scale, lost):
+    """Entries 10⁸ times smaller (or larger) than the constant column put 10⁻¹⁶ between their
+    Gram entries: the smaller side is rounding noise to the eigendecomposition. The fit says so,
+    naming the remedy, instead of answering silently."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5)) * scale
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(UserWarning, match=rf"so the {lost} may be lost.*intercept_scaling near"):
+        FaastClassifier().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*intercept_scaling")  # none where they fit: no intercept,
+        FaastClassifier(fit_intercept=False).fit(X, y)
+        FaastClassifier(intercept_scaling=scale * np.sqrt(5)).fit(X, y)  # or with it scaled
+        FaastClassifier().fit(X / scale * 1e-6, y)  # or 10⁻⁶ apart (the fit keeps them)

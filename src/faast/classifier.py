@@ -48,6 +48,10 @@ ROWS_KEPT = 2
 DESIGN_BLOCK_ROWS = 8192
 #: Rows per block of the gather that builds a design in another row order (see _design_numpy).
 GATHER_ROWS = 512
+#: ``fit`` warns when the features' mean squared entry is below this fraction of
+#: ``intercept_scaling``² (or above its inverse): the least-squares fit lost features 10⁻⁸ times
+#: the constant column (entries ≈ 10⁻¹⁶ of it in the Gram) and kept them at 10⁻⁶.
+INTERCEPT_SCALE_GAP = 1e-14
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -172,7 +176,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         times this value. Keep it near the features' typical row norm (1 for unit-norm
         embeddings; standardise raw tables first): far below, the cut shrinks the intercept to
         nothing; far above, it is barely penalised. It is fixed, not estimated from the data, so
-        that ``partial_fit`` in batches equals one ``fit``.
+        that ``partial_fit`` in batches equals one ``fit``. ``fit`` warns when the features'
+        scale is so far from it (10⁷ per entry) that float64 cannot hold both in one Gram.
 
     Attributes
     ----------
@@ -416,6 +421,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.class_weight, str):
             self.class_weight_ = _class_weights(self.class_weight, classes_)
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
+        self._check_intercept_scale(keys)
         if first:
             self.classes_ = classes_
             design_dim = self._design_dim(keys.shape[1])
@@ -444,6 +450,30 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.class_count_ = self.class_count_ + counts
         self._compile(cut)
         return keys, onehot, weights  # without the examples of zero weight
+
+    def _check_intercept_scale(self, keys: torch.Tensor) -> None:
+        """Warn when the features' scale is so far from ``intercept_scaling`` that float64 cannot
+        hold both in one Gram: the typical squared entry of keys (n, d) below ``INTERCEPT_SCALE_GAP``
+        times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
+        constant column's and the cut drops them: chance-level predictions), or above its inverse
+        (the intercept is dropped)."""
+        if not self.fit_intercept or keys.numel() == 0:
+            return
+        mean_square = float(keys.detach().to(torch.float64).square().mean())
+        if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
+            return
+        ratio = mean_square / float(self.intercept_scaling) ** 2
+        if 0 < ratio < INTERCEPT_SCALE_GAP or ratio > 1 / INTERCEPT_SCALE_GAP:
+            row_norm = math.sqrt(mean_square * keys.shape[1])
+            warnings.warn(
+                f"the features' root-mean-square entry ({math.sqrt(mean_square):.3g}) is "
+                f"{math.sqrt(ratio):.1g} times intercept_scaling={self.intercept_scaling:g}: too far "
+                f"apart for one float64 Gram, so the {'features' if ratio < 1 else 'intercept'} may "
+                f"be lost to rounding; rescale the features or set intercept_scaling near their row "
+                f"norm ({row_norm:.3g})",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
         """Remove examples learned earlier, exactly, and recompile.
