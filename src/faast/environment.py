@@ -25,7 +25,15 @@ from dataclasses import asdict, dataclass
 import torch
 from threadpoolctl import threadpool_info
 
-__all__ = ["BlasLibrary", "blas_kernel_hints", "blas_libraries", "blas_summary", "cpu_name", "describe"]
+__all__ = [
+    "BlasLibrary",
+    "blas_kernel_hints",
+    "blas_libraries",
+    "blas_summary",
+    "cpu_capability",
+    "cpu_name",
+    "describe",
+]
 
 #: OpenBLAS kernel sets (threadpoolctl's ``architecture``, lower case) built on AVX-512.
 OPENBLAS_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
