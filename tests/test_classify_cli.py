@@ -188,6 +188,30 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     assert not loaded.intercept_.any()
 
 
+def test_fit_sets_intercept_scaling_and_warns_in_one_line_when_it_is_far_from_the_features(tmp_path, capsys):
+    """Features 10⁻⁸ of the default constant column: the fit warns on one line (no source line)
+    naming the remedy, and ``--intercept-scaling`` near the row norm fits them silently, saved
+    with the classifier; a bad value is a one-line error."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 4)) * 1e-8
+    y = (X[:, 0] > 0).astype(int)
+    features, labels = _features_files(tmp_path, X, y)
+    assert _run("fit", features, *labels, "--model", tmp_path / "m") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("faast classify: warning: the features' root-mean-square")
+    assert "intercept_scaling near their row norm" in err[0]
+    assert _run("fit", features, *labels, "--model", tmp_path / "m2", "--intercept-scaling", "2e-8") == 0
+    assert capsys.readouterr().err == ""
+    loaded = load_classifier(tmp_path / "m2")[0]
+    ref = FaastClassifier(intercept_scaling=2e-8).fit(X, y)
+    assert loaded.intercept_scaling == 2e-8
+    np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-12)
+    np.testing.assert_array_equal(loaded.predict(X), ref.predict(X))
+    assert _run("fit", features, *labels, "--model", tmp_path / "m3", "--intercept-scaling", "0") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "intercept_scaling" in err[0]
+
+
 def test_fit_with_balanced_class_weights_and_partial_fit_refuses_them(tmp_path, capsys):
     rng = np.random.default_rng(4)
     y = np.r_[np.zeros(40, int), np.ones(8, int)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -65,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args.func(args) or 0)
+        with warnings.catch_warnings():  # one line each, as errors are (--debug: Python's format)
+            if not args.debug:
+                warnings.showwarning = _warning_printer(args.command)
+            code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         _mark_failed()
         if args.debug:
@@ -81,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code != 0:
         _mark_failed()
     return code
+
+
+def _warning_printer(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints ``faast COMMAND: warning: message`` (one line, no
+    source line) on stderr."""
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"faast {command}: warning: {one_line(str(message))}", file=sys.stderr)
+
+    return show
 
 
 def run() -> None:

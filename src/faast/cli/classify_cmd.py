@@ -74,6 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "fits scores through the origin",
             )  # fmt: skip
             c.add_argument(
+                "--intercept-scaling", type=float, default=1.0, metavar="S",
+                help="value of the intercept's constant feature (default 1, for unit-norm features; "
+                "near the features' row norm otherwise: fit warns when they are far apart)",
+            )  # fmt: skip
+            c.add_argument(
                 "--random-features", type=int, default=None, metavar="M",
                 help="expand features by a seeded random projection to M dims + ReLU before the solve "
                 "(more accurate on large data, much slower to fit; see docs/classifier.md)",
@@ -209,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             **params,
             normalize_keys=args.normalize,
             fit_intercept=args.intercept,
+            intercept_scaling=args.intercept_scaling,
             random_features=args.random_features,
             distributed=shard,
             loss=args.loss,
