@@ -52,6 +52,8 @@ GATHER_ROWS = 512
 #: ``intercept_scaling``² (or above its inverse): the least-squares fit lost features 10⁻⁸ times
 #: the constant column (entries ≈ 10⁻¹⁶ of it in the Gram) and kept them at 10⁻⁶.
 INTERCEPT_SCALE_GAP = 1e-14
+#: Rows (at least, at most twice) whose entries give the features' scale for that warning.
+SCALE_SAMPLE_ROWS = 1024
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -456,10 +458,12 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         hold both in one Gram: the typical squared entry of keys (n, d) below ``INTERCEPT_SCALE_GAP``
         times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
         constant column's and the cut drops them: chance-level predictions), or above its inverse
-        (the intercept is dropped)."""
+        (the intercept is dropped). The scale is that of at most 2·``SCALE_SAMPLE_ROWS`` evenly
+        spaced rows: a float64 copy of every row cost a 60,000 × 1280 fit 0.4–0.8 s and 600 MB."""
         if not self.fit_intercept or keys.numel() == 0:
             return
-        mean_square = float(keys.detach().to(torch.float64).square().mean())
+        sample = keys.detach()[:: max(1, keys.shape[0] // SCALE_SAMPLE_ROWS)]
+        mean_square = float(sample.to(torch.float64).square().mean())
         if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
             return
         ratio = mean_square / float(self.intercept_scaling) ** 2
