@@ -512,37 +512,40 @@ def test_choose_ridge_falls_back_when_no_penalty_beats_predicting_without_featur
     assert choice.ridge in choice.candidates  # with the weights fitted at it
 
 
-def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkeypatch):
-    """The walk's rule on a scripted path of held-out losses (the fits are real, the held-out loss
-    of candidate i is set to the script's i-th value): a candidate that lowers the best loss by
-    less than ``PATH_TOLERANCE`` of it ends the walk and the candidate before it is kept; without
-    a tolerance the same path walks on to the weakest decade and keeps the lowest."""
+def _scripted_walk(monkeypatch, script: list[float], tolerance: float = PATH_TOLERANCE):
+    """``choose_ridge`` on a 4-class problem whose fits are real but whose candidate i has the
+    held-out loss ``script[i]`` per example (``data_loss`` patched), with ``PATH_TOLERANCE`` set to
+    ``tolerance``; returns the choice and the penalty scale s."""
     X, y, _ = _problem(400, 20, 4, 2, spread=1.0)
     keys, labels = torch.as_tensor(X), torch.as_tensor(y)
     stats = GramStats(20, 4)
     stats.add(keys, torch.nn.functional.one_hot(labels, 4).double())
     factor = stats.factor()
+    calls = iter(script)
+
+    def scripted(k, y_out, w_out, weight):
+        return next(calls) * len(y_out)
+
+    with monkeypatch.context() as patch:
+        patch.setattr("faast.solver.logistic.data_loss", scripted)
+        patch.setattr("faast.solver.logistic.PATH_TOLERANCE", tolerance)
+        choice = choose_ridge(keys, labels, None, factor, steps=3, seed=0, num_classes=4)
+    assert choice is not None and choice.folds == 1
+    return choice, penalty_scale(factor)
+
+
+def test_choose_ridge_ends_a_path_that_only_gains_a_fraction_of_a_percent(monkeypatch):
+    """The walk's rule on a scripted path of held-out losses (the fits are real, the held-out loss
+    of candidate i is set to the script's i-th value): a candidate that lowers the best loss by
+    less than ``PATH_TOLERANCE`` of it ends the walk and the candidate before it is kept; without
+    a tolerance the same path walks on to the weakest decade and keeps the lowest."""
     script = [1.0, 0.8, 0.7, 0.6995, 0.69, 0.6, 0.59, 0.58, 0.57]  # candidate 4 gains 0.07 %
-
-    def walk_with(tolerance: float) -> tuple[float, ...]:
-        calls = iter(script)
-
-        def scripted(k, y_out, w_out, weight):
-            return next(calls) * len(y_out)
-
-        with monkeypatch.context() as patch:
-            patch.setattr("faast.solver.logistic.data_loss", scripted)
-            patch.setattr("faast.solver.logistic.PATH_TOLERANCE", tolerance)
-            choice = choose_ridge(keys, labels, None, factor, steps=3, seed=0, num_classes=4)
-        assert choice is not None and choice.folds == 1
-        return choice.holdout_loss, choice.candidates.index(choice.ridge)
-
-    losses, best = walk_with(PATH_TOLERANCE)
-    np.testing.assert_allclose(losses, script[:4], rtol=1e-12)
-    assert best == 2  # ended at the 0.07 % gain, kept the one before
-    losses, best = walk_with(0.0)
-    np.testing.assert_allclose(losses, script, rtol=1e-12)
-    assert best == len(script) - 1
+    choice, _ = _scripted_walk(monkeypatch, script)
+    np.testing.assert_allclose(choice.holdout_loss, script[:4], rtol=1e-12)
+    assert choice.candidates.index(choice.ridge) == 2  # ended at the 0.07 % gain, kept the one before
+    choice, _ = _scripted_walk(monkeypatch, script, tolerance=0.0)
+    np.testing.assert_allclose(choice.holdout_loss, script, rtol=1e-12)
+    assert choice.candidates.index(choice.ridge) == len(script) - 1
 
 
 def test_choose_ridge_walks_on_through_flat_decades_and_they_do_not_count(monkeypatch):
@@ -551,35 +554,18 @@ def test_choose_ridge_walks_on_through_flat_decades_and_they_do_not_count(monkey
     entirely — then falls: the flat decades neither end the walk nor replace the best, and the
     walk may go three decades past WEAKEST_DECADE; a decade that rises on the plateau still ends
     it, as before."""
-    X, y, _ = _problem(400, 20, 4, 2, spread=1.0)
-    keys, labels = torch.as_tensor(X), torch.as_tensor(y)
-    stats = GramStats(20, 4)
-    stats.add(keys, torch.nn.functional.one_hot(labels, 4).double())
-    factor = stats.factor()
     null = math.log(4)
-
-    def walk(script: list[float]):
-        calls = iter(script)
-
-        def scripted(k, y_out, w_out, weight):
-            return next(calls) * len(y_out)
-
-        with monkeypatch.context() as patch:
-            patch.setattr("faast.solver.logistic.data_loss", scripted)
-            return choose_ridge(keys, labels, None, factor, steps=2, seed=0, num_classes=4)
-
     flat = [null, null * (1 + FLAT_TOLERANCE / 2), null * (1 - FLAT_TOLERANCE / 2), null]
     falling = [null * 0.9**k for k in range(1, 20)]
-    choice = walk(flat + falling)
-    scale = penalty_scale(factor)
+    choice, scale = _scripted_walk(monkeypatch, flat + falling)
     decades = [round(-math.log10(r / scale)) for r in choice.candidates]
     assert decades[0] == START_DECADE
     flats = 3  # candidates 1-3 are within FLAT_TOLERANCE of the best (candidate 0 or 2)
     assert decades[-1] == WEAKEST_DECADE + flats  # three decades further than a path without them
     assert choice.ridge == choice.candidates[-1]  # every falling decade beat the best by 10 %
     np.testing.assert_allclose(choice.holdout_loss, (flat + falling)[: len(decades)], rtol=1e-12)
-    rising = walk([null, null * (1 + 10 * FLAT_TOLERANCE), *falling])  # a rise on the plateau
-    assert len(rising.candidates) > 1
+    rising, _ = _scripted_walk(monkeypatch, [null, null * (1 + 10 * FLAT_TOLERANCE), *falling])
+    assert len(rising.candidates) > 1  # a rise on the plateau ends the weaker walk at once
     assert [round(-math.log10(r / scale)) for r in rising.candidates[:2]] == [START_DECADE, START_DECADE + 1]
     assert START_DECADE + 2 not in [round(-math.log10(r / scale)) for r in rising.candidates]
 
