@@ -70,8 +70,11 @@ def cpu_capability() -> str:
 
 
 def blas_libraries() -> list[BlasLibrary]:
-    """The BLAS libraries loaded so far (NumPy's, SciPy's once SciPy's linear algebra is imported,
-    ...), in threadpoolctl's order."""
+    """The BLAS libraries of this process, in threadpoolctl's order: NumPy's and SciPy's (whose
+    linear algebra, which faast's solver uses, is imported first so that its OpenBLAS is loaded
+    and listed), and any other loaded so far."""
+    import scipy.linalg  # noqa: F401
+
     found = []
     for info in threadpool_info():
         if info.get("user_api") != "blas":
@@ -155,7 +158,6 @@ def describe() -> dict:
     """Everything above, plus versions, threads and devices, as a JSON-ready dict."""
     import numpy as np
     import scipy
-    import scipy.linalg  # loads SciPy's BLAS, so that it is listed
 
     from faast import __version__
 

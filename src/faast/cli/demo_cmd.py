@@ -108,8 +108,6 @@ def _warn_if_narrow_blas() -> None:
     """The demo reports fit times: say so when OpenBLAS runs narrower kernels than the CPU has
     (:func:`faast.environment.blas_kernel_hints`), which slowed the float64 statistics 1.8× on
     the development VM."""
-    import scipy.linalg  # noqa: F401  (SciPy's OpenBLAS, which the solver uses, is then listed)
-
     from faast.environment import blas_kernel_hints
 
     for hint in blas_kernel_hints():
