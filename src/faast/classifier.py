@@ -459,7 +459,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
         constant column's and the cut drops them: chance-level predictions), or above its inverse
         (the intercept is dropped). The scale is that of at most 2·``SCALE_SAMPLE_ROWS`` evenly
-        spaced rows: a float64 copy of every row cost a 60,000 × 1280 fit 0.4–0.8 s and 600 MB."""
+        spaced rows: a float64 copy of every row would cost a large fit as much memory again as
+        float32 keys hold twice over, for a warning that needs an order of magnitude."""
         if not self.fit_intercept or keys.numel() == 0:
             return
         sample = keys.detach()[:: max(1, keys.shape[0] // SCALE_SAMPLE_ROWS)]
