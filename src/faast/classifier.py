@@ -39,6 +39,7 @@ from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
 from faast.solver.logistic import choose_ridge, fallback_penalty, fit_logistic, holdout_folds
 from faast.solver.retarget import retarget
+from faast.solver.temperature import fit_temperature, kept_rows_loo, sampled_rows_loo
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
@@ -54,6 +55,12 @@ GATHER_ROWS = 512
 INTERCEPT_SCALE_GAP = 1e-14
 #: Rows (at least, at most twice) whose entries give the features' scale for that warning.
 SCALE_SAMPLE_ROWS = 1024
+#: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
+#: spaced rows of the call that passed them (their exact leverages cost O(rows·d²)).
+CALIBRATION_ROWS = 2048
+#: The temperature ``logit_scale="auto"`` falls back to where leave-one-out says nothing (one
+#: example per class; a prior), the fixed default before 2026-12.
+FALLBACK_LOGIT_SCALE = 10.0
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -98,8 +105,17 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Similarity between predicted values and class embeddings.
     normalize_keys : bool, default=False
         L2-normalise features before use (as done for CLIP embeddings).
-    logit_scale : float, default=10.0
-        ``predict_proba`` = softmax(logit_scale · scores).
+    logit_scale : float > 0 or "auto", default="auto"
+        ``predict_proba`` = softmax(T · scores) with T = ``logit_scale``, or with ``"auto"`` the
+        T that minimises the cross-entropy of the training examples' exact leave-one-out scores
+        (no refit: :mod:`faast.solver.temperature`), from the training set alone, on every solve:
+        from every example while at most 2·D are held (the rows are kept, as for the ``auto``
+        cuts), beyond from at most 2048 evenly spaced examples of the ``fit``/``partial_fit``
+        call that passed them (``forget`` and ``solve`` then keep that T). Examples that are
+        their class's only one are left out (removing them leaves the class unseen); where
+        nothing is left (one example per class) or with a ``prior``, T = 10, the fixed default
+        before 2026-12. With ``refine``, the T of the solve before retargeting. Predictions
+        (``predict``, ``decision_function``) do not depend on it.
     device : str or torch.device, default=None
         Where statistics live and predictions run; ``None`` follows the first batch.
     distributed : bool, default=False
@@ -209,6 +225,9 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         Training examples the last ``refine`` round retargeted (0 when ``refine=0``).
     C_ : float or None
         The inverse penalty ``loss="logistic"`` used (chosen when ``C="auto"``); None otherwise.
+    logit_scale_ : float
+        The temperature ``predict_proba`` applies to the scores of ``loss="squared"``
+        (``logit_scale``, or the one ``"auto"`` chose); 1 with ``loss="logistic"``.
     n_iter_ : int
         Logistic steps of the final fit (``loss="logistic"``); 1 otherwise (the one solve).
     class_weight_ : ndarray of shape (n_classes,)
@@ -244,7 +263,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         "n0": [Interval(Real, 0, None, closed="left")],
         "similarity": [StrOptions({"dot", "cosine"})],
         "normalize_keys": ["boolean"],
-        "logit_scale": [Interval(Real, 0, None, closed="neither")],
+        "logit_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "device": [None, str, torch.device],
         "distributed": ["boolean"],
         "random_features": [None, Interval(Integral, 1, None, closed="left")],
@@ -271,7 +290,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         n0: float = 0.0,
         similarity: str = "dot",
         normalize_keys: bool = False,
-        logit_scale: float = 10.0,
+        logit_scale: float | str = "auto",
         device: str | None = None,
         distributed: bool = False,
         random_features: int | None = None,
@@ -450,7 +469,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
             self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
         self.class_count_ = self.class_count_ + counts
-        self._compile(cut)
+        self._compile(cut, calibration=(keys, onehot, weights))
         return keys, onehot, weights  # without the examples of zero weight
 
     def _check_intercept_scale(self, keys: torch.Tensor) -> None:
@@ -588,7 +607,12 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self._check_not_refined("solve")
         return self._compile(self._cut())
 
-    def _compile(self, cut: Cut) -> FaastClassifier:
+    def _compile(
+        self, cut: Cut, calibration: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+    ) -> FaastClassifier:
+        """Solve with ``cut`` and set the fitted attributes; ``calibration``: the pairs (keys,
+        one-hot values, weights) of the call that passed them, for ``logit_scale="auto"`` when
+        the statistics do not keep their rows."""
         self.memory_.set_cut(cut)
         self.cut_ = cut
         info = self.memory_.solve_info()
@@ -599,7 +623,55 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 1  # the closed-form solve; the logistic steps set their own count
         self._set_coef(self.memory_.weight(torch.float64))
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
+        self._calibrate(calibration)
         return self
+
+    def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
+        """Set ``logit_scale_``: ``logit_scale``, or for ``"auto"`` the temperature of the
+        leave-one-out scores (:mod:`faast.solver.temperature`) of the kept rows, else of at most
+        ``CALIBRATION_ROWS`` of ``pairs`` (keys (n, d), one-hot (n, C), weights); with neither,
+        the temperature found before."""
+        if self.loss == "logistic":  # the scores are fitted logits
+            self.logit_scale_ = 1.0
+            return
+        if self.logit_scale != "auto":
+            self.logit_scale_ = float(self.logit_scale)
+            return
+        if self.prior is not None:
+            self.logit_scale_ = FALLBACK_LOGIT_SCALE
+            return
+        factor = self.memory_.stats.factor()
+        phi = self._filter(factor)
+        reduce = None
+        if factor.has_rows:  # every kept row, the same on every process
+            loo, onehot, weights = kept_rows_loo(factor, phi)
+            informative = torch.ones(loo.shape[0], dtype=torch.bool, device=loo.device)
+        elif pairs is not None:
+            keys, onehot, weights = pairs
+            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+            loo, onehot, weights = sampled_rows_loo(
+                factor,
+                phi,
+                functools.partial(self._design_times, self._expand(keys[pick]).to(torch.float64)),
+                onehot[pick],
+                None if weights is None else weights[pick],
+                self.memory_.weight(torch.float64),
+            )
+            counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
+            informative = (onehot @ counts) > 1  # not its class's only example
+            if self.distributed:  # each process holds its own rows: their sums are united
+                dist = faast.distributed.current()
+                reduce = functools.partial(dist.all_reduce_, what="logit_scale")
+        else:
+            self.logit_scale_ = float(getattr(self, "logit_scale_", FALLBACK_LOGIT_SCALE))
+            return
+        self.logit_scale_ = fit_temperature(
+            self._class_scores(loo[informative], None),
+            onehot[informative],
+            weights[informative],
+            fallback=FALLBACK_LOGIT_SCALE,
+            reduce=reduce,
+        )
 
     def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
         """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
@@ -847,11 +919,22 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         keys = self._keys(X, reset=False)
         weight = self._weight(keys.dtype, keys.device)  # (C, D′)
         features = self._expand(keys)
-        if self.fit_intercept:  # the constant column's share added, not built: no copy of X
-            pred = features @ weight[:, :-1].T + float(self.intercept_scaling) * weight[:, -1]
-        else:
-            pred = features @ weight.T  # (q, C): learned one-hot scores
-        emb = self.embeddings_
+        pred = self._design_times(features, weight.T)  # (q, C): learned one-hot scores
+        return self._class_scores(pred, keys)
+
+    def _design_times(self, features: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """The design rows of ``features`` (q, D′) (after ``random_features``) times ``matrix``
+        (D′ + 1 with the intercept, k) without building them: the constant column's share added."""
+        matrix = matrix.to(device=features.device, dtype=features.dtype)
+        if self.fit_intercept:
+            return features @ matrix[:-1] + float(self.intercept_scaling) * matrix[-1]
+        return features @ matrix
+
+    def _class_scores(self, pred: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
+        """Class scores (q, C) from one-hot predictions ``pred`` (q, C): through the class
+        embeddings, the prior (on the features ``keys`` (q, d), needed only with one) and the
+        similarity."""
+        emb = None if self.embeddings_ is None else self.embeddings_.to(pred.dtype)
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction
         if self.prior is not None:
@@ -897,9 +980,16 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         return _like_input(scores, X)
 
     def predict_proba(self, X: Any) -> Any:
-        """softmax(logit_scale · scores), shape (n_samples, n_classes); softmax(scores) with
-        ``loss="logistic"`` (the scores are then fitted logits)."""
-        scale = 1.0 if self.loss == "logistic" else self.logit_scale
+        """softmax(T · scores), shape (n_samples, n_classes), T = ``logit_scale`` (the fitted
+        ``logit_scale_`` for ``"auto"``); softmax(scores) with ``loss="logistic"`` (the scores are
+        then fitted logits)."""
+        if self.loss == "logistic":
+            scale = 1.0
+        elif self.logit_scale == "auto":
+            check_is_fitted(self, "memory_")
+            scale = self.logit_scale_
+        else:
+            scale = float(self.logit_scale)
         proba = torch.softmax(scale * self._scores(X), dim=1)
         return _like_input(proba, X)
 
@@ -956,6 +1046,13 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
+
+
+def _evenly_spaced(n: int, most: int, device: torch.device) -> torch.Tensor:
+    """Indices (≤ most,) of evenly spaced rows among n, first and last included."""
+    if n <= most:
+        return torch.arange(n, device=device)
+    return torch.linspace(0, n - 1, most, device=device).round().to(torch.int64).unique()
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

@@ -17,6 +17,7 @@ written atomically; a callable prior cannot be saved.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ def save_classifier(
         "params": {name: _param_to_json(name, getattr(clf, name)) for name in _PARAMS},
         "class_weight": [float(x) for x in clf.class_weight_],
         "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
+        # the temperature predict_proba uses: beyond the kept rows it came from rows not saved
+        "logit_scale_fitted": float(clf.logit_scale_),
         "prior": clf.prior if isinstance(clf.prior, str) else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
@@ -139,6 +142,11 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
     clf.memory_ = memory
     clf._compile(clf._cut())
+    if "logit_scale_fitted" in info:  # absent from files written before logit_scale="auto"
+        fitted = info["logit_scale_fitted"]
+        if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not (0 < fitted < math.inf):
+            raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (logit_scale_fitted)")
+        clf.logit_scale_ = float(fitted)
     if "retarget_cross" in tensors:  # the retargeted solve of fit(refine > 0), same filter
         cross = tensors["retarget_cross"].to(torch.float64)
         factor = memory.stats.factor()  # type: ignore[union-attr]

@@ -1,0 +1,184 @@
+"""``logit_scale="auto"``: the temperature of ``predict_proba`` from exact held-out scores,
+against brute-force refits and a grid search of the cross-entropy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faast import FaastClassifier
+from faast.classifier import FALLBACK_LOGIT_SCALE
+from faast.solver.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
+
+
+def _data(n: int, d: int, classes: int, seed: int, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features with a class signal; every class at least twice."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    X = rng.standard_normal((n, d)) + signal * np.eye(classes, d)[y]
+    return X, y
+
+
+def _smoothed_ce(scores: np.ndarray, onehot: np.ndarray, weights: np.ndarray, t: float) -> float:
+    """The criterion written out: weighted cross-entropy against Laplace-smoothed targets."""
+    m = onehot.shape[1]
+    eps = 1.0 / (weights.sum() + 2.0)
+    target = (1 - eps) * onehot + eps * (1 - onehot) / (m - 1)
+    z = t * scores
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(weights * (target * logp).sum(axis=1)).sum() / weights.sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    m=st.integers(2, 6),
+    spread=st.floats(0.01, 3.0),
+    weighted=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_fit_temperature_minimises_the_smoothed_cross_entropy(n, m, spread, weighted, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, m, n)
+    onehot = np.eye(m)[labels]
+    scores = onehot * rng.uniform(0, 1, (n, 1)) + spread * rng.standard_normal((n, m))
+    weights = rng.uniform(0.1, 3.0, n) if weighted else np.ones(n)
+    t = fit_temperature(
+        torch.from_numpy(scores), torch.from_numpy(onehot), torch.from_numpy(weights), fallback=10.0
+    )
+    assert MIN_TEMPERATURE <= t <= MAX_TEMPERATURE
+    grid = np.geomspace(MIN_TEMPERATURE, MAX_TEMPERATURE, 400)
+    best = min(_smoothed_ce(scores, onehot, weights, g) for g in grid)
+    assert _smoothed_ce(scores, onehot, weights, t) <= best + 1e-9
+
+
+def test_fit_temperature_without_rows_falls_back():
+    empty = torch.zeros(0, 3, dtype=torch.float64)
+    assert fit_temperature(empty, empty, fallback=7.0) == 7.0
+
+
+def test_perfectly_separated_scores_get_a_finite_temperature():
+    """Held-out predictions all right by a margin: the smoothing keeps T below the bound."""
+    onehot = torch.eye(3, dtype=torch.float64).repeat(20, 1)
+    t = fit_temperature(0.6 * onehot + 0.1, onehot, fallback=10.0)
+    assert 1.0 < t < MAX_TEMPERATURE
+
+
+def _brute_force_held_out(X, y, weights, **params) -> np.ndarray:
+    """Scores (n, C) of each example by a refit without it (one unit of weight held out)."""
+    out = np.empty((len(y), len(np.unique(y))))
+    for i in range(len(y)):
+        w = np.ones(len(y)) if weights is None else weights.copy()
+        w[i] -= min(w[i], 1.0)
+        keep = w > 0
+        clf = FaastClassifier(**params).fit(X[keep], y[keep], sample_weight=w[keep])
+        out[i] = clf._scores(X[i : i + 1]).numpy()[0]
+    return out
+
+
+def _reference_temperature(X, y, weights, **params) -> float:
+    scores = _brute_force_held_out(X, y, weights, **params)
+    onehot = np.eye(scores.shape[1])[y]
+    w = np.ones(len(y)) if weights is None else weights
+    return fit_temperature(
+        torch.from_numpy(scores), torch.from_numpy(onehot), torch.from_numpy(w), fallback=10.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "intercept", "weighted"),
+    [(12, 30, True, False), (12, 30, False, True), (40, 25, True, True), (40, 25, False, False)],
+)
+def test_kept_rows_temperature_equals_refits(n, d, intercept, weighted):
+    """While the rows are kept (n ≤ 2·D) the held-out scores are exact: the temperature equals
+    the one found from n refits, each without one example (weights ≤ 1: leave-one-out)."""
+    X, y = _data(n, d, 3, seed=n + d)
+    weights = np.random.default_rng(1).uniform(0.3, 1.0, n) if weighted else None
+    params = {"ridge": 0.7, "fit_intercept": intercept}
+    clf = FaastClassifier(**params).fit(X, y, sample_weight=weights)
+    assert clf.memory_.stats.factor().has_rows
+    expected = _reference_temperature(X, y, weights, **params)
+    assert clf.logit_scale_ == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_sampled_rows_temperature_equals_refits(intercept):
+    """Beyond 2·D examples the rows are gone from the statistics; the temperature comes from the
+    rows of the fit, with their exact leverages: equal to the one from refits."""
+    X, y = _data(60, 4, 3, seed=5)
+    params = {"ridge": 2.0, "fit_intercept": intercept}
+    clf = FaastClassifier(**params).fit(X, y)
+    assert not clf.memory_.stats.factor().has_rows
+    assert clf.logit_scale_ == pytest.approx(_reference_temperature(X, y, None, **params), rel=1e-6)
+
+
+def test_weight_two_is_the_example_twice():
+    X, y = _data(10, 30, 2, seed=3)
+    weights = np.where(np.arange(10) < 4, 2.0, 1.0)
+    twice = np.concatenate([np.arange(10), np.arange(4)])
+    weighted = FaastClassifier(ridge=0.5).fit(X, y, sample_weight=weights)
+    repeated = FaastClassifier(ridge=0.5).fit(X[twice], y[twice])
+    assert weighted.logit_scale_ == pytest.approx(repeated.logit_scale_, rel=1e-7)
+    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-6, atol=1e-9)
+
+
+def test_one_example_per_class_falls_back():
+    X, y = _data(4, 16, 4, seed=0)
+    clf = FaastClassifier().fit(X, y)
+    assert clf.logit_scale_ == FALLBACK_LOGIT_SCALE
+
+
+def test_predict_proba_applies_the_temperature():
+    X, y = _data(30, 8, 3, seed=2)
+    clf = FaastClassifier().fit(X, y)
+    t = clf.logit_scale_
+    assert math.isfinite(t) and t != FALLBACK_LOGIT_SCALE
+    expected = torch.softmax(t * clf._scores(X), dim=1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-12)
+    clf.set_params(logit_scale=3.0)  # a fixed temperature applies without another solve
+    np.testing.assert_allclose(clf.predict_proba(X), torch.softmax(3.0 * clf._scores(X), dim=1).numpy())
+    assert FaastClassifier(logit_scale=3.0).fit(X, y).logit_scale_ == 3.0
+    assert FaastClassifier(loss="logistic").fit(X, y).logit_scale_ == 1.0
+
+
+def test_calibrated_temperature_beats_the_fixed_one_on_held_out_data():
+    """Scores of a weak signal are small: softmax(10 · scores) is badly calibrated there."""
+    X, y = _data(400, 20, 4, seed=7, signal=0.4)
+    Xt, yt = _data(2000, 20, 4, seed=8, signal=0.4)
+    clf = FaastClassifier().fit(X, y)
+
+    def log_loss(proba):
+        return float(-np.log(proba[np.arange(len(yt)), yt]).mean())
+
+    auto = log_loss(clf.predict_proba(Xt))
+    fixed = log_loss(FaastClassifier(logit_scale=10.0).fit(X, y).predict_proba(Xt))
+    assert auto < fixed
+
+
+def test_partial_fit_and_forget_match_a_fit_while_rows_are_kept():
+    X, y = _data(40, 30, 3, seed=11)
+    whole = FaastClassifier().fit(X[:30], y[:30])
+    batches = FaastClassifier().partial_fit(X[:15], y[:15], classes=[0, 1, 2]).partial_fit(X[15:30], y[15:30])
+    assert batches.logit_scale_ == pytest.approx(whole.logit_scale_, rel=1e-7)
+    forgot = FaastClassifier().fit(X, y).forget(X[30:], y[30:])
+    assert forgot.logit_scale_ == pytest.approx(whole.logit_scale_, rel=1e-7)
+
+
+def test_beyond_the_kept_rows_solve_and_forget_keep_the_temperature(tmp_path):
+    X, y = _data(300, 5, 3, seed=4)
+    clf = FaastClassifier().fit(X, y)
+    t = clf.logit_scale_
+    assert clf.set_params(ridge=1.0).solve().logit_scale_ == t
+    assert clf.forget(X[:10], y[:10]).logit_scale_ == t
+    clf.save(tmp_path / "model")
+    loaded = FaastClassifier.load(tmp_path / "model")
+    assert loaded.logit_scale_ == t
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    clf.partial_fit(X[:60], y[:60])  # the temperature of the rows this call passed
+    assert clf.logit_scale_ != t
