@@ -165,6 +165,12 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     assert 'loss="logistic"' in capsys.readouterr().err
     assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "lg2", *logistic, "-1") == 1
     assert "--C: expected a positive number or auto, got '-1'" in capsys.readouterr().err
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "t", "--logit-scale", 4) == 0
+    fixed = load_classifier(tmp_path / "t")[0]
+    assert fixed.logit_scale == 4.0 and fixed.logit_scale_ == 4.0
+    assert load_classifier(tmp_path / "m2")[0].logit_scale == "auto"  # the default
+    assert _run("fit", tmp_path / "s.safetensors", "--model", tmp_path / "t2", "--logit-scale", "hot") == 1
+    assert "--logit-scale: expected a positive number or auto, got 'hot'" in capsys.readouterr().err
     (tmp_path / "bad.csv").write_text("f0,label\nx,1\n")
     assert _run("fit", tmp_path / "bad.csv", "--model", tmp_path / "m3") == 1
     assert "'x' is not a number" in capsys.readouterr().err

@@ -93,6 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 help="inverse penalty of --loss logistic, or auto (default: chosen on a held-out tenth)",
             )  # fmt: skip
             c.add_argument(
+                "--logit-scale", default="auto", metavar="T",
+                help="temperature of --proba for --loss squared, softmax(T x scores), or auto (default: "
+                "from the training examples' exact leave-one-out scores)",
+            )  # fmt: skip
+            c.add_argument(
                 "--class-weight", choices=["balanced"], default=None,
                 help="balanced: weigh each class n / (classes x its count), for imbalanced data "
                 "(partial-fit and forget then refuse the model)",
@@ -114,8 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
-def _inverse_penalty(text: str) -> float | str:
-    """``--C``: "auto" or a positive number, with the flag named when it is neither."""
+def _auto_or_positive(text: str, flag: str) -> float | str:
+    """A flag's value: "auto" or a positive number, with the flag named when it is neither."""
     if text == "auto":
         return text
     try:
@@ -123,7 +128,7 @@ def _inverse_penalty(text: str) -> float | str:
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise ValueError(f"--C: expected a positive number or auto, got {text!r}")
+        raise ValueError(f"{flag}: expected a positive number or auto, got {text!r}")
     return value
 
 
@@ -218,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
             random_features=args.random_features,
             distributed=shard,
             loss=args.loss,
-            C=_inverse_penalty(args.inverse_penalty),
+            C=_auto_or_positive(args.inverse_penalty, "--C"),
+            logit_scale=_auto_or_positive(args.logit_scale, "--logit-scale"),
             class_weight=args.class_weight,
         ).fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
