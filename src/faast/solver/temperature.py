@@ -158,8 +158,8 @@ def fit_temperature(
         return float(fallback)
     m = hot.shape[1]
     miss = 1.0 / (total + 2.0)  # Laplace's rule: after n held-out examples, a new one errs ≥ 1/(n+2)
-    target = (
-        (1.0 - miss) * (s * hot).sum(axis=1) + miss * (s * (1.0 - hot)).sum(axis=1) / max(m - 1, 1)
+    target = (1.0 - miss) * (s * hot).sum(axis=1) + miss * (s * (1.0 - hot)).sum(axis=1) / max(
+        m - 1, 1
     )  # (n,) the smoothed targets' expected score
     shifted = s - s.max(axis=1, keepdims=True)  # softmax(t·s) = softmax(t·shifted), no overflow
 
