@@ -180,5 +180,20 @@ def test_beyond_the_kept_rows_solve_and_forget_keep_the_temperature(tmp_path):
     loaded = FaastClassifier.load(tmp_path / "model")
     assert loaded.logit_scale_ == t
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
-    clf.partial_fit(X[:60], y[:60])  # the temperature of the rows this call passed
+    clf.partial_fit(X[:60], y[:60])  # fewer rows than the estimate came from: kept
+    assert clf.logit_scale_ == t
+    clf.partial_fit(X, y)  # as many: the temperature of the rows this call passed
     assert clf.logit_scale_ != t
+    again = loaded.partial_fit(X[:60], y[:60]).partial_fit(X, y)  # the same calls after a reload
+    assert clf.logit_scale_ == pytest.approx(again.logit_scale_, rel=1e-9)
+
+
+def test_a_small_batch_after_crossing_two_d_keeps_the_exact_temperature():
+    """Crossing 2·D examples with a small partial_fit batch drops the rows: the temperature
+    found from all of them is kept rather than re-estimated from the batch's few rows."""
+    X, y = _data(40, 5, 3, seed=9)  # D = 6 with the intercept: rows kept up to 12
+    clf = FaastClassifier().partial_fit(X[:12], y[:12], classes=[0, 1, 2])
+    assert clf.memory_.stats.factor().has_rows
+    t = clf.logit_scale_
+    clf.partial_fit(X[12:14], y[12:14])
+    assert not clf.memory_.stats.factor().has_rows and clf.logit_scale_ == t

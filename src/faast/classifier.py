@@ -111,7 +111,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         (no refit: :mod:`faast.solver.temperature`), from the training set alone, on every solve:
         from every example while at most 2·D are held (the rows are kept, as for the ``auto``
         cuts), beyond from at most 2048 evenly spaced examples of the ``fit``/``partial_fit``
-        call that passed them (``forget`` and ``solve`` then keep that T). Examples that are
+        call that passed them — unless they are fewer than the estimate before it came from (a
+        small ``partial_fit`` batch keeps it); ``forget`` and ``solve`` keep that T. Examples that are
         their class's only one are left out (removing them leaves the class unseen); where
         nothing is left (one example per class) or with a ``prior``, T = 10, the fixed default
         before 2026-12. With ``refine``, the T of the solve before retargeting. Predictions
@@ -348,7 +349,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
-        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_"):
+        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", "logit_scale_", "_calibration_rows"):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
@@ -646,7 +647,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if factor.has_rows:  # every kept row, the same on every process
             loo, onehot, weights = kept_rows_loo(factor, phi)
             informative = torch.ones(loo.shape[0], dtype=torch.bool, device=loo.device)
-        elif pairs is not None:
+            self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
+        elif pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
             keys, onehot, weights = pairs
             pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
             loo, onehot, weights = sampled_rows_loo(
@@ -662,7 +664,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             if self.distributed:  # each process holds its own rows: their sums are united
                 dist = faast.distributed.current()
                 reduce = functools.partial(dist.all_reduce_, what="logit_scale")
-        else:
+        else:  # no rows, or fewer than the temperature found before came from: it is kept
             self.logit_scale_ = float(getattr(self, "logit_scale_", FALLBACK_LOGIT_SCALE))
             return
         self.logit_scale_ = fit_temperature(
@@ -672,6 +674,20 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
             fallback=FALLBACK_LOGIT_SCALE,
             reduce=reduce,
         )
+
+    def _calibration_rows_for(self, rows: int) -> bool:
+        """Whether a call's ``rows`` (this process's; summed over every process when
+        distributed) give the temperature a sample at least as large as the one it came from
+        before (at most ``CALIBRATION_ROWS``): a small ``partial_fit`` batch does not replace an
+        estimate from a large fit. Records the new sample's size when they do."""
+        used = min(rows, CALIBRATION_ROWS)
+        if self.distributed:
+            summed = torch.tensor([float(used)], dtype=torch.float64)
+            used = int(faast.distributed.current().all_reduce_(summed, what="calibration rows").item())
+        if used < min(getattr(self, "_calibration_rows", 0), CALIBRATION_ROWS):
+            return False
+        self._calibration_rows = used
+        return True
 
     def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
         """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs

@@ -77,6 +77,7 @@ def save_classifier(
         "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
         # the temperature predict_proba uses: beyond the kept rows it came from rows not saved
         "logit_scale_fitted": float(clf.logit_scale_),
+        "logit_scale_rows": int(getattr(clf, "_calibration_rows", 0)),
         "prior": clf.prior if isinstance(clf.prior, str) else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
@@ -147,6 +148,10 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not (0 < fitted < math.inf):
             raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (logit_scale_fitted)")
         clf.logit_scale_ = float(fitted)
+        rows = info.get("logit_scale_rows", 0)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (logit_scale_rows)")
+        clf._calibration_rows = rows
     if "retarget_cross" in tensors:  # the retargeted solve of fit(refine > 0), same filter
         cross = tensors["retarget_cross"].to(torch.float64)
         factor = memory.stats.factor()  # type: ignore[union-attr]
