@@ -638,7 +638,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         if self.logit_scale != "auto":
             self.logit_scale_ = float(self.logit_scale)
             return
-        if self.prior is not None:
+        if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
             self.logit_scale_ = FALLBACK_LOGIT_SCALE
             return
         factor = self.memory_.stats.factor()

@@ -44,7 +44,9 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 _LEVERAGE_LIMIT = 1e-9
 _ITERATIONS = 60
-_RELATIVE_TOL = 1e-6
+#: Newton stops once a step moves T by less than this fraction (quadratic convergence: the T it
+#: returns is then far more accurate than this).
+_RELATIVE_TOL = 1e-4
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
