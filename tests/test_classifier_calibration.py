@@ -192,8 +192,25 @@ def test_a_small_batch_after_crossing_two_d_keeps_the_exact_temperature():
     """Crossing 2·D examples with a small partial_fit batch drops the rows: the temperature
     found from all of them is kept rather than re-estimated from the batch's few rows."""
     X, y = _data(40, 5, 3, seed=9)  # D = 6 with the intercept: rows kept up to 12
-    clf = FaastClassifier().partial_fit(X[:12], y[:12], classes=[0, 1, 2])
+    t = FaastClassifier().partial_fit(X[:12], y[:12], classes=[0, 1, 2]).logit_scale_
+    clf = FaastClassifier().partial_fit(X[:12], y[:12], classes=[0, 1, 2])  # T not asked for yet
     assert clf.memory_.stats.factor().has_rows
-    t = clf.logit_scale_
     clf.partial_fit(X[12:14], y[12:14])
     assert not clf.memory_.stats.factor().has_rows and clf.logit_scale_ == t
+
+
+def test_the_kept_rows_temperature_is_found_on_first_use_only(monkeypatch):
+    """A fit that never asks for probabilities does not pay for the temperature (few-shot fits
+    cost a few milliseconds); the first predict_proba finds it, later ones reuse it."""
+    import faast.classifier as module
+
+    calls = []
+    real = module.fit_temperature
+    monkeypatch.setattr(module, "fit_temperature", lambda *a, **k: calls.append(1) or real(*a, **k))
+    X, y = _data(30, 40, 3, seed=6)
+    clf = FaastClassifier().fit(X, y)
+    clf.predict(X)
+    assert not calls
+    first = clf.predict_proba(X)
+    np.testing.assert_array_equal(clf.predict_proba(X), first)
+    assert len(calls) == 1

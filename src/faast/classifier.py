@@ -349,7 +349,7 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
-        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", "logit_scale_", "_calibration_rows"):
+        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", "_temperature", "_calibration_rows"):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
@@ -440,6 +440,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                     f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
                 )
         cut = self._cut()
+        if not first and self.__dict__.get("_temperature", 0.0) is None:
+            self.logit_scale_  # noqa: B018 - from the rows kept now: this call may drop them
         if not isinstance(self.class_weight, str):
             self.class_weight_ = _class_weights(self.class_weight, classes_)
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
@@ -628,52 +630,70 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
-        """Set ``logit_scale_``: ``logit_scale``, or for ``"auto"`` the temperature of the
-        leave-one-out scores (:mod:`faast.solver.temperature`) of the kept rows, else of at most
-        ``CALIBRATION_ROWS`` of ``pairs`` (keys (n, d), one-hot (n, C), weights); with neither,
-        the temperature found before."""
+        """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for
+        ``"auto"`` the one of the held-out scores (:mod:`faast.solver.temperature`) of the kept
+        rows — left to the first use of ``logit_scale_``, so that a fit which never predicts
+        probabilities does not pay for it — else of at most ``CALIBRATION_ROWS`` of ``pairs``
+        (keys (n, d), one-hot (n, C), weights); with neither, the temperature found before."""
         if self.loss == "logistic":  # the scores are fitted logits
-            self.logit_scale_ = 1.0
+            self._temperature: float | None = 1.0
             return
         if self.logit_scale != "auto":
-            self.logit_scale_ = float(self.logit_scale)
+            self._temperature = float(self.logit_scale)
             return
         if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
-            self.logit_scale_ = FALLBACK_LOGIT_SCALE
+            self._temperature = FALLBACK_LOGIT_SCALE
             return
         factor = self.memory_.stats.factor()
-        phi = self._filter(factor)
-        reduce = None
-        if factor.has_rows:  # every kept row, the same on every process
-            loo, onehot, weights = kept_rows_loo(factor, phi)
-            informative = torch.ones(loo.shape[0], dtype=torch.bool, device=loo.device)
+        if factor.has_rows:  # every kept row (the same on every process), on first use
+            self._temperature = None
             self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
-        elif pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
-            keys, onehot, weights = pairs
-            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
-            loo, onehot, weights = sampled_rows_loo(
-                factor,
-                phi,
-                functools.partial(self._design_times, self._expand(keys[pick]).to(torch.float64)),
-                onehot[pick],
-                None if weights is None else weights[pick],
-                self.memory_.weight(torch.float64),
-            )
-            counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
-            informative = (onehot @ counts) > 1  # not its class's only example
-            if self.distributed:  # each process holds its own rows: their sums are united
-                dist = faast.distributed.current()
-                reduce = functools.partial(dist.all_reduce_, what="logit_scale")
-        else:  # no rows, or fewer than the temperature found before came from: it is kept
-            self.logit_scale_ = float(getattr(self, "logit_scale_", FALLBACK_LOGIT_SCALE))
             return
-        self.logit_scale_ = fit_temperature(
-            self._class_scores(loo[informative], None),
-            onehot[informative],
-            weights[informative],
-            fallback=FALLBACK_LOGIT_SCALE,
-            reduce=reduce,
+        if pairs is None or not self._calibration_rows_for(pairs[0].shape[0]):
+            # no rows, or fewer than the temperature found before came from: it is kept
+            self._temperature = float(self.__dict__.get("_temperature") or FALLBACK_LOGIT_SCALE)
+            return
+        keys, onehot, weights = pairs
+        pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+        loo, onehot, weights = sampled_rows_loo(
+            factor,
+            self._filter(factor),
+            functools.partial(self._design_times, self._expand(keys[pick]).to(torch.float64)),
+            onehot[pick],
+            None if weights is None else weights[pick],
+            self.memory_.weight(torch.float64),
         )
+        counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
+        informative = (onehot @ counts) > 1  # not its class's only example
+        reduce = None
+        if self.distributed:  # each process holds its own rows: their sums are united
+            reduce = functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
+        self._temperature = self._held_out_temperature(
+            loo[informative], onehot[informative], weights[informative], reduce
+        )
+
+    def _held_out_temperature(
+        self, loo: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor, reduce: Any = None
+    ) -> float:
+        """The temperature of held-out one-hot predictions loo (n, C) with targets onehot (n, C)
+        and weights (n,), through the class embeddings and similarity of the scores."""
+        scores = self._class_scores(loo, None)
+        return fit_temperature(scores, onehot, weights, fallback=FALLBACK_LOGIT_SCALE, reduce=reduce)
+
+    @property
+    def logit_scale_(self) -> float:
+        """The temperature ``predict_proba`` applies to the scores of ``loss="squared"``
+        (``logit_scale``, or the one ``"auto"`` chose); 1 with ``loss="logistic"``."""
+        if "_temperature" not in self.__dict__:
+            raise AttributeError("logit_scale_ is set by fit")
+        if self._temperature is None:  # from the kept rows, on first use
+            factor = self.memory_.stats.factor()
+            self._temperature = self._held_out_temperature(*kept_rows_loo(factor, self._filter(factor)))
+        return self._temperature
+
+    @logit_scale_.setter
+    def logit_scale_(self, value: float) -> None:
+        self._temperature = float(value)
 
     def _calibration_rows_for(self, rows: int) -> bool:
         """Whether a call's ``rows`` (this process's; summed over every process when
