@@ -214,3 +214,33 @@ def test_the_kept_rows_temperature_is_found_on_first_use_only(monkeypatch):
     first = clf.predict_proba(X)
     np.testing.assert_array_equal(clf.predict_proba(X), first)
     assert len(calls) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(1, 12),
+    classes=st.integers(2, 4),
+    duplicates=st.booleans(),
+    zero_weights=st.booleans(),
+    intercept=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_any_fit_gives_probabilities(n, d, classes, duplicates, zero_weights, intercept, seed):
+    """Whatever the shapes (rows kept or not), repeated rows (leverage 1 where the fit
+    interpolates them), zero weights or classes seen once: a temperature within its bounds and
+    finite probabilities that sum to one, as with a fixed temperature."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, classes, n)
+    y[: min(n, classes)] = np.arange(min(n, classes))
+    if duplicates:
+        X[n // 2 :] = X[: n - n // 2]
+    weights = np.where(rng.random(n) < 0.3, 0.0, 1.0) if zero_weights else None
+    if weights is not None:
+        weights[: min(n, classes)] = 1.0  # every class keeps weight
+    clf = FaastClassifier(fit_intercept=intercept).fit(X, y, sample_weight=weights)
+    assert MIN_TEMPERATURE <= clf.logit_scale_ <= MAX_TEMPERATURE
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
