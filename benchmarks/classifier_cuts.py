@@ -31,7 +31,6 @@ where the leave-one-out criterion was chosen.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 
 from faast.classifier import FaastClassifier
-from faast.environment import blas_summary, cpu_name
+from faast.environment import machine_line
 from faast.eval.episodes import sample_episodes
 from faast.eval.preprocess import Preprocess
 from faast.eval.splits import validation_split
@@ -100,8 +99,7 @@ def score_cuts(
 
 
 def _machine() -> str:
-    cpu = cpu_name()
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {blas_summary()}"
+    return machine_line()
 
 
 def mean_rows(scores: list[dict[str, float]]) -> dict[str, float]:

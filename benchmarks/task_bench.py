@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from faast.environment import blas_summary, cpu_name
+from faast.environment import machine_line
 from faast.eval.report import update_doc_block
 from faast.publish import write_public_csv, write_public_json, write_public_text
 
@@ -34,13 +34,11 @@ def rel(path: str | os.PathLike[str]) -> str:
 
 def machine(threads: int, device: str | None = None) -> str:
     """The hardware a table was measured on: the CPU, and the GPU when ``device`` is a CUDA one."""
-    cpu = cpu_name()
     gpu = "no GPU"
     if device is not None and torch.device(device).type == "cuda":
         precision = torch.get_float32_matmul_precision()  # "highest": no TF32
         gpu = f"GPU {torch.cuda.get_device_name(torch.device(device))} (float32 matmul precision {precision})"
-    blas = blas_summary()
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {blas}, {threads} thread(s), {gpu}"
+    return f"{machine_line()}, {threads} thread(s), {gpu}"
 
 
 class Timer:

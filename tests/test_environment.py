@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import torch
 
+from faast import environment
 from faast.cli import main
 from faast.environment import BlasLibrary, blas_kernel_hints, blas_libraries, blas_summary, describe
 
@@ -103,3 +106,14 @@ def test_capability_unknown_with_a_torch_that_cannot_say(monkeypatch) -> None:
     monkeypatch.delattr(torch.backends.cpu, "get_cpu_capability")
     assert cpu_capability() == "unknown"
     assert blas_kernel_hints([_openblas("Haswell")], None, {}) == []  # no advice without knowing the CPU
+
+
+def test_machine_line_names_cpu_torch_and_blas(monkeypatch) -> None:
+    """The one machine line the results files share (classifier benchmarks, task benchmarks, the
+    demo), with the thread count when asked."""
+    monkeypatch.setattr(environment, "blas_summary", lambda libraries=None: "OpenBLAS 9.9 Zen kernels")
+    monkeypatch.setattr(environment, "cpu_name", lambda: "Test CPU")
+    line = environment.machine_line()
+    assert line == f"Test CPU, {os.cpu_count()} CPUs, torch {torch.__version__}, OpenBLAS 9.9 Zen kernels"
+    threads = environment.machine_line(torch_threads=True)
+    assert f"torch {torch.__version__} with {torch.get_num_threads()} threads, OpenBLAS" in threads

@@ -33,6 +33,7 @@ __all__ = [
     "cpu_capability",
     "cpu_name",
     "describe",
+    "machine_line",
 ]
 
 #: OpenBLAS kernel sets (threadpoolctl's ``architecture``, lower case) built on AVX-512.
@@ -152,6 +153,16 @@ def blas_summary(libraries: list[BlasLibrary] | None = None) -> str:
         version = "/".join(sorted(versions))  # sorted: the same phrase whichever library loaded first
         parts.append(" ".join(p for p in (names.get(api, api), version, kernels) if p))
     return ", ".join(parts) or "no BLAS found"
+
+
+def machine_line(*, torch_threads: bool = False) -> str:
+    """The hardware and numerical libraries a results file's timings ran on, e.g. "AMD EPYC,
+    2 CPUs, torch 2.13.0+cpu, OpenBLAS 0.3.30/0.3.31 SkylakeX kernels"; ``torch_threads`` adds
+    torch's thread count ("torch 2.13.0+cpu with 1 threads"). Callers append their own extras."""
+    torch_part = f"torch {torch.__version__}"
+    if torch_threads:
+        torch_part += f" with {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {os.cpu_count()} CPUs, {torch_part}, {blas_summary()}"
 
 
 def describe() -> dict:

@@ -77,15 +77,11 @@ def _limit(dataset, n: int | None, seed: int):
 
 
 def _machine() -> str:
-    import torch
+    from faast.environment import machine_line
 
-    from faast.environment import blas_summary, cpu_name
-
-    cpu = cpu_name()
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (
-        f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"{blas_summary()}, "
+        f"{machine_line(torch_threads=True)}, "
         f"{platform.system()} {platform.release()}; load average at the end (1/5/15 min): {load}"
     )
 
