@@ -170,22 +170,36 @@ def test_partial_fit_and_forget_match_a_fit_while_rows_are_kept():
     assert forgot.logit_scale_ == pytest.approx(whole.logit_scale_, rel=1e-7)
 
 
-def test_beyond_the_kept_rows_solve_and_forget_keep_the_temperature(tmp_path):
+def test_beyond_the_kept_rows_a_sample_of_the_fit_gives_the_temperature(tmp_path, monkeypatch):
+    """Beyond 2·D examples the fit keeps a sample of its rows (all 300 here) and finds the
+    temperature from it on first use, against the solve of that moment: after ``solve`` with
+    another cut it equals a fresh fit's with that cut. A small partial_fit batch does not replace
+    the sample, a batch as large does. A saved classifier keeps its temperature."""
+    import faast.classifier as module
+
     X, y = _data(300, 5, 3, seed=4)
+    calls = []
+    real = module.fit_temperature
+    monkeypatch.setattr(module, "fit_temperature", lambda *a, **k: calls.append(1) or real(*a, **k))
     clf = FaastClassifier().fit(X, y)
+    assert not clf.memory_.stats.factor().has_rows and not calls  # fit does not pay for it
     t = clf.logit_scale_
-    assert clf.set_params(ridge=1.0).solve().logit_scale_ == t
-    assert clf.forget(X[:10], y[:10]).logit_scale_ == t
+    assert len(calls) == 1
+    assert clf.set_params(ridge=1.0).solve().logit_scale_ == pytest.approx(
+        FaastClassifier(ridge=1.0).fit(X, y).logit_scale_, rel=1e-9
+    )
+    clf.set_params(ridge=None).solve()
+    assert clf.logit_scale_ == pytest.approx(t, rel=1e-9)
     clf.save(tmp_path / "model")
     loaded = FaastClassifier.load(tmp_path / "model")
-    assert loaded.logit_scale_ == t
+    assert loaded.logit_scale_ == clf.logit_scale_
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
-    clf.partial_fit(X[:60], y[:60])  # fewer rows than the estimate came from: kept
-    assert clf.logit_scale_ == t
-    clf.partial_fit(X, y)  # as many: the temperature of the rows this call passed
-    assert clf.logit_scale_ != t
-    again = loaded.partial_fit(X[:60], y[:60]).partial_fit(X, y)  # the same calls after a reload
-    assert clf.logit_scale_ == pytest.approx(again.logit_scale_, rel=1e-9)
+    clf.partial_fit(X[:60], y[:60])  # fewer rows than the sample holds: it is kept
+    assert clf._calibration_sample[0].shape[0] == 300
+    clf.partial_fit(X[:250] + 0.1, y[:250])
+    assert clf._calibration_sample[0].shape[0] == 300
+    clf.partial_fit(X + 0.2, y)  # as many: this call's rows
+    np.testing.assert_array_equal(clf._calibration_sample[0].numpy(), X + 0.2)
 
 
 def test_a_small_batch_after_crossing_two_d_keeps_the_exact_temperature():

@@ -21,6 +21,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Literal
 
@@ -56,11 +57,22 @@ INTERCEPT_SCALE_GAP = 1e-14
 #: Rows (at least, at most twice) whose entries give the features' scale for that warning.
 SCALE_SAMPLE_ROWS = 1024
 #: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
-#: spaced rows of the call that passed them (their exact leverages cost O(rows·d²)).
-CALIBRATION_ROWS = 2048
+#: spaced rows of the call that passed them, kept until it is needed (their exact leverages then
+#: cost O(rows·d²); the rows 5 MB at d = 1280 in float32).
+CALIBRATION_ROWS = 1024
 #: The temperature ``logit_scale="auto"`` falls back to where leave-one-out says nothing (one
 #: example per class; a prior), the fixed default before 2026-12.
 FALLBACK_LOGIT_SCALE = 10.0
+
+
+@dataclass
+class _Temperature:
+    """The temperature of ``predict_proba`` once found (None: not yet). A holder, so that finding
+    it on first use fills it in without ``predict_proba`` changing the estimator's attributes
+    (scikit-learn's ``check_dict_unchanged``): a memo of a value the fit already determines."""
+
+    value: float | None = None
+
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -108,11 +120,13 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     logit_scale : float > 0 or "auto", default="auto"
         ``predict_proba`` = softmax(T · scores) with T = ``logit_scale``, or with ``"auto"`` the
         T that minimises the cross-entropy of the training examples' exact leave-one-out scores
-        (no refit: :mod:`faast.solver.temperature`), from the training set alone, on every solve:
-        from every example while at most 2·D are held (the rows are kept, as for the ``auto``
-        cuts), beyond from at most 2048 evenly spaced examples of the ``fit``/``partial_fit``
-        call that passed them — unless they are fewer than the estimate before it came from (a
-        small ``partial_fit`` batch keeps it); ``forget`` and ``solve`` keep that T. Examples that are
+        (no refit: :mod:`faast.solver.temperature`), from the training set alone, against the
+        current solve, found on first use (``predict_proba``, ``logit_scale_``, ``save``; ``fit``
+        does not pay for it): from every example while at most 2·D are held (the rows are kept,
+        as for the ``auto`` cuts), beyond from a sample of at most 1024 evenly spaced examples
+        that the ``fit``/``partial_fit`` call passing them keeps for it — unless they are fewer
+        than the sample before (a small ``partial_fit`` batch keeps that one); a loaded
+        classifier beyond 2·D has no sample and keeps the saved T. Examples that are
         their class's only one are left out (removing them leaves the class unseen); where
         nothing is left (one example per class) or with a ``prior``, T = 10, the fixed default
         before 2026-12. With ``refine``, the T of the solve before retargeting. Predictions
@@ -349,7 +363,8 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
-        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", "_temperature", "_calibration_rows"):
+        calibration = ("_temperature", "_calibration_rows", "_calibration_sample")
+        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", *calibration):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
@@ -440,7 +455,11 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                     f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
                 )
         cut = self._cut()
-        if not first and self.__dict__.get("_temperature", 0.0) is None:
+        if (
+            not first
+            and getattr(self.__dict__.get("_temperature"), "value", 0.0) is None
+            and self.memory_.stats.factor().has_rows
+        ):
             self.logit_scale_  # noqa: B018 - from the rows kept now: this call may drop them
         if not isinstance(self.class_weight, str):
             self.class_weight_ = _class_weights(self.class_weight, classes_)
@@ -632,45 +651,62 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
         """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for
         ``"auto"`` the one of the held-out scores (:mod:`faast.solver.temperature`) of the kept
-        rows — left to the first use of ``logit_scale_``, so that a fit which never predicts
-        probabilities does not pay for it — else of at most ``CALIBRATION_ROWS`` of ``pairs``
-        (keys (n, d), one-hot (n, C), weights); with neither, the temperature found before."""
+        rows, else of a sample of at most ``CALIBRATION_ROWS`` rows of ``pairs`` (keys (n, d),
+        one-hot (n, C), weights) kept for it — found on the first use of ``logit_scale_``, so that
+        a fit which never predicts probabilities does not pay for it (distributed fits: now, all
+        processes together). Without rows or a sample, the temperature found before."""
         if self.loss == "logistic":  # the scores are fitted logits
-            self._temperature: float | None = 1.0
+            self._temperature = _Temperature(1.0)
             return
         if self.logit_scale != "auto":
-            self._temperature = float(self.logit_scale)
+            self._temperature = _Temperature(float(self.logit_scale))
             return
         if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
-            self._temperature = FALLBACK_LOGIT_SCALE
+            self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
             return
         factor = self.memory_.stats.factor()
-        if factor.has_rows:  # every kept row (the same on every process), on first use
-            self._temperature = None
+        if factor.has_rows:  # every kept row (the same on every process)
+            self._calibration_sample = None
             self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
+            self._temperature = _Temperature()
             return
-        if pairs is None or not self._calibration_rows_for(pairs[0].shape[0]):
-            # no rows, or fewer than the temperature found before came from: it is kept
-            self._temperature = float(self.__dict__.get("_temperature") or FALLBACK_LOGIT_SCALE)
+        if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
+            keys, onehot, weights = pairs
+            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+            self._calibration_sample: tuple[torch.Tensor, ...] | None = (
+                keys[pick].detach().clone(),
+                onehot[pick].clone(),
+                (
+                    torch.ones(len(pick), dtype=torch.float64, device=keys.device)
+                    if weights is None
+                    else weights[pick]
+                ),
+            )
+        if self.__dict__.get("_calibration_sample") is None:  # no rows: the temperature found before
+            before = getattr(self.__dict__.get("_temperature"), "value", None)
+            self._temperature = _Temperature(before or FALLBACK_LOGIT_SCALE)
             return
-        keys, onehot, weights = pairs
-        pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+        self._temperature = _Temperature()  # from the sample, against the current solve
+        if self.distributed:  # each process holds its own sample: their sums are united, now
+            self._temperature.value = self._sample_temperature(
+                functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
+            )
+
+    def _sample_temperature(self, reduce: Any = None) -> float:
+        """The temperature of the kept sample's held-out scores under the current solve."""
+        keys, onehot, weights = self._calibration_sample  # type: ignore[misc]
+        factor = self.memory_.stats.factor()
         loo, onehot, weights = sampled_rows_loo(
             factor,
             self._filter(factor),
-            functools.partial(self._design_times, self._expand(keys[pick]).to(torch.float64)),
-            onehot[pick],
-            None if weights is None else weights[pick],
+            functools.partial(self._design_times, self._expand(keys).to(torch.float64)),
+            onehot,
+            weights,
             self.memory_.weight(torch.float64),
         )
         counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
         informative = (onehot @ counts) > 1  # not its class's only example
-        reduce = None
-        if self.distributed:  # each process holds its own rows: their sums are united
-            reduce = functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
-        self._temperature = self._held_out_temperature(
-            loo[informative], onehot[informative], weights[informative], reduce
-        )
+        return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
 
     def _held_out_temperature(
         self, loo: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor, reduce: Any = None
@@ -684,16 +720,20 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
     def logit_scale_(self) -> float:
         """The temperature ``predict_proba`` applies to the scores of ``loss="squared"``
         (``logit_scale``, or the one ``"auto"`` chose); 1 with ``loss="logistic"``."""
-        if "_temperature" not in self.__dict__:
+        holder = self.__dict__.get("_temperature")
+        if holder is None:
             raise AttributeError("logit_scale_ is set by fit")
-        if self._temperature is None:  # from the kept rows, on first use
-            factor = self.memory_.stats.factor()
-            self._temperature = self._held_out_temperature(*kept_rows_loo(factor, self._filter(factor)))
-        return self._temperature
+        if holder.value is None:  # on first use: from the kept rows, or the kept sample
+            if self.__dict__.get("_calibration_sample") is not None:
+                holder.value = self._sample_temperature()
+            else:
+                factor = self.memory_.stats.factor()
+                holder.value = self._held_out_temperature(*kept_rows_loo(factor, self._filter(factor)))
+        return holder.value
 
     @logit_scale_.setter
     def logit_scale_(self, value: float) -> None:
-        self._temperature = float(value)
+        self._temperature = _Temperature(float(value))
 
     def _calibration_rows_for(self, rows: int) -> bool:
         """Whether a call's ``rows`` (this process's; summed over every process when
