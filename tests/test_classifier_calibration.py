@@ -258,3 +258,14 @@ def test_any_fit_gives_probabilities(n, d, classes, duplicates, zero_weights, in
     proba = clf.predict_proba(X)
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_distributed_fits_find_the_temperature_with_the_fit_and_solve_keeps_it():
+    """Under torchrun every process must join the reductions of the temperature: a distributed
+    fit finds it at once (all processes are in ``fit``), and ``solve``, which need not be called
+    by every process, keeps it instead of reducing again (a world of one process here)."""
+    X, y = _data(300, 5, 3, seed=4)
+    clf = FaastClassifier(distributed=True).fit(X, y)
+    assert clf._temperature.value == pytest.approx(FaastClassifier().fit(X, y).logit_scale_, rel=1e-9)
+    t = clf.logit_scale_
+    assert clf.set_params(ridge=1.0).solve().logit_scale_ == t

@@ -682,7 +682,10 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
                     else weights[pick]
                 ),
             )
-        if self.__dict__.get("_calibration_sample") is None:  # no rows: the temperature found before
+        sample = self.__dict__.get("_calibration_sample")
+        if sample is None or (self.distributed and pairs is None):
+            # no rows: the temperature found before (distributed: solve and forget need not be
+            # called by every process, so they make no collective call)
             before = getattr(self.__dict__.get("_temperature"), "value", None)
             self._temperature = _Temperature(before or FALLBACK_LOGIT_SCALE)
             return
