@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faast import FaastClassifier
-from faast.classifier import FALLBACK_LOGIT_SCALE
+from faast.classifier_temperature import FALLBACK_LOGIT_SCALE
 from faast.solver.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
 
 
@@ -175,7 +175,7 @@ def test_beyond_the_kept_rows_a_sample_of_the_fit_gives_the_temperature(tmp_path
     temperature from it on first use, against the solve of that moment: after ``solve`` with
     another cut it equals a fresh fit's with that cut. A small partial_fit batch does not replace
     the sample, a batch as large does. A saved classifier keeps its temperature."""
-    import faast.classifier as module
+    import faast.classifier_temperature as module
 
     X, y = _data(300, 5, 3, seed=4)
     calls = []
@@ -216,7 +216,7 @@ def test_a_small_batch_after_crossing_two_d_keeps_the_exact_temperature():
 def test_the_kept_rows_temperature_is_found_on_first_use_only(monkeypatch):
     """A fit that never asks for probabilities does not pay for the temperature (few-shot fits
     cost a few milliseconds); the first predict_proba finds it, later ones reuse it."""
-    import faast.classifier as module
+    import faast.classifier_temperature as module
 
     calls = []
     real = module.fit_temperature

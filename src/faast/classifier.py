@@ -21,7 +21,6 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Literal
 
@@ -36,11 +35,11 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 import faast.distributed
 from faast._checks import check_finite
+from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
 from faast.solver.logistic import choose_ridge, fallback_penalty, fit_logistic, holdout_folds
 from faast.solver.retarget import retarget
-from faast.solver.temperature import fit_temperature, kept_rows_loo, sampled_rows_loo
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
@@ -56,28 +55,12 @@ GATHER_ROWS = 512
 INTERCEPT_SCALE_GAP = 1e-14
 #: Rows (at least, at most twice) whose entries give the features' scale for that warning.
 SCALE_SAMPLE_ROWS = 1024
-#: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
-#: spaced rows of the call that passed them, kept until it is needed (their exact leverages then
-#: cost O(rows·d²); the rows 5 MB at d = 1280 in float32).
-CALIBRATION_ROWS = 1024
-#: The temperature ``logit_scale="auto"`` falls back to where leave-one-out says nothing (one
-#: example per class; a prior), the fixed default before 2026-12.
-FALLBACK_LOGIT_SCALE = 10.0
-
-
-@dataclass
-class _Temperature:
-    """The temperature of ``predict_proba`` once found (None: not yet). A holder, so that finding
-    it on first use fills it in without ``predict_proba`` changing the estimator's attributes
-    (scikit-learn's ``check_dict_unchanged``): a memo of a value the fit already determines."""
-
-    value: float | None = None
 
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
 
-class FaastClassifier(ClassifierMixin, BaseEstimator):
+class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
     """Forward-only classifier: least-squares fast weights from features to label embeddings.
 
     ``fit`` accumulates float64 statistics of (feature → label embedding) pairs in one pass and
@@ -648,110 +631,6 @@ class FaastClassifier(ClassifierMixin, BaseEstimator):
         self._calibrate(calibration)
         return self
 
-    def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
-        """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for
-        ``"auto"`` the one of the held-out scores (:mod:`faast.solver.temperature`) of the kept
-        rows, else of a sample of at most ``CALIBRATION_ROWS`` rows of ``pairs`` (keys (n, d),
-        one-hot (n, C), weights) kept for it — found on the first use of ``logit_scale_``, so that
-        a fit which never predicts probabilities does not pay for it (distributed fits: now, all
-        processes together). Without rows or a sample, the temperature found before."""
-        if self.loss == "logistic":  # the scores are fitted logits
-            self._temperature = _Temperature(1.0)
-            return
-        if self.logit_scale != "auto":
-            self._temperature = _Temperature(float(self.logit_scale))
-            return
-        if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
-            self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
-            return
-        factor = self.memory_.stats.factor()
-        if factor.has_rows:  # every kept row (the same on every process)
-            self._calibration_sample = None
-            self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
-            self._temperature = _Temperature()
-            return
-        if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
-            keys, onehot, weights = pairs
-            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
-            self._calibration_sample: tuple[torch.Tensor, ...] | None = (
-                keys[pick].detach().clone(),
-                onehot[pick].clone(),
-                (
-                    torch.ones(len(pick), dtype=torch.float64, device=keys.device)
-                    if weights is None
-                    else weights[pick]
-                ),
-            )
-        sample = self.__dict__.get("_calibration_sample")
-        if sample is None or (self.distributed and pairs is None):
-            # no rows: the temperature found before (distributed: solve and forget need not be
-            # called by every process, so they make no collective call)
-            before = getattr(self.__dict__.get("_temperature"), "value", None)
-            self._temperature = _Temperature(before or FALLBACK_LOGIT_SCALE)
-            return
-        self._temperature = _Temperature()  # from the sample, against the current solve
-        if self.distributed:  # each process holds its own sample: their sums are united, now
-            self._temperature.value = self._sample_temperature(
-                functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
-            )
-
-    def _sample_temperature(self, reduce: Any = None) -> float:
-        """The temperature of the kept sample's held-out scores under the current solve."""
-        keys, onehot, weights = self._calibration_sample  # type: ignore[misc]
-        factor = self.memory_.stats.factor()
-        loo, onehot, weights = sampled_rows_loo(
-            factor,
-            self._filter(factor),
-            functools.partial(self._design_times, self._expand(keys).to(torch.float64)),
-            onehot,
-            weights,
-            self.memory_.weight(torch.float64),
-        )
-        counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
-        informative = (onehot @ counts) > 1  # not its class's only example
-        return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
-
-    def _held_out_temperature(
-        self, loo: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor, reduce: Any = None
-    ) -> float:
-        """The temperature of held-out one-hot predictions loo (n, C) with targets onehot (n, C)
-        and weights (n,), through the class embeddings and similarity of the scores."""
-        scores = self._class_scores(loo, None)
-        return fit_temperature(scores, onehot, weights, fallback=FALLBACK_LOGIT_SCALE, reduce=reduce)
-
-    @property
-    def logit_scale_(self) -> float:
-        """The temperature ``predict_proba`` applies to the scores of ``loss="squared"``
-        (``logit_scale``, or the one ``"auto"`` chose); 1 with ``loss="logistic"``."""
-        holder = self.__dict__.get("_temperature")
-        if holder is None:
-            raise AttributeError("logit_scale_ is set by fit")
-        if holder.value is None:  # on first use: from the kept rows, or the kept sample
-            if self.__dict__.get("_calibration_sample") is not None:
-                holder.value = self._sample_temperature()
-            else:
-                factor = self.memory_.stats.factor()
-                holder.value = self._held_out_temperature(*kept_rows_loo(factor, self._filter(factor)))
-        return holder.value
-
-    @logit_scale_.setter
-    def logit_scale_(self, value: float) -> None:
-        self._temperature = _Temperature(float(value))
-
-    def _calibration_rows_for(self, rows: int) -> bool:
-        """Whether a call's ``rows`` (this process's; summed over every process when
-        distributed) give the temperature a sample at least as large as the one it came from
-        before (at most ``CALIBRATION_ROWS``): a small ``partial_fit`` batch does not replace an
-        estimate from a large fit. Records the new sample's size when they do."""
-        used = min(rows, CALIBRATION_ROWS)
-        if self.distributed:
-            summed = torch.tensor([float(used)], dtype=torch.float64)
-            used = int(faast.distributed.current().all_reduce_(summed, what="calibration rows").item())
-        if used < min(getattr(self, "_calibration_rows", 0), CALIBRATION_ROWS):
-            return False
-        self._calibration_rows = used
-        return True
-
     def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
         """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
         just learned, with the filter of the solve held fixed."""
@@ -1125,13 +1004,6 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
-
-
-def _evenly_spaced(n: int, most: int, device: torch.device) -> torch.Tensor:
-    """Indices (≤ most,) of evenly spaced rows among n, first and last included."""
-    if n <= most:
-        return torch.arange(n, device=device)
-    return torch.linspace(0, n - 1, most, device=device).round().to(torch.int64).unique()
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

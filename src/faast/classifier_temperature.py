@@ -1,0 +1,153 @@
+"""The temperature of ``FaastClassifier.predict_proba`` (``logit_scale="auto"``): where its rows
+come from, when it is found, and how processes agree on it.
+
+The criterion and its held-out scores are :mod:`faast.solver.temperature`; this mixin decides
+which rows feed it — every kept row while the statistics keep them (n ≤ 2·D), else a sample of
+at most :data:`CALIBRATION_ROWS` rows that the ``fit``/``partial_fit`` call passing them leaves
+on the classifier — and finds T on first use (``logit_scale_``), not in ``fit``. It needs the
+classifier's ``memory_``, ``class_count_``, ``_filter``, ``_expand``, ``_design_times`` and
+``_class_scores``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import faast.distributed
+from faast.solver.temperature import fit_temperature, kept_rows_loo, sampled_rows_loo
+
+#: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
+#: spaced rows of the call that passed them, kept until it is needed (their exact leverages then
+#: cost O(rows·d²); the rows 5 MB at d = 1280 in float32).
+CALIBRATION_ROWS = 1024
+#: The temperature ``logit_scale="auto"`` falls back to where leave-one-out says nothing (one
+#: example per class; a prior), the fixed default before 2026-12.
+FALLBACK_LOGIT_SCALE = 10.0
+
+
+@dataclass
+class _Temperature:
+    """The temperature of ``predict_proba`` once found (None: not yet). A holder, so that finding
+    it on first use fills it in without ``predict_proba`` changing the estimator's attributes
+    (scikit-learn's ``check_dict_unchanged``): a memo of a value the fit already determines."""
+
+    value: float | None = None
+
+
+class TemperatureMixin:
+    """``logit_scale_`` and the calibration steps of :class:`~faast.classifier.FaastClassifier`."""
+
+    def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
+        """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for
+        ``"auto"`` the one of the held-out scores (:mod:`faast.solver.temperature`) of the kept
+        rows, else of a sample of at most ``CALIBRATION_ROWS`` rows of ``pairs`` (keys (n, d),
+        one-hot (n, C), weights) kept for it — found on the first use of ``logit_scale_``, so that
+        a fit which never predicts probabilities does not pay for it (distributed fits: now, all
+        processes together). Without rows or a sample, the temperature found before."""
+        if self.loss == "logistic":  # the scores are fitted logits
+            self._temperature = _Temperature(1.0)
+            return
+        if self.logit_scale != "auto":
+            self._temperature = _Temperature(float(self.logit_scale))
+            return
+        if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
+            self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
+            return
+        factor = self.memory_.stats.factor()
+        if factor.has_rows:  # every kept row (the same on every process)
+            self._calibration_sample = None
+            self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
+            self._temperature = _Temperature()
+            return
+        if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
+            keys, onehot, weights = pairs
+            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+            self._calibration_sample: tuple[torch.Tensor, ...] | None = (
+                keys[pick].detach().clone(),
+                onehot[pick].clone(),
+                (
+                    torch.ones(len(pick), dtype=torch.float64, device=keys.device)
+                    if weights is None
+                    else weights[pick]
+                ),
+            )
+        sample = self.__dict__.get("_calibration_sample")
+        if sample is None or (self.distributed and pairs is None):
+            # no rows: the temperature found before (distributed: solve and forget need not be
+            # called by every process, so they make no collective call)
+            before = getattr(self.__dict__.get("_temperature"), "value", None)
+            self._temperature = _Temperature(before or FALLBACK_LOGIT_SCALE)
+            return
+        self._temperature = _Temperature()  # from the sample, against the current solve
+        if self.distributed:  # each process holds its own sample: their sums are united, now
+            self._temperature.value = self._sample_temperature(
+                functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
+            )
+
+    def _sample_temperature(self, reduce: Any = None) -> float:
+        """The temperature of the kept sample's held-out scores under the current solve."""
+        keys, onehot, weights = self._calibration_sample  # type: ignore[misc]
+        factor = self.memory_.stats.factor()
+        loo, onehot, weights = sampled_rows_loo(
+            factor,
+            self._filter(factor),
+            functools.partial(self._design_times, self._expand(keys).to(torch.float64)),
+            onehot,
+            weights,
+            self.memory_.weight(torch.float64),
+        )
+        counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
+        informative = (onehot @ counts) > 1  # not its class's only example
+        return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
+
+    def _held_out_temperature(
+        self, loo: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor, reduce: Any = None
+    ) -> float:
+        """The temperature of held-out one-hot predictions loo (n, C) with targets onehot (n, C)
+        and weights (n,), through the class embeddings and similarity of the scores."""
+        scores = self._class_scores(loo, None)
+        return fit_temperature(scores, onehot, weights, fallback=FALLBACK_LOGIT_SCALE, reduce=reduce)
+
+    @property
+    def logit_scale_(self) -> float:
+        """The temperature ``predict_proba`` applies to the scores of ``loss="squared"``
+        (``logit_scale``, or the one ``"auto"`` chose); 1 with ``loss="logistic"``."""
+        holder = self.__dict__.get("_temperature")
+        if holder is None:
+            raise AttributeError("logit_scale_ is set by fit")
+        if holder.value is None:  # on first use: from the kept rows, or the kept sample
+            if self.__dict__.get("_calibration_sample") is not None:
+                holder.value = self._sample_temperature()
+            else:
+                factor = self.memory_.stats.factor()
+                holder.value = self._held_out_temperature(*kept_rows_loo(factor, self._filter(factor)))
+        return holder.value
+
+    @logit_scale_.setter
+    def logit_scale_(self, value: float) -> None:
+        self._temperature = _Temperature(float(value))
+
+    def _calibration_rows_for(self, rows: int) -> bool:
+        """Whether a call's ``rows`` (this process's; summed over every process when
+        distributed) give the temperature a sample at least as large as the one it came from
+        before (at most ``CALIBRATION_ROWS``): a small ``partial_fit`` batch does not replace an
+        estimate from a large fit. Records the new sample's size when they do."""
+        used = min(rows, CALIBRATION_ROWS)
+        if self.distributed:
+            summed = torch.tensor([float(used)], dtype=torch.float64)
+            used = int(faast.distributed.current().all_reduce_(summed, what="calibration rows").item())
+        if used < min(getattr(self, "_calibration_rows", 0), CALIBRATION_ROWS):
+            return False
+        self._calibration_rows = used
+        return True
+
+
+def _evenly_spaced(n: int, most: int, device: torch.device) -> torch.Tensor:
+    """Indices (≤ most,) of evenly spaced rows among n, first and last included."""
+    if n <= most:
+        return torch.arange(n, device=device)
+    return torch.linspace(0, n - 1, most, device=device).round().to(torch.int64).unique()
