@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
-_LEVERAGE_LIMIT = 1e-9
+LEVERAGE_LIMIT = 1e-9
 #: Default ridge grid: ρ = λ_max · 10^t for t in this range.
 RIDGE_GRID = (-7.0, 1.0, 25)
 
@@ -84,8 +84,8 @@ def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tu
     """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors."""
     resid = values[:, None, :] - fitted
     denom = 1.0 - lev
-    bad = (denom <= _LEVERAGE_LIMIT).any(dim=0)
-    loo = resid / denom.clamp_min(_LEVERAGE_LIMIT)[..., None]
+    bad = (denom <= LEVERAGE_LIMIT).any(dim=0)
+    loo = resid / denom.clamp_min(LEVERAGE_LIMIT)[..., None]
     press = (loo * loo).sum(dim=(0, 2))
     press = torch.where(bad, torch.full_like(press, math.inf), press)
     truth = values.argmax(dim=1)

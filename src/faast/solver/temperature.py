@@ -36,13 +36,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from faast.solver.loo import LEVERAGE_LIMIT
 from faast.solver.spectral import SpectralFactor
 
 #: Bounds of the temperature (scores are in one-hot units: at T = 1000 a score gap of 0.01 is
 #: odds of e¹⁰).
 MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
-#: Leverages above 1 − this are interpolation: no leave-one-out estimate.
-_LEVERAGE_LIMIT = 1e-9
 _ITERATIONS = 60
 #: Newton stops once a step moves T by less than this fraction (quadratic convergence: the T it
 #: returns is then far more accurate than this).
@@ -68,9 +67,9 @@ def held_out_scores(
     w = weights.to(torch.float64)
     held = leverage.to(torch.float64) * torch.clamp(1.0 / w, max=1.0)
     denom = 1.0 - held
-    usable = denom > _LEVERAGE_LIMIT
+    usable = denom > LEVERAGE_LIMIT
     hot = onehot.to(torch.float64)
-    resid = (hot - fitted.to(torch.float64)) / denom.clamp_min(_LEVERAGE_LIMIT)[:, None]
+    resid = (hot - fitted.to(torch.float64)) / denom.clamp_min(LEVERAGE_LIMIT)[:, None]
     return hot - resid, usable
 
 
