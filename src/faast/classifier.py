@@ -346,8 +346,7 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
-        calibration = ("_temperature", "_calibration_rows", "_calibration_sample")
-        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", *calibration):
+        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
@@ -438,12 +437,8 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
                     f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
                 )
         cut = self._cut()
-        if (
-            not first
-            and getattr(self.__dict__.get("_temperature"), "value", 0.0) is None
-            and self.memory_.stats.factor().has_rows
-        ):
-            self.logit_scale_  # noqa: B018 - from the rows kept now: this call may drop them
+        if not first:
+            self._settle_temperature()
         if not isinstance(self.class_weight, str):
             self.class_weight_ = _class_weights(self.class_weight, classes_)
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)

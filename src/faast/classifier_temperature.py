@@ -41,6 +41,16 @@ class _Temperature:
 class TemperatureMixin:
     """``logit_scale_`` and the calibration steps of :class:`~faast.classifier.FaastClassifier`."""
 
+    #: The attributes this mixin keeps on the classifier (``fit`` drops them before it starts).
+    _TEMPERATURE_STATE = ("_temperature", "_calibration_rows", "_calibration_sample")
+
+    def _settle_temperature(self) -> None:
+        """Find a temperature left to first use from the kept rows now, before a ``partial_fit``
+        call adds rows: the call may drop them (crossing 2·D), and a small batch keeps T."""
+        pending = getattr(self.__dict__.get("_temperature"), "value", 0.0) is None
+        if pending and self.memory_.stats.factor().has_rows:
+            self.logit_scale_  # noqa: B018 - computes and memoises it
+
     def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
         """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for
         ``"auto"`` the one of the held-out scores (:mod:`faast.solver.temperature`) of the kept
@@ -66,14 +76,10 @@ class TemperatureMixin:
         if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
             keys, onehot, weights = pairs
             pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
-            self._calibration_sample: tuple[torch.Tensor, ...] | None = (
+            self._calibration_sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = (
                 keys[pick].detach().clone(),
                 onehot[pick].clone(),
-                (
-                    torch.ones(len(pick), dtype=torch.float64, device=keys.device)
-                    if weights is None
-                    else weights[pick]
-                ),
+                None if weights is None else weights[pick],
             )
         sample = self.__dict__.get("_calibration_sample")
         if sample is None or (self.distributed and pairs is None):
