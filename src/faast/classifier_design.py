@@ -1,0 +1,206 @@
+"""How ``FaastClassifier`` turns features into the design its solve sees.
+
+Features X (n, d) are validated into a floating tensor on the working device (optionally
+L2-normalised: ``normalize_keys``), expanded by a fixed random projection and a ReLU
+(``random_features``: k ↦ max(0, Rᵀk), R (d, M) seeded), and given a constant column of
+``intercept_scaling`` (``fit_intercept``): the design (n, D′), D′ = M or d, plus one with the
+intercept. The design is built a block of rows at a time for the statistics (a fit never holds a
+second copy of a large X) and never built for prediction (:meth:`DesignMixin._design_times`).
+The mixin needs the classifier's parameters and, for :meth:`DesignMixin._batch_stats`, its
+``memory_``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import validate_data
+
+from faast._checks import check_finite
+from faast.solver import GramStats
+
+#: The design (random features, the intercept's constant column) is built this many rows at a
+#: time for the statistics, so that a fit never holds a second copy of a large X.
+DESIGN_BLOCK_ROWS = 8192
+#: Rows per block of the gather that builds a design in another row order (see _design_numpy).
+GATHER_ROWS = 512
+#: ``fit`` warns when the features' mean squared entry is below this fraction of
+#: ``intercept_scaling``² (or above its inverse): the least-squares fit lost features 10⁻⁸ times
+#: the constant column (entries ≈ 10⁻¹⁶ of it in the Gram) and kept them at 10⁻⁶.
+INTERCEPT_SCALE_GAP = 1e-14
+#: Rows (at least, at most twice) whose entries give the features' scale for that warning.
+SCALE_SAMPLE_ROWS = 1024
+
+
+class DesignMixin:
+    """Features → design steps of :class:`~faast.classifier.FaastClassifier`."""
+
+    def _check_intercept_scale(self, keys: torch.Tensor) -> None:
+        """Warn when the features' scale is so far from ``intercept_scaling`` that float64 cannot
+        hold both in one Gram: the typical squared entry of keys (n, d) below ``INTERCEPT_SCALE_GAP``
+        times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
+        constant column's and the cut drops them: chance-level predictions), or above its inverse
+        (the intercept is dropped). The scale is that of at most 2·``SCALE_SAMPLE_ROWS`` evenly
+        spaced rows: a float64 copy of every row would cost a large fit as much memory again as
+        float32 keys hold twice over, for a warning that needs an order of magnitude."""
+        if not self.fit_intercept or keys.numel() == 0:
+            return
+        sample = keys.detach()[:: max(1, keys.shape[0] // SCALE_SAMPLE_ROWS)]
+        mean_square = float(sample.to(torch.float64).square().mean())
+        if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
+            return
+        ratio = mean_square / float(self.intercept_scaling) ** 2
+        if 0 < ratio < INTERCEPT_SCALE_GAP or ratio > 1 / INTERCEPT_SCALE_GAP:
+            row_norm = math.sqrt(mean_square * keys.shape[1])
+            warnings.warn(
+                f"the features' root-mean-square entry ({math.sqrt(mean_square):.3g}) is "
+                f"{math.sqrt(ratio):.1g} times intercept_scaling={self.intercept_scaling:g}: too far "
+                f"apart for one float64 Gram, so the {'features' if ratio < 1 else 'intercept'} may "
+                f"be lost to rounding; rescale the features or set intercept_scaling near their row "
+                f"norm ({row_norm:.3g})",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _keys(self, X: Any, *, reset: bool) -> torch.Tensor:
+        """Validate features and return them as a (n, d) floating tensor on the working device."""
+        if isinstance(X, torch.Tensor):
+            if X.ndim != 2:
+                raise ValueError(
+                    f"X: expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}"
+                )
+            keys = X.detach()
+            if not keys.is_floating_point():
+                keys = keys.to(torch.float32)
+            check_finite(keys, "X")
+            if reset:
+                self.n_features_in_ = keys.shape[1]
+            elif keys.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {keys.shape[1]} features, but FaastClassifier is expecting "
+                    f"{self.n_features_in_} features as input"
+                )
+        else:
+            arr = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=0 if self.distributed else 1,
+            )
+            arr = np.ascontiguousarray(arr)
+            keys = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+        if keys.shape[0] == 0 and not self.distributed:
+            raise ValueError("X: empty support set (0 samples)")
+        if self.device is not None:
+            keys = keys.to(self.device)
+        elif hasattr(self, "memory_") and self.memory_.stats is not None:
+            keys = keys.to(self.memory_.stats.device)
+        if self.normalize_keys:
+            keys = F.normalize(keys, dim=1)
+        return keys
+
+    def _expand(self, keys: torch.Tensor) -> torch.Tensor:
+        """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""
+        if self.random_features is None:
+            return keys
+        proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
+        return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
+
+    def _design_dim(self, d: int) -> int:
+        """D + 1 or D: the number of design features for keys of dimension d."""
+        width = d if self.random_features is None else int(self.random_features)
+        return width + int(bool(self.fit_intercept))
+
+    def _design_is_keys(self) -> bool:
+        """Whether the solve sees the keys themselves (no random features, no intercept)."""
+        return self.random_features is None and not self.fit_intercept
+
+    def _design_in_one_block(self, rows: int) -> bool:
+        """Whether the design of ``rows`` rows is built at once (the keys themselves, or at most
+        ``DESIGN_BLOCK_ROWS`` rows) rather than a block at a time."""
+        return self._design_is_keys() or rows <= DESIGN_BLOCK_ROWS
+
+    def _design_blocks(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None):
+        """(design (b, D′), one-hot (b, C), weights (b,) or None) for consecutive blocks of at most
+        ``DESIGN_BLOCK_ROWS`` rows (one block, the keys themselves, when the design is the keys)."""
+        if self._design_is_keys():
+            yield keys, onehot, weights
+            return
+        for start in range(0, max(keys.shape[0], 1), DESIGN_BLOCK_ROWS):
+            rows = slice(start, start + DESIGN_BLOCK_ROWS)
+            yield self._design(keys[rows]), onehot[rows], None if weights is None else weights[rows]
+
+    def _batch_stats(
+        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
+    ) -> GramStats:
+        """The statistics of these pairs alone, their design built a block of rows at a time (kept
+        rows while they stay few, as the memory's), to be merged into the memory's."""
+        held = self.memory_.stats
+        batch = GramStats(
+            held.key_dim, held.value_dim, device=keys.device, dual_max_pairs=held.dual_max_pairs
+        )
+        for block in self._design_blocks(keys, onehot, weights):
+            batch.add(*block)
+        batch.input_dtype = keys.dtype  # also for an empty shard
+        return batch
+
+    def _design(self, keys: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """The features the solve sees: keys (n, d) → their random expansion (n, M) when
+        ``random_features``, then a constant column of ``intercept_scaling`` when
+        ``fit_intercept`` (n, D + 1); of the rows ``order`` (k,) int64, in that order, when given.
+        On the CPU the rows are copied through NumPy (:meth:`_design_numpy`)."""
+        if order is not None and self.random_features is not None:
+            keys, order = keys.index_select(0, order), None
+        features = self._expand(keys)
+        if not self.fit_intercept:
+            return features if order is None else features.index_select(0, order)
+        if features.device.type == "cpu" and features.dtype in (torch.float32, torch.float64):
+            return torch.from_numpy(self._design_numpy(features.detach().numpy(), order))
+        rows = features.shape[0] if order is None else order.shape[0]
+        out = features.new_empty((rows, features.shape[1] + 1))
+        out[:, :-1] = features if order is None else features.index_select(0, order)
+        out[:, -1] = float(self.intercept_scaling)
+        return out
+
+    def _design_numpy(self, features: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
+        """:meth:`_design`'s intercept design on the CPU: features (n, D) → (k, D + 1) of the rows
+        ``order`` (all by default), allocated by NumPy and filled in blocks of ``GATHER_ROWS``
+        rows gathered into a small buffer: on the AMD EPYC VM this took less time than
+        ``torch.cat`` and ``index_select`` (profiled, not benchmarked)."""
+        d = features.shape[1]
+        if order is None:
+            out = np.empty((features.shape[0], d + 1), dtype=features.dtype)
+            out[:, :-1] = features
+        else:
+            index = order.cpu().numpy()
+            out = np.empty((index.shape[0], d + 1), dtype=features.dtype)
+            buffer = np.empty((min(GATHER_ROWS, index.shape[0]), d), dtype=features.dtype)
+            for start in range(0, index.shape[0], GATHER_ROWS):
+                part = index[start : start + GATHER_ROWS]
+                np.take(features, part, axis=0, out=buffer[: part.shape[0]])
+                out[start : start + part.shape[0], :-1] = buffer[: part.shape[0]]
+        out[:, -1] = float(self.intercept_scaling)
+        return out
+
+    def _design_times(self, features: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """The design rows of ``features`` (q, D′) (after ``random_features``) times ``matrix``
+        (D′ + 1 with the intercept, k) without building them: the constant column's share added."""
+        matrix = matrix.to(device=features.device, dtype=features.dtype)
+        if self.fit_intercept:
+            return features @ matrix[:-1] + float(self.intercept_scaling) * matrix[-1]
+        return features @ matrix
+
+
+@functools.lru_cache(maxsize=2)
+def _projection(d: int, m: int, seed: int) -> torch.Tensor:
+    """The random-feature projection R (d, m): float64 N(0, 1/d) from ``torch.Generator(seed)``,
+    cached (read-only) so that refits and predictions do not redraw it."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
