@@ -129,7 +129,7 @@ def test_the_design_is_built_in_blocks_of_rows_and_fits_as_one(n, d, block, rand
     """The statistics see the design (random features, the constant column) a block of rows at a
     time, never all of X at once, and the fit equals one that builds it whole (to rounding);
     the scores add the constant column's share instead of building it."""
-    import faast.classifier as module
+    import faast.classifier_design as module
 
     X, y = _data(n, d, 3, seed)
     y[: min(n, 3)] = np.arange(min(n, 3))
@@ -163,7 +163,7 @@ def test_the_design_is_built_in_blocks_of_rows_and_fits_as_one(n, d, block, rand
 def test_a_block_refused_after_others_leaves_the_classifier_unchanged(monkeypatch):
     """With the design built in blocks, a later block that the statistics refuse (entries that
     would overflow the float64 sums) changes nothing: the blocks are summed apart and merged."""
-    import faast.classifier as module
+    import faast.classifier_design as module
 
     monkeypatch.setattr(module, "DESIGN_BLOCK_ROWS", 16)
     X, y = _data(60, 4, 3, 2)
@@ -217,7 +217,7 @@ def test_the_design_of_rows_in_another_order_is_those_rows_of_the_design(
     """``_design(keys, order)`` (the logistic fit's design, kept rows first: gathered through
     NumPy in blocks of ``GATHER_ROWS`` on the CPU) equals the rows ``order`` of ``_design(keys)``,
     exactly, for any order with repeats, dtype and design."""
-    import faast.classifier as module
+    import faast.classifier_design as module
 
     rng = np.random.default_rng(seed)
     keys = torch.as_tensor(rng.standard_normal((n, d))).to(dtype)

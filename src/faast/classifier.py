@@ -17,7 +17,6 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -31,36 +30,25 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 
 import faast.distributed
 from faast._checks import check_finite
+from faast.classifier_design import DesignMixin
+from faast.classifier_refine import RefinementMixin
 from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
-from faast.solver.logistic import choose_ridge, fallback_penalty, fit_logistic, holdout_folds
-from faast.solver.retarget import retarget
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
 ROWS_KEPT = 2
-#: The design (random features, the intercept's constant column) is built this many rows at a
-#: time for the statistics, so that a fit never holds a second copy of a large X.
-DESIGN_BLOCK_ROWS = 8192
-#: Rows per block of the gather that builds a design in another row order (see _design_numpy).
-GATHER_ROWS = 512
-#: ``fit`` warns when the features' mean squared entry is below this fraction of
-#: ``intercept_scaling``² (or above its inverse): the least-squares fit lost features 10⁻⁸ times
-#: the constant column (entries ≈ 10⁻¹⁶ of it in the Gram) and kept them at 10⁻⁶.
-INTERCEPT_SCALE_GAP = 1e-14
-#: Rows (at least, at most twice) whose entries give the features' scale for that warning.
-SCALE_SAMPLE_ROWS = 1024
 
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
 
-class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
+class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, ClassifierMixin, BaseEstimator):
     """Forward-only classifier: least-squares fast weights from features to label embeddings.
 
     ``fit`` accumulates float64 statistics of (feature → label embedding) pairs in one pass and
@@ -367,21 +355,6 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
             self._fit_logistic(keys, onehot, weights)
         return self
 
-    def _check_logistic(self) -> None:
-        """``loss="logistic"`` fits one-hot logits on every example at once: refuse what it
-        cannot honour."""
-        if self.loss != "logistic":
-            return
-        clashes = {
-            "refine > 0": bool(self.refine),
-            "distributed=True": bool(self.distributed),
-            "class_embeddings": self.class_embeddings is not None,
-            "a prior": self.prior is not None,
-        }
-        for what, present in clashes.items():
-            if present:
-                raise ValueError(f'loss="logistic" cannot be combined with {what}; use loss="squared"')
-
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
         """Add examples to the statistics and recompile (``classes`` is required on the first call).
@@ -402,20 +375,6 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         """
         self._partial_fit(X, y, classes, sample_weight)
         return self
-
-    def _check_not_refined(self, what: str) -> None:
-        """``refine`` and ``loss="logistic"`` need every example at once (``fit``): refuse
-        incremental changes."""
-        if self.refine:
-            raise ValueError(
-                f"{what} is not available with refine={self.refine}: the retargeting rounds need "
-                "every example at once; call fit, or set refine=0"
-            )
-        if self.loss == "logistic":
-            raise ValueError(
-                f'{what} is not available with loss="logistic": its steps need every example at '
-                'once; call fit, or set loss="squared"'
-            )
 
     def _partial_fit(
         self, X: Any, y: Any, classes: Any, sample_weight: Any, refining: bool = False
@@ -464,40 +423,13 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
             self.memory_.stats.merge(dist.all_reduce_stats(self._batch_stats(keys, onehot, weights)))
             summed = dist.all_reduce_(torch.from_numpy(counts).to(torch.float64), what="class counts")
             counts = summed.round().to(torch.int64).numpy()
-        elif self._design_is_keys() or keys.shape[0] <= DESIGN_BLOCK_ROWS:  # one add: refused whole
+        elif self._design_in_one_block(keys.shape[0]):  # one add: refused whole
             self.memory_.add(self._design(keys), onehot, weights)
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
             self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
         self.class_count_ = self.class_count_ + counts
         self._compile(cut, calibration=(keys, onehot, weights))
         return keys, onehot, weights  # without the examples of zero weight
-
-    def _check_intercept_scale(self, keys: torch.Tensor) -> None:
-        """Warn when the features' scale is so far from ``intercept_scaling`` that float64 cannot
-        hold both in one Gram: the typical squared entry of keys (n, d) below ``INTERCEPT_SCALE_GAP``
-        times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
-        constant column's and the cut drops them: chance-level predictions), or above its inverse
-        (the intercept is dropped). The scale is that of at most 2·``SCALE_SAMPLE_ROWS`` evenly
-        spaced rows: a float64 copy of every row would cost a large fit as much memory again as
-        float32 keys hold twice over, for a warning that needs an order of magnitude."""
-        if not self.fit_intercept or keys.numel() == 0:
-            return
-        sample = keys.detach()[:: max(1, keys.shape[0] // SCALE_SAMPLE_ROWS)]
-        mean_square = float(sample.to(torch.float64).square().mean())
-        if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
-            return
-        ratio = mean_square / float(self.intercept_scaling) ** 2
-        if 0 < ratio < INTERCEPT_SCALE_GAP or ratio > 1 / INTERCEPT_SCALE_GAP:
-            row_norm = math.sqrt(mean_square * keys.shape[1])
-            warnings.warn(
-                f"the features' root-mean-square entry ({math.sqrt(mean_square):.3g}) is "
-                f"{math.sqrt(ratio):.1g} times intercept_scaling={self.intercept_scaling:g}: too far "
-                f"apart for one float64 Gram, so the {'features' if ratio < 1 else 'intercept'} may "
-                f"be lost to rounding; rescale the features or set intercept_scaling near their row "
-                f"norm ({row_norm:.3g})",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
         """Remove examples learned earlier, exactly, and recompile.
@@ -626,99 +558,12 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         self._calibrate(calibration)
         return self
 
-    def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
-        """``refine`` rounds of margin retargeting (:mod:`faast.solver.retarget`) on the pairs
-        just learned, with the filter of the solve held fixed."""
-        factor = self.memory_.stats.factor()
-        cross, weight, moved = retarget(
-            keys,
-            onehot,
-            weights,
-            factor,
-            self._filter(factor),
-            self.memory_.weight(torch.float64),
-            float(self.margin),
-            int(self.refine),
-        )
-        self._set_retarget(cross, weight, moved)
-
-    def _fit_logistic(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:
-        """``max_iter`` quasi-Newton steps per penalty on the penalised logistic loss
-        (:mod:`faast.solver.logistic`) over the design of ``keys`` (n, d), with the factor of the
-        least-squares solve, from its weights.
-
-        With ``C="auto"`` and a single held-out split, the design is built with the kept rows
-        first and the held-out ones last (one copy of the rows, in that order), so the path fits
-        and scores views of it, and the final fit runs over all of it."""
-        factor = self.memory_.stats.factor()
-        labels = onehot.argmax(dim=1)
-        m = onehot.shape[1]
-        # the steps start from the least-squares weights, scaled to fit the logistic loss best
-        init, steps, memory, scale_init = self.memory_.weight(torch.float64), int(self.max_iter), None, True
-        if self.C != "auto":
-            ridge, design = 1.0 / float(self.C), self._design(keys)
-        else:
-            folds = holdout_folds(labels.cpu().numpy(), int(self.random_state))
-            order = None
-            if len(folds) == 1:  # kept rows first, held-out last: the split takes views
-                kept, held = folds[0]
-                order = torch.as_tensor(np.concatenate([kept, held]), device=keys.device)
-                labels = labels[order]
-                weights = None if weights is None else weights[order]
-                folds = [(np.arange(len(kept)), np.arange(len(kept), len(order)))]
-            design = self._design(keys, order)
-            choice = choose_ridge(
-                design,
-                labels,
-                weights,
-                factor,
-                steps,
-                int(self.random_state),
-                m,
-                tolerance=float(self.tol),
-                start=init,
-                folds=folds,
-            )
-            if choice is None:  # one example per class: nothing to hold out
-                ridge = fallback_penalty(factor)
-            else:
-                ridge, init, scale_init = choice.ridge, choice.weight, False
-                steps = max(3, steps // 2)  # warm: from the weights fitted without the held-out tenth
-                memory = choice.memory  # and their curvature, scaled to all the examples' weight
-        weight, self.n_iter_ = fit_logistic(
-            design,
-            labels,
-            weights,
-            factor,
-            ridge,
-            steps,
-            init=init,
-            num_classes=m,
-            tolerance=float(self.tol),
-            memory=memory,
-            scale_init=scale_init,
-        )
-        self._set_logistic(weight, 1.0 / ridge)
-
-    def _set_logistic(self, weight: torch.Tensor, inverse_penalty: float) -> None:
-        """Adopt logistic fast weights W (m, d) fitted with ρ = 1/C."""
-        self._refined = weight
-        self.C_ = float(inverse_penalty)
-        self._set_coef(weight)
-
     def _filter(self, factor: Any) -> torch.Tensor:
         """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut
         keeps a prefix of the eigenvalues), without choosing the cut again."""
         if self.ridge_ is not None:
             return factor.ridge_filter(self.ridge_)
         return factor.rank_filter(self.rank_)
-
-    def _set_retarget(self, cross: torch.Tensor, weight: torch.Tensor, moved: int) -> None:
-        """Adopt retargeted fast weights (m, d) and the cross matrix B′ (d, m) they solve."""
-        self.retarget_cross_ = cross
-        self._refined = weight
-        self.retargeted_ = int(moved)
-        self._set_coef(weight)
 
     def _set_coef(self, weight: torch.Tensor) -> None:
         """``coef_`` (C, D) and ``intercept_`` (C,) from fast weights over the design features
@@ -737,122 +582,6 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         if refined is not None:
             return refined.to(device=device, dtype=dtype)
         return self.memory_.weight(dtype, device)
-
-    def _keys(self, X: Any, *, reset: bool) -> torch.Tensor:
-        """Validate features and return them as a (n, d) floating tensor on the working device."""
-        if isinstance(X, torch.Tensor):
-            if X.ndim != 2:
-                raise ValueError(
-                    f"X: expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}"
-                )
-            keys = X.detach()
-            if not keys.is_floating_point():
-                keys = keys.to(torch.float32)
-            check_finite(keys, "X")
-            if reset:
-                self.n_features_in_ = keys.shape[1]
-            elif keys.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {keys.shape[1]} features, but FaastClassifier is expecting "
-                    f"{self.n_features_in_} features as input"
-                )
-        else:
-            arr = validate_data(
-                self,
-                X,
-                reset=reset,
-                dtype=[np.float64, np.float32],
-                ensure_min_samples=0 if self.distributed else 1,
-            )
-            arr = np.ascontiguousarray(arr)
-            keys = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-        if keys.shape[0] == 0 and not self.distributed:
-            raise ValueError("X: empty support set (0 samples)")
-        if self.device is not None:
-            keys = keys.to(self.device)
-        elif hasattr(self, "memory_") and self.memory_.stats is not None:
-            keys = keys.to(self.memory_.stats.device)
-        if self.normalize_keys:
-            keys = F.normalize(keys, dim=1)
-        return keys
-
-    def _expand(self, keys: torch.Tensor) -> torch.Tensor:
-        """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""
-        if self.random_features is None:
-            return keys
-        proj = _projection(keys.shape[1], int(self.random_features), int(self.random_state))
-        return torch.relu(keys @ proj.to(device=keys.device, dtype=keys.dtype))
-
-    def _design_dim(self, d: int) -> int:
-        """D + 1 or D: the number of design features for keys of dimension d."""
-        width = d if self.random_features is None else int(self.random_features)
-        return width + int(bool(self.fit_intercept))
-
-    def _design_is_keys(self) -> bool:
-        """Whether the solve sees the keys themselves (no random features, no intercept)."""
-        return self.random_features is None and not self.fit_intercept
-
-    def _design_blocks(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None):
-        """(design (b, D′), one-hot (b, C), weights (b,) or None) for consecutive blocks of at most
-        ``DESIGN_BLOCK_ROWS`` rows (one block, the keys themselves, when the design is the keys)."""
-        if self._design_is_keys():
-            yield keys, onehot, weights
-            return
-        for start in range(0, max(keys.shape[0], 1), DESIGN_BLOCK_ROWS):
-            rows = slice(start, start + DESIGN_BLOCK_ROWS)
-            yield self._design(keys[rows]), onehot[rows], None if weights is None else weights[rows]
-
-    def _batch_stats(
-        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
-    ) -> GramStats:
-        """The statistics of these pairs alone, their design built a block of rows at a time (kept
-        rows while they stay few, as the memory's), to be merged into the memory's."""
-        held = self.memory_.stats
-        batch = GramStats(
-            held.key_dim, held.value_dim, device=keys.device, dual_max_pairs=held.dual_max_pairs
-        )
-        for block in self._design_blocks(keys, onehot, weights):
-            batch.add(*block)
-        batch.input_dtype = keys.dtype  # also for an empty shard
-        return batch
-
-    def _design(self, keys: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
-        """The features the solve sees: keys (n, d) → their random expansion (n, M) when
-        ``random_features``, then a constant column of ``intercept_scaling`` when
-        ``fit_intercept`` (n, D + 1); of the rows ``order`` (k,) int64, in that order, when given.
-        On the CPU the rows are copied through NumPy (:meth:`_design_numpy`)."""
-        if order is not None and self.random_features is not None:
-            keys, order = keys.index_select(0, order), None
-        features = self._expand(keys)
-        if not self.fit_intercept:
-            return features if order is None else features.index_select(0, order)
-        if features.device.type == "cpu" and features.dtype in (torch.float32, torch.float64):
-            return torch.from_numpy(self._design_numpy(features.detach().numpy(), order))
-        rows = features.shape[0] if order is None else order.shape[0]
-        out = features.new_empty((rows, features.shape[1] + 1))
-        out[:, :-1] = features if order is None else features.index_select(0, order)
-        out[:, -1] = float(self.intercept_scaling)
-        return out
-
-    def _design_numpy(self, features: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
-        """:meth:`_design`'s intercept design on the CPU: features (n, D) → (k, D + 1) of the rows
-        ``order`` (all by default), allocated by NumPy and filled in blocks of ``GATHER_ROWS``
-        rows gathered into a small buffer: on the AMD EPYC VM this took less time than
-        ``torch.cat`` and ``index_select`` (profiled, not benchmarked)."""
-        d = features.shape[1]
-        if order is None:
-            out = np.empty((features.shape[0], d + 1), dtype=features.dtype)
-            out[:, :-1] = features
-        else:
-            index = order.cpu().numpy()
-            out = np.empty((index.shape[0], d + 1), dtype=features.dtype)
-            buffer = np.empty((min(GATHER_ROWS, index.shape[0]), d), dtype=features.dtype)
-            for start in range(0, index.shape[0], GATHER_ROWS):
-                part = index[start : start + GATHER_ROWS]
-                np.take(features, part, axis=0, out=buffer[: part.shape[0]])
-                out[start : start + part.shape[0], :-1] = buffer[: part.shape[0]]
-        out[:, -1] = float(self.intercept_scaling)
-        return out
 
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:
@@ -874,14 +603,6 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         features = self._expand(keys)
         pred = self._design_times(features, weight.T)  # (q, C): learned one-hot scores
         return self._class_scores(pred, keys)
-
-    def _design_times(self, features: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-        """The design rows of ``features`` (q, D′) (after ``random_features``) times ``matrix``
-        (D′ + 1 with the intercept, k) without building them: the constant column's share added."""
-        matrix = matrix.to(device=features.device, dtype=features.dtype)
-        if self.fit_intercept:
-            return features @ matrix[:-1] + float(self.intercept_scaling) * matrix[-1]
-        return features @ matrix
 
     def _class_scores(self, pred: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
         """Class scores (q, C) from one-hot predictions ``pred`` (q, C): through the class
@@ -978,14 +699,6 @@ class FaastClassifier(TemperatureMixin, ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
-
-
-@functools.lru_cache(maxsize=2)
-def _projection(d: int, m: int, seed: int) -> torch.Tensor:
-    """The random-feature projection R (d, m): float64 N(0, 1/d) from ``torch.Generator(seed)``,
-    cached (read-only) so that refits and predictions do not redraw it."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
 
 
 def _weighted_rows(
