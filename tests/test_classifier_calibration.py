@@ -70,20 +70,29 @@ def test_perfectly_separated_scores_get_a_finite_temperature():
     assert 1.0 < t < MAX_TEMPERATURE
 
 
-def _brute_force_held_out(X, y, weights, **params) -> np.ndarray:
-    """Scores (n, C) of each example by a refit without it (one unit of weight held out)."""
-    out = np.empty((len(y), len(np.unique(y))))
+def _brute_force_held_out(X, y, weights, ridge: float, fit_intercept: bool) -> np.ndarray:
+    """Scores (n, C) of each example by a refit without it (one unit of weight held out), written
+    out as weighted ridge regression (G + ρI)⁻¹ Zᵀ diag(w) Y′ on the design Z (the features and,
+    with the intercept, a column of ones), in which the other examples of its class have their
+    one-hot targets scaled by W_c / (W_c − δ): the class keeps its total target weight."""
+    Z = np.hstack([X, np.ones((len(y), 1))]) if fit_intercept else X
+    classes = len(np.unique(y))
+    base = np.ones(len(y)) if weights is None else weights
+    out = np.empty((len(y), classes))
     for i in range(len(y)):
-        w = np.ones(len(y)) if weights is None else weights.copy()
-        w[i] -= min(w[i], 1.0)
-        keep = w > 0
-        clf = FaastClassifier(**params).fit(X[keep], y[keep], sample_weight=w[keep])
-        out[i] = clf._scores(X[i : i + 1]).numpy()[0]
+        w = base.copy()
+        held = min(w[i], 1.0)
+        w[i] -= held
+        targets = np.eye(classes)[y]
+        total = base[y == y[i]].sum()
+        targets[:, y[i]] *= total / (total - held)
+        gram = Z.T @ (w[:, None] * Z) + ridge * np.eye(Z.shape[1])
+        out[i] = Z[i] @ np.linalg.solve(gram, Z.T @ (w[:, None] * targets))
     return out
 
 
-def _reference_temperature(X, y, weights, **params) -> float:
-    scores = _brute_force_held_out(X, y, weights, **params)
+def _reference_temperature(X, y, weights, ridge: float, fit_intercept: bool) -> float:
+    scores = _brute_force_held_out(X, y, weights, ridge, fit_intercept)
     onehot = np.eye(scores.shape[1])[y]
     w = np.ones(len(y)) if weights is None else weights
     return fit_temperature(

@@ -97,7 +97,9 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         as for the ``auto`` cuts), beyond from a sample of at most 1024 evenly spaced examples
         that the ``fit``/``partial_fit`` call passing them keeps for it — unless they are fewer
         than the sample before (a small ``partial_fit`` batch keeps that one); a loaded
-        classifier beyond 2·D has no sample and keeps the saved T. Examples that are
+        classifier beyond 2·D has no sample and keeps the saved T. The held-out example's class
+        keeps its share of the targets (its other examples' targets scaled by W_c / (W_c − 1)):
+        holding it out would otherwise make its class the smallest. Examples that are
         their class's only one are left out (removing them leaves the class unseen); where
         nothing is left (one example per class) or with a ``prior``, T = 10, the fixed default
         before 2026-12. With ``refine``, the T of the solve before retargeting. Predictions

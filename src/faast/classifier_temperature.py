@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import faast.distributed
-from faast.solver.temperature import fit_temperature, kept_rows_loo, sampled_rows_loo
+from faast.solver.temperature import fit_temperature, kept_rows_loo, restore_class_share, sampled_rows_loo
 
 #: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
 #: spaced rows of the call that passed them, kept until it is needed (their exact leverages then
@@ -107,7 +107,11 @@ class TemperatureMixin:
             self.memory_.weight(torch.float64),
         )
         counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
-        informative = (onehot @ counts) > 1  # not its class's only example
+        class_total = onehot @ counts  # (s,) examples of each row's class (of every row learned)
+        informative = class_total > 1  # not its class's only example
+        # the class keeps its share of the targets, by example counts: the weights of the rows
+        # outside the sample are not kept (exact for unweighted fits)
+        loo = restore_class_share(loo, onehot, class_total, torch.ones_like(class_total))
         return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
 
     def _held_out_temperature(

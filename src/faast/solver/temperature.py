@@ -15,6 +15,17 @@ found by Newton steps kept inside a bracket (bisection when a step leaves it).
 Weights count examples (scikit-learn's ``sample_weight``): a row of weight w stands for w
 examples, one of which is held out (:func:`held_out_scores`), and counts w times in CE.
 
+*The held-out example's class keeps its share.* Least squares to one-hot targets pulls the
+scores towards the classes with more target weight, and holding example i out takes weight from
+its own class only: with two examples per class, the fit without i sees its class half as often
+as every other, and its held-out predictions favour the other classes far more than a test
+example's do (on the few-shot folds of ``benchmarks/classifier_calibration.py`` held-out accuracy
+fell below chance where test accuracy was well above it, and T to 0). So s₋ᵢ is the prediction of
+the fit without i whose other examples of i's class have their targets scaled by
+W_c / (W_c − δᵢ) (W_c the class's total weight, δᵢ the weight held out): the class keeps its total
+target weight. The fit is linear in each target column, so this is s₋ᵢ with its own class's
+entry multiplied by that factor (:func:`restore_class_share`) — still exact, still no refit.
+
 Some rows say nothing and are left out: an example that is its class's only one (its held-out
 prediction has no class to give it; with one example per class nothing is left and the fallback
 is used), and one the fit interpolates (hᵢ = 1).
@@ -73,6 +84,21 @@ def held_out_scores(
     return hot - resid, usable
 
 
+def restore_class_share(
+    loo: torch.Tensor, onehot: torch.Tensor, class_total: torch.Tensor, held: torch.Tensor
+) -> torch.Tensor:
+    """Held-out predictions of fits in which the held-out example's class keeps its total target
+    weight: the own-class entry of each row of loo (n, m) multiplied by W / (W − δ).
+
+    onehot: (n, m) the rows' one-hot targets; class_total: (n,) W, the total weight of each row's
+    class; held: (n,) δ, the weight held out. Rows with W − δ ≤ 0 (a class's only example, which
+    callers leave out) are returned unchanged. Returns (n, m) float64."""
+    rest = class_total - held
+    scale = torch.where(rest > 0, class_total / rest.clamp_min(torch.finfo(torch.float64).tiny), 1.0)
+    hot = onehot.to(torch.float64)
+    return loo + hot * loo * (scale - 1.0)[:, None]
+
+
 def kept_rows_loo(
     factor: SpectralFactor, phi: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,9 +107,10 @@ def kept_rows_loo(
     values A diag(s) Aᵀ V and leverages (A∘A) s of the weighted rows (:mod:`faast.solver.loo`).
     One-hot values only: the kept values are √wᵢ·eᵧ, so √wᵢ is each row's sum.
 
-    Returns the predictions (n′, m) float64, the one-hot targets (n′, m) and the weights (n′,)
-    of the rows that have an informative one: not interpolated, and their class keeps weight
-    once the example is held out (a class's only example is predicted without its class).
+    Returns the predictions (n′, m) float64 (the held-out example's class keeping its share:
+    :func:`restore_class_share`), the one-hot targets (n′, m) and the weights (n′,) of the rows
+    that have an informative one: not interpolated, and their class keeps weight once the
+    example is held out (a class's only example is predicted without its class).
     """
     left, values = factor.left, factor.row_values
     if left is None or values is None:
@@ -99,8 +126,10 @@ def kept_rows_loo(
     weights = root * root
     loo, usable = held_out_scores(onehot, fitted / root[:, None], leverage, weights)
     class_weight = onehot.T @ weights  # (m,)
-    left_in_class = onehot @ class_weight - torch.clamp(weights, max=1.0)
-    keep = usable & live & (left_in_class > 1e-9 * float(class_weight.sum()))
+    class_total = onehot @ class_weight  # (n,) W of each row's class
+    held = torch.clamp(weights, max=1.0)
+    keep = usable & live & (class_total - held > 1e-9 * float(class_weight.sum()))
+    loo = restore_class_share(loo, onehot, class_total, held)
     return loo[keep], onehot[keep], weights[keep]
 
 
