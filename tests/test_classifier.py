@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,19 @@ def test_bad_input_errors(digits):
         FaastClassifier().fit(torch.zeros(5, 3), np.arange(4))
     with pytest.raises(ValueError, match=r"expected a 2-D tensor"):
         FaastClassifier().fit(torch.zeros(5), np.arange(5))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_non_finite_labels_are_refused_without_a_cast_warning(bad, method):
+    """A NaN or infinite label is named as such, before NumPy casting it to an integer warns."""
+    X = np.random.default_rng(0).standard_normal((6, 3))
+    y = np.array([0.0, 1.0, bad, 0.0, 1.0, 0.0])
+    kwargs = {"classes": [0.0, 1.0]} if method == "partial_fit" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Input y contains (NaN|infinity)"):
+            getattr(FaastClassifier(), method)(X, y, **kwargs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

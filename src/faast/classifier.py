@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+from sklearn.utils.validation import _check_sample_weight, assert_all_finite, check_is_fitted, column_or_1d
 
 import faast.distributed
 from faast._checks import check_finite
@@ -754,6 +754,8 @@ def _labels_to_numpy(y: Any) -> np.ndarray:
     y_np = _to_numpy(y)
     if y_np.ndim == 2 and y_np.shape[1] == 1:
         y_np = column_or_1d(y_np, warn=True)
+    if y_np.dtype.kind in "fc":  # NaN / inf labels: refused here, before NumPy casts them to int
+        assert_all_finite(y_np, input_name="y")
     return y_np
 
 
