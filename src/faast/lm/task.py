@@ -23,7 +23,9 @@ clearly beat it. The choice, with every candidate's validation score, is
 returned and saved with the task.
 
 For classification, :meth:`TaskModel.fit_head` also fits a closed-form label head on the state at
-the prompt's end (:mod:`faast.lm.label_head`); :meth:`TaskModel.classify` then uses it.
+the prompt's end (:mod:`faast.lm.label_head`); :meth:`TaskModel.classify` then uses it. How text is
+batched and scored (label scores, answer NLL) is :mod:`faast.lm.task_scoring`; how the read-out is
+chosen, :mod:`faast.lm.task_choice`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import faast.distributed
@@ -57,6 +58,7 @@ from faast.lm.task_choice import (
     significant_or_off,
     split_examples,
 )
+from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin
 
 PAIR_MODES = ("answer", "all")
 #: Outputs with at most this many distinct values make a classification task (labels) by default.
@@ -134,7 +136,7 @@ class FitReport:
         }
 
 
-class TaskModel:
+class TaskModel(TaskScoringMixin):
     """A :class:`~faast.lm.FaastModel` plus a tokenizer and a :class:`TaskSpec`.
 
     Parameters
@@ -463,13 +465,13 @@ class TaskModel:
         items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
         return loglik, dist.all_reduce_(right, what="right answers"), items
 
-    def _validation_batches(self, part: list[Example]) -> list[_Batch]:
+    def _validation_batches(self, part: list[Example]) -> list[ScoredBatch]:
         if self.spec.labels is not None:
             return self._label_batches([e.input for e in part], self.spec.labels)
         return self._answer_batches(part)
 
     def _validation_score(
-        self, part: list[Example], batches: list[_Batch], states: list[torch.Tensor]
+        self, part: list[Example], batches: list[ScoredBatch], states: list[torch.Tensor]
     ) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(log-likelihood per example, right answers, items per example): labels score the
         normalised log-probability of the right label (one item each); free-form outputs the summed
@@ -525,7 +527,7 @@ class TaskModel:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             prompts = [self.codec.prompt_ids(text) for _, text in chunk]
-            batch = _Batch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
+            batch = ScoredBatch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
             for (i, _), z in zip(chunk, self._states(batch), strict=True):
                 out[i] = z
         return torch.stack(out)  # type: ignore[arg-type]
@@ -589,98 +591,9 @@ class TaskModel:
             outs += [self.codec.decode_answer(row[ids.shape[1] :].tolist()) for row in gen]
         return outs
 
-    # ----------------------------------------------------------------- batches
+    # ----------------------------------------------------------------- labels
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
         return checked_labels(labels, self.spec.labels, "learn labelled examples or pass labels")
-
-    def _label_batches(self, inputs: list[str], labels: list[str], batch_size: int = 16) -> list[_Batch]:
-        """Batches of sequences prompt + label; single-token label sets need the prompt only."""
-        label_ids = [self.codec.label_ids(label) for label in labels]
-        if any(not ids for ids in label_ids):
-            raise ValueError("a label encodes to no tokens")
-        single = all(len(ids) == 1 for ids in label_ids)
-        batches = []
-        per_batch = max(1, batch_size if single else batch_size // len(labels))
-        for i in range(0, len(inputs), per_batch):
-            chunk = inputs[i : i + per_batch]
-            prompts = [self.codec.prompt_ids(x) for x in chunk]
-            for x, p in zip(chunk, prompts, strict=True):
-                self.codec.check_fits(p + max(label_ids, key=len), f"the prompt of {x[:40]!r} with a label")
-            if single:
-                seqs = prompts
-                targets = [[(len(p) - 1, [ids[0] for ids in label_ids])] for p in prompts]
-            else:
-                seqs = [p + ids for p in prompts for ids in label_ids]
-                targets = [
-                    [(len(p) - 1 + k, [tok]) for k, tok in enumerate(ids)]
-                    for p in prompts
-                    for ids in label_ids
-                ]
-            batches.append(_Batch(seqs, targets, len(chunk), len(labels), single))
-        return batches
-
-    def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[_Batch]:
-        batches = []
-        for i in range(0, len(examples), batch_size):
-            enc = [self.codec.encode(e.input, e.output) for e in examples[i : i + batch_size]]  # type: ignore[arg-type]
-            seqs = [c.ids for c in enc]
-            targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
-            batches.append(_Batch(seqs, targets, len(enc), 1, False))
-        return batches
-
-    def _states(self, batch: _Batch) -> torch.Tensor:
-        """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
-        ``cache=True`` when no middle memory makes them depend on what was learned)."""
-        cache = self._score_cache if not self.model.middle_memories else None
-        keys = [tuple(s) for s in batch.sequences]
-        todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
-        computed: dict[int, torch.Tensor] = {}
-        if todo:
-            ids, mask = pad_batch([batch.sequences[i] for i in todo], self.tokenizer.pad_token_id)
-            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
-            for row, i in enumerate(todo):
-                computed[i] = z[row, : len(batch.sequences[i])]
-                if cache is not None:
-                    cache[keys[i]] = computed[i].detach().clone()
-        seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
-        return torch.stack([seqs[r][pos] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
-
-    def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
-        """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
-        out = []
-        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
-            logits = self.model.output_logits({HEAD_INPUT: states[i : i + 256]})
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            out.append(F.log_softmax(logits, dim=-1))
-        return torch.cat(out)
-
-    def _label_log_probs(self, batch: _Batch, states: torch.Tensor) -> torch.Tensor:
-        """(inputs, labels) float64 on the CPU, whatever device the model is on."""
-        lp = self._log_probs(states)
-        flat_tokens = [toks for tgt in batch.targets for _, toks in tgt]
-        if batch.single:
-            return torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double().cpu()
-        per_seq, k = [], 0
-        for tgt in batch.targets:
-            per_seq.append(float(sum(lp[k + j, toks[0]] for j, (_, toks) in enumerate(tgt))))
-            k += len(tgt)
-        return torch.tensor(per_seq, dtype=torch.float64).view(batch.inputs, batch.labels)
-
-    def _answer_nll(self, batch: _Batch, states: torch.Tensor) -> tuple[float, int]:
-        nll, tokens = self._answer_nll_per_sequence(batch, states)
-        return float(nll.sum()), int(tokens.sum())
-
-    def _answer_nll_per_sequence(
-        self, batch: _Batch, states: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed NLL, answer tokens) per sequence of ``batch``, float64."""
-        lp = self._log_probs(states)
-        tokens = torch.tensor([toks[0] for tgt in batch.targets for _, toks in tgt], device=lp.device)
-        picked = -lp[torch.arange(len(tokens)), tokens].double().cpu()
-        lengths = torch.tensor([len(tgt) for tgt in batch.targets])
-        seq = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-        nll = torch.zeros(len(lengths), dtype=torch.float64).index_add_(0, seq, picked)
-        return nll, lengths.double()
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str], task: str = "default") -> Path:
@@ -722,17 +635,6 @@ class TaskModel:
         data = info.get("head")
         tm.head = None if data is None else LabelHead.from_dict(data, model._layout.hidden_size)
         return tm
-
-
-@dataclass
-class _Batch:
-    """Sequences to run and, per sequence, the (position, token ids) it scores."""
-
-    sequences: list[list[int]]
-    targets: list[list[tuple[int, list[int]]]]
-    inputs: int
-    labels: int
-    single: bool
 
 
 def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:

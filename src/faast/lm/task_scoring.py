@@ -1,0 +1,126 @@
+"""How :class:`~faast.lm.task.TaskModel` scores text: batches of sequences with the positions and
+tokens each one scores (:class:`ScoredBatch`), the LM's head inputs there, and the
+log-probabilities, label scores and answer NLLs read from them (through the memory as configured).
+
+Two kinds of batch: label batches (prompt + each label; a single-token label set needs the
+prompt only, every label scored at its last position) for :meth:`TaskModel.label_scores` and
+validation, and answer batches (prompt + the example's answer, every answer token scored) for
+:meth:`TaskModel.answer_nll`. The mixin needs the task model's ``codec``, ``model``,
+``tokenizer``, ``device`` and ``_score_cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from faast.lm.examples import Example
+from faast.lm.prompts import pad_batch
+from faast.lm.readouts import HEAD_INPUT
+
+
+@dataclass
+class ScoredBatch:
+    """Sequences to run and, per sequence, the (position, token ids) it scores."""
+
+    sequences: list[list[int]]
+    targets: list[list[tuple[int, list[int]]]]
+    inputs: int
+    labels: int
+    single: bool
+
+
+class TaskScoringMixin:
+    """Scoring steps of :class:`~faast.lm.task.TaskModel`."""
+
+    def _label_batches(self, inputs: list[str], labels: list[str], batch_size: int = 16) -> list[ScoredBatch]:
+        """Batches of sequences prompt + label; single-token label sets need the prompt only."""
+        label_ids = [self.codec.label_ids(label) for label in labels]
+        if any(not ids for ids in label_ids):
+            raise ValueError("a label encodes to no tokens")
+        single = all(len(ids) == 1 for ids in label_ids)
+        batches = []
+        per_batch = max(1, batch_size if single else batch_size // len(labels))
+        for i in range(0, len(inputs), per_batch):
+            chunk = inputs[i : i + per_batch]
+            prompts = [self.codec.prompt_ids(x) for x in chunk]
+            for x, p in zip(chunk, prompts, strict=True):
+                self.codec.check_fits(p + max(label_ids, key=len), f"the prompt of {x[:40]!r} with a label")
+            if single:
+                seqs = prompts
+                targets = [[(len(p) - 1, [ids[0] for ids in label_ids])] for p in prompts]
+            else:
+                seqs = [p + ids for p in prompts for ids in label_ids]
+                targets = [
+                    [(len(p) - 1 + k, [tok]) for k, tok in enumerate(ids)]
+                    for p in prompts
+                    for ids in label_ids
+                ]
+            batches.append(ScoredBatch(seqs, targets, len(chunk), len(labels), single))
+        return batches
+
+    def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[ScoredBatch]:
+        batches = []
+        for i in range(0, len(examples), batch_size):
+            enc = [self.codec.encode(e.input, e.output) for e in examples[i : i + batch_size]]  # type: ignore[arg-type]
+            seqs = [c.ids for c in enc]
+            targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
+            batches.append(ScoredBatch(seqs, targets, len(enc), 1, False))
+        return batches
+
+    def _states(self, batch: ScoredBatch) -> torch.Tensor:
+        """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
+        ``cache=True`` when no middle memory makes them depend on what was learned)."""
+        cache = self._score_cache if not self.model.middle_memories else None
+        keys = [tuple(s) for s in batch.sequences]
+        todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
+        computed: dict[int, torch.Tensor] = {}
+        if todo:
+            ids, mask = pad_batch([batch.sequences[i] for i in todo], self.tokenizer.pad_token_id)
+            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
+            for row, i in enumerate(todo):
+                computed[i] = z[row, : len(batch.sequences[i])]
+                if cache is not None:
+                    cache[keys[i]] = computed[i].detach().clone()
+        seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
+        return torch.stack([seqs[r][pos] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
+
+    def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
+        out = []
+        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
+            logits = self.model.output_logits({HEAD_INPUT: states[i : i + 256]})
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            out.append(F.log_softmax(logits, dim=-1))
+        return torch.cat(out)
+
+    def _label_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
+        """(inputs, labels) float64 on the CPU, whatever device the model is on."""
+        lp = self._log_probs(states)
+        flat_tokens = [toks for tgt in batch.targets for _, toks in tgt]
+        if batch.single:
+            return torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double().cpu()
+        per_seq, k = [], 0
+        for tgt in batch.targets:
+            per_seq.append(float(sum(lp[k + j, toks[0]] for j, (_, toks) in enumerate(tgt))))
+            k += len(tgt)
+        return torch.tensor(per_seq, dtype=torch.float64).view(batch.inputs, batch.labels)
+
+    def _answer_nll(self, batch: ScoredBatch, states: torch.Tensor) -> tuple[float, int]:
+        nll, tokens = self._answer_nll_per_sequence(batch, states)
+        return float(nll.sum()), int(tokens.sum())
+
+    def _answer_nll_per_sequence(
+        self, batch: ScoredBatch, states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed NLL, answer tokens) per sequence of ``batch``, float64."""
+        lp = self._log_probs(states)
+        tokens = torch.tensor([toks[0] for tgt in batch.targets for _, toks in tgt], device=lp.device)
+        picked = -lp[torch.arange(len(tokens)), tokens].double().cpu()
+        lengths = torch.tensor([len(tgt) for tgt in batch.targets])
+        seq = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        nll = torch.zeros(len(lengths), dtype=torch.float64).index_add_(0, seq, picked)
+        return nll, lengths.double()
