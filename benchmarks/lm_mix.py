@@ -56,8 +56,8 @@ from tqdm.auto import tqdm
 
 from faast.assets.lm import austen_texts
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from faast.lm.output_readouts import OutputReadOut, ProbReadOut
 from faast.lm.prompts import start_token_ids
-from faast.lm.readouts import OutputReadOut, ProbReadOut
 from faast.lm.text import (
     encode,
     learn_windows,

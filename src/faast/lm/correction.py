@@ -44,7 +44,8 @@ from torch import nn
 
 from faast.lm.config import ReadConfig
 from faast.lm.inject import Layout
-from faast.lm.readouts import Captured, LogitReadOut, next_pairs
+from faast.lm.output_readouts import LogitReadOut
+from faast.lm.readouts import Captured, next_pairs
 from faast.solver import Cut
 
 #: Rows × vocabulary entries of one chunk of probabilities (float32: 64 MiB).

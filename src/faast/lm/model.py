@@ -33,16 +33,9 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
+from faast.lm.output_readouts import OutputReadOut, head_logits
 from faast.lm.readout_registry import build_readouts
-from faast.lm.readouts import (
-    HEAD_INPUT,
-    Captured,
-    HookContext,
-    MiddleMemory,
-    OutputReadOut,
-    ReadOut,
-    head_logits,
-)
+from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
 from faast.lm.readouts import pair_mask as real_token_pairs
 
 READOUT_NAME = "faast_readout.safetensors"

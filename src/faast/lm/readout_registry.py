@@ -9,7 +9,8 @@ from torch import nn
 
 from faast.lm.correction import CorrectionReadOut
 from faast.lm.inject import Layout
-from faast.lm.readouts import LogitReadOut, MiddleMemory, OutputReadOut, PaperReadOut, ProbReadOut, ReadOut
+from faast.lm.output_readouts import LogitReadOut, OutputReadOut, PaperReadOut, ProbReadOut
+from faast.lm.readouts import MiddleMemory, ReadOut
 
 #: The output read-out class of each ``FaastConfig.output_mix``.
 OUTPUT_READOUTS: dict[str, type[OutputReadOut]] = {

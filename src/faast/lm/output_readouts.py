@@ -1,0 +1,428 @@
+"""The output read-outs of a causal LM: memories whose values live in the LM head's space.
+
+Each keys on the state the LM head reads (or the final norm's input) and maps it towards the next
+token's output row or embedding (:mod:`faast.lm.readouts` gives the overview table, the base
+class and the middle memory):
+
+* :class:`ProbReadOut` — a gated mixture of the LM's next-token distribution and the memory's
+  (``log((1−λ)p + λ p_mem)``, :func:`combine`);
+* :class:`LogitReadOut` — the head reads z + β·W·z;
+* :class:`PaperReadOut` — the paper's (1−r)·h + r·W·h at the final norm's input.
+
+:class:`OutputReadOut` holds what they share: the values (rows of the LM head or of the input
+embeddings), optional random-feature keys, learning and forgetting whole tokens, and the
+prediction W·φ(z).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faast.lm.config import ReadConfig
+from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
+from faast.lm.key_features import RandomFeatureKeys
+from faast.lm.readouts import HEAD_INPUT, PRE_NORM, Captured, HookContext, ReadOut, next_pairs
+
+
+class OutputReadOut(ReadOut):
+    """A parameter-free memory predicting the next token from the final state.
+
+    ``value_table()`` gives the (V, m) rows that are the values (the next token's row);
+    ``counts`` (V,) int64 counts how often each token was learned as a value and ``seen`` (V,)
+    bool = ``counts > 0`` marks the learned tokens (the support of the "prob" mix), so forgetting
+    the last occurrence of a token drops it from the support, as a refit without it would.
+    """
+
+    kind = "output"
+    key_source: ClassVar[str]
+    value_source: ClassVar[str]
+
+    def __init__(
+        self,
+        key_point: str,
+        value_table: Callable[[], torch.Tensor],
+        hidden_size: int,
+        *,
+        dtype,
+        key_features: int = 0,
+        key_seed: int = 0,
+    ) -> None:
+        table = value_table()
+        #: φ of the keys (:class:`~faast.lm.key_features.RandomFeatureKeys`), or None: the state itself.
+        self.key_map = RandomFeatureKeys(hidden_size, key_features, key_seed) if key_features else None
+        key_dim = self.key_map.out_dim if self.key_map is not None else hidden_size
+        super().__init__(key_point, key_dim, table.shape[1], dtype=dtype)
+        self.value_table = value_table  # a callable, so the model's weights are not registered twice
+        self.register_buffer("counts", torch.zeros(table.shape[0], dtype=torch.int64), persistent=False)
+        self.weight = 0.0
+        self._scale: tuple[tuple, float] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.has_pairs and self.weight > 0
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """(V,) bool: the tokens learned as values at least once (a new tensor: change ``counts``)."""
+        return self.counts > 0
+
+    #: Whether the weight is a mixing ratio in [0, 1] (λ, r) rather than a free scale (β).
+    weight_is_ratio: ClassVar[bool] = True
+
+    def configure(self, read: ReadConfig) -> None:
+        super().configure(read)
+        self.weight = self._checked_weight(self.defaults["weight"] if read.weight is None else read.weight)
+
+    def _checked_weight(self, weight: float) -> float:
+        if self.weight_is_ratio and weight > 1:
+            raise ValueError(
+                f"the weight of the {type(self).__name__} mix is a ratio in [0, 1], got {weight}"
+            )
+        return weight
+
+    def reset(self) -> None:
+        super().reset()
+        self.counts.zero_()
+
+    def keys_of(self, h: torch.Tensor) -> torch.Tensor:
+        """The memory's keys of states h (..., d): h itself, or φ(h) (..., d + D) with key features."""
+        return h if self.key_map is None else self.key_map(h)
+
+    def pairs(self, batch: Captured) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (n, d), or (n, d + D) with key features, and the value-table rows (n, m) of the
+        next tokens."""
+        keys, _ = next_pairs(batch.states[self.key_point], batch.valid)
+        return self.keys_of(keys), F.embedding(batch.next_ids(), self.value_table())
+
+    def learn(self, batch: Captured) -> None:
+        super().learn(batch)
+        self.learn_tokens(batch.next_ids())
+
+    def check_forget(self, batches: list[Captured]) -> None:
+        """Also refuses tokens that would be forgotten more often than they were learned."""
+        super().check_forget(batches)
+        if batches:
+            ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
+            left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
+            bad = torch.nonzero(left < 0).squeeze(1)
+            if bad.numel():
+                many = f"{bad.numel()} token{'s' if bad.numel() != 1 else ''} in all"
+                raise ValueError(
+                    f"the output memory never learned token ids {bad[:10].tolist()} as often as they are to "
+                    f"be forgotten ({many}): this text was not learned"
+                )
+
+    def forget(self, batch: Captured) -> None:
+        super().forget(batch)
+        self.forget_tokens(batch.next_ids())
+
+    def learn_tokens(self, token_ids: torch.Tensor) -> None:
+        """Count (n,) token ids as learned values."""
+        ids = token_ids.to(self.counts.device)
+        self.counts.index_add_(0, ids, torch.ones_like(ids, dtype=self.counts.dtype))
+
+    def forget_tokens(self, token_ids: torch.Tensor) -> None:
+        """Uncount (n,) token ids learned earlier; ``ValueError`` (nothing changed) if a count would
+        go below zero."""
+        ids = token_ids.to(self.counts.device)
+        left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
+        if bool((left < 0).any()):
+            raise ValueError("forget_tokens: some tokens were not learned as often as they are forgotten")
+        self.counts.copy_(left)
+
+    def head_scale(self, head: nn.Module) -> float:
+        """ρ² = the mean squared norm of the LM head's rows (a constant of the model), cached until
+        the head changes. The "prob" and "logit" mixes divide the memory's logits rows·(W·z) by it,
+        so that T and β mean the same on every model: W·z reproduces a learned token's row, whose
+        score is then about 1 whatever the scale of the head (SmolLM2-135M: ρ² ≈ 10.6; Gemma-3-270M:
+        ρ² ≈ 1.06)."""
+        weight = head.weight
+        key = (weight.data_ptr(), weight._version, weight.device)
+        if self._scale is None or self._scale[0] != key:
+            work = torch.promote_types(weight.dtype, torch.float32)
+            rho2 = float(weight.detach().to(work).pow(2).sum(dim=-1).mean())
+            self._scale = (key, max(rho2, 1e-30))
+        return self._scale[1]
+
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        """What the model outputs at the LM head for captured base-model ``states`` (key point →
+        (..., d)), reading this memory; valid when no middle memory changes the states. Call it
+        with the model's hooks disabled (``FaastModel.output_logits`` does)."""
+        raise NotImplementedError
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        """W·h (W·φ(h) with key features) for states h (..., d) → (..., m), in the compute dtype."""
+        dtype = self._dtype_for(h)
+        return F.linear(self.keys_of(h).to(dtype), self.fast_weight(dtype, h.device))
+
+    def signature(self) -> dict[str, Any]:
+        keys = {} if self.key_map is None else self.key_map.signature()
+        return {**super().signature(), "key": self.key_source, "value": self.value_source, **keys}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """``counts``: (V,) int64, how often each token was learned as a value."""
+        return {"counts": self.counts.clone()}
+
+    def read_state_nbytes(self) -> int:
+        """Reading needs only the learned-token mask ``seen``: one byte per vocabulary entry (the
+        counts are kept for forgetting), and with key features R (D, d) in the compute dtype
+        (float32 if unset)."""
+        keys = 0 if self.key_map is None else self.key_map.nbytes(self.compute_dtype or torch.float32)
+        return int(self.counts.numel()) + keys
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        """Restore the per-token ``counts`` (V,) int64 ≥ 0, validated.
+
+        Files written before counts were kept hold only ``seen`` (V,) uint8/bool: each seen token
+        is taken as learned once, so after loading such a legacy file forgetting refuses a token
+        learned more often than once as soon as its count would go below zero (the support of the
+        "prob" mix is the same either way).
+        """
+        counts, seen = tensors.get("counts"), tensors.get("seen")
+        shape = tuple(self.counts.shape)
+        if counts is not None:
+            if tuple(counts.shape) != shape or counts.dtype != torch.int64:
+                raise ValueError(
+                    f"{where}: the learned-token counts must be int64 of shape {shape}, got "
+                    f"{counts.dtype} of shape {tuple(counts.shape)}"
+                )
+            if bool((counts < 0).any()):
+                raise ValueError(f"{where}: the learned-token counts hold negative values (damaged file?)")
+            self.counts.copy_(counts.to(self.counts.device))
+            return
+        if seen is None:
+            raise ValueError(f"{where}: the learned-token counts are missing")
+        if tuple(seen.shape) != shape or seen.dtype not in (torch.bool, torch.uint8):
+            raise ValueError(
+                f"{where}: the learned-token set must be bool/uint8 of shape {shape}, got "
+                f"{seen.dtype} of shape {tuple(seen.shape)}"
+            )
+        if seen.dtype == torch.uint8 and bool((seen > 1).any()):
+            raise ValueError(f"{where}: the learned-token set holds values other than 0 and 1")
+        self.counts.copy_(seen.to(self.counts.device).to(torch.int64))
+
+
+class Support(NamedTuple):
+    """LM-head rows of the "prob" mix's memory distribution: rows (k, d), bias (k,) or None,
+    index (k,) of the rows in the vocabulary (None: the whole head) and ‖row‖ (k,)."""
+
+    rows: torch.Tensor
+    bias: torch.Tensor | None
+    index: torch.Tensor | None
+    norms: torch.Tensor
+
+
+class ProbReadOut(OutputReadOut):
+    """The default output read-out: a mixture of the model's and the memory's distributions.
+
+    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(head(W·z)/(ρ²·T))) over the support (the
+    learned tokens by default, as a k-NN LM does over its datastore), ρ² the mean squared norm of
+    the head's rows (:meth:`head_scale`), so T is scale-free. With a gate θ, λ(z) =
+    λ·clamp((c − θ)/(1 − θ), 0, 1) with c the largest cosine between W·z and a support row: near 1
+    where z is a context the memory learned, lower on new text. Whatever the memory says, a token
+    costs at most −log(1−λ) nats. The model then returns log-probabilities in ``logits``.
+
+    Defaults chosen on SmolLM2 on held-out text (``benchmarks/lm_mix.py``, before T was made
+    scale-free): gated λ = 0.9, T = 0.25 there, i.e. 0.025 in units of ρ² (SmolLM2's ρ² = 10.6),
+    θ = 0.8; without a gate λ = 0.05, T = 0.01. The scale-free study on SmolLM2 and Gemma-3-270M
+    (``docs/lm.md``) finds them admissible on both models (at most 5 % cost on unseen text), within
+    4 % of the best recall admissible on both (λ = 0.95, T = 0.01, θ = 0.8).
+    """
+
+    key_source, value_source = "post_norm", "lm_head"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9, "temperature": 0.025, "gate": 0.8}
+    ungated_defaults: ClassVar[dict[str, Any]] = {"weight": 0.05, "temperature": 0.01}
+
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype, **keys)
+        self.temperature = 1.0
+        self.gate: float | None = None
+        self.support = "learned"
+        self._support: tuple[tuple, Support] | None = None
+
+    def configure(self, read: ReadConfig) -> None:
+        super().configure(read)
+        self.gate = self.defaults["gate"] if read.gate == "auto" else read.gate
+        table = self.defaults if self.gate is not None else self.ungated_defaults
+        self.weight = self._checked_weight(table["weight"] if read.weight is None else read.weight)
+        self.temperature = table["temperature"] if read.temperature is None else read.temperature
+        self.support = read.support
+        self._support = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._support = None
+
+    def learn_tokens(self, token_ids: torch.Tensor) -> None:
+        super().learn_tokens(token_ids)
+        self._support = None
+
+    def forget_tokens(self, token_ids: torch.Tensor) -> None:
+        super().forget_tokens(token_ids)
+        self._support = None
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
+        super().load_extra_state(tensors, where)
+        self._support = None
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
+            if not ctx.reading or not self.active:
+                return None
+            return self.mix_logits(args[0], output, module)
+
+        hooks.post(layout.lm_head, hook)
+
+    def cached_nbytes(self, itemsize: int) -> int:
+        if self.support != "learned":
+            return 0
+        return int((self.counts > 0).sum()) * self.memory.value_dim * itemsize
+
+    def support_of(self, head: nn.Module) -> Support:
+        """The LM-head rows the memory distribution covers (cached until the head, the learned
+        tokens or ``support`` change): the learned tokens' rows, or the whole head."""
+        weight, bias = head.weight, getattr(head, "bias", None)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
+        if self._support is None or self._support[0] != key:
+            if self.support == "vocab":
+                rows, index = weight.detach(), None
+            else:
+                index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
+                rows = weight.detach()[index]
+                bias = None if bias is None else bias[index]
+            work = torch.promote_types(rows.dtype, torch.float32)
+            norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
+            self._support = (key, Support(rows, None if bias is None else bias.detach(), index, norms))
+        return self._support[1]
+
+    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
+        """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
+
+        m: (..., d) W·z; scores: (..., k) rows·(W·z); row_norms: (k,) ‖row‖.
+        """
+        assert self.gate is not None
+        work = torch.promote_types(m.dtype, torch.float32)
+        norm_m = torch.linalg.vector_norm(m.to(work), dim=-1, keepdim=True).clamp_min(1e-12)
+        cos = (scores.to(work) / (norm_m * row_norms.to(work))).amax(dim=-1, keepdim=True)
+        return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
+
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        z = states[HEAD_INPUT]
+        logits = head_logits(z, layout.lm_head)
+        return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
+
+    def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
+
+        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`."""
+        m = self.predict(z).to(z.dtype)
+        work = torch.promote_types(logits.dtype, torch.float32)
+        sup = self.support_of(head)
+        # F.linear, not head(...): calling the head would re-enter the hook that calls this.
+        scores = F.linear(m, sup.rows)
+        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        scaled = scores.to(work) / self.head_scale(head)
+        biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
+        part = F.log_softmax(biased / self.temperature, -1)
+        if sup.index is None:
+            mem = part
+        else:
+            mem = torch.full(logits.shape, -math.inf, dtype=work, device=logits.device)
+            mem.index_copy_(mem.ndim - 1, sup.index, part)
+        return combine(logits, mem, lam)
+
+
+class LogitReadOut(OutputReadOut):
+    """Output read-out mixed in logit space: the head reads z + (β/ρ²)·W·z, i.e. logits +
+    β·head(W·z)/ρ² (ρ² = :meth:`head_scale`, so β is in logit units on every model).
+
+    Stronger recall for large β, but an unbounded cost on new text.
+    """
+
+    key_source, value_source = "post_norm", "lm_head"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
+    weight_is_ratio = False
+
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
+        super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype, **keys)
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            if not ctx.reading or not self.active:
+                return None
+            z, positional = hidden_from_call(args, kwargs)
+            return replace_hidden(args, kwargs, self.read(z, module), positional)
+
+        hooks.pre(layout.lm_head, hook)
+
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        z = states[HEAD_INPUT]
+        return head_logits(self.read(z, layout.lm_head) if self.active else z, layout.lm_head)
+
+    def read(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """z (..., d) → z + (β/ρ²)·W·z: the head's logits gain β·rows·(W·z)/ρ², β logit units for a
+        context the memory reproduces (ρ² = :meth:`head_scale`)."""
+        return z + (self.weight / self.head_scale(head)) * self.predict(z).to(z.dtype)
+
+
+class PaperReadOut(OutputReadOut):
+    """The paper's output memory: before the final norm, h' = (1−r)·h + r·W·h, with key the
+    pre-norm state and value the next token's input embedding. Default r = 0.9 (the paper's);
+    kept for reproduction."""
+
+    key_source, value_source = "pre_norm", "input_embedding"
+    defaults: ClassVar[dict[str, Any]] = {"weight": 0.9}
+
+    def __init__(
+        self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
+    ) -> None:
+        if layout.final_norm is None:
+            raise ValueError(
+                f"output_mix='paper' reads the state before the final norm, but no final norm was found "
+                f"on {type(model).__name__}; pass FaastConfig(final_norm_path=...)"
+            )
+        embeddings = model.get_input_embeddings()
+        super().__init__(PRE_NORM, lambda: embeddings.weight, layout.hidden_size, dtype=dtype, **keys)
+
+    def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        assert layout.final_norm is not None
+        hooks.pre(layout.final_norm, self._record_or_read(ctx, self.read))
+
+    def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+        assert layout.final_norm is not None
+        if not self.active:
+            return head_logits(states[HEAD_INPUT], layout.lm_head)
+        return head_logits(layout.final_norm(self.read(states[PRE_NORM])), layout.lm_head)
+
+    def read(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., d) → (1−r)·h + r·W·h."""
+        return (1.0 - self.weight) * h + self.weight * self.predict(h).to(h.dtype)
+
+
+def head_logits(z: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """The LM head's output for head inputs z (..., d) without calling the module (its hooks)."""
+    return F.linear(z, head.weight, getattr(head, "bias", None))
+
+
+def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """log((1−λ)·softmax(logits) + λ·exp(memory_log_probs)); both (..., V).
+
+    lam: λ, a float or a (..., 1) tensor of per-position weights; where λ = 0 the result is exactly
+    log_softmax(logits), where λ = 1 exactly the memory's.
+    """
+    work = torch.promote_types(logits.dtype, torch.float32)
+    mem = memory_log_probs.to(work)
+    base = F.log_softmax(logits.to(work), dim=-1)
+    lam = torch.as_tensor(lam, dtype=torch.float64, device=base.device)
+    keep, take = torch.log1p(-lam).to(work), torch.log(lam).to(work)  # -inf where λ is 1 / 0
+    return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
