@@ -249,3 +249,23 @@ def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys)
     assert _run("fit", features, *labels, "--model", tmp_path / "p", "--cut", "prior=512") == 1
     assert "the classifier takes" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_help_is_plain_text_with_the_examples(capsys):
+    """``faast classify --help`` prints the module's description without reStructuredText markup
+    (no ``code`` or :mod:`...` roles), its example commands kept on their own lines."""
+    with pytest.raises(SystemExit) as done:
+        main(["classify", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":mod:" not in out
+    assert "the torchvision ImageFolder layout" in out and "see faast.data.features_file" in out
+    assert "\n    faast classify predict photos/new --model my-model --out predictions.csv\n" in out
+
+
+def test_plain_text_drops_roles_and_literals():
+    from faast.cli import plain_text
+
+    assert (
+        plain_text("see :mod:`faast.x` and :class:`~faast.Y`, ``z = 1``") == "see faast.x and faast.Y, z = 1"
+    )

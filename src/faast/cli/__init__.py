@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -143,6 +144,13 @@ def describe(exc: BaseException) -> str:
 def one_line(text: str) -> str:
     """``text`` with its lines joined by '; ' (error messages must fit on one line)."""
     return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def plain_text(doc: str) -> str:
+    """A docstring's reStructuredText markup dropped for terminal help: ``code`` and
+    :role:`target` become code and target (``~`` prefixes removed)."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc)
+    return text.replace("``", "")
 
 
 def _version() -> str:

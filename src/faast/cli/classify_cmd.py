@@ -33,10 +33,13 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from faast.cli import plain_text
+
     p = sub.add_parser(
         "classify",
         help="fit / partial-fit / forget / predict a FaastClassifier on an image folder or a features file",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=plain_text(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     for name, help_text in (
