@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from faast import FaastClassifier
 from faast.classifier_temperature import FALLBACK_LOGIT_SCALE
-from faast.solver.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
+from faast.solver.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature, kept_rows_loo
 
 
 def _data(n: int, d: int, classes: int, seed: int, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +85,9 @@ def _brute_force_held_out(X, y, weights, ridge: float, fit_intercept: bool) -> n
         w[i] -= held
         targets = np.eye(classes)[y]
         total = base[y == y[i]].sum()
+        if total - held <= 0:  # the class's only example: no held-out score (left out)
+            out[i] = np.nan
+            continue
         targets[:, y[i]] *= total / (total - held)
         gram = Z.T @ (w[:, None] * Z) + ridge * np.eye(Z.shape[1])
         out[i] = Z[i] @ np.linalg.solve(gram, Z.T @ (w[:, None] * targets))
@@ -114,6 +117,40 @@ def test_kept_rows_temperature_equals_refits(n, d, intercept, weighted):
     assert clf.memory_.stats.factor().has_rows
     expected = _reference_temperature(X, y, weights, **params)
     assert clf.logit_scale_ == pytest.approx(expected, rel=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(3, 14),
+    extra_d=st.integers(0, 12),
+    classes=st.integers(2, 4),
+    weighted=st.booleans(),
+    intercept=st.booleans(),
+    ridge=st.floats(0.05, 5.0),
+    seed=st.integers(0, 10_000),
+)
+def test_kept_rows_held_out_scores_equal_refits(n, extra_d, classes, weighted, intercept, ridge, seed):
+    """The held-out scores themselves (not only the T they give), on random small problems with
+    the rows kept: equal to refits without each example in which its class keeps its share;
+    the rows left out are exactly the classes' only examples."""
+    rng = np.random.default_rng(seed)
+    d = (n + 1) // 2 + extra_d  # n ≤ 2·d ≤ 2·D: the rows are kept
+    y = rng.integers(0, classes, n)
+    y[:classes] = np.arange(classes) if n >= classes else y[:classes]
+    X = rng.standard_normal((n, d)) + np.eye(max(classes, d))[y][:, :d]
+    weights = rng.uniform(0.2, 2.5, n) if weighted else None
+    clf = FaastClassifier(ridge=ridge, fit_intercept=intercept).fit(X, y, sample_weight=weights)
+    factor = clf.memory_.stats.factor()
+    assert factor.has_rows
+    loo, onehot, _ = kept_rows_loo(factor, clf._filter(factor))
+    labels = np.searchsorted(clf.classes_, y)
+    w = np.ones(n) if weights is None else weights
+    total = np.array([w[labels == labels[i]].sum() for i in range(n)])
+    informative = total - np.minimum(w, 1.0) > 1e-9 * w.sum()
+    expected = _brute_force_held_out(X, labels, weights, ridge, intercept)[informative]
+    assert onehot.shape[0] == int(informative.sum())
+    np.testing.assert_array_equal(onehot.argmax(1).numpy(), labels[informative])
+    np.testing.assert_allclose(loo.numpy(), expected, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("intercept", [True, False])
