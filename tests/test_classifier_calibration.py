@@ -153,15 +153,19 @@ def test_kept_rows_held_out_scores_equal_refits(n, extra_d, classes, weighted, i
     np.testing.assert_allclose(loo.numpy(), expected, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("intercept", [True, False])
-def test_sampled_rows_temperature_equals_refits(intercept):
+@pytest.mark.parametrize(("intercept", "weighted"), [(True, False), (True, True), (False, False)])
+def test_sampled_rows_temperature_equals_refits(intercept, weighted):
     """Beyond 2·D examples the rows are gone from the statistics; the temperature comes from the
-    rows of the fit, with their exact leverages: equal to the one from refits."""
+    rows of the fit, with their exact leverages: equal to the one from refits (weighted too with
+    the intercept, whose statistics hold the classes' total weights)."""
     X, y = _data(60, 4, 3, seed=5)
+    y[:2] = 3  # a small class: its share matters
+    weights = np.random.default_rng(2).uniform(0.3, 2.0, len(y)) if weighted else None
     params = {"ridge": 2.0, "fit_intercept": intercept}
-    clf = FaastClassifier(**params).fit(X, y)
+    clf = FaastClassifier(**params).fit(X, y, sample_weight=weights)
     assert not clf.memory_.stats.factor().has_rows
-    assert clf.logit_scale_ == pytest.approx(_reference_temperature(X, y, None, **params), rel=1e-6)
+    expected = _reference_temperature(X, y, weights, **params)
+    assert clf.logit_scale_ == pytest.approx(expected, rel=1e-6)
 
 
 def test_weight_two_is_the_example_twice():

@@ -106,13 +106,25 @@ class TemperatureMixin:
             weights,
             self.memory_.weight(torch.float64),
         )
-        counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
-        class_total = onehot @ counts  # (s,) examples of each row's class (of every row learned)
-        informative = class_total > 1  # not its class's only example
-        # the class keeps its share of the targets, by example counts: the weights of the rows
-        # outside the sample are not kept (exact for unweighted fits)
-        loo = restore_class_share(loo, onehot, class_total, torch.ones_like(class_total))
+        class_total, held = self._class_totals(onehot, weights)
+        informative = class_total - held > 1e-9 * float(class_total.max())  # not its class's only example
+        loo = restore_class_share(loo, onehot, class_total, held)
         return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
+
+    def _class_totals(self, onehot: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For sample rows with one-hot targets (s, C) and weights (s,): the total weight W of each
+        row's class among every example learned, and the weight δ held out, both (s,) float64.
+        With the intercept, W comes from the statistics (the constant column's row of B is
+        ``intercept_scaling`` · Σ wᵢ yᵢ: exact, after ``partial_fit``, ``forget`` and across
+        processes) and δ = min(wᵢ, 1); without it, from the example counts (``class_count_``) with
+        δ = 1, exact for unweighted fits (the other rows' weights are not kept)."""
+        if self.fit_intercept:
+            cross = self.memory_.stats.cross[-1].to(device=onehot.device, dtype=torch.float64)
+            totals = cross / float(self.intercept_scaling)
+            return onehot @ totals, torch.clamp(weights.to(torch.float64), max=1.0)
+        counts = torch.as_tensor(self.class_count_, dtype=torch.float64, device=onehot.device)
+        class_total = onehot @ counts
+        return class_total, torch.ones_like(class_total)
 
     def _held_out_temperature(
         self, loo: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor, reduce: Any = None
