@@ -153,3 +153,20 @@ def test_gpu_tensors_stay_on_the_gpu(digits):
     assert scores.device.type == "cuda"
     ref = FaastClassifier().fit(X_tr, y_tr).decision_function(X_te)
     assert np.allclose(scores.cpu().numpy(), ref, atol=1e-8)
+
+
+def test_one_example_per_class_takes_the_fallback_ridge_until_a_class_has_two():
+    """``auto`` at one example per class: ρ = s/100 (leave-one-out cannot rank levels when each
+    held-out example's class vanishes), as ``loss="logistic"`` does; a second example of any
+    class brings the leave-one-out choice back (a level of the grid)."""
+    from faast.solver.loo import default_ridge_grid
+    from faast.solver.spectral import fallback_penalty
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 30))
+    clf = FaastClassifier().partial_fit(X, [0, 1, 2, 3], classes=[0, 1, 2, 3])
+    factor = clf.memory_.stats.factor()
+    assert clf.ridge_ == pytest.approx(fallback_penalty(factor), rel=1e-12)
+    clf.partial_fit(rng.standard_normal((1, 30)), [2])
+    grid = default_ridge_grid(clf.memory_.stats.factor().lambda_max).numpy()
+    assert np.isclose(grid, clf.ridge_, rtol=1e-12).any()

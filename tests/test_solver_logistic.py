@@ -16,7 +16,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
 from faast.solver.logistic import (
-    FALLBACK_DIVISOR,
     FLAT_TOLERANCE,
     HOLDOUT_FOLDS,
     HOLDOUT_FRACTION,
@@ -30,12 +29,11 @@ from faast.solver.logistic import (
     holdout_split,
     logistic_gradient,
     logistic_objective,
-    penalty_scale,
     preconditioner,
 )
 from faast.solver.logistic_kernels import RowProducts, logistic_gradient_torch
 from faast.solver.logistic_steps import CurvatureMemory, line_search, quasi_newton_steps, softmax_terms
-from faast.solver.spectral import SpectralFactor
+from faast.solver.spectral import FALLBACK_DIVISOR, SpectralFactor, penalty_scale
 from faast.solver.stats import GramStats
 from tests.row_pass_settings import row_pass_settings
 from tests.test_classifier_refine import PARTIAL_FIT_CHECKS, no_intercept_fails

@@ -219,3 +219,37 @@ def test_primal_route_with_kept_rows_scores_exact_ridge_loo(n, d, seed):
     for j, rho in enumerate(grid.tolist()):
         loo = brute_force_loo(keys, values, ridge=rho)
         assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)
+
+
+def test_one_example_per_class_is_unranked_and_gets_the_fallback_ridge():
+    """With one example per class, holding one out leaves its class unseen at every level: the
+    paths say so (``unranked``) and ``auto`` takes ρ = s/100 (s = trace(G)/rank(G)), the logistic
+    loss's penalty for that case, instead of the lowest PRESS (the strongest ridge)."""
+    gen = torch.Generator().manual_seed(3)
+    keys = torch.randn(5, 12, generator=gen, dtype=torch.float64)
+    values = torch.eye(5, dtype=torch.float64)  # one example of each of five classes
+    factor = _factor(keys, values)
+    grid = default_ridge_grid(factor.lambda_max)
+    r = factor.left.shape[1]
+    assert ridge_path(factor.left, factor.eigenvalues[:r], values, grid).unranked
+    assert truncation_path(factor.left, values).unranked
+    phi, tau, rho = factor.loo_choice()
+    expected = float(factor.eigenvalues.sum()) / r / 100.0
+    assert tau is None and rho == pytest.approx(expected, rel=1e-12)
+    assert torch.allclose(phi, factor.ridge_filter(expected))
+
+
+def test_a_second_example_of_one_class_ranks_the_levels_again():
+    """A class with two examples (even among singletons) gives leave-one-out something to rank;
+    pairs of zero weight count for nothing."""
+    gen = torch.Generator().manual_seed(4)
+    keys = torch.randn(6, 12, generator=gen, dtype=torch.float64)
+    values = torch.eye(5, dtype=torch.float64)[[0, 1, 2, 3, 4, 0]]
+    factor = _factor(keys, values)
+    r = factor.left.shape[1]
+    grid = default_ridge_grid(factor.lambda_max)
+    assert not ridge_path(factor.left, factor.eigenvalues[:r], values, grid).unranked
+    _, _, rho = factor.loo_choice()
+    assert any(math.isclose(rho, float(g), rel_tol=1e-12) for g in grid)  # a level of the grid
+    values[5] = 0.0  # the second example weighs nothing: one per class again
+    assert ridge_path(factor.left, factor.eigenvalues[:r], values, grid).unranked

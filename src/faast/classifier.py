@@ -69,8 +69,9 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         n ≤ 2·D (the rows are kept; D the design's width, n_features + 1 with the intercept),
         the ridge level with the fewest exact leave-one-out
         errors (ties: lowest PRESS) among those whose PRESS beats predicting zero, on the
-        training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); GCV
-        truncation beyond.
+        training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); with one
+        example per class, where leave-one-out cannot rank levels, ρ = s/100 (s the mean
+        non-zero eigenvalue of G, as ``loss="logistic"`` then uses); GCV truncation beyond.
     ridge : float > 0, "gcv" or "auto", default=None
         Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
         generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by

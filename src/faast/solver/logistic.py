@@ -58,7 +58,7 @@ import torch
 from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.logistic_kernels import RowProducts, logistic_gradient, preconditioner
 from faast.solver.logistic_steps import CurvatureMemory, data_loss, quasi_newton_steps
-from faast.solver.spectral import SpectralFactor
+from faast.solver.spectral import SpectralFactor, fallback_penalty, penalty_scale
 
 __all__ = [
     "RidgeChoice",
@@ -95,9 +95,6 @@ PATH_TOLERANCE = 0.01
 #: curvature then sets s), so the walk goes on, and such flat decades do not count towards
 #: WEAKEST_DECADE (the walk may go that many decades further, above the factor's noise floor).
 FLAT_TOLERANCE = 1e-4
-#: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when the held-out
-#: examples cannot rank penalties: none can be held out, or no penalty beats the null loss.
-FALLBACK_DIVISOR = 100.0
 
 
 def logistic_objective(
@@ -182,21 +179,6 @@ class RidgeChoice:
     folds: int = 1
     null_loss: float = math.inf
     memory: CurvatureMemory | None = None
-
-
-def penalty_scale(factor: SpectralFactor) -> float:
-    """s = trace(G) / rank(G), the mean non-zero eigenvalue of G: the curvature per direction that
-    the data term brings, whether n ≫ d (s ≈ n/d for unit-norm features) or n < d (s ≈ 1, where
-    trace(G)/d would shrink the penalty with the number of examples)."""
-    lam = factor.eigenvalues
-    rank = int((lam > factor.noise_floor).sum())
-    return float(lam.sum()) / rank if rank else 0.0
-
-
-def fallback_penalty(factor: SpectralFactor) -> float:
-    """ρ = s / ``FALLBACK_DIVISOR`` (s = :func:`penalty_scale`): the penalty used when held-out
-    examples cannot rank penalties (none can be held out, or none beats the null loss)."""
-    return penalty_scale(factor) / FALLBACK_DIVISOR
 
 
 def holdout_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:

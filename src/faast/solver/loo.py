@@ -24,7 +24,9 @@ leave-one-out estimate; such candidates are scored +∞.
 
 For classification (one-hot values) the leave-one-out *prediction* v̂₋ᵢ = vᵢ − (vᵢ − v̂ᵢ)/(1 − hᵢ)
 also gives the exact leave-one-out error count; :meth:`LooPath.best` ranks candidates by it and
-breaks ties (e.g. 1-shot, where removing a class's only example always errs) by PRESS. The count
+breaks ties by PRESS. With one example per class nothing ranks them (removing a class's only
+example leaves its class unseen at every level: :attr:`LooPath.unranked`), and
+:meth:`~faast.solver.spectral.SpectralFactor.loo_choice` then takes a fixed ridge. The count
 is trusted only where the leave-one-out predictions are a fit at all: a candidate whose PRESS
 exceeds that of predicting zero for every pair (Σᵢ ‖vᵢ‖², the null PRESS) is not eligible, however
 few its errors (with n barely above d, a nearly unpenalised fit can have leave-one-out
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -53,6 +56,8 @@ class LooPath:
     levels, press, errors: (G,) float64; ``errors`` counts pairs whose leave-one-out prediction's
     argmax differs from the argmax of their value (meaningful for one-hot values).
     null_press: the PRESS of predicting zero for every pair, Σᵢ ‖vᵢ‖² (weighted).
+    shared: the pairs that carry weight and share the column of their largest value with another
+    such pair (one-hot values: examples whose class has others); 0 makes the path ``unranked``.
     """
 
     kind: str
@@ -60,6 +65,15 @@ class LooPath:
     press: torch.Tensor
     errors: torch.Tensor
     null_press: float = math.inf
+    shared: int = 1
+
+    @property
+    def unranked(self) -> bool:
+        """Whether no pair's leave-one-out prediction can show what a level does for its class:
+        every pair that carries weight is the only one with a non-zero value in the column of its
+        largest value (one-hot values: one example per class), so holding it out leaves that
+        column unseen whatever the level."""
+        return self.shared == 0
 
     def best(self, criterion: str = "error") -> tuple[int, float, float]:
         """(index, errors, press) of the best candidate: fewest errors then lowest PRESS among
@@ -80,8 +94,9 @@ class LooPath:
         return i, float(self.errors[i]), float(self.press[i])
 
 
-def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors."""
+def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[Any, ...]:
+    """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors, and how
+    many pairs that carry weight share the column of their largest value with another."""
     resid = values[:, None, :] - fitted
     denom = 1.0 - lev
     bad = (denom <= LEVERAGE_LIMIT).any(dim=0)
@@ -91,7 +106,9 @@ def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tu
     truth = values.argmax(dim=1)
     active = values.abs().sum(dim=1) > 0  # zero-weight rows carry no information
     wrong = ((values[:, None, :] - loo).argmax(dim=2) != truth[:, None]) & active[:, None]
-    return press, wrong.sum(dim=0).to(torch.float64)
+    per_column = ((values != 0) & active[:, None]).sum(dim=0)  # (m,) pairs with a value there
+    shared = int((active & (per_column[truth] > 1)).sum())
+    return press, wrong.sum(dim=0).to(torch.float64), shared
 
 
 def candidate_ranks(r: int, dense: int = 32, ratio: float = 1.08) -> torch.Tensor:
@@ -126,8 +143,10 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
             run_lev = run_lev + (a * a).sum(dim=1)
             prev = rank
         fitted[:, g], lev[:, g] = run_fit, run_lev
-    press, errors = _scores(values, fitted, lev)
-    return LooPath("truncation", ranks.to(torch.float64), press, errors, float((values * values).sum()))
+    press, errors, shared = _scores(values, fitted, lev)
+    return LooPath(
+        "truncation", ranks.to(torch.float64), press, errors, float((values * values).sum()), shared
+    )
 
 
 def ridge_path(
@@ -145,8 +164,8 @@ def ridge_path(
     stacked = (shrink.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, G·m)
     fitted = (left @ stacked).reshape(n, grid.numel(), m)
     lev = (left * left) @ shrink.T  # (n, G)
-    press, errors = _scores(values, fitted, lev)
-    return LooPath("ridge", grid.to(torch.float64), press, errors, float((values * values).sum()))
+    press, errors, shared = _scores(values, fitted, lev)
+    return LooPath("ridge", grid.to(torch.float64), press, errors, float((values * values).sum()), shared)
 
 
 def default_ridge_grid(lambda_max: float) -> torch.Tensor:

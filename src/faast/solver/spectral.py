@@ -39,6 +39,27 @@ _EIGEN_NOISE = torch.finfo(torch.float64).eps
 _SMALL_EIGH = 256
 
 
+#: The penalty ρ = s / FALLBACK_DIVISOR (s = :func:`penalty_scale`) used when held-out examples
+#: cannot rank penalties: none can be held out (one example per class), or, for the logistic
+#: loss, no penalty beats the null loss (:mod:`faast.solver.logistic`).
+FALLBACK_DIVISOR = 100.0
+
+
+def penalty_scale(factor: SpectralFactor) -> float:
+    """s = trace(G) / rank(G), the mean non-zero eigenvalue of G: the curvature per direction that
+    the data term brings, whether n ≫ d (s ≈ n/d for unit-norm features) or n < d (s ≈ 1, where
+    trace(G)/d would shrink the penalty with the number of examples)."""
+    lam = factor.eigenvalues
+    rank = int((lam > factor.noise_floor).sum())
+    return float(lam.sum()) / rank if rank else 0.0
+
+
+def fallback_penalty(factor: SpectralFactor) -> float:
+    """ρ = s / ``FALLBACK_DIVISOR`` (s = :func:`penalty_scale`): the penalty used when held-out
+    examples cannot rank penalties."""
+    return penalty_scale(factor) / FALLBACK_DIVISOR
+
+
 def symmetric_eigh(
     gram: torch.Tensor | np.ndarray, *, lower: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,6 +302,14 @@ class SpectralFactor:
             grid = loo.default_ridge_grid(self.lambda_max)
             r = self.left.shape[1]  # type: ignore[union-attr]
             paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid))  # type: ignore[arg-type]
+        if "ridge" in families and all(path.unranked for path in paths):
+            # one example per class: holding one out leaves its class unseen at every level, so
+            # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge,
+            # predicting nothing): the logistic loss's penalty for that case
+            rho = fallback_penalty(self)
+            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
+                return torch.zeros_like(lam), None, 0.0
+            return self.ridge_filter(rho), None, rho
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
