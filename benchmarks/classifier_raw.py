@@ -19,7 +19,7 @@ None of them played a part in choosing a FaastClassifier default. All offline:
   vocabulary taken from the sampled sentences without their labels).
 
 Protocol, methods and columns as in ``classifier_datasets.py`` (stratified 5-fold CV, seed;
-``all`` and ``16/class`` regimes; each method at its library default; one thread), with
+``all``, ``16/class`` and ``1/class`` regimes; each method at its library default; one thread), with
 ``FaastClassifier()`` (an intercept since 2026-12: this benchmark is why),
 ``FaastClassifier(fit_intercept=False)`` (the default before), the same two with
 ``loss="logistic"``, ``RidgeClassifier()``, ``RidgeClassifierCV`` (25 α, 10⁻⁶…10³) and
