@@ -253,3 +253,27 @@ def test_a_second_example_of_one_class_ranks_the_levels_again():
     assert any(math.isclose(rho, float(g), rel_tol=1e-12) for g in grid)  # a level of the grid
     values[5] = 0.0  # the second example weighs nothing: one per class again
     assert ridge_path(factor.left, factor.eigenvalues[:r], values, grid).unranked
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 3), min_size=2, max_size=5),
+    zero_weight=st.lists(st.booleans(), min_size=15, max_size=15),
+    seed=st.integers(0, 10_000),
+)
+def test_unranked_exactly_when_no_class_has_two_weighted_examples(counts, zero_weight, seed):
+    """The fallback's condition is structural: a path is unranked exactly when no class has two
+    examples that carry weight (rows of zero weight count for nothing), whatever the keys."""
+    labels = torch.tensor([c for c, k in enumerate(counts) for _ in range(k)])
+    n, m = labels.numel(), len(counts)
+    weights = torch.tensor([0.0 if zero_weight[i] else 1.0 + i % 3 for i in range(n)], dtype=torch.float64)
+    if not bool((weights > 0).any()):
+        weights[0] = 1.0
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n, n + 3, generator=gen, dtype=torch.float64) * weights.sqrt()[:, None]
+    values = torch.eye(m, dtype=torch.float64)[labels] * weights.sqrt()[:, None]
+    factor = _factor(keys, values)
+    r = factor.left.shape[1]
+    path = ridge_path(factor.left, factor.eigenvalues[:r], values, default_ridge_grid(factor.lambda_max))
+    weighted_per_class = torch.bincount(labels[weights > 0], minlength=m)
+    assert path.unranked == bool((weighted_per_class < 2).all())
