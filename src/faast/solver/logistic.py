@@ -34,8 +34,9 @@ there (the penalty hides the features entirely, as when they are far smaller tha
 intercept's constant column) neither ends the walk nor counts towards its weakest decade. The
 winner must also beat the null loss log m (predicting the m classes uniformly: guessing) by that
 fraction; when none does, the held-out examples cannot rank the penalties and ρ = s /
-``FALLBACK_DIVISOR`` is used. (Not the class frequencies' loss: an intercept learns them, and
-under heavy class weights their held-out loss is near zero, which no penalty beats by 1 %.)
+:data:`~faast.solver.spectral.FALLBACK_DIVISOR` is used (as by the ``auto`` cut with one example
+per class). (Not the class frequencies' loss: an intercept learns them, and under heavy class
+weights their held-out loss is near zero, which no penalty beats by 1 %.)
 When that tenth would be fewer than ``MIN_HELD_OUT`` examples (few-shot: one or two per
 class), a couple of examples cannot rank penalties, so every example is held out once instead,
 in ``HOLDOUT_FOLDS`` stratified folds (:func:`holdout_folds`), and the held-out cross-entropy is
