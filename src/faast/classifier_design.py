@@ -34,7 +34,7 @@ GATHER_ROWS = 512
 #: ``intercept_scaling``² (or above its inverse): the least-squares fit lost features 10⁻⁸ times
 #: the constant column (entries ≈ 10⁻¹⁶ of it in the Gram) and kept them at 10⁻⁶.
 INTERCEPT_SCALE_GAP = 1e-14
-#: Rows (at least, at most twice) whose entries give the features' scale for that warning.
+#: Rows (at most) whose entries give the features' scale for that warning.
 SCALE_SAMPLE_ROWS = 1024
 
 
@@ -46,12 +46,13 @@ class DesignMixin:
         hold both in one Gram: the typical squared entry of keys (n, d) below ``INTERCEPT_SCALE_GAP``
         times intercept_scaling² (the features' eigenvalues then fall below the rounding of the
         constant column's and the cut drops them: chance-level predictions), or above its inverse
-        (the intercept is dropped). The scale is that of at most 2·``SCALE_SAMPLE_ROWS`` evenly
-        spaced rows: a float64 copy of every row would cost a large fit as much memory again as
-        float32 keys hold twice over, for a warning that needs an order of magnitude."""
+        (the intercept is dropped). The scale is that of at most ``SCALE_SAMPLE_ROWS`` evenly
+        spaced rows (:func:`evenly_spaced_rows`): a float64 copy of every row would cost a large
+        fit as much memory again as float32 keys hold twice over, for a warning that needs an
+        order of magnitude."""
         if not self.fit_intercept or keys.numel() == 0:
             return
-        sample = keys.detach()[:: max(1, keys.shape[0] // SCALE_SAMPLE_ROWS)]
+        sample = keys.detach()[evenly_spaced_rows(keys.shape[0], SCALE_SAMPLE_ROWS, keys.device)]
         mean_square = float(sample.to(torch.float64).square().mean())
         if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
             return
@@ -204,3 +205,12 @@ def _projection(d: int, m: int, seed: int) -> torch.Tensor:
     cached (read-only) so that refits and predictions do not redraw it."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(d, m, generator=gen, dtype=torch.float64) / d**0.5
+
+
+def evenly_spaced_rows(n: int, most: int, device: torch.device) -> torch.Tensor:
+    """Indices (≤ most,) int64 of evenly spaced rows among n, the first and last included (all n
+    when n ≤ most): the samples the classifier keeps of a large batch (the intercept-scale
+    warning's, the temperature's)."""
+    if n <= most:
+        return torch.arange(n, device=device)
+    return torch.linspace(0, n - 1, most, device=device).round().to(torch.int64).unique()

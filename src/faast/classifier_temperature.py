@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 import faast.distributed
+from faast.classifier_design import evenly_spaced_rows
 from faast.solver.temperature import fit_temperature, kept_rows_loo, restore_class_share, sampled_rows_loo
 
 #: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
@@ -75,7 +76,7 @@ class TemperatureMixin:
             return
         if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
             keys, onehot, weights = pairs
-            pick = _evenly_spaced(keys.shape[0], CALIBRATION_ROWS, keys.device)
+            pick = evenly_spaced_rows(keys.shape[0], CALIBRATION_ROWS, keys.device)
             self._calibration_sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = (
                 keys[pick].detach().clone(),
                 onehot[pick].clone(),
@@ -166,10 +167,3 @@ class TemperatureMixin:
             return False
         self._calibration_rows = used
         return True
-
-
-def _evenly_spaced(n: int, most: int, device: torch.device) -> torch.Tensor:
-    """Indices (≤ most,) of evenly spaced rows among n, first and last included."""
-    if n <= most:
-        return torch.arange(n, device=device)
-    return torch.linspace(0, n - 1, most, device=device).round().to(torch.int64).unique()
