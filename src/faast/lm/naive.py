@@ -181,7 +181,7 @@ def logits(
     if spec.mix is None:
         return base
     w_out = fast_weight(torch.cat(out_k), torch.cat(out_v), spec.alpha, spec.c).to(head.dtype)
-    rho2 = float((head.double() ** 2).sum(dim=1).mean())  # the head's scale
+    rho2 = float((head.detach().double() ** 2).sum(dim=1).mean())  # the head's scale
     if spec.mix == "logit":
         zz = z + (spec.weight / rho2) * (z @ w_out.T)
         return zz @ head.T + (0 if bias is None else bias)
