@@ -188,7 +188,7 @@ def logits(
     if spec.mix == "correction":  # β·(F̄ + c·L·I)⁻¹·W·z, F̄ the mean curvature Uᵀ(diag p − p pᵀ)U
         h64 = head.double()
         fisher = (h64.T @ torch.diag(prob_sum) @ h64 - outer) / sum(len(k) for k in out_k)
-        bound = float(torch.linalg.eigvalsh(fisher)[-1])
+        bound = float(torch.linalg.eigvalsh(fisher.detach())[-1])
         step = spec.weight * torch.linalg.inv(
             fisher + spec.damping * bound * torch.eye(len(fisher), dtype=torch.float64)
         )
