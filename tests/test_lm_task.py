@@ -183,7 +183,7 @@ def test_label_scores_are_full_sequence_log_probabilities():
         prompt = task.codec.prompt_ids(text)
         for j, label in enumerate(["w40 w41", "w42"]):
             lab = task.codec.label_ids(label)
-            logits = model(input_ids=torch.tensor([prompt + lab])).logits[0]
+            logits = model(input_ids=torch.tensor([prompt + lab])).logits[0].detach()
             lp = torch.log_softmax(logits, -1)
             expected = sum(float(lp[len(prompt) - 1 + k, t]) for k, t in enumerate(lab))
             assert scores[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
@@ -237,7 +237,7 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
         full, _ = codec.icl_prompt(demos, text, reserve=10)
         for j, label in enumerate(["w40", "w41 w42"]):
             lab = codec.label_ids(label)
-            lp = torch.log_softmax(model(input_ids=torch.tensor([full + lab])).logits[0], -1)
+            lp = torch.log_softmax(model(input_ids=torch.tensor([full + lab])).logits[0].detach(), -1)
             expected = sum(float(lp[len(full) - 1 + k, t]) for k, t in enumerate(lab))
             assert scores[i, j].item() == pytest.approx(expected, rel=1e-7, abs=1e-7)
     assert InContextModel(model, codec, demos * 20, reserve=10).num_used < 60  # only whole ones that fit

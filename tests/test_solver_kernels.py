@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -68,9 +70,18 @@ def test_subtraction_sign():
     assert torch.allclose(g, g_ref) and torch.allclose(b, b_ref)
 
 
-def test_keys_requiring_grad_are_accepted():
+def test_keys_requiring_grad_are_accepted_without_a_warning():
+    """A model's outputs (requiring grad) are accepted as keys, and reading their magnitude
+    does not make torch warn about converting them to a Python number."""
     keys = torch.randn(5, 3, requires_grad=True)
-    stats = GramStats(3, 2).add(keys, torch.randn(5, 2))
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # torch warns once per process otherwise
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stats = GramStats(3, 2).add(keys, torch.randn(5, 2))
+    finally:
+        torch.set_warn_always(before)
     assert stats.count == 5
 
 

@@ -507,7 +507,7 @@ class GramStats:
 
 
 def _largest(t: torch.Tensor) -> float:
-    lo, hi = torch.aminmax(t)
+    lo, hi = torch.aminmax(t.detach())  # keys may require grad (a model's outputs): no warning
     return max(abs(float(lo)), abs(float(hi)))
 
 
