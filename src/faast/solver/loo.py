@@ -106,9 +106,17 @@ def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tu
     truth = values.argmax(dim=1)
     active = values.abs().sum(dim=1) > 0  # zero-weight rows carry no information
     wrong = ((values[:, None, :] - loo).argmax(dim=2) != truth[:, None]) & active[:, None]
+    return press, wrong.sum(dim=0).to(torch.float64), shared_pairs(values)
+
+
+def shared_pairs(values: torch.Tensor) -> int:
+    """How many pairs of values (n, m) carry weight and share the column of their largest value
+    with another such pair (one-hot values: examples whose class has others); 0 means leave-one-out
+    cannot rank filters (:attr:`LooPath.unranked`)."""
+    truth = values.argmax(dim=1)
+    active = values.abs().sum(dim=1) > 0
     per_column = ((values != 0) & active[:, None]).sum(dim=0)  # (m,) pairs with a value there
-    shared = int((active & (per_column[truth] > 1)).sum())
-    return press, wrong.sum(dim=0).to(torch.float64), shared
+    return int((active & (per_column[truth] > 1)).sum())
 
 
 def candidate_ranks(r: int, dense: int = 32, ratio: float = 1.08) -> torch.Tensor:

@@ -294,6 +294,14 @@ class SpectralFactor:
                 return self.ridge_filter(rho), None, rho
             tau, rank = self.gcv_truncation()
             return self.rank_filter(rank), tau, None
+        if "ridge" in families and loo.shared_pairs(self.row_values) == 0:  # type: ignore[arg-type]
+            # one example per class: holding one out leaves its class unseen at every level, so
+            # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge,
+            # predicting nothing): the logistic loss's penalty for that case
+            rho = fallback_penalty(self)
+            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
+                return torch.zeros_like(self.eigenvalues), None, 0.0
+            return self.ridge_filter(rho), None, rho
         lam = self.eigenvalues
         paths = []
         if "truncation" in families:
@@ -302,14 +310,6 @@ class SpectralFactor:
             grid = loo.default_ridge_grid(self.lambda_max)
             r = self.left.shape[1]  # type: ignore[union-attr]
             paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid))  # type: ignore[arg-type]
-        if "ridge" in families and all(path.unranked for path in paths):
-            # one example per class: holding one out leaves its class unseen at every level, so
-            # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge,
-            # predicting nothing): the logistic loss's penalty for that case
-            rho = fallback_penalty(self)
-            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
-                return torch.zeros_like(lam), None, 0.0
-            return self.ridge_filter(rho), None, rho
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
