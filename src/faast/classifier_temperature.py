@@ -108,9 +108,8 @@ class TemperatureMixin:
             self.memory_.weight(torch.float64),
         )
         class_total, held = self._class_totals(onehot, weights)
-        informative = class_total - held > 1e-9 * float(class_total.max())  # not its class's only example
-        loo = restore_class_share(loo, onehot, class_total, held)
-        return self._held_out_temperature(loo[informative], onehot[informative], weights[informative], reduce)
+        loo, shared = restore_class_share(loo, onehot, class_total, held, float(class_total.max()))
+        return self._held_out_temperature(loo[shared], onehot[shared], weights[shared], reduce)
 
     def _class_totals(self, onehot: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For sample rows with one-hot targets (s, C) and weights (s,): the total weight W of each

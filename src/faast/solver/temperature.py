@@ -85,18 +85,21 @@ def held_out_scores(
 
 
 def restore_class_share(
-    loo: torch.Tensor, onehot: torch.Tensor, class_total: torch.Tensor, held: torch.Tensor
-) -> torch.Tensor:
+    loo: torch.Tensor, onehot: torch.Tensor, class_total: torch.Tensor, held: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out predictions of fits in which the held-out example's class keeps its total target
-    weight: the own-class entry of each row of loo (n, m) multiplied by W / (W − δ).
+    weight: the own-class entry of each row of loo (n, m) multiplied by W / (W − δ); and which
+    rows have such a prediction at all.
 
     onehot: (n, m) the rows' one-hot targets; class_total: (n,) W, the total weight of each row's
-    class; held: (n,) δ, the weight held out. Rows with W − δ ≤ 0 (a class's only example, which
-    callers leave out) are returned unchanged. Returns (n, m) float64."""
+    class; held: (n,) δ, the weight held out; scale: the weight below 10⁻⁹ of which W − δ counts
+    as nothing left. Returns (n, m) float64 and an (n,) bool mask, False for a class's only
+    example (W − δ ≈ 0: predicted without its class, left out by callers; its row is unchanged).
+    """
     rest = class_total - held
-    scale = torch.where(rest > 0, class_total / rest.clamp_min(torch.finfo(torch.float64).tiny), 1.0)
+    scale_up = torch.where(rest > 0, class_total / rest.clamp_min(torch.finfo(torch.float64).tiny), 1.0)
     hot = onehot.to(torch.float64)
-    return loo + hot * loo * (scale - 1.0)[:, None]
+    return loo + hot * loo * (scale_up - 1.0)[:, None], rest > 1e-9 * scale
 
 
 def kept_rows_loo(
@@ -128,8 +131,8 @@ def kept_rows_loo(
     class_weight = onehot.T @ weights  # (m,)
     class_total = onehot @ class_weight  # (n,) W of each row's class
     held = torch.clamp(weights, max=1.0)
-    keep = usable & live & (class_total - held > 1e-9 * float(class_weight.sum()))
-    loo = restore_class_share(loo, onehot, class_total, held)
+    loo, shared = restore_class_share(loo, onehot, class_total, held, float(class_weight.sum()))
+    keep = usable & live & shared
     return loo[keep], onehot[keep], weights[keep]
 
 
