@@ -749,6 +749,20 @@ CLASSIFIER = [
     ),
     Case(
         "FaastClassifier.fit",
+        "center_features without an intercept",
+        call(lambda c: _clf(center_features=True, fit_intercept=False).fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"center_features=True needs fit_intercept=True",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        'center_features with loss="logistic"',
+        call(lambda c: _clf(center_features=True, loss="logistic").fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r'loss="logistic" cannot be combined with center_features=True',
+    ),
+    Case(
+        "FaastClassifier.fit",
         'loss="logistic" with C = 0',
         call(lambda c: _clf(loss="logistic", C=0.0).fit(_rows(), np.arange(12) % 3)),
         ValueError,

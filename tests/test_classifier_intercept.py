@@ -191,11 +191,12 @@ def test_files_written_before_the_later_parameters_load_with_their_meaning(tmp_p
     folder = old.save(tmp_path / "old")
     description = folder / "classifier.json"
     info = json.loads(description.read_text())
-    for name in ("fit_intercept", "intercept_scaling", "tol", "class_weight"):
+    for name in ("fit_intercept", "intercept_scaling", "tol", "class_weight", "center_features"):
         info["params"].pop(name)
     description.write_text(json.dumps(info))
     loaded = FaastClassifier.load(folder)
     assert loaded.fit_intercept is False and loaded.tol == 0.0 and loaded.class_weight is None
+    assert loaded.center_features is False
     np.testing.assert_array_equal(loaded.decision_function(X), old.decision_function(X))
     assert FaastClassifier.load(FaastClassifier().fit(X, y).save(tmp_path / "new")).fit_intercept
 

@@ -185,6 +185,15 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         nothing; far above, it is barely penalised. It is fixed, not estimated from the data, so
         that ``partial_fit`` in batches equals one ``fit``. ``fit`` warns when the features'
         scale is so far from it (10⁷ per entry) that float64 cannot hold both in one Gram.
+    center_features : bool, default=False
+        With ``fit_intercept``: solve with the features (the design's, after
+        ``normalize_keys``/``random_features``) centred on their weighted mean, so that the cut
+        shrinks the weights around the mean instead of pulling the scores through the origin.
+        ``coef_`` then equals scikit-learn's ``Ridge(fit_intercept=True)`` at the same penalty;
+        the intercept keeps its own direction (eigenvalue ``intercept_scaling``² · Σ weights), shrunk
+        only as much as the cut shrinks that direction. The mean is taken from the statistics
+        at every solve, so ``partial_fit`` in batches, ``forget`` and distributed fits stay exact
+        (the features are never copied). ``loss="squared"`` only (``refine`` included).
 
     Attributes
     ----------
@@ -266,6 +275,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "fit_intercept": ["boolean"],
         "intercept_scaling": [Interval(Real, 0, None, closed="neither")],
+        "center_features": ["boolean"],
     }
 
     def __init__(
@@ -293,6 +303,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         intercept_scaling: float = 1.0,
         tol: float = 1e-4,
         class_weight: dict[Any, float] | str | None = None,
+        center_features: bool = False,
     ) -> None:
         self.alpha = alpha
         self.c = c
@@ -317,6 +328,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         self.intercept_scaling = intercept_scaling
         self.tol = tol
         self.class_weight = class_weight
+        self.center_features = center_features
 
     # ----------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -387,6 +399,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         if not refining:
             self._check_not_refined("partial_fit")
             self._check_fixed_class_weight("partial_fit")
+        self._check_center()
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:
@@ -548,6 +561,8 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         """Solve with ``cut`` and set the fitted attributes; ``calibration``: the pairs (keys,
         one-hot values, weights) of the call that passed them, for ``logit_scale="auto"`` when
         the statistics do not keep their rows."""
+        self._check_center()
+        self.memory_.stats.center_on_last_key = bool(self.center_features)
         self.memory_.set_cut(cut)
         self.cut_ = cut
         info = self.memory_.solve_info()
@@ -560,6 +575,12 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
         self._calibrate(calibration)
         return self
+
+    def _check_center(self) -> None:
+        if self.center_features and not self.fit_intercept:
+            raise ValueError(
+                "center_features=True needs fit_intercept=True (the features are centred on the intercept)"
+            )
 
     def _filter(self, factor: Any) -> torch.Tensor:
         """The filter φ the solve used, from what it resolved to (ρ, or the kept rank: every cut

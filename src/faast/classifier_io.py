@@ -35,12 +35,12 @@ JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
     "random_state", "refine", "margin", "loss", "C", "max_iter", "fit_intercept", "intercept_scaling",
-    "tol", "class_weight",
+    "tol", "class_weight", "center_features",
 )  # fmt: skip
 #: Parameters added after the first layout, with the value that files written before them mean.
 _LATER_PARAMS = {
     "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10, "fit_intercept": False,
-    "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None,
+    "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None, "center_features": False,
 }  # fmt: skip
 
 

@@ -30,6 +30,7 @@ class RefinementMixin:
             "distributed=True": bool(self.distributed),
             "class_embeddings": self.class_embeddings is not None,
             "a prior": self.prior is not None,
+            "center_features=True": bool(self.center_features),
         }
         for what, present in clashes.items():
             if present:

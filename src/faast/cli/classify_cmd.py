@@ -82,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "near the features' row norm otherwise: fit warns when they are far apart)",
             )  # fmt: skip
             c.add_argument(
+                "--center-features", action="store_true",
+                help="solve with the features centred on their mean, so the cut shrinks the weights "
+                "around it instead of through the origin (needs the intercept; squared loss only)",
+            )  # fmt: skip
+            c.add_argument(
                 "--random-features", type=int, default=None, metavar="M",
                 help="expand features by a seeded random projection to M dims + ReLU before the solve "
                 "(more accurate on large data, much slower to fit; see docs/classifier.md)",
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             normalize_keys=args.normalize,
             fit_intercept=args.intercept,
             intercept_scaling=args.intercept_scaling,
+            center_features=args.center_features,
             random_features=args.random_features,
             distributed=shard,
             loss=args.loss,

@@ -91,6 +91,31 @@ def _outer_gram(keys: torch.Tensor) -> torch.Tensor | np.ndarray:
     return scipy.linalg.blas.dsyrk(1.0, np.ascontiguousarray(keys.numpy()).T, trans=1)
 
 
+def center_on_last(last_column: torch.Tensor) -> torch.Tensor | None:
+    """The shift (d − 1,) float64 that centres the other keys on the last one, from the last
+    column (d,) of the Gram G = Σ wᵢ zᵢ zᵢᵀ: shift = G[:-1, -1] / G[-1, -1], so that in the keys
+    z′ = z M of :class:`SpectralFactor` the last key is orthogonal to the others (Mᵀ G M is
+    block-diagonal). With a constant last key of value c (an intercept) this is centring:
+    z′[:-1] = x − μ, μ the keys' weighted mean, and a ridge then no longer pulls the fit through
+    the origin (the intercept's own direction, of eigenvalue c²·Σwᵢ, is still shrunk by
+    c²Σwᵢ / (c²Σwᵢ + ρ)). None when G[-1, -1] = 0 (nothing to centre on)."""
+    last = float(last_column[-1])
+    if not last > 0.0:
+        return None
+    return last_column[:-1] / last
+
+
+def _shifted_gram(gram: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Mᵀ G M (d, d) for the coordinates of :class:`SpectralFactor` with ``shift`` (d − 1,):
+    G[:-1, :-1] − g sᵀ − s gᵀ + γ s sᵀ, G[:-1, -1] − γ s, with g = G[:-1, -1], γ = G[-1, -1]."""
+    g, last = gram[:-1, -1], gram[-1, -1]
+    out = gram.clone()
+    out[:-1, :-1] -= torch.outer(g, shift) + torch.outer(shift, g) - last * torch.outer(shift, shift)
+    out[:-1, -1] = g - last * shift
+    out[-1, :-1] = out[:-1, -1]
+    return out
+
+
 @dataclass(frozen=True)
 class SpectralFactor:
     """Eigendecomposition of G in float64 plus what every filter needs.
@@ -98,6 +123,11 @@ class SpectralFactor:
     eigenvalues: (r,) descending, clamped at 0 (r = d, or the rank found by the dual route).
     basis: (d, r) eigenvectors as columns. projected: (r, m) = basisᵀ B.
     count: effective number of pairs n = Σ wᵢ. value_sq_sum: Σ wᵢ‖vᵢ‖².
+    shift: (d − 1,) or None. When given, the factor is that of the keys in the coordinates
+    z′ = z M, z′[:-1] = z[:-1] − z[-1]·shift, z′[-1] = z[-1] (:func:`center_on_last`: the other
+    keys centred on a constant last key, an intercept), and every result (``basis``, weights) is
+    mapped back to the keys' own coordinates (w = M w′): a key z scores z·w = z′·w′. The
+    eigenvalues, ``left`` and ``projected`` are those of z′.
     """
 
     eigenvalues: torch.Tensor
@@ -108,6 +138,7 @@ class SpectralFactor:
     left: torch.Tensor | None = None
     row_values: torch.Tensor | None = None
     row_keys: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
 
     @property
     def dim(self) -> int:
@@ -121,26 +152,72 @@ class SpectralFactor:
         """(d, r) eigenvectors of G as columns; on the dual route U = Kᵀ A Λ^(−1/2), computed on
         first use (solving does not need it: W = (Kᵀ A diag(φ) Aᵀ V)ᵀ)."""
         if self._basis is None:
-            object.__setattr__(self, "_basis", (self.row_keys.T @ self.left) / self.eigenvalues.sqrt())  # type: ignore[union-attr]
+            shifted = (self.row_keys.T @ self.left) / self.eigenvalues.sqrt()  # type: ignore[union-attr]
+            object.__setattr__(self, "_basis", self._original(shifted.T).T)
         return self._basis  # type: ignore[return-value]
 
+    def _original(self, weight: torch.Tensor) -> torch.Tensor:
+        """Rows of weights (k, d) in the factor's coordinates → the keys' own: w = M w′ (the
+        identity without ``shift``)."""
+        if self.shift is None:
+            return weight
+        out = weight.clone()
+        out[:, -1] -= weight[:, :-1] @ self.shift.to(weight.dtype)
+        return out
+
+    def _shifted_cross(self, cross: torch.Tensor) -> torch.Tensor:
+        """A cross matrix B (d, m) of the keys' own coordinates → the factor's: Mᵀ B (the
+        identity without ``shift``)."""
+        if self.shift is None:
+            return cross
+        out = cross.clone()
+        out[:-1] -= self.shift.to(cross.dtype)[:, None] * cross[-1:]
+        return out
+
     @classmethod
-    def from_stats(cls, gram: torch.Tensor, cross: torch.Tensor, count: float, value_sq_sum: float):
-        """gram: (d, d) symmetric float64; cross: (d, m) float64."""
+    def from_stats(
+        cls,
+        gram: torch.Tensor,
+        cross: torch.Tensor,
+        count: float,
+        value_sq_sum: float,
+        shift: torch.Tensor | None = None,
+    ):
+        """gram: (d, d) symmetric float64; cross: (d, m) float64; shift: (d − 1,) float64 or None
+        (factor Mᵀ G M instead of G: see the class docstring)."""
+        if shift is not None:
+            gram = _shifted_gram(gram, shift)
+            cross = cross.clone()
+            cross[:-1] -= shift[:, None] * cross[-1:]
         lam, basis = symmetric_eigh(gram)
         lam = lam.flip(0).clamp_min(0.0)
         basis = basis.flip(1)
-        return cls(lam, basis, basis.T @ cross, count, value_sq_sum)
+        projected = basis.T @ cross
+        if shift is not None:
+            basis = basis.clone()
+            basis[-1] -= shift @ basis[:-1]  # M U: in the keys' own coordinates
+        return cls(lam, basis, projected, count, value_sq_sum, shift=shift)
 
     @classmethod
-    def from_pairs(cls, keys: torch.Tensor, values: torch.Tensor, count: float, value_sq_sum: float):
+    def from_pairs(
+        cls,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        count: float,
+        value_sq_sum: float,
+        shift: torch.Tensor | None = None,
+    ):
         """Dual route for n < d: eigh of the n × n matrix K Kᵀ instead of the d × d G.
 
         keys: (n, d) and values: (n, m), float64, rows already scaled by √wᵢ. The non-zero
         eigenvalues of K Kᵀ = A Λ Aᵀ are those of G = KᵀK, with eigenvectors U = Kᵀ A Λ^(−1/2),
         and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
-        Costs O(n²·d + n³) instead of O(d³).
+        Costs O(n²·d + n³) instead of O(d³). shift: (d − 1,) float64 or None (factor the rows
+        K M instead: see the class docstring; ``row_keys`` then holds K M).
         """
+        if shift is not None:
+            keys = keys.clone()
+            keys[:, :-1] -= keys[:, -1:] * shift[None, :]
         small = keys.device.type == "cpu" and keys.shape[0] <= _SMALL_EIGH
         with single_threaded_blas() if small else contextlib.nullcontext():
             lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
@@ -149,7 +226,7 @@ class SpectralFactor:
         keep = lam > top * lam.numel() * _EIGEN_NOISE
         lam, vec = lam[keep], vec[:, keep]
         projected = lam.sqrt()[:, None] * (vec.T @ values)
-        return cls(lam, None, projected, count, value_sq_sum, vec, values, keys)
+        return cls(lam, None, projected, count, value_sq_sum, vec, values, keys, shift)
 
     def with_rows(self, keys: torch.Tensor, values: torch.Tensor) -> SpectralFactor:
         """This (primal) factor with the rows attached for exact leave-one-out: keys (n, d) and
@@ -207,7 +284,7 @@ class SpectralFactor:
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
             scale = phi / self.eigenvalues.sqrt()
-            return (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
+            return self._original((self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T)
         return (self.basis @ (phi[:, None] * self.projected)).T
 
     def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
@@ -217,8 +294,8 @@ class SpectralFactor:
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
             inv_root = 1.0 / self.eigenvalues.sqrt()
-            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ cross))
-            return (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
+            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ self._shifted_cross(cross)))
+            return self._original((self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T)
         basis = self.basis
         return (basis @ (phi[:, None] * (basis.T @ cross))).T
 
@@ -233,7 +310,18 @@ class SpectralFactor:
             keys = self.row_keys.to(torch.float64).numpy()  # (n, d)
             left = self.left.numpy()  # (n, r)
             middle = (left * (phi_np / self.eigenvalues.numpy())) @ left.T  # (n, n)
-            return lambda cross: (keys.T @ (middle @ (keys @ cross))).T.copy()
+            if self.shift is None:
+                return lambda cross: (keys.T @ (middle @ (keys @ cross))).T.copy()
+            shift = self.shift.to(torch.float64).numpy()
+
+            def shifted(cross: np.ndarray) -> np.ndarray:
+                cross = cross.copy()
+                cross[:-1] -= shift[:, None] * cross[-1:]
+                out = (keys.T @ (middle @ (keys @ cross))).T.copy()  # (m, d), the factor's coordinates
+                out[:, -1] -= out[:, :-1] @ shift
+                return out
+
+            return shifted
         basis = self.basis.numpy()  # (d, r)
         scale = phi_np[:, None]  # (r, 1)
         return lambda cross: (basis @ (scale * (basis.T @ cross))).T.copy()

@@ -24,7 +24,7 @@ from faast.io import load_tensors, save_tensors
 from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
 from faast.solver.kernels import accumulate, symmetrize_lower
 from faast.solver.rows import PairBuffer
-from faast.solver.spectral import SpectralFactor
+from faast.solver.spectral import SpectralFactor, center_on_last
 
 _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 
@@ -48,6 +48,11 @@ class GramStats:
         cut can score exact leave-one-out. The copy is dropped for good once the count passes
         the limit, or after ``all_reduce``/``load_state_dict``; ``subtract`` removes the matching
         rows from it (and refuses pairs that were never added).
+    center_on_last_key:
+        Solve with the other keys centred on the last one, a constant key (an intercept: see
+        :func:`~faast.solver.spectral.center_on_last`). Exact at every solve from the
+        statistics as they stand (streaming, forgetting and merging keep it exact); the weights
+        come back in the keys' own coordinates.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class GramStats:
         *,
         device: torch.device | str | None = None,
         dual_max_pairs: int | None = None,
+        center_on_last_key: bool = False,
     ) -> None:
         for name, dim in (("key_dim", key_dim), ("value_dim", value_dim)):
             if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
@@ -67,7 +73,19 @@ class GramStats:
         self.value_dim = int(value_dim)
         self.dual_max_pairs = self.key_dim if dual_max_pairs is None else max(0, int(dual_max_pairs))
         self._device: torch.device | None = None if device is None else torch.device(device)
+        self._center_on_last_key = bool(center_on_last_key)
         self._init_buffers()
+
+    @property
+    def center_on_last_key(self) -> bool:
+        """Whether solves centre the other keys on the last one (see the class docstring)."""
+        return self._center_on_last_key
+
+    @center_on_last_key.setter
+    def center_on_last_key(self, value: bool) -> None:
+        if bool(value) != self._center_on_last_key:
+            self._center_on_last_key = bool(value)
+            self._touch()
 
     # ----------------------------------------------------------------- state
     def _init_buffers(self) -> None:
@@ -138,7 +156,13 @@ class GramStats:
         return self
 
     def copy(self) -> GramStats:
-        out = GramStats(self.key_dim, self.value_dim, device=self.device, dual_max_pairs=self.dual_max_pairs)
+        out = GramStats(
+            self.key_dim,
+            self.value_dim,
+            device=self.device,
+            dual_max_pairs=self.dual_max_pairs,
+            center_on_last_key=self.center_on_last_key,
+        )
         out._gram, out._cross = self.gram.clone(), self.cross.clone()
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
@@ -354,9 +378,16 @@ class GramStats:
         if self._factor_cache is None or self._factor_cache[0] != self._version:
             if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
                 keys, values = self._pairs.tensors()
-                factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum)
+                shift = None
+                if self.center_on_last_key and self.key_dim > 1:
+                    shift = center_on_last(keys.T @ keys[:, -1])
+                factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum, shift)
             else:
-                factor = SpectralFactor.from_stats(self.gram, self.cross, self.weight_sum, self.value_sq_sum)
+                gram = self.gram
+                shift = center_on_last(gram[:, -1]) if self.center_on_last_key and self.key_dim > 1 else None
+                factor = SpectralFactor.from_stats(
+                    gram, self.cross, self.weight_sum, self.value_sq_sum, shift
+                )
                 if self._pairs is not None and self._pairs.count and factor.lambda_max > 0:
                     factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
             if factor.lambda_max <= 0:
