@@ -261,9 +261,15 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylim(max(0.0, low - 5), 100)
         ax.set_ylabel(f"accuracy (%), {regime}")
     ax.set_xticks(np.arange(len(names)), names)
-    np.atleast_1d(axes)[0].legend(ncol=4, fontsize=7, loc="lower left")
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    columns = min(len(methods), 5)
+    rows = -(-len(methods) // columns)
+    top = 1.0 - (0.035 + 0.025 * rows) * 3 / len(REGIMES)  # room for the title and the legend above the bars
+    fig.legend(
+        handles, labels, ncol=columns, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, top + 0.005)
+    )
     fig.suptitle("Linear classifiers at their defaults, 5-fold CV (1 thread)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, top))
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

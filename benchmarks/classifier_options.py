@@ -7,6 +7,8 @@ full data, accuracy (%) and fit time of the ``--variants``:
 * ``plain``: ``FaastClassifier()`` (its defaults: the cut ``ridge=auto``, an intercept);
 * ``nointercept``: ``FaastClassifier(fit_intercept=False)`` (scores through the origin);
 * ``intercept``: ``FaastClassifier(fit_intercept=True)`` (the default since 2026-12: ``plain``);
+* ``center``: ``FaastClassifier(center_features=True)`` (the features centred on their mean at
+  the solve: the cut shrinks the weights around it, not through the origin);
 * ``rf:M``: ``FaastClassifier(random_features=M)`` (fixed Gaussian projection to M dimensions +
   ReLU before the solve, RanPAC-style);
 * ``refine:R:θ``: ``FaastClassifier(refine=R, margin=θ)`` (R rounds of margin retargeting,
@@ -67,6 +69,8 @@ def estimator(variant: str) -> tuple[Any, str]:
         return FaastClassifier(fit_intercept=True), "center-l2"
     if kind == "nointercept" and not args:
         return FaastClassifier(fit_intercept=False), "center-l2"
+    if kind == "center" and not args:
+        return FaastClassifier(center_features=True), "center-l2"
     if kind == "rf" and len(args) == 1:
         return FaastClassifier(random_features=int(args[0])), "center-l2"
     if kind == "refine" and len(args) == 2:
@@ -80,7 +84,7 @@ def estimator(variant: str) -> tuple[Any, str]:
     if kind == "logreg" and len(args) == 1:
         return LogisticRegression(C=float(args[0]), max_iter=1000), "l2"
     raise ValueError(
-        f"unknown variant {variant!r}: plain, intercept, nointercept, rf:M, refine:R:theta, "
+        f"unknown variant {variant!r}: plain, intercept, nointercept, center, rf:M, refine:R:theta, "
         "logistic[:C[:tol[:max_iter]]] "
         "or logreg:C, "
         "each optionally followed by @prep"
@@ -96,6 +100,7 @@ def label(variant: str) -> str:
         "plain": "default (ridge=auto, intercept)",
         "intercept": "with intercept (ridge=auto)",
         "nointercept": "without intercept (ridge=auto)",
+        "center": "features centred at the solve (ridge=auto, intercept)",
         "rf": f"random features M={args[0] if args else ''} (ridge=auto)",
         "refine": f"retargeting R={args[0]}, θ={args[-1]} (ridge=auto)" if args else "",
         "logistic": f"logistic steps, C={args[0] if args else 'auto'}"
