@@ -756,13 +756,6 @@ CLASSIFIER = [
     ),
     Case(
         "FaastClassifier.fit",
-        'center_features with loss="logistic"',
-        call(lambda c: _clf(center_features=True, loss="logistic").fit(_rows(), np.arange(12) % 3)),
-        ValueError,
-        r'loss="logistic" cannot be combined with center_features=True',
-    ),
-    Case(
-        "FaastClassifier.fit",
         'loss="logistic" with C = 0',
         call(lambda c: _clf(loss="logistic", C=0.0).fit(_rows(), np.arange(12) % 3)),
         ValueError,

@@ -194,27 +194,27 @@ def test_fit_with_intercept_from_a_features_file(tmp_path):
     assert not loaded.intercept_.any()
 
 
-def test_fit_with_centred_features_and_its_clear_errors(tmp_path, capsys):
-    """``--center-features`` fits (and saves) ``FaastClassifier(center_features=True)``; with
-    ``--no-intercept`` or ``--loss logistic`` it is a one-line error naming the clash."""
+def test_fit_with_centred_features_and_its_clear_error(tmp_path, capsys):
+    """``--center-features`` fits (and saves) ``FaastClassifier(center_features=True)``, with
+    ``--loss logistic`` too; with ``--no-intercept`` it is a one-line error naming the clash."""
     rng = np.random.default_rng(3)
     y = np.arange(30) % 3
     X = rng.normal(size=(30, 5)) + 50.0 + 3.0 * y[:, None]
     features, labels = _features_files(tmp_path, X, y)
-    assert _run("fit", features, *labels, "--model", tmp_path / "m", "--center-features") == 0
-    loaded = load_classifier(tmp_path / "m")[0]
-    ref = FaastClassifier(center_features=True).fit(X, y)
-    assert loaded.center_features
-    np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
+    for loss in ("squared", "logistic"):
+        model = tmp_path / f"m-{loss}"
+        assert _run("fit", features, *labels, "--model", model, "--center-features", "--loss", loss) == 0
+        loaded = load_classifier(model)[0]
+        ref = FaastClassifier(center_features=True, loss=loss).fit(X, y)
+        assert loaded.center_features and loaded.loss == loss
+        np.testing.assert_allclose(loaded.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(loaded.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
     capsys.readouterr()
-    for clash, message in (
-        ("--no-intercept", "needs fit_intercept=True"),
-        ("--loss=logistic", "center_features"),
-    ):
-        assert _run("fit", features, *labels, "--model", tmp_path / "m2", "--center-features", clash) == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0]
+    assert (
+        _run("fit", features, *labels, "--model", tmp_path / "m2", "--center-features", "--no-intercept") == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "center_features=True needs fit_intercept=True" in err[0]
     assert not (tmp_path / "m2").exists()
 
 

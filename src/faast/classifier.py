@@ -193,7 +193,8 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         the intercept keeps its own direction (eigenvalue ``intercept_scaling``² · Σ weights), shrunk
         only as much as the cut shrinks that direction. The mean is taken from the statistics
         at every solve, so ``partial_fit`` in batches, ``forget`` and distributed fits stay exact
-        (the features are never copied). ``loss="squared"`` only (``refine`` included).
+        (the features are never copied); ``refine`` and ``loss="logistic"`` (whose steps then
+        penalise the weights of the centred features) run in the centred coordinates too.
 
     Attributes
     ----------

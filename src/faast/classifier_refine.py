@@ -15,6 +15,7 @@ import torch
 
 from faast.solver.logistic import choose_ridge, fallback_penalty, fit_logistic, holdout_folds
 from faast.solver.retarget import retarget
+from faast.solver.spectral import SpectralFactor
 
 
 class RefinementMixin:
@@ -30,7 +31,6 @@ class RefinementMixin:
             "distributed=True": bool(self.distributed),
             "class_embeddings": self.class_embeddings is not None,
             "a prior": self.prior is not None,
-            "center_features=True": bool(self.center_features),
         }
         for what, present in clashes.items():
             if present:
@@ -77,10 +77,13 @@ class RefinementMixin:
         factor = self.memory_.stats.factor()
         labels = onehot.argmax(dim=1)
         m = onehot.shape[1]
-        # the steps start from the least-squares weights, scaled to fit the logistic loss best
-        init, steps, memory, scale_init = self.memory_.weight(torch.float64), int(self.max_iter), None, True
+        # the steps start from the least-squares weights, scaled to fit the logistic loss best; with
+        # center_features they run in the factor's centred coordinates (design, factor and weights)
+        init = factor.shifted_weights(self.memory_.weight(torch.float64))
+        steps, memory, scale_init = int(self.max_iter), None, True
+        centred, factor = factor, factor.in_shifted_coordinates()
         if self.C != "auto":
-            ridge, design = 1.0 / float(self.C), self._design(keys)
+            ridge, design = 1.0 / float(self.C), self._centred_design(centred, keys)
         else:
             folds = holdout_folds(labels.cpu().numpy(), int(self.random_state))
             order = None
@@ -90,7 +93,7 @@ class RefinementMixin:
                 labels = labels[order]
                 weights = None if weights is None else weights[order]
                 folds = [(np.arange(len(kept)), np.arange(len(kept), len(order)))]
-            design = self._design(keys, order)
+            design = self._centred_design(centred, keys, order)
             choice = choose_ridge(
                 design,
                 labels,
@@ -122,7 +125,18 @@ class RefinementMixin:
             memory=memory,
             scale_init=scale_init,
         )
-        self._set_logistic(weight, 1.0 / ridge)
+        self._set_logistic(centred.original_weights(weight), 1.0 / ridge)
+
+    def _centred_design(
+        self, factor: SpectralFactor, keys: torch.Tensor, order: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The design of ``keys`` (n, d) → (k, D + 1) in ``factor``'s coordinates: the features
+        less their weighted mean with ``center_features`` (the design is a copy: changed in place),
+        as built otherwise."""
+        design = self._design(keys, order)
+        if factor.shift is not None:
+            design[:, :-1] -= design[:, -1:] * factor.shift.to(device=design.device, dtype=design.dtype)
+        return design
 
     def _set_logistic(self, weight: torch.Tensor, inverse_penalty: float) -> None:
         """Adopt logistic fast weights W (m, d) fitted with ρ = 1/C."""

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             c.add_argument(
                 "--center-features", action="store_true",
                 help="solve with the features centred on their mean, so the cut shrinks the weights "
-                "around it instead of through the origin (needs the intercept; squared loss only)",
+                "around it instead of through the origin (needs the intercept)",
             )  # fmt: skip
             c.add_argument(
                 "--random-features", type=int, default=None, metavar="M",

@@ -153,10 +153,31 @@ class SpectralFactor:
         first use (solving does not need it: W = (Kᵀ A diag(φ) Aᵀ V)ᵀ)."""
         if self._basis is None:
             shifted = (self.row_keys.T @ self.left) / self.eigenvalues.sqrt()  # type: ignore[union-attr]
-            object.__setattr__(self, "_basis", self._original(shifted.T).T)
+            object.__setattr__(self, "_basis", self.original_weights(shifted.T).T)
         return self._basis  # type: ignore[return-value]
 
-    def _original(self, weight: torch.Tensor) -> torch.Tensor:
+    def in_shifted_coordinates(self) -> SpectralFactor:
+        """This factor for keys given in its own coordinates z′ = z M (e.g. a centred design):
+        the same eigenvalues, ``left`` and ``projected``, with ``basis`` and weights left in z′
+        (no mapping back). Itself when it has no ``shift``."""
+        if self.shift is None:
+            return self
+        basis = None
+        if self._basis is not None:
+            basis = self._basis.clone()
+            basis[-1] += self.shift.to(basis.dtype) @ basis[:-1]  # M⁻¹ (M U) = U
+        return dataclasses.replace(self, _basis=basis, shift=None)
+
+    def shifted_weights(self, weight: torch.Tensor) -> torch.Tensor:
+        """Rows of weights (k, d) over the keys' own coordinates → over z′ = z M: w′ = M⁻¹ w
+        (the same scores: z·w = z′·w′); the identity without ``shift``."""
+        if self.shift is None:
+            return weight
+        out = weight.clone()
+        out[:, -1] += weight[:, :-1] @ self.shift.to(weight.dtype)
+        return out
+
+    def original_weights(self, weight: torch.Tensor) -> torch.Tensor:
         """Rows of weights (k, d) in the factor's coordinates → the keys' own: w = M w′ (the
         identity without ``shift``)."""
         if self.shift is None:
@@ -284,7 +305,9 @@ class SpectralFactor:
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
             scale = phi / self.eigenvalues.sqrt()
-            return self._original((self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T)
+            return self.original_weights(
+                (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
+            )
         return (self.basis @ (phi[:, None] * self.projected)).T
 
     def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
@@ -295,7 +318,9 @@ class SpectralFactor:
             # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
             inv_root = 1.0 / self.eigenvalues.sqrt()
             projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ self._shifted_cross(cross)))
-            return self._original((self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T)
+            return self.original_weights(
+                (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
+            )
         basis = self.basis
         return (basis @ (phi[:, None] * (basis.T @ cross))).T
 
