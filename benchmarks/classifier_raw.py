@@ -22,7 +22,8 @@ Protocol, methods and columns as in ``classifier_datasets.py`` (stratified 5-fol
 ``all``, ``16/class`` and ``1/class`` regimes; each method at its library default; one thread), with
 ``FaastClassifier()`` (an intercept since 2026-12: this benchmark is why),
 ``FaastClassifier(fit_intercept=False)`` (the default before), the same two with
-``loss="logistic"``, ``FaastClassifier(center_features=True)`` (``FAAST centred``),
+``loss="logistic"``, ``FaastClassifier(center_features=True)`` (``FAAST centred``, and with
+``loss="logistic"``),
 ``RidgeClassifier()``, ``RidgeClassifierCV`` (25 α, 10⁻⁶…10³) and
 ``LogisticRegression(max_iter=5000)`` (scikit-learn's three fit an intercept).
 
@@ -57,6 +58,7 @@ INTERCEPT_VARIANTS: dict[str, Any] = {
 METHODS: dict[str, Any] = {
     **INTERCEPT_VARIANTS,
     "FAAST centred": FaastClassifier(center_features=True),
+    "FAAST logistic centred": FaastClassifier(loss="logistic", center_features=True),
     "RidgeClassifier": RidgeClassifier(),
     "RidgeClassifierCV": RidgeClassifierCV(alphas=np.logspace(-6, 3, 25)),
     "LogisticRegression": LogisticRegression(max_iter=5000),
