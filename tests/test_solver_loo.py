@@ -56,6 +56,34 @@ def test_ridge_press_matches_brute_force_refits(n, d, m, seed):
         assert float(path.press[j]) == pytest.approx(float((loo * loo).sum()), rel=1e-6)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(3, 30),
+    d=st.integers(2, 40),
+    m=st.integers(1, 6),
+    entries=st.integers(1, 400),
+    seed=st.integers(0, 10_000),
+)
+def test_paths_scored_in_blocks_equal_one_block(n, d, m, entries, seed):
+    """Many classes: the candidates are scored a block at a time (at most ``BLOCK_ENTRIES`` fitted
+    values); every block size gives the path of one block, for ridge and truncation."""
+    from faast.solver import loo as loo_module
+
+    keys, values = _problem(n, d, m, seed)
+    factor = _factor(keys, values)
+    grid = default_ridge_grid(factor.lambda_max)
+    whole_ridge = ridge_path(factor.left, factor.eigenvalues, values, grid)
+    whole_truncation = truncation_path(factor.left, values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loo_module, "BLOCK_ENTRIES", entries)
+        blocked_ridge = ridge_path(factor.left, factor.eigenvalues, values, grid)
+        blocked_truncation = truncation_path(factor.left, values)
+    for whole, blocked in ((whole_ridge, blocked_ridge), (whole_truncation, blocked_truncation)):
+        torch.testing.assert_close(blocked.press, whole.press, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(blocked.errors, whole.errors)
+        assert blocked.shared == whole.shared and blocked.null_press == whole.null_press
+
+
 def test_candidate_ranks_are_dense_then_geometric():
     from faast.solver.loo import candidate_ranks
 

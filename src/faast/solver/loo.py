@@ -44,6 +44,10 @@ import torch
 
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 LEVERAGE_LIMIT = 1e-9
+#: The paths score their candidates in blocks whose fitted values (n, block, m) hold at most this
+#: many entries (64 MB of float64): many classes (m in the thousands) no longer multiply the memory
+#: by the number of candidates. Below it, one block (the same products as before blocks existed).
+BLOCK_ENTRIES = 1 << 23
 #: Default ridge grid: ρ = λ_max · 10^t for t in this range.
 RIDGE_GRID = (-7.0, 1.0, 25)
 
@@ -94,9 +98,13 @@ class LooPath:
         return i, float(self.errors[i]), float(self.press[i])
 
 
+def _block_size(n: int, m: int, candidates: int) -> int:
+    """How many candidates one block of fitted values (n, block, m) scores (see ``BLOCK_ENTRIES``)."""
+    return max(1, min(candidates, BLOCK_ENTRIES // max(1, n * m)))
+
+
 def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[Any, ...]:
-    """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors, and how
-    many pairs that carry weight share the column of their largest value with another."""
+    """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors."""
     resid = values[:, None, :] - fitted
     denom = 1.0 - lev
     bad = (denom <= LEVERAGE_LIMIT).any(dim=0)
@@ -106,7 +114,7 @@ def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tu
     truth = values.argmax(dim=1)
     active = values.abs().sum(dim=1) > 0  # zero-weight rows carry no information
     wrong = ((values[:, None, :] - loo).argmax(dim=2) != truth[:, None]) & active[:, None]
-    return press, wrong.sum(dim=0).to(torch.float64), shared_pairs(values)
+    return press, wrong.sum(dim=0).to(torch.float64)
 
 
 def shared_pairs(values: torch.Tensor) -> int:
@@ -141,19 +149,30 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
     if ranks.numel() == 0 or int(ranks.min()) < 1 or int(ranks.max()) > r:
         raise ValueError(f"ranks must lie in [1, {r}]")
     proj = left.T @ values  # (r, m)
-    fitted = values.new_zeros((n, ranks.numel(), values.shape[1]))
-    lev = values.new_zeros((n, ranks.numel()))
+    block = _block_size(n, values.shape[1], ranks.numel())
     run_fit, run_lev, prev = values.new_zeros(values.shape), values.new_zeros(n), 0
-    for g, rank in enumerate(ranks.tolist()):
-        if rank > prev:
-            a = left[:, prev:rank]
-            run_fit = run_fit + a @ proj[prev:rank]
-            run_lev = run_lev + (a * a).sum(dim=1)
-            prev = rank
-        fitted[:, g], lev[:, g] = run_fit, run_lev
-    press, errors, shared = _scores(values, fitted, lev)
+    press, errors = [], []
+    for start in range(0, ranks.numel(), block):
+        part = ranks[start : start + block].tolist()
+        fitted = values.new_zeros((n, len(part), values.shape[1]))
+        lev = values.new_zeros((n, len(part)))
+        for g, rank in enumerate(part):
+            if rank > prev:
+                a = left[:, prev:rank]
+                run_fit = run_fit + a @ proj[prev:rank]
+                run_lev = run_lev + (a * a).sum(dim=1)
+                prev = rank
+            fitted[:, g], lev[:, g] = run_fit, run_lev
+        scored = _scores(values, fitted, lev)
+        press.append(scored[0])
+        errors.append(scored[1])
     return LooPath(
-        "truncation", ranks.to(torch.float64), press, errors, float((values * values).sum()), shared
+        "truncation",
+        ranks.to(torch.float64),
+        torch.cat(press),
+        torch.cat(errors),
+        float((values * values).sum()),
+        shared_pairs(values),
     )
 
 
@@ -163,17 +182,31 @@ def ridge_path(
     """Exact leave-one-out of ridge (G + ρI)⁻¹ for each ρ of ``grid`` (G,).
 
     left: (n, r); eigenvalues: (r,) > 0, matching; values: (n, m), rows scaled by √wᵢ.
-    One (n × r) · (r × G·m) product gives the fitted values of every ρ.
+    One (n × r) · (r × G·m) product gives the fitted values of every ρ (of a block of them when
+    n·G·m passes ``BLOCK_ENTRIES``).
     """
     n, r = left.shape
     m = values.shape[1]
     proj = left.T @ values  # (r, m)
     shrink = eigenvalues[None, :] / (eigenvalues[None, :] + grid[:, None])  # (G, r)
-    stacked = (shrink.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, G·m)
-    fitted = (left @ stacked).reshape(n, grid.numel(), m)
     lev = (left * left) @ shrink.T  # (n, G)
-    press, errors, shared = _scores(values, fitted, lev)
-    return LooPath("ridge", grid.to(torch.float64), press, errors, float((values * values).sum()), shared)
+    block = _block_size(n, m, grid.numel())
+    press, errors = [], []
+    for start in range(0, grid.numel(), block):
+        part = shrink[start : start + block]  # (g, r)
+        stacked = (part.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, g·m)
+        fitted = (left @ stacked).reshape(n, part.shape[0], m)
+        scored = _scores(values, fitted, lev[:, start : start + block])
+        press.append(scored[0])
+        errors.append(scored[1])
+    return LooPath(
+        "ridge",
+        grid.to(torch.float64),
+        torch.cat(press),
+        torch.cat(errors),
+        float((values * values).sum()),
+        shared_pairs(values),
+    )
 
 
 def default_ridge_grid(lambda_max: float) -> torch.Tensor:
