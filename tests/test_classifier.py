@@ -170,3 +170,21 @@ def test_one_example_per_class_takes_the_fallback_ridge_until_a_class_has_two():
     clf.partial_fit(rng.standard_normal((1, 30)), [2])
     grid = default_ridge_grid(clf.memory_.stats.factor().lambda_max).numpy()
     assert np.isclose(grid, clf.ridge_, rtol=1e-12).any()
+
+
+def test_predicting_in_another_dtype_reuses_the_fits_cut(monkeypatch):
+    """fit solves in float64; the first predict on float32 features converts those weights rather
+    than choosing the cut again (a second leave-one-out path: seconds with many classes)."""
+    from faast.solver.cut import Cut
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 12)).astype(np.float32)
+    y = np.arange(40) % 4
+    clf = FaastClassifier().fit(X, y)
+    calls = []
+    original = Cut.apply
+    monkeypatch.setattr(Cut, "apply", lambda self, factor: calls.append(1) or original(self, factor))
+    scores = clf.decision_function(X)
+    assert calls == []
+    expected = X.astype(np.float64) @ clf.coef_.T + clf.intercept_
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)

@@ -412,9 +412,13 @@ class GramStats:
         device = torch.device(device) if device is not None else self.device
         key = (cut, dtype, device)
         cached = self._solve_cache.get(key)
-        if cached is None:
-            weights, info = cut.solve(self.factor())
-            cached = self._solve_cache[key] = (weights.to(device=device, dtype=dtype), info)
+        if cached is None:  # the cut is chosen once (float64, here); other dtypes/devices convert it
+            exact_key = (cut, torch.float64, self.device)
+            exact = self._solve_cache.get(exact_key)
+            if exact is None:
+                weights, info = cut.solve(self.factor())
+                exact = self._solve_cache[exact_key] = (weights.to(self.device, torch.float64), info)
+            cached = self._solve_cache[key] = (exact[0].to(device=device, dtype=dtype), exact[1])
         return cached
 
     def solve(
