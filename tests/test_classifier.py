@@ -188,3 +188,20 @@ def test_predicting_in_another_dtype_reuses_the_fits_cut(monkeypatch):
     assert calls == []
     expected = X.astype(np.float64) @ clf.coef_.T + clf.intercept_
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"logit_scale": 500.0}, {"loss": "logistic", "C": 10.0}])
+def test_predict_log_proba_is_the_log_of_predict_proba_and_stays_finite(kwargs):
+    """log softmax without forming softmax: equal to log(predict_proba) where the probabilities
+    are representable, finite where they underflow to 0 (a very large temperature)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((60, 5)) + 3.0 * np.eye(3, 5)[np.arange(60) % 3]
+    y = np.arange(60) % 3
+    clf = FaastClassifier(**kwargs).fit(X, y)
+    log_proba, proba = clf.predict_log_proba(X), clf.predict_proba(X)
+    assert log_proba.shape == (60, 3) and np.isfinite(log_proba).all()
+    representable = proba > 1e-300
+    np.testing.assert_allclose(log_proba[representable], np.log(proba[representable]), rtol=1e-9, atol=1e-12)
+    if "logit_scale" in kwargs:
+        assert (~representable).any()  # the case the log form exists for
+    np.testing.assert_allclose(np.exp(log_proba).sum(axis=1), 1.0, rtol=1e-9)

@@ -682,15 +682,24 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         """softmax(T · scores), shape (n_samples, n_classes), T = ``logit_scale`` (the fitted
         ``logit_scale_`` for ``"auto"``); softmax(scores) with ``loss="logistic"`` (the scores are
         then fitted logits)."""
-        if self.loss == "logistic":
-            scale = 1.0
-        elif self.logit_scale == "auto":
-            check_is_fitted(self, "memory_")
-            scale = self.logit_scale_
-        else:
-            scale = float(self.logit_scale)
-        proba = torch.softmax(scale * self._scores(X), dim=1)
+        proba = torch.softmax(self._probability_scale() * self._scores(X), dim=1)
         return _like_input(proba, X)
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """log softmax(T · scores), shape (n_samples, n_classes): the log of :meth:`predict_proba`,
+        computed without forming it (finite where a probability underflows to 0)."""
+        log_proba = torch.log_softmax(self._probability_scale() * self._scores(X), dim=1)
+        return _like_input(log_proba, X)
+
+    def _probability_scale(self) -> float:
+        """T of the probabilities: ``logit_scale`` (the fitted ``logit_scale_`` for ``"auto"``),
+        1 with ``loss="logistic"``."""
+        if self.loss == "logistic":
+            return 1.0
+        if self.logit_scale == "auto":
+            check_is_fitted(self, "memory_")
+            return self.logit_scale_
+        return float(self.logit_scale)
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels from ``classes_``, shape (n_samples,)."""
