@@ -53,6 +53,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from faast import FaastClassifier
+from faast.publish import save_figure
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
@@ -251,10 +252,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_title(f"below the line: auto better than {other}", fontsize=9)
     fig.suptitle("predict_proba on held-out data: one point per data set and regime (1 thread)")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main() -> None:

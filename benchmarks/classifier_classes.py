@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faast.environment import machine_line
-from faast.publish import write_public_json, write_public_text
+from faast.publish import save_figure, write_public_json, write_public_text
 
 METHODS = ("data only", "FAAST", "RidgeClassifierCV", "RidgeClassifier")
 QUERIES = 1000
@@ -195,10 +195,7 @@ def plot(result: dict, path: Path) -> None:
         f"FaastClassifier with many classes ({result['settings']['dim']}-d synthetic features, 1 thread)"
     )
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main() -> None:

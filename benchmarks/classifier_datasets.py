@@ -57,7 +57,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from faast import FaastClassifier
-from faast.publish import write_public_json, write_public_text
+from faast.publish import save_figure, write_public_json, write_public_text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine
@@ -270,10 +270,7 @@ def plot(result: dict, path: Path) -> None:
     )
     fig.suptitle("Linear classifiers at their defaults, 5-fold CV (1 thread)")
     fig.tight_layout(rect=(0, 0, 1, top))
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_results(out_arg: str, result: dict, md: str, script: str, data: str, plotter: Any = None) -> None:

@@ -129,3 +129,17 @@ def write_public_csv(
             writer.writerows(clean)
 
     return atomic_write(path, write)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG to ``path`` atomically (a half-written plot never
+    replaces the last one), then close it. Returns the path."""
+    import matplotlib.pyplot as plt
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+    try:
+        return atomic_write(path, write)
+    finally:
+        plt.close(fig)

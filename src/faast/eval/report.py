@@ -11,7 +11,7 @@ from typing import Any
 
 from faast.eval.protocols import MethodResult
 from faast.io import atomic_write, save_json
-from faast.publish import public_paths, write_public_csv
+from faast.publish import public_paths, save_figure, write_public_csv
 
 CSV_FIELDS = (
     "regime", "shots", "method", "label", "accuracy", "ci95", "fit_s", "predict_s", "nbytes", "params",
@@ -170,14 +170,7 @@ def plot(
     ax_acc.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, dpi=120, format="png")
-
-    atomic_write(path, write)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def markdown_report(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from faast.io import atomic_write
 from faast.lm.stream import StreamChunk
+from faast.publish import save_figure
 
 COLUMNS = ("index", "start", "tokens", "ppl", "base_ppl", "context_ppl", "pairs_learned")
 
@@ -55,15 +56,7 @@ def plot_stream(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(path)
-
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, dpi=120, format="png")
-
-    try:
-        return atomic_write(out, write)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=120)
 
 
 __all__ = ["COLUMNS", "plot_stream", "write_stream_csv"]

@@ -37,6 +37,7 @@ when no candidate beats the null PRESS, the one with the lowest PRESS is chosen.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,30 +151,23 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
         raise ValueError(f"ranks must lie in [1, {r}]")
     proj = left.T @ values  # (r, m)
     block = _block_size(n, values.shape[1], ranks.numel())
-    run_fit, run_lev, prev = values.new_zeros(values.shape), values.new_zeros(n), 0
-    press, errors = [], []
-    for start in range(0, ranks.numel(), block):
-        part = ranks[start : start + block].tolist()
-        fitted = values.new_zeros((n, len(part), values.shape[1]))
-        lev = values.new_zeros((n, len(part)))
-        for g, rank in enumerate(part):
-            if rank > prev:
-                a = left[:, prev:rank]
-                run_fit = run_fit + a @ proj[prev:rank]
-                run_lev = run_lev + (a * a).sum(dim=1)
-                prev = rank
-            fitted[:, g], lev[:, g] = run_fit, run_lev
-        scored = _scores(values, fitted, lev)
-        press.append(scored[0])
-        errors.append(scored[1])
-    return LooPath(
-        "truncation",
-        ranks.to(torch.float64),
-        torch.cat(press),
-        torch.cat(errors),
-        float((values * values).sum()),
-        shared_pairs(values),
-    )
+
+    def blocks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        run_fit, run_lev, prev = values.new_zeros(values.shape), values.new_zeros(n), 0
+        for start in range(0, ranks.numel(), block):
+            part = ranks[start : start + block].tolist()
+            fitted = values.new_zeros((n, len(part), values.shape[1]))
+            lev = values.new_zeros((n, len(part)))
+            for g, rank in enumerate(part):
+                if rank > prev:
+                    a = left[:, prev:rank]
+                    run_fit = run_fit + a @ proj[prev:rank]
+                    run_lev = run_lev + (a * a).sum(dim=1)
+                    prev = rank
+                fitted[:, g], lev[:, g] = run_fit, run_lev
+            yield fitted, lev
+
+    return _scored_path("truncation", ranks, values, blocks())
 
 
 def ridge_path(
@@ -191,19 +185,27 @@ def ridge_path(
     shrink = eigenvalues[None, :] / (eigenvalues[None, :] + grid[:, None])  # (G, r)
     lev = (left * left) @ shrink.T  # (n, G)
     block = _block_size(n, m, grid.numel())
-    press, errors = [], []
-    for start in range(0, grid.numel(), block):
-        part = shrink[start : start + block]  # (g, r)
-        stacked = (part.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, g·m)
-        fitted = (left @ stacked).reshape(n, part.shape[0], m)
-        scored = _scores(values, fitted, lev[:, start : start + block])
-        press.append(scored[0])
-        errors.append(scored[1])
+
+    def blocks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, grid.numel(), block):
+            part = shrink[start : start + block]  # (g, r)
+            stacked = (part.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, g·m)
+            yield (left @ stacked).reshape(n, part.shape[0], m), lev[:, start : start + block]
+
+    return _scored_path("ridge", grid, values, blocks())
+
+
+def _scored_path(
+    kind: str, levels: torch.Tensor, values: torch.Tensor, blocks: Iterator[tuple[torch.Tensor, torch.Tensor]]
+) -> LooPath:
+    """The :class:`LooPath` of candidates ``levels`` (G,) whose fitted values (n, g, m) and
+    leverages (n, g) ``blocks`` yields a block of candidates at a time, in order."""
+    scored = [_scores(values, fitted, lev) for fitted, lev in blocks]
     return LooPath(
-        "ridge",
-        grid.to(torch.float64),
-        torch.cat(press),
-        torch.cat(errors),
+        kind,
+        levels.to(torch.float64),
+        torch.cat([press for press, _ in scored]),
+        torch.cat([errors for _, errors in scored]),
         float((values * values).sum()),
         shared_pairs(values),
     )
