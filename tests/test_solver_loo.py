@@ -267,6 +267,27 @@ def test_one_example_per_class_is_unranked_and_gets_the_fallback_ridge():
     assert torch.allclose(phi, factor.ridge_filter(expected))
 
 
+def test_one_example_per_class_truncation_keeps_what_the_fallback_ridge_keeps_half_of():
+    """Truncation alone, one example per class: not the lowest PRESS (rank 1, one class predicted
+    everywhere) but the ranks whose eigenvalues reach the fallback ρ = s/100 (where ridge keeps at
+    least half of a direction); the held-out example of each class is then predicted far above
+    chance."""
+    gen = torch.Generator().manual_seed(5)
+    means = torch.randn(6, 40, generator=gen, dtype=torch.float64)
+    keys = means + 0.3 * torch.randn(6, 40, generator=gen, dtype=torch.float64)
+    values = torch.eye(6, dtype=torch.float64)
+    factor = _factor(keys, values)
+    phi, tau, rho = factor.loo_choice(families=("truncation",))
+    r = factor.left.shape[1]
+    fallback = float(factor.eigenvalues.sum()) / r / 100.0
+    rank = int((factor.eigenvalues[:r] >= fallback).sum())
+    assert rho is None and rank > 1 and int((phi > 0).sum()) == rank
+    assert tau == pytest.approx(math.sqrt(float(factor.eigenvalues[rank - 1]) / factor.lambda_max))
+    queries = means + 0.3 * torch.randn(6, 40, generator=gen, dtype=torch.float64)
+    predicted = (queries @ factor.weights(phi).T).argmax(dim=1)
+    assert int((predicted == torch.arange(6)).sum()) >= 5
+
+
 def test_a_second_example_of_one_class_ranks_the_levels_again():
     """A class with two examples (even among singletons) gives leave-one-out something to rank;
     pairs of zero weight count for nothing."""

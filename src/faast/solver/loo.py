@@ -26,7 +26,8 @@ For classification (one-hot values) the leave-one-out *prediction* v̂₋ᵢ = v
 also gives the exact leave-one-out error count; :meth:`LooPath.best` ranks candidates by it and
 breaks ties by PRESS. With one example per class nothing ranks them (removing a class's only
 example leaves its class unseen at every level: :attr:`LooPath.unranked`), and
-:meth:`~faast.solver.spectral.SpectralFactor.loo_choice` then takes a fixed ridge. The count
+:meth:`~faast.solver.spectral.SpectralFactor.loo_choice` then takes a fixed ridge (truncation
+alone: the ranks whose eigenvalues reach that ridge). The count
 is trusted only where the leave-one-out predictions are a fit at all: a candidate whose PRESS
 exceeds that of predicting zero for every pair (Σᵢ ‖vᵢ‖², the null PRESS) is not eligible, however
 few its errors (with n barely above d, a nearly unpenalised fit can have leave-one-out

@@ -407,15 +407,19 @@ class SpectralFactor:
                 return self.ridge_filter(rho), None, rho
             tau, rank = self.gcv_truncation()
             return self.rank_filter(rank), tau, None
-        if "ridge" in families and loo.shared_pairs(self.row_values) == 0:  # type: ignore[arg-type]
+        lam = self.eigenvalues
+        if loo.shared_pairs(self.row_values) == 0:  # type: ignore[arg-type]
             # one example per class: holding one out leaves its class unseen at every level, so
-            # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge,
-            # predicting nothing): the logistic loss's penalty for that case
+            # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge
+            # or the first rank, predicting one class): the logistic loss's penalty for that case
             rho = fallback_penalty(self)
             if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
                 return torch.zeros_like(self.eigenvalues), None, 0.0
-            return self.ridge_filter(rho), None, rho
-        lam = self.eigenvalues
+            if "ridge" in families:
+                return self.ridge_filter(rho), None, rho
+            # truncation only: the directions that ridge keeps more than half of (λ ≥ ρ)
+            rank = max(1, int((lam[: self.left.shape[1]] >= rho).sum()))  # type: ignore[union-attr]
+            return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
         paths = []
         if "truncation" in families:
             paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]
