@@ -108,7 +108,7 @@ class TemperatureMixin:
             self.memory_.weight(torch.float64),
         )
         class_total, held = self._class_totals(onehot, weights)
-        loo, shared = restore_class_share(loo, onehot, class_total, held, float(class_total.max()))
+        loo, shared = restore_class_share(loo, onehot, class_total, held)
         return self._held_out_temperature(loo[shared], onehot[shared], weights[shared], reduce)
 
     def _class_totals(self, onehot: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

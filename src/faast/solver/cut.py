@@ -234,9 +234,7 @@ class Cut:
             return factor.ridge_filter(rho), None, rho
         if self.kind == "prior":
             rho = float(self.prior) * float(factor.eigenvalues.sum()) / (factor.count * factor.dim)  # type: ignore[arg-type]
-            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
-                return torch.zeros_like(factor.eigenvalues), None, 0.0
-            return factor.ridge_filter(rho), None, rho
+            return factor.ridge_choice(rho)
         if self.kind in ("auto", "ridge-auto"):
             return factor.loo_choice(beyond="truncation" if self.kind == "auto" else "ridge")
         if self.kind == "power":

@@ -293,6 +293,14 @@ class SpectralFactor:
         phi[:rank] = 1.0 / self.eigenvalues[:rank]
         return phi
 
+    def ridge_choice(self, ridge: float) -> tuple[torch.Tensor, None, float]:
+        """(φ, τ = None, ρ) of ridge ρ, as a cut resolves to it; the zero filter when ρ ≤ 0, which
+        a penalty scaled by G's eigenvalues gives only for nothing but zero keys (any filter then
+        gives W = 0)."""
+        if not ridge > 0.0:
+            return torch.zeros_like(self.eigenvalues), None, 0.0
+        return self.ridge_filter(ridge), None, ridge
+
     def ridge_filter(self, ridge: float) -> torch.Tensor:
         """φ for ridge regression (G + ρI)⁻¹. Returns (d,) float64."""
         if not (ridge > 0.0 and math.isfinite(ridge)):
@@ -413,10 +421,8 @@ class SpectralFactor:
             # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge
             # or the first rank, predicting one class): the logistic loss's penalty for that case
             rho = fallback_penalty(self)
-            if not rho > 0.0:  # nothing but zero keys: any filter gives W = 0
-                return torch.zeros_like(self.eigenvalues), None, 0.0
-            if "ridge" in families:
-                return self.ridge_filter(rho), None, rho
+            if "ridge" in families or not rho > 0.0:
+                return self.ridge_choice(rho)
             # truncation only: the directions that ridge keeps more than half of (λ ≥ ρ)
             rank = max(1, int((lam[: self.left.shape[1]] >= rho).sum()))  # type: ignore[union-attr]
             return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None

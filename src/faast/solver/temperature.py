@@ -85,21 +85,21 @@ def held_out_scores(
 
 
 def restore_class_share(
-    loo: torch.Tensor, onehot: torch.Tensor, class_total: torch.Tensor, held: torch.Tensor, scale: float
+    loo: torch.Tensor, onehot: torch.Tensor, class_total: torch.Tensor, held: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out predictions of fits in which the held-out example's class keeps its total target
     weight: the own-class entry of each row of loo (n, m) multiplied by W / (W − δ); and which
     rows have such a prediction at all.
 
     onehot: (n, m) the rows' one-hot targets; class_total: (n,) W, the total weight of each row's
-    class; held: (n,) δ, the weight held out; scale: the weight below 10⁻⁹ of which W − δ counts
-    as nothing left. Returns (n, m) float64 and an (n,) bool mask, False for a class's only
-    example (W − δ ≈ 0: predicted without its class, left out by callers; its row is unchanged).
+    class; held: (n,) δ, the weight held out. Returns (n, m) float64 and an (n,) bool mask, False
+    for a class's only example (W − δ at most 10⁻⁹ W, rounding: predicted without its class, left
+    out by callers; its row is unchanged).
     """
     rest = class_total - held
     scale_up = torch.where(rest > 0, class_total / rest.clamp_min(torch.finfo(torch.float64).tiny), 1.0)
     hot = onehot.to(torch.float64)
-    return loo + hot * loo * (scale_up - 1.0)[:, None], rest > 1e-9 * scale
+    return loo + hot * loo * (scale_up - 1.0)[:, None], rest > 1e-9 * class_total
 
 
 def kept_rows_loo(
@@ -131,7 +131,7 @@ def kept_rows_loo(
     class_weight = onehot.T @ weights  # (m,)
     class_total = onehot @ class_weight  # (n,) W of each row's class
     held = torch.clamp(weights, max=1.0)
-    loo, shared = restore_class_share(loo, onehot, class_total, held, float(class_weight.sum()))
+    loo, shared = restore_class_share(loo, onehot, class_total, held)
     keep = usable & live & shared
     return loo[keep], onehot[keep], weights[keep]
 
