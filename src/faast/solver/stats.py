@@ -52,7 +52,8 @@ class GramStats:
         Solve with the other keys centred on the last one, a constant key (an intercept: see
         :func:`~faast.solver.spectral.center_on_last`). Exact at every solve from the
         statistics as they stand (streaming, forgetting and merging keep it exact); the weights
-        come back in the keys' own coordinates.
+        come back in the keys' own coordinates. A setting of the solve, not of the statistics:
+        ``save``/``state_dict`` do not carry it (``FaastClassifier`` restores it from its params).
     """
 
     def __init__(
