@@ -84,6 +84,24 @@ def test_paths_scored_in_blocks_equal_one_block(n, d, m, entries, seed):
         assert blocked.shared == whole.shared and blocked.null_press == whole.null_press
 
 
+def test_error_se_takes_the_lowest_press_within_one_standard_error_of_the_fewest_errors():
+    """fewest = 9 errors of 100 pairs: one binomial standard error √(9 · 0.91) ≈ 2.86, so 10
+    errors is within it and 12 is not; "error" keeps the fewest, "press" ignores the count."""
+    path = LooPath(
+        "ridge",
+        torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+        torch.tensor([1.0, 3.0, 0.5, 0.1], dtype=torch.float64),
+        torch.tensor([10.0, 9.0, 12.0, 20.0], dtype=torch.float64),
+        null_press=100.0,
+        shared=100,
+    )
+    assert path.best("error")[0] == 1
+    assert path.best("error-se")[0] == 0
+    assert path.best("press")[0] == 3
+    with pytest.raises(ValueError, match="'error-se'"):
+        path.best("errors")
+
+
 def test_candidate_ranks_are_dense_then_geometric():
     from faast.solver.loo import candidate_ranks
 

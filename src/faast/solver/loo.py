@@ -84,18 +84,25 @@ class LooPath:
     def best(self, criterion: str = "error") -> tuple[int, float, float]:
         """(index, errors, press) of the best candidate: fewest errors then lowest PRESS among
         the candidates whose PRESS is at most ``null_press`` (``criterion="error"``; the lowest
-        PRESS when none is), or lowest PRESS (``"press"``)."""
+        PRESS when none is); lowest PRESS among those whose errors exceed the fewest by at most
+        one binomial standard error, √(e(1 − e/n)) for e errors of n (``"error-se"``: the count
+        is noisy, PRESS breaks near-ties); or lowest PRESS (``"press"``)."""
         press = self.press
         if not bool(torch.isfinite(press).any()):
             return -1, math.inf, math.inf
-        if criterion == "error":
+        if criterion in ("error", "error-se"):
             eligible = torch.isfinite(press) & (press <= self.null_press)
             if not bool(eligible.any()):
                 eligible = press == press.min()
             fewest = self.errors[eligible].min()
-            press = torch.where(eligible & (self.errors == fewest), press, torch.full_like(press, math.inf))
+            slack = 0.0
+            if criterion == "error-se":
+                e, n = float(fewest), max(float(self.shared), 1.0)
+                slack = math.sqrt(max(e * (1.0 - e / n), 0.0))
+            near = eligible & (self.errors <= fewest + slack)
+            press = torch.where(near, press, torch.full_like(press, math.inf))
         elif criterion != "press":
-            raise ValueError(f"criterion must be 'error' or 'press', got {criterion!r}")
+            raise ValueError(f"criterion must be 'error', 'error-se' or 'press', got {criterion!r}")
         i = int(torch.argmin(press))
         return i, float(self.errors[i]), float(self.press[i])
 

@@ -438,7 +438,7 @@ class SpectralFactor:
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
             tau, rank = self.gcv_truncation()
             return self.rank_filter(rank), tau, None
-        key = (lambda p: (p[2], p[3])) if criterion == "error" else (lambda p: p[3])
+        key = (lambda p: (p[2], p[3])) if criterion == "error" else (lambda p: p[3])  # error-se: PRESS
         path, i, _, _ = min(finite, key=key)
         if path.kind == "ridge":
             rho = float(path.levels[i])
