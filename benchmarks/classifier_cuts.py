@@ -12,6 +12,8 @@ On the demo's cached features (Fashion-MNIST, frozen EfficientNet-Lite0 at 64 px
   (n ≤ 2d); GCV truncation beyond. (``FaastClassifier()``'s default, ``ridge="auto"``, is this row
   while n ≤ 2d and the ``ridge=gcv`` row beyond);
 * ``auto (PRESS)``: the same, ranked by PRESS only;
+* ``auto (errors ± SE, PRESS)``: the lowest PRESS among the levels whose error count is within
+  one binomial standard error of the fewest (``criterion="error-se"``);
 * ``auto (truncation)``: the truncation rank with the fewest leave-one-out errors instead;
 * ``auto (both)``: the best of the truncation ranks and the ridge levels;
 * ``validated``: the α / GCV candidate with the best mean accuracy on the demo's validation
@@ -48,7 +50,7 @@ from faast.publish import write_public_json, write_public_text
 ALPHAS = (0.4, 0.6, 0.8, 1.0)
 ROWS = [
     *(f"alpha={a}" for a in ALPHAS), "gcv", "ridge=gcv",
-    "auto", "auto (PRESS)", "auto (truncation)", "auto (both)",
+    "auto", "auto (PRESS)", "auto (errors ± SE, PRESS)", "auto (truncation)", "auto (both)",
 ]  # fmt: skip
 VALIDATED = [*(f"alpha={a}" for a in ALPHAS), "gcv"]
 
@@ -88,6 +90,7 @@ def score_cuts(
     design = clf._design(qs.to(torch.float64))  # the queries as the solve sees them (intercept column)
     variants = {
         "auto (PRESS)": ("press", ("ridge",)),
+        "auto (errors ± SE, PRESS)": ("error-se", ("ridge",)),
         "auto (truncation)": ("error", ("truncation",)),
         "auto (both)": ("error", ("truncation", "ridge")),
     }
