@@ -133,10 +133,7 @@ class RefinementMixin:
         """The design of ``keys`` (n, d) → (k, D + 1) in ``factor``'s coordinates: the features
         less their weighted mean with ``center_features`` (the design is a copy: changed in place),
         as built otherwise."""
-        design = self._design(keys, order)
-        if factor.shift is not None:
-            design[:, :-1] -= design[:, -1:] * factor.shift.to(device=design.device, dtype=design.dtype)
-        return design
+        return factor.shifted_keys(self._design(keys, order), copy=False)
 
     def _set_logistic(self, weight: torch.Tensor, inverse_penalty: float) -> None:
         """Adopt logistic fast weights W (m, d) fitted with ρ = 1/C."""

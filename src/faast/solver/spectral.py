@@ -25,6 +25,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -116,6 +117,23 @@ def _shifted_gram(gram: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _shift_keys(rows: Any, shift: Any, *, copy: bool = True) -> Any:
+    """Rows of keys (k, d) in the coordinates z′ = z M of :class:`SpectralFactor`: the other keys
+    less the last one times ``shift`` (d − 1,) — also Mᵀ B for a cross matrix B (d, m) passed as
+    Bᵀ. Torch or NumPy alike (``shift`` of the same kind and dtype); in place when not ``copy``."""
+    out = (rows.copy() if isinstance(rows, np.ndarray) else rows.clone()) if copy else rows
+    out[:, :-1] -= out[:, -1:] * shift
+    return out
+
+
+def _move_intercept(weight: Any, shift: Any, sign: float) -> Any:
+    """Rows of weights (k, d) between the keys' coordinates and z′ = z M, a copy: w = M w′
+    (``sign`` −1) or w′ = M⁻¹ w (+1), the last weight moved by sign · (w[:-1] · shift)."""
+    out = weight.copy() if isinstance(weight, np.ndarray) else weight.clone()
+    out[:, -1] += sign * (out[:, :-1] @ shift)
+    return out
+
+
 @dataclass(frozen=True)
 class SpectralFactor:
     """Eigendecomposition of G in float64 plus what every filter needs.
@@ -162,38 +180,29 @@ class SpectralFactor:
         (no mapping back). Itself when it has no ``shift``."""
         if self.shift is None:
             return self
-        basis = None
-        if self._basis is not None:
-            basis = self._basis.clone()
-            basis[-1] += self.shift.to(basis.dtype) @ basis[:-1]  # M⁻¹ (M U) = U
+        basis = None if self._basis is None else self.shifted_weights(self._basis.T).T  # M⁻¹ (M U) = U
         return dataclasses.replace(self, _basis=basis, shift=None)
+
+    def shifted_keys(self, rows: torch.Tensor, *, copy: bool = True) -> torch.Tensor:
+        """Rows of keys (k, d) in the factor's coordinates: z′ = z M (in place when not ``copy``;
+        the rows themselves without ``shift``)."""
+        if self.shift is None:
+            return rows
+        return _shift_keys(rows, self.shift.to(device=rows.device, dtype=rows.dtype), copy=copy)
 
     def shifted_weights(self, weight: torch.Tensor) -> torch.Tensor:
         """Rows of weights (k, d) over the keys' own coordinates → over z′ = z M: w′ = M⁻¹ w
         (the same scores: z·w = z′·w′); the identity without ``shift``."""
         if self.shift is None:
             return weight
-        out = weight.clone()
-        out[:, -1] += weight[:, :-1] @ self.shift.to(weight.dtype)
-        return out
+        return _move_intercept(weight, self.shift.to(weight.dtype), 1.0)
 
     def original_weights(self, weight: torch.Tensor) -> torch.Tensor:
         """Rows of weights (k, d) in the factor's coordinates → the keys' own: w = M w′ (the
         identity without ``shift``)."""
         if self.shift is None:
             return weight
-        out = weight.clone()
-        out[:, -1] -= weight[:, :-1] @ self.shift.to(weight.dtype)
-        return out
-
-    def _shifted_cross(self, cross: torch.Tensor) -> torch.Tensor:
-        """A cross matrix B (d, m) of the keys' own coordinates → the factor's: Mᵀ B (the
-        identity without ``shift``)."""
-        if self.shift is None:
-            return cross
-        out = cross.clone()
-        out[:-1] -= self.shift.to(cross.dtype)[:, None] * cross[-1:]
-        return out
+        return _move_intercept(weight, self.shift.to(weight.dtype), -1.0)
 
     @classmethod
     def from_stats(
@@ -208,15 +217,13 @@ class SpectralFactor:
         (factor Mᵀ G M instead of G: see the class docstring)."""
         if shift is not None:
             gram = _shifted_gram(gram, shift)
-            cross = cross.clone()
-            cross[:-1] -= shift[:, None] * cross[-1:]
+            cross = _shift_keys(cross.T, shift).T  # Mᵀ B
         lam, basis = symmetric_eigh(gram)
         lam = lam.flip(0).clamp_min(0.0)
         basis = basis.flip(1)
         projected = basis.T @ cross
         if shift is not None:
-            basis = basis.clone()
-            basis[-1] -= shift @ basis[:-1]  # M U: in the keys' own coordinates
+            basis = _move_intercept(basis.T, shift, -1.0).T  # M U: in the keys' own coordinates
         return cls(lam, basis, projected, count, value_sq_sum, shift=shift)
 
     @classmethod
@@ -237,8 +244,7 @@ class SpectralFactor:
         K M instead: see the class docstring; ``row_keys`` then holds K M).
         """
         if shift is not None:
-            keys = keys.clone()
-            keys[:, :-1] -= keys[:, -1:] * shift[None, :]
+            keys = _shift_keys(keys, shift)
         small = keys.device.type == "cpu" and keys.shape[0] <= _SMALL_EIGH
         with single_threaded_blas() if small else contextlib.nullcontext():
             lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
@@ -325,7 +331,10 @@ class SpectralFactor:
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
             inv_root = 1.0 / self.eigenvalues.sqrt()
-            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ self._shifted_cross(cross)))
+            cross = (
+                cross if self.shift is None else _shift_keys(cross.T, self.shift.to(cross.dtype)).T
+            )  # Mᵀ B′
+            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ cross))
             return self.original_weights(
                 (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
             )
@@ -348,11 +357,8 @@ class SpectralFactor:
             shift = self.shift.to(torch.float64).numpy()
 
             def shifted(cross: np.ndarray) -> np.ndarray:
-                cross = cross.copy()
-                cross[:-1] -= shift[:, None] * cross[-1:]
-                out = (keys.T @ (middle @ (keys @ cross))).T.copy()  # (m, d), the factor's coordinates
-                out[:, -1] -= out[:, :-1] @ shift
-                return out
+                cross = _shift_keys(cross.T, shift).T  # Mᵀ B′
+                return _move_intercept((keys.T @ (middle @ (keys @ cross))).T, shift, -1.0)  # M W′
 
             return shifted
         basis = self.basis.numpy()  # (d, r)

@@ -377,15 +377,14 @@ class GramStats:
         if self.count == 0:
             raise ValueError("cannot solve: the statistics are empty (no examples were added)")
         if self._factor_cache is None or self._factor_cache[0] != self._version:
+            center = self.center_on_last_key and self.key_dim > 1
             if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
                 keys, values = self._pairs.tensors()
-                shift = None
-                if self.center_on_last_key and self.key_dim > 1:
-                    shift = center_on_last(keys.T @ keys[:, -1])
+                shift = center_on_last(keys.T @ keys[:, -1]) if center else None
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum, shift)
             else:
                 gram = self.gram
-                shift = center_on_last(gram[:, -1]) if self.center_on_last_key and self.key_dim > 1 else None
+                shift = center_on_last(gram[:, -1]) if center else None
                 factor = SpectralFactor.from_stats(
                     gram, self.cross, self.weight_sum, self.value_sq_sum, shift
                 )
