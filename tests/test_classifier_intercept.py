@@ -13,14 +13,7 @@ from sklearn.linear_model import Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from faast import FaastClassifier
-
-
-def _data(n: int, d: int, classes: int, seed: int, offset: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """Features with a common offset (not centred) and a class signal; y cycles over classes."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    X = rng.standard_normal((n, d)) + offset + 1.5 * np.eye(classes, d)[y]
-    return X, y
+from tests.classifier_data import offset_classes as _data
 
 
 @parametrize_with_checks(
