@@ -40,7 +40,9 @@ class StoredPairsMemory(Memory):
     def _store(self, keys: Any, values: Any) -> None:
         """Check and append pairs: keys (n, d), values (n, m)."""
         k, v = self._check_add(keys, values)
-        self.store.append(self._stored_keys(k), v)
+        stored = self._stored_keys(k)
+        # copies: the memory must not alias the caller's tensors (changing them would change it)
+        self.store.append(k.clone() if stored is k else stored, v.clone())
         self._changed()
 
     def forget(self, keys: Any, values: Any) -> StoredPairsMemory:

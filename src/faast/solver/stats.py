@@ -251,8 +251,10 @@ class GramStats:
     def _scaled_rows(
         self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        k64 = k.detach().to(torch.float64)
-        v64 = v.detach().to(torch.float64)
+        # copies, also of float64 input: the kept rows must not alias the caller's tensors (G and B
+        # are accumulated from them later, so an input changed after ``add`` would change them)
+        k64 = k.detach().to(torch.float64, copy=w is None)
+        v64 = v.detach().to(torch.float64, copy=w is None)
         if w is not None:
             root = w.sqrt()[:, None]
             k64, v64 = k64 * root, v64 * root
@@ -496,7 +498,7 @@ class GramStats:
         self._deferred = False
         self._pairs = PairBuffer() if count == 0 else None
         if rows is not None and count:
-            keys, values = (t.to(self.device, torch.float64) for t in rows)
+            keys, values = (t.to(self.device, torch.float64, copy=True) for t in rows)  # not the caller's
             if keys.shape != (count, self.key_dim) or values.shape != (count, self.value_dim):
                 raise ValueError(
                     f"malformed state: kept rows {tuple(keys.shape)} and {tuple(values.shape)} for "
