@@ -77,7 +77,9 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by
         exact leave-one-out while the rows are kept (as ``tau="auto"``) and by GCV beyond, where
         ``tau="auto"`` uses GCV truncation (ridge did better there on data the defaults were not
-        chosen on, level on the demo's: ``docs/classifier.md``).
+        chosen on, level on the demo's: ``docs/classifier.md``). A number is solved by one
+        Cholesky factorisation, without the eigendecomposition (:mod:`faast.solver.direct`):
+        the fastest fit when the penalty is known (e.g. ``ridge_`` of an earlier ``auto`` fit).
     class_embeddings : array-like of shape (n_classes, m), default=None
         Label embeddings in the order of ``classes_``; ``None`` means one-hot (m = n_classes).
     prior : "identity", array-like of shape (m, n_features) or callable, default=None

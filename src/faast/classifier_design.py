@@ -52,8 +52,10 @@ class DesignMixin:
         order of magnitude."""
         if not self.fit_intercept or keys.numel() == 0:
             return
-        sample = keys.detach()[evenly_spaced_rows(keys.shape[0], SCALE_SAMPLE_ROWS, keys.device)]
-        mean_square = float(sample.to(torch.float64).square().mean())
+        sample = keys.detach()
+        if sample.shape[0] > SCALE_SAMPLE_ROWS:
+            sample = sample[evenly_spaced_rows(sample.shape[0], SCALE_SAMPLE_ROWS, keys.device)]
+        mean_square = float(torch.linalg.vector_norm(sample, dtype=torch.float64)) ** 2 / sample.numel()
         if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
             return
         ratio = mean_square / float(self.intercept_scaling) ** 2

@@ -49,7 +49,7 @@ class TemperatureMixin:
         """Find a temperature left to first use from the kept rows now, before a ``partial_fit``
         call adds rows: the call may drop them (crossing 2·D), and a small batch keeps T."""
         pending = getattr(self.__dict__.get("_temperature"), "value", 0.0) is None
-        if pending and self.memory_.stats.factor().has_rows:
+        if pending and self.memory_.stats.kept_row_count:
             self.logit_scale_  # noqa: B018 - computes and memoises it
 
     def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
@@ -68,10 +68,10 @@ class TemperatureMixin:
         if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
             self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
             return
-        factor = self.memory_.stats.factor()
-        if factor.has_rows:  # every kept row (the same on every process)
+        kept = self.memory_.stats.kept_row_count  # the factor's rows (not factored here: see fit)
+        if kept:  # every kept row (the same on every process)
             self._calibration_sample = None
-            self._calibration_rows = int(factor.left.shape[0])  # type: ignore[union-attr]
+            self._calibration_rows = kept
             self._temperature = _Temperature()
             return
         if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):

@@ -30,6 +30,7 @@ solve. ``Cut.parse`` reads the short text forms used by the command line and con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +46,19 @@ DATA_CHOSEN = ("gcv", "auto", "ridge-gcv", "ridge-auto")
 
 @dataclass(frozen=True)
 class SolveInfo:
-    """What a solve did: the filter, the cut it used and how many directions it kept."""
+    """What a solve did: the filter, the cut it used and how many directions it kept.
+
+    ``rank``: the directions with a non-zero filter (a ridge keeps every one the factor holds:
+    d, or on the dual route the eigenvalues above the noise floor); for a ridge solved without
+    the eigendecomposition (:mod:`faast.solver.direct`), the size of the system solved (d, or n
+    on the dual route) and ``lambda_max`` None (not computed)."""
 
     mode: str  # "truncation" or "ridge"
     tau: float | None
     ridge: float | None
     rank: int
     count: int
-    lambda_max: float
+    lambda_max: float | None
 
 
 def power_law_tau(count: float, alpha: float, c: float) -> float:
@@ -233,8 +239,8 @@ class Cut:
             rho = factor.gcv_ridge() if self.kind == "ridge-gcv" else float(self.ridge)  # type: ignore[arg-type]
             return factor.ridge_filter(rho), None, rho
         if self.kind == "prior":
-            rho = float(self.prior) * float(factor.eigenvalues.sum()) / (factor.count * factor.dim)  # type: ignore[arg-type]
-            return factor.ridge_choice(rho)
+            penalty = self.fixed_penalty(factor.count, factor.dim)
+            return factor.ridge_choice(penalty(float(factor.eigenvalues.sum())))  # type: ignore[misc]
         if self.kind in ("auto", "ridge-auto"):
             return factor.loo_choice(beyond="truncation" if self.kind == "auto" else "ridge")
         if self.kind == "power":
@@ -245,6 +251,19 @@ class Cut:
         else:
             tau = float(self.tau)  # type: ignore[arg-type]
         return factor.truncation_filter(tau), tau, None
+
+    def fixed_penalty(self, count: float, dim: int) -> Callable[[float], float] | None:
+        """For the cuts that are a ridge set before the spectrum is known, ρ as a function of
+        trace(G): ``ridge``, ρ itself; ``prior``, N·trace(G)/(n·d) (n = ``count`` = Σ wᵢ, d =
+        ``dim``). None for every other kind (they need the eigenvalues). Such a ridge can be
+        solved without the eigendecomposition (:mod:`faast.solver.direct`)."""
+        if self.kind == "ridge":
+            rho = float(self.ridge)  # type: ignore[arg-type]
+            return lambda trace: rho
+        if self.kind == "prior":
+            pairs = float(self.prior)  # type: ignore[arg-type]
+            return lambda trace: pairs * trace / (count * dim)
+        return None
 
     def solve(self, factor: SpectralFactor) -> tuple[torch.Tensor, SolveInfo]:
         """Fast weights W (m, d) float64 for ``factor`` and what the solve did."""

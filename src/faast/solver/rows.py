@@ -38,7 +38,8 @@ class PairBuffer:
         return self.count
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> PairBuffer:
-        """Add rows: keys (n, d), values (n, m), of the dtype and device of the rows held."""
+        """Add rows: keys (n, d), values (n, m), of the dtype and device of the rows held. The
+        tensors are kept as given, not copied: pass rows that nothing else will change."""
         if keys.shape[0] != values.shape[0]:
             raise ValueError(
                 f"keys and values disagree on the number of rows: {keys.shape[0]} vs {values.shape[0]}"
@@ -63,8 +64,11 @@ class PairBuffer:
         """All keys (n, d) and values (n, m), oldest first."""
         if not self._keys:
             raise ValueError("the buffer is empty")
-        if self._cat is None:
-            self._cat = (torch.cat(self._keys), torch.cat(self._values))
+        if self._cat is None:  # one batch is itself (no copy)
+            one = len(self._keys) == 1
+            self._cat = (
+                (self._keys[0], self._values[0]) if one else (torch.cat(self._keys), torch.cat(self._values))
+            )
             self._keys, self._values = [self._cat[0]], [self._cat[1]]
         return self._cat
 

@@ -21,6 +21,7 @@ import torch
 
 from faast._checks import check_finite, check_pairs, check_weights
 from faast.io import load_tensors, save_tensors
+from faast.solver import direct
 from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
 from faast.solver.kernels import accumulate, symmetrize_lower
 from faast.solver.rows import PairBuffer
@@ -374,14 +375,22 @@ class GramStats:
             )
 
     # ----------------------------------------------------------------- solving
+    def _dual_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The kept rows (keys (n, d), values (n, m)) when a solve takes the dual route (every row
+        kept and n < d), else None."""
+        if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
+            return self._pairs.tensors()
+        return None
+
     def factor(self) -> SpectralFactor:
         """Eigendecomposition of G (cached until the statistics change)."""
         if self.count == 0:
             raise ValueError("cannot solve: the statistics are empty (no examples were added)")
         if self._factor_cache is None or self._factor_cache[0] != self._version:
             center = self.center_on_last_key and self.key_dim > 1
-            if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
-                keys, values = self._pairs.tensors()
+            rows = self._dual_rows()
+            if rows is not None:
+                keys, values = rows
                 shift = center_on_last(keys.T @ keys[:, -1]) if center else None
                 factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum, shift)
             else:
@@ -396,6 +405,30 @@ class GramStats:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
             self._factor_cache = (self._version, factor)
         return self._factor_cache[1]
+
+    def _direct_solve(self, cut: Cut) -> tuple[torch.Tensor, SolveInfo] | None:
+        """Weights W (m, d) float64 and their info for a ridge fixed before the spectrum is known
+        (``Cut.fixed_penalty``) by one Cholesky factorisation (:mod:`faast.solver.direct`), when
+        no eigendecomposition of the current statistics is cached (that is cheaper to use); None
+        otherwise, or where the direct route declines (then the factor solves)."""
+        fresh = self._factor_cache is not None and self._factor_cache[0] == self._version
+        penalty = cut.fixed_penalty(self.weight_sum, self.key_dim)
+        if penalty is None or fresh or self.count == 0:
+            return None
+        center = self.center_on_last_key and self.key_dim > 1
+        rows = self._dual_rows()
+        if rows is not None:
+            keys, values = rows
+            shift = center_on_last(keys.T @ keys[:, -1]) if center else None
+            solved, size = direct.ridge_from_rows(keys, values, penalty, shift), self.count
+        else:
+            gram = self.gram
+            shift = center_on_last(gram[:, -1]) if center else None
+            solved, size = direct.ridge_from_stats(gram, self.cross, penalty, shift), self.key_dim
+        if solved is None:
+            return None
+        weights, rho = solved
+        return weights, SolveInfo("ridge", None, rho, size, round(self.weight_sum), None)
 
     def solve_with_info(
         self,
@@ -418,7 +451,8 @@ class GramStats:
             exact_key = (cut, torch.float64, self.device)
             exact = self._solve_cache.get(exact_key)
             if exact is None:
-                weights, info = cut.solve(self.factor())
+                shortcut = self._direct_solve(cut)
+                weights, info = shortcut if shortcut is not None else cut.solve(self.factor())
                 exact = self._solve_cache[exact_key] = (weights.to(self.device, torch.float64), info)
             cached = self._solve_cache[key] = (exact[0].to(device=device, dtype=dtype), exact[1])
         return cached
@@ -456,6 +490,13 @@ class GramStats:
             "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
         }
+
+    @property
+    def kept_row_count(self) -> int:
+        """How many float64 pairs are kept for the dual route and exact leave-one-out (every pair
+        added while they are kept; 0 once they are dropped): the rows a solve's factor carries
+        (``SpectralFactor.has_rows``), known without factoring."""
+        return 0 if self._pairs is None else self._pairs.count
 
     def kept_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The float64 pairs kept for the dual route (keys (n, d), values (n, m), rows scaled by
