@@ -21,13 +21,18 @@ demo's test episodes
 * ``RidgeCV fit``: scikit-learn ``RidgeClassifierCV`` choosing α among 25 values (10^−6 … 10^3)
   by exact leave-one-out, as the default cut chooses ρ among 25 (few-shot regimes only: on full
   data scikit-learn's leave-one-out needs a 60,000 × 60,000 matrix);
+* ``FAAST stream fit`` and ``FAAST ridge stream fit`` (full data, ``--stream``): the same
+  data through ``partial_fit`` in batches of ``--batch`` examples (default 2,000: 30 calls), each
+  call recompiling the fast weights, for the default cut (GCV beyond the kept rows: one d × d
+  eigendecomposition per call) and for ``ridge=1.0`` (one Cholesky per call);
 * ``FAAST logistic fit`` and ``LogReg fit`` (full data, ``--logreg``): ``FaastClassifier(loss="logistic")``
   (its C chosen on a held-out tenth, no validation split) and ``LogisticRegression(C=10,
   max_iter=1000)`` (the demo's validated C), timed right after each other in every repeat.
 
 Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs (full data).
 
-    python benchmarks/classifier_speed.py            # writes benchmarks/results/classifier_speed.{json,md}
+    # writes benchmarks/results/classifier_speed.{json,md}:
+    python benchmarks/classifier_speed.py --episodes 10 --repeats 2 --logreg --stream
     python benchmarks/classifier_speed.py --threads 2 --out benchmarks/results/classifier_speed_2threads
 """
 
@@ -88,10 +93,21 @@ def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     return out
 
 
-def full_data_run(x: torch.Tensor, y: np.ndarray, logreg: bool) -> dict[str, float]:
-    """One repeat on full data: the stages, and with ``logreg`` the logistic-loss fits of both
-    libraries right after each other (so each repeat compares them under the same load)."""
+def streamed(clf: FaastClassifier, x: torch.Tensor, y: np.ndarray, batch: int) -> None:
+    """``clf.partial_fit`` over consecutive batches of ``batch`` rows (every call recompiles)."""
+    classes = np.unique(y)
+    for start in range(0, x.shape[0], batch):
+        clf.partial_fit(x[start : start + batch], y[start : start + batch], classes=classes)
+
+
+def full_data_run(x: torch.Tensor, y: np.ndarray, logreg: bool, stream: int | None) -> dict[str, float]:
+    """One repeat on full data: the stages; with ``stream`` (a batch size) the fits through
+    ``partial_fit``; with ``logreg`` the logistic-loss fits of both libraries right after each
+    other (so each repeat compares them under the same load)."""
     out = stages(x, y)
+    if stream:
+        out["FAAST stream fit"] = _timed(lambda: streamed(FaastClassifier(), x, y, stream))
+        out["FAAST ridge stream fit"] = _timed(lambda: streamed(FaastClassifier(ridge=1.0), x, y, stream))
     if logreg:
         out["FAAST logistic fit"] = _timed(lambda: FaastClassifier(loss="logistic").fit(x, y))
         out["LogReg fit"] = _timed(lambda: LogisticRegression(C=10.0, max_iter=1000).fit(x.numpy(), y))
@@ -110,7 +126,8 @@ def run(args: argparse.Namespace) -> dict:
             table[f"{k}-shot"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
             print(k, table[f"{k}-shot"], flush=True)
         if not args.skip_full:
-            runs = [full_data_run(tx, ty, args.logreg) for _ in range(args.repeats)]
+            stream = args.batch if args.stream else None
+            runs = [full_data_run(tx, ty, args.logreg, stream) for _ in range(args.repeats)]
             table["full"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
             print("full", table["full"], flush=True)
     return {"table": table, "settings": {**vars(args), "machine": _machine()}}
@@ -146,12 +163,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--logreg", action="store_true", help="also time LogisticRegression on full data")
+    p.add_argument("--stream", action="store_true", help="also time partial_fit in batches on full data")
+    p.add_argument("--batch", type=int, default=2000, help="partial_fit batch size of --stream")
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/results/classifier_speed")
     args = p.parse_args()
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.batch < 1:
+        p.error(f"--batch must be >= 1, got {args.batch}")
     result = run(args)
     md = markdown(result)
     print(md)
