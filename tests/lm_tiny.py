@@ -16,6 +16,53 @@ from transformers import (
 
 VOCAB = 97
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3")
+#: More layouts of Hugging Face causal LMs that ``find_layout`` must find (tests/test_lm_families.py):
+#: family → (config class name, model class name, size arguments of a 2-block, hidden-32 model).
+_DECODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+MORE_FAMILIES = {
+    "mistral": ("MistralConfig", "MistralForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {**_DECODER, "num_key_value_heads": 2, "head_dim": 8}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**_DECODER, "num_key_value_heads": 2, "head_dim": 8}),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict(_DECODER)),
+    "granite": ("GraniteConfig", "GraniteForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "cohere": ("CohereConfig", "CohereForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "stablelm": ("StableLmConfig", "StableLmForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "smollm3": ("SmolLM3Config", "SmolLM3ForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(_DECODER)),
+    "opt": (
+        "OPTConfig",
+        "OPTForCausalLM",
+        dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+    ),
+    "falcon": (
+        "FalconConfig",
+        "FalconForCausalLM",
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4),
+    ),
+    "gptj": (
+        "GPTJConfig",
+        "GPTJForCausalLM",
+        dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64),
+    ),
+    "bloom": ("BloomConfig", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4)),
+}
+
+
+def more_tiny_model(family: str, *, seed: int = 0, dtype=torch.float32):
+    """A 2-block, hidden-32 model of one of ``MORE_FAMILIES``, in eval mode; skips the test when
+    the installed transformers lacks the family."""
+    import pytest
+    import transformers
+
+    config_name, model_name, sizes = MORE_FAMILIES[family]
+    config_class = getattr(transformers, config_name, None)
+    model_class = getattr(transformers, model_name, None)
+    if config_class is None or model_class is None:
+        pytest.skip(f"transformers {transformers.__version__} has no {model_name}")
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return model_class(config_class(**sizes, **common)).to(dtype).eval()
 
 
 def tiny_model(family: str, *, seed: int = 0, layers: int = 2, hidden: int = 32, dtype=torch.float64):

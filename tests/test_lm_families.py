@@ -1,0 +1,41 @@
+"""FaastModel on more layouts than the four the LM tests build everywhere: fourteen more Hugging
+Face causal-LM families (tiny random models, no downloads), each found by ``find_layout`` (a known
+block path, or the generic search for the one list of blocks).
+On each: the untrained model equals the base bit for bit, learning changes it and recalls the
+learned text, cached generation equals the step-by-step argmax, and unloading restores the plain
+model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from tests.lm_tiny import MORE_FAMILIES, more_tiny_model, random_batch
+
+
+@pytest.mark.parametrize("family", sorted(MORE_FAMILIES))
+def test_learn_read_generate_and_unload(family):
+    model = more_tiny_model(family)
+    ids, mask = random_batch([9, 5, 12])
+    base = model(input_ids=ids, attention_mask=mask).logits
+    fm = get_faast_model(model, FaastConfig(num_memories=1), ReadConfig(cut="ridge=1e-6"))
+    assert fm._layout.num_layers == 2 and fm._layout.hidden_size == 32
+    assert torch.equal(fm(input_ids=ids, attention_mask=mask).logits, base)  # nothing learned yet
+    text = random_batch([24], seed=5)[0]
+    fm.learn(input_ids=text)
+    assert fm.num_pairs == 23
+    assert not torch.equal(fm(input_ids=ids, attention_mask=mask).logits, base)
+    # the learned text is recalled: its next tokens are the output memory's argmax
+    recalled = fm(input_ids=text).logits[0, :-1].argmax(-1) == text[0, 1:]
+    assert float(recalled.float().mean()) >= 0.9
+    prompt = text[:, :4]
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    cached = fm.generate(prompt, use_cache=True, **kw)
+    seq = prompt
+    for _ in range(cached.shape[1] - prompt.shape[1]):
+        seq = torch.cat([seq, fm(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(seq, cached)
+    assert fm.unload() is model
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, base)
