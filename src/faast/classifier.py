@@ -36,6 +36,7 @@ import faast.distributed
 from faast._checks import check_finite
 from faast.classifier_design import DesignMixin
 from faast.classifier_refine import RefinementMixin
+from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
@@ -48,7 +49,9 @@ ROWS_KEPT = 2
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
 
-class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, ClassifierMixin, BaseEstimator):
+class FaastClassifier(
+    DesignMixin, RefinementMixin, TemperatureMixin, SolutionMixin, ClassifierMixin, BaseEstimator
+):
     """Forward-only classifier: least-squares fast weights from features to label embeddings.
 
     ``fit`` accumulates float64 statistics of (feature → label embedding) pairs in one pass and
@@ -351,7 +354,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         -------
         self : FaastClassifier
         """
-        fitted = ("memory_", "classes_", "embeddings_", "coef_", "intercept_", "class_count_")
+        fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_")
         for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE):
             self.__dict__.pop(attr, None)
         if self.refine and self.distributed:
@@ -375,9 +378,11 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
-        """Add examples to the statistics and recompile (``classes`` is required on the first call).
+        """Add examples to the statistics (``classes`` is required on the first call).
 
-        The result equals one ``fit`` on every example passed so far.
+        The result equals one ``fit`` on every example passed so far. The fast weights are
+        compiled on first use (a prediction, ``coef_`` and the other fitted attributes), not
+        here: a stream of ``partial_fit`` calls costs one solve, not one per call.
 
         Parameters
         ----------
@@ -447,7 +452,7 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
             self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
         self.class_count_ = self.class_count_ + counts
-        self._compile(cut, calibration=(keys, onehot, weights))
+        self._compile(cut, calibration=(keys, onehot, weights), lazy=not refining)  # fit solves now
         return keys, onehot, weights  # without the examples of zero weight
 
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
@@ -559,23 +564,27 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         return self._compile(self._cut())
 
     def _compile(
-        self, cut: Cut, calibration: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        self,
+        cut: Cut,
+        calibration: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
+        lazy: bool = False,
     ) -> FaastClassifier:
-        """Solve with ``cut`` and set the fitted attributes; ``calibration``: the pairs (keys,
-        one-hot values, weights) of the call that passed them, for ``logit_scale="auto"`` when
-        the statistics do not keep their rows."""
+        """Solve with ``cut`` and set the fitted attributes (with ``lazy``, on their first use:
+        :mod:`faast.classifier_solution`); ``calibration``: the pairs (keys, one-hot values,
+        weights) of the call that passed them, for ``logit_scale="auto"`` when the statistics do
+        not keep their rows."""
         self._check_center()
         self.memory_.stats.center_on_last_key = bool(self.center_features)
         self.memory_.set_cut(cut)
         self.cut_ = cut
-        info = self.memory_.solve_info()
         self._refined: torch.Tensor | None = None  # a new plain solve drops any retargeting
         self.__dict__.pop("retarget_cross_", None)
         self.retargeted_ = 0
         self.C_: float | None = None
         self.n_iter_ = 1  # the closed-form solve; the logistic steps set their own count
-        self._set_coef(self.memory_.weight(torch.float64))
-        self.rank_, self.tau_, self.ridge_ = info.rank, info.tau, info.ridge
+        self._solution_pending()
+        if not lazy:
+            self._solved()
         self._calibrate(calibration)
         return self
 
@@ -591,17 +600,6 @@ class FaastClassifier(DesignMixin, RefinementMixin, TemperatureMixin, Classifier
         if self.ridge_ is not None:
             return factor.ridge_filter(self.ridge_)
         return factor.rank_filter(self.rank_)
-
-    def _set_coef(self, weight: torch.Tensor) -> None:
-        """``coef_`` (C, D) and ``intercept_`` (C,) from fast weights over the design features
-        (C, D + 1 with ``fit_intercept``: the last column is the constant feature's weight)."""
-        full = weight.detach().to(torch.float64).cpu().numpy()
-        if self.fit_intercept:
-            self.coef_ = full[:, :-1].copy()
-            self.intercept_ = full[:, -1] * float(self.intercept_scaling)
-        else:
-            self.coef_ = full
-            self.intercept_ = np.zeros(full.shape[0])
 
     def _weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The fast weights (C, d) used for prediction: retargeted ones if ``refine`` ran."""
