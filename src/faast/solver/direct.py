@@ -27,7 +27,7 @@ import scipy.linalg
 import torch
 
 from faast.solver.blas_threads import single_threaded_blas
-from faast.solver.spectral import _SMALL_EIGH, _move_intercept, _outer_gram, _shift_keys, _shifted_gram
+from faast.solver.spectral import _SMALL_EIGH, _move_intercept, _outer_gram, _shift_keys, shifted_stats
 
 #: ρ / trace(G) below which the eigendecomposition route is used (condition number ≤ 10¹⁰).
 MIN_RELATIVE_RIDGE = 1e-10
@@ -69,9 +69,7 @@ def ridge_from_stats(
     """Primal-route ridge weights W (m, d) float64 and their ρ = ``penalty(trace(G))``, from G (d, d)
     symmetric and B (d, m), float64; ``shift`` (d − 1,) or None. None when the route does not
     apply (as :func:`ridge_from_rows`)."""
-    if shift is not None:
-        gram = _shifted_gram(gram, shift)
-        cross = _shift_keys(cross.T, shift).T  # Mᵀ B
+    gram, cross = shifted_stats(gram, cross, shift)
     trace = float(torch.diagonal(gram).sum())
     ridge = penalty(trace)
     if not _usable(ridge, trace):

@@ -117,6 +117,16 @@ def _shifted_gram(gram: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def shifted_stats(
+    gram: torch.Tensor, cross: torch.Tensor, shift: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """G (d, d) and B (d, m) in the coordinates z′ = z M of :class:`SpectralFactor` with ``shift``
+    (d − 1,): Mᵀ G M and Mᵀ B (new tensors); the two themselves when ``shift`` is None."""
+    if shift is None:
+        return gram, cross
+    return _shifted_gram(gram, shift), _shift_keys(cross.T, shift).T
+
+
 def _shift_keys(rows: Any, shift: Any, *, copy: bool = True) -> Any:
     """Rows of keys (k, d) in the coordinates z′ = z M of :class:`SpectralFactor`: the other keys
     less the last one times ``shift`` (d − 1,) — also Mᵀ B for a cross matrix B (d, m) passed as
@@ -215,9 +225,7 @@ class SpectralFactor:
     ):
         """gram: (d, d) symmetric float64; cross: (d, m) float64; shift: (d − 1,) float64 or None
         (factor Mᵀ G M instead of G: see the class docstring)."""
-        if shift is not None:
-            gram = _shifted_gram(gram, shift)
-            cross = _shift_keys(cross.T, shift).T  # Mᵀ B
+        gram, cross = shifted_stats(gram, cross, shift)
         lam, basis = symmetric_eigh(gram)
         lam = lam.flip(0).clamp_min(0.0)
         basis = basis.flip(1)

@@ -375,29 +375,33 @@ class GramStats:
             )
 
     # ----------------------------------------------------------------- solving
-    def _dual_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The kept rows (keys (n, d), values (n, m)) when a solve takes the dual route (every row
-        kept and n < d), else None."""
+    def _solve_route(self) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+        """What every solve starts from: the kept rows (keys (n, d), values (n, m)) when it takes
+        the dual route (every row kept and n < d), else None (G and B); and the shift of
+        ``center_on_last_key`` (:func:`~faast.solver.spectral.center_on_last`, from the last column
+        of G, or of KᵀK on the dual route), else None."""
+        rows = None
         if self._pairs is not None and self._pairs.count and self.count < self.key_dim:
-            return self._pairs.tensors()
-        return None
+            rows = self._pairs.tensors()
+        if not (self.center_on_last_key and self.key_dim > 1):
+            return rows, None
+        last_column = rows[0].T @ rows[0][:, -1] if rows is not None else self.gram[:, -1]
+        return rows, center_on_last(last_column)
+
+    def _factor_is_current(self) -> bool:
+        return self._factor_cache is not None and self._factor_cache[0] == self._version
 
     def factor(self) -> SpectralFactor:
         """Eigendecomposition of G (cached until the statistics change)."""
         if self.count == 0:
             raise ValueError("cannot solve: the statistics are empty (no examples were added)")
-        if self._factor_cache is None or self._factor_cache[0] != self._version:
-            center = self.center_on_last_key and self.key_dim > 1
-            rows = self._dual_rows()
+        if not self._factor_is_current():
+            rows, shift = self._solve_route()
             if rows is not None:
-                keys, values = rows
-                shift = center_on_last(keys.T @ keys[:, -1]) if center else None
-                factor = SpectralFactor.from_pairs(keys, values, self.weight_sum, self.value_sq_sum, shift)
+                factor = SpectralFactor.from_pairs(*rows, self.weight_sum, self.value_sq_sum, shift)
             else:
-                gram = self.gram
-                shift = center_on_last(gram[:, -1]) if center else None
                 factor = SpectralFactor.from_stats(
-                    gram, self.cross, self.weight_sum, self.value_sq_sum, shift
+                    self.gram, self.cross, self.weight_sum, self.value_sq_sum, shift
                 )
                 if self._pairs is not None and self._pairs.count and factor.lambda_max > 0:
                     factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
@@ -411,20 +415,14 @@ class GramStats:
         (``Cut.fixed_penalty``) by one Cholesky factorisation (:mod:`faast.solver.direct`), when
         no eigendecomposition of the current statistics is cached (that is cheaper to use); None
         otherwise, or where the direct route declines (then the factor solves)."""
-        fresh = self._factor_cache is not None and self._factor_cache[0] == self._version
         penalty = cut.fixed_penalty(self.weight_sum, self.key_dim)
-        if penalty is None or fresh or self.count == 0:
+        if penalty is None or self._factor_is_current() or self.count == 0:
             return None
-        center = self.center_on_last_key and self.key_dim > 1
-        rows = self._dual_rows()
+        rows, shift = self._solve_route()
         if rows is not None:
-            keys, values = rows
-            shift = center_on_last(keys.T @ keys[:, -1]) if center else None
-            solved, size = direct.ridge_from_rows(keys, values, penalty, shift), self.count
+            solved, size = direct.ridge_from_rows(*rows, penalty, shift), self.count
         else:
-            gram = self.gram
-            shift = center_on_last(gram[:, -1]) if center else None
-            solved, size = direct.ridge_from_stats(gram, self.cross, penalty, shift), self.key_dim
+            solved, size = direct.ridge_from_stats(self.gram, self.cross, penalty, shift), self.key_dim
         if solved is None:
             return None
         weights, rho = solved
