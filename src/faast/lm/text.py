@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from faast.assets.lm import GEMMA3, SMOLLM2, gemma3_dir, smollm2_dir
+from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
     SMOLLM2: OfflineModel(SMOLLM2, smollm2_dir),
     "gemma3": OfflineModel(GEMMA3, gemma3_dir),
     GEMMA3: OfflineModel(GEMMA3, gemma3_dir),
+    "qwen2.5": OfflineModel(QWEN25, qwen25_dir),
+    QWEN25: OfflineModel(QWEN25, qwen25_dir),
 }
 
 
@@ -38,10 +40,12 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
     """(model, tokenizer) for an offline model name, a local folder or a Hub id.
 
     Offline names (OFFLINE_MODELS, case-insensitive): ``smollm2`` / ``smollm2-135m-instruct``
-    (SmolLM2-135M-Instruct, ``LlamaForCausalLM``) and ``gemma3`` / ``gemma3-270m`` (Gemma-3-270M
-    base, ``Gemma3ForCausalLM``, 268M parameters, 262,144-token vocabulary); the asset is fetched
-    first if it is not in the cache. Hub ids (``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``) go to
-    ``from_pretrained`` unchanged, so they work wherever the Hugging Face Hub can be reached.
+    (SmolLM2-135M-Instruct, ``LlamaForCausalLM``), ``gemma3`` / ``gemma3-270m`` (Gemma-3-270M
+    base, ``Gemma3ForCausalLM``, 268M parameters, 262,144-token vocabulary) and ``qwen2.5`` /
+    ``qwen2.5-coder-0.5b-instruct`` (``Qwen2ForCausalLM``, 630M parameters as loaded, 151,936-token
+    vocabulary); the asset is fetched first if it is not in the cache. Hub ids (``gpt2-xl``,
+    ``Qwen/Qwen2.5-7B-Instruct``) go to ``from_pretrained`` unchanged, so they work wherever the
+    Hugging Face Hub can be reached.
 
     The tokenizer always has a pad token (the EOS token is used when the model defines none;
     Gemma has its own ``<pad>``, id 0). Gemma's tokenizer prepends ``<bos>`` (id 2) by default
