@@ -12,9 +12,10 @@ ridge worth N pseudo-pairs, :meth:`faast.solver.Cut.pseudo_pairs`). The statisti
 per n; the cuts only change the solve.
 
     python benchmarks/lm_correction_short.py --threads 1
+    python benchmarks/lm_correction_short.py --model qwen2.5 --block correction-short-qwen2.5
 
 Writes ``benchmarks/results/lm_correction_short.json`` and the ``correction-short`` block of
-``docs/lm.md``.
+``docs/lm.md`` (``lm_<block>.json`` and the ``<block>`` block for another ``--block``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="folder for the JSON and Markdown (default: published)")
+    ap.add_argument(
+        "--block", default="correction-short", help="docs/lm.md block and results name (lm_<block>.json)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(v) for v in args.sizes.split(",")]
@@ -73,7 +77,8 @@ def main() -> None:
     command = "python benchmarks/lm_correction_short.py " + shlex.join(sys.argv[1:])
     meta = {"command": command, "model": args.model, "machine": machine(args.threads), "book": BOOK}
     out = Path(args.out) if args.out else None
-    write_json((out or REPO / "benchmarks" / "results") / "lm_correction_short.json", {**meta, "rows": rows})
+    results = f"lm_{args.block.replace('-', '_')}.json"
+    write_json((out or REPO / "benchmarks" / "results") / results, {**meta, "rows": rows})
     default = fm.output_memory.default_cut()
     lines = [
         f"**Model** {args.model} (correction memory, default β = 0.5, c = 0.3); **data** *Northanger Abbey* "
@@ -91,10 +96,10 @@ def main() -> None:
     ]
     md = "\n".join(lines)
     if out is None:
-        update_doc_block(REPO / "docs" / "lm.md", "correction-short", md, command)
+        update_doc_block(REPO / "docs" / "lm.md", args.block, md, command)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "correction-short.md").write_text(md, encoding="utf-8")
+        (out / f"{args.block}.md").write_text(md, encoding="utf-8")
     print(md)
 
 

@@ -1,6 +1,7 @@
 """Do the output memory's default read settings hold on every model? Learn a passage of a text that
 no default was tuned on, then score the passage (recall) and the text that follows it (unseen), on
-SmolLM2-135M-Instruct and Gemma-3-270M, with the library defaults (nothing chosen here).
+SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct (three families: Llama, Gemma 3,
+Qwen 2), with the library defaults (nothing chosen here).
 
 Text: *The War of the Worlds* (offline asset ``gutenberg-books``; the defaults were chosen on Jane
 Austen with SmolLM2). The passage is ``--size`` tokens starting ``--skip`` tokens into the book;
@@ -30,7 +31,11 @@ from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
 from task_bench import REPO, Timer, machine, write_json
 
 BOOK = "The War of the Worlds"
-MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
+MODELS = {
+    "smollm2": "SmolLM2-135M-Instruct",
+    "gemma3": "Gemma-3-270M",
+    "qwen2.5": "Qwen2.5-Coder-0.5B-Instruct",
+}
 
 
 def measure(
@@ -78,7 +83,7 @@ def _describe(readout) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="smollm2,gemma3")
+    ap.add_argument("--models", default="smollm2,gemma3,qwen2.5")
     ap.add_argument("--sizes", default="256,1024")
     ap.add_argument("--skip", type=int, default=2000, help="tokens skipped at the start of the book")
     ap.add_argument("--unseen", type=int, default=2048)
