@@ -32,7 +32,7 @@ from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
-from task_bench import REPO, machine, write_json
+from task_bench import REPO, block_results_name, machine, write_json
 
 BOOK, SKIP, SCORED = "northangerabbey", 2000, 2048
 
@@ -77,8 +77,8 @@ def main() -> None:
     command = "python benchmarks/lm_correction_short.py " + shlex.join(sys.argv[1:])
     meta = {"command": command, "model": args.model, "machine": machine(args.threads), "book": BOOK}
     out = Path(args.out) if args.out else None
-    results = f"lm_{args.block.replace('-', '_')}.json"
-    write_json((out or REPO / "benchmarks" / "results") / results, {**meta, "rows": rows})
+    results = (out or REPO / "benchmarks" / "results") / block_results_name(args.block)
+    write_json(results, {**meta, "rows": rows})
     default = fm.output_memory.default_cut()
     lines = [
         f"**Model** {args.model} (correction memory, default β = 0.5, c = 0.3); **data** *Northanger Abbey* "

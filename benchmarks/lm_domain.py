@@ -61,7 +61,7 @@ from faast.lm import FaastConfig, FaastModel, get_faast_model
 from faast.lm.correction import learn_windows_in_steps
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
-from task_bench import REPO, Timer, human_bytes, machine, write_json
+from task_bench import REPO, Timer, block_results_name, human_bytes, machine, write_json
 
 TEST_BOOK = "persuasion"
 
@@ -489,8 +489,8 @@ def main() -> None:
         "seed": args.seed,
     }
     out = Path(args.out) if args.out else None
-    name = "lm_domain.json" if args.block == "domain" else f"lm_{args.block.replace('-', '_')}.json"
-    write_json((out or REPO / "benchmarks" / "results") / name, {**meta, "rows": rows})
+    results = (out or REPO / "benchmarks" / "results") / block_results_name(args.block)
+    write_json(results, {**meta, "rows": rows})
     lines = [
         f"**Model** {meta['model']}; **data** {meta['data']}; **machine** {meta['machine']}; "
         f"seed {args.seed}",

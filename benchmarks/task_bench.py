@@ -125,6 +125,12 @@ def write_json(path: Path, obj: Any) -> None:
     write_public_json(path, obj)  # atomic, repository-relative paths
 
 
+def block_results_name(block: str) -> str:
+    """The results file of a docs block: ``lm_<block>.json``, dashes as underscores
+    (``domain-correction-gemma3`` → ``lm_domain_correction_gemma3.json``)."""
+    return f"lm_{block.replace('-', '_')}.json"
+
+
 def faast_method(name: str, key_features: int) -> str:
     """The table's method label of FAAST rows read with ``key_features`` random key features."""
     return name + (f" +{key_features} key features" if key_features else "")
