@@ -79,7 +79,7 @@ from task_bench import (
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
 PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
-MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
+MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M", "qwen2.5": "Qwen2.5-Coder-0.5B-Instruct"}
 
 
 def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Example], list[Example]]:
