@@ -21,7 +21,8 @@ Rows (all on the same windows of *Persuasion*, SmolLM2-135M-Instruct by default)
 * a linear layer z ↦ z + A·z at the LM head's input (where the output memory reads), A zero-initialised
   and trained by backprop (AdamW, one epoch) on the same Austen tokens;
 * LoRA (PEFT; r = 8 on the attention q/v projections, one epoch) on the same tokens; for both, the
-  learning rate is chosen on the last 10 % of the Austen windows after training on the rest;
+  learning rate is chosen on the last 10 % of the Austen windows after training on the rest,
+  among ``--linear-lrs`` / ``--lora-lrs`` (default 10⁻⁴ and 10⁻³ each);
 * with ``--key-features D``: the output memory with D random-feature keys
   (:mod:`faast.lm.key_features`, capacity d + D pairs) after learning the Austen tokens, and after
   learning as many non-Austen tokens (its control);
@@ -182,6 +183,18 @@ LINEAR_LRS = (1e-4, 1e-3)
 LORA_LRS = (1e-4, 1e-3)
 
 
+def learning_rates(ap: argparse.ArgumentParser, flag: str, text: str) -> tuple[float, ...]:
+    """The learning rates of a comma-separated ``text``; an argparse error naming ``flag`` unless
+    each is a finite number > 0 and at least one is given."""
+    try:
+        lrs = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        ap.error(f"{flag}: expected comma-separated numbers, got {text!r}")
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        ap.error(f"{flag}: every learning rate must be a finite number > 0, got {text!r}")
+    return lrs
+
+
 def choose_lr(run, learn: torch.Tensor, lrs) -> tuple[float, dict, float]:
     """The learning rate whose one-epoch run on the first 90 % of the learning windows gives the
     lowest perplexity on the last 10 % (Austen text, never the test book); its seconds count as
@@ -291,10 +304,22 @@ def main() -> None:
         action="store_true",
         help="also correction-memory rows whose step and damping are chosen on held-out Austen",
     )
+    ap.add_argument(
+        "--linear-lrs",
+        default=",".join(f"{lr:g}" for lr in LINEAR_LRS),
+        help="comma-separated learning rates the linear-layer row chooses among on held-out Austen",
+    )
+    ap.add_argument(
+        "--lora-lrs",
+        default=",".join(f"{lr:g}" for lr in LORA_LRS),
+        help="comma-separated learning rates the LoRA row chooses among on held-out Austen",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    linear_lrs = learning_rates(ap, "--linear-lrs", args.linear_lrs)
+    lora_lrs = learning_rates(ap, "--lora-lrs", args.lora_lrs)
     key_features = [int(v) for v in args.key_features.split(",") if v.strip()]
     correction_steps = [int(v) for v in args.correction_steps.split(",") if v.strip()]
     if any(v < 2 for v in correction_steps):
@@ -434,7 +459,7 @@ def main() -> None:
                 linear_run,
                 learn,
                 test,
-                LINEAR_LRS,
+                linear_lrs,
             )
         )
 
@@ -455,7 +480,7 @@ def main() -> None:
 
         add(
             *backprop_row(
-                "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)", lora_run, learn, test, LORA_LRS
+                "LoRA r=8 on q/v (PEFT), backprop (AdamW, 1 epoch)", lora_run, learn, test, lora_lrs
             )
         )
 
