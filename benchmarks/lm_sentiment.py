@@ -10,7 +10,8 @@ the baselines see the same examples at each size k.
 Prompt: ``Review: {input}\\nSentiment:`` then `` positive`` / `` negative`` (and ``\\n``); a label is
 scored as its full token sequence.
 
-Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base):
+Rows, per model (SmolLM2-135M-Instruct, Gemma-3-270M base; ``--models qwen2.5`` for
+Qwen2.5-Coder-0.5B-Instruct):
 
 * zero-shot;
 * in-context, k ∈ {1, 4, 16, as many as the context holds} demonstrations (one shared prefix, its KV
