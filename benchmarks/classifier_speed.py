@@ -14,7 +14,8 @@ demo's test episodes
 * ``float64 K Kᵀ`` and ``float64 Cholesky`` (few-shot regimes, n < d): the floor of any fit that
   keeps the statistics in float64 and solves on the dual route — the n × n product of the design
   rows (BLAS ``dsyrk``, half the flops of the product Ridge forms, at float64 rate) and one
-  Cholesky solve of K Kᵀ + ρI; a cut chosen from the data (the default) pays its choice on top;
+  Cholesky solve of K Kᵀ + ρI (on one BLAS thread up to 256 rows, as a fit makes them); a cut
+  chosen from the data (the default) pays its choice on top;
 * ``FAAST refine fit``: ``FaastClassifier(refine=5)`` (five margin-retargeting rounds,
   :mod:`faast.solver.retarget`, the accuracy option);
 * ``FAAST ridge fit``: ``FaastClassifier(ridge=1.0)``, the same fixed penalty as ``Ridge fit``
@@ -44,6 +45,7 @@ Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -59,8 +61,9 @@ from faast.classifier import FaastClassifier
 from faast.eval.episodes import sample_episodes
 from faast.publish import write_public_json, write_public_text
 from faast.solver import GramStats
+from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.direct import _cholesky_solve
-from faast.solver.spectral import _outer_gram
+from faast.solver.spectral import _SMALL_EIGH, _outer_gram
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
@@ -92,10 +95,11 @@ def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     out["weights"] = _timed(lambda: factor.weights(chosen["phi"]))
     if x.shape[0] < x.shape[1]:  # the dual route's floor: one float64 K Kᵀ and one Cholesky solve
         keys, values = stats._pairs.tensors()
-        out["float64 K Kᵀ"] = _timed(lambda: _outer_gram(keys))
-        outer = _outer_gram(keys)
-        solve = lambda: _cholesky_solve(outer, values, 1.0, lower=False, overwrite=True)  # noqa: E731
-        out["float64 Cholesky"] = _timed(solve)
+        with single_threaded_blas() if keys.shape[0] <= _SMALL_EIGH else contextlib.nullcontext():
+            out["float64 K Kᵀ"] = _timed(lambda: _outer_gram(keys))  # one BLAS thread when small, as fits do
+            outer = _outer_gram(keys)
+            solve = lambda: _cholesky_solve(outer, values, 1.0, lower=False, overwrite=True)  # noqa: E731
+            out["float64 Cholesky"] = _timed(solve)
     out["FAAST fit"] = _timed(lambda: FaastClassifier().fit(x, y))
     out["FAAST ridge fit"] = _timed(lambda: FaastClassifier(ridge=1.0).fit(x, y))
     out["Ridge fit"] = _timed(lambda: RidgeClassifier(alpha=1.0).fit(x.numpy(), y))
