@@ -68,6 +68,7 @@ from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
 from task_bench import (
     COST_COLUMNS,
+    MODEL_NAMES,
     PublishingRows,
     Row,
     TableFormat,
@@ -80,7 +81,6 @@ from task_bench import (
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
 PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
-MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M", "qwen2.5": "Qwen2.5-Coder-0.5B-Instruct"}
 
 
 def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Example], list[Example]]:

@@ -47,6 +47,7 @@ from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
 from task_bench import (
     COST_COLUMNS,
+    MODEL_NAMES,
     PublishingRows,
     Row,
     TableFormat,
@@ -58,7 +59,6 @@ from task_bench import (
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
-MODEL_NAMES = {"gemma3": "Gemma-3-270M", "smollm2": "SmolLM2-135M-Instruct"}
 
 
 def translation_candidates() -> list[ReadCandidate]:

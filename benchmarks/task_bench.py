@@ -168,6 +168,12 @@ def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[l
 #: The cost columns every task table ends with (issue #9): the row's ``adapt_s``, ``infer_ms``,
 #: ``nbytes`` and ``detail``.
 COST_COLUMNS = ("adaptation s", "inference ms/example", "bytes at inference", "read-out / settings")
+#: Display names of the offline models the task benchmarks run (``--models``); other names print as given.
+MODEL_NAMES = {
+    "smollm2": "SmolLM2-135M-Instruct",
+    "gemma3": "Gemma-3-270M",
+    "qwen2.5": "Qwen2.5-Coder-0.5B-Instruct",
+}
 
 
 @dataclass(frozen=True)
