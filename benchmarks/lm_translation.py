@@ -1,5 +1,5 @@
-"""Translation: Gemma-3-270M learns English → Spanish from verse pairs, without gradients, against
-zero-shot and in-context learning.
+"""Translation: Gemma-3-270M (``--models``: also ``smollm2``, ``qwen2.5``) learns English → Spanish
+from verse pairs, without gradients, against zero-shot and in-context learning.
 
 Data: the verse-aligned World English Bible and Reina-Valera 1909 (offline asset ``bible-en-es``,
 Debian ``sword-text-web`` / ``sword-text-sparv``). Whole books are kept apart for testing
