@@ -49,9 +49,8 @@ from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import Perplexity, encode, load_causal_lm, perplexity, with_start_tokens
 from faast.publish import write_public_csv
-from task_bench import REPO, Timer, human_bytes, machine, rel, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, human_bytes, machine, rel, write_json
 
-MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
 LAYOUTS = ("one memory", "one task per document")
 
 
@@ -91,7 +90,7 @@ def measure(name: str, args: argparse.Namespace, scratch: Path) -> list[dict]:
     def row(layout: str, n: int, scores: list[Perplexity], unseen_ppl: float, **costs) -> None:
         rows.append(
             {
-                "model": MODELS.get(name, name),
+                "model": MODEL_NAMES.get(name, name),
                 "layout": layout,
                 "documents_learned": n,
                 "tokens_learned": n * args.doc_chunks * args.chunk,

@@ -28,14 +28,9 @@ from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
-from task_bench import REPO, Timer, machine, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, machine, write_json
 
 BOOK = "The War of the Worlds"
-MODELS = {
-    "smollm2": "SmolLM2-135M-Instruct",
-    "gemma3": "Gemma-3-270M",
-    "qwen2.5": "Qwen2.5-Coder-0.5B-Instruct",
-}
 
 
 def measure(
@@ -59,7 +54,7 @@ def measure(
         recall = perplexity(fm, passage).ppl
         seen_u = perplexity(fm, windows).ppl
         row = {
-            "model": MODELS[name],
+            "model": MODEL_NAMES[name],
             "key_features": features,
             "passage_tokens": size,
             "base_passage_ppl": base_p,
