@@ -25,6 +25,11 @@ Qwen2.5-Coder-0.5B-Instruct):
   beside it two closed-form heads on the same states, no backprop: ``FaastClassifier(tau="auto",
   fit_intercept=False)`` and the same with ``loss="logistic"`` (as ``faast.lm.label_head.LabelHead``;
   ``--heads-only`` runs these three alone, into the ``sentiment-heads`` block);
+* with ``--parts faast-icl`` (not run by default): FAAST on top of in-context learning — the first m
+  pool examples (``--faast-icl``) written before every prompt as lead demonstrations
+  (``TaskSpec.demonstrations``), the memory learning the other k − m of the k examples — and the m
+  demonstrations alone through the same prompts (memory empty: the in-context row without its
+  KV cache);
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k;
   ``FaastClassifier (validated)`` picks among ``MINILM_FAAST_OPTIONS`` on the same validation split
   of the k examples that picks LogisticRegression's C (from 8 examples on), then refits on all k.
@@ -80,7 +85,9 @@ from task_bench import (
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
-PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
+PARTS = ("zero-shot", "faast", "heads", "icl", "minilm", "faast-icl")
+#: Run unless ``--parts`` says otherwise ("faast-icl" re-runs the demonstrations with every prompt: opt-in).
+DEFAULT_PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
 
 
 def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Example], list[Example]]:
@@ -130,6 +137,8 @@ def run_model(
         _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test, rows=rows)
     if "icl" in parts:
         _icl_rows(label, task, pool, test, args, rows)
+    if "faast-icl" in parts:
+        _faast_icl_rows(label, task, pool, test, sizes, args, rows)
 
 
 def _faast_rows(
@@ -222,6 +231,85 @@ def _icl_rows(
         )
         print(f"[{label}] in-context k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
         del icl
+
+
+def _faast_icl_rows(
+    label: str,
+    task: TaskModel,
+    pool: list[Example],
+    test: list[Example],
+    sizes: list[int],
+    args: argparse.Namespace,
+    rows: list[Row],
+) -> None:
+    """Append the rows of FAAST on top of in-context learning to ``rows``: for each m of
+    ``args.faast_icl``, the first m pool examples are lead demonstrations written before every
+    prompt (``TaskSpec.demonstrations``, as the in-context row with m demonstrations reads them) and
+    the memory learns the other k − m of the k examples (answer pairs; read-out chosen by
+    ``TaskModel.fit`` on them), so the row at k uses the same k examples as the FAAST row at k.
+    First the m demonstrations alone (memory empty) are scored through the same prompts: the
+    in-context row recomputed without its KV cache, a check that both read the same tokens. Costs:
+    the forward pass over the learned examples (with the demonstrations: measured once over the
+    largest set and apportioned) plus the fit; inference runs the demonstrations again with every
+    query (no KV cache kept: a deployment would keep one, as the in-context rows do)."""
+    fm = task.model
+    inputs = [e.input for e in test]
+    for m in args.faast_icl:
+        demos = [(e.input, e.output) for e in pool[:m]]
+        lead = TaskModel(fm, task.tokenizer, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True)
+        lead.reset()
+        method = f"faast-answer + {m} in context"
+        with Timer() as t:
+            alone = lead.label_scores(inputs, batch_size=args.batch_size, progress=True)
+        fwd_test = t.s / len(test)
+        acc, ci = accuracy(alone, test)
+        rows.append(
+            Row(
+                label,
+                "in-context (task prompts)",
+                m,
+                acc,
+                ci,
+                0.0,
+                1000 * fwd_test,
+                0,
+                f"the {m} lead demonstrations alone (memory empty), run again with every query",
+            )
+        )
+        print(f"[{label}] {m} demonstrations through the task's prompts, memory empty: {100 * acc:.2f}")
+        learned = [k for k in sizes if k > m]
+        if not learned:
+            continue
+        largest = max(learned)
+        with Timer() as t:
+            lead.learn(pool[m:largest], batch_size=args.batch_size)  # fills the state cache
+        fwd_support = t.s / (largest - m)
+        for k in learned:
+            lead.reset()
+            with Timer() as t:
+                report = lead.fit(pool[m:k], labels=LABELS, seed=args.seed, progress=False)
+            with Timer() as tr:
+                scores = lead.label_scores(inputs, batch_size=args.batch_size)  # states cached
+            acc, ci = accuracy(scores, test)
+            size = fm.fast_weight_nbytes()
+            best_val = max(report.scores.values()) if report.scores else float("nan")
+            rows.append(
+                Row(
+                    label,
+                    method,
+                    k,
+                    acc,
+                    ci,
+                    (k - m) * fwd_support + t.s,
+                    1000 * (fwd_test + tr.s / len(test)),
+                    size["compiled"] + size["support_rows"],
+                    f"{m} in context + {k - m} learned; {report.chosen.name}",
+                    {"val_accuracy": best_val, "n_validation": report.n_validation, "pairs": report.pairs},
+                )
+            )
+            print(f"[{label}] {method} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})")
+        del lead
+    task.reset()
 
 
 def _head_rows(
@@ -419,6 +507,11 @@ def main() -> None:
     ap.add_argument("--icl", default="1,4,16,0", help="in-context demonstrations (0 = as many as fit)")
     ap.add_argument("--modes", default="answer,all")
     ap.add_argument(
+        "--faast-icl",
+        default="4",
+        help="part faast-icl: FAAST learning on top of this many lead demonstrations (comma list)",
+    )
+    ap.add_argument(
         "--key-features",
         default="0",
         help="FAAST rows for each D: the output memory keyed with D random features (0: the state)",
@@ -429,8 +522,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--parts",
-        default=",".join(PARTS),
-        help=f"the rows to run, of {','.join(PARTS)} (default: all; icl alone completes a stopped run)",
+        default=",".join(DEFAULT_PARTS),
+        help=f"the rows to run, of {','.join(PARTS)} (default: all but faast-icl; icl alone completes a "
+        "stopped run)",
     )
     ap.add_argument("--no-minilm", action="store_true", help="drop the minilm part")
     ap.add_argument(
@@ -451,6 +545,9 @@ def main() -> None:
     args.modes = args.modes.split(",")
     args.parts = _parts(args)
     args.key_features = [int(x) for x in args.key_features.split(",")]
+    args.faast_icl = [int(x) for x in args.faast_icl.split(",") if x]
+    if any(m < 1 for m in args.faast_icl):
+        raise SystemExit(f"--faast-icl: demonstrations must be >= 1, got {args.faast_icl}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test, args.pool, args.seed)

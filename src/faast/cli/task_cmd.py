@@ -69,6 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what the output memory learns: prob (the next tokens; read as a mixture, default) or "
         "correction (the loss gradients at the head input; read as a closed-form step on the loss)",
     )
+    le.add_argument(
+        "--in-context",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the first N examples before every prompt as demonstrations (stored with the task; "
+        "classify/generate/evaluate read them too) and learn the others: in-context learning and fast "
+        "weights together (default 0)",
+    )
     le.add_argument("--folds", type=int, default=5, help="cross-validation folds for the read-out choice")
     le.add_argument(
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
@@ -194,12 +203,15 @@ def run_learn(args: argparse.Namespace) -> int:
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
         _check_out(args.out, args.task)
     examples = read_examples(args.examples)
+    lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
-    task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs))
+    task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs, demonstrations=lead))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
+        shown = f", after {len(lead)} in-context demonstrations" if lead else ""
         print(
-            f"[faast] learning {len(examples)} examples of {args.examples} ({args.pairs} pairs){where}: {fm}",
+            f"[faast] learning {len(examples)} examples of {args.examples} "
+            f"({args.pairs} pairs{shown}){where}: {fm}",
             flush=True,
         )
     start = time.perf_counter()
@@ -231,6 +243,20 @@ def run_learn(args: argparse.Namespace) -> int:
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
     )
     return 0
+
+
+def _lead_demonstrations(examples: list, count: int, source: str) -> tuple[list[tuple[str, str]], list]:
+    """(the first ``count`` examples as (input, output) demonstrations, the examples left to learn);
+    a clear error when ``count`` is negative or leaves nothing to learn."""
+    if count < 0:
+        raise ValueError(f"--in-context must be >= 0, got {count}")
+    if count >= len(examples):
+        raise ValueError(
+            f"--in-context {count} leaves none of the {len(examples)} examples of {source} to learn; "
+            "pass fewer demonstrations or more examples"
+        )
+    lead = [(e.input, e.output) for e in examples[:count]]
+    return lead, examples[count:]
 
 
 def run_forget(args: argparse.Namespace) -> int:

@@ -12,6 +12,11 @@ generating, so an answer's tokens never depend on what precedes them. An in-cont
 the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
 prompt; demonstrations are dropped from the end when the context window is short, the query never
 is (:meth:`PromptCodec.icl_prompt`).
+
+A codec can also carry **lead demonstrations** (``PromptCodec(..., demonstrations=...)``): whole
+demonstrations written after the start tokens of *every* prompt (:attr:`PromptCodec.lead_ids`), so a
+task learns and is read on states conditioned on a few in-context examples — in-context learning
+and the fast weights together. They are never truncated: a prompt they leave no room for is an error.
 """
 
 from __future__ import annotations
@@ -91,10 +96,17 @@ class PromptCodec:
 
     context: the most tokens the model reads at once; the smaller of it and the tokenizer's
     ``model_max_length`` is used (2048 when neither is a real bound).
+    demonstrations: (input, output) pairs written, whole and in order, after the start tokens of
+    every prompt (:attr:`lead_ids`; none by default).
     """
 
     def __init__(
-        self, tokenizer: Any, template: PromptTemplate | None = None, context: int | None = None
+        self,
+        tokenizer: Any,
+        template: PromptTemplate | None = None,
+        context: int | None = None,
+        *,
+        demonstrations: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.tokenizer = tokenizer
         self.template = template or PromptTemplate()
@@ -104,14 +116,29 @@ class PromptCodec:
         self.context = min(bounds) if bounds else 2048
         self._end = self.text_ids(self.template.answer_end)
         self._separator = self.text_ids(self.template.separator)
+        #: The start tokens, then the lead demonstrations: what every prompt begins with.
+        self.lead_ids: list[int] = list(self.start_ids)
+        for demo_input, demo_output in demonstrations:
+            self.lead_ids += self.demonstration_ids(demo_input, demo_output)
+        if len(self.lead_ids) >= self.context:
+            raise ValueError(
+                f"the {len(demonstrations)} lead demonstrations take {len(self.lead_ids)} tokens, which "
+                f"leaves no room in the context of {self.context}; pass fewer or shorter ones"
+            )
 
     def text_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False).input_ids) if text else []
 
     def prompt_ids(self, text: str, *, start: bool = True) -> list[int]:
-        """The prompt of input ``text``, after the start tokens when ``start``."""
-        return (self.start_ids if start else []) + self.text_ids(self.template.prompt(text))
+        """The prompt of input ``text``, after the start tokens and lead demonstrations
+        (:attr:`lead_ids`) when ``start``."""
+        return (self.lead_ids if start else []) + self.text_ids(self.template.prompt(text))
+
+    def demonstration_ids(self, text: str, output: str) -> list[int]:
+        """One demonstration: the prompt of ``text`` (no start tokens), the answer ``output``, the
+        separator."""
+        return self.prompt_ids(text, start=False) + self.answer_ids(output) + self._separator
 
     def answer_ids(self, output: str) -> list[int]:
         return self.text_ids(self.template.answer(output))
@@ -145,12 +172,12 @@ class PromptCodec:
         return {"stop_strings": [self.template.answer_end], "tokenizer": self.tokenizer}
 
     def demonstrations(self, demonstrations: Sequence[tuple[str, str]], budget: int) -> tuple[list[int], int]:
-        """(ids, used): the start tokens and as many whole demonstrations (prompt + answer +
-        separator, in order) as fit in ``budget`` tokens."""
-        ids, used = list(self.start_ids), 0
+        """(ids, used): the start tokens and lead demonstrations (:attr:`lead_ids`), then as many
+        whole demonstrations (prompt + answer + separator, in order) as fit in ``budget`` tokens."""
+        ids, used = list(self.lead_ids), 0
         budget -= len(ids)
         for demo_input, demo_output in demonstrations:
-            demo = self.prompt_ids(demo_input, start=False) + self.answer_ids(demo_output) + self._separator
+            demo = self.demonstration_ids(demo_input, demo_output)
             if len(demo) > budget:
                 break
             ids += demo
@@ -161,13 +188,14 @@ class PromptCodec:
     def icl_prompt(
         self, demonstrations: Sequence[tuple[str, str]], text: str, *, reserve: int = 0
     ) -> tuple[list[int], int]:
-        """(ids, demonstrations used): the start tokens, as many whole demonstrations as fit in
-        ``context − reserve`` tokens (in order), then the query's prompt, never truncated."""
+        """(ids, demonstrations used): the start tokens and lead demonstrations, as many whole
+        demonstrations as fit in ``context − reserve`` tokens (in order), then the query's prompt,
+        never truncated."""
         query = self.prompt_ids(text, start=False)
         budget = self.context - reserve - len(query)
-        if budget < len(self.start_ids):
+        if budget < len(self.lead_ids):
             raise ValueError(
-                f"the prompt of this input is {len(query) + len(self.start_ids)} tokens, more than the "
+                f"the prompt of this input is {len(query) + len(self.lead_ids)} tokens, more than the "
                 f"{self.context - reserve} the context window leaves (context {self.context}, {reserve} kept "
                 "for the answer); shorten the input or the template"
             )

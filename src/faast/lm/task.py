@@ -86,11 +86,15 @@ def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, 
 @dataclass
 class TaskSpec:
     """What a task is besides its statistics (saved with it): the prompt template, which pairs each
-    example contributes, and the labels (None: free-form outputs)."""
+    example contributes, the labels (None: free-form outputs) and the lead demonstrations, (input,
+    output) pairs written before every prompt (:class:`~faast.lm.prompts.PromptCodec`: the task then
+    learns and reads states conditioned on them, in-context learning and fast weights together;
+    none by default)."""
 
     template: PromptTemplate = field(default_factory=PromptTemplate)
     pairs: str = "answer"
     labels: list[str] | None = None
+    demonstrations: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.pairs not in PAIR_MODES:
@@ -100,14 +104,38 @@ class TaskSpec:
             if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
                 raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
             self.labels = labels
+        demos = []
+        for i, demo in enumerate(self.demonstrations):
+            if isinstance(demo, Example):
+                demo = (demo.input, demo.output)
+            if (
+                not isinstance(demo, (tuple, list))
+                or len(demo) != 2
+                or not all(isinstance(x, str) and x.strip() for x in demo)
+            ):
+                raise ValueError(
+                    f"demonstration {i} must be an (input, output) pair of non-empty strings, got {demo!r}"
+                )
+            demos.append((demo[0], demo[1]))
+        self.demonstrations = demos
 
     def to_dict(self) -> dict[str, Any]:
-        return {"template": self.template.to_dict(), "pairs": self.pairs, "labels": self.labels}
+        out: dict[str, Any] = {
+            "template": self.template.to_dict(),
+            "pairs": self.pairs,
+            "labels": self.labels,
+        }
+        if self.demonstrations:
+            out["demonstrations"] = [list(d) for d in self.demonstrations]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         return cls(
-            PromptTemplate.from_dict(data["template"]), data.get("pairs", "answer"), data.get("labels")
+            PromptTemplate.from_dict(data["template"]),
+            data.get("pairs", "answer"),
+            data.get("labels"),
+            [tuple(d) for d in data.get("demonstrations", [])],
         )
 
 
@@ -172,7 +200,9 @@ class TaskModel(TaskScoringMixin):
         self.spec = spec or TaskSpec()
         if context is None:
             context = getattr(model.base_model.config, "max_position_embeddings", None)
-        self.codec = PromptCodec(tokenizer, self.spec.template, context)
+        self.codec = PromptCodec(
+            tokenizer, self.spec.template, context, demonstrations=self.spec.demonstrations
+        )
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
         self.report: FitReport | None = None
@@ -245,6 +275,9 @@ class TaskModel(TaskScoringMixin):
             pair_mask = answer_pair_mask(
                 [len(c.prompt) for c in chunk], [len(c.ids) for c in chunk], ids.shape[1]
             )
+        elif self.spec.demonstrations:  # "all": the example's own transitions, not the lead's again
+            lead = len(self.codec.lead_ids)
+            pair_mask = answer_pair_mask([lead] * len(chunk), [len(c.ids) for c in chunk], ids.shape[1])
         keys = [tuple(c.ids) for c in chunk]
         if self._learn_cache is not None and all(k in self._learn_cache for k in keys):
             points = list(self._learn_cache[keys[0]])
@@ -369,7 +402,7 @@ class TaskModel(TaskScoringMixin):
         elif labels is None:
             self.spec.labels = None
         else:
-            self.spec = TaskSpec(self.spec.template, self.spec.pairs, list(labels))
+            self.spec = TaskSpec(self.spec.template, self.spec.pairs, list(labels), self.spec.demonstrations)
             unknown = {e.output for e in examples} - set(self.spec.labels or [])
             if unknown:
                 raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
