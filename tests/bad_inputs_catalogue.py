@@ -1735,6 +1735,22 @@ CLI = [
         r"not a readable safetensors file",
     ),
     CliCase(
+        "task learn: --in-context takes every example (nothing left to learn)",
+        lambda c: [*_task_learn(c, c.path("t.safetensors")), "--in-context", "2"],
+        r"--in-context 2 leaves none of the 2 examples",
+    ),
+    CliCase(
+        "task learn: --in-context demonstrations fill the context",
+        lambda c: [
+            *_task_learn(c, c.path("t.safetensors")),
+            "--examples",
+            str(c.text_file("long.tsv", b"".join(b"w3 " * 40 + b"\tw5\n" for _ in range(3)))),
+            "--in-context",
+            "2",
+        ],
+        r"2 lead demonstrations take \d+ tokens, which leaves no room in the context",
+    ),
+    CliCase(
         "task classify: --shots without --demonstrations",
         lambda c: _task_classify(c, "--labels", "w5,w8", "--shots", "2"),
         r"--shots needs --demonstrations",
