@@ -1328,6 +1328,13 @@ TASKS = [
         r"pairs must be one of",
     ),
     Case(
+        "TaskSpec",
+        "a lead demonstration without an output",
+        call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(demonstrations=[("w3 w4", "")])),
+        ValueError,
+        r"demonstration 0 must be an \(input, output\) pair of non-empty strings",
+    ),
+    Case(
         "TaskModel.load",
         "fast weights not saved by a TaskModel",
         call(
