@@ -17,7 +17,11 @@ Scores: BLEU and chrF (sacrebleu) of greedy translations of ``--generate`` test 
 sample), and the teacher-forced NLL per answer token of the reference on ``--nll`` test verses.
 ``--no-repeat-ngram N`` constrains every row's greedy decoding alike: no answer repeats an n-gram of
 its own (:class:`faast.lm.decoding.NoRepeatInAnswer`; prompt and demonstrations do not count).
-Rows run zero-shot, FAAST, then in-context (the longest); the table is published after each row.
+With ``--faast-icl M``: FAAST on top of in-context learning, the first M pool examples written
+before every prompt (``TaskSpec.demonstrations``) and the memory learning the other k − M, beside
+the M demonstrations alone through the same prompts (memory empty).
+Rows run zero-shot, FAAST, FAAST on top of in-context learning, then in-context (the longest); the
+table is published after each row.
 Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
 
     python benchmarks/lm_translation.py --threads 2                        # the published run
@@ -125,7 +129,10 @@ def run_model(
             fm.unload()
             fm = get_faast_model(model, FaastConfig(num_memories=0, output_mix=mix))
             task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", None), cache=args.cache)
-        add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
+        if not args.skip_faast:
+            add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
+    if args.faast_icl:
+        add_faast_icl_rows(task, pool, gen_set, nll_set, args, add)
     reserve = max(len(task.codec.prompt_ids(e.input, start=False)) for e in gen_set + nll_set)
     reserve += max(args.max_new_tokens, max(len(task.codec.answer_ids(e.output)) for e in nll_set)) + 4
     for k in args.icl:
@@ -213,6 +220,54 @@ def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argp
         )
 
 
+def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
+    """``add`` the rows of FAAST on top of in-context learning (the last memory of ``--mixes``): for
+    each m of ``--faast-icl``, the first m pool examples are lead demonstrations written before every
+    prompt (``TaskSpec.demonstrations``; the in-context row with m demonstrations reads the same
+    tokens) and the memory learns the other k − m of the k examples, read-out chosen as for the
+    FAAST rows; first the m demonstrations alone (memory empty) through the same prompts. Inference
+    runs the demonstrations again with every batch (no KV cache kept for them)."""
+    fm = task.model
+    mix = fm.faast_config.output_mix
+    candidates = translation_candidates() if mix == "prob" else default_candidates(mix)
+    for m in args.faast_icl:
+        demos = [(e.input, e.output) for e in pool[:m]]
+        lead = TaskModel(fm, task.tokenizer, TaskSpec(TEMPLATE, "answer", None, demos), cache=args.cache)
+        lead.reset()
+        generate, nll = task_scorers(lead, args)
+        scores, infer = evaluate(generate, nll, gen_set, nll_set)
+        add("in-context (task prompts)", m, scores, 0.0, infer, 0, f"the {m} lead demonstrations alone")
+        for k in [len(pool) if k == 0 else k for k in args.sizes]:
+            if k <= m:
+                continue
+            lead.reset()
+            with Timer() as t:
+                report = lead.fit(
+                    pool[m:k],
+                    labels=None,
+                    folds=args.folds,
+                    max_validation=args.max_validation,
+                    candidates=candidates,
+                    seed=args.seed,
+                    batch_size=args.batch_size,
+                )
+            scores, infer = evaluate(generate, nll, gen_set, nll_set)
+            size = fm.fast_weight_nbytes()
+            scores["chosen"] = report.chosen.name
+            name = "faast-answer" if mix == "prob" else f"faast-answer {mix}"
+            add(
+                f"{name} + {m} in context",
+                k,
+                scores,
+                t.s,
+                infer,
+                size["compiled"] + size["support_rows"],
+                f"{m} in context + {k - m} learned; {report.chosen.name}; {report.pairs} pairs",
+            )
+        del lead
+    task.reset()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="gemma3")
@@ -230,6 +285,16 @@ def main() -> None:
     )
     ap.add_argument("--pool", type=int, default=None, help="cap the support pool (default: all)")
     ap.add_argument("--icl", default="1,5", help="in-context demonstrations")
+    ap.add_argument(
+        "--faast-icl",
+        default="",
+        help="FAAST on top of this many lead demonstrations (comma list; rows after the FAAST rows, "
+        "with the last of --mixes; none by default)",
+    )
+    ap.add_argument("--skip-icl", action="store_true", help="leave out the in-context rows")
+    ap.add_argument(
+        "--skip-faast", action="store_true", help="leave out the FAAST rows (not those of --faast-icl)"
+    )
     ap.add_argument("--generate", type=int, default=100, help="test verses translated greedily (BLEU, chrF)")
     ap.add_argument("--nll", type=int, default=1189, help="test verses scored by teacher-forced NLL")
     ap.add_argument("--max-words", type=int, default=60, help="leave out verses longer than this (English)")
@@ -255,7 +320,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x]
-    args.icl = [int(x) for x in args.icl.split(",") if x]
+    args.icl = [] if args.skip_icl else [int(x) for x in args.icl.split(",") if x]
+    args.faast_icl = [int(x) for x in args.faast_icl.split(",") if x]
+    if any(m < 1 for m in args.faast_icl):
+        ap.error(f"--faast-icl: demonstrations must be >= 1, got {args.faast_icl}")
     args.key_features = [int(x) for x in args.key_features.split(",")]
     args.mixes = [m for m in args.mixes.split(",") if m]
     if not set(args.mixes) <= {"prob", "correction"}:
