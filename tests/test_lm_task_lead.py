@@ -124,3 +124,56 @@ def test_cli_learns_after_in_context_demonstrations(model_dir, tmp_path, capsys)
     for bad, message in (("-1", "--in-context must be >= 0"), ("40", "leaves none of the 40 examples")):
         assert main([*learn, "--task", "bad", "--in-context", bad]) == 1
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pairs", ["answer", "all"])
+def test_the_lead_kv_cache_gives_the_states_of_running_the_demonstrations_again(pairs):
+    """lead_cache=True (the default) continues every row from the demonstrations' KV cache; the
+    pairs, statistics, scores, NLLs and prompt features equal those of running them with each row."""
+    examples = [Example(f"w{a} w{a + 20}", "w40 w42" if a % 2 else "w41") for a in range(3, 15)]
+    tasks = []
+    for lead_cache in (True, False):
+        torch.manual_seed(0)
+        spec = TaskSpec(TEMPLATE, pairs, None, DEMOS)
+        model = tiny_model("llama", dtype=torch.float64)
+        tasks.append(
+            TaskModel.create(model, word_tokenizer(bos=True), spec, cache=True, lead_cache=lead_cache)
+        )
+    cached, plain = tasks
+    assert len(cached._lead_prefix()) == len(cached.codec.lead_ids) - 1 and plain._lead_prefix() is None
+    read = next(c for c in default_candidates("prob") if c != MEMORY_OFF)
+    for task in tasks:
+        assert (
+            task.learn(examples, batch_size=5, progress=False)
+            == tasks[0].model.output_memory.memory.num_pairs
+        )
+        task.use(read)
+    inputs = ["w5 w6", "w7", "w8 w9 w10"]
+    torch.testing.assert_close(
+        cached.label_scores(inputs, ["w40", "w41 w42"]), plain.label_scores(inputs, ["w40", "w41 w42"])
+    )
+    nll_c, n_c = cached.answer_nll(examples[:4])
+    nll_p, n_p = plain.answer_nll(examples[:4])
+    assert n_c == n_p and nll_c == pytest.approx(nll_p, rel=1e-9)
+    torch.testing.assert_close(cached.prompt_features(examples[:3]), plain.prompt_features(examples[:3]))
+    # forgetting through the cache removes exactly what learning through it added
+    cached.forget(examples[:5], batch_size=5, progress=False)
+    plain.forget(examples[:5], batch_size=5, progress=False)
+    torch.testing.assert_close(
+        cached.label_scores(inputs, ["w40", "w41"]), plain.label_scores(inputs, ["w40", "w41"])
+    )
+
+
+def test_a_prefix_cache_refuses_models_it_cannot_serve():
+    from faast.lm import FaastConfig, get_faast_model
+
+    torch.manual_seed(0)
+    fm = get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=1))
+    with pytest.raises(ValueError, match="middle memories"):
+        fm.prefix_cache([1, 2, 3])
+    task = TaskModel(fm, word_tokenizer(bos=True), TaskSpec(TEMPLATE, "answer", None, DEMOS))
+    assert task._lead_prefix() is None  # the demonstrations are run again with each row instead
+    task.learn([Example("w5", "w40")], progress=False)
+    plain = get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=0))
+    with pytest.raises(ValueError, match="exceed the model's context window"):
+        plain.prefix_cache(list(range(3, 3 + 10_000)))

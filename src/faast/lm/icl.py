@@ -11,8 +11,6 @@ and the cost reported for it (time per example, bytes of the cache) is what a de
 
 from __future__ import annotations
 
-import copy
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ from tqdm.auto import tqdm
 
 from faast.lm.decoding import decoding_kwargs
 from faast.lm.examples import Example
+from faast.lm.prefix_cache import PrefixCache, parameter_names
 from faast.lm.prompts import PromptCodec
 from faast.lm.task import TaskSpec, auto_labels, checked_labels
 
@@ -57,18 +56,12 @@ class InContextModel:
         if reserve >= codec.context:
             raise ValueError(f"reserve={reserve} leaves no room in the context of {codec.context} tokens")
         self.prefix, self.num_used = codec.demonstrations(list(demonstrations), codec.context - reserve)
-        self._cache: Any = None
-        self._forward_params = _parameter_names(model.forward)
+        self._forward_params = parameter_names(model.forward)
+        self._prefix = PrefixCache(model, self.prefix, extra=self._last_logits_only())
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def _cache_keyword(self) -> str:
-        """The keyword the model takes a KV cache under: ``cache`` in recent transformers (which
-        deprecates ``past_key_values``), ``past_key_values`` before."""
-        return "cache" if "cache" in self._forward_params else "past_key_values"
 
     def _last_logits_only(self) -> dict[str, int]:
         """The keyword that makes the model compute the LM head at the last position only (the
@@ -79,27 +72,9 @@ class InContextModel:
                 return {name: 1}
         return {}
 
-    @torch.no_grad()
-    def _prefix_cache(self) -> Any:
-        if self._cache is None and len(self.prefix) > 0:
-            ids = torch.tensor([self.prefix], device=self.device)
-            out = self.model(input_ids=ids, use_cache=True, **self._last_logits_only())
-            cache = getattr(out, "cache", None)
-            self._cache = out.past_key_values if cache is None else cache
-        return self._cache
-
     def cache_nbytes(self) -> int:
         """Bytes of the demonstrations' KV cache (what in-context learning holds at inference)."""
-        cache = self._prefix_cache()
-        if cache is None:
-            return 0
-        total = 0
-        for layer in getattr(cache, "layers", []):
-            for name in ("keys", "values"):
-                t = getattr(layer, name, None)
-                if isinstance(t, torch.Tensor):
-                    total += t.numel() * t.element_size()
-        return total
+        return self._prefix.nbytes()
 
     def _batch_limit(self, batch_size: int) -> int:
         """``batch_size``, lowered so the batch's copies of the prefix cache stay within
@@ -112,13 +87,7 @@ class InContextModel:
     def _batched_cache(self, rows: int) -> dict[str, Any]:
         """The prefix's KV cache for ``rows`` sequences, as the keyword argument the model takes
         (``{}`` when the prefix is empty); a copy: the model appends to it."""
-        cache = self._prefix_cache()
-        if cache is None:
-            return {}
-        cache = copy.deepcopy(cache)
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        return {self._cache_keyword: cache}
+        return self._prefix.batched(rows)
 
     @torch.no_grad()
     def _log_probs(self, continuations: list[list[int]], positions: list[list[int]]) -> list[torch.Tensor]:
@@ -273,14 +242,6 @@ class InContextModel:
                 f"{len(self.prefix)} prefix tokens in the context of {self.codec.context}; "
                 "pass a larger reserve"
             )
-
-
-def _parameter_names(fn: Any) -> frozenset[str]:
-    """The names ``fn`` takes (empty when its signature cannot be read)."""
-    try:
-        return frozenset(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return frozenset()
 
 
 class InContextTask:

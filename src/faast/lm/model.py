@@ -34,6 +34,7 @@ from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
 from faast.lm.output_readouts import OutputReadOut, head_logits
+from faast.lm.prefix_cache import PrefixCache
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
 from faast.lm.readouts import pair_mask as real_token_pairs
@@ -199,15 +200,57 @@ class FaastModel(nn.Module):
 
     @torch.no_grad()
     def head_inputs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        prefix: PrefixCache | None = None,
     ) -> torch.Tensor:
         """What the LM head reads, (B, T, d), with the middle memories applied, without running the
         head (so a caller can score a few positions of a large vocabulary with :meth:`output_logits`).
-        Position ids count real tokens, as in ``learn``."""
+        Position ids count real tokens, as in ``learn``. ``prefix``: a :meth:`prefix_cache` every row
+        continues (``input_ids`` are the tokens after it; right-padded)."""
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        kwargs = {"position_ids": positions_from_mask(mask)} if self._layout.accepts_position_ids else {}
-        out = self._layout.backbone(input_ids=input_ids, attention_mask=mask, use_cache=False, **kwargs)
+        full_mask, kwargs = self._backbone_inputs(mask, None, prefix)
+        out = self._layout.backbone(input_ids=input_ids, attention_mask=full_mask, **kwargs)
         return _last_hidden(out)
+
+    def prefix_cache(self, ids: Sequence[int]) -> PrefixCache:
+        """The KV cache of the token ids ``ids`` under the backbone, for :meth:`head_inputs` and
+        :meth:`capture` calls whose rows all continue them (made on the plain model, right away).
+        Needs a model that takes position ids and no middle memory (the memories would change the
+        prefix's states as they learn)."""
+        if not self._layout.accepts_position_ids:
+            raise ValueError("a prefix cache needs a model whose backbone takes position ids")
+        if self.middle_memories:
+            raise ValueError(
+                "a prefix cache cannot serve a model with middle memories (they change its states)"
+            )
+        self._check_context(len(ids), "the prefix")
+        cache = PrefixCache(self._layout.backbone, ids)
+        with self.disabled():
+            cache.cache()
+        return cache
+
+    def _backbone_inputs(
+        self, mask: torch.Tensor, position_ids: torch.Tensor | None, prefix: PrefixCache | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(the attention mask the backbone takes, its other keyword arguments) for rows of ``mask``
+        (B, T), after ``prefix`` when one is given: position ids that count real tokens and continue
+        after the prefix, and a copy of the prefix's cache per row."""
+        n = len(prefix) if prefix is not None else 0
+        kwargs: dict[str, Any] = {"use_cache": n > 0}
+        full_mask = mask
+        if n:
+            if not self._layout.accepts_position_ids or self.middle_memories:
+                raise ValueError("a prefix cache needs position ids and no middle memory (see prefix_cache)")
+            kwargs.update(prefix.batched(mask.shape[0]))  # type: ignore[union-attr]
+            full_mask = torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)
+        if position_ids is None and self._layout.accepts_position_ids:
+            position_ids = positions_from_mask(mask) + n
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        return full_mask, kwargs
 
     @torch.no_grad()
     def output_logits(self, states: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -334,13 +377,15 @@ class FaastModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         *,
         pair_mask: Any = None,
+        prefix: PrefixCache | None = None,
         **kwargs: Any,
     ) -> Captured:
         """Run the backbone once (memories not applied) and return the states every read-out keys on.
 
         ``states[readout.key_point]``: (B, T, d), recorded by the read-outs' hooks;
         ``states["head_input"]``: the backbone's final state (what the LM head reads).
-        Validates the inputs; ``pair_mask`` as in :meth:`learn`.
+        Validates the inputs; ``pair_mask`` as in :meth:`learn`. ``prefix``: a :meth:`prefix_cache`
+        every row continues (its tokens are context only: no pair is learned from them).
         """
         if "inputs_embeds" in kwargs:
             raise ValueError(
@@ -351,7 +396,7 @@ class FaastModel(nn.Module):
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         device = self._layout.lm_head.weight.device
         ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, device)
-        self._check_context(ids.shape[1], "learn: sequences")
+        self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
         valid = real_token_pairs(mask)
         if pair_mask is not None:
             valid = valid & check_pair_mask(pair_mask, ids.shape, device)
@@ -361,16 +406,14 @@ class FaastModel(nn.Module):
                 "learn: nothing to learn, no pair of consecutive real tokens is selected "
                 "(is the batch only padding, or is pair_mask all False?)"
             )
-        if position_ids is None and self._layout.accepts_position_ids:
-            position_ids = positions_from_mask(mask)
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
+        full_mask, extra = self._backbone_inputs(mask, position_ids, prefix)
+        kwargs.update(extra)
         backbone = self._layout.backbone
         was_training = backbone.training
         backbone.eval()
         self._ctx.mode, self._ctx.captured = "learn", {}
         try:
-            out = backbone(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
+            out = backbone(input_ids=ids, attention_mask=full_mask, **kwargs)
             states = dict(self._ctx.captured)
         finally:
             self._ctx.mode, self._ctx.captured = "read", {}

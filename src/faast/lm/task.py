@@ -46,6 +46,7 @@ from faast.lm.decoding import decoding_kwargs
 from faast.lm.examples import Example, distinct_outputs
 from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
+from faast.lm.prefix_cache import PrefixCache
 from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
 from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
@@ -180,6 +181,12 @@ class TaskModel(TaskScoringMixin):
         Keep the base model's states of every sequence run (examples learned, prompts scored), so
         learning or scoring the same examples again — other subsets, other pair modes, other
         read-outs — runs no forward pass. Costs about T × d floats per sequence.
+    lead_cache : bool
+        With lead demonstrations (``spec.demonstrations``), run them once and continue every
+        sequence from a copy of their KV cache (:meth:`FaastModel.prefix_cache
+        <faast.lm.FaastModel.prefix_cache>`) instead of running them again with each one (default;
+        the same states up to rounding; models with middle memories or without position ids always
+        run them again). Generation always runs them with each batch.
     """
 
     def __init__(
@@ -190,6 +197,7 @@ class TaskModel(TaskScoringMixin):
         *,
         context: int | None = None,
         cache: bool = False,
+        lead_cache: bool = True,
     ):
         if not isinstance(model, FaastModel):
             raise TypeError(f"model must be a FaastModel (get_faast_model), got {type(model).__name__}")
@@ -209,6 +217,26 @@ class TaskModel(TaskScoringMixin):
         self.head: LabelHead | None = None
         self._learn_cache: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = {} if cache else None
         self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
+        self.lead_cache = lead_cache
+        self._lead: PrefixCache | None = None
+
+    def _lead_prefix(self) -> PrefixCache | None:
+        """The KV cache of the lead tokens but the last (which every sequence then starts with, so
+        its transition into the prompt stays a pair), when lead demonstrations are read from a cache
+        (``lead_cache``); None otherwise. Sequences are run from position ``len(prefix)`` on."""
+        lead = self.codec.lead_ids
+        usable = (
+            self.lead_cache
+            and self.spec.demonstrations
+            and len(lead) > 1
+            and self.model._layout.accepts_position_ids
+            and not self.model.middle_memories
+        )
+        if not usable:
+            return None
+        if self._lead is None or self._lead.device != self.device:
+            self._lead = self.model.prefix_cache(lead[:-1])
+        return self._lead
 
     @classmethod
     def create(
@@ -268,16 +296,18 @@ class TaskModel(TaskScoringMixin):
 
     def _captured(self, chunk: list[Encoded]) -> Captured:
         """The base model's states for a batch of encoded examples, from the cache when every
-        sequence is in it (``cache=True``), with the pairs the task's mode learns."""
-        ids, mask = pad_batch([c.ids for c in chunk], self.tokenizer.pad_token_id)
+        sequence is in it (``cache=True``), with the pairs the task's mode learns. With a lead
+        cache (:meth:`_lead_prefix`) the rows are the tokens after it (states and pairs alike)."""
+        prefix = self._lead_prefix()
+        skip = len(prefix) if prefix is not None else 0
+        lengths = [len(c.ids) - skip for c in chunk]
+        ids, mask = pad_batch([c.ids[skip:] for c in chunk], self.tokenizer.pad_token_id)
         pair_mask = None
         if self.spec.pairs == "answer":
-            pair_mask = answer_pair_mask(
-                [len(c.prompt) for c in chunk], [len(c.ids) for c in chunk], ids.shape[1]
-            )
+            pair_mask = answer_pair_mask([len(c.prompt) - skip for c in chunk], lengths, ids.shape[1])
         elif self.spec.demonstrations:  # "all": the example's own transitions, not the lead's again
-            lead = len(self.codec.lead_ids)
-            pair_mask = answer_pair_mask([lead] * len(chunk), [len(c.ids) for c in chunk], ids.shape[1])
+            lead = len(self.codec.lead_ids) - skip
+            pair_mask = answer_pair_mask([lead] * len(chunk), lengths, ids.shape[1])
         keys = [tuple(c.ids) for c in chunk]
         if self._learn_cache is not None and all(k in self._learn_cache for k in keys):
             points = list(self._learn_cache[keys[0]])
@@ -292,13 +322,14 @@ class TaskModel(TaskScoringMixin):
                 ids.to(self.device), mask.to(self.device), valid.to(self.device), int(valid.sum()), states
             )
         cap = self.model.capture(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pair_mask=pair_mask
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            pair_mask=pair_mask,
+            prefix=prefix,
         )
         if self._learn_cache is not None:
-            for row, (k, c) in enumerate(zip(keys, chunk, strict=True)):
-                self._learn_cache[k] = {
-                    p: s[row, : len(c.ids)].detach().clone() for p, s in cap.states.items()
-                }
+            for row, (k, n) in enumerate(zip(keys, lengths, strict=True)):
+                self._learn_cache[k] = {p: s[row, :n].detach().clone() for p, s in cap.states.items()}
         return cap
 
     def reset(self) -> TaskModel:
@@ -554,7 +585,8 @@ class TaskModel(TaskScoringMixin):
                 enc = self.codec.encode(item.input, item.output)
                 hit = self._learn_cache.get(tuple(enc.ids))
                 if hit is not None and not self.model.middle_memories:
-                    out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1]
+                    prefix = self._lead_prefix()
+                    out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1 - (len(prefix) if prefix is not None else 0)]
                     continue
             todo.append((i, text))
         for start in range(0, len(todo), batch_size):

@@ -6,7 +6,8 @@ Two kinds of batch: label batches (prompt + each label; a single-token label set
 prompt only, every label scored at its last position) for :meth:`TaskModel.label_scores` and
 validation, and answer batches (prompt + the example's answer, every answer token scored) for
 :meth:`TaskModel.answer_nll`. The mixin needs the task model's ``codec``, ``model``,
-``tokenizer``, ``device`` and ``_score_cache``.
+``tokenizer``, ``device``, ``_score_cache`` and ``_lead_prefix`` (the KV cache of lead
+demonstrations, whose tokens every sequence then skips).
 """
 
 from __future__ import annotations
@@ -75,18 +76,21 @@ class TaskScoringMixin:
         """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
         ``cache=True`` when no middle memory makes them depend on what was learned)."""
         cache = self._score_cache if not self.model.middle_memories else None
+        prefix = self._lead_prefix()  # lead demonstrations read from their KV cache: rows after it
+        skip = len(prefix) if prefix is not None else 0
         keys = [tuple(s) for s in batch.sequences]
         todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
         computed: dict[int, torch.Tensor] = {}
         if todo:
-            ids, mask = pad_batch([batch.sequences[i] for i in todo], self.tokenizer.pad_token_id)
-            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device))
+            rows = [batch.sequences[i][skip:] for i in todo]
+            ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
+            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
             for row, i in enumerate(todo):
-                computed[i] = z[row, : len(batch.sequences[i])]
+                computed[i] = z[row, : len(rows[row])]
                 if cache is not None:
                     cache[keys[i]] = computed[i].detach().clone()
         seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
-        return torch.stack([seqs[r][pos] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
+        return torch.stack([seqs[r][pos - skip] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
 
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""

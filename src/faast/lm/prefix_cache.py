@@ -1,0 +1,85 @@
+"""The KV cache of a token prefix shared by many sequences, computed once and copied per batch.
+
+In-context learning (:class:`faast.lm.icl.InContextModel`) reads its demonstrations through one, and
+so does a task with lead demonstrations (:class:`faast.lm.task.TaskModel`): the prefix is run once,
+and each batch of continuations starts from a copy of its cache (the model appends to the copy), with
+position ids that continue after the prefix.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+def parameter_names(fn: Any) -> frozenset[str]:
+    """The keyword parameters of ``fn`` (a module's ``forward``)."""
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+def cache_keyword(forward_params: frozenset[str]) -> str:
+    """The keyword a model takes a KV cache under: ``cache`` in recent transformers (which deprecates
+    ``past_key_values``), ``past_key_values`` before."""
+    return "cache" if "cache" in forward_params else "past_key_values"
+
+
+class PrefixCache:
+    """The KV cache of ``ids`` (a list of token ids) under ``model``, made on first use.
+
+    model: a Hugging Face causal LM or its backbone (anything taking ``input_ids`` and
+    ``use_cache=True`` and returning the cache); extra: keyword arguments for that one forward pass
+    (e.g. ``logits_to_keep=1``: the prefix's logits are never read).
+    """
+
+    def __init__(self, model: Any, ids: Sequence[int], *, extra: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.ids = [int(i) for i in ids]
+        self.extra = dict(extra or {})
+        self.keyword = cache_keyword(parameter_names(model.forward))
+        self._cache: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def cache(self) -> Any:
+        """The prefix's cache (None for an empty prefix), computed on the first call."""
+        if self._cache is None and self.ids:
+            ids = torch.tensor([self.ids], device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, **self.extra)
+            cache = getattr(out, "cache", None)
+            self._cache = out.past_key_values if cache is None else cache
+        return self._cache
+
+    def nbytes(self) -> int:
+        """Bytes of the cache's keys and values."""
+        cache = self.cache()
+        total = 0
+        for layer in getattr(cache, "layers", []) if cache is not None else []:
+            for name in ("keys", "values"):
+                t = getattr(layer, name, None)
+                if isinstance(t, torch.Tensor):
+                    total += t.numel() * t.element_size()
+        return total
+
+    def batched(self, rows: int) -> dict[str, Any]:
+        """The cache for ``rows`` sequences, as the keyword argument the model takes (``{}`` for an
+        empty prefix); a copy, since the model appends to it."""
+        cache = self.cache()
+        if cache is None:
+            return {}
+        cache = copy.deepcopy(cache)
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return {self.keyword: cache}
