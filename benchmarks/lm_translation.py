@@ -225,8 +225,9 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
     each m of ``--faast-icl``, the first m pool examples are lead demonstrations written before every
     prompt (``TaskSpec.demonstrations``; the in-context row with m demonstrations reads the same
     tokens) and the memory learns the other k − m of the k examples, read-out chosen as for the
-    FAAST rows; first the m demonstrations alone (memory empty) through the same prompts. Inference
-    runs the demonstrations again with every batch (no KV cache kept for them)."""
+    FAAST rows; first the m demonstrations alone (memory empty) through the same prompts. Scoring
+    continues from the demonstrations' KV cache (``TaskModel``'s lead cache, its bytes counted with
+    the fast weights); generation runs them again with every batch."""
     fm = task.model
     mix = fm.faast_config.output_mix
     candidates = translation_candidates() if mix == "prob" else default_candidates(mix)
@@ -236,7 +237,17 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
         lead.reset()
         generate, nll = task_scorers(lead, args)
         scores, infer = evaluate(generate, nll, gen_set, nll_set)
-        add("in-context (task prompts)", m, scores, 0.0, infer, 0, f"the {m} lead demonstrations alone")
+        prefix = lead._lead_prefix()
+        lead_bytes = 0 if prefix is None else prefix.nbytes()
+        add(
+            "in-context (task prompts)",
+            m,
+            scores,
+            0.0,
+            infer,
+            lead_bytes,
+            f"the {m} lead demonstrations alone",
+        )
         for k in [len(pool) if k == 0 else k for k in args.sizes]:
             if k <= m:
                 continue
@@ -261,7 +272,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
                 scores,
                 t.s,
                 infer,
-                size["compiled"] + size["support_rows"],
+                size["compiled"] + size["support_rows"] + lead_bytes,
                 f"{m} in context + {k - m} learned; {report.chosen.name}; {report.pairs} pairs",
             )
         del lead
