@@ -121,6 +121,10 @@ def test_cli_learns_after_in_context_demonstrations(model_dir, tmp_path, capsys)
     use = [*base, "--fast-weights", str(out), "--task", "lead"]
     assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
     assert len(preds.read_text().splitlines()) == 12
+    learned = tmp_path / "learned.tsv"  # forgetting learned examples keeps the demonstrations
+    learned.write_text("\n".join(train[3:8]) + "\n")
+    assert main(["task", "forget", *use, "--examples", str(learned)]) == 0
+    assert read_task(out, "lead")[2]["info"]["task"]["demonstrations"] == demos
     for bad, message in (("-1", "--in-context must be >= 0"), ("40", "leaves none of the 40 examples")):
         assert main([*learn, "--task", "bad", "--in-context", bad]) == 1
         assert message in capsys.readouterr().err

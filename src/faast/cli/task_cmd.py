@@ -1,7 +1,7 @@
 """``faast task``: a frozen causal LM learns a supervised task from a file of examples.
 
     faast task learn    --model smollm2 --examples train.tsv --out tasks.safetensors --task sentiment \\
-                        --template 'Review: {input}\\nSentiment:'
+                        --template 'Review: {input}\\nSentiment:' [--in-context 4]
     faast task classify --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
                         --inputs new.tsv --out predictions.tsv
     faast task generate --model gemma3 --fast-weights tasks.safetensors --task en-es \\
@@ -14,7 +14,9 @@
 Examples are TSV (``input<TAB>output``, optional header, ``\\t``/``\\n`` escapes) or JSONL (``input``
 and ``output`` fields). ``learn`` writes the task into the same fast-weight files as ``faast lm
 learn`` (other tasks in the file are kept) together with its template, labels and the read-out
-chosen by cross-validation on the examples. Without ``--fast-weights``, ``classify``/``generate``/
+chosen by cross-validation on the examples; with ``--in-context N`` the first N examples are written
+before every prompt instead (stored with the task: the other commands read them too) and the memory
+learns the rest on states conditioned on them. Without ``--fast-weights``, ``classify``/``generate``/
 ``evaluate`` run the base model zero-shot with ``--template`` (and ``--labels``).
 
 Under ``torchrun`` every command runs unchanged (:mod:`faast.distributed`): ``learn`` shards the

@@ -22,6 +22,11 @@ examples validate a read-out, as the one-standard-error guard does for read-outs
 clearly beat it. The choice, with every candidate's validation score, is
 returned and saved with the task.
 
+A task can also carry lead demonstrations (``TaskSpec.demonstrations``): (input, output) pairs
+written before every prompt, so the memory learns and is read on states conditioned on them —
+in-context learning and fast weights together; their KV cache is computed once and every sequence
+continues from a copy (``lead_cache=True``).
+
 For classification, :meth:`TaskModel.fit_head` also fits a closed-form label head on the state at
 the prompt's end (:mod:`faast.lm.label_head`); :meth:`TaskModel.classify` then uses it. How text is
 batched and scored (label scores, answer NLL) is :mod:`faast.lm.task_scoring`; how the read-out is
