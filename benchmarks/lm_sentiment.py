@@ -167,26 +167,10 @@ def _faast_rows(
                 report = task.fit(pool[:k], labels=LABELS, seed=args.seed, progress=False)
             with Timer() as tr:
                 scores = task.label_scores(inputs, batch_size=args.batch_size)  # states cached: read-out only
-            acc, ci = accuracy(scores, test)
-            size = fm.fast_weight_nbytes()
-            best_val = max(report.scores.values()) if report.scores else float("nan")
+            adapt, infer = k * fwd_support + t.s, 1000 * (fwd_test + tr.s / len(test))
+            nbytes = _memory_nbytes(fm)
             rows.append(
-                Row(
-                    label,
-                    method,
-                    k,
-                    acc,
-                    ci,
-                    k * fwd_support + t.s,
-                    1000 * (fwd_test + tr.s / len(test)),
-                    size["compiled"] + size["support_rows"],
-                    report.chosen.name,
-                    {"val_accuracy": best_val, "n_validation": report.n_validation, "pairs": report.pairs},
-                )
-            )
-            print(
-                f"[{label}] {method} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})",
-                flush=True,
+                _fitted_row(label, method, k, scores, test, report, adapt, infer, nbytes, report.chosen.name)
             )
     task.spec.pairs = "answer"
     task.reset()
@@ -291,26 +275,39 @@ def _faast_icl_rows(
                 report = lead.fit(pool[m:k], labels=LABELS, seed=args.seed, progress=False)
             with Timer() as tr:
                 scores = lead.label_scores(inputs, batch_size=args.batch_size)  # states cached
-            acc, ci = accuracy(scores, test)
-            size = fm.fast_weight_nbytes()
-            best_val = max(report.scores.values()) if report.scores else float("nan")
-            rows.append(
-                Row(
-                    label,
-                    method,
-                    k,
-                    acc,
-                    ci,
-                    (k - m) * fwd_support + t.s,
-                    1000 * (fwd_test + tr.s / len(test)),
-                    size["compiled"] + size["support_rows"] + lead_bytes,
-                    f"{m} in context + {k - m} learned; {report.chosen.name}",
-                    {"val_accuracy": best_val, "n_validation": report.n_validation, "pairs": report.pairs},
-                )
-            )
-            print(f"[{label}] {method} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})")
+            adapt, infer = (k - m) * fwd_support + t.s, 1000 * (fwd_test + tr.s / len(test))
+            detail = f"{m} in context + {k - m} learned; {report.chosen.name}"
+            nbytes = _memory_nbytes(fm) + lead_bytes
+            rows.append(_fitted_row(label, method, k, scores, test, report, adapt, infer, nbytes, detail))
         del lead
     task.reset()
+
+
+def _fitted_row(
+    label: str,
+    method: str,
+    k: int,
+    scores: torch.Tensor,
+    test: list[Example],
+    report: Any,
+    adapt_s: float,
+    infer_ms: float,
+    nbytes: int,
+    detail: str,
+) -> Row:
+    """The row of a task fitted on k examples (``report``: its ``FitReport``) whose label
+    ``scores`` were read on ``test``; printed as well."""
+    acc, ci = accuracy(scores, test)
+    best_val = max(report.scores.values()) if report.scores else float("nan")
+    print(f"[{label}] {method} k={k}: {100 * acc:.2f} (val {best_val:.3f}; {report.chosen.name})", flush=True)
+    extra = {"val_accuracy": best_val, "n_validation": report.n_validation, "pairs": report.pairs}
+    return Row(label, method, k, acc, ci, adapt_s, infer_ms, nbytes, detail, extra)
+
+
+def _memory_nbytes(fm: Any) -> int:
+    """Bytes the output memory holds at inference: the compiled fast weights and gathered rows."""
+    size = fm.fast_weight_nbytes()
+    return size["compiled"] + size["support_rows"]
 
 
 def _lead_nbytes(task: TaskModel) -> int:

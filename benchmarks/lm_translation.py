@@ -196,16 +196,7 @@ def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argp
         k = len(pool) if k == 0 else k
         task.reset()
         fm.set_output_key_features(features)
-        with Timer() as t:
-            report = task.fit(
-                pool[:k],
-                labels=None,
-                folds=args.folds,
-                max_validation=args.max_validation,
-                candidates=candidates,
-                seed=args.seed,
-                batch_size=args.batch_size,
-            )
+        report, fit_s = fit_task(task, pool[:k], candidates, args)
         scores, infer = evaluate(faast_generate, faast_nll, gen_set, nll_set)
         size = fm.fast_weight_nbytes()
         scores["chosen"] = report.chosen.name
@@ -213,11 +204,27 @@ def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argp
             faast_method("faast-answer" if mix == "prob" else f"faast-answer {mix}", features),
             k,
             scores,
-            t.s,
+            fit_s,
             infer,
             size["compiled"] + size["support_rows"],
             f"{report.chosen.name}; {report.pairs} pairs",
         )
+
+
+def fit_task(task: TaskModel, examples: list[Example], candidates, args: argparse.Namespace):
+    """(the ``FitReport``, seconds) of ``task.fit`` on ``examples`` with the benchmark's settings:
+    free-form outputs, ``--folds``, ``--max-validation``, ``--seed``, ``--batch-size``."""
+    with Timer() as t:
+        report = task.fit(
+            examples,
+            labels=None,
+            folds=args.folds,
+            max_validation=args.max_validation,
+            candidates=candidates,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
+    return report, t.s
 
 
 def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
@@ -252,16 +259,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
             if k <= m:
                 continue
             lead.reset()
-            with Timer() as t:
-                report = lead.fit(
-                    pool[m:k],
-                    labels=None,
-                    folds=args.folds,
-                    max_validation=args.max_validation,
-                    candidates=candidates,
-                    seed=args.seed,
-                    batch_size=args.batch_size,
-                )
+            report, fit_s = fit_task(lead, pool[m:k], candidates, args)
             scores, infer = evaluate(generate, nll, gen_set, nll_set)
             size = fm.fast_weight_nbytes()
             scores["chosen"] = report.chosen.name
@@ -270,7 +268,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
                 f"{name} + {m} in context",
                 k,
                 scores,
-                t.s,
+                fit_s,
                 infer,
                 size["compiled"] + size["support_rows"] + lead_bytes,
                 f"{m} in context + {k - m} learned; {report.chosen.name}; {report.pairs} pairs",

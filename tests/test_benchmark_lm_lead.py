@@ -56,6 +56,19 @@ def test_sentiment_rows_learn_the_examples_after_the_demonstrations(monkeypatch)
     assert task.model.output_memory.memory.num_pairs == 0  # left reset for the next rows
 
 
+def test_sentiment_faast_rows_fit_each_size(monkeypatch):
+    monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
+    task = _task()
+    pool, test = _labelled(24), _labelled(10, offset=5)
+    args = argparse.Namespace(key_features=[0], modes=["answer", "all"], batch_size=8, seed=0)
+    rows: list = []
+    lm_sentiment._faast_rows("tiny", task, pool, test, [12, 24], 0.01, 0.02, args, rows)
+    assert [(r.method, r.k) for r in rows] == [(f"faast-{m}", k) for m in ("answer", "all") for k in (12, 24)]
+    assert all(r.nbytes > 0 and r.adapt_s >= 0.01 * r.k and r.infer_ms >= 20.0 for r in rows)
+    assert task.spec.pairs == "answer" and task.model.output_memory.memory.num_pairs == 0
+
+
 def test_translation_rows_learn_the_examples_after_the_demonstrations(monkeypatch):
     monkeypatch.setattr(lm_translation, "TEMPLATE", TEMPLATE)
     task = _task()
@@ -77,6 +90,10 @@ def test_translation_rows_learn_the_examples_after_the_demonstrations(monkeypatc
     def add(method, k, scores, adapt, infer, nbytes, detail):
         added.append((method, k, scores, detail))
 
+    args.key_features = [0]
+    lm_translation.add_faast_rows(task, "prob", pool, test, test, args, add)
+    assert [(m, k) for m, k, _, _ in added] == [("faast-answer", 2), ("faast-answer", 20)]
+    added.clear()
     lm_translation.add_faast_icl_rows(task, pool, test, test, args, add)
     assert [(m, k) for m, k, _, _ in added] == [
         ("in-context (task prompts)", 2),
