@@ -181,3 +181,14 @@ def test_a_prefix_cache_refuses_models_it_cannot_serve():
     plain = get_faast_model(tiny_model("llama", dtype=torch.float64), FaastConfig(num_memories=0))
     with pytest.raises(ValueError, match="exceed the model's context window"):
         plain.prefix_cache(list(range(3, 3 + 10_000)))
+
+
+def test_the_lead_cache_follows_the_model_to_another_dtype():
+    task = _task("answer")
+    task.learn([Example("w5", "w40"), Example("w6", "w41")], progress=False)
+    before = task._lead_prefix()
+    scores = task.label_scores(["w5", "w6"], ["w40", "w41"])
+    task.model.to(torch.float32)
+    after = task._lead_prefix()
+    assert after is not before and after.cache().layers[0].keys.dtype == torch.float32
+    torch.testing.assert_close(task.label_scores(["w5", "w6"], ["w40", "w41"]), scores, rtol=1e-4, atol=1e-4)

@@ -116,6 +116,8 @@ class PromptCodec:
         self.context = min(bounds) if bounds else 2048
         self._end = self.text_ids(self.template.answer_end)
         self._separator = self.text_ids(self.template.separator)
+        #: How many lead demonstrations every prompt begins with.
+        self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
         self.lead_ids: list[int] = list(self.start_ids)
         for demo_input, demo_output in demonstrations:

@@ -224,6 +224,7 @@ class TaskModel(TaskScoringMixin):
         self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
         self.lead_cache = lead_cache
         self._lead: PrefixCache | None = None
+        self._lead_where: tuple[torch.device, torch.dtype] | None = None
 
     def _lead_prefix(self) -> PrefixCache | None:
         """The KV cache of the lead tokens but the last (which every sequence then starts with, so
@@ -232,15 +233,16 @@ class TaskModel(TaskScoringMixin):
         lead = self.codec.lead_ids
         usable = (
             self.lead_cache
-            and self.spec.demonstrations
+            and self.codec.num_lead > 0
             and len(lead) > 1
             and self.model._layout.accepts_position_ids
             and not self.model.middle_memories
         )
         if not usable:
             return None
-        if self._lead is None or self._lead.device != self.device:
-            self._lead = self.model.prefix_cache(lead[:-1])
+        where = (self.device, next(self.model.base_model.parameters()).dtype)
+        if self._lead is None or self._lead_where != where:  # made again after fm.to(...)
+            self._lead, self._lead_where = self.model.prefix_cache(lead[:-1]), where
         return self._lead
 
     @classmethod
@@ -310,7 +312,7 @@ class TaskModel(TaskScoringMixin):
         pair_mask = None
         if self.spec.pairs == "answer":
             pair_mask = answer_pair_mask([len(c.prompt) - skip for c in chunk], lengths, ids.shape[1])
-        elif self.spec.demonstrations:  # "all": the example's own transitions, not the lead's again
+        elif self.codec.num_lead:  # "all": the example's own transitions, not the lead's again
             lead = len(self.codec.lead_ids) - skip
             pair_mask = answer_pair_mask([lead] * len(chunk), lengths, ids.shape[1])
         keys = [tuple(c.ids) for c in chunk]
