@@ -192,3 +192,27 @@ def test_the_lead_cache_follows_the_model_to_another_dtype():
     after = task._lead_prefix()
     assert after is not before and after.cache().layers[0].keys.dtype == torch.float32
     torch.testing.assert_close(task.label_scores(["w5", "w6"], ["w40", "w41"]), scores, rtol=1e-4, atol=1e-4)
+
+
+def test_generation_after_the_lead_cache_equals_running_the_demonstrations_again(monkeypatch):
+    from faast.lm.prefix_cache import PrefixCache
+
+    copies = []
+    batched = PrefixCache.batched
+    monkeypatch.setattr(PrefixCache, "batched", lambda self, rows: copies.append(rows) or batched(self, rows))
+    examples = [Example(f"w{a}", f"w{a + 30} w{a + 31}") for a in range(3, 15)]
+    outs = []
+    for lead_cache in (True, False):
+        torch.manual_seed(0)
+        spec = TaskSpec(TEMPLATE, "answer", None, DEMOS)
+        task = TaskModel.create(
+            tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True), spec, lead_cache=lead_cache
+        )
+        task.learn(examples, progress=False)
+        task.use(next(c for c in default_candidates("prob") if c != MEMORY_OFF))
+        inputs = ["w5", "w6 w7 w8", "w9 w10"]  # rows of different lengths: left padding after the lead
+        outs.append(task.generate(inputs, max_new_tokens=4, batch_size=3, progress=False))
+        outs.append(task.generate(inputs, max_new_tokens=4, batch_size=1, progress=False))
+    assert outs[0] == outs[1] == outs[2] == outs[3]
+    assert copies[-4:] == [3, 1, 1, 1]  # the cached task's generation read the lead cache per batch
+    assert any(o.strip() for o in outs[0])

@@ -191,7 +191,7 @@ class TaskModel(TaskScoringMixin):
         sequence from a copy of their KV cache (:meth:`FaastModel.prefix_cache
         <faast.lm.FaastModel.prefix_cache>`) instead of running them again with each one (default;
         the same states up to rounding; models with middle memories or without position ids always
-        run them again). Generation always runs them with each batch.
+        run them again), generation included.
     """
 
     def __init__(
@@ -648,15 +648,24 @@ class TaskModel(TaskScoringMixin):
                     f"the prompt of {x[:40]!r} ({len(p)} tokens) leaves no room for {max_new_tokens} new "
                     f"tokens in the context of {self.codec.context}"
                 )
+        prefix = self._lead_prefix()
+        skip = len(prefix) if prefix is not None else 0
         starts = range(0, len(prompts), batch_size)
         for i in tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False):
-            ids, mask = pad_batch(prompts[i : i + batch_size], self.tokenizer.pad_token_id, side="left")
+            rows = [p[skip:] for p in prompts[i : i + batch_size]]
+            ids, mask = pad_batch(rows, self.tokenizer.pad_token_id, side="left")
+            cache: dict[str, Any] = {}
+            if prefix is not None:  # the lead's cached tokens, then each row left-padded after them
+                ids = torch.cat([torch.tensor([prefix.ids]).expand(len(rows), -1), ids], dim=1)
+                mask = torch.cat([torch.ones(len(rows), skip, dtype=mask.dtype), mask], dim=1)
+                cache = prefix.batched(len(rows))
             gen = self.model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                **cache,
                 **self.codec.stop_kwargs(),
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
