@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -271,6 +271,7 @@ def test_two_loop_direction_equals_the_bfgs_inverse_update(size, pairs, ridge, s
     threads=st.sampled_from([1, 2, 3]),
     seed=st.integers(0, 2**31 - 1),
 )
+@example(n=4, d=1, n_classes=2, weighted=False, dtype=torch.float32, chunk_budget=50, threads=1, seed=0)
 def test_numpy_steps_match_the_torch_steps(n, d, n_classes, weighted, dtype, chunk_budget, threads, seed):
     """``fit_logistic`` on CPU keys makes its products through NumPy (BLAS on one thread, rows
     split over threads); the same steps with the torch products and ``factor.weights_for`` give
@@ -305,7 +306,10 @@ def test_numpy_steps_match_the_torch_steps(n, d, n_classes, weighted, dtype, chu
             6,
             scale_start=scale,
         )
-        assert taken == ref_taken and ours.dtype == torch.float64
+        # the same steps; at convergence one may stop a step earlier on its rounding-level tests
+        # (a vanishing slope or a negligible step: seen with float32 keys on an Intel Xeon VM)
+        assert taken == ref_taken or (abs(taken - ref_taken) == 1 and min(taken, ref_taken) < 6)
+        assert ours.dtype == torch.float64
         tol = 1e-4 if dtype == torch.float32 else 1e-9
         torch.testing.assert_close(ours, ref, rtol=tol, atol=tol * (float(ref.abs().max()) + 1.0))
 
