@@ -125,7 +125,15 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     pairs = d.learn_shard(task, examples, lambda part: task.learn(part, batch_size=2, progress=False))
     assert pairs == task.model.num_pairs
     out = task.model.output_memory
-    return {"W": out.memory.weight(torch.float64), "counts": out.extra_state()["counts"]}
+    result = {"W": out.memory.weight(torch.float64), "counts": out.extra_state()["counts"]}
+    # the same examples after lead demonstrations (read from their KV cache on every process)
+    spec = TaskSpec(template, pairs="answer", demonstrations=[("w3 w4", "w81"), ("w5", "w82")])
+    lead = TaskModel.create(tiny_model("llama"), word_tokenizer(), spec)
+    pairs = d.learn_shard(lead, examples, lambda part: lead.learn(part, batch_size=2, progress=False))
+    assert pairs == lead.model.num_pairs and lead._lead_prefix() is not None
+    out = lead.model.output_memory
+    result.update({"lead/W": out.memory.weight(torch.float64), "lead/counts": out.extra_state()["counts"]})
+    return result
 
 
 def train_readout_curve(d: distributed.Dist) -> dict[str, torch.Tensor]:
