@@ -247,7 +247,7 @@ def _faast_icl_rows(
             alone = lead.label_scores(inputs, batch_size=args.batch_size, progress=True)
         fwd_test = t.s / len(test)
         acc, ci = accuracy(alone, test)
-        lead_bytes = _lead_nbytes(lead)
+        lead_bytes = lead.lead_nbytes()
         rows.append(
             Row(
                 label,
@@ -308,12 +308,6 @@ def _memory_nbytes(fm: Any) -> int:
     """Bytes the output memory holds at inference: the compiled fast weights and gathered rows."""
     size = fm.fast_weight_nbytes()
     return size["compiled"] + size["support_rows"]
-
-
-def _lead_nbytes(task: TaskModel) -> int:
-    """Bytes of the KV cache a task's lead demonstrations are read from (0 without one)."""
-    prefix = task._lead_prefix()
-    return 0 if prefix is None else prefix.nbytes()
 
 
 def _head_rows(

@@ -244,8 +244,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
         lead.reset()
         generate, nll = task_scorers(lead, args)
         scores, infer = evaluate(generate, nll, gen_set, nll_set)
-        prefix = lead._lead_prefix()
-        lead_bytes = 0 if prefix is None else prefix.nbytes()
+        lead_bytes = lead.lead_nbytes()
         add(
             "in-context (task prompts)",
             m,

@@ -84,11 +84,6 @@ class InContextModel:
         per_copy = self.cache_nbytes()
         return max(1, min(batch_size, MAX_BATCH_CACHE_BYTES // per_copy)) if per_copy else batch_size
 
-    def _batched_cache(self, rows: int) -> dict[str, Any]:
-        """The prefix's KV cache for ``rows`` sequences, as the keyword argument the model takes
-        (``{}`` when the prefix is empty); a copy: the model appends to it."""
-        return self._prefix.batched(rows)
-
     @torch.no_grad()
     def _log_probs(self, continuations: list[list[int]], positions: list[list[int]]) -> list[torch.Tensor]:
         """For each continuation c (token ids after the prefix; one batch, right-padded), the float32
@@ -105,7 +100,7 @@ class InContextModel:
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             use_cache=n > 0,
-            **self._batched_cache(len(continuations)),
+            **self._prefix.batched(len(continuations)),
         )
         return [F.log_softmax(out.logits[i, p].float(), -1) for i, p in enumerate(positions)]
 
@@ -223,7 +218,7 @@ class InContextModel:
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
-                **self._batched_cache(len(rows)),
+                **self._prefix.batched(len(rows)),
                 **stop,
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )

@@ -215,6 +215,13 @@ class FaastModel(nn.Module):
         out = self._layout.backbone(input_ids=input_ids, attention_mask=full_mask, **kwargs)
         return _last_hidden(out)
 
+    @property
+    def serves_prefix_cache(self) -> bool:
+        """Whether :meth:`prefix_cache` can serve this model: its backbone takes position ids (the
+        rows continue after the prefix) and it has no middle memory (which would change the
+        prefix's states as it learns)."""
+        return self._layout.accepts_position_ids and not self.middle_memories
+
     def prefix_cache(self, ids: Sequence[int]) -> PrefixCache:
         """The KV cache of the token ids ``ids`` under the backbone, for :meth:`head_inputs` and
         :meth:`capture` calls whose rows all continue them (made on the plain model, right away).
@@ -242,7 +249,7 @@ class FaastModel(nn.Module):
         kwargs: dict[str, Any] = {"use_cache": n > 0}
         full_mask = mask
         if n:
-            if not self._layout.accepts_position_ids or self.middle_memories:
+            if not self.serves_prefix_cache:
                 raise ValueError("a prefix cache needs position ids and no middle memory (see prefix_cache)")
             kwargs.update(prefix.batched(mask.shape[0]))  # type: ignore[union-attr]
             full_mask = torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)

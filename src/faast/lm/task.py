@@ -141,7 +141,7 @@ class TaskSpec:
             PromptTemplate.from_dict(data["template"]),
             data.get("pairs", "answer"),
             data.get("labels"),
-            [tuple(d) for d in data.get("demonstrations", [])],
+            data.get("demonstrations", []),
         )
 
 
@@ -231,19 +231,25 @@ class TaskModel(TaskScoringMixin):
         its transition into the prompt stays a pair), when lead demonstrations are read from a cache
         (``lead_cache``); None otherwise. Sequences are run from position ``len(prefix)`` on."""
         lead = self.codec.lead_ids
-        usable = (
-            self.lead_cache
-            and self.codec.num_lead > 0
-            and len(lead) > 1
-            and self.model._layout.accepts_position_ids
-            and not self.model.middle_memories
-        )
-        if not usable:
+        usable = self.lead_cache and self.codec.num_lead > 0 and len(lead) > 1
+        if not (usable and self.model.serves_prefix_cache):
             return None
         where = (self.device, next(self.model.base_model.parameters()).dtype)
         if self._lead is None or self._lead_where != where:  # made again after fm.to(...)
             self._lead, self._lead_where = self.model.prefix_cache(lead[:-1]), where
         return self._lead
+
+    def _lead_view(self) -> tuple[PrefixCache | None, int]:
+        """(:meth:`_lead_prefix`, how many leading tokens of every sequence it holds: 0 without
+        one); a sequence is run as ``ids[skip:]`` after the prefix."""
+        prefix = self._lead_prefix()
+        return prefix, 0 if prefix is None else len(prefix)
+
+    def lead_nbytes(self) -> int:
+        """Bytes of the KV cache the lead demonstrations are read from (0 without one): what the
+        task holds at inference besides its fast weights."""
+        prefix = self._lead_prefix()
+        return 0 if prefix is None else prefix.nbytes()
 
     @classmethod
     def create(
@@ -305,8 +311,7 @@ class TaskModel(TaskScoringMixin):
         """The base model's states for a batch of encoded examples, from the cache when every
         sequence is in it (``cache=True``), with the pairs the task's mode learns. With a lead
         cache (:meth:`_lead_prefix`) the rows are the tokens after it (states and pairs alike)."""
-        prefix = self._lead_prefix()
-        skip = len(prefix) if prefix is not None else 0
+        prefix, skip = self._lead_view()
         lengths = [len(c.ids) - skip for c in chunk]
         ids, mask = pad_batch([c.ids[skip:] for c in chunk], self.tokenizer.pad_token_id)
         pair_mask = None
@@ -586,14 +591,14 @@ class TaskModel(TaskScoringMixin):
         ``cache=True`` a learned example costs no forward pass)."""
         out: list[torch.Tensor | None] = [None] * len(items)
         todo = []
+        _, skip = self._lead_view()  # cached states start after the lead's cached tokens
         for i, item in enumerate(items):
             text = item.input if isinstance(item, Example) else item
             if isinstance(item, Example) and item.output is not None and self._learn_cache is not None:
                 enc = self.codec.encode(item.input, item.output)
                 hit = self._learn_cache.get(tuple(enc.ids))
                 if hit is not None and not self.model.middle_memories:
-                    prefix = self._lead_prefix()
-                    out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1 - (len(prefix) if prefix is not None else 0)]
+                    out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1 - skip]
                     continue
             todo.append((i, text))
         for start in range(0, len(todo), batch_size):
@@ -648,8 +653,7 @@ class TaskModel(TaskScoringMixin):
                     f"the prompt of {x[:40]!r} ({len(p)} tokens) leaves no room for {max_new_tokens} new "
                     f"tokens in the context of {self.codec.context}"
                 )
-        prefix = self._lead_prefix()
-        skip = len(prefix) if prefix is not None else 0
+        prefix, skip = self._lead_view()
         starts = range(0, len(prompts), batch_size)
         for i in tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False):
             rows = [p[skip:] for p in prompts[i : i + batch_size]]

@@ -6,8 +6,8 @@ Two kinds of batch: label batches (prompt + each label; a single-token label set
 prompt only, every label scored at its last position) for :meth:`TaskModel.label_scores` and
 validation, and answer batches (prompt + the example's answer, every answer token scored) for
 :meth:`TaskModel.answer_nll`. The mixin needs the task model's ``codec``, ``model``,
-``tokenizer``, ``device``, ``_score_cache`` and ``_lead_prefix`` (the KV cache of lead
-demonstrations, whose tokens every sequence then skips).
+``tokenizer``, ``device``, ``_score_cache`` and ``_lead_view`` (the KV cache of lead
+demonstrations and how many tokens every sequence then skips).
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ class TaskScoringMixin:
         """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
         ``cache=True`` when no middle memory makes them depend on what was learned)."""
         cache = self._score_cache if not self.model.middle_memories else None
-        prefix = self._lead_prefix()  # lead demonstrations read from their KV cache: rows after it
-        skip = len(prefix) if prefix is not None else 0
+        prefix, skip = self._lead_view()  # lead demonstrations read from their KV cache: rows after it
         keys = [tuple(s) for s in batch.sequences]
         todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
         computed: dict[int, torch.Tensor] = {}
