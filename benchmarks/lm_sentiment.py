@@ -494,7 +494,8 @@ def run_minilm(pool: list[Example], test: list[Example], args: argparse.Namespac
             print(f"[MiniLM] {name} k={k}: {100 * acc:.2f}", flush=True)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options (``argv``: None reads the command line), lists parsed."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2,gemma3")
     ap.add_argument("--test", type=int, default=2000)
@@ -537,7 +538,7 @@ def main() -> None:
         help="name of the published table (default: sentiment, or sentiment-heads with --heads-only)",
     )
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.icl = [int(x) for x in args.icl.split(",") if x]
     args.modes = args.modes.split(",")
@@ -546,6 +547,11 @@ def main() -> None:
     args.faast_icl = [int(x) for x in args.faast_icl.split(",") if x]
     if any(m < 1 for m in args.faast_icl):
         raise SystemExit(f"--faast-icl: demonstrations must be >= 1, got {args.faast_icl}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, test = load_data(args.test, args.pool, args.seed)

@@ -1747,6 +1747,11 @@ CLI = [
         r"--in-context 2 leaves none of the 2 examples",
     ),
     CliCase(
+        "task learn: --guard is not a guard",
+        lambda c: [*_task_learn(c, c.path("t.safetensors")), "--guard", "strict"],
+        r"unknown guard 'strict'; use one of sign-flip, selection, one-se, none",
+    ),
+    CliCase(
         "task learn: --in-context demonstrations fill the context",
         lambda c: [
             *_task_learn(c, c.path("t.safetensors")),

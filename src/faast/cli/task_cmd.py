@@ -85,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
     )
     le.add_argument(
+        "--guard",
+        default=None,
+        help="what keeps the memory off unless the chosen read-out clearly beats it on the held-out "
+        "examples: sign-flip, selection, one-se or none (default: the library's, "
+        "faast.lm.task.DEFAULT_GUARD; see faast.lm.task_choice.significant_or_off)",
+    )
+    le.add_argument(
         "--head",
         choices=["squared", "logistic"],
         default=None,
@@ -222,6 +229,7 @@ def run_learn(args: argparse.Namespace) -> int:
         labels=_labels(args.labels),
         folds=args.folds,
         max_validation=args.max_validation,
+        **({} if args.guard is None else {"guard": args.guard}),
         seed=args.seed,
         batch_size=args.batch_size,
         progress=dist.is_main,

@@ -18,8 +18,8 @@ contributes to the fast weights (``pairs``):
 How the memory is read (mix, weight, temperature, spectral cut) is chosen by :meth:`TaskModel.fit`
 on a validation split of the examples themselves, never on test data; with too few examples to
 split, the memory is learned but kept off (:data:`MEMORY_OFF`, the zero-shot model) until enough
-examples validate a read-out, as the one-standard-error guard does for read-outs that do not
-clearly beat it. The choice, with every candidate's validation score, is
+examples validate a read-out, as the guard does for read-outs that do not clearly beat it
+(:func:`faast.lm.task_choice.significant_or_off`). The choice, with every candidate's validation score, is
 returned and saved with the task.
 
 A task can also carry lead demonstrations (``TaskSpec.demonstrations``): (input, output) pairs
@@ -56,11 +56,13 @@ from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_m
 from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
+    GUARDS,
     MEMORY_OFF,
     TASK_DEFAULT_READ,
     ReadCandidate,
     default_candidates,
     memory_off,
+    sign_flip_p_value,
     significant_or_off,
     split_examples,
 )
@@ -71,6 +73,8 @@ PAIR_MODES = ("answer", "all")
 MAX_LABELS = 20
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
 MIN_VALIDATION_EXAMPLES = 8
+#: The guard :meth:`TaskModel.fit` uses unless told (:data:`faast.lm.task_choice.GUARDS`).
+DEFAULT_GUARD = "one-se"
 
 
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:
@@ -156,6 +160,11 @@ class FitReport:
     n_validation: int
     pairs: int
     criterion: dict[str, float] = field(default_factory=dict)
+    #: guard name -> the read-out it chose (every guard of :data:`GUARDS`, from the same scores)
+    decisions: dict[str, str] = field(default_factory=dict)
+    #: how often chance makes the best candidate gain this much over the memory off
+    #: (:func:`faast.lm.task_choice.sign_flip_p_value`; None without validation or a memory-off candidate)
+    sign_flip_p: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +176,8 @@ class FitReport:
             "n_validation": self.n_validation,
             "pairs": self.pairs,
             "criterion": self.criterion,
+            "decisions": self.decisions,
+            "sign_flip_p": self.sign_flip_p,
         }
 
 
@@ -379,6 +390,7 @@ class TaskModel(TaskScoringMixin):
         folds: int = 5,
         max_validation: int = 500,
         candidates: Sequence[ReadCandidate] | None = None,
+        guard: str = DEFAULT_GUARD,
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
@@ -395,12 +407,19 @@ class TaskModel(TaskScoringMixin):
         of the answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small
         folds. Then the memory holds every example and is read with the winner. Each example runs
         through the model once (its states are kept for the duration of the fit).
+        guard: what keeps the memory off unless the choice clearly beats it on the held-out
+        examples (:func:`faast.lm.task_choice.significant_or_off`): "selection" (the gain of the
+        choice made without each example above one standard error), "one-se" (the winner's own
+        gain above one standard error) or "none". The report's ``decisions`` gives every guard's
+        choice from the same scores.
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
         process chooses the same read-out and ends with the fast weights of one process.
         """
         examples = _checked(examples, outputs=True)
+        if guard not in GUARDS:
+            raise ValueError(f"unknown guard {guard!r}; use one of {', '.join(GUARDS)}")
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
         mix = self.model.faast_config.output_mix
@@ -414,9 +433,11 @@ class TaskModel(TaskScoringMixin):
                 n_val = min(max_validation, len(examples) // 2)
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             criterion: dict[str, float] = {}
+            decisions: dict[str, str] = {}
+            p_value = None
             if held:
-                chosen, scores, criterion, metric = self._cross_validate(
-                    examples, held, folds, candidates, batch_size, progress, dist
+                chosen, scores, criterion, metric, decisions, p_value = self._cross_validate(
+                    examples, held, folds, candidates, guard, batch_size, progress, dist
                 )
             else:
                 chosen, scores, metric = (
@@ -430,7 +451,9 @@ class TaskModel(TaskScoringMixin):
             if temporary:
                 self._learn_cache = None
         self.use(chosen)
-        self.report = FitReport(chosen, metric, scores, len(examples), len(held), pairs, criterion)
+        self.report = FitReport(
+            chosen, metric, scores, len(examples), len(held), pairs, criterion, decisions, p_value
+        )
         return self.report
 
     def use(self, candidate: ReadCandidate) -> TaskModel:
@@ -457,12 +480,14 @@ class TaskModel(TaskScoringMixin):
         held: list[Example],
         folds: int,
         candidates: Sequence[ReadCandidate],
+        guard: str,
         batch_size: int,
         progress: bool,
         dist: faast.distributed.Dist,
-    ) -> tuple[ReadCandidate, dict[str, float], dict[str, float], str]:
+    ) -> tuple[ReadCandidate, dict[str, float], dict[str, float], str, dict[str, str], float | None]:
         """Score every candidate on ``held`` in ``folds`` folds, each with the others learned:
-        (best, scores, mean log-likelihood per candidate, description)."""
+        (choice after ``guard``, scores, mean log-likelihood per candidate, description, every
+        guard's choice, the sign-flip p-value of the best candidate over the memory off)."""
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
@@ -484,19 +509,21 @@ class TaskModel(TaskScoringMixin):
         per_item = {name: torch.cat(v) for name, v in values.items()}
         mean = {name: float(v.sum() / count) for name, v in per_item.items()}
         best = max(candidates, key=lambda c: mean[c.name])  # ties: the earlier candidate
-        best, guard = significant_or_off(best, candidates, per_item, torch.cat(sizes))
+        items = torch.cat(sizes)
+        decisions = {g: significant_or_off(best, candidates, per_item, items, g)[0].name for g in GUARDS}
+        off = next((c for c in candidates if c.read.weight == 0), None)
+        p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
+        best, note = significant_or_off(best, candidates, per_item, items, guard)
         if self.spec.labels is not None:
             scores = {name: correct[name] / len(held) for name in mean}
             metric = (
                 f"{k}-fold cross-validation on {len(held)} examples: mean log-probability of the right label "
-                f"(scores: accuracy){guard}"
+                f"(scores: accuracy){note}"
             )
         else:
             scores = {name: -value for name, value in mean.items()}
-            metric = (
-                f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){guard}"
-            )
-        return best, scores, mean, metric
+            metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){note}"
+        return best, scores, mean, metric, decisions, p_value
 
     def _learn_block(
         self,

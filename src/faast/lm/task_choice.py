@@ -1,6 +1,6 @@
 """Which read-out a task uses: the candidates :meth:`faast.lm.task.TaskModel.fit` compares on
-validation data, the memory switched off (the zero-shot model), the one-standard-error guard that
-keeps it off unless a read-out clearly beats it, and the seeded validation split of the examples."""
+validation data, the memory switched off (the zero-shot model), the guard that keeps it off unless
+a read-out clearly beats it, and the seeded validation split of the examples."""
 
 from __future__ import annotations
 
@@ -91,26 +91,109 @@ def default_candidates(mix: str = "prob") -> list[ReadCandidate]:
     return out
 
 
+#: The guards :meth:`faast.lm.task.TaskModel.fit` can put between the best read-out and the memory
+#: switched off: "sign-flip" compares the winner's gain with the best gain of any candidate when the
+#: per-example gains get random signs (:func:`sign_flip_p_value`); "selection" tests the gain of the
+#: choice made without each example (:func:`selection_gains`); "one-se" tests the winner's own
+#: gain, which is biased upwards by having been chosen on the same examples; "none" keeps it.
+GUARDS = ("sign-flip", "selection", "one-se", "none")
+#: "sign-flip" keeps the memory on when its p-value is below this.
+SIGN_FLIP_LEVEL = 0.1
+#: Random sign vectors of the "sign-flip" guard when there are more than this many in all (else all).
+SIGN_FLIPS = 4095
+
+
+def sign_flip_p_value(
+    candidates: Sequence[ReadCandidate],
+    per_item: dict[str, torch.Tensor],
+    off: ReadCandidate,
+    flips: int = SIGN_FLIPS,
+    seed: int = 0,
+) -> float:
+    """How often a best candidate gains this much over ``off`` by chance: the share of sign
+    vectors s (every one of the 2^n when 2^n <= flips + 1, else ``flips`` seeded random ones and
+    the identity) for which max over candidates of sum_i s_i (ll_c[i] - ll_off[i]) reaches the
+    observed max. Under the null that each example's gains are as likely negated (no candidate
+    helps), this is a p-value for the best of all candidates, however many and however alike
+    (a max statistic, as in Westfall & Young's step-down tests).
+
+    per_item: candidate name -> (n,) float64 log-likelihood per example. Returns p in (0, 1]."""
+    others = [c for c in candidates if c != off]
+    if not others:
+        return 1.0
+    base = per_item[off.name].to(torch.float64)
+    gains = torch.stack([per_item[c.name].to(torch.float64) - base for c in others], dim=1)  # (n, C)
+    n = gains.shape[0]
+    observed = float(gains.sum(dim=0).max())
+    if n <= 20 and 2**n <= flips + 1:  # every sign vector, the identity among them
+        codes = torch.arange(2**n)[:, None]
+        signs = 1.0 - 2.0 * ((codes >> torch.arange(n)) & 1).to(torch.float64)  # (2^n, n)
+        extra = 0
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        signs = 1.0 - 2.0 * torch.randint(0, 2, (flips, n), generator=gen).to(torch.float64)
+        extra = 1  # the identity, counted once
+    maxima = (signs @ gains).max(dim=1).values  # (flips,)
+    tol = 1e-12 * max(1.0, abs(observed))
+    return (int((maxima >= observed - tol).sum()) + extra) / (len(maxima) + extra)
+
+
+def selection_gains(
+    candidates: Sequence[ReadCandidate], per_item: dict[str, torch.Tensor], off: ReadCandidate
+) -> torch.Tensor:
+    """The gain of choosing a read-out over the memory switched off, each example scored by a
+    choice made without it: for example i, the candidate with the best summed log-likelihood over
+    the other examples (ties: the earlier candidate) is compared with ``off`` on example i.
+
+    per_item: candidate name -> (n,) float64 log-likelihood per example (summed over its items).
+    Returns (n,) float64: per_item[choice without i][i] - per_item[off][i]. Choosing among many
+    candidates on n examples finds one that looks better by chance; these gains do not see it."""
+    ll = torch.stack([per_item[c.name] for c in candidates], dim=1).to(torch.float64)  # (n, C)
+    without = ll.sum(dim=0, keepdim=True) - ll  # (n, C): each candidate's total over the others
+    choice = without.argmax(dim=1)  # torch returns the first of tied maxima
+    return ll.gather(1, choice[:, None]).squeeze(1) - per_item[off.name].to(torch.float64)
+
+
 def significant_or_off(
     best: ReadCandidate,
     candidates: Sequence[ReadCandidate],
     per_item: dict[str, torch.Tensor],
     sizes: torch.Tensor,
+    guard: str = "one-se",
 ) -> tuple[ReadCandidate, str]:
-    """The one-standard-error guard against choosing on noise: keep ``best`` only if its gain in
-    log-likelihood per item over the memory switched off (a candidate with weight 0, when there
-    is one) exceeds one standard error of the paired per-example differences; else the memory
-    stays off (the zero-shot model). Returns the choice and a note for the report."""
+    """The guard against choosing on noise: keep ``best`` only if a gain in log-likelihood per item
+    over the memory switched off (a candidate with weight 0, when there is one) exceeds one standard
+    error of its per-example differences; else the memory stays off (the zero-shot model).
+
+    guard: "sign-flip" keeps ``best`` when :func:`sign_flip_p_value` < :data:`SIGN_FLIP_LEVEL`
+    (the selection among candidates accounted for), "selection" tests :func:`selection_gains`
+    (each example scored by the choice made without it), "one-se" the gains of ``best`` itself
+    (chosen on the same examples: a winner of many candidates on few examples passes by chance),
+    "none" keeps ``best``.
+    per_item: candidate name -> (n,) log-likelihood per example; sizes: (n,) items per example.
+    Returns the choice and a note for the report."""
+    if guard not in GUARDS:
+        raise ValueError(f"unknown guard {guard!r}; use one of {', '.join(GUARDS)}")
     off = next((c for c in candidates if c.read.weight == 0), None)
-    if off is None or best == off:
+    if off is None or best == off or guard == "none":
         return best, ""
-    diff = per_item[best.name] - per_item[off.name]  # per example, summed over its items
+    if guard == "sign-flip":
+        p = sign_flip_p_value(candidates, per_item, off)
+        if p < SIGN_FLIP_LEVEL:
+            return best, f"; {best.name} over the memory off: sign-flip p = {p:.4f} < {SIGN_FLIP_LEVEL}"
+        return off, f"; best {best.name} over the memory off: sign-flip p = {p:.4f}: kept off"
+    if guard == "selection":
+        diff, what = selection_gains(candidates, per_item, off), "choosing without each example"
+    else:
+        diff, what = per_item[best.name] - per_item[off.name], f"{best.name}"
     n = len(diff)
     gain = float(diff.sum() / sizes.sum())
     se = float(diff.std(unbiased=True) * n**0.5 / sizes.sum()) if n > 1 else float("inf")
     if gain > se:
-        return best, f"; gain over the memory off {gain:.4f} ± {se:.4f} (1 s.e.)"
-    return off, f"; best {best.name} gained {gain:.4f} < 1 s.e. {se:.4f} over the memory off: kept off"
+        return best, f"; gain of {what} over the memory off {gain:.4f} ± {se:.4f} (1 s.e.)"
+    return off, (
+        f"; gain of {what} over the memory off {gain:.4f} < 1 s.e. {se:.4f}: kept off (best {best.name})"
+    )
 
 
 def split_examples(
@@ -141,11 +224,16 @@ def split_examples(
 
 
 __all__ = [
+    "GUARDS",
     "MEMORY_OFF",
+    "SIGN_FLIPS",
+    "SIGN_FLIP_LEVEL",
     "TASK_DEFAULT_READ",
     "ReadCandidate",
     "default_candidates",
     "memory_off",
+    "selection_gains",
+    "sign_flip_p_value",
     "significant_or_off",
     "split_examples",
 ]

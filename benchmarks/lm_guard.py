@@ -1,0 +1,273 @@
+"""Which guard keeps a task's memory off when its read-out does not clearly help: measured on
+development sentences that no published test set contains.
+
+``TaskModel.fit`` chooses a read-out among ~60 candidates on a few held-out examples, then a guard
+keeps the memory off (the zero-shot model) unless the choice beats it clearly
+(:func:`faast.lm.task_choice.significant_or_off`). With 16 examples the guard sees 6–8 held-out
+examples, and the best of 60 candidates on them looks better than it is. This benchmark draws many
+small support sets, fits each once and reads, from the same validation scores, the choice of every
+guard (``FitReport.decisions``): "one-se" (the winner's own gain above one standard error),
+"selection" (the gain of the choice made without each example, which the winner's luck does not
+inflate), "sign-flip" (the winner's gain against the best gain of any candidate under random signs
+of the per-example gains: a p-value for the best of many; also read at other levels from the same
+p-value) and "none". Each choice is then scored on development sentences: accuracy and mean
+log-probability of the right label, against the memory off.
+
+Data: Pang & Lee movie-review sentences, the pool of the 2,000-sentence test split (seed 0), so
+neither published test set (500 or 2,000 sentences, same seed) is touched: development = the last
+``--dev`` pool sentences, support sets drawn from the others (seeded). ``--lead m`` also runs each
+support set with its first m examples as lead demonstrations (``TaskSpec.demonstrations``) and the
+memory learning the rest.
+
+    python benchmarks/lm_guard.py --models smollm2 --sizes 16,32,64 --draws 12 --dev 400 --lead 0,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from faast.eval.report import update_doc_block
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, default_candidates
+from faast.lm.text import load_causal_lm
+from faast.publish import write_public_csv
+from lm_sentiment import LABELS, TEMPLATE, load_data
+from task_bench import MODEL_NAMES, REPO, Timer, rel, run_meta, write_json
+
+BLOCK = "guard"
+#: The sign-flip guard at other levels than its default, from the same p-values.
+OTHER_LEVELS = (0.05, 0.2)
+#: The guards the table compares.
+COMPARED = (*GUARDS, *(f"sign-flip@{level:g}" for level in OTHER_LEVELS))
+#: The read-outs ``TaskModel.fit`` chooses among (its default candidates), by name.
+CANDIDATES = {c.name: c for c in default_candidates("prob")}
+
+
+def dev_scores(task: TaskModel, dev: list[Example], batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean log-probability of the right label) of ``task`` as it is read now on ``dev``."""
+    scores = task.label_scores([e.input for e in dev], batch_size=batch_size)  # (n, labels)
+    target = torch.tensor([LABELS.index(e.output) for e in dev])  # type: ignore[arg-type]
+    logp = scores.double() - torch.logsumexp(scores.double(), dim=1, keepdim=True)
+    right = logp[torch.arange(len(dev)), target].clamp_min(-1e4)
+    return float((scores.argmax(1) == target).double().mean()), float(right.mean())
+
+
+def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:
+    """One row per (lead, k, draw): every guard's choice and its development scores."""
+    model, tok = load_causal_lm(name, device=args.device)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    label = MODEL_NAMES.get(name, name)
+    rows: list[dict[str, Any]] = []
+    jobs = [(m, k, d) for m in args.lead for k in args.sizes for d in range(args.draws) if k > m]
+    bar = tqdm(jobs, desc=f"{label}: guards on development sentences")
+    tasks: dict[tuple[int, int, int], TaskModel] = {}
+    for m, k, draw in bar:
+        picked = random.Random(f"{args.seed}-{k}-{draw}").sample(support, k)
+        demos = [(e.input, e.output) for e in picked[:m]]
+        # one task (state cache) per lead set: the draws of one size share no demonstrations, so
+        # the cache is kept for the draw only when m > 0, and for the whole run when m == 0
+        key = (m, k, draw) if m else (0, 0, 0)
+        task = tasks.setdefault(
+            key, TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True)
+        )
+        task.reset()
+        report = task.fit(picked[m:], labels=LABELS, seed=args.seed, progress=False)
+        off = MEMORY_OFF.name
+        by_name: dict[str, tuple[float, float]] = {}
+        for cname in {off, *report.decisions.values()}:
+            task.use(CANDIDATES[cname])
+            by_name[cname] = dev_scores(task, dev, args.batch_size)
+        row = {
+            "model": label,
+            "lead": m,
+            "k": k,
+            "draw": draw,
+            "n_validation": report.n_validation,
+            "off_accuracy": by_name[off][0],
+            "off_loglik": by_name[off][1],
+        }
+        row["sign_flip_p"] = report.sign_flip_p
+        choices = dict(report.decisions)
+        for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
+            on = report.sign_flip_p is not None and report.sign_flip_p < level
+            choices[f"sign-flip@{level:g}"] = report.decisions["none"] if on else off
+        for g in COMPARED:
+            choice = choices[g]
+            row[f"{g}_choice"] = choice
+            row[f"{g}_on"] = choice != off
+            row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
+        rows.append(row)
+        if m:
+            del tasks[key]
+        bar.set_postfix(k=k, lead=m)
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (model, lead, k): each guard's share of draws with the memory on, mean development
+    accuracy change over the memory off (points), draws where it lost more than 1 point, and mean
+    log-likelihood change."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["model"], r["lead"], r["k"])].append(r)
+    out = []
+    for (model, lead, k), rs in groups.items():
+        line = {
+            "model": model,
+            "lead": lead,
+            "k": k,
+            "draws": len(rs),
+            "off_accuracy": 100 * np.mean([r["off_accuracy"] for r in rs]),
+        }
+        for g in COMPARED:
+            gain = [100 * (r[f"{g}_accuracy"] - r["off_accuracy"]) for r in rs]
+            line[f"{g}_on"] = float(np.mean([r[f"{g}_on"] for r in rs]))
+            line[f"{g}_gain"] = float(np.mean(gain))
+            line[f"{g}_losses"] = int(sum(x < -1 for x in gain))
+            line[f"{g}_loglik_gain"] = float(np.mean([r[f"{g}_loglik"] - r["off_loglik"] for r in rs]))
+        out.append(line)
+    return out
+
+
+def merged_with_earlier(
+    path: Path, rows: list[dict], meta: dict[str, Any]
+) -> tuple[list[dict], dict[str, Any]]:
+    """``rows`` plus the rows of other models from an earlier run in ``path``, and per model the
+    command, machine, duration and data of the run that measured it (``meta["runs"]``)."""
+    models = {r["model"] for r in rows}
+    runs = {m: {k: meta[k] for k in ("command", "machine", "seconds", "data")} for m in models}
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        rows = [r for r in old.get("rows", []) if r["model"] not in models] + rows
+        runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
+    return rows, {**meta, "runs": runs}
+
+
+def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> str:
+    head = "| model | lead demos | k | draws | memory off | " + " | ".join(
+        f"{g}: on / Δ acc / losses / Δ loglik" for g in COMPARED
+    )
+    out = [
+        f"- **{model}**: {run['data']}; `{run['command']}` ({run['machine']}; {run['seconds'] / 60:.0f} min)"
+        for model, run in meta["runs"].items()
+    ]
+    out += [
+        "",
+        "Memory off: mean development accuracy (%) of the zero-shot model (with the lead demonstrations"
+        " when there are). Per guard: share of draws with the memory on, mean change of development"
+        " accuracy over the memory off (points), draws that lost more than 1 point, mean change of the"
+        " right label's log-probability. sign-flip: p <"
+        f" {SIGN_FLIP_LEVEL:g} (the default level); sign-flip@a: p < a.",
+        "",
+        head + " |",
+        "|---|---:|---:|---:|---:|" + "---|" * len(COMPARED),
+    ]
+    for r in lines:
+        cells = [
+            f"{r[f'{g}_on']:.2f} / {r[f'{g}_gain']:+.2f} / {r[f'{g}_losses']} / {r[f'{g}_loglik_gain']:+.4f}"
+            for g in COMPARED
+        ]
+        out.append(
+            f"| {r['model']} | {r['lead']} | {r['k']} | {r['draws']} | {r['off_accuracy']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    out += [
+        "",
+        f"![guards on development sentences](lm/{png.name})",
+        "",
+        f"Every draw: [`{rel(csv)}`](lm/{csv.name}).",
+    ]
+    return "\n".join(out)
+
+
+def plot(path: Path, lines: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = sorted({(r["model"], r["lead"]) for r in lines})
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), squeeze=False)
+    for ax, (model, lead) in zip(axes[0], series, strict=True):
+        rs = sorted((r for r in lines if (r["model"], r["lead"]) == (model, lead)), key=lambda r: r["k"])
+        for g in COMPARED:
+            ax.plot([r["k"] for r in rs], [r[f"{g}_gain"] for r in rs], marker="o", label=g)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{model}, {lead} lead demos", fontsize=9)
+        ax.set_xlabel("support examples k")
+        ax.set_ylabel("Δ dev accuracy vs memory off (points)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2")
+    ap.add_argument("--sizes", default="16,32,64", help="support examples per draw (comma list)")
+    ap.add_argument("--draws", type=int, default=12, help="support sets drawn per size")
+    ap.add_argument("--dev", type=int, default=400, help="development sentences (the pool's last)")
+    ap.add_argument(
+        "--lead", default="0", help="lead demonstrations taken from each support set (comma list)"
+    )
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--out", default=None, help="folder for the JSON/CSV/PNG/MD (default: the published places)"
+    )
+    args = ap.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.lead = [int(x) for x in args.lead.split(",")]
+    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1 or min(args.lead) < 0:
+        raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1 and lead >= 0 are required")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    pool, _ = load_data(2000, None, args.seed)
+    support, dev = pool[: -args.dev], pool[-args.dev :]
+    data = (
+        "Pang & Lee movie-review sentences: pool of the 2,000-sentence test split (seed "
+        f"{args.seed}), {len(dev)} development sentences (the pool's last), support sets of k drawn from"
+        f" the other {len(support)} ({args.draws} draws per k); no test sentence used"
+    )
+    with Timer() as total:
+        rows = [
+            r for name in filter(None, args.models.split(",")) for r in run_model(name, args, support, dev)
+        ]
+    meta = run_meta("lm_guard.py", data, TEMPLATE.to_dict(), args.threads, args.device, total, partial=False)
+    out = Path(args.out) if args.out else None
+    json_path = (out or REPO / "benchmarks" / "results") / "lm_guard.json"
+    csv_path = (out or REPO / "docs" / "lm") / "guard.csv"
+    png_path = csv_path.with_suffix(".png")
+    rows, meta = merged_with_earlier(json_path, rows, meta)
+    lines = summary(rows)
+    write_json(json_path, {**meta, "summary": lines, "rows": rows})
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_public_csv(csv_path, rows)
+    plot(png_path, lines)
+    md = markdown(lines, meta, png_path, csv_path)
+    if out is None:
+        update_doc_block(REPO / "docs" / "tasks.md", BLOCK, md, meta["command"])
+    else:
+        (out / "guard.md").write_text(md + "\n", encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Which published FAAST rows a guard would change: each row of a published sentiment table is fit
+again (same pool, k, pair mode, key features, lead demonstrations and seed as the command that
+made it), without scoring the test sentences; every guard's choice comes from the same
+cross-validation scores (``FitReport.decisions``).
+
+A row whose choice under a guard equals its published read-out keeps its test accuracy under that
+guard (the read-out is the only thing the guard decides); the "one-se" column also checks that the
+published read-out is reproduced. Rows with fewer than 8 examples (nothing validated) and rows
+beyond ``--max-k`` examples are listed as not checked.
+
+    python benchmarks/lm_guard_published.py --blocks sentiment-lead-smollm2,sentiment-qwen2.5 --max-k 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.task import MIN_VALIDATION_EXAMPLES, TaskModel, TaskSpec
+from faast.lm.task_choice import GUARDS
+from faast.lm.text import load_causal_lm
+from faast.publish import write_public_csv, write_public_text
+from lm_sentiment import LABELS, TEMPLATE, load_data, parse_args
+from task_bench import MODEL_NAMES, REPO, Timer, machine, rel, write_json
+
+#: "faast-answer", "faast-all +4096 key features", "faast-answer + 4 in context"
+METHOD = re.compile(r"faast-(answer|all)(?: \+(\d+) key features)?(?: \+ (\d+) in context)?$")
+NAMES = {v: k for k, v in MODEL_NAMES.items()}
+
+
+def published_rows(block: str) -> list[dict[str, Any]]:
+    """The FAAST rows of ``block`` with the command-line options of the run that made each."""
+    path = REPO / "benchmarks" / "results" / f"lm_{block}.json"  # as publish_task_table names it
+    if not path.is_file():
+        raise SystemExit(f"{block}: no results file {rel(path)}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "runs" not in data:
+        raise SystemExit(f"{block}: no per-model runs in its results file")
+    out = []
+    for row in data["rows"]:
+        match = METHOD.match(row["method"])
+        if match is None or row["model"] not in data["runs"]:
+            continue
+        command = data["runs"][row["model"]]["command"]
+        words = shlex.split(command)
+        if words[1] != "benchmarks/lm_sentiment.py":
+            raise SystemExit(f"{block}: not a sentiment table ({command})")
+        mode, features, lead = match.groups()
+        read = row["detail"].split("; ")[-1]  # lead rows: "4 in context + 12 learned; <read-out>"
+        out.append(
+            {
+                "block": block,
+                "model": row["model"],
+                "method": row["method"],
+                "k": row["k"],
+                "mode": mode,
+                "features": int(features or 0),
+                "lead": int(lead or 0),
+                "published": read,
+                "score": row["score"],
+                "options": parse_args(words[2:]),
+            }
+        )
+    return out
+
+
+def check(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Fit every row again and record each guard's choice; one model loaded at a time."""
+    results = []
+    for model_label in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model_label]
+        todo = [r for r in mine if MIN_VALIDATION_EXAMPLES <= r["k"] - r["lead"] and r["k"] <= args.max_k]
+        for r in mine:
+            if r not in todo:
+                why = (
+                    "nothing validated" if r["k"] - r["lead"] < MIN_VALIDATION_EXAMPLES else "beyond --max-k"
+                )
+                results.append(_result(r, None, why))
+        if not todo:
+            continue
+        model, tok = load_causal_lm(NAMES.get(model_label, model_label), device=args.device)
+        fm = get_faast_model(model, FaastConfig(num_memories=0))
+        tasks: dict[tuple, TaskModel] = {}
+        pools: dict[tuple, list] = {}
+        for r in tqdm(todo, desc=f"{model_label}: fits of published rows"):
+            o = r["options"]
+            key = (o.test, o.pool, o.seed)
+            pool = pools.setdefault(key, load_data(o.test, o.pool, o.seed)[0])
+            demos = [(e.input, e.output) for e in pool[: r["lead"]]]
+            tkey = (key, r["mode"], r["features"], r["lead"])
+            if tkey not in tasks:
+                tasks.clear()  # one state cache at a time
+                spec = TaskSpec(TEMPLATE, r["mode"], LABELS, demos)
+                tasks[tkey] = TaskModel(fm, tok, spec, cache=True)
+            task = tasks[tkey]
+            task.reset()
+            fm.set_output_key_features(r["features"])
+            with Timer() as t:
+                report = task.fit(pool[r["lead"] : r["k"]], labels=LABELS, seed=o.seed, progress=False)
+            results.append(_result(r, report, f"{t.s:.0f} s"))
+        del tasks, fm, model
+    return results
+
+
+def _result(r: dict[str, Any], report: Any, note: str) -> dict[str, Any]:
+    out = {k: r[k] for k in ("block", "model", "method", "k", "published", "score")}
+    for g in GUARDS:
+        out[g] = None if report is None else report.decisions.get(g, report.chosen.name)
+    out["sign_flip_p"] = None if report is None else report.sign_flip_p
+    out["n_validation"] = None if report is None else report.n_validation
+    out["note"] = note
+    return out
+
+
+def markdown(results: list[dict[str, Any]], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "Each guard's column: = when its choice is the published read-out (the row's accuracy stands"
+        " under that guard), else the read-out it chooses.",
+        "",
+        "| block | model | method | k | published read-out | accuracy | "
+        + " | ".join(GUARDS)
+        + " | p | note |",
+        "|---|---|---|---:|---|---:|" + "---|" * len(GUARDS) + "---:|---|",
+    ]
+    for r in results:
+        cells = [("—" if r[g] is None else "=" if r[g] == r["published"] else r[g]) for g in GUARDS]
+        p = "" if r["sign_flip_p"] is None else f"{r['sign_flip_p']:.3f}"
+        lines.append(
+            f"| {r['block']} | {r['model']} | {r['method']} | {r['k']} | {r['published']} | "
+            f"{100 * r['score']:.2f} | " + " | ".join(cells) + f" | {p} | {r['note']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blocks", required=True, help="published sentiment tables (comma list)")
+    ap.add_argument("--models", default=None, help="only these models' rows (display names, comma list)")
+    ap.add_argument("--max-k", type=int, default=1000, help="skip rows with more examples than this")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+    ap.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results"), help="folder for lm_guard_published.*"
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [r for b in args.blocks.split(",") if b for r in published_rows(b)]
+    if args.models:
+        rows = [r for r in rows if r["model"] in args.models.split(",")]
+    with Timer() as total:
+        results = check(rows, args)
+    out = Path(args.out)
+    command = "python benchmarks/lm_guard_published.py " + shlex.join(sys.argv[1:])
+    meta = {"command": command, "machine": machine(args.threads, args.device), "seconds": total.s}
+    write_json(out / "lm_guard_published.json", {**meta, "rows": results})
+    write_public_csv(out / "lm_guard_published.csv", results)
+    header = f"`{command}` ({meta['machine']}; {total.s / 60:.0f} min); rows as in {rel(out)}"
+    md = markdown(results, header)
+    write_public_text(out / "lm_guard_published.md", md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
