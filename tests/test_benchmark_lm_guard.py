@@ -1,0 +1,115 @@
+"""benchmarks/lm_guard.py (every guard's choice scored on development examples) and
+lm_guard_published.py (which published rows a guard would change), on a tiny random model with a
+word-level tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import lm_guard
+import lm_guard_published
+import lm_sentiment
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task_choice import GUARDS, MEMORY_OFF
+from tests.lm_tiny import tiny_model
+from tests.lm_wordlevel import word_tokenizer
+from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
+
+LABELS = ["w40", "w41"]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """The benchmarks' model loader, template and labels pointed at the tiny model."""
+
+    def load(name, device=None):
+        torch.manual_seed(0)
+        return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)
+
+    for module in (lm_guard, lm_guard_published):
+        monkeypatch.setattr(module, "load_causal_lm", load)
+        monkeypatch.setattr(module, "TEMPLATE", TEMPLATE)
+        monkeypatch.setattr(module, "LABELS", LABELS)
+    monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_sentiment, "LABELS", LABELS)
+    return load
+
+
+def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
+    support, dev = _labelled(40), _labelled(12, offset=5)
+    args = argparse.Namespace(lead=[0, 3], sizes=[12], draws=2, seed=0, batch_size=8, device=None)
+    rows = lm_guard.run_model("tiny", args, support, dev)
+    assert [(r["lead"], r["k"], r["draw"]) for r in rows] == [(0, 12, 0), (0, 12, 1), (3, 12, 0), (3, 12, 1)]
+    model, tok = tiny("tiny")
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    for row in rows:
+        assert row["n_validation"] > 0 and 0 < row["sign_flip_p"] <= 1
+        # the row's draw, fit again: the same choices, and the same development scores for them
+        picked = random.Random(f"0-12-{row['draw']}").sample(support, 12)
+        m = row["lead"]
+        spec = TaskSpec(TEMPLATE, "answer", LABELS, [(e.input, e.output) for e in picked[:m]])
+        task = TaskModel(fm, tok, spec, cache=True)
+        report = task.fit(picked[m:], labels=LABELS, seed=0, progress=False)
+        for g in GUARDS:
+            assert row[f"{g}_choice"] == report.decisions[g]
+            assert row[f"{g}_on"] == (report.decisions[g] != MEMORY_OFF.name)
+            task.use(lm_guard.CANDIDATES[report.decisions[g]])
+            assert (row[f"{g}_accuracy"], row[f"{g}_loglik"]) == pytest.approx(
+                lm_guard.dev_scores(task, dev, 8)
+            )
+        at = report.sign_flip_p is not None and report.sign_flip_p < 0.05
+        assert row["sign-flip@0.05_on"] == (at and report.decisions["none"] != MEMORY_OFF.name)
+        task.use(MEMORY_OFF)
+        assert (row["off_accuracy"], row["off_loglik"]) == pytest.approx(lm_guard.dev_scores(task, dev, 8))
+    summary = lm_guard.summary(rows)
+    assert [(s["lead"], s["k"], s["draws"]) for s in summary] == [(0, 12, 2), (3, 12, 2)]
+    first = summary[0]
+    gains = [100 * (r["none_accuracy"] - r["off_accuracy"]) for r in rows[:2]]
+    assert first["none_gain"] == pytest.approx(sum(gains) / 2)
+    assert first["none_losses"] == sum(g < -1 for g in gains)
+    assert first["off_accuracy"] == pytest.approx(50 * (rows[0]["off_accuracy"] + rows[1]["off_accuracy"]))
+
+
+def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny, tmp_path, monkeypatch):
+    """A table made by lm_sentiment's FAAST rows (one-se guard) is read back with its command; the
+    fits again choose the published read-outs under one-se."""
+    fm_model, tok = tiny("tiny")
+    pool = _labelled(40)
+    monkeypatch.setattr(lm_guard_published, "load_data", lambda test, size, seed: (pool, []))
+    task = TaskModel(
+        get_faast_model(fm_model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE), cache=True
+    )
+    args = argparse.Namespace(key_features=[0], modes=["answer"], batch_size=8, seed=0)
+    rows: list = []
+    lm_sentiment._faast_rows("tiny", task, pool, pool[:6], [4, 12, 40], 0.0, 0.0, args, rows)
+    command = (
+        "python benchmarks/lm_sentiment.py --models tiny --test 6 --pool 40 --sizes 4,12,40 --modes answer"
+    )
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "lm_tiny-block.json").write_text(
+        json.dumps({"runs": {"tiny": {"command": command}}, "rows": [r.flat() for r in rows]})
+    )
+    monkeypatch.setattr(lm_guard_published, "REPO", tmp_path)
+    published = lm_guard_published.published_rows("tiny-block")
+    assert [(r["method"], r["k"], r["published"]) for r in published] == [
+        ("faast-answer", r.k, r.detail) for r in rows
+    ]
+    checked = lm_guard_published.check(published, argparse.Namespace(max_k=12, device=None))
+    by_k = {r["k"]: r for r in checked}
+    assert by_k[4]["note"] == "nothing validated" and by_k[40]["note"] == "beyond --max-k"
+    assert by_k[12]["one-se"] == by_k[12]["published"]
+    assert set(GUARDS) <= set(by_k[12]) and 0 < by_k[12]["sign_flip_p"] <= 1
+    md = lm_guard_published.markdown(checked, "header")
+    assert "| tiny-block | tiny | faast-answer | 12 |" in md
+    with pytest.raises(SystemExit, match="no results file"):
+        lm_guard_published.published_rows("missing")
