@@ -18,6 +18,8 @@ import json
 import re
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +75,11 @@ def published_rows(block: str) -> list[dict[str, Any]]:
     return out
 
 
-def check(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Fit every row again and record each guard's choice; one model loaded at a time."""
+def check(
+    rows: list[dict[str, Any]], args: argparse.Namespace, on_model: Callable[[list], Any] | None = None
+) -> list[dict[str, Any]]:
+    """Fit every row again and record each guard's choice; one model loaded at a time, and
+    ``on_model(results so far)`` after each (a stopped run keeps what it checked)."""
     results = []
     for model_label in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model_label]
@@ -108,6 +113,8 @@ def check(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str
                 report = task.fit(pool[r["lead"] : r["k"]], labels=LABELS, seed=o.seed, progress=False)
             results.append(_result(r, report, f"{t.s:.0f} s"))
         del tasks, fm, model
+        if on_model is not None:
+            on_model(results)
     return results
 
 
@@ -159,16 +166,22 @@ def main() -> None:
     if args.models:
         rows = [r for r in rows if r["model"] in args.models.split(",")]
     with Timer() as total:
-        results = check(rows, args)
+        results = check(rows, args, lambda so_far: publish(so_far, args, total, partial=True))
+    print(publish(results, args, total, partial=False))
+
+
+def publish(results: list[dict[str, Any]], args: argparse.Namespace, total: Timer, *, partial: bool) -> str:
+    """Write lm_guard_published.{json,csv,md} into ``args.out``; ``partial``: the run goes on."""
     out = Path(args.out)
     command = "python benchmarks/lm_guard_published.py " + shlex.join(sys.argv[1:])
-    meta = {"command": command, "machine": machine(args.threads, args.device), "seconds": total.s}
-    write_json(out / "lm_guard_published.json", {**meta, "rows": results})
+    seconds = time.perf_counter() - total.start if partial else total.s
+    meta = {"command": command, "machine": machine(args.threads, args.device), "seconds": seconds}
+    write_json(out / "lm_guard_published.json", {**meta, "partial": partial, "rows": results})
     write_public_csv(out / "lm_guard_published.csv", results)
-    header = f"`{command}` ({meta['machine']}; {total.s / 60:.0f} min); rows as in {rel(out)}"
-    md = markdown(results, header)
+    more = "; **partial: the models checked before the run stopped**" if partial else ""
+    md = markdown(results, f"`{command}` ({meta['machine']}; {seconds / 60:.0f} min{more})")
     write_public_text(out / "lm_guard_published.md", md + "\n")
-    print(md)
+    return md
 
 
 if __name__ == "__main__":
