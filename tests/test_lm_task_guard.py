@@ -67,11 +67,15 @@ def test_selection_gains_match_a_plain_loop(n, c, seed, ties):
     torch.testing.assert_close(got, _selection_gains_loop(cands, per_item, MEMORY_OFF), rtol=0, atol=1e-12)
 
 
-def _sign_flip_p_loop(cands, per_item, off):
-    """Plain reference: every sign vector, the best candidate's signed gain sum against the observed."""
+def _sign_flip_p_loop(cands, per_item, off, studentize):
+    """Plain reference: every sign vector, the best candidate's signed gain sum (over the gains'
+    Euclidean norm when studentized) against the observed."""
     names = [c.name for c in cands if c != off]
     n = len(per_item[off.name])
     gains = {name: [float(per_item[name][i] - per_item[off.name][i]) for i in range(n)] for name in names}
+    if studentize:
+        norms = {name: sum(x * x for x in g) ** 0.5 for name, g in gains.items()}
+        gains = {name: [x / norms[name] if norms[name] > 0 else 0.0 for x in g] for name, g in gains.items()}
     observed = max(sum(g) for g in gains.values())
     hits = 0
     for signs in itertools.product((1.0, -1.0), repeat=n):
@@ -81,14 +85,22 @@ def _sign_flip_p_loop(cands, per_item, off):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 9), c=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
-def test_sign_flip_p_value_matches_every_sign_vector(n, c, seed):
+@given(
+    n=st.integers(1, 9),
+    c=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    studentize=st.booleans(),
+    copy_off=st.booleans(),
+)
+def test_sign_flip_p_value_matches_every_sign_vector(n, c, seed, studentize, copy_off):
     gen = torch.Generator().manual_seed(seed)
     cands = _candidates(c)
     values = torch.randn(n, len(cands), generator=gen, dtype=torch.float64)
+    if copy_off:  # a candidate equal to the memory off: no gain, whatever the signs
+        values[:, 1] = values[:, 0]
     per_item = {cand.name: values[:, j] for j, cand in enumerate(cands)}
-    got = sign_flip_p_value(cands, per_item, MEMORY_OFF)
-    assert got == pytest.approx(_sign_flip_p_loop(cands, per_item, MEMORY_OFF), abs=1e-15)
+    got = sign_flip_p_value(cands, per_item, MEMORY_OFF, studentize=studentize)
+    assert got == pytest.approx(_sign_flip_p_loop(cands, per_item, MEMORY_OFF, studentize), abs=1e-15)
 
 
 def test_sign_flip_p_value_by_random_signs():
@@ -186,3 +198,15 @@ def test_cli_learn_follows_the_guard_and_names_an_unknown_one(model_dir, tmp_pat
     assert 0 < fit["sign_flip_p"] <= 1
     assert main([*learn, "--task", "bad", "--guard", "strict"]) == 1
     assert "unknown guard 'strict'" in capsys.readouterr().err
+
+
+def test_studentized_sign_flips_are_not_set_by_the_widest_swinging_candidate():
+    """A candidate 0.3 better on each of 12 examples beside one whose gains swing by ±3 on 11: on raw
+    sums the swinging one's flips reach the steady gain often; studentized, the steady gain is
+    the most extreme t there is (only the identity reaches it)."""
+    cands = _candidates(2)
+    base = torch.zeros(12, dtype=torch.float64)
+    swing = 3.0 * torch.tensor([1.0, -1.0] * 5 + [1.0, 0.0], dtype=torch.float64)  # its best t: √11
+    per_item = {MEMORY_OFF.name: base, cands[1].name: base + 0.3, cands[2].name: swing}
+    assert sign_flip_p_value(cands, per_item, MEMORY_OFF, studentize=False) > 0.2
+    assert sign_flip_p_value(cands, per_item, MEMORY_OFF) == 1 / 2**12

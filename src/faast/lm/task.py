@@ -165,6 +165,11 @@ class FitReport:
     #: how often chance makes the best candidate gain this much over the memory off
     #: (:func:`faast.lm.task_choice.sign_flip_p_value`; None without validation or a memory-off candidate)
     sign_flip_p: float | None = None
+    #: candidate name -> (held-out examples,) float64 log-likelihood per example, summed over its
+    #: items (labels: 1; free-form: answer tokens), as the guards read them; not saved
+    validation_loglik: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    #: (held-out examples,) items per example
+    validation_items: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -432,29 +437,21 @@ class TaskModel(TaskScoringMixin):
             if len(examples) >= MIN_VALIDATION_EXAMPLES and candidates:
                 n_val = min(max_validation, len(examples) // 2)
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
-            criterion: dict[str, float] = {}
-            decisions: dict[str, str] = {}
-            p_value = None
             if held:
-                chosen, scores, criterion, metric, decisions, p_value = self._cross_validate(
+                report = self._cross_validate(
                     examples, held, folds, candidates, guard, batch_size, progress, dist
                 )
             else:
-                chosen, scores, metric = (
-                    memory_off(mix),
-                    {},
-                    f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})",
-                )
+                why = f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
+                report = FitReport(memory_off(mix), why, {}, len(examples), 0, 0)
             self.reset()
-            pairs = self._learn_block(examples, set(), dist, batch_size, progress)
+            report.pairs = self._learn_block(examples, set(), dist, batch_size, progress)
         finally:
             if temporary:
                 self._learn_cache = None
-        self.use(chosen)
-        self.report = FitReport(
-            chosen, metric, scores, len(examples), len(held), pairs, criterion, decisions, p_value
-        )
-        return self.report
+        self.use(report.chosen)
+        self.report = report
+        return report
 
     def use(self, candidate: ReadCandidate) -> TaskModel:
         """Read the fast weights with ``candidate`` (output mix + read knobs)."""
@@ -484,10 +481,10 @@ class TaskModel(TaskScoringMixin):
         batch_size: int,
         progress: bool,
         dist: faast.distributed.Dist,
-    ) -> tuple[ReadCandidate, dict[str, float], dict[str, float], str, dict[str, str], float | None]:
-        """Score every candidate on ``held`` in ``folds`` folds, each with the others learned:
-        (choice after ``guard``, scores, mean log-likelihood per candidate, description, every
-        guard's choice, the sign-flip p-value of the best candidate over the memory off)."""
+    ) -> FitReport:
+        """Score every candidate on ``held`` in ``folds`` folds, each with the others learned: the
+        report of the choice after ``guard`` (pairs: 0, for the caller to fill), with every
+        guard's choice, the sign-flip p-value and the per-example scores."""
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
@@ -523,7 +520,9 @@ class TaskModel(TaskScoringMixin):
         else:
             scores = {name: -value for name, value in mean.items()}
             metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){note}"
-        return best, scores, mean, metric, decisions, p_value
+        return FitReport(
+            best, metric, scores, len(examples), len(held), 0, mean, decisions, p_value, per_item, items
+        )
 
     def _learn_block(
         self,

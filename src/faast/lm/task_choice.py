@@ -109,13 +109,17 @@ def sign_flip_p_value(
     off: ReadCandidate,
     flips: int = SIGN_FLIPS,
     seed: int = 0,
+    studentize: bool = True,
 ) -> float:
-    """How often a best candidate gains this much over ``off`` by chance: the share of sign
-    vectors s (every one of the 2^n when 2^n <= flips + 1, else ``flips`` seeded random ones and
-    the identity) for which max over candidates of sum_i s_i (ll_c[i] - ll_off[i]) reaches the
-    observed max. Under the null that each example's gains are as likely negated (no candidate
-    helps), this is a p-value for the best of all candidates, however many and however alike
-    (a max statistic, as in Westfall & Young's step-down tests).
+    """How often some candidate gains this much over ``off`` by chance: the share of sign vectors
+    s (every one of the 2^n when 2^n <= flips + 1, else ``flips`` seeded random ones and the
+    identity) for which max over candidates of t_c(s) reaches its value at s = (1, ..., 1), where
+    d_c[i] = ll_c[i] - ll_off[i] and t_c(s) = sum_i s_i d_c[i] / ||d_c|| (``studentize``: a
+    t-like statistic, the same under every s, so that candidates whose gains swing widely do not
+    set the bar for steady ones) or sum_i s_i d_c[i] (raw). Under the null that each example's
+    gains are as likely negated (no candidate helps), this is a p-value for the best of all
+    candidates, however many and however alike (the single-step max statistic of Westfall &
+    Young's resampling tests).
 
     per_item: candidate name -> (n,) float64 log-likelihood per example. Returns p in (0, 1]."""
     others = [c for c in candidates if c != off]
@@ -124,6 +128,8 @@ def sign_flip_p_value(
     base = per_item[off.name].to(torch.float64)
     gains = torch.stack([per_item[c.name].to(torch.float64) - base for c in others], dim=1)  # (n, C)
     n = gains.shape[0]
+    if studentize:  # a candidate equal to the memory off stays at 0
+        gains = gains / gains.norm(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
     observed = float(gains.sum(dim=0).max())
     if n <= 20 and 2**n <= flips + 1:  # every sign vector, the identity among them
         codes = torch.arange(2**n)[:, None]
@@ -147,7 +153,10 @@ def selection_gains(
 
     per_item: candidate name -> (n,) float64 log-likelihood per example (summed over its items).
     Returns (n,) float64: per_item[choice without i][i] - per_item[off][i]. Choosing among many
-    candidates on n examples finds one that looks better by chance; these gains do not see it."""
+    candidates on n examples finds one that looks better by chance; these gains do not see it, but
+    they share their choices, so a standard error that takes them as independent is too small
+    (tests/test_lm_task_guard.py: on pure noise the "selection" guard keeps the memory on about
+    one time in three, "sign-flip" at about its level)."""
     ll = torch.stack([per_item[c.name] for c in candidates], dim=1).to(torch.float64)  # (n, C)
     without = ll.sum(dim=0, keepdim=True) - ll  # (n, C): each candidate's total over the others
     choice = without.argmax(dim=1)  # torch returns the first of tied maxima
