@@ -165,6 +165,22 @@ def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[l
     return list(rows), {**meta, "runs": runs}
 
 
+#: The guard of ``TaskModel.fit`` in the published task tables (``--guard``): they were made with
+#: "one-se", the library's default until the development-sentence study of benchmarks/lm_guard.py
+#: made it "sign-flip"; ``--guard sign-flip`` runs the library's default.
+PUBLISHED_GUARD = "one-se"
+
+
+def add_guard_option(ap: Any) -> None:
+    """The ``--guard`` option of a task benchmark (default :data:`PUBLISHED_GUARD`)."""
+    ap.add_argument(
+        "--guard",
+        default=PUBLISHED_GUARD,
+        help=f"TaskModel.fit's guard (default {PUBLISHED_GUARD}, as the published tables were made; "
+        "the library's default is faast.lm.task.DEFAULT_GUARD)",
+    )
+
+
 #: The cost columns every task table ends with (issue #9): the row's ``adapt_s``, ``infer_ms``,
 #: ``nbytes`` and ``detail``.
 COST_COLUMNS = ("adaptation s", "inference ms/example", "bytes at inference", "read-out / settings")

@@ -389,13 +389,13 @@ def test_one_standard_error_guard_keeps_the_memory_off_unless_the_gain_is_clear(
     sizes = torch.ones(6, dtype=torch.float64)
     base = torch.tensor([-0.7, -0.6, -0.8, -0.7, -0.5, -0.9], dtype=torch.float64)
     clear = {off.name: base, best.name: base + 0.2}  # the same gain on every example: s.e. 0
-    assert significant_or_off(best, [off, best], clear, sizes)[0] == best
+    assert significant_or_off(best, [off, best], clear, sizes, "one-se")[0] == best
     noisy = {off.name: base, best.name: base + torch.tensor([0.9, -0.8, 0.7, -0.6, 0.1, -0.1])}
-    chosen, note = significant_or_off(best, [off, best], noisy, sizes)
+    chosen, note = significant_or_off(best, [off, best], noisy, sizes, "one-se")
     assert chosen == off and "kept off" in note
     # without a memory-off candidate, or when it won, the best stays
-    assert significant_or_off(best, [best], noisy, sizes)[0] == best
-    assert significant_or_off(off, [off, best], noisy, sizes)[0] == off
+    assert significant_or_off(best, [best], noisy, sizes, "one-se")[0] == best
+    assert significant_or_off(off, [off, best], noisy, sizes, "one-se")[0] == off
 
 
 def test_fit_on_labels_unrelated_to_the_inputs_keeps_the_zero_shot_model():

@@ -56,6 +56,7 @@ from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_m
 from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
+    DEFAULT_GUARD,
     GUARDS,
     MEMORY_OFF,
     TASK_DEFAULT_READ,
@@ -73,8 +74,6 @@ PAIR_MODES = ("answer", "all")
 MAX_LABELS = 20
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
 MIN_VALIDATION_EXAMPLES = 8
-#: The guard :meth:`TaskModel.fit` uses unless told (:data:`faast.lm.task_choice.GUARDS`).
-DEFAULT_GUARD = "one-se"
 
 
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:

@@ -97,6 +97,9 @@ def default_candidates(mix: str = "prob") -> list[ReadCandidate]:
 #: choice made without each example (:func:`selection_gains`); "one-se" tests the winner's own
 #: gain, which is biased upwards by having been chosen on the same examples; "none" keeps it.
 GUARDS = ("sign-flip", "selection", "one-se", "none")
+#: The guard :meth:`faast.lm.task.TaskModel.fit` uses unless told: chosen on development sentences
+#: no test set contains (benchmarks/lm_guard.py, docs/tasks.md "When the memory stays off").
+DEFAULT_GUARD = "sign-flip"
 #: "sign-flip" keeps the memory on when its p-value is below this.
 SIGN_FLIP_LEVEL = 0.1
 #: Random sign vectors of the "sign-flip" guard when there are more than this many in all (else all).
@@ -168,7 +171,7 @@ def significant_or_off(
     candidates: Sequence[ReadCandidate],
     per_item: dict[str, torch.Tensor],
     sizes: torch.Tensor,
-    guard: str = "one-se",
+    guard: str = DEFAULT_GUARD,
 ) -> tuple[ReadCandidate, str]:
     """The guard against choosing on noise: keep ``best`` only if a gain in log-likelihood per item
     over the memory switched off (a candidate with weight 0, when there is one) exceeds one standard
@@ -233,6 +236,7 @@ def split_examples(
 
 
 __all__ = [
+    "DEFAULT_GUARD",
     "GUARDS",
     "MEMORY_OFF",
     "SIGN_FLIPS",
