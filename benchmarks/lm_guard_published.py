@@ -171,15 +171,28 @@ def main() -> None:
 
 
 def publish(results: list[dict[str, Any]], args: argparse.Namespace, total: Timer, *, partial: bool) -> str:
-    """Write lm_guard_published.{json,csv,md} into ``args.out``; ``partial``: the run goes on."""
+    """Write lm_guard_published.{json,csv,md} into ``args.out``, keeping the rows of the models this
+    run does not check from an earlier run there (each model's rows with the command that checked
+    them; a model's rows are written once all are checked); ``partial``: the run goes on (its
+    seconds so far)."""
     out = Path(args.out)
+    path = out / "lm_guard_published.json"
     command = "python benchmarks/lm_guard_published.py " + shlex.join(sys.argv[1:])
     seconds = time.perf_counter() - total.start if partial else total.s
-    meta = {"command": command, "machine": machine(args.threads, args.device), "seconds": seconds}
-    write_json(out / "lm_guard_published.json", {**meta, "partial": partial, "rows": results})
+    run = {"command": command, "machine": machine(args.threads, args.device), "seconds": seconds}
+    models = {r["model"] for r in results}
+    runs = {m: run for m in models}
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        results = [r for r in old.get("rows", []) if r["model"] not in models] + results
+        runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
+    write_json(path, {"runs": runs, "rows": results})
     write_public_csv(out / "lm_guard_published.csv", results)
-    more = "; **partial: the models checked before the run stopped**" if partial else ""
-    md = markdown(results, f"`{command}` ({meta['machine']}; {seconds / 60:.0f} min{more})")
+    header = [
+        f"- **{m}**: `{r['command']}` ({r['machine']}; {r['seconds'] / 60:.0f} min" + ")"
+        for m, r in runs.items()
+    ]
+    md = markdown(results, "\n".join(header))
     write_public_text(out / "lm_guard_published.md", md + "\n")
     return md
 
