@@ -61,8 +61,10 @@ from faast.lm.task_choice import (
     MEMORY_OFF,
     TASK_DEFAULT_READ,
     ReadCandidate,
+    checked_guard,
     default_candidates,
     memory_off,
+    off_candidate,
     sign_flip_p_value,
     significant_or_off,
     split_examples,
@@ -412,7 +414,8 @@ class TaskModel(TaskScoringMixin):
         folds. Then the memory holds every example and is read with the winner. Each example runs
         through the model once (its states are kept for the duration of the fit).
         guard: what keeps the memory off unless the choice clearly beats it on the held-out
-        examples (:func:`faast.lm.task_choice.significant_or_off`): "selection" (the gain of the
+        examples (:func:`faast.lm.task_choice.significant_or_off`): "sign-flip" (the default: a
+        sign-flip p-value for the best of all candidates below 0.1), "selection" (the gain of the
         choice made without each example above one standard error), "one-se" (the winner's own
         gain above one standard error) or "none". The report's ``decisions`` gives every guard's
         choice from the same scores.
@@ -422,8 +425,7 @@ class TaskModel(TaskScoringMixin):
         process chooses the same read-out and ends with the fast weights of one process.
         """
         examples = _checked(examples, outputs=True)
-        if guard not in GUARDS:
-            raise ValueError(f"unknown guard {guard!r}; use one of {', '.join(GUARDS)}")
+        checked_guard(guard)
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
         mix = self.model.faast_config.output_mix
@@ -506,10 +508,11 @@ class TaskModel(TaskScoringMixin):
         mean = {name: float(v.sum() / count) for name, v in per_item.items()}
         best = max(candidates, key=lambda c: mean[c.name])  # ties: the earlier candidate
         items = torch.cat(sizes)
-        decisions = {g: significant_or_off(best, candidates, per_item, items, g)[0].name for g in GUARDS}
-        off = next((c for c in candidates if c.read.weight == 0), None)
+        off = off_candidate(candidates)
         p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
-        best, note = significant_or_off(best, candidates, per_item, items, guard)
+        outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value) for g in GUARDS}
+        decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
+        best, note = outcomes[guard]
         if self.spec.labels is not None:
             scores = {name: correct[name] / len(held) for name in mean}
             metric = (

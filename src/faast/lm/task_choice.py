@@ -166,12 +166,25 @@ def selection_gains(
     return ll.gather(1, choice[:, None]).squeeze(1) - per_item[off.name].to(torch.float64)
 
 
+def checked_guard(guard: str) -> str:
+    """``guard`` when it is one of :data:`GUARDS`; a clear error otherwise."""
+    if guard not in GUARDS:
+        raise ValueError(f"unknown guard {guard!r}; use one of {', '.join(GUARDS)}")
+    return guard
+
+
+def off_candidate(candidates: Sequence[ReadCandidate]) -> ReadCandidate | None:
+    """The memory switched off among ``candidates`` (the first with weight 0), or None."""
+    return next((c for c in candidates if c.read.weight == 0), None)
+
+
 def significant_or_off(
     best: ReadCandidate,
     candidates: Sequence[ReadCandidate],
     per_item: dict[str, torch.Tensor],
     sizes: torch.Tensor,
     guard: str = DEFAULT_GUARD,
+    sign_flip_p: float | None = None,
 ) -> tuple[ReadCandidate, str]:
     """The guard against choosing on noise: keep ``best`` only if a gain in log-likelihood per item
     over the memory switched off (a candidate with weight 0, when there is one) exceeds one standard
@@ -182,15 +195,15 @@ def significant_or_off(
     (each example scored by the choice made without it), "one-se" the gains of ``best`` itself
     (chosen on the same examples: a winner of many candidates on few examples passes by chance),
     "none" keeps ``best``.
-    per_item: candidate name -> (n,) log-likelihood per example; sizes: (n,) items per example.
+    per_item: candidate name -> (n,) log-likelihood per example; sizes: (n,) items per example;
+    sign_flip_p: :func:`sign_flip_p_value` of these scores when the caller has it already.
     Returns the choice and a note for the report."""
-    if guard not in GUARDS:
-        raise ValueError(f"unknown guard {guard!r}; use one of {', '.join(GUARDS)}")
-    off = next((c for c in candidates if c.read.weight == 0), None)
+    checked_guard(guard)
+    off = off_candidate(candidates)
     if off is None or best == off or guard == "none":
         return best, ""
     if guard == "sign-flip":
-        p = sign_flip_p_value(candidates, per_item, off)
+        p = sign_flip_p_value(candidates, per_item, off) if sign_flip_p is None else sign_flip_p
         if p < SIGN_FLIP_LEVEL:
             return best, f"; {best.name} over the memory off: sign-flip p = {p:.4f} < {SIGN_FLIP_LEVEL}"
         return off, f"; best {best.name} over the memory off: sign-flip p = {p:.4f}: kept off"
@@ -243,8 +256,10 @@ __all__ = [
     "SIGN_FLIP_LEVEL",
     "TASK_DEFAULT_READ",
     "ReadCandidate",
+    "checked_guard",
     "default_candidates",
     "memory_off",
+    "off_candidate",
     "selection_gains",
     "sign_flip_p_value",
     "significant_or_off",
