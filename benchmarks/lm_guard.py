@@ -26,7 +26,6 @@ memory learning the rest.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -44,7 +43,7 @@ from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, default_ca
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_csv
 from lm_sentiment import LABELS, TEMPLATE, load_data
-from task_bench import MODEL_NAMES, REPO, Timer, rel, run_meta, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, rel, run_meta, write_json
 
 BLOCK = "guard"
 #: The sign-flip guard at other levels than its default, from the same p-values.
@@ -72,16 +71,13 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
     rows: list[dict[str, Any]] = []
     jobs = [(m, k, d) for m in args.lead for k in args.sizes for d in range(args.draws) if k > m]
     bar = tqdm(jobs, desc=f"{label}: guards on development sentences")
-    tasks: dict[tuple[int, int, int], TaskModel] = {}
+    # without demonstrations one task's state cache serves every draw; with them each draw has
+    # its own demonstrations, so its own task (and cache)
+    plain = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
     for m, k, draw in bar:
         picked = random.Random(f"{args.seed}-{k}-{draw}").sample(support, k)
         demos = [(e.input, e.output) for e in picked[:m]]
-        # one task (state cache) per lead set: the draws of one size share no demonstrations, so
-        # the cache is kept for the draw only when m > 0, and for the whole run when m == 0
-        key = (m, k, draw) if m else (0, 0, 0)
-        task = tasks.setdefault(
-            key, TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True)
-        )
+        task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True) if m else plain
         task.reset()
         report = task.fit(picked[m:], labels=LABELS, seed=args.seed, progress=False)
         off = MEMORY_OFF.name
@@ -118,8 +114,6 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
             row[f"{g}_on"] = choice != off
             row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
         rows.append(row)
-        if m:
-            del tasks[key]
         bar.set_postfix(k=k, lead=m)
     return rows
 
@@ -148,20 +142,6 @@ def summary(rows: list[dict]) -> list[dict]:
             line[f"{g}_loglik_gain"] = float(np.mean([r[f"{g}_loglik"] - r["off_loglik"] for r in rs]))
         out.append(line)
     return out
-
-
-def merged_with_earlier(
-    path: Path, rows: list[dict], meta: dict[str, Any]
-) -> tuple[list[dict], dict[str, Any]]:
-    """``rows`` plus the rows of other models from an earlier run in ``path``, and per model the
-    command, machine, duration and data of the run that measured it (``meta["runs"]``)."""
-    models = {r["model"] for r in rows}
-    runs = {m: {k: meta[k] for k in ("command", "machine", "seconds", "data")} for m in models}
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        rows = [r for r in old.get("rows", []) if r["model"] not in models] + rows
-        runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
-    return rows, {**meta, "runs": runs}
 
 
 def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> str:
@@ -266,7 +246,9 @@ def main() -> None:
     json_path = (out or REPO / "benchmarks" / "results") / "lm_guard.json"
     csv_path = (out or REPO / "docs" / "lm") / "guard.csv"
     png_path = csv_path.with_suffix(".png")
-    rows, meta = merged_with_earlier(json_path, rows, meta)
+    run = {k: meta[k] for k in ("command", "machine", "seconds", "data")}
+    kept, runs = earlier_other_models(json_path, {r["model"] for r in rows}, run)
+    rows, meta = kept + rows, {**meta, "runs": runs}
     lines = summary(rows)
     write_json(json_path, {**meta, "summary": lines, "rows": rows})
     csv_path.parent.mkdir(parents=True, exist_ok=True)

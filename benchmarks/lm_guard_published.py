@@ -32,7 +32,7 @@ from faast.lm.task_choice import GUARDS
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_csv, write_public_text
 from lm_sentiment import LABELS, TEMPLATE, load_data, parse_args
-from task_bench import MODEL_NAMES, REPO, Timer, machine, rel, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, machine, rel, write_json
 
 #: "faast-answer", "faast-all +4096 key features", "faast-answer + 4 in context"
 METHOD = re.compile(r"faast-(answer|all)(?: \+(\d+) key features)?(?: \+ (\d+) in context)?$")
@@ -94,25 +94,24 @@ def check(
             continue
         model, tok = load_causal_lm(NAMES.get(model_label, model_label), device=args.device)
         fm = get_faast_model(model, FaastConfig(num_memories=0))
-        tasks: dict[tuple, TaskModel] = {}
         pools: dict[tuple, list] = {}
+        task, task_key = None, None  # one task (state cache) at a time, for rows of the same setting
         for r in tqdm(todo, desc=f"{model_label}: fits of published rows"):
             o = r["options"]
             key = (o.test, o.pool, o.seed)
-            pool = pools.setdefault(key, load_data(o.test, o.pool, o.seed)[0])
-            demos = [(e.input, e.output) for e in pool[: r["lead"]]]
-            tkey = (key, r["mode"], r["features"], r["lead"])
-            if tkey not in tasks:
-                tasks.clear()  # one state cache at a time
-                spec = TaskSpec(TEMPLATE, r["mode"], LABELS, demos)
-                tasks[tkey] = TaskModel(fm, tok, spec, cache=True)
-            task = tasks[tkey]
+            if key not in pools:
+                pools[key] = load_data(o.test, o.pool, o.seed)[0]
+            pool = pools[key]
+            if (key, r["mode"], r["lead"]) != task_key:
+                demos = [(e.input, e.output) for e in pool[: r["lead"]]]
+                task_key = (key, r["mode"], r["lead"])
+                task = TaskModel(fm, tok, TaskSpec(TEMPLATE, r["mode"], LABELS, demos), cache=True)
             task.reset()
             fm.set_output_key_features(r["features"])
             with Timer() as t:
                 report = task.fit(pool[r["lead"] : r["k"]], labels=LABELS, seed=o.seed, progress=False)
             results.append(_result(r, report, f"{t.s:.0f} s"))
-        del tasks, fm, model
+        del task, fm, model
         if on_model is not None:
             on_model(results)
     return results
@@ -180,12 +179,8 @@ def publish(results: list[dict[str, Any]], args: argparse.Namespace, total: Time
     command = "python benchmarks/lm_guard_published.py " + shlex.join(sys.argv[1:])
     seconds = time.perf_counter() - total.start if partial else total.s
     run = {"command": command, "machine": machine(args.threads, args.device), "seconds": seconds}
-    models = {r["model"] for r in results}
-    runs = {m: run for m in models}
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        results = [r for r in old.get("rows", []) if r["model"] not in models] + results
-        runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
+    kept, runs = earlier_other_models(path, {r["model"] for r in results}, run)
+    results = kept + results
     write_json(path, {"runs": runs, "rows": results})
     write_public_csv(out / "lm_guard_published.csv", results)
     header = [

@@ -144,25 +144,37 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
-def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
-    """Rows of the models measured now plus the rows of other models from an earlier run in
-    ``path`` (JSON written by :func:`write_json`), so one table can be built model by model; each
-    model keeps the command, machine, duration and data of the run that measured it (``meta["runs"]``)."""
-    models = {r.model for r in rows}
-    runs = {m: {k: meta[k] for k in ("command", "machine", "seconds", "data")} for m in models}
+def earlier_other_models(
+    path: Path, models: set[str], run: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the rows of the models not in ``models`` from an earlier results file ``path`` — JSON with
+    "rows" of dicts with a "model" and "runs" per model — or none, and per model the run that
+    measured it: ``run`` for ``models``, the earlier entry for the others), so one table can be
+    built model by model."""
+    kept: list[dict[str, Any]] = []
+    runs = {m: run for m in models}
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         kept = [r for r in old.get("rows", []) if r["model"] not in models]
-        fields = {f for f in Row.__dataclass_fields__ if f != "extra"}
-        rows = [
-            Row(
-                **{k: v for k, v in r.items() if k in fields},
-                extra={k[2:]: v for k, v in r.items() if k.startswith("x_")},
-            )
-            for r in kept
-        ] + list(rows)
         runs = {**{m: v for m, v in old.get("runs", {}).items() if m not in models}, **runs}
-    return list(rows), {**meta, "runs": runs}
+    return kept, runs
+
+
+def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[list[Row], dict[str, Any]]:
+    """Rows of the models measured now plus the rows of other models from an earlier run in
+    ``path`` (JSON written by :func:`write_json`; :func:`earlier_other_models`); each model keeps
+    the command, machine, duration and data of the run that measured it (``meta["runs"]``)."""
+    run = {k: meta[k] for k in ("command", "machine", "seconds", "data")}
+    kept, runs = earlier_other_models(path, {r.model for r in rows}, run)
+    fields = {f for f in Row.__dataclass_fields__ if f != "extra"}
+    earlier = [
+        Row(
+            **{k: v for k, v in r.items() if k in fields},
+            extra={k[2:]: v for k, v in r.items() if k.startswith("x_")},
+        )
+        for r in kept
+    ]
+    return earlier + list(rows), {**meta, "runs": runs}
 
 
 #: The guard of ``TaskModel.fit`` in the published task tables (``--guard``): they were made with
