@@ -85,6 +85,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-validation", type=int, default=500, help="examples scored in cross-validation (default 500)"
     )
     le.add_argument(
+        "--hold-out",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of the examples held out in the cross-validation, each in one fold (1: every "
+        "example; default: the library's, faast.lm.task.DEFAULT_HOLD_OUT)",
+    )
+    le.add_argument(
         "--guard",
         default=None,
         help="what keeps the memory off unless the chosen read-out clearly beats it on the held-out "
@@ -230,6 +238,7 @@ def run_learn(args: argparse.Namespace) -> int:
         folds=args.folds,
         max_validation=args.max_validation,
         **({} if args.guard is None else {"guard": args.guard}),
+        **({} if args.hold_out is None else {"hold_out": args.hold_out}),
         seed=args.seed,
         batch_size=args.batch_size,
         progress=dist.is_main,

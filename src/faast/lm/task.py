@@ -76,6 +76,8 @@ PAIR_MODES = ("answer", "all")
 MAX_LABELS = 20
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
 MIN_VALIDATION_EXAMPLES = 8
+#: The share of the examples :meth:`TaskModel.fit` holds out (each in one fold) by default.
+DEFAULT_HOLD_OUT = 0.5
 
 
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:
@@ -395,6 +397,7 @@ class TaskModel(TaskScoringMixin):
         labels: Sequence[str] | str | None = "auto",
         folds: int = 5,
         max_validation: int = 500,
+        hold_out: float = DEFAULT_HOLD_OUT,
         candidates: Sequence[ReadCandidate] | None = None,
         guard: str = DEFAULT_GUARD,
         seed: int = 0,
@@ -406,8 +409,9 @@ class TaskModel(TaskScoringMixin):
 
         labels: the label set (classification), ``"auto"`` (the distinct outputs when there are at
         most :data:`MAX_LABELS`, else free-form) or ``None`` (free-form outputs).
-        folds, max_validation: up to ``max_validation`` examples (stratified by label, seeded) are
-        held out in ``folds`` folds; for each fold the memory holds every other example, and each
+        folds, max_validation, hold_out: the share ``hold_out`` of the examples, at most
+        ``max_validation`` (stratified by label, seeded), is held out in ``folds`` folds (1: every
+        example is held out once); for each fold the memory holds every other example, and each
         candidate read-out (default :func:`default_candidates`) is scored on the fold. The one with
         the best mean log-probability of the right answer (labels: of the right label; free-form:
         of the answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small
@@ -426,6 +430,8 @@ class TaskModel(TaskScoringMixin):
         """
         examples = _checked(examples, outputs=True)
         checked_guard(guard)
+        if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
+            raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
         mix = self.model.faast_config.output_mix
@@ -436,14 +442,18 @@ class TaskModel(TaskScoringMixin):
         try:
             held = []
             if len(examples) >= MIN_VALIDATION_EXAMPLES and candidates:
-                n_val = min(max_validation, len(examples) // 2)
+                n_val = min(max_validation, int(hold_out * len(examples)))
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             if held:
                 report = self._cross_validate(
                     examples, held, folds, candidates, guard, batch_size, progress, dist
                 )
             else:
-                why = f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
+                why = (
+                    f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
+                    if len(examples) < MIN_VALIDATION_EXAMPLES or not candidates
+                    else f"memory off: none held out (hold_out {hold_out:g}, max_validation {max_validation})"
+                )
                 report = FitReport(memory_off(mix), why, {}, len(examples), 0, 0)
             self.reset()
             report.pairs = self._learn_block(examples, set(), dist, batch_size, progress)
