@@ -20,7 +20,11 @@ neither published test set (500 or 2,000 sentences, same seed) is touched: devel
 support set with its first m examples as lead demonstrations (``TaskSpec.demonstrations``) and the
 memory learning the rest.
 
-    python benchmarks/lm_guard.py --models smollm2 --sizes 16,32,64 --draws 12 --dev 400 --lead 0,4
+``--hold-out`` fits each draw once per share of it held out for the cross-validation
+(``TaskModel.fit(hold_out=)``); every share ends with the same memory, read with its own choice.
+
+    python benchmarks/lm_guard.py --models smollm2 --sizes 16,32,64 --draws 12 --dev 400 --lead 0,4 \
+        --hold-out 0.5,1
 """
 
 from __future__ import annotations
@@ -38,12 +42,21 @@ from tqdm import tqdm
 from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
-from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task import DEFAULT_HOLD_OUT, FitReport, TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, default_candidates, sign_flip_p_value
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_csv
 from lm_sentiment import LABELS, TEMPLATE, load_data
-from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, rel, run_meta, write_json
+from task_bench import (
+    MODEL_NAMES,
+    PUBLISHED_HOLD_OUT,
+    REPO,
+    Timer,
+    earlier_other_models,
+    rel,
+    run_meta,
+    write_json,
+)
 
 BLOCK = "guard"
 #: The sign-flip guard at other levels than its default, from the same p-values.
@@ -64,7 +77,7 @@ def dev_scores(task: TaskModel, dev: list[Example], batch_size: int) -> tuple[fl
 
 
 def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:
-    """One row per (lead, k, draw): every guard's choice and its development scores."""
+    """One row per (lead, k, draw, hold-out share): every guard's choice and its development scores."""
     model, tok = load_causal_lm(name, device=args.device)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     label = MODEL_NAMES.get(name, name)
@@ -78,60 +91,73 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
         picked = random.Random(f"{args.seed}-{k}-{draw}").sample(support, k)
         demos = [(e.input, e.output) for e in picked[:m]]
         task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True) if m else plain
-        task.reset()
-        report = task.fit(picked[m:], labels=LABELS, seed=args.seed, progress=False)
-        off = MEMORY_OFF.name
+        # every hold-out share ends with the same memory (all the draw's examples), so a read-out's
+        # development scores serve each of them
         by_name: dict[str, tuple[float, float]] = {}
-        for cname in {off, *report.decisions.values()}:
-            task.use(CANDIDATES[cname])
-            by_name[cname] = dev_scores(task, dev, args.batch_size)
-        row = {
-            "model": label,
-            "lead": m,
-            "k": k,
-            "draw": draw,
-            "n_validation": report.n_validation,
-            "off_accuracy": by_name[off][0],
-            "off_loglik": by_name[off][1],
-        }
-        row["sign_flip_p"] = report.sign_flip_p
-        # the same test on raw gain sums (not studentized): the widest-swinging candidates set the bar
-        loglik = report.validation_loglik
-        raw = (
-            sign_flip_p_value(default_candidates("prob"), loglik, MEMORY_OFF, studentize=False)
-            if loglik
-            else 1.0
-        )
-        row["raw_sign_flip_p"] = raw
-        choices = dict(report.decisions)
-        for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
-            on = report.sign_flip_p is not None and report.sign_flip_p < level
-            choices[f"sign-flip@{level:g}"] = report.decisions["none"] if on else off
-        choices["raw-sign-flip"] = report.decisions["none"] if raw < SIGN_FLIP_LEVEL else off
-        for g in COMPARED:
-            choice = choices[g]
-            row[f"{g}_choice"] = choice
-            row[f"{g}_on"] = choice != off
-            row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
-        rows.append(row)
+        for share in args.hold_out:
+            task.reset()
+            with Timer() as fit_time:
+                report = task.fit(picked[m:], labels=LABELS, hold_out=share, seed=args.seed, progress=False)
+            row = _guard_row(report, task, dev, args.batch_size, by_name)
+            rows.append(
+                {"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share}
+                | row
+                | {"fit_seconds": fit_time.s}
+            )
         bar.set_postfix(k=k, lead=m)
     return rows
 
 
+def _guard_row(
+    report: FitReport, task: TaskModel, dev: list[Example], batch_size: int, by_name: dict
+) -> dict[str, Any]:
+    """Every compared guard's choice from ``report`` and its development scores (``by_name``: the
+    scores of read-outs already scored with this memory, filled in here)."""
+    off = MEMORY_OFF.name
+    for cname in {off, *report.decisions.values()} - set(by_name):
+        task.use(CANDIDATES[cname])
+        by_name[cname] = dev_scores(task, dev, batch_size)
+    row: dict[str, Any] = {
+        "n_validation": report.n_validation,
+        "off_accuracy": by_name[off][0],
+        "off_loglik": by_name[off][1],
+        "sign_flip_p": report.sign_flip_p,
+    }
+    # the same test on raw gain sums (not studentized): the widest-swinging candidates set the bar
+    loglik = report.validation_loglik
+    raw = (
+        sign_flip_p_value(default_candidates("prob"), loglik, MEMORY_OFF, studentize=False) if loglik else 1.0
+    )
+    row["raw_sign_flip_p"] = raw
+    choices = dict(report.decisions)
+    for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
+        on = report.sign_flip_p is not None and report.sign_flip_p < level
+        choices[f"sign-flip@{level:g}"] = report.decisions["none"] if on else off
+    choices["raw-sign-flip"] = report.decisions["none"] if raw < SIGN_FLIP_LEVEL else off
+    for g in COMPARED:
+        choice = choices[g]
+        row[f"{g}_choice"] = choice
+        row[f"{g}_on"] = choice != off
+        row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
+    return row
+
+
 def summary(rows: list[dict]) -> list[dict]:
-    """Per (model, lead, k): each guard's share of draws with the memory on, mean development
+    """Per (model, lead, k, hold-out share): each guard's share of draws with the memory on, mean development
     accuracy change over the memory off (points), draws where it lost more than 1 point, and mean
     log-likelihood change."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(r["model"], r["lead"], r["k"])].append(r)
+        groups[(r["model"], r["lead"], r["k"], r.get("hold_out", PUBLISHED_HOLD_OUT))].append(r)
     out = []
-    for (model, lead, k), rs in groups.items():
+    for (model, lead, k, share), rs in groups.items():
         line = {
             "model": model,
             "lead": lead,
             "k": k,
+            "hold_out": share,
             "draws": len(rs),
+            "fit_seconds": float(np.mean([r.get("fit_seconds", np.nan) for r in rs])),
             "off_accuracy": 100 * np.mean([r["off_accuracy"] for r in rs]),
         }
         for g in COMPARED:
@@ -145,7 +171,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> str:
-    head = "| model | lead demos | k | draws | memory off | " + " | ".join(
+    head = "| model | lead demos | k | held out | draws | fit s | memory off | " + " | ".join(
         f"{g}: on / Δ acc / losses / Δ loglik" for g in COMPARED
     )
     out = [
@@ -154,7 +180,9 @@ def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> s
     ]
     out += [
         "",
-        "Memory off: mean development accuracy (%) of the zero-shot model (with the lead demonstrations"
+        "Held out: the share of each support set held out in the read-out's cross-validation"
+        " (`TaskModel.fit(hold_out=)`); fit s: mean seconds of that fit. Memory off: mean development"
+        " accuracy (%) of the zero-shot model (with the lead demonstrations"
         " when there are). Per guard: share of draws with the memory on, mean change of development"
         " accuracy over the memory off (points), draws that lost more than 1 point, mean change of the"
         " right label's log-probability. sign-flip: p <"
@@ -162,7 +190,7 @@ def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> s
         f" {SIGN_FLIP_LEVEL:g} of the statistic on raw sums of gains (not studentized).",
         "",
         head + " |",
-        "|---|---:|---:|---:|---:|" + "---|" * len(COMPARED),
+        "|---|---:|---:|---:|---:|---:|---:|" + "---|" * len(COMPARED),
     ]
     for r in lines:
         cells = [
@@ -170,9 +198,8 @@ def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> s
             for g in COMPARED
         ]
         out.append(
-            f"| {r['model']} | {r['lead']} | {r['k']} | {r['draws']} | {r['off_accuracy']:.2f} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {r['model']} | {r['lead']} | {r['k']} | {r['hold_out']:g} | {r['draws']} |"
+            f" {r['fit_seconds']:.1f} | {r['off_accuracy']:.2f} | " + " | ".join(cells) + " |"
         )
     out += [
         "",
@@ -189,15 +216,16 @@ def plot(path: Path, lines: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = sorted({(r["model"], r["lead"]) for r in lines})
+    series = sorted({(r["model"], r["lead"], r["hold_out"]) for r in lines})
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), squeeze=False)
-    for ax, (model, lead) in zip(axes[0], series, strict=True):
-        rs = sorted((r for r in lines if (r["model"], r["lead"]) == (model, lead)), key=lambda r: r["k"])
+    for ax, key in zip(axes[0], series, strict=True):
+        rs = sorted((r for r in lines if (r["model"], r["lead"], r["hold_out"]) == key), key=lambda r: r["k"])
+        model, lead, share = key
         for g in COMPARED:
             ax.plot([r["k"] for r in rs], [r[f"{g}_gain"] for r in rs], marker="o", label=g)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{model}, {lead} lead demos", fontsize=9)
+        ax.set_title(f"{model}, {lead} lead demos, {share:g} held out", fontsize=9)
         ax.set_xlabel("support examples k")
         ax.set_ylabel("Δ dev accuracy vs memory off (points)")
         ax.legend(fontsize=8)
@@ -216,6 +244,12 @@ def main() -> None:
     ap.add_argument(
         "--lead", default="0", help="lead demonstrations taken from each support set (comma list)"
     )
+    ap.add_argument(
+        "--hold-out",
+        default=f"{DEFAULT_HOLD_OUT:g}",
+        help="shares of each support set held out in the read-out's cross-validation (comma list; "
+        "each is a fit of the same draw)",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
@@ -226,8 +260,11 @@ def main() -> None:
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.lead = [int(x) for x in args.lead.split(",")]
+    args.hold_out = [float(x) for x in args.hold_out.split(",")]
     if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1 or min(args.lead) < 0:
         raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1 and lead >= 0 are required")
+    if not all(0 < x <= 1 for x in args.hold_out):
+        raise SystemExit("--hold-out shares must lie in (0, 1]")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, _ = load_data(2000, None, args.seed)

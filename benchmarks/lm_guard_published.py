@@ -6,7 +6,9 @@ cross-validation scores (``FitReport.decisions``).
 A row whose choice under a guard equals its published read-out keeps its test accuracy under that
 guard (the read-out is the only thing the guard decides); the "one-se" column also checks that the
 published read-out is reproduced. Rows with fewer than 8 examples (nothing validated) and rows
-beyond ``--max-k`` examples are listed as not checked.
+beyond ``--max-k`` examples are listed as not checked. ``--hold-out`` fits each row once per share
+of its examples held out in the cross-validation (``TaskModel.fit(hold_out=)``; the published
+rows: 0.5).
 
     python benchmarks/lm_guard_published.py --blocks sentiment-lead-smollm2,sentiment-qwen2.5 --max-k 1000
 """
@@ -32,7 +34,16 @@ from faast.lm.task_choice import GUARDS
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_csv, write_public_text
 from lm_sentiment import LABELS, TEMPLATE, load_data, parse_args
-from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, machine, rel, write_json
+from task_bench import (
+    MODEL_NAMES,
+    PUBLISHED_HOLD_OUT,
+    REPO,
+    Timer,
+    earlier_other_models,
+    machine,
+    rel,
+    write_json,
+)
 
 #: "faast-answer", "faast-all +4096 key features", "faast-answer + 4 in context"
 METHOD = re.compile(r"faast-(answer|all)(?: \+(\d+) key features)?(?: \+ (\d+) in context)?$")
@@ -89,7 +100,7 @@ def check(
                 why = (
                     "nothing validated" if r["k"] - r["lead"] < MIN_VALIDATION_EXAMPLES else "beyond --max-k"
                 )
-                results.append(_result(r, None, why))
+                results += [_result(r, None, why, share) for share in args.hold_out]
         if not todo:
             continue
         model, tok = load_causal_lm(NAMES.get(model_label, model_label), device=args.device)
@@ -106,19 +117,23 @@ def check(
                 demos = [(e.input, e.output) for e in pool[: r["lead"]]]
                 task_key = (key, r["mode"], r["lead"])
                 task = TaskModel(fm, tok, TaskSpec(TEMPLATE, r["mode"], LABELS, demos), cache=True)
-            task.reset()
             fm.set_output_key_features(r["features"])
-            with Timer() as t:
-                report = task.fit(pool[r["lead"] : r["k"]], labels=LABELS, seed=o.seed, progress=False)
-            results.append(_result(r, report, f"{t.s:.0f} s"))
+            for share in args.hold_out:
+                task.reset()
+                with Timer() as t:
+                    report = task.fit(
+                        pool[r["lead"] : r["k"]], labels=LABELS, hold_out=share, seed=o.seed, progress=False
+                    )
+                results.append(_result(r, report, f"{t.s:.0f} s", share))
         del task, fm, model
         if on_model is not None:
             on_model(results)
     return results
 
 
-def _result(r: dict[str, Any], report: Any, note: str) -> dict[str, Any]:
+def _result(r: dict[str, Any], report: Any, note: str, share: float) -> dict[str, Any]:
     out = {k: r[k] for k in ("block", "model", "method", "k", "published", "score")}
+    out["hold_out"] = share
     for g in GUARDS:
         out[g] = None if report is None else report.decisions.get(g, report.chosen.name)
     out["sign_flip_p"] = None if report is None else report.sign_flip_p
@@ -134,17 +149,19 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
         "Each guard's column: = when its choice is the published read-out (the row's accuracy stands"
         " under that guard), else the read-out it chooses.",
         "",
-        "| block | model | method | k | published read-out | accuracy | "
+        "| block | model | method | k | published read-out | accuracy | held out | "
         + " | ".join(GUARDS)
         + " | p | note |",
-        "|---|---|---|---:|---|---:|" + "---|" * len(GUARDS) + "---:|---|",
+        "|---|---|---|---:|---|---:|---:|" + "---|" * len(GUARDS) + "---:|---|",
     ]
     for r in results:
         cells = [("—" if r[g] is None else "=" if r[g] == r["published"] else r[g]) for g in GUARDS]
         p = "" if r["sign_flip_p"] is None else f"{r['sign_flip_p']:.3f}"
         lines.append(
             f"| {r['block']} | {r['model']} | {r['method']} | {r['k']} | {r['published']} | "
-            f"{100 * r['score']:.2f} | " + " | ".join(cells) + f" | {p} | {r['note']} |"
+            f"{100 * r['score']:.2f} | {r.get('hold_out', PUBLISHED_HOLD_OUT):g} | "
+            + " | ".join(cells)
+            + f" | {p} | {r['note']} |"
         )
     return "\n".join(lines)
 
@@ -154,12 +171,21 @@ def main() -> None:
     ap.add_argument("--blocks", required=True, help="published sentiment tables (comma list)")
     ap.add_argument("--models", default=None, help="only these models' rows (display names, comma list)")
     ap.add_argument("--max-k", type=int, default=1000, help="skip rows with more examples than this")
+    ap.add_argument(
+        "--hold-out",
+        default=f"{PUBLISHED_HOLD_OUT:g}",
+        help="shares of the examples held out in the cross-validation (comma list; a fit for each; "
+        f"default {PUBLISHED_HOLD_OUT:g}, as the published rows were fit)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
     ap.add_argument(
         "--out", default=str(REPO / "benchmarks" / "results"), help="folder for lm_guard_published.*"
     )
     args = ap.parse_args()
+    args.hold_out = [float(x) for x in args.hold_out.split(",")]
+    if not all(0 < x <= 1 for x in args.hold_out):
+        raise SystemExit("--hold-out shares must lie in (0, 1]")
     torch.set_num_threads(args.threads)
     rows = [r for b in args.blocks.split(",") if b for r in published_rows(b)]
     if args.models:

@@ -181,6 +181,9 @@ def merge_runs(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> tuple[l
 #: "one-se", the library's default until the development-sentence study of benchmarks/lm_guard.py
 #: made it "sign-flip"; ``--guard sign-flip`` runs the library's default.
 PUBLISHED_GUARD = "one-se"
+#: The share of the examples ``TaskModel.fit`` held out in the published task tables and in the
+#: rows of results files written before ``hold_out`` was an option (half).
+PUBLISHED_HOLD_OUT = 0.5
 
 
 def add_guard_option(ap: Any) -> None:

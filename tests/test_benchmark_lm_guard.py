@@ -46,19 +46,24 @@ def tiny(monkeypatch):
 
 def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     support, dev = _labelled(40), _labelled(12, offset=5)
-    args = argparse.Namespace(lead=[0, 3], sizes=[12], draws=2, seed=0, batch_size=8, device=None)
+    args = argparse.Namespace(
+        lead=[0, 3], sizes=[12], draws=2, hold_out=[0.5, 1.0], seed=0, batch_size=8, device=None
+    )
     rows = lm_guard.run_model("tiny", args, support, dev)
-    assert [(r["lead"], r["k"], r["draw"]) for r in rows] == [(0, 12, 0), (0, 12, 1), (3, 12, 0), (3, 12, 1)]
+    assert [(r["lead"], r["k"], r["draw"], r["hold_out"]) for r in rows] == [
+        (m, 12, d, h) for m in (0, 3) for d in (0, 1) for h in (0.5, 1.0)
+    ]
     model, tok = tiny("tiny")
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     for row in rows:
-        assert row["n_validation"] > 0 and 0 < row["sign_flip_p"] <= 1
+        assert row["n_validation"] == int(row["hold_out"] * (12 - row["lead"]))
+        assert 0 < row["sign_flip_p"] <= 1 and row["fit_seconds"] > 0
         # the row's draw, fit again: the same choices, and the same development scores for them
         picked = random.Random(f"0-12-{row['draw']}").sample(support, 12)
         m = row["lead"]
         spec = TaskSpec(TEMPLATE, "answer", LABELS, [(e.input, e.output) for e in picked[:m]])
         task = TaskModel(fm, tok, spec, cache=True)
-        report = task.fit(picked[m:], labels=LABELS, seed=0, progress=False)
+        report = task.fit(picked[m:], labels=LABELS, hold_out=row["hold_out"], seed=0, progress=False)
         for g in GUARDS:
             assert row[f"{g}_choice"] == report.decisions[g]
             assert row[f"{g}_on"] == (report.decisions[g] != MEMORY_OFF.name)
@@ -71,12 +76,17 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
         task.use(MEMORY_OFF)
         assert (row["off_accuracy"], row["off_loglik"]) == pytest.approx(lm_guard.dev_scores(task, dev, 8))
     summary = lm_guard.summary(rows)
-    assert [(s["lead"], s["k"], s["draws"]) for s in summary] == [(0, 12, 2), (3, 12, 2)]
-    first = summary[0]
-    gains = [100 * (r["none_accuracy"] - r["off_accuracy"]) for r in rows[:2]]
+    assert [(s["lead"], s["k"], s["hold_out"], s["draws"]) for s in summary] == [
+        (m, 12, h, 2) for m in (0, 3) for h in (0.5, 1.0)
+    ]
+    first, half = summary[0], [rows[0], rows[2]]  # lead 0, half held out: draws 0 and 1
+    gains = [100 * (r["none_accuracy"] - r["off_accuracy"]) for r in half]
     assert first["none_gain"] == pytest.approx(sum(gains) / 2)
     assert first["none_losses"] == sum(g < -1 for g in gains)
-    assert first["off_accuracy"] == pytest.approx(50 * (rows[0]["off_accuracy"] + rows[1]["off_accuracy"]))
+    assert first["off_accuracy"] == pytest.approx(50 * (half[0]["off_accuracy"] + half[1]["off_accuracy"]))
+    assert first["fit_seconds"] == pytest.approx((half[0]["fit_seconds"] + half[1]["fit_seconds"]) / 2)
+    md = lm_guard.markdown(summary, {"runs": {}}, Path("guard.png"), Path("guard.csv"))
+    assert md.count("| tiny | 3 | 12 | 1 | 2 |") == 1
 
 
 def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny, tmp_path, monkeypatch):
@@ -104,12 +114,16 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
     assert [(r["method"], r["k"], r["published"]) for r in published] == [
         ("faast-answer", r.k, r.detail) for r in rows
     ]
-    checked = lm_guard_published.check(published, argparse.Namespace(max_k=12, device=None))
-    by_k = {r["k"]: r for r in checked}
-    assert by_k[4]["note"] == "nothing validated" and by_k[40]["note"] == "beyond --max-k"
-    assert by_k[12]["one-se"] == by_k[12]["published"]
-    assert set(GUARDS) <= set(by_k[12]) and 0 < by_k[12]["sign_flip_p"] <= 1
+    checked = lm_guard_published.check(
+        published, argparse.Namespace(max_k=12, device=None, hold_out=[0.5, 1])
+    )
+    by_k = {(r["k"], r["hold_out"]): r for r in checked}
+    assert len(checked) == 6
+    assert by_k[4, 1]["note"] == "nothing validated" and by_k[40, 0.5]["note"] == "beyond --max-k"
+    assert by_k[12, 0.5]["one-se"] == by_k[12, 0.5]["published"]  # the published fit: half held out
+    assert (by_k[12, 0.5]["n_validation"], by_k[12, 1]["n_validation"]) == (6, 12)
+    assert set(GUARDS) <= set(by_k[12, 1]) and 0 < by_k[12, 1]["sign_flip_p"] <= 1
     md = lm_guard_published.markdown(checked, "header")
-    assert "| tiny-block | tiny | faast-answer | 12 |" in md
+    assert "| tiny-block | tiny | faast-answer | 12 |" in md and " | 1 | " in md
     with pytest.raises(SystemExit, match="no results file"):
         lm_guard_published.published_rows("missing")
