@@ -78,7 +78,7 @@ from task_bench import (
     Row,
     TableFormat,
     Timer,
-    add_guard_option,
+    add_fit_options,
     faast_method,
     human_bytes,
     publish_run,
@@ -165,7 +165,14 @@ def _faast_rows(
         task.spec.pairs = mode
         for k in sizes:
             with Timer() as t:
-                report = task.fit(pool[:k], labels=LABELS, guard=args.guard, seed=args.seed, progress=False)
+                report = task.fit(
+                    pool[:k],
+                    labels=LABELS,
+                    guard=args.guard,
+                    hold_out=args.hold_out,
+                    seed=args.seed,
+                    progress=False,
+                )
             with Timer() as tr:
                 scores = task.label_scores(inputs, batch_size=args.batch_size)  # states cached: read-out only
             adapt, infer = k * fwd_support + t.s, 1000 * (fwd_test + tr.s / len(test))
@@ -273,7 +280,14 @@ def _faast_icl_rows(
         for k in learned:
             lead.reset()
             with Timer() as t:
-                report = lead.fit(pool[m:k], labels=LABELS, guard=args.guard, seed=args.seed, progress=False)
+                report = lead.fit(
+                    pool[m:k],
+                    labels=LABELS,
+                    guard=args.guard,
+                    hold_out=args.hold_out,
+                    seed=args.seed,
+                    progress=False,
+                )
             with Timer() as tr:
                 scores = lead.label_scores(inputs, batch_size=args.batch_size)  # states cached
             adapt, infer = (k - m) * fwd_support + t.s, 1000 * (fwd_test + tr.s / len(test))
@@ -520,7 +534,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None, help="where the LMs run, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    add_guard_option(ap)
+    add_fit_options(ap)
     ap.add_argument(
         "--parts",
         default=",".join(DEFAULT_PARTS),

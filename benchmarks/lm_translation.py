@@ -56,7 +56,7 @@ from task_bench import (
     Row,
     TableFormat,
     Timer,
-    add_guard_option,
+    add_fit_options,
     faast_method,
     human_bytes,
     publish_run,
@@ -214,7 +214,8 @@ def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argp
 
 def fit_task(task: TaskModel, examples: list[Example], candidates, args: argparse.Namespace):
     """(the ``FitReport``, seconds) of ``task.fit`` on ``examples`` with the benchmark's settings:
-    free-form outputs, ``--folds``, ``--max-validation``, ``--guard``, ``--seed``, ``--batch-size``."""
+    free-form outputs, ``--folds``, ``--max-validation``, ``--guard``, ``--hold-out``, ``--seed``,
+    ``--batch-size``."""
     with Timer() as t:
         report = task.fit(
             examples,
@@ -223,6 +224,7 @@ def fit_task(task: TaskModel, examples: list[Example], candidates, args: argpars
             max_validation=args.max_validation,
             candidates=candidates,
             guard=args.guard,
+            hold_out=args.hold_out,
             seed=args.seed,
             batch_size=args.batch_size,
         )
@@ -327,7 +329,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None, help="where the model runs, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    add_guard_option(ap)
+    add_fit_options(ap)
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x]

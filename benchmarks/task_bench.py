@@ -186,13 +186,21 @@ PUBLISHED_GUARD = "one-se"
 PUBLISHED_HOLD_OUT = 0.5
 
 
-def add_guard_option(ap: Any) -> None:
-    """The ``--guard`` option of a task benchmark (default :data:`PUBLISHED_GUARD`)."""
+def add_fit_options(ap: Any) -> None:
+    """The ``--guard`` and ``--hold-out`` options of a task benchmark (defaults
+    :data:`PUBLISHED_GUARD`, :data:`PUBLISHED_HOLD_OUT`: the published tables' settings)."""
     ap.add_argument(
         "--guard",
         default=PUBLISHED_GUARD,
         help=f"TaskModel.fit's guard (default {PUBLISHED_GUARD}, as the published tables were made; "
         "the library's default is faast.lm.task.DEFAULT_GUARD)",
+    )
+    ap.add_argument(
+        "--hold-out",
+        type=float,
+        default=PUBLISHED_HOLD_OUT,
+        help=f"TaskModel.fit's share of the examples held out (default {PUBLISHED_HOLD_OUT:g}, as the "
+        "published tables were made; the library's default is faast.lm.task.DEFAULT_HOLD_OUT)",
     )
 
 

@@ -98,7 +98,9 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
     task = TaskModel(
         get_faast_model(fm_model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE), cache=True
     )
-    args = argparse.Namespace(key_features=[0], modes=["answer"], batch_size=8, seed=0, guard="one-se")
+    args = argparse.Namespace(
+        key_features=[0], modes=["answer"], batch_size=8, seed=0, guard="one-se", hold_out=0.5
+    )
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, pool[:6], [4, 12, 40], 0.0, 0.0, args, rows)
     command = (
