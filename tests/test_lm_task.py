@@ -121,7 +121,7 @@ def test_fit_chooses_a_read_out_by_cross_validation_and_learns_every_example():
     examples = rule_examples(60)
     report = task.fit(examples, progress=False)
     assert sorted(task.spec.labels) == ["w40", "w41"]
-    assert report.n_validation == 30 and report.n_fit == 60 and report.metric.startswith("5-fold")
+    assert report.n_validation == 60 and report.n_fit == 60 and report.metric.startswith("5-fold")
     assert report.pairs == task.model.output_memory.memory.num_pairs == 2 * 60  # label + end marker
     assert report.criterion[report.chosen.name] == max(report.criterion.values())
     zero_shot = "prob(λ=0,T=1;default)"
@@ -151,7 +151,7 @@ def test_cross_validation_folds_never_read_the_examples_they_score(monkeypatch):
 
     monkeypatch.setattr(TaskModel, "_validation_score", spy)
     task.fit(examples, candidates=[ReadCandidate("logit", ReadConfig(weight=1.0))], progress=False)
-    assert sum(n for n, _ in seen) == 10  # min(500, 20 // 2) held out in 5 folds
+    assert sum(n for n, _ in seen) == 20  # every example held out once (hold_out 1), in 5 folds
     assert all(learned == 2 * (20 - n) for n, learned in seen)
 
 
@@ -332,6 +332,12 @@ def test_cached_states_give_the_same_statistics_and_scores_without_forward_passe
     n_calls = len(calls)
     assert torch.equal(cached.label_scores(probe), before) and len(calls) == n_calls  # scored from the cache
     assert torch.allclose(plain.label_scores(probe), before, rtol=1e-12, atol=1e-12)
+    # clear_cache: the same results, from forward passes again (learning and scoring alike)
+    cached.clear_cache()
+    assert torch.equal(cached.label_scores(probe), before) and len(calls) > n_calls
+    n_calls, gram = len(calls), b.gram.clone()
+    cached.reset().clear_cache().learn(examples, batch_size=4, progress=False)
+    assert len(calls) > n_calls and torch.equal(cached.model.output_memory.stats.gram, gram)
 
 
 # ----------------------------------------------------------------- benchmark splits

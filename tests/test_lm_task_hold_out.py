@@ -32,7 +32,7 @@ def _scored_folds(monkeypatch) -> list[tuple[list[int], int]]:
     return seen
 
 
-@pytest.mark.parametrize(("share", "held"), [(0.25, 5), (DEFAULT_HOLD_OUT, 10), (0.7, 14), (1.0, 20)])
+@pytest.mark.parametrize(("share", "held"), [(0.25, 5), (0.5, 10), (0.7, 14), (1.0, 20)])
 def test_the_share_held_out_is_scored_once_each_with_the_others_learned(monkeypatch, share, held):
     seen = _scored_folds(monkeypatch)
     examples = rule_examples(20)
@@ -45,6 +45,11 @@ def test_the_share_held_out_is_scored_once_each_with_the_others_learned(monkeypa
     if share == 1.0:
         assert set(ids) == {id(e) for e in examples}
     assert all(learned == 2 * (20 - len(part)) for part, learned in seen)  # label + end marker
+
+
+def test_the_default_holds_out_every_example():
+    report = make_task().fit(rule_examples(20), candidates=ONE_CANDIDATE, progress=False)
+    assert report.n_validation == 20
 
 
 def test_max_validation_caps_the_share_held_out():
