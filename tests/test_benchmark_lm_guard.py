@@ -57,7 +57,7 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     for row in rows:
         assert row["n_validation"] == int(row["hold_out"] * (12 - row["lead"]))
-        assert 0 < row["sign_flip_p"] <= 1 and row["fit_seconds"] > 0
+        assert 0 < row["sign_flip_p"] <= 1
         # the row's draw, fit again: the same choices, and the same development scores for them
         picked = random.Random(f"0-12-{row['draw']}").sample(support, 12)
         m = row["lead"]
@@ -84,9 +84,35 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     assert first["none_gain"] == pytest.approx(sum(gains) / 2)
     assert first["none_losses"] == sum(g < -1 for g in gains)
     assert first["off_accuracy"] == pytest.approx(50 * (half[0]["off_accuracy"] + half[1]["off_accuracy"]))
-    assert first["fit_seconds"] == pytest.approx((half[0]["fit_seconds"] + half[1]["fit_seconds"]) / 2)
     md = lm_guard.markdown(summary, {"runs": {}}, Path("guard.png"), Path("guard.csv"))
     assert md.count("| tiny | 3 | 12 | 1 | 2 |") == 1
+
+
+def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_path, monkeypatch):
+    """write_outputs writes the JSON, CSV, plot and table; --render writes them again from the JSON
+    alone (no model), without the fit seconds of rows that timed a fit from cached states."""
+    row = {"model": "tiny", "lead": 0, "k": 12, "draw": 0, "hold_out": 1.0, "off_accuracy": 0.5}
+    row |= {"off_loglik": -0.7, "sign_flip_p": 0.5, "raw_sign_flip_p": 0.6, "n_validation": 12}
+    for g in lm_guard.COMPARED:
+        row |= {f"{g}_choice": MEMORY_OFF.name, f"{g}_on": False, f"{g}_accuracy": 0.5, f"{g}_loglik": -0.7}
+    run = {
+        "command": "python benchmarks/lm_guard.py --models tiny",
+        "machine": "m",
+        "seconds": 60,
+        "data": "d",
+    }
+    meta = {"command": run["command"], "runs": {"tiny": run}}
+    lm_guard.write_outputs([row | {"fit_seconds": 3.0}], meta, tmp_path)
+    written = json.loads((tmp_path / "lm_guard.json").read_text())
+    assert written["rows"][0]["fit_seconds"] == 3.0 and written["summary"][0]["draws"] == 1
+    assert (tmp_path / "guard.csv").is_file() and (tmp_path / "guard.png").stat().st_size > 0
+    first = (tmp_path / "guard.md").read_text()
+    monkeypatch.setattr(sys, "argv", ["lm_guard.py", "--render", "--out", str(tmp_path)])
+    lm_guard.main()
+    again = json.loads((tmp_path / "lm_guard.json").read_text())
+    assert "fit_seconds" not in again["rows"][0] and again["runs"] == written["runs"]
+    assert (tmp_path / "guard.md").read_text() == first
+    assert "| tiny | 0 | 12 | 1 | 1 | 50.00 |" in first
 
 
 def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny, tmp_path, monkeypatch):
@@ -117,14 +143,16 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
         ("faast-answer", r.k, r.detail) for r in rows
     ]
     checked = lm_guard_published.check(
-        published, argparse.Namespace(max_k=12, device=None, hold_out=[0.5, 1])
+        published, argparse.Namespace(max_k=40, device=None, hold_out=[0.5, 1])
     )
     by_k = {(r["k"], r["hold_out"]): r for r in checked}
-    assert len(checked) == 6
-    assert by_k[4, 1]["note"] == "nothing validated" and by_k[40, 0.5]["note"] == "beyond --max-k"
-    assert by_k[12, 0.5]["one-se"] == by_k[12, 0.5]["published"]  # the published fit: half held out
-    assert (by_k[12, 0.5]["n_validation"], by_k[12, 1]["n_validation"]) == (6, 12)
-    assert set(GUARDS) <= set(by_k[12, 1]) and 0 < by_k[12, 1]["sign_flip_p"] <= 1
+    assert len(checked) == 6 and by_k[4, 1]["note"] == "nothing validated"
+    for k in (12, 40):  # two fits in a row of the same task: each starts from an empty memory
+        assert by_k[k, 0.5]["one-se"] == by_k[k, 0.5]["published"]  # the published fit: half held out
+        assert (by_k[k, 0.5]["n_validation"], by_k[k, 1]["n_validation"]) == (k // 2, k)
+        assert set(GUARDS) <= set(by_k[k, 1]) and 0 < by_k[k, 1]["sign_flip_p"] <= 1
+    skipped = lm_guard_published.check(published, argparse.Namespace(max_k=12, device=None, hold_out=[1]))
+    assert [r["note"] for r in skipped if r["k"] == 40] == ["beyond --max-k"]
     md = lm_guard_published.markdown(checked, "header")
     assert "| tiny-block | tiny | faast-answer | 12 |" in md and " | 1 | " in md
     with pytest.raises(SystemExit, match="no results file"):
