@@ -55,6 +55,7 @@ from task_bench import (
     REPO,
     Timer,
     earlier_other_models,
+    hold_out_shares,
     rel,
     run_meta,
     write_json,
@@ -274,11 +275,9 @@ def main() -> None:
         return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.lead = [int(x) for x in args.lead.split(",")]
-    args.hold_out = [float(x) for x in args.hold_out.split(",")]
+    args.hold_out = hold_out_shares(args.hold_out)
     if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1 or min(args.lead) < 0:
         raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1 and lead >= 0 are required")
-    if not all(0 < x <= 1 for x in args.hold_out):
-        raise SystemExit("--hold-out shares must lie in (0, 1]")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     pool, _ = load_data(2000, None, args.seed)

@@ -41,6 +41,7 @@ from task_bench import (
     REPO,
     Timer,
     earlier_other_models,
+    hold_out_shares,
     machine,
     rel,
     write_json,
@@ -185,9 +186,7 @@ def main() -> None:
         "--out", default=str(REPO / "benchmarks" / "results"), help="folder for lm_guard_published.*"
     )
     args = ap.parse_args()
-    args.hold_out = [float(x) for x in args.hold_out.split(",")]
-    if not all(0 < x <= 1 for x in args.hold_out):
-        raise SystemExit("--hold-out shares must lie in (0, 1]")
+    args.hold_out = hold_out_shares(args.hold_out)
     torch.set_num_threads(args.threads)
     rows = [r for b in args.blocks.split(",") if b for r in published_rows(b)]
     if args.models:

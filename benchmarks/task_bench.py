@@ -186,6 +186,14 @@ PUBLISHED_GUARD = "one-se"
 PUBLISHED_HOLD_OUT = 0.5
 
 
+def hold_out_shares(text: str) -> list[float]:
+    """The shares of a ``--hold-out`` comma list (each a fit), each in (0, 1]."""
+    shares = [float(x) for x in text.split(",")]
+    if not all(0 < x <= 1 for x in shares):
+        raise SystemExit("--hold-out shares must lie in (0, 1]")
+    return shares
+
+
 def add_fit_options(ap: Any) -> None:
     """The ``--guard`` and ``--hold-out`` options of a task benchmark (defaults
     :data:`PUBLISHED_GUARD`, :data:`PUBLISHED_HOLD_OUT`: the published tables' settings)."""

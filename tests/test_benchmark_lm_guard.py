@@ -157,3 +157,12 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
     assert "| tiny-block | tiny | faast-answer | 12 |" in md and " | 1 | " in md
     with pytest.raises(SystemExit, match="no results file"):
         lm_guard_published.published_rows("missing")
+
+
+def test_hold_out_shares_are_read_and_checked():
+    from task_bench import hold_out_shares
+
+    assert hold_out_shares("0.5,1") == [0.5, 1.0]
+    for bad in ("0", "0.5,1.5", "-1"):
+        with pytest.raises(SystemExit, match=r"--hold-out shares must lie in \(0, 1\]"):
+            hold_out_shares(bad)

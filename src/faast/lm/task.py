@@ -452,7 +452,8 @@ class TaskModel(TaskScoringMixin):
             self._learn_cache = {}
         try:
             held = []
-            if len(examples) >= MIN_VALIDATION_EXAMPLES and candidates:
+            validable = len(examples) >= MIN_VALIDATION_EXAMPLES and bool(candidates)
+            if validable:
                 n_val = min(max_validation, int(hold_out * len(examples)))
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             if held:
@@ -461,9 +462,9 @@ class TaskModel(TaskScoringMixin):
                 )
             else:
                 why = (
-                    f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
-                    if len(examples) < MIN_VALIDATION_EXAMPLES or not candidates
-                    else f"memory off: none held out (hold_out {hold_out:g}, max_validation {max_validation})"
+                    f"memory off: none held out (hold_out {hold_out:g}, max_validation {max_validation})"
+                    if validable
+                    else f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
                 )
                 report = FitReport(memory_off(mix), why, {}, len(examples), 0, 0)
             self.reset()
