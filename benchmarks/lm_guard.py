@@ -265,7 +265,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     out = Path(args.out) if args.out else None
-    json_path = (out or REPO / "benchmarks" / "results") / "lm_guard.json"
+    json_path = results_json(out)
     if args.render:
         data = json.loads(json_path.read_text(encoding="utf-8"))
         # rows of runs that timed a fit after another share of the same draw had filled the task's
@@ -297,10 +297,15 @@ def main() -> None:
     write_outputs(kept + rows, {**meta, "runs": runs}, out)
 
 
+def results_json(out: Path | None) -> Path:
+    """The results JSON: in ``out``, or the published one."""
+    return (out or REPO / "benchmarks" / "results") / "lm_guard.json"
+
+
 def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path | None) -> None:
     """Write the results JSON, every draw's CSV, the plot and the table (the docs block, or
     guard.md in ``out``)."""
-    json_path = (out or REPO / "benchmarks" / "results") / "lm_guard.json"
+    json_path = results_json(out)
     csv_path = (out or REPO / "docs" / "lm") / "guard.csv"
     png_path = csv_path.with_suffix(".png")
     lines = summary(rows)
