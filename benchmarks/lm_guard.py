@@ -268,10 +268,7 @@ def main() -> None:
     json_path = results_json(out)
     if args.render:
         data = json.loads(json_path.read_text(encoding="utf-8"))
-        # rows of runs that timed a fit after another share of the same draw had filled the task's
-        # state cache: those seconds were not the fits' cost, so they are not published
-        rows = [{k: v for k, v in r.items() if k != "fit_seconds"} for r in data["rows"]]
-        write_outputs(rows, {k: v for k, v in data.items() if k not in ("summary", "rows")}, out)
+        write_outputs(data["rows"], {k: v for k, v in data.items() if k not in ("summary", "rows")}, out)
         return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.lead = [int(x) for x in args.lead.split(",")]
