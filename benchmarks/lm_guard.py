@@ -222,6 +222,10 @@ def plot(path: Path, lines: list[dict]) -> None:
         ax = axes[i][j]
         key = (model, lead, share)
         rs = sorted((r for r in lines if (r["model"], r["lead"], r["hold_out"]) == key), key=lambda r: r["k"])
+        if not rs:  # this model was not run with this share: no empty log-scaled panel
+            ax.set_visible(False)
+            continue
+        ax.tick_params(axis="y", labelleft=True)  # the row's first panel may be the hidden one
         for g in COMPARED:
             ax.plot([r["k"] for r in rs], [r[f"{g}_gain"] for r in rs], marker="o", label=g)
         ax.axhline(0, color="grey", lw=0.8)

@@ -102,9 +102,10 @@ def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_
         "data": "d",
     }
     meta = {"command": run["command"], "runs": {"tiny": run}}
-    lm_guard.write_outputs([row], meta, tmp_path)
+    other = row | {"model": "other", "hold_out": 0.5}  # a panel (tiny, 0.5) and (other, 1) with no rows
+    lm_guard.write_outputs([row, other], meta, tmp_path)
     written = json.loads((tmp_path / "lm_guard.json").read_text())
-    assert written["rows"] == [row] and written["summary"][0]["draws"] == 1
+    assert written["rows"] == [row, other] and [s["draws"] for s in written["summary"]] == [1, 1]
     assert (tmp_path / "guard.csv").is_file() and (tmp_path / "guard.png").stat().st_size > 0
     first = (tmp_path / "guard.md").read_text()
     monkeypatch.setattr(sys, "argv", ["lm_guard.py", "--render", "--out", str(tmp_path)])
