@@ -14,9 +14,11 @@ same p-value), "raw-sign-flip" (the same test on raw sums of gains) and "none". 
 scored on development sentences: accuracy and mean log-probability of the right label, against the
 memory off.
 
-Data: Pang & Lee movie-review sentences, the pool of the 2,000-sentence test split (seed 0), so
-neither published test set (500 or 2,000 sentences, same seed) is touched: development = the last
-``--dev`` pool sentences, support sets drawn from the others (seeded). ``--lead m`` also runs each
+Data: Pang & Lee movie-review sentences, the 8,604 left beside the 2,000-sentence test split (split
+seed 0, ``--split-seed``), so neither published test set (500 or 2,000 sentences, same seed) is
+touched: development = the last ``--dev`` of them, support sets drawn from the others (``--seed``
+draws them and seeds the fits; fresh draws with another seed keep the same split and development
+sentences). ``--lead m`` also runs each
 support set with its first m examples as lead demonstrations (``TaskSpec.demonstrations``) and the
 memory learning the rest.
 
@@ -258,7 +260,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="draws the support sets and seeds the fits")
+    ap.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of the 2,000-sentence test split whose other sentences are used (0: the published"
+        " tables' split, so no test sentence of theirs is used whatever --seed)",
+    )
     ap.add_argument(
         "--out", default=None, help="folder for the JSON/CSV/PNG/MD (default: the published places)"
     )
@@ -281,13 +290,7 @@ def main() -> None:
         raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1 and lead >= 0 are required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    pool, _ = load_data(2000, None, args.seed)
-    support, dev = pool[: -args.dev], pool[-args.dev :]
-    data = (
-        "Pang & Lee movie-review sentences: pool of the 2,000-sentence test split (seed "
-        f"{args.seed}), {len(dev)} development sentences (the pool's last), support sets of k drawn from"
-        f" the other {len(support)} ({args.draws} draws per k); no test sentence used"
-    )
+    support, dev, data = development_split(args.dev, args.split_seed, args.draws, args.seed)
     with Timer() as total:
         rows = [
             r for name in filter(None, args.models.split(",")) for r in run_model(name, args, support, dev)
@@ -296,6 +299,22 @@ def main() -> None:
     run = {k: meta[k] for k in ("command", "machine", "seconds", "data")}
     kept, runs = earlier_other_models(json_path, {r["model"] for r in rows}, run)
     write_outputs(kept + rows, {**meta, "runs": runs}, out)
+
+
+def development_split(dev_size: int, split_seed: int, draws: int, seed: int) -> tuple[list, list, str]:
+    """(support sentences, development sentences, their description): the sentences left beside the
+    2,000-sentence test split of ``split_seed``, the last ``dev_size`` for development. The split does
+    not depend on ``seed`` (which only draws the support sets), so fresh draws never touch a test
+    sentence of the published tables (split seed 0)."""
+    pool, _ = load_data(2000, None, split_seed)
+    support, dev = pool[:-dev_size], pool[-dev_size:]
+    draw_seed = f", draw seed {seed}" if seed != split_seed else ""
+    data = (
+        f"Pang & Lee movie-review sentences: the {len(pool)} left beside the 2,000-sentence test split"
+        f" (seed {split_seed}{draw_seed}), {len(dev)} development sentences (their last), support sets of"
+        f" k drawn from the other {len(support)} ({draws} draws per k); no test sentence used"
+    )
+    return support, dev, data
 
 
 def results_json(out: Path | None) -> Path:

@@ -167,3 +167,18 @@ def test_hold_out_shares_are_read_and_checked():
     for bad in ("0", "0.5,1.5", "-1"):
         with pytest.raises(SystemExit, match=r"--hold-out shares must lie in \(0, 1\]"):
             hold_out_shares(bad)
+
+
+@pytest.mark.assets("movie-review-sentences")
+def test_development_sentences_are_no_published_test_sentence_whatever_the_draw_seed():
+    """The published sentiment tables test on the 500- and 2,000-sentence test splits of seed 0;
+    the guard study's support and development sentences (any draw seed) are none of them."""
+    support, dev, data = lm_guard.development_split(400, 0, 12, 1)
+    again, dev_again, _ = lm_guard.development_split(400, 0, 12, 0)
+    assert (support, dev) == (again, dev_again)  # the draw seed does not move the split
+    assert len(dev) == 400 and len(support) == 8204  # 10,604 distinct sentences less the test split
+    used = {e.input for e in support + dev}
+    for size in (500, 2000):
+        _, test = lm_sentiment.load_data(size, None, 0)
+        assert not used & {e.input for e in test}
+    assert "8604 left beside" in data and "(seed 0, draw seed 1)" in data and "other 8204" in data
