@@ -169,7 +169,8 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> str:
+def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path, links: str = "lm/") -> str:
+    """The table; ``links``: the folder of the plot and CSV as seen from the page that shows it."""
     head = "| model | lead demos | k | held out | draws | memory off | " + " | ".join(
         f"{g}: on / Δ acc / losses / Δ loglik" for g in COMPARED
     )
@@ -202,9 +203,9 @@ def markdown(lines: list[dict], meta: dict[str, Any], png: Path, csv: Path) -> s
         )
     out += [
         "",
-        f"![guards on development sentences](lm/{png.name})",
+        f"![guards on development sentences]({links}{png.name})",
         "",
-        f"Every draw: [`{rel(csv)}`](lm/{csv.name}).",
+        f"Every draw: [`{rel(csv)}`]({links}{csv.name}).",
     ]
     return "\n".join(out)
 
@@ -333,7 +334,7 @@ def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path | None) -> N
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     write_public_csv(csv_path, rows)
     plot(png_path, lines)
-    md = markdown(lines, meta, png_path, csv_path)
+    md = markdown(lines, meta, png_path, csv_path, "lm/" if out is None else "")
     if out is None:
         update_doc_block(REPO / "docs" / "tasks.md", BLOCK, md, meta["command"])
     else:

@@ -114,6 +114,7 @@ def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_
     assert again == written
     assert (tmp_path / "guard.md").read_text() == first
     assert "| tiny | 0 | 12 | 1 | 1 | 50.00 |" in first
+    assert "](guard.png)" in first and "](guard.csv)" in first  # beside guard.md
 
 
 def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny, tmp_path, monkeypatch):
