@@ -129,6 +129,7 @@ def _guard_row(
         sign_flip_p_value(default_candidates("prob"), loglik, MEMORY_OFF, studentize=False) if loglik else 1.0
     )
     row["raw_sign_flip_p"] = raw
+    row["validation_loglik"], row["validation_correct"] = validation_record(loglik)
     choices = dict(report.decisions)
     for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
         on = report.sign_flip_p is not None and report.sign_flip_p < level
@@ -140,6 +141,23 @@ def _guard_row(
         row[f"{g}_on"] = choice != off
         row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
     return row
+
+
+def validation_record(loglik: dict[str, torch.Tensor]) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Per candidate read-out, its held-out examples' scores as the fit saw them, for guards read
+    later without fits: the right label's log-probability normalised over the labels (6 decimals)
+    and which examples it got right, as a string of 0/1 (two labels: right when that probability
+    is above 1/2, which is the label scores' argmax)."""
+    if len(LABELS) != 2:  # right = above 1/2 holds for two labels only
+        raise ValueError(f"validation_record reads right answers for two labels, not {len(LABELS)}")
+    half = -float(np.log(2.0))
+    scores = {name: [round(float(x), 6) for x in ll] for name, ll in loglik.items()}
+    right = {name: "".join("1" if float(x) > half else "0" for x in ll) for name, ll in loglik.items()}
+    return scores, right
+
+
+#: Row fields kept in the results JSON but not in the every-draw CSV (one list per candidate).
+JSON_ONLY = ("validation_loglik", "validation_correct")
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -332,7 +350,7 @@ def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path | None) -> N
     lines = summary(rows)
     write_json(json_path, {**meta, "summary": lines, "rows": rows})
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    write_public_csv(csv_path, rows)
+    write_public_csv(csv_path, [{k: v for k, v in r.items() if k not in JSON_ONLY} for r in rows])
     plot(png_path, lines)
     md = markdown(lines, meta, png_path, csv_path, "lm/" if out is None else "")
     if out is None:

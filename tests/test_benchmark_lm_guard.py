@@ -71,6 +71,13 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
             assert (row[f"{g}_accuracy"], row[f"{g}_loglik"]) == pytest.approx(
                 lm_guard.dev_scores(task, dev, 8)
             )
+        # the saved held-out scores: the fit's own, and right answers that add up to its accuracy
+        assert row["validation_loglik"].keys() == report.validation_loglik.keys() == report.scores.keys()
+        for name, right in row["validation_correct"].items():
+            saved, fit = row["validation_loglik"][name], report.validation_loglik[name].tolist()
+            assert saved == pytest.approx(fit, abs=1e-6)
+            assert len(right) == row["n_validation"] and set(right) <= {"0", "1"}
+            assert right.count("1") == pytest.approx(report.scores[name] * row["n_validation"])
         at = report.sign_flip_p is not None and report.sign_flip_p < 0.05
         assert row["sign-flip@0.05_on"] == (at and report.decisions["none"] != MEMORY_OFF.name)
         task.use(MEMORY_OFF)
@@ -93,6 +100,8 @@ def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_
     JSON alone (no model)."""
     row = {"model": "tiny", "lead": 0, "k": 12, "draw": 0, "hold_out": 1.0, "off_accuracy": 0.5}
     row |= {"off_loglik": -0.7, "sign_flip_p": 0.5, "raw_sign_flip_p": 0.6, "n_validation": 12}
+    row |= {"validation_loglik": {MEMORY_OFF.name: [-0.7] * 12}}
+    row |= {"validation_correct": {MEMORY_OFF.name: "0" * 12}}
     for g in lm_guard.COMPARED:
         row |= {f"{g}_choice": MEMORY_OFF.name, f"{g}_on": False, f"{g}_accuracy": 0.5, f"{g}_loglik": -0.7}
     run = {
@@ -106,7 +115,9 @@ def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_
     lm_guard.write_outputs([row, other], meta, tmp_path)
     written = json.loads((tmp_path / "lm_guard.json").read_text())
     assert written["rows"] == [row, other] and [s["draws"] for s in written["summary"]] == [1, 1]
-    assert (tmp_path / "guard.csv").is_file() and (tmp_path / "guard.png").stat().st_size > 0
+    assert (tmp_path / "guard.png").stat().st_size > 0
+    header = (tmp_path / "guard.csv").read_text().splitlines()[0].split(",")
+    assert "off_accuracy" in header and not set(lm_guard.JSON_ONLY) & set(header)  # per-item lists: JSON only
     first = (tmp_path / "guard.md").read_text()
     monkeypatch.setattr(sys, "argv", ["lm_guard.py", "--render", "--out", str(tmp_path)])
     lm_guard.main()
