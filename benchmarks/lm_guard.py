@@ -36,6 +36,7 @@ import itertools
 import json
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +161,15 @@ def validation_record(loglik: dict[str, torch.Tensor]) -> tuple[dict[str, list[f
 JSON_ONLY = ("validation_loglik", "validation_correct")
 
 
-def summary(rows: list[dict]) -> list[dict]:
+#: A draw "loses" when its development accuracy falls by more than this many points.
+LOSS_POINTS = 1.0
+
+
+def summary(rows: list[dict], guards: Sequence[str] = COMPARED, loglik: bool = True) -> list[dict]:
     """Per (model, lead, k, hold-out share): each guard's share of draws with the memory on, mean development
-    accuracy change over the memory off (points), draws where it lost more than 1 point, and mean
-    log-likelihood change."""
+    accuracy change over the memory off (points), draws where it lost more than :data:`LOSS_POINTS`,
+    and (``loglik``) mean log-likelihood change. Each row holds ``off_accuracy`` and, per guard g of
+    ``guards``, ``g_on`` and ``g_accuracy`` (and ``g_loglik``, ``off_loglik``)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["model"], r["lead"], r["k"], r.get("hold_out", PUBLISHED_HOLD_OUT))].append(r)
@@ -177,12 +183,13 @@ def summary(rows: list[dict]) -> list[dict]:
             "draws": len(rs),
             "off_accuracy": 100 * np.mean([r["off_accuracy"] for r in rs]),
         }
-        for g in COMPARED:
+        for g in guards:
             gain = [100 * (r[f"{g}_accuracy"] - r["off_accuracy"]) for r in rs]
             line[f"{g}_on"] = float(np.mean([r[f"{g}_on"] for r in rs]))
             line[f"{g}_gain"] = float(np.mean(gain))
-            line[f"{g}_losses"] = int(sum(x < -1 for x in gain))
-            line[f"{g}_loglik_gain"] = float(np.mean([r[f"{g}_loglik"] - r["off_loglik"] for r in rs]))
+            line[f"{g}_losses"] = int(sum(x < -LOSS_POINTS for x in gain))
+            if loglik:
+                line[f"{g}_loglik_gain"] = float(np.mean([r[f"{g}_loglik"] - r["off_loglik"] for r in rs]))
         out.append(line)
     return out
 

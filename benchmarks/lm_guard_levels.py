@@ -1,24 +1,34 @@
-"""Any level of the sign-flip guard, read from the p-values a guard study saved (no fits).
+"""Guards read from the scores a guard study saved (no fits): any level of the sign-flip guard, and
+the sign-flip guard that also asks the held-out accuracy.
 
 ``benchmarks/lm_guard.py`` stores, for every draw, the sign-flip p-value of the fit's validation
-scores and the development scores of the winner (guard ``none``) and of the memory off. The
-``sign-flip`` guard at level a keeps the winner when p < a and the memory off otherwise, so every
-level is read from those rows: its share of draws with the memory on, its mean change of
-development accuracy over the memory off (points) and its draws that lose more than a point, per
-(model, lead demonstrations, k, held-out share), then over the rows: the mean, the mean per model
-and the losing draws in all.
+scores, the development scores of the winner (guard ``none``) and of the memory off and (since
+2026-12-03) each candidate's right answers on the held-out examples. Every guard read here chooses
+between the winner and the memory off:
+
+* ``sign-flip@a``: the winner when p < a (the library's guard at level a);
+* ``sign-flip@a+acc``: also asks that the winner's held-out accuracy be at least the memory off's;
+* ``sign-flip@a+acc-gain``: ... above the memory off's;
+* ``none``: the winner always.
+
+Per (model, lead demonstrations, k, held-out share): each guard's share of draws with the memory
+on, its mean change of development accuracy over the memory off (points) and its draws that lose
+more than a point; then over the rows: the mean, the mean per model and the losing draws in all.
 
     python benchmarks/lm_guard_levels.py --results benchmarks/results/lm_guard_fresh/lm_guard.json \
         --levels 0.1,0.2,0.3
+    python benchmarks/lm_guard_levels.py --results benchmarks/results/lm_guard_seed2/lm_guard.json \
+        --guards sign-flip@0.1,sign-flip@0.1+acc,sign-flip@0.1+acc-gain --name accuracy
 
-Writes ``levels.md``, ``levels.csv`` and ``levels.png`` beside the results JSON.
+Writes ``levels.md``, ``levels.csv`` and ``levels.png`` (``--name``: ``NAME.md`` ...) beside the
+results JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +36,78 @@ import numpy as np
 
 from faast.lm.task_choice import MEMORY_OFF, SIGN_FLIP_LEVEL
 from faast.publish import write_public_csv, write_public_text
+from lm_guard import LOSS_POINTS
+from lm_guard import summary as guard_summary
 from task_bench import rel
 
-#: A draw "loses" when its development accuracy falls by more than this many points.
-LOSS_POINTS = 1.0
+#: sign-flip@a, optionally +acc (held-out accuracy at least the memory off's) or +acc-gain (above it).
+GUARD_PATTERN = re.compile(r"sign-flip@(?P<level>[0-9.eE+-]+?)(?P<acc>\+acc(-gain)?)?")
 
 
 def level_name(level: float) -> str:
     return f"sign-flip@{level:g}"
 
 
-def gain_at(row: dict[str, Any], level: float | None) -> tuple[bool, float]:
-    """(memory on, change of development accuracy in points) of one draw under the sign-flip guard
-    at ``level`` (None: no guard, the winner always)."""
+def check_guard(name: str) -> str:
+    """``name`` when it is a guard this module reads ("none" or sign-flip@a[+acc|+acc-gain], 0 < a <= 1)."""
+    match = GUARD_PATTERN.fullmatch(name)
+    try:
+        ok = name == "none" or (match is not None and 0 < float(match["level"]) <= 1)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SystemExit(f"--guards: {name!r} is not none or sign-flip@a[+acc|+acc-gain] with a in (0, 1]")
+    return name
+
+
+def held_out_right(row: dict[str, Any], candidate: str) -> int:
+    """How many held-out examples ``candidate`` got right in the draw's fit."""
+    if "validation_correct" not in row:
+        raise SystemExit(
+            "the +acc guards need each candidate's held-out right answers (validation_correct), which"
+            " lm_guard.py saves since 2026-12-03; these results are older"
+        )
+    return row["validation_correct"][candidate].count("1")
+
+
+def memory_on(row: dict[str, Any], guard: str) -> bool:
+    """Whether ``guard`` keeps the draw's winner (else the memory stays off)."""
+    winner = row["none_choice"]
+    if winner == MEMORY_OFF.name:
+        return False
+    if guard == "none":
+        return True
+    match = GUARD_PATTERN.fullmatch(guard)
+    assert match is not None, guard
     p = row["sign_flip_p"]
-    on = row["none_choice"] != MEMORY_OFF.name and (level is None or (p is not None and p < level))
-    return on, 100 * (row["none_accuracy"] - row["off_accuracy"]) if on else 0.0
+    if p is None or not p < float(match["level"]):
+        return False
+    if match["acc"] is None:
+        return True
+    won, off = held_out_right(row, winner), held_out_right(row, MEMORY_OFF.name)
+    return won > off if match["acc"] == "+acc-gain" else won >= off
 
 
-def summary(rows: list[dict[str, Any]], levels: list[float]) -> list[dict[str, Any]]:
-    """One line per (model, lead, k, held-out share): draws, memory-off accuracy (%) and, per level
-    and for ``none``, the share of draws on, the mean change (points) and the losing draws."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def summary(rows: list[dict[str, Any]], guards: list[str]) -> list[dict[str, Any]]:
+    """One line per (model, lead, k, held-out share): draws, memory-off accuracy (%) and, per guard,
+    the share of draws on, the mean change (points) and the losing draws
+    (:func:`lm_guard.summary` on each draw's choices)."""
+    chosen = []
     for r in rows:
-        groups[(r["model"], r["lead"], r["k"], r["hold_out"])].append(r)
-    lines = []
-    for (model, lead, k, share), rs in groups.items():
-        line: dict[str, Any] = {"model": model, "lead": lead, "k": k, "hold_out": share, "draws": len(rs)}
-        line["off_accuracy"] = 100 * float(np.mean([r["off_accuracy"] for r in rs]))
-        for name, level in [*((level_name(a), a) for a in levels), ("none", None)]:
-            on, gain = zip(*(gain_at(r, level) for r in rs), strict=True)
-            line[f"{name}_on"] = float(np.mean(on))
-            line[f"{name}_gain"] = float(np.mean(gain))
-            line[f"{name}_losses"] = int(sum(g < -LOSS_POINTS for g in gain))
-        lines.append(line)
-    return lines
+        row = {key: r[key] for key in ("model", "lead", "k", "hold_out", "off_accuracy")}
+        for g in guards:
+            row[f"{g}_on"] = on = memory_on(r, g)
+            row[f"{g}_accuracy"] = r["none_accuracy"] if on else r["off_accuracy"]
+        chosen.append(row)
+    return guard_summary(chosen, guards, loglik=False)
 
 
-def over_rows(lines: list[dict[str, Any]], levels: list[float]) -> list[dict[str, Any]]:
-    """Per level (and ``none``): the mean change over the lines (each line weighs the same), the
-    mean over each model's lines, and the losing draws in all."""
+def over_rows(lines: list[dict[str, Any]], guards: list[str]) -> list[dict[str, Any]]:
+    """Per guard: the mean change over the lines (each line weighs the same), the mean over each
+    model's lines, and the losing draws in all."""
     models = list(dict.fromkeys(line["model"] for line in lines))
     out = []
-    for name in [*(level_name(a) for a in levels), "none"]:
+    for name in guards:
         entry: dict[str, Any] = {
             "guard": name,
             "mean_gain": float(np.mean([x[f"{name}_gain"] for x in lines])),
@@ -81,19 +120,19 @@ def over_rows(lines: list[dict[str, Any]], levels: list[float]) -> list[dict[str
     return out
 
 
-def markdown(lines: list[dict], totals: list[dict], levels: list[float], source: str, command: str) -> str:
-    names = [*(level_name(a) for a in levels), "none"]
+def markdown(lines: list[dict], totals: list[dict], guards: list[str], source: str, command: str) -> str:
     out = [
         f"Read from {source} by `{command}` (no fits). Per guard: share of draws with the memory on,"
         " mean change of development accuracy over the memory off (points), draws that lose more than"
         f" {LOSS_POINTS:g} point; sign-flip@a keeps the winner when p < a (the default level is"
-        f" {SIGN_FLIP_LEVEL:g}), none keeps it always.",
+        f" {SIGN_FLIP_LEVEL:g}), +acc also when its held-out accuracy is at least the memory off's"
+        " (+acc-gain: above it), none keeps it always.",
         "",
-        "| model | lead demos | k | held out | draws | memory off | " + " | ".join(names) + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---|" * len(names),
+        "| model | lead demos | k | held out | draws | memory off | " + " | ".join(guards) + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---|" * len(guards),
     ]
     for x in lines:
-        cells = [f"{x[f'{n}_on']:.2f} / {x[f'{n}_gain']:+.2f} / {x[f'{n}_losses']}" for n in names]
+        cells = [f"{x[f'{n}_on']:.2f} / {x[f'{n}_gain']:+.2f} / {x[f'{n}_losses']}" for n in guards]
         out.append(
             f"| {x['model']} | {x['lead']} | {x['k']} | {x['hold_out']:g} | {x['draws']} |"
             f" {x['off_accuracy']:.2f} | " + " | ".join(cells) + " |"
@@ -112,24 +151,24 @@ def markdown(lines: list[dict], totals: list[dict], levels: list[float], source:
     return "\n".join(out)
 
 
-def plot(path: Path, lines: list[dict], levels: list[float]) -> None:
-    """Mean change of development accuracy against the level, one line per (model, lead, k)."""
+def plot(path: Path, lines: list[dict], guards: list[str]) -> None:
+    """Mean change of development accuracy per guard, one line per (model, lead, k, held out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * len(guards)), 4.2))
     for x in lines:
         ax.plot(
-            levels,
-            [x[f"{level_name(a)}_gain"] for a in levels],
+            range(len(guards)),
+            [x[f"{g}_gain"] for g in guards],
             marker="o",
             label=f"{x['model']}, {x['lead']} lead, k={x['k']}, {x['hold_out']:g} held out",
         )
     ax.axhline(0, color="grey", lw=0.8)
-    ax.axvline(SIGN_FLIP_LEVEL, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("sign-flip level a (memory on when p < a)")
+    ax.set_xticks(range(len(guards)), guards, fontsize=8)
+    ax.set_xlabel(f"guard (the default: {level_name(SIGN_FLIP_LEVEL)})")
     ax.set_ylabel("Δ dev accuracy vs memory off (points)")
     ax.legend(fontsize=6)
     fig.tight_layout()
@@ -138,18 +177,42 @@ def plot(path: Path, lines: list[dict], levels: list[float]) -> None:
 
 
 def parse_levels(text: str) -> list[float]:
-    levels = [float(x) for x in text.split(",") if x.strip()]
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        levels = []
     if not levels or any(not 0 < a <= 1 for a in levels):
         raise SystemExit(f"--levels: comma list of levels in (0, 1], got {text!r}")
     return sorted(levels)
+
+
+def parse_guards(levels: str, guards: str | None) -> list[str]:
+    """The guards to read: ``--guards`` when given, else sign-flip at each of ``--levels``; ``none``
+    last in both cases."""
+    names = (
+        [check_guard(g.strip()) for g in guards.split(",") if g.strip()]
+        if guards is not None
+        else [level_name(a) for a in parse_levels(levels)]
+    )
+    if not names:
+        raise SystemExit("--guards: no guard given")
+    return [*dict.fromkeys(g for g in names if g != "none"), "none"]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", required=True, help="a results JSON written by benchmarks/lm_guard.py")
     ap.add_argument("--levels", default="0.05,0.1,0.2,0.3", help="sign-flip levels (comma list)")
+    ap.add_argument(
+        "--guards",
+        default=None,
+        help="guards to read instead of --levels: sign-flip@a[+acc|+acc-gain] (comma list)",
+    )
     ap.add_argument("--hold-out", type=float, default=None, help="only the rows of this held-out share")
+    ap.add_argument("--name", default="levels", help="the outputs' file name, without suffix")
     args = ap.parse_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
+        raise SystemExit(f"--name: letters, digits, - and _ only, got {args.name!r}")
     path = Path(args.results)
     if not path.is_file():
         raise SystemExit(f"--results: no file {path}")
@@ -160,16 +223,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"no rows in {rel(path)}" + (f" with --hold-out {args.hold_out:g}" if args.hold_out else "")
         )
-    levels = parse_levels(args.levels)
-    lines = summary(rows, levels)
-    totals = over_rows(lines, levels)
-    command = f"python benchmarks/lm_guard_levels.py --results {rel(path)} --levels {args.levels}"
+    guards = parse_guards(args.levels, args.guards)
+    lines = summary(rows, guards)
+    totals = over_rows(lines, guards)
+    what = f"--guards {','.join(guards)}" if args.guards is not None else f"--levels {args.levels}"
+    command = f"python benchmarks/lm_guard_levels.py --results {rel(path)} {what}"
     if args.hold_out is not None:
         command += f" --hold-out {args.hold_out:g}"
-    md = markdown(lines, totals, levels, rel(path), command)
-    write_public_text(path.parent / "levels.md", md + "\n")
-    write_public_csv(path.parent / "levels.csv", lines)
-    plot(path.parent / "levels.png", lines, levels)
+    if args.name != "levels":
+        command += f" --name {args.name}"
+    md = markdown(lines, totals, guards, rel(path), command)
+    write_public_text(path.parent / f"{args.name}.md", md + "\n")
+    write_public_csv(path.parent / f"{args.name}.csv", lines)
+    plot(path.parent / f"{args.name}.png", lines, guards)
     print(md)
 
 
