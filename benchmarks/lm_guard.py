@@ -94,7 +94,7 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
     # its own demonstrations, so its own task (and cache)
     plain = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
     for m, k, draw in bar:
-        picked = random.Random(f"{args.seed}-{k}-{draw}").sample(support, k)
+        picked = draw_support(support, args.seed, k, draw)
         demos = [(e.input, e.output) for e in picked[:m]]
         task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True) if m else plain
         # every hold-out share ends with the same memory (all the draw's examples), so a read-out's
@@ -107,6 +107,12 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
             rows.append({"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share} | row)
         bar.set_postfix(k=k, lead=m)
     return rows
+
+
+def draw_support(support: list[Example], seed: int, k: int, draw: int) -> list[Example]:
+    """The ``draw``-th support set of ``k`` examples drawn with ``seed`` (its first examples are the
+    lead demonstrations when there are)."""
+    return random.Random(f"{seed}-{k}-{draw}").sample(support, k)
 
 
 def _guard_row(
