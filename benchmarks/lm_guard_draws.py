@@ -113,14 +113,16 @@ def plot(path: Path, lines: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(x["model"] for x in lines))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.4 * len(models), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(4.6 * len(models) + 1, 3.8), squeeze=False, layout="constrained"
+    )
     for ax, model in zip(axes[0], models, strict=True):
         mine = [x for x in lines if x["model"] == model]
         for on in (True, False):
             pts = [x for x in mine if x["default_on"] == on]
             if not pts:
                 continue
-            ax.scatter(
+            dots = ax.scatter(
                 [x["held_out_change"] for x in pts],
                 [x["dev_change"] for x in pts],
                 c=[x["majority_share"] for x in pts],
@@ -136,7 +138,8 @@ def plot(path: Path, lines: list[dict[str, Any]]) -> None:
         ax.set_xlabel("Δ held-out accuracy, winner − off (points)")
         ax.set_ylabel("Δ dev accuracy, winner − off (points)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    if lines:
+        fig.colorbar(dots, ax=axes[0].tolist(), label="majority label's share of the learned examples")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
