@@ -136,7 +136,7 @@ def _guard_row(
         sign_flip_p_value(default_candidates("prob"), loglik, MEMORY_OFF, studentize=False) if loglik else 1.0
     )
     row["raw_sign_flip_p"] = raw
-    row["validation_loglik"], row["validation_correct"] = validation_record(loglik)
+    row["validation_loglik"], row["validation_correct"] = validation_record(report)
     choices = dict(report.decisions)
     for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
         on = report.sign_flip_p is not None and report.sign_flip_p < level
@@ -150,16 +150,15 @@ def _guard_row(
     return row
 
 
-def validation_record(loglik: dict[str, torch.Tensor]) -> tuple[dict[str, list[float]], dict[str, str]]:
+def validation_record(report: FitReport) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Per candidate read-out, its held-out examples' scores as the fit saw them, for guards read
     later without fits: the right label's log-probability normalised over the labels (6 decimals)
-    and which examples it got right, as a string of 0/1 (two labels: right when that probability
-    is above 1/2, which is the label scores' argmax)."""
-    if len(LABELS) != 2:  # right = above 1/2 holds for two labels only
-        raise ValueError(f"validation_record reads right answers for two labels, not {len(LABELS)}")
-    half = -float(np.log(2.0))
-    scores = {name: [round(float(x), 6) for x in ll] for name, ll in loglik.items()}
-    right = {name: "".join("1" if float(x) > half else "0" for x in ll) for name, ll in loglik.items()}
+    and which examples it got right (``FitReport.validation_correct``), as a string of 0/1."""
+    scores = {name: [round(float(x), 6) for x in ll] for name, ll in report.validation_loglik.items()}
+    right = {
+        name: "".join("1" if x else "0" for x in hit.tolist())
+        for name, hit in report.validation_correct.items()
+    }
     return scores, right
 
 

@@ -5,6 +5,7 @@ in-context learning with a cached prefix."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -153,6 +154,22 @@ def test_cross_validation_folds_never_read_the_examples_they_score(monkeypatch):
     task.fit(examples, candidates=[ReadCandidate("logit", ReadConfig(weight=1.0))], progress=False)
     assert sum(n for n, _ in seen) == 20  # every example held out once (hold_out 1), in 5 folds
     assert all(learned == 2 * (20 - n) for n, learned in seen)
+
+
+def test_the_report_keeps_each_candidates_right_answers_per_held_out_example():
+    """Labels: per candidate, which held-out examples its best-scored label got right; they add up
+    to its accuracy in ``scores``, and (two labels) an example is right exactly when the right
+    label's normalised log-probability is above log 1/2. Free-form outputs have none."""
+    task = make_task()
+    report = task.fit(rule_examples(30), progress=False)
+    assert report.validation_correct.keys() == report.scores.keys() == report.validation_loglik.keys()
+    for name, right in report.validation_correct.items():
+        assert right.dtype == torch.bool and right.shape == (report.n_validation,)
+        assert int(right.sum()) / report.n_validation == pytest.approx(report.scores[name])
+        assert torch.equal(right, report.validation_loglik[name] > -math.log(2.0))
+    assert len({tuple(r.tolist()) for r in report.validation_correct.values()}) > 1  # they differ
+    free = make_task().fit(rule_examples(30), labels=None, progress=False)
+    assert free.validation_correct == {} and free.validation_loglik
 
 
 def test_too_few_examples_are_learned_but_read_with_the_memory_off():

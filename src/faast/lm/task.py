@@ -174,6 +174,9 @@ class FitReport:
     validation_loglik: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     #: (held-out examples,) items per example
     validation_items: torch.Tensor | None = field(default=None, repr=False)
+    #: labels only: candidate name -> (held-out examples,) bool, whether its best-scored label was the
+    #: right one (the per-example accuracy behind ``scores``); not saved
+    validation_correct: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -511,7 +514,7 @@ class TaskModel(TaskScoringMixin):
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
-        correct = {c.name: 0 for c in candidates}
+        hits: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         sizes: list[torch.Tensor] = []
         bar = tqdm(
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
@@ -522,7 +525,7 @@ class TaskModel(TaskScoringMixin):
             loglik, right, n = self._score_fold(part, candidates, dist, bar)
             for j, cand in enumerate(candidates):
                 values[cand.name].append(loglik[:, j])
-                correct[cand.name] += int(right[j])
+                hits[cand.name].append(right[:, j])
             sizes.append(n)
         bar.close()
         count = torch.cat(sizes).sum()
@@ -535,8 +538,9 @@ class TaskModel(TaskScoringMixin):
         outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value) for g in GUARDS}
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         best, note = outcomes[guard]
+        correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}
         if self.spec.labels is not None:
-            scores = {name: correct[name] / len(held) for name in mean}
+            scores = {name: int(correct[name].sum()) / len(held) for name in mean}
             metric = (
                 f"{k}-fold cross-validation on {len(held)} examples: mean log-probability of the right label "
                 f"(scores: accuracy){note}"
@@ -545,7 +549,18 @@ class TaskModel(TaskScoringMixin):
             scores = {name: -value for name, value in mean.items()}
             metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){note}"
         return FitReport(
-            best, metric, scores, len(examples), len(held), 0, mean, decisions, p_value, per_item, items
+            best,
+            metric,
+            scores,
+            len(examples),
+            len(held),
+            0,
+            mean,
+            decisions,
+            p_value,
+            per_item,
+            items,
+            correct,
         )
 
     def _learn_block(
@@ -572,11 +587,12 @@ class TaskModel(TaskScoringMixin):
         self, part: list[Example], candidates: Sequence[ReadCandidate], dist: faast.distributed.Dist, bar: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score every candidate on the held-out ``part``: (log-likelihood (len(part), C) float64,
-        right answers (C,), items per example (len(part),)). Each process scores its block of
-        ``part``; the blocks are gathered in order, so every process gets the same numbers."""
+        right answers (len(part), C) bool (labels; all False for free-form outputs), items per
+        example (len(part),)). Each process scores its block of ``part``; the blocks are gathered in
+        order, so every process gets the same numbers."""
         mine = list(dist.shard(part))
         loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
-        right = torch.zeros(len(candidates), dtype=torch.float64)
+        right = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
         items = torch.zeros(len(mine), dtype=torch.float64)
         if mine:
             batches = self._validation_batches(mine)
@@ -585,11 +601,12 @@ class TaskModel(TaskScoringMixin):
                 self.use(cand)
                 per_batch = states if states is not None else [self._states(b) for b in batches]
                 ll, hits, items = self._validation_score(mine, batches, per_batch)
-                loglik[:, j], right[j] = ll.cpu(), hits
+                loglik[:, j], right[:, j] = ll.cpu(), hits.cpu().to(torch.float64)
                 bar.update(1)
         loglik = dist.gather_rows(loglik, len(part))
+        right = dist.gather_rows(right, len(part)) > 0.5
         items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
-        return loglik, dist.all_reduce_(right, what="right answers"), items
+        return loglik, right, items
 
     def _validation_batches(self, part: list[Example]) -> list[ScoredBatch]:
         if self.spec.labels is not None:
@@ -598,22 +615,24 @@ class TaskModel(TaskScoringMixin):
 
     def _validation_score(
         self, part: list[Example], batches: list[ScoredBatch], states: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """(log-likelihood per example, right answers, items per example): labels score the
-        normalised log-probability of the right label (one item each); free-form outputs the summed
-        log-probability of the answer's tokens (items: its tokens)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-likelihood per example, right answer per example (bool), items per example): labels
+        score the normalised log-probability of the right label (one item each) and whether the
+        best-scored label is the right one; free-form outputs the summed log-probability of the
+        answer's tokens (items: its tokens; right answers all False)."""
         if self.spec.labels is not None:
             lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)])
             target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[arg-type]
             norm = lp - torch.logsumexp(lp, dim=1, keepdim=True)
             picked = norm[torch.arange(len(target)), target].clamp_min(-1e4)
-            return picked, int((lp.argmax(1) == target).sum()), torch.ones(len(target), dtype=torch.float64)
+            return picked, lp.argmax(1) == target, torch.ones(len(target), dtype=torch.float64)
         nll, tokens = [], []
         for b, s in zip(batches, states, strict=True):
             part_nll, n = self._answer_nll_per_sequence(b, s)
             nll.append(part_nll)
             tokens.append(n)
-        return -torch.cat(nll), 0, torch.cat(tokens)
+        nll_all = torch.cat(nll)
+        return -nll_all, torch.zeros(len(nll_all), dtype=torch.bool), torch.cat(tokens)
 
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()
