@@ -150,16 +150,23 @@ def _guard_row(
     return row
 
 
-def validation_record(report: FitReport) -> tuple[dict[str, list[float]], dict[str, str]]:
+def validation_record(report: FitReport) -> tuple[dict[str, str], dict[str, str]]:
     """Per candidate read-out, its held-out examples' scores as the fit saw them, for guards read
-    later without fits: the right label's log-probability normalised over the labels (6 decimals)
-    and which examples it got right (``FitReport.validation_correct``), as a string of 0/1."""
-    scores = {name: [round(float(x), 6) for x in ll] for name, ll in report.validation_loglik.items()}
+    later without fits, each as one string (one line of the results JSON): the right label's
+    log-probability normalised over the labels, space-separated with 6 decimals
+    (:func:`read_loglik` reads it back), and which examples it got right
+    (``FitReport.validation_correct``) as 0/1."""
+    scores = {name: " ".join(f"{float(x):.6f}" for x in ll) for name, ll in report.validation_loglik.items()}
     right = {
         name: "".join("1" if x else "0" for x in hit.tolist())
         for name, hit in report.validation_correct.items()
     }
     return scores, right
+
+
+def read_loglik(saved: str) -> list[float]:
+    """A candidate's held-out log-probabilities as :func:`validation_record` saved them."""
+    return [float(x) for x in saved.split()]
 
 
 #: Row fields kept in the results JSON but not in the every-draw CSV (one list per candidate).

@@ -74,7 +74,10 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
         # the saved held-out scores: the fit's own, and right answers that add up to its accuracy
         assert row["validation_loglik"].keys() == report.validation_loglik.keys() == report.scores.keys()
         for name, right in row["validation_correct"].items():
-            saved, fit = row["validation_loglik"][name], report.validation_loglik[name].tolist()
+            saved, fit = (
+                lm_guard.read_loglik(row["validation_loglik"][name]),
+                report.validation_loglik[name].tolist(),
+            )
             assert saved == pytest.approx(fit, abs=1e-6)
             assert right == "".join("1" if x else "0" for x in report.validation_correct[name].tolist())
             assert len(right) == row["n_validation"]
@@ -100,7 +103,7 @@ def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_
     JSON alone (no model)."""
     row = {"model": "tiny", "lead": 0, "k": 12, "draw": 0, "hold_out": 1.0, "off_accuracy": 0.5}
     row |= {"off_loglik": -0.7, "sign_flip_p": 0.5, "raw_sign_flip_p": 0.6, "n_validation": 12}
-    row |= {"validation_loglik": {MEMORY_OFF.name: [-0.7] * 12}}
+    row |= {"validation_loglik": {MEMORY_OFF.name: " ".join(["-0.700000"] * 12)}}
     row |= {"validation_correct": {MEMORY_OFF.name: "0" * 12}}
     for g in lm_guard.COMPARED:
         row |= {f"{g}_choice": MEMORY_OFF.name, f"{g}_on": False, f"{g}_accuracy": 0.5, f"{g}_loglik": -0.7}
