@@ -96,17 +96,35 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
     for m, k, draw in bar:
         picked = draw_support(support, args.seed, k, draw)
         demos = [(e.input, e.output) for e in picked[:m]]
+        learned = balanced(picked[m:]) if args.balance else picked[m:]
         task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS, demos), cache=True) if m else plain
         # every hold-out share ends with the same memory (all the draw's examples), so a read-out's
         # development scores serve each of them
         by_name: dict[str, tuple[float, float]] = {}
         for share in args.hold_out:
             task.reset()
-            report = task.fit(picked[m:], labels=LABELS, hold_out=share, seed=args.seed, progress=False)
+            report = task.fit(learned, labels=LABELS, hold_out=share, seed=args.seed, progress=False)
             row = _guard_row(report, task, dev, args.batch_size, by_name)
-            rows.append({"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share} | row)
+            where = {"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share}
+            rows.append(where | ({"learned": len(learned)} if args.balance else {}) | row)
         bar.set_postfix(k=k, lead=m)
     return rows
+
+
+def balanced(examples: list[Example]) -> list[Example]:
+    """The first examples of each label, in order, as many of each as the rarest label has (only
+    the labels that occur): a support set whose label mix is even (``--balance``)."""
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.output] = counts.get(e.output, 0) + 1  # type: ignore[index]
+    keep = min(counts.values(), default=0)
+    seen: dict[str, int] = {}
+    out = []
+    for e in examples:
+        seen[e.output] = seen.get(e.output, 0) + 1  # type: ignore[index]
+        if seen[e.output] <= keep:  # type: ignore[index]
+            out.append(e)
+    return out
 
 
 def draw_support(support: list[Example], seed: int, k: int, draw: int) -> list[Example]:
@@ -299,6 +317,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0, help="draws the support sets and seeds the fits")
+    ap.add_argument(
+        "--balance",
+        action="store_true",
+        help="the memory learns each draw's examples (after the lead) with an even label mix: as many"
+        " of each label as the rarest has, the first in the draw's order (the row's 'learned' counts them)",
+    )
     ap.add_argument(
         "--split-seed",
         type=int,

@@ -6,7 +6,7 @@ For each draw of ``benchmarks/lm_guard.py``'s results: the sign-flip p-value, th
 cross-validation, the change of held-out accuracy (points), the change of development accuracy
 with the winner on (points), whether the default guard kept it on, and how many of the examples the
 memory learned carry each label (the draw is made again from the study's own seeds, read from its
-command: ``--seed``, ``--split-seed`` and ``--dev``).
+command: ``--seed``, ``--split-seed``, ``--dev`` and ``--balance``).
 
     python benchmarks/lm_guard_draws.py --results benchmarks/results/lm_guard_seed2/lm_guard.json
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from faast.lm.task_choice import MEMORY_OFF
 from faast.publish import write_public_csv, write_public_text
-from lm_guard import LABELS, development_split, draw_support
+from lm_guard import LABELS, balanced, development_split, draw_support
 from lm_guard_levels import held_out_right
 from task_bench import rel
 
@@ -34,12 +34,14 @@ STUDY_DEFAULTS = {"seed": 0, "split-seed": 0, "dev": 400}
 
 
 def study_options(command: str) -> dict[str, int]:
-    """``--seed``, ``--split-seed`` and ``--dev`` of an lm_guard.py command (its defaults when absent)."""
+    """``--seed``, ``--split-seed`` and ``--dev`` of an lm_guard.py command (its defaults when absent),
+    and ``balance``: 1 when it has ``--balance``."""
     out = dict(STUDY_DEFAULTS)
-    for name in out:
+    for name in STUDY_DEFAULTS:
         match = re.search(rf"--{name}[ =](\d+)", command)
         if match:
             out[name] = int(match[1])
+    out["balance"] = int(re.search(r"--balance(\s|$)", command) is not None)
     return out
 
 
@@ -56,6 +58,8 @@ def draw_lines(rows: list[dict[str, Any]], commands: dict[str, str]) -> list[dic
         if key not in splits:
             splits[key] = development_split(opts["dev"], opts["split-seed"], 1, opts["seed"])[0]
         learned = draw_support(splits[key], opts["seed"], r["k"], r["draw"])[r["lead"] :]
+        if opts["balance"]:
+            learned = balanced(learned)
         mix = Counter(e.output for e in learned)
         n = r["n_validation"]
         won, off = held_out_right(r, r["none_choice"]), held_out_right(r, MEMORY_OFF.name)

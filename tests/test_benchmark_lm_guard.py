@@ -8,6 +8,7 @@ import argparse
 import json
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import lm_guard
 import lm_guard_published
 import lm_sentiment
 from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF
 from tests.lm_tiny import tiny_model
@@ -47,7 +49,14 @@ def tiny(monkeypatch):
 def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     support, dev = _labelled(40), _labelled(12, offset=5)
     args = argparse.Namespace(
-        lead=[0, 3], sizes=[12], draws=2, hold_out=[0.5, 1.0], seed=0, batch_size=8, device=None
+        lead=[0, 3],
+        sizes=[12],
+        draws=2,
+        hold_out=[0.5, 1.0],
+        seed=0,
+        batch_size=8,
+        device=None,
+        balance=False,
     )
     rows = lm_guard.run_model("tiny", args, support, dev)
     assert [(r["lead"], r["k"], r["draw"], r["hold_out"]) for r in rows] == [
@@ -96,6 +105,21 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     assert first["off_accuracy"] == pytest.approx(50 * (half[0]["off_accuracy"] + half[1]["off_accuracy"]))
     md = lm_guard.markdown(summary, {"runs": {}}, Path("guard.png"), Path("guard.csv"))
     assert md.count("| tiny | 3 | 12 | 1 | 2 |") == 1
+
+
+def test_balance_keeps_the_first_examples_of_each_label_as_many_as_the_rarest_has(tiny):
+    a, b, c = ([Example(f"{x}{i}", x) for i in range(n)] for x, n in (("p", 5), ("n", 2), ("q", 3)))
+    mixed = [a[0], b[0], a[1], c[0], a[2], c[1], b[1], a[3], c[2], a[4]]
+    assert lm_guard.balanced(mixed) == [a[0], b[0], a[1], c[0], c[1], b[1]]
+    assert lm_guard.balanced(a) == a and lm_guard.balanced([]) == []
+    support, dev = _labelled(40), _labelled(12, offset=5)
+    args = argparse.Namespace(
+        lead=[0], sizes=[12], draws=2, hold_out=[1.0], seed=0, batch_size=8, device=None, balance=True
+    )
+    for row in lm_guard.run_model("tiny", args, support, dev):
+        drawn = lm_guard.draw_support(support, 0, 12, row["draw"])
+        counts = Counter(e.output for e in drawn)
+        assert row["learned"] == row["n_validation"] == 2 * min(counts.values())  # every example held out
 
 
 def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_path, monkeypatch):

@@ -38,10 +38,11 @@ def _row(draw, k=8, lead=0, model="m"):
 
 def test_study_options_are_read_from_the_command_with_lm_guards_defaults():
     assert lm_guard_draws.study_options("python benchmarks/lm_guard.py --models x") == {
-        "seed": 0, "split-seed": 0, "dev": 400
+        "seed": 0, "split-seed": 0, "dev": 400, "balance": 0
     }  # fmt: skip
     command = "python benchmarks/lm_guard.py --dev 100 --seed 2 --split-seed=3 --out o"
-    assert lm_guard_draws.study_options(command) == {"seed": 2, "split-seed": 3, "dev": 100}
+    assert lm_guard_draws.study_options(command) == {"seed": 2, "split-seed": 3, "dev": 100, "balance": 0}
+    assert lm_guard_draws.study_options(command + " --balance")["balance"] == 1
 
 
 def test_each_draw_is_drawn_again_with_the_studys_seed_and_its_label_mix_counted(monkeypatch, tmp_path):
@@ -64,6 +65,10 @@ def test_each_draw_is_drawn_again_with_the_studys_seed_and_its_label_mix_counted
         assert line["majority_share"] == pytest.approx(max(mix.values()) / len(learned))
         assert (line["winner_right"], line["off_right"], line["held_out_change"]) == (3, 1, 50.0)
         assert line["dev_change"] == pytest.approx(-5.0)
+    [balanced] = lm_guard_draws.draw_lines(rows[:1], {"m": command + " --balance"})  # as the study learned it
+    learned = random.Random("5-8-0").sample(pool, 8)
+    even = min(Counter(e.output for e in learned).values())
+    assert (balanced["positive_learned"], balanced["negative_learned"]) == (even, even)
     with pytest.raises(SystemExit, match="no command for m"):
         lm_guard_draws.draw_lines(rows, {})
 
