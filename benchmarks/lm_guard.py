@@ -103,7 +103,9 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
         by_name: dict[str, tuple[float, float]] = {}
         for share in args.hold_out:
             task.reset()
-            report = task.fit(learned, labels=LABELS, hold_out=share, seed=args.seed, progress=False)
+            report = task.fit(
+                learned, labels=LABELS, hold_out=share, folds=args.folds, seed=args.seed, progress=False
+            )
             row = _guard_row(report, task, dev, args.batch_size, by_name)
             where = {"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share}
             rows.append(where | ({"learned": len(learned)} if args.balance else {}) | row)
@@ -318,6 +320,13 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0, help="draws the support sets and seeds the fits")
     ap.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="folds of the read-out's cross-validation (TaskModel.fit(folds=); default 5, the library's;"
+        " 1 with --hold-out 0.5: one split, the memory learns one half and is scored on the other)",
+    )
+    ap.add_argument(
         "--balance",
         action="store_true",
         help="the memory learns each draw's examples (after the lead) with an even label mix: as many"
@@ -348,8 +357,8 @@ def main() -> None:
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.lead = [int(x) for x in args.lead.split(",")]
     args.hold_out = hold_out_shares(args.hold_out)
-    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1 or min(args.lead) < 0:
-        raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1 and lead >= 0 are required")
+    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1 or min(args.lead) < 0 or args.folds < 1:
+        raise SystemExit("--draws >= 1, --dev >= 10, sizes >= 1, lead >= 0 and --folds >= 1 are required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     support, dev, data = development_split(args.dev, args.split_seed, args.draws, args.seed)

@@ -57,6 +57,7 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
         batch_size=8,
         device=None,
         balance=False,
+        folds=5,
     )
     rows = lm_guard.run_model("tiny", args, support, dev)
     assert [(r["lead"], r["k"], r["draw"], r["hold_out"]) for r in rows] == [
@@ -114,12 +115,44 @@ def test_balance_keeps_the_first_examples_of_each_label_as_many_as_the_rarest_ha
     assert lm_guard.balanced(a) == a and lm_guard.balanced([]) == []
     support, dev = _labelled(40), _labelled(12, offset=5)
     args = argparse.Namespace(
-        lead=[0], sizes=[12], draws=2, hold_out=[1.0], seed=0, batch_size=8, device=None, balance=True
+        lead=[0],
+        sizes=[12],
+        draws=2,
+        hold_out=[1.0],
+        seed=0,
+        batch_size=8,
+        device=None,
+        balance=True,
+        folds=5,
     )
     for row in lm_guard.run_model("tiny", args, support, dev):
         drawn = lm_guard.draw_support(support, 0, 12, row["draw"])
         counts = Counter(e.output for e in drawn)
         assert row["learned"] == row["n_validation"] == 2 * min(counts.values())  # every example held out
+
+
+def test_one_fold_scores_half_the_draw_with_a_memory_of_the_other_half(tiny):
+    support, dev = _labelled(40), _labelled(12, offset=5)
+    args = argparse.Namespace(
+        lead=[0],
+        sizes=[12],
+        draws=1,
+        hold_out=[0.5],
+        seed=0,
+        batch_size=8,
+        device=None,
+        balance=False,
+        folds=1,
+    )
+    [row] = lm_guard.run_model("tiny", args, support, dev)
+    model, tok = tiny("tiny")
+    task = TaskModel(
+        get_faast_model(model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE, "answer", LABELS)
+    )
+    drawn = lm_guard.draw_support(support, 0, 12, 0)
+    report = task.fit(drawn, labels=LABELS, hold_out=0.5, folds=1, seed=0, progress=False)
+    assert row["n_validation"] == 6 and row["sign_flip_p"] == pytest.approx(report.sign_flip_p)
+    assert all(row[f"{g}_choice"] == report.decisions[g] for g in report.decisions)
 
 
 def test_guard_outputs_are_written_and_rendered_again_from_the_results_json(tmp_path, monkeypatch):
