@@ -108,43 +108,27 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
     assert md.count("| tiny | 3 | 12 | 1 | 2 |") == 1
 
 
+def _one_draw_rows(support, **options):
+    """lm_guard.run_model's rows for draws of 12 from ``support`` without lead demonstrations, seed 0."""
+    args = argparse.Namespace(lead=[0], sizes=[12], seed=0, batch_size=8, device=None, **options)
+    return lm_guard.run_model("tiny", args, support, _labelled(12, offset=5))
+
+
 def test_balance_keeps_the_first_examples_of_each_label_as_many_as_the_rarest_has(tiny):
     a, b, c = ([Example(f"{x}{i}", x) for i in range(n)] for x, n in (("p", 5), ("n", 2), ("q", 3)))
     mixed = [a[0], b[0], a[1], c[0], a[2], c[1], b[1], a[3], c[2], a[4]]
     assert lm_guard.balanced(mixed) == [a[0], b[0], a[1], c[0], c[1], b[1]]
     assert lm_guard.balanced(a) == a and lm_guard.balanced([]) == []
-    support, dev = _labelled(40), _labelled(12, offset=5)
-    args = argparse.Namespace(
-        lead=[0],
-        sizes=[12],
-        draws=2,
-        hold_out=[1.0],
-        seed=0,
-        batch_size=8,
-        device=None,
-        balance=True,
-        folds=5,
-    )
-    for row in lm_guard.run_model("tiny", args, support, dev):
+    support = _labelled(40)
+    for row in _one_draw_rows(support, draws=2, hold_out=[1.0], balance=True, folds=5):
         drawn = lm_guard.draw_support(support, 0, 12, row["draw"])
         counts = Counter(e.output for e in drawn)
         assert row["learned"] == row["n_validation"] == 2 * min(counts.values())  # every example held out
 
 
 def test_one_fold_scores_half_the_draw_with_a_memory_of_the_other_half(tiny):
-    support, dev = _labelled(40), _labelled(12, offset=5)
-    args = argparse.Namespace(
-        lead=[0],
-        sizes=[12],
-        draws=1,
-        hold_out=[0.5],
-        seed=0,
-        batch_size=8,
-        device=None,
-        balance=False,
-        folds=1,
-    )
-    [row] = lm_guard.run_model("tiny", args, support, dev)
+    support = _labelled(40)
+    [row] = _one_draw_rows(support, draws=1, hold_out=[0.5], balance=False, folds=1)
     model, tok = tiny("tiny")
     task = TaskModel(
         get_faast_model(model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE, "answer", LABELS)
