@@ -35,7 +35,7 @@ import argparse
 import itertools
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,15 +116,12 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
 def balanced(examples: list[Example]) -> list[Example]:
     """The first examples of each label, in order, as many of each as the rarest label has (only
     the labels that occur): a support set whose label mix is even (``--balance``)."""
-    counts: dict[str, int] = {}
-    for e in examples:
-        counts[e.output] = counts.get(e.output, 0) + 1  # type: ignore[index]
-    keep = min(counts.values(), default=0)
-    seen: dict[str, int] = {}
+    keep = min(Counter(e.output for e in examples).values(), default=0)
+    seen: Counter[str | None] = Counter()
     out = []
     for e in examples:
-        seen[e.output] = seen.get(e.output, 0) + 1  # type: ignore[index]
-        if seen[e.output] <= keep:  # type: ignore[index]
+        seen[e.output] += 1
+        if seen[e.output] <= keep:
             out.append(e)
     return out
 
@@ -189,7 +186,7 @@ def read_loglik(saved: str) -> list[float]:
     return [float(x) for x in saved.split()]
 
 
-#: Row fields kept in the results JSON but not in the every-draw CSV (one list per candidate).
+#: Row fields kept in the results JSON but not in the every-draw CSV (one string per candidate).
 JSON_ONLY = ("validation_loglik", "validation_correct")
 
 

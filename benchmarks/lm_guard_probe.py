@@ -20,20 +20,15 @@ from pathlib import Path
 import torch
 
 from faast.lm import FaastConfig, get_faast_model
-from faast.lm.examples import Example
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import MEMORY_OFF
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_text
-from lm_guard import CANDIDATES, LABELS, TEMPLATE, development_split, draw_support
+from lm_guard import CANDIDATES, LABELS, TEMPLATE, dev_scores, development_split, draw_support
 from task_bench import MODEL_NAMES
 
-
-def accuracy(task: TaskModel, examples: list[Example]) -> float:
-    """Accuracy (%) of ``task`` as it is read now on labelled ``examples``."""
-    scores = task.label_scores([e.input for e in examples])
-    target = torch.tensor([LABELS.index(e.output) for e in examples])  # type: ignore[arg-type]
-    return 100 * float((scores.argmax(1) == target).double().mean())
+#: Sentences per batch when scoring (lm_guard.py's default --batch-size).
+BATCH_SIZE = 16
 
 
 def probe(args: argparse.Namespace) -> list[dict]:
@@ -60,9 +55,9 @@ def probe(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name, examples in sets:
         task.use(MEMORY_OFF)
-        off = accuracy(task, examples)
+        off = 100 * dev_scores(task, examples, BATCH_SIZE)[0]
         task.use(CANDIDATES[winner])
-        on = accuracy(task, examples)
+        on = 100 * dev_scores(task, examples, BATCH_SIZE)[0]
         rows.append({"set": name, "n": len(examples), "off": off, "winner": on, "change": on - off})
     return [{"winner_name": winner, "sign_flip_p": report.sign_flip_p}, *rows]
 

@@ -32,6 +32,7 @@ def test_the_probe_reads_the_draws_winner_on_development_and_fresh_sentences(mon
     support, dev = _labelled(40), _labelled(12, offset=5)
     for name, value in [("load_causal_lm", _load), ("TEMPLATE", TEMPLATE), ("LABELS", LABELS)]:
         monkeypatch.setattr(lm_guard_probe, name, value)
+    monkeypatch.setattr(lm_guard, "LABELS", LABELS)  # the development scores lm_guard_probe reads
     monkeypatch.setattr(lm_guard_probe, "development_split", lambda *a: (support, dev, "d"))
     out = tmp_path / "probe.md"
     lm_guard_probe.main(
