@@ -48,7 +48,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("GramStats", "GramStats()", "Cut"),
         "NaN/±Inf, entries so large the float64 sums would overflow, wrong rank, mismatched "
         "rows/dimensions, integer and mixed dtypes, strings, ragged lists, objects, sparse, another "
-        "device, bad weights, empty statistics, all-zero keys, one example, bad cuts, "
+        "device, a device that is not one or that this machine lacks, bad weights, empty "
+        "statistics, all-zero keys, one example, bad cuts, "
         "over-subtraction, merging other dimensions, malformed state",
     ),
     (
@@ -64,7 +65,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "(documented behaviour: fits and predicts that class), X/y length, strings, 1-D/3-D X, y "
         "None or continuous, negative weights, bad class weights, bad logistic C or tol, wrong class "
         "embeddings, predict before fit or with other features, partial_fit without classes or with "
-        "unknown labels",
+        "unknown labels, a CUDA device this machine lacks",
     ),
     (
         "`FaastModel` (learn, generate, save/load fast weights, readouts)",

@@ -435,6 +435,20 @@ SOLVER = [
         ValueError,
         r"batch is on meta but the statistics live on cpu",
     ),
+    Case(
+        "GramStats()",
+        "a device that is not one",
+        call(lambda c: _gs(4, 2, device="gpu")),
+        ValueError,
+        r"device: 'gpu' is not a device",
+    ),
+    Case(
+        "GramStats()",
+        "a CUDA device this machine lacks",
+        call(lambda c: _gs(4, 2, device="cuda:999")),
+        ValueError,
+        r"device='cuda:999': (no CUDA device|only \d+ CUDA)",
+    ),
     Case("GramStats()", "zero key dimension", call(lambda c: _gs(0, 2)), ValueError, r"key_dim"),
     Case("GramStats()", "dimension given as a string", call(lambda c: _gs("4", 2)), TypeError, r"key_dim"),
     Case(
@@ -655,6 +669,13 @@ CLASSIFIER = [
         call(lambda c: _clf().fit(torch.tensor(np.where(_rows() > 1.5, INF, _rows())), np.arange(12) % 3)),
         ValueError,
         r"X: contains \d+ NaN or Inf",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        "a CUDA device this machine lacks",
+        call(lambda c: _clf(device="cuda:999").fit(_rows(), np.arange(12) % 3)),
+        ValueError,
+        r"device='cuda:999': (no CUDA device|only \d+ CUDA)",
     ),
     Case(
         "FaastClassifier.fit",
@@ -1818,6 +1839,11 @@ CLI = [
         r"has no task 'zzz'",
     ),
     CliCase("fast weights: a statistics file", lambda c: _generate(c, c.stats_file), r"holds statistics"),
+    CliCase(
+        "lm learn: a CUDA device this machine lacks",
+        lambda c: _learn(c, "--device", "cuda:999"),
+        r"--device='cuda:999': (no CUDA device|only \d+ CUDA)",
+    ),
     CliCase("tasks of a folder, not a file", lambda c: ["lm", "tasks", str(c.model_dir)], r"no such file"),
     CliCase(
         "solve: file without 'keys'",

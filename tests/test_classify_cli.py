@@ -94,6 +94,8 @@ def test_unlabelled_flat_folder_and_errors(tmp_path, capsys):
     other = _image_folder(tmp_path / "other", 1, 3, {"purple": (120, 0, 120)})
     assert _run("partial-fit", other, "--model", model, *common) == 1
     assert "not among the classifier's classes" in capsys.readouterr().err
+    assert _run("fit", train, "--model", tmp_path / "y", "--encoder", "pixels", "--device", "cuda:999") == 1
+    assert "device='cuda:999'" in capsys.readouterr().err  # named, not torch's assertion
     np.save(tmp_path / "f.npy", np.zeros((2, 27), np.float32))
     assert _run("predict", tmp_path / "f.npy", "--model", model, "--out", tmp_path / "q.csv") == 1
     assert "fitted on images" in capsys.readouterr().err

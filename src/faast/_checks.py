@@ -42,6 +42,30 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def check_device(device: torch.device | str, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` naming ``name`` when the string is not
+    a device or names an accelerator this torch cannot use (a CPU-only build, no GPU present, an
+    index beyond the GPUs present) — instead of torch's assertion deep inside the first copy."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{name}: {device!r} is not a device (expected e.g. 'cpu', 'cuda', 'cuda:1', 'mps')"
+        ) from exc
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"{name}={str(device)!r}: no CUDA device is available to this torch "
+                f"({torch.__version__}{'' if torch.version.cuda else ', a CPU-only build'}); use 'cpu'"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"{name}={str(device)!r}: only {count} CUDA device(s) are present")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={str(device)!r}: MPS is not available here; use 'cpu'")
+    return parsed
+
+
 def check_float_matrix(x: Any, name: str, *, cols: int | None = None, finite: bool = True) -> torch.Tensor:
     """Validate a 2-D floating-point matrix of shape (rows, cols) with finite entries."""
     t = as_tensor(x, name)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import validate_data
 
-from faast._checks import check_finite
+from faast._checks import check_device, check_finite
 from faast.solver import GramStats
 
 #: The design (random features, the intercept's constant column) is built this many rows at a
@@ -102,7 +102,7 @@ class DesignMixin:
         if keys.shape[0] == 0 and not self.distributed:
             raise ValueError("X: empty support set (0 samples)")
         if self.device is not None:
-            keys = keys.to(self.device)
+            keys = keys.to(check_device(self.device))
         elif hasattr(self, "memory_") and self.memory_.stats is not None:
             keys = keys.to(self.memory_.stats.device)
         if self.normalize_keys:

@@ -192,6 +192,7 @@ def _layout_and_read(args: argparse.Namespace, layout: dict[str, Any], read: Any
 def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
     import torch
 
+    from faast._checks import check_device
     from faast.lm import FaastConfig, FaastModel, get_faast_model
     from faast.lm.text import load_causal_lm
 
@@ -199,10 +200,8 @@ def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {args.device}: no CUDA device is available to this torch ({torch.__version__})"
-        )
+    if args.device:
+        check_device(args.device, "--device")
     _quiet_loading()
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     fields = dict(layout)

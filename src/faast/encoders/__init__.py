@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from faast._checks import check_device
 from faast.encoders.base import ImageEncoder, to_rgb_batch
 from faast.encoders.cache import cache_path, encode_dataset
 from faast.encoders.text import SentenceEncoder
@@ -12,6 +13,7 @@ ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>", "pixels")
 def build_encoder(name: str = "efficientnet-lite0", *, resolution: int = 64, device: str = "cpu", **kwargs):
     """``efficientnet-lite0`` (offline asset), ``clip:RN50/openai`` (open_clip, needs internet) or
     ``pixels`` (the resized pixels themselves: a baseline, and the encoder of the CLI tests)."""
+    check_device(device)  # an unusable device fails here, named, not in the first batch
     if name == "pixels":
         from faast.encoders.pixels import PixelEncoder
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from faast._checks import check_device
 from faast.memory.base import Memory
 from faast.solver import Cut, GramStats, SolveInfo, make_cut
 
@@ -58,7 +59,7 @@ class InverseMemory(Memory):
         self.cut = make_cut(cut, tau=tau, alpha=alpha, c=c, ridge=ridge)
         self.key_dim, self.value_dim = key_dim, value_dim
         self._fixed_dims = key_dim is not None and value_dim is not None
-        self._device = device
+        self._device = None if device is None else check_device(device)
         self._dual_max_pairs = dual_max_pairs
         self.stats: GramStats | None = None
         if self._fixed_dims:
@@ -136,7 +137,7 @@ class InverseMemory(Memory):
 
     def to(self, device: torch.device | str) -> InverseMemory:
         """Move the statistics to ``device`` in place."""
-        self._device = torch.device(device)
+        self._device = check_device(device)
         if self.stats is not None:
             self.stats.to(device)
         return self

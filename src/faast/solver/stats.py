@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faast._checks import check_finite, check_pairs, check_weights
+from faast._checks import check_device, check_finite, check_pairs, check_weights
 from faast.io import load_tensors, save_tensors
 from faast.solver import direct
 from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
@@ -74,7 +74,7 @@ class GramStats:
         self.key_dim = int(key_dim)
         self.value_dim = int(value_dim)
         self.dual_max_pairs = self.key_dim if dual_max_pairs is None else max(0, int(dual_max_pairs))
-        self._device: torch.device | None = None if device is None else torch.device(device)
+        self._device: torch.device | None = None if device is None else check_device(device)
         self._center_on_last_key = bool(center_on_last_key)
         self._init_buffers()
 
@@ -173,7 +173,7 @@ class GramStats:
 
     def to(self, device: torch.device | str) -> GramStats:
         """Move the statistics to ``device`` in place."""
-        device = torch.device(device)
+        device = check_device(device)
         self._gram = self.gram.to(device)
         self._cross = self.cross.to(device)
         if self._pairs is not None:
