@@ -156,7 +156,7 @@ def _guard_row(
     row["validation_loglik"], row["validation_correct"] = validation_record(report)
     choices = dict(report.decisions)
     for level in OTHER_LEVELS:  # the same test at other levels: the best candidate or off
-        on = report.sign_flip_p is not None and report.sign_flip_p < level
+        on = passes_sign_flip(report.sign_flip_p, level)
         choices[f"sign-flip@{level:g}"] = report.decisions["none"] if on else off
     choices["raw-sign-flip"] = report.decisions["none"] if raw < SIGN_FLIP_LEVEL else off
     for g in COMPARED:
@@ -165,6 +165,13 @@ def _guard_row(
         row[f"{g}_on"] = choice != off
         row[f"{g}_accuracy"], row[f"{g}_loglik"] = by_name[choice]
     return row
+
+
+def passes_sign_flip(p: float | None, level: float) -> bool:
+    """Whether a draw's sign-flip p-value (None: no test could be made) keeps its winner at
+    ``level`` — one predicate for the guards scored here and those read later from the saved rows
+    (``lm_guard_levels.memory_on``)."""
+    return p is not None and p < level
 
 
 def validation_record(report: FitReport) -> tuple[dict[str, str], dict[str, str]]:

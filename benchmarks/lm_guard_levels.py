@@ -36,7 +36,7 @@ import numpy as np
 
 from faast.lm.task_choice import MEMORY_OFF, SIGN_FLIP_LEVEL
 from faast.publish import write_public_csv, write_public_text
-from lm_guard import LOSS_POINTS
+from lm_guard import LOSS_POINTS, passes_sign_flip
 from lm_guard import summary as guard_summary
 from task_bench import rel
 
@@ -79,8 +79,7 @@ def memory_on(row: dict[str, Any], guard: str) -> bool:
         return True
     match = GUARD_PATTERN.fullmatch(guard)
     assert match is not None, guard
-    p = row["sign_flip_p"]
-    if p is None or not p < float(match["level"]):
+    if not passes_sign_flip(row["sign_flip_p"], float(match["level"])):
         return False
     if match["acc"] is None:
         return True
