@@ -67,7 +67,13 @@ def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F
     # Zero-shot: the same commands without fast weights need the template and labels.
     zs = ["task", "evaluate", *base, "--examples", str(test), "--template", TEMPLATE, "--labels", "w5,w6"]
     assert main(zs) == 0
-    assert "accuracy" in capsys.readouterr().out
+    listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # --labels auto takes them from the references (once silently ignored: free-text BLEU)
+    assert main([*zs[:-1], "auto"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == listed
+    classify_zs = ["task", "classify", *base, "--inputs", str(test), "--out", str(tmp_path / "zs.tsv")]
+    assert main([*classify_zs, "--template", TEMPLATE, "--labels", "auto"]) == 1
+    assert "--labels auto: without --fast-weights" in capsys.readouterr().err
 
 
 def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811

@@ -179,7 +179,12 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     if inputs:
         p.add_argument("--inputs", required=True, help="TSV/JSONL of inputs (an output column is ignored)")
     p.add_argument("--template", default=None, help="zero-shot and in-context only: the prompt with {input}")
-    p.add_argument("--labels", default=None, help="comma-separated labels (default: the task's)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated labels (default: the task's); zero-shot 'auto': the distinct reference "
+        "outputs of evaluate's --examples (free text beyond 20)",
+    )
     p.add_argument(
         "--demonstrations",
         default=None,
@@ -335,14 +340,25 @@ def _dist() -> Dist:
     return distributed.current()
 
 
-def _task_model(args: argparse.Namespace, signature: dict[str, Any] | None = None):
+def _task_model(
+    args: argparse.Namespace, signature: dict[str, Any] | None = None, answers: list[str] | None = None
+):
     """The task model of ``--fast-weights``/``--task`` (zero-shot without them); ``signature``: the
-    task's, when the caller has read it already."""
+    task's, when the caller has read it already; ``answers``: the reference outputs of the inputs
+    (``evaluate``), from which a zero-shot ``--labels auto`` takes its labels."""
     from faast.lm.config import ReadConfig
+    from faast.lm.examples import Example
     from faast.lm.fastweights import read_task
-    from faast.lm.task import TaskModel, TaskSpec
+    from faast.lm.task import TaskModel, TaskSpec, auto_labels
 
     labels = _labels(args.labels)
+    if labels == "auto" and not args.fast_weights:  # zero-shot: the labels of the references
+        if not answers:
+            raise ValueError(
+                "--labels auto: without --fast-weights there are no outputs to take the labels "
+                "from; list them (--labels a,b)"
+            )
+        labels = auto_labels([Example("", a) for a in answers])  # None: free-form outputs
     if args.fast_weights:
         if args.template is not None:
             raise ValueError("--template is stored with the task; it applies only without --fast-weights")
@@ -373,7 +389,7 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         return _in_context_task(args, queries, answers)
     if args.shots is not None:
         raise ValueError("--shots needs --demonstrations (the examples to take them from)")
-    return _task_model(args)
+    return _task_model(args, answers=answers)
 
 
 def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
