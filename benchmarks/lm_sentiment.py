@@ -355,7 +355,7 @@ def _head_rows(
         if len(torch.unique(ys)) < 2:
             continue
         with Timer() as t:
-            model_, lr = _linear_head(feats_pool[:k].float(), ys, pool[:k], seed)
+            model_, lr = linear_head(feats_pool[:k].float(), ys, pool[:k], seed)
         with Timer() as tr, torch.no_grad():
             pred = model_(feats_test.float()).double()
         acc, ci = accuracy(pred, test)
@@ -389,10 +389,15 @@ def _head_rows(
             print(f"[{label}] {method} k={k}: {100 * acc:.2f} ({detail})", flush=True)
 
 
-def _linear_head(X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed: int):
-    """SGD linear head; lr chosen on the same validation split TaskModel.fit would hold out."""
+def linear_head(
+    X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed: int, labels: list[str] | None = None
+):
+    """SGD linear head (backprop) on features X (k, d) for label indices y (k,) into ``labels``
+    (default: the sentiment labels); lr chosen on the same validation split TaskModel.fit would
+    hold out. Returns (the head, its lr)."""
+    labels = LABELS if labels is None else labels
     grid = (1e-4, 1e-3, 1e-2)
-    fit, val = split_examples(examples, min(500, max(2, round(0.2 * len(examples)))), LABELS, seed)
+    fit, val = split_examples(examples, min(500, max(2, round(0.2 * len(examples)))), labels, seed)
     lr = grid[1]
     if len(examples) >= 8:
         index = {id(e): i for i, e in enumerate(examples)}
@@ -400,11 +405,11 @@ def _linear_head(X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed
         vi = torch.tensor([index[id(e)] for e in val])
         accs = []
         for g in grid:
-            head = train_linear_probe(X[fi], y[fi], 2, _recipe(g, len(fi)), seed)
+            head = train_linear_probe(X[fi], y[fi], len(labels), _recipe(g, len(fi)), seed)
             with torch.no_grad():
                 accs.append(float((head(X[vi]).argmax(1) == y[vi]).double().mean()))
         lr = grid[int(np.argmax(accs))]
-    return train_linear_probe(X, y, 2, _recipe(lr, len(examples)), seed), lr
+    return train_linear_probe(X, y, len(labels), _recipe(lr, len(examples)), seed), lr
 
 
 def _recipe(lr: float, n: int) -> ProbeRecipe:

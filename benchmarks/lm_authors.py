@@ -1,0 +1,302 @@
+"""A task no default was chosen on: which of four novelists wrote a passage, learned by a frozen
+causal LM from k labelled passages — FAAST against zero-shot, in-context learning and backprop on
+the same k passages.
+
+Every default of ``TaskModel.fit`` (read-out candidates, guard, held-out share) was chosen on
+movie-review sentiment (benchmarks/lm_guard.py); this task, its prompt and its labels took no part
+in any choice. Data: the four tidytext novels of the offline asset ``gutenberg-books`` (Debian
+r-cran-tidytext): *Great Expectations* (Dickens), *Pride and Prejudice* (Austen), *The War of the
+Worlds* (Wells), *Twenty Thousand Leagues under the Sea* (Verne). A passage is two consecutive
+printed lines of more than 30 characters, joined (non-overlapping); its label is the author's
+surname. Split (``--split-seed``): ``--test`` passages per author for testing, the rest the support
+pool. Each draw takes k/4 passages per author from the pool (seeded by ``--seed``, k and the draw),
+so every method of a draw learns the same k passages.
+
+Prompt: ``Passage: {input}\\nAuthor:`` then `` Dickens`` / `` Austen`` / `` Wells`` / `` Verne`` (a
+label is scored as its full token sequence). Methods, per model, k and draw:
+
+* ``zero-shot`` (once per model);
+* ``faast``: ``TaskModel.fit`` with the library's defaults (the output memory learns the k
+  passages; read-out and guard chosen on held-out folds of them), no gradients;
+* ``faast head``: ``TaskModel.fit_head`` (``faast task learn --head squared``): a closed-form
+  label head on the prompt-end states, no gradients;
+* ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
+  a split of the k passages, as ``lm_sentiment.py``'s);
+* ``in-context``: the k passages written before every prompt (the base model, memory off).
+
+    python benchmarks/lm_authors.py --models smollm2 --threads 1       # one model (minutes)
+
+Writes authors.json (every draw, the summary), authors.csv (every draw), authors.md (the table)
+and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.icl import InContextModel
+from faast.lm.prompts import PromptTemplate
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.text import load_causal_lm
+from faast.publish import save_figure, write_public_csv, write_public_text
+from lm_sentiment import linear_head
+from task_bench import MODEL_NAMES, machine, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = PromptTemplate("Passage: {input}\nAuthor:")
+#: The labels: each novel's author's surname, in GUTENBERG_AUTHORS order.
+LABELS = [author.split()[-1] for author in GUTENBERG_AUTHORS.values()]
+#: A passage: this many consecutive printed lines, each longer than MIN_CHARS characters.
+LINES_PER_PASSAGE = 2
+MIN_CHARS = 30
+METHODS = ("zero-shot", "faast", "faast head", "linear head (SGD)", "in-context")
+
+
+def passages(text: str) -> list[str]:
+    """Non-overlapping passages of ``LINES_PER_PASSAGE`` consecutive printed lines (each longer
+    than ``MIN_CHARS`` characters, stripped, tabs as spaces), in order."""
+    lines = [line.strip().replace("\t", " ") for line in text.splitlines()]
+    lines = [line for line in lines if len(line) > MIN_CHARS]
+    step = LINES_PER_PASSAGE
+    return [" ".join(lines[i : i + step]) for i in range(0, len(lines) - step + 1, step)]
+
+
+def load_data(test_per_label: int, split_seed: int) -> tuple[dict[str, list[Example]], list[Example]]:
+    """(support pool per label, test examples): each novel's passages shuffled by ``split_seed``,
+    the first ``test_per_label`` for testing (the test list shuffled too), the rest the pool."""
+    rng = random.Random(split_seed)
+    pool: dict[str, list[Example]] = {}
+    test: list[Example] = []
+    for title, text in gutenberg_books(exclude_austen=False).items():
+        label = GUTENBERG_AUTHORS[title].split()[-1]
+        items = [Example(p, label) for p in passages(text)]
+        rng.shuffle(items)
+        test += items[:test_per_label]
+        pool[label] = items[test_per_label:]
+    rng.shuffle(test)
+    return pool, test
+
+
+def draw_support(pool: dict[str, list[Example]], k: int, seed: int, draw: int) -> list[Example]:
+    """k passages, k / (number of labels) of each label, drawn from ``pool`` by (seed, k, draw)
+    and shuffled: the examples every method of the draw learns."""
+    per_label, rest = divmod(k, len(pool))
+    if rest or per_label < 1:
+        raise ValueError(f"k={k} is not a positive multiple of the {len(pool)} labels")
+    rng = random.Random(f"{seed}-{k}-{draw}")
+    chosen = [e for label in sorted(pool) for e in rng.sample(pool[label], per_label)]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def accuracy(scores: torch.Tensor, examples: list[Example]) -> float:
+    """Share of ``examples`` whose best-scored label (columns in ``LABELS`` order) is right."""
+    best = scores.argmax(dim=1).tolist()
+    return sum(LABELS[b] == e.output for b, e in zip(best, examples, strict=True)) / len(examples)
+
+
+def run_model(
+    name: str, pool: dict[str, list[Example]], test: list[Example], args: argparse.Namespace
+) -> list[dict]:
+    """Every row (one per method, k and draw; zero-shot once) of one model."""
+    model, tok = load_causal_lm(name, device=args.device)
+    label = MODEL_NAMES.get(name, name)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
+    inputs = [e.input for e in test]
+    rows: list[dict] = []
+
+    def add(
+        method: str, k: int, draw: int | None, scores: torch.Tensor, start: float, detail: str = ""
+    ) -> None:
+        acc = accuracy(scores, test)
+        rows.append(
+            {"model": label, "method": method, "k": k, "draw": draw, "accuracy": acc,
+             "seconds": time.perf_counter() - start, "detail": detail}
+        )  # fmt: skip
+        print(f"[{label}] {method} k={k} draw={draw}: {100 * acc:.2f} % {detail}", flush=True)
+
+    start = time.perf_counter()
+    add("zero-shot", 0, None, task.label_scores(inputs, batch_size=args.batch_size, progress=True), start)
+    feats_test = task.prompt_features(inputs, batch_size=args.batch_size).cpu()
+    reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
+    for k in args.sizes:
+        for draw in range(args.draws):
+            support = draw_support(pool, k, args.seed, draw)
+            task.reset()
+            start = time.perf_counter()
+            report = task.fit(
+                support, labels=LABELS, seed=args.seed, batch_size=args.batch_size, progress=False
+            )
+            scores = task.label_scores(inputs, batch_size=args.batch_size)
+            p = report.sign_flip_p
+            add(
+                "faast",
+                k,
+                draw,
+                scores,
+                start,
+                f"{report.chosen.name}; p={p:.3g}" if p is not None else report.chosen.name,
+            )
+            task.reset()
+            start = time.perf_counter()
+            task.fit_head(support, batch_size=args.batch_size)
+            add("faast head", k, draw, task.head_scores(inputs, batch_size=args.batch_size), start)
+            task.reset()
+            start = time.perf_counter()
+            feats = task.prompt_features(support, batch_size=args.batch_size).cpu().float()
+            ys = torch.tensor([LABELS.index(e.output) for e in support])
+            head, lr = linear_head(feats, ys, support, args.seed, LABELS)
+            with torch.no_grad():
+                add("linear head (SGD)", k, draw, head(feats_test.float()).double(), start, f"lr={lr:g}")
+            start = time.perf_counter()
+            icl = InContextModel(
+                fm.base_model, task.codec, [(e.input, e.output) for e in support], reserve=reserve
+            )
+            with fm.disabled():
+                scores = icl.label_scores(inputs, LABELS, batch_size=args.batch_size)
+            add("in-context", k, draw, scores, start, f"{icl.num_used} of {k} demonstrations fit")
+            del icl
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per model, k and method: draws, mean / min / max accuracy (%) over the draws, and the mean
+    change over zero-shot (points)."""
+    zero = {r["model"]: r["accuracy"] for r in rows if r["method"] == "zero-shot"}
+    out = []
+    keys = dict.fromkeys((r["model"], r["k"], r["method"]) for r in rows if r["method"] != "zero-shot")
+    for model, k, method in keys:
+        accs = [r["accuracy"] for r in rows if (r["model"], r["k"], r["method"]) == (model, k, method)]
+        out.append(
+            {"model": model, "k": k, "method": method, "draws": len(accs),
+             "mean": 100 * statistics.fmean(accs), "min": 100 * min(accs), "max": 100 * max(accs),
+             "zero_shot": 100 * zero[model], "gain": 100 * (statistics.fmean(accs) - zero[model])}
+        )  # fmt: skip
+    return out
+
+
+def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
+    """The table: one line per model and k, one column per method (mean, then min–max over the
+    draws), with the command, data and machine above it."""
+    methods = [m for m in METHODS if m != "zero-shot"]
+    head = ["model", "k", "zero-shot", *methods]
+    out = [
+        f"> Command: `{meta['command']}`  ",
+        f"> Data: {meta['data']}  ",
+        f"> Machine: {meta['machine']}; {meta['seconds'] / 60:.0f} min",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    cells = {(r["model"], r["k"], r["method"]): r for r in lines}
+    for model, k in dict.fromkeys((r["model"], r["k"]) for r in lines):
+        row = [model, str(k), f"{next(r['zero_shot'] for r in lines if r['model'] == model):.2f}"]
+        for m in methods:
+            c = cells.get((model, k, m))
+            row.append("—" if c is None else f"{c['mean']:.2f} ({c['min']:.1f}–{c['max']:.1f})")
+        out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
+def plot(path: Path, lines: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in lines))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        mine = [r for r in lines if r["model"] == model]
+        for method in METHODS[1:]:
+            rs = [r for r in mine if r["method"] == method]
+            ax.plot([r["k"] for r in rs], [r["mean"] for r in rs], marker="o", label=method)
+        ax.axhline(mine[0]["zero_shot"], color="grey", linestyle="--", label="zero-shot")
+        ax.axhline(100 / len(LABELS), color="lightgrey", linestyle=":", label="chance")
+        ax.set(
+            title=model,
+            xlabel="k labelled passages",
+            ylabel="test accuracy (%)",
+            xscale="log",
+            xticks=sorted({r["k"] for r in mine}),
+        )
+        ax.set_xticklabels([str(k) for k in sorted({r["k"] for r in mine})])
+        ax.legend(fontsize=7)
+    fig.suptitle("Which author wrote the passage? (mean over draws)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def publish(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
+    """authors.json / .csv / .md / .png in ``out`` (repository-relative paths)."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = summary(rows)
+    write_json(out / "authors.json", {**meta, "summary": lines, "rows": rows})
+    write_public_csv(out / "authors.csv", rows)
+    write_public_text(out / "authors.md", markdown(lines, meta) + "\n")
+    if lines:
+        plot(out / "authors.png", lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--models", default="smollm2", help="comma-separated: smollm2, gemma3, qwen2.5 or a local folder"
+    )
+    ap.add_argument("--sizes", default="16,64", help="k labelled passages (multiples of 4)")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--test", type=int, default=60, help="test passages per author")
+    ap.add_argument("--seed", type=int, default=0, help="draws of the support passages and the fits")
+    ap.add_argument("--split-seed", type=int, default=0, help="the test / pool split")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lm_authors"))
+    args = ap.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.sizes = [int(k) for k in args.sizes.split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pool, test = load_data(args.test, args.split_seed)
+    for k in args.sizes:
+        draw_support(pool, k, args.seed, 0)  # a bad k fails before any model loads
+    began = time.perf_counter()
+    meta = {
+        "command": "python benchmarks/lm_authors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": (
+            f"gutenberg-books (Dickens, Austen, Wells, Verne), passages of {LINES_PER_PASSAGE} "
+            "printed lines; "
+            f"{len(test)} test passages ({args.test} per author, split seed {args.split_seed}); "
+            f"k/4 support passages per author, {args.draws} draws per k (seed {args.seed})"
+        ),
+        "machine": machine(args.threads, args.device),
+        "template": TEMPLATE.template,
+        "labels": LABELS,
+    }
+    rows: list[dict] = []
+    for name in args.models:
+        rows += run_model(name, pool, test, args)
+        publish(rows, {**meta, "seconds": time.perf_counter() - began}, Path(args.out))
+    print(markdown(summary(rows), {**meta, "seconds": time.perf_counter() - began}))
+
+
+if __name__ == "__main__":
+    main()
