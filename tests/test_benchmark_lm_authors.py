@@ -1,0 +1,78 @@
+"""benchmarks/lm_authors.py (a task no default was chosen on) on a tiny random model with a
+word-level tokenizer: its passages, balanced draws, every method's rows, and what it publishes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import lm_authors
+from faast.lm.examples import Example
+from tests.lm_tiny import tiny_model
+from tests.lm_wordlevel import word_tokenizer
+from tests.test_benchmark_lm_lead import TEMPLATE
+
+LABELS = ["w40", "w41", "w42", "w43"]
+
+
+def test_passages_join_consecutive_long_lines_without_overlap():
+    long = [f"line {i} " + "x" * 40 for i in range(5)]
+    text = "\n".join([long[0], "short", long[1], "", long[2], long[3], "\tTab" + long[4]])
+    got = lm_authors.passages(text)
+    assert got == [f"{long[0]} {long[1]}", f"{long[2]} {long[3]}"]  # the fifth has no partner
+
+
+def _pool(per_label: int = 10) -> dict[str, list[Example]]:
+    return {
+        label: [Example(f"w{3 + (i + j) % 12} w{20 + j % 5}", label) for j in range(per_label)]
+        for i, label in enumerate(LABELS)
+    }
+
+
+def test_draws_are_balanced_seeded_and_refuse_a_size_the_labels_do_not_divide():
+    pool = _pool()
+    a = lm_authors.draw_support(pool, 8, seed=0, draw=1)
+    assert sorted(e.output for e in a) == sorted(LABELS * 2)
+    assert a == lm_authors.draw_support(pool, 8, seed=0, draw=1)
+    assert a != lm_authors.draw_support(pool, 8, seed=0, draw=2)
+    for bad in (6, 0):
+        with pytest.raises(ValueError, match="multiple of the 4 labels"):
+            lm_authors.draw_support(pool, bad, seed=0, draw=0)
+
+
+def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
+    def load(name, device=None):
+        torch.manual_seed(0)
+        return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)
+
+    monkeypatch.setattr(lm_authors, "load_causal_lm", load)
+    monkeypatch.setattr(lm_authors, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_authors, "LABELS", LABELS)
+    pool = _pool()
+    test = [e for label in LABELS for e in pool[label][:3]]
+    monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, test))
+    out = tmp_path / "authors"
+    lm_authors.main(["--models", "tiny", "--sizes", "8", "--draws", "2", "--out", str(out)])
+    data = json.loads((out / "authors.json").read_text())
+    rows = data["rows"]
+    assert [(r["method"], r["k"], r["draw"]) for r in rows] == [("zero-shot", 0, None)] + [
+        (m, 8, d) for d in (0, 1) for m in lm_authors.METHODS[1:]
+    ]
+    right = [r["accuracy"] * len(test) for r in rows]  # a share of the test passages
+    assert all(0 <= n <= len(test) and abs(n - round(n)) < 1e-9 for n in right)
+    assert "lm_authors.py --models tiny --sizes 8 --draws 2 --out " in data["command"]
+    assert str(tmp_path) not in (out / "authors.json").read_text() and data["labels"] == LABELS
+    for line in data["summary"]:  # the summary is the mean of the draws it names
+        accs = [r["accuracy"] for r in rows if (r["method"], r["k"]) == (line["method"], line["k"])]
+        assert line["draws"] == 2 and line["mean"] == pytest.approx(100 * sum(accs) / 2)
+        assert line["gain"] == pytest.approx(line["mean"] - 100 * rows[0]["accuracy"])
+    table = (out / "authors.md").read_text()
+    assert "| model | k | zero-shot | faast | faast head | linear head (SGD) | in-context |" in table
+    assert (out / "authors.png").stat().st_size > 0 and (out / "authors.csv").read_text().count(
+        "\n"
+    ) == 1 + len(rows)
