@@ -106,6 +106,13 @@ def accuracy(scores: torch.Tensor, examples: list[Example]) -> float:
     return sum(LABELS[b] == e.output for b, e in zip(best, examples, strict=True)) / len(examples)
 
 
+def predicted(scores: torch.Tensor) -> str:
+    """How often each label was predicted, ``"Dickens:60 Austen:0 ..."`` (``LABELS`` order): a
+    method stuck on one label reads as chance on this balanced test set."""
+    counts = torch.bincount(scores.argmax(dim=1), minlength=len(LABELS)).tolist()
+    return " ".join(f"{label}:{n}" for label, n in zip(LABELS, counts, strict=True))
+
+
 def run_model(
     name: str, pool: dict[str, list[Example]], test: list[Example], args: argparse.Namespace
 ) -> list[dict]:
@@ -123,7 +130,7 @@ def run_model(
         acc = accuracy(scores, test)
         rows.append(
             {"model": label, "method": method, "k": k, "draw": draw, "accuracy": acc,
-             "seconds": time.perf_counter() - start, "detail": detail}
+             "seconds": time.perf_counter() - start, "detail": detail, "predicted": predicted(scores)}
         )  # fmt: skip
         print(f"[{label}] {method} k={k} draw={draw}: {100 * acc:.2f} % {detail}", flush=True)
 

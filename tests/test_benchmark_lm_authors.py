@@ -67,6 +67,8 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
     assert all(0 <= n <= len(test) and abs(n - round(n)) < 1e-9 for n in right)
     assert "lm_authors.py --models tiny --sizes 8 --draws 2 --out " in data["command"]
     assert str(tmp_path) not in (out / "authors.json").read_text() and data["labels"] == LABELS
+    for r in rows:  # every test passage predicted once
+        assert sum(int(c.split(":")[1]) for c in r["predicted"].split()) == len(test)
     for line in data["summary"]:  # the summary is the mean of the draws it names
         accs = [r["accuracy"] for r in rows if (r["method"], r["k"]) == (line["method"], line["k"])]
         assert line["draws"] == 2 and line["mean"] == pytest.approx(100 * sum(accs) / 2)
