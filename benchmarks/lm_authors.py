@@ -22,7 +22,10 @@ label is scored as its full token sequence). Methods, per model, k and draw:
   label head on the prompt-end states, no gradients;
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
   a split of the k passages, as ``lm_sentiment.py``'s);
-* ``in-context``: the k passages written before every prompt (the base model, memory off).
+* ``in-context``: the k passages written before every prompt (the base model, memory off);
+* ``logistic regression`` (``--methods``, not run by default: it came after the first published
+  run): scikit-learn's ``LogisticRegression`` at its defaults on the same states, gradients run to
+  convergence — a stronger backprop head than the SGD recipe.
 
     python benchmarks/lm_authors.py --models smollm2 --threads 1       # one model (minutes)
 
@@ -37,6 +40,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +65,6 @@ LABELS = [author.split()[-1] for author in GUTENBERG_AUTHORS.values()]
 #: A passage: this many consecutive printed lines, each longer than MIN_CHARS characters.
 LINES_PER_PASSAGE = 2
 MIN_CHARS = 30
-METHODS = ("zero-shot", "faast", "faast head", "linear head (SGD)", "in-context")
 
 
 def passages(text: str) -> list[str]:
@@ -113,10 +117,89 @@ def predicted(scores: torch.Tensor) -> str:
     return " ".join(f"{label}:{n}" for label, n in zip(LABELS, counts, strict=True))
 
 
+@dataclass
+class Setting:
+    """What every method of one model reads: the task (its memory, codec and state cache), the
+    test inputs, their prompt-end states (n, d) and the context room a query needs."""
+
+    task: TaskModel
+    inputs: list[str]
+    test_states: torch.Tensor
+    reserve: int
+    args: argparse.Namespace
+
+
+def _faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """The library's default fit: the output memory learns ``support``, read-out and guard chosen
+    on held-out folds of it."""
+    report = s.task.fit(
+        support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
+    )
+    scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
+    p = report.sign_flip_p
+    return scores, report.chosen.name + ("" if p is None else f"; p={p:.3g}")
+
+
+def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """``TaskModel.fit_head``: a closed-form label head on the prompt-end states."""
+    s.task.fit_head(support, batch_size=s.args.batch_size)
+    return s.task.head_scores(s.inputs, batch_size=s.args.batch_size), ""
+
+
+def _states(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt-end states (k, d) of ``support`` and their label indices (k,)."""
+    states = s.task.prompt_features(support, batch_size=s.args.batch_size).cpu()
+    return states, torch.tensor([LABELS.index(e.output) for e in support])
+
+
+def _sgd_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """Backprop: a linear head trained by SGD on the prompt-end states (``lm_sentiment``'s recipe)."""
+    states, ys = _states(s, support)
+    head, lr = linear_head(states.float(), ys, support, s.args.seed, LABELS)
+    with torch.no_grad():
+        return head(s.test_states.float()).double(), f"lr={lr:g}"
+
+
+def _logistic_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """Gradients to convergence: scikit-learn's ``LogisticRegression`` at its defaults (L-BFGS,
+    C = 1) on the prompt-end states."""
+    from sklearn.linear_model import LogisticRegression
+
+    states, ys = _states(s, support)
+    clf = LogisticRegression(max_iter=5000).fit(states.double().numpy(), ys.numpy())
+    return torch.as_tensor(
+        clf.predict_log_proba(s.test_states.double().numpy())
+    ), f"{clf.n_iter_[0]} iterations"
+
+
+def _in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """The k passages written before every prompt, read by the base model (memory off)."""
+    fm = s.task.model
+    demos = [(e.input, e.output) for e in support]
+    icl = InContextModel(fm.base_model, s.task.codec, demos, reserve=s.reserve)
+    with fm.disabled():
+        scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
+    return scores, f"{icl.num_used} of {len(support)} demonstrations fit"
+
+
+#: Every method after zero-shot: the scores (n, labels) it gives the test passages after learning
+#: one draw's passages, and a note.
+RUNNERS: dict[str, Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]] = {
+    "faast": _faast,
+    "faast head": _faast_head,
+    "linear head (SGD)": _sgd_head,
+    "logistic regression": _logistic_head,
+    "in-context": _in_context,
+}
+METHODS = ("zero-shot", *RUNNERS)
+#: Run unless ``--methods`` says otherwise (the logistic head came after the first published run).
+DEFAULT_METHODS = ("faast", "faast head", "linear head (SGD)", "in-context")
+
+
 def run_model(
     name: str, pool: dict[str, list[Example]], test: list[Example], args: argparse.Namespace
 ) -> list[dict]:
-    """Every row (one per method, k and draw; zero-shot once) of one model."""
+    """Every row of one model: zero-shot once, then each of ``args.methods`` per k and draw."""
     model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
@@ -124,9 +207,7 @@ def run_model(
     inputs = [e.input for e in test]
     rows: list[dict] = []
 
-    def add(
-        method: str, k: int, draw: int | None, scores: torch.Tensor, start: float, detail: str = ""
-    ) -> None:
+    def add(method: str, k: int, draw: int | None, scores: torch.Tensor, start: float, detail: str) -> None:
         acc = accuracy(scores, test)
         rows.append(
             {"model": label, "method": method, "k": k, "draw": draw, "accuracy": acc,
@@ -135,46 +216,23 @@ def run_model(
         print(f"[{label}] {method} k={k} draw={draw}: {100 * acc:.2f} % {detail}", flush=True)
 
     start = time.perf_counter()
-    add("zero-shot", 0, None, task.label_scores(inputs, batch_size=args.batch_size, progress=True), start)
-    feats_test = task.prompt_features(inputs, batch_size=args.batch_size).cpu()
-    reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
+    add("zero-shot", 0, None, task.label_scores(inputs, batch_size=args.batch_size, progress=True), start, "")
+    setting = Setting(
+        task,
+        inputs,
+        task.prompt_features(inputs, batch_size=args.batch_size).cpu(),
+        max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8,
+        args,
+    )
     for k in args.sizes:
         for draw in range(args.draws):
             support = draw_support(pool, k, args.seed, draw)
-            task.reset()
-            start = time.perf_counter()
-            report = task.fit(
-                support, labels=LABELS, seed=args.seed, batch_size=args.batch_size, progress=False
-            )
-            scores = task.label_scores(inputs, batch_size=args.batch_size)
-            p = report.sign_flip_p
-            add(
-                "faast",
-                k,
-                draw,
-                scores,
-                start,
-                f"{report.chosen.name}; p={p:.3g}" if p is not None else report.chosen.name,
-            )
-            task.reset()
-            start = time.perf_counter()
-            task.fit_head(support, batch_size=args.batch_size)
-            add("faast head", k, draw, task.head_scores(inputs, batch_size=args.batch_size), start)
-            task.reset()
-            start = time.perf_counter()
-            feats = task.prompt_features(support, batch_size=args.batch_size).cpu().float()
-            ys = torch.tensor([LABELS.index(e.output) for e in support])
-            head, lr = linear_head(feats, ys, support, args.seed, LABELS)
-            with torch.no_grad():
-                add("linear head (SGD)", k, draw, head(feats_test.float()).double(), start, f"lr={lr:g}")
-            start = time.perf_counter()
-            icl = InContextModel(
-                fm.base_model, task.codec, [(e.input, e.output) for e in support], reserve=reserve
-            )
-            with fm.disabled():
-                scores = icl.label_scores(inputs, LABELS, batch_size=args.batch_size)
-            add("in-context", k, draw, scores, start, f"{icl.num_used} of {k} demonstrations fit")
-            del icl
+            for method in args.methods:
+                task.reset()  # no memory or head of the method before
+                start = time.perf_counter()
+                scores, detail = RUNNERS[method](setting, support)
+                add(method, k, draw, scores, start, detail)
+    task.reset()
     return rows
 
 
@@ -197,7 +255,7 @@ def summary(rows: list[dict]) -> list[dict]:
 def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
     """The table: one line per model and k, one column per method (mean, then min–max over the
     draws), with the command, data and machine above it."""
-    methods = [m for m in METHODS if m != "zero-shot"]
+    methods = [m for m in METHODS[1:] if any(r["method"] == m for r in lines)]
     head = ["model", "k", "zero-shot", *methods]
     out = [
         f"> Command: `{meta['command']}`  ",
@@ -229,6 +287,8 @@ def plot(path: Path, lines: list[dict]) -> None:
         mine = [r for r in lines if r["model"] == model]
         for method in METHODS[1:]:
             rs = [r for r in mine if r["method"] == method]
+            if not rs:
+                continue
             ax.plot([r["k"] for r in rs], [r["mean"] for r in rs], marker="o", label=method)
         ax.axhline(mine[0]["zero_shot"], color="grey", linestyle="--", label="zero-shot")
         ax.axhline(100 / len(LABELS), color="lightgrey", linestyle=":", label="chance")
@@ -265,6 +325,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", default="smollm2", help="comma-separated: smollm2, gemma3, qwen2.5 or a local folder"
     )
     ap.add_argument("--sizes", default="16,64", help="k labelled passages (multiples of 4)")
+    ap.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated, after zero-shot (always run): {', '.join(RUNNERS)}",
+    )
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--test", type=int, default=60, help="test passages per author")
     ap.add_argument("--seed", type=int, default=0, help="draws of the support passages and the fits")
@@ -276,6 +341,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.sizes = [int(k) for k in args.sizes.split(",")]
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(RUNNERS))
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; known: {', '.join(RUNNERS)}")
     return args
 
 

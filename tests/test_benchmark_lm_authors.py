@@ -61,7 +61,7 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
     data = json.loads((out / "authors.json").read_text())
     rows = data["rows"]
     assert [(r["method"], r["k"], r["draw"]) for r in rows] == [("zero-shot", 0, None)] + [
-        (m, 8, d) for d in (0, 1) for m in lm_authors.METHODS[1:]
+        (m, 8, d) for d in (0, 1) for m in lm_authors.DEFAULT_METHODS
     ]
     right = [r["accuracy"] * len(test) for r in rows]  # a share of the test passages
     assert all(0 <= n <= len(test) and abs(n - round(n)) < 1e-9 for n in right)
@@ -78,3 +78,26 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
     assert (out / "authors.png").stat().st_size > 0 and (out / "authors.csv").read_text().count(
         "\n"
     ) == 1 + len(rows)
+    lm_authors.main(
+        [
+            "--models",
+            "tiny",
+            "--sizes",
+            "4",
+            "--draws",
+            "1",
+            "--methods",
+            "logistic regression,faast",
+            "--out",
+            str(out),
+        ]
+    )
+    rows = json.loads((out / "authors.json").read_text())["rows"]
+    assert [(r["method"], r["k"]) for r in rows] == [
+        ("zero-shot", 0),
+        ("logistic regression", 4),
+        ("faast", 4),
+    ]
+    assert "| model | k | zero-shot | faast | logistic regression |" in (out / "authors.md").read_text()
+    with pytest.raises(SystemExit):
+        lm_authors.parse_args(["--methods", "faast,lora"])
