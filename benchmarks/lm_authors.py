@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -356,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         draw_support(pool, k, args.seed, 0)  # a bad k fails before any model loads
     began = time.perf_counter()
     meta = {
-        "command": "python benchmarks/lm_authors.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/lm_authors.py "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
         "data": (
             f"gutenberg-books (Dickens, Austen, Wells, Verne), passages of {LINES_PER_PASSAGE} "
             "printed lines; "

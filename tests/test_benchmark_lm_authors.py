@@ -99,5 +99,8 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
         ("faast", 4),
     ]
     assert "| model | k | zero-shot | faast | logistic regression |" in (out / "authors.md").read_text()
+    assert (
+        "--methods 'logistic regression,faast'" in json.loads((out / "authors.json").read_text())["command"]
+    )
     with pytest.raises(SystemExit):
         lm_authors.parse_args(["--methods", "faast,lora"])
