@@ -36,6 +36,7 @@ and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after eac
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shlex
 import statistics
@@ -301,6 +302,7 @@ def plot(path: Path, lines: list[dict]) -> None:
             xticks=sorted({r["k"] for r in mine}),
         )
         ax.set_xticklabels([str(k) for k in sorted({r["k"] for r in mine})])
+        ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.suptitle("Which author wrote the passage? (mean over draws)")
     fig.tight_layout()
@@ -339,6 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lm_authors"))
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="no model: write the table, CSV and plot again from authors.json in --out",
+    )
     args = ap.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.sizes = [int(k) for k in args.sizes.split(",")]
@@ -351,6 +358,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.render:
+        saved = json.loads((Path(args.out) / "authors.json").read_text(encoding="utf-8"))
+        meta = {key: value for key, value in saved.items() if key not in ("summary", "rows")}
+        publish(saved["rows"], meta, Path(args.out))
+        return
     torch.set_num_threads(args.threads)
     pool, test = load_data(args.test, args.split_seed)
     for k in args.sizes:

@@ -74,6 +74,9 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
         assert line["draws"] == 2 and line["mean"] == pytest.approx(100 * sum(accs) / 2)
         assert line["gain"] == pytest.approx(line["mean"] - 100 * rows[0]["accuracy"])
     table = (out / "authors.md").read_text()
+    (out / "authors.md").unlink()
+    lm_authors.main(["--render", "--out", str(out)])  # no model: the same table from the JSON
+    assert (out / "authors.md").read_text() == table
     assert "| model | k | zero-shot | faast | faast head | linear head (SGD) | in-context |" in table
     assert (out / "authors.png").stat().st_size > 0 and (out / "authors.csv").read_text().count(
         "\n"
