@@ -256,13 +256,13 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
     """The table: one line per model and k, one column per method (mean, then min–max over the
-    draws), with the command, data and machine above it."""
+    draws), with the command, data and machine above it (the docs quote it, each line after "> ")."""
     methods = [m for m in METHODS[1:] if any(r["method"] == m for r in lines)]
     head = ["model", "k", "zero-shot", *methods]
     out = [
-        f"> Command: `{meta['command']}`  ",
-        f"> Data: {meta['data']}  ",
-        f"> Machine: {meta['machine']}; {meta['seconds'] / 60:.0f} min",
+        f"Command: `{meta['command']}`  ",
+        f"Data: {meta['data']}  ",
+        f"Machine: {meta['machine']}; {meta['seconds'] / 60:.0f} min",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
