@@ -261,3 +261,14 @@ def test_in_context_learning_from_the_command_line(model_dir, tmp_path, capsys):
         == 1
     )
     assert "drop --fast-weights" in capsys.readouterr().err
+
+
+def test_in_context_labels_auto_come_from_every_demonstration_not_only_the_shots(model_dir, tmp_path, capsys):  # noqa: F811
+    base, _, test, _ = parity_setup(model_dir, tmp_path)
+    preds = tmp_path / "one.jsonl"
+    one_shot = ["--demonstrations", str(tmp_path / "train.tsv"), "--shots", "1", "--template", TEMPLATE]
+    assert main(["task", "classify", *base, *one_shot, "--inputs", str(test), "--out", str(preds)]) == 0
+    assert "1 of 1 demonstrations fit" in capsys.readouterr().err
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    # one shot shows one label; the task still has both (before, it became free text and classify refused)
+    assert all(sorted(json.loads(r["log_probs"])) == ["w5", "w6"] for r in rows)

@@ -250,8 +250,9 @@ class InContextTask:
     model, codec : as for :class:`InContextModel`
     demonstrations : the labelled examples put before every input (in order; ``shots`` first ones,
         all when None; whole ones only, as many as fit)
-    labels : the label set, ``"auto"`` (the demonstrations' distinct outputs when there are 2 to
-        :data:`~faast.lm.task.MAX_LABELS`, else free-form) or None (free-form outputs)
+    labels : the label set, ``"auto"`` (the distinct outputs of all ``demonstrations``, the ones
+        ``shots`` leaves out included, when there are 2 to :data:`~faast.lm.task.MAX_LABELS`, else
+        free-form) or None (free-form outputs)
     reserve : tokens kept free after the demonstrations for the longest query and its answer
     """
 
@@ -268,12 +269,12 @@ class InContextTask:
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
             raise ValueError("in-context demonstrations need outputs (input<TAB>output, or an output field)")
+        if labels == "auto":  # from every demonstration offered: a few shots may miss a label
+            labels = auto_labels(demos)
         if shots is not None:
             if shots < 0:
                 raise ValueError(f"shots must be >= 0, got {shots}")
             demos = demos[:shots]
-        if labels == "auto":
-            labels = auto_labels(demos)
         self.spec = TaskSpec(codec.template, "answer", list(labels) if labels is not None else None)
         self.codec = codec
         self.icl = InContextModel(model, codec, [(e.input, e.output) for e in demos], reserve=reserve)
