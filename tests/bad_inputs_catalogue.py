@@ -1356,6 +1356,28 @@ TASKS = [
         r"demonstration 0 must be an \(input, output\) pair of non-empty strings",
     ),
     Case(
+        "contextually_calibrated",
+        "content-free scores of other labels",
+        call(
+            lambda c: __import__("faast.lm.calibration", fromlist=["x"]).contextually_calibrated(
+                torch.zeros(2, 3), torch.zeros(1, 4)
+            )
+        ),
+        ValueError,
+        r"content_free \(1, 4\) needs at least one row of the 3 labels",
+    ),
+    Case(
+        "contextually_calibrated",
+        "-Inf label score",
+        call(
+            lambda c: __import__("faast.lm.calibration", fromlist=["x"]).contextually_calibrated(
+                torch.tensor([[0.0, -INF]]), torch.zeros(1, 2)
+            )
+        ),
+        ValueError,
+        r"label scores must be finite to be calibrated",
+    ),
+    Case(
         "TaskModel.load",
         "fast weights not saved by a TaskModel",
         call(
@@ -1797,6 +1819,18 @@ CLI = [
         "task classify: demonstrations without outputs",
         lambda c: _task_classify(c, "--demonstrations", str(c.text_file("demos.tsv", b"w3 w4\n"))),
         r"demos.tsv:1: no output",
+    ),
+    CliCase(
+        "task classify: --calibrate without --demonstrations",
+        lambda c: _task_classify(c, "--labels", "w5,w8", "--calibrate"),
+        r"--calibrate calibrates in-context learning: pass --demonstrations",
+    ),
+    CliCase(
+        "task classify: --calibrate on free text",
+        lambda c: _task_classify(
+            c, "--demonstrations", str(c.text_file("d.tsv", b"w3\tw5\n")), "--labels", "none", "--calibrate"
+        ),
+        r"contextual calibration needs labels; these outputs are free text",
     ),
     CliCase(
         "task classify: negative --shots",

@@ -129,6 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl = actions.add_parser("classify", help="the most probable label for each input of a file")
     _use_args(cl)
     cl.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction, scores")
+    _calibrate_arg(cl)
     cl.set_defaults(func=run_classify)
 
     ge = actions.add_parser("generate", help="greedy outputs for each input of a file")
@@ -147,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ev)
     ev.add_argument("--json", default=None, help="write the scores here as JSON")
+    _calibrate_arg(ev)
     ev.set_defaults(func=run_evaluate)
 
 
@@ -191,8 +193,22 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
         help="in-context learning instead of fast weights: TSV/JSONL examples put before every input "
         "(whole ones, as many as fit; the baseline FAAST is measured against); labels 'auto' from them",
     )
-    p.add_argument("--shots", type=int, default=None, help="with --demonstrations: use only the first K")
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=None,
+        help="with --demonstrations: use only the first K (labels 'auto': still those of all of them)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
+
+
+def _calibrate_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --demonstrations (--shots 0: zero-shot): contextual calibration of the label "
+        "scores (Zhao et al. 2021: divide out the labels' probabilities after content-free inputs)",
+    )
 
 
 def _template(text: str | None):
@@ -385,6 +401,11 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
     without either)."""
     if args.shots is not None and args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
+    if getattr(args, "calibrate", False) and not args.demonstrations:
+        raise ValueError(
+            "--calibrate calibrates in-context learning: pass --demonstrations (with --shots 0 for "
+            "calibrated zero-shot); fast weights are not calibrated"
+        )
     if args.demonstrations:
         return _in_context_task(args, queries, answers)
     if args.shots is not None:
@@ -396,6 +417,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     """The base model reading ``--demonstrations`` before every input (``--shots`` first ones), with
     room after them for the longest of ``queries`` and its answer (``answers``, the labels and
     ``--max-new-tokens``)."""
+    from faast.lm.calibration import CONTENT_FREE_INPUTS
     from faast.lm.config import ReadConfig
     from faast.lm.examples import distinct_outputs, read_examples
     from faast.lm.icl import InContextTask
@@ -410,14 +432,22 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     context = getattr(fm.base_model.config, "max_position_embeddings", None)
     codec = PromptCodec(tok, _template(args.template), context)
     candidates = labels if isinstance(labels, list) else distinct_outputs(demos)[:MAX_LABELS]
-    longest = max((len(codec.prompt_ids(x, start=False)) for x in queries), default=0)
+    calibrate = getattr(args, "calibrate", False)
+    scored = list(queries) + (list(CONTENT_FREE_INPUTS) if calibrate else [])
+    longest = max((len(codec.prompt_ids(x, start=False)) for x in scored), default=0)
     answer = max(
         [getattr(args, "max_new_tokens", 0)]
         + [len(codec.answer_ids(a)) for a in answers]
         + [len(codec.label_ids(c)) for c in candidates]
     )
     task = InContextTask(
-        fm.base_model, codec, demos, reserve=longest + answer + 4, labels=labels, shots=args.shots
+        fm.base_model,
+        codec,
+        demos,
+        reserve=longest + answer + 4,
+        labels=labels,
+        shots=args.shots,
+        calibrate=calibrate,
     )
     if _dist().is_main:
         print(

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.decoding import decoding_kwargs
 from faast.lm.examples import Example
 from faast.lm.prefix_cache import PrefixCache, parameter_names
@@ -127,10 +128,16 @@ class InContextModel:
         *,
         progress: bool = False,
         batch_size: int = 8,
+        calibrate: bool = False,
     ) -> torch.Tensor:
         """(n, L) float64 log-probability of each label's full token sequence after each query;
         ``batch_size`` queries per forward pass after the shared prefix (fewer when their copies of
-        the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``)."""
+        the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``). ``calibrate``: contextually
+        calibrated log-probabilities over the L labels instead
+        (:func:`~faast.lm.calibration.contextually_calibrated` with :meth:`content_free_scores`)."""
+        if calibrate:
+            raw = self.label_scores(inputs, labels, progress=progress, batch_size=batch_size)
+            return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
         label_ids = [self.codec.label_ids(label) for label in labels]
         queries = []
         for text in inputs:
@@ -149,6 +156,11 @@ class InContextModel:
         items = [(q, x) for q in queries for x in label_ids]
         flat = self._tail_log_probs(items, batch_size, "in-context scoring", progress)
         return torch.tensor(flat, dtype=torch.float64).reshape(len(queries), len(label_ids))
+
+    def content_free_scores(self, labels: Sequence[str], *, batch_size: int = 8) -> torch.Tensor:
+        """(c, L) float64 label log-probabilities of the content-free inputs
+        (:data:`~faast.lm.calibration.CONTENT_FREE_INPUTS`) after the demonstrations."""
+        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
 
     def classify(self, inputs: Sequence[str], labels: Sequence[str], **kwargs: Any) -> list[str]:
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
@@ -254,6 +266,7 @@ class InContextTask:
         ``shots`` leaves out included, when there are 2 to :data:`~faast.lm.task.MAX_LABELS`, else
         free-form) or None (free-form outputs)
     reserve : tokens kept free after the demonstrations for the longest query and its answer
+    calibrate : score labels with contextual calibration (:mod:`faast.lm.calibration`)
     """
 
     def __init__(
@@ -265,6 +278,7 @@ class InContextTask:
         reserve: int,
         labels: Sequence[str] | str | None = "auto",
         shots: int | None = None,
+        calibrate: bool = False,
     ) -> None:
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
@@ -275,6 +289,9 @@ class InContextTask:
             if shots < 0:
                 raise ValueError(f"shots must be >= 0, got {shots}")
             demos = demos[:shots]
+        if calibrate and labels is None:
+            raise ValueError("contextual calibration needs labels; these outputs are free text")
+        self.calibrate = calibrate
         self.spec = TaskSpec(codec.template, "answer", list(labels) if labels is not None else None)
         self.codec = codec
         self.icl = InContextModel(model, codec, [(e.input, e.output) for e in demos], reserve=reserve)
@@ -301,8 +318,11 @@ class InContextTask:
         batch_size: int = 8,
         progress: bool = False,
     ) -> torch.Tensor:
-        """(n, L) float64 log-probabilities of each label after the demonstrations and each input."""
-        return self.icl.label_scores(inputs, self._labels(labels), batch_size=batch_size, progress=progress)
+        """(n, L) float64 log-probabilities of each label after the demonstrations and each input
+        (contextually calibrated when the task was made with ``calibrate``)."""
+        return self.icl.label_scores(
+            inputs, self._labels(labels), batch_size=batch_size, progress=progress, calibrate=self.calibrate
+        )
 
     def generate(self, inputs: Sequence[str], **kwargs: Any) -> list[str]:
         """Greedy answers (:meth:`InContextModel.generate`)."""
