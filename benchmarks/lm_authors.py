@@ -23,6 +23,11 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
   a split of the k passages, as ``lm_sentiment.py``'s);
 * ``in-context``: the k passages written before every prompt (the base model, memory off);
+* ``in-context (calibrated)`` (``--methods``): the same, with contextual calibration (Zhao et al.
+  2021; ``faast.lm.calibration``): the labels' probabilities after content-free inputs ("N/A", "",
+  "[MASK]") in the same prompt are divided out — the answer to in-context learning's habit of
+  giving one author to every passage; it reuses the in-context scores of the draw, and adds the
+  row ``zero-shot (calibrated)`` (k = 0: the zero-shot prompt calibrated the same way);
 * ``logistic regression`` (``--methods``, not run by default: it came after the first published
   run): scikit-learn's ``LogisticRegression`` at its defaults on the same states, gradients run to
   convergence — a stronger backprop head than the SGD recipe.
@@ -43,7 +48,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,7 @@ import torch
 
 from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books
 from faast.lm import FaastConfig, get_faast_model
+from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
@@ -129,6 +135,8 @@ class Setting:
     test_states: torch.Tensor
     reserve: int
     args: argparse.Namespace
+    #: the last draw's in-context scores and model, keyed by its passages (``_icl_scores``)
+    in_context: dict[tuple[str, ...], tuple[torch.Tensor, InContextModel]] = field(default_factory=dict)
 
 
 def _faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
@@ -174,14 +182,38 @@ def _logistic_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, st
     ), f"{clf.n_iter_[0]} iterations"
 
 
+def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
+    """The k passages of ``support`` written before every prompt of the base model."""
+    demos = [(e.input, e.output) for e in support]
+    return InContextModel(s.task.model.base_model, s.task.codec, demos, reserve=s.reserve)
+
+
+def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, InContextModel]:
+    """(test scores (n, labels), the model) of in-context learning on ``support``, computed once
+    per draw: both in-context methods read them."""
+    key = tuple(e.input for e in support)
+    if key not in s.in_context:
+        icl = _in_context_model(s, support)
+        with s.task.model.disabled():
+            scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
+        s.in_context.clear()  # one draw at a time
+        s.in_context[key] = (scores, icl)
+    return s.in_context[key]
+
+
 def _in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     """The k passages written before every prompt, read by the base model (memory off)."""
-    fm = s.task.model
-    demos = [(e.input, e.output) for e in support]
-    icl = InContextModel(fm.base_model, s.task.codec, demos, reserve=s.reserve)
-    with fm.disabled():
-        scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
+    scores, icl = _icl_scores(s, support)
     return scores, f"{icl.num_used} of {len(support)} demonstrations fit"
+
+
+def _calibrated_in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """In-context learning with contextual calibration (:mod:`faast.lm.calibration`): the label
+    preference after the content-free inputs, in the same prompt, divided out."""
+    scores, icl = _icl_scores(s, support)
+    with s.task.model.disabled():
+        free = icl.content_free_scores(LABELS, batch_size=s.args.batch_size)
+    return contextually_calibrated(scores, free), f"{icl.num_used} of {len(support)} demonstrations fit"
 
 
 #: Every method after zero-shot: the scores (n, labels) it gives the test passages after learning
@@ -192,8 +224,11 @@ RUNNERS: dict[str, Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]]
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
     "in-context": _in_context,
+    "in-context (calibrated)": _calibrated_in_context,
 }
-METHODS = ("zero-shot", *RUNNERS)
+#: Run with ``in-context (calibrated)``: zero-shot with contextual calibration (k = 0).
+CALIBRATED_ZERO_SHOT = "zero-shot (calibrated)"
+METHODS = ("zero-shot", CALIBRATED_ZERO_SHOT, *RUNNERS)
 #: Run unless ``--methods`` says otherwise (the logistic head came after the first published run).
 DEFAULT_METHODS = ("faast", "faast head", "linear head (SGD)", "in-context")
 
@@ -218,7 +253,12 @@ def run_model(
         print(f"[{label}] {method} k={k} draw={draw}: {100 * acc:.2f} % {detail}", flush=True)
 
     start = time.perf_counter()
-    add("zero-shot", 0, None, task.label_scores(inputs, batch_size=args.batch_size, progress=True), start, "")
+    zero = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
+    add("zero-shot", 0, None, zero, start, "")
+    if "in-context (calibrated)" in args.methods:  # its k = 0 end: the zero-shot prompt calibrated
+        start = time.perf_counter()
+        free = task.label_scores(list(CONTENT_FREE_INPUTS), batch_size=args.batch_size)
+        add(CALIBRATED_ZERO_SHOT, 0, None, contextually_calibrated(zero, free), start, "")
     setting = Setting(
         task,
         inputs,
@@ -291,6 +331,9 @@ def plot(path: Path, lines: list[dict]) -> None:
             rs = [r for r in mine if r["method"] == method]
             if not rs:
                 continue
+            if rs[0]["k"] == 0:  # learned nothing: a level, like zero-shot's
+                ax.axhline(rs[0]["mean"], color="black", linestyle="-.", linewidth=1, label=method)
+                continue
             ax.plot([r["k"] for r in rs], [r["mean"] for r in rs], marker="o", label=method)
         ax.axhline(mine[0]["zero_shot"], color="grey", linestyle="--", label="zero-shot")
         ax.axhline(100 / len(LABELS), color="lightgrey", linestyle=":", label="chance")
@@ -299,9 +342,9 @@ def plot(path: Path, lines: list[dict]) -> None:
             xlabel="k labelled passages",
             ylabel="test accuracy (%)",
             xscale="log",
-            xticks=sorted({r["k"] for r in mine}),
+            xticks=sorted({r["k"] for r in mine if r["k"]}),
         )
-        ax.set_xticklabels([str(k) for k in sorted({r["k"] for r in mine})])
+        ax.set_xticklabels([str(k) for k in sorted({r["k"] for r in mine if r["k"]})])
         ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.suptitle("Which author wrote the passage? (mean over draws)")

@@ -16,7 +16,8 @@ Qwen2.5-Coder-0.5B-Instruct):
 * zero-shot;
 * in-context, k ∈ {1, 4, 16, as many as the context holds} demonstrations (one shared prefix, its KV
   cache computed once and copied per query, ``--batch-size`` queries at once; whole demonstrations
-  are dropped, never the query);
+  are dropped, never the query); with ``--calibrated-icl`` (not by default) also each of them with
+  contextual calibration (Zhao et al. 2021, ``faast.lm.calibration``), and zero-shot calibrated;
 * FAAST after k ∈ {1, 16, 256, all} examples, with both pair modes (``answer``: only the transitions
   into the answer; ``all``: every transition of the demonstration, as in the paper); the read-out is
   chosen by ``TaskModel.fit`` on a validation split of the k examples;
@@ -66,6 +67,7 @@ from faast.eval.holdout import normalize_text, random_holdout
 from faast.eval.probe import ProbeRecipe, train_linear_probe
 from faast.eval.stats import binomial_ci95
 from faast.lm import FaastConfig, get_faast_model
+from faast.lm.calibration import contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
@@ -194,9 +196,20 @@ def _icl_rows(
     rows: list[Row],
 ) -> None:
     """Append the in-context rows (k of ``args.icl`` demonstrations, 0 = as many as fit) to ``rows``,
-    read by the plain model (the memory disabled). Run last: the longest rows of a model."""
+    read by the plain model (the memory disabled). Run last: the longest rows of a model. With
+    ``args.calibrated_icl`` each k also gets an ``in-context (calibrated)`` row (the same scores,
+    contextually calibrated: :mod:`faast.lm.calibration`; its inference time adds the content-free
+    prompts to the row's), and a ``zero-shot (calibrated)`` row comes first."""
     inputs = [e.input for e in test]
     reserve = max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8
+    if args.calibrated_icl:
+        zero = InContextModel(task.model.base_model, task.codec, [], reserve=reserve)
+        with task.model.disabled(), Timer() as t:
+            scores = zero.label_scores(inputs, LABELS, batch_size=args.batch_size, calibrate=True)
+        acc, ci = accuracy(scores, test)
+        per_example_ms = 1000 * t.s / len(test)
+        rows.append(Row(label, "zero-shot (calibrated)", 0, acc, ci, 0.0, per_example_ms, 0, "no examples"))
+        print(f"[{label}] zero-shot (calibrated) {100 * acc:.2f}", flush=True)
     for k in args.icl:
         demos = [(e.input, e.output) for e in (pool if k == 0 else pool[:k])]
         icl = InContextModel(task.model.base_model, task.codec, demos, reserve=reserve)
@@ -206,22 +219,20 @@ def _icl_rows(
             prefix_s = t.s
             with Timer() as t:
                 scores = icl.label_scores(inputs, LABELS, progress=True, batch_size=args.batch_size)
-        acc, ci = accuracy(scores, test)
+            infer_s = t.s
+            with Timer() as t:
+                calibrate = args.calibrated_icl
+                free = icl.content_free_scores(LABELS, batch_size=args.batch_size) if calibrate else None
         tag = "max" if k == 0 else str(k)
-        rows.append(
-            Row(
-                label,
-                "in-context",
-                icl.num_used,
-                acc,
-                ci,
-                prefix_s,
-                1000 * t.s / len(test),
-                nbytes,
-                f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens",
-            )
-        )
-        print(f"[{label}] in-context k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
+        detail = f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens"
+        variants = [("in-context", scores, infer_s)]
+        if free is not None:
+            variants.append(("in-context (calibrated)", contextually_calibrated(scores, free), infer_s + t.s))
+        for method, method_scores, seconds in variants:
+            acc, ci = accuracy(method_scores, test)
+            infer_ms = 1000 * seconds / len(test)
+            rows.append(Row(label, method, icl.num_used, acc, ci, prefix_s, infer_ms, nbytes, detail))
+            print(f"[{label}] {method} k={tag} ({icl.num_used} used) {100 * acc:.2f}", flush=True)
         del icl
 
 
@@ -524,6 +535,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sizes", default="1,16,256,0", help="FAAST / baseline support sizes (0 = the whole pool)"
     )
     ap.add_argument("--icl", default="1,4,16,0", help="in-context demonstrations (0 = as many as fit)")
+    ap.add_argument(
+        "--calibrated-icl",
+        action="store_true",
+        help="with the icl part: also each in-context row contextually calibrated, and zero-shot calibrated",
+    )
     ap.add_argument("--modes", default="answer,all")
     ap.add_argument(
         "--faast-icl",
