@@ -18,6 +18,9 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 * ``zero-shot`` (once per model);
 * ``faast``: ``TaskModel.fit`` with the library's defaults (the output memory learns the k
   passages; read-out and guard chosen on held-out folds of them), no gradients;
+* ``faast (calibrated)`` (``--methods``): the same fit, its label scores contextually calibrated
+  (``TaskModel.label_scores(calibrate=True)``: the content-free inputs through the fitted model);
+  it reuses the draw's ``faast`` fit;
 * ``faast head``: ``TaskModel.fit_head`` (``faast task learn --head squared``): a closed-form
   label head on the prompt-end states, no gradients;
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
@@ -135,19 +138,50 @@ class Setting:
     test_states: torch.Tensor
     reserve: int
     args: argparse.Namespace
-    #: the last draw's in-context scores and model, keyed by its passages (``_icl_scores``)
-    in_context: dict[tuple[str, ...], tuple[torch.Tensor, InContextModel]] = field(default_factory=dict)
+    #: what a method computed for the current draw and its calibrated twin reads (``_draw_memo``)
+    memo: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+
+
+def _draw_memo(s: Setting, name: str, support: list[Example], compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per draw for ``name``: a method and its calibrated twin share it (entries
+    of earlier draws are dropped)."""
+    draw = tuple(e.input for e in support)
+    for key in [key for key in s.memo if key[1] != draw]:
+        del s.memo[key]
+    if (name, draw) not in s.memo:
+        s.memo[name, draw] = compute()
+    return s.memo[name, draw]
+
+
+def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(test scores (n, labels), content-free scores (c, labels), detail) of the library's default
+    fit on ``support``; the content-free prompts go through the fitted model for ``faast
+    (calibrated)``."""
+
+    def fit() -> tuple[torch.Tensor, torch.Tensor, str]:
+        report = s.task.fit(
+            support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
+        )
+        scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
+        free = s.task.label_scores(list(CONTENT_FREE_INPUTS), batch_size=s.args.batch_size)
+        p = report.sign_flip_p
+        return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}")
+
+    return _draw_memo(s, "faast", support, fit)
 
 
 def _faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     """The library's default fit: the output memory learns ``support``, read-out and guard chosen
     on held-out folds of it."""
-    report = s.task.fit(
-        support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
-    )
-    scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
-    p = report.sign_flip_p
-    return scores, report.chosen.name + ("" if p is None else f"; p={p:.3g}")
+    scores, _, detail = _faast_scores(s, support)
+    return scores, detail
+
+
+def _calibrated_faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """The default fit, its label scores contextually calibrated (``label_scores(calibrate=True)``,
+    an option: the read-out was chosen without it)."""
+    scores, free, detail = _faast_scores(s, support)
+    return contextually_calibrated(scores, free), detail
 
 
 def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
@@ -191,14 +225,13 @@ def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
 def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, InContextModel]:
     """(test scores (n, labels), the model) of in-context learning on ``support``, computed once
     per draw: both in-context methods read them."""
-    key = tuple(e.input for e in support)
-    if key not in s.in_context:
+
+    def score() -> tuple[torch.Tensor, InContextModel]:
         icl = _in_context_model(s, support)
         with s.task.model.disabled():
-            scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
-        s.in_context.clear()  # one draw at a time
-        s.in_context[key] = (scores, icl)
-    return s.in_context[key]
+            return icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size), icl
+
+    return _draw_memo(s, "in-context", support, score)
 
 
 def _in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
@@ -220,6 +253,7 @@ def _calibrated_in_context(s: Setting, support: list[Example]) -> tuple[torch.Te
 #: one draw's passages, and a note.
 RUNNERS: dict[str, Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]] = {
     "faast": _faast,
+    "faast (calibrated)": _calibrated_faast,
     "faast head": _faast_head,
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
@@ -255,7 +289,7 @@ def run_model(
     start = time.perf_counter()
     zero = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
     add("zero-shot", 0, None, zero, start, "")
-    if "in-context (calibrated)" in args.methods:  # its k = 0 end: the zero-shot prompt calibrated
+    if any(m.endswith("(calibrated)") for m in args.methods):  # their k = 0 end: zero-shot calibrated
         start = time.perf_counter()
         free = task.label_scores(list(CONTENT_FREE_INPUTS), batch_size=args.batch_size)
         add(CALIBRATED_ZERO_SHOT, 0, None, contextually_calibrated(zero, free), start, "")

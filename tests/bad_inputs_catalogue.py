@@ -1821,16 +1821,9 @@ CLI = [
         r"demos.tsv:1: no output",
     ),
     CliCase(
-        "task classify: --calibrate without --demonstrations",
-        lambda c: _task_classify(c, "--labels", "w5,w8", "--calibrate"),
-        r"--calibrate calibrates in-context learning: pass --demonstrations",
-    ),
-    CliCase(
         "task classify: --calibrate on free text",
-        lambda c: _task_classify(
-            c, "--demonstrations", str(c.text_file("d.tsv", b"w3\tw5\n")), "--labels", "none", "--calibrate"
-        ),
-        r"contextual calibration needs labels; these outputs are free text",
+        lambda c: _task_classify(c, "--labels", "none", "--calibrate"),
+        r"--calibrate needs labels \(a classification task\); these outputs are free text",
     ),
     CliCase(
         "task classify: negative --shots",

@@ -105,17 +105,21 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
     assert (
         "--methods 'logistic regression,faast'" in json.loads((out / "authors.json").read_text())["command"]
     )
-    # calibrated in-context learning reads the draw's in-context scores: the same alone or after them
-    accs = {}
-    for methods in ("in-context (calibrated)", "in-context,in-context (calibrated)"):
+    # a calibrated method reads its plain twin's fit or scores of the draw: the same alone or after it
+    calibrated = ["in-context (calibrated)", "faast (calibrated)"]
+    got = {}
+    for methods in (",".join(calibrated), "in-context,faast,faast (calibrated),in-context (calibrated)"):
         args = ["--models", "tiny", "--sizes", "4", "--draws", "2", "--methods", methods, "--out", str(out)]
         lm_authors.main(args)
         rows = json.loads((out / "authors.json").read_text())["rows"]
-        accs[methods] = [r["accuracy"] for r in rows if r["method"] == "in-context (calibrated)"]
+        got[methods] = [
+            (r["method"], r["draw"], r["accuracy"], r["detail"]) for r in rows if r["method"] in calibrated
+        ]
         assert [r["method"] for r in rows[:2]] == ["zero-shot", "zero-shot (calibrated)"]
-        assert all(r["detail"].endswith("demonstrations fit") for r in rows[2:])
         assert "| model | k | zero-shot | zero-shot (calibrated) |" in (out / "authors.md").read_text()
-    assert len(accs["in-context (calibrated)"]) == 2
-    assert accs["in-context (calibrated)"] == accs["in-context,in-context (calibrated)"]
+    assert len(got[",".join(calibrated)]) == 4
+    assert sorted(got[",".join(calibrated)]) == sorted(
+        got["in-context,faast,faast (calibrated),in-context (calibrated)"]
+    )
     with pytest.raises(SystemExit):
         lm_authors.parse_args(["--methods", "faast,lora"])

@@ -18,6 +18,7 @@ from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel, InContextTask
 from faast.lm.prompts import PromptCodec
+from faast.lm.task import TaskModel, TaskSpec
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
@@ -99,16 +100,32 @@ def test_in_context_scores_calibrated_by_the_content_free_inputs_in_the_same_pro
     got = icl.label_scores(inputs, labels, calibrate=True)
     assert torch.allclose(got, contextually_calibrated(raw, free))
     assert not torch.allclose(got, torch.log_softmax(raw, dim=1))  # the tiny model has a label bias
-    task_demos = [Example(x, y) for x, y in demos]
-    task = InContextTask(model, codec, task_demos, reserve=12, calibrate=True)
+    task = InContextTask(model, codec, [Example(x, y) for x, y in demos], reserve=12)
     assert task.spec.labels == ["w40", "w41"]
-    assert torch.allclose(task.label_scores(inputs), icl.label_scores(inputs, ["w40", "w41"], calibrate=True))
-    with pytest.raises(ValueError, match="calibration needs labels"):
-        InContextTask(model, codec, task_demos, reserve=12, labels=None, calibrate=True)
+    assert torch.allclose(
+        task.label_scores(inputs, calibrate=True), icl.label_scores(inputs, ["w40", "w41"], calibrate=True)
+    )
+
+
+def test_a_task_with_fast_weights_calibrated_by_the_content_free_inputs_through_the_same_model():
+    torch.manual_seed(0)
+    task = TaskModel.create(
+        tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True), TaskSpec(TEMPLATE)
+    )
+    examples = [Example(f"w{5 + i % 7} w{20 + i % 3}", "w40" if i % 2 else "w41 w42") for i in range(12)]
+    inputs, labels = ["w5", "w6 w7", "w9"], ["w40", "w41 w42"]
+    for learned in (False, True):  # zero-shot, then with the fast weights
+        if learned:
+            task.fit(examples, labels=labels, progress=False)
+        raw = task.label_scores(inputs, labels)
+        free = task.label_scores(list(CONTENT_FREE_INPUTS), labels)
+        got = task.label_scores(inputs, labels, calibrate=True)
+        assert torch.allclose(got, contextually_calibrated(raw, free))
+        assert torch.allclose(torch.logsumexp(got, dim=1), torch.zeros(3, dtype=torch.float64))
 
 
 def test_calibrated_in_context_learning_from_the_command_line(model_dir, tmp_path, capsys):  # noqa: F811
-    base, _, test, _ = parity_setup(model_dir, tmp_path)
+    base, _, test, fw = parity_setup(model_dir, tmp_path)
     train, plain, calibrated = tmp_path / "train.tsv", tmp_path / "plain.jsonl", tmp_path / "cal.jsonl"
     icl = ["--demonstrations", str(train), "--shots", "5", "--template", "{input} w90"]
     assert main(["task", "classify", *base, *icl, "--inputs", str(test), "--out", str(plain)]) == 0
@@ -134,11 +151,23 @@ def test_calibrated_in_context_learning_from_the_command_line(model_dir, tmp_pat
     assert main(zero) == 0
     assert "0 of 0 demonstrations fit" in capsys.readouterr().err
 
-    no_icl = ["task", "classify", *base, "--calibrate", "--inputs", str(test), "--out", str(plain)]
-    assert main(no_icl) == 1
-    assert "--calibrate calibrates in-context learning: pass --demonstrations" in capsys.readouterr().err
+    # zero-shot and fast weights: the same option
+    zero_shot = ["task", "classify", *base, "--template", "{input} w90", "--labels", "w5,w6", "--calibrate"]
+    assert main([*zero_shot, "--inputs", str(test), "--out", str(plain)]) == 0
+    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(fw), "--template", "{input} w90"]
+    assert main(learn) == 0
+    assert (
+        main(["task", "evaluate", *base, "--fast-weights", str(fw), "--calibrate", "--examples", str(test)])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 12
+
     free_text = ["task", "evaluate", *base, *icl, "--labels", "none", "--calibrate", "--examples", str(test)]
     assert main(free_text) == 1
-    assert "calibration needs labels" in capsys.readouterr().err
+    assert "--calibrate needs labels (a classification task)" in capsys.readouterr().err
+    assert main([*learn, "--head", "squared"]) == 0
+    with_head = ["task", "classify", *base, "--fast-weights", str(fw), "--calibrate"]
+    assert main([*with_head, "--inputs", str(test), "--out", str(plain)]) == 1
+    assert "this task classifies with its label head" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # generate writes free text: no such option
         main(["task", "generate", *base, *icl, "--calibrate", "--inputs", str(test), "--out", str(plain)])

@@ -206,8 +206,8 @@ def _calibrate_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="with --demonstrations (--shots 0: zero-shot): contextual calibration of the label "
-        "scores (Zhao et al. 2021: divide out the labels' probabilities after content-free inputs)",
+        help="contextual calibration of the label scores (Zhao et al. 2021: divide out the labels' "
+        "probabilities after content-free inputs), zero-shot, in-context or with fast weights",
     )
 
 
@@ -401,16 +401,21 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
     without either)."""
     if args.shots is not None and args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
-    if getattr(args, "calibrate", False) and not args.demonstrations:
-        raise ValueError(
-            "--calibrate calibrates in-context learning: pass --demonstrations (with --shots 0 for "
-            "calibrated zero-shot); fast weights are not calibrated"
-        )
     if args.demonstrations:
-        return _in_context_task(args, queries, answers)
-    if args.shots is not None:
+        task = _in_context_task(args, queries, answers)
+    elif args.shots is not None:
         raise ValueError("--shots needs --demonstrations (the examples to take them from)")
-    return _task_model(args, answers=answers)
+    else:
+        task = _task_model(args, answers=answers)
+    if getattr(args, "calibrate", False):
+        if not task.spec.labels:
+            raise ValueError("--calibrate needs labels (a classification task); these outputs are free text")
+        if task.head_applies(task.spec.labels):
+            raise ValueError(
+                "--calibrate calibrates the LM's label log-probabilities; this task classifies with its "
+                "label head (learn it again without --head)"
+            )
+    return task
 
 
 def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
@@ -447,7 +452,6 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
         reserve=longest + answer + 4,
         labels=labels,
         shots=args.shots,
-        calibrate=calibrate,
     )
     if _dist().is_main:
         print(
@@ -467,7 +471,9 @@ def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]
     print(f"[faast] wrote {len(rows)} predictions to {out}", file=sys.stderr)
 
 
-def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list[list[float]]]:
+def _classify(
+    task, inputs: list[str], batch_size: int, calibrate: bool = False
+) -> tuple[list[str], list[list[float]]]:
     """(best label, score of every label) per input: the log-probability of each label, or the
     label head's scores when the task has one; under ``torchrun`` each process scores its block
     of the inputs and the (n, L) float64 scores are gathered in order."""
@@ -480,7 +486,9 @@ def _classify(task, inputs: list[str], batch_size: int) -> tuple[list[str], list
     if mine and task.head_applies(labels):
         scores = task.head_scores(mine, batch_size=batch_size)
     elif mine:
-        scores = task.label_scores(mine, labels, batch_size=batch_size, progress=dist.is_main).cpu()
+        scores = task.label_scores(
+            mine, labels, batch_size=batch_size, progress=dist.is_main, calibrate=calibrate
+        ).cpu()
     scores = dist.gather_rows(scores, len(inputs))
     best = scores.argmax(dim=1).tolist()
     return [labels[i] for i in best], scores.tolist()
@@ -518,7 +526,7 @@ def run_classify(args: argparse.Namespace) -> int:
     _init(args)
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     task = _chosen_task(args, inputs, [])
-    preds, scores = _classify(task, inputs, args.batch_size)
+    preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
     labels = task._labels(None)
     column = "head_scores" if task.head_applies(labels) else "log_probs"
     rows = [
@@ -555,7 +563,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         unknown = sorted({r for r in refs if r not in task.spec.labels})
         if unknown:
             raise ValueError(f"{args.examples}: reference outputs that are not labels: {unknown[:5]}")
-        preds, _ = _classify(task, inputs, args.batch_size)
+        preds, _ = _classify(task, inputs, args.batch_size, args.calibrate)
         result.update(label_accuracy(preds, refs))
         summary = f"accuracy {100 * result['accuracy']:.2f} % ± {100 * result['ci95']:.2f} (95 % CI)"
     else:

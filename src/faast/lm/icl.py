@@ -266,7 +266,6 @@ class InContextTask:
         ``shots`` leaves out included, when there are 2 to :data:`~faast.lm.task.MAX_LABELS`, else
         free-form) or None (free-form outputs)
     reserve : tokens kept free after the demonstrations for the longest query and its answer
-    calibrate : score labels with contextual calibration (:mod:`faast.lm.calibration`)
     """
 
     def __init__(
@@ -278,7 +277,6 @@ class InContextTask:
         reserve: int,
         labels: Sequence[str] | str | None = "auto",
         shots: int | None = None,
-        calibrate: bool = False,
     ) -> None:
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
@@ -289,9 +287,6 @@ class InContextTask:
             if shots < 0:
                 raise ValueError(f"shots must be >= 0, got {shots}")
             demos = demos[:shots]
-        if calibrate and labels is None:
-            raise ValueError("contextual calibration needs labels; these outputs are free text")
-        self.calibrate = calibrate
         self.spec = TaskSpec(codec.template, "answer", list(labels) if labels is not None else None)
         self.codec = codec
         self.icl = InContextModel(model, codec, [(e.input, e.output) for e in demos], reserve=reserve)
@@ -317,11 +312,12 @@ class InContextTask:
         *,
         batch_size: int = 8,
         progress: bool = False,
+        calibrate: bool = False,
     ) -> torch.Tensor:
         """(n, L) float64 log-probabilities of each label after the demonstrations and each input
-        (contextually calibrated when the task was made with ``calibrate``)."""
+        (``calibrate``: contextually calibrated, :meth:`InContextModel.label_scores`)."""
         return self.icl.label_scores(
-            inputs, self._labels(labels), batch_size=batch_size, progress=progress, calibrate=self.calibrate
+            inputs, self._labels(labels), batch_size=batch_size, progress=progress, calibrate=calibrate
         )
 
     def generate(self, inputs: Sequence[str], **kwargs: Any) -> list[str]:

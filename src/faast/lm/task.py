@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 import faast.distributed
 from faast.lm import fastweights as fw
+from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import decoding_kwargs
 from faast.lm.examples import Example, distinct_outputs
@@ -643,9 +644,17 @@ class TaskModel(TaskScoringMixin):
         *,
         batch_size: int = 16,
         progress: bool = False,
+        calibrate: bool = False,
     ) -> torch.Tensor:
-        """(n, L) float64 log-probability of each label's full token sequence after each input's prompt."""
+        """(n, L) float64 log-probability of each label's full token sequence after each input's prompt
+        (with the fast weights, or zero-shot without). ``calibrate``: contextually calibrated
+        log-probabilities over the L labels instead, the label preference after the content-free
+        inputs through the same model divided out (:mod:`faast.lm.calibration`)."""
         labels = self._labels(labels)
+        if calibrate:
+            raw = self.label_scores(inputs, labels, batch_size=batch_size, progress=progress)
+            free = self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
+            return contextually_calibrated(raw, free)
         out = []
         batches = self._label_batches(list(inputs), labels, batch_size)
         for b in tqdm(batches, desc="score labels", unit="batch", disable=not progress, leave=False):
