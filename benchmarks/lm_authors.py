@@ -59,7 +59,7 @@ import torch
 
 from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books
 from faast.lm import FaastConfig, get_faast_model
-from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
+from faast.lm.calibration import contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
@@ -163,7 +163,7 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
             support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
         )
         scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
-        free = s.task.label_scores(list(CONTENT_FREE_INPUTS), batch_size=s.args.batch_size)
+        free = s.task.content_free_scores(batch_size=s.args.batch_size)
         p = report.sign_flip_p
         return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}")
 
@@ -291,7 +291,7 @@ def run_model(
     add("zero-shot", 0, None, zero, start, "")
     if any(m.endswith("(calibrated)") for m in args.methods):  # their k = 0 end: zero-shot calibrated
         start = time.perf_counter()
-        free = task.label_scores(list(CONTENT_FREE_INPUTS), batch_size=args.batch_size)
+        free = task.content_free_scores(batch_size=args.batch_size)
         add(CALIBRATED_ZERO_SHOT, 0, None, contextually_calibrated(zero, free), start, "")
     setting = Setting(
         task,

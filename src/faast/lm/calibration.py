@@ -9,9 +9,11 @@ the same prompt after the same demonstrations) and divides it out:
     q(x) = softmax_L(log softmax_L(scores(x)) - log p_cf)                    (L,)
 
 (the paper's W = diag(p_cf)^-1, b = 0, applied to probabilities renormalised over the L labels).
-It needs no labelled data and no gradients, so it is the stronger in-context-learning baseline
-FAAST is measured against (``InContextModel.label_scores(..., calibrate=True)``,
-``faast task classify/evaluate --demonstrations F --calibrate``).
+It needs no labelled data and no gradients: the stronger in-context-learning and zero-shot
+baselines FAAST is measured against (``InContextModel.label_scores(..., calibrate=True)``), and an
+option for a task's own scores, zero-shot or with fast weights
+(``TaskModel.label_scores(..., calibrate=True)``); on the command line ``faast task
+classify/evaluate --calibrate``, with or without ``--demonstrations``.
 """
 
 from __future__ import annotations

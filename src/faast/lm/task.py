@@ -653,13 +653,19 @@ class TaskModel(TaskScoringMixin):
         labels = self._labels(labels)
         if calibrate:
             raw = self.label_scores(inputs, labels, batch_size=batch_size, progress=progress)
-            free = self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
-            return contextually_calibrated(raw, free)
+            return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
         out = []
         batches = self._label_batches(list(inputs), labels, batch_size)
         for b in tqdm(batches, desc="score labels", unit="batch", disable=not progress, leave=False):
             out.append(self._label_log_probs(b, self._states(b)))
         return torch.cat(out)
+
+    def content_free_scores(
+        self, labels: Sequence[str] | None = None, *, batch_size: int = 16
+    ) -> torch.Tensor:
+        """(c, L) float64 label log-probabilities of the content-free inputs
+        (:data:`~faast.lm.calibration.CONTENT_FREE_INPUTS`) through this model as it is now."""
+        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
 
     @torch.no_grad()
     def prompt_features(self, items: Sequence[str | Example], *, batch_size: int = 16) -> torch.Tensor:
