@@ -655,8 +655,11 @@ def plot(path: Path, rows: list[Row]) -> None:
         mine = [r for r in rows if r.model == model]
         for method in dict.fromkeys(r.method for r in mine):
             pts = sorted((r.k, r.score) for r in mine if r.method == method and r.k > 0)
+            level = next((r.score for r in mine if r.method == method and r.k == 0), None)
             if method == "zero-shot":
-                ax.axhline(100 * mine[0].score, color="grey", ls="--", label="zero-shot")
+                ax.axhline(100 * level, color="grey", ls="--", label="zero-shot")
+            elif level is not None and not pts:  # learned nothing (zero-shot calibrated): a level too
+                ax.axhline(100 * level, color="black", ls="-.", lw=1, label=method)
             elif pts:
                 ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
         ax.set_xscale("log")
