@@ -2,7 +2,8 @@
 
 A quoted table in the docs is a block of ``> `` lines whose first line is
 ``> Command: `python benchmarks/...```. The benchmark that made it wrote the same text to
-``benchmarks/results/<name>.md``, whose first line is that command line. This script replaces every
+``benchmarks/results/<name>.md`` (or a file in a folder of it, such as
+``benchmarks/results/lm_authors/gemma3/authors.md``), whose first line is that command line. This script replaces every
 such block by the current contents of the results file with the same first line, so a page is
 refreshed by re-running its benchmarks and then this script — never by editing the tables by hand.
 
@@ -23,9 +24,10 @@ PREFIX = "> Command: `python benchmarks/"
 
 
 def results_by_command(folder: Path = RESULTS) -> dict[str, list[Path]]:
-    """The results files (*.md) of ``folder`` by their first line (the command that wrote them)."""
+    """The results files (*.md, in ``folder`` and its subfolders) by their first line (the command
+    that wrote them)."""
     out: dict[str, list[Path]] = {}
-    for path in sorted(folder.glob("*.md")):
+    for path in sorted(folder.rglob("*.md")):
         out.setdefault(path.read_text(encoding="utf-8").split("\n", 1)[0], []).append(path)
     return out
 

@@ -12,8 +12,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import quote_results  # noqa: E402
 
 
-def test_the_classifier_page_quotes_the_current_results():
-    text = (ROOT / "docs" / "classifier.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", ["classifier.md", "tasks.md"])
+def test_the_pages_quote_the_current_results(page):
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    assert quote_results.PREFIX in text  # the page quotes at least one results file
     refreshed, changed = quote_results.refresh(text, quote_results.results_by_command())
     assert changed == [] and refreshed == text
 
