@@ -3,9 +3,10 @@
 A quoted table in the docs is a block of ``> `` lines whose first line is
 ``> Command: `python benchmarks/...```. The benchmark that made it wrote the same text to
 ``benchmarks/results/<name>.md`` (or a file in a folder of it, such as
-``benchmarks/results/lm_authors/gemma3/authors.md``), whose first line is that command line. This script replaces every
-such block by the current contents of the results file with the same first line, so a page is
-refreshed by re-running its benchmarks and then this script — never by editing the tables by hand.
+``benchmarks/results/lm_authors/gemma3/authors.md``), whose first line is that command line. This
+script replaces every such block by the current contents of the results file with the same first
+line, so a page is refreshed by re-running its benchmarks and then this script — never by editing
+the tables by hand.
 
     python benchmarks/quote_results.py docs/classifier.md            # rewrite the quoted blocks
     python benchmarks/quote_results.py --check docs/classifier.md    # exit 1 if any is stale
