@@ -1823,7 +1823,7 @@ CLI = [
     CliCase(
         "task classify: --calibrate on free text",
         lambda c: _task_classify(c, "--labels", "none", "--calibrate"),
-        r"--calibrate needs labels \(a classification task\); these outputs are free text",
+        r"--calibrate needs labels \(a classification task\): pass --labels",
     ),
     CliCase(
         "task classify: negative --shots",

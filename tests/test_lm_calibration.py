@@ -143,7 +143,8 @@ def test_calibrated_in_context_learning_from_the_command_line(model_dir, tmp_pat
     assert float(shift.abs().min()) > 1e-3 and torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5)
     assert torch.allclose(torch.logsumexp(got, dim=1), torch.zeros(len(got)), atol=1e-5)
     assert main(["task", "evaluate", *base, *icl, "--calibrate", "--examples", str(test)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 12
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 12 and result["calibrated"] is True
     # zero-shot calibrated: no demonstration read (the labels still come from the file), the
     # content-free inputs still are
     zero = ["task", "evaluate", *base, *icl[:2], "--shots", "0", *icl[4:], "--calibrate"]

@@ -409,7 +409,10 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         task = _task_model(args, answers=answers)
     if getattr(args, "calibrate", False):
         if not task.spec.labels:
-            raise ValueError("--calibrate needs labels (a classification task); these outputs are free text")
+            raise ValueError(
+                "--calibrate needs labels (a classification task): pass --labels, or a task or "
+                "demonstrations whose outputs are labels; these outputs are free text"
+            )
         if task.head_applies(task.spec.labels):
             raise ValueError(
                 "--calibrate calibrates the LM's label log-probabilities; this task classifies with its "
@@ -558,7 +561,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
     task = _chosen_task(args, inputs, refs)
-    result: dict[str, Any] = {"examples": len(examples), "fast_weights": args.fast_weights is not None}
+    result: dict[str, Any] = {
+        "examples": len(examples),
+        "fast_weights": args.fast_weights is not None,
+        "calibrated": args.calibrate,
+    }
     if task.spec.labels:
         unknown = sorted({r for r in refs if r not in task.spec.labels})
         if unknown:
