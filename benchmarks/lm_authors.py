@@ -191,9 +191,14 @@ def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
 
 
 def _states(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The prompt-end states (k, d) of ``support`` and their label indices (k,)."""
-    states = s.task.prompt_features(support, batch_size=s.args.batch_size).cpu()
-    return states, torch.tensor([LABELS.index(e.output) for e in support])
+    """The prompt-end states (k, d) of ``support`` and their label indices (k,), computed once per
+    draw for the heads that read them."""
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor]:
+        states = s.task.prompt_features(support, batch_size=s.args.batch_size).cpu()
+        return states, torch.tensor([LABELS.index(e.output) for e in support])
+
+    return _draw_memo(s, "states", support, compute)
 
 
 def _sgd_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
