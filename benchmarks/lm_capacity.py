@@ -37,7 +37,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
-from faast.publish import write_public_csv
+from faast.publish import save_figure, write_public_csv
 from task_bench import REPO, Timer, machine, rel, write_json
 
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma3": "Gemma-3-270M"}
@@ -156,8 +156,7 @@ def plot(path, rows: list[dict], recall_tokens: int) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

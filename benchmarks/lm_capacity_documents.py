@@ -48,7 +48,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream
 from faast.lm.text import Perplexity, encode, load_causal_lm, perplexity, with_start_tokens
-from faast.publish import write_public_csv
+from faast.publish import save_figure, write_public_csv
 from task_bench import MODEL_NAMES, REPO, Timer, human_bytes, machine, rel, write_json
 
 LAYOUTS = ("one memory", "one task per document")
@@ -227,8 +227,7 @@ def plot(path: Path, rows: list[dict]) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

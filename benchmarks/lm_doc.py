@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from faast.lm import ProbReadOut
-from faast.publish import write_public_text
+from faast.publish import save_figure, write_public_text
 from lm_mix import DEFAULT, MODELS, build_parser, result_file, select_joint
 
 #: Everything from this line on in docs/lm.md is written by other benchmarks and kept by this one.
@@ -331,8 +331,7 @@ def plot_mix(res: dict, png: Path) -> None:
     )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dpi=110)
 
 
 def readout_section(res: dict) -> list[str]:

@@ -50,7 +50,7 @@ from faast.lm.examples import Example
 from faast.lm.task import DEFAULT_HOLD_OUT, FitReport, TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, default_candidates, sign_flip_p_value
 from faast.lm.text import load_causal_lm
-from faast.publish import write_public_csv
+from faast.publish import save_figure, write_public_csv
 from lm_sentiment import LABELS, TEMPLATE, load_data
 from task_bench import (
     MODEL_NAMES,
@@ -300,8 +300,7 @@ def plot(path: Path, lines: list[dict]) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from faast.lm.task_choice import MEMORY_OFF
-from faast.publish import write_public_csv, write_public_text
+from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_guard import LABELS, balanced, development_split, draw_support
 from lm_guard_levels import held_out_right
 from task_bench import rel
@@ -144,8 +144,7 @@ def plot(path: Path, lines: list[dict[str, Any]]) -> None:
         ax.legend(fontsize=7)
     if lines:
         fig.colorbar(dots, ax=axes[0].tolist(), label="majority label's share of the learned examples")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from faast.lm.task_choice import MEMORY_OFF, SIGN_FLIP_LEVEL
-from faast.publish import write_public_csv, write_public_text
+from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_guard import LOSS_POINTS, passes_sign_flip
 from lm_guard import summary as guard_summary
 from task_bench import rel
@@ -171,8 +171,7 @@ def plot(path: Path, lines: list[dict], guards: list[str]) -> None:
     ax.set_ylabel("Δ dev accuracy vs memory off (points)")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def parse_levels(text: str) -> list[float]:

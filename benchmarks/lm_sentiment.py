@@ -73,6 +73,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
+from faast.publish import save_figure
 from task_bench import (
     COST_COLUMNS,
     MODEL_NAMES,
@@ -670,8 +671,7 @@ def plot(path: Path, rows: list[Row]) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 FORMAT = TableFormat(

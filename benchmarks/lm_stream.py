@@ -41,7 +41,7 @@ from faast.lm.prompts import start_token_ids
 from faast.lm.stream import chunk_stream, stream_chunks, summarize
 from faast.lm.stream_report import plot_stream
 from faast.lm.text import encode, load_causal_lm, perplexity, with_start_tokens
-from faast.publish import write_public_csv
+from faast.publish import save_figure, write_public_csv
 from task_bench import REPO, Timer, machine, rel, write_json
 
 
@@ -220,8 +220,7 @@ def plot_capacity(path, cap: list[dict], args: argparse.Namespace) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

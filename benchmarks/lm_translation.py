@@ -49,6 +49,7 @@ from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec, default_candidates
 from faast.lm.text import load_causal_lm
+from faast.publish import save_figure
 from task_bench import (
     COST_COLUMNS,
     MODEL_NAMES,
@@ -403,8 +404,7 @@ def plot(path: Path, rows: list[Row]) -> None:
     fig.suptitle(f"English → Spanish, {rows[0].model}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 FORMAT = TableFormat(

@@ -98,3 +98,17 @@ def test_public_csv_has_every_column_relative_paths_and_replaces_atomically(tmp_
 )
 def test_machine_paths(text, found):
     assert machine_paths(text) == found
+
+
+def test_every_published_figure_is_written_atomically():
+    """Plots go through ``faast.publish.save_figure`` (temporary file, then rename), never a bare
+    ``savefig`` that an interrupted run would leave half-written in docs/ or results/."""
+    code = [*sorted((REPO / "benchmarks").glob("*.py")), *sorted((REPO / "src" / "faast").rglob("*.py"))]
+    bare = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in code
+        if path.name != "publish.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if ".savefig(" in line
+    ]
+    assert len(code) > 20 and bare == []
