@@ -330,7 +330,6 @@ def plot_mix(res: dict, png: Path) -> None:
         f"{short_model(res)} output memory: recall vs cost (weight grows along each curve)", fontsize=10
     )
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, png, dpi=110)
 
 

@@ -299,7 +299,6 @@ def plot(path: Path, lines: list[dict]) -> None:
         ax.set_ylabel("Δ dev accuracy vs memory off (points)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=110)
 
 

@@ -670,7 +670,6 @@ def plot(path: Path, rows: list[Row]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=120)
 
 

@@ -403,7 +403,6 @@ def plot(path: Path, rows: list[Row]) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"English → Spanish, {rows[0].model}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, dpi=120)
 
 
