@@ -142,6 +142,14 @@ class Setting:
     memo: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
 
 
+#: A method: the scores (n, labels) it gives the test passages after learning one draw's passages,
+#: and a note.
+Runner = Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]
+#: A method computed once per draw for it and its calibrated twin: test scores (n, labels),
+#: content-free scores (c, labels) and a note.
+Scorer = Callable[[Setting, list[Example]], tuple[torch.Tensor, torch.Tensor, str]]
+
+
 def _draw_memo(s: Setting, name: str, support: list[Example], compute: Callable[[], Any]) -> Any:
     """``compute()`` once per draw for ``name``: a method and its calibrated twin share it (entries
     of earlier draws are dropped)."""
@@ -155,8 +163,9 @@ def _draw_memo(s: Setting, name: str, support: list[Example], compute: Callable[
 
 def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(test scores (n, labels), content-free scores (c, labels), detail) of the library's default
-    fit on ``support``; the content-free prompts go through the fitted model for ``faast
-    (calibrated)``."""
+    fit on ``support`` — the output memory learns it, read-out and guard chosen on held-out folds
+    of it — computed once per draw for ``faast`` and its calibrated twin (the content-free prompts
+    go through the fitted model)."""
 
     def fit() -> tuple[torch.Tensor, torch.Tensor, str]:
         report = s.task.fit(
@@ -170,18 +179,25 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
     return _draw_memo(s, "faast", support, fit)
 
 
-def _faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """The library's default fit: the output memory learns ``support``, read-out and guard chosen
-    on held-out folds of it."""
-    scores, _, detail = _faast_scores(s, support)
-    return scores, detail
+def _plain(scorer: Scorer) -> Runner:
+    """The runner that returns ``scorer``'s test scores as they are."""
+
+    def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+        scores, _, detail = scorer(s, support)
+        return scores, detail
+
+    return run
 
 
-def _calibrated_faast(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """The default fit, its label scores contextually calibrated (``label_scores(calibrate=True)``,
-    an option: the read-out was chosen without it)."""
-    scores, free, detail = _faast_scores(s, support)
-    return contextually_calibrated(scores, free), detail
+def _calibrated(scorer: Scorer) -> Runner:
+    """The runner that returns ``scorer``'s test scores contextually calibrated by its content-free
+    scores (:mod:`faast.lm.calibration`; an option: the method chose nothing with it)."""
+
+    def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+        scores, free, detail = scorer(s, support)
+        return contextually_calibrated(scores, free), detail
+
+    return run
 
 
 def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
@@ -227,45 +243,33 @@ def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
     return InContextModel(s.task.model.base_model, s.task.codec, demos, reserve=s.reserve)
 
 
-def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, InContextModel]:
-    """(test scores (n, labels), the model) of in-context learning on ``support``, computed once
-    per draw: both in-context methods read them."""
+def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(test scores (n, labels), content-free scores (c, labels), detail) of in-context learning on
+    ``support`` — the k passages written before every prompt, read by the base model (memory off)
+    — computed once per draw for ``in-context`` and its calibrated twin."""
 
-    def score() -> tuple[torch.Tensor, InContextModel]:
+    def score() -> tuple[torch.Tensor, torch.Tensor, str]:
         icl = _in_context_model(s, support)
         with s.task.model.disabled():
-            return icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size), icl
+            scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
+            free = icl.content_free_scores(LABELS, batch_size=s.args.batch_size)
+        return scores, free, f"{icl.num_used} of {len(support)} demonstrations fit"
 
     return _draw_memo(s, "in-context", support, score)
 
 
-def _in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """The k passages written before every prompt, read by the base model (memory off)."""
-    scores, icl = _icl_scores(s, support)
-    return scores, f"{icl.num_used} of {len(support)} demonstrations fit"
-
-
-def _calibrated_in_context(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """In-context learning with contextual calibration (:mod:`faast.lm.calibration`): the label
-    preference after the content-free inputs, in the same prompt, divided out."""
-    scores, icl = _icl_scores(s, support)
-    with s.task.model.disabled():
-        free = icl.content_free_scores(LABELS, batch_size=s.args.batch_size)
-    return contextually_calibrated(scores, free), f"{icl.num_used} of {len(support)} demonstrations fit"
-
-
 #: Every method after zero-shot: the scores (n, labels) it gives the test passages after learning
 #: one draw's passages, and a note.
-RUNNERS: dict[str, Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]] = {
-    "faast": _faast,
-    "faast (calibrated)": _calibrated_faast,
+RUNNERS: dict[str, Runner] = {
+    "faast": _plain(_faast_scores),
+    "faast (calibrated)": _calibrated(_faast_scores),
     "faast head": _faast_head,
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
-    "in-context": _in_context,
-    "in-context (calibrated)": _calibrated_in_context,
+    "in-context": _plain(_icl_scores),
+    "in-context (calibrated)": _calibrated(_icl_scores),
 }
-#: Run with ``in-context (calibrated)``: zero-shot with contextual calibration (k = 0).
+#: Run with any calibrated method: zero-shot with contextual calibration (k = 0).
 CALIBRATED_ZERO_SHOT = "zero-shot (calibrated)"
 METHODS = ("zero-shot", CALIBRATED_ZERO_SHOT, *RUNNERS)
 #: Run unless ``--methods`` says otherwise (the logistic head came after the first published run).
