@@ -220,15 +220,14 @@ def _icl_rows(
             prefix_s = t.s
             with Timer() as t:
                 scores = icl.label_scores(inputs, LABELS, progress=True, batch_size=args.batch_size)
-            infer_s = t.s
-            with Timer() as t:
-                calibrate = args.calibrated_icl
-                free = icl.content_free_scores(LABELS, batch_size=args.batch_size) if calibrate else None
+            variants = [("in-context", scores, t.s)]
+            if args.calibrated_icl:
+                with Timer() as free_t:
+                    free = icl.content_free_scores(LABELS, batch_size=args.batch_size)
+                calibrated = contextually_calibrated(scores, free)
+                variants.append(("in-context (calibrated)", calibrated, t.s + free_t.s))
         tag = "max" if k == 0 else str(k)
         detail = f"k={tag}: {icl.num_used} demonstrations, {len(icl.prefix)} prefix tokens"
-        variants = [("in-context", scores, infer_s)]
-        if free is not None:
-            variants.append(("in-context (calibrated)", contextually_calibrated(scores, free), infer_s + t.s))
         for method, method_scores, seconds in variants:
             acc, ci = accuracy(method_scores, test)
             infer_ms = 1000 * seconds / len(test)

@@ -137,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ge.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction")
     ge.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ge)
-    ge.set_defaults(func=run_generate)
+    ge.set_defaults(func=run_generate, calibrate=False)  # free text: nothing to calibrate
 
     ev = actions.add_parser(
         "evaluate", help="accuracy (labels) or BLEU/chrF (text) on a file of examples with outputs"
@@ -407,7 +407,7 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         raise ValueError("--shots needs --demonstrations (the examples to take them from)")
     else:
         task = _task_model(args, answers=answers)
-    if getattr(args, "calibrate", False):
+    if args.calibrate:
         if not task.spec.labels:
             raise ValueError(
                 "--calibrate needs labels (a classification task): pass --labels, or a task or "
@@ -440,8 +440,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     context = getattr(fm.base_model.config, "max_position_embeddings", None)
     codec = PromptCodec(tok, _template(args.template), context)
     candidates = labels if isinstance(labels, list) else distinct_outputs(demos)[:MAX_LABELS]
-    calibrate = getattr(args, "calibrate", False)
-    scored = list(queries) + (list(CONTENT_FREE_INPUTS) if calibrate else [])
+    scored = list(queries) + (list(CONTENT_FREE_INPUTS) if args.calibrate else [])
     longest = max((len(codec.prompt_ids(x, start=False)) for x in scored), default=0)
     answer = max(
         [getattr(args, "max_new_tokens", 0)]
@@ -449,12 +448,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
         + [len(codec.label_ids(c)) for c in candidates]
     )
     task = InContextTask(
-        fm.base_model,
-        codec,
-        demos,
-        reserve=longest + answer + 4,
-        labels=labels,
-        shots=args.shots,
+        fm.base_model, codec, demos, reserve=longest + answer + 4, labels=labels, shots=args.shots
     )
     if _dist().is_main:
         print(
