@@ -143,14 +143,14 @@ def test_cross_validation_folds_never_read_the_examples_they_score(monkeypatch):
     task = make_task()
     examples = rule_examples(20)
     seen = []
-    real = TaskModel._validation_score
+    real = TaskModel._label_fold_scores
 
-    def spy(self, part, batches, states):
+    def spy(self, part, lp, calibrate):
         learned = self.model.output_memory.memory.num_pairs
         seen.append((len(part), learned))
-        return real(self, part, batches, states)
+        return real(self, part, lp, calibrate)
 
-    monkeypatch.setattr(TaskModel, "_validation_score", spy)
+    monkeypatch.setattr(TaskModel, "_label_fold_scores", spy)
     task.fit(examples, candidates=[ReadCandidate("logit", ReadConfig(weight=1.0))], progress=False)
     assert sum(n for n, _ in seen) == 20  # every example held out once (hold_out 1), in 5 folds
     assert all(learned == 2 * (20 - n) for n, learned in seen)

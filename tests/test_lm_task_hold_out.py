@@ -22,13 +22,13 @@ ONE_CANDIDATE = [MEMORY_OFF, ReadCandidate("logit", ReadConfig(weight=1.0))]
 def _scored_folds(monkeypatch) -> list[tuple[list[int], int]]:
     """Record, for every fold scored, the ids of its examples and the pairs the memory holds."""
     seen: list[tuple[list[int], int]] = []
-    real = TaskModel._validation_score
+    real = TaskModel._label_fold_scores
 
-    def spy(self, part, batches, states):
+    def spy(self, part, lp, calibrate):
         seen.append(([id(e) for e in part], self.model.output_memory.memory.num_pairs))
-        return real(self, part, batches, states)
+        return real(self, part, lp, calibrate)
 
-    monkeypatch.setattr(TaskModel, "_validation_score", spy)
+    monkeypatch.setattr(TaskModel, "_label_fold_scores", spy)
     return seen
 
 

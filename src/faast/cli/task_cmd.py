@@ -137,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ge.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction")
     ge.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ge)
-    ge.set_defaults(func=run_generate, calibrate=False)  # free text: nothing to calibrate
+    ge.set_defaults(func=run_generate, calibrate=None)  # free text: nothing to calibrate
 
     ev = actions.add_parser(
         "evaluate", help="accuracy (labels) or BLEU/chrF (text) on a file of examples with outputs"
@@ -205,9 +205,11 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
 def _calibrate_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibrate",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="contextual calibration of the label scores (Zhao et al. 2021: divide out the labels' "
-        "probabilities after content-free inputs), zero-shot, in-context or with fast weights",
+        "probabilities after content-free inputs), zero-shot, in-context or with fast weights "
+        "(default: as the task's read-out chosen by `faast task learn`; not calibrated without one)",
     )
 
 
@@ -459,6 +461,15 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     return task
 
 
+def _calibrated(task, calibrate: bool | None) -> bool:
+    """Whether ``task``'s label scores are calibrated under ``--calibrate`` (None: as its read-out
+    says); False for free text and for a task that classifies with its label head."""
+    labels = task.spec.labels
+    if not labels or task.head_applies(labels):
+        return False
+    return task.calibrated if calibrate is None else calibrate
+
+
 def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     from faast.lm.examples import write_rows
 
@@ -469,7 +480,7 @@ def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]
 
 
 def _classify(
-    task, inputs: list[str], batch_size: int, calibrate: bool = False
+    task, inputs: list[str], batch_size: int, calibrate: bool | None = None
 ) -> tuple[list[str], list[list[float]]]:
     """(best label, score of every label) per input: the log-probability of each label, or the
     label head's scores when the task has one; under ``torchrun`` each process scores its block
@@ -558,7 +569,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "examples": len(examples),
         "fast_weights": args.fast_weights is not None,
-        "calibrated": args.calibrate,
+        "calibrated": _calibrated(task, args.calibrate),
     }
     if task.spec.labels:
         unknown = sorted({r for r in refs if r not in task.spec.labels})

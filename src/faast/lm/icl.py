@@ -268,6 +268,10 @@ class InContextTask:
     reserve : tokens kept free after the demonstrations for the longest query and its answer
     """
 
+    #: label scores are calibrated only when asked (in-context learning chooses no read-out), as
+    #: :attr:`TaskModel.calibrated <faast.lm.task.TaskModel.calibrated>` says for a task model
+    calibrated = False
+
     def __init__(
         self,
         model: Any,
@@ -312,10 +316,12 @@ class InContextTask:
         *,
         batch_size: int = 8,
         progress: bool = False,
-        calibrate: bool = False,
+        calibrate: bool | None = None,
     ) -> torch.Tensor:
         """(n, L) float64 log-probabilities of each label after the demonstrations and each input
-        (``calibrate``: contextually calibrated, :meth:`InContextModel.label_scores`)."""
+        (``calibrate``: contextually calibrated, :meth:`InContextModel.label_scores`; None:
+        :attr:`calibrated`)."""
+        calibrate = self.calibrated if calibrate is None else calibrate
         return self.icl.label_scores(
             inputs, self._labels(labels), batch_size=batch_size, progress=progress, calibrate=calibrate
         )

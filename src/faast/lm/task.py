@@ -58,16 +58,13 @@ from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
     DEFAULT_GUARD,
-    GUARDS,
     MEMORY_OFF,
     TASK_DEFAULT_READ,
     ReadCandidate,
     checked_guard,
+    choose_read_out,
     default_candidates,
     memory_off,
-    off_candidate,
-    sign_flip_p_value,
-    significant_or_off,
     split_examples,
 )
 from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin
@@ -244,6 +241,8 @@ class TaskModel(TaskScoringMixin):
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
         self.report: FitReport | None = None
         self.head: LabelHead | None = None
+        #: whether label scores are contextually calibrated unless told (set by :meth:`use`)
+        self.calibrated = False
         self._learn_cache: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = {} if cache else None
         self._score_cache: dict[tuple[int, ...], torch.Tensor] | None = {} if cache else None
         self.lead_cache = lead_cache
@@ -450,7 +449,7 @@ class TaskModel(TaskScoringMixin):
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         self._set_labels(examples, labels)
         mix = self.model.faast_config.output_mix
-        candidates = list(candidates or default_candidates(mix))
+        candidates = self._fit_candidates(candidates, mix)
         temporary = self._learn_cache is None
         if temporary:
             self._learn_cache = {}
@@ -480,10 +479,27 @@ class TaskModel(TaskScoringMixin):
         self.report = report
         return report
 
+    def _fit_candidates(self, candidates: Sequence[ReadCandidate] | None, mix: str) -> list[ReadCandidate]:
+        """``candidates`` (default :func:`default_candidates` of ``mix``, without its calibrated
+        read-outs when the outputs are free text); a clear error for a calibrated candidate of a
+        task without labels."""
+        if candidates is None:
+            chosen = default_candidates(mix)
+            return chosen if self.spec.labels is not None else [c for c in chosen if not c.calibrate]
+        chosen = list(candidates)
+        calibrated = [c.name for c in chosen if c.calibrate]
+        if calibrated and self.spec.labels is None:
+            raise ValueError(
+                f"calibrated read-outs ({calibrated[0]}, ...) need labels; these outputs are free text"
+            )
+        return chosen
+
     def use(self, candidate: ReadCandidate) -> TaskModel:
-        """Read the fast weights with ``candidate`` (output mix + read knobs)."""
+        """Read the fast weights with ``candidate`` (output mix + read knobs; label scores
+        calibrated or not, :attr:`calibrated`)."""
         self.model.set_output_mix(candidate.mix, candidate.read)
         self.model.set_read(candidate.read)
+        self.calibrated = candidate.calibrate
         return self
 
     def _set_labels(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> None:
@@ -529,16 +545,12 @@ class TaskModel(TaskScoringMixin):
                 hits[cand.name].append(right[:, j])
             sizes.append(n)
         bar.close()
-        count = torch.cat(sizes).sum()
-        per_item = {name: torch.cat(v) for name, v in values.items()}
-        mean = {name: float(v.sum() / count) for name, v in per_item.items()}
-        best = max(candidates, key=lambda c: mean[c.name])  # ties: the earlier candidate
         items = torch.cat(sizes)
-        off = off_candidate(candidates)
-        p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
-        outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value) for g in GUARDS}
+        per_item = {name: torch.cat(v) for name, v in values.items()}
+        mean = {name: float(v.sum() / items.sum()) for name, v in per_item.items()}
+        best, outcomes, p_value = choose_read_out(candidates, per_item, items, guard)
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
-        best, note = outcomes[guard]
+        note = outcomes[guard][1]
         correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}
         if self.spec.labels is not None:
             scores = {name: int(correct[name].sum()) / len(held) for name in mean}
@@ -597,11 +609,22 @@ class TaskModel(TaskScoringMixin):
         items = torch.zeros(len(mine), dtype=torch.float64)
         if mine:
             batches = self._validation_batches(mine)
-            states = None if self.model.middle_memories else [self._states(b) for b in batches]
+            if self.spec.labels is not None and any(c.calibrate for c in candidates):
+                batches += self._label_batches(list(CONTENT_FREE_INPUTS), self.spec.labels)  # scored last
+            fixed = None if self.model.middle_memories else [self._states(b) for b in batches]
+            label_lp: dict[str, torch.Tensor] = {}  # plain read-out -> (rows, L), for its calibrated twin
             for j, cand in enumerate(candidates):
                 self.use(cand)
-                per_batch = states if states is not None else [self._states(b) for b in batches]
-                ll, hits, items = self._validation_score(mine, batches, per_batch)
+                states = fixed if fixed is not None else [self._states(b) for b in batches]
+                if self.spec.labels is None:
+                    ll, hits, items = self._answer_fold_scores(batches, states)
+                else:
+                    plain = ReadCandidate(cand.mix, cand.read).name
+                    if plain not in label_lp:
+                        label_lp[plain] = torch.cat(
+                            [self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)]
+                        )
+                    ll, hits, items = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
                 loglik[:, j], right[:, j] = ll.cpu(), hits.cpu().to(torch.float64)
                 bar.update(1)
         loglik = dist.gather_rows(loglik, len(part))
@@ -614,19 +637,24 @@ class TaskModel(TaskScoringMixin):
             return self._label_batches([e.input for e in part], self.spec.labels)
         return self._answer_batches(part)
 
-    def _validation_score(
-        self, part: list[Example], batches: list[ScoredBatch], states: list[torch.Tensor]
+    def _label_fold_scores(
+        self, part: list[Example], lp: torch.Tensor, calibrate: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-likelihood per example, right answer per example (bool), items per example): labels
-        score the normalised log-probability of the right label (one item each) and whether the
-        best-scored label is the right one; free-form outputs the summed log-probability of the
-        answer's tokens (items: its tokens; right answers all False)."""
-        if self.spec.labels is not None:
-            lp = torch.cat([self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)])
-            target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[arg-type]
-            norm = lp - torch.logsumexp(lp, dim=1, keepdim=True)
-            picked = norm[torch.arange(len(target)), target].clamp_min(-1e4)
-            return picked, lp.argmax(1) == target, torch.ones(len(target), dtype=torch.float64)
+        """(log-probability of the right label normalised over the labels, whether the best-scored
+        label is the right one, ones: one item each) per example of ``part``. lp: (len(part) + c, L)
+        float64 label log-probabilities of ``part`` and then of the c content-free inputs (c = 0
+        unless ``calibrate``), which the calibrated scores divide out."""
+        n = len(part)
+        scores = contextually_calibrated(lp[:n], lp[n:]) if calibrate else lp[:n]
+        target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[union-attr]
+        norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
+        picked = norm[torch.arange(n), target].clamp_min(-1e4)
+        return picked, scores.argmax(1) == target, torch.ones(n, dtype=torch.float64)
+
+    def _answer_fold_scores(
+        self, batches: list[ScoredBatch], states: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(summed log-probability of the answer's tokens, all False, answer tokens) per example."""
         nll, tokens = [], []
         for b, s in zip(batches, states, strict=True):
             part_nll, n = self._answer_nll_per_sequence(b, s)
@@ -644,15 +672,18 @@ class TaskModel(TaskScoringMixin):
         *,
         batch_size: int = 16,
         progress: bool = False,
-        calibrate: bool = False,
+        calibrate: bool | None = None,
     ) -> torch.Tensor:
         """(n, L) float64 log-probability of each label's full token sequence after each input's prompt
         (with the fast weights, or zero-shot without). ``calibrate``: contextually calibrated
         log-probabilities over the L labels instead, the label preference after the content-free
-        inputs through the same model divided out (:mod:`faast.lm.calibration`)."""
+        inputs through the same model divided out (:mod:`faast.lm.calibration`); None (default): as
+        the read-out in use says (:attr:`calibrated`, chosen by :meth:`fit` or set by :meth:`use`)."""
         labels = self._labels(labels)
+        if calibrate is None:
+            calibrate = self.calibrated
         if calibrate:
-            raw = self.label_scores(inputs, labels, batch_size=batch_size, progress=progress)
+            raw = self.label_scores(inputs, labels, batch_size=batch_size, progress=progress, calibrate=False)
             return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
         out = []
         batches = self._label_batches(list(inputs), labels, batch_size)
@@ -665,7 +696,7 @@ class TaskModel(TaskScoringMixin):
     ) -> torch.Tensor:
         """(c, L) float64 label log-probabilities of the content-free inputs
         (:data:`~faast.lm.calibration.CONTENT_FREE_INPUTS`) through this model as it is now."""
-        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
+        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size, calibrate=False)
 
     @torch.no_grad()
     def prompt_features(self, items: Sequence[str | Example], *, batch_size: int = 16) -> torch.Tensor:
@@ -766,8 +797,13 @@ class TaskModel(TaskScoringMixin):
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str], task: str = "default") -> Path:
-        """Store the fast weights, the chosen read-out and the task spec as ``task`` in ``path``."""
-        info = {"task": self.spec.to_dict(), "fit": None if self.report is None else self.report.to_dict()}
+        """Store the fast weights, the read-out in use (calibrated or not) and the task spec as
+        ``task`` in ``path``, with the report of the fit that chose the read-out."""
+        info = {
+            "task": self.spec.to_dict(),
+            "fit": None if self.report is None else self.report.to_dict(),
+            "calibrated": self.calibrated,
+        }
         if self.head is not None:
             info["head"] = self.head.to_dict()
         return self.model.save_fast_weights(path, task, info=info)
@@ -803,6 +839,7 @@ class TaskModel(TaskScoringMixin):
         tm.model.load_fast_weights(path, task)
         data = info.get("head")
         tm.head = None if data is None else LabelHead.from_dict(data, model._layout.hidden_size)
+        tm.calibrated = bool(info.get("calibrated", False))  # the fast weights keep the read itself
         return tm
 
 

@@ -1,6 +1,7 @@
 """Which read-out a task uses: the candidates :meth:`faast.lm.task.TaskModel.fit` compares on
 validation data, the memory switched off (the zero-shot model), the guard that keeps it off unless
-a read-out clearly beats it, and the seeded validation split of the examples."""
+a read-out clearly beats it (:func:`choose_read_out`), and the seeded validation split of the
+examples."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from faast.lm.examples import Example
 
 @dataclass(frozen=True)
 class ReadCandidate:
-    """One way to read a task's statistics: the output mix and the read knobs."""
+    """One way to read a task's statistics: the output mix and the read knobs; ``calibrate``: the
+    label scores so read are contextually calibrated (:mod:`faast.lm.calibration`: the labels'
+    probabilities after content-free inputs, read the same way, divided out; labels only)."""
 
     mix: str
     read: ReadConfig
+    calibrate: bool = False
 
     @property
     def name(self) -> str:
@@ -37,10 +41,15 @@ class ReadCandidate:
             knobs = f"λ={fmt(r.weight)},T={fmt(r.temperature)}" + (
                 "" if r.gate is None else f",θ={fmt(r.gate)}"
             )
-        return f"{self.mix}({knobs};{'default' if r.cut is None else r.cut})"
+        name = f"{self.mix}({knobs};{'default' if r.cut is None else r.cut})"
+        return name + ("+calibrated" if self.calibrate else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mix": self.mix, "read": self.read.to_dict()}
+        return {"mix": self.mix, "read": self.read.to_dict(), "calibrate": self.calibrate}
+
+    def calibrated(self) -> ReadCandidate:
+        """The same read-out with its label scores contextually calibrated."""
+        return ReadCandidate(self.mix, self.read, calibrate=True)
 
 
 #: The memory switched off (weight 0): the zero-shot model. :meth:`TaskModel.fit` keeps it when there
@@ -61,15 +70,41 @@ def memory_off(mix: str = "prob") -> ReadCandidate:
     return MEMORY_OFF
 
 
-def default_candidates(mix: str = "prob") -> list[ReadCandidate]:
+#: Which contextually calibrated read-outs :func:`default_candidates` adds for a labelled task:
+#: "none", "zero-shot" (the memory off, calibrated: the zero-shot model with its label preference
+#: after content-free inputs divided out) or "all" (a calibrated twin of every candidate).
+CALIBRATED_SETS = ("none", "zero-shot", "all")
+#: What :func:`default_candidates` adds unless told (chosen on development sentences by a rule
+#: fixed before the run: benchmarks/results/lm_calibrated_candidates/rule.md).
+DEFAULT_CALIBRATED = "none"
+
+
+def default_candidates(mix: str = "prob", calibrated: str = DEFAULT_CALIBRATED) -> list[ReadCandidate]:
     """The read-outs :meth:`TaskModel.fit` compares on validation data for an output memory learned
     with ``mix``: the memory off (the zero-shot model) and
 
     * "prob"/"logit" statistics: the ungated "prob" mix over λ × T, the "logit" mix over β, each
       with the power-law cut α ∈ {0.5, 1} and GCV;
     * "correction": the step β ∈ {0.25, 0.5, 1} × damping c ∈ {0.1, 0.3, 1}, each with the
-      read-out's default cut (a ridge worth 2·key_dim pseudo-pairs) and with the paper's α = 1.
+      read-out's default cut (a ridge worth 2·key_dim pseudo-pairs) and with the paper's α = 1;
+
+    then the calibrated read-outs of ``calibrated`` (:data:`CALIBRATED_SETS`; :meth:`TaskModel.fit`
+    drops them for free-form outputs): none, the memory off calibrated, or a calibrated twin of
+    every candidate, in that order after the plain ones (so each set's candidates come first in the
+    next, and a choice among fewer is the choice among the first of them).
     """
+    if calibrated not in CALIBRATED_SETS:
+        raise ValueError(f"unknown calibrated set {calibrated!r}; use one of {', '.join(CALIBRATED_SETS)}")
+    plain = _plain_candidates(mix)
+    if calibrated == "zero-shot":
+        return [*plain, memory_off(mix).calibrated()]
+    if calibrated == "all":
+        return plain + [c.calibrated() for c in plain]
+    return plain
+
+
+def _plain_candidates(mix: str) -> list[ReadCandidate]:
+    """:func:`default_candidates` before the calibrated ones."""
     if mix == "correction":
         return [memory_off(mix)] + [
             ReadCandidate("correction", ReadConfig(cut=cut, weight=b, damping=c))
@@ -174,8 +209,9 @@ def checked_guard(guard: str) -> str:
 
 
 def off_candidate(candidates: Sequence[ReadCandidate]) -> ReadCandidate | None:
-    """The memory switched off among ``candidates`` (the first with weight 0), or None."""
-    return next((c for c in candidates if c.read.weight == 0), None)
+    """The memory switched off among ``candidates`` (the first uncalibrated one with weight 0: the
+    zero-shot model as it is), or None."""
+    return next((c for c in candidates if c.read.weight == 0 and not c.calibrate), None)
 
 
 def significant_or_off(
@@ -221,6 +257,31 @@ def significant_or_off(
     )
 
 
+def choose_read_out(
+    candidates: Sequence[ReadCandidate],
+    per_item: dict[str, torch.Tensor],
+    items: torch.Tensor,
+    guard: str = DEFAULT_GUARD,
+) -> tuple[ReadCandidate, dict[str, tuple[ReadCandidate, str]], float | None]:
+    """The choice among ``candidates`` from their held-out scores: the best mean log-likelihood per
+    item (ties: the earlier candidate), then every guard of :data:`GUARDS` between it and the memory
+    off (:func:`significant_or_off`), all from the same scores.
+
+    per_item: candidate name -> (n,) float64 log-likelihood per held-out example (any superset of
+    ``candidates``: a choice among some of the candidates scored is the choice a fit with only
+    them would make); items: (n,) items per example.
+    Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value or None
+    without a memory-off candidate)."""
+    checked_guard(guard)
+    count = items.sum()
+    mean = {c.name: float(per_item[c.name].sum() / count) for c in candidates}
+    best = max(candidates, key=lambda c: mean[c.name])  # max keeps the first of tied maxima
+    off = off_candidate(candidates)
+    p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
+    outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value) for g in GUARDS}
+    return outcomes[guard][0], outcomes, p_value
+
+
 def split_examples(
     examples: Sequence[Example], n_val: int, labels: Sequence[str] | None, seed: int
 ) -> tuple[list[Example], list[Example]]:
@@ -249,6 +310,8 @@ def split_examples(
 
 
 __all__ = [
+    "CALIBRATED_SETS",
+    "DEFAULT_CALIBRATED",
     "DEFAULT_GUARD",
     "GUARDS",
     "MEMORY_OFF",
@@ -257,6 +320,7 @@ __all__ = [
     "TASK_DEFAULT_READ",
     "ReadCandidate",
     "checked_guard",
+    "choose_read_out",
     "default_candidates",
     "memory_off",
     "off_candidate",

@@ -1,0 +1,220 @@
+"""Should ``TaskModel.fit`` also weigh contextually calibrated read-outs? Measured on development
+sentences that no published test set contains.
+
+The fit chooses a read-out on held-out examples and its guard keeps the memory off (the zero-shot
+model) unless the choice clearly beats it. Calibrated zero-shot (:mod:`faast.lm.calibration`)
+beats that fallback on every model of the author task at 16 passages (docs/tasks.md "Calibrated
+baselines"), so the candidate sets compared here are (:data:`faast.lm.task_choice.CALIBRATED_SETS`):
+
+* ``none``: the plain candidates (the default before this study);
+* ``zero-shot``: and the memory off, calibrated;
+* ``all``: and a calibrated twin of every candidate.
+
+Each draw is fitted once with ``all``; the choice of each smaller set is made from the same
+held-out scores by :func:`faast.lm.task_choice.choose_read_out` over its own candidates (the
+choice a fit with only them makes: same folds, same scores, the default guard over them). Each
+choice is then scored on the development sentences.
+
+Data: as benchmarks/lm_guard.py (Pang & Lee sentences beside the 2,000-sentence test split of
+split seed 0; development = the last ``--dev``; support sets drawn with ``--seed``).
+
+    python benchmarks/lm_calibrated_candidates.py --models smollm2 --sizes 16,64 --draws 12 --seed 3
+
+Writes ``results.json``, ``draws.csv``, ``table.md`` and ``table.png`` in ``--out``
+(default benchmarks/results/lm_calibrated_candidates); a run adds its models to the ones there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task_choice import CALIBRATED_SETS, DEFAULT_GUARD, choose_read_out, default_candidates
+from faast.lm.text import load_causal_lm
+from faast.publish import save_figure, write_public_csv, write_public_text
+from lm_guard import dev_scores, development_split, draw_support
+from lm_sentiment import LABELS, TEMPLATE
+from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, write_json
+
+#: A draw loses when its development accuracy falls more than this many points below ``none``'s.
+LOSS_POINTS = 1.0
+
+
+def candidate_sets() -> dict[str, list]:
+    """Set name -> its candidates (each set's candidates are the first of the next)."""
+    return {name: default_candidates("prob", name) for name in CALIBRATED_SETS}
+
+
+def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: argparse.Namespace) -> dict:
+    """Fit ``learned`` once with every candidate; each set's choice and its development scores."""
+    sets = candidate_sets()
+    task.reset()
+    report = task.fit(learned, labels=LABELS, candidates=sets["all"], seed=args.seed, progress=False)
+    by_name = {c.name: c for c in sets["all"]}
+    scored: dict[str, tuple[float, float]] = {}
+
+    def dev_of(name: str) -> tuple[float, float]:
+        if name not in scored:
+            task.use(by_name[name])
+            scored[name] = dev_scores(task, dev, args.batch_size)
+        return scored[name]
+
+    row: dict[str, Any] = {"n_validation": report.n_validation}
+    for name, cands in sets.items():
+        if report.validation_loglik:
+            choice, _, p = choose_read_out(
+                cands, report.validation_loglik, report.validation_items, DEFAULT_GUARD
+            )
+            chosen = choice.name
+        else:  # too few examples to validate: every set keeps the memory off
+            chosen, p = report.chosen.name, None
+        row[f"{name}_choice"], row[f"{name}_p"] = chosen, p
+        row[f"{name}_accuracy"], row[f"{name}_loglik"] = dev_of(chosen)
+    off, cal_off = sets["zero-shot"][0].name, sets["zero-shot"][-1].name
+    row["off_accuracy"], row["calibrated_off_accuracy"] = dev_of(off)[0], dev_of(cal_off)[0]
+    return row
+
+
+def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:
+    model, tok = load_causal_lm(name, device=args.device)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    label = MODEL_NAMES.get(name, name)
+    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
+    rows = []
+    for k, draw in tqdm([(k, d) for k in args.sizes for d in range(args.draws)], desc=f"{label}: draws"):
+        learned = draw_support(support, args.seed, k, draw)
+        rows.append({"model": label, "k": k, "draw": draw} | draw_row(task, learned, dev, args))
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (model, k) and over all draws: each set's mean development accuracy (%), its change from
+    ``none`` (points), the draws losing more than :data:`LOSS_POINTS` against ``none`` and the
+    share of draws whose choice is calibrated or reads the memory."""
+    groups: dict[tuple[str, Any], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["k"]), []).append(r)
+    groups[("all draws", "")] = rows
+    lines = []
+    for (model, k), rs in groups.items():
+        line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
+        line["zero-shot model"] = 100 * sum(r["off_accuracy"] for r in rs) / len(rs)
+        line["calibrated zero-shot model"] = 100 * sum(r["calibrated_off_accuracy"] for r in rs) / len(rs)
+        for name in CALIBRATED_SETS:
+            changes = [100 * (r[f"{name}_accuracy"] - r["none_accuracy"]) for r in rs]
+            line[name] = 100 * sum(r[f"{name}_accuracy"] for r in rs) / len(rs)
+            line[f"{name} − none"] = sum(changes) / len(rs)
+            line[f"{name} losses"] = sum(c < -LOSS_POINTS for c in changes)
+            line[f"{name} calibrated"] = sum(r[f"{name}_choice"].endswith("+calibrated") for r in rs)
+        lines.append(line)
+    return lines
+
+
+def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
+    cols = [
+        "model",
+        "k",
+        "draws",
+        "zero-shot model",
+        "calibrated zero-shot model",
+        "none",
+        *[c for n in CALIBRATED_SETS[1:] for c in (n, f"{n} − none", f"{n} losses", f"{n} calibrated")],
+    ]
+
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    runs = "\n".join(
+        f"- {m}: `{r['command']}` ({r['machine']}, {r['seconds'] / 60:.0f} min)"
+        for m, r in meta["runs"].items()
+    )
+    head = (
+        f"Data: {meta['data']}. Development accuracy (%), mean over draws: the zero-shot model without "
+        "and with calibration, and the choice of each candidate set (columns none, zero-shot, all; "
+        f"default guard {DEFAULT_GUARD}); `− none`: points against the plain candidates' choice; "
+        f"`losses`: draws more than {LOSS_POINTS:g} point below it; `calibrated`: draws whose choice "
+        f"is calibrated.\n\nRuns:\n{runs}\n\n"
+    )
+    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]
+    return head + "\n".join(table)
+
+
+def plot(path: Path, lines: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [line for line in lines if line["model"] != "all draws"]
+    names = ["zero-shot model", "calibrated zero-shot model", *CALIBRATED_SETS]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        xs = [i + j * width for i in range(len(shown))]
+        ax.bar(xs, [line[name] for line in shown], width, label=name if name in names[:2] else f"fit: {name}")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))])
+    ax.set_xticklabels([f"{line['model']}\nk={line['k']}" for line in shown], fontsize=8)
+    ax.set_ylabel("development accuracy (%)")
+    ax.set_ylim(40, 100)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Calibrated read-out candidates (Pang & Lee development sentences)")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2")
+    ap.add_argument("--sizes", default="16,64", help="support examples per draw (comma list)")
+    ap.add_argument("--draws", type=int, default=12, help="support sets drawn per size")
+    ap.add_argument("--dev", type=int, default=400, help="development sentences (the pool's last)")
+    ap.add_argument("--seed", type=int, default=3, help="draws the support sets and seeds the fits")
+    ap.add_argument("--split-seed", type=int, default=0, help="as benchmarks/lm_guard.py")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lm_calibrated_candidates"))
+    args = ap.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:
+        raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    support, dev, data = development_split(args.dev, args.split_seed, args.draws, args.seed)
+    with Timer() as total:
+        rows = [
+            r for name in filter(None, args.models.split(",")) for r in run_model(name, args, support, dev)
+        ]
+    meta = run_meta(
+        "lm_calibrated_candidates.py",
+        data,
+        TEMPLATE.to_dict(),
+        args.threads,
+        args.device,
+        total,
+        partial=False,
+    )
+    run = {k: meta[k] for k in ("command", "machine", "seconds")}
+    kept, runs = earlier_other_models(out / "results.json", {r["model"] for r in rows}, run)
+    rows = kept + rows
+    meta["runs"] = runs
+    lines = summary(rows)
+    write_json(out / "results.json", {**meta, "summary": lines, "rows": rows})
+    write_public_csv(out / "draws.csv", rows)
+    plot(out / "table.png", lines)
+    md = markdown(lines, meta)
+    write_public_text(out / "table.md", md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
