@@ -1328,6 +1328,28 @@ TASKS = [
         r"has no output",
     ),
     Case(
+        "TaskModel.fit",
+        "a calibrated read-out for free-text outputs",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", f"w{10 + i} w{11 + i}") for i in range(8)]),
+                labels=None,
+                candidates=[__import__("faast.lm.task_choice", fromlist=["x"]).MEMORY_OFF.calibrated()],
+                progress=False,
+            )
+        ),
+        ValueError,
+        r"calibrated read-outs \(prob\(λ=0,T=1;default\)\+calibrated, \.\.\.\) need labels; these "
+        r"outputs are free text",
+    ),
+    Case(
+        "default_candidates",
+        "an unknown set of calibrated read-outs",
+        call(lambda c: __import__("faast.lm.task_choice", fromlist=["x"]).default_candidates("prob", "some")),
+        ValueError,
+        r"unknown calibrated set 'some'; use one of none, zero-shot, all",
+    ),
+    Case(
         "TaskModel.learn",
         "strings instead of Examples",
         call(lambda c: _task_model(c).learn(["w3 w4"])),

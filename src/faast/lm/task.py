@@ -447,9 +447,10 @@ class TaskModel(TaskScoringMixin):
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
-        self._set_labels(examples, labels)
+        spec = self._resolved_spec(examples, labels)
         mix = self.model.faast_config.output_mix
-        candidates = self._fit_candidates(candidates, mix)
+        candidates = self._fit_candidates(candidates, mix, spec.labels is not None)
+        self.spec.labels = spec.labels  # the template and demonstrations stay those the codec reads
         temporary = self._learn_cache is None
         if temporary:
             self._learn_cache = {}
@@ -479,16 +480,19 @@ class TaskModel(TaskScoringMixin):
         self.report = report
         return report
 
-    def _fit_candidates(self, candidates: Sequence[ReadCandidate] | None, mix: str) -> list[ReadCandidate]:
+    @staticmethod
+    def _fit_candidates(
+        candidates: Sequence[ReadCandidate] | None, mix: str, labelled: bool
+    ) -> list[ReadCandidate]:
         """``candidates`` (default :func:`default_candidates` of ``mix``, without its calibrated
-        read-outs when the outputs are free text); a clear error for a calibrated candidate of a
-        task without labels."""
+        read-outs unless the task is ``labelled``); a clear error for a calibrated candidate of a
+        task whose outputs are free text."""
         if candidates is None:
             chosen = default_candidates(mix)
-            return chosen if self.spec.labels is not None else [c for c in chosen if not c.calibrate]
+            return chosen if labelled else [c for c in chosen if not c.calibrate]
         chosen = list(candidates)
         calibrated = [c.name for c in chosen if c.calibrate]
-        if calibrated and self.spec.labels is None:
+        if calibrated and not labelled:
             raise ValueError(
                 f"calibrated read-outs ({calibrated[0]}, ...) need labels; these outputs are free text"
             )
@@ -502,16 +506,16 @@ class TaskModel(TaskScoringMixin):
         self.calibrated = candidate.calibrate
         return self
 
-    def _set_labels(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> None:
-        if labels == "auto":
-            self.spec.labels = auto_labels(examples)
-        elif labels is None:
-            self.spec.labels = None
-        else:
-            self.spec = TaskSpec(self.spec.template, self.spec.pairs, list(labels), self.spec.demonstrations)
-            unknown = {e.output for e in examples} - set(self.spec.labels or [])
-            if unknown:
-                raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
+    def _resolved_spec(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> TaskSpec:
+        """The task spec with the labels of ``fit``'s ``labels`` for ``examples`` (the task is left
+        as it is; a clear error for an output that is not a label)."""
+        auto = isinstance(labels, str) and labels == "auto"
+        resolved = auto_labels(examples) if auto else None if labels is None else list(labels)
+        spec = TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)
+        unknown = set() if auto or labels is None else {e.output for e in examples} - set(spec.labels or [])
+        if unknown:
+            raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
+        return spec
 
     # ----------------------------------------------------------------- validation
     def _cross_validate(

@@ -1,0 +1,139 @@
+"""Calibrated read-outs in a task's fit: the candidate sets, the fold scores of a calibrated
+candidate against the calibrated zero-shot model scored directly, the choice among some of the
+candidates scored, the choice kept by the task (saved, loaded, on the command line), and free text."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from faast.cli import main
+from faast.lm import ReadConfig
+from faast.lm.examples import Example
+from faast.lm.task import TaskModel
+from faast.lm.task_choice import (
+    CALIBRATED_SETS,
+    MEMORY_OFF,
+    ReadCandidate,
+    choose_read_out,
+    default_candidates,
+    off_candidate,
+    split_examples,
+)
+from faast.lm.text import load_causal_lm
+from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
+from tests.test_lm_task import make_task, rule_examples
+from tests.test_task_cli import parity_setup
+
+
+@pytest.mark.parametrize("mix", ["prob", "correction"])
+def test_each_candidate_set_is_the_first_candidates_of_the_next(mix):
+    sets = [default_candidates(mix, name) for name in CALIBRATED_SETS]
+    for smaller, larger in itertools.pairwise(sets):
+        assert larger[: len(smaller)] == smaller and len(larger) > len(smaller)
+    none, zero_shot, every = sets
+    assert not any(c.calibrate for c in none)
+    assert zero_shot[-1].calibrate and zero_shot[-1].read.weight == 0
+    assert [c for c in every if c.calibrate] == [c.calibrated() for c in none]
+    names = [c.name for c in every]
+    assert len(set(names)) == len(names)  # a calibrated twin is told apart by its name
+    # the memory off the guards compare with stays the plain zero-shot model
+    assert all(off_candidate(s) == none[0] for s in sets)
+    with pytest.raises(ValueError, match="unknown calibrated set 'some'"):
+        default_candidates(mix, "some")
+
+
+def test_a_calibrated_candidates_fold_scores_are_the_calibrated_zero_shot_models():
+    """The memory off reads nothing learned, so in every fold its calibrated twin scores each
+    held-out example as the calibrated zero-shot model does when asked directly."""
+    task = make_task(labels=["w40", "w41"])
+    examples = rule_examples(20)
+    candidates = [MEMORY_OFF, MEMORY_OFF.calibrated()]
+    report = task.fit(examples, labels=["w40", "w41"], candidates=candidates, folds=4, progress=False)
+    assert report.n_validation == 20
+    # hold_out 1, seed 0: every example held out, fold f scoring held[f::4], in turn
+    held = split_examples(examples, len(examples), ["w40", "w41"], 0)[1]
+    in_order = [e for f in range(4) for e in held[f::4]]
+    held_inputs = [e.input for e in in_order]
+    target = torch.tensor([["w40", "w41"].index(e.output) for e in in_order])
+    task.use(MEMORY_OFF)
+    for calibrate, cand in zip((False, True), candidates, strict=True):
+        scores = task.label_scores(held_inputs, calibrate=calibrate)
+        norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
+        want = norm[torch.arange(len(target)), target]
+        assert torch.allclose(report.validation_loglik[cand.name], want, atol=1e-10)
+    assert not torch.allclose(
+        report.validation_loglik[candidates[0].name], report.validation_loglik[candidates[1].name]
+    )
+
+
+@pytest.mark.parametrize("smaller", ["none", "zero-shot"])
+def test_a_choice_among_some_scored_candidates_is_the_fit_with_only_them(smaller):
+    task = make_task(labels=["w40", "w41"])
+    examples = rule_examples(24, seed=3)
+    alone = task.fit(examples, candidates=default_candidates("prob", smaller), progress=False)
+    task.reset()
+    every = task.fit(examples, candidates=default_candidates("prob", "all"), progress=False)
+    choice, outcomes, p = choose_read_out(
+        default_candidates("prob", smaller), every.validation_loglik, every.validation_items
+    )
+    assert choice == alone.chosen and p == pytest.approx(alone.sign_flip_p, abs=0)
+    assert {g: c.name for g, (c, _) in outcomes.items()} == alone.decisions
+
+
+def test_the_chosen_calibration_is_used_kept_and_saved(tmp_path):
+    task = make_task(labels=["w40", "w41"])
+    examples, inputs = rule_examples(20), ["w3", "w4", "w7"]
+    report = task.fit(examples, candidates=[MEMORY_OFF.calibrated()], progress=False)
+    assert report.chosen.calibrate and task.calibrated  # no memory off to guard: the one candidate
+    assert torch.equal(task.label_scores(inputs), task.label_scores(inputs, calibrate=True))
+    assert not torch.allclose(task.label_scores(inputs), task.label_scores(inputs, calibrate=False))
+    labels = task.spec.labels
+    assert task.classify(inputs) == [labels[int(i)] for i in task.label_scores(inputs).argmax(1)]
+    path = task.save(tmp_path / "tasks.safetensors")
+    loaded = TaskModel.load(task.model.base_model, task.tokenizer, path)
+    assert loaded.calibrated and torch.allclose(loaded.label_scores(inputs), task.label_scores(inputs))
+    task.use(ReadCandidate("logit", ReadConfig(weight=1.0)))  # another read-out: not calibrated
+    assert not task.calibrated
+    task.save(path)
+    assert not TaskModel.load(task.model.base_model, task.tokenizer, path).calibrated
+
+
+def test_free_text_drops_the_calibrated_candidates_and_refuses_them_when_asked(monkeypatch):
+    import faast.lm.task as task_module
+
+    monkeypatch.setattr(task_module, "default_candidates", lambda mix: default_candidates(mix, "all"))
+    task = make_task()
+    examples = [Example(f"w{a}", f"w{a + 20} w{a + 21}") for a in range(3, 15)]
+    report = task.fit(examples, labels=None, progress=False)
+    assert report.scores and not any(name.endswith("+calibrated") for name in report.scores)
+    with pytest.raises(ValueError, match="calibrated read-outs .* need labels; these outputs are free text"):
+        task.fit(examples, labels=None, candidates=[MEMORY_OFF.calibrated()], progress=False)
+
+
+def test_the_command_line_follows_the_tasks_calibration_unless_told(model_dir, tmp_path, capsys):  # noqa: F811
+    base, learn, test, fw = parity_setup(model_dir, tmp_path)
+    assert main(learn) == 0
+    model, tok = load_causal_lm(str(model_dir))
+    saved = TaskModel.load(model, tok, fw)
+    assert not saved.calibrated
+    saved.calibrated = True  # as a fit that chose a calibrated read-out leaves it
+    saved.save(fw)
+    capsys.readouterr()
+    use = [*base, "--fast-weights", str(fw)]
+
+    def classify(*flags: str):
+        out = tmp_path / "pred.jsonl"
+        assert main(["task", "classify", *use, *flags, "--inputs", str(test), "--out", str(out)]) == 0
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        return torch.tensor([[json.loads(r["log_probs"])[x] for x in ("w5", "w6")] for r in rows])
+
+    default, calibrated, plain = classify(), classify("--calibrate"), classify("--no-calibrate")
+    assert torch.equal(default, calibrated) and not torch.allclose(default, plain)
+    assert torch.allclose(torch.logsumexp(default, dim=1), torch.zeros(len(default)), atol=1e-5)
+    for flags, want in (((), True), (("--no-calibrate",), False)):
+        assert main(["task", "evaluate", *use, *flags, "--examples", str(test)]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["calibrated"] is want
