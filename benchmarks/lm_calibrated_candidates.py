@@ -27,6 +27,7 @@ Writes ``results.json``, ``draws.csv``, ``table.md`` and ``table.png`` in ``--ou
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -131,16 +132,17 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
     def cell(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else str(v)
 
-    runs = "\n".join(
-        f"- {m}: `{r['command']}` ({r['machine']}, {r['seconds'] / 60:.0f} min)"
-        for m, r in meta["runs"].items()
-    )
+    runs = list(meta["runs"].values())
+    machines = sorted({r["machine"] for r in runs})
+    minutes = " and ".join(f"{r['seconds'] / 60:.0f} min" for r in runs)
     head = (
-        f"Data: {meta['data']}. Development accuracy (%), mean over draws: the zero-shot model without "
-        "and with calibration, and the choice of each candidate set (columns none, zero-shot, all; "
-        f"default guard {DEFAULT_GUARD}); `− none`: points against the plain candidates' choice; "
-        f"`losses`: draws more than {LOSS_POINTS:g} point below it; `calibrated`: draws whose choice "
-        f"is calibrated.\n\nRuns:\n{runs}\n\n"
+        "Command: " + " and ".join(f"`{r['command']}`" for r in runs) + "  \n"
+        f"Data: {meta['data']}  \n"
+        f"Machine: {'; '.join(machines)}; {minutes}  \n"
+        "Columns: development accuracy (%), mean over draws: the zero-shot model without and with "
+        "calibration, and the choice of each candidate set (none, zero-shot, all; default guard "
+        f"{DEFAULT_GUARD}); `− none`: points against the plain candidates' choice; `losses`: draws "
+        f"more than {LOSS_POINTS:g} point below it; `calibrated`: draws whose choice is calibrated\n\n"
     )
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]
@@ -182,13 +184,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lm_calibrated_candidates"))
+    ap.add_argument(
+        "--render", action="store_true", help="no fits: write the outputs again from results.json"
+    )
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.render:
+        data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        write_outputs(data["rows"], {k: v for k, v in data.items() if k not in ("summary", "rows")}, out)
+        return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:
         raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
     support, dev, data = development_split(args.dev, args.split_seed, args.draws, args.seed)
     with Timer() as total:
         rows = [
@@ -205,8 +214,11 @@ def main() -> None:
     )
     run = {k: meta[k] for k in ("command", "machine", "seconds")}
     kept, runs = earlier_other_models(out / "results.json", {r["model"] for r in rows}, run)
-    rows = kept + rows
-    meta["runs"] = runs
+    write_outputs(kept + rows, {**meta, "runs": runs}, out)
+
+
+def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
+    """results.json, draws.csv, table.png and table.md in ``out``."""
     lines = summary(rows)
     write_json(out / "results.json", {**meta, "summary": lines, "rows": rows})
     write_public_csv(out / "draws.csv", rows)
