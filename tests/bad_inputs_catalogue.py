@@ -1817,6 +1817,11 @@ CLI = [
         r"unknown guard 'strict'; use one of sign-flip, selection, one-se, none",
     ),
     CliCase(
+        "task learn: --calibrated read-outs for free-text outputs",
+        lambda c: [*_task_learn(c, c.path("t.safetensors")), "--labels", "none", "--calibrated", "all"],
+        r"calibrated read-outs \(.*\+calibrated, \.\.\.\) need labels; these outputs are free text",
+    ),
+    CliCase(
         "task learn: --hold-out is not a share of the examples",
         lambda c: [*_task_learn(c, c.path("t.safetensors")), "--hold-out", "1.5"],
         r"hold_out must be a share of the examples in \(0, 1\], got 1.5",

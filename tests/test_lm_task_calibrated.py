@@ -13,6 +13,7 @@ import torch
 from faast.cli import main
 from faast.lm import ReadConfig
 from faast.lm.examples import Example
+from faast.lm.fastweights import read_task
 from faast.lm.task import TaskModel
 from faast.lm.task_choice import (
     CALIBRATED_SETS,
@@ -137,3 +138,16 @@ def test_the_command_line_follows_the_tasks_calibration_unless_told(model_dir, t
     for flags, want in (((), True), (("--no-calibrate",), False)):
         assert main(["task", "evaluate", *use, *flags, "--examples", str(test)]) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["calibrated"] is want
+
+
+def test_learn_weighs_the_calibrated_read_outs_asked_for(model_dir, tmp_path, capsys):  # noqa: F811
+    _, learn, _, fw = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--calibrated", "all"]) == 0
+    scores = read_task(fw, None)[2]["info"]["fit"]["scores"]
+    calibrated = [name for name in scores if name.endswith("+calibrated")]
+    assert len(calibrated) == len(scores) // 2 == len(default_candidates("prob", "none"))
+    assert main([*learn, "--calibrated", "none"]) == 0
+    assert not any(n.endswith("+calibrated") for n in read_task(fw, None)[2]["info"]["fit"]["scores"])
+    capsys.readouterr()
+    assert main([*learn, "--labels", "none", "--calibrated", "zero-shot"]) == 1
+    assert "need labels; these outputs are free text" in capsys.readouterr().err

@@ -100,6 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "faast.lm.task.DEFAULT_GUARD; see faast.lm.task_choice.significant_or_off)",
     )
     le.add_argument(
+        "--calibrated",
+        choices=["none", "zero-shot", "all"],
+        default=None,
+        help="labels only: the contextually calibrated read-outs the choice also weighs: none, the "
+        "zero-shot model calibrated, or a calibrated twin of every read-out (default: the library's, "
+        "faast.lm.task_choice.DEFAULT_CALIBRATED; free text: none)",
+    )
+    le.add_argument(
         "--head",
         choices=["squared", "logistic"],
         default=None,
@@ -238,6 +246,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.config import ReadConfig
     from faast.lm.examples import read_examples
     from faast.lm.task import TaskModel, TaskSpec
+    from faast.lm.task_choice import default_candidates
 
     dist = _init(args)
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
@@ -262,6 +271,11 @@ def run_learn(args: argparse.Namespace) -> int:
         max_validation=args.max_validation,
         **({} if args.guard is None else {"guard": args.guard}),
         **({} if args.hold_out is None else {"hold_out": args.hold_out}),
+        **(
+            {}
+            if args.calibrated is None
+            else {"candidates": default_candidates(fm.faast_config.output_mix, args.calibrated)}
+        ),
         seed=args.seed,
         batch_size=args.batch_size,
         progress=dist.is_main,
