@@ -228,7 +228,7 @@ def correction_reads() -> dict[str, dict]:
 
     return {
         c.name: {"weight": c.read.weight, "damping": c.read.damping, "cut": c.read.cut}
-        for c in default_candidates("correction")
+        for c in default_candidates("correction", "none")  # free text: nothing to calibrate
     }
 
 

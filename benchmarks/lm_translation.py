@@ -193,7 +193,7 @@ def add_faast_rows(task: TaskModel, mix: str, pool, gen_set, nll_set, args: argp
     size, learn the first k pool examples with the read-out chosen by cross-validation on them."""
     fm = task.model
     faast_generate, faast_nll = task_scorers(task, args)
-    candidates = translation_candidates() if mix == "prob" else default_candidates(mix)
+    candidates = translation_candidates() if mix == "prob" else default_candidates(mix, "none")  # free text
     for features, k in [(f, k) for f in args.key_features for k in args.sizes]:
         k = len(pool) if k == 0 else k
         task.reset()
@@ -242,7 +242,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
     the fast weights); generation runs them again with every batch."""
     fm = task.model
     mix = fm.faast_config.output_mix
-    candidates = translation_candidates() if mix == "prob" else default_candidates(mix)
+    candidates = translation_candidates() if mix == "prob" else default_candidates(mix, "none")  # free text
     for m in args.faast_icl:
         demos = [(e.input, e.output) for e in pool[:m]]
         lead = TaskModel(fm, task.tokenizer, TaskSpec(TEMPLATE, "answer", None, demos), cache=args.cache)

@@ -484,10 +484,10 @@ class TaskModel(TaskScoringMixin):
     def _fit_candidates(
         candidates: Sequence[ReadCandidate] | None, mix: str, labelled: bool
     ) -> list[ReadCandidate]:
-        """``candidates`` (default :func:`default_candidates` of ``mix``, without its calibrated
-        read-outs unless the task is ``labelled``); a clear error for a calibrated candidate of a
-        task whose outputs are free text."""
-        if candidates is None:
+        """``candidates`` (None or none: :func:`default_candidates` of ``mix``, without its
+        calibrated read-outs unless the task is ``labelled``); a clear error for a calibrated
+        candidate of a task whose outputs are free text."""
+        if not candidates:
             chosen = default_candidates(mix)
             return chosen if labelled else [c for c in chosen if not c.calibrate]
         chosen = list(candidates)
