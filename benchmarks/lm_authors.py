@@ -59,11 +59,10 @@ import torch
 
 from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books
 from faast.lm import FaastConfig, get_faast_model
-from faast.lm.calibration import contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
-from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_sentiment import linear_head
@@ -145,9 +144,10 @@ class Setting:
 #: A method: the scores (n, labels) it gives the test passages after learning one draw's passages,
 #: and a note.
 Runner = Callable[[Setting, list[Example]], tuple[torch.Tensor, str]]
-#: A method computed once per draw for it and its calibrated twin: test scores (n, labels),
-#: content-free scores (c, labels) and a note.
-Scorer = Callable[[Setting, list[Example]], tuple[torch.Tensor, torch.Tensor, str]]
+#: A method computed once per draw for it and its calibrated twin: uncalibrated test scores (n,
+#: labels), uncalibrated content-free scores (c, labels), a note, and whether the method itself
+#: reads its scores calibrated (a fit that chose a calibrated read-out).
+Scorer = Callable[[Setting, list[Example]], tuple[torch.Tensor, torch.Tensor, str, bool]]
 
 
 def _draw_memo(s: Setting, name: str, support: list[Example], compute: Callable[[], Any]) -> Any:
@@ -161,41 +161,43 @@ def _draw_memo(s: Setting, name: str, support: list[Example], compute: Callable[
     return s.memo[name, draw]
 
 
-def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(test scores (n, labels), content-free scores (c, labels), detail) of the library's default
-    fit on ``support`` — the output memory learns it, read-out and guard chosen on held-out folds
-    of it — computed once per draw for ``faast`` and its calibrated twin (the content-free prompts
-    go through the fitted model)."""
+def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+    """(test scores (n, labels), content-free scores (c, labels), both uncalibrated, detail,
+    whether the chosen read-out is calibrated) of the library's default fit on ``support`` — the
+    output memory learns it, read-out and guard chosen on held-out folds of it — computed once per
+    draw for ``faast`` and its calibrated twin (the content-free prompts go through the fitted
+    model)."""
 
-    def fit() -> tuple[torch.Tensor, torch.Tensor, str]:
+    def fit() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
         report = s.task.fit(
             support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
         )
-        scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
+        scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size, calibrate=False)
         free = s.task.content_free_scores(batch_size=s.args.batch_size)
         p = report.sign_flip_p
-        return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}")
+        return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}"), s.task.calibrated
 
     return _draw_memo(s, "faast", support, fit)
 
 
 def _plain(scorer: Scorer) -> Runner:
-    """The runner that returns ``scorer``'s test scores as they are."""
+    """The runner that returns ``scorer``'s test scores as the method reads them (calibrated when
+    its fit chose a calibrated read-out)."""
 
     def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-        scores, _, detail = scorer(s, support)
-        return scores, detail
+        scores, free, detail, calibrated = scorer(s, support)
+        return (calibrated_label_scores(scores, free) if calibrated else scores), detail
 
     return run
 
 
 def _calibrated(scorer: Scorer) -> Runner:
     """The runner that returns ``scorer``'s test scores contextually calibrated by its content-free
-    scores (:mod:`faast.lm.calibration`; an option: the method chose nothing with it)."""
+    scores (:mod:`faast.lm.calibration`), whatever the method chose."""
 
     def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-        scores, free, detail = scorer(s, support)
-        return contextually_calibrated(scores, free), detail
+        scores, free, detail, _ = scorer(s, support)
+        return calibrated_label_scores(scores, free), detail
 
     return run
 
@@ -243,17 +245,17 @@ def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
     return InContextModel(s.task.model.base_model, s.task.codec, demos, reserve=s.reserve)
 
 
-def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
     """(test scores (n, labels), content-free scores (c, labels), detail) of in-context learning on
     ``support`` — the k passages written before every prompt, read by the base model (memory off)
     — computed once per draw for ``in-context`` and its calibrated twin."""
 
-    def score() -> tuple[torch.Tensor, torch.Tensor, str]:
+    def score() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
         icl = _in_context_model(s, support)
         with s.task.model.disabled():
             scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
             free = icl.content_free_scores(LABELS, batch_size=s.args.batch_size)
-        return scores, free, f"{icl.num_used} of {len(support)} demonstrations fit"
+        return scores, free, f"{icl.num_used} of {len(support)} demonstrations fit", False
 
     return _draw_memo(s, "in-context", support, score)
 
@@ -301,7 +303,7 @@ def run_model(
     if any(m.endswith("(calibrated)") for m in args.methods):  # their k = 0 end: zero-shot calibrated
         start = time.perf_counter()
         free = task.content_free_scores(batch_size=args.batch_size)
-        add(CALIBRATED_ZERO_SHOT, 0, None, contextually_calibrated(zero, free), start, "")
+        add(CALIBRATED_ZERO_SHOT, 0, None, calibrated_label_scores(zero, free), start, "")
     setting = Setting(
         task,
         inputs,

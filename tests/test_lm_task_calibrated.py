@@ -12,9 +12,10 @@ import torch
 
 from faast.cli import main
 from faast.lm import ReadConfig
+from faast.lm.calibration import contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.fastweights import read_task
-from faast.lm.task import TaskModel
+from faast.lm.task import LOG_PROB_FLOOR, TaskModel, calibrated_label_scores
 from faast.lm.task_choice import (
     CALIBRATED_SETS,
     MEMORY_OFF,
@@ -151,3 +152,17 @@ def test_learn_weighs_the_calibrated_read_outs_asked_for(model_dir, tmp_path, ca
     capsys.readouterr()
     assert main([*learn, "--labels", "none", "--calibrated", "zero-shot"]) == 1
     assert "need labels; these outputs are free text" in capsys.readouterr().err
+
+
+def test_a_label_of_probability_zero_is_floored_before_calibration():
+    """The "prob" mix at the memory's full weight can give a label probability 0 (log -inf); the
+    task's calibration floors it (last, finite) where the plain formula refuses it."""
+    inf = float("inf")
+    scores = torch.tensor([[-0.1, -inf, -2.5], [-inf, -0.2, -1.7]], dtype=torch.float64)
+    free = torch.tensor([[-0.4, -1.3, -inf]], dtype=torch.float64)
+    got = calibrated_label_scores(scores, free)
+    want = contextually_calibrated(scores.clamp_min(LOG_PROB_FLOOR), free.clamp_min(LOG_PROB_FLOOR))
+    assert torch.isfinite(got).all() and torch.equal(got, want)
+    assert got[0].argmin() == 1 and got[1].argmin() == 0
+    with pytest.raises(ValueError, match="must be finite"):
+        contextually_calibrated(scores, free)

@@ -77,6 +77,16 @@ MIN_VALIDATION_EXAMPLES = 8
 #: The share of the examples :meth:`TaskModel.fit` holds out (each in one fold) by default: every
 #: example, chosen on development sentences over half (benchmarks/lm_guard.py, docs/tasks.md).
 DEFAULT_HOLD_OUT = 1.0
+#: Label log-probabilities are floored here where they are scored or calibrated: a label the read-out
+#: gives probability 0 (the "prob" mix at the memory's full weight) counts as e^-10000, last but
+#: finite.
+LOG_PROB_FLOOR = -1e4
+
+
+def calibrated_label_scores(scores: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
+    """:func:`~faast.lm.calibration.contextually_calibrated` of label log-probabilities (n, L) by
+    those of the content-free inputs (c, L), both floored at :data:`LOG_PROB_FLOOR` first."""
+    return contextually_calibrated(scores.clamp_min(LOG_PROB_FLOOR), content_free.clamp_min(LOG_PROB_FLOOR))
 
 
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:
@@ -649,10 +659,10 @@ class TaskModel(TaskScoringMixin):
         float64 label log-probabilities of ``part`` and then of the c content-free inputs (c = 0
         unless ``calibrate``), which the calibrated scores divide out."""
         n = len(part)
-        scores = contextually_calibrated(lp[:n], lp[n:]) if calibrate else lp[:n]
+        scores = calibrated_label_scores(lp[:n], lp[n:]) if calibrate else lp[:n]
         target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[union-attr]
         norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
-        picked = norm[torch.arange(n), target].clamp_min(-1e4)
+        picked = norm[torch.arange(n), target].clamp_min(LOG_PROB_FLOOR)
         return picked, scores.argmax(1) == target, torch.ones(n, dtype=torch.float64)
 
     def _answer_fold_scores(
@@ -688,7 +698,7 @@ class TaskModel(TaskScoringMixin):
             calibrate = self.calibrated
         if calibrate:
             raw = self.label_scores(inputs, labels, batch_size=batch_size, progress=progress, calibrate=False)
-            return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
+            return calibrated_label_scores(raw, self.content_free_scores(labels, batch_size=batch_size))
         out = []
         batches = self._label_batches(list(inputs), labels, batch_size)
         for b in tqdm(batches, desc="score labels", unit="batch", disable=not progress, leave=False):
