@@ -44,6 +44,12 @@ from lm_guard import dev_scores, development_split, draw_support
 from lm_sentiment import LABELS, TEMPLATE
 from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, write_json
 
+#: How the plot names each bar.
+LEGEND = {
+    "none": "fit, plain candidates",
+    "zero-shot": "fit, + calibrated zero-shot",
+    "all": "fit, + calibrated twin of each",
+}
 #: A draw loses when its development accuracy falls more than this many points below ``none``'s.
 LOSS_POINTS = 1.0
 
@@ -161,7 +167,7 @@ def plot(path: Path, lines: list[dict]) -> None:
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         xs = [i + j * width for i in range(len(shown))]
-        ax.bar(xs, [line[name] for line in shown], width, label=name if name in names[:2] else f"fit: {name}")
+        ax.bar(xs, [line[name] for line in shown], width, label=LEGEND.get(name, name))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))])
     ax.set_xticklabels([f"{line['model']}\nk={line['k']}" for line in shown], fontsize=8)
     ax.set_ylabel("development accuracy (%)")
