@@ -62,7 +62,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
-from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores
+from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores, default_candidates
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_sentiment import linear_head
@@ -169,8 +169,14 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
     model)."""
 
     def fit() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+        chosen = s.args.calibrated
         report = s.task.fit(
-            support, labels=LABELS, seed=s.args.seed, batch_size=s.args.batch_size, progress=False
+            support,
+            labels=LABELS,
+            candidates=None if chosen is None else default_candidates("prob", chosen),
+            seed=s.args.seed,
+            batch_size=s.args.batch_size,
+            progress=False,
         )
         scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size, calibrate=False)
         free = s.task.content_free_scores(batch_size=s.args.batch_size)
@@ -420,6 +426,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         default=",".join(DEFAULT_METHODS),
         help=f"comma-separated, after zero-shot (always run): {', '.join(RUNNERS)}",
+    )
+    ap.add_argument(
+        "--calibrated",
+        choices=("none", "zero-shot", "all"),
+        default=None,
+        help="the calibrated read-outs the faast fit also weighs (default: the library's, "
+        "faast.lm.task_choice.DEFAULT_CALIBRATED; none: as the tables before 2026-12-03 were made)",
     )
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--test", type=int, default=60, help="test passages per author")

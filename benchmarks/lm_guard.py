@@ -48,7 +48,7 @@ from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.task import DEFAULT_HOLD_OUT, FitReport, TaskModel, TaskSpec
-from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, default_candidates, sign_flip_p_value
+from faast.lm.task_choice import GUARDS, MEMORY_OFF, SIGN_FLIP_LEVEL, sign_flip_p_value
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv
 from lm_sentiment import LABELS, TEMPLATE, load_data
@@ -59,6 +59,7 @@ from task_bench import (
     Timer,
     earlier_other_models,
     hold_out_shares,
+    published_candidates,
     rel,
     run_meta,
     write_json,
@@ -70,7 +71,7 @@ OTHER_LEVELS = (0.05, 0.2)
 #: The guards the table compares.
 COMPARED = (*GUARDS, *(f"sign-flip@{level:g}" for level in OTHER_LEVELS), "raw-sign-flip")
 #: The read-outs ``TaskModel.fit`` chooses among (its default candidates), by name.
-CANDIDATES = {c.name: c for c in default_candidates("prob")}
+CANDIDATES = {c.name: c for c in published_candidates()}
 
 
 def dev_scores(task: TaskModel, dev: list[Example], batch_size: int) -> tuple[float, float]:
@@ -104,7 +105,13 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
         for share in args.hold_out:
             task.reset()
             report = task.fit(
-                learned, labels=LABELS, hold_out=share, folds=args.folds, seed=args.seed, progress=False
+                learned,
+                labels=LABELS,
+                candidates=published_candidates(),
+                hold_out=share,
+                folds=args.folds,
+                seed=args.seed,
+                progress=False,
             )
             row = _guard_row(report, task, dev, args.batch_size, by_name)
             where = {"model": label, "lead": m, "k": k, "draw": draw, "hold_out": share}
@@ -149,9 +156,7 @@ def _guard_row(
     }
     # the same test on raw gain sums (not studentized): the widest-swinging candidates set the bar
     loglik = report.validation_loglik
-    raw = (
-        sign_flip_p_value(default_candidates("prob"), loglik, MEMORY_OFF, studentize=False) if loglik else 1.0
-    )
+    raw = sign_flip_p_value(published_candidates(), loglik, MEMORY_OFF, studentize=False) if loglik else 1.0
     row["raw_sign_flip_p"] = raw
     row["validation_loglik"], row["validation_correct"] = validation_record(report)
     choices = dict(report.decisions)

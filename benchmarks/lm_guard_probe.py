@@ -25,7 +25,7 @@ from faast.lm.task_choice import MEMORY_OFF
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_text
 from lm_guard import CANDIDATES, LABELS, TEMPLATE, dev_scores, development_split, draw_support
-from task_bench import MODEL_NAMES
+from task_bench import MODEL_NAMES, published_candidates
 
 #: Sentences per batch when scoring (lm_guard.py's default --batch-size).
 BATCH_SIZE = 16
@@ -45,7 +45,13 @@ def probe(args: argparse.Namespace) -> list[dict]:
         get_faast_model(model, FaastConfig(num_memories=0)), tok, spec, cache=True
     )  # as lm_guard.py
     report = task.fit(
-        drawn, labels=LABELS, hold_out=args.hold_out, folds=args.folds, seed=args.seed, progress=False
+        drawn,
+        labels=LABELS,
+        candidates=published_candidates(),
+        hold_out=args.hold_out,
+        folds=args.folds,
+        seed=args.seed,
+        progress=False,
     )
     winner = report.decisions["none"]
     sets = [("development", dev)] + [

@@ -43,6 +43,7 @@ from task_bench import (
     earlier_other_models,
     hold_out_shares,
     machine,
+    published_candidates,
     rel,
     write_json,
 )
@@ -125,7 +126,12 @@ def check(
                 task.reset().clear_cache()  # every fit runs its forward passes: its seconds are its cost
                 with Timer() as t:
                     report = task.fit(
-                        pool[r["lead"] : r["k"]], labels=LABELS, hold_out=share, seed=o.seed, progress=False
+                        pool[r["lead"] : r["k"]],
+                        labels=LABELS,
+                        candidates=published_candidates(),
+                        hold_out=share,
+                        seed=o.seed,
+                        progress=False,
                     )
                 results.append(_result(r, report, f"{t.s:.0f} s", share))
         del task, fm, model

@@ -85,6 +85,7 @@ from task_bench import (
     faast_method,
     human_bytes,
     publish_run,
+    published_candidates,
 )
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
@@ -171,6 +172,7 @@ def _faast_rows(
                 report = task.fit(
                     pool[:k],
                     labels=LABELS,
+                    candidates=published_candidates(args.calibrated),
                     guard=args.guard,
                     hold_out=args.hold_out,
                     seed=args.seed,
@@ -294,6 +296,7 @@ def _faast_icl_rows(
                 report = lead.fit(
                     pool[m:k],
                     labels=LABELS,
+                    candidates=published_candidates(args.calibrated),
                     guard=args.guard,
                     hold_out=args.hold_out,
                     seed=args.seed,

@@ -330,7 +330,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None, help="where the model runs, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    add_fit_options(ap)
+    add_fit_options(ap, labelled=False)
     ap.add_argument("--out", default=None, help="folder for the JSON/CSV/PNG (default: the published places)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x]

@@ -184,6 +184,18 @@ PUBLISHED_GUARD = "one-se"
 #: The share of the examples ``TaskModel.fit`` held out in the published task tables and in the
 #: rows of results files written before ``hold_out`` was an option (half).
 PUBLISHED_HOLD_OUT = 0.5
+#: The calibrated read-outs the published task tables' fits weighed: none (the default until
+#: 2026-12-03, when :data:`faast.lm.task_choice.DEFAULT_CALIBRATED` became "all").
+PUBLISHED_CALIBRATED = "none"
+
+
+def published_candidates(calibrated: str = PUBLISHED_CALIBRATED, mix: str = "prob") -> list:
+    """The read-out candidates of a published study's fits: the plain ones and the calibrated set
+    ``calibrated`` (:func:`faast.lm.task_choice.default_candidates`), so its command reproduces it
+    whatever the library's default now is."""
+    from faast.lm.task_choice import default_candidates
+
+    return default_candidates(mix, calibrated)
 
 
 def hold_out_shares(text: str) -> list[float]:
@@ -194,9 +206,12 @@ def hold_out_shares(text: str) -> list[float]:
     return shares
 
 
-def add_fit_options(ap: Any) -> None:
-    """The ``--guard`` and ``--hold-out`` options of a task benchmark (defaults
-    :data:`PUBLISHED_GUARD`, :data:`PUBLISHED_HOLD_OUT`: the published tables' settings)."""
+def add_fit_options(ap: Any, labelled: bool = True) -> None:
+    """The ``--guard``, ``--hold-out`` and (``labelled`` tasks: free text has nothing to calibrate)
+    ``--calibrated`` options of a task benchmark (defaults :data:`PUBLISHED_GUARD`,
+    :data:`PUBLISHED_HOLD_OUT`, :data:`PUBLISHED_CALIBRATED`: the published tables' settings)."""
+    if labelled:
+        _add_calibrated_option(ap)
     ap.add_argument(
         "--guard",
         default=PUBLISHED_GUARD,
@@ -209,6 +224,16 @@ def add_fit_options(ap: Any) -> None:
         default=PUBLISHED_HOLD_OUT,
         help=f"TaskModel.fit's share of the examples held out (default {PUBLISHED_HOLD_OUT:g}, as the "
         "published tables were made; the library's default is faast.lm.task.DEFAULT_HOLD_OUT)",
+    )
+
+
+def _add_calibrated_option(ap: Any) -> None:
+    ap.add_argument(
+        "--calibrated",
+        choices=("none", "zero-shot", "all"),
+        default=PUBLISHED_CALIBRATED,
+        help=f"the calibrated read-outs TaskModel.fit also weighs (default {PUBLISHED_CALIBRATED}, as the "
+        "published tables were made; the library's default is faast.lm.task_choice.DEFAULT_CALIBRATED)",
     )
 
 

@@ -22,6 +22,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF
+from task_bench import published_candidates
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
@@ -73,7 +74,14 @@ def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):
         m = row["lead"]
         spec = TaskSpec(TEMPLATE, "answer", LABELS, [(e.input, e.output) for e in picked[:m]])
         task = TaskModel(fm, tok, spec, cache=True)
-        report = task.fit(picked[m:], labels=LABELS, hold_out=row["hold_out"], seed=0, progress=False)
+        report = task.fit(
+            picked[m:],
+            labels=LABELS,
+            candidates=published_candidates(),
+            hold_out=row["hold_out"],
+            seed=0,
+            progress=False,
+        )
         for g in GUARDS:
             assert row[f"{g}_choice"] == report.decisions[g]
             assert row[f"{g}_on"] == (report.decisions[g] != MEMORY_OFF.name)
@@ -134,7 +142,9 @@ def test_one_fold_scores_half_the_draw_with_a_memory_of_the_other_half(tiny):
         get_faast_model(model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE, "answer", LABELS)
     )
     drawn = lm_guard.draw_support(support, 0, 12, 0)
-    report = task.fit(drawn, labels=LABELS, hold_out=0.5, folds=1, seed=0, progress=False)
+    report = task.fit(
+        drawn, labels=LABELS, candidates=published_candidates(), hold_out=0.5, folds=1, seed=0, progress=False
+    )
     assert row["n_validation"] == 6 and row["sign_flip_p"] == pytest.approx(report.sign_flip_p)
     assert all(row[f"{g}_choice"] == report.decisions[g] for g in report.decisions)
 
@@ -182,7 +192,13 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
         get_faast_model(fm_model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE), cache=True
     )
     args = argparse.Namespace(
-        key_features=[0], modes=["answer"], batch_size=8, seed=0, guard="one-se", hold_out=0.5
+        key_features=[0],
+        modes=["answer"],
+        batch_size=8,
+        seed=0,
+        guard="one-se",
+        hold_out=0.5,
+        calibrated="none",
     )
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, pool[:6], [4, 12, 40], 0.0, 0.0, args, rows)

@@ -38,7 +38,9 @@ def test_sentiment_rows_learn_the_examples_after_the_demonstrations(monkeypatch)
     monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
     task = _task()
     pool, test = _labelled(24), _labelled(10, offset=5)
-    args = argparse.Namespace(faast_icl=[3], batch_size=8, seed=0, guard="one-se", hold_out=0.5)
+    args = argparse.Namespace(
+        faast_icl=[3], batch_size=8, seed=0, guard="one-se", hold_out=0.5, calibrated="none"
+    )
     rows: list = []
     lm_sentiment._faast_icl_rows("tiny", task, pool, test, [2, 12, 24], args, rows)
     assert [(r.method, r.k) for r in rows] == [
@@ -62,7 +64,13 @@ def test_sentiment_faast_rows_fit_each_size(monkeypatch):
     task = _task()
     pool, test = _labelled(24), _labelled(10, offset=5)
     args = argparse.Namespace(
-        key_features=[0], modes=["answer", "all"], batch_size=8, seed=0, guard="one-se", hold_out=0.5
+        key_features=[0],
+        modes=["answer", "all"],
+        batch_size=8,
+        seed=0,
+        guard="one-se",
+        hold_out=0.5,
+        calibrated="none",
     )
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, test, [12, 24], 0.01, 0.02, args, rows)
