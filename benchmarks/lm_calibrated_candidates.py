@@ -104,7 +104,7 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
 def summary(rows: list[dict]) -> list[dict]:
     """Per (model, k) and over all draws: each set's mean development accuracy (%), its change from
     ``none`` (points), the draws losing more than :data:`LOSS_POINTS` against ``none`` and the
-    share of draws whose choice is calibrated or reads the memory."""
+    draws whose choice is calibrated."""
     groups: dict[tuple[str, Any], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["k"]), []).append(r)
