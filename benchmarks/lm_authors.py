@@ -44,7 +44,6 @@ and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after eac
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shlex
 import statistics
@@ -63,10 +62,11 @@ from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores, default_candidates
+from faast.lm.task_choice import CALIBRATED_SETS
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_sentiment import linear_head
-from task_bench import MODEL_NAMES, machine, write_json
+from task_bench import MODEL_NAMES, machine, saved_run, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate("Passage: {input}\nAuthor:")
@@ -429,7 +429,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--calibrated",
-        choices=("none", "zero-shot", "all"),
+        choices=CALIBRATED_SETS,
         default=None,
         help="the calibrated read-outs the faast fit also weighs (default: the library's, "
         "faast.lm.task_choice.DEFAULT_CALIBRATED; none: as the tables before 2026-12-03 were made)",
@@ -460,9 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.render:
-        saved = json.loads((Path(args.out) / "authors.json").read_text(encoding="utf-8"))
-        meta = {key: value for key, value in saved.items() if key not in ("summary", "rows")}
-        publish(saved["rows"], meta, Path(args.out))
+        publish(*saved_run(Path(args.out) / "authors.json"), Path(args.out))
         return
     torch.set_num_threads(args.threads)
     pool, test = load_data(args.test, args.split_seed)

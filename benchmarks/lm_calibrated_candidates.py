@@ -27,7 +27,6 @@ Writes ``results.json``, ``draws.csv``, ``table.md`` and ``table.png`` in ``--ou
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_guard import dev_scores, development_split, draw_support
 from lm_sentiment import LABELS, TEMPLATE
-from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, saved_run, write_json
 
 #: How the plot names each bar.
 LEGEND = {
@@ -196,8 +195,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     if args.render:
-        data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        write_outputs(data["rows"], {k: v for k, v in data.items() if k not in ("summary", "rows")}, out)
+        write_outputs(*saved_run(out / "results.json"), out)
         return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:

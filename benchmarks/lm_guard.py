@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -62,6 +61,7 @@ from task_bench import (
     published_candidates,
     rel,
     run_meta,
+    saved_run,
     write_json,
 )
 
@@ -358,8 +358,7 @@ def main() -> None:
     out = Path(args.out) if args.out else None
     json_path = results_json(out)
     if args.render:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-        write_outputs(data["rows"], {k: v for k, v in data.items() if k not in ("summary", "rows")}, out)
+        write_outputs(*saved_run(json_path), out)
         return
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.lead = [int(x) for x in args.lead.split(",")]

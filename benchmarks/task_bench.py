@@ -18,6 +18,7 @@ import torch
 
 from faast.environment import machine_line
 from faast.eval.report import update_doc_block
+from faast.lm.task_choice import CALIBRATED_SETS, default_candidates
 from faast.publish import write_public_csv, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,12 +190,17 @@ PUBLISHED_HOLD_OUT = 0.5
 PUBLISHED_CALIBRATED = "none"
 
 
+def saved_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, the run's description) of a results JSON written with "rows" and a "summary" beside
+    its description, for a benchmark's ``--render`` (the summary is made again from the rows)."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return saved["rows"], {k: v for k, v in saved.items() if k not in ("summary", "rows")}
+
+
 def published_candidates(calibrated: str = PUBLISHED_CALIBRATED, mix: str = "prob") -> list:
     """The read-out candidates of a published study's fits: the plain ones and the calibrated set
     ``calibrated`` (:func:`faast.lm.task_choice.default_candidates`), so its command reproduces it
     whatever the library's default now is."""
-    from faast.lm.task_choice import default_candidates
-
     return default_candidates(mix, calibrated)
 
 
@@ -230,7 +236,7 @@ def add_fit_options(ap: Any, labelled: bool = True) -> None:
 def _add_calibrated_option(ap: Any) -> None:
     ap.add_argument(
         "--calibrated",
-        choices=("none", "zero-shot", "all"),
+        choices=CALIBRATED_SETS,
         default=PUBLISHED_CALIBRATED,
         help=f"the calibrated read-outs TaskModel.fit also weighs (default {PUBLISHED_CALIBRATED}, as the "
         "published tables were made; the library's default is faast.lm.task_choice.DEFAULT_CALIBRATED)",

@@ -35,3 +35,10 @@ def save_tiny_model(path: Path, family: str = "llama") -> Path:
     tiny_model(family, dtype=torch.float32).save_pretrained(path)
     word_tokenizer().save_pretrained(path)
     return path
+
+
+def tiny_causal_lm(name: str, device: str | None = None):
+    """A stand-in for :func:`faast.lm.text.load_causal_lm` in the benchmarks' tests: (the tiny
+    float64 llama seeded 0, the word tokenizer with <s>), whatever the name."""
+    torch.manual_seed(0)
+    return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)

@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
 from faast.lm.examples import Example
-from tests.lm_tiny import tiny_model
-from tests.lm_wordlevel import word_tokenizer
+from tests.lm_wordlevel import tiny_causal_lm
 from tests.test_benchmark_lm_lead import TEMPLATE
 
 LABELS = ["w40", "w41", "w42", "w43"]
@@ -46,11 +44,7 @@ def test_draws_are_balanced_seeded_and_refuse_a_size_the_labels_do_not_divide():
 
 
 def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
-    def load(name, device=None):
-        torch.manual_seed(0)
-        return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)
-
-    monkeypatch.setattr(lm_authors, "load_causal_lm", load)
+    monkeypatch.setattr(lm_authors, "load_causal_lm", tiny_causal_lm)
     monkeypatch.setattr(lm_authors, "TEMPLATE", TEMPLATE)
     monkeypatch.setattr(lm_authors, "LABELS", LABELS)
     pool = _pool()

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_calibrated_candidates as study
@@ -17,8 +16,7 @@ import lm_guard
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import CALIBRATED_SETS, default_candidates
-from tests.lm_tiny import tiny_model
-from tests.lm_wordlevel import word_tokenizer
+from tests.lm_wordlevel import tiny_causal_lm
 from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
 
 LABELS = ["w40", "w41"]
@@ -26,15 +24,11 @@ LABELS = ["w40", "w41"]
 
 @pytest.fixture
 def tiny(monkeypatch):
-    def load(name, device=None):
-        torch.manual_seed(0)
-        return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)
-
-    monkeypatch.setattr(study, "load_causal_lm", load)
+    monkeypatch.setattr(study, "load_causal_lm", tiny_causal_lm)
     monkeypatch.setattr(study, "TEMPLATE", TEMPLATE)
     monkeypatch.setattr(study, "LABELS", LABELS)
     monkeypatch.setattr(lm_guard, "LABELS", LABELS)
-    return load
+    return tiny_causal_lm
 
 
 def test_each_sets_choice_is_the_fit_with_only_its_candidates(tiny):

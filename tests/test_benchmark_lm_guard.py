@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_guard
@@ -23,8 +22,7 @@ from faast.lm.examples import Example
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF
 from task_bench import published_candidates
-from tests.lm_tiny import tiny_model
-from tests.lm_wordlevel import word_tokenizer
+from tests.lm_wordlevel import tiny_causal_lm
 from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
 
 LABELS = ["w40", "w41"]
@@ -34,17 +32,13 @@ LABELS = ["w40", "w41"]
 def tiny(monkeypatch):
     """The benchmarks' model loader, template and labels pointed at the tiny model."""
 
-    def load(name, device=None):
-        torch.manual_seed(0)
-        return tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True)
-
     for module in (lm_guard, lm_guard_published):
-        monkeypatch.setattr(module, "load_causal_lm", load)
+        monkeypatch.setattr(module, "load_causal_lm", tiny_causal_lm)
         monkeypatch.setattr(module, "TEMPLATE", TEMPLATE)
         monkeypatch.setattr(module, "LABELS", LABELS)
     monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
     monkeypatch.setattr(lm_sentiment, "LABELS", LABELS)
-    return load
+    return tiny_causal_lm
 
 
 def test_guard_rows_score_every_guards_choice_on_the_development_examples(tiny):

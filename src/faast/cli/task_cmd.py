@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     le.add_argument(
         "--calibrated",
-        choices=["none", "zero-shot", "all"],
+        choices=("none", "zero-shot", "all"),  # faast.lm.task_choice.CALIBRATED_SETS (no torch at start-up)
         default=None,
         help="labels only: the contextually calibrated read-outs the choice also weighs: none, the "
         "zero-shot model calibrated, or a calibrated twin of every read-out (default: the library's, "
