@@ -12,8 +12,11 @@ baselines"), so the candidate sets compared here are (:data:`faast.lm.task_choic
 
 Each draw is fitted once with ``all``; the choice of each smaller set is made from the same
 held-out scores by :func:`faast.lm.task_choice.choose_read_out` over its own candidates (the
-choice a fit with only them makes: same folds, same scores, the default guard over them). Each
-choice is then scored on the development sentences.
+choice a fit with only them makes: same folds, same scores, the default guard over them). So are
+two more choices among ``all``, whose guard tests against, and falls back on, another memory-off
+read-out (:data:`faast.lm.task_choice.ANCHORS`): ``all+best`` the better of the zero-shot model
+and its calibrated twin on the held-out examples, ``all+tested`` the calibrated twin only when a
+sign-flip test prefers it. Each choice is then scored on the development sentences.
 
 Data: as benchmarks/lm_guard.py (Pang & Lee sentences beside the 2,000-sentence test split of
 split seed 0; development = the last ``--dev``; support sets drawn with ``--seed``).
@@ -43,11 +46,22 @@ from lm_guard import dev_scores, development_split, draw_support
 from lm_sentiment import LABELS, TEMPLATE
 from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, saved_run, write_json
 
+#: Each choice compared: name -> (its candidate set, its guard's anchor); the first is the
+#: reference of the ``− none`` columns.
+VARIANTS = {
+    "none": ("none", "zero-shot"),
+    "zero-shot": ("zero-shot", "zero-shot"),
+    "all": ("all", "zero-shot"),
+    "all+best": ("all", "best"),
+    "all+tested": ("all", "tested"),
+}
 #: How the plot names each bar.
 LEGEND = {
     "none": "fit, plain candidates",
     "zero-shot": "fit, + calibrated zero-shot",
     "all": "fit, + calibrated twin of each",
+    "all+best": "fit, all, anchor: better zero-shot",
+    "all+tested": "fit, all, anchor: tested zero-shot",
 }
 #: A draw loses when its development accuracy falls more than this many points below ``none``'s.
 LOSS_POINTS = 1.0
@@ -58,8 +72,16 @@ def candidate_sets() -> dict[str, list]:
     return {name: default_candidates("prob", name) for name in CALIBRATED_SETS}
 
 
-def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: argparse.Namespace) -> dict:
-    """Fit ``learned`` once with every candidate; each set's choice and its development scores."""
+def draw_row(
+    task: TaskModel,
+    learned: list[Example],
+    dev: list[Example],
+    args: argparse.Namespace,
+    zero_shot: dict[str, tuple[float, float]],
+) -> dict:
+    """Fit ``learned`` once with every candidate; each variant's choice and its development scores.
+    zero_shot: the development scores of the memory-off read-outs, which no draw changes (filled
+    here, kept by the caller across draws)."""
     sets = candidate_sets()
     task.reset()
     report = task.fit(learned, labels=LABELS, candidates=sets["all"], seed=args.seed, progress=False)
@@ -67,16 +89,17 @@ def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: 
     scored: dict[str, tuple[float, float]] = {}
 
     def dev_of(name: str) -> tuple[float, float]:
-        if name not in scored:
+        kept = zero_shot if by_name[name].read.weight == 0 else scored
+        if name not in kept:
             task.use(by_name[name])
-            scored[name] = dev_scores(task, dev, args.batch_size)
-        return scored[name]
+            kept[name] = dev_scores(task, dev, args.batch_size)
+        return kept[name]
 
     row: dict[str, Any] = {"n_validation": report.n_validation}
-    for name, cands in sets.items():
+    for name, (set_name, anchor) in VARIANTS.items():
         if report.validation_loglik:
             choice, _, p = choose_read_out(
-                cands, report.validation_loglik, report.validation_items, DEFAULT_GUARD
+                sets[set_name], report.validation_loglik, report.validation_items, DEFAULT_GUARD, anchor
             )
             chosen = choice.name
         else:  # too few examples to validate: every set keeps the memory off
@@ -93,16 +116,21 @@ def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: 
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     label = MODEL_NAMES.get(name, name)
     task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
-    rows = []
+    rows, zero_shot = [], {}
     for k, draw in tqdm([(k, d) for k in args.sizes for d in range(args.draws)], desc=f"{label}: draws"):
         learned = draw_support(support, args.seed, k, draw)
-        rows.append({"model": label, "k": k, "draw": draw} | draw_row(task, learned, dev, args))
+        rows.append({"model": label, "k": k, "draw": draw} | draw_row(task, learned, dev, args, zero_shot))
     return rows
 
 
+def variants_in(rows: list[dict]) -> list[str]:
+    """The :data:`VARIANTS` every row has (a run made before one was added lacks it)."""
+    return [name for name in VARIANTS if all(f"{name}_choice" in r for r in rows)]
+
+
 def summary(rows: list[dict]) -> list[dict]:
-    """Per (model, k) and over all draws: each set's mean development accuracy (%), its change from
-    ``none`` (points), the draws losing more than :data:`LOSS_POINTS` against ``none`` and the
+    """Per (model, k) and over all draws: each variant's mean development accuracy (%), its change
+    from ``none`` (points), the draws losing more than :data:`LOSS_POINTS` against ``none`` and the
     draws whose choice is calibrated."""
     groups: dict[tuple[str, Any], list[dict]] = {}
     for r in rows:
@@ -113,7 +141,7 @@ def summary(rows: list[dict]) -> list[dict]:
         line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
         line["zero-shot model"] = 100 * sum(r["off_accuracy"] for r in rs) / len(rs)
         line["calibrated zero-shot model"] = 100 * sum(r["calibrated_off_accuracy"] for r in rs) / len(rs)
-        for name in CALIBRATED_SETS:
+        for name in variants_in(rows):
             changes = [100 * (r[f"{name}_accuracy"] - r["none_accuracy"]) for r in rs]
             line[name] = 100 * sum(r[f"{name}_accuracy"] for r in rs) / len(rs)
             line[f"{name} − none"] = sum(changes) / len(rs)
@@ -123,7 +151,13 @@ def summary(rows: list[dict]) -> list[dict]:
     return lines
 
 
+def shown_variants(lines: list[dict]) -> list[str]:
+    """The :data:`VARIANTS` the summary ``lines`` have."""
+    return [name for name in VARIANTS if name in lines[0]]
+
+
 def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
+    variants = shown_variants(lines)
     cols = [
         "model",
         "k",
@@ -131,7 +165,7 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         "zero-shot model",
         "calibrated zero-shot model",
         "none",
-        *[c for n in CALIBRATED_SETS[1:] for c in (n, f"{n} − none", f"{n} losses", f"{n} calibrated")],
+        *[c for n in variants[1:] for c in (n, f"{n} − none", f"{n} losses", f"{n} calibrated")],
     ]
 
     def cell(v: Any) -> str:
@@ -145,13 +179,20 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         f"Data: {meta['data']}  \n"
         f"Machine: {'; '.join(machines)}; {minutes}  \n"
         "Columns: development accuracy (%), mean over draws: the zero-shot model without and with "
-        "calibration, and the choice of each candidate set (none, zero-shot, all; default guard "
-        f"{DEFAULT_GUARD}); `− none`: points against the plain candidates' choice; `losses`: draws "
+        f"calibration, and the choice of each candidate set ({', '.join(variants)}; default guard "
+        f"{DEFAULT_GUARD}{anchors_said(variants)}); `− none`: points against the plain candidates' "
+        "choice; `losses`: draws "
         f"more than {LOSS_POINTS:g} point below it; `calibrated`: draws whose choice is calibrated\n\n"
     )
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]
     return head + "\n".join(table)
+
+
+def anchors_said(variants: list[str]) -> str:
+    """What the table head says of the variants whose guard has another anchor (none: nothing)."""
+    other = [f"{n}: anchor {VARIANTS[n][1]}" for n in variants if VARIANTS[n][1] != "zero-shot"]
+    return "".join(f"; {o}" for o in other)
 
 
 def plot(path: Path, lines: list[dict]) -> None:
@@ -161,7 +202,7 @@ def plot(path: Path, lines: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     shown = [line for line in lines if line["model"] != "all draws"]
-    names = ["zero-shot model", "calibrated zero-shot model", *CALIBRATED_SETS]
+    names = ["zero-shot model", "calibrated zero-shot model", *shown_variants(lines)]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(names)
     for j, name in enumerate(names):

@@ -100,6 +100,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "faast.lm.task.DEFAULT_GUARD; see faast.lm.task_choice.significant_or_off)",
     )
     le.add_argument(
+        "--anchor",
+        choices=("zero-shot", "best", "tested"),  # faast.lm.task_choice.ANCHORS (no torch at start-up)
+        default=None,
+        help="labels, with a calibrated zero-shot candidate: what the guard falls back on and tests "
+        "against: the zero-shot model as it is, the better of it and its calibrated twin on the "
+        "held-out examples, or the calibrated twin only when a sign-flip test prefers it (default: "
+        "the library's, faast.lm.task_choice.DEFAULT_ANCHOR)",
+    )
+    le.add_argument(
         "--calibrated",
         choices=("none", "zero-shot", "all"),  # faast.lm.task_choice.CALIBRATED_SETS (no torch at start-up)
         default=None,
@@ -270,6 +279,7 @@ def run_learn(args: argparse.Namespace) -> int:
         folds=args.folds,
         max_validation=args.max_validation,
         **({} if args.guard is None else {"guard": args.guard}),
+        **({} if args.anchor is None else {"anchor": args.anchor}),
         **({} if args.hold_out is None else {"hold_out": args.hold_out}),
         **(
             {}

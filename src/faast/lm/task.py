@@ -57,10 +57,12 @@ from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_m
 from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
+    DEFAULT_ANCHOR,
     DEFAULT_GUARD,
     MEMORY_OFF,
     TASK_DEFAULT_READ,
     ReadCandidate,
+    checked_anchor,
     checked_guard,
     choose_read_out,
     default_candidates,
@@ -424,6 +426,7 @@ class TaskModel(TaskScoringMixin):
         hold_out: float = DEFAULT_HOLD_OUT,
         candidates: Sequence[ReadCandidate] | None = None,
         guard: str = DEFAULT_GUARD,
+        anchor: str = DEFAULT_ANCHOR,
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
@@ -447,6 +450,11 @@ class TaskModel(TaskScoringMixin):
         choice made without each example above one standard error), "one-se" (the winner's own
         gain above one standard error) or "none". The report's ``decisions`` gives every guard's
         choice from the same scores.
+        anchor: the memory-off read-out the guard tests against and falls back on when the
+        candidates hold it plain and calibrated (:data:`faast.lm.task_choice.ANCHORS`): "zero-shot"
+        (the default: the zero-shot model as it is), "best" (the better of the two on the held-out
+        examples) or "tested" (the calibrated one only when it beats the plain one by the sign-flip
+        test).
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
@@ -454,6 +462,7 @@ class TaskModel(TaskScoringMixin):
         """
         examples = _checked(examples, outputs=True)
         checked_guard(guard)
+        checked_anchor(anchor)
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
@@ -472,7 +481,7 @@ class TaskModel(TaskScoringMixin):
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             if held:
                 report = self._cross_validate(
-                    examples, held, folds, candidates, guard, batch_size, progress, dist
+                    examples, held, folds, candidates, guard, anchor, batch_size, progress, dist
                 )
             else:
                 why = (
@@ -535,13 +544,14 @@ class TaskModel(TaskScoringMixin):
         folds: int,
         candidates: Sequence[ReadCandidate],
         guard: str,
+        anchor: str,
         batch_size: int,
         progress: bool,
         dist: faast.distributed.Dist,
     ) -> FitReport:
         """Score every candidate on ``held`` in ``folds`` folds, each with the others learned: the
-        report of the choice after ``guard`` (pairs: 0, for the caller to fill), with every
-        guard's choice, the sign-flip p-value and the per-example scores."""
+        report of the choice after ``guard`` against ``anchor`` (pairs: 0, for the caller to fill),
+        with every guard's choice, the sign-flip p-value and the per-example scores."""
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
@@ -562,7 +572,7 @@ class TaskModel(TaskScoringMixin):
         items = torch.cat(sizes)
         per_item = {name: torch.cat(v) for name, v in values.items()}
         mean = {name: float(v.sum() / items.sum()) for name, v in per_item.items()}
-        best, outcomes, p_value = choose_read_out(candidates, per_item, items, guard)
+        best, outcomes, p_value = choose_read_out(candidates, per_item, items, guard, anchor)
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
         correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}

@@ -214,6 +214,51 @@ def off_candidate(candidates: Sequence[ReadCandidate]) -> ReadCandidate | None:
     return next((c for c in candidates if c.read.weight == 0 and not c.calibrate), None)
 
 
+#: What the guard falls back on, and tests the choice against, when ``candidates`` hold the memory
+#: off both plain and calibrated: "zero-shot" the zero-shot model as it is (:func:`off_candidate`);
+#: "best" the memory-off read-out with the better held-out log-likelihood per item (neither learned
+#: the held-out examples, so their scores there are a fair comparison); "tested" the calibrated one
+#: only when it beats the plain one by the sign-flip test between the two (:data:`SIGN_FLIP_LEVEL`).
+ANCHORS = ("zero-shot", "best", "tested")
+#: The anchor of :meth:`faast.lm.task.TaskModel.fit` unless told.
+DEFAULT_ANCHOR = "zero-shot"
+
+
+def checked_anchor(anchor: str) -> str:
+    """``anchor`` when it is one of :data:`ANCHORS`; a clear error otherwise."""
+    if anchor not in ANCHORS:
+        raise ValueError(f"unknown anchor {anchor!r}; use one of {', '.join(ANCHORS)}")
+    return anchor
+
+
+def anchor_candidate(
+    candidates: Sequence[ReadCandidate],
+    per_item: dict[str, torch.Tensor],
+    items: torch.Tensor,
+    anchor: str = DEFAULT_ANCHOR,
+) -> ReadCandidate | None:
+    """The memory-off read-out of ``anchor`` (:data:`ANCHORS`) among ``candidates``: the plain one
+    (:func:`off_candidate`) unless ``anchor`` prefers a calibrated one on the held-out scores; None
+    without a plain memory-off candidate.
+
+    per_item: candidate name -> (n,) float64 log-likelihood per example; items: (n,) items per
+    example."""
+    checked_anchor(anchor)
+    off = off_candidate(candidates)
+    calibrated = [c for c in candidates if c.read.weight == 0 and c.calibrate]
+    if off is None or not calibrated or anchor == "zero-shot":
+        return off
+    count = items.sum()
+
+    def mean(c: ReadCandidate) -> float:
+        return float(per_item[c.name].sum() / count)
+
+    best = max([off, *calibrated], key=mean)  # ties: the plain one
+    if anchor == "best" or best == off:
+        return best
+    return best if sign_flip_p_value([off, *calibrated], per_item, off) < SIGN_FLIP_LEVEL else off
+
+
 def significant_or_off(
     best: ReadCandidate,
     candidates: Sequence[ReadCandidate],
@@ -221,6 +266,7 @@ def significant_or_off(
     sizes: torch.Tensor,
     guard: str = DEFAULT_GUARD,
     sign_flip_p: float | None = None,
+    off: ReadCandidate | None = None,
 ) -> tuple[ReadCandidate, str]:
     """The guard against choosing on noise: keep ``best`` only if a gain in log-likelihood per item
     over the memory switched off (a candidate with weight 0, when there is one) exceeds one standard
@@ -232,17 +278,20 @@ def significant_or_off(
     (chosen on the same examples: a winner of many candidates on few examples passes by chance),
     "none" keeps ``best``.
     per_item: candidate name -> (n,) log-likelihood per example; sizes: (n,) items per example;
-    sign_flip_p: :func:`sign_flip_p_value` of these scores when the caller has it already.
+    sign_flip_p: :func:`sign_flip_p_value` of these scores when the caller has it already;
+    off: the memory-off read-out to test against and fall back on (default :func:`off_candidate`;
+    :func:`anchor_candidate` may give a calibrated one).
     Returns the choice and a note for the report."""
     checked_guard(guard)
-    off = off_candidate(candidates)
+    off = off_candidate(candidates) if off is None else off
     if off is None or best == off or guard == "none":
         return best, ""
+    what_off = "the memory off" + (" (calibrated)" if off.calibrate else "")
     if guard == "sign-flip":
         p = sign_flip_p_value(candidates, per_item, off) if sign_flip_p is None else sign_flip_p
         if p < SIGN_FLIP_LEVEL:
-            return best, f"; {best.name} over the memory off: sign-flip p = {p:.4f} < {SIGN_FLIP_LEVEL}"
-        return off, f"; best {best.name} over the memory off: sign-flip p = {p:.4f}: kept off"
+            return best, f"; {best.name} over {what_off}: sign-flip p = {p:.4f} < {SIGN_FLIP_LEVEL}"
+        return off, f"; best {best.name} over {what_off}: sign-flip p = {p:.4f}: kept off"
     if guard == "selection":
         diff, what = selection_gains(candidates, per_item, off), "choosing without each example"
     else:
@@ -251,9 +300,9 @@ def significant_or_off(
     gain = float(diff.sum() / sizes.sum())
     se = float(diff.std(unbiased=True) * n**0.5 / sizes.sum()) if n > 1 else float("inf")
     if gain > se:
-        return best, f"; gain of {what} over the memory off {gain:.4f} ± {se:.4f} (1 s.e.)"
+        return best, f"; gain of {what} over {what_off} {gain:.4f} ± {se:.4f} (1 s.e.)"
     return off, (
-        f"; gain of {what} over the memory off {gain:.4f} < 1 s.e. {se:.4f}: kept off (best {best.name})"
+        f"; gain of {what} over {what_off} {gain:.4f} < 1 s.e. {se:.4f}: kept off (best {best.name})"
     )
 
 
@@ -262,10 +311,12 @@ def choose_read_out(
     per_item: dict[str, torch.Tensor],
     items: torch.Tensor,
     guard: str = DEFAULT_GUARD,
+    anchor: str = DEFAULT_ANCHOR,
 ) -> tuple[ReadCandidate, dict[str, tuple[ReadCandidate, str]], float | None]:
     """The choice among ``candidates`` from their held-out scores: the best mean log-likelihood per
     item (ties: the earlier candidate), then every guard of :data:`GUARDS` between it and the memory
-    off (:func:`significant_or_off`), all from the same scores.
+    off of ``anchor`` (:func:`anchor_candidate`, :func:`significant_or_off`), all from the same
+    scores.
 
     per_item: candidate name -> (n,) float64 log-likelihood per held-out example (any superset of
     ``candidates``: a choice among some of the candidates scored is the choice a fit with only
@@ -276,9 +327,9 @@ def choose_read_out(
     count = items.sum()
     mean = {c.name: float(per_item[c.name].sum() / count) for c in candidates}
     best = max(candidates, key=lambda c: mean[c.name])  # max keeps the first of tied maxima
-    off = off_candidate(candidates)
+    off = anchor_candidate(candidates, per_item, items, anchor)
     p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
-    outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value) for g in GUARDS}
+    outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value, off) for g in GUARDS}
     return outcomes[guard][0], outcomes, p_value
 
 
@@ -310,7 +361,9 @@ def split_examples(
 
 
 __all__ = [
+    "ANCHORS",
     "CALIBRATED_SETS",
+    "DEFAULT_ANCHOR",
     "DEFAULT_CALIBRATED",
     "DEFAULT_GUARD",
     "GUARDS",
@@ -319,6 +372,8 @@ __all__ = [
     "SIGN_FLIP_LEVEL",
     "TASK_DEFAULT_READ",
     "ReadCandidate",
+    "anchor_candidate",
+    "checked_anchor",
     "checked_guard",
     "choose_read_out",
     "default_candidates",
