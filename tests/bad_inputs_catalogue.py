@@ -1343,6 +1343,19 @@ TASKS = [
         r"outputs are free text",
     ),
     Case(
+        "TaskModel.fit",
+        "an unknown anchor for the guard",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", "w40" if i % 2 else "w41") for i in range(8)]),
+                anchor="loose",
+                progress=False,
+            )
+        ),
+        ValueError,
+        r"unknown anchor 'loose'; use one of zero-shot, best, tested",
+    ),
+    Case(
         "default_candidates",
         "an unknown set of calibrated read-outs",
         call(lambda c: __import__("faast.lm.task_choice", fromlist=["x"]).default_candidates("prob", "some")),

@@ -42,10 +42,14 @@ def test_each_sets_choice_is_the_fit_with_only_its_candidates(tiny):
     )
     for row in rows:
         learned = lm_guard.draw_support(support, 0, 12, row["draw"])
-        for name in CALIBRATED_SETS:
+        for name, (set_name, anchor) in study.VARIANTS.items():
             task.reset()
             report = task.fit(
-                learned, labels=LABELS, candidates=default_candidates("prob", name), progress=False
+                learned,
+                labels=LABELS,
+                candidates=default_candidates("prob", set_name),
+                anchor=anchor,
+                progress=False,
             )
             assert row[f"{name}_choice"] == report.chosen.name
             assert row[f"{name}_p"] == pytest.approx(report.sign_flip_p, abs=0)
@@ -60,3 +64,7 @@ def test_each_sets_choice_is_the_fit_with_only_its_candidates(tiny):
     changes = [100 * (r["all_accuracy"] - r["none_accuracy"]) for r in rows]
     assert lines[-1]["all − none"] == pytest.approx(sum(changes) / 2)
     assert lines[-1]["all losses"] == sum(c < -study.LOSS_POINTS for c in changes)
+    assert study.shown_variants(lines) == list(study.VARIANTS)
+    # a run made before the anchor variants were added: its table shows the three sets only
+    older = [{k: v for k, v in r.items() if not k.startswith("all+")} for r in rows]
+    assert study.shown_variants(study.summary(older)) == list(CALIBRATED_SETS)

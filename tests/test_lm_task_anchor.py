@@ -1,0 +1,123 @@
+"""The guard's anchor: the memory-off read-out the chosen read-out is tested against and falls back
+on (the zero-shot model as it is, the better of it and its calibrated twin, or the calibrated twin
+when a sign-flip test prefers it), in the choice, the fit and on the command line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faast.cli import main
+from faast.lm import ReadConfig
+from faast.lm.fastweights import read_task
+from faast.lm.task_choice import (
+    ANCHORS,
+    DEFAULT_ANCHOR,
+    GUARDS,
+    MEMORY_OFF,
+    SIGN_FLIP_LEVEL,
+    ReadCandidate,
+    anchor_candidate,
+    choose_read_out,
+    default_candidates,
+    sign_flip_p_value,
+    significant_or_off,
+)
+from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
+from tests.test_lm_task import make_task, rule_examples
+from tests.test_task_cli import parity_setup
+
+CALIBRATED_OFF = MEMORY_OFF.calibrated()
+MEMORY = ReadCandidate("logit", ReadConfig(weight=1.0))
+
+
+def _scores(off: list[float], calibrated: list[float], memory: list[float] | None = None) -> dict:
+    per_item = {MEMORY_OFF.name: torch.tensor(off, dtype=torch.float64)}
+    per_item[CALIBRATED_OFF.name] = torch.tensor(calibrated, dtype=torch.float64)
+    if memory is not None:
+        per_item[MEMORY.name] = torch.tensor(memory, dtype=torch.float64)
+    return per_item
+
+
+def test_each_anchor_on_scores_made_to_tell_them_apart():
+    n = 12
+    items = torch.ones(n, dtype=torch.float64)
+    both = [MEMORY_OFF, CALIBRATED_OFF]
+    # calibrated better on every example: "best" and "tested" (p = 2**-12) take it
+    clear = _scores([-1.0] * n, [-0.5] * n)
+    assert [anchor_candidate(both, clear, items, a) for a in ANCHORS] == [
+        MEMORY_OFF,
+        CALIBRATED_OFF,
+        CALIBRATED_OFF,
+    ]
+    # better on the mean by one large gain on one example: "best" takes it, the test does not
+    lucky = _scores([-1.0] * n, [-1.1] * (n - 1) + [2.0])
+    assert sign_flip_p_value(both, lucky, MEMORY_OFF) >= SIGN_FLIP_LEVEL
+    assert [anchor_candidate(both, lucky, items, a) for a in ANCHORS] == [
+        MEMORY_OFF,
+        CALIBRATED_OFF,
+        MEMORY_OFF,
+    ]
+    # the plain one better, or tied: every anchor keeps it
+    for worse in ([-1.5] * n, [-1.0] * n):
+        assert [anchor_candidate(both, _scores([-1.0] * n, worse), items, a) for a in ANCHORS] == [
+            MEMORY_OFF
+        ] * 3
+    # no calibrated memory-off candidate, or no plain one
+    assert anchor_candidate([MEMORY_OFF, MEMORY.calibrated()], clear, items, "best") == MEMORY_OFF
+    assert anchor_candidate([CALIBRATED_OFF, MEMORY], clear, items, "best") is None
+    with pytest.raises(ValueError, match="unknown anchor 'loose'; use one of zero-shot, best, tested"):
+        anchor_candidate(both, clear, items, "loose")
+    assert DEFAULT_ANCHOR in ANCHORS
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_choice_tests_against_the_anchor_and_falls_back_on_it(seed):
+    """Against a plain reference: every guard's choice with each anchor is the guard's choice with
+    the anchor passed as the memory off, and the p-value is the sign-flip test against it."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 10 + seed
+    off = torch.randn(n, generator=gen, dtype=torch.float64) - 1
+    per_item = _scores(
+        off.tolist(),
+        (off + 0.4 * torch.randn(n, generator=gen, dtype=torch.float64) + 0.1 * seed).tolist(),
+        (off + 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) + 0.15).tolist(),
+    )
+    candidates = [MEMORY_OFF, MEMORY, CALIBRATED_OFF]
+    items = torch.ones(n, dtype=torch.float64)
+    best = max(candidates, key=lambda c: float(per_item[c.name].sum()))
+    for anchor in ANCHORS:
+        want_off = anchor_candidate(candidates, per_item, items, anchor)
+        chosen, outcomes, p = choose_read_out(candidates, per_item, items, "sign-flip", anchor)
+        assert p == sign_flip_p_value(candidates, per_item, want_off)
+        for g in GUARDS:
+            assert outcomes[g] == significant_or_off(best, candidates, per_item, items, g, None, want_off)
+        assert chosen == outcomes["sign-flip"][0] and chosen in (best, want_off)
+        if chosen != best:
+            assert "kept off" in outcomes["sign-flip"][1]
+            assert ("(calibrated)" in outcomes["sign-flip"][1]) == want_off.calibrate
+
+
+def test_fit_follows_the_anchor_and_names_an_unknown_one():
+    examples = rule_examples(24)
+    candidates = default_candidates("prob", "zero-shot")
+    for anchor in ANCHORS:
+        task = make_task(labels=["w40", "w41"])
+        report = task.fit(examples, candidates=candidates, anchor=anchor, folds=3, progress=False)
+        want = choose_read_out(candidates, report.validation_loglik, report.validation_items, anchor=anchor)
+        assert report.chosen == want[0] and report.sign_flip_p == want[2]
+        assert task.calibrated == report.chosen.calibrate
+    task = make_task(labels=["w40", "w41"])
+    with pytest.raises(ValueError, match="unknown anchor 'loose'"):
+        task.fit(examples, anchor="loose", progress=False)
+    assert task.spec.labels == ["w40", "w41"]
+
+
+def test_cli_learn_follows_the_anchor(model_dir, tmp_path, capsys):  # noqa: F811
+    _, learn, _, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--task", "best", "--folds", "2", "--anchor", "best"]) == 0
+    fit = read_task(out, "best")[2]["info"]["fit"]
+    assert fit["chosen_name"] == fit["decisions"]["sign-flip"]
+    with pytest.raises(SystemExit):
+        main([*learn, "--task", "bad", "--anchor", "loose"])
+    assert "invalid choice: 'loose'" in capsys.readouterr().err
