@@ -66,7 +66,7 @@ from faast.lm.task_choice import CALIBRATED_SETS
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_sentiment import linear_head
-from task_bench import MODEL_NAMES, machine, saved_run, write_json
+from task_bench import MODEL_NAMES, label_accuracy, machine, saved_run, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate("Passage: {input}\nAuthor:")
@@ -116,8 +116,7 @@ def draw_support(pool: dict[str, list[Example]], k: int, seed: int, draw: int) -
 
 def accuracy(scores: torch.Tensor, examples: list[Example]) -> float:
     """Share of ``examples`` whose best-scored label (columns in ``LABELS`` order) is right."""
-    best = scores.argmax(dim=1).tolist()
-    return sum(LABELS[b] == e.output for b, e in zip(best, examples, strict=True)) / len(examples)
+    return label_accuracy(scores, examples, LABELS)
 
 
 def predicted(scores: torch.Tensor) -> str:

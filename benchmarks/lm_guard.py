@@ -58,6 +58,7 @@ from task_bench import (
     Timer,
     earlier_other_models,
     hold_out_shares,
+    label_accuracy,
     published_candidates,
     rel,
     run_meta,
@@ -80,7 +81,7 @@ def dev_scores(task: TaskModel, dev: list[Example], batch_size: int) -> tuple[fl
     target = torch.tensor([LABELS.index(e.output) for e in dev])  # type: ignore[arg-type]
     logp = scores.double() - torch.logsumexp(scores.double(), dim=1, keepdim=True)
     right = logp[torch.arange(len(dev)), target].clamp_min(-1e4)
-    return float((scores.argmax(1) == target).double().mean()), float(right.mean())
+    return label_accuracy(scores, dev, LABELS), float(right.mean())
 
 
 def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:

@@ -84,6 +84,7 @@ from task_bench import (
     add_fit_options,
     faast_method,
     human_bytes,
+    label_accuracy,
     publish_run,
     published_candidates,
 )
@@ -104,8 +105,9 @@ def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Ex
 
 
 def accuracy(scores: torch.Tensor, examples: list[Example]) -> tuple[float, float]:
-    pred = scores.argmax(dim=1).tolist()
-    acc = float(np.mean([LABELS[p] == e.output for p, e in zip(pred, examples, strict=True)]))
+    """(share of ``examples`` whose best-scored label is right, its 95 % interval half-width);
+    scores: (n, labels) in ``LABELS`` order."""
+    acc = label_accuracy(scores, examples, LABELS)
     return acc, binomial_ci95(acc, len(examples))
 
 

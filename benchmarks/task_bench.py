@@ -117,6 +117,13 @@ class Row:
         return out
 
 
+def label_accuracy(scores: torch.Tensor, examples: Sequence[Any], labels: Sequence[str]) -> float:
+    """Share of ``examples`` (each with an ``output`` among ``labels``) whose best-scored label is
+    right; scores: (n, labels) in ``labels`` order."""
+    best = scores.argmax(dim=1).tolist()
+    return sum(labels[b] == e.output for b, e in zip(best, examples, strict=True)) / len(examples)
+
+
 def write_csv(path: Path, rows: Sequence[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_public_csv(path, [r.flat() for r in rows])
