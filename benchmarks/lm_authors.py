@@ -62,7 +62,7 @@ from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores, default_candidates
-from faast.lm.task_choice import CALIBRATED_SETS
+from faast.lm.task_choice import ANCHORS, CALIBRATED_SETS
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
 from lm_sentiment import linear_head
@@ -173,6 +173,7 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
             support,
             labels=LABELS,
             candidates=None if chosen is None else default_candidates("prob", chosen),
+            **({} if s.args.anchor is None else {"anchor": s.args.anchor}),
             seed=s.args.seed,
             batch_size=s.args.batch_size,
             progress=False,
@@ -432,6 +433,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the calibrated read-outs the faast fit also weighs (default: the library's, "
         "faast.lm.task_choice.DEFAULT_CALIBRATED; none: as the tables before 2026-12-03 were made)",
+    )
+    ap.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default=None,
+        help="what the faast fit's guard falls back on and tests against (default: the library's, "
+        "faast.lm.task_choice.DEFAULT_ANCHOR; zero-shot: as the tables before 2026-12-03 evening were made)",
     )
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--test", type=int, default=60, help="test passages per author")

@@ -18,7 +18,7 @@ import torch
 
 from faast.environment import machine_line
 from faast.eval.report import update_doc_block
-from faast.lm.task_choice import CALIBRATED_SETS, default_candidates
+from faast.lm.task_choice import ANCHORS, CALIBRATED_SETS, default_candidates
 from faast.publish import write_public_csv, write_public_json, write_public_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -195,6 +195,11 @@ PUBLISHED_HOLD_OUT = 0.5
 #: The calibrated read-outs the published task tables' fits weighed: none (the default until
 #: 2026-12-03, when :data:`faast.lm.task_choice.DEFAULT_CALIBRATED` became "all").
 PUBLISHED_CALIBRATED = "none"
+#: The guard's anchor of the published task tables' fits (:data:`faast.lm.task_choice.ANCHORS`): the
+#: zero-shot model as it is (the default until 2026-12-03 evening, when
+#: :data:`faast.lm.task_choice.DEFAULT_ANCHOR` became "tested"; it matters only with a calibrated
+#: memory-off candidate, ``--calibrated zero-shot`` or ``all``).
+PUBLISHED_ANCHOR = "zero-shot"
 
 
 def saved_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -221,8 +226,9 @@ def hold_out_shares(text: str) -> list[float]:
 
 def add_fit_options(ap: Any, labelled: bool = True) -> None:
     """The ``--guard``, ``--hold-out`` and (``labelled`` tasks: free text has nothing to calibrate)
-    ``--calibrated`` options of a task benchmark (defaults :data:`PUBLISHED_GUARD`,
-    :data:`PUBLISHED_HOLD_OUT`, :data:`PUBLISHED_CALIBRATED`: the published tables' settings)."""
+    ``--calibrated`` and ``--anchor`` options of a task benchmark (defaults :data:`PUBLISHED_GUARD`,
+    :data:`PUBLISHED_HOLD_OUT`, :data:`PUBLISHED_CALIBRATED`, :data:`PUBLISHED_ANCHOR`: the
+    published tables' settings)."""
     if labelled:
         _add_calibrated_option(ap)
     ap.add_argument(
@@ -247,6 +253,13 @@ def _add_calibrated_option(ap: Any) -> None:
         default=PUBLISHED_CALIBRATED,
         help=f"the calibrated read-outs TaskModel.fit also weighs (default {PUBLISHED_CALIBRATED}, as the "
         "published tables were made; the library's default is faast.lm.task_choice.DEFAULT_CALIBRATED)",
+    )
+    ap.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default=PUBLISHED_ANCHOR,
+        help=f"what TaskModel.fit's guard falls back on and tests against (default {PUBLISHED_ANCHOR}, as "
+        "the published tables were made; the library's default is faast.lm.task_choice.DEFAULT_ANCHOR)",
     )
 
 

@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
 from faast.lm.examples import Example
+from faast.lm.task import TaskModel
+from faast.lm.task_choice import DEFAULT_ANCHOR
 from tests.lm_wordlevel import tiny_causal_lm
 from tests.test_benchmark_lm_lead import TEMPLATE
 
@@ -117,3 +119,27 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
     )
     with pytest.raises(SystemExit):
         lm_authors.parse_args(["--methods", "faast,lora"])
+
+
+def test_the_faast_fit_follows_the_anchor_asked_for(monkeypatch, tmp_path):
+    """``--anchor`` reaches the fit; without it the fit takes the library's default."""
+    monkeypatch.setattr(lm_authors, "load_causal_lm", tiny_causal_lm)
+    monkeypatch.setattr(lm_authors, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_authors, "LABELS", LABELS)
+    pool = _pool()
+    monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, pool[LABELS[0]][:2]))
+    seen = []
+    fit = TaskModel.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("anchor", DEFAULT_ANCHOR))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(TaskModel, "fit", spy)
+    base = ["--models", "tiny", "--sizes", "8", "--draws", "1", "--methods", "faast", "--out", str(tmp_path)]
+    for extra, want in (([], DEFAULT_ANCHOR), (["--anchor", "best"], "best")):
+        seen.clear()
+        lm_authors.main([*base, *extra])
+        assert seen == [want]
+    with pytest.raises(SystemExit):
+        lm_authors.parse_args(["--anchor", "loose"])

@@ -193,6 +193,7 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
         guard="one-se",
         hold_out=0.5,
         calibrated="none",
+        anchor="zero-shot",
     )
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, pool[:6], [4, 12, 40], 0.0, 0.0, args, rows)

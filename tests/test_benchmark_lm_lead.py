@@ -39,7 +39,13 @@ def test_sentiment_rows_learn_the_examples_after_the_demonstrations(monkeypatch)
     task = _task()
     pool, test = _labelled(24), _labelled(10, offset=5)
     args = argparse.Namespace(
-        faast_icl=[3], batch_size=8, seed=0, guard="one-se", hold_out=0.5, calibrated="none"
+        faast_icl=[3],
+        batch_size=8,
+        seed=0,
+        guard="one-se",
+        hold_out=0.5,
+        calibrated="none",
+        anchor="zero-shot",
     )
     rows: list = []
     lm_sentiment._faast_icl_rows("tiny", task, pool, test, [2, 12, 24], args, rows)
@@ -71,6 +77,7 @@ def test_sentiment_faast_rows_fit_each_size(monkeypatch):
         guard="one-se",
         hold_out=0.5,
         calibrated="none",
+        anchor="zero-shot",
     )
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, test, [12, 24], 0.01, 0.02, args, rows)
