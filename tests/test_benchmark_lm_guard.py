@@ -23,7 +23,7 @@ from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF
 from task_bench import published_candidates
 from tests.lm_wordlevel import tiny_causal_lm
-from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
+from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, published_fit_args
 
 LABELS = ["w40", "w41"]
 
@@ -185,16 +185,7 @@ def test_published_rows_are_fit_again_and_the_one_se_guard_reproduces_them(tiny,
     task = TaskModel(
         get_faast_model(fm_model, FaastConfig(num_memories=0)), tok, TaskSpec(TEMPLATE), cache=True
     )
-    args = argparse.Namespace(
-        key_features=[0],
-        modes=["answer"],
-        batch_size=8,
-        seed=0,
-        guard="one-se",
-        hold_out=0.5,
-        calibrated="none",
-        anchor="zero-shot",
-    )
+    args = published_fit_args(key_features=[0], modes=["answer"])
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, pool[:6], [4, 12, 40], 0.0, 0.0, args, rows)
     command = (

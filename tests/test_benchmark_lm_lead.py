@@ -16,6 +16,7 @@ from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec
+from task_bench import PUBLISHED_ANCHOR, PUBLISHED_CALIBRATED, PUBLISHED_GUARD, PUBLISHED_HOLD_OUT
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 
@@ -29,6 +30,20 @@ def _task() -> TaskModel:
     )
 
 
+def published_fit_args(**options: object) -> argparse.Namespace:
+    """The arguments lm_sentiment's rows read: ``options`` and the fit options at the published
+    tables' settings (task_bench.add_fit_options), batch 8, seed 0."""
+    return argparse.Namespace(
+        batch_size=8,
+        seed=0,
+        guard=PUBLISHED_GUARD,
+        hold_out=PUBLISHED_HOLD_OUT,
+        calibrated=PUBLISHED_CALIBRATED,
+        anchor=PUBLISHED_ANCHOR,
+        **options,
+    )
+
+
 def _labelled(n: int, offset: int = 0) -> list[Example]:
     return [Example(f"w{3 + (i + offset) % 12} w{20 + i % 5}", "w40" if i % 2 else "w41") for i in range(n)]
 
@@ -38,15 +53,7 @@ def test_sentiment_rows_learn_the_examples_after_the_demonstrations(monkeypatch)
     monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
     task = _task()
     pool, test = _labelled(24), _labelled(10, offset=5)
-    args = argparse.Namespace(
-        faast_icl=[3],
-        batch_size=8,
-        seed=0,
-        guard="one-se",
-        hold_out=0.5,
-        calibrated="none",
-        anchor="zero-shot",
-    )
+    args = published_fit_args(faast_icl=[3])
     rows: list = []
     lm_sentiment._faast_icl_rows("tiny", task, pool, test, [2, 12, 24], args, rows)
     assert [(r.method, r.k) for r in rows] == [
@@ -69,16 +76,7 @@ def test_sentiment_faast_rows_fit_each_size(monkeypatch):
     monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
     task = _task()
     pool, test = _labelled(24), _labelled(10, offset=5)
-    args = argparse.Namespace(
-        key_features=[0],
-        modes=["answer", "all"],
-        batch_size=8,
-        seed=0,
-        guard="one-se",
-        hold_out=0.5,
-        calibrated="none",
-        anchor="zero-shot",
-    )
+    args = published_fit_args(key_features=[0], modes=["answer", "all"])
     rows: list = []
     lm_sentiment._faast_rows("tiny", task, pool, test, [12, 24], 0.01, 0.02, args, rows)
     assert [(r.method, r.k) for r in rows] == [(f"faast-{m}", k) for m in ("answer", "all") for k in (12, 24)]
