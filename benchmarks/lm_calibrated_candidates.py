@@ -98,7 +98,7 @@ def draw_row(
     row: dict[str, Any] = {"n_validation": report.n_validation}
     for name, (set_name, anchor) in VARIANTS.items():
         if report.validation_loglik:
-            choice, _, p = choose_read_out(
+            choice, _, p, _ = choose_read_out(
                 sets[set_name], report.validation_loglik, report.validation_items, DEFAULT_GUARD, anchor
             )
             chosen = choice.name

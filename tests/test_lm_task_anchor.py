@@ -88,7 +88,8 @@ def test_the_choice_tests_against_the_anchor_and_falls_back_on_it(seed):
     best = max(candidates, key=lambda c: float(per_item[c.name].sum()))
     for anchor in ANCHORS:
         want_off = anchor_candidate(candidates, per_item, items, anchor)
-        chosen, outcomes, p = choose_read_out(candidates, per_item, items, "sign-flip", anchor)
+        chosen, outcomes, p, against = choose_read_out(candidates, per_item, items, "sign-flip", anchor)
+        assert against == want_off
         assert p == sign_flip_p_value(candidates, per_item, want_off)
         for g in GUARDS:
             assert outcomes[g] == significant_or_off(best, candidates, per_item, items, g, None, want_off)
@@ -106,6 +107,7 @@ def test_fit_follows_the_anchor_and_names_an_unknown_one():
         report = task.fit(examples, candidates=candidates, anchor=anchor, folds=3, progress=False)
         want = choose_read_out(candidates, report.validation_loglik, report.validation_items, anchor=anchor)
         assert report.chosen == want[0] and report.sign_flip_p == want[2]
+        assert report.anchor == want[3].name and report.to_dict()["anchor"] == want[3].name
         assert task.calibrated == report.chosen.calibrate
     task = make_task(labels=["w40", "w41"])
     with pytest.raises(ValueError, match="unknown anchor 'loose'"):
@@ -118,6 +120,7 @@ def test_cli_learn_follows_the_anchor(model_dir, tmp_path, capsys):  # noqa: F81
     assert main([*learn, "--task", "best", "--folds", "2", "--anchor", "best"]) == 0
     fit = read_task(out, "best")[2]["info"]["fit"]
     assert fit["chosen_name"] == fit["decisions"]["sign-flip"]
+    assert fit["anchor"] in (MEMORY_OFF.name, CALIBRATED_OFF.name)  # the default candidates hold both
     with pytest.raises(SystemExit):
         main([*learn, "--task", "bad", "--anchor", "loose"])
     assert "invalid choice: 'loose'" in capsys.readouterr().err

@@ -187,6 +187,10 @@ class FitReport:
     #: labels only: candidate name -> (held-out examples,) bool, whether its best-scored label was the
     #: right one (the per-example accuracy behind ``scores``); not saved
     validation_correct: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    #: the name of the memory-off read-out the guard tested the choice against and would fall back
+    #: on (:func:`faast.lm.task_choice.anchor_candidate`; None without validation or a memory-off
+    #: candidate)
+    anchor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +204,7 @@ class FitReport:
             "criterion": self.criterion,
             "decisions": self.decisions,
             "sign_flip_p": self.sign_flip_p,
+            "anchor": self.anchor,
         }
 
 
@@ -572,7 +577,7 @@ class TaskModel(TaskScoringMixin):
         items = torch.cat(sizes)
         per_item = {name: torch.cat(v) for name, v in values.items()}
         mean = {name: float(v.sum() / items.sum()) for name, v in per_item.items()}
-        best, outcomes, p_value = choose_read_out(candidates, per_item, items, guard, anchor)
+        best, outcomes, p_value, tested_against = choose_read_out(candidates, per_item, items, guard, anchor)
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
         correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}
@@ -598,6 +603,7 @@ class TaskModel(TaskScoringMixin):
             per_item,
             items,
             correct,
+            None if tested_against is None else tested_against.name,
         )
 
     def _learn_block(

@@ -313,7 +313,7 @@ def choose_read_out(
     items: torch.Tensor,
     guard: str = DEFAULT_GUARD,
     anchor: str = DEFAULT_ANCHOR,
-) -> tuple[ReadCandidate, dict[str, tuple[ReadCandidate, str]], float | None]:
+) -> tuple[ReadCandidate, dict[str, tuple[ReadCandidate, str]], float | None, ReadCandidate | None]:
     """The choice among ``candidates`` from their held-out scores: the best mean log-likelihood per
     item (ties: the earlier candidate), then every guard of :data:`GUARDS` between it and the memory
     off of ``anchor`` (:func:`anchor_candidate`, :func:`significant_or_off`), all from the same
@@ -322,8 +322,8 @@ def choose_read_out(
     per_item: candidate name -> (n,) float64 log-likelihood per held-out example (any superset of
     ``candidates``: a choice among some of the candidates scored is the choice a fit with only
     them would make); items: (n,) items per example.
-    Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value or None
-    without a memory-off candidate)."""
+    Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value, the anchor
+    tested against; both None without a memory-off candidate)."""
     checked_guard(guard)
     count = items.sum()
     mean = {c.name: float(per_item[c.name].sum() / count) for c in candidates}
@@ -331,7 +331,7 @@ def choose_read_out(
     off = anchor_candidate(candidates, per_item, items, anchor)
     p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
     outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value, off) for g in GUARDS}
-    return outcomes[guard][0], outcomes, p_value
+    return outcomes[guard][0], outcomes, p_value, off
 
 
 def split_examples(
