@@ -252,9 +252,9 @@ def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
 
 
 def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
-    """(test scores (n, labels), content-free scores (c, labels), detail) of in-context learning on
-    ``support`` — the k passages written before every prompt, read by the base model (memory off)
-    — computed once per draw for ``in-context`` and its calibrated twin."""
+    """(test scores (n, labels), content-free scores (c, labels), detail, False: read as they are)
+    of in-context learning on ``support`` — the k passages written before every prompt, read by the
+    base model (memory off) — computed once per draw for ``in-context`` and its calibrated twin."""
 
     def score() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
         icl = _in_context_model(s, support)

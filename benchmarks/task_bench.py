@@ -230,7 +230,7 @@ def add_fit_options(ap: Any, labelled: bool = True) -> None:
     :data:`PUBLISHED_HOLD_OUT`, :data:`PUBLISHED_CALIBRATED`, :data:`PUBLISHED_ANCHOR`: the
     published tables' settings)."""
     if labelled:
-        _add_calibrated_option(ap)
+        _add_labelled_fit_options(ap)
     ap.add_argument(
         "--guard",
         default=PUBLISHED_GUARD,
@@ -246,7 +246,8 @@ def add_fit_options(ap: Any, labelled: bool = True) -> None:
     )
 
 
-def _add_calibrated_option(ap: Any) -> None:
+def _add_labelled_fit_options(ap: Any) -> None:
+    """The ``--calibrated`` and ``--anchor`` options of :func:`add_fit_options` (labelled tasks)."""
     ap.add_argument(
         "--calibrated",
         choices=CALIBRATED_SETS,

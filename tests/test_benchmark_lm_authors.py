@@ -14,8 +14,7 @@ import lm_authors
 from faast.lm.examples import Example
 from faast.lm.task import TaskModel
 from faast.lm.task_choice import DEFAULT_ANCHOR
-from tests.lm_wordlevel import tiny_causal_lm
-from tests.test_benchmark_lm_lead import TEMPLATE
+from tests.test_benchmark_lm_lead import on_tiny_model
 
 LABELS = ["w40", "w41", "w42", "w43"]
 
@@ -46,9 +45,7 @@ def test_draws_are_balanced_seeded_and_refuse_a_size_the_labels_do_not_divide():
 
 
 def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
-    monkeypatch.setattr(lm_authors, "load_causal_lm", tiny_causal_lm)
-    monkeypatch.setattr(lm_authors, "TEMPLATE", TEMPLATE)
-    monkeypatch.setattr(lm_authors, "LABELS", LABELS)
+    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
     pool = _pool()
     test = [e for label in LABELS for e in pool[label][:3]]
     monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, test))
@@ -123,9 +120,7 @@ def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_pa
 
 def test_the_faast_fit_follows_the_anchor_asked_for(monkeypatch, tmp_path):
     """``--anchor`` reaches the fit; without it the fit takes the library's default."""
-    monkeypatch.setattr(lm_authors, "load_causal_lm", tiny_causal_lm)
-    monkeypatch.setattr(lm_authors, "TEMPLATE", TEMPLATE)
-    monkeypatch.setattr(lm_authors, "LABELS", LABELS)
+    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
     pool = _pool()
     monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, pool[LABELS[0]][:2]))
     seen = []

@@ -17,17 +17,14 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import CALIBRATED_SETS, default_candidates
 from tests.lm_wordlevel import tiny_causal_lm
-from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
+from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, on_tiny_model
 
 LABELS = ["w40", "w41"]
 
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(study, "load_causal_lm", tiny_causal_lm)
-    monkeypatch.setattr(study, "TEMPLATE", TEMPLATE)
-    monkeypatch.setattr(study, "LABELS", LABELS)
-    monkeypatch.setattr(lm_guard, "LABELS", LABELS)
+    on_tiny_model(monkeypatch, (study, lm_guard), LABELS)
     return tiny_causal_lm
 
 

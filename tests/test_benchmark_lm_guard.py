@@ -23,7 +23,7 @@ from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import GUARDS, MEMORY_OFF
 from task_bench import published_candidates
 from tests.lm_wordlevel import tiny_causal_lm
-from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, published_fit_args
+from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, on_tiny_model, published_fit_args
 
 LABELS = ["w40", "w41"]
 
@@ -32,12 +32,7 @@ LABELS = ["w40", "w41"]
 def tiny(monkeypatch):
     """The benchmarks' model loader, template and labels pointed at the tiny model."""
 
-    for module in (lm_guard, lm_guard_published):
-        monkeypatch.setattr(module, "load_causal_lm", tiny_causal_lm)
-        monkeypatch.setattr(module, "TEMPLATE", TEMPLATE)
-        monkeypatch.setattr(module, "LABELS", LABELS)
-    monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
-    monkeypatch.setattr(lm_sentiment, "LABELS", LABELS)
+    on_tiny_model(monkeypatch, (lm_guard, lm_guard_published, lm_sentiment), LABELS)
     return tiny_causal_lm
 
 

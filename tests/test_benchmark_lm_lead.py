@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -18,7 +21,7 @@ from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec
 from task_bench import PUBLISHED_ANCHOR, PUBLISHED_CALIBRATED, PUBLISHED_GUARD, PUBLISHED_HOLD_OUT
 from tests.lm_tiny import tiny_model
-from tests.lm_wordlevel import word_tokenizer
+from tests.lm_wordlevel import tiny_causal_lm, word_tokenizer
 
 TEMPLATE = PromptTemplate("{input} w90", answer_prefix=" ", answer_end=" w91", separator=" w92")
 
@@ -28,6 +31,15 @@ def _task() -> TaskModel:
     return TaskModel.create(
         tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True), TaskSpec(TEMPLATE), cache=True
     )
+
+
+def on_tiny_model(monkeypatch: Any, modules: Sequence[ModuleType], labels: Sequence[str]) -> None:
+    """Point each benchmark module's model loader, prompt template and labels at the tiny
+    word-level model (:func:`tests.lm_wordlevel.tiny_causal_lm`), :data:`TEMPLATE` and ``labels``."""
+    for module in modules:
+        monkeypatch.setattr(module, "load_causal_lm", tiny_causal_lm)
+        monkeypatch.setattr(module, "TEMPLATE", TEMPLATE)
+        monkeypatch.setattr(module, "LABELS", list(labels))
 
 
 def published_fit_args(**options: object) -> argparse.Namespace:
