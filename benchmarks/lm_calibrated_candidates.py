@@ -16,7 +16,9 @@ choice a fit with only them makes: same folds, same scores, the default guard ov
 two more choices among ``all``, whose guard tests against, and falls back on, another memory-off
 read-out (:data:`faast.lm.task_choice.ANCHORS`): ``all+best`` the better of the zero-shot model
 and its calibrated twin on the held-out examples, ``all+tested`` the calibrated twin only when a
-sign-flip test prefers it. Each choice is then scored on the development sentences.
+sign-flip test prefers it, ``all+balanced`` the calibrated twin when its predicted labels come in
+shares closer to the right labels' than the plain one's, ``all+balanced-best`` only when it is also
+the better on the held-out examples. Each choice is then scored on the development sentences.
 
 Data: as benchmarks/lm_guard.py (Pang & Lee sentences beside the 2,000-sentence test split of
 split seed 0; development = the last ``--dev``; support sets drawn with ``--seed``).
@@ -54,6 +56,8 @@ VARIANTS = {
     "all": ("all", "zero-shot"),
     "all+best": ("all", "best"),
     "all+tested": ("all", "tested"),
+    "all+balanced": ("all", "balanced"),
+    "all+balanced-best": ("all", "balanced-best"),
 }
 #: How the plot names each bar.
 LEGEND = {
@@ -62,6 +66,8 @@ LEGEND = {
     "all": "fit, + calibrated twin of each",
     "all+best": "fit, all, anchor: better zero-shot",
     "all+tested": "fit, all, anchor: tested zero-shot",
+    "all+balanced": "fit, all, anchor: zero-shot closer to the label mix",
+    "all+balanced-best": "fit, all, anchor: closer to the label mix and better",
 }
 #: A draw loses when its development accuracy falls more than this many points below ``none``'s.
 LOSS_POINTS = 1.0
@@ -99,7 +105,13 @@ def draw_row(
     for name, (set_name, anchor) in VARIANTS.items():
         if report.validation_loglik:
             choice, _, p, _ = choose_read_out(
-                sets[set_name], report.validation_loglik, report.validation_items, DEFAULT_GUARD, anchor
+                sets[set_name],
+                report.validation_loglik,
+                report.validation_items,
+                DEFAULT_GUARD,
+                anchor,
+                report.validation_predicted,
+                report.validation_targets,
             )
             chosen = choice.name
         else:  # too few examples to validate: every set keeps the memory off

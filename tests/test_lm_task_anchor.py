@@ -1,11 +1,16 @@
 """The guard's anchor: the memory-off read-out the chosen read-out is tested against and falls back
-on (the zero-shot model as it is, the better of it and its calibrated twin, or the calibrated twin
-when a sign-flip test prefers it), in the choice, the fit and on the command line."""
+on (the zero-shot model as it is, the better of it and its calibrated twin, the calibrated twin
+when a sign-flip test prefers it, or when its predicted labels come in shares closer to the right
+ones), in the choice, the fit and on the command line."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.cli import main
 from faast.lm import ReadConfig
@@ -14,12 +19,14 @@ from faast.lm.task_choice import (
     ANCHORS,
     DEFAULT_ANCHOR,
     GUARDS,
+    LABEL_MIX_ANCHORS,
     MEMORY_OFF,
     SIGN_FLIP_LEVEL,
     ReadCandidate,
     anchor_candidate,
     choose_read_out,
     default_candidates,
+    label_mix_distance,
     sign_flip_p_value,
     significant_or_off,
 )
@@ -29,6 +36,8 @@ from tests.test_task_cli import parity_setup
 
 CALIBRATED_OFF = MEMORY_OFF.calibrated()
 MEMORY = ReadCandidate("logit", ReadConfig(weight=1.0))
+#: The anchors that read only the log-likelihoods.
+LIKELIHOOD_ANCHORS = ("zero-shot", "best", "tested")
 
 
 def _scores(off: list[float], calibrated: list[float], memory: list[float] | None = None) -> dict:
@@ -39,13 +48,17 @@ def _scores(off: list[float], calibrated: list[float], memory: list[float] | Non
     return per_item
 
 
-def test_each_anchor_on_scores_made_to_tell_them_apart():
+def test_the_anchors_are_the_likelihood_ones_and_the_label_mix_ones():
+    assert set(ANCHORS) == set(LIKELIHOOD_ANCHORS) | set(LABEL_MIX_ANCHORS)
+
+
+def test_each_likelihood_anchor_on_scores_made_to_tell_them_apart():
     n = 12
     items = torch.ones(n, dtype=torch.float64)
     both = [MEMORY_OFF, CALIBRATED_OFF]
     # calibrated better on every example: "best" and "tested" (p = 2**-12) take it
     clear = _scores([-1.0] * n, [-0.5] * n)
-    assert [anchor_candidate(both, clear, items, a) for a in ANCHORS] == [
+    assert [anchor_candidate(both, clear, items, a) for a in LIKELIHOOD_ANCHORS] == [
         MEMORY_OFF,
         CALIBRATED_OFF,
         CALIBRATED_OFF,
@@ -53,22 +66,66 @@ def test_each_anchor_on_scores_made_to_tell_them_apart():
     # better on the mean by one large gain on one example: "best" takes it, the test does not
     lucky = _scores([-1.0] * n, [-1.1] * (n - 1) + [2.0])
     assert sign_flip_p_value(both, lucky, MEMORY_OFF) >= SIGN_FLIP_LEVEL
-    assert [anchor_candidate(both, lucky, items, a) for a in ANCHORS] == [
+    assert [anchor_candidate(both, lucky, items, a) for a in LIKELIHOOD_ANCHORS] == [
         MEMORY_OFF,
         CALIBRATED_OFF,
         MEMORY_OFF,
     ]
     # the plain one better, or tied: every anchor keeps it
     for worse in ([-1.5] * n, [-1.0] * n):
-        assert [anchor_candidate(both, _scores([-1.0] * n, worse), items, a) for a in ANCHORS] == [
+        assert [anchor_candidate(both, _scores([-1.0] * n, worse), items, a) for a in LIKELIHOOD_ANCHORS] == [
             MEMORY_OFF
         ] * 3
     # no calibrated memory-off candidate, or no plain one
     assert anchor_candidate([MEMORY_OFF, MEMORY.calibrated()], clear, items, "best") == MEMORY_OFF
     assert anchor_candidate([CALIBRATED_OFF, MEMORY], clear, items, "best") is None
-    with pytest.raises(ValueError, match="unknown anchor 'loose'; use one of zero-shot, best, tested"):
+    with pytest.raises(
+        ValueError, match="unknown anchor 'loose'; use one of zero-shot, best, tested, balanced"
+    ):
         anchor_candidate(both, clear, items, "loose")
     assert DEFAULT_ANCHOR in ANCHORS
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=40))
+def test_label_mix_distance_against_a_plain_reference(pairs):
+    predicted = torch.tensor([p for p, _ in pairs])
+    targets = torch.tensor([t for _, t in pairs])
+    got, want = Counter(p for p, _ in pairs), Counter(t for _, t in pairs)
+    reference = sum(abs(got[label] - want[label]) for label in range(7)) / (2 * len(pairs))
+    assert label_mix_distance(predicted, targets) == pytest.approx(reference, abs=1e-12)
+    assert 0.0 <= label_mix_distance(predicted, targets) <= 1.0
+
+
+def test_label_mix_distance_names_bad_shapes():
+    with pytest.raises(ValueError, match=r"two \(n,\) label indices with n >= 1, got \(3,\) and \(2,\)"):
+        label_mix_distance(torch.tensor([0, 1, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="n >= 1"):
+        label_mix_distance(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))
+
+
+def test_each_label_mix_anchor_on_predictions_made_to_tell_them_apart():
+    n = 12
+    items = torch.ones(n, dtype=torch.float64)
+    both = [MEMORY_OFF, CALIBRATED_OFF]
+    targets = torch.tensor([0, 1] * (n // 2))
+    skewed, spread = torch.zeros(n, dtype=torch.long), torch.tensor([1, 0, 0, 1] * (n // 4))
+    plain_skewed = {MEMORY_OFF.name: skewed, CALIBRATED_OFF.name: spread}
+    assert label_mix_distance(skewed, targets) == 0.5 and label_mix_distance(spread, targets) == 0.0
+    # the calibrated predictions match the label mix: "balanced" takes it whatever the likelihoods,
+    # "balanced-best" only when it is also the better by log-likelihood
+    worse, better = _scores([-1.0] * n, [-1.2] * n), _scores([-1.0] * n, [-0.9] * n)
+    assert anchor_candidate(both, worse, items, "balanced", plain_skewed, targets) == CALIBRATED_OFF
+    assert anchor_candidate(both, worse, items, "balanced-best", plain_skewed, targets) == MEMORY_OFF
+    assert anchor_candidate(both, better, items, "balanced-best", plain_skewed, targets) == CALIBRATED_OFF
+    # equally far from the label mix (here: both match it): the plain one stays
+    level = {MEMORY_OFF.name: spread, CALIBRATED_OFF.name: targets}
+    for anchor in LABEL_MIX_ANCHORS:
+        assert anchor_candidate(both, better, items, anchor, level, targets) == MEMORY_OFF
+        with pytest.raises(
+            ValueError, match=f"the '{anchor}' anchor needs the predicted and the right labels"
+        ):
+            anchor_candidate(both, better, items, anchor)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -84,11 +141,15 @@ def test_the_choice_tests_against_the_anchor_and_falls_back_on_it(seed):
         (off + 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) + 0.15).tolist(),
     )
     candidates = [MEMORY_OFF, MEMORY, CALIBRATED_OFF]
+    predicted = {c.name: torch.randint(0, 3, (n,), generator=gen) for c in candidates}
+    targets = torch.randint(0, 3, (n,), generator=gen)
     items = torch.ones(n, dtype=torch.float64)
     best = max(candidates, key=lambda c: float(per_item[c.name].sum()))
     for anchor in ANCHORS:
-        want_off = anchor_candidate(candidates, per_item, items, anchor)
-        chosen, outcomes, p, against = choose_read_out(candidates, per_item, items, "sign-flip", anchor)
+        want_off = anchor_candidate(candidates, per_item, items, anchor, predicted, targets)
+        chosen, outcomes, p, against = choose_read_out(
+            candidates, per_item, items, "sign-flip", anchor, predicted, targets
+        )
         assert against == want_off
         assert p == sign_flip_p_value(candidates, per_item, want_off)
         for g in GUARDS:
@@ -105,7 +166,19 @@ def test_fit_follows_the_anchor_and_names_an_unknown_one():
     for anchor in ANCHORS:
         task = make_task(labels=["w40", "w41"])
         report = task.fit(examples, candidates=candidates, anchor=anchor, folds=3, progress=False)
-        want = choose_read_out(candidates, report.validation_loglik, report.validation_items, anchor=anchor)
+        predicted, targets = report.validation_predicted, report.validation_targets
+        want = choose_read_out(
+            candidates,
+            report.validation_loglik,
+            report.validation_items,
+            anchor=anchor,
+            predicted=predicted,
+            targets=targets,
+        )
+        for c in candidates:  # the predicted labels are those behind the right answers
+            assert torch.equal(predicted[c.name] == targets, report.validation_correct[c.name])
+        assert report.n_validation == len(examples)  # every example held out once: its right label too
+        assert sorted(targets.tolist()) == sorted(task.spec.labels.index(e.output) for e in examples)
         assert report.chosen == want[0] and report.sign_flip_p == want[2]
         assert report.anchor == want[3].name and report.to_dict()["anchor"] == want[3].name
         assert task.calibrated == report.chosen.calibrate
@@ -117,10 +190,11 @@ def test_fit_follows_the_anchor_and_names_an_unknown_one():
 
 def test_cli_learn_follows_the_anchor(model_dir, tmp_path, capsys):  # noqa: F811
     _, learn, _, out = parity_setup(model_dir, tmp_path)
-    assert main([*learn, "--task", "best", "--folds", "2", "--anchor", "best"]) == 0
-    fit = read_task(out, "best")[2]["info"]["fit"]
-    assert fit["chosen_name"] == fit["decisions"]["sign-flip"]
-    assert fit["anchor"] in (MEMORY_OFF.name, CALIBRATED_OFF.name)  # the default candidates hold both
+    for anchor in ("best", "balanced"):
+        assert main([*learn, "--task", anchor, "--folds", "2", "--anchor", anchor]) == 0
+        fit = read_task(out, anchor)[2]["info"]["fit"]
+        assert fit["chosen_name"] == fit["decisions"]["sign-flip"]
+        assert fit["anchor"] in (MEMORY_OFF.name, CALIBRATED_OFF.name)  # the default candidates hold both
     with pytest.raises(SystemExit):
         main([*learn, "--task", "bad", "--anchor", "loose"])
     assert "invalid choice: 'loose'" in capsys.readouterr().err

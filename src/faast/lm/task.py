@@ -191,6 +191,11 @@ class FitReport:
     #: on (:func:`faast.lm.task_choice.anchor_candidate`; None without validation or a memory-off
     #: candidate)
     anchor: str | None = None
+    #: labels only: candidate name -> (held-out examples,) int64 index of its best-scored label (as
+    #: the label-mix anchors read them, :data:`faast.lm.task_choice.LABEL_MIX_ANCHORS`); not saved
+    validation_predicted: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    #: labels only: (held-out examples,) int64 index of the right label; not saved
+    validation_targets: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -561,6 +566,7 @@ class TaskModel(TaskScoringMixin):
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         hits: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
+        guesses: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         sizes: list[torch.Tensor] = []
         bar = tqdm(
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
@@ -568,16 +574,26 @@ class TaskModel(TaskScoringMixin):
         for part in parts:
             self.reset()
             self._learn_block(examples, {id(e) for e in part}, dist, batch_size, False)
-            loglik, right, n = self._score_fold(part, candidates, dist, bar)
+            loglik, right, n, guess = self._score_fold(part, candidates, dist, bar)
             for j, cand in enumerate(candidates):
                 values[cand.name].append(loglik[:, j])
                 hits[cand.name].append(right[:, j])
+                guesses[cand.name].append(guess[:, j])
             sizes.append(n)
         bar.close()
         items = torch.cat(sizes)
         per_item = {name: torch.cat(v) for name, v in values.items()}
         mean = {name: float(v.sum() / items.sum()) for name, v in per_item.items()}
-        best, outcomes, p_value, tested_against = choose_read_out(candidates, per_item, items, guard, anchor)
+        labelled = self.spec.labels is not None
+        predicted = {name: torch.cat(v) for name, v in guesses.items()} if labelled else {}
+        targets = (
+            torch.tensor([self.spec.labels.index(e.output) for p in parts for e in p])  # type: ignore[union-attr]
+            if labelled
+            else None
+        )
+        best, outcomes, p_value, tested_against = choose_read_out(
+            candidates, per_item, items, guard, anchor, predicted or None, targets
+        )
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
         correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}
@@ -604,6 +620,8 @@ class TaskModel(TaskScoringMixin):
             items,
             correct,
             None if tested_against is None else tested_against.name,
+            predicted,
+            targets,
         )
 
     def _learn_block(
@@ -628,14 +646,16 @@ class TaskModel(TaskScoringMixin):
 
     def _score_fold(
         self, part: list[Example], candidates: Sequence[ReadCandidate], dist: faast.distributed.Dist, bar: Any
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score every candidate on the held-out ``part``: (log-likelihood (len(part), C) float64,
         right answers (len(part), C) bool (labels; all False for free-form outputs), items per
-        example (len(part),)). Each process scores its block of ``part``; the blocks are gathered in
+        example (len(part),), index of the best-scored label (len(part), C) int64 (labels; -1 for
+        free-form outputs)). Each process scores its block of ``part``; the blocks are gathered in
         order, so every process gets the same numbers."""
         mine = list(dist.shard(part))
         loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
         right = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
+        guess = torch.full((len(mine), len(candidates)), -1.0, dtype=torch.float64)
         items = torch.zeros(len(mine), dtype=torch.float64)
         if mine:
             batches = self._validation_batches(mine)
@@ -654,13 +674,15 @@ class TaskModel(TaskScoringMixin):
                         label_lp[plain] = torch.cat(
                             [self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)]
                         )
-                    ll, hits, items = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
+                    ll, hits, items, picks = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
+                    guess[:, j] = picks.cpu().to(torch.float64)
                 loglik[:, j], right[:, j] = ll.cpu(), hits.cpu().to(torch.float64)
                 bar.update(1)
         loglik = dist.gather_rows(loglik, len(part))
         right = dist.gather_rows(right, len(part)) > 0.5
         items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
-        return loglik, right, items
+        guess = dist.gather_rows(guess, len(part)).round().long()
+        return loglik, right, items, guess
 
     def _validation_batches(self, part: list[Example]) -> list[ScoredBatch]:
         if self.spec.labels is not None:
@@ -669,9 +691,10 @@ class TaskModel(TaskScoringMixin):
 
     def _label_fold_scores(
         self, part: list[Example], lp: torch.Tensor, calibrate: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability of the right label normalised over the labels, whether the best-scored
-        label is the right one, ones: one item each) per example of ``part``. lp: (len(part) + c, L)
+        label is the right one, ones: one item each, the best-scored label's index) per example of
+        ``part``. lp: (len(part) + c, L)
         float64 label log-probabilities of ``part`` and then of the c content-free inputs (c = 0
         unless ``calibrate``), which the calibrated scores divide out."""
         n = len(part)
@@ -679,7 +702,8 @@ class TaskModel(TaskScoringMixin):
         target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[union-attr]
         norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
         picked = norm[torch.arange(n), target].clamp_min(LOG_PROB_FLOOR)
-        return picked, scores.argmax(1) == target, torch.ones(n, dtype=torch.float64)
+        guess = scores.argmax(1)
+        return picked, guess == target, torch.ones(n, dtype=torch.float64), guess
 
     def _answer_fold_scores(
         self, batches: list[ScoredBatch], states: list[torch.Tensor]

@@ -218,11 +218,17 @@ def off_candidate(candidates: Sequence[ReadCandidate]) -> ReadCandidate | None:
 #: off both plain and calibrated: "zero-shot" the zero-shot model as it is (:func:`off_candidate`);
 #: "best" the memory-off read-out with the better held-out log-likelihood per item (neither learned
 #: the held-out examples, so their scores there are a fair comparison); "tested" the calibrated one
-#: only when it beats the plain one by the sign-flip test between the two (:data:`SIGN_FLIP_LEVEL`).
-ANCHORS = ("zero-shot", "best", "tested")
+#: only when it beats the plain one by the sign-flip test between the two (:data:`SIGN_FLIP_LEVEL`);
+#: "balanced" the calibrated one when its predicted labels on the held-out examples come in shares
+#: closer to the examples' own labels than the plain one's (:func:`label_mix_distance`: a signal
+#: from how the predictions spread over the labels, not from which examples each gets right);
+#: "balanced-best" only when it is also the better by held-out log-likelihood.
+ANCHORS = ("zero-shot", "best", "tested", "balanced", "balanced-best")
 #: The anchor of :meth:`faast.lm.task.TaskModel.fit` unless told: "tested" since 2026-12-03, chosen
 #: on development sentences by a rule fixed before the run (benchmarks/results/lm_guard_anchor/).
 DEFAULT_ANCHOR = "tested"
+#: The anchors that read the predicted labels (:func:`anchor_candidate`'s ``predicted``).
+LABEL_MIX_ANCHORS = ("balanced", "balanced-best")
 
 
 def checked_anchor(anchor: str) -> str:
@@ -232,18 +238,37 @@ def checked_anchor(anchor: str) -> str:
     return anchor
 
 
+def label_mix_distance(predicted: torch.Tensor, targets: torch.Tensor) -> float:
+    """How far the shares of the labels in ``predicted`` are from their shares in ``targets``: the
+    total variation distance 1/2 sum_l |#{predicted = l} - #{targets = l}| / n, in [0, 1] (0: each
+    label predicted as often as it is right, whichever examples get it).
+
+    predicted, targets: (n,) label indices, n >= 1."""
+    if predicted.shape != targets.shape or predicted.ndim != 1 or len(predicted) == 0:
+        raise ValueError(
+            f"predicted and targets must be two (n,) label indices with n >= 1, got "
+            f"{tuple(predicted.shape)} and {tuple(targets.shape)}"
+        )
+    size = int(max(predicted.max(), targets.max())) + 1
+    shares = [torch.bincount(t.long(), minlength=size).to(torch.float64) for t in (predicted, targets)]
+    return 0.5 * float((shares[0] - shares[1]).abs().sum()) / len(predicted)
+
+
 def anchor_candidate(
     candidates: Sequence[ReadCandidate],
     per_item: dict[str, torch.Tensor],
     items: torch.Tensor,
     anchor: str = DEFAULT_ANCHOR,
+    predicted: dict[str, torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> ReadCandidate | None:
     """The memory-off read-out of ``anchor`` (:data:`ANCHORS`) among ``candidates``: the plain one
     (:func:`off_candidate`) unless ``anchor`` prefers a calibrated one on the held-out scores; None
     without a plain memory-off candidate.
 
     per_item: candidate name -> (n,) float64 log-likelihood per example; items: (n,) items per
-    example."""
+    example; predicted: candidate name -> (n,) index of its best-scored label per example and
+    targets: (n,) index of the right label (both needed by :data:`LABEL_MIX_ANCHORS`)."""
     checked_anchor(anchor)
     off = off_candidate(candidates)
     calibrated = [c for c in candidates if c.read.weight == 0 and c.calibrate]
@@ -254,6 +279,14 @@ def anchor_candidate(
     def mean(c: ReadCandidate) -> float:
         return float(per_item[c.name].sum() / count)
 
+    if anchor in LABEL_MIX_ANCHORS:
+        if predicted is None or targets is None:
+            raise ValueError(f"the {anchor!r} anchor needs the predicted and the right labels")
+        gap = {c.name: label_mix_distance(predicted[c.name], targets) for c in [off, *calibrated]}
+        closer = [c for c in calibrated if gap[c.name] < gap[off.name]]
+        if anchor == "balanced-best":
+            closer = [c for c in closer if mean(c) > mean(off)]
+        return min(closer, key=lambda c: gap[c.name]) if closer else off  # ties: the earlier
     best = max([off, *calibrated], key=mean)  # ties: the plain one
     if anchor == "best" or best == off:
         return best
@@ -313,6 +346,8 @@ def choose_read_out(
     items: torch.Tensor,
     guard: str = DEFAULT_GUARD,
     anchor: str = DEFAULT_ANCHOR,
+    predicted: dict[str, torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[ReadCandidate, dict[str, tuple[ReadCandidate, str]], float | None, ReadCandidate | None]:
     """The choice among ``candidates`` from their held-out scores: the best mean log-likelihood per
     item (ties: the earlier candidate), then every guard of :data:`GUARDS` between it and the memory
@@ -321,14 +356,15 @@ def choose_read_out(
 
     per_item: candidate name -> (n,) float64 log-likelihood per held-out example (any superset of
     ``candidates``: a choice among some of the candidates scored is the choice a fit with only
-    them would make); items: (n,) items per example.
+    them would make); items: (n,) items per example; predicted, targets: the labels each candidate
+    predicts and the right ones, for the anchors that read them (:func:`anchor_candidate`).
     Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value, the anchor
     tested against; both None without a memory-off candidate)."""
     checked_guard(guard)
     count = items.sum()
     mean = {c.name: float(per_item[c.name].sum() / count) for c in candidates}
     best = max(candidates, key=lambda c: mean[c.name])  # max keeps the first of tied maxima
-    off = anchor_candidate(candidates, per_item, items, anchor)
+    off = anchor_candidate(candidates, per_item, items, anchor, predicted, targets)
     p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
     outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value, off) for g in GUARDS}
     return outcomes[guard][0], outcomes, p_value, off
@@ -368,6 +404,7 @@ __all__ = [
     "DEFAULT_CALIBRATED",
     "DEFAULT_GUARD",
     "GUARDS",
+    "LABEL_MIX_ANCHORS",
     "MEMORY_OFF",
     "SIGN_FLIPS",
     "SIGN_FLIP_LEVEL",
@@ -378,6 +415,7 @@ __all__ = [
     "checked_guard",
     "choose_read_out",
     "default_candidates",
+    "label_mix_distance",
     "memory_off",
     "off_candidate",
     "selection_gains",
