@@ -82,13 +82,21 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "unknown fields, wrong types and ranges, files that are not JSON or not UTF-8",
     ),
     (
-        "Tasks (`TaskModel`, `TaskSpec`, `contextually_calibrated`, `default_candidates`)",
-        ("TaskModel", "TaskSpec", "contextually_calibrated", "default_candidates"),
+        "Tasks (`TaskModel`, `TaskSpec`, `contextually_calibrated`, `default_candidates`, `anchor_candidate`, `label_mix_distance`)",
+        (
+            "TaskModel",
+            "TaskSpec",
+            "contextually_calibrated",
+            "default_candidates",
+            "anchor_candidate",
+            "label_mix_distance",
+        ),
         "tokenizer without a pad token, examples and prompts longer than the context window, a "
         "single or empty label, a folder as the output, model without an output memory, no "
         "examples, examples without outputs, one label, fast weights not saved by a TaskModel, "
         "label scores to calibrate that are not finite or not of the same labels, calibrated "
-        "read-outs for free text or from an unknown set",
+        "read-outs for free text or from an unknown set, an unknown anchor, a label-mix anchor "
+        "without predicted labels, predicted and right labels of different lengths",
     ),
     (
         "Loaders and savers (examples TSV/JSONL, text and its windows, statistics files, IDX "

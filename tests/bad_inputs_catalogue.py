@@ -236,6 +236,14 @@ def on_fm(fn: Callable[[Ctx, Any], Any]):
     return build
 
 
+def _both_zero_shot() -> tuple[list, dict[str, torch.Tensor], torch.Tensor]:
+    """The plain and calibrated zero-shot read-outs with equal held-out scores on four examples."""
+    from faast.lm.task_choice import MEMORY_OFF
+
+    both = [MEMORY_OFF, MEMORY_OFF.calibrated()]
+    return both, {c.name: torch.full((4,), -1.0, dtype=torch.float64) for c in both}, torch.ones(4)
+
+
 def call(fn: Callable[[Ctx], Any]):
     def build(ctx: Ctx):
         return (lambda: fn(ctx)), None
@@ -1354,6 +1362,28 @@ TASKS = [
         ),
         ValueError,
         r"unknown anchor 'loose'; use one of zero-shot, best, tested",
+    ),
+    Case(
+        "anchor_candidate",
+        "a label-mix anchor without the predicted labels",
+        call(
+            lambda c: __import__("faast.lm.task_choice", fromlist=["x"]).anchor_candidate(
+                *_both_zero_shot(), "balanced"
+            )
+        ),
+        ValueError,
+        r"the 'balanced' anchor needs the predicted and the right labels",
+    ),
+    Case(
+        "label_mix_distance",
+        "predicted and right labels of different lengths",
+        call(
+            lambda c: __import__("faast.lm.task_choice", fromlist=["x"]).label_mix_distance(
+                torch.tensor([0, 1, 1]), torch.tensor([0, 1])
+            )
+        ),
+        ValueError,
+        r"predicted and targets must be two \(n,\) label indices with n >= 1, got \(3,\) and \(2,\)",
     ),
     Case(
         "default_candidates",
