@@ -82,7 +82,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "unknown fields, wrong types and ranges, files that are not JSON or not UTF-8",
     ),
     (
-        "Tasks (`TaskModel`, `TaskSpec`, `contextually_calibrated`, `default_candidates`, `anchor_candidate`, `label_mix_distance`)",
+        "Tasks (`TaskModel`, `TaskSpec`, `contextually_calibrated`, `default_candidates`, "
+        "`anchor_candidate`, `label_mix_distance`)",
         (
             "TaskModel",
             "TaskSpec",
