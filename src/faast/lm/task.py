@@ -461,10 +461,13 @@ class TaskModel(TaskScoringMixin):
         gain above one standard error) or "none". The report's ``decisions`` gives every guard's
         choice from the same scores.
         anchor: the memory-off read-out the guard tests against and falls back on when the
-        candidates hold it plain and calibrated (:data:`faast.lm.task_choice.ANCHORS`): "tested"
-        (the default: the calibrated one only when it beats the plain one by the sign-flip test
-        between the two), "zero-shot" (the zero-shot model as it is; the default before
-        2026-12-03 evening) or "best" (the better of the two on the held-out examples).
+        candidates hold it plain and calibrated (:data:`faast.lm.task_choice.ANCHORS`):
+        "balanced-best" (the default since 2026-12-03 night: the calibrated one when its predicted
+        labels on the held-out examples come in shares closer to the right labels' and it is the
+        better of the two by held-out log-likelihood), "balanced" (the first condition alone),
+        "tested" (the calibrated one only when it beats the plain one by the sign-flip test between
+        the two; the default that evening), "zero-shot" (the zero-shot model as it is; the default
+        before) or "best" (the better of the two on the held-out examples).
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
