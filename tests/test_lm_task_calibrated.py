@@ -80,7 +80,11 @@ def test_a_choice_among_some_scored_candidates_is_the_fit_with_only_them(smaller
     task.reset()
     every = task.fit(examples, candidates=default_candidates("prob", "all"), progress=False)
     choice, outcomes, p, anchor = choose_read_out(
-        default_candidates("prob", smaller), every.validation_loglik, every.validation_items
+        default_candidates("prob", smaller),
+        every.validation_loglik,
+        every.validation_items,
+        predicted=every.validation_predicted,
+        targets=every.validation_targets,
     )
     assert choice == alone.chosen and p == pytest.approx(alone.sign_flip_p, abs=0)
     assert anchor is not None and anchor.name == alone.anchor
