@@ -568,7 +568,6 @@ class TaskModel(TaskScoringMixin):
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
-        hits: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         guesses: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         sizes: list[torch.Tensor] = []
         bar = tqdm(
@@ -577,10 +576,9 @@ class TaskModel(TaskScoringMixin):
         for part in parts:
             self.reset()
             self._learn_block(examples, {id(e) for e in part}, dist, batch_size, False)
-            loglik, right, n, guess = self._score_fold(part, candidates, dist, bar)
+            loglik, n, guess = self._score_fold(part, candidates, dist, bar)
             for j, cand in enumerate(candidates):
                 values[cand.name].append(loglik[:, j])
-                hits[cand.name].append(right[:, j])
                 guesses[cand.name].append(guess[:, j])
             sizes.append(n)
         bar.close()
@@ -599,7 +597,7 @@ class TaskModel(TaskScoringMixin):
         )
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
-        correct = {name: torch.cat(v) for name, v in hits.items()} if self.spec.labels is not None else {}
+        correct = {name: guess == targets for name, guess in predicted.items()}  # labels only
         if self.spec.labels is not None:
             scores = {name: int(correct[name].sum()) / len(held) for name in mean}
             metric = (
@@ -649,15 +647,13 @@ class TaskModel(TaskScoringMixin):
 
     def _score_fold(
         self, part: list[Example], candidates: Sequence[ReadCandidate], dist: faast.distributed.Dist, bar: Any
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score every candidate on the held-out ``part``: (log-likelihood (len(part), C) float64,
-        right answers (len(part), C) bool (labels; all False for free-form outputs), items per
-        example (len(part),), index of the best-scored label (len(part), C) int64 (labels; -1 for
-        free-form outputs)). Each process scores its block of ``part``; the blocks are gathered in
-        order, so every process gets the same numbers."""
+        items per example (len(part),), index of the best-scored label (len(part), C) int64
+        (labels; -1 for free-form outputs)). Each process scores its block of ``part``; the blocks
+        are gathered in order, so every process gets the same numbers."""
         mine = list(dist.shard(part))
         loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
-        right = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
         guess = torch.full((len(mine), len(candidates)), -1.0, dtype=torch.float64)
         items = torch.zeros(len(mine), dtype=torch.float64)
         if mine:
@@ -670,22 +666,21 @@ class TaskModel(TaskScoringMixin):
                 self.use(cand)
                 states = fixed if fixed is not None else [self._states(b) for b in batches]
                 if self.spec.labels is None:
-                    ll, hits, items = self._answer_fold_scores(batches, states)
+                    ll, items = self._answer_fold_scores(batches, states)
                 else:
                     plain = ReadCandidate(cand.mix, cand.read).name
                     if plain not in label_lp:
                         label_lp[plain] = torch.cat(
                             [self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)]
                         )
-                    ll, hits, items, picks = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
+                    ll, items, picks = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
                     guess[:, j] = picks.cpu().to(torch.float64)
-                loglik[:, j], right[:, j] = ll.cpu(), hits.cpu().to(torch.float64)
+                loglik[:, j] = ll.cpu()
                 bar.update(1)
         loglik = dist.gather_rows(loglik, len(part))
-        right = dist.gather_rows(right, len(part)) > 0.5
         items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
         guess = dist.gather_rows(guess, len(part)).round().long()
-        return loglik, right, items, guess
+        return loglik, items, guess
 
     def _validation_batches(self, part: list[Example]) -> list[ScoredBatch]:
         if self.spec.labels is not None:
@@ -694,31 +689,29 @@ class TaskModel(TaskScoringMixin):
 
     def _label_fold_scores(
         self, part: list[Example], lp: torch.Tensor, calibrate: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-probability of the right label normalised over the labels, whether the best-scored
-        label is the right one, ones: one item each, the best-scored label's index) per example of
-        ``part``. lp: (len(part) + c, L)
-        float64 label log-probabilities of ``part`` and then of the c content-free inputs (c = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probability of the right label normalised over the labels, ones: one item each, the
+        best-scored label's index) per example of ``part``. lp: (len(part) + c, L) float64 label
+        log-probabilities of ``part`` and then of the c content-free inputs (c = 0
         unless ``calibrate``), which the calibrated scores divide out."""
         n = len(part)
         scores = calibrated_label_scores(lp[:n], lp[n:]) if calibrate else lp[:n]
         target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[union-attr]
         norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
         picked = norm[torch.arange(n), target].clamp_min(LOG_PROB_FLOOR)
-        guess = scores.argmax(1)
-        return picked, guess == target, torch.ones(n, dtype=torch.float64), guess
+        return picked, torch.ones(n, dtype=torch.float64), scores.argmax(1)
 
     def _answer_fold_scores(
         self, batches: list[ScoredBatch], states: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(summed log-probability of the answer's tokens, all False, answer tokens) per example."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed log-probability of the answer's tokens, answer tokens) per example."""
         nll, tokens = [], []
         for b, s in zip(batches, states, strict=True):
             part_nll, n = self._answer_nll_per_sequence(b, s)
             nll.append(part_nll)
             tokens.append(n)
         nll_all = torch.cat(nll)
-        return -nll_all, torch.zeros(len(nll_all), dtype=torch.bool), torch.cat(tokens)
+        return -nll_all, torch.cat(tokens)
 
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()
