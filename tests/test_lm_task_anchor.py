@@ -198,3 +198,21 @@ def test_cli_learn_follows_the_anchor(model_dir, tmp_path, capsys):  # noqa: F81
     with pytest.raises(SystemExit):
         main([*learn, "--task", "bad", "--anchor", "loose"])
     assert "invalid choice: 'loose'" in capsys.readouterr().err
+
+
+def test_cli_lists_every_anchor_and_calibrated_set_of_the_library():
+    """`faast task learn` writes its --anchor and --calibrated choices out (importing them would load
+    torch at start-up): they must stay the library's."""
+    import argparse
+
+    from faast.cli import build_parser
+    from faast.lm.task_choice import CALIBRATED_SETS
+
+    def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return sub.choices[name]
+
+    learn = subparser(subparser(build_parser(), "task"), "learn")
+    choices = {a.dest: a.choices for a in learn._actions}
+    assert tuple(choices["anchor"]) == ANCHORS
+    assert tuple(choices["calibrated"]) == tuple(CALIBRATED_SETS)
