@@ -20,8 +20,10 @@ sign-flip test prefers it, ``all+balanced`` the calibrated twin when its predict
 shares closer to the right labels' than the plain one's, ``all+balanced-best`` only when it is also
 the better on the held-out examples. Each choice is then scored on the development sentences.
 
-Data: as benchmarks/lm_guard.py (Pang & Lee sentences beside the 2,000-sentence test split of
-split seed 0; development = the last ``--dev``; support sets drawn with ``--seed``).
+Data (``--task``, benchmarks/dev_tasks.py): ``sentiment`` (the default), as benchmarks/lm_guard.py
+(Pang & Lee sentences beside the 2,000-sentence test split of split seed 0; development = the last
+``--dev``; support sets drawn with ``--seed``); or ``bible-books``, a four-label task (which book of
+the Bible a verse comes from) that no default was chosen on before it.
 
     python benchmarks/lm_calibrated_candidates.py --models smollm2 --sizes 16,64 --draws 12 --seed 3
 
@@ -32,21 +34,24 @@ Writes ``results.json``, ``draws.csv``, ``table.md`` and ``table.png`` in ``--ou
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from dev_tasks import DEV_TASKS, dev_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
+from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import CALIBRATED_SETS, DEFAULT_GUARD, choose_read_out, default_candidates
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text
-from lm_guard import dev_scores, development_split, draw_support
+from lm_guard import dev_scores, draw_support
 from lm_sentiment import LABELS, TEMPLATE
-from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, run_meta, saved_run, write_json
+from task_bench import MODEL_NAMES, REPO, Timer, earlier_other_models, rel, run_meta, saved_run, write_json
 
 #: Each choice compared: name -> (its candidate set, its guard's anchor); the first is the
 #: reference of the ``− none`` columns.
@@ -71,6 +76,8 @@ LEGEND = {
 }
 #: A draw loses when its development accuracy falls more than this many points below ``none``'s.
 LOSS_POINTS = 1.0
+#: The plot's name for the task of a run that recorded none (every run before ``--task``).
+SENTIMENT_TITLE = "Pang & Lee development sentences"
 
 
 def candidate_sets() -> dict[str, list]:
@@ -87,10 +94,11 @@ def draw_row(
 ) -> dict:
     """Fit ``learned`` once with every candidate; each variant's choice and its development scores.
     zero_shot: the development scores of the memory-off read-outs, which no draw changes (filled
-    here, kept by the caller across draws)."""
+    here, kept by the caller across draws). The labels are the task's (``task.spec.labels``)."""
     sets = candidate_sets()
+    labels = list(task.spec.labels)
     task.reset()
-    report = task.fit(learned, labels=LABELS, candidates=sets["all"], seed=args.seed, progress=False)
+    report = task.fit(learned, labels=labels, candidates=sets["all"], seed=args.seed, progress=False)
     by_name = {c.name: c for c in sets["all"]}
     scored: dict[str, tuple[float, float]] = {}
 
@@ -98,7 +106,7 @@ def draw_row(
         kept = zero_shot if by_name[name].read.weight == 0 else scored
         if name not in kept:
             task.use(by_name[name])
-            kept[name] = dev_scores(task, dev, args.batch_size)
+            kept[name] = dev_scores(task, dev, args.batch_size, labels)
         return kept[name]
 
     row: dict[str, Any] = {"n_validation": report.n_validation}
@@ -123,11 +131,21 @@ def draw_row(
     return row
 
 
-def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:
+def run_model(
+    name: str,
+    args: argparse.Namespace,
+    support: list[Example],
+    dev: list[Example],
+    template: PromptTemplate | None = None,
+    labels: list[str] | None = None,
+) -> list[dict]:
+    """Every draw's row of model ``name`` on a task written by ``template`` with ``labels`` (None:
+    the sentiment :data:`TEMPLATE` and :data:`LABELS`)."""
     model, tok = load_causal_lm(name, device=args.device)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     label = MODEL_NAMES.get(name, name)
-    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
+    spec = TaskSpec(template or TEMPLATE, "answer", list(labels or LABELS))
+    task = TaskModel(fm, tok, spec, cache=True)
     rows, zero_shot = [], {}
     for k, draw in tqdm([(k, d) for k in args.sizes for d in range(args.draws)], desc=f"{label}: draws"):
         learned = draw_support(support, args.seed, k, draw)
@@ -207,7 +225,7 @@ def anchors_said(variants: list[str]) -> str:
     return "".join(f"; {o}" for o in other)
 
 
-def plot(path: Path, lines: list[dict]) -> None:
+def plot(path: Path, lines: list[dict], title: str = SENTIMENT_TITLE) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,7 +243,7 @@ def plot(path: Path, lines: list[dict]) -> None:
     ax.set_ylabel("development accuracy (%)")
     ax.set_ylim(40, 100)
     ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Calibrated read-out candidates (Pang & Lee development sentences)")
+    ax.set_title(f"Calibrated read-out candidates ({title})")
     save_figure(fig, path)
     plt.close(fig)
 
@@ -233,9 +251,10 @@ def plot(path: Path, lines: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2")
+    ap.add_argument("--task", choices=list(DEV_TASKS), default="sentiment", help="the development task")
     ap.add_argument("--sizes", default="16,64", help="support examples per draw (comma list)")
     ap.add_argument("--draws", type=int, default=12, help="support sets drawn per size")
-    ap.add_argument("--dev", type=int, default=400, help="development sentences (the pool's last)")
+    ap.add_argument("--dev", type=int, default=400, help="development examples (sentiment: the pool's last)")
     ap.add_argument("--seed", type=int, default=3, help="draws the support sets and seeds the fits")
     ap.add_argument("--split-seed", type=int, default=0, help="as benchmarks/lm_guard.py")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -255,15 +274,18 @@ def main() -> None:
         raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    support, dev, data = development_split(args.dev, args.split_seed, args.draws, args.seed)
+    task = dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
+    check_same_data(out / "results.json", task.data)
     with Timer() as total:
         rows = [
-            r for name in filter(None, args.models.split(",")) for r in run_model(name, args, support, dev)
+            r
+            for name in filter(None, args.models.split(","))
+            for r in run_model(name, args, task.support, task.dev, task.template, task.labels)
         ]
     meta = run_meta(
         "lm_calibrated_candidates.py",
-        data,
-        TEMPLATE.to_dict(),
+        task.data,
+        task.template.to_dict(),
         args.threads,
         args.device,
         total,
@@ -271,7 +293,19 @@ def main() -> None:
     )
     run = {k: meta[k] for k in ("command", "machine", "seconds")}
     kept, runs = earlier_other_models(out / "results.json", {r["model"] for r in rows}, run)
-    write_outputs(kept + rows, {**meta, "runs": runs}, out)
+    write_outputs(kept + rows, {**meta, "runs": runs, "title": task.title}, out)
+
+
+def check_same_data(path: Path, data: str) -> None:
+    """Stop (a clear error) when the earlier results ``path`` that a run adds its models to were
+    measured on other data than ``data``: one table must not mix tasks, splits or draws."""
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("data")
+        if earlier != data:
+            raise SystemExit(
+                f"{rel(path)} holds a run on other data ({earlier!r}); this run's is {data!r}: "
+                "choose another --out"
+            )
 
 
 def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
@@ -279,7 +313,7 @@ def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
     lines = summary(rows)
     write_json(out / "results.json", {**meta, "summary": lines, "rows": rows})
     write_public_csv(out / "draws.csv", rows)
-    plot(out / "table.png", lines)
+    plot(out / "table.png", lines, meta.get("title", SENTIMENT_TITLE))
     md = markdown(lines, meta)
     write_public_text(out / "table.md", md + "\n")
     print(md)

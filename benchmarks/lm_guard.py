@@ -75,13 +75,17 @@ COMPARED = (*GUARDS, *(f"sign-flip@{level:g}" for level in OTHER_LEVELS), "raw-s
 CANDIDATES = {c.name: c for c in published_candidates()}
 
 
-def dev_scores(task: TaskModel, dev: list[Example], batch_size: int) -> tuple[float, float]:
-    """(accuracy, mean log-probability of the right label) of ``task`` as it is read now on ``dev``."""
+def dev_scores(
+    task: TaskModel, dev: list[Example], batch_size: int, labels: Sequence[str] | None = None
+) -> tuple[float, float]:
+    """(accuracy, mean log-probability of the right label) of ``task`` as it is read now on ``dev``,
+    whose outputs are among ``labels`` (None: the sentiment :data:`LABELS`), the task's label order."""
+    labels = list(LABELS if labels is None else labels)
     scores = task.label_scores([e.input for e in dev], batch_size=batch_size)  # (n, labels)
-    target = torch.tensor([LABELS.index(e.output) for e in dev])  # type: ignore[arg-type]
+    target = torch.tensor([labels.index(e.output) for e in dev])  # type: ignore[arg-type]
     logp = scores.double() - torch.logsumexp(scores.double(), dim=1, keepdim=True)
     right = logp[torch.arange(len(dev)), target].clamp_min(-1e4)
-    return label_accuracy(scores, dev, LABELS), float(right.mean())
+    return label_accuracy(scores, dev, labels), float(right.mean())
 
 
 def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:

@@ -1,0 +1,107 @@
+"""The development tasks on which the defaults of ``TaskModel.fit`` are studied: labelled examples
+that no published test set contains, split into a support pool (the draws a study fits) and
+development examples (what each fit's choice is scored on).
+
+* ``sentiment``: Pang & Lee movie-review sentences beside the 2,000-sentence test split
+  (:func:`lm_guard.development_split`), two labels: the task every default was first chosen on.
+* ``bible-books``: which of four books of the World English Bible a verse comes from (Genesis,
+  Psalms, Proverbs, Matthew: narrative, poetry, sayings, gospel), four labels, from the English
+  side of the offline asset ``bible-en-es``. No classification table is published on these verses
+  (the translation tables read the verse pairs, not the book), so choices made on them touch no
+  test set. Verses shorter than :data:`MIN_VERSE_CHARS` characters and verse texts found more than
+  once among the four books are left out; the split is fixed (it depends on no seed): each book
+  gives ``dev_size / 4`` development verses and at most :data:`BIBLE_POOL_PER_BOOK` support verses,
+  so both sides hold the four labels in equal shares.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faast.assets.text import bible_pairs
+from faast.eval.holdout import normalize_text
+from faast.lm.examples import Example
+from faast.lm.prompts import PromptTemplate
+from lm_guard import development_split
+from lm_sentiment import LABELS, TEMPLATE
+
+#: The books of the ``bible-books`` task (their names are the labels, as the asset spells them).
+BIBLE_BOOKS = ("Genesis", "Psalms", "Proverbs", "Matthew")
+BIBLE_TEMPLATE = PromptTemplate("Verse: {input}\nBook:")
+#: Shorter verses ("Jesus wept.") name no book; they are left out.
+MIN_VERSE_CHARS = 40
+#: Support verses kept per book (Proverbs, the smallest of the four, has 914 long enough).
+BIBLE_POOL_PER_BOOK = 500
+
+
+@dataclass(frozen=True)
+class DevTask:
+    """One development task: ``support`` (the pool draws come from) and ``dev`` (the examples each
+    choice is scored on), both of ``labels``; ``template`` writes a prompt; ``data`` describes the
+    split for a table's header and ``title`` names the task in a plot."""
+
+    name: str
+    template: PromptTemplate
+    labels: list[str]
+    support: list[Example]
+    dev: list[Example]
+    data: str
+    title: str
+
+
+def sentiment_task(dev_size: int, split_seed: int, draws: int, seed: int) -> DevTask:
+    """The Pang & Lee development sentences (:func:`lm_guard.development_split`)."""
+    support, dev, data = development_split(dev_size, split_seed, draws, seed)
+    title = "Pang & Lee development sentences"
+    return DevTask("sentiment", TEMPLATE, list(LABELS), support, dev, data, title)
+
+
+def bible_books_task(dev_size: int, split_seed: int, draws: int, seed: int) -> DevTask:
+    """Which of :data:`BIBLE_BOOKS` a verse comes from (see the module docstring); ``split_seed`` is
+    not used (the split is fixed), ``draws`` and ``seed`` only enter the description."""
+    del split_seed
+    each = dev_size // len(BIBLE_BOOKS)
+    if each < 1:
+        raise ValueError(f"dev_size must be at least {len(BIBLE_BOOKS)} (one verse per book), got {dev_size}")
+    verses = {book: [] for book in BIBLE_BOOKS}
+    for pair in bible_pairs():
+        if pair["book"] in verses and len(pair["en"]) >= MIN_VERSE_CHARS:
+            verses[pair["book"]].append(pair["en"])
+    seen = Counter(normalize_text(text) for texts in verses.values() for text in texts)
+    rng = random.Random("bible-books-split")
+    support: list[Example] = []
+    dev: list[Example] = []
+    for book, texts in verses.items():
+        unique = [text for text in texts if seen[normalize_text(text)] == 1]
+        if len(unique) < each + 1:
+            raise ValueError(f"{book}: {len(unique)} usable verses, fewer than {each} for development + 1")
+        order = rng.sample(unique, len(unique))
+        dev += [Example(text, book) for text in order[:each]]
+        support += [Example(text, book) for text in order[each : each + BIBLE_POOL_PER_BOOK]]
+    rng.shuffle(support)
+    rng.shuffle(dev)
+    data = (
+        f"World English Bible verses (bible-en-es asset) of {', '.join(BIBLE_BOOKS)} (at least "
+        f"{MIN_VERSE_CHARS} characters, each text once): {len(dev)} development verses ({each} per book), "
+        f"support sets of k drawn from the other {len(support)} (at most {BIBLE_POOL_PER_BOOK} per book; "
+        f"{draws} draws per k, draw seed {seed}); no published test set uses them"
+    )
+    title = "Bible book of a verse"
+    return DevTask("bible-books", BIBLE_TEMPLATE, list(BIBLE_BOOKS), support, dev, data, title)
+
+
+#: Task name -> its builder ``(dev_size, split_seed, draws, seed) -> DevTask``.
+DEV_TASKS: dict[str, Callable[[int, int, int, int], DevTask]] = {
+    "sentiment": sentiment_task,
+    "bible-books": bible_books_task,
+}
+
+
+def dev_task(name: str, dev_size: int, split_seed: int, draws: int, seed: int) -> DevTask:
+    """The development task ``name`` of :data:`DEV_TASKS` (a clear error for another name)."""
+    if name not in DEV_TASKS:
+        raise ValueError(f"unknown development task {name!r}; choose from {', '.join(DEV_TASKS)}")
+    return DEV_TASKS[name](dev_size, split_seed, draws, seed)
