@@ -312,7 +312,9 @@ def plot(path: Path, lines: list[dict]) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The study's command-line options (also read back from a recorded command by
+    benchmarks/lm_guard_draws.py)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2")
     ap.add_argument("--sizes", default="16,32,64", help="support examples per draw (comma list)")
@@ -359,7 +361,11 @@ def main() -> None:
         action="store_true",
         help="no fits: write the table, CSV, plot and docs block again from the results JSON (in --out)",
     )
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     out = Path(args.out) if args.out else None
     json_path = results_json(out)
     if args.render:

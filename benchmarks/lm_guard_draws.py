@@ -18,31 +18,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import shlex
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from faast.lm.task_choice import MEMORY_OFF
 from faast.publish import save_figure, write_public_csv, write_public_text
-from lm_guard import LABELS, balanced, development_split, draw_support
+from lm_guard import LABELS, balanced, build_parser, development_split, draw_support
 from lm_guard_levels import held_out_right
 from task_bench import rel
 
-#: lm_guard.py's defaults for the options that decide the draws.
-STUDY_DEFAULTS = {"seed": 0, "split-seed": 0, "dev": 400}
-
 
 def study_options(command: str) -> dict[str, int]:
-    """``--seed``, ``--split-seed`` and ``--dev`` of an lm_guard.py command (its defaults when absent),
-    and ``balance``: 1 when it has ``--balance``."""
-    out = dict(STUDY_DEFAULTS)
-    for name in STUDY_DEFAULTS:
-        match = re.search(rf"--{name}[ =](\d+)", command)
-        if match:
-            out[name] = int(match[1])
-    out["balance"] = int(re.search(r"--balance(\s|$)", command) is not None)
-    return out
+    """``--seed``, ``--split-seed``, ``--dev`` and ``balance`` (1 with ``--balance``) of a recorded
+    ``python benchmarks/lm_guard.py ...`` command, read by the study's own parser (its defaults
+    where the command gives none)."""
+    words = shlex.split(command)
+    script = next((i for i, w in enumerate(words) if w.endswith("lm_guard.py")), None)
+    if script is None:
+        raise SystemExit(f"not an lm_guard.py command: {command!r}")
+    args = build_parser().parse_args(words[script + 1 :])
+    return {"seed": args.seed, "split-seed": args.split_seed, "dev": args.dev, "balance": int(args.balance)}
 
 
 def draw_lines(rows: list[dict[str, Any]], commands: dict[str, str]) -> list[dict[str, Any]]:

@@ -43,6 +43,10 @@ def test_study_options_are_read_from_the_command_with_lm_guards_defaults():
     command = "python benchmarks/lm_guard.py --dev 100 --seed 2 --split-seed=3 --out o"
     assert lm_guard_draws.study_options(command) == {"seed": 2, "split-seed": 3, "dev": 100, "balance": 0}
     assert lm_guard_draws.study_options(command + " --balance")["balance"] == 1
+    quoted = "python benchmarks/lm_guard.py --models 'a,b' --lead '0,4' --seed=7"
+    assert lm_guard_draws.study_options(quoted)["seed"] == 7
+    with pytest.raises(SystemExit, match="not an lm_guard.py command"):
+        lm_guard_draws.study_options("python benchmarks/lm_sentiment.py --seed 2")
 
 
 def test_each_draw_is_drawn_again_with_the_studys_seed_and_its_label_mix_counted(monkeypatch, tmp_path):
