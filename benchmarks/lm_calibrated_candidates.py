@@ -274,7 +274,10 @@ def main() -> None:
         raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    task = dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
+    try:
+        task = dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
+    except ValueError as err:  # e.g. more development verses than the books hold
+        raise SystemExit(f"--task {args.task}: {err}") from None
     check_same_data(out / "results.json", task.data)
     with Timer() as total:
         rows = [

@@ -97,3 +97,11 @@ def test_a_study_does_not_add_its_models_to_a_table_of_other_data(tmp_path):
     study.check_same_data(path, "d")
     with pytest.raises(SystemExit, match="holds a run on other data"):
         study.check_same_data(path, "other")
+
+
+def test_the_study_stops_with_a_clear_message_on_too_many_development_verses(monkeypatch, tmp_path):
+    argv = ["lm_calibrated_candidates.py", "--task", "bible-books", "--dev", "4000", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="--task bible-books: Proverbs: .* usable verses"):
+        study.main()
+    assert not list(tmp_path.iterdir())  # nothing written
