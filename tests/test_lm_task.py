@@ -145,10 +145,10 @@ def test_cross_validation_folds_never_read_the_examples_they_score(monkeypatch):
     seen = []
     real = TaskModel._label_fold_scores
 
-    def spy(self, part, lp, calibrate):
+    def spy(self, part, target, lp, calibrate):
         learned = self.model.output_memory.memory.num_pairs
         seen.append((len(part), learned))
-        return real(self, part, lp, calibrate)
+        return real(self, part, target, lp, calibrate)
 
     monkeypatch.setattr(TaskModel, "_label_fold_scores", spy)
     task.fit(examples, candidates=[ReadCandidate("logit", ReadConfig(weight=1.0))], progress=False)

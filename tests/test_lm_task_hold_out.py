@@ -24,9 +24,9 @@ def _scored_folds(monkeypatch) -> list[tuple[list[int], int]]:
     seen: list[tuple[list[int], int]] = []
     real = TaskModel._label_fold_scores
 
-    def spy(self, part, lp, calibrate):
+    def spy(self, part, target, lp, calibrate):
         seen.append(([id(e) for e in part], self.model.output_memory.memory.num_pairs))
-        return real(self, part, lp, calibrate)
+        return real(self, part, target, lp, calibrate)
 
     monkeypatch.setattr(TaskModel, "_label_fold_scores", spy)
     return seen

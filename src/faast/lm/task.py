@@ -567,16 +567,18 @@ class TaskModel(TaskScoringMixin):
         with every guard's choice, the sign-flip p-value and the per-example scores."""
         k = max(1, min(folds, len(held)))
         parts = [held[f::k] for f in range(k)]
+        labelled = self.spec.labels is not None
+        part_targets = [self._right_label_indices(part) if labelled else None for part in parts]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         guesses: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
         sizes: list[torch.Tensor] = []
         bar = tqdm(
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
         )
-        for part in parts:
+        for part, part_target in zip(parts, part_targets, strict=True):
             self.reset()
             self._learn_block(examples, {id(e) for e in part}, dist, batch_size, False)
-            loglik, n, guess = self._score_fold(part, candidates, dist, bar)
+            loglik, n, guess = self._score_fold(part, part_target, candidates, dist, bar)
             for j, cand in enumerate(candidates):
                 values[cand.name].append(loglik[:, j])
                 guesses[cand.name].append(guess[:, j])
@@ -585,13 +587,8 @@ class TaskModel(TaskScoringMixin):
         items = torch.cat(sizes)
         per_item = {name: torch.cat(v) for name, v in values.items()}
         mean = {name: float(v.sum() / items.sum()) for name, v in per_item.items()}
-        labelled = self.spec.labels is not None
         predicted = {name: torch.cat(v) for name, v in guesses.items()} if labelled else {}
-        targets = (
-            torch.tensor([self.spec.labels.index(e.output) for p in parts for e in p])  # type: ignore[union-attr]
-            if labelled
-            else None
-        )
+        targets = torch.cat(part_targets) if labelled else None  # type: ignore[arg-type]
         best, outcomes, p_value, tested_against = choose_read_out(
             candidates, per_item, items, guard, anchor, predicted or None, targets
         )
@@ -646,13 +643,21 @@ class TaskModel(TaskScoringMixin):
         return round(dist.sum(pairs))
 
     def _score_fold(
-        self, part: list[Example], candidates: Sequence[ReadCandidate], dist: faast.distributed.Dist, bar: Any
+        self,
+        part: list[Example],
+        targets: torch.Tensor | None,
+        candidates: Sequence[ReadCandidate],
+        dist: faast.distributed.Dist,
+        bar: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Score every candidate on the held-out ``part``: (log-likelihood (len(part), C) float64,
-        items per example (len(part),), index of the best-scored label (len(part), C) int64
-        (labels; -1 for free-form outputs)). Each process scores its block of ``part``; the blocks
-        are gathered in order, so every process gets the same numbers."""
+        """Score every candidate on the held-out ``part`` (targets: (len(part),) index of each
+        example's right label, :meth:`_right_label_indices`; None for free-form outputs):
+        (log-likelihood (len(part), C) float64, items per example (len(part),), index of the
+        best-scored label (len(part), C) int64 (labels; -1 for free-form outputs)). Each process
+        scores its block of ``part``; the blocks are gathered in order, so every process gets the
+        same numbers."""
         mine = list(dist.shard(part))
+        mine_targets = None if targets is None else dist.shard(targets)
         loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
         guess = torch.full((len(mine), len(candidates)), -1.0, dtype=torch.float64)
         items = torch.zeros(len(mine), dtype=torch.float64)
@@ -673,7 +678,9 @@ class TaskModel(TaskScoringMixin):
                         label_lp[plain] = torch.cat(
                             [self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)]
                         )
-                    ll, items, picks = self._label_fold_scores(mine, label_lp[plain], cand.calibrate)
+                    ll, items, picks = self._label_fold_scores(
+                        mine, mine_targets, label_lp[plain], cand.calibrate
+                    )
                     guess[:, j] = picks.cpu().to(torch.float64)
                 loglik[:, j] = ll.cpu()
                 bar.update(1)
@@ -687,16 +694,20 @@ class TaskModel(TaskScoringMixin):
             return self._label_batches([e.input for e in part], self.spec.labels)
         return self._answer_batches(part)
 
+    def _right_label_indices(self, examples: Sequence[Example]) -> torch.Tensor:
+        """(len(examples),) int64 index in ``spec.labels`` of each example's output (labelled tasks)."""
+        return torch.tensor([self.spec.labels.index(e.output) for e in examples], dtype=torch.long)  # type: ignore[union-attr]
+
     def _label_fold_scores(
-        self, part: list[Example], lp: torch.Tensor, calibrate: bool
+        self, part: list[Example], target: torch.Tensor, lp: torch.Tensor, calibrate: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-probability of the right label normalised over the labels, ones: one item each, the
-        best-scored label's index) per example of ``part``. lp: (len(part) + c, L) float64 label
-        log-probabilities of ``part`` and then of the c content-free inputs (c = 0
-        unless ``calibrate``), which the calibrated scores divide out."""
+        best-scored label's index) per example of ``part``, whose right labels' indices are
+        ``target`` (len(part),). lp: (len(part) + c, L) float64 label log-probabilities of ``part``
+        and then of the c content-free inputs (c = 0 unless ``calibrate``), which the calibrated
+        scores divide out."""
         n = len(part)
         scores = calibrated_label_scores(lp[:n], lp[n:]) if calibrate else lp[:n]
-        target = torch.tensor([self.spec.labels.index(e.output) for e in part])  # type: ignore[union-attr]
         norm = scores - torch.logsumexp(scores, dim=1, keepdim=True)
         picked = norm[torch.arange(n), target].clamp_min(LOG_PROB_FLOOR)
         return picked, torch.ones(n, dtype=torch.float64), scores.argmax(1)
