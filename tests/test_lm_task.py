@@ -14,7 +14,17 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example, read_examples, write_rows
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
-from faast.lm.task import MEMORY_OFF, ReadCandidate, TaskModel, TaskSpec, default_candidates, memory_off
+from faast.lm.task import (
+    MAX_LABELS,
+    MEMORY_OFF,
+    ReadCandidate,
+    TaskModel,
+    TaskSpec,
+    auto_labels,
+    default_candidates,
+    labels_of_outputs,
+    memory_off,
+)
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 
@@ -469,3 +479,13 @@ def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
     assert small.fit(rule_examples(3), progress=False).chosen == memory_off("correction")
     with pytest.raises(ValueError, match="no default read-out candidates for the 'paper' mix"):
         default_candidates("paper")
+
+
+def test_labels_of_outputs_are_the_distinct_outputs_in_first_order_between_two_and_max_labels():
+    assert labels_of_outputs(["neg", "pos", "neg"]) == ["neg", "pos"]
+    assert labels_of_outputs(["pos", "pos"]) is None  # one label: free-form
+    assert labels_of_outputs([]) is None
+    many = [f"l{i}" for i in range(MAX_LABELS + 1)]
+    assert labels_of_outputs(many) is None and labels_of_outputs(many[:-1]) == many[:-1]
+    examples = [Example("a", "y"), Example("b", "x"), Example("c", "y")]
+    assert auto_labels(examples) == labels_of_outputs(e.output for e in examples) == ["y", "x"]

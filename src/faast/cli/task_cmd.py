@@ -391,9 +391,8 @@ def _task_model(
     task's, when the caller has read it already; ``answers``: the reference outputs of the inputs
     (``evaluate``), from which a zero-shot ``--labels auto`` takes its labels."""
     from faast.lm.config import ReadConfig
-    from faast.lm.examples import Example
     from faast.lm.fastweights import read_task
-    from faast.lm.task import TaskModel, TaskSpec, auto_labels
+    from faast.lm.task import TaskModel, TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
     if labels == "auto" and not args.fast_weights:  # zero-shot: the labels of the references
@@ -402,7 +401,7 @@ def _task_model(
                 "--labels auto: without --fast-weights there are no outputs to take the labels "
                 "from; list them (--labels a,b)"
             )
-        labels = auto_labels([Example("", a) for a in answers])  # None: free-form outputs
+        labels = labels_of_outputs(answers)  # None: free-form outputs
     if args.fast_weights:
         if args.template is not None:
             raise ValueError("--template is stored with the task; it applies only without --fast-weights")

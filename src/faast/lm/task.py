@@ -36,7 +36,7 @@ chosen, :mod:`faast.lm.task_choice`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,13 @@ def calibrated_label_scores(scores: torch.Tensor, content_free: torch.Tensor) ->
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:
     """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
     :data:`MAX_LABELS` of them, else None (free-form outputs)."""
-    outs = distinct_outputs(examples)
+    return labels_of_outputs(distinct_outputs(examples))
+
+
+def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
+    """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
+    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None."""
+    outs = list(dict.fromkeys(outputs))
     return outs if 2 <= len(outs) <= MAX_LABELS else None
 
 
@@ -659,7 +665,7 @@ class TaskModel(TaskScoringMixin):
         mine = list(dist.shard(part))
         mine_targets = None if targets is None else dist.shard(targets)
         loglik = torch.zeros(len(mine), len(candidates), dtype=torch.float64)
-        guess = torch.full((len(mine), len(candidates)), -1.0, dtype=torch.float64)
+        guess = torch.full((len(mine), len(candidates)), -1, dtype=torch.long)
         items = torch.zeros(len(mine), dtype=torch.float64)
         if mine:
             batches = self._validation_batches(mine)
@@ -681,12 +687,12 @@ class TaskModel(TaskScoringMixin):
                     ll, items, picks = self._label_fold_scores(
                         mine, mine_targets, label_lp[plain], cand.calibrate
                     )
-                    guess[:, j] = picks.cpu().to(torch.float64)
+                    guess[:, j] = picks.cpu()
                 loglik[:, j] = ll.cpu()
                 bar.update(1)
         loglik = dist.gather_rows(loglik, len(part))
         items = dist.gather_rows(items.cpu().to(torch.float64), len(part))
-        guess = dist.gather_rows(guess, len(part)).round().long()
+        guess = dist.gather_rows(guess, len(part))
         return loglik, items, guess
 
     def _validation_batches(self, part: list[Example]) -> list[ScoredBatch]:
