@@ -18,7 +18,9 @@ read-out (:data:`faast.lm.task_choice.ANCHORS`): ``all+best`` the better of the 
 and its calibrated twin on the held-out examples, ``all+tested`` the calibrated twin only when a
 sign-flip test prefers it, ``all+balanced`` the calibrated twin when its predicted labels come in
 shares closer to the right labels' than the plain one's, ``all+balanced-best`` only when it is also
-the better on the held-out examples. Each choice is then scored on the development sentences.
+the better on the held-out examples; ``all+balanced-best-fallback`` tests against the zero-shot model
+as it is and falls back on the read-out of ``all+balanced-best``. Each choice is then scored on the
+development sentences.
 
 Data (``--task``, benchmarks/dev_tasks.py): ``sentiment`` (the default), as benchmarks/lm_guard.py
 (Pang & Lee sentences beside the 2,000-sentence test split of split seed 0; development = the last
@@ -63,6 +65,7 @@ VARIANTS = {
     "all+tested": ("all", "tested"),
     "all+balanced": ("all", "balanced"),
     "all+balanced-best": ("all", "balanced-best"),
+    "all+balanced-best-fallback": ("all", "balanced-best-fallback"),
 }
 #: How the plot names each bar.
 LEGEND = {
@@ -73,6 +76,7 @@ LEGEND = {
     "all+tested": "fit, all, anchor: tested zero-shot",
     "all+balanced": "fit, all, anchor: zero-shot closer to the label mix",
     "all+balanced-best": "fit, all, anchor: closer to the label mix and better",
+    "all+balanced-best-fallback": "fit, all, tested against zero-shot, falls back as balanced-best",
 }
 #: A draw loses when its development accuracy falls more than this many points below ``none``'s.
 LOSS_POINTS = 1.0

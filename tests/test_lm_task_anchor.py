@@ -18,12 +18,14 @@ from faast.lm.fastweights import read_task
 from faast.lm.task_choice import (
     ANCHORS,
     DEFAULT_ANCHOR,
+    FALLBACK_ONLY_ANCHORS,
     GUARDS,
     LABEL_MIX_ANCHORS,
     MEMORY_OFF,
     SIGN_FLIP_LEVEL,
     ReadCandidate,
     anchor_candidate,
+    candidate_tested_against,
     choose_read_out,
     default_candidates,
     label_mix_distance,
@@ -50,6 +52,7 @@ def _scores(off: list[float], calibrated: list[float], memory: list[float] | Non
 
 def test_the_anchors_are_the_likelihood_ones_and_the_label_mix_ones():
     assert set(ANCHORS) == set(LIKELIHOOD_ANCHORS) | set(LABEL_MIX_ANCHORS)
+    assert set(FALLBACK_ONLY_ANCHORS) <= set(ANCHORS) and set(FALLBACK_ONLY_ANCHORS.values()) <= set(ANCHORS)
 
 
 def test_each_likelihood_anchor_on_scores_made_to_tell_them_apart():
@@ -147,17 +150,54 @@ def test_the_choice_tests_against_the_anchor_and_falls_back_on_it(seed):
     best = max(candidates, key=lambda c: float(per_item[c.name].sum()))
     for anchor in ANCHORS:
         want_off = anchor_candidate(candidates, per_item, items, anchor, predicted, targets)
+        tested = MEMORY_OFF if anchor in FALLBACK_ONLY_ANCHORS else want_off
+        assert candidate_tested_against(candidates, anchor, want_off) == tested
         chosen, outcomes, p, against = choose_read_out(
             candidates, per_item, items, "sign-flip", anchor, predicted, targets
         )
         assert against == want_off
-        assert p == sign_flip_p_value(candidates, per_item, want_off)
+        assert p == sign_flip_p_value(candidates, per_item, tested)
         for g in GUARDS:
-            assert outcomes[g] == significant_or_off(best, candidates, per_item, items, g, None, want_off)
+            assert outcomes[g] == significant_or_off(
+                best, candidates, per_item, items, g, None, tested, want_off
+            )
         assert chosen == outcomes["sign-flip"][0] and chosen in (best, want_off)
         if chosen != best:
             assert "kept off" in outcomes["sign-flip"][1]
-            assert ("(calibrated)" in outcomes["sign-flip"][1]) == want_off.calibrate
+            assert ("(calibrated)" in outcomes["sign-flip"][1]) == tested.calibrate
+
+
+def test_a_fallback_only_anchor_tests_against_the_plain_zero_shot_model_and_falls_back_on_its_anchor():
+    n = 12
+    items = torch.ones(n, dtype=torch.float64)
+    candidates = [MEMORY_OFF, MEMORY, CALIBRATED_OFF]
+    targets = torch.tensor([0, 1] * (n // 2))
+    skewed, spread = torch.zeros(n, dtype=torch.long), torch.tensor([1, 0, 0, 1] * (n // 4))
+    predicted = {MEMORY_OFF.name: skewed, CALIBRATED_OFF.name: spread, MEMORY.name: targets}
+    # the memory beats the plain model on every example (p = 2**-12), the calibrated one only on
+    # half of them and by as much as it loses on the others: against balanced-best's anchor (the
+    # calibrated one: closer mix, better likelihood) it is kept off, against the plain model kept
+    per_item = _scores([-1.0] * n, [-0.5] * n, [-0.39, -0.6] * (n // 2))
+    assert (
+        anchor_candidate(candidates, per_item, items, "balanced-best", predicted, targets) == CALIBRATED_OFF
+    )
+    strict = choose_read_out(candidates, per_item, items, "sign-flip", "balanced-best", predicted, targets)
+    loose = choose_read_out(
+        candidates, per_item, items, "sign-flip", "balanced-best-fallback", predicted, targets
+    )
+    assert strict[2] >= SIGN_FLIP_LEVEL and strict[0] == CALIBRATED_OFF and strict[3] == CALIBRATED_OFF
+    assert loose[2] < SIGN_FLIP_LEVEL and loose[0] == MEMORY and loose[3] == CALIBRATED_OFF
+    # nothing clearly better than the plain model: kept off, and the fallback is the anchor's
+    # read-out (the calibrated one is still the better by log-likelihood, not significantly)
+    per_item[CALIBRATED_OFF.name] = per_item[MEMORY_OFF.name] + torch.tensor([0.3, -0.25] * (n // 2))
+    per_item[MEMORY.name] = per_item[MEMORY_OFF.name] + torch.tensor([0.05, -0.05] * (n // 2))
+    chosen, outcomes, p, against = choose_read_out(
+        candidates, per_item, items, "sign-flip", "balanced-best-fallback", predicted, targets
+    )
+    assert chosen == against == CALIBRATED_OFF and p >= SIGN_FLIP_LEVEL
+    assert "fell back on " + CALIBRATED_OFF.name in outcomes["sign-flip"][1]
+    assert outcomes["one-se"][0] == CALIBRATED_OFF
+    assert FALLBACK_ONLY_ANCHORS == {"balanced-best-fallback": "balanced-best"}
 
 
 def test_fit_follows_the_anchor_and_names_an_unknown_one():

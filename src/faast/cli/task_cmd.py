@@ -102,13 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument(
         "--anchor",
         # faast.lm.task_choice.ANCHORS, written out (importing it loads torch at start-up)
-        choices=("zero-shot", "best", "tested", "balanced", "balanced-best"),
+        choices=("zero-shot", "best", "tested", "balanced", "balanced-best", "balanced-best-fallback"),
         default=None,
         help="labels, with a calibrated zero-shot candidate: what the guard falls back on and tests "
         "against: the zero-shot model as it is, the better of it and its calibrated twin on the "
         "held-out examples, the calibrated twin only when a sign-flip test prefers it, or when its "
         "predicted labels come in shares closer to the right ones (and, balanced-best, it is also "
-        "the better) (default: the library's, faast.lm.task_choice.DEFAULT_ANCHOR)",
+        "the better); balanced-best-fallback falls back as balanced-best but tests against the "
+        "zero-shot model as it is (default: the library's, faast.lm.task_choice.DEFAULT_ANCHOR)",
     )
     le.add_argument(
         "--calibrated",

@@ -193,9 +193,10 @@ class FitReport:
     #: labels only: candidate name -> (held-out examples,) bool, whether its best-scored label was the
     #: right one (the per-example accuracy behind ``scores``); not saved
     validation_correct: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
-    #: the name of the memory-off read-out the guard tested the choice against and would fall back
-    #: on (:func:`faast.lm.task_choice.anchor_candidate`; None without validation or a memory-off
-    #: candidate)
+    #: the name of the memory-off read-out the guard would fall back on and, unless the anchor is
+    #: one of :data:`faast.lm.task_choice.FALLBACK_ONLY_ANCHORS` (tested against the zero-shot model
+    #: as it is), tested the choice against (:func:`faast.lm.task_choice.anchor_candidate`; None
+    #: without validation or a memory-off candidate)
     anchor: str | None = None
     #: labels only: candidate name -> (held-out examples,) int64 index of its best-scored label (as
     #: the label-mix anchors read them, :data:`faast.lm.task_choice.LABEL_MIX_ANCHORS`); not saved
@@ -473,7 +474,9 @@ class TaskModel(TaskScoringMixin):
         better of the two by held-out log-likelihood), "balanced" (the first condition alone),
         "tested" (the calibrated one only when it beats the plain one by the sign-flip test between
         the two; the default that evening), "zero-shot" (the zero-shot model as it is; the default
-        before) or "best" (the better of the two on the held-out examples).
+        before), "best" (the better of the two on the held-out examples) or
+        "balanced-best-fallback" (falls back on the read-out of "balanced-best" but tests the
+        choice against the zero-shot model as it is).
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every

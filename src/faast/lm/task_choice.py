@@ -222,14 +222,20 @@ def off_candidate(candidates: Sequence[ReadCandidate]) -> ReadCandidate | None:
 #: "balanced" the calibrated one when its predicted labels on the held-out examples come in shares
 #: closer to the examples' own labels than the plain one's (:func:`label_mix_distance`: a signal
 #: from how the predictions spread over the labels, not from which examples each gets right);
-#: "balanced-best" only when it is also the better by held-out log-likelihood.
-ANCHORS = ("zero-shot", "best", "tested", "balanced", "balanced-best")
+#: "balanced-best" only when it is also the better by held-out log-likelihood;
+#: "balanced-best-fallback" falls back on the read-out of "balanced-best" but tests the choice
+#: against the zero-shot model as it is (:data:`FALLBACK_ONLY_ANCHORS`): a read-out that clearly
+#: beats the uncalibrated model is kept even where it does not clearly beat the calibrated one.
+ANCHORS = ("zero-shot", "best", "tested", "balanced", "balanced-best", "balanced-best-fallback")
+#: The anchors that only say what the guard falls back on -> the anchor whose read-out that is; the
+#: guard tests the choice against the zero-shot model as it is (:func:`candidate_tested_against`).
+FALLBACK_ONLY_ANCHORS = {"balanced-best-fallback": "balanced-best"}
 #: The anchor of :meth:`faast.lm.task.TaskModel.fit` unless told: "balanced-best" since 2026-12-03
 #: night ("tested" that evening, "zero-shot" before), each chosen on development sentences by a rule
 #: fixed before the run (benchmarks/results/lm_guard_label_mix/, lm_guard_anchor/).
 DEFAULT_ANCHOR = "balanced-best"
 #: The anchors that read the predicted labels (:func:`anchor_candidate`'s ``predicted``).
-LABEL_MIX_ANCHORS = ("balanced", "balanced-best")
+LABEL_MIX_ANCHORS = ("balanced", "balanced-best", "balanced-best-fallback")
 
 
 def checked_anchor(anchor: str) -> str:
@@ -270,28 +276,37 @@ def anchor_candidate(
     per_item: candidate name -> (n,) float64 log-likelihood per example; items: (n,) items per
     example; predicted: candidate name -> (n,) index of its best-scored label per example and
     targets: (n,) index of the right label (both needed by :data:`LABEL_MIX_ANCHORS`)."""
-    checked_anchor(anchor)
+    rule = FALLBACK_ONLY_ANCHORS.get(checked_anchor(anchor), anchor)
     off = off_candidate(candidates)
     calibrated = [c for c in candidates if c.read.weight == 0 and c.calibrate]
-    if off is None or not calibrated or anchor == "zero-shot":
+    if off is None or not calibrated or rule == "zero-shot":
         return off
     count = items.sum()
 
     def mean(c: ReadCandidate) -> float:
         return float(per_item[c.name].sum() / count)
 
-    if anchor in LABEL_MIX_ANCHORS:
+    if rule in LABEL_MIX_ANCHORS:
         if predicted is None or targets is None:
             raise ValueError(f"the {anchor!r} anchor needs the predicted and the right labels")
         gap = {c.name: label_mix_distance(predicted[c.name], targets) for c in [off, *calibrated]}
         closer = [c for c in calibrated if gap[c.name] < gap[off.name]]
-        if anchor == "balanced-best":
+        if rule == "balanced-best":
             closer = [c for c in closer if mean(c) > mean(off)]
         return min(closer, key=lambda c: gap[c.name]) if closer else off  # ties: the earlier
     best = max([off, *calibrated], key=mean)  # ties: the plain one
-    if anchor == "best" or best == off:
+    if rule == "best" or best == off:
         return best
     return best if sign_flip_p_value([off, *calibrated], per_item, off) < SIGN_FLIP_LEVEL else off
+
+
+def candidate_tested_against(
+    candidates: Sequence[ReadCandidate], anchor: str, anchor_read_out: ReadCandidate | None
+) -> ReadCandidate | None:
+    """What the guard tests the choice against: the zero-shot model as it is
+    (:func:`off_candidate`) for :data:`FALLBACK_ONLY_ANCHORS`, else ``anchor_read_out`` (the
+    read-out of :func:`anchor_candidate`, which it also falls back on)."""
+    return off_candidate(candidates) if checked_anchor(anchor) in FALLBACK_ONLY_ANCHORS else anchor_read_out
 
 
 def significant_or_off(
@@ -302,6 +317,7 @@ def significant_or_off(
     guard: str = DEFAULT_GUARD,
     sign_flip_p: float | None = None,
     off: ReadCandidate | None = None,
+    fallback: ReadCandidate | None = None,
 ) -> tuple[ReadCandidate, str]:
     """The guard against choosing on noise: keep ``best`` only if a gain in log-likelihood per item
     over the memory switched off (a candidate with weight 0, when there is one) exceeds one standard
@@ -315,18 +331,22 @@ def significant_or_off(
     per_item: candidate name -> (n,) log-likelihood per example; sizes: (n,) items per example;
     sign_flip_p: :func:`sign_flip_p_value` of these scores when the caller has it already;
     off: the memory-off read-out to test against and fall back on (default :func:`off_candidate`;
-    :func:`anchor_candidate` may give a calibrated one).
+    :func:`anchor_candidate` may give a calibrated one); fallback: what to fall back on instead
+    when it is not ``off`` (:data:`FALLBACK_ONLY_ANCHORS`: ``off`` the zero-shot model as it is,
+    ``fallback`` the read-out of their anchor).
     Returns the choice and a note for the report."""
     checked_guard(guard)
     off = off_candidate(candidates) if off is None else off
     if off is None or best == off or guard == "none":
         return best, ""
     what_off = "the memory off" + (" (calibrated)" if off.calibrate else "")
+    fallback = off if fallback is None else fallback
+    falls = "" if fallback == off else f", fell back on {fallback.name}"
     if guard == "sign-flip":
         p = sign_flip_p_value(candidates, per_item, off) if sign_flip_p is None else sign_flip_p
         if p < SIGN_FLIP_LEVEL:
             return best, f"; {best.name} over {what_off}: sign-flip p = {p:.4f} < {SIGN_FLIP_LEVEL}"
-        return off, f"; best {best.name} over {what_off}: sign-flip p = {p:.4f}: kept off"
+        return fallback, f"; best {best.name} over {what_off}: sign-flip p = {p:.4f}: kept off{falls}"
     if guard == "selection":
         diff, what = selection_gains(candidates, per_item, off), "choosing without each example"
     else:
@@ -336,8 +356,8 @@ def significant_or_off(
     se = float(diff.std(unbiased=True) * n**0.5 / sizes.sum()) if n > 1 else float("inf")
     if gain > se:
         return best, f"; gain of {what} over {what_off} {gain:.4f} ± {se:.4f} (1 s.e.)"
-    return off, (
-        f"; gain of {what} over {what_off} {gain:.4f} < 1 s.e. {se:.4f}: kept off (best {best.name})"
+    return fallback, (
+        f"; gain of {what} over {what_off} {gain:.4f} < 1 s.e. {se:.4f}: kept off (best {best.name}){falls}"
     )
 
 
@@ -359,15 +379,19 @@ def choose_read_out(
     ``candidates``: a choice among some of the candidates scored is the choice a fit with only
     them would make); items: (n,) items per example; predicted, targets: the labels each candidate
     predicts and the right ones, for the anchors that read them (:func:`anchor_candidate`).
-    Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value, the anchor
-    tested against; both None without a memory-off candidate)."""
+    Returns (the choice of ``guard``, guard -> (choice, note), the sign-flip p-value against what
+    the guard tests (:func:`candidate_tested_against`), the anchor's read-out, which it falls back on; both
+    None without a memory-off candidate)."""
     checked_guard(guard)
     count = items.sum()
     mean = {c.name: float(per_item[c.name].sum() / count) for c in candidates}
     best = max(candidates, key=lambda c: mean[c.name])  # max keeps the first of tied maxima
     off = anchor_candidate(candidates, per_item, items, anchor, predicted, targets)
-    p_value = None if off is None else sign_flip_p_value(candidates, per_item, off)
-    outcomes = {g: significant_or_off(best, candidates, per_item, items, g, p_value, off) for g in GUARDS}
+    tested = candidate_tested_against(candidates, anchor, off)
+    p_value = None if tested is None else sign_flip_p_value(candidates, per_item, tested)
+    outcomes = {
+        g: significant_or_off(best, candidates, per_item, items, g, p_value, tested, off) for g in GUARDS
+    }
     return outcomes[guard][0], outcomes, p_value, off
 
 
@@ -404,6 +428,7 @@ __all__ = [
     "DEFAULT_ANCHOR",
     "DEFAULT_CALIBRATED",
     "DEFAULT_GUARD",
+    "FALLBACK_ONLY_ANCHORS",
     "GUARDS",
     "LABEL_MIX_ANCHORS",
     "MEMORY_OFF",
@@ -412,6 +437,7 @@ __all__ = [
     "TASK_DEFAULT_READ",
     "ReadCandidate",
     "anchor_candidate",
+    "candidate_tested_against",
     "checked_anchor",
     "checked_guard",
     "choose_read_out",
