@@ -23,15 +23,15 @@ import torch
 
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.task import FitReport, TaskModel, TaskSpec
-from faast.lm.task_choice import label_mix_distance
+from faast.lm.task_choice import MEMORY_OFF, label_mix_distance
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_text
 from lm_authors import LABELS, TEMPLATE, draw_support, load_data
 from task_bench import MODEL_NAMES, machine
 
 #: The two zero-shot read-outs the anchor weighs, by their candidate names.
-PLAIN = "prob(λ=0,T=1;default)"
-CALIBRATED = PLAIN + "+calibrated"
+PLAIN = MEMORY_OFF.name
+CALIBRATED = MEMORY_OFF.calibrated().name
 
 
 def zero_shot_lines(report: FitReport, draw: int) -> list[dict]:

@@ -49,7 +49,7 @@ from faast.lm import fastweights as fw
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import decoding_kwargs
-from faast.lm.examples import Example, distinct_outputs
+from faast.lm.examples import Example
 from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prefix_cache import PrefixCache
@@ -94,7 +94,7 @@ def calibrated_label_scores(scores: torch.Tensor, content_free: torch.Tensor) ->
 def auto_labels(examples: Sequence[Example]) -> list[str] | None:
     """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
     :data:`MAX_LABELS` of them, else None (free-form outputs)."""
-    return labels_of_outputs(distinct_outputs(examples))
+    return labels_of_outputs(e.output for e in examples if e.output is not None)
 
 
 def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
