@@ -46,11 +46,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "Solver (`GramStats`, `Cut`)",
         ("GramStats", "GramStats()", "Cut"),
-        "NaN/±Inf, entries so large the float64 sums would overflow, wrong rank, mismatched "
+        "NaN/±Inf, entries so large the float64 sums would overflow or keys so small their "
+        "products underflow, wrong rank, mismatched "
         "rows/dimensions, integer and mixed dtypes, strings, ragged lists, objects, sparse, another "
         "device, a device that is not one or that this machine lacks, bad weights, empty "
         "statistics, all-zero keys, one example, bad cuts, "
-        "over-subtraction, merging other dimensions, malformed state",
+        "over-subtraction, subtracting a pair never added, merging other dimensions, malformed state",
     ),
     (
         "Memories (`InverseMemory`, `KNNMemory`, `SoftmaxMemory`)",
@@ -61,11 +62,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "`FaastClassifier`",
         ("FaastClassifier",),
-        "NaN/Inf, features that would overflow, empty support set, one example and a single class "
+        "NaN/Inf, features that would overflow or (without intercept) underflow, empty support "
+        "set, one example and a single class "
         "(documented behaviour: fits and predicts that class), X/y length, strings, 1-D/3-D X, y "
         "None or continuous, negative weights, bad class weights, bad logistic C or tol, wrong class "
         "embeddings, predict before fit or with other features, partial_fit without classes or with "
-        "unknown labels, a CUDA device this machine lacks",
+        "unknown labels, forgetting examples never learned, a CUDA device this machine lacks",
     ),
     (
         "`FaastModel` (learn, generate, save/load fast weights, readouts)",

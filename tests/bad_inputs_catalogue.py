@@ -2079,6 +2079,48 @@ SOLVER += [
         r"keys: entries up to 1e\+200 would overflow the float64 statistics",
     ),
 ]
+
+
+def _on_kept_rows(fn: Callable[[Any], Any]):
+    """Statistics that keep their rows (so a pair never added can be told)."""
+
+    def build(ctx: Ctx):
+        from faast.solver import GramStats
+
+        s = GramStats(4, 2, dual_max_pairs=8).add(_k(6, 4), _k(6, 2))
+        return (lambda: fn(s)), (lambda: stats_state(s))
+
+    return build
+
+
+def _on_small_clf(fn: Callable[[Any], Any]):
+    """A classifier fitted on 6 examples of 4 features: at most 2·D, so its rows are kept."""
+
+    def build(ctx: Ctx):
+        clf = _clf().fit(_rows(6, 4), np.arange(6) % 3)
+        return (lambda: fn(clf)), (lambda: clf_state(clf))
+
+    return build
+
+
+SOLVER += [
+    Case(
+        "GramStats.add",
+        "keys so small their products underflow float64",
+        on_stats(
+            lambda s: s.add(torch.full((3, 4), 1e-200, dtype=torch.float64), _k(3, 2).double()), float64=True
+        ),
+        ValueError,
+        r"keys: the largest entry is 1e-200, so their products underflow",
+    ),
+    Case(
+        "GramStats.check_subtract",
+        "a pair that was never added",
+        _on_kept_rows(lambda s: s.check_subtract(_k(2, 4), _k(2, 2))),
+        ValueError,
+        r"2 of the 2 pairs to remove were never added",
+    ),
+]
 CLASSIFIER += [
     Case(
         "FaastClassifier.fit",
@@ -2086,6 +2128,20 @@ CLASSIFIER += [
         call(lambda c: _clf().fit(_rows() * 1e200, np.arange(12) % 3)),
         ValueError,
         r"would overflow",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        "features so small their products underflow (no intercept)",
+        call(lambda c: _clf(fit_intercept=False).fit(_rows() * 1e-200, np.arange(12) % 3)),
+        ValueError,
+        r"products underflow the float64 statistics",
+    ),
+    Case(
+        "FaastClassifier.forget",
+        "as many examples as were learned, none of them learned",
+        _on_small_clf(lambda clf: clf.forget(_rows(6, 4, seed=5), np.arange(6) % 3)),
+        ValueError,
+        r"6 of the 6 pairs to remove were never added",
     ),
 ]
 

@@ -260,7 +260,7 @@ def test_logistic_auto_C_on_its_ordered_design_equals_the_path_on_the_rows_in_or
     np.testing.assert_allclose(ours.intercept_, weight[:, -1].numpy(), rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize(("scale", "lost"), [(1e-8, "features"), (1e8, "intercept")])
+@pytest.mark.parametrize(("scale", "lost"), [(1e-8, "features"), (1e8, "intercept"), (1e-300, "features")])
 def test_fit_warns_when_features_and_intercept_scaling_are_too_far_apart_for_float64(scale, lost):
     """Entries 10⁸ times smaller (or larger) than the constant column put 10⁻¹⁶ between their
     Gram entries: the smaller side is rounding noise to the eigendecomposition. The fit says so,
@@ -270,8 +270,13 @@ def test_fit_warns_when_features_and_intercept_scaling_are_too_far_apart_for_flo
     y = (X[:, 0] > 0).astype(int)
     with pytest.warns(UserWarning, match=rf"so the {lost} may be lost.*intercept_scaling near"):
         FaastClassifier().fit(X, y)
+    if scale < 1e-150:  # squares below float64's range: said, not read as all-zero features
+        with pytest.warns(UserWarning, match=r"root-mean-square entry \([1-9][.0-9]*e-30[01]\)"):
+            FaastClassifier().fit(X, y)
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*intercept_scaling")  # none where they fit: no intercept,
         FaastClassifier(fit_intercept=False).fit(X, y)
         FaastClassifier(intercept_scaling=scale * np.sqrt(5)).fit(X, y)  # or with it scaled
         FaastClassifier().fit(X / scale * 1e-6, y)  # or 10⁻⁶ apart (the fit keeps them)
+        FaastClassifier().fit(np.zeros_like(X), y)  # or all-zero features (nothing to lose)

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast._checks import finite_number
 from faast.solver import GramStats
@@ -148,3 +150,38 @@ def test_finite_number_names_what_is_wrong(value, error, message):
     with pytest.raises(error, match=message):
         finite_number(value, "weight")
     assert finite_number("1e-2", "weight") == 0.01 and finite_number(np.float32(2.5), "weight") == 2.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 8),
+    forget=st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=1, max_size=8),
+    kept=st.booleans(),
+)
+def test_check_subtract_refuses_exactly_what_subtract_refuses_and_changes_nothing(n, forget, kept):
+    """``check_subtract`` raises where ``subtract`` raises (a pair never added, while the rows
+    are kept; more pairs than held) with the same message, and leaves the statistics as they were."""
+    gen = torch.Generator().manual_seed(n)
+    keys, values = (
+        torch.randn(n, 4, generator=gen, dtype=torch.float64),
+        torch.randn(n, 2, generator=gen, dtype=torch.float64),
+    )
+    stats = GramStats(4, 2, dual_max_pairs=8 if kept else 0).add(keys, values)
+    rows = [min(i, n - 1) for i, _ in forget]
+    k, v = keys[rows].clone(), values[rows].clone()
+    for j, (_, altered) in enumerate(forget):
+        if altered:
+            k[j, 0] += 1.0
+    before = {name: t.clone() for name, t in stats.state_dict().items()}
+    try:
+        stats.check_subtract(k, v)
+        checked = None
+    except ValueError as exc:
+        checked = str(exc)
+    assert all(torch.equal(before[name], t) for name, t in stats.state_dict().items())
+    try:
+        stats.subtract(k, v)
+        done = None
+    except ValueError as exc:
+        done = str(exc)
+    assert checked == done

@@ -493,6 +493,8 @@ class FaastClassifier(
                 f"{self.class_count_[c]} were learned"
             )
         if removed.sum() == self.class_count_.sum():
+            # a pair never learned is the error to name first (checked while the rows are kept)
+            self.memory_.check_forget(self._design(keys), onehot, weights)
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
         self.memory_.forget(self._design(keys), onehot, weights)  # one call: refused whole
         self.class_count_ = self.class_count_ - removed

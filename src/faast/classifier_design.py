@@ -55,16 +55,25 @@ class DesignMixin:
         sample = keys.detach()
         if sample.shape[0] > SCALE_SAMPLE_ROWS:
             sample = sample[evenly_spaced_rows(sample.shape[0], SCALE_SAMPLE_ROWS, keys.device)]
-        mean_square = float(torch.linalg.vector_norm(sample, dtype=torch.float64)) ** 2 / sample.numel()
-        if not math.isfinite(mean_square):  # overflowing features: the statistics refuse them
+        top = float(sample.abs().max())
+        if not math.isfinite(top * top):  # overflowing features: the statistics refuse them
             return
-        ratio = mean_square / float(self.intercept_scaling) ** 2
-        if 0 < ratio < INTERCEPT_SCALE_GAP or ratio > 1 / INTERCEPT_SCALE_GAP:
-            row_norm = math.sqrt(mean_square * keys.shape[1])
+        if top == 0:  # all-zero features: nothing to lose
+            return
+        # scaled by the largest entry first, so that squares of tiny or huge features neither
+        # underflow to 0 nor overflow
+        rms = (
+            top
+            * float(torch.linalg.vector_norm(sample / top, dtype=torch.float64))
+            / math.sqrt(sample.numel())
+        )
+        gap = rms / float(self.intercept_scaling)  # the square root of the squares' ratio
+        if gap < math.sqrt(INTERCEPT_SCALE_GAP) or gap > 1 / math.sqrt(INTERCEPT_SCALE_GAP):
+            row_norm = rms * math.sqrt(keys.shape[1])
             warnings.warn(
-                f"the features' root-mean-square entry ({math.sqrt(mean_square):.3g}) is "
-                f"{math.sqrt(ratio):.1g} times intercept_scaling={self.intercept_scaling:g}: too far "
-                f"apart for one float64 Gram, so the {'features' if ratio < 1 else 'intercept'} may "
+                f"the features' root-mean-square entry ({rms:.3g}) is "
+                f"{gap:.1g} times intercept_scaling={self.intercept_scaling:g}: too far "
+                f"apart for one float64 Gram, so the {'features' if gap < 1 else 'intercept'} may "
                 f"be lost to rounding; rescale the features or set intercept_scaling near their row "
                 f"norm ({row_norm:.3g})",
                 UserWarning,

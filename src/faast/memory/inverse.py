@@ -86,6 +86,14 @@ class InverseMemory(Memory):
 
     remove = forget
 
+    def check_forget(self, keys: Any, values: Any, weights: Any = None) -> None:
+        """Raise the error :meth:`forget` would raise for these pairs (one never added, while the
+        rows are kept, among them), without forgetting anything."""
+        if self.stats is None or self.stats.count == 0:
+            raise ValueError("InverseMemory is empty: there is nothing to forget")
+        k, v = self._check_add(keys, values)
+        self.stats.check_subtract(k, v, weights)
+
     def reset(self) -> InverseMemory:
         """Forget every pair (dimensions given at construction are kept, others are learned anew)."""
         if self._fixed_dims and self.stats is not None:

@@ -203,7 +203,17 @@ class GramStats:
         self._update(keys, values, weights, sign=-1.0)
         return self
 
-    def _update(self, keys: Any, values: Any, weights: Any, sign: float) -> None:
+    def check_subtract(self, keys: Any, values: Any, weights: Any = None) -> None:
+        """Raise the ``ValueError`` (or ``TypeError``) that :meth:`subtract` would raise for these
+        pairs — shapes, dtype, more pairs than are held, a pair that was never added while the
+        rows are kept — without changing anything."""
+        self._checked_batch(keys, values, weights, sign=-1.0)
+
+    def _checked_batch(
+        self, keys: Any, values: Any, weights: Any, sign: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Validated keys (n, d), values (n, m), weights (n,) or None and, when subtracting while
+        every row is kept, the indices of the kept rows they match (None otherwise)."""
         k, v = check_pairs(keys, values, finite=False)
         if k.shape[1] != self.key_dim:
             raise ValueError(f"keys: expected dimension {self.key_dim}, got shape {tuple(k.shape)}")
@@ -222,9 +232,16 @@ class GramStats:
         if sign < 0 and n > self.count:
             raise ValueError(f"cannot subtract {n} examples from statistics that hold {self.count}")
         if n == 0:
-            return
+            return k, v, w, None
         _check_magnitude(k, v, w, self.count + n)
         held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
+        return k, v, w, held
+
+    def _update(self, keys: Any, values: Any, weights: Any, sign: float) -> None:
+        k, v, w, held = self._checked_batch(keys, values, weights, sign)
+        n = k.shape[0]
+        if n == 0:
+            return
         if self._pairs is not None and (held is not None or self.count + n <= self.dual_max_pairs):
             rows_k, rows_v = self._scaled_rows(k, v, w)  # every row kept: defer G and B
             if held is not None:
@@ -587,9 +604,17 @@ def _largest(t: torch.Tensor) -> float:
     return max(abs(float(lo)), abs(float(hi)))
 
 
+#: Keys whose largest entry is non-zero but below this are refused: their products, the Gram's
+#: terms, fall within a factor 1/ε of float64's smallest normal number (√(2.2e-308 / 2.2e-16)),
+#: where they lose precision and then vanish — a silent all-zero Gram otherwise.
+UNDERFLOW_KEY_LIMIT = math.sqrt(torch.finfo(torch.float64).tiny / torch.finfo(torch.float64).eps)
+
+
 def _check_magnitude(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, total: int) -> None:
     """Refuse a batch whose products would overflow the float64 sums (|k|²·w·n past ~1.8e308),
-    before anything is accumulated: the statistics would hold Inf and every solve would fail."""
+    before anything is accumulated: the statistics would hold Inf and every solve would fail;
+    and keys (n, d) so small (largest entry non-zero, below ``UNDERFLOW_KEY_LIMIT``) that their
+    products underflow. All-zero keys stay allowed (they add nothing)."""
     limit = math.sqrt(torch.finfo(torch.float64).max / max(total, 1)) / 4
     scale = math.sqrt(max(_largest(w), 1.0)) if w is not None else 1.0
     for name, t in (("keys", k), ("values", v)):
@@ -598,4 +623,10 @@ def _check_magnitude(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, t
             raise ValueError(
                 f"{name}: entries up to {big:.3g} would overflow the float64 statistics of {total} "
                 f"pairs (the limit is about {limit / scale:.1e}); rescale the inputs"
+            )
+        if name == "keys" and 0 < big < UNDERFLOW_KEY_LIMIT:
+            raise ValueError(
+                f"keys: the largest entry is {big:.3g}, so their products underflow the float64 "
+                f"statistics (keys need an entry above about {UNDERFLOW_KEY_LIMIT:.0e}); rescale "
+                "the inputs"
             )
