@@ -295,3 +295,37 @@ def test_plain_text_drops_roles_and_literals():
     assert (
         plain_text("see :mod:`faast.x` and :class:`~faast.Y`, ``z = 1``") == "see faast.x and faast.Y, z = 1"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("comma", "id,f0,f1,label\r\na,1.5,0,x\r\nb,0,2,y\r\n"),
+        ("byte-order mark", "\ufeffid,f0,f1,label\na,1.5,0,x\nb,0,2,y\n"),
+        ("semicolons", "id;f0;f1;label\na;1.5;0;x\nb;0;2;y\n"),
+        ("tabs", "id\tf0\tf1\tlabel\na\t1.5\t0\tx\nb\t0\t2\ty\n"),
+    ],
+)
+def test_csv_as_spreadsheets_write_it_reads_the_same_table(tmp_path, name, text):
+    """A byte-order mark, semicolons or tabs (as spreadsheet programs save) give the same table
+    as the plain comma file: the same ids, features and labels."""
+    from faast.data.features_file import read_features
+
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode("utf-8"))
+    table = read_features(path, id_column="id")
+    assert table.ids == ["a", "b"]
+    assert table.features.tolist() == [[1.5, 0.0], [0.0, 2.0]]
+    assert table.labels.tolist() == ["x", "y"]
+
+
+def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
+    """An empty cell is named as a missing value; a column of names in the first data row hints
+    at --id-column."""
+    (tmp_path / "gap.csv").write_text("f0,f1,label\n1,,x\n2,3,y\n")
+    assert _run("fit", tmp_path / "gap.csv", "--model", tmp_path / "m") == 1
+    assert "row 2, column 'f1' is empty (missing values are not supported" in capsys.readouterr().err
+    (tmp_path / "named.csv").write_text("name,f0,label\nalice,1,x\nbob,2,y\n")
+    assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m") == 1
+    assert "column 'name': 'alice' is not a number (if the column names the rows" in capsys.readouterr().err
+    assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0

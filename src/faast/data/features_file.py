@@ -5,7 +5,9 @@
 * ``.npy``: the (n, d) feature array (labels from a separate file); ``.npz``: arrays
   ``features`` and optionally ``labels``; both read without pickle;
 * ``.csv``: a header row, one row per example; the label column (default ``label``) and an
-  optional id column are taken out, every other column is a numeric feature.
+  optional id column are taken out, every other column is a numeric feature. Fields are
+  separated by commas, or by semicolons or tabs where the header holds more of those; a
+  byte-order mark is ignored.
 
 A separate labels file (``.npy``, or text with one label per line) may give or replace labels.
 """
@@ -13,6 +15,7 @@ A separate labels file (``.npy``, or text with one label per line) may give or r
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +92,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
         if labels.ndim != 1:
             raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
         return labels
-    lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
     return _parse_labels(lines)
 
 
@@ -104,8 +107,10 @@ def _parse_labels(texts: list[str]) -> np.ndarray:
 def _read_csv(
     path: Path, label_column: str, id_column: str | None
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        text = fh.read()
+    rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(text.partition("\n")[0])))
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
@@ -123,14 +128,29 @@ def _read_csv(
             feats[r] = [float(row[i]) for i in columns]
         except ValueError:
             bad = next(i for i in columns if not _is_number(row[i]))
-            raise ValueError(
-                f"{path}: row {r + 2}, column {header[bad]!r}: {row[bad]!r} is not a number"
-            ) from None
+            if not row[bad].strip():
+                why = " is empty (missing values are not supported: fill or drop them)"
+            elif id_column is None and r == 0:
+                why = (
+                    f": {row[bad]!r} is not a number "
+                    "(if the column names the rows, make it the id column: --id-column)"
+                )
+            else:
+                why = f": {row[bad]!r} is not a number"
+            raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
     labels = None
     if label_column in header:
         labels = _parse_labels([row[header.index(label_column)] for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids
+
+
+def _delimiter(header_line: str) -> str:
+    """The field separator of a CSV from its header line: the most frequent of comma, semicolon
+    (spreadsheets where the comma is the decimal mark) and tab; a comma on a tie or none."""
+    counts = {sep: header_line.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","
 
 
 def _is_number(text: str) -> bool:
