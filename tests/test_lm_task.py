@@ -44,6 +44,20 @@ def test_examples_round_trip_in_both_formats(tmp_path):
     assert read_examples(tmp_path / "extra.jsonl")[0].extra == {"id": 7}
 
 
+@pytest.mark.parametrize("name", ["ex.tsv", "ex.jsonl"])
+def test_a_byte_order_mark_is_not_read_as_text(tmp_path, name):
+    """Files saved with a UTF-8 byte-order mark (as Windows editors do) read as without it: the
+    TSV header is still a header (not an example "input → output"), the first JSON line parses,
+    a learned text does not start with U+FEFF."""
+    from faast.lm.text import read_text
+
+    plain = "input\toutput\nq\ta\n" if name.endswith(".tsv") else '{"input": "q", "output": "a"}\n'
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + plain.encode("utf-8"))
+    assert [(e.input, e.output) for e in read_examples(tmp_path / name)] == [("q", "a")]
+    (tmp_path / "t.txt").write_bytes(b"\xef\xbb\xbfOnce upon a time")
+    assert read_text(tmp_path / "t.txt") == "Once upon a time"
+
+
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [

@@ -55,7 +55,7 @@ def read_examples(path: str | os.PathLike[str], *, outputs: bool = True) -> list
     if not p.is_file():
         raise FileNotFoundError(f"no such examples file: {p}")
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of line 1
     except UnicodeDecodeError as exc:
         line = p.read_bytes()[: exc.start].count(b"\n") + 1
         raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

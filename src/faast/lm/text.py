@@ -86,7 +86,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
         raise FileNotFoundError(f"no such text file: {p}")
     data = p.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is not text
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
