@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from faast.cli import main
+from faast.eval.stats import wilson_ci95
 from faast.eval.text_metrics import label_accuracy, translation_scores
 from faast.lm.examples import read_examples
 from faast.lm.fastweights import read_file, read_task
@@ -143,6 +144,7 @@ def test_metrics_on_fixed_inputs():
     got = label_accuracy(["a", "b", "a", "a"], ["a", "b", "b", "a"])
     assert got["accuracy"] == 0.75 and got["n"] == 4
     assert got["ci95"] == pytest.approx(1.959964 * (0.75 * 0.25 / 4) ** 0.5)
+    assert got["ci95_wilson"] == pytest.approx(list(wilson_ci95(3, 4)))
     perfect = translation_scores(["el perro come pan en la casa"], ["el perro come pan en la casa"])
     assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
     partial = translation_scores(["el gato come pan en la casa"], ["el perro come pan en la casa"])

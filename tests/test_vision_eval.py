@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.eval.episodes import sample_episodes
 from faast.eval.methods import LOGISTIC_CS, METHODS, Faast, LogReg, _solve_args, build_methods
@@ -17,7 +19,7 @@ from faast.eval.probe import ProbeRecipe, _holdout, train_linear_probe
 from faast.eval.protocols import Features, MethodResult, run_fewshot, run_full
 from faast.eval.report import comparison, update_doc_block, write_report
 from faast.eval.splits import validation_split
-from faast.eval.stats import binomial_ci95, mean_ci95
+from faast.eval.stats import binomial_ci95, mean_ci95, wilson_ci95
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +87,28 @@ def test_confidence_intervals():
     assert binomial_ci95(0.9, 10_000) == pytest.approx(1.959964 * math.sqrt(0.09 / 10_000), rel=1e-6)
     with pytest.raises(ValueError):
         mean_ci95([])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5000), share=st.floats(0, 1))
+def test_wilson_interval_matches_its_formula(n, share):
+    """The Wilson score interval (p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n), from its
+    textbook formula: it holds p̂, stays in [0, 1], and at 6 of 6 right starts near 61 %."""
+    right = round(share * n)
+    p, z = right / n, 1.959963984540054
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = wilson_ci95(right, n)
+    assert low == pytest.approx(max((centre - half) / (1 + z * z / n), 0.0), abs=1e-12)
+    assert high == pytest.approx(min((centre + half) / (1 + z * z / n), 1.0), abs=1e-12)
+    assert 0.0 <= low <= p <= high <= 1.0
+
+
+def test_wilson_interval_on_few_items_and_bad_counts():
+    assert wilson_ci95(6, 6)[0] == pytest.approx(6 / (6 + 1.959963984540054**2))
+    with pytest.raises(ValueError, match="n must be positive"):
+        wilson_ci95(0, 0)
+    with pytest.raises(ValueError, match=r"right must lie in \[0, n\], got 7 of 6"):
+        wilson_ci95(7, 6)
 
 
 def test_validation_split_is_stratified_and_disjoint():

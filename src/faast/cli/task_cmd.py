@@ -603,7 +603,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.examples}: reference outputs that are not labels: {unknown[:5]}")
         preds, _ = _classify(task, inputs, args.batch_size, args.calibrate)
         result.update(label_accuracy(preds, refs))
-        summary = f"accuracy {100 * result['accuracy']:.2f} % ± {100 * result['ci95']:.2f} (95 % CI)"
+        low, high = result["ci95_wilson"]
+        summary = (
+            f"accuracy {100 * result['accuracy']:.2f} % (95 % CI {100 * low:.2f}–{100 * high:.2f} %, "
+            "Wilson score)"
+        )
     else:
         preds = _generate(task, inputs, args)
         result.update(translation_scores(preds, refs))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from faast.eval.stats import binomial_ci95
+from faast.eval.stats import binomial_ci95, wilson_ci95
 
 
 def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
@@ -17,12 +17,19 @@ def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
 
 
 def label_accuracy(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """``{"accuracy", "ci95", "n"}``: the share of exact matches and the half-width of its normal
-    95 % interval (normal approximation: 1.96·√(p(1−p)/n))."""
+    """``{"accuracy", "ci95", "ci95_wilson", "n"}``: the share of exact matches, the half-width of
+    its normal 95 % interval (1.96·√(p(1−p)/n)) and the Wilson score interval [low, high] (the
+    one to read on few examples or near 0 / 100 %, where the normal one collapses)."""
     _check_pairs(predictions, references)
     right = sum(p == r for p, r in zip(predictions, references, strict=True))
-    acc = right / len(references)
-    return {"accuracy": acc, "ci95": binomial_ci95(acc, len(references)), "n": len(references)}
+    n = len(references)
+    acc = right / n
+    return {
+        "accuracy": acc,
+        "ci95": binomial_ci95(acc, n),
+        "ci95_wilson": list(wilson_ci95(right, n)),
+        "n": n,
+    }
 
 
 def translation_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
