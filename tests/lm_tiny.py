@@ -46,6 +46,24 @@ MORE_FAMILIES = {
         dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64),
     ),
     "bloom": ("BloomConfig", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {**_DECODER, "num_key_value_heads": 2, "head_dim": 8}),
+    "phi": ("PhiConfig", "PhiForCausalLM", dict(_DECODER)),
+    "mixtral": (
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        {**_DECODER, "num_key_value_heads": 2, "num_local_experts": 2, "num_experts_per_tok": 1},
+    ),
+    "gpt_bigcode": (
+        "GPTBigCodeConfig",
+        "GPTBigCodeForCausalLM",
+        dict(n_embd=32, n_layer=2, n_head=4, n_positions=64),
+    ),
+    "codegen": (
+        "CodeGenConfig",
+        "CodeGenForCausalLM",
+        dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64, n_ctx=64),
+    ),
+    "mamba": ("MambaConfig", "MambaForCausalLM", dict(hidden_size=32, num_hidden_layers=2, state_size=4)),
 }
 
 

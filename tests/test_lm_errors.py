@@ -117,3 +117,30 @@ def test_nan_hidden_states_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         fm.learn(input_ids=ids)
     assert fm.num_pairs == 0
+
+
+def test_hidden_states_the_base_model_made_non_finite_are_named_as_its_own(fm):
+    """A base model whose forward yields NaN at real tokens (float16 overflow, a left-padding bug
+    in an eager attention) is refused with that cause, before anything is learned; NaN at
+    padding only, which no pair keys on, is not an error."""
+    ids, mask = random_batch([6, 4], side="right")
+    norm = fm._layout.final_norm
+    poison = {"where": (0, 2)}
+
+    def to_nan(module, args, out):
+        out = out.clone()
+        out[poison["where"]] = float("nan")
+        return out
+
+    handle = norm.register_forward_hook(to_nan)
+    try:
+        with pytest.raises(
+            ValueError, match=r"hidden states \(head_input\) hold NaN or Inf at 1 of the 8 positions"
+        ):
+            fm.learn(input_ids=ids, attention_mask=mask)
+        assert fm.num_pairs == 0
+        poison["where"] = (1, 5)  # a padding position of the 4-token row
+        assert fm.learn(input_ids=ids, attention_mask=mask) == 8
+        assert all(bool(torch.isfinite(m.stats.gram).all()) for m in fm.memories.values())
+    finally:
+        handle.remove()

@@ -375,6 +375,20 @@ class FaastModel(nn.Module):
             raise ValueError(
                 f"the captured batch lacks the states {missing} that this model's memories key on"
             )
+        for point in sorted({r.key_point for r in self.readouts}):
+            state = batch.states[point]  # (B, T, d); pair t → t+1 keys on position t
+            if state.ndim != 3 or state.shape[1] != batch.valid.shape[1] + 1:
+                continue  # a state not laid out per position: its read-out validates it
+            finite = torch.isfinite(state[:, :-1]).all(dim=-1)  # (B, T−1)
+            bad = int((batch.valid & ~finite).sum())
+            if bad:
+                raise ValueError(
+                    f"the base model's hidden states ({point}) hold NaN or Inf at {bad} of the "
+                    f"{batch.num_pairs} positions to learn: its own forward pass produced them, "
+                    f"before any fast weight (dtype {state.dtype}: e.g. float16 overflow, or "
+                    "left padding in an attention that fails on fully masked rows); try float32 "
+                    "or bfloat16, batches padded on the right, or one sequence per batch"
+                )
 
     @torch.no_grad()
     def capture(
