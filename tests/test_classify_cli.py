@@ -329,3 +329,34 @@ def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m") == 1
     assert "column 'name': 'alice' is not a number (if the column names the rows" in capsys.readouterr().err
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0
+
+
+def test_sixteen_bit_images_keep_their_picture_and_other_files_are_reported(tmp_path):
+    """A 16-bit greyscale PNG reads as its 8-bit twin (Pillow's own conversion clips it at 255:
+    nearly all white); float pixels, whose range is unknown, are refused by name; a file of
+    another extension in a class folder is left out with a warning that names it."""
+    from faast.data.image_folder import load_image_folder
+
+    grey = np.random.default_rng(0).integers(0, 256, (10, 12), dtype=np.uint8)
+    for name, image in (
+        ("eight", Image.fromarray(grey)),
+        ("sixteen", Image.fromarray(grey.astype(np.uint16) * 257)),
+    ):
+        (tmp_path / name / "a").mkdir(parents=True)
+        image.save(tmp_path / name / "a" / "x.png")
+    eight, _, _ = load_image_folder(tmp_path / "eight", 12)
+    sixteen, _, _ = load_image_folder(tmp_path / "sixteen", 12)
+    assert sixteen.images.mean() > 0 and np.array_equal(sixteen.images, eight.images)
+
+    (tmp_path / "float" / "a").mkdir(parents=True)
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "float" / "a" / "x.tiff")
+    with pytest.raises(ValueError, match=r"x.tiff: floating-point pixels have no known range"):
+        load_image_folder(tmp_path / "float", 12)
+
+    Image.fromarray(grey).save(tmp_path / "eight" / "a" / "y.gif")
+    (tmp_path / "eight" / "a" / ".DS_Store").write_bytes(b"\0")
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 file\(s\) that are not read as images \(extensions \.gif;"
+    ):
+        again, _, _ = load_image_folder(tmp_path / "eight", 12)
+    assert np.array_equal(again.images, eight.images)

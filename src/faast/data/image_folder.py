@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,56 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
         empty = [s.name for s in subdirs if not any(_is_image(p) for p in s.rglob("*"))]
         if empty:
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
+        _warn_skipped(base, [p for sub in subdirs for p in sub.rglob("*")])
         return paths, [s.name for s in subdirs], labels
     files = sorted(p for p in base.iterdir() if _is_image(p))
     if not files:
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
+    _warn_skipped(base, list(base.iterdir()))
     return files, None, [0] * len(files)
+
+
+def _warn_skipped(base: Path, entries: list[Path]) -> None:
+    """Warn about the files among ``entries`` that are not read (another extension; hidden files
+    such as .DS_Store aside), so that a class's GIFs or RAW photos are not left out unnoticed."""
+    skipped = [
+        p
+        for p in entries
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS
+    ]
+    if skipped:
+        kinds = sorted({p.suffix.lower() or "(none)" for p in skipped})
+        warnings.warn(
+            f"{base}: skipped {len(skipped)} file(s) that are not read as images (extensions "
+            f"{', '.join(kinds[:6])}; read: {', '.join(IMAGE_EXTENSIONS)}), "
+            f"e.g. {skipped[0].relative_to(base)}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _to_rgb(im, path: Path):
+    """An 8-bit RGB copy of a Pillow image. 16-bit greyscale (modes ``I;16*``, and ``I`` holding
+    values in [0, 65535]) is scaled by 255/65535 first: Pillow's own conversion clips it at 255,
+    which turns such an image nearly all white. Float images and 32-bit integers beyond 16 bits
+    have no known range and are refused."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        values = np.asarray(im, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"cannot read image {path}: 32-bit integer pixels beyond [0, 65535] have no known "
+                "range to map to 8-bit colour; convert the image to 8 or 16 bits first"
+            )
+        grey = np.round(values * (255 / 65535)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")  # uint8 (h, w): mode L
+    if im.mode == "F":
+        raise ValueError(
+            f"cannot read image {path}: floating-point pixels have no known range to map to 8-bit "
+            "colour; convert the image to 8 or 16 bits first"
+        )
+    return im.convert("RGB")
 
 
 def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDataset, list[str], bool]:
@@ -62,7 +108,7 @@ def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDat
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as im:
-                images[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+                images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
         except OSError as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from None
     base = Path(root).resolve()
