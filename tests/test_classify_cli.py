@@ -360,3 +360,23 @@ def test_sixteen_bit_images_keep_their_picture_and_other_files_are_reported(tmp_
     ):
         again, _, _ = load_image_folder(tmp_path / "eight", 12)
     assert np.array_equal(again.images, eight.images)
+
+
+def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 (as phones save them) reads as the upright
+    picture viewers show, not as stored."""
+    from faast.data.image_folder import load_image_folder
+
+    upright = np.zeros((8, 4, 3), dtype=np.uint8)
+    upright[:2] = 255  # a bright top edge
+    for name, image, exif in (
+        ("plain", Image.fromarray(upright), None),
+        ("tagged", Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90), {0x0112: 6}),
+    ):
+        (tmp_path / name / "a").mkdir(parents=True)
+        info = Image.Exif()
+        info.update(exif or {})
+        image.save(tmp_path / name / "a" / "x.png", exif=info)
+    plain, _, _ = load_image_folder(tmp_path / "plain", 8)
+    tagged, _, _ = load_image_folder(tmp_path / "tagged", 8)
+    assert plain.images[0, 0].mean() > 200 and np.array_equal(tagged.images, plain.images)

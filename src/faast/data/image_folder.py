@@ -69,12 +69,13 @@ def _warn_skipped(base: Path, entries: list[Path]) -> None:
 
 
 def _to_rgb(im, path: Path):
-    """An 8-bit RGB copy of a Pillow image. 16-bit greyscale (modes ``I;16*``, and ``I`` holding
-    values in [0, 65535]) is scaled by 255/65535 first: Pillow's own conversion clips it at 255,
-    which turns such an image nearly all white. Float images and 32-bit integers beyond 16 bits
-    have no known range and are refused."""
-    from PIL import Image
+    """An 8-bit RGB copy of a Pillow image, turned upright by its EXIF orientation. 16-bit
+    greyscale (modes ``I;16*``, and ``I`` holding values in [0, 65535]) is scaled by 255/65535
+    first: Pillow's own conversion clips it at 255, which turns such an image nearly all white.
+    Float images and 32-bit integers beyond 16 bits have no known range and are refused."""
+    from PIL import Image, ImageOps
 
+    im = ImageOps.exif_transpose(im)  # a phone photo's orientation tag: upright, as viewers show it
     if im.mode.startswith("I;16") or im.mode == "I":
         values = np.asarray(im, dtype=np.int64)
         if values.min() < 0 or values.max() > 65535:
