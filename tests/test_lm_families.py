@@ -13,7 +13,7 @@ import torch
 
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from tests.lm_tiny import MORE_FAMILIES, more_tiny_model, random_batch
-from tests.test_lm_model import assert_stats_close, stats_of
+from tests.test_lm_model import assert_padding_learns_each_sequence
 
 
 @pytest.mark.parametrize("family", sorted(MORE_FAMILIES))
@@ -48,13 +48,4 @@ def test_padding_on_either_side_learns_what_each_sequence_learns_alone(family):
     """float32 (two families' eager attention gives NaN on left-padded float64 batches in
     transformers itself, and the mixture of experts needs float32): equal up to its rounding."""
     fm = get_faast_model(more_tiny_model(family), FaastConfig(num_memories=1))
-    lengths = [9, 5, 12, 2]
-    right, left = random_batch(lengths, side="right"), random_batch(lengths, side="left")
-    fm.learn(input_ids=right[0], attention_mask=right[1])
-    padded_right = stats_of(fm)
-    fm.reset_projection().learn(input_ids=left[0], attention_mask=left[1])
-    assert_stats_close(stats_of(fm), padded_right, rtol=1e-5)
-    fm.reset_projection()
-    for i, n in enumerate(lengths):
-        fm.learn(input_ids=right[0][i : i + 1, :n])
-    assert_stats_close(stats_of(fm), padded_right, rtol=1e-5)
+    assert_padding_learns_each_sequence(fm, [9, 5, 12, 2], rtol=1e-5)
