@@ -1913,6 +1913,16 @@ CLI = [
         r"no model folder .*no-model",
     ),
     CliCase(
+        "a model folder without config.json",
+        lambda c: [
+            *_learn(c)[:2],
+            "--model",
+            str(_folder_with(c, "not-a-model", "weights.bin")),
+            *_learn(c)[4:],
+        ],
+        r"not-a-model is not a model folder: no config.json in it \(it holds weights.bin\)",
+    ),
+    CliCase(
         "missing optional extra (transformers)", lambda c: _learn(c), r"faast\[lm\]", missing="transformers"
     ),
     CliCase(
@@ -2144,6 +2154,15 @@ CLASSIFIER += [
         r"6 of the 6 pairs to remove were never added",
     ),
 ]
+
+
+def _folder_with(ctx: Ctx, name: str, *files: str) -> Path:
+    """A folder of ``ctx`` holding empty ``files``."""
+    folder = ctx.path(name)
+    folder.mkdir(exist_ok=True)
+    for file in files:
+        (folder / file).write_bytes(b"")
+    return folder
 
 
 def _learned_task_model(ctx: Ctx):

@@ -65,6 +65,14 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
             f"no model folder {name_or_path}: it does not exist; pass an offline model name ({names}), "
             "a local from_pretrained folder or a Hugging Face Hub id"
         )
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        found = sorted(p.name for p in folder.iterdir())
+        raise FileNotFoundError(
+            f"{name_or_path} is not a model folder: no config.json in it (it holds "
+            f"{', '.join(found[:6]) + (', …' if len(found) > 6 else '') if found else 'nothing'}); "
+            "pass a folder written by save_pretrained, an offline model name or a Hub id"
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     if device is not None:
