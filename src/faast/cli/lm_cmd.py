@@ -6,8 +6,8 @@
     faast lm perplexity --model smollm2 --text other.txt [--fast-weights task.safetensors]
     faast lm tasks task.safetensors
 
-``--model`` takes an offline asset name (``smollm2``), a local folder or a Hugging Face Hub id
-(``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``; needs internet). ``--adapter`` loads a trained
+``--model`` takes an offline asset name (``smollm2``), a local folder, a ``.gguf`` file or a
+Hugging Face Hub id (``gpt2-xl``, ``Qwen/Qwen2.5-7B-Instruct``; needs internet). ``--adapter`` loads a trained
 readout written by ``save_pretrained``.
 """
 
@@ -122,7 +122,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2", help="asset name, local folder or Hub id (default: smollm2)")
+    p.add_argument(
+        "--model", default="smollm2", help="asset name, local folder, .gguf file or Hub id (default: smollm2)"
+    )
     p.add_argument(
         "--adapter",
         default=None,

@@ -37,7 +37,8 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 
 
 def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str | None = None):
-    """(model, tokenizer) for an offline model name, a local folder or a Hub id.
+    """(model, tokenizer) for an offline model name, a local folder, a local ``.gguf`` file
+    (llama.cpp's format, dequantised to ``dtype``) or a Hub id.
 
     Offline names (OFFLINE_MODELS, case-insensitive): ``smollm2`` / ``smollm2-135m-instruct``
     (SmolLM2-135M-Instruct, ``LlamaForCausalLM``), ``gemma3`` / ``gemma3-270m`` (Gemma-3-270M
@@ -57,9 +58,17 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
 
     source: str | Path = name_or_path
     offline = OFFLINE_MODELS.get(name_or_path.lower())
+    local = Path(name_or_path).expanduser()
     if offline is not None:
         source = offline.folder()
-    elif _looks_like_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+    elif local.is_file():
+        if local.suffix.lower() != ".gguf":
+            raise FileNotFoundError(
+                f"{name_or_path} is a file, not a model: pass a .gguf file, a from_pretrained folder, "
+                "an offline model name or a Hub id"
+            )
+        return _load_gguf(local, dtype, device)
+    elif _looks_like_path(name_or_path) and not local.is_dir():
         names = ", ".join(sorted({k for k in OFFLINE_MODELS if "-" not in k}))
         raise FileNotFoundError(
             f"no model folder {name_or_path}: it does not exist; pass an offline model name ({names}), "
@@ -75,6 +84,25 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
         )
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    if device is not None:
+        model = model.to(device)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def _load_gguf(path: Path, dtype: torch.dtype, device: str | None):
+    """(model, tokenizer) of a GGUF file (llama.cpp's format), dequantised to ``dtype`` by
+    transformers (its ``gguf_file`` loading; needs the ``gguf`` package, in the lm extra)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    except ImportError:
+        raise
+    except Exception as exc:  # not GGUF, an architecture transformers cannot read from GGUF, ...
+        raise ValueError(f"transformers could not load {path} as a GGUF causal LM: {exc}") from exc
     if device is not None:
         model = model.to(device)
     if tokenizer.pad_token is None:
