@@ -75,7 +75,10 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
             "a local from_pretrained folder or a Hugging Face Hub id"
         )
     folder = Path(source).expanduser()
-    if folder.is_dir() and not (folder / "config.json").is_file():
+    has_config = any(
+        (folder / name).is_file() for name in ("config.json", "adapter_config.json")
+    )  # or PEFT's
+    if folder.is_dir() and not has_config:
         found = sorted(p.name for p in folder.iterdir())
         raise FileNotFoundError(
             f"{name_or_path} is not a model folder: no config.json in it (it holds "
