@@ -7,10 +7,14 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faast.data.dataset import ImageDataset
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: File extensions read as images (case-insensitive), as torchvision's ImageFolder.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -68,7 +72,7 @@ def _warn_skipped(base: Path, entries: list[Path]) -> None:
         )
 
 
-def _to_rgb(im, path: Path):
+def _to_rgb(im: PILImage, path: Path) -> PILImage:
     """An 8-bit RGB copy of a Pillow image, turned upright by its EXIF orientation. 16-bit
     greyscale (modes ``I;16*``, and ``I`` holding values in [0, 65535]) is scaled by 255/65535
     first: Pillow's own conversion clips it at 255, which turns such an image nearly all white.
