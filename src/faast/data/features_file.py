@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faast.text_files import read_user_text
+
 FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
 
 
@@ -92,7 +94,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
         if labels.ndim != 1:
             raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
         return labels
-    lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in read_user_text(p).splitlines() if ln.strip()]
     return _parse_labels(lines)
 
 
@@ -107,9 +109,7 @@ def _parse_labels(texts: list[str]) -> np.ndarray:
 def _read_csv(
     path: Path, label_column: str, id_column: str | None
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
-    # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first column's name
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        text = fh.read()
+    text = read_user_text(path)  # a byte-order mark (spreadsheets write one) is not a column's name
     rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(text.partition("\n")[0])))
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")

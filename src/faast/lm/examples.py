@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from faast.io import atomic_write
+from faast.text_files import read_user_text
 
 TSV_SUFFIXES = (".tsv", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -54,11 +55,7 @@ def read_examples(path: str | os.PathLike[str], *, outputs: bool = True) -> list
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such examples file: {p}")
-    try:
-        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of line 1
-    except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_user_text(p)
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise ValueError(f"{p} is empty: no examples")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
+from faast.text_files import read_user_text
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such text file: {p}")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # a byte-order mark is not text
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{p}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_user_text(p)
     if not text.strip():
         raise ValueError(f"{p} is empty")
     return text

@@ -1,0 +1,25 @@
+"""Decoding the text files users write: UTF-8 with or without a byte-order mark, or UTF-16 with
+one (what Windows editors save as "Unicode"); anything else is an error naming the line."""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+
+#: Byte-order marks and the codec each announces (UTF-8's mark is dropped by "utf-8-sig").
+_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_user_text(path: str | os.PathLike[str]) -> str:
+    """The text of ``path`` without its byte-order mark. Raises ``ValueError`` ``"<path>:<line>:
+    not UTF-8 text (...)"`` for bytes that are neither UTF-8 nor marked UTF-16."""
+    p = Path(path)
+    data = p.read_bytes()
+    encoding = next((codec for mark, codec in _MARKS if data.startswith(mark)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        what = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None

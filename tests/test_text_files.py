@@ -1,0 +1,54 @@
+"""Users' text files: UTF-8 with or without a byte-order mark, UTF-16 with one, else a clear error."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faast.data.features_file import read_features
+from faast.lm.examples import read_examples
+from faast.lm.text import read_text
+from faast.text_files import read_user_text
+
+SPELLINGS = {
+    "utf-8": lambda t: t.encode("utf-8"),
+    "utf-8 with mark": lambda t: codecs.BOM_UTF8 + t.encode("utf-8"),
+    "utf-16 little-endian with mark": lambda t: codecs.BOM_UTF16_LE + t.encode("utf-16-le"),
+    "utf-16 big-endian with mark": lambda t: codecs.BOM_UTF16_BE + t.encode("utf-16-be"),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_every_spelling_reads_back_the_same_text(tmp_path_factory, text):
+    folder = tmp_path_factory.mktemp("spellings")
+    for name, encode in SPELLINGS.items():
+        if name == "utf-8" and text.startswith("\ufeff"):
+            continue  # a leading U+FEFF in plain UTF-8 is a byte-order mark by definition
+        path = folder / f"{name}.txt"
+        path.write_bytes(encode(text))
+        assert read_user_text(path) == text, name
+
+
+@pytest.mark.parametrize("name", sorted(SPELLINGS))
+def test_examples_texts_and_feature_tables_read_alike_in_every_spelling(tmp_path, name):
+    encode = SPELLINGS[name]
+    (tmp_path / "ex.tsv").write_bytes(encode("input\toutput\nqué\tsí\n"))
+    assert [(e.input, e.output) for e in read_examples(tmp_path / "ex.tsv")] == [("qué", "sí")]
+    (tmp_path / "t.txt").write_bytes(encode("Érase una vez"))
+    assert read_text(tmp_path / "t.txt") == "Érase una vez"
+    (tmp_path / "f.csv").write_bytes(encode("id,f0,label\nà,1.5,x\n"))
+    table = read_features(tmp_path / "f.csv", id_column="id")
+    assert table.ids == ["à"] and table.features.tolist() == [[1.5]] and table.labels.tolist() == ["x"]
+
+
+def test_bytes_that_are_not_text_name_the_line(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("first\nsecond caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt:2: not UTF-8 text"):
+        read_user_text(tmp_path / "latin1.txt")
+    (tmp_path / "f.csv").write_bytes("f0,label\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"f.csv:2: not UTF-8 text"):
+        read_features(tmp_path / "f.csv")
