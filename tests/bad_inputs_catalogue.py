@@ -1408,6 +1408,13 @@ TASKS = [
     ),
     Case(
         "TaskSpec",
+        "two labels that differ only by a stray space",
+        call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(labels=["w5", "w8", "w5 "])),
+        ValueError,
+        r"labels 'w5' and 'w5 ' differ only by surrounding whitespace",
+    ),
+    Case(
+        "TaskSpec",
         "unknown pair mode",
         call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(pairs="all-of-them")),
         ValueError,
@@ -1822,6 +1829,16 @@ def _pairs_file(ctx: Ctx, **tensors: torch.Tensor) -> Path:
 
 CLI = [
     CliCase("unknown command", lambda c: ["frobnicate"], r"invalid choice: 'frobnicate'", 2),
+    CliCase(
+        "task examples whose outputs carry stray spaces",
+        lambda c: [
+            *_task_learn(c, c.path("sp.safetensors"))[:5],
+            str(c.text_file("spaces.tsv", b"w3 w4\tw5\nw6 w7\tw8\nw9 w10\tw5 \n")),
+            "--out",
+            str(c.path("sp.safetensors")),
+        ],
+        r"labels 'w5' and 'w5 ' differ only by surrounding whitespace",
+    ),
     CliCase("missing required option", lambda c: ["lm", "learn", "--text", "x"], r"required: --out", 2),
     CliCase("a number option given a word", lambda c: _learn(c, "--window", "many"), r"invalid int value", 2),
     CliCase("text file missing", lambda c: _learn(c, text=c.path("none.txt")), r"no such text file"),

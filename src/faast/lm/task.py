@@ -133,6 +133,14 @@ class TaskSpec:
             labels = [str(x) for x in self.labels]
             if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
                 raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
+            stripped: dict[str, str] = {}
+            for label in labels:  # stray spaces in an examples file make two labels of one
+                twin = stripped.setdefault(label.strip(), label)
+                if twin != label:
+                    raise ValueError(
+                        f"labels {twin!r} and {label!r} differ only by surrounding whitespace: strip the "
+                        "outputs of the examples (or give the labels)"
+                    )
             self.labels = labels
         demos = []
         for i, demo in enumerate(self.demonstrations):
