@@ -101,6 +101,16 @@ def test_the_published_table_lists_every_case():
     assert not missing, f"not in docs/bad-inputs.md (rerun benchmarks/bad_inputs_table.py): {missing}"
 
 
+def test_the_readme_counts_the_catalogue():
+    """The README's Reliability section gives the number of catalogued cases: the current one."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    counted = re.search(r"\((\d+) catalogued cases", readme)
+    assert counted is not None and int(counted.group(1)) == len(CASES) + len(CLI), (
+        f"README.md says {counted and counted.group(1)} catalogued cases, "
+        f"the catalogue holds {len(CASES) + len(CLI)}"
+    )
+
+
 def _bad_inputs_table():
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
