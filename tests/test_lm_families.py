@@ -49,3 +49,13 @@ def test_padding_on_either_side_learns_what_each_sequence_learns_alone(family):
     transformers itself, and the mixture of experts needs float32): equal up to its rounding."""
     fm = get_faast_model(more_tiny_model(family), FaastConfig(num_memories=1))
     assert_padding_learns_each_sequence(fm, [9, 5, 12, 2], rtol=1e-5)
+
+
+def test_the_readme_counts_the_families_tested_here():
+    """The README's Language models section says how many more families these tests cover."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    counted = re.search(r"tiny random models of (\d+) more\s+families", readme)
+    assert counted is not None and int(counted.group(1)) == len(MORE_FAMILIES)
