@@ -76,10 +76,8 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
             "a local from_pretrained folder or a Hugging Face Hub id"
         )
     folder = Path(source).expanduser()
-    has_config = any(
-        (folder / name).is_file() for name in ("config.json", "adapter_config.json")
-    )  # or PEFT's
-    if folder.is_dir() and not has_config:
+    configs = ("config.json", "adapter_config.json")  # a model's, or a PEFT adapter's
+    if folder.is_dir() and not any((folder / name).is_file() for name in configs):
         found = sorted(p.name for p in folder.iterdir())
         raise FileNotFoundError(
             f"{name_or_path} is not a model folder: no config.json in it (it holds "
@@ -88,6 +86,12 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
         )
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    return _ready(model, tokenizer, device)
+
+
+def _ready(model: Any, tokenizer: Any, device: str | None) -> tuple[Any, Any]:
+    """The loaded pair as :func:`load_causal_lm` returns it: the model on ``device`` in eval mode,
+    the tokenizer with a pad token (the EOS token where it defines none)."""
     if device is not None:
         model = model.to(device)
     if tokenizer.pad_token is None:
@@ -107,11 +111,7 @@ def _load_gguf(path: Path, dtype: torch.dtype, device: str | None):
         raise
     except Exception as exc:  # not GGUF, an architecture transformers cannot read from GGUF, ...
         raise ValueError(f"transformers could not load {path} as a GGUF causal LM: {exc}") from exc
-    if device is not None:
-        model = model.to(device)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
+    return _ready(model, tokenizer, device)
 
 
 def _looks_like_path(name: str) -> bool:
