@@ -380,3 +380,19 @@ def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
     plain, _, _ = load_image_folder(tmp_path / "plain", 8)
     tagged, _, _ = load_image_folder(tmp_path / "tagged", 8)
     assert plain.images[0, 0].mean() > 200 and np.array_equal(tagged.images, plain.images)
+
+
+def test_an_image_past_pillows_pixel_limit_is_named(tmp_path, monkeypatch):
+    """Pillow refuses images over twice its pixel limit (a decompression bomb); the folder reader
+    names the file like any unreadable image instead of letting Pillow's error through."""
+    from PIL import Image as PILImage
+
+    from faast.data.image_folder import load_image_folder
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(tmp_path / "a" / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 50)  # 120 pixels > 2 × 50
+    with pytest.raises(
+        ValueError, match=r"cannot read image .*big.png: Image size \(120 pixels\) exceeds limit"
+    ):
+        load_image_folder(tmp_path, 8)

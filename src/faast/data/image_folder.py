@@ -114,7 +114,7 @@ def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDat
         try:
             with Image.open(path) as im:
                 images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError) as exc:  # corrupt, truncated, or too many pixels
             raise ValueError(f"cannot read image {path}: {exc}") from None
     base = Path(root).resolve()
     name = f"folder-{base.name}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
