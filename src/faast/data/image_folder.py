@@ -36,20 +36,24 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
         raise FileNotFoundError(f"no such image folder: {base}")
     subdirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
-        paths, labels = [], []
+        paths, labels, entries, empty = [], [], [], []
         for label, sub in enumerate(subdirs):
-            files = sorted(p for p in sub.rglob("*") if _is_image(p))
+            below = list(sub.rglob("*"))  # one walk per class folder
+            files = sorted(p for p in below if _is_image(p))
+            if not files:
+                empty.append(sub.name)
             paths += files
             labels += [label] * len(files)
-        empty = [s.name for s in subdirs if not any(_is_image(p) for p in s.rglob("*"))]
+            entries += below
         if empty:
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
-        _warn_skipped(base, [p for sub in subdirs for p in sub.rglob("*")])
+        _warn_skipped(base, entries)
         return paths, [s.name for s in subdirs], labels
-    files = sorted(p for p in base.iterdir() if _is_image(p))
+    entries = list(base.iterdir())
+    files = sorted(p for p in entries if _is_image(p))
     if not files:
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
-    _warn_skipped(base, list(base.iterdir()))
+    _warn_skipped(base, entries)
     return files, None, [0] * len(files)
 
 
