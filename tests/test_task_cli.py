@@ -101,9 +101,14 @@ def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811
     for line in preds.read_text().splitlines()[1:]:
         words = line.split("\t")[1].split()
         assert len(words) == len(set(words))  # n = 1: no word of an output twice
-    assert main(["task", "evaluate", *use, "--examples", str(train), "--max-new-tokens", "4"]) == 0
+    ev = ["task", "evaluate", *use, "--examples", str(train), "--max-new-tokens", "4"]
+    assert main([*ev, "--predictions", str(preds)]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"bleu", "chrf", "answer_nll_per_token"} <= set(result) and result["n"] == 30
+    scored = [line.split("\t") for line in preds.read_text().splitlines()[1:]]
+    assert result["exact_match"] == pytest.approx(sum(p.strip() == r for _, p, r in scored) / 30)
+    # two-word references: BLEU is reported only where some output holds four words
+    assert (result["bleu"] is None) == (not any(len(p.split()) >= 4 for _, p, _ in scored))
 
 
 def test_task_cli_errors(model_dir, tmp_path, capsys):  # noqa: F811
@@ -149,6 +154,15 @@ def test_metrics_on_fixed_inputs():
     assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
     partial = translation_scores(["el gato come pan en la casa"], ["el perro come pan en la casa"])
     assert 0 < partial["bleu"] < 100 and 0 < partial["chrf"] < 100
+    assert perfect["exact_match"] == 1.0 and perfect["bleu_defined"]
+    assert partial["exact_match"] == 0.0 and partial["exact_match_ci95_wilson"] == pytest.approx(
+        list(wilson_ci95(0, 1))
+    )
+    # one-word answers, every one right: sacrebleu's BLEU is 0.00 (no 4-gram to match), so it
+    # is marked undefined and exact match carries the score
+    words = translation_scores(["gato", " perro", "pan"], ["gato", "perro", "casa"])
+    assert not words["bleu_defined"] and words["bleu"] == 0.0
+    assert words["exact_match"] == pytest.approx(2 / 3) and words["chrf"] > 50
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         label_accuracy(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="no predictions"):

@@ -160,7 +160,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ge.set_defaults(func=run_generate, calibrate=None)  # free text: nothing to calibrate
 
     ev = actions.add_parser(
-        "evaluate", help="accuracy (labels) or BLEU/chrF (text) on a file of examples with outputs"
+        "evaluate",
+        help="accuracy (labels) or exact match, BLEU/chrF and NLL (text) on a file of examples with outputs",
     )
     _use_args(ev, inputs=False)
     ev.add_argument("--examples", required=True, help="TSV/JSONL with the reference outputs")
@@ -613,8 +614,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result.update(translation_scores(preds, refs))
         nll, tokens = _answer_nll(task, examples, args.batch_size)
         result["answer_nll_per_token"] = nll / tokens
+        low, high = result["exact_match_ci95_wilson"]
+        bleu = f"BLEU {result['bleu']:.2f}"
+        if not result["bleu_defined"]:  # 0.00 whatever the outputs: not a score to read
+            result["bleu"] = None
+            bleu = "BLEU undefined (no output holds 4 tokens)"
         summary = (
-            f"BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f}, "
+            f"exact match {100 * result['exact_match']:.2f} % (95 % CI {100 * low:.2f}–{100 * high:.2f} %), "
+            f"{bleu}, chrF {result['chrf']:.2f}, "
             f"teacher-forced NLL {result['answer_nll_per_token']:.3f} per answer token"
         )
     if args.predictions:

@@ -1,5 +1,5 @@
 """Scores of predictions against references: accuracy with its 95 % interval for labels, corpus
-BLEU and chrF (sacrebleu, its default tokenisation) for free text."""
+BLEU and chrF (sacrebleu, its default tokenisation) and exact match for free text."""
 
 from __future__ import annotations
 
@@ -33,18 +33,30 @@ def label_accuracy(predictions: Sequence[str], references: Sequence[str]) -> dic
 
 
 def translation_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """``{"bleu", "chrf", "n"}``: sacrebleu's corpus BLEU (13a tokenisation) and chrF (β = 2), one
-    reference per prediction."""
+    """``{"bleu", "bleu_defined", "chrf", "exact_match", "exact_match_ci95_wilson", "n"}``:
+    sacrebleu's corpus BLEU (13a tokenisation) and chrF (β = 2), one reference per prediction,
+    and the share of predictions equal to their reference (surrounding whitespace aside) with its
+    Wilson score interval.
+
+    ``bleu_defined`` is False when no prediction holds four tokens: BLEU's 4-gram precision is
+    then 0/0 and sacrebleu reports 0.00 whatever the outputs (a task of one-word answers scores
+    BLEU 0 with every answer right); read exact match and chrF there.
+    """
     try:
         import sacrebleu
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("BLEU and chrF need sacrebleu: pip install 'faast[lm]'") from exc
     _check_pairs(predictions, references)
     preds = [p.strip() for p in predictions]
-    refs = [[r.strip() for r in references]]
+    refs = [r.strip() for r in references]
+    bleu = sacrebleu.corpus_bleu(preds, [refs])
+    right = sum(p == r for p, r in zip(preds, refs, strict=True))
     return {
-        "bleu": float(sacrebleu.corpus_bleu(preds, refs).score),
-        "chrf": float(sacrebleu.corpus_chrf(preds, refs).score),
+        "bleu": float(bleu.score),
+        "bleu_defined": bool(bleu.totals[-1] > 0),
+        "chrf": float(sacrebleu.corpus_chrf(preds, [refs]).score),
+        "exact_match": right / len(preds),
+        "exact_match_ci95_wilson": list(wilson_ci95(right, len(preds))),
         "n": len(preds),
     }
 
