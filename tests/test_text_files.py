@@ -30,7 +30,23 @@ def test_every_spelling_reads_back_the_same_text(tmp_path_factory, text):
             continue  # a leading U+FEFF in plain UTF-8 is a byte-order mark by definition
         path = folder / f"{name}.txt"
         path.write_bytes(encode(text))
-        assert read_user_text(path) == text, name
+        assert read_user_text(path) == universal_newlines(text), name
+
+
+def universal_newlines(text: str) -> str:
+    """What Python's text mode reads: CR LF and a lone CR as LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_windows_and_old_mac_line_ends_read_as_lf(tmp_path):
+    # a text saved on Windows taught "\r" tokens the same text saved elsewhere does not
+    (tmp_path / "crlf.txt").write_bytes(b"first line\r\nsecond line\r\n")
+    (tmp_path / "cr.txt").write_bytes(b"first line\rsecond line\r")
+    (tmp_path / "lf.txt").write_bytes(b"first line\nsecond line\n")
+    texts = {read_text(tmp_path / f"{name}.txt") for name in ("crlf", "cr", "lf")}
+    assert texts == {"first line\nsecond line\n"}
+    (tmp_path / "ex.tsv").write_bytes(b"input\toutput\r\nhola\thello\r\n")
+    assert [(e.input, e.output) for e in read_examples(tmp_path / "ex.tsv")] == [("hola", "hello")]
 
 
 @pytest.mark.parametrize("name", sorted(SPELLINGS))

@@ -1,5 +1,7 @@
 """Decoding the text files users write: UTF-8 with or without a byte-order mark, or UTF-16 with
-one (what Windows editors save as "Unicode"); anything else is an error naming the line."""
+one (what Windows editors save as "Unicode"); anything else is an error naming the line. Line ends
+are read as Python's text mode reads them (universal newlines): CR LF and a lone CR become LF, so
+a text saved on Windows teaches a model what the same text saved elsewhere does."""
 
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ _MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (code
 
 
 def read_user_text(path: str | os.PathLike[str]) -> str:
-    """The text of ``path`` without its byte-order mark. Raises ``ValueError`` ``"<path>:<line>:
-    not UTF-8 text (...)"`` for bytes that are neither UTF-8 nor marked UTF-16."""
+    """The text of ``path`` without its byte-order mark, every line end LF. Raises
+    ``ValueError`` ``"<path>:<line>: not UTF-8 text (...)"`` for bytes that are neither UTF-8 nor
+    marked UTF-16."""
     p = Path(path)
     data = p.read_bytes()
     encoding = next((codec for mark, codec in _MARKS if data.startswith(mark)), "utf-8")
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         what = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
