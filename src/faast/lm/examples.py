@@ -96,6 +96,13 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool) -> list[Example]:
             raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise ValueError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in ("input", "output")[: 2 if outputs else 1] if k not in row]
+        if missing:  # e.g. {"text": ..., "label": ...}: name what the object holds
+            fields = ", ".join(map(repr, row)) or "none"
+            raise ValueError(
+                f"{p}:{number}: no field {' or '.join(map(repr, missing))} (the object's fields: {fields}); "
+                "every line needs 'input'" + (" and 'output'" if outputs else "")
+            )
         inp = row.get("input")
         if not isinstance(inp, str) or not inp.strip():
             raise ValueError(f"{p}:{number}: field 'input' must be a non-empty string")
@@ -103,7 +110,7 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool) -> list[Example]:
         if res is not None and not isinstance(res, str):
             raise ValueError(f"{p}:{number}: field 'output' must be a string, got {type(res).__name__}")
         if outputs and res is None:
-            raise ValueError(f"{p}:{number}: no field 'output'")
+            raise ValueError(f"{p}:{number}: field 'output' is null")
         extra = {k: v for k, v in row.items() if k not in ("input", "output")}
         out.append(Example(inp, res, extra))
     return out
