@@ -87,6 +87,26 @@ def test_bad_example_files_name_the_line(tmp_path, name, content, match):
 
 
 # ----------------------------------------------------------------- prompts
+@pytest.mark.parametrize(
+    ("template", "match"),
+    [
+        ("Review: no placeholder", r"must contain \{input\} exactly once"),
+        ("{input} and again {input}", r"must contain \{input\} exactly once"),
+        # the answer is never written into the template: "{label}" would stay as literal text
+        ("Review: {input} Sentiment: {label}", r"holds \{label\}, which nothing fills in"),
+        ("Q: {input}\nA: {output}", r"holds \{output\}, which nothing fills in"),
+    ],
+)
+def test_bad_prompt_templates_are_refused(template, match):
+    with pytest.raises(ValueError, match=match):
+        PromptTemplate(template)
+
+
+def test_prompt_templates_may_hold_other_braces():
+    template = PromptTemplate('{"review": "{input}", "format": "{json}"}')
+    assert template.prompt("fine") == '{"review": "fine", "format": "{json}"}'
+
+
 def test_prompt_encoding_and_in_context_budget():
     tok = word_tokenizer(bos=True)
     codec = PromptCodec(tok, TEMPLATE, context=20)

@@ -21,6 +21,7 @@ and the fast weights together. They are never truncated: a prompt they leave no 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,14 @@ class PromptTemplate:
         if self.template.count("{input}") != 1:
             raise ValueError(
                 f"the prompt template must contain {{input}} exactly once, got {self.template!r}"
+            )
+        stray = re.search(r"\{(output|label|answer|target)\}", self.template)
+        if stray:  # left in the prompt as literal text: the model would read "{label}" every time
+            raise ValueError(
+                f"the prompt template holds {stray.group()}, which nothing fills in: only {{input}} is "
+                "replaced, and the output follows the prompt (after the answer prefix "
+                f"{self.answer_prefix!r}); end the template where the answer starts, e.g. "
+                "'Review: {input}\\nSentiment:'"
             )
 
     def prompt(self, text: str) -> str:
