@@ -736,6 +736,20 @@ CLASSIFIER = [
     ),
     Case(
         "FaastClassifier.fit",
+        "missing labels (None) among string labels",
+        call(lambda c: _clf().fit(_rows(), np.array(["cat", None, "dog"] * 4, dtype=object))),
+        ValueError,
+        r"y holds 4 missing label\(s\) \(None or NaN\), the first at index 1",
+    ),
+    Case(
+        "FaastClassifier.fit",
+        "labels of mixed types (str and int)",
+        call(lambda c: _clf().fit(_rows(), np.array(["cat", 1, "dog"] * 4, dtype=object))),
+        ValueError,
+        r"mixes labels of types that cannot be ordered together \(int, str\)",
+    ),
+    Case(
+        "FaastClassifier.fit",
         "y is None",
         call(lambda c: _clf().fit(_rows(), None)),
         ValueError,

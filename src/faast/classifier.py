@@ -790,7 +790,29 @@ def _labels_to_numpy(y: Any) -> np.ndarray:
         y_np = column_or_1d(y_np, warn=True)
     if y_np.dtype.kind in "fc":  # NaN / inf labels: refused here, before NumPy casts them to int
         assert_all_finite(y_np, input_name="y")
+    if y_np.dtype.kind == "O":  # e.g. strings with None / NaN for missing labels (a pandas column)
+        _check_object_labels(y_np)
     return y_np
+
+
+def _check_object_labels(y: np.ndarray) -> None:
+    """Refuse missing labels (None, NaN) and labels of types that cannot be ordered together
+    (``np.unique`` would fail deep inside NumPy with "'<' not supported")."""
+    flat = y.ravel()
+    missing = np.flatnonzero([v is None or (isinstance(v, float) and math.isnan(v)) for v in flat])
+    if missing.size:
+        raise ValueError(
+            f"y holds {missing.size} missing label(s) (None or NaN), the first at index {missing[0]}: "
+            "drop those examples or give them a label"
+        )
+    try:
+        np.unique(flat)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in flat})
+        raise ValueError(
+            f"y mixes labels of types that cannot be ordered together ({', '.join(kinds)}): "
+            "give every label one type, e.g. y.astype(str)"
+        ) from None
 
 
 def _like_input(t: torch.Tensor, X: Any) -> Any:
