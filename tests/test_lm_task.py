@@ -102,6 +102,14 @@ def test_bad_prompt_templates_are_refused(template, match):
         PromptTemplate(template)
 
 
+def test_a_saved_template_with_a_stray_placeholder_still_loads():
+    # tasks saved before the {label} check keep the prompt they were learned with
+    saved = {"template": "R: {input} {label}", "answer_prefix": " ", "answer_end": "\n", "separator": "\n"}
+    assert PromptTemplate.from_dict(saved).to_dict() == saved
+    with pytest.raises(ValueError, match="exactly once"):
+        PromptTemplate.from_dict({**saved, "template": "R: {label}"})
+
+
 def test_prompt_templates_may_hold_other_braces():
     template = PromptTemplate('{"review": "{input}", "format": "{json}"}')
     assert template.prompt("fine") == '{"review": "fine", "format": "{json}"}'

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 import torch
@@ -42,14 +42,20 @@ def start_token_ids(tokenizer: Any) -> list[int]:
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """How an example is written as text (see the module docstring)."""
+    """How an example is written as text (see the module docstring).
+
+    ``strict`` (not stored) refuses a template holding ``{label}``, ``{output}``, ``{answer}`` or
+    ``{target}``, which nothing fills in; :meth:`from_dict` turns it off, so a task saved before
+    that check loads with the prompt it was learned with.
+    """
 
     template: str = DEFAULT_TEMPLATE
     answer_prefix: str = " "
     answer_end: str = "\n"
     separator: str = "\n"
+    strict: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, strict: bool) -> None:
         for name in ("template", "answer_prefix", "answer_end", "separator"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string, got {type(getattr(self, name)).__name__}")
@@ -58,7 +64,7 @@ class PromptTemplate:
                 f"the prompt template must contain {{input}} exactly once, got {self.template!r}"
             )
         stray = re.search(r"\{(output|label|answer|target)\}", self.template)
-        if stray:  # left in the prompt as literal text: the model would read "{label}" every time
+        if stray and strict:  # left in the prompt as literal text: the model would read "{label}" every time
             raise ValueError(
                 f"the prompt template holds {stray.group()}, which nothing fills in: only {{input}} is "
                 "replaced, and the output follows the prompt (after the answer prefix "
@@ -85,7 +91,7 @@ class PromptTemplate:
         unknown = set(data) - {"template", "answer_prefix", "answer_end", "separator"}
         if unknown:
             raise ValueError(f"unknown prompt template fields {sorted(unknown)}")
-        return cls(**data)
+        return cls(**data, strict=False)
 
 
 @dataclass(frozen=True)
