@@ -362,6 +362,23 @@ def test_sixteen_bit_images_keep_their_picture_and_other_files_are_reported(tmp_
     assert np.array_equal(again.images, eight.images)
 
 
+def test_hidden_folders_and_macos_leftovers_are_not_classes_or_examples(tmp_path):
+    """An archive unzipped from macOS adds __MACOSX/<class>/._x.png (once a class of its own,
+    with no images); a Jupyter checkpoint folder inside a class held a second copy of an image."""
+    from faast.data.image_folder import list_image_folder
+
+    grey = Image.fromarray(np.zeros((4, 4), dtype=np.uint8))
+    for cls in ("a", "b"):
+        (tmp_path / cls / ".ipynb_checkpoints").mkdir(parents=True)
+        grey.save(tmp_path / cls / "x.png")
+        grey.save(tmp_path / cls / ".ipynb_checkpoints" / "x-checkpoint.png")
+        (tmp_path / "__MACOSX" / cls).mkdir(parents=True)
+        (tmp_path / "__MACOSX" / cls / "._x.png").write_bytes(b"\0\5\26\7")
+    paths, classes, labels = list_image_folder(tmp_path)
+    assert classes == ["a", "b"] and labels == [0, 1]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a/x.png", "b/x.png"]
+
+
 def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
     """A photo stored sideways with EXIF orientation 6 (as phones save them) reads as the upright
     picture viewers show, not as stored."""

@@ -20,8 +20,27 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+#: Folders that are never classes nor hold examples: what unzipping a macOS archive adds.
+NOT_DATA_FOLDERS = frozenset({"__MACOSX"})
+
+
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _is_data_folder(path: Path) -> bool:
+    """False for hidden folders (.ipynb_checkpoints, .git) and macOS archive leftovers."""
+    return not path.name.startswith(".") and path.name not in NOT_DATA_FOLDERS
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file below ``folder``, not descending into hidden or :data:`NOT_DATA_FOLDERS` folders
+    (a Jupyter checkpoint copy of an image is not another example)."""
+    found = []
+    for here, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if _is_data_folder(Path(d)))
+        found += [Path(here) / n for n in names]
+    return found
 
 
 def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[str] | None, list[int]]:
@@ -29,16 +48,17 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
 
     With sub-folders (ImageFolder layout) the classes are the sub-folder names in sorted order and
     every image file below one is an example of it; without, the images directly in ``root`` are
-    unlabelled (class names None, labels all 0).
+    unlabelled (class names None, labels all 0). Hidden files and folders (``.DS_Store``,
+    ``.ipynb_checkpoints``) and ``__MACOSX`` folders are neither classes nor examples.
     """
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"no such image folder: {base}")
-    subdirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in base.iterdir() if p.is_dir() and _is_data_folder(p))
     if subdirs:
         paths, labels, entries, empty = [], [], [], []
         for label, sub in enumerate(subdirs):
-            below = list(sub.rglob("*"))  # one walk per class folder
+            below = _walk(sub)  # one walk per class folder
             files = sorted(p for p in below if _is_image(p))
             if not files:
                 empty.append(sub.name)
