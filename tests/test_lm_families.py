@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from tests.lm_statistics import assert_padding_learns_each_sequence
 from tests.lm_tiny import MORE_FAMILIES, more_tiny_model, random_batch
-from tests.test_lm_model import assert_padding_learns_each_sequence
 
 
 @pytest.mark.parametrize("family", sorted(MORE_FAMILIES))

@@ -9,25 +9,10 @@ import torch
 
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.readouts import MiddleMemory
+from tests.lm_statistics import assert_padding_learns_each_sequence, assert_stats_close, stats_of
 from tests.lm_tiny import FAMILIES, VOCAB, random_batch, tiny_model
 
 LENGTHS = [9, 5, 12, 2, 7]
-
-
-def stats_of(fm):
-    return {n: (m.stats.gram.clone(), m.stats.cross.clone(), m.stats.count) for n, m in fm.memories.items()}
-
-
-def assert_stats_close(a, b, rtol=1e-10):
-    assert a.keys() == b.keys()
-    for name in a:
-        ga, ca, na = a[name]
-        gb, cb, nb = b[name]
-        assert na == nb, name
-        scale = max(float(ga.abs().max()), 1e-300)
-        assert float((ga - gb).abs().max()) <= rtol * scale, name
-        scale = max(float(ca.abs().max()), 1e-300)
-        assert float((ca - cb).abs().max()) <= rtol * scale, name
 
 
 def with_random_readout(fm, seed=3):
@@ -85,21 +70,6 @@ def test_zero_readout_middle_memory_is_an_exact_no_op(family):
     assert torch.equal(fm(input_ids=ids, attention_mask=mask).logits, base)
     with_random_readout(fm)  # a trained readout does change the model
     assert not torch.allclose(fm(input_ids=ids, attention_mask=mask).logits, base)
-
-
-def assert_padding_learns_each_sequence(fm, lengths, rtol):
-    """A right-padded batch of random sequences of ``lengths``, the same batch padded on the left,
-    and each sequence learned alone without padding give the same statistics (up to ``rtol``)."""
-    right = random_batch(lengths, side="right")
-    left = random_batch(lengths, side="left")
-    fm.learn(input_ids=right[0], attention_mask=right[1])
-    s_right = stats_of(fm)
-    fm.reset_projection().learn(input_ids=left[0], attention_mask=left[1])
-    assert_stats_close(stats_of(fm), s_right, rtol=rtol)
-    fm.reset_projection()
-    for i, n in enumerate(lengths):
-        fm.learn(input_ids=right[0][i : i + 1, :n])
-    assert_stats_close(stats_of(fm), s_right, rtol=rtol)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
