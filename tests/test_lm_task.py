@@ -161,6 +161,19 @@ def rule_examples(n, seed=0):
     ]
 
 
+def test_free_text_outputs_holding_the_answer_end_are_refused():
+    """Generation stops at the answer end (here " w91"): an output holding it would be cut there
+    every time (a multi-line output with the default end "\\n" was generated as its first line)."""
+    examples = [Example("w5", "w40 w91 w41"), Example("w6", "w42")] * 4
+    for call in (lambda t: t.learn(examples, progress=False), lambda t: t.fit(examples, labels=None)):
+        task = make_task()
+        with pytest.raises(ValueError, match=r"example 0 \('w5'\): its output holds the answer end ' w91'"):
+            call(task)
+        assert task.model.memories["output"].stats.count == 0  # refused before anything was learned
+    as_labels = make_task(labels=["w40 w91 w41", "w42"])  # labels are scored whole, never generated
+    assert as_labels.learn(examples, progress=False) > 0
+
+
 @pytest.mark.parametrize("pairs", ["answer", "all"])
 def test_which_pairs_each_mode_learns(pairs):
     task = make_task(pairs)

@@ -111,6 +111,41 @@ def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811
     assert (result["bleu"] is None) == (not any(len(p.split()) >= 4 for _, p, _ in scored))
 
 
+def test_answer_end_option_is_stored_with_the_task(model_dir, tmp_path, capsys):  # noqa: F811
+    """Outputs of several lines need another end marker than the default newline (learn refuses
+    them otherwise); --answer-end is stored with the task and read back by generate."""
+    train = tmp_path / "lines.jsonl"
+    rows = [{"input": f"{WORDS[i]}", "output": f"{WORDS[i + 1]}\n{WORDS[i + 2]}"} for i in range(12)]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "fw.safetensors"
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
+    assert main([*learn, "--labels", "none", "--folds", "2"]) == 1
+    assert "its output holds the answer end '\\n'" in capsys.readouterr().err and not out.exists()
+    assert main([*learn, "--labels", "none", "--folds", "2", "--answer-end", " w91"]) == 0
+    _, _, signature = read_task(out, "default")
+    assert signature["info"]["task"]["template"]["answer_end"] == " w91"
+    use = ["--fast-weights", str(out), "--inputs", str(train), "--out", str(tmp_path / "g.tsv")]
+    assert main(["task", "generate", *base, *use, "--max-new-tokens", "3"]) == 0
+    assert main(["task", "generate", *base, *use, "--answer-end", "w92"]) == 1
+    assert "--answer-end is stored with the task" in capsys.readouterr().err
+    zero_shot = [
+        "task",
+        "evaluate",
+        *base,
+        "--examples",
+        str(train),
+        "--template",
+        TEMPLATE,
+        "--labels",
+        "none",
+    ]
+    assert main([*zero_shot, "--max-new-tokens", "2"]) == 0
+    assert "12 of 12 reference outputs hold the answer end '\\n'" in capsys.readouterr().err
+    assert main([*zero_shot, "--max-new-tokens", "2", "--answer-end", " w91"]) == 0
+    assert "reference outputs hold" not in capsys.readouterr().err
+
+
 def test_task_cli_errors(model_dir, tmp_path, capsys):  # noqa: F811
     base = ["--model", str(model_dir), "--threads", "1"]
     bad = tmp_path / "bad.tsv"

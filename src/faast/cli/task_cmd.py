@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,7 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="prompt with {input} (\\n, \\t: newline, tab); default 'Input: {input}\\nOutput:'",
     )
+    _answer_end_arg(p, "")
     p.add_argument(
         "--labels",
         default="auto",
@@ -202,6 +204,7 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     if inputs:
         p.add_argument("--inputs", required=True, help="TSV/JSONL of inputs (an output column is ignored)")
     p.add_argument("--template", default=None, help="zero-shot and in-context only: the prompt with {input}")
+    _answer_end_arg(p, "zero-shot and in-context only: ")
     p.add_argument(
         "--labels",
         default=None,
@@ -234,12 +237,29 @@ def _calibrate_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _template(text: str | None):
+def _answer_end_arg(p: argparse.ArgumentParser, scope: str) -> None:
+    p.add_argument(
+        "--answer-end",
+        default=None,
+        help=f"{scope}what ends every answer, where generation stops (\\n, \\t: newline, tab; "
+        "default \\n); free-text outputs must not hold it: e.g. '\\n\\n' or ' </answer>' for "
+        "outputs of several lines",
+    )
+
+
+def _template(args: argparse.Namespace):
+    """The prompt template of ``--template`` and ``--answer-end`` (escapes \\n, \\t read)."""
     from faast.lm.prompts import PromptTemplate
 
-    if text is None:
-        return PromptTemplate()
-    return PromptTemplate(text.replace("\\n", "\n").replace("\\t", "\t"))
+    def unescaped(text: str) -> str:
+        return text.replace("\\n", "\n").replace("\\t", "\t")
+
+    given = {}
+    if args.template is not None:
+        given["template"] = unescaped(args.template)
+    if args.answer_end is not None:
+        given["answer_end"] = unescaped(args.answer_end)
+    return PromptTemplate(**given)
 
 
 def _labels(text: str | None) -> list[str] | str | None:
@@ -267,7 +287,7 @@ def run_learn(args: argparse.Namespace) -> int:
     examples = read_examples(args.examples)
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
-    task = TaskModel(fm, tok, TaskSpec(_template(args.template), args.pairs, demonstrations=lead))
+    task = TaskModel(fm, tok, TaskSpec(_template(args), args.pairs, demonstrations=lead))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
         shown = f", after {len(lead)} in-context demonstrations" if lead else ""
@@ -344,7 +364,7 @@ def run_forget(args: argparse.Namespace) -> int:
     examples = read_examples(args.examples)
     name, _, signature = read_task(args.fast_weights, args.task)
     check_writable(args.fast_weights)
-    args.task, args.template, args.labels = name, None, None
+    args.task, args.template, args.answer_end, args.labels = name, None, None, None
     task = _task_model(args, signature)
     if task.head is not None:
         raise ValueError(
@@ -405,8 +425,9 @@ def _task_model(
             )
         labels = labels_of_outputs(answers)  # None: free-form outputs
     if args.fast_weights:
-        if args.template is not None:
-            raise ValueError("--template is stored with the task; it applies only without --fast-weights")
+        for option, value in (("--template", args.template), ("--answer-end", args.answer_end)):
+            if value is not None:
+                raise ValueError(f"{option} is stored with the task; it applies only without --fast-weights")
         if signature is None:
             _, _, signature = read_task(args.fast_weights, args.task)  # layout and task spec
         info = (signature.get("info") or {}).get("task")
@@ -419,7 +440,7 @@ def _task_model(
         task = TaskModel.on_saved(fm, tok, args.fast_weights, args.task, signature["info"])
     else:
         fm, tok = _load(args, {}, ReadConfig())
-        task = TaskModel(fm, tok, TaskSpec(_template(args.template)))
+        task = TaskModel(fm, tok, TaskSpec(_template(args)))
     if isinstance(labels, list):
         task.spec.labels = labels
     return task
@@ -467,7 +488,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     labels = _labels(args.labels) if args.labels is not None else "auto"
     fm, tok = _load(args, {}, ReadConfig())
     context = getattr(fm.base_model.config, "max_position_embeddings", None)
-    codec = PromptCodec(tok, _template(args.template), context)
+    codec = PromptCodec(tok, _template(args), context)
     candidates = labels if isinstance(labels, list) else distinct_outputs(demos)[:MAX_LABELS]
     scored = list(queries) + (list(CONTENT_FREE_INPUTS) if args.calibrate else [])
     longest = max((len(codec.prompt_ids(x, start=False)) for x in scored), default=0)
@@ -584,6 +605,20 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_unreachable_references(refs: list[str], end: str) -> None:
+    """Warn when reference outputs hold the answer end, where generation stops: they cannot be
+    generated whole, so exact match and BLEU understate what the model writes."""
+    held = [r for r in refs if end and end in r]
+    if held:
+        warnings.warn(
+            f"{len(held)} of {len(refs)} reference outputs hold the answer end {end!r}, where generation "
+            f"stops (e.g. {held[0][:40]!r}): they cannot be generated whole; use another end marker "
+            "(--answer-end, zero-shot or in-context; or learn the task with it)",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from faast.eval.text_metrics import label_accuracy, translation_scores
     from faast.lm.examples import read_examples
@@ -610,6 +645,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "Wilson score)"
         )
     else:
+        _warn_unreachable_references(refs, task.codec.template.answer_end)
         preds = _generate(task, inputs, args)
         result.update(translation_scores(preds, refs))
         nll, tokens = _answer_nll(task, examples, args.batch_size)

@@ -336,7 +336,11 @@ class TaskModel(TaskScoringMixin):
     # ----------------------------------------------------------------- learning
     def learn(self, examples: Sequence[Example], *, batch_size: int = 16, progress: bool = True) -> int:
         """Add the pairs of ``examples`` to the fast weights (``spec.pairs`` decides which); returns
-        how many pairs. Calls accumulate exactly."""
+        how many pairs. Calls accumulate exactly. Free-text outputs holding the template's
+        ``answer_end`` are refused (:func:`check_outputs_end`)."""
+        examples = _checked(examples, outputs=True)
+        if self.spec.labels is None:
+            check_outputs_end(examples, self.spec.template)
         encoded = self._encoded_examples(examples)
         pairs = 0
         starts = range(0, len(encoded), batch_size)
@@ -497,6 +501,8 @@ class TaskModel(TaskScoringMixin):
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         spec = self._resolved_spec(examples, labels)
+        if spec.labels is None:  # free text: refused before the cross-validation, not after it
+            check_outputs_end(examples, self.spec.template)
         mix = self.model.faast_config.output_mix
         candidates = self._fit_candidates(candidates, mix, spec.labels is not None)
         self.spec.labels = spec.labels  # the template and demonstrations stay those the codec reads
@@ -927,6 +933,24 @@ def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     for i, r in enumerate(rows):
         out[i, : r.shape[0]] = r
     return out
+
+
+def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> None:
+    """Refuse free-text outputs that hold the template's ``answer_end``: generation stops at its
+    first occurrence, so such an output could never be generated whole (it would be cut there),
+    while the memory would learn to go on after the end marker."""
+    end = template.answer_end
+    if not end:
+        return
+    for i, e in enumerate(examples):
+        if e.output is not None and end in e.output:
+            cut = e.output[: e.output.index(end)]
+            raise ValueError(
+                f"example {i} ({e.input[:40]!r}): its output holds the answer end {end!r}, where "
+                f"generation stops, so it could never be generated whole (it would end at {cut[:40]!r}); "
+                "choose an end marker that no output holds (faast task learn --answer-end, "
+                "PromptTemplate(answer_end=...)), e.g. '\\n\\n' or ' </answer>'"
+            )
 
 
 def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
