@@ -1366,6 +1366,68 @@ TASKS = [
     ),
     Case(
         "TaskModel.fit",
+        "folds = 0",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", "w40" if i % 2 else "w41") for i in range(8)]), folds=0, progress=False
+            )
+        ),
+        ValueError,
+        r"folds must be an integer >= 1, got 0",
+    ),
+    Case(
+        "TaskModel.fit",
+        "one fold holding out every example",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", "w40" if i % 2 else "w41") for i in range(8)]), folds=1, progress=False
+            )
+        ),
+        ValueError,
+        r"folds=1 with hold_out=1 holds out every example at once",
+    ),
+    Case(
+        "TaskModel.fit",
+        "negative max_validation",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", "w40" if i % 2 else "w41") for i in range(8)]),
+                max_validation=-3,
+                progress=False,
+            )
+        ),
+        ValueError,
+        r"max_validation must be an integer >= 0, got -3",
+    ),
+    Case(
+        "TaskModel.fit",
+        "batch_size = 0",
+        call(
+            lambda c: _task_model(c).fit(
+                _ex(*[(f"w{3 + i}", "w40" if i % 2 else "w41") for i in range(8)]),
+                batch_size=0,
+                progress=False,
+            )
+        ),
+        ValueError,
+        r"batch_size must be an integer >= 1, got 0",
+    ),
+    Case(
+        "TaskModel.learn",
+        "batch_size = 0",
+        call(lambda c: _task_model(c).learn(_ex(("w3", "w40")), batch_size=0)),
+        ValueError,
+        r"batch_size must be an integer >= 1, got 0",
+    ),
+    Case(
+        "TaskModel.learn",
+        "a free-text output holding the answer end",
+        call(lambda c: _task_model(c).learn(_ex(("w3", "w40\nw41")))),
+        ValueError,
+        r"example 0 \('w3'\): its output holds the answer end '\\n'",
+    ),
+    Case(
+        "TaskModel.fit",
         "an unknown anchor for the guard",
         call(
             lambda c: _task_model(c).fit(

@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ from faast.lm.task_choice import (
     memory_off,
     split_examples,
 )
-from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin
+from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts
 
 PAIR_MODES = ("answer", "all")
 #: Outputs with at most this many distinct values make a classification task (labels) by default.
@@ -343,7 +344,7 @@ class TaskModel(TaskScoringMixin):
             check_outputs_end(examples, self.spec.template)
         encoded = self._encoded_examples(examples)
         pairs = 0
-        starts = range(0, len(encoded), batch_size)
+        starts = batch_starts(len(encoded), batch_size)
         for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
             pairs += self.model.learn_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
@@ -357,7 +358,7 @@ class TaskModel(TaskScoringMixin):
         task with ``cache=True``, whose cached states are the very ones learned)."""
         encoded = self._encoded_examples(examples)
         pairs = 0
-        starts = range(0, len(encoded), batch_size)
+        starts = batch_starts(len(encoded), batch_size)
         with self.model.all_or_nothing():
             for i in tqdm(starts, desc="forget examples", unit="batch", disable=not progress, leave=False):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
@@ -499,6 +500,8 @@ class TaskModel(TaskScoringMixin):
         checked_anchor(anchor)
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
+        _check_validation(folds, max_validation, hold_out)
+        batch_starts(0, batch_size)  # a bad batch size is refused now, not after the cross-validation
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         spec = self._resolved_spec(examples, labels)
         if spec.labels is None:  # free text: refused before the cross-validation, not after it
@@ -800,7 +803,7 @@ class TaskModel(TaskScoringMixin):
                     out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1 - skip]
                     continue
             todo.append((i, text))
-        for start in range(0, len(todo), batch_size):
+        for start in batch_starts(len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             prompts = [self.codec.prompt_ids(text) for _, text in chunk]
             batch = ScoredBatch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
@@ -853,7 +856,7 @@ class TaskModel(TaskScoringMixin):
                     f"tokens in the context of {self.codec.context}"
                 )
         prefix, skip = self._lead_view()
-        starts = range(0, len(prompts), batch_size)
+        starts = batch_starts(len(prompts), batch_size)
         for i in tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False):
             rows = [p[skip:] for p in prompts[i : i + batch_size]]
             ids, mask = pad_batch(rows, self.tokenizer.pad_token_id, side="left")
@@ -951,6 +954,19 @@ def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> 
                 "choose an end marker that no output holds (faast task learn --answer-end, "
                 "PromptTemplate(answer_end=...)), e.g. '\\n\\n' or ' </answer>'"
             )
+
+
+def _check_validation(folds: int, max_validation: int, hold_out: float) -> None:
+    """Clear errors for cross-validation settings that hold nothing out or learn nothing (one fold
+    holding out every example leaves the memory of that fold empty: "no examples")."""
+    for name, value, least in (("folds", folds, 1), ("max_validation", max_validation, 0)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if folds == 1 and hold_out == 1:
+        raise ValueError(
+            "folds=1 with hold_out=1 holds out every example at once and leaves none to learn: "
+            "use folds >= 2, or hold out a share (hold_out < 1) with one fold"
+        )
 
 
 def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,14 @@ import torch.nn.functional as F
 from faast.lm.examples import Example
 from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
+
+
+def batch_starts(count: int, batch_size: int) -> range:
+    """The first index of each batch of ``batch_size`` among ``count`` items; a clear error for a
+    ``batch_size`` below 1 (``range`` would fail with "arg 3 must not be zero")."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return range(0, count, batch_size)
 
 
 @dataclass
@@ -43,6 +52,7 @@ class TaskScoringMixin:
         if any(not ids for ids in label_ids):
             raise ValueError("a label encodes to no tokens")
         single = all(len(ids) == 1 for ids in label_ids)
+        batch_starts(0, batch_size)  # checked
         batches = []
         per_batch = max(1, batch_size if single else batch_size // len(labels))
         for i in range(0, len(inputs), per_batch):
@@ -65,7 +75,7 @@ class TaskScoringMixin:
 
     def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[ScoredBatch]:
         batches = []
-        for i in range(0, len(examples), batch_size):
+        for i in batch_starts(len(examples), batch_size):
             enc = [self.codec.encode(e.input, e.output) for e in examples[i : i + batch_size]]  # type: ignore[arg-type]
             seqs = [c.ids for c in enc]
             targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
