@@ -208,7 +208,14 @@ class Cut:
         if text in ("gcv", "auto", "power", "default"):
             return {"gcv": cls.gcv, "auto": cls.auto}.get(text, cls.power)()
         if "=" not in text:
-            return cls.fixed(finite_number(text, "tau"))
+            try:
+                tau = finite_number(text, "tau")
+            except ValueError as exc:  # name the forms a cut takes, not only the number
+                raise ValueError(
+                    f"{exc}; a cut is gcv, auto, a relative tau in [0, 1] (tau=T), alpha=A[,c=C], "
+                    "ridge=R (or ridge=gcv, ridge=auto) or prior=N"
+                ) from None
+            return cls.fixed(tau)
         fields = dict(_split_field(part, spec) for part in text.split(","))
         if "ridge" in fields:
             if len(fields) > 1:
