@@ -102,6 +102,33 @@ def test_not_a_causal_lm():
         get_faast_model(tiny_model("llama"), {"num_memories": 1})  # type: ignore[arg-type]
 
 
+def _tiny_bert(cls_name: str, **config):
+    import transformers
+
+    small = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    return getattr(transformers, cls_name)(transformers.BertConfig(intermediate_size=32, **small, **config))
+
+
+@pytest.mark.parametrize(
+    ("cls_name", "config", "match"),
+    [
+        ("BertForMaskedLM", {}, r"BertForMaskedLM is a masked \(bidirectional\) LM"),
+        # what AutoModelForCausalLM gives for a BERT checkpoint: bidirectional all the same
+        ("BertLMHeadModel", {}, r"BertLMHeadModel with is_decoder=False attends in both directions"),
+    ],
+)
+def test_bidirectional_models_are_refused(cls_name, config, match):
+    """Their states see the next token, so the pairs learned from them would read their answer."""
+    with pytest.raises(UnsupportedModelError, match=match):
+        get_faast_model(_tiny_bert(cls_name, **config), FaastConfig(num_memories=1))
+
+
+def test_an_encoder_family_model_made_causal_is_accepted():
+    fm = get_faast_model(_tiny_bert("BertLMHeadModel", is_decoder=True), FaastConfig(num_memories=1))
+    ids, mask = random_batch([6, 4], seed=1)
+    assert fm.learn(input_ids=ids % 50, attention_mask=mask) > 0
+
+
 def test_too_many_memories():
     with pytest.raises(ValueError, match="exceeds"):
         get_faast_model(tiny_model("llama"), FaastConfig(num_memories=3))

@@ -148,6 +148,7 @@ def find_layout(
             f"{type(model).__name__} has no linear LM head (get_output_embeddings()); "
             "faast.lm needs a causal LM such as AutoModelForCausalLM"
         )
+    _check_not_masked_lm(model)
     backbone = getattr(model, "base_model", None)
     if not isinstance(backbone, nn.Module) or backbone is model:
         raise UnsupportedModelError(
@@ -168,6 +169,39 @@ def find_layout(
     norm, norm_path = _find_final_norm(model, backbone, final_norm_path)
     accepts = "position_ids" in inspect.signature(backbone.forward).parameters
     return Layout(backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts)
+
+
+def _check_not_masked_lm(model: nn.Module) -> None:
+    """Refuse the masked LMs of transformers (BERT, RoBERTa, ...): their states see the tokens after
+    them, the next one included, so next-token pairs learned from them would read their own answer
+    (a silent wrong memory). Models transformers does not know are trusted to be causal."""
+    try:
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
+    except ImportError:  # pragma: no cover - an older or newer layout of transformers
+        return
+    name = type(model).__name__
+    masked = set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()) - set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    why = (
+        "each position sees the tokens after it, so the next-token pairs faast.lm learns would read "
+        "their own answer"
+    )
+    if name in masked:
+        raise UnsupportedModelError(
+            f"{name} is a masked (bidirectional) LM: {why}; load a causal LM (AutoModelForCausalLM)"
+        )
+    # encoder families (BERT, RoBERTa, ...) also have a causal class, causal only with is_decoder=True
+    # (AutoModelForCausalLM on a BERT checkpoint gives BertLMHeadModel with is_decoder=False)
+    encoders = set(MODEL_FOR_MASKED_LM_MAPPING_NAMES) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    config = _text_config(model)
+    model_type = getattr(config, "model_type", None)
+    if model_type in encoders - {"xlm"} and getattr(config, "is_decoder", False) is not True:
+        raise UnsupportedModelError(
+            f"{name} with is_decoder=False attends in both directions: {why}; load it with "
+            "is_decoder=True (AutoModelForCausalLM.from_pretrained(..., is_decoder=True)) or use a causal LM"
+        )
 
 
 def hidden_from_call(args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
