@@ -990,6 +990,7 @@ __all__ = [
     "ReadCandidate",
     "TaskModel",
     "TaskSpec",
+    "check_outputs_end",
     "default_candidates",
     "memory_off",
     "split_examples",
