@@ -51,3 +51,31 @@ def test_demo_rejects_an_empty_run(tmp_path, capsys):
     assert "nothing to run" in capsys.readouterr().err
     assert main(["demo", "--methods", "faast,magic", "--out", str(tmp_path)]) == 1
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_demo_rejects_a_validation_share_outside_zero_one(tmp_path, capsys):
+    assert main(["demo", "--val-fraction", "1.5", "--out", str(tmp_path)]) == 1
+    assert "--val-fraction must be a share in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+@pytest.mark.assets
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [  # scikit-learn's stratified split said "test_size = 5 should be greater or equal to ..."
+        (
+            ["--limit-train", "5"],
+            "--limit-train 5: a stratified subset needs at least one image per class (10)",
+        ),
+        (
+            ["--limit-test", "3"],
+            "--limit-test 3: a stratified subset needs at least one image per class (10)",
+        ),
+        (
+            ["--limit-train", "100", "--val-fraction", "0.99"],
+            "--val-fraction 0.99 of 100 training images leaves 1 to learn from, fewer than the 10 classes",
+        ),
+    ],
+)
+def test_demo_names_subsets_too_small_for_the_classes(tmp_path, capsys, options, message):
+    assert main(["demo", *options, "--quiet", "--no-feature-cache", "--out", str(tmp_path)]) == 1
+    assert message in capsys.readouterr().err

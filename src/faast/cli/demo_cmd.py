@@ -67,9 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _limit(dataset, n: int | None, seed: int):
+def _limit(dataset, n: int | None, seed: int, option: str):
+    """A stratified subset of ``n`` images (``dataset`` itself when it holds no more); a clear error
+    naming ``option`` for fewer images than classes (scikit-learn's said "test_size")."""
     if n is None or n >= len(dataset):
         return dataset
+    if n < dataset.num_classes:
+        raise ValueError(
+            f"{option} {n}: a stratified subset needs at least one image per class ({dataset.num_classes})"
+        )
     from faast.eval.splits import validation_split
 
     _, idx = validation_split(dataset.labels, n, seed)
@@ -145,12 +151,28 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--shots must be comma-separated integers, got {args.shots!r}") from None
     if not shots and args.skip_full:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")
+    if not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be a share in (0, 1), got {args.val_fraction}")
     methods = build_methods(args.methods.split(",") if args.methods else None)
     progress = not args.quiet and dist.is_main
 
     extra = {"fetch": args.fetch, "cache": args.cache_dir} if args.dataset == "fashion-mnist" else {}
-    train = _limit(load_dataset(args.dataset, "train", args.data_dir, **extra), args.limit_train, args.seed)
-    test = _limit(load_dataset(args.dataset, "test", args.data_dir, **extra), args.limit_test, args.seed)
+    train = _limit(
+        load_dataset(args.dataset, "train", args.data_dir, **extra),
+        args.limit_train,
+        args.seed,
+        "--limit-train",
+    )
+    test = _limit(
+        load_dataset(args.dataset, "test", args.data_dir, **extra), args.limit_test, args.seed, "--limit-test"
+    )
+    val_size = max(train.num_classes, round(args.val_fraction * len(train)))
+    if len(train) - val_size < train.num_classes:  # scikit-learn's split would say "train_size"
+        raise ValueError(
+            f"--val-fraction {args.val_fraction:g} of {len(train)} training images leaves "
+            f"{len(train) - val_size} to learn from, fewer than the {train.num_classes} classes: "
+            "lower it or use more images"
+        )
     enc_kwargs = (
         {"fetch": args.fetch, "cache": args.cache_dir} if args.encoder == "efficientnet-lite0" else {}
     )
@@ -172,7 +194,6 @@ def _run(args: argparse.Namespace) -> int:
         flush=True,
     )
     data = Features(feats[0], train.labels, feats[1], test.labels)
-    val_size = max(train.num_classes, round(args.val_fraction * len(train)))
     # what would distort the timings, said once the inputs are known to be good (an error before
     # this point is then the only line on stderr) and just before the protocols time the methods
     _warn_if_busy(args.threads)
