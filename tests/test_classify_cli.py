@@ -277,6 +277,19 @@ def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys)
     assert not (tmp_path / "p").exists()
 
 
+def test_a_model_path_that_is_a_file_is_named_before_fitting(tmp_path, capsys, monkeypatch):
+    """mkdir said only "File exists", and after the fit (the images encoded first)."""
+    rng = np.random.default_rng(3)
+    features, labels = _features_files(tmp_path, rng.normal(size=(12, 4)), np.arange(12) % 2)
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setattr(FaastClassifier, "fit", lambda *a, **k: pytest.fail("fitted before the check"))
+    for model in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "m"):
+        assert _run("fit", features, *labels, "--model", model) == 1
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'notes.txt'} is a file; a classifier is saved as a folder" in err
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
 def test_help_is_plain_text_with_the_examples(capsys):
     """``faast classify --help`` prints the module's description without reStructuredText markup
     (no ``code`` or :mod:`...` roles), its example commands kept on their own lines."""

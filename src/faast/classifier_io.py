@@ -44,10 +44,23 @@ _LATER_PARAMS = {
 }  # fmt: skip
 
 
+def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a folder a classifier can be saved in (it may not exist yet); a clear error
+    when it, or a folder above it, is a file (``mkdir`` said only "File exists")."""
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(
+                f"{out}: {p} is a file; a classifier is saved as a folder ({JSON_NAME} + {TENSORS_NAME})"
+            )
+    return out
+
+
 def save_classifier(
     clf: FaastClassifier, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras."""
+    check_classifier_folder(path)
     if not hasattr(clf, "memory_"):
         raise ValueError("cannot save a FaastClassifier that is not fitted")
     if callable(clf.prior) and not isinstance(clf.prior, str):

@@ -212,13 +212,14 @@ def _need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndar
 def run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
-    from faast.classifier_io import load_classifier, save_classifier
+    from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier
 
     dist = distributed.init()
     if args.action == "fit":
         from faast.solver import Cut
 
         params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
+        check_classifier_folder(args.model)  # so does a --model that cannot be a folder
         feats, labels, _, source = _read(args, None, dist)
         labels = _need_labels(labels, args)
         start = time.perf_counter()
