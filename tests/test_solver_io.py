@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from faast.io import atomic_write, save_tensors
+from faast.io import atomic_write, check_writable, save_tensors
 from faast.solver import GramStats
 
 
@@ -128,3 +129,15 @@ def test_solve_command_takes_cuts_chosen_from_the_pairs(tmp_path, option):
     cut = f"ridge={word}" if name == "--ridge" else word
     expected = GramStats(30, 3).add(keys, values).solve(cut)
     torch.testing.assert_close(load_file(str(out))["weight"], expected)
+
+
+def test_a_file_in_the_way_of_the_output_folder_is_named(tmp_path):
+    """mkdir said only "File exists"; check_writable and atomic_write name the file."""
+    (tmp_path / "notes").write_text("x")
+    for call in (
+        lambda p: check_writable(p),
+        lambda p: atomic_write(p, lambda tmp: Path(tmp).write_text("y")),
+    ):
+        with pytest.raises(NotADirectoryError, match=r"notes is a file, not a folder"):
+            call(tmp_path / "notes" / "deeper" / "out.json")
+    assert (tmp_path / "notes").read_text() == "x"

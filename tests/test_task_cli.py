@@ -146,6 +146,29 @@ def test_answer_end_option_is_stored_with_the_task(model_dir, tmp_path, capsys):
     assert "reference outputs hold" not in capsys.readouterr().err
 
 
+def test_result_paths_are_checked_before_the_model_runs(model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """A predictions or JSON path under a file, or of an unknown type, failed only after every
+    example was scored ("File exists")."""
+    from faast.lm.task import TaskModel
+
+    test = tmp_path / "test.tsv"
+    _write_examples(test, 4)
+    (tmp_path / "notes").write_text("x")
+    monkeypatch.setattr(TaskModel, "label_scores", lambda *a, **k: pytest.fail("scored before the check"))
+    zs = ["task", "evaluate", "--model", str(model_dir), "--threads", "1", "--examples", str(test)]
+    zs += ["--template", TEMPLATE, "--labels", "w5,w6"]
+    for extra, message in (
+        (["--predictions", str(tmp_path / "notes" / "p.tsv")], "notes is a file, not a folder"),
+        (["--json", str(tmp_path / "notes" / "r.json")], "notes is a file, not a folder"),
+        (["--predictions", str(tmp_path / "p.csv")], "unknown file type '.csv'"),
+    ):
+        assert main([*zs, *extra]) == 1
+        assert message in capsys.readouterr().err
+    classify = ["task", "classify", *zs[2:6], "--inputs", str(test), *zs[8:]]
+    assert main([*classify, "--out", str(tmp_path / "notes" / "c.tsv")]) == 1
+    assert "notes is a file, not a folder" in capsys.readouterr().err
+
+
 def test_task_cli_errors(model_dir, tmp_path, capsys):  # noqa: F811
     base = ["--model", str(model_dir), "--threads", "1"]
     bad = tmp_path / "bad.tsv"

@@ -30,7 +30,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     dest = Path(path)
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     try:
@@ -45,6 +45,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
             os.unlink(tmp)
         raise
     return dest
+
+
+def make_parent(dest: Path) -> None:
+    """Create the folder of ``dest``; a ``NotADirectoryError`` naming the file in the way when a
+    folder above it is a file (``mkdir`` says only "File exists")."""
+    for folder in dest.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(dest))
+            break
+    dest.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -71,8 +82,10 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(dest)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except NotADirectoryError:  # already names the file in the way
+        raise
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot write there ({exc.strerror})", str(dest)) from None
     os.close(fd)

@@ -400,6 +400,23 @@ def _check_out(path: str, task: str) -> None:
         read_file(path)  # the task is added to it: it must be a readable fast-weight file
 
 
+def _check_result_paths(args: argparse.Namespace, *options: str) -> None:
+    """Refuse, before any model runs, result paths that could not be written afterwards: an
+    unknown extension of a predictions file, a folder, or a file in the way of its folder."""
+    from faast.io import check_writable
+    from faast.lm.examples import file_format
+
+    if not _dist().is_main:
+        return
+    for option in options:
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        if option != "json":
+            file_format(path)
+        check_writable(path)
+
+
 def _dist() -> Dist:
     from faast import distributed
 
@@ -580,6 +597,7 @@ def run_classify(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     _init(args)
+    _check_result_paths(args, "out")
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     task = _chosen_task(args, inputs, [])
     preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
@@ -597,6 +615,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     _init(args)
+    _check_result_paths(args, "out")
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     task = _chosen_task(args, inputs, [])
     outs = _generate(task, inputs, args)
@@ -624,6 +643,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
     dist = _init(args)
+    _check_result_paths(args, "predictions", "json")
     examples = read_examples(args.examples)
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
