@@ -277,7 +277,7 @@ def test_cut_ridge_auto_and_a_cut_the_classifier_does_not_take(tmp_path, capsys)
     assert not (tmp_path / "p").exists()
 
 
-def test_a_model_path_that_is_a_file_is_named_before_fitting(tmp_path, capsys, monkeypatch):
+def test_model_and_output_paths_under_a_file_are_named_before_the_work(tmp_path, capsys, monkeypatch):
     """mkdir said only "File exists", and after the fit (the images encoded first)."""
     rng = np.random.default_rng(3)
     features, labels = _features_files(tmp_path, rng.normal(size=(12, 4)), np.arange(12) % 2)
@@ -288,6 +288,12 @@ def test_a_model_path_that_is_a_file_is_named_before_fitting(tmp_path, capsys, m
         err = capsys.readouterr().err
         assert f"{tmp_path / 'notes.txt'} is a file; a classifier is saved as a folder" in err
     assert (tmp_path / "notes.txt").read_text() == "x"
+    model = tmp_path / "m"
+    monkeypatch.undo()
+    assert _run("fit", features, *labels, "--model", model) == 0
+    monkeypatch.setattr(FaastClassifier, "predict", lambda *a, **k: pytest.fail("predicted before the check"))
+    assert _run("predict", features, "--model", model, "--out", tmp_path / "notes.txt" / "p.csv") == 1
+    assert "notes.txt is a file, not a folder" in capsys.readouterr().err
 
 
 def test_help_is_plain_text_with_the_examples(capsys):

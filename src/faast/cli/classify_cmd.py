@@ -251,6 +251,10 @@ def run(args: argparse.Namespace) -> int:
     source = meta.get("source")
     if not isinstance(source, dict):
         raise ValueError(f"{args.model}: the saved classifier does not say what its features are")
+    if args.action == "predict" and dist.is_main:
+        from faast.io import check_writable
+
+        check_writable(args.out)  # before the images are encoded, not after
     feats, labels, ids, _ = _read(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = _need_labels(labels, args)
