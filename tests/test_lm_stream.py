@@ -124,3 +124,22 @@ def test_stream_command_writes_chunks_plot_and_fast_weights(tmp_path, capsys):
     assert float(rows[-1]["ppl"]) < float(rows[-1]["base_ppl"])  # the text repeats: later chunks are learned
     assert out_csv.with_suffix(".png").stat().st_size > 1000
     assert set(read_file(out_fw)[1]) == {"default"}
+
+
+def test_stream_command_checks_its_result_paths_before_reading(tmp_path, capsys, monkeypatch):
+    """An unwritable --csv or an --out that is not fast weights failed after the whole text was
+    streamed; now before the model is loaded."""
+    from faast.cli import lm_cmd, main
+
+    monkeypatch.setattr(lm_cmd, "_load", lambda *a, **k: pytest.fail("loaded before the check"))
+    text = tmp_path / "book.txt"
+    text.write_text("some words to read")
+    (tmp_path / "notes").write_text("x")
+    argv = ["lm", "stream", "--text", str(text)]
+    for extra, message in (
+        (["--csv", str(tmp_path / "notes" / "s.csv")], "notes is a file, not a folder"),
+        (["--out", str(tmp_path / "notes")], "is not a readable safetensors file"),
+        (["--out", str(tmp_path / "fw.safetensors"), "--task", "a/b"], "task name"),
+    ):
+        assert main([*argv, *extra]) == 1
+        assert message in capsys.readouterr().err

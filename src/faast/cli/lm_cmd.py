@@ -452,6 +452,20 @@ def run_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_stream_outputs(args: argparse.Namespace) -> None:
+    """Refuse an unwritable --csv or --out, a bad --task name or an --out that is not fast weights."""
+    from faast.io import check_writable
+    from faast.lm.fastweights import check_task_name, read_file
+
+    if args.csv:
+        check_writable(args.csv)
+    if args.out:
+        check_task_name(args.task)
+        check_writable(args.out)
+        if Path(args.out).exists():
+            read_file(args.out)  # the task is added to it: it must be a readable fast-weight file
+
+
 def run_stream(args: argparse.Namespace) -> int:
     """Score, then learn, each chunk of a text. Under ``torchrun`` every process scores each chunk
     and learns its share of the chunk's pairs, the statistics are summed across processes
@@ -462,6 +476,8 @@ def run_stream(args: argparse.Namespace) -> int:
     from faast.lm.text import encode, read_text
 
     dist = _init(args)
+    if dist.is_main:  # bad result paths fail now, not after the whole text is read
+        _check_stream_outputs(args)
     fm, tok = _load(args, *_layout_and_read(args, {}))
     ids = encode(tok, read_text(args.text))
     rows = stream_chunks(
