@@ -79,3 +79,12 @@ def test_demo_rejects_a_validation_share_outside_zero_one(tmp_path, capsys):
 def test_demo_names_subsets_too_small_for_the_classes(tmp_path, capsys, options, message):
     assert main(["demo", *options, "--quiet", "--no-feature-cache", "--out", str(tmp_path)]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_demo_checks_its_result_paths_before_the_run(tmp_path, capsys):
+    """--out and --doc are written after the whole run (half an hour on the full data)."""
+    (tmp_path / "notes").write_text("x")
+    for option in ("--out", "--doc"):
+        argv = ["demo", "--out", str(tmp_path / "o"), option, str(tmp_path / "notes" / "r.md")]
+        assert main([*argv, "--cache-dir", str(tmp_path / "no-assets")]) == 1
+        assert "notes is a file, not a folder" in capsys.readouterr().err

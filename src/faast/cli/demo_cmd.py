@@ -153,6 +153,12 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")
     if not 0 < args.val_fraction < 1:
         raise ValueError(f"--val-fraction must be a share in (0, 1), got {args.val_fraction}")
+    if dist.is_main:  # the results are written after the whole run: a bad path fails now
+        from faast.io import check_writable
+
+        check_writable(Path(args.out) / "results.csv")
+        if args.doc:
+            check_writable(args.doc)
     methods = build_methods(args.methods.split(",") if args.methods else None)
     progress = not args.quiet and dist.is_main
 
