@@ -225,8 +225,7 @@ def _quiet_loading() -> None:
 
 def _check_learn_args(args: argparse.Namespace) -> None:
     """Refuse bad options and an unusable --out before loading the model and learning."""
-    from faast.io import check_writable
-    from faast.lm.fastweights import check_task_name, read_file
+    from faast.lm.fastweights import check_output_file
 
     if args.window < 2:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
@@ -236,10 +235,7 @@ def _check_learn_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.steps > 1 and (args.append or args.mix != "correction"):
         raise ValueError("--steps > 1 needs --mix correction and a new task (not --append)")
-    check_task_name(args.task)
-    check_writable(args.out)
-    if Path(args.out).exists():
-        read_file(args.out)  # the new task is added to it: it must be a readable fast-weight file
+    check_output_file(args.out, args.task)
 
 
 def _load_with_fast_weights(args: argparse.Namespace):
@@ -455,15 +451,12 @@ def run_perplexity(args: argparse.Namespace) -> int:
 def _check_stream_outputs(args: argparse.Namespace) -> None:
     """Refuse an unwritable --csv or --out, a bad --task name or an --out that is not fast weights."""
     from faast.io import check_writable
-    from faast.lm.fastweights import check_task_name, read_file
+    from faast.lm.fastweights import check_output_file
 
     if args.csv:
         check_writable(args.csv)
     if args.out:
-        check_task_name(args.task)
-        check_writable(args.out)
-        if Path(args.out).exists():
-            read_file(args.out)  # the task is added to it: it must be a readable fast-weight file
+        check_output_file(args.out, args.task)
 
 
 def run_stream(args: argparse.Namespace) -> int:

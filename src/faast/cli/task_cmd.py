@@ -278,12 +278,13 @@ def run_learn(args: argparse.Namespace) -> int:
 
     from faast.lm.config import ReadConfig
     from faast.lm.examples import read_examples
+    from faast.lm.fastweights import check_output_file
     from faast.lm.task import TaskModel, TaskSpec
     from faast.lm.task_choice import default_candidates
 
     dist = _init(args)
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
-        _check_out(args.out, args.task)
+        check_output_file(args.out, args.task)
     examples = read_examples(args.examples)
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
@@ -387,17 +388,6 @@ def run_forget(args: argparse.Namespace) -> int:
             f"{name!r} in {args.fast_weights}; {task.model.num_pairs} pairs remain"
         )
     return 0
-
-
-def _check_out(path: str, task: str) -> None:
-    """Refuse a bad task name, an unwritable path or an existing file that is not fast weights."""
-    from faast.io import check_writable
-    from faast.lm.fastweights import check_task_name, read_file
-
-    check_task_name(task)
-    check_writable(path)
-    if Path(path).exists():
-        read_file(path)  # the task is added to it: it must be a readable fast-weight file
 
 
 def _check_result_paths(args: argparse.Namespace, *options: str) -> None:

@@ -33,6 +33,17 @@ def check_task_name(task: str) -> str:
     return task
 
 
+def check_output_file(path: str | os.PathLike[str], task: str) -> None:
+    """Refuse, before a long job, a bad ``task`` name, a ``path`` that cannot be written, or an
+    existing ``path`` that is not a fast-weight file (the task is added to it)."""
+    from faast.io import check_writable
+
+    check_task_name(task)
+    check_writable(path)
+    if Path(path).exists():
+        read_file(path)
+
+
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, tasks) of a fast-weight file; tasks maps task → signature."""
     tensors, meta = load_tensors(path, kind="fast_weights")
