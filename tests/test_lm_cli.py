@@ -146,3 +146,20 @@ def test_cli_errors_are_reported(model_dir, tmp_path, capsys):
     args = ["lm", "generate", *base, "--fast-weights", str(tmp_path / "none.safetensors"), "--prompt", "w1"]
     assert main(args) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_chat_needs_a_chat_template(model_dir, tmp_path, capsys):
+    """--chat on a base model's tokenizer failed inside transformers; with a template the prompt
+    is wrapped in it."""
+    import shutil
+
+    base = ["lm", "generate", "--threads", "1", "--prompt", "w1 w2", "--max-new-tokens", "2", "--chat"]
+    assert main([*base, "--model", str(model_dir)]) == 1
+    assert "has no chat template (a base model" in capsys.readouterr().err
+    chat = tmp_path / "chat"
+    shutil.copytree(model_dir, chat)
+    config = json.loads((chat / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}w5 {{ m['content'] }} w6{% endfor %}"
+    (chat / "tokenizer_config.json").write_text(json.dumps(config))
+    assert main([*base, "--model", str(chat)]) == 0
+    assert capsys.readouterr().out.strip()

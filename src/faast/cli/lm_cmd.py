@@ -411,6 +411,11 @@ def run_generate(args: argparse.Namespace) -> int:
     fm, tok = _load_with_fast_weights(args)
     prompt = args.prompt
     if args.chat:
+        if not getattr(tok, "chat_template", None):
+            raise ValueError(
+                f"--chat: the tokenizer of {args.model} has no chat template (a base model, not an "
+                "instruction-tuned one?); drop --chat to generate from the prompt as it is"
+            )
         prompt = tok.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
