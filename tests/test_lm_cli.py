@@ -163,3 +163,29 @@ def test_chat_needs_a_chat_template(model_dir, tmp_path, capsys):
     (chat / "tokenizer_config.json").write_text(json.dumps(config))
     assert main([*base, "--model", str(chat)]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_learning_over_a_task_of_the_file_warns_before_the_work(model_dir, tmp_path, capsys):
+    """A task of the same name was replaced without a word (a learned text by a task, say)."""
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[i % 40] for i in range(120)))
+    out = tmp_path / "fw.safetensors"
+    learn = [
+        "lm",
+        "learn",
+        "--model",
+        str(model_dir),
+        "--threads",
+        "1",
+        "--text",
+        str(text),
+        "--out",
+        str(out),
+    ]
+    assert main([*learn, "--task", "a"]) == 0
+    assert "already holds" not in capsys.readouterr().err
+    assert main([*learn, "--task", "a"]) == 0
+    assert f"{out} already holds task 'a': it will be replaced" in capsys.readouterr().err
+    for beside in (["--task", "a", "--append"], ["--task", "b"]):
+        assert main([*learn, *beside]) == 0
+        assert "already holds" not in capsys.readouterr().err

@@ -235,7 +235,7 @@ def _check_learn_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.steps > 1 and (args.append or args.mix != "correction"):
         raise ValueError("--steps > 1 needs --mix correction and a new task (not --append)")
-    check_output_file(args.out, args.task)
+    check_output_file(args.out, args.task, warn_replace=not args.append)  # --append: meant
 
 
 def _load_with_fast_weights(args: argparse.Namespace):

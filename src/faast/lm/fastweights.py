@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,23 @@ def check_task_name(task: str) -> str:
     return task
 
 
-def check_output_file(path: str | os.PathLike[str], task: str) -> None:
+def check_output_file(path: str | os.PathLike[str], task: str, *, warn_replace: bool = True) -> None:
     """Refuse, before a long job, a bad ``task`` name, a ``path`` that cannot be written, or an
-    existing ``path`` that is not a fast-weight file (the task is added to it)."""
+    existing ``path`` that is not a fast-weight file (the task is added to it). ``warn_replace``:
+    warn, before the work, when the file already holds ``task``, which the job will replace."""
     from faast.io import check_writable
 
     check_task_name(task)
     check_writable(path)
     if Path(path).exists():
-        read_file(path)
+        _, tasks = read_file(path)
+        if warn_replace and task in tasks:
+            warnings.warn(
+                f"{path} already holds task {task!r}: it will be replaced (its other tasks are kept; "
+                "--task NAME learns beside it)",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
