@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from faast.io import load_tensors, save_tensors
+from faast.io import check_writable, load_tensors, save_tensors
 from faast.lm.config import FaastConfig, ReadConfig
 
 STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
@@ -38,8 +38,6 @@ def check_output_file(path: str | os.PathLike[str], task: str, *, warn_replace: 
     """Refuse, before a long job, a bad ``task`` name, a ``path`` that cannot be written, or an
     existing ``path`` that is not a fast-weight file (the task is added to it). ``warn_replace``:
     warn, before the work, when the file already holds ``task``, which the job will replace."""
-    from faast.io import check_writable
-
     check_task_name(task)
     check_writable(path)
     if Path(path).exists():
