@@ -432,3 +432,31 @@ def test_an_image_past_pillows_pixel_limit_is_named(tmp_path, monkeypatch):
         ValueError, match=r"cannot read image .*big.png: Image size \(120 pixels\) exceeds limit"
     ):
         load_image_folder(tmp_path, 8)
+
+
+def test_csv_labels_keep_their_spelling(tmp_path, capsys):
+    """Labels 01, 1 and 001 were read as one integer class; a later file of only "1" was read as
+    integers and refused against the string classes of "1" and "x"."""
+    from faast.data.features_file import read_features
+
+    rows = ["f0,f1,label", "1,0,01", "0,1,1", "1,1,001", "0,0,1", "2,1,01", "1,2,001"]
+    (tmp_path / "z.csv").write_text("\n".join(rows) + "\n")
+    assert read_features(tmp_path / "z.csv").labels.tolist() == ["01", "1", "001", "1", "01", "001"]
+    (tmp_path / "n.csv").write_text("f0,label\n1,7\n2,-1\n3,1_0\n")
+    assert read_features(tmp_path / "n.csv").labels.tolist() == ["7", "-1", "1_0"]
+    (tmp_path / "i.csv").write_text("f0,label\n1,7\n2,-1\n")
+    assert read_features(tmp_path / "i.csv").labels.tolist() == [7, -1]
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(8, 2))
+    first = ["x", "1", "x", "1", "x", "1"]
+    for name, part, labels in (("first", X[:6], first), ("more", X[6:], ["1", "1"])):
+        body = [f"{a:.17g},{b:.17g},{label}" for (a, b), label in zip(part, labels, strict=True)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(["f0,f1,label", *body]) + "\n")
+    model = tmp_path / "m"
+    assert _run("fit", tmp_path / "first.csv", "--model", model) == 0
+    assert _run("partial-fit", tmp_path / "more.csv", "--model", model) == 0
+    clf = load_classifier(model)[0]
+    ref = FaastClassifier().fit(X, np.array([*first, "1", "1"]))
+    assert clf.classes_.tolist() == ["1", "x"] and clf.class_count_.tolist() == [5, 3]
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)

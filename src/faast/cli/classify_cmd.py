@@ -258,13 +258,16 @@ def run(args: argparse.Namespace) -> int:
     feats, labels, ids, _ = _read(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = _need_labels(labels, args)
-        unknown = sorted(set(labels.tolist()) - set(clf.classes_.tolist()))
+        # compared as written: a file of only "1" reads as integers, the classes of an earlier
+        # file of "1" and "x" are strings, and "1" is among them all the same
+        written = labels.astype(str)
+        unknown = sorted(set(written.tolist()) - set(clf.classes_.astype(str).tolist()))
         if unknown:
             raise ValueError(
                 f"label(s) {unknown[:5]} are not among the classifier's classes "
                 f"{clf.classes_.tolist()[:10]}; fit anew to add classes"
             )
-        labels = labels.astype(clf.classes_.dtype)
+        labels = written.astype(clf.classes_.dtype)
         if args.action == "partial-fit":
             clf.distributed = dist.active  # each process adds its block; the statistics are summed
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))

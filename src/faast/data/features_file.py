@@ -99,11 +99,16 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _parse_labels(texts: list[str]) -> np.ndarray:
-    """Integers when every label is one, else strings."""
+    """Integers when every label is written as one in its plain form (``7``, ``-1``), else
+    strings: ``01``, ``1`` and ``001`` are three labels (``int`` would make them one class), and
+    so are ``1`` and ``1_0``."""
     try:
-        return np.asarray([int(t) for t in texts], dtype=np.int64)
+        numbers = [int(t) for t in texts]
     except ValueError:
         return np.asarray(texts)
+    if any(str(n) != t.strip() for n, t in zip(numbers, texts, strict=True)):
+        return np.asarray(texts)
+    return np.asarray(numbers, dtype=np.int64)
 
 
 def _read_csv(
