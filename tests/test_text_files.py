@@ -68,3 +68,33 @@ def test_bytes_that_are_not_text_name_the_line(tmp_path):
     (tmp_path / "f.csv").write_bytes("f0,label\n1,caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"f.csv:2: not UTF-8 text"):
         read_features(tmp_path / "f.csv")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(str.strip),
+            st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(str.strip),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    suffix=st.sampled_from([".tsv", ".jsonl"]),
+)
+def test_written_examples_read_back_exactly(tmp_path_factory, pairs, suffix):
+    """Backslashes (C:\\new), carriage returns and U+2028 in a cell came back changed or broke a
+    line in two: what write_rows writes, read_examples reads back as it was."""
+    from faast.lm.examples import write_rows
+
+    path = tmp_path_factory.mktemp("rows") / f"examples{suffix}"
+    write_rows(path, [{"input": i, "output": o} for i, o in pairs], ["input", "output"])
+    assert [(e.input, e.output) for e in read_examples(path)] == pairs
+
+
+def test_escapes_of_example_files():
+    from faast.lm.examples import _escape, _unescape
+
+    assert _unescape(r"C:\data a\tb c\nd \\n") == "C:\\data a\tb c\nd \\n"
+    for cell in ("C:\\new", "a\\", "\\\\t", "line\rend", "x\u2028y"):
+        assert _unescape(_escape(cell)) == cell

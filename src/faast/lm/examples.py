@@ -2,8 +2,9 @@
 
 * TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a tab-free
   line). A first line ``input<TAB>output`` (or ``input``) is read as a header and skipped. Inputs
-  and outputs may not contain tabs or newlines; write ``\\t`` / ``\\n`` to mean them (unescaped on
-  reading).
+  and outputs may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them and
+  ``\\\\`` for a backslash before one of those letters (other backslashes read as written); the
+  predictions written here spell every backslash ``\\\\``, so they read back exactly.
 * JSONL: one JSON object per line with a string field ``input`` and, for examples, ``output``;
   other fields are kept in :attr:`Example.extra`.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +57,12 @@ def read_examples(path: str | os.PathLike[str], *, outputs: bool = True) -> list
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such examples file: {p}")
-    text = read_user_text(p)
-    lines = text.splitlines()
+    text = read_user_text(p)  # line ends already LF
+    # split at LF only: str.splitlines also breaks at U+2028, form feeds and other separators that
+    # a JSON string or a generated output may hold, which broke a line (and its JSON) in two
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     if not any(line.strip() for line in lines):
         raise ValueError(f"{p} is empty: no examples")
     reader = _read_tsv if file_format(p) == "tsv" else _read_jsonl
@@ -138,9 +144,16 @@ def distinct_outputs(examples: Iterable[Example]) -> list[str]:
     return list(dict.fromkeys(e.output for e in examples if e.output is not None))
 
 
+#: TSV escapes: a backslash, tab, newline or carriage return inside a cell (other backslashes are
+#: read as they are, so C:\data stays as written; the writer doubles every backslash).
+_ESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_ESCAPED = re.compile(r"\\([\\tnr])")
+
+
 def _unescape(cell: str) -> str:
-    return cell.replace("\\t", "\t").replace("\\n", "\n")
+    return _ESCAPED.sub(lambda m: _ESCAPES[m.group(1)], cell)
 
 
 def _escape(cell: str) -> str:
-    return cell.replace("\t", "\\t").replace("\n", "\\n")
+    """The TSV spelling of ``cell``, which :func:`_unescape` reads back exactly."""
+    return cell.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
