@@ -460,3 +460,22 @@ def test_csv_labels_keep_their_spelling(tmp_path, capsys):
     ref = FaastClassifier().fit(X, np.array([*first, "1", "1"]))
     assert clf.classes_.tolist() == ["1", "x"] and clf.class_count_.tolist() == [5, 3]
     np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+
+
+def test_object_arrays_and_files_that_are_not_numpy_are_named(tmp_path):
+    """NumPy keeps an object array (labels with a None, say) pickled: faast never unpickles, and
+    the error said only "Object arrays cannot be loaded when allow_pickle=False"."""
+    from faast.data.features_file import read_features
+
+    X = np.zeros((3, 2))
+    labels = np.array(["a", None, "b"], dtype=object)
+    np.savez(tmp_path / "obj.npz", features=X, labels=labels)
+    with pytest.raises(ValueError, match=r"obj.npz: 'labels' holds Python objects \(stored pickled\)"):
+        read_features(tmp_path / "obj.npz")
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", labels, allow_pickle=True)
+    with pytest.raises(ValueError, match=r"y.npy: the labels array holds Python objects"):
+        read_features(tmp_path / "x.npy", labels_path=tmp_path / "y.npy")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy at all")
+    with pytest.raises(ValueError, match=r"bad.npy: not a plain NumPy array file"):
+        read_features(tmp_path / "bad.npy")

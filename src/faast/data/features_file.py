@@ -17,8 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,15 +62,13 @@ def read_features(
         feats = tensors["features"]
         labels = tensors["labels"].numpy() if "labels" in tensors else None
     elif suffix in (".npy", ".npz"):
-        try:
-            data = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{p}: not a plain NumPy array file ({exc})") from None
+        data = _plain_array(lambda: np.load(p, allow_pickle=False), p, "the array")
         if suffix == ".npz":
             if "features" not in data:
                 raise ValueError(f"{p}: no 'features' array (found {sorted(data.files)})")
-            labels = data["labels"] if "labels" in data else None
-            data = data["features"]
+            npz = data
+            labels = _plain_array(lambda: npz["labels"], p, "'labels'") if "labels" in npz else None
+            data = _plain_array(lambda: npz["features"], p, "'features'")
         feats = torch.from_numpy(np.ascontiguousarray(data))
     elif suffix == ".csv":
         feats, labels, ids = _read_csv(p, label_column, id_column)
@@ -84,13 +84,27 @@ def read_features(
     return FeatureTable(feats, labels, ids if ids is not None else [str(i) for i in range(feats.shape[0])])
 
 
+def _plain_array(load: Callable[[], Any], p: Path, what: str) -> Any:
+    """``load()`` (an array, or a .npz archive); a clear error naming ``p`` for an object array,
+    which NumPy stores pickled and faast does not load, or for a file that is no NumPy array."""
+    try:
+        return load()
+    except ValueError as exc:
+        if str(exc).startswith("Object arrays"):  # a file that is no array reads as a pickle
+            raise ValueError(
+                f"{p}: {what} holds Python objects (stored pickled), which faast does not load: save "
+                "labels as strings or integers (np.asarray(labels, dtype=str)) and features as numbers"
+            ) from None
+        raise ValueError(f"{p}: not a plain NumPy array file ({exc})") from None
+
+
 def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     """Labels (n,) from a ``.npy`` array or a text file with one label per line."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such labels file: {p}")
     if p.suffix.lower() == ".npy":
-        labels = np.load(p, allow_pickle=False)
+        labels = _plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array")
         if labels.ndim != 1:
             raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
         return labels
