@@ -66,6 +66,8 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path, name):
         ("e.tsv", b"a\tb\n\nc\td\n", r"e.tsv:2: blank line"),
         ("e.tsv", b"a\tb\tc\n", r"e.tsv:1: 3 tab-separated fields"),
         ("e.tsv", b"just input\n", r"e.tsv:1: no output"),
+        # another tool's header was learned as the example "text -> label" (and "label" a class)
+        ("e.tsv", b"text\tlabel\ngood\tpos\n", r"e.tsv:1: 'text'<TAB>'label' looks like a header"),
         ("e.tsv", b"ok\tfine\n\xff\xfe\tx\n", r"e.tsv:2: not UTF-8"),
         ("e.jsonl", b'{"input": "a", "output": "b"}\n{bad\n', r"e.jsonl:2: not valid JSON"),
         ("e.jsonl", b'{"input": "a"}\n', r"e.jsonl:1: no field 'output' \(the object's fields: 'input'\)"),

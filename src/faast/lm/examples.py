@@ -1,7 +1,8 @@
 """Labelled examples and predictions on disk: TSV (``input<TAB>output``) and JSONL (``input``/``output``).
 
 * TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a tab-free
-  line). A first line ``input<TAB>output`` (or ``input``) is read as a header and skipped. Inputs
+  line). A first line ``input<TAB>output`` (or ``input``) is read as a header and skipped; one of
+  other column names (``text<TAB>label``, :data:`HEADER_NAMES`) is refused, not learned. Inputs
   and outputs may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them and
   ``\\\\`` for a backslash before one of those letters (other backslashes read as written); the
   predictions written here spell every backslash ``\\\\``, so they read back exactly.
@@ -27,6 +28,12 @@ from faast.io import atomic_write
 from faast.text_files import read_user_text
 
 TSV_SUFFIXES = (".tsv", ".txt")
+#: Column names a TSV's first line may carry from another tool: refused as an example (only
+#: ``input<TAB>output`` is read as a header).
+HEADER_NAMES = frozenset(
+    {"text", "label", "labels", "sentence", "prompt", "completion", "source", "target", "question",
+     "answer", "response", "instruction", "input", "output", "src", "tgt", "category", "class"}
+)  # fmt: skip
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 
@@ -78,8 +85,15 @@ def _read_tsv(p: Path, lines: list[str], outputs: bool) -> list[Example]:
         if not line.strip():
             raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
         cells = line.split("\t")
-        if number == 1 and [c.strip().lower() for c in cells] in (["input", "output"], ["input"]):
+        names = [c.strip().lower() for c in cells]
+        if number == 1 and names in (["input", "output"], ["input"]):
             continue
+        if number == 1 and len(names) == 2 and set(names) <= HEADER_NAMES:
+            # e.g. "text<TAB>label": it would be learned as an example, "label" as one more class
+            raise ValueError(
+                f"{p}:1: {cells[0].strip()!r}<TAB>{cells[1].strip()!r} looks like a header of other "
+                "column names; name the columns input<TAB>output (read as a header) or remove the line"
+            )
         if len(cells) > 2:
             raise ValueError(f"{p}:{number}: {len(cells)} tab-separated fields; expected input<TAB>output")
         if outputs and len(cells) != 2:
