@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from faast.classifier import ROWS_KEPT, FaastClassifier
-from faast.io import load_json, load_tensors, save_json, save_tensors
+from faast.io import file_in_the_way, load_json, load_tensors, save_json, save_tensors
 from faast.memory import InverseMemory
 
 FORMAT = "faast.classifier"
@@ -48,11 +48,11 @@ def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
     """``path`` as a folder a classifier can be saved in (it may not exist yet); a clear error
     when it, or a folder above it, is a file (``mkdir`` said only "File exists")."""
     out = Path(path)
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            raise ValueError(
-                f"{out}: {p} is a file; a classifier is saved as a folder ({JSON_NAME} + {TENSORS_NAME})"
-            )
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise ValueError(
+            f"{out}: {blocker} is a file; a classifier is saved as a folder ({JSON_NAME} + {TENSORS_NAME})"
+        )
     return out
 
 

@@ -47,14 +47,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     return dest
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file that stops ``folder`` from being a folder: ``folder`` itself or the nearest
+    existing path above it, when that is a file (``mkdir`` says only "File exists"); else None."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def make_parent(dest: Path) -> None:
     """Create the folder of ``dest``; a ``NotADirectoryError`` naming the file in the way when a
-    folder above it is a file (``mkdir`` says only "File exists")."""
-    for folder in dest.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(dest))
-            break
+    folder above it is a file."""
+    blocker = file_in_the_way(dest.parent)
+    if blocker is not None:
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
 
 
