@@ -339,10 +339,7 @@ class TaskModel(TaskScoringMixin):
         """Add the pairs of ``examples`` to the fast weights (``spec.pairs`` decides which); returns
         how many pairs. Calls accumulate exactly. Free-text outputs holding the template's
         ``answer_end`` are refused (:func:`check_outputs_end`)."""
-        examples = _checked(examples, outputs=True)
-        if self.spec.labels is None:
-            check_outputs_end(examples, self.spec.template)
-        encoded = self._encoded_examples(examples)
+        encoded = self._encoded_examples(examples, learning=True)
         pairs = 0
         starts = batch_starts(len(encoded), batch_size)
         for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
@@ -364,9 +361,13 @@ class TaskModel(TaskScoringMixin):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
 
-    def _encoded_examples(self, examples: Sequence[Example]) -> list[Encoded]:
-        """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context."""
+    def _encoded_examples(self, examples: Sequence[Example], *, learning: bool = False) -> list[Encoded]:
+        """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context
+        and, ``learning`` free text, not to hold the answer end (:func:`check_outputs_end`; what was
+        learned before that check can still be forgotten)."""
         examples = _checked(examples, outputs=True)
+        if learning and self.spec.labels is None:
+            check_outputs_end(examples, self.spec.template)
         encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
         for e, enc in zip(examples, encoded, strict=True):
             self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
