@@ -70,7 +70,7 @@ from faast.lm.task_choice import (
     memory_off,
     split_examples,
 )
-from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts
+from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts, check_batch_size
 
 PAIR_MODES = ("answer", "all")
 #: Outputs with at most this many distinct values make a classification task (labels) by default.
@@ -502,7 +502,7 @@ class TaskModel(TaskScoringMixin):
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         _check_validation(folds, max_validation, hold_out)
-        batch_starts(0, batch_size)  # a bad batch size is refused now, not after the cross-validation
+        check_batch_size(batch_size)  # refused now, not after the cross-validation
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         spec = self._resolved_spec(examples, labels)
         if spec.labels is None:  # free text: refused before the cross-validation, not after it

@@ -24,12 +24,17 @@ from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
 
 
-def batch_starts(count: int, batch_size: int) -> range:
-    """The first index of each batch of ``batch_size`` among ``count`` items; a clear error for a
-    ``batch_size`` below 1 (``range`` would fail with "arg 3 must not be zero")."""
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size``, or a clear error when it is not an integer >= 1 (``range`` would fail with
+    "arg 3 must not be zero")."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return range(0, count, batch_size)
+    return batch_size
+
+
+def batch_starts(count: int, batch_size: int) -> range:
+    """The first index of each batch of ``batch_size`` among ``count`` items (checked)."""
+    return range(0, count, check_batch_size(batch_size))
 
 
 @dataclass
@@ -52,7 +57,7 @@ class TaskScoringMixin:
         if any(not ids for ids in label_ids):
             raise ValueError("a label encodes to no tokens")
         single = all(len(ids) == 1 for ids in label_ids)
-        batch_starts(0, batch_size)  # checked
+        check_batch_size(batch_size)
         batches = []
         per_batch = max(1, batch_size if single else batch_size // len(labels))
         for i in range(0, len(inputs), per_batch):
