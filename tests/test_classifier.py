@@ -209,3 +209,17 @@ def test_predict_log_proba_is_the_log_of_predict_proba_and_stays_finite(kwargs):
     if "logit_scale" in kwargs:
         assert (~representable).any()  # the case the log form exists for
     np.testing.assert_allclose(np.exp(log_proba).sum(axis=1), 1.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("weight", [2.0, 3, np.float32(0.5), torch.tensor(4.0)])
+def test_a_number_as_sample_weight_weighs_every_example_alike(weight):
+    """As in scikit-learn, one number weighs every example alike: the fit equals the one with that
+    weight spelt out per example (a 0-d array was refused by the length check before)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 6)), np.arange(30) % 3
+    spelt_out = np.full(30, float(weight))
+    one = FaastClassifier().fit(X, y, sample_weight=weight)
+    ref = FaastClassifier().fit(X, y, sample_weight=spelt_out)
+    np.testing.assert_allclose(one.decision_function(X), ref.decision_function(X), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="non-negative"):
+        FaastClassifier().fit(X, y, sample_weight=-1.0)

@@ -347,8 +347,9 @@ class FaastClassifier(
             Features from any frozen encoder.
         y : array-like of shape (n_samples,)
             Class labels.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights of the examples.
+        sample_weight : float or array-like of shape (n_samples,), default=None
+            Non-negative weights of the examples (a number: the same weight for each, as in
+            scikit-learn).
 
         Returns
         -------
@@ -390,7 +391,7 @@ class FaastClassifier(
         y : array-like of shape (n_samples,)
         classes : array-like of shape (n_classes,), default=None
             Every class that will ever be seen; required on the first call only.
-        sample_weight : array-like of shape (n_samples,), default=None
+        sample_weight : float or array-like of shape (n_samples,), default=None
 
         Returns
         -------
@@ -473,7 +474,7 @@ class FaastClassifier(
         X : array-like or torch.Tensor of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Labels from ``classes_``.
-        sample_weight : array-like of shape (n_samples,), default=None
+        sample_weight : float or array-like of shape (n_samples,), default=None
             The weights the examples were learned with.
 
         Returns
@@ -532,8 +533,13 @@ class FaastClassifier(
         ] = 1
         weights = None
         if sample_weight is not None:
+            given: Any = _to_numpy(sample_weight)
+            if given.ndim == 0 and given.dtype.kind in "biuf":
+                # One number for every example, as scikit-learn takes it (its check refuses a 0-d
+                # array, which a number or a 0-d tensor becomes here, as having no length).
+                given = float(given)
             weights = torch.as_tensor(
-                _check_sample_weight(_to_numpy(sample_weight), np.empty((keys.shape[0], 0))),
+                _check_sample_weight(given, np.empty((keys.shape[0], 0))),
                 dtype=torch.float64,
                 device=keys.device,
             )
