@@ -2303,6 +2303,13 @@ TASKS += [
         r"a label encodes to no tokens",
     ),
     Case(
+        "TaskModel.classify",
+        "two labels that encode to the same tokens",
+        on_task(lambda c, t: t.classify(["w3"], labels=["w7", " w7"])),
+        ValueError,
+        r"labels 'w7' and ' w7' encode to the same tokens",
+    ),
+    Case(
         "TaskModel.save",
         "the output path is a folder",
         on_task(lambda c, t: t.save(c.tmp)),

@@ -263,6 +263,41 @@ def test_too_few_examples_are_learned_but_read_with_the_memory_off():
         task.fit(rule_examples(3), labels=["w40", "w50"], progress=False)
 
 
+def test_labels_that_begin_one_another_are_scored_with_the_answer_end():
+    """Labels 1 … 10 (" 10" is " 1" then "0" for SmolLM2's tokenizer): without the end marker the
+    longer label's score is the shorter one's times more probabilities and can never win. Such
+    label sets are scored as whole answers, with the end marker; the others as before."""
+    codec = PromptCodec(word_tokenizer(), TEMPLATE, context=64)
+    assert codec.scored_label_ids(["w40", "w41 w42"]) == [[40], [41, 42]]
+    assert codec.scored_label_ids(["w40", "w40 w41"]) == [[40, 91], [40, 41, 91]]
+    with pytest.raises(ValueError, match="no tokens"):
+        codec.scored_label_ids(["w40", ""])
+    with pytest.raises(ValueError, match="'w40' and ' w40' encode to the same tokens"):
+        codec.scored_label_ids(["w40", " w40"])
+    no_end = PromptCodec(word_tokenizer(), PromptTemplate("{input} w90", answer_prefix=" ", answer_end=""))
+    with pytest.raises(ValueError, match="'w40'.s tokens begin those of 'w40 w41'.*--answer-end"):
+        no_end.scored_label_ids(["w40 w41", "w40"])
+
+
+def test_a_label_that_extends_another_can_be_predicted():
+    """The memory learns inputs → "w40" or "w40 w41"; read strongly, it gives each learned input its
+    label (before, "w40 w41" could never beat "w40", whose tokens begin it), and the scores are
+    those of the whole answers, end marker included."""
+    labels = ["w40", "w40 w41"]
+    examples = [Example(f"w{a}", labels[a % 2]) for a in range(3, 15)]
+    task = make_task(labels=labels)
+    task.learn(examples * 2, progress=False)
+    task.use(ReadCandidate("prob", ReadConfig(weight=1.0, temperature=0.01, gate=None)))
+    assert task.classify([e.input for e in examples]) == [e.output for e in examples]
+    scores = task.label_scores(["w5"])
+    prompt = task.codec.prompt_ids("w5")
+    for j, label in enumerate(labels):
+        whole = task.codec.answer_ids(label)
+        lp = torch.log_softmax(task.model(input_ids=torch.tensor([prompt + whole])).logits[0].detach(), -1)
+        expected = sum(float(lp[len(prompt) - 1 + k, t]) for k, t in enumerate(whole))
+        assert scores[0, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
 def test_label_scores_are_full_sequence_log_probabilities():
     task = make_task(labels=["w40 w41", "w42"])
     task.learn(rule_examples(10), progress=False)
@@ -333,6 +368,25 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
     assert InContextModel(model, codec, demos * 20, reserve=10).num_used < 60  # only whole ones that fit
     out = icl.generate(["w5"], max_new_tokens=3)
     assert isinstance(out[0], str)
+
+
+def test_in_context_scores_labels_that_begin_one_another_with_the_answer_end():
+    """In-context learning scores a label set whose labels begin one another as the task does:
+    whole answers with their end marker (see PromptCodec.scored_label_ids)."""
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    demos = [("w10 w11", "w40"), ("w12", "w40 w41")]
+    icl = InContextModel(model, codec, demos, reserve=10)
+    labels = ["w40", "w40 w41"]
+    scores = icl.label_scores(["w5", "w6 w7"], labels)
+    for i, text in enumerate(["w5", "w6 w7"]):
+        full, _ = codec.icl_prompt(demos, text, reserve=10)
+        for j, label in enumerate(labels):
+            whole = codec.answer_ids(label)
+            lp = torch.log_softmax(model(input_ids=torch.tensor([full + whole])).logits[0].detach(), -1)
+            expected = sum(float(lp[len(full) - 1 + k, t]) for k, t in enumerate(whole))
+            # in-context scores sum float32 log-softmax values (InContextModel._log_probs)
+            assert scores[i, j].item() == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 @pytest.mark.parametrize("demos", [[("w10 w11", "w40"), ("w12", "w41 w42")], []])

@@ -502,7 +502,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     answer = max(
         [getattr(args, "max_new_tokens", 0)]
         + [len(codec.answer_ids(a)) for a in answers]
-        + [len(codec.label_ids(c)) for c in candidates]
+        + [len(codec.answer_ids(c)) for c in candidates]  # a label is scored with its end at most
     )
     task = InContextTask(
         fm.base_model, codec, demos, reserve=longest + answer + 4, labels=labels, shots=args.shots

@@ -130,7 +130,8 @@ class InContextModel:
         batch_size: int = 8,
         calibrate: bool = False,
     ) -> torch.Tensor:
-        """(n, L) float64 log-probability of each label's full token sequence after each query;
+        """(n, L) float64 log-probability of each label's full token sequence after each query (with
+        the end marker when labels begin one another: :meth:`PromptCodec.scored_label_ids`);
         ``batch_size`` queries per forward pass after the shared prefix (fewer when their copies of
         the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``). ``calibrate``: contextually
         calibrated log-probabilities over the L labels instead
@@ -138,7 +139,7 @@ class InContextModel:
         if calibrate:
             raw = self.label_scores(inputs, labels, progress=progress, batch_size=batch_size)
             return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
-        label_ids = [self.codec.label_ids(label) for label in labels]
+        label_ids = self.codec.scored_label_ids(labels)
         queries = []
         for text in inputs:
             query = self._query(text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import InitVar, dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -164,8 +165,39 @@ class PromptCodec:
         return Encoded(self.prompt_ids(text), self.answer_ids(output))
 
     def label_ids(self, label: str) -> list[int]:
-        """The tokens scored for a label: the answer without its end marker."""
+        """The tokens of a label: the answer without its end marker."""
         return self.text_ids(self.template.answer_prefix + label)
+
+    def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
+        """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when
+        one label's tokens begin another's, every label's whole answer with its end marker
+        (:meth:`answer_ids`, as the examples were learned).
+
+        Without the end marker the score of a longer label is the shorter one's times the
+        probability of the tokens after it, so it could never win: with labels ``1`` … ``10``
+        (`` 10`` is `` 1`` then ``0`` for many tokenizers) ``10`` would never be predicted. Labels
+        that encode to no tokens or to the same tokens are refused, and so is a label set whose
+        labels still begin one another with the end marker (a template with no end marker).
+        """
+        ids = [self.label_ids(label) for label in labels]
+        empty = [label for label, x in zip(labels, ids, strict=True) if not x]
+        if empty:
+            raise ValueError(f"a label encodes to no tokens: {empty[0]!r}")
+        if _first_prefix_pair(ids) is None:
+            return ids
+        ids = [self.answer_ids(label) for label in labels]
+        pair = _first_prefix_pair(ids)
+        if pair is not None:
+            short, long = labels[pair[0]], labels[pair[1]]
+            same = ids[pair[0]] == ids[pair[1]]
+            raise ValueError(
+                f"labels {short!r} and {long!r} encode to the same tokens"
+                if same
+                else f"label {short!r}'s tokens begin those of {long!r} even with the answer's end "
+                f"marker {self.template.answer_end!r} after them, so their scores cannot be compared: "
+                "give the template an end marker (--answer-end) or rename a label"
+            )
+        return ids
 
     def decode_answer(self, ids: Sequence[int]) -> str:
         """Generated ids → the answer text: cut at the end marker, the prefix stripped."""
@@ -259,3 +291,14 @@ def _find_sub(seq: Sequence[int], sub: Sequence[int]) -> int:
         if list(seq[i : i + len(sub)]) == list(sub):
             return i
     return -1
+
+
+def _first_prefix_pair(ids: Sequence[Sequence[int]]) -> tuple[int, int] | None:
+    """Indices (i, j) of the first two token sequences where ``ids[i]`` begins ``ids[j]`` (equal
+    sequences included), or None when no sequence begins another."""
+    order = sorted(range(len(ids)), key=lambda i: list(ids[i]))
+    for a, b in pairwise(order):
+        x, y = list(ids[a]), list(ids[b])
+        if y[: len(x)] == x:
+            return a, b
+    return None

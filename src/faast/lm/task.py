@@ -763,10 +763,12 @@ class TaskModel(TaskScoringMixin):
         calibrate: bool | None = None,
     ) -> torch.Tensor:
         """(n, L) float64 log-probability of each label's full token sequence after each input's prompt
-        (with the fast weights, or zero-shot without). ``calibrate``: contextually calibrated
-        log-probabilities over the L labels instead, the label preference after the content-free
-        inputs through the same model divided out (:mod:`faast.lm.calibration`); None (default): as
-        the read-out in use says (:attr:`calibrated`, chosen by :meth:`fit` or set by :meth:`use`)."""
+        (:meth:`~faast.lm.prompts.PromptCodec.scored_label_ids`: with the end marker when labels
+        begin one another), with the fast weights or zero-shot without. ``calibrate``: contextually
+        calibrated log-probabilities over the L labels instead, the label preference after the
+        content-free inputs through the same model divided out (:mod:`faast.lm.calibration`); None
+        (default): as the read-out in use says (:attr:`calibrated`, chosen by :meth:`fit` or set by
+        :meth:`use`)."""
         labels = self._labels(labels)
         if calibrate is None:
             calibrate = self.calibrated

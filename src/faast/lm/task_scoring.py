@@ -52,10 +52,10 @@ class TaskScoringMixin:
     """Scoring steps of :class:`~faast.lm.task.TaskModel`."""
 
     def _label_batches(self, inputs: list[str], labels: list[str], batch_size: int = 16) -> list[ScoredBatch]:
-        """Batches of sequences prompt + label; single-token label sets need the prompt only."""
-        label_ids = [self.codec.label_ids(label) for label in labels]
-        if any(not ids for ids in label_ids):
-            raise ValueError("a label encodes to no tokens")
+        """Batches of sequences prompt + label (the label's tokens as
+        :meth:`~faast.lm.prompts.PromptCodec.scored_label_ids` scores them); single-token label sets
+        need the prompt only."""
+        label_ids = self.codec.scored_label_ids(labels)
         single = all(len(ids) == 1 for ids in label_ids)
         check_batch_size(batch_size)
         batches = []
