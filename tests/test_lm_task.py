@@ -606,3 +606,14 @@ def test_labels_of_outputs_are_the_distinct_outputs_in_first_order_between_two_a
     assert labels_of_outputs(many) is None and labels_of_outputs(many[:-1]) == many[:-1]
     examples = [Example("a", "y"), Example("b", "x"), Example("c", "y")]
     assert auto_labels(examples) == labels_of_outputs(e.output for e in examples) == ["y", "x"]
+
+
+def test_outputs_differing_only_in_surrounding_whitespace_are_not_made_two_labels():
+    """A TSV whose outputs are " positive", "positive " and "positive" (spreadsheet spaces) gave the
+    task three labels for one class; they are refused, naming the pair."""
+    with pytest.raises(ValueError, match=r"outputs 'pos' and 'pos ' differ only in the whitespace"):
+        labels_of_outputs(["pos", "neg", "pos "])
+    examples = [Example("a", " neg"), Example("b", "pos"), Example("c", "neg")]
+    with pytest.raises(ValueError, match=r"outputs ' neg' and 'neg' differ only in the whitespace"):
+        make_task().fit(examples * 4, labels="auto", progress=False)
+    assert labels_of_outputs(["pos ", "neg "]) == ["pos ", "neg "]  # consistent spaces: kept as given

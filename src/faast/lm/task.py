@@ -100,9 +100,23 @@ def auto_labels(examples: Sequence[Example]) -> list[str] | None:
 
 def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
     """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
-    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None."""
+    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None.
+
+    Labels are compared exactly, so two outputs that differ only in the whitespace around them
+    (``"positive"`` and ``"positive "``, as a spreadsheet leaves them) would be two labels: refused,
+    naming them, rather than split silently."""
     outs = list(dict.fromkeys(outputs))
-    return outs if 2 <= len(outs) <= MAX_LABELS else None
+    if not 2 <= len(outs) <= MAX_LABELS:
+        return None
+    seen: dict[str, str] = {}
+    for out in outs:
+        first = seen.setdefault(out.strip(), out)
+        if first != out:
+            raise ValueError(
+                f"outputs {first!r} and {out!r} differ only in the whitespace around them, so they "
+                "would be two labels: remove the spaces (labels are compared exactly)"
+            )
+    return outs
 
 
 def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
