@@ -189,3 +189,29 @@ def test_learning_over_a_task_of_the_file_warns_before_the_work(model_dir, tmp_p
     for beside in (["--task", "a", "--append"], ["--task", "b"]):
         assert main([*learn, *beside]) == 0
         assert "already holds" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_max_new_tokens_below_one_is_refused_before_the_model_loads(tmp_path, capsys, count):
+    """transformers refused it only after the model had loaded, in its own words; the model path here
+    does not exist, so only a check before loading can name the option."""
+    inputs = tmp_path / "in.tsv"
+    inputs.write_text("input\nw1 w2\n", encoding="utf-8")
+    missing = ["--model", str(tmp_path / "no-model")]
+    commands = [
+        ["lm", "generate", *missing, "--prompt", "w1"],
+        ["task", "generate", *missing, "--inputs", str(inputs), "--out", str(tmp_path / "g.tsv")],
+        ["task", "evaluate", *missing, "--examples", str(inputs)],
+    ]
+    for command in commands:
+        assert main([*command, "--max-new-tokens", count]) == 1
+        assert f"--max-new-tokens must be an integer >= 1, got {count}" in capsys.readouterr().err
+
+
+def test_generation_functions_refuse_max_new_tokens_below_one():
+    from faast.lm.decoding import check_max_new_tokens
+
+    assert check_max_new_tokens(5) == 5
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1"):
+            check_max_new_tokens(bad)

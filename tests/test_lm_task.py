@@ -617,3 +617,11 @@ def test_outputs_differing_only_in_surrounding_whitespace_are_not_made_two_label
     with pytest.raises(ValueError, match=r"outputs ' neg' and 'neg' differ only in the whitespace"):
         make_task().fit(examples * 4, labels="auto", progress=False)
     assert labels_of_outputs(["pos ", "neg "]) == ["pos ", "neg "]  # consistent spaces: kept as given
+
+
+def test_generate_refuses_max_new_tokens_below_one():
+    task = make_task()
+    icl = InContextModel(tiny_model("llama", dtype=torch.float64), task.codec, [("w5", "w40")], reserve=4)
+    for generate in (task.generate, icl.generate):
+        with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 0"):
+            generate(["w5"], max_new_tokens=0)

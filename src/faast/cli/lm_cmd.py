@@ -408,6 +408,9 @@ def _load_task_to_extend(args: argparse.Namespace):
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from faast.lm.decoding import check_max_new_tokens
+
+    check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     fm, tok = _load_with_fast_weights(args)
     prompt = args.prompt
     if args.chat:

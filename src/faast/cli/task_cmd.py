@@ -602,9 +602,11 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from faast.lm.decoding import check_max_new_tokens
     from faast.lm.examples import read_examples
 
     _init(args)
+    check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "out")
     inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
     task = _chosen_task(args, inputs, [])
@@ -630,9 +632,11 @@ def _warn_unreachable_references(refs: list[str], end: str) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from faast.eval.text_metrics import label_accuracy, translation_scores
+    from faast.lm.decoding import check_max_new_tokens
     from faast.lm.examples import read_examples
 
     dist = _init(args)
+    check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "predictions", "json")
     examples = read_examples(args.examples)
     inputs = [e.input for e in examples]

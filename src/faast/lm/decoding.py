@@ -44,6 +44,14 @@ class NoRepeatInAnswer(LogitsProcessor):
         return out
 
 
+def check_max_new_tokens(max_new_tokens: int, what: str = "max_new_tokens") -> int:
+    """``max_new_tokens`` if it is an integer ≥ 1 (``what`` names it in the error), before any
+    model runs (transformers would refuse it only when generating, in its own words)."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {max_new_tokens!r}")
+    return max_new_tokens
+
+
 def decoding_kwargs(no_repeat_ngram: int | None, start: int) -> dict:
     """The ``generate`` keyword arguments of a decoding constraint (none for None or 0)."""
     if not no_repeat_ngram:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
-from faast.lm.decoding import decoding_kwargs
+from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
 from faast.lm.prefix_cache import PrefixCache, parameter_names
 from faast.lm.prompts import PromptCodec
@@ -201,6 +201,7 @@ class InContextModel:
         grouped by length; a shorter query is padded on its left, between the prefix and its
         prompt, and the padding is masked (on models with sliding-window attention the pads take
         window slots, so a padded query may see a few prefix tokens less)."""
+        check_max_new_tokens(max_new_tokens)
         stop = self.codec.stop_kwargs() if stop is None else stop
         queries = []
         for text in inputs:

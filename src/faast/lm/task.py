@@ -49,7 +49,7 @@ import faast.distributed
 from faast.lm import fastweights as fw
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.config import FaastConfig
-from faast.lm.decoding import decoding_kwargs
+from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
 from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
@@ -864,6 +864,7 @@ class TaskModel(TaskScoringMixin):
         """Greedy answers for ``inputs``, stopped at the template's end marker. ``no_repeat_ngram``:
         forbid repeating an n-gram of the answer itself (:class:`faast.lm.decoding.NoRepeatInAnswer`;
         the prompt's n-grams stay allowed)."""
+        check_max_new_tokens(max_new_tokens)
         outs: list[str] = []
         prompts = [self.codec.prompt_ids(x) for x in inputs]
         for p, x in zip(prompts, inputs, strict=True):
