@@ -609,12 +609,13 @@ def test_labels_of_outputs_are_the_distinct_outputs_in_first_order_between_two_a
 
 
 def test_outputs_differing_only_in_surrounding_whitespace_are_not_made_two_labels():
-    """A TSV whose outputs are " positive", "positive " and "positive" (spreadsheet spaces) gave the
-    task three labels for one class; they are refused, naming the pair."""
-    with pytest.raises(ValueError, match=r"outputs 'pos' and 'pos ' differ only in the whitespace"):
+    """Reference outputs " positive", "positive " and "positive" (spreadsheet spaces) gave zero-shot
+    `task evaluate --labels auto` three labels for one class (a task's TaskSpec already refused
+    them); they are refused, naming the pair."""
+    with pytest.raises(ValueError, match=r"labels 'pos' and 'pos ' differ only by surrounding whitespace"):
         labels_of_outputs(["pos", "neg", "pos "])
     examples = [Example("a", " neg"), Example("b", "pos"), Example("c", "neg")]
-    with pytest.raises(ValueError, match=r"outputs ' neg' and 'neg' differ only in the whitespace"):
+    with pytest.raises(ValueError, match=r"labels ' neg' and 'neg' differ only by surrounding whitespace"):
         make_task().fit(examples * 4, labels="auto", progress=False)
     assert labels_of_outputs(["pos ", "neg "]) == ["pos ", "neg "]  # consistent spaces: kept as given
 

@@ -100,23 +100,25 @@ def auto_labels(examples: Sequence[Example]) -> list[str] | None:
 
 def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
     """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
-    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None.
-
-    Labels are compared exactly, so two outputs that differ only in the whitespace around them
-    (``"positive"`` and ``"positive "``, as a spreadsheet leaves them) would be two labels: refused,
-    naming them, rather than split silently."""
+    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None
+    (:func:`check_label_spaces` refuses two that differ only by the whitespace around them)."""
     outs = list(dict.fromkeys(outputs))
-    if not 2 <= len(outs) <= MAX_LABELS:
-        return None
-    seen: dict[str, str] = {}
-    for out in outs:
-        first = seen.setdefault(out.strip(), out)
-        if first != out:
+    return check_label_spaces(outs) if 2 <= len(outs) <= MAX_LABELS else None
+
+
+def check_label_spaces(labels: list[str]) -> list[str]:
+    """``labels``, unless two of them differ only by surrounding whitespace (``"positive"`` and
+    ``"positive "``, as a spreadsheet leaves them): they would be two labels of one class, so a
+    ValueError names them (labels are compared exactly)."""
+    stripped: dict[str, str] = {}
+    for label in labels:
+        twin = stripped.setdefault(label.strip(), label)
+        if twin != label:
             raise ValueError(
-                f"outputs {first!r} and {out!r} differ only in the whitespace around them, so they "
-                "would be two labels: remove the spaces (labels are compared exactly)"
+                f"labels {twin!r} and {label!r} differ only by surrounding whitespace: strip the "
+                "outputs of the examples (or give the labels)"
             )
-    return outs
+    return labels
 
 
 def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
@@ -148,14 +150,7 @@ class TaskSpec:
             labels = [str(x) for x in self.labels]
             if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
                 raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
-            stripped: dict[str, str] = {}
-            for label in labels:  # stray spaces in an examples file make two labels of one
-                twin = stripped.setdefault(label.strip(), label)
-                if twin != label:
-                    raise ValueError(
-                        f"labels {twin!r} and {label!r} differ only by surrounding whitespace: strip the "
-                        "outputs of the examples (or give the labels)"
-                    )
+            check_label_spaces(labels)
             self.labels = labels
         demos = []
         for i, demo in enumerate(self.demonstrations):
