@@ -130,3 +130,15 @@ def test_the_bundled_general_readout_loads_by_name_and_its_middle_memory_learns_
         assert after.ppl < 0.97 * base.ppl
     finally:
         fm.unload()
+
+
+def test_smollm2_tokenizer_encodes_answers_alone_as_in_the_joined_text(smollm2):
+    """SmolLM2's byte-level tokenizer adds no dummy prefix, so answers stay encoded alone, as every
+    published table was made (PromptCodec.continuation_ids changes only prefix-adding tokenizers)."""
+    from faast.lm.prompts import PromptCodec, PromptTemplate, adds_text_prefix
+
+    _, tok = smollm2
+    assert not adds_text_prefix(tok)
+    codec = PromptCodec(tok, PromptTemplate("Review: {input}\nSentiment:"))
+    for output in ("positive", "10", "Austen", "¿Qué?"):
+        assert codec.answer_ids(output) == codec.text_ids(f" {output}\n")

@@ -8,7 +8,12 @@ A labelled example becomes the token sequence ``prompt ids + answer ids``, where
   learns to end its answer with ``answer_end``, and generation stops there.
 
 Both parts are encoded separately and concatenated, the same way when learning, scoring and
-generating, so an answer's tokens never depend on what precedes them. An in-context prompt is
+generating, so an answer's tokens never depend on what precedes them. The answer, the end marker
+and the separator continue a line, so they are encoded as text that follows other text
+(:meth:`PromptCodec.continuation_ids`): a SentencePiece tokenizer with a dummy prefix (Llama-2,
+Mistral, TinyLlama) writes ``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
+the ``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and
+Gemma's encode both alike, so nothing changes for them. An in-context prompt is
 the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
 prompt; demonstrations are dropped from the end when the context window is short, the query never
 is (:meth:`PromptCodec.icl_prompt`).
@@ -30,6 +35,23 @@ from typing import Any
 import torch
 
 DEFAULT_TEMPLATE = "Input: {input}\nOutput:"
+#: What a piece of text that continues other text is encoded after, then cut off
+#: (:meth:`PromptCodec.continuation_ids`).
+CONTINUATION_CONTEXT = "\n"
+
+
+def adds_text_prefix(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` writes something in front of every text it encodes, so that a text
+    encodes differently alone and after other text: SentencePiece's dummy prefix (Llama-2's
+    tokenizer encodes ``"a"`` as ``"▁a"`` alone but as ``"a"`` after a newline). False for
+    byte-level BPE (SmolLM2, Qwen) and for Gemma's tokenizer."""
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+    context, alone = ids(CONTINUATION_CONTEXT), ids("a")
+    after = ids(CONTINUATION_CONTEXT + "a")
+    return after[: len(context)] == context and after[len(context) :] != alone
 
 
 def start_token_ids(tokenizer: Any) -> list[int]:
@@ -130,8 +152,10 @@ class PromptCodec:
         limit = getattr(tokenizer, "model_max_length", None)
         bounds = [int(x) for x in (context, limit) if isinstance(x, int) and 0 < x < 1_000_000]
         self.context = min(bounds) if bounds else 2048
-        self._end = self.text_ids(self.template.answer_end)
-        self._separator = self.text_ids(self.template.separator)
+        #: Whether text that continues other text is encoded after it (:meth:`continuation_ids`).
+        self.adds_prefix = adds_text_prefix(tokenizer)
+        self._end = self.continuation_ids(self.template.answer_end)
+        self._separator = self.continuation_ids(self.template.separator)
         #: How many lead demonstrations every prompt begins with.
         self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
@@ -148,6 +172,17 @@ class PromptCodec:
         """Token ids of ``text`` without special tokens."""
         return list(self.tokenizer(text, add_special_tokens=False).input_ids) if text else []
 
+    def continuation_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` as it is encoded after other text: :meth:`text_ids`, except for a
+        tokenizer that writes a prefix in front of every text (:func:`adds_text_prefix`), where
+        ``text`` is encoded after :data:`CONTINUATION_CONTEXT`, whose tokens are then cut off (when
+        they come out whole; else the text is encoded alone)."""
+        if not self.adds_prefix or not text:
+            return self.text_ids(text)
+        context = self.text_ids(CONTINUATION_CONTEXT)
+        ids = self.text_ids(CONTINUATION_CONTEXT + text)
+        return ids[len(context) :] if ids[: len(context)] == context else self.text_ids(text)
+
     def prompt_ids(self, text: str, *, start: bool = True) -> list[int]:
         """The prompt of input ``text``, after the start tokens and lead demonstrations
         (:attr:`lead_ids`) when ``start``."""
@@ -159,14 +194,16 @@ class PromptCodec:
         return self.prompt_ids(text, start=False) + self.answer_ids(output) + self._separator
 
     def answer_ids(self, output: str) -> list[int]:
-        return self.text_ids(self.template.answer(output))
+        """The answer ``output`` with its prefix and end marker, as it follows the prompt
+        (:meth:`continuation_ids`)."""
+        return self.continuation_ids(self.template.answer(output))
 
     def encode(self, text: str, output: str) -> Encoded:
         return Encoded(self.prompt_ids(text), self.answer_ids(output))
 
     def label_ids(self, label: str) -> list[int]:
         """The tokens of a label: the answer without its end marker."""
-        return self.text_ids(self.template.answer_prefix + label)
+        return self.continuation_ids(self.template.answer_prefix + label)
 
     def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when

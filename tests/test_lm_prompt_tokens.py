@@ -1,0 +1,87 @@
+"""How a prompt's pieces become tokens: with a SentencePiece dummy prefix (Llama-2, Mistral,
+TinyLlama) an answer, end marker or separator encoded alone carries a spurious "▁" token; they are
+encoded as text that follows other text, so that prompt + answer is the sequence the model reads
+in the joined text. Tokenizers without such a prefix (byte-level BPE, the word tokenizer) are left
+as they were."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faast.lm import ReadConfig
+from faast.lm.examples import Example
+from faast.lm.prompts import PromptCodec, PromptTemplate, adds_text_prefix
+from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
+from tests.lm_sentencepiece import SP_WORDS, dummy_prefix_tokenizer
+from tests.lm_tiny import tiny_model
+from tests.lm_wordlevel import WORDS, word_tokenizer
+
+SP = dummy_prefix_tokenizer()
+TEMPLATES = [
+    PromptTemplate("Review: {input}\nSentiment:"),
+    PromptTemplate("{input}\nAnswer:", answer_end="\n\n", separator="\n"),
+    PromptTemplate("Review: {input}.", answer_prefix=" Answer: ", answer_end=".", separator="\n"),
+]
+texts = st.lists(st.sampled_from(SP_WORDS), min_size=1, max_size=4).map(" ".join)
+
+
+def test_the_dummy_prefix_is_detected_only_where_it_is():
+    assert adds_text_prefix(SP)
+    assert not adds_text_prefix(word_tokenizer()) and not adds_text_prefix(word_tokenizer(bos=True))
+    alone = SP(" positive", add_special_tokens=False).input_ids
+    assert SP.convert_ids_to_tokens(alone) == ["▁", "▁positive"]  # what an answer encoded alone was
+
+
+@settings(max_examples=60, deadline=None)
+@given(template=st.sampled_from(TEMPLATES), text=texts, output=texts)
+def test_prompt_then_answer_is_the_joined_text_encoded(template, text, output):
+    """prompt ids + answer ids = the ids of the joined text (what the model read in training), and a
+    demonstration (prompt, answer, separator) as well; labels are the answer without its end."""
+    codec = PromptCodec(SP, template)
+    joined = SP(template.prompt(text) + template.answer(output), add_special_tokens=False).input_ids
+    assert codec.prompt_ids(text) + codec.answer_ids(output) == codec.start_ids + joined
+    demo = template.prompt(text) + template.answer(output) + template.separator
+    assert codec.demonstration_ids(text, output) == SP(demo, add_special_tokens=False).input_ids
+    answer = codec.answer_ids(output)
+    assert codec.label_ids(output) == answer[: len(codec.label_ids(output))]
+    assert SP.convert_ids_to_tokens(answer[:1]) != ["▁"]
+
+
+def test_a_one_token_end_marker_stops_generation_by_its_token():
+    """The newline alone was "▁" "\\n" (two tokens: a stop string); after text it is one token."""
+    codec = PromptCodec(SP, TEMPLATES[0])
+    newline = SP.convert_tokens_to_ids("\n")
+    assert codec.stop_kwargs() == {"eos_token_id": [newline, SP.eos_token_id]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.lists(st.sampled_from(WORDS), max_size=5).map(" ".join), lead=st.sampled_from(["", " ", "\n"]))
+def test_tokenizers_without_a_prefix_encode_as_before(text, lead):
+    codec = PromptCodec(word_tokenizer(), PromptTemplate("{input} w90", answer_prefix=" ", answer_end=" w91"))
+    assert codec.continuation_ids(lead + text) == codec.text_ids(lead + text)
+
+
+def test_task_label_scores_are_those_of_the_joined_text():
+    """A task on a dummy-prefix tokenizer scores each label as the joined text's tokens after the
+    prompt (no spurious "▁" between prompt and label)."""
+    torch.manual_seed(0)
+    labels = ["positive", "negative"]
+    task = TaskModel.create(
+        tiny_model("llama", dtype=torch.float64), SP, TaskSpec(TEMPLATES[0], "answer", labels)
+    )
+    examples = [Example(w, labels[i % 2]) for i, w in enumerate(["good", "bad", "fine", "dull"])]
+    task.learn(examples * 2, progress=False)
+    task.use(ReadCandidate("prob", ReadConfig(weight=0.5, temperature=1.0, gate=None)))
+    scores = task.label_scores(["good fine"])
+    for j, label in enumerate(labels):
+        ids = SP(TEMPLATES[0].prompt("good fine") + " " + label, add_special_tokens=False).input_ids
+        prompt_len = len(SP(TEMPLATES[0].prompt("good fine"), add_special_tokens=False).input_ids)
+        full = task.codec.start_ids + ids
+        lp = torch.log_softmax(task.model(input_ids=torch.tensor([full])).logits[0].detach(), -1)
+        start = len(task.codec.start_ids) + prompt_len
+        expected = sum(float(lp[k - 1, full[k]]) for k in range(start, len(full)))
+        assert len(full) - start == 1  # "▁positive" alone, as in the joined text
+        assert scores[0, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
