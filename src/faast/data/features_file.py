@@ -132,7 +132,7 @@ def _read_csv(
     rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(text.partition("\n")[0])))
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
+    header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
     if id_column is not None and id_column not in header:
         raise ValueError(f"{path}: no id column {id_column!r} in the header {header[:8]}")
     skip = {label_column, id_column}
@@ -159,7 +159,9 @@ def _read_csv(
             raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
     labels = None
     if label_column in header:
-        labels = _parse_labels([row[header.index(label_column)] for row in body])
+        # without the spaces around them, as a labels text file is read: "cat" and "cat " (a
+        # spreadsheet's stray space, or ", " between fields) are one class, not two
+        labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids
 
