@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -110,6 +111,28 @@ def test_a_saved_template_with_a_stray_placeholder_still_loads():
     assert PromptTemplate.from_dict(saved).to_dict() == saved
     with pytest.raises(ValueError, match="exactly once"):
         PromptTemplate.from_dict({**saved, "template": "R: {label}"})
+
+
+def test_spaces_ending_a_template_go_to_the_answer_prefix():
+    """'Sentiment: ' then ' positive' read 'Sentiment:  positive' (two spaces, a lone space token:
+    SmolLM2's zero-shot sentiment accuracy fell from 78 to 61 %). The spaces are dropped, with a
+    warning, when the answer prefix has its own; otherwise they begin it (the same text); a saved
+    template loads as it was learned."""
+    with pytest.warns(
+        UserWarning, match=r"template's ' ' is dropped, so that answers read 'Sentiment: <answer>'"
+    ):
+        doubled = PromptTemplate("Review: {input}\nSentiment: ")
+    assert (doubled.template, doubled.answer_prefix) == ("Review: {input}\nSentiment:", " ")
+    assert doubled.prompt("fine") + doubled.answer("positive") == "Review: fine\nSentiment: positive\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        moved = PromptTemplate("Q: {input} A: \t", answer_prefix="(")
+        plain = PromptTemplate("Review: {input}\nSentiment:\n")  # a newline is not moved
+    assert (moved.template, moved.answer_prefix) == ("Q: {input} A:", " \t(")
+    assert moved.prompt("x") + moved.answer("y") == "Q: x A: \t(y\n"
+    assert plain.template == "Review: {input}\nSentiment:\n"
+    stored = {"template": "Q: {input} ", "answer_prefix": " ", "answer_end": "\n", "separator": "\n"}
+    assert PromptTemplate.from_dict(stored).to_dict() == stored
 
 
 def test_prompt_templates_may_hold_other_braces():

@@ -187,7 +187,8 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--template",
         default=None,
-        help="prompt with {input} (\\n, \\t: newline, tab); default 'Input: {input}\\nOutput:'",
+        help="prompt with {input} (\\n, \\t: newline, tab); default 'Input: {input}\\nOutput:'; the "
+        "answer follows after a space, so a space that ends it is dropped (with a warning)",
     )
     _answer_end_arg(p, "")
     p.add_argument(
