@@ -2305,9 +2305,9 @@ TASKS += [
     Case(
         "TaskModel.classify",
         "two labels that encode to the same tokens",
-        on_task(lambda c, t: t.classify(["w3"], labels=["w7", " w7"])),
+        on_task(lambda c, t: t.classify(["w3"], labels=["w7", "w7 "])),
         ValueError,
-        r"labels 'w7' and ' w7' encode to the same tokens",
+        r"labels 'w7' and 'w7 ' encode to the same tokens",
     ),
     Case(
         "TaskModel.save",

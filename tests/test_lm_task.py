@@ -135,6 +135,21 @@ def test_spaces_ending_a_template_go_to_the_answer_prefix():
     assert PromptTemplate.from_dict(stored).to_dict() == stored
 
 
+def test_answers_that_begin_with_the_prefix_space_are_warned_of_once():
+    """Outputs " positive" / " negative" (a TSV written "text<TAB> positive") read "Sentiment:  positive"
+    after the answer prefix " ": zero-shot sentiment fell from 78 to 61 % on SmolLM2, silently."""
+    codec = PromptCodec(word_tokenizer(), TEMPLATE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.label_ids("w40")
+        codec.answer_ids("w40 w41")
+    with pytest.warns(UserWarning, match=r"an answer begins with a space after the answer prefix ' '"):
+        codec.label_ids(" w40")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.answer_ids(" w41")  # once per codec
+
+
 def test_prompt_templates_may_hold_other_braces():
     template = PromptTemplate('{"review": "{input}", "format": "{json}"}')
     assert template.prompt("fine") == '{"review": "fine", "format": "{json}"}'
@@ -295,8 +310,8 @@ def test_labels_that_begin_one_another_are_scored_with_the_answer_end():
     assert codec.scored_label_ids(["w40", "w40 w41"]) == [[40, 91], [40, 41, 91]]
     with pytest.raises(ValueError, match="no tokens"):
         codec.scored_label_ids(["w40", ""])
-    with pytest.raises(ValueError, match="'w40' and ' w40' encode to the same tokens"):
-        codec.scored_label_ids(["w40", " w40"])
+    with pytest.raises(ValueError, match="'w40' and 'w40 ' encode to the same tokens"):
+        codec.scored_label_ids(["w40", "w40 "])
     no_end = PromptCodec(word_tokenizer(), PromptTemplate("{input} w90", answer_prefix=" ", answer_end=""))
     with pytest.raises(ValueError, match="'w40'.s tokens begin those of 'w40 w41'.*--answer-end"):
         no_end.scored_label_ids(["w40 w41", "w40"])

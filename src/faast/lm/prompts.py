@@ -185,6 +185,7 @@ class PromptCodec:
         self.adds_prefix = adds_text_prefix(tokenizer)
         self._end = self.continuation_ids(self.template.answer_end)
         self._separator = self.continuation_ids(self.template.separator)
+        self._warned_doubled_space = False
         #: How many lead demonstrations every prompt begins with.
         self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
@@ -225,6 +226,7 @@ class PromptCodec:
     def answer_ids(self, output: str) -> list[int]:
         """The answer ``output`` with its prefix and end marker, as it follows the prompt
         (:meth:`continuation_ids`)."""
+        self._warn_doubled_space(output)
         return self.continuation_ids(self.template.answer(output))
 
     def encode(self, text: str, output: str) -> Encoded:
@@ -232,7 +234,24 @@ class PromptCodec:
 
     def label_ids(self, label: str) -> list[int]:
         """The tokens of a label: the answer without its end marker."""
+        self._warn_doubled_space(label)
         return self.continuation_ids(self.template.answer_prefix + label)
+
+    def _warn_doubled_space(self, answer: str) -> None:
+        """Warn (once per codec) when ``answer`` begins with a space that the answer prefix already
+        writes: labels " positive" / " negative" read "Sentiment:  positive", two spaces (SmolLM2's
+        zero-shot sentiment accuracy fell from 78 to 61 %, as with a template ending in a space)."""
+        prefix = self.template.answer_prefix
+        if self._warned_doubled_space or not prefix[-1:].isspace() or not answer[:1].isspace():
+            return
+        self._warned_doubled_space = True
+        warnings.warn(
+            f"an answer begins with a space after the answer prefix {prefix!r} (e.g. {answer[:20]!r} is "
+            f"read as {(prefix + answer)[:22]!r}, the space doubled): remove the spaces that begin the "
+            "outputs or labels",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when
