@@ -115,7 +115,7 @@ def test_a_saved_template_with_a_stray_placeholder_still_loads():
 
 def test_spaces_ending_a_template_go_to_the_answer_prefix():
     """'Sentiment: ' then ' positive' read 'Sentiment:  positive' (two spaces, a lone space token:
-    SmolLM2's zero-shot sentiment accuracy fell from 78 to 61 %). The spaces are dropped, with a
+    SmolLM2's zero-shot sentiment accuracy fell far). The spaces are dropped, with a
     warning, when the answer prefix has its own; otherwise they begin it (the same text); a saved
     template loads as it was learned."""
     with pytest.warns(
@@ -137,7 +137,7 @@ def test_spaces_ending_a_template_go_to_the_answer_prefix():
 
 def test_answers_that_begin_with_the_prefix_space_are_warned_of_once():
     """Outputs " positive" / " negative" (a TSV written "text<TAB> positive") read "Sentiment:  positive"
-    after the answer prefix " ": zero-shot sentiment fell from 78 to 61 % on SmolLM2, silently."""
+    after the answer prefix " ": SmolLM2's zero-shot sentiment accuracy fell far, silently."""
     codec = PromptCodec(word_tokenizer(), TEMPLATE)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

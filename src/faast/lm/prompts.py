@@ -71,7 +71,7 @@ class PromptTemplate:
     ``strict`` (not stored) refuses a template holding ``{label}``, ``{output}``, ``{answer}`` or
     ``{target}``, which nothing fills in, and moves spaces that end the template into the answer
     prefix (``"Sentiment: "`` then ``" positive"`` read ``"Sentiment:  positive"``, two spaces
-    and a lone space token: SmolLM2's zero-shot sentiment accuracy fell from 78 to 61 %): with an
+    and a lone space token, which cost SmolLM2 much of its zero-shot sentiment accuracy): with an
     answer prefix that starts with a space they are dropped (with a warning: the text changes), else
     they begin the prefix (the text is the same, the space now goes with the answer's first word,
     as tokenizers write it). :meth:`from_dict` turns it off, so a task saved before these checks
@@ -240,7 +240,7 @@ class PromptCodec:
     def _warn_doubled_space(self, answer: str) -> None:
         """Warn (once per codec) when ``answer`` begins with a space that the answer prefix already
         writes: labels " positive" / " negative" read "Sentiment:  positive", two spaces (SmolLM2's
-        zero-shot sentiment accuracy fell from 78 to 61 %, as with a template ending in a space)."""
+        zero-shot sentiment accuracy fell as far as with a template ending in a space)."""
         prefix = self.template.answer_prefix
         if self._warned_doubled_space or not prefix[-1:].isspace() or not answer[:1].isspace():
             return
