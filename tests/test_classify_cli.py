@@ -474,6 +474,27 @@ def test_csv_labels_are_read_without_the_spaces_around_them(tmp_path):
     assert read_features(tmp_path / "s.csv").labels.tolist() == ["cat", "cat", "dog", "big dog", "big dog"]
 
 
+def test_byte_string_labels_are_read_as_text(tmp_path):
+    """NumPy byte strings (HDF5 tools write labels so) were refused by scikit-learn ("labels
+    represented as bytes"); they are decoded from UTF-8, in .npz and .npy alike, and fit as the
+    same labels written as text would."""
+    from faast.data.features_file import read_features
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(12, 3))
+    text = np.array(["cat", "dog", "café"] * 4)
+    np.savez(tmp_path / "b.npz", features=X, labels=np.char.encode(text, "utf-8"))
+    np.save(tmp_path / "y.npy", np.char.encode(text, "utf-8"))
+    np.save(tmp_path / "X.npy", X)
+    assert read_features(tmp_path / "b.npz").labels.tolist() == text.tolist()
+    assert read_features(tmp_path / "X.npy", labels_path=tmp_path / "y.npy").labels.tolist() == text.tolist()
+    assert _run("fit", tmp_path / "b.npz", "--model", tmp_path / "m") == 0
+    assert load_classifier(tmp_path / "m")[0].classes_.tolist() == ["café", "cat", "dog"]
+    np.save(tmp_path / "bad.npy", np.array([b"\xff", b"a"]))
+    with pytest.raises(ValueError, match="byte-string labels that are not UTF-8"):
+        read_features(tmp_path / "X.npy", labels_path=tmp_path / "bad.npy")
+
+
 def test_object_arrays_and_files_that_are_not_numpy_are_named(tmp_path):
     """NumPy keeps an object array (labels with a None, say) pickled: faast never unpickles, and
     the error said only "Object arrays cannot be loaded when allow_pickle=False"."""

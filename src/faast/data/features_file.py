@@ -68,6 +68,7 @@ def read_features(
                 raise ValueError(f"{p}: no 'features' array (found {sorted(data.files)})")
             npz = data
             labels = _plain_array(lambda: npz["labels"], p, "'labels'") if "labels" in npz else None
+            labels = None if labels is None else _decoded(labels, p)
             data = _plain_array(lambda: npz["features"], p, "'features'")
         feats = torch.from_numpy(np.ascontiguousarray(data))
     elif suffix == ".csv":
@@ -82,6 +83,17 @@ def read_features(
     if labels is not None and len(labels) != feats.shape[0]:
         raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
     return FeatureTable(feats, labels, ids if ids is not None else [str(i) for i in range(feats.shape[0])])
+
+
+def _decoded(labels: np.ndarray, p: Path) -> np.ndarray:
+    """Byte-string labels (NumPy ``S`` arrays, as HDF5 tools write them; scikit-learn refuses them)
+    as text, decoded from UTF-8; other labels as they are."""
+    if labels.dtype.kind != "S":
+        return labels
+    try:
+        return np.char.decode(labels, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: byte-string labels that are not UTF-8 text ({exc})") from None
 
 
 def _plain_array(load: Callable[[], Any], p: Path, what: str) -> Any:
@@ -104,7 +116,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     if not p.is_file():
         raise FileNotFoundError(f"no such labels file: {p}")
     if p.suffix.lower() == ".npy":
-        labels = _plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array")
+        labels = _decoded(_plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array"), p)
         if labels.ndim != 1:
             raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
         return labels
