@@ -1,6 +1,8 @@
 """A task no default was chosen on: which of four novelists wrote a passage, learned by a frozen
 causal LM from k labelled passages — FAAST against zero-shot, in-context learning and backprop on
-the same k passages.
+the same k passages. ``--task genres`` asks the same of a second such task: the First Folio genre
+(comedy, history, tragedy) of a passage of a Shakespeare play, tested on plays the support
+passages never come from (:data:`FOLIO_GENRES`, :func:`load_genres`).
 
 Every default of ``TaskModel.fit`` (read-out candidates, guard, held-out share) was chosen on
 movie-review sentiment (benchmarks/lm_guard.py); this task, its prompt and its labels took no part
@@ -38,7 +40,8 @@ label is scored as its full token sequence). Methods, per model, k and draw:
     python benchmarks/lm_authors.py --models smollm2 --threads 1       # one model (minutes)
 
 Writes authors.json (every draw, the summary), authors.csv (every draw), authors.md (the table)
-and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after each model.
+and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after each model; with
+``--task genres``, genres.* (default benchmarks/results/lm_genres/).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from typing import Any
 
 import torch
 
-from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books
+from faast.assets.text import GUTENBERG_AUTHORS, gutenberg_books, shakespeare_texts
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
@@ -102,6 +105,101 @@ def load_data(test_per_label: int, split_seed: int) -> tuple[dict[str, list[Exam
     return pool, test
 
 
+#: The genre task's prompt and labels.
+GENRE_TEMPLATE = PromptTemplate("Passage: {input}\nGenre:")
+#: The First Folio's three genres and their plays (the ``shakespeare`` asset's names; *Pericles*,
+#: not in the Folio, and the poems are left out).
+FOLIO_GENRES: dict[str, tuple[str, ...]] = {
+    "comedy": (
+        "alls_well_that_ends_well", "as_you_like_it", "comedy_of_errors", "loves_labours_lost",
+        "measure_for_measure", "merchant_of_venice", "merry_wives_of_windsor",
+        "midsummer_nights_dream", "much_ado_about_nothing", "taming_of_the_shrew", "tempest",
+        "twelfth_night", "two_gentlemen_of_verona", "winters_tale",
+    ),
+    "history": (
+        "henry_iv_part_1", "henry_iv_part_2", "henry_v", "henry_vi_part_1", "henry_vi_part_2",
+        "henry_vi_part_3", "henry_viii", "john", "richard_ii", "richard_iii",
+    ),
+    "tragedy": (
+        "antony_and_cleopatra", "coriolanus", "cymbeline", "hamlet", "julius_caesar", "lear",
+        "macbeth", "othello", "romeo_and_juliet", "timon_of_athens", "tragedy_of_titus_andronicus",
+        "troilus_and_cressida",
+    ),
+}  # fmt: skip
+#: Plays of each genre held out for testing: no support passage comes from them.
+TEST_PLAYS_PER_GENRE = 2
+
+
+def split_genres(
+    texts: dict[str, str], test_per_label: int, split_seed: int
+) -> tuple[dict[str, list[Example]], list[Example], dict[str, list[str]]]:
+    """(support pool per genre, test examples, the held-out plays per genre) from ``{play: text}``:
+    per genre :data:`TEST_PLAYS_PER_GENRE` plays drawn by ``split_seed`` give ``test_per_label``
+    passages drawn from all of theirs; the other plays' passages are the pool (shuffled)."""
+    rng = random.Random(split_seed)
+    pool: dict[str, list[Example]] = {}
+    test: list[Example] = []
+    held: dict[str, list[str]] = {}
+    for genre, plays in FOLIO_GENRES.items():
+        held[genre] = sorted(rng.sample(sorted(plays), TEST_PLAYS_PER_GENRE))
+        tested = [Example(p, genre) for play in held[genre] for p in passages(texts[play])]
+        if len(tested) < test_per_label:
+            raise ValueError(
+                f"the held-out {genre} plays have {len(tested)} passages, fewer than {test_per_label}"
+            )
+        test += rng.sample(tested, test_per_label)
+        pool[genre] = [
+            Example(p, genre) for play in plays if play not in held[genre] for p in passages(texts[play])
+        ]
+        rng.shuffle(pool[genre])
+    rng.shuffle(test)
+    return pool, test, held
+
+
+def load_genres(test_per_label: int, split_seed: int) -> tuple[dict[str, list[Example]], list[Example]]:
+    """:func:`split_genres` of the ``shakespeare`` asset's plays (the pool and the test examples)."""
+    pool, test, _ = split_genres(shakespeare_texts(include_poems=False), test_per_label, split_seed)
+    return pool, test
+
+
+@dataclass(frozen=True)
+class PassageTask:
+    """One task of this benchmark: its name (the published files' stem), prompt, labels, data
+    loader (test per label, split seed) → (pool per label, test examples), the plot's title and
+    what the tables say of the data."""
+
+    name: str
+    template: PromptTemplate
+    labels: list[str]
+    load: Callable[[int, int], tuple[dict[str, list[Example]], list[Example]]]
+    title: str
+    data: Callable[[argparse.Namespace, int], str]
+
+
+def passage_task(name: str) -> PassageTask:
+    """The task ``--task`` names, built from the module's current TEMPLATE / LABELS / load_data
+    (the tests point them at a tiny model's words)."""
+    if name == "authors":
+        return PassageTask(
+            "authors", TEMPLATE, LABELS, load_data, "Which author wrote the passage?",
+            lambda args, n: (
+                f"gutenberg-books (Dickens, Austen, Wells, Verne), passages of {LINES_PER_PASSAGE} printed "
+                f"lines; {n} test passages ({args.test} per author, split seed {args.split_seed}); k/4 "
+                f"support passages per author, {args.draws} draws per k (seed {args.seed})"
+            ),
+        )  # fmt: skip
+    held = "; ".join(f"{g}: {TEST_PLAYS_PER_GENRE} plays" for g in FOLIO_GENRES)
+    return PassageTask(
+        "genres", GENRE_TEMPLATE, list(FOLIO_GENRES), load_genres, "Which genre is the play of the passage?",
+        lambda args, n: (
+            f"shakespeare asset, First Folio genres ({held} held out for testing, drawn by split seed "
+            f"{args.split_seed}), passages of {LINES_PER_PASSAGE} printed lines; {n} test passages "
+            f"({args.test} per genre, from the held-out plays only); k/3 support passages per genre "
+            f"from the other plays, {args.draws} draws per k (seed {args.seed})"
+        ),
+    )  # fmt: skip
+
+
 def draw_support(pool: dict[str, list[Example]], k: int, seed: int, draw: int) -> list[Example]:
     """k passages, k / (number of labels) of each label, drawn from ``pool`` by (seed, k, draw)
     and shuffled: the examples every method of the draw learns."""
@@ -114,28 +212,29 @@ def draw_support(pool: dict[str, list[Example]], k: int, seed: int, draw: int) -
     return chosen
 
 
-def accuracy(scores: torch.Tensor, examples: list[Example]) -> float:
-    """Share of ``examples`` whose best-scored label (columns in ``LABELS`` order) is right."""
-    return label_accuracy(scores, examples, LABELS)
+def accuracy(scores: torch.Tensor, examples: list[Example], labels: list[str]) -> float:
+    """Share of ``examples`` whose best-scored label (columns in ``labels`` order) is right."""
+    return label_accuracy(scores, examples, labels)
 
 
-def predicted(scores: torch.Tensor) -> str:
-    """How often each label was predicted, ``"Dickens:60 Austen:0 ..."`` (``LABELS`` order): a
+def predicted(scores: torch.Tensor, labels: list[str]) -> str:
+    """How often each label was predicted, ``"Dickens:60 Austen:0 ..."`` (``labels`` order): a
     method stuck on one label reads as chance on this balanced test set."""
-    counts = torch.bincount(scores.argmax(dim=1), minlength=len(LABELS)).tolist()
-    return " ".join(f"{label}:{n}" for label, n in zip(LABELS, counts, strict=True))
+    counts = torch.bincount(scores.argmax(dim=1), minlength=len(labels)).tolist()
+    return " ".join(f"{label}:{n}" for label, n in zip(labels, counts, strict=True))
 
 
 @dataclass
 class Setting:
     """What every method of one model reads: the task (its memory, codec and state cache), the
-    test inputs, their prompt-end states (n, d) and the context room a query needs."""
+    test inputs, their prompt-end states (n, d), the context room a query needs and the labels."""
 
     task: TaskModel
     inputs: list[str]
     test_states: torch.Tensor
     reserve: int
     args: argparse.Namespace
+    labels: list[str]
     #: what a method computed for the current draw and its calibrated twin reads (``_draw_memo``)
     memo: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
 
@@ -171,7 +270,7 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
         chosen = s.args.calibrated
         report = s.task.fit(
             support,
-            labels=LABELS,
+            labels=s.labels,
             candidates=None if chosen is None else default_candidates("prob", chosen),
             **({} if s.args.anchor is None else {"anchor": s.args.anchor}),
             seed=s.args.seed,
@@ -220,7 +319,7 @@ def _states(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Ten
 
     def compute() -> tuple[torch.Tensor, torch.Tensor]:
         states = s.task.prompt_features(support, batch_size=s.args.batch_size).cpu()
-        return states, torch.tensor([LABELS.index(e.output) for e in support])
+        return states, torch.tensor([s.labels.index(e.output) for e in support])
 
     return _draw_memo(s, "states", support, compute)
 
@@ -228,7 +327,7 @@ def _states(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Ten
 def _sgd_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     """Backprop: a linear head trained by SGD on the prompt-end states (``lm_sentiment``'s recipe)."""
     states, ys = _states(s, support)
-    head, lr = linear_head(states.float(), ys, support, s.args.seed, LABELS)
+    head, lr = linear_head(states.float(), ys, support, s.args.seed, s.labels)
     with torch.no_grad():
         return head(s.test_states.float()).double(), f"lr={lr:g}"
 
@@ -259,8 +358,8 @@ def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch
     def score() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
         icl = _in_context_model(s, support)
         with s.task.model.disabled():
-            scores = icl.label_scores(s.inputs, LABELS, batch_size=s.args.batch_size)
-            free = icl.content_free_scores(LABELS, batch_size=s.args.batch_size)
+            scores = icl.label_scores(s.inputs, s.labels, batch_size=s.args.batch_size)
+            free = icl.content_free_scores(s.labels, batch_size=s.args.batch_size)
         return scores, free, f"{icl.num_used} of {len(support)} demonstrations fit", False
 
     return _draw_memo(s, "in-context", support, score)
@@ -285,21 +384,28 @@ DEFAULT_METHODS = ("faast", "faast head", "linear head (SGD)", "in-context")
 
 
 def run_model(
-    name: str, pool: dict[str, list[Example]], test: list[Example], args: argparse.Namespace
+    name: str,
+    pool: dict[str, list[Example]],
+    test: list[Example],
+    args: argparse.Namespace,
+    spec: PassageTask | None = None,
 ) -> list[dict]:
-    """Every row of one model: zero-shot once, then each of ``args.methods`` per k and draw."""
+    """Every row of one model: zero-shot once, then each of ``args.methods`` per k and draw, on
+    ``spec``'s prompt and labels (default: the author task)."""
+    spec = spec or passage_task("authors")
     model, tok = load_causal_lm(name, device=args.device)
     label = MODEL_NAMES.get(name, name)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
-    task = TaskModel(fm, tok, TaskSpec(TEMPLATE, "answer", LABELS), cache=True)
+    task = TaskModel(fm, tok, TaskSpec(spec.template, "answer", spec.labels), cache=True)
     inputs = [e.input for e in test]
     rows: list[dict] = []
 
     def add(method: str, k: int, draw: int | None, scores: torch.Tensor, start: float, detail: str) -> None:
-        acc = accuracy(scores, test)
+        acc = accuracy(scores, test, spec.labels)
         rows.append(
             {"model": label, "method": method, "k": k, "draw": draw, "accuracy": acc,
-             "seconds": time.perf_counter() - start, "detail": detail, "predicted": predicted(scores)}
+             "seconds": time.perf_counter() - start, "detail": detail,
+             "predicted": predicted(scores, spec.labels)}
         )  # fmt: skip
         print(f"[{label}] {method} k={k} draw={draw}: {100 * acc:.2f} % {detail}", flush=True)
 
@@ -316,6 +422,7 @@ def run_model(
         task.prompt_features(inputs, batch_size=args.batch_size).cpu(),
         max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8,
         args,
+        spec.labels,
     )
     for k in args.sizes:
         for draw in range(args.draws):
@@ -368,7 +475,8 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def plot(path: Path, lines: list[dict]) -> None:
+def plot(path: Path, lines: list[dict], labels: int, title: str) -> None:
+    """Accuracy against k per model (``labels``: how many, for the chance line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -387,7 +495,7 @@ def plot(path: Path, lines: list[dict]) -> None:
                 continue
             ax.plot([r["k"] for r in rs], [r["mean"] for r in rs], marker="o", label=method)
         ax.axhline(mine[0]["zero_shot"], color="grey", linestyle="--", label="zero-shot")
-        ax.axhline(100 / len(LABELS), color="lightgrey", linestyle=":", label="chance")
+        ax.axhline(100 / labels, color="lightgrey", linestyle=":", label="chance")
         ax.set(
             title=model,
             xlabel="k labelled passages",
@@ -398,20 +506,23 @@ def plot(path: Path, lines: list[dict]) -> None:
         ax.set_xticklabels([str(k) for k in sorted({r["k"] for r in mine if r["k"]})])
         ax.minorticks_off()
         ax.legend(fontsize=7)
-    fig.suptitle("Which author wrote the passage? (mean over draws)")
+    fig.suptitle(f"{title} (mean over draws)")
     fig.tight_layout()
     save_figure(fig, path)
 
 
 def publish(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
-    """authors.json / .csv / .md / .png in ``out`` (repository-relative paths)."""
+    """<task>.json / .csv / .md / .png in ``out`` (repository-relative paths; the task's name is
+    ``meta["task"]``, authors for runs before it was recorded)."""
     out.mkdir(parents=True, exist_ok=True)
     lines = summary(rows)
-    write_json(out / "authors.json", {**meta, "summary": lines, "rows": rows})
-    write_public_csv(out / "authors.csv", rows)
-    write_public_text(out / "authors.md", markdown(lines, meta) + "\n")
+    stem = meta.get("task", "authors")
+    write_json(out / f"{stem}.json", {**meta, "summary": lines, "rows": rows})
+    write_public_csv(out / f"{stem}.csv", rows)
+    write_public_text(out / f"{stem}.md", markdown(lines, meta) + "\n")
     if lines:
-        plot(out / "authors.png", lines)
+        title = meta.get("title", "Which author wrote the passage?")
+        plot(out / f"{stem}.png", lines, len(meta["labels"]), title)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -421,7 +532,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--models", default="smollm2", help="comma-separated: smollm2, gemma3, qwen2.5 or a local folder"
     )
-    ap.add_argument("--sizes", default="16,64", help="k labelled passages (multiples of 4)")
+    ap.add_argument(
+        "--task", choices=("authors", "genres"), default="authors", help="which passages to classify"
+    )
+    ap.add_argument("--sizes", default="16,64", help="k labelled passages (multiples of the labels)")
     ap.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
@@ -442,19 +556,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "faast.lm.task_choice.DEFAULT_ANCHOR; zero-shot: as the tables before 2026-12-03 evening were made)",
     )
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--test", type=int, default=60, help="test passages per author")
+    ap.add_argument("--test", type=int, default=60, help="test passages per label")
     ap.add_argument("--seed", type=int, default=0, help="draws of the support passages and the fits")
     ap.add_argument("--split-seed", type=int, default=0, help="the test / pool split")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lm_authors"))
+    ap.add_argument("--out", default=None, help="default benchmarks/results/lm_<task>")
     ap.add_argument(
         "--render",
         action="store_true",
-        help="no model: write the table, CSV and plot again from authors.json in --out",
+        help="no model: write the table, CSV and plot again from <task>.json in --out",
     )
     args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "benchmarks" / "results" / f"lm_{args.task}")
     args.models = [m for m in args.models.split(",") if m]
     args.sizes = [int(k) for k in args.sizes.split(",")]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -467,29 +582,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.render:
-        publish(*saved_run(Path(args.out) / "authors.json"), Path(args.out))
+        publish(*saved_run(Path(args.out) / f"{args.task}.json"), Path(args.out))
         return
     torch.set_num_threads(args.threads)
-    pool, test = load_data(args.test, args.split_seed)
+    spec = passage_task(args.task)
+    pool, test = spec.load(args.test, args.split_seed)
     for k in args.sizes:
         draw_support(pool, k, args.seed, 0)  # a bad k fails before any model loads
     began = time.perf_counter()
     meta = {
         "command": "python benchmarks/lm_authors.py "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "data": (
-            f"gutenberg-books (Dickens, Austen, Wells, Verne), passages of {LINES_PER_PASSAGE} "
-            "printed lines; "
-            f"{len(test)} test passages ({args.test} per author, split seed {args.split_seed}); "
-            f"k/4 support passages per author, {args.draws} draws per k (seed {args.seed})"
-        ),
+        "data": spec.data(args, len(test)),
         "machine": machine(args.threads, args.device),
-        "template": TEMPLATE.template,
-        "labels": LABELS,
+        "template": spec.template.template,
+        "labels": spec.labels,
+        **({} if spec.name == "authors" else {"task": spec.name, "title": spec.title}),
     }
     rows: list[dict] = []
     for name in args.models:
-        rows += run_model(name, pool, test, args)
+        rows += run_model(name, pool, test, args, spec)
         publish(rows, {**meta, "seconds": time.perf_counter() - began}, Path(args.out))
     print(markdown(summary(rows), {**meta, "seconds": time.perf_counter() - began}))
 

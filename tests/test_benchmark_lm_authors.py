@@ -138,3 +138,52 @@ def test_the_faast_fit_follows_the_anchor_asked_for(monkeypatch, tmp_path):
         assert seen == [want]
     with pytest.raises(SystemExit):
         lm_authors.parse_args(["--anchor", "loose"])
+
+
+def test_genre_split_tests_on_plays_the_pool_never_draws_from():
+    """--task genres: per genre TEST_PLAYS_PER_GENRE plays are held out (seeded), the test
+    passages come only from them and the support pool only from the others."""
+    texts = {
+        play: "\n".join(f"{play} line {i} " + "x" * 40 for i in range(20))
+        for plays in lm_authors.FOLIO_GENRES.values()
+        for play in plays
+    }
+    pool, test, held = lm_authors.split_genres(texts, 5, split_seed=3)
+    assert pool.keys() == held.keys() == lm_authors.FOLIO_GENRES.keys()
+    assert sorted(e.output for e in test) == sorted(list(lm_authors.FOLIO_GENRES) * 5)
+    for genre, plays in held.items():
+        assert len(plays) == lm_authors.TEST_PLAYS_PER_GENRE and set(plays) <= set(
+            lm_authors.FOLIO_GENRES[genre]
+        )
+        assert all(e.input.split()[0] in plays for e in test if e.output == genre)
+        assert not any(e.input.split()[0] in plays for e in pool[genre])
+        assert len(pool[genre]) == 10 * (len(lm_authors.FOLIO_GENRES[genre]) - len(plays))
+    assert lm_authors.split_genres(texts, 5, split_seed=3) == (pool, test, held)
+    assert lm_authors.split_genres(texts, 5, split_seed=4)[2] != held
+    with pytest.raises(ValueError, match="fewer than 21"):
+        lm_authors.split_genres(texts, 21, split_seed=3)
+
+
+def test_the_genre_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
+    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
+    labels = LABELS[:3]
+    pool = {label: _pool()[label] for label in labels}
+    test = [e for label in labels for e in pool[label][:3]]
+    monkeypatch.setattr(lm_authors, "GENRE_TEMPLATE", lm_authors.TEMPLATE)
+    monkeypatch.setattr(lm_authors, "FOLIO_GENRES", {label: () for label in labels})
+    monkeypatch.setattr(lm_authors, "load_genres", lambda per_label, seed: (pool, test))
+    out = tmp_path / "genres"
+    lm_authors.main(
+        ["--task", "genres", "--models", "tiny", "--sizes", "6", "--draws", "1", "--out", str(out)]
+    )
+    data = json.loads((out / "genres.json").read_text())
+    assert data["task"] == "genres" and data["labels"] == labels
+    assert {r["method"] for r in data["rows"]} == {"zero-shot", *lm_authors.DEFAULT_METHODS}
+    assert all(
+        set(r["predicted"].split()) <= {f"{label}:{n}" for label in labels for n in range(10)}
+        for r in data["rows"]
+    )
+    assert (
+        (out / "genres.md").read_text().startswith("Command: `python benchmarks/lm_authors.py --task genres")
+    )
+    assert (out / "genres.png").is_file() and (out / "genres.csv").is_file()
