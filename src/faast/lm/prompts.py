@@ -13,7 +13,9 @@ and the separator continue a line, so they are encoded as text that follows othe
 (:meth:`PromptCodec.continuation_ids`): a SentencePiece tokenizer with a dummy prefix (Llama-2,
 Mistral, TinyLlama) writes ``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
 the ``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and
-Gemma's encode both alike, so nothing changes for them. An in-context prompt is
+Gemma's encode both alike, so nothing changes for them. (A prompt that follows demonstrations is
+still encoded alone: with such a tokenizer its first word keeps the "▁" that a new line would not
+give it.) An in-context prompt is
 the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
 prompt; demonstrations are dropped from the end when the context window is short, the query never
 is (:meth:`PromptCodec.icl_prompt`).
