@@ -85,3 +85,19 @@ def test_task_label_scores_are_those_of_the_joined_text():
         expected = sum(float(lp[k - 1, full[k]]) for k in range(start, len(full)))
         assert len(full) - start == 1  # "▁positive" alone, as in the joined text
         assert scores[0, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_a_task_on_a_dummy_prefix_tokenizer_generates_what_it_learned():
+    """Learned answers come back whole and stop at the one-token newline (the end marker was two
+    tokens, "▁" "\\n", and every answer began with a lone "▁" the model had to produce). A short
+    prompt: the tiny random model's last state tells long shared prompt endings apart too weakly."""
+    torch.manual_seed(0)
+    spec = TaskSpec(PromptTemplate("{input}\nSentiment:"))
+    task = TaskModel.create(tiny_model("llama", dtype=torch.float64), SP, spec)
+    examples = [Example("good fine", "positive yes"), Example("dull", "negative")]
+    task.learn(examples * 2, progress=False)
+    task.use(ReadCandidate("prob", ReadConfig(weight=1.0, temperature=0.01, gate=None)))
+    assert task.generate(["good fine", "dull"], max_new_tokens=5, progress=False) == [
+        "positive yes",
+        "negative",
+    ]
