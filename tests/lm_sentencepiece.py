@@ -1,5 +1,5 @@
-"""A SentencePiece-style tokenizer with a dummy prefix, as Llama-2, Mistral and TinyLlama ship
-(their tokenizer.json: a Unigram/BPE model over text normalised by prepending "▁" and turning
+"""A SentencePiece-style tokenizer with a dummy prefix, as the legacy tokenizer.json of Llama-2-era
+checkpoints has it (a Unigram/BPE model over text normalised by prepending "▁" and turning
 spaces into "▁"), over a small vocabulary that fits the tiny test models: a text encodes
 differently alone (" positive" → "▁" "▁positive") and after other text ("▁positive")."""
 

@@ -1,8 +1,8 @@
-"""How a prompt's pieces become tokens: with a SentencePiece dummy prefix (Llama-2, Mistral,
-TinyLlama) an answer, end marker or separator encoded alone carries a spurious "▁" token; they are
-encoded as text that follows other text, so that prompt + answer is the sequence the model reads
-in the joined text. Tokenizers without such a prefix (byte-level BPE, the word tokenizer) are left
-as they were."""
+"""How a prompt's pieces become tokens: with a SentencePiece dummy prefix (the legacy tokenizer.json
+of Llama-2-era checkpoints) an answer, end marker or separator encoded alone carries a spurious "▁"
+token; they are encoded as text that follows other text, so that prompt + answer is the sequence
+the model reads in the joined text. Tokenizers without such a prefix (byte-level BPE, the word
+tokenizer) are left as they were."""
 
 from __future__ import annotations
 

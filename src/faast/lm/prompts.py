@@ -10,8 +10,10 @@ A labelled example becomes the token sequence ``prompt ids + answer ids``, where
 Both parts are encoded separately and concatenated, the same way when learning, scoring and
 generating, so an answer's tokens never depend on what precedes them. The answer, the end marker
 and the separator continue a line, so they are encoded as text that follows other text
-(:meth:`PromptCodec.continuation_ids`): a SentencePiece tokenizer with a dummy prefix (Llama-2,
-Mistral, TinyLlama) writes ``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
+(:meth:`PromptCodec.continuation_ids`): a tokenizer whose normaliser prepends SentencePiece's dummy
+prefix to every text (the legacy ``tokenizer.json`` of Llama-2-era checkpoints: ``Prepend("▁")``
+then spaces to ``"▁"``; transformers 5's own ``LlamaTokenizer`` no longer does it) writes
+``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
 the ``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and
 Gemma's encode both alike, so nothing changes for them. (A prompt that follows demonstrations is
 still encoded alone: with such a tokenizer its first word keeps the "▁" that a new line would not
@@ -45,8 +47,8 @@ CONTINUATION_CONTEXT = "\n"
 
 def adds_text_prefix(tokenizer: Any) -> bool:
     """Whether ``tokenizer`` writes something in front of every text it encodes, so that a text
-    encodes differently alone and after other text: SentencePiece's dummy prefix (Llama-2's
-    tokenizer encodes ``"a"`` as ``"▁a"`` alone but as ``"a"`` after a newline). False for
+    encodes differently alone and after other text: SentencePiece's dummy prefix (a legacy Llama-2
+    ``tokenizer.json`` encodes ``"a"`` as ``"▁a"`` alone but as ``"a"`` after a newline). False for
     byte-level BPE (SmolLM2, Qwen) and for Gemma's tokenizer."""
 
     def ids(text: str) -> list[int]:
