@@ -664,3 +664,59 @@ def test_generate_refuses_max_new_tokens_below_one():
     for generate in (task.generate, icl.generate):
         with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 0"):
             generate(["w5"], max_new_tokens=0)
+
+
+def _grouped_examples(seed: int = 0) -> tuple[list[Example], list[int]]:
+    """10 groups of 4 copies of one input each (inputs share no word across groups), the labels
+    alternating over the groups: within a group the memory recalls, across groups nothing
+    generalises."""
+    labels = ["w40", "w41"] * 5
+    examples, groups = [], []
+    for g in range(10):
+        examples += [Example(f"w{3 + g} w{30 + g}", labels[(7 * g + seed) % 10]) for _ in range(4)]
+        groups += [g] * 4
+    return examples, groups
+
+
+def test_group_folds_hold_out_whole_groups_and_learn_none_of_them():
+    from faast.lm.task import group_folds
+
+    examples = [Example(f"w{3 + i}", "w40") for i in range(12)]
+    groups = ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2
+    group_of = {id(e): g for e, g in zip(examples, groups, strict=True)}
+    held = examples[::2] + examples[1:4:2]  # not every example of a group is held out
+    parts, unlearned = group_folds(examples, held, 3, group_of)
+    assert len(parts) == 3 and sorted(id(e) for p in parts for e in p) == sorted(id(e) for e in held)
+    for part, skipped in zip(parts, unlearned, strict=True):
+        mine = {group_of[id(e)] for e in part}
+        assert skipped == {id(e) for e in examples if group_of[id(e)] in mine}  # held out or not
+    # held out per group: a 5, b 1, c 1, d 1 → the largest alone, the rest spread: 5, 2, 1
+    assert sorted(len(p) for p in parts) == [1, 2, 5]
+    assert len(group_folds(examples, held, 9, group_of)[0]) == 4  # at most one fold per group
+
+
+def test_grouped_folds_see_that_recalling_a_group_does_not_carry_to_new_ones():
+    """Copies of one input per group: ungrouped folds learn a held-out example's twins, so the
+    memory wins by far (p < 0.01) though nothing carries to a new group; folds of whole groups
+    find no gain and keep the memory off."""
+    examples, groups = _grouped_examples()
+    plain = make_task(labels=["w40", "w41"]).fit(examples, labels=["w40", "w41"], progress=False)
+    grouped = make_task(labels=["w40", "w41"]).fit(
+        examples, labels=["w40", "w41"], progress=False, groups=groups
+    )
+    assert plain.chosen.read.weight > 0 and plain.sign_flip_p < 0.01
+    assert grouped.chosen.read.weight == 0 and grouped.sign_flip_p > 0.5
+    assert "folds of whole groups, 10 groups" in grouped.metric
+
+
+def test_groups_are_checked():
+    examples, groups = _grouped_examples()
+    task = make_task(labels=["w40", "w41"])
+    for bad, message in (
+        (groups[:-1], "39 groups for 40 examples"),
+        ([0] * 40, "at least two groups"),
+        ([None, *groups[1:]], "example 0's group None is not a hashable value"),
+        ([[1], *groups[1:]], r"example 0's group \[1\] is not a hashable value"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            task.fit(examples, labels=["w40", "w41"], progress=False, groups=bad)

@@ -36,7 +36,7 @@ chosen, :mod:`faast.lm.task_choice`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
@@ -471,6 +471,7 @@ class TaskModel(TaskScoringMixin):
         batch_size: int = 16,
         progress: bool = True,
         distributed: bool = False,
+        groups: Sequence[Hashable] | None = None,
     ) -> FitReport:
         """Learn ``examples`` and choose how to read them by cross-validation on them.
 
@@ -500,12 +501,20 @@ class TaskModel(TaskScoringMixin):
         before), "best" (the better of the two on the held-out examples) or
         "balanced-best-fallback" (falls back on the read-out of "balanced-best" but tests the
         choice against the zero-shot model as it is).
+        groups: one group per example (the document, speaker or source it comes from), or None.
+        With groups the folds hold out whole groups (as scikit-learn's ``GroupKFold``): while a
+        fold is scored, no example of its groups is learned, so the choice and the guard see how
+        a read-out does on groups it never learned — where examples of one source resemble each
+        other more than the inputs to come, folds of single examples overrate the memory (the
+        genre task of docs/tasks.md: held-out folds of the plays learned, p < 0.05; new plays, a
+        loss). At least two groups are needed.
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
         process chooses the same read-out and ends with the fast weights of one process.
         """
         examples = _checked(examples, outputs=True)
+        group_of = _groups_by_example(examples, groups)
         checked_guard(guard)
         checked_anchor(anchor)
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
@@ -530,7 +539,7 @@ class TaskModel(TaskScoringMixin):
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             if held:
                 report = self._cross_validate(
-                    examples, held, folds, candidates, guard, anchor, batch_size, progress, dist
+                    examples, held, folds, candidates, guard, anchor, batch_size, progress, dist, group_of
                 )
             else:
                 why = (
@@ -597,12 +606,20 @@ class TaskModel(TaskScoringMixin):
         batch_size: int,
         progress: bool,
         dist: faast.distributed.Dist,
+        group_of: dict[int, Hashable] | None = None,
     ) -> FitReport:
         """Score every candidate on ``held`` in ``folds`` folds, each with the others learned: the
         report of the choice after ``guard`` against ``anchor`` (pairs: 0, for the caller to fill),
-        with every guard's choice, the sign-flip p-value and the per-example scores."""
-        k = max(1, min(folds, len(held)))
-        parts = [held[f::k] for f in range(k)]
+        with every guard's choice, the sign-flip p-value and the per-example scores. ``group_of``
+        (``id(example)`` → group): folds of whole groups, and no example of a fold's groups is
+        learned while it is scored (:func:`group_folds`)."""
+        if group_of is None:
+            k = max(1, min(folds, len(held)))
+            parts = [held[f::k] for f in range(k)]
+            unlearned = [{id(e) for e in part} for part in parts]
+        else:
+            parts, unlearned = group_folds(examples, held, folds, group_of)
+            k = len(parts)
         labelled = self.spec.labels is not None
         part_targets = [self._right_label_indices(part) if labelled else None for part in parts]
         values: dict[str, list[torch.Tensor]] = {c.name: [] for c in candidates}
@@ -611,9 +628,9 @@ class TaskModel(TaskScoringMixin):
         bar = tqdm(
             total=k * len(candidates), desc="cross-validate read-outs", disable=not progress, leave=False
         )
-        for part, part_target in zip(parts, part_targets, strict=True):
+        for part, part_target, skipped in zip(parts, part_targets, unlearned, strict=True):
             self.reset()
-            self._learn_block(examples, {id(e) for e in part}, dist, batch_size, False)
+            self._learn_block(examples, skipped, dist, batch_size, False)
             loglik, n, guess = self._score_fold(part, part_target, candidates, dist, bar)
             for j, cand in enumerate(candidates):
                 values[cand.name].append(loglik[:, j])
@@ -631,15 +648,16 @@ class TaskModel(TaskScoringMixin):
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
         correct = {name: guess == targets for name, guess in predicted.items()}  # labels only
+        grouped = (
+            "" if group_of is None else f" (folds of whole groups, {len(set(group_of.values()))} groups)"
+        )
+        cv = f"{k}-fold cross-validation{grouped} on {len(held)} examples"
         if self.spec.labels is not None:
             scores = {name: int(correct[name].sum()) / len(held) for name in mean}
-            metric = (
-                f"{k}-fold cross-validation on {len(held)} examples: mean log-probability of the right label "
-                f"(scores: accuracy){note}"
-            )
+            metric = f"{cv}: mean log-probability of the right label (scores: accuracy){note}"
         else:
             scores = {name: -value for name, value in mean.items()}
-            metric = f"{k}-fold cross-validation on {len(held)} examples: NLL per answer token (scores){note}"
+            metric = f"{cv}: NLL per answer token (scores){note}"
         return FitReport(
             best,
             metric,
@@ -967,6 +985,47 @@ def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> 
                 "choose an end marker that no output holds (faast task learn --answer-end, "
                 "PromptTemplate(answer_end=...)), e.g. '\\n\\n' or ' </answer>'"
             )
+
+
+def _groups_by_example(
+    examples: Sequence[Example], groups: Sequence[Hashable] | None
+) -> dict[int, Hashable] | None:
+    """``id(example)`` → its group for :meth:`TaskModel.fit`'s ``groups`` (None without them); a
+    clear error for a length that is not the examples', an unhashable group or fewer than two."""
+    if groups is None:
+        return None
+    groups = list(groups)
+    if len(groups) != len(examples):
+        raise ValueError(f"groups: {len(groups)} groups for {len(examples)} examples (one per example)")
+    for i, g in enumerate(groups):
+        if g is None or not isinstance(g, Hashable):
+            raise ValueError(f"groups: example {i}'s group {g!r} is not a hashable value (None is no group)")
+    if len(set(groups)) < 2:
+        raise ValueError("groups: at least two groups are needed to hold one out")
+    return {id(e): g for e, g in zip(examples, groups, strict=True)}
+
+
+def group_folds(
+    examples: Sequence[Example], held: Sequence[Example], folds: int, group_of: dict[int, Hashable]
+) -> tuple[list[list[Example]], list[set[int]]]:
+    """Folds of whole groups: (the held-out examples of each fold, in ``held`` order; the ids of
+    the examples not learned while it is scored: every example of its groups, held out or not).
+    The groups of ``held`` (in order of first appearance) go, largest first, to the fold with the
+    fewest held-out examples so far: min(folds, groups) folds of sizes as even as whole groups
+    allow."""
+    sizes: dict[Hashable, int] = {}
+    for e in held:
+        sizes[group_of[id(e)]] = sizes.get(group_of[id(e)], 0) + 1
+    k = max(1, min(folds, len(sizes)))
+    fold_of: dict[Hashable, int] = {}
+    load = [0] * k
+    for group in sorted(sizes, key=lambda g: -sizes[g]):  # stable: ties keep their first-seen order
+        f = min(range(k), key=lambda j: load[j])
+        fold_of[group] = f
+        load[f] += sizes[group]
+    parts = [[e for e in held if fold_of[group_of[id(e)]] == f] for f in range(k)]
+    unlearned = [{id(e) for e in examples if fold_of.get(group_of[id(e)]) == f} for f in range(k)]
+    return parts, unlearned
 
 
 def _check_validation(folds: int, max_validation: int, hold_out: float) -> None:
