@@ -346,3 +346,39 @@ def test_in_context_labels_auto_come_from_every_demonstration_not_only_the_shots
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     # one shot shows one label; the task still has both (before, it became free text and classify refused)
     assert all(sorted(json.loads(r["log_probs"])) == ["w5", "w6"] for r in rows)
+
+
+def test_group_field_holds_out_whole_groups(model_dir, tmp_path, capsys):  # noqa: F811
+    """--group-field names a JSONL field; the saved fit says its folds held out whole groups. A
+    TSV file or an example without the field is refused before the model loads."""
+    rows = []
+    for i in range(24):
+        words = " ".join(WORDS[10 + (i * 7 + j) % 60] for j in range(3))
+        rows.append({"input": words, "output": "w5" if i % 2 else "w6", "source": f"doc{i % 4}"})
+    examples = tmp_path / "grouped.jsonl"
+    examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "g.safetensors"
+    learn = [
+        "task",
+        "learn",
+        "--model",
+        str(model_dir),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--template",
+        TEMPLATE,
+    ]
+    assert main([*learn, "--examples", str(examples), "--group-field", "source", "--folds", "2"]) == 0
+    _, tasks = read_file(out)
+    assert "folds of whole groups, 4 groups" in json.dumps(tasks["default"]["info"])
+    capsys.readouterr()
+    tsv = tmp_path / "plain.tsv"
+    _write_examples(tsv, 12)
+    assert main([*learn, "--examples", str(tsv), "--group-field", "source"]) == 1
+    assert "--group-field needs a JSONL examples file" in capsys.readouterr().err
+    rows[3].pop("source")
+    examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*learn, "--examples", str(examples), "--group-field", "source"]) == 1
+    assert "example 4 ('" in capsys.readouterr().err

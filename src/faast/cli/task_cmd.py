@@ -127,6 +127,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="labels only: also fit a closed-form label head on the prompt-end state with this loss "
         "(no backprop); classify and evaluate then use it",
     )
+    le.add_argument(
+        "--group-field",
+        default=None,
+        metavar="NAME",
+        help="JSONL only: a field naming each example's group (the document, speaker or source it "
+        "comes from); the cross-validation then holds out whole groups, so the read-out is chosen "
+        "for groups not learned (TaskModel.fit groups=)",
+    )
     le.add_argument("--seed", type=int, default=0)
     le.add_argument("--batch-size", type=int, default=16)
     le.set_defaults(func=run_learn)
@@ -274,6 +282,27 @@ def _labels(text: str | None) -> list[str] | str | None:
     return labels
 
 
+def _example_groups(examples: list[Any], field: str | None, path: str) -> list[str] | None:
+    """Each example's ``field`` (a JSONL field kept in ``Example.extra``) as its group, or None
+    without ``--group-field``; a clear error for a TSV file or an example without a usable value."""
+    if field is None:
+        return None
+    from faast.lm.examples import file_format
+
+    if file_format(path) != "jsonl":
+        raise ValueError(f"--group-field needs a JSONL examples file (a TSV has no other fields): {path}")
+    groups = []
+    for i, e in enumerate(examples):
+        value = e.extra.get(field)
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            raise ValueError(
+                f"{path}: example {i + 1} ({e.input[:40]!r}) has no --group-field {field!r} "
+                f"(a non-empty string or an integer), got {value!r}"
+            )
+        groups.append(str(value))
+    return groups
+
+
 def run_learn(args: argparse.Namespace) -> int:
     import time
 
@@ -288,6 +317,7 @@ def run_learn(args: argparse.Namespace) -> int:
         check_output_file(args.out, args.task)
     examples = read_examples(args.examples)
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
+    groups = _example_groups(examples, args.group_field, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
     task = TaskModel(fm, tok, TaskSpec(_template(args), args.pairs, demonstrations=lead))
     if dist.is_main:
@@ -316,6 +346,7 @@ def run_learn(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=dist.is_main,
         distributed=dist.active,
+        groups=groups,
     )
     if args.head is not None:
         if not task.spec.labels:
