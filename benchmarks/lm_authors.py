@@ -23,6 +23,9 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 * ``faast (calibrated)`` (``--methods``): the same fit, its label scores contextually calibrated
   (``TaskModel.label_scores(calibrate=True)``: the content-free inputs through the fitted model);
   it reuses the draw's ``faast`` fit;
+* ``faast (play folds)`` (``--methods``, ``--task genres`` only): the default fit with folds that
+  hold out whole plays (``TaskModel.fit(groups=...)``, each support passage's play), so the guard
+  judges the memory on plays it did not learn, as the test plays are;
 * ``faast head``: ``TaskModel.fit_head`` (``faast task learn --head squared``): a closed-form
   label head on the prompt-end states, no gradients;
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
@@ -142,14 +145,17 @@ def split_genres(
     held: dict[str, list[str]] = {}
     for genre, plays in FOLIO_GENRES.items():
         held[genre] = sorted(rng.sample(sorted(plays), TEST_PLAYS_PER_GENRE))
-        tested = [Example(p, genre) for play in held[genre] for p in passages(texts[play])]
+        tested = [Example(p, genre, {"play": play}) for play in held[genre] for p in passages(texts[play])]
         if len(tested) < test_per_label:
             raise ValueError(
                 f"the held-out {genre} plays have {len(tested)} passages, fewer than {test_per_label}"
             )
         test += rng.sample(tested, test_per_label)
         pool[genre] = [
-            Example(p, genre) for play in plays if play not in held[genre] for p in passages(texts[play])
+            Example(p, genre, {"play": play})
+            for play in plays
+            if play not in held[genre]
+            for p in passages(texts[play])
         ]
         rng.shuffle(pool[genre])
     rng.shuffle(test)
@@ -265,24 +271,39 @@ def _faast_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, tor
     output memory learns it, read-out and guard chosen on held-out folds of it — computed once per
     draw for ``faast`` and its calibrated twin (the content-free prompts go through the fitted
     model)."""
+    return _draw_memo(s, "faast", support, lambda: _default_fit(s, support))
 
-    def fit() -> tuple[torch.Tensor, torch.Tensor, str, bool]:
-        chosen = s.args.calibrated
-        report = s.task.fit(
-            support,
-            labels=s.labels,
-            candidates=None if chosen is None else default_candidates("prob", chosen),
-            **({} if s.args.anchor is None else {"anchor": s.args.anchor}),
-            seed=s.args.seed,
-            batch_size=s.args.batch_size,
-            progress=False,
-        )
-        scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size, calibrate=False)
-        free = s.task.content_free_scores(batch_size=s.args.batch_size)
-        p = report.sign_flip_p
-        return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}"), s.task.calibrated
 
-    return _draw_memo(s, "faast", support, fit)
+def _default_fit(
+    s: Setting, support: list[Example], groups: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+    """The library's default fit on ``support`` (``groups``: its folds hold out whole groups) and
+    what :func:`_faast_scores` returns of it."""
+    chosen = s.args.calibrated
+    report = s.task.fit(
+        support,
+        labels=s.labels,
+        candidates=None if chosen is None else default_candidates("prob", chosen),
+        **({} if s.args.anchor is None else {"anchor": s.args.anchor}),
+        seed=s.args.seed,
+        batch_size=s.args.batch_size,
+        progress=False,
+        groups=groups,
+    )
+    scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size, calibrate=False)
+    free = s.task.content_free_scores(batch_size=s.args.batch_size)
+    p = report.sign_flip_p
+    return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}"), s.task.calibrated
+
+
+def _faast_play_folds(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """``faast`` with the fit's folds holding out whole plays (``TaskModel.fit(groups=...)``, the
+    play of each support passage): the genre task only, whose passages carry their play."""
+    plays = [e.extra.get("play") for e in support]
+    if None in plays:
+        raise ValueError("'faast (play folds)' needs passages that carry their play: --task genres")
+    scores, free, detail, calibrated = _default_fit(s, support, plays)  # type: ignore[arg-type]
+    return (calibrated_label_scores(scores, free) if calibrated else scores), detail
 
 
 def _plain(scorer: Scorer) -> Runner:
@@ -370,6 +391,7 @@ def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch
 RUNNERS: dict[str, Runner] = {
     "faast": _plain(_faast_scores),
     "faast (calibrated)": _calibrated(_faast_scores),
+    "faast (play folds)": _faast_play_folds,
     "faast head": _faast_head,
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,

@@ -3,11 +3,13 @@ word-level tokenizer: its passages, balanced draws, every method's rows, and wha
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
@@ -187,3 +189,30 @@ def test_the_genre_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path)
         (out / "genres.md").read_text().startswith("Command: `python benchmarks/lm_authors.py --task genres")
     )
     assert (out / "genres.png").is_file() and (out / "genres.csv").is_file()
+
+
+def test_play_folds_fit_with_the_plays_as_groups_and_need_them(monkeypatch):
+    """'faast (play folds)' passes each support passage's play as its group; without plays (the
+    author task) it is refused."""
+    seen = {}
+
+    class Task:
+        calibrated = False
+
+        def fit(self, support, **kw):
+            seen.update(kw)
+            return type("Report", (), {"sign_flip_p": None, "chosen": type("C", (), {"name": "off"})})()
+
+        def label_scores(self, inputs, **kw):
+            return torch.zeros(len(inputs), 3)
+
+        def content_free_scores(self, **kw):
+            return torch.zeros(3, 3)
+
+    args = argparse.Namespace(calibrated=None, anchor=None, seed=0, batch_size=4)
+    setting = lm_authors.Setting(Task(), ["a", "b"], torch.zeros(2, 4), 8, args, LABELS[:3])
+    support = [Example("x", "w40", {"play": "hamlet"}), Example("y", "w41", {"play": "lear"})]
+    scores, detail = lm_authors.RUNNERS["faast (play folds)"](setting, support)
+    assert seen["groups"] == ["hamlet", "lear"] and scores.shape == (2, 3) and detail == "off"
+    with pytest.raises(ValueError, match="needs passages that carry their play"):
+        lm_authors.RUNNERS["faast (play folds)"](setting, [Example("x", "w40")])
