@@ -507,7 +507,8 @@ class TaskModel(TaskScoringMixin):
         a read-out does on groups it never learned — where examples of one source resemble each
         other more than the inputs to come, folds of single examples overrate the memory (the
         genre task of docs/tasks.md: held-out folds of the plays learned, p < 0.05; new plays, a
-        loss). At least two groups are needed.
+        loss; folds of whole plays there showed no clear gain on its 120 test passages). At least
+        two groups are needed.
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
