@@ -148,10 +148,21 @@ def test_cli_errors_are_reported(model_dir, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def test_chat_needs_a_chat_template(model_dir, tmp_path, capsys):
+def test_chat_needs_a_chat_template(model_dir, tmp_path, capsys, monkeypatch):
     """--chat on a base model's tokenizer failed inside transformers; with a template the prompt
-    is wrapped in it."""
+    is wrapped in it (the ids generated from are the template's text, no start tokens added)."""
     import shutil
+
+    from faast.lm.model import FaastModel
+
+    read: list[list[int]] = []
+    generate = FaastModel.generate
+
+    def recording(self, *args, **kwargs):
+        read.append(kwargs["input_ids"][0].tolist())
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(FaastModel, "generate", recording)
 
     base = ["lm", "generate", "--threads", "1", "--prompt", "w1 w2", "--max-new-tokens", "2", "--chat"]
     assert main([*base, "--model", str(model_dir)]) == 1
@@ -163,6 +174,10 @@ def test_chat_needs_a_chat_template(model_dir, tmp_path, capsys):
     (chat / "tokenizer_config.json").write_text(json.dumps(config))
     assert main([*base, "--model", str(chat)]) == 0
     assert capsys.readouterr().out.strip()
+    from transformers import AutoTokenizer
+
+    wrapped = AutoTokenizer.from_pretrained(chat)("w5 w1 w2 w6", add_special_tokens=False).input_ids
+    assert read == [list(wrapped)]  # the template's "w5 ... w6" around the prompt "w1 w2"
 
 
 def test_learning_over_a_task_of_the_file_warns_before_the_work(model_dir, tmp_path, capsys):
