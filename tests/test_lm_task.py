@@ -135,19 +135,27 @@ def test_spaces_ending_a_template_go_to_the_answer_prefix():
     assert PromptTemplate.from_dict(stored).to_dict() == stored
 
 
-def test_answers_that_begin_with_the_prefix_space_are_warned_of_once():
+def test_spaces_that_begin_an_answer_after_the_prefix_space_are_dropped():
     """Outputs " positive" / " negative" (a TSV written "text<TAB> positive") read "Sentiment:  positive"
-    after the answer prefix " ": SmolLM2's zero-shot sentiment accuracy fell far, silently."""
-    codec = PromptCodec(word_tokenizer(), TEMPLATE)
+    after the answer prefix " ": SmolLM2's zero-shot sentiment accuracy fell far, silently. The
+    spaces are dropped from the encoded text (with a warning, once per codec); a prefix without a
+    trailing space keeps them."""
+    from tests.lm_sentencepiece import dummy_prefix_tokenizer  # a tokenizer that sees spaces
+
+    spaced = dummy_prefix_tokenizer()
+    codec = PromptCodec(spaced, PromptTemplate("Review: {input}\nSentiment:"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        codec.label_ids("w40")
-        codec.answer_ids("w40 w41")
-    with pytest.warns(UserWarning, match=r"an answer begins with a space after the answer prefix ' '"):
-        codec.label_ids(" w40")
+        plain = (codec.label_ids("yes"), codec.answer_ids("yes no"))
+    with pytest.warns(
+        UserWarning, match=r"an answer begins with a space after the answer prefix ' ': it is dropped"
+    ):
+        assert codec.label_ids("  yes") == plain[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        codec.answer_ids(" w41")  # once per codec
+        assert codec.answer_ids("\tyes no") == plain[1]  # once per codec
+    bare = PromptCodec(spaced, PromptTemplate("Review: {input}\nAnswer:", answer_prefix=""))
+    assert bare.label_ids(" yes") != bare.label_ids("yes")  # no prefix space: the answer's is kept
 
 
 def test_prompt_templates_may_hold_other_braces():

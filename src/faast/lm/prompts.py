@@ -229,33 +229,38 @@ class PromptCodec:
 
     def answer_ids(self, output: str) -> list[int]:
         """The answer ``output`` with its prefix and end marker, as it follows the prompt
-        (:meth:`continuation_ids`)."""
-        self._warn_doubled_space(output)
-        return self.continuation_ids(self.template.answer(output))
+        (:meth:`continuation_ids`; spaces that begin it after a prefix ending in one are dropped:
+        :meth:`_after_prefix`)."""
+        return self.continuation_ids(self.template.answer(self._after_prefix(output)))
 
     def encode(self, text: str, output: str) -> Encoded:
         return Encoded(self.prompt_ids(text), self.answer_ids(output))
 
     def label_ids(self, label: str) -> list[int]:
-        """The tokens of a label: the answer without its end marker."""
-        self._warn_doubled_space(label)
-        return self.continuation_ids(self.template.answer_prefix + label)
+        """The tokens of a label: the answer without its end marker (spaces that begin it after a
+        prefix ending in one dropped: :meth:`_after_prefix`)."""
+        return self.continuation_ids(self.template.answer_prefix + self._after_prefix(label))
 
-    def _warn_doubled_space(self, answer: str) -> None:
-        """Warn (once per codec) when ``answer`` begins with a space that the answer prefix already
-        writes: labels " positive" / " negative" read "Sentiment:  positive", two spaces (SmolLM2's
-        zero-shot sentiment accuracy fell as far as with a template ending in a space)."""
+    def _after_prefix(self, answer: str) -> str:
+        """``answer`` as it follows the answer prefix: without the spaces and tabs that begin it
+        when the prefix already ends in one (labels " positive" / " negative", as a TSV written
+        ``text<TAB> positive`` gives them, read "Sentiment:  positive", two spaces, which cost
+        SmolLM2 as much zero-shot accuracy as a template ending in a space), with a warning once
+        per codec; outputs and labels keep their spelling as names."""
         prefix = self.template.answer_prefix
-        if self._warned_doubled_space or not prefix[-1:].isspace() or not answer[:1].isspace():
-            return
-        self._warned_doubled_space = True
-        warnings.warn(
-            f"an answer begins with a space after the answer prefix {prefix!r} (e.g. {answer[:20]!r} is "
-            f"read as {(prefix + answer)[:22]!r}, the space doubled): remove the spaces that begin the "
-            "outputs or labels",
-            UserWarning,
-            stacklevel=3,
-        )
+        if prefix[-1:] not in (" ", "\t") or answer[:1] not in (" ", "\t"):
+            return answer
+        kept = answer.lstrip(" \t")
+        if not self._warned_doubled_space:
+            self._warned_doubled_space = True
+            warnings.warn(
+                f"an answer begins with a space after the answer prefix {prefix!r}: it is dropped, so "
+                f"{answer[:20]!r} follows the prompt after one space, not two (labels and outputs keep "
+                "their spelling)",
+                UserWarning,
+                stacklevel=4,
+            )
+        return kept
 
     def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when
