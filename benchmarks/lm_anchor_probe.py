@@ -26,7 +26,7 @@ from faast.lm.task import FitReport, TaskModel, TaskSpec
 from faast.lm.task_choice import MEMORY_OFF, label_mix_distance
 from faast.lm.text import load_causal_lm
 from faast.publish import write_public_text
-from lm_authors import LABELS, TEMPLATE, draw_support, load_data
+from passage_data import LABELS, TEMPLATE, draw_support, load_data
 from task_bench import MODEL_NAMES, machine
 
 #: The two zero-shot read-outs the anchor weighs, by their candidate names.

@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
+import passage_data
 from faast.lm.examples import Example
 from faast.lm.task import TaskModel
 from faast.lm.task_choice import DEFAULT_ANCHOR
@@ -24,7 +25,7 @@ LABELS = ["w40", "w41", "w42", "w43"]
 def test_passages_join_consecutive_long_lines_without_overlap():
     long = [f"line {i} " + "x" * 40 for i in range(5)]
     text = "\n".join([long[0], "short", long[1], "", long[2], long[3], "\tTab" + long[4]])
-    got = lm_authors.passages(text)
+    got = passage_data.passages(text)
     assert got == [f"{long[0]} {long[1]}", f"{long[2]} {long[3]}"]  # the fifth has no partner
 
 
@@ -37,13 +38,13 @@ def _pool(per_label: int = 10) -> dict[str, list[Example]]:
 
 def test_draws_are_balanced_seeded_and_refuse_a_size_the_labels_do_not_divide():
     pool = _pool()
-    a = lm_authors.draw_support(pool, 8, seed=0, draw=1)
+    a = passage_data.draw_support(pool, 8, seed=0, draw=1)
     assert sorted(e.output for e in a) == sorted(LABELS * 2)
-    assert a == lm_authors.draw_support(pool, 8, seed=0, draw=1)
-    assert a != lm_authors.draw_support(pool, 8, seed=0, draw=2)
+    assert a == passage_data.draw_support(pool, 8, seed=0, draw=1)
+    assert a != passage_data.draw_support(pool, 8, seed=0, draw=2)
     for bad in (6, 0):
         with pytest.raises(ValueError, match="multiple of the 4 labels"):
-            lm_authors.draw_support(pool, bad, seed=0, draw=0)
+            passage_data.draw_support(pool, bad, seed=0, draw=0)
 
 
 def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
@@ -147,23 +148,23 @@ def test_genre_split_tests_on_plays_the_pool_never_draws_from():
     passages come only from them and the support pool only from the others."""
     texts = {
         play: "\n".join(f"{play} line {i} " + "x" * 40 for i in range(20))
-        for plays in lm_authors.FOLIO_GENRES.values()
+        for plays in passage_data.FOLIO_GENRES.values()
         for play in plays
     }
-    pool, test, held = lm_authors.split_genres(texts, 5, split_seed=3)
-    assert pool.keys() == held.keys() == lm_authors.FOLIO_GENRES.keys()
-    assert sorted(e.output for e in test) == sorted(list(lm_authors.FOLIO_GENRES) * 5)
+    pool, test, held = passage_data.split_genres(texts, 5, split_seed=3)
+    assert pool.keys() == held.keys() == passage_data.FOLIO_GENRES.keys()
+    assert sorted(e.output for e in test) == sorted(list(passage_data.FOLIO_GENRES) * 5)
     for genre, plays in held.items():
-        assert len(plays) == lm_authors.TEST_PLAYS_PER_GENRE and set(plays) <= set(
-            lm_authors.FOLIO_GENRES[genre]
+        assert len(plays) == passage_data.TEST_PLAYS_PER_GENRE and set(plays) <= set(
+            passage_data.FOLIO_GENRES[genre]
         )
         assert all(e.input.split()[0] in plays for e in test if e.output == genre)
         assert not any(e.input.split()[0] in plays for e in pool[genre])
-        assert len(pool[genre]) == 10 * (len(lm_authors.FOLIO_GENRES[genre]) - len(plays))
-    assert lm_authors.split_genres(texts, 5, split_seed=3) == (pool, test, held)
-    assert lm_authors.split_genres(texts, 5, split_seed=4)[2] != held
+        assert len(pool[genre]) == 10 * (len(passage_data.FOLIO_GENRES[genre]) - len(plays))
+    assert passage_data.split_genres(texts, 5, split_seed=3) == (pool, test, held)
+    assert passage_data.split_genres(texts, 5, split_seed=4)[2] != held
     with pytest.raises(ValueError, match="fewer than 21"):
-        lm_authors.split_genres(texts, 21, split_seed=3)
+        passage_data.split_genres(texts, 21, split_seed=3)
 
 
 def test_the_genre_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
