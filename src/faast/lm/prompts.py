@@ -187,6 +187,7 @@ class PromptCodec:
         self.context = min(bounds) if bounds else 2048
         #: Whether text that continues other text is encoded after it (:meth:`continuation_ids`).
         self.adds_prefix = adds_text_prefix(tokenizer)
+        self._context_ids = self.text_ids(CONTINUATION_CONTEXT)
         self._end = self.continuation_ids(self.template.answer_end)
         self._separator = self.continuation_ids(self.template.separator)
         self._warned_doubled_space = False
@@ -213,7 +214,7 @@ class PromptCodec:
         they come out whole; else the text is encoded alone)."""
         if not self.adds_prefix or not text:
             return self.text_ids(text)
-        context = self.text_ids(CONTINUATION_CONTEXT)
+        context = self._context_ids
         ids = self.text_ids(CONTINUATION_CONTEXT + text)
         return ids[len(context) :] if ids[: len(context)] == context else self.text_ids(text)
 
