@@ -202,14 +202,14 @@ def _default_fit(
     return scores, free, report.chosen.name + ("" if p is None else f"; p={p:.3g}"), s.task.calibrated
 
 
-def _faast_play_folds(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """``faast`` with the fit's folds holding out whole plays (``TaskModel.fit(groups=...)``, the
-    play of each support passage): the genre task only, whose passages carry their play."""
+def _play_fold_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
+    """What :func:`_faast_scores` returns, of the default fit with folds that hold out whole plays
+    (``TaskModel.fit(groups=...)``, the play of each support passage): the genre task only, whose
+    passages carry their play."""
     plays = [e.extra.get("play") for e in support]
     if None in plays:
         raise ValueError("'faast (play folds)' needs passages that carry their play: --task genres")
-    scores, free, detail, calibrated = _default_fit(s, support, plays)  # type: ignore[arg-type]
-    return (calibrated_label_scores(scores, free) if calibrated else scores), detail
+    return _default_fit(s, support, plays)  # type: ignore[arg-type]
 
 
 def _plain(scorer: Scorer) -> Runner:
@@ -297,7 +297,7 @@ def _icl_scores(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch
 RUNNERS: dict[str, Runner] = {
     "faast": _plain(_faast_scores),
     "faast (calibrated)": _calibrated(_faast_scores),
-    "faast (play folds)": _faast_play_folds,
+    "faast (play folds)": _plain(_play_fold_scores),
     "faast head": _faast_head,
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
