@@ -67,8 +67,8 @@ def read_features(
             if "features" not in data:
                 raise ValueError(f"{p}: no 'features' array (found {sorted(data.files)})")
             npz = data
-            labels = _plain_array(lambda: npz["labels"], p, "'labels'") if "labels" in npz else None
-            labels = None if labels is None else _decoded(labels, p)
+            if "labels" in npz:
+                labels = _decoded(_plain_array(lambda: npz["labels"], p, "'labels'"), p)
             data = _plain_array(lambda: npz["features"], p, "'features'")
         feats = torch.from_numpy(np.ascontiguousarray(data))
     elif suffix == ".csv":
