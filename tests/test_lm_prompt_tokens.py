@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from faast.lm import ReadConfig
 from faast.lm.examples import Example
+from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, adds_text_prefix
 from faast.lm.task import ReadCandidate, TaskModel, TaskSpec
 from tests.lm_sentencepiece import SP_WORDS, dummy_prefix_tokenizer
@@ -101,3 +102,27 @@ def test_a_task_on_a_dummy_prefix_tokenizer_generates_what_it_learned():
         "positive yes",
         "negative",
     ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    template=st.sampled_from(TEMPLATES),
+    pairs=st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
+    query=texts,
+)
+def test_in_context_prompts_are_the_joined_text_encoded(template, pairs, query):
+    """Demonstrations then the query's prompt are the joined text's ids: a prompt that follows a
+    demonstration (its separator) continues the text, so it has no "▁" a new line would not give
+    it; the first prompt after the start tokens is encoded alone, as a document's first line."""
+    codec = PromptCodec(SP, template)
+    demos = "".join(template.prompt(x) + template.answer(y) + template.separator for x, y in pairs)
+    joined = codec.start_ids + SP(demos + template.prompt(query), add_special_tokens=False).input_ids
+    ids, used = codec.icl_prompt(pairs, query)
+    assert used == len(pairs) and ids == joined
+    icl = InContextModel(tiny_model("llama"), codec, pairs, reserve=16)
+    assert icl.prefix + icl._query(query) == joined
+    lead = PromptCodec(SP, template, demonstrations=pairs)
+    assert lead.prompt_ids(query) == joined
+    assert lead.icl_prompt([], query)[0] == joined
+    alone = codec.start_ids + SP(template.prompt(query), add_special_tokens=False).input_ids
+    assert codec.icl_prompt([], query) == (alone, 0)

@@ -241,8 +241,10 @@ class InContextModel:
         return outs
 
     def _query(self, text: str) -> list[int]:
-        """The query's prompt; it carries the start tokens only when there is no prefix."""
-        return self.codec.prompt_ids(text, start=not self.prefix)
+        """The query's prompt; it carries the start tokens only when there is no prefix, and
+        continues the text of the demonstrations when there are some."""
+        after = self.codec.follows_demonstration(self.num_used)
+        return self.codec.prompt_ids(text, start=not self.prefix, after_demonstration=after)
 
     def _check(self, query: list[int], extra: int, text: str) -> None:
         if len(self.prefix) + len(query) + extra > self.codec.context:

@@ -15,9 +15,10 @@ prefix to every text (the legacy ``tokenizer.json`` of Llama-2-era checkpoints: 
 then spaces to ``"▁"``; transformers 5's own ``LlamaTokenizer`` no longer does it) writes
 ``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
 the ``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and
-Gemma's encode both alike, so nothing changes for them. (A prompt that follows demonstrations is
-still encoded alone: with such a tokenizer its first word keeps the "▁" that a new line would not
-give it.) An in-context prompt is
+Gemma's encode both alike, so nothing changes for them. A prompt or demonstration that follows
+another demonstration continues the text too (after the separator), so it is encoded the same way;
+the first one after the start tokens is encoded alone, as a document's first line. An in-context
+prompt is
 the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
 prompt; demonstrations are dropped from the end when the context window is short, the query never
 is (:meth:`PromptCodec.icl_prompt`).
@@ -195,8 +196,8 @@ class PromptCodec:
         self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
         self.lead_ids: list[int] = list(self.start_ids)
-        for demo_input, demo_output in demonstrations:
-            self.lead_ids += self.demonstration_ids(demo_input, demo_output)
+        for i, (demo_input, demo_output) in enumerate(demonstrations):
+            self.lead_ids += self.demonstration_ids(demo_input, demo_output, after_demonstration=i > 0)
         if len(self.lead_ids) >= self.context:
             raise ValueError(
                 f"the {len(demonstrations)} lead demonstrations take {len(self.lead_ids)} tokens, which "
@@ -218,15 +219,21 @@ class PromptCodec:
         ids = self.text_ids(CONTINUATION_CONTEXT + text)
         return ids[len(context) :] if ids[: len(context)] == context else self.text_ids(text)
 
-    def prompt_ids(self, text: str, *, start: bool = True) -> list[int]:
+    def prompt_ids(self, text: str, *, start: bool = True, after_demonstration: bool = False) -> list[int]:
         """The prompt of input ``text``, after the start tokens and lead demonstrations
-        (:attr:`lead_ids`) when ``start``."""
-        return (self.lead_ids if start else []) + self.text_ids(self.template.prompt(text))
+        (:attr:`lead_ids`) when ``start``. A prompt that follows a demonstration (a lead one, or
+        ``after_demonstration``) continues its text and is encoded as such (:meth:`continuation_ids`);
+        otherwise it is encoded alone, as the first text after the start tokens."""
+        prompt = self.template.prompt(text)
+        follows = after_demonstration or (start and self.num_lead > 0)
+        body = self.continuation_ids(prompt) if follows else self.text_ids(prompt)
+        return (self.lead_ids if start else []) + body
 
-    def demonstration_ids(self, text: str, output: str) -> list[int]:
-        """One demonstration: the prompt of ``text`` (no start tokens), the answer ``output``, the
-        separator."""
-        return self.prompt_ids(text, start=False) + self.answer_ids(output) + self._separator
+    def demonstration_ids(self, text: str, output: str, *, after_demonstration: bool = False) -> list[int]:
+        """One demonstration: the prompt of ``text`` (no start tokens; continuing the text of the
+        one before when ``after_demonstration``), the answer ``output``, the separator."""
+        prompt = self.prompt_ids(text, start=False, after_demonstration=after_demonstration)
+        return prompt + self.answer_ids(output) + self._separator
 
     def answer_ids(self, output: str) -> list[int]:
         """The answer ``output`` with its prefix and end marker, as it follows the prompt
@@ -321,7 +328,9 @@ class PromptCodec:
         ids, used = list(self.lead_ids), 0
         budget -= len(ids)
         for demo_input, demo_output in demonstrations:
-            demo = self.demonstration_ids(demo_input, demo_output)
+            demo = self.demonstration_ids(
+                demo_input, demo_output, after_demonstration=self.follows_demonstration(used)
+            )
             if len(demo) > budget:
                 break
             ids += demo
@@ -335,16 +344,22 @@ class PromptCodec:
         """(ids, demonstrations used): the start tokens and lead demonstrations, as many whole
         demonstrations as fit in ``context − reserve`` tokens (in order), then the query's prompt,
         never truncated."""
-        query = self.prompt_ids(text, start=False)
-        budget = self.context - reserve - len(query)
+        alone, after = (self.prompt_ids(text, start=False, after_demonstration=a) for a in (False, True))
+        query = max(len(alone), len(after))
+        budget = self.context - reserve - query
         if budget < len(self.lead_ids):
             raise ValueError(
-                f"the prompt of this input is {len(query) + len(self.lead_ids)} tokens, more than the "
+                f"the prompt of this input is {query + len(self.lead_ids)} tokens, more than the "
                 f"{self.context - reserve} the context window leaves (context {self.context}, {reserve} kept "
                 "for the answer); shorten the input or the template"
             )
         prefix, used = self.demonstrations(demonstrations, budget)
-        return prefix + query, used
+        return prefix + (after if self.follows_demonstration(used) else alone), used
+
+    def follows_demonstration(self, used: int) -> bool:
+        """Whether what comes after the start tokens, the lead demonstrations and ``used`` more
+        demonstrations follows a demonstration (continues text) rather than the start tokens."""
+        return self.num_lead + used > 0
 
     def check_fits(self, ids: Sequence[int], what: str) -> None:
         if len(ids) > self.context:
