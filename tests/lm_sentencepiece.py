@@ -24,7 +24,8 @@ SP_WORDS = (
     "yes",
     "no",
 )
-_SYMBOLS = ("▁", "\n", ":", ".", "0", "1")
+#: Single characters; "a"–"f" spell the probe text of transformers' stop-string criterion.
+_SYMBOLS = ("▁", "\n", ":", ".", "0", "1", "a", "b", "c", "d", "e", "f")
 
 
 def dummy_prefix_tokenizer() -> PreTrainedTokenizerFast:

@@ -126,3 +126,21 @@ def test_in_context_prompts_are_the_joined_text_encoded(template, pairs, query):
     assert lead.icl_prompt([], query)[0] == joined
     alone = codec.start_ids + SP(template.prompt(query), add_special_tokens=False).input_ids
     assert codec.icl_prompt([], query) == (alone, 0)
+
+
+def test_a_task_stops_at_an_end_marker_of_several_tokens():
+    """An end marker of two tokens ("\\n" "\\n") is a stop string, which transformers' criterion
+    matches on this tokenizer's pieces: generation ends there, well before ``max_new_tokens``."""
+    torch.manual_seed(0)
+    spec = TaskSpec(PromptTemplate("{input}\nSentiment:", answer_end="\n\n"))
+    task = TaskModel.create(tiny_model("llama", dtype=torch.float64), SP, spec)
+    assert "stop_strings" in task.codec.stop_kwargs()
+    task.learn([Example("good fine", "positive yes"), Example("dull", "negative")] * 2, progress=False)
+    task.use(ReadCandidate("prob", ReadConfig(weight=1.0, temperature=0.01, gate=None)))
+    steps = []
+    hook = task.model.get_output_embeddings().register_forward_hook(lambda *_: steps.append(1))
+    try:
+        assert task.generate(["dull"], max_new_tokens=20, progress=False) == ["negative"]
+    finally:
+        hook.remove()
+    assert len(steps) == len(task.codec.answer_ids("negative"))  # "▁negative" "\n" "\n", then stop
