@@ -62,10 +62,11 @@ from typing import Any
 import torch
 
 from faast.lm import FaastConfig, get_faast_model
+from faast.lm.calibration import calibrated_label_scores
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptTemplate
-from faast.lm.task import TaskModel, TaskSpec, calibrated_label_scores, default_candidates
+from faast.lm.task import TaskModel, TaskSpec, default_candidates
 from faast.lm.task_choice import ANCHORS, CALIBRATED_SETS
 from faast.lm.text import load_causal_lm
 from faast.publish import save_figure, write_public_csv, write_public_text

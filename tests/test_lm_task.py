@@ -15,17 +15,8 @@ from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example, read_examples, write_rows
 from faast.lm.icl import InContextModel
 from faast.lm.prompts import PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
-from faast.lm.task import (
-    MAX_LABELS,
-    MEMORY_OFF,
-    ReadCandidate,
-    TaskModel,
-    TaskSpec,
-    auto_labels,
-    default_candidates,
-    labels_of_outputs,
-    memory_off,
-)
+from faast.lm.task import MEMORY_OFF, ReadCandidate, TaskModel, default_candidates, memory_off
+from faast.lm.task_spec import MAX_LABELS, TaskSpec, auto_labels, labels_of_outputs
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 
@@ -687,7 +678,7 @@ def _grouped_examples(seed: int = 0) -> tuple[list[Example], list[int]]:
 
 
 def test_group_folds_hold_out_whole_groups_and_learn_none_of_them():
-    from faast.lm.task import group_folds
+    from faast.lm.task_folds import group_folds
 
     examples = [Example(f"w{3 + i}", "w40") for i in range(12)]
     groups = ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2

@@ -12,10 +12,10 @@ import torch
 
 from faast.cli import main
 from faast.lm import ReadConfig
-from faast.lm.calibration import contextually_calibrated
+from faast.lm.calibration import LOG_PROB_FLOOR, calibrated_label_scores, contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.fastweights import read_task
-from faast.lm.task import LOG_PROB_FLOOR, TaskModel, calibrated_label_scores
+from faast.lm.task import TaskModel
 from faast.lm.task_choice import (
     CALIBRATED_SETS,
     MEMORY_OFF,

@@ -453,7 +453,8 @@ def _task_model(
     (``evaluate``), from which a zero-shot ``--labels auto`` takes its labels."""
     from faast.lm.config import ReadConfig
     from faast.lm.fastweights import read_task
-    from faast.lm.task import TaskModel, TaskSpec, labels_of_outputs
+    from faast.lm.task import TaskModel
+    from faast.lm.task_spec import TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
     if labels == "auto" and not args.fast_weights:  # zero-shot: the labels of the references
@@ -519,7 +520,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     from faast.lm.examples import distinct_outputs, read_examples
     from faast.lm.icl import InContextTask
     from faast.lm.prompts import PromptCodec
-    from faast.lm.task import MAX_LABELS
+    from faast.lm.task_spec import MAX_LABELS
 
     if args.fast_weights:
         raise ValueError("--demonstrations runs in-context learning on the base model; drop --fast-weights")

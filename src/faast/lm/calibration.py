@@ -48,3 +48,15 @@ def contextually_calibrated(scores: torch.Tensor, content_free: torch.Tensor) ->
         content_free.shape[0]
     )  # log of the mean content-free label distribution (L,)
     return torch.log_softmax(torch.log_softmax(scores.double(), dim=1) - prior, dim=1)
+
+
+#: Label log-probabilities are floored here where they are scored or calibrated: a label the read-out
+#: gives probability 0 (the "prob" mix at the memory's full weight) counts as e^-10000, last but
+#: finite.
+LOG_PROB_FLOOR = -1e4
+
+
+def calibrated_label_scores(scores: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
+    """:func:`~faast.lm.calibration.contextually_calibrated` of label log-probabilities (n, L) by
+    those of the content-free inputs (c, L), both floored at :data:`LOG_PROB_FLOOR` first."""
+    return contextually_calibrated(scores.clamp_min(LOG_PROB_FLOOR), content_free.clamp_min(LOG_PROB_FLOOR))

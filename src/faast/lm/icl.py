@@ -23,7 +23,7 @@ from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
 from faast.lm.prefix_cache import PrefixCache, parameter_names
 from faast.lm.prompts import PromptCodec
-from faast.lm.task import TaskSpec, auto_labels, checked_labels
+from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels
 
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
 #: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
@@ -267,7 +267,7 @@ class InContextTask:
     demonstrations : the labelled examples put before every input (in order; ``shots`` first ones,
         all when None; whole ones only, as many as fit)
     labels : the label set, ``"auto"`` (the distinct outputs of all ``demonstrations``, the ones
-        ``shots`` leaves out included, when there are 2 to :data:`~faast.lm.task.MAX_LABELS`, else
+        ``shots`` leaves out included, when there are 2 to :data:`~faast.lm.task_spec.MAX_LABELS`, else
         free-form) or None (free-form outputs)
     reserve : tokens kept free after the demonstrations for the longest query and its answer
     """

@@ -30,15 +30,15 @@ continues from a copy (``lead_cache=True``).
 For classification, :meth:`TaskModel.fit_head` also fits a closed-form label head on the state at
 the prompt's end (:mod:`faast.lm.label_head`); :meth:`TaskModel.classify` then uses it. How text is
 batched and scored (label scores, answer NLL) is :mod:`faast.lm.task_scoring`; how the read-out is
-chosen, :mod:`faast.lm.task_choice`.
+chosen, :mod:`faast.lm.task_choice`; what a task is (:class:`TaskSpec`, its labels, the checks of its
+examples), :mod:`faast.lm.task_spec`; folds of grouped examples, :mod:`faast.lm.task_folds`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,14 @@ from tqdm.auto import tqdm
 
 import faast.distributed
 from faast.lm import fastweights as fw
-from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
+from faast.lm.calibration import CONTENT_FREE_INPUTS, LOG_PROB_FLOOR, calibrated_label_scores
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
 from faast.lm.label_head import LabelHead
 from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prefix_cache import PrefixCache
-from faast.lm.prompts import Encoded, PromptCodec, PromptTemplate, answer_pair_mask, pad_batch
+from faast.lm.prompts import Encoded, PromptCodec, answer_pair_mask, pad_batch
 from faast.lm.readouts import HEAD_INPUT, Captured
 from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
@@ -70,121 +70,23 @@ from faast.lm.task_choice import (
     memory_off,
     split_examples,
 )
+from faast.lm.task_folds import check_validation, group_folds, groups_by_example
 from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts, check_batch_size
+from faast.lm.task_spec import (
+    MAX_LABELS,
+    PAIR_MODES,
+    TaskSpec,
+    auto_labels,
+    check_outputs_end,
+    checked_examples,
+    checked_labels,
+)
 
-PAIR_MODES = ("answer", "all")
-#: Outputs with at most this many distinct values make a classification task (labels) by default.
-MAX_LABELS = 20
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
 MIN_VALIDATION_EXAMPLES = 8
 #: The share of the examples :meth:`TaskModel.fit` holds out (each in one fold) by default: every
 #: example, chosen on development sentences over half (benchmarks/lm_guard.py, docs/tasks.md).
 DEFAULT_HOLD_OUT = 1.0
-#: Label log-probabilities are floored here where they are scored or calibrated: a label the read-out
-#: gives probability 0 (the "prob" mix at the memory's full weight) counts as e^-10000, last but
-#: finite.
-LOG_PROB_FLOOR = -1e4
-
-
-def calibrated_label_scores(scores: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:
-    """:func:`~faast.lm.calibration.contextually_calibrated` of label log-probabilities (n, L) by
-    those of the content-free inputs (c, L), both floored at :data:`LOG_PROB_FLOOR` first."""
-    return contextually_calibrated(scores.clamp_min(LOG_PROB_FLOOR), content_free.clamp_min(LOG_PROB_FLOOR))
-
-
-def auto_labels(examples: Sequence[Example]) -> list[str] | None:
-    """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
-    :data:`MAX_LABELS` of them, else None (free-form outputs)."""
-    return labels_of_outputs(e.output for e in examples if e.output is not None)
-
-
-def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
-    """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
-    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None
-    (:func:`check_label_spaces` refuses two that differ only by the whitespace around them)."""
-    outs = list(dict.fromkeys(outputs))
-    return check_label_spaces(outs) if 2 <= len(outs) <= MAX_LABELS else None
-
-
-def check_label_spaces(labels: list[str]) -> list[str]:
-    """``labels``, unless two of them differ only by surrounding whitespace (``"positive"`` and
-    ``"positive "``, as a spreadsheet leaves them): they would be two labels of one class, so a
-    ValueError names them (labels are compared exactly)."""
-    stripped: dict[str, str] = {}
-    for label in labels:
-        twin = stripped.setdefault(label.strip(), label)
-        if twin != label:
-            raise ValueError(
-                f"labels {twin!r} and {label!r} differ only by surrounding whitespace: strip the "
-                "outputs of the examples (or give the labels)"
-            )
-    return labels
-
-
-def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
-    """``labels``, else ``default``: at least two, or a ValueError ending with ``hint`` (how to
-    give them)."""
-    chosen = list(labels) if labels is not None else default
-    if not chosen or len(chosen) < 2:
-        raise ValueError(f"classification needs at least two labels ({hint})")
-    return list(chosen)
-
-
-@dataclass
-class TaskSpec:
-    """What a task is besides its statistics (saved with it): the prompt template, which pairs each
-    example contributes, the labels (None: free-form outputs) and the lead demonstrations, (input,
-    output) pairs written before every prompt (:class:`~faast.lm.prompts.PromptCodec`: the task then
-    learns and reads states conditioned on them, in-context learning and fast weights together;
-    none by default)."""
-
-    template: PromptTemplate = field(default_factory=PromptTemplate)
-    pairs: str = "answer"
-    labels: list[str] | None = None
-    demonstrations: list[tuple[str, str]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.pairs not in PAIR_MODES:
-            raise ValueError(f"pairs must be one of {PAIR_MODES}, got {self.pairs!r}")
-        if self.labels is not None:
-            labels = [str(x) for x in self.labels]
-            if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
-                raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
-            check_label_spaces(labels)
-            self.labels = labels
-        demos = []
-        for i, demo in enumerate(self.demonstrations):
-            if isinstance(demo, Example):
-                demo = (demo.input, demo.output)
-            if (
-                not isinstance(demo, (tuple, list))
-                or len(demo) != 2
-                or not all(isinstance(x, str) and x.strip() for x in demo)
-            ):
-                raise ValueError(
-                    f"demonstration {i} must be an (input, output) pair of non-empty strings, got {demo!r}"
-                )
-            demos.append((demo[0], demo[1]))
-        self.demonstrations = demos
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "template": self.template.to_dict(),
-            "pairs": self.pairs,
-            "labels": self.labels,
-        }
-        if self.demonstrations:
-            out["demonstrations"] = [list(d) for d in self.demonstrations]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
-        return cls(
-            PromptTemplate.from_dict(data["template"]),
-            data.get("pairs", "answer"),
-            data.get("labels"),
-            data.get("demonstrations", []),
-        )
 
 
 @dataclass
@@ -374,7 +276,7 @@ class TaskModel(TaskScoringMixin):
         """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context
         and, ``learning`` free text, not to hold the answer end (:func:`check_outputs_end`; what was
         learned before that check can still be forgotten)."""
-        examples = _checked(examples, outputs=True)
+        examples = checked_examples(examples, outputs=True)
         if learning and self.spec.labels is None:
             check_outputs_end(examples, self.spec.template)
         encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
@@ -440,7 +342,7 @@ class TaskModel(TaskScoringMixin):
         """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
         labelled ``examples`` (no backprop; the states come from the learn cache when there is
         one); :meth:`classify` then scores with it, and :meth:`save` stores it with the task."""
-        examples = _checked(examples, outputs=True)
+        examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         feats = self.prompt_features(examples, batch_size=batch_size)
         self.head = LabelHead.fit(feats, [e.output for e in examples], labels, loss)  # type: ignore[misc]
@@ -514,13 +416,13 @@ class TaskModel(TaskScoringMixin):
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
         process chooses the same read-out and ends with the fast weights of one process.
         """
-        examples = _checked(examples, outputs=True)
-        group_of = _groups_by_example(examples, groups)
+        examples = checked_examples(examples, outputs=True)
+        group_of = groups_by_example(examples, groups)
         checked_guard(guard)
         checked_anchor(anchor)
         if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
             raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
-        _check_validation(folds, max_validation, hold_out)
+        check_validation(folds, max_validation, hold_out)
         check_batch_size(batch_size)  # refused now, not after the cross-validation
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
         spec = self._resolved_spec(examples, labels)
@@ -858,7 +760,7 @@ class TaskModel(TaskScoringMixin):
     @torch.no_grad()
     def answer_nll(self, examples: Sequence[Example], *, batch_size: int = 16) -> tuple[float, int]:
         """(summed NLL, tokens) of the examples' answers under teacher forcing (end marker included)."""
-        examples = _checked(examples, outputs=True)
+        examples = checked_examples(examples, outputs=True)
         nll, count = 0.0, 0
         for b in self._answer_batches(examples, batch_size):
             part, n = self._answer_nll(b, self._states(b))
@@ -968,90 +870,6 @@ def _pad_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     for i, r in enumerate(rows):
         out[i, : r.shape[0]] = r
     return out
-
-
-def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> None:
-    """Refuse free-text outputs that hold the template's ``answer_end``: generation stops at its
-    first occurrence, so such an output could never be generated whole (it would be cut there),
-    while the memory would learn to go on after the end marker."""
-    end = template.answer_end
-    if not end:
-        return
-    for i, e in enumerate(examples):
-        if e.output is not None and end in e.output:
-            cut = e.output[: e.output.index(end)]
-            raise ValueError(
-                f"example {i} ({e.input[:40]!r}): its output holds the answer end {end!r}, where "
-                f"generation stops, so it could never be generated whole (it would end at {cut[:40]!r}); "
-                "choose an end marker that no output holds (faast task learn --answer-end, "
-                "PromptTemplate(answer_end=...)), e.g. '\\n\\n' or ' </answer>'"
-            )
-
-
-def _groups_by_example(
-    examples: Sequence[Example], groups: Sequence[Hashable] | None
-) -> dict[int, Hashable] | None:
-    """``id(example)`` → its group for :meth:`TaskModel.fit`'s ``groups`` (None without them); a
-    clear error for a length that is not the examples', an unhashable group or fewer than two."""
-    if groups is None:
-        return None
-    groups = list(groups)
-    if len(groups) != len(examples):
-        raise ValueError(f"groups: {len(groups)} groups for {len(examples)} examples (one per example)")
-    for i, g in enumerate(groups):
-        if g is None or not isinstance(g, Hashable):
-            raise ValueError(f"groups: example {i}'s group {g!r} is not a hashable value (None is no group)")
-    if len(set(groups)) < 2:
-        raise ValueError("groups: at least two groups are needed to hold one out")
-    return {id(e): g for e, g in zip(examples, groups, strict=True)}
-
-
-def group_folds(
-    examples: Sequence[Example], held: Sequence[Example], folds: int, group_of: dict[int, Hashable]
-) -> tuple[list[list[Example]], list[set[int]]]:
-    """Folds of whole groups: (the held-out examples of each fold, in ``held`` order; the ids of
-    the examples not learned while it is scored: every example of its groups, held out or not).
-    The groups of ``held`` (in order of first appearance) go, largest first, to the fold with the
-    fewest held-out examples so far: min(folds, groups) folds of sizes as even as whole groups
-    allow."""
-    sizes: dict[Hashable, int] = {}
-    for e in held:
-        sizes[group_of[id(e)]] = sizes.get(group_of[id(e)], 0) + 1
-    k = max(1, min(folds, len(sizes)))
-    fold_of: dict[Hashable, int] = {}
-    load = [0] * k
-    for group in sorted(sizes, key=lambda g: -sizes[g]):  # stable: ties keep their first-seen order
-        f = min(range(k), key=lambda j: load[j])
-        fold_of[group] = f
-        load[f] += sizes[group]
-    parts = [[e for e in held if fold_of[group_of[id(e)]] == f] for f in range(k)]
-    unlearned = [{id(e) for e in examples if fold_of.get(group_of[id(e)]) == f} for f in range(k)]
-    return parts, unlearned
-
-
-def _check_validation(folds: int, max_validation: int, hold_out: float) -> None:
-    """Clear errors for cross-validation settings that hold nothing out or learn nothing (one fold
-    holding out every example leaves the memory of that fold empty: "no examples")."""
-    for name, value, least in (("folds", folds, 1), ("max_validation", max_validation, 0)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    if folds == 1 and hold_out == 1:
-        raise ValueError(
-            "folds=1 with hold_out=1 holds out every example at once and leaves none to learn: "
-            "use folds >= 2, or hold out a share (hold_out < 1) with one fold"
-        )
-
-
-def _checked(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
-    examples = list(examples)
-    if not examples:
-        raise ValueError("no examples")
-    for i, e in enumerate(examples):
-        if not isinstance(e, Example):
-            raise TypeError(f"example {i} is a {type(e).__name__}, not an Example")
-        if outputs and (e.output is None or not e.output.strip()):
-            raise ValueError(f"example {i} ({e.input[:40]!r}) has no output")
-    return examples
 
 
 __all__ = [

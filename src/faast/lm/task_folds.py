@@ -1,0 +1,65 @@
+"""Cross-validation folds of :meth:`faast.lm.task.TaskModel.fit` when examples come in groups
+(``groups=``: whole groups held out together, so that a fold is scored on groups it never learned),
+and the checks of its cross-validation settings."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from numbers import Integral
+
+from faast.lm.examples import Example
+
+
+def groups_by_example(
+    examples: Sequence[Example], groups: Sequence[Hashable] | None
+) -> dict[int, Hashable] | None:
+    """``id(example)`` → its group for :meth:`~faast.lm.task.TaskModel.fit`'s ``groups`` (None
+    without them); a clear error for a length that is not the examples', an unhashable group or
+    fewer than two."""
+    if groups is None:
+        return None
+    groups = list(groups)
+    if len(groups) != len(examples):
+        raise ValueError(f"groups: {len(groups)} groups for {len(examples)} examples (one per example)")
+    for i, g in enumerate(groups):
+        if g is None or not isinstance(g, Hashable):
+            raise ValueError(f"groups: example {i}'s group {g!r} is not a hashable value (None is no group)")
+    if len(set(groups)) < 2:
+        raise ValueError("groups: at least two groups are needed to hold one out")
+    return {id(e): g for e, g in zip(examples, groups, strict=True)}
+
+
+def group_folds(
+    examples: Sequence[Example], held: Sequence[Example], folds: int, group_of: dict[int, Hashable]
+) -> tuple[list[list[Example]], list[set[int]]]:
+    """Folds of whole groups: (the held-out examples of each fold, in ``held`` order; the ids of
+    the examples not learned while it is scored: every example of its groups, held out or not).
+    The groups of ``held`` (in order of first appearance) go, largest first, to the fold with the
+    fewest held-out examples so far: min(folds, groups) folds of sizes as even as whole groups
+    allow."""
+    sizes: dict[Hashable, int] = {}
+    for e in held:
+        sizes[group_of[id(e)]] = sizes.get(group_of[id(e)], 0) + 1
+    k = max(1, min(folds, len(sizes)))
+    fold_of: dict[Hashable, int] = {}
+    load = [0] * k
+    for group in sorted(sizes, key=lambda g: -sizes[g]):  # stable: ties keep their first-seen order
+        f = min(range(k), key=lambda j: load[j])
+        fold_of[group] = f
+        load[f] += sizes[group]
+    parts = [[e for e in held if fold_of[group_of[id(e)]] == f] for f in range(k)]
+    unlearned = [{id(e) for e in examples if fold_of.get(group_of[id(e)]) == f} for f in range(k)]
+    return parts, unlearned
+
+
+def check_validation(folds: int, max_validation: int, hold_out: float) -> None:
+    """Clear errors for cross-validation settings that hold nothing out or learn nothing (one fold
+    holding out every example leaves the memory of that fold empty: "no examples")."""
+    for name, value, least in (("folds", folds, 1), ("max_validation", max_validation, 0)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if folds == 1 and hold_out == 1:
+        raise ValueError(
+            "folds=1 with hold_out=1 holds out every example at once and leaves none to learn: "
+            "use folds >= 2, or hold out a share (hold_out < 1) with one fold"
+        )

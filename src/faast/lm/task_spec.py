@@ -1,0 +1,144 @@
+"""What a task is and which examples it accepts: the :class:`TaskSpec` saved with a task (prompt
+template, pairs, labels, lead demonstrations), the label set found in or checked against the
+examples' outputs, and the checks an example list passes before it is learned or scored
+(:class:`~faast.lm.task.TaskModel`, :class:`~faast.lm.icl.InContextTask`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faast.lm.examples import Example
+from faast.lm.prompts import PromptTemplate
+
+PAIR_MODES = ("answer", "all")
+#: Outputs with at most this many distinct values make a classification task (labels) by default.
+MAX_LABELS = 20
+
+
+def auto_labels(examples: Sequence[Example]) -> list[str] | None:
+    """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
+    :data:`MAX_LABELS` of them, else None (free-form outputs)."""
+    return labels_of_outputs(e.output for e in examples if e.output is not None)
+
+
+def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
+    """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
+    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None
+    (:func:`check_label_spaces` refuses two that differ only by the whitespace around them)."""
+    outs = list(dict.fromkeys(outputs))
+    return check_label_spaces(outs) if 2 <= len(outs) <= MAX_LABELS else None
+
+
+def check_label_spaces(labels: list[str]) -> list[str]:
+    """``labels``, unless two of them differ only by surrounding whitespace (``"positive"`` and
+    ``"positive "``, as a spreadsheet leaves them): they would be two labels of one class, so a
+    ValueError names them (labels are compared exactly)."""
+    stripped: dict[str, str] = {}
+    for label in labels:
+        twin = stripped.setdefault(label.strip(), label)
+        if twin != label:
+            raise ValueError(
+                f"labels {twin!r} and {label!r} differ only by surrounding whitespace: strip the "
+                "outputs of the examples (or give the labels)"
+            )
+    return labels
+
+
+def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
+    """``labels``, else ``default``: at least two, or a ValueError ending with ``hint`` (how to
+    give them)."""
+    chosen = list(labels) if labels is not None else default
+    if not chosen or len(chosen) < 2:
+        raise ValueError(f"classification needs at least two labels ({hint})")
+    return list(chosen)
+
+
+@dataclass
+class TaskSpec:
+    """What a task is besides its statistics (saved with it): the prompt template, which pairs each
+    example contributes, the labels (None: free-form outputs) and the lead demonstrations, (input,
+    output) pairs written before every prompt (:class:`~faast.lm.prompts.PromptCodec`: the task then
+    learns and reads states conditioned on them, in-context learning and fast weights together;
+    none by default)."""
+
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    pairs: str = "answer"
+    labels: list[str] | None = None
+    demonstrations: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.pairs not in PAIR_MODES:
+            raise ValueError(f"pairs must be one of {PAIR_MODES}, got {self.pairs!r}")
+        if self.labels is not None:
+            labels = [str(x) for x in self.labels]
+            if len(labels) < 2 or len(set(labels)) != len(labels) or any(not x.strip() for x in labels):
+                raise ValueError(f"labels must be at least two distinct non-empty strings, got {labels!r}")
+            check_label_spaces(labels)
+            self.labels = labels
+        demos = []
+        for i, demo in enumerate(self.demonstrations):
+            if isinstance(demo, Example):
+                demo = (demo.input, demo.output)
+            if (
+                not isinstance(demo, (tuple, list))
+                or len(demo) != 2
+                or not all(isinstance(x, str) and x.strip() for x in demo)
+            ):
+                raise ValueError(
+                    f"demonstration {i} must be an (input, output) pair of non-empty strings, got {demo!r}"
+                )
+            demos.append((demo[0], demo[1]))
+        self.demonstrations = demos
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "template": self.template.to_dict(),
+            "pairs": self.pairs,
+            "labels": self.labels,
+        }
+        if self.demonstrations:
+            out["demonstrations"] = [list(d) for d in self.demonstrations]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        return cls(
+            PromptTemplate.from_dict(data["template"]),
+            data.get("pairs", "answer"),
+            data.get("labels"),
+            data.get("demonstrations", []),
+        )
+
+
+def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> None:
+    """Refuse free-text outputs that hold the template's ``answer_end``: generation stops at its
+    first occurrence, so such an output could never be generated whole (it would be cut there),
+    while the memory would learn to go on after the end marker."""
+    end = template.answer_end
+    if not end:
+        return
+    for i, e in enumerate(examples):
+        if e.output is not None and end in e.output:
+            cut = e.output[: e.output.index(end)]
+            raise ValueError(
+                f"example {i} ({e.input[:40]!r}): its output holds the answer end {end!r}, where "
+                f"generation stops, so it could never be generated whole (it would end at {cut[:40]!r}); "
+                "choose an end marker that no output holds (faast task learn --answer-end, "
+                "PromptTemplate(answer_end=...)), e.g. '\\n\\n' or ' </answer>'"
+            )
+
+
+def checked_examples(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
+    """``examples`` as a list, or a clear error for none, for an item that is not an
+    :class:`~faast.lm.examples.Example`, or (``outputs``) for an example without an output."""
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no examples")
+    for i, e in enumerate(examples):
+        if not isinstance(e, Example):
+            raise TypeError(f"example {i} is a {type(e).__name__}, not an Example")
+        if outputs and (e.output is None or not e.output.strip()):
+            raise ValueError(f"example {i} ({e.input[:40]!r}) has no output")
+    return examples
