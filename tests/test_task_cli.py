@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.cli import main
 from faast.eval.stats import wilson_ci95
@@ -64,6 +67,9 @@ def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F
     predicted = [line.split("\t")[1] for line in pred_tsv.read_text().splitlines()[1:]]
     assert predicted == [r["prediction"] for r in rows]  # evaluate and classify agree
     assert result["accuracy"] == pytest.approx(label_accuracy(predicted, refs)["accuracy"])
+    assert result["confusion"]["labels"] == ["w5", "w6"]  # the task's labels, in its order
+    assert sum(map(sum, result["confusion"]["matrix"])) == len(refs)
+    assert "macro-F1" in capsys.readouterr().out
 
     # Zero-shot: the same commands without fast weights need the template and labels.
     zs = ["task", "evaluate", *base, "--examples", str(test), "--template", TEMPLATE, "--labels", "w5,w6"]
@@ -223,6 +229,40 @@ def test_metrics_on_fixed_inputs():
     assert words["exact_match"] == pytest.approx(2 / 3) and words["chrf"] > 50
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         label_accuracy(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="not labels: \\['c'\\]"):
+        label_accuracy(["a", "c"], ["a", "b"], ["a", "b"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from("abcd")), min_size=1, max_size=40),
+    extra=st.booleans(),
+)
+def test_label_scores_match_scikit_learn(pairs, extra):
+    """Balanced accuracy, macro-F1, per-label scores and the confusion matrix equal scikit-learn's
+    on random predictions, including labels the references never hold and labels nobody uses."""
+    from sklearn import metrics
+
+    preds, refs = map(list, zip(*pairs, strict=True))
+    labels = sorted(set(preds) | set(refs)) + (["z"] if extra else [])
+    got = label_accuracy(preds, refs, labels if extra else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # scikit-learn warns about labels absent from one side or a single label
+        assert got["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(refs, preds))
+        assert got["macro_f1"] == pytest.approx(
+            metrics.f1_score(refs, preds, average="macro", zero_division=0)
+        )
+        assert got["confusion"]["matrix"] == metrics.confusion_matrix(refs, preds, labels=labels).tolist()
+    assert got["confusion"]["labels"] == labels
+    for label in labels:
+        support = refs.count(label)
+        right = sum(p == r == label for p, r in pairs)
+        assert got["per_label"][label]["support"] == support
+        assert got["per_label"][label]["recall"] == pytest.approx(right / support if support else 0.0)
+        said = preds.count(label)
+        assert got["per_label"][label]["precision"] == pytest.approx(right / said if said else 0.0)
     with pytest.raises(ValueError, match="no predictions"):
         translation_scores([], [])
 

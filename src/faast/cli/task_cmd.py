@@ -170,7 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ev = actions.add_parser(
         "evaluate",
-        help="accuracy (labels) or exact match, BLEU/chrF and NLL (text) on a file of examples with outputs",
+        help="accuracy, balanced accuracy, macro-F1, per-label scores and the confusion matrix "
+        "(labels) or exact match, BLEU/chrF and NLL (text) on a file of examples with outputs",
     )
     _use_args(ev, inputs=False)
     ev.add_argument("--examples", required=True, help="TSV/JSONL with the reference outputs")
@@ -685,11 +686,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"{args.examples}: reference outputs that are not labels: {unknown[:5]}")
         preds, _ = _classify(task, inputs, args.batch_size, args.calibrate)
-        result.update(label_accuracy(preds, refs))
+        result.update(label_accuracy(preds, refs, task.spec.labels))
         low, high = result["ci95_wilson"]
         summary = (
             f"accuracy {100 * result['accuracy']:.2f} % (95 % CI {100 * low:.2f}–{100 * high:.2f} %, "
-            "Wilson score)"
+            f"Wilson score), balanced accuracy {100 * result['balanced_accuracy']:.2f} %, "
+            f"macro-F1 {100 * result['macro_f1']:.2f} %"
         )
     else:
         _warn_unreachable_references(refs, task.codec.template.answer_end)
