@@ -130,7 +130,8 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     ref = FaastClassifier(tau="gcv").fit(X, names)
     np.testing.assert_allclose(load_classifier(model)[0].coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     np.save(tmp_path / "q.npy", X[:5])
-    (tmp_path / "q.txt").write_text("\n".join(names[:5]) + "\n")
+    given = ["c", "c", "c", "a", "b"]  # some wrong, so the scores differ from 100 % and each other
+    (tmp_path / "q.txt").write_text("\n".join(given) + "\n")
     assert (
         _run(
             "predict",
@@ -146,7 +147,18 @@ def test_feature_files_csv_npy_safetensors(tmp_path, capsys):
     )
     rows = _read_csv(tmp_path / "p.csv")
     assert [r["predicted"] for r in rows] == ref.predict(X[:5]).tolist()
-    assert "accuracy" in capsys.readouterr().out
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    predicted = ref.predict(X[:5]).tolist()
+    out = capsys.readouterr().out
+    accuracy = np.mean(np.array(predicted) == np.array(given))
+    balanced = balanced_accuracy_score(given, predicted)
+    macro_f1 = f1_score(given, predicted, average="macro")
+    assert len({accuracy, balanced, macro_f1}) == 3 and 0 < accuracy < 1, (predicted, given)
+    assert (
+        f"accuracy {100 * accuracy:.2f} %, balanced accuracy {100 * balanced:.2f} %, "
+        f"macro-F1 {100 * macro_f1:.2f} % on the 5 with a known class" in out
+    )
     save_file(
         {"features": torch.from_numpy(X[:6]), "labels": torch.from_numpy(y[:6])}, tmp_path / "s.safetensors"
     )

@@ -347,12 +347,20 @@ def _predict(
     atomic_write(args.out, write)
     line = f"[faast] predicted {len(pred)} examples → {args.out}"
     if labels is not None:
-        known = np.isin(labels.astype(str), clf.classes_.astype(str))
-        acc = (
-            float(np.mean(pred.astype(str)[known] == labels.astype(str)[known]))
-            if known.any()
-            else float("nan")
-        )
-        line += f"; accuracy {100 * acc:.2f} % on the {int(known.sum())} with a known class"
+        from faast.eval.text_metrics import label_accuracy
+
+        classes = clf.classes_.astype(str)
+        known = np.isin(labels.astype(str), classes)
+        if known.any():
+            got = label_accuracy(
+                pred.astype(str)[known].tolist(), labels.astype(str)[known].tolist(), classes
+            )
+            line += (
+                f"; accuracy {100 * got['accuracy']:.2f} %, balanced accuracy "
+                f"{100 * got['balanced_accuracy']:.2f} %, macro-F1 {100 * got['macro_f1']:.2f} % on the "
+                f"{int(known.sum())} with a known class"
+            )
+        else:
+            line += "; none has a class the classifier knows, so no accuracy"
     print(line)
     return 0
