@@ -33,7 +33,7 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
-from faast.lm.output_readouts import OutputReadOut, head_logits
+from faast.lm.output_readouts import OutputReadOut, ProbReadOut, head_logits
 from faast.lm.prefix_cache import PrefixCache
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
@@ -159,6 +159,7 @@ class FaastModel(nn.Module):
         new.configure(self.read_config if read is None else read)  # validate before changing anything
         new.memory = old.memory
         new.load_extra_state(old.extra_state(), "the output memory")
+        new.share_head_scale(old)  # the same head: its ρ² need not be computed again
         self._swap_output_memory(new)
         self.faast_config.output_mix = mix
         if read is not None:
@@ -273,6 +274,36 @@ class FaastModel(nn.Module):
             if out is None or not reading:
                 return head_logits(states[HEAD_INPUT], self._layout.lm_head)
             return out.logits_from(states, self._layout)
+
+    @torch.no_grad()
+    def base_token_log_probs(self, head_input: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The base model's log-probabilities (N, K), float32 or wider, of tokens (N, K) long at
+        head inputs (N, d): log_softmax of the LM head's logits, gathered (a few rows at a time, so
+        a large vocabulary never makes more than 256 rows of logits)."""
+        out = []
+        for i in range(0, head_input.shape[0], 256):
+            logits = head_logits(head_input[i : i + 256], self._layout.lm_head)
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            out.append(torch.log_softmax(logits, dim=-1).gather(-1, tokens[i : i + 256]))
+        return torch.cat(out) if out else head_input.new_zeros(tokens.shape)
+
+    @torch.no_grad()
+    def output_token_log_probs(
+        self, head_input: torch.Tensor, tokens: torch.Tensor, base: torch.Tensor
+    ) -> torch.Tensor | None:
+        """:meth:`output_logits`' log-probabilities (N, K) of tokens (N, K) at head inputs (N, d),
+        from the base model's (``base``, :meth:`base_token_log_probs`) without a second pass over
+        the vocabulary: ``base`` itself when the output memory is off or not read, the "prob" mix
+        at those tokens (:meth:`~faast.lm.output_readouts.ProbReadOut.token_log_probs`); None for
+        read-outs that need the whole head (logit, paper, correction mixes), which the caller then
+        scores through :meth:`output_logits`."""
+        out = self.output_memory
+        if out is None or not self._ctx.enabled or not out.active:
+            return base
+        if type(out) is not ProbReadOut:  # a subclass may mix otherwise
+            return None
+        with self.disabled():
+            return out.token_log_probs(head_input, base, tokens, self._layout.lm_head)
 
     # ----------------------------------------------------------------- the API
     def reset_projection(self) -> FaastModel:

@@ -150,6 +150,11 @@ class OutputReadOut(ReadOut):
             self._scale = (key, max(rho2, 1e-30))
         return self._scale[1]
 
+    def share_head_scale(self, other: OutputReadOut) -> None:
+        """Take ``other``'s cached :meth:`head_scale` (a read-out of the same model that replaces it:
+        ρ² is a pass over the whole head, 60 ms on SmolLM2's; still checked against the head)."""
+        self._scale = other._scale
+
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         """What the model outputs at the LM head for captured base-model ``states`` (key point →
         (..., d)), reading this memory; valid when no middle memory changes the states. Call it
@@ -339,6 +344,33 @@ class ProbReadOut(OutputReadOut):
             mem.index_copy_(mem.ndim - 1, sup.index, part)
         return combine(logits, mem, lam)
 
+    def token_log_probs(
+        self, z: torch.Tensor, base_log_probs: torch.Tensor, tokens: torch.Tensor, head: nn.Module
+    ) -> torch.Tensor:
+        """:meth:`mix_logits` at chosen tokens only, without the (N, V) head: z (N, d) head inputs,
+        tokens (N, K) long, base_log_probs (N, K) the model's log-probabilities of those tokens
+        (log_softmax of the head's logits, gathered) → (N, K) log((1−λ)·p_model + λ·p_memory) there.
+
+        The memory's distribution lives on its support (the learned tokens), so its softmax needs
+        no more than the support's rows; a token outside the support has memory probability 0.
+        Equal to gathering :meth:`mix_logits` up to float rounding (the tests compare them)."""
+        m = self.predict(z).to(z.dtype)
+        work = torch.promote_types(base_log_probs.dtype, torch.float32)
+        sup = self.support_of(head)
+        scores = F.linear(m, sup.rows)
+        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        scaled = scores.to(work) / self.head_scale(head)
+        biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
+        part = F.log_softmax(biased / self.temperature, -1)  # (N, S)
+        if sup.index is None:
+            mem = part.gather(-1, tokens)
+        else:
+            column = torch.full((head.weight.shape[0],), -1, dtype=torch.long, device=part.device)
+            column[sup.index] = torch.arange(sup.index.numel(), device=part.device)
+            where = column[tokens]  # (N, K): each token's column in the support, -1 outside it
+            mem = part.gather(-1, where.clamp_min(0)).masked_fill(where < 0, -math.inf)
+        return mix_log_probs(base_log_probs.to(work), mem, lam)
+
 
 class LogitReadOut(OutputReadOut):
     """Output read-out mixed in logit space: the head reads z + (β/ρ²)·W·z, i.e. logits +
@@ -421,8 +453,14 @@ def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | t
     log_softmax(logits), where λ = 1 exactly the memory's.
     """
     work = torch.promote_types(logits.dtype, torch.float32)
-    mem = memory_log_probs.to(work)
     base = F.log_softmax(logits.to(work), dim=-1)
+    return mix_log_probs(base, memory_log_probs.to(work), lam).to(logits.dtype)
+
+
+def mix_log_probs(base: torch.Tensor, memory: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """log((1−λ)·exp(base) + λ·exp(memory)) elementwise, for log-probabilities ``base`` and
+    ``memory`` of one shape (float32 or wider); lam a float or a tensor that broadcasts to them.
+    Exactly ``base`` where λ = 0 and ``memory`` where λ = 1."""
     lam = torch.as_tensor(lam, dtype=torch.float64, device=base.device)
-    keep, take = torch.log1p(-lam).to(work), torch.log(lam).to(work)  # -inf where λ is 1 / 0
-    return torch.logaddexp(base + keep, mem + take).to(logits.dtype)
+    keep, take = torch.log1p(-lam).to(base.dtype), torch.log(lam).to(base.dtype)  # -inf where λ is 1 / 0
+    return torch.logaddexp(base + keep, memory + take)

@@ -307,6 +307,7 @@ class TaskModel(TaskScoringMixin):
             valid = real_token_pairs(mask)
             if pair_mask is not None:
                 valid = valid & pair_mask
+            self._share_head_inputs(chunk, skip)
             return Captured(
                 ids.to(self.device), mask.to(self.device), valid.to(self.device), int(valid.sum()), states
             )
@@ -319,7 +320,22 @@ class TaskModel(TaskScoringMixin):
         if self._learn_cache is not None:
             for row, (k, n) in enumerate(zip(keys, lengths, strict=True)):
                 self._learn_cache[k] = {p: s[row, :n].detach().clone() for p, s in cap.states.items()}
+            self._share_head_inputs(chunk, skip)
         return cap
+
+    def _share_head_inputs(self, chunk: list[Encoded], skip: int) -> None:
+        """Put the head inputs learning captured for ``chunk`` (in the learn cache) in the score
+        cache too, when both are kept (``cache=True``, or during :meth:`fit`): under the whole
+        example (prompt + answer, what answer scores read) and under its prompt alone (a causal
+        model's prompt states do not depend on what follows; what single-token label scores read).
+        Views of the learned states, no copy; scoring them needs no forward pass of its own."""
+        if self._learn_cache is None or self._score_cache is None:
+            return
+        for c in chunk:
+            z = self._learn_cache[tuple(c.ids)].get(HEAD_INPUT)
+            if z is not None:
+                self._score_cache.setdefault(tuple(c.ids), z)
+                self._score_cache.setdefault(tuple(c.prompt), z[: len(c.prompt) - skip])
 
     def reset(self) -> TaskModel:
         self.model.reset_projection()
@@ -434,6 +450,9 @@ class TaskModel(TaskScoringMixin):
         temporary = self._learn_cache is None
         if temporary:
             self._learn_cache = {}
+        scores_temporary = self._score_cache is None  # validation reads the states learning made
+        if scores_temporary:
+            self._score_cache = {}
         try:
             held = []
             validable = len(examples) >= MIN_VALIDATION_EXAMPLES and bool(candidates)
@@ -456,6 +475,8 @@ class TaskModel(TaskScoringMixin):
         finally:
             if temporary:
                 self._learn_cache = None
+            if scores_temporary:
+                self._score_cache = None
         self.use(report.chosen)
         self.report = report
         return report
@@ -623,6 +644,9 @@ class TaskModel(TaskScoringMixin):
             if self.spec.labels is not None and any(c.calibrate for c in candidates):
                 batches += self._label_batches(list(CONTENT_FREE_INPUTS), self.spec.labels)  # scored last
             fixed = None if self.model.middle_memories else [self._states(b) for b in batches]
+            base = None  # the base model's label-token log-probs on the fixed states, shared by the read-outs
+            if fixed is not None and self.spec.labels is not None:
+                base = [self._base_label_log_probs(b, s) for b, s in zip(batches, fixed, strict=True)]
             label_lp: dict[str, torch.Tensor] = {}  # plain read-out -> (rows, L), for its calibrated twin
             for j, cand in enumerate(candidates):
                 self.use(cand)
@@ -633,7 +657,10 @@ class TaskModel(TaskScoringMixin):
                     plain = ReadCandidate(cand.mix, cand.read).name
                     if plain not in label_lp:
                         label_lp[plain] = torch.cat(
-                            [self._label_log_probs(b, s) for b, s in zip(batches, states, strict=True)]
+                            [
+                                self._label_log_probs(b, s, None if base is None else base[i])
+                                for i, (b, s) in enumerate(zip(batches, states, strict=True))
+                            ]
                         )
                     ll, items, picks = self._label_fold_scores(
                         mine, mine_targets, label_lp[plain], cand.calibrate

@@ -115,15 +115,32 @@ class TaskScoringMixin:
             out.append(F.log_softmax(logits, dim=-1))
         return torch.cat(out)
 
-    def _label_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
-        """(inputs, labels) float64 on the CPU, whatever device the model is on."""
-        lp = self._log_probs(states)
-        flat_tokens = [toks for tgt in batch.targets for _, toks in tgt]
+    def _target_tokens(self, batch: ScoredBatch) -> torch.Tensor:
+        """(N, K) long: the tokens scored at each of ``batch``'s N scored positions (K = the labels
+        for a single-token label batch, else 1)."""
+        return torch.tensor([toks for tgt in batch.targets for _, toks in tgt], device=self.device)
+
+    def _base_label_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
+        """(N, K): the base model's log-probabilities of the scored tokens (the memory off), to
+        share among the read-outs :meth:`_label_log_probs` compares on the same states."""
+        return self.model.base_token_log_probs(states, self._target_tokens(batch))
+
+    def _label_log_probs(
+        self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(inputs, labels) float64 on the CPU, whatever device the model is on. With ``base``
+        (:meth:`_base_label_log_probs` of the same states) a read-out that needs no whole-vocabulary
+        pass (the memory off, the "prob" mix: ``FaastModel.output_token_log_probs``) is scored at
+        the labels' tokens only; the others through the whole head, as without it."""
+        tokens = self._target_tokens(batch)
+        picked = None if base is None else self.model.output_token_log_probs(states, tokens, base)
+        if picked is None:
+            picked = self._log_probs(states).gather(-1, tokens)
         if batch.single:
-            return torch.stack([lp[i, toks] for i, toks in enumerate(flat_tokens)]).double().cpu()
+            return picked.double().cpu()
         per_seq, k = [], 0
         for tgt in batch.targets:
-            per_seq.append(float(sum(lp[k + j, toks[0]] for j, (_, toks) in enumerate(tgt))))
+            per_seq.append(float(sum(picked[k + j, 0] for j in range(len(tgt)))))
             k += len(tgt)
         return torch.tensor(per_seq, dtype=torch.float64).view(batch.inputs, batch.labels)
 
