@@ -1,8 +1,8 @@
-"""Label scores at the labels' tokens only: the "prob" mix read at chosen tokens
+"""Label scores and answer NLLs at the scored tokens only: the "prob" mix read at chosen tokens
 (``FaastModel.output_token_log_probs``, from the base model's log-probabilities there) equals the
 same mix computed over the whole vocabulary and then gathered, for every read configuration the
-candidates use (weight, temperature, gate, support, cut), single- and multi-token label sets, in
-float64 and float32; read-outs that need the whole head say so (None)."""
+candidates use (weight, temperature, gate, support, cut), single- and multi-token label sets and
+free-text answers, in float64 and float32; read-outs that need the whole head say so (None)."""
 
 from __future__ import annotations
 
@@ -36,12 +36,21 @@ def learned(dtype: torch.dtype, mix: str) -> TaskModel:
     return task
 
 
-def both_paths(task: TaskModel, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(through the whole head, at the tokens only) label scores of INPUTS."""
+def both_paths(task: TaskModel, labels: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(through the whole head, at the tokens only) label scores of INPUTS, or with no labels the
+    NLL of each INPUTS' answer (free text, every answer token scored)."""
     whole, tokens = [], []
+    if labels is None:
+        answers = [Example(x, f"w{40 + i % 5} w4{i % 3}") for i, x in enumerate(INPUTS)]
+        for batch in task._answer_batches(answers, batch_size=4):
+            states = task._states(batch)
+            base = task._base_log_probs(batch, states)
+            whole.append(task._answer_nll_per_sequence(batch, states)[0])
+            tokens.append(task._answer_nll_per_sequence(batch, states, base)[0])
+        return torch.cat(whole), torch.cat(tokens)
     for batch in task._label_batches(INPUTS, labels, batch_size=4):
         states = task._states(batch)
-        base = task._base_label_log_probs(batch, states)
+        base = task._base_log_probs(batch, states)
         whole.append(task._label_log_probs(batch, states))
         tokens.append(task._label_log_probs(batch, states, base))
     return torch.cat(whole), torch.cat(tokens)
@@ -50,7 +59,7 @@ def both_paths(task: TaskModel, labels: list[str]) -> tuple[torch.Tensor, torch.
 @settings(max_examples=60, deadline=None)
 @given(
     dtype=st.sampled_from([torch.float64, torch.float32]),
-    labels=st.sampled_from(LABEL_SETS),
+    labels=st.sampled_from([*LABEL_SETS, None]),
     weight=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
     temperature=st.sampled_from([0.02, 0.3, 1.0]),
     gate=st.sampled_from([None, 0.0, 0.6]),
@@ -75,7 +84,7 @@ def test_read_outs_that_need_the_whole_head_take_it():
     task.use(ReadCandidate("logit", ReadConfig(weight=3.0)))
     batch = task._label_batches(INPUTS, LABEL_SETS[0])[0]
     states = task._states(batch)
-    base = task._base_label_log_probs(batch, states)
+    base = task._base_log_probs(batch, states)
     assert task.model.output_token_log_probs(states, task._target_tokens(batch), base) is None
     torch.testing.assert_close(
         task._label_log_probs(batch, states, base), task._label_log_probs(batch, states)

@@ -644,15 +644,15 @@ class TaskModel(TaskScoringMixin):
             if self.spec.labels is not None and any(c.calibrate for c in candidates):
                 batches += self._label_batches(list(CONTENT_FREE_INPUTS), self.spec.labels)  # scored last
             fixed = None if self.model.middle_memories else [self._states(b) for b in batches]
-            base = None  # the base model's label-token log-probs on the fixed states, shared by the read-outs
-            if fixed is not None and self.spec.labels is not None:
-                base = [self._base_label_log_probs(b, s) for b, s in zip(batches, fixed, strict=True)]
+            base = None  # the base model's log-probs of the scored tokens, shared by the read-outs
+            if fixed is not None:
+                base = [self._base_log_probs(b, s) for b, s in zip(batches, fixed, strict=True)]
             label_lp: dict[str, torch.Tensor] = {}  # plain read-out -> (rows, L), for its calibrated twin
             for j, cand in enumerate(candidates):
                 self.use(cand)
                 states = fixed if fixed is not None else [self._states(b) for b in batches]
                 if self.spec.labels is None:
-                    ll, items = self._answer_fold_scores(batches, states)
+                    ll, items = self._answer_fold_scores(batches, states, base)
                 else:
                     plain = ReadCandidate(cand.mix, cand.read).name
                     if plain not in label_lp:
@@ -697,12 +697,13 @@ class TaskModel(TaskScoringMixin):
         return picked, torch.ones(n, dtype=torch.float64), scores.argmax(1)
 
     def _answer_fold_scores(
-        self, batches: list[ScoredBatch], states: list[torch.Tensor]
+        self, batches: list[ScoredBatch], states: list[torch.Tensor], base: list[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed log-probability of the answer's tokens, answer tokens) per example."""
+        """(summed log-probability of the answer's tokens, answer tokens) per example (``base``:
+        per batch, the base model's log-probabilities of those tokens, shared by the read-outs)."""
         nll, tokens = [], []
-        for b, s in zip(batches, states, strict=True):
-            part_nll, n = self._answer_nll_per_sequence(b, s)
+        for i, (b, s) in enumerate(zip(batches, states, strict=True)):
+            part_nll, n = self._answer_nll_per_sequence(b, s, None if base is None else base[i])
             nll.append(part_nll)
             tokens.append(n)
         nll_all = torch.cat(nll)

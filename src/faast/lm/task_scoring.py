@@ -120,22 +120,29 @@ class TaskScoringMixin:
         for a single-token label batch, else 1)."""
         return torch.tensor([toks for tgt in batch.targets for _, toks in tgt], device=self.device)
 
-    def _base_label_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
+    def _base_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
         """(N, K): the base model's log-probabilities of the scored tokens (the memory off), to
-        share among the read-outs :meth:`_label_log_probs` compares on the same states."""
+        share among the read-outs :meth:`_picked_log_probs` compares on the same states."""
         return self.model.base_token_log_probs(states, self._target_tokens(batch))
+
+    def _picked_log_probs(
+        self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, K) log-probabilities of the tokens ``batch`` scores (:meth:`_target_tokens`), reading
+        the memory as configured. With ``base`` (:meth:`_base_log_probs` of the same states) a
+        read-out that needs no whole-vocabulary pass (the memory off, the "prob" mix:
+        ``FaastModel.output_token_log_probs``) is read at those tokens only; the others through the
+        whole head, as without it."""
+        tokens = self._target_tokens(batch)
+        picked = None if base is None else self.model.output_token_log_probs(states, tokens, base)
+        return self._log_probs(states).gather(-1, tokens) if picked is None else picked
 
     def _label_log_probs(
         self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(inputs, labels) float64 on the CPU, whatever device the model is on. With ``base``
-        (:meth:`_base_label_log_probs` of the same states) a read-out that needs no whole-vocabulary
-        pass (the memory off, the "prob" mix: ``FaastModel.output_token_log_probs``) is scored at
-        the labels' tokens only; the others through the whole head, as without it."""
-        tokens = self._target_tokens(batch)
-        picked = None if base is None else self.model.output_token_log_probs(states, tokens, base)
-        if picked is None:
-            picked = self._log_probs(states).gather(-1, tokens)
+        """(inputs, labels) float64 on the CPU, whatever device the model is on (``base``: see
+        :meth:`_picked_log_probs`)."""
+        picked = self._picked_log_probs(batch, states, base)
         if batch.single:
             return picked.double().cpu()
         per_seq, k = [], 0
@@ -149,12 +156,11 @@ class TaskScoringMixin:
         return float(nll.sum()), int(tokens.sum())
 
     def _answer_nll_per_sequence(
-        self, batch: ScoredBatch, states: torch.Tensor
+        self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed NLL, answer tokens) per sequence of ``batch``, float64."""
-        lp = self._log_probs(states)
-        tokens = torch.tensor([toks[0] for tgt in batch.targets for _, toks in tgt], device=lp.device)
-        picked = -lp[torch.arange(len(tokens)), tokens].double().cpu()
+        """(summed NLL, answer tokens) per sequence of ``batch``, float64 (``base``: see
+        :meth:`_picked_log_probs`)."""
+        picked = -self._picked_log_probs(batch, states, base)[:, 0].double().cpu()
         lengths = torch.tensor([len(tgt) for tgt in batch.targets])
         seq = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
         nll = torch.zeros(len(lengths), dtype=torch.float64).index_add_(0, seq, picked)
