@@ -324,19 +324,26 @@ class ProbReadOut(OutputReadOut):
         logits = head_logits(z, layout.lm_head)
         return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
 
-    def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
-
-        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`."""
+    def support_log_probs(
+        self, z: torch.Tensor, head: nn.Module, work: torch.dtype
+    ) -> tuple[torch.Tensor, float | torch.Tensor, Support]:
+        """(the memory's log-probabilities over its support (..., S) in ``work``, the weight λ — a
+        float, or per position (..., 1) with a gate — and the support) at head inputs z (..., d)."""
         m = self.predict(z).to(z.dtype)
-        work = torch.promote_types(logits.dtype, torch.float32)
         sup = self.support_of(head)
         # F.linear, not head(...): calling the head would re-enter the hook that calls this.
         scores = F.linear(m, sup.rows)
         lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
         scaled = scores.to(work) / self.head_scale(head)
         biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
-        part = F.log_softmax(biased / self.temperature, -1)
+        return F.log_softmax(biased / self.temperature, -1), lam, sup
+
+    def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
+
+        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`."""
+        work = torch.promote_types(logits.dtype, torch.float32)
+        part, lam, sup = self.support_log_probs(z, head, work)
         if sup.index is None:
             mem = part
         else:
@@ -354,14 +361,8 @@ class ProbReadOut(OutputReadOut):
         The memory's distribution lives on its support (the learned tokens), so its softmax needs
         no more than the support's rows; a token outside the support has memory probability 0.
         Equal to gathering :meth:`mix_logits` up to float rounding (the tests compare them)."""
-        m = self.predict(z).to(z.dtype)
         work = torch.promote_types(base_log_probs.dtype, torch.float32)
-        sup = self.support_of(head)
-        scores = F.linear(m, sup.rows)
-        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
-        scaled = scores.to(work) / self.head_scale(head)
-        biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
-        part = F.log_softmax(biased / self.temperature, -1)  # (N, S)
+        part, lam, sup = self.support_log_probs(z, head, work)
         if sup.index is None:
             mem = part.gather(-1, tokens)
         else:
