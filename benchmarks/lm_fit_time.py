@@ -52,6 +52,11 @@ TASKS = {
     "translation": (PromptTemplate("English: {input}\nSpanish:"), None),
 }
 PATHS = ("current", "reference")
+#: What each task's examples are, for the published tables.
+TASK_DATA = {
+    "sentiment": "movie-review sentences (movie-review-sentences asset, labels positive/negative)",
+    "translation": "English → Spanish Bible verses of at most 120 characters (bible-en-es asset)",
+}
 
 
 def task_examples(task: str, n: int, seed: int) -> list[Example]:
@@ -176,10 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "model": MODEL_NAMES.get(args.model, args.model),
         "data": (
-            f"{args.examples} examples per task drawn by seed {args.seed}: movie-review sentences "
-            "(movie-review-sentences asset, labels positive/negative) and English → Spanish Bible "
-            "verses of at most 120 characters (bible-en-es asset); the library's default fit "
-            "(5 folds, every example held out once)"
+            f"{args.examples} examples per task drawn by seed {args.seed}: "
+            + " and ".join(TASK_DATA[t] for t in tasks)
+            + "; the library's default fit (5 folds, every example held out once)"
         ),
         "machine": machine(args.threads),
         "threads": args.threads,

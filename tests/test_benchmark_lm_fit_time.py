@@ -39,5 +39,10 @@ def test_both_paths_agree_and_the_results_are_published(monkeypatch, tmp_path, c
         assert row["same_choice"] and row["max_rel_diff"] < 1e-9  # float64: to rounding
         assert len(row["seconds"]["current"]) == len(row["seconds"]["reference"]) == 1
     assert "| sentiment | 16 |" in (tmp_path / "t.md").read_text()
+    assert "movie-review" in res["data"] and "Bible" in res["data"]
+    lm_fit_time.main(
+        ["--tasks", "sentiment", "--examples", "8", "--repeats", "1", "--out", str(tmp_path / "s")]
+    )
+    assert "Bible" not in json.loads((tmp_path / "s.json").read_text())["data"]  # only the tasks run
     assert (tmp_path / "t.png").stat().st_size > 0
     assert machine_paths((tmp_path / "t.md").read_text()) == []  # no absolute path of this machine
