@@ -215,12 +215,14 @@ class OutputReadOut(ReadOut):
 
 class Support(NamedTuple):
     """LM-head rows of the "prob" mix's memory distribution: rows (k, d), bias (k,) or None,
-    index (k,) of the rows in the vocabulary (None: the whole head) and ‖row‖ (k,)."""
+    index (k,) of the rows in the vocabulary (None: the whole head), ‖row‖ (k,), and column (V,)
+    long, each token's position in ``index`` (−1 for tokens outside it; None with the whole head)."""
 
     rows: torch.Tensor
     bias: torch.Tensor | None
     index: torch.Tensor | None
     norms: torch.Tensor
+    column: torch.Tensor | None = None
 
 
 class ProbReadOut(OutputReadOut):
@@ -297,15 +299,19 @@ class ProbReadOut(OutputReadOut):
         weight, bias = head.weight, getattr(head, "bias", None)
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
+            column = None
             if self.support == "vocab":
                 rows, index = weight.detach(), None
             else:
                 index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
                 rows = weight.detach()[index]
                 bias = None if bias is None else bias[index]
+                column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
+                column[index] = torch.arange(index.numel(), device=weight.device)
             work = torch.promote_types(rows.dtype, torch.float32)
             norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
-            self._support = (key, Support(rows, None if bias is None else bias.detach(), index, norms))
+            support = Support(rows, None if bias is None else bias.detach(), index, norms, column)
+            self._support = (key, support)
         return self._support[1]
 
     def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
@@ -363,12 +369,10 @@ class ProbReadOut(OutputReadOut):
         Equal to gathering :meth:`mix_logits` up to float rounding (the tests compare them)."""
         work = torch.promote_types(base_log_probs.dtype, torch.float32)
         part, lam, sup = self.support_log_probs(z, head, work)
-        if sup.index is None:
+        if sup.column is None:
             mem = part.gather(-1, tokens)
         else:
-            column = torch.full((head.weight.shape[0],), -1, dtype=torch.long, device=part.device)
-            column[sup.index] = torch.arange(sup.index.numel(), device=part.device)
-            where = column[tokens]  # (N, K): each token's column in the support, -1 outside it
+            where = sup.column[tokens]  # (N, K): each token's column in the support, -1 outside it
             mem = part.gather(-1, where.clamp_min(0)).masked_fill(where < 0, -math.inf)
         return mix_log_probs(base_log_probs.to(work), mem, lam)
 
