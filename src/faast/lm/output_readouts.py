@@ -152,7 +152,7 @@ class OutputReadOut(ReadOut):
 
     def share_head_scale(self, other: OutputReadOut) -> None:
         """Take ``other``'s cached :meth:`head_scale` (a read-out of the same model that replaces it:
-        ρ² is a pass over the whole head, 60 ms on SmolLM2's; still checked against the head)."""
+        ρ² is a pass over the whole head; the cache is still checked against the head)."""
         self._scale = other._scale
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
