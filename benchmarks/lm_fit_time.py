@@ -18,7 +18,7 @@ same read-out with held-out log-likelihoods equal to float32 rounding. Tasks: ``
 (positive / negative movie-review sentences, single-token labels) and ``translation``
 (English → Spanish Bible verses, free text).
 
-    python benchmarks/lm_fit_time.py --threads 2      # SmolLM2, 200 examples per task (~10 min)
+    python benchmarks/lm_fit_time.py --threads 2      # SmolLM2, 200 examples per task (~20 min on 2 threads)
 
 Writes benchmarks/results/lm_fit_time.{json,md,png} (``--out``).
 """
