@@ -13,7 +13,8 @@ make the scoring cheaper without changing what it computes:
 
 This benchmark times the same fit with both (``current``) and without either (``reference``: every
 candidate through the whole head, held-out examples run again — the scoring before 2026-12-04),
-interleaved, in one process, on the same model and examples, and checks that the two choose the
+interleaved, in one process, on the same model and examples (both keep the head's ρ² across the
+fit's switches between mixes, new at the same time), and checks that the two choose the
 same read-out with held-out log-likelihoods equal to float32 rounding. Tasks: ``sentiment``
 (positive / negative movie-review sentences, single-token labels) and ``translation``
 (English → Spanish Bible verses, free text).
