@@ -1,4 +1,4 @@
-"""Input validation shared by the solver, the memories and the classifier.
+"""Input validation shared by the solver, the memories, the classifier and the LM task code.
 
 Every public entry point turns its inputs into tensors through these helpers, so that bad input
 fails early with a message naming the argument and the problem (rank, shape, dtype, NaN/Inf,
@@ -8,6 +8,7 @@ device) instead of producing a silently wrong answer.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -139,4 +140,12 @@ def finite_number(x: Any, name: str) -> float:
         raise ValueError(f"{name} must be a number, got {x!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {x!r}")
+    return value
+
+
+def integer_at_least(value: Any, name: str, least: int, *, kinds: type | tuple[type, ...] = Integral) -> int:
+    """``value`` if it is an integer (an instance of ``kinds``, never a bool) ≥ ``least``; else a
+    ValueError "``name`` must be an integer >= ``least``" naming what it got."""
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     return value

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faast._checks import integer_at_least
 from faast.lm.config import ReadConfig
 from faast.lm.inject import Layout
 from faast.lm.output_readouts import LogitReadOut
@@ -120,8 +121,7 @@ def learn_in_steps(model: Any, learn_once: Callable[[], Any], steps: int) -> Non
     out = getattr(model, "output_memory", None)
     if not isinstance(out, CorrectionReadOut):
         raise ValueError("learn_in_steps needs a model whose output memory has output_mix='correction'")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    integer_at_least(steps, "steps", 1, kinds=int)
     for k in range(steps):
         if k:
             out.fold_step()

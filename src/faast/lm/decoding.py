@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from faast._checks import integer_at_least
+
 
 class NoRepeatInAnswer(LogitsProcessor):
     """Forbid the next token that would repeat an n-gram of the generated answer.
@@ -47,9 +49,7 @@ class NoRepeatInAnswer(LogitsProcessor):
 def check_max_new_tokens(max_new_tokens: int, what: str = "max_new_tokens") -> int:
     """``max_new_tokens`` if it is an integer ≥ 1 (``what`` names it in the error), before any
     model runs (transformers would refuse it only when generating, in its own words)."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {max_new_tokens!r}")
-    return max_new_tokens
+    return integer_at_least(max_new_tokens, what, 1, kinds=int)
 
 
 def decoding_kwargs(no_repeat_ngram: int | None, start: int) -> dict:

@@ -5,8 +5,8 @@ and the checks of its cross-validation settings."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from numbers import Integral
 
+from faast._checks import integer_at_least
 from faast.lm.examples import Example
 
 
@@ -55,9 +55,8 @@ def group_folds(
 def check_validation(folds: int, max_validation: int, hold_out: float) -> None:
     """Clear errors for cross-validation settings that hold nothing out or learn nothing (one fold
     holding out every example leaves the memory of that fold empty: "no examples")."""
-    for name, value, least in (("folds", folds, 1), ("max_validation", max_validation, 0)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    integer_at_least(folds, "folds", 1)
+    integer_at_least(max_validation, "max_validation", 0)
     if folds == 1 and hold_out == 1:
         raise ValueError(
             "folds=1 with hold_out=1 holds out every example at once and leaves none to learn: "

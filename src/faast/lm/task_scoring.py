@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 
+from faast._checks import integer_at_least
 from faast.lm.examples import Example
 from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
@@ -27,9 +27,7 @@ from faast.lm.readouts import HEAD_INPUT
 def check_batch_size(batch_size: int) -> int:
     """``batch_size``, or a clear error when it is not an integer >= 1 (``range`` would fail with
     "arg 3 must not be zero")."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    return batch_size
+    return integer_at_least(batch_size, "batch_size", 1)
 
 
 def batch_starts(count: int, batch_size: int) -> range:
