@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,12 @@ class ScoredBatch:
     inputs: int
     labels: int
     single: bool
+
+    @cached_property
+    def tokens(self) -> torch.Tensor:
+        """(N, K) long on the CPU: the tokens scored at each of the N scored positions (K = the
+        labels for a single-token label batch, else 1), made once for every read-out scored."""
+        return torch.tensor([toks for tgt in self.targets for _, toks in tgt])
 
 
 class TaskScoringMixin:
@@ -116,7 +123,7 @@ class TaskScoringMixin:
     def _target_tokens(self, batch: ScoredBatch) -> torch.Tensor:
         """(N, K) long: the tokens scored at each of ``batch``'s N scored positions (K = the labels
         for a single-token label batch, else 1)."""
-        return torch.tensor([toks for tgt in batch.targets for _, toks in tgt], device=self.device)
+        return batch.tokens.to(self.device)
 
     def _base_log_probs(self, batch: ScoredBatch, states: torch.Tensor) -> torch.Tensor:
         """(N, K): the base model's log-probabilities of the scored tokens (the memory off), to
