@@ -135,7 +135,7 @@ def test_calibrated_in_context_learning_from_the_command_line(model_dir, tmp_pat
 
     def scores(path):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        return torch.tensor([[json.loads(r["log_probs"])[x] for x in ("w5", "w6")] for r in rows])
+        return torch.tensor([[r["log_probs"][x] for x in ("w5", "w6")] for r in rows])
 
     raw, got = scores(plain), scores(calibrated)
     # calibration moves the log-odds of the two labels by one amount, the same for every input

@@ -103,9 +103,9 @@ def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # no
     use = [*base, "--fast-weights", str(out), "--task", "parity"]
     assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
-    assert len(rows) == 12 and all(set(json.loads(r["head_scores"])) == {"w5", "w6"} for r in rows)
+    assert len(rows) == 12 and all(set(r["head_scores"]) == {"w5", "w6"} for r in rows)
     for r in rows:
-        scores = json.loads(r["head_scores"])
+        scores = r["head_scores"]
         assert r["prediction"] == max(scores, key=scores.get)
     free = tmp_path / "free.jsonl"
     free.write_text(

@@ -136,7 +136,7 @@ def test_the_command_line_follows_the_tasks_calibration_unless_told(model_dir, t
         out = tmp_path / "pred.jsonl"
         assert main(["task", "classify", *use, *flags, "--inputs", str(test), "--out", str(out)]) == 0
         rows = [json.loads(line) for line in out.read_text().splitlines()]
-        return torch.tensor([[json.loads(r["log_probs"])[x] for x in ("w5", "w6")] for r in rows])
+        return torch.tensor([[r["log_probs"][x] for x in ("w5", "w6")] for r in rows])
 
     default, calibrated, plain = classify(), classify("--calibrate"), classify("--no-calibrate")
     assert torch.equal(default, calibrated) and not torch.allclose(default, plain)

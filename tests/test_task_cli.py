@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faast.cli import main
+from faast.cli.task_cmd import _label_scores
 from faast.eval.stats import wilson_ci95
 from faast.eval.text_metrics import label_accuracy, translation_scores
 from faast.lm.examples import read_examples
@@ -42,6 +43,14 @@ def parity_setup(folder, tmp_path) -> tuple[list[str], list[str], object, object
     return base, learn, test, out
 
 
+def test_label_scores_keep_labels_as_written():
+    """TSV cells hold JSON text with the labels themselves, not \\u escapes; JSONL an object."""
+    labels, scores = ["café", "😀 good"], [-0.5, -1.25]
+    cell = _label_scores(labels, scores, "pred.tsv")
+    assert "café" in cell and "😀 good" in cell and json.loads(cell) == dict(zip(labels, scores, strict=True))
+    assert _label_scores(labels, scores, "pred.jsonl") == {"café": -0.5, "😀 good": -1.25}
+
+
 def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F811
     base, learn, test, out = parity_setup(model_dir, tmp_path)
     assert main([*learn, "--task", "parity", "--folds", "2"]) == 0
@@ -55,7 +64,12 @@ def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F
     assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     assert len(rows) == 12 and {r["prediction"] for r in rows} <= {"w5", "w6"}
-    assert all(set(json.loads(r["log_probs"])) == {"w5", "w6"} for r in rows)
+    assert all(set(r["log_probs"]) == {"w5", "w6"} for r in rows)  # an object in JSONL
+    tsv = tmp_path / "pred.tsv"
+    assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(tsv)]) == 0
+    header, *lines = tsv.read_text().splitlines()
+    assert header.split("\t") == ["input", "prediction", "log_probs"]
+    assert [json.loads(line.split("\t")[2]) for line in lines] == [r["log_probs"] for r in rows]  # JSON text
     capsys.readouterr()
 
     scores = tmp_path / "scores.json"
@@ -336,9 +350,7 @@ def test_in_context_learning_from_the_command_line(model_dir, tmp_path, capsys):
     demos = [(e.input, e.output) for e in read_examples(train)[:5]]
     inputs = [e.input for e in read_examples(test)]
     expected = InContextModel(model, codec, demos, reserve=16).label_scores(inputs, ["w5", "w6"])
-    got = torch.tensor(
-        [[json.loads(r["log_probs"])[x] for x in ("w5", "w6")] for r in rows], dtype=torch.float64
-    )
+    got = torch.tensor([[r["log_probs"][x] for x in ("w5", "w6")] for r in rows], dtype=torch.float64)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)  # labels 'auto': the demonstrations' outputs
 
     assert main(["task", "evaluate", *base, *icl_args, "--examples", str(test)]) == 0
@@ -385,7 +397,7 @@ def test_in_context_labels_auto_come_from_every_demonstration_not_only_the_shots
     assert "1 of 1 demonstrations fit" in capsys.readouterr().err
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     # one shot shows one label; the task still has both (before, it became free text and classify refused)
-    assert all(sorted(json.loads(r["log_probs"])) == ["w5", "w6"] for r in rows)
+    assert all(sorted(r["log_probs"]) == ["w5", "w6"] for r in rows)
 
 
 def test_group_field_holds_out_whole_groups(model_dir, tmp_path, capsys):  # noqa: F811

@@ -157,7 +157,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     cl = actions.add_parser("classify", help="the most probable label for each input of a file")
     _use_args(cl)
-    cl.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction, scores")
+    cl.add_argument(
+        "--out",
+        required=True,
+        help="predictions (.tsv or .jsonl): input, prediction and each label's score (log_probs, or "
+        "head_scores with a label head): an object in JSONL, JSON text in TSV",
+    )
     _calibrate_arg(cl)
     cl.set_defaults(func=run_classify)
 
@@ -628,11 +633,20 @@ def run_classify(args: argparse.Namespace) -> int:
     labels = task._labels(None)
     column = "head_scores" if task.head_applies(labels) else "log_probs"
     rows = [
-        {"input": x, "prediction": p, column: json.dumps(dict(zip(labels, s, strict=True)))}
+        {"input": x, "prediction": p, column: _label_scores(labels, s, args.out)}
         for x, p, s in zip(inputs, preds, scores, strict=True)
     ]
     _write_predictions(args.out, rows, ["input", "prediction", column])
     return 0
+
+
+def _label_scores(labels: list[str], scores: list[float], out: str) -> dict[str, float] | str:
+    """Each label's score, as the predictions file holds it: an object in JSONL, JSON text with
+    the labels as written (not as ``\\u`` escapes) in a TSV cell."""
+    from faast.lm.examples import file_format
+
+    by_label = dict(zip(labels, scores, strict=True))
+    return by_label if file_format(out) == "jsonl" else json.dumps(by_label, ensure_ascii=False)
 
 
 def run_generate(args: argparse.Namespace) -> int:
