@@ -82,7 +82,7 @@ from passage_data import (
     load_data,
     load_genres,
 )
-from task_bench import MODEL_NAMES, label_accuracy, machine, saved_run, write_json
+from task_bench import MODEL_NAMES, machine, saved_run, scored_accuracy, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def passage_task(name: str) -> PassageTask:
 
 def accuracy(scores: torch.Tensor, examples: list[Example], labels: list[str]) -> float:
     """Share of ``examples`` whose best-scored label (columns in ``labels`` order) is right."""
-    return label_accuracy(scores, examples, labels)
+    return scored_accuracy(scores, examples, labels)
 
 
 def predicted(scores: torch.Tensor, labels: list[str]) -> str:

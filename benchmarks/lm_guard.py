@@ -58,11 +58,11 @@ from task_bench import (
     Timer,
     earlier_other_models,
     hold_out_shares,
-    label_accuracy,
     published_candidates,
     rel,
     run_meta,
     saved_run,
+    scored_accuracy,
     write_json,
 )
 
@@ -85,7 +85,7 @@ def dev_scores(
     target = torch.tensor([labels.index(e.output) for e in dev])  # type: ignore[arg-type]
     logp = scores.double() - torch.logsumexp(scores.double(), dim=1, keepdim=True)
     right = logp[torch.arange(len(dev)), target].clamp_min(-1e4)
-    return label_accuracy(scores, dev, labels), float(right.mean())
+    return scored_accuracy(scores, dev, labels), float(right.mean())
 
 
 def run_model(name: str, args: argparse.Namespace, support: list[Example], dev: list[Example]) -> list[dict]:

@@ -84,9 +84,9 @@ from task_bench import (
     add_fit_options,
     faast_method,
     human_bytes,
-    label_accuracy,
     publish_run,
     published_candidates,
+    scored_accuracy,
 )
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
@@ -107,7 +107,7 @@ def load_data(test_size: int, pool_size: int | None, seed: int) -> tuple[list[Ex
 def accuracy(scores: torch.Tensor, examples: list[Example]) -> tuple[float, float]:
     """(share of ``examples`` whose best-scored label is right, its 95 % interval half-width);
     scores: (n, labels) in ``LABELS`` order."""
-    acc = label_accuracy(scores, examples, LABELS)
+    acc = scored_accuracy(scores, examples, LABELS)
     return acc, binomial_ci95(acc, len(examples))
 
 

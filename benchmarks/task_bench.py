@@ -117,7 +117,7 @@ class Row:
         return out
 
 
-def label_accuracy(scores: torch.Tensor, examples: Sequence[Any], labels: Sequence[str]) -> float:
+def scored_accuracy(scores: torch.Tensor, examples: Sequence[Any], labels: Sequence[str]) -> float:
     """Share of ``examples`` (each with an ``output`` among ``labels``) whose best-scored label is
     right; scores: (n, labels) in ``labels`` order."""
     best = scores.argmax(dim=1).tolist()
