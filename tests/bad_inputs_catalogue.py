@@ -1247,6 +1247,20 @@ CONFIGS = [
     ),
     Case(
         "FaastConfig.from_dict",
+        "fractional memory layer",
+        call(lambda c: _cfg_from_dict({"memory_layers": [0, 1.5]})),
+        ValueError,
+        r"memory_layers must be an integer >= 0, got 1\.5",
+    ),
+    Case(
+        "FaastConfig.from_dict",
+        "memory layer as a string",
+        call(lambda c: _cfg_from_dict({"memory_layers": ["first"]})),
+        ValueError,
+        r"memory_layers must be an integer >= 0, got 'first'",
+    ),
+    Case(
+        "FaastConfig.from_dict",
         "negative output_key_features",
         call(lambda c: _cfg_from_dict({"output_key_features": -8})),
         ValueError,

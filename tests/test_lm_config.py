@@ -86,11 +86,22 @@ def test_each_read_out_owns_its_defaults():
         {"readout_dropout": 1.0},
         {"dtype": "int8"},
         {"memory_layers": [1, 1]},
+        {"memory_layers": [1.5]},  # was truncated to layer 1
+        {"memory_layers": [True]},
+        {"memory_layers": [float("nan")]},
+        {"num_memories": float("inf")},
     ],
 )
 def test_bad_layout_values_raise(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be|distinct|one of|in \\["):
         FaastConfig(**kwargs)
+
+
+def test_whole_numbers_from_json_are_kept():
+    """A JSON file may hold 2.0 for 2: kept, as an int."""
+    cfg = FaastConfig(num_memories=2.0, memory_layers=[3.0, 1])
+    assert cfg.memory_layers == [1, 3] and all(type(i) is int for i in cfg.memory_layers)
+    assert type(FaastConfig(output_key_features=8.0).output_key_features) is int
 
 
 @pytest.mark.parametrize(

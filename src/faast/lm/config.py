@@ -50,6 +50,20 @@ _LEGACY_READ_FIELDS = {
 }
 
 
+def _whole_number(value: Any, name: str) -> int:
+    """``value`` as an int if it is a whole number ≥ 0 (an int, or a float such as 2.0 that a
+    JSON file may hold; never a bool or a string); else a ValueError naming ``name``."""
+    if (
+        isinstance(value, bool | str)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value != int(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class ReadConfig:
     """How the learned statistics are read (runtime knobs; ``None``: the read-out's default).
@@ -179,21 +193,13 @@ class FaastConfig:
 
     def __post_init__(self) -> None:
         if self.memory_layers is not None:
-            layers = [int(i) for i in self.memory_layers]
+            layers = [_whole_number(i, "memory_layers") for i in self.memory_layers]
             if len(set(layers)) != len(layers) or any(i < 0 for i in layers):
                 raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
             self.memory_layers = sorted(layers)
             self.num_memories = len(layers)
         for name in ("num_memories", "output_key_features", "output_key_seed"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool | str)
-                or not isinstance(value, numbers.Real)
-                or value != int(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-            setattr(self, name, int(value))
+            setattr(self, name, _whole_number(getattr(self, name), name))
         self.readout_dropout = finite_number(self.readout_dropout, "readout_dropout")
         if not 0.0 <= self.readout_dropout < 1.0:
             raise ValueError(f"readout_dropout must be in [0, 1), got {self.readout_dropout}")
