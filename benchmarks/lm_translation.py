@@ -20,13 +20,20 @@ its own (:class:`faast.lm.decoding.NoRepeatInAnswer`; prompt and demonstrations 
 With ``--faast-icl M``: FAAST on top of in-context learning, the first M pool examples written
 before every prompt (``TaskSpec.demonstrations``) and the memory learning the other k − M, beside
 the M demonstrations alone through the same prompts (memory empty).
-Rows run zero-shot, FAAST, FAAST on top of in-context learning, then in-context (the longest); the
-table is published after each row.
+With ``--lora``: backprop on the same examples, LoRA (PEFT, rank 8) trained on the first k pool
+examples for each k ≥ 2 of ``--sizes``, on the answers' tokens as FAAST learns them, its learning
+rate chosen among ``--lora-lrs`` on a held-out fifth of the k (:mod:`task_lora`), read through the
+same prompts with the memory off.
+Rows run zero-shot, FAAST, FAAST on top of in-context learning, LoRA, then in-context (the
+longest); the table is published after each row.
 Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
 
     python benchmarks/lm_translation.py --threads 2                        # the published run
     python benchmarks/lm_translation.py --sizes 1,20 --generate 5 --nll 20 --out /tmp/tr   # minutes
     python benchmarks/lm_translation.py --device cuda ...     # on a GPU (float32; TF32 stays off)
+    python benchmarks/lm_translation.py --models smollm2 --sizes 100,300 --pool 300 --icl 1,5 \
+        --generate 16 --nll 100 --max-new-tokens 80 --max-validation 40 --folds 2 --cache \
+        --lora --block translation-lora --threads 2     # with the backprop rows
 
 Writes ``benchmarks/results/lm_translation.json``, ``docs/lm/translation.{csv,png}`` and the
 generated block of ``docs/tasks.md``.
@@ -62,6 +69,7 @@ from task_bench import (
     human_bytes,
     publish_run,
 )
+from task_lora import LoraRecipe, fit_lora, remove_lora
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -135,6 +143,8 @@ def run_model(
             add_faast_rows(task, mix, pool, gen_set, nll_set, args, add)
     if args.faast_icl:
         add_faast_icl_rows(task, pool, gen_set, nll_set, args, add)
+    if args.lora:
+        add_lora_rows(task, pool, gen_set, nll_set, args, add)
     reserve = max(len(task.codec.prompt_ids(e.input, start=False)) for e in gen_set + nll_set)
     reserve += max(args.max_new_tokens, max(len(task.codec.answer_ids(e.output)) for e in nll_set)) + 4
     for k in args.icl:
@@ -281,6 +291,46 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
     task.reset()
 
 
+def add_lora_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
+    """``add`` a backprop row for each support size k ≥ 2 of ``--sizes``: LoRA trained on the first
+    k pool examples (:func:`task_lora.fit_lora`), scored through the task's prompts with the memory
+    off, then taken out of the model again; the task's kept states (``--cache``) are dropped before
+    and after, since the adapter changes them."""
+    fm = task.model
+    recipe = LoraRecipe(
+        epochs=args.lora_epochs,
+        batch_size=args.batch_size,
+        learning_rates=tuple(args.lora_lrs),
+        seed=args.seed,
+    )
+    generate, nll = task_scorers(task, args)
+    for k in [len(pool) if k == 0 else k for k in args.sizes]:
+        if k < 2:  # a learning rate cannot be chosen on one example
+            continue
+        task.reset()
+        with fm.disabled():
+            peft_model, fit = fit_lora(fm.base_model, task.codec, pool[:k], recipe)
+            try:  # the states kept by --cache are the base model's: not read with the adapter
+                task.clear_cache()
+                scores, infer = evaluate(generate, nll, gen_set, nll_set)
+            finally:  # nor kept after it: they are the adapted model's
+                remove_lora(peft_model)
+                task.clear_cache()
+        scores["learning_rate"], scores["held_out_nll"] = fit.learning_rate, fit.held_out_nll
+        tried = ", ".join(
+            f"{lr:g}: {v:.3f}" for lr, v in zip(recipe.learning_rates, fit.held_out_nll, strict=True)
+        )
+        add(
+            "LoRA r=8 (backprop)",
+            k,
+            scores,
+            fit.seconds,
+            infer,
+            4 * fit.parameters,  # float32 adapter
+            f"lr {fit.learning_rate:g} (held-out answer NLL {tried}); {recipe.epochs} epochs",
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="gemma3")
@@ -305,6 +355,13 @@ def main() -> None:
         "with the last of --mixes; none by default)",
     )
     ap.add_argument("--skip-icl", action="store_true", help="leave out the in-context rows")
+    ap.add_argument("--lora", action="store_true", help="add backprop rows: LoRA on the same k examples")
+    ap.add_argument("--lora-epochs", type=int, default=3, help="passes of the LoRA rows over their examples")
+    ap.add_argument(
+        "--lora-lrs",
+        default="1e-4,3e-4,1e-3",
+        help="learning rates the LoRA rows choose among on a held-out fifth of their examples",
+    )
     ap.add_argument(
         "--skip-faast", action="store_true", help="leave out the FAAST rows (not those of --faast-icl)"
     )
@@ -339,6 +396,9 @@ def main() -> None:
     if any(m < 1 for m in args.faast_icl):
         ap.error(f"--faast-icl: demonstrations must be >= 1, got {args.faast_icl}")
     args.key_features = [int(x) for x in args.key_features.split(",")]
+    args.lora_lrs = [float(x) for x in args.lora_lrs.split(",") if x]
+    if args.lora and (not args.lora_lrs or min(args.lora_lrs) <= 0 or args.lora_epochs < 1):
+        ap.error("--lora-lrs: positive learning rates; --lora-epochs: at least 1")
     args.mixes = [m for m in args.mixes.split(",") if m]
     if not set(args.mixes) <= {"prob", "correction"}:
         ap.error("--mixes: prob and/or correction")
