@@ -31,6 +31,10 @@ Qwen2.5-Coder-0.5B-Instruct):
   (``TaskSpec.demonstrations``), the memory learning the other k − m of the k examples — and the m
   demonstrations alone through the same prompts (memory empty: the in-context row without its
   KV cache);
+* with ``--parts lora`` (not run by default): backprop on the same examples, LoRA (PEFT, rank 8)
+  trained on the first k pool examples' answers for each k ≥ 2, its learning rate chosen among
+  ``--lora-lrs`` on a held-out fifth of the k (:mod:`task_lora`), the labels then scored through the
+  same prompts;
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k;
   ``FaastClassifier (validated)`` picks among ``MINILM_FAAST_OPTIONS`` on the same validation split
   of the k examples that picks LogisticRegression's C (from 8 examples on), then refits on all k.
@@ -88,11 +92,13 @@ from task_bench import (
     published_candidates,
     scored_accuracy,
 )
+from task_lora import adapted, add_lora_options, describe, recipe_from_args
 
 TEMPLATE = PromptTemplate("Review: {input}\nSentiment:")
 LABELS = ["positive", "negative"]
-PARTS = ("zero-shot", "faast", "heads", "icl", "minilm", "faast-icl")
-#: Run unless ``--parts`` says otherwise ("faast-icl" re-runs the demonstrations with every prompt: opt-in).
+PARTS = ("zero-shot", "faast", "heads", "icl", "minilm", "faast-icl", "lora")
+#: Run unless ``--parts`` says otherwise ("faast-icl" re-runs the demonstrations with every prompt, "lora"
+#: trains by backprop: opt-in).
 DEFAULT_PARTS = ("zero-shot", "faast", "heads", "icl", "minilm")
 
 
@@ -146,6 +152,47 @@ def run_model(
         _icl_rows(label, task, pool, test, args, rows)
     if "faast-icl" in parts:
         _faast_icl_rows(label, task, pool, test, sizes, args, rows)
+    if "lora" in parts:
+        _lora_rows(label, task, pool, test, sizes, args, rows)
+
+
+def _lora_rows(
+    label: str,
+    task: TaskModel,
+    pool: list[Example],
+    test: list[Example],
+    sizes: list[int],
+    args: argparse.Namespace,
+    rows: list[Row],
+) -> None:
+    """Append a backprop row for each k ≥ 2 of ``sizes``: LoRA trained on the first k pool examples'
+    answers (:mod:`task_lora`), the labels then scored through the task's prompts with the memory
+    off (:func:`task_lora.adapted`)."""
+    recipe = recipe_from_args(args)
+    inputs = [e.input for e in test]
+    for k in [k for k in sizes if k >= 2]:  # a learning rate cannot be chosen on one example
+        task.reset()
+        with adapted(task, pool[:k], recipe) as fit, Timer() as t:
+            scores = task.label_scores(inputs, batch_size=args.batch_size, progress=True)
+        acc, ci = accuracy(scores, test)
+        print(f"[{label}] LoRA k={k}: {100 * acc:.2f} (lr {fit.learning_rate:g})", flush=True)
+        extra = {"learning_rate": fit.learning_rate, "held_out_nll": fit.held_out_nll}
+        infer_ms = 1000 * t.s / len(test)
+        detail = describe(fit, recipe)
+        rows.append(
+            Row(
+                label,
+                "LoRA r=8 (backprop)",
+                k,
+                acc,
+                ci,
+                fit.seconds,
+                infer_ms,
+                4 * fit.parameters,
+                detail,
+                extra,
+            )
+        )
 
 
 def _faast_rows(
@@ -570,6 +617,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "stopped run)",
     )
     ap.add_argument("--no-minilm", action="store_true", help="drop the minilm part")
+    add_lora_options(ap)
     ap.add_argument(
         "--heads-only",
         action="store_true",
@@ -587,6 +635,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.icl = [int(x) for x in args.icl.split(",") if x]
     args.modes = args.modes.split(",")
     args.parts = _parts(args)
+    if "lora" in args.parts:
+        recipe_from_args(args)  # its errors before any model is loaded
     args.key_features = [int(x) for x in args.key_features.split(",")]
     args.faast_icl = [int(x) for x in args.faast_icl.split(",") if x]
     if any(m < 1 for m in args.faast_icl):

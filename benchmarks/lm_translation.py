@@ -69,7 +69,7 @@ from task_bench import (
     human_bytes,
     publish_run,
 )
-from task_lora import LoraRecipe, fit_lora, remove_lora
+from task_lora import adapted, add_lora_options, describe, recipe_from_args
 
 TEMPLATE = PromptTemplate("English: {input}\nSpanish:")
 TEST_BOOKS = ("Ruth", "Esther", "Jonah", "Mark", "Philippians", "James")
@@ -293,42 +293,18 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
 
 def add_lora_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
     """``add`` a backprop row for each support size k ≥ 2 of ``--sizes``: LoRA trained on the first
-    k pool examples (:func:`task_lora.fit_lora`), scored through the task's prompts with the memory
-    off, then taken out of the model again; the task's kept states (``--cache``) are dropped before
-    and after, since the adapter changes them."""
-    fm = task.model
-    recipe = LoraRecipe(
-        epochs=args.lora_epochs,
-        batch_size=args.batch_size,
-        learning_rates=tuple(args.lora_lrs),
-        seed=args.seed,
-    )
+    k pool examples, scored through the task's prompts with the memory off, then taken out of the
+    model again (:func:`task_lora.adapted`)."""
+    recipe = recipe_from_args(args)
     generate, nll = task_scorers(task, args)
     for k in [len(pool) if k == 0 else k for k in args.sizes]:
         if k < 2:  # a learning rate cannot be chosen on one example
             continue
         task.reset()
-        with fm.disabled():
-            peft_model, fit = fit_lora(fm.base_model, task.codec, pool[:k], recipe)
-            try:  # the states kept by --cache are the base model's: not read with the adapter
-                task.clear_cache()
-                scores, infer = evaluate(generate, nll, gen_set, nll_set)
-            finally:  # nor kept after it: they are the adapted model's
-                remove_lora(peft_model)
-                task.clear_cache()
+        with adapted(task, pool[:k], recipe) as fit:
+            scores, infer = evaluate(generate, nll, gen_set, nll_set)
         scores["learning_rate"], scores["held_out_nll"] = fit.learning_rate, fit.held_out_nll
-        tried = ", ".join(
-            f"{lr:g}: {v:.3f}" for lr, v in zip(recipe.learning_rates, fit.held_out_nll, strict=True)
-        )
-        add(
-            "LoRA r=8 (backprop)",
-            k,
-            scores,
-            fit.seconds,
-            infer,
-            4 * fit.parameters,  # float32 adapter
-            f"lr {fit.learning_rate:g} (held-out answer NLL {tried}); {recipe.epochs} epochs",
-        )
+        add("LoRA r=8 (backprop)", k, scores, fit.seconds, infer, 4 * fit.parameters, describe(fit, recipe))
 
 
 def main() -> None:
@@ -356,12 +332,7 @@ def main() -> None:
     )
     ap.add_argument("--skip-icl", action="store_true", help="leave out the in-context rows")
     ap.add_argument("--lora", action="store_true", help="add backprop rows: LoRA on the same k examples")
-    ap.add_argument("--lora-epochs", type=int, default=3, help="passes of the LoRA rows over their examples")
-    ap.add_argument(
-        "--lora-lrs",
-        default="1e-4,3e-4,1e-3",
-        help="learning rates the LoRA rows choose among on a held-out fifth of their examples",
-    )
+    add_lora_options(ap)
     ap.add_argument(
         "--skip-faast", action="store_true", help="leave out the FAAST rows (not those of --faast-icl)"
     )
@@ -396,9 +367,8 @@ def main() -> None:
     if any(m < 1 for m in args.faast_icl):
         ap.error(f"--faast-icl: demonstrations must be >= 1, got {args.faast_icl}")
     args.key_features = [int(x) for x in args.key_features.split(",")]
-    args.lora_lrs = [float(x) for x in args.lora_lrs.split(",") if x]
-    if args.lora and (not args.lora_lrs or min(args.lora_lrs) <= 0 or args.lora_epochs < 1):
-        ap.error("--lora-lrs: positive learning rates; --lora-epochs: at least 1")
+    if args.lora:
+        recipe_from_args(args)  # its errors before any model is loaded
     args.mixes = [m for m in args.mixes.split(",") if m]
     if not set(args.mixes) <= {"prob", "correction"}:
         ap.error("--mixes: prob and/or correction")

@@ -21,6 +21,8 @@ weights as they were (LoRA adds beside them, never into them).
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import random
 import warnings
 from collections.abc import Iterator, Sequence
@@ -188,3 +190,51 @@ def fit_lora(
         train_lora(peft_model, codec, examples, recipe.learning_rates[best], recipe, pad_id)
     count = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return peft_model, LoraFit(recipe.learning_rates[best], scores, count, t.s)
+
+
+@contextlib.contextmanager
+def adapted(task: Any, examples: Sequence[Example], recipe: LoraRecipe) -> Iterator[LoraFit]:
+    """Inside the block, ``task`` (a :class:`~faast.lm.task.TaskModel`) reads its model with a LoRA
+    adapter trained on ``examples`` (:func:`fit_lora`) and its own memory off; the adapter is taken
+    out afterwards. The task's kept states (``cache=True``) are dropped on the way in and out: they
+    are the base model's before, the adapted model's inside."""
+    fm = task.model
+    with fm.disabled():
+        peft_model, fit = fit_lora(fm.base_model, task.codec, examples, recipe)
+        try:
+            task.clear_cache()
+            yield fit
+        finally:
+            remove_lora(peft_model)
+            task.clear_cache()
+
+
+def add_lora_options(ap: argparse.ArgumentParser) -> None:
+    """``--lora-epochs`` and ``--lora-lrs`` (:func:`recipe_from_args` reads them)."""
+    ap.add_argument("--lora-epochs", type=int, default=3, help="passes of the LoRA rows over their examples")
+    ap.add_argument(
+        "--lora-lrs",
+        default="1e-4,3e-4,1e-3",
+        help="learning rates the LoRA rows choose among on a held-out fifth of their examples",
+    )
+
+
+def recipe_from_args(args: argparse.Namespace) -> LoraRecipe:
+    """The recipe of ``--lora-epochs``, ``--lora-lrs`` (a comma list or a list of floats),
+    ``--batch-size`` and ``--seed``; a clear error for rates ≤ 0 or fewer than one epoch."""
+    rates = args.lora_lrs
+    rates = [float(x) for x in rates.split(",") if x] if isinstance(rates, str) else list(rates)
+    if not rates or min(rates) <= 0 or args.lora_epochs < 1:
+        raise SystemExit("--lora-lrs: positive learning rates; --lora-epochs: at least 1")
+    return LoraRecipe(
+        epochs=args.lora_epochs, batch_size=args.batch_size, learning_rates=tuple(rates), seed=args.seed
+    )
+
+
+def describe(fit: LoraFit, recipe: LoraRecipe) -> str:
+    """What a row's settings column says of a LoRA fit: the chosen rate, every rate's held-out
+    answer NLL, the epochs."""
+    tried = ", ".join(
+        f"{lr:g}: {v:.3f}" for lr, v in zip(recipe.learning_rates, fit.held_out_nll, strict=True)
+    )
+    return f"lr {fit.learning_rate:g} (held-out answer NLL {tried}); {recipe.epochs} epochs"

@@ -134,3 +134,42 @@ def test_translation_lora_rows_score_the_adapter_and_remove_it(monkeypatch):
     assert not any("lora" in name for name, _ in task.model.base_model.named_modules())  # then removed
     with torch.no_grad(), task.model.disabled():
         assert task.answer_nll(test) == pytest.approx(zero_shot, rel=1e-12)
+
+
+def test_sentiment_lora_rows_score_labels_with_the_adapter(monkeypatch):
+    import argparse
+
+    import lm_sentiment
+    from tests.test_benchmark_lm_lead import TEMPLATE, _labelled
+
+    monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
+    task = _task()
+    task.spec.labels = ["w40", "w41"]
+    pool, test = _labelled(16), _labelled(6, offset=5)
+    args = argparse.Namespace(batch_size=4, seed=0, lora_epochs=2, lora_lrs="1e-3,3e-2")
+    inputs = [e.input for e in test]
+    with torch.no_grad(), task.model.disabled():
+        before = task.label_scores(inputs)
+    rows: list = []
+    lm_sentiment._lora_rows("tiny", task, pool, test, [1, 16], args, rows)
+    assert [(r.method, r.k) for r in rows] == [("LoRA r=8 (backprop)", 16)]
+    assert rows[0].extra["learning_rate"] in (1e-3, 3e-2) and rows[0].nbytes > 0
+    assert 0.0 <= rows[0].score <= 1.0
+    assert not any("lora" in name for name, _ in task.model.base_model.named_modules())
+    with torch.no_grad(), task.model.disabled():
+        torch.testing.assert_close(task.label_scores(inputs), before, rtol=0, atol=0)  # as it was
+
+
+def test_recipe_options_refuse_bad_values():
+    import argparse
+
+    ok = task_lora.recipe_from_args(
+        argparse.Namespace(lora_epochs=2, lora_lrs="1e-4,1e-3", batch_size=8, seed=1)
+    )
+    assert ok.learning_rates == (1e-4, 1e-3) and ok.epochs == 2 and ok.seed == 1
+    for epochs, rates in ((0, "1e-3"), (1, "0,1e-3"), (1, "")):
+        with pytest.raises(SystemExit, match="lora"):
+            task_lora.recipe_from_args(
+                argparse.Namespace(lora_epochs=epochs, lora_lrs=rates, batch_size=8, seed=0)
+            )
