@@ -434,3 +434,64 @@ def test_group_field_holds_out_whole_groups(model_dir, tmp_path, capsys):  # noq
     examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([*learn, "--examples", str(examples), "--group-field", "source"]) == 1
     assert "example 4 ('" in capsys.readouterr().err
+
+
+def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsys):  # noqa: F811
+    """``--lora FILE``: the gradient baseline on the same examples, from the command line; labels
+    'auto' from its examples; the other ways to adapt the model and bad settings are refused."""
+    base, _, test, out = parity_setup(model_dir, tmp_path)
+    train = tmp_path / "train.tsv"
+    scores = tmp_path / "lora.json"
+    lora = ["--lora", str(train), "--lora-epochs", "1", "--lora-lrs", "1e-3,3e-2", "--template", TEMPLATE]
+    ev = ["task", "evaluate", *base, "--examples", str(test), "--labels", "auto"]
+    assert main([*ev, *lora, "--json", str(scores)]) == 0
+    err = capsys.readouterr().err
+    assert "LoRA (backprop) on 40 examples of" in err and "chosen on a held-out fifth" in err
+    result = json.loads(scores.read_text())
+    assert result["examples"] == 12 and result["confusion"]["labels"] == ["w5", "w6"]
+    assert 0.0 <= result["accuracy"] <= 1.0
+    # classify gives each label's score: those of the library's recipe applied by hand, not zero-shot's
+    from faast.lm.lora_baseline import LoraRecipe, fit_lora
+    from faast.lm.prompts import PromptTemplate
+    from faast.lm.task import TaskModel, TaskSpec
+    from faast.lm.text import load_causal_lm
+
+    preds = tmp_path / "lora.jsonl"
+    classify = [
+        "task",
+        "classify",
+        *base,
+        "--inputs",
+        str(test),
+        "--labels",
+        "auto",
+        *lora,
+        "--out",
+        str(preds),
+    ]
+    assert main(classify) == 0
+    got = torch.tensor([[r["log_probs"][x] for x in ("w5", "w6")] for r in map(json.loads, preds.open())])
+    model, tok = load_causal_lm(str(model_dir))
+    task = TaskModel.create(model, tok, TaskSpec(PromptTemplate(TEMPLATE), labels=["w5", "w6"]))
+    inputs = [e.input for e in read_examples(test)]
+    zero_shot = task.label_scores(inputs)
+    recipe = LoraRecipe(epochs=1, batch_size=16, learning_rates=(1e-3, 3e-2))
+    with task.model.disabled():
+        fit_lora(model, task.codec, read_examples(train), recipe)
+    torch.testing.assert_close(got, task.label_scores(inputs).to(got.dtype), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got, zero_shot.to(got.dtype), rtol=1e-3, atol=1e-3)
+
+    for extra, message in (
+        (["--fast-weights", str(out)], "drop --fast-weights"),
+        (["--demonstrations", str(train)], "drop --demonstrations"),
+        (["--shots", "2"], "--shots needs --demonstrations"),
+    ):
+        assert main([*ev, *lora, *extra]) == 1
+        assert message in capsys.readouterr().err
+    for option, value, message in (
+        ("--lora-lrs", "fast", "--lora-lrs: expected comma-separated numbers"),
+        ("--lora-lrs", "0,1e-3", "--lora-lrs: learning_rates must be positive"),
+        ("--lora-epochs", "0", "--lora-epochs: epochs must be an integer >= 1"),
+    ):
+        assert main([*ev, *lora, option, value]) == 1
+        assert message in capsys.readouterr().err

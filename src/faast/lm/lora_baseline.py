@@ -1,0 +1,222 @@
+"""Backprop on the same examples: a LoRA adapter (PEFT) trained on a task's answers, the gradient
+baseline FAAST is measured against (``faast task evaluate/classify/generate --lora FILE``, and the
+task benchmarks' LoRA rows).
+
+The supervision is the one FAAST's ``answer`` mode learns: an example is encoded exactly as
+:class:`faast.lm.task.TaskModel` encodes it (``PromptCodec.encode``: the prompt, then the answer
+with its end marker), and the loss is the mean next-token cross-entropy over the transitions into
+the answer (:func:`faast.lm.prompts.answer_pair_mask`), nothing else of the prompt.
+
+Recipe (:class:`LoraRecipe`): LoRA of rank 8 (α = 16, no dropout) on the modules PEFT targets by
+default for the model's family (q/v projections on Llama, Qwen2 and Gemma 3), AdamW without weight
+decay, ``epochs`` passes over the examples in a seeded order. The learning rate is chosen among
+``learning_rates`` on the examples alone: each is trained on a seeded ``1 − held_out`` share and
+scored by the answer NLL of the rest; the adapter is then trained again on every example at the
+chosen rate. Nothing of a test set is read.
+
+The adapter is injected into the model in place (``peft.get_peft_model``), so a
+:class:`~faast.lm.task.TaskModel` over the same model generates and scores with it while its own
+memory is off (:func:`adapted`); :func:`remove_lora` takes it out again, leaving the base weights as
+they were (LoRA adds beside them, never into them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from faast._checks import integer_at_least
+from faast.lm.examples import Example
+from faast.lm.prompts import PromptCodec, answer_pair_mask, pad_batch
+from faast.lm.task_spec import checked_examples
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    """How the LoRA baseline trains (see the module docstring)."""
+
+    rank: int = 8
+    alpha: int = 16
+    epochs: int = 3
+    batch_size: int = 8
+    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    held_out: float = 0.2
+    seed: int = 0
+    #: Module names LoRA wraps; None: PEFT's default for the model's family.
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "alpha", "epochs", "batch_size"):
+            integer_at_least(getattr(self, name), name, 1)
+        rates = self.learning_rates
+        if not rates or not all(isinstance(r, int | float) and math.isfinite(r) and r > 0 for r in rates):
+            raise ValueError(f"learning_rates must be positive finite numbers (at least one), got {rates!r}")
+        if not (isinstance(self.held_out, int | float) and 0.0 < self.held_out < 1.0):
+            raise ValueError(f"held_out must be in (0, 1), got {self.held_out!r}")
+
+
+@dataclass
+class LoraFit:
+    """What :func:`fit_lora` chose and what it cost: the chosen learning rate, the held-out answer
+    NLL of each rate tried (in ``recipe.learning_rates`` order), the trainable parameters and the
+    wall-clock seconds of the whole choice and final training."""
+
+    learning_rate: float
+    held_out_nll: list[float] = field(default_factory=list)
+    parameters: int = 0
+    seconds: float = 0.0
+
+
+def answer_batches(
+    codec: PromptCodec, examples: Sequence[Example], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(input_ids (B, T), attention_mask (B, T), answer pairs (B, T − 1) bool) of consecutive
+    blocks of ``examples``, right-padded: pair t → t+1 is True iff token t+1 is an answer token."""
+    for start in range(0, len(examples), batch_size):
+        encoded = [codec.encode(e.input, e.output) for e in examples[start : start + batch_size]]
+        ids, mask = pad_batch([e.ids for e in encoded], pad_id, side="right")
+        pairs = answer_pair_mask(
+            [len(e.prompt) for e in encoded], [len(e.ids) for e in encoded], ids.shape[1]
+        )
+        yield ids, mask, pairs
+
+
+def answer_loss(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy, count) over the answer transitions ``pairs`` (B, T − 1) of one batch
+    (ids, mask: (B, T)); the sum keeps the graph when gradients are on."""
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
+    chosen = logits[pairs]  # (N, vocab), at least float32 (half-precision logits are widened)
+    chosen = chosen.to(torch.promote_types(chosen.dtype, torch.float32))
+    targets = ids[:, 1:][pairs]
+    return F.cross_entropy(chosen, targets, reduction="sum"), int(pairs.sum())
+
+
+@torch.no_grad()
+def answer_nll(
+    model: Any, codec: PromptCodec, examples: Sequence[Example], batch_size: int, pad_id: int
+) -> float:
+    """Mean answer NLL per token of ``examples`` under ``model`` (teacher forcing)."""
+    total, count = 0.0, 0
+    for ids, mask, pairs in answer_batches(codec, examples, batch_size, pad_id):
+        loss, n = answer_loss(model, ids, mask, pairs)
+        total, count = total + float(loss), count + n
+    return total / count
+
+
+def add_lora(model: Any, recipe: LoraRecipe) -> Any:
+    """The PEFT model wrapping ``model`` with a fresh adapter (seeded), injected in place."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(recipe.seed)
+    config = LoraConfig(
+        r=recipe.rank,
+        lora_alpha=recipe.alpha,
+        lora_dropout=0.0,
+        target_modules=list(recipe.targets) if recipe.targets else None,
+    )
+    with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated property; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
+
+
+def remove_lora(peft_model: Any) -> Any:
+    """The base model with the adapter taken out (its own weights untouched)."""
+    return peft_model.unload()
+
+
+def train_lora(
+    peft_model: Any,
+    codec: PromptCodec,
+    examples: Sequence[Example],
+    lr: float,
+    recipe: LoraRecipe,
+    pad_id: int,
+) -> None:
+    """``recipe.epochs`` passes of AdamW over ``examples`` (seeded order, mean loss per answer token
+    of each batch), on the adapter's parameters only."""
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    order = random.Random(recipe.seed)
+    peft_model.train()
+    steps = recipe.epochs * -(-len(examples) // recipe.batch_size)
+    with tqdm(total=steps, desc=f"LoRA lr={lr:g}", unit="batch", leave=False) as bar:
+        for _ in range(recipe.epochs):
+            shuffled = list(examples)
+            order.shuffle(shuffled)
+            for ids, mask, pairs in answer_batches(codec, shuffled, recipe.batch_size, pad_id):
+                loss, count = answer_loss(peft_model, ids, mask, pairs)
+                optimizer.zero_grad()
+                (loss / count).backward()
+                optimizer.step()
+                bar.update()
+    peft_model.eval()
+
+
+def held_out_split(
+    examples: Sequence[Example], share: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(train, held out): a seeded ``share`` of ``examples`` held out, at least one each side."""
+    if len(examples) < 2:
+        raise ValueError(f"choosing a learning rate needs at least 2 examples, got {len(examples)}")
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"held_out must be in (0, 1), got {share}")
+    idx = list(range(len(examples)))
+    random.Random(seed).shuffle(idx)
+    n_held = min(len(examples) - 1, max(1, round(share * len(examples))))
+    held = set(idx[:n_held])
+    return [e for i, e in enumerate(examples) if i not in held], [
+        e for i, e in enumerate(examples) if i in held
+    ]
+
+
+def fit_lora(
+    model: Any, codec: PromptCodec, examples: Sequence[Example], recipe: LoraRecipe
+) -> tuple[Any, LoraFit]:
+    """(the PEFT model, trained on every example at the chosen rate; what was chosen). ``model``
+    holds the adapter afterwards (:func:`remove_lora` takes it out)."""
+    examples = checked_examples(examples, outputs=True)
+    pad_id = codec.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = codec.tokenizer.eos_token_id
+    start = time.perf_counter()
+    train, held = held_out_split(examples, recipe.held_out, recipe.seed)
+    scores = []
+    for lr in recipe.learning_rates:
+        peft_model = add_lora(model, recipe)
+        train_lora(peft_model, codec, train, lr, recipe, pad_id)
+        scores.append(answer_nll(peft_model, codec, held, recipe.batch_size, pad_id))
+        model = remove_lora(peft_model)
+    best = min(range(len(scores)), key=scores.__getitem__)
+    peft_model = add_lora(model, recipe)
+    train_lora(peft_model, codec, examples, recipe.learning_rates[best], recipe, pad_id)
+    count = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    return peft_model, LoraFit(recipe.learning_rates[best], scores, count, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def adapted(task: Any, examples: Sequence[Example], recipe: LoraRecipe) -> Iterator[LoraFit]:
+    """Inside the block, ``task`` (a :class:`~faast.lm.task.TaskModel`) reads its model with a LoRA
+    adapter trained on ``examples`` (:func:`fit_lora`) and its own memory off; the adapter is taken
+    out afterwards. The task's kept states (``cache=True``) are dropped on the way in and out: they
+    are the base model's before, the adapted model's inside."""
+    fm = task.model
+    with fm.disabled():
+        peft_model, fit = fit_lora(fm.base_model, task.codec, examples, recipe)
+        try:
+            task.clear_cache()
+            yield fit
+        finally:
+            remove_lora(peft_model)
+            task.clear_cache()

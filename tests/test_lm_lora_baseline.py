@@ -1,0 +1,114 @@
+"""faast.lm.lora_baseline: the LoRA baseline trains on exactly the answer transitions TaskModel
+scores, chooses its learning rate on the examples alone, and comes out of the model cleanly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faast.lm import lora_baseline
+from faast.lm.examples import Example
+from tests.test_benchmark_lm_lead import _task
+
+RECIPE = lora_baseline.LoraRecipe(epochs=12, batch_size=4, learning_rates=(1e-4, 3e-2), seed=0)
+
+
+def _examples(n: int, offset: int = 0) -> list[Example]:
+    """A rule the tiny model can learn and carry to held-out examples: the second input word
+    w{20+j} names the answer w{40+j}, followed by w{50+j} for even j (answers of one and two
+    words, so rows differ in length)."""
+    out = []
+    for i in range(offset, offset + n):
+        j = i % 5
+        out.append(Example(f"w{3 + i % 30} w{20 + j}", f"w{40 + j}" + ("" if j % 2 else f" w{50 + j}")))
+    return out
+
+
+def _by_hand(model, codec, examples) -> tuple[float, int]:
+    """Summed answer NLL and answer tokens, one unpadded example at a time."""
+    total, count = 0.0, 0
+    for e in examples:
+        enc = codec.encode(e.input, e.output)
+        ids = torch.tensor([enc.ids])
+        logits = model(input_ids=ids).logits[0, :-1]
+        start = len(enc.prompt) - 1  # the transition into the first answer token
+        total += float(F.cross_entropy(logits[start:], ids[0, start + 1 :], reduction="sum"))
+        count += len(enc.answer)
+    return total, count
+
+
+def test_the_loss_covers_the_answer_tokens_only_whatever_the_padding():
+    task = _task()
+    model, codec = task.model.base_model, task.codec
+    examples = _examples(7)
+    pad = task.tokenizer.pad_token_id
+    total, count = 0.0, 0
+    with torch.no_grad(), task.model.disabled():
+        for ids, mask, pairs in lora_baseline.answer_batches(codec, examples, 3, pad):
+            loss, n = lora_baseline.answer_loss(model, ids, mask, pairs)
+            total, count = total + float(loss), count + n
+        expected = _by_hand(model, codec, examples)
+        # the TaskModel scores the same tokens (its answer NLL, memory off)
+        scored = task.answer_nll(examples, batch_size=5)
+    assert count == expected[1] == scored[1]
+    assert total == pytest.approx(expected[0], rel=1e-9)
+    assert total == pytest.approx(scored[0], rel=1e-9)
+
+
+def test_held_out_split_is_seeded_disjoint_and_refuses_too_few():
+    examples = _examples(10)
+    train, held = lora_baseline.held_out_split(examples, 0.2, seed=3)
+    assert len(held) == 2 and len(train) == 8
+    assert {id(e) for e in train}.isdisjoint({id(e) for e in held})
+    assert lora_baseline.held_out_split(examples, 0.2, seed=3) == (train, held)
+    assert lora_baseline.held_out_split(examples, 0.2, seed=4) != (train, held)
+    assert len(lora_baseline.held_out_split(examples[:2], 0.9, seed=0)[0]) == 1  # one left to train on
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        lora_baseline.held_out_split(examples[:1], 0.2, seed=0)
+    with pytest.raises(ValueError, match="held_out"):
+        lora_baseline.held_out_split(examples, 1.0, seed=0)
+
+
+def test_fit_learns_the_examples_chooses_on_held_out_and_comes_out_cleanly():
+    task = _task()
+    fm, codec = task.model, task.codec
+    examples, pad = _examples(24), task.tokenizer.pad_token_id
+    probe = torch.tensor([codec.encode(examples[0].input, examples[0].output).ids])
+    with torch.no_grad(), fm.disabled():
+        before_logits = fm.base_model(input_ids=probe).logits.clone()
+        before = lora_baseline.answer_nll(fm.base_model, codec, examples, 8, pad)
+    with fm.disabled():
+        peft_model, fit = lora_baseline.fit_lora(fm.base_model, codec, examples, RECIPE)
+    assert len(fit.held_out_nll) == 2 and fit.parameters > 0 and fit.seconds > 0
+    assert fit.learning_rate == RECIPE.learning_rates[min(range(2), key=fit.held_out_nll.__getitem__)]
+    with torch.no_grad(), fm.disabled():
+        after = lora_baseline.answer_nll(peft_model, codec, examples, 8, pad)
+        # the TaskModel over the same model reads the adapter (it is injected in place)
+        total, count = task.answer_nll(examples, batch_size=8)
+    assert after < 0.9 * before  # the examples were learned (slowly, on this tiny model)
+    assert total / count == pytest.approx(after, rel=1e-9)
+    base = lora_baseline.remove_lora(peft_model)
+    assert base is fm.base_model
+    assert not any("lora" in name for name, _ in base.named_modules())
+    with torch.no_grad(), fm.disabled():
+        assert torch.equal(base(input_ids=probe).logits, before_logits)  # the base weights untouched
+
+
+def test_recipe_refuses_bad_settings():
+    for bad, match in (
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"rank": 2.5}, "rank must be an integer >= 1"),
+        ({"learning_rates": ()}, "learning_rates"),
+        ({"learning_rates": (1e-3, -1.0)}, "learning_rates"),
+        ({"learning_rates": (float("nan"),)}, "learning_rates"),
+        ({"held_out": 0.0}, "held_out"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            lora_baseline.LoraRecipe(**bad)
+
+
+def test_fit_refuses_examples_without_outputs():
+    task = _task()
+    with pytest.raises(ValueError, match="has no output"):
+        lora_baseline.fit_lora(task.model.base_model, task.codec, [Example("w3 w20", None)] * 3, RECIPE)
