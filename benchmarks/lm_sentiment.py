@@ -33,8 +33,8 @@ Qwen2.5-Coder-0.5B-Instruct):
   KV cache);
 * with ``--parts lora`` (not run by default): backprop on the same examples, LoRA (PEFT, rank 8)
   trained on the first k pool examples' answers for each k ≥ 2, its learning rate chosen among
-  ``--lora-lrs`` on a held-out fifth of the k (:mod:`task_lora`), the labels then scored through the
-  same prompts;
+  ``--lora-lrs`` on a held-out fifth of the k (:mod:`faast.lm.lora_baseline`), the labels then
+  scored through the same prompts;
 * all-MiniLM-L6-v2 sentence embeddings + ``FaastClassifier`` vs ``LogisticRegression`` on the same k;
   ``FaastClassifier (validated)`` picks among ``MINILM_FAAST_OPTIONS`` on the same validation split
   of the k examples that picks LogisticRegression's C (from 8 examples on), then refits on all k.
@@ -166,8 +166,8 @@ def _lora_rows(
     rows: list[Row],
 ) -> None:
     """Append a backprop row for each k ≥ 2 of ``sizes``: LoRA trained on the first k pool examples'
-    answers (:mod:`task_lora`), the labels then scored through the task's prompts with the memory
-    off (:func:`task_lora.adapted`)."""
+    answers (:mod:`faast.lm.lora_baseline`), the labels then scored through the task's prompts
+    with the memory off (:func:`faast.lm.lora_baseline.adapted`)."""
     recipe = recipe_from_args(args)
     inputs = [e.input for e in test]
     for k in [k for k in sizes if k >= 2]:  # a learning rate cannot be chosen on one example

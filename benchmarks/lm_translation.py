@@ -22,8 +22,8 @@ before every prompt (``TaskSpec.demonstrations``) and the memory learning the ot
 the M demonstrations alone through the same prompts (memory empty).
 With ``--lora``: backprop on the same examples, LoRA (PEFT, rank 8) trained on the first k pool
 examples for each k ≥ 2 of ``--sizes``, on the answers' tokens as FAAST learns them, its learning
-rate chosen among ``--lora-lrs`` on a held-out fifth of the k (:mod:`task_lora`), read through the
-same prompts with the memory off.
+rate chosen among ``--lora-lrs`` on a held-out fifth of the k (:mod:`faast.lm.lora_baseline`),
+read through the same prompts with the memory off.
 Rows run zero-shot, FAAST, FAAST on top of in-context learning, LoRA, then in-context (the
 longest); the table is published after each row.
 Costs as in the sentiment benchmark: adaptation time, inference time per example, bytes held.
@@ -294,7 +294,7 @@ def add_faast_icl_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.N
 def add_lora_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namespace, add) -> None:
     """``add`` a backprop row for each support size k ≥ 2 of ``--sizes``: LoRA trained on the first
     k pool examples, scored through the task's prompts with the memory off, then taken out of the
-    model again (:func:`task_lora.adapted`)."""
+    model again (:func:`faast.lm.lora_baseline.adapted`)."""
     recipe = recipe_from_args(args)
     generate, nll = task_scorers(task, args)
     for k in [len(pool) if k == 0 else k for k in args.sizes]:
