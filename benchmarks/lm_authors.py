@@ -36,6 +36,10 @@ label is scored as its full token sequence). Methods, per model, k and draw:
   "[MASK]") in the same prompt are divided out — the answer to in-context learning's habit of
   giving one author to every passage; it reuses the in-context scores of the draw, and adds the
   row ``zero-shot (calibrated)`` (k = 0: the zero-shot prompt calibrated the same way);
+* ``LoRA r=8 (backprop)`` (``--methods``, not run by default: it came after the published runs):
+  backprop through the model, a LoRA adapter trained on the k passages' answers, its learning rate
+  chosen on a held-out fifth of them (:mod:`faast.lm.lora_baseline`), the labels then scored
+  through the same prompts;
 * ``logistic regression`` (``--methods``, not run by default: it came after the first published
   run): scikit-learn's ``LogisticRegression`` at its defaults on the same states, gradients run to
   convergence — a stronger backprop head than the SGD recipe.
@@ -65,6 +69,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.calibration import calibrated_label_scores
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
+from faast.lm.lora_baseline import LoraRecipe, adapted
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, default_candidates
 from faast.lm.task_choice import ANCHORS, CALIBRATED_SETS
@@ -272,6 +277,15 @@ def _logistic_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, st
     ), f"{clf.n_iter_[0]} iterations"
 
 
+def _lora(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """Backprop through the model: a LoRA adapter trained on the passages' answers
+    (:func:`faast.lm.lora_baseline.adapted`: in the model while the test passages are scored)."""
+    recipe = LoraRecipe(batch_size=s.args.batch_size, seed=s.args.seed)
+    with adapted(s.task, support, recipe) as fit:
+        scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
+    return scores, f"lr={fit.learning_rate:g}"
+
+
 def _in_context_model(s: Setting, support: list[Example]) -> InContextModel:
     """The k passages of ``support`` written before every prompt of the base model."""
     demos = [(e.input, e.output) for e in support]
@@ -302,6 +316,7 @@ RUNNERS: dict[str, Runner] = {
     "faast head": _faast_head,
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
+    "LoRA r=8 (backprop)": _lora,
     "in-context": _plain(_icl_scores),
     "in-context (calibrated)": _calibrated(_icl_scores),
 }

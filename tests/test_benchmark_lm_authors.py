@@ -217,3 +217,22 @@ def test_play_folds_fit_with_the_plays_as_groups_and_need_them(monkeypatch):
     assert seen["groups"] == ["hamlet", "lear"] and scores.shape == (2, 3) and detail == "off"
     with pytest.raises(ValueError, match="needs passages that carry their play"):
         lm_authors.RUNNERS["faast (play folds)"](setting, [Example("x", "w40")])
+
+
+def test_the_lora_method_trains_per_draw_and_leaves_the_model_as_it_was(monkeypatch, tmp_path):
+    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
+    pool = _pool()
+    test = [e for label in LABELS for e in pool[label][:3]]
+    monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, test))
+    out = tmp_path / "authors"
+    methods = "faast,LoRA r=8 (backprop),faast head"
+    argv = ["--models", "tiny", "--sizes", "8", "--draws", "1", "--methods", methods, "--out", str(out)]
+    lm_authors.main(argv)
+    rows = json.loads((out / "authors.json").read_text())["rows"]
+    lora = [r for r in rows if r["method"] == "LoRA r=8 (backprop)"]
+    assert len(lora) == 1 and lora[0]["detail"].startswith("lr=") and 0.0 <= lora[0]["accuracy"] <= 1.0
+    # the head after it read the base model's states (the adapter was out again): as in a run without LoRA
+    lm_authors.main([*argv[:7], "faast,faast head", "--out", str(tmp_path / "plain")])
+    plain = json.loads((tmp_path / "plain" / "authors.json").read_text())["rows"]
+    head = [(r["accuracy"], r["predicted"]) for r in rows if r["method"] == "faast head"]
+    assert head == [(r["accuracy"], r["predicted"]) for r in plain if r["method"] == "faast head"]
