@@ -194,7 +194,7 @@ class FaastConfig:
     def __post_init__(self) -> None:
         if self.memory_layers is not None:
             layers = [_whole_number(i, "memory_layers") for i in self.memory_layers]
-            if len(set(layers)) != len(layers) or any(i < 0 for i in layers):
+            if len(set(layers)) != len(layers):
                 raise ValueError(f"memory_layers must be distinct non-negative block indices, got {layers}")
             self.memory_layers = sorted(layers)
             self.num_memories = len(layers)
