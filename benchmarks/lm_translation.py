@@ -32,8 +32,9 @@ Costs as in the sentiment benchmark: adaptation time, inference time per example
     python benchmarks/lm_translation.py --sizes 1,20 --generate 5 --nll 20 --out /tmp/tr   # minutes
     python benchmarks/lm_translation.py --device cuda ...     # on a GPU (float32; TF32 stays off)
     python benchmarks/lm_translation.py --models smollm2 --sizes 100,300 --pool 300 --icl 1,5 \
-        --generate 16 --nll 100 --max-new-tokens 80 --max-validation 40 --folds 2 --cache \
-        --lora --block translation-lora --threads 2     # with the backprop rows
+        --generate 30 --nll 300 --max-new-tokens 80 --max-validation 40 --folds 2 --batch-size 8 \
+        --cache --key-features 0 --mixes prob,correction --no-repeat-ngram 4 --lora \
+        --block translation-lora --threads 2     # the published run with the backprop rows (39 min)
 
 Writes ``benchmarks/results/lm_translation.json``, ``docs/lm/translation.{csv,png}`` and the
 generated block of ``docs/tasks.md``.
