@@ -188,7 +188,7 @@ def _lora_rows(
                 ci,
                 fit.seconds,
                 infer_ms,
-                4 * fit.parameters,
+                fit.nbytes,
                 detail,
                 extra,
             )

@@ -305,7 +305,7 @@ def add_lora_rows(task: TaskModel, pool, gen_set, nll_set, args: argparse.Namesp
         with adapted(task, pool[:k], recipe) as fit:
             scores, infer = evaluate(generate, nll, gen_set, nll_set)
         scores["learning_rate"], scores["held_out_nll"] = fit.learning_rate, fit.held_out_nll
-        add("LoRA r=8 (backprop)", k, scores, fit.seconds, infer, 4 * fit.parameters, describe(fit, recipe))
+        add("LoRA r=8 (backprop)", k, scores, fit.seconds, infer, fit.nbytes, describe(fit, recipe))
 
 
 def main() -> None:

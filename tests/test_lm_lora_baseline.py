@@ -81,6 +81,10 @@ def test_fit_learns_the_examples_chooses_on_held_out_and_comes_out_cleanly():
     with fm.disabled():
         peft_model, fit = lora_baseline.fit_lora(fm.base_model, codec, examples, RECIPE)
     assert len(fit.held_out_nll) == 2 and fit.parameters > 0 and fit.seconds > 0
+    assert fit.learning_rates == RECIPE.learning_rates and fit.nbytes == 8 * fit.parameters  # float64
+    assert fit.held_out_summary() == ", ".join(
+        f"{lr:g}: {v:.3f}" for lr, v in zip((1e-4, 3e-2), fit.held_out_nll, strict=True)
+    )
     assert fit.learning_rate == RECIPE.learning_rates[min(range(2), key=fit.held_out_nll.__getitem__)]
     with torch.no_grad(), fm.disabled():
         after = lora_baseline.answer_nll(peft_model, codec, examples, 8, pad)

@@ -510,12 +510,12 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
     without either)."""
     if args.shots is not None and args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
+    if args.shots is not None and not args.demonstrations:
+        raise ValueError("--shots needs --demonstrations (the examples to take them from)")
     if args.lora:
         task = _lora_task(args)
     elif args.demonstrations:
         task = _in_context_task(args, queries, answers)
-    elif args.shots is not None:
-        raise ValueError("--shots needs --demonstrations (the examples to take them from)")
     else:
         task = _task_model(args, answers=answers)
     if args.calibrate:
@@ -532,49 +532,28 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
     return task
 
 
-def _lora_recipe(args: argparse.Namespace):
-    """The :class:`~faast.lm.lora_baseline.LoraRecipe` of ``--lora-epochs``, ``--lora-lrs`` and
-    ``--batch-size``, or a clear error naming the option."""
-    from faast.lm.lora_baseline import LoraRecipe
-
-    try:
-        rates = tuple(float(x) for x in args.lora_lrs.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"--lora-lrs: expected comma-separated numbers, got {args.lora_lrs!r}") from None
-    try:
-        return LoraRecipe(epochs=args.lora_epochs, batch_size=args.batch_size, learning_rates=rates)
-    except ValueError as err:
-        option = {"epochs": "--lora-epochs", "learning_rates": "--lora-lrs", "batch_size": "--batch-size"}
-        name = str(err).split(" ", 1)[0]
-        raise ValueError(f"{option.get(name, name)}: {err}") from None
-
-
 def _lora_task(args: argparse.Namespace):
     """The zero-shot task of ``--template`` on a base model that first learns ``--lora``'s examples
     by backprop (a LoRA adapter, :func:`faast.lm.lora_baseline.fit_lora`, left in the model for
     the command); labels 'auto' are the distinct outputs of those examples."""
     from faast.lm.examples import read_examples
-    from faast.lm.lora_baseline import fit_lora
+    from faast.lm.lora_baseline import fit_lora, recipe_from_options
 
     for option, value in (("--fast-weights", args.fast_weights), ("--demonstrations", args.demonstrations)):
         if value:
             raise ValueError(f"--lora trains an adapter on the base model by backprop; drop {option}")
-    if args.shots is not None:
-        raise ValueError("--shots needs --demonstrations (the examples to take them from)")
     if _dist().world_size > 1:
         raise ValueError("--lora trains in one process; run the command without torchrun")
-    recipe = _lora_recipe(args)
+    recipe = recipe_from_options(args.lora_epochs, args.lora_lrs, args.batch_size)
     examples = read_examples(args.lora)
     task = _task_model(args, answers=[e.output for e in examples])
     fm = task.model
     with fm.disabled():
         _, fit = fit_lora(fm.base_model, task.codec, examples, recipe)
-    tried = ", ".join(
-        f"{lr:g}: {v:.3f}" for lr, v in zip(recipe.learning_rates, fit.held_out_nll, strict=True)
-    )
     print(
         f"[faast] LoRA (backprop) on {len(examples)} examples of {args.lora}: learning rate "
-        f"{fit.learning_rate:g} chosen on a held-out fifth (answer NLL {tried}); {recipe.epochs} epochs, "
+        f"{fit.learning_rate:g} chosen on a held-out fifth (answer NLL {fit.held_out_summary()}); "
+        f"{recipe.epochs} epochs, "
         f"{fit.parameters} trained parameters, {fit.seconds:.1f} s",
         file=sys.stderr,
     )

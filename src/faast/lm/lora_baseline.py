@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from faast._checks import integer_at_least
 from faast.lm.examples import Example
 from faast.lm.prompts import PromptCodec, answer_pair_mask, pad_batch
+from faast.lm.task_scoring import batch_starts
 from faast.lm.task_spec import checked_examples
 
 
@@ -65,16 +66,48 @@ class LoraRecipe:
             raise ValueError(f"held_out must be in (0, 1), got {self.held_out!r}")
 
 
+#: The command-line option of each recipe field :func:`recipe_from_options` reads.
+OPTIONS = {"epochs": "--lora-epochs", "learning_rates": "--lora-lrs", "batch_size": "--batch-size"}
+
+
+def recipe_from_options(
+    epochs: int, learning_rates: str | Sequence[float], batch_size: int, seed: int = 0
+) -> LoraRecipe:
+    """The recipe of the command line's ``--lora-epochs``, ``--lora-lrs`` (comma-separated text or
+    numbers) and ``--batch-size``; a ValueError naming the option otherwise."""
+    if isinstance(learning_rates, str):
+        try:
+            learning_rates = [float(x) for x in learning_rates.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--lora-lrs: expected comma-separated numbers, got {learning_rates!r}"
+            ) from None
+    try:
+        return LoraRecipe(
+            epochs=epochs, batch_size=batch_size, learning_rates=tuple(learning_rates), seed=seed
+        )
+    except ValueError as err:
+        field_name = str(err).split(" ", 1)[0]
+        raise ValueError(f"{OPTIONS.get(field_name, field_name)}: {err}") from None
+
+
 @dataclass
 class LoraFit:
     """What :func:`fit_lora` chose and what it cost: the chosen learning rate, the held-out answer
-    NLL of each rate tried (in ``recipe.learning_rates`` order), the trainable parameters and the
-    wall-clock seconds of the whole choice and final training."""
+    NLL of each rate tried (in the order of ``learning_rates``, the recipe's), the trainable
+    parameters and their bytes, and the wall-clock seconds of the whole choice and final training."""
 
     learning_rate: float
     held_out_nll: list[float] = field(default_factory=list)
     parameters: int = 0
     seconds: float = 0.0
+    learning_rates: tuple[float, ...] = ()
+    nbytes: int = 0
+
+    def held_out_summary(self) -> str:
+        """Each rate tried with its held-out answer NLL, e.g. ``"0.0001: 3.804, 0.001: 3.324"``."""
+        pairs = zip(self.learning_rates, self.held_out_nll, strict=True)
+        return ", ".join(f"{lr:g}: {nll:.3f}" for lr, nll in pairs)
 
 
 def answer_batches(
@@ -82,7 +115,7 @@ def answer_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(input_ids (B, T), attention_mask (B, T), answer pairs (B, T − 1) bool) of consecutive
     blocks of ``examples``, right-padded: pair t → t+1 is True iff token t+1 is an answer token."""
-    for start in range(0, len(examples), batch_size):
+    for start in batch_starts(len(examples), batch_size):
         encoded = [codec.encode(e.input, e.output) for e in examples[start : start + batch_size]]
         ids, mask = pad_batch([e.ids for e in encoded], pad_id, side="right")
         pairs = answer_pair_mask(
@@ -150,7 +183,7 @@ def train_lora(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     order = random.Random(recipe.seed)
     peft_model.train()
-    steps = recipe.epochs * -(-len(examples) // recipe.batch_size)
+    steps = recipe.epochs * len(batch_starts(len(examples), recipe.batch_size))
     with tqdm(total=steps, desc=f"LoRA lr={lr:g}", unit="batch", leave=False) as bar:
         for _ in range(recipe.epochs):
             shuffled = list(examples)
@@ -201,8 +234,15 @@ def fit_lora(
     best = min(range(len(scores)), key=scores.__getitem__)
     peft_model = add_lora(model, recipe)
     train_lora(peft_model, codec, examples, recipe.learning_rates[best], recipe, pad_id)
-    count = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    return peft_model, LoraFit(recipe.learning_rates[best], scores, count, time.perf_counter() - start)
+    trained = [p for p in peft_model.parameters() if p.requires_grad]
+    return peft_model, LoraFit(
+        recipe.learning_rates[best],
+        scores,
+        sum(p.numel() for p in trained),
+        time.perf_counter() - start,
+        recipe.learning_rates,
+        sum(p.numel() * p.element_size() for p in trained),
+    )
 
 
 @contextlib.contextmanager
