@@ -47,11 +47,17 @@ def test_draws_are_balanced_seeded_and_refuse_a_size_the_labels_do_not_divide():
             passage_data.draw_support(pool, bad, seed=0, draw=0)
 
 
-def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
+def _on_tiny_data(monkeypatch) -> list[Example]:
+    """lm_authors on the tiny model, its pool :func:`_pool` and 3 test passages per label (returned)."""
     on_tiny_model(monkeypatch, (lm_authors,), LABELS)
     pool = _pool()
     test = [e for label in LABELS for e in pool[label][:3]]
     monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, test))
+    return test
+
+
+def test_rows_of_every_method_and_draw_and_what_is_published(monkeypatch, tmp_path):
+    test = _on_tiny_data(monkeypatch)
     out = tmp_path / "authors"
     lm_authors.main(["--models", "tiny", "--sizes", "8", "--draws", "2", "--out", str(out)])
     data = json.loads((out / "authors.json").read_text())
@@ -220,10 +226,7 @@ def test_play_folds_fit_with_the_plays_as_groups_and_need_them(monkeypatch):
 
 
 def test_the_lora_method_trains_per_draw_and_leaves_the_model_as_it_was(monkeypatch, tmp_path):
-    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
-    pool = _pool()
-    test = [e for label in LABELS for e in pool[label][:3]]
-    monkeypatch.setattr(lm_authors, "load_data", lambda per_label, seed: (pool, test))
+    _on_tiny_data(monkeypatch)
     out = tmp_path / "authors"
     methods = "faast,LoRA r=8 (backprop),faast head"
     argv = ["--models", "tiny", "--sizes", "8", "--draws", "1", "--methods", methods, "--out", str(out)]
