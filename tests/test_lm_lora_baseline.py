@@ -116,3 +116,40 @@ def test_fit_refuses_examples_without_outputs():
     task = _task()
     with pytest.raises(ValueError, match="has no output"):
         lora_baseline.fit_lora(task.model.base_model, task.codec, [Example("w3 w20", None)] * 3, RECIPE)
+
+
+class _NoHeadPositions(torch.nn.Module):
+    """A causal LM whose forward has no ``logits_to_keep`` (as older or custom models)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, use_cache=None):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache)
+
+
+def test_the_head_runs_at_answer_positions_only_and_models_without_the_keyword_get_the_same_loss():
+    task = _task()
+    model, codec = task.model.base_model, task.codec
+    pad = task.tokenizer.pad_token_id
+    head_rows = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda _m, args, _out: head_rows.append(args[0].shape[:-1].numel())
+    )
+    try:
+        with torch.no_grad(), task.model.disabled():
+            ids, mask, pairs = next(lora_baseline.answer_batches(codec, _examples(6), 6, pad))
+            assert lora_baseline.takes_head_positions(model)
+            kept, n = lora_baseline.answer_loss(model, ids, mask, pairs)
+            answer_positions = int(pairs.any(dim=0).sum())
+            assert head_rows == [ids.shape[0] * answer_positions]
+            assert answer_positions < ids.shape[1] - 1  # the prompts' positions were skipped
+            plain = _NoHeadPositions(model)
+            assert not lora_baseline.takes_head_positions(plain)
+            everywhere, m = lora_baseline.answer_loss(plain, ids, mask, pairs)
+            assert head_rows[-1] == ids.numel()
+    finally:
+        hook.remove()
+    assert n == m == int(pairs.sum())
+    assert float(kept) == pytest.approx(float(everywhere), rel=1e-6)

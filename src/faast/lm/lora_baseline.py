@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from faast._checks import integer_at_least
 from faast.lm.examples import Example
+from faast.lm.prefix_cache import parameter_names
 from faast.lm.prompts import PromptCodec, answer_pair_mask, pad_batch
 from faast.lm.task_scoring import batch_starts
 from faast.lm.task_spec import checked_examples
@@ -124,13 +125,27 @@ def answer_batches(
         yield ids, mask, pairs
 
 
+def takes_head_positions(model: Any) -> bool:
+    """Whether ``model`` (or the model a PEFT wrapper holds) computes its LM head at chosen
+    positions only: transformers' ``logits_to_keep`` keyword, which takes a tensor of positions."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in parameter_names(base.forward)
+
+
 def answer_loss(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor
 ) -> tuple[torch.Tensor, int]:
     """(summed cross-entropy, count) over the answer transitions ``pairs`` (B, T − 1) of one batch
-    (ids, mask: (B, T)); the sum keeps the graph when gradients are on."""
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1]
-    chosen = logits[pairs]  # (N, vocab), at least float32 (half-precision logits are widened)
+    (ids, mask: (B, T)); the sum keeps the graph when gradients are on. Where the model takes
+    ``logits_to_keep`` the LM head runs only at the positions (K,) some row's answer is predicted
+    from (prompt positions cost no vocabulary-wide logits), else at every position."""
+    if takes_head_positions(model):
+        kept = pairs.any(dim=0).nonzero().squeeze(1)  # (K,) positions t whose t → t+1 is scored
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=kept).logits
+        chosen = logits[pairs[:, kept]]  # (N, vocab): logits (B, K, vocab) at the answer pairs
+    else:
+        chosen = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][pairs]
+    # at least float32 (half-precision logits are widened)
     chosen = chosen.to(torch.promote_types(chosen.dtype, torch.float32))
     targets = ids[:, 1:][pairs]
     return F.cross_entropy(chosen, targets, reduction="sum"), int(pairs.sum())
