@@ -13,6 +13,7 @@ import torch
 
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
+from faast.lm.lora_baseline import LoraRecipe, answer_nll, fit_lora
 from faast.lm.prompts import PromptCodec, PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec
 from tests.lm_tiny import tiny_model
@@ -76,3 +77,20 @@ def test_in_context_learning_on_the_gpu_equals_the_cpu():
     assert torch.allclose(out["cuda"][0], out["cpu"][0], rtol=1e-5, atol=1e-7)
     assert out["cuda"][1] == pytest.approx(out["cpu"][1], rel=1e-5)
     assert out["cuda"][2] == out["cpu"][2]
+
+
+def test_the_lora_baseline_on_the_gpu_equals_the_same_fit_on_the_cpu():
+    """The batches follow the model to its device (they were left on the CPU)."""
+    recipe = LoraRecipe(epochs=2, batch_size=8, learning_rates=(1e-3, 3e-2), seed=0)
+    codec = PromptCodec(word_tokenizer(), TEMPLATE)
+    pad = codec.tokenizer.pad_token_id
+    fits, nll = [], []
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = tiny_model("llama", dtype=torch.float64).to(device)
+        peft_model, fit = fit_lora(model, codec, rule_examples(40), recipe)
+        fits.append(fit)
+        nll.append(answer_nll(peft_model, codec, rule_examples(10, seed=1), 4, pad))
+    assert fits[1].learning_rate == fits[0].learning_rate
+    assert fits[1].held_out_nll == pytest.approx(fits[0].held_out_nll, rel=1e-5)
+    assert nll[1] == pytest.approx(nll[0], rel=1e-5)

@@ -138,7 +138,10 @@ def answer_loss(
     """(summed cross-entropy, count) over the answer transitions ``pairs`` (B, T − 1) of one batch
     (ids, mask: (B, T)); the sum keeps the graph when gradients are on. Where the model takes
     ``logits_to_keep`` the LM head runs only at the positions (K,) some row's answer is predicted
-    from (prompt positions cost no vocabulary-wide logits), else at every position."""
+    from (prompt positions cost no vocabulary-wide logits), else at every position. The batch is
+    moved to the model's device."""
+    device = next(model.parameters()).device
+    ids, mask, pairs = ids.to(device), mask.to(device), pairs.to(device)
     if takes_head_positions(model):
         kept = pairs.any(dim=0).nonzero().squeeze(1)  # (K,) positions t whose t → t+1 is scored
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=kept).logits
