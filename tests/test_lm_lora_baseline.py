@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.lm import lora_baseline
 from faast.lm.examples import Example
@@ -153,3 +155,43 @@ def test_the_head_runs_at_answer_positions_only_and_models_without_the_keyword_g
         hook.remove()
     assert n == m == int(pairs.sum())
     assert float(kept) == pytest.approx(float(everywhere), rel=1e-6)
+
+
+_TASK = None
+
+
+def _shared_task():
+    """One tiny task for the property test below (built once: hypothesis reruns the body)."""
+    global _TASK
+    if _TASK is None:
+        _TASK = _task()
+    return _TASK
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.lists(st.integers(3, 60), min_size=1, max_size=9),
+            st.lists(st.integers(3, 60), min_size=1, max_size=6),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    batch_size=st.integers(1, 6),
+)
+def test_the_answer_positions_fast_path_equals_the_whole_head_on_random_batches(rows, batch_size):
+    """Prompts and answers of random words and lengths, any batch size: the loss and count through
+    ``logits_to_keep`` equal those of the whole head (the same model without the keyword)."""
+    task = _shared_task()
+    model, codec = task.model.base_model, task.codec
+    examples = [Example(" ".join(f"w{i}" for i in p), " ".join(f"w{i}" for i in a)) for p, a in rows]
+    plain = _NoHeadPositions(model)
+    with torch.no_grad(), task.model.disabled():
+        for ids, mask, pairs in lora_baseline.answer_batches(
+            codec, examples, batch_size, task.tokenizer.pad_token_id
+        ):
+            fast, n = lora_baseline.answer_loss(model, ids, mask, pairs)
+            reference, m = lora_baseline.answer_loss(plain, ids, mask, pairs)
+            assert n == m == int(pairs.sum()) > 0
+            assert float(fast) == pytest.approx(float(reference), rel=1e-6)
