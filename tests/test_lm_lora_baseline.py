@@ -109,6 +109,8 @@ def test_recipe_refuses_bad_settings():
         ({"learning_rates": (1e-3, -1.0)}, "learning_rates"),
         ({"learning_rates": (float("nan"),)}, "learning_rates"),
         ({"held_out": 0.0}, "held_out"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": 1.5}, "seed must be an integer >= 0"),
     ):
         with pytest.raises(ValueError, match=match):
             lora_baseline.LoraRecipe(**bad)

@@ -466,6 +466,8 @@ def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsy
         "--labels",
         "auto",
         *lora,
+        "--lora-seed",
+        "1",
         "--out",
         str(preds),
     ]
@@ -475,7 +477,7 @@ def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsy
     task = TaskModel.create(model, tok, TaskSpec(PromptTemplate(TEMPLATE), labels=["w5", "w6"]))
     inputs = [e.input for e in read_examples(test)]
     zero_shot = task.label_scores(inputs)
-    recipe = LoraRecipe(epochs=1, batch_size=16, learning_rates=(1e-3, 3e-2))
+    recipe = LoraRecipe(epochs=1, batch_size=16, learning_rates=(1e-3, 3e-2), seed=1)
     with task.model.disabled():
         fit_lora(model, task.codec, read_examples(train), recipe)
     torch.testing.assert_close(got, task.label_scores(inputs).to(got.dtype), rtol=1e-5, atol=1e-5)
@@ -492,6 +494,10 @@ def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsy
         ("--lora-lrs", "fast", "--lora-lrs: expected comma-separated numbers"),
         ("--lora-lrs", "0,1e-3", "--lora-lrs: learning_rates must be positive"),
         ("--lora-epochs", "0", "--lora-epochs: epochs must be an integer >= 1"),
+        ("--lora-seed", "-1", "--lora-seed: seed must be an integer >= 0"),
     ):
         assert main([*ev, *lora, option, value]) == 1
         assert message in capsys.readouterr().err
+    for option, value in (("--lora-epochs", "2"), ("--lora-lrs", "1e-3"), ("--lora-seed", "1")):
+        assert main([*ev, "--template", TEMPLATE, option, value]) == 1
+        assert f"{option} needs --lora" in capsys.readouterr().err

@@ -245,11 +245,18 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
         "answers first, its learning rate chosen on a held-out fifth of them (the gradient baseline FAAST "
         "is measured against; faast.lm.lora_baseline); labels 'auto' from them",
     )
-    p.add_argument("--lora-epochs", type=int, default=3, help="with --lora: passes over its examples")
+    # None: faast.lm.lora_baseline.LoraRecipe's defaults (read there, so that start-up imports no torch)
+    p.add_argument("--lora-epochs", type=int, default=None, help="with --lora: passes over its examples (3)")
     p.add_argument(
         "--lora-lrs",
-        default="1e-4,3e-4,1e-3",
-        help="with --lora: the learning rates it chooses among (comma-separated)",
+        default=None,
+        help="with --lora: the learning rates it chooses among, comma-separated (1e-4,3e-4,1e-3)",
+    )
+    p.add_argument(
+        "--lora-seed",
+        type=int,
+        default=None,
+        help="with --lora: seed of the held-out fifth, the batch order and the adapter's initial weights (0)",
     )
     p.add_argument("--batch-size", type=int, default=16)
 
@@ -512,6 +519,11 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
     if args.shots is not None and not args.demonstrations:
         raise ValueError("--shots needs --demonstrations (the examples to take them from)")
+    for option in ("lora_epochs", "lora_lrs", "lora_seed"):
+        if getattr(args, option) is not None and not args.lora:
+            raise ValueError(
+                f"--{option.replace('_', '-')} needs --lora (the examples to train the adapter on)"
+            )
     if args.lora:
         task = _lora_task(args)
     elif args.demonstrations:
@@ -544,7 +556,7 @@ def _lora_task(args: argparse.Namespace):
             raise ValueError(f"--lora trains an adapter on the base model by backprop; drop {option}")
     if _dist().world_size > 1:
         raise ValueError("--lora trains in one process; run the command without torchrun")
-    recipe = recipe_from_options(args.lora_epochs, args.lora_lrs, args.batch_size)
+    recipe = recipe_from_options(args.lora_epochs, args.lora_lrs, args.batch_size, args.lora_seed)
     examples = read_examples(args.lora)
     task = _task_model(args, answers=[e.output for e in examples])
     fm = task.model

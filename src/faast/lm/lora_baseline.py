@@ -60,6 +60,7 @@ class LoraRecipe:
     def __post_init__(self) -> None:
         for name in ("rank", "alpha", "epochs", "batch_size"):
             integer_at_least(getattr(self, name), name, 1)
+        integer_at_least(self.seed, "seed", 0)
         rates = self.learning_rates
         if not rates or not all(isinstance(r, int | float) and math.isfinite(r) and r > 0 for r in rates):
             raise ValueError(f"learning_rates must be positive finite numbers (at least one), got {rates!r}")
@@ -68,14 +69,27 @@ class LoraRecipe:
 
 
 #: The command-line option of each recipe field :func:`recipe_from_options` reads.
-OPTIONS = {"epochs": "--lora-epochs", "learning_rates": "--lora-lrs", "batch_size": "--batch-size"}
+OPTIONS = {
+    "epochs": "--lora-epochs",
+    "learning_rates": "--lora-lrs",
+    "batch_size": "--batch-size",
+    "seed": "--lora-seed",
+}
 
 
 def recipe_from_options(
-    epochs: int, learning_rates: str | Sequence[float], batch_size: int, seed: int = 0
+    epochs: int | None,
+    learning_rates: str | Sequence[float] | None,
+    batch_size: int,
+    seed: int | None = None,
 ) -> LoraRecipe:
     """The recipe of the command line's ``--lora-epochs``, ``--lora-lrs`` (comma-separated text or
-    numbers) and ``--batch-size``; a ValueError naming the option otherwise."""
+    numbers), ``--batch-size`` and ``--lora-seed`` (None: :class:`LoraRecipe`'s default); a
+    ValueError naming the option otherwise."""
+    default = LoraRecipe()
+    epochs = default.epochs if epochs is None else epochs
+    learning_rates = default.learning_rates if learning_rates is None else learning_rates
+    seed = default.seed if seed is None else seed
     if isinstance(learning_rates, str):
         try:
             learning_rates = [float(x) for x in learning_rates.split(",") if x.strip()]
