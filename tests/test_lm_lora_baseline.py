@@ -3,6 +3,8 @@ scores, chooses its learning rate on the examples alone, and comes out of the mo
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -159,15 +161,10 @@ def test_the_head_runs_at_answer_positions_only_and_models_without_the_keyword_g
     assert float(kept) == pytest.approx(float(everywhere), rel=1e-6)
 
 
-_TASK = None
-
-
+@functools.cache
 def _shared_task():
     """One tiny task for the property test below (built once: hypothesis reruns the body)."""
-    global _TASK
-    if _TASK is None:
-        _TASK = _task()
-    return _TASK
+    return _task()
 
 
 @settings(max_examples=40, deadline=None)
