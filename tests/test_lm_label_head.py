@@ -4,6 +4,7 @@ FaastClassifier, inside TaskModel (classify, save/load, reset) and through `faas
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,13 +12,19 @@ import torch
 
 from faast import FaastClassifier
 from faast.cli import main
-from faast.lm.label_head import LabelHead
-from faast.lm.task import TaskModel
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.label_head import LabelHead, candidate_layers, held_out_right
+from faast.lm.prompts import PromptTemplate, pad_batch
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
+from faast.lm.text import load_causal_lm
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
 from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
 from tests.test_lm_task import make_task, rule_examples
 from tests.test_task_cli import TEMPLATE, parity_setup
+
+LEAD_TEMPLATE = PromptTemplate("{input} w90", answer_prefix=" ", answer_end=" w91", separator=" w92")
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
@@ -114,3 +121,223 @@ def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # no
     learn_free = ["task", "learn", *base, "--examples", str(free), "--out", str(tmp_path / "f.safetensors")]
     assert main([*learn_free, "--template", TEMPLATE, "--labels", "none", "--head", "squared"]) == 1
     assert "--head needs labels" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- the layer the head reads
+
+
+@pytest.mark.parametrize(
+    ("num_layers", "expected"),
+    [(30, [14, 18, 21, 25, None]), (18, [8, 10, 13, 15, None]), (2, [0, 1, None]), (1, [0, None])],
+)
+def test_candidate_layers(num_layers, expected):
+    assert candidate_layers(num_layers) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_candidate_layers_need_a_positive_block_count(bad):
+    with pytest.raises(ValueError, match="num_layers must be an integer >= 1"):
+        candidate_layers(bad)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])
+def test_layer_states_are_the_blocks_outputs(family):
+    """Each block's output equals transformers' hidden_states[block + 1] (the last block's through
+    the final norm: transformers reports it normed) and None the head input, on right-padded rows of
+    different lengths."""
+    model = tiny_model(family, layers=3)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    final_norm = model.transformer.ln_f if family == "gpt2" else model.model.norm
+    rows = [[1, 5, 6, 7, 8], [1, 9, 10]]
+    ids, mask = pad_batch(rows, 0)
+    layers = [2, 0, None, 1]
+    states = fm.layer_states(ids, mask, layers=layers)
+    assert states.shape == (2, 5, 4, 32)
+    for r, row in enumerate(rows):
+        with torch.no_grad():
+            ref = model(torch.tensor([row]), output_hidden_states=True).hidden_states
+            n = len(row)
+            for c, block in enumerate(layers):
+                got = final_norm(states[r, :n, c]) if block == 2 else states[r, :n, c]
+                torch.testing.assert_close(got, ref[-1 if block in (None, 2) else block + 1][0])
+        torch.testing.assert_close(states[r, :n, 2], fm.head_inputs(ids[r : r + 1, :n])[0])
+
+
+@pytest.mark.parametrize("layers", [[], [3], [-1], ["0"], [True]])
+def test_layer_states_refuse_unknown_layers(layers):
+    fm = get_faast_model(tiny_model("llama", layers=3), FaastConfig(num_memories=0))
+    with pytest.raises(ValueError, match="decoder blocks in \\[0, 3\\)"):
+        fm.layer_states(torch.tensor([[1, 5]]), layers=layers)
+
+
+def test_prompt_layer_features_after_lead_demonstrations_equal_the_full_prompts():
+    """With lead demonstrations read from their KV cache, the prompt-end states of every layer equal
+    those of the whole prompt run from the start (lead_cache=False); the head input equals
+    prompt_features."""
+    spec = TaskSpec(LEAD_TEMPLATE, demonstrations=[("w10", "w11"), ("w12 w13", "w14")])
+    inputs = ["w20", "w21 w22 w23", "w24 w25"]
+    feats = {}
+    for lead_cache in (True, False):
+        model = tiny_model("llama", layers=3)
+        task = TaskModel.create(model, word_tokenizer(bos=True), spec, lead_cache=lead_cache)
+        feats[lead_cache] = task.prompt_layer_features(inputs, [0, 2, None], batch_size=2)
+        torch.testing.assert_close(feats[lead_cache][:, 2], task.prompt_features(inputs))
+    torch.testing.assert_close(feats[True], feats[False])
+
+
+def _layered(n, informative, seed=0, layers=3, d=5):
+    """(n, layers, d) Gaussian states where only layer ``informative`` carries the label (its first
+    coordinate's sign), and the outputs."""
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, layers, d))
+    outputs = ["b" if v > 0 else "a" for v in feats[:, informative, 0]]
+    return torch.as_tensor(feats), outputs
+
+
+@pytest.mark.parametrize("informative", [0, 1, 2])
+def test_fit_layers_keeps_the_layer_that_carries_the_labels(informative):
+    feats, outputs = _layered(60, informative)
+    head = LabelHead.fit_layers(feats, [4, 7, None], outputs, ["a", "b"])
+    assert head.layer == [4, 7, None][informative]
+    torch.testing.assert_close(head.weight, LabelHead.fit(feats[:, informative], outputs, ["a", "b"]).weight)
+    accuracy = dict(head.held_out)
+    assert accuracy[head.layer] == max(accuracy.values()) and accuracy[head.layer] > 0.8
+
+
+def test_fit_layers_held_out_accuracy_is_the_folds_refits():
+    """held_out equals stratified 5-fold refits of the same classifier done by hand."""
+    from sklearn.model_selection import StratifiedKFold
+
+    feats, outputs = _layered(37, 1, seed=3)
+    head = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"])
+    y = np.array([["a", "b"].index(o) for o in outputs])
+    for c, (layer, accuracy) in enumerate(head.held_out):
+        right = 0
+        for train, held in StratifiedKFold(5, shuffle=True, random_state=0).split(feats[:, c], y):
+            clf = FaastClassifier(tau="auto", fit_intercept=False).fit(feats[train, c].numpy(), y[train])
+            right += int((clf.predict(feats[held, c].numpy()) == y[held]).sum())
+        assert layer == [0, 1, None][c] and accuracy == pytest.approx(right / 37)
+
+
+def test_fit_layers_ties_and_too_few_examples_keep_the_last_layer():
+    feats, outputs = _layered(40, 0)
+    same = feats[:, :1].expand(-1, 3, -1)  # every layer alike: the last wins the tie
+    assert LabelHead.fit_layers(same, [0, 1, None], outputs, ["a", "b"]).layer is None
+    few = LabelHead.fit_layers(feats[:3], [0, 1, None], ["a", "b", "b"], ["a", "b"])
+    assert few.layer is None and few.held_out == []  # one "a": nothing to hold out
+    with pytest.raises(ValueError, match="not \\(n, 2 layers, d\\)"):
+        LabelHead.fit_layers(feats, [0, None], outputs, ["a", "b"])
+
+
+def test_task_head_on_a_chosen_layer_scores_saves_and_loads(tmp_path):
+    task = make_task()
+    examples = rule_examples(60)
+    inputs = [e.input for e in examples]
+    task.fit(examples, progress=False)  # the labels come from the examples
+    head = task.fit_head(examples, layer=0)
+    assert head.layer == 0
+    block0 = task.prompt_features(inputs, layer=0)
+    assert not torch.allclose(block0, task.prompt_features(inputs))
+    torch.testing.assert_close(task.head_scores(inputs), head.scores(block0))
+    head = task.fit_head(examples, layer="auto")
+    assert head.layer in (0, 1, None) and [layer for layer, _ in head.held_out] == [0, 1, None]
+    scores = task.head_scores(inputs)
+    torch.testing.assert_close(scores, head.scores(task.prompt_features(inputs, layer=head.layer)))
+    path = tmp_path / "tasks.safetensors"
+    task.fit_head(examples, layer=1)
+    task.save(path, "rule")
+    again = TaskModel.load(tiny_model("llama", dtype=torch.float64), word_tokenizer(), path, "rule")
+    assert again.head.layer == 1
+    torch.testing.assert_close(again.head_scores(inputs), task.head_scores(inputs))
+    for bad in ("last", True, 1.0):
+        with pytest.raises(ValueError, match="layer must be None, a decoder block's index or 'auto'"):
+            task.fit_head(examples, layer=bad)
+    with pytest.raises(ValueError, match="decoder blocks in \\[0, 2\\)"):
+        task.fit_head(examples, layer=2)
+
+
+def test_stored_head_layers_are_checked():
+    good = {"labels": ["a", "b"], "loss": "squared", "weight": [[0.0, 1.0], [1.0, 0.0]]}
+    assert LabelHead.from_dict(good, 2, 3).layer is None  # saved before layers were stored
+    assert LabelHead.from_dict({**good, "layer": 2}, 2, 3).layer == 2
+    for layer in (3, -1, 1.0, "1", True):
+        with pytest.raises(ValueError, match="is not a decoder block of this model"):
+            LabelHead.from_dict({**good, "layer": layer}, 2, 3)
+
+
+def test_cli_head_layer_is_stored_and_read(model_dir, tmp_path, capsys):  # noqa: F811
+    """`--head-layer 0` stores a head on block 0 that `classify` reads; auto reports its choice."""
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--task", "parity", "--folds", "2", "--head", "squared", "--head-layer", "0"]) == 0
+    assert "squared label head on block 0" in capsys.readouterr().out
+    use = [*base, "--fast-weights", str(out), "--task", "parity"]
+    preds = tmp_path / "pred.jsonl"
+    assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    task = TaskModel.load(
+        *load_causal_lm(str(model_dir), dtype=torch.float32), out, "parity"
+    )  # the saved head, read as the CLI reads it
+    assert task.head.layer == 0
+    expected = task.head_scores([r["input"] for r in rows])
+    for r, want in zip(rows, expected.tolist(), strict=True):
+        assert list(r["head_scores"].values()) == pytest.approx(want)
+    assert main([*learn, "--task", "auto", "--folds", "2", "--head", "squared", "--head-layer", "auto"]) == 0
+    assert re.search(r"squared label head on (block [01]|the head input)", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--head-layer", "0"], "--head-layer needs --head"),
+        (["--head", "squared", "--head-layer", "middle"], "--head-layer must be last, auto or a decoder"),
+        (["--head", "squared", "--head-layer", "-1"], "--head-layer must be last, auto or a decoder"),
+        (["--head", "squared", "--head-layer", "7"], "decoder blocks in \\[0, 2\\)"),
+    ],
+)
+def test_cli_bad_head_layers_are_refused(model_dir, tmp_path, capsys, extra, message):  # noqa: F811
+    _, learn, _, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--folds", "2", *extra]) == 1
+    assert re.search(message, capsys.readouterr().err)
+    if "7" not in extra:
+        assert not out.exists()  # refused before anything was learned or written
+
+
+def _weak_layers(seed, n=24):
+    """(n, 3, 5) states where block 0 carries the labels a little more clearly than the head input
+    (layer 2) and block 1 not at all, and the outputs."""
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, 3, 5))
+    y = rng.integers(0, 2, n)
+    feats[:, 0, 0] += 0.6 * (2 * y - 1)
+    feats[:, 2, 0] += 0.4 * (2 * y - 1)
+    return torch.as_tensor(feats), ["ab"[v] for v in y]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fit_layers_guard_is_the_sign_flip_test_of_the_held_out_gains(seed):
+    """The guarded choice is the unguarded one when max_gain_p_value of the held-out right/wrong
+    gains over the head input is below SIGN_FLIP_LEVEL, else the head input."""
+    feats, outputs = _weak_layers(seed)
+    layers = [0, 1, None]
+    free = LabelHead.fit_layers(feats, layers, outputs, ["a", "b"], guard=False)
+    guarded = LabelHead.fit_layers(feats, layers, outputs, ["a", "b"])
+    assert guarded.held_out == free.held_out and free.p_value is None
+    if free.layer is None:
+        assert guarded.layer is None and guarded.p_value is None
+        return
+    y = np.array([["a", "b"].index(o) for o in outputs])
+    right = held_out_right(feats, y, "squared")
+    p = max_gain_p_value(torch.as_tensor(right[:, :2] - right[:, 2:]))
+    assert guarded.p_value == p
+    assert guarded.layer == (free.layer if p < SIGN_FLIP_LEVEL else None)
+
+
+def test_fit_layers_guard_keeps_the_head_input_on_a_small_gain():
+    feats, outputs = _weak_layers(2)  # block 0 wins the held-out count, not significantly
+    free = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"], guard=False)
+    guarded = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"])
+    assert free.layer == 0 and guarded.layer is None and guarded.p_value >= SIGN_FLIP_LEVEL
+    torch.testing.assert_close(guarded.weight, LabelHead.fit(feats[:, 2], outputs, ["a", "b"]).weight)
+    feats, outputs = _weak_layers(14)  # here its gain is significant
+    strong = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"])
+    assert strong.layer == 0 and strong.p_value < SIGN_FLIP_LEVEL

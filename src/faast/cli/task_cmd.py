@@ -39,6 +39,10 @@ from faast.cli.lm_cmd import _init, _load, _model_args
 if TYPE_CHECKING:
     from faast.distributed import Dist
 
+#: The layer a ``--head`` reads unless ``--head-layer`` says otherwise: faast.lm.label_head's
+#: DEFAULT_HEAD_LAYER, written out (importing it loads torch at start-up).
+DEFAULT_HEAD_LAYER = "auto"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -126,6 +130,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="labels only: also fit a closed-form label head on the prompt-end state with this loss "
         "(no backprop); classify and evaluate then use it",
+    )
+    le.add_argument(
+        "--head-layer",
+        default=None,
+        metavar="LAYER",
+        help="with --head: the layer the head reads at the prompt's end: last (what the LM head reads), "
+        "auto (decoder blocks at depths 1/2 to 7/8 and the last, chosen by cross-validation on the "
+        "examples; one more forward pass over them) or a decoder block's index, 0-based "
+        f"(default: {DEFAULT_HEAD_LAYER})",
     )
     le.add_argument(
         "--group-field",
@@ -329,6 +342,19 @@ def _example_groups(examples: list[Any], field: str | None, path: str) -> list[s
     return groups
 
 
+def _head_layer(args: argparse.Namespace) -> int | str | None:
+    """``--head-layer`` as ``TaskModel.fit_head`` takes it (None: the head input; "auto"; a block
+    index); a clear error for another value or without ``--head``."""
+    if args.head_layer is not None and args.head is None:
+        raise ValueError("--head-layer needs --head")
+    value = DEFAULT_HEAD_LAYER if args.head_layer is None else args.head_layer.strip()
+    if value in ("last", "auto"):
+        return None if value == "last" else value
+    if value.isdigit():
+        return int(value)
+    raise ValueError(f"--head-layer must be last, auto or a decoder block's index (0, 1, ...), got {value!r}")
+
+
 def run_learn(args: argparse.Namespace) -> int:
     import time
 
@@ -338,6 +364,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.task import TaskModel, TaskSpec
     from faast.lm.task_choice import default_candidates
 
+    head_layer = _head_layer(args)  # before any model is loaded
     dist = _init(args)
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
         check_output_file(args.out, args.task)
@@ -377,7 +404,7 @@ def run_learn(args: argparse.Namespace) -> int:
     if args.head is not None:
         if not task.spec.labels:
             raise ValueError("--head needs labels (a classification task); these outputs are free-form")
-        task.fit_head(examples, loss=args.head, batch_size=args.batch_size)
+        task.fit_head(examples, loss=args.head, batch_size=args.batch_size, layer=head_layer)
     seconds = time.perf_counter() - start
     if dist.is_main:
         task.save(args.out, args.task)
@@ -386,7 +413,8 @@ def run_learn(args: argparse.Namespace) -> int:
         return 0
     kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
     if task.head is not None:
-        kind += f", {task.head.loss} label head"
+        where = "the head input" if task.head.layer is None else f"block {task.head.layer}"
+        kind += f", {task.head.loss} label head on {where}"
     print(
         f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
         f"({report.metric}); wrote task {args.task!r} to {args.out}"

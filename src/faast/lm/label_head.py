@@ -6,29 +6,92 @@ The same keys can be mapped straight to the L labels by :class:`~faast.FaastClas
 squares with the cut chosen by exact leave-one-out (``loss="squared"``), or its closed-form
 logistic steps (``loss="logistic"``) — instead of through the LM's vocabulary: scores = W z,
 W (L, d) float64. It is stored with the task as plain JSON numbers (no pickle).
+
+The head may read another layer than the LM head's input: the output of a decoder block at the
+prompt's end (``layer``). With ``layer="auto"`` (:meth:`LabelHead.fit_layers`; the default of
+:meth:`~faast.lm.task.TaskModel.fit_head` and ``faast task learn --head``) it weighs the blocks at
+depths ½, ⅝, ¾ and ⅞ (:func:`candidate_layers`) and the head input, finds the one whose head
+predicts the examples' labels best under k-fold cross-validation on the examples themselves (ties
+go to the deeper layer, the head input last), and keeps it only when a sign-flip test finds its
+gain over the head input significant (the guard of the read-out choice). The rule was set on
+development sentences of the sentiment task (never its test split), where a middle-to-late block
+beat the head input for SmolLM2-135M-Instruct and Gemma-3-270M; on the author task, where
+cross-validation on 16–64 passages picked worse blocks, the guard kept the head input
+(docs/tasks.md, "A label head on a middle layer").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from faast._checks import check_finite
+from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
 
 HEAD_LOSSES = ("squared", "logistic")
+#: Depths (shares of the decoder blocks) of the blocks ``layer="auto"`` weighs besides the head input.
+LAYER_FRACTIONS = (0.5, 0.625, 0.75, 0.875)
+#: The layer :meth:`~faast.lm.task.TaskModel.fit_head` reads unless told otherwise.
+DEFAULT_HEAD_LAYER = "auto"
+#: Folds of the cross-validation that chooses the layer (fewer when a label has fewer examples).
+LAYER_FOLDS = 5
+
+
+def candidate_layers(num_layers: int) -> list[int | None]:
+    """The layers ``layer="auto"`` weighs on a model of ``num_layers`` decoder blocks: blocks
+    round(f·num_layers) − 1 (0-based) for f in :data:`LAYER_FRACTIONS`, distinct and ascending, then
+    ``None`` (the LM head's input)."""
+    if not (type(num_layers) is int and num_layers >= 1):
+        raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+    blocks = sorted({max(round(f * num_layers) - 1, 0) for f in LAYER_FRACTIONS})
+    return [*blocks, None]
+
+
+def _classifier(loss: str, seed: int = 0) -> Any:
+    from faast import FaastClassifier
+
+    # tau="auto": the cut of the published head rows (docs/tasks.md); beyond 2d examples it
+    # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge. No
+    # intercept: the head is a weight matrix over the state, like the LM's own head
+    return FaastClassifier(tau="auto", loss=loss, fit_intercept=False, random_state=seed)
+
+
+def held_out_right(features: torch.Tensor, index: np.ndarray, loss: str, seed: int = 0) -> np.ndarray | None:
+    """(n, c) for features (n, c, d) of c layers and label indices (n,): 1 where the head of a
+    layer, fitted on the other folds, predicts an example's label, else 0 (stratified
+    ``min(LAYER_FOLDS, smallest label count)``-fold cross-validation, folds seeded by ``seed``);
+    None when a label has fewer than two examples (nothing can be held out)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(LAYER_FOLDS, int(np.bincount(index).min()))
+    if folds < 2:
+        return None
+    right = np.zeros((len(index), features.shape[1]))
+    x = features.double().cpu().numpy()
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x[:, 0], index):
+        for c in range(x.shape[1]):
+            clf = _classifier(loss, seed).fit(x[train, c], index[train])
+            right[held, c] = clf.predict(x[held, c]) == index[held]
+    return right
 
 
 @dataclass
 class LabelHead:
-    """labels: the L labels in score order; weight: (L, d) float64; loss: how it was fitted."""
+    """labels: the L labels in score order; weight: (L, d) float64; loss: how it was fitted;
+    layer: the decoder block (0-based) whose output at the prompt's end it reads, None for the LM
+    head's input; held_out: (layer, cross-validated accuracy) of every layer weighed by
+    :meth:`fit_layers` and p_value its guard's test (neither stored)."""
 
     labels: list[str]
     weight: torch.Tensor
     loss: str
+    layer: int | None = None
+    held_out: list[tuple[int | None, float]] = field(default_factory=list)
+    p_value: float | None = None
 
     @classmethod
     def fit(
@@ -36,50 +99,106 @@ class LabelHead:
     ) -> LabelHead:
         """Fit on (n, d) prompt-end states and their outputs (each one of ``labels``; every label
         needs at least one example)."""
-        from faast import FaastClassifier
+        index = _label_index(features, outputs, labels, loss)
+        clf = _classifier(loss).fit(features.double().cpu().numpy(), index)
+        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss)
 
-        if loss not in HEAD_LOSSES:
-            raise ValueError(f"head loss must be one of {HEAD_LOSSES}, got {loss!r}")
-        labels = list(labels)
-        if len(labels) < 2:
-            raise ValueError(f"a label head needs at least two labels, got {labels}")
-        if features.ndim != 2 or features.shape[0] != len(outputs):
-            raise ValueError(f"features {tuple(features.shape)} do not match {len(outputs)} outputs")
-        unknown = sorted({o for o in outputs if o not in labels})
-        if unknown:
-            raise ValueError(f"outputs that are not labels: {unknown[:5]}")
-        index = np.array([labels.index(o) for o in outputs])
-        missing = [lab for i, lab in enumerate(labels) if not (index == i).any()]
-        if missing:
-            raise ValueError(f"labels without an example: {missing[:5]}; the head cannot score them")
-        # tau="auto": the cut of the published head rows (docs/tasks.md); beyond 2d examples it
-        # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge. No
-        # intercept: the head is a weight matrix over the state, like the LM's own head
-        clf = FaastClassifier(tau="auto", loss=loss, fit_intercept=False).fit(
-            features.double().cpu().numpy(), index
-        )
-        return cls(labels, torch.as_tensor(clf.coef_, dtype=torch.float64), loss)
+    @classmethod
+    def fit_layers(
+        cls,
+        features: torch.Tensor,
+        layers: Sequence[int | None],
+        outputs: Sequence[str],
+        labels: Sequence[str],
+        loss: str = "squared",
+        seed: int = 0,
+        guard: bool = True,
+    ) -> LabelHead:
+        """Fit on the layer whose head cross-validates best: features (n, c, d), the prompt-end
+        states of the c ``layers`` (block indices, ``None`` the head input; the order ties are
+        broken in: the later wins). Without two examples of every label the last layer is kept.
+        ``guard``: keep the last layer unless the best one's gain over it is significant — a
+        sign-flip p-value below :data:`~faast.lm.task_choice.SIGN_FLIP_LEVEL` for the largest
+        gain of any layer in held-out examples predicted right
+        (:func:`~faast.lm.task_choice.max_gain_p_value`, the test of the read-out's guard). The
+        result's ``held_out`` lists (layer, accuracy) for every layer weighed and ``p_value`` the
+        test's (None when not made)."""
+        if features.ndim != 3 or features.shape[1] != len(layers) or not layers:
+            raise ValueError(f"features {tuple(features.shape)} are not (n, {len(layers)} layers, d)")
+        index = _label_index(features[:, 0], outputs, labels, loss)
+        right = held_out_right(features, index, loss, seed)
+        last, p_value = len(layers) - 1, None
+        if right is None:
+            pick, held = last, []
+        else:
+            accuracy = right.mean(axis=0)
+            pick = max(range(len(layers)), key=lambda c: (float(accuracy[c]), c))
+            held = [(layer, float(a)) for layer, a in zip(layers, accuracy, strict=True)]
+            if guard and pick != last:
+                gains = torch.as_tensor(right[:, :last] - right[:, last:])
+                p_value = max_gain_p_value(gains, seed=seed)
+                pick = pick if p_value < SIGN_FLIP_LEVEL else last
+        head = cls.fit(features[:, pick], outputs, labels, loss)
+        head.layer, head.held_out, head.p_value = layers[pick], held, p_value
+        return head
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
-        """(n, L) float64 label scores of (n, d) states (logits when ``loss="logistic"``)."""
+        """(n, L) float64 label scores of (n, d) states of the head's ``layer`` (logits when
+        ``loss="logistic"``)."""
         return features.double().cpu() @ self.weight.T
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": self.labels, "loss": self.loss, "weight": self.weight.tolist()}
+        return {"labels": self.labels, "loss": self.loss, "layer": self.layer, "weight": self.weight.tolist()}
 
     @classmethod
-    def from_dict(cls, data: Any, hidden_size: int) -> LabelHead:
-        """The head stored by :meth:`to_dict`, checked against the model's width."""
+    def from_dict(cls, data: Any, hidden_size: int, num_layers: int | None = None) -> LabelHead:
+        """The head stored by :meth:`to_dict`, checked against the model's width (and, when given,
+        its number of decoder blocks; a head saved before layers were stored reads the head input)."""
         try:
             labels = [str(x) for x in data["labels"]]
             weight = torch.tensor(data["weight"], dtype=torch.float64)
             loss = str(data["loss"])
-        except (KeyError, TypeError, ValueError) as exc:
+            layer = data.get("layer")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed label head ({exc})") from None
         if weight.shape != (len(labels), hidden_size) or loss not in HEAD_LOSSES:
             raise ValueError(
                 f"label head of shape {tuple(weight.shape)} and loss {loss!r} does not fit "
                 f"{len(labels)} labels on a model of width {hidden_size}"
             )
+        limit = num_layers if num_layers is not None else float("inf")
+        if layer is not None and not (type(layer) is int and 0 <= layer < limit):
+            raise ValueError(f"label head layer {layer!r} is not a decoder block of this model")
         check_finite(weight, "label head")
-        return cls(labels, weight, loss)
+        return cls(labels, weight, loss, layer)
+
+
+def describe_layer_choice(head: LabelHead, weighed: int) -> str:
+    """A line on the layer :meth:`LabelHead.fit_layers` chose among ``weighed``: where, each
+    layer's held-out accuracy and the guard's p-value."""
+    where = "head input" if head.layer is None else f"block {head.layer}"
+    held = ", ".join(f"{'head' if x is None else x}: {100 * a:.1f}" for x, a in head.held_out)
+    test = "" if head.p_value is None else f"; sign-flip p = {head.p_value:.3f}"
+    return f"{where} of {weighed} layers" + (f" (held-out % {held}{test})" if held else "")
+
+
+def _label_index(
+    features: torch.Tensor, outputs: Sequence[str], labels: Sequence[str], loss: str
+) -> np.ndarray:
+    """(n,) the index in ``labels`` of each output, after checking a head can be fitted on the
+    (n, d) ``features``."""
+    if loss not in HEAD_LOSSES:
+        raise ValueError(f"head loss must be one of {HEAD_LOSSES}, got {loss!r}")
+    labels = list(labels)
+    if len(labels) < 2:
+        raise ValueError(f"a label head needs at least two labels, got {labels}")
+    if features.ndim != 2 or features.shape[0] != len(outputs):
+        raise ValueError(f"features {tuple(features.shape)} do not match {len(outputs)} outputs")
+    unknown = sorted({o for o in outputs if o not in labels})
+    if unknown:
+        raise ValueError(f"outputs that are not labels: {unknown[:5]}")
+    index = np.array([labels.index(o) for o in outputs])
+    missing = [lab for i, lab in enumerate(labels) if not (index == i).any()]
+    if missing:
+        raise ValueError(f"labels without an example: {missing[:5]}; the head cannot score them")
+    return index

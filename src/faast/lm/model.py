@@ -216,6 +216,42 @@ class FaastModel(nn.Module):
         out = self._layout.backbone(input_ids=input_ids, attention_mask=full_mask, **kwargs)
         return _last_hidden(out)
 
+    @torch.no_grad()
+    def layer_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        layers: Sequence[int | None],
+        prefix: PrefixCache | None = None,
+    ) -> torch.Tensor:
+        """(B, T, c, d): for each of the c ``layers`` the output of decoder block ``layer``
+        (0-based: the residual stream after it) or, for ``None``, what the LM head reads (as
+        :meth:`head_inputs`), in one pass of the backbone with the middle memories applied.
+        Inputs as in :meth:`head_inputs`."""
+        num = self._layout.num_layers
+        bad = [x for x in layers if x is not None and not (type(x) is int and 0 <= x < num)]
+        if bad or not layers:
+            raise ValueError(
+                f"layers must be decoder blocks in [0, {num}) or None (the head input), got {bad}"
+            )
+        wanted = sorted({x for x in layers if x is not None})
+        seen: dict[int, torch.Tensor] = {}
+
+        def keep(block: int) -> Any:
+            def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+                seen[block] = output[0] if isinstance(output, tuple) else output
+
+            return hook
+
+        handles = [self._layout.blocks[b].register_forward_hook(keep(b)) for b in wanted]
+        try:
+            last = self.head_inputs(input_ids, attention_mask, prefix=prefix)
+        finally:
+            for h in handles:
+                h.remove()
+        return torch.stack([last if x is None else seen[x] for x in layers], dim=2)
+
     @property
     def serves_prefix_cache(self) -> bool:
         """Whether :meth:`prefix_cache` can serve this model: its backbone takes position ids (the

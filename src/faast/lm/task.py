@@ -51,7 +51,7 @@ from faast.lm.calibration import CONTENT_FREE_INPUTS, LOG_PROB_FLOOR, calibrated
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
-from faast.lm.label_head import LabelHead
+from faast.lm.label_head import DEFAULT_HEAD_LAYER, LabelHead, candidate_layers
 from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prefix_cache import PrefixCache
 from faast.lm.prompts import Encoded, PromptCodec, answer_pair_mask, pad_batch
@@ -353,15 +353,34 @@ class TaskModel(TaskScoringMixin):
         return self
 
     def fit_head(
-        self, examples: Sequence[Example], *, loss: str = "squared", batch_size: int = 16
+        self,
+        examples: Sequence[Example],
+        *,
+        loss: str = "squared",
+        batch_size: int = 16,
+        layer: int | str | None = DEFAULT_HEAD_LAYER,
     ) -> LabelHead:
         """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
-        labelled ``examples`` (no backprop; the states come from the learn cache when there is
-        one); :meth:`classify` then scores with it, and :meth:`save` stores it with the task."""
+        labelled ``examples`` (no backprop); :meth:`classify` then scores with it, and :meth:`save`
+        stores it with the task. ``layer``: ``"auto"`` (the default) weighs the blocks of
+        :func:`~faast.lm.label_head.candidate_layers` and the head input by cross-validation on
+        the examples, keeping the head input unless another layer is significantly better
+        (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
+        the LM head reads (the states come from the learn cache when there is one); a decoder
+        block's index (0-based) reads its output."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
-        feats = self.prompt_features(examples, batch_size=batch_size)
-        self.head = LabelHead.fit(feats, [e.output for e in examples], labels, loss)  # type: ignore[misc]
+        outputs = [e.output for e in examples]
+        if layer == "auto":
+            layers = candidate_layers(self.model._layout.num_layers)
+            feats = self.prompt_layer_features(examples, layers, batch_size=batch_size)
+            self.head = LabelHead.fit_layers(feats, layers, outputs, labels, loss)  # type: ignore[arg-type]
+            return self.head
+        if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
+            raise ValueError(f"layer must be None, a decoder block's index or 'auto', got {layer!r}")
+        feats = self.prompt_features(examples, batch_size=batch_size, layer=layer)
+        self.head = LabelHead.fit(feats, outputs, labels, loss)  # type: ignore[arg-type]
+        self.head.layer = layer
         return self.head
 
     def head_applies(self, labels: Sequence[str]) -> bool:
@@ -372,7 +391,9 @@ class TaskModel(TaskScoringMixin):
         """(n, L) float64 scores of the label head (labels in ``head.labels`` order)."""
         if self.head is None:
             raise ValueError("this task has no label head; call fit_head first")
-        return self.head.scores(self.prompt_features(list(inputs), batch_size=batch_size))
+        return self.head.scores(
+            self.prompt_features(list(inputs), batch_size=batch_size, layer=self.head.layer)
+        )
 
     def fit(
         self,
@@ -747,11 +768,16 @@ class TaskModel(TaskScoringMixin):
         return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size, calibrate=False)
 
     @torch.no_grad()
-    def prompt_features(self, items: Sequence[str | Example], *, batch_size: int = 16) -> torch.Tensor:
+    def prompt_features(
+        self, items: Sequence[str | Example], *, batch_size: int = 16, layer: int | None = None
+    ) -> torch.Tensor:
         """(n, d) what the LM head reads at the end of each prompt (the key a labelled example's
         first answer token is learned under): features for another classifier on the same model.
         An :class:`Example` with an output is looked up among the learned sequences first (with
-        ``cache=True`` a learned example costs no forward pass)."""
+        ``cache=True`` a learned example costs no forward pass). ``layer``: the output of that
+        decoder block (0-based) at the prompt's end instead (:meth:`prompt_layer_features`)."""
+        if layer is not None:
+            return self.prompt_layer_features(items, [layer], batch_size=batch_size)[:, 0]
         out: list[torch.Tensor | None] = [None] * len(items)
         todo = []
         _, skip = self._lead_view()  # cached states start after the lead's cached tokens
@@ -771,6 +797,29 @@ class TaskModel(TaskScoringMixin):
             for (i, _), z in zip(chunk, self._states(batch), strict=True):
                 out[i] = z
         return torch.stack(out)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def prompt_layer_features(
+        self, items: Sequence[str | Example], layers: Sequence[int | None], *, batch_size: int = 16
+    ) -> torch.Tensor:
+        """(n, c, d) the states at the end of each prompt of ``items`` (texts or examples: their
+        inputs) for each of the c ``layers``: the output of that decoder block (0-based) or, for
+        ``None``, what the LM head reads (:meth:`prompt_features`), in one forward pass per batch
+        (:meth:`~faast.lm.model.FaastModel.layer_states`; never from the learn cache, which keeps
+        the head input only)."""
+        texts = [item.input if isinstance(item, Example) else item for item in items]
+        prefix, skip = self._lead_view()
+        out = []
+        for start in batch_starts(len(texts), batch_size):
+            rows = [self.codec.prompt_ids(t)[skip:] for t in texts[start : start + batch_size]]
+            ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
+            states = self.model.layer_states(
+                ids.to(self.device), mask.to(self.device), layers=list(layers), prefix=prefix
+            )
+            out.append(torch.stack([states[r, len(row) - 1] for r, row in enumerate(rows)]))
+        if not out:
+            return torch.zeros(0, len(layers), self.model._layout.hidden_size)
+        return torch.cat(out)
 
     def classify(
         self, inputs: Sequence[str], labels: Sequence[str] | None = None, **kwargs: Any
@@ -887,7 +936,11 @@ class TaskModel(TaskScoringMixin):
         tm = cls(model, tokenizer, TaskSpec.from_dict(info["task"]), **kwargs)
         tm.model.load_fast_weights(path, task)
         data = info.get("head")
-        tm.head = None if data is None else LabelHead.from_dict(data, model._layout.hidden_size)
+        tm.head = (
+            None
+            if data is None
+            else LabelHead.from_dict(data, model._layout.hidden_size, model._layout.num_layers)
+        )
         tm.calibrated = bool(info.get("calibrated", False))  # the fast weights keep the read itself
         return tm
 

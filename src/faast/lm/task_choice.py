@@ -165,6 +165,15 @@ def sign_flip_p_value(
         return 1.0
     base = per_item[off.name].to(torch.float64)
     gains = torch.stack([per_item[c.name].to(torch.float64) - base for c in others], dim=1)  # (n, C)
+    return max_gain_p_value(gains, flips, seed, studentize)
+
+
+def max_gain_p_value(
+    gains: torch.Tensor, flips: int = SIGN_FLIPS, seed: int = 0, studentize: bool = True
+) -> float:
+    """The sign-flip p-value of :func:`sign_flip_p_value` for gains (n, C): d_c[i], what candidate
+    c gains over the reference on example i. Returns p in (0, 1]."""
+    gains = gains.to(torch.float64)
     n = gains.shape[0]
     if studentize:  # a candidate equal to the memory off stays at 0
         gains = gains / gains.norm(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
@@ -443,6 +452,7 @@ __all__ = [
     "choose_read_out",
     "default_candidates",
     "label_mix_distance",
+    "max_gain_p_value",
     "memory_off",
     "off_candidate",
     "selection_gains",
