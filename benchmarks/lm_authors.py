@@ -26,8 +26,12 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 * ``faast (play folds)`` (``--methods``, ``--task genres`` only): the default fit with folds that
   hold out whole plays (``TaskModel.fit(groups=...)``, each support passage's play), so the guard
   judges the memory on plays it did not learn, as the test plays are;
-* ``faast head``: ``TaskModel.fit_head`` (``faast task learn --head squared``): a closed-form
-  label head on the prompt-end states, no gradients;
+* ``faast head``: ``TaskModel.fit_head(layer=None)`` (``faast task learn --head squared
+  --head-layer last``): a closed-form label head on the prompt-end states, no gradients;
+* ``faast head (layer auto)`` (``--methods``): ``TaskModel.fit_head(layer="auto")`` (the default
+  since 2026-12-04; ``faast task learn --head squared``): the same head on the layer chosen by
+  cross-validation on the k passages (decoder blocks at depths ½ … ⅞, or the head input), guarded;
+  ``faast head (layer unguarded)`` the same choice without its guard;
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
   a split of the k passages, as ``lm_sentiment.py``'s);
 * ``in-context``: the k passages written before every prompt (the base model, memory off);
@@ -69,6 +73,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.calibration import calibrated_label_scores
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
+from faast.lm.label_head import LabelHead, candidate_layers, describe_layer_choice
 from faast.lm.lora_baseline import LoraRecipe, adapted
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, default_candidates
@@ -241,9 +246,25 @@ def _calibrated(scorer: Scorer) -> Runner:
 
 
 def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
-    """``TaskModel.fit_head``: a closed-form label head on the prompt-end states."""
-    s.task.fit_head(support, batch_size=s.args.batch_size)
+    """``TaskModel.fit_head(layer=None)``: a closed-form label head on the prompt-end states (what
+    the LM head reads: the published rows' head, before ``layer="auto"`` became the default)."""
+    s.task.fit_head(support, batch_size=s.args.batch_size, layer=None)
     return s.task.head_scores(s.inputs, batch_size=s.args.batch_size), ""
+
+
+def _head_layers(guard: bool) -> Runner:
+    """``TaskModel.fit_head(layer="auto")`` (``guard``) or its choice without the guard: the
+    closed-form head on the layer (blocks at depths ½ … ⅞, or the head input) whose head
+    cross-validates best on the k passages."""
+
+    def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+        layers = candidate_layers(s.task.model._layout.num_layers)
+        feats = s.task.prompt_layer_features(support, layers, batch_size=s.args.batch_size)
+        head = LabelHead.fit_layers(feats, layers, [e.output for e in support], s.labels, guard=guard)
+        states = s.task.prompt_features(s.inputs, batch_size=s.args.batch_size, layer=head.layer)
+        return head.scores(states), describe_layer_choice(head, len(layers))
+
+    return run
 
 
 def _states(s: Setting, support: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,6 +335,8 @@ RUNNERS: dict[str, Runner] = {
     "faast (calibrated)": _calibrated(_faast_scores),
     "faast (play folds)": _plain(_play_fold_scores),
     "faast head": _faast_head,
+    "faast head (layer auto)": _head_layers(guard=True),
+    "faast head (layer unguarded)": _head_layers(guard=False),
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
     "LoRA r=8 (backprop)": _lora,

@@ -25,7 +25,10 @@ Qwen2.5-Coder-0.5B-Instruct):
   trained by SGD (backprop) on the same k examples, lr chosen on the same kind of validation split;
   beside it two closed-form heads on the same states, no backprop: ``FaastClassifier(tau="auto",
   fit_intercept=False)`` and the same with ``loss="logistic"`` (as ``faast.lm.label_head.LabelHead``;
-  ``--heads-only`` runs these three alone, into the ``sentiment-heads`` block);
+  ``--heads-only`` runs these three alone, into the ``sentiment-heads`` block); with
+  ``--head-layers`` also the closed-form head on the layer chosen by cross-validation on the k
+  examples (``TaskModel.fit_head(layer="auto")``: blocks at depths ½ … ⅞ and the head input), with
+  its guard (the library's) and without;
 * with ``--parts faast-icl`` (not run by default): FAAST on top of in-context learning — the first m
   pool examples (``--faast-icl``) written before every prompt as lead demonstrations
   (``TaskSpec.demonstrations``), the memory learning the other k − m of the k examples — and the m
@@ -74,6 +77,7 @@ from faast.lm import FaastConfig, get_faast_model
 from faast.lm.calibration import contextually_calibrated
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
+from faast.lm.label_head import LabelHead, candidate_layers, describe_layer_choice
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, split_examples
 from faast.lm.text import load_causal_lm
@@ -148,6 +152,8 @@ def run_model(
         _faast_rows(label, task, pool, test, sizes, fwd_support, fwd_test, args, rows)
     if "heads" in parts:
         _head_rows(label, task, pool, test, sizes, args.seed, fwd_support, fwd_test, rows=rows)
+        if args.head_layers:
+            _layer_head_rows(label, task, pool, test, sizes, rows)
     if "icl" in parts:
         _icl_rows(label, task, pool, test, args, rows)
     if "faast-icl" in parts:
@@ -454,6 +460,41 @@ def _head_rows(
             print(f"[{label}] {method} k={k}: {100 * acc:.2f} ({detail})", flush=True)
 
 
+def _layer_head_rows(
+    label: str, task: TaskModel, pool: list[Example], test: list[Example], sizes: list[int], rows: list[Row]
+) -> None:
+    """Append to ``rows`` the closed-form head on the layer chosen by cross-validation on the k
+    examples (``TaskModel.fit_head(layer="auto")``, ``LabelHead.fit_layers``: the blocks of
+    ``candidate_layers`` and the head input), with its guard (the library's) and without, from one
+    forward pass over the pool and the test sentences that keeps those layers' prompt-end states
+    (timed here: its own forward passes)."""
+    layers = candidate_layers(task.model._layout.num_layers)
+    largest = max(sizes)
+    with Timer() as t:
+        feats_test = task.prompt_layer_features([e.input for e in test], layers).cpu()
+    fwd_test = t.s / len(test)
+    with Timer() as t:
+        feats_pool = task.prompt_layer_features(pool[:largest], layers).cpu()
+    fwd_support = t.s / largest
+    for k in sizes:
+        outputs = [e.output for e in pool[:k]]
+        if len(set(outputs)) < 2:
+            continue
+        for guard in (True, False):
+            with Timer() as t:
+                head = LabelHead.fit_layers(feats_pool[:k], layers, outputs, LABELS, guard=guard)
+            pick = layers.index(head.layer)
+            with Timer() as tr:
+                scores = head.scores(feats_test[:, pick])
+            acc, ci = accuracy(scores, test)
+            detail = describe_layer_choice(head, len(layers))
+            infer = 1000 * (fwd_test + tr.s / len(test))
+            method = "faast-head (layer auto)" if guard else "faast-head (layer unguarded)"
+            adapt = k * fwd_support + t.s
+            rows.append(Row(label, method, k, acc, ci, adapt, infer, head.weight.numel() * 8, detail))
+            print(f"[{label}] {method} k={k}: {100 * acc:.2f} ({detail})", flush=True)
+
+
 def linear_head(
     X: torch.Tensor, y: torch.Tensor, examples: list[Example], seed: int, labels: list[str] | None = None
 ):
@@ -625,6 +666,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (the same as --parts heads)",
     )
     ap.add_argument(
+        "--head-layers",
+        action="store_true",
+        help="with the heads part: also the closed-form head on the layer chosen by cross-validation on "
+        "the k examples (TaskModel.fit_head(layer='auto'))",
+    )
+    ap.add_argument(
         "--block",
         default=None,
         help="name of the published table (default: sentiment, or sentiment-heads with --heads-only)",
@@ -637,6 +684,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.parts = _parts(args)
     if "lora" in args.parts:
         recipe_from_args(args)  # its errors before any model is loaded
+    if args.head_layers and "heads" not in args.parts:
+        raise SystemExit("--head-layers needs the heads part (--parts heads or --heads-only)")
     args.key_features = [int(x) for x in args.key_features.split(",")]
     args.faast_icl = [int(x) for x in args.faast_icl.split(",") if x]
     if any(m < 1 for m in args.faast_icl):

@@ -1,0 +1,72 @@
+"""benchmarks/lm_sentiment.py ``--head-layers`` and benchmarks/lm_authors.py's layer-head methods: the
+rows are the library's head on the chosen layer (guarded and not), scored on the test inputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import lm_authors
+import lm_sentiment
+from faast.lm.label_head import LabelHead, candidate_layers
+from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, _task
+
+
+def test_sentiment_layer_head_rows_are_the_fitted_heads(monkeypatch):
+    monkeypatch.setattr(lm_sentiment, "TEMPLATE", TEMPLATE)
+    monkeypatch.setattr(lm_sentiment, "LABELS", ["w40", "w41"])
+    task = _task()
+    pool, test = _labelled(30), _labelled(12, offset=5)
+    rows: list = []
+    lm_sentiment._layer_head_rows("tiny", task, pool, test, [10, 30], rows)
+    assert [(r.method, r.k) for r in rows] == [
+        ("faast-head (layer auto)", 10),
+        ("faast-head (layer unguarded)", 10),
+        ("faast-head (layer auto)", 30),
+        ("faast-head (layer unguarded)", 30),
+    ]
+    layers = candidate_layers(2)
+    for row in rows:
+        feats = task.prompt_layer_features(pool[: row.k], layers)
+        guard = row.method == "faast-head (layer auto)"
+        head = LabelHead.fit_layers(
+            feats, layers, [e.output for e in pool[: row.k]], ["w40", "w41"], guard=guard
+        )
+        scores = head.scores(task.prompt_features([e.input for e in test], layer=head.layer))
+        assert row.score == pytest.approx(lm_sentiment.accuracy(scores, test)[0])
+        assert row.detail.startswith("head input" if head.layer is None else f"block {head.layer}")
+
+
+def test_head_layers_needs_the_heads_part():
+    with pytest.raises(SystemExit, match="--head-layers needs the heads part"):
+        lm_sentiment.parse_args(["--parts", "zero-shot", "--head-layers"])
+    assert lm_sentiment.parse_args(["--heads-only", "--head-layers"]).head_layers
+
+
+def test_authors_layer_head_methods_score_the_chosen_layer():
+    task = _task()
+    support, test = _labelled(20), _labelled(8, offset=3)
+    task.fit(support, labels=["w40", "w41"], progress=False)
+    setting = argparse.Namespace(
+        task=task,
+        inputs=[e.input for e in test],
+        labels=["w40", "w41"],
+        args=argparse.Namespace(batch_size=4),
+    )
+    for method, guard in (("faast head (layer auto)", True), ("faast head (layer unguarded)", False)):
+        scores, detail = lm_authors.RUNNERS[method](setting, support)
+        assert "of 3 layers" in detail
+        layers = candidate_layers(2)
+        feats = task.prompt_layer_features(support, layers)
+        head = LabelHead.fit_layers(feats, layers, [e.output for e in support], ["w40", "w41"], guard=guard)
+        torch.testing.assert_close(
+            scores, head.scores(task.prompt_features(setting.inputs, layer=head.layer))
+        )
+    scores, _ = lm_authors.RUNNERS["faast head"](setting, support)
+    assert task.head.layer is None  # the published rows' head: what the LM head reads
+    torch.testing.assert_close(scores, task.head.scores(task.prompt_features(setting.inputs)))
