@@ -806,7 +806,7 @@ class TaskModel(TaskScoringMixin):
         inputs) for each of the c ``layers``: the output of that decoder block (0-based) or, for
         ``None``, what the LM head reads (:meth:`prompt_features`), in one forward pass per batch
         (:meth:`~faast.lm.model.FaastModel.layer_states`; never from the learn cache, which keeps
-        the head input only)."""
+        the head input only), gathered on the CPU (c states per example can outgrow a GPU)."""
         texts = [item.input if isinstance(item, Example) else item for item in items]
         prefix, skip = self._lead_view()
         out = []
@@ -816,7 +816,7 @@ class TaskModel(TaskScoringMixin):
             states = self.model.layer_states(
                 ids.to(self.device), mask.to(self.device), layers=list(layers), prefix=prefix
             )
-            out.append(torch.stack([states[r, len(row) - 1] for r, row in enumerate(rows)]))
+            out.append(torch.stack([states[r, len(row) - 1] for r, row in enumerate(rows)]).cpu())
         if not out:
             return torch.zeros(0, len(layers), self.model._layout.hidden_size)
         return torch.cat(out)
