@@ -4,6 +4,7 @@ scores, chooses its learning rate on the examples alone, and comes out of the mo
 from __future__ import annotations
 
 import functools
+import types
 
 import pytest
 import torch
@@ -194,3 +195,42 @@ def test_the_answer_positions_fast_path_equals_the_whole_head_on_random_batches(
             reference, m = lora_baseline.answer_loss(plain, ids, mask, pairs)
             assert n == m == int(pairs.sum()) > 0
             assert float(fast) == pytest.approx(float(reference), rel=1e-6)
+
+
+class _CountOnlyHead(torch.nn.Module):
+    """A causal LM whose ``logits_to_keep`` is a count of last positions only (as transformers
+    before tensors of positions, or a custom model): slice(-n, None)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, use_cache=None, logits_to_keep=0):
+        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache).logits
+        return types.SimpleNamespace(logits=logits[:, slice(-logits_to_keep, None)])
+
+
+class _KeepsEverything(_NoHeadPositions):
+    """A causal LM that takes ``logits_to_keep`` and ignores it."""
+
+    def forward(self, input_ids, attention_mask=None, use_cache=None, logits_to_keep=0):
+        return super().forward(input_ids, attention_mask, use_cache)
+
+
+def test_a_lone_answer_position_is_read_right_or_refused():
+    """One scored position (1 of 4): transformers' models give the whole-head loss; a model that
+    reads logits_to_keep as a count (it would keep position 3 for [1]) or ignores it is refused
+    with a clear error instead of a wrong loss."""
+    task = _task()
+    model = task.model.base_model
+    ids, mask = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10]]), torch.ones(2, 4, dtype=torch.long)
+    pairs = torch.zeros(2, 3, dtype=torch.bool)
+    pairs[:, 1] = True
+    with torch.no_grad(), task.model.disabled():
+        kept, n = lora_baseline.answer_loss(model, ids, mask, pairs)
+        everywhere, m = lora_baseline.answer_loss(_NoHeadPositions(model), ids, mask, pairs)
+        assert n == m == 2 and float(kept) == pytest.approx(float(everywhere), rel=1e-6)
+        with pytest.raises(ValueError, match="_CountOnlyHead takes logits_to_keep but not as a tensor"):
+            lora_baseline.answer_loss(_CountOnlyHead(model), ids, mask, pairs)
+        with pytest.raises(ValueError, match="_KeepsEverything kept 4 positions where logits_to_keep asked"):
+            lora_baseline.answer_loss(_KeepsEverything(model), ids, mask, pairs)

@@ -146,6 +146,27 @@ def takes_head_positions(model: Any) -> bool:
     return "logits_to_keep" in parameter_names(base.forward)
 
 
+def _logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """(B, K, vocab) logits at the positions ``kept`` (K,) through ``logits_to_keep``. One position
+    is asked as two (a model that reads ``logits_to_keep`` as a count would silently keep the last
+    position for a lone position 1, and fails on two); a model that keeps other positions than
+    those asked gets a clear error instead of a wrong loss."""
+    asked = kept if kept.numel() != 1 else torch.cat([kept, (kept + 1) % ids.shape[1]])
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=asked).logits
+    except TypeError as exc:
+        raise ValueError(
+            f"{type(model).__name__} takes logits_to_keep but not as a tensor of positions ({exc}); "
+            "the LoRA baseline needs transformers >= 4.56 models"
+        ) from exc
+    if logits.shape[1] != asked.numel():
+        raise ValueError(
+            f"{type(model).__name__} kept {logits.shape[1]} positions where logits_to_keep asked for "
+            f"{asked.numel()}: it does not take a tensor of positions (transformers >= 4.56 models do)"
+        )
+    return logits[:, : kept.numel()]
+
+
 def answer_loss(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor
 ) -> tuple[torch.Tensor, int]:
@@ -158,7 +179,7 @@ def answer_loss(
     ids, mask, pairs = ids.to(device), mask.to(device), pairs.to(device)
     if takes_head_positions(model):
         kept = pairs.any(dim=0).nonzero().squeeze(1)  # (K,) positions t whose t → t+1 is scored
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=kept).logits
+        logits = _logits_at(model, ids, mask, kept)
         chosen = logits[pairs[:, kept]]  # (N, vocab): logits (B, K, vocab) at the answer pairs
     else:
         chosen = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][pairs]
