@@ -20,7 +20,7 @@ from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
 from faast.lm.text import load_causal_lm
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
-from tests.test_lm_cli import model_dir  # noqa: F401 - the tiny model folder fixture
+from tests.test_lm_cli import WORDS, model_dir  # noqa: F401 - the tiny model folder fixture
 from tests.test_lm_task import make_task, rule_examples
 from tests.test_task_cli import TEMPLATE, parity_setup
 
@@ -341,3 +341,70 @@ def test_fit_layers_guard_keeps_the_head_input_on_a_small_gain():
     feats, outputs = _weak_layers(14)  # here its gain is significant
     strong = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"])
     assert strong.layer == 0 and strong.p_value < SIGN_FLIP_LEVEL
+
+
+def test_grouped_folds_hold_out_whole_groups():
+    """With groups the held-out right/wrong are those of StratifiedGroupKFold refits done by hand,
+    no group is ever both fitted and held out, and a wrong number of groups is refused."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    feats, outputs = _layered(36, 1, seed=5)
+    y = np.array([["a", "b"].index(o) for o in outputs])
+    groups = [f"doc{i % 6}" for i in range(36)]
+    right = held_out_right(feats, y, "squared", groups=groups)
+    codes = np.array([i % 6 for i in range(36)])
+    want = np.zeros_like(right)
+    for train, held in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(feats[:, 0], y, codes):
+        assert not set(codes[train]) & set(codes[held])
+        for c in range(3):
+            clf = FaastClassifier(tau="auto", fit_intercept=False).fit(feats[train, c].numpy(), y[train])
+            want[held, c] = clf.predict(feats[held, c].numpy()) == y[held]
+    np.testing.assert_array_equal(right, want)
+    assert not np.array_equal(right, held_out_right(feats, y, "squared"))  # other folds without groups
+    head = LabelHead.fit_layers(feats, [0, 1, None], outputs, ["a", "b"], groups=groups)
+    assert [a for _, a in head.held_out] == pytest.approx(list(right.mean(axis=0)))
+    assert held_out_right(feats, y, "squared", groups=["one"] * 36) is None  # one group: no folds
+    few = held_out_right(feats[:8], y[:8], "squared", groups=[f"doc{i}" for i in range(8)])
+    assert few.shape == (8, 3)  # 8 groups, but a label with 3 or 4 examples: that many folds
+    with pytest.raises(ValueError, match="35 groups for 36 examples"):
+        held_out_right(feats, y, "squared", groups=groups[:35])
+
+
+def test_a_fold_without_two_labels_to_fit_counts_as_wrong():
+    """Every "a" example is in group g0: the fold holding g0 out has only "b" left to fit, so its
+    examples count as wrong for every layer; the other folds are scored."""
+    feats, _ = _layered(16, 0)
+    y = np.array([0] * 4 + [1] * 12)
+    groups = ["g0"] * 4 + [f"g{1 + i % 3}" for i in range(12)]
+    right = held_out_right(feats, y, "squared", groups=groups)
+    assert (right[:4] == 0).all()
+    assert right[4:].any()  # held-out "b" examples fitted with both labels: some predicted right
+
+
+def test_fit_head_and_the_cli_pass_groups_to_the_layer_choice(model_dir, tmp_path, monkeypatch):  # noqa: F811
+    task = make_task()
+    examples = rule_examples(40)
+    task.fit(examples, progress=False)
+    groups = [f"g{i % 5}" for i in range(40)]
+    head = task.fit_head(examples, groups=groups)
+    layers = candidate_layers(2)
+    feats = task.prompt_layer_features(examples, layers)
+    ref = LabelHead.fit_layers(feats, layers, [e.output for e in examples], task.spec.labels, groups=groups)
+    assert head.held_out == ref.held_out and head.layer == ref.layer
+    seen = {}
+    real = TaskModel.fit_head
+
+    def spy(self, examples, **kwargs):
+        seen.update(kwargs)
+        return real(self, examples, **kwargs)
+
+    monkeypatch.setattr(TaskModel, "fit_head", spy)
+    words = [" ".join(WORDS[10 + (i * 7 + j) % 60] for j in range(3)) for i in range(24)]
+    rows = [{"input": w, "output": "w5" if i % 2 else "w6", "doc": f"d{i % 4}"} for i, w in enumerate(words)]
+    path = tmp_path / "grouped.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "g.safetensors"
+    args = ["task", "learn", "--model", str(model_dir), "--threads", "1", "--out", str(out), "--folds", "2"]
+    args += ["--template", TEMPLATE, "--examples", str(path), "--group-field", "doc", "--head", "squared"]
+    assert main(args) == 0
+    assert seen["groups"] == [f"d{i % 4}" for i in range(24)] and seen["layer"] == "auto"

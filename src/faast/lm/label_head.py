@@ -22,7 +22,7 @@ cross-validation on 16–64 passages picked worse blocks, the guard kept the hea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,19 +60,39 @@ def _classifier(loss: str, seed: int = 0) -> Any:
     return FaastClassifier(tau="auto", loss=loss, fit_intercept=False, random_state=seed)
 
 
-def held_out_right(features: torch.Tensor, index: np.ndarray, loss: str, seed: int = 0) -> np.ndarray | None:
+def held_out_right(
+    features: torch.Tensor,
+    index: np.ndarray,
+    loss: str,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
+) -> np.ndarray | None:
     """(n, c) for features (n, c, d) of c layers and label indices (n,): 1 where the head of a
     layer, fitted on the other folds, predicts an example's label, else 0 (stratified
     ``min(LAYER_FOLDS, smallest label count)``-fold cross-validation, folds seeded by ``seed``);
-    None when a label has fewer than two examples (nothing can be held out)."""
-    from sklearn.model_selection import StratifiedKFold
+    None when a label has fewer than two examples (nothing can be held out). ``groups`` (one per
+    example): folds of whole groups instead (scikit-learn's ``StratifiedGroupKFold``, no more
+    folds than groups either; None with fewer than two groups); a fold whose other folds hold
+    fewer than two labels counts as wrong for every layer."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    codes = None
     folds = min(LAYER_FOLDS, int(np.bincount(index).min()))
+    if groups is not None:
+        if len(groups) != len(index):
+            raise ValueError(f"{len(groups)} groups for {len(index)} examples: give one group per example")
+        number = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+        codes = np.array([number[g] for g in groups])
+        folds = min(folds, len(number))
     if folds < 2:
         return None
+    kind = StratifiedKFold if codes is None else StratifiedGroupKFold
+    splitter = kind(folds, shuffle=True, random_state=seed)
     right = np.zeros((len(index), features.shape[1]))
     x = features.double().cpu().numpy()
-    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x[:, 0], index):
+    for train, held in splitter.split(x[:, 0], index, codes):
+        if len(np.unique(index[train])) < 2:
+            continue  # nothing to fit: wrong for every layer
         for c in range(x.shape[1]):
             clf = _classifier(loss, seed).fit(x[train, c], index[train])
             right[held, c] = clf.predict(x[held, c]) == index[held]
@@ -113,6 +133,7 @@ class LabelHead:
         loss: str = "squared",
         seed: int = 0,
         guard: bool = True,
+        groups: Sequence[Hashable] | None = None,
     ) -> LabelHead:
         """Fit on the layer whose head cross-validates best: features (n, c, d), the prompt-end
         states of the c ``layers`` (block indices, ``None`` the head input; the order ties are
@@ -122,11 +143,12 @@ class LabelHead:
         gain of any layer in held-out examples predicted right
         (:func:`~faast.lm.task_choice.max_gain_p_value`, the test of the read-out's guard). The
         result's ``held_out`` lists (layer, accuracy) for every layer weighed and ``p_value`` the
-        test's (None when not made)."""
+        test's (None when not made). ``groups``: one per example (the document or source it comes
+        from); the folds then hold out whole groups (:func:`held_out_right`)."""
         if features.ndim != 3 or features.shape[1] != len(layers) or not layers:
             raise ValueError(f"features {tuple(features.shape)} are not (n, {len(layers)} layers, d)")
         index = _label_index(features[:, 0], outputs, labels, loss)
-        right = held_out_right(features, index, loss, seed)
+        right = held_out_right(features, index, loss, seed, groups)
         last, p_value = len(layers) - 1, None
         if right is None:
             pick, held = last, []

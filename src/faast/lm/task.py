@@ -359,6 +359,7 @@ class TaskModel(TaskScoringMixin):
         loss: str = "squared",
         batch_size: int = 16,
         layer: int | str | None = DEFAULT_HEAD_LAYER,
+        groups: Sequence[Hashable] | None = None,
     ) -> LabelHead:
         """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
         labelled ``examples`` (no backprop); :meth:`classify` then scores with it, and :meth:`save`
@@ -367,14 +368,15 @@ class TaskModel(TaskScoringMixin):
         the examples, keeping the head input unless another layer is significantly better
         (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
         the LM head reads (the states come from the learn cache when there is one); a decoder
-        block's index (0-based) reads its output."""
+        block's index (0-based) reads its output. ``groups`` (one per example, as in :meth:`fit`):
+        ``"auto"``'s folds hold out whole groups."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         outputs = [e.output for e in examples]
         if layer == "auto":
             layers = candidate_layers(self.model._layout.num_layers)
             feats = self.prompt_layer_features(examples, layers, batch_size=batch_size)
-            self.head = LabelHead.fit_layers(feats, layers, outputs, labels, loss)  # type: ignore[arg-type]
+            self.head = LabelHead.fit_layers(feats, layers, outputs, labels, loss, groups=groups)  # type: ignore[arg-type]
             return self.head
         if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
             raise ValueError(f"layer must be None, a decoder block's index or 'auto', got {layer!r}")
