@@ -31,7 +31,9 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 * ``faast head (layer auto)`` (``--methods``): ``TaskModel.fit_head(layer="auto")`` (the default
   since 2026-12-04; ``faast task learn --head squared``): the same head on the layer chosen by
   cross-validation on the k passages (decoder blocks at depths ½ … ⅞, or the head input), guarded;
-  ``faast head (layer unguarded)`` the same choice without its guard;
+  ``faast head (layer unguarded)`` the same choice without its guard; ``faast head (layer play
+  folds)`` (``--task genres`` only) the guarded choice with folds of whole plays
+  (``fit_head(groups=...)``, ``faast task learn --group-field``);
 * ``linear head (SGD)``: backprop — a linear head on the same states, trained by SGD (lr chosen on
   a split of the k passages, as ``lm_sentiment.py``'s);
 * ``in-context``: the k passages written before every prompt (the base model, memory off);
@@ -252,15 +254,22 @@ def _faast_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     return s.task.head_scores(s.inputs, batch_size=s.args.batch_size), ""
 
 
-def _head_layers(guard: bool) -> Runner:
+def _head_layers(guard: bool, play_folds: bool = False) -> Runner:
     """``TaskModel.fit_head(layer="auto")`` (``guard``) or its choice without the guard: the
     closed-form head on the layer (blocks at depths ½ … ⅞, or the head input) whose head
-    cross-validates best on the k passages."""
+    cross-validates best on the k passages; ``play_folds``: with folds of whole plays (the genre
+    task's ``fit_head(groups=...)``)."""
 
     def run(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
         layers = candidate_layers(s.task.model._layout.num_layers)
         feats = s.task.prompt_layer_features(support, layers, batch_size=s.args.batch_size)
-        head = LabelHead.fit_layers(feats, layers, [e.output for e in support], s.labels, guard=guard)
+        plays = [e.extra.get("play") for e in support] if play_folds else None
+        if plays is not None and None in plays:
+            raise ValueError(
+                "'faast head (layer play folds)' needs passages that carry their play: --task genres"
+            )
+        outputs = [e.output for e in support]
+        head = LabelHead.fit_layers(feats, layers, outputs, s.labels, guard=guard, groups=plays)
         states = s.task.prompt_features(s.inputs, batch_size=s.args.batch_size, layer=head.layer)
         return head.scores(states), describe_layer_choice(head, len(layers))
 
@@ -337,6 +346,7 @@ RUNNERS: dict[str, Runner] = {
     "faast head": _faast_head,
     "faast head (layer auto)": _head_layers(guard=True),
     "faast head (layer unguarded)": _head_layers(guard=False),
+    "faast head (layer play folds)": _head_layers(guard=True, play_folds=True),
     "linear head (SGD)": _sgd_head,
     "logistic regression": _logistic_head,
     "LoRA r=8 (backprop)": _lora,

@@ -13,7 +13,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
 import lm_sentiment
-from faast.lm.label_head import LabelHead, candidate_layers
+from faast.lm.examples import Example
+from faast.lm.label_head import LabelHead, candidate_layers, describe_layer_choice
 from tests.test_benchmark_lm_lead import TEMPLATE, _labelled, _task
 
 
@@ -70,3 +71,27 @@ def test_authors_layer_head_methods_score_the_chosen_layer():
     scores, _ = lm_authors.RUNNERS["faast head"](setting, support)
     assert task.head.layer is None  # the published rows' head: what the LM head reads
     torch.testing.assert_close(scores, task.head.scores(task.prompt_features(setting.inputs)))
+
+
+def test_authors_play_fold_head_holds_out_whole_plays():
+    task = _task()
+    support = [Example(e.input, e.output, {"play": f"p{i % 4}"}) for i, e in enumerate(_labelled(24))]
+    test = _labelled(8, offset=3)
+    task.fit(support, labels=["w40", "w41"], progress=False)
+    setting = argparse.Namespace(
+        task=task,
+        inputs=[e.input for e in test],
+        labels=["w40", "w41"],
+        args=argparse.Namespace(batch_size=4),
+    )
+    scores, detail = lm_authors.RUNNERS["faast head (layer play folds)"](setting, support)
+    layers = candidate_layers(2)
+    feats = task.prompt_layer_features(support, layers)
+    plays = [f"p{i % 4}" for i in range(24)]
+    head = LabelHead.fit_layers(feats, layers, [e.output for e in support], ["w40", "w41"], groups=plays)
+    assert detail == describe_layer_choice(head, 3)  # the held-out shares of folds of whole plays
+    ungrouped = LabelHead.fit_layers(feats, layers, [e.output for e in support], ["w40", "w41"])
+    assert ungrouped.held_out != head.held_out
+    torch.testing.assert_close(scores, head.scores(task.prompt_features(setting.inputs, layer=head.layer)))
+    with pytest.raises(ValueError, match="needs passages that carry their play"):
+        lm_authors.RUNNERS["faast head (layer play folds)"](setting, _labelled(24))

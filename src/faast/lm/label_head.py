@@ -16,8 +16,9 @@ go to the deeper layer, the head input last), and keeps it only when a sign-flip
 gain over the head input significant (the guard of the read-out choice). The rule was set on
 development sentences of the sentiment task (never its test split), where a middle-to-late block
 beat the head input for SmolLM2-135M-Instruct and Gemma-3-270M; on the author task, where
-cross-validation on 16–64 passages picked worse blocks, the guard kept the head input
-(docs/tasks.md, "A label head on a middle layer").
+cross-validation on 16–64 passages picked worse blocks, the guard kept the head input; on the
+genre task (at chance level for every head) it let one worse block through (docs/tasks.md, "A
+label head on a middle layer"). With ``groups`` the folds hold out whole groups.
 """
 
 from __future__ import annotations
