@@ -372,6 +372,11 @@ def run_learn(args: argparse.Namespace) -> int:
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     groups = _example_groups(examples, args.group_field, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
+    if isinstance(head_layer, int) and head_layer >= fm._layout.num_layers:  # now, not after learning
+        raise ValueError(
+            f"--head-layer {head_layer}: the model has {fm._layout.num_layers} decoder blocks (0 to "
+            f"{fm._layout.num_layers - 1})"
+        )
     task = TaskModel(fm, tok, TaskSpec(_template(args), args.pairs, demonstrations=lead))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
