@@ -49,16 +49,20 @@ def test_head_layers_needs_the_heads_part():
     assert lm_sentiment.parse_args(["--heads-only", "--head-layers"]).head_layers
 
 
+def _fitted_setting(task, support, test) -> argparse.Namespace:
+    """What lm_authors' runners read (task, test inputs, labels, options), the task fitted on
+    ``support`` (its labels come from there)."""
+    task.fit(support, labels=["w40", "w41"], progress=False)
+    inputs = [e.input for e in test]
+    return argparse.Namespace(
+        task=task, inputs=inputs, labels=["w40", "w41"], args=argparse.Namespace(batch_size=4)
+    )
+
+
 def test_authors_layer_head_methods_score_the_chosen_layer():
     task = _task()
     support, test = _labelled(20), _labelled(8, offset=3)
-    task.fit(support, labels=["w40", "w41"], progress=False)
-    setting = argparse.Namespace(
-        task=task,
-        inputs=[e.input for e in test],
-        labels=["w40", "w41"],
-        args=argparse.Namespace(batch_size=4),
-    )
+    setting = _fitted_setting(task, support, test)
     for method, guard in (("faast head (layer auto)", True), ("faast head (layer unguarded)", False)):
         scores, detail = lm_authors.RUNNERS[method](setting, support)
         assert "of 3 layers" in detail
@@ -77,13 +81,7 @@ def test_authors_play_fold_head_holds_out_whole_plays():
     task = _task()
     support = [Example(e.input, e.output, {"play": f"p{i % 4}"}) for i, e in enumerate(_labelled(24))]
     test = _labelled(8, offset=3)
-    task.fit(support, labels=["w40", "w41"], progress=False)
-    setting = argparse.Namespace(
-        task=task,
-        inputs=[e.input for e in test],
-        labels=["w40", "w41"],
-        args=argparse.Namespace(batch_size=4),
-    )
+    setting = _fitted_setting(task, support, test)
     scores, detail = lm_authors.RUNNERS["faast head (layer play folds)"](setting, support)
     layers = candidate_layers(2)
     feats = task.prompt_layer_features(support, layers)
