@@ -201,7 +201,7 @@ def describe_layer_choice(head: LabelHead, weighed: int) -> str:
     layer's held-out accuracy and the guard's p-value."""
     where = "head input" if head.layer is None else f"block {head.layer}"
     held = ", ".join(f"{'head' if x is None else x}: {100 * a:.1f}" for x, a in head.held_out)
-    test = "" if head.p_value is None else f"; sign-flip p = {head.p_value:.3f}"
+    test = "" if head.p_value is None else f"; sign-flip p = {head.p_value:.3g}"
     return f"{where} of {weighed} layers" + (f" (held-out % {held}{test})" if held else "")
 
 
