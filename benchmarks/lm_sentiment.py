@@ -471,10 +471,10 @@ def _layer_head_rows(
     layers = candidate_layers(task.model._layout.num_layers)
     largest = max(sizes)
     with Timer() as t:
-        feats_test = task.prompt_layer_features([e.input for e in test], layers).cpu()
+        feats_test = task.prompt_layer_features([e.input for e in test], layers, progress=True)
     fwd_test = t.s / len(test)
     with Timer() as t:
-        feats_pool = task.prompt_layer_features(pool[:largest], layers).cpu()
+        feats_pool = task.prompt_layer_features(pool[:largest], layers, progress=True)
     fwd_support = t.s / largest
     for k in sizes:
         outputs = [e.output for e in pool[:k]]

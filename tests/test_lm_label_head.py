@@ -409,4 +409,13 @@ def test_fit_head_and_the_cli_pass_groups_to_the_layer_choice(model_dir, tmp_pat
     args = ["task", "learn", "--model", str(model_dir), "--threads", "1", "--out", str(out), "--folds", "2"]
     args += ["--template", TEMPLATE, "--examples", str(path), "--group-field", "doc", "--head", "squared"]
     assert main(args) == 0
-    assert seen["groups"] == [f"d{i % 4}" for i in range(24)] and seen["layer"] == "auto"
+    assert seen["groups"] == [f"d{i % 4}" for i in range(24)]
+    assert seen["layer"] == "auto" and seen["progress"] is True  # rank 0 of one process
+
+
+def test_layer_states_show_progress_when_asked(capsys):
+    task = make_task()
+    task.prompt_layer_features(["w3", "w4", "w5"], [0, None], batch_size=1)
+    assert "layer states" not in capsys.readouterr().err
+    task.prompt_layer_features(["w3", "w4", "w5"], [0, None], batch_size=1, progress=True)
+    assert "layer states" in capsys.readouterr().err

@@ -409,7 +409,14 @@ def run_learn(args: argparse.Namespace) -> int:
     if args.head is not None:
         if not task.spec.labels:
             raise ValueError("--head needs labels (a classification task); these outputs are free-form")
-        task.fit_head(examples, loss=args.head, batch_size=args.batch_size, layer=head_layer, groups=groups)
+        task.fit_head(
+            examples,
+            loss=args.head,
+            batch_size=args.batch_size,
+            layer=head_layer,
+            groups=groups,
+            progress=dist.is_main,
+        )
     seconds = time.perf_counter() - start
     if dist.is_main:
         task.save(args.out, args.task)

@@ -360,6 +360,7 @@ class TaskModel(TaskScoringMixin):
         batch_size: int = 16,
         layer: int | str | None = DEFAULT_HEAD_LAYER,
         groups: Sequence[Hashable] | None = None,
+        progress: bool = True,
     ) -> LabelHead:
         """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
         labelled ``examples`` (no backprop); :meth:`classify` then scores with it, and :meth:`save`
@@ -369,13 +370,13 @@ class TaskModel(TaskScoringMixin):
         (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
         the LM head reads (the states come from the learn cache when there is one); a decoder
         block's index (0-based) reads its output. ``groups`` (one per example, as in :meth:`fit`):
-        ``"auto"``'s folds hold out whole groups."""
+        ``"auto"``'s folds hold out whole groups. ``progress``: a bar over ``"auto"``'s forward pass."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         outputs = [e.output for e in examples]
         if layer == "auto":
             layers = candidate_layers(self.model._layout.num_layers)
-            feats = self.prompt_layer_features(examples, layers, batch_size=batch_size)
+            feats = self.prompt_layer_features(examples, layers, batch_size=batch_size, progress=progress)
             self.head = LabelHead.fit_layers(feats, layers, outputs, labels, loss, groups=groups)  # type: ignore[arg-type]
             return self.head
         if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
@@ -802,7 +803,12 @@ class TaskModel(TaskScoringMixin):
 
     @torch.no_grad()
     def prompt_layer_features(
-        self, items: Sequence[str | Example], layers: Sequence[int | None], *, batch_size: int = 16
+        self,
+        items: Sequence[str | Example],
+        layers: Sequence[int | None],
+        *,
+        batch_size: int = 16,
+        progress: bool = False,
     ) -> torch.Tensor:
         """(n, c, d) the states at the end of each prompt of ``items`` (texts or examples: their
         inputs) for each of the c ``layers``: the output of that decoder block (0-based) or, for
@@ -812,7 +818,8 @@ class TaskModel(TaskScoringMixin):
         texts = [item.input if isinstance(item, Example) else item for item in items]
         prefix, skip = self._lead_view()
         out = []
-        for start in batch_starts(len(texts), batch_size):
+        starts = batch_starts(len(texts), batch_size)
+        for start in tqdm(starts, desc="layer states", unit="batch", disable=not progress, leave=False):
             rows = [self.codec.prompt_ids(t)[skip:] for t in texts[start : start + batch_size]]
             ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
             states = self.model.layer_states(
