@@ -171,3 +171,17 @@ def test_a_label_of_probability_zero_is_floored_before_calibration():
     assert got[0].argmin() == 1 and got[1].argmin() == 0
     with pytest.raises(ValueError, match="must be finite"):
         contextually_calibrated(scores, free)
+
+
+def test_reset_drops_the_chosen_calibration():
+    """After reset the task is the zero-shot model read as it is: a calibrated read-out chosen by an
+    earlier fit does not leak into what is scored next (a LoRA baseline scored after a FAAST fit)."""
+    task = make_task(labels=["w40", "w41"])
+    inputs, labels = ["w3", "w4", "w7"], ["w40", "w41"]
+    plain = task.label_scores(inputs, labels)
+    task.fit(rule_examples(20), candidates=[MEMORY_OFF.calibrated()], progress=False)
+    assert task.calibrated
+    assert not torch.allclose(task.label_scores(inputs, labels), plain)
+    task.reset()
+    assert not task.calibrated
+    torch.testing.assert_close(task.label_scores(inputs, labels), plain)

@@ -338,8 +338,11 @@ class TaskModel(TaskScoringMixin):
                 self._score_cache.setdefault(tuple(c.prompt), z[: len(c.prompt) - skip])
 
     def reset(self) -> TaskModel:
+        """Back to the zero-shot model: no fast weights, no label head, and label scores read as
+        they are (a calibrated read-out chosen by :meth:`fit` no longer applies)."""
         self.model.reset_projection()
         self.head = None
+        self.calibrated = False
         return self
 
     def clear_cache(self) -> TaskModel:
