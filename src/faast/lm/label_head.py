@@ -116,13 +116,24 @@ class LabelHead:
 
     @classmethod
     def fit(
-        cls, features: torch.Tensor, outputs: Sequence[str], labels: Sequence[str], loss: str = "squared"
+        cls,
+        features: torch.Tensor,
+        outputs: Sequence[str],
+        labels: Sequence[str],
+        loss: str = "squared",
+        layer: int | None = None,
     ) -> LabelHead:
-        """Fit on (n, d) prompt-end states and their outputs (each one of ``labels``; every label
-        needs at least one example)."""
-        index = _label_index(features, outputs, labels, loss)
+        """Fit on (n, d) prompt-end states of ``layer`` (None: the head input) and their outputs
+        (each one of ``labels``; every label needs at least one example)."""
+        return cls._fitted(features, _label_index(features, outputs, labels, loss), labels, loss, layer)
+
+    @classmethod
+    def _fitted(
+        cls, features: torch.Tensor, index: np.ndarray, labels: Sequence[str], loss: str, layer: int | None
+    ) -> LabelHead:
+        """The head on (n, d) states of ``layer`` for checked label indices (n,)."""
         clf = _classifier(loss).fit(features.double().cpu().numpy(), index)
-        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss)
+        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss, layer)
 
     @classmethod
     def fit_layers(
@@ -161,8 +172,8 @@ class LabelHead:
                 gains = torch.as_tensor(right[:, :last] - right[:, last:])
                 p_value = max_gain_p_value(gains, seed=seed)
                 pick = pick if p_value < SIGN_FLIP_LEVEL else last
-        head = cls.fit(features[:, pick], outputs, labels, loss)
-        head.layer, head.held_out, head.p_value = layers[pick], held, p_value
+        head = cls._fitted(features[:, pick], index, labels, loss, layers[pick])
+        head.held_out, head.p_value = held, p_value
         return head
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:

@@ -385,8 +385,7 @@ class TaskModel(TaskScoringMixin):
         if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
             raise ValueError(f"layer must be None, a decoder block's index or 'auto', got {layer!r}")
         feats = self.prompt_features(examples, batch_size=batch_size, layer=layer)
-        self.head = LabelHead.fit(feats, outputs, labels, loss)  # type: ignore[arg-type]
-        self.head.layer = layer
+        self.head = LabelHead.fit(feats, outputs, labels, loss, layer)  # type: ignore[arg-type]
         return self.head
 
     def head_applies(self, labels: Sequence[str]) -> bool:
