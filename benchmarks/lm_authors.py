@@ -396,7 +396,7 @@ def run_model(
     setting = Setting(
         task,
         inputs,
-        task.prompt_features(inputs, batch_size=args.batch_size).cpu(),
+        task.prompt_features(inputs, batch_size=args.batch_size, progress=True).cpu(),
         max(len(task.codec.prompt_ids(x, start=False)) for x in inputs) + 8,
         args,
         spec.labels,

@@ -415,11 +415,11 @@ def _head_rows(
     the k examples), as ``faast.lm.label_head.LabelHead`` fits them (no intercept). Without
     ``fwd_support``/``fwd_test`` the forward passes are timed here."""
     largest = max(sizes)
-    with Timer() as t:
-        feats_test = task.prompt_features([e.input for e in test]).cpu()  # the heads train on the CPU
+    with Timer() as t:  # the heads train on the CPU
+        feats_test = task.prompt_features([e.input for e in test], progress=True).cpu()
     fwd_test = t.s / len(test) if fwd_test is None else fwd_test
     with Timer() as t:
-        feats_pool = task.prompt_features(pool[:largest]).cpu()
+        feats_pool = task.prompt_features(pool[:largest], progress=True).cpu()
     fwd_support = t.s / largest if fwd_support is None else fwd_support
     for k in sizes:
         ys = torch.tensor([LABELS.index(e.output) for e in pool[:k]])

@@ -109,6 +109,7 @@ def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # no
     preds = tmp_path / "pred.jsonl"
     use = [*base, "--fast-weights", str(out), "--task", "parity"]
     assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
+    assert re.search("(prompt|layer) states", capsys.readouterr().err)  # the head's forward pass
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     assert len(rows) == 12 and all(set(r["head_scores"]) == {"w5", "w6"} for r in rows)
     for r in rows:
@@ -419,3 +420,26 @@ def test_layer_states_show_progress_when_asked(capsys):
     assert "layer states" not in capsys.readouterr().err
     task.prompt_layer_features(["w3", "w4", "w5"], [0, None], batch_size=1, progress=True)
     assert "layer states" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("layer", "bar"), [(None, "prompt states"), (0, "layer states")])
+def test_prompt_states_and_head_scores_show_progress_when_asked(capsys, layer, bar):
+    task = make_task()
+    examples = rule_examples(20)
+    inputs = [e.input for e in examples[:3]]
+    task.prompt_features(inputs, batch_size=1, layer=layer)
+    assert bar not in capsys.readouterr().err
+    task.prompt_features(inputs, batch_size=1, layer=layer, progress=True)
+    assert bar in capsys.readouterr().err
+    task.fit(examples, progress=False)  # the labels come from the examples
+    task.fit_head(examples, layer=layer, progress=False)
+    assert bar not in capsys.readouterr().err
+    task.fit_head(examples, layer=layer, progress=True)
+    assert bar in capsys.readouterr().err
+    task.head_scores(inputs, batch_size=1)
+    task.classify(inputs, batch_size=1)
+    assert bar not in capsys.readouterr().err
+    task.head_scores(inputs, batch_size=1, progress=True)
+    assert bar in capsys.readouterr().err
+    task.classify(inputs, batch_size=1, progress=True)
+    assert bar in capsys.readouterr().err

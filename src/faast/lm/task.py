@@ -373,7 +373,7 @@ class TaskModel(TaskScoringMixin):
         (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
         the LM head reads (the states come from the learn cache when there is one); a decoder
         block's index (0-based) reads its output. ``groups`` (one per example, as in :meth:`fit`):
-        ``"auto"``'s folds hold out whole groups. ``progress``: a bar over ``"auto"``'s forward pass."""
+        ``"auto"``'s folds hold out whole groups. ``progress``: a bar over the forward pass."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         outputs = [e.output for e in examples]
@@ -384,7 +384,7 @@ class TaskModel(TaskScoringMixin):
             return self.head
         if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
             raise ValueError(f"layer must be None, a decoder block's index or 'auto', got {layer!r}")
-        feats = self.prompt_features(examples, batch_size=batch_size, layer=layer)
+        feats = self.prompt_features(examples, batch_size=batch_size, layer=layer, progress=progress)
         self.head = LabelHead.fit(feats, outputs, labels, loss, layer)  # type: ignore[arg-type]
         return self.head
 
@@ -392,12 +392,17 @@ class TaskModel(TaskScoringMixin):
         """Whether the label head scores exactly ``labels`` (in this order)."""
         return self.head is not None and list(labels) == self.head.labels
 
-    def head_scores(self, inputs: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
-        """(n, L) float64 scores of the label head (labels in ``head.labels`` order)."""
+    def head_scores(
+        self, inputs: Sequence[str], *, batch_size: int = 16, progress: bool = False
+    ) -> torch.Tensor:
+        """(n, L) float64 scores of the label head (labels in ``head.labels`` order); ``progress``:
+        a bar over the forward pass."""
         if self.head is None:
             raise ValueError("this task has no label head; call fit_head first")
         return self.head.scores(
-            self.prompt_features(list(inputs), batch_size=batch_size, layer=self.head.layer)
+            self.prompt_features(
+                list(inputs), batch_size=batch_size, layer=self.head.layer, progress=progress
+            )
         )
 
     def fit(
@@ -774,15 +779,21 @@ class TaskModel(TaskScoringMixin):
 
     @torch.no_grad()
     def prompt_features(
-        self, items: Sequence[str | Example], *, batch_size: int = 16, layer: int | None = None
+        self,
+        items: Sequence[str | Example],
+        *,
+        batch_size: int = 16,
+        layer: int | None = None,
+        progress: bool = False,
     ) -> torch.Tensor:
         """(n, d) what the LM head reads at the end of each prompt (the key a labelled example's
         first answer token is learned under): features for another classifier on the same model.
         An :class:`Example` with an output is looked up among the learned sequences first (with
         ``cache=True`` a learned example costs no forward pass). ``layer``: the output of that
-        decoder block (0-based) at the prompt's end instead (:meth:`prompt_layer_features`)."""
+        decoder block (0-based) at the prompt's end instead (:meth:`prompt_layer_features`).
+        ``progress``: a bar over the batches that run the model."""
         if layer is not None:
-            return self.prompt_layer_features(items, [layer], batch_size=batch_size)[:, 0]
+            return self.prompt_layer_features(items, [layer], batch_size=batch_size, progress=progress)[:, 0]
         out: list[torch.Tensor | None] = [None] * len(items)
         todo = []
         _, skip = self._lead_view()  # cached states start after the lead's cached tokens
@@ -795,7 +806,8 @@ class TaskModel(TaskScoringMixin):
                     out[i] = hit[HEAD_INPUT][len(enc.prompt) - 1 - skip]
                     continue
             todo.append((i, text))
-        for start in batch_starts(len(todo), batch_size):
+        starts = batch_starts(len(todo), batch_size)
+        for start in tqdm(starts, desc="prompt states", unit="batch", disable=not progress, leave=False):
             chunk = todo[start : start + batch_size]
             prompts = [self.codec.prompt_ids(text) for _, text in chunk]
             batch = ScoredBatch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
@@ -839,8 +851,8 @@ class TaskModel(TaskScoringMixin):
         ``labels`` are its labels, else by the LM with its fast weights)."""
         labels = self._labels(labels)
         if self.head_applies(labels):
-            batch = {"batch_size": kwargs["batch_size"]} if "batch_size" in kwargs else {}
-            best = self.head_scores(inputs, **batch).argmax(dim=1)
+            shared = {key: kwargs[key] for key in ("batch_size", "progress") if key in kwargs}
+            best = self.head_scores(inputs, **shared).argmax(dim=1)
             return [labels[i] for i in best.tolist()]
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
         return [labels[i] for i in best.tolist()]
