@@ -4,7 +4,8 @@ model, Mamba, among them), each found by ``find_layout`` (a known block path, or
 search for the one list of blocks).
 On each: the untrained model equals the base bit for bit, learning changes it and recalls the
 learned text, cached generation equals the step-by-step argmax, unloading restores the plain
-model, and a padded batch (left or right) learns what its sequences learn one by one."""
+model, a padded batch (left or right) learns what its sequences learn one by one, and the block
+states the middle-layer label head reads are the blocks' outputs."""
 
 from __future__ import annotations
 
@@ -59,3 +60,29 @@ def test_the_readme_counts_the_families_tested_here():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     counted = re.search(r"tiny random models of (\d+) more\s+families", readme)
     assert counted is not None and int(counted.group(1)) == len(MORE_FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(MORE_FAMILIES))
+def test_layer_states_read_each_family_s_blocks(family):
+    """What the middle-layer label head reads (``layer_states``, forward hooks on the blocks): block
+    0's output equals transformers' ``hidden_states[1]`` (Mamba's ``hidden_states[0]``: its list
+    starts after the first block, not at the embeddings) and ``None`` the head input, on a
+    right-padded batch of two lengths (float64 where the family allows it, else float32)."""
+    try:
+        model = more_tiny_model(family, dtype=torch.float64)
+        model(input_ids=torch.tensor([[1, 5]]))
+    except (RuntimeError, TypeError, ValueError):  # a kernel without float64
+        model = more_tiny_model(family)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    rows = [[1, 5, 6, 7, 8], [1, 9, 10]]
+    ids, mask = random_batch([len(r) for r in rows])
+    ids[0, :5], ids[1, :3] = torch.tensor(rows[0]), torch.tensor(rows[1])
+    states = fm.layer_states(ids, mask, layers=[0, None])
+    assert states.shape == (2, 5, 2, 32)
+    tol = {} if states.dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    for r, row in enumerate(rows):
+        n = len(row)
+        with torch.no_grad():
+            ref = model(input_ids=torch.tensor([row]), output_hidden_states=True).hidden_states
+        torch.testing.assert_close(states[r, :n, 0], ref[0 if family == "mamba" else 1][0], **tol)
+        torch.testing.assert_close(states[r, :n, 1], fm.head_inputs(ids[r : r + 1, :n])[0], **tol)
