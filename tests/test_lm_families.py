@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from faast.lm import FaastConfig, ReadConfig, get_faast_model
+from faast.lm.prompts import pad_batch
 from tests.lm_statistics import assert_padding_learns_each_sequence
 from tests.lm_tiny import MORE_FAMILIES, more_tiny_model, random_batch
 
@@ -75,8 +76,7 @@ def test_layer_states_read_each_family_s_blocks(family):
         model = more_tiny_model(family)
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     rows = [[1, 5, 6, 7, 8], [1, 9, 10]]
-    ids, mask = random_batch([len(r) for r in rows])
-    ids[0, :5], ids[1, :3] = torch.tensor(rows[0]), torch.tensor(rows[1])
+    ids, mask = pad_batch(rows, 0)
     states = fm.layer_states(ids, mask, layers=[0, None])
     assert states.shape == (2, 5, 2, 32)
     tol = {} if states.dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
