@@ -111,6 +111,8 @@ def test_recipe_refuses_bad_settings():
         ({"learning_rates": ()}, "learning_rates"),
         ({"learning_rates": (1e-3, -1.0)}, "learning_rates"),
         ({"learning_rates": (float("nan"),)}, "learning_rates"),
+        ({"learning_rates": (1e-3, 1e-4, 1e-3)}, "must not repeat a rate"),
+        ({"stop_at_rise": 1}, "stop_at_rise must be True or False"),
         ({"held_out": 0.0}, "held_out"),
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"seed": 1.5}, "seed must be an integer >= 0"),
@@ -234,3 +236,80 @@ def test_a_lone_answer_position_is_read_right_or_refused():
             lora_baseline.answer_loss(_CountOnlyHead(model), ids, mask, pairs)
         with pytest.raises(ValueError, match="_KeepsEverything kept 4 positions where logits_to_keep asked"):
             lora_baseline.answer_loss(_KeepsEverything(model), ids, mask, pairs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=10.0) | st.just(float("nan")), min_size=1, max_size=6))
+def test_the_search_stops_at_the_first_rise_of_the_held_out_nll(scores):
+    as_ranked = [float("inf") if s != s else s for s in scores]  # NaN (diverged) ranks last
+    expected = len(scores) >= 2 and as_ranked[-1] > min(as_ranked[:-1])
+    assert lora_baseline.stops_search(scores, True) is expected
+    assert lora_baseline.stops_search(scores, False) is False
+
+
+def _fake_search(monkeypatch, nll_by_rate: dict[float, float]) -> list[float]:
+    """Replace training by a record of the rates trained at and the held-out NLL by a table of
+    the last rate trained; returns the record."""
+    trained: list[float] = []
+    monkeypatch.setattr(lora_baseline, "train_lora", lambda _m, _c, _e, lr, _r, _p: trained.append(lr))
+    monkeypatch.setattr(lora_baseline, "answer_nll", lambda *_a: nll_by_rate[trained[-1]])
+    return trained
+
+
+GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+@pytest.mark.parametrize(
+    ("nll_by_rate", "stop", "tried", "chosen"),
+    [
+        # falls to 3e-3, rises at 1e-2: every rate tried, the minimum chosen
+        (
+            {1e-4: 3.0, 3e-4: 1.9, 1e-3: 0.43, 3e-3: 0.18, 1e-2: 1.7},
+            True,
+            (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+            3e-3,
+        ),
+        # rises at 1e-3: 3e-3 and 1e-2 are not trained
+        ({1e-4: 0.59, 3e-4: 0.185, 1e-3: 0.193, 3e-3: 0.1, 1e-2: 0.4}, True, (1e-4, 3e-4, 1e-3), 3e-4),
+        # without the stop, the later (lower) minimum is found
+        (
+            {1e-4: 0.59, 3e-4: 0.185, 1e-3: 0.193, 3e-3: 0.1, 1e-2: 0.4},
+            False,
+            (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+            3e-3,
+        ),
+        # a diverged rate (NaN) is never chosen and stops the search
+        ({1e-4: 2.0, 3e-4: 1.0, 1e-3: float("nan"), 3e-3: 0.1, 1e-2: 0.4}, True, (1e-4, 3e-4, 1e-3), 3e-4),
+    ],
+)
+def test_rates_are_tried_from_the_smallest_up_and_the_best_is_trained_on_every_example(
+    monkeypatch, nll_by_rate, stop, tried, chosen
+):
+    task = _task()
+    trained = _fake_search(monkeypatch, nll_by_rate)
+    grid = (1e-2, 1e-4, 3e-3, 3e-4, 1e-3)  # given in any order: searched from the smallest
+    recipe = lora_baseline.LoraRecipe(epochs=1, batch_size=4, learning_rates=grid, stop_at_rise=stop)
+    with task.model.disabled():
+        peft_model, fit = lora_baseline.fit_lora(task.model.base_model, task.codec, _examples(10), recipe)
+        lora_baseline.remove_lora(peft_model)
+    assert fit.learning_rates == tried and fit.learning_rate == chosen
+    assert fit.held_out_nll == pytest.approx([nll_by_rate[lr] for lr in tried], nan_ok=True)
+    assert trained == [*tried, chosen]  # one training per rate tried, then the chosen one on all
+    assert fit.held_out_summary().startswith("0.0001: ")
+
+
+def test_a_search_that_diverges_at_every_rate_is_a_clear_error(monkeypatch):
+    task = _task()
+    _fake_search(monkeypatch, {1e-3: float("nan"), 1e-2: float("nan")})
+    recipe = lora_baseline.LoraRecipe(epochs=1, batch_size=4, learning_rates=(1e-3, 1e-2))
+    with (
+        task.model.disabled(),
+        pytest.raises(ValueError, match="diverged at every learning rate tried .0.001, 0.01"),
+    ):
+        lora_baseline.fit_lora(task.model.base_model, task.codec, _examples(10), recipe)
+    assert not any("lora" in name for name, _ in task.model.base_model.named_modules())  # taken out
+
+
+def test_the_default_grid_reaches_ten_to_the_minus_two_in_half_decades():
+    recipe = lora_baseline.LoraRecipe()
+    assert recipe.learning_rates == GRID and recipe.stop_at_rise is True

@@ -12,7 +12,13 @@ default for the model's family (q/v projections on Llama, Qwen2 and Gemma 3), Ad
 decay, ``epochs`` passes over the examples in a seeded order. The learning rate is chosen among
 ``learning_rates`` on the examples alone: each is trained on a seeded ``1 − held_out`` share and
 scored by the answer NLL of the rest; the adapter is then trained again on every example at the
-chosen rate. Nothing of a test set is read.
+chosen rate. Nothing of a test set is read. The rates are tried from the smallest up and, with
+``stop_at_rise`` (the default), the search stops at the first rate whose held-out NLL is above the
+best so far (the first rise of the held-out NLL, which is unimodal in the rate in every run of
+docs/tasks.md): a grid then costs the trainings up to one past its best rate, and a wide grid
+(10⁻⁴ to 10⁻², half-decade steps, the default) costs little where a small rate wins. The grid
+reaches 10⁻² because with its old top, 10⁻³, the held-out NLL chose that top in most runs of
+docs/tasks.md while still falling steeply there.
 
 The adapter is injected into the model in place (``peft.get_peft_model``), so a
 :class:`~faast.lm.task.TaskModel` over the same model generates and scores with it while its own
@@ -51,8 +57,10 @@ class LoraRecipe:
     alpha: int = 16
     epochs: int = 3
     batch_size: int = 8
-    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
+    learning_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
     held_out: float = 0.2
+    #: Stop the (increasing) search at the first rate whose held-out NLL is above the best so far.
+    stop_at_rise: bool = True
     seed: int = 0
     #: Module names LoRA wraps; None: PEFT's default for the model's family.
     targets: tuple[str, ...] | None = None
@@ -64,8 +72,12 @@ class LoraRecipe:
         rates = self.learning_rates
         if not rates or not all(isinstance(r, int | float) and math.isfinite(r) and r > 0 for r in rates):
             raise ValueError(f"learning_rates must be positive finite numbers (at least one), got {rates!r}")
+        if len(set(rates)) != len(rates):
+            raise ValueError(f"learning_rates must not repeat a rate, got {rates!r}")
         if not (isinstance(self.held_out, int | float) and 0.0 < self.held_out < 1.0):
             raise ValueError(f"held_out must be in (0, 1), got {self.held_out!r}")
+        if not isinstance(self.stop_at_rise, bool):
+            raise ValueError(f"stop_at_rise must be True or False, got {self.stop_at_rise!r}")
 
 
 #: The command-line option of each recipe field :func:`recipe_from_options` reads.
@@ -109,8 +121,9 @@ def recipe_from_options(
 @dataclass
 class LoraFit:
     """What :func:`fit_lora` chose and what it cost: the chosen learning rate, the held-out answer
-    NLL of each rate tried (in the order of ``learning_rates``, the recipe's), the trainable
-    parameters and their bytes, and the wall-clock seconds of the whole choice and final training."""
+    NLL of each rate tried (in ``learning_rates``, the rates tried, smallest first: the recipe's
+    grid up to where the search stopped), the trainable parameters and their bytes, and the
+    wall-clock seconds of the whole choice and final training."""
 
     learning_rate: float
     held_out_nll: list[float] = field(default_factory=list)
@@ -278,24 +291,48 @@ def fit_lora(
         pad_id = codec.tokenizer.eos_token_id
     start = time.perf_counter()
     train, held = held_out_split(examples, recipe.held_out, recipe.seed)
-    scores = []
-    for lr in recipe.learning_rates:
+    tried: list[float] = []
+    scores: list[float] = []
+    for lr in sorted(recipe.learning_rates):
         peft_model = add_lora(model, recipe)
         train_lora(peft_model, codec, train, lr, recipe, pad_id)
+        tried.append(lr)
         scores.append(answer_nll(peft_model, codec, held, recipe.batch_size, pad_id))
         model = remove_lora(peft_model)
-    best = min(range(len(scores)), key=scores.__getitem__)
+        if stops_search(scores, recipe.stop_at_rise):
+            break
+    ranked = [_rank(nll) for nll in scores]
+    if math.isinf(min(ranked)):
+        raise ValueError(
+            f"LoRA training diverged at every learning rate tried ({', '.join(f'{lr:g}' for lr in tried)}): "
+            "the held-out answer NLL was never finite; try smaller rates (--lora-lrs)"
+        )
+    best = min(range(len(scores)), key=ranked.__getitem__)
     peft_model = add_lora(model, recipe)
-    train_lora(peft_model, codec, examples, recipe.learning_rates[best], recipe, pad_id)
+    train_lora(peft_model, codec, examples, tried[best], recipe, pad_id)
     trained = [p for p in peft_model.parameters() if p.requires_grad]
     return peft_model, LoraFit(
-        recipe.learning_rates[best],
+        tried[best],
         scores,
         sum(p.numel() for p in trained),
         time.perf_counter() - start,
-        recipe.learning_rates,
+        tuple(tried),
         sum(p.numel() * p.element_size() for p in trained),
     )
+
+
+def stops_search(scores: Sequence[float], stop_at_rise: bool) -> bool:
+    """Whether the search over increasing rates stops after the held-out NLLs ``scores`` (one per
+    rate tried, smallest rate first): with ``stop_at_rise``, once the last is above the best of
+    those before it (a NaN — a diverged run — counts as above)."""
+    if not stop_at_rise or len(scores) < 2:
+        return False
+    return _rank(scores[-1]) > min(_rank(nll) for nll in scores[:-1])
+
+
+def _rank(nll: float) -> float:
+    """A held-out NLL as the search compares it: NaN (a diverged run) as +inf."""
+    return math.inf if math.isnan(nll) else nll
 
 
 @contextlib.contextmanager
