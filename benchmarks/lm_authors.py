@@ -76,7 +76,7 @@ from faast.lm.calibration import calibrated_label_scores
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.label_head import LabelHead, candidate_layers, describe_layer_choice
-from faast.lm.lora_baseline import LoraRecipe, adapted
+from faast.lm.lora_baseline import adapted
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import TaskModel, TaskSpec, default_candidates
 from faast.lm.task_choice import ANCHORS, CALIBRATED_SETS
@@ -95,6 +95,7 @@ from passage_data import (
     load_genres,
 )
 from task_bench import MODEL_NAMES, machine, saved_run, scored_accuracy, write_json
+from task_lora import add_lora_options, recipe_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -310,8 +311,7 @@ def _logistic_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, st
 def _lora(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     """Backprop through the model: a LoRA adapter trained on the passages' answers
     (:func:`faast.lm.lora_baseline.adapted`: in the model while the test passages are scored)."""
-    recipe = LoraRecipe(batch_size=s.args.batch_size, seed=s.args.seed)
-    with adapted(s.task, support, recipe) as fit:
+    with adapted(s.task, support, recipe_from_args(s.args)) as fit:
         scores = s.task.label_scores(s.inputs, batch_size=s.args.batch_size)
     return scores, f"lr={fit.learning_rate:g}"
 
@@ -537,6 +537,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="draws of the support passages and the fits")
     ap.add_argument("--split-seed", type=int, default=0, help="the test / pool split")
     ap.add_argument("--batch-size", type=int, default=16)
+    add_lora_options(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="default benchmarks/results/lm_<task>")
@@ -553,6 +554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(RUNNERS))
     if unknown:
         ap.error(f"--methods: unknown {unknown}; known: {', '.join(RUNNERS)}")
+    recipe_from_args(args)  # its errors before any model is loaded
     return args
 
 

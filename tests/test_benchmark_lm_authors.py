@@ -4,8 +4,10 @@ word-level tokenizer: its passages, balanced draws, every method's rows, and wha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_authors
 import passage_data
 from faast.lm.examples import Example
+from faast.lm.lora_baseline import LoraRecipe
 from faast.lm.task import TaskModel
 from faast.lm.task_choice import DEFAULT_ANCHOR
 from tests.test_benchmark_lm_lead import on_tiny_model
@@ -239,3 +242,24 @@ def test_the_lora_method_trains_per_draw_and_leaves_the_model_as_it_was(monkeypa
     plain = json.loads((tmp_path / "plain" / "authors.json").read_text())["rows"]
     head = [(r["accuracy"], r["predicted"]) for r in rows if r["method"] == "faast head"]
     assert head == [(r["accuracy"], r["predicted"]) for r in plain if r["method"] == "faast head"]
+
+
+def test_the_lora_rows_take_the_recipe_of_the_command_line(monkeypatch):
+    with pytest.raises(SystemExit, match="--lora-lrs"):
+        lm_authors.parse_args(["--lora-lrs", "0,1e-3"])
+    args = lm_authors.parse_args(["--lora-lrs", "1e-4,3e-4,1e-3", "--lora-epochs", "2", "--seed", "4"])
+    seen = []
+
+    @contextlib.contextmanager
+    def recorded(task, support, recipe):
+        seen.append(recipe)
+        yield types.SimpleNamespace(learning_rate=3e-4)
+
+    monkeypatch.setattr(lm_authors, "adapted", recorded)
+    task = types.SimpleNamespace(label_scores=lambda inputs, batch_size: torch.zeros(len(inputs), 4))
+    scores, detail = lm_authors._lora(types.SimpleNamespace(args=args, task=task, inputs=["a", "b"]), [])
+    assert scores.shape == (2, 4) and detail == "lr=0.0003"
+    assert seen[0].learning_rates == (1e-4, 3e-4, 1e-3) and seen[0].epochs == 2
+    assert seen[0].batch_size == 16 and seen[0].seed == 4  # the benchmark's batch size and seed
+    default = lm_authors.parse_args([])
+    assert lm_authors.recipe_from_args(default) == LoraRecipe(batch_size=16, seed=0)
