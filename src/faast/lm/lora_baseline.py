@@ -14,11 +14,11 @@ decay, ``epochs`` passes over the examples in a seeded order. The learning rate 
 scored by the answer NLL of the rest; the adapter is then trained again on every example at the
 chosen rate. Nothing of a test set is read. The rates are tried from the smallest up and, with
 ``stop_at_rise`` (the default), the search stops at the first rate whose held-out NLL is above the
-best so far (the first rise of the held-out NLL, which is unimodal in the rate in every run of
-docs/tasks.md): a grid then costs the trainings up to one past its best rate, and a wide grid
-(10⁻⁴ to 10⁻², half-decade steps, the default) costs little where a small rate wins. The grid
-reaches 10⁻² because with its old top, 10⁻³, the held-out NLL chose that top in most runs of
-docs/tasks.md while still falling steeply there.
+best so far (the first rise of the held-out NLL, which was unimodal in the rate in every cell
+docs/tasks.md ran over the whole grid): a grid then costs the trainings up to one past its best
+rate, and a wide grid (10⁻⁴ to 10⁻², half-decade steps, the default) costs little where a small
+rate wins. The grid reaches 10⁻² because with its old top, 10⁻³, the held-out NLL chose that top
+in most runs of docs/tasks.md while still falling steeply there.
 
 The adapter is injected into the model in place (``peft.get_peft_model``), so a
 :class:`~faast.lm.task.TaskModel` over the same model generates and scores with it while its own
