@@ -301,7 +301,7 @@ def fit_lora(
         model = remove_lora(peft_model)
         if stops_search(scores, recipe.stop_at_rise):
             break
-    ranked = [_rank(nll) for nll in scores]
+    ranked = [loss_rank(nll) for nll in scores]
     if math.isinf(min(ranked)):
         raise ValueError(
             f"LoRA training diverged at every learning rate tried ({', '.join(f'{lr:g}' for lr in tried)}): "
@@ -327,12 +327,13 @@ def stops_search(scores: Sequence[float], stop_at_rise: bool) -> bool:
     those before it (a NaN — a diverged run — counts as above)."""
     if not stop_at_rise or len(scores) < 2:
         return False
-    return _rank(scores[-1]) > min(_rank(nll) for nll in scores[:-1])
+    return loss_rank(scores[-1]) > min(loss_rank(nll) for nll in scores[:-1])
 
 
-def _rank(nll: float) -> float:
-    """A held-out NLL as the search compares it: NaN (a diverged run) as +inf."""
-    return math.inf if math.isnan(nll) else nll
+def loss_rank(loss: float) -> float:
+    """A held-out loss (NLL or perplexity; lower is better) as a learning-rate search compares it:
+    NaN (a diverged run) as +inf, so that it never wins a ``min``."""
+    return math.inf if math.isnan(loss) else loss
 
 
 @contextlib.contextmanager
