@@ -60,7 +60,7 @@ from faast.assets.text import gutenberg_books, shakespeare_texts
 from faast.eval.report import update_doc_block
 from faast.lm import FaastConfig, FaastModel, get_faast_model
 from faast.lm.correction import learn_windows_in_steps
-from faast.lm.lora_baseline import loss_rank
+from faast.lm.lora_baseline import lowest_loss
 from faast.lm.prompts import start_token_ids
 from faast.lm.text import encode, learn_windows, load_causal_lm, perplexity, token_windows, with_start_tokens
 from task_bench import REPO, Timer, block_results_name, human_bytes, machine, write_json
@@ -199,17 +199,17 @@ def learning_rates(ap: argparse.ArgumentParser, flag: str, text: str) -> tuple[f
 def choose_lr(run, learn: torch.Tensor, lrs) -> tuple[float, dict, float]:
     """The learning rate whose one-epoch run on the first 90 % of the learning windows gives the
     lowest perplexity on the last 10 % (Austen text, never the test book); its seconds count as
-    adaptation time. A diverged run (NaN perplexity) ranks last (:func:`loss_rank`); every run
+    adaptation time. A diverged run (NaN perplexity) ranks last (:func:`lowest_loss`); every run
     diverging is a ValueError."""
     cut = max(1, len(learn) // 10)
     tried = {}
     with Timer() as t:
         for lr in lrs:
             tried[f"{lr:g}"] = round(run(lr, learn[:-cut], learn[-cut:])[0], 3)
-    best = min(lrs, key=lambda lr: loss_rank(tried[f"{lr:g}"]))
-    if math.isinf(loss_rank(tried[f"{best:g}"])):
+    best = lowest_loss([tried[f"{lr:g}"] for lr in lrs])
+    if best is None:
         raise ValueError(f"training diverged at every learning rate tried {tried}: try smaller rates")
-    return best, tried, t.s
+    return lrs[best], tried, t.s
 
 
 def backprop_row(method: str, run, learn: torch.Tensor, test: torch.Tensor, lrs) -> tuple:

@@ -247,6 +247,20 @@ def test_the_search_stops_at_the_first_rise_of_the_held_out_nll(scores):
     assert lora_baseline.stops_search(scores, False) is False
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=0.0, max_value=10.0) | st.just(float("nan")) | st.just(float("inf")),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_lowest_loss_is_the_first_smallest_finite_one(losses):
+    finite = [(loss, i) for i, loss in enumerate(losses) if loss == loss and loss != float("inf")]
+    expected = min(finite)[1] if finite else None  # ties: the first index
+    assert lora_baseline.lowest_loss(losses) == expected
+
+
 def _fake_search(monkeypatch, nll_by_rate: dict[float, float]) -> list[float]:
     """Replace training by a record of the rates trained at and the held-out NLL by a table of
     the last rate trained; returns the record."""

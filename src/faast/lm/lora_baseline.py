@@ -301,13 +301,12 @@ def fit_lora(
         model = remove_lora(peft_model)
         if stops_search(scores, recipe.stop_at_rise):
             break
-    ranked = [loss_rank(nll) for nll in scores]
-    if math.isinf(min(ranked)):
+    best = lowest_loss(scores)
+    if best is None:
         raise ValueError(
             f"LoRA training diverged at every learning rate tried ({', '.join(f'{lr:g}' for lr in tried)}): "
             "the held-out answer NLL was never finite; try smaller rates (--lora-lrs)"
         )
-    best = min(range(len(scores)), key=ranked.__getitem__)
     peft_model = add_lora(model, recipe)
     train_lora(peft_model, codec, examples, tried[best], recipe, pad_id)
     trained = [p for p in peft_model.parameters() if p.requires_grad]
@@ -334,6 +333,15 @@ def loss_rank(loss: float) -> float:
     """A held-out loss (NLL or perplexity; lower is better) as a learning-rate search compares it:
     NaN (a diverged run) as +inf, so that it never wins a ``min``."""
     return math.inf if math.isnan(loss) else loss
+
+
+def lowest_loss(losses: Sequence[float]) -> int | None:
+    """The index of the lowest of the held-out ``losses`` (one per learning rate; NLL or
+    perplexity) as :func:`loss_rank` ranks them, the first on a tie; None when none is finite (every
+    run diverged)."""
+    ranked = [loss_rank(loss) for loss in losses]
+    best = min(range(len(ranked)), key=ranked.__getitem__)
+    return None if math.isinf(ranked[best]) else best
 
 
 @contextlib.contextmanager
