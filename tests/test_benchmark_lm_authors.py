@@ -263,3 +263,61 @@ def test_the_lora_rows_take_the_recipe_of_the_command_line(monkeypatch):
     assert seen[0].batch_size == 16 and seen[0].seed == 4  # the benchmark's batch size and seed
     default = lm_authors.parse_args([])
     assert lm_authors.recipe_from_args(default) == LoraRecipe(batch_size=16, seed=0)
+
+
+def test_agreed_tweets_keep_each_text_once_and_drop_disagreeing_copies():
+    """--task tweets: only confidence-1 tweets, whitespace collapsed; a repeated text is kept once,
+    and dropped where its copies carry different labels."""
+    import tweet_data
+
+    records = [
+        {"text": "great  flight", "label": "positive", "confidence": 1.0},
+        {"text": "late again", "label": "negative", "confidence": 0.9},  # not every rater agreed
+        {"text": "no  idea", "label": "neutral", "confidence": None},
+        {"text": "great flight ", "label": "positive", "confidence": 1.0},  # the same text again
+        {"text": "ok then", "label": "neutral", "confidence": 1.0},
+        {"text": "ok  then", "label": "negative", "confidence": 1.0},  # disagrees: both go
+        {"text": "lost my bag", "label": "negative", "confidence": 1.0},
+    ]
+    assert tweet_data.agreed_tweets(records) == {
+        "negative": ["lost my bag"],
+        "neutral": [],
+        "positive": ["great flight"],
+    }
+
+
+def test_tweet_split_is_seeded_balanced_and_refuses_too_few():
+    import tweet_data
+
+    by_label = {label: [f"{label} {i}" for i in range(8)] for label in tweet_data.TWEET_LABELS}
+    pool, test = tweet_data.split_tweets(by_label, 3, split_seed=1)
+    assert sorted(e.output for e in test) == sorted(tweet_data.TWEET_LABELS * 3)
+    for label in tweet_data.TWEET_LABELS:
+        assert len(pool[label]) == 5 and all(e.output == label for e in pool[label])
+        held = {e.input for e in test if e.output == label}
+        assert held.isdisjoint(e.input for e in pool[label])
+        assert held | {e.input for e in pool[label]} == set(by_label[label])
+    assert tweet_data.split_tweets(by_label, 3, split_seed=1) == (pool, test)
+    assert tweet_data.split_tweets(by_label, 3, split_seed=2) != (pool, test)
+    with pytest.raises(ValueError, match="8 agreed negative tweets, not more than the 8"):
+        tweet_data.split_tweets(by_label, 8, split_seed=1)
+
+
+def test_the_tweet_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
+    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
+    labels = LABELS[:3]
+    pool = {label: _pool()[label] for label in labels}
+    test = [e for label in labels for e in pool[label][:3]]
+    monkeypatch.setattr(lm_authors, "TWEET_TEMPLATE", lm_authors.TEMPLATE)
+    monkeypatch.setattr(lm_authors, "TWEET_LABELS", labels)
+    monkeypatch.setattr(lm_authors, "load_tweets", lambda per_label, seed: (pool, test))
+    out = tmp_path / "tweets"
+    lm_authors.main([*"--task tweets --models tiny --sizes 6 --draws 1 --test 3 --out".split(), str(out)])
+    data = json.loads((out / "tweets.json").read_text())
+    assert data["task"] == "tweets" and data["labels"] == labels
+    assert data["data"].startswith("tweet-sentiment") and "9 test tweets (3 per label" in data["data"]
+    assert {r["method"] for r in data["rows"]} == {"zero-shot", *lm_authors.DEFAULT_METHODS}
+    assert (
+        (out / "tweets.md").read_text().startswith("Command: `python benchmarks/lm_authors.py --task tweets")
+    )
+    assert (out / "tweets.png").is_file() and (out / "tweets.csv").is_file()

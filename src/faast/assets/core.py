@@ -24,7 +24,12 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 #: Modules that register assets when imported.
-ASSET_MODULES: tuple[str, ...] = ("faast.assets.vision", "faast.assets.lm", "faast.assets.text")
+ASSET_MODULES: tuple[str, ...] = (
+    "faast.assets.vision",
+    "faast.assets.lm",
+    "faast.assets.text",
+    "faast.assets.tweets",
+)
 
 
 class AssetError(RuntimeError):
