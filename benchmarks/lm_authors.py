@@ -114,6 +114,7 @@ class PassageTask:
     load: Callable[[int, int], tuple[dict[str, list[Example]], list[Example]]]
     title: str
     data: Callable[[argparse.Namespace, int], str]
+    unit: str = "passages"
 
 
 def passage_task(name: str) -> PassageTask:
@@ -137,6 +138,7 @@ def passage_task(name: str) -> PassageTask:
                 f"split seed {args.split_seed}); k/3 support tweets per label, {args.draws} draws per k "
                 f"(seed {args.seed})"
             ),
+            unit="tweets",
         )  # fmt: skip
     held = "; ".join(f"{g}: {TEST_PLAYS_PER_GENRE} plays" for g in FOLIO_GENRES)
     return PassageTask(
@@ -464,8 +466,9 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def plot(path: Path, lines: list[dict], labels: int, title: str) -> None:
-    """Accuracy against k per model (``labels``: how many, for the chance line)."""
+def plot(path: Path, lines: list[dict], labels: int, title: str, unit: str = "passages") -> None:
+    """Accuracy against k per model (``labels``: how many, for the chance line; ``unit``: what k
+    counts, for the axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -487,7 +490,7 @@ def plot(path: Path, lines: list[dict], labels: int, title: str) -> None:
         ax.axhline(100 / labels, color="lightgrey", linestyle=":", label="chance")
         ax.set(
             title=model,
-            xlabel="k labelled passages",
+            xlabel=f"k labelled {unit}",
             ylabel="test accuracy (%)",
             xscale="log",
             xticks=sorted({r["k"] for r in mine if r["k"]}),
@@ -502,7 +505,7 @@ def plot(path: Path, lines: list[dict], labels: int, title: str) -> None:
 
 def publish(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
     """<task>.json / .csv / .md / .png in ``out`` (repository-relative paths; the task's name is
-    ``meta["task"]``, authors for runs before it was recorded)."""
+    ``meta["task"]``, authors for runs before it was recorded; the plot counts k in its unit)."""
     out.mkdir(parents=True, exist_ok=True)
     lines = summary(rows)
     stem = meta.get("task", "authors")
@@ -511,7 +514,7 @@ def publish(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
     write_public_text(out / f"{stem}.md", markdown(lines, meta) + "\n")
     if lines:
         title = meta.get("title", "Which author wrote the passage?")
-        plot(out / f"{stem}.png", lines, len(meta["labels"]), title)
+        plot(out / f"{stem}.png", lines, len(meta["labels"]), title, passage_task(stem).unit)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

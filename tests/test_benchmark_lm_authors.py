@@ -311,6 +311,9 @@ def test_the_tweet_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path)
     monkeypatch.setattr(lm_authors, "TWEET_TEMPLATE", lm_authors.TEMPLATE)
     monkeypatch.setattr(lm_authors, "TWEET_LABELS", labels)
     monkeypatch.setattr(lm_authors, "load_tweets", lambda per_label, seed: (pool, test))
+    units = []
+    plot = lm_authors.plot
+    monkeypatch.setattr(lm_authors, "plot", lambda *a: units.append(a[-1]) or plot(*a))
     out = tmp_path / "tweets"
     lm_authors.main([*"--task tweets --models tiny --sizes 6 --draws 1 --test 3 --out".split(), str(out)])
     data = json.loads((out / "tweets.json").read_text())
@@ -321,3 +324,4 @@ def test_the_tweet_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path)
         (out / "tweets.md").read_text().startswith("Command: `python benchmarks/lm_authors.py --task tweets")
     )
     assert (out / "tweets.png").is_file() and (out / "tweets.csv").is_file()
+    assert units == ["tweets"]  # the plot's axis counts tweets, not passages
