@@ -176,11 +176,16 @@ def test_genre_split_tests_on_plays_the_pool_never_draws_from():
         passage_data.split_genres(texts, 21, split_seed=3)
 
 
-def test_the_genre_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
+def _three_label_data(monkeypatch) -> tuple[list[str], dict[str, list[Example]], list[Example]]:
+    """The tiny model, three of its labels, their pool and 3 test passages per label."""
     on_tiny_model(monkeypatch, (lm_authors,), LABELS)
     labels = LABELS[:3]
     pool = {label: _pool()[label] for label in labels}
-    test = [e for label in labels for e in pool[label][:3]]
+    return labels, pool, [e for label in labels for e in pool[label][:3]]
+
+
+def test_the_genre_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
+    labels, pool, test = _three_label_data(monkeypatch)
     monkeypatch.setattr(lm_authors, "GENRE_TEMPLATE", lm_authors.TEMPLATE)
     monkeypatch.setattr(lm_authors, "FOLIO_GENRES", {label: () for label in labels})
     monkeypatch.setattr(lm_authors, "load_genres", lambda per_label, seed: (pool, test))
@@ -304,10 +309,7 @@ def test_tweet_split_is_seeded_balanced_and_refuses_too_few():
 
 
 def test_the_tweet_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path):
-    on_tiny_model(monkeypatch, (lm_authors,), LABELS)
-    labels = LABELS[:3]
-    pool = {label: _pool()[label] for label in labels}
-    test = [e for label in labels for e in pool[label][:3]]
+    labels, pool, test = _three_label_data(monkeypatch)
     monkeypatch.setattr(lm_authors, "TWEET_TEMPLATE", lm_authors.TEMPLATE)
     monkeypatch.setattr(lm_authors, "TWEET_LABELS", labels)
     monkeypatch.setattr(lm_authors, "load_tweets", lambda per_label, seed: (pool, test))
