@@ -282,6 +282,22 @@ def test_the_report_keeps_each_candidates_right_answers_per_held_out_example():
     assert free.validation_correct == {} and free.validation_loglik
 
 
+def test_the_report_says_which_example_each_held_out_score_belongs_to():
+    """``validation_index``: the position of each held-out example in the fitted examples, in the
+    order of the per-example tensors: the targets are those examples' labels, every example is held
+    out once (hold_out 1), fold after fold."""
+    task = make_task()
+    examples = rule_examples(23)
+    report = task.fit(examples, progress=False)
+    index = report.validation_index
+    assert index.dtype == torch.long and sorted(index.tolist()) == list(range(23))
+    labels = task.spec.labels
+    want = [labels.index(examples[i].output) for i in index.tolist()]
+    assert report.validation_targets.tolist() == want
+    assert index.tolist() != list(range(23))  # fold by fold, not in the examples' order
+    assert make_task().fit(rule_examples(3), progress=False).validation_index is None  # nothing held out
+
+
 def test_too_few_examples_are_learned_but_read_with_the_memory_off():
     """Below the validation threshold nothing proves a read-out: the scores are the zero-shot
     model's, bit for bit, while the examples are in the statistics (a forced read-out uses them)."""

@@ -123,6 +123,9 @@ class FitReport:
     validation_predicted: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     #: labels only: (held-out examples,) int64 index of the right label; not saved
     validation_targets: torch.Tensor | None = field(default=None, repr=False)
+    #: (held-out examples,) int64 position in the fitted examples of each held-out example, in the
+    #: order of the per-example tensors above (fold by fold); not saved
+    validation_index: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -629,7 +632,15 @@ class TaskModel(TaskScoringMixin):
             None if tested_against is None else tested_against.name,
             predicted,
             targets,
+            self._positions(examples, parts),
         )
+
+    @staticmethod
+    def _positions(examples: Sequence[Example], parts: Sequence[Sequence[Example]]) -> torch.Tensor:
+        """(held-out examples,) int64 position in ``examples`` of each example of ``parts``, fold by
+        fold (the order in which the folds' scores are concatenated)."""
+        where = {id(e): i for i, e in enumerate(examples)}
+        return torch.tensor([where[id(e)] for part in parts for e in part], dtype=torch.long)
 
     def _learn_block(
         self,

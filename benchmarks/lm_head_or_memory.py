@@ -1,0 +1,257 @@
+"""Should a labelled task read with the closed-form label head when cross-validation on its own
+examples says the head beats the output memory? Measured on development tasks that no published
+test set contains.
+
+On the three test tasks no default was chosen on, the closed-form head on the prompt-end states
+(``faast task learn --head squared``, no gradients) is often ahead of the default fit, which reads
+the output memory (docs/tasks.md, "A third task no default was chosen on": 11.7 and 14.3 points on
+Gemma-3-270M and Qwen2.5-Coder after 48 tweets, where the memory's guard kept it off). Both are
+fitted by cross-validation on the examples already, so a fit could weigh one against the other
+with no more data. This study compares, per draw of k support examples:
+
+* ``memory``: ``TaskModel.fit`` with the library's defaults (what ``faast task learn`` reads);
+* ``head``: ``TaskModel.fit_head`` with its defaults (layer ``"auto"``), always used;
+* ``head if significant``: the head when, on the examples held out by the two cross-validations
+  (each example once in each), it predicted more of them right than the memory's chosen read-out
+  and a sign-flip test (:func:`faast.lm.task_choice.max_gain_p_value`, the guard of the read-out
+  choice) puts the gain below :data:`~faast.lm.task_choice.SIGN_FLIP_LEVEL`; the memory otherwise
+  (and when a label has fewer than two examples: the head cannot be cross-validated).
+
+The head's held-out predictions are those of its chosen layer, so they carry that choice's
+optimism (the head input wins in most draws, where there is none). Nothing here changes a default.
+
+Data (``--task``, benchmarks/dev_tasks.py): ``sentiment`` (Pang & Lee development sentences) or
+``bible-books`` (which of four books of the Bible a verse comes from).
+
+    python benchmarks/lm_head_or_memory.py --models smollm2,gemma3 --task sentiment --sizes 16,64 --draws 4
+
+Writes ``results.json``, ``draws.csv``, ``table.md`` and ``table.png`` in ``--out`` (default
+benchmarks/results/lm_head_or_memory/<task>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dev_tasks import DEV_TASKS, dev_task
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.examples import Example
+from faast.lm.label_head import held_out_right
+from faast.lm.task import TaskModel, TaskSpec
+from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
+from faast.lm.text import load_causal_lm
+from faast.publish import save_figure, write_public_csv, write_public_text
+from lm_guard import dev_scores, draw_support
+from task_bench import MODEL_NAMES, REPO, Timer, run_meta, saved_run, scored_accuracy, write_json
+
+#: The compared read-outs, in table order.
+VARIANTS = ("memory", "head", "head if significant")
+#: A draw loses when its development accuracy falls more than this many points below ``memory``'s.
+LOSS_POINTS = 1.0
+
+
+def head_or_memory(
+    memory_right: torch.Tensor, head_right: torch.Tensor | None, seed: int = 0
+) -> tuple[str, float | None]:
+    """("head" or "memory", the sign-flip p-value or None when no test was made) from the per-example
+    held-out correctness (n,) of the memory's chosen read-out and of the head on the same examples
+    (None: the head could not be cross-validated): the head when it got more right and the test of
+    its gain is below :data:`SIGN_FLIP_LEVEL`."""
+    if head_right is None:
+        return "memory", None
+    if memory_right.shape != head_right.shape:
+        raise ValueError(
+            f"held-out correctness of {tuple(memory_right.shape)} and {tuple(head_right.shape)} examples"
+        )
+    gains = head_right.to(torch.float64) - memory_right.to(torch.float64)
+    if float(gains.sum()) <= 0:
+        return "memory", None
+    p = max_gain_p_value(gains[:, None], seed=seed)
+    return ("head" if p < SIGN_FLIP_LEVEL else "memory"), p
+
+
+def head_held_out(
+    task: TaskModel, learned: list[Example], layer: int | None, seed: int
+) -> torch.Tensor | None:
+    """(k,) whether the head on ``layer``, fitted on the other folds, predicts each example of
+    ``learned`` right (:func:`faast.lm.label_head.held_out_right`); None when a label has fewer
+    than two examples."""
+    labels = list(task.spec.labels)
+    features = task.prompt_layer_features(learned, [layer], progress=False)  # (k, 1, d)
+    index = np.array([labels.index(e.output) for e in learned])
+    right = held_out_right(features, index, task.head.loss, seed)
+    return None if right is None else torch.as_tensor(right[:, 0] > 0.5)
+
+
+def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: argparse.Namespace) -> dict:
+    """Fit the memory and the head on ``learned``; each variant's development accuracy."""
+    labels = list(task.spec.labels)
+    task.reset()
+    report = task.fit(learned, labels=labels, seed=args.seed, progress=False)
+    memory_accuracy, _ = dev_scores(task, dev, args.batch_size, labels)
+    head = task.fit_head(learned, batch_size=args.batch_size, progress=False)
+    scores = task.head_scores([e.input for e in dev], batch_size=args.batch_size)
+    head_accuracy = scored_accuracy(scores, dev, labels)
+    choice, p = "memory", None
+    if report.validation_index is not None:
+        memory_right = report.validation_correct[report.chosen.name]
+        head_right = head_held_out(task, learned, head.layer, args.seed)
+        if head_right is not None:
+            head_right = head_right[report.validation_index]
+        choice, p = head_or_memory(memory_right, head_right, args.seed)
+    accuracy = {"memory": memory_accuracy, "head": head_accuracy}
+    return {
+        "memory_read_out": report.chosen.name,
+        "head_layer": "head input" if head.layer is None else f"block {head.layer}",
+        "choice": choice,
+        "p": p,
+        "memory_accuracy": memory_accuracy,
+        "head_accuracy": head_accuracy,
+        "head if significant_accuracy": accuracy[choice],
+    }
+
+
+def run_model(name: str, args: argparse.Namespace, task_data: Any) -> list[dict]:
+    """Every draw's row of model ``name`` on the development task ``task_data``."""
+    model, tok = load_causal_lm(name, device=args.device)
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    label = MODEL_NAMES.get(name, name)
+    task = TaskModel(fm, tok, TaskSpec(task_data.template, "answer", list(task_data.labels)), cache=True)
+    rows = []
+    for k, draw in tqdm([(k, d) for k in args.sizes for d in range(args.draws)], desc=f"{label}: draws"):
+        learned = draw_support(task_data.support, args.seed, k, draw)
+        rows.append({"model": label, "k": k, "draw": draw} | draw_row(task, learned, task_data.dev, args))
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (model, k) and over all draws: each variant's mean development accuracy (%), its change
+    from ``memory`` (points), the draws losing more than :data:`LOSS_POINTS` against it, and how
+    often the head was chosen."""
+    groups: dict[tuple[str, Any], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["k"]), []).append(r)
+    groups[("all draws", "")] = rows
+    lines = []
+    for (model, k), rs in groups.items():
+        line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
+        for name in VARIANTS:
+            changes = [100 * (r[f"{name}_accuracy"] - r["memory_accuracy"]) for r in rs]
+            line[name] = 100 * sum(r[f"{name}_accuracy"] for r in rs) / len(rs)
+            if name != "memory":
+                line[f"{name} − memory"] = sum(changes) / len(rs)
+                line[f"{name} losses"] = sum(c < -LOSS_POINTS for c in changes)
+        line["head chosen"] = sum(r["choice"] == "head" for r in rs)
+        lines.append(line)
+    return lines
+
+
+def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
+    cols = [
+        "model",
+        "k",
+        "draws",
+        "memory",
+        *[c for n in VARIANTS[1:] for c in (n, f"{n} − memory", f"{n} losses")],
+    ]
+    cols.append("head chosen")
+
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    head = (
+        f"Command: `{meta['command']}`  \n"
+        f"Data: {meta['data']}  \n"
+        f"Machine: {meta['machine']}; {meta['seconds'] / 60:.0f} min  \n"
+        "Columns: development accuracy (%), mean over draws: the default fit (`memory`), the label head "
+        "(`head`, layer auto) and the head only when its held-out gain over the memory is significant "
+        f"(sign-flip p < {SIGN_FLIP_LEVEL:g}); `− memory`: points against the default fit; `losses`: "
+        f"draws more than {LOSS_POINTS:g} point below it; `head chosen`: draws that read with the head\n\n"
+    )
+    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]
+    return head + "\n".join(table)
+
+
+def plot(path: Path, lines: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [line for line in lines if line["model"] != "all draws"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(VARIANTS)
+    for j, name in enumerate(VARIANTS):
+        xs = [i + j * width for i in range(len(shown))]
+        ax.bar(xs, [line[name] for line in shown], width, label=name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))])
+    ax.set_xticklabels([f"{line['model']}\nk={line['k']}" for line in shown], fontsize=8)
+    ax.set_ylabel("development accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Memory or label head ({title})")
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
+    """results.json, draws.csv, table.png and table.md in ``out``."""
+    lines = summary(rows)
+    write_json(out / "results.json", {**meta, "summary": lines, "rows": rows})
+    write_public_csv(out / "draws.csv", rows)
+    plot(out / "table.png", lines, meta.get("title", ""))
+    md = markdown(lines, meta)
+    write_public_text(out / "table.md", md + "\n")
+    print(md)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2")
+    ap.add_argument("--task", choices=list(DEV_TASKS), default="sentiment", help="the development task")
+    ap.add_argument("--sizes", default="16,64", help="support examples per draw (comma list)")
+    ap.add_argument("--draws", type=int, default=4, help="support sets drawn per size")
+    ap.add_argument("--dev", type=int, default=400, help="development examples")
+    ap.add_argument("--seed", type=int, default=3, help="draws the support sets and seeds the fits")
+    ap.add_argument("--split-seed", type=int, default=0, help="as benchmarks/lm_guard.py")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=None, help="default benchmarks/results/lm_head_or_memory/<task>")
+    ap.add_argument(
+        "--render", action="store_true", help="no fits: write the outputs again from results.json"
+    )
+    args = ap.parse_args(argv)
+    out = Path(args.out or REPO / "benchmarks" / "results" / "lm_head_or_memory" / args.task)
+    if args.render:
+        write_outputs(*saved_run(out / "results.json"), out)
+        return
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:
+        raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    try:
+        task_data = dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
+    except ValueError as err:
+        raise SystemExit(f"--task {args.task}: {err}") from None
+    with Timer() as total:
+        rows = [r for name in filter(None, args.models.split(",")) for r in run_model(name, args, task_data)]
+    template = task_data.template.to_dict()
+    meta = run_meta(
+        "lm_head_or_memory.py", task_data.data, template, args.threads, args.device, total, partial=False
+    )
+    if argv is not None:  # called from Python: the command of these arguments
+        meta["command"] = "python benchmarks/lm_head_or_memory.py " + shlex.join(argv)
+    write_outputs(rows, {**meta, "title": task_data.title}, out)
+
+
+if __name__ == "__main__":
+    main()
