@@ -6,8 +6,8 @@ put together (tweets about US airlines, self-driving cars, DeflateGate, ...). Ro
 ``sentiment, confidence, text``: ``negative`` 16,186, ``neutral`` 15,018, ``positive`` 6,954; the
 confidence is the share of raters who agreed (1 for 18,132 rows, blank for 5,460). The file is
 not UTF-8 (some tweets carry mojibake from an earlier re-encoding); it is read as Latin-1, which
-decodes every byte, so texts are kept byte for byte as shipped. Cached as JSONL next to the
-``faast-asset.json`` marker, written last.
+decodes every byte, so texts are kept as shipped (stripped of outer blanks). Cached as JSONL next
+to the ``faast-asset.json`` marker, written last.
 """
 
 from __future__ import annotations
