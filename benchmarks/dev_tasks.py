@@ -16,10 +16,13 @@ development examples (what each fit's choice is scored on).
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 from faast.assets.text import bible_pairs
 from faast.eval.holdout import normalize_text
@@ -105,3 +108,34 @@ def dev_task(name: str, dev_size: int, split_seed: int, draws: int, seed: int) -
     if name not in DEV_TASKS:
         raise ValueError(f"unknown development task {name!r}; choose from {', '.join(DEV_TASKS)}")
     return DEV_TASKS[name](dev_size, split_seed, draws, seed)
+
+
+def add_study_options(ap: argparse.ArgumentParser, draws: int) -> None:
+    """The options of a study on a development task (``lm_calibrated_candidates.py``,
+    ``lm_head_or_memory.py``): models, task, sizes, draws (default ``draws``), development size,
+    seeds, batch size, threads and device; :func:`study_task` reads them."""
+    ap.add_argument("--models", default="smollm2")
+    ap.add_argument("--task", choices=list(DEV_TASKS), default="sentiment", help="the development task")
+    ap.add_argument("--sizes", default="16,64", help="support examples per draw (comma list)")
+    ap.add_argument("--draws", type=int, default=draws, help="support sets drawn per size")
+    ap.add_argument("--dev", type=int, default=400, help="development examples (sentiment: the pool's last)")
+    ap.add_argument("--seed", type=int, default=3, help="draws the support sets and seeds the fits")
+    ap.add_argument("--split-seed", type=int, default=0, help="as benchmarks/lm_guard.py")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+
+
+def study_task(args: argparse.Namespace) -> DevTask:
+    """The development task of :func:`add_study_options`' arguments, after parsing ``--sizes`` into
+    a list of ints (in ``args``), checking the counts and setting torch's threads and seed; a clear
+    exit naming the option for a bad value."""
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:
+        raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    try:
+        return dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
+    except ValueError as err:  # e.g. more development verses than the books hold
+        raise SystemExit(f"--task {args.task}: {err}") from None

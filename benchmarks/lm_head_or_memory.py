@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dev_tasks import DEV_TASKS, dev_task
+from dev_tasks import add_study_options, study_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.label_head import held_out_right
@@ -214,16 +214,7 @@ def write_outputs(rows: list[dict], meta: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="smollm2")
-    ap.add_argument("--task", choices=list(DEV_TASKS), default="sentiment", help="the development task")
-    ap.add_argument("--sizes", default="16,64", help="support examples per draw (comma list)")
-    ap.add_argument("--draws", type=int, default=4, help="support sets drawn per size")
-    ap.add_argument("--dev", type=int, default=400, help="development examples")
-    ap.add_argument("--seed", type=int, default=3, help="draws the support sets and seeds the fits")
-    ap.add_argument("--split-seed", type=int, default=0, help="as benchmarks/lm_guard.py")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default=None)
+    add_study_options(ap, draws=4)
     ap.add_argument("--out", default=None, help="default benchmarks/results/lm_head_or_memory/<task>")
     ap.add_argument(
         "--render", action="store_true", help="no fits: write the outputs again from results.json"
@@ -233,15 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.render:
         write_outputs(*saved_run(out / "results.json"), out)
         return
-    args.sizes = [int(x) for x in args.sizes.split(",")]
-    if args.draws < 1 or args.dev < 10 or min(args.sizes) < 1:
-        raise SystemExit("--draws >= 1, --dev >= 10 and sizes >= 1 are required")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    try:
-        task_data = dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
-    except ValueError as err:
-        raise SystemExit(f"--task {args.task}: {err}") from None
+    task_data = study_task(args)
     with Timer() as total:
         rows = [r for name in filter(None, args.models.split(",")) for r in run_model(name, args, task_data)]
     template = task_data.template.to_dict()

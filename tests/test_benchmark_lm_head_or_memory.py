@@ -13,6 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dev_tasks
 import lm_guard
 import lm_head_or_memory as study
 from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
@@ -50,7 +51,7 @@ def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
     data = SimpleNamespace(
         template=TEMPLATE, labels=LABELS, support=support, dev=dev, data="tiny words", title="tiny"
     )
-    monkeypatch.setattr(study, "dev_task", lambda *a: data)
+    monkeypatch.setattr(dev_tasks, "dev_task", lambda *a: data)
     out = tmp_path / "study"
     study.main(["--models", "tiny", "--sizes", "12", "--draws", "2", "--dev", "12", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())
@@ -70,3 +71,17 @@ def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
     table = (out / "table.md").read_text()
     assert table.startswith("Command: `python benchmarks/lm_head_or_memory.py --models tiny")
     assert (out / "table.png").is_file() and (out / "draws.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--draws", "0"], "--draws >= 1"),
+        (["--dev", "5"], "--dev >= 10"),
+        (["--sizes", "16,0"], "sizes >= 1"),
+        (["--task", "bible-books", "--dev", "100000"], "--task bible-books: .*usable verses"),
+    ],
+)
+def test_bad_study_options_exit_with_a_clear_message(argv, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        study.main([*argv, "--out", str(tmp_path)])
