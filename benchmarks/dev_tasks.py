@@ -21,6 +21,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -139,3 +140,12 @@ def study_task(args: argparse.Namespace) -> DevTask:
         return dev_task(args.task, args.dev, args.split_seed, args.draws, args.seed)
     except ValueError as err:  # e.g. more development verses than the books hold
         raise SystemExit(f"--task {args.task}: {err}") from None
+
+
+def draw_groups(rows: list[dict]) -> dict[tuple[str, Any], list[dict]]:
+    """A study's rows by (model, k), in the order first seen, then all of them as ("all draws", "")."""
+    groups: dict[tuple[str, Any], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["k"]), []).append(r)
+    groups[("all draws", "")] = rows
+    return groups

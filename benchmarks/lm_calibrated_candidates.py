@@ -42,7 +42,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dev_tasks import add_study_options, study_task
+from dev_tasks import add_study_options, draw_groups, study_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.prompts import PromptTemplate
@@ -165,12 +165,8 @@ def summary(rows: list[dict]) -> list[dict]:
     """Per (model, k) and over all draws: each variant's mean development accuracy (%), its change
     from ``none`` (points), the draws losing more than :data:`LOSS_POINTS` against ``none`` and the
     draws whose choice is calibrated."""
-    groups: dict[tuple[str, Any], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["k"]), []).append(r)
-    groups[("all draws", "")] = rows
     lines = []
-    for (model, k), rs in groups.items():
+    for (model, k), rs in draw_groups(rows).items():
         line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
         line["zero-shot model"] = 100 * sum(r["off_accuracy"] for r in rs) / len(rs)
         line["calibrated zero-shot model"] = 100 * sum(r["calibrated_off_accuracy"] for r in rs) / len(rs)

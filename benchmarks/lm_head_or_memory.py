@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dev_tasks import add_study_options, study_task
+from dev_tasks import add_study_options, draw_groups, study_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.label_head import held_out_right
@@ -135,12 +135,8 @@ def summary(rows: list[dict]) -> list[dict]:
     """Per (model, k) and over all draws: each variant's mean development accuracy (%), its change
     from ``memory`` (points), the draws losing more than :data:`LOSS_POINTS` against it, and how
     often the head was chosen."""
-    groups: dict[tuple[str, Any], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["k"]), []).append(r)
-    groups[("all draws", "")] = rows
     lines = []
-    for (model, k), rs in groups.items():
+    for (model, k), rs in draw_groups(rows).items():
         line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
         for name in VARIANTS:
             changes = [100 * (r[f"{name}_accuracy"] - r["memory_accuracy"]) for r in rs]
