@@ -15,7 +15,12 @@ with no more data. This study compares, per draw of k support examples:
   (each example once in each), it predicted more of them right than the memory's chosen read-out
   and a sign-flip test (:func:`faast.lm.task_choice.max_gain_p_value`, the guard of the read-out
   choice) puts the gain below :data:`~faast.lm.task_choice.SIGN_FLIP_LEVEL`; the memory otherwise
-  (and when a label has fewer than two examples: the head cannot be cross-validated).
+  (and when a label has fewer than two examples: the head cannot be cross-validated);
+* ``head if more likely``: the same test on each held-out example's log-probability of its right
+  label instead of whether it was predicted right — a finer score, so a test with more power:
+  the memory's from the read-out choice (``FitReport.validation_loglik``, normalised over the
+  labels), the head's from its probabilities on the same folds as its right/wrong
+  (:func:`faast.lm.label_head.held_out_log_likelihood`).
 
 The head's held-out predictions are those of its chosen layer, so they carry that choice's
 optimism (the head input wins in most draws, where there is none). Nothing here changes a default.
@@ -43,7 +48,7 @@ from tqdm import tqdm
 from dev_tasks import add_study_options, draw_groups, study_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
-from faast.lm.label_head import held_out_right
+from faast.lm.label_head import held_out_log_likelihood, held_out_right
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
 from faast.lm.text import load_causal_lm
@@ -52,25 +57,28 @@ from lm_guard import dev_scores, draw_support
 from task_bench import MODEL_NAMES, REPO, Timer, run_meta, saved_run, scored_accuracy, write_json
 
 #: The compared read-outs, in table order.
-VARIANTS = ("memory", "head", "head if significant")
+VARIANTS = ("memory", "head", "head if significant", "head if more likely")
+#: The guarded variants: the held-out score each one tests the head's gain on.
+RULES = {"head if significant": "right", "head if more likely": "log-likelihood"}
 #: A draw loses when its development accuracy falls more than this many points below ``memory``'s.
 LOSS_POINTS = 1.0
 
 
 def head_or_memory(
-    memory_right: torch.Tensor, head_right: torch.Tensor | None, seed: int = 0
+    memory_score: torch.Tensor, head_score: torch.Tensor | None, seed: int = 0
 ) -> tuple[str, float | None]:
-    """("head" or "memory", the sign-flip p-value or None when no test was made) from the per-example
-    held-out correctness (n,) of the memory's chosen read-out and of the head on the same examples
-    (None: the head could not be cross-validated): the head when it got more right and the test of
-    its gain is below :data:`SIGN_FLIP_LEVEL`."""
-    if head_right is None:
+    """("head" or "memory", the sign-flip p-value or None when no test was made) from a per-example
+    held-out score (n,) — whether it was predicted right, or the log-probability of its right label —
+    of the memory's chosen read-out and of the head on the same examples (None: the head could not
+    be cross-validated): the head when its scores sum higher and the test of its gain is below
+    :data:`SIGN_FLIP_LEVEL`."""
+    if head_score is None:
         return "memory", None
-    if memory_right.shape != head_right.shape:
+    if memory_score.shape != head_score.shape:
         raise ValueError(
-            f"held-out correctness of {tuple(memory_right.shape)} and {tuple(head_right.shape)} examples"
+            f"held-out scores of {tuple(memory_score.shape)} and {tuple(head_score.shape)} examples"
         )
-    gains = head_right.to(torch.float64) - memory_right.to(torch.float64)
+    gains = head_score.to(torch.float64) - memory_score.to(torch.float64)
     if float(gains.sum()) <= 0:
         return "memory", None
     p = max_gain_p_value(gains[:, None], seed=seed)
@@ -79,15 +87,20 @@ def head_or_memory(
 
 def head_held_out(
     task: TaskModel, learned: list[Example], layer: int | None, seed: int
-) -> torch.Tensor | None:
-    """(k,) whether the head on ``layer``, fitted on the other folds, predicts each example of
-    ``learned`` right (:func:`faast.lm.label_head.held_out_right`); None when a label has fewer
-    than two examples."""
+) -> dict[str, torch.Tensor] | None:
+    """{"right": (k,) bool, "log-likelihood": (k,) float64}: whether the head on ``layer``, fitted on
+    the other folds, predicts each example of ``learned`` right, and the log-probability it gives
+    its label (:func:`faast.lm.label_head.held_out_right`,
+    :func:`~faast.lm.label_head.held_out_log_likelihood`, the same folds); None when a label has
+    fewer than two examples."""
     labels = list(task.spec.labels)
     features = task.prompt_layer_features(learned, [layer], progress=False)  # (k, 1, d)
     index = np.array([labels.index(e.output) for e in learned])
     right = held_out_right(features, index, task.head.loss, seed)
-    return None if right is None else torch.as_tensor(right[:, 0] > 0.5)
+    loglik = held_out_log_likelihood(features[:, 0], index, task.head.loss, seed)
+    if right is None or loglik is None:
+        return None
+    return {"right": torch.as_tensor(right[:, 0] > 0.5), "log-likelihood": torch.as_tensor(loglik)}
 
 
 def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: argparse.Namespace) -> dict:
@@ -99,23 +112,24 @@ def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: 
     head = task.fit_head(learned, batch_size=args.batch_size, progress=False)
     scores = task.head_scores([e.input for e in dev], batch_size=args.batch_size)
     head_accuracy = scored_accuracy(scores, dev, labels)
-    choice, p = "memory", None
-    if report.validation_index is not None:
-        memory_right = report.validation_correct[report.chosen.name]
-        head_right = head_held_out(task, learned, head.layer, args.seed)
-        if head_right is not None:
-            head_right = head_right[report.validation_index]
-        choice, p = head_or_memory(memory_right, head_right, args.seed)
     accuracy = {"memory": memory_accuracy, "head": head_accuracy}
-    return {
+    row: dict[str, Any] = {
         "memory_read_out": report.chosen.name,
         "head_layer": "head input" if head.layer is None else f"block {head.layer}",
-        "choice": choice,
-        "p": p,
         "memory_accuracy": memory_accuracy,
         "head_accuracy": head_accuracy,
-        "head if significant_accuracy": accuracy[choice],
     }
+    held = None
+    if report.validation_index is not None:
+        held = head_held_out(task, learned, head.layer, args.seed)
+    memory_scores = {"right": report.validation_correct, "log-likelihood": report.validation_loglik}
+    for name, score in RULES.items():
+        choice, p = "memory", None
+        if held is not None:
+            memory_score = memory_scores[score][report.chosen.name]
+            choice, p = head_or_memory(memory_score, held[score][report.validation_index], args.seed)
+        row |= {f"{name}_choice": choice, f"{name}_p": p, f"{name}_accuracy": accuracy[choice]}
+    return row
 
 
 def run_model(name: str, args: argparse.Namespace, task_data: Any) -> list[dict]:
@@ -144,7 +158,8 @@ def summary(rows: list[dict]) -> list[dict]:
             if name != "memory":
                 line[f"{name} − memory"] = sum(changes) / len(rs)
                 line[f"{name} losses"] = sum(c < -LOSS_POINTS for c in changes)
-        line["head chosen"] = sum(r["choice"] == "head" for r in rs)
+        for name in RULES:
+            line[f"{name}: head chosen"] = sum(r[f"{name}_choice"] == "head" for r in rs)
         lines.append(line)
     return lines
 
@@ -157,7 +172,7 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         "memory",
         *[c for n in VARIANTS[1:] for c in (n, f"{n} − memory", f"{n} losses")],
     ]
-    cols.append("head chosen")
+    cols += [f"{name}: head chosen" for name in RULES]
 
     def cell(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else str(v)
@@ -168,8 +183,10 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         f"Machine: {meta['machine']}; {meta['seconds'] / 60:.0f} min  \n"
         "Columns: development accuracy (%), mean over draws: the default fit (`memory`), the label head "
         "(`head`, layer auto) and the head only when its held-out gain over the memory is significant "
-        f"(sign-flip p < {SIGN_FLIP_LEVEL:g}); `− memory`: points against the default fit; `losses`: "
-        f"draws more than {LOSS_POINTS:g} point below it; `head chosen`: draws that read with the head\n\n"
+        f"(sign-flip p < {SIGN_FLIP_LEVEL:g}) in examples predicted right (`head if significant`) or in "
+        "log-probability of the right label (`head if more likely`); `− memory`: points against the "
+        f"default fit; `losses`: draws more than {LOSS_POINTS:g} point below it; `head chosen`: draws "
+        "that read with the head\n\n"
     )
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]

@@ -40,8 +40,20 @@ def test_the_head_needs_a_significant_held_out_gain():
     slightly[5] = True
     choice, p = study.head_or_memory(memory, slightly)
     assert choice == "memory" and p is not None and p >= SIGN_FLIP_LEVEL
-    with pytest.raises(ValueError, match="held-out correctness"):
+    with pytest.raises(ValueError, match="held-out scores"):
         study.head_or_memory(memory, better[:10])
+
+
+def test_log_likelihoods_weigh_how_sure_each_read_out_was():
+    """On log-probabilities the test sees a gain that right/wrong counts miss: the head gives
+    every right label more probability, with the same examples predicted right."""
+    memory = torch.log(torch.tensor([0.55, 0.45] * 20, dtype=torch.float64))
+    head = torch.log(torch.tensor([0.9, 0.48] * 20, dtype=torch.float64))
+    right = torch.tensor([True, False] * 20)
+    assert study.head_or_memory(right, right.clone()) == ("memory", None)
+    choice, p = study.head_or_memory(memory, head)
+    assert choice == "head" and p == max_gain_p_value((head - memory)[:, None]) and p < SIGN_FLIP_LEVEL
+    assert study.head_or_memory(head, memory) == ("memory", None)
 
 
 def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
@@ -53,21 +65,24 @@ def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
     )
     monkeypatch.setattr(dev_tasks, "dev_task", lambda *a: data)
     out = tmp_path / "study"
-    study.main(["--models", "tiny", "--sizes", "12", "--draws", "2", "--dev", "12", "--out", str(out)])
+    study.main(["--models", "tiny", "--sizes", "30", "--draws", "2", "--dev", "12", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())
     rows = saved["rows"]
-    assert [(r["k"], r["draw"]) for r in rows] == [(12, 0), (12, 1)]
+    assert [(r["k"], r["draw"]) for r in rows] == [(30, 0), (30, 1)]
     for r in rows:
-        assert r["choice"] in ("head", "memory")
-        assert r["head if significant_accuracy"] == r[f"{r['choice']}_accuracy"]
+        for name in study.RULES:
+            assert r[f"{name}_choice"] in ("head", "memory")
+            assert r[f"{name}_accuracy"] == r[f"{r[f'{name}_choice']}_accuracy"]
         assert 0 <= r["memory_accuracy"] <= 1 and 0 <= r["head_accuracy"] <= 1
-    assert any(r["p"] is not None for r in rows)  # the test weighed the head against the memory
+    for name in study.RULES:  # each test weighed the head against the memory
+        assert any(r[f"{name}_p"] is not None for r in rows), name
     lines = saved["summary"]
     assert [line["model"] for line in lines] == ["tiny", "all draws"]
     assert lines[-1]["head"] == pytest.approx(100 * sum(r["head_accuracy"] for r in rows) / 2)
     change = sum(100 * (r["head_accuracy"] - r["memory_accuracy"]) for r in rows) / 2
     assert lines[-1]["head − memory"] == pytest.approx(change)
-    assert lines[-1]["head chosen"] == sum(r["choice"] == "head" for r in rows)
+    for name in study.RULES:
+        assert lines[-1][f"{name}: head chosen"] == sum(r[f"{name}_choice"] == "head" for r in rows)
     table = (out / "table.md").read_text()
     assert table.startswith("Command: `python benchmarks/lm_head_or_memory.py --models tiny")
     assert (out / "table.png").is_file() and (out / "draws.csv").is_file()

@@ -9,11 +9,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from faast import FaastClassifier
 from faast.cli import main
 from faast.lm import FaastConfig, get_faast_model
-from faast.lm.label_head import LabelHead, candidate_layers, held_out_right
+from faast.lm.label_head import LabelHead, candidate_layers, held_out_log_likelihood, held_out_right
 from faast.lm.prompts import PromptTemplate, pad_batch
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
@@ -382,6 +384,59 @@ def test_a_fold_without_two_labels_to_fit_counts_as_wrong():
     right = held_out_right(feats, y, "squared", groups=groups)
     assert (right[:4] == 0).all()
     assert right[4:].any()  # held-out "b" examples fitted with both labels: some predicted right
+
+
+@given(
+    n_per_label=st.integers(2, 9),
+    labels=st.integers(2, 4),
+    d=st.integers(1, 12),
+    loss=st.sampled_from(["squared", "logistic"]),
+    seed=st.integers(0, 3),
+)
+def test_held_out_log_likelihood_is_that_of_refits_by_hand(n_per_label, labels, d, loss, seed):
+    """Against a plain loop: StratifiedKFold(min(5, smallest count)) seeded by ``seed``, a
+    FaastClassifier per fold and the log-probability of each held-out label; an example whose head
+    predicts it right has at least 1/L of the probability."""
+    from sklearn.model_selection import StratifiedKFold
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(labels), n_per_label)
+    feats = torch.as_tensor(rng.normal(size=(len(y), d)) + 0.8 * np.eye(labels, d)[y] * (d >= labels))
+    got = held_out_log_likelihood(feats, y, loss, seed)
+    want = np.zeros(len(y))
+    folds = StratifiedKFold(min(5, n_per_label), shuffle=True, random_state=seed)
+    for train, held in folds.split(feats.numpy(), y):
+        clf = FaastClassifier(tau="auto", loss=loss, fit_intercept=False, random_state=seed)
+        clf.fit(feats[train].numpy(), y[train])
+        want[held] = clf.predict_log_proba(feats[held].numpy())[np.arange(len(held)), y[held]]
+    np.testing.assert_allclose(got, np.maximum(want, -1e4), rtol=1e-10, atol=1e-12)
+    assert (got <= 0).all()
+    right = held_out_right(feats[:, None], y, loss, seed)[:, 0] > 0.5
+    assert (got[right] >= -np.log(labels) - 1e-9).all()
+
+
+def test_held_out_log_likelihood_floors_what_cannot_be_scored():
+    """None with a label of one example; an example whose label no other fold holds (here all the
+    "a" examples in one group) gets the floor; states that are not (n, d) are refused."""
+    feats, _ = _layered(16, 0)
+    y = np.array([0] * 4 + [1] * 12)
+    groups = ["g0"] * 4 + [f"g{1 + i % 3}" for i in range(12)]
+    loglik = held_out_log_likelihood(feats[:, 0], y, "squared", groups=groups, floor=-50.0)
+    assert (loglik[:4] == -50.0).all() and (loglik[4:] > -50.0).all()
+    assert held_out_log_likelihood(feats[:, 0], np.array([0] + [1] * 15), "squared") is None
+    with pytest.raises(ValueError, match=r"are not \(n=16, d\)"):
+        held_out_log_likelihood(feats, y, "squared")
+
+
+def test_held_out_log_likelihood_is_high_where_the_labels_separate():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 20)
+    clear = torch.as_tensor(rng.normal(size=(40, 4)) + 6.0 * np.eye(2, 4)[y])
+    noise = torch.as_tensor(rng.normal(size=(40, 4)))
+    clear_ll = held_out_log_likelihood(clear, y, "squared")
+    noise_ll = held_out_log_likelihood(noise, y, "squared")
+    assert clear_ll.mean() > -0.2  # near certainty on the held-out examples
+    assert noise_ll.mean() < np.log(0.5) + 0.05  # no better than a coin on noise
 
 
 def test_fit_head_and_the_cli_pass_groups_to_the_layer_choice(model_dir, tmp_path, monkeypatch):  # noqa: F811

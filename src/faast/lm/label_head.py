@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from faast._checks import check_finite
+from faast.lm.calibration import LOG_PROB_FLOOR
 from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
 
 HEAD_LOSSES = ("squared", "logistic")
@@ -61,20 +62,12 @@ def _classifier(loss: str, seed: int = 0) -> Any:
     return FaastClassifier(tau="auto", loss=loss, fit_intercept=False, random_state=seed)
 
 
-def held_out_right(
-    features: torch.Tensor,
-    index: np.ndarray,
-    loss: str,
-    seed: int = 0,
-    groups: Sequence[Hashable] | None = None,
-) -> np.ndarray | None:
-    """(n, c) for features (n, c, d) of c layers and label indices (n,): 1 where the head of a
-    layer, fitted on the other folds, predicts an example's label, else 0 (stratified
-    ``min(LAYER_FOLDS, smallest label count)``-fold cross-validation, folds seeded by ``seed``);
-    None when a label has fewer than two examples (nothing can be held out). ``groups`` (one per
-    example): folds of whole groups instead (scikit-learn's ``StratifiedGroupKFold``, no more
-    folds than groups either; None with fewer than two groups); a fold whose other folds hold
-    fewer than two labels counts as wrong for every layer."""
+def _head_folds(
+    index: np.ndarray, seed: int, groups: Sequence[Hashable] | None
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """(train positions, held-out positions) of each fold of the cross-validation of
+    :func:`held_out_right` and :func:`held_out_log_likelihood` for label indices (n,); None when
+    nothing can be held out."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     codes = None
@@ -89,15 +82,68 @@ def held_out_right(
         return None
     kind = StratifiedKFold if codes is None else StratifiedGroupKFold
     splitter = kind(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(index), 1)), index, codes))
+
+
+def held_out_right(
+    features: torch.Tensor,
+    index: np.ndarray,
+    loss: str,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
+) -> np.ndarray | None:
+    """(n, c) for features (n, c, d) of c layers and label indices (n,): 1 where the head of a
+    layer, fitted on the other folds, predicts an example's label, else 0 (stratified
+    ``min(LAYER_FOLDS, smallest label count)``-fold cross-validation, folds seeded by ``seed``);
+    None when a label has fewer than two examples (nothing can be held out). ``groups`` (one per
+    example): folds of whole groups instead (scikit-learn's ``StratifiedGroupKFold``, no more
+    folds than groups either; None with fewer than two groups); a fold whose other folds hold
+    fewer than two labels counts as wrong for every layer."""
+    folds = _head_folds(index, seed, groups)
+    if folds is None:
+        return None
     right = np.zeros((len(index), features.shape[1]))
     x = features.double().cpu().numpy()
-    for train, held in splitter.split(x[:, 0], index, codes):
+    for train, held in folds:
         if len(np.unique(index[train])) < 2:
             continue  # nothing to fit: wrong for every layer
         for c in range(x.shape[1]):
             clf = _classifier(loss, seed).fit(x[train, c], index[train])
             right[held, c] = clf.predict(x[held, c]) == index[held]
     return right
+
+
+def held_out_log_likelihood(
+    features: torch.Tensor,
+    index: np.ndarray,
+    loss: str,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
+    floor: float = LOG_PROB_FLOOR,
+) -> np.ndarray | None:
+    """(n,) float64 log-probability of each example's label (indices (n,)) under the head on
+    its states (n, d), fitted on the other folds — the folds of :func:`held_out_right` — and read
+    through its ``predict_log_proba`` (``loss="squared"``: the softmax of its scores at the
+    temperature it fits by leave-one-out on those folds). Floored at ``floor`` (the read-out
+    choice's :data:`~faast.lm.calibration.LOG_PROB_FLOOR`), which is also the value of an example
+    whose label the other folds do not hold. None when nothing can be held out."""
+    if features.ndim != 2 or features.shape[0] != len(index):
+        raise ValueError(f"features {tuple(features.shape)} are not (n={len(index)}, d)")
+    folds = _head_folds(index, seed, groups)
+    if folds is None:
+        return None
+    loglik = np.full(len(index), float(floor))
+    x = features.double().cpu().numpy()
+    for train, held in folds:
+        if len(np.unique(index[train])) < 2:
+            continue  # nothing to fit: every held-out label at the floor
+        clf = _classifier(loss, seed).fit(x[train], index[train])
+        log_proba = np.asarray(clf.predict_log_proba(x[held]), dtype=np.float64)
+        column = {int(c): j for j, c in enumerate(clf.classes_)}
+        for row, (i, label) in enumerate(zip(held, index[held], strict=True)):
+            if int(label) in column:
+                loglik[i] = max(float(log_proba[row, column[int(label)]]), float(floor))
+    return loglik
 
 
 @dataclass
