@@ -292,6 +292,7 @@ def test_cli_head_layer_is_stored_and_read(model_dir, tmp_path, capsys):  # noqa
     ("extra", "message"),
     [
         (["--head-layer", "0"], "--head-layer needs --head"),
+        (["--head-center"], "--head-center needs --head"),
         (["--head", "squared", "--head-layer", "middle"], "--head-layer must be last, auto or a decoder"),
         (["--head", "squared", "--head-layer", "-1"], "--head-layer must be last, auto or a decoder"),
         (
@@ -305,6 +306,102 @@ def test_cli_bad_head_layers_are_refused(model_dir, tmp_path, capsys, extra, mes
     assert main([*learn, "--folds", "2", *extra]) == 1
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()  # refused before anything was learned or written
+
+
+def test_cli_head_center_stores_a_centred_head(model_dir, tmp_path, capsys):  # noqa: F811
+    """`--head --head-center` saves a head with a bias, which `classify` adds to its scores."""
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
+    argv = [*learn, "--task", "parity", "--folds", "2", "--head", "squared", "--head-layer", "last"]
+    assert main([*argv, "--head-center"]) == 0
+    assert "squared centred label head on the head input" in capsys.readouterr().out
+    task = TaskModel.load(*load_causal_lm(str(model_dir), dtype=torch.float32), out, "parity")
+    assert task.head.bias is not None and task.head.bias.shape == (len(task.head.labels),)
+    preds = tmp_path / "pred.jsonl"
+    use = [*base, "--fast-weights", str(out), "--task", "parity"]
+    assert main(["task", "classify", *use, "--inputs", str(test), "--out", str(preds)]) == 0
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    expected = task.head_scores([r["input"] for r in rows])
+    for r, want in zip(rows, expected.tolist(), strict=True):
+        assert list(r["head_scores"].values()) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_centred_head_is_the_centred_classifier_plus_its_intercept(loss):
+    rng = np.random.default_rng(3)
+    feats = torch.as_tensor(rng.normal(size=(30, 6)) + 5.0)
+    outputs = ["b" if v > 5.0 else "a" for v in feats[:, 1].tolist()]
+    head = LabelHead.fit(feats, outputs, ["b", "a"], loss, center=True)
+    y = [["b", "a"].index(o) for o in outputs]
+    ref = FaastClassifier(tau="auto", loss=loss, fit_intercept=True, center_features=True).fit(
+        feats.numpy(), y
+    )
+    np.testing.assert_allclose(head.weight.numpy(), ref.coef_)
+    np.testing.assert_allclose(head.bias.numpy(), ref.intercept_)
+    np.testing.assert_allclose(head.scores(feats).numpy(), feats.numpy() @ ref.coef_.T + ref.intercept_)
+    assert (head.scores(feats).argmax(1).numpy() == ref.predict(feats.numpy())).all()
+    assert LabelHead.fit(feats, outputs, ["b", "a"], loss).bias is None  # through the origin by default
+
+
+def _shared_direction(seed, n_major=12, n_minor=4, d=40):
+    """(n, d) states that share one large component (the same for every seed), with a weak label
+    signal, and more "a" examples than "b": the prompt-end states of a frozen LM look like this."""
+    common = np.random.default_rng(12345).normal(size=d)
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * n_major + [1] * n_minor)
+    feats = 20.0 * common + rng.normal(size=(len(y), d)) + 1.5 * np.outer(2 * y - 1, np.eye(d)[0])
+    return torch.as_tensor(feats), ["ab"[v] for v in y]
+
+
+def test_a_centred_head_does_not_lean_to_the_majority_label():
+    """A shrunk head through the origin scores every state by its likeness to each label's summed
+    states, all alike along the shared component: it leans to the label with more examples. On
+    balanced test states the centred head predicts the minority label about as often as it
+    should, and more of them right."""
+    share, accuracy = {False: [], True: []}, {False: [], True: []}
+    for seed in range(10):
+        feats, outputs = _shared_direction(seed)
+        test, test_outputs = _shared_direction(seed + 100, n_major=20, n_minor=20)
+        want = np.array([o == "b" for o in test_outputs])
+        for center in (False, True):
+            predicted_b = LabelHead.fit(feats, outputs, ["a", "b"], center=center).scores(test).argmax(1) == 1
+            share[center].append(float(predicted_b.double().mean()))
+            accuracy[center].append(float((predicted_b.numpy() == want).mean()))
+    assert np.mean(share[False]) < 0.35 < np.mean(share[True]) < 0.65
+    assert np.mean(accuracy[True]) > np.mean(accuracy[False]) + 0.05
+
+
+def test_saved_centred_head_round_trips_and_a_bad_bias_is_refused():
+    feats, outputs = _shared_direction(0)
+    head = LabelHead.fit(feats, outputs, ["a", "b"], center=True)
+    back = LabelHead.from_dict(json.loads(json.dumps(head.to_dict())), hidden_size=40)
+    torch.testing.assert_close(back.bias, head.bias)
+    torch.testing.assert_close(back.scores(feats), head.scores(feats))
+    plain = LabelHead.fit(feats, outputs, ["a", "b"])
+    assert "bias" not in plain.to_dict() and LabelHead.from_dict(plain.to_dict(), 40).bias is None
+    with pytest.raises(ValueError, match=r"bias of shape \(3,\) does not fit 2 labels"):
+        LabelHead.from_dict(head.to_dict() | {"bias": [0.0, 1.0, 2.0]}, 40)
+    with pytest.raises(ValueError, match="label head bias"):
+        LabelHead.from_dict(head.to_dict() | {"bias": [0.0, float("nan")]}, 40)
+    with pytest.raises(ValueError, match="malformed label head"):
+        LabelHead.from_dict(head.to_dict() | {"bias": "high"}, 40)
+
+
+def test_fit_head_center_reaches_every_layer_choice():
+    task = make_task()
+    examples = rule_examples(40)
+    task.fit(examples, progress=False)
+    layers = candidate_layers(2)
+    feats = task.prompt_layer_features(examples, layers)
+    outputs = [e.output for e in examples]
+    auto = task.fit_head(examples, center=True)
+    ref = LabelHead.fit_layers(feats, layers, outputs, task.spec.labels, center=True)
+    assert auto.layer == ref.layer and auto.held_out == ref.held_out
+    torch.testing.assert_close(auto.bias, ref.bias)
+    fixed = task.fit_head(examples, layer=0, center=True)
+    torch.testing.assert_close(
+        fixed.weight, LabelHead.fit(feats[:, 0], outputs, task.spec.labels, center=True).weight
+    )
+    assert fixed.bias is not None and task.fit_head(examples, layer=0).bias is None
 
 
 def _weak_layers(seed, n=24):

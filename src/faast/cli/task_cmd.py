@@ -141,6 +141,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_HEAD_LAYER})",
     )
     le.add_argument(
+        "--head-center",
+        action="store_true",
+        help="with --head: solve the head on the prompt-end states centred on their mean, with a "
+        "per-label intercept (a strongly shrunk head then leans towards the label shares, not towards "
+        "the label with the most examples)",
+    )
+    le.add_argument(
         "--group-field",
         default=None,
         metavar="NAME",
@@ -345,9 +352,11 @@ def _example_groups(examples: list[Any], field: str | None, path: str) -> list[s
 
 def _head_layer(args: argparse.Namespace) -> int | str | None:
     """``--head-layer`` as ``TaskModel.fit_head`` takes it (None: the head input; "auto"; a block
-    index); a clear error for another value or without ``--head``."""
+    index); a clear error for another value, or for it or ``--head-center`` without ``--head``."""
     if args.head_layer is not None and args.head is None:
         raise ValueError("--head-layer needs --head")
+    if args.head_center and args.head is None:
+        raise ValueError("--head-center needs --head")
     value = DEFAULT_HEAD_LAYER if args.head_layer is None else args.head_layer.strip()
     if value in ("last", "auto"):
         return None if value == "last" else value
@@ -416,6 +425,7 @@ def run_learn(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             layer=head_layer,
             groups=groups,
+            center=args.head_center,
             progress=dist.is_main,
         )
     seconds = time.perf_counter() - start
@@ -427,7 +437,7 @@ def run_learn(args: argparse.Namespace) -> int:
     kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
     if task.head is not None:
         where = "the head input" if task.head.layer is None else f"block {task.head.layer}"
-        kind += f", {task.head.loss} label head on {where}"
+        kind += f", {task.head.loss} {'centred ' if task.head.bias is not None else ''}label head on {where}"
     print(
         f"[faast] {report.pairs} pairs in {seconds:.1f} s; {kind}; read-out {report.chosen.name} "
         f"({report.metric}); wrote task {args.task!r} to {args.out}"

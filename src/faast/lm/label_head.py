@@ -53,13 +53,16 @@ def candidate_layers(num_layers: int) -> list[int | None]:
     return [*blocks, None]
 
 
-def _classifier(loss: str, seed: int = 0) -> Any:
+def _classifier(loss: str, seed: int = 0, center: bool = False) -> Any:
     from faast import FaastClassifier
 
     # tau="auto": the cut of the published head rows (docs/tasks.md); beyond 2d examples it
     # uses GCV truncation where the classifier's default, ridge="auto", uses GCV ridge. No
-    # intercept: the head is a weight matrix over the state, like the LM's own head
-    return FaastClassifier(tau="auto", loss=loss, fit_intercept=False, random_state=seed)
+    # intercept by default: the head is a weight matrix over the state, like the LM's own head;
+    # center=True: weights on the states centred on their mean, plus a per-label intercept
+    return FaastClassifier(
+        tau="auto", loss=loss, fit_intercept=center, center_features=center, random_state=seed
+    )
 
 
 def _head_folds(
@@ -91,6 +94,7 @@ def held_out_right(
     loss: str,
     seed: int = 0,
     groups: Sequence[Hashable] | None = None,
+    center: bool = False,
 ) -> np.ndarray | None:
     """(n, c) for features (n, c, d) of c layers and label indices (n,): 1 where the head of a
     layer, fitted on the other folds, predicts an example's label, else 0 (stratified
@@ -98,7 +102,8 @@ def held_out_right(
     None when a label has fewer than two examples (nothing can be held out). ``groups`` (one per
     example): folds of whole groups instead (scikit-learn's ``StratifiedGroupKFold``, no more
     folds than groups either; None with fewer than two groups); a fold whose other folds hold
-    fewer than two labels counts as wrong for every layer."""
+    fewer than two labels counts as wrong for every layer. ``center``: heads of centred states
+    (:class:`LabelHead`)."""
     folds = _head_folds(index, seed, groups)
     if folds is None:
         return None
@@ -108,7 +113,7 @@ def held_out_right(
         if len(np.unique(index[train])) < 2:
             continue  # nothing to fit: wrong for every layer
         for c in range(x.shape[1]):
-            clf = _classifier(loss, seed).fit(x[train, c], index[train])
+            clf = _classifier(loss, seed, center).fit(x[train, c], index[train])
             right[held, c] = clf.predict(x[held, c]) == index[held]
     return right
 
@@ -120,13 +125,15 @@ def held_out_log_likelihood(
     seed: int = 0,
     groups: Sequence[Hashable] | None = None,
     floor: float = LOG_PROB_FLOOR,
+    center: bool = False,
 ) -> np.ndarray | None:
     """(n,) float64 log-probability of each example's label (indices (n,)) under the head on
     its states (n, d), fitted on the other folds — the folds of :func:`held_out_right` — and read
     through its ``predict_log_proba`` (``loss="squared"``: the softmax of its scores at the
     temperature it fits by leave-one-out on those folds). Floored at ``floor`` (the read-out
     choice's :data:`~faast.lm.calibration.LOG_PROB_FLOOR`), which is also the value of an example
-    whose label the other folds do not hold. None when nothing can be held out."""
+    whose label the other folds do not hold. None when nothing can be held out. ``center``: heads
+    of centred states (:class:`LabelHead`)."""
     if features.ndim != 2 or features.shape[0] != len(index):
         raise ValueError(f"features {tuple(features.shape)} are not (n={len(index)}, d)")
     folds = _head_folds(index, seed, groups)
@@ -137,7 +144,7 @@ def held_out_log_likelihood(
     for train, held in folds:
         if len(np.unique(index[train])) < 2:
             continue  # nothing to fit: every held-out label at the floor
-        clf = _classifier(loss, seed).fit(x[train], index[train])
+        clf = _classifier(loss, seed, center).fit(x[train], index[train])
         log_proba = np.asarray(clf.predict_log_proba(x[held]), dtype=np.float64)
         column = {int(c): j for j, c in enumerate(clf.classes_)}
         for row, (i, label) in enumerate(zip(held, index[held], strict=True)):
@@ -150,8 +157,16 @@ def held_out_log_likelihood(
 class LabelHead:
     """labels: the L labels in score order; weight: (L, d) float64; loss: how it was fitted;
     layer: the decoder block (0-based) whose output at the prompt's end it reads, None for the LM
-    head's input; held_out: (layer, cross-validated accuracy) of every layer weighed by
-    :meth:`fit_layers` and p_value its guard's test (neither stored)."""
+    head's input; bias: (L,) float64 per-label intercept of a head fitted with ``center=True``
+    (None: scores through the origin); held_out: (layer, cross-validated accuracy) of every layer
+    weighed by :meth:`fit_layers` and p_value its guard's test (neither stored).
+
+    ``center=True`` (:meth:`fit`, :meth:`fit_layers`): the weights are solved on the states
+    centred on their mean (``FaastClassifier(center_features=True)``), with a per-label
+    intercept, so that the cut shrinks the scores towards the label shares instead of towards
+    the states' common direction. Without it, a strongly shrunk head scores every input by its
+    similarity to each label's summed states, which the component all prompt-end states share
+    dominates: it then gives every input the label with the most examples."""
 
     labels: list[str]
     weight: torch.Tensor
@@ -159,6 +174,7 @@ class LabelHead:
     layer: int | None = None
     held_out: list[tuple[int | None, float]] = field(default_factory=list)
     p_value: float | None = None
+    bias: torch.Tensor | None = None
 
     @classmethod
     def fit(
@@ -168,18 +184,28 @@ class LabelHead:
         labels: Sequence[str],
         loss: str = "squared",
         layer: int | None = None,
+        center: bool = False,
     ) -> LabelHead:
         """Fit on (n, d) prompt-end states of ``layer`` (None: the head input) and their outputs
-        (each one of ``labels``; every label needs at least one example)."""
-        return cls._fitted(features, _label_index(features, outputs, labels, loss), labels, loss, layer)
+        (each one of ``labels``; every label needs at least one example); ``center``: on the
+        centred states, with an intercept."""
+        index = _label_index(features, outputs, labels, loss)
+        return cls._fitted(features, index, labels, loss, layer, center)
 
     @classmethod
     def _fitted(
-        cls, features: torch.Tensor, index: np.ndarray, labels: Sequence[str], loss: str, layer: int | None
+        cls,
+        features: torch.Tensor,
+        index: np.ndarray,
+        labels: Sequence[str],
+        loss: str,
+        layer: int | None,
+        center: bool = False,
     ) -> LabelHead:
         """The head on (n, d) states of ``layer`` for checked label indices (n,)."""
-        clf = _classifier(loss).fit(features.double().cpu().numpy(), index)
-        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss, layer)
+        clf = _classifier(loss, center=center).fit(features.double().cpu().numpy(), index)
+        bias = torch.as_tensor(clf.intercept_, dtype=torch.float64) if center else None
+        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss, layer, bias=bias)
 
     @classmethod
     def fit_layers(
@@ -192,6 +218,7 @@ class LabelHead:
         seed: int = 0,
         guard: bool = True,
         groups: Sequence[Hashable] | None = None,
+        center: bool = False,
     ) -> LabelHead:
         """Fit on the layer whose head cross-validates best: features (n, c, d), the prompt-end
         states of the c ``layers`` (block indices, ``None`` the head input; the order ties are
@@ -202,11 +229,12 @@ class LabelHead:
         (:func:`~faast.lm.task_choice.max_gain_p_value`, the test of the read-out's guard). The
         result's ``held_out`` lists (layer, accuracy) for every layer weighed and ``p_value`` the
         test's (None when not made). ``groups``: one per example (the document or source it comes
-        from); the folds then hold out whole groups (:func:`held_out_right`)."""
+        from); the folds then hold out whole groups (:func:`held_out_right`). ``center``: every head
+        on centred states, with an intercept."""
         if features.ndim != 3 or features.shape[1] != len(layers) or not layers:
             raise ValueError(f"features {tuple(features.shape)} are not (n, {len(layers)} layers, d)")
         index = _label_index(features[:, 0], outputs, labels, loss)
-        right = held_out_right(features, index, loss, seed, groups)
+        right = held_out_right(features, index, loss, seed, groups, center)
         last, p_value = len(layers) - 1, None
         if right is None:
             pick, held = last, []
@@ -218,17 +246,19 @@ class LabelHead:
                 gains = torch.as_tensor(right[:, :last] - right[:, last:])
                 p_value = max_gain_p_value(gains, seed=seed)
                 pick = pick if p_value < SIGN_FLIP_LEVEL else last
-        head = cls._fitted(features[:, pick], index, labels, loss, layers[pick])
+        head = cls._fitted(features[:, pick], index, labels, loss, layers[pick], center)
         head.held_out, head.p_value = held, p_value
         return head
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(n, L) float64 label scores of (n, d) states of the head's ``layer`` (logits when
-        ``loss="logistic"``)."""
-        return features.double().cpu() @ self.weight.T
+        ``loss="logistic"``): W z, plus the bias of a centred head."""
+        scores = features.double().cpu() @ self.weight.T
+        return scores if self.bias is None else scores + self.bias
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": self.labels, "loss": self.loss, "layer": self.layer, "weight": self.weight.tolist()}
+        data = {"labels": self.labels, "loss": self.loss, "layer": self.layer, "weight": self.weight.tolist()}
+        return data if self.bias is None else data | {"bias": self.bias.tolist()}
 
     @classmethod
     def from_dict(cls, data: Any, hidden_size: int, num_layers: int | None = None) -> LabelHead:
@@ -239,6 +269,7 @@ class LabelHead:
             weight = torch.tensor(data["weight"], dtype=torch.float64)
             loss = str(data["loss"])
             layer = data.get("layer")
+            bias = None if data.get("bias") is None else torch.tensor(data["bias"], dtype=torch.float64)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed label head ({exc})") from None
         if weight.shape != (len(labels), hidden_size) or loss not in HEAD_LOSSES:
@@ -246,11 +277,17 @@ class LabelHead:
                 f"label head of shape {tuple(weight.shape)} and loss {loss!r} does not fit "
                 f"{len(labels)} labels on a model of width {hidden_size}"
             )
+        if bias is not None and bias.shape != (len(labels),):
+            raise ValueError(
+                f"label head bias of shape {tuple(bias.shape)} does not fit {len(labels)} labels"
+            )
         limit = num_layers if num_layers is not None else float("inf")
         if layer is not None and not (type(layer) is int and 0 <= layer < limit):
             raise ValueError(f"label head layer {layer!r} is not a decoder block of this model")
         check_finite(weight, "label head")
-        return cls(labels, weight, loss, layer)
+        if bias is not None:
+            check_finite(bias, "label head bias")
+        return cls(labels, weight, loss, layer, bias=bias)
 
 
 def describe_layer_choice(head: LabelHead, weighed: int) -> str:

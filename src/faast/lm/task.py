@@ -366,6 +366,7 @@ class TaskModel(TaskScoringMixin):
         batch_size: int = 16,
         layer: int | str | None = DEFAULT_HEAD_LAYER,
         groups: Sequence[Hashable] | None = None,
+        center: bool = False,
         progress: bool = True,
     ) -> LabelHead:
         """Fit a closed-form label head (:mod:`faast.lm.label_head`) on the prompt-end states of
@@ -376,19 +377,29 @@ class TaskModel(TaskScoringMixin):
         (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
         the LM head reads (the states come from the learn cache when there is one); a decoder
         block's index (0-based) reads its output. ``groups`` (one per example, as in :meth:`fit`):
-        ``"auto"``'s folds hold out whole groups. ``progress``: a bar over the forward pass."""
+        ``"auto"``'s folds hold out whole groups. ``center``: weights on the centred states plus a
+        per-label intercept (:class:`~faast.lm.label_head.LabelHead`). ``progress``: a bar over the
+        forward pass."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         outputs = [e.output for e in examples]
         if layer == "auto":
             layers = candidate_layers(self.model._layout.num_layers)
             feats = self.prompt_layer_features(examples, layers, batch_size=batch_size, progress=progress)
-            self.head = LabelHead.fit_layers(feats, layers, outputs, labels, loss, groups=groups)  # type: ignore[arg-type]
+            self.head = LabelHead.fit_layers(
+                feats,
+                layers,
+                outputs,
+                labels,
+                loss,
+                groups=groups,
+                center=center,  # type: ignore[arg-type]
+            )
             return self.head
         if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool)):
             raise ValueError(f"layer must be None, a decoder block's index or 'auto', got {layer!r}")
         feats = self.prompt_features(examples, batch_size=batch_size, layer=layer, progress=progress)
-        self.head = LabelHead.fit(feats, outputs, labels, loss, layer)  # type: ignore[arg-type]
+        self.head = LabelHead.fit(feats, outputs, labels, loss, layer, center)  # type: ignore[arg-type]
         return self.head
 
     def head_applies(self, labels: Sequence[str]) -> bool:
