@@ -16,6 +16,8 @@ with no more data. This study compares, per draw of k support examples:
   and a sign-flip test (:func:`faast.lm.task_choice.max_gain_p_value`, the guard of the read-out
   choice) puts the gain below :data:`~faast.lm.task_choice.SIGN_FLIP_LEVEL`; the memory otherwise
   (and when a label has fewer than two examples: the head cannot be cross-validated);
+* ``head (centred)``: ``TaskModel.fit_head(center=True)``, always used: the head solved on the
+  states centred on their mean, with a per-label intercept (:class:`faast.lm.label_head.LabelHead`);
 * ``head if more likely``: the same test on each held-out example's log-probability of its right
   label instead of whether it was predicted right — a finer score, so a test with more power:
   the memory's from the read-out choice (``FitReport.validation_loglik``, normalised over the
@@ -48,7 +50,7 @@ from tqdm import tqdm
 from dev_tasks import add_study_options, draw_groups, study_task
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.examples import Example
-from faast.lm.label_head import held_out_log_likelihood, held_out_right
+from faast.lm.label_head import candidate_layers, held_out_log_likelihood, held_out_right
 from faast.lm.task import TaskModel, TaskSpec
 from faast.lm.task_choice import SIGN_FLIP_LEVEL, max_gain_p_value
 from faast.lm.text import load_causal_lm
@@ -57,7 +59,7 @@ from lm_guard import dev_scores, draw_support
 from task_bench import MODEL_NAMES, REPO, Timer, run_meta, saved_run, scored_accuracy, write_json
 
 #: The compared read-outs, in table order.
-VARIANTS = ("memory", "head", "head if significant", "head if more likely")
+VARIANTS = ("memory", "head", "head if significant", "head if more likely", "head (centred)")
 #: The guarded variants: the held-out score each one tests the head's gain on.
 RULES = {"head if significant": "right", "head if more likely": "log-likelihood"}
 #: A draw loses when its development accuracy falls more than this many points below ``memory``'s.
@@ -103,8 +105,32 @@ def head_held_out(
     return {"right": torch.as_tensor(right[:, 0] > 0.5), "log-likelihood": torch.as_tensor(loglik)}
 
 
-def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: argparse.Namespace) -> dict:
-    """Fit the memory and the head on ``learned``; each variant's development accuracy."""
+def centred_head_accuracy(
+    task: TaskModel,
+    learned: list[Example],
+    dev: list[Example],
+    dev_states: torch.Tensor,
+    args: argparse.Namespace,
+) -> tuple[float, str]:
+    """(development accuracy, layer) of the centred head fitted on ``learned``, scored on
+    ``dev_states`` (len(dev), c, d), the development prompts' states at the layers of
+    :func:`~faast.lm.label_head.candidate_layers` (computed once per model: they do not change
+    with the support set)."""
+    layers = candidate_layers(task.model._layout.num_layers)
+    head = task.fit_head(learned, batch_size=args.batch_size, center=True, progress=False)
+    scores = head.scores(dev_states[:, layers.index(head.layer)])
+    where = "head input" if head.layer is None else f"block {head.layer}"
+    return scored_accuracy(scores, dev, list(task.spec.labels)), where
+
+
+def draw_row(
+    task: TaskModel,
+    learned: list[Example],
+    dev: list[Example],
+    dev_states: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict:
+    """Fit the memory and the heads on ``learned``; each variant's development accuracy."""
     labels = list(task.spec.labels)
     task.reset()
     report = task.fit(learned, labels=labels, seed=args.seed, progress=False)
@@ -112,6 +138,10 @@ def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: 
     head = task.fit_head(learned, batch_size=args.batch_size, progress=False)
     scores = task.head_scores([e.input for e in dev], batch_size=args.batch_size)
     head_accuracy = scored_accuracy(scores, dev, labels)
+    layers = candidate_layers(task.model._layout.num_layers)
+    cached = head.scores(dev_states[:, layers.index(head.layer)])
+    if not torch.allclose(cached, scores, rtol=1e-5, atol=1e-8):  # the shared states are the head's
+        raise RuntimeError("the development states computed once differ from the head's own")
     accuracy = {"memory": memory_accuracy, "head": head_accuracy}
     row: dict[str, Any] = {
         "memory_read_out": report.chosen.name,
@@ -129,7 +159,8 @@ def draw_row(task: TaskModel, learned: list[Example], dev: list[Example], args: 
             memory_score = memory_scores[score][report.chosen.name]
             choice, p = head_or_memory(memory_score, held[score][report.validation_index], args.seed)
         row |= {f"{name}_choice": choice, f"{name}_p": p, f"{name}_accuracy": accuracy[choice]}
-    return row
+    centred, where = centred_head_accuracy(task, learned, dev, dev_states, args)
+    return row | {"head (centred)_layer": where, "head (centred)_accuracy": centred}
 
 
 def run_model(name: str, args: argparse.Namespace, task_data: Any) -> list[dict]:
@@ -138,10 +169,13 @@ def run_model(name: str, args: argparse.Namespace, task_data: Any) -> list[dict]
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     label = MODEL_NAMES.get(name, name)
     task = TaskModel(fm, tok, TaskSpec(task_data.template, "answer", list(task_data.labels)), cache=True)
+    layers = candidate_layers(fm._layout.num_layers)
+    dev_states = task.prompt_layer_features(task_data.dev, layers, batch_size=args.batch_size, progress=True)
     rows = []
     for k, draw in tqdm([(k, d) for k in args.sizes for d in range(args.draws)], desc=f"{label}: draws"):
         learned = draw_support(task_data.support, args.seed, k, draw)
-        rows.append({"model": label, "k": k, "draw": draw} | draw_row(task, learned, task_data.dev, args))
+        row = draw_row(task, learned, task_data.dev, dev_states, args)
+        rows.append({"model": label, "k": k, "draw": draw} | row)
     return rows
 
 
@@ -160,6 +194,9 @@ def summary(rows: list[dict]) -> list[dict]:
                 line[f"{name} losses"] = sum(c < -LOSS_POINTS for c in changes)
         for name in RULES:
             line[f"{name}: head chosen"] = sum(r[f"{name}_choice"] == "head" for r in rs)
+        centring = [100 * (r["head (centred)_accuracy"] - r["head_accuracy"]) for r in rs]
+        line["head (centred) − head"] = sum(centring) / len(rs)
+        line["head (centred) losses to head"] = sum(c < -LOSS_POINTS for c in centring)
         lines.append(line)
     return lines
 
@@ -173,6 +210,7 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         *[c for n in VARIANTS[1:] for c in (n, f"{n} − memory", f"{n} losses")],
     ]
     cols += [f"{name}: head chosen" for name in RULES]
+    cols += ["head (centred) − head", "head (centred) losses to head"]
 
     def cell(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else str(v)
@@ -186,7 +224,8 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         f"(sign-flip p < {SIGN_FLIP_LEVEL:g}) in examples predicted right (`head if significant`) or in "
         "log-probability of the right label (`head if more likely`); `− memory`: points against the "
         f"default fit; `losses`: draws more than {LOSS_POINTS:g} point below it; `head chosen`: draws "
-        "that read with the head\n\n"
+        "that read with the head; `head (centred)`: the head on centred states with an intercept, "
+        "always used, and its change and losses against `head`\n\n"
     )
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]

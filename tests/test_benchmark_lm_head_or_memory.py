@@ -83,6 +83,9 @@ def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
     assert lines[-1]["head − memory"] == pytest.approx(change)
     for name in study.RULES:
         assert lines[-1][f"{name}: head chosen"] == sum(r[f"{name}_choice"] == "head" for r in rows)
+    centring = sum(100 * (r["head (centred)_accuracy"] - r["head_accuracy"]) for r in rows) / 2
+    assert lines[-1]["head (centred) − head"] == pytest.approx(centring)
+    assert all(0 <= r["head (centred)_accuracy"] <= 1 and r["head (centred)_layer"] for r in rows)
     table = (out / "table.md").read_text()
     assert table.startswith("Command: `python benchmarks/lm_head_or_memory.py --models tiny")
     assert (out / "table.png").is_file() and (out / "draws.csv").is_file()
