@@ -119,8 +119,7 @@ def centred_head_accuracy(
     layers = candidate_layers(task.model._layout.num_layers)
     head = task.fit_head(learned, batch_size=args.batch_size, center=True, progress=False)
     scores = head.scores(dev_states[:, layers.index(head.layer)])
-    where = "head input" if head.layer is None else f"block {head.layer}"
-    return scored_accuracy(scores, dev, list(task.spec.labels)), where
+    return scored_accuracy(scores, dev, list(task.spec.labels)), head.where
 
 
 def draw_row(
@@ -145,7 +144,7 @@ def draw_row(
     accuracy = {"memory": memory_accuracy, "head": head_accuracy}
     row: dict[str, Any] = {
         "memory_read_out": report.chosen.name,
-        "head_layer": "head input" if head.layer is None else f"block {head.layer}",
+        "head_layer": head.where,
         "memory_accuracy": memory_accuracy,
         "head_accuracy": head_accuracy,
     }

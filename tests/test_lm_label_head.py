@@ -202,6 +202,7 @@ def test_fit_layers_keeps_the_layer_that_carries_the_labels(informative):
     feats, outputs = _layered(60, informative)
     head = LabelHead.fit_layers(feats, [4, 7, None], outputs, ["a", "b"])
     assert head.layer == [4, 7, None][informative]
+    assert head.where == ["block 4", "block 7", "head input"][informative]
     torch.testing.assert_close(head.weight, LabelHead.fit(feats[:, informative], outputs, ["a", "b"]).weight)
     accuracy = dict(head.held_out)
     assert accuracy[head.layer] == max(accuracy.values()) and accuracy[head.layer] > 0.8

@@ -250,6 +250,11 @@ class LabelHead:
         head.held_out, head.p_value = held, p_value
         return head
 
+    @property
+    def where(self) -> str:
+        """The layer it reads, in words: "head input" or "block N"."""
+        return "head input" if self.layer is None else f"block {self.layer}"
+
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(n, L) float64 label scores of (n, d) states of the head's ``layer`` (logits when
         ``loss="logistic"``): W z, plus the bias of a centred head."""
@@ -293,10 +298,9 @@ class LabelHead:
 def describe_layer_choice(head: LabelHead, weighed: int) -> str:
     """A line on the layer :meth:`LabelHead.fit_layers` chose among ``weighed``: where, each
     layer's held-out accuracy and the guard's p-value."""
-    where = "head input" if head.layer is None else f"block {head.layer}"
     held = ", ".join(f"{'head' if x is None else x}: {100 * a:.1f}" for x, a in head.held_out)
     test = "" if head.p_value is None else f"; sign-flip p = {head.p_value:.3g}"
-    return f"{where} of {weighed} layers" + (f" (held-out % {held}{test})" if held else "")
+    return f"{head.where} of {weighed} layers" + (f" (held-out % {held}{test})" if held else "")
 
 
 def _label_index(
