@@ -180,8 +180,9 @@ def run_model(name: str, args: argparse.Namespace, task_data: Any) -> list[dict]
 
 def summary(rows: list[dict]) -> list[dict]:
     """Per (model, k) and over all draws: each variant's mean development accuracy (%), its change
-    from ``memory`` (points), the draws losing more than :data:`LOSS_POINTS` against it, and how
-    often the head was chosen."""
+    from ``memory`` (points), the draws losing more than :data:`LOSS_POINTS` against it, how often
+    the head was chosen, how often it was ahead of ``memory`` (and in how many of those the
+    likelihood test was not made), and the centred head against the head."""
     lines = []
     for (model, k), rs in draw_groups(rows).items():
         line: dict[str, Any] = {"model": model, "k": k, "draws": len(rs)}
@@ -193,6 +194,9 @@ def summary(rows: list[dict]) -> list[dict]:
                 line[f"{name} losses"] = sum(c < -LOSS_POINTS for c in changes)
         for name in RULES:
             line[f"{name}: head chosen"] = sum(r[f"{name}_choice"] == "head" for r in rs)
+        ahead = [r for r in rs if r["head_accuracy"] > r["memory_accuracy"]]
+        line["head ahead"] = len(ahead)
+        line["head ahead, no likelihood test"] = sum(r["head if more likely_p"] is None for r in ahead)
         centring = [100 * (r["head (centred)_accuracy"] - r["head_accuracy"]) for r in rs]
         line["head (centred) − head"] = sum(centring) / len(rs)
         line["head (centred) losses to head"] = sum(c < -LOSS_POINTS for c in centring)
@@ -209,6 +213,7 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         *[c for n in VARIANTS[1:] for c in (n, f"{n} − memory", f"{n} losses")],
     ]
     cols += [f"{name}: head chosen" for name in RULES]
+    cols += ["head ahead", "head ahead, no likelihood test"]
     cols += ["head (centred) − head", "head (centred) losses to head"]
 
     def cell(v: Any) -> str:
@@ -223,8 +228,10 @@ def markdown(lines: list[dict], meta: dict[str, Any]) -> str:
         f"(sign-flip p < {SIGN_FLIP_LEVEL:g}) in examples predicted right (`head if significant`) or in "
         "log-probability of the right label (`head if more likely`); `− memory`: points against the "
         f"default fit; `losses`: draws more than {LOSS_POINTS:g} point below it; `head chosen`: draws "
-        "that read with the head; `head (centred)`: the head on centred states with an intercept, "
-        "always used, and its change and losses against `head`\n\n"
+        "that read with the head; `head ahead`: draws where `head` beat `memory` on the development "
+        "examples, and of those, the draws where `head if more likely` made no test (no held-out gain in "
+        "log-likelihood, or a label with one example); `head (centred)`: the head on centred states "
+        "with an intercept, always used, and its change and losses against `head`\n\n"
     )
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(cell(line[c]) for c in cols) + " |" for line in lines]

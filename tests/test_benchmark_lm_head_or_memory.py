@@ -83,6 +83,11 @@ def test_rows_score_each_variant_and_publish(monkeypatch, tmp_path):
     assert lines[-1]["head − memory"] == pytest.approx(change)
     for name in study.RULES:
         assert lines[-1][f"{name}: head chosen"] == sum(r[f"{name}_choice"] == "head" for r in rows)
+    ahead = [r for r in rows if r["head_accuracy"] > r["memory_accuracy"]]
+    assert lines[-1]["head ahead"] == len(ahead)
+    assert lines[-1]["head ahead, no likelihood test"] == sum(
+        r["head if more likely_p"] is None for r in ahead
+    )
     centring = sum(100 * (r["head (centred)_accuracy"] - r["head_accuracy"]) for r in rows) / 2
     assert lines[-1]["head (centred) − head"] == pytest.approx(centring)
     assert all(0 <= r["head (centred)_accuracy"] <= 1 and r["head (centred)_layer"] for r in rows)
