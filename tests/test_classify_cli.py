@@ -98,7 +98,7 @@ def test_unlabelled_flat_folder_and_errors(tmp_path, capsys):
     assert "device='cuda:999'" in capsys.readouterr().err  # named, not torch's assertion
     np.save(tmp_path / "f.npy", np.zeros((2, 27), np.float32))
     assert _run("predict", tmp_path / "f.npy", "--model", model, "--out", tmp_path / "q.csv") == 1
-    assert "fitted on images" in capsys.readouterr().err
+    assert "fitted on an image folder (pixels), not on a features file" in capsys.readouterr().err
 
 
 def test_feature_files_csv_npy_safetensors(tmp_path, capsys):

@@ -4,7 +4,8 @@
 Two groups start at once (the machine runs them side by side while the test process computes the
 single-process references): ``torchrun --nproc_per_node 2`` runs the task and stream commands on a
 tiny float64 word-level model, and 3 processes started the way torchrun starts them run the
-classify commands (a features file of 2 rows: a process with no data; 12 images: an uneven split).
+classify commands (a features file of 2 rows: a process with no data; 12 images: an uneven split;
+10 texts in batches of 3: four batches on three processes).
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ def _lm_commands(tmp: Path) -> list[list[str]]:
 def _classify_commands(tmp: Path) -> list[list[str]]:
     """fit on 10 rows of 2 features (sharded 4 + 3 + 3), partial-fit 2 more (one process has none);
     fit 12 images (48 features: the rows are kept and gathered by the all-reduce) through the
-    feature cache and partial-fit 6 more; predict. The default cut (auto) throughout."""
+    feature cache and partial-fit 6 more; predict; fit 10 texts of a TSV file (a tiny sentence
+    encoder, batches of 3) through the feature cache and partial-fit 5 more. The default cut
+    (auto) throughout."""
     from tests.test_classify_cli import _image_folder
+    from tests.test_classify_text_cli import sentences, tiny_text_encoder, write_tsv
 
     rng = np.random.default_rng(4)
     for name, n in (("first", 10), ("more", 2)):
@@ -106,12 +110,17 @@ def _classify_commands(tmp: Path) -> list[list[str]]:
     cache = ["--cache-dir", "{out}/cache"]
     pixels = ["--encoder", "pixels", "--resolution", "4"]
     more = [str(tmp / "more_images"), "--model", "{out}/img", *cache]
+    text = ["--encoder", str(tiny_text_encoder(tmp / "tiny-bert")), "--batch-size", "3", *cache]
+    write_tsv(tmp / "texts.tsv", sentences(10, 0))
+    write_tsv(tmp / "more_texts.tsv", sentences(5, 1))
     return [
         ["classify", "fit", str(tmp / "first.csv"), "--model", "{out}/feat"],
         ["classify", "partial-fit", str(tmp / "more.csv"), "--model", "{out}/feat"],
         ["classify", "fit", str(tmp / "images"), "--model", "{out}/img", *pixels, *cache],
         ["classify", "partial-fit", *more],
         ["classify", "predict", *more, "--out", "{out}/pred.csv", "--proba"],
+        ["classify", "fit", str(tmp / "texts.tsv"), "--model", "{out}/txt", *text],
+        ["classify", "partial-fit", str(tmp / "more_texts.tsv"), "--model", "{out}/txt", *text],
     ]
 
 
@@ -229,16 +238,17 @@ def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs,
     """3 processes: ``faast classify fit`` on 10 feature rows (an uneven split) and ``partial-fit``
     of 2 more (one process has none); ``fit`` of 12 images (encoded 4 per process) through the
     feature cache, which rank 0 alone writes, and ``partial-fit`` of 6 more (kept rows: not
-    sharded, so that the default cut scores leave-one-out as one process does): the saved
-    classifiers equal one process's (coefficients to 1e-10, cut, counts and classes exactly);
-    rank 0 alone prints and writes the predictions."""
+    sharded, so that the default cut scores leave-one-out as one process does); the same for 10
+    and then 5 texts (the encoder's batches shared out: the cached features equal one process's
+    exactly): the saved classifiers equal one process's (coefficients to 1e-10, cut, counts and
+    classes exactly); rank 0 alone prints and writes the predictions."""
     for argv in _fill(runs.clf_cmds, tmp_path):
         assert main(argv) == 0, argv
     results = _wait(runs.three, timeout=300)
     for rank, (code, _, err) in enumerate(results):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
     three = runs.tmp / "three"
-    for name in ("feat", "img"):
+    for name in ("feat", "img", "txt"):
         got, want = load_classifier(three / name)[0], load_classifier(tmp_path / name)[0]
         assert np.array_equal(got.classes_, want.classes_)
         assert np.array_equal(got.class_count_, want.class_count_)
@@ -250,6 +260,7 @@ def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs,
     for rel in cached:  # the features rank 0 wrote are one process's
         _close(load_file(three / "cache" / rel), load_file(tmp_path / "cache" / rel), tol=0.0)
     printed = "".join(out for _, out, _ in results)
-    assert printed.count("[faast] fitted on") == 2 and printed.count("[faast] added") == 2
+    assert printed.count("[faast] fitted on") == 3 and printed.count("[faast] added") == 3
     assert "fitted on 10 examples on 3 processes" in printed and "fitted on 12 examples on 3" in printed
+    assert printed.count("fitted on 10 examples on 3 processes") == 2  # the features file and the texts
     assert printed.count("[faast] predicted") == 1

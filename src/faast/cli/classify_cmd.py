@@ -1,29 +1,32 @@
 """``faast classify``: fit, extend, forget and apply a FaastClassifier on your own data.
 
-DATA is either a folder of images — the torchvision ``ImageFolder`` layout (one sub-folder per
-class; for ``predict`` also a flat folder of unlabelled images), encoded by a frozen encoder
-through the feature cache — or a features file (``.safetensors``, ``.npy``/``.npz``, ``.csv``;
-see :mod:`faast.data.features_file`). The classifier is saved as a directory of safetensors +
-JSON (:mod:`faast.classifier_io`, no pickle) that records which encoder made its features.
+DATA is a folder of images — the torchvision ``ImageFolder`` layout (one sub-folder per class;
+for ``predict`` also a flat folder of unlabelled images) —, a text file — ``.tsv``/``.txt`` lines
+``text<TAB>label`` or ``.jsonl``/``.json`` objects with ``input`` and ``output`` fields, the
+examples format of ``faast task`` (:mod:`faast.lm.examples`; for ``predict`` the labels may be left
+out) —, both encoded by a frozen encoder through the feature cache, or a features file
+(``.safetensors``, ``.npy``/``.npz``, ``.csv``; see :mod:`faast.data.features_file`). The
+classifier is saved as a directory of safetensors + JSON (:mod:`faast.classifier_io`, no pickle)
+that records which encoder made its features.
 
     faast classify fit photos/train --model my-model              # ImageFolder, EfficientNet-Lite0
     faast classify partial-fit photos/more --model my-model       # add images later
     faast classify forget photos/wrong --model my-model           # remove them again, exactly
     faast classify predict photos/new --model my-model --out predictions.csv
+    faast classify fit reviews.tsv --model m3                     # texts, all-MiniLM-L6-v2
     faast classify fit feats.csv --label-column y --model m2      # or a features file
 
 Under ``torchrun`` (:mod:`faast.distributed`) ``fit`` and ``partial-fit`` run unchanged: the images
 are encoded in parallel (rank 0 writes the feature cache), each process learns its block of the
 examples, one all-reduce sums the statistics, and rank 0 alone saves the classifier and prints.
+Texts are encoded in parallel the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "classify",
-        help="fit / partial-fit / forget / predict a FaastClassifier on an image folder or a features file",
+        help="fit / partial-fit / forget / predict a FaastClassifier on an image folder, a text file or a "
+        "features file",
         description=plain_text(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,17 +53,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("predict", "predict DATA with a saved classifier; write a CSV"),
     ):
         a = actions.add_parser(name, help=help_text, description=help_text)
-        a.add_argument("data", help="image folder or features file (.safetensors/.npy/.npz/.csv)")
+        a.add_argument(
+            "data",
+            help="image folder, text file (.tsv/.txt: text<TAB>label; .jsonl/.json: input, output) or "
+            "features file (.safetensors/.npy/.npz/.csv)",
+        )
         a.add_argument("--model", required=True, help="directory of the saved classifier")
-        f = a.add_argument_group("features files")
+        f = a.add_argument_group("features and text files")
         f.add_argument("--labels", default=None, help="labels file (.npy, or text: one label per line)")
-        f.add_argument("--label-column", default="label", help="CSV label column (default 'label')")
-        f.add_argument("--id-column", default=None, help="CSV column naming the rows in predictions")
+        f.add_argument("--label-column", default=None, help="CSV label column (default 'label')")
+        f.add_argument(
+            "--id-column", default=None, help="CSV column or JSONL field naming the rows in predictions"
+        )
+        e = a.add_argument_group("image folders and text files")
+        e.add_argument(
+            "--encoder",
+            default=None,
+            help=(
+                "images: efficientnet-lite0 (default), pixels, clip:RN50/openai; texts: minilm (default) or "
+                "a local from_pretrained folder of a BERT-style sentence encoder"
+                if name == "fit"
+                else "where to load the encoder the classifier was fitted with, when not where fit found "
+                "it (e.g. a moved encoder folder); it must be the same encoder"
+            ),
+        )
         if name == "fit":
-            e = a.add_argument_group("image folders")
-            e.add_argument(
-                "--encoder", default="efficientnet-lite0", help="efficientnet-lite0, pixels, clip:RN50/openai"
-            )
             e.add_argument(
                 "--resolution", type=int, default=64, help="encoder input size in pixels (default 64)"
             )
@@ -112,7 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             )  # fmt: skip
         g = a.add_argument_group("encoding")
         g.add_argument("--device", default="cpu")
-        g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
+        g.add_argument("--batch-size", type=int, default=128, help="images or texts per encoder batch")
         g.add_argument(
             "--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)"
         )
@@ -120,7 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "predict":
             o = a.add_argument_group("output")
             o.add_argument(
-                "--out", required=True, help="CSV of predictions (id, predicted[, label][, p_<class>...])"
+                "--out",
+                required=True,
+                help="CSV of predictions (id[, input], predicted[, label][, p_<class>...])",
             )
             o.add_argument("--proba", action="store_true", help="also write predict_proba per class")
         a.set_defaults(func=run)
@@ -140,79 +160,12 @@ def _auto_or_positive(text: str, flag: str) -> float | str:
     return value
 
 
-# ----------------------------------------------------------------- reading DATA
-def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
-    from faast.encoders import build_encoder
-
-    kwargs = {"cache": args.cache_dir} if name == "efficientnet-lite0" else {}
-    return build_encoder(name, resolution=resolution, device=args.device, **kwargs)
-
-
-def _read(
-    args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
-) -> tuple[Any, np.ndarray | None, list[str], dict]:
-    """(features (n, d) tensor, labels or None, row ids, description of the source); under
-    ``torchrun`` the images are encoded in parallel and every process gets all the features."""
-    data = Path(args.data)
-    if data.is_dir():
-        from faast.assets.core import cache_dir
-        from faast.data.image_folder import load_image_folder
-        from faast.encoders import encode_dataset
-
-        if source is not None and source.get("input") != "images":
-            raise ValueError(f"the classifier at {args.model} was fitted on a features file, not images")
-        name = source["encoder"] if source else args.encoder
-        resolution = int(source["resolution"]) if source else args.resolution
-        encoder = _encoder(name, resolution, args)
-        if source is not None and encoder.identity() != source["encoder_identity"]:
-            raise ValueError(
-                f"encoder {name} here differs from the one the classifier was fitted with "
-                f"({source['encoder_identity']}); use the same encoder weights"
-            )
-        dataset, paths, labelled = load_image_folder(data, encoder.resolution)
-        cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
-        feats = encode_dataset(
-            encoder,
-            dataset,
-            cache,
-            batch_size=args.batch_size,
-            progress=sys.stderr.isatty(),
-            distributed=dist.active,
-        )
-        labels = np.asarray(dataset.classes)[dataset.labels] if labelled else None
-        desc = {
-            "input": "images",
-            "encoder": encoder.name,
-            "resolution": encoder.resolution,
-            "encoder_identity": encoder.identity(),
-        }
-        return feats, labels, paths, desc
-    from faast.data.features_file import read_features
-
-    if source is not None and source.get("input") != "features":
-        raise ValueError(
-            f"the classifier at {args.model} was fitted on images ({source.get('encoder')}), not features"
-        )
-    table = read_features(
-        data, labels_path=args.labels, label_column=args.label_column, id_column=args.id_column
-    )
-    return table.features, table.labels, table.ids, {"input": "features"}
-
-
-def _need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
-    if labels is None:
-        raise ValueError(
-            f"{args.data}: no labels (an image folder needs one sub-folder per class; a features file a "
-            f"'{args.label_column}' column, a 'labels' array or --labels)"
-        )
-    return labels
-
-
 # ----------------------------------------------------------------- actions
 def run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
     from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier
+    from faast.cli.classify_data import need_labels, read_data
 
     dist = distributed.init()
     if args.action == "fit":
@@ -220,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
         params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
         check_classifier_folder(args.model)  # so does a --model that cannot be a folder
-        feats, labels, _, source = _read(args, None, dist)
-        labels = _need_labels(labels, args)
+        feats, labels, _, _, source = read_data(args, None, dist)
+        labels = need_labels(labels, args)
         start = time.perf_counter()
         shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(
@@ -255,9 +208,9 @@ def run(args: argparse.Namespace) -> int:
         from faast.io import check_writable
 
         check_writable(args.out)  # before the images are encoded, not after
-    feats, labels, ids, _ = _read(args, source, dist)
+    feats, labels, ids, texts, _ = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
-        labels = _need_labels(labels, args)
+        labels = need_labels(labels, args)
         # compared as written: a file of only "1" reads as integers, the classes of an earlier
         # file of "1" and "x" are strings, and "1" is among them all the same
         written = labels.astype(str)
@@ -282,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
-    return _predict(clf, feats, labels, ids, args)
+    return _predict(clf, feats, labels, ids, texts, args)
 
 
 def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any, np.ndarray]:
@@ -324,13 +277,21 @@ def _summary(clf: Any, what: str, model: str) -> str:
 
 
 def _predict(
-    clf: Any, feats: Any, labels: np.ndarray | None, ids: list[str], args: argparse.Namespace
+    clf: Any,
+    feats: Any,
+    labels: np.ndarray | None,
+    ids: list[str],
+    texts: list[str] | None,
+    args: argparse.Namespace,
 ) -> int:
+    """Write the predictions CSV (id[, input: the texts of a text file], predicted[, label][,
+    p_<class>...]) and print the accuracy when DATA has labels."""
     from faast.io import atomic_write
 
     pred = clf.predict(feats)
     proba = clf.predict_proba(feats) if args.proba else None
-    header = ["id", "predicted"] + (["label"] if labels is not None else [])
+    header = ["id"] + (["input"] if texts is not None else []) + ["predicted"]
+    header += ["label"] if labels is not None else []
     if proba is not None:
         header += [f"p_{c}" for c in clf.classes_.tolist()]
 
@@ -339,7 +300,8 @@ def _predict(
             out = csv.writer(fh)
             out.writerow(header)
             for i, row_id in enumerate(ids):
-                row = [row_id, pred[i]] + ([labels[i]] if labels is not None else [])
+                row = [row_id] + ([texts[i]] if texts is not None else []) + [pred[i]]
+                row += [labels[i]] if labels is not None else []
                 if proba is not None:
                     row += [f"{p:.6g}" for p in proba[i].tolist()]
                 out.writerow(row)

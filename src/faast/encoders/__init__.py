@@ -1,4 +1,4 @@
-"""Frozen image encoders and their on-disk feature cache; a frozen sentence encoder (``text``)."""
+"""Frozen image encoders and a frozen sentence encoder (``text``), with their on-disk feature cache."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from faast._checks import check_device
 from faast.encoders.base import ImageEncoder, to_rgb_batch
 from faast.encoders.cache import cache_path, encode_dataset
 from faast.encoders.text import SentenceEncoder
+from faast.encoders.text_cache import encode_texts
 
 ENCODERS = ("efficientnet-lite0", "clip:<model>/<pretrained>", "pixels")
 
@@ -37,5 +38,6 @@ __all__ = [
     "build_encoder",
     "cache_path",
     "encode_dataset",
+    "encode_texts",
     "to_rgb_batch",
 ]

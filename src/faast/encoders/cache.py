@@ -25,11 +25,13 @@ from faast.io import load_tensors, save_tensors
 
 def cache_path(root: str | os.PathLike[str], encoder: ImageEncoder, dataset: ImageDataset) -> Path:
     """``root/<encoder>-<resolution>px/<dataset>-<split>.safetensors`` (unsafe characters → '_')."""
-    folder = _safe(f"{encoder.name}-{encoder.resolution}px")
-    return Path(root) / folder / f"{_safe(dataset.name)}-{_safe(dataset.split)}.safetensors"
+    folder = safe_name(f"{encoder.name}-{encoder.resolution}px")
+    return Path(root) / folder / f"{safe_name(dataset.name)}-{safe_name(dataset.split)}.safetensors"
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits, ``.``, ``_`` and ``-``
+    replaced by ``_`` (a file or folder name)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
@@ -43,8 +45,11 @@ def _expected_meta(encoder: ImageEncoder, dataset: ImageDataset) -> dict[str, st
     }
 
 
-def load_cached(path: Path, expected: dict[str, str]) -> tuple[torch.Tensor | None, str]:
-    """(features, "") if ``path`` holds features matching ``expected``, else (None, reason)."""
+def load_cached(
+    path: Path, expected: dict[str, str], *, rows_key: str = "num_images"
+) -> tuple[torch.Tensor | None, str]:
+    """(features, "") if ``path`` holds features matching ``expected`` (their row count its
+    ``rows_key`` field), else (None, reason)."""
     if not path.is_file():
         return None, "not cached"
     try:
@@ -55,7 +60,7 @@ def load_cached(path: Path, expected: dict[str, str]) -> tuple[torch.Tensor | No
     if diff:
         return None, "stale: " + ", ".join(f"{k} {meta.get(k)!r} != {expected[k]!r}" for k in diff[:3])
     feats = tensors.get("features")
-    if feats is None or feats.ndim != 2 or feats.shape[0] != int(expected["num_images"]):
+    if feats is None or feats.ndim != 2 or feats.shape[0] != int(expected[rows_key]):
         return None, "malformed features tensor"
     return feats, ""
 

@@ -7,6 +7,7 @@ the attention mask → L2 normalisation, inputs truncated to 256 tokens), writte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -18,12 +19,35 @@ from tqdm.auto import tqdm
 
 #: Short names of the offline text encoders (assets) accepted by SentenceEncoder.
 OFFLINE_TEXT_ENCODERS = ("minilm",)
+#: How token states become one sentence vector (part of :meth:`SentenceEncoder.identity`).
+POOLING = "mean over the attention mask, L2-normalised"
+#: Files of a ``from_pretrained`` folder that change the features: the weights, the model's
+#: configuration and the tokenizer's (their contents key the feature cache).
+IDENTITY_PATTERNS = (
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "sentence_bert_config.json",
+)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of (B, T, D) token states over the tokens where the (B, T) attention mask is 1 → (B, D)."""
     weights = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def length_order(sentences: Sequence[str]) -> list[int]:
+    """Indices of ``sentences`` from the longest to the shortest (ties in input order): the order
+    :meth:`SentenceEncoder.encode` batches them in. A list already in this order keeps it."""
+    return sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
 
 
 def _max_length(folder: Path, tokenizer) -> int:
@@ -43,7 +67,8 @@ class SentenceEncoder:
     and ``fetch``) or a local ``from_pretrained`` folder of a BERT-style encoder. device: where
     the model runs; ``encode`` always returns CPU tensors. batch_size: sentences per forward pass.
     max_length: tokens kept per sentence (default: the folder's ``max_seq_length``, 256 for
-    MiniLM; longer inputs are truncated). Attributes: ``dim`` (384 for MiniLM), ``max_length``.
+    MiniLM; longer inputs are truncated). Attributes: ``name`` (``"minilm"``, or the folder's own
+    name), ``dim`` (384 for MiniLM), ``max_length``; :meth:`identity` keys the feature cache.
     """
 
     def __init__(
@@ -71,7 +96,9 @@ class SentenceEncoder:
                 raise FileNotFoundError(
                     f"no encoder folder {folder}; use {known} or a from_pretrained folder"
                 )
+        self.name = "minilm" if str(path_or_name) == "minilm" else folder.resolve().name
         self.folder = folder
+        self._files_sha256: str | None = None
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -79,6 +106,21 @@ class SentenceEncoder:
         self.model.requires_grad_(False)
         self.max_length = int(max_length) if max_length is not None else _max_length(folder, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)
+
+    def identity(self) -> dict[str, str]:
+        """String fields that determine the features (stored with cached features and with a
+        classifier fitted on them): the name, one SHA-256 over the folder's weights, configuration
+        and tokenizer files (:data:`IDENTITY_PATTERNS`; computed once), ``max_length``, the pooling
+        and the dimension."""
+        if self._files_sha256 is None:
+            self._files_sha256 = _files_sha256(self.folder)
+        return {
+            "encoder": self.name,
+            "weights_sha256": self._files_sha256,
+            "max_length": str(self.max_length),
+            "pooling": POOLING,
+            "feature_dim": str(self.dim),
+        }
 
     @torch.no_grad()
     def encode(self, sentences: Sequence[str], *, progress: bool = True) -> torch.Tensor:
@@ -91,7 +133,7 @@ class SentenceEncoder:
             raise TypeError("encode takes a list of sentences, not one string")
         sentences = list(sentences)
         out = torch.empty(len(sentences), self.dim, dtype=torch.float32)
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
+        order = length_order(sentences)
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="encode", unit="batch", disable=not progress or len(starts) < 2):
             rows = order[start : start + self.batch_size]
@@ -106,3 +148,15 @@ class SentenceEncoder:
             pooled = mean_pool(hidden, batch["attention_mask"])
             out[rows] = F.normalize(pooled.float(), dim=-1).cpu()
         return out
+
+
+def _files_sha256(folder: Path) -> str:
+    """One hex SHA-256 over the name and contents of every file of ``folder`` matching
+    :data:`IDENTITY_PATTERNS`, in name order."""
+    from faast.assets.core import sha256_file
+
+    names = sorted({p.name for pattern in IDENTITY_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(f"{name}\0{sha256_file(folder / name)}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,154 @@
+"""``faast classify``'s DATA: an image folder or a text file encoded by a frozen encoder
+through the feature cache, or a features file — read into features, labels and row names, and
+checked against the encoder and kind of data a saved classifier was fitted on."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from faast.distributed import Dist
+
+
+def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
+    from faast.encoders import build_encoder
+
+    kwargs = {"cache": args.cache_dir} if name == "efficientnet-lite0" else {}
+    return build_encoder(name, resolution=resolution, device=args.device, **kwargs)
+
+
+def read_data(
+    args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
+) -> tuple[Any, np.ndarray | None, list[str], list[str] | None, dict]:
+    """(features (n, d) tensor, labels or None, row ids, the texts of a text file or None,
+    description of the source); under ``torchrun`` images and texts are encoded in parallel and
+    every process gets all the features."""
+    from faast.lm.examples import JSONL_SUFFIXES, TSV_SUFFIXES
+
+    data = Path(args.data)
+    if not data.is_dir() and data.suffix.lower() in TSV_SUFFIXES + JSONL_SUFFIXES:
+        return _read_texts(args, source, dist)
+    if data.is_dir():
+        from faast.assets.core import cache_dir
+        from faast.data.image_folder import load_image_folder
+        from faast.encoders import encode_dataset
+
+        _check_input(args, source, "images")
+        name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
+        resolution = int(source["resolution"]) if source else args.resolution
+        encoder = _encoder(name, resolution, args)
+        _check_same_encoder(encoder, name, source)
+        dataset, paths, labelled = load_image_folder(data, encoder.resolution)
+        cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
+        feats = encode_dataset(
+            encoder,
+            dataset,
+            cache,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+            distributed=dist.active,
+        )
+        labels = np.asarray(dataset.classes)[dataset.labels] if labelled else None
+        desc = {
+            "input": "images",
+            "encoder": encoder.name,
+            "resolution": encoder.resolution,
+            "encoder_identity": encoder.identity(),
+        }
+        return feats, labels, paths, None, desc
+    from faast.data.features_file import read_features
+
+    _check_input(args, source, "features")
+    if args.encoder is not None:
+        raise ValueError("--encoder is for image folders and text files; a features file is encoded already")
+    table = read_features(
+        data, labels_path=args.labels, label_column=args.label_column or "label", id_column=args.id_column
+    )
+    return table.features, table.labels, table.ids, None, {"input": "features"}
+
+
+#: What each kind of DATA is called in errors.
+_INPUT_KINDS = {"images": "an image folder", "texts": "a text file", "features": "a features file"}
+
+
+def _check_input(args: argparse.Namespace, source: dict[str, Any] | None, kind: str) -> None:
+    """Refuse DATA of another kind than the saved classifier was fitted on (``source``)."""
+    if source is not None and source.get("input") != kind:
+        fitted = _INPUT_KINDS.get(str(source.get("input")), repr(source.get("input")))
+        encoder = f" ({source['encoder']})" if source.get("encoder") else ""
+        raise ValueError(
+            f"the classifier at {args.model} was fitted on {fitted}{encoder}, not on {_INPUT_KINDS[kind]}"
+        )
+
+
+def _check_same_encoder(
+    encoder: Any, name: str, source: dict[str, Any] | None, *, by_name: bool = True
+) -> None:
+    """Refuse an encoder other than the one the saved classifier was fitted with (without
+    ``by_name``, a folder of the same files under another name is the same encoder)."""
+    if source is None:
+        return
+    here, there = dict(encoder.identity()), dict(source["encoder_identity"])
+    if not by_name:
+        here.pop("encoder", None)
+        there.pop("encoder", None)
+    if here != there:
+        raise ValueError(
+            f"encoder {name} here differs from the one the classifier was fitted with "
+            f"({source['encoder_identity']}); use the same encoder weights"
+        )
+
+
+def _read_texts(
+    args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
+) -> tuple[Any, np.ndarray | None, list[str], list[str], dict]:
+    """:func:`_read` for a text file (:mod:`faast.lm.examples`): the texts encoded by the sentence
+    encoder (:class:`~faast.encoders.text.SentenceEncoder`) through the feature cache; labels when
+    every line has one (``predict`` reads files without them)."""
+    from faast.assets.core import cache_dir
+    from faast.encoders.text import SentenceEncoder
+    from faast.encoders.text_cache import encode_texts
+    from faast.lm.examples import file_format, read_examples
+
+    _check_input(args, source, "texts")
+    if args.labels is not None or args.label_column is not None:
+        raise ValueError(
+            "--labels and --label-column are for features files; a text file gives each text's label "
+            "after a tab (text<TAB>label) or in an 'output' field (JSONL)"
+        )
+    examples = read_examples(args.data, outputs=args.action != "predict")
+    ids = [str(i) for i in range(len(examples))]
+    if args.id_column is not None:
+        missing = [i for i, e in enumerate(examples) if args.id_column not in e.extra]
+        if missing:
+            raise ValueError(
+                f"{args.data}: --id-column {args.id_column!r}: no such field in line {missing[0] + 1}"
+                + (" (a TSV file has no named fields: use JSONL)" if file_format(args.data) == "tsv" else "")
+            )
+        ids = [str(e.extra[args.id_column]) for e in examples]
+    name = args.encoder or (source["encoder"] if source else "minilm")
+    encoder = SentenceEncoder(name, device=args.device, batch_size=args.batch_size, cache=args.cache_dir)
+    _check_same_encoder(encoder, name, source, by_name=False)
+    texts = [e.input for e in examples]
+    cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
+    feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
+    outputs = [e.output for e in examples]
+    labels = np.asarray(outputs) if all(o is not None for o in outputs) else None
+    where = "minilm" if name == "minilm" else str(Path(name).resolve())
+    desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
+    return feats, labels, ids, texts, desc
+
+
+def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
+    if labels is None:
+        raise ValueError(
+            f"{args.data}: no labels (an image folder needs one sub-folder per class; a text file a label "
+            f"after a tab or an 'output' field on every line; a features file a "
+            f"'{args.label_column or 'label'}' column, a 'labels' array or --labels)"
+        )
+    return labels
