@@ -37,7 +37,7 @@ examples), :mod:`faast.lm.task_spec`; folds of grouped examples, :mod:`faast.lm.
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ class TaskModel(TaskScoringMixin):
         encoded = self._encoded_examples(examples, learning=True)
         pairs = 0
         starts = batch_starts(len(encoded), batch_size)
-        for i in tqdm(starts, desc="learn examples", unit="batch", disable=not progress, leave=False):
+        for i in _batch_bar(starts, "learn examples", progress):
             pairs += self.model.learn_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
 
@@ -271,7 +271,7 @@ class TaskModel(TaskScoringMixin):
         pairs = 0
         starts = batch_starts(len(encoded), batch_size)
         with self.model.all_or_nothing():
-            for i in tqdm(starts, desc="forget examples", unit="batch", disable=not progress, leave=False):
+            for i in _batch_bar(starts, "forget examples", progress):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
         return pairs
 
@@ -788,7 +788,7 @@ class TaskModel(TaskScoringMixin):
             return calibrated_label_scores(raw, self.content_free_scores(labels, batch_size=batch_size))
         out = []
         batches = self._label_batches(list(inputs), labels, batch_size)
-        for b in tqdm(batches, desc="score labels", unit="batch", disable=not progress, leave=False):
+        for b in _batch_bar(batches, "score labels", progress):
             out.append(self._label_log_probs(b, self._states(b)))
         return torch.cat(out)
 
@@ -829,7 +829,7 @@ class TaskModel(TaskScoringMixin):
                     continue
             todo.append((i, text))
         starts = batch_starts(len(todo), batch_size)
-        for start in tqdm(starts, desc="prompt states", unit="batch", disable=not progress, leave=False):
+        for start in _batch_bar(starts, "prompt states", progress):
             chunk = todo[start : start + batch_size]
             prompts = [self.codec.prompt_ids(text) for _, text in chunk]
             batch = ScoredBatch(prompts, [[(len(p) - 1, [])] for p in prompts], len(chunk), 1, True)
@@ -855,7 +855,7 @@ class TaskModel(TaskScoringMixin):
         prefix, skip = self._lead_view()
         out = []
         starts = batch_starts(len(texts), batch_size)
-        for start in tqdm(starts, desc="layer states", unit="batch", disable=not progress, leave=False):
+        for start in _batch_bar(starts, "layer states", progress):
             rows = [self.codec.prompt_ids(t)[skip:] for t in texts[start : start + batch_size]]
             ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
             states = self.model.layer_states(
@@ -913,7 +913,7 @@ class TaskModel(TaskScoringMixin):
                 )
         prefix, skip = self._lead_view()
         starts = batch_starts(len(prompts), batch_size)
-        for i in tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False):
+        for i in _batch_bar(starts, "generate", progress):
             rows = [p[skip:] for p in prompts[i : i + batch_size]]
             ids, mask = pad_batch(rows, self.tokenizer.pad_token_id, side="left")
             cache: dict[str, Any] = {}
@@ -1012,3 +1012,9 @@ __all__ = [
     "memory_off",
     "split_examples",
 ]
+
+
+def _batch_bar(batches: Iterable[Any], desc: str, progress: bool) -> Any:
+    """``batches`` under a transient tqdm bar named ``desc`` (counting batches; none unless
+    ``progress``)."""
+    return tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
