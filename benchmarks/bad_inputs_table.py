@@ -62,12 +62,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "`FaastClassifier`",
         ("FaastClassifier",),
-        "NaN/Inf, features that would overflow or (without intercept) underflow, empty support "
-        "set, one example and a single class "
-        "(documented behaviour: fits and predicts that class), X/y length, strings, 1-D/3-D X, y "
-        "None or continuous, negative weights, bad class weights, bad logistic C or tol, wrong class "
-        "embeddings, predict before fit or with other features, partial_fit without classes or with "
-        "unknown labels, forgetting examples never learned, a CUDA device this machine lacks",
+        "NaN/Inf, features that would overflow or (without intercept) underflow, empty support set, one "
+        "example and a single class (documented behaviour: fits and predicts that class), X/y length, "
+        "strings, 1-D/3-D X, y None, continuous or multilabel, negative weights, bad class weights, bad "
+        "logistic C or tol, wrong class embeddings, predict before fit or with other features, partial_fit "
+        "without classes or with unknown labels, forgetting examples never learned, a CUDA device this "
+        "machine lacks",
     ),
     (
         "`FaastModel` (learn, generate, save/load fast weights, readouts)",
@@ -124,7 +124,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("CLI",),
         "failures above reached from the command line, usage errors, bad option values "
         "(`--threads 0`, `--max-windows 0`, `--shots one,two`, an unknown asset group), an output "
-        "path that is a folder, a missing optional extra",
+        "path that is a folder, a missing optional extra, a text file to classify without labels "
+        "or with a labels file",
     ),
 )
 #: The name of the generated block of docs/reliability.md.

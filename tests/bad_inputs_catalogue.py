@@ -750,6 +750,15 @@ CLASSIFIER = [
     ),
     Case(
         "FaastClassifier.fit",
+        "multilabel y (an indicator matrix)",
+        call(
+            lambda c: _clf().fit(_rows(), np.eye(3, dtype=int)[np.arange(12) % 3] | np.eye(3, dtype=int)[0])
+        ),
+        ValueError,
+        r"indicator matrix \(12, 3\) of several labels per example.*OneVsRestClassifier",
+    ),
+    Case(
+        "FaastClassifier.fit",
         "y is None",
         call(lambda c: _clf().fit(_rows(), None)),
         ValueError,
@@ -2137,7 +2146,22 @@ def _perplexity(ctx: Ctx, *extra: str) -> list[str]:
     return ["lm", "perplexity", "--model", str(ctx.model_dir), "--threads", "1", "--text", str(text), *extra]
 
 
+def _classify_texts(ctx: Ctx, data: bytes, *extra: str) -> list[str]:
+    examples = ctx.text_file("texts.tsv", data)
+    return ["classify", "fit", str(examples), "--model", str(ctx.path("clf")), *extra]
+
+
 CLI += [
+    CliCase(
+        "classify: --labels with a text file",
+        lambda c: _classify_texts(c, b"a good film\tpos\n", "--labels", str(c.text_file("y.txt", b"pos\n"))),
+        r"--labels and --label-column are for features files; a text file gives each text's label",
+    ),
+    CliCase(
+        "classify: a text file without labels",
+        lambda c: _classify_texts(c, b"a good film\nso dull\n"),
+        r"texts.tsv:1: no output; expected input<TAB>output",
+    ),
     CliCase(
         "generate: empty prompt",
         lambda c: _generate(c, c.fast_weights, "--task", "a", "--prompt", ""),

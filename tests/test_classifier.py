@@ -54,6 +54,30 @@ def test_torch_inputs_match_numpy_and_keep_their_type(digits):
     assert np.array_equal(clf.predict(torch.from_numpy(X_te)), ref.predict(X_te))
 
 
+def test_multilabel_targets_are_refused_with_the_wrapper_that_learns_them():
+    """An indicator matrix is refused by fit, partial_fit and forget, naming OneVsRestClassifier;
+    wrapped in it, FaastClassifier learns each label as a separate binary fit (its binary
+    decision_function is positive exactly where predict says class 1, which the wrapper relies on)."""
+    from sklearn.datasets import make_multilabel_classification
+    from sklearn.multiclass import OneVsRestClassifier
+
+    X, Y = make_multilabel_classification(n_samples=160, n_features=12, n_classes=4, random_state=0)
+    X_tr, Y_tr, X_te = X[:120], Y[:120], X[120:]
+    fitted = FaastClassifier().fit(X_tr, Y_tr[:, 0])
+    for call in (
+        lambda: FaastClassifier().fit(X_tr, Y_tr),
+        lambda: FaastClassifier(class_weight="balanced").fit(X_tr, Y_tr),
+        lambda: FaastClassifier().partial_fit(X_tr, Y_tr, classes=[0, 1]),
+        lambda: fitted.forget(X_tr[:3], Y_tr[:3]),
+    ):
+        with pytest.raises(ValueError, match=r"indicator matrix \(\d+, 4\).*OneVsRestClassifier"):
+            call()
+    wrapped = OneVsRestClassifier(FaastClassifier(center_features=True)).fit(X_tr, Y_tr)
+    each = [FaastClassifier(center_features=True).fit(X_tr, Y_tr[:, j]).predict(X_te) for j in range(4)]
+    assert np.array_equal(wrapped.predict(X_te), np.stack(each, axis=1))
+    assert 0 < wrapped.predict(X_te).mean() < 1  # both values occur: the comparison is not vacuous
+
+
 def test_partial_fit_in_batches_equals_fit(digits):
     X_tr, X_te, y_tr, _ = digits
     full = FaastClassifier(alpha=1.0).fit(X_tr, y_tr)

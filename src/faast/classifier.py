@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, assert_all_finite, check_is_fitted, column_or_1d
 
 import faast.distributed
@@ -794,6 +794,12 @@ def _labels_to_numpy(y: Any) -> np.ndarray:
     y_np = _to_numpy(y)
     if y_np.ndim == 2 and y_np.shape[1] == 1:
         y_np = column_or_1d(y_np, warn=True)
+    elif y_np.ndim == 2 and type_of_target(y_np) == "multilabel-indicator":
+        raise ValueError(
+            f"y is an indicator matrix {y_np.shape} of several labels per example: FaastClassifier "
+            "learns one label per example; for multilabel targets wrap it, "
+            "sklearn.multiclass.OneVsRestClassifier(FaastClassifier()) (one fit per label)"
+        )
     if y_np.dtype.kind in "fc":  # NaN / inf labels: refused here, before NumPy casts them to int
         assert_all_finite(y_np, input_name="y")
     if y_np.dtype.kind == "O":  # e.g. strings with None / NaN for missing labels (a pandas column)
