@@ -171,6 +171,22 @@ def test_feature_cache_of_texts_is_used_and_keyed_by_texts_and_encoder(tmp_path,
     assert torch.equal(again, other.encode(texts, progress=False)) and not torch.equal(again, first)
 
 
+def test_a_tokenizer_without_a_padding_token_pads_with_another_and_encodes_alike(tmp_path):
+    """GPT-2-style tokenizers have no padding token: the encoder pads with the end-of-text (here,
+    with no such token, the unknown) token, which the attention mask leaves out of the mean."""
+    from transformers import AutoTokenizer
+
+    folder = tiny_text_encoder(tmp_path / "enc")
+    texts = ["a good film", "so dull and boring it was", "fine"]
+    padded = SentenceEncoder(folder).encode(texts, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    encoder = SentenceEncoder(folder)
+    assert encoder.tokenizer.pad_token == "[UNK]"
+    torch.testing.assert_close(encoder.encode(texts, progress=False), padded, rtol=0, atol=1e-6)
+
+
 def test_fingerprint_tells_apart_lists_that_join_to_the_same_text():
     assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
     assert texts_fingerprint(["a", ""]) != texts_fingerprint(["a"])

@@ -64,7 +64,9 @@ class SentenceEncoder:
     """Frozen sentence encoder (eval mode, no gradients).
 
     path_or_name: ``"minilm"`` (the offline all-MiniLM-L6-v2 asset, fetched first when missing
-    and ``fetch``) or a local ``from_pretrained`` folder of a BERT-style encoder. device: where
+    and ``fetch``) or a local ``from_pretrained`` folder of a BERT-style encoder (or of any model
+    whose ``AutoModel`` returns token states; a tokenizer without a padding token pads with its
+    end-of-text token, else its unknown one, which the mean leaves out). device: where
     the model runs; ``encode`` always returns CPU tensors. batch_size: sentences per forward pass.
     max_length: tokens kept per sentence (default: the folder's ``max_seq_length``, 256 for
     MiniLM; longer inputs are truncated). Attributes: ``name`` (``"minilm"``, or the folder's own
@@ -102,6 +104,15 @@ class SentenceEncoder:
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        if self.tokenizer.pad_token is None:  # e.g. GPT-2-style tokenizers: padding is masked out of
+            # the mean, so any token pads; the end-of-text token, else the unknown one
+            fill = self.tokenizer.eos_token or self.tokenizer.unk_token
+            if fill is None:
+                raise ValueError(
+                    f"the tokenizer of {folder} has no padding, end-of-text or unknown token to pad "
+                    "sentences of unequal length with"
+                )
+            self.tokenizer.pad_token = fill
         self.model = AutoModel.from_pretrained(str(folder), dtype=torch.float32).to(self.device).eval()
         self.model.requires_grad_(False)
         self.max_length = int(max_length) if max_length is not None else _max_length(folder, self.tokenizer)
