@@ -26,10 +26,11 @@ def tiny_text_encoder(folder: Path, seed: int = 0) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n"
-    )
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    assert tokenizer("good film").input_ids == [2, vocab["good"], vocab["film"], 3]  # words, not [UNK]
+    tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(WORDS) + 5,
@@ -185,6 +186,25 @@ def test_a_tokenizer_without_a_padding_token_pads_with_another_and_encodes_alike
     encoder = SentenceEncoder(folder)
     assert encoder.tokenizer.pad_token == "[UNK]"
     torch.testing.assert_close(encoder.encode(texts, progress=False), padded, rtol=0, atol=1e-6)
+
+
+def test_a_left_padding_tokenizer_pads_on_the_right_so_batching_does_not_move_positions(tmp_path):
+    """A model of absolute positions (GPT-2) under a tokenizer saved to pad on the left: each
+    sentence encodes in a batch as it does alone."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    folder = tiny_text_encoder(tmp_path / "gpt2")
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "padding_side": "left"}))
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(WORDS) + 5, n_embd=16, n_layer=1, n_head=2, n_positions=64)
+    config.bos_token_id = config.eos_token_id = None
+    GPT2Model(config).save_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder).padding_side == "left"
+    encoder = SentenceEncoder(folder)
+    texts = ["a good film", "so dull and boring it was the plot", "fine"]
+    alone = torch.cat([encoder.encode([t], progress=False) for t in texts])
+    torch.testing.assert_close(encoder.encode(texts, progress=False), alone, rtol=0, atol=1e-6)
 
 
 def test_fingerprint_tells_apart_lists_that_join_to_the_same_text():

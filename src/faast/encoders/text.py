@@ -113,6 +113,9 @@ class SentenceEncoder:
                     "sentences of unequal length with"
                 )
             self.tokenizer.pad_token = fill
+        # padding after the text: a left-padded sentence would start at another position, which
+        # changes its states in a model of absolute positions (GPT-2)
+        self.tokenizer.padding_side = "right"
         self.model = AutoModel.from_pretrained(str(folder), dtype=torch.float32).to(self.device).eval()
         self.model.requires_grad_(False)
         self.max_length = int(max_length) if max_length is not None else _max_length(folder, self.tokenizer)
