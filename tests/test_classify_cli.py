@@ -352,13 +352,15 @@ def test_csv_as_spreadsheets_write_it_reads_the_same_table(tmp_path, name, text)
 
 def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
     """An empty cell is named as a missing value; a column of names in the first data row hints
-    at --id-column."""
+    at --id-column, and at the text files that hold texts to classify."""
     (tmp_path / "gap.csv").write_text("f0,f1,label\n1,,x\n2,3,y\n")
     assert _run("fit", tmp_path / "gap.csv", "--model", tmp_path / "m") == 1
     assert "row 2, column 'f1' is empty (missing values are not supported" in capsys.readouterr().err
     (tmp_path / "named.csv").write_text("name,f0,label\nalice,1,x\nbob,2,y\n")
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m") == 1
-    assert "column 'name': 'alice' is not a number (if the column names the rows" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "column 'name': 'alice' is not a number (if the column names the rows" in err
+    assert "texts to classify, write them as a .tsv of text<TAB>label lines" in err
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0
 
 

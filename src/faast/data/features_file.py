@@ -164,7 +164,9 @@ def _read_csv(
             elif id_column is None and r == 0:
                 why = (
                     f": {row[bad]!r} is not a number "
-                    "(if the column names the rows, make it the id column: --id-column)"
+                    "(if the column names the rows, make it the id column: --id-column; if it holds "
+                    "texts to classify, write them as a .tsv of text<TAB>label lines or a .jsonl of "
+                    "input/output objects)"
                 )
             else:
                 why = f": {row[bad]!r} is not a number"
