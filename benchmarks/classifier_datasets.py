@@ -80,6 +80,15 @@ TABLES: dict[str, Callable[..., Any]] = {
     "iris": load_iris,
 }
 TEXTS = ("books", "austen", "polarity")
+#: Text tasks run only when named in ``--datasets`` (not in the default table).
+MORE_TEXTS = ("tweets",)
+#: How each text task's examples are made, for a run's "Data:" line.
+TEXT_SOURCES = {
+    "books": "3-line passages",
+    "austen": "3-line passages",
+    "polarity": "Pang & Lee sentences",
+    "tweets": "tweets labelled negative / neutral / positive, tweet-sentiment asset",
+}
 REGIMES = ("1/class", "16/class", "all")
 
 
@@ -106,8 +115,14 @@ def text_task(name: str, per_class: int, seed: int) -> tuple[list[str], np.ndarr
         from faast.assets.lm import austen_texts
 
         groups = {t: passages(x) for t, x in austen_texts().items()}
+    elif name == "tweets":
+        from faast.assets.tweets import tweet_sentiment
+
+        groups = {}
+        for r in tweet_sentiment():
+            groups.setdefault(str(r["label"]), []).append(str(r["text"]))
     else:
-        raise ValueError(f"unknown text task {name!r}; use one of {TEXTS}")
+        raise ValueError(f"unknown text task {name!r}; use one of {(*TEXTS, *MORE_TEXTS)}")
     rng = np.random.default_rng(seed)
     texts, labels = [], []
     for label, items in sorted(groups.items()):
@@ -299,12 +314,26 @@ def main() -> None:
     result = run(args)
     md = markdown(result)
     print(md)
-    data = (
-        f"scikit-learn digits / breast_cancer / wine / iris (standardised per fold); "
-        f"MiniLM embeddings of {args.per_class} texts per class (books, austen: 3-line passages; "
-        f"polarity: Pang & Lee sentences); stratified 5-fold CV, seed {args.seed}"
+    names = [s.strip() for s in args.datasets.split(",") if s.strip()]
+    write_results(
+        args.out, result, md, "classifier_datasets.py", describe(names, args.per_class, args.seed), plot
     )
-    write_results(args.out, result, md, "classifier_datasets.py", data, plot)
+
+
+def describe(names: list[str], per_class: int, seed: int) -> str:
+    """The "Data:" line of a run on the data sets ``names``."""
+    parts = []
+    tables = [n for n in names if n in TABLES]
+    if tables:
+        parts.append(f"scikit-learn {' / '.join(tables)} (standardised per fold)")
+    texts = [n for n in names if n in TEXT_SOURCES]
+    if texts:
+        by_source: dict[str, list[str]] = {}
+        for name in texts:
+            by_source.setdefault(TEXT_SOURCES[name], []).append(name)
+        sources = "; ".join(f"{', '.join(group)}: {source}" for source, group in by_source.items())
+        parts.append(f"MiniLM embeddings of {per_class} texts per class ({sources})")
+    return "; ".join(parts) + f"; stratified 5-fold CV, seed {seed}"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import classifier_datasets as bench
@@ -43,3 +44,25 @@ def test_run_on_two_tables_scores_every_method_in_every_regime(tmp_path):
     assert table.count("| iris (150 × 4, 3) |") == len(bench.REGIMES) and "| mean |" in table
     bench.plot(result, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_the_data_line_names_the_data_sets_of_the_run():
+    everything = bench.describe([*bench.TABLES, *bench.TEXTS], 300, 0)
+    assert everything == (
+        "scikit-learn digits / breast_cancer / wine / iris (standardised per fold); MiniLM embeddings "
+        "of 300 texts per class (books, austen: 3-line passages; polarity: Pang & Lee sentences); "
+        "stratified 5-fold CV, seed 0"
+    )  # the published table's line
+    assert bench.describe(["tweets"], 50, 1) == (
+        "MiniLM embeddings of 50 texts per class (tweets: tweets labelled negative / neutral / "
+        "positive, tweet-sentiment asset); stratified 5-fold CV, seed 1"
+    )
+    assert bench.describe(["iris"], 10, 0).startswith("scikit-learn iris (standardised")
+
+
+@pytest.mark.assets("tweet-sentiment")
+def test_tweets_task_draws_per_class_tweets_of_three_labels():
+    texts, labels = bench.text_task("tweets", 5, 0)
+    assert len(texts) == 15 and sorted(set(labels)) == ["negative", "neutral", "positive"]
+    assert np.bincount(np.unique(labels, return_inverse=True)[1]).tolist() == [5, 5, 5]
+    assert texts == bench.text_task("tweets", 5, 0)[0] != bench.text_task("tweets", 5, 1)[0]
