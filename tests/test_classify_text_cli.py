@@ -258,6 +258,10 @@ def test_text_file_errors_are_named(tmp_path, encoder_dir, capsys):
         assert _run("predict", train, "--model", model, *out) != 0  # the folder fit read is gone
         assert "no encoder folder" in capsys.readouterr().err
         assert _run("predict", train, "--model", model, "--encoder", moved, *out) == 0  # named again
+        assert _run("partial-fit", train, "--model", model, "--encoder", moved) == 0
+        source = json.loads((model / "classifier.json").read_text())["metadata"]["source"]
+        assert source["encoder"] == str(moved.resolve())  # saved where it is now
+        assert _run("predict", train, "--model", model, *out) == 0  # found without --encoder
     finally:
         moved.rename(encoder_dir)
 

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         from faast.io import check_writable
 
         check_writable(args.out)  # before the images are encoded, not after
-    feats, labels, ids, texts, _ = read_data(args, source, dist)
+    feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args)
         # compared as written: a file of only "1" reads as integers, the classes of an earlier
@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         else:  # every process forgets all the examples (the same result everywhere)
             clf.forget(feats, labels)
         if dist.is_main:
-            save_classifier(clf, args.model, meta)
+            # the encoder as found now (the same files; --encoder may have named a new place)
+            save_classifier(clf, args.model, {**meta, "source": here})
             verb = "added" if args.action == "partial-fit" else "forgot"
             print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
         dist.barrier()  # the classifier is saved before any process can look for it

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
+    """The image encoder ``name`` at ``resolution`` pixels on ``--device``."""
     from faast.encoders import build_encoder
 
     kwargs = {"cache": args.cache_dir} if name == "efficientnet-lite0" else {}
@@ -107,7 +108,7 @@ def _check_same_encoder(
 def _read_texts(
     args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
 ) -> tuple[Any, np.ndarray | None, list[str], list[str], dict]:
-    """:func:`_read` for a text file (:mod:`faast.lm.examples`): the texts encoded by the sentence
+    """:func:`read_data` for a text file (:mod:`faast.lm.examples`): the texts encoded by the sentence
     encoder (:class:`~faast.encoders.text.SentenceEncoder`) through the feature cache; labels when
     every line has one (``predict`` reads files without them)."""
     from faast.assets.core import cache_dir
@@ -145,6 +146,7 @@ def _read_texts(
 
 
 def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
+    """``labels``, or a clear error saying where DATA's labels should have been."""
     if labels is None:
         raise ValueError(
             f"{args.data}: no labels (an image folder needs one sub-folder per class; a text file a label "
