@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast import FaastClassifier
 from faast.classifier_io import load_classifier
@@ -286,3 +288,81 @@ def test_real_minilm_classifies_movie_review_sentences_above_chance(tmp_path, ca
     got = _read_csv(out)
     accuracy = np.mean([r["predicted"] == r["label"] for r in got])
     assert len(got) == 200 and accuracy > 0.6, accuracy
+
+
+class _Pending(Exception):
+    """A simulated process reached the gather before every other had brought its rows."""
+
+
+class _World:
+    """Processes simulated one after the other: each brings its local rows to ``gather_rows``;
+    once every rank has, a second pass gathers them as ``all_gather`` would."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.rows = size, {}
+
+    def process(self, rank: int):
+        from faast.distributed import shard_range
+
+        world = self
+
+        class Process:
+            active, is_main, world_size = True, rank == 0, world.size
+
+            def shard_range(self, n):
+                return shard_range(n, rank, world.size)
+
+            def gather_rows(self, local, total):
+                sizes = [len(shard_range(total, r, world.size)) for r in range(world.size)]
+                assert local.shape[0] == sizes[rank]
+                world.rows[rank] = local.clone()
+                if len(world.rows) < world.size:
+                    raise _Pending
+                return torch.cat([world.rows[r] for r in range(world.size)])
+
+        return Process()
+
+
+class _BatchRecorder:
+    """Encodes as SentenceEncoder batches (length order, ``batch_size`` at a time), each row
+    [its text's length, the longest text of its batch, its batch's size]: rows differ when the
+    batches do."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.dim = batch_size, 3
+
+    def encode(self, texts, progress=False):
+        from faast.encoders.text import length_order
+
+        out = torch.zeros(len(texts), 3)
+        order = length_order(texts)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            widest = max(len(texts[i]) for i in rows)
+            for i in rows:
+                out[i] = torch.tensor([len(texts[i]), widest, len(rows)], dtype=torch.float32)
+        return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 9), min_size=1, max_size=30),
+    batch_size=st.integers(1, 7),
+    world=st.integers(1, 5),
+)
+def test_processes_share_out_the_batches_one_process_forms(lengths, batch_size, world):
+    """Against one process's ``encode``: on any number of processes each encodes its block of the
+    same batches, and the gathered rows come back in input order (texts of equal length too)."""
+    from faast.encoders.text_cache import _encode
+
+    texts = [chr(97 + i % 26) * n for i, n in enumerate(lengths)]
+    encoder = _BatchRecorder(batch_size)
+    reference = encoder.encode(texts)
+    simulated = _World(world)
+    for rank in range(world):  # every process brings its rows
+        try:
+            _encode(encoder, texts, simulated.process(rank), progress=False)
+        except _Pending:
+            pass
+    for rank in range(world):  # then each gathers them
+        assert torch.equal(_encode(encoder, texts, simulated.process(rank), progress=False), reference)
