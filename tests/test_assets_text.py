@@ -246,7 +246,7 @@ def test_align_verses_keeps_pairs_present_in_both_in_spanish_order():
 
 # ----------------------------------------------------------------- sentence encoder (no model)
 def test_mean_pool_ignores_padding():
-    from faast.encoders.text import mean_pool
+    from faast.encoders.pooling import mean_pool
 
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     mask = torch.tensor([[1, 1, 0]])

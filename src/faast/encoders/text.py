@@ -1,8 +1,9 @@
-"""A frozen sentence encoder: mean-pooled, L2-normalised token states of a BERT-style model.
+"""A frozen sentence encoder: pooled token states of a BERT-style model.
 
-This is the sentence-transformers recipe of all-MiniLM-L6-v2 (Transformer → mean pooling over
-the attention mask → L2 normalisation, inputs truncated to 256 tokens), written with plain
-``transformers.AutoModel``/``AutoTokenizer`` so that no sentence-transformers install is needed.
+It follows the folder's sentence-transformers recipe (:mod:`faast.encoders.pooling`): for
+all-MiniLM-L6-v2, Transformer → mean pooling over the attention mask → L2 normalisation, inputs
+truncated to 256 tokens; written with plain ``transformers.AutoModel``/``AutoTokenizer`` so that no
+sentence-transformers install is needed.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from faast.encoders.pooling import pool, read_recipe
 
 #: Short names of the offline text encoders (assets) accepted by SentenceEncoder.
 OFFLINE_TEXT_ENCODERS = ("minilm",)
-#: How token states become one sentence vector (part of :meth:`SentenceEncoder.identity`).
-POOLING = "mean over the attention mask, L2-normalised"
 #: Files of a ``from_pretrained`` folder that change the features: the weights, the model's
 #: configuration and the tokenizer's (their contents key the feature cache).
 IDENTITY_PATTERNS = (
@@ -35,13 +35,9 @@ IDENTITY_PATTERNS = (
     "merges.txt",
     "*.model",
     "sentence_bert_config.json",
+    "modules.json",
+    "*/config.json",
 )
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of (B, T, D) token states over the tokens where the (B, T) attention mask is 1 → (B, D)."""
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
 def length_order(sentences: Sequence[str]) -> list[int]:
@@ -70,7 +66,8 @@ class SentenceEncoder:
     the model runs; ``encode`` always returns CPU tensors. batch_size: sentences per forward pass.
     max_length: tokens kept per sentence (default: the folder's ``max_seq_length``, 256 for
     MiniLM; longer inputs are truncated). Attributes: ``name`` (``"minilm"``, or the folder's own
-    name), ``dim`` (384 for MiniLM), ``max_length``; :meth:`identity` keys the feature cache.
+    name), ``dim`` (384 for MiniLM), ``max_length``, ``recipe`` (the pooling:
+    :func:`~faast.encoders.pooling.read_recipe`); :meth:`identity` keys the feature cache.
     """
 
     def __init__(
@@ -100,7 +97,7 @@ class SentenceEncoder:
                 )
         self.name = "minilm" if str(path_or_name) == "minilm" else folder.resolve().name
         self.folder = folder
-        self._files_sha256: str | None = None
+        self._files_sha256 = _files_sha256(folder)  # of the files read here, not as they may change
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -120,28 +117,28 @@ class SentenceEncoder:
         self.model.requires_grad_(False)
         self.max_length = int(max_length) if max_length is not None else _max_length(folder, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)
+        self.recipe = read_recipe(folder)
 
     def identity(self) -> dict[str, str]:
         """String fields that determine the features (stored with cached features and with a
         classifier fitted on them): the name, one SHA-256 over the folder's weights, configuration
-        and tokenizer files (:data:`IDENTITY_PATTERNS`; computed once), ``max_length``, the pooling
-        and the dimension."""
-        if self._files_sha256 is None:
-            self._files_sha256 = _files_sha256(self.folder)
+        and tokenizer files (:data:`IDENTITY_PATTERNS`, as they were when loaded), ``max_length``,
+        the pooling and the dimension."""
         return {
             "encoder": self.name,
             "weights_sha256": self._files_sha256,
             "max_length": str(self.max_length),
-            "pooling": POOLING,
+            "pooling": self.recipe.describe(),
             "feature_dim": str(self.dim),
         }
 
     @torch.no_grad()
     def encode(self, sentences: Sequence[str], *, progress: bool = True) -> torch.Tensor:
-        """Unit-norm embeddings, float32 (n, dim) on CPU, row i for ``sentences[i]``.
+        """Embeddings, float32 (n, dim) on CPU, row i for ``sentences[i]``, pooled by the folder's
+        recipe (:attr:`recipe`; unit norm unless it has no ``Normalize``).
 
-        Sentences are batched in order of length (less padding; the mean over the attention mask
-        does not depend on padding) and the rows are put back in input order.
+        Sentences are batched in order of length (less padding; the pooling leaves padding out)
+        and the rows are put back in input order.
         """
         if isinstance(sentences, str):
             raise TypeError("encode takes a list of sentences, not one string")
@@ -159,17 +156,23 @@ class SentenceEncoder:
                 return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
-            pooled = mean_pool(hidden, batch["attention_mask"])
-            out[rows] = F.normalize(pooled.float(), dim=-1).cpu()
+            out[rows] = pool(hidden.float(), batch["attention_mask"], self.recipe).cpu()
         return out
 
 
 def _files_sha256(folder: Path) -> str:
-    """One hex SHA-256 over the name and contents of every file of ``folder`` matching
-    :data:`IDENTITY_PATTERNS`, in name order."""
+    """One hex SHA-256 over the path (relative to ``folder``) and contents of every file matching
+    :data:`IDENTITY_PATTERNS`, in path order."""
     from faast.assets.core import sha256_file
 
-    names = sorted({p.name for pattern in IDENTITY_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    names = sorted(
+        {
+            p.relative_to(folder).as_posix()
+            for pattern in IDENTITY_PATTERNS
+            for p in folder.glob(pattern)
+            if p.is_file()
+        }
+    )
     digest = hashlib.sha256()
     for name in names:
         digest.update(f"{name}\0{sha256_file(folder / name)}\n".encode())
