@@ -366,3 +366,44 @@ def test_processes_share_out_the_batches_one_process_forms(lengths, batch_size, 
             pass
     for rank in range(world):  # then each gathers them
         assert torch.equal(_encode(encoder, texts, simulated.process(rank), progress=False), reference)
+
+
+def test_a_hugging_face_hub_id_is_downloaded_once_and_remembered_by_its_id(
+    tmp_path, encoder_dir, monkeypatch
+):
+    """``--encoder owner/name`` (not a folder here) is fetched through huggingface_hub's
+    snapshot_download (the files a sentence encoder reads) and saved by its id, so predict finds it
+    again; a Hub that cannot be reached, or no such model, is one clear error naming both readings."""
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot(model_id, allow_patterns=None):
+        asked.append((model_id, allow_patterns))
+        return str(encoder_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.chdir(tmp_path)  # "someone/tiny-bert" is no folder here
+    train = write_tsv(tmp_path / "t.tsv", sentences(10, 0))
+    assert _run("fit", train, "--model", tmp_path / "m", "--encoder", "someone/tiny-bert") == 0
+    source = json.loads((tmp_path / "m" / "classifier.json").read_text())["metadata"]["source"]
+    assert (
+        source["encoder"] == "someone/tiny-bert"
+        and source["encoder_identity"]["encoder"] == "someone/tiny-bert"
+    )
+    assert asked[0][0] == "someone/tiny-bert" and "*.safetensors" in asked[0][1]
+    assert _run("predict", train, "--model", tmp_path / "m", "--out", tmp_path / "p.csv") == 0
+    assert [a[0] for a in asked] == ["someone/tiny-bert"] * 2
+
+    def offline(model_id, allow_patterns=None):
+        raise OSError("We couldn't connect to 'https://huggingface.co'\nmore detail")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no encoder folder someone/other, and no Hugging Face Hub model "
+        r"someone/other could be had \(OSError: We couldn't connect to 'https://huggingface.co'\)",
+    ):
+        SentenceEncoder("someone/other")
+    with pytest.raises(FileNotFoundError, match=r"no encoder folder \./not/a/folder/either; use minilm"):
+        SentenceEncoder("./not/a/folder/either")  # not an id either: the Hub is not asked

@@ -70,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--encoder",
             default=None,
             help=(
-                "images: efficientnet-lite0 (default), pixels, clip:RN50/openai; texts: minilm (default) or "
-                "a local from_pretrained folder of a BERT-style sentence encoder"
+                "images: efficientnet-lite0 (default), pixels, clip:RN50/openai; texts: minilm (default), "
+                "a local from_pretrained folder of a BERT-style sentence encoder, or its Hugging Face Hub id"
                 if name == "fit"
                 else "where to load the encoder the classifier was fitted with, when not where fit found "
                 "it (e.g. a moved encoder folder); it must be the same encoder"

@@ -140,7 +140,7 @@ def _read_texts(
     feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
     outputs = [e.output for e in examples]
     labels = np.asarray(outputs) if all(o is not None for o in outputs) else None
-    where = "minilm" if name == "minilm" else str(Path(name).resolve())
+    where = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, minilm or a Hub id
     desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
     return feats, labels, ids, texts, desc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from faast.encoders.pooling import pool, read_recipe
 
 #: Short names of the offline text encoders (assets) accepted by SentenceEncoder.
 OFFLINE_TEXT_ENCODERS = ("minilm",)
+#: What a Hugging Face Hub model id looks like (``owner/name``).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: The files of a Hub model a sentence encoder reads (no ONNX or other exports).
+HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "pytorch_model.bin")
 #: Files of a ``from_pretrained`` folder that change the features: the weights, the model's
 #: configuration and the tokenizer's (their contents key the feature cache).
 IDENTITY_PATTERNS = (
@@ -60,13 +65,14 @@ class SentenceEncoder:
     """Frozen sentence encoder (eval mode, no gradients).
 
     path_or_name: ``"minilm"`` (the offline all-MiniLM-L6-v2 asset, fetched first when missing
-    and ``fetch``) or a local ``from_pretrained`` folder of a BERT-style encoder (or of any model
+    and ``fetch``), a local ``from_pretrained`` folder of a BERT-style encoder (or of any model
     whose ``AutoModel`` returns token states; a tokenizer without a padding token pads with its
-    end-of-text token, else its unknown one, which the mean leaves out). device: where
-    the model runs; ``encode`` always returns CPU tensors. batch_size: sentences per forward pass.
-    max_length: tokens kept per sentence (default: the folder's ``max_seq_length``, 256 for
-    MiniLM; longer inputs are truncated). Attributes: ``name`` (``"minilm"``, or the folder's own
-    name), ``dim`` (384 for MiniLM), ``max_length``, ``recipe`` (the pooling:
+    end-of-text token, else its unknown one, which the pooling leaves out), or such a model's id
+    on the Hugging Face Hub (``"BAAI/bge-small-en-v1.5"``, downloaded by :func:`hub_snapshot`).
+    device: where the model runs; ``encode`` always returns CPU tensors. batch_size: sentences per
+    forward pass. max_length: tokens kept per sentence (default: the folder's ``max_seq_length``,
+    256 for MiniLM; longer inputs are truncated). Attributes: ``name`` (``"minilm"``, the folder's
+    own name, or the Hub id), ``dim`` (384 for MiniLM), ``max_length``, ``recipe`` (the pooling:
     :func:`~faast.encoders.pooling.read_recipe`); :meth:`identity` keys the feature cache.
     """
 
@@ -87,15 +93,12 @@ class SentenceEncoder:
         if str(path_or_name) == "minilm":
             from faast.assets.text import minilm_dir
 
-            folder = minilm_dir(cache, fetch=fetch)
-        else:
+            folder, self.name = minilm_dir(cache, fetch=fetch), "minilm"
+        elif Path(path_or_name).is_dir():
             folder = Path(path_or_name)
-            if not folder.is_dir():
-                known = ", ".join(OFFLINE_TEXT_ENCODERS)
-                raise FileNotFoundError(
-                    f"no encoder folder {folder}; use {known} or a from_pretrained folder"
-                )
-        self.name = "minilm" if str(path_or_name) == "minilm" else folder.resolve().name
+            self.name = folder.resolve().name
+        else:  # a Hugging Face Hub model, named by its id
+            folder, self.name = hub_snapshot(str(path_or_name)), str(path_or_name)
         self.folder = folder
         self._files_sha256 = _files_sha256(folder)  # of the files read here, not as they may change
         self.device = torch.device(device)
@@ -158,6 +161,29 @@ class SentenceEncoder:
             hidden = self.model(**batch).last_hidden_state
             out[rows] = pool(hidden.float(), batch["attention_mask"], self.recipe).cpu()
         return out
+
+
+def hub_snapshot(model_id: str) -> Path:
+    """The local folder of the Hugging Face Hub model ``model_id`` (``owner/name``), downloaded
+    into the Hub cache when not there yet (:data:`HUB_FILES` only; offline, from the cache alone);
+    a clear error naming both readings of ``model_id`` when it is neither a folder nor a model
+    that can be had."""
+    known = ", ".join(OFFLINE_TEXT_ENCODERS)
+    if not HUB_ID.match(model_id):
+        raise FileNotFoundError(
+            f"no encoder folder {model_id}; use {known}, a from_pretrained folder or a Hugging Face "
+            "Hub model id (owner/name)"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=list(HUB_FILES)))
+    except Exception as exc:  # no network, no such model, a gated model without a token, ...
+        raise FileNotFoundError(
+            f"no encoder folder {model_id}, and no Hugging Face Hub model {model_id} could be had "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); use "
+            f"{known}, a from_pretrained folder, or the Hub when it can be reached"
+        ) from None
 
 
 def _files_sha256(folder: Path) -> str:
