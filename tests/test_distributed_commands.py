@@ -89,11 +89,11 @@ def _lm_commands(tmp: Path) -> list[list[str]]:
 
 
 def _classify_commands(tmp: Path) -> list[list[str]]:
-    """fit on 10 rows of 2 features (sharded 4 + 3 + 3), partial-fit 2 more (one process has none);
-    fit 12 images (48 features: the rows are kept and gathered by the all-reduce) through the
-    feature cache and partial-fit 6 more; predict; fit 10 texts of a TSV file (a tiny sentence
-    encoder, batches of 3) through the feature cache and partial-fit 5 more. The default cut
-    (auto) throughout."""
+    """fit on 10 rows of 2 features (sharded 4 + 3 + 3; rank 0 then cross-validates them),
+    partial-fit 2 more (one process has none); fit 12 images (48 features: the rows are kept and
+    gathered by the all-reduce) through the feature cache and partial-fit 6 more; predict; fit 10
+    texts of a TSV file (a tiny sentence encoder, batches of 3) through the feature cache and
+    partial-fit 5 more. The default cut (auto) throughout."""
     from tests.test_classify_cli import _image_folder
     from tests.test_classify_text_cli import sentences, tiny_text_encoder, write_tsv
 
@@ -114,7 +114,7 @@ def _classify_commands(tmp: Path) -> list[list[str]]:
     write_tsv(tmp / "texts.tsv", sentences(10, 0))
     write_tsv(tmp / "more_texts.tsv", sentences(5, 1))
     return [
-        ["classify", "fit", str(tmp / "first.csv"), "--model", "{out}/feat"],
+        ["classify", "fit", str(tmp / "first.csv"), "--model", "{out}/feat", "--cv", "2"],
         ["classify", "partial-fit", str(tmp / "more.csv"), "--model", "{out}/feat"],
         ["classify", "fit", str(tmp / "images"), "--model", "{out}/img", *pixels, *cache],
         ["classify", "partial-fit", *more],
@@ -234,7 +234,7 @@ def test_task_and_stream_commands_under_torchrun_equal_one_process(runs, tmp_pat
     assert printed.count('"chunks": 6') == 1  # the stream summary
 
 
-def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs, tmp_path):
+def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs, tmp_path, capsys):
     """3 processes: ``faast classify fit`` on 10 feature rows (an uneven split) and ``partial-fit``
     of 2 more (one process has none); ``fit`` of 12 images (encoded 4 per process) through the
     feature cache, which rank 0 alone writes, and ``partial-fit`` of 6 more (kept rows: not
@@ -244,6 +244,7 @@ def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs,
     classes exactly); rank 0 alone prints and writes the predictions."""
     for argv in _fill(runs.clf_cmds, tmp_path):
         assert main(argv) == 0, argv
+    reference = capsys.readouterr().out
     results = _wait(runs.three, timeout=300)
     for rank, (code, _, err) in enumerate(results):
         assert code == 0, f"rank {rank} failed:\n{err[-3000:]}"
@@ -263,4 +264,7 @@ def test_classify_fit_and_partial_fit_on_three_processes_equal_one_process(runs,
     assert printed.count("[faast] fitted on") == 3 and printed.count("[faast] added") == 3
     assert "fitted on 10 examples on 3 processes" in printed and "fitted on 12 examples on 3" in printed
     assert printed.count("fitted on 10 examples on 3 processes") == 2  # the features file and the texts
+    assert printed.count("2-fold cross-validation") == 1  # rank 0, after the others are done
+    folds = [line for line in reference.splitlines() if "cross-validation" in line]
+    assert len(folds) == 1 and folds[0] in printed  # the same folds, the same accuracies
     assert printed.count("[faast] predicted") == 1

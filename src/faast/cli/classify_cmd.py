@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from faast.distributed import Dist
 
 
+#: Folds of ``fit --cv`` without a number.
+DEFAULT_FOLDS = 5
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from faast.cli import plain_text
 
@@ -124,6 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "from the training examples' exact leave-one-out scores)",
             )  # fmt: skip
             c.add_argument(
+                "--cv", type=int, nargs="?", const=DEFAULT_FOLDS, default=None, metavar="K",
+                help=f"also report the accuracy of stratified K-fold cross-validation on DATA (default K "
+                f"{DEFAULT_FOLDS}; K more fits, after the classifier is saved; kept in its metadata)",
+            )  # fmt: skip
+            c.add_argument(
                 "--class-weight", choices=["balanced"], default=None,
                 help="balanced: weigh each class n / (classes x its count), for imbalanced data "
                 "(partial-fit and forget then refuse the model)",
@@ -169,10 +178,14 @@ def run(args: argparse.Namespace) -> int:
 
     dist = distributed.init()
     if args.action == "fit":
+        from sklearn.base import clone
+
         from faast.solver import Cut
 
         params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
         check_classifier_folder(args.model)  # so does a --model that cannot be a folder
+        if args.cv is not None and args.cv < 2:
+            raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
         feats, labels, _, _, source = read_data(args, None, dist)
         labels = need_labels(labels, args)
         start = time.perf_counter()
@@ -189,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
             C=_auto_or_positive(args.inverse_penalty, "--C"),
             logit_scale=_auto_or_positive(args.logit_scale, "--logit-scale"),
             class_weight=args.class_weight,
-        ).fit(*_block(dist, feats, labels, shard))
+        )
+        unfitted = clone(clf).set_params(distributed=False) if args.cv else None
+        clf.fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
         if dist.is_main:
@@ -199,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
                 _summary(clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model)
             )
         dist.barrier()  # the classifier is saved before any process can look for it
+        if unfitted is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
+            _cross_validate(unfitted, feats, labels, args, {"source": source})
         return 0
     clf, meta = load_classifier(args.model)
     source = meta.get("source")
@@ -228,8 +245,10 @@ def run(args: argparse.Namespace) -> int:
         else:  # every process forgets all the examples (the same result everywhere)
             clf.forget(feats, labels)
         if dist.is_main:
-            # the encoder as found now (the same files; --encoder may have named a new place)
-            save_classifier(clf, args.model, {**meta, "source": here})
+            # the encoder as found now (the same files; --encoder may have named a new place); a
+            # cross-validation of fit's examples no longer describes what the classifier holds
+            kept = {key: value for key, value in meta.items() if key != "cross_validation"}
+            save_classifier(clf, args.model, {**kept, "source": here})
             verb = "added" if args.action == "partial-fit" else "forgot"
             print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
         dist.barrier()  # the classifier is saved before any process can look for it
@@ -237,6 +256,20 @@ def run(args: argparse.Namespace) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, texts, args)
+
+
+def _cross_validate(
+    estimator: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict
+) -> None:
+    """Print ``--cv``'s cross-validated accuracy of ``estimator`` on all of DATA and add it to the
+    saved classifier's metadata (the classifier itself is the one fitted on everything)."""
+    from faast.classifier_io import load_classifier, save_classifier
+    from faast.eval.cross_validation import cross_validate, describe
+
+    result = cross_validate(estimator, feats, labels, args.cv)
+    print(f"[faast] {describe(result)}")
+    clf, _ = load_classifier(args.model)
+    save_classifier(clf, args.model, {**meta, "cross_validation": result})
 
 
 def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any, np.ndarray]:

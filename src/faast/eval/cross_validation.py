@@ -1,0 +1,64 @@
+"""How well a classifier does on the user's own labelled data when no test set is at hand:
+stratified k-fold cross-validation (scikit-learn's folds), with the most frequent class as the
+floor to read it against."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+
+def cross_validate(estimator: Any, X: Any, y: np.ndarray, folds: int, *, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of fresh clones of ``estimator`` over stratified ``folds``-fold cross-validation
+    (shuffled with ``seed``) on features X (n, d) and labels y (n,).
+
+    Returns ``{"folds", "seed", "accuracy" (mean), "std" (across folds), "fold_accuracies",
+    "majority" (the most frequent class's share: what predicting it alone scores), "note"}``.
+    The folds shrink to the size of the smallest class when it has fewer examples than
+    ``folds`` (said in ``note``); a class of a single example is a clear error.
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    counts = Counter(np.asarray(y).tolist())
+    if len(counts) < 2:
+        raise ValueError("cross-validation needs at least two classes")
+    label, smallest = min(counts.items(), key=lambda item: item[1])
+    if smallest < 2:
+        raise ValueError(
+            f"cross-validation needs at least 2 examples of every class; class {label!r} has {smallest}"
+        )
+    used = min(folds, smallest)
+    note = f"{used} folds, not {folds}: class {label!r} has only {smallest} examples" if used < folds else ""
+    splitter = StratifiedKFold(n_splits=used, shuffle=True, random_state=seed)
+    features = np.asarray(X) if not hasattr(X, "numpy") else X
+    scores = []
+    for train, test in splitter.split(np.zeros((len(y), 1)), y):
+        model = clone(estimator).fit(features[train], y[train])
+        scores.append(float(np.mean(np.asarray(model.predict(features[test])) == y[test])))
+    return {
+        "folds": used,
+        "seed": seed,
+        "accuracy": statistics.fmean(scores),
+        "std": statistics.pstdev(scores),
+        "fold_accuracies": scores,
+        "majority": max(counts.values()) / len(y),
+        "note": note,
+    }
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line: ``5-fold cross-validation (stratified, seed 0): accuracy 87.30 % ± 1.20 (folds
+    85.00–89.10 %); the most frequent class alone: 33.33 %``."""
+    low, high = min(result["fold_accuracies"]), max(result["fold_accuracies"])
+    line = (
+        f"{result['folds']}-fold cross-validation (stratified, seed {result['seed']}): accuracy "
+        f"{100 * result['accuracy']:.2f} % ± {100 * result['std']:.2f} (folds {100 * low:.2f}–"
+        f"{100 * high:.2f} %); the most frequent class alone: {100 * result['majority']:.2f} %"
+    )
+    return line + (f" ({result['note']})" if result["note"] else "")
