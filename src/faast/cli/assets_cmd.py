@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from faast.assets import core
+from faast.assets.export import EXPORTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = actions.add_parser(
         "export",
         help="write a labelled or paired text asset as examples for faast task and faast classify",
-        description="write a labelled or paired text asset as examples, input<TAB>output (.tsv) or JSONL: "
-        "movie-review-sentences, tweet-sentiment, bible-en-es (fetched first when missing)",
+        description="write a labelled or paired text asset as examples, input<TAB>output (.tsv) or JSONL "
+        "(fetched first when missing): "
+        + "; ".join(f"{name}: {what}" for name, (what, _) in EXPORTS.items()),
     )
-    ex.add_argument("name", help="movie-review-sentences, tweet-sentiment or bible-en-es")
+    ex.add_argument("name", help=", ".join(EXPORTS))
     ex.add_argument("--out", required=True, help="the examples file (.tsv or .jsonl)")
     ex.add_argument("--test", type=int, default=0, help="hold out this many examples, drawn first")
     ex.add_argument("--test-out", default=None, help="where the held-out examples go (.tsv or .jsonl)")
