@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from faast.io import load_tensors, save_tensors
-from faast.solver import GramStats
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,6 +34,9 @@ def _number_or_choice(x: str | None, option: str = "--tau") -> float | str | Non
 
 
 def run(args: argparse.Namespace) -> int:
+    from faast.io import load_tensors, save_tensors
+    from faast.solver import GramStats
+
     tensors, _ = load_tensors(args.pairs)
     missing = {"keys", "values"} - tensors.keys()
     if missing:
