@@ -100,6 +100,7 @@ class SentenceEncoder:
         else:  # a Hugging Face Hub model, named by its id
             folder, self.name = hub_snapshot(str(path_or_name)), str(path_or_name)
         self.folder = folder
+        self.recipe = read_recipe(folder)  # a pipeline it cannot follow is refused before any loading
         self._files_sha256 = _files_sha256(folder)  # of the files read here, not as they may change
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
@@ -120,7 +121,6 @@ class SentenceEncoder:
         self.model.requires_grad_(False)
         self.max_length = int(max_length) if max_length is not None else _max_length(folder, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)
-        self.recipe = read_recipe(folder)
 
     def identity(self) -> dict[str, str]:
         """String fields that determine the features (stored with cached features and with a
