@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from faast import FaastClassifier
 from faast.cli import main
-from faast.eval.cross_validation import cross_validate, describe
+from faast.eval.cross_validation import cross_validate, cross_validate_baselines, describe, describe_baseline
 
 
 def _data(seed: int = 0, per_class=(12, 9, 6)):
@@ -85,3 +85,40 @@ def test_classify_fit_cv_prints_and_keeps_the_cross_validated_accuracy(tmp_path,
     assert "cross_validation" not in json.loads((model / "classifier.json").read_text())["metadata"]
     assert main(base) == 0  # no --cv: nothing kept
     assert "cross_validation" not in json.loads((model / "classifier.json").read_text())["metadata"]
+
+
+def test_baselines_are_scored_on_the_same_folds_and_kept(tmp_path, capsys):
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    X, y = _data(seed=3)
+    got = cross_validate_baselines(X, y, 3, seed=1)
+    assert list(got) == ["RidgeClassifier", "LogisticRegression"]
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=1)
+    for name, model in (
+        ("RidgeClassifier", RidgeClassifier()),
+        ("LogisticRegression", LogisticRegression(max_iter=1000)),
+    ):
+        want = cross_val_score(model, X, y, cv=folds, scoring="accuracy")
+        assert got[name]["fold_accuracies"] == pytest.approx(want.tolist(), abs=1e-12), name
+    assert describe_baseline("RidgeClassifier", got["RidgeClassifier"]).startswith(
+        f"RidgeClassifier on the same folds: accuracy {100 * got['RidgeClassifier']['accuracy']:.2f} %"
+    )
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    base = [
+        "classify",
+        "fit",
+        str(tmp_path / "x.npy"),
+        "--labels",
+        str(tmp_path / "y.npy"),
+        "--model",
+        str(tmp_path / "m"),
+    ]
+    assert main([*base, "--cv", "3", "--baselines"]) == 0
+    printed = capsys.readouterr().out
+    kept = json.loads((tmp_path / "m" / "classifier.json").read_text())["metadata"]["cross_validation"]
+    for name, result in cross_validate_baselines(X, y, 3).items():
+        assert describe_baseline(name, result) in printed
+        assert kept["baselines"][name]["fold_accuracies"] == pytest.approx(result["fold_accuracies"])
+    assert main([*base, "--baselines"]) == 1
+    assert "--baselines compares on cross-validation folds: add --cv" in capsys.readouterr().err

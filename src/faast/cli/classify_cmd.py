@@ -133,6 +133,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 f"{DEFAULT_FOLDS}; K more fits, after the classifier is saved; kept in its metadata)",
             )  # fmt: skip
             c.add_argument(
+                "--baselines", action="store_true",
+                help="with --cv: also cross-validate scikit-learn's RidgeClassifier and LogisticRegression "
+                "on the same folds",
+            )  # fmt: skip
+            c.add_argument(
                 "--class-weight", choices=["balanced"], default=None,
                 help="balanced: weigh each class n / (classes x its count), for imbalanced data "
                 "(partial-fit and forget then refuse the model)",
@@ -186,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         check_classifier_folder(args.model)  # so does a --model that cannot be a folder
         if args.cv is not None and args.cv < 2:
             raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
+        if args.baselines and args.cv is None:
+            raise ValueError("--baselines compares on cross-validation folds: add --cv")
         feats, labels, _, _, source = read_data(args, None, dist)
         labels = need_labels(labels, args)
         start = time.perf_counter()
@@ -264,10 +271,19 @@ def _cross_validate(
     """Print ``--cv``'s cross-validated accuracy of ``estimator`` on all of DATA and add it to the
     saved classifier's metadata (the classifier itself is the one fitted on everything)."""
     from faast.classifier_io import load_classifier, save_classifier
-    from faast.eval.cross_validation import cross_validate, describe
+    from faast.eval.cross_validation import (
+        cross_validate,
+        cross_validate_baselines,
+        describe,
+        describe_baseline,
+    )
 
     result = cross_validate(estimator, feats, labels, args.cv)
     print(f"[faast] {describe(result)}")
+    if args.baselines:
+        result["baselines"] = cross_validate_baselines(feats, labels, args.cv)
+        for name, other in result["baselines"].items():
+            print(f"[faast]   {describe_baseline(name, other)}")
     clf, _ = load_classifier(args.model)
     save_classifier(clf, args.model, {**meta, "cross_validation": result})
 

@@ -1,6 +1,6 @@
 """How well a classifier does on the user's own labelled data when no test set is at hand:
 stratified k-fold cross-validation (scikit-learn's folds), with the most frequent class as the
-floor to read it against."""
+floor to read it against, and scikit-learn's linear classifiers on the same folds to compare with."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def cross_validate(estimator: Any, X: Any, y: np.ndarray, folds: int, *, seed: i
     used = min(folds, smallest)
     note = f"{used} folds, not {folds}: class {label!r} has only {smallest} examples" if used < folds else ""
     splitter = StratifiedKFold(n_splits=used, shuffle=True, random_state=seed)
-    features = np.asarray(X) if not hasattr(X, "numpy") else X
+    features = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
     scores = []
     for train, test in splitter.split(np.zeros((len(y), 1)), y):
         model = clone(estimator).fit(features[train], y[train])
@@ -62,3 +62,34 @@ def describe(result: dict[str, Any]) -> str:
         f"{100 * high:.2f} %); the most frequent class alone: {100 * result['majority']:.2f} %"
     )
     return line + (f" ({result['note']})" if result["note"] else "")
+
+
+def baselines() -> dict[str, Any]:
+    """scikit-learn's linear classifiers at their defaults (LogisticRegression with room to
+    converge: 1,000 iterations), by the name a comparison prints."""
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    return {
+        "RidgeClassifier": RidgeClassifier(),
+        "LogisticRegression": LogisticRegression(max_iter=1000),
+    }
+
+
+def cross_validate_baselines(
+    X: Any, y: np.ndarray, folds: int, *, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """:func:`cross_validate` of each of :func:`baselines` on the same folds (same ``folds`` and
+    ``seed``: scikit-learn's stratified split depends on the labels alone). Convergence warnings
+    are silenced: the comparison reports accuracy, and the iteration cap is part of the recipe."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return {name: cross_validate(model, X, y, folds, seed=seed) for name, model in baselines().items()}
+
+
+def describe_baseline(name: str, result: dict[str, Any]) -> str:
+    """One line: ``LogisticRegression on the same folds: accuracy 86.10 % ± 1.30``."""
+    return f"{name} on the same folds: accuracy {100 * result['accuracy']:.2f} % ± {100 * result['std']:.2f}"
