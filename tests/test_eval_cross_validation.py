@@ -20,6 +20,21 @@ def _data(seed: int = 0, per_class=(12, 9, 6)):
     return X, y
 
 
+def _fit_command(folder, X, y) -> list[str]:
+    """``faast classify fit`` of X and y saved in ``folder`` (x.npy, y.npy) into ``folder/m``."""
+    np.save(folder / "x.npy", X)
+    np.save(folder / "y.npy", y)
+    return [
+        "classify",
+        "fit",
+        str(folder / "x.npy"),
+        "--labels",
+        str(folder / "y.npy"),
+        "--model",
+        str(folder / "m"),
+    ]
+
+
 def test_cross_validate_equals_scikit_learns_stratified_folds():
     X, y = _data()
     got = cross_validate(FaastClassifier(), X, y, 3, seed=4)
@@ -48,18 +63,8 @@ def test_fewer_folds_when_a_class_is_small_and_clear_errors():
 
 def test_classify_fit_cv_prints_and_keeps_the_cross_validated_accuracy(tmp_path, capsys):
     X, y = _data()
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", y)
     model = tmp_path / "m"
-    base = [
-        "classify",
-        "fit",
-        str(tmp_path / "x.npy"),
-        "--labels",
-        str(tmp_path / "y.npy"),
-        "--model",
-        str(model),
-    ]
+    base = _fit_command(tmp_path, X, y)
     assert main([*base, "--cv", "3", "--center-features"]) == 0
     printed = capsys.readouterr().out
     want = cross_validate(FaastClassifier(center_features=True), X, y, 3)
@@ -103,17 +108,7 @@ def test_baselines_are_scored_on_the_same_folds_and_kept(tmp_path, capsys):
     assert describe_baseline("RidgeClassifier", got["RidgeClassifier"]).startswith(
         f"RidgeClassifier on the same folds: accuracy {100 * got['RidgeClassifier']['accuracy']:.2f} %"
     )
-    np.save(tmp_path / "x.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    base = [
-        "classify",
-        "fit",
-        str(tmp_path / "x.npy"),
-        "--labels",
-        str(tmp_path / "y.npy"),
-        "--model",
-        str(tmp_path / "m"),
-    ]
+    base = _fit_command(tmp_path, X, y)
     assert main([*base, "--cv", "3", "--baselines"]) == 0
     printed = capsys.readouterr().out
     kept = json.loads((tmp_path / "m" / "classifier.json").read_text())["metadata"]["cross_validation"]
