@@ -526,3 +526,26 @@ def test_object_arrays_and_files_that_are_not_numpy_are_named(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not numpy at all")
     with pytest.raises(ValueError, match=r"bad.npy: not a plain NumPy array file"):
         read_features(tmp_path / "bad.npy")
+
+
+def test_threads_apply_for_the_command_only(tmp_path, capsys, monkeypatch):
+    """``--threads`` sets torch's and BLAS's threads while the command runs, then restores them."""
+    import threadpoolctl
+
+    seen = []
+    fit = FaastClassifier.fit
+
+    def recording_fit(self, *args, **kwargs):
+        blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+        seen.append((torch.get_num_threads(), blas))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(FaastClassifier, "fit", recording_fit)
+    rng = np.random.default_rng(0)
+    data, labels = _features_files(tmp_path, rng.normal(size=(12, 3)), np.array(["a", "b"] * 6))
+    before = torch.get_num_threads()
+    assert _run("fit", data, *labels, "--model", tmp_path / "m", "--threads", 1) == 0
+    assert seen[0][0] == 1 and seen[0][1] and all(n == 1 for n in seen[0][1])
+    assert torch.get_num_threads() == before
+    assert _run("fit", data, *labels, "--model", tmp_path / "m", "--threads", 0) == 1
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err

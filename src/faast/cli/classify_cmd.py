@@ -144,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             )  # fmt: skip
         g = a.add_argument_group("encoding")
         g.add_argument("--device", default="cpu")
+        g.add_argument(
+            "--threads", type=int, default=None, help="CPU threads for torch and BLAS (default: all)"
+        )
         g.add_argument("--batch-size", type=int, default=128, help="images or texts per encoder batch")
         g.add_argument(
             "--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)"
@@ -176,6 +179,14 @@ def _auto_or_positive(text: str, flag: str) -> float | str:
 
 # ----------------------------------------------------------------- actions
 def run(args: argparse.Namespace) -> int:
+    """The action, with ``--threads`` applied to torch and BLAS for its duration only."""
+    from faast.cli.threads import cpu_threads
+
+    with cpu_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
     from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier

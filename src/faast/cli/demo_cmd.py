@@ -118,20 +118,10 @@ def _warn_if_narrow_blas() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo, with ``--threads`` applied to torch and BLAS for its duration only."""
-    import threadpoolctl
-    import torch
+    from faast.cli.threads import cpu_threads
 
-    if args.threads is None:
+    with cpu_threads(args.threads):
         return _run(args)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        with threadpoolctl.threadpool_limits(args.threads):
-            return _run(args)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(args: argparse.Namespace) -> int:
