@@ -247,6 +247,11 @@ def test_text_file_errors_are_named(tmp_path, encoder_dir, capsys):
         ),
         (("fit", write_tsv(tmp_path / "u.tsv", [("a good film",)]), "--model", model), "no output"),
         (("fit", train, "--model", model, "--encoder", tmp_path / "nope"), "no encoder folder"),
+        (("fit", train, "--model", model, "--resolution", 96), "--resolution is for image folders; "),
+        (
+            ("fit", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--model", model, "--resolution", 96),
+            "is a features file",
+        ),
     ]
     for argv, message in cases:
         assert _run(*argv) != 0, argv

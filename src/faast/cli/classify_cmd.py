@@ -83,8 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         if name == "fit":
             e.add_argument(
-                "--resolution", type=int, default=64, help="encoder input size in pixels (default 64)"
-            )
+                "--resolution", type=int, default=None,
+                help="images: encoder input size in pixels (default 64)",
+            )  # fmt: skip
             c = a.add_argument_group("classifier")
             c.add_argument(
                 "--cut",

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from faast.distributed import Dist
 
 
+#: Input size of an image encoder unless ``fit --resolution`` says otherwise.
+DEFAULT_RESOLUTION = 64
+
+
+def _image_only(args: argparse.Namespace, kind: str) -> None:
+    """Refuse ``fit --resolution`` for DATA that is not an image folder (it would do nothing)."""
+    if getattr(args, "resolution", None) is not None:
+        raise ValueError(f"--resolution is for image folders; {args.data} is {kind}")
+
+
 def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
     """The image encoder ``name`` at ``resolution`` pixels on ``--device``."""
     from faast.encoders import build_encoder
@@ -41,7 +51,7 @@ def read_data(
 
         _check_input(args, source, "images")
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
-        resolution = int(source["resolution"]) if source else args.resolution
+        resolution = int(source["resolution"]) if source else (args.resolution or DEFAULT_RESOLUTION)
         encoder = _encoder(name, resolution, args)
         _check_same_encoder(encoder, name, source)
         dataset, paths, labelled = load_image_folder(data, encoder.resolution)
@@ -65,6 +75,7 @@ def read_data(
     from faast.data.features_file import read_features
 
     _check_input(args, source, "features")
+    _image_only(args, "a features file")
     if args.encoder is not None:
         raise ValueError("--encoder is for image folders and text files; a features file is encoded already")
     table = read_features(
@@ -117,6 +128,7 @@ def _read_texts(
     from faast.lm.examples import file_format, read_examples
 
     _check_input(args, source, "texts")
+    _image_only(args, "a text file")
     if args.labels is not None or args.label_column is not None:
         raise ValueError(
             "--labels and --label-column are for features files; a text file gives each text's label "
