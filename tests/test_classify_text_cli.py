@@ -132,7 +132,7 @@ def test_text_file_fit_predict_partial_fit_forget_equal_the_library(tmp_path, en
     assert f"accuracy {100 * accuracy:.2f} %" in printed
 
 
-def test_unlabelled_texts_are_predicted_with_ids_from_a_jsonl_field(tmp_path, encoder_dir):
+def test_unlabelled_texts_are_predicted_with_ids_from_a_jsonl_field(tmp_path, encoder_dir, capsys):
     model = tmp_path / "model"
     assert (
         _run(
@@ -150,6 +150,14 @@ def test_unlabelled_texts_are_predicted_with_ids_from_a_jsonl_field(tmp_path, en
     plain = write_tsv(tmp_path / "new.tsv", [("a good film",), ("so dull",)], header=False)
     assert _run("predict", plain, "--model", model, "--out", out) == 0
     assert [r["id"] for r in _read_csv(out)] == ["0", "1"]
+    some = tmp_path / "some.tsv"  # labels on some lines: scored where given, left empty elsewhere
+    some.write_text("a good film\tpos\nso dull\nfine acting\tneg\nthe plot\n")
+    assert _run("predict", some, "--model", model, "--out", out) == 0
+    rows = _read_csv(out)
+    assert [r["label"] for r in rows] == ["pos", "", "neg", ""]
+    right = sum(r["predicted"] == r["label"] for r in rows)
+    printed = capsys.readouterr().out
+    assert f"accuracy {100 * right / 2:.2f} %" in printed and "on the 2 with a known class" in printed
 
 
 def test_feature_cache_of_texts_is_used_and_keyed_by_texts_and_encoder(tmp_path, encoder_dir, monkeypatch):

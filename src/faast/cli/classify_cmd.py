@@ -346,8 +346,9 @@ def _predict(
     texts: list[str] | None,
     args: argparse.Namespace,
 ) -> int:
-    """Write the predictions CSV (id[, input: the texts of a text file], predicted[, label][,
-    p_<class>...]) and print the accuracy when DATA has labels."""
+    """Write the predictions CSV (id[, input: the texts of a text file], predicted[, label: empty
+    where a line has none][, p_<class>...]) and print the accuracy over the labelled rows whose
+    class the classifier knows."""
     from faast.io import atomic_write
 
     pred = clf.predict(feats)
@@ -363,7 +364,7 @@ def _predict(
             out.writerow(header)
             for i, row_id in enumerate(ids):
                 row = [row_id] + ([texts[i]] if texts is not None else []) + [pred[i]]
-                row += [labels[i]] if labels is not None else []
+                row += ["" if labels[i] is None else labels[i]] if labels is not None else []
                 if proba is not None:
                     row += [f"{p:.6g}" for p in proba[i].tolist()]
                 out.writerow(row)
@@ -374,7 +375,8 @@ def _predict(
         from faast.eval.text_metrics import label_accuracy
 
         classes = clf.classes_.astype(str)
-        known = np.isin(labels.astype(str), classes)
+        given = np.array([label is not None for label in labels], dtype=bool)
+        known = given & np.isin(labels.astype(str), classes)
         if known.any():
             got = label_accuracy(
                 pred.astype(str)[known].tolist(), labels.astype(str)[known].tolist(), classes

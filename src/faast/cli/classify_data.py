@@ -121,7 +121,7 @@ def _read_texts(
 ) -> tuple[Any, np.ndarray | None, list[str], list[str], dict]:
     """:func:`read_data` for a text file (:mod:`faast.lm.examples`): the texts encoded by the sentence
     encoder (:class:`~faast.encoders.text.SentenceEncoder`) through the feature cache; labels when
-    every line has one (``predict`` reads files without them)."""
+    lines have them (``predict`` reads files without them, or with some: None for the others)."""
     from faast.assets.core import cache_dir
     from faast.encoders.text import SentenceEncoder
     from faast.encoders.text_cache import encode_texts
@@ -151,7 +151,11 @@ def _read_texts(
     cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
     feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
     outputs = [e.output for e in examples]
-    labels = np.asarray(outputs) if all(o is not None for o in outputs) else None
+    labels = None  # a file to predict may label some lines only: None marks the others
+    if all(o is not None for o in outputs):
+        labels = np.asarray(outputs)
+    elif any(o is not None for o in outputs):
+        labels = np.asarray(outputs, dtype=object)
     where = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, minilm or a Hub id
     desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
     return feats, labels, ids, texts, desc
