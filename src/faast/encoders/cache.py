@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,34 +86,52 @@ def encode_dataset(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dist = faast.distributed.current() if distributed else faast.distributed.Dist()
-    expected = _expected_meta(encoder, dataset)
-    path = None
-    if cache_dir is not None:
-        path = cache_path(cache_dir, encoder, dataset)
-        feats, reason = load_cached(path, expected)
+
+    def encode() -> dict[str, torch.Tensor]:
+        rows = dist.shard_range(len(dataset))
+        out = torch.empty(len(rows), encoder.feature_dim, dtype=torch.float32)
+        where = f" ({len(rows)} of {len(dataset)} on {dist})" if dist.active else ""
+        bar = tqdm(
+            total=len(rows),
+            desc=f"encoding {dataset.name}/{dataset.split} @{encoder.resolution}px{where}",
+            unit="img",
+            disable=not (progress and dist.is_main),
+            leave=False,
+        )
+        with bar:
+            for start in range(rows.start, rows.stop, batch_size):
+                batch = dataset.images[start : min(start + batch_size, rows.stop)]
+                out[start - rows.start : start - rows.start + len(batch)] = encoder.encode(batch)
+                bar.update(len(batch))
+        labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
+        return {"features": dist.gather_rows(out, len(dataset)), "labels": labels}
+
+    path = None if cache_dir is None else cache_path(cache_dir, encoder, dataset)
+    return through_cache(path, _expected_meta(encoder, dataset), dist, encode)
+
+
+def through_cache(
+    path: Path | None,
+    expected: dict[str, str],
+    dist: faast.distributed.Dist,
+    compute: Callable[[], dict[str, torch.Tensor]],
+    *,
+    rows_key: str = "num_images",
+) -> torch.Tensor:
+    """The features (n, D) of the cache entry at ``path`` when every process finds it valid for
+    ``expected`` (:func:`load_cached`); else those of ``compute()`` (its tensors, ``features``
+    among them, every process computing its part), which rank 0 writes atomically as the entry
+    (after saying why an existing one was not used) while the others wait. ``path`` None: no
+    cache, ``compute()`` alone."""
+    if path is not None:
+        feats, reason = load_cached(path, expected, rows_key=rows_key)
         if dist.all_true(feats is not None):
             return feats  # type: ignore[return-value]
         if reason not in ("not cached", "") and dist.is_main:
             print(f"[faast] feature cache {path}: {reason}; re-encoding", file=sys.stderr)
-    rows = dist.shard_range(len(dataset))
-    out = torch.empty(len(rows), encoder.feature_dim, dtype=torch.float32)
-    where = f" ({len(rows)} of {len(dataset)} on {dist})" if dist.active else ""
-    bar = tqdm(
-        total=len(rows),
-        desc=f"encoding {dataset.name}/{dataset.split} @{encoder.resolution}px{where}",
-        unit="img",
-        disable=not (progress and dist.is_main),
-        leave=False,
-    )
-    with bar:
-        for start in range(rows.start, rows.stop, batch_size):
-            batch = dataset.images[start : min(start + batch_size, rows.stop)]
-            out[start - rows.start : start - rows.start + len(batch)] = encoder.encode(batch)
-            bar.update(len(batch))
-    out = dist.gather_rows(out, len(dataset))
-    if path is not None and dist.is_main:
-        labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
-        save_tensors(path, {"features": out, "labels": labels}, expected, kind="features")
+    tensors = compute()
     if path is not None:
+        if dist.is_main:
+            save_tensors(path, tensors, expected, kind="features")
         dist.barrier()  # the cache exists before any process can look for it again
-    return out
+    return tensors["features"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from typing import Any
 import torch
 
 import faast.distributed
-from faast.encoders.cache import load_cached, safe_name
+from faast.encoders.cache import safe_name, through_cache
 from faast.encoders.text import length_order
-from faast.io import save_tensors
 
 #: Characters of the texts' fingerprint in an entry's file name (the whole of it is in the metadata).
 NAME_DIGITS = 16
@@ -55,28 +53,20 @@ def encode_texts(
 
     cache_dir: where entries live (``None``: no caching); a missing, stale or unreadable entry is
     (re)computed and written atomically. distributed: under ``torchrun``
-    (:mod:`faast.distributed`) each process encodes its block of the texts and the blocks are
-    gathered, so every process returns all the features; rank 0 alone writes the cache and shows
-    progress.
+    (:mod:`faast.distributed`) each process encodes its block of the encoder's batches
+    (:func:`_encode`) and the blocks are gathered, so every process returns all the features, equal
+    to one process's; rank 0 alone writes the cache and shows progress.
     """
     texts = list(texts)
     dist = faast.distributed.current() if distributed else faast.distributed.Dist()
     fingerprint = texts_fingerprint(texts)
     expected = {**encoder.identity(), "num_texts": str(len(texts)), "fingerprint": fingerprint}
-    path = None
-    if cache_dir is not None:
-        path = text_cache_path(cache_dir, encoder, fingerprint)
-        feats, reason = load_cached(path, expected, rows_key="num_texts")
-        if dist.all_true(feats is not None):
-            return feats  # type: ignore[return-value]
-        if reason not in ("not cached", "") and dist.is_main:
-            print(f"[faast] feature cache {path}: {reason}; re-encoding", file=sys.stderr)
-    out = _encode(encoder, texts, dist, progress=progress and dist.is_main)
-    if path is not None and dist.is_main:
-        save_tensors(path, {"features": out}, expected, kind="features")
-    if path is not None:
-        dist.barrier()  # the cache exists before any process can look for it again
-    return out
+    path = None if cache_dir is None else text_cache_path(cache_dir, encoder, fingerprint)
+
+    def encode() -> dict[str, torch.Tensor]:
+        return {"features": _encode(encoder, texts, dist, progress=progress and dist.is_main)}
+
+    return through_cache(path, expected, dist, encode, rows_key="num_texts")
 
 
 def _encode(encoder: Any, texts: list[str], dist: faast.distributed.Dist, *, progress: bool) -> torch.Tensor:
