@@ -195,8 +195,6 @@ def _run(args: argparse.Namespace) -> int:
 
     dist = distributed.init()
     if args.action == "fit":
-        from sklearn.base import clone
-
         from faast.solver import Cut
 
         params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
@@ -222,7 +220,6 @@ def _run(args: argparse.Namespace) -> int:
             logit_scale=_auto_or_positive(args.logit_scale, "--logit-scale"),
             class_weight=args.class_weight,
         )
-        unfitted = clone(clf).set_params(distributed=False) if args.cv else None
         clf.fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
@@ -233,8 +230,8 @@ def _run(args: argparse.Namespace) -> int:
                 _summary(clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model)
             )
         dist.barrier()  # the classifier is saved before any process can look for it
-        if unfitted is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
-            _cross_validate(unfitted, feats, labels, args, {"source": source})
+        if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
+            _cross_validate(clf, feats, labels, args, {"source": source})
         return 0
     clf, meta = load_classifier(args.model)
     source = meta.get("source")
@@ -277,12 +274,10 @@ def _run(args: argparse.Namespace) -> int:
     return _predict(clf, feats, labels, ids, texts, args)
 
 
-def _cross_validate(
-    estimator: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict
-) -> None:
-    """Print ``--cv``'s cross-validated accuracy of ``estimator`` on all of DATA and add it to the
-    saved classifier's metadata (the classifier itself is the one fitted on everything)."""
-    from faast.classifier_io import load_classifier, save_classifier
+def _cross_validate(clf: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict) -> None:
+    """Print ``--cv``'s cross-validated accuracy of fresh classifiers of ``clf``'s settings (the
+    one fitted on all of DATA, already saved) and save ``clf`` again with it in its metadata."""
+    from faast.classifier_io import save_classifier
     from faast.eval.cross_validation import (
         cross_validate,
         cross_validate_baselines,
@@ -290,13 +285,12 @@ def _cross_validate(
         describe_baseline,
     )
 
-    result = cross_validate(estimator, feats, labels, args.cv)
+    result = cross_validate(clf, feats, labels, args.cv)  # clones: clf itself is not refitted
     print(f"[faast] {describe(result)}")
     if args.baselines:
         result["baselines"] = cross_validate_baselines(feats, labels, args.cv)
         for name, other in result["baselines"].items():
             print(f"[faast]   {describe_baseline(name, other)}")
-    clf, _ = load_classifier(args.model)
     save_classifier(clf, args.model, {**meta, "cross_validation": result})
 
 
