@@ -102,7 +102,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "without predicted labels, predicted and right labels of different lengths",
     ),
     (
-        "Loaders and savers (examples TSV/JSONL, text and its windows, statistics files, IDX "
+        "Loaders and savers (examples TSV/CSV/JSONL, text and its windows, statistics files, IDX "
         "images, feature cache, checkpoints, JSON)",
         (
             "read_examples",

@@ -1640,10 +1640,39 @@ LOADERS = [
     ),
     Case(
         "read_examples",
-        "output that is a number",
-        call(lambda c: _examples(c, "n.jsonl", b'{"input": "a", "output": 3}\n')),
+        "output that is a fraction (an integer reads as its text)",
+        call(lambda c: _examples(c, "n.jsonl", b'{"input": "a", "output": 3.5}\n')),
         ValueError,
-        r"'output' must be a string",
+        r"'output' must be a string or an integer, got float",
+    ),
+    Case(
+        "read_examples",
+        "output that is true",
+        call(lambda c: _examples(c, "b.jsonl", b'{"input": "a", "output": true}\n')),
+        ValueError,
+        r"'output' must be a string or an integer, got bool",
+    ),
+    Case(
+        "read_examples",
+        "CSV without the named columns",
+        call(lambda c: _examples(c, "t.csv", b"text,label\na,b\n")),
+        ValueError,
+        r"t.csv:1: no column 'input' or 'output' in the header \['text', 'label'\]; name the columns",
+    ),
+    Case(
+        "read_examples",
+        "CSV quote never closed",
+        call(lambda c: _examples(c, "q.csv", b'input,output\n"never closed,a\nb,c\n')),
+        ValueError,
+        r"q.csv:2: 1 fields, the header 2, and a quoted cell that runs on to line 3: is a quote opened "
+        r"on line 2 never closed\?",
+    ),
+    Case(
+        "read_examples",
+        "TSV read by column names without a header",
+        call(lambda c: _examples(c, "h.tsv", b"a\tb\n", input_column="text", output_column="label")),
+        ValueError,
+        r"h.tsv:1: no header naming the column 'text'",
     ),
     Case(
         "read_examples",
@@ -1655,9 +1684,9 @@ LOADERS = [
     Case(
         "read_examples",
         "unknown extension",
-        call(lambda c: _examples(c, "x.csv", b"a,b\n")),
+        call(lambda c: _examples(c, "x.xlsx", b"a,b\n")),
         ValueError,
-        r"unknown file type '.csv'",
+        r"unknown file type '.xlsx'",
     ),
     Case(
         "read_text",
@@ -2155,7 +2184,23 @@ CLI += [
     CliCase(
         "classify: --labels with a text file",
         lambda c: _classify_texts(c, b"a good film\tpos\n", "--labels", str(c.text_file("y.txt", b"pos\n"))),
-        r"--labels and --label-column are for features files; a text file gives each text's label",
+        r"--labels is for features files; a text file gives each text's label after a tab",
+    ),
+    CliCase(
+        "classify: a CSV read as texts (--text-column) without that column",
+        lambda c: [
+            "classify",
+            "fit",
+            str(c.text_file("f.csv", b"a,b,label\n1,2,x\n")),
+            "--model",
+            str(c.path("clf")),
+            "--text-column",
+            "review",
+            "--label-column",
+            "label",
+        ],
+        r"f.csv:1: no column 'review' in the header \['a', 'b', 'label'\]; name the columns to read with "
+        r"--text-column/--label-column",
     ),
     CliCase(
         "classify: a text file without labels",

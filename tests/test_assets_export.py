@@ -40,6 +40,13 @@ def test_split_order_limit_and_formats(toy, tmp_path):
     export.export_examples("toy", tmp_path / "d.tsv", seed=2)
     assert [e.input for e in read_examples(tmp_path / "d.tsv")][:5] == whole  # the first of one order
     assert len(read_examples(tmp_path / "d.tsv")) == 20
+    export.export_examples("toy", tmp_path / "e.csv", test=3, test_out=tmp_path / "e-test.csv", seed=2)
+    export.export_examples("toy", tmp_path / "e.jsonl", test=3, test_out=tmp_path / "e-test.jsonl", seed=2)
+    for name in ("e", "e-test"):  # a CSV holds every field, as JSONL does (its cells are text)
+        table, jsonl = read_examples(tmp_path / f"{name}.csv"), read_examples(tmp_path / f"{name}.jsonl")
+        assert [(e.input, e.output, e.extra) for e in table] == [
+            (e.input, e.output, {"n": str(e.extra["n"])}) for e in jsonl
+        ]
 
 
 def test_bad_requests_are_named_before_anything_is_written(toy, tmp_path):
@@ -50,7 +57,7 @@ def test_bad_requests_are_named_before_anything_is_written(toy, tmp_path):
         (dict(test=2, test_out=tmp_path / "x.tsv"), "are the same file"),
         (dict(test=20, test_out=tmp_path / "t.tsv"), "--test 20: toy has only 20 examples"),
         (dict(limit=0), "--limit >= 1"),
-        (dict(out=tmp_path / "x.csv"), "unknown file type '.csv'"),
+        (dict(out=tmp_path / "x.xlsx"), "unknown file type '.xlsx'"),
     ]
     for kwargs, message in cases:
         call = {"name": "toy", "out": tmp_path / "x.tsv", **kwargs}

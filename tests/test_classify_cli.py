@@ -360,7 +360,7 @@ def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m") == 1
     err = capsys.readouterr().err
     assert "column 'name': 'alice' is not a number (if the column names the rows" in err
-    assert "texts to classify, write them as a .tsv of text<TAB>label lines" in err
+    assert "texts to classify, name its column: --text-column" in err
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0
 
 

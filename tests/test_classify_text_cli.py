@@ -160,6 +160,51 @@ def test_unlabelled_texts_are_predicted_with_ids_from_a_jsonl_field(tmp_path, en
     assert f"accuracy {100 * right / 2:.2f} %" in printed and "on the 2 with a known class" in printed
 
 
+def test_a_csv_of_texts_by_column_names_fits_what_the_tsv_fits(tmp_path, encoder_dir, capsys):
+    """A CSV (or TSV with a header) of other column names: --text-column / --label-column name
+    them, the fit equals the one on the input<TAB>output file, --id-column takes another column;
+    a CSV with an 'input' column is read as texts without flags, and --text-column is refused for
+    data that holds no texts."""
+    rows = sentences(12, 0)
+    tsv = write_tsv(tmp_path / "t.tsv", rows)
+    table = tmp_path / "t.csv"
+    with table.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", "review", "stars"])
+        writer.writerows([f"r{i}", text, label] for i, (text, label) in enumerate(rows))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run("fit", tsv, "--model", a, "--encoder", encoder_dir) == 0
+    named = ["--text-column", "review", "--label-column", "stars"]
+    assert _run("fit", table, "--model", b, "--encoder", encoder_dir, *named) == 0
+    want, got = load_classifier(a)[0], load_classifier(b)[0]
+    assert got.classes_.tolist() == want.classes_.tolist() and np.array_equal(got.coef_, want.coef_)
+    out = tmp_path / "p.csv"
+    assert _run("predict", table, "--model", b, "--out", out, *named, "--id-column", "key") == 0
+    predicted = _read_csv(out)
+    assert [r["id"] for r in predicted] == [f"r{i}" for i in range(12)]
+    assert [r["label"] for r in predicted] == [y for _, y in rows]
+    tsv_named = tmp_path / "n.tsv"
+    tsv_named.write_text(
+        "key\treview\tstars\n" + "".join(f"r{i}\t{t}\t{y}\n" for i, (t, y) in enumerate(rows))
+    )
+    assert _run("predict", tsv_named, "--model", b, "--out", out, *named, "--id-column", "key") == 0
+    assert _read_csv(out) == predicted
+    plain = tmp_path / "plain.csv"
+    plain.write_text("input,output\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    assert _run("predict", plain, "--model", b, "--out", out) == 0
+    assert [r["predicted"] for r in _read_csv(out)] == [r["predicted"] for r in predicted]
+    capsys.readouterr()
+    assert _run("fit", table, "--model", tmp_path / "c") != 0  # no 'input' column: read as features
+    assert (
+        "'r0' is not a number" in (err := capsys.readouterr().err) and "name its column: --text-column" in err
+    )
+    assert _run("fit", table, "--model", tmp_path / "c", "--text-column", "review") != 0
+    assert "no column 'output' in the header ['key', 'review', 'stars']" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    assert _run("fit", tmp_path / "x.npy", "--model", tmp_path / "c", "--text-column", "review") != 0
+    assert "--text-column is for text files; " in capsys.readouterr().err
+
+
 def test_feature_cache_of_texts_is_used_and_keyed_by_texts_and_encoder(tmp_path, encoder_dir, monkeypatch):
     encoder = SentenceEncoder(encoder_dir, batch_size=3)
     texts = [t for t, _ in sentences(7, 3)]
@@ -237,9 +282,12 @@ def test_text_file_errors_are_named(tmp_path, encoder_dir, capsys):
         (("predict", tmp_path / "x.npy", "--model", model, *out), "fitted on a text file"),
         (
             ("fit", train, "--model", model, "--labels", tmp_path / "y.npy"),
-            "--labels and --label-column are for",
+            "--labels is for features files; a text file gives each text's label",
         ),
-        (("predict", train, "--model", model, "--id-column", "key", *out), "a TSV file has no named fields"),
+        (
+            ("predict", train, "--model", model, "--id-column", "key", *out),
+            "a TSV file names its columns only in a header line",
+        ),
         (
             (
                 "fit",

@@ -71,7 +71,8 @@ def test_a_byte_order_mark_is_not_read_as_text(tmp_path, name):
         ),
         ("e.jsonl", b'{"input": 3, "output": "b"}\n', "'input' must be a non-empty string"),
         ("e.jsonl", b'["a", "b"]\n', "expected a JSON object"),
-        ("e.csv", b"a,b\n", "unknown file type"),
+        ("e.xlsx", b"a,b\n", "unknown file type"),
+        ("e.csv", b"a,b\n", r"e.csv:1: no column 'input' or 'output' in the header \['a', 'b'\]"),
     ],
 )
 def test_bad_example_files_name_the_line(tmp_path, name, content, match):

@@ -180,7 +180,7 @@ def test_result_paths_are_checked_before_the_model_runs(model_dir, tmp_path, cap
     for extra, message in (
         (["--predictions", str(tmp_path / "notes" / "p.tsv")], "notes is a file, not a folder"),
         (["--json", str(tmp_path / "notes" / "r.json")], "notes is a file, not a folder"),
-        (["--predictions", str(tmp_path / "p.csv")], "unknown file type '.csv'"),
+        (["--predictions", str(tmp_path / "p.xlsx")], "unknown file type '.xlsx'"),
     ):
         assert main([*zs, *extra]) == 1
         assert message in capsys.readouterr().err
@@ -402,7 +402,7 @@ def test_in_context_labels_auto_come_from_every_demonstration_not_only_the_shots
 
 def test_group_field_holds_out_whole_groups(model_dir, tmp_path, capsys):  # noqa: F811
     """--group-field names a JSONL field; the saved fit says its folds held out whole groups. A
-    TSV file or an example without the field is refused before the model loads."""
+    TSV file without a header or an example without the field is refused before the model loads."""
     rows = []
     for i in range(24):
         words = " ".join(WORDS[10 + (i * 7 + j) % 60] for j in range(3))
@@ -429,11 +429,52 @@ def test_group_field_holds_out_whole_groups(model_dir, tmp_path, capsys):  # noq
     tsv = tmp_path / "plain.tsv"
     _write_examples(tsv, 12)
     assert main([*learn, "--examples", str(tsv), "--group-field", "source"]) == 1
-    assert "--group-field needs a JSONL examples file" in capsys.readouterr().err
+    assert "has no fields besides the input and output" in capsys.readouterr().err
     rows[3].pop("source")
     examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([*learn, "--examples", str(examples), "--group-field", "source"]) == 1
     assert "example 4 ('" in capsys.readouterr().err
+
+
+def test_a_csv_of_other_column_names_learns_what_the_jsonl_learns(model_dir, tmp_path, capsys):  # noqa: F811
+    """The same examples as a CSV of columns text,label,source (--input-column/--output-column,
+    --group-field on a column) give the very fast weights of the JSONL input/output file; the
+    evaluation reads the CSV and writes its predictions as a CSV that reads back."""
+    import csv
+
+    rows = []
+    for i in range(24):
+        words = " ".join(WORDS[10 + (i * 7 + j) % 60] for j in range(3))
+        rows.append({"input": words, "output": "w5" if i % 2 else "w6", "source": f"doc{i % 4}"})
+    jsonl, table = tmp_path / "e.jsonl", tmp_path / "e.csv"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with table.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["source", "text", "label"])
+        writer.writerows([r["source"], r["input"], r["output"]] for r in rows)
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--template", TEMPLATE, "--folds", "2", "--group-field", "source"]
+    named = ["--input-column", "text", "--output-column", "label"]
+    assert main([*learn, "--examples", str(jsonl), "--out", str(tmp_path / "a.safetensors")]) == 0
+    assert main([*learn, *named, "--examples", str(table), "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert main([*learn, "--examples", str(table), "--out", str(tmp_path / "c.safetensors")]) == 1
+    assert (
+        "no column 'input' or 'output' in the header ['source', 'text', 'label']" in capsys.readouterr().err
+    )
+    (a, tasks_a), (b, tasks_b) = (read_file(tmp_path / f"{n}.safetensors") for n in "ab")
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    info = tasks_b["default"]["info"]
+    assert "folds of whole groups, 4 groups" in json.dumps(info)
+    assert json.dumps(tasks_a["default"]["info"]["fit"]) == json.dumps(info["fit"])
+
+    preds = tmp_path / "p.csv"
+    use = [*base, "--fast-weights", str(tmp_path / "b.safetensors")]
+    assert (
+        main(["task", "evaluate", *use, *named, "--examples", str(table), "--predictions", str(preds)]) == 0
+    )
+    got = read_examples(preds, outputs=False, output_column="prediction")
+    assert [e.input for e in got] == [r["input"] for r in rows]
+    assert {e.output for e in got} <= {"w5", "w6"} and set(got[0].extra) == {"reference"}
 
 
 def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsys):  # noqa: F811

@@ -27,3 +27,11 @@ def read_user_text(path: str | os.PathLike[str]) -> str:
         what = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def csv_delimiter(header_line: str) -> str:
+    """The field separator of a CSV from its header line: the most frequent of comma, semicolon
+    (spreadsheets where the comma is the decimal mark) and tab; a comma on a tie or none."""
+    counts = {sep: header_line.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","

@@ -66,7 +66,7 @@ def export_examples(
         raise ValueError("--test and --test-out go together: how many to hold out, and where to write them")
     paths = [Path(out)] + ([Path(test_out)] if test_out is not None else [])
     for path in paths:
-        file_format(path)  # .tsv / .jsonl, named before the asset is read
+        file_format(path)  # .tsv / .csv / .jsonl, named before the asset is read
     if len(paths) == 2 and paths[0].resolve() == paths[1].resolve():
         raise ValueError(f"--out and --test-out are the same file ({out})")
     rows = EXPORTS[name][1](cache)
@@ -80,6 +80,6 @@ def export_examples(
     pool = pool[:limit] if limit is not None else pool
     columns = list(rows[0])
     for path, picked in zip(paths, (pool, held), strict=False):
-        shown = columns if file_format(path) == "jsonl" else ["input", "output"]
+        shown = ["input", "output"] if file_format(path) == "tsv" else columns  # CSV, JSONL: every field
         write_rows(path, [rows[i] for i in picked], shown)
     return len(pool), len(held)

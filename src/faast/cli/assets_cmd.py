@@ -24,14 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = actions.add_parser(
         "export",
         help="write a labelled or paired text asset as examples for faast task and faast classify",
-        description="write a labelled or paired text asset as examples, input<TAB>output (.tsv) or JSONL "
-        "(fetched first when missing): "
+        description="write a labelled or paired text asset as examples, input<TAB>output (.tsv), CSV or "
+        "JSONL (fetched first when missing): "
         + "; ".join(f"{name}: {what}" for name, (what, _) in EXPORTS.items()),
     )
     ex.add_argument("name", help=", ".join(EXPORTS))
-    ex.add_argument("--out", required=True, help="the examples file (.tsv or .jsonl)")
+    ex.add_argument("--out", required=True, help="the examples file (.tsv, .csv or .jsonl)")
     ex.add_argument("--test", type=int, default=0, help="hold out this many examples, drawn first")
-    ex.add_argument("--test-out", default=None, help="where the held-out examples go (.tsv or .jsonl)")
+    ex.add_argument("--test-out", default=None, help="where the held-out examples go (.tsv, .csv or .jsonl)")
     ex.add_argument("--limit", type=int, default=None, help="write at most this many examples to --out")
     ex.add_argument("--seed", type=int, default=0, help="seed of the order and the held-out draw (default 0)")
     ex.set_defaults(func=run_export)

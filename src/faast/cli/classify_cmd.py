@@ -59,13 +59,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         a = actions.add_parser(name, help=help_text, description=help_text)
         a.add_argument(
             "data",
-            help="image folder, text file (.tsv/.txt: text<TAB>label; .jsonl/.json: input, output) or "
-            "features file (.safetensors/.npy/.npz/.csv)",
+            help="image folder, text file (.tsv/.txt: text<TAB>label; .jsonl/.json: input, output; .csv "
+            "with an 'input' column or --text-column) or features file (.safetensors/.npy/.npz/.csv)",
         )
         a.add_argument("--model", required=True, help="directory of the saved classifier")
         f = a.add_argument_group("features and text files")
         f.add_argument("--labels", default=None, help="labels file (.npy, or text: one label per line)")
-        f.add_argument("--label-column", default=None, help="CSV label column (default 'label')")
+        f.add_argument(
+            "--label-column",
+            default=None,
+            help="the labels' CSV column (features: default 'label'), or the labels' column or JSONL field "
+            "in a text file (default 'output')",
+        )
+        f.add_argument(
+            "--text-column",
+            default=None,
+            help="text files: the texts' column (a TSV or CSV header) or JSONL field (default 'input'); "
+            "a .csv with it holds texts",
+        )
         f.add_argument(
             "--id-column", default=None, help="CSV column or JSONL field naming the rows in predictions"
         )

@@ -25,6 +25,12 @@ def _image_only(args: argparse.Namespace, kind: str) -> None:
         raise ValueError(f"--resolution is for image folders; {args.data} is {kind}")
 
 
+def _text_only(args: argparse.Namespace, kind: str) -> None:
+    """Refuse ``--text-column`` for DATA that is not a text file (it would do nothing)."""
+    if getattr(args, "text_column", None) is not None:
+        raise ValueError(f"--text-column is for text files; {args.data} is {kind}")
+
+
 def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
     """The image encoder ``name`` at ``resolution`` pixels on ``--device``."""
     from faast.encoders import build_encoder
@@ -44,12 +50,15 @@ def read_data(
     data = Path(args.data)
     if not data.is_dir() and data.suffix.lower() in TSV_SUFFIXES + JSONL_SUFFIXES:
         return _read_texts(args, source, dist)
+    if data.suffix.lower() == ".csv" and data.is_file() and _csv_of_texts(data, args):
+        return _read_texts(args, source, dist)
     if data.is_dir():
         from faast.assets.core import cache_dir
         from faast.data.image_folder import load_image_folder
         from faast.encoders import encode_dataset
 
         _check_input(args, source, "images")
+        _text_only(args, "an image folder")
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
         resolution = int(source["resolution"]) if source else (args.resolution or DEFAULT_RESOLUTION)
         encoder = _encoder(name, resolution, args)
@@ -76,12 +85,27 @@ def read_data(
 
     _check_input(args, source, "features")
     _image_only(args, "a features file")
+    _text_only(args, "a features file")
     if args.encoder is not None:
         raise ValueError("--encoder is for image folders and text files; a features file is encoded already")
     table = read_features(
         data, labels_path=args.labels, label_column=args.label_column or "label", id_column=args.id_column
     )
     return table.features, table.labels, table.ids, None, {"input": "features"}
+
+
+def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
+    """Whether a CSV holds texts to encode (``--text-column`` given, or a header naming the column
+    ``input``) rather than features."""
+    import csv
+
+    from faast.text_files import csv_delimiter, read_user_text
+
+    if args.text_column is not None:
+        return True
+    line = read_user_text(path).partition("\n")[0]
+    names = next(csv.reader([line], delimiter=csv_delimiter(line)), [])
+    return "input" in (name.strip().casefold() for name in names)
 
 
 #: What each kind of DATA is called in errors.
@@ -129,19 +153,22 @@ def _read_texts(
 
     _check_input(args, source, "texts")
     _image_only(args, "a text file")
-    if args.labels is not None or args.label_column is not None:
+    if args.labels is not None:
         raise ValueError(
-            "--labels and --label-column are for features files; a text file gives each text's label "
-            "after a tab (text<TAB>label) or in an 'output' field (JSONL)"
+            "--labels is for features files; a text file gives each text's label after a tab "
+            "(text<TAB>label), in an 'output' field (JSONL) or in the column --label-column names"
         )
-    examples = read_examples(args.data, outputs=args.action != "predict")
+    columns = {"input_column": args.text_column or "input", "output_column": args.label_column or "output"}
+    options = "--text-column/--label-column"
+    examples = read_examples(args.data, outputs=args.action != "predict", options=options, **columns)
     ids = [str(i) for i in range(len(examples))]
     if args.id_column is not None:
         missing = [i for i, e in enumerate(examples) if args.id_column not in e.extra]
         if missing:
+            unnamed = file_format(args.data) == "tsv" and not examples[0].extra
             raise ValueError(
-                f"{args.data}: --id-column {args.id_column!r}: no such field in line {missing[0] + 1}"
-                + (" (a TSV file has no named fields: use JSONL)" if file_format(args.data) == "tsv" else "")
+                f"{args.data}: --id-column {args.id_column!r}: no such field in example {missing[0] + 1}"
+                + (" (a TSV file names its columns only in a header line)" if unnamed else "")
             )
         ids = [str(e.extra[args.id_column]) for e in examples]
     name = args.encoder or (source["encoder"] if source else "minilm")
@@ -166,7 +193,7 @@ def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarr
     if labels is None:
         raise ValueError(
             f"{args.data}: no labels (an image folder needs one sub-folder per class; a text file a label "
-            f"after a tab or an 'output' field on every line; a features file a "
+            f"after a tab or in its output column on every line; a features file a "
             f"'{args.label_column or 'label'}' column, a 'labels' array or --labels)"
         )
     return labels

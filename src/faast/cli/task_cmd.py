@@ -52,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     le = actions.add_parser("learn", help="learn a file of examples into named fast weights")
     _model_args(le)
-    le.add_argument("--examples", required=True, help="TSV (input<TAB>output) or JSONL (input/output)")
+    le.add_argument(
+        "--examples", required=True, help="TSV (input<TAB>output), CSV (a header) or JSONL (input/output)"
+    )
+    _column_args(le)
     le.add_argument("--out", required=True, help="fast-weight file (safetensors; other tasks in it are kept)")
     le.add_argument("--task", default="default", help="name of the task inside --out (default: default)")
     _spec_args(le)
@@ -151,9 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--group-field",
         default=None,
         metavar="NAME",
-        help="JSONL only: a field naming each example's group (the document, speaker or source it "
-        "comes from); the cross-validation then holds out whole groups, so the read-out is chosen "
-        "for groups not learned (TaskModel.fit groups=)",
+        help="a JSONL field or a named TSV/CSV column naming each example's group (the document, "
+        "speaker or source it comes from); the cross-validation then holds out whole groups, so the "
+        "read-out is chosen for groups not learned (TaskModel.fit groups=)",
     )
     le.add_argument("--seed", type=int, default=0)
     le.add_argument("--batch-size", type=int, default=16)
@@ -163,7 +166,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "forget", help="forget learned examples: rewrite the task as if they had never been learned"
     )
     _model_args(fo)
-    fo.add_argument("--examples", required=True, help="TSV/JSONL of the examples to forget (with outputs)")
+    fo.add_argument(
+        "--examples", required=True, help="TSV/CSV/JSONL of the examples to forget (with outputs)"
+    )
+    _column_args(fo)
     fo.add_argument("--fast-weights", required=True, help="file from `faast task learn` (rewritten in place)")
     fo.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
     fo.add_argument(
@@ -180,15 +186,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument(
         "--out",
         required=True,
-        help="predictions (.tsv or .jsonl): input, prediction and each label's score (log_probs, or "
-        "head_scores with a label head): an object in JSONL, JSON text in TSV",
+        help="predictions (.tsv, .csv or .jsonl): input, prediction and each label's score (log_probs, or "
+        "head_scores with a label head): an object in JSONL, JSON text in TSV and CSV",
     )
     _calibrate_arg(cl)
     cl.set_defaults(func=run_classify)
 
     ge = actions.add_parser("generate", help="greedy outputs for each input of a file")
     _use_args(ge)
-    ge.add_argument("--out", required=True, help="predictions (.tsv or .jsonl): input, prediction")
+    ge.add_argument("--out", required=True, help="predictions (.tsv, .csv or .jsonl): input, prediction")
     ge.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ge)
     ge.set_defaults(func=run_generate, calibrate=None)  # free text: nothing to calibrate
@@ -199,13 +205,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(labels) or exact match, BLEU/chrF and NLL (text) on a file of examples with outputs",
     )
     _use_args(ev, inputs=False)
-    ev.add_argument("--examples", required=True, help="TSV/JSONL with the reference outputs")
-    ev.add_argument("--predictions", default=None, help="also write the predictions here (.tsv/.jsonl)")
+    ev.add_argument("--examples", required=True, help="TSV/CSV/JSONL with the reference outputs")
+    ev.add_argument("--predictions", default=None, help="also write the predictions here (.tsv/.csv/.jsonl)")
     ev.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ev)
     ev.add_argument("--json", default=None, help="write the scores here as JSON")
     _calibrate_arg(ev)
     ev.set_defaults(func=run_evaluate)
+
+
+def _column_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input-column",
+        default="input",
+        metavar="NAME",
+        help="the column (a TSV or CSV header's name, or a JSONL field) holding the inputs, in every "
+        "examples file the command reads (default: input)",
+    )
+    p.add_argument(
+        "--output-column",
+        default="output",
+        metavar="NAME",
+        help="the column or field holding the outputs (default: output); an integer JSONL output, "
+        "e.g. a class id, is read as its text",
+    )
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    """``read_examples``' column names from ``--input-column`` / ``--output-column``."""
+    return {"input_column": args.input_column, "output_column": args.output_column}
 
 
 def _no_repeat_arg(p: argparse.ArgumentParser) -> None:
@@ -234,10 +262,13 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 
 def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     _model_args(p)
+    _column_args(p)
     p.add_argument("--fast-weights", default=None, help="file from `faast task learn` (none: zero-shot)")
     p.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
     if inputs:
-        p.add_argument("--inputs", required=True, help="TSV/JSONL of inputs (an output column is ignored)")
+        p.add_argument(
+            "--inputs", required=True, help="TSV/CSV/JSONL of inputs (an output column is ignored)"
+        )
     p.add_argument("--template", default=None, help="zero-shot and in-context only: the prompt with {input}")
     _answer_end_arg(p, "zero-shot and in-context only: ")
     p.add_argument(
@@ -249,7 +280,7 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument(
         "--demonstrations",
         default=None,
-        help="in-context learning instead of fast weights: TSV/JSONL examples put before every input "
+        help="in-context learning instead of fast weights: TSV/CSV/JSONL examples put before every input "
         "(whole ones, as many as fit; the baseline FAAST is measured against); labels 'auto' from them",
     )
     p.add_argument(
@@ -261,9 +292,9 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument(
         "--lora",
         default=None,
-        help="backprop instead of fast weights: train a LoRA adapter (rank 8) on these TSV/JSONL examples' "
-        "answers first, its learning rate chosen on a held-out fifth of them (the gradient baseline FAAST "
-        "is measured against; faast.lm.lora_baseline); labels 'auto' from them",
+        help="backprop instead of fast weights: train a LoRA adapter (rank 8) on these TSV/CSV/JSONL "
+        "examples' answers first, its learning rate chosen on a held-out fifth of them (the gradient "
+        "baseline FAAST is measured against; faast.lm.lora_baseline); labels 'auto' from them",
     )
     # None: faast.lm.lora_baseline.LoraRecipe's defaults (read there, so that start-up imports no torch)
     p.add_argument("--lora-epochs", type=int, default=None, help="with --lora: passes over its examples (3)")
@@ -330,14 +361,16 @@ def _labels(text: str | None) -> list[str] | str | None:
 
 
 def _example_groups(examples: list[Any], field: str | None, path: str) -> list[str] | None:
-    """Each example's ``field`` (a JSONL field kept in ``Example.extra``) as its group, or None
-    without ``--group-field``; a clear error for a TSV file or an example without a usable value."""
+    """Each example's ``field`` (a JSONL field or a named TSV/CSV column, kept in
+    ``Example.extra``) as its group, or None without ``--group-field``; a clear error for a file
+    without other fields or an example without a usable value."""
     if field is None:
         return None
-    from faast.lm.examples import file_format
-
-    if file_format(path) != "jsonl":
-        raise ValueError(f"--group-field needs a JSONL examples file (a TSV has no other fields): {path}")
+    if not any(e.extra for e in examples):
+        raise ValueError(
+            f"--group-field {field!r}: {path} has no fields besides the input and output (a JSONL field, "
+            "or a TSV/CSV column named in the file's header row)"
+        )
     groups = []
     for i, e in enumerate(examples):
         value = e.extra.get(field)
@@ -378,7 +411,7 @@ def run_learn(args: argparse.Namespace) -> int:
     dist = _init(args)
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
         check_output_file(args.out, args.task)
-    examples = read_examples(args.examples)
+    examples = read_examples(args.examples, **_columns(args))
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     groups = _example_groups(examples, args.group_field, args.examples)
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
@@ -471,7 +504,7 @@ def run_forget(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    examples = read_examples(args.examples)
+    examples = read_examples(args.examples, **_columns(args))
     name, _, signature = read_task(args.fast_weights, args.task)
     check_writable(args.fast_weights)
     args.task, args.template, args.answer_end, args.labels = name, None, None, None
@@ -608,7 +641,7 @@ def _lora_task(args: argparse.Namespace):
     if _dist().world_size > 1:
         raise ValueError("--lora trains in one process; run the command without torchrun")
     recipe = recipe_from_options(args.lora_epochs, args.lora_lrs, args.batch_size, args.lora_seed)
-    examples = read_examples(args.lora)
+    examples = read_examples(args.lora, **_columns(args))
     task = _task_model(args, answers=[e.output for e in examples])
     fm = task.model
     with fm.disabled():
@@ -636,7 +669,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
 
     if args.fast_weights:
         raise ValueError("--demonstrations runs in-context learning on the base model; drop --fast-weights")
-    demos = read_examples(args.demonstrations)
+    demos = read_examples(args.demonstrations, **_columns(args))
     labels = _labels(args.labels) if args.labels is not None else "auto"
     fm, tok = _load(args, {}, ReadConfig())
     context = getattr(fm.base_model.config, "max_position_embeddings", None)
@@ -733,7 +766,7 @@ def run_classify(args: argparse.Namespace) -> int:
 
     _init(args)
     _check_result_paths(args, "out")
-    inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    inputs = [e.input for e in read_examples(args.inputs, outputs=False, **_columns(args))]
     task = _chosen_task(args, inputs, [])
     preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
     labels = task._labels(None)
@@ -762,7 +795,7 @@ def run_generate(args: argparse.Namespace) -> int:
     _init(args)
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "out")
-    inputs = [e.input for e in read_examples(args.inputs, outputs=False)]
+    inputs = [e.input for e in read_examples(args.inputs, outputs=False, **_columns(args))]
     task = _chosen_task(args, inputs, [])
     outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
@@ -792,7 +825,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     dist = _init(args)
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "predictions", "json")
-    examples = read_examples(args.examples)
+    examples = read_examples(args.examples, **_columns(args))
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
     task = _chosen_task(args, inputs, refs)

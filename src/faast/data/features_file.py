@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faast.text_files import read_user_text
+from faast.text_files import csv_delimiter, read_user_text
 
 FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
 
@@ -141,7 +141,7 @@ def _read_csv(
     path: Path, label_column: str, id_column: str | None
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
     text = read_user_text(path)  # a byte-order mark (spreadsheets write one) is not a column's name
-    rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(text.partition("\n")[0])))
+    rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
@@ -165,8 +165,8 @@ def _read_csv(
                 why = (
                     f": {row[bad]!r} is not a number "
                     "(if the column names the rows, make it the id column: --id-column; if it holds "
-                    "texts to classify, write them as a .tsv of text<TAB>label lines or a .jsonl of "
-                    "input/output objects)"
+                    "texts to classify, name its column: --text-column, or write them as a .tsv of "
+                    "text<TAB>label lines or a .jsonl of input/output objects)"
                 )
             else:
                 why = f": {row[bad]!r} is not a number"
@@ -178,14 +178,6 @@ def _read_csv(
         labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids
-
-
-def _delimiter(header_line: str) -> str:
-    """The field separator of a CSV from its header line: the most frequent of comma, semicolon
-    (spreadsheets where the comma is the decimal mark) and tab; a comma on a tie or none."""
-    counts = {sep: header_line.count(sep) for sep in (",", ";", "\t")}
-    best = max(counts, key=lambda sep: counts[sep])
-    return best if counts[best] > counts[","] else ","
 
 
 def _is_number(text: str) -> bool:

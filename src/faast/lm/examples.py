@@ -1,21 +1,34 @@
-"""Labelled examples and predictions on disk: TSV (``input<TAB>output``) and JSONL (``input``/``output``).
+"""Labelled examples and predictions on disk: TSV, CSV and JSONL.
 
 * TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a tab-free
-  line). A first line ``input<TAB>output`` (or ``input``) is read as a header and skipped; one of
-  other column names (``text<TAB>label``, :data:`HEADER_NAMES`) is refused, not learned. Inputs
-  and outputs may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them and
-  ``\\\\`` for a backslash before one of those letters (other backslashes read as written); the
-  predictions written here spell every backslash ``\\\\``, so they read back exactly.
-* JSONL: one JSON object per line with a string field ``input`` and, for examples, ``output``;
-  other fields are kept in :attr:`Example.extra`.
+  line). A first line that names the input column (``input<TAB>output``, ``input``, or any
+  header holding the input column's name) is read as a header: the two columns are then found by
+  name, and other columns are kept in :attr:`Example.extra`. A first line of other column names
+  only (``text<TAB>label``, :data:`HEADER_NAMES`) is refused, not learned: name the columns
+  (``input_column``/``output_column``, ``--input-column``/``--output-column`` on the command
+  line). Cells may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them
+  and ``\\\\`` for a backslash before one of those letters (other backslashes read as written);
+  the predictions written here spell every backslash ``\\\\``, so they read back exactly.
+* CSV: a header row, then one example per row (RFC 4180 quoting: a quoted cell may hold commas and
+  newlines); fields separated by commas, or by semicolons or tabs where the header holds more of
+  those. The input and output columns are found by name, other columns kept in
+  :attr:`Example.extra`.
+* JSONL (or ``.json`` with one object per line): a string field for the input and, for examples,
+  one for the output (an integer output, e.g. a class id, is read as its decimal text); other
+  fields are kept in :attr:`Example.extra`.
 
-The format is chosen by the file extension (``.tsv``/``.txt`` or ``.jsonl``/``.json``). Every
-problem names the file and line: empty files, blank or malformed lines, missing fields, non-UTF-8
-bytes. Predictions are written atomically in the same two formats.
+The column (field) names default to ``input`` and ``output``. In a header's row (TSV, CSV) an
+empty output cell means the example has no output: an error for examples to learn, an unlabelled
+line for inputs to predict. The format is chosen by the file extension (``.tsv``/``.txt``,
+``.csv``, ``.jsonl``/``.json``). Every problem names the file and line: empty files, blank or
+malformed lines, missing fields or columns, non-UTF-8 bytes. Predictions are written atomically in
+the same three formats.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -25,16 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from faast.io import atomic_write
-from faast.text_files import read_user_text
+from faast.text_files import csv_delimiter, read_user_text
 
 TSV_SUFFIXES = (".tsv", ".txt")
-#: Column names a TSV's first line may carry from another tool: refused as an example (only
-#: ``input<TAB>output`` is read as a header).
+CSV_SUFFIXES = (".csv",)
+#: Column names a TSV's first line may carry from another tool: refused as an example unless it
+#: names the input column (then it is read as a header).
 HEADER_NAMES = frozenset(
     {"text", "label", "labels", "sentence", "prompt", "completion", "source", "target", "question",
      "answer", "response", "instruction", "input", "output", "src", "tgt", "category", "class"}
 )  # fmt: skip
 JSONL_SUFFIXES = (".jsonl", ".json")
+#: How errors name the options that set the column names (``faast task``'s flags by default).
+COLUMN_OPTIONS = "--input-column/--output-column"
 
 
 @dataclass(frozen=True)
@@ -47,55 +63,104 @@ class Example:
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
-    """ "tsv" or "jsonl" from the extension of ``path``."""
+    """ "tsv", "csv" or "jsonl" from the extension of ``path``."""
     suffix = Path(path).suffix.lower()
     if suffix in TSV_SUFFIXES:
         return "tsv"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
     if suffix in JSONL_SUFFIXES:
         return "jsonl"
     raise ValueError(
-        f"{path}: unknown file type {suffix!r}; use .tsv (input<TAB>output) or .jsonl (input/output fields)"
+        f"{path}: unknown file type {suffix!r}; use .tsv (input<TAB>output), .csv (a header naming "
+        "the columns) or .jsonl (input/output fields)"
     )
 
 
-def read_examples(path: str | os.PathLike[str], *, outputs: bool = True) -> list[Example]:
+def read_examples(
+    path: str | os.PathLike[str],
+    *,
+    outputs: bool = True,
+    input_column: str = "input",
+    output_column: str = "output",
+    options: str = COLUMN_OPTIONS,
+) -> list[Example]:
     """Read examples (``outputs=True``: every example must have an output) or inputs to predict
-    (``outputs=False``: an output column/field is read when present, else left None)."""
+    (``outputs=False``: an output column/field is read when present, else left None).
+    ``input_column`` / ``output_column``: the names of the two columns (a TSV or CSV header) or
+    fields (JSONL); ``options``: how an error names the options that set them."""
+    for what, name in (("input_column", input_column), ("output_column", output_column)):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{what} must be a non-empty name, got {name!r}")
+    if input_column.strip() == output_column.strip():
+        raise ValueError(f"the input and output columns must differ, both are {input_column!r}")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such examples file: {p}")
+    fmt = file_format(p)
     text = read_user_text(p)  # line ends already LF
-    # split at LF only: str.splitlines also breaks at U+2028, form feeds and other separators that
-    # a JSON string or a generated output may hold, which broke a line (and its JSON) in two
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    if not any(line.strip() for line in lines):
-        raise ValueError(f"{p} is empty: no examples")
-    reader = _read_tsv if file_format(p) == "tsv" else _read_jsonl
-    examples = reader(p, lines, outputs)
+    names = _Names(input_column.strip(), output_column.strip(), options)
+    if fmt == "csv":
+        examples = _read_csv(p, text, outputs, names)
+    else:
+        # split at LF only: str.splitlines also breaks at U+2028, form feeds and other separators
+        # that a JSON string or a generated output may hold, which broke a line (and its JSON) in two
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if not any(line.strip() for line in lines):
+            raise ValueError(f"{p} is empty: no examples")
+        if fmt == "tsv":
+            examples = _read_tsv(p, lines, outputs, names)
+        else:
+            examples = _read_jsonl(p, lines, outputs, _Names(input_column, output_column, options))
     if not examples:
         raise ValueError(f"{p} holds a header but no examples")
     return examples
 
 
-def _read_tsv(p: Path, lines: list[str], outputs: bool) -> list[Example]:
+@dataclass(frozen=True)
+class _Names:
+    """The input and output columns' names, and how errors name the options that set them."""
+
+    input: str
+    output: str
+    options: str
+
+
+def _read_tsv(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[Example]:
+    input_column, output_column = names.input, names.output
+    first = [c.strip() for c in lines[0].split("\t")]
+    if input_column.casefold() in [c.casefold() for c in first]:
+        header = _header(p, first, outputs, names)
+        rows = [(number, line.split("\t")) for number, line in enumerate(lines[1:], 2)]
+        for number, cells in rows:
+            if not "".join(cells).strip():
+                raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
+        return [_named_row(p, n, [_unescape(c) for c in cells], header, outputs) for n, cells in rows]
+    if (input_column, output_column) != ("input", "output"):
+        raise ValueError(
+            f"{p}:1: no header naming the column {input_column!r} (the first line holds {first[:8]}); a "
+            f"TSV read by column names needs a first line of names, {input_column}<TAB>{output_column}"
+        )
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
         cells = line.split("\t")
-        names = [c.strip().lower() for c in cells]
-        if number == 1 and names in (["input", "output"], ["input"]):
-            continue
-        if number == 1 and len(names) == 2 and set(names) <= HEADER_NAMES:
+        lowered = [c.strip().lower() for c in cells]
+        if number == 1 and len(lowered) == 2 and set(lowered) <= HEADER_NAMES:
             # e.g. "text<TAB>label": it would be learned as an example, "label" as one more class
             raise ValueError(
                 f"{p}:1: {cells[0].strip()!r}<TAB>{cells[1].strip()!r} looks like a header of other "
-                "column names; name the columns input<TAB>output (read as a header) or remove the line"
+                f"column names; name the columns ({names.options} {cells[0].strip()} "
+                f"{cells[1].strip()}), rename them input<TAB>output or remove the line"
             )
         if len(cells) > 2:
-            raise ValueError(f"{p}:{number}: {len(cells)} tab-separated fields; expected input<TAB>output")
+            raise ValueError(
+                f"{p}:{number}: {len(cells)} tab-separated fields; expected input<TAB>output (a file of "
+                "more columns needs a first line naming them)"
+            )
         if outputs and len(cells) != 2:
             raise ValueError(f"{p}:{number}: no output; expected input<TAB>output")
         inp = _unescape(cells[0])
@@ -105,8 +170,89 @@ def _read_tsv(p: Path, lines: list[str], outputs: bool) -> list[Example]:
     return out
 
 
-def _read_jsonl(p: Path, lines: list[str], outputs: bool) -> list[Example]:
+def _read_csv(p: Path, text: str, outputs: bool, names: _Names) -> list[Example]:
+    if not text.strip():
+        raise ValueError(f"{p} is empty: no examples")
+    reader = csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0]))
+    rows = []  # (the line a row starts on, its cells): a quoted cell may span lines
+    try:
+        for cells in reader:
+            rows.append((rows[-1][2] + 1 if rows else 1, cells, reader.line_num))
+    except csv.Error as exc:
+        raise ValueError(f"{p}:{reader.line_num}: not valid CSV ({exc})") from None
+    header = _header(p, [c.strip() for c in rows[0][1]], outputs, names)
     out = []
+    for number, cells, end in rows[1:]:
+        if not "".join(cells).strip():
+            raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
+        if len(cells) < len(header.names) and end > number:
+            raise ValueError(
+                f"{p}:{number}: {len(cells)} fields, the header {len(header.names)}, and a quoted cell that "
+                f"runs on to line {end}: is a quote opened on line {number} never closed?"
+            )
+        out.append(_named_row(p, number, cells, header, outputs))
+    return out
+
+
+@dataclass(frozen=True)
+class _Header:
+    """Where the named columns stand in a TSV's or CSV's header (``output`` None: no such column)."""
+
+    names: list[str]
+    input: int
+    output: int | None
+
+
+def _header(p: Path, cells: list[str], outputs: bool, names: _Names) -> _Header:
+    """Find the input and output columns in a header row's ``cells`` (names compared without
+    case); a clear error for a missing or repeated name."""
+    input_column, output_column = names.input, names.output
+    folded = [n.casefold() for n in cells]
+    for name in (input_column, output_column):
+        if folded.count(name.casefold()) > 1:
+            raise ValueError(
+                f"{p}:1: the header names the column {name!r} {folded.count(name.casefold())} times"
+            )
+    missing = [n for n in (input_column, output_column)[: 2 if outputs else 1] if n.casefold() not in folded]
+    if missing:
+        raise ValueError(
+            f"{p}:1: no column {' or '.join(map(repr, missing))} in the header {cells[:8]}; name the "
+            f"columns to read with {names.options}"
+        )
+    where = folded.index(input_column.casefold())
+    there = folded.index(output_column.casefold()) if output_column.casefold() in folded else None
+    return _Header(cells, where, there)
+
+
+def _named_row(p: Path, number: int, cells: list[str], header: _Header, outputs: bool) -> Example:
+    """One example from a row of named columns. For inputs to predict, a row may stop before an
+    output column that ends the header (the TSV form of an unlabelled line)."""
+    short = not outputs and header.output == len(header.names) - 1 and len(cells) == len(header.names) - 1
+    if len(cells) != len(header.names) and not short:
+        width = len(header.names)
+        ends = outputs and header.output == width - 1 and len(cells) == width - 1
+        raise ValueError(
+            f"{p}:{number}: {'no output: ' if ends else ''}{len(cells)} fields, the header {width}"
+        )
+    inp = cells[header.input]
+    if not inp.strip():
+        raise ValueError(f"{p}:{number}: empty input")
+    res = None if header.output is None or short else cells[header.output]
+    if res is not None and not res.strip():
+        if outputs:
+            raise ValueError(f"{p}:{number}: empty output")
+        res = None  # an unlabelled line among labelled ones
+    skip = {header.input, header.output}
+    extra = {
+        name: cell for i, (name, cell) in enumerate(zip(header.names, cells, strict=False)) if i not in skip
+    }
+    return Example(inp, res, extra)
+
+
+def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[Example]:
+    out = []
+    input_column, output_column = names.input, names.output
+    both = (input_column, output_column)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             raise ValueError(f"{p}:{number}: blank line (every line must be a JSON object)")
@@ -116,31 +262,45 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool) -> list[Example]:
             raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise ValueError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
-        missing = [k for k in ("input", "output")[: 2 if outputs else 1] if k not in row]
+        missing = [k for k in both[: 2 if outputs else 1] if k not in row]
         if missing:  # e.g. {"text": ..., "label": ...}: name what the object holds
             fields = ", ".join(map(repr, row)) or "none"
             raise ValueError(
                 f"{p}:{number}: no field {' or '.join(map(repr, missing))} (the object's fields: {fields}); "
-                "every line needs 'input'" + (" and 'output'" if outputs else "")
+                f"every line needs {input_column!r}"
+                + (f" and {output_column!r}" if outputs else "")
+                + f" ({names.options} name other fields)"
             )
-        inp = row.get("input")
+        inp = row.get(input_column)
         if not isinstance(inp, str) or not inp.strip():
-            raise ValueError(f"{p}:{number}: field 'input' must be a non-empty string")
-        res = row.get("output")
+            raise ValueError(f"{p}:{number}: field {input_column!r} must be a non-empty string")
+        res = row.get(output_column)
+        if isinstance(res, int) and not isinstance(res, bool):
+            res = str(res)  # a class id, as exported data sets write labels
         if res is not None and not isinstance(res, str):
-            raise ValueError(f"{p}:{number}: field 'output' must be a string, got {type(res).__name__}")
+            raise ValueError(
+                f"{p}:{number}: field {output_column!r} must be a string or an integer, "
+                f"got {type(res).__name__}"
+            )
         if outputs and res is None:
-            raise ValueError(f"{p}:{number}: field 'output' is null")
-        extra = {k: v for k, v in row.items() if k not in ("input", "output")}
+            raise ValueError(f"{p}:{number}: field {output_column!r} is null")
+        extra = {k: v for k, v in row.items() if k not in both}
         out.append(Example(inp, res, extra))
     return out
 
 
 def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
-    """Write ``rows`` (dicts) atomically as TSV (the ``columns`` in order, with a header) or JSONL."""
+    """Write ``rows`` (dicts) atomically as TSV or CSV (the ``columns`` in order, with a header) or
+    JSONL."""
     fmt = file_format(path)
     if fmt == "jsonl":
         text = "".join(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in rows)
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows)
+        text = buffer.getvalue()
     else:
         body = ["\t".join(columns)]
         body += ["\t".join(_escape("" if r.get(c) is None else str(r.get(c))) for c in columns) for r in rows]
