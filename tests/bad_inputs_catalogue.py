@@ -1493,10 +1493,24 @@ TASKS = [
     ),
     Case(
         "TaskModel.learn",
-        "strings instead of Examples",
+        "input strings without outputs",
         call(lambda c: _task_model(c).learn(["w3 w4"])),
+        ValueError,
+        r"example 0 \('w3 w4'\) has no output",
+    ),
+    Case(
+        "TaskModel.learn",
+        "a number instead of an example",
+        call(lambda c: _task_model(c).learn([("w3 w4", "w5"), 7])),
         TypeError,
-        r"not an Example",
+        r"example 1 is of type int; pass Example\(input, output\), an \(input, output\) tuple, a dict",
+    ),
+    Case(
+        "TaskModel.learn",
+        "one example instead of a list",
+        call(lambda c: _task_model(c).learn(("w3 w4", "w5"))),
+        TypeError,
+        r"examples must be a sequence of examples, got one tuple: pass a list, e.g. \[\(input, output\)\]",
     ),
     Case(
         "TaskSpec",

@@ -201,6 +201,45 @@ def rule_examples(n, seed=0):
     ]
 
 
+def test_tuples_and_dicts_learn_what_examples_learn(tmp_path):
+    """TaskModel.learn takes (input, output) tuples and {"input", "output"} dicts (an integer
+    output as its text) and learns exactly what the Example objects teach."""
+    from faast.lm.fastweights import read_file
+
+    examples = rule_examples(24)
+    forms = {
+        "examples": examples,
+        "tuples": [(e.input, e.output) for e in examples],
+        "dicts": [{"input": e.input, "output": e.output, "source": i} for i, e in enumerate(examples)],
+    }
+    saved = {}
+    for name, items in forms.items():
+        task = make_task()
+        assert task.learn(items, progress=False) > 0
+        saved[name] = read_file(task.save(tmp_path / f"{name}.safetensors"))[0]
+    for name in ("tuples", "dicts"):
+        assert sorted(saved[name]) == sorted(saved["examples"])
+        assert all(torch.equal(saved[name][k], saved["examples"][k]) for k in saved["examples"])
+
+
+def test_as_example_reads_each_form_and_names_the_others():
+    from faast.lm.examples import as_example
+
+    assert as_example(("a", "b")) == Example("a", "b") and as_example(("a",)) == Example("a")
+    assert as_example({"input": "a", "output": 3, "id": 9}).extra == {"id": 9}
+    assert as_example({"input": "a", "output": 3}) == Example("a", "3") and as_example("a") == Example("a")
+    for bad, match in [
+        (3, "example 4 is of type int; pass Example"),
+        (("a", "b", "c"), "example 4 is of type tuple"),
+        ({"text": "a"}, "example 4 is of type dict"),
+        ((1, "b"), "example 4: the input must be a string, got int"),
+        (("a", 1.5), "example 4: the output must be a string or an integer, got float"),
+        (("a", True), "example 4: the output must be a string or an integer, got bool"),
+    ]:
+        with pytest.raises(TypeError, match=match):
+            as_example(bad, 4)
+
+
 def test_free_text_outputs_holding_the_answer_end_are_refused():
     """Generation stops at the answer end (here " w91"): an output holding it would be cut there
     every time (a multi-line output with the default end "\\n" was generated as its first line)."""

@@ -32,7 +32,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,36 @@ class Example:
     input: str
     output: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def as_example(item: Any, index: int = 0) -> Example:
+    """``item`` as an :class:`Example`: an Example, an ``(input, output)`` or ``(input,)`` tuple,
+    a mapping with ``"input"`` (and ``"output"``; other keys go to :attr:`Example.extra`) or an
+    input string. An integer output, e.g. a class id, becomes its decimal text, as in a JSONL
+    file. A clear error names the item (``index``) otherwise."""
+    if isinstance(item, Example):
+        inp, out, extra = item.input, item.output, item.extra
+    elif isinstance(item, str):
+        inp, out, extra = item, None, {}
+    elif isinstance(item, tuple) and len(item) in (1, 2):
+        inp, out, extra = item[0], (item[1] if len(item) == 2 else None), {}
+    elif isinstance(item, Mapping) and "input" in item:
+        inp, out = item["input"], item.get("output")
+        extra = {k: v for k, v in item.items() if k not in ("input", "output")}
+    else:
+        raise TypeError(
+            f"example {index} is of type {type(item).__name__}; pass Example(input, output), an "
+            "(input, output) tuple, a dict with 'input' and 'output', or an input string"
+        )
+    if isinstance(out, int) and not isinstance(out, bool):
+        out = str(out)
+    if not isinstance(inp, str):
+        raise TypeError(f"example {index}: the input must be a string, got {type(inp).__name__}")
+    if out is not None and not isinstance(out, str):
+        raise TypeError(
+            f"example {index}: the output must be a string or an integer, got {type(out).__name__}"
+        )
+    return item if isinstance(item, Example) else Example(inp, out, dict(extra))
 
 
 def file_format(path: str | os.PathLike[str]) -> str:

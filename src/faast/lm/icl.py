@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
-from faast.lm.examples import Example
+from faast.lm.examples import Example, as_example
 from faast.lm.prefix_cache import PrefixCache, parameter_names
 from faast.lm.prompts import PromptCodec
 from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels
@@ -286,6 +286,7 @@ class InContextTask:
         labels: Sequence[str] | str | None = "auto",
         shots: int | None = None,
     ) -> None:
+        demonstrations = [as_example(e, i) for i, e in enumerate(demonstrations)]
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
             raise ValueError("in-context demonstrations need outputs (input<TAB>output, or an output field)")

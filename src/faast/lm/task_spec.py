@@ -5,11 +5,11 @@ examples' outputs, and the checks an example list passes before it is learned or
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faast.lm.examples import Example
+from faast.lm.examples import Example, as_example
 from faast.lm.prompts import PromptTemplate
 
 PAIR_MODES = ("answer", "all")
@@ -130,15 +130,21 @@ def check_outputs_end(examples: Sequence[Example], template: PromptTemplate) -> 
             )
 
 
-def checked_examples(examples: Sequence[Example], *, outputs: bool) -> list[Example]:
-    """``examples`` as a list, or a clear error for none, for an item that is not an
-    :class:`~faast.lm.examples.Example`, or (``outputs``) for an example without an output."""
-    examples = list(examples)
+def checked_examples(examples: Sequence[Any], *, outputs: bool) -> list[Example]:
+    """``examples`` as a list of :class:`~faast.lm.examples.Example` (each item as
+    :func:`~faast.lm.examples.as_example` reads it: an Example, an ``(input, output)`` tuple, a
+    dict), or a clear error for none, for an item of another kind, or (``outputs``) for an example
+    without an output."""
+    pair = isinstance(examples, tuple) and len(examples) == 2 and all(isinstance(x, str) for x in examples)
+    if isinstance(examples, (str, bytes, Mapping)) or (outputs and pair):
+        raise TypeError(
+            f"examples must be a sequence of examples, got one {type(examples).__name__}: pass a list, "
+            "e.g. [(input, output)]"
+        )
+    examples = [as_example(e, i) for i, e in enumerate(examples)]
     if not examples:
         raise ValueError("no examples")
     for i, e in enumerate(examples):
-        if not isinstance(e, Example):
-            raise TypeError(f"example {i} is a {type(e).__name__}, not an Example")
         if outputs and (e.output is None or not e.output.strip()):
             raise ValueError(f"example {i} ({e.input[:40]!r}) has no output")
     return examples
