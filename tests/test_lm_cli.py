@@ -230,3 +230,31 @@ def test_generation_functions_refuse_max_new_tokens_below_one():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1"):
             check_max_new_tokens(bad)
+
+
+def test_threads_limit_torch_and_blas_for_the_command_only(model_dir, tmp_path, capsys, monkeypatch):
+    """``faast lm`` / ``faast task --threads N``: torch and the BLAS libraries run N threads while the
+    command runs (as ``faast classify`` and ``faast demo``), and torch's count is restored after."""
+    import threadpoolctl
+    import torch
+
+    import faast.lm.text
+
+    seen = []
+    load = faast.lm.text.load_causal_lm
+
+    def recording_load(*args, **kwargs):
+        blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+        seen.append((torch.get_num_threads(), blas))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(faast.lm.text, "load_causal_lm", recording_load)
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(WORDS[i % 40] for i in range(100)))
+    before = torch.get_num_threads()
+    assert main(["lm", "perplexity", "--model", str(model_dir), "--threads", "1", "--text", str(text)]) == 0
+    assert seen[0][0] == 1 and seen[0][1] and all(n == 1 for n in seen[0][1])
+    assert torch.get_num_threads() == before
+    capsys.readouterr()
+    assert main(["lm", "perplexity", "--model", str(model_dir), "--threads", "0", "--text", str(text)]) == 1
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from faast.cli.threads import cpu_threads
+
 #: Modules that each define ``register(subparsers)``; a sub-command sets ``func`` on its parser.
 COMMAND_MODULES = (
     "faast.cli.assets_cmd",
@@ -70,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # one line each, as errors are (--debug: Python's format)
             if not args.debug:
                 warnings.showwarning = _warning_printer(args.command)
-            code = int(args.func(args) or 0)
+            with cpu_threads(getattr(args, "threads", None)):  # torch and BLAS, for the command only
+                code = int(args.func(args) or 0)
     except KeyboardInterrupt:
         _mark_failed()
         if args.debug:

@@ -191,14 +191,6 @@ def _auto_or_positive(text: str, flag: str) -> float | str:
 
 # ----------------------------------------------------------------- actions
 def run(args: argparse.Namespace) -> int:
-    """The action, with ``--threads`` applied to torch and BLAS for its duration only."""
-    from faast.cli.threads import cpu_threads
-
-    with cpu_threads(args.threads):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
     from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier

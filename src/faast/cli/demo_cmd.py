@@ -117,14 +117,6 @@ def _warn_if_narrow_blas() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo, with ``--threads`` applied to torch and BLAS for its duration only."""
-    from faast.cli.threads import cpu_threads
-
-    with cpu_threads(args.threads):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.assets.core import cache_dir
     from faast.data import load_dataset

@@ -132,7 +132,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dtype", choices=_DTYPES, default="float32")
     p.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and BLAS (default: all)")
 
 
 def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "logit")) -> None:
@@ -198,10 +198,6 @@ def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
     from faast.lm import FaastConfig, FaastModel, get_faast_model
     from faast.lm.text import load_causal_lm
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     if args.device:
         check_device(args.device, "--device")
     _quiet_loading()
