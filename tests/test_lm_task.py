@@ -267,6 +267,26 @@ def test_which_pairs_each_mode_learns(pairs):
     assert seen == ({40, 41, 42, 91} if pairs == "answer" else {6, 90, 40, 41, 42, 91})
 
 
+def test_labels_all_classifies_among_more_than_auto_reads():
+    """``labels="all"``: every distinct output is a label however many (``"auto"`` reads more than
+    MAX_LABELS as free text); a string that is no rule is refused instead of read letter by letter."""
+    outputs = [f"w{40 + i % 25}" for i in range(50)]
+    examples = [Example(f"w{3 + i % 12}", y) for i, y in enumerate(outputs)]
+    assert labels_of_outputs(outputs) is None and labels_of_outputs(outputs, "all") == list(
+        dict.fromkeys(outputs)
+    )
+    with pytest.raises(ValueError, match="labels 'all': the outputs hold 1 distinct value"):
+        labels_of_outputs(["w5", "w5"], "all")
+    task = make_task()
+    task.fit(examples, labels="all", progress=False, folds=2)
+    assert task.spec.labels == list(dict.fromkeys(outputs)) and len(task.classify(["w3"])) == 1
+    auto = make_task()
+    auto.fit(examples, progress=False, folds=2)
+    assert auto.spec.labels is None
+    with pytest.raises(ValueError, match="labels must be a list of labels, 'auto', 'all' or None, got 'w40'"):
+        make_task().fit(examples, labels="w40", progress=False)
+
+
 def test_fit_chooses_a_read_out_by_cross_validation_and_learns_every_example():
     task = make_task()
     examples = rule_examples(60)

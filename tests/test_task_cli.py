@@ -542,3 +542,35 @@ def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsy
     for option, value in (("--lora-epochs", "2"), ("--lora-lrs", "1e-3"), ("--lora-seed", "1")):
         assert main([*ev, "--template", TEMPLATE, option, value]) == 1
         assert f"{option} needs --lora" in capsys.readouterr().err
+
+
+def test_labels_all_for_more_outputs_than_auto_reads(model_dir, tmp_path, capsys):  # noqa: F811
+    """25 distinct outputs: ``--labels auto`` learns free text and says that ``--labels all``
+    classifies among them; with it the task has 25 labels, and zero-shot evaluation takes them
+    from the references."""
+    rows = [f"{WORDS[10 + i % 12]}\t{WORDS[40 + i % 25]}" for i in range(50)]
+    examples = tmp_path / "many.tsv"
+    examples.write_text("\n".join(rows) + "\n")
+    base = ["--model", str(model_dir), "--threads", "1"]
+    learn = ["task", "learn", *base, "--examples", str(examples), "--template", TEMPLATE, "--folds", "2"]
+    assert main([*learn, "--out", str(tmp_path / "a.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert "free-form outputs (25 distinct outputs, more than the 20 that 'auto' reads as labels" in printed
+    assert main([*learn, "--out", str(tmp_path / "b.safetensors"), "--labels", "all"]) == 0
+    assert "25 labels" in capsys.readouterr().out
+    _, tasks = read_file(tmp_path / "b.safetensors")
+    assert tasks["default"]["info"]["task"]["labels"] == [WORDS[40 + i] for i in range(25)]
+    scores = tmp_path / "s.json"
+    ev = [
+        "task",
+        "evaluate",
+        *base,
+        "--examples",
+        str(examples),
+        "--template",
+        TEMPLATE,
+        "--json",
+        str(scores),
+    ]
+    assert main([*ev, "--labels", "all"]) == 0
+    assert len(json.loads(scores.read_text())["per_label"]) == 25

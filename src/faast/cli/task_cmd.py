@@ -256,7 +256,8 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--labels",
         default="auto",
-        help="comma-separated label set, 'auto' (the distinct outputs if at most 20) or 'none' (free text)",
+        help="comma-separated label set, 'auto' (the distinct outputs if at most 20), 'all' (every "
+        "distinct output, however many) or 'none' (free text)",
     )
 
 
@@ -275,7 +276,7 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
         "--labels",
         default=None,
         help="comma-separated labels (default: the task's); zero-shot 'auto': the distinct reference "
-        "outputs of evaluate's --examples (free text beyond 20)",
+        "outputs of evaluate's --examples (free text beyond 20), 'all': however many",
     )
     p.add_argument(
         "--demonstrations",
@@ -350,8 +351,9 @@ def _template(args: argparse.Namespace):
 
 
 def _labels(text: str | None) -> list[str] | str | None:
-    if text is None or text == "auto":
-        return "auto" if text == "auto" else None
+    """``--labels``: a list, the rules ``"auto"`` / ``"all"``, or None (``none``: free text)."""
+    if text is None or text in ("auto", "all"):
+        return text
     if text.lower() == "none":
         return None
     labels = [x.strip() for x in text.split(",")]
@@ -406,6 +408,7 @@ def run_learn(args: argparse.Namespace) -> int:
     from faast.lm.fastweights import check_output_file
     from faast.lm.task import TaskModel, TaskSpec
     from faast.lm.task_choice import default_candidates
+    from faast.lm.task_spec import MAX_LABELS
 
     head_layer = _head_layer(args)  # before any model is loaded
     dist = _init(args)
@@ -468,6 +471,12 @@ def run_learn(args: argparse.Namespace) -> int:
     if not dist.is_main:
         return 0
     kind = f"{len(task.spec.labels)} labels" if task.spec.labels else "free-form outputs"
+    distinct = len({e.output for e in examples})
+    if args.labels == "auto" and not task.spec.labels and distinct > MAX_LABELS:
+        kind += (
+            f" ({distinct} distinct outputs, more than the {MAX_LABELS} that 'auto' reads as labels; "
+            "--labels all classifies among them)"
+        )
     if task.head is not None:
         where = "the head input" if task.head.layer is None else f"block {task.head.layer}"
         kind += f", {task.head.loss} {'centred ' if task.head.bias is not None else ''}label head on {where}"
@@ -567,13 +576,13 @@ def _task_model(
     from faast.lm.task_spec import TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
-    if labels == "auto" and not args.fast_weights:  # zero-shot: the labels of the references
+    if labels in ("auto", "all") and not args.fast_weights:  # zero-shot: the labels of the references
         if not answers:
             raise ValueError(
-                "--labels auto: without --fast-weights there are no outputs to take the labels "
+                f"--labels {labels}: without --fast-weights there are no outputs to take the labels "
                 "from; list them (--labels a,b)"
             )
-        labels = labels_of_outputs(answers)  # None: free-form outputs
+        labels = labels_of_outputs(answers, str(labels))  # None: free-form outputs
     if args.fast_weights:
         for option, value in (("--template", args.template), ("--answer-end", args.answer_end)):
             if value is not None:
@@ -674,7 +683,10 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     fm, tok = _load(args, {}, ReadConfig())
     context = getattr(fm.base_model.config, "max_position_embeddings", None)
     codec = PromptCodec(tok, _template(args), context)
-    candidates = labels if isinstance(labels, list) else distinct_outputs(demos)[:MAX_LABELS]
+    everyone = distinct_outputs(demos)
+    candidates = (
+        labels if isinstance(labels, list) else everyone if labels == "all" else everyone[:MAX_LABELS]
+    )
     scored = list(queries) + (list(CONTENT_FREE_INPUTS) if args.calibrate else [])
     longest = max((len(codec.prompt_ids(x, start=False)) for x in scored), default=0)
     answer = max(

@@ -80,6 +80,7 @@ from faast.lm.task_spec import (
     check_outputs_end,
     checked_examples,
     checked_labels,
+    is_label_rule,
 )
 
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
@@ -439,7 +440,8 @@ class TaskModel(TaskScoringMixin):
         """Learn ``examples`` and choose how to read them by cross-validation on them.
 
         labels: the label set (classification), ``"auto"`` (the distinct outputs when there are at
-        most :data:`MAX_LABELS`, else free-form) or ``None`` (free-form outputs).
+        most :data:`MAX_LABELS`, else free-form), ``"all"`` (every distinct output, however many)
+        or ``None`` (free-form outputs).
         folds, max_validation, hold_out: the share ``hold_out`` of the examples, at most
         ``max_validation`` (stratified by label, seeded), is held out in ``folds`` folds (1: every
         example is held out once); for each fold the memory holds every other example, and each
@@ -555,8 +557,13 @@ class TaskModel(TaskScoringMixin):
     def _resolved_spec(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> TaskSpec:
         """The task spec with the labels of ``fit``'s ``labels`` for ``examples`` (the task is left
         as it is; a clear error for an output that is not a label)."""
-        auto = isinstance(labels, str) and labels == "auto"
-        resolved = auto_labels(examples) if auto else None if labels is None else list(labels)
+        if isinstance(labels, str) and not is_label_rule(labels):
+            raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {labels!r}")
+        auto = is_label_rule(labels)
+        if auto:
+            resolved = auto_labels(examples, str(labels))
+        else:
+            resolved = None if labels is None else list(labels)
         spec = TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)
         unknown = set() if auto or labels is None else {e.output for e in examples} - set(spec.labels or [])
         if unknown:

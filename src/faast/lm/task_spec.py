@@ -17,18 +17,31 @@ PAIR_MODES = ("answer", "all")
 MAX_LABELS = 20
 
 
-def auto_labels(examples: Sequence[Example]) -> list[str] | None:
+def auto_labels(examples: Sequence[Example], how: str = "auto") -> list[str] | None:
     """The label set ``labels="auto"`` stands for: the examples' distinct outputs when there are 2 to
-    :data:`MAX_LABELS` of them, else None (free-form outputs)."""
-    return labels_of_outputs(e.output for e in examples if e.output is not None)
+    :data:`MAX_LABELS` of them, else None (free-form outputs); ``how="all"``: every distinct
+    output however many (an error for fewer than 2)."""
+    return labels_of_outputs((e.output for e in examples if e.output is not None), how)
 
 
-def labels_of_outputs(outputs: Iterable[str]) -> list[str] | None:
+def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | None:
     """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
-    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS`, else None
-    (:func:`check_label_spaces` refuses two that differ only by the whitespace around them)."""
+    distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS` (``how="all"``:
+    from 2 on), else None (:func:`check_label_spaces` refuses two that differ only by the whitespace
+    around them)."""
+    if how not in ("auto", "all"):
+        raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {how!r}")
     outs = list(dict.fromkeys(outputs))
-    return check_label_spaces(outs) if 2 <= len(outs) <= MAX_LABELS else None
+    if how == "all" and len(outs) < 2:
+        raise ValueError(f"labels 'all': the outputs hold {len(outs)} distinct value(s); a label set needs 2")
+    return (
+        check_label_spaces(outs) if 2 <= len(outs) <= (MAX_LABELS if how == "auto" else len(outs)) else None
+    )
+
+
+def is_label_rule(labels: object) -> bool:
+    """Whether ``labels`` is ``"auto"`` or ``"all"`` (labels taken from the outputs), not a list."""
+    return isinstance(labels, str) and labels in ("auto", "all")
 
 
 def check_label_spaces(labels: list[str]) -> list[str]:
