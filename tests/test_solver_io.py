@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from faast.io import atomic_write, check_writable, save_tensors
@@ -141,3 +144,27 @@ def test_a_file_in_the_way_of_the_output_folder_is_named(tmp_path):
         with pytest.raises(NotADirectoryError, match=r"notes is a file, not a folder"):
             call(tmp_path / "notes" / "deeper" / "out.json")
     assert (tmp_path / "notes").read_text() == "x"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), st.text(max_size=12) | st.integers() | st.none(), max_size=5))
+def test_json_files_keep_text_as_written_and_read_back(tmp_path_factory, obj):
+    """save_json writes UTF-8 text as it is (``café``, not ``caf\\u00e9``), escapes everything only
+    when a string has no UTF-8 form (a lone surrogate), and load_json reads back the very object."""
+    from faast.io import load_json, save_json
+
+    path = save_json(tmp_path_factory.mktemp("json") / "o.json", obj)
+    assert load_json(path) == obj
+    raw = path.read_bytes().decode("utf-8")
+    strings = [t for t in [*obj, *obj.values()] if isinstance(t, str)]
+    if not any(0xD800 <= ord(c) <= 0xDFFF for t in strings for c in t):
+        assert all(json.dumps(t, ensure_ascii=False)[1:-1] in raw for t in strings)
+
+
+def test_json_files_hold_labels_as_written(tmp_path):
+    from faast.io import load_json, save_json
+
+    path = save_json(tmp_path / "labels.json", {"labels": ["café", "😀 good"], "lone": None})
+    assert '"café"' in path.read_text(encoding="utf-8") and "😀 good" in path.read_text(encoding="utf-8")
+    odd = save_json(tmp_path / "odd.json", {"label": "a\ud800b"})
+    assert load_json(odd) == {"label": "a\ud800b"} and "\\ud800" in odd.read_text(encoding="utf-8")

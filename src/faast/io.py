@@ -226,8 +226,12 @@ def _short(exc: BaseException) -> str:
 
 
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    """Write ``obj`` as indented UTF-8 JSON (text as written, not ``\\u`` escapes), atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form: escape everything, as JSON may
+        text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
