@@ -411,15 +411,30 @@ def test_a_label_that_extends_another_can_be_predicted():
         assert scores[0, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-def test_label_scores_are_full_sequence_log_probabilities():
-    task = make_task(labels=["w40 w41", "w42"])
+@pytest.mark.parametrize(
+    ("labels", "batch_size", "shared"),
+    [
+        (["w40 w41", "w42"], 16, False),  # several inputs a batch, each with every label
+        (["w40 w41", "w42"], 1, True),  # one input a batch: its prompt once, the labels after its cache
+        ([f"w{40 + i} w{60 - i}" if i % 3 else f"w{40 + i}" for i in range(12)], 8, True),  # many labels
+    ],
+)
+def test_label_scores_are_full_sequence_log_probabilities(labels, batch_size, shared, monkeypatch):
+    """Label scores equal the full model's log-probabilities of each label's tokens after the
+    prompt, whether a batch runs each prompt + label whole or (one input, more labels than the
+    batch size) the prompt once and the labels after a copy of its KV cache."""
+    task = make_task(labels=labels)
     task.learn(rule_examples(10), progress=False)
     task.use(ReadCandidate("logit", ReadConfig(weight=0.5)))
-    scores = task.label_scores(["w5 w6", "w7"])
+    caches = []
+    make_cache = task.model.prefix_cache
+    monkeypatch.setattr(task.model, "prefix_cache", lambda ids: caches.append(ids) or make_cache(ids))
+    scores = task.label_scores(["w5 w6", "w7"], batch_size=batch_size)
+    assert len(caches) == (2 if shared else 0)
     model = task.model
     for i, text in enumerate(["w5 w6", "w7"]):
         prompt = task.codec.prompt_ids(text)
-        for j, label in enumerate(["w40 w41", "w42"]):
+        for j, label in enumerate(labels):
             lab = task.codec.label_ids(label)
             logits = model(input_ids=torch.tensor([prompt + lab])).logits[0].detach()
             lp = torch.log_softmax(logits, -1)

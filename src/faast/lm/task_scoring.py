@@ -5,9 +5,12 @@ log-probabilities, label scores and answer NLLs read from them (through the memo
 Two kinds of batch: label batches (prompt + each label; a single-token label set needs the
 prompt only, every label scored at its last position) for :meth:`TaskModel.label_scores` and
 validation, and answer batches (prompt + the example's answer, every answer token scored) for
-:meth:`TaskModel.answer_nll`. The mixin needs the task model's ``codec``, ``model``,
-``tokenizer``, ``device``, ``_score_cache`` and ``_lead_view`` (the KV cache of lead
-demonstrations and how many tokens every sequence then skips).
+:meth:`TaskModel.answer_nll`. When a batch holds one input's prompt followed by each of many
+labels (more labels than the batch size), the prompt is run once and the labels continue from a
+copy of its KV cache (:meth:`FaastModel.prefix_cache <faast.lm.model.FaastModel.prefix_cache>`), so
+the cost grows with the labels' tokens, not with labels × prompt. The mixin needs the task
+model's ``codec``, ``model``, ``tokenizer``, ``device``, ``_score_cache`` and ``_lead_view`` (the
+KV cache of lead demonstrations and how many tokens every sequence then skips).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class ScoredBatch:
     inputs: int
     labels: int
     single: bool
+    #: > 0: every sequence starts with the same prompt of this many tokens, run once (its KV cache
+    #: but the last token), the rest of each sequence continuing from a copy
+    shared_prompt: int = 0
 
     @cached_property
     def tokens(self) -> torch.Tensor:
@@ -65,6 +71,8 @@ class TaskScoringMixin:
         check_batch_size(batch_size)
         batches = []
         per_batch = max(1, batch_size if single else batch_size // len(labels))
+        # one input, many labels: the prompt once, the labels after its KV cache
+        share = not single and per_batch == 1 and len(labels) > 1 and self._serves_shared_prompts()
         for i in range(0, len(inputs), per_batch):
             chunk = inputs[i : i + per_batch]
             prompts = [self.codec.prompt_ids(x) for x in chunk]
@@ -80,8 +88,14 @@ class TaskScoringMixin:
                     for p in prompts
                     for ids in label_ids
                 ]
-            batches.append(ScoredBatch(seqs, targets, len(chunk), len(labels), single))
+            shared = len(prompts[0]) if share else 0
+            batches.append(ScoredBatch(seqs, targets, len(chunk), len(labels), single, shared))
         return batches
+
+    def _serves_shared_prompts(self) -> bool:
+        """Whether label batches may run a prompt once and the labels after its KV cache: the model
+        serves a prefix cache (position ids, no middle memory) and no lead cache is in use."""
+        return self.model.serves_prefix_cache and self._lead_view()[0] is None
 
     def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[ScoredBatch]:
         batches = []
@@ -95,6 +109,8 @@ class TaskScoringMixin:
     def _states(self, batch: ScoredBatch) -> torch.Tensor:
         """Head inputs (N, d) at every scored position of ``batch`` (cached per sequence with
         ``cache=True`` when no middle memory makes them depend on what was learned)."""
+        if batch.shared_prompt:
+            return self._shared_prompt_states(batch)
         cache = self._score_cache if not self.model.middle_memories else None
         prefix, skip = self._lead_view()  # lead demonstrations read from their KV cache: rows after it
         keys = [tuple(s) for s in batch.sequences]
@@ -110,6 +126,18 @@ class TaskScoringMixin:
                     cache[keys[i]] = computed[i].detach().clone()
         seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
         return torch.stack([seqs[r][pos - skip] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
+
+    def _shared_prompt_states(self, batch: ScoredBatch) -> torch.Tensor:
+        """:meth:`_states` of a batch whose sequences share their prompt (``shared_prompt`` tokens):
+        the prompt but its last token is run once into a KV cache, and each sequence continues from
+        a copy with the prompt's last token and its own tokens (the states at the scored
+        positions, which all lie there). Not kept in the score cache."""
+        start = batch.shared_prompt - 1
+        prefix = self.model.prefix_cache(batch.sequences[0][:start])
+        rows = [seq[start:] for seq in batch.sequences]
+        ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
+        z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
+        return torch.stack([z[r, pos - start] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
 
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
