@@ -574,3 +574,34 @@ def test_labels_all_for_more_outputs_than_auto_reads(model_dir, tmp_path, capsys
     ]
     assert main([*ev, "--labels", "all"]) == 0
     assert len(json.loads(scores.read_text())["per_label"]) == 25
+
+
+def test_evaluate_counts_references_outside_the_labels_as_errors(model_dir, tmp_path, capsys):  # noqa: F811
+    """A test file whose references hold a label the learned examples never had (a rare class) is
+    evaluated, not refused: those examples can never be predicted, count as errors, and are
+    named in a warning and counted in the JSON."""
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--folds", "2"]) == 0
+    lines = test.read_text().splitlines()
+    lines[:3] = [line.split("\t")[0] + "\tw7" for line in lines[:3]]
+    test.write_text("\n".join(lines) + "\n")
+    scores = tmp_path / "s.json"
+    capsys.readouterr()
+    ev = [
+        "task",
+        "evaluate",
+        *base,
+        "--fast-weights",
+        str(out),
+        "--examples",
+        str(test),
+        "--json",
+        str(scores),
+    ]
+    assert main([*ev, "--predictions", str(tmp_path / "p.tsv")]) == 0
+    assert "3 of 12 reference outputs of" in capsys.readouterr().err
+    result = json.loads(scores.read_text())
+    rows = read_examples(tmp_path / "p.tsv", output_column="prediction")
+    right = sum(e.output == e.extra["reference"] for e in rows)
+    assert result["accuracy"] == right / 12 and result["references_outside_labels"] == 3
+    assert result["per_label"]["w7"]["recall"] == 0.0 and result["per_label"]["w7"]["support"] == 3
