@@ -48,13 +48,26 @@ def test_cross_validate_equals_scikit_learns_stratified_folds():
     )
 
 
-def test_fewer_folds_when_a_class_is_small_and_clear_errors():
+def test_small_classes_keep_the_folds_as_scikit_learn_does_and_clear_errors():
+    """A class of fewer examples than folds is in fewer test folds (a single example: an error
+    where tested), as scikit-learn's StratifiedKFold does (its warning becomes the note); the
+    folds shrink only when every class is smaller than them."""
     X, y = _data(per_class=(12, 9, 3))
-    got = cross_validate(FaastClassifier(), X, y, 5)
-    assert got["folds"] == 3 and got["note"] == "3 folds, not 5: class 'c' has only 3 examples"
-    assert "(3 folds, not 5: class 'c' has only 3 examples)" in describe(got)
-    with pytest.raises(ValueError, match="class 'c' has 1"):
-        cross_validate(FaastClassifier(), X[:22], y[:22], 5)
+    for n in (27, 22):  # 'c' of 3 examples, then of 1
+        got = cross_validate(FaastClassifier(), X[:n], y[:n], 5)
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+        with pytest.warns(UserWarning, match="least populated"):
+            want = cross_val_score(FaastClassifier(), X[:n], y[:n], cv=folds, scoring="accuracy")
+        assert got["fold_accuracies"] == pytest.approx(want.tolist(), abs=1e-12) and got["folds"] == 5
+    assert got["note"] == (
+        "1 class(es) of fewer than 5 examples (e.g. 'c': 1) in fewer test folds; 1 of a single example, "
+        "unseen where tested: errors"
+    )
+    assert "(1 class(es) of fewer than 5 examples" in describe(got)
+    few = cross_validate(FaastClassifier(), X[[0, 1, 2, 12, 13, 21]], y[[0, 1, 2, 12, 13, 21]], 5)
+    assert few["folds"] == 3 and few["note"].startswith("3 folds, not 5: no class has more than 3 examples; ")
+    with pytest.raises(ValueError, match="needs a class of at least 2 examples; every class has 1"):
+        cross_validate(FaastClassifier(), X[[0, 12, 21]], y[[0, 12, 21]], 2)
     with pytest.raises(ValueError, match="at least 2 folds"):
         cross_validate(FaastClassifier(), X, y, 1)
     with pytest.raises(ValueError, match="two classes"):

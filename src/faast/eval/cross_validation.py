@@ -17,9 +17,13 @@ def cross_validate(estimator: Any, X: Any, y: np.ndarray, folds: int, *, seed: i
 
     Returns ``{"folds", "seed", "accuracy" (mean), "std" (across folds), "fold_accuracies",
     "majority" (the most frequent class's share: what predicting it alone scores), "note"}``.
-    The folds shrink to the size of the smallest class when it has fewer examples than
-    ``folds`` (said in ``note``); a class of a single example is a clear error.
+    The folds are scikit-learn's ``StratifiedKFold``: a class of fewer examples than ``folds`` is
+    in fewer test folds (a class of one example is unseen by the one fold that tests it, so it
+    counts as an error there, as a class too rare to learn would in use), said in ``note``; the
+    folds shrink only when every class is smaller than ``folds``, to the largest class's size.
     """
+    import warnings
+
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -28,19 +32,29 @@ def cross_validate(estimator: Any, X: Any, y: np.ndarray, folds: int, *, seed: i
     counts = Counter(np.asarray(y).tolist())
     if len(counts) < 2:
         raise ValueError("cross-validation needs at least two classes")
-    label, smallest = min(counts.items(), key=lambda item: item[1])
-    if smallest < 2:
-        raise ValueError(
-            f"cross-validation needs at least 2 examples of every class; class {label!r} has {smallest}"
+    largest = max(counts.values())
+    if largest < 2:
+        raise ValueError("cross-validation needs a class of at least 2 examples; every class has 1")
+    used = min(folds, largest)
+    notes = [f"{used} folds, not {folds}: no class has more than {largest} examples"] if used < folds else []
+    rare = sorted((n, str(name)) for name, n in counts.items() if n < used)
+    if rare:
+        alone = sum(n == 1 for n, _ in rare)
+        notes.append(
+            f"{len(rare)} class(es) of fewer than {used} examples (e.g. {rare[0][1]!r}: {rare[0][0]}) in "
+            "fewer test folds"
+            + (f"; {alone} of a single example, unseen where tested: errors" if alone else "")
         )
-    used = min(folds, smallest)
-    note = f"{used} folds, not {folds}: class {label!r} has only {smallest} examples" if used < folds else ""
     splitter = StratifiedKFold(n_splits=used, shuffle=True, random_state=seed)
     features = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
     scores = []
-    for train, test in splitter.split(np.zeros((len(y), 1)), y):
+    with warnings.catch_warnings():  # scikit-learn's warning about small classes: said in the note
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = list(splitter.split(np.zeros((len(y), 1)), y))
+    for train, test in splits:
         model = clone(estimator).fit(features[train], y[train])
         scores.append(float(np.mean(np.asarray(model.predict(features[test])) == y[test])))
+    note = "; ".join(notes)
     return {
         "folds": used,
         "seed": seed,
