@@ -23,7 +23,7 @@ from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example, as_example
 from faast.lm.prefix_cache import PrefixCache, parameter_names
 from faast.lm.prompts import PromptCodec
-from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, is_label_rule
+from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, label_rule
 
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
 #: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
@@ -290,10 +290,9 @@ class InContextTask:
         demos = [e for e in demonstrations if e.output is not None]
         if len(demos) != len(demonstrations):
             raise ValueError("in-context demonstrations need outputs (input<TAB>output, or an output field)")
-        if isinstance(labels, str) and not is_label_rule(labels):
-            raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {labels!r}")
-        if is_label_rule(labels):  # from every demonstration offered: a few shots may miss a label
-            labels = auto_labels(demos, str(labels))
+        rule = label_rule(labels)
+        if rule is not None:  # from every demonstration offered: a few shots may miss a label
+            labels = auto_labels(demos, rule)
         if shots is not None:
             if shots < 0:
                 raise ValueError(f"shots must be >= 0, got {shots}")

@@ -80,7 +80,7 @@ from faast.lm.task_spec import (
     check_outputs_end,
     checked_examples,
     checked_labels,
-    is_label_rule,
+    label_rule,
 )
 
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
@@ -557,11 +557,10 @@ class TaskModel(TaskScoringMixin):
     def _resolved_spec(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> TaskSpec:
         """The task spec with the labels of ``fit``'s ``labels`` for ``examples`` (the task is left
         as it is; a clear error for an output that is not a label)."""
-        if isinstance(labels, str) and not is_label_rule(labels):
-            raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {labels!r}")
-        auto = is_label_rule(labels)
-        if auto:
-            resolved = auto_labels(examples, str(labels))
+        rule = label_rule(labels)
+        auto = rule is not None
+        if rule is not None:
+            resolved = auto_labels(examples, rule)
         else:
             resolved = None if labels is None else list(labels)
         spec = TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)

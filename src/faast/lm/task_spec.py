@@ -29,8 +29,7 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS` (``how="all"``:
     from 2 on), else None (:func:`check_label_spaces` refuses two that differ only by the whitespace
     around them)."""
-    if how not in ("auto", "all"):
-        raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {how!r}")
+    label_rule(how)  # "auto" or "all", or a clear error
     outs = list(dict.fromkeys(outputs))
     if how == "all" and len(outs) < 2:
         raise ValueError(f"labels 'all': the outputs hold {len(outs)} distinct value(s); a label set needs 2")
@@ -39,9 +38,15 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     )
 
 
-def is_label_rule(labels: object) -> bool:
-    """Whether ``labels`` is ``"auto"`` or ``"all"`` (labels taken from the outputs), not a list."""
-    return isinstance(labels, str) and labels in ("auto", "all")
+def label_rule(labels: object) -> str | None:
+    """``"auto"`` or ``"all"`` when ``labels`` names one of those rules (labels taken from the
+    outputs), None for a list of labels or None; a clear error for another string (which would
+    otherwise be read letter by letter)."""
+    if not isinstance(labels, str):
+        return None
+    if labels not in ("auto", "all"):
+        raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {labels!r}")
+    return labels
 
 
 def check_label_spaces(labels: list[str]) -> list[str]:
