@@ -81,6 +81,8 @@ class TaskScoringMixin:
             if single:
                 seqs = prompts
                 targets = [[(len(p) - 1, [ids[0] for ids in label_ids])] for p in prompts]
+            elif share:  # the prompt's end scored once, for every label's first token
+                seqs, targets = self._shared_label_targets(prompts[0], label_ids)
             else:
                 seqs = [p + ids for p in prompts for ids in label_ids]
                 targets = [
@@ -91,6 +93,23 @@ class TaskScoringMixin:
             shared = len(prompts[0]) if share else 0
             batches.append(ScoredBatch(seqs, targets, len(chunk), len(labels), single, shared))
         return batches
+
+    @staticmethod
+    def _shared_label_targets(
+        prompt: list[int], label_ids: list[list[int]]
+    ) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]]]:
+        """(sequences, targets) of one prompt followed by each label: the prompt's end is scored
+        once, in the first sequence, for every label's first token (the state is the same in all
+        of them); each later position of label j for its own token (repeated to the labels'
+        number, so that every scored position reads as many tokens)."""
+        width = len(label_ids)
+        seqs = [prompt + ids for ids in label_ids]
+        targets = []
+        for j, ids in enumerate(label_ids):
+            rows = [(len(prompt) - 1, [first[0] for first in label_ids])] if j == 0 else []
+            rows += [(len(prompt) - 1 + k, [tok] * width) for k, tok in enumerate(ids) if k > 0]
+            targets.append(rows)
+        return seqs, targets
 
     def _serves_shared_prompts(self) -> bool:
         """Whether label batches may run a prompt once and the labels after its KV cache: the model
@@ -178,6 +197,13 @@ class TaskScoringMixin:
         picked = self._picked_log_probs(batch, states, base)
         if batch.single:
             return picked.double().cpu()
+        if batch.shared_prompt:  # row 0: every label's first token; then each label's later tokens
+            later, k = [], 1
+            for j, tgt in enumerate(batch.targets):
+                n = len(tgt) - (j == 0)
+                later.append(float(picked[k : k + n, 0].double().sum()))
+                k += n
+            return (picked[0].double().cpu() + torch.tensor(later, dtype=torch.float64)).view(1, batch.labels)
         per_seq, k = [], 0
         for tgt in batch.targets:
             per_seq.append(float(sum(picked[k + j, 0] for j in range(len(tgt)))))
