@@ -228,6 +228,9 @@ def test_as_example_reads_each_form_and_names_the_others():
     assert as_example(("a", "b")) == Example("a", "b") and as_example(("a",)) == Example("a")
     assert as_example({"input": "a", "output": 3, "id": 9}).extra == {"id": 9}
     assert as_example({"input": "a", "output": 3}) == Example("a", "3") and as_example("a") == Example("a")
+    assert as_example(Example("a", 3)).output == "3"  # type: ignore[arg-type]
+    kept = Example("a", "b", {"id": 1})
+    assert as_example(kept) is kept
     for bad, match in [
         (3, "example 4 is of type int; pass Example"),
         (("a", "b", "c"), "example 4 is of type tuple"),

@@ -89,7 +89,9 @@ def as_example(item: Any, index: int = 0) -> Example:
         raise TypeError(
             f"example {index}: the output must be a string or an integer, got {type(out).__name__}"
         )
-    return item if isinstance(item, Example) else Example(inp, out, dict(extra))
+    if isinstance(item, Example) and out is item.output:
+        return item
+    return Example(inp, out, dict(extra))
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
