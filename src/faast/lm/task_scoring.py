@@ -6,9 +6,10 @@ Two kinds of batch: label batches (prompt + each label; a single-token label set
 prompt only, every label scored at its last position) for :meth:`TaskModel.label_scores` and
 validation, and answer batches (prompt + the example's answer, every answer token scored) for
 :meth:`TaskModel.answer_nll`. When a batch holds one input's prompt followed by each of many
-labels (more labels than the batch size), the prompt is run once and the labels continue from a
-copy of its KV cache (:meth:`FaastModel.prefix_cache <faast.lm.model.FaastModel.prefix_cache>`), so
-the cost grows with the labels' tokens, not with labels × prompt. The mixin needs the task
+labels (more than half the batch size, so that a batch holds one input), the prompt is run once
+and the labels continue from a copy of its KV cache (:meth:`FaastModel.prefix_cache
+<faast.lm.model.FaastModel.prefix_cache>`), the prompt's end scored once for every label's first
+token, so the cost grows with the labels' tokens, not with labels × prompt. The mixin needs the task
 model's ``codec``, ``model``, ``tokenizer``, ``device``, ``_score_cache`` and ``_lead_view`` (the
 KV cache of lead demonstrations and how many tokens every sequence then skips).
 """
