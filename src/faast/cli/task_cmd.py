@@ -847,9 +847,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "calibrated": _calibrated(task, args.calibrate),
     }
     if task.spec.labels:
-        unknown = list(dict.fromkeys(r for r in refs if r not in task.spec.labels))
+        outside_refs = [r for r in refs if r not in task.spec.labels]
+        unknown, outside = list(dict.fromkeys(outside_refs)), len(outside_refs)
         if unknown:  # e.g. a rare class the learned examples never held: never predicted, so wrong
-            outside = sum(r in unknown for r in refs)
             warnings.warn(
                 f"{outside} of {len(refs)} reference outputs of {args.examples} are not among the task's "
                 f"{len(task.spec.labels)} labels (e.g. {unknown[0]!r}): they can never be predicted and "
@@ -859,7 +859,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             )
         preds, _ = _classify(task, inputs, args.batch_size, args.calibrate)
         result.update(label_accuracy(preds, refs, [*task.spec.labels, *unknown]))
-        result["references_outside_labels"] = sum(r in unknown for r in refs)
+        result["references_outside_labels"] = outside
         low, high = result["ci95_wilson"]
         summary = (
             f"accuracy {100 * result['accuracy']:.2f} % (95 % CI {100 * low:.2f}–{100 * high:.2f} %, "

@@ -241,10 +241,9 @@ def _header(p: Path, cells: list[str], outputs: bool, names: _Names) -> _Header:
     input_column, output_column = names.input, names.output
     folded = [n.casefold() for n in cells]
     for name in (input_column, output_column):
-        if folded.count(name.casefold()) > 1:
-            raise ValueError(
-                f"{p}:1: the header names the column {name!r} {folded.count(name.casefold())} times"
-            )
+        times = folded.count(name.casefold())
+        if times > 1:
+            raise ValueError(f"{p}:1: the header names the column {name!r} {times} times")
     missing = [n for n in (input_column, output_column)[: 2 if outputs else 1] if n.casefold() not in folded]
     if missing:
         raise ValueError(
@@ -259,12 +258,12 @@ def _header(p: Path, cells: list[str], outputs: bool, names: _Names) -> _Header:
 def _named_row(p: Path, number: int, cells: list[str], header: _Header, outputs: bool) -> Example:
     """One example from a row of named columns. For inputs to predict, a row may stop before an
     output column that ends the header (the TSV form of an unlabelled line)."""
-    short = not outputs and header.output == len(header.names) - 1 and len(cells) == len(header.names) - 1
-    if len(cells) != len(header.names) and not short:
-        width = len(header.names)
-        ends = outputs and header.output == width - 1 and len(cells) == width - 1
+    width = len(header.names)
+    no_output_cell = header.output == width - 1 and len(cells) == width - 1  # stops before the output
+    short = no_output_cell and not outputs
+    if len(cells) != width and not short:
         raise ValueError(
-            f"{p}:{number}: {'no output: ' if ends else ''}{len(cells)} fields, the header {width}"
+            f"{p}:{number}: {'no output: ' if no_output_cell else ''}{len(cells)} fields, the header {width}"
         )
     inp = cells[header.input]
     if not inp.strip():

@@ -33,9 +33,9 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     outs = list(dict.fromkeys(outputs))
     if how == "all" and len(outs) < 2:
         raise ValueError(f"labels 'all': the outputs hold {len(outs)} distinct value(s); a label set needs 2")
-    return (
-        check_label_spaces(outs) if 2 <= len(outs) <= (MAX_LABELS if how == "auto" else len(outs)) else None
-    )
+    if len(outs) < 2 or (how == "auto" and len(outs) > MAX_LABELS):
+        return None
+    return check_label_spaces(outs)
 
 
 def label_rule(labels: object) -> str | None:
