@@ -420,6 +420,8 @@ def test_a_label_that_extends_another_can_be_predicted():
         (["w40 w41", "w42"], 16, False),  # several inputs a batch, each with every label
         (["w40 w41", "w42"], 1, True),  # one input a batch: its prompt once, the labels after its cache
         ([f"w{40 + i} w{60 - i}" if i % 3 else f"w{40 + i}" for i in range(12)], 8, True),  # many labels
+        (["w40 w41 w42 w43", "w44", "w45 w46 w47", "w48 w49"], 1, True),  # labels of 1 to 4 tokens
+        (["w40 w41 w42", "w40 w41 w43", "w40 w44", "w45 w41 w42", "w46"], 1, True),  # shared beginnings
     ],
 )
 def test_label_scores_are_full_sequence_log_probabilities(labels, batch_size, shared, monkeypatch):
@@ -443,6 +445,21 @@ def test_label_scores_are_full_sequence_log_probabilities(labels, batch_size, sh
             lp = torch.log_softmax(logits, -1)
             expected = sum(float(lp[len(prompt) - 1 + k, t]) for k, t in enumerate(lab))
             assert scores[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_labels_that_begin_alike_run_their_shared_tokens_once(monkeypatch):
+    """After a shared prompt, the labels' tokens but the last run once per distinct continuation,
+    and not at all when they begin a longer one: "w40 w41 w42", "w40 w41 w43", "w40 w44" and
+    "w45 w41 w42" need w40 w41 and w45 w41 (two rows of two tokens), one-token "w46" nothing."""
+    labels = ["w40 w41 w42", "w40 w41 w43", "w40 w44", "w45 w41 w42", "w46"]
+    task = make_task(labels=labels)
+    rows = []
+    run = task.model.head_inputs
+    monkeypatch.setattr(
+        task.model, "head_inputs", lambda ids, *a, **k: rows.append(ids.tolist()) or run(ids, *a, **k)
+    )
+    task.label_scores(["w5 w6"], batch_size=1)
+    assert rows == [[[40, 41], [45, 41]]]
 
 
 def test_generation_recalls_a_learned_answer_and_stops_at_the_end_marker():

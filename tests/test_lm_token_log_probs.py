@@ -18,6 +18,7 @@ from faast.lm.calibration import CONTENT_FREE_INPUTS
 from faast.lm.examples import Example
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel
+from faast.lm.task_scoring import ScoredBatch
 from faast.lm.task_spec import TaskSpec
 from tests.lm_tiny import tiny_model
 from tests.lm_wordlevel import word_tokenizer
@@ -150,5 +151,72 @@ def test_a_fit_scores_held_out_examples_on_the_states_it_learned(monkeypatch, ou
     monkeypatch.setattr(TaskModel, "_share_head_inputs", lambda *a: None)
     own = fresh_task().fit(examples, labels=labels, progress=False)
     assert report.chosen == own.chosen and report.criterion.keys() == own.criterion.keys()
+    for name, value in own.criterion.items():
+        assert report.criterion[name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+# ----------------------------------------------------------------- the "logit" mix, many β at once
+def random_batch(rows: int, width: int, vocab: int, seed: int) -> ScoredBatch:
+    """A batch of ``rows`` scored positions, each scoring ``width`` random tokens (the states are
+    the caller's: only the targets matter to the read-out)."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (rows, width), generator=gen).tolist()
+    return ScoredBatch([[0]] * rows, [[(0, toks)] for toks in tokens], rows, width, True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+    rows=st.integers(1, 600),  # more than 256 rows: the head is read a few rows at a time
+    width=st.integers(1, 5),
+    weights=st.lists(st.sampled_from([0.0, 0.3, 1.0, 3.0, 30.0]), min_size=1, max_size=4),
+    cut=st.sampled_from([None, "gcv", "alpha=0.5"]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_logit_mix_for_many_weights_equals_a_head_pass_per_weight(dtype, rows, width, weights, cut, seed):
+    """The "logit" read-out's log-probabilities for several β from one head pass and one memory
+    pass (head(z) + β·memory) equal those of the whole head read with each β, on random head
+    inputs of many shapes."""
+    task = learned(dtype, "prob")
+    gen = torch.Generator().manual_seed(seed)
+    states = torch.randn(rows, task.model.base_model.config.hidden_size, generator=gen, dtype=dtype)
+    batch = random_batch(rows, width, task.tokenizer.vocab_size, seed)
+    task.use(ReadCandidate("logit", ReadConfig(cut=cut, weight=1.0)))
+    many = task._picked_for_weights(batch, states, weights)
+    assert many is not None and len(many) == len(weights)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    for weight, got in zip(weights, many, strict=True):
+        task.use(ReadCandidate("logit", ReadConfig(cut=cut, weight=weight)))
+        torch.testing.assert_close(got, task._picked_log_probs(batch, states), rtol=tol, atol=tol)
+
+
+def test_only_a_read_logit_memory_has_logit_parts():
+    task = learned(torch.float64, "prob")
+    states = torch.randn(3, task.model.base_model.config.hidden_size, dtype=torch.float64)
+    task.use(ReadCandidate("prob", ReadConfig(weight=0.5)))
+    assert task.model.output_logit_parts(states) is None
+    task.use(ReadCandidate("logit", ReadConfig(weight=3.0)))
+    base, memory = task.model.output_logit_parts(states)
+    assert base.shape == memory.shape == (3, task.tokenizer.vocab_size)
+    with task.model.disabled():
+        assert task.model.output_logit_parts(states) is None
+
+
+@pytest.mark.parametrize("outputs", [("w40", "w41"), ("w40 w43", "w41 w42 w44")])
+def test_a_fit_scores_its_logit_candidates_as_one_head_pass_each_does(monkeypatch, outputs):
+    """Cross-validation scores the "logit" candidates of one cut from one head pass for all their β;
+    every criterion equals that of a fit scoring each candidate through the whole head (float64:
+    to rounding), for labels and for free-text answers."""
+    examples = [Example(f"w{a}", outputs[a % 2]) for a in range(3, 19)]
+    labels = "auto" if outputs == ("w40", "w41") else None
+    calls = []
+    shared = TaskModel._picked_for_weights
+    monkeypatch.setattr(TaskModel, "_picked_for_weights", lambda *a: calls.append(1) or shared(*a))
+    report = fresh_task().fit(examples, labels=labels, progress=False)
+    assert calls  # the shared path was taken
+    monkeypatch.setattr(TaskModel, "_logit_mix_picks", lambda *a: {})
+    own = fresh_task().fit(examples, labels=labels, progress=False)
+    assert report.chosen == own.chosen and report.criterion.keys() == own.criterion.keys()
+    assert any(name.startswith("logit") for name in own.criterion)
     for name, value in own.criterion.items():
         assert report.criterion[name] == pytest.approx(value, rel=1e-9, abs=1e-12)

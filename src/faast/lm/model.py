@@ -33,7 +33,7 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
-from faast.lm.output_readouts import OutputReadOut, ProbReadOut, head_logits
+from faast.lm.output_readouts import LogitReadOut, OutputReadOut, ProbReadOut, head_logits
 from faast.lm.prefix_cache import PrefixCache
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
@@ -340,6 +340,20 @@ class FaastModel(nn.Module):
             return None
         with self.disabled():
             return out.token_log_probs(head_input, base, tokens, self._layout.lm_head)
+
+    @torch.no_grad()
+    def output_logit_parts(self, head_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For an output memory read in the "logit" mix: (the base model's logits (N, V), the
+        memory's logits per unit β (N, V), :meth:`~faast.lm.output_readouts.LogitReadOut.memory_logits`)
+        at head inputs (N, d), so that :meth:`output_logits` with weight β is their sum with β on the
+        second (up to float rounding) for every β at the cost of two head passes. None for another
+        mix, or when the memory is not read (nothing learned, or inside :meth:`disabled`)."""
+        out = self.output_memory
+        if type(out) is not LogitReadOut or not self._ctx.enabled or not out.active:
+            return None
+        head = self._layout.lm_head
+        with self.disabled():
+            return head_logits(head_input, head), out.memory_logits(head_input, head)
 
     # ----------------------------------------------------------------- the API
     def reset_projection(self) -> FaastModel:

@@ -411,6 +411,12 @@ class LogitReadOut(OutputReadOut):
         context the memory reproduces (ρ² = :meth:`head_scale`)."""
         return z + (self.weight / self.head_scale(head)) * self.predict(z).to(z.dtype)
 
+    def memory_logits(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """rows·(W·z)/ρ² (..., V) for head inputs z (..., d): what the memory adds to the head's
+        logits per unit β, so that the logits read with any β are head(z) + β·this (the head is
+        linear; its bias is in head(z) only). Lets a caller compare many β on one head pass."""
+        return F.linear(self.predict(z).to(z.dtype), head.weight) / self.head_scale(head)
+
 
 class PaperReadOut(OutputReadOut):
     """The paper's output memory: before the final norm, h' = (1−r)·h + r·W·h, with key the

@@ -44,6 +44,9 @@ class PrefixCache:
         self.extra = dict(extra or {})
         self.keyword = cache_keyword(parameter_names(model.forward))
         self._cache: Any = None
+        #: (d,): the last hidden state at the prefix's last token when ``model`` returns one (a
+        #: backbone's ``last_hidden_state``), set with the cache; None otherwise
+        self.last_hidden: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,6 +63,8 @@ class PrefixCache:
             out = self.model(input_ids=ids, use_cache=True, **self.extra)
             cache = getattr(out, "cache", None)
             self._cache = out.past_key_values if cache is None else cache
+            hidden = getattr(out, "last_hidden_state", None)
+            self.last_hidden = None if hidden is None else hidden[0, -1].detach()
         return self._cache
 
     def nbytes(self) -> int:

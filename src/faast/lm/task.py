@@ -706,18 +706,21 @@ class TaskModel(TaskScoringMixin):
             base = None  # the base model's log-probs of the scored tokens, shared by the read-outs
             if fixed is not None:
                 base = [self._base_log_probs(b, s) for b, s in zip(batches, fixed, strict=True)]
+            # "logit" read-outs of one cut: the head and the memory's logits once for all their β
+            logit_picks = {} if fixed is None else self._logit_mix_picks(candidates, batches, fixed)
             label_lp: dict[str, torch.Tensor] = {}  # plain read-out -> (rows, L), for its calibrated twin
             for j, cand in enumerate(candidates):
                 self.use(cand)
                 states = fixed if fixed is not None else [self._states(b) for b in batches]
+                plain = ReadCandidate(cand.mix, cand.read).name
+                picked = logit_picks.get(plain, [None] * len(batches))
                 if self.spec.labels is None:
-                    ll, items = self._answer_fold_scores(batches, states, base)
+                    ll, items = self._answer_fold_scores(batches, states, base, picked)
                 else:
-                    plain = ReadCandidate(cand.mix, cand.read).name
                     if plain not in label_lp:
                         label_lp[plain] = torch.cat(
                             [
-                                self._label_log_probs(b, s, None if base is None else base[i])
+                                self._label_log_probs(b, s, None if base is None else base[i], picked[i])
                                 for i, (b, s) in enumerate(zip(batches, states, strict=True))
                             ]
                         )
@@ -756,13 +759,20 @@ class TaskModel(TaskScoringMixin):
         return picked, torch.ones(n, dtype=torch.float64), scores.argmax(1)
 
     def _answer_fold_scores(
-        self, batches: list[ScoredBatch], states: list[torch.Tensor], base: list[torch.Tensor] | None = None
+        self,
+        batches: list[ScoredBatch],
+        states: list[torch.Tensor],
+        base: list[torch.Tensor] | None = None,
+        picked: Sequence[torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed log-probability of the answer's tokens, answer tokens) per example (``base``:
-        per batch, the base model's log-probabilities of those tokens, shared by the read-outs)."""
+        per batch, the base model's log-probabilities of those tokens, shared by the read-outs;
+        ``picked``: per batch, the read-out's own when already computed, or None)."""
         nll, tokens = [], []
         for i, (b, s) in enumerate(zip(batches, states, strict=True)):
-            part_nll, n = self._answer_nll_per_sequence(b, s, None if base is None else base[i])
+            part_nll, n = self._answer_nll_per_sequence(
+                b, s, None if base is None else base[i], None if picked is None else picked[i]
+            )
             nll.append(part_nll)
             tokens.append(n)
         nll_all = torch.cat(nll)

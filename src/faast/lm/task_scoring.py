@@ -9,7 +9,8 @@ validation, and answer batches (prompt + the example's answer, every answer toke
 labels (more than half the batch size, so that a batch holds one input), the prompt is run once
 and the labels continue from a copy of its KV cache (:meth:`FaastModel.prefix_cache
 <faast.lm.model.FaastModel.prefix_cache>`), the prompt's end scored once for every label's first
-token, so the cost grows with the labels' tokens, not with labels × prompt. The mixin needs the task
+token and only the labels' tokens but the last run after it, so the cost grows with the labels'
+later tokens, not with labels × prompt. The mixin needs the task
 model's ``codec``, ``model``, ``tokenizer``, ``device``, ``_score_cache`` and ``_lead_view`` (the
 KV cache of lead demonstrations and how many tokens every sequence then skips).
 """
@@ -27,6 +28,7 @@ from faast._checks import integer_at_least
 from faast.lm.examples import Example
 from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
+from faast.lm.task_choice import ReadCandidate
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -49,8 +51,9 @@ class ScoredBatch:
     inputs: int
     labels: int
     single: bool
-    #: > 0: every sequence starts with the same prompt of this many tokens, run once (its KV cache
-    #: but the last token), the rest of each sequence continuing from a copy
+    #: > 0: every sequence starts with the same prompt of this many tokens, run once into a KV cache
+    #: (which gives the state at its end), the rest of each sequence but its last token continuing
+    #: from a copy
     shared_prompt: int = 0
 
     @cached_property
@@ -149,15 +152,30 @@ class TaskScoringMixin:
 
     def _shared_prompt_states(self, batch: ScoredBatch) -> torch.Tensor:
         """:meth:`_states` of a batch whose sequences share their prompt (``shared_prompt`` tokens):
-        the prompt but its last token is run once into a KV cache, and each sequence continues from
-        a copy with the prompt's last token and its own tokens (the states at the scored
-        positions, which all lie there). Not kept in the score cache."""
-        start = batch.shared_prompt - 1
-        prefix = self.model.prefix_cache(batch.sequences[0][:start])
-        rows = [seq[start:] for seq in batch.sequences]
-        ids, mask = pad_batch(rows, self.tokenizer.pad_token_id)
-        z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
-        return torch.stack([z[r, pos - start] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
+        the prompt is run once into a KV cache, which gives the state at its end (where every
+        label's first token is scored), and the labels' tokens but the last (whose states score the
+        later ones; a one-token label needs none) continue from a copy, each distinct continuation
+        once and none that begins a longer one (its states are the longer one's first). Not kept in
+        the score cache."""
+        n = batch.shared_prompt
+        prefix = self.model.prefix_cache(batch.sequences[0][:n])
+        end = prefix.last_hidden
+        if end is None:
+            raise RuntimeError("the backbone returned no last_hidden_state for the shared prompt")
+        continuation = {r: tuple(seq[n:-1]) for r, seq in enumerate(batch.sequences) if len(seq) > n + 1}
+        runs: list[tuple[int, ...]] = []
+        for c in sorted(dict.fromkeys(continuation.values()), key=len, reverse=True):  # longest first
+            if not any(run[: len(c)] == c for run in runs):
+                runs.append(c)
+        later: dict[int, torch.Tensor] = {}
+        if runs:
+            ids, mask = pad_batch([list(c) for c in runs], self.tokenizer.pad_token_id)
+            z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
+            distinct = set(continuation.values())
+            owner = {c: next(i for i, run in enumerate(runs) if run[: len(c)] == c) for c in distinct}
+            later = {r: z[owner[c]] for r, c in continuation.items()}
+        positions = [(r, pos) for r, tgt in enumerate(batch.targets) for pos, _ in tgt]
+        return torch.stack([end if pos == n - 1 else later[r][pos - n] for r, pos in positions])
 
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
@@ -190,12 +208,60 @@ class TaskScoringMixin:
         picked = None if base is None else self.model.output_token_log_probs(states, tokens, base)
         return self._log_probs(states).gather(-1, tokens) if picked is None else picked
 
+    def _picked_for_weights(
+        self, batch: ScoredBatch, states: torch.Tensor, weights: Sequence[float]
+    ) -> list[torch.Tensor] | None:
+        """:meth:`_picked_log_probs` of the "logit" mix as configured now (its cut) for each β of
+        ``weights``: per β, (N, K) log-probabilities of the scored tokens, from one pass of the head
+        and one of the memory's logits (``FaastModel.output_logit_parts``; logits(β) = head(z) +
+        β·memory), instead of a head pass per β. None when the memory is not read in that mix."""
+        tokens = self._target_tokens(batch)
+        picked: list[list[torch.Tensor]] = [[] for _ in weights]
+        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
+            parts = self.model.output_logit_parts(states[i : i + 256])
+            if parts is None:
+                return None
+            base, memory = (p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts)
+            rows = tokens[i : i + 256]
+            for j, weight in enumerate(weights):
+                picked[j].append(F.log_softmax(base + weight * memory, dim=-1).gather(-1, rows))
+        return [torch.cat(p) for p in picked]
+
+    def _logit_mix_picks(
+        self, candidates: Sequence[ReadCandidate], batches: list[ScoredBatch], states: list[torch.Tensor]
+    ) -> dict[str, list[torch.Tensor]]:
+        """For the "logit" read-outs among ``candidates`` that differ in β only (plain, not
+        calibrated): read-out name → per batch of ``batches`` (whose head inputs are ``states``)
+        its (N, K) log-probabilities of the scored tokens (:meth:`_picked_for_weights`: one head
+        pass and one memory pass per batch for all the β of a cut, not one head pass per β). A
+        read-out alone in its group, or another mix, is not in the result (scored as before)."""
+        groups: dict[str, list[ReadCandidate]] = {}
+        for cand in candidates:
+            if cand.mix == "logit":
+                plain = ReadCandidate(cand.mix, cand.read)
+                group = groups.setdefault(ReadCandidate("logit", cand.read.replace(weight=None)).name, [])
+                if plain not in group:
+                    group.append(plain)
+        out: dict[str, list[torch.Tensor]] = {}
+        for group in (g for g in groups.values() if len(g) > 1):
+            weights = [float(self.use(cand).model.output_memory.weight) for cand in group]
+            pairs = zip(batches, states, strict=True)
+            per_batch = [self._picked_for_weights(b, z, weights) for b, z in pairs]
+            if all(p is not None for p in per_batch):
+                out.update({cand.name: [p[j] for p in per_batch] for j, cand in enumerate(group)})  # type: ignore[index]
+        return out
+
     def _label_log_probs(
-        self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
+        self,
+        batch: ScoredBatch,
+        states: torch.Tensor,
+        base: torch.Tensor | None = None,
+        picked: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(inputs, labels) float64 on the CPU, whatever device the model is on (``base``: see
-        :meth:`_picked_log_probs`)."""
-        picked = self._picked_log_probs(batch, states, base)
+        :meth:`_picked_log_probs`; ``picked``: its result, when already computed)."""
+        if picked is None:
+            picked = self._picked_log_probs(batch, states, base)
         if batch.single:
             return picked.double().cpu()
         if batch.shared_prompt:  # row 0: every label's first token; then each label's later tokens
@@ -216,11 +282,17 @@ class TaskScoringMixin:
         return float(nll.sum()), int(tokens.sum())
 
     def _answer_nll_per_sequence(
-        self, batch: ScoredBatch, states: torch.Tensor, base: torch.Tensor | None = None
+        self,
+        batch: ScoredBatch,
+        states: torch.Tensor,
+        base: torch.Tensor | None = None,
+        picked: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed NLL, answer tokens) per sequence of ``batch``, float64 (``base``: see
-        :meth:`_picked_log_probs`)."""
-        picked = -self._picked_log_probs(batch, states, base)[:, 0].double().cpu()
+        :meth:`_picked_log_probs`; ``picked``: its result, when already computed)."""
+        if picked is None:
+            picked = self._picked_log_probs(batch, states, base)
+        picked = -picked[:, 0].double().cpu()
         lengths = torch.tensor([len(tgt) for tgt in batch.targets])
         seq = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
         nll = torch.zeros(len(lengths), dtype=torch.float64).index_add_(0, seq, picked)
