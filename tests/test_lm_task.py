@@ -518,6 +518,41 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
     assert isinstance(out[0], str)
 
 
+@pytest.mark.parametrize("demos", [[("w10 w11", "w40 w41 w42"), ("w12", "w46")], []])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["w40 w41 w42", "w40 w41 w43", "w40 w44", "w45 w41 w42", "w46"],  # beginnings shared
+        [f"w{40 + i} w{60 - i}" if i % 3 else f"w{40 + i}" for i in range(12)],
+        ["w40 w41 w42 w43", "w44", "w45 w46 w47", "w48 w49"],
+    ],
+)
+def test_in_context_scores_of_many_labels_run_each_query_once(demos, labels, monkeypatch):
+    """With more labels than half the batch size, each query runs once after the demonstrations
+    and the labels' tokens but the last after a copy of its cache (each distinct continuation
+    once): the scores equal one full forward of demonstrations + query + label, and those of the
+    batches of query + label whole (a batch size above twice the labels)."""
+    model = tiny_model("llama", dtype=torch.float64)
+    codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
+    icl = InContextModel(model, codec, demos, reserve=16)
+    inputs = ["w5", "w6 w7"]
+    runs = []
+    shared = icl._shared_query_scores
+    monkeypatch.setattr(icl, "_shared_query_scores", lambda *a: runs.append(1) or shared(*a))
+    scores = icl.label_scores(inputs, labels, batch_size=4)
+    assert len(runs) == len(inputs)
+    whole = icl.label_scores(inputs, labels, batch_size=2 * len(labels) + 2)
+    assert len(runs) == len(inputs)  # the batches of query + label whole
+    torch.testing.assert_close(scores, whole, rtol=1e-6, atol=1e-6)
+    for i, text in enumerate(inputs):
+        full = codec.icl_prompt(demos, text, reserve=16)[0] if demos else codec.prompt_ids(text)
+        for j, lab in enumerate(codec.scored_label_ids(labels)):
+            lp = torch.log_softmax(model(input_ids=torch.tensor([full + lab])).logits[0].detach(), -1)
+            expected = sum(float(lp[len(full) - 1 + k, t]) for k, t in enumerate(lab))
+            # in-context scores sum float32 log-softmax values (InContextModel._log_probs)
+            assert scores[i, j].item() == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
 def test_in_context_scores_labels_that_begin_one_another_with_the_answer_end():
     """In-context learning scores a label set whose labels begin one another as the task does:
     whole answers with their end marker (see PromptCodec.scored_label_ids)."""

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example, as_example
-from faast.lm.prefix_cache import PrefixCache, parameter_names
+from faast.lm.prefix_cache import PrefixCache, distinct_continuations, parameter_names, repeated_cache
 from faast.lm.prompts import PromptCodec
 from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, label_rule
 
@@ -154,9 +154,60 @@ class InContextModel:
                 for lp in self._log_probs(chunk, [[len(q) - 1] for q in chunk]):
                     rows.append([float(lp[0, x[0]]) for x in label_ids])
             return torch.tensor(rows, dtype=torch.float64).reshape(len(queries), len(label_ids))
+        if len(label_ids) > batch_size // 2:  # a batch would hold one query: run it once
+            bar = tqdm(queries, desc="in-context scoring", disable=not progress, leave=False)
+            rows = [self._shared_query_scores(q, label_ids, batch_size) for q in bar]
+            return torch.tensor(rows, dtype=torch.float64).reshape(len(queries), len(label_ids))
         items = [(q, x) for q in queries for x in label_ids]
         flat = self._tail_log_probs(items, batch_size, "in-context scoring", progress)
         return torch.tensor(flat, dtype=torch.float64).reshape(len(queries), len(label_ids))
+
+    @torch.no_grad()
+    def _shared_query_scores(
+        self, query: list[int], label_ids: list[list[int]], batch_size: int
+    ) -> list[float]:
+        """log p(label | prefix, query) for each label's token ids, the query run once after a copy
+        of the demonstrations' cache: its last logits score every label's first token, and the
+        labels' tokens but the last continue from copies of the query's cache, each distinct
+        continuation once (:func:`~faast.lm.prefix_cache.distinct_continuations`), ``batch_size``
+        rows a pass (fewer when the cache copies would pass ``MAX_BATCH_CACHE_BYTES``)."""
+        start = len(self.prefix) + len(query)
+        out = self.model(
+            input_ids=torch.tensor([query], device=self.device),
+            attention_mask=torch.ones(1, start, dtype=torch.long, device=self.device),
+            use_cache=True,
+            **self._prefix.batched(1),
+            **self._last_logits_only(),
+        )
+        first = F.log_softmax(out.logits[0, -1].float(), -1)
+        scores = [float(first[ids[0]]) for ids in label_ids]
+        longer = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
+        if not longer:
+            return scores
+        cache = getattr(out, "cache", None) or out.past_key_values
+        runs, owner = distinct_continuations([label_ids[j][:-1] for j in longer])
+        step, pad = self._batch_limit(batch_size), self.codec.tokenizer.pad_token_id or 0
+        rows: list[torch.Tensor] = []
+        for i in range(0, len(runs), step):
+            chunk = runs[i : i + step]
+            width = max(len(c) for c in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros(len(chunk), start + width, dtype=torch.long)
+            mask[:, :start] = 1
+            for r, c in enumerate(chunk):
+                ids[r, : len(c)] = torch.tensor(c)
+                mask[r, start : start + len(c)] = 1
+            res = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                use_cache=True,
+                **{self._prefix.keyword: repeated_cache(cache, len(chunk))},
+            )
+            rows += [F.log_softmax(res.logits[r, : len(c)].float(), -1) for r, c in enumerate(chunk)]
+        for j, row in zip(longer, owner, strict=True):
+            ids = label_ids[j]
+            scores[j] += float(sum(rows[row][k - 1, ids[k]] for k in range(1, len(ids))))
+        return scores
 
     def content_free_scores(self, labels: Sequence[str], *, batch_size: int = 8) -> torch.Tensor:
         """(c, L) float64 label log-probabilities of the content-free inputs

@@ -84,7 +84,29 @@ class PrefixCache:
         cache = self.cache()
         if cache is None:
             return {}
-        cache = copy.deepcopy(cache)
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        return {self.keyword: cache}
+        return {self.keyword: repeated_cache(cache, rows)}
+
+
+def repeated_cache(cache: Any, rows: int) -> Any:
+    """A copy of a model's KV cache (of one sequence) for ``rows`` sequences that continue it (the
+    model appends to the copy)."""
+    cache = copy.deepcopy(cache)
+    if rows > 1:
+        cache.batch_repeat_interleave(rows)
+    return cache
+
+
+def distinct_continuations(
+    continuations: Sequence[Sequence[int]],
+) -> tuple[list[list[int]], list[int]]:
+    """The rows to run after a shared prefix so that every one of ``continuations`` (token ids;
+    non-empty) finds its states: each distinct continuation once, longest first, and none that
+    begins a longer one (a causal model's states over it are the longer one's first). Returns
+    (rows, for each continuation the index of the row whose first states are its own)."""
+    rows: list[tuple[int, ...]] = []
+    keys = [tuple(c) for c in continuations]
+    for c in sorted(dict.fromkeys(keys), key=len, reverse=True):
+        if not any(row[: len(c)] == c for row in rows):
+            rows.append(c)
+    owner = {c: next(i for i, row in enumerate(rows) if row[: len(c)] == c) for c in set(keys)}
+    return [list(row) for row in rows], [owner[c] for c in keys]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from faast._checks import integer_at_least
 from faast.lm.examples import Example
+from faast.lm.prefix_cache import distinct_continuations
 from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
 from faast.lm.task_choice import ReadCandidate
@@ -162,18 +163,13 @@ class TaskScoringMixin:
         end = prefix.last_hidden
         if end is None:
             raise RuntimeError("the backbone returned no last_hidden_state for the shared prompt")
-        continuation = {r: tuple(seq[n:-1]) for r, seq in enumerate(batch.sequences) if len(seq) > n + 1}
-        runs: list[tuple[int, ...]] = []
-        for c in sorted(dict.fromkeys(continuation.values()), key=len, reverse=True):  # longest first
-            if not any(run[: len(c)] == c for run in runs):
-                runs.append(c)
+        longer = [r for r, seq in enumerate(batch.sequences) if len(seq) > n + 1]
         later: dict[int, torch.Tensor] = {}
-        if runs:
-            ids, mask = pad_batch([list(c) for c in runs], self.tokenizer.pad_token_id)
+        if longer:
+            runs, owner = distinct_continuations([batch.sequences[r][n:-1] for r in longer])
+            ids, mask = pad_batch(runs, self.tokenizer.pad_token_id)
             z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
-            distinct = set(continuation.values())
-            owner = {c: next(i for i, run in enumerate(runs) if run[: len(c)] == c) for c in distinct}
-            later = {r: z[owner[c]] for r, c in continuation.items()}
+            later = {r: z[i] for r, i in zip(longer, owner, strict=True)}
         positions = [(r, pos) for r, tgt in enumerate(batch.targets) for pos, _ in tgt]
         return torch.stack([end if pos == n - 1 else later[r][pos - n] for r, pos in positions])
 
