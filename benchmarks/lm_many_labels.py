@@ -89,7 +89,10 @@ def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, 
     train, test = work / "verses.jsonl", work / "verses-test.jsonl"
     evaluate = ["task", "evaluate", "--model", model, "--examples", str(test), *common, "--json", str(out)]
     if method == "zero-shot":
-        labels = ",".join(books(train))
+        names = books(train)
+        if any("," in name for name in names):
+            raise ValueError(f"a book name holds a comma, which --labels would split: {names}")
+        labels = ",".join(names)
         return [("evaluate", faast(*evaluate, "--labels", labels, *template))]
     if method in ("faast", "faast head"):
         weights = work / f"{method.replace(' ', '-')}.safetensors"

@@ -527,20 +527,33 @@ def test_in_context_scores_with_a_cached_prefix_equal_one_full_forward():
         ["w40 w41 w42 w43", "w44", "w45 w46 w47", "w48 w49"],
     ],
 )
-def test_in_context_scores_of_many_labels_run_each_query_once(demos, labels, monkeypatch):
+@pytest.mark.parametrize("path", ["packed", "packs of 2 tokens", "a cache copy per continuation", "gemma3"])
+def test_in_context_scores_of_many_labels_run_each_query_once(demos, labels, path, monkeypatch):
     """With more labels than half the batch size, each query runs once after the demonstrations
-    and the labels' tokens but the last after a copy of its cache (each distinct continuation
-    once): the scores equal one full forward of demonstrations + query + label, and those of the
-    batches of query + label whole (a batch size above twice the labels)."""
-    model = tiny_model("llama", dtype=torch.float64)
+    and the labels' tokens but the last after its cache (each distinct continuation once: packed
+    side by side in one row under an attention mask, or, for a model with sliding-window layers
+    (Gemma-3) or when told, one row per continuation on a copy of the cache): the scores equal one
+    full forward of demonstrations + query + label, and those of the batches of query + label whole
+    (a batch size above twice the labels)."""
+    import faast.lm.icl as icl_module
+
+    model = tiny_model("gemma3" if path == "gemma3" else "llama", dtype=torch.float64)
     codec = PromptCodec(word_tokenizer(bos=True), TEMPLATE, context=64)
     icl = InContextModel(model, codec, demos, reserve=16)
+    if path == "packs of 2 tokens":
+        monkeypatch.setattr(icl_module, "PACKED_TOKENS", 2)
+    if path == "a cache copy per continuation":
+        monkeypatch.setattr(icl_module, "_packs_continuations", lambda *a: False)
+    packed = []
+    pack = icl._packed_log_probs
+    monkeypatch.setattr(icl, "_packed_log_probs", lambda *a: packed.append(1) or pack(*a))
     inputs = ["w5", "w6 w7"]
     runs = []
     shared = icl._shared_query_scores
     monkeypatch.setattr(icl, "_shared_query_scores", lambda *a: runs.append(1) or shared(*a))
     scores = icl.label_scores(inputs, labels, batch_size=4)
     assert len(runs) == len(inputs)
+    assert bool(packed) == path.startswith("pack")
     whole = icl.label_scores(inputs, labels, batch_size=2 * len(labels) + 2)
     assert len(runs) == len(inputs)  # the batches of query + label whole
     torch.testing.assert_close(scores, whole, rtol=1e-6, atol=1e-6)

@@ -5,8 +5,11 @@
 examples the same way. The demonstrations are one shared list: the start tokens and the
 demonstrations (as many whole ones as fit before the longest query, never truncating a query) form a
 prefix that is run once; its KV cache is copied for each batch of queries (as many copies as
-queries, within ``MAX_BATCH_CACHE_BYTES``). That is the cheapest way to run in-context learning,
-and the cost reported for it (time per example, bytes of the cache) is what a deployment would pay.
+queries, within ``MAX_BATCH_CACHE_BYTES``). With many multi-token labels (more than half the
+batch size) each query runs once after a copy of that cache and the labels continue from copies of
+the query's (:meth:`InContextModel.label_scores`). That is the cheapest way to run in-context
+learning, and the cost reported for it (time per example, bytes of the cache) is what a deployment
+would pay.
 """
 
 from __future__ import annotations
@@ -28,6 +31,34 @@ from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, label_rule
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
 #: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
 MAX_BATCH_CACHE_BYTES = 2 * 1024**3
+
+
+#: The most continuation tokens :meth:`InContextModel._packed_log_probs` packs into one pass (their
+#: logits over the vocabulary are held at once).
+PACKED_TOKENS = 256
+
+
+def _packs_continuations(cache: Any, forward_params: frozenset[str]) -> bool:
+    """Whether continuations can be packed into one row after ``cache``: the model takes position
+    ids and every layer of the cache is a plain growing one (a sliding-window layer drops old
+    tokens, so a custom mask over the whole sequence would not fit it)."""
+    layers = getattr(cache, "layers", None)
+    return (
+        "position_ids" in forward_params
+        and bool(layers)
+        and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+        and hasattr(cache, "get_seq_length")
+    )
+
+
+def _packs(runs: list[list[int]], most: int) -> list[list[list[int]]]:
+    """``runs`` in consecutive groups of at most ``most`` tokens (a longer run alone)."""
+    packs: list[list[list[int]]] = [[]]
+    for run in runs:
+        if packs[-1] and sum(map(len, packs[-1])) + len(run) > most:
+            packs.append([])
+        packs[-1].append(run)
+    return packs
 
 
 class InContextModel:
@@ -86,10 +117,14 @@ class InContextModel:
         return max(1, min(batch_size, MAX_BATCH_CACHE_BYTES // per_copy)) if per_copy else batch_size
 
     @torch.no_grad()
-    def _log_probs(self, continuations: list[list[int]], positions: list[list[int]]) -> list[torch.Tensor]:
+    def _log_probs(
+        self, continuations: list[list[int]], positions: list[list[int]], after: tuple[Any, int] | None = None
+    ) -> list[torch.Tensor]:
         """For each continuation c (token ids after the prefix; one batch, right-padded), the float32
-        log-softmax rows (len(p), V) at its positions p (indices into c)."""
-        n, width = len(self.prefix), max(len(c) for c in continuations)
+        log-softmax rows (len(p), V) at its positions p (indices into c). ``after``: (the KV cache of
+        one sequence, its length) the continuations follow instead of the prefix (the prefix and a
+        query)."""
+        n, width = len(self.prefix) if after is None else after[1], max(len(c) for c in continuations)
         pad = self.codec.tokenizer.pad_token_id or 0
         ids = torch.full((len(continuations), width), pad, dtype=torch.long)
         mask = torch.zeros(len(continuations), n + width, dtype=torch.long)
@@ -101,7 +136,11 @@ class InContextModel:
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             use_cache=n > 0,
-            **self._prefix.batched(len(continuations)),
+            **(
+                self._prefix.batched(len(continuations))
+                if after is None
+                else {self._prefix.keyword: repeated_cache(after[0], len(continuations))}
+            ),
         )
         return [F.log_softmax(out.logits[i, p].float(), -1) for i, p in enumerate(positions)]
 
@@ -133,7 +172,9 @@ class InContextModel:
         """(n, L) float64 log-probability of each label's full token sequence after each query (with
         the end marker when labels begin one another: :meth:`PromptCodec.scored_label_ids`);
         ``batch_size`` queries per forward pass after the shared prefix (fewer when their copies of
-        the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``). ``calibrate``: contextually
+        the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``); with more multi-token labels than
+        half ``batch_size``, each query once and then its labels (:meth:`_shared_query_scores`),
+        ``batch_size`` continuations a pass. ``calibrate``: contextually
         calibrated log-probabilities over the L labels instead
         (:func:`~faast.lm.calibration.contextually_calibrated` with :meth:`content_free_scores`)."""
         if calibrate:
@@ -184,30 +225,50 @@ class InContextModel:
         longer = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
         if not longer:
             return scores
-        cache = getattr(out, "cache", None) or out.past_key_values
+        cache = getattr(out, "cache", None)
+        cache = out.past_key_values if cache is None else cache
         runs, owner = distinct_continuations([label_ids[j][:-1] for j in longer])
-        step, pad = self._batch_limit(batch_size), self.codec.tokenizer.pad_token_id or 0
-        rows: list[torch.Tensor] = []
-        for i in range(0, len(runs), step):
-            chunk = runs[i : i + step]
-            width = max(len(c) for c in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros(len(chunk), start + width, dtype=torch.long)
-            mask[:, :start] = 1
-            for r, c in enumerate(chunk):
-                ids[r, : len(c)] = torch.tensor(c)
-                mask[r, start : start + len(c)] = 1
-            res = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                use_cache=True,
-                **{self._prefix.keyword: repeated_cache(cache, len(chunk))},
-            )
-            rows += [F.log_softmax(res.logits[r, : len(c)].float(), -1) for r, c in enumerate(chunk)]
+        if _packs_continuations(cache, self._forward_params):
+            rows = self._packed_log_probs(cache, runs)
+        else:  # a copy of the query's cache per continuation
+            step, rows = self._batch_limit(batch_size), []
+            for i in range(0, len(runs), step):
+                chunk = runs[i : i + step]
+                rows += self._log_probs(chunk, [list(range(len(c))) for c in chunk], after=(cache, start))
         for j, row in zip(longer, owner, strict=True):
             ids = label_ids[j]
             scores[j] += float(sum(rows[row][k - 1, ids[k]] for k in range(1, len(ids))))
         return scores
+
+    @torch.no_grad()
+    def _packed_log_probs(self, cache: Any, runs: list[list[int]]) -> list[torch.Tensor]:
+        """For each continuation of ``runs`` after the sequence ``cache`` holds, its float32
+        log-softmax rows (len(run), V), the continuations packed side by side in one row (at most
+        :data:`PACKED_TOKENS` tokens a pass) under an attention mask that lets each token see the
+        cached sequence and the tokens before it in its own continuation, at the positions it
+        would have alone: no copy of the cache per continuation. The cache grows by the packed
+        tokens (the caller drops it after)."""
+        start, out = cache.get_seq_length(), []
+        dtype = next(self.model.parameters()).dtype
+        for pack in _packs(runs, PACKED_TOKENS):
+            past = cache.get_seq_length()  # earlier packs' tokens are in the cache: masked out
+            seg = torch.tensor([a for a, run in enumerate(pack) for _ in run])
+            off = torch.tensor([k for run in pack for k in range(len(run))])
+            own = (seg[:, None] == seg[None, :]) & (off[None, :] <= off[:, None])
+            allowed = torch.zeros(len(seg), past + len(seg), dtype=torch.bool)
+            allowed[:, :start] = True
+            allowed[:, past:] = own
+            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+            res = self.model(
+                input_ids=torch.tensor([[t for run in pack for t in run]], device=self.device),
+                attention_mask=mask[None, None].to(self.device),
+                position_ids=(start + off)[None].to(self.device),
+                use_cache=True,
+                **{self._prefix.keyword: cache},
+            )
+            rows = F.log_softmax(res.logits[0].float(), -1)
+            out += list(rows.split([len(run) for run in pack]))
+        return out
 
     def content_free_scores(self, labels: Sequence[str], *, batch_size: int = 8) -> torch.Tensor:
         """(c, L) float64 label log-probabilities of the content-free inputs
