@@ -7,7 +7,8 @@ wrote, and timed from outside (model loading included):
 * zero-shot: ``faast task evaluate`` on the test verses, the training verses' books as labels;
 * FAAST: ``faast task learn --labels all`` on the training verses, then ``faast task evaluate``;
 * FAAST + label head: the same ``learn`` with ``--head squared`` (the closed-form label head on
-  the prompt-end state), then ``evaluate``;
+  the prompt-end state), then ``evaluate``; and with ``--head-layer auto`` (the head's layer
+  chosen by cross-validation among decoder blocks);
 * in-context: ``faast task evaluate --demonstrations`` (the training verses, as many as fit);
 * LoRA (backprop; not in the default methods: hours of this CPU): ``faast task evaluate --lora``;
 * FaastClassifier on MiniLM sentence features: ``faast classify fit --cv --baselines``, then
@@ -39,12 +40,13 @@ from faast.publish import save_figure, write_public_json, write_public_text
 from task_bench import MODEL_NAMES, machine
 
 TEMPLATE = "Verse: {input}\\nBook:"
-METHODS = ("zero-shot", "faast", "faast head", "in-context", "lora", "classifier")
-DEFAULT_METHODS = ("zero-shot", "faast", "faast head", "in-context", "classifier")
+METHODS = ("zero-shot", "faast", "faast head", "faast head auto", "in-context", "lora", "classifier")
+DEFAULT_METHODS = ("zero-shot", "faast", "faast head", "faast head auto", "in-context", "classifier")
 TITLES = {
     "zero-shot": "zero-shot (the training verses' books as labels)",
     "faast": "FAAST (`--labels all`)",
     "faast head": "FAAST + the closed-form label head on the prompt-end state (`--head squared`)",
+    "faast head auto": "the same, the head's layer chosen by cross-validation (`--head-layer auto`)",
     "in-context": "in-context learning (the training verses as demonstrations, as many as fit)",
     "lora": "LoRA r=8 (backprop, `--lora`)",
     "classifier": "`FaastClassifier` on all-MiniLM-L6-v2 sentence features",
@@ -94,9 +96,10 @@ def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, 
             raise ValueError(f"a book name holds a comma, which --labels would split: {names}")
         labels = ",".join(names)
         return [("evaluate", faast(*evaluate, "--labels", labels, *template))]
-    if method in ("faast", "faast head"):
+    if method in ("faast", "faast head", "faast head auto"):
         weights = work / f"{method.replace(' ', '-')}.safetensors"
-        head = ["--head", "squared"] if method == "faast head" else []
+        head = [] if method == "faast" else ["--head", "squared"]
+        head += ["--head-layer", "auto"] if method == "faast head auto" else []
         learn = ["task", "learn", "--model", model, "--examples", str(train), *common, "--labels", "all"]
         return [
             ("learn", faast(*learn, *template, *head, "--out", str(weights))),
