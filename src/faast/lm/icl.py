@@ -38,13 +38,19 @@ MAX_BATCH_CACHE_BYTES = 2 * 1024**3
 PACKED_TOKENS = 256
 
 
-def _packs_continuations(cache: Any, forward_params: frozenset[str]) -> bool:
+#: Attention implementations that take a custom 4D attention mask (flash attention does not).
+MASKED_ATTENTION = ("sdpa", "eager")
+
+
+def _packs_continuations(cache: Any, model: Any, forward_params: frozenset[str]) -> bool:
     """Whether continuations can be packed into one row after ``cache``: the model takes position
-    ids and every layer of the cache is a plain growing one (a sliding-window layer drops old
-    tokens, so a custom mask over the whole sequence would not fit it)."""
+    ids and a custom attention mask (:data:`MASKED_ATTENTION`), and every layer of the cache is a
+    plain growing one (a sliding-window layer drops old tokens, so a custom mask over the whole
+    sequence would not fit it)."""
     layers = getattr(cache, "layers", None)
     return (
         "position_ids" in forward_params
+        and getattr(getattr(model, "config", None), "_attn_implementation", None) in MASKED_ATTENTION
         and bool(layers)
         and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
         and hasattr(cache, "get_seq_length")
@@ -228,7 +234,7 @@ class InContextModel:
         cache = getattr(out, "cache", None)
         cache = out.past_key_values if cache is None else cache
         runs, owner = distinct_continuations([label_ids[j][:-1] for j in longer])
-        if _packs_continuations(cache, self._forward_params):
+        if _packs_continuations(cache, self.model, self._forward_params):
             rows = self._packed_log_probs(cache, runs)
         else:  # a copy of the query's cache per continuation
             step, rows = self._batch_limit(batch_size), []
