@@ -462,6 +462,24 @@ def test_labels_that_begin_alike_run_their_shared_tokens_once(monkeypatch):
     assert rows == [[[40, 41], [45, 41]]]
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_shared_prompt_states_are_kept_in_the_score_cache(cache, monkeypatch):
+    """With ``cache=True`` a many-label batch's states are computed once: scoring the same inputs
+    again runs no prompt (and gives the same scores); without it, every call runs them."""
+    labels = ["w40 w41 w42", "w43 w44", "w45"]
+    torch.manual_seed(0)
+    model = tiny_model("llama", dtype=torch.float64)
+    task = TaskModel.create(model, word_tokenizer(), TaskSpec(TEMPLATE, "answer", labels), cache=cache)
+    task.learn(rule_examples(10), progress=False)
+    caches = []
+    make_cache = task.model.prefix_cache
+    monkeypatch.setattr(task.model, "prefix_cache", lambda ids: caches.append(ids) or make_cache(ids))
+    first = task.label_scores(["w5 w6", "w7"], batch_size=1)
+    again = task.label_scores(["w5 w6", "w7"], batch_size=1)
+    assert torch.equal(first, again)
+    assert len(caches) == (2 if cache else 4)
+
+
 def test_generation_recalls_a_learned_answer_and_stops_at_the_end_marker():
     task = make_task()
     examples = [Example("w5 w6", "w50 w51 w52"), Example("w7", "w60")]

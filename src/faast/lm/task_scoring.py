@@ -156,9 +156,14 @@ class TaskScoringMixin:
         the prompt is run once into a KV cache, which gives the state at its end (where every
         label's first token is scored), and the labels' tokens but the last (whose states score the
         later ones; a one-token label needs none) continue from a copy, each distinct continuation
-        once and none that begins a longer one (its states are the longer one's first). Not kept in
-        the score cache."""
+        once and none that begins a longer one (its states are the longer one's first). Kept in the
+        score cache (``cache=True``, and during a fit) under the prompt's length and the batch's
+        sequences when no middle memory makes them depend on what was learned."""
         n = batch.shared_prompt
+        cache = self._score_cache if not self.model.middle_memories else None
+        key = (n, *(tuple(seq) for seq in batch.sequences))  # the split sets the scored positions
+        if cache is not None and key in cache:
+            return cache[key]  # type: ignore[index]
         prefix = self.model.prefix_cache(batch.sequences[0][:n])
         end = prefix.last_hidden
         if end is None:
@@ -171,7 +176,10 @@ class TaskScoringMixin:
             z = self.model.head_inputs(ids.to(self.device), mask.to(self.device), prefix=prefix)
             later = {r: z[i] for r, i in zip(longer, owner, strict=True)}
         positions = [(r, pos) for r, tgt in enumerate(batch.targets) for pos, _ in tgt]
-        return torch.stack([end if pos == n - 1 else later[r][pos - n] for r, pos in positions])
+        states = torch.stack([end if pos == n - 1 else later[r][pos - n] for r, pos in positions])
+        if cache is not None:
+            cache[key] = states  # type: ignore[index]
+        return states
 
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
