@@ -8,7 +8,7 @@ wrote, and timed from outside (model loading included):
 * FAAST: ``faast task learn --labels all`` on the training verses, then ``faast task evaluate``;
 * FAAST + label head: the same ``learn`` with ``--head squared`` (the closed-form label head on
   the prompt-end state), then ``evaluate``; and with ``--head-layer auto`` (the head's layer
-  chosen by cross-validation among decoder blocks);
+  chosen by cross-validation among decoder blocks), and with ``--head logistic``;
 * in-context: ``faast task evaluate --demonstrations`` (the training verses, as many as fit);
 * LoRA (backprop; not in the default methods: hours of this CPU): ``faast task evaluate --lora``;
 * FaastClassifier on MiniLM sentence features: ``faast classify fit --cv --baselines``, then
@@ -40,13 +40,15 @@ from faast.publish import save_figure, write_public_json, write_public_text
 from task_bench import MODEL_NAMES, machine
 
 TEMPLATE = "Verse: {input}\\nBook:"
-METHODS = ("zero-shot", "faast", "faast head", "faast head auto", "in-context", "lora", "classifier")
-DEFAULT_METHODS = ("zero-shot", "faast", "faast head", "faast head auto", "in-context", "classifier")
+HEADS = ("faast head", "faast head auto", "faast head logistic")
+METHODS = ("zero-shot", "faast", *HEADS, "in-context", "lora", "classifier")
+DEFAULT_METHODS = ("zero-shot", "faast", *HEADS, "in-context", "classifier")
 TITLES = {
     "zero-shot": "zero-shot (the training verses' books as labels)",
     "faast": "FAAST (`--labels all`)",
     "faast head": "FAAST + the closed-form label head on the prompt-end state (`--head squared`)",
     "faast head auto": "the same, the head's layer chosen by cross-validation (`--head-layer auto`)",
+    "faast head logistic": "the same with the logistic label head (`--head logistic`)",
     "in-context": "in-context learning (the training verses as demonstrations, as many as fit)",
     "lora": "LoRA r=8 (backprop, `--lora`)",
     "classifier": "`FaastClassifier` on all-MiniLM-L6-v2 sentence features",
@@ -96,9 +98,10 @@ def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, 
             raise ValueError(f"a book name holds a comma, which --labels would split: {names}")
         labels = ",".join(names)
         return [("evaluate", faast(*evaluate, "--labels", labels, *template))]
-    if method in ("faast", "faast head", "faast head auto"):
+    if method == "faast" or method in HEADS:
         weights = work / f"{method.replace(' ', '-')}.safetensors"
-        head = [] if method == "faast" else ["--head", "squared"]
+        loss = "logistic" if method.endswith("logistic") else "squared"
+        head = [] if method == "faast" else ["--head", loss]
         head += ["--head-layer", "auto"] if method == "faast head auto" else []
         learn = ["task", "learn", "--model", model, "--examples", str(train), *common, "--labels", "all"]
         return [
