@@ -41,8 +41,9 @@ from task_bench import MODEL_NAMES, machine
 
 TEMPLATE = "Verse: {input}\\nBook:"
 HEADS = ("faast head", "faast head auto", "faast head logistic")
-METHODS = ("zero-shot", "faast", *HEADS, "in-context", "lora", "classifier")
-DEFAULT_METHODS = ("zero-shot", "faast", *HEADS, "in-context", "classifier")
+CLASSIFIERS = ("classifier", "classifier logistic")
+METHODS = ("zero-shot", "faast", *HEADS, "in-context", "in-context calibrated", "lora", *CLASSIFIERS)
+DEFAULT_METHODS = ("zero-shot", "faast", *HEADS, "in-context", "in-context calibrated", *CLASSIFIERS)
 TITLES = {
     "zero-shot": "zero-shot (the training verses' books as labels)",
     "faast": "FAAST (`--labels all`)",
@@ -51,7 +52,9 @@ TITLES = {
     "faast head logistic": "the same with the logistic label head (`--head logistic`)",
     "in-context": "in-context learning (the training verses as demonstrations, as many as fit)",
     "lora": "LoRA r=8 (backprop, `--lora`)",
+    "in-context calibrated": "the same, contextually calibrated (`--calibrate`)",
     "classifier": "`FaastClassifier` on all-MiniLM-L6-v2 sentence features",
+    "classifier logistic": "the same with the logistic loss (`--loss logistic`)",
 }
 
 
@@ -108,15 +111,18 @@ def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, 
             ("learn", faast(*learn, *template, *head, "--out", str(weights))),
             ("evaluate", faast(*evaluate, "--fast-weights", str(weights))),
         ]
-    if method == "in-context":
-        return [("evaluate", faast(*evaluate, "--demonstrations", str(train), "--labels", "all", *template))]
+    if method in ("in-context", "in-context calibrated"):
+        calibrate = ["--calibrate"] if method.endswith("calibrated") else []
+        demos = ["--demonstrations", str(train), "--labels", "all", *template, *calibrate]
+        return [("evaluate", faast(*evaluate, *demos))]
     if method == "lora":
         return [("evaluate", faast(*evaluate, "--lora", str(train), "--labels", "all", *template))]
-    if method == "classifier":
-        clf, pred = work / "books-clf", work / "classifier-predictions.csv"
+    if method in CLASSIFIERS:
+        clf, pred = _classifier_files(method, work)
         col = ["--label-column", "book", "--threads", str(args.threads)]
+        how = ["--cv", "--baselines"] if method == "classifier" else ["--loss", "logistic"]
         return [
-            ("fit", faast("classify", "fit", str(train), "--model", str(clf), *col, "--cv", "--baselines")),
+            ("fit", faast("classify", "fit", str(train), "--model", str(clf), *col, *how)),
             (
                 "predict",
                 faast("classify", "predict", str(test), "--model", str(clf), *col, "--out", str(pred)),
@@ -125,14 +131,22 @@ def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, 
     raise ValueError(f"unknown method {method!r}; use {', '.join(METHODS)}")
 
 
-def classifier_scores(work: Path) -> dict[str, Any]:
+def _classifier_files(method: str, work: Path) -> tuple[Path, Path]:
+    """(the saved classifier's folder, its predictions CSV) of a classifier method."""
+    slug = method.replace("classifier", "").strip().replace(" ", "-")
+    suffix = f"-{slug}" if slug else ""
+    return work / f"books-clf{suffix}", work / f"classifier{suffix}-predictions.csv"
+
+
+def classifier_scores(work: Path, method: str = "classifier") -> dict[str, Any]:
     """The classifier's test scores from its predictions CSV (every test verse; a book it does not
     know counts as an error) and its cross-validation from the saved classifier's metadata."""
+    clf, pred = _classifier_files(method, work)
     test = [json.loads(x) for x in (work / "verses-test.jsonl").read_text(encoding="utf-8").splitlines() if x]
-    with open(work / "classifier-predictions.csv", encoding="utf-8", newline="") as fh:
+    with open(pred, encoding="utf-8", newline="") as fh:
         preds = [row["predicted"] for row in csv.DictReader(fh)]
     refs = [r["book"] for r in test]
-    info = json.loads((work / "books-clf" / "classifier.json").read_text(encoding="utf-8"))
+    info = json.loads((clf / "classifier.json").read_text(encoding="utf-8"))
     classes = [str(c) for c in info["classes"]]
     unknown = list(dict.fromkeys(r for r in refs if r not in classes))
     result = label_accuracy(preds, refs, [*classes, *unknown])
@@ -167,8 +181,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             continue
         print(f"[lm_many_labels] {method}", flush=True)
         times = {name: run(cmd, work, log) for name, cmd in steps(method, args, work)}
-        if method == "classifier":
-            scores = classifier_scores(work)
+        if method in CLASSIFIERS:
+            scores = classifier_scores(work, method)
         else:
             scores = json.loads((work / f"{method.replace(' ', '-')}.json").read_text(encoding="utf-8"))
         scores.pop("confusion", None)
