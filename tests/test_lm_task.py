@@ -814,6 +814,9 @@ def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
 
 def test_labels_of_outputs_are_the_distinct_outputs_in_first_order_between_two_and_max_labels():
     assert labels_of_outputs(["neg", "pos", "neg"]) == ["neg", "pos"]
+    for how in ("positive", None, ["neg", "pos"]):  # no rule: a clear error, not labels of any count
+        with pytest.raises(ValueError, match="'auto', 'all' or None"):
+            labels_of_outputs(["neg", "pos"], how)
     assert labels_of_outputs(["pos", "pos"]) is None  # one label: free-form
     assert labels_of_outputs([]) is None
     many = [f"l{i}" for i in range(MAX_LABELS + 1)]

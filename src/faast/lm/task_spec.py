@@ -29,7 +29,8 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS` (``how="all"``:
     from 2 on), else None (:func:`check_label_spaces` refuses two that differ only by the whitespace
     around them)."""
-    label_rule(how)  # "auto" or "all", or a clear error
+    if label_rule(how) is None:  # another string: label_rule's error; not a string: this one
+        raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {how!r}")
     outs = list(dict.fromkeys(outputs))
     if how == "all" and len(outs) < 2:
         raise ValueError(f"labels 'all': the outputs hold {len(outs)} distinct value(s); a label set needs 2")
