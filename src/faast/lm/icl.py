@@ -6,10 +6,10 @@ examples the same way. The demonstrations are one shared list: the start tokens 
 demonstrations (as many whole ones as fit before the longest query, never truncating a query) form a
 prefix that is run once; its KV cache is copied for each batch of queries (as many copies as
 queries, within ``MAX_BATCH_CACHE_BYTES``). With many multi-token labels (more than half the
-batch size) each query runs once after a copy of that cache and the labels continue from copies of
-the query's (:meth:`InContextModel.label_scores`). That is the cheapest way to run in-context
-learning, and the cost reported for it (time per example, bytes of the cache) is what a deployment
-would pay.
+batch size) each query runs once after a copy of that cache and the labels' continuations after
+the query, packed in one row under an attention mask (:meth:`InContextModel.label_scores`). That
+is the cheapest way to run in-context learning, and the cost reported for it (time per example,
+bytes of the cache) is what a deployment would pay.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example, as_example
-from faast.lm.prefix_cache import PrefixCache, distinct_continuations, parameter_names, repeated_cache
+from faast.lm.prefix_cache import (
+    PrefixCache,
+    distinct_continuations,
+    parameter_names,
+    repeated_cache,
+    returned_cache,
+)
 from faast.lm.prompts import PromptCodec
 from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, label_rule
 
@@ -179,8 +185,8 @@ class InContextModel:
         the end marker when labels begin one another: :meth:`PromptCodec.scored_label_ids`);
         ``batch_size`` queries per forward pass after the shared prefix (fewer when their copies of
         the prefix's cache would pass ``MAX_BATCH_CACHE_BYTES``); with more multi-token labels than
-        half ``batch_size``, each query once and then its labels (:meth:`_shared_query_scores`),
-        ``batch_size`` continuations a pass. ``calibrate``: contextually
+        half ``batch_size``, each query once and then its labels' continuations
+        (:meth:`_shared_query_scores`). ``calibrate``: contextually
         calibrated log-probabilities over the L labels instead
         (:func:`~faast.lm.calibration.contextually_calibrated` with :meth:`content_free_scores`)."""
         if calibrate:
@@ -215,9 +221,11 @@ class InContextModel:
     ) -> list[float]:
         """log p(label | prefix, query) for each label's token ids, the query run once after a copy
         of the demonstrations' cache: its last logits score every label's first token, and the
-        labels' tokens but the last continue from copies of the query's cache, each distinct
-        continuation once (:func:`~faast.lm.prefix_cache.distinct_continuations`), ``batch_size``
-        rows a pass (fewer when the cache copies would pass ``MAX_BATCH_CACHE_BYTES``)."""
+        labels' tokens but the last continue after the query, each distinct continuation once
+        (:func:`~faast.lm.prefix_cache.distinct_continuations`): packed in one row
+        (:meth:`_packed_log_probs`) where the model allows it (:func:`_packs_continuations`), else
+        one row each on copies of the query's cache, ``batch_size`` rows a pass (fewer when the
+        copies would pass ``MAX_BATCH_CACHE_BYTES``)."""
         start = len(self.prefix) + len(query)
         out = self.model(
             input_ids=torch.tensor([query], device=self.device),
@@ -231,8 +239,7 @@ class InContextModel:
         longer = [j for j, ids in enumerate(label_ids) if len(ids) > 1]
         if not longer:
             return scores
-        cache = getattr(out, "cache", None)
-        cache = out.past_key_values if cache is None else cache
+        cache = returned_cache(out)
         runs, owner = distinct_continuations([label_ids[j][:-1] for j in longer])
         if _packs_continuations(cache, self.model, self._forward_params):
             rows = self._packed_log_probs(cache, runs)

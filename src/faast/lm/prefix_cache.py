@@ -61,8 +61,7 @@ class PrefixCache:
         if self._cache is None and self.ids:
             ids = torch.tensor([self.ids], device=self.device)
             out = self.model(input_ids=ids, use_cache=True, **self.extra)
-            cache = getattr(out, "cache", None)
-            self._cache = out.past_key_values if cache is None else cache
+            self._cache = returned_cache(out)
             hidden = getattr(out, "last_hidden_state", None)
             self.last_hidden = None if hidden is None else hidden[0, -1].detach()
         return self._cache
@@ -85,6 +84,13 @@ class PrefixCache:
         if cache is None:
             return {}
         return {self.keyword: repeated_cache(cache, rows)}
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a model's forward pass returned: ``cache`` in recent transformers,
+    ``past_key_values`` before."""
+    cache = getattr(output, "cache", None)
+    return output.past_key_values if cache is None else cache
 
 
 def repeated_cache(cache: Any, rows: int) -> Any:

@@ -135,7 +135,7 @@ class TaskScoringMixin:
         ``cache=True`` when no middle memory makes them depend on what was learned)."""
         if batch.shared_prompt:
             return self._shared_prompt_states(batch)
-        cache = self._score_cache if not self.model.middle_memories else None
+        cache = self._states_cache()
         prefix, skip = self._lead_view()  # lead demonstrations read from their KV cache: rows after it
         keys = [tuple(s) for s in batch.sequences]
         todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
@@ -151,6 +151,11 @@ class TaskScoringMixin:
         seqs = [computed[i] if i in computed else cache[keys[i]] for i in range(len(keys))]  # type: ignore[index]
         return torch.stack([seqs[r][pos - skip] for r, tgt in enumerate(batch.targets) for pos, _ in tgt])
 
+    def _states_cache(self) -> dict | None:
+        """The score cache head inputs are kept in (``cache=True``, and during a fit), or None when
+        there is none or a middle memory makes the states depend on what was learned."""
+        return self._score_cache if not self.model.middle_memories else None
+
     def _shared_prompt_states(self, batch: ScoredBatch) -> torch.Tensor:
         """:meth:`_states` of a batch whose sequences share their prompt (``shared_prompt`` tokens):
         the prompt is run once into a KV cache, which gives the state at its end (where every
@@ -160,7 +165,7 @@ class TaskScoringMixin:
         score cache (``cache=True``, and during a fit) under the prompt's length and the batch's
         sequences when no middle memory makes them depend on what was learned."""
         n = batch.shared_prompt
-        cache = self._score_cache if not self.model.middle_memories else None
+        cache = self._states_cache()
         key = (n, *(tuple(seq) for seq in batch.sequences))  # the split sets the scored positions
         if cache is not None and key in cache:
             return cache[key]  # type: ignore[index]
