@@ -88,11 +88,16 @@ def books(path: Path) -> list[str]:
     return list(dict.fromkeys(r["book"] for r in rows))
 
 
+def _result_json(method: str, work: Path) -> Path:
+    """The JSON a language-model method's ``evaluate`` writes (``--json``)."""
+    return work / f"{method.replace(' ', '-')}.json"
+
+
 def steps(method: str, args: argparse.Namespace, work: Path) -> list[tuple[str, list[str]]]:
     """(step name, command) of ``method``, in order; its result JSON is ``<method>.json``."""
     model, common = args.model, ["--output-column", "book", "--threads", str(args.threads)]
     template = ["--template", TEMPLATE]  # "\\n" as a user types it; faast reads the escape
-    out = work / f"{method.replace(' ', '-')}.json"
+    out = _result_json(method, work)
     train, test = work / "verses.jsonl", work / "verses-test.jsonl"
     evaluate = ["task", "evaluate", "--model", model, "--examples", str(test), *common, "--json", str(out)]
     if method == "zero-shot":
@@ -180,14 +185,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if method in results["methods"]:
             continue
         print(f"[lm_many_labels] {method}", flush=True)
-        times = {name: run(cmd, work, log) for name, cmd in steps(method, args, work)}
+        planned = steps(method, args, work)
+        times = {name: run(cmd, work, log) for name, cmd in planned}
         if method in CLASSIFIERS:
             scores = classifier_scores(work, method)
         else:
-            scores = json.loads((work / f"{method.replace(' ', '-')}.json").read_text(encoding="utf-8"))
+            scores = json.loads(_result_json(method, work).read_text(encoding="utf-8"))
         scores.pop("confusion", None)
         scores.pop("per_label", None)
-        commands = [shown(cmd, work) for _, cmd in steps(method, args, work)]
+        commands = [shown(cmd, work) for _, cmd in planned]
         results["methods"][method] = {"scores": scores, "seconds": times, "commands": commands}
         write_public_json(saved, results)
     return results
