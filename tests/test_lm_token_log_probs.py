@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from faast.lm import ReadConfig
 from faast.lm.calibration import CONTENT_FREE_INPUTS
 from faast.lm.examples import Example
+from faast.lm.output_readouts import HEAD_ROWS, head_row_chunks
 from faast.lm.prompts import PromptTemplate
 from faast.lm.task import ReadCandidate, TaskModel
 from faast.lm.task_scoring import ScoredBatch
@@ -220,3 +221,11 @@ def test_a_fit_scores_its_logit_candidates_as_one_head_pass_each_does(monkeypatc
     assert any(name.startswith("logit") for name in own.criterion)
     for name, value in own.criterion.items():
         assert report.criterion[name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+@given(rows=st.integers(0, 3 * HEAD_ROWS + 5))
+def test_head_row_chunks_cover_the_rows_once_in_order(rows: int) -> None:
+    chunks = list(head_row_chunks(rows))
+    covered = [i for c in chunks for i in range(rows)[c]]
+    assert covered == list(range(rows))
+    assert all(0 < c.stop - c.start <= HEAD_ROWS for c in chunks)

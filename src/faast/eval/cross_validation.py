@@ -5,6 +5,7 @@ floor to read it against, and scikit-learn's linear classifiers on the same fold
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -22,8 +23,6 @@ def cross_validate(estimator: Any, X: Any, y: np.ndarray, folds: int, *, seed: i
     counts as an error there, as a class too rare to learn would in use), said in ``note``; the
     folds shrink only when every class is smaller than ``folds``, to the largest class's size.
     """
-    import warnings
-
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
@@ -95,8 +94,6 @@ def cross_validate_baselines(
     """:func:`cross_validate` of each of :func:`baselines` on the same folds (same ``folds`` and
     ``seed``: scikit-learn's stratified split depends on the labels alone). Convergence warnings
     are silenced: the comparison reports accuracy, and the iteration cap is part of the recipe."""
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():

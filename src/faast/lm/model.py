@@ -33,7 +33,7 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
-from faast.lm.output_readouts import LogitReadOut, OutputReadOut, ProbReadOut, head_logits
+from faast.lm.output_readouts import LogitReadOut, OutputReadOut, ProbReadOut, head_logits, head_row_chunks
 from faast.lm.prefix_cache import PrefixCache
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
@@ -314,13 +314,13 @@ class FaastModel(nn.Module):
     @torch.no_grad()
     def base_token_log_probs(self, head_input: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The base model's log-probabilities (N, K), float32 or wider, of tokens (N, K) long at
-        head inputs (N, d): log_softmax of the LM head's logits, gathered (a few rows at a time, so
-        a large vocabulary never makes more than 256 rows of logits)."""
+        head inputs (N, d): log_softmax of the LM head's logits, gathered (a few rows at a time,
+        ``head_row_chunks``)."""
         out = []
-        for i in range(0, head_input.shape[0], 256):
-            logits = head_logits(head_input[i : i + 256], self._layout.lm_head)
+        for rows in head_row_chunks(head_input.shape[0]):
+            logits = head_logits(head_input[rows], self._layout.lm_head)
             logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            out.append(torch.log_softmax(logits, dim=-1).gather(-1, tokens[i : i + 256]))
+            out.append(torch.log_softmax(logits, dim=-1).gather(-1, tokens[rows]))
         return torch.cat(out) if out else head_input.new_zeros(tokens.shape)
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ prediction W·φ(z).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -450,6 +450,17 @@ class PaperReadOut(OutputReadOut):
     def read(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., d) → (1−r)·h + r·W·h."""
         return (1.0 - self.weight) * h + self.weight * self.predict(h).to(h.dtype)
+
+
+#: Rows of head inputs put through the LM head at once where whole-vocabulary logits are formed, so a
+#: large vocabulary never makes more than this many rows of logits.
+HEAD_ROWS = 256
+
+
+def head_row_chunks(rows: int) -> Iterator[slice]:
+    """Consecutive slices of ``rows`` head-input rows, :data:`HEAD_ROWS` at most each."""
+    for start in range(0, rows, HEAD_ROWS):
+        yield slice(start, min(start + HEAD_ROWS, rows))
 
 
 def head_logits(z: torch.Tensor, head: nn.Module) -> torch.Tensor:

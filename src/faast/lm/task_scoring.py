@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from faast._checks import integer_at_least
 from faast.lm.examples import Example
+from faast.lm.output_readouts import head_row_chunks
 from faast.lm.prefix_cache import distinct_continuations
 from faast.lm.prompts import pad_batch
 from faast.lm.readouts import HEAD_INPUT
@@ -189,8 +190,8 @@ class TaskScoringMixin:
     def _log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """(N, V) log-probabilities at the scored positions, reading the memory as configured."""
         out = []
-        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
-            logits = self.model.output_logits({HEAD_INPUT: states[i : i + 256]})
+        for rows in head_row_chunks(states.shape[0]):  # a large vocabulary: a few positions at a time
+            logits = self.model.output_logits({HEAD_INPUT: states[rows]})
             logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             out.append(F.log_softmax(logits, dim=-1))
         return torch.cat(out)
@@ -226,14 +227,13 @@ class TaskScoringMixin:
         β·memory), instead of a head pass per β. None when the memory is not read in that mix."""
         tokens = self._target_tokens(batch)
         picked: list[list[torch.Tensor]] = [[] for _ in weights]
-        for i in range(0, states.shape[0], 256):  # a large vocabulary: a few positions at a time
-            parts = self.model.output_logit_parts(states[i : i + 256])
+        for rows in head_row_chunks(states.shape[0]):  # a large vocabulary: a few positions at a time
+            parts = self.model.output_logit_parts(states[rows])
             if parts is None:
                 return None
             base, memory = (p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts)
-            rows = tokens[i : i + 256]
             for j, weight in enumerate(weights):
-                picked[j].append(F.log_softmax(base + weight * memory, dim=-1).gather(-1, rows))
+                picked[j].append(F.log_softmax(base + weight * memory, dim=-1).gather(-1, tokens[rows]))
         return [torch.cat(p) for p in picked]
 
     def _logit_mix_picks(
