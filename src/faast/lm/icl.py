@@ -9,7 +9,10 @@ queries, within ``MAX_BATCH_CACHE_BYTES``). With many multi-token labels (more t
 batch size) each query runs once after a copy of that cache and the labels' continuations after
 the query, packed in one row under an attention mask (:meth:`InContextModel.label_scores`). That
 is the cheapest way to run in-context learning, and the cost reported for it (time per example,
-bytes of the cache) is what a deployment would pay.
+bytes of the cache) is what a deployment would pay. A model whose cache keeps recurrent states
+(state-space or linear-attention layers: Mamba, LFM2, Jamba, ...) has no cache to continue with a
+mask (:func:`~faast.lm.prefix_cache.extends_by_attention`): its rows run whole, the
+demonstrations again in each, and it generates one query at a time (no padding).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from faast.lm.examples import Example, as_example
 from faast.lm.prefix_cache import (
     PrefixCache,
     distinct_continuations,
+    extends_by_attention,
+    model_extends_by_attention,
     parameter_names,
     repeated_cache,
     returned_cache,
@@ -102,6 +107,7 @@ class InContextModel:
         self.prefix, self.num_used = codec.demonstrations(list(demonstrations), codec.context - reserve)
         self._forward_params = parameter_names(model.forward)
         self._prefix = PrefixCache(model, self.prefix, extra=self._last_logits_only())
+        self._whole: bool | None = None  # _runs_whole, found on first use
 
     @property
     def device(self) -> torch.device:
@@ -116,9 +122,20 @@ class InContextModel:
                 return {name: 1}
         return {}
 
+    def _runs_whole(self) -> bool:
+        """Whether every row runs whole, the demonstrations again in each, with no cache to continue:
+        the model's cache keeps recurrent states (:func:`~faast.lm.prefix_cache.extends_by_attention`
+        of the demonstrations' cache, or of one token's without demonstrations)."""
+        if self._whole is None:
+            cache = self._prefix.cache()
+            kv = model_extends_by_attention(self.model) if cache is None else extends_by_attention(cache)
+            self._whole = not kv
+        return self._whole
+
     def cache_nbytes(self) -> int:
-        """Bytes of the demonstrations' KV cache (what in-context learning holds at inference)."""
-        return self._prefix.nbytes()
+        """Bytes of the demonstrations' KV cache (what in-context learning holds at inference; 0 where
+        rows run whole, :meth:`_runs_whole`)."""
+        return 0 if self._runs_whole() else self._prefix.nbytes()
 
     def _batch_limit(self, batch_size: int) -> int:
         """``batch_size``, lowered so the batch's copies of the prefix cache stay within
@@ -135,8 +152,15 @@ class InContextModel:
         """For each continuation c (token ids after the prefix; one batch, right-padded), the float32
         log-softmax rows (len(p), V) at its positions p (indices into c). ``after``: (the KV cache of
         one sequence, its length) the continuations follow instead of the prefix (the prefix and a
-        query)."""
-        n, width = len(self.prefix) if after is None else after[1], max(len(c) for c in continuations)
+        query). Where rows run whole (:meth:`_runs_whole`) the prefix is put before each continuation."""
+        if after is None and self.prefix and self._runs_whole():
+            lead = len(self.prefix)
+            continuations = [self.prefix + c for c in continuations]
+            positions = [[lead + p for p in ps] for ps in positions]
+            n, cached = 0, False
+        else:
+            n, cached = len(self.prefix) if after is None else after[1], True
+        width = max(len(c) for c in continuations)
         pad = self.codec.tokenizer.pad_token_id or 0
         ids = torch.full((len(continuations), width), pad, dtype=torch.long)
         mask = torch.zeros(len(continuations), n + width, dtype=torch.long)
@@ -149,7 +173,9 @@ class InContextModel:
             attention_mask=mask.to(self.device),
             use_cache=n > 0,
             **(
-                self._prefix.batched(len(continuations))
+                {}
+                if not cached
+                else self._prefix.batched(len(continuations))
                 if after is None
                 else {self._prefix.keyword: repeated_cache(after[0], len(continuations))}
             ),
@@ -207,7 +233,7 @@ class InContextModel:
                 for lp in self._log_probs(chunk, [[len(q) - 1] for q in chunk]):
                     rows.append([float(lp[0, x[0]]) for x in label_ids])
             return torch.tensor(rows, dtype=torch.float64).reshape(len(queries), len(label_ids))
-        if len(label_ids) > batch_size // 2:  # a batch would hold one query: run it once
+        if len(label_ids) > batch_size // 2 and not self._runs_whole():  # run each query once
             bar = tqdm(queries, desc="in-context scoring", disable=not progress, leave=False)
             rows = [self._shared_query_scores(q, label_ids, batch_size) for q in bar]
             return torch.tensor(rows, dtype=torch.float64).reshape(len(queries), len(label_ids))
@@ -335,7 +361,8 @@ class InContextModel:
             queries.append(query)
         outs: list[str] = [""] * len(queries)
         order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
-        step = self._batch_limit(batch_size)
+        whole = self._runs_whole()
+        step = 1 if whole else self._batch_limit(batch_size)  # whole rows: no padding in a state
         pad = self.codec.tokenizer.pad_token_id
         n = len(self.prefix)
         for b in tqdm(
@@ -357,7 +384,7 @@ class InContextModel:
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
-                **self._prefix.batched(len(rows)),
+                **({} if whole else self._prefix.batched(len(rows))),
                 **stop,
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )

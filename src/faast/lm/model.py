@@ -34,7 +34,7 @@ from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
 from faast.lm.output_readouts import LogitReadOut, OutputReadOut, ProbReadOut, head_logits, head_row_chunks
-from faast.lm.prefix_cache import PrefixCache
+from faast.lm.prefix_cache import PrefixCache, model_extends_by_attention
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
 from faast.lm.readouts import pair_mask as real_token_pairs
@@ -81,6 +81,7 @@ class FaastModel(nn.Module):
         self.memories.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None)
         self._ctx = HookContext()
         self._hooks = HookSet()
+        self._attention_cache: bool | None = None  # model_extends_by_attention, found on first use
         self.attach()
         self.read_config = ReadConfig()
         self.set_read(read or ReadConfig().replace(**legacy))
@@ -255,20 +256,34 @@ class FaastModel(nn.Module):
     @property
     def serves_prefix_cache(self) -> bool:
         """Whether :meth:`prefix_cache` can serve this model: its backbone takes position ids (the
-        rows continue after the prefix) and it has no middle memory (which would change the
-        prefix's states as it learns)."""
-        return self._layout.accepts_position_ids and not self.middle_memories
+        rows continue after the prefix), its cache holds attention keys and values only (not the
+        recurrent state of a state-space or linear-attention layer:
+        :func:`~faast.lm.prefix_cache.extends_by_attention`, found by one forward pass of one token
+        on first use) and it has no middle memory (which would change the prefix's states as it
+        learns)."""
+        return self._layout.accepts_position_ids and not self.middle_memories and self._extends_by_attention()
+
+    def _extends_by_attention(self) -> bool:
+        if self._attention_cache is None:
+            with self.disabled():
+                self._attention_cache = model_extends_by_attention(self._layout.backbone)
+        return self._attention_cache
 
     def prefix_cache(self, ids: Sequence[int]) -> PrefixCache:
         """The KV cache of the token ids ``ids`` under the backbone, for :meth:`head_inputs` and
         :meth:`capture` calls whose rows all continue them (made on the plain model, right away).
-        Needs a model that takes position ids and no middle memory (the memories would change the
-        prefix's states as they learn)."""
+        Needs a model that takes position ids, whose cache holds attention keys and values only,
+        and no middle memory (the memories would change the prefix's states as they learn)."""
         if not self._layout.accepts_position_ids:
             raise ValueError("a prefix cache needs a model whose backbone takes position ids")
         if self.middle_memories:
             raise ValueError(
                 "a prefix cache cannot serve a model with middle memories (they change its states)"
+            )
+        if not self._extends_by_attention():
+            raise ValueError(
+                "a prefix cache needs a model whose cache holds attention keys and values only; this "
+                "model keeps recurrent (state-space or linear-attention) states: run its rows whole"
             )
         self._check_context(len(ids), "the prefix")
         cache = PrefixCache(self._layout.backbone, ids)

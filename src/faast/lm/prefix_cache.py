@@ -93,6 +93,30 @@ def returned_cache(output: Any) -> Any:
     return output.past_key_values if cache is None else cache
 
 
+def extends_by_attention(cache: Any) -> bool:
+    """Whether ``cache`` (a model's returned cache) holds attention keys and values only, so that
+    rows can continue a copy of it with an attention mask over the cached tokens and their own.
+    False where a layer keeps a recurrent or convolution state instead (state-space and linear-
+    attention layers: Mamba, and the hybrids LFM2, Jamba, Bamba, Qwen3-Next): such a state is
+    the whole past folded in, it takes no mask over the cached tokens and cannot be copied per
+    row by every version of transformers, so their rows run whole instead."""
+    if cache is None:
+        return False
+    states = ("recurrent_states", "conv_states", "ssm_states")
+    if any(hasattr(cache, name) for name in states):  # older transformers' MambaCache
+        return False
+    return not any(any(hasattr(layer, name) for name in states) for layer in getattr(cache, "layers", []))
+
+
+@torch.no_grad()
+def model_extends_by_attention(model: Any) -> bool:
+    """:func:`extends_by_attention` of the cache ``model`` (a causal LM or its backbone) returns
+    for one token: one forward pass of one token."""
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=True)
+    return extends_by_attention(returned_cache(out))
+
+
 def repeated_cache(cache: Any, rows: int) -> Any:
     """A copy of a model's KV cache (of one sequence) for ``rows`` sequences that continue it (the
     model appends to the copy)."""
