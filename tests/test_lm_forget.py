@@ -194,6 +194,31 @@ def test_forgetting_what_was_never_learned_is_an_error_and_changes_nothing(mix, 
     assert fm.num_pairs == 0
 
 
+@pytest.mark.parametrize("mix", MIXES)
+def test_loaded_fast_weights_still_refuse_pairs_never_learned(mix, tmp_path):
+    """A memory that keeps its rows (at most d pairs) saves them with its fast weights, so after
+    loading, a batch never learned whose next tokens were all learned is refused as before the
+    save (it was subtracted before the rows were saved), and forgetting what was learned still
+    equals a model that learned only the rest."""
+    fm = make("llama", mix, False)
+    a, b = random_batch([9], seed=1)[0], random_batch([7], seed=2)[0]
+    fm.learn(input_ids=a)
+    fm.learn(input_ids=b)
+    fm.save_fast_weights(tmp_path / "fw.safetensors")
+    loaded = make("llama", mix, False).load_fast_weights(tmp_path / "fw.safetensors")
+    assert_same_state(state(loaded), state(fm))  # the rows included
+    other = a.clone()
+    other[0, 0] = 3 if int(a[0, 0]) != 3 else 4  # the same next tokens, another first token
+    before = state(loaded)
+    with pytest.raises(ValueError, match="never added"):
+        loaded.forget(input_ids=other)
+    assert_same_state(state(loaded), before)
+    loaded.forget(input_ids=a)
+    rest = make("llama", mix, False)
+    rest.learn(input_ids=b)
+    torch.testing.assert_close(logits(loaded), logits(rest), rtol=1e-9, atol=1e-9)
+
+
 def test_many_pairs_held_a_token_never_learned_is_still_refused():
     fm = make("gpt2", "prob", True)
     ids, mask = random_batch([12, 12, 12], seed=1)  # 33 pairs: the rows are dropped

@@ -2,7 +2,8 @@
 
 Layout of a file (a faast safetensors file of kind ``fast_weights``, written atomically, no pickle):
 
-* tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64), the
+* tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64), a
+  memory's kept pairs while it holds at most d (``kept_keys``, ``kept_values``: float64), the
   read-outs' extra state (``"{task}/output/seen"``) and ``"{task}/fingerprint"`` (a projection of
   the model's embedding matrix);
 * metadata ``tasks``: a JSON object task → signature (model type, sizes, memory layout, scorer
@@ -24,6 +25,9 @@ from faast.io import check_writable, load_tensors, save_tensors
 from faast.lm.config import FaastConfig, ReadConfig
 
 STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
+#: Names of a memory's kept float64 pairs (keys (n, d), values (n, m)), saved while it keeps every
+#: pair's row (n ≤ d), so that forgetting after a load still checks each pair against them.
+KEPT_KEYS, KEPT_VALUES = "kept_keys", "kept_values"
 #: Cosine similarity of embedding fingerprints above which two models count as the same weights.
 FINGERPRINT_MIN_COSINE = 0.99
 

@@ -656,7 +656,9 @@ class FaastModel(nn.Module):
         self, path: str | os.PathLike[str], task: str = "default", *, info: dict[str, Any] | None = None
     ) -> Path:
         """Store the float64 statistics of every memory and the current read config as ``task`` in
-        ``path`` (other tasks in the file are kept). ``info``: JSON-able notes kept with the task."""
+        ``path`` (other tasks in the file are kept). ``info``: JSON-able notes kept with the task.
+        A memory that keeps every pair's float64 row (at most d pairs) saves them too, so that
+        :meth:`forget` after :meth:`load_fast_weights` still refuses pairs never learned."""
         if self.num_pairs == 0:
             raise ValueError("nothing to save: no pairs were learned since the last reset_projection()")
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
@@ -669,6 +671,10 @@ class FaastModel(nn.Module):
                 tensors[f"{name}/{key}"] = value
             for key, value in readout.extra_state().items():
                 tensors[f"{name}/{key}"] = value
+            rows = readout.stats.kept_rows()
+            if rows is not None and readout.stats.kept_row_count == readout.stats.count:
+                # every pair, so that after loading forgetting still checks each against them
+                tensors[f"{name}/{fw.KEPT_KEYS}"], tensors[f"{name}/{fw.KEPT_VALUES}"] = rows
             dtype = readout.stats.input_dtype
             signature["memories"][name]["input_dtype"] = (
                 "" if dtype is None else str(dtype).removeprefix("torch.")
@@ -727,8 +733,11 @@ class FaastModel(nn.Module):
                 extra = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}/")}
                 dtype_name = theirs[name].get("input_dtype") or ""
                 readout.reset()
+                kept = (tensors.get(f"{name}/{fw.KEPT_KEYS}"), tensors.get(f"{name}/{fw.KEPT_VALUES}"))
                 readout.stats.load_state_dict(
-                    states[name], input_dtype=getattr(torch, dtype_name, None) if dtype_name else None
+                    states[name],
+                    input_dtype=getattr(torch, dtype_name, None) if dtype_name else None,
+                    rows=None if kept[0] is None or kept[1] is None else kept,  # type: ignore[arg-type]
                 )
                 readout.load_extra_state(extra, f"{where}, memory {name!r}")
         except Exception:
