@@ -549,3 +549,80 @@ def test_threads_apply_for_the_command_only(tmp_path, capsys, monkeypatch):
     assert torch.get_num_threads() == before
     assert _run("fit", data, *labels, "--model", tmp_path / "m", "--threads", 0) == 1
     assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_labels_of_a_later_file_name_the_classes_as_written(tmp_path, capsys):
+    """partial-fit reads a later file's labels as the classes they name: boolean labels ("False"
+    is the class False, not a non-empty string read as True) and numbers of another type ("1"
+    names the class 1.0); a label naming no class is refused."""
+    from faast.cli.classify_cmd import as_classes
+
+    X = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1]])
+    x, labels = _features_files(tmp_path, X, np.array([True, False, True, False]))
+    assert _run("fit", x, "--model", tmp_path / "m", *labels) == 0
+    assert _run("partial-fit", x, "--model", tmp_path / "m", *labels) == 0
+    clf = load_classifier(tmp_path / "m")[0]
+    assert clf.classes_.tolist() == [False, True] and clf.class_count_.tolist() == [4, 4]
+    assert _run("forget", x, "--model", tmp_path / "m", *labels) == 0
+    assert load_classifier(tmp_path / "m")[0].class_count_.tolist() == [2, 2]
+    floats = np.array([0.0, 1.0])
+    assert as_classes(np.array([1, 0, 1]), floats).tolist() == [1.0, 0.0, 1.0]
+    assert as_classes(np.array(["1", "x"]), np.array(["1", "x"])).tolist() == ["1", "x"]
+    with pytest.raises(ValueError, match=r"label\(s\) \['2'\] are not among"):
+        as_classes(np.array([1, 2]), floats)
+
+
+def test_an_output_is_refused_where_it_would_overwrite_an_input(tmp_path, capsys):
+    """A predictions file named like the features file, or put inside the saved classifier's
+    folder, is refused before any work, and both stay as they were; so are solve's weights named
+    like its pairs."""
+    X = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1]])
+    x, labels = _features_files(tmp_path, X, np.array(["a", "b", "a", "b"]))
+    assert _run("fit", x, "--model", tmp_path / "m", *labels) == 0
+    saved = {p: p.read_bytes() for p in [x, *sorted((tmp_path / "m").iterdir())]}
+    for out in (x, tmp_path / "m" / "classifier.json", tmp_path / "m" / "new.csv"):
+        assert _run("predict", x, "--model", tmp_path / "m", "--out", out) == 1
+        assert "would overwrite the input" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in saved} == saved and not (tmp_path / "m" / "new.csv").exists()
+    pairs = tmp_path / "pairs.safetensors"
+    keys, values = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    save_file({"keys": keys, "values": values}, pairs)
+    before = pairs.read_bytes()
+    assert main(["solve", str(pairs), "--out", str(pairs)]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert pairs.read_bytes() == before
+
+
+def test_empty_labels_are_refused_and_blank_lines_after_the_last_row_are_not(tmp_path, capsys):
+    (tmp_path / "e.csv").write_text("f0,f1,label\n1,0,\n0,1,b\n1,0.1,a\n", encoding="utf-8")
+    assert _run("fit", tmp_path / "e.csv", "--model", tmp_path / "m") == 1
+    assert "example 1 has an empty label" in capsys.readouterr().err
+    (tmp_path / "ok.csv").write_text("f0,f1,label\n1,0,a\n0,1,b\n1,0.1,a\n0.1,1,b\n\n\n", encoding="utf-8")
+    assert _run("fit", tmp_path / "ok.csv", "--model", tmp_path / "m") == 0
+    assert load_classifier(tmp_path / "m")[0].class_count_.tolist() == [2, 2]
+
+
+def test_whole_number_and_boolean_features_are_read_and_no_columns_refused(tmp_path, capsys):
+    from faast.data.features_file import read_features
+
+    pixels = np.array([[255, 0], [0, 255], [250, 3], [2, 240]], dtype=np.uint8)
+    for dtype in (np.uint8, np.int16, bool):
+        np.save(tmp_path / "x.npy", pixels.astype(dtype))
+        feats = read_features(tmp_path / "x.npy").features
+        expected = pixels.astype(dtype).astype(np.float32)
+        assert feats.dtype == torch.float32 and feats.tolist() == expected.tolist()
+    np.save(tmp_path / "none.npy", np.zeros((4, 0)))
+    with pytest.raises(ValueError, match="no column"):
+        read_features(tmp_path / "none.npy")
+
+
+def test_a_zero_resolution_is_refused_and_images_beside_the_class_folders_are_named(tmp_path, capsys):
+    from faast.data.image_folder import list_image_folder
+
+    root = _image_folder(tmp_path / "img", per_class=2, seed=0)
+    assert _run("fit", root, "--model", tmp_path / "m", "--resolution", "0") == 1
+    assert "resolution must be >= 32 pixels, got 0" in capsys.readouterr().err
+    Image.new("RGB", (8, 8)).save(root / "loose.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 image\(s\) beside the class folders.*loose.png"):
+        paths, classes, _ = list_image_folder(root)
+    assert classes == sorted(COLOURS) and len(paths) == 2 * len(COLOURS)

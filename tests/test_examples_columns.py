@@ -130,3 +130,22 @@ def test_written_rows_read_back_exactly(tmp_path_factory, rows, suffix):
     if suffix == ".tsv":
         want = list(rows)  # TSV escapes line ends, so they survive as written
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("a.tsv", "great movie\tpos\nawful film\tneg\n\n  \n"),
+        (
+            "a.jsonl",
+            '{"input": "great movie", "output": "pos"}\r\n{"input": "awful film", "output": "neg"}\r\n\r\n',
+        ),  # noqa: E501
+        ("a.csv", "input,output\ngreat movie,pos\nawful film,neg\n\n\n"),
+    ],
+)
+def test_blank_lines_after_the_last_example_are_not_examples(tmp_path, name, text):
+    """An editor's extra newline at the end of a file is not a blank example (a blank line between
+    two examples still is an error)."""
+    (tmp_path / name).write_bytes(text.encode("utf-8"))
+    examples = read_examples(tmp_path / name)
+    assert [(e.input, e.output) for e in examples] == [("great movie", "pos"), ("awful film", "neg")]

@@ -490,7 +490,7 @@ class FaastClassifier(
         if over.size:
             c = over[0]
             raise ValueError(
-                f"cannot forget {removed[c]} examples of class {self.classes_[c]!r}: only "
+                f"cannot forget {removed[c]} examples of class {self.classes_[c].item()!r}: only "
                 f"{self.class_count_[c]} were learned"
             )
         if removed.sum() == self.class_count_.sum():

@@ -16,7 +16,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
+def check_writable(
+    path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = ()
+) -> Path:
     """Fail now, with an ``OSError`` naming the path, if a file cannot be written at ``path``
     (its folder cannot be made, is not writable, or ``path`` is a folder); creates the folder.
+    ``inputs``: files or folders the job reads (None skipped), which ``path`` must neither be nor
+    lie inside (``ValueError``): a predictions file written over its features file or into a saved
+    classifier's folder would destroy them.
 
     Long jobs call this before the work, so a bad output path costs nothing.
     """
     dest = Path(path)
+    where = dest.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if where == source or source in where.parents:
+            raise ValueError(f"the output {dest} would overwrite the input {given}: write it elsewhere")
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
     try:

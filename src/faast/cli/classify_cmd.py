@@ -39,6 +39,33 @@ if TYPE_CHECKING:
 DEFAULT_FOLDS = 5
 
 
+def as_classes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """``labels`` (n,) read from a file, as the classifier's ``classes`` they name, of the classes'
+    dtype. Compared as written: a file of only "1" reads as integers, the classes of an earlier
+    file of "1" and "x" are strings, and "1" is among them all the same; "True" names the class
+    True, not any non-empty string; with numeric classes a label of the same value also names its
+    class ("1" the class 1.0). A label naming no class is a ``ValueError``."""
+    by_text = {str(c): c for c in classes.tolist()}
+    by_value: dict[float, Any] = {}
+    if classes.dtype.kind in "iuf":
+        by_value = {float(c): c for c in classes.tolist()}
+    out, unknown = [], set()
+    for text in labels.astype(str).tolist():
+        if text in by_text:
+            out.append(by_text[text])
+            continue
+        try:
+            out.append(by_value[float(text)])
+        except (KeyError, ValueError):
+            unknown.add(text)
+    if unknown:
+        raise ValueError(
+            f"label(s) {sorted(unknown)[:5]} are not among the classifier's classes "
+            f"{classes.tolist()[:10]}; fit anew to add classes"
+        )
+    return np.asarray(out, dtype=classes.dtype)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from faast.cli import plain_text
 
@@ -243,20 +270,11 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "predict" and dist.is_main:
         from faast.io import check_writable
 
-        check_writable(args.out)  # before the images are encoded, not after
+        check_writable(args.out, inputs=(args.data, args.model))  # before the images are encoded
     feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args)
-        # compared as written: a file of only "1" reads as integers, the classes of an earlier
-        # file of "1" and "x" are strings, and "1" is among them all the same
-        written = labels.astype(str)
-        unknown = sorted(set(written.tolist()) - set(clf.classes_.astype(str).tolist()))
-        if unknown:
-            raise ValueError(
-                f"label(s) {unknown[:5]} are not among the classifier's classes "
-                f"{clf.classes_.tolist()[:10]}; fit anew to add classes"
-            )
-        labels = written.astype(clf.classes_.dtype)
+        labels = as_classes(labels, clf.classes_)
         if args.action == "partial-fit":
             clf.distributed = dist.active  # each process adds its block; the statistics are summed
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))

@@ -60,7 +60,10 @@ def read_data(
         _check_input(args, source, "images")
         _text_only(args, "an image folder")
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
-        resolution = int(source["resolution"]) if source else (args.resolution or DEFAULT_RESOLUTION)
+        if source:  # predict, partial-fit, forget: the resolution the classifier was fitted at
+            resolution = int(source["resolution"])
+        else:  # --resolution 0 is refused by the encoder, not read as the default
+            resolution = DEFAULT_RESOLUTION if args.resolution is None else args.resolution
         encoder = _encoder(name, resolution, args)
         _check_same_encoder(encoder, name, source)
         dataset, paths, labelled = load_image_folder(data, encoder.resolution)
@@ -189,11 +192,19 @@ def _read_texts(
 
 
 def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
-    """``labels``, or a clear error saying where DATA's labels should have been."""
+    """``labels``, or a clear error saying where DATA's labels should have been, or naming the first
+    empty one."""
     if labels is None:
         raise ValueError(
             f"{args.data}: no labels (an image folder needs one sub-folder per class; a text file a label "
             f"after a tab or in its output column on every line; a features file a "
             f"'{args.label_column or 'label'}' column, a 'labels' array or --labels)"
         )
+    if labels.dtype.kind in "UO":  # an empty label would be learned as a class of its own
+        empty = [i for i, label in enumerate(labels.tolist()) if isinstance(label, str) and not label.strip()]
+        if empty:
+            raise ValueError(
+                f"{args.data}: example {empty[0] + 1} has an empty label ({len(empty)} in all, counting the "
+                "data rows or lines from 1): give it a label or drop it"
+            )
     return labels

@@ -34,9 +34,10 @@ def _number_or_choice(x: str | None, option: str = "--tau") -> float | str | Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from faast.io import load_tensors, save_tensors
+    from faast.io import check_writable, load_tensors, save_tensors
     from faast.solver import GramStats
 
+    check_writable(args.out, inputs=[args.pairs])
     tensors, _ = load_tensors(args.pairs)
     missing = {"keys", "values"} - tensors.keys()
     if missing:

@@ -543,7 +543,8 @@ def run_forget(args: argparse.Namespace) -> int:
 
 def _check_result_paths(args: argparse.Namespace, *options: str) -> None:
     """Refuse, before any model runs, result paths that could not be written afterwards: an
-    unknown extension of a predictions file, a folder, or a file in the way of its folder."""
+    unknown extension of a predictions file, a folder, a file in the way of its folder, or a file
+    the command reads (its inputs, examples, fast weights or demonstrations)."""
     from faast.io import check_writable
     from faast.lm.examples import file_format
 
@@ -555,7 +556,8 @@ def _check_result_paths(args: argparse.Namespace, *options: str) -> None:
             continue
         if option != "json":
             file_format(path)
-        check_writable(path)
+        reads = ("inputs", "examples", "fast_weights", "demonstrations")
+        check_writable(path, inputs=[getattr(args, name, None) for name in reads])
 
 
 def _dist() -> Dist:

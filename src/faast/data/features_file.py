@@ -39,6 +39,10 @@ class FeatureTable:
     ids: list[str]
 
 
+#: Whole-number and boolean feature dtypes, read as float32 (uint8 pixel arrays, 0/1 indicators).
+_WHOLE_NUMBERS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def read_features(
     path: str | os.PathLike[str],
     *,
@@ -75,9 +79,13 @@ def read_features(
         feats, labels, ids = _read_csv(p, label_column, id_column)
     else:
         raise ValueError(f"{p}: unknown features format {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}")
-    if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in (torch.int32, torch.int64)):
-        raise ValueError(f"{p}: features must be a 2-D numeric array, got {feats.dtype} {tuple(feats.shape)}")
-    feats = feats if feats.is_floating_point() else feats.to(torch.float32)
+    if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in _WHOLE_NUMBERS):
+        raise ValueError(
+            f"{p}: features must be a 2-D array of real numbers, got {feats.dtype} {tuple(feats.shape)}"
+        )
+    if feats.shape[1] == 0:
+        raise ValueError(f"{p}: the features have no column ({feats.shape[0]} rows of 0 features)")
+    feats = feats if feats.is_floating_point() else feats.to(torch.float32)  # e.g. uint8 pixels
     if labels_path is not None:
         labels = read_labels(labels_path)
     if labels is not None and len(labels) != feats.shape[0]:
@@ -142,6 +150,8 @@ def _read_csv(
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
     text = read_user_text(path)  # a byte-order mark (spreadsheets write one) is not a column's name
     rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
+    while rows and not "".join(rows[-1]).strip():  # blank lines after the last row
+        rows.pop()
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names

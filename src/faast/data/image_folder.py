@@ -67,6 +67,14 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
             entries += below
         if empty:
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
+        loose = sorted(p.name for p in base.iterdir() if _is_image(p))
+        if loose:  # beside the class folders: in no class
+            warnings.warn(
+                f"{base}: skipped {len(loose)} image(s) beside the class folders, in no class "
+                f"(e.g. {loose[0]}): put them in a class folder, or predict them from a folder of their own",
+                UserWarning,
+                stacklevel=2,
+            )
         _warn_skipped(base, entries)
         return paths, [s.name for s in subdirs], labels
     entries = list(base.iterdir())

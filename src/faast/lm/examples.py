@@ -138,7 +138,7 @@ def read_examples(
         # split at LF only: str.splitlines also breaks at U+2028, form feeds and other separators
         # that a JSON string or a generated output may hold, which broke a line (and its JSON) in two
         lines = text.split("\n")
-        if lines[-1] == "":
+        while lines and not lines[-1].strip():  # the final newline, and blank lines after the last example
             lines.pop()
         if not any(line.strip() for line in lines):
             raise ValueError(f"{p} is empty: no examples")
@@ -212,6 +212,8 @@ def _read_csv(p: Path, text: str, outputs: bool, names: _Names) -> list[Example]
             rows.append((rows[-1][2] + 1 if rows else 1, cells, reader.line_num))
     except csv.Error as exc:
         raise ValueError(f"{p}:{reader.line_num}: not valid CSV ({exc})") from None
+    while rows and not "".join(rows[-1][1]).strip():  # blank lines after the last row
+        rows.pop()
     header = _header(p, [c.strip() for c in rows[0][1]], outputs, names)
     out = []
     for number, cells, end in rows[1:]:
