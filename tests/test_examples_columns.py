@@ -139,7 +139,7 @@ def test_written_rows_read_back_exactly(tmp_path_factory, rows, suffix):
         (
             "a.jsonl",
             '{"input": "great movie", "output": "pos"}\r\n{"input": "awful film", "output": "neg"}\r\n\r\n',
-        ),  # noqa: E501
+        ),
         ("a.csv", "input,output\ngreat movie,pos\nawful film,neg\n\n\n"),
     ],
 )
