@@ -25,7 +25,12 @@ MORE_FAMILIES = {
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {**_DECODER, "num_key_value_heads": 2, "head_dim": 8}),
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {**_DECODER, "num_key_value_heads": 2, "head_dim": 8}),
     "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", dict(_DECODER)),
-    "granite": ("GraniteConfig", "GraniteForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
+    # logits divided by 8 (Granite 3's scaling; the config's default 1 would not test it)
+    "granite": (
+        "GraniteConfig",
+        "GraniteForCausalLM",
+        {**_DECODER, "num_key_value_heads": 2, "logits_scaling": 8.0},
+    ),
     "cohere": ("CohereConfig", "CohereForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
     "stablelm": ("StableLmConfig", "StableLmForCausalLM", {**_DECODER, "num_key_value_heads": 2}),
     "smollm3": ("SmolLM3Config", "SmolLM3ForCausalLM", {**_DECODER, "num_key_value_heads": 2}),

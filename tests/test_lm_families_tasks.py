@@ -12,11 +12,12 @@ import warnings
 import pytest
 import torch
 
-from faast.lm import ReadConfig
+from faast.lm import FaastConfig, ReadConfig, get_faast_model
 from faast.lm.examples import Example
 from faast.lm.icl import InContextModel
 from faast.lm.prefix_cache import model_extends_by_attention
 from faast.lm.prompts import PromptCodec, PromptTemplate
+from faast.lm.readouts import HEAD_INPUT
 from faast.lm.task import ReadCandidate, TaskModel
 from faast.lm.task_spec import TaskSpec
 from tests.lm_tiny import MORE_FAMILIES, more_tiny_model
@@ -94,3 +95,32 @@ def test_task_label_scores_after_a_shared_prompt_or_lead_cache_equal_whole_seque
     task._lead = None
     whole = task.label_scores(["w5 w6", "w7"], batch_size=64)
     torch.testing.assert_close(shared, whole, rtol=1e-5, atol=1e-5)
+    if not lead:  # and both are the learned model's full forward (Cohere, Granite and Gemma 2
+        # transform their head's output: label scores are the probabilities the model returns)
+        for i, text in enumerate(["w5 w6", "w7"]):
+            prompt = task.codec.prompt_ids(text)
+            for j, label in enumerate(LABELS):
+                expected = _full_log_prob(task.model, prompt, task.codec.label_ids(label))
+                assert whole[i, j].item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("mix", ["prob", "logit"])
+@pytest.mark.parametrize("family", sorted(MORE_FAMILIES))
+def test_a_learned_model_returns_the_logits_faast_scores(family, mix):
+    """After learning, the model's returned log-probabilities (its forward: the read-out in a hook
+    on the LM head, then the model's own transform of the head's output) equal those faast
+    computes from head inputs (``output_logits``: label scores, read-out choices), on every family:
+    the "prob" mix hands the model the head output that its transform turns into the mixture."""
+    torch.manual_seed(0)
+    fm = get_faast_model(
+        _model(family), FaastConfig(num_memories=0, output_mix=mix), ReadConfig(weight=0.5, gate=None)
+    )
+    text = torch.tensor([[5, 9, 14, 9, 22, 31, 5, 9, 40]])
+    fm.learn(input_ids=text)
+    with torch.no_grad():
+        returned = torch.log_softmax(fm(input_ids=text).logits.float(), -1)
+        scored = torch.log_softmax(fm.output_logits({HEAD_INPUT: fm.head_inputs(text)}).float(), -1)
+        with fm.disabled():
+            base = torch.log_softmax(fm(input_ids=text).logits.float(), -1)
+    assert (returned - base).abs().max() > 0.01  # the memory is read
+    torch.testing.assert_close(returned, scored, rtol=1e-4, atol=1e-4)

@@ -156,6 +156,11 @@ class CorrectionReadOut(LogitReadOut):
     def __init__(
         self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
     ) -> None:
+        if not layout.logit_transform.is_identity:  # its gradients and curvature assume plain logits
+            raise ValueError(
+                f"the correction read-out needs a model whose logits are its LM head's output; this one "
+                f"transforms them ({layout.logit_transform}): use the 'prob' or 'logit' mix"
+            )
         super().__init__(layout, model, dtype=dtype, **keys)
         self.head: Callable[[], nn.Module] = lambda: layout.lm_head
         vocab, d = layout.lm_head.weight.shape

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from faast.lm.logit_transform import LogitTransform, logit_transform
+
 #: Dotted paths (from the LM) of decoder-block lists, most common first.
 BLOCK_PATHS = (
     "model.layers",
@@ -53,6 +55,8 @@ class Layout:
     hidden_size: int
     num_layers: int
     accepts_position_ids: bool
+    #: what the model does to the LM head's output before returning logits (identity for most)
+    logit_transform: LogitTransform = field(default_factory=LogitTransform)
 
 
 def resolve(root: nn.Module, path: str) -> Any:
@@ -168,7 +172,10 @@ def find_layout(
         )
     norm, norm_path = _find_final_norm(model, backbone, final_norm_path)
     accepts = "position_ids" in inspect.signature(backbone.forward).parameters
-    return Layout(backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts)
+    transform = logit_transform(config)
+    return Layout(
+        backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts, transform
+    )
 
 
 def _check_not_masked_lm(model: nn.Module) -> None:
@@ -199,8 +206,9 @@ def _check_not_masked_lm(model: nn.Module) -> None:
     model_type = getattr(config, "model_type", None)
     if model_type in encoders - {"xlm"} and getattr(config, "is_decoder", False) is not True:
         raise UnsupportedModelError(
-            f"{name} with is_decoder=False attends in both directions: {why}; load it with "
-            "is_decoder=True (AutoModelForCausalLM.from_pretrained(..., is_decoder=True)) or use a causal LM"
+            f"{name} with is_decoder=False attends in both directions: {why}; use a causal LM (made "
+            "causal with is_decoder=True, an encoder's LM head still runs layers of its own before its "
+            "output projection, which faast does not reproduce)"
         )
 
 

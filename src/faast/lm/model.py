@@ -33,7 +33,15 @@ from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
-from faast.lm.output_readouts import LogitReadOut, OutputReadOut, ProbReadOut, head_logits, head_row_chunks
+from faast.lm.logit_transform import LogitTransform
+from faast.lm.output_readouts import (
+    LogitReadOut,
+    OutputReadOut,
+    ProbReadOut,
+    head_logits,
+    head_row_chunks,
+    layout_logits,
+)
 from faast.lm.prefix_cache import PrefixCache, model_extends_by_attention
 from faast.lm.readout_registry import build_readouts
 from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
@@ -82,11 +90,37 @@ class FaastModel(nn.Module):
         self._ctx = HookContext()
         self._hooks = HookSet()
         self._attention_cache: bool | None = None  # model_extends_by_attention, found on first use
+        self._check_logit_transform()
         self.attach()
         self.read_config = ReadConfig()
         self.set_read(read or ReadConfig().replace(**legacy))
 
+    def _check_logit_transform(self) -> None:
+        """Refuse a model whose logits are not its LM head's output as :attr:`logit_transform` says
+        (:meth:`LogitTransform.check` on one forward pass of 3 tokens): faast computes logits from
+        head inputs, so they would not be this model's probabilities. Run before faast's hooks are
+        attached. Not checked: a model that cannot run those 3 tokens alone (it needs other
+        inputs), or one that already carries forward hooks (another FaastModel's, say), whose
+        logits are then not its own."""
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.base_model.modules()):
+            return
+        ids = torch.tensor([[1, 2, 3]], device=next(self.base_model.parameters()).device)
+        try:
+            with torch.no_grad():
+                returned = self.base_model(input_ids=ids).logits
+                head_output = head_logits(self.head_inputs(ids), self._layout.lm_head)
+        except Exception:  # the model's own forward failed on 3 tokens alone: nothing to compare
+            return
+        kind = getattr(getattr(self.base_model, "config", None), "model_type", type(self.base_model).__name__)
+        self._layout.logit_transform.check(returned, head_output, kind)
+
     # ----------------------------------------------------------------- properties
+    @property
+    def logit_transform(self) -> LogitTransform:
+        """What the model does to its LM head's output before returning logits (the identity for
+        most models; Cohere's scale, Granite's, Gemma 2's soft cap): :func:`layout_logits` applies it."""
+        return self._layout.logit_transform
+
     @property
     def readouts(self) -> list[ReadOut]:
         """Every read-out, middle memories first (in block order), then the output memory."""
@@ -323,17 +357,17 @@ class FaastModel(nn.Module):
         reading = self._ctx.enabled  # inside disabled() the base model's output
         with self.disabled():
             if out is None or not reading:
-                return head_logits(states[HEAD_INPUT], self._layout.lm_head)
+                return layout_logits(states[HEAD_INPUT], self._layout)
             return out.logits_from(states, self._layout)
 
     @torch.no_grad()
     def base_token_log_probs(self, head_input: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The base model's log-probabilities (N, K), float32 or wider, of tokens (N, K) long at
-        head inputs (N, d): log_softmax of the LM head's logits, gathered (a few rows at a time,
-        ``head_row_chunks``)."""
+        head inputs (N, d): log_softmax of the model's logits (:func:`layout_logits`), gathered (a
+        few rows at a time, ``head_row_chunks``)."""
         out = []
         for rows in head_row_chunks(head_input.shape[0]):
-            logits = head_logits(head_input[rows], self._layout.lm_head)
+            logits = layout_logits(head_input[rows], self._layout)
             logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             out.append(torch.log_softmax(logits, dim=-1).gather(-1, tokens[rows]))
         return torch.cat(out) if out else head_input.new_zeros(tokens.shape)
@@ -358,11 +392,12 @@ class FaastModel(nn.Module):
 
     @torch.no_grad()
     def output_logit_parts(self, head_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """For an output memory read in the "logit" mix: (the base model's logits (N, V), the
-        memory's logits per unit β (N, V), :meth:`~faast.lm.output_readouts.LogitReadOut.memory_logits`)
-        at head inputs (N, d), so that :meth:`output_logits` with weight β is their sum with β on the
-        second (up to float rounding) for every β at the cost of two head passes. None for another
-        mix, or when the memory is not read (nothing learned, or inside :meth:`disabled`)."""
+        """For an output memory read in the "logit" mix: (the LM head's output (N, V), the memory's
+        head output per unit β (N, V), :meth:`~faast.lm.output_readouts.LogitReadOut.memory_logits`)
+        at head inputs (N, d), so that :meth:`output_logits` with weight β is
+        :attr:`logit_transform` of their sum with β on the second (up to float rounding) for every β
+        at the cost of two head passes. None for another mix, or when the memory is not read
+        (nothing learned, or inside :meth:`disabled`)."""
         out = self.output_memory
         if type(out) is not LogitReadOut or not self._ctx.enabled or not out.active:
             return None

@@ -281,10 +281,17 @@ class ProbReadOut(OutputReadOut):
         self._support = None
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
+        transform = layout.logit_transform
+
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
             if not ctx.reading or not self.active:
                 return None
-            return self.mix_logits(args[0], output, module)
+            if transform.is_identity:
+                return self.mix_logits(args[0], output, module)
+            # the model transforms what the head returns (Cohere, Granite, Gemma 2): mix its
+            # distribution, and return the head output its transform turns into the mixture
+            mixed = self.mix_logits(args[0], transform(output.float()), module)
+            return transform.head_output_for(mixed).to(output.dtype)
 
         hooks.post(layout.lm_head, hook)
 
@@ -327,7 +334,7 @@ class ProbReadOut(OutputReadOut):
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         z = states[HEAD_INPUT]
-        logits = head_logits(z, layout.lm_head)
+        logits = layout_logits(z, layout)
         return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
 
     def support_log_probs(
@@ -404,7 +411,7 @@ class LogitReadOut(OutputReadOut):
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         z = states[HEAD_INPUT]
-        return head_logits(self.read(z, layout.lm_head) if self.active else z, layout.lm_head)
+        return layout_logits(self.read(z, layout.lm_head) if self.active else z, layout)
 
     def read(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
         """z (..., d) → z + (β/ρ²)·W·z: the head's logits gain β·rows·(W·z)/ρ², β logit units for a
@@ -444,8 +451,8 @@ class PaperReadOut(OutputReadOut):
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
         assert layout.final_norm is not None
         if not self.active:
-            return head_logits(states[HEAD_INPUT], layout.lm_head)
-        return head_logits(layout.final_norm(self.read(states[PRE_NORM])), layout.lm_head)
+            return layout_logits(states[HEAD_INPUT], layout)
+        return layout_logits(layout.final_norm(self.read(states[PRE_NORM])), layout)
 
     def read(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., d) → (1−r)·h + r·W·h."""
@@ -466,6 +473,14 @@ def head_row_chunks(rows: int) -> Iterator[slice]:
 def head_logits(z: torch.Tensor, head: nn.Module) -> torch.Tensor:
     """The LM head's output for head inputs z (..., d) without calling the module (its hooks)."""
     return F.linear(z, head.weight, getattr(head, "bias", None))
+
+
+def layout_logits(z: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """The model's logits (..., V) for head inputs z (..., d): the LM head's output as the model
+    transforms it (``layout.logit_transform``: Cohere's scale, Granite's, Gemma 2's soft cap)."""
+    raw = head_logits(z, layout.lm_head)
+    transform = layout.logit_transform
+    return raw if transform.is_identity else transform(raw)
 
 
 def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:

@@ -232,8 +232,10 @@ class TaskScoringMixin:
             if parts is None:
                 return None
             base, memory = (p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts)
+            transform = self.model.logit_transform  # the model's logits from its head's output
             for j, weight in enumerate(weights):
-                picked[j].append(F.log_softmax(base + weight * memory, dim=-1).gather(-1, tokens[rows]))
+                logits = transform(base + weight * memory)
+                picked[j].append(F.log_softmax(logits, dim=-1).gather(-1, tokens[rows]))
         return [torch.cat(p) for p in picked]
 
     def _logit_mix_picks(

@@ -1,0 +1,89 @@
+"""What a causal LM does to its LM head's output before returning it as logits.
+
+Most models return the head's output as it is. A few transform it first, and their probabilities
+are those of the transformed logits:
+
+* Cohere and Cohere 2 multiply by ``config.logit_scale`` (0.0625 in Command-R);
+* Granite models divide by ``config.logits_scaling`` (8 or 16 in Granite 3);
+* Gemma 2 (and any model with ``config.final_logit_softcapping``) caps them softly:
+  c·tanh(x / c), c = 30 in Gemma 2.
+
+faast computes logits from head inputs itself (label scores, read-out choices, the "prob" mix), so
+it applies the same transform: :func:`logit_transform` reads it from the config, and
+:meth:`LogitTransform.check` compares it with the model's own logits on a few tokens, so that a
+model whose output differs in another way is refused by name instead of scored with the wrong
+probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class LogitTransform:
+    """logits = softcap(scale · head output): ``scale`` a positive number, ``softcap`` c > 0 for
+    c·tanh(x / c), or None."""
+
+    scale: float = 1.0
+    softcap: float | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 1.0 and self.softcap is None
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        """The model's logits (..., V) for the head's output ``raw`` (..., V)."""
+        out = raw if self.scale == 1.0 else raw * self.scale
+        if self.softcap is not None:
+            out = torch.tanh(out / self.softcap) * self.softcap
+        return out
+
+    def head_output_for(self, logits: torch.Tensor) -> torch.Tensor:
+        """A head output (..., V) whose transformed logits have the log-softmax of ``logits``
+        (..., V): what a hook on the LM head returns so the model's own transform, applied after
+        it, yields a distribution faast computed. With a soft cap, ``logits`` are first shifted
+        so their largest entry sits just below c and clamped above −c: entries more than 2c below
+        the largest (probability below e^(−2c) of the top one's, e^(−60) for Gemma 2) come out at
+        that bound."""
+        out = logits
+        if self.softcap is not None:
+            cap = self.softcap
+            top = out.amax(dim=-1, keepdim=True)
+            edge = cap * (1.0 - 1e-4)
+            shifted = (out - top + edge).clamp(min=-edge)
+            out = torch.atanh(shifted / cap) * cap
+        return out if self.scale == 1.0 else out / self.scale
+
+    def check(self, returned: torch.Tensor, head_output: torch.Tensor, kind: str) -> None:
+        """Refuse (``ValueError``) a model (``kind``: its type, for the message) whose logits
+        ``returned`` (..., V) differ from this transform of its LM head's output ``head_output``
+        (..., V) for the same tokens beyond float rounding."""
+        returned, ours = returned.float(), self(head_output.float())
+        worst = float((returned - ours).abs().max())
+        if not math.isfinite(worst) or worst > 1e-3 + 1e-2 * float(returned.abs().max()):
+            raise ValueError(
+                f"the {kind} model's logits differ (by up to {worst:.3g}) from its LM head applied to the "
+                f"states faast reads (its last block's output through the final norm, then {self}): a "
+                "step between them faast does not reproduce (e.g. a head with layers of its own before "
+                "its output projection, as BERT's), so its label scores and read-outs would not be this "
+                "model's probabilities; use a causal LM whose head is one linear layer"
+            )
+
+
+def logit_transform(config: Any) -> LogitTransform:
+    """The transform a model with (text) ``config`` applies to its LM head's output."""
+    scale = 1.0
+    logit_scale = getattr(config, "logit_scale", None)  # Cohere
+    if isinstance(logit_scale, int | float) and not isinstance(logit_scale, bool):
+        scale *= float(logit_scale)
+    logits_scaling = getattr(config, "logits_scaling", None)  # Granite
+    if isinstance(logits_scaling, int | float) and not isinstance(logits_scaling, bool) and logits_scaling:
+        scale /= float(logits_scaling)
+    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2
+    softcap = float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) and cap > 0 else None
+    return LogitTransform(scale, softcap)
