@@ -2236,6 +2236,22 @@ CLI += [
         r"the output path is a folder",
     ),
     CliCase(
+        "solve: --out is the pairs file",
+        lambda c: ["solve", str(p := _pairs_file(c, keys=_k(), values=_k(3, 2))), "--out", str(p)],
+        r"the output .*pairs.safetensors would overwrite the input .*pairs.safetensors: write it elsewhere",
+    ),
+    CliCase(
+        "classify: an empty label",
+        lambda c: [
+            "classify",
+            "fit",
+            str(c.text_file("e.csv", b"f0,f1,label\n1,0,a\n0,1,\n1,1,b\n")),
+            "--model",
+            str(c.path("clf")),
+        ],
+        r"e.csv: example 2 has an empty label \(1 in all, counting the data rows or lines from 1\)",
+    ),
+    CliCase(
         "demo: --shots not numbers",
         lambda c: ["demo", "--shots", "one,two", "--threads", "1"],
         r"--shots must be comma-separated integers",

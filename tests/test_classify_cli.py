@@ -626,3 +626,21 @@ def test_a_zero_resolution_is_refused_and_images_beside_the_class_folders_are_na
     with pytest.warns(UserWarning, match=r"skipped 1 image\(s\) beside the class folders.*loose.png"):
         paths, classes, _ = list_image_folder(root)
     assert classes == sorted(COLOURS) and len(paths) == 2 * len(COLOURS)
+
+
+def test_a_csv_s_feature_columns_are_read_by_name(tmp_path, capsys):
+    """The feature columns' names of a fitted CSV are saved: a later CSV with them in another order
+    is reordered (the same predictions), one with other names is refused by name (it was read by
+    position: swapped columns predicted every row wrong)."""
+    (tmp_path / "fit.csv").write_text("f0,f1,label\n1,0,a\n0,1,b\n1,0.1,a\n0.1,1,b\n", encoding="utf-8")
+    assert _run("fit", tmp_path / "fit.csv", "--model", tmp_path / "m") == 0
+    assert load_classifier(tmp_path / "m")[1]["source"]["columns"] == ["f0", "f1"]
+    (tmp_path / "swapped.csv").write_text("f1,f0,label\n0,1,a\n1,0,b\n0.9,0,b\n", encoding="utf-8")
+    model = ["--model", tmp_path / "m"]
+    assert _run("predict", tmp_path / "swapped.csv", *model, "--out", tmp_path / "p.csv") == 0
+    assert [row["predicted"] for row in _read_csv(tmp_path / "p.csv")] == ["a", "b", "b"]
+    assert _run("partial-fit", tmp_path / "swapped.csv", "--model", tmp_path / "m") == 0
+    assert load_classifier(tmp_path / "m")[1]["source"]["columns"] == ["f0", "f1"]
+    (tmp_path / "renamed.csv").write_text("g0,g1,label\n0,1,a\n", encoding="utf-8")
+    assert _run("predict", tmp_path / "renamed.csv", *model, "--out", tmp_path / "q.csv") == 1
+    assert "missing ['f0', 'f1'], unexpected ['g0', 'g1']" in capsys.readouterr().err

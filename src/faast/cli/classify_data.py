@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    import torch
+
     from faast.distributed import Dist
 
 
@@ -94,7 +96,33 @@ def read_data(
     table = read_features(
         data, labels_path=args.labels, label_column=args.label_column or "label", id_column=args.id_column
     )
-    return table.features, table.labels, table.ids, None, {"input": "features"}
+    feats, columns = table.features, table.columns
+    fitted = source.get("columns") if source else None
+    if columns is not None and fitted is not None:
+        feats, columns = in_fitted_order(feats, columns, fitted, data)
+    desc = {"input": "features", **({"columns": columns} if columns else {})}
+    return feats, table.labels, table.ids, None, desc
+
+
+def in_fitted_order(
+    feats: torch.Tensor, columns: list[str], fitted: list[str], data: Path
+) -> tuple[torch.Tensor, list[str]]:
+    """A CSV's features (n, d) with named ``columns``, in the order of the ``fitted`` columns a
+    classifier learned from (the same names in another order are reordered; other names are a
+    ``ValueError`` naming them: a spreadsheet's columns moved or renamed would otherwise be read
+    as the wrong features)."""
+    if columns == fitted:
+        return feats, columns
+    if sorted(columns) == sorted(fitted) and len(set(columns)) == len(columns):
+        where = {name: i for i, name in enumerate(columns)}
+        return feats[:, [where[name] for name in fitted]], list(fitted)
+    missing = [c for c in fitted if c not in columns]
+    unexpected = [c for c in columns if c not in fitted]
+    raise ValueError(
+        f"{data}: its feature columns are not the ones the classifier was fitted on: "
+        f"missing {missing[:5]}, unexpected {unexpected[:5]} (fitted on {fitted[:8]}"
+        f"{', ...' if len(fitted) > 8 else ''})"
+    )
 
 
 def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:

@@ -32,11 +32,13 @@ FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
 
 @dataclass
 class FeatureTable:
-    """features: (n, d) float tensor; labels: (n,) or None; ids: n row names for predictions."""
+    """features: (n, d) float tensor; labels: (n,) or None; ids: n row names for predictions;
+    columns: the d feature columns' names (a CSV's header), None for arrays."""
 
     features: torch.Tensor
     labels: np.ndarray | None
     ids: list[str]
+    columns: list[str] | None = None
 
 
 #: Whole-number and boolean feature dtypes, read as float32 (uint8 pixel arrays, 0/1 indicators).
@@ -57,6 +59,7 @@ def read_features(
     suffix = p.suffix.lower()
     ids: list[str] | None = None
     labels: np.ndarray | None = None
+    columns: list[str] | None = None
     if suffix == ".safetensors":
         from faast.io import load_tensors
 
@@ -76,7 +79,7 @@ def read_features(
             data = _plain_array(lambda: npz["features"], p, "'features'")
         feats = torch.from_numpy(np.ascontiguousarray(data))
     elif suffix == ".csv":
-        feats, labels, ids = _read_csv(p, label_column, id_column)
+        feats, labels, ids, columns = _read_csv(p, label_column, id_column)
     else:
         raise ValueError(f"{p}: unknown features format {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}")
     if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in _WHOLE_NUMBERS):
@@ -90,7 +93,8 @@ def read_features(
         labels = read_labels(labels_path)
     if labels is not None and len(labels) != feats.shape[0]:
         raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
-    return FeatureTable(feats, labels, ids if ids is not None else [str(i) for i in range(feats.shape[0])])
+    rows = ids if ids is not None else [str(i) for i in range(feats.shape[0])]
+    return FeatureTable(feats, labels, rows, columns)
 
 
 def _decoded(labels: np.ndarray, p: Path) -> np.ndarray:
@@ -147,7 +151,7 @@ def _parse_labels(texts: list[str]) -> np.ndarray:
 
 def _read_csv(
     path: Path, label_column: str, id_column: str | None
-) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None]:
+) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None, list[str]]:
     text = read_user_text(path)  # a byte-order mark (spreadsheets write one) is not a column's name
     rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
     while rows and not "".join(rows[-1]).strip():  # blank lines after the last row
@@ -187,7 +191,7 @@ def _read_csv(
         # spreadsheet's stray space, or ", " between fields) are one class, not two
         labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
-    return torch.from_numpy(feats), labels, ids
+    return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
 
 
 def _is_number(text: str) -> bool:
