@@ -362,6 +362,10 @@ def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
     assert "column 'name': 'alice' is not a number (if the column names the rows" in err
     assert "texts to classify, name its column: --text-column" in err
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0
+    for cell in ("1e400", "nan", "-inf"):  # named with its row and column, as a word is
+        (tmp_path / "big.csv").write_text(f"f0,f1,label\n1,0,x\n2,{cell},y\n")
+        assert _run("fit", tmp_path / "big.csv", "--model", tmp_path / "m") == 1
+        assert f"big.csv: row 3, column 'f1': '{cell}' is not a finite number" in capsys.readouterr().err
 
 
 def test_sixteen_bit_images_keep_their_picture_and_other_files_are_reported(tmp_path):
@@ -565,6 +569,24 @@ def test_labels_of_a_later_file_name_the_classes_as_written(tmp_path, capsys):
     assert clf.classes_.tolist() == [False, True] and clf.class_count_.tolist() == [4, 4]
     assert _run("forget", x, "--model", tmp_path / "m", *labels) == 0
     assert load_classifier(tmp_path / "m")[0].class_count_.tolist() == [2, 2]
+    np.save(tmp_path / "yf.npy", np.array([1.0, 0.0, 1.0, 0.0]))  # fitted on float labels,
+    (tmp_path / "yi.txt").write_text("1\n0\n1\n0\n", encoding="utf-8")  # scored on integers
+    assert _run("fit", x, "--model", tmp_path / "f", "--labels", tmp_path / "yf.npy") == 0
+    capsys.readouterr()
+    assert (
+        _run(
+            "predict",
+            x,
+            "--model",
+            tmp_path / "f",
+            "--out",
+            tmp_path / "p.csv",
+            "--labels",
+            tmp_path / "yi.txt",
+        )
+        == 0
+    )
+    assert "accuracy 100.00 %" in capsys.readouterr().out
     floats = np.array([0.0, 1.0])
     assert as_classes(np.array([1, 0, 1]), floats).tolist() == [1.0, 0.0, 1.0]
     assert as_classes(np.array(["1", "x"]), np.array(["1", "x"])).tolist() == ["1", "x"]

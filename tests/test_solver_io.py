@@ -168,3 +168,18 @@ def test_json_files_hold_labels_as_written(tmp_path):
     assert '"café"' in path.read_text(encoding="utf-8") and "😀 good" in path.read_text(encoding="utf-8")
     odd = save_json(tmp_path / "odd.json", {"label": "a\ud800b"})
     assert load_json(odd) == {"label": "a\ud800b"} and "\\ud800" in odd.read_text(encoding="utf-8")
+
+
+def test_an_input_path_that_is_not_a_regular_file_is_named_for_what_it_is(tmp_path):
+    from faast.io import existing_file
+    from faast.lm.text import read_text
+
+    (tmp_path / "a.txt").write_text("x", encoding="utf-8")
+    assert existing_file(tmp_path / "a.txt", "text file") == tmp_path / "a.txt"
+    with pytest.raises(FileNotFoundError, match="no such text file"):
+        read_text(tmp_path / "none.txt")
+    with pytest.raises(IsADirectoryError, match="a folder, not a text file"):
+        read_text(tmp_path)
+    if Path("/dev/null").exists():
+        with pytest.raises(ValueError, match="is not a regular file .*; expected a text file"):
+            read_text("/dev/null")

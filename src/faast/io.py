@@ -56,6 +56,20 @@ def file_in_the_way(folder: Path) -> Path | None:
     return None
 
 
+def existing_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path when it is a regular file; else ``FileNotFoundError`` "no such {what}"
+    when nothing is there, ``IsADirectoryError`` for a folder, ``ValueError`` for a device or pipe
+    (``/dev/null``): each error names the path and what was expected."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.exists():
+        raise FileNotFoundError(f"no such {what}: {p}")
+    if p.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"a folder, not a {what}", str(p))
+    raise ValueError(f"{p} is not a regular file (a device or a pipe); expected a {what}")
+
+
 def make_parent(dest: Path) -> None:
     """Create the folder of ``dest``; a ``NotADirectoryError`` naming the file in the way when a
     folder above it is a file."""

@@ -39,31 +39,38 @@ if TYPE_CHECKING:
 DEFAULT_FOLDS = 5
 
 
-def as_classes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """``labels`` (n,) read from a file, as the classifier's ``classes`` they name, of the classes'
-    dtype. Compared as written: a file of only "1" reads as integers, the classes of an earlier
-    file of "1" and "x" are strings, and "1" is among them all the same; "True" names the class
-    True, not any non-empty string; with numeric classes a label of the same value also names its
-    class ("1" the class 1.0). A label naming no class is a ``ValueError``."""
+def named_classes(labels: Any, classes: np.ndarray) -> list[Any]:
+    """For each label read from a file (None: unlabelled), the class of ``classes`` it names, or
+    None. Compared as written: a file of only "1" reads as integers, the classes of an earlier file
+    of "1" and "x" are strings, and "1" is among them all the same; "True" names the class True, not
+    any non-empty string; with numeric classes a label of the same value also names its class ("1"
+    the class 1.0)."""
     by_text = {str(c): c for c in classes.tolist()}
-    by_value: dict[float, Any] = {}
-    if classes.dtype.kind in "iuf":
-        by_value = {float(c): c for c in classes.tolist()}
-    out, unknown = [], set()
-    for text in labels.astype(str).tolist():
-        if text in by_text:
-            out.append(by_text[text])
+    by_value = {float(c): c for c in classes.tolist()} if classes.dtype.kind in "iuf" else {}
+    out: list[Any] = []
+    for label in list(labels):
+        text = None if label is None else str(label)
+        if text is None or text in by_text:
+            out.append(None if text is None else by_text[text])
             continue
         try:
-            out.append(by_value[float(text)])
-        except (KeyError, ValueError):
-            unknown.add(text)
+            out.append(by_value.get(float(text)))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def as_classes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """``labels`` (n,) read from a file, as the classifier's ``classes`` they name
+    (:func:`named_classes`), of the classes' dtype; a label naming no class is a ``ValueError``."""
+    named = named_classes(labels, classes)
+    unknown = {str(label) for label, c in zip(labels.tolist(), named, strict=True) if c is None}
     if unknown:
         raise ValueError(
             f"label(s) {sorted(unknown)[:5]} are not among the classifier's classes "
             f"{classes.tolist()[:10]}; fit anew to add classes"
         )
-    return np.asarray(out, dtype=classes.dtype)
+    return np.asarray(named, dtype=classes.dtype)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -390,12 +397,11 @@ def _predict(
         from faast.eval.text_metrics import label_accuracy
 
         classes = clf.classes_.astype(str)
-        given = np.array([label is not None for label in labels], dtype=bool)
-        known = given & np.isin(labels.astype(str), classes)
+        named = named_classes(labels, clf.classes_)  # "1" names the class 1.0, "False" False
+        known = np.array([c is not None for c in named], dtype=bool)
         if known.any():
-            got = label_accuracy(
-                pred.astype(str)[known].tolist(), labels.astype(str)[known].tolist(), classes
-            )
+            truth = [str(c) for c in named if c is not None]
+            got = label_accuracy(pred.astype(str)[known].tolist(), truth, classes)
             line += (
                 f"; accuracy {100 * got['accuracy']:.2f} %, balanced accuracy "
                 f"{100 * got['balanced_accuracy']:.2f} %, macro-F1 {100 * got['macro_f1']:.2f} % on the "

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from faast.io import existing_file
 from faast.text_files import csv_delimiter, read_user_text
 
 FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
@@ -53,9 +54,7 @@ def read_features(
     id_column: str | None = None,
 ) -> FeatureTable:
     """Read a feature file (see the module docstring); errors name the file and the problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such features file: {p}")
+    p = existing_file(path, "features file")
     suffix = p.suffix.lower()
     ids: list[str] | None = None
     labels: np.ndarray | None = None
@@ -124,9 +123,7 @@ def _plain_array(load: Callable[[], Any], p: Path, what: str) -> Any:
 
 def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     """Labels (n,) from a ``.npy`` array or a text file with one label per line."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such labels file: {p}")
+    p = existing_file(path, "labels file")
     if p.suffix.lower() == ".npy":
         labels = _decoded(_plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array"), p)
         if labels.ndim != 1:
@@ -185,6 +182,12 @@ def _read_csv(
             else:
                 why = f": {row[bad]!r} is not a number"
             raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
+        if not np.isfinite(feats[r]).all():  # "nan", "inf" or a number beyond float64 ("1e400")
+            bad = columns[int(np.flatnonzero(~np.isfinite(feats[r]))[0])]
+            raise ValueError(
+                f"{path}: row {r + 2}, column {header[bad]!r}: {row[bad].strip()!r} is not a finite number "
+                "(missing values are not supported: fill or drop them)"
+            )
     labels = None
     if label_column in header:
         # without the spaces around them, as a labels text file is read: "cat" and "cat " (a

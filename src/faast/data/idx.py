@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faast.io import existing_file
+
 _UBYTE = 0x08
 
 
@@ -21,9 +23,7 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int) -> np.ndarray:
     Returns a uint8 array: (n,) for labels (ndim=1), (n, rows, cols) for images (ndim=3).
     Raises ``ValueError`` naming the file when it is not such an IDX file or is truncated.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such IDX file: {p}")
+    p = existing_file(path, "IDX file")
     with open(p, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
     try:

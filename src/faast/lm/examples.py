@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faast.io import atomic_write
+from faast.io import atomic_write, existing_file
 from faast.text_files import csv_delimiter, read_user_text
 
 TSV_SUFFIXES = (".tsv", ".txt")
@@ -126,9 +126,7 @@ def read_examples(
             raise ValueError(f"{what} must be a non-empty name, got {name!r}")
     if input_column.strip() == output_column.strip():
         raise ValueError(f"the input and output columns must differ, both are {input_column!r}")
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such examples file: {p}")
+    p = existing_file(path, "examples file")
     fmt = file_format(p)
     text = read_user_text(p)  # line ends already LF
     names = _Names(input_column.strip(), output_column.strip(), options)

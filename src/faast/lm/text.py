@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
+from faast.io import existing_file
 from faast.text_files import read_user_text
 
 
@@ -121,9 +122,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such text file: {p}")
+    p = existing_file(path, "text file")
     text = read_user_text(p)
     if not text.strip():
         raise ValueError(f"{p} is empty")
