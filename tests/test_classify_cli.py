@@ -362,6 +362,9 @@ def test_csv_errors_say_what_is_wrong_with_the_cell(tmp_path, capsys):
     assert "column 'name': 'alice' is not a number (if the column names the rows" in err
     assert "texts to classify, name its column: --text-column" in err
     assert _run("fit", tmp_path / "named.csv", "--model", tmp_path / "m", "--id-column", "name") == 0
+    (tmp_path / "twice.csv").write_text("f0,label,label\n1,x,y\n2,y,x\n")
+    assert _run("fit", tmp_path / "twice.csv", "--model", tmp_path / "m") == 1
+    assert "twice.csv: the header names ['label'] more than once" in capsys.readouterr().err
     for cell in ("1e400", "nan", "-inf"):  # named with its row and column, as a word is
         (tmp_path / "big.csv").write_text(f"f0,f1,label\n1,0,x\n2,{cell},y\n")
         assert _run("fit", tmp_path / "big.csv", "--model", tmp_path / "m") == 1

@@ -149,3 +149,10 @@ def test_blank_lines_after_the_last_example_are_not_examples(tmp_path, name, tex
     (tmp_path / name).write_bytes(text.encode("utf-8"))
     examples = read_examples(tmp_path / name)
     assert [(e.input, e.output) for e in examples] == [("great movie", "pos"), ("awful film", "neg")]
+
+
+def test_a_json_field_named_twice_is_refused_with_its_line(tmp_path):
+    twice = '{"input": "b", "output": "x", "output": "y"}'
+    (tmp_path / "d.jsonl").write_text('{"input": "a", "output": "x"}\n' + twice + "\n")
+    with pytest.raises(ValueError, match=r"d.jsonl:2: the field 'output' appears twice in one object"):
+        read_examples(tmp_path / "d.jsonl")

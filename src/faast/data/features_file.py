@@ -156,6 +156,9 @@ def _read_csv(
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:  # the first would be read, the others dropped or read as features
+        raise ValueError(f"{path}: the header names {twice[:5]} more than once; name each column once")
     if id_column is not None and id_column not in header:
         raise ValueError(f"{path}: no id column {id_column!r} in the header {header[:8]}")
     skip = {label_column, id_column}

@@ -280,6 +280,17 @@ def _named_row(p: Path, number: int, cells: list[str], header: _Header, outputs:
     return Example(inp, res, extra)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's fields, refusing a name given twice (``json`` would keep the last silently:
+    ``{"output": "pos", "output": "neg"}`` is not an example of either)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the field {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[Example]:
     out = []
     input_column, output_column = names.input, names.output
@@ -288,9 +299,11 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list
         if not line.strip():
             raise ValueError(f"{p}:{number}: blank line (every line must be a JSON object)")
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:  # a field named twice (_unique_keys)
+            raise ValueError(f"{p}:{number}: {exc}") from None
         if not isinstance(row, dict):
             raise ValueError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
         missing = [k for k in both[: 2 if outputs else 1] if k not in row]
