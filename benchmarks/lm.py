@@ -92,11 +92,25 @@ def bench_learn(model, fm, fm_out, batch: torch.Tensor, rounds: int) -> dict:
     def backbone() -> None:
         model.model(input_ids=batch, use_cache=False)
 
+    def alone(active, fn):
+        """``fn`` with ``active``'s hooks the only ones on the model (None: no hooks); a base model
+        carries one FaastModel's hooks at a time."""
+
+        def run() -> None:
+            for other in (fm, fm_out):
+                if other is not active:
+                    other.unload()
+            if active is not None:
+                active.attach()
+            fn()
+
+        return run
+
     cases = {
-        "plain_forward": plain,
-        "backbone_only": backbone,
-        "learn": lambda: fm.learn(input_ids=batch),
-        "learn_output_only": lambda: fm_out.learn(input_ids=batch),
+        "plain_forward": alone(None, plain),
+        "backbone_only": alone(None, backbone),
+        "learn": alone(fm, lambda: fm.learn(input_ids=batch)),
+        "learn_output_only": alone(fm_out, lambda: fm_out.learn(input_ids=batch)),
     }
     plain()  # warm-up
     times = interleaved(cases, rounds, "learn vs forward")
@@ -114,8 +128,12 @@ def read_variant(fm, mix: str, read: ReadConfig) -> FaastModel:
     """A detached FaastModel on the same base model reading ``fm``'s statistics and readout with the
     output read-out of ``mix`` and ``read`` (attach it to use it)."""
     cfg = FaastConfig.from_dict({**fm.faast_config.to_dict(), "output_mix": mix})
-    variant = get_faast_model(fm.base_model, cfg, read)
-    variant.unload()
+    fm.unload()  # a base model carries one FaastModel's hooks at a time
+    try:
+        variant = get_faast_model(fm.base_model, cfg, read)
+        variant.unload()
+    finally:
+        fm.attach()
     variant.memories.load_state_dict(fm.memories.state_dict())  # the trained readout parameters
     for name, readout in variant.memories.items():
         readout.memory = fm.memories[name].memory  # the same statistics
@@ -246,14 +264,18 @@ def main() -> None:
             "torch": torch.__version__,
         },
     }
+    fm.unload()  # a base model carries one FaastModel's hooks at a time (bench_learn swaps them)
     fm_out = get_faast_model(model, FaastConfig(num_memories=0))
     res["learn"] = bench_learn(model, fm, fm_out, batch, args.rounds)
     fm_out.unload()
+    fm.attach()
     fm.reset_projection()
     res["learned_tokens"] = learn_set.numel()
     learn_windows(fm, learn_set, batch_size=args.batch)
     res["generate"] = bench_generate(fm, prompt, args.new_tokens, args.rounds)
+    fm.unload()  # the recall example's own FaastModel alone on the model (its base really the base)
     res["recall_example"] = recall_example(model, tok, learn_set[0])
+    fm.attach()
 
     n = learn_set.numel()
     per_token = kv_bytes_per_token(model.config, torch.float32)

@@ -174,3 +174,31 @@ def test_hidden_states_the_base_model_made_non_finite_are_named_as_its_own(fm):
         assert all(bool(torch.isfinite(m.stats.gram).all()) for m in fm.memories.values())
     finally:
         handle.remove()
+
+
+def test_a_base_model_carries_one_faast_model_at_a_time():
+    """Wrapping a base model that already carries another FaastModel's hooks is refused (both would
+    act on every forward pass: an empty second wrapper returned the first one's fast weights, and
+    a second task's learning changed the first one's answers); after unload() it is allowed, and
+    a FaastModel dropped without unload() takes its hooks with it."""
+    import gc
+
+    base = tiny_model("llama")
+    ids = torch.randint(3, 97, (1, 12), generator=torch.Generator().manual_seed(0))
+    plain = base(input_ids=ids).logits.detach()
+    first = get_faast_model(base, FaastConfig(num_memories=0))
+    first.learn(input_ids=ids)
+    with pytest.raises(ValueError, match=r"the hooks of another FaastModel \(11 pairs learned\)"):
+        get_faast_model(base, FaastConfig(num_memories=0))
+    assert first.attached and first.num_pairs == 11
+    first.unload()
+    second = get_faast_model(base, FaastConfig(num_memories=0))
+    assert torch.equal(second(input_ids=ids).logits, plain)  # it reads nothing of the first's
+    with pytest.raises(ValueError, match="already carries the hooks"):
+        first.attach()
+    del second
+    gc.collect()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in base.modules())
+    assert torch.equal(base(input_ids=ids).logits, plain)
+    first.attach()
+    assert not torch.equal(base(input_ids=ids).logits, plain)

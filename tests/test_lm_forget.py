@@ -219,6 +219,29 @@ def test_loaded_fast_weights_still_refuse_pairs_never_learned(mix, tmp_path):
     torch.testing.assert_close(logits(loaded), logits(rest), rtol=1e-9, atol=1e-9)
 
 
+def test_a_refused_load_keeps_the_rows_forgetting_checks(tmp_path):
+    """A load refused partway (a damaged file: NaN statistics) puts the earlier fast weights back
+    with their kept rows, so a batch never learned is still refused afterwards (the rollback
+    dropped the rows, and forgetting then accepted it)."""
+    from faast.lm.fastweights import write_task
+
+    fm = make("llama", "prob", False)
+    a = random_batch([9], seed=1)[0]
+    fm.learn(input_ids=a)
+    fm.save_fast_weights(tmp_path / "fw.safetensors")
+    task, tensors, signature = read_task(tmp_path / "fw.safetensors", None)
+    tensors["output/gram"] = torch.full_like(tensors["output/gram"], float("nan"))
+    write_task(tmp_path / "bad.safetensors", task, tensors, signature)
+    before = state(fm)
+    with pytest.raises(ValueError, match="NaN"):
+        fm.load_fast_weights(tmp_path / "bad.safetensors")
+    assert_same_state(state(fm), before)  # the rows included
+    other = a.clone()
+    other[0, 0] = 3 if int(a[0, 0]) != 3 else 4
+    with pytest.raises(ValueError, match="never added"):
+        fm.forget(input_ids=other)
+
+
 def test_many_pairs_held_a_token_never_learned_is_still_refused():
     fm = make("gpt2", "prob", True)
     ids, mask = random_batch([12, 12, 12], seed=1)  # 33 pairs: the rows are dropped

@@ -899,3 +899,27 @@ def test_groups_are_checked():
     ):
         with pytest.raises(ValueError, match=message):
             task.fit(examples, labels=["w40", "w41"], progress=False, groups=bad)
+
+
+def test_one_string_where_a_list_belongs_is_refused_and_empty_lists_give_empty_answers():
+    """A string passed as the inputs (or labels) was read a character at a time: seven answers for
+    "w10 w11"; now a TypeError, as learn's is for one example. Empty inputs give empty results."""
+    task = make_task(labels=["w40", "w41"])
+    task.learn(rule_examples(10), progress=False)
+    for call in (task.classify, task.label_scores, task.prompt_features, task.generate):
+        with pytest.raises(TypeError, match="got one string 'w10 w11'"):
+            call("w10 w11")
+    with pytest.raises(TypeError, match="input 1 is NoneType"):
+        task.classify(["w10", None])
+    with pytest.raises(TypeError, match="labels must be a list of strings, got one string 'w40'"):
+        task.label_scores(["w10"], labels="w40")
+    with pytest.raises(TypeError, match="label 1 is int"):
+        task.label_scores(["w10"], labels=["w40", 6])
+    assert task.classify([]) == [] and task.generate([], progress=False) == []
+    assert task.label_scores([]).shape == (0, 2) and task.prompt_features([]).shape == (0, 32)
+    icl = InContextModel(tiny_model("llama", dtype=torch.float64), task.codec, [("w10", "w40")], reserve=8)
+    with pytest.raises(TypeError, match="got one string"):
+        icl.classify("w10 w11", ["w40", "w41"])
+    with pytest.raises(ValueError, match="at least two labels"):
+        icl.classify(["w10"], ["w40"])
+    assert icl.label_scores([], ["w40", "w41"]).shape == (0, 2)

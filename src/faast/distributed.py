@@ -269,7 +269,7 @@ class Dist:
             yield model
         except BaseException:
             for r, b, extra in zip(readouts, before, extras, strict=True):
-                r.stats.load_state_dict(b.state_dict(), input_dtype=b.input_dtype)
+                r.stats.restore(b)
                 if extra:
                     r.load_extra_state(extra, "the learned-token state before the block")
             raise

@@ -37,7 +37,7 @@ from faast.lm.prefix_cache import (
     returned_cache,
 )
 from faast.lm.prompts import PromptCodec
-from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, label_rule
+from faast.lm.task_spec import TaskSpec, auto_labels, checked_labels, input_texts, label_rule
 
 #: The most bytes the per-sequence copies of the demonstrations' KV cache may take in one batch;
 #: a long prefix (thousands of demonstration tokens) is then read a few queries at a time.
@@ -215,6 +215,9 @@ class InContextModel:
         (:meth:`_shared_query_scores`). ``calibrate``: contextually
         calibrated log-probabilities over the L labels instead
         (:func:`~faast.lm.calibration.contextually_calibrated` with :meth:`content_free_scores`)."""
+        inputs, labels = input_texts(inputs), checked_labels(labels, None, "pass the labels")
+        if not inputs:
+            return torch.empty(0, len(labels), dtype=torch.float64)
         if calibrate:
             raw = self.label_scores(inputs, labels, progress=progress, batch_size=batch_size)
             return contextually_calibrated(raw, self.content_free_scores(labels, batch_size=batch_size))
@@ -354,6 +357,7 @@ class InContextModel:
         window slots, so a padded query may see a few prefix tokens less)."""
         check_max_new_tokens(max_new_tokens)
         stop = self.codec.stop_kwargs() if stop is None else stop
+        inputs = input_texts(inputs)
         queries = []
         for text in inputs:
             query = self._query(text)

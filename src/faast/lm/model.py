@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,18 @@ from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, R
 from faast.lm.readouts import pair_mask as real_token_pairs
 
 READOUT_NAME = "faast_readout.safetensors"
+
+
+#: base model → the FaastModel whose hooks are on it (weak on both sides: no attribute is added to
+#: the model, and a dropped FaastModel releases it)
+_OWNERS: weakref.WeakKeyDictionary[nn.Module, weakref.ref[FaastModel]] = weakref.WeakKeyDictionary()
+
+
+def _attached_owner(model: nn.Module) -> FaastModel | None:
+    """The FaastModel whose hooks are attached to ``model`` now, if any."""
+    ref = _OWNERS.get(model)
+    owner = None if ref is None else ref()
+    return owner if owner is not None and owner.attached and owner.base_model is model else None
 
 
 class FaastModel(nn.Module):
@@ -92,6 +105,9 @@ class FaastModel(nn.Module):
         self._attention_cache: bool | None = None  # model_extends_by_attention, found on first use
         self._check_logit_transform()
         self.attach()
+        # a FaastModel dropped without unload() takes its hooks with it (they would go on reading
+        # its fast weights in every forward pass of the base model, and mix with a new wrapper's)
+        weakref.finalize(self, self._hooks.remove)
         self.read_config = ReadConfig()
         self.set_read(read or ReadConfig().replace(**legacy))
 
@@ -624,13 +640,27 @@ class FaastModel(nn.Module):
     def unload(self) -> nn.Module:
         """Detach every hook and return the untouched base model (:meth:`attach` undoes it)."""
         self._hooks.remove()
+        if _attached_owner(self.base_model) is self:
+            del _OWNERS[self.base_model]
         return self.base_model
 
     def attach(self) -> FaastModel:
-        """Attach the read-outs' hooks to the base model (done at construction; a no-op if attached)."""
+        """Attach the read-outs' hooks to the base model (done at construction; a no-op if attached).
+        A base model carries one FaastModel's hooks at a time: another attached FaastModel on it is
+        a ``ValueError`` (both sets of hooks would act on every forward pass, each model reading the
+        other's fast weights); ``unload()`` it first, or wrap a second copy of the model."""
         if not self._hooks.handles:
+            other = _attached_owner(self.base_model)
+            if other is not None and other is not self:
+                raise ValueError(
+                    f"this {type(self.base_model).__name__} already carries the hooks of another FaastModel "
+                    f"({other.num_pairs} pairs learned): both would act on every forward pass, each reading "
+                    "the other's fast weights; call .unload() on that one first (its fast weights are kept, "
+                    ".attach() puts it back), or wrap a second copy of the model"
+                )
             for readout in self.readouts:
                 readout.attach(self._layout, self._hooks, self._ctx)
+            _OWNERS[self.base_model] = weakref.ref(self)
         return self
 
     @property
@@ -778,7 +808,7 @@ class FaastModel(nn.Module):
         except Exception:
             for name, readout in self.memories.items():
                 stats, extra = backup[name]
-                readout.stats.load_state_dict(stats.state_dict(), input_dtype=stats.input_dtype)
+                readout.stats.restore(stats)  # its kept rows included
                 readout.load_extra_state(extra, "the previous fast weights")
             raise
         if stored_read is not None:

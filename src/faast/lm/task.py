@@ -80,6 +80,7 @@ from faast.lm.task_spec import (
     check_outputs_end,
     checked_examples,
     checked_labels,
+    input_texts,
     label_rule,
 )
 
@@ -796,7 +797,9 @@ class TaskModel(TaskScoringMixin):
         content-free inputs through the same model divided out (:mod:`faast.lm.calibration`); None
         (default): as the read-out in use says (:attr:`calibrated`, chosen by :meth:`fit` or set by
         :meth:`use`)."""
-        labels = self._labels(labels)
+        labels, inputs = self._labels(labels), input_texts(inputs)
+        if not inputs:
+            return torch.empty(0, len(labels), dtype=torch.float64)
         if calibrate is None:
             calibrate = self.calibrated
         if calibrate:
@@ -830,8 +833,11 @@ class TaskModel(TaskScoringMixin):
         ``cache=True`` a learned example costs no forward pass). ``layer``: the output of that
         decoder block (0-based) at the prompt's end instead (:meth:`prompt_layer_features`).
         ``progress``: a bar over the batches that run the model."""
+        items = _feature_items(items)
         if layer is not None:
             return self.prompt_layer_features(items, [layer], batch_size=batch_size, progress=progress)[:, 0]
+        if not items:
+            return torch.zeros(0, self.model._layout.hidden_size)
         out: list[torch.Tensor | None] = [None] * len(items)
         todo = []
         _, skip = self._lead_view()  # cached states start after the lead's cached tokens
@@ -867,7 +873,7 @@ class TaskModel(TaskScoringMixin):
         ``None``, what the LM head reads (:meth:`prompt_features`), in one forward pass per batch
         (:meth:`~faast.lm.model.FaastModel.layer_states`; never from the learn cache, which keeps
         the head input only), gathered on the CPU (c states per example can outgrow a GPU)."""
-        texts = [item.input if isinstance(item, Example) else item for item in items]
+        texts = [item.input if isinstance(item, Example) else item for item in _feature_items(items)]
         prefix, skip = self._lead_view()
         out = []
         starts = batch_starts(len(texts), batch_size)
@@ -887,7 +893,9 @@ class TaskModel(TaskScoringMixin):
     ) -> list[str]:
         """The most probable label for each input (by the label head when the task has one and
         ``labels`` are its labels, else by the LM with its fast weights)."""
-        labels = self._labels(labels)
+        labels, inputs = self._labels(labels), input_texts(inputs)
+        if not inputs:
+            return []
         if self.head_applies(labels):
             shared = {key: kwargs[key] for key in ("batch_size", "progress") if key in kwargs}
             best = self.head_scores(inputs, **shared).argmax(dim=1)
@@ -919,6 +927,7 @@ class TaskModel(TaskScoringMixin):
         forbid repeating an n-gram of the answer itself (:class:`faast.lm.decoding.NoRepeatInAnswer`;
         the prompt's n-grams stay allowed)."""
         check_max_new_tokens(max_new_tokens)
+        inputs = input_texts(inputs)
         outs: list[str] = []
         prompts = [self.codec.prompt_ids(x) for x in inputs]
         for p, x in zip(prompts, inputs, strict=True):
@@ -1028,6 +1037,18 @@ __all__ = [
     "memory_off",
     "split_examples",
 ]
+
+
+def _feature_items(items: Sequence[str | Example]) -> list[str | Example]:
+    """``items`` (texts or examples) as a list; one string, or an item of another kind, is a
+    ``TypeError`` (a string would be read a character at a time)."""
+    if isinstance(items, str):
+        raise TypeError(f"items must be a list of texts or examples, got one string {items[:40]!r}")
+    out = list(items)
+    bad = [i for i, item in enumerate(out) if not isinstance(item, str | Example)]
+    if bad:
+        raise TypeError(f"items must be texts or Examples; item {bad[0]} is {type(out[bad[0]]).__name__}")
+    return out
 
 
 def _batch_bar(batches: Iterable[Any], desc: str, progress: bool) -> Any:

@@ -66,12 +66,29 @@ def check_label_spaces(labels: list[str]) -> list[str]:
 
 
 def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, hint: str) -> list[str]:
-    """``labels``, else ``default``: at least two, or a ValueError ending with ``hint`` (how to
-    give them)."""
+    """``labels``, else ``default``: at least two strings, or a ValueError ending with ``hint`` (how
+    to give them); a single string, or a label that is not one, is a ``TypeError``."""
+    if isinstance(labels, str):  # list("w5") would be the labels "w" and "5"
+        raise TypeError(f"labels must be a list of strings, got one string {labels[:40]!r}")
     chosen = list(labels) if labels is not None else default
     if not chosen or len(chosen) < 2:
         raise ValueError(f"classification needs at least two labels ({hint})")
+    bad = [i for i, label in enumerate(chosen) if not isinstance(label, str)]
+    if bad:
+        raise TypeError(f"labels must be strings; label {bad[0]} is {type(chosen[bad[0]]).__name__}")
     return list(chosen)
+
+
+def input_texts(inputs: Sequence[str]) -> list[str]:
+    """``inputs`` (the texts to classify or answer) as a list of strings; one string (which would be
+    read a character at a time) or an item that is not a string is a ``TypeError``."""
+    if isinstance(inputs, str):
+        raise TypeError(f"inputs must be a list of strings, got one string {inputs[:40]!r}: pass [text]")
+    texts = list(inputs)
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise TypeError(f"inputs must be strings; input {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return texts
 
 
 @dataclass

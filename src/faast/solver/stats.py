@@ -592,6 +592,14 @@ class GramStats:
         stats.load_state_dict(tensors, input_dtype=dtype)
         return stats
 
+    def restore(self, other: GramStats) -> None:
+        """Replace these statistics by a copy of ``other`` (of the same dimensions), its kept rows
+        included when it keeps every pair's (a rollback that loses them would let ``subtract``
+        accept pairs never added)."""
+        self._check_compatible(other.key_dim, other.value_dim, "restore")
+        rows = other.kept_rows() if other.kept_row_count == other.count else None
+        self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype, rows=rows)
+
     def load_file(self, path: str | os.PathLike[str]) -> None:
         """Load statistics from ``path`` into this object, checking the dimensions match."""
         other = GramStats.load(path, device=self.device)
