@@ -280,3 +280,21 @@ def test_fit_warns_when_features_and_intercept_scaling_are_too_far_apart_for_flo
         FaastClassifier(intercept_scaling=scale * np.sqrt(5)).fit(X, y)  # or with it scaled
         FaastClassifier().fit(X / scale * 1e-6, y)  # or 10⁻⁶ apart (the fit keeps them)
         FaastClassifier().fit(np.zeros_like(X), y)  # or all-zero features (nothing to lose)
+
+
+def test_features_far_from_the_origin_are_named_in_a_warning():
+    """A common offset far above the features' spread (a column of years, prices) swamps the
+    penalised intercept: fit warns and names center_features; not on data near the origin, not with
+    center_features=True (which keeps the accuracy the offset costs), not without an intercept."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3, 5))
+    y = rng.integers(0, 3, 400)
+    X = means[y] + rng.normal(size=(400, 5))
+    with pytest.warns(UserWarning, match=r"far from the origin .* pass center_features=True"):
+        FaastClassifier().fit(X[:200] + 1e3, y[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = FaastClassifier().fit(X[:200] + 3.0, y[:200])  # ‖μ‖²/Σσ² ≈ 4, as raw tables are
+        centred = FaastClassifier(center_features=True).fit(X[:200] + 1e3, y[:200])
+        FaastClassifier(fit_intercept=False).fit(X[:200] + 1e3, y[:200])
+    assert centred.score(X[200:] + 1e3, y[200:]) == pytest.approx(plain.score(X[200:] + 3.0, y[200:]))
