@@ -1033,6 +1033,27 @@ LM = [
         r"context window of 2048",
     ),
     Case(
+        "FaastModel.generate",
+        "a token id outside the vocabulary",
+        on_fm(lambda c, m: m.generate(torch.tensor([[5, 100000]]), max_new_tokens=2)),
+        ValueError,
+        r"input_ids must lie in \[0, \d+\), got values in \[5, 100000\]",
+    ),
+    Case(
+        "FaastModel.generate",
+        "float token ids",
+        on_fm(lambda c, m: m.generate(torch.tensor([[5.0, 6.0]]), max_new_tokens=2)),
+        TypeError,
+        r"input_ids must hold integer token ids or 0/1 flags, got dtype torch.float32",
+    ),
+    Case(
+        "FaastModel.generate",
+        "max_length beyond the context window",
+        on_fm(lambda c, m: m.generate(torch.tensor([[5, 6]]), max_length=5000)),
+        ValueError,
+        r"generate: max_length of 5000 tokens exceed the model's context window of 2048",
+    ),
+    Case(
         "FaastModel.save_fast_weights",
         "nothing learned",
         call(lambda c: c.fm(learned=False).save_fast_weights(c.path("x.safetensors"))),

@@ -202,3 +202,12 @@ def test_a_base_model_carries_one_faast_model_at_a_time():
     assert torch.equal(base(input_ids=ids).logits, plain)
     first.attach()
     assert not torch.equal(base(input_ids=ids).logits, plain)
+
+
+def test_generate_takes_a_one_row_prompt_as_learn_does():
+    """A 1-D tensor or a list of ids is one prompt, as for learn (transformers failed on them)."""
+    fm = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0))
+    kw = {"max_new_tokens": 3, "do_sample": False, "pad_token_id": 0}
+    expected = fm.generate(torch.tensor([[5, 6, 7]]), **kw)
+    assert torch.equal(fm.generate(torch.tensor([5, 6, 7]), **kw), expected)
+    assert torch.equal(fm.generate(input_ids=[5, 6, 7], **kw), expected)

@@ -33,7 +33,7 @@ from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
-from faast.lm.inputs import check_learn_inputs, check_pair_mask, positions_from_mask
+from faast.lm.inputs import as_long_2d, check_learn_inputs, check_pair_mask, positions_from_mask
 from faast.lm.logit_transform import LogitTransform
 from faast.lm.output_readouts import (
     LogitReadOut,
@@ -597,18 +597,46 @@ class FaastModel(nn.Module):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The base model's ``generate`` (KV cache and all), reading the fast weights.
 
-        A prompt (plus ``max_new_tokens``, when given) longer than the model's context window is
-        refused with a ``ValueError`` instead of running past the position embeddings.
+        ``input_ids`` are checked as :meth:`learn` checks them (integer ids within the vocabulary,
+        on the model's device; a 1-D prompt or a nested list becomes one row). A prompt plus
+        ``max_new_tokens`` (given, or in a ``generation_config``), or a ``max_length``, longer than
+        the model's context window is refused with a ``ValueError`` instead of running past the
+        position embeddings.
         """
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if isinstance(ids, torch.Tensor) and ids.ndim >= 1:
+        if ids is not None:  # checked as learn checks them (a 1-D prompt or a list becomes one row)
+            ids = self._checked_prompt(ids)
+            if args:
+                args = (ids, *args[1:])
+            else:
+                kwargs["input_ids"] = ids
             if ids.shape[-1] == 0:
                 raise ValueError("generate: the prompt is empty (0 tokens)")
             self._check_context(ids.shape[-1], "generate: the prompt")
-            new = kwargs.get("max_new_tokens")
+            config = kwargs.get("generation_config")
+            new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
             if isinstance(new, int) and new > 0:
                 self._check_context(ids.shape[-1] + new, "generate: the prompt plus max_new_tokens")
+            longest = kwargs.get("max_length")
+            if isinstance(longest, int):
+                self._check_context(longest, "generate: max_length")
         return self.base_model.generate(*args, **kwargs)
+
+    def _checked_prompt(self, ids: Any) -> torch.Tensor:
+        """``generate``'s input_ids as a (B, T) integer tensor on the model's device, refusing what
+        would fail inside torch: floats, booleans, ids outside the vocabulary, another device."""
+        ids = as_long_2d(ids, "input_ids")
+        if ids.dtype == torch.bool:
+            raise TypeError("input_ids must hold integer token ids, got dtype torch.bool")
+        device = self._layout.lm_head.weight.device
+        if ids.device != device:
+            raise ValueError(f"input_ids are on {ids.device} but the model is on {device}")
+        vocab = getattr(_text_config(self.base_model), "vocab_size", None)
+        if vocab is not None and ids.numel():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= vocab:
+                raise ValueError(f"input_ids must lie in [0, {vocab}), got values in [{lo}, {hi}]")
+        return ids
 
     @property
     def context_window(self) -> int | None:
