@@ -298,3 +298,20 @@ def test_features_far_from_the_origin_are_named_in_a_warning():
         centred = FaastClassifier(center_features=True).fit(X[:200] + 1e3, y[:200])
         FaastClassifier(fit_intercept=False).fit(X[:200] + 1e3, y[:200])
     assert centred.score(X[200:] + 1e3, y[200:]) == pytest.approx(plain.score(X[200:] + 3.0, y[200:]))
+
+
+def test_a_refused_fit_leaves_the_earlier_one():
+    """As scikit-learn's estimators: a fit refused for its input (NaN features, lengths that
+    disagree, NaN labels) keeps the classifier fitted before it, predictions and input width included (the fit
+    had cleared it first, and predict then raised NotFittedError)."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 4)), np.arange(30) % 3
+    clf = FaastClassifier().fit(X, y)
+    before = clf.predict_proba(X)
+    bad_X = rng.normal(size=(30, 6))
+    bad_X[3, 2] = np.nan
+    nan_y = np.full(30, np.nan)
+    for args in ((bad_X, y), (rng.normal(size=(29, 6)), y), (rng.normal(size=(30, 6)), nan_y)):
+        with pytest.raises(ValueError):
+            clf.fit(*args)
+        assert clf.n_features_in_ == 4 and np.array_equal(clf.predict_proba(X), before)

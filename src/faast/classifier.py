@@ -356,8 +356,20 @@ class FaastClassifier(
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_")
-        for attr in (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE):
-            self.__dict__.pop(attr, None)
+        names = (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE)
+        inputs = ("n_features_in_", "feature_names_in_")  # reset by the new X's validation
+        earlier = {attr: self.__dict__[attr] for attr in inputs if attr in self.__dict__}
+        earlier |= {attr: self.__dict__.pop(attr) for attr in names if attr in self.__dict__}
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException:  # a refused fit leaves the earlier one, as scikit-learn's estimators do
+            for attr in (*names, *inputs):
+                self.__dict__.pop(attr, None)
+            self.__dict__.update(earlier)
+            raise
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any) -> FaastClassifier:
+        """:meth:`fit` on an estimator whose fitted state was cleared."""
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
         if isinstance(self.class_weight, str) and self.distributed:
