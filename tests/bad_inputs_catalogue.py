@@ -620,7 +620,7 @@ MEMORIES = [
         r"SoftmaxMemory is empty: there is nothing to forget",
     ),
     Case("InverseMemory()", "unknown cut", call(lambda c: _inv(cut="sometimes")), ValueError, r"sometimes"),
-    Case("KNNMemory()", "k = 0", call(lambda c: _knn(k=0)), ValueError, r"k must be >= 1"),
+    Case("KNNMemory()", "k = 0", call(lambda c: _knn(k=0)), ValueError, r"k must be an integer >= 1"),
     Case("KNNMemory()", "unknown metric", call(lambda c: _knn(metric="manhattan")), ValueError, r"metric"),
     Case(
         "KNNMemory.read",

@@ -315,3 +315,13 @@ def test_a_refused_fit_leaves_the_earlier_one():
         with pytest.raises(ValueError):
             clf.fit(*args)
         assert clf.n_features_in_ == 4 and np.array_equal(clf.predict_proba(X), before)
+
+
+def test_partial_fit_classes_and_all_zero_weights_are_named():
+    X, y = np.random.default_rng(0).normal(size=(6, 3)), np.array([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"classes must be a non-empty list of labels, got \[\]"):
+        FaastClassifier().partial_fit(X, y, classes=[])
+    with pytest.raises(ValueError, match=r"classes holds 1 missing label\(s\)"):
+        FaastClassifier().partial_fit(X, y, classes=[0, 1, None])
+    with pytest.raises(ValueError, match="every example weighs 0"):
+        FaastClassifier(class_weight={0: 0, 1: 0}).fit(X, y)

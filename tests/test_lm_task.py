@@ -923,3 +923,5 @@ def test_one_string_where_a_list_belongs_is_refused_and_empty_lists_give_empty_a
     with pytest.raises(ValueError, match="at least two labels"):
         icl.classify(["w10"], ["w40"])
     assert icl.label_scores([], ["w40", "w41"]).shape == (0, 2)
+    with pytest.raises(ValueError, match="reserve must be an integer >= 1, got -10"):
+        InContextModel(icl.model, task.codec, [("w10", "w40")], reserve=-10)

@@ -213,3 +213,16 @@ def test_stored_memories_refuse_to_forget_what_they_never_held(kind):
     assert mem.num_pairs == 10 and torch.equal(mem.read(keys), before)  # nothing was removed
     mem.remove(keys[:1], values[:1])  # the alias InverseMemory also has
     assert mem.num_pairs == 9
+
+
+def test_memory_parameters_of_the_wrong_kind_are_named():
+    from faast.memory import KNNMemory, SoftmaxMemory
+    from faast.solver import Cut
+
+    for k in (2.5, "3", 0, True):  # int() read 2.5 as 2 and "3" as 3
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
+            KNNMemory(k=k)
+    with pytest.raises(ValueError, match="temperature must be a number"):
+        SoftmaxMemory(temperature="warm")
+    with pytest.raises(ValueError, match="alpha given more than once"):
+        Cut.parse("alpha=1,alpha=2")

@@ -411,6 +411,12 @@ class FaastClassifier(
         -------
         self : FaastClassifier
         """
+        if classes is not None and not hasattr(self, "classes_"):
+            given = np.asarray(classes)
+            if given.ndim != 1 or given.size == 0:
+                raise ValueError(f"classes must be a non-empty list of labels, got {given.tolist()!r}")
+            if given.dtype.kind == "O":  # None / NaN among them, or labels that do not sort together
+                _check_object_labels(given, "classes")
         self._partial_fit(X, y, classes, sample_weight)
         return self
 
@@ -457,6 +463,10 @@ class FaastClassifier(
         # examples of zero weight add nothing to the statistics: left out, so that a fit with them
         # computes exactly what one without them does (the same rows summed in the same order)
         keys, onehot, weights = _weighted_rows(keys, onehot, weights)
+        if first and keys.shape[0] == 0 and not self.distributed:
+            raise ValueError(
+                "every example weighs 0 (sample_weight times class_weight): there is nothing to learn"
+            )
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
             self.memory_.stats.merge(dist.all_reduce_stats(self._batch_stats(keys, onehot, weights)))
@@ -847,14 +857,14 @@ def _warn_far_from_origin(keys: torch.Tensor, rows: int = 2048) -> None:
         )
 
 
-def _check_object_labels(y: np.ndarray) -> None:
+def _check_object_labels(y: np.ndarray, name: str = "y") -> None:
     """Refuse missing labels (None, NaN) and labels of types that cannot be ordered together
-    (``np.unique`` would fail deep inside NumPy with "'<' not supported")."""
+    (``np.unique`` would fail deep inside NumPy with "'<' not supported"); ``name``: what holds them."""
     flat = y.ravel()
     missing = np.flatnonzero([v is None or (isinstance(v, float) and math.isnan(v)) for v in flat])
     if missing.size:
         raise ValueError(
-            f"y holds {missing.size} missing label(s) (None or NaN), the first at index {missing[0]}: "
+            f"{name} holds {missing.size} missing label(s) (None or NaN), the first at index {missing[0]}: "
             "drop those examples or give them a label"
         )
     try:
@@ -862,7 +872,7 @@ def _check_object_labels(y: np.ndarray) -> None:
     except TypeError:
         kinds = sorted({type(v).__name__ for v in flat})
         raise ValueError(
-            f"y mixes labels of types that cannot be ordered together ({', '.join(kinds)}): "
+            f"{name} mixes labels of types that cannot be ordered together ({', '.join(kinds)}): "
             "give every label one type, e.g. y.astype(str)"
         ) from None
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from faast._checks import integer_at_least
 from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example, as_example
@@ -102,6 +103,7 @@ class InContextModel:
     ) -> None:
         self.model = model
         self.codec = codec
+        reserve = integer_at_least(reserve, "reserve", 1)  # the query and its answer need room
         if reserve >= codec.context:
             raise ValueError(f"reserve={reserve} leaves no room in the context of {codec.context} tokens")
         self.prefix, self.num_used = codec.demonstrations(list(demonstrations), codec.context - reserve)

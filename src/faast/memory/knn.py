@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from faast._checks import integer_at_least
 from faast.memory.stored import StoredPairsMemory
 
 _SCORE_BLOCK = 1 << 24
@@ -30,8 +31,8 @@ class KNNMemory(StoredPairsMemory):
         metric: Literal["cosine", "l2"] = "cosine",
         aggregate: Literal["vote", "mean"] = "vote",
     ) -> None:
-        if k is not None and int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if k is not None:  # 2.5 or "3" were taken (int() of them) and read as another k
+            k = integer_at_least(k, "k", 1)
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
         if aggregate not in ("vote", "mean"):

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from faast._checks import finite_number
 from faast.memory.stored import StoredPairsMemory
 
 #: Upper bound on query×key scores materialised at once by ``read``.
@@ -21,7 +22,7 @@ class SoftmaxMemory(StoredPairsMemory):
     """
 
     def __init__(self, *, temperature: float = 0.01, normalize: bool = False) -> None:
-        if not temperature > 0:
+        if not finite_number(temperature, "temperature") > 0:  # "1" failed comparing str and int
             raise ValueError(f"temperature must be > 0, got {temperature}")
         super().__init__()
         self.temperature = float(temperature)

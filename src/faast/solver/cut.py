@@ -216,7 +216,11 @@ class Cut:
                     "ridge=R (or ridge=gcv, ridge=auto) or prior=N"
                 ) from None
             return cls.fixed(tau)
-        fields = dict(_split_field(part, spec) for part in text.split(","))
+        pairs = [_split_field(part, spec) for part in text.split(",")]
+        twice = sorted({name for name, _ in pairs if [n for n, _ in pairs].count(name) > 1})
+        if twice:  # dict() would keep the last one silently
+            raise ValueError(f"cut {spec!r}: {', '.join(twice)} given more than once")
+        fields = dict(pairs)
         if "ridge" in fields:
             if len(fields) > 1:
                 raise ValueError(f"cut {spec!r}: ridge takes no other fields")
