@@ -211,3 +211,14 @@ def test_generate_takes_a_one_row_prompt_as_learn_does():
     expected = fm.generate(torch.tensor([[5, 6, 7]]), **kw)
     assert torch.equal(fm.generate(torch.tensor([5, 6, 7]), **kw), expected)
     assert torch.equal(fm.generate(input_ids=[5, 6, 7], **kw), expected)
+
+
+def test_a_device_this_torch_cannot_use_and_learning_while_unloaded_are_named():
+    fm = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="FaastModel.to='cuda': no CUDA device is available"):
+            fm.to("cuda")
+    assert fm.to("cpu") is fm and fm.to(torch.float32).base_model.dtype == torch.float32
+    fm.unload()
+    with pytest.raises(ValueError, match=r"lacks the states \['block1'\] .*the model is unloaded"):
+        fm.learn(input_ids=torch.tensor([[5, 6, 7, 8]]))

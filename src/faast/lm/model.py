@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from faast._checks import check_device
 from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
@@ -519,8 +520,9 @@ class FaastModel(nn.Module):
     def _check_captured(self, batch: Captured) -> None:
         missing = sorted({r.key_point for r in self.readouts} - set(batch.states))
         if missing:
+            unloaded = "" if self.attached else " (the model is unloaded: its hooks record them; attach() it)"
             raise ValueError(
-                f"the captured batch lacks the states {missing} that this model's memories key on"
+                f"the captured batch lacks the states {missing} that this model's memories key on{unloaded}"
             )
         for point in sorted({r.key_point for r in self.readouts}):
             state = batch.states[point]  # (B, T, d); pair t → t+1 keys on position t
@@ -664,6 +666,14 @@ class FaastModel(nn.Module):
             yield self
         finally:
             self._ctx.enabled = previous
+
+    def to(self, *args: Any, **kwargs: Any) -> FaastModel:
+        """``nn.Module.to``, with a device this torch cannot use (``"cuda"`` on a CPU-only build, an
+        index past the GPUs present) refused with a ``ValueError`` naming it, not torch's assertion."""
+        for value in (*args, kwargs.get("device")):
+            if isinstance(value, str | torch.device):
+                check_device(value, "FaastModel.to")
+        return super().to(*args, **kwargs)
 
     def unload(self) -> nn.Module:
         """Detach every hook and return the untouched base model (:meth:`attach` undoes it)."""
