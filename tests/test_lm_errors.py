@@ -222,3 +222,13 @@ def test_a_device_this_torch_cannot_use_and_learning_while_unloaded_are_named():
     fm.unload()
     with pytest.raises(ValueError, match=r"lacks the states \['block1'\] .*the model is unloaded"):
         fm.learn(input_ids=torch.tensor([[5, 6, 7, 8]]))
+
+
+def test_a_model_in_training_mode_is_wrapped_and_keeps_its_mode():
+    """The logit check at wrapping runs the model twice; in eval mode, so that dropout (GPT-2's in
+    train mode) does not make the passes differ; the model's own mode is kept."""
+    model = tiny_model("gpt2", dtype=torch.float32).train()
+    model.transformer.h[0].eval()  # a mixed state, kept module by module
+    fm = get_faast_model(model, FaastConfig(num_memories=0))
+    assert model.training and not model.transformer.h[0].training and model.transformer.h[1].training
+    assert fm.base_model is model

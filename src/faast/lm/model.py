@@ -122,12 +122,17 @@ class FaastModel(nn.Module):
         if any(m._forward_hooks or m._forward_pre_hooks for m in self.base_model.modules()):
             return
         ids = torch.tensor([[1, 2, 3]], device=next(self.base_model.parameters()).device)
+        modes = [(m, m.training) for m in self.base_model.modules()]
+        self.base_model.eval()  # dropout would make the two passes differ (GPT-2 in train mode)
         try:
             with torch.no_grad():
                 returned = self.base_model(input_ids=ids).logits
                 head_output = head_logits(self.head_inputs(ids), self._layout.lm_head)
         except Exception:  # the model's own forward failed on 3 tokens alone: nothing to compare
             return
+        finally:
+            for module, training in modes:
+                module.training = training
         kind = getattr(getattr(self.base_model, "config", None), "model_type", type(self.base_model).__name__)
         self._layout.logit_transform.check(returned, head_output, kind)
 
