@@ -232,3 +232,12 @@ def test_a_model_in_training_mode_is_wrapped_and_keeps_its_mode():
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     assert model.training and not model.transformer.h[0].training and model.transformer.h[1].training
     assert fm.base_model is model
+
+
+@pytest.mark.parametrize("name", ["", " ", "a ", "a/b", ".", ".."])
+def test_task_names_that_are_blank_padded_or_path_like_are_refused(name, tmp_path):
+    from faast.lm.fastweights import check_task_name
+
+    with pytest.raises(ValueError, match="task names must be non-empty strings without '/'"):
+        check_task_name(name)
+    assert check_task_name("sentiment v2") == "sentiment v2"

@@ -33,8 +33,19 @@ FINGERPRINT_MIN_COSINE = 0.99
 
 
 def check_task_name(task: str) -> str:
-    if not isinstance(task, str) or not task or "/" in task:
-        raise ValueError(f"task names must be non-empty strings without '/', got {task!r}")
+    """``task`` if it names a task: a non-empty string without '/', without spaces around it (" "
+    or "a " would be told apart from "a" only by them), and not "." or ".."."""
+    if (
+        not isinstance(task, str)
+        or not task.strip()
+        or "/" in task
+        or task != task.strip()
+        or task in (".", "..")
+    ):
+        raise ValueError(
+            f"task names must be non-empty strings without '/' or spaces around them, "
+            f"and not '.' or '..', got {task!r}"
+        )
     return task
 
 
