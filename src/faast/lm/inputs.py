@@ -32,9 +32,7 @@ def check_learn_inputs(
         raise ValueError(
             "learn needs input_ids (pass the tokenizer's output: model.learn(**tokenizer(texts)))"
         )
-    ids = as_long_2d(input_ids, "input_ids")
-    if ids.dtype == torch.bool:
-        raise TypeError("input_ids must hold integer token ids, got dtype torch.bool")
+    ids = token_ids(input_ids)
     if ids.shape[1] < 2:
         raise ValueError(f"learn needs sequences of at least 2 tokens, got shape {tuple(ids.shape)}")
     if attention_mask is None:
@@ -51,11 +49,25 @@ def check_learn_inputs(
         raise ValueError(
             f"input_ids/attention_mask are on {ids.device}/{mask.device} but the model is on {device}"
         )
+    check_vocabulary(ids, vocab_size)
+    return ids.long(), mask.long()
+
+
+def token_ids(input_ids: Any) -> torch.Tensor:
+    """``input_ids`` as a (B, T) integer tensor (:func:`as_long_2d`; booleans refused): what
+    ``learn`` and ``generate`` take."""
+    ids = as_long_2d(input_ids, "input_ids")
+    if ids.dtype == torch.bool:
+        raise TypeError("input_ids must hold integer token ids, got dtype torch.bool")
+    return ids
+
+
+def check_vocabulary(ids: torch.Tensor, vocab_size: int | None) -> None:
+    """Refuse token ids outside [0, ``vocab_size``) (the embedding lookup would fail inside torch)."""
     if vocab_size is not None and ids.numel():
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= vocab_size:
             raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
-    return ids.long(), mask.long()
 
 
 def check_pair_mask(pair_mask: Any, shape: torch.Size, device: torch.device) -> torch.Tensor:

@@ -34,7 +34,13 @@ from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.inject import HookSet, _text_config, find_layout
-from faast.lm.inputs import as_long_2d, check_learn_inputs, check_pair_mask, positions_from_mask
+from faast.lm.inputs import (
+    check_learn_inputs,
+    check_pair_mask,
+    check_vocabulary,
+    positions_from_mask,
+    token_ids,
+)
 from faast.lm.logit_transform import LogitTransform
 from faast.lm.output_readouts import (
     LogitReadOut,
@@ -632,17 +638,11 @@ class FaastModel(nn.Module):
     def _checked_prompt(self, ids: Any) -> torch.Tensor:
         """``generate``'s input_ids as a (B, T) integer tensor on the model's device, refusing what
         would fail inside torch: floats, booleans, ids outside the vocabulary, another device."""
-        ids = as_long_2d(ids, "input_ids")
-        if ids.dtype == torch.bool:
-            raise TypeError("input_ids must hold integer token ids, got dtype torch.bool")
+        ids = token_ids(ids)
         device = self._layout.lm_head.weight.device
         if ids.device != device:
             raise ValueError(f"input_ids are on {ids.device} but the model is on {device}")
-        vocab = getattr(_text_config(self.base_model), "vocab_size", None)
-        if vocab is not None and ids.numel():
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= vocab:
-                raise ValueError(f"input_ids must lie in [0, {vocab}), got values in [{lo}, {hi}]")
+        check_vocabulary(ids, getattr(_text_config(self.base_model), "vocab_size", None))
         return ids
 
     @property
