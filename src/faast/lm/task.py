@@ -82,6 +82,7 @@ from faast.lm.task_spec import (
     checked_labels,
     input_texts,
     label_rule,
+    listed,
 )
 
 #: Fewer examples than this: no validation split; the memory is kept off (MEMORY_OFF).
@@ -1040,15 +1041,8 @@ __all__ = [
 
 
 def _feature_items(items: Sequence[str | Example]) -> list[str | Example]:
-    """``items`` (texts or examples) as a list; one string, or an item of another kind, is a
-    ``TypeError`` (a string would be read a character at a time)."""
-    if isinstance(items, str):
-        raise TypeError(f"items must be a list of texts or examples, got one string {items[:40]!r}")
-    out = list(items)
-    bad = [i for i, item in enumerate(out) if not isinstance(item, str | Example)]
-    if bad:
-        raise TypeError(f"items must be texts or Examples; item {bad[0]} is {type(out[bad[0]]).__name__}")
-    return out
+    """``items`` (texts or examples) as a list (:func:`~faast.lm.task_spec.listed`)."""
+    return listed(items, (str, Example), ("items", "item", "texts or examples"))
 
 
 def _batch_bar(batches: Iterable[Any], desc: str, progress: bool) -> Any:

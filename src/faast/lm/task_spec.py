@@ -82,13 +82,23 @@ def checked_labels(labels: Sequence[str] | None, default: Sequence[str] | None, 
 def input_texts(inputs: Sequence[str]) -> list[str]:
     """``inputs`` (the texts to classify or answer) as a list of strings; one string (which would be
     read a character at a time) or an item that is not a string is a ``TypeError``."""
-    if isinstance(inputs, str):
-        raise TypeError(f"inputs must be a list of strings, got one string {inputs[:40]!r}: pass [text]")
-    texts = list(inputs)
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    return listed(inputs, str, ("inputs", "input", "strings"), hint=": pass [text]")
+
+
+def listed(
+    items: Sequence[Any], kinds: type | tuple[type, ...], names: tuple[str, str, str], hint: str = ""
+) -> list:
+    """``items`` as a list whose every item is one of ``kinds``; ``names``: (the argument, one item,
+    what the items must be) for the messages. One string, which would be read a character at a
+    time, or an item of another kind is a ``TypeError``."""
+    argument, one, plural = names
+    if isinstance(items, str):
+        raise TypeError(f"{argument} must be a list of {plural}, got one string {items[:40]!r}{hint}")
+    out = list(items)
+    bad = [i for i, item in enumerate(out) if not isinstance(item, kinds)]
     if bad:
-        raise TypeError(f"inputs must be strings; input {bad[0]} is {type(texts[bad[0]]).__name__}")
-    return texts
+        raise TypeError(f"{argument} must be {plural}; {one} {bad[0]} is {type(out[bad[0]]).__name__}")
+    return out
 
 
 @dataclass
