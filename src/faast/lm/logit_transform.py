@@ -37,7 +37,7 @@ class LogitTransform:
         return self.scale == 1.0 and self.softcap is None
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        """The model's logits (..., V) for the head's output ``raw`` (..., V)."""
+        """The model's logits (..., V) for the head's output ``raw`` (..., V) (``raw`` itself if identity)."""
         out = raw if self.scale == 1.0 else raw * self.scale
         if self.softcap is not None:
             out = torch.tanh(out / self.softcap) * self.softcap

@@ -478,9 +478,7 @@ def head_logits(z: torch.Tensor, head: nn.Module) -> torch.Tensor:
 def layout_logits(z: torch.Tensor, layout: Layout) -> torch.Tensor:
     """The model's logits (..., V) for head inputs z (..., d): the LM head's output as the model
     transforms it (``layout.logit_transform``: Cohere's scale, Granite's, Gemma 2's soft cap)."""
-    raw = head_logits(z, layout.lm_head)
-    transform = layout.logit_transform
-    return raw if transform.is_identity else transform(raw)
+    return layout.logit_transform(head_logits(z, layout.lm_head))  # the identity returns its input
 
 
 def combine(logits: torch.Tensor, memory_log_probs: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:

@@ -227,12 +227,12 @@ class TaskScoringMixin:
         β·memory), instead of a head pass per β. None when the memory is not read in that mix."""
         tokens = self._target_tokens(batch)
         picked: list[list[torch.Tensor]] = [[] for _ in weights]
+        transform = self.model.logit_transform  # the model's logits from its head's output
         for rows in head_row_chunks(states.shape[0]):  # a large vocabulary: a few positions at a time
             parts = self.model.output_logit_parts(states[rows])
             if parts is None:
                 return None
             base, memory = (p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts)
-            transform = self.model.logit_transform  # the model's logits from its head's output
             for j, weight in enumerate(weights):
                 logits = transform(base + weight * memory)
                 picked[j].append(F.log_softmax(logits, dim=-1).gather(-1, tokens[rows]))
