@@ -833,7 +833,7 @@ def _labels_to_numpy(y: Any) -> np.ndarray:
 
 #: Squared norm of the features' mean over their total variance above which ``fit`` warns: the
 #: data the defaults were checked on lie below 15 (Fashion-MNIST embeddings 0.7, scikit-learn's
-#: raw tables 2–13); a column of years (2000 ± 10) gives 4·10⁴.
+#: raw tables 2–13: benchmarks/feature_offset.py); a column of years (2000 ± 10) gives 4·10⁴.
 FAR_FROM_ORIGIN = 1e3
 
 
