@@ -226,3 +226,17 @@ def test_memory_parameters_of_the_wrong_kind_are_named():
         SoftmaxMemory(temperature="warm")
     with pytest.raises(ValueError, match="alpha given more than once"):
         Cut.parse("alpha=1,alpha=2")
+
+
+def test_softmax_memory_scores_beyond_float32_are_computed_in_float64():
+    keys, values = data(n=20)
+    big = keys.float() * 1e19  # q·k near 10³⁸ / temperature: inf in float32
+    mem = SoftmaxMemory(temperature=0.5).add(big, values.float())
+    out = mem.read(big[:4])
+    ref = torch.softmax(big[:4].double() @ big.double().T / 0.5, dim=1) @ values.double()
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    huge = SoftmaxMemory(temperature=1e-300).add(keys.double() * 1e10, values.double())
+    with pytest.raises(ValueError, match="overflow float64"):
+        huge.read(keys.double()[:2] * 1e10)

@@ -42,8 +42,20 @@ class SoftmaxMemory(StoredPairsMemory):
         if self.normalize:
             q = F.normalize(q, dim=1)
         block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
-        out = [
-            torch.softmax(q[i : i + block] @ keys.T / self.temperature, dim=1) @ values
-            for i in range(0, q.shape[0], block)
-        ]
+        out = [self._attend(q[i : i + block], keys, values) for i in range(0, q.shape[0], block)]
         return torch.cat(out)
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """softmax(q Kᵀ / temperature) V for a block of queries q (b, d), keys (n, d), values
+        (n, c) → (b, c); scores that overflow the keys' dtype (float32 keys near 10¹⁹) are
+        recomputed in float64, and refused by name if they overflow that too."""
+        scores = q @ keys.T / self.temperature
+        if bool(torch.isfinite(scores).all()):
+            return torch.softmax(scores, dim=1) @ values
+        scores = q.double() @ keys.double().T / self.temperature
+        if not bool(torch.isfinite(scores).all()):
+            raise ValueError(
+                "SoftmaxMemory: query·key scores / temperature overflow float64; scale the keys and "
+                "queries down, raise the temperature or use normalize=True"
+            )
+        return (torch.softmax(scores, dim=1) @ values.double()).to(values.dtype)
