@@ -654,6 +654,19 @@ MEMORIES = [
         r"queries: expected 4 columns",
     ),
     Case(
+        "SoftmaxMemory.read",
+        "scores beyond float64 (keys near 1e10, temperature 1e-300)",
+        call(
+            lambda c: (
+                _soft(temperature=1e-300)
+                .add(_k(6).double() * 1e10, ONE_HOT.double())
+                .read(_k(2).double() * 1e10)
+            )
+        ),
+        ValueError,
+        r"scores / temperature overflow float64",
+    ),
+    Case(
         "SoftmaxMemory.add",
         "keys and values of different lengths",
         on_memory(_soft, lambda m: m.add(_k(5), ONE_HOT)),
@@ -2484,6 +2497,20 @@ LM += [
         r"9 of the 9 pairs to remove were never added",
     ),
     Case(
+        "FaastModel.forget",
+        "the model in another dtype than it learned in",
+        on_fm(lambda c, m: m.to(torch.float32).forget(input_ids=torch.arange(3, 23).reshape(2, 10))),
+        ValueError,
+        r"learned with the model in float64 and it now runs in float32",
+    ),
+    Case(
+        "FaastModel.save_fast_weights",
+        "info holding NaN (not standard JSON)",
+        on_fm(lambda c, m: m.save_fast_weights(c.path("nan-info.safetensors"), info={"score": math.nan})),
+        ValueError,
+        r"info must hold only standard JSON",
+    ),
+    Case(
         "FaastModel.forget_captured",
         "not a captured batch",
         on_fm(lambda c, m: m.forget_captured([torch.arange(3, 13)[None]])),
@@ -2508,8 +2535,13 @@ CLI += [
     ),
     CliCase(
         "lm forget: a text never learned",
-        lambda c: _forget(c, "--task", "a"),
+        lambda c: _forget(c, "--task", "a", "--dtype", "float64"),  # the dtype the tasks learned in
         r"never learned token ids",
+    ),
+    CliCase(
+        "lm forget: the model in another dtype than the task learned in",
+        lambda c: _forget(c, "--task", "a", "--dtype", "float32"),
+        r"learned with the model in float64 and it now runs in float32",
     ),
     CliCase(
         "lm learn --append to a missing file",

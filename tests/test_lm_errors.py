@@ -241,3 +241,23 @@ def test_task_names_that_are_blank_padded_or_path_like_are_refused(name, tmp_pat
     with pytest.raises(ValueError, match="task names must be non-empty strings without '/'"):
         check_task_name(name)
     assert check_task_name("sentiment v2") == "sentiment v2"
+
+
+def test_a_padded_batch_without_its_mask_is_warned_about(fm):
+    import warnings
+
+    pad = 7
+    fm.base_model.config.pad_token_id = pad
+    right = torch.tensor([[3, 4, 5, 6], [3, 4, pad, pad]])
+    left = torch.tensor([[pad, pad, 4, 5], [3, 4, 5, 6]])
+    for ids in (right, left):
+        with pytest.warns(UserWarning, match="pad token 7 and no attention_mask") as record:
+            fm.learn(input_ids=ids)
+        assert record[0].filename == __file__  # pointed at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fm.learn(input_ids=right, attention_mask=(right != pad).long())  # the mask given
+        fm.learn(input_ids=torch.tensor([[3, 4, pad], [5, 6, pad]]))  # every row ends so: not padding
+        fm.learn(input_ids=right[1:])  # one row needs no padding
+        fm.base_model.config.pad_token_id = None
+        fm.learn(input_ids=right)

@@ -268,16 +268,16 @@ def test_a_changed_scorer_refuses_forgetting():
 # ----------------------------------------------------------------- saved counts
 def test_save_load_keeps_counts_and_validates_them(tmp_path):
     fm = make("llama", "logit", False)
-    ids = random_batch([9, 6], seed=3)[0]
-    fm.learn(input_ids=ids)
-    fm.learn(input_ids=ids)  # every count is even
+    ids, mask = random_batch([9, 6], seed=3)
+    fm.learn(input_ids=ids, attention_mask=mask)
+    fm.learn(input_ids=ids, attention_mask=mask)  # every count is even
     path = tmp_path / "fw.safetensors"
     fm.save_fast_weights(path, "t")
     loaded = make("llama", "logit", False).load_fast_weights(path, "t")
     assert torch.equal(loaded.output_memory.counts, fm.output_memory.counts)
     assert loaded.output_memory.counts.dtype == torch.int64
-    loaded.forget(input_ids=ids)
-    loaded.forget(input_ids=ids)
+    loaded.forget(input_ids=ids, attention_mask=mask)
+    loaded.forget(input_ids=ids, attention_mask=mask)
     assert loaded.num_pairs == 0
     tensors, tasks = read_file(path)
     meta = {"tasks": json.dumps(tasks, sort_keys=True)}
@@ -387,3 +387,32 @@ def test_cli_forget_round_trip(tmp_path, capsys):
     assert main(only_a) == 1
     assert "empty" in capsys.readouterr().err
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_forgetting_with_the_model_in_another_dtype_is_refused(tmp_path, regime):
+    lengths_a, lengths_b = REGIMES[regime]
+    ids_a, mask_a = random_batch(lengths_a, seed=3)
+    ids_b, mask_b = random_batch(lengths_b, seed=4)
+    fm = make("llama", "prob", middle=False)
+    fm.learn(input_ids=ids_a, attention_mask=mask_a)
+    fm.learn(input_ids=ids_b, attention_mask=mask_b)
+    path = tmp_path / "fw.safetensors"
+    fm.save_fast_weights(path)
+    before = {k: v.clone() for k, v in fm.output_memory.stats.state_dict().items()}
+    fm.to(torch.float32)
+    with pytest.raises(ValueError, match="learned with the model in float64 and it now runs in float32"):
+        fm.forget(input_ids=ids_b, attention_mask=mask_b)
+    assert all(torch.equal(v, before[k]) for k, v in fm.output_memory.stats.state_dict().items())
+    fm.to(torch.float64)
+    assert fm.forget(input_ids=ids_b, attention_mask=mask_b) == int(mask_b[:, 1:].sum())
+
+    loaded = make("llama", "prob", middle=False)
+    loaded.to(torch.float32).load_fast_weights(path)  # the dtype travels with the file
+    with pytest.raises(ValueError, match="learned with the model in float64"):
+        loaded.forget(input_ids=ids_b, attention_mask=mask_b)
+    loaded.to(torch.float64)
+    loaded.forget(input_ids=ids_b, attention_mask=mask_b)
+    loaded.reset_projection().to(torch.float32)  # nothing held: learning in float32 starts afresh
+    loaded.learn(input_ids=ids_a, attention_mask=mask_a)
+    loaded.forget(input_ids=ids_a, attention_mask=mask_a)

@@ -18,7 +18,8 @@ def assert_close(a, b):
 def learned(family="llama", seed=0, config=None, data_seed=1):
     fm = get_faast_model(tiny_model(family, seed=seed), config or FaastConfig(num_memories=1))
     with_random_readout(fm)
-    fm.learn(input_ids=random_batch([12, 9], seed=data_seed)[0])
+    ids, mask = random_batch([12, 9], seed=data_seed)
+    fm.learn(input_ids=ids, attention_mask=mask)
     return fm
 
 
@@ -28,7 +29,7 @@ def test_fast_weights_round_trip_and_named_tasks(tmp_path):
     ids = random_batch([10], seed=7)[0]
     out_a = fm(input_ids=ids).logits
     fm.save_fast_weights(path, task="a")
-    fm.reset_projection().learn(input_ids=random_batch([15, 15], seed=8)[0])
+    fm.reset_projection().learn(input_ids=random_batch([15, 15], seed=8)[0])  # equal lengths: no pad
     out_b = fm(input_ids=ids).logits
     fm.save_fast_weights(path, task="b")
     assert list_tasks(path) == ["a", "b"]
@@ -143,8 +144,8 @@ def test_save_pretrained_round_trip(tmp_path):
         fm.memories.named_parameters(), again.memories.named_parameters(), strict=True
     ):
         assert name == name2 and torch.equal(p, q)
-    ids = random_batch([12, 9], seed=1)[0]
-    again.learn(input_ids=ids)
+    ids, mask = random_batch([12, 9], seed=1)
+    again.learn(input_ids=ids, attention_mask=mask)
     probe = random_batch([8], seed=3)[0]
     assert torch.allclose(again(input_ids=probe).logits, fm(input_ids=probe).logits, rtol=1e-9, atol=1e-10)
 
@@ -155,3 +156,23 @@ def test_readout_of_another_size_is_refused(tmp_path):
         FaastModel.from_pretrained(tiny_model("llama", hidden=64), tmp_path / "a")
     with pytest.raises(ValueError, match="readout weights"):
         FaastModel.from_pretrained(tiny_model("llama"), tmp_path / "a", num_memories=2)
+
+
+def test_info_that_standard_json_cannot_hold_is_refused(tmp_path):
+    import json
+
+    fm = learned()
+    path = tmp_path / "tasks.safetensors"
+    for bad, error in (
+        ({"score": float("nan")}, ValueError),
+        ({"limit": float("inf")}, ValueError),
+        ({"tensor": torch.ones(2)}, ValueError),
+        ([1, 2], TypeError),
+    ):
+        with pytest.raises(error, match="info must"):
+            fm.save_fast_weights(path, info=bad)
+        assert not path.exists()
+    fm.save_fast_weights(path, info={"score": 0.5, "notes": ["a", None, True]})
+    header = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])
+    tasks = json.loads(header["__metadata__"]["tasks"], parse_constant=lambda c: pytest.fail(c))
+    assert tasks["default"]["info"] == {"score": 0.5, "notes": ["a", None, True]}

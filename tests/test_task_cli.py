@@ -108,6 +108,13 @@ def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811
     learn = ["task", "learn", *base, "--examples", str(train), "--out", str(out), "--template", TEMPLATE]
     assert main([*learn, "--task", "shift", "--labels", "none", "--folds", "2"]) == 0
     assert "free-form outputs" in capsys.readouterr().out
+    header = json.loads(out.read_bytes()[8 : 8 + int.from_bytes(out.read_bytes()[:8], "little")])
+
+    def not_json(constant: str) -> None:
+        raise AssertionError(f"{constant} is not standard JSON")
+
+    fit = json.loads(header["__metadata__"]["tasks"], parse_constant=not_json)["shift"]["info"]["fit"]
+    assert None in fit["scores"].values()  # the λ = 1 mixes' held-out loss: infinite, saved as null
     preds = tmp_path / "gen.tsv"
     use = [*base, "--fast-weights", str(out), "--task", "shift"]
     assert (

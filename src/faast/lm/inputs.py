@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any
 
 import torch
@@ -51,6 +53,35 @@ def check_learn_inputs(
         )
     check_vocabulary(ids, vocab_size)
     return ids.long(), mask.long()
+
+
+def warn_unmasked_padding(ids: torch.Tensor, pad_token_id: Any) -> None:
+    """Warn when a batch ids (B, T) given without an attention mask looks padded: the model's pad
+    token ends (or starts) some rows and not others, as a tokenizer's padding leaves them. Those
+    pads would be learned as real tokens (transformers' convention for a missing mask)."""
+    if not isinstance(pad_token_id, int) or ids.shape[0] < 2:
+        return
+    for column, side in ((-1, "end"), (0, "start")):
+        padded = ids[:, column] == pad_token_id
+        if bool(padded.any()) and not bool(padded.all()):
+            warnings.warn(
+                f"learn: {int(padded.sum())} of {ids.shape[0]} rows {side} with the pad token "
+                f"{pad_token_id} and no attention_mask was given, so the pads are learned as real "
+                "tokens; pass the tokenizer's attention_mask (model.learn(**tokenizer(texts, "
+                "padding=True, return_tensors='pt')))",
+                UserWarning,
+                stacklevel=_caller_level(),
+            )
+            return
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning raised by this module's caller at the first frame
+    outside faast and torch (the user's call, whatever decorators lie between)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("faast.", "torch.")):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def token_ids(input_ids: Any) -> torch.Tensor:

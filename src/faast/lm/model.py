@@ -40,6 +40,7 @@ from faast.lm.inputs import (
     check_vocabulary,
     positions_from_mask,
     token_ids,
+    warn_unmasked_padding,
 )
 from faast.lm.logit_transform import LogitTransform
 from faast.lm.output_readouts import (
@@ -110,6 +111,9 @@ class FaastModel(nn.Module):
         self._ctx = HookContext()
         self._hooks = HookSet()
         self._attention_cache: bool | None = None  # model_extends_by_attention, found on first use
+        # dtype of the hidden states the held pairs were learned from (None: nothing held, or
+        # loaded from a file that did not record it); forget refuses states of another dtype
+        self._learned_state_dtype: torch.dtype | None = None
         self._check_logit_transform()
         self.attach()
         # a FaastModel dropped without unload() takes its hooks with it (they would go on reading
@@ -438,6 +442,7 @@ class FaastModel(nn.Module):
         """Forget everything learned: the model computes exactly what the base model computes."""
         for readout in self.readouts:
             readout.reset()
+        self._learned_state_dtype = None
         return self
 
     @torch.no_grad()
@@ -452,11 +457,12 @@ class FaastModel(nn.Module):
         """Record the (token t → token t+1) pairs of a batch in every memory; return how many.
 
         input_ids, attention_mask: (B, T) tokenizer outputs, left or right padded; a pair is
-        learned iff both of its tokens are real. pair_mask: optional (B, T−1) bool, True where
-        pair t → t+1 may be learned (e.g. only the pairs whose next token is part of a labelled
-        answer); it is combined with the padding rule. Runs the backbone only (no LM head, no
-        gradients, dropout off); the hidden states are not changed by the memories, so several
-        calls accumulate exactly as one call on all the examples.
+        learned iff both of its tokens are real (without a mask every token is, and a batch whose
+        rows end or start with the config's pad token unevenly is warned about). pair_mask:
+        optional (B, T−1) bool, True where pair t → t+1 may be learned (e.g. only the pairs whose
+        next token is part of a labelled answer); it is combined with the padding rule. Runs the
+        backbone only (no LM head, no gradients, dropout off); the hidden states are not changed
+        by the memories, so several calls accumulate exactly as one call on all the examples.
         """
         batch = self.capture(input_ids, attention_mask, position_ids, pair_mask=pair_mask, **kwargs)
         # Accumulate only after the whole forward succeeded, so a failing call changes nothing.
@@ -468,6 +474,8 @@ class FaastModel(nn.Module):
         learning the same examples into several models, or again after a reset, costs nothing more.
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
         self._check_captured(batch)
+        if self.num_pairs == 0:
+            self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
         for readout in self.readouts:
             readout.learn(batch)
         return batch.num_pairs
@@ -489,8 +497,10 @@ class FaastModel(nn.Module):
         pairs than held, a token forgotten more often than it was learned as a value, and, while
         the memories keep their rows (at most d pairs), any pair that matches no learned pair bit
         for bit. Pass the batch as it was learned (same padding and batching: the key states of a
-        padded batch may differ in the last bits); once more than d pairs are held a text never
-        learned whose tokens were all learned cannot be told apart and is subtracted.
+        padded batch may differ in the last bits), with the model in the dtype it learned in
+        (another is refused; the dtype is saved with the fast weights); once more than d pairs
+        are held a text never learned whose tokens were all learned cannot be told apart and is
+        subtracted.
 
         A middle memory's values are weighted by its trained readout's scorer: forgetting is exact
         only if the scorer did not change between learning and forgetting (a change is refused).
@@ -507,6 +517,7 @@ class FaastModel(nn.Module):
             raise TypeError("forget_captured takes a Captured batch or a non-empty list of them")
         for b in batches:
             self._check_captured(b)
+            self._check_forget_dtype(b)
         for readout in self.readouts:  # every read-out checked before any changes
             readout.check_forget(batches)
         with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
@@ -527,6 +538,20 @@ class FaastModel(nn.Module):
                 readout.memory.stats = stats
                 readout.load_extra_state(extra, "the fast weights before the block")
             raise
+
+    def _check_forget_dtype(self, batch: Captured) -> None:
+        """Refuse to forget states of another dtype than the held pairs were learned from: the
+        model's states then differ in their last bits, so no pair could be matched bit for bit
+        (or, past d pairs, other keys than those learned would be subtracted)."""
+        learned, now = self._learned_state_dtype, batch.states[HEAD_INPUT].dtype
+        if learned is not None and now != learned:
+            name = str(learned).removeprefix("torch.")
+            raise ValueError(
+                f"forget: the fast weights were learned with the model in {name} and it now runs in "
+                f"{str(now).removeprefix('torch.')}: its states differ, so what it learned cannot be "
+                f"matched; forget with the model in {name} (model.to(torch.{name}), or the CLI's "
+                f"--dtype {name})"
+            )
 
     def _check_captured(self, batch: Captured) -> None:
         missing = sorted({r.key_point for r in self.readouts} - set(batch.states))
@@ -577,6 +602,8 @@ class FaastModel(nn.Module):
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         device = self._layout.lm_head.weight.device
         ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, device)
+        if attention_mask is None:
+            warn_unmasked_padding(ids, getattr(_text_config(self.base_model), "pad_token_id", None))
         self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
         valid = real_token_pairs(mask)
         if pair_mask is not None:
@@ -772,8 +799,10 @@ class FaastModel(nn.Module):
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
         signature = self.signature()
         signature["read"] = self.read_config.to_dict()
+        if self._learned_state_dtype is not None:
+            signature["state_dtype"] = str(self._learned_state_dtype).removeprefix("torch.")
         if info:
-            signature["info"] = info
+            signature["info"] = fw.check_info(info)
         for name, readout in self.memories.items():
             for key, value in readout.stats.state_dict().items():
                 tensors[f"{name}/{key}"] = value
@@ -854,6 +883,8 @@ class FaastModel(nn.Module):
                 readout.stats.restore(stats)  # its kept rows included
                 readout.load_extra_state(extra, "the previous fast weights")
             raise
+        state_dtype = getattr(torch, str(sig.get("state_dtype")), None)
+        self._learned_state_dtype = state_dtype if isinstance(state_dtype, torch.dtype) else None
         if stored_read is not None:
             self.set_read(stored_read)
         return self

@@ -36,6 +36,7 @@ examples), :mod:`faast.lm.task_spec`; folds of grouped examples, :mod:`faast.lm.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -131,19 +132,26 @@ class FitReport:
     validation_index: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The saved part of the report, standard JSON: a score that is not finite (the held-out
+        loss of a read-out that gives some answer token probability 0, e.g. λ = 1) is None."""
         return {
             "chosen": self.chosen.to_dict(),
             "chosen_name": self.chosen.name,
             "metric": self.metric,
-            "scores": self.scores,
+            "scores": {name: _finite_or_none(v) for name, v in self.scores.items()},
             "n_fit": self.n_fit,
             "n_validation": self.n_validation,
             "pairs": self.pairs,
-            "criterion": self.criterion,
+            "criterion": {name: _finite_or_none(v) for name, v in self.criterion.items()},
             "decisions": self.decisions,
-            "sign_flip_p": self.sign_flip_p,
+            "sign_flip_p": _finite_or_none(self.sign_flip_p),
             "anchor": self.anchor,
         }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float if it is a finite number, else None (JSON has no NaN or Infinity)."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 class TaskModel(TaskScoringMixin):
