@@ -491,7 +491,7 @@ def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsy
     train = tmp_path / "train.tsv"
     scores = tmp_path / "lora.json"
     lora = ["--lora", str(train), "--lora-epochs", "1", "--lora-lrs", "1e-3,3e-2", "--template", TEMPLATE]
-    ev = ["task", "evaluate", *base, "--examples", str(test), "--labels", "auto"]
+    ev = ["task", "evaluate", *base, "--examples", str(test)]  # no --labels: 'auto' from --lora's examples
     assert main([*ev, *lora, "--json", str(scores)]) == 0
     err = capsys.readouterr().err
     assert "LoRA (backprop) on 40 examples of" in err and "chosen on a held-out fifth" in err

@@ -275,8 +275,9 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument(
         "--labels",
         default=None,
-        help="comma-separated labels (default: the task's); zero-shot 'auto': the distinct reference "
-        "outputs of evaluate's --examples (free text beyond 20), 'all': however many",
+        help="comma-separated labels (default: the task's; with --demonstrations or --lora, 'auto' "
+        "from their outputs); zero-shot 'auto': the distinct reference outputs of evaluate's "
+        "--examples (free text beyond 20), 'all': however many",
     )
     p.add_argument(
         "--demonstrations",
@@ -653,6 +654,8 @@ def _lora_task(args: argparse.Namespace):
         raise ValueError("--lora trains in one process; run the command without torchrun")
     recipe = recipe_from_options(args.lora_epochs, args.lora_lrs, args.batch_size, args.lora_seed)
     examples = read_examples(args.lora, **_columns(args))
+    if args.labels is None:  # as with --demonstrations: the labels of the examples learned
+        args = argparse.Namespace(**{**vars(args), "labels": "auto"})
     task = _task_model(args, answers=[e.output for e in examples])
     fm = task.model
     with fm.disabled():
