@@ -388,11 +388,44 @@ def test_labels_that_begin_one_another_are_scored_with_the_answer_end():
     assert codec.scored_label_ids(["w40", "w40 w41"]) == [[40, 91], [40, 41, 91]]
     with pytest.raises(ValueError, match="no tokens"):
         codec.scored_label_ids(["w40", ""])
-    with pytest.raises(ValueError, match="'w40' and 'w40 ' encode to the same tokens"):
+    with (
+        pytest.raises(ValueError, match="'w40' and 'w40 ' encode to the same tokens"),
+        pytest.warns(UserWarning, match="an answer ends with a space: 'w40 ' is read without it") as record,
+    ):
         codec.scored_label_ids(["w40", "w40 "])
+    assert record[0].filename == __file__  # pointed at the caller's line
     no_end = PromptCodec(word_tokenizer(), PromptTemplate("{input} w90", answer_prefix=" ", answer_end=""))
     with pytest.raises(ValueError, match="'w40'.s tokens begin those of 'w40 w41'.*--answer-end"):
         no_end.scored_label_ids(["w40 w41", "w40"])
+
+
+class _MergingEnd:
+    """The word tokenizer, except that "w40" then the end marker "w91" is one token (95), as Qwen's
+    tokenizer writes ``:)`` then a newline as the one token ``:)\\n``."""
+
+    def __init__(self) -> None:
+        self.base = word_tokenizer()
+
+    def __getattr__(self, name: str):
+        return getattr(self.base, name)
+
+    def __call__(self, text: str, **kwargs):
+        from types import SimpleNamespace
+
+        ids, merged = list(self.base(text, **kwargs).input_ids), []
+        while ids:
+            merged.append(95 if ids[:2] == [40, 91] else ids[0])
+            ids = ids[2:] if ids[:2] == [40, 91] else ids[1:]
+        return SimpleNamespace(input_ids=merged)
+
+
+def test_a_label_whose_last_token_merges_with_the_end_marker_is_scored_as_it_was_learned():
+    """The examples teach " w40" + end as the one token 95: scoring "w40" as the token 40 would
+    never read what was learned. Such label sets are scored as whole answers (as learned)."""
+    codec = PromptCodec(_MergingEnd(), TEMPLATE, context=64)
+    assert codec.answer_ids("w40") == [95]
+    assert codec.scored_label_ids(["w40", "w41"]) == [[95], [41, 91]]
+    assert codec.scored_label_ids(["w42", "w41"]) == [[42], [41]]  # no merge: the labels alone
 
 
 def test_a_label_that_extends_another_can_be_predicted():
@@ -925,3 +958,30 @@ def test_one_string_where_a_list_belongs_is_refused_and_empty_lists_give_empty_a
     assert icl.label_scores([], ["w40", "w41"]).shape == (0, 2)
     with pytest.raises(ValueError, match="reserve must be an integer >= 1, got -10"):
         InContextModel(icl.model, task.codec, [("w10", "w40")], reserve=-10)
+
+
+def test_spaces_that_end_an_answer_are_not_read():
+    """A TSV written ``text<TAB>positive `` gives the label "positive ": read with its space, the
+    space would stand between the label and the end marker (SmolLM2: " positive", " \\n"), so
+    its learned and scored tokens would not be those of the label; it is dropped, with a warning."""
+    codec = PromptCodec(word_tokenizer(), TEMPLATE, context=64)
+    with pytest.warns(UserWarning, match="ends with a space"):
+        assert codec.answer_ids("w40 \t") == codec.answer_ids("w40") == [40, 91]
+    assert codec.scored_label_ids(["w40 ", "w41"]) == [[40], [41]]
+
+
+@pytest.mark.assets("smollm2-135m-instruct")
+def test_spaces_that_end_an_answer_are_not_read_by_a_real_tokenizer():
+    from transformers import AutoTokenizer
+
+    from faast.assets.lm import smollm2_dir
+
+    codec = PromptCodec(
+        AutoTokenizer.from_pretrained(str(smollm2_dir())), PromptTemplate("Review: {input}\nSentiment:")
+    )
+    assert codec.text_ids(" positive \n") != codec.text_ids(" positive\n")  # the space is a token of its own
+    with pytest.warns(UserWarning, match="ends with a space"):
+        assert codec.answer_ids("positive ") == codec.answer_ids("positive")
+    assert codec.scored_label_ids(["positive ", "negative"]) == codec.scored_label_ids(
+        ["positive", "negative"]
+    )

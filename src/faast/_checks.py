@@ -8,6 +8,7 @@ device) instead of producing a silently wrong answer.
 from __future__ import annotations
 
 import math
+import sys
 from numbers import Integral
 from typing import Any
 
@@ -149,3 +150,13 @@ def integer_at_least(value: Any, name: str, least: int, *, kinds: type | tuple[t
     if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     return value
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning raised by the function calling this one points at the
+    first frame outside faast and torch: the user's line, whatever faast calls and decorators
+    (``torch.no_grad``) lie between."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("faast.", "torch.")):
+        frame, level = frame.f_back, level + 1
+    return level

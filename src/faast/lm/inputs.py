@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Any
 
 import torch
+
+from faast._checks import caller_stacklevel
 
 
 def as_long_2d(x: Any, name: str) -> torch.Tensor:
@@ -70,18 +71,9 @@ def warn_unmasked_padding(ids: torch.Tensor, pad_token_id: Any) -> None:
                 "tokens; pass the tokenizer's attention_mask (model.learn(**tokenizer(texts, "
                 "padding=True, return_tensors='pt')))",
                 UserWarning,
-                stacklevel=_caller_level(),
+                stacklevel=caller_stacklevel(),
             )
             return
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` that points a warning raised by this module's caller at the first frame
-    outside faast and torch (the user's call, whatever decorators lie between)."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("faast.", "torch.")):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def token_ids(input_ids: Any) -> torch.Tensor:

@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from faast._checks import caller_stacklevel
+
 DEFAULT_TEMPLATE = "Input: {input}\nOutput:"
 #: What a piece of text that continues other text is encoded after, then cut off
 #: (:meth:`PromptCodec.continuation_ids`).
@@ -121,7 +123,7 @@ class PromptTemplate:
                 f"starts with a space: the template's {tail!r} is dropped, so that answers read "
                 f"{shown!r}, not with the spaces doubled",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
             prefix = self.answer_prefix
         else:
@@ -192,6 +194,7 @@ class PromptCodec:
         self._end = self.continuation_ids(self.template.answer_end)
         self._separator = self.continuation_ids(self.template.separator)
         self._warned_doubled_space = False
+        self._warned_trailing_space = False
         #: How many lead demonstrations every prompt begins with.
         self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
@@ -254,7 +257,22 @@ class PromptCodec:
         when the prefix already ends in one (labels " positive" / " negative", as a TSV written
         ``text<TAB> positive`` gives them, read "Sentiment:  positive", two spaces, which cost
         SmolLM2 as much zero-shot accuracy as a template ending in a space), with a warning once
-        per codec; outputs and labels keep their spelling as names."""
+        per codec; spaces and tabs that end it are dropped too (they would stand between the
+        answer and its end marker), with a warning once per codec; outputs and labels keep their
+        spelling as names."""
+        if answer[-1:] in (" ", "\t") and answer.strip(" \t"):
+            # spaces that end an answer would be read before the end marker (" positive " then
+            # "\n" is " positive", " \n" for SmolLM2): scores and learning would differ from the
+            # label's own tokens, so they are dropped too
+            if not self._warned_trailing_space:
+                self._warned_trailing_space = True
+                warnings.warn(
+                    f"an answer ends with a space: {answer[-20:]!r} is read without it (labels and "
+                    "outputs keep their spelling)",
+                    UserWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+            answer = answer.rstrip(" \t")
         prefix = self.template.answer_prefix
         if prefix[-1:] not in (" ", "\t") or answer[:1] not in (" ", "\t"):
             return answer
@@ -266,14 +284,16 @@ class PromptCodec:
                 f"{answer[:20]!r} follows the prompt after one space, not two (labels and outputs keep "
                 "their spelling)",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         return kept
 
     def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when
-        one label's tokens begin another's, every label's whole answer with its end marker
-        (:meth:`answer_ids`, as the examples were learned).
+        one label's tokens begin another's, or a label's tokens are not how its answer begins (a
+        tokenizer that merges its last token with the end marker: Qwen's ``:)`` then ``\\n`` is
+        the one token ``:)\\n``, so what the examples taught would never be scored), every label's
+        whole answer with its end marker (:meth:`answer_ids`, as the examples were learned).
 
         Without the end marker the score of a longer label is the shorter one's times the
         probability of the tokens after it, so it could never win: with labels ``1`` … ``10``
@@ -285,9 +305,11 @@ class PromptCodec:
         empty = [label for label, x in zip(labels, ids, strict=True) if not x]
         if empty:
             raise ValueError(f"a label encodes to no tokens: {empty[0]!r}")
-        if _first_prefix_pair(ids) is None:
+        answers = [self.answer_ids(label) for label in labels]
+        begins_answer = all(a[: len(x)] == x for x, a in zip(ids, answers, strict=True))
+        if begins_answer and _first_prefix_pair(ids) is None:
             return ids
-        ids = [self.answer_ids(label) for label in labels]
+        ids = answers
         pair = _first_prefix_pair(ids)
         if pair is not None:
             short, long = labels[pair[0]], labels[pair[1]]
