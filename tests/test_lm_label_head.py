@@ -99,9 +99,30 @@ def test_classify_without_the_head_labels_reads_the_lm():
     examples = rule_examples(40)
     task.fit(examples, progress=False)
     inputs = [e.input for e in examples[:8]]
-    lm = task.label_scores(inputs, ["w41", "w40"]).argmax(1).tolist()
+    other = ["w41", "w42"]  # w42 is not a label of the head
+    lm = task.label_scores(inputs, other).argmax(1).tolist()
     task.fit_head(examples)
-    assert task.classify(inputs, labels=["w41", "w40"]) == [["w41", "w40"][i] for i in lm]
+    assert not task.head_applies(other)
+    assert task.classify(inputs, labels=other) == [other[i] for i in lm]
+
+
+def test_the_head_scores_its_labels_in_any_order():
+    """The same labels named in another order are the same classifier (they once switched to the
+    LM without a word): the head's columns follow the order asked for."""
+    task = make_task()
+    examples = rule_examples(40)
+    task.fit(examples, progress=False)
+    task.fit_head(examples)
+    inputs = [e.input for e in examples[:8]]
+    assert sorted(task.head.labels) == ["w40", "w41"]
+    flipped_labels = task.head.labels[::-1]
+    scores = task.head_scores(inputs)
+    flipped = task.head_scores(inputs, labels=flipped_labels)
+    assert torch.equal(flipped, scores[:, [1, 0]])
+    assert task.classify(inputs, labels=flipped_labels) == task.classify(inputs)
+    assert not task.head_applies(["w40", "w40"])
+    with pytest.raises(ValueError, match="scores the labels"):
+        task.head_scores(inputs, labels=["w40", "w42"])
 
 
 def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # noqa: F811
@@ -117,6 +138,14 @@ def test_cli_learn_with_a_head_then_classify(model_dir, tmp_path, capsys):  # no
     for r in rows:
         scores = r["head_scores"]
         assert r["prediction"] == max(scores, key=scores.get)
+    flipped = tmp_path / "flipped.jsonl"  # the same labels in the other order: the same head
+    assert (
+        main(["task", "classify", *use, "--inputs", str(test), "--out", str(flipped), "--labels", "w6,w5"])
+        == 0
+    )
+    again = [json.loads(line) for line in flipped.read_text().splitlines()]
+    assert [r["prediction"] for r in again] == [r["prediction"] for r in rows]
+    assert all(r["head_scores"] == pytest.approx(a["head_scores"]) for r, a in zip(rows, again, strict=True))
     free = tmp_path / "free.jsonl"
     free.write_text(
         "".join(json.dumps({"input": "w10 w11", "output": f"w{20 + i} w30"}) + "\n" for i in range(9))

@@ -742,7 +742,7 @@ def _classify(
     mine = list(dist.shard(inputs))
     scores = torch.zeros(0, len(labels), dtype=torch.float64)
     if mine and task.head_applies(labels):
-        scores = task.head_scores(mine, batch_size=batch_size, progress=dist.is_main)
+        scores = task.head_scores(mine, labels=labels, batch_size=batch_size, progress=dist.is_main)
     elif mine:
         scores = task.label_scores(
             mine, labels, batch_size=batch_size, progress=dist.is_main, calibrate=calibrate

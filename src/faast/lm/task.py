@@ -414,21 +414,35 @@ class TaskModel(TaskScoringMixin):
         return self.head
 
     def head_applies(self, labels: Sequence[str]) -> bool:
-        """Whether the label head scores exactly ``labels`` (in this order)."""
-        return self.head is not None and list(labels) == self.head.labels
+        """Whether the label head scores ``labels``: each is one of its labels, once (in any order,
+        or some of them: :meth:`head_scores` takes their columns)."""
+        if self.head is None or not labels or len(set(labels)) != len(labels):
+            return False
+        return set(labels) <= set(self.head.labels)
 
     def head_scores(
-        self, inputs: Sequence[str], *, batch_size: int = 16, progress: bool = False
+        self,
+        inputs: Sequence[str],
+        *,
+        labels: Sequence[str] | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
     ) -> torch.Tensor:
-        """(n, L) float64 scores of the label head (labels in ``head.labels`` order); ``progress``:
+        """(n, L) float64 scores of the label head: of ``labels`` in their order (labels the head
+        scores, :meth:`head_applies`), or of all its labels in ``head.labels`` order; ``progress``:
         a bar over the forward pass."""
         if self.head is None:
             raise ValueError("this task has no label head; call fit_head first")
-        return self.head.scores(
+        if labels is not None and not self.head_applies(labels):
+            raise ValueError(f"the label head scores the labels {self.head.labels}, not {list(labels)}")
+        scores = self.head.scores(
             self.prompt_features(
                 list(inputs), batch_size=batch_size, layer=self.head.layer, progress=progress
             )
         )
+        if labels is None:
+            return scores
+        return scores[:, [self.head.labels.index(label) for label in labels]]
 
     def fit(
         self,
@@ -907,7 +921,7 @@ class TaskModel(TaskScoringMixin):
             return []
         if self.head_applies(labels):
             shared = {key: kwargs[key] for key in ("batch_size", "progress") if key in kwargs}
-            best = self.head_scores(inputs, **shared).argmax(dim=1)
+            best = self.head_scores(inputs, labels=labels, **shared).argmax(dim=1)
             return [labels[i] for i in best.tolist()]
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)
         return [labels[i] for i in best.tolist()]
