@@ -95,6 +95,13 @@ def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F
     classify_zs = ["task", "classify", *base, "--inputs", str(test), "--out", str(tmp_path / "zs.tsv")]
     assert main([*classify_zs, "--template", TEMPLATE, "--labels", "auto"]) == 1
     assert "--labels auto: without --fast-weights" in capsys.readouterr().err
+    one = tmp_path / "one-label.tsv"  # references of a single label: no label set to take from them
+    one.write_text("".join(f"{e.input}\tw5\n" for e in read_examples(test)))
+    assert main([*zs[:4], "--examples", str(one), "--template", TEMPLATE, "--labels", "auto"]) == 1
+    assert "every output is 'w5', one label" in capsys.readouterr().err
+    for rule in ("auto", "all", "none"):  # a learned task keeps its labels: a rule would be ignored
+        assert main([*ev, "--labels", rule]) == 1
+        assert f"--labels {rule}: a learned task keeps the labels" in capsys.readouterr().err
 
 
 def test_learn_generate_free_text(model_dir, tmp_path, capsys):  # noqa: F811

@@ -579,11 +579,21 @@ def _task_model(
     from faast.lm.task_spec import TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
+    if args.fast_weights and args.labels is not None and not isinstance(labels, list):
+        raise ValueError(
+            f"--labels {args.labels}: a learned task keeps the labels (or free text) it was learned "
+            "with; with --fast-weights, --labels can only list labels to score (a,b)"
+        )
     if labels in ("auto", "all") and not args.fast_weights:  # zero-shot: the labels of the references
         if not answers:
             raise ValueError(
                 f"--labels {labels}: without --fast-weights there are no outputs to take the labels "
                 "from; list them (--labels a,b)"
+            )
+        if len(set(answers)) == 1:
+            raise ValueError(
+                f"--labels {labels}: every output is {answers[0]!r}, one label, so there is no label "
+                "set to take from them; list the labels (--labels a,b)"
             )
         labels = labels_of_outputs(answers, str(labels))  # None: free-form outputs
     if args.fast_weights:
