@@ -156,3 +156,18 @@ def test_a_json_field_named_twice_is_refused_with_its_line(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"input": "a", "output": "x"}\n' + twice + "\n")
     with pytest.raises(ValueError, match=r"d.jsonl:2: the field 'output' appears twice in one object"):
         read_examples(tmp_path / "d.jsonl")
+
+
+def test_a_one_column_file_of_inputs_headed_by_another_name_is_refused(tmp_path):
+    """A file of inputs to classify whose first line is "text" once had that line classified as an
+    input; it is refused, and read by name when the column is named."""
+    path = tmp_path / "inputs.tsv"
+    path.write_text("text\na fine film\na dull film\n")
+    with pytest.raises(ValueError, match=r"inputs.tsv:1: 'text' looks like a header .*--input-column text"):
+        read_examples(path, outputs=False)
+    assert [e.input for e in read_examples(path, outputs=False, input_column="text")] == [
+        "a fine film",
+        "a dull film",
+    ]
+    path.write_text("textual\na fine film\n")  # not a column name: an input
+    assert [e.input for e in read_examples(path, outputs=False)] == ["textual", "a fine film"]

@@ -4,7 +4,8 @@
   line). A first line that names the input column (``input<TAB>output``, ``input``, or any
   header holding the input column's name) is read as a header: the two columns are then found by
   name, and other columns are kept in :attr:`Example.extra`. A first line of other column names
-  only (``text<TAB>label``, :data:`HEADER_NAMES`) is refused, not learned: name the columns
+  only (``text<TAB>label``, or ``text`` alone, :data:`HEADER_NAMES`) is refused, not learned
+  or classified: name the columns
   (``input_column``/``output_column``, ``--input-column``/``--output-column`` on the command
   line). Cells may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them
   and ``\\\\`` for a backslash before one of those letters (other backslashes read as written);
@@ -179,6 +180,13 @@ def _read_tsv(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[E
             raise ValueError(f"{p}:{number}: blank line (every line must be an example)")
         cells = line.split("\t")
         lowered = [c.strip().lower() for c in cells]
+        if number == 1 and len(lowered) == 1 and lowered[0] in HEADER_NAMES:
+            # e.g. a one-column file of inputs headed "text": it would be classified as an input
+            raise ValueError(
+                f"{p}:1: {cells[0].strip()!r} looks like a header of another column name; name the "
+                f"column ({names.options.split('/')[0]} {cells[0].strip()}), rename it input or remove "
+                "the line"
+            )
         if number == 1 and len(lowered) == 2 and set(lowered) <= HEADER_NAMES:
             # e.g. "text<TAB>label": it would be learned as an example, "label" as one more class
             raise ValueError(
