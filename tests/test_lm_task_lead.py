@@ -216,3 +216,15 @@ def test_generation_after_the_lead_cache_equals_running_the_demonstrations_again
     assert outs[0] == outs[1] == outs[2] == outs[3]
     assert copies[-4:] == [3, 1, 1, 1]  # the cached task's generation read the lead cache per batch
     assert any(o.strip() for o in outs[0])
+
+
+def test_labels_auto_include_those_only_the_lead_demonstrations_show():
+    """A label that only a lead demonstration shows is a label (it was dropped: the task then
+    scored two labels, and evaluate counted that one as an error on every reference)."""
+    examples = [Example(f"w{a}", "w40" if a % 2 == 0 else "w41") for a in range(3, 15)]
+    task = _task("answer", demos=[("w10", "w42"), ("w12 w13", "w40")])
+    task.fit(examples, labels="auto", folds=2, progress=False)
+    assert task.spec.labels == ["w41", "w40", "w42"]  # the examples' outputs first, then the lead's
+    plain = _task("answer", demos=[])
+    plain.fit(examples, labels="auto", folds=2, progress=False)
+    assert plain.spec.labels == ["w41", "w40"]

@@ -580,11 +580,13 @@ class TaskModel(TaskScoringMixin):
 
     def _resolved_spec(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> TaskSpec:
         """The task spec with the labels of ``fit``'s ``labels`` for ``examples`` (the task is left
-        as it is; a clear error for an output that is not a label)."""
+        as it is; a clear error for an output that is not a label). ``"auto"``/``"all"`` read the
+        outputs of the examples, then of the lead demonstrations (a label only they show is one)."""
         rule = label_rule(labels)
         auto = rule is not None
         if rule is not None:
-            resolved = auto_labels(examples, rule)
+            shown = [Example(inp, out) for inp, out in self.spec.demonstrations]
+            resolved = auto_labels([*examples, *shown], rule)
         else:
             resolved = None if labels is None else list(labels)
         spec = TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)
