@@ -2089,6 +2089,34 @@ CLI = [
         r"--calibrate needs labels \(a classification task\): pass --labels",
     ),
     CliCase(
+        "task classify: a one-column inputs file headed by a column name",
+        lambda c: [
+            *_task_classify(c, "--labels", "w5,w8")[:5],  # task classify --model M --inputs
+            str(c.text_file("headed.tsv", b"text\nw3 w4\n")),
+            *_task_classify(c, "--labels", "w5,w8")[6:],
+        ],
+        r"headed.tsv:1: 'text' looks like a header of another column name",
+    ),
+    CliCase(
+        "task classify: --labels none with --fast-weights",
+        lambda c: _task_classify(c, "--fast-weights", str(c.fast_weights), "--task", "a", "--labels", "none"),
+        r"--labels none: a learned task keeps the labels",
+    ),
+    CliCase(
+        "task evaluate: zero-shot --labels auto on references of one label",
+        lambda c: [
+            "task",
+            "evaluate",
+            "--model",
+            str(c.model_dir),
+            "--examples",
+            str(c.text_file("one-label.tsv", b"w3 w4\tw5\nw6 w7\tw5\n")),
+            "--labels",
+            "auto",
+        ],
+        r"every output is 'w5', one label",
+    ),
+    CliCase(
         "task classify: negative --shots",
         lambda c: _task_classify(
             c, "--demonstrations", str(c.text_file("d.tsv", b"w3\tw5\n")), "--shots", "-1"
