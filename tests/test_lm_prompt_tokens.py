@@ -144,3 +144,23 @@ def test_a_task_stops_at_an_end_marker_of_several_tokens():
     finally:
         hook.remove()
     assert len(steps) == len(task.codec.answer_ids("negative"))  # "▁negative" "\n" "\n", then stop
+
+
+@pytest.mark.assets("smollm2-135m-instruct")
+def test_generation_stops_at_every_token_that_holds_the_end_marker():
+    """SmolLM2 writes two newlines, or a newline and an indent, as one token: an answer ends there
+    (decode_answer cuts at the first newline), so generation must stop there too instead of
+    running on to max_new_tokens."""
+    from transformers import AutoTokenizer
+
+    from faast.assets.lm import smollm2_dir
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_dir()))
+    codec = PromptCodec(tok, PromptTemplate("Review: {input}\nSentiment:"))
+    stop = codec.stop_kwargs()["eos_token_id"]
+    newline = tok("\n", add_special_tokens=False).input_ids
+    assert stop[0] == newline[0] and stop[-1] == tok.eos_token_id
+    holding = {i for i in range(len(tok)) if "\n" in tok.decode([i])}
+    assert set(stop[:-1]) == holding and len(holding) > 10
+    assert tok("\n\n", add_special_tokens=False).input_ids[0] in holding
+    assert codec.decode_answer(tok(" positive\n\n", add_special_tokens=False).input_ids) == "positive"

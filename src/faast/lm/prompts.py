@@ -192,6 +192,7 @@ class PromptCodec:
         self.adds_prefix = adds_text_prefix(tokenizer)
         self._context_ids = self.text_ids(CONTINUATION_CONTEXT)
         self._end = self.continuation_ids(self.template.answer_end)
+        self._holding_end: list[int] | None = None  # tokens_holding_end, found on first use
         self._separator = self.continuation_ids(self.template.separator)
         self._warned_doubled_space = False
         self._warned_trailing_space = False
@@ -333,16 +334,29 @@ class PromptCodec:
         return text[len(prefix) :] if prefix and text.startswith(prefix) else text.strip()
 
     def stop_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for Hugging Face ``generate`` that stop at the template's answer end: its
-        token (with EOS) when it is one token, the end string when it is several; ``{}`` when the
-        template has no end marker or the tokenizer drops it (generation then stops at EOS only)."""
+        """Keyword arguments for Hugging Face ``generate`` that stop at the template's answer end:
+        when it is one token, that token, every token whose text holds it (:meth:`tokens_holding_end`)
+        and EOS; the end string when it is several; ``{}`` when the template has no end marker or
+        the tokenizer drops it (generation then stops at EOS only)."""
         end_ids = self._end
         if not end_ids:
             return {}
         if len(end_ids) == 1:
             eos = self.tokenizer.eos_token_id
-            return {"eos_token_id": [end_ids[0]] + ([eos] if eos is not None else [])}
+            return {"eos_token_id": self.tokens_holding_end() + ([eos] if eos is not None else [])}
         return {"stop_strings": [self.template.answer_end], "tokenizer": self.tokenizer}
+
+    def tokens_holding_end(self) -> list[int]:
+        """The one-token end marker's id, then the ids of every other token whose text holds it
+        (for a newline: ``\\n\\n``, SmolLM2's newline and indent, Qwen's ``.\\n``): an answer ends
+        at any of them (:meth:`decode_answer` cuts there), so generation stops there too instead of
+        running on to ``max_new_tokens``. Found once per codec by decoding the vocabulary."""
+        if self._holding_end is None:
+            end = self.template.answer_end
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            own = self._end[0]
+            self._holding_end = [own, *(i for i, text in enumerate(texts) if end in text and i != own)]
+        return self._holding_end
 
     def demonstrations(self, demonstrations: Sequence[tuple[str, str]], budget: int) -> tuple[list[int], int]:
         """(ids, used): the start tokens and lead demonstrations (:attr:`lead_ids`), then as many
