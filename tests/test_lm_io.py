@@ -176,3 +176,29 @@ def test_info_that_standard_json_cannot_hold_is_refused(tmp_path):
     header = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])
     tasks = json.loads(header["__metadata__"]["tasks"], parse_constant=lambda c: pytest.fail(c))
     assert tasks["default"]["info"] == {"score": 0.5, "notes": ["a", None, True]}
+
+
+def test_a_refused_read_config_changes_nothing(tmp_path):
+    """set_read refused by one read-out, and a load whose stored read config this model refuses,
+    leave the model as it was (the cut was set before the weight was refused; the load had already
+    replaced the statistics)."""
+    from faast.lm import ReadConfig
+
+    ids, mask = random_batch([20, 15], seed=3)
+    probe = random_batch([16], seed=9)[0]
+    logit = get_faast_model(
+        tiny_model("llama"), FaastConfig(output_mix="logit", num_memories=0), ReadConfig(weight=3.0)
+    )
+    logit.learn(input_ids=ids[1:], attention_mask=mask[1:])
+    path = logit.save_fast_weights(tmp_path / "logit.safetensors")
+    prob = get_faast_model(tiny_model("llama"), FaastConfig(num_memories=0), ReadConfig(gate=None))
+    prob.learn(input_ids=ids[:1], attention_mask=mask[:1])
+    before, pairs, read = prob(input_ids=probe).logits, prob.num_pairs, prob.read_config
+    with pytest.raises(ValueError, match="ratio in"):
+        prob.set_read(cut="ridge=100", weight=3.0)
+    with pytest.raises(ValueError, match="ratio in"):
+        prob.load_fast_weights(path)
+    assert prob.num_pairs == pairs and prob.read_config == read
+    assert torch.equal(prob(input_ids=probe).logits, before)
+    prob.load_fast_weights(path, read=False)  # the statistics alone are readable by either mix
+    assert prob.num_pairs == logit.num_pairs

@@ -192,8 +192,13 @@ class FaastModel(nn.Module):
         if not isinstance(new, ReadConfig):
             raise TypeError(f"read must be a ReadConfig, got {type(new).__name__}")
         new = new.replace(**knobs) if knobs else new
-        for readout in self.readouts:
-            readout.configure(new)
+        try:
+            for readout in self.readouts:
+                readout.configure(new)
+        except Exception:  # a read-out refused it: every read-out back to the config in use
+            for readout in self.readouts:
+                readout.configure(self.read_config)
+            raise
         self.read_config = new
         return self
 
@@ -877,6 +882,8 @@ class FaastModel(nn.Module):
                     rows=None if kept[0] is None or kept[1] is None else kept,  # type: ignore[arg-type]
                 )
                 readout.load_extra_state(extra, f"{where}, memory {name!r}")
+            if stored_read is not None:  # a read config the read-outs refuse undoes the load
+                self.set_read(stored_read)
         except Exception:
             for name, readout in self.memories.items():
                 stats, extra = backup[name]
@@ -885,8 +892,6 @@ class FaastModel(nn.Module):
             raise
         state_dtype = getattr(torch, str(sig.get("state_dtype")), None)
         self._learned_state_dtype = state_dtype if isinstance(state_dtype, torch.dtype) else None
-        if stored_read is not None:
-            self.set_read(stored_read)
         return self
 
     # ----------------------------------------------------------------- adapter I/O
