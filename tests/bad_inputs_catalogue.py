@@ -1743,7 +1743,20 @@ LOADERS = [
         FileNotFoundError,
         r"no such text file",
     ),
-    Case("read_text", "empty text", call(lambda c: _text(c, "empty.txt", b"  \n")), ValueError, r"is empty"),
+    Case(
+        "read_text",
+        "empty text",
+        call(lambda c: _text(c, "empty.txt", b"")),
+        ValueError,
+        r"empty.txt is empty",
+    ),
+    Case(
+        "read_text",
+        "only blank lines and spaces",
+        call(lambda c: _text(c, "blank.txt", b"  \n\n")),
+        ValueError,
+        r"blank.txt holds only whitespace",
+    ),
     Case(
         "read_text",
         "non-UTF-8 text",
@@ -2018,7 +2031,9 @@ CLI = [
     CliCase("missing required option", lambda c: ["lm", "learn", "--text", "x"], r"required: --out", 2),
     CliCase("a number option given a word", lambda c: _learn(c, "--window", "many"), r"invalid int value", 2),
     CliCase("text file missing", lambda c: _learn(c, text=c.path("none.txt")), r"no such text file"),
-    CliCase("empty text file", lambda c: _learn(c, text=c.text_file("e.txt", b"\n")), r"is empty"),
+    CliCase(
+        "empty text file", lambda c: _learn(c, text=c.text_file("e.txt", b"\n")), r"holds only whitespace"
+    ),
     CliCase("non-UTF-8 text file", lambda c: _learn(c, text=c.text_file("l1.txt", b"caf\xe9")), r"not UTF-8"),
     CliCase("window of 1 token", lambda c: _learn(c, "--window", "1"), r"at least 2 tokens"),
     CliCase(

@@ -125,7 +125,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     p = existing_file(path, "text file")
     text = read_user_text(p)
     if not text.strip():
-        raise ValueError(f"{p} is empty")
+        raise ValueError(f"{p} is empty" if not text else f"{p} holds only whitespace (no text to read)")
     return text
 
 
@@ -146,7 +146,8 @@ def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int |
         n = min(n, limit)
     if n == 0:
         if ids.numel() < 2:
-            raise ValueError("the text is too short: fewer than 2 tokens after skipping")
+            after = f" after skipping {skip} windows" if skip else ""
+            raise ValueError(f"the text is too short: {ids.numel()} token(s){after}, a window needs 2")
         return ids[None].clone()
     return ids[: n * length].view(n, length).clone()
 
