@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     le.add_argument("--text", required=True, help="UTF-8 text file to learn")
     le.add_argument("--out", required=True, help="fast-weight file (safetensors; other tasks in it are kept)")
     le.add_argument("--task", default="default", help="name of the task inside --out (default: default)")
-    le.add_argument("--window", type=int, default=512, help="tokens per learned window (default 512)")
+    le.add_argument(
+        "--window",
+        type=int,
+        default=512,
+        help="tokens per learned window (default 512; the text's last window may be shorter)",
+    )
     le.add_argument("--batch-size", type=int, default=4)
     le.add_argument(
         "--append",
@@ -220,26 +225,31 @@ def _quiet_loading() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _text_windows(tok: Any, text: str, window: int, verb: str, limit: int | None = None) -> Any:
-    """(n, window) windows of ``text``'s tokens (:func:`faast.lm.text.token_windows`, start tokens
-    in front), with a warning on stderr naming the tokens a shorter last window leaves out of
-    ``verb`` (they were left out without a word: 380 of 892 tokens of a text at --window 512)."""
+def _text_windows(tok: Any, text: str, window: int, verb: str, limit: int | None = None) -> list[Any]:
+    """Every token of ``text`` in windows of ``window`` tokens, the last one shorter
+    (:func:`faast.lm.text.text_windows`, start tokens in front; a shorter tail was once dropped: 380
+    of a text's 892 tokens at --window 512), the first ``limit`` of them when given; a warning on
+    stderr names the tokens left out of ``verb`` (past ``limit``, or a last token alone)."""
     from faast import distributed
     from faast.lm.prompts import start_token_ids
-    from faast.lm.text import encode, token_windows, with_start_tokens
+    from faast.lm.text import encode, text_windows
 
+    if limit is not None and limit < 1:
+        raise ValueError(f"--max-windows: limit must be >= 1 window, got {limit}")
     ids = encode(tok, text)
-    windows = token_windows(ids, window, limit=limit)
-    left = ids.numel() - windows.numel()
+    start = start_token_ids(tok)
+    windows = text_windows(ids, window, start)
+    capped = limit is not None and len(windows) > limit
+    windows = windows[:limit] if capped else windows
+    left = ids.numel() - sum(w.numel() - len(start) for w in windows)
     if left and distributed.current().is_main:
-        capped = limit is not None and len(windows) == limit
-        why = f"--max-windows {limit}" if capped else "a shorter last window"
+        why = f"--max-windows {limit}" if capped else "a last token alone has no pair"
         print(
             f"[faast] warning: the last {left} of the text's {ids.numel()} tokens are not {verb} "
             f"({why}; windows of --window {window} tokens)",
             file=sys.stderr,
         )
-    return with_start_tokens(windows, start_token_ids(tok))
+    return windows
 
 
 def _check_learn_args(args: argparse.Namespace) -> None:
@@ -301,11 +311,10 @@ def run_learn(args: argparse.Namespace) -> int:
     else:
         fm, tok = _load(args, *_layout_and_read(args, given))
     windows = _text_windows(tok, text, args.window, "learned")
+    tokens = sum(w.numel() for w in windows)
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
-        print(
-            f"[faast] learning {windows.numel()} tokens of {args.text} in {len(windows)} windows{where}: {fm}"
-        )
+        print(f"[faast] learning {tokens} tokens of {args.text} in {len(windows)} windows{where}: {fm}")
     start = time.perf_counter()
     learned: list[int] = []
     learn_part = _step_learner(fm, args, windows, dist.is_main)
@@ -325,7 +334,7 @@ def run_learn(args: argparse.Namespace) -> int:
         fm.save_fast_weights(args.out, task=args.task)
         sizes = fm.fast_weight_nbytes()
         print(
-            f"[faast] {pairs} pairs in {seconds:.1f} s ({windows.numel() / seconds:.0f} tok/s); "
+            f"[faast] {pairs} pairs in {seconds:.1f} s ({tokens / seconds:.0f} tok/s); "
             f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
             f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
         )
@@ -346,7 +355,8 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
     from faast.lm.text import capture_windows, learn_windows
 
     hidden = fm.base_model.get_output_embeddings().weight
-    state_bytes = windows.numel() * hidden.shape[1] * hidden.element_size() * max(1, len(fm.readouts))
+    tokens = sum(w.numel() for w in windows)
+    state_bytes = tokens * hidden.shape[1] * hidden.element_size() * max(1, len(fm.readouts))
     if args.steps == 1 or state_bytes > KEEP_STATES_BYTES:
         return lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=progress)
     captured: list[Any] = []
@@ -365,7 +375,7 @@ def run_forget(args: argparse.Namespace) -> int:
     atomically; the file is left unchanged when the text was not learned into the task."""
     from faast.io import check_writable
     from faast.lm.fastweights import read_task, task_read_config
-    from faast.lm.text import read_text
+    from faast.lm.text import read_text, window_batches
 
     text = read_text(args.text)
     if args.window < 2:
@@ -383,8 +393,8 @@ def run_forget(args: argparse.Namespace) -> int:
     device = next(fm.parameters()).device
     pairs = 0
     with fm.all_or_nothing():
-        for i in range(0, len(windows), args.batch_size):
-            pairs += fm.forget(input_ids=windows[i : i + args.batch_size].to(device))
+        for batch in window_batches(windows, args.batch_size):  # the batches learn_windows learned
+            pairs += fm.forget(input_ids=batch.to(device))
     if fm.num_pairs == 0:
         raise ValueError(
             f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -229,24 +229,58 @@ def quiet_tokenizer() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def capture_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> list:
-    """``model.capture`` on (n, T) windows in batches, moved to the model's device: the states that
-    ``model.learn_captured`` learns again without a forward pass (each batch keeps B·T·d floats per
-    key point)."""
+#: Windows: an (n, T) tensor, or a sequence of 1-D windows whose lengths may differ (a text's
+#: whole windows then its shorter tail: :func:`text_windows`).
+Windows = torch.Tensor | Sequence[torch.Tensor]
+
+
+def window_batches(windows: Windows, batch_size: int) -> list[torch.Tensor]:
+    """(b, T) batches of ``batch_size`` consecutive windows; a window of another length than the
+    batch's starts a batch of its own (no padding: a window's states never depend on another's)."""
+    if isinstance(windows, torch.Tensor):
+        return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+    batches: list[torch.Tensor] = []
+    run: list[torch.Tensor] = []
+    for window in windows:
+        if run and (len(run) == batch_size or window.numel() != run[0].numel()):
+            batches.append(torch.stack(run))
+            run = []
+        run.append(window)
+    return [*batches, torch.stack(run)] if run else batches
+
+
+def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) -> list[torch.Tensor]:
+    """Every token of a 1-D stream in non-overlapping windows of ``length``, the last one shorter
+    when the stream does not divide (kept if it holds 2 tokens, a pair to learn or score), each
+    after ``start_ids``: a list of 1-D windows for :func:`learn_windows`, :func:`capture_windows`
+    and :func:`perplexity` (:func:`token_windows` drops that tail)."""
+    whole = token_windows(ids, length)
+    rows = list(with_start_tokens(whole, list(start_ids)))
+    tail = ids[whole.numel() :]
+    if tail.numel() >= 2 and whole.numel() < ids.numel():
+        rows += list(with_start_tokens(tail[None], list(start_ids)))
+    return rows
+
+
+def capture_windows(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = True) -> list:
+    """``model.capture`` on windows (:data:`Windows`) in batches (:func:`window_batches`), moved to
+    the model's device: the states that ``model.learn_captured`` learns again without a forward
+    pass (each batch keeps B·T·d floats per key point)."""
     device = next(model.parameters()).device
-    starts = range(0, len(windows), batch_size)
+    batches = window_batches(windows, batch_size)
     return [
-        model.capture(input_ids=windows[i : i + batch_size].to(device))
-        for i in tqdm(starts, desc="capture", unit="batch", disable=not progress)
+        model.capture(input_ids=batch.to(device))
+        for batch in tqdm(batches, desc="capture", unit="batch", disable=not progress)
     ]
 
 
-def learn_windows(model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = True) -> int:
-    """``model.learn`` on (n, T) windows in batches; returns the number of pairs learned."""
+def learn_windows(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = True) -> int:
+    """``model.learn`` on windows (:data:`Windows`) in batches (:func:`window_batches`); returns the
+    number of pairs learned."""
     device = next(model.parameters()).device
     pairs = 0
-    for i in tqdm(range(0, len(windows), batch_size), desc="learn", unit="batch", disable=not progress):
-        pairs += model.learn(input_ids=windows[i : i + batch_size].to(device))
+    for batch in tqdm(window_batches(windows, batch_size), desc="learn", unit="batch", disable=not progress):
+        pairs += model.learn(input_ids=batch.to(device))
     return pairs
 
 
@@ -273,14 +307,12 @@ def nll_and_hits(logits: torch.Tensor, windows: torch.Tensor) -> tuple[float, in
 
 
 @torch.no_grad()
-def perplexity(
-    model: Any, windows: torch.Tensor, *, batch_size: int = 4, progress: bool = False
-) -> Perplexity:
-    """Perplexity of (n, T) windows, each scored on its own (no carried-over context)."""
+def perplexity(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = False) -> Perplexity:
+    """Perplexity of windows (:data:`Windows`), each scored on its own (no carried-over context)."""
     device = next(model.parameters()).device
     total, count, hits = 0.0, 0, 0
-    for i in tqdm(range(0, len(windows), batch_size), desc="score", unit="batch", disable=not progress):
-        batch = windows[i : i + batch_size].to(device)
+    for batch in tqdm(window_batches(windows, batch_size), desc="score", unit="batch", disable=not progress):
+        batch = batch.to(device)
         logits = model(input_ids=batch, use_cache=False).logits
         nll, n, h = nll_and_hits(logits, batch)
         total, count, hits = total + nll, count + n, hits + h
