@@ -604,11 +604,11 @@ class FaastModel(nn.Module):
             )
         for key in ("labels", "use_cache", "past_key_values", "cache", "output_hidden_states", "return_dict"):
             kwargs.pop(key, None)
-        vocab = getattr(_text_config(self.base_model), "vocab_size", None)
+        config = _text_config(self.base_model)
         device = self._layout.lm_head.weight.device
-        ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, device)
+        ids, mask = check_learn_inputs(input_ids, attention_mask, getattr(config, "vocab_size", None), device)
         if attention_mask is None:
-            warn_unmasked_padding(ids, getattr(_text_config(self.base_model), "pad_token_id", None))
+            warn_unmasked_padding(ids, getattr(config, "pad_token_id", None))
         self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
         valid = real_token_pairs(mask)
         if pair_mask is not None:

@@ -194,8 +194,7 @@ class PromptCodec:
         self._end = self.continuation_ids(self.template.answer_end)
         self._holding_end: list[int] | None = None  # tokens_holding_end, found on first use
         self._separator = self.continuation_ids(self.template.separator)
-        self._warned_doubled_space = False
-        self._warned_trailing_space = False
+        self._warned: set[str] = set()  # the kinds of warning given already (once per codec)
         #: How many lead demonstrations every prompt begins with.
         self.num_lead = len(demonstrations)
         #: The start tokens, then the lead demonstrations: what every prompt begins with.
@@ -265,29 +264,28 @@ class PromptCodec:
             # spaces that end an answer would be read before the end marker (" positive " then
             # "\n" is " positive", " \n" for SmolLM2): scores and learning would differ from the
             # label's own tokens, so they are dropped too
-            if not self._warned_trailing_space:
-                self._warned_trailing_space = True
-                warnings.warn(
-                    f"an answer ends with a space: {answer[-20:]!r} is read without it (labels and "
-                    "outputs keep their spelling)",
-                    UserWarning,
-                    stacklevel=caller_stacklevel(),
-                )
+            self._warn_once(
+                "trailing space",
+                f"an answer ends with a space: {answer[-20:]!r} is read without it (labels and outputs "
+                "keep their spelling)",
+            )
             answer = answer.rstrip(" \t")
         prefix = self.template.answer_prefix
         if prefix[-1:] not in (" ", "\t") or answer[:1] not in (" ", "\t"):
             return answer
-        kept = answer.lstrip(" \t")
-        if not self._warned_doubled_space:
-            self._warned_doubled_space = True
-            warnings.warn(
-                f"an answer begins with a space after the answer prefix {prefix!r}: it is dropped, so "
-                f"{answer[:20]!r} follows the prompt after one space, not two (labels and outputs keep "
-                "their spelling)",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
-        return kept
+        self._warn_once(
+            "doubled space",
+            f"an answer begins with a space after the answer prefix {prefix!r}: it is dropped, so "
+            f"{answer[:20]!r} follows the prompt after one space, not two (labels and outputs keep "
+            "their spelling)",
+        )
+        return answer.lstrip(" \t")
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        """A UserWarning pointing at the caller's line, the first time this codec meets ``kind``."""
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
     def scored_label_ids(self, labels: Sequence[str]) -> list[list[int]]:
         """The tokens scored for each of ``labels`` (L lists of ids): :meth:`label_ids`, or, when

@@ -254,12 +254,11 @@ def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) 
     when the stream does not divide (kept if it holds 2 tokens, a pair to learn or score), each
     after ``start_ids``: a list of 1-D windows for :func:`learn_windows`, :func:`capture_windows`
     and :func:`perplexity` (:func:`token_windows` drops that tail)."""
+    start = list(start_ids)
     whole = token_windows(ids, length)
-    rows = list(with_start_tokens(whole, list(start_ids)))
     tail = ids[whole.numel() :]
-    if tail.numel() >= 2 and whole.numel() < ids.numel():
-        rows += list(with_start_tokens(tail[None], list(start_ids)))
-    return rows
+    rows = [whole, tail[None]] if tail.numel() >= 2 else [whole]
+    return [window for part in rows for window in with_start_tokens(part, start)]
 
 
 def capture_windows(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = True) -> list:
