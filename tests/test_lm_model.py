@@ -237,6 +237,8 @@ def test_prob_mix_calls_the_head_once_and_normalises(support):
     got = fm(input_ids=ids).logits
     handle.remove()
     assert len(calls) == 1
+    # over the whole vocabulary the head multiplies [z; W·z] in its one pass over its weight
+    assert calls[0][0] == (2 if support == "vocab" else 1) * ids.shape[0]
     assert bool((got.exp().sum(-1) - 1).abs().max() < 1e-9)
     prompt = random_batch([4], seed=10)[0]
     kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)

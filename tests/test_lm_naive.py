@@ -15,6 +15,7 @@ READS = {
     "prob-gated": ("prob", {"weight": 0.7, "temperature": 0.3, "gate": 0.6, "support": "learned"}),
     "prob": ("prob", {"weight": 0.3, "temperature": 0.5, "gate": None, "support": "learned"}),
     "prob-vocab": ("prob", {"weight": 0.2, "temperature": 1.0, "gate": None, "support": "vocab"}),
+    "prob-gated-vocab": ("prob", {"weight": 0.7, "temperature": 0.3, "gate": 0.6, "support": "vocab"}),
     "logit": ("logit", {"weight": 0.8}),
     "paper": ("paper", {"weight": 0.6}),
     "correction": ("correction", {"weight": 0.7, "damping": 0.2}),

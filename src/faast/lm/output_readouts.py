@@ -282,18 +282,40 @@ class ProbReadOut(OutputReadOut):
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         transform = layout.logit_transform
+        stacked: list[int] = []  # the rows of z while the head multiplies [z; W·z] (see stacks_head)
+
+        def pre(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            stacked.clear()
+            if not ctx.reading or not self.active or not args or not self.stacks_head(module, args[0]):
+                return None
+            z = args[0]
+            stacked.append(z.shape[0])
+            return (torch.cat([z, self.predict(z).to(z.dtype)]), *args[1:]), kwargs
 
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> Any:
-            if not ctx.reading or not self.active:
+            if stacked:  # the head's product of [z; W·z]: the logits, then the memory's scores
+                rows = stacked.pop()
+                z, output, scored = args[0][:rows], output[:rows], (args[0][rows:], output[rows:])
+            elif not ctx.reading or not self.active:
                 return None
+            else:
+                z, scored = args[0], None
             if transform.is_identity:
-                return self.mix_logits(args[0], output, module)
+                return self.mix_logits(z, output, module, scored=scored)
             # the model transforms what the head returns (Cohere, Granite, Gemma 2): mix its
             # distribution, and return the head output its transform turns into the mixture
-            mixed = self.mix_logits(args[0], transform(output.float()), module)
+            mixed = self.mix_logits(z, transform(output.float()), module, scored=scored)
             return transform.head_output_for(mixed).to(output.dtype)
 
+        hooks.pre(layout.lm_head, pre)
         hooks.post(layout.lm_head, hook)
+
+    def stacks_head(self, head: nn.Module, z: torch.Tensor) -> bool:
+        """Whether the memory's scores head(W·z) come from the head's own product: over the whole
+        vocabulary (``support="vocab"``) a plain bias-free ``nn.Linear`` head multiplies the rows
+        [z; W·z] (2B, ..., d) at once, one pass over its (V, d) weight instead of two. Generating a
+        token reads the weight once per pass, so the second pass cost about as much as the head."""
+        return self.support == "vocab" and type(head) is nn.Linear and head.bias is None and z.ndim >= 2
 
     def cached_nbytes(self, itemsize: int) -> int:
         if self.support != "learned":
@@ -338,25 +360,43 @@ class ProbReadOut(OutputReadOut):
         return self.mix_logits(z, logits, layout.lm_head) if self.active else logits
 
     def support_log_probs(
-        self, z: torch.Tensor, head: nn.Module, work: torch.dtype
+        self,
+        z: torch.Tensor,
+        head: nn.Module,
+        work: torch.dtype,
+        scored: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, float | torch.Tensor, Support]:
         """(the memory's log-probabilities over its support (..., S) in ``work``, the weight λ — a
-        float, or per position (..., 1) with a gate — and the support) at head inputs z (..., d)."""
-        m = self.predict(z).to(z.dtype)
+        float, or per position (..., 1) with a gate — and the support) at head inputs z (..., d).
+
+        scored: (W·z (..., d), its scores over the whole head (..., V)) when the head computed
+        them (:meth:`stacks_head`); computed here otherwise."""
         sup = self.support_of(head)
-        # F.linear, not head(...): calling the head would re-enter the hook that calls this.
-        scores = F.linear(m, sup.rows)
+        if scored is not None and sup.index is None:
+            m, scores = scored
+        else:
+            m = self.predict(z).to(z.dtype)
+            # F.linear, not head(...): calling the head would re-enter the hook that calls this.
+            scores = F.linear(m, sup.rows)
         lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
         scaled = scores.to(work) / self.head_scale(head)
         biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
         return F.log_softmax(biased / self.temperature, -1), lam, sup
 
-    def mix_logits(self, z: torch.Tensor, logits: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    def mix_logits(
+        self,
+        z: torch.Tensor,
+        logits: torch.Tensor,
+        head: nn.Module,
+        *,
+        scored: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
 
-        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`."""
+        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`;
+        scored: see :meth:`support_log_probs`."""
         work = torch.promote_types(logits.dtype, torch.float32)
-        part, lam, sup = self.support_log_probs(z, head, work)
+        part, lam, sup = self.support_log_probs(z, head, work, scored)
         if sup.index is None:
             mem = part
         else:
