@@ -257,3 +257,61 @@ def test_power_law_tau_defaults_and_cap():
     assert power_law_tau(100, alpha=1.0, c=1.0) == pytest.approx(0.01)
     assert power_law_tau(10, alpha=0.8, c=2.0) == pytest.approx(2.0 * 10**-0.8)
     assert power_law_tau(1, alpha=1.0, c=5.0) == 1.0
+
+
+def _svd_ridge_fit(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, rho: float) -> tuple[float, float]:
+    """(RSS, GCV) of the ridge fit with penalty ρ, GCV(ρ) = RSS / (1 − dof/n)², n = Σ wᵢ, from the
+    SVD of the √w-scaled rows, each part a sum of terms ≥ 0 (the reference for the GCV choice)."""
+    root = w.sqrt()[:, None]
+    u, s, _ = torch.linalg.svd(root * k, full_matrices=False)
+    kept = s > s[0] * 1e-10
+    u, lam = u[:, kept], s[kept] ** 2
+    along = u.T @ (root * v)
+    rest = root * v - u @ along
+    shrink_left = rho / (lam + rho)
+    rss = float((rest**2).sum() + (shrink_left[:, None] ** 2 * along**2).sum())
+    n = float(w.sum())
+    left = (n - lam.numel()) + float(shrink_left.sum())
+    return rss, (rss / (left / n) ** 2 if left > 0 else math.inf)
+
+
+@given(
+    st.integers(2, 40),
+    st.integers(2, 40),
+    st.integers(1, 3),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_gcv_ridge_matches_brute_force_also_near_interpolation(n, d, m, weighted, primal, seed):
+    """ridge=gcv picks the level with the lowest GCV among those whose residual float64 resolves,
+    on both routes, n ≤ d included: there a tiny ρ nearly interpolates, and the residual
+    ‖V‖² − Σ(2s − s²)e cancelled to 0 (GCV 0), so the pseudo-inverse's neighbour won whatever
+    the data."""
+    gen = torch.Generator().manual_seed(seed)
+    k = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    v = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    w = (
+        torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
+        if weighted
+        else torch.ones(n, dtype=torch.float64)
+    )
+    stats = GramStats(d, m, dual_max_pairs=0 if primal else None).add(k, v, w if weighted else None)
+    factor = stats.factor()
+    scores = []
+    for rho in (factor.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)).tolist():
+        rss, gcv = _svd_ridge_fit(k, v, w, rho)
+        share = factor.eigenvalues / (factor.eigenvalues + rho)
+        if bool(factor.resolves(rss / 2, share * (2 - share))):  # resolved, with room
+            scores.append(gcv)
+    chosen = factor.gcv_ridge()
+    exact = factor.row_keys is not None  # the dual route: every resolved residual is exact
+    if scores:  # (weighted, n = Σw can exceed the pairs: GCV then falls to ≈ 0 near interpolation)
+        slack = min(scores) * (1e-6 if exact else 3e-2) + 1e-6 * stats.value_sq_sum
+        assert _svd_ridge_fit(k, v, w, chosen)[1] <= min(scores) + slack
+    for rho in (factor.lambda_max * torch.logspace(-4, 1, 6, dtype=torch.float64)).tolist():
+        rss, dof = factor.residual(factor.ridge_filter(rho))
+        assert rss == pytest.approx(
+            _svd_ridge_fit(k, v, w, rho)[0], rel=1e-6, abs=1e-12 * float((w[:, None] * v**2).sum())
+        )
+        assert dof == pytest.approx(float((factor.eigenvalues * factor.ridge_filter(rho)).sum()), rel=1e-12)

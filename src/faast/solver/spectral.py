@@ -377,28 +377,90 @@ class SpectralFactor:
         """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
         return (self.basis * phi) @ self.basis.T
 
-    def residual(self, phi: torch.Tensor) -> tuple[float, float]:
-        """(RSS, dof) of the filtered fit on the stored pairs, from the statistics alone."""
-        c = (self.projected * self.projected).sum(dim=1)
+    def fit_parts(self) -> tuple[int, torch.Tensor, float | None]:
+        """What the residual of every filter is made of: (r, the directions above the noise floor
+        — the first r; e (r,) = ‖aⱼᵀV‖², the weighted values' squared norm along each; the squared
+        norm outside them where it is known exactly, else None).
+
+        On the dual route A comes orthonormal from the eigendecomposition of K Kᵀ, e = (AᵀV)²
+        exactly, and the outside part is ‖V − A Aᵀ V‖² from the rows (0 up to rounding when the
+        r directions span every pair). From the statistics eⱼ = cⱼ/λⱼ carries G's rounding as a
+        relative error of about noise_floor/λⱼ, so the outside part is left to ‖V‖² − Σ (None)."""
         lam = self.eigenvalues
-        rss = self.value_sq_sum - 2.0 * float((phi * c).sum()) + float((phi * phi * lam * c).sum())
-        dof = float((phi * lam).sum())
-        return max(rss, 0.0), dof
+        r = int((lam > self.noise_floor).sum())
+        e = (self.projected[:r] * self.projected[:r]).sum(dim=1) / lam[:r]
+        if self.row_keys is None or self.left is None or self.row_values is None:
+            return r, e, None
+        a = self.left[:, :r]
+        rest = self.row_values - a @ (a.T @ self.row_values)
+        return r, e, float((rest * rest).sum())
+
+    def residual(
+        self,
+        phi: torch.Tensor,
+        *,
+        complement: torch.Tensor | None = None,
+        parts: tuple[int, torch.Tensor, float | None] | None = None,
+    ) -> tuple[float, float]:
+        """(RSS, dof) of the filtered fit on the stored pairs, dof = Σⱼ sⱼ, sⱼ = φⱼλⱼ.
+
+        phi: (R,) the filter; complement: (R,) 1 − sⱼ where the caller has it exactly (ridge:
+        ρφⱼ); parts: :meth:`fit_parts`, when scoring many filters. On the dual route RSS = outside
+        + Σⱼ (1 − sⱼ)² eⱼ, a sum of terms ≥ 0 that keeps its size near interpolation (n ≤ d, a
+        tiny ρ), and the directions at noise level remove what they fit. From the statistics
+        RSS = ‖V‖² − Σⱼ (2φⱼ − φⱼ²λⱼ) cⱼ, which near interpolation cancels to rounding noise
+        (:meth:`resolves`)."""
+        r, e, outside = self.fit_parts() if parts is None else parts
+        lam = self.eigenvalues
+        shrink = phi * lam
+        c = (self.projected * self.projected).sum(dim=1)
+        if outside is None:
+            rss = self.value_sq_sum - float((phi * c * (2.0 - shrink)).sum())
+        else:
+            rest = 1.0 - shrink if complement is None else complement
+            noise = phi[r:] * c[r:] * (1.0 + rest[r:])
+            rss = outside + float((rest[:r] * rest[:r] * e).sum()) - float(noise.sum())
+        return max(rss, 0.0), float(shrink.sum())
+
+    def resolves(self, rss: torch.Tensor | float, fitted: torch.Tensor | None = None) -> torch.Tensor:
+        """Whether each RSS stands above its rounding: near interpolation the RSS from the
+        statistics, ‖V‖² − Σⱼ(2sⱼ − sⱼ²)eⱼ, cancels to noise or to 0, and a fit that float64
+        cannot tell from interpolating is not a GCV candidate.
+
+        The bound: 100·d·ε·‖V‖² (the rounding of ‖V‖² and of the sum), and from the statistics
+        also Σⱼ fittedⱼ·eⱼ·noise_floor/λⱼ: fitted (..., r) the share (2sⱼ − sⱼ²) of each eⱼ the
+        fit removes (several fits at once), as G's rounding reaches eⱼ = cⱼ/λⱼ as a relative error
+        of up to about noise_floor/λⱼ. On the dual route, where the RSS is exact, only the first
+        part applies, which keeps both routes choosing alike."""
+        r, e, outside = self.fit_parts()
+        bound = torch.as_tensor(100.0 * self.dim * _EIGEN_NOISE * self.value_sq_sum, dtype=torch.float64)
+        if outside is None and fitted is not None:
+            bound = bound + (fitted[..., :r] * (e * self.noise_floor / self.eigenvalues[:r])).sum(dim=-1)
+        return torch.as_tensor(rss, dtype=torch.float64) > bound
 
     def gcv_truncation(self) -> tuple[float, int]:
-        """Pick the truncation rank by GCV over every rank at once.
+        """Pick the truncation rank by GCV over every rank at once, GCV(k) = RSS(k) / (1 − k/n)².
 
-        Returns (tau, rank): tau = sqrt(λ_rank / λ_max) reproduces the chosen rank.
+        On the dual route RSS(k) = outside + Σ_{j>k} eⱼ (:meth:`fit_parts`), a sum of terms ≥ 0;
+        from the statistics ‖V‖² − Σ_{j≤k} eⱼ. A rank whose RSS float64 does not resolve
+        (:meth:`resolves`) is skipped while another is. Returns (tau, rank):
+        tau = sqrt(λ_rank / λ_max) reproduces the chosen rank.
         """
         lam = self.eigenvalues
-        usable = int((lam > self.noise_floor).sum())
+        parts = self.fit_parts()
+        usable, e, outside = parts
         if usable == 0:
             raise ValueError("cannot choose a truncation: the Gram matrix is zero")
-        c = (self.projected[:usable] ** 2).sum(dim=1)
-        rss = (self.value_sq_sum - torch.cumsum(c / lam[:usable], 0)).clamp_min(0.0)
+        if outside is None:
+            rss = (self.value_sq_sum - torch.cumsum(e, 0)).clamp_min(0.0)
+        else:
+            rss = outside + torch.cat([e.flip(0).cumsum(0).flip(0)[1:], e.new_zeros(1)])  # Σ_{j>k} eⱼ
+        resolved = self.resolves(rss, torch.ones(usable, usable, dtype=torch.float64).tril())
         ranks = torch.arange(1, usable + 1, dtype=torch.float64, device=lam.device)
-        denom = (1.0 - ranks / self.count).clamp_min(0.0) ** 2
+        denom = ((self.count - ranks) / self.count).clamp_min(0.0) ** 2
         gcv = torch.where(denom > 0, rss / denom, torch.full_like(rss, math.inf))
+        if bool((resolved & gcv.isfinite()).any()):
+            gcv = torch.where(resolved, gcv, torch.full_like(gcv, math.inf))
         best = int(torch.argmin(gcv))
         rank = best + 1
         return math.sqrt(float(lam[best]) / self.lambda_max), rank
@@ -461,18 +523,25 @@ class SpectralFactor:
         return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
 
     def gcv_ridge(self, grid: torch.Tensor | None = None) -> float:
-        """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max)."""
+        """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max):
+        GCV(ρ) = RSS(ρ) / (1 − dof(ρ)/n)², both parts from sums of terms ≥ 0 (:meth:`residual`)."""
         if self.lambda_max <= 0:
             raise ValueError("cannot choose a ridge: the Gram matrix is zero")
         if grid is None:
             grid = self.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
-        best_score, best_rho = math.inf, float(grid[-1])
+        parts = self.fit_parts()
+        best: dict[bool, tuple[float, float]] = {}  # resolved → (score, ρ)
         for rho in grid.tolist():
-            rss, dof = self.residual(self.ridge_filter(rho))
-            denom = 1.0 - dof / self.count
-            if denom <= 0:
+            phi = self.ridge_filter(rho)
+            complement = rho * phi  # 1 − λⱼ/(λⱼ + ρ), exactly
+            rss, _ = self.residual(phi, complement=complement, parts=parts)
+            # n − dof = (n − R) + Σⱼ (1 − φⱼλⱼ): no cancellation as dof nears n
+            left = (self.count - complement.numel()) + float(complement.sum())
+            if left <= 0:
                 continue
-            score = rss / denom**2
-            if score < best_score:
-                best_score, best_rho = score, rho
-        return best_rho
+            shrink = 1.0 - complement
+            resolved = bool(self.resolves(rss, shrink * (2.0 - shrink)))
+            score = rss / (left / self.count) ** 2
+            if score < best.get(resolved, (math.inf, 0.0))[0]:
+                best[resolved] = (score, rho)
+        return best.get(True, best.get(False, (0.0, float(grid[-1]))))[1]
