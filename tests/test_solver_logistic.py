@@ -588,6 +588,26 @@ def test_auto_C_finds_features_far_smaller_than_the_intercept_column(scale):
     assert accuracy > 0.85
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1e-4])
+def test_auto_C_finds_small_features_of_imbalanced_classes(scale):
+    """The same with classes of shares 0.5 / 0.3 / 0.2: a penalty that hides the features learns
+    the class frequencies through the intercept, whose held-out loss is more than 1 % below
+    log 3, so the plateau was taken for a path that had found the features, the walk ended two
+    decades in, and the fit predicted the majority class (50.5 % at scale 10⁻³)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        3000, 10, n_informative=5, n_classes=3, weights=[0.5, 0.3, 0.2], random_state=0
+    )
+    train, test = slice(0, 2000), slice(2000, None)
+    reference = FaastClassifier(loss="logistic").fit(X[train], y[train]).score(X[test], y[test])
+    accuracy = (
+        FaastClassifier(loss="logistic").fit(X[train] * scale, y[train]).score(X[test] * scale, y[test])
+    )
+    assert accuracy >= reference - 0.02
+    assert accuracy > np.bincount(y[test]).max() / len(y[test]) + 0.2
+
+
 @pytest.mark.parametrize("offset", [100.0, 1e4])
 def test_choose_ridge_walks_off_the_null_plateau_of_uncentred_features(offset):
     """Features far from the origin: their mean direction dominates the Gram, so the scale s

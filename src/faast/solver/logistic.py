@@ -26,7 +26,10 @@ stronger ones too when the strongest tried wins), and the penalty with the lowes
 cross-entropy wins, where a penalty beats the best so far only by lowering it by more than
 ``PATH_TOLERANCE`` (1 %) of it; each walk stops at the first that does not (a flat or
 separable path — few-shot data are separable — no longer walks on for negligible gains). While
-no penalty so far beats the null loss (below) by that fraction, the penalties are still too
+no penalty so far beats the plateau's loss by that fraction — the held-out loss of the kept
+examples' class frequencies, what an intercept predicts while the penalty hides the features, or
+log m where that is lower (since 2026-12-06: with imbalanced classes log m was the level, and the
+class frequencies, more than 1 % below it, passed for found features) — the penalties are still too
 strong for the features to show (uncentred or unevenly scaled features, whose few large
 directions make the scale s, start there), so any decrease beats the best and the walk goes on
 until the loss stops falling; a decade whose loss stays within ``FLAT_TOLERANCE`` of the best
@@ -288,6 +291,10 @@ def choose_ridge(
     splits = [(part(kept), part(held)) for kept, held in folds]
     out_total = max(sum(_total_weight(k_out, w_out) for _, (k_out, _, w_out) in splits), 1e-300)
     null_loss = math.log(num_classes)  # uniform predictions, per unit of held-out weight
+    # what a penalty that hides the features predicts: the kept examples' class frequencies, with
+    # an intercept (imbalanced classes: below log m, so the plateau was missed and the walk ended
+    # at the strongest penalties), uniform without one
+    plateau_loss = min(null_loss, _prior_loss(splits, num_classes) / out_total)
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
     memories = [CurvatureMemory() for _ in splits]  # each fold's curvature pairs, along the path
 
@@ -327,15 +334,16 @@ def choose_ridge(
         """Whether candidate ``index`` is on the null plateau within ``FLAT_TOLERANCE`` of the
         best earlier loss (the penalties still hide the features)."""
         best = min((entry[1] for entry in tried[:index]), default=math.inf)
-        on_plateau = not best < null_loss * (1.0 - PATH_TOLERANCE)
+        on_plateau = not best < plateau_loss * (1.0 - PATH_TOLERANCE)
         return on_plateau and abs(tried[index][1] - best) <= FLAT_TOLERANCE * null_loss
 
     def beats_best(index: int) -> bool:
         """Whether candidate ``index`` lowers the held-out loss of every earlier one by more
-        than ``PATH_TOLERANCE`` of it, or at all while none of them beats the null loss by that
-        fraction (on the null plateau a small decrease is the first sign of the features)."""
+        than ``PATH_TOLERANCE`` of it, or at all while none of them beats the plateau's loss (the
+        class frequencies' or, lower, log m) by that fraction (on the null plateau a small
+        decrease is the first sign of the features)."""
         best = min((entry[1] for entry in tried[:index]), default=math.inf)
-        if not best < null_loss * (1.0 - PATH_TOLERANCE):
+        if not best < plateau_loss * (1.0 - PATH_TOLERANCE):
             return tried[index][1] < best
         return tried[index][1] < best * (1.0 - PATH_TOLERANCE)
 
@@ -361,6 +369,24 @@ def choose_ridge(
         null_loss=null_loss,
         memory=_for_all_rows(memories, splits, _total_weight(keys, weights)),
     )
+
+
+def _prior_loss(
+    splits: list[tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple]], num_classes: int
+) -> float:
+    """Σ over the folds of the held-out cross-entropy (summed over the held-out weight) of
+    predicting each fold's kept class frequencies (weighted): what a fit whose penalty hides the
+    features predicts with an intercept. Infinite when a held-out class is never kept."""
+    total = 0.0
+    for (_, y_fit, w_fit), (_, y_out, w_out) in splits:
+        kept = torch.bincount(y_fit, weights=w_fit, minlength=num_classes).to(torch.float64)
+        held = torch.bincount(y_out, weights=w_out, minlength=num_classes).to(torch.float64)
+        share = kept / kept.sum()
+        seen = held > 0
+        if bool((share[seen] <= 0).any()):
+            return math.inf
+        total += float(-(held[seen] * share[seen].log()).sum())
+    return total
 
 
 def _for_all_rows(
