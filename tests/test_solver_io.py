@@ -183,3 +183,27 @@ def test_an_input_path_that_is_not_a_regular_file_is_named_for_what_it_is(tmp_pa
     if Path("/dev/null").exists():
         with pytest.raises(ValueError, match="is not a regular file .*; expected a text file"):
             read_text("/dev/null")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_output_path_that_is_a_pipe_is_refused_and_left_a_pipe(tmp_path):
+    """os.replace moved the written file over the node itself: a FIFO became a regular file (and
+    run as root, ``--out /dev/null`` replaced /dev/null)."""
+    import stat
+
+    from faast.cli import main
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for call in (
+        lambda p: check_writable(p),
+        lambda p: atomic_write(p, lambda tmp: Path(tmp).write_text("y")),
+        lambda p: GramStats(2, 1).add(torch.ones(1, 2), torch.ones(1, 1)).save(p),
+    ):
+        with pytest.raises(ValueError, match=r"fifo is not a regular file \(a device or a pipe\)"):
+            call(fifo)
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+    save_file({"keys": torch.ones(2, 3), "values": torch.ones(2, 1)}, str(tmp_path / "pairs.safetensors"))
+    assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(fifo)]) != 0
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

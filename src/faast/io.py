@@ -26,10 +26,9 @@ from safetensors.torch import save_file
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
-    dest = Path(path)
-    if dest.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
+    """Call ``write(tmp_path)`` and atomically move the result to ``path`` (a folder, a device or
+    a pipe there is refused: :func:`check_output_target`)."""
+    dest = check_output_target(path)
     make_parent(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
@@ -44,6 +43,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return dest
+
+
+def check_output_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when a file may be written there: nothing yet, or a regular file (which
+    the write replaces). ``IsADirectoryError`` for a folder; ``ValueError`` for a device, a pipe or
+    a socket (``/dev/null``, a FIFO): moving a file over one would replace the node itself — as
+    root, ``--out /dev/null`` destroyed ``/dev/null``."""
+    dest = Path(path)
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
+    if dest.exists() and not dest.is_file():
+        raise ValueError(
+            f"{dest} is not a regular file (a device or a pipe): faast writes its output to a file, "
+            "give a file path"
+        )
     return dest
 
 
@@ -97,7 +112,8 @@ def check_writable(
     path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = ()
 ) -> Path:
     """Fail now, with an ``OSError`` naming the path, if a file cannot be written at ``path``
-    (its folder cannot be made, is not writable, or ``path`` is a folder); creates the folder.
+    (its folder cannot be made, is not writable, or ``path`` is a folder; ``ValueError`` for a
+    device or a pipe, :func:`check_output_target`); creates the folder.
     ``inputs``: files or folders the job reads (None skipped), which ``path`` must neither be nor
     lie inside (``ValueError``): a predictions file written over its features file or into a saved
     classifier's folder would destroy them.
@@ -112,8 +128,7 @@ def check_writable(
         source = Path(given).resolve()
         if where == source or source in where.parents:
             raise ValueError(f"the output {dest} would overwrite the input {given}: write it elsewhere")
-    if dest.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
+    check_output_target(dest)
     try:
         make_parent(dest)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
