@@ -282,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args)
         labels = as_classes(labels, clf.classes_)
+        feats = in_fitted_dtype(clf, feats)
         if args.action == "partial-fit":
             clf.distributed = dist.active  # each process adds its block; the statistics are summed
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))
@@ -300,6 +301,19 @@ def run(args: argparse.Namespace) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, texts, args)
+
+
+def in_fitted_dtype(clf: Any, feats: Any) -> Any:
+    """``feats`` (n, d) in the dtype of the features ``clf`` learned from (its statistics record
+    it), so that ``partial-fit`` and ``forget`` take any file: a classifier fitted on float32
+    features (a ``.npy``, the encoders' features) from a CSV's float64 numbers, and the other way
+    round. The values learned in float32 are read back exactly from a CSV that wrote them."""
+    import torch
+
+    dtype = getattr(clf.memory_.stats, "input_dtype", None)
+    if dtype is None or not isinstance(feats, torch.Tensor) or feats.dtype == dtype:
+        return feats
+    return feats.to(dtype)
 
 
 def _cross_validate(clf: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict) -> None:
@@ -352,12 +366,21 @@ def _summary(clf: Any, what: str, model: str) -> str:
     counts = ", ".join(
         f"{c}: {n}" for c, n in zip(clf.classes_.tolist()[:10], clf.class_count_, strict=False)
     )
-    cut = f"ridge ρ={clf.ridge_:.3g}" if clf.ridge_ is not None else f"rank {clf.rank_} (τ={clf.tau_:.3g})"
     more = " …" if len(clf.classes_) > 10 else ""
     return (
         f"[faast] {what}; {len(clf.classes_)} classes ({counts}{more}), {clf.n_features_in_} features, "
-        f"cut {clf.cut_} → {cut}; saved to {model}"
+        f"{_solved_by(clf)}; saved to {model}"
     )
+
+
+def _solved_by(clf: Any) -> str:
+    """What the fit used: the inverse penalty C of ``loss="logistic"`` (the one it chose, or the
+    one given), else the cut and the ridge or rank it resolved to."""
+    if getattr(clf, "loss", "squared") == "logistic" and clf.C_ is not None:
+        how = "auto" if clf.C == "auto" else "given"
+        return f"loss logistic → C={clf.C_:.3g} ({how}, {clf.n_iter_} step{'s' if clf.n_iter_ != 1 else ''})"
+    cut = f"ridge ρ={clf.ridge_:.3g}" if clf.ridge_ is not None else f"rank {clf.rank_} (τ={clf.tau_:.3g})"
+    return f"cut {clf.cut_} → {cut}"
 
 
 def _predict(

@@ -208,7 +208,7 @@ def _read_texts(
     texts = [e.input for e in examples]
     cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
     feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
-    outputs = [e.output for e in examples]
+    outputs = _stripped_labels([e.output for e in examples], args.action == "predict")
     labels = None  # a file to predict may label some lines only: None marks the others
     if all(o is not None for o in outputs):
         labels = np.asarray(outputs)
@@ -217,6 +217,18 @@ def _read_texts(
     where = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, minilm or a Hub id
     desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
     return feats, labels, ids, texts, desc
+
+
+def _stripped_labels(outputs: list[str | None], predict: bool) -> list[str | None]:
+    """A text file's labels without the spaces around them, as a features CSV's are read: "good",
+    "good " and " good" (", " between a CSV's fields, a stray space in a spreadsheet) are one class,
+    not three. A label of spaces only is empty: an unlabelled line to ``predict``, and refused by
+    :func:`need_labels` (naming the example) to learn or forget."""
+    out: list[str | None] = []
+    for label in outputs:
+        text = None if label is None else label.strip()
+        out.append(None if predict and not text else text)
+    return out
 
 
 def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:

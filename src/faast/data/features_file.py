@@ -7,9 +7,12 @@
 * ``.csv``: a header row, one row per example; the label column (default ``label``) and an
   optional id column are taken out, every other column is a numeric feature. Fields are
   separated by commas, or by semicolons or tabs where the header holds more of those; a
-  byte-order mark is ignored.
+  byte-order mark is ignored. Every column needs a name: an unnamed first column, the index
+  pandas' ``DataFrame.to_csv`` writes unless ``index=False``, is refused, not learned as a feature.
 
-A separate labels file (``.npy``, or text with one label per line) may give or replace labels.
+A separate labels file (``.npy``, or text with one label per line) may give labels, or replace
+those of the features file (with a warning). An id column is a CSV's only: other files' rows are
+named by their number.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +60,11 @@ def read_features(
     """Read a feature file (see the module docstring); errors name the file and the problem."""
     p = existing_file(path, "features file")
     suffix = p.suffix.lower()
+    if id_column is not None and suffix != ".csv":
+        raise ValueError(
+            f"{p}: --id-column names a CSV column, and a {suffix} file has none (its rows are named 0, 1, "
+            "...); leave out --id-column, or write the features as a .csv with that column"
+        )
     ids: list[str] | None = None
     labels: np.ndarray | None = None
     columns: list[str] | None = None
@@ -89,11 +98,24 @@ def read_features(
         raise ValueError(f"{p}: the features have no column ({feats.shape[0]} rows of 0 features)")
     feats = feats if feats.is_floating_point() else feats.to(torch.float32)  # e.g. uint8 pixels
     if labels_path is not None:
+        _warn_replaced(p, labels, labels_path)
         labels = read_labels(labels_path)
     if labels is not None and len(labels) != feats.shape[0]:
         raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
     rows = ids if ids is not None else [str(i) for i in range(feats.shape[0])]
     return FeatureTable(feats, labels, rows, columns)
+
+
+def _warn_replaced(p: Path, own: np.ndarray | None, labels_path: str | os.PathLike[str]) -> None:
+    """Warn that the labels file ``labels_path`` replaces the labels ``own`` that the features
+    file ``p`` holds (a ``labels`` array, or a label column), so that it is not done unseen."""
+    if own is not None:
+        warnings.warn(
+            f"{p} holds labels of its own; those of {labels_path} (--labels) replace them: leave out "
+            "--labels to learn the file's",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _decoded(labels: np.ndarray, p: Path) -> np.ndarray:
@@ -156,6 +178,7 @@ def _read_csv(
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
+    _check_named(path, header, id_column)
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:  # the first would be read, the others dropped or read as features
         raise ValueError(f"{path}: the header names {twice[:5]} more than once; name each column once")
@@ -198,6 +221,26 @@ def _read_csv(
         labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+
+
+def _check_named(path: Path, header: list[str], id_column: str | None) -> None:
+    """Refuse a column without a name (it would be learned as a feature): first, the index that
+    pandas' ``DataFrame.to_csv`` writes by default (its row numbers, or the order of a sorted
+    table); elsewhere, e.g. after a separator at the end of the header line. An unnamed column
+    taken out as the id column (``--id-column ''``) is no feature, and passes."""
+    if "" not in header or id_column == "":
+        return
+    where = header.index("")
+    if where == 0:
+        raise ValueError(
+            f"{path}: the first column has no name in the header, as pandas writes a DataFrame's index "
+            "(to_csv without index=False); it would be learned as a feature: write the file with "
+            "index=False, or name the index (to_csv(index_label='id')) and pass --id-column id"
+        )
+    raise ValueError(
+        f"{path}: column {where + 1} has no name in the header {header[:8]}; name every column (or "
+        "remove the separator at the end of the header line)"
+    )
 
 
 def _is_number(text: str) -> bool:
