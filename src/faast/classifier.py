@@ -638,7 +638,7 @@ class FaastClassifier(
         refined = getattr(self, "_refined", None)
         if refined is not None:
             return refined.to(device=device, dtype=dtype)
-        return self.memory_.weight(dtype, device)
+        return self.memory_.weight_view(dtype, device)  # read only: no copy per predict
 
     def _class_embeddings(self, keys: torch.Tensor) -> torch.Tensor | None:
         if self.class_embeddings is None:

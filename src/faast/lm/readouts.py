@@ -146,8 +146,9 @@ class ReadOut(nn.Module):
         self.memory.set_cut(self.default_cut() if read.cut is None else read.cut)
 
     def fast_weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """W (m, d) with values ≈ keys @ W.T; cached until the statistics or the cut change."""
-        return self.memory.weight(dtype, device)
+        """W (m, d) with values ≈ keys @ W.T; cached until the statistics or the cut change (the
+        cached tensor itself: read only)."""
+        return self.memory.weight_view(dtype, device)
 
     def _dtype_for(self, h: torch.Tensor) -> torch.dtype:
         return self.compute_dtype or h.dtype

@@ -49,14 +49,20 @@ class Memory(ABC):
         """Bytes that must be kept to answer reads (what inference needs, not training)."""
 
     # ----------------------------------------------------------------- shared checks
-    def _check_add(self, keys: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_pairs(self, keys: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated keys (n, d) and values (n, m) of the dimensions the memory holds (any, while it
+        has none yet). Changes nothing: a batch refused later must leave the memory as it was, so
+        callers record the dimensions with :meth:`_adopt_dims` only once the batch is accepted."""
         k, v = check_pairs(keys, values)
         if self.key_dim is not None and k.shape[1] != self.key_dim:
             raise ValueError(f"keys: memory holds {self.key_dim}-d keys, got shape {tuple(k.shape)}")
         if self.value_dim is not None and v.shape[1] != self.value_dim:
             raise ValueError(f"values: memory holds {self.value_dim}-d values, got shape {tuple(v.shape)}")
-        self.key_dim, self.value_dim = k.shape[1], v.shape[1]
         return k, v
+
+    def _adopt_dims(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Record d and m from an accepted batch: keys (n, d), values (n, m)."""
+        self.key_dim, self.value_dim = keys.shape[1], values.shape[1]
 
     def _check_read(self, queries: Any) -> torch.Tensor:
         if self.num_pairs == 0:

@@ -67,20 +67,23 @@ class InverseMemory(Memory):
 
     # ----------------------------------------------------------------- learning
     def add(self, keys: Any, values: Any, weights: Any = None) -> InverseMemory:
-        """Accumulate pairs: keys (n, d), values (n, m), optional weights (n,) ≥ 0."""
-        k, v = self._check_add(keys, values)
-        if self.stats is None:
-            self.stats = GramStats(
-                k.shape[1], v.shape[1], device=self._device or k.device, dual_max_pairs=self._dual_max_pairs
-            )
-        self.stats.add(k, v, weights)
+        """Accumulate pairs: keys (n, d), values (n, m), optional weights (n,) ≥ 0. A refused batch
+        leaves the memory as it was (its dimensions included)."""
+        k, v = self._check_pairs(keys, values)
+        stats = self.stats
+        if stats is None:  # kept only once the batch is accepted
+            device = self._device or k.device
+            stats = GramStats(k.shape[1], v.shape[1], device=device, dual_max_pairs=self._dual_max_pairs)
+        stats.add(k, v, weights)
+        self.stats = stats
+        self._adopt_dims(k, v)
         return self
 
     def forget(self, keys: Any, values: Any, weights: Any = None) -> InverseMemory:
         """Remove pairs added earlier, exactly: afterwards the memory equals one that never saw them."""
         if self.stats is None or self.stats.count == 0:
             raise ValueError("InverseMemory is empty: there is nothing to forget")
-        k, v = self._check_add(keys, values)
+        k, v = self._check_pairs(keys, values)
         self.stats.subtract(k, v, weights)
         return self
 
@@ -91,7 +94,7 @@ class InverseMemory(Memory):
         rows are kept, among them), without forgetting anything."""
         if self.stats is None or self.stats.count == 0:
             raise ValueError("InverseMemory is empty: there is nothing to forget")
-        k, v = self._check_add(keys, values)
+        k, v = self._check_pairs(keys, values)
         self.stats.check_subtract(k, v, weights)
 
     def reset(self) -> InverseMemory:
@@ -112,7 +115,16 @@ class InverseMemory(Memory):
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> torch.Tensor:
         """The fast-weight matrix W (m, d), compiled on first use and cached per (cut, dtype,
-        device) until pairs are added or removed."""
+        device) until pairs are added or removed. Returns a copy of the cached W: changing it
+        changes nothing in the memory."""
+        return self.weight_view(dtype, device).clone()
+
+    def weight_view(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """The cached W (m, d) itself, not a copy, for reads on a hot path (every generated token,
+        every predict): read it, never change it in place — that would change every later read.
+        :meth:`weight` is the copy to modify."""
         return self._solved(dtype, device)[0]
 
     def solve_info(self) -> SolveInfo:
@@ -127,8 +139,9 @@ class InverseMemory(Memory):
         return self.stats.solve_with_info(self.cut, dtype=dtype, device=device)
 
     def read(self, queries: Any) -> torch.Tensor:
+        """W·q for queries (q, d) → values (q, m), in the queries' dtype and device."""
         q = self._check_read(queries)
-        return q @ self.weight(q.dtype, q.device).T
+        return q @ self.weight_view(q.dtype, q.device).T
 
     # ----------------------------------------------------------------- state
     @property

@@ -69,27 +69,37 @@ class KNNMemory(StoredPairsMemory):
         return max(1, min(10, largest, n))
 
     def read(self, queries: Any) -> torch.Tensor:
-        q = self._check_read(queries)
-        keys, values = self.store.tensors()
-        q = q.to(device=keys.device, dtype=keys.dtype)
+        """The vote (or mean) of the values of the k nearest stored keys for queries (q, d) →
+        values (q, m): distances in the wider of the queries' and keys' dtypes (at least float32),
+        the result in the queries' dtype and device."""
+        queries = self._check_read(queries)
+        q, keys = self._scoring(queries)
         k = self.effective_k()
         block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
         idx = torch.cat([self._nearest(q[i : i + block], keys, k) for i in range(0, q.shape[0], block)])
+        return self._aggregate(idx, q.dtype).to(device=queries.device, dtype=queries.dtype)
+
+    def _aggregate(self, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The values (q, m) read from the indices (q, k) of each query's nearest pairs, nearest
+        first: their mean (in ``dtype``), or the winning value row of the vote."""
+        values = self.store.tensors()[1]
         if self.aggregate == "mean":
-            return values[idx].mean(dim=1)
+            return values[idx].to(dtype).mean(dim=1)
+        rows, k = idx.shape
         uniq, inverse = self._value_groups()
         labels = inverse[idx]  # (q, k), nearest first
         groups = uniq.shape[0]
-        votes = torch.zeros(q.shape[0], groups, dtype=torch.long, device=q.device)
+        votes = torch.zeros(rows, groups, dtype=torch.long, device=idx.device)
         votes.scatter_add_(1, labels, torch.ones_like(labels))
         # tie-break: among equal vote counts, the group whose nearest member ranks first wins
-        rank = torch.arange(k, device=q.device).expand_as(labels)
-        first = torch.full((q.shape[0], groups), k, dtype=torch.long, device=q.device)
+        rank = torch.arange(k, device=idx.device).expand_as(labels)
+        first = torch.full((rows, groups), k, dtype=torch.long, device=idx.device)
         first.scatter_reduce_(1, labels, rank, reduce="amin")
         winner = torch.argmax(votes * (k + 1) - first, dim=1)
         return uniq[winner]
 
     def _nearest(self, q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices (b, k) of the k stored keys (n, d) nearest each query of q (b, d), nearest first."""
         if self.metric == "cosine":
             scores = F.normalize(q, dim=1) @ keys.T
         else:

@@ -36,26 +36,33 @@ class SoftmaxMemory(StoredPairsMemory):
         return self
 
     def read(self, queries: Any) -> torch.Tensor:
-        q = self._check_read(queries)
-        keys, values = self.store.tensors()
-        q = q.to(device=keys.device, dtype=keys.dtype)
+        """softmax(q Kᵀ / temperature) V for queries (q, d) → values (q, m), scored in the wider of
+        the queries' and keys' dtypes (at least float32), returned in the queries' dtype and device."""
+        queries = self._check_read(queries)
+        q, keys = self._scoring(queries)
+        values = self.store.tensors()[1].to(q.dtype)
         if self.normalize:
             q = F.normalize(q, dim=1)
         block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
         out = [self._attend(q[i : i + block], keys, values) for i in range(0, q.shape[0], block)]
-        return torch.cat(out)
+        return torch.cat(out).to(device=queries.device, dtype=queries.dtype)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """softmax(q Kᵀ / temperature) V for a block of queries q (b, d), keys (n, d), values
-        (n, c) → (b, c); scores that overflow the keys' dtype (float32 keys near 10¹⁹) are
+        (n, c) of one dtype → (b, c) in that dtype; scores that overflow it (float32 near 10¹⁹) are
         recomputed in float64, and refused by name if they overflow that too."""
         scores = q @ keys.T / self.temperature
-        if bool(torch.isfinite(scores).all()):
-            return torch.softmax(scores, dim=1) @ values
+        if not bool(torch.isfinite(scores).all()):
+            scores = self._float64_scores(q, keys)
+        return (torch.softmax(scores, dim=1) @ values.to(scores.dtype)).to(q.dtype)
+
+    def _float64_scores(self, q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """q Kᵀ / temperature (b, n) in float64 for queries q (b, d) and keys (n, d); a
+        ``ValueError`` when even float64 overflows."""
         scores = q.double() @ keys.double().T / self.temperature
         if not bool(torch.isfinite(scores).all()):
             raise ValueError(
                 "SoftmaxMemory: query·key scores / temperature overflow float64; scale the keys and "
                 "queries down, raise the temperature or use normalize=True"
             )
-        return (torch.softmax(scores, dim=1) @ values.double()).to(values.dtype)
+        return scores

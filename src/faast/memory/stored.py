@@ -34,15 +34,24 @@ class StoredPairsMemory(Memory):
         """Keys (n, d) as the memory stores them."""
         return F.normalize(keys, dim=1) if self._normalizes_keys() else keys
 
+    def _scoring(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries (q, d) and the stored keys (n, d) in the dtype reads score in, on the keys'
+        device: the wider of the queries' and the keys' dtypes, at least float32 (float16 and
+        bfloat16 scores lose the digits that rank the keys). Reads return in the queries' dtype."""
+        keys, _ = self.store.tensors()
+        dtype = torch.promote_types(torch.promote_types(queries.dtype, keys.dtype), torch.float32)
+        return queries.to(device=keys.device, dtype=dtype), keys.to(dtype)
+
     def _changed(self) -> None:
         """Called after the stored pairs change (subclasses drop caches derived from them)."""
 
     def _store(self, keys: Any, values: Any) -> None:
         """Check and append pairs: keys (n, d), values (n, m)."""
-        k, v = self._check_add(keys, values)
+        k, v = self._check_pairs(keys, values)
         stored = self._stored_keys(k)
         # copies: the memory must not alias the caller's tensors (changing them would change it)
         self.store.append(k.clone() if stored is k else stored, v.clone())
+        self._adopt_dims(k, v)  # only once the rows are accepted: a refused batch changes nothing
         self._changed()
 
     def forget(self, keys: Any, values: Any) -> StoredPairsMemory:
@@ -53,7 +62,8 @@ class StoredPairsMemory(Memory):
         never added, or already forgotten — is a ``ValueError`` and nothing is removed."""
         if self.store.count == 0:
             raise ValueError(f"{type(self).__name__} is empty: there is nothing to forget")
-        k, v = self._check_add(keys, values)
+        k, v = self._check_pairs(keys, values)
+        k, v = k.detach(), v.detach()  # matched by value: keys that require grad are fine
         stored = self._stored_keys(k).to(device=self.store.tensors()[0].device)
         rtol = NORMALIZED_MATCH_RTOL if self._normalizes_keys() else 0.0
         index = self.store.find(stored, v.to(stored.device), rtol=rtol)

@@ -88,6 +88,7 @@ class PairBuffer:
             )
         if keys.shape[0] == 0:
             return torch.zeros(0, dtype=torch.int64)
+        keys, values = keys.detach(), values.detach()  # compared by value (numpy): no autograd
         held_k, held_v = self.tensors() if self.count else (keys[:0], values[:0])
         slots: dict[bytes, list[int]] = {}
         rows = torch.cat([held_k, held_v.to(held_k.dtype)], dim=1).cpu().numpy()
