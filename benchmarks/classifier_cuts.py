@@ -82,9 +82,9 @@ def score_cuts(
     for a in ALPHAS:
         clf.set_params(tau=None, alpha=a).solve()
         out[f"alpha={a}"] = float(np.mean(clf.predict(qs) == qy))
-    clf.set_params(tau="gcv").solve()
+    clf.set_params(tau="gcv", alpha=None).solve()
     out["gcv"] = float(np.mean(clf.predict(qs) == qy))
-    clf.set_params(tau=None, ridge="gcv").solve()
+    clf.set_params(tau=None, alpha=None, ridge="gcv").solve()
     out["ridge=gcv"] = float(np.mean(clf.predict(qs) == qy))
     factor = clf.memory_.stats.factor()
     design = clf._design(qs.to(torch.float64))  # the queries as the solve sees them (intercept column)

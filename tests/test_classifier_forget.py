@@ -140,3 +140,28 @@ def test_a_file_from_before_the_default_cut_changed_keeps_its_cut(tmp_path):
     ref = FaastClassifier(tau="auto").fit(X, y)
     np.testing.assert_allclose(old.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     assert not np.allclose(old.coef_, FaastClassifier().fit(X, y).coef_)
+
+
+@pytest.mark.parametrize("n", [12, 200])  # rows kept (n ≤ 2·D) and not
+def test_examples_of_zero_weight_are_not_counted_and_forgetting_them_changes_nothing(n):
+    """class_count_ counted the examples of weight 0 that the statistics leave out, so forgetting
+    every example that carried weight passed the "nothing left" check, emptied the statistics and
+    then failed, leaving a classifier that could not predict; forgetting a weight-0 example was
+    refused while the rows were kept and accepted beyond."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n, 5)), np.arange(n) % 2
+    w = np.ones(n)
+    w[:2] = 0.0
+    clf = FaastClassifier().fit(X, y, sample_weight=w)
+    without = FaastClassifier().fit(X[2:], y[2:])
+    np.testing.assert_array_equal(clf.class_count_, without.class_count_)
+    before = clf.decision_function(X[:5]).copy()
+    with pytest.raises(ValueError, match="forgetting every learned example"):
+        clf.forget(X[2:], y[2:])
+    np.testing.assert_array_equal(clf.decision_function(X[:5]), before)
+    clf.forget(X[:4], y[:4], sample_weight=w[:4])  # two of weight 0: never learned, nothing to undo
+    rest = FaastClassifier().fit(X[4:], y[4:])
+    np.testing.assert_allclose(
+        clf.decision_function(X[:5]), rest.decision_function(X[:5]), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_array_equal(clf.class_count_, rest.class_count_)

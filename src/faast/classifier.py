@@ -33,7 +33,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, assert_all_finite, check_is_fitted, column_or_1d
 
 import faast.distributed
-from faast._checks import check_finite
+from faast._checks import caller_stacklevel, check_finite
 from faast.classifier_design import DesignMixin
 from faast.classifier_refine import RefinementMixin
 from faast.classifier_solution import SolutionMixin
@@ -224,7 +224,8 @@ class FaastClassifier(
     memory_ : faast.InverseMemory
         The float64 statistics (features → one-hot labels) and the compiled fast weights.
     class_count_ : ndarray of shape (n_classes,)
-        Examples learned per class (``forget`` refuses to remove more).
+        Examples learned per class, those of weight 0 left out (``forget`` refuses to remove
+        more).
     retargeted_ : int
         Training examples the last ``refine`` round retargeted (0 when ``refine=0``).
     C_ : float or None
@@ -459,10 +460,11 @@ class FaastClassifier(
             )
             self.embeddings_ = self._class_embeddings(keys)
             self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
-        counts = _per_class(onehot)
         # examples of zero weight add nothing to the statistics: left out, so that a fit with them
-        # computes exactly what one without them does (the same rows summed in the same order)
+        # computes exactly what one without them does (the same rows summed in the same order);
+        # nor are they counted in class_count_ (forgetting the others would leave it non-zero)
         keys, onehot, weights = _weighted_rows(keys, onehot, weights)
+        counts = _per_class(onehot)
         if first and keys.shape[0] == 0 and not self.distributed:
             raise ValueError(
                 "every example weighs 0 (sample_weight times class_weight): there is nothing to learn"
@@ -489,7 +491,8 @@ class FaastClassifier(
         random_features, + 1 with the intercept), the rows themselves are kept
         and each forgotten pair must match a learned one (same features, label and weight);
         beyond, forgetting more examples of a class than were learned is refused. Either way
-        an error leaves the classifier unchanged. Crossing back below 2·D examples,
+        an error leaves the classifier unchanged. Examples of weight 0 changed nothing when learned
+        and are passed over (``class_count_`` counts the others). Crossing back below 2·D examples,
         the rows are gone, so the ``auto`` cuts fall back to GCV (a refit would score exact
         leave-one-out).
 
@@ -509,6 +512,9 @@ class FaastClassifier(
         self._check_not_refined("forget")
         self._check_fixed_class_weight("forget")
         keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
+        keys, onehot, weights = _weighted_rows(keys, onehot, weights)  # zero weight: never learned
+        if keys.shape[0] == 0:
+            return self  # only examples of zero weight, which changed nothing
         removed = _per_class(onehot)
         over = np.flatnonzero(removed > self.class_count_)
         if over.size:
@@ -578,7 +584,17 @@ class FaastClassifier(
             raise ValueError("set either tau or ridge, not both")
         if self.tau is None and self.ridge is None and self.alpha is None:
             return Cut.ridge_penalty("auto")
-        return Cut.from_params(self.tau, 1.0 if self.alpha is None else self.alpha, self.c, self.ridge)
+        if self.tau is None and self.ridge is None:
+            return Cut.from_params(None, self.alpha, self.c)
+        if self.alpha is not None or self.c != 1.0:
+            # as scikit-learn's estimators do for a parameter the others switch off (l1_ratio)
+            warnings.warn(
+                f"alpha and c shape the power-law cut (tau=None, ridge=None); with "
+                f"{'tau' if self.tau is not None else 'ridge'} they are ignored",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+        return Cut.from_params(self.tau, None, None, self.ridge)
 
     def solve(self) -> FaastClassifier:
         """Recompile ``coef_`` from the stored statistics with the current cut parameters.

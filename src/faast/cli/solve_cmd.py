@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tau", default=None, help="relative cut, 'gcv' or 'auto' (leave-one-out) (default: c·n^-alpha)"
     )
-    p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--c", type=float, default=1.0)
+    p.add_argument("--alpha", type=float, default=None, help="the power law's exponent (default 1)")
+    p.add_argument("--c", type=float, default=None, help="the power law's scale (default 1)")
     p.add_argument("--ridge", default=None, help="ridge penalty, 'gcv' or 'auto' (instead of truncation)")
     p.set_defaults(func=run)
 

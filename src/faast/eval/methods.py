@@ -121,7 +121,9 @@ class Faast(Method):
 
     @staticmethod
     def _kwargs(cut: Any, refine: int, loss: str = "squared", C: float | str = "auto") -> dict[str, Any]:
-        cut_kwargs = {"tau": cut} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
+        cut_kwargs = (
+            {"tau": cut, "alpha": None} if cut in ("gcv", "auto") else {"alpha": float(cut), "tau": None}
+        )
         return {**cut_kwargs, "refine": int(refine), "loss": loss, "C": C}
 
     def _fit_classifier(

@@ -139,9 +139,11 @@ class InverseMemory(Memory):
         return self.stats.solve_with_info(self.cut, dtype=dtype, device=device)
 
     def read(self, queries: Any) -> torch.Tensor:
-        """W·q for queries (q, d) → values (q, m), in the queries' dtype and device."""
+        """W·q for queries (q, d) → values (q, m), in the queries' dtype and device, computed in
+        float32 at least (float16 queries: W of small keys exceeds float16's range)."""
         q = self._check_read(queries)
-        return q @ self.weight_view(q.dtype, q.device).T
+        work = torch.promote_types(q.dtype, torch.float32)
+        return (q.to(work) @ self.weight_view(work, q.device).T).to(q.dtype)
 
     # ----------------------------------------------------------------- state
     @property

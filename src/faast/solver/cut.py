@@ -171,15 +171,23 @@ class Cut:
     def from_params(
         cls,
         tau: float | str | None = None,
-        alpha: float = 1.0,
-        c: float = 1.0,
+        alpha: float | None = None,
+        c: float | None = None,
         ridge: float | str | None = None,
     ) -> Cut:
         """The cut named by the separate parameters used by ``GramStats.solve`` and the estimators:
-        ``tau`` (a number, ``"gcv"``, or ``None`` for the power law of ``alpha``, ``c``) or ``ridge``
-        (a number, ``"gcv"`` or ``"auto"``), not both."""
+        ``tau`` (a number, ``"gcv"``, or ``None`` for the power law of ``alpha``, ``c``, each 1 when
+        None) or ``ridge`` (a number, ``"gcv"`` or ``"auto"``), not both; ``alpha``/``c`` with
+        either are refused, as ``Cut.parse("tau=0.1,alpha=0.5")`` is (they would be ignored)."""
         if tau is not None and ridge is not None:
             raise ValueError("give either tau (truncation) or ridge, not both")
+        if (tau is not None or ridge is not None) and (alpha is not None or c is not None):
+            given = "tau" if tau is not None else "ridge"
+            raise ValueError(
+                f"alpha and c shape the power-law cut τ = c·n^(−alpha); with {given} they would be "
+                f"ignored: give {given} alone, or alpha/c without {given}"
+            )
+        alpha, c = 1.0 if alpha is None else alpha, 1.0 if c is None else c
         if ridge is not None:
             if isinstance(ridge, str) and ridge not in ("gcv", "auto"):
                 raise ValueError(f"ridge must be a number, 'gcv' or 'auto', got {ridge!r}")
@@ -342,7 +350,7 @@ def make_cut(
         tau, cut = cut, None
     if cut is not None:
         return Cut.parse(cut)
-    return Cut.from_params(tau, 1.0 if alpha is None else alpha, 1.0 if c is None else c, ridge)
+    return Cut.from_params(tau, alpha, c, ridge)
 
 
 def _split_field(part: str, spec: str) -> tuple[str, str]:

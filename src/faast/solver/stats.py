@@ -33,6 +33,21 @@ _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 __all__ = ["GramStats", "SolveInfo", "power_law_tau"]
 
 
+def _narrowed(weights: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The float64 weights (m, d) in ``dtype`` on ``device``; a ``ValueError`` naming the largest
+    weight when it does not fit ``dtype`` (float16 keys of scale 1e-4 and values of scale 100 give
+    weights near 10⁵, which float16 turned into inf, and reads into inf and NaN)."""
+    out = weights.to(device=device, dtype=dtype)
+    if dtype.is_floating_point and not bool(torch.isfinite(out).all()):
+        largest = float(weights.abs().max())
+        raise ValueError(
+            f"the fast weights reach {largest:.3g}, beyond what {dtype} holds "
+            f"(up to {torch.finfo(dtype).max:.3g}): solve in float32 or float64 (dtype=torch.float32), "
+            "or give keys of a larger scale"
+        )
+    return out
+
+
 class GramStats:
     """Float64 sufficient statistics for fast weights mapping keys (d) to values (m).
 
@@ -469,7 +484,7 @@ class GramStats:
                 shortcut = self._direct_solve(cut)
                 weights, info = shortcut if shortcut is not None else cut.solve(self.factor())
                 exact = self._solve_cache[exact_key] = (weights.to(self.device, torch.float64), info)
-            cached = self._solve_cache[key] = (exact[0].to(device=device, dtype=dtype), exact[1])
+            cached = self._solve_cache[key] = (_narrowed(exact[0], dtype, device), exact[1])
         return cached
 
     def solve(
@@ -490,7 +505,9 @@ class GramStats:
         alpha, c, ridge, tau: the same choice as separate parameters (``Cut.from_params``):
                 ``ridge`` (a number or ``"gcv"``) solves (G + ρI)⁻¹ instead of truncating.
         dtype, device: of the result (default: the dtype of the keys added and the statistics'
-                device). Results are cached per (cut, dtype, device) until the statistics change.
+                device). Results are cached per (cut, dtype, device) until the statistics change:
+                the tensor returned is the cached one (read it; ``.clone()`` it to change it). A
+                weight beyond ``dtype``'s range (float16 tops at 65504) is a ``ValueError``.
         """
         return self.solve_with_info(cut, alpha=alpha, c=c, ridge=ridge, tau=tau, dtype=dtype, device=device)[
             0

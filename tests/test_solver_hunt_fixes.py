@@ -1,0 +1,79 @@
+"""Fixes from a bug hunt of the solver: fast weights beyond a narrow dtype's range, and power-law
+parameters given beside another cut."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from faast.cli import main
+from faast.memory import InverseMemory
+from faast.solver import GramStats
+
+
+def small_half_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """float16 keys of scale 1e-4 and values of scale 100: every entry fits float16, W (≈ 10⁵)
+    does not."""
+    gen = torch.Generator().manual_seed(0)
+    keys = (torch.randn(50, 4, generator=gen, dtype=torch.float64) * 1e-4).half()
+    values = (torch.randn(50, 2, generator=gen, dtype=torch.float64) * 100).half()
+    return keys, values
+
+
+def test_weights_beyond_float16_are_refused_not_inf():
+    keys, values = small_half_pairs()
+    stats = GramStats(4, 2).add(keys, values)
+    with pytest.raises(ValueError, match=r"the fast weights reach .* beyond what torch.float16 holds"):
+        stats.solve()  # the keys' dtype: it was inf, and reads inf and NaN
+    assert bool(torch.isfinite(stats.solve(dtype=torch.float32)).all())
+
+
+def test_inverse_memory_reads_float16_queries_through_float32():
+    keys, values = small_half_pairs()
+    mem = InverseMemory().add(keys, values)
+    got = mem.read(keys[:3])
+    assert got.dtype == torch.float16
+    expected = keys[:3].double() @ mem.weight(torch.float64).T
+    torch.testing.assert_close(got.double(), expected, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "params", [{"tau": 0.1, "alpha": 0.5}, {"ridge": 1.0, "c": 2.0}, {"ridge": "gcv", "alpha": 3.0}]
+)
+def test_power_law_parameters_beside_another_cut_are_refused(params):
+    keys, values = small_half_pairs()
+    with pytest.raises(ValueError, match=r"alpha and c shape the power-law cut .* would be ignored"):
+        InverseMemory(**params)
+    with pytest.raises(ValueError, match=r"alpha and c shape the power-law cut .* would be ignored"):
+        GramStats(4, 2).add(keys.float(), values.float()).solve(**params)
+    assert InverseMemory(alpha=0.5, c=2.0).cut == InverseMemory(cut="alpha=0.5,c=2").cut
+
+
+def test_solve_command_refuses_alpha_beside_tau(tmp_path, capsys):
+    keys, values = small_half_pairs()
+    save_file({"keys": keys.float(), "values": values.float()}, str(tmp_path / "pairs.safetensors"))
+    out = tmp_path / "w.safetensors"
+    assert (
+        main(
+            ["solve", str(tmp_path / "pairs.safetensors"), "--out", str(out), "--tau", "0.5", "--alpha", "2"]
+        )
+        != 0
+    )
+    assert "with tau they would be ignored" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(out), "--alpha", "0.5"]) == 0
+
+
+def test_classifier_warns_that_alpha_beside_tau_is_ignored():
+    """The estimator warns, as scikit-learn's do for a parameter the others switch off (a grid
+    search may set both), and solves with tau alone."""
+    import numpy as np
+
+    from faast import FaastClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), np.arange(30) % 3
+    with pytest.warns(UserWarning, match=r"alpha and c shape the power-law cut .* with tau they are ignored"):
+        clf = FaastClassifier(tau=0.1, alpha=0.5).fit(X, y)
+    np.testing.assert_array_equal(clf.coef_, FaastClassifier(tau=0.1).fit(X, y).coef_)
