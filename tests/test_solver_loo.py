@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -344,3 +345,37 @@ def test_unranked_exactly_when_no_class_has_two_weighted_examples(counts, zero_w
     path = ridge_path(factor.left, factor.eigenvalues[:r], values, default_ridge_grid(factor.lambda_max))
     weighted_per_class = torch.bincount(labels[weights > 0], minlength=m)
     assert path.unranked == bool((weighted_per_class < 2).all())
+
+
+def test_the_ridge_grid_reaches_below_one_dominant_direction():
+    """The plain grid λ_max·10^[−7, 1] while λ₂ ≥ 10⁻²·λ_max; below one dominant direction it goes
+    on, on the same lattice, to λ₂·10⁻⁵."""
+    plain = default_ridge_grid(100.0)
+    assert (
+        len(plain) == 25 and float(plain[0]) == pytest.approx(1e-5) and float(plain[-1]) == pytest.approx(1e3)
+    )
+    assert torch.equal(default_ridge_grid(100.0, 1.0), plain)
+    longer = default_ridge_grid(100.0, 1e-8)
+    assert float(longer[0]) <= 1e-13 < float(longer[1])
+    assert torch.allclose(longer[-25:], plain)
+    steps = torch.diff(torch.log10(longer))
+    assert torch.allclose(steps, torch.full_like(steps, 1 / 3))
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e-5, 1e-6])
+def test_default_fit_finds_few_shot_features_far_smaller_than_the_intercept(scale):
+    """Standardised digits times 10⁻⁴–10⁻⁶, 100 examples of 64 features (rows kept): the
+    intercept's column sets λ_max, and the plain grid shrank the features away (19.3 % at 10⁻⁵,
+    chance); the continued grid finds them."""
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    from faast import FaastClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:100], order[100:]
+    reference = FaastClassifier().fit(X[train], y[train]).score(X[test], y[test])
+    accuracy = FaastClassifier().fit(X[train] * scale, y[train]).score(X[test] * scale, y[test])
+    assert accuracy >= reference - 0.02

@@ -219,10 +219,26 @@ def _scored_path(
     )
 
 
-def default_ridge_grid(lambda_max: float) -> torch.Tensor:
-    """ρ = λ_max · logspace(−7, 1, 25)."""
+#: The grid reaches at least this far below the second largest eigenvalue λ₂ (:func:`default_ridge_grid`).
+SECOND_REACH = 1e-5
+
+
+def default_ridge_grid(lambda_max: float, second: float | None = None) -> torch.Tensor:
+    """ρ = λ_max · logspace(−7, 1, 25), levels a third of a decade apart, continued on the same
+    lattice below λ_max·10⁻⁷ down to ``second``·``SECOND_REACH`` (``second``: λ₂, the second
+    largest eigenvalue) when that is lower.
+
+    The continuation is for one dominant direction: the intercept's constant column over
+    features far smaller than it (features of size 10⁻⁵ next to an intercept of 1 have
+    eigenvalues 10⁻¹⁰ of λ_max), whose every level the plain grid shrank away — the default fit
+    then predicted one class. While λ₂ ≥ 10⁻²·λ_max the grid is the plain one."""
     lo, hi, num = RIDGE_GRID
-    return lambda_max * torch.logspace(lo, hi, int(num), dtype=torch.float64)
+    step = (hi - lo) / (num - 1)
+    extra = 0
+    if second is not None and second > 0 and lambda_max > 0:
+        reach = math.log10(second * SECOND_REACH / lambda_max)
+        extra = max(0, math.ceil((lo - reach) / step - 1e-9))
+    return lambda_max * torch.logspace(lo - extra * step, hi, int(num) + extra, dtype=torch.float64)
 
 
 def brute_force_loo(

@@ -506,7 +506,8 @@ class SpectralFactor:
         if "truncation" in families:
             paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]
         if "ridge" in families:
-            grid = loo.default_ridge_grid(self.lambda_max)
+            second = float(lam[1]) if lam.numel() > 1 else None
+            grid = loo.default_ridge_grid(self.lambda_max, second)
             r = self.left.shape[1]  # type: ignore[union-attr]
             paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid))  # type: ignore[arg-type]
         picks = [(path, *path.best(criterion)) for path in paths]
