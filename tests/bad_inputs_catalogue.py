@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -2612,6 +2613,117 @@ def _forget(ctx: Ctx, *extra: str) -> list[str]:
         str(fw),
         *extra,
     ]
+
+
+def _half_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """float16 keys of scale 1e-4 and values of scale 100: W (≈ 10⁵) is beyond float16."""
+    gen = torch.Generator().manual_seed(0)
+    keys = (torch.randn(50, 4, generator=gen, dtype=torch.float64) * 1e-4).half()
+    return keys, (torch.randn(50, 2, generator=gen, dtype=torch.float64) * 100).half()
+
+
+def _fifo(ctx: Ctx) -> Path:
+    fifo = ctx.path("fifo")
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    return fifo
+
+
+SOLVER += [
+    Case(
+        "GramStats.solve",
+        "float16 keys whose fast weights exceed float16's range",
+        call(lambda c: _gs(4, 2).add(*_half_pairs()).solve()),
+        ValueError,
+        r"the fast weights reach .* beyond what torch.float16 holds",
+    ),
+    Case(
+        "GramStats.solve",
+        "alpha given beside tau",
+        on_stats(lambda s: s.solve(tau=0.1, alpha=0.5)),
+        ValueError,
+        r"alpha and c shape the power-law cut .*; with tau they would be ignored",
+    ),
+    Case(
+        "GramStats.save",
+        "a named pipe as the output",
+        call(lambda c: c.stats().save(_fifo(c))),
+        ValueError,
+        r"fifo is not a regular file \(a device or a pipe\)",
+    ),
+]
+MEMORIES += [
+    Case(
+        "InverseMemory.add",
+        "a first batch with a negative weight",
+        call(
+            lambda c: _refused_then(
+                _inv(), lambda m: m.add(_k(3, 4), _k(3, 2), torch.tensor([1.0, -1.0, 1.0]))
+            )
+        ),
+        behaviour="refused; the memory keeps no dimensions (5-d keys are then accepted)",
+        check=lambda m: m.key_dim == 5,
+    ),
+]
+CLI += [
+    CliCase(
+        "classify: a features CSV with a pandas index column (unnamed first column)",
+        lambda c: [
+            "classify",
+            "fit",
+            str(c.text_file("pd.csv", b",f0,f1,label\n0,1,0,a\n1,0,1,b\n")),
+            "--model",
+            str(c.path("clf")),
+        ],
+        r"pd.csv: the first column has no name in the header, as pandas writes a DataFrame's index",
+    ),
+    CliCase(
+        "classify: a features CSV whose header ends with a separator",
+        lambda c: [
+            "classify",
+            "fit",
+            str(c.text_file("t.csv", b"f0,f1,label,\n1,0,a,\n0,1,b,\n")),
+            "--model",
+            str(c.path("clf")),
+        ],
+        r"t.csv: column 4 has no name in the header",
+    ),
+    CliCase(
+        "classify: a text label of spaces only",
+        lambda c: _classify_texts(c, b"a good film\tpos\nso dull\t  \n"),
+        r"texts.tsv: example 2 has an empty label",
+    ),
+    CliCase(
+        "solve: --alpha beside --tau",
+        lambda c: [
+            "solve",
+            str(_pairs_file(c, keys=_k(), values=_k(3, 2))),
+            "--out",
+            str(c.path("w.safetensors")),
+            "--tau",
+            "0.5",
+            "--alpha",
+            "2",
+        ],
+        r"alpha and c shape the power-law cut .*; with tau they would be ignored",
+    ),
+    CliCase(
+        "solve: a named pipe as --out",
+        lambda c: ["solve", str(_pairs_file(c, keys=_k(), values=_k(3, 2))), "--out", str(_fifo(c))],
+        r"fifo is not a regular file \(a device or a pipe\)",
+    ),
+]
+
+
+def _refused_then(mem: Any, refused: Callable[[Any], Any]) -> Any:
+    """``mem`` after ``refused`` raised a ValueError, then took a batch of 5-d keys."""
+    try:
+        refused(mem)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the batch was accepted")
+    return mem.add(_k(3, 5), _k(3, 2))
 
 
 CASES: list[Case] = SOLVER + MEMORIES + CLASSIFIER + LM + CONFIGS + TASKS + LOADERS  # after the += above
