@@ -260,7 +260,7 @@ def test_power_law_tau_defaults_and_cap():
 
 
 def _svd_ridge_fit(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, rho: float) -> tuple[float, float]:
-    """(RSS, GCV) of the ridge fit with penalty ρ, GCV(ρ) = RSS / (1 − dof/n)², n = Σ wᵢ, from the
+    """(RSS, GCV) of the ridge fit with penalty ρ, GCV(ρ) = RSS / (1 − dof/n)², n = max(Σ wᵢ, pairs), from the
     SVD of the √w-scaled rows, each part a sum of terms ≥ 0 (the reference for the GCV choice)."""
     root = w.sqrt()[:, None]
     u, s, _ = torch.linalg.svd(root * k, full_matrices=False)
@@ -270,7 +270,7 @@ def _svd_ridge_fit(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, rho: float
     rest = root * v - u @ along
     shrink_left = rho / (lam + rho)
     rss = float((rest**2).sum() + (shrink_left[:, None] ** 2 * along**2).sum())
-    n = float(w.sum())
+    n = max(float(w.sum()), float(len(w)))  # weights count examples, never fewer than the pairs
     left = (n - lam.numel()) + float(shrink_left.sum())
     return rss, (rss / (left / n) ** 2 if left > 0 else math.inf)
 
@@ -315,3 +315,25 @@ def test_gcv_ridge_matches_brute_force_also_near_interpolation(n, d, m, weighted
             _svd_ridge_fit(k, v, w, rho)[0], rel=1e-6, abs=1e-12 * float((w[:, None] * v**2).sum())
         )
         assert dof == pytest.approx(float((factor.eigenvalues * factor.ridge_filter(rho)).sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("primal", [False, True])
+def test_gcv_takes_weights_scaled_down_together_as_the_pairs_they_weigh(primal):
+    """Weights summing to 1 (probability weights) left GCV's n = Σw = 1, below the degrees of
+    freedom of every level: ridge=gcv took the strongest ridge and tau=gcv rank 1. n is now
+    never fewer than the pairs stored, so the choice is the unweighted one, ρ scaled by 1/n."""
+    gen = torch.Generator().manual_seed(5)
+    n, d = 120, 30
+    k = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    v = k @ torch.randn(d, 3, generator=gen, dtype=torch.float64) + torch.randn(
+        n, 3, generator=gen, dtype=torch.float64
+    )
+    make = (lambda: GramStats(d, 3, dual_max_pairs=0)) if primal else (lambda: GramStats(d, 3))
+    plain, scaled = (
+        make().add(k, v).factor(),
+        make().add(k, v, torch.full((n,), 1.0 / n, dtype=torch.float64)).factor(),
+    )
+    assert scaled.gcv_ridge() == pytest.approx(plain.gcv_ridge() / n, rel=1e-9)
+    assert scaled.gcv_truncation()[1] == plain.gcv_truncation()[1] > 1
+    doubled = make().add(k, v, torch.full((n,), 2.0, dtype=torch.float64)).factor()
+    assert doubled.gcv_count == 2 * n  # weights above 1 still count examples

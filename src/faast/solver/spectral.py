@@ -167,6 +167,15 @@ class SpectralFactor:
     row_values: torch.Tensor | None = None
     row_keys: torch.Tensor | None = None
     shift: torch.Tensor | None = None
+    pairs: float | None = None
+
+    @property
+    def gcv_count(self) -> float:
+        """n in GCV's (1 − dof/n)²: Σ wᵢ (weights count examples), but never fewer than the pairs
+        stored (``pairs``, when known). Weights scaled down together — summing to 1, as
+        probability weights do — left n = 1, below the degrees of freedom of every level: GCV
+        ridge then took the strongest ridge and GCV truncation rank 1."""
+        return max(self.count, self.pairs or 0.0)
 
     @property
     def dim(self) -> int:
@@ -410,19 +419,34 @@ class SpectralFactor:
         tiny ρ), and the directions at noise level remove what they fit. From the statistics
         RSS = ‖V‖² − Σⱼ (2φⱼ − φⱼ²λⱼ) cⱼ, which near interpolation cancels to rounding noise
         (:meth:`resolves`)."""
+        rss, dof = self.residuals(phi[None], None if complement is None else complement[None], parts)
+        return float(rss[0]), float(dof[0])
+
+    def residuals(
+        self,
+        phi: torch.Tensor,
+        complement: torch.Tensor | None = None,
+        parts: tuple[int, torch.Tensor, float | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`residual` of G filters at once: phi and complement (G, R) → RSS (G,) ≥ 0 and
+        dof (G,)."""
         r, e, outside = self.fit_parts() if parts is None else parts
-        lam = self.eigenvalues
-        shrink = phi * lam
+        shrink = phi * self.eigenvalues
         c = (self.projected * self.projected).sum(dim=1)
         if outside is None:
-            rss = self.value_sq_sum - float((phi * c * (2.0 - shrink)).sum())
+            rss = self.value_sq_sum - (phi * c * (2.0 - shrink)).sum(dim=-1)
         else:
             rest = 1.0 - shrink if complement is None else complement
-            noise = phi[r:] * c[r:] * (1.0 + rest[r:])
-            rss = outside + float((rest[:r] * rest[:r] * e).sum()) - float(noise.sum())
-        return max(rss, 0.0), float(shrink.sum())
+            noise = (phi[:, r:] * c[r:] * (1.0 + rest[:, r:])).sum(dim=-1)
+            rss = outside + (rest[:, :r] * rest[:, :r] * e).sum(dim=-1) - noise
+        return rss.clamp_min(0.0), shrink.sum(dim=-1)
 
-    def resolves(self, rss: torch.Tensor | float, fitted: torch.Tensor | None = None) -> torch.Tensor:
+    def resolves(
+        self,
+        rss: torch.Tensor | float,
+        fitted: torch.Tensor | None = None,
+        parts: tuple[int, torch.Tensor, float | None] | None = None,
+    ) -> torch.Tensor:
         """Whether each RSS stands above its rounding: near interpolation the RSS from the
         statistics, ‖V‖² − Σⱼ(2sⱼ − sⱼ²)eⱼ, cancels to noise or to 0, and a fit that float64
         cannot tell from interpolating is not a GCV candidate.
@@ -431,8 +455,8 @@ class SpectralFactor:
         also Σⱼ fittedⱼ·eⱼ·noise_floor/λⱼ: fitted (..., r) the share (2sⱼ − sⱼ²) of each eⱼ the
         fit removes (several fits at once), as G's rounding reaches eⱼ = cⱼ/λⱼ as a relative error
         of up to about noise_floor/λⱼ. On the dual route, where the RSS is exact, only the first
-        part applies, which keeps both routes choosing alike."""
-        r, e, outside = self.fit_parts()
+        part applies, which keeps both routes choosing alike. parts: :meth:`fit_parts`, if known."""
+        r, e, outside = self.fit_parts() if parts is None else parts
         bound = torch.as_tensor(100.0 * self.dim * _EIGEN_NOISE * self.value_sq_sum, dtype=torch.float64)
         if outside is None and fitted is not None:
             bound = bound + (fitted[..., :r] * (e * self.noise_floor / self.eigenvalues[:r])).sum(dim=-1)
@@ -455,9 +479,10 @@ class SpectralFactor:
             rss = (self.value_sq_sum - torch.cumsum(e, 0)).clamp_min(0.0)
         else:
             rss = outside + torch.cat([e.flip(0).cumsum(0).flip(0)[1:], e.new_zeros(1)])  # Σ_{j>k} eⱼ
-        resolved = self.resolves(rss, torch.ones(usable, usable, dtype=torch.float64).tril())
+        resolved = self.resolves(rss, torch.ones(usable, usable, dtype=torch.float64).tril(), parts)
         ranks = torch.arange(1, usable + 1, dtype=torch.float64, device=lam.device)
-        denom = ((self.count - ranks) / self.count).clamp_min(0.0) ** 2
+        n = self.gcv_count
+        denom = ((n - ranks) / n).clamp_min(0.0) ** 2
         gcv = torch.where(denom > 0, rss / denom, torch.full_like(rss, math.inf))
         if bool((resolved & gcv.isfinite()).any()):
             gcv = torch.where(resolved, gcv, torch.full_like(gcv, math.inf))
@@ -531,18 +556,17 @@ class SpectralFactor:
         if grid is None:
             grid = self.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
         parts = self.fit_parts()
-        best: dict[bool, tuple[float, float]] = {}  # resolved → (score, ρ)
-        for rho in grid.tolist():
-            phi = self.ridge_filter(rho)
-            complement = rho * phi  # 1 − λⱼ/(λⱼ + ρ), exactly
-            rss, _ = self.residual(phi, complement=complement, parts=parts)
-            # n − dof = (n − R) + Σⱼ (1 − φⱼλⱼ): no cancellation as dof nears n
-            left = (self.count - complement.numel()) + float(complement.sum())
-            if left <= 0:
-                continue
-            shrink = 1.0 - complement
-            resolved = bool(self.resolves(rss, shrink * (2.0 - shrink)))
-            score = rss / (left / self.count) ** 2
-            if score < best.get(resolved, (math.inf, 0.0))[0]:
-                best[resolved] = (score, rho)
-        return best.get(True, best.get(False, (0.0, float(grid[-1]))))[1]
+        rho = grid[:, None]  # (G, 1): every level at once
+        phi = 1.0 / (self.eigenvalues + rho)  # (G, R)
+        complement = rho * phi  # 1 − λⱼ/(λⱼ + ρ), exactly
+        rss, _ = self.residuals(phi, complement, parts)
+        # n − dof = (n − R) + Σⱼ (1 − φⱼλⱼ): no cancellation as dof nears n
+        n = self.gcv_count
+        left = (n - complement.shape[1]) + complement.sum(dim=1)
+        shrink = 1.0 - complement
+        resolved = self.resolves(rss, shrink * (2.0 - shrink), parts)
+        score = torch.where(left > 0, rss / (left.clamp_min(1e-300) / n) ** 2, math.inf)
+        for usable in (resolved & (left > 0), left > 0):  # the first level of the lowest score
+            if bool(usable.any()):
+                return float(grid[int(torch.where(usable, score, math.inf).argmin())])
+        return float(grid[-1])

@@ -12,6 +12,7 @@ cached eigendecomposition; see :mod:`faast.solver.spectral` for the filters.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any
@@ -439,6 +440,7 @@ class GramStats:
                     factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
+            factor = dataclasses.replace(factor, pairs=float(self.count))  # GCV's n: SpectralFactor.gcv_count
             self._factor_cache = (self._version, factor)
         return self._factor_cache[1]
 
