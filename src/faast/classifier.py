@@ -436,6 +436,7 @@ class FaastClassifier(
                 raise ValueError("classes must be passed on the first call to partial_fit")
             classes_ = np.unique(np.asarray(classes))
         else:
+            self._check_design_params("partial_fit")
             classes_ = self.classes_
             if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), classes_):
                 raise ValueError(
@@ -450,6 +451,7 @@ class FaastClassifier(
         self._check_intercept_scale(keys)
         if first:
             self.classes_ = classes_
+            self._design_params_ = self._design_params()
             design_dim = self._design_dim(keys.shape[1])
             self.memory_ = InverseMemory(
                 cut,
@@ -509,6 +511,7 @@ class FaastClassifier(
         self : FaastClassifier
         """
         check_is_fitted(self, "memory_")
+        self._check_design_params("forget")
         self._check_not_refined("forget")
         self._check_fixed_class_weight("forget")
         keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
@@ -608,6 +611,7 @@ class FaastClassifier(
         """
         check_is_fitted(self, "memory_")
         self._validate_params()
+        self._check_design_params("solve")
         self._check_not_refined("solve")
         return self._compile(self._cut())
 
@@ -635,6 +639,37 @@ class FaastClassifier(
             self._solved()
         self._calibrate(calibration)
         return self
+
+    def _design_params(self) -> dict[str, Any]:
+        """The parameters that shape the statistics — the design rows, their values and weights —
+        as they act: ``random_state`` with ``random_features`` only, ``intercept_scaling`` with
+        the intercept only (the cut, ``center_features``, ``similarity`` and ``prior`` act when
+        solving or reading)."""
+        return {
+            "fit_intercept": bool(self.fit_intercept),
+            "intercept_scaling": self.intercept_scaling if self.fit_intercept else None,
+            "normalize_keys": bool(self.normalize_keys),
+            "random_features": self.random_features,
+            "random_state": self.random_state if self.random_features is not None else None,
+            "class_weight": self.class_weight,
+        }
+
+    def _check_design_params(self, what: str) -> None:
+        """Refuse ``what`` when ``set_params`` changed a parameter that shaped the statistics held
+        (:meth:`_design_params`): they would be read, extended or forgotten through another design
+        (a new ``random_state`` read them through other random features: chance accuracy)."""
+        fixed = getattr(self, "_design_params_", None)
+        if fixed is None:
+            return
+        now = self._design_params()
+        changed = [
+            f"{k}={now[k]!r} (fitted with {fixed[k]!r})" for k in fixed if not _same_param(now[k], fixed[k])
+        ]
+        if changed:
+            raise ValueError(
+                f"{what}: {', '.join(changed)}: these shape the statistics the classifier holds; "
+                "set them back, or fit anew"
+            )
 
     def _check_center(self) -> None:
         if self.center_features and not self.fit_intercept:
@@ -671,6 +706,7 @@ class FaastClassifier(
     # ----------------------------------------------------------------- prediction
     def _scores(self, X: Any) -> torch.Tensor:
         check_is_fitted(self, "memory_")
+        self._check_design_params("predict")
         keys = self._keys(X, reset=False)
         weight = self._weight(keys.dtype, keys.device)  # (C, D′)
         features = self._expand(keys)
@@ -781,6 +817,14 @@ class FaastClassifier(
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _same_param(a: Any, b: Any) -> bool:
+    """Whether two parameter values are equal (dicts of class weights compared by value)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays and the like: compared by identity only
+        return a is b
 
 
 def _weighted_rows(

@@ -155,6 +155,7 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
     memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
     clf.memory_ = memory
+    clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
     clf._compile(clf._cut())
     if "logit_scale_fitted" in info:  # absent from files written before logit_scale="auto"
         fitted = info["logit_scale_fitted"]
