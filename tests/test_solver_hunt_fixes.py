@@ -77,3 +77,37 @@ def test_classifier_warns_that_alpha_beside_tau_is_ignored():
     with pytest.warns(UserWarning, match=r"alpha and c shape the power-law cut .* with tau they are ignored"):
         clf = FaastClassifier(tau=0.1, alpha=0.5).fit(X, y)
     np.testing.assert_array_equal(clf.coef_, FaastClassifier(tau=0.1).fit(X, y).coef_)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("count", torch.tensor(20.7, dtype=torch.float64), "the pair count 20.7 is not a whole number"),
+        ("count", torch.tensor([20, 3]), "count must be one number"),
+        ("count", torch.tensor(True), "count must be one number"),
+        ("weight_sum", torch.tensor(-5.0, dtype=torch.float64), "negative weight_sum"),
+        ("value_sq_sum", torch.tensor(-5.0, dtype=torch.float64), "negative value_sq_sum"),
+        ("gram", None, "the Gram matrix .* is not symmetric"),
+    ],
+)
+def test_damaged_statistics_are_refused_on_load(tmp_path, name, value, message):
+    """A hand-made or damaged statistics file loaded with a count of 20.7 read as 20, a bool as
+    1, a negative weight sum that later said "no examples", a one-sided Gram read from its lower
+    triangle."""
+    stats = GramStats(4, 2).add(
+        torch.randn(20, 4, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
+    )
+    state = dict(stats.state_dict())
+    state[name] = (
+        value if value is not None else state["gram"] + torch.triu(torch.ones(4, 4, dtype=torch.float64), 1)
+    )
+    with pytest.raises(ValueError, match=message):
+        GramStats(4, 2).load_state_dict(state)
+
+
+def test_float8_keys_are_refused_by_name():
+    keys = torch.randn(5, 3).to(torch.float8_e4m3fn)
+    with pytest.raises(
+        TypeError, match=r"keys: torch.float8_e4m3fn holds too few digits .* cast it to float32"
+    ):
+        GramStats(3, 1).add(keys, torch.ones(5, 1))

@@ -75,6 +75,8 @@ def check_float_matrix(x: Any, name: str, *, cols: int | None = None, finite: bo
         raise ValueError(f"{name}: expected a 2-D array of shape (n, dim), got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise TypeError(f"{name}: expected a floating-point dtype, got {t.dtype}")
+    if t.dtype.itemsize < 2:  # float8: no arithmetic beyond casts in torch
+        raise TypeError(f"{name}: {t.dtype} holds too few digits to compute with; cast it to float32 first")
     if cols is not None and t.shape[1] != cols:
         raise ValueError(f"{name}: expected {cols} columns, got shape {tuple(t.shape)}")
     if finite:

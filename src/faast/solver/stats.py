@@ -561,12 +561,27 @@ class GramStats:
         self._check_compatible(gram.shape[0], cross.shape[1], "load")
         if gram.dtype != torch.float64 or cross.dtype != torch.float64:
             raise TypeError(f"state must hold float64 statistics, got {gram.dtype} and {cross.dtype}")
-        count = int(state["count"])
+        for name in ("count", "weight_sum", "value_sq_sum"):
+            if state[name].numel() != 1 or state[name].dtype == torch.bool:
+                raise ValueError(
+                    f"malformed state: {name} must be one number, got {state[name].dtype} "
+                    f"of shape {tuple(state[name].shape)}"
+                )
+        count_value = state["count"].item()
+        if isinstance(count_value, float) and not count_value.is_integer():
+            raise ValueError(f"malformed state: the pair count {count_value} is not a whole number")
+        count = int(count_value)
         if count < 0:
             raise ValueError(f"malformed state: negative count {count}")
         for name in ("gram", "cross", "weight_sum", "value_sq_sum"):
             if not bool(torch.isfinite(state[name]).all()):
                 raise ValueError(f"malformed state: {name} holds NaN or Inf")
+        for name in ("weight_sum", "value_sq_sum"):  # sums of weights and of squares
+            if float(state[name]) < 0:
+                raise ValueError(f"malformed state: negative {name} {float(state[name])}")
+        asymmetry = float((gram - gram.T).abs().max()) if gram.numel() else 0.0
+        if asymmetry > 1e-8 * max(float(gram.abs().max()), 1e-300):  # beyond rounding: damaged
+            raise ValueError("malformed state: the Gram matrix G = Σ wᵢ zᵢ zᵢᵀ is not symmetric")
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
