@@ -111,3 +111,14 @@ def test_float8_keys_are_refused_by_name():
         TypeError, match=r"keys: torch.float8_e4m3fn holds too few digits .* cast it to float32"
     ):
         GramStats(3, 1).add(keys, torch.ones(5, 1))
+
+
+def test_a_refused_first_batch_leaves_the_device_unset():
+    """The device was taken from the first batch before its checks: a refused first add on a GPU
+    pinned statistics made without a device there, and a later CPU batch was refused."""
+    stats = GramStats(4, 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.add(torch.randn(3, 4), torch.randn(3, 2), torch.tensor([1.0, -1.0, 1.0]))
+    assert stats._device is None
+    stats.add(torch.randn(3, 4), torch.randn(3, 2))
+    assert stats.device == torch.device("cpu") and stats.count == 3

@@ -235,7 +235,8 @@ class GramStats:
             raise ValueError(f"keys: expected dimension {self.key_dim}, got shape {tuple(k.shape)}")
         if v.shape[1] != self.value_dim:
             raise ValueError(f"values: expected dimension {self.value_dim}, got shape {tuple(v.shape)}")
-        self._adopt_device(k.device)
+        if self._device is not None and k.device != self.device:
+            self._adopt_device(k.device)  # refuses: the statistics live elsewhere
         check_finite(k, "keys")
         check_finite(v, "values")
         if self.input_dtype is not None and k.dtype != self.input_dtype:
@@ -251,6 +252,7 @@ class GramStats:
             return k, v, w, None
         _check_magnitude(k, v, w, self.count + n)
         held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
+        self._adopt_device(k.device)  # only once the batch is accepted: a refused one changes nothing
         return k, v, w, held
 
     def _update(self, keys: Any, values: Any, weights: Any, sign: float) -> None:
