@@ -105,6 +105,7 @@ class RefinementMixin:
                 tolerance=float(self.tol),
                 start=init,
                 folds=folds,
+                intercept=bool(self.fit_intercept),
             )
             if choice is None:  # one example per class: nothing to hold out
                 ridge = fallback_penalty(factor)

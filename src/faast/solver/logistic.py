@@ -28,7 +28,7 @@ cross-entropy wins, where a penalty beats the best so far only by lowering it by
 separable path — few-shot data are separable — no longer walks on for negligible gains). While
 no penalty so far beats the plateau's loss by that fraction — the held-out loss of the kept
 examples' class frequencies, what an intercept predicts while the penalty hides the features, or
-log m where that is lower (since 2026-12-06: with imbalanced classes log m was the level, and the
+log m where that is lower or there is no intercept (since 2026-12-06: with imbalanced classes log m was the level, and the
 class frequencies, more than 1 % below it, passed for found features) — the penalties are still too
 strong for the features to show (uncentred or unevenly scaled features, whose few large
 directions make the scale s, start there), so any decrease beats the best and the walk goes on
@@ -246,6 +246,7 @@ def choose_ridge(
     tolerance: float = 0.0,
     start: torch.Tensor | None = None,
     folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    intercept: bool = False,
 ) -> RidgeChoice | None:
     """The penalty ρ with the lowest held-out cross-entropy (see the module docstring); None when
     no example can be held out (every class has a single example). Examples of zero weight are
@@ -266,7 +267,9 @@ def choose_ridge(
 
     ``folds``: the (kept, held-out) index pairs to use instead of :func:`holdout_folds` of the
     examples of non-zero weight (for a caller that has ordered the rows so that each part is a
-    range of rows: ranges are taken as views, not copied).
+    range of rows: ranges are taken as views, not copied). ``intercept``: whether the design has
+    an intercept column, which learns the class frequencies while the penalty hides the
+    features: the null plateau is then at their held-out loss where that is below log m.
     """
     if folds is None:
         labels_np = labels.cpu().numpy()
@@ -294,7 +297,7 @@ def choose_ridge(
     # what a penalty that hides the features predicts: the kept examples' class frequencies, with
     # an intercept (imbalanced classes: below log m, so the plateau was missed and the walk ended
     # at the strongest penalties), uniform without one
-    plateau_loss = min(null_loss, _prior_loss(splits, num_classes) / out_total)
+    plateau_loss = min(null_loss, _prior_loss(splits, num_classes) / out_total) if intercept else null_loss
     tried: list[tuple[float, float, list[torch.Tensor]]] = []  # (ρ, held-out loss, weights per fold)
     memories = [CurvatureMemory() for _ in splits]  # each fold's curvature pairs, along the path
 
