@@ -298,11 +298,13 @@ def test_gcv_ridge_matches_brute_force_also_near_interpolation(n, d, m, weighted
     )
     stats = GramStats(d, m, dual_max_pairs=0 if primal else None).add(k, v, w if weighted else None)
     factor = stats.factor()
+    parts = factor.fit_parts()
     scores = []
     for rho in (factor.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)).tolist():
         rss, gcv = _svd_ridge_fit(k, v, w, rho)
-        share = factor.eigenvalues / (factor.eigenvalues + rho)
-        if bool(factor.resolves(rss / 2, share * (2 - share))):  # resolved, with room
+        share = factor.eigenvalues[: parts[0]] / (factor.eigenvalues[: parts[0]] + rho)
+        rounding = float((share * (2 - share) * factor.rounding_per_direction(parts)).sum())
+        if bool(factor.resolves(rss / 2, rounding)):  # resolved, with room
             scores.append(gcv)
     chosen = factor.gcv_ridge()
     exact = factor.row_keys is not None  # the dual route: every resolved residual is exact

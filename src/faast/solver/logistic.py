@@ -28,8 +28,9 @@ cross-entropy wins, where a penalty beats the best so far only by lowering it by
 separable path — few-shot data are separable — no longer walks on for negligible gains). While
 no penalty so far beats the plateau's loss by that fraction — the held-out loss of the kept
 examples' class frequencies, what an intercept predicts while the penalty hides the features, or
-log m where that is lower or there is no intercept (since 2026-12-06: with imbalanced classes log m was the level, and the
-class frequencies, more than 1 % below it, passed for found features) — the penalties are still too
+log m where that is lower or there is no intercept (since 2026-12-06: with imbalanced classes
+log m was the level, and the class frequencies, more than 1 % below it, passed for found
+features) — the penalties are still too
 strong for the features to show (uncentred or unevenly scaled features, whose few large
 directions make the scale s, start there), so any decrease beats the best and the walk goes on
 until the loss stops falling; a decade whose loss stays within ``FLAT_TOLERANCE`` of the best

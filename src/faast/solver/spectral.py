@@ -441,26 +441,26 @@ class SpectralFactor:
             rss = outside + (rest[:, :r] * rest[:, :r] * e).sum(dim=-1) - noise
         return rss.clamp_min(0.0), shrink.sum(dim=-1)
 
-    def resolves(
-        self,
-        rss: torch.Tensor | float,
-        fitted: torch.Tensor | None = None,
-        parts: tuple[int, torch.Tensor, float | None] | None = None,
-    ) -> torch.Tensor:
+    def resolves(self, rss: torch.Tensor | float, directional: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Whether each RSS stands above its rounding: near interpolation the RSS from the
         statistics, ‖V‖² − Σⱼ(2sⱼ − sⱼ²)eⱼ, cancels to noise or to 0, and a fit that float64
         cannot tell from interpolating is not a GCV candidate.
 
-        The bound: 100·d·ε·‖V‖² (the rounding of ‖V‖² and of the sum), and from the statistics
-        also Σⱼ fittedⱼ·eⱼ·noise_floor/λⱼ: fitted (..., r) the share (2sⱼ − sⱼ²) of each eⱼ the
-        fit removes (several fits at once), as G's rounding reaches eⱼ = cⱼ/λⱼ as a relative error
-        of up to about noise_floor/λⱼ. On the dual route, where the RSS is exact, only the first
-        part applies, which keeps both routes choosing alike. parts: :meth:`fit_parts`, if known."""
-        r, e, outside = self.fit_parts() if parts is None else parts
-        bound = torch.as_tensor(100.0 * self.dim * _EIGEN_NOISE * self.value_sq_sum, dtype=torch.float64)
-        if outside is None and fitted is not None:
-            bound = bound + (fitted[..., :r] * (e * self.noise_floor / self.eigenvalues[:r])).sum(dim=-1)
-        return torch.as_tensor(rss, dtype=torch.float64) > bound
+        The bound: 100·d·ε·‖V‖² (the rounding of ‖V‖² and of the sum), plus ``directional``,
+        Σⱼ (2sⱼ − sⱼ²)·(the rounding of eⱼ, :meth:`rounding_per_direction`) for each fit."""
+        floor = 100.0 * self.dim * _EIGEN_NOISE * self.value_sq_sum
+        return torch.as_tensor(rss, dtype=torch.float64) > floor + torch.as_tensor(
+            directional, dtype=torch.float64
+        )
+
+    def rounding_per_direction(self, parts: tuple[int, torch.Tensor, float | None]) -> torch.Tensor:
+        """(r,) how far G's rounding may move each eⱼ = cⱼ/λⱼ of :meth:`fit_parts`: eⱼ·noise_floor/λⱼ
+        from the statistics; 0 on the dual route, where the residual is exact (the two routes
+        then choose alike)."""
+        r, e, outside = parts
+        if outside is not None:
+            return torch.zeros_like(e)
+        return e * self.noise_floor / self.eigenvalues[:r]
 
     def gcv_truncation(self) -> tuple[float, int]:
         """Pick the truncation rank by GCV over every rank at once, GCV(k) = RSS(k) / (1 − k/n)².
@@ -479,7 +479,9 @@ class SpectralFactor:
             rss = (self.value_sq_sum - torch.cumsum(e, 0)).clamp_min(0.0)
         else:
             rss = outside + torch.cat([e.flip(0).cumsum(0).flip(0)[1:], e.new_zeros(1)])  # Σ_{j>k} eⱼ
-        resolved = self.resolves(rss, torch.ones(usable, usable, dtype=torch.float64).tril(), parts)
+        resolved = self.resolves(
+            rss, torch.cumsum(self.rounding_per_direction(parts), 0)
+        )  # rank k fits j ≤ k
         ranks = torch.arange(1, usable + 1, dtype=torch.float64, device=lam.device)
         n = self.gcv_count
         denom = ((n - ranks) / n).clamp_min(0.0) ** 2
@@ -563,8 +565,10 @@ class SpectralFactor:
         # n − dof = (n − R) + Σⱼ (1 − φⱼλⱼ): no cancellation as dof nears n
         n = self.gcv_count
         left = (n - complement.shape[1]) + complement.sum(dim=1)
-        shrink = 1.0 - complement
-        resolved = self.resolves(rss, shrink * (2.0 - shrink), parts)
+        shrink = 1.0 - complement[:, : parts[0]]
+        resolved = self.resolves(
+            rss, (shrink * (2.0 - shrink) * self.rounding_per_direction(parts)).sum(dim=1)
+        )
         score = torch.where(left > 0, rss / (left.clamp_min(1e-300) / n) ** 2, math.inf)
         for usable in (resolved & (left > 0), left > 0):  # the first level of the lowest score
             if bool(usable.any()):
