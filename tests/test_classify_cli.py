@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -669,3 +671,72 @@ def test_a_csv_s_feature_columns_are_read_by_name(tmp_path, capsys):
     (tmp_path / "renamed.csv").write_text("g0,g1,label\n0,1,a\n", encoding="utf-8")
     assert _run("predict", tmp_path / "renamed.csv", *model, "--out", tmp_path / "q.csv") == 1
     assert "missing ['f0', 'f1'], unexpected ['g0', 'g1']" in capsys.readouterr().err
+
+
+def _pngs(folder: Path, count: int, value: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(np.full((6, 6, 3), (value + i) % 256, dtype=np.uint8)).save(
+            folder / f"{value}_{i}.png"
+        )
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_image_folders_follow_linked_sub_folders_once_and_warn_about_dead_links(tmp_path):
+    """A linked folder inside a class folder was left out without a word (torchvision's
+    ImageFolder follows it); a link back up is walked once; a link to nothing is named."""
+    from faast.data.image_folder import list_image_folder
+
+    _pngs(tmp_path / "data" / "red", 3, 10)
+    _pngs(tmp_path / "store" / "more_red", 3, 50)
+    _pngs(tmp_path / "data" / "blue", 2, 90)
+    os.symlink(tmp_path / "store" / "more_red", tmp_path / "data" / "red" / "more")
+    os.symlink(tmp_path / "data" / "red", tmp_path / "data" / "red" / "loop")  # back up: no loop
+    os.symlink(tmp_path / "gone.png", tmp_path / "data" / "blue" / "dead.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 link\(s\) to nothing, e.g. blue/dead.png"):
+        paths, classes, labels = list_image_folder(tmp_path / "data")
+    assert classes == ["blue", "red"] and labels.count(1) == 6 and labels.count(0) == 2
+    assert len({os.path.realpath(p) for p in paths}) == len(paths) == 8
+
+
+def test_undecodable_images_are_named_whatever_pillow_raises(tmp_path):
+    """A broken PNG chunk (SyntaxError) or a bad PPM header (ValueError) came out of Pillow as
+    a bare message, naming no file among thousands."""
+    from faast.data.image_folder import load_image_folder
+
+    _pngs(tmp_path / "a", 1, 10)
+    (tmp_path / "a" / "bad.ppm").write_bytes(b"P6\n2x5\n255\n" + bytes(30))
+    with pytest.raises(ValueError, match=r"cannot read image .*bad.ppm: ValueError: invalid literal"):
+        load_image_folder(tmp_path, 8)
+
+
+def test_a_long_folder_name_keeps_the_feature_cache_name_short(tmp_path, monkeypatch):
+    """A legal 230-character folder name made the cache's file name too long for the file system
+    ("File name too long"); the name is cut, and the path's hash keeps entries apart."""
+    from faast.data.image_folder import load_image_folder
+
+    long_a, long_b = tmp_path / ("x" * 229 + "a"), tmp_path / ("x" * 229 + "b")
+    for folder in (long_a, long_b):
+        _pngs(folder / "c", 1, 10)
+    a, _, _ = load_image_folder(long_a, 4)
+    b, _, _ = load_image_folder(long_b, 4)
+    assert len(a.name.encode()) < 100 and a.name != b.name
+
+
+def test_a_folder_one_level_above_the_classes_is_warned_about(tmp_path):
+    """`fit photos` for photos/train/<class>/ learned every image as the one class 'train'."""
+    from faast.data.image_folder import list_image_folder
+
+    for colour, value in (("red", 10), ("blue", 90)):
+        _pngs(tmp_path / "photos" / "train" / colour, 2, value)
+    with pytest.warns(
+        UserWarning, match=r"one class, 'train', whose images all lie in its sub-folders \(blue, red\)"
+    ):
+        list_image_folder(tmp_path / "photos")
+
+
+def test_a_missing_data_path_is_named_as_missing(tmp_path, capsys):
+    """A mistyped folder was reported as 'no such features file', or, for an image classifier,
+    as data of the wrong kind."""
+    assert main(["classify", "fit", str(tmp_path / "trian"), "--model", str(tmp_path / "m")]) != 0
+    assert f"no such file or folder: {tmp_path / 'trian'}" in capsys.readouterr().err

@@ -50,6 +50,8 @@ def read_data(
     from faast.lm.examples import JSONL_SUFFIXES, TSV_SUFFIXES
 
     data = Path(args.data)
+    if not data.exists():  # named before any check of the kind of data the classifier takes
+        raise FileNotFoundError(f"no such file or folder: {data}")
     if not data.is_dir() and data.suffix.lower() in TSV_SUFFIXES + JSONL_SUFFIXES:
         return _read_texts(args, source, dist)
     if data.suffix.lower() == ".csv" and data.is_file() and _csv_of_texts(data, args):
@@ -148,8 +150,12 @@ def _check_input(args: argparse.Namespace, source: dict[str, Any] | None, kind: 
     if source is not None and source.get("input") != kind:
         fitted = _INPUT_KINDS.get(str(source.get("input")), repr(source.get("input")))
         encoder = f" ({source['encoder']})" if source.get("encoder") else ""
+        hint = ""
+        if source.get("input") == "images" and Path(args.data).is_file():  # one image: not a folder
+            hint = f"; give a folder of images ({args.data} is a file)"
         raise ValueError(
-            f"the classifier at {args.model} was fitted on {fitted}{encoder}, not on {_INPUT_KINDS[kind]}"
+            f"the classifier at {args.model} was fitted on {fitted}{encoder}, not on "
+            f"{_INPUT_KINDS[kind]}{hint}"
         )
 
 

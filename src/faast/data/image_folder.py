@@ -35,12 +35,25 @@ def _is_data_folder(path: Path) -> bool:
 
 def _walk(folder: Path) -> list[Path]:
     """Every file below ``folder``, not descending into hidden or :data:`NOT_DATA_FOLDERS` folders
-    (a Jupyter checkpoint copy of an image is not another example)."""
+    (a Jupyter checkpoint copy of an image is not another example). Linked folders are followed,
+    as torchvision's ImageFolder follows them, each real folder once (a link back up is no loop)."""
     found = []
-    for here, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if _is_data_folder(Path(d)))
+    seen = {os.path.realpath(folder)}
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        kept = []
+        for d in sorted(d for d in dirs if _is_data_folder(Path(d))):
+            real = os.path.realpath(os.path.join(here, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
         found += [Path(here) / n for n in names]
     return found
+
+
+#: Errors Pillow raises on a damaged file beyond ``OSError`` (a broken PNG chunk is a
+#: ``SyntaxError``; bad TIFF tags and PPM headers raise ``ValueError``, ``TypeError`` and more).
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, TypeError, IndexError)
 
 
 def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[str] | None, list[int]]:
@@ -67,6 +80,7 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
             entries += below
         if empty:
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
+        _warn_one_class_of_folders(base, subdirs, paths)
         loose = sorted(p.name for p in base.iterdir() if _is_image(p))
         if loose:  # beside the class folders: in no class
             warnings.warn(
@@ -85,9 +99,31 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
     return files, None, [0] * len(files)
 
 
+def _warn_one_class_of_folders(base: Path, subdirs: list[Path], paths: list[Path]) -> None:
+    """Warn when the one class folder holds its images only in folders of its own: the layout's
+    root is most likely one level down (``fit photos`` for ``photos/train/<class>/``), and every
+    image would be learned as one class named after it."""
+    if len(subdirs) == 1 and paths and all(p.parent != subdirs[0] for p in paths):
+        inner = sorted({p.relative_to(subdirs[0]).parts[0] for p in paths})
+        warnings.warn(
+            f"{base}: one class, {subdirs[0].name!r}, whose images all lie in its sub-folders "
+            f"({', '.join(inner[:4])}): if those are the classes, give {subdirs[0]} as the folder",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _warn_skipped(base: Path, entries: list[Path]) -> None:
     """Warn about the files among ``entries`` that are not read (another extension; hidden files
-    such as .DS_Store aside), so that a class's GIFs or RAW photos are not left out unnoticed."""
+    such as .DS_Store aside; links to nothing), so that a class's GIFs or RAW photos are not left
+    out unnoticed."""
+    broken = [p for p in entries if p.is_symlink() and not p.exists() and not p.name.startswith(".")]
+    if broken:
+        warnings.warn(
+            f"{base}: skipped {len(broken)} link(s) to nothing, e.g. {broken[0].relative_to(base)}",
+            UserWarning,
+            stacklevel=3,
+        )
     skipped = [
         p
         for p in entries
@@ -146,10 +182,18 @@ def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDat
         try:
             with Image.open(path) as im:
                 images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
-        except (OSError, Image.DecompressionBombError) as exc:  # corrupt, truncated, or too many pixels
-            raise ValueError(f"cannot read image {path}: {exc}") from None
+        except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:  # corrupt, truncated, too large
+            if isinstance(exc, ValueError) and str(exc).startswith("cannot read image"):
+                raise  # ours, already naming the file
+            kind = (
+                "" if isinstance(exc, (OSError, Image.DecompressionBombError)) else f"{type(exc).__name__}: "
+            )
+            raise ValueError(f"cannot read image {path}: {kind}{exc}") from None  # the type if unclear
     base = Path(root).resolve()
-    name = f"folder-{base.name}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
+    # the folder's name, cut to keep the cache's file name within the 255 bytes file systems allow
+    # (the hash of the whole path keeps it unique)
+    short = base.name.encode()[:64].decode(errors="ignore")
+    name = f"folder-{short}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
     dataset = ImageDataset(
         name, "images", images, np.asarray(labels, dtype=np.int64), tuple(classes or ("?",))
     )
