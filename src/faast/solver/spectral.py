@@ -8,13 +8,10 @@ With G = U Λ Uᵀ (eigh, float64) and C = Uᵀ B, every linear spectral filter 
   of the key matrix with singular values σ < τ·σ_max dropped (λ = σ²);
 * ridge:               φ_j = 1/(λ_j + ρ).
 
-One eigh serves every filter, so choosing τ or ρ from data costs O(d·m) per candidate. The
-residual of the fitted map on the stored pairs has a closed form from the statistics alone,
-
-    RSS(φ) = Σwᵢ‖vᵢ‖² − 2 Σ_j φ_j c_j + Σ_j φ_j² λ_j c_j,   c_j = ‖C_j‖²,
-    dof(φ) = Σ_j φ_j λ_j,
-
-which gives generalised cross-validation GCV(φ) = RSS / (1 − dof/n)² for every candidate.
+One eigh serves every filter, so choosing τ or ρ from data costs O(d·m) per candidate: the
+residual of the fitted map on the stored pairs has a closed form (:mod:`faast.solver.gcv`, which
+gives generalised cross-validation GCV(φ) = RSS / (1 − dof/n)² for every candidate), and with the
+rows kept exact leave-one-out scores (:mod:`faast.solver.loo`).
 """
 
 from __future__ import annotations
@@ -386,23 +383,12 @@ class SpectralFactor:
         """The filtered inverse U diag(φ) Uᵀ of G (d, d), float64: W = (inverse · B)ᵀ for any B."""
         return (self.basis * phi) @ self.basis.T
 
+    # ----------------------------------------------------------------- GCV (faast.solver.gcv)
     def fit_parts(self) -> tuple[int, torch.Tensor, float | None]:
-        """What the residual of every filter is made of: (r, the directions above the noise floor
-        — the first r; e (r,) = ‖aⱼᵀV‖², the weighted values' squared norm along each; the squared
-        norm outside them where it is known exactly, else None).
+        """:func:`faast.solver.gcv.fit_parts`: (r, e (r,), the squared norm outside or None)."""
+        from faast.solver import gcv
 
-        On the dual route A comes orthonormal from the eigendecomposition of K Kᵀ, e = (AᵀV)²
-        exactly, and the outside part is ‖V − A Aᵀ V‖² from the rows (0 up to rounding when the
-        r directions span every pair). From the statistics eⱼ = cⱼ/λⱼ carries G's rounding as a
-        relative error of about noise_floor/λⱼ, so the outside part is left to ‖V‖² − Σ (None)."""
-        lam = self.eigenvalues
-        r = int((lam > self.noise_floor).sum())
-        e = (self.projected[:r] * self.projected[:r]).sum(dim=1) / lam[:r]
-        if self.row_keys is None or self.left is None or self.row_values is None:
-            return r, e, None
-        a = self.left[:, :r]
-        rest = self.row_values - a @ (a.T @ self.row_values)
-        return r, e, float((rest * rest).sum())
+        return gcv.fit_parts(self)
 
     def residual(
         self,
@@ -411,15 +397,11 @@ class SpectralFactor:
         complement: torch.Tensor | None = None,
         parts: tuple[int, torch.Tensor, float | None] | None = None,
     ) -> tuple[float, float]:
-        """(RSS, dof) of the filtered fit on the stored pairs, dof = Σⱼ sⱼ, sⱼ = φⱼλⱼ.
+        """(RSS, dof) of the filtered fit φ (R,) on the stored pairs
+        (:func:`faast.solver.gcv.residuals`; complement (R,): 1 − φⱼλⱼ where known exactly)."""
+        from faast.solver import gcv
 
-        phi: (R,) the filter; complement: (R,) 1 − sⱼ where the caller has it exactly (ridge:
-        ρφⱼ); parts: :meth:`fit_parts`, when scoring many filters. On the dual route RSS = outside
-        + Σⱼ (1 − sⱼ)² eⱼ, a sum of terms ≥ 0 that keeps its size near interpolation (n ≤ d, a
-        tiny ρ), and the directions at noise level remove what they fit. From the statistics
-        RSS = ‖V‖² − Σⱼ (2φⱼ − φⱼ²λⱼ) cⱼ, which near interpolation cancels to rounding noise
-        (:meth:`resolves`)."""
-        rss, dof = self.residuals(phi[None], None if complement is None else complement[None], parts)
+        rss, dof = gcv.residuals(self, phi[None], None if complement is None else complement[None], parts)
         return float(rss[0]), float(dof[0])
 
     def residuals(
@@ -428,69 +410,28 @@ class SpectralFactor:
         complement: torch.Tensor | None = None,
         parts: tuple[int, torch.Tensor, float | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`residual` of G filters at once: phi and complement (G, R) → RSS (G,) ≥ 0 and
-        dof (G,)."""
-        r, e, outside = self.fit_parts() if parts is None else parts
-        shrink = phi * self.eigenvalues
-        c = (self.projected * self.projected).sum(dim=1)
-        if outside is None:
-            rss = self.value_sq_sum - (phi * c * (2.0 - shrink)).sum(dim=-1)
-        else:
-            rest = 1.0 - shrink if complement is None else complement
-            noise = (phi[:, r:] * c[r:] * (1.0 + rest[:, r:])).sum(dim=-1)
-            rss = outside + (rest[:, :r] * rest[:, :r] * e).sum(dim=-1) - noise
-        return rss.clamp_min(0.0), shrink.sum(dim=-1)
+        """:meth:`residual` of G filters (G, R) at once → RSS (G,), dof (G,)."""
+        from faast.solver import gcv
+
+        return gcv.residuals(self, phi, complement, parts)
 
     def resolves(self, rss: torch.Tensor | float, directional: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """Whether each RSS stands above its rounding: near interpolation the RSS from the
-        statistics, ‖V‖² − Σⱼ(2sⱼ − sⱼ²)eⱼ, cancels to noise or to 0, and a fit that float64
-        cannot tell from interpolating is not a GCV candidate.
+        """:func:`faast.solver.gcv.resolves`: whether each RSS stands above its rounding."""
+        from faast.solver import gcv
 
-        The bound: 100·d·ε·‖V‖² (the rounding of ‖V‖² and of the sum), plus ``directional``,
-        Σⱼ (2sⱼ − sⱼ²)·(the rounding of eⱼ, :meth:`rounding_per_direction`) for each fit."""
-        floor = 100.0 * self.dim * _EIGEN_NOISE * self.value_sq_sum
-        return torch.as_tensor(rss, dtype=torch.float64) > floor + torch.as_tensor(
-            directional, dtype=torch.float64
-        )
+        return gcv.resolves(self, rss, directional)
 
     def rounding_per_direction(self, parts: tuple[int, torch.Tensor, float | None]) -> torch.Tensor:
-        """(r,) how far G's rounding may move each eⱼ = cⱼ/λⱼ of :meth:`fit_parts`: eⱼ·noise_floor/λⱼ
-        from the statistics; 0 on the dual route, where the residual is exact (the two routes
-        then choose alike)."""
-        r, e, outside = parts
-        if outside is not None:
-            return torch.zeros_like(e)
-        return e * self.noise_floor / self.eigenvalues[:r]
+        """:func:`faast.solver.gcv.rounding_per_direction`: (r,) the rounding of each eⱼ."""
+        from faast.solver import gcv
+
+        return gcv.rounding_per_direction(self, parts)
 
     def gcv_truncation(self) -> tuple[float, int]:
-        """Pick the truncation rank by GCV over every rank at once, GCV(k) = RSS(k) / (1 − k/n)².
+        """(tau, rank) of the truncation GCV chooses (:func:`faast.solver.gcv.gcv_truncation`)."""
+        from faast.solver import gcv
 
-        On the dual route RSS(k) = outside + Σ_{j>k} eⱼ (:meth:`fit_parts`), a sum of terms ≥ 0;
-        from the statistics ‖V‖² − Σ_{j≤k} eⱼ. A rank whose RSS float64 does not resolve
-        (:meth:`resolves`) is skipped while another is. Returns (tau, rank):
-        tau = sqrt(λ_rank / λ_max) reproduces the chosen rank.
-        """
-        lam = self.eigenvalues
-        parts = self.fit_parts()
-        usable, e, outside = parts
-        if usable == 0:
-            raise ValueError("cannot choose a truncation: the Gram matrix is zero")
-        if outside is None:
-            rss = (self.value_sq_sum - torch.cumsum(e, 0)).clamp_min(0.0)
-        else:
-            rss = outside + torch.cat([e.flip(0).cumsum(0).flip(0)[1:], e.new_zeros(1)])  # Σ_{j>k} eⱼ
-        resolved = self.resolves(
-            rss, torch.cumsum(self.rounding_per_direction(parts), 0)
-        )  # rank k fits j ≤ k
-        ranks = torch.arange(1, usable + 1, dtype=torch.float64, device=lam.device)
-        n = self.gcv_count
-        denom = ((n - ranks) / n).clamp_min(0.0) ** 2
-        gcv = torch.where(denom > 0, rss / denom, torch.full_like(rss, math.inf))
-        if bool((resolved & gcv.isfinite()).any()):
-            gcv = torch.where(resolved, gcv, torch.full_like(gcv, math.inf))
-        best = int(torch.argmin(gcv))
-        rank = best + 1
-        return math.sqrt(float(lam[best]) / self.lambda_max), rank
+        return gcv.gcv_truncation(self)
 
     @property
     def has_rows(self) -> bool:
@@ -551,26 +492,7 @@ class SpectralFactor:
         return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
 
     def gcv_ridge(self, grid: torch.Tensor | None = None) -> float:
-        """Pick ρ by GCV on a log grid (default: 66 points from 10⁻¹² to 10 times λ_max):
-        GCV(ρ) = RSS(ρ) / (1 − dof(ρ)/n)², both parts from sums of terms ≥ 0 (:meth:`residual`)."""
-        if self.lambda_max <= 0:
-            raise ValueError("cannot choose a ridge: the Gram matrix is zero")
-        if grid is None:
-            grid = self.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
-        parts = self.fit_parts()
-        rho = grid[:, None]  # (G, 1): every level at once
-        phi = 1.0 / (self.eigenvalues + rho)  # (G, R)
-        complement = rho * phi  # 1 − λⱼ/(λⱼ + ρ), exactly
-        rss, _ = self.residuals(phi, complement, parts)
-        # n − dof = (n − R) + Σⱼ (1 − φⱼλⱼ): no cancellation as dof nears n
-        n = self.gcv_count
-        left = (n - complement.shape[1]) + complement.sum(dim=1)
-        shrink = 1.0 - complement[:, : parts[0]]
-        resolved = self.resolves(
-            rss, (shrink * (2.0 - shrink) * self.rounding_per_direction(parts)).sum(dim=1)
-        )
-        score = torch.where(left > 0, rss / (left.clamp_min(1e-300) / n) ** 2, math.inf)
-        for usable in (resolved & (left > 0), left > 0):  # the first level of the lowest score
-            if bool(usable.any()):
-                return float(grid[int(torch.where(usable, score, math.inf).argmin())])
-        return float(grid[-1])
+        """The ρ GCV chooses on a log grid (:func:`faast.solver.gcv.gcv_ridge`)."""
+        from faast.solver import gcv
+
+        return gcv.gcv_ridge(self, grid)
