@@ -985,3 +985,29 @@ def test_spaces_that_end_an_answer_are_not_read_by_a_real_tokenizer():
     assert codec.scored_label_ids(["positive ", "negative"]) == codec.scored_label_ids(
         ["positive", "negative"]
     )
+
+
+def test_an_empty_prompt_is_refused_and_calibration_leaves_out_the_empty_input():
+    """Template {input}, no start token: the empty input's prompt had no token, so its first
+    label token was scored from position −1, which wrapped to the end of the sequence — a label
+    of two tokens got log P(a | a b) + log P(b | a) — or failed with an IndexError; calibration
+    scores the empty content-free input that way."""
+    torch.manual_seed(0)
+    plain = PromptTemplate("{input}", answer_prefix=" ", answer_end=" w91", separator=" w92")
+    task = TaskModel.create(tiny_model("llama", dtype=torch.float64), word_tokenizer(), TaskSpec(plain))
+    labels = ["w40 w41", "w42 w43"]  # two tokens each
+    for inputs in ([""], ["", "w5"]):
+        with pytest.raises(ValueError, match=r"input '' makes an empty prompt"):
+            task.label_scores(inputs, labels)
+    with pytest.raises(ValueError, match=r"input '' makes an empty prompt"):
+        task.generate(["", "w5"], max_new_tokens=2)
+    calibrated = task.label_scores(["w5", "w6"], labels, calibrate=True)
+    assert calibrated.shape == (2, 2) and bool(torch.isfinite(calibrated).all())
+    content_free = task.content_free_scores(labels)
+    assert content_free.shape == (2, 2)  # "N/A" and "[MASK]": the empty input left out
+    by_hand = task.label_scores(["N/A", "[MASK]"], labels)
+    torch.testing.assert_close(content_free, by_hand)
+    with_start = TaskModel.create(
+        tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True), TaskSpec(plain)
+    )
+    assert with_start.content_free_scores(labels).shape == (3, 2)  # after <s>, "" has a state

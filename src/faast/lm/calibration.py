@@ -19,11 +19,24 @@ classify/evaluate --calibrate``, with or without ``--demonstrations``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 #: The content-free inputs of the paper ("N/A", the empty string, "[MASK]"), averaged.
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+
+
+def content_free_inputs(codec: Any, *, after_text: bool = False) -> list[str]:
+    """The :data:`CONTENT_FREE_INPUTS` that have a state to score a label from: all of them after
+    text (``after_text``: demonstrations, start tokens), else those whose prompt is not empty.
+    With the template ``{input}`` and a model without start tokens (Qwen2.5, SmolLM2) the empty
+    input's prompt has no token: its first label token was scored from position −1, which
+    wrapped to the end of the sequence (a wrong score for a label of several tokens) or failed.
+    codec: a :class:`~faast.lm.prompts.PromptCodec`."""
+    if after_text or codec.lead_ids:
+        return list(CONTENT_FREE_INPUTS)
+    return [x for x in CONTENT_FREE_INPUTS if codec.prompt_ids(x, start=False)]
 
 
 def contextually_calibrated(scores: torch.Tensor, content_free: torch.Tensor) -> torch.Tensor:

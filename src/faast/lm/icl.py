@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast._checks import integer_at_least
-from faast.lm.calibration import CONTENT_FREE_INPUTS, contextually_calibrated
+from faast.lm.calibration import content_free_inputs, contextually_calibrated
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example, as_example
 from faast.lm.prefix_cache import (
@@ -317,7 +317,9 @@ class InContextModel:
     def content_free_scores(self, labels: Sequence[str], *, batch_size: int = 8) -> torch.Tensor:
         """(c, L) float64 label log-probabilities of the content-free inputs
         (:data:`~faast.lm.calibration.CONTENT_FREE_INPUTS`) after the demonstrations."""
-        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size)
+        return self.label_scores(
+            content_free_inputs(self.codec, after_text=bool(self.prefix)), labels, batch_size=batch_size
+        )
 
     def classify(self, inputs: Sequence[str], labels: Sequence[str], **kwargs: Any) -> list[str]:
         best = self.label_scores(inputs, labels, **kwargs).argmax(dim=1)

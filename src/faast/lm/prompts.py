@@ -230,7 +230,14 @@ class PromptCodec:
         prompt = self.template.prompt(text)
         follows = after_demonstration or (start and self.num_lead > 0)
         body = self.continuation_ids(prompt) if follows else self.text_ids(prompt)
-        return (self.lead_ids if start else []) + body
+        ids = (self.lead_ids if start else []) + body
+        if start and not ids:  # position −1 would wrap to the end of whatever follows
+            raise ValueError(
+                f"input {text!r} makes an empty prompt (the template writes nothing around it and the "
+                "model has no start token): there is no state to predict its answer from; give text, "
+                "or a template with words around {input}"
+            )
+        return ids
 
     def demonstration_ids(self, text: str, output: str, *, after_demonstration: bool = False) -> list[int]:
         """One demonstration: the prompt of ``text`` (no start tokens; continuing the text of the

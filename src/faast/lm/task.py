@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 import faast.distributed
 from faast.lm import fastweights as fw
-from faast.lm.calibration import CONTENT_FREE_INPUTS, LOG_PROB_FLOOR, calibrated_label_scores
+from faast.lm.calibration import LOG_PROB_FLOOR, calibrated_label_scores, content_free_inputs
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
@@ -727,7 +727,7 @@ class TaskModel(TaskScoringMixin):
         if mine:
             batches = self._validation_batches(mine)
             if self.spec.labels is not None and any(c.calibrate for c in candidates):
-                batches += self._label_batches(list(CONTENT_FREE_INPUTS), self.spec.labels)  # scored last
+                batches += self._label_batches(content_free_inputs(self.codec), self.spec.labels)  # last
             fixed = None if self.model.middle_memories else [self._states(b) for b in batches]
             base = None  # the base model's log-probs of the scored tokens, shared by the read-outs
             if fixed is not None:
@@ -840,8 +840,10 @@ class TaskModel(TaskScoringMixin):
         self, labels: Sequence[str] | None = None, *, batch_size: int = 16
     ) -> torch.Tensor:
         """(c, L) float64 label log-probabilities of the content-free inputs
-        (:data:`~faast.lm.calibration.CONTENT_FREE_INPUTS`) through this model as it is now."""
-        return self.label_scores(list(CONTENT_FREE_INPUTS), labels, batch_size=batch_size, calibrate=False)
+        (:func:`~faast.lm.calibration.content_free_inputs`) through this model as it is now."""
+        return self.label_scores(
+            content_free_inputs(self.codec), labels, batch_size=batch_size, calibrate=False
+        )
 
     @torch.no_grad()
     def prompt_features(
