@@ -1011,3 +1011,29 @@ def test_an_empty_prompt_is_refused_and_calibration_leaves_out_the_empty_input()
         tiny_model("llama", dtype=torch.float64), word_tokenizer(bos=True), TaskSpec(plain)
     )
     assert with_start.content_free_scores(labels).shape == (3, 2)  # after <s>, "" has a state
+
+
+def test_generation_after_a_cached_lead_on_a_sliding_window_model_does_not_depend_on_the_batch():
+    """Gemma-3 with --in-context: rows left-padded between the cached lead and their prompt spent
+    window slots on pads, so a short prompt batched with a long one lost part of the lead and
+    generated other text than alone. On a sliding-window model rows of one length share a batch."""
+    from faast.lm.task import _generation_groups
+
+    assert _generation_groups([[1], [1, 2], [3], [4, 5]], 8, False) == [[0, 1, 2, 3]]
+    assert _generation_groups([[1], [1, 2], [3], [4, 5]], 8, True) == [[0, 2], [1, 3]]
+    assert _generation_groups([[1]] * 5, 2, True) == [[0, 1], [2, 3], [4]]
+    torch.manual_seed(0)
+    model = tiny_model("gemma3", dtype=torch.float64)
+    model.config.sliding_window = 4  # far shorter than the lead: the window matters
+    if hasattr(model.config, "layer_types"):
+        model.config.layer_types = ["sliding_attention"] * len(model.config.layer_types)
+    spec = TaskSpec(
+        TEMPLATE, "answer", None, demonstrations=[Example("w5 w6 w7", "w40"), Example("w8", "w41")]
+    )
+    task = TaskModel.create(model, word_tokenizer(bos=True), spec)
+    prefix, _ = task._lead_view()
+    assert prefix is not None and prefix.slides()
+    inputs = ["w9", "w10 w11 w12 w13 w14", "w15 w16", "w17"]
+    together = task.generate(inputs, max_new_tokens=3, batch_size=4)
+    alone = [task.generate([x], max_new_tokens=3, batch_size=1)[0] for x in inputs]
+    assert together == alone

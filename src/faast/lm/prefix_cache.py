@@ -77,6 +77,15 @@ class PrefixCache:
                     total += t.numel() * t.element_size()
         return total
 
+    def slides(self) -> bool:
+        """Whether a layer of the cache keeps a sliding window (Gemma 2/3, Mistral's window): rows
+        left-padded after the prefix then spend window slots on their pads, and a padded row sees
+        less of the prefix than it would alone."""
+        cache = self.cache()
+        return cache is not None and any(
+            getattr(layer, "sliding_window", None) for layer in getattr(cache, "layers", [])
+        )
+
     def batched(self, rows: int) -> dict[str, Any]:
         """The cache for ``rows`` sequences, as the keyword argument the model takes (``{}`` for an
         empty prefix); a copy, since the model appends to it."""

@@ -955,7 +955,6 @@ class TaskModel(TaskScoringMixin):
         the prompt's n-grams stay allowed)."""
         check_max_new_tokens(max_new_tokens)
         inputs = input_texts(inputs)
-        outs: list[str] = []
         prompts = [self.codec.prompt_ids(x) for x in inputs]
         for p, x in zip(prompts, inputs, strict=True):
             if len(p) + max_new_tokens > self.codec.context:
@@ -964,9 +963,12 @@ class TaskModel(TaskScoringMixin):
                     f"tokens in the context of {self.codec.context}"
                 )
         prefix, skip = self._lead_view()
-        starts = batch_starts(len(prompts), batch_size)
-        for i in _batch_bar(starts, "generate", progress):
-            rows = [p[skip:] for p in prompts[i : i + batch_size]]
+        groups = _generation_groups(
+            prompts, check_batch_size(batch_size), prefix is not None and prefix.slides()
+        )
+        outs: list[str | None] = [None] * len(prompts)
+        for group in _batch_bar(groups, "generate", progress):
+            rows = [prompts[j][skip:] for j in group]
             ids, mask = pad_batch(rows, self.tokenizer.pad_token_id, side="left")
             cache: dict[str, Any] = {}
             if prefix is not None:  # the lead's cached tokens, then each row left-padded after them
@@ -983,8 +985,9 @@ class TaskModel(TaskScoringMixin):
                 **self.codec.stop_kwargs(),
                 **decoding_kwargs(no_repeat_ngram, ids.shape[1]),
             )
-            outs += [self.codec.decode_answer(row[ids.shape[1] :].tolist()) for row in gen]
-        return outs
+            for j, row in zip(group, gen, strict=True):
+                outs[j] = self.codec.decode_answer(row[ids.shape[1] :].tolist())
+        return outs  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- labels
     def _labels(self, labels: Sequence[str] | None) -> list[str]:
@@ -1075,3 +1078,17 @@ def _batch_bar(batches: Iterable[Any], desc: str, progress: bool) -> Any:
     """``batches`` under a transient tqdm bar named ``desc`` (counting batches; none unless
     ``progress``)."""
     return tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+
+
+def _generation_groups(prompts: list[list[int]], batch_size: int, by_length: bool) -> list[list[int]]:
+    """The indices of ``prompts`` generated together, at most ``batch_size`` at a time: in order;
+    with ``by_length`` (a cached lead on a model whose layers keep a sliding window) only prompts
+    of one length share a batch, so no row is padded between the lead and its prompt — the pads
+    took window slots, a padded row lost part of the lead, and the text it generated depended on
+    the batch (Gemma-3 with --in-context)."""
+    if not by_length:
+        return [list(range(i, min(i + batch_size, len(prompts)))) for i in range(0, len(prompts), batch_size)]
+    by: dict[int, list[int]] = {}
+    for j, prompt in enumerate(prompts):
+        by.setdefault(len(prompt), []).append(j)
+    return [group[i : i + batch_size] for group in by.values() for i in range(0, len(group), batch_size)]
