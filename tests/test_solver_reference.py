@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 
-from faast.solver import GramStats, power_law_tau, ridge_reference, svd_reference
+from faast.solver import GramStats, gcv, power_law_tau, ridge_reference, svd_reference
 from tests.spectra import keys_with_gap, relative_error
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -298,14 +298,14 @@ def test_gcv_ridge_matches_brute_force_also_near_interpolation(n, d, m, weighted
     )
     stats = GramStats(d, m, dual_max_pairs=0 if primal else None).add(k, v, w if weighted else None)
     factor = stats.factor()
-    parts = factor.fit_parts()
+    parts = gcv.fit_parts(factor)
     scores = []
     for rho in (factor.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)).tolist():
-        rss, gcv = _svd_ridge_fit(k, v, w, rho)
+        rss, score = _svd_ridge_fit(k, v, w, rho)
         share = factor.eigenvalues[: parts[0]] / (factor.eigenvalues[: parts[0]] + rho)
-        rounding = float((share * (2 - share) * factor.rounding_per_direction(parts)).sum())
-        if bool(factor.resolves(rss / 2, rounding)):  # resolved, with room
-            scores.append(gcv)
+        rounding = float((share * (2 - share) * gcv.rounding_per_direction(factor, parts)).sum())
+        if bool(gcv.resolves(factor, rss / 2, rounding)):  # resolved, with room
+            scores.append(score)
     chosen = factor.gcv_ridge()
     exact = factor.row_keys is not None  # the dual route: every resolved residual is exact
     if scores:  # (weighted, n = Σw can exceed the pairs: GCV then falls to ≈ 0 near interpolation)

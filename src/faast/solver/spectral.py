@@ -384,48 +384,12 @@ class SpectralFactor:
         return (self.basis * phi) @ self.basis.T
 
     # ----------------------------------------------------------------- GCV (faast.solver.gcv)
-    def fit_parts(self) -> tuple[int, torch.Tensor, float | None]:
-        """:func:`faast.solver.gcv.fit_parts`: (r, e (r,), the squared norm outside or None)."""
+    def residual(self, phi: torch.Tensor) -> tuple[float, float]:
+        """(RSS, dof) of the filtered fit φ (R,) on the stored pairs (:func:`faast.solver.gcv.residuals`)."""
         from faast.solver import gcv
 
-        return gcv.fit_parts(self)
-
-    def residual(
-        self,
-        phi: torch.Tensor,
-        *,
-        complement: torch.Tensor | None = None,
-        parts: tuple[int, torch.Tensor, float | None] | None = None,
-    ) -> tuple[float, float]:
-        """(RSS, dof) of the filtered fit φ (R,) on the stored pairs
-        (:func:`faast.solver.gcv.residuals`; complement (R,): 1 − φⱼλⱼ where known exactly)."""
-        from faast.solver import gcv
-
-        rss, dof = gcv.residuals(self, phi[None], None if complement is None else complement[None], parts)
+        rss, dof = gcv.residuals(self, phi[None])
         return float(rss[0]), float(dof[0])
-
-    def residuals(
-        self,
-        phi: torch.Tensor,
-        complement: torch.Tensor | None = None,
-        parts: tuple[int, torch.Tensor, float | None] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`residual` of G filters (G, R) at once → RSS (G,), dof (G,)."""
-        from faast.solver import gcv
-
-        return gcv.residuals(self, phi, complement, parts)
-
-    def resolves(self, rss: torch.Tensor | float, directional: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """:func:`faast.solver.gcv.resolves`: whether each RSS stands above its rounding."""
-        from faast.solver import gcv
-
-        return gcv.resolves(self, rss, directional)
-
-    def rounding_per_direction(self, parts: tuple[int, torch.Tensor, float | None]) -> torch.Tensor:
-        """:func:`faast.solver.gcv.rounding_per_direction`: (r,) the rounding of each eⱼ."""
-        from faast.solver import gcv
-
-        return gcv.rounding_per_direction(self, parts)
 
     def gcv_truncation(self) -> tuple[float, int]:
         """(tau, rank) of the truncation GCV chooses (:func:`faast.solver.gcv.gcv_truncation`)."""
