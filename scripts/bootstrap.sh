@@ -25,8 +25,10 @@ want="$(sha256sum "$FAAST_ROOT/pyproject.toml" | cut -d' ' -f1) $FAAST_TORCH_SPE
 stamp="$FAAST_VENV/.faast-install-stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[faast] installing $FAAST_TORCH_SPEC, then faast[lm,vision,text,test] (editable)"
-  "$FAAST_PY" -m pip install -q --disable-pip-version-check "$FAAST_TORCH_SPEC" 2> >(grep -v "is ignored" >&2)
-  "$FAAST_PY" -m pip install -q --disable-pip-version-check -e "$FAAST_ROOT[lm,vision,text,test]" 2> >(grep -v "is ignored" >&2)
+  # --no-cache-dir: the wheels are installed once; a copy in pip's cache only takes disk (a CI run
+  # once ran out of space while installing torch)
+  "$FAAST_PY" -m pip install -q --no-cache-dir --disable-pip-version-check "$FAAST_TORCH_SPEC" 2> >(grep -v "is ignored" >&2)
+  "$FAAST_PY" -m pip install -q --no-cache-dir --disable-pip-version-check -e "$FAAST_ROOT[lm,vision,text,test]" 2> >(grep -v "is ignored" >&2)
   echo "$want" > "$stamp"
 fi
 export FAAST_PY FAAST_ROOT FAAST_VENV
