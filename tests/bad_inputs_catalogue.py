@@ -939,6 +939,17 @@ def _load_other_weights(ctx: Ctx, fm):
     fm.load_fast_weights(path)
 
 
+def _load_fine_tune_weights(ctx: Ctx, fm):
+    """Fast weights of a fine-tune: the same embeddings, one decoder matrix changed by 0.1 %."""
+    other = ctx.fm(learned=False)
+    with torch.no_grad():
+        other.base_model.model.layers[0].self_attn.q_proj.weight.mul_(1.001)
+    other.learn(input_ids=torch.arange(3, 23).reshape(2, 10))
+    path = ctx.path("fine-tune-weights.safetensors")
+    other.save_fast_weights(path, "t")
+    fm.load_fast_weights(path)
+
+
 def _load_other_layout(ctx: Ctx, fm):
     other = _fm_new(num_memories=0)
     other.learn(input_ids=torch.arange(3, 13)[None])
@@ -1185,6 +1196,13 @@ LM = [
         on_fm(_load_other_weights),
         ValueError,
         r"different embeddings",
+    ),
+    Case(
+        "FaastModel.load_fast_weights",
+        "saved for a fine-tune of the same model (same embeddings)",
+        on_fm(_load_fine_tune_weights),
+        ValueError,
+        r"same architecture and embeddings, but model\.layers\.0\.self_attn\.q_proj\.weight differ",
     ),
     Case(
         "FaastModel.load_fast_weights",
@@ -1560,6 +1578,20 @@ TASKS = [
         call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(labels=["w5", "w8", "w5 "])),
         ValueError,
         r"labels 'w5' and 'w5 ' differ only by surrounding whitespace",
+    ),
+    Case(
+        "TaskSpec",
+        "a template that is neither a PromptTemplate nor a string",
+        call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(template=3)),
+        TypeError,
+        r"template must be a PromptTemplate or a prompt string holding \{input\}, got int",
+    ),
+    Case(
+        "TaskSpec",
+        "the template as a plain prompt string",
+        call(lambda c: __import__("faast.lm.task", fromlist=["x"]).TaskSpec(template="Q: {input}\nA:")),
+        behaviour="taken as PromptTemplate(template): the default answer prefix and end",
+        check=lambda spec: spec.template.template == "Q: {input}\nA:" and spec.template.answer_end == "\n",
     ),
     Case(
         "TaskSpec",
@@ -2469,6 +2501,13 @@ TASKS += [
         "TaskModel.learn",
         "an example longer than the context window",
         on_task(lambda c, t: t.learn(_ex((LONG, "w7")), progress=False)),
+        ValueError,
+        r"is 3005 tokens, more than the model's context of 64",
+    ),
+    Case(
+        "TaskModel.answer_nll",
+        "an example longer than the context window",
+        on_task(lambda c, t: t.answer_nll(_ex((LONG, "w7")))),
         ValueError,
         r"is 3005 tokens, more than the model's context of 64",
     ),

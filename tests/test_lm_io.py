@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faast.lm import FaastConfig, FaastModel, get_faast_model, list_tasks
 from tests.lm_tiny import random_batch, tiny_model
@@ -202,3 +204,98 @@ def test_a_refused_read_config_changes_nothing(tmp_path):
     assert torch.equal(prob(input_ids=probe).logits, before)
     prob.load_fast_weights(path, read=False)  # the statistics alone are readable by either mix
     assert prob.num_pairs == logit.num_pairs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_fast_weights_load_into_a_copy_of_the_model_cast_to_any_float_dtype(tmp_path, dtype):
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path)  # learned on the float64 model
+    other = with_random_readout(
+        get_faast_model(tiny_model("llama", dtype=dtype), FaastConfig(num_memories=1))
+    )
+    other.load_fast_weights(path)  # rounding to the coarser dtype is not "other weights"
+    assert other.num_pairs > 0
+
+
+@pytest.mark.parametrize("relative_change", [1e-6, 1e-3])
+def test_fast_weights_of_a_fine_tune_with_the_same_embeddings_are_refused(tmp_path, relative_change):
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path)
+    tuned = tiny_model("llama")  # the same base weights, then one decoder matrix nudged, as a fine-tune does
+    with torch.no_grad():
+        tuned.model.layers[1].mlp.down_proj.weight.mul_(1 + relative_change)
+    target = with_random_readout(get_faast_model(tuned, FaastConfig(num_memories=1)))
+    with pytest.raises(ValueError, match=r"model\.layers\.1\.mlp\.down_proj\.weight differ"):
+        target.load_fast_weights(path)
+    assert target.num_pairs == 0
+
+
+def test_fast_weights_saved_without_weight_samples_still_load(tmp_path):
+    """Files written before the samples were stored are checked as before (embeddings only)."""
+    from faast.io import load_tensors, save_tensors
+
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path, task="t")
+    tensors, meta = load_tensors(path, kind="fast_weights")
+    for key in ("t/weight_samples", "t/weight_resolution"):
+        del tensors[key]
+    save_tensors(path, tensors, meta, kind="fast_weights")
+    tuned = tiny_model("llama")
+    with torch.no_grad():
+        tuned.model.layers[1].mlp.down_proj.weight.mul_(1.001)
+    target = with_random_readout(get_faast_model(tuned, FaastConfig(num_memories=1)))
+    target.load_fast_weights(path)  # not told apart without the samples, as before
+    assert target.num_pairs > 0
+
+
+def test_fast_weights_of_a_model_with_other_tensor_names_are_loaded_with_a_warning(tmp_path):
+    import json
+
+    from faast.io import load_tensors, save_tensors
+
+    path = tmp_path / "fw.safetensors"
+    learned().save_fast_weights(path, task="t")
+    tensors, meta = load_tensors(path, kind="fast_weights")
+    tasks = json.loads(meta["tasks"])
+    tasks["t"]["weights"] = "0" * 16  # as if its tensors had been named or shaped otherwise
+    save_tensors(path, tensors, {"tasks": json.dumps(tasks)}, kind="fast_weights")
+    target = with_random_readout(get_faast_model(tiny_model("llama"), FaastConfig(num_memories=1)))
+    with pytest.warns(UserWarning, match="named or shaped otherwise"):
+        target.load_fast_weights(path)
+    assert target.num_pairs > 0
+
+
+FLOAT_DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rows=st.integers(1, 6),
+    stored_dtype=st.sampled_from(FLOAT_DTYPES),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    scale=st.sampled_from([1e-9, 1e-6, 1e-2, 1.0, 1e3, 1e6]),
+)
+def test_weight_samples_rounded_to_two_dtypes_agree_and_a_change_beyond_rounding_does_not(
+    seed, rows, stored_dtype, dtype, scale
+):
+    from faast.lm import fastweights as fw
+
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(rows, 40, generator=gen, dtype=torch.float64) * scale
+    stored = [(f"w{i}", base[i].to(stored_dtype)) for i in range(rows)]
+    here = [(f"w{i}", base[i].to(dtype)) for i in range(rows)]
+    (s_stored, r_stored), (s_here, r_here) = fw.weight_samples(stored), fw.weight_samples(here)
+    assert fw.differing_weights(s_stored, r_stored, s_here, r_here) == []
+    coarse = max(torch.finfo(stored_dtype).eps, torch.finfo(dtype).eps)
+    changed = base.clone()
+    changed[rows - 1] *= 1 + 4 * coarse
+    moved = [(f"w{i}", changed[i].to(dtype)) for i in range(rows)]
+    s_moved, r_moved = fw.weight_samples(moved)
+    representable = all(  # normal numbers in both dtypes: a change beyond rounding is visible
+        torch.finfo(t).tiny * 4 < base[rows - 1].abs().min()
+        and base[rows - 1].abs().max() < torch.finfo(t).max / 4
+        for t in (stored_dtype, dtype)
+    )
+    if representable:
+        assert fw.differing_weights(s_stored, r_stored, s_moved, r_moved) == [rows - 1]

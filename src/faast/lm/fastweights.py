@@ -4,15 +4,20 @@ Layout of a file (a faast safetensors file of kind ``fast_weights``, written ato
 
 * tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64), a
   memory's kept pairs while it holds at most d (``kept_keys``, ``kept_values``: float64), the
-  read-outs' extra state (``"{task}/output/seen"``) and ``"{task}/fingerprint"`` (a projection of
-  the model's embedding matrix);
+  read-outs' extra state (``"{task}/output/seen"``), a middle memory's scorer
+  (``"{task}/{memory}/scorer_values"``, ``scorer_resolution``), ``"{task}/fingerprint"`` (a projection of
+  the model's embedding matrix) and ``"{task}/weight_samples"``, ``"{task}/weight_resolution"``
+  (values sampled from every floating weight tensor of the model, and the resolution of each
+  tensor's dtype: what tells a fine-tune of the same base model apart);
 * metadata ``tasks``: a JSON object task → signature (model type, sizes, memory layout, scorer
-  hash, the layout config and the read config the task is read with) checked when loading, so
-  the statistics of another model or another readout fail with a clear error.
+  hash, the layout config, the read config the task is read with, and a digest of the sampled
+  tensors' names and shapes) checked when loading, so the statistics of another model or another
+  readout fail with a clear error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from faast.io import check_writable, load_tensors, save_tensors
 from faast.lm.config import FaastConfig, ReadConfig
@@ -30,6 +36,11 @@ STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 KEPT_KEYS, KEPT_VALUES = "kept_keys", "kept_values"
 #: Cosine similarity of embedding fingerprints above which two models count as the same weights.
 FINGERPRINT_MIN_COSINE = 0.99
+#: Names of a middle memory's scorer weights (1, 2d) float64 and its dtype's resolution (1, 2), saved
+#: so that loading compares them up to dtype rounding (the signature's scorer hash cannot).
+SCORER_VALUES, SCORER_RESOLUTION = "scorer_values", "scorer_resolution"
+#: Values sampled from each floating weight tensor of a model for the weights check.
+WEIGHT_SAMPLES_PER_TENSOR = 16
 
 
 def check_task_name(task: str) -> str:
@@ -160,3 +171,55 @@ def same_fingerprint(a: torch.Tensor, b: torch.Tensor) -> bool:
         return False
     cos = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0)
     return bool(cos >= FINGERPRINT_MIN_COSINE)
+
+
+def sampled_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The (name, tensor) pairs the weights check samples: every floating parameter of ``model``
+    that holds values (not on the ``meta`` device), in ``named_parameters`` order."""
+    return [
+        (name, p)
+        for name, p in model.named_parameters()
+        if p.is_floating_point() and p.device.type != "meta" and p.numel() > 0
+    ]
+
+
+def weights_digest(weights: list[tuple[str, torch.Tensor]]) -> str:
+    """A digest of the names and shapes of ``weights`` (16 hex digits)."""
+    text = json.dumps([[name, list(p.shape)] for name, p in weights])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weight_samples(weights: list[tuple[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(samples, resolution)`` of ``weights`` (T tensors): samples (T, k) float64, the values at k =
+    WEIGHT_SAMPLES_PER_TENSOR fixed positions of each flattened tensor (drawn from a fixed seed and
+    the tensor's size, so the same on every load), and resolution (T, 2) float64, each tensor
+    dtype's relative spacing (eps) and smallest positive step (eps · tiny)."""
+    gen = torch.Generator().manual_seed(20261206)
+    k = WEIGHT_SAMPLES_PER_TENSOR
+    rows, res = [], []
+    for _, p in weights:
+        idx = torch.randint(p.numel(), (k,), generator=gen)
+        rows.append(p.detach().reshape(-1)[idx.to(p.device)].to("cpu", torch.float64))
+        info = torch.finfo(p.dtype)
+        res.append([info.eps, info.eps * info.tiny])
+    samples = torch.stack(rows) if rows else torch.empty(0, k, dtype=torch.float64)
+    return samples, torch.tensor(res, dtype=torch.float64).reshape(-1, 2)
+
+
+def differing_weights(
+    stored: torch.Tensor, stored_resolution: torch.Tensor, samples: torch.Tensor, resolution: torch.Tensor
+) -> list[int]:
+    """Indices of the tensors whose samples differ between ``stored`` and ``samples`` (both (T, k)
+    float64) by more than rounding to the coarser of the two dtypes can explain (relative spacing
+    and smallest step: (T, 2) each). Values infinite or NaN on either side are not compared (a
+    float16 copy of a large weight overflows)."""
+    if stored.shape != samples.shape or stored_resolution.shape != resolution.shape:
+        raise ValueError(
+            f"weight samples of shape {tuple(stored.shape)} cannot be compared with {tuple(samples.shape)}"
+        )
+    rel = torch.maximum(stored_resolution[:, :1], resolution[:, :1])
+    step = torch.maximum(stored_resolution[:, 1:], resolution[:, 1:])
+    finite = torch.isfinite(stored) & torch.isfinite(samples)
+    a, b = torch.where(finite, stored, 0.0), torch.where(finite, samples, 0.0)
+    within = (a - b).abs() <= rel * torch.maximum(a.abs(), b.abs()) + step
+    return torch.nonzero(~within.all(dim=1)).flatten().tolist()

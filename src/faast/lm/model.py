@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from faast._checks import check_device
 from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
+from faast.lm.fastweights import SCORER_RESOLUTION, SCORER_VALUES
 from faast.lm.inject import HookSet, _text_config, find_layout
 from faast.lm.inputs import (
     check_learn_inputs,
@@ -53,7 +55,15 @@ from faast.lm.output_readouts import (
 )
 from faast.lm.prefix_cache import PrefixCache, model_extends_by_attention
 from faast.lm.readout_registry import build_readouts
-from faast.lm.readouts import HEAD_INPUT, Captured, HookContext, MiddleMemory, ReadOut
+from faast.lm.readouts import (
+    HEAD_INPUT,
+    Captured,
+    HookContext,
+    MiddleMemory,
+    ReadOut,
+    same_scorer,
+    scorer_snapshot,
+)
 from faast.lm.readouts import pair_mask as real_token_pairs
 
 READOUT_NAME = "faast_readout.safetensors"
@@ -792,6 +802,37 @@ class FaastModel(nn.Module):
     def _fingerprint(self) -> torch.Tensor:
         return fw.embedding_fingerprint(self.base_model.get_input_embeddings().weight)
 
+    def _check_weight_samples(
+        self, where: str, tensors: dict[str, torch.Tensor], sig: dict[str, Any]
+    ) -> None:
+        """Refuse fast weights learned on a model whose weights differ from this one's beyond the
+        rounding of a dtype change (a fine-tune of the same base model, a merged LoRA), by the values
+        sampled from every weight tensor when they were saved. Files saved before the samples were
+        stored are not checked; tensors named or shaped otherwise are warned about, not compared."""
+        if "weight_samples" not in tensors or "weights" not in sig:
+            return
+        weights = fw.sampled_weights(self.base_model)
+        if fw.weights_digest(weights) != sig["weights"]:
+            warnings.warn(
+                f"{where}: this model's weight tensors are named or shaped otherwise than those of the "
+                "model they were learned on, so its weights were not compared with that model's",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        samples, resolution = fw.weight_samples(weights)
+        stored_res = tensors.get("weight_resolution", torch.empty(0))
+        differ = fw.differing_weights(tensors["weight_samples"], stored_res, samples, resolution)
+        if differ:
+            names = [weights[i][0] for i in differ]
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            raise ValueError(
+                f"{where} were learned on a model with other weights ({sig.get('name_or_path')!r}) than "
+                f"this one ({self.signature()['name_or_path']!r}): same architecture and embeddings, "
+                f"but {', '.join(names[:3])}{more} differ (a fine-tune or merged adapter of the same "
+                "base model?); load them into the model they were learned on"
+            )
+
     def save_fast_weights(
         self, path: str | os.PathLike[str], task: str = "default", *, info: dict[str, Any] | None = None
     ) -> Path:
@@ -802,7 +843,10 @@ class FaastModel(nn.Module):
         if self.num_pairs == 0:
             raise ValueError("nothing to save: no pairs were learned since the last reset_projection()")
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
+        weights = fw.sampled_weights(self.base_model)
+        tensors["weight_samples"], tensors["weight_resolution"] = fw.weight_samples(weights)
         signature = self.signature()
+        signature["weights"] = fw.weights_digest(weights)
         signature["read"] = self.read_config.to_dict()
         if self._learned_state_dtype is not None:
             signature["state_dtype"] = str(self._learned_state_dtype).removeprefix("torch.")
@@ -811,6 +855,9 @@ class FaastModel(nn.Module):
         for name, readout in self.memories.items():
             for key, value in readout.stats.state_dict().items():
                 tensors[f"{name}/{key}"] = value
+            scorer = readout.learned_scorer() if isinstance(readout, MiddleMemory) else None
+            if scorer is not None:  # compared up to dtype rounding when loading (the hash cannot be)
+                tensors[f"{name}/{SCORER_VALUES}"], tensors[f"{name}/{SCORER_RESOLUTION}"] = scorer
             for key, value in readout.extra_state().items():
                 tensors[f"{name}/{key}"] = value
             rows = readout.stats.kept_rows()
@@ -845,10 +892,18 @@ class FaastModel(nn.Module):
                 f"{where} were learned on a model with other weights ({sig.get('name_or_path')!r}) than this "
                 f"one ({mine['name_or_path']!r}): same architecture, different embeddings"
             )
+        self._check_weight_samples(where, tensors, sig)
         theirs = sig.get("memories", {})
         for name in sorted(set(theirs) | set(mine["memories"])):
             a = {k: v for k, v in theirs.get(name, {}).items() if k != "input_dtype"}
             b = mine["memories"].get(name)
+            readout = self.memories[name] if name in self.memories else None
+            if f"{name}/{SCORER_VALUES}" in tensors and isinstance(readout, MiddleMemory) and a and b:
+                # the scorer's values were saved: compare them up to dtype rounding, not by hash
+                stored = (tensors[f"{name}/{SCORER_VALUES}"], tensors.get(f"{name}/{SCORER_RESOLUTION}"))
+                same = stored[1] is not None and same_scorer(stored, scorer_snapshot(readout))
+                a, b = dict(a), dict(b)
+                a["scorer"] = b["scorer"] if same else a.get("scorer")
             if a != b:
                 hint = (
                     " (the scorer differs: they were learned with another readout)"

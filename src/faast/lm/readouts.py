@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faast.lm.config import ReadConfig
+from faast.lm.fastweights import differing_weights
 from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
 from faast.memory import InverseMemory
 from faast.solver import Cut
@@ -277,8 +278,8 @@ class MiddleMemory(ReadOut):
         self._zero_key: tuple[int, int] | None = None
         self._zero = True
         self._fused: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
-        #: scorer_hash when the held pairs were first learned (None: nothing learned here).
-        self._learned_scorer: str | None = None
+        #: scorer_snapshot when the held pairs were first learned (None: nothing learned here).
+        self._learned_scorer: ScorerSnapshot | None = None
 
     def reset(self) -> None:
         super().reset()
@@ -303,7 +304,7 @@ class MiddleMemory(ReadOut):
 
     def learn(self, batch: Captured) -> None:
         if not self.has_pairs:
-            self._learned_scorer = scorer_hash(self)
+            self._learned_scorer = scorer_snapshot(self)
         super().learn(batch)
 
     def check_forget(self, batches: list[Captured]) -> None:
@@ -311,15 +312,19 @@ class MiddleMemory(ReadOut):
         are weighted by it, so the pairs recomputed now would not be the ones added. Forgetting is
         exact only if the readout (its scorer) did not change between learning and forgetting."""
         super().check_forget(batches)
-        if self._learned_scorer is not None and self._learned_scorer != scorer_hash(self):
+        if self._learned_scorer is not None and not same_scorer(self._learned_scorer, scorer_snapshot(self)):
             raise ValueError(
                 f"middle memory at block {self.layer}: its scorer changed since the pairs were learned "
                 "(values are weighted by it), so they cannot be forgotten exactly; relearn instead"
             )
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
-        """Statistics loaded with fast weights were learned with this scorer (the signature says so)."""
-        self._learned_scorer = scorer_hash(self)
+        """Statistics loaded with fast weights were learned with this scorer (checked when loading)."""
+        self._learned_scorer = scorer_snapshot(self)
+
+    def learned_scorer(self) -> ScorerSnapshot | None:
+        """The scorer the held pairs were learned with (the current one when none are held)."""
+        return self._learned_scorer if self._learned_scorer is not None else scorer_snapshot(self)
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         hooks.pre(layout.blocks[self.layer], self._record_or_read(ctx, self.read))
@@ -358,6 +363,30 @@ class MiddleMemory(ReadOut):
 
     def signature(self) -> dict[str, Any]:
         return {**super().signature(), "layer": self.layer, "scorer": scorer_hash(self)}
+
+
+#: A scorer's weights (1, 2d) float64 and its dtype's resolution (1, 2): eps and smallest step.
+ScorerSnapshot = tuple[torch.Tensor, torch.Tensor]
+
+
+def scorer_snapshot(mem: MiddleMemory) -> ScorerSnapshot | None:
+    """The scorer's weights as float64 (1, 2d) with its dtype's resolution (1, 2), or None."""
+    if mem.scorer is None:
+        return None
+    weight = mem.scorer.weight.detach()
+    info = torch.finfo(weight.dtype)
+    resolution = torch.tensor([[info.eps, info.eps * info.tiny]], dtype=torch.float64)
+    return weight.to("cpu", torch.float64, copy=True).reshape(1, -1), resolution
+
+
+def same_scorer(a: ScorerSnapshot | None, b: ScorerSnapshot | None) -> bool:
+    """Whether two snapshots are one scorer up to rounding to the coarser of their dtypes (a float32
+    scorer and its float16 copy are the same; hashes of the two could not tell that)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if a[0].shape != b[0].shape:
+        return False
+    return not differing_weights(a[0], a[1], b[0], b[1])
 
 
 def scorer_hash(mem: MiddleMemory) -> str:
