@@ -123,9 +123,14 @@ class TaskScoringMixin:
         return self.model.serves_prefix_cache and self._lead_view()[0] is None
 
     def _answer_batches(self, examples: Sequence[Example], batch_size: int = 16) -> list[ScoredBatch]:
+        """Teacher-forced batches of ``examples`` (with outputs), each checked to fit the context
+        (a longer one would be scored at positions the model never saw, or fail deep in it)."""
         batches = []
         for i in batch_starts(len(examples), batch_size):
-            enc = [self.codec.encode(e.input, e.output) for e in examples[i : i + batch_size]]  # type: ignore[arg-type]
+            part = examples[i : i + batch_size]
+            enc = [self.codec.encode(e.input, e.output) for e in part]  # type: ignore[arg-type]
+            for e, c in zip(part, enc, strict=True):
+                self.codec.check_fits(c.ids, f"the example {e.input[:40]!r}")
             seqs = [c.ids for c in enc]
             targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
             batches.append(ScoredBatch(seqs, targets, len(enc), 1, False))

@@ -107,7 +107,8 @@ class TaskSpec:
     example contributes, the labels (None: free-form outputs) and the lead demonstrations, (input,
     output) pairs written before every prompt (:class:`~faast.lm.prompts.PromptCodec`: the task then
     learns and reads states conditioned on them, in-context learning and fast weights together;
-    none by default)."""
+    none by default). ``template`` may be given as the prompt string alone (holding ``{input}``),
+    which becomes ``PromptTemplate(template)``."""
 
     template: PromptTemplate = field(default_factory=PromptTemplate)
     pairs: str = "answer"
@@ -115,6 +116,13 @@ class TaskSpec:
     demonstrations: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if isinstance(self.template, str):  # the prompt alone: the default answer prefix and end
+            self.template = PromptTemplate(self.template)
+        elif not isinstance(self.template, PromptTemplate):
+            raise TypeError(
+                f"template must be a PromptTemplate or a prompt string holding {{input}}, "
+                f"got {type(self.template).__name__}"
+            )
         if self.pairs not in PAIR_MODES:
             raise ValueError(f"pairs must be one of {PAIR_MODES}, got {self.pairs!r}")
         if self.labels is not None:
