@@ -378,8 +378,8 @@ class FaastClassifier(
         self._check_logistic()
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
-        if self.distributed:  # the classes of every process's shard
-            classes = np.asarray(faast.distributed.current().union(classes.tolist()))
+        if self.distributed:  # the classes of every process's shard, in the labels' dtype
+            classes = faast.distributed.current().union_labels(classes)
         check_classification_targets(classes if self.distributed else y_np)
         if isinstance(self.class_weight, str):  # "balanced": n / (C · n_c) from the labels of this fit
             self.class_weight_ = compute_class_weight("balanced", classes=classes, y=y_np)
@@ -435,6 +435,8 @@ class FaastClassifier(
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
             classes_ = np.unique(np.asarray(classes))
+            if self.distributed and not refining:  # fit passes the union of every process's labels
+                _check_same_classes(classes_)
         else:
             self._check_design_params("partial_fit")
             classes_ = self.classes_
@@ -838,6 +840,20 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
+
+
+def _check_same_classes(classes: np.ndarray) -> None:
+    """Refuse a first distributed ``partial_fit`` whose processes pass different ``classes`` (C,):
+    their statistics would be summed column by column, one class's examples counted as another's.
+    A ValueError on every process, naming each process's classes."""
+    d = faast.distributed.current()
+    every = d.all_gather_json(classes.tolist())
+    if any(part != every[0] for part in every):
+        told = "; ".join(f"rank {r}: {part}" for r, part in enumerate(every))
+        raise ValueError(
+            f"{d}: partial_fit(distributed=True) got different classes on the processes ({told}); "
+            "every process must pass the same classes (all the labels of the whole data) on the first call"
+        )
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

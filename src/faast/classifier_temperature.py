@@ -74,9 +74,9 @@ class TemperatureMixin:
             self._calibration_rows = kept
             self._temperature = _Temperature()
             return
-        if pairs is not None and self._calibration_rows_for(pairs[0].shape[0]):
-            keys, onehot, weights = pairs
-            pick = evenly_spaced_rows(keys.shape[0], CALIBRATION_ROWS, keys.device)
+        pick = None if pairs is None else self._calibration_pick(pairs[0].shape[0], pairs[0].device)
+        if pick is not None:
+            keys, onehot, weights = pairs  # type: ignore[misc]
             self._calibration_sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = (
                 keys[pick].detach().clone(),
                 onehot[pick].clone(),
@@ -153,15 +153,30 @@ class TemperatureMixin:
     def logit_scale_(self, value: float) -> None:
         self._temperature = _Temperature(float(value))
 
-    def _calibration_rows_for(self, rows: int) -> bool:
-        """Whether a call's ``rows`` (this process's; summed over every process when
-        distributed) give the temperature a sample at least as large as the one it came from
-        before (at most ``CALIBRATION_ROWS``): a small ``partial_fit`` batch does not replace an
-        estimate from a large fit. Records the new sample's size when they do."""
-        used = min(rows, CALIBRATION_ROWS)
+    def _calibration_pick(self, rows: int, device: torch.device) -> torch.Tensor | None:
+        """Which of a call's ``rows`` pairs (this process's) join the temperature's sample:
+        indices (≤ CALIBRATION_ROWS,) int64 on ``device``, or None when the call's sample would
+        be smaller than the one before (:meth:`_calibration_rows_for`). The sample is at most
+        ``CALIBRATION_ROWS`` evenly spaced rows of the call's data (:func:`evenly_spaced_rows`);
+        distributed, of all the processes' rows taken in rank order (every process's row count
+        gathered), each process keeping those in its block — with the contiguous rank-ordered
+        shards of :meth:`~faast.distributed.Dist.shard_range`, the rows one process would take."""
+        offset, total = 0, rows
         if self.distributed:
-            summed = torch.tensor([float(used)], dtype=torch.float64)
-            used = int(faast.distributed.current().all_reduce_(summed, what="calibration rows").item())
+            d = faast.distributed.current()
+            counts = d.gather_rows(torch.tensor([[rows]], dtype=torch.int64), d.world_size)[:, 0].tolist()
+            offset, total = sum(counts[: d.rank]), sum(counts)
+        if not self._calibration_rows_for(total):
+            return None
+        pick = evenly_spaced_rows(total, CALIBRATION_ROWS, device)
+        return pick[(pick >= offset) & (pick < offset + rows)] - offset
+
+    def _calibration_rows_for(self, rows: int) -> bool:
+        """Whether a call's ``rows`` (of every process when distributed) give the temperature a
+        sample at least as large as the one it came from before (at most ``CALIBRATION_ROWS``):
+        a small ``partial_fit`` batch does not replace an estimate from a large fit. Records the
+        new sample's size when they do."""
+        used = min(rows, CALIBRATION_ROWS)
         if used < min(getattr(self, "_calibration_rows", 0), CALIBRATION_ROWS):
             return False
         self._calibration_rows = used

@@ -16,7 +16,9 @@ machinery that needs:
   processes, and :meth:`Dist.learn_shard` shards a sequence, learns this process's block inside it
   and returns the total pair count;
 - every collective turns a failure or a timeout (another process crashed or is stuck) into a
-  :class:`DistributedError` naming this rank and the operation, instead of hanging.
+  :class:`DistributedError` naming this rank and the operation, instead of hanging; statistics
+  that cannot be summed (other dimensions, ``dual_max_pairs`` or key dtypes) are refused on every
+  process at once, before anything is summed.
 
 Environment: ``FAAST_DIST_TIMEOUT`` (seconds a collective waits for the other processes, default
 1800), ``FAAST_DIST_BACKEND`` (``gloo`` or ``nccl``; default nccl when CUDA is available, else gloo).
@@ -34,10 +36,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from faast.solver import GramStats
+from faast.solver.stats import StatsMismatchError
 
 __all__ = ["Dist", "DistributedError", "current", "init", "shard_range", "shutdown"]
 
@@ -130,11 +134,21 @@ class Dist:
     # ----------------------------------------------------------------- collectives
     @contextlib.contextmanager
     def _collective(self, what: str) -> Iterator[None]:
-        """Turn a failed or timed-out collective into a DistributedError naming rank and operation."""
+        """Turn a failed or timed-out collective into a DistributedError naming rank and operation
+        (a Dist of several processes without an initialised process group: a DistributedError
+        saying so, before anything is sent)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            raise DistributedError(
+                f"{self}: {what}: the torch.distributed process group is not initialised; a Dist of "
+                f"{self.world_size} processes needs one (faast.distributed.init() under torchrun, or "
+                "torch.distributed.init_process_group)"
+            )
         try:
             yield
         except DistributedError:
             raise
+        except StatsMismatchError as exc:  # the processes agreed that they disagree: not a failure
+            raise DistributedError(str(exc)) from exc
         except (RuntimeError, ValueError) as exc:  # DistBackendError is a RuntimeError
             raise DistributedError(
                 f"{self}: {what} failed; another process probably failed or is stuck (collectives "
@@ -207,32 +221,37 @@ class Dist:
         """Sum ``stats`` over every process in place (every process must call it, empty or not).
 
         Afterwards every process holds the statistics of all the data, so solving gives the same
-        fast weights everywhere. The keys' dtype is agreed too (a process with no data has none).
+        fast weights everywhere. :meth:`GramStats.all_reduce` first checks that the processes'
+        statistics can be summed — the same dimensions and ``dual_max_pairs``, one key dtype
+        among the processes with data (a process with none adopts it) — and a mismatch is a
+        :class:`DistributedError` on every process at once.
         """
         if not self.active:
             return stats
-        seen = self.all_gather_json([stats.key_dim, stats.value_dim, _dtype_name(stats.input_dtype)])
-        shapes = {(k, m) for k, m, _ in seen}
-        if len(shapes) > 1:
-            raise DistributedError(f"{self}: processes hold statistics of different shapes (d, m) {shapes}")
-        dtypes = {d for _, _, d in seen if d}
-        if len(dtypes) > 1:
-            raise DistributedError(f"{self}: processes learned keys of different dtypes {sorted(dtypes)}")
         home = stats.device
         if home != self.device:
             stats.to(self.device)
-        with self._collective("all_reduce of the statistics"):
-            stats.all_reduce()
-        if home != self.device:
-            stats.to(home)
-        if dtypes and stats.input_dtype is None:
-            stats.input_dtype = getattr(torch, dtypes.pop())
+        try:
+            with self._collective("all_reduce of the statistics"):
+                stats.all_reduce()
+        finally:
+            if home != self.device:
+                stats.to(home)
         return stats
 
     def union(self, values: Sequence[Any]) -> list[Any]:
         """The sorted distinct values seen by any process (JSON-able scalars: labels, names)."""
         merged = {v for part in self.all_gather_json(list(values)) for v in part}
         return sorted(merged)
+
+    def union_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The sorted distinct labels (JSON-able scalars) of every process's ``labels`` (n,), in the
+        dtype NumPy gives their arrays together (int32 labels stay int32; strings widen to the
+        longest); processes without labels do not take part in the dtype unless none has any."""
+        parts = self.all_gather_json([labels.dtype.str, labels.tolist()])
+        held = [np.dtype(kind) for kind, values in parts if values] or [np.dtype(k) for k, _ in parts]
+        merged = sorted({v for _, values in parts for v in values})
+        return np.asarray(merged, dtype=np.result_type(*held))
 
     # ----------------------------------------------------------------- learning
     @contextlib.contextmanager
@@ -245,8 +264,9 @@ class Dist:
         learns into empty statistics, these are all-reduced and the earlier ones added back.
         Learned-token counts (the output memory's ``counts``) and float64 sums (the correction
         read-out's curvature sums) are reduced the same way (what the block added summed, the
-        earlier ones kept once); boolean learned-token sets are united. If the block raises,
-        nothing is reduced and the earlier statistics are restored.
+        earlier ones kept once); boolean learned-token sets are united. If the block raises, or
+        the reduction fails (another process failed: a :class:`DistributedError`), every
+        read-out's earlier statistics and extra state are restored before the error propagates.
 
         Examples
         --------
@@ -267,34 +287,36 @@ class Dist:
             r.stats.reset()
         try:
             yield model
-        except BaseException:
+            for r, b, extra in zip(readouts, before, extras, strict=True):
+                self._reduce_readout(r, b, extra)
+        except BaseException:  # the block, or the reduction (another process failed): roll back
             for r, b, extra in zip(readouts, before, extras, strict=True):
                 r.stats.restore(b)
                 if extra:
                     r.load_extra_state(extra, "the learned-token state before the block")
             raise
-        for r, b, extra in zip(readouts, before, extras, strict=True):
-            self.all_reduce_stats(r.stats)
-            reduced: dict[str, torch.Tensor] = {}
-            for name, tensor in r.extra_state().items():
-                if tensor.dtype in (
-                    torch.int64,
-                    torch.float64,
-                ):  # counts, sums: the block's increments summed
-                    delta = tensor - extra[name]
-                    reduced[name] = extra[name] + self.all_reduce_(delta, "sum", what=f"sum of {name}")
-                elif tensor.dtype in (torch.bool, torch.uint8):
-                    united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
-                    reduced[name] = united.to(tensor.dtype)
-                else:
-                    raise TypeError(
-                        f"{type(r).__name__}: cannot reduce extra state {name!r} of dtype {tensor.dtype} "
-                        "across processes (only int64 counts, float64 sums and boolean masks are reduced)"
-                    )
-            if reduced:
-                r.load_extra_state(reduced, "the all-reduced learned-token state")
-            if b.count:
-                r.stats.merge(b)
+
+    def _reduce_readout(self, readout: Any, before: GramStats, extra: dict[str, torch.Tensor]) -> None:
+        """Sum what ``readout`` learned in a :meth:`reduce_learning` block over every process and
+        add back what it held ``before`` (statistics) and ``extra`` (its extra state) once."""
+        self.all_reduce_stats(readout.stats)
+        reduced: dict[str, torch.Tensor] = {}
+        for name, tensor in readout.extra_state().items():
+            if tensor.dtype in (torch.int64, torch.float64):  # counts, sums: the block's increments summed
+                delta = tensor - extra[name]
+                reduced[name] = extra[name] + self.all_reduce_(delta, "sum", what=f"sum of {name}")
+            elif tensor.dtype in (torch.bool, torch.uint8):
+                united = self.all_reduce_(tensor.to(torch.int32), "max", what=f"union of {name}")
+                reduced[name] = united.to(tensor.dtype)
+            else:
+                raise TypeError(
+                    f"{type(readout).__name__}: cannot reduce extra state {name!r} of dtype {tensor.dtype} "
+                    "across processes (only int64 counts, float64 sums and boolean masks are reduced)"
+                )
+        if reduced:
+            readout.load_extra_state(reduced, "the all-reduced learned-token state")
+        if before.count:
+            readout.stats.merge(before)
 
     def learn_shard(self, model: Any, items: Sequence[T], learn: Callable[[Sequence[T]], int]) -> int:
         """Learn this process's block of ``items`` into ``model`` and sum the result across processes.
@@ -321,8 +343,59 @@ def _readouts(model: Any) -> list[Any]:
     return list(readouts)
 
 
-def _dtype_name(dtype: torch.dtype | None) -> str:
-    return "" if dtype is None else str(dtype).removeprefix("torch.")
+def _env_int(name: str) -> int | None:
+    """The integer in environment variable ``name`` (None when it is not set)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer (set by torchrun), got {raw!r}") from None
+
+
+def _launch_from_env() -> tuple[int, int] | None:
+    """(rank, world size) of the ``torchrun`` launch the environment describes, or None for a plain
+    run (neither ``RANK`` nor ``WORLD_SIZE`` set, or a world of one process). A partial launch
+    environment (``RANK``/``WORLD_SIZE`` without ``MASTER_ADDR``/``MASTER_PORT``, or one of them
+    without the other) or a rank outside ``[0, WORLD_SIZE)`` is a ValueError naming what is wrong:
+    such a process would otherwise run alone as rank 0, beside the others."""
+    rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if rank is None and world is None:
+        return None
+    if world is not None and world < 1:
+        raise ValueError(f"WORLD_SIZE must be at least 1, got {world}")
+    if (rank or 0) == 0 and (world or 1) == 1:
+        return None  # a world of one process: nothing to join
+    missing = [name for name in _ENV if name not in os.environ]
+    if missing:
+        told = ", ".join(f"{k}={os.environ[k]}" for k in _ENV if k in os.environ)
+        raise ValueError(
+            f"a torchrun launch ({told}) needs {', '.join(_ENV)}, but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: start the processes with torchrun, or "
+            "set every one of these variables (unset RANK and WORLD_SIZE for a single process)"
+        )
+    assert rank is not None and world is not None
+    if not 0 <= rank < world:
+        raise ValueError(
+            f"RANK={rank} is not in a world of WORLD_SIZE={world} processes (0 ≤ RANK < WORLD_SIZE)"
+        )
+    return rank, world
+
+
+def _check_nccl(local_rank: int) -> None:
+    """Refuse the nccl backend without a CUDA device for ``local_rank`` (a ValueError naming the
+    remedy: the gloo backend on the CPU)."""
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "the nccl backend (FAAST_DIST_BACKEND or backend=) needs CUDA, which this torch does not "
+            "see; use gloo on the CPU (FAAST_DIST_BACKEND=gloo)"
+        )
+    if local_rank >= torch.cuda.device_count():
+        raise ValueError(
+            f"the nccl backend uses cuda:LOCAL_RANK, but LOCAL_RANK={local_rank} and only "
+            f"{torch.cuda.device_count()} CUDA device(s) are visible: start at most one process per GPU"
+        )
 
 
 _CURRENT: Dist | None = None
@@ -339,7 +412,9 @@ def init(
     initialised and the context has ``world_size`` 1. A process group that is already
     initialised is adopted as it is. Calling it again returns the same context. A group joined
     here is left when the process exits (or at :func:`shutdown`), so several commands can run
-    one after the other in the same processes.
+    one after the other in the same processes. A partial launch environment (``RANK`` or
+    ``WORLD_SIZE`` without the others), a ``RANK`` outside ``[0, WORLD_SIZE)`` and nccl without
+    CUDA are refused at once (ValueError), not run as a lone rank 0 or left to time out.
 
     Parameters
     ----------
@@ -356,7 +431,7 @@ def init(
     """
     global _CURRENT, _OWNS_GROUP
     initialized = dist.is_available() and dist.is_initialized()
-    launched = all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1
+    launched = not initialized and _launch_from_env() is not None  # a group given: adopted as it is
     if _CURRENT is not None and (_CURRENT.active or not (initialized or launched)):
         return _CURRENT  # the group this module joined or adopted, or still a single process
     timeout = _timeout_from_env() if timeout_s is None else float(timeout_s)
@@ -365,7 +440,7 @@ def init(
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", rank))
     elif launched:
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])  # checked above
         local = int(os.environ.get("LOCAL_RANK", rank))
         backend = (
             backend
@@ -375,6 +450,7 @@ def init(
         if backend not in ("gloo", "nccl"):
             raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
         if backend == "nccl":
+            _check_nccl(local)
             torch.cuda.set_device(local)
         try:
             dist.init_process_group(

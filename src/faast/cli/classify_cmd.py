@@ -210,6 +210,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
+def _check_torchrun_options(args: argparse.Namespace, dist: Dist) -> None:
+    """Refuse the ``fit`` options that need every example in one process when running under
+    ``torchrun`` with several processes (``dist.active``): ``--loss logistic`` (its quasi-Newton
+    steps read every design row) and ``--class-weight balanced`` (its weights count every label)."""
+    if not dist.active:
+        return
+    for flag, given in (
+        ("--loss logistic", args.loss == "logistic"),
+        ("--class-weight balanced", args.class_weight),
+    ):
+        if given:
+            raise ValueError(
+                f"{flag} is not supported under torchrun (distributed, {dist.world_size} processes): "
+                "run `faast classify fit` as one process for it"
+            )
+
+
 def _auto_or_positive(text: str, flag: str) -> float | str:
     """A flag's value: "auto" or a positive number, with the flag named when it is neither."""
     if text == "auto":
@@ -240,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
         if args.baselines and args.cv is None:
             raise ValueError("--baselines compares on cross-validation folds: add --cv")
+        _check_torchrun_options(args, dist)  # before any data is read or encoded
         feats, labels, _, _, source = read_data(args, None, dist)
         labels = need_labels(labels, args)
         start = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zlib
 from typing import Any
 
 import numpy as np
@@ -352,16 +353,25 @@ class GramStats:
         return self
 
     def all_reduce(self, group: Any = None) -> GramStats:
-        """Sum the statistics over every process of a ``torch.distributed`` group, in place."""
+        """Sum the statistics over every process of a ``torch.distributed`` group, in place.
+
+        Every process must call it, with or without data. The processes first agree on what
+        decides the collectives (one small all-gather: :func:`_agreed_settings`), so statistics
+        of other dimensions or ``dual_max_pairs``, or of keys of another dtype, are a
+        :class:`StatsMismatchError` on every process at once instead of a hang or a wrong sum.
+        A process with no pairs takes no part in the dtype agreement and adopts the agreed dtype.
+        """
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("all_reduce needs an initialised torch.distributed process group")
+        table = self._settings_of_every_process(group)
+        agreed_dtype = _agreed_settings(table, dist.get_rank(group))
         scalars = torch.tensor(
             [float(self.count), self.weight_sum, self.value_sq_sum], dtype=torch.float64, device=self.device
         )
         gram = self.gram
-        rows = self._gathered_rows(group)
+        rows = self._gathered_rows(group, table)
         for t in (gram, self.cross, scalars):
             dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
         self._pairs = None
@@ -372,22 +382,35 @@ class GramStats:
         self.count = round(float(scalars[0]))
         self.weight_sum = float(scalars[1])
         self.value_sq_sum = float(scalars[2])
+        if agreed_dtype is not None:
+            self.input_dtype = agreed_dtype
         self._touch()
         return self
 
-    def _gathered_rows(self, group: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Every process's kept rows, in rank order (keys (n, d), values (n, m) float64), when every
-        process keeps all of its rows and their total stays within ``dual_max_pairs``; else None.
-        With rows, a summed statistic solves exactly as one process (the dual route and the exact
-        leave-one-out of ``Cut.auto`` read them); shards in rank order are the data in order."""
+    def _settings_of_every_process(self, group: Any) -> torch.Tensor:
+        """Every process's row of ``_SETTINGS`` (key_dim, value_dim, dual_max_pairs, key dtype
+        code, pair count, whether every pair's row is kept), (world, 6) float64 on the CPU, in
+        rank order: one all-gather of a fixed size, so it runs whatever the statistics."""
         import torch.distributed as dist
 
         kept = self._pairs is not None and self._pairs.count == self.count
-        mine = torch.tensor([float(kept), float(self.count)], dtype=torch.float64, device=self.device)
+        values = (self.key_dim, self.value_dim, self.dual_max_pairs, _dtype_code(self.input_dtype))
+        mine = torch.tensor([*values, self.count, kept], dtype=torch.float64, device=self.device)
         every = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
         dist.all_gather(every, mine, group=group)
-        counts = [round(float(t[1])) for t in every]
-        if not all(float(t[0]) for t in every) or sum(counts) > self.dual_max_pairs:
+        return torch.stack(every).cpu()
+
+    def _gathered_rows(self, group: Any, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every process's kept rows, in rank order (keys (n, d), values (n, m) float64), when every
+        process keeps all of its rows and their total stays within ``dual_max_pairs``; else None.
+        ``table``: :meth:`_settings_of_every_process` (the counts and kept flags, and the same
+        ``dual_max_pairs`` everywhere, so every process takes the same branch). With rows, a
+        summed statistic solves exactly as one process (the dual route and the exact
+        leave-one-out of ``Cut.auto`` read them); shards in rank order are the data in order."""
+        import torch.distributed as dist
+
+        counts = [round(float(c)) for c in table[:, _SETTINGS.index("count")]]
+        if not bool(table[:, _SETTINGS.index("kept")].all()) or sum(counts) > self.dual_max_pairs:
             return None
         width = max(counts)
         if width == 0:
@@ -641,6 +664,72 @@ class GramStats:
         other = GramStats.load(path, device=self.device)
         self._check_compatible(other.key_dim, other.value_dim, f"load {path}")
         self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
+
+
+class StatsMismatchError(ValueError):
+    """Processes hold statistics that cannot be summed by :meth:`GramStats.all_reduce`: other
+    dimensions, another ``dual_max_pairs``, or keys of another dtype (raised on every process)."""
+
+
+#: What :meth:`GramStats.all_reduce` gathers from every process before summing, in this order.
+_SETTINGS = ("key_dim", "value_dim", "dual_max_pairs", "dtype", "count", "kept")
+
+
+def _dtype_code(dtype: torch.dtype | None) -> int:
+    """A number naming ``dtype`` the same way in every process (0 for None): the CRC-32 of its
+    name, exact in float64."""
+    return 0 if dtype is None else zlib.crc32(str(dtype).encode())
+
+
+def _dtype_of_code(code: int) -> torch.dtype:
+    """The torch dtype that :func:`_dtype_code` names ``code``."""
+    for value in vars(torch).values():
+        if isinstance(value, torch.dtype) and _dtype_code(value) == code:
+            return value
+    raise ValueError(f"no torch dtype has the code {code}")
+
+
+def _agreed_settings(table: torch.Tensor, rank: int) -> torch.dtype | None:
+    """Check that every process's row of ``table`` (world, 6) (:data:`_SETTINGS`) allows one sum:
+    the same (key_dim, value_dim) and ``dual_max_pairs`` (which decides whether the kept rows are
+    gathered, a collective of its own), and one key dtype among the processes that hold pairs.
+    Returns that dtype (None when no process with pairs has one); a
+    :class:`StatsMismatchError` naming each process's setting otherwise (``rank``: this one's)."""
+    world = table.shape[0]
+    column = {name: [round(float(x)) for x in table[:, i]] for i, name in enumerate(_SETTINGS)}
+    where = f"rank {rank}/{world}: cannot all-reduce the statistics:"
+    shapes = list(zip(column["key_dim"], column["value_dim"], strict=True))
+    if len(set(shapes)) > 1:
+        raise StatsMismatchError(
+            f"{where} the processes hold statistics of different shapes (key_dim, value_dim) "
+            f"{_per_rank(shapes)}; build them with the same dimensions on every process"
+        )
+    if len(set(column["dual_max_pairs"])) > 1:
+        raise StatsMismatchError(
+            f"{where} the processes keep rows up to different dual_max_pairs "
+            f"{_per_rank(column['dual_max_pairs'])}; build them with the same dual_max_pairs"
+        )
+    return _agreed_dtype(column["dtype"], column["count"], where)
+
+
+def _agreed_dtype(codes: list[int], counts: list[int], where: str) -> torch.dtype | None:
+    """The one key dtype (``codes`` of :func:`_dtype_code`, one per process) of the processes
+    that hold pairs (``counts``), None when none of them has one; a :class:`StatsMismatchError`
+    (message prefixed by ``where``) when they hold several."""
+    held = {c for c, n in zip(codes, counts, strict=True) if c and n}
+    if len(held) > 1:
+        pairs = zip(codes, counts, strict=True)
+        names = [str(_dtype_of_code(c)) if c and n else "no pairs" for c, n in pairs]
+        raise StatsMismatchError(
+            f"{where} the processes learned keys of different dtypes {_per_rank(names)}; cast "
+            "every process's keys to one dtype"
+        )
+    return _dtype_of_code(held.pop()) if held else None
+
+
+def _per_rank(values: list[Any]) -> str:
+    """``values`` (one per process) as "rank 0: a, rank 1: b"."""
+    return "(" + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values)) + ")"
 
 
 def _largest(t: torch.Tensor) -> float:
