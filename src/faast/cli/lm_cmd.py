@@ -194,7 +194,33 @@ def _layout_and_read(args: argparse.Namespace, layout: dict[str, Any], read: Any
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if args.no_gate:
         knobs["gate"] = None
+    _check_knobs_apply(args, layout.get("output_mix") or "prob")
     return layout, read.replace(**knobs)
+
+
+def _check_knobs_apply(args: argparse.Namespace, mix: str) -> None:
+    """Refuse read options that ``mix`` does not read (``--temperature``, ``--gate``/``--no-gate``
+    outside the prob mix, ``--damping`` outside the correction mix): they were silently ignored,
+    and stored with the task as if they had been used."""
+    from faast.lm.readout_registry import OUTPUT_READOUTS
+
+    readout = OUTPUT_READOUTS.get(mix)
+    if readout is None:
+        return
+    used = set(readout.defaults) | set(getattr(readout, "ungated_defaults", {}))
+    given = {
+        "--temperature": ("temperature", args.temperature is not None),
+        "--gate": ("gate", args.gate is not None),
+        "--no-gate": ("gate", bool(args.no_gate)),
+        "--damping": ("damping", args.damping is not None),
+    }
+    for option, (knob, set_here) in given.items():
+        if set_here and knob not in used:
+            raise ValueError(
+                f"{option} does not apply to the {mix!r} mix, which reads "
+                + ", ".join(f"--{k}" for k in sorted(used))
+                + " (and --cut); leave it out"
+            )
 
 
 def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
@@ -331,7 +357,7 @@ def run_learn(args: argparse.Namespace) -> int:
     pairs = learned[-1]
     seconds = time.perf_counter() - start
     if dist.is_main:
-        fm.save_fast_weights(args.out, task=args.task)
+        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, text, pairs))
         sizes = fm.fast_weight_nbytes()
         print(
             f"[faast] {pairs} pairs in {seconds:.1f} s ({tokens / seconds:.0f} tok/s); "
@@ -369,6 +395,54 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
     return learn_part
 
 
+def _text_digest(text: str) -> str:
+    """A digest of a text's content (16 hex digits), naming it in a task's learning records."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _learned_info(args: argparse.Namespace, text: str, pairs: int) -> dict[str, Any]:
+    """The task's notes after ``learn``: those it held (``--append``) and a record of this text,
+    its windows and batches (``learned``: what ``forget`` must repeat to remove the same pairs)."""
+    info: dict[str, Any] = {}
+    if args.append:
+        from faast.lm.fastweights import read_task
+
+        info = dict(read_task(args.out, args.task)[2].get("info") or {})
+    record = {
+        "text": Path(args.text).name,
+        "digest": _text_digest(text),
+        "window": args.window,
+        "batch_size": args.batch_size,
+        "pairs": pairs,
+    }
+    info["learned"] = [*info.get("learned", []), record]
+    return info
+
+
+def _check_forget_matches_learning(args: argparse.Namespace, text: str, info: dict[str, Any]) -> int | None:
+    """Refuse ``forget`` with another ``--window`` or ``--batch-size`` than the text was learned
+    with, when the task recorded its learning (other windows give other pairs: past d pairs they
+    were subtracted without a word, and the statistics written were wrong). Returns the pairs
+    learned from the text (None: no record of it, e.g. a task learned before the records)."""
+    digest = _text_digest(text)
+    records = [r for r in info.get("learned", []) if isinstance(r, dict) and r.get("digest") == digest]
+    if not records:
+        return None
+    record = records[-1]
+    given = {"window": args.window, "batch_size": args.batch_size}
+    differ = [k for k, v in given.items() if record.get(k) != v]
+    if differ:
+        told = ", ".join(f"--{k.replace('_', '-')} {record.get(k)}" for k in differ)
+        raise ValueError(
+            f"{args.text} was learned into this task with {told} (not "
+            + ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in differ)
+            + "): forget it with the same windows and batches, which give the pairs that were learned"
+        )
+    return int(record["pairs"]) if isinstance(record.get("pairs"), int) else None
+
+
 def run_forget(args: argparse.Namespace) -> int:
     """Forget a text learned by ``faast lm learn`` (same --window and --batch-size, so that the
     windows and batches, hence the pairs, are the ones learned) and rewrite the task in place,
@@ -386,6 +460,7 @@ def run_forget(args: argparse.Namespace) -> int:
     check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
+    learned_pairs = _check_forget_matches_learning(args, text, dict(signature.get("info") or {}))
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
     fm.load_fast_weights(args.fast_weights, task)
@@ -395,6 +470,11 @@ def run_forget(args: argparse.Namespace) -> int:
     with fm.all_or_nothing():
         for batch in window_batches(windows, args.batch_size):  # the batches learn_windows learned
             pairs += fm.forget(input_ids=batch.to(device))
+        if learned_pairs is not None and pairs != learned_pairs:
+            raise ValueError(
+                f"{args.text} gives {pairs} pairs now but {learned_pairs} were learned from it (another "
+                "tokenizer or model?): nothing was forgotten"
+            )
     if fm.num_pairs == 0:
         raise ValueError(
             f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"
@@ -403,6 +483,14 @@ def run_forget(args: argparse.Namespace) -> int:
     # What was removed, so that a report written at learning time (e.g. `faast task learn`'s fit,
     # chosen on examples that included these) is not read as describing the task as it is now.
     info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
+    records = list(info.get("learned", []))
+    digest = _text_digest(text)
+    for i in reversed(range(len(records))):  # the forgotten text is no longer learned (once)
+        if isinstance(records[i], dict) and records[i].get("digest") == digest:
+            del records[i]
+            break
+    if "learned" in info:
+        info["learned"] = records
     fm.save_fast_weights(args.fast_weights, task=task, info=info)
     print(
         f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "

@@ -63,6 +63,13 @@ class LogitTransform:
         """Refuse (``ValueError``) a model (``kind``: its type, for the message) whose logits
         ``returned`` (..., V) differ from this transform of its LM head's output ``head_output``
         (..., V) for the same tokens beyond float rounding."""
+        if not bool(torch.isfinite(returned).all()):  # the model itself, not a step faast misses
+            dtype = str(returned.dtype).removeprefix("torch.")
+            raise ValueError(
+                f"the {kind} model's own logits are NaN or infinite in {dtype} "
+                "(its activations overflow that dtype; Gemma-3 does in float16): run it in bfloat16 or "
+                "float32 (--dtype bfloat16)"
+            )
         returned, ours = returned.float(), self(head_output.float())
         worst = float((returned - ours).abs().max())
         if not math.isfinite(worst) or worst > 1e-3 + 1e-2 * float(returned.abs().max()):

@@ -489,11 +489,27 @@ class FaastModel(nn.Module):
         learning the same examples into several models, or again after a reset, costs nothing more.
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
         self._check_captured(batch)
-        if self.num_pairs == 0:
-            self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
+        self._check_learn_dtype(batch)
         for readout in self.readouts:
             readout.learn(batch)
+        self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
         return batch.num_pairs
+
+    def _check_learn_dtype(self, batch: Captured) -> None:
+        """Refuse to add states of another dtype than the held pairs were learned from (loaded
+        fast weights included): the statistics would then mix the two, and no dtype could forget
+        either part exactly (the recorded dtype is one). Checked while the dtype is recorded,
+        also inside :meth:`faast.distributed.Dist.reduce_learning`, which empties the statistics
+        for the block but keeps what they held."""
+        learned, now = self._learned_state_dtype, batch.states[HEAD_INPUT].dtype
+        if learned is not None and now != learned:
+            name = str(learned).removeprefix("torch.")
+            raise ValueError(
+                f"learn: the fast weights held were learned with the model in {name} and it now runs "
+                f"in {str(now).removeprefix('torch.')}: adding these states would mix the two, so that "
+                f"neither could be forgotten; learn with the model in {name} (model.to(torch.{name}), "
+                f"or the CLI's --dtype {name}), or start new fast weights"
+            )
 
     @torch.no_grad()
     def forget(
@@ -539,6 +555,8 @@ class FaastModel(nn.Module):
             for b in batches:
                 for readout in self.readouts:
                     readout.forget(b)
+        if self.num_pairs == 0:  # nothing held: the next learn may run in any dtype
+            self._learned_state_dtype = None
         return sum(b.num_pairs for b in batches)
 
     @contextlib.contextmanager
@@ -567,6 +585,19 @@ class FaastModel(nn.Module):
                 f"matched; forget with the model in {name} (model.to(torch.{name}), or the CLI's "
                 f"--dtype {name})"
             )
+
+    def _start_token_keys(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T−1) bool: the pairs of ``ids`` (B, T) keyed on a start token (the config's
+        ``bos_token_id``), which are never learned. A start token's state is the same whatever
+        text follows it, so its pair (start → first token of the text learned) would be read at
+        the start of every text: on Gemma-3, whose tokenizer puts ``<bos>`` before every window,
+        the first token of any new text paid ln 10 nats (λ = 0.9 on the learned text's first token)."""
+        start = getattr(_text_config(self.base_model), "bos_token_id", None)
+        if isinstance(start, int):
+            start = [start]
+        if not start:
+            return torch.zeros_like(ids[:, :-1], dtype=torch.bool)
+        return torch.isin(ids[:, :-1], torch.as_tensor(list(start), dtype=ids.dtype, device=ids.device))
 
     def _check_captured(self, batch: Captured) -> None:
         missing = sorted({r.key_point for r in self.readouts} - set(batch.states))
@@ -620,14 +651,14 @@ class FaastModel(nn.Module):
         if attention_mask is None:
             warn_unmasked_padding(ids, getattr(config, "pad_token_id", None))
         self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
-        valid = real_token_pairs(mask)
+        valid = real_token_pairs(mask) & ~self._start_token_keys(ids)
         if pair_mask is not None:
             valid = valid & check_pair_mask(pair_mask, ids.shape, device)
         n = int(valid.sum())
         if n == 0:
             raise ValueError(
                 "learn: nothing to learn, no pair of consecutive real tokens is selected "
-                "(is the batch only padding, or is pair_mask all False?)"
+                "(is the batch only padding and start tokens, or is pair_mask all False?)"
             )
         full_mask, extra = self._backbone_inputs(mask, position_ids, prefix)
         kwargs.update(extra)

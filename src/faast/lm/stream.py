@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import faast.distributed
+from faast.lm.text import check_scored_length
 
 
 @dataclass
@@ -124,6 +125,10 @@ def stream_chunks(
         raise ValueError(f"context must be ≥ 0 tokens, got {context}")
     rows = []
     pieces = chunk_stream(ids, chunk, max_chunks)
+    if pieces:  # every sequence scored or learned: start tokens, a chunk and (context) the text before it
+        longest = max(len(start_ids) + len(p) + (min(context, o) if context else 0) for o, p in pieces)
+        what = "stream: start tokens, a chunk (--chunk) and the text before it (--context)"
+        check_scored_length(model, longest, what)
     for index, (offset, piece) in enumerate(
         tqdm(pieces, desc="stream: score, then learn", unit="chunk", disable=not progress)
     ):

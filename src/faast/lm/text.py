@@ -167,8 +167,16 @@ ENCODE_CHUNK_CHARS = 1 << 16
 _SPLIT_CONTEXT = 200
 
 
+#: How a text is tokenized: no start or end tokens added, and the strings of special tokens in it
+#: ("<|endoftext|>", "<eos>", "<start_of_turn>") read as the text they are, not as control tokens
+#: (Gemma-3 then generated its end token when recalling a text that mentions "<eos>", and Qwen
+#: dropped a learned "<|endoftext|>" from its recall).
+TEXT_AS_TEXT = {"add_special_tokens": False, "split_special_tokens": True}
+
+
 def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) -> torch.Tensor:
-    """The whole text as one 1-D token stream (no special tokens): (N,) int64.
+    """The whole text as one 1-D token stream (no special tokens added; the strings of special
+    tokens in it are tokenized as text, :data:`TEXT_AS_TEXT`): (N,) int64.
 
     Long texts are tokenized ``chunk_chars`` characters at a time (a tokenizer's own output holds
     offsets and token strings, hundreds of bytes per token), split only where tokenizing the two
@@ -183,7 +191,7 @@ def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) 
             end = len(text)
             if start + chunk_chars < len(text):
                 end = _split_point(tokenizer, text, start + chunk_chars)
-            ids = tokenizer(text[start:end], add_special_tokens=False).input_ids
+            ids = tokenizer(text[start:end], **TEXT_AS_TEXT).input_ids
             pieces.append(torch.tensor(ids, dtype=torch.long))
             start = end
     return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
@@ -205,7 +213,7 @@ def _split_point(tokenizer: Any, text: str, at: int, tries: int = 32) -> int:
         right = text[cut : cut + _SPLIT_CONTEXT]
 
         def ids(s: str) -> list[int]:
-            return list(tokenizer(s, add_special_tokens=False).input_ids)
+            return list(tokenizer(s, **TEXT_AS_TEXT).input_ids)
 
         if ids(left) + ids(right) == ids(left + right):
             return cut
@@ -306,8 +314,36 @@ def nll_and_hits(logits: torch.Tensor, windows: torch.Tensor) -> tuple[float, in
 
 
 @torch.no_grad()
+def model_context_window(model: Any) -> int | None:
+    """The most positions ``model`` (a :class:`~faast.lm.FaastModel` or a plain causal LM) encodes:
+    ``max_position_embeddings`` or ``n_positions`` of its config; None when it names none."""
+    window = getattr(model, "context_window", None)
+    if isinstance(window, int):
+        return window
+    config = getattr(model, "config", None)
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_scored_length(model: Any, length: int, what: str) -> None:
+    """Refuse to score sequences of ``length`` tokens beyond ``model``'s context window: positions it
+    never encoded give numbers, not an error (``what`` names the sequences and the options that
+    set their length)."""
+    window = model_context_window(model)
+    if window is not None and length > window:
+        raise ValueError(f"{what} of {length} tokens exceed the model's context window of {window} tokens")
+
+
+@torch.no_grad()
 def perplexity(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = False) -> Perplexity:
-    """Perplexity of windows (:data:`Windows`), each scored on its own (no carried-over context)."""
+    """Perplexity of windows (:data:`Windows`), each scored on its own (no carried-over context);
+    windows longer than the model's context window are refused."""
+    if len(windows):  # a (n, length) tensor or a list of 1-D ones
+        check_scored_length(model, max(len(w) for w in windows), "perplexity: windows (--window)")
     device = next(model.parameters()).device
     total, count, hits = 0.0, 0, 0
     for batch in tqdm(window_batches(windows, batch_size), desc="score", unit="batch", disable=not progress):
