@@ -1198,6 +1198,13 @@ LM = [
         r"different embeddings",
     ),
     Case(
+        "FaastModel.learn",
+        "the model cast to another dtype than the held pairs were learned in",
+        on_fm(lambda c, m: m.to(torch.float32).learn(input_ids=torch.arange(3, 13)[None])),
+        ValueError,
+        r"learned with the model in float64 and it now runs in float32: adding these states would mix",
+    ),
+    Case(
         "FaastModel.load_fast_weights",
         "saved for a fine-tune of the same model (same embeddings)",
         on_fm(_load_fine_tune_weights),
@@ -2010,6 +2017,19 @@ def _learn(ctx: Ctx, *extra: str, text: Path | None = None) -> list[str]:
     ]
 
 
+def _forget_other_window(ctx: Ctx) -> list[str]:
+    """Learn a text with --window 16 (the CLI), then the argv forgetting it with --window 8."""
+    from faast.cli import main
+
+    argv = _learn(ctx)
+    argv[argv.index("--out") + 1] = str(ctx.path("forget-window.safetensors"))  # not the others' file
+    if main(argv) != 0:
+        raise RuntimeError("learning the text to forget failed")
+    text, out = argv[argv.index("--text") + 1], argv[argv.index("--out") + 1]
+    model = ["--model", str(ctx.model_dir), "--threads", "1"]
+    return ["lm", "forget", *model, "--fast-weights", out, "--text", text, "--window", "8"]
+
+
 def _generate(ctx: Ctx, fw: Path, *extra: str) -> list[str]:
     return [
         "lm",
@@ -2069,6 +2089,21 @@ CLI = [
     ),
     CliCase("non-UTF-8 text file", lambda c: _learn(c, text=c.text_file("l1.txt", b"caf\xe9")), r"not UTF-8"),
     CliCase("window of 1 token", lambda c: _learn(c, "--window", "1"), r"at least 2 tokens"),
+    CliCase(
+        "--temperature with the logit mix (which does not read it)",
+        lambda c: _learn(c, "--mix", "logit", "--temperature", "3"),
+        r"--temperature does not apply to the 'logit' mix, which reads --weight",
+    ),
+    CliCase(
+        "--damping with the prob mix",
+        lambda c: _learn(c, "--damping", "0.5"),
+        r"--damping does not apply to the 'prob' mix",
+    ),
+    CliCase(
+        "forget with another --window than the text was learned with",
+        lambda c: _forget_other_window(c),
+        r"was learned into this task with --window 16 \(not --window 8\)",
+    ),
     CliCase(
         "negative --key-features",
         lambda c: _learn(c, "--key-features", "-8"),
