@@ -134,7 +134,10 @@ def read_task(
     tensors, tasks = read_file(path)
     if task is None:
         if len(tasks) != 1:
-            raise ValueError(f"{path} holds {len(tasks)} tasks {sorted(tasks)}; pass task=NAME")
+            raise ValueError(
+                f"{path} holds {len(tasks)} tasks {sorted(tasks)}; name one "
+                "(task=NAME, or --task NAME on the command line)"
+            )
         task = next(iter(tasks))
     if task not in tasks:
         raise ValueError(f"{path} has no task {task!r}; it holds {sorted(tasks)}")
