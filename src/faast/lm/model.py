@@ -937,7 +937,8 @@ class FaastModel(nn.Module):
                 a["scorer"] = b["scorer"] if same else a.get("scorer")
             if a != b:
                 hint = (
-                    " (the scorer differs: they were learned with another readout)"
+                    " (the scorer differs: they were learned with another readout; load the readout "
+                    "they were learned with, the CLI's --adapter)"
                     if (a and b and a.get("scorer") != b.get("scorer"))
                     else ""
                 )
