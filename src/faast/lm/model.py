@@ -489,27 +489,35 @@ class FaastModel(nn.Module):
         learning the same examples into several models, or again after a reset, costs nothing more.
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
         self._check_captured(batch)
-        self._check_learn_dtype(batch)
+        self._check_state_dtype(batch, "learn")
         for readout in self.readouts:
             readout.learn(batch)
         self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
         return batch.num_pairs
 
-    def _check_learn_dtype(self, batch: Captured) -> None:
-        """Refuse to add states of another dtype than the held pairs were learned from (loaded
-        fast weights included): the statistics would then mix the two, and no dtype could forget
-        either part exactly (the recorded dtype is one). Checked while the dtype is recorded,
-        also inside :meth:`faast.distributed.Dist.reduce_learning`, which empties the statistics
-        for the block but keeps what they held."""
+    def _check_state_dtype(self, batch: Captured, verb: str) -> None:
+        """Refuse to learn or forget (``verb``) states of another dtype than the held pairs were
+        learned from (loaded fast weights included). Learning them would mix the two in the
+        statistics, so that neither part could be forgotten exactly (the recorded dtype is one);
+        forgetting them could match no pair bit for bit (past d pairs, other keys than those
+        learned would be subtracted). Checked while the dtype is recorded, also inside
+        :meth:`faast.distributed.Dist.reduce_learning`, which empties the statistics for the block
+        but keeps what they held."""
         learned, now = self._learned_state_dtype, batch.states[HEAD_INPUT].dtype
-        if learned is not None and now != learned:
-            name = str(learned).removeprefix("torch.")
-            raise ValueError(
-                f"learn: the fast weights held were learned with the model in {name} and it now runs "
-                f"in {str(now).removeprefix('torch.')}: adding these states would mix the two, so that "
-                f"neither could be forgotten; learn with the model in {name} (model.to(torch.{name}), "
-                f"or the CLI's --dtype {name}), or start new fast weights"
-            )
+        if learned is None or now == learned:
+            return
+        name = str(learned).removeprefix("torch.")
+        why = (
+            "adding these states would mix the two, so that neither could be forgotten"
+            if verb == "learn"
+            else "its states differ, so what it learned cannot be matched"
+        )
+        fresh = ", or start new fast weights" if verb == "learn" else ""
+        raise ValueError(
+            f"{verb}: the fast weights held were learned with the model in {name} and it now runs in "
+            f"{str(now).removeprefix('torch.')}: {why}; {verb} with the model in {name} "
+            f"(model.to(torch.{name}), or the CLI's --dtype {name}){fresh}"
+        )
 
     @torch.no_grad()
     def forget(
@@ -548,7 +556,7 @@ class FaastModel(nn.Module):
             raise TypeError("forget_captured takes a Captured batch or a non-empty list of them")
         for b in batches:
             self._check_captured(b)
-            self._check_forget_dtype(b)
+            self._check_state_dtype(b, "forget")
         for readout in self.readouts:  # every read-out checked before any changes
             readout.check_forget(batches)
         with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
@@ -571,20 +579,6 @@ class FaastModel(nn.Module):
                 readout.memory.stats = stats
                 readout.load_extra_state(extra, "the fast weights before the block")
             raise
-
-    def _check_forget_dtype(self, batch: Captured) -> None:
-        """Refuse to forget states of another dtype than the held pairs were learned from: the
-        model's states then differ in their last bits, so no pair could be matched bit for bit
-        (or, past d pairs, other keys than those learned would be subtracted)."""
-        learned, now = self._learned_state_dtype, batch.states[HEAD_INPUT].dtype
-        if learned is not None and now != learned:
-            name = str(learned).removeprefix("torch.")
-            raise ValueError(
-                f"forget: the fast weights were learned with the model in {name} and it now runs in "
-                f"{str(now).removeprefix('torch.')}: its states differ, so what it learned cannot be "
-                f"matched; forget with the model in {name} (model.to(torch.{name}), or the CLI's "
-                f"--dtype {name})"
-            )
 
     def _start_token_keys(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T−1) bool: the pairs of ``ids`` (B, T) keyed on a start token (the config's
