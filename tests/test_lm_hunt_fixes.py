@@ -139,3 +139,32 @@ def test_a_model_whose_own_logits_overflow_is_named_as_such():
         model.model.norm.weight.fill_(6e4)  # the final norm's output overflows float16
     with pytest.raises(ValueError, match=r"own logits are NaN or infinite in float16.*--dtype bfloat16"):
         get_faast_model(model, FaastConfig(num_memories=0))
+
+
+def test_fast_weights_saved_before_start_token_pairs_were_left_out_still_forget_exactly(tmp_path):
+    """A file saved before (its signature has no ``start_token_pairs``) was built with the start
+    token's pairs: forgetting from it, or adding to it, must compute the pairs it was built with."""
+    import json
+
+    from faast.io import load_tensors, save_tensors
+
+    text = torch.tensor([[BOS, 5, 6, 7]])
+    old = fresh()
+    old._start_token_pairs = True  # how every model learned before the change
+    assert old.learn(input_ids=text) == 3
+    path = tmp_path / "old.safetensors"
+    old.save_fast_weights(path, "t")
+    tensors, meta = load_tensors(path, kind="fast_weights")
+    tasks = json.loads(meta["tasks"])
+    del tasks["t"]["start_token_pairs"]  # as written before the field existed
+    save_tensors(path, tensors, {"tasks": json.dumps(tasks)}, kind="fast_weights")
+
+    fm = fresh().load_fast_weights(path)
+    assert fm.learn(input_ids=torch.tensor([[BOS, 8, 9]])) == 2  # the file's way: BOS→8 and 8→9
+    assert fm.forget(input_ids=text) == 3 and fm.forget(input_ids=torch.tensor([[BOS, 8, 9]])) == 2
+    assert fm.num_pairs == 0
+    fm.reset_projection()  # new fast weights: start-token pairs left out again
+    assert fm.learn(input_ids=text) == 2
+    new = tmp_path / "new.safetensors"
+    fm.save_fast_weights(new)
+    assert fresh().load_fast_weights(new).forget(input_ids=text) == 2

@@ -124,6 +124,10 @@ class FaastModel(nn.Module):
         # dtype of the hidden states the held pairs were learned from (None: nothing held, or
         # loaded from a file that did not record it); forget refuses states of another dtype
         self._learned_state_dtype: torch.dtype | None = None
+        #: Whether pairs keyed on a start token are learned: only while holding fast weights of a
+        #: file saved before they were left out (2026-12-06), so that forgetting from it, or adding
+        #: to it, computes the pairs it was built with (:meth:`_start_token_keys`).
+        self._start_token_pairs = False
         self._check_logit_transform()
         self.attach()
         # a FaastModel dropped without unload() takes its hooks with it (they would go on reading
@@ -458,6 +462,7 @@ class FaastModel(nn.Module):
         for readout in self.readouts:
             readout.reset()
         self._learned_state_dtype = None
+        self._start_token_pairs = False
         return self
 
     @torch.no_grad()
@@ -585,8 +590,13 @@ class FaastModel(nn.Module):
         ``bos_token_id``), which are never learned. A start token's state is the same whatever
         text follows it, so its pair (start → first token of the text learned) would be read at
         the start of every text: on Gemma-3, whose tokenizer puts ``<bos>`` before every window,
-        the first token of any new text paid ln 10 nats (λ = 0.9 on the learned text's first token)."""
+        the first token of any new text paid ln 10 nats (λ = 0.9 on the learned text's first token).
+        Fast weights loaded from a file saved before (2026-12-06: no ``start_token_pairs`` in its
+        signature) keep learning and forgetting them, as that file was built, until
+        :meth:`reset_projection`."""
         start = getattr(_text_config(self.base_model), "bos_token_id", None)
+        if self._start_token_pairs:
+            start = None
         if isinstance(start, int):
             start = [start]
         if not start:
@@ -875,6 +885,7 @@ class FaastModel(nn.Module):
         signature["read"] = self.read_config.to_dict()
         if self._learned_state_dtype is not None:
             signature["state_dtype"] = str(self._learned_state_dtype).removeprefix("torch.")
+        signature["start_token_pairs"] = self._start_token_pairs
         if info:
             signature["info"] = fw.check_info(info)
         for name, readout in self.memories.items():
@@ -973,6 +984,7 @@ class FaastModel(nn.Module):
             raise
         state_dtype = getattr(torch, str(sig.get("state_dtype")), None)
         self._learned_state_dtype = state_dtype if isinstance(state_dtype, torch.dtype) else None
+        self._start_token_pairs = bool(sig.get("start_token_pairs", True))  # absent: saved before
         return self
 
     # ----------------------------------------------------------------- adapter I/O
