@@ -2334,36 +2334,29 @@ def _perplexity(ctx: Ctx, *extra: str) -> list[str]:
     return ["lm", "perplexity", "--model", str(ctx.model_dir), "--threads", "1", "--text", str(text), *extra]
 
 
-def _classify_texts(ctx: Ctx, data: bytes, *extra: str) -> list[str]:
-    examples = ctx.text_file("texts.tsv", data)
+def _classify_fit(ctx: Ctx, data: bytes, *extra: str, name: str = "texts.tsv") -> list[str]:
+    """``faast classify fit`` of a file ``name`` holding ``data`` (examples or features)."""
+    examples = ctx.text_file(name, data)
     return ["classify", "fit", str(examples), "--model", str(ctx.path("clf")), *extra]
 
 
 CLI += [
     CliCase(
         "classify: --labels with a text file",
-        lambda c: _classify_texts(c, b"a good film\tpos\n", "--labels", str(c.text_file("y.txt", b"pos\n"))),
+        lambda c: _classify_fit(c, b"a good film\tpos\n", "--labels", str(c.text_file("y.txt", b"pos\n"))),
         r"--labels is for features files; a text file gives each text's label after a tab",
     ),
     CliCase(
         "classify: a CSV read as texts (--text-column) without that column",
-        lambda c: [
-            "classify",
-            "fit",
-            str(c.text_file("f.csv", b"a,b,label\n1,2,x\n")),
-            "--model",
-            str(c.path("clf")),
-            "--text-column",
-            "review",
-            "--label-column",
-            "label",
-        ],
+        lambda c: _classify_fit(
+            c, b"a,b,label\n1,2,x\n", "--text-column", "review", "--label-column", "label", name="f.csv"
+        ),
         r"f.csv:1: no column 'review' in the header \['a', 'b', 'label'\]; name the columns to read with "
         r"--text-column/--label-column",
     ),
     CliCase(
         "classify: a text file without labels",
-        lambda c: _classify_texts(c, b"a good film\nso dull\n"),
+        lambda c: _classify_fit(c, b"a good film\nso dull\n"),
         r"texts.tsv:1: no output; expected input<TAB>output",
     ),
     CliCase(
@@ -2387,13 +2380,7 @@ CLI += [
     ),
     CliCase(
         "classify: an empty label",
-        lambda c: [
-            "classify",
-            "fit",
-            str(c.text_file("e.csv", b"f0,f1,label\n1,0,a\n0,1,\n1,1,b\n")),
-            "--model",
-            str(c.path("clf")),
-        ],
+        lambda c: _classify_fit(c, b"f0,f1,label\n1,0,a\n0,1,\n1,1,b\n", name="e.csv"),
         r"e.csv: example 2 has an empty label \(1 in all, counting the data rows or lines from 1\)",
     ),
     CliCase(
@@ -2742,29 +2729,17 @@ MEMORIES += [
 CLI += [
     CliCase(
         "classify: a features CSV with a pandas index column (unnamed first column)",
-        lambda c: [
-            "classify",
-            "fit",
-            str(c.text_file("pd.csv", b",f0,f1,label\n0,1,0,a\n1,0,1,b\n")),
-            "--model",
-            str(c.path("clf")),
-        ],
+        lambda c: _classify_fit(c, b",f0,f1,label\n0,1,0,a\n1,0,1,b\n", name="pd.csv"),
         r"pd.csv: the first column has no name in the header, as pandas writes a DataFrame's index",
     ),
     CliCase(
         "classify: a features CSV whose header ends with a separator",
-        lambda c: [
-            "classify",
-            "fit",
-            str(c.text_file("t.csv", b"f0,f1,label,\n1,0,a,\n0,1,b,\n")),
-            "--model",
-            str(c.path("clf")),
-        ],
+        lambda c: _classify_fit(c, b"f0,f1,label,\n1,0,a,\n0,1,b,\n", name="t.csv"),
         r"t.csv: column 4 has no name in the header",
     ),
     CliCase(
         "classify: a text label of spaces only",
-        lambda c: _classify_texts(c, b"a good film\tpos\nso dull\t  \n"),
+        lambda c: _classify_fit(c, b"a good film\tpos\nso dull\t  \n"),
         r"texts.tsv: example 2 has an empty label",
     ),
     CliCase(
