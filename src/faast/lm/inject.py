@@ -76,6 +76,17 @@ def _text_config(model: nn.Module) -> Any:
     return get() if callable(get) else config
 
 
+def context_window(model: nn.Module) -> int | None:
+    """The most positions ``model`` (a transformers model) encodes: its (text) config's
+    ``max_position_embeddings`` or ``n_positions``; None when it names neither."""
+    config = _text_config(model)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _config_int(config: Any, *names: str) -> int | None:
     for name in names:
         value = getattr(config, name, None)

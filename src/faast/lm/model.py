@@ -35,7 +35,7 @@ from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.fastweights import SCORER_RESOLUTION, SCORER_VALUES
-from faast.lm.inject import HookSet, _text_config, find_layout
+from faast.lm.inject import HookSet, _text_config, context_window, find_layout
 from faast.lm.inputs import (
     check_learn_inputs,
     check_pair_mask,
@@ -594,9 +594,9 @@ class FaastModel(nn.Module):
         Fast weights loaded from a file saved before (2026-12-06: no ``start_token_pairs`` in its
         signature) keep learning and forgetting them, as that file was built, until
         :meth:`reset_projection`."""
-        start = getattr(_text_config(self.base_model), "bos_token_id", None)
-        if self._start_token_pairs:
-            start = None
+        start = (
+            None if self._start_token_pairs else getattr(_text_config(self.base_model), "bos_token_id", None)
+        )
         if isinstance(start, int):
             start = [start]
         if not start:
@@ -725,12 +725,7 @@ class FaastModel(nn.Module):
     @property
     def context_window(self) -> int | None:
         """The most positions the base model encodes (``max_position_embeddings`` or ``n_positions``)."""
-        config = _text_config(self.base_model)
-        for name in ("max_position_embeddings", "n_positions"):
-            value = getattr(config, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return context_window(self.base_model)
 
     def _check_context(self, length: int, what: str) -> None:
         window = self.context_window

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
 from faast.io import existing_file
+from faast.lm.inject import context_window
 from faast.text_files import read_user_text
 
 
@@ -313,20 +314,11 @@ def nll_and_hits(logits: torch.Tensor, windows: torch.Tensor) -> tuple[float, in
     return float(nll), target.numel(), hits
 
 
-@torch.no_grad()
 def model_context_window(model: Any) -> int | None:
-    """The most positions ``model`` (a :class:`~faast.lm.FaastModel` or a plain causal LM) encodes:
-    ``max_position_embeddings`` or ``n_positions`` of its config; None when it names none."""
-    window = getattr(model, "context_window", None)
-    if isinstance(window, int):
-        return window
-    config = getattr(model, "config", None)
-    config = getattr(config, "text_config", None) or config
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    """The most positions ``model`` (a :class:`~faast.lm.FaastModel` or a plain causal LM) encodes
+    (:func:`faast.lm.inject.context_window`); None when it names none or has no config."""
+    base = model.base_model if hasattr(model, "context_window") else model  # a FaastModel wraps its LM
+    return context_window(base) if getattr(base, "config", None) is not None else None
 
 
 def check_scored_length(model: Any, length: int, what: str) -> None:
