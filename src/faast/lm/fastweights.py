@@ -192,6 +192,13 @@ def weights_digest(weights: list[tuple[str, torch.Tensor]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def dtype_resolution(dtype: torch.dtype) -> list[float]:
+    """[eps, eps · tiny] of a floating ``dtype``: its relative spacing and smallest positive step,
+    what rounding to it can change a value by (:func:`differing_weights`)."""
+    info = torch.finfo(dtype)
+    return [info.eps, info.eps * info.tiny]
+
+
 def weight_samples(weights: list[tuple[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(samples, resolution)`` of ``weights`` (T tensors): samples (T, k) float64, the values at k =
     WEIGHT_SAMPLES_PER_TENSOR fixed positions of each flattened tensor (drawn from a fixed seed and
@@ -203,8 +210,7 @@ def weight_samples(weights: list[tuple[str, torch.Tensor]]) -> tuple[torch.Tenso
     for _, p in weights:
         idx = torch.randint(p.numel(), (k,), generator=gen)
         rows.append(p.detach().reshape(-1)[idx.to(p.device)].to("cpu", torch.float64))
-        info = torch.finfo(p.dtype)
-        res.append([info.eps, info.eps * info.tiny])
+        res.append(dtype_resolution(p.dtype))
     samples = torch.stack(rows) if rows else torch.empty(0, k, dtype=torch.float64)
     return samples, torch.tensor(res, dtype=torch.float64).reshape(-1, 2)
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faast.lm.config import ReadConfig
-from faast.lm.fastweights import differing_weights
+from faast.lm.fastweights import differing_weights, dtype_resolution
 from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
 from faast.memory import InverseMemory
 from faast.solver import Cut
@@ -374,8 +374,7 @@ def scorer_snapshot(mem: MiddleMemory) -> ScorerSnapshot | None:
     if mem.scorer is None:
         return None
     weight = mem.scorer.weight.detach()
-    info = torch.finfo(weight.dtype)
-    resolution = torch.tensor([[info.eps, info.eps * info.tiny]], dtype=torch.float64)
+    resolution = torch.tensor([dtype_resolution(weight.dtype)], dtype=torch.float64)
     return weight.to("cpu", torch.float64, copy=True).reshape(1, -1), resolution
 
 
