@@ -332,8 +332,9 @@ def run_learn(args: argparse.Namespace) -> int:
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     if args.key_features is not None:
         given["output_key_features"] = args.key_features
+    earlier: dict[str, Any] = {}  # the task's notes, kept by --append
     if args.append:
-        fm, tok = _load_task_to_extend(args)
+        fm, tok, earlier = _load_task_to_extend(args)
     else:
         fm, tok = _load(args, *_layout_and_read(args, given))
     windows = _text_windows(tok, text, args.window, "learned")
@@ -357,7 +358,7 @@ def run_learn(args: argparse.Namespace) -> int:
     pairs = learned[-1]
     seconds = time.perf_counter() - start
     if dist.is_main:
-        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, text, pairs))
+        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, text, pairs, earlier))
         sizes = fm.fast_weight_nbytes()
         print(
             f"[faast] {pairs} pairs in {seconds:.1f} s ({tokens / seconds:.0f} tok/s); "
@@ -402,14 +403,11 @@ def _text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _learned_info(args: argparse.Namespace, text: str, pairs: int) -> dict[str, Any]:
-    """The task's notes after ``learn``: those it held (``--append``) and a record of this text,
-    its windows and batches (``learned``: what ``forget`` must repeat to remove the same pairs)."""
-    info: dict[str, Any] = {}
-    if args.append:
-        from faast.lm.fastweights import read_task
-
-        info = dict(read_task(args.out, args.task)[2].get("info") or {})
+def _learned_info(args: argparse.Namespace, text: str, pairs: int, earlier: dict[str, Any]) -> dict[str, Any]:
+    """The task's notes after ``learn``: those it held (``earlier``, with ``--append``) and a record
+    of this text, its windows and batches (``learned``: what ``forget`` must repeat to remove the
+    same pairs)."""
+    info = dict(earlier)
     record = {
         "text": Path(args.text).name,
         "digest": _text_digest(text),
@@ -421,16 +419,21 @@ def _learned_info(args: argparse.Namespace, text: str, pairs: int) -> dict[str, 
     return info
 
 
-def _check_forget_matches_learning(args: argparse.Namespace, text: str, info: dict[str, Any]) -> int | None:
-    """Refuse ``forget`` with another ``--window`` or ``--batch-size`` than the text was learned
-    with, when the task recorded its learning (other windows give other pairs: past d pairs they
-    were subtracted without a word, and the statistics written were wrong). Returns the pairs
-    learned from the text (None: no record of it, e.g. a task learned before the records)."""
+def _learned_record(info: dict[str, Any], text: str) -> int | None:
+    """Index in ``info["learned"]`` of the last record of ``text`` (by its digest), or None."""
     digest = _text_digest(text)
-    records = [r for r in info.get("learned", []) if isinstance(r, dict) and r.get("digest") == digest]
-    if not records:
+    records = info.get("learned", [])
+    matches = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("digest") == digest]
+    return matches[-1] if matches else None
+
+
+def _check_forget_matches_learning(args: argparse.Namespace, record: dict[str, Any] | None) -> int | None:
+    """Refuse ``forget`` with another ``--window`` or ``--batch-size`` than the text was learned
+    with, when the task recorded its learning (``record``; other windows give other pairs: past d
+    pairs they were subtracted without a word, and the statistics written were wrong). Returns the
+    pairs learned from the text (None: no record of it, e.g. a task learned before the records)."""
+    if record is None:
         return None
-    record = records[-1]
     given = {"window": args.window, "batch_size": args.batch_size}
     differ = [k for k, v in given.items() if record.get(k) != v]
     if differ:
@@ -460,7 +463,9 @@ def run_forget(args: argparse.Namespace) -> int:
     check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
-    learned_pairs = _check_forget_matches_learning(args, text, dict(signature.get("info") or {}))
+    info = dict(signature.get("info") or {})
+    index = _learned_record(info, text)
+    learned_pairs = _check_forget_matches_learning(args, None if index is None else info["learned"][index])
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
     fm.load_fast_weights(args.fast_weights, task)
@@ -479,18 +484,11 @@ def run_forget(args: argparse.Namespace) -> int:
         raise ValueError(
             f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"
         )
-    info = dict(signature.get("info") or {})
     # What was removed, so that a report written at learning time (e.g. `faast task learn`'s fit,
     # chosen on examples that included these) is not read as describing the task as it is now.
     info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
-    records = list(info.get("learned", []))
-    digest = _text_digest(text)
-    for i in reversed(range(len(records))):  # the forgotten text is no longer learned (once)
-        if isinstance(records[i], dict) and records[i].get("digest") == digest:
-            del records[i]
-            break
-    if "learned" in info:
-        info["learned"] = records
+    if index is not None:  # the forgotten text is no longer learned (once)
+        info["learned"] = [r for i, r in enumerate(info["learned"]) if i != index]
     fm.save_fast_weights(args.fast_weights, task=task, info=info)
     print(
         f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
@@ -499,9 +497,9 @@ def run_forget(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_task_to_extend(args: argparse.Namespace):
+def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """``learn --append``: the model with the task's fast weights, its layout and read config (read
-    options given on the command line replace the stored ones)."""
+    options given on the command line replace the stored ones), the tokenizer and the task's notes."""
     from faast.lm.fastweights import read_task, task_read_config
 
     if not Path(args.out).is_file():
@@ -519,7 +517,7 @@ def _load_task_to_extend(args: argparse.Namespace):
     stored = {} if args.adapter else layout
     fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
     fm.load_fast_weights(args.out, args.task, read=False)
-    return fm, tok
+    return fm, tok, dict(signature.get("info") or {})
 
 
 def run_generate(args: argparse.Namespace) -> int:
