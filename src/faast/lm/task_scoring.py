@@ -127,10 +127,7 @@ class TaskScoringMixin:
         (a longer one would be scored at positions the model never saw, or fail deep in it)."""
         batches = []
         for i in batch_starts(len(examples), batch_size):
-            part = examples[i : i + batch_size]
-            enc = [self.codec.encode(e.input, e.output) for e in part]  # type: ignore[arg-type]
-            for e, c in zip(part, enc, strict=True):
-                self.codec.check_fits(c.ids, f"the example {e.input[:40]!r}")
+            enc = self._encoded_examples(examples[i : i + batch_size])  # each checked to fit
             seqs = [c.ids for c in enc]
             targets = [[(len(c.prompt) - 1 + k, [tok]) for k, tok in enumerate(c.answer)] for c in enc]
             batches.append(ScoredBatch(seqs, targets, len(enc), 1, False))
