@@ -72,10 +72,9 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
             )
         return _load_gguf(local, dtype, device)
     elif _looks_like_path(name_or_path) and not local.is_dir():
-        names = ", ".join(sorted({k for k in OFFLINE_MODELS if "-" not in k}))
         raise FileNotFoundError(
-            f"no model folder {name_or_path}: it does not exist; pass an offline model name ({names}), "
-            "a local from_pretrained folder or a Hugging Face Hub id"
+            f"no model folder {name_or_path}: it does not exist; pass an offline model name "
+            f"({_offline_names()}), a local from_pretrained folder or a Hugging Face Hub id"
         )
     folder = Path(source).expanduser()
     configs = ("config.json", "adapter_config.json")  # a model's, or a PEFT adapter's
@@ -86,9 +85,36 @@ def load_causal_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, dev
             f"{', '.join(found[:6]) + (', …' if len(found) > 6 else '') if found else 'nothing'}); "
             "pass a folder written by save_pretrained, an offline model name or a Hub id"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    hub = offline is None and not folder.is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+    except OSError as exc:
+        if not hub:
+            raise
+        raise OSError(_hub_failure(name_or_path, exc)) from exc
     return _ready(model, tokenizer, device)
+
+
+def _offline_names() -> str:
+    """The short offline model names, for messages (``gemma3, qwen2.5, smollm2``)."""
+    return ", ".join(sorted({k for k in OFFLINE_MODELS if "-" not in k}))
+
+
+def _hub_failure(name: str, exc: OSError) -> str:
+    """The message for a name that is neither an offline model nor a local folder and that the
+    Hugging Face Hub did not serve (no network, a private or misspelt id): what was tried, the
+    Hub's own first line and the offline names, the closest first when one is near."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(OFFLINE_MODELS), n=1, cutoff=0.6)
+    hint = f"Did you mean the offline model {close[0]!r}? " if close else ""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return (
+        f"could not load the model {name!r}: it is not an offline model name or a local folder, "
+        f"so it was read as a Hugging Face Hub id, and the Hub did not serve it ({first}). "
+        f"{hint}Offline models: {_offline_names()} (faast assets list)"
+    )
 
 
 def _ready(model: Any, tokenizer: Any, device: str | None) -> tuple[Any, Any]:
@@ -264,6 +290,12 @@ def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) 
     after ``start_ids``: a list of 1-D windows for :func:`learn_windows`, :func:`capture_windows`
     and :func:`perplexity` (:func:`token_windows` drops that tail)."""
     start = list(start_ids)
+    if start and ids.ndim == 1 and ids.numel() < 2:
+        raise ValueError(
+            f"the text is too short: {ids.numel()} token(s), a window needs 2 of the text's own "
+            f"(the start token ids {start} put in front of each window "
+            "are not counted)"
+        )
     whole = token_windows(ids, length)
     tail = ids[whole.numel() :]
     rows = [whole, tail[None]] if tail.numel() >= 2 else [whole]
