@@ -2255,7 +2255,9 @@ CLI = [
         lambda c: _learn(c, "--device", "cuda:999"),
         r"--device='cuda:999': (no CUDA device|only \d+ CUDA)",
     ),
-    CliCase("tasks of a folder, not a file", lambda c: ["lm", "tasks", str(c.model_dir)], r"no such file"),
+    CliCase(
+        "tasks of a folder, not a file", lambda c: ["lm", "tasks", str(c.model_dir)], r"a folder, not a file"
+    ),
     CliCase(
         "solve: file without 'keys'",
         lambda c: [

@@ -237,9 +237,7 @@ def load_tensors(
     kind: the kind of faast file expected (see ``KINDS``); its tag and version are checked and a
     clear ``ValueError`` names what the file is instead. ``None`` reads any safetensors file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
+    p = existing_file(path, "file")
     try:
         with safe_open(str(p), framework="pt", device="cpu") as fh:
             meta = dict(fh.metadata() or {})
@@ -282,9 +280,8 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
+    """The JSON value of a UTF-8 file; a clear error for a missing path, a folder or other bytes."""
+    p = existing_file(path, "file")
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
