@@ -688,6 +688,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     from faast.lm.config import ReadConfig
     from faast.lm.examples import distinct_outputs, read_examples
     from faast.lm.icl import InContextTask
+    from faast.lm.inject import context_window
     from faast.lm.prompts import PromptCodec
     from faast.lm.task_spec import MAX_LABELS
 
@@ -696,7 +697,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
     demos = read_examples(args.demonstrations, **_columns(args))
     labels = _labels(args.labels) if args.labels is not None else "auto"
     fm, tok = _load(args, {}, ReadConfig())
-    context = getattr(fm.base_model.config, "max_position_embeddings", None)
+    context = context_window(fm.base_model)
     codec = PromptCodec(tok, _template(args), context)
     everyone = distinct_outputs(demos)
     candidates = (

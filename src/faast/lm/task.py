@@ -52,6 +52,7 @@ from faast.lm.calibration import LOG_PROB_FLOOR, calibrated_label_scores, conten
 from faast.lm.config import FaastConfig
 from faast.lm.decoding import check_max_new_tokens, decoding_kwargs
 from faast.lm.examples import Example
+from faast.lm.inject import context_window
 from faast.lm.label_head import DEFAULT_HEAD_LAYER, LabelHead, candidate_layers
 from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prefix_cache import PrefixCache
@@ -196,7 +197,7 @@ class TaskModel(TaskScoringMixin):
         self.tokenizer = tokenizer
         self.spec = spec or TaskSpec()
         if context is None:
-            context = getattr(model.base_model.config, "max_position_embeddings", None)
+            context = context_window(model.base_model)
         self.codec = PromptCodec(
             tokenizer, self.spec.template, context, demonstrations=self.spec.demonstrations
         )
