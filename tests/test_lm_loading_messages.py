@@ -45,3 +45,18 @@ def test_a_one_token_text_with_start_tokens_says_they_are_not_counted():
     with pytest.raises(ValueError, match=r"1 token\(s\), a window needs 2$"):  # no start tokens: as before
         text_windows(torch.tensor([7]), 16)
     assert [w.tolist() for w in text_windows(torch.tensor([7, 8]), 16, [2])] == [[2, 7, 8]]
+
+
+def test_context_errors_advise_by_what_was_too_long():
+    from faast.lm import FaastConfig, get_faast_model
+    from tests.lm_tiny import tiny_model
+
+    fm = get_faast_model(tiny_model("gpt2"), FaastConfig(num_memories=0))  # 64 positions
+    long = torch.arange(3, 68)[None]
+    with pytest.raises(ValueError, match=r"learn: sequences of 65 tokens .* \(--window of faast lm; "):
+        fm.learn(input_ids=long)
+    with pytest.raises(
+        ValueError, match=r"the prompt of 65 tokens .*; shorten the prompt or max_new_tokens"
+    ) as got:
+        fm.generate(input_ids=long, max_new_tokens=1)
+    assert "--window" not in str(got.value)

@@ -728,11 +728,18 @@ class FaastModel(nn.Module):
         return context_window(self.base_model)
 
     def _check_context(self, length: int, what: str) -> None:
+        """Refuse ``length`` positions beyond the context window; ``what`` names the sequences and
+        decides the advice (a prompt to shorten, or a text to cut into windows)."""
         window = self.context_window
         if window is not None and length > window:
+            advice = (
+                "shorten the prompt or max_new_tokens / max_length"
+                if what.startswith("generate")
+                else "cut the text into shorter windows (--window of faast lm; "
+                "faast.lm.text.token_windows in Python) or shorten the prompt"
+            )
             raise ValueError(
-                f"{what} of {length} tokens exceed the model's context window of {window} tokens; "
-                "cut the text into shorter windows (faast.lm.text.token_windows) or shorten the prompt"
+                f"{what} of {length} tokens exceed the model's context window of {window} tokens; {advice}"
             )
 
     @contextlib.contextmanager
