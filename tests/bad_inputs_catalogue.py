@@ -1693,6 +1693,13 @@ LOADERS = [
     ),
     Case(
         "read_examples",
+        "inputs to predict, a carriage return inside a TSV line",
+        call(lambda c: _examples(c, "cr.tsv", b"one input\nsecond\rhalf\n", outputs=False)),
+        ValueError,
+        r"cr.tsv:2: a carriage return \(CR\) inside the line",
+    ),
+    Case(
+        "read_examples",
         "three TSV fields",
         call(lambda c: _examples(c, "f3.tsv", b"a\tb\tc\n")),
         ValueError,

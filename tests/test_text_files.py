@@ -49,6 +49,21 @@ def test_windows_and_old_mac_line_ends_read_as_lf(tmp_path):
     assert [(e.input, e.output) for e in read_examples(tmp_path / "ex.tsv")] == [("hola", "hello")]
 
 
+def test_a_carriage_return_inside_a_tsv_line_is_refused_not_split(tmp_path):
+    """A bare CR in a TSV cell of a file with LF line ends split the line: two inputs to predict
+    were read where the user wrote one. Refused now, naming the line; a CR-only file still reads."""
+    (tmp_path / "in.tsv").write_bytes(b"first input\nsecond\rhalf\nthird\n")
+    with pytest.raises(ValueError, match=r"in\.tsv:2: a carriage return \(CR\) inside the line.*\\r or \\n"):
+        read_examples(tmp_path / "in.tsv", outputs=False)
+    (tmp_path / "crlf.tsv").write_bytes(b"input\toutput\r\nsecond\rhalf\tx\r\n")
+    with pytest.raises(ValueError, match=r"crlf\.tsv:2: a carriage return"):
+        read_examples(tmp_path / "crlf.tsv")
+    (tmp_path / "mac.tsv").write_bytes(b"one\rtwo\r")
+    assert [e.input for e in read_examples(tmp_path / "mac.tsv", outputs=False)] == ["one", "two"]
+    (tmp_path / "t.txt").write_bytes(b"a text\nwith a\rbare CR\n")  # a text to learn: still a line end
+    assert read_text(tmp_path / "t.txt") == "a text\nwith a\nbare CR\n"
+
+
 @pytest.mark.parametrize("name", sorted(SPELLINGS))
 def test_examples_texts_and_feature_tables_read_alike_in_every_spelling(tmp_path, name):
     encode = SPELLINGS[name]

@@ -13,10 +13,15 @@ from pathlib import Path
 _MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def read_user_text(path: str | os.PathLike[str]) -> str:
+def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None) -> str:
     """The text of ``path`` without its byte-order mark, every line end LF. Raises
     ``ValueError`` ``"<path>:<line>: not UTF-8 text (...)"`` for bytes that are neither UTF-8 nor
-    marked UTF-16."""
+    marked UTF-16.
+
+    inner_cr: ``None`` reads a carriage return (CR) not followed by LF as a line end (old Mac
+    files); otherwise such a CR in a file whose lines end in LF (or CR LF) elsewhere is refused,
+    naming its line and ending with this advice: in a line-per-record file it is a line break
+    inside a record (a spreadsheet cell's), and reading it as a line end would split the record."""
     p = Path(path)
     data = p.read_bytes()
     encoding = next((codec for mark, codec in _MARKS if data.startswith(mark)), "utf-8")
@@ -26,7 +31,15 @@ def read_user_text(path: str | os.PathLike[str]) -> str:
         line = data[: exc.start].count(b"\n") + 1
         what = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n")
+    inner = text.find("\r")
+    if inner_cr is not None and inner >= 0 and "\n" in text:
+        line = text.count("\n", 0, inner) + 1
+        raise ValueError(
+            f"{path}:{line}: a carriage return (CR) inside the line, in a file whose lines end in LF; "
+            f"{inner_cr}"
+        )
+    return text.replace("\r", "\n")
 
 
 def csv_delimiter(header_line: str) -> str:

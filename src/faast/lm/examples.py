@@ -129,7 +129,10 @@ def read_examples(
         raise ValueError(f"the input and output columns must differ, both are {input_column!r}")
     p = existing_file(path, "examples file")
     fmt = file_format(p)
-    text = read_user_text(p)  # line ends already LF
+    inner_cr = (
+        "write a line break inside a cell as \\r or \\n (the escapes faast reads)" if fmt == "tsv" else None
+    )
+    text = read_user_text(p, inner_cr=inner_cr)  # line ends already LF
     names = _Names(input_column.strip(), output_column.strip(), options)
     if fmt == "csv":
         examples = _read_csv(p, text, outputs, names)
