@@ -184,17 +184,18 @@ def test_gpu_tensors_stay_on_the_gpu(digits, kwargs):
 
 
 def test_one_example_per_class_takes_the_fallback_ridge_until_a_class_has_two():
-    """``auto`` at one example per class: ρ = s/100 (leave-one-out cannot rank levels when each
-    held-out example's class vanishes), as ``loss="logistic"`` does; a second example of any
-    class brings the leave-one-out choice back (a level of the grid)."""
+    """``auto`` at one example per class: ρ = s (leave-one-out cannot rank levels when each
+    held-out example's class vanishes); a second example of any class brings the leave-one-out
+    choice back (a level of the grid)."""
     from faast.solver.loo import default_ridge_grid
-    from faast.solver.spectral import fallback_penalty
+    from faast.solver.spectral import one_per_class_penalty, penalty_scale
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4, 30))
     clf = FaastClassifier().partial_fit(X, [0, 1, 2, 3], classes=[0, 1, 2, 3])
     factor = clf.memory_.stats.factor()
-    assert clf.ridge_ == pytest.approx(fallback_penalty(factor), rel=1e-12)
+    assert clf.ridge_ == pytest.approx(one_per_class_penalty(factor), rel=1e-12)
+    assert clf.ridge_ == pytest.approx(penalty_scale(factor), rel=1e-12)
     clf.partial_fit(rng.standard_normal((1, 30)), [2])
     grid = default_ridge_grid(clf.memory_.stats.factor().lambda_max).numpy()
     assert np.isclose(grid, clf.ridge_, rtol=1e-12).any()
@@ -290,3 +291,25 @@ def test_parameters_that_built_the_statistics_are_fixed_until_the_next_fit(tmp_p
     with pytest.raises(ValueError, match="these shape the statistics"):
         loaded.solve()
     assert clf.set_params(**change).fit(X, y).score(X, y) > 0.5
+
+
+def test_one_example_per_class_with_about_as_many_classes_as_features_is_not_at_the_double_descent_peak():
+    """64 classes of one example each in 64 dimensions (noise 1.2 around each class centre): the
+    ridge ρ = s/100 of ``auto`` until 2026-12-06 nearly interpolated the support set, at the peak of
+    double descent (about 26 % on these queries); ρ = s stays near RidgeClassifierCV."""
+    from sklearn.linear_model import RidgeClassifierCV
+
+    from faast.solver.spectral import penalty_scale
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(64, 64))
+    y, qy = np.arange(64), np.repeat(np.arange(64), 5)
+    X = centres + 1.2 * rng.normal(size=(64, 64))
+    Q = centres[qy] + 1.2 * rng.normal(size=(len(qy), 64))
+    clf = FaastClassifier().fit(X, y)
+    accuracy = float(np.mean(clf.predict(Q) == qy))
+    old = FaastClassifier(ridge=penalty_scale(clf.memory_.stats.factor()) / 100.0).fit(X, y)
+    reference = RidgeClassifierCV(alphas=np.logspace(-6, 3, 25)).fit(X, y)
+    assert float(np.mean(old.predict(Q) == qy)) < 0.4  # the old penalty, as the bug hunt saw it
+    assert accuracy > 0.65
+    assert accuracy >= float(np.mean(reference.predict(Q) == qy)) - 0.1

@@ -43,6 +43,15 @@ _SMALL_EIGH = 256
 FALLBACK_DIVISOR = 100.0
 
 
+#: The penalty ρ = s / ONE_PER_CLASS_DIVISOR of the ``auto`` cuts with one example per class,
+#: where leave-one-out cannot rank penalties (s = :func:`penalty_scale`). It was s / 100
+#: (:data:`FALLBACK_DIVISOR`, as the logistic loss) until 2026-12-06: with as many classes as
+#: feature directions (n close to d) that ridge sat at the peak of double descent and fell 25–50
+#: points below scikit-learn's RidgeClassifierCV; ρ = s had the smallest worst-case loss against
+#: the best divisor on the development data of ``benchmarks/classifier_one_shot.py``.
+ONE_PER_CLASS_DIVISOR = 1.0
+
+
 def penalty_scale(factor: SpectralFactor) -> float:
     """s = trace(G) / rank(G), the mean non-zero eigenvalue of G: the curvature per direction that
     the data term brings, whether n ≫ d (s ≈ n/d for unit-norm features) or n < d (s ≈ 1, where
@@ -50,6 +59,12 @@ def penalty_scale(factor: SpectralFactor) -> float:
     lam = factor.eigenvalues
     rank = int((lam > factor.noise_floor).sum())
     return float(lam.sum()) / rank if rank else 0.0
+
+
+def one_per_class_penalty(factor: SpectralFactor) -> float:
+    """ρ = s / ``ONE_PER_CLASS_DIVISOR`` (s = :func:`penalty_scale`): the ``auto`` cuts' penalty
+    when every class has one example (leave-one-out cannot rank penalties)."""
+    return penalty_scale(factor) / ONE_PER_CLASS_DIVISOR
 
 
 def fallback_penalty(factor: SpectralFactor) -> float:
@@ -427,11 +442,13 @@ class SpectralFactor:
         if loo.shared_pairs(self.row_values) == 0:  # type: ignore[arg-type]
             # one example per class: holding one out leaves its class unseen at every level, so
             # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge
-            # or the first rank, predicting one class): the logistic loss's penalty for that case
-            rho = fallback_penalty(self)
+            # or the first rank, predicting one class): a penalty from the spectrum alone
+            rho = one_per_class_penalty(self)
             if "ridge" in families or not rho > 0.0:
                 return self.ridge_choice(rho)
-            # truncation only: the directions that ridge keeps more than half of (λ ≥ ρ)
+            # truncation only: the directions that the ridge s/100 keeps more than half of (λ ≥ s/100;
+            # the ridge's own ρ = s keeps about half the directions, too few for a truncation)
+            rho = fallback_penalty(self)
             rank = max(1, int((lam[: self.left.shape[1]] >= rho).sum()))  # type: ignore[union-attr]
             return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
         paths = []
