@@ -191,7 +191,9 @@ def test_predict_proba_applies_the_temperature():
     assert math.isfinite(t) and t != FALLBACK_LOGIT_SCALE
     expected = torch.softmax(t * clf._scores(X), dim=1).numpy()
     np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-12)
-    clf.set_params(logit_scale=3.0)  # a fixed temperature applies without another solve
+    clf.set_params(logit_scale=3.0)  # a parameter acts from the next fit or solve, as in scikit-learn
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-12)
+    clf.solve()
     np.testing.assert_allclose(clf.predict_proba(X), torch.softmax(3.0 * clf._scores(X), dim=1).numpy())
     assert FaastClassifier(logit_scale=3.0).fit(X, y).logit_scale_ == 3.0
     assert FaastClassifier(loss="logistic").fit(X, y).logit_scale_ == 1.0

@@ -245,7 +245,8 @@ class FaastClassifier(
     and E is applied after the solve, which is exact (W_E = Eᵀ W_onehot). Inputs may be numpy
     arrays or torch tensors (CPU or GPU): ``decision_function`` and ``predict_proba`` return the
     input's type (tensors stay on their device); ``predict`` returns labels from ``classes_``.
-    After ``set_params`` of a cut parameter, :meth:`solve` recompiles without another pass.
+    After ``set_params`` of a cut parameter, :meth:`solve` recompiles without another pass; a
+    parameter changed by ``set_params`` acts on predictions from the next fit (or ``solve``).
 
     Examples
     --------
@@ -396,9 +397,15 @@ class FaastClassifier(
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> FaastClassifier:
         """Add examples to the statistics (``classes`` is required on the first call).
 
-        The result equals one ``fit`` on every example passed so far. The fast weights are
-        compiled on first use (a prediction, ``coef_`` and the other fitted attributes), not
-        here: a stream of ``partial_fit`` calls costs one solve, not one per call.
+        The decision scores and predictions equal (up to rounding) those of one ``fit`` on every
+        example passed so far. So does ``predict_proba`` while every example is kept (n ≤ 2·D);
+        beyond, its temperature (``logit_scale="auto"``) comes from the sample of the call that
+        passed the most rows (``logit_scale``), so the probabilities can differ from one fit's.
+        X may have any numeric dtype: it is cast to the one the statistics were built from (as the
+        first call left them), so that rows learned in float32 and passed again in float64 are
+        the same rows. The fast weights are compiled on first use (a prediction, ``coef_`` and
+        the other fitted attributes), not here: a stream of ``partial_fit`` calls costs one solve,
+        not one per call.
 
         Parameters
         ----------
@@ -489,16 +496,21 @@ class FaastClassifier(
     def forget(self, X: Any, y: Any, sample_weight: Any = None) -> FaastClassifier:
         """Remove examples learned earlier, exactly, and recompile.
 
-        Afterwards the classifier equals one fitted (``partial_fit`` with the same ``classes``)
-        on the remaining examples only: the statistics are sums, so removing a pair subtracts
-        its terms. While at most 2·D examples are held (D the design's width: n_features or
-        random_features, + 1 with the intercept), the rows themselves are kept
-        and each forgotten pair must match a learned one (same features, label and weight);
-        beyond, forgetting more examples of a class than were learned is refused. Either way
-        an error leaves the classifier unchanged. Examples of weight 0 changed nothing when learned
-        and are passed over (``class_count_`` counts the others). Crossing back below 2·D examples,
-        the rows are gone, so the ``auto`` cuts fall back to GCV (a refit would score exact
-        leave-one-out).
+        Afterwards the decision scores and predictions equal (up to rounding) those of a classifier
+        fitted (``partial_fit`` with the same ``classes``) on the remaining examples only: the
+        statistics are sums, so removing a pair subtracts its terms. While at most 2·D examples
+        are held (D the design's width: n_features or random_features, + 1 with the intercept),
+        the rows themselves are kept and each forgotten pair must match a learned one (same
+        features, label and weight); beyond, forgetting more examples of a class than were
+        learned is refused. Either way an error leaves the classifier unchanged. Examples of
+        weight 0 changed nothing when learned and are passed over (``class_count_`` counts the
+        others). X is cast to the dtype the statistics were built from, as in ``partial_fit``.
+        Crossing back below 2·D examples, the rows are gone, so the ``auto`` cuts fall back to
+        GCV (a refit would score exact leave-one-out). ``predict_proba``'s temperature
+        (``logit_scale="auto"``) equals a refit's while the rows are kept (found again from the
+        remaining ones, as a fit would); beyond, it is found from the sample of rows kept before,
+        which may hold forgotten examples (a loaded classifier has none and keeps the saved T), so
+        the probabilities can differ from a refit's.
 
         Parameters
         ----------
@@ -553,7 +565,7 @@ class FaastClassifier(
         weights (n,) or None: the sample weights times the weight of each example's class
         (``class_weight_``; None when both are absent or all ones)."""
         y_np = _labels_to_numpy(y)
-        keys = self._keys(X, reset=reset)
+        keys = self._keys(X, reset=reset, fitted_dtype=not reset)  # partial_fit, forget: as learned
         if y_np.ndim != 1:
             raise ValueError(f"y must be 1-D, got shape {y_np.shape}")
         if keys.shape[0] != y_np.shape[0]:
@@ -605,7 +617,11 @@ class FaastClassifier(
         """Recompile ``coef_`` from the stored statistics with the current cut parameters.
 
         ``fit`` and ``partial_fit`` call it; call it yourself after ``set_params(alpha=...)``
-        (or ``tau``/``c``/``ridge``) to try another cut without another pass over the data.
+        (or ``tau``/``c``/``ridge``) to try another cut without another pass over the data. Like
+        a fit, it also adopts the current ``logit_scale`` (``predict_proba``'s temperature, found
+        again for ``"auto"``) and, after ``loss="logistic"``, ``set_params(loss="squared")``; a
+        parameter changed by ``set_params`` acts on predictions only from the next ``fit``,
+        ``partial_fit``, ``forget`` or ``solve``.
 
         Returns
         -------
@@ -765,9 +781,10 @@ class FaastClassifier(
         return _like_input(scores, X)
 
     def predict_proba(self, X: Any) -> Any:
-        """softmax(T · scores), shape (n_samples, n_classes), T = ``logit_scale`` (the fitted
-        ``logit_scale_`` for ``"auto"``); softmax(scores) with ``loss="logistic"`` (the scores are
-        then fitted logits)."""
+        """softmax(T · scores), shape (n_samples, n_classes), T = ``logit_scale_``: ``logit_scale``,
+        or the T ``"auto"`` found, as the last fit (or ``solve``) set them; softmax(scores) after a
+        ``loss="logistic"`` fit (the scores are then fitted logits). A later ``set_params`` of
+        ``logit_scale`` or ``loss`` acts from the next fit, as in scikit-learn."""
         proba = torch.softmax(self._probability_scale() * self._scores(X), dim=1)
         return _like_input(proba, X)
 
@@ -778,14 +795,11 @@ class FaastClassifier(
         return _like_input(log_proba, X)
 
     def _probability_scale(self) -> float:
-        """T of the probabilities: ``logit_scale`` (the fitted ``logit_scale_`` for ``"auto"``),
-        1 with ``loss="logistic"``."""
-        if self.loss == "logistic":
-            return 1.0
-        if self.logit_scale == "auto":
-            check_is_fitted(self, "memory_")
-            return self.logit_scale_
-        return float(self.logit_scale)
+        """T of the probabilities: the fitted ``logit_scale_`` (``logit_scale``, the one ``"auto"``
+        found, or 1 after a ``loss="logistic"`` fit), not the parameters as ``set_params`` left
+        them since."""
+        check_is_fitted(self, "memory_")
+        return self.logit_scale_
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels from ``classes_``, shape (n_samples,)."""

@@ -80,8 +80,10 @@ class DesignMixin:
                 stacklevel=3,
             )
 
-    def _keys(self, X: Any, *, reset: bool) -> torch.Tensor:
-        """Validate features and return them as a (n, d) floating tensor on the working device."""
+    def _keys(self, X: Any, *, reset: bool, fitted_dtype: bool = False) -> torch.Tensor:
+        """Validate features and return them as a (n, d) floating tensor on the working device;
+        with ``fitted_dtype`` (``partial_fit``, ``forget``), in the dtype the statistics were
+        built from (:meth:`_in_fitted_dtype`)."""
         if isinstance(X, torch.Tensor):
             if X.ndim != 2:
                 raise ValueError(
@@ -110,6 +112,8 @@ class DesignMixin:
             keys = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
         if keys.shape[0] == 0 and not self.distributed:
             raise ValueError("X: empty support set (0 samples)")
+        if fitted_dtype:  # before normalize_keys, which then runs in that dtype as it did
+            keys = self._in_fitted_dtype(keys)
         if self.device is not None:
             keys = keys.to(check_device(self.device))
         elif hasattr(self, "memory_") and self.memory_.stats is not None:
@@ -117,6 +121,14 @@ class DesignMixin:
         if self.normalize_keys:
             keys = F.normalize(keys, dim=1)
         return keys
+
+    def _in_fitted_dtype(self, keys: torch.Tensor) -> torch.Tensor:
+        """keys (n, d) cast to the dtype of the keys the statistics were built from (unchanged
+        when they match or no statistics exist): scikit-learn's estimators take any numeric X, and
+        rows learned in float32 then given in float64 are read back as the same rows."""
+        stats = self.memory_.stats if hasattr(self, "memory_") else None
+        dtype = None if stats is None else stats.input_dtype
+        return keys if dtype is None or keys.dtype == dtype else keys.to(dtype)
 
     def _expand(self, keys: torch.Tensor) -> torch.Tensor:
         """keys (n, d) → max(0, keys @ R) (n, M) with the seeded projection R, or keys unchanged."""

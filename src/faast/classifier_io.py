@@ -11,8 +11,14 @@ A saved classifier is a directory holding
   matrix when given, B′ of ``refine`` and the weights and penalty of ``loss="logistic"``.
 
 Because the statistics are kept (not only W), a loaded classifier can ``partial_fit`` more
-examples or ``forget`` some, with the same result as if it had never been saved. Both files are
-written atomically; a callable prior cannot be saved.
+examples or ``forget`` some with the decision scores and predictions it would have had unsaved
+(while n ≤ 2·D, the rows kept, its ``predict_proba`` temperature too; beyond, the rows the
+temperature came from are not saved, so it keeps the saved T where an unsaved one re-finds it from
+its sample: the probabilities can differ). Both files are written atomically, each on its own: the
+JSON records the SHA-256 digest of the safetensors bytes written with it (``tensors_sha256``), so
+that a load refuses a pair from different saves (an interrupted save) or tensors changed since;
+files written before the digest load without that check. A callable prior cannot be saved; a load
+never unpickles.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 
 from faast.classifier import ROWS_KEPT, FaastClassifier
-from faast.io import file_in_the_way, load_json, load_tensors, save_json, save_tensors
+from faast.io import file_in_the_way, file_sha256, load_json, load_tensors, save_json, save_tensors
 from faast.memory import InverseMemory
 
 FORMAT = "faast.classifier"
@@ -42,6 +48,11 @@ _LATER_PARAMS = {
     "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10, "fit_intercept": False,
     "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None, "center_features": False,
 }  # fmt: skip
+#: The key dtypes a classifier's statistics can be built from (``FaastClassifier._keys``).
+_INPUT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: Relative rounding the intercept row of B may carry against the summed weights (``forget``
+#: subtracts: its residue scales with what was learned before).
+_INTERCEPT_ROUNDING = 1e-6
 
 
 def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
@@ -72,7 +83,8 @@ def save_classifier(
         tensors["rows_keys"], tensors["rows_values"] = rows
     if getattr(clf, "retarget_cross_", None) is not None:
         tensors["retarget_cross"] = clf.retarget_cross_
-    if clf.loss == "logistic":  # the fitted logits' weights and the penalty they were fitted with
+    logistic = getattr(clf, "C_", None) is not None  # what the fit did, not a later set_params(loss=…)
+    if logistic:  # the fitted logits' weights and the penalty they were fitted with
         tensors["logistic_weight"] = clf._weight(torch.float64, torch.device("cpu"))
         tensors["logistic_C"] = torch.tensor([float(clf.C_), float(clf.n_iter_)], dtype=torch.float64)
     if clf.embeddings_ is not None:
@@ -97,90 +109,250 @@ def save_classifier(
         "class_count": [int(x) for x in clf.class_count_],
         "n_features_in": int(clf.n_features_in_),
         "input_dtype": str(stats.input_dtype or torch.float32).removeprefix("torch."),
+        "loss_fitted": "logistic" if logistic else "squared",  # the scores' kind: logits or not
         "metadata": metadata or {},
     }
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    save_tensors(out / TENSORS_NAME, tensors, {"classes": str(len(classes))}, kind="classifier")
+    saved = save_tensors(out / TENSORS_NAME, tensors, {"classes": str(len(classes))}, kind="classifier")
+    info["tensors_sha256"] = file_sha256(saved)  # the JSON names the very tensors it was written with
     save_json(out / JSON_NAME, info)
     return out
 
 
 def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict[str, Any]]:
-    """The classifier saved at ``path`` and its ``metadata``."""
+    """The classifier saved at ``path`` and its ``metadata``. A ``ValueError`` naming the file and
+    the field refuses a malformed description, tensors that another save wrote or that changed
+    since (``tensors_sha256``), and counts that the statistics contradict."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved classifier at {folder} (expected a directory with {JSON_NAME})")
-    info = load_json(folder / JSON_NAME)
+    json_path, tensors_path = folder / JSON_NAME, folder / TENSORS_NAME
+    info = load_json(json_path)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ValueError(f"{folder / JSON_NAME} is not a saved FaastClassifier")
+        raise ValueError(f"{json_path} is not a saved FaastClassifier")
     if info.get("format_version") != VERSION:
         raise ValueError(
             f"{folder}: classifier layout version {info.get('format_version')!r}; this faast reads {VERSION}"
         )
-    tensors, _ = load_tensors(folder / TENSORS_NAME, kind="classifier")
-    try:
-        params = {
-            name: _param_from_json(name, info["params"].get(name, _LATER_PARAMS.get(name)))
-            for name in _PARAMS
-        }
-        missing = [name for name in _PARAMS if name not in info["params"] and name not in _LATER_PARAMS]
-        if missing:
-            raise KeyError(f"params {missing}")
-        if "cut" not in info and all(params[name] is None for name in ("tau", "ridge", "alpha")):
-            params["tau"] = "auto"  # written before the default cut became ridge="auto"
-        kind = info["classes_kind"]
-        classes = np.asarray(info["classes"], dtype=None if kind == "str" else np.dtype(kind))
-        counts = np.asarray(info["class_count"], dtype=np.int64)
-        d = int(info["n_features_in"])
-        dtype = getattr(torch, info["input_dtype"])
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description ({exc})") from None
-    if not isinstance(dtype, torch.dtype) or counts.shape != classes.shape:
-        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description")
+    tensors, _ = load_tensors(tensors_path, kind="classifier")
+    _check_digest(info, json_path, tensors_path)
+    params, classes, counts, d, dtype, class_weight, metadata = _description(info, json_path)
+    fitted_loss = info.get("loss_fitted", params["loss"])  # absent from older files: the loss then fitted
+    if fitted_loss not in ("squared", "logistic"):
+        raise _malformed(json_path, "loss_fitted", f"{fitted_loss!r} is neither 'squared' nor 'logistic'")
     prior: Any = info.get("prior") or tensors.get("prior")
-    clf = FaastClassifier(**params, class_embeddings=tensors.get("class_embeddings"), prior=prior)
-    clf._validate_params()
+    try:
+        clf = FaastClassifier(**params, class_embeddings=tensors.get("class_embeddings"), prior=prior)
+        clf._validate_params()
+        clf._check_center()
+    except ValueError as exc:  # scikit-learn's InvalidParameterError is one
+        raise _malformed(json_path, "params", str(exc)) from None
     clf.classes_ = classes
     clf.n_features_in_ = d
     clf.class_count_ = counts
-    clf.class_weight_ = np.asarray(info.get("class_weight", np.ones(len(classes))), dtype=np.float64)
-    if clf.class_weight_.shape != classes.shape:
-        raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (class_weight)")
+    clf.class_weight_ = class_weight
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
     key_dim = (d if clf.random_features is None else int(clf.random_features)) + int(clf.fit_intercept)
     memory = InverseMemory(
         clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
     )
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
-    memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
+    try:
+        memory.stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)  # type: ignore[union-attr]
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{tensors_path} does not hold the statistics {json_path} describes: {exc}"
+        ) from None
+    _check_counts(clf, memory, json_path, tensors_path)
     clf.memory_ = memory
     clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
     clf._compile(clf._cut())
     if "logit_scale_fitted" in info:  # absent from files written before logit_scale="auto"
         fitted = info["logit_scale_fitted"]
         if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not (0 < fitted < math.inf):
-            raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (logit_scale_fitted)")
+            raise _malformed(json_path, "logit_scale_fitted", f"{fitted!r} is not a positive number")
         clf.logit_scale_ = float(fitted)
         rows = info.get("logit_scale_rows", 0)
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-            raise ValueError(f"{folder / JSON_NAME}: malformed classifier description (logit_scale_rows)")
+            raise _malformed(json_path, "logit_scale_rows", f"{rows!r} is not a count")
         clf._calibration_rows = rows
+    if clf.refine and "retarget_cross" not in tensors:
+        raise _malformed(
+            json_path, "params.refine", f"refine={clf.refine} but {tensors_path} holds no retarget_cross"
+        )
     if "retarget_cross" in tensors:  # the retargeted solve of fit(refine > 0), same filter
         cross = tensors["retarget_cross"].to(torch.float64)
+        if tuple(cross.shape) != (key_dim, len(classes)):
+            raise ValueError(
+                f"{tensors_path}: retarget_cross has shape {tuple(cross.shape)}, expected "
+                f"{(key_dim, len(classes))} for the classifier {json_path} describes"
+            )
         factor = memory.stats.factor()  # type: ignore[union-attr]
         clf._set_retarget(cross, factor.weights_for(clf._filter(factor), cross), 0)
-    if clf.loss == "logistic":
+    if fitted_loss == "logistic":
         weight = tensors.get("logistic_weight")
         shape = (len(classes), key_dim)
         if weight is None or "logistic_C" not in tensors or tuple(weight.shape) != shape:
-            raise ValueError(
-                f"{folder / TENSORS_NAME}: loss='logistic' but no logistic weights of shape {shape}"
-            )
+            raise ValueError(f"{tensors_path}: loss='logistic' but no logistic weights of shape {shape}")
         stored = tensors["logistic_C"]  # [C, steps of the final fit]
         clf._set_logistic(weight.to(torch.float64), float(stored[0]))
         clf.n_iter_ = int(stored[1]) if stored.numel() > 1 else clf.n_iter_
-    return clf, dict(info.get("metadata") or {})
+    return clf, metadata
+
+
+def _malformed(json_path: Path, field: str, why: str) -> ValueError:
+    """The error of a malformed field of ``classifier.json``, naming the file and the field."""
+    return ValueError(f"{json_path}: malformed classifier description ({field}: {why})")
+
+
+def _check_digest(info: dict[str, Any], json_path: Path, tensors_path: Path) -> None:
+    """Refuse tensors whose SHA-256 is not the one ``classifier.json`` recorded when it was written
+    with them (files saved before the digest carry none: not checked)."""
+    expected = info.get("tensors_sha256")
+    if expected is None:
+        return
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise _malformed(json_path, "tensors_sha256", f"{expected!r} is not a SHA-256 hex digest")
+    actual = file_sha256(tensors_path)
+    if actual != expected.lower():
+        raise ValueError(
+            f"{tensors_path} is not the file {json_path} was saved with (SHA-256 {actual[:16]}…, the "
+            f"JSON records {expected[:16]}…): the two were written by different saves or changed since "
+            "(an interrupted save, an edit, a damaged disk); restore both from one save, or fit anew"
+        )
+
+
+def _description(
+    info: dict[str, Any], json_path: Path
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int, torch.dtype, np.ndarray, dict[str, Any]]:
+    """The validated fields of ``classifier.json``: the constructor parameters, classes (C,),
+    class counts (C,) int64, the feature dimension, the key dtype, class weights (C,) float64 and
+    the metadata; a ``ValueError`` names the file and the first malformed field."""
+    saved = info.get("params")
+    if not isinstance(saved, dict):
+        raise _malformed(json_path, "params", f"expected an object, got {type(saved).__name__}")
+    missing = [name for name in _PARAMS if name not in saved and name not in _LATER_PARAMS]
+    if missing:
+        raise _malformed(json_path, "params", f"missing {missing}")
+    try:
+        params = {name: _param_from_json(name, saved.get(name, _LATER_PARAMS.get(name))) for name in _PARAMS}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(
+            json_path, "params.class_weight", f"not a list of [label, weight] pairs ({exc})"
+        ) from None
+    if "cut" not in info and all(params[name] is None for name in ("tau", "ridge", "alpha")):
+        params["tau"] = "auto"  # written before the default cut became ridge="auto"
+    classes = _classes(info, json_path)
+    counts = info.get("class_count")
+    if (
+        not isinstance(counts, list)
+        or len(counts) != len(classes)
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in counts)
+    ):
+        raise _malformed(
+            json_path,
+            "class_count",
+            f"expected {len(classes)} counts ≥ 0 (one per class), got {counts!r:.80}",
+        )
+    d = info.get("n_features_in")
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise _malformed(json_path, "n_features_in", f"{d!r} is not a positive whole number")
+    dtype_name = info.get("input_dtype")
+    if dtype_name not in _INPUT_DTYPES:
+        raise _malformed(json_path, "input_dtype", f"{dtype_name!r} is not one of {list(_INPUT_DTYPES)}")
+    weights = info.get("class_weight", [1.0] * len(classes))
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(classes)
+        or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+            for x in weights
+        )
+    ):
+        raise _malformed(
+            json_path,
+            "class_weight",
+            f"expected {len(classes)} finite weights ≥ 0 (one per class), got {weights!r:.80}",
+        )
+    metadata = info.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _malformed(json_path, "metadata", f"expected an object, got {type(metadata).__name__}")
+    return (
+        params,
+        classes,
+        np.asarray(counts, dtype=np.int64),
+        d,
+        getattr(torch, dtype_name),
+        np.asarray(weights, dtype=np.float64),
+        dict(metadata or {}),
+    )
+
+
+def _classes(info: dict[str, Any], json_path: Path) -> np.ndarray:
+    """The classes (C,) of ``classifier.json`` in the dtype ``classes_kind`` names: labels of that
+    kind, sorted and distinct (as ``np.unique`` gives them), else a ``ValueError``."""
+    raw, kind = info.get("classes"), info.get("classes_kind")
+    if not isinstance(raw, list) or not raw:
+        raise _malformed(json_path, "classes", f"expected a non-empty list of labels, got {raw!r:.80}")
+    if not all(isinstance(c, (str, int, float)) for c in raw):
+        raise _malformed(json_path, "classes", "labels must be strings, numbers or booleans")
+    if kind == "str":
+        if not all(isinstance(c, str) for c in raw):
+            raise _malformed(json_path, "classes_kind", "'str' but the classes are not all strings")
+        classes = np.asarray(raw)
+    else:
+        try:
+            dtype = np.dtype(kind)
+        except TypeError as exc:
+            raise _malformed(json_path, "classes_kind", f"{kind!r} is not a dtype ({exc})") from None
+        if dtype.kind not in "biufO":
+            raise _malformed(json_path, "classes_kind", f"{kind!r} is not a dtype of labels")
+        if dtype.kind != "O" and any(isinstance(c, str) for c in raw):
+            raise _malformed(json_path, "classes_kind", f"{kind!r} but the classes hold strings")
+        try:
+            classes = np.asarray(raw, dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _malformed(json_path, "classes_kind", f"the classes are not {kind!r} ({exc})") from None
+        if dtype.kind != "O" and classes.tolist() != raw:
+            raise _malformed(json_path, "classes_kind", f"the classes change when read as {kind!r}")
+    try:
+        ordered = np.unique(classes)
+    except TypeError:
+        ordered = None
+    if ordered is None or ordered.shape != classes.shape or not bool(np.all(ordered == classes)):
+        raise _malformed(json_path, "classes", "expected distinct labels in sorted order")
+    return classes
+
+
+def _check_counts(clf: FaastClassifier, memory: InverseMemory, json_path: Path, tensors_path: Path) -> None:
+    """Refuse class counts (``class_count`` of ``json_path``) that the statistics of
+    ``tensors_path`` contradict: their pair count is the counts' sum, and with the intercept the
+    last row of B holds ``intercept_scaling`` · (the summed weight of each class): zero for a class
+    with no example, never negative, summing to the statistics' total weight."""
+    stats = memory.stats
+    total = int(clf.class_count_.sum())
+    if stats.count != total:  # type: ignore[union-attr]
+        raise ValueError(
+            f"{json_path} and {tensors_path} disagree: class_count sums to {total} examples but the "
+            f"statistics hold {stats.count}; were they written by different saves?"  # type: ignore[union-attr]
+        )
+    if not clf.fit_intercept or total == 0:
+        return
+    per_class = stats.cross[-1].to(torch.float64) / float(clf.intercept_scaling)  # type: ignore[union-attr]
+    weight_sum = float(stats.weight_sum)  # type: ignore[union-attr]
+    slack = _INTERCEPT_ROUNDING * max(weight_sum, float(per_class.abs().max()), 1.0)
+    empty = torch.as_tensor(clf.class_count_ == 0)
+    if (
+        bool((per_class < -slack).any())
+        or bool((per_class[empty].abs() > slack).any())
+        or abs(float(per_class.sum()) - weight_sum) > slack
+    ):
+        raise ValueError(
+            f"{json_path} and {tensors_path} disagree: the intercept row of the statistics gives the "
+            f"classes weights {np.round(per_class.numpy(), 6).tolist()[:10]} (total {weight_sum:.6g}) for "
+            f"class_count {clf.class_count_.tolist()[:10]}; were they written by different saves?"
+        )
 
 
 def _param_to_json(name: str, value: Any) -> Any:

@@ -13,6 +13,7 @@ fails with a message that says which. The kinds and their current versions are i
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -200,6 +201,15 @@ def save_tensors(
         canonical_header(tmp)
 
     return atomic_write(path, write)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of the bytes of ``path`` (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def canonical_header(path: str | os.PathLike[str]) -> bool:

@@ -295,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "predict" and dist.is_main:
         from faast.io import check_writable
 
-        check_writable(args.out, inputs=(args.data, args.model))  # before the images are encoded
+        # before the images are encoded; every file the job reads, the labels too
+        check_writable(args.out, inputs=_inputs(args))
     feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args)
@@ -319,6 +320,16 @@ def run(args: argparse.Namespace) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, texts, args)
+
+
+def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
+    """The files and folders a ``predict`` reads, which its ``--out`` must neither be nor lie in:
+    DATA, the saved classifier, the ``--labels`` file and an ``--encoder`` folder or file (a
+    name such as ``minilm`` that is no path is left out)."""
+    from pathlib import Path
+
+    encoder = getattr(args, "encoder", None)
+    return (args.data, args.model, args.labels, encoder if encoder and Path(encoder).exists() else None)
 
 
 def in_fitted_dtype(clf: Any, feats: Any) -> Any:
