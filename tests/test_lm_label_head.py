@@ -424,7 +424,8 @@ def test_fit_head_center_reaches_every_layer_choice():
     feats = task.prompt_layer_features(examples, layers)
     outputs = [e.output for e in examples]
     auto = task.fit_head(examples, center=True)
-    ref = LabelHead.fit_layers(feats, layers, outputs, task.spec.labels, center=True)
+    groups = [e.input for e in examples]  # the inputs repeat: fit_head holds their copies out together
+    ref = LabelHead.fit_layers(feats, layers, outputs, task.spec.labels, center=True, groups=groups)
     assert auto.layer == ref.layer and auto.held_out == ref.held_out
     torch.testing.assert_close(auto.bias, ref.bias)
     fixed = task.fit_head(examples, layer=0, center=True)

@@ -823,7 +823,9 @@ def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
         tiny_model("llama", dtype=torch.float64), word_tokenizer(), TaskSpec(TEMPLATE), mix="correction"
     )
     examples = rule_examples(60)
-    report = task.fit(examples, progress=False)
+    # one fold group per example: the rule's 12 inputs repeat, and the copies of an input (held out
+    # together by default since 2026-12-06) are what the memory recalls here
+    report = task.fit(examples, progress=False, groups=list(range(len(examples))))
     assert report.chosen.mix == "correction" and report.chosen.read.weight > 0
     assert set(report.criterion) == {c.name for c in default_candidates("correction")}
     assert "correction(β=0,c=default;default)" in report.criterion
@@ -908,11 +910,17 @@ def test_group_folds_hold_out_whole_groups_and_learn_none_of_them():
 
 
 def test_grouped_folds_see_that_recalling_a_group_does_not_carry_to_new_ones():
-    """Copies of one input per group: ungrouped folds learn a held-out example's twins, so the
-    memory wins by far (p < 0.01) though nothing carries to a new group; folds of whole groups
-    find no gain and keep the memory off."""
+    """Copies of one input per group: folds of single examples learn a held-out example's twins,
+    so the memory wins by far (p < 0.01) though nothing carries to a new group; folds of whole
+    groups find no gain and keep the memory off. Without groups the copies of an input are held
+    out together (since 2026-12-06), which here are the groups: the memory stays off too."""
     examples, groups = _grouped_examples()
-    plain = make_task(labels=["w40", "w41"]).fit(examples, labels=["w40", "w41"], progress=False)
+    single = list(range(len(examples)))
+    plain = make_task(labels=["w40", "w41"]).fit(
+        examples, labels=["w40", "w41"], progress=False, groups=single
+    )
+    default = make_task(labels=["w40", "w41"]).fit(examples, labels=["w40", "w41"], progress=False)
+    assert default.chosen.read.weight == 0 and "copies of an input held out together" in default.metric
     grouped = make_task(labels=["w40", "w41"]).fit(
         examples, labels=["w40", "w41"], progress=False, groups=groups
     )

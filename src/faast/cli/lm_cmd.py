@@ -499,12 +499,22 @@ def run_forget(args: argparse.Namespace) -> int:
 
 def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """``learn --append``: the model with the task's fast weights, its layout and read config (read
-    options given on the command line replace the stored ones), the tokenizer and the task's notes."""
+    options given on the command line replace the stored ones), the tokenizer and the task's notes.
+    A task learned from examples by ``faast task learn`` (its notes hold a task spec) is refused
+    before the model loads: text pairs added to it would leave its read-out, chosen on the
+    examples, and its report describing a task it no longer is."""
     from faast.lm.fastweights import read_task, task_read_config
 
     if not Path(args.out).is_file():
         raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
     _, _, signature = read_task(args.out, args.task)
+    if "task" in (signature.get("info") or {}):
+        raise ValueError(
+            f"--append: task {args.task!r} of {args.out} was learned from examples by `faast task learn` "
+            "(a prompt template and a read-out chosen on them); text added to it would leave that read-out "
+            "and its report stale. Learn the task again with `faast task learn` on all its examples, or "
+            "learn the text into another task (--task NAME)"
+        )
     layout = dict(signature.get("config", {}))
     if args.num_memories is not None and args.num_memories != layout.get("num_memories"):
         raise ValueError("--append: --num-memories must match the task's layout (leave it out)")

@@ -98,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SHARE",
         help="share of the examples held out in the cross-validation, each in one fold (1: every "
-        "example; default: the library's, faast.lm.task.DEFAULT_HOLD_OUT)",
+        "example but a label's only one; copies of an input together; default: the library's, "
+        "faast.lm.task.DEFAULT_HOLD_OUT)",
     )
     le.add_argument(
         "--guard",
@@ -414,16 +415,15 @@ def run_learn(args: argparse.Namespace) -> int:
     head_layer = _head_layer(args)  # before any model is loaded
     dist = _init(args)
     if dist.is_main:  # rank 0 writes: a bad --out fails now, not after the learning
-        check_output_file(args.out, args.task)
+        check_output_file(args.out, args.task, warn_replace=False)  # warned once the settings pass
     examples = read_examples(args.examples, **_columns(args))
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     groups = _example_groups(examples, args.group_field, args.examples)
+    _check_fit_settings(args, examples, lead, head_layer)  # before the model loads
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
-    if isinstance(head_layer, int) and head_layer >= fm._layout.num_layers:  # now, not after learning
-        raise ValueError(
-            f"--head-layer {head_layer}: the model has {fm._layout.num_layers} decoder blocks (0 to "
-            f"{fm._layout.num_layers - 1})"
-        )
+    _check_head_layer(head_layer, fm._layout.num_layers)  # now, not after learning
+    if dist.is_main:
+        check_output_file(args.out, args.task)  # warns when the task will be replaced
     task = TaskModel(fm, tok, TaskSpec(_template(args), args.pairs, demonstrations=lead))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
@@ -454,8 +454,6 @@ def run_learn(args: argparse.Namespace) -> int:
         groups=groups,
     )
     if args.head is not None:
-        if not task.spec.labels:
-            raise ValueError("--head needs labels (a classification task); these outputs are free-form")
         task.fit_head(
             examples,
             loss=args.head,
@@ -486,6 +484,93 @@ def run_learn(args: argparse.Namespace) -> int:
         f"({report.metric}); wrote task {args.task!r} to {args.out}"
     )
     return 0
+
+
+def _check_fit_settings(
+    args: argparse.Namespace, examples: list[Any], lead: list[tuple[str, str]], head_layer: int | str | None
+) -> None:
+    """Refuse, before the model loads, the ``task learn`` settings that need no model: batch size,
+    key features, folds, hold-out and validation cap, guard and anchor, a label set that misses an
+    output of the examples (or a malformed template or label set), ``--calibrated`` or ``--head``
+    without labels, a ``--head`` label that no learned example shows (e.g. only an ``--in-context``
+    demonstration: the head, fitted after the whole cross-validation, could not score it), and a
+    ``--head-layer`` past the decoder blocks of a model folder's ``config.json``. These failed only
+    after the model was loaded, some after the whole cross-validation."""
+    from faast._checks import integer_at_least
+    from faast.lm.task import DEFAULT_HOLD_OUT, fit_labels
+    from faast.lm.task_choice import checked_anchor, checked_guard, default_candidates
+    from faast.lm.task_folds import check_validation
+    from faast.lm.task_spec import TaskSpec
+
+    integer_at_least(args.batch_size, "--batch-size", 1)
+    integer_at_least(args.key_features, "--key-features", 0)
+    integer_at_least(args.folds, "--folds", 1)
+    integer_at_least(args.max_validation, "--max-validation", 0)
+    check_validation(
+        args.folds, args.max_validation, DEFAULT_HOLD_OUT if args.hold_out is None else args.hold_out
+    )
+    if args.guard is not None:
+        checked_guard(args.guard)
+    if args.anchor is not None:
+        checked_anchor(args.anchor)
+    labels = fit_labels(examples, _labels(args.labels), lead)
+    TaskSpec(_template(args), args.pairs, labels, lead)  # the template and label set, checked
+    if args.calibrated is not None and labels is None:
+        calibrated = [c.name for c in default_candidates(args.mix, args.calibrated) if c.calibrate]
+        if calibrated:  # as TaskModel.fit says it, after the model would have loaded
+            raise ValueError(
+                f"--calibrated {args.calibrated}: calibrated read-outs ({calibrated[0]}, ...) need labels; "
+                "these outputs are free text"
+            )
+    if args.head is not None:
+        if labels is None:
+            raise ValueError("--head needs labels (a classification task); these outputs are free-form")
+        learned = {e.output for e in examples}
+        missing = [label for label in labels if label not in learned]
+        if missing:
+            shown = {out for _, out in lead}
+            where = (
+                "only the --in-context demonstrations show them"
+                if all(label in shown for label in missing)
+                else "no example learned shows them"
+            )
+            raise ValueError(
+                f"--head: the labels {missing[:5]} have no example to fit the label head on ({where}), so "
+                "it could not score them: give them examples to learn, or leave out --head"
+            )
+    blocks = _config_blocks(args.model)
+    if blocks is not None:
+        _check_head_layer(head_layer, blocks)
+
+
+def _config_blocks(model: str) -> int | None:
+    """The decoder blocks of a local model folder, read from its ``config.json`` without loading the
+    model (None for another model: an offline name, a ``.gguf`` file or a Hub id, checked once loaded)."""
+    from faast.lm.text import OFFLINE_MODELS
+
+    if model.lower() in OFFLINE_MODELS:  # loaded by name, whatever folder of that name lies here
+        return None
+    path = Path(model).expanduser() / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    text = config.get("text_config")
+    for where in (config, text if isinstance(text, dict) else {}):
+        blocks = where.get("num_hidden_layers")
+        if isinstance(blocks, int) and not isinstance(blocks, bool) and blocks > 0:
+            return blocks
+    return None
+
+
+def _check_head_layer(head_layer: int | str | None, blocks: int) -> None:
+    """A clear error for a ``--head-layer`` index past the model's ``blocks`` decoder blocks."""
+    if isinstance(head_layer, int) and head_layer >= blocks:
+        raise ValueError(
+            f"--head-layer {head_layer}: the model has {blocks} decoder blocks (0 to {blocks - 1})"
+        )
 
 
 def _lead_demonstrations(examples: list, count: int, source: str) -> tuple[list[tuple[str, str]], list]:
@@ -544,11 +629,26 @@ def run_forget(args: argparse.Namespace) -> int:
 
 def _check_result_paths(args: argparse.Namespace, *options: str) -> None:
     """Refuse, before any model runs, result paths that could not be written afterwards: an
-    unknown extension of a predictions file, a folder, a file in the way of its folder, or a file
-    the command reads (its inputs, examples, fast weights or demonstrations)."""
+    unknown extension of a predictions file, a folder, a file in the way of its folder, a file
+    the command reads (its inputs, examples, fast weights or demonstrations), or two result options
+    naming one file (the one written last would replace the other: ``evaluate --predictions
+    p.json --json p.json`` lost the predictions)."""
     from faast.io import check_writable
     from faast.lm.examples import file_format
 
+    named: dict[Path, str] = {}
+    for option in options:
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        resolved = Path(path).expanduser().resolve()
+        if resolved in named:
+            raise ValueError(
+                f"{named[resolved]} and {flag} both name {path}: the one written last would replace "
+                "the other; give each its own file"
+            )
+        named[resolved] = flag
     if not _dist().is_main:
         return
     for option in options:

@@ -72,7 +72,7 @@ from faast.lm.task_choice import (
     memory_off,
     split_examples,
 )
-from faast.lm.task_folds import check_validation, group_folds, groups_by_example
+from faast.lm.task_folds import check_validation, copies_as_groups, group_folds, groups_by_example
 from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts, check_batch_size
 from faast.lm.task_spec import (
     MAX_LABELS,
@@ -148,6 +148,29 @@ class FitReport:
             "sign_flip_p": _finite_or_none(self.sign_flip_p),
             "anchor": self.anchor,
         }
+
+
+def fit_labels(
+    examples: Sequence[Example],
+    labels: Sequence[str] | str | None,
+    demonstrations: Sequence[tuple[str, str]] = (),
+) -> list[str] | None:
+    """The label set :meth:`TaskModel.fit` learns ``examples`` under for its ``labels`` (None: free
+    text), without a model, so that a command can refuse bad labels before loading one:
+    ``"auto"``/``"all"`` read the outputs of the examples, then of the lead ``demonstrations`` (a
+    label only they show is one); a list must hold every output of the examples (a clear error
+    names those it does not)."""
+    rule = label_rule(labels)
+    if rule is not None:
+        shown = [Example(inp, out) for inp, out in demonstrations]
+        return auto_labels([*examples, *shown], rule)
+    if labels is None:
+        return None
+    resolved = TaskSpec(labels=list(labels)).labels or []  # checked (and read as strings) as fit reads them
+    unknown = {e.output for e in examples} - set(resolved)
+    if unknown:
+        raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")  # type: ignore[type-var]
+    return resolved
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -389,13 +412,15 @@ class TaskModel(TaskScoringMixin):
         (:meth:`LabelHead.fit_layers`; one more forward pass over the examples); None reads what
         the LM head reads (the states come from the learn cache when there is one); a decoder
         block's index (0-based) reads its output. ``groups`` (one per example, as in :meth:`fit`):
-        ``"auto"``'s folds hold out whole groups. ``center``: weights on the centred states plus a
-        per-label intercept (:class:`~faast.lm.label_head.LabelHead`). ``progress``: a bar over the
-        forward pass."""
+        ``"auto"``'s folds hold out whole groups (without them, the copies of an input together).
+        ``center``: weights on the centred states plus a per-label intercept
+        (:class:`~faast.lm.label_head.LabelHead`). ``progress``: a bar over the forward pass."""
         examples = checked_examples(examples, outputs=True)
         labels = self._labels(None)
         outputs = [e.output for e in examples]
         if layer == "auto":
+            if groups is None and copies_as_groups(examples)[1]:  # copies held out together, as in fit
+                groups = [e.input for e in examples]
             layers = candidate_layers(self.model._layout.num_layers)
             feats = self.prompt_layer_features(examples, layers, batch_size=batch_size, progress=progress)
             self.head = LabelHead.fit_layers(
@@ -468,13 +493,15 @@ class TaskModel(TaskScoringMixin):
         most :data:`MAX_LABELS`, else free-form), ``"all"`` (every distinct output, however many)
         or ``None`` (free-form outputs).
         folds, max_validation, hold_out: the share ``hold_out`` of the examples, at most
-        ``max_validation`` (stratified by label, seeded), is held out in ``folds`` folds (1: every
-        example is held out once); for each fold the memory holds every other example, and each
-        candidate read-out (default :func:`default_candidates`) is scored on the fold. The one with
-        the best mean log-probability of the right answer (labels: of the right label; free-form:
-        of the answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small
-        folds. Then the memory holds every example and is read with the winner. Each example runs
-        through the model once (its states are kept for the duration of the fit).
+        ``max_validation`` (stratified by label, seeded: :func:`~faast.lm.task_choice.split_examples`),
+        is held out in ``folds`` folds (1: every example is held out once, but for the only example
+        of a label, which is never held out: the memory would not have seen its label); for each
+        fold the memory holds every other example, and each candidate read-out (default
+        :func:`default_candidates`) is scored on the fold. The one with the best mean
+        log-probability of the right answer (labels: of the right label; free-form: of the
+        answer's tokens) wins, a proper scoring rule that is steadier than accuracy on small folds.
+        Then the memory holds every example and is read with the winner. Each example runs through
+        the model once (its states are kept for the duration of the fit).
         guard: what keeps the memory off unless the choice clearly beats it on the held-out
         examples (:func:`faast.lm.task_choice.significant_or_off`): "sign-flip" (the default: a
         sign-flip p-value for the best of all candidates below 0.1), "selection" (the gain of the
@@ -498,7 +525,9 @@ class TaskModel(TaskScoringMixin):
         other more than the inputs to come, folds of single examples overrate the memory (the
         genre task of docs/tasks.md: held-out folds of the plays learned, p < 0.05; new plays, a
         loss; folds of whole plays there showed no clear gain on its 120 test passages). At least
-        two groups are needed.
+        two groups are needed. Without groups, the examples that share an input text are one group
+        (copies held out together; the report's metric says how many repeat one), so a fold is never
+        scored on an example whose copy it learned.
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
@@ -506,10 +535,11 @@ class TaskModel(TaskScoringMixin):
         """
         examples = checked_examples(examples, outputs=True)
         group_of = groups_by_example(examples, groups)
+        copies = 0
+        if group_of is None:  # copies of an input are held out together
+            group_of, copies = copies_as_groups(examples)
         checked_guard(guard)
         checked_anchor(anchor)
-        if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
-            raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
         check_validation(folds, max_validation, hold_out)
         check_batch_size(batch_size)  # refused now, not after the cross-validation
         dist = faast.distributed.current() if distributed else faast.distributed.Dist()
@@ -527,20 +557,38 @@ class TaskModel(TaskScoringMixin):
             self._score_cache = {}
         try:
             held = []
+            n_val = 0
             validable = len(examples) >= MIN_VALIDATION_EXAMPLES and bool(candidates)
             if validable:
                 n_val = min(max_validation, int(hold_out * len(examples)))
                 _, held = split_examples(examples, n_val, self.spec.labels, seed)
             if held:
                 report = self._cross_validate(
-                    examples, held, folds, candidates, guard, anchor, batch_size, progress, dist, group_of
+                    examples,
+                    held,
+                    folds,
+                    candidates,
+                    guard,
+                    anchor,
+                    batch_size,
+                    progress,
+                    dist,
+                    group_of,
+                    copies,
                 )
             else:
-                why = (
-                    f"memory off: none held out (hold_out {hold_out:g}, max_validation {max_validation})"
-                    if validable
-                    else f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
-                )
+                if not validable:
+                    why = f"memory off: too few examples to validate a read-out (< {MIN_VALIDATION_EXAMPLES})"
+                elif n_val == 0:
+                    why = (
+                        f"memory off: none held out (hold_out {hold_out:g}, max_validation {max_validation})"
+                    )
+                else:  # labels, each with a single example: holding one out would leave it unseen
+                    why = (
+                        "memory off: none held out, as every label has a single example (holding out "
+                        "a label's only example would leave the label unseen); give some labels more "
+                        "examples"
+                    )
                 report = FitReport(memory_off(mix), why, {}, len(examples), 0, 0)
             self.reset()
             report.pairs = self._learn_block(examples, set(), dist, batch_size, progress)
@@ -581,20 +629,9 @@ class TaskModel(TaskScoringMixin):
 
     def _resolved_spec(self, examples: Sequence[Example], labels: Sequence[str] | str | None) -> TaskSpec:
         """The task spec with the labels of ``fit``'s ``labels`` for ``examples`` (the task is left
-        as it is; a clear error for an output that is not a label). ``"auto"``/``"all"`` read the
-        outputs of the examples, then of the lead demonstrations (a label only they show is one)."""
-        rule = label_rule(labels)
-        auto = rule is not None
-        if rule is not None:
-            shown = [Example(inp, out) for inp, out in self.spec.demonstrations]
-            resolved = auto_labels([*examples, *shown], rule)
-        else:
-            resolved = None if labels is None else list(labels)
-        spec = TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)
-        unknown = set() if auto or labels is None else {e.output for e in examples} - set(spec.labels or [])
-        if unknown:
-            raise ValueError(f"examples have outputs that are not labels: {sorted(unknown)[:5]}")
-        return spec
+        as it is; :func:`fit_labels`)."""
+        resolved = fit_labels(examples, labels, self.spec.demonstrations)
+        return TaskSpec(self.spec.template, self.spec.pairs, resolved, self.spec.demonstrations)
 
     # ----------------------------------------------------------------- validation
     def _cross_validate(
@@ -609,12 +646,14 @@ class TaskModel(TaskScoringMixin):
         progress: bool,
         dist: faast.distributed.Dist,
         group_of: dict[int, Hashable] | None = None,
+        copies: int = 0,
     ) -> FitReport:
         """Score every candidate on ``held`` in ``folds`` folds, each with the others learned: the
         report of the choice after ``guard`` against ``anchor`` (pairs: 0, for the caller to fill),
         with every guard's choice, the sign-flip p-value and the per-example scores. ``group_of``
         (``id(example)`` → group): folds of whole groups, and no example of a fold's groups is
-        learned while it is scored (:func:`group_folds`)."""
+        learned while it is scored (:func:`group_folds`); ``copies``: how many examples repeat an
+        earlier one's input when ``group_of`` maps each example to its input (said in the metric)."""
         if group_of is None:
             k = max(1, min(folds, len(held)))
             parts = [held[f::k] for f in range(k)]
@@ -650,9 +689,12 @@ class TaskModel(TaskScoringMixin):
         decisions = {g: choice.name for g, (choice, _) in outcomes.items()}
         note = outcomes[guard][1]
         correct = {name: guess == targets for name, guess in predicted.items()}  # labels only
-        grouped = (
-            "" if group_of is None else f" (folds of whole groups, {len(set(group_of.values()))} groups)"
-        )
+        if group_of is None:
+            grouped = ""
+        elif copies:
+            grouped = f" (copies of an input held out together: {copies} examples repeat one)"
+        else:
+            grouped = f" (folds of whole groups, {len(set(group_of.values()))} groups)"
         cv = f"{k}-fold cross-validation{grouped} on {len(held)} examples"
         if self.spec.labels is not None:
             scores = {name: int(correct[name].sum()) / len(held) for name in mean}
@@ -1065,6 +1107,7 @@ __all__ = [
     "TaskSpec",
     "check_outputs_end",
     "default_candidates",
+    "fit_labels",
     "memory_off",
     "split_examples",
 ]

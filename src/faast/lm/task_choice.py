@@ -5,6 +5,7 @@ examples."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -407,9 +408,17 @@ def choose_read_out(
 def split_examples(
     examples: Sequence[Example], n_val: int, labels: Sequence[str] | None, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """(fit, validation) with ``n_val`` validation examples (seeded), stratified by label when there
-    are labels: the split :meth:`TaskModel.fit` holds out, for baselines that must choose their
-    settings on the same examples."""
+    """(fit, validation) with at most ``n_val`` validation examples (seeded), stratified by label
+    when there are labels: the split :meth:`TaskModel.fit` holds out, for baselines that must
+    choose their settings on the same examples.
+
+    With labels, each label with at least two examples gives its share ``n_val / len(examples)`` of
+    them (at least one); a label with a single example gives none (holding out its only example
+    would leave the label unseen by the memory), so fewer than ``n_val`` may be held out, and none
+    when every label has a single example. When the shares, rounded, come to more than ``n_val``,
+    the labels are taken in turn (round-robin: each label's first, then each label's second, ...)
+    up to ``n_val``, so that the cap trims the labels with the most examples held out, never a
+    whole label by its position."""
     if n_val == 0:
         return list(examples), []
     rng = random.Random(seed)
@@ -420,10 +429,9 @@ def split_examples(
         for i in order:
             by_label.setdefault(examples[i].output, []).append(i)  # type: ignore[arg-type]
         share = n_val / len(examples)
-        val_idx = []
-        for idx in by_label.values():
-            val_idx += idx[: max(1, round(share * len(idx)))] if len(idx) > 1 else []
-        val = set(val_idx[:n_val])
+        quotas = [idx[: max(1, round(share * len(idx)))] if len(idx) > 1 else [] for idx in by_label.values()]
+        turns = itertools.zip_longest(*quotas)  # each label's first, then each label's second, ...
+        val = set([i for turn in turns for i in turn if i is not None][:n_val])
     else:
         val = set(order[:n_val])
     return [e for i, e in enumerate(examples) if i not in val], [

@@ -1,6 +1,7 @@
 """Cross-validation folds of :meth:`faast.lm.task.TaskModel.fit` when examples come in groups
-(``groups=``: whole groups held out together, so that a fold is scored on groups it never learned),
-and the checks of its cross-validation settings."""
+(``groups=``: whole groups held out together, so that a fold is scored on groups it never learned;
+without them, the copies of an input, :func:`copies_as_groups`), and the checks of its
+cross-validation settings."""
 
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def groups_by_example(
     return {id(e): g for e, g in zip(examples, groups, strict=True)}
 
 
+def copies_as_groups(examples: Sequence[Example]) -> tuple[dict[int, Hashable] | None, int]:
+    """(``id(example)`` → its input text, how many examples repeat an earlier one's input) when
+    some examples share an input, else (None, 0): without ``groups``, :meth:`~faast.lm.task.TaskModel.fit`
+    holds the copies of an input out together (:func:`group_folds`), so that no fold is scored on
+    an example whose copy it learned (a file holding each example twice scored memorised copies:
+    random labels reached a cross-validated accuracy of 1.0). Without copies the folds are those
+    of single examples, as before."""
+    repeats = len(examples) - len({e.input for e in examples})
+    if repeats == 0:
+        return None, 0
+    return {id(e): e.input for e in examples}, repeats
+
+
 def group_folds(
     examples: Sequence[Example], held: Sequence[Example], folds: int, group_of: dict[int, Hashable]
 ) -> tuple[list[list[Example]], list[set[int]]]:
@@ -53,8 +67,11 @@ def group_folds(
 
 
 def check_validation(folds: int, max_validation: int, hold_out: float) -> None:
-    """Clear errors for cross-validation settings that hold nothing out or learn nothing (one fold
-    holding out every example leaves the memory of that fold empty: "no examples")."""
+    """Clear errors for cross-validation settings that are not numbers of their kind, hold nothing
+    out or learn nothing (one fold holding out every example leaves the memory of that fold empty:
+    "no examples"); they need no model, so a command checks them before loading one."""
+    if isinstance(hold_out, bool) or not isinstance(hold_out, (int, float)) or not 0 < hold_out <= 1:
+        raise ValueError(f"hold_out must be a share of the examples in (0, 1], got {hold_out!r}")
     integer_at_least(folds, "folds", 1)
     integer_at_least(max_validation, "max_validation", 0)
     if folds == 1 and hold_out == 1:
