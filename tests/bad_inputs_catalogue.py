@@ -1650,6 +1650,58 @@ TASKS = [
 ]
 
 
+def _saved_classifier(ctx: Ctx, name: str, seed: int = 0) -> Path:
+    """A FaastClassifier fitted on 12 random rows (seed) and saved to the folder ``name``."""
+    from faast import FaastClassifier
+
+    rng = np.random.default_rng(seed)
+    return FaastClassifier().fit(rng.standard_normal((12, 4)), np.arange(12) % 3).save(ctx.path(name))
+
+
+def _torn_classifier(ctx: Ctx):
+    """Load a saved classifier whose tensors another save wrote (a save stopped between its files)."""
+    from faast import FaastClassifier
+
+    folder, other = _saved_classifier(ctx, "torn"), _saved_classifier(ctx, "other", seed=1)
+    (folder / "classifier.safetensors").write_bytes((other / "classifier.safetensors").read_bytes())
+    return FaastClassifier.load(folder)
+
+
+def _classifier_with_json(ctx: Ctx, field: str, value: Any):
+    """Load a saved classifier whose ``classifier.json`` has ``field`` set to ``value``."""
+    import json
+
+    from faast import FaastClassifier
+
+    folder = _saved_classifier(ctx, "edited")
+    info = json.loads((folder / "classifier.json").read_text())
+    info[field] = value
+    (folder / "classifier.json").write_text(json.dumps(info))
+    return FaastClassifier.load(folder)
+
+
+def _predict_over_labels(ctx: Ctx) -> list[str]:
+    """``faast classify predict`` with ``--out`` naming its own ``--labels`` file (the model fitted
+    by ``faast classify fit`` first, which records what its features are)."""
+    from faast.cli import main
+
+    features, labels, model = ctx.path("x.npy"), ctx.path("y.npy"), ctx.path("clf-predict")
+    np.save(features, np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]]))
+    np.save(labels, np.array(["a", "b", "a", "b"]))
+    assert main(["classify", "fit", str(features), "--labels", str(labels), "--model", str(model)]) == 0
+    return [
+        "classify",
+        "predict",
+        str(features),
+        "--model",
+        str(model),
+        "--labels",
+        str(labels),
+        "--out",
+        str(labels),
+    ]
+
+
 def _examples(ctx: Ctx, name: str, data: bytes, **kw: Any):
     from faast.lm.examples import read_examples
 
@@ -1690,6 +1742,22 @@ LOADERS = [
         call(lambda c: _examples(c, "bl.tsv", b"a\tb\n\nc\td\n")),
         ValueError,
         r"bl.tsv:2: blank line",
+    ),
+    Case(
+        "FaastClassifier.load",
+        "tensors written by another save (an interrupted save)",
+        call(_torn_classifier),
+        ValueError,
+        r"classifier.safetensors is not the file .*classifier.json was saved with "
+        r".*written by different saves",
+    ),
+    Case(
+        "FaastClassifier.load",
+        "classifier.json: n_features_in not a number",
+        call(lambda c: _classifier_with_json(c, "n_features_in", "abc")),
+        ValueError,
+        r"classifier.json: malformed classifier description "
+        r"\(n_features_in: 'abc' is not a positive whole number",
     ),
     Case(
         "read_examples",
@@ -2062,6 +2130,18 @@ def _task_learn(ctx: Ctx, out: Path) -> list[str]:
     return ["task", "learn", "--model", str(ctx.model_dir), "--examples", str(examples), "--out", str(out)]
 
 
+def _append_text_to_a_task(ctx: Ctx) -> list[str]:
+    """Learn a task with ``faast task learn`` (the CLI), then the argv appending a text to it."""
+    from faast.cli import main
+
+    out = ctx.path("task-then-text.safetensors")
+    if main([*_task_learn(ctx, out), "--threads", "1"]) != 0:
+        raise RuntimeError("learning the task failed")
+    argv = _learn(ctx, "--append")
+    argv[argv.index("--out") + 1] = str(out)
+    return argv
+
+
 def _task_classify(ctx: Ctx, *extra: str) -> list[str]:
     inputs = ctx.text_file("inputs.tsv", b"w3 w4\nw6 w7\n")
     out = str(ctx.path("pred.tsv"))
@@ -2205,6 +2285,32 @@ CLI = [
             "auto",
         ],
         r"every output is 'w5', one label",
+    ),
+    CliCase(
+        "task evaluate: --predictions and --json name one file",
+        lambda c: [
+            "task",
+            "evaluate",
+            "--model",
+            str(c.model_dir),
+            "--examples",
+            str(c.text_file("two-labels.tsv", b"w3 w4\tw5\nw6 w7\tw8\n")),
+            "--predictions",
+            str(c.path("same.json")),
+            "--json",
+            str(c.path("same.json")),
+        ],
+        r"--predictions and --json both name .*same.json: the one written last would replace the other",
+    ),
+    CliCase(
+        "task learn: --folds 0 (refused before the model loads)",
+        lambda c: [*_task_learn(c, c.path("folds0.safetensors")), "--folds", "0"],
+        r"--folds must be an integer >= 1",
+    ),
+    CliCase(
+        "lm learn --append: text into a task learned by task learn",
+        _append_text_to_a_task,
+        r"--append: task 'default' of .* was learned from examples by `faast task learn`",
     ),
     CliCase(
         "task classify: negative --shots",
@@ -2362,6 +2468,11 @@ CLI += [
         ),
         r"f.csv:1: no column 'review' in the header \['a', 'b', 'label'\]; name the columns to read with "
         r"--text-column/--label-column",
+    ),
+    CliCase(
+        "classify predict: --out is the --labels file",
+        _predict_over_labels,
+        r"the output .*y.npy would overwrite the input .*y.npy",
     ),
     CliCase(
         "classify: a text file without labels",
