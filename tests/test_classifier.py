@@ -184,18 +184,19 @@ def test_gpu_tensors_stay_on_the_gpu(digits, kwargs):
 
 
 def test_one_example_per_class_takes_the_fallback_ridge_until_a_class_has_two():
-    """``auto`` at one example per class: ρ = s (leave-one-out cannot rank levels when each
-    held-out example's class vanishes); a second example of any class brings the leave-one-out
-    choice back (a level of the grid)."""
+    """``auto`` at one example per class: ρ = s₋₁, the mean non-zero eigenvalue after the largest
+    (leave-one-out cannot rank levels when each held-out example's class vanishes); a second
+    example of any class brings the leave-one-out choice back (a level of the grid)."""
     from faast.solver.loo import default_ridge_grid
-    from faast.solver.spectral import one_per_class_penalty, penalty_scale
+    from faast.solver.spectral import one_per_class_penalty
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4, 30))
     clf = FaastClassifier().partial_fit(X, [0, 1, 2, 3], classes=[0, 1, 2, 3])
     factor = clf.memory_.stats.factor()
     assert clf.ridge_ == pytest.approx(one_per_class_penalty(factor), rel=1e-12)
-    assert clf.ridge_ == pytest.approx(penalty_scale(factor), rel=1e-12)
+    lam = factor.eigenvalues[factor.eigenvalues > factor.noise_floor]
+    assert lam.numel() == 4 and clf.ridge_ == pytest.approx(float(lam[1:].mean()), rel=1e-12)
     clf.partial_fit(rng.standard_normal((1, 30)), [2])
     grid = default_ridge_grid(clf.memory_.stats.factor().lambda_max).numpy()
     assert np.isclose(grid, clf.ridge_, rtol=1e-12).any()
@@ -296,7 +297,7 @@ def test_parameters_that_built_the_statistics_are_fixed_until_the_next_fit(tmp_p
 def test_one_example_per_class_with_about_as_many_classes_as_features_is_not_at_the_double_descent_peak():
     """64 classes of one example each in 64 dimensions (noise 1.2 around each class centre): the
     ridge ρ = s/100 of ``auto`` until 2026-12-06 nearly interpolated the support set, at the peak of
-    double descent (about 26 % on these queries); ρ = s stays near RidgeClassifierCV."""
+    double descent (about 26 % on these queries); ρ = s₋₁ stays near RidgeClassifierCV."""
     from sklearn.linear_model import RidgeClassifierCV
 
     from faast.solver.spectral import penalty_scale
@@ -313,3 +314,20 @@ def test_one_example_per_class_with_about_as_many_classes_as_features_is_not_at_
     assert float(np.mean(old.predict(Q) == qy)) < 0.4  # the old penalty, as the bug hunt saw it
     assert accuracy > 0.65
     assert accuracy >= float(np.mean(reference.predict(Q) == qy)) - 0.1
+
+
+def test_one_example_per_class_far_from_the_origin_keeps_the_directions_between_the_classes():
+    """Eight classes of one example each, features shifted by +30 (d = 20): the mean eigenvalue s is
+    the offset's, and ρ = s shrank the directions between the classes away (16 % on these
+    queries); ρ = s₋₁ leaves the offset's eigenvalue out."""
+    from faast.solver.spectral import penalty_scale
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 20))
+    y, qy = np.arange(8), np.repeat(np.arange(8), 40)
+    X = centres + 0.6 * rng.normal(size=(8, 20)) + 30.0
+    Q = centres[qy] + 0.6 * rng.normal(size=(len(qy), 20)) + 30.0
+    clf = FaastClassifier().fit(X, y)
+    strong = FaastClassifier(ridge=penalty_scale(clf.memory_.stats.factor())).fit(X, y)
+    assert float(np.mean(strong.predict(Q) == qy)) < 0.3
+    assert float(np.mean(clf.predict(Q) == qy)) > 0.95

@@ -63,9 +63,13 @@ def test_coef_is_scikit_learns_ridge_with_intercept(n, d, classes, ridge, scalin
 
 def test_centring_separates_two_examples_that_differ_along_their_mean():
     """One example per class far from the origin, the classes apart along the mean's own
-    direction (larger against smaller values: raw sizes, counts): through the origin every score
-    grows with the size and one class wins nearly everywhere; with the features centred the fit
-    separates them at the midpoint, as the nearest class mean does."""
+    direction (larger against smaller values: raw sizes, counts): through the origin, with a
+    ridge as large as the mean's eigenvalue, every score grows with the size and one class wins
+    nearly everywhere; with the features centred the fit separates them at the midpoint, as the
+    nearest class mean does. So does the default since 2026-12-06 (its one-example-per-class
+    ridge leaves the largest eigenvalue, the mean's, out of its scale)."""
+    from faast.solver.spectral import penalty_scale
+
     rng = np.random.default_rng(0)
     base, delta = np.array([100.0, 50.0]), np.array([10.0, 5.0])
     X, y = np.stack([base + delta, base - delta]), np.array([0, 1])
@@ -73,8 +77,11 @@ def test_centring_separates_two_examples_that_differ_along_their_mean():
     test_X = (
         base + np.where(test_y[:, None] == 0, delta, -delta) + 0.3 * delta * rng.standard_normal((400, 2))
     )
-    assert FaastClassifier().fit(X, y).score(test_X, test_y) < 0.6
+    default = FaastClassifier().fit(X, y)
+    strong = FaastClassifier(ridge=penalty_scale(default.memory_.stats.factor())).fit(X, y)
+    assert strong.score(test_X, test_y) < 0.6
     assert FaastClassifier(center_features=True).fit(X, y).score(test_X, test_y) > 0.95
+    assert default.score(test_X, test_y) > 0.95
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from faast.solver import Cut, GramStats, SpectralFactor
 from faast.solver.loo import LooPath, brute_force_loo, default_ridge_grid, ridge_path, truncation_path
-from faast.solver.spectral import ONE_PER_CLASS_DIVISOR
 
 
 def _problem(n: int, d: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,8 +270,8 @@ def test_primal_route_with_kept_rows_scores_exact_ridge_loo(n, d, seed):
 
 def test_one_example_per_class_is_unranked_and_gets_the_fallback_ridge():
     """With one example per class, holding one out leaves its class unseen at every level: the
-    paths say so (``unranked``) and ``auto`` takes ρ = s (s = trace(G)/rank(G), divided by
-    ``ONE_PER_CLASS_DIVISOR``) instead of the lowest PRESS (the strongest ridge)."""
+    paths say so (``unranked``) and ``auto`` takes ρ = s₋₁, the mean non-zero eigenvalue of G after
+    the largest, instead of the lowest PRESS (the strongest ridge)."""
     gen = torch.Generator().manual_seed(3)
     keys = torch.randn(5, 12, generator=gen, dtype=torch.float64)
     values = torch.eye(5, dtype=torch.float64)  # one example of each of five classes
@@ -282,8 +281,7 @@ def test_one_example_per_class_is_unranked_and_gets_the_fallback_ridge():
     assert ridge_path(factor.left, factor.eigenvalues[:r], values, grid).unranked
     assert truncation_path(factor.left, values).unranked
     phi, tau, rho = factor.loo_choice()
-    expected = float(factor.eigenvalues.sum()) / r / ONE_PER_CLASS_DIVISOR
-    assert ONE_PER_CLASS_DIVISOR == 1.0
+    expected = float(factor.eigenvalues[1:r].sum()) / (r - 1)
     assert tau is None and rho == pytest.approx(expected, rel=1e-12)
     assert torch.allclose(phi, factor.ridge_filter(expected))
 

@@ -73,8 +73,9 @@ class FaastClassifier(
         the ridge level with the fewest exact leave-one-out
         errors (ties: lowest PRESS) among those whose PRESS beats predicting zero, on the
         training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); with one
-        example per class, where leave-one-out cannot rank levels, ρ = s/100 (s the mean
-        non-zero eigenvalue of G, as ``loss="logistic"`` then uses); GCV truncation beyond.
+        example per class, where leave-one-out cannot rank levels, ρ = s₋₁ (the mean non-zero
+        eigenvalue of G after the largest: :func:`faast.solver.spectral.one_per_class_penalty`);
+        GCV truncation beyond.
     ridge : float > 0, "gcv" or "auto", default=None
         Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
         generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by

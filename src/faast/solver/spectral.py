@@ -43,15 +43,6 @@ _SMALL_EIGH = 256
 FALLBACK_DIVISOR = 100.0
 
 
-#: The penalty ρ = s / ONE_PER_CLASS_DIVISOR of the ``auto`` cuts with one example per class,
-#: where leave-one-out cannot rank penalties (s = :func:`penalty_scale`). It was s / 100
-#: (:data:`FALLBACK_DIVISOR`, as the logistic loss) until 2026-12-06: with as many classes as
-#: feature directions (n close to d) that ridge sat at the peak of double descent and fell 25–50
-#: points below scikit-learn's RidgeClassifierCV; ρ = s had the smallest worst-case loss against
-#: the best divisor on the development data of ``benchmarks/classifier_one_shot.py``.
-ONE_PER_CLASS_DIVISOR = 1.0
-
-
 def penalty_scale(factor: SpectralFactor) -> float:
     """s = trace(G) / rank(G), the mean non-zero eigenvalue of G: the curvature per direction that
     the data term brings, whether n ≫ d (s ≈ n/d for unit-norm features) or n < d (s ≈ 1, where
@@ -62,9 +53,22 @@ def penalty_scale(factor: SpectralFactor) -> float:
 
 
 def one_per_class_penalty(factor: SpectralFactor) -> float:
-    """ρ = s / ``ONE_PER_CLASS_DIVISOR`` (s = :func:`penalty_scale`): the ``auto`` cuts' penalty
-    when every class has one example (leave-one-out cannot rank penalties)."""
-    return penalty_scale(factor) / ONE_PER_CLASS_DIVISOR
+    """The ``auto`` cuts' penalty when every class has one example (leave-one-out cannot rank
+    penalties): s₋₁, the mean of G's non-zero eigenvalues after the largest (s/100 when G has
+    one: :func:`fallback_penalty`).
+
+    Until 2026-12-06 it was s/100 (s = :func:`penalty_scale`, the mean with the largest), as the
+    logistic loss: with about as many classes as feature directions (n close to d) that ridge sat
+    at the peak of double descent, 25–50 points below scikit-learn's RidgeClassifierCV. ρ = s
+    cured that but failed features far from the origin, whose common offset is G's largest
+    eigenvalue and made s shrink away the directions that tell the classes apart. Leaving the
+    largest eigenvalue out had the smallest worst loss on the development data of
+    ``benchmarks/classifier_one_shot.py``."""
+    lam = factor.eigenvalues
+    kept = lam[lam > factor.noise_floor]
+    if kept.numel() < 2:
+        return fallback_penalty(factor)
+    return float(kept[1:].mean())
 
 
 def fallback_penalty(factor: SpectralFactor) -> float:
@@ -446,8 +450,8 @@ class SpectralFactor:
             rho = one_per_class_penalty(self)
             if "ridge" in families or not rho > 0.0:
                 return self.ridge_choice(rho)
-            # truncation only: the directions that the ridge s/100 keeps more than half of (λ ≥ s/100;
-            # the ridge's own ρ = s keeps about half the directions, too few for a truncation)
+            # truncation only: the directions that the ridge s/100 keeps more than half of (λ ≥ s/100,
+            # as before 2026-12-06; the ridge's own ρ would keep too few for a truncation)
             rho = fallback_penalty(self)
             rank = max(1, int((lam[: self.left.shape[1]] >= rho).sum()))  # type: ignore[union-attr]
             return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
