@@ -2130,6 +2130,12 @@ def _task_learn(ctx: Ctx, out: Path) -> list[str]:
     return ["task", "learn", "--model", str(ctx.model_dir), "--examples", str(examples), "--out", str(out)]
 
 
+def _task_evaluate(ctx: Ctx, examples: bytes, *extra: str, name: str = "two-labels.tsv") -> list[str]:
+    """``faast task evaluate`` of a file ``name`` holding ``examples`` on the tiny model."""
+    path = str(ctx.text_file(name, examples))
+    return ["task", "evaluate", "--model", str(ctx.model_dir), "--examples", path, *extra]
+
+
 def _append_text_to_a_task(ctx: Ctx) -> list[str]:
     """Learn a task with ``faast task learn`` (the CLI), then the argv appending a text to it."""
     from faast.cli import main
@@ -2274,32 +2280,19 @@ CLI = [
     ),
     CliCase(
         "task evaluate: zero-shot --labels auto on references of one label",
-        lambda c: [
-            "task",
-            "evaluate",
-            "--model",
-            str(c.model_dir),
-            "--examples",
-            str(c.text_file("one-label.tsv", b"w3 w4\tw5\nw6 w7\tw5\n")),
-            "--labels",
-            "auto",
-        ],
+        lambda c: _task_evaluate(c, b"w3 w4\tw5\nw6 w7\tw5\n", "--labels", "auto", name="one-label.tsv"),
         r"every output is 'w5', one label",
     ),
     CliCase(
         "task evaluate: --predictions and --json name one file",
-        lambda c: [
-            "task",
-            "evaluate",
-            "--model",
-            str(c.model_dir),
-            "--examples",
-            str(c.text_file("two-labels.tsv", b"w3 w4\tw5\nw6 w7\tw8\n")),
+        lambda c: _task_evaluate(
+            c,
+            b"w3 w4\tw5\nw6 w7\tw8\n",
             "--predictions",
             str(c.path("same.json")),
             "--json",
             str(c.path("same.json")),
-        ],
+        ),
         r"--predictions and --json both name .*same.json: the one written last would replace the other",
     ),
     CliCase(

@@ -294,6 +294,7 @@ def test_parameters_that_built_the_statistics_are_fixed_until_the_next_fit(tmp_p
     assert clf.set_params(**change).fit(X, y).score(X, y) > 0.5
 
 
+@pytest.mark.filterwarnings("ignore:The number of unique classes is greater than 50%")  # scikit-learn's
 def test_one_example_per_class_with_about_as_many_classes_as_features_is_not_at_the_double_descent_peak():
     """64 classes of one example each in 64 dimensions (noise 1.2 around each class centre): the
     ridge ρ = s/100 of ``auto`` until 2026-12-06 nearly interpolated the support set, at the peak of
