@@ -73,6 +73,8 @@ class KNNMemory(StoredPairsMemory):
         values (q, m): distances in the wider of the queries' and keys' dtypes (at least float32),
         the result in the queries' dtype and device."""
         queries = self._check_read(queries)
+        if queries.shape[0] == 0:  # no queries: an empty (0, m) read, as InverseMemory gives
+            return queries.new_zeros(0, int(self.value_dim))
         q, keys = self._scoring(queries)
         k = self.effective_k()
         block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))

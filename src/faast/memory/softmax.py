@@ -39,6 +39,8 @@ class SoftmaxMemory(StoredPairsMemory):
         """softmax(q Kᵀ / temperature) V for queries (q, d) → values (q, m), scored in the wider of
         the queries' and keys' dtypes (at least float32), returned in the queries' dtype and device."""
         queries = self._check_read(queries)
+        if queries.shape[0] == 0:  # no queries: an empty (0, m) read, as InverseMemory gives
+            return queries.new_zeros(0, int(self.value_dim))
         q, keys = self._scoring(queries)
         values = self.store.tensors()[1].to(q.dtype)
         if self.normalize:

@@ -272,7 +272,13 @@ class SpectralFactor:
 
         keys: (n, d) and values: (n, m), float64, rows already scaled by √wᵢ. The non-zero
         eigenvalues of K Kᵀ = A Λ Aᵀ are those of G = KᵀK, with eigenvectors U = Kᵀ A Λ^(−1/2),
-        and Uᵀ B = Λ^(1/2) Aᵀ V; null directions of G are left out (every filter zeroes them).
+        and Uᵀ B = Λ^(1/2) Aᵀ V. Eigenvalues at or below the rounding noise of K Kᵀ
+        (λ ≤ λ_max·n·ε) are left out with their directions: the null directions of G, and
+        directions that are real but below what float64 resolves in K Kᵀ. Truncation zeroes
+        them anyway; a ridge with ρ far below them would have used them, and here they cannot be
+        recovered. That is the case of key columns whose scales differ by about 10⁷ or more
+        (eigenvalues 10¹⁴ apart) solved with a near-zero ridge: the primal route
+        (``GramStats(..., dual_max_pairs=0)``, eigh of G itself) is the remedy.
         Costs O(n²·d + n³) instead of O(d³). shift: (d − 1,) float64 or None (factor the rows
         K M instead: see the class docstring; ``row_keys`` then holds K M).
         """
@@ -283,6 +289,7 @@ class SpectralFactor:
             lam, vec = symmetric_eigh(_outer_gram(keys), lower=False)
         lam, vec = lam.flip(0), vec.flip(1)
         top = max(float(lam[0]), 0.0) if lam.numel() else 0.0
+        # rounding noise of K Kᵀ: dropped for good (a tiny ridge would have used them; see above)
         keep = lam > top * lam.numel() * _EIGEN_NOISE
         lam, vec = lam[keep], vec[:, keep]
         projected = lam.sqrt()[:, None] * (vec.T @ values)

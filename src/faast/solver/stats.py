@@ -32,7 +32,27 @@ from faast.solver.spectral import SpectralFactor, center_on_last
 _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 
 
+#: The tensors of a statistics file that hold its kept rows (scaled by √wᵢ: :meth:`GramStats.kept_rows`).
+_ROW_KEYS = ("rows_keys", "rows_values")
+#: A Gram diagonal entry below −this × the largest is damage, not rounding (``subtract`` of large
+#: pairs leaves a relative residue of order 10⁻⁵ on the diagonal).
+_NEGATIVE_DIAGONAL_TOLERANCE = 1e-3
+
 __all__ = ["GramStats", "SolveInfo", "power_law_tau"]
+
+
+def _float_dtype(dtype: Any, name: str) -> torch.dtype:
+    """``dtype`` when it can hold fast weights or keys (a floating dtype of 16 bits or more); a
+    ``TypeError`` for what is not a torch dtype, a ``ValueError`` naming ``name`` for an integer,
+    bool, complex or float8 dtype (integer weights were silently rounded to zeros)."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch dtype such as torch.float32, got {dtype!r}")
+    if not dtype.is_floating_point or dtype.itemsize < 2:
+        raise ValueError(
+            f"{name}={dtype} cannot hold fast weights: use a real floating dtype of 16 bits or more "
+            "(torch.float16, torch.bfloat16, torch.float32 or torch.float64)"
+        )
+    return dtype
 
 
 def _narrowed(weights: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -64,8 +84,10 @@ class GramStats:
         float64 pairs are also kept so that a solve with n < d uses the dual n × n
         eigendecomposition (O(n²d + n³) instead of O(d³): the few-shot regime) and the ``auto``
         cut can score exact leave-one-out. The copy is dropped for good once the count passes
-        the limit, or after ``all_reduce``/``load_state_dict``; ``subtract`` removes the matching
-        rows from it (and refuses pairs that were never added).
+        the limit (``subtract`` back below it does not bring it back: ``auto`` then uses GCV), or
+        after ``all_reduce``, or ``load_state_dict`` without ``rows`` (``save``/``load`` keep
+        them); ``subtract`` removes the matching rows from it (and refuses pairs that were never
+        added).
     center_on_last_key:
         Solve with the other keys centred on the last one, a constant key (an intercept: see
         :func:`~faast.solver.spectral.center_on_last`). Exact at every solve from the
@@ -500,8 +522,8 @@ class GramStats:
     ) -> tuple[torch.Tensor, SolveInfo]:
         """Like :meth:`solve`, also returning a :class:`SolveInfo`."""
         cut = make_cut(cut, tau=tau, alpha=alpha, c=c, ridge=ridge)
-        dtype = dtype or self.input_dtype or torch.float32
-        device = torch.device(device) if device is not None else self.device
+        dtype = _float_dtype(dtype or self.input_dtype or torch.float32, "dtype")
+        device = check_device(device, "device") if device is not None else self.device
         key = (cut, dtype, device)
         cached = self._solve_cache.get(key)
         if cached is None:  # the cut is chosen once (float64, here); other dtypes/devices convert it
@@ -586,58 +608,63 @@ class GramStats:
         self._check_compatible(gram.shape[0], cross.shape[1], "load")
         if gram.dtype != torch.float64 or cross.dtype != torch.float64:
             raise TypeError(f"state must hold float64 statistics, got {gram.dtype} and {cross.dtype}")
-        for name in ("count", "weight_sum", "value_sq_sum"):
-            if state[name].numel() != 1 or state[name].dtype == torch.bool:
-                raise ValueError(
-                    f"malformed state: {name} must be one number, got {state[name].dtype} "
-                    f"of shape {tuple(state[name].shape)}"
-                )
-        count_value = state["count"].item()
-        if isinstance(count_value, float) and not count_value.is_integer():
-            raise ValueError(f"malformed state: the pair count {count_value} is not a whole number")
-        count = int(count_value)
-        if count < 0:
-            raise ValueError(f"malformed state: negative count {count}")
-        for name in ("gram", "cross", "weight_sum", "value_sq_sum"):
+        count, weight_sum, value_sq_sum = _checked_scalars(state)
+        for name in ("gram", "cross"):
             if not bool(torch.isfinite(state[name]).all()):
                 raise ValueError(f"malformed state: {name} holds NaN or Inf")
-        for name in ("weight_sum", "value_sq_sum"):  # sums of weights and of squares
-            if float(state[name]) < 0:
-                raise ValueError(f"malformed state: negative {name} {float(state[name])}")
-        asymmetry = float((gram - gram.T).abs().max()) if gram.numel() else 0.0
-        if asymmetry > 1e-8 * max(float(gram.abs().max()), 1e-300):  # beyond rounding: damaged
-            raise ValueError("malformed state: the Gram matrix G = Σ wᵢ zᵢ zᵢᵀ is not symmetric")
+        _check_gram(gram, weight_sum, count)
+        kept = None if rows is None or not count else self._checked_rows(rows, count)
         self._gram = gram.to(self.device, torch.float64).clone()
         self._cross = cross.to(self.device, torch.float64).clone()
         self._lower_only = False
         self._deferred = False
         self._pairs = PairBuffer() if count == 0 else None
-        if rows is not None and count:
-            keys, values = (t.to(self.device, torch.float64, copy=True) for t in rows)  # not the caller's
-            if keys.shape != (count, self.key_dim) or values.shape != (count, self.value_dim):
-                raise ValueError(
-                    f"malformed state: kept rows {tuple(keys.shape)} and {tuple(values.shape)} for "
-                    f"{count} pairs of keys {self.key_dim} → values {self.value_dim}"
-                )
-            self._pairs = PairBuffer().append(keys, values)
+        if kept is not None:
+            self._pairs = PairBuffer().append(*kept)
         self.count = count
-        self.weight_sum = float(state["weight_sum"])
-        self.value_sq_sum = float(state["value_sq_sum"])
+        self.weight_sum = weight_sum
+        self.value_sq_sum = value_sq_sum
         self.input_dtype = input_dtype
         self._touch()
 
+    def _checked_rows(
+        self, rows: tuple[torch.Tensor, torch.Tensor], count: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept rows (keys (count, d), values (count, m)) as float64 copies on this device (not
+        the caller's tensors), refused unless real floating, finite and of those shapes."""
+        keys, values = rows
+        if keys.shape != (count, self.key_dim) or values.shape != (count, self.value_dim):
+            raise ValueError(
+                f"malformed state: kept rows {tuple(keys.shape)} and {tuple(values.shape)} for "
+                f"{count} pairs of keys {self.key_dim} → values {self.value_dim}"
+            )
+        for name, t in (("keys", keys), ("values", values)):
+            if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise ValueError(f"malformed state: the kept rows' {name} must be finite real numbers")
+        return keys.to(self.device, torch.float64, copy=True), values.to(
+            self.device, torch.float64, copy=True
+        )
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the statistics to a safetensors file (kind ``stats``), atomically."""
+        """Write the statistics to a safetensors file (kind ``stats``), atomically, with the kept
+        rows (:meth:`kept_rows`) while every pair's row is kept, so that a loaded copy solves
+        ``auto`` by the same exact leave-one-out and refuses to subtract a pair never added."""
+        tensors = self.state_dict()
+        rows = self.kept_rows() if self.kept_row_count == self.count else None
+        if rows is not None:
+            tensors.update(zip(_ROW_KEYS, rows, strict=True))
         meta = {
             "key_dim": str(self.key_dim),
             "value_dim": str(self.value_dim),
             "input_dtype": "" if self.input_dtype is None else str(self.input_dtype).removeprefix("torch."),
         }
-        save_tensors(path, self.state_dict(), meta, kind="stats")
+        save_tensors(path, tensors, meta, kind="stats")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: torch.device | str | None = None) -> GramStats:
-        """Read statistics written by :meth:`save`."""
+        """Read statistics written by :meth:`save` (files written before their rows were saved load
+        without them: the dual route and exact leave-one-out then wait for new pairs). Every damaged
+        field is a ``ValueError`` naming the file."""
         tensors, meta = load_tensors(path, kind="stats")
         try:
             key_dim, value_dim = int(meta["key_dim"]), int(meta["value_dim"])
@@ -648,7 +675,16 @@ class GramStats:
         dtype = getattr(torch, dtype_name, None) if dtype_name else None
         if dtype_name and not isinstance(dtype, torch.dtype):
             raise ValueError(f"{path}: unknown input dtype {dtype_name!r}")
-        stats.load_state_dict(tensors, input_dtype=dtype)
+        present = [name for name in _ROW_KEYS if name in tensors]
+        if present and len(present) != len(_ROW_KEYS):
+            raise ValueError(f"{path}: kept rows need both {list(_ROW_KEYS)}, found only {present}")
+        rows = (tensors["rows_keys"], tensors["rows_values"]) if present else None
+        try:
+            if dtype is not None:
+                _float_dtype(dtype, "input_dtype")
+            stats.load_state_dict(tensors, input_dtype=dtype, rows=rows)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
         return stats
 
     def restore(self, other: GramStats) -> None:
@@ -763,3 +799,56 @@ def _check_magnitude(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, t
                 f"statistics (keys need an entry above about {UNDERFLOW_KEY_LIMIT:.0e}); rescale "
                 "the inputs"
             )
+
+
+def _checked_scalars(state: dict[str, torch.Tensor]) -> tuple[int, float, float]:
+    """The count, weight sum and value square sum of a state, checked: each one real number; the
+    count a whole number in [0, 2⁶³); the sums finite and ≥ 0. A ``ValueError`` naming the field."""
+    for name in ("count", "weight_sum", "value_sq_sum"):
+        t = state[name]
+        if t.numel() != 1 or t.dtype == torch.bool:
+            raise ValueError(
+                f"malformed state: {name} must be one number, got {t.dtype} of shape {tuple(t.shape)}"
+            )
+        if t.is_complex() or (name != "count" and not t.is_floating_point()):
+            raise ValueError(f"malformed state: {name} must be a real floating number, got {t.dtype}")
+    count_value = state["count"].item()
+    if isinstance(count_value, float) and not count_value.is_integer():
+        raise ValueError(f"malformed state: the pair count {count_value} is not a whole number")
+    if count_value < 0:
+        raise ValueError(f"malformed state: negative count {count_value}")
+    if count_value >= 2**63:
+        raise ValueError(f"malformed state: the pair count {count_value:.3g} is beyond int64")
+    sums = {}
+    for name in ("weight_sum", "value_sq_sum"):  # sums of weights and of squares
+        value = float(state[name].item())
+        if not math.isfinite(value):
+            raise ValueError(f"malformed state: {name} holds NaN or Inf")
+        if value < 0:
+            raise ValueError(f"malformed state: negative {name} {value}")
+        sums[name] = value
+    return int(count_value), sums["weight_sum"], sums["value_sq_sum"]
+
+
+def _check_gram(gram: torch.Tensor, weight_sum: float, count: int) -> None:
+    """Refuse a Gram matrix G = Σ wᵢ kᵢ kᵢᵀ (d, d) float64 that no sum of pairs gives: not
+    symmetric (beyond rounding), a diagonal entry clearly negative, or non-zero while the weights
+    sum to 0 (``count`` pairs)."""
+    if not gram.numel():
+        return
+    largest = float(gram.abs().max())
+    asymmetry = float((gram - gram.T).abs().max())
+    if asymmetry > 1e-8 * max(largest, 1e-300):  # beyond rounding: damaged
+        raise ValueError("malformed state: the Gram matrix G = Σ wᵢ zᵢ zᵢᵀ is not symmetric")
+    diagonal = torch.diagonal(gram)
+    lowest, highest = float(diagonal.min()), float(diagonal.max())
+    if lowest < 0 and -lowest > _NEGATIVE_DIAGONAL_TOLERANCE * max(highest, 0.0):
+        raise ValueError(
+            f"malformed state: the Gram matrix G = Σ wᵢ zᵢ zᵢᵀ has a negative diagonal entry ({lowest:.3g}; "
+            "a sum of squares is ≥ 0)"
+        )
+    if weight_sum == 0 and count and highest > 0:
+        raise ValueError(
+            f"malformed state: weight_sum is 0 for {count} pairs but the Gram matrix is not zero "
+            "(pairs of weight 0 add nothing to it)"
+        )
