@@ -1702,6 +1702,18 @@ def _predict_over_labels(ctx: Ctx) -> list[str]:
     ]
 
 
+def _negated_stats(ctx: Ctx):
+    """Load a statistics file whose Gram matrix was negated (no sum of squares gives it)."""
+    from faast.io import load_tensors, save_tensors
+    from faast.solver import GramStats
+
+    tensors, meta = load_tensors(ctx.stats_file, kind="stats")
+    tensors["gram"] = -tensors["gram"]
+    path = ctx.path("negated.safetensors")
+    save_tensors(path, tensors, {k: v for k, v in meta.items() if not k.startswith("faast.")}, kind="stats")
+    return GramStats.load(path)
+
+
 def _examples(ctx: Ctx, name: str, data: bytes, **kw: Any):
     from faast.lm.examples import read_examples
 
@@ -1910,6 +1922,20 @@ LOADERS = [
         ),
         ValueError,
         r"not a readable safetensors",
+    ),
+    Case(
+        "GramStats.load",
+        "a Gram matrix with a negative diagonal (damaged)",
+        call(_negated_stats),
+        ValueError,
+        r"negated.safetensors: malformed state: the Gram matrix .* has a negative diagonal entry",
+    ),
+    Case(
+        "GramStats.solve",
+        "an integer dtype",
+        on_stats(lambda s: s.solve(dtype=torch.int64)),
+        ValueError,
+        r"dtype=torch.int64 cannot hold fast weights",
     ),
     Case(
         "GramStats.load",
