@@ -27,10 +27,20 @@ def wine() -> tuple[np.ndarray, np.ndarray]:
     return X[order], y[order]
 
 
-def _edit_json(folder: Path, **fields) -> None:
+def _rewrite_json(folder: Path, change) -> None:
+    """Rewrite the saved classifier's JSON after ``change(info)`` edited it in place."""
     info = json.loads((folder / JSON_NAME).read_text())
-    info.update(fields)
+    change(info)
     (folder / JSON_NAME).write_text(json.dumps(info))
+
+
+def _edit_json(folder: Path, **fields) -> None:
+    _rewrite_json(folder, lambda info: info.update(fields))
+
+
+def _without_digest(info: dict) -> None:
+    """As a file saved before the digest."""
+    del info["tensors_sha256"]
 
 
 # ----------------------------------------------------------------- predict --out over --labels
@@ -89,10 +99,8 @@ def test_files_saved_without_a_digest_still_load(tmp_path, wine):
     X, y = wine
     clf = FaastClassifier().fit(X[:20], y[:20])
     clf.save(tmp_path / "m")
-    info = json.loads((tmp_path / "m" / JSON_NAME).read_text())
-    assert len(info.pop("tensors_sha256")) == 64
-    info.pop("loss_fitted")
-    (tmp_path / "m" / JSON_NAME).write_text(json.dumps(info))
+    assert len(json.loads((tmp_path / "m" / JSON_NAME).read_text())["tensors_sha256"]) == 64
+    _rewrite_json(tmp_path / "m", lambda info: [info.pop("tensors_sha256"), info.pop("loss_fitted")])
     loaded = FaastClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
@@ -103,9 +111,7 @@ def test_a_torn_save_without_a_digest_is_refused_by_its_counts(tmp_path, wine):
     FaastClassifier().fit(X[:20], y[:20]).save(tmp_path / "old")
     FaastClassifier().fit(X[:24], y[:24]).save(tmp_path / "new")
     shutil.copy(tmp_path / "new" / TENSORS_NAME, tmp_path / "old" / TENSORS_NAME)
-    info = json.loads((tmp_path / "old" / JSON_NAME).read_text())
-    del info["tensors_sha256"]
-    (tmp_path / "old" / JSON_NAME).write_text(json.dumps(info))
+    _rewrite_json(tmp_path / "old", _without_digest)
     with pytest.raises(ValueError, match=r"class_count sums to 20 examples but the statistics hold 24"):
         FaastClassifier.load(tmp_path / "old")
 
@@ -113,11 +119,13 @@ def test_a_torn_save_without_a_digest_is_refused_by_its_counts(tmp_path, wine):
 def test_class_counts_the_intercept_row_contradicts_are_refused(tmp_path, wine):
     X, y = wine
     FaastClassifier().fit(X, y).save(tmp_path / "m")
-    info = json.loads((tmp_path / "m" / JSON_NAME).read_text())
-    counts = info["class_count"]
-    info["class_count"] = [0, counts[0] + counts[1], counts[2]]  # the same total
-    del info["tensors_sha256"]
-    (tmp_path / "m" / JSON_NAME).write_text(json.dumps(info))
+
+    def move_counts(info: dict) -> None:
+        counts = info["class_count"]
+        info["class_count"] = [0, counts[0] + counts[1], counts[2]]  # the same total
+        _without_digest(info)
+
+    _rewrite_json(tmp_path / "m", move_counts)
     with pytest.raises(ValueError, match=r"the intercept row of the statistics"):
         FaastClassifier.load(tmp_path / "m")
 
@@ -150,9 +158,7 @@ def test_malformed_fields_are_refused_naming_the_file_and_the_field(tmp_path, wi
 def test_refine_without_its_tensor_is_refused(tmp_path, wine):
     X, y = wine
     FaastClassifier().fit(X, y).save(tmp_path / "m")
-    info = json.loads((tmp_path / "m" / JSON_NAME).read_text())
-    info["params"]["refine"] = 2
-    (tmp_path / "m" / JSON_NAME).write_text(json.dumps(info))
+    _rewrite_json(tmp_path / "m", lambda info: info["params"].update(refine=2))
     with pytest.raises(ValueError, match=rf"{JSON_NAME}: malformed classifier description \(params.refine"):
         FaastClassifier.load(tmp_path / "m")
 
@@ -160,9 +166,7 @@ def test_refine_without_its_tensor_is_refused(tmp_path, wine):
 def test_a_bad_parameter_names_the_file(tmp_path, wine):
     X, y = wine
     FaastClassifier().fit(X, y).save(tmp_path / "m")
-    info = json.loads((tmp_path / "m" / JSON_NAME).read_text())
-    info["params"]["ridge"] = -1
-    (tmp_path / "m" / JSON_NAME).write_text(json.dumps(info))
+    _rewrite_json(tmp_path / "m", lambda info: info["params"].update(ridge=-1))
     with pytest.raises(ValueError, match=rf"{JSON_NAME}: malformed classifier description \(params: .*ridge"):
         FaastClassifier.load(tmp_path / "m")
 

@@ -253,7 +253,7 @@ def load_tensors(
             meta = dict(fh.metadata() or {})
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except Exception as exc:
-        raise ValueError(f"{p} is not a readable safetensors file ({_short(exc)})") from exc
+        raise ValueError(f"{p} is not a readable safetensors file ({first_line(exc)})") from exc
     if kind is not None:
         found, version = file_kind(meta)
         want = KIND_NAMES[kind]
@@ -269,7 +269,9 @@ def load_tensors(
     return tensors, meta
 
 
-def _short(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name when
+    it has none: the cause of a library error, short enough to end one of ours."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
-from faast.io import existing_file
+from faast.io import existing_file, first_line
 from faast.lm.inject import context_window
 from faast.text_files import read_user_text
 
@@ -109,7 +109,7 @@ def _hub_failure(name: str, exc: OSError) -> str:
 
     close = difflib.get_close_matches(name.lower(), list(OFFLINE_MODELS), n=1, cutoff=0.6)
     hint = f"Did you mean the offline model {close[0]!r}? " if close else ""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     return (
         f"could not load the model {name!r}: it is not an offline model name or a local folder, "
         f"so it was read as a Hugging Face Hub id, and the Hub did not serve it ({first}). "
