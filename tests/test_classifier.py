@@ -332,3 +332,36 @@ def test_one_example_per_class_far_from_the_origin_keeps_the_directions_between_
     strong = FaastClassifier(ridge=penalty_scale(clf.memory_.stats.factor())).fit(X, y)
     assert float(np.mean(strong.predict(Q) == qy)) < 0.3
     assert float(np.mean(clf.predict(Q) == qy)) > 0.95
+
+
+@pytest.mark.filterwarnings("ignore:The number of unique classes is greater than 50%")  # scikit-learn's
+@pytest.mark.parametrize("offset", [0.0, 3.0])
+def test_one_example_per_class_beyond_the_rows_kept_takes_the_one_per_class_penalty(offset):
+    """300 classes of one example each in 64 dimensions: more pairs than the 2·D rows kept, so
+    leave-one-out has no rows; GCV, used there until 2026-12-06, took a huge ridge on features
+    far from the origin (+3: 1 % on these queries, one class predicted, against RidgeClassifierCV's
+    92 %). The class counts tell the statistics that no class has two examples, and ``auto`` takes
+    the same ρ = s₋₁ as with the rows kept; a second example of a class brings GCV back."""
+    from sklearn.linear_model import RidgeClassifierCV
+
+    from faast.solver.spectral import one_per_class_penalty
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(300, 64))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    y, qy = np.arange(300), np.repeat(np.arange(300), 5)
+    X = centres + rng.normal(size=(300, 64)) / 8.0 + offset
+    Q = centres[qy] + rng.normal(size=(len(qy), 64)) / 8.0 + offset
+    clf = FaastClassifier().fit(X, y)
+    stats = clf.memory_.stats
+    assert stats._pairs is None and stats.values_unshared  # the rows are dropped: no leave-one-out
+    assert clf.ridge_ == pytest.approx(one_per_class_penalty(stats.factor()), rel=1e-12)
+    reference = RidgeClassifierCV(alphas=np.logspace(-6, 6, 25)).fit(X, y)
+    accuracy = float(np.mean(clf.predict(Q) == qy))
+    assert accuracy > 0.85
+    assert accuracy >= float(np.mean(reference.predict(Q) == qy)) - 0.03
+    stats.values_unshared = False  # what the solve did before: GCV's ridge
+    before = FaastClassifier(ridge=clf.memory_.solve_info().ridge).fit(X, y)
+    assert (float(np.mean(before.predict(Q) == qy)) < 0.1) == (offset > 0)  # failed shifted only
+    clf.partial_fit(X[:1], y[:1])  # class 0 has two examples now: GCV
+    assert not stats.values_unshared and clf.ridge_ != pytest.approx(one_per_class_penalty(stats.factor()))

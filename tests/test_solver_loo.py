@@ -379,3 +379,30 @@ def test_default_fit_finds_few_shot_features_far_smaller_than_the_intercept(scal
     reference = FaastClassifier().fit(X[train], y[train]).score(X[test], y[test])
     accuracy = FaastClassifier().fit(X[train] * scale, y[train]).score(X[test] * scale, y[test])
     assert accuracy >= reference - 0.02
+
+
+@pytest.mark.parametrize("spec", [{"tau": "auto"}, {"ridge": "auto"}])
+def test_values_unshared_takes_the_one_per_class_penalty_without_the_rows(spec):
+    """Statistics that keep no rows (``dual_max_pairs=0``) cannot score leave-one-out: ``auto``
+    uses GCV, unless the caller says that no two pairs share a class (``values_unshared``), when
+    it takes the penalty the rows would have led to (:func:`one_per_class_penalty`). The flag is a
+    setting of the solve: changing it re-solves, ``copy`` keeps it."""
+    from faast.solver.spectral import one_per_class_penalty
+
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randn(12, 20, generator=gen, dtype=torch.float64) + 3.0
+    values = torch.eye(12, dtype=torch.float64)
+    kept = GramStats(20, 12)
+    kept.add(keys, values)
+    with_rows = kept.solve_with_info(**spec)[1]
+    stats = GramStats(20, 12, dual_max_pairs=0)
+    stats.add(keys, values)
+    gcv = stats.solve_with_info(**spec)[1]
+    stats.values_unshared = True
+    _, info = stats.solve_with_info(**spec)
+    assert info.ridge == pytest.approx(one_per_class_penalty(stats.factor()), rel=1e-12)
+    assert info.ridge == pytest.approx(with_rows.ridge, rel=1e-9)  # primal and dual spectra
+    assert (gcv.ridge, gcv.tau) != (info.ridge, info.tau)
+    assert stats.copy().solve_with_info(**spec)[1].ridge == info.ridge
+    stats.values_unshared = False
+    assert stats.solve_with_info(**spec)[1] == gcv

@@ -646,6 +646,8 @@ class FaastClassifier(
         not keep their rows."""
         self._check_center()
         self.memory_.stats.center_on_last_key = bool(self.center_features)
+        # one example per class: the auto cuts' penalty for it also beyond the rows kept
+        self.memory_.stats.values_unshared = bool(self.class_count_.max(initial=0) <= 1)
         self.memory_.set_cut(cut)
         self.cut_ = cut
         self._refined: torch.Tensor | None = None  # a new plain solve drops any retargeting

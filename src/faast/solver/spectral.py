@@ -172,6 +172,9 @@ class SpectralFactor:
     keys centred on a constant last key, an intercept), and every result (``basis``, weights) is
     mapped back to the keys' own coordinates (w = M w′): a key z scores z·w = z′·w′. The
     eigenvalues, ``left`` and ``projected`` are those of z′.
+    values_unshared: the caller's word that no two pairs share the column of their largest
+    value (one example per class; :attr:`GramStats.values_unshared`), which :meth:`loo_choice`
+    reads from the rows themselves when it has them and from this flag when it has not.
     """
 
     eigenvalues: torch.Tensor
@@ -184,6 +187,7 @@ class SpectralFactor:
     row_keys: torch.Tensor | None = None
     shift: torch.Tensor | None = None
     pairs: float | None = None
+    values_unshared: bool = False
 
     @property
     def gcv_count(self) -> float:
@@ -443,25 +447,32 @@ class SpectralFactor:
             raise ValueError(f"families must be among 'ridge', 'truncation', got {families!r}")
         if beyond not in ("truncation", "ridge"):
             raise ValueError(f"beyond must be 'truncation' or 'ridge', got {beyond!r}")
-        if not self.has_rows:
-            if beyond == "ridge":
-                rho = self.gcv_ridge()
-                return self.ridge_filter(rho), None, rho
-            tau, rank = self.gcv_truncation()
-            return self.rank_filter(rank), tau, None
         lam = self.eigenvalues
-        if loo.shared_pairs(self.row_values) == 0:  # type: ignore[arg-type]
+        if self.has_rows:
+            unranked = loo.shared_pairs(self.row_values) == 0  # type: ignore[arg-type]
+        else:
+            unranked = self.values_unshared
+        if unranked:
             # one example per class: holding one out leaves its class unseen at every level, so
             # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge
-            # or the first rank, predicting one class): a penalty from the spectrum alone
+            # or the first rank, predicting one class): a penalty from the spectrum alone. Without
+            # the rows (more classes than the rows kept), GCV took a huge ridge on features far
+            # from the origin (one class predicted), so the caller's word is taken instead.
             rho = one_per_class_penalty(self)
             if "ridge" in families or not rho > 0.0:
                 return self.ridge_choice(rho)
             # truncation only: the directions that the ridge s/100 keeps more than half of (λ ≥ s/100,
             # as before 2026-12-06; the ridge's own ρ would keep too few for a truncation)
             rho = fallback_penalty(self)
-            rank = max(1, int((lam[: self.left.shape[1]] >= rho).sum()))  # type: ignore[union-attr]
+            r = self.left.shape[1] if self.left is not None else int((lam > self.noise_floor).sum())
+            rank = max(1, int((lam[:r] >= rho).sum()))
             return self.rank_filter(rank), math.sqrt(float(lam[rank - 1]) / self.lambda_max), None
+        if not self.has_rows:
+            if beyond == "ridge":
+                rho = self.gcv_ridge()
+                return self.ridge_filter(rho), None, rho
+            tau, rank = self.gcv_truncation()
+            return self.rank_filter(rank), tau, None
         paths = []
         if "truncation" in families:
             paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]

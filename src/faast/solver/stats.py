@@ -94,6 +94,14 @@ class GramStats:
         statistics as they stand (streaming, forgetting and merging keep it exact); the weights
         come back in the keys' own coordinates. A setting of the solve, not of the statistics:
         ``save``/``state_dict`` do not carry it (``FaastClassifier`` restores it from its params).
+
+    Attribute ``values_unshared`` (default False; settable) is the caller's word that no two pairs
+    share the column of their largest value — one example per class, one-hot values. The ``auto``
+    cuts then take the one-example-per-class penalty
+    (:func:`~faast.solver.spectral.one_per_class_penalty`) also once the rows are dropped (with the
+    rows kept they read it from the rows themselves); GCV, used otherwise without the rows, took a
+    huge ridge on features far from the origin. ``FaastClassifier`` sets it from its class counts;
+    like ``center_on_last_key``, it is a setting of the solve, not saved.
     """
 
     def __init__(
@@ -115,6 +123,7 @@ class GramStats:
         self.dual_max_pairs = self.key_dim if dual_max_pairs is None else max(0, int(dual_max_pairs))
         self._device: torch.device | None = None if device is None else check_device(device)
         self._center_on_last_key = bool(center_on_last_key)
+        self._values_unshared = False
         self._init_buffers()
 
     @property
@@ -126,6 +135,17 @@ class GramStats:
     def center_on_last_key(self, value: bool) -> None:
         if bool(value) != self._center_on_last_key:
             self._center_on_last_key = bool(value)
+            self._touch()
+
+    @property
+    def values_unshared(self) -> bool:
+        """Whether no two pairs share the column of their largest value (see the class docstring)."""
+        return self._values_unshared
+
+    @values_unshared.setter
+    def values_unshared(self, value: bool) -> None:
+        if bool(value) != self._values_unshared:
+            self._values_unshared = bool(value)
             self._touch()
 
     # ----------------------------------------------------------------- state
@@ -204,6 +224,7 @@ class GramStats:
             dual_max_pairs=self.dual_max_pairs,
             center_on_last_key=self.center_on_last_key,
         )
+        out.values_unshared = self.values_unshared
         out._gram, out._cross = self.gram.clone(), self.cross.clone()
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
@@ -487,7 +508,10 @@ class GramStats:
                     factor = factor.with_rows(*self._pairs.tensors())  # n ≥ d, rows still kept
             if factor.lambda_max <= 0:
                 raise ValueError("cannot solve: every key added so far is zero (or has zero weight)")
-            factor = dataclasses.replace(factor, pairs=float(self.count))  # GCV's n: SpectralFactor.gcv_count
+            # GCV's n (SpectralFactor.gcv_count), and the caller's word on the values
+            factor = dataclasses.replace(
+                factor, pairs=float(self.count), values_unshared=self.values_unshared
+            )
             self._factor_cache = (self._version, factor)
         return self._factor_cache[1]
 
