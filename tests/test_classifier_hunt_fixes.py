@@ -223,6 +223,44 @@ def test_a_logistic_fit_keeps_its_probabilities_after_set_params_loss(tmp_path, 
     )
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ridge": 1e4},
+        {"tau": 0.5},
+        {"alpha": 0.4},
+        {"center_features": True},
+        {"similarity": "cosine"},
+        {"prior": "matrix", "n0": 50.0},
+    ],
+    ids=lambda change: ",".join(change),
+)
+def test_solve_and_reading_params_act_from_the_next_solve_and_saves_keep_the_fitted_ones(
+    tmp_path, wine, change
+):
+    """A ``set_params`` of a parameter that acts when solving or reading changes nothing until the
+    next solve, and a save in between writes the fitted parameters: until 2026-12-06 ``similarity``
+    changed the scores at once (the others did not), and a save wrote the new ``ridge``,
+    ``center_features``, ... which the loaded copy solved with (other predictions than the
+    classifier saved). After ``solve()`` the scores are a fit's with the new parameters."""
+    X, y = wine
+    X = (X - X.mean(0)) / X.std(0) + 2.0  # off the origin: centring changes the solve
+    if change.get("prior") == "matrix":
+        change = {**change, "prior": np.random.default_rng(0).normal(size=(3, X.shape[1]))}
+    clf = FaastClassifier().fit(X, y)
+    scores, proba = clf.decision_function(X), clf.predict_proba(X)
+    clf.set_params(**change)
+    np.testing.assert_array_equal(clf.decision_function(X), scores)
+    clf.save(tmp_path / "m")
+    loaded = FaastClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.decision_function(X), scores, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=0, atol=1e-9)
+    clf.solve()
+    refit = FaastClassifier(**change).fit(X, y).decision_function(X)
+    assert not np.allclose(refit, scores, rtol=0, atol=1e-6)  # the change matters on these data
+    np.testing.assert_allclose(clf.decision_function(X), refit, rtol=0, atol=1e-9)
+
+
 # ----------------------------------------------------------------- temperature while the rows are kept
 def test_the_temperature_after_forget_or_load_equals_a_refits_while_rows_are_kept(tmp_path, wine):
     """The documented cases where predict_proba equals a fit on what remains: n ≤ 2·D."""

@@ -45,6 +45,12 @@ from faast.solver import Cut, GramStats
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
 ROWS_KEPT = 2
 
+#: The parameters that act when solving or reading (not on the statistics: ``_design_params``):
+#: each solve (``fit``, ``partial_fit``, ``forget``, ``solve``, loading) records them in
+#: ``_solve_params_``, and predictions and ``save`` read them there, so that a ``set_params``
+#: acts from the next solve (scikit-learn's rule) and a saved classifier predicts as it did.
+SOLVE_PARAMS = ("alpha", "c", "tau", "ridge", "center_features", "similarity", "prior", "n0")
+
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -358,7 +364,7 @@ class FaastClassifier(
         -------
         self : FaastClassifier
         """
-        fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_")
+        fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_", "_solve_params_")
         names = (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE)
         inputs = ("n_features_in_", "feature_names_in_")  # reset by the new X's validation
         earlier = {attr: self.__dict__[attr] for attr in inputs if attr in self.__dict__}
@@ -645,6 +651,7 @@ class FaastClassifier(
         weights) of the call that passed them, for ``logit_scale="auto"`` when the statistics do
         not keep their rows."""
         self._check_center()
+        self._solve_params_ = {name: getattr(self, name) for name in SOLVE_PARAMS}
         self.memory_.stats.center_on_last_key = bool(self.center_features)
         # one example per class: the auto cuts' penalty for it also beyond the rows kept
         self.memory_.stats.values_unshared = bool(self.class_count_.max(initial=0) <= 1)
@@ -741,18 +748,19 @@ class FaastClassifier(
         emb = None if self.embeddings_ is None else self.embeddings_.to(pred.dtype)
         if emb is not None:
             pred = pred @ emb  # (q, m): value-space prediction
-        if self.prior is not None:
+        solved = self._solve_params_  # as the last solve read them, not a later set_params
+        if solved["prior"] is not None:
             n = self.memory_.stats.weight_sum
-            r = n / (self.n0 + n)
+            r = n / (solved["n0"] + n)
             pred = r * pred + (1.0 - r) * self._prior(keys, pred.shape[1])
         target = emb
-        if self.similarity == "cosine":
+        if solved["similarity"] == "cosine":
             pred = F.normalize(pred, dim=1)
             target = None if target is None else F.normalize(target, dim=1)
         return pred if target is None else pred @ target.T
 
     def _prior(self, keys: torch.Tensor, value_dim: int) -> torch.Tensor:
-        prior = self.prior
+        prior = self._solve_params_["prior"]
         if isinstance(prior, str):
             if keys.shape[1] != value_dim:
                 raise ValueError(

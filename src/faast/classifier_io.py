@@ -74,7 +74,10 @@ def save_classifier(
     check_classifier_folder(path)
     if not hasattr(clf, "memory_"):
         raise ValueError("cannot save a FaastClassifier that is not fitted")
-    if callable(clf.prior) and not isinstance(clf.prior, str):
+    # the parameters of the last solve, which the predictions follow (not a later set_params)
+    params = {name: getattr(clf, name) for name in _PARAMS} | getattr(clf, "_solve_params_", {})
+    prior = params.pop("prior", clf.prior)
+    if callable(prior) and not isinstance(prior, str):
         raise ValueError("cannot save a classifier with a callable prior; give the prior as a matrix")
     stats = clf.memory_.stats
     tensors = stats.state_dict()
@@ -89,21 +92,21 @@ def save_classifier(
         tensors["logistic_C"] = torch.tensor([float(clf.C_), float(clf.n_iter_)], dtype=torch.float64)
     if clf.embeddings_ is not None:
         tensors["class_embeddings"] = clf.embeddings_
-    if clf.prior is not None and not isinstance(clf.prior, str):
+    if prior is not None and not isinstance(prior, str):
         tensors["prior"] = torch.as_tensor(
-            np.asarray(clf.prior) if not isinstance(clf.prior, torch.Tensor) else clf.prior
+            np.asarray(prior) if not isinstance(prior, torch.Tensor) else prior
         )
     classes = clf.classes_
     info = {
         "format": FORMAT,
         "format_version": VERSION,
-        "params": {name: _param_to_json(name, getattr(clf, name)) for name in _PARAMS},
+        "params": {name: _param_to_json(name, params[name]) for name in _PARAMS},
         "class_weight": [float(x) for x in clf.class_weight_],
         "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
         # the temperature predict_proba uses: beyond the kept rows it came from rows not saved
         "logit_scale_fitted": float(clf.logit_scale_),
         "logit_scale_rows": int(getattr(clf, "_calibration_rows", 0)),
-        "prior": clf.prior if isinstance(clf.prior, str) else None,
+        "prior": prior if isinstance(prior, str) else None,
         "classes": [c.item() if hasattr(c, "item") else c for c in classes],
         "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
         "class_count": [int(x) for x in clf.class_count_],

@@ -65,7 +65,7 @@ class TemperatureMixin:
         if self.logit_scale != "auto":
             self._temperature = _Temperature(float(self.logit_scale))
             return
-        if self.prior is not None or self.class_count_.max() <= 1:  # nothing to hold out
+        if self._solve_params_["prior"] is not None or self.class_count_.max() <= 1:  # nothing to hold out
             self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
             return
         kept = self.memory_.stats.kept_row_count  # the factor's rows (not factored here: see fit)
