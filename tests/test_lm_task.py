@@ -825,7 +825,8 @@ def test_a_correction_task_is_fit_read_saved_and_loaded(tmp_path):
     examples = rule_examples(60)
     # one fold group per example: the rule's 12 inputs repeat, and the copies of an input (held out
     # together by default since 2026-12-06) are what the memory recalls here
-    report = task.fit(examples, progress=False, groups=list(range(len(examples))))
+    with pytest.warns(UserWarning, match="copies in more than one group"):  # recalling them is the task
+        report = task.fit(examples, progress=False, groups=list(range(len(examples))))
     assert report.chosen.mix == "correction" and report.chosen.read.weight > 0
     assert set(report.criterion) == {c.name for c in default_candidates("correction")}
     assert "correction(β=0,c=default;default)" in report.criterion
@@ -916,9 +917,10 @@ def test_grouped_folds_see_that_recalling_a_group_does_not_carry_to_new_ones():
     out together (since 2026-12-06), which here are the groups: the memory stays off too."""
     examples, groups = _grouped_examples()
     single = list(range(len(examples)))
-    plain = make_task(labels=["w40", "w41"]).fit(
-        examples, labels=["w40", "w41"], progress=False, groups=single
-    )
+    with pytest.warns(UserWarning, match="10 input text"):  # the copies split over the folds
+        plain = make_task(labels=["w40", "w41"]).fit(
+            examples, labels=["w40", "w41"], progress=False, groups=single
+        )
     default = make_task(labels=["w40", "w41"]).fit(examples, labels=["w40", "w41"], progress=False)
     assert default.chosen.read.weight == 0 and "copies of an input held out together" in default.metric
     grouped = make_task(labels=["w40", "w41"]).fit(

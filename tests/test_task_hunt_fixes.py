@@ -6,6 +6,7 @@ in turn, and ``faast task learn`` settings refused before the model loads."""
 from __future__ import annotations
 
 import random
+import warnings
 
 import pytest
 
@@ -99,8 +100,14 @@ def test_explicit_groups_keep_precedence_over_copies(monkeypatch):
     examples = _distinct_examples(10)
     twice = examples + [Example(e.input, e.output) for e in examples]
     groups = [i % 4 for i in range(20)]  # copies fall in other groups: the groups given decide
-    report = make_task().fit(twice, candidates=ONE_CANDIDATE, groups=groups, progress=False)
+    with pytest.warns(UserWarning, match="groups: 10 input text"):  # ... with a warning
+        report = make_task().fit(twice, candidates=ONE_CANDIDATE, groups=groups, progress=False)
     assert "folds of whole groups, 4 groups" in report.metric and "copies" not in report.metric
+    with warnings.catch_warnings():  # copies kept in their group: no warning
+        warnings.simplefilter("error")
+        make_task().fit(
+            twice, candidates=ONE_CANDIDATE, groups=[i % 5 for i in range(10)] * 2, progress=False
+        )
 
 
 def test_the_head_layer_choice_holds_copies_out_together_too(monkeypatch):
@@ -121,7 +128,8 @@ def test_the_head_layer_choice_holds_copies_out_together_too(monkeypatch):
     task = make_task(labels=["w40", "w41"])
     task.fit_head(twice, layer="auto", progress=False)
     task.fit_head(examples, layer="auto", progress=False)
-    task.fit_head(twice, layer="auto", groups=[i % 3 for i in range(20)], progress=False)
+    with pytest.warns(UserWarning, match="copies in more than one group"):
+        task.fit_head(twice, layer="auto", groups=[i % 3 for i in range(20)], progress=False)
     assert seen == [[e.input for e in twice], None, [i % 3 for i in range(20)]]
 
 

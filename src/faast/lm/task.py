@@ -72,7 +72,13 @@ from faast.lm.task_choice import (
     memory_off,
     split_examples,
 )
-from faast.lm.task_folds import check_validation, copies_as_groups, group_folds, groups_by_example
+from faast.lm.task_folds import (
+    check_validation,
+    copies_as_groups,
+    group_folds,
+    groups_by_example,
+    warn_copies_across_groups,
+)
 from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts, check_batch_size
 from faast.lm.task_spec import (
     MAX_LABELS,
@@ -421,6 +427,8 @@ class TaskModel(TaskScoringMixin):
         if layer == "auto":
             if groups is None and copies_as_groups(examples)[1]:  # copies held out together, as in fit
                 groups = [e.input for e in examples]
+            elif groups is not None:  # as in fit
+                warn_copies_across_groups(examples, groups_by_example(examples, groups))  # type: ignore[arg-type]
             layers = candidate_layers(self.model._layout.num_layers)
             feats = self.prompt_layer_features(examples, layers, batch_size=batch_size, progress=progress)
             self.head = LabelHead.fit_layers(
@@ -525,9 +533,10 @@ class TaskModel(TaskScoringMixin):
         other more than the inputs to come, folds of single examples overrate the memory (the
         genre task of docs/tasks.md: held-out folds of the plays learned, p < 0.05; new plays, a
         loss; folds of whole plays there showed no clear gain on its 120 test passages). At least
-        two groups are needed. Without groups, the examples that share an input text are one group
-        (copies held out together; the report's metric says how many repeat one), so a fold is never
-        scored on an example whose copy it learned.
+        two groups are needed; groups that split the copies of an input are warned about (a fold
+        can then learn the copy of an example it scores). Without groups, the examples that share
+        an input text are one group (copies held out together; the report's metric says how many
+        repeat one), so a fold is never scored on an example whose copy it learned.
         distributed: under ``torchrun`` (:mod:`faast.distributed`) every process passes all the
         examples; each learns its block of them (in every fold and at the end) and scores its block
         of each fold, the statistics are all-reduced and the scores gathered in order, so every
@@ -538,6 +547,8 @@ class TaskModel(TaskScoringMixin):
         copies = 0
         if group_of is None:  # copies of an input are held out together
             group_of, copies = copies_as_groups(examples)
+        else:  # groups given decide, with a warning where they split the copies of an input
+            warn_copies_across_groups(examples, group_of)
         checked_guard(guard)
         checked_anchor(anchor)
         check_validation(folds, max_validation, hold_out)

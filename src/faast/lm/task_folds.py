@@ -5,9 +5,10 @@ cross-validation settings."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 
-from faast._checks import integer_at_least
+from faast._checks import caller_stacklevel, integer_at_least
 from faast.lm.examples import Example
 
 
@@ -41,6 +42,29 @@ def copies_as_groups(examples: Sequence[Example]) -> tuple[dict[int, Hashable] |
     if repeats == 0:
         return None, 0
     return {id(e): e.input for e in examples}, repeats
+
+
+def copies_across_groups(examples: Sequence[Example], group_of: dict[int, Hashable]) -> int:
+    """How many input texts have copies in more than one group of ``group_of``."""
+    first: dict[str, Hashable] = {}
+    spread = {e.input for e in examples if first.setdefault(e.input, group_of[id(e)]) != group_of[id(e)]}
+    return len(spread)
+
+
+def warn_copies_across_groups(examples: Sequence[Example], group_of: dict[int, Hashable]) -> None:
+    """Warn when groups given split the copies of an input: a fold then learns the copy of an
+    example it scores (random labels scored as memorised). Groups given decide the folds — where
+    the inputs to come repeat the learned ones, recalling copies is the task (one group per example
+    says so) — so this warns and does not join them."""
+    spread = copies_across_groups(examples, group_of)
+    if spread:
+        warnings.warn(
+            f"groups: {spread} input text(s) have copies in more than one group, so a fold can learn "
+            "the copy of an example it scores and overrate the memory; give the copies of an input "
+            "one group, unless the inputs to come repeat the learned ones",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 def group_folds(
