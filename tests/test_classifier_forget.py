@@ -165,3 +165,60 @@ def test_examples_of_zero_weight_are_not_counted_and_forgetting_them_changes_not
         clf.decision_function(X[:5]), rest.decision_function(X[:5]), rtol=1e-6, atol=1e-9
     )
     np.testing.assert_array_equal(clf.class_count_, rest.class_count_)
+
+
+def test_forgetting_beyond_the_kept_rows_refuses_pairs_larger_than_what_was_learned(tmp_path):
+    """Beyond 2·D rows the pairs cannot be matched one by one; until 2026-12-06 examples never
+    learned were subtracted as long as the class counts allowed, leaving G with a negative diagonal
+    that predictions solved with and that a saved copy could no longer load. Pairs whose squares
+    exceed G's diagonal are refused now, before anything changes."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 5)), np.arange(30) % 3  # 30 > 2·(5 + 1): no rows kept
+    clf = FaastClassifier().fit(X, y)
+    before = clf.decision_function(X)
+    with pytest.raises(ValueError, match="never added .key column 0"):
+        clf.forget(X[:10] + 5.0, y[:10])
+    np.testing.assert_array_equal(clf.decision_function(X), before)
+    np.testing.assert_array_equal(clf.class_count_, [10, 10, 10])
+    clf.forget(X[:10], y[:10])  # what was learned still goes, in another batch shape
+    clf.save(tmp_path / "m")
+    ref = FaastClassifier().fit(X[10:], y[10:])
+    np.testing.assert_allclose(
+        FaastClassifier.load(tmp_path / "m").decision_function(X), ref.decision_function(X), atol=1e-9
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(1, 12),
+    m=st.integers(1, 4),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    weighted=st.booleans(),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    seed=st.integers(0, 10_000),
+)
+def test_subtracting_what_was_added_is_never_refused_beyond_the_kept_rows(
+    n, d, m, dtype, weighted, scale, seed
+):
+    """The refusal of pairs larger than the statistics hold never refuses pairs that were added,
+    whatever the batches they were added and removed in (against a plain reference: a fresh sum of
+    the rest)."""
+    from faast.solver import GramStats
+
+    gen = torch.Generator().manual_seed(seed)
+    keys = (scale * torch.randn(n, d, generator=gen, dtype=torch.float64)).to(dtype)
+    values = torch.randn(n, m, generator=gen, dtype=torch.float64).to(dtype)
+    weights = torch.rand(n, generator=gen, dtype=torch.float64) + 0.1 if weighted else None
+    stats = GramStats(d, m, dual_max_pairs=0)
+    cut = int(torch.randint(1, n + 1, (1,), generator=gen))
+    for part in (slice(0, cut), slice(cut, n)):
+        stats.add(keys[part], values[part], None if weights is None else weights[part])
+    gone = torch.randperm(n, generator=gen)[: int(torch.randint(1, n, (1,), generator=gen))]
+    rest = torch.ones(n, dtype=torch.bool)
+    rest[gone] = False
+    stats.subtract(keys[gone], values[gone], None if weights is None else weights[gone])
+    ref = GramStats(d, m, dual_max_pairs=0)
+    ref.add(keys[rest], values[rest], None if weights is None else weights[rest])
+    big = float(((keys.double() ** 2).sum(0)).max()) * (1.0 if weights is None else 1.1)
+    torch.testing.assert_close(stats.gram, ref.gram, rtol=1e-9, atol=1e-9 * big)

@@ -37,6 +37,10 @@ _ROW_KEYS = ("rows_keys", "rows_values")
 #: A Gram diagonal entry below −this × the largest is damage, not rounding (``subtract`` of large
 #: pairs leaves a relative residue of order 10⁻⁵ on the diagonal).
 _NEGATIVE_DIAGONAL_TOLERANCE = 1e-3
+#: Beyond the kept rows, ``subtract`` refuses pairs whose squares exceed what G's diagonal (or
+#: Σ wᵢ‖vᵢ‖²) holds by more than this × the larger of the two, or √ε of the keys' dtype if larger
+#: (the tolerance of matching a kept row recomputed in another batch shape).
+_REMOVAL_ROUNDING = 1e-6
 
 __all__ = ["GramStats", "SolveInfo", "power_law_tau"]
 
@@ -296,6 +300,8 @@ class GramStats:
             return k, v, w, None
         _check_magnitude(k, v, w, self.count + n)
         held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
+        if sign < 0 and held is None:
+            self._check_removable(k, v, w)
         self._adopt_device(k.device)  # only once the batch is accepted: a refused one changes nothing
         return k, v, w, held
 
@@ -339,6 +345,36 @@ class GramStats:
             root = w.sqrt()[:, None]
             k64, v64 = k64 * root, v64 * root
         return k64, v64
+
+    def _check_removable(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> None:
+        """Beyond the kept rows, where pairs cannot be matched one by one: refuse pairs whose sums
+        of squares exceed what the statistics hold — a diagonal entry of G, or Σ wᵢ‖vᵢ‖² — beyond
+        rounding: they were never added (subtracting them would leave G with a negative diagonal,
+        solved as if it were a Gram matrix and refused when loaded). O(n·d); pairs that were not
+        added but stay within those sums are not detected (:meth:`subtract`)."""
+        w64 = None if w is None else w.to(torch.float64)[:, None]
+        k64, v64 = k.to(torch.float64), v.to(torch.float64)
+        key_sq = (k64 * k64 if w64 is None else w64 * k64 * k64).sum(dim=0)  # (d,)
+        value_sq = float((v64 * v64 if w64 is None else w64 * v64 * v64).sum())
+        self._materialise()
+        held = self._gram.diagonal()  # type: ignore[union-attr]
+        dtype = self.input_dtype if self.input_dtype is not None else k.dtype
+        rounding = max(_REMOVAL_ROUNDING, torch.finfo(dtype).eps ** 0.5)
+        slack = rounding * torch.maximum(held, key_sq)
+        over = torch.nonzero(key_sq - held > slack).flatten()
+        if over.numel():
+            j = int(over[0])
+            raise ValueError(
+                f"cannot subtract these pairs: they were never added (key column {j}: their squares "
+                f"sum to {float(key_sq[j]):.6g}, the statistics hold {float(held[j]):.6g}"
+                + (f"; so in {over.numel()} columns" if over.numel() > 1 else "")
+                + ")"
+            )
+        if value_sq - self.value_sq_sum > rounding * max(value_sq, self.value_sq_sum):
+            raise ValueError(
+                f"cannot subtract these pairs: they were never added (their values' squares sum to "
+                f"{value_sq:.6g}, the statistics hold {self.value_sq_sum:.6g})"
+            )
 
     def _held_rows(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
         """Indices of the kept rows equal to the pairs being subtracted (None when rows are not
