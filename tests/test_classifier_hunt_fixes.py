@@ -81,6 +81,36 @@ def test_a_torn_save_is_refused_naming_both_files(tmp_path, wine):
     assert TENSORS_NAME in str(err.value) and JSON_NAME in str(err.value)
 
 
+@pytest.mark.parametrize("stop_at", ["save_json", "move_into_place"])
+def test_an_interrupted_save_leaves_a_folder_that_loads(tmp_path, wine, monkeypatch, stop_at):
+    """A save interrupted before its JSON leaves the previous save; after its JSON, the new one
+    (from the pending tensors file). Until 2026-12-06 an interruption between the two writes left
+    new tensors beside the old JSON, which the digest then refused: neither save could be loaded
+    (hunt: Ctrl-C during faast classify partial-fit)."""
+    import faast.classifier_io as classifier_io
+
+    X, y = wine
+    old = FaastClassifier().fit(X[:60], y[:60])
+    old.save(tmp_path / "m")
+    new = FaastClassifier().fit(X, y)
+
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(classifier_io, stop_at, interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            new.save(tmp_path / "m")
+    expected = old if stop_at == "save_json" else new
+    loaded = FaastClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.decision_function(X), expected.decision_function(X))
+    new.save(tmp_path / "m")  # the next save completes, leaving no pending file
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [JSON_NAME, TENSORS_NAME]
+    np.testing.assert_array_equal(
+        FaastClassifier.load(tmp_path / "m").decision_function(X), new.decision_function(X)
+    )
+
+
 @pytest.mark.parametrize("name", ["cross", "count"])
 def test_a_flipped_byte_in_a_tensor_is_refused(tmp_path, wine, name):
     X, y = wine

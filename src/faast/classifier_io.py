@@ -32,12 +32,25 @@ import numpy as np
 import torch
 
 from faast.classifier import ROWS_KEPT, FaastClassifier
-from faast.io import file_in_the_way, file_sha256, load_json, load_tensors, save_json, save_tensors
+from faast.io import (
+    existing_file,
+    file_in_the_way,
+    file_sha256,
+    load_json,
+    load_tensors,
+    move_into_place,
+    save_json,
+    save_tensors,
+)
 from faast.memory import InverseMemory
 
 FORMAT = "faast.classifier"
 VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
+#: A save writes the tensors here first, then the JSON (which records their digest), then moves them
+#: over ``TENSORS_NAME``: interrupted at any point, the folder still loads — the previous save, or,
+#: after the JSON, the new one from this file (:func:`_saved_tensors`).
+PENDING_TENSORS_NAME = TENSORS_NAME + ".next"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
     "random_state", "refine", "margin", "loss", "C", "max_iter", "fit_intercept", "intercept_scaling",
@@ -117,9 +130,11 @@ def save_classifier(
     }
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    saved = save_tensors(out / TENSORS_NAME, tensors, {"classes": str(len(classes))}, kind="classifier")
+    pending = out / PENDING_TENSORS_NAME
+    saved = save_tensors(pending, tensors, {"classes": str(len(classes))}, kind="classifier")
     info["tensors_sha256"] = file_sha256(saved)  # the JSON names the very tensors it was written with
-    save_json(out / JSON_NAME, info)
+    save_json(out / JSON_NAME, info)  # from here the new save loads (from the pending file until moved)
+    move_into_place(pending, out / TENSORS_NAME)
     return out
 
 
@@ -138,8 +153,8 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         raise ValueError(
             f"{folder}: classifier layout version {info.get('format_version')!r}; this faast reads {VERSION}"
         )
+    tensors_path = _saved_tensors(info, json_path, tensors_path)
     tensors, _ = load_tensors(tensors_path, kind="classifier")
-    _check_digest(info, json_path, tensors_path)
     params, classes, counts, d, dtype, class_weight, metadata = _description(info, json_path)
     fitted_loss = info.get("loss_fitted", params["loss"])  # absent from older files: the loss then fitted
     if fitted_loss not in ("squared", "logistic"):
@@ -209,21 +224,27 @@ def _malformed(json_path: Path, field: str, why: str) -> ValueError:
     return ValueError(f"{json_path}: malformed classifier description ({field}: {why})")
 
 
-def _check_digest(info: dict[str, Any], json_path: Path, tensors_path: Path) -> None:
-    """Refuse tensors whose SHA-256 is not the one ``classifier.json`` recorded when it was written
-    with them (files saved before the digest carry none: not checked)."""
+def _saved_tensors(info: dict[str, Any], json_path: Path, tensors_path: Path) -> Path:
+    """The tensors file ``classifier.json`` was written with: ``tensors_path``, or the pending file
+    of a save interrupted after its JSON (``PENDING_TENSORS_NAME``). Refuse tensors whose SHA-256
+    is not the one the JSON recorded (files saved before the digest carry none: not checked)."""
     expected = info.get("tensors_sha256")
     if expected is None:
-        return
+        return tensors_path
     if not isinstance(expected, str) or len(expected) != 64:
         raise _malformed(json_path, "tensors_sha256", f"{expected!r} is not a SHA-256 hex digest")
-    actual = file_sha256(tensors_path)
-    if actual != expected.lower():
-        raise ValueError(
-            f"{tensors_path} is not the file {json_path} was saved with (SHA-256 {actual[:16]}…, the "
-            f"JSON records {expected[:16]}…): the two were written by different saves or changed since "
-            "(an interrupted save, an edit, a damaged disk); restore both from one save, or fit anew"
-        )
+    expected = expected.lower()
+    pending = tensors_path.with_name(PENDING_TENSORS_NAME)
+    if tensors_path.is_file() and file_sha256(tensors_path) == expected:
+        return tensors_path
+    if pending.is_file() and file_sha256(pending) == expected:
+        return pending  # the save stopped between its JSON and moving the tensors into place
+    actual = file_sha256(existing_file(tensors_path, f"tensors file ({json_path.name} names one)"))
+    raise ValueError(
+        f"{tensors_path} is not the file {json_path} was saved with (SHA-256 {actual[:16]}…, the "
+        f"JSON records {expected[:16]}…): the two were written by different saves or changed since "
+        "(an edit, a damaged disk, a copy of one file); restore both from one save, or fit anew"
+    )
 
 
 def _description(

@@ -95,6 +95,15 @@ def make_parent(dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
 
 
+def move_into_place(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Move the finished file ``source`` over ``dest`` (same folder) atomically and durably: the
+    last step of a save written in two files (:func:`faast.classifier_io.save_classifier`)."""
+    dest = Path(dest)
+    os.replace(source, dest)
+    _fsync_dir(dest.parent)
+    return dest
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
     try:
