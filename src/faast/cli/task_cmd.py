@@ -159,7 +159,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "speaker or source it comes from); the cross-validation then holds out whole groups, so the "
         "read-out is chosen for groups not learned (TaskModel.fit groups=)",
     )
-    le.add_argument("--seed", type=int, default=0)
+    le.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the draw of the examples held out for choosing the read-out; it changes "
+        "nothing while every example is held out (the default --hold-out 1 with at most "
+        "--max-validation examples)",
+    )
     le.add_argument("--batch-size", type=int, default=16)
     le.set_defaults(func=run_learn)
 
@@ -736,6 +743,14 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         task = _in_context_task(args, queries, answers)
     else:
         task = _task_model(args, answers=answers)
+        if not args.fast_weights and _labels(args.labels) in ("auto", "all") and task.spec.labels:
+            print(
+                f"[faast] note: zero-shot --labels {args.labels} takes its {len(task.spec.labels)} labels "
+                "from the outputs of the examples scored; a learned task, --demonstrations and --lora "
+                "take theirs from their own examples, so to compare them list the training labels "
+                "(--labels a,b,...)",
+                file=sys.stderr,
+            )
     if args.calibrate:
         if not task.spec.labels:
             raise ValueError(
