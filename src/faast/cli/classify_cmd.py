@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,8 +46,14 @@ def named_classes(labels: Any, classes: np.ndarray) -> list[Any]:
     None. Compared as written: a file of only "1" reads as integers, the classes of an earlier file
     of "1" and "x" are strings, and "1" is among them all the same; "True" names the class True, not
     any non-empty string; with numeric classes a label of the same value also names its class ("1"
-    the class 1.0)."""
+    the class 1.0). A text naming no class as written names the one class it equals in Unicode's
+    composed form (NFC): a class folder's name unzipped from a macOS archive, decomposed (NFD: "u"
+    then a combining diaeresis), names the class "ü" written as one character, and the other way
+    round (classes of one name written both ways stay apart, each named as written)."""
     by_text = {str(c): c for c in classes.tolist()}
+    composed: dict[str, list[Any]] = {}
+    for c in classes.tolist():
+        composed.setdefault(_nfc(str(c)), []).append(c)
     by_value = {float(c): c for c in classes.tolist()} if classes.dtype.kind in "iuf" else {}
     out: list[Any] = []
     for label in list(labels):
@@ -53,11 +61,20 @@ def named_classes(labels: Any, classes: np.ndarray) -> list[Any]:
         if text is None or text in by_text:
             out.append(None if text is None else by_text[text])
             continue
+        same = composed.get(_nfc(text), [])
+        if len(same) == 1:
+            out.append(same[0])
+            continue
         try:
             out.append(by_value.get(float(text)))
         except ValueError:
             out.append(None)
     return out
+
+
+def _nfc(text: str) -> str:
+    """``text`` in Unicode's composed normal form (NFC), as most systems but macOS write names."""
+    return unicodedata.normalize("NFC", text)
 
 
 def as_classes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -227,6 +244,40 @@ def _check_torchrun_options(args: argparse.Namespace, dist: Dist) -> None:
             )
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Refuse ``--batch-size``, and ``fit``'s ``--intercept-scaling`` and ``--random-features``, out
+    of their range, naming the flag, before any data is read (``--batch-size 0`` was refused only
+    once every image had been decoded)."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected a positive whole number, got {args.batch_size}")
+    scaling = getattr(args, "intercept_scaling", None)
+    if scaling is not None and not (scaling > 0 and math.isfinite(scaling)):
+        raise ValueError(
+            "--intercept-scaling (the classifier's intercept_scaling): expected a positive finite number, "
+            f"got {scaling}"
+        )
+    expand = getattr(args, "random_features", None)
+    if expand is not None and expand < 1:
+        raise ValueError(
+            "--random-features (the classifier's random_features): expected a positive whole number of "
+            f"dimensions, got {expand}"
+        )
+
+
+def _two_classes(labels: np.ndarray, args: argparse.Namespace) -> None:
+    """Refuse to ``fit`` labels (n,) of fewer than two classes: the classifier would predict that
+    one class whatever it is given, and ``partial-fit`` cannot add a class later."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) == 0:
+        raise ValueError(f"{args.data}: no examples to fit")
+    if len(classes) < 2:
+        raise ValueError(
+            f"{args.data}: all {int(counts.sum())} examples are of one class, {classes[0].item()!r}: a "
+            "classifier needs examples of at least two classes (an image folder: a sub-folder per class), "
+            "and partial-fit cannot add a class later"
+        )
+
+
 def _auto_or_positive(text: str, flag: str) -> float | str:
     """A flag's value: "auto" or a positive number, with the flag named when it is neither."""
     if text == "auto":
@@ -248,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
     from faast.cli.classify_data import need_labels, read_data
 
     dist = distributed.init()
+    _check_sizes(args)  # before any data is read
     if args.action == "fit":
         from faast.solver import Cut
 
@@ -260,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
         _check_torchrun_options(args, dist)  # before any data is read or encoded
         feats, labels, _, _, source = read_data(args, None, dist)
         labels = need_labels(labels, args)
+        _two_classes(labels, args)
         start = time.perf_counter()
         shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(

@@ -33,6 +33,19 @@ def _text_only(args: argparse.Namespace, kind: str) -> None:
         raise ValueError(f"--text-column is for text files; {args.data} is {kind}")
 
 
+def _not_for_images(args: argparse.Namespace) -> None:
+    """Refuse ``--labels``, ``--label-column`` and ``--id-column`` for an image folder (they would
+    do nothing): its sub-folders name the classes and its images' paths name the rows."""
+    classes = "classes are its sub-folders"
+    for flag, value, used, why in (
+        ("--labels", args.labels, "features files", classes),
+        ("--label-column", args.label_column, "features and text files", classes),
+        ("--id-column", args.id_column, "features and text files", "rows are named by the images' paths"),
+    ):
+        if value is not None:
+            raise ValueError(f"{flag} is for {used}; {args.data} is an image folder, whose {why}")
+
+
 def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
     """The image encoder ``name`` at ``resolution`` pixels on ``--device``."""
     from faast.encoders import build_encoder
@@ -63,6 +76,7 @@ def read_data(
 
         _check_input(args, source, "images")
         _text_only(args, "an image folder")
+        _not_for_images(args)
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
         if source:  # predict, partial-fit, forget: the resolution the classifier was fitted at
             resolution = int(source["resolution"])
@@ -96,7 +110,7 @@ def read_data(
     if args.encoder is not None:
         raise ValueError("--encoder is for image folders and text files; a features file is encoded already")
     table = read_features(
-        data, labels_path=args.labels, label_column=args.label_column or "label", id_column=args.id_column
+        data, labels_path=args.labels, label_column=args.label_column, id_column=args.id_column
     )
     feats, columns = table.features, table.columns
     fitted = source.get("columns") if source else None

@@ -8,7 +8,13 @@
   optional id column are taken out, every other column is a numeric feature. Fields are
   separated by commas, or by semicolons or tabs where the header holds more of those; a
   byte-order mark is ignored. Every column needs a name: an unnamed first column, the index
-  pandas' ``DataFrame.to_csv`` writes unless ``index=False``, is refused, not learned as a feature.
+  pandas' ``DataFrame.to_csv`` writes unless ``index=False``, is refused, not learned as a feature;
+  so is a first line of numbers only (a file without a header line, as ``np.savetxt`` writes it,
+  whose first example would be taken for the names), save whole numbers counting up by one
+  (``0,1,2``: the names pandas gives a DataFrame's unnamed columns).
+
+Features must be finite numbers: a NaN or an infinity is refused, naming the file and its row, and
+so is a NaN or infinite label of a float labels array.
 
 A separate labels file (``.npy``, or text with one label per line) may give labels, or replace
 those of the features file (with a warning). An id column is a CSV's only: other files' rows are
@@ -54,16 +60,25 @@ def read_features(
     path: str | os.PathLike[str],
     *,
     labels_path: str | os.PathLike[str] | None = None,
-    label_column: str = "label",
+    label_column: str | None = None,
     id_column: str | None = None,
 ) -> FeatureTable:
-    """Read a feature file (see the module docstring); errors name the file and the problem."""
+    """Read a feature file (see the module docstring); errors name the file and the problem.
+
+    ``label_column`` (a CSV's, default ``label``) and ``id_column`` name CSV columns: given for
+    another kind of file, which has no columns, they are refused rather than ignored."""
     p = existing_file(path, "features file")
     suffix = p.suffix.lower()
     if id_column is not None and suffix != ".csv":
         raise ValueError(
             f"{p}: --id-column names a CSV column, and a {suffix} file has none (its rows are named 0, 1, "
             "...); leave out --id-column, or write the features as a .csv with that column"
+        )
+    if label_column is not None and suffix != ".csv":
+        own = "given by --labels" if suffix == ".npy" else "its 'labels' array, or those of --labels"
+        raise ValueError(
+            f"{p}: --label-column names a CSV column, and a {suffix} file has none (its labels are {own}); "
+            "leave out --label-column, or write the features as a .csv with that column"
         )
     ids: list[str] | None = None
     labels: np.ndarray | None = None
@@ -76,6 +91,7 @@ def read_features(
             raise ValueError(f"{p}: no 'features' tensor (found {sorted(tensors)})")
         feats = tensors["features"]
         labels = tensors["labels"].numpy() if "labels" in tensors else None
+        _check_finite_labels(labels, p)
     elif suffix in (".npy", ".npz"):
         data = _plain_array(lambda: np.load(p, allow_pickle=False), p, "the array")
         if suffix == ".npz":
@@ -84,10 +100,11 @@ def read_features(
             npz = data
             if "labels" in npz:
                 labels = _decoded(_plain_array(lambda: npz["labels"], p, "'labels'"), p)
+                _check_finite_labels(labels, p)
             data = _plain_array(lambda: npz["features"], p, "'features'")
         feats = torch.from_numpy(np.ascontiguousarray(data))
     elif suffix == ".csv":
-        feats, labels, ids, columns = _read_csv(p, label_column, id_column)
+        feats, labels, ids, columns = _read_csv(p, label_column or "label", id_column)
     else:
         raise ValueError(f"{p}: unknown features format {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}")
     if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in _WHOLE_NUMBERS):
@@ -97,6 +114,7 @@ def read_features(
     if feats.shape[1] == 0:
         raise ValueError(f"{p}: the features have no column ({feats.shape[0]} rows of 0 features)")
     feats = feats if feats.is_floating_point() else feats.to(torch.float32)  # e.g. uint8 pixels
+    _check_finite(feats, p)
     if labels_path is not None:
         _warn_replaced(p, labels, labels_path)
         labels = read_labels(labels_path)
@@ -104,6 +122,37 @@ def read_features(
         raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
     rows = ids if ids is not None else [str(i) for i in range(feats.shape[0])]
     return FeatureTable(feats, labels, rows, columns)
+
+
+def _check_finite(feats: torch.Tensor, p: Path) -> None:
+    """Refuse features (n, d) holding a NaN or an infinity, naming the file ``p``, the first such
+    row and column (counting from 0, as the rows are named in predictions) and how many there are
+    (a CSV's are refused as they are read, naming its line)."""
+    bad = ~torch.isfinite(feats)
+    if not bool(bad.any()):
+        return
+    row = int(bad.any(dim=1).to(torch.uint8).argmax())
+    col = int(bad[row].to(torch.uint8).argmax())
+    raise ValueError(
+        f"{p}: feature row {row}, column {col} (counting from 0): {feats[row, col].item()} is not a finite "
+        f"number ({int(bad.sum())} NaN or infinite value(s) in all; missing values are not supported: fill "
+        "or drop them)"
+    )
+
+
+def _check_finite_labels(labels: np.ndarray | None, p: Path) -> None:
+    """Refuse float labels (n,) holding a NaN or an infinity (a missing label, as pandas writes
+    it), naming the file ``p`` and the first such row, counting from 0."""
+    if labels is None or labels.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"{p}: label {row} (counting from 0) is {labels[row]}, not a class ({int(bad.sum())} NaN or "
+            "infinite label(s) in all; missing labels are not supported: give those rows a label or drop "
+            "them)"
+        )
 
 
 def _warn_replaced(p: Path, own: np.ndarray | None, labels_path: str | os.PathLike[str]) -> None:
@@ -150,6 +199,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
         labels = _decoded(_plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array"), p)
         if labels.ndim != 1:
             raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
+        _check_finite_labels(labels, p)
         return labels
     lines = [ln.strip() for ln in read_user_text(p).splitlines() if ln.strip()]
     return _parse_labels(lines)
@@ -178,6 +228,7 @@ def _read_csv(
     if len(rows) < 2:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
     header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
+    _check_not_numbers(path, header, label_column, id_column)
     _check_named(path, header, id_column)
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:  # the first would be read, the others dropped or read as features
@@ -221,6 +272,26 @@ def _read_csv(
         labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+
+
+def _check_not_numbers(path: Path, header: list[str], label_column: str, id_column: str | None) -> None:
+    """Refuse a header line of numbers only: the file most likely has no header line (``np.savetxt``
+    writes none), and its first example would be read as the columns' names, and lost. A line naming
+    the label or id column is a header, and so are whole numbers counting up by one from any start
+    (``0,1,2``: the names pandas gives a DataFrame's unnamed columns; ``400,401``: wavelengths)."""
+    if not all(_is_number(name) for name in header) or label_column in header or id_column in header:
+        return
+    if len(header) > 1 and all(name.isascii() and name.isdigit() for name in header):
+        first = int(header[0])
+        if [int(name) for name in header] == list(range(first, first + len(header))):
+            return
+    shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+    raise ValueError(
+        f"{path}: the first line holds only numbers ({shown}), not the columns' names: the file seems to "
+        "have no header line, and its first row would be lost as one; add a first line naming the "
+        f"columns, e.g. f0,f1,... and {label_column} for the labels' column (np.savetxt(..., header="
+        "'f0,f1,...', comments=''))"
+    )
 
 
 def _check_named(path: Path, header: list[str], id_column: str | None) -> None:

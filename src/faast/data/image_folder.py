@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,10 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
     With sub-folders (ImageFolder layout) the classes are the sub-folder names in sorted order and
     every image file below one is an example of it; without, the images directly in ``root`` are
     unlabelled (class names None, labels all 0). Hidden files and folders (``.DS_Store``,
-    ``.ipynb_checkpoints``) and ``__MACOSX`` folders are neither classes nor examples.
+    ``.ipynb_checkpoints``) and ``__MACOSX`` folders are neither classes nor examples. Class names
+    are in Unicode's composed form (NFC): a folder "ü" unzipped from a macOS archive, decomposed
+    (NFD: "u" then a combining diaeresis), is the class "ü" of a folder written elsewhere; two
+    folders whose names differ only so are refused.
     """
     base = Path(root)
     if not base.is_dir():
@@ -81,6 +85,7 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
         if empty:
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
         _warn_one_class_of_folders(base, subdirs, paths)
+        names = _class_names(base, subdirs)
         loose = sorted(p.name for p in base.iterdir() if _is_image(p))
         if loose:  # beside the class folders: in no class
             warnings.warn(
@@ -90,13 +95,29 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
                 stacklevel=2,
             )
         _warn_skipped(base, entries)
-        return paths, [s.name for s in subdirs], labels
+        return paths, names, labels
     entries = list(base.iterdir())
     files = sorted(p for p in entries if _is_image(p))
     if not files:
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
     _warn_skipped(base, entries)
     return files, None, [0] * len(files)
+
+
+def _class_names(base: Path, subdirs: list[Path]) -> list[str]:
+    """The class names of the class folders ``subdirs`` of ``base``, in Unicode's composed form
+    (NFC); two folders of one name written in two forms (NFC and NFD) are a ``ValueError``."""
+    names = [unicodedata.normalize("NFC", sub.name) for sub in subdirs]
+    seen: dict[str, str] = {}
+    for sub, name in zip(subdirs, names, strict=True):
+        if name in seen:
+            raise ValueError(
+                f"{base}: class folders {seen[name]!r} and {sub.name!r} differ only in Unicode normalisation "
+                "(NFC vs NFD: one name written two ways, e.g. one unzipped from a macOS archive): they would "
+                "be one class; move the images of one into the other"
+            )
+        seen[name] = sub.name
+    return names
 
 
 def _warn_one_class_of_folders(base: Path, subdirs: list[Path], paths: list[Path]) -> None:
