@@ -1702,6 +1702,14 @@ def _predict_over_labels(ctx: Ctx) -> list[str]:
     ]
 
 
+def _subtract_without_rows(ctx: Ctx) -> tuple[Action, Snapshot]:
+    """Statistics that keep no rows (``dual_max_pairs=0``), so pairs cannot be matched one by one;
+    subtract pairs far larger than the ones added."""
+    s = _gs(4, 2, dual_max_pairs=0)
+    s.add(_k(6, 4), _k(6, 2))
+    return (lambda: s.subtract(_k(2, 4) + 10.0, _k(2, 2))), (lambda: stats_state(s))
+
+
 def _negated_stats(ctx: Ctx):
     """Load a statistics file whose Gram matrix was negated (no sum of squares gives it)."""
     from faast.io import load_tensors, save_tensors
@@ -1929,6 +1937,20 @@ LOADERS = [
         call(_negated_stats),
         ValueError,
         r"negated.safetensors: malformed state: the Gram matrix .* has a negative diagonal entry",
+    ),
+    Case(
+        "GramStats.subtract",
+        "beyond the kept rows, pairs larger than any that were added",
+        _subtract_without_rows,
+        ValueError,
+        r"cannot subtract these pairs: they were never added \(key column 0",
+    ),
+    Case(
+        "FaastClassifier.forget",
+        "beyond the kept rows, examples never learned (shifted)",
+        on_clf(lambda c: c.forget(_rows(3, 4, seed=3) + 5.0, np.arange(3))),  # 12 > 2·5: no rows
+        ValueError,
+        r"never added",
     ),
     Case(
         "GramStats.solve",
@@ -2492,6 +2514,22 @@ CLI += [
         "classify predict: --out is the --labels file",
         _predict_over_labels,
         r"the output .*y.npy would overwrite the input .*y.npy",
+    ),
+    CliCase(
+        "classify: a features CSV without a header line (np.savetxt)",
+        lambda c: _classify_fit(
+            c,
+            b"0.5,1.5,0\n0.25,2.5,1\n1.5,0.5,0\n",
+            "--labels",
+            str(c.text_file("y.txt", b"0\n1\n")),
+            name="f.csv",
+        ),
+        r"f.csv: the first line holds only numbers \(0.5, 1.5, 0\), not the columns' names",
+    ),
+    CliCase(
+        "classify: a fit on examples of one class",
+        lambda c: _classify_fit(c, b"f0,f1,label\n0.5,1.5,x\n0.25,2.5,x\n", name="f.csv"),
+        r"f.csv: all 2 examples are of one class, 'x': a classifier needs examples of at least two classes",
     ),
     CliCase(
         "classify: a text file without labels",
