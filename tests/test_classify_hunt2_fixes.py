@@ -277,3 +277,23 @@ def test_a_fit_of_one_class_is_refused(tmp_path, capsys):
     assert _run("fit", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--model", tmp_path / "m") == 1
     assert "x.npy: all 30 examples are of one class, 7" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_the_label_column_a_classifier_was_fitted_with_is_read_by_later_commands(tmp_path):
+    """A CSV fitted with --label-column y: predict, partial-fit and forget on files of the same
+    layout read y as the labels without the flag (it was read as a feature column: "unexpected
+    ['y']")."""
+    X, y = _blobs()
+    data = tmp_path / "d.csv"
+    with open(data, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["a", "b", "c", "d", "e", "y"])
+        writer.writerows([[*row, label] for row, label in zip(X.tolist(), y.tolist(), strict=True)])
+    model, out = tmp_path / "m", tmp_path / "p.csv"
+    assert _run("fit", str(data), "--label-column", "y", "--model", str(model)) == 0
+    assert _run("predict", str(data), "--model", str(model), "--out", str(out)) == 0
+    rows = _read_csv(out)
+    assert len(rows) == 30 and [r["label"] for r in rows] == list(y)
+    assert _run("forget", str(data), "--model", str(model)) == 1  # everything: refused
+    assert _run("partial-fit", str(data), "--model", str(model)) == 0
+    assert load_classifier(model)[0].class_count_.sum() == 60

@@ -109,14 +109,17 @@ def read_data(
     _text_only(args, "a features file")
     if args.encoder is not None:
         raise ValueError("--encoder is for image folders and text files; a features file is encoded already")
-    table = read_features(
-        data, labels_path=args.labels, label_column=args.label_column, id_column=args.id_column
-    )
+    label_column = args.label_column
+    if label_column is None and source and data.suffix.lower() == ".csv":
+        label_column = source.get("label_column")  # the one the classifier was fitted with
+    table = read_features(data, labels_path=args.labels, label_column=label_column, id_column=args.id_column)
     feats, columns = table.features, table.columns
     fitted = source.get("columns") if source else None
     if columns is not None and fitted is not None:
         feats, columns = in_fitted_order(feats, columns, fitted, data)
     desc = {"input": "features", **({"columns": columns} if columns else {})}
+    if label_column is not None and columns is not None:  # a CSV's: later commands read it as labels
+        desc["label_column"] = label_column
     return feats, table.labels, table.ids, None, desc
 
 
