@@ -73,8 +73,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     fo.add_argument("--text", required=True, help="UTF-8 text file learned earlier into the task")
     fo.add_argument("--fast-weights", required=True, help="fast-weight file to rewrite (atomically)")
     fo.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
-    fo.add_argument("--window", type=int, default=512, help="tokens per window, as learned (default 512)")
-    fo.add_argument("--batch-size", type=int, default=4, help="windows per batch, as learned (default 4)")
+    fo.add_argument(
+        "--window",
+        type=int,
+        default=512,
+        help="tokens per window, as learned (default 512; a text read by `faast lm stream`: its --chunk)",
+    )
+    fo.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="windows per batch, as learned (default 4; a text read by `faast lm stream`: 1)",
+    )
     fo.set_defaults(func=run_forget)
 
     ge = actions.add_parser("generate", help="generate text reading fast weights")
@@ -117,7 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--no-base", action="store_true", help="do not score the chunks with the base model")
     st.add_argument("--csv", default=None, help="per-chunk results (CSV; a PNG plot is written beside it)")
-    st.add_argument("--out", default=None, help="save the fast weights after the last chunk here")
+    st.add_argument(
+        "--out",
+        default=None,
+        help="save the fast weights after the last chunk here (`faast lm forget --window CHUNK "
+        "--batch-size 1` forgets the text)",
+    )
     st.add_argument("--task", default="default", help="task name inside --out")
     _read_args(st)
     st.set_defaults(func=run_stream)
@@ -290,6 +305,7 @@ def _check_learn_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.steps > 1 and (args.append or args.mix != "correction"):
         raise ValueError("--steps > 1 needs --mix correction and a new task (not --append)")
+    _check_distinct_files([("--out", args.out)], _input_files(args))
     check_output_file(args.out, args.task, warn_replace=not args.append)  # --append: meant
 
 
@@ -324,6 +340,7 @@ def run_learn(args: argparse.Namespace) -> int:
     statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes."""
     import time
 
+    from faast.lm.prompts import start_token_ids
     from faast.lm.text import read_text
 
     dist = _init(args)
@@ -338,7 +355,9 @@ def run_learn(args: argparse.Namespace) -> int:
     else:
         fm, tok = _load(args, *_layout_and_read(args, given))
     windows = _text_windows(tok, text, args.window, "learned")
-    tokens = sum(w.numel() for w in windows)
+    # the text's own tokens: the start tokens put in front of each window (Gemma's <bos>) are not
+    # the text's (574 tokens were reported as 576 in 2 windows)
+    tokens = sum(w.numel() for w in windows) - len(windows) * len(start_token_ids(tok))
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
         print(f"[faast] learning {tokens} tokens of {args.text} in {len(windows)} windows{where}: {fm}")
@@ -446,10 +465,79 @@ def _check_forget_matches_learning(args: argparse.Namespace, record: dict[str, A
     return int(record["pairs"]) if isinstance(record.get("pairs"), int) else None
 
 
+def _not_learned_message(args: argparse.Namespace, task: str, records: list[dict[str, Any]]) -> str:
+    """Why ``forget`` refuses a text that none of the task's learning ``records`` names."""
+    shown = [
+        f"{r.get('text', '?')} (--window {r.get('window', '?')}, --batch-size {r.get('batch_size', '?')}, "
+        f"{r.get('pairs', '?')} pairs)"
+        for r in records[:5]
+    ]
+    more = f" and {len(records) - 5} more" if len(records) > 5 else ""
+    return (
+        f"{args.text} is not a text learned into task {task!r} of {args.fast_weights} (never learned, "
+        "or forgotten since): the task records "
+        f"{len(records)} learned text{'s' if len(records) != 1 else ''}, {', '.join(shown)}{more}, and "
+        "none has this content (a text is known by its content: one edited since it was learned is "
+        "another text); nothing was written"
+    )
+
+
+def _unrecorded_pairs(
+    tensors: dict[str, Any], signature: dict[str, Any], records: list[dict[str, Any]]
+) -> int | None:
+    """Pairs a task holds beyond those its learning ``records`` count (texts learned into it
+    before the records, or by ``faast lm stream`` before it wrote one, then ``learn --append``):
+    0 when the records account for every pair, None when the file does not say how many it holds."""
+    counts = [
+        int(tensors[f"{name}/count"])
+        for name in signature.get("memories", {})
+        if f"{name}/count" in tensors and tensors[f"{name}/count"].numel() == 1
+    ]
+    if not counts:
+        return None
+    recorded = sum(r["pairs"] for r in records if isinstance(r.get("pairs"), int))
+    return max(0, max(counts) - recorded)
+
+
+def _check_statistics_load(fm: Any, text: str, recorded: bool) -> None:
+    """Refuse (``ValueError``) statistics that loading the rewritten file would refuse, checked as
+    loading checks them (:meth:`faast.solver.GramStats.load_state_dict`: a Gram matrix with a clearly
+    negative diagonal entry, ...): what is left after subtracting pairs that were never learned
+    (a task with no learning records cannot tell, past d pairs), which was written and then
+    failed to load. ``recorded``: the task recorded the text's learning (else the message says
+    that nothing could be checked against)."""
+    from faast.solver import GramStats
+
+    for readout in fm.readouts:
+        stats = readout.stats
+        scratch = GramStats(stats.key_dim, stats.value_dim, device=stats.device)
+        try:
+            scratch.load_state_dict(stats.state_dict())
+        except ValueError as exc:
+            left = f"forgetting {text} would leave the {readout.kind} memory's statistics invalid ({exc})"
+            if recorded:
+                raise ValueError(
+                    f"{left}, although the task records the text's learning (were its statistics "
+                    "damaged?); nothing was written"
+                ) from exc
+            raise ValueError(
+                f"{left}: it cannot have been learned into this task with these windows and batches; "
+                "nothing was written. The task holds no record of this text's learning (written by "
+                "`faast lm stream` or an older faast) to check this against: forget a text only with the "
+                "--window and --batch-size it was learned with (`faast lm stream`: --window CHUNK "
+                "--batch-size 1)"
+            ) from exc
+
+
 def run_forget(args: argparse.Namespace) -> int:
-    """Forget a text learned by ``faast lm learn`` (same --window and --batch-size, so that the
-    windows and batches, hence the pairs, are the ones learned) and rewrite the task in place,
-    atomically; the file is left unchanged when the text was not learned into the task."""
+    """Forget a text learned by ``faast lm learn`` or ``faast lm stream`` (same --window and
+    --batch-size, so that the windows and batches, hence the pairs, are the ones learned) and
+    rewrite the task in place, atomically; the file is left unchanged when the text was not learned
+    into the task: a task that records its learned texts (``learn``, ``stream --out``) refuses a
+    text it does not record, before the model loads; in one without records (older files) the
+    memories check the pairs (more pairs than held; a pair never learned, while at most d pairs are
+    held), and the result is refused when its statistics would no longer load
+    (:func:`_check_statistics_load`)."""
     from faast.io import check_writable
     from faast.lm.fastweights import read_task, task_read_config
     from faast.lm.text import read_text, window_batches
@@ -459,17 +547,36 @@ def run_forget(args: argparse.Namespace) -> int:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    task, _, signature = read_task(args.fast_weights, args.task)
+    task, tensors, signature = read_task(args.fast_weights, args.task)
     check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
     info = dict(signature.get("info") or {})
     index = _learned_record(info, text)
-    learned_pairs = _check_forget_matches_learning(args, None if index is None else info["learned"][index])
+    records = [r for r in info.get("learned", []) if isinstance(r, dict)]
+    if index is None and records:
+        unrecorded = _unrecorded_pairs(tensors, signature, records)
+        if not unrecorded:  # the records name every pair held, and not this text
+            raise ValueError(_not_learned_message(args, task, records))
+        print(
+            f"[faast] warning: task {task!r} records no learning of {args.text}, but {unrecorded} of its "
+            "pairs were learned without a record (before the records, or by `faast lm stream`): "
+            "forgetting it unchecked",
+            file=sys.stderr,
+        )
+    record = None if index is None else info["learned"][index]
+    learned_pairs = _check_forget_matches_learning(args, record)
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
     fm.load_fast_weights(args.fast_weights, task)
     windows = _text_windows(tok, text, args.window, "forgotten (nor were they learned)")
+    streamed = None if record is None else record.get("windows")
+    if isinstance(streamed, int) and 0 < streamed < len(windows):  # `stream --max-chunks` read a part
+        print(
+            f"[faast] forgetting the first {streamed} of the text's {len(windows)} windows: "
+            "as many as were learned (`faast lm stream --max-chunks`)"
+        )
+        windows = windows[:streamed]
     device = next(fm.parameters()).device
     pairs = 0
     with fm.all_or_nothing():
@@ -480,6 +587,7 @@ def run_forget(args: argparse.Namespace) -> int:
                 f"{args.text} gives {pairs} pairs now but {learned_pairs} were learned from it (another "
                 "tokenizer or model?): nothing was forgotten"
             )
+        _check_statistics_load(fm, args.text, recorded=record is not None)
     if fm.num_pairs == 0:
         raise ValueError(
             f"forgetting {args.text} leaves task {task!r} empty: nothing was written (it held only this text)"
@@ -531,24 +639,28 @@ def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, 
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """Continue ``--prompt`` with the fast weights. The prompt is read as text, as ``learn`` reads a
+    text (special-token strings such as ``"<eos>"`` in it are text, :func:`faast.lm.text.prompt_ids`);
+    with ``--chat`` it is the user's message in the chat template, whose own special tokens stay
+    control tokens (:func:`faast.lm.text.chat_prompt_ids`)."""
+    import torch
+
     from faast.lm.decoding import check_max_new_tokens
+    from faast.lm.text import chat_prompt_ids, prompt_ids
 
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     fm, tok = _load_with_fast_weights(args)
-    prompt = args.prompt
     if args.chat:
         if not getattr(tok, "chat_template", None):
             raise ValueError(
                 f"--chat: the tokenizer of {args.model} has no chat template (a base model, not an "
                 "instruction-tuned one?); drop --chat to generate from the prompt as it is"
             )
-        prompt = tok.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-    from faast.lm.text import quiet_tokenizer
-
-    with quiet_tokenizer():  # fm.generate checks the length against the model's context window
-        inputs = tok(prompt, return_tensors="pt", add_special_tokens=not args.chat).to(fm.device)
+        ids = chat_prompt_ids(tok, args.prompt)
+    else:
+        ids = prompt_ids(tok, args.prompt)
+    input_ids = torch.tensor([ids], dtype=torch.long, device=fm.device)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     kw = {"max_new_tokens": args.max_new_tokens, "pad_token_id": tok.pad_token_id}
     kw.update({"do_sample": True, "temperature": 0.7} if args.sample else {"do_sample": False})
     runs = [("base", True), ("faast", False)] if args.compare else [("faast", False)]
@@ -577,15 +689,99 @@ def run_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _input_files(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """(option, path) of the files a command reads: ``--text``, and ``--model`` and ``--adapter``
+    where they name local files or folders (not offline names or Hub ids)."""
+    files: list[tuple[str, str | None]] = [("--text", getattr(args, "text", None))]
+    for option in ("model", "adapter"):
+        given = getattr(args, option, None)
+        if given and Path(given).expanduser().exists():
+            files.append((f"--{option}", given))
+    return files
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two resolved paths name one file: equal, or (both existing) hard links of it."""
+    import os
+
+    if a == b:
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_distinct_files(
+    outputs: list[tuple[str, str | Path | None]], inputs: list[tuple[str, str | Path | None]]
+) -> None:
+    """Refuse, before any work, an output that is the same file as an input or as another output
+    (``(option, path)`` pairs, None skipped; paths compared with ``~``, ``./`` and symbolic links
+    resolved): ``stream --csv`` equal to ``--text`` replaced the text, ``--csv r.png`` wrote the
+    plot (``r.png`` beside the CSV) over the CSV, ``--csv`` equal to ``--out`` failed only after the
+    whole stream, saving the fast weights over the CSV."""
+    seen: list[tuple[str, Path, str | Path, bool]] = []
+    for option, path in inputs:
+        if path is not None:
+            seen.append((option, Path(path).expanduser().resolve(), path, True))
+    for option, path in outputs:
+        if path is None:
+            continue
+        where = Path(path).expanduser().resolve()
+        for other, there, given, is_input in seen:
+            if _same_file(where, there):
+                what = (
+                    "writing it would replace that input"
+                    if is_input
+                    else "one would be written over the other"
+                )
+                raise ValueError(
+                    f"{option} {path} is the same file as {other} {given}: {what}; write it elsewhere"
+                )
+        seen.append((option, where, path, False))
+
+
 def _check_stream_outputs(args: argparse.Namespace) -> None:
-    """Refuse an unwritable --csv or --out, a bad --task name or an --out that is not fast weights."""
+    """Refuse an unwritable --csv, plot or --out, one that is the same file as an input or as
+    another output (the plot is written beside the CSV: ``Path(csv).with_suffix(".png")``), a bad
+    --task name or an --out that is not fast weights."""
     from faast.io import check_writable
     from faast.lm.fastweights import check_output_file
 
+    plot = None if not args.csv else _stream_plot_path(args.csv)
+    outputs = [
+        ("--csv", args.csv),
+        ("the plot written beside --csv (its suffix .png):", plot),
+        ("--out", args.out),
+    ]
+    _check_distinct_files(outputs, _input_files(args))
     if args.csv:
         check_writable(args.csv)
+        check_writable(plot)
     if args.out:
         check_output_file(args.out, args.task)
+
+
+def _stream_plot_path(csv: str | Path) -> Path:
+    """Where ``faast lm stream --csv CSV`` writes its plot: beside the CSV, as a ``.png``."""
+    return Path(csv).with_suffix(".png")
+
+
+def _streamed_info(args: argparse.Namespace, text: str, rows: list[Any]) -> dict[str, Any]:
+    """The notes of the task ``stream --out`` writes: a learning record of the text as ``learn``
+    writes one (:func:`_learned_info`), each chunk a window learned alone (``window`` = --chunk,
+    ``batch_size`` 1), and ``windows``, the chunks learned (fewer than the text's with
+    --max-chunks), so that ``forget --window CHUNK --batch-size 1`` removes exactly those pairs and
+    refuses other texts."""
+    record = {
+        "text": Path(args.text).name,
+        "digest": _text_digest(text),
+        "window": args.chunk,
+        "batch_size": 1,
+        "pairs": sum(r.pairs_learned for r in rows),
+        "windows": len(rows),
+    }
+    return {"learned": [record]}
 
 
 def run_stream(args: argparse.Namespace) -> int:
@@ -601,7 +797,8 @@ def run_stream(args: argparse.Namespace) -> int:
     if dist.is_main:  # bad result paths fail now, not after the whole text is read
         _check_stream_outputs(args)
     fm, tok = _load(args, *_layout_and_read(args, {}))
-    ids = encode(tok, read_text(args.text))
+    text = read_text(args.text)
+    ids = encode(tok, text)
     rows = stream_chunks(
         fm,
         ids,
@@ -618,11 +815,9 @@ def run_stream(args: argparse.Namespace) -> int:
         return 0
     if args.csv:
         path = write_stream_csv(args.csv, rows)
-        plot_stream(
-            path.with_suffix(".png"), {args.text: rows}, title=f"{args.model}, chunks of {args.chunk}"
-        )
+        plot_stream(_stream_plot_path(path), {args.text: rows}, title=f"{args.model}, chunks of {args.chunk}")
     if args.out:
-        fm.save_fast_weights(args.out, task=args.task)
+        fm.save_fast_weights(args.out, task=args.task, info=_streamed_info(args, text, rows))
     dist.barrier()
     print(json.dumps({"chunks": len(rows), "parts": summarize(rows)}, indent=1))
     return 0

@@ -224,6 +224,74 @@ def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) 
     return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
 
 
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The ids a model continues ``prompt`` from: the tokenizer's start tokens
+    (:func:`faast.lm.prompts.start_token_ids`, e.g. Gemma's ``<bos>``), then the prompt read as text
+    (:data:`TEXT_AS_TEXT`), as ``faast lm learn`` puts the start tokens before each window of a
+    text it reads as text: a prompt that quotes ``"<eos>"`` continues a learned text that quotes it
+    (read as a control token, the prompt held Gemma's end token, id 1, which no learned text holds)."""
+    from faast.lm.prompts import start_token_ids
+
+    with quiet_tokenizer():  # the caller checks the length against the model's context window
+        return [*start_token_ids(tokenizer), *tokenizer(prompt, **TEXT_AS_TEXT).input_ids]
+
+
+#: Stands for the user's prompt when the chat template is rendered to find where the prompt goes
+#: (:func:`chat_prompt_ids`): private-use characters, which no template writes or trims.
+_PROMPT_MARK = "\ue000faast-prompt\ue001"
+
+
+def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The ids of ``prompt`` as the user's message in the tokenizer's chat template, with a
+    generation prompt: the template's own special tokens (``<|im_start|>``, ``<start_of_turn>``)
+    stay control tokens, the user's text is read as text (:data:`TEXT_AS_TEXT`), as learned texts
+    are. No start tokens are added (the template writes them).
+
+    A prompt without special-token strings is the rendered template tokenized in one call (the
+    strings are recognised). Otherwise the template is rendered once more with a marker for the
+    prompt, to find the prompt's place in it (the template may trim it): the rendered text is cut
+    at the last special token before the prompt and the first one after it, the pieces outside are
+    tokenized with the special tokens recognised, the middle one (template text, prompt, template
+    text) as text. A tokenizer splits its input at special tokens and tokenizes the text between
+    them alone, so this gives the ids of one call wherever the prompt holds no special-token
+    string. A template that does not write the prompt once, whole, is a ``ValueError``.
+    """
+
+    def render(content: str) -> str:
+        messages = [{"role": "user", "content": content}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    rendered = render(prompt)
+    with quiet_tokenizer():  # the caller checks the length against the model's context window
+
+        def controls(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False).input_ids) if text else []
+
+        if controls(prompt) == list(tokenizer(prompt, **TEXT_AS_TEXT).input_ids):
+            return controls(rendered)  # no special-token string in the prompt
+        marked = render(_PROMPT_MARK)
+        before, _, after = marked.partition(_PROMPT_MARK)
+        fits = len(before) + len(after) <= len(rendered)
+        if marked.count(_PROMPT_MARK) != 1 or not (
+            fits and rendered.startswith(before) and rendered.endswith(after)
+        ):
+            raise ValueError(
+                "the chat template does not write the prompt once, as given, so the special-token "
+                "strings in the prompt cannot be told apart from the template's own to be read as "
+                "text; generate without the chat template (drop --chat)"
+            )
+        content = rendered[len(before) : len(rendered) - len(after)]
+        specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content]
+        head = max((before.rfind(s) + len(s) for s in specials if s in before), default=0)
+        tail = min((after.find(s) for s in specials if s in after), default=len(after))
+        middle = before[head:] + content + after[:tail]
+        return [
+            *controls(before[:head]),
+            *tokenizer(middle, **TEXT_AS_TEXT).input_ids,
+            *controls(after[tail:]),
+        ]
+
+
 def _split_point(tokenizer: Any, text: str, at: int, tries: int = 32) -> int:
     """The first position ≥ ``at`` just after a newline or just before a space where the tokens of
     the text around it, tokenized apart, equal those tokenized together; ``len(text)`` if none
