@@ -2153,6 +2153,25 @@ def _forget_other_window(ctx: Ctx) -> list[str]:
     return ["lm", "forget", *model, "--fast-weights", out, "--text", text, "--window", "8"]
 
 
+def _forget_unlearned_text(ctx: Ctx) -> list[str]:
+    """Learn a text (the CLI), then the argv forgetting another text from its task."""
+    from faast.cli import main
+
+    argv = _learn(ctx)
+    argv[argv.index("--out") + 1] = str(ctx.path("forget-other.safetensors"))  # not the others' file
+    if main(argv) != 0:
+        raise RuntimeError("learning the text failed")
+    other = ctx.text_file("never.txt", " ".join(f"w{3 + i % 30}" for i in range(60)).encode())
+    model = ["--model", str(ctx.model_dir), "--threads", "1"]
+    out = argv[argv.index("--out") + 1]
+    return ["lm", "forget", *model, "--fast-weights", out, "--text", str(other), "--window", "16"]
+
+
+def _stream_csv_over_text(ctx: Ctx) -> list[str]:
+    text = str(ctx.text_file("s.txt", b"w3 w4 w5 w6 w7 w8"))
+    return ["lm", "stream", "--model", str(ctx.model_dir), "--threads", "1", "--text", text, "--csv", text]
+
+
 def _generate(ctx: Ctx, fw: Path, *extra: str) -> list[str]:
     return [
         "lm",
@@ -2244,6 +2263,16 @@ CLI = [
         "forget with another --window than the text was learned with",
         lambda c: _forget_other_window(c),
         r"was learned into this task with --window 16 \(not --window 8\)",
+    ),
+    CliCase(
+        "forget a text the task never learned",
+        _forget_unlearned_text,
+        r"never.txt is not a text learned into task 'default' of .*forget-other.safetensors \(never learned",
+    ),
+    CliCase(
+        "stream --csv is the --text file",
+        lambda c: _stream_csv_over_text(c),
+        r"--csv .*s.txt is the same file as --text .*s.txt: writing it would replace that input",
     ),
     CliCase(
         "negative --key-features",
