@@ -352,8 +352,8 @@ class GramStats:
         rounding: they were never added (subtracting them would leave G with a negative diagonal,
         solved as if it were a Gram matrix and refused when loaded). O(n·d); pairs that were not
         added but stay within those sums are not detected (:meth:`subtract`)."""
-        w64 = None if w is None else w.to(torch.float64)[:, None]
-        k64, v64 = k.to(torch.float64), v.to(torch.float64)
+        w64 = None if w is None else w.detach().to(torch.float64)[:, None]
+        k64, v64 = k.detach().to(torch.float64), v.detach().to(torch.float64)
         key_sq = (k64 * k64 if w64 is None else w64 * k64 * k64).sum(dim=0)  # (d,)
         value_sq = float((v64 * v64 if w64 is None else w64 * v64 * v64).sum())
         self._materialise()
