@@ -35,6 +35,12 @@ from sklearn.utils.validation import _check_sample_weight, assert_all_finite, ch
 import faast.distributed
 from faast._checks import caller_stacklevel, check_finite
 from faast.classifier_design import DesignMixin
+from faast.classifier_distributed import (
+    check_same_setup,
+    refuse_nothing_learned,
+    shard_without_weight,
+    weighs_nothing,
+)
 from faast.classifier_refine import RefinementMixin
 from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
@@ -123,7 +129,9 @@ class FaastClassifier(
         Data-parallel fitting under ``torchrun`` (:mod:`faast.distributed`): every process passes
         its own shard to ``fit``/``partial_fit`` (an empty (0, n_features) shard is fine), the
         classes are united and the statistics of each call are summed across processes before
-        the solve, so every process ends with the fast weights of all the data.
+        the solve, so every process ends with the fast weights of all the data. The first call
+        refuses processes given features of other widths or other parameters (``device`` aside):
+        a ValueError on every process, naming what differs and each process's value.
     random_features : int, default=None
         Expand the (normalised) features by a fixed random projection to this many dimensions
         followed by a ReLU, k ↦ max(0, Rᵀk) with R (n_features, M) Gaussian / √n_features (as in
@@ -379,6 +387,8 @@ class FaastClassifier(
 
     def _fit(self, X: Any, y: Any, sample_weight: Any) -> FaastClassifier:
         """:meth:`fit` on an estimator whose fitted state was cleared."""
+        if self.distributed:  # first: a parameter refused below is then refused by every process
+            check_same_setup(self, X, None, "fit")
         if self.refine and self.distributed:
             raise ValueError("refine > 0 is not supported with distributed=True")
         if isinstance(self.class_weight, str) and self.distributed:
@@ -387,7 +397,12 @@ class FaastClassifier(
         y_np = _labels_to_numpy(y)
         classes = np.unique(y_np)
         if self.distributed:  # the classes of every process's shard, in the labels' dtype
-            classes = faast.distributed.current().union_labels(classes)
+            d = faast.distributed.current()
+            classes = d.union_labels(classes)
+            if classes.size == 0:  # the same union everywhere: every process refuses it
+                raise ValueError(
+                    f"{d}: fit(distributed=True) got no examples on any process (every shard is empty)"
+                )
         check_classification_targets(classes if self.distributed else y_np)
         if isinstance(self.class_weight, str):  # "balanced": n / (C · n_c) from the labels of this fit
             self.class_weight_ = compute_class_weight("balanced", classes=classes, y=y_np)
@@ -440,17 +455,19 @@ class FaastClassifier(
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Learn the pairs and recompile; returns them (keys (n, d) before the design, one-hot
         values, weights; examples of zero weight left out) for ``refine`` and the logistic loss."""
+        first = not hasattr(self, "classes_")
+        if first and self.distributed and not refining:  # fit checked them, and unites the labels
+            # before the refusals below, so that every process refuses a parameter together
+            given = None if classes is None else np.unique(np.asarray(classes))
+            check_same_setup(self, X, given, "partial_fit")
         if not refining:
             self._check_not_refined("partial_fit")
             self._check_fixed_class_weight("partial_fit")
         self._check_center()
-        first = not hasattr(self, "classes_")
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
             classes_ = np.unique(np.asarray(classes))
-            if self.distributed and not refining:  # fit passes the union of every process's labels
-                _check_same_classes(classes_)
         else:
             self._check_design_params("partial_fit")
             classes_ = self.classes_
@@ -481,6 +498,7 @@ class FaastClassifier(
         # examples of zero weight add nothing to the statistics: left out, so that a fit with them
         # computes exactly what one without them does (the same rows summed in the same order);
         # nor are they counted in class_count_ (forgetting the others would leave it non-zero)
+        rows = keys.shape[0]
         keys, onehot, weights = _weighted_rows(keys, onehot, weights)
         counts = _per_class(onehot)
         if first and keys.shape[0] == 0 and not self.distributed:
@@ -489,9 +507,13 @@ class FaastClassifier(
             )
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
-            self.memory_.stats.merge(dist.all_reduce_stats(self._batch_stats(keys, onehot, weights)))
-            summed = dist.all_reduce_(torch.from_numpy(counts).to(torch.float64), what="class counts")
-            counts = summed.round().to(torch.int64).numpy()
+            batch = dist.all_reduce_stats(self._batch_stats(keys, onehot, weights))
+            tally = torch.from_numpy(np.append(counts, rows)).to(torch.float64)  # + the rows passed
+            summed = dist.all_reduce_(tally, what="class counts").round().to(torch.int64).numpy()
+            counts = summed[:-1]
+            if counts.sum() == 0 and (first or summed[-1]):  # the same sums everywhere: all refuse
+                refuse_nothing_learned(self, dist, int(summed[-1]), first)
+            self.memory_.stats.merge(batch)
         elif self._design_in_one_block(keys.shape[0]):  # one add: refused whole
             self.memory_.add(self._design(keys), onehot, weights)
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
@@ -592,8 +614,14 @@ class FaastClassifier(
                 # One number for every example, as scikit-learn takes it (its check refuses a 0-d
                 # array, which a number or a 0-d tensor becomes here, as having no length).
                 given = float(given)
+            if self.distributed and weighs_nothing(given, keys.shape[0]):
+                # an empty shard, or one of zero weights (scikit-learn refuses both): the union may
+                # weigh something (the sums are checked after the all-reduce)
+                checked = shard_without_weight(given, keys.shape[0])
+            else:
+                checked = _check_sample_weight(given, np.empty((keys.shape[0], 0)))
             weights = torch.as_tensor(
-                _check_sample_weight(given, np.empty((keys.shape[0], 0))),
+                checked,
                 dtype=torch.float64,
                 device=keys.device,
             )
@@ -865,20 +893,6 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
-
-
-def _check_same_classes(classes: np.ndarray) -> None:
-    """Refuse a first distributed ``partial_fit`` whose processes pass different ``classes`` (C,):
-    their statistics would be summed column by column, one class's examples counted as another's.
-    A ValueError on every process, naming each process's classes."""
-    d = faast.distributed.current()
-    every = d.all_gather_json(classes.tolist())
-    if any(part != every[0] for part in every):
-        told = "; ".join(f"rank {r}: {part}" for r, part in enumerate(every))
-        raise ValueError(
-            f"{d}: partial_fit(distributed=True) got different classes on the processes ({told}); "
-            "every process must pass the same classes (all the labels of the whole data) on the first call"
-        )
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

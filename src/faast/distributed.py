@@ -247,9 +247,21 @@ class Dist:
     def union_labels(self, labels: np.ndarray) -> np.ndarray:
         """The sorted distinct labels (JSON-able scalars) of every process's ``labels`` (n,), in the
         dtype NumPy gives their arrays together (int32 labels stay int32; strings widen to the
-        longest); processes without labels do not take part in the dtype unless none has any."""
+        longest); processes without labels do not take part in the dtype unless none has any.
+        Labels that cannot be put together (numbers on one process, strings on another) are a
+        :class:`DistributedError` on every process, naming each process's kind of labels."""
         parts = self.all_gather_json([labels.dtype.str, labels.tolist()])
         held = [np.dtype(kind) for kind, values in parts if values] or [np.dtype(k) for k, _ in parts]
+        kinds = {_label_kind(dtype) for dtype in held}
+        if len(kinds) > 1:  # e.g. 1 and "1": no order, no dtype (and JSON would keep both)
+            told = ", ".join(
+                f"rank {r}: {_label_kind(np.dtype(kind)) if values else 'none'} ({np.dtype(kind)})"
+                for r, (kind, values) in enumerate(parts)
+            )
+            raise DistributedError(
+                f"{self}: the processes' labels are of different kinds ({told}): every process must "
+                "pass labels of one kind (all numbers, or all strings), e.g. y.astype(str) everywhere"
+            )
         merged = sorted({v for _, values in parts for v in values})
         return np.asarray(merged, dtype=np.result_type(*held))
 
@@ -333,6 +345,15 @@ class Dist:
         with self.reduce_learning(model):
             pairs = learn(part) if len(part) else 0
         return round(self.sum(pairs))
+
+
+def _label_kind(dtype: np.dtype) -> str:
+    """What labels of ``dtype`` are, as far as putting processes' labels together goes."""
+    if dtype.kind in "biuf":
+        return "numbers"
+    if dtype.kind in "USO":
+        return "strings"
+    return dtype.name
 
 
 def _readouts(model: Any) -> list[Any]:
