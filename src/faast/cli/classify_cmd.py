@@ -164,7 +164,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             c.add_argument(
                 "--intercept-scaling", type=float, default=1.0, metavar="S",
                 help="value of the intercept's constant feature (default 1, for unit-norm features; "
-                "near the features' row norm otherwise: fit warns when they are far apart)",
+                "near the features' row norm otherwise: fit warns only when they are some 10^7 "
+                "apart, where float64 cannot hold both)",
             )  # fmt: skip
             c.add_argument(
                 "--center-features", action="store_true",
