@@ -171,3 +171,18 @@ def test_a_one_column_file_of_inputs_headed_by_another_name_is_refused(tmp_path)
     ]
     path.write_text("textual\na fine film\n")  # not a column name: an input
     assert [e.input for e in read_examples(path, outputs=False)] == ["textual", "a fine film"]
+
+
+@pytest.mark.parametrize("cell", ["a\rb", "tweet\r", "\rx", "a\r\nb"])
+def test_a_bare_carriage_return_in_a_csv_cell_reads_back_as_one_row(tmp_path, cell):
+    """A cell holding a carriage return but no comma, quote or newline was written unquoted and
+    read back as two rows ("no output"): tweets exported with `faast assets export --out x.csv`
+    could not be learned. It is written as a line break, quoted."""
+    path = tmp_path / "p.csv"
+    write_rows(
+        path, [{"input": cell, "output": "pos"}, {"input": "next", "output": "neg"}], ["input", "output"]
+    )
+    assert _pairs(read_examples(path)) == [
+        (cell.replace("\r\n", "\n").replace("\r", "\n"), "pos"),
+        ("next", "neg"),
+    ]

@@ -346,7 +346,9 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list
 
 def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
     """Write ``rows`` (dicts) atomically as TSV or CSV (the ``columns`` in order, with a header) or
-    JSONL."""
+    JSONL. TSV escapes and JSONL keep every character; a CSV writes a carriage return inside a cell
+    as a line break (the cell then quoted): a bare one was left unquoted and split the row in two
+    when read back (tweets exported to .csv could not be learned)."""
     fmt = file_format(path)
     if fmt == "jsonl":
         text = "".join(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in rows)
@@ -354,7 +356,7 @@ def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], col
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows)
+        writer.writerows([_csv_cell(r.get(c)) for c in columns] for r in rows)
         text = buffer.getvalue()
     else:
         body = ["\t".join(columns)]
@@ -366,6 +368,13 @@ def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], col
             fh.write(text)
 
     return atomic_write(path, write)
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell's text: "" for None, line breaks as ``\n`` (which the writer quotes; the reader
+    reads a carriage return as a line end, inside quotes too)."""
+    text = "" if value is None else str(value)
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def distinct_outputs(examples: Iterable[Example]) -> list[str]:
