@@ -201,6 +201,7 @@ def _read_texts(
     encoder (:class:`~faast.encoders.text.SentenceEncoder`) through the feature cache; labels when
     lines have them (``predict`` reads files without them, or with some: None for the others)."""
     from faast.assets.core import cache_dir
+    from faast.cli.lm_cmd import quiet_loading
     from faast.encoders.text import SentenceEncoder
     from faast.encoders.text_cache import encode_texts
     from faast.lm.examples import file_format, read_examples
@@ -226,6 +227,7 @@ def _read_texts(
             )
         ids = [str(e.extra[args.id_column]) for e in examples]
     name = args.encoder or (source["encoder"] if source else "minilm")
+    quiet_loading()  # no transformers progress bar: the command's own lines stay the only ones
     encoder = SentenceEncoder(name, device=args.device, batch_size=args.batch_size, cache=args.cache_dir)
     _check_same_encoder(encoder, name, source, by_name=False)
     texts = [e.input for e in examples]

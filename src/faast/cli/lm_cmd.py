@@ -247,7 +247,7 @@ def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
 
     if args.device:
         check_device(args.device, "--device")
-    _quiet_loading()
+    quiet_loading()
     model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype), device=args.device)
     fields = dict(layout)
     if args.adapter:
@@ -256,7 +256,7 @@ def _load(args: argparse.Namespace, layout: dict[str, Any], read: Any):
     return get_faast_model(model, FaastConfig.from_dict(fields), read), tok
 
 
-def _quiet_loading() -> None:
+def quiet_loading() -> None:
     """No weight-loading progress bars from transformers: the CLI reports its own progress, and
     an error after loading stays the only line on stderr."""
     try:
