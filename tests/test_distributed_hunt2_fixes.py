@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,16 +23,11 @@ import torch.multiprocessing as mp
 
 from faast import FaastClassifier, distributed
 from faast.distributed import Dist
+from tests.test_distributed_hunt_fixes import _free_port, _record, _results, _succeeded
 
 WORLD = 2
 #: Collectives give up after this many seconds (a hang before the fixes ends here, not in 30 minutes).
 TIMEOUT_S = "30"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _data(n: int = 40, d: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -53,16 +45,6 @@ def _shard(d: Dist, *arrays: np.ndarray) -> list[np.ndarray]:
 #: Class embeddings (3 classes × 4) and a prior matrix (4 × 7) that every process passes alike.
 EMBEDDINGS = np.random.default_rng(5).normal(size=(3, 4))
 PRIOR = np.random.default_rng(6).normal(size=(4, 7))
-
-
-def _record(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """What ``run()`` returned, or the error it raised; with the seconds it took."""
-    start = time.perf_counter()
-    try:
-        out = {"error": None, **run()}
-    except Exception as exc:  # recorded for the test to judge
-        out = {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()[-2000:]}
-    return {**out, "seconds": time.perf_counter() - start}
 
 
 def _fitted(clf: FaastClassifier, x: np.ndarray) -> dict[str, Any]:
@@ -267,25 +249,6 @@ def runs(tmp_path_factory) -> Path:
     except Exception as exc:  # the tests name what is missing
         (out / "group.failed").write_text(repr(exc))
     return out
-
-
-def _results(out: Path, name: str) -> list[dict[str, Any]]:
-    """Each rank's record of scenario ``name``."""
-    found = []
-    for rank in range(WORLD):
-        path = out / f"{name}.rank{rank}.json"
-        assert path.exists(), (
-            f"rank {rank} wrote no result for {name}: {sorted(p.name for p in out.iterdir())}"
-        )
-        found.append(json.loads(path.read_text()))
-    return found
-
-
-def _succeeded(out: Path, name: str) -> list[dict[str, Any]]:
-    results = _results(out, name)
-    for rank, got in enumerate(results):
-        assert got["error"] is None, f"rank {rank}: {got.get('trace')}"
-    return results
 
 
 def _refused(out: Path, name: str, error: str, *told: str) -> list[dict[str, Any]]:
