@@ -79,22 +79,45 @@ def get_asset(name: str) -> Asset:
     return assets[name]
 
 
-def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The asset cache root (created if missing)."""
+def asset_groups() -> list[str]:
+    """Every group some registered asset belongs to, sorted, and ``all``."""
+    return [*sorted({g for a in all_assets().values() for g in a.groups}), "all"]
+
+
+def _cache_setting(override: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The asset cache root (not created) and where it was set, for messages."""
     if override is not None:
-        root = Path(override)
-    elif os.environ.get("FAAST_CACHE"):
-        root = Path(os.environ["FAAST_CACHE"])
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        root = base / "faast"
-    root = root.expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+        return Path(override).expanduser(), "--cache-dir"
+    if os.environ.get("FAAST_CACHE"):
+        return Path(os.environ["FAAST_CACHE"]).expanduser(), "$FAAST_CACHE"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "faast", "$XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "faast", "the default cache"
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """The asset cache root (created if missing, unless ``create`` is false). An ``AssetError``
+    naming the setting when a file stands where the folder should be (mkdir said "File exists")."""
+    root, source = _cache_setting(override)
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            from faast.io import file_in_the_way
+
+            blocker = file_in_the_way(root)
+            if blocker is None:
+                raise
+            raise AssetError(
+                f"the asset cache {root} (set by {source}) cannot be made: {blocker} is a file, not a "
+                "folder; point it at a folder"
+            ) from None
     return root
 
 
-def asset_root(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
-    return cache_dir(cache) / name
+def asset_root(name: str, cache: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """The folder of asset ``name`` in the cache (the cache is created unless ``create`` is false)."""
+    return cache_dir(cache, create=create) / name
 
 
 def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: bool = True) -> Path:

@@ -41,6 +41,43 @@ EXPORTS: dict[str, tuple[str, Callable[[str | None], list[dict[str, Any]]]]] = {
 }
 
 
+def _check_outside_assets(option: str, path: Path, name: str, cache: str | None) -> None:
+    """ValueError when ``path`` lies in the cache folder of ``name`` or of another registered
+    asset: the export would overwrite the asset's data, which would still count as fetched."""
+    from faast.assets.core import all_assets, asset_root
+
+    where = path.resolve()
+    for asset in dict.fromkeys([name, *sorted(all_assets())]):
+        folder = asset_root(asset, cache, create=False).resolve()
+        if folder == where or folder in where.parents:
+            raise ValueError(
+                f"{option} {path} lies in the cache folder of the asset {asset} ({folder}): writing there "
+                "would damage the asset; write it elsewhere"
+            )
+
+
+def _read_rows(name: str, cache: str | None) -> list[dict[str, Any]]:
+    """The rows of ``name`` (fetched first when missing); an AssetError naming the asset's folder
+    when its cached file holds no examples or records without the expected fields."""
+    from faast.assets.core import AssetError, asset_root
+
+    try:
+        rows = EXPORTS[name][1](cache)
+    except KeyError as exc:
+        folder = asset_root(name, cache)
+        raise AssetError(
+            f"the cached asset {name} has a record without the field {exc}: it is damaged; delete the "
+            f"folder {folder} and fetch it again (`faast assets fetch {name}`)"
+        ) from None
+    if not rows:
+        folder = asset_root(name, cache)
+        raise AssetError(
+            f"the cached asset {name} holds no examples (its file in {folder} has no records): delete the "
+            f"folder {folder} and fetch it again (`faast assets fetch {name}`)"
+        )
+    return rows
+
+
 def export_examples(
     name: str,
     out: str | os.PathLike[str],
@@ -69,7 +106,9 @@ def export_examples(
         file_format(path)  # .tsv / .csv / .jsonl, named before the asset is read
     if len(paths) == 2 and paths[0].resolve() == paths[1].resolve():
         raise ValueError(f"--out and --test-out are the same file ({out})")
-    rows = EXPORTS[name][1](cache)
+    for option, path in zip(("--out", "--test-out"), paths, strict=False):
+        _check_outside_assets(option, path, name, cache)
+    rows = _read_rows(name, cache)
     if test >= len(rows):
         raise ValueError(f"--test {test}: {name} has only {len(rows)} examples")
     if test:
@@ -77,6 +116,17 @@ def export_examples(
     else:
         pool, held = list(range(len(rows))), []
         random.Random(seed).shuffle(pool)
+    if not pool:  # every row not held out repeats a held-out text (such rows are dropped)
+        left = len(rows) - len(held)
+        which = (
+            f"the one example of {name} not held out repeats"
+            if left == 1
+            else f"all {left:,} examples of {name} not held out repeat"
+        )
+        raise ValueError(
+            f"--test {test} --seed {seed}: {which} a held-out text (those are dropped, so no test text is "
+            f"learned): {out} would hold no examples; hold out fewer"
+        )
     pool = pool[:limit] if limit is not None else pool
     columns = list(rows[0])
     for path, picked in zip(paths, (pool, held), strict=False):

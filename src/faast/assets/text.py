@@ -61,10 +61,38 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     return atomic_write(path, write)
 
 
+def damaged_asset(path: Path, problem: str) -> AssetError:
+    """The error for a damaged file of a cached asset (``path`` lies in the asset's own folder,
+    named after it): what is wrong, and how to fetch it again (``faast assets fetch`` skips an
+    asset whose files are all there)."""
+    folder = path.parent
+    return AssetError(
+        f"{path}: {problem}; the cached asset is damaged: delete the folder {folder} and fetch it "
+        f"again (`faast assets fetch {folder.name}`)"
+    )
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file written by ``write_jsonl``."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The records of a JSONL file written by ``write_jsonl`` (one JSON object a line); a line that
+    is not one is an AssetError naming the file and the line (:func:`damaged_asset`)."""
+    records = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+            except UnicodeDecodeError:
+                raise damaged_asset(path, f"line {number} is not UTF-8") from None
+            except json.JSONDecodeError as exc:
+                raise damaged_asset(
+                    path, f"line {number} is not valid JSON ({exc.msg}, column {exc.colno})"
+                ) from None
+            if not isinstance(record, dict):
+                raise damaged_asset(path, f"line {number} is not a JSON object")
+            records.append(record)
+    return records
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -9,17 +9,28 @@ from faast.assets import core
 from faast.assets.export import EXPORTS
 
 
+class _GroupsHelp(argparse.HelpFormatter):
+    """Fills ``%(groups)s`` with the groups of the registered assets when the help is shown (the
+    asset modules are imported then, not whenever the CLI starts)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text and "%(groups)s" in text:
+            text = text.replace("%(groups)s", ", ".join(core.asset_groups()))
+        return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("assets", help="list, fetch or export offline assets (weights, datasets)")
     p.add_argument("--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="show every asset, its groups and whether it is fetched")
     ls.set_defaults(func=run_list)
-    fe = actions.add_parser("fetch", help="fetch assets by name or group (default group: demo)")
-    fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
-    fe.add_argument(
-        "--group", default=None, help="fetch every asset of this group (demo, tests, lm, lm-more, all)"
+    fe = actions.add_parser(
+        "fetch", help="fetch assets by name or group (default group: demo)", formatter_class=_GroupsHelp
     )
+    fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
+    fe.add_argument("--group", default=None, help="fetch every asset of this group (%(groups)s)")
     fe.set_defaults(func=run_fetch)
     ex = actions.add_parser(
         "export",
@@ -57,8 +68,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     if group is not None:
         in_group = [n for n, a in sorted(assets.items()) if group == "all" or group in a.groups]
         if not in_group:
-            known = sorted({g for a in assets.values() for g in a.groups} | {"all"})
-            raise ValueError(f"no assets in group {group!r}; groups: {', '.join(known)}")
+            raise ValueError(f"no assets in group {group!r}; groups: {', '.join(core.asset_groups())}")
         names += in_group
     for name in dict.fromkeys(names):
         asset = core.get_asset(name)

@@ -13,6 +13,7 @@ import platform
 import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 DEFAULT_SHOTS = "1,5,16,64"
@@ -32,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data-dir", default=None, help="directory with the dataset files (Fashion-MNIST: the four "
         "IDX files; CIFAR-10: cifar-10-batches-bin). Default for Fashion-MNIST: the fetched asset",
     )  # fmt: skip
-    g.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0, or clip:RN50/openai")
+    g.add_argument(
+        "--encoder",
+        default="efficientnet-lite0",
+        help="efficientnet-lite0, clip:RN50/openai (open_clip), or pixels (the resized pixels: a baseline)",
+    )
     g.add_argument("--resolution", type=int, default=64, help="encoder input size in pixels (default 64)")
     g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
     g.add_argument("--device", default="cpu")
@@ -133,6 +138,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--shots must be comma-separated integers, got {args.shots!r}") from None
     if not shots and args.skip_full:
         raise ValueError("nothing to run: --shots is empty and --skip-full is set")
+    # checked here, before the data are loaded and encoded (minutes), not by the episode sampler
+    if any(k < 1 for k in shots):
+        raise ValueError(f"--shots must be >= 1 each, got {args.shots!r}")
+    for option, value, least in (
+        ("--episodes", args.episodes, 1),
+        ("--val-episodes", args.val_episodes, 1),
+        ("--queries", args.queries, 1),
+        ("--ways", args.ways, 2),
+    ):
+        if value is not None and value < least:
+            raise ValueError(f"{option} must be >= {least}, got {value}")
+    method_keys = args.methods.split(",") if args.methods else None
+    for option, values in (("--shots", shots), ("--methods", method_keys or [])):
+        repeated = [v for v, n in Counter(values).items() if n > 1]
+        if repeated:
+            raise ValueError(
+                f"{option} lists {', '.join(map(str, repeated))} more than once (each would run and be "
+                "reported again): give each once"
+            )
     if not 0 < args.val_fraction < 1:
         raise ValueError(f"--val-fraction must be a share in (0, 1), got {args.val_fraction}")
     if dist.is_main:  # the results are written after the whole run: a bad path fails now
@@ -141,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(Path(args.out) / "results.csv")
         if args.doc:
             check_writable(args.doc)
-    methods = build_methods(args.methods.split(",") if args.methods else None)
+    methods = build_methods(method_keys)
     progress = not args.quiet and dist.is_main
 
     extra = {"fetch": args.fetch, "cache": args.cache_dir} if args.dataset == "fashion-mnist" else {}
