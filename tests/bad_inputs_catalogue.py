@@ -2595,6 +2595,16 @@ CLI += [
         r"--shots must be comma-separated integers",
     ),
     CliCase(
+        "demo: --shots listing a value twice",
+        lambda c: ["demo", "--shots", "1,1", "--threads", "1"],
+        r"--shots lists 1 more than once \(each would run and be reported again\)",
+    ),
+    CliCase(
+        "demo: --episodes 0",
+        lambda c: ["demo", "--episodes", "0", "--threads", "1"],
+        r"--episodes must be >= 1, got 0",
+    ),
+    CliCase(
         "assets: unknown group",
         lambda c: ["assets", "fetch", "--group", "no-such-group"],
         r"no assets in group 'no-such-group'",
