@@ -4,6 +4,7 @@ CSV header, JSONL fields, integer class ids; CSV quoting; predictions written as
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -186,3 +187,20 @@ def test_a_bare_carriage_return_in_a_csv_cell_reads_back_as_one_row(tmp_path, ce
         (cell.replace("\r\n", "\n").replace("\r", "\n"), "pos"),
         ("next", "neg"),
     ]
+
+
+def test_a_header_like_first_line_of_unknown_names_is_warned_about(tmp_path):
+    """``headline<TAB>topic`` (names HEADER_NAMES does not know) was learned as an example, a class
+    of its own, without a word: warned about now; a first line that is an example of a known label,
+    or of an input of several words, is not."""
+    body = "".join(f"news item {i}\t{'sport' if i % 2 else 'world'}\n" for i in range(12))
+    path = tmp_path / "e.tsv"
+    path.write_text("headline\ttopic\n" + body)
+    with pytest.warns(UserWarning, match=r"e.tsv:1: 'headline'<TAB>'topic' may be a header"):
+        examples = read_examples(path)
+    assert examples[0] == Example("headline", "topic") and len(examples) == 13  # still read as written
+    for first in ("goal\tsport\n", "a long first line\tquiz\n"):
+        path.write_text(first + body)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(read_examples(path)) == 13

@@ -5,7 +5,8 @@
   header holding the input column's name) is read as a header: the two columns are then found by
   name, and other columns are kept in :attr:`Example.extra`. A first line of other column names
   only (``text<TAB>label``, or ``text`` alone, :data:`HEADER_NAMES`) is refused, not learned
-  or classified: name the columns
+  or classified, and one of unknown names (``headline<TAB>topic``: one word each, an output no
+  other line has) is warned about and read as an example: name the columns
   (``input_column``/``output_column``, ``--input-column``/``--output-column`` on the command
   line). Cells may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them
   and ``\\\\`` for a backslash before one of those letters (other backslashes read as written);
@@ -33,11 +34,13 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faast._checks import caller_stacklevel
 from faast.io import atomic_write, existing_file
 from faast.text_files import csv_delimiter, read_user_text
 
@@ -208,7 +211,38 @@ def _read_tsv(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[E
         if not inp.strip():
             raise ValueError(f"{p}:{number}: empty input")
         out.append(Example(inp, _unescape(cells[1]) if len(cells) == 2 else None))
+    _warn_header_like_first_line(p, out, names)
     return out
+
+
+#: A headerless TSV of at least this many labelled lines is checked for a first line that looks
+#: like column names (:func:`_warn_header_like_first_line`).
+HEADER_CHECK_MIN_LINES = 10
+#: ... when its other lines carry at most this many distinct outputs (a classification file).
+HEADER_CHECK_MAX_LABELS = 50
+
+
+def _warn_header_like_first_line(p: Path, examples: list[Example], names: _Names) -> None:
+    """Warn when the first line of a headerless labelled TSV looks like column names that
+    :data:`HEADER_NAMES` does not know (``headline<TAB>topic``): one word in and one word out, an
+    output no other line has, among the few labels of the others. It is learned as an example (a
+    class of its own), so the warning says how to name the columns or drop the line."""
+    if len(examples) < HEADER_CHECK_MIN_LINES or any(e.output is None for e in examples):
+        return
+    first, rest = examples[0], examples[1:]
+    word_in, word_out = first.input.strip(), (first.output or "").strip()
+    if not (word_in and word_out) or any(ch.isspace() for ch in word_in + word_out):
+        return
+    labels = {e.output for e in rest}
+    if first.output in labels or len(labels) > HEADER_CHECK_MAX_LABELS:
+        return
+    warnings.warn(
+        f"{p}:1: {word_in!r}<TAB>{word_out!r} may be a header: one word each, and no other line has "
+        f"the output {word_out!r}; it is learned as an example of a class of its own. If it names the "
+        f"columns, pass {names.options} {word_in} {word_out}, or remove the line",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
 
 
 def _read_csv(p: Path, text: str, outputs: bool, names: _Names) -> list[Example]:
