@@ -2580,6 +2580,11 @@ CLI += [
         r"the output path is a folder",
     ),
     CliCase(
+        "solve: the pairs path is a folder, --out inside it",
+        lambda c: ["solve", str(c.tmp), "--out", str(c.tmp / "W.safetensors")],
+        r"a folder, not a pairs file: ",
+    ),
+    CliCase(
         "solve: --out is the pairs file",
         lambda c: ["solve", str(p := _pairs_file(c, keys=_k(), values=_k(3, 2))), "--out", str(p)],
         r"the output .*pairs.safetensors would overwrite the input .*pairs.safetensors: write it elsewhere",

@@ -80,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from faast.io import check_writable, load_tensors, save_tensors
+    from faast.io import check_writable, existing_file, load_tensors, save_tensors
     from faast.solver import GramStats
 
+    existing_file(args.pairs, "pairs file")  # a folder is named as one, not as an input overwritten
     check_writable(args.out, inputs=[args.pairs])
     cut = _cut_arguments(args)  # before reading the pairs
     tensors, _ = load_tensors(args.pairs)
