@@ -187,6 +187,7 @@ def no_data(monkeypatch):
         (["--shots", "0"], "--shots must be >= 1 each, got '0'"),
         (["--shots", "1,-2"], "--shots must be >= 1 each, got '1,-2'"),
         (["--ways", "1"], "--ways must be >= 2, got 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["--shots", "1,5,1"], "--shots lists 1 more than once"),
         (["--methods", "faast,knn,faast"], "--methods lists faast more than once"),
     ],

@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         ("--val-episodes", args.val_episodes, 1),
         ("--queries", args.queries, 1),
         ("--ways", args.ways, 2),
+        ("--batch-size", args.batch_size, 1),
     ):
         if value is not None and value < least:
             raise ValueError(f"{option} must be >= {least}, got {value}")
