@@ -181,6 +181,17 @@ def _no_examples_partial_fit(d: Dist) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- documented (item 4)
+def _later_partial_fit_after_set_params(d: Dist) -> dict[str, Any]:
+    """A distributed fit, then ``set_params(alpha=...)`` on rank 1 only and a partial_fit: the
+    second call's statistics would be summed and solved with other cuts on the two processes."""
+    x, y = _shard(d, *_data())
+    clf = FaastClassifier(distributed=True, alpha=1.0).fit(x, y)
+    if d.rank == 1:
+        clf.set_params(alpha=2.0)
+    clf.partial_fit(x, y)
+    return _fitted(clf, x)
+
+
 def _forget_keeps_the_temperature(d: Dist) -> dict[str, Any]:
     x, y = _data(40, 5)
     xs, ys = _shard(d, x, y)
@@ -221,6 +232,7 @@ SCENARIOS: dict[str, Callable[[Dist], Callable[[], dict[str, Any]]]] = {
     "loss": lambda d: _differ(d, loss=("squared", "logistic")),
     # before the fix, rank 1 skipped the temperature's gather that rank 0 waited in: last
     "logit_scale": lambda d: _differ(d, logit_scale=("auto", 2.0)),
+    "later_set_params": lambda d: lambda: _later_partial_fit_after_set_params(d),
 }
 
 
@@ -300,6 +312,18 @@ def test_processes_set_up_differently_are_refused_on_every_process(runs, name):
     process refuses, naming the parameter and each rank's value."""
     _refused(
         runs, name, "ValueError", "fit(distributed=True): the processes were not set up alike", SETUPS[name]
+    )
+
+
+def test_a_later_partial_fit_compares_the_parameters_again(runs):
+    """A ``set_params`` on one process after the first call: the next distributed partial_fit is
+    refused on every process (until 2026-12-06 only the first call was compared)."""
+    _refused(
+        runs,
+        "later_set_params",
+        "ValueError",
+        "partial_fit(distributed=True)",
+        "alpha (rank 0: 1.0; rank 1: 2.0)",
     )
 
 

@@ -129,7 +129,7 @@ class FaastClassifier(
         Data-parallel fitting under ``torchrun`` (:mod:`faast.distributed`): every process passes
         its own shard to ``fit``/``partial_fit`` (an empty (0, n_features) shard is fine), the
         classes are united and the statistics of each call are summed across processes before
-        the solve, so every process ends with the fast weights of all the data. The first call
+        the solve, so every process ends with the fast weights of all the data. Each call
         refuses processes given features of other widths or other parameters (``device`` aside):
         a ValueError on every process, naming what differs and each process's value.
     random_features : int, default=None
@@ -456,9 +456,10 @@ class FaastClassifier(
         """Learn the pairs and recompile; returns them (keys (n, d) before the design, one-hot
         values, weights; examples of zero weight left out) for ``refine`` and the logistic loss."""
         first = not hasattr(self, "classes_")
-        if first and self.distributed and not refining:  # fit checked them, and unites the labels
-            # before the refusals below, so that every process refuses a parameter together
-            given = None if classes is None else np.unique(np.asarray(classes))
+        if self.distributed and not refining:  # fit checked them, and unites the labels
+            # before the refusals below, so that every process refuses a parameter together; at
+            # every call (a set_params on one process since the last one), the classes at the first
+            given = None if classes is None or not first else np.unique(np.asarray(classes))
             check_same_setup(self, X, given, "partial_fit")
         if not refining:
             self._check_not_refined("partial_fit")
