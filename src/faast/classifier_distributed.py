@@ -1,8 +1,9 @@
 """The checks of a distributed :class:`~faast.classifier.FaastClassifier` fit (``distributed=True``,
 :mod:`faast.distributed`) that single-process fits never run: that every process was set up alike
-(one all-gather on the first call), that a shard which is empty or weighs nothing is accepted while
-the union weighs something, and the refusal of a union that holds nothing to learn — each raised on
-every process, so that none waits in a collective the others skip."""
+(one all-gather at every ``fit`` and ``partial_fit`` call), that a shard which is empty or weighs
+nothing is accepted while the union weighs something, and the refusal of a union that holds
+nothing to learn — each raised on every process, so that none waits in a collective the others
+skip."""
 
 from __future__ import annotations
 
@@ -24,15 +25,15 @@ _PER_PROCESS_PARAMS = ("device", "distributed")
 
 
 def check_same_setup(clf: FaastClassifier, X: Any, classes: np.ndarray | None, what: str) -> None:
-    """Refuse a first distributed ``fit``/``partial_fit`` (``what``) whose processes were not set
+    """Refuse a distributed ``fit``/``partial_fit`` (``what``) whose processes were not set
     up alike: their statistics would be summed silently through other designs (a raw width that
     ``random_features`` hides, another ``random_state``, ``normalize_keys``, ``intercept_scaling``
     or ``class_weight``) and solved with other parameters (the cut, ``logit_scale``, …), each
     process ending with another classifier — or waiting in a collective the others skip. One
     all-gather of X's width and feature names, every parameter (:func:`_comparable`; not
     ``device``) and, for ``partial_fit``, the ``classes`` (C,) with their dtype's kind (0 and
-    0.0 compare equal, but give ``classes_`` of other dtypes). A ValueError on every process,
-    naming each differing item and every process's value."""
+    0.0 compare equal, but give ``classes_`` of other dtypes; ``None`` after the first call). A
+    ValueError on every process, naming each differing item and every process's value."""
     d = faast.distributed.current()
     params = {k: v for k, v in clf.get_params(deep=False).items() if k not in _PER_PROCESS_PARAMS}
     design = clf._design_params()  # random_state, intercept_scaling: as they act
