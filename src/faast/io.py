@@ -38,8 +38,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and some writers) make 0600: use the usual mode
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        move_into_place(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -352,10 +352,9 @@ class GramStats:
         rounding: they were never added (subtracting them would leave G with a negative diagonal,
         solved as if it were a Gram matrix and refused when loaded). O(n·d); pairs that were not
         added but stay within those sums are not detected (:meth:`subtract`)."""
-        w64 = None if w is None else w.detach().to(torch.float64)[:, None]
-        k64, v64 = k.detach().to(torch.float64), v.detach().to(torch.float64)
-        key_sq = (k64 * k64 if w64 is None else w64 * k64 * k64).sum(dim=0)  # (d,)
-        value_sq = float((v64 * v64 if w64 is None else w64 * v64 * v64).sum())
+        rows_k, rows_v = self._scaled_rows(k, v, w)  # float64, scaled by √wᵢ
+        key_sq = (rows_k * rows_k).sum(dim=0)  # (d,)
+        value_sq = float((rows_v * rows_v).sum())
         self._materialise()
         held = self._gram.diagonal()  # type: ignore[union-attr]
         dtype = self.input_dtype if self.input_dtype is not None else k.dtype
