@@ -117,3 +117,19 @@ def test_machine_line_names_cpu_torch_and_blas(monkeypatch) -> None:
     assert line == f"Test CPU, {os.cpu_count()} CPUs, torch {torch.__version__}, OpenBLAS 9.9 Zen kernels"
     threads = environment.machine_line(torch_threads=True)
     assert f"torch {torch.__version__} with {torch.get_num_threads()} threads, OpenBLAS" in threads
+
+
+def test_cpu_description_names_family_and_model_of_the_first_processor() -> None:
+    """Results files name the CPU generation: a VM's bare "AMD EPYC" covers several, whose BLAS
+    timings differ (docs/classifier.md, "Speed")."""
+    from faast.environment import describe_cpuinfo
+
+    block = (
+        "processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\n"
+        "model name\t: AMD EPYC\n"
+    )
+    text = block.format(i=0, f=25, m=17) + "\n" + block.format(i=1, f=26, m=2) + "\n"
+    assert describe_cpuinfo(text) == "AMD EPYC (family 25, model 17)"
+    assert describe_cpuinfo("processor : 0\nmodel name : Some ARM core\n") == "Some ARM core"
+    assert describe_cpuinfo("processor : 0\nBogoMIPS : 50\n") is None
+    assert describe_cpuinfo("") is None

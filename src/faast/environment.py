@@ -33,6 +33,7 @@ __all__ = [
     "cpu_capability",
     "cpu_name",
     "describe",
+    "describe_cpuinfo",
     "machine_line",
 ]
 
@@ -54,13 +55,34 @@ class BlasLibrary:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo; the platform's processor or machine elsewhere)."""
+    """The CPU's model name, with its family and model numbers where /proc/cpuinfo gives them (a
+    virtual machine often shows a bare "AMD EPYC" for CPUs of several generations, whose timings
+    differ: "AMD EPYC (family 25, model 17)"); the platform's processor or machine elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            found = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
+            text = fh.read()
     except OSError:
-        found = None
-    return found or platform.processor() or platform.machine()
+        text = ""
+    return describe_cpuinfo(text) or platform.processor() or platform.machine()
+
+
+def describe_cpuinfo(text: str) -> str | None:
+    """The first processor's "model name" in /proc/cpuinfo ``text``, followed by "(family F, model
+    M)" when both fields are there; None without a model name."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    family, model = fields.get("cpu family"), fields.get("model")
+    return f"{name} (family {family}, model {model})" if family and model else name
 
 
 def cpu_capability() -> str:
