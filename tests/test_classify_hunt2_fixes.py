@@ -279,6 +279,25 @@ def test_a_fit_of_one_class_is_refused(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_fit_of_one_class_is_refused_before_anything_is_encoded(tmp_path, capsys):
+    """The refusal came after every image had been decoded and every text encoded: here a damaged
+    image, and an encoder that does not exist, would have been named first."""
+    one = _image_folder(tmp_path / "one", 3, 0, {"red": (220, 30, 30)})
+    (one / "red" / "broken.png").write_bytes(b"not a png")
+    assert _run("fit", one, "--model", tmp_path / "m", *PIXELS, "--no-feature-cache") == 1
+    err = capsys.readouterr().err
+    assert f"{one}: all 4 examples are of one class, 'red'" in err
+    assert "cannot read image" not in err
+    texts = tmp_path / "t.tsv"
+    texts.write_text("good film\tpos\nfine acting\tpos\n", encoding="utf-8")
+    missing = tmp_path / "no-such-encoder"
+    assert _run("fit", texts, "--model", tmp_path / "m", "--encoder", missing) == 1
+    err = capsys.readouterr().err
+    assert f"{texts}: all 2 examples are of one class, 'pos'" in err
+    assert "no-such-encoder" not in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_the_label_column_a_classifier_was_fitted_with_is_read_by_later_commands(tmp_path):
     """A CSV fitted with --label-column y: predict, partial-fit and forget on files of the same
     layout read y as the labels without the flag (it was read as a feature column: "unexpected

@@ -265,20 +265,6 @@ def _check_sizes(args: argparse.Namespace) -> None:
         )
 
 
-def _two_classes(labels: np.ndarray, args: argparse.Namespace) -> None:
-    """Refuse to ``fit`` labels (n,) of fewer than two classes: the classifier would predict that
-    one class whatever it is given, and ``partial-fit`` cannot add a class later."""
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) == 0:
-        raise ValueError(f"{args.data}: no examples to fit")
-    if len(classes) < 2:
-        raise ValueError(
-            f"{args.data}: all {int(counts.sum())} examples are of one class, {classes[0].item()!r}: a "
-            "classifier needs examples of at least two classes (an image folder: a sub-folder per class), "
-            "and partial-fit cannot add a class later"
-        )
-
-
 def _auto_or_positive(text: str, flag: str) -> float | str:
     """A flag's value: "auto" or a positive number, with the flag named when it is neither."""
     if text == "auto":
@@ -297,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
     from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier
-    from faast.cli.classify_data import need_labels, read_data
+    from faast.cli.classify_data import need_labels, read_data, two_classes
 
     dist = distributed.init()
     _check_sizes(args)  # before any data is read
@@ -312,8 +298,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--baselines compares on cross-validation folds: add --cv")
         _check_torchrun_options(args, dist)  # before any data is read or encoded
         feats, labels, _, _, source = read_data(args, None, dist)
-        labels = need_labels(labels, args)
-        _two_classes(labels, args)
+        labels = two_classes(need_labels(labels, args), args)  # read_data checked them before encoding
         start = time.perf_counter()
         shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(

@@ -71,12 +71,15 @@ def read_data(
         return _read_texts(args, source, dist)
     if data.is_dir():
         from faast.assets.core import cache_dir
-        from faast.data.image_folder import load_image_folder
+        from faast.data.image_folder import list_image_folder, load_image_folder
         from faast.encoders import encode_dataset
 
         _check_input(args, source, "images")
         _text_only(args, "an image folder")
         _not_for_images(args)
+        if args.action == "fit":  # from the folder's listing: before the encoder loads or an image is decoded
+            _, classes, index = list_image_folder(data)
+            two_classes(need_labels(np.asarray(classes)[index] if classes else None, args), args)
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
         if source:  # predict, partial-fit, forget: the resolution the classifier was fitted at
             resolution = int(source["resolution"])
@@ -85,6 +88,10 @@ def read_data(
         encoder = _encoder(name, resolution, args)
         _check_same_encoder(encoder, name, source)
         dataset, paths, labelled = load_image_folder(data, encoder.resolution)
+        if args.action == "fit":  # before a single image is decoded
+            two_classes(
+                need_labels(np.asarray(dataset.classes)[dataset.labels] if labelled else None, args), args
+            )
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
             encoder,
@@ -226,6 +233,14 @@ def _read_texts(
                 + (" (a TSV file names its columns only in a header line)" if unnamed else "")
             )
         ids = [str(e.extra[args.id_column]) for e in examples]
+    outputs = _stripped_labels([e.output for e in examples], args.action == "predict")
+    labels = None  # a file to predict may label some lines only: None marks the others
+    if all(o is not None for o in outputs):
+        labels = np.asarray(outputs)
+    elif any(o is not None for o in outputs):
+        labels = np.asarray(outputs, dtype=object)
+    if args.action == "fit":  # before the encoder loads
+        two_classes(need_labels(labels, args), args)
     name = args.encoder or (source["encoder"] if source else "minilm")
     quiet_loading()  # no transformers progress bar: the command's own lines stay the only ones
     encoder = SentenceEncoder(name, device=args.device, batch_size=args.batch_size, cache=args.cache_dir)
@@ -233,12 +248,6 @@ def _read_texts(
     texts = [e.input for e in examples]
     cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
     feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
-    outputs = _stripped_labels([e.output for e in examples], args.action == "predict")
-    labels = None  # a file to predict may label some lines only: None marks the others
-    if all(o is not None for o in outputs):
-        labels = np.asarray(outputs)
-    elif any(o is not None for o in outputs):
-        labels = np.asarray(outputs, dtype=object)
     where = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, minilm or a Hub id
     desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
     return feats, labels, ids, texts, desc
@@ -254,6 +263,22 @@ def _stripped_labels(outputs: list[str | None], predict: bool) -> list[str | Non
         text = None if label is None else label.strip()
         out.append(None if predict and not text else text)
     return out
+
+
+def two_classes(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
+    """``labels`` (n,), or a clear error for a ``fit`` on fewer than two classes: the classifier would
+    predict that one class whatever it is given, and ``partial-fit`` cannot add a class later.
+    :func:`read_data` calls it for an image folder or a text file before anything is encoded."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) == 0:
+        raise ValueError(f"{args.data}: no examples to fit")
+    if len(classes) < 2:
+        raise ValueError(
+            f"{args.data}: all {int(counts.sum())} examples are of one class, {classes[0].item()!r}: a "
+            "classifier needs examples of at least two classes (an image folder: a sub-folder per class), "
+            "and partial-fit cannot add a class later"
+        )
+    return labels
 
 
 def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
