@@ -436,3 +436,50 @@ def test_a_fetch_removes_the_stale_temporary_folders_of_killed_fetches(tmp_path,
     core.ensure("fake-asset", tmp_path)
     assert not stale.exists() and (fresh / "sub" / "part.whl").exists()
     assert (root / "data.txt").read_text() == "ok"
+
+
+def test_fetch_force_replaces_a_damaged_copy_only_once_the_new_one_is_complete(tmp_path, monkeypatch, capsys):
+    """A damaged file passes the readiness check (files present): `fetch --force` fetches again into
+    a folder of its own and swaps it in; a failed refetch leaves the old copy untouched."""
+    versions = iter(["fresh", None])
+
+    def fetch(root: Path) -> None:
+        content = next(versions)
+        if content is None:
+            (root / "partial.bin").write_text("half")  # no data.txt: never ready
+            return
+        (root / "data.txt").write_text(content)
+
+    asset = core.Asset("fake-asset", "a test asset", fetch, lambda r: (r / "data.txt").is_file(), ("x",), 1)
+    monkeypatch.setitem(core._REGISTRY, asset.name, asset)
+    root = tmp_path / "fake-asset"
+    root.mkdir()
+    (root / "data.txt").write_text("damaged")
+    (root / "extra.bin").write_text("stale")
+    assert main(["assets", "--cache-dir", str(tmp_path), "fetch", "fake-asset"]) == 0
+    assert "ready" in capsys.readouterr().out and (root / "data.txt").read_text() == "damaged"
+    assert main(["assets", "--cache-dir", str(tmp_path), "fetch", "--force", "fake-asset"]) == 0
+    assert "fetching again" in capsys.readouterr().out
+    assert (root / "data.txt").read_text() == "fresh" and not (root / "extra.bin").exists()
+    made = tmp_path / "made"  # a folder as mkdir makes it: the umask's permissions, not mkdtemp's 0700
+    made.mkdir()
+    assert root.stat().st_mode & 0o777 == made.stat().st_mode & 0o777
+    assert main(["assets", "--cache-dir", str(tmp_path), "fetch", "--force", "fake-asset"]) == 1
+    assert "incomplete" in capsys.readouterr().err
+    assert (root / "data.txt").read_text() == "fresh"  # the complete copy stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-asset", "made"]  # no temporaries left
+
+
+def test_refetch_removes_what_killed_refetches_left(tmp_path, fake_asset):
+    import os
+    import time
+
+    stale = tmp_path / ".fake-asset.fetching-dead"
+    stale.mkdir()
+    hour_ago = time.time() - 2 * core.STALE_TEMPORARY_S
+    os.utime(stale, (hour_ago, hour_ago))
+    running = tmp_path / ".fake-asset.replaced-live"  # another refetch's, still being written
+    running.mkdir()
+    core.refetch("fake-asset", tmp_path)
+    assert not stale.exists() and running.exists()
+    assert (tmp_path / "fake-asset" / "data.txt").read_text() == "ok"

@@ -88,7 +88,7 @@ def test_a_truncated_jsonl_names_the_file_the_line_and_the_fix(tmp_path):
     message = str(info.value)
     assert str(path) in message and "line 2 is not valid JSON" in message
     assert f"delete the folder {folder}" in message
-    assert "`faast assets fetch movie-review-sentences`" in message
+    assert "`faast assets fetch --force movie-review-sentences`" in message
     path.write_bytes(b'{"id": 1}\n\xff\xfe\n')
     with pytest.raises(core.AssetError, match="line 2 is not UTF-8"):
         read_jsonl(path)
@@ -106,7 +106,7 @@ def test_cli_export_of_a_damaged_or_empty_cached_asset(cache, tmp_path, capsys):
     assert main(["assets", "export", "tweet-sentiment", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "tweets.jsonl: line 2 is not valid JSON" in err and "Unterminated string" in err
-    assert f"delete the folder {folder}" in err and "faast assets fetch tweet-sentiment" in err
+    assert f"delete the folder {folder}" in err and "faast assets fetch --force tweet-sentiment" in err
     (folder / "tweets.jsonl").write_bytes(b"")
     assert main(["assets", "export", "tweet-sentiment", "--out", str(out)]) == 1
     err = capsys.readouterr().err

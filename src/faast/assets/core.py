@@ -136,21 +136,66 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
     return root
 
 
+def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
+    """Fetch asset ``name`` again, whether or not it looks ready (``faast assets fetch --force``: a
+    damaged file passes the readiness check, which looks for the files only). The new copy is
+    fetched into a folder of its own beside the old one and replaces it only once complete: a
+    failed or interrupted fetch leaves the old copy as it was. Returns the asset's folder."""
+    asset = get_asset(name)
+    root = asset_root(name, cache)
+    for prefix in (f".{name}.fetching-", f".{name}.replaced-"):  # what killed refetches left
+        remove_stale_temporaries(root.parent, pattern=f"{prefix}*")
+    fresh = _new_folder(root.parent, f".{name}.fetching-")
+    old = None
+    try:
+        asset.fetch(fresh)
+        if not asset.ready(fresh):
+            raise AssetError(
+                f"fetching {name!r} again finished but the asset is incomplete; {root} is unchanged"
+            )
+        if root.exists() or root.is_symlink():
+            old = _new_folder(root.parent, f".{name}.replaced-")
+            os.replace(root, old / name)
+        os.replace(fresh, root)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return root
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``parent/prefix<random>`` with the permissions ``mkdir`` gives (the
+    umask's, as the asset folder :func:`ensure` makes; ``tempfile.mkdtemp`` would give 0700)."""
+    import secrets
+
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+
+
 #: A temporary folder of a fetch (``tempfile.TemporaryDirectory(dir=root)``: ``tmp…``) untouched
 #: for this long is a killed fetch's leftover (a fetch running beside this one touches its own).
 STALE_TEMPORARY_S = 3600.0
 
 
-def remove_stale_temporaries(root: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
-    """Remove the temporary folders (``tmp*``) that killed fetches left in the asset folder
-    ``root`` (a fetch killed with SIGKILL cannot clean up, and pip may finish into its folder),
-    those untouched for ``older_than_s`` seconds; returns what was removed."""
+def remove_stale_temporaries(
+    root: Path, older_than_s: float = STALE_TEMPORARY_S, pattern: str = "tmp*"
+) -> list[Path]:
+    """Remove the temporary folders (``pattern``: ``tmp*``) that killed fetches left in the asset
+    folder ``root`` (a fetch killed with SIGKILL cannot clean up, and pip may finish into its
+    folder), those untouched for ``older_than_s`` seconds; returns what was removed. :func:`refetch`
+    passes the cache folder and its own prefixes."""
     import shutil
     import time
 
     removed = []
     now = time.time()
-    for entry in root.glob("tmp*"):
+    for entry in root.glob(pattern):
         try:
             stale = entry.is_dir() and not entry.is_symlink() and now - entry.stat().st_mtime > older_than_s
         except OSError:

@@ -66,14 +66,14 @@ def _read_rows(name: str, cache: str | None) -> list[dict[str, Any]]:
     except KeyError as exc:
         folder = asset_root(name, cache)
         raise AssetError(
-            f"the cached asset {name} has a record without the field {exc}: it is damaged; delete the "
-            f"folder {folder} and fetch it again (`faast assets fetch {name}`)"
+            f"the cached asset {name} has a record without the field {exc}: it is damaged; fetch it again "
+            f"with `faast assets fetch --force {name}` (or delete the folder {folder} and fetch it)"
         ) from None
     if not rows:
         folder = asset_root(name, cache)
         raise AssetError(
-            f"the cached asset {name} holds no examples (its file in {folder} has no records): delete the "
-            f"folder {folder} and fetch it again (`faast assets fetch {name}`)"
+            f"the cached asset {name} holds no examples (its file in {folder} has no records): fetch it "
+            f"again with `faast assets fetch --force {name}` (or delete the folder {folder} and fetch it)"
         )
     return rows
 

@@ -63,12 +63,12 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> Path:
 
 def damaged_asset(path: Path, problem: str) -> AssetError:
     """The error for a damaged file of a cached asset (``path`` lies in the asset's own folder,
-    named after it): what is wrong, and how to fetch it again (``faast assets fetch`` skips an
-    asset whose files are all there)."""
+    named after it): what is wrong, and how to fetch it again (a plain ``faast assets fetch`` skips
+    an asset whose files are all there; ``--force`` replaces them)."""
     folder = path.parent
     return AssetError(
-        f"{path}: {problem}; the cached asset is damaged: delete the folder {folder} and fetch it "
-        f"again (`faast assets fetch {folder.name}`)"
+        f"{path}: {problem}; the cached asset is damaged: fetch it again with `faast assets fetch --force "
+        f"{folder.name}` (or delete the folder {folder} and fetch it)"
     )
 
 

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
     fe.add_argument("--group", default=None, help="fetch every asset of this group (%(groups)s)")
+    fe.add_argument(
+        "--force",
+        action="store_true",
+        help="fetch again even when an asset looks ready (a damaged copy: the old one is replaced only "
+        "once the new one is complete)",
+    )
     fe.set_defaults(func=run_fetch)
     ex = actions.add_parser(
         "export",
@@ -73,6 +79,13 @@ def run_fetch(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(names):
         asset = core.get_asset(name)
         root = core.asset_root(name, args.cache_dir)
+        if args.force:
+            print(
+                f"[faast] {name}: fetching again ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True
+            )
+            core.refetch(name, args.cache_dir)
+            print(f"[faast] {name}: ready in {root}")
+            continue
         if asset.ready(root):
             print(f"[faast] {name}: ready in {root}")
             continue
