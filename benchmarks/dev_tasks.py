@@ -14,15 +14,24 @@ a study fits) and development examples (what each fit's choice is scored on).
   characters and verse texts found more than once among the four books are left out; the split is
   fixed (it depends on no seed): each book gives ``dev_size / 4`` development verses and at most
   :data:`BIBLE_POOL_PER_BOOK` support verses, so both sides hold the four labels in equal shares.
+
+How many verses of the Many labels table's export (``faast assets export bible-en-es --limit 2000
+--test 500``, seed 0, as ``benchmarks/lm_many_labels.py`` runs it) are this task's development or
+support verses (the same text after :func:`normalize_text`)::
+
+    python benchmarks/dev_tasks.py --many-labels-overlap
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -152,3 +161,64 @@ def draw_groups(rows: list[dict]) -> dict[tuple[str, Any], list[dict]]:
         groups.setdefault((r["model"], r["k"]), []).append(r)
     groups[("all draws", "")] = rows
     return groups
+
+
+def overlap(task: DevTask, rows: list[dict[str, Any]], text_field: str = "input") -> dict[str, int]:
+    """How many of ``rows`` (records with a ``text_field``) are verses of ``task``'s development set
+    and of its support pool, comparing texts after :func:`normalize_text`; and how many rows there
+    are in all."""
+    dev = {normalize_text(e.input) for e in task.dev}
+    support = {normalize_text(e.input) for e in task.support}
+    texts = [normalize_text(str(r[text_field])) for r in rows]
+    return {
+        "rows": len(texts),
+        "in development": sum(t in dev for t in texts),
+        "in support pool": sum(t in support for t in texts),
+    }
+
+
+def many_labels_overlap(limit: int, test: int, seed: int, dev_size: int) -> dict[str, dict[str, int]]:
+    """:func:`overlap` of the ``bible-books`` task (``dev_size`` development verses) with the
+    training and test verses the Many labels table exports (``faast assets export bible-en-es
+    --limit LIMIT --test TEST --seed SEED``), each file counted on its own."""
+    from faast.assets.export import export_examples
+
+    task = bible_books_task(dev_size, 0, 1, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        train, held = Path(tmp) / "verses.jsonl", Path(tmp) / "verses-test.jsonl"
+        export_examples("bible-en-es", train, test=test, test_out=held, limit=limit, seed=seed)
+        read = [
+            [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x] for p in (train, held)
+        ]
+    return {"training verses": overlap(task, read[0]), "test verses": overlap(task, read[1])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description="the development tasks; --many-labels-overlap counts shared verses"
+    )
+    ap.add_argument(
+        "--many-labels-overlap",
+        action="store_true",
+        help="count the Many labels export's verses among bible-books' development and support verses",
+    )
+    ap.add_argument("--limit", type=int, default=2000, help="training verses of the export (lm_many_labels')")
+    ap.add_argument("--test", type=int, default=500, help="held-out verses of the export")
+    ap.add_argument("--seed", type=int, default=0, help="the export's seed")
+    ap.add_argument("--dev", type=int, default=400, help="development verses of bible-books (the studies')")
+    args = ap.parse_args(argv)
+    if not args.many_labels_overlap:
+        ap.print_help()
+        return 2
+    counts = many_labels_overlap(args.limit, args.test, args.seed, args.dev)
+    for part, c in counts.items():
+        print(
+            f"{part} of the Many labels export (limit {args.limit}, test {args.test}, seed {args.seed}): "
+            f"{c['rows']}; in bible-books' development verses ({args.dev}): {c['in development']}; in its "
+            f"support pool: {c['in support pool']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

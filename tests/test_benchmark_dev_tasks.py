@@ -105,3 +105,32 @@ def test_the_study_stops_with_a_clear_message_on_too_many_development_verses(mon
     with pytest.raises(SystemExit, match="--task bible-books: Proverbs: .* usable verses"):
         study.main()
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_overlap_counts_shared_texts_after_normalisation(bible_task):
+    """`dev_tasks.py --many-labels-overlap` counts, for each exported file, its rows among the task's
+    development and support verses (texts compared after normalize_text)."""
+    dev, support = bible_task.dev[0].input, bible_task.support[0].input
+    rows = [
+        {"input": dev.upper() + "  "},
+        {"input": support},
+        {"input": support},
+        {"input": "not a verse here"},
+    ]
+    assert dev_tasks.overlap(bible_task, rows) == {"rows": 4, "in development": 1, "in support pool": 2}
+
+
+def test_many_labels_overlap_command_reads_the_export_it_names(capsys):
+    """The command exports the Many labels files (the asset's seeded draw) and counts both."""
+    counts = dev_tasks.many_labels_overlap(limit=300, test=50, seed=0, dev_size=400)
+    assert counts["training verses"]["rows"] == 300 and counts["test verses"]["rows"] == 50
+    for c in counts.values():
+        assert 0 <= c["in development"] + c["in support pool"] <= c["rows"]
+    assert dev_tasks.main(["--many-labels-overlap", "--limit", "300", "--test", "50"]) == 0
+    out = capsys.readouterr().out
+    for part, c in counts.items():
+        assert f"{part} of the Many labels export (limit 300, test 50, seed 0): {c['rows']}; in " in out
+        assert (
+            f"development verses (400): {c['in development']}; in its support pool: {c['in support pool']}"
+            in out
+        )
