@@ -35,7 +35,20 @@ BLOCK_PATHS = (
     "backbone.layers",
 )
 #: Attribute names (on the backbone) of the final norm.
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm", "norm_f", "final_layernorm")
+FINAL_NORM_NAMES = (
+    "norm",
+    "ln_f",
+    "final_layer_norm",
+    "final_norm",
+    "norm_f",
+    "final_layernorm",
+    "layer_norm",  # BioGPT, XGLM
+    "layernorm",  # CTRL
+    "ln_out",  # RWKV
+)
+#: Sub-modules of the backbone that hold the decoder stack and its final norm (OPT's
+#: ``model.decoder``, a multimodal model's ``language_model``), searched after the backbone itself.
+NORM_OWNERS = ("decoder", "language_model")
 
 
 class UnsupportedModelError(ValueError):
@@ -141,12 +154,43 @@ def _find_final_norm(
             return resolve(model, explicit), explicit
         except AttributeError:
             raise UnsupportedModelError(f"final_norm_path={explicit!r} does not exist on the model") from None
-    prefix = getattr(model, "base_model_prefix", "")
-    for name in FINAL_NORM_NAMES:
-        mod = getattr(backbone, name, None)
+    prefix = _path_of(model, backbone)
+    owners = [(prefix, backbone)]
+    for owner in NORM_OWNERS:
+        mod = getattr(backbone, owner, None)
         if isinstance(mod, nn.Module):
-            return mod, f"{prefix}.{name}" if prefix else name
+            owners.append((f"{prefix}.{owner}" if prefix else owner, mod))
+    for path, owner in owners:
+        for name in FINAL_NORM_NAMES:
+            mod = getattr(owner, name, None)
+            if isinstance(mod, nn.Module):
+                return mod, f"{path}.{name}" if path else name
     return None, None
+
+
+def _path_of(model: nn.Module, module: nn.Module) -> str:
+    """The dotted path of ``module`` inside ``model`` ('' for the model itself)."""
+    for name, mod in model.named_modules():
+        if mod is module:
+            return name
+    return ""
+
+
+def _find_backbone(model: nn.Module, blocks_path: str) -> nn.Module:
+    """The backbone: ``model.base_model``, else (Llama 4, Mllama: ``base_model_prefix`` names an
+    attribute the causal LM does not have, so ``base_model`` is the model itself) the child of the
+    model that holds the decoder blocks (``model`` of ``model.layers``)."""
+    backbone = getattr(model, "base_model", None)
+    if isinstance(backbone, nn.Module) and backbone is not model:
+        return backbone
+    head, _, rest = blocks_path.partition(".")
+    child = getattr(model, head, None)
+    if rest and isinstance(child, nn.Module) and child is not model:
+        return child
+    raise UnsupportedModelError(
+        f"{type(model).__name__} exposes no separate backbone (base_model, or a child holding its "
+        f"decoder blocks {blocks_path}); faast.lm needs a *ForCausalLM model"
+    )
 
 
 def find_layout(
@@ -154,7 +198,8 @@ def find_layout(
 ) -> Layout:
     """Locate the backbone, decoder blocks, final norm and LM head of a causal LM."""
     config = _text_config(model)
-    num_layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers")
+    # decoder halves of encoder-decoder families (Bart, Whisper, ...): num_hidden_layers is the encoder's
+    num_layers = _config_int(config, "decoder_layers", "num_hidden_layers", "n_layer", "num_layers")
     hidden = _config_int(config, "hidden_size", "n_embd", "d_model")
     get_head = getattr(model, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
@@ -164,29 +209,49 @@ def find_layout(
             "faast.lm needs a causal LM such as AutoModelForCausalLM"
         )
     _check_not_masked_lm(model)
-    backbone = getattr(model, "base_model", None)
-    if not isinstance(backbone, nn.Module) or backbone is model:
-        raise UnsupportedModelError(
-            f"{type(model).__name__} exposes no separate backbone (base_model); "
-            "faast.lm needs a *ForCausalLM model"
-        )
     blocks, blocks_path = _find_blocks(model, num_layers, decoder_layers_path)
-    if num_layers is not None and len(blocks) != num_layers:
+    backbone = _find_backbone(model, blocks_path)
+    # an explicit path is taken as it is: the config's count may describe another stack (an encoder's)
+    if decoder_layers_path is None and num_layers is not None and len(blocks) != num_layers:
         raise UnsupportedModelError(
             f"{blocks_path} holds {len(blocks)} blocks but config says {num_layers}; pass decoder_layers_path"
         )
     if hidden is None:
         hidden = int(head.weight.shape[1])
     if head.weight.shape[1] != hidden:
-        raise UnsupportedModelError(
-            f"LM head reads {head.weight.shape[1]} features but hidden_size is {hidden}"
-        )
+        raise UnsupportedModelError(_width_message(model, int(head.weight.shape[1]), hidden))
+    _check_head_input_unscaled(model, config)
     norm, norm_path = _find_final_norm(model, backbone, final_norm_path)
     accepts = "position_ids" in inspect.signature(backbone.forward).parameters
     transform = logit_transform(config)
     return Layout(
         backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts, transform
     )
+
+
+def _width_message(model: nn.Module, head_width: int, hidden: int) -> str:
+    """Why a model whose LM head reads ``head_width`` features, not the blocks' ``hidden``, is refused."""
+    projected = [
+        n for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == "project_out" and m is not None
+    ]
+    step = f" (its {projected[0]}: OPT-350m's word_embed_proj_dim ≠ hidden_size)" if projected else ""
+    return (
+        f"{type(model).__name__}'s LM head reads {head_width} features but its decoder blocks are "
+        f"{hidden} wide: the model projects its last state{step} before the head, and faast's memories "
+        "need the head to read the blocks' state; use a model whose head reads hidden_size features"
+    )
+
+
+def _check_head_input_unscaled(model: nn.Module, config: Any) -> None:
+    """Refuse MiniCPM3: it divides the LM head's input by ``config.logits_scaling`` after the
+    backbone, so the states faast reads are not what the head reads (Granite's field of the same
+    name divides the head's output, which :func:`logit_transform` reproduces)."""
+    if getattr(config, "model_type", None) == "minicpm3":
+        raise UnsupportedModelError(
+            f"{type(model).__name__} (minicpm3) divides its LM head's input by config.logits_scaling "
+            f"({getattr(config, 'logits_scaling', None)}) after its backbone, a step faast does not "
+            "reproduce (its memories would read other states than the head's): not supported"
+        )
 
 
 def _check_not_masked_lm(model: nn.Module) -> None:
@@ -220,6 +285,32 @@ def _check_not_masked_lm(model: nn.Module) -> None:
             f"{name} with is_decoder=False attends in both directions: {why}; use a causal LM (made "
             "causal with is_decoder=True, an encoder's LM head still runs layers of its own before its "
             "output projection, which faast does not reproduce)"
+        )
+
+
+#: Token ids of the wrap-time probe (FaastModel): two rows that differ only in their last token.
+PROBE_IDS = ((1, 2, 3, 4), (1, 2, 3, 5))
+
+
+def check_causal(model: nn.Module, logits: torch.Tensor) -> None:
+    """Refuse (:class:`UnsupportedModelError`) a model whose positions see the tokens after them.
+
+    logits: (2, 4, V), the model's own logits for :data:`PROBE_IDS`. A causal model's logits at
+    positions 0-2 cannot depend on the last token, so they agree up to float rounding (4 ulps of
+    the model's dtype, relative to the largest logit); a bidirectional one (XLNet, CPM-Ant,
+    BertGeneration with is_decoder=False) differs there, and the next-token pairs faast learns from
+    it would read their own answer.
+    """
+    first, second = logits[0, :-1].double(), logits[1, :-1].double()
+    worst = float((first - second).abs().max())
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else logits.dtype
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
+    if worst > 4 * eps * (1.0 + float(first.abs().max())):  # NaN: LogitTransform.check says why
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is not causal: its logits at a position change (by up to "
+            f"{worst:.3g}) when a later token changes, so the next-token pairs faast.lm learns would "
+            "read their own answer; use a causal LM (one whose positions see only the tokens before them)"
         )
 
 

@@ -4,9 +4,10 @@ Most models return the head's output as it is. A few transform it first, and the
 are those of the transformed logits:
 
 * Cohere and Cohere 2 multiply by ``config.logit_scale`` (0.0625 in Command-R);
-* Granite models divide by ``config.logits_scaling`` (8 or 16 in Granite 3);
+* Granite models divide by ``config.logits_scaling`` (8 or 16 in Granite 3; HyperCLOVA X multiplies);
+* Falcon-H1 multiplies by ``config.lm_head_multiplier``;
 * Gemma 2 (and any model with ``config.final_logit_softcapping``) caps them softly:
-  c·tanh(x / c), c = 30 in Gemma 2.
+  c·tanh(x / c), c = 30 in Gemma 2; RecurrentGemma likewise with ``config.logits_soft_cap``.
 
 faast computes logits from head inputs itself (label scores, read-out choices, the "prob" mix), so
 it applies the same transform: :func:`logit_transform` reads it from the config, and
@@ -73,9 +74,12 @@ class LogitTransform:
         returned, ours = returned.float(), self(head_output.float())
         worst = float((returned - ours).abs().max())
         if not math.isfinite(worst) or worst > 1e-3 + 1e-2 * float(returned.abs().max()):
+            raw = head_output.float()
+            fit = float((returned * raw).sum() / (raw * raw).sum().clamp_min(1e-30))
             raise ValueError(
                 f"the {kind} model's logits differ (by up to {worst:.3g}) from its LM head applied to the "
-                f"states faast reads (its last block's output through the final norm, then {self}): a "
+                f"states faast reads (its last block's output through the final norm, then {self}; "
+                f"measured, its logits are about {fit:.4g} × the head's output): a "
                 "step between them faast does not reproduce (e.g. a head with layers of its own before "
                 "its output projection, as BERT's), so its label scores and read-outs would not be this "
                 "model's probabilities; use a causal LM whose head is one linear layer"
@@ -85,12 +89,23 @@ class LogitTransform:
 def logit_transform(config: Any) -> LogitTransform:
     """The transform a model with (text) ``config`` applies to its LM head's output."""
     scale = 1.0
-    logit_scale = getattr(config, "logit_scale", None)  # Cohere
-    if isinstance(logit_scale, int | float) and not isinstance(logit_scale, bool):
-        scale *= float(logit_scale)
-    logits_scaling = getattr(config, "logits_scaling", None)  # Granite
-    if isinstance(logits_scaling, int | float) and not isinstance(logits_scaling, bool) and logits_scaling:
-        scale /= float(logits_scaling)
-    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2
-    softcap = float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) and cap > 0 else None
-    return LogitTransform(scale, softcap)
+    logit_scale = _number(config, "logit_scale")  # Cohere
+    if logit_scale is not None:
+        scale *= logit_scale
+    logits_scaling = _number(config, "logits_scaling")  # Granite divides, HyperCLOVA X multiplies
+    if logits_scaling and getattr(config, "model_type", None) == "hyperclovax":
+        scale *= logits_scaling
+    elif logits_scaling:
+        scale /= logits_scaling
+    multiplier = _number(config, "lm_head_multiplier")  # Falcon-H1
+    if multiplier is not None:
+        scale *= multiplier
+    cap = _number(config, "final_logit_softcapping")  # Gemma 2
+    cap = _number(config, "logits_soft_cap") if cap is None else cap  # RecurrentGemma
+    return LogitTransform(scale, cap if cap is not None and cap > 0 else None)
+
+
+def _number(config: Any, name: str) -> float | None:
+    """``config.name`` as a float when it is a number (not a bool), else None."""
+    value = getattr(config, name, None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import warnings
 import weakref
@@ -35,7 +36,15 @@ from faast.io import load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.fastweights import SCORER_RESOLUTION, SCORER_VALUES
-from faast.lm.inject import HookSet, _text_config, context_window, find_layout
+from faast.lm.inject import (
+    PROBE_IDS,
+    HookSet,
+    UnsupportedModelError,
+    _text_config,
+    check_causal,
+    context_window,
+    find_layout,
+)
 from faast.lm.inputs import (
     check_learn_inputs,
     check_pair_mask,
@@ -121,6 +130,7 @@ class FaastModel(nn.Module):
         self._ctx = HookContext()
         self._hooks = HookSet()
         self._attention_cache: bool | None = None  # model_extends_by_attention, found on first use
+        self._masks_padding: bool | None = None  # masks_left_padding, found on first use
         # dtype of the hidden states the held pairs were learned from (None: nothing held, or
         # loaded from a file that did not record it); forget refuses states of another dtype
         self._learned_state_dtype: torch.dtype | None = None
@@ -138,27 +148,43 @@ class FaastModel(nn.Module):
 
     def _check_logit_transform(self) -> None:
         """Refuse a model whose logits are not its LM head's output as :attr:`logit_transform` says
-        (:meth:`LogitTransform.check` on one forward pass of 3 tokens): faast computes logits from
-        head inputs, so they would not be this model's probabilities. Run before faast's hooks are
-        attached. Not checked: a model that cannot run those 3 tokens alone (it needs other
+        (:meth:`LogitTransform.check`), or whose position t sees token t+1 (:func:`check_causal`),
+        both on one forward pass of two 4-token rows that differ in their last token: faast computes
+        logits from head inputs, so they would not be this model's probabilities, and learns
+        next-token pairs, which would read their own answer. Run before faast's hooks are
+        attached. Not checked: a model that cannot run those tokens alone (it needs other
         inputs), or one that already carries forward hooks (another FaastModel's, say), whose
         logits are then not its own."""
         if any(m._forward_hooks or m._forward_pre_hooks for m in self.base_model.modules()):
             return
-        ids = torch.tensor([[1, 2, 3]], device=next(self.base_model.parameters()).device)
+        ids = torch.tensor(PROBE_IDS, device=next(self.base_model.parameters()).device)
         modes = [(m, m.training) for m in self.base_model.modules()]
         self.base_model.eval()  # dropout would make the two passes differ (GPT-2 in train mode)
+        block_inputs: list[torch.Size] = []
+        handle = self._layout.blocks[0].register_forward_pre_hook(
+            _shape_recorder(block_inputs), with_kwargs=True
+        )
         try:
             with torch.no_grad():
                 returned = self.base_model(input_ids=ids).logits
                 head_output = head_logits(self.head_inputs(ids), self._layout.lm_head)
-        except Exception:  # the model's own forward failed on 3 tokens alone: nothing to compare
+        except Exception:  # the model's own forward failed on these tokens alone: nothing to compare
             return
         finally:
+            handle.remove()
             for module, training in modes:
                 module.training = training
         kind = getattr(getattr(self.base_model, "config", None), "model_type", type(self.base_model).__name__)
         self._layout.logit_transform.check(returned, head_output, kind)
+        check_causal(self.base_model, returned)
+        if block_inputs and tuple(block_inputs[0]) != (*ids.shape, self._layout.hidden_size):
+            self._refuse_block_state(block_inputs[0])
+
+    def _refuse_block_state(self, shape: Sequence[int]) -> None:
+        """Refuse middle memories on a model whose decoder blocks take a hidden state other than
+        (B, T, d) (``shape``: the one block 0 took), e.g. Gemma-3n's AltUp stack (k, B, T, d)."""
+        if self.middle_memories:
+            raise UnsupportedModelError(_block_state_message(self.base_model, shape, "middle memories"))
 
     # ----------------------------------------------------------------- properties
     @property
@@ -192,6 +218,7 @@ class FaastModel(nn.Module):
         except AttributeError:
             if name in ("base_model", "memories", "_layout"):
                 raise
+            _reraise_from_property(self, name)
             return getattr(self.base_model, name)
 
     # ----------------------------------------------------------------- reading
@@ -296,11 +323,16 @@ class FaastModel(nn.Module):
         """What the LM head reads, (B, T, d), with the middle memories applied, without running the
         head (so a caller can score a few positions of a large vocabulary with :meth:`output_logits`).
         Position ids count real tokens, as in ``learn``. ``prefix``: a :meth:`prefix_cache` every row
-        continues (``input_ids`` are the tokens after it; right-padded)."""
+        continues (``input_ids`` are the tokens after it; right-padded). Left-padded rows run right-
+        padded (:func:`_left_pads`), their states put back in place."""
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        shift = _left_pads(mask) if prefix is None else None
+        if shift is not None:
+            input_ids, mask = _roll_rows(input_ids, shift), _roll_rows(mask, shift)
         full_mask, kwargs = self._backbone_inputs(mask, None, prefix)
         out = self._layout.backbone(input_ids=input_ids, attention_mask=full_mask, **kwargs)
-        return _last_hidden(out)
+        hidden = _last_hidden(out)
+        return hidden if shift is None else _roll_rows(hidden, -shift)
 
     @torch.no_grad()
     def layer_states(
@@ -326,7 +358,7 @@ class FaastModel(nn.Module):
 
         def keep(block: int) -> Any:
             def hook(_module: nn.Module, _args: Any, output: Any) -> None:
-                seen[block] = output[0] if isinstance(output, tuple) else output
+                seen[block] = output[0] if isinstance(output, (tuple, list)) else output  # OpenAI GPT: a list
 
             return hook
 
@@ -336,6 +368,14 @@ class FaastModel(nn.Module):
         finally:
             for h in handles:
                 h.remove()
+        shift = _left_pads(attention_mask) if attention_mask is not None and prefix is None else None
+        for block, state in seen.items():
+            if state.shape != last.shape:
+                raise UnsupportedModelError(
+                    _block_state_message(self.base_model, state.shape, "layer states")
+                )
+            if shift is not None:  # head_inputs ran the rows right-padded
+                seen[block] = _roll_rows(state, -shift)
         return torch.stack([last if x is None else seen[x] for x in layers], dim=2)
 
     @property
@@ -347,6 +387,24 @@ class FaastModel(nn.Module):
         on first use) and it has no middle memory (which would change the prefix's states as it
         learns)."""
         return self._layout.accepts_position_ids and not self.middle_memories and self._extends_by_attention()
+
+    @property
+    def masks_left_padding(self) -> bool:
+        """Whether a left-padded row's states are those of the row alone: False for a model that
+        runs its state through the pads whatever the attention mask says (RWKV), whose rows
+        :meth:`capture` and :meth:`head_inputs` run right-padded, and ``TaskModel.generate``
+        batches by length. Found on first use by one pass of the backbone over 2 rows of 3 tokens."""
+        if self._masks_padding is None:
+            device = self._layout.lm_head.weight.device
+            ids = torch.tensor([[0, 5, 6], [5, 6, 0]], device=device)
+            mask = torch.tensor([[0, 1, 1], [1, 1, 0]], device=device)
+            full_mask, kwargs = self._backbone_inputs(mask, None, None)
+            with torch.no_grad(), self.disabled():
+                out = _last_hidden(self._layout.backbone(input_ids=ids, attention_mask=full_mask, **kwargs))
+            left, right = out[0, 2].double(), out[1, 1].double()
+            tol = max(1e-3, 8 * torch.finfo(out.dtype).eps)  # rounding, in the states' dtype
+            self._masks_padding = bool((left - right).abs().max() <= tol * (1.0 + right.abs().max()))
+        return self._masks_padding
 
     def _extends_by_attention(self) -> bool:
         if self._attention_cache is None:
@@ -664,19 +722,29 @@ class FaastModel(nn.Module):
                 "learn: nothing to learn, no pair of consecutive real tokens is selected "
                 "(is the batch only padding and start tokens, or is pair_mask all False?)"
             )
-        full_mask, extra = self._backbone_inputs(mask, position_ids, prefix)
+        # left-padded rows run right-padded (exact for a causal model, and right for one that
+        # ignores the mask, as RWKV does); their states are put back in place
+        shift = _left_pads(mask) if prefix is None else None
+        run_ids, run_mask = ids, mask
+        if shift is not None:
+            run_ids, run_mask = _roll_rows(ids, shift), _roll_rows(mask, shift)
+            position_ids = None if position_ids is None else _roll_rows(position_ids, shift)
+            kwargs = {k: _roll_rows(v, shift) if _is_per_token(v, ids) else v for k, v in kwargs.items()}
+        full_mask, extra = self._backbone_inputs(run_mask, position_ids, prefix)
         kwargs.update(extra)
         backbone = self._layout.backbone
         was_training = backbone.training
         backbone.eval()
         self._ctx.mode, self._ctx.captured = "learn", {}
         try:
-            out = backbone(input_ids=ids, attention_mask=full_mask, **kwargs)
+            out = backbone(input_ids=run_ids, attention_mask=full_mask, **kwargs)
             states = dict(self._ctx.captured)
         finally:
             self._ctx.mode, self._ctx.captured = "read", {}
             backbone.train(was_training)
         states[HEAD_INPUT] = _last_hidden(out)
+        if shift is not None:
+            states = {k: _roll_rows(v, -shift) if _is_per_token(v, ids) else v for k, v in states.items()}
         return Captured(ids, mask, valid, n, states)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -1069,9 +1137,65 @@ class FaastModel(nn.Module):
         )
 
 
+def _left_pads(mask: torch.Tensor) -> torch.Tensor | None:
+    """(B,) long: each row's pads before its first real token, for a (B, T) attention mask; None
+    when no row has any (nothing to move)."""
+    lead = (mask.long().cumsum(-1) == 0).sum(-1)
+    lead = lead.masked_fill(lead == mask.shape[-1], 0)  # an all-pad row stays as it is
+    return lead if bool(lead.any()) else None
+
+
+def _roll_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Row b of x (B, T, ...) rotated left by shift[b] positions (right for negative shifts): a
+    left-padded row comes out right-padded, and back with −shift."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = (steps[None, :] + shift.to(x.device)[:, None]) % x.shape[1]  # (B, T)
+    index = index.reshape(*index.shape, *([1] * (x.ndim - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+def _is_per_token(value: Any, ids: torch.Tensor) -> bool:
+    """Whether ``value`` is a tensor with one entry per token of ``ids`` (B, T) in front (B, T, ...)."""
+    return isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[:2] == ids.shape
+
+
+def _shape_recorder(shapes: list[torch.Size]) -> Any:
+    """A forward pre-hook (with kwargs) that appends the shape of a block's hidden-state input."""
+
+    def hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        h = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states")
+        if isinstance(h, torch.Tensor):
+            shapes.append(h.shape)
+
+    return hook
+
+
+def _block_state_message(model: nn.Module, shape: Sequence[int], what: str) -> str:
+    """Why ``what`` (middle memories, layer states) cannot serve ``model``, whose decoder blocks
+    pass a hidden state of ``shape`` rather than (B, T, d)."""
+    return (
+        f"{type(model).__name__}'s decoder blocks pass a hidden state of shape {tuple(shape)}, not "
+        f"(batch, tokens, hidden) (Gemma-3n stacks its AltUp predictions in front): faast cannot put "
+        f"{what} there; use FaastConfig(num_memories=0) and the output memory only (no layer heads)"
+    )
+
+
+def _reraise_from_property(obj: Any, name: str) -> None:
+    """When ``name`` is a property of ``obj``'s class, Python calls ``__getattr__`` because the
+    property raised AttributeError; run it again to raise that error as a RuntimeError (so it is
+    neither taken for a missing attribute nor hidden behind the base model's "has no attribute")."""
+    prop = inspect.getattr_static(type(obj), name, None)
+    if not isinstance(prop, property) or prop.fget is None:
+        return
+    try:
+        prop.fget(obj)
+    except AttributeError as error:
+        raise RuntimeError(f"{type(obj).__name__}.{name} failed: {type(error).__name__}: {error}") from error
+
+
 def _last_hidden(output: Any) -> torch.Tensor:
     h = getattr(output, "last_hidden_state", None)
-    if h is None and isinstance(output, tuple):
+    if h is None and isinstance(output, (tuple, list)):
         h = output[0]
     if not isinstance(h, torch.Tensor):
         raise RuntimeError("the backbone returned no last_hidden_state")

@@ -198,30 +198,29 @@ def logits(
         with torch.no_grad():
             mixed = final_norm((1 - spec.weight) * pre + spec.weight * (pre @ w_out.T))
         return mixed @ head.T + (0 if bias is None else bias)
-    return _prob_mix(base, z @ w_out.T, head, bias, learned, spec, rho2)
+    return _prob_mix(base, z @ w_out.T, head, learned, spec, rho2)
 
 
 def _prob_mix(
     base_logits: torch.Tensor,
     m: torch.Tensor,
     head: torch.Tensor,
-    bias: torch.Tensor | None,
     learned: torch.Tensor,
     spec: NaiveSpec,
     rho2: float,
 ) -> torch.Tensor:
-    """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory = softmax((rows·m/ρ² + bias)/T) over
-    the support, λ(z) gated."""
+    """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory = softmax(rows·m/(ρ²·T)) over
+    the support (no head bias: it is in the model's part), λ(z) gated."""
     support = learned if spec.support == "learned" else torch.ones_like(learned)
     rows = head[support]
-    scores = m @ rows.T / rho2 + (0 if bias is None else bias[support])
+    scores = m @ rows.T / rho2
     p_mem = torch.zeros_like(base_logits)
     p_mem[..., support] = torch.softmax(scores / spec.temperature, dim=-1)
     p_model = torch.softmax(base_logits, dim=-1)
     if spec.gate is None:
         lam = torch.full((*base_logits.shape[:-1], 1), spec.weight, dtype=base_logits.dtype)
     else:
-        raw = m @ rows.T  # the cosine uses the rows without bias
+        raw = m @ rows.T
         cos = raw / (m.norm(dim=-1, keepdim=True) * rows.norm(dim=-1)).clamp_min(1e-12)
         open_ = ((cos.max(dim=-1, keepdim=True).values - spec.gate) / (1 - spec.gate)).clamp(0, 1)
         lam = spec.weight * open_

@@ -214,12 +214,12 @@ class OutputReadOut(ReadOut):
 
 
 class Support(NamedTuple):
-    """LM-head rows of the "prob" mix's memory distribution: rows (k, d), bias (k,) or None,
-    index (k,) of the rows in the vocabulary (None: the whole head), ‖row‖ (k,), and column (V,)
-    long, each token's position in ``index`` (−1 for tokens outside it; None with the whole head)."""
+    """LM-head rows of the "prob" mix's memory distribution: rows (k, d), index (k,) of the rows in
+    the vocabulary (None: the whole head), ‖row‖ (k,), and column (V,) long, each token's position
+    in ``index`` (−1 for tokens outside it; None with the whole head). The head's bias is not part
+    of it: the memory's scores are rows·(W·z)/ρ² alone (see :meth:`ProbReadOut.support_log_probs`)."""
 
     rows: torch.Tensor
-    bias: torch.Tensor | None
     index: torch.Tensor | None
     norms: torch.Tensor
     column: torch.Tensor | None = None
@@ -228,11 +228,12 @@ class Support(NamedTuple):
 class ProbReadOut(OutputReadOut):
     """The default output read-out: a mixture of the model's and the memory's distributions.
 
-    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(head(W·z)/(ρ²·T))) over the support (the
-    learned tokens by default, as a k-NN LM does over its datastore), ρ² the mean squared norm of
-    the head's rows (:meth:`head_scale`), so T is scale-free. With a gate θ, λ(z) =
-    λ·clamp((c − θ)/(1 − θ), 0, 1) with c the largest cosine between W·z and a support row: near 1
-    where z is a context the memory learned, lower on new text. Whatever the memory says, a token
+    log p = log((1−λ(z))·softmax(logits) + λ(z)·softmax(U·(W·z)/(ρ²·T))) over the support (the
+    learned tokens by default, as a k-NN LM does over its datastore), U the head's rows (its bias,
+    if any, is in the model's logits only), ρ² the mean squared norm of the head's rows
+    (:meth:`head_scale`), so T is scale-free. With a gate θ, λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1)
+    with c the largest cosine between W·z and a support row: near 1 where z is a context the
+    memory learned, lower on new text. Whatever the memory says, a token
     costs at most −log(1−λ) nats. The model then returns log-probabilities in ``logits``.
 
     Defaults chosen on SmolLM2 on held-out text (``benchmarks/lm_mix.py``, before T was made
@@ -325,7 +326,7 @@ class ProbReadOut(OutputReadOut):
     def support_of(self, head: nn.Module) -> Support:
         """The LM-head rows the memory distribution covers (cached until the head, the learned
         tokens or ``support`` change): the learned tokens' rows, or the whole head."""
-        weight, bias = head.weight, getattr(head, "bias", None)
+        weight = head.weight
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
             column = None
@@ -334,12 +335,11 @@ class ProbReadOut(OutputReadOut):
             else:
                 index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
                 rows = weight.detach()[index]
-                bias = None if bias is None else bias[index]
                 column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
                 column[index] = torch.arange(index.numel(), device=weight.device)
             work = torch.promote_types(rows.dtype, torch.float32)
             norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
-            support = Support(rows, None if bias is None else bias.detach(), index, norms, column)
+            support = Support(rows, index, norms, column)
             self._support = (key, support)
         return self._support[1]
 
@@ -379,9 +379,10 @@ class ProbReadOut(OutputReadOut):
             # F.linear, not head(...): calling the head would re-enter the hook that calls this.
             scores = F.linear(m, sup.rows)
         lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        # no head bias here: it is in logit units, not in units of ρ², and 1/T would multiply it
+        # (by 40 at the default T) until it outweighs the match; the model's part already has it
         scaled = scores.to(work) / self.head_scale(head)
-        biased = scaled if sup.bias is None else scaled + sup.bias.to(work)
-        return F.log_softmax(biased / self.temperature, -1), lam, sup
+        return F.log_softmax(scaled / self.temperature, -1), lam, sup
 
     def mix_logits(
         self,
@@ -393,8 +394,8 @@ class ProbReadOut(OutputReadOut):
     ) -> torch.Tensor:
         """log((1−λ)·p_model + λ·p_memory). z: (..., d) head input; logits: (..., V) → (..., V).
 
-        p_memory = softmax((rows·(W·z)/ρ² + bias)/T) over the support, ρ² = :meth:`head_scale`;
-        scored: see :meth:`support_log_probs`."""
+        p_memory = softmax(rows·(W·z)/(ρ²·T)) over the support, ρ² = :meth:`head_scale` (the head's
+        bias, if any, is in p_model only); scored: see :meth:`support_log_probs`."""
         work = torch.promote_types(logits.dtype, torch.float32)
         part, lam, sup = self.support_log_probs(z, head, work, scored)
         if sup.index is None:
@@ -425,8 +426,10 @@ class ProbReadOut(OutputReadOut):
 
 
 class LogitReadOut(OutputReadOut):
-    """Output read-out mixed in logit space: the head reads z + (β/ρ²)·W·z, i.e. logits +
-    β·head(W·z)/ρ² (ρ² = :meth:`head_scale`, so β is in logit units on every model).
+    """Output read-out mixed in logit space: the head reads z + (β/(ρ²·s))·W·z, i.e. logits +
+    β·head(W·z)/ρ² (ρ² = :meth:`head_scale`; s the scale the model puts on the head's output,
+    Cohere's ``logit_scale``, Granite's 1/``logits_scaling``, 1 for most: so β is in units of the
+    model's logits on every model).
 
     Stronger recall for large β, but an unbounded cost on new text.
     """
@@ -439,6 +442,8 @@ class LogitReadOut(OutputReadOut):
         self, layout: Layout, model: nn.Module, *, dtype: torch.dtype | None = None, **keys: int
     ) -> None:
         super().__init__(HEAD_INPUT, lambda: layout.lm_head.weight, layout.hidden_size, dtype=dtype, **keys)
+        #: s, the model's scale on its head's output (``layout.logit_transform.scale``)
+        self.output_scale = layout.logit_transform.scale
 
     def attach(self, layout: Layout, hooks: HookSet, ctx: HookContext) -> None:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
@@ -454,15 +459,20 @@ class LogitReadOut(OutputReadOut):
         return layout_logits(self.read(z, layout.lm_head) if self.active else z, layout)
 
     def read(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """z (..., d) → z + (β/ρ²)·W·z: the head's logits gain β·rows·(W·z)/ρ², β logit units for a
-        context the memory reproduces (ρ² = :meth:`head_scale`)."""
-        return z + (self.weight / self.head_scale(head)) * self.predict(z).to(z.dtype)
+        """z (..., d) → z + (β/(ρ²·s))·W·z: the model's logits (the head's output times s) gain
+        β·rows·(W·z)/ρ², β logit units for a context the memory reproduces (ρ² = :meth:`head_scale`,
+        s = :attr:`output_scale`)."""
+        return z + (self.weight / self._head_units(head)) * self.predict(z).to(z.dtype)
+
+    def _head_units(self, head: nn.Module) -> float:
+        """ρ²·s: what divides rows·(W·z) so that β is in units of the model's logits."""
+        return self.head_scale(head) * self.output_scale
 
     def memory_logits(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
-        """rows·(W·z)/ρ² (..., V) for head inputs z (..., d): what the memory adds to the head's
-        logits per unit β, so that the logits read with any β are head(z) + β·this (the head is
-        linear; its bias is in head(z) only). Lets a caller compare many β on one head pass."""
-        return F.linear(self.predict(z).to(z.dtype), head.weight) / self.head_scale(head)
+        """rows·(W·z)/(ρ²·s) (..., V) for head inputs z (..., d): what the memory adds to the head's
+        output per unit β, so that the head's output read with any β is head(z) + β·this (the head
+        is linear; its bias is in head(z) only). Lets a caller compare many β on one head pass."""
+        return F.linear(self.predict(z).to(z.dtype), head.weight) / self._head_units(head)
 
 
 class PaperReadOut(OutputReadOut):

@@ -44,6 +44,7 @@ class PrefixCache:
         self.extra = dict(extra or {})
         self.keyword = cache_keyword(parameter_names(model.forward))
         self._cache: Any = None
+        self._made = False  # whether the forward pass ran (its cache may be None)
         #: (d,): the last hidden state at the prefix's last token when ``model`` returns one (a
         #: backbone's ``last_hidden_state``), set with the cache; None otherwise
         self.last_hidden: torch.Tensor | None = None
@@ -57,11 +58,12 @@ class PrefixCache:
 
     @torch.no_grad()
     def cache(self) -> Any:
-        """The prefix's cache (None for an empty prefix), computed on the first call."""
-        if self._cache is None and self.ids:
+        """The prefix's cache (None for an empty prefix, or a model that returns none), computed on
+        the first call."""
+        if not self._made and self.ids:
             ids = torch.tensor([self.ids], device=self.device)
             out = self.model(input_ids=ids, use_cache=True, **self.extra)
-            self._cache = returned_cache(out)
+            self._cache, self._made = returned_cache(out), True
             hidden = getattr(out, "last_hidden_state", None)
             self.last_hidden = None if hidden is None else hidden[0, -1].detach()
         return self._cache
@@ -97,9 +99,11 @@ class PrefixCache:
 
 def returned_cache(output: Any) -> Any:
     """The KV cache a model's forward pass returned: ``cache`` in recent transformers,
-    ``past_key_values`` before."""
+    ``past_key_values`` before; None for a model that returns neither (OpenAI GPT keeps no cache,
+    RecurrentGemma keeps it inside its modules, RWKV returns a ``state``): no attention cache to
+    continue, so its rows run whole (:func:`extends_by_attention` of None is False)."""
     cache = getattr(output, "cache", None)
-    return output.past_key_values if cache is None else cache
+    return getattr(output, "past_key_values", None) if cache is None else cache
 
 
 def extends_by_attention(cache: Any) -> bool:

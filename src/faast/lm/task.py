@@ -1017,9 +1017,10 @@ class TaskModel(TaskScoringMixin):
                     f"tokens in the context of {self.codec.context}"
                 )
         prefix, skip = self._lead_view()
-        groups = _generation_groups(
-            prompts, check_batch_size(batch_size), prefix is not None and prefix.slides()
-        )
+        # pads between the lead and a row cost a sliding window slots; a model that ignores the mask
+        # (RWKV) runs its state through them: then only prompts of one length share a batch
+        by_length = (prefix is not None and prefix.slides()) or not self.model.masks_left_padding
+        groups = _generation_groups(prompts, check_batch_size(batch_size), by_length)
         outs: list[str | None] = [None] * len(prompts)
         for group in _batch_bar(groups, "generate", progress):
             rows = [prompts[j][skip:] for j in group]
