@@ -1254,6 +1254,17 @@ LM = [
     ),
     Case(
         "get_faast_model",
+        "a model whose positions see later tokens (XLNet)",
+        call(
+            lambda c: _fm_of_class(
+                "XLNetConfig", "XLNetLMHeadModel", d_model=32, n_layer=2, n_head=4, d_inner=64
+            )
+        ),
+        ValueError,
+        r"XLNetLMHeadModel is not causal: its logits at a position change",
+    ),
+    Case(
+        "get_faast_model",
         "config as a dict",
         call(
             lambda c: __import__("faast.lm", fromlist=["x"]).get_faast_model(c.fm(learned=False).unload(), {})
@@ -1262,6 +1273,18 @@ LM = [
         r"FaastConfig",
     ),
 ]
+
+
+def _fm_of_class(config_name: str, model_name: str, **sizes: Any):
+    """get_faast_model on a tiny randomly initialised ``model_name`` (transformers classes by name)."""
+    import transformers
+
+    from faast.lm import FaastConfig, get_faast_model
+    from tests.lm_tiny import VOCAB
+
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(vocab_size=VOCAB, pad_token_id=0, **sizes)
+    return get_faast_model(getattr(transformers, model_name)(config).eval(), FaastConfig(num_memories=0))
 
 
 def _cfg_from_dict(data: Any):
