@@ -47,6 +47,10 @@ label is scored as its full token sequence). Methods, per model, k and draw:
   backprop through the model, a LoRA adapter trained on the k passages' answers, its learning rate
   chosen on a held-out fifth of them (:mod:`faast.lm.lora_baseline`), the labels then scored
   through the same prompts;
+* ``linear head (tuned backprop)`` (``--methods``, not run by default: it came after the published
+  runs): backprop to the optimum — the same linear head trained by L-BFGS on the cross-entropy with
+  weight decay, the weight decay chosen by 5-fold cross-validation on the k passages
+  (:func:`faast.eval.probe.train_tuned_linear_head`, ``lm_sentiment.py``'s tuned head);
 * ``logistic regression`` (``--methods``, not run by default: it came after the first published
   run): scikit-learn's ``LogisticRegression`` at its defaults on the same states, gradients run to
   convergence — a stronger backprop head than the SGD recipe.
@@ -72,6 +76,7 @@ from typing import Any
 
 import torch
 
+from faast.eval.probe import train_tuned_linear_head
 from faast.lm import FaastConfig, get_faast_model
 from faast.lm.calibration import calibrated_label_scores
 from faast.lm.examples import Example
@@ -310,6 +315,18 @@ def _sgd_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
         return head(s.test_states.float()).double(), f"lr={lr:g}"
 
 
+def _tuned_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
+    """Backprop to the optimum: the linear head of :func:`faast.eval.probe.train_tuned_linear_head`
+    on the prompt-end states (L-BFGS on the cross-entropy with weight decay, the weight decay chosen
+    by stratified 5-fold cross-validation on the k passages; ``lm_sentiment``'s tuned head)."""
+    states, ys = _states(s, support)
+    tuned = train_tuned_linear_head(states.float(), ys, len(s.labels), seed=s.args.seed)
+    with torch.no_grad():
+        scores = tuned.head(s.test_states.float()).double()
+    validated = f"{tuned.folds}-fold CV" if tuned.folds else "default: too few per author to validate"
+    return scores, f"wd={tuned.weight_decay:.3g} ({validated})"
+
+
 def _logistic_head(s: Setting, support: list[Example]) -> tuple[torch.Tensor, str]:
     """Gradients to convergence: scikit-learn's ``LogisticRegression`` at its defaults (L-BFGS,
     C = 1) on the prompt-end states."""
@@ -362,6 +379,7 @@ RUNNERS: dict[str, Runner] = {
     "faast head (layer unguarded)": _head_layers(guard=False),
     "faast head (layer play folds)": _head_layers(guard=True, play_folds=True),
     "linear head (SGD)": _sgd_head,
+    "linear head (tuned backprop)": _tuned_head,
     "logistic regression": _logistic_head,
     "LoRA r=8 (backprop)": _lora,
     "in-context": _plain(_icl_scores),

@@ -327,3 +327,20 @@ def test_the_tweet_task_runs_and_publishes_under_its_name(monkeypatch, tmp_path)
     )
     assert (out / "tweets.png").is_file() and (out / "tweets.csv").is_file()
     assert units == ["tweets"]  # the plot's axis counts tweets, not passages
+
+
+def test_the_tuned_backprop_head_is_a_method_of_its_own(monkeypatch, tmp_path):
+    """`--methods 'linear head (tuned backprop)'`: the tuned head of faast.eval.probe on the same
+    prompt-end states, its chosen weight decay in the row's note, every test passage predicted."""
+    test = _on_tiny_data(monkeypatch)
+    out = tmp_path / "tuned"
+    method = "linear head (tuned backprop)"
+    lm_authors.main(
+        ["--models", "tiny", "--sizes", "8", "--draws", "1", "--methods", method, "--out", str(out)]
+    )
+    rows = json.loads((out / "authors.json").read_text())["rows"]
+    tuned = [r for r in rows if r["method"] == method]
+    assert len(tuned) == 1 and tuned[0]["k"] == 8
+    assert sum(int(c.split(":")[1]) for c in tuned[0]["predicted"].split()) == len(test)
+    assert tuned[0]["detail"].startswith("wd=")
+    assert f"| model | k | zero-shot | {method} |" in (out / "authors.md").read_text()
