@@ -190,7 +190,6 @@ def remove_stale_temporaries(
     folder ``root`` (a fetch killed with SIGKILL cannot clean up, and pip may finish into its
     folder), those untouched for ``older_than_s`` seconds; returns what was removed. :func:`refetch`
     passes the cache folder and its own prefixes."""
-    import shutil
     import time
 
     removed = []

@@ -79,18 +79,12 @@ def run_fetch(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(names):
         asset = core.get_asset(name)
         root = core.asset_root(name, args.cache_dir)
-        if args.force:
-            print(
-                f"[faast] {name}: fetching again ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True
-            )
-            core.refetch(name, args.cache_dir)
+        if asset.ready(root) and not args.force:
             print(f"[faast] {name}: ready in {root}")
             continue
-        if asset.ready(root):
-            print(f"[faast] {name}: ready in {root}")
-            continue
-        print(f"[faast] {name}: fetching ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True)
-        core.ensure(name, args.cache_dir)
+        again = " again" if args.force else ""
+        print(f"[faast] {name}: fetching{again} ({asset.description}, ~{asset.size_mb:.0f} MB)", flush=True)
+        (core.refetch if args.force else core.ensure)(name, args.cache_dir)
         print(f"[faast] {name}: ready in {root}")
     return 0
 

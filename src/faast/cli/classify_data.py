@@ -88,10 +88,6 @@ def read_data(
         encoder = _encoder(name, resolution, args)
         _check_same_encoder(encoder, name, source)
         dataset, paths, labelled = load_image_folder(data, encoder.resolution)
-        if args.action == "fit":  # before a single image is decoded
-            two_classes(
-                need_labels(np.asarray(dataset.classes)[dataset.labels] if labelled else None, args), args
-            )
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
             encoder,
