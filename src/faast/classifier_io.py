@@ -6,8 +6,10 @@ A saved classifier is a directory holding
   counts, the feature dimension and the key dtype, plus free ``metadata`` (e.g. the encoder that
   made the features); a file without the cut was written when all-None cut parameters meant
   ``tau="auto"``, and loads as such;
-* ``classifier.safetensors`` (kind ``classifier``): the float64 statistics G (d, d), B (d, C),
-  counts, the rows kept for the dual route while n < d, the class embeddings / prior
+* ``classifier.safetensors`` (kind ``classifier``): the float64 statistics — G (d, d), B (d, C)
+  and the counts, with the rows while every example's is kept (n ≤ 2·D); while n < D the rows
+  stand for G and B, which are not written (:meth:`~faast.solver.GramStats.saved_state`: features
+  far wider than the examples are many save n·D numbers, not D²) —, the class embeddings / prior
   matrix when given, B′ of ``refine`` and the weights and penalty of ``loss="logistic"``.
 
 Because the statistics are kept (not only W), a loaded classifier can ``partial_fit`` more
@@ -93,8 +95,7 @@ def save_classifier(
     if callable(prior) and not isinstance(prior, str):
         raise ValueError("cannot save a classifier with a callable prior; give the prior as a matrix")
     stats = clf.memory_.stats
-    tensors = stats.state_dict()
-    rows = stats.kept_rows()
+    tensors, rows = stats.saved_state()  # the rows instead of G while they stand for it
     if rows is not None:
         tensors["rows_keys"], tensors["rows_values"] = rows
     if getattr(clf, "retarget_cross_", None) is not None:
@@ -363,7 +364,7 @@ def _check_counts(clf: FaastClassifier, memory: InverseMemory, json_path: Path, 
         )
     if not clf.fit_intercept or total == 0:
         return
-    per_class = stats.cross[-1].to(torch.float64) / float(clf.intercept_scaling)  # type: ignore[union-attr]
+    per_class = stats.cross_row(-1).to(torch.float64) / float(clf.intercept_scaling)  # type: ignore[union-attr]
     weight_sum = float(stats.weight_sum)  # type: ignore[union-attr]
     slack = _INTERCEPT_ROUNDING * max(weight_sum, float(per_class.abs().max()), 1.0)
     empty = torch.as_tensor(clf.class_count_ == 0)

@@ -30,6 +30,8 @@ from faast.solver.rows import PairBuffer
 from faast.solver.spectral import SpectralFactor, center_on_last
 
 _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
+#: A state without G and B (:meth:`GramStats.saved_state`: the kept rows stand for them).
+_SCALAR_KEYS = ("count", "weight_sum", "value_sq_sum")
 
 
 #: The tensors of a statistics file that hold its kept rows (scaled by √wᵢ: :meth:`GramStats.kept_rows`).
@@ -229,7 +231,11 @@ class GramStats:
             center_on_last_key=self.center_on_last_key,
         )
         out.values_unshared = self.values_unshared
-        out._gram, out._cross = self.gram.clone(), self.cross.clone()
+        if self._deferred:  # G and B not formed: the kept rows stand for them
+            out._deferred = True
+        elif self._gram is not None and self._cross is not None:
+            out._gram, out._cross = self.gram.clone(), self.cross.clone()
+            out._lower_only = False
         out._pairs = None if self._pairs is None else self._pairs.copy()
         out.count, out.weight_sum, out.value_sq_sum = self.count, self.weight_sum, self.value_sq_sum
         out.input_dtype = self.input_dtype
@@ -238,8 +244,11 @@ class GramStats:
     def to(self, device: torch.device | str) -> GramStats:
         """Move the statistics to ``device`` in place."""
         device = check_device(device)
-        self._gram = self.gram.to(device)
-        self._cross = self.cross.to(device)
+        if self._deferred:  # not formed yet: formed on the new device from the moved rows
+            self._gram = self._cross = None
+        elif self._gram is not None and self._cross is not None:
+            self._gram = self.gram.to(device)
+            self._cross = self.cross.to(device)
         if self._pairs is not None:
             self._pairs.to(device)
         self._device = device
@@ -623,13 +632,39 @@ class GramStats:
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """G, B and the scalar sums (``count``, ``weight_sum``, ``value_sq_sum``), copies."""
         return {
             "gram": self.gram.clone(),
             "cross": self.cross.clone(),
+            **self._scalar_state(),
+        }
+
+    def saved_state(self) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """What a save writes: (the state, the kept rows or None). While every pair's row is kept
+        and they are fewer than the keys' width (the dual route: the solve reads the rows, never
+        G), the state holds the scalar sums only and the rows stand for G and B: n·(d + m) numbers
+        instead of d·(d + m), and G (d × d) is not formed to save it — features far wider than
+        the examples are many (20 × 50,000: 8 MB instead of 20 GB). Otherwise :meth:`state_dict`
+        and the rows while every pair's row is kept (for exact leave-one-out and ``subtract``)."""
+        rows = self.kept_rows() if self.kept_row_count == self.count else None
+        if rows is not None and self.count < self.key_dim:
+            return self._scalar_state(), rows
+        return self.state_dict(), rows
+
+    def _scalar_state(self) -> dict[str, torch.Tensor]:
+        return {
             "count": torch.tensor(self.count, dtype=torch.int64),
             "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
         }
+
+    def cross_row(self, index: int) -> torch.Tensor:
+        """Row ``index`` of B (m,) float64, from the kept rows while G and B are not formed (so
+        reading it forms neither)."""
+        if self._deferred and self._pairs is not None and self._pairs.count:
+            keys, values = self._pairs.tensors()
+            return keys[:, index] @ values
+        return self.cross[index]
 
     @property
     def kept_row_count(self) -> int:
@@ -651,11 +686,17 @@ class GramStats:
         input_dtype: torch.dtype | None = None,
         rows: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        """Replace the statistics by ``state`` (as produced by :meth:`state_dict`); ``rows``: the
-        pairs of :meth:`kept_rows`, to keep the dual route and exact leave-one-out."""
-        missing = [k for k in _STATE_KEYS if k not in state]
+        """Replace the statistics by ``state`` (as produced by :meth:`state_dict` or
+        :meth:`saved_state`); ``rows``: the pairs of :meth:`kept_rows`, to keep the dual route and
+        exact leave-one-out. A state without G and B (:meth:`saved_state`) needs every pair's row,
+        fewer than the keys' width: G and B are then formed from them only when needed."""
+        required = _STATE_KEYS if rows is None or "gram" in state or "cross" in state else _SCALAR_KEYS
+        missing = [k for k in required if k not in state]
         if missing:
             raise ValueError(f"state is missing {missing}; is it a GramStats state?")
+        if required is _SCALAR_KEYS:
+            self._load_rows_only(state, input_dtype, rows)  # type: ignore[arg-type]
+            return
         gram, cross = state["gram"], state["cross"]
         if (
             gram.ndim != 2
@@ -686,6 +727,38 @@ class GramStats:
         self.input_dtype = input_dtype
         self._touch()
 
+    def _load_rows_only(
+        self,
+        state: dict[str, torch.Tensor],
+        input_dtype: torch.dtype | None,
+        rows: tuple[torch.Tensor, torch.Tensor],
+    ) -> None:
+        """:meth:`load_state_dict` of a :meth:`saved_state` without G and B: the scalar sums and
+        every pair's row (fewer than the keys' width), whose squared values must sum to
+        ``value_sq_sum`` (up to rounding)."""
+        count, weight_sum, value_sq_sum = _checked_scalars(state)
+        if not 0 < count < self.key_dim:
+            raise ValueError(
+                f"malformed state: no Gram matrix, and {count} pairs of {self.key_dim}-wide keys cannot "
+                "stand for it (the kept rows replace G only for 1 to key_dim − 1 pairs)"
+            )
+        keys, values = self._checked_rows(rows, count)
+        held = float((values * values).sum())
+        if abs(held - value_sq_sum) > 1e-9 * max(held, value_sq_sum, 1e-300):
+            raise ValueError(
+                f"malformed state: the kept rows' values square-sum to {held:.6g}, the state says "
+                f"value_sq_sum {value_sq_sum:.6g}"
+            )
+        self._gram = self._cross = None  # formed from the rows when first needed (_materialise)
+        self._lower_only = False
+        self._deferred = True
+        self._pairs = PairBuffer().append(keys, values)
+        self.count = count
+        self.weight_sum = weight_sum
+        self.value_sq_sum = value_sq_sum
+        self.input_dtype = input_dtype
+        self._touch()
+
     def _checked_rows(
         self, rows: tuple[torch.Tensor, torch.Tensor], count: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -708,8 +781,7 @@ class GramStats:
         """Write the statistics to a safetensors file (kind ``stats``), atomically, with the kept
         rows (:meth:`kept_rows`) while every pair's row is kept, so that a loaded copy solves
         ``auto`` by the same exact leave-one-out and refuses to subtract a pair never added."""
-        tensors = self.state_dict()
-        rows = self.kept_rows() if self.kept_row_count == self.count else None
+        tensors, rows = self.saved_state()
         if rows is not None:
             tensors.update(zip(_ROW_KEYS, rows, strict=True))
         meta = {
@@ -751,8 +823,8 @@ class GramStats:
         included when it keeps every pair's (a rollback that loses them would let ``subtract``
         accept pairs never added)."""
         self._check_compatible(other.key_dim, other.value_dim, "restore")
-        rows = other.kept_rows() if other.kept_row_count == other.count else None
-        self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype, rows=rows)
+        state, rows = other.saved_state()
+        self.load_state_dict(state, input_dtype=other.input_dtype, rows=rows)
 
     def load_file(self, path: str | os.PathLike[str]) -> None:
         """Load statistics from ``path`` into this object, checking the dimensions match."""
