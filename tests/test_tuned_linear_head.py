@@ -146,7 +146,7 @@ def test_the_weight_decay_is_chosen_on_held_out_training_examples_only():
     fit = train_tuned_linear_head(Xt, yt, 2, recipe, seed=7)
     assert fit.folds == 4 and set(fit.cv_accuracy) == set(recipe.weight_decays)
     # each λ's score is the accuracy on folds held out of its fits, over all 60 examples once
-    folds = _stratified_folds(yt, 4, torch.Generator().manual_seed(7))
+    folds = _stratified_folds(yt, 4, 7)
     assert sorted(torch.cat(folds).tolist()) == list(range(60))
     for lam in recipe.weight_decays:
         correct = 0
@@ -161,6 +161,16 @@ def test_the_weight_decay_is_chosen_on_held_out_training_examples_only():
     # and the returned head is the refit on all examples at the chosen λ
     refit, _ = fit_penalised_linear_head(Xt, yt, 2, fit.weight_decay)
     torch.testing.assert_close(fit.head.weight, refit.weight)
+
+
+def test_the_folds_are_scikit_learns_stratified_k_fold():
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.array([0] * 7 + [1] * 12 + [2] * 5)
+    ours = _stratified_folds(torch.tensor(y), 5, 3)
+    theirs = [test for _, test in StratifiedKFold(5, shuffle=True, random_state=3).split(y[:, None], y)]
+    assert [f.tolist() for f in ours] == [t.tolist() for t in theirs]
+    assert sorted(torch.cat(ours).tolist()) == list(range(len(y)))
 
 
 def test_accuracy_ties_go_to_the_lower_held_out_cross_entropy():
