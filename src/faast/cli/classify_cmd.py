@@ -1,20 +1,28 @@
 """``faast classify``: fit, extend, forget and apply a FaastClassifier on your own data.
 
 DATA is a folder of images — the torchvision ``ImageFolder`` layout (one sub-folder per class;
-for ``predict`` also a flat folder of unlabelled images) —, a text file — ``.tsv``/``.txt`` lines
-``text<TAB>label`` or ``.jsonl``/``.json`` objects with ``input`` and ``output`` fields, the
-examples format of ``faast task`` (:mod:`faast.lm.examples`; for ``predict`` the labels may be left
-out) —, both encoded by a frozen encoder through the feature cache, or a features file
+for ``predict`` also a flat folder of unlabelled images, and images beside the class folders,
+predicted unlabelled; the classifier's ``--model`` folder must lie outside it) —, a text file —
+``.tsv``/``.txt`` lines ``text<TAB>label`` or ``.jsonl``/``.json`` objects with ``input`` and
+``output`` fields, the examples format of ``faast task`` (:mod:`faast.lm.examples`; for
+``predict`` the labels may be left out; a ``.csv`` whose ``input`` column holds only numbers is
+refused: rename the column to read it as features) —, both encoded by a frozen encoder through
+the feature cache, or a features file
 (``.safetensors``, ``.npy``/``.npz``, ``.csv``; see :mod:`faast.data.features_file`). The
 classifier is saved as a directory of safetensors + JSON (:mod:`faast.classifier_io`, no pickle)
 that records which encoder made its features.
 
     faast classify fit photos/train --model my-model              # ImageFolder, EfficientNet-Lite0
     faast classify partial-fit photos/more --model my-model       # add images later
-    faast classify forget photos/wrong --model my-model           # remove them again, exactly
+    faast classify forget photos/wrong --model my-model           # remove them again (exactly*)
     faast classify predict photos/new --model my-model --out predictions.csv
     faast classify fit reviews.tsv --model m3                     # texts, all-MiniLM-L6-v2
     faast classify fit feats.csv --label-column y --model m2      # or a features file
+
+* Exactly while the classifier holds at most 2·D examples (D its design's width: the features, + 1
+with the intercept), when it keeps every example's row and checks that each forgotten one was
+learned, features and label; beyond, only the class counts can be checked, so ``forget`` warns:
+an example forgotten under a label it was not learned with changes the model wrongly.
 
 Under ``torchrun`` (:mod:`faast.distributed`) ``fit`` and ``partial-fit`` run unchanged: the images
 are encoded in parallel (rank 0 writes the feature cache), each process learns its block of the
@@ -39,6 +47,14 @@ if TYPE_CHECKING:
 
 #: Folds of ``fit --cv`` without a number.
 DEFAULT_FOLDS = 5
+
+#: What ``forget --help`` says of how exact forgetting is.
+FORGET_EXACTLY = (
+    ", exactly while it holds at most 2·D examples (D: its features, + 1 with the intercept), when each "
+    "example to forget is checked against the learned ones (features and label); beyond, only the class "
+    "counts can be checked, and forget warns: an example forgotten under a label it was not learned with "
+    "changes the model wrongly"
+)
 
 
 def named_classes(labels: Any, classes: np.ndarray) -> list[Any]:
@@ -104,14 +120,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, help_text in (
         ("fit", "learn a new classifier from labelled DATA (replaces --model)"),
         ("partial-fit", "add labelled DATA to a saved classifier"),
-        ("forget", "remove labelled DATA learned earlier from a saved classifier, exactly"),
+        ("forget", "remove labelled DATA learned earlier from a saved classifier (exactly*)"),
         ("predict", "predict DATA with a saved classifier; write a CSV"),
     ):
-        a = actions.add_parser(name, help=help_text, description=help_text)
+        about = help_text.replace(" (exactly*)", FORGET_EXACTLY)
+        a = actions.add_parser(name, help=help_text, description=about)
         a.add_argument(
             "data",
-            help="image folder, text file (.tsv/.txt: text<TAB>label; .jsonl/.json: input, output; .csv "
-            "with an 'input' column or --text-column) or features file (.safetensors/.npy/.npz/.csv)",
+            help="image folder (a sub-folder per class; to predict, images beside them too; not holding "
+            "--model), text file (.tsv/.txt: text<TAB>label; .jsonl/.json: input, output; .csv with an "
+            "'input' column of texts or --text-column: one whose 'input' column holds only numbers is "
+            "refused, rename that column to read the file as features) or features file "
+            "(.safetensors/.npy/.npz/.csv)",
         )
         a.add_argument("--model", required=True, help="directory of the saved classifier")
         f = a.add_argument_group("features and text files")
@@ -346,6 +366,8 @@ def run(args: argparse.Namespace) -> int:
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))
             clf.distributed = False
         else:  # every process forgets all the examples (the same result everywhere)
+            if dist.is_main:
+                _warn_unverified_forget(clf, args.model)
             clf.forget(feats, labels)
         if dist.is_main:
             # the encoder as found now (the same files; --encoder may have named a new place); a
@@ -369,6 +391,26 @@ def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
 
     encoder = getattr(args, "encoder", None)
     return (args.data, args.model, args.labels, encoder if encoder and Path(encoder).exists() else None)
+
+
+def _warn_unverified_forget(clf: Any, model: str) -> None:
+    """Warn that ``forget`` cannot check the examples it is given when ``clf`` holds more than 2·D
+    examples (D its design's width), so that its rows are not kept: only the class counts are
+    checked, and an example forgotten under a label it was not learned with (or features it was
+    not learned from) silently changes the model away from a refit on the others."""
+    import warnings
+
+    stats = clf.memory_.stats
+    if stats.kept_row_count >= stats.count:
+        return
+    warnings.warn(
+        f"{model} holds {stats.count} examples, more than twice its design's width, so it no longer keeps "
+        "their rows: the examples to forget cannot be verified (their features and labels), only their "
+        "class counts; forgetting an example under a label it was not learned with changes the model "
+        "wrongly (refit on what should remain when unsure)",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def in_fitted_dtype(clf: Any, feats: Any) -> Any:
@@ -397,7 +439,7 @@ def _cross_validate(clf: Any, feats: Any, labels: np.ndarray, args: argparse.Nam
 
     result = cross_validate(clf, feats, labels, args.cv)  # clones: clf itself is not refitted
     print(f"[faast] {describe(result)}")
-    if args.baselines:
+    if args.baselines:  # one that cannot be fitted is skipped, saying why
         result["baselines"] = cross_validate_baselines(feats, labels, args.cv)
         for name, other in result["baselines"].items():
             print(f"[faast]   {describe_baseline(name, other)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,9 +78,12 @@ def read_data(
         _check_input(args, source, "images")
         _text_only(args, "an image folder")
         _not_for_images(args)
-        if args.action == "fit":  # from the folder's listing: before the encoder loads or an image is decoded
-            _, classes, index = list_image_folder(data)
-            two_classes(need_labels(np.asarray(classes)[index] if classes else None, args), args)
+        _model_outside(args, data)
+        # listed once (its warnings given once), before the encoder loads or an image is decoded; to
+        # predict, the images beside class folders too (unlabelled, as in a flat folder)
+        listing = list_image_folder(data, loose=args.action == "predict")
+        if args.action == "fit":
+            two_classes(need_labels(_folder_labels(listing), args), args)
         name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
         if source:  # predict, partial-fit, forget: the resolution the classifier was fitted at
             resolution = int(source["resolution"])
@@ -87,7 +91,7 @@ def read_data(
             resolution = DEFAULT_RESOLUTION if args.resolution is None else args.resolution
         encoder = _encoder(name, resolution, args)
         _check_same_encoder(encoder, name, source)
-        dataset, paths, labelled = load_image_folder(data, encoder.resolution)
+        dataset, paths, _ = load_image_folder(data, encoder.resolution, listing=listing)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
             encoder,
@@ -97,7 +101,7 @@ def read_data(
             progress=sys.stderr.isatty(),
             distributed=dist.active,
         )
-        labels = np.asarray(dataset.classes)[dataset.labels] if labelled else None
+        labels = _folder_labels(listing)
         desc = {
             "input": "images",
             "encoder": encoder.name,
@@ -126,6 +130,35 @@ def read_data(
     return feats, table.labels, table.ids, None, desc
 
 
+def _folder_labels(listing: tuple[list[Path], list[str] | None, list[int]]) -> np.ndarray | None:
+    """The labels (n,) of an image folder's listing (:func:`~faast.data.image_folder.list_image_folder`):
+    each image's class folder, None for an image beside them (an object array then), or None for a
+    flat folder of unlabelled images."""
+    from faast.data.image_folder import NO_CLASS
+
+    _, classes, index = listing
+    if classes is None:
+        return None
+    if NO_CLASS not in index:
+        return np.asarray(classes)[np.asarray(index, dtype=np.int64)]
+    return np.asarray([None if i == NO_CLASS else classes[i] for i in index], dtype=object)
+
+
+def _model_outside(args: argparse.Namespace, data: Path) -> None:
+    """Refuse a ``--model`` folder that is the image folder DATA or lies inside it (before anything
+    is encoded): the classifier's folder would be listed as data (directly in DATA, a class folder
+    without images, and every later command on DATA would fail)."""
+    model, folder = Path(args.model).resolve(), data.resolve()
+    if model == folder or folder in model.parents:
+        how = "save the classifier" if args.action == "fit" else "move the classifier's folder"
+        raise ValueError(
+            f"--model {args.model} lies inside the image folder {args.data}: the classifier's folder would "
+            f"be listed as part of the data (directly in {args.data}, as a class folder without images, "
+            f"which every later command on it refuses); {how} outside the image folder, e.g. --model "
+            f"{folder.parent / (folder.name + '-model')}"
+        )
+
+
 def in_fitted_order(
     feats: torch.Tensor, columns: list[str], fitted: list[str], data: Path
 ) -> tuple[torch.Tensor, list[str]]:
@@ -149,16 +182,62 @@ def in_fitted_order(
 
 def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
     """Whether a CSV holds texts to encode (``--text-column`` given, or a header naming the column
-    ``input``) rather than features."""
+    ``input``) rather than features. Read as texts by its ``input`` column alone, one whose
+    ``input`` column holds only numbers is refused (a features CSV with a column of that name: it
+    would be encoded as texts by the sentence encoder), and columns of numbers besides the texts,
+    labels and ids are named in a warning: they are not read."""
     import csv
+    import io
 
     from faast.text_files import csv_delimiter, read_user_text
 
     if args.text_column is not None:
         return True
-    line = read_user_text(path).partition("\n")[0]
-    names = next(csv.reader([line], delimiter=csv_delimiter(line)), [])
-    return "input" in (name.strip().casefold() for name in names)
+    text = read_user_text(path)
+    line = text.partition("\n")[0]
+    delimiter = csv_delimiter(line)
+    names = [name.strip() for name in next(csv.reader([line], delimiter=delimiter), [])]
+    folded = [name.casefold() for name in names]
+    if "input" not in folded:
+        return False
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))[1:]
+    except csv.Error:
+        return True  # the text file reader names the line
+    rows = [row for row in rows if len(row) == len(names)]
+    inputs = [row[folded.index("input")].strip() for row in rows]
+    read = {"input", (args.label_column or "output").casefold(), (args.id_column or "").casefold()}
+    numbers = [
+        name
+        for i, name in enumerate(names)
+        if name.casefold() not in read and rows and all(_is_number(row[i]) for row in rows)
+    ]
+    if inputs and all(_is_number(cell) for cell in inputs):
+        raise ValueError(
+            f"{path}: a CSV with an 'input' column is read as a text file (its 'input' column encoded as "
+            f"texts by the sentence encoder), but its 'input' column holds only numbers: it looks like a "
+            f"features CSV (columns {names[:8]}). To read it as features, rename the 'input' column (e.g. "
+            "f_input): every column but the label and id columns is then a feature; to classify these "
+            "numbers as texts, pass --text-column input"
+        )
+    if numbers:
+        warnings.warn(
+            f"{path}: read as a text file (it has an 'input' column: its texts are encoded), and its "
+            f"column(s) of numbers {numbers[:5]} are not read; to learn from numeric columns, write them "
+            "to a features CSV without an 'input' column",
+            UserWarning,
+            stacklevel=3,
+        )
+    return True
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (spaces around it aside)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 #: What each kind of DATA is called in errors.

@@ -2,7 +2,8 @@
 
 * ``.safetensors``: a ``features`` tensor (n, d) and optionally ``labels`` (n,) (integers), as
   the feature cache writes them;
-* ``.npy``: the (n, d) feature array (labels from a separate file); ``.npz``: arrays
+* ``.npy``: the (n, d) feature array (labels from a separate file; integers of any width and
+  booleans are read as float32); ``.npz``: arrays
   ``features`` and optionally ``labels``; both read without pickle;
 * ``.csv``: a header row, one row per example; the label column (default ``label``) and an
   optional id column are taken out, every other column is a numeric feature. Fields are
@@ -14,7 +15,10 @@
   (``0,1,2``: the names pandas gives a DataFrame's unnamed columns).
 
 Features must be finite numbers: a NaN or an infinity is refused, naming the file and its row, and
-so is a NaN or infinite label of a float labels array.
+so is a NaN or infinite label of a float labels array. A CSV cell that is no number is refused with
+a hint fitted to it: a missing value (``NA``), a decimal comma, thousands separators, a percent or
+currency sign, a column of words that looks like the labels (``--label-column``), or one naming
+the rows (``--id-column``).
 
 A separate labels file (``.npy``, or text with one label per line) may give labels, or replace
 those of the features file (with a warning). An id column is a CSV's only: other files' rows are
@@ -52,8 +56,17 @@ class FeatureTable:
     columns: list[str] | None = None
 
 
-#: Whole-number and boolean feature dtypes, read as float32 (uint8 pixel arrays, 0/1 indicators).
-_WHOLE_NUMBERS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+#: Whole-number and boolean feature dtypes, read as float32 (uint8 pixel arrays, 16-bit sensor
+#: counts, 0/1 indicators); the wider unsigned ones where this torch has them.
+_WHOLE_NUMBERS = (
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    *(getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name)),
+)
 
 
 def read_features(
@@ -102,14 +115,17 @@ def read_features(
                 labels = _decoded(_plain_array(lambda: npz["labels"], p, "'labels'"), p)
                 _check_finite_labels(labels, p)
             data = _plain_array(lambda: npz["features"], p, "'features'")
-        feats = torch.from_numpy(np.ascontiguousarray(data))
+        if data.dtype.kind == "u" and data.dtype.itemsize > 1:  # uint16/32/64: as the other integers
+            data = data.astype(np.float32)
+        feats = _tensor(data, p)
     elif suffix == ".csv":
         feats, labels, ids, columns = _read_csv(p, label_column or "label", id_column)
     else:
         raise ValueError(f"{p}: unknown features format {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}")
     if feats.ndim != 2 or not (feats.is_floating_point() or feats.dtype in _WHOLE_NUMBERS):
+        why = "" if feats.ndim != 2 else f" (the dtype {feats.dtype} is not read as real numbers)"
         raise ValueError(
-            f"{p}: features must be a 2-D array of real numbers, got {feats.dtype} {tuple(feats.shape)}"
+            f"{p}: features must be a 2-D array of real numbers, got {feats.dtype} {tuple(feats.shape)}{why}"
         )
     if feats.shape[1] == 0:
         raise ValueError(f"{p}: the features have no column ({feats.shape[0]} rows of 0 features)")
@@ -119,9 +135,28 @@ def read_features(
         _warn_replaced(p, labels, labels_path)
         labels = read_labels(labels_path)
     if labels is not None and len(labels) != feats.shape[0]:
-        raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels")
+        header = ""
+        text_file = labels_path is not None and Path(labels_path).suffix.lower() != ".npy"
+        if text_file and len(labels) == feats.shape[0] + 1:
+            header = (
+                f" (one more: does {labels_path} start with a header line, {str(labels[0])!r}? a labels "
+                "text file holds one label per line and nothing else: remove that line)"
+            )
+        raise ValueError(f"{p}: {feats.shape[0]} feature rows but {len(labels)} labels{header}")
     rows = ids if ids is not None else [str(i) for i in range(feats.shape[0])]
     return FeatureTable(feats, labels, rows, columns)
+
+
+def _tensor(data: np.ndarray, p: Path) -> torch.Tensor:
+    """``data`` as a tensor (sharing its memory); an array of a dtype torch has no tensor of
+    (complex256, strings) is a ``ValueError`` naming that dtype."""
+    try:
+        return torch.from_numpy(np.ascontiguousarray(data))
+    except TypeError:
+        raise ValueError(
+            f"{p}: features must be a 2-D array of real numbers, got dtype {data.dtype} {data.shape}, which "
+            "is not read as numbers: save them as float32 (array.astype(np.float32))"
+        ) from None
 
 
 def _check_finite(feats: torch.Tensor, p: Path) -> None:
@@ -247,17 +282,8 @@ def _read_csv(
             feats[r] = [float(row[i]) for i in columns]
         except ValueError:
             bad = next(i for i in columns if not _is_number(row[i]))
-            if not row[bad].strip():
-                why = " is empty (missing values are not supported: fill or drop them)"
-            elif id_column is None and r == 0:
-                why = (
-                    f": {row[bad]!r} is not a number "
-                    "(if the column names the rows, make it the id column: --id-column; if it holds "
-                    "texts to classify, name its column: --text-column, or write them as a .tsv of "
-                    "text<TAB>label lines or a .jsonl of input/output objects)"
-                )
-            else:
-                why = f": {row[bad]!r} is not a number"
+            cells = [cells[bad] for cells in body if len(cells) == len(header)]
+            why = _not_a_number(row[bad], header[bad], cells, r, label_column in header, id_column)
             raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
         if not np.isfinite(feats[r]).all():  # "nan", "inf" or a number beyond float64 ("1e400")
             bad = columns[int(np.flatnonzero(~np.isfinite(feats[r]))[0])]
@@ -272,6 +298,57 @@ def _read_csv(
         labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
     ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
     return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+
+
+#: Cells that stand for a missing value (R, pandas, spreadsheets and databases write them).
+_MISSING = frozenset({"na", "n/a", "#n/a", "nan", "null", "none", "nil", "missing", "?", "-", "--", "."})
+
+#: Column names that say the column holds the labels (compared without case).
+_LABEL_NAMES = frozenset(
+    {"class", "classes", "label", "labels", "target", "targets", "y", "category", "tag", "outcome", "species"}
+)
+
+
+def _not_a_number(
+    cell: str, name: str, cells: list[str], row: int, has_labels: bool, id_column: str | None
+) -> str:
+    """Why a CSV's ``cell`` of column ``name`` (holding ``cells``; in data row ``row``, from 0) is
+    refused as a feature, and what to do, fitted to the likely cause: a missing value, a decimal
+    comma or thousands separators, a percent or currency sign, a column of labels (named so, or few
+    words repeated), or one that names the rows or holds texts."""
+    text = cell.strip()
+    plain = f": {cell!r} is not a number"
+    if not text:
+        return " is empty (missing values are not supported: fill or drop them)"
+    if text.casefold() in _MISSING:
+        return f"{plain}: it marks a missing value, and missing values are not supported: fill or drop them"
+    if "," in text and _is_number(text.replace(",", "")) and "." in text:
+        return f"{plain}: write numbers without thousands separators (1234.5, not 1,234.5)"
+    if text.count(",") == 1 and _is_number(text.replace(",", ".")):
+        thousands = " or a thousands separator" if len(text.partition(",")[2]) == 3 else ""
+        return (
+            f"{plain}: it has a decimal comma{thousands}, and numbers need a decimal point and no separator "
+            "(0.5, not 0,5; 1234, not 1,234): save the "
+            "file with '.' as the decimal separator (pandas: read_csv(..., sep=';', decimal=',') then "
+            "to_csv)"
+        )
+    if _is_number(text.strip("%$€£¥ ")) and text != text.strip("%$€£¥ "):
+        return f"{plain}: write plain numbers, without percent or currency signs (1.3, not 1.3%)"
+    words = [c.strip() for c in cells if not _is_number(c) and c.strip()]
+    if len(words) <= len(cells) // 2:  # a column of numbers with a stray word
+        return plain
+    if name.casefold() in _LABEL_NAMES or len(set(words)) <= len(words) // 2:  # named so, or repeating
+        category = (
+            "; if it is a category, encode it as numbers (one 0/1 column per category)" if has_labels else ""
+        )
+        return f"{plain}: if the column holds the labels, name it: --label-column {name}{category}"
+    if id_column is None and row == 0:
+        return (
+            f"{plain} (if the column names the rows, make it the id column: --id-column; if it holds "
+            "texts to classify, name its column: --text-column, or write them as a .tsv of "
+            "text<TAB>label lines or a .jsonl of input/output objects)"
+        )
+    return plain
 
 
 def _check_not_numbers(path: Path, header: list[str], label_column: str, id_column: str | None) -> None:

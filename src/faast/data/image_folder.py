@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+#: The label :func:`list_image_folder` gives an image beside the class folders when asked to
+#: list it (``loose``: images to predict): in no class.
+NO_CLASS = -1
+
+#: How many unreadable images an error names (then a count of the others).
+SHOWN_UNREADABLE = 5
+
 #: Folders that are never classes nor hold examples: what unzipping a macOS archive adds.
 NOT_DATA_FOLDERS = frozenset({"__MACOSX"})
 
@@ -57,12 +64,16 @@ def _walk(folder: Path) -> list[Path]:
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, TypeError, IndexError)
 
 
-def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[str] | None, list[int]]:
+def list_image_folder(
+    root: str | os.PathLike[str], *, loose: bool = False
+) -> tuple[list[Path], list[str] | None, list[int]]:
     """(image paths, class names or None, label per image) of ``root``.
 
     With sub-folders (ImageFolder layout) the classes are the sub-folder names in sorted order and
     every image file below one is an example of it; without, the images directly in ``root`` are
-    unlabelled (class names None, labels all 0). Hidden files and folders (``.DS_Store``,
+    unlabelled (class names None, labels all 0). The images directly in ``root`` beside class
+    folders are in no class: skipped with a warning, or with ``loose`` (images to predict) listed
+    first, each of label -1 (:data:`NO_CLASS`). Hidden files and folders (``.DS_Store``,
     ``.ipynb_checkpoints``) and ``__MACOSX`` folders are neither classes nor examples. Class names
     are in Unicode's composed form (NFC): a folder "ü" unzipped from a macOS archive, decomposed
     (NFD: "u" then a combining diaeresis), is the class "ü" of a folder written elsewhere; two
@@ -86,11 +97,14 @@ def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[Path], list[st
             raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
         _warn_one_class_of_folders(base, subdirs, paths)
         names = _class_names(base, subdirs)
-        loose = sorted(p.name for p in base.iterdir() if _is_image(p))
-        if loose:  # beside the class folders: in no class
+        beside = sorted(p for p in base.iterdir() if _is_image(p))
+        if beside and loose:  # images to predict: unlabelled, as those of a flat folder
+            paths, labels = beside + paths, [NO_CLASS] * len(beside) + labels
+        elif beside:  # beside the class folders: in no class
             warnings.warn(
-                f"{base}: skipped {len(loose)} image(s) beside the class folders, in no class "
-                f"(e.g. {loose[0]}): put them in a class folder, or predict them from a folder of their own",
+                f"{base}: skipped {len(beside)} image(s) beside the class folders, in no class "
+                f"(e.g. {beside[0].name}): put them in a class folder, or predict them from a folder of "
+                "their own",
                 UserWarning,
                 stacklevel=2,
             )
@@ -186,36 +200,67 @@ def _to_rgb(im: PILImage, path: Path) -> PILImage:
     return im.convert("RGB")
 
 
-def load_image_folder(root: str | os.PathLike[str], size: int) -> tuple[ImageDataset, list[str], bool]:
+def load_image_folder(
+    root: str | os.PathLike[str],
+    size: int,
+    *,
+    listing: tuple[list[Path], list[str] | None, list[int]] | None = None,
+) -> tuple[ImageDataset, list[str], bool]:
     """The images of ``root`` as an :class:`ImageDataset` of RGB uint8 (n, size, size, 3).
 
     Returns (dataset, paths relative to ``root``, labelled). Its name holds a hash of the
     folder's absolute path, so the feature cache keeps one entry per folder (and its content
-    fingerprint re-encodes the folder when images change).
+    fingerprint re-encodes the folder when images change). ``listing``: what
+    :func:`list_image_folder` returned for ``root`` when the caller listed it already (so that its
+    warnings are given once); images of label :data:`NO_CLASS` are the dataset's class ``"?"``
+    (its split ``images-and-loose``: a feature cache entry apart from that of the class folders).
+    Every image is decoded before an unreadable one is refused: the ``ValueError`` names each
+    (the first :data:`SHOWN_UNREADABLE`, then how many more), not only the first.
     """
     from PIL import Image
 
     if size < 1:
         raise ValueError(f"image size must be >= 1, got {size}")
-    paths, classes, labels = list_image_folder(root)
+    paths, classes, labels = list_image_folder(root) if listing is None else listing
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    unreadable: list[str] = []
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as im:
                 images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
         except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:  # corrupt, truncated, too large
             if isinstance(exc, ValueError) and str(exc).startswith("cannot read image"):
-                raise  # ours, already naming the file
+                unreadable.append(str(exc))  # ours, already naming the file
+                continue
             kind = (
                 "" if isinstance(exc, (OSError, Image.DecompressionBombError)) else f"{type(exc).__name__}: "
             )
-            raise ValueError(f"cannot read image {path}: {kind}{exc}") from None  # the type if unclear
+            unreadable.append(f"cannot read image {path}: {kind}{exc}")  # the type if unclear
+    if unreadable:
+        raise ValueError(_unreadable_message(unreadable)) from None
     base = Path(root).resolve()
     # the folder's name, cut to keep the cache's file name within the 255 bytes file systems allow
     # (the hash of the whole path keeps it unique)
     short = base.name.encode()[:64].decode(errors="ignore")
     name = f"folder-{short}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
-    dataset = ImageDataset(
-        name, "images", images, np.asarray(labels, dtype=np.int64), tuple(classes or ("?",))
-    )
+    names, split = tuple(classes or ("?",)), "images"
+    if classes is not None and NO_CLASS in labels:  # images beside the class folders, to predict:
+        names, split = (*names, "?"), "images-and-loose"  # a cache entry apart from fit's, not stale
+    index = np.asarray([len(names) - 1 if label == NO_CLASS else label for label in labels], dtype=np.int64)
+    dataset = ImageDataset(name, split, images, index, names)
     return dataset, [p.relative_to(root).as_posix() for p in paths], classes is not None
+
+
+def _unreadable_message(problems: list[str]) -> str:
+    """One error for every unreadable image (``problems``: one "cannot read image PATH: why" each):
+    the first alone as it is, several on one line, the first :data:`SHOWN_UNREADABLE` named and
+    the others counted."""
+    if len(problems) == 1:
+        return problems[0]
+    shown = "; ".join(problems[:SHOWN_UNREADABLE])
+    more = len(problems) - SHOWN_UNREADABLE
+    rest = f"; and {more} more" if more > 0 else ""
+    return (
+        f"{len(problems)} images cannot be read: {shown}{rest} (remove or replace them, or move them out "
+        "of the folder)"
+    )

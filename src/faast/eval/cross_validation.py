@@ -93,14 +93,26 @@ def cross_validate_baselines(
 ) -> dict[str, dict[str, Any]]:
     """:func:`cross_validate` of each of :func:`baselines` on the same folds (same ``folds`` and
     ``seed``: scikit-learn's stratified split depends on the labels alone). Convergence warnings
-    are silenced: the comparison reports accuracy, and the iteration cap is part of the recipe."""
+    are silenced: the comparison reports accuracy, and the iteration cap is part of the recipe. A
+    baseline that cannot be fitted on some fold's training examples (``LogisticRegression`` on a
+    fold of one class, where a class of one example is the one tested) is ``{"skipped": why}``;
+    the others are kept."""
     from sklearn.exceptions import ConvergenceWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return {name: cross_validate(model, X, y, folds, seed=seed) for name, model in baselines().items()}
+    results: dict[str, dict[str, Any]] = {}
+    for name, model in baselines().items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                results[name] = cross_validate(model, X, y, folds, seed=seed)
+        except ValueError as exc:
+            results[name] = {"skipped": " ".join(str(exc).split())}
+    return results
 
 
 def describe_baseline(name: str, result: dict[str, Any]) -> str:
-    """One line: ``LogisticRegression on the same folds: accuracy 86.10 % ± 1.30``."""
+    """One line: ``LogisticRegression on the same folds: accuracy 86.10 % ± 1.30``, or why it was
+    skipped."""
+    if "skipped" in result:
+        return f"{name} on the same folds: skipped, cannot fit a fold's examples ({result['skipped']})"
     return f"{name} on the same folds: accuracy {100 * result['accuracy']:.2f} % ± {100 * result['std']:.2f}"
