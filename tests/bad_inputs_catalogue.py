@@ -2873,7 +2873,7 @@ TASKS += [
         "an example never learned",
         on_task(lambda c, t: t.forget(_ex(("w3 w4", "w9")), progress=False)),
         ValueError,
-        r"never learned token ids",
+        r"were never learned by this task",
     ),
 ]
 CLI += [

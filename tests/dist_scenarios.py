@@ -124,6 +124,9 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     ]
     pairs = d.learn_shard(task, examples, lambda part: task.learn(part, batch_size=2, progress=False))
     assert pairs == task.model.num_pairs
+    assert len(task.learned) == n  # every process records every example learned (forget checks it)
+    task.forget(examples[-1:], progress=False)  # one another process may have learned
+    task.learn(examples[-1:], progress=False)
     out = task.model.output_memory
     result = {"W": out.memory.weight(torch.float64), "counts": out.extra_state()["counts"]}
     # the same examples after lead demonstrations (read from their KV cache on every process)

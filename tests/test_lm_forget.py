@@ -341,7 +341,7 @@ def test_task_forget_equals_learning_the_rest(pairs, cache):
     assert removed > 0 and refit.learn(keep, batch_size=2, progress=False) == tm.model.num_pairs
     assert_same_state(state(tm.model), state(refit.model), rtol=1e-10)
     never = [keep[0], Example("w5 w6 w7", "w95")]  # w95 was never learned: nothing is forgotten
-    with pytest.raises(ValueError, match="never learned token ids"):
+    with pytest.raises(ValueError, match="never learned"):
         tm.forget(never, batch_size=1, progress=False)
     assert_same_state(state(tm.model), state(refit.model), rtol=1e-10)
 

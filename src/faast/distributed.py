@@ -297,16 +297,32 @@ class Dist:
             )
         for r in readouts:
             r.stats.reset()
+        record = getattr(model, "learned", None)  # a TaskModel's record of examples learned
+        recorded = None if record is None else record.to_json()
         try:
             yield model
             for r, b, extra in zip(readouts, before, extras, strict=True):
                 self._reduce_readout(r, b, extra)
+            if record is not None and getattr(model, "learned", None) is record:
+                self._unite_learned(model, recorded)  # type: ignore[arg-type]
         except BaseException:  # the block, or the reduction (another process failed): roll back
             for r, b, extra in zip(readouts, before, extras, strict=True):
                 r.stats.restore(b)
                 if extra:
                     r.load_extra_state(extra, "the learned-token state before the block")
+            if record is not None:
+                model.learned = type(record)(recorded)
             raise
+
+    def _unite_learned(self, model: Any, before: list[str]) -> None:
+        """After a :meth:`reduce_learning` block: a TaskModel's record of learned examples
+        (:mod:`faast.lm.task_record`) holds, on every process, what it held ``before`` (the same
+        everywhere) and the examples every process learned in the block."""
+        from collections import Counter
+
+        added = list((Counter(model.learned.to_json()) - Counter(before)).elements())
+        every = self.all_gather_json(added)
+        model.learned = type(model.learned)([*before, *(d for part in every for d in part)])
 
     def _reduce_readout(self, readout: Any, before: GramStats, extra: dict[str, torch.Tensor]) -> None:
         """Sum what ``readout`` learned in a :meth:`reduce_learning` block over every process and

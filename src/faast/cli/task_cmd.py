@@ -276,7 +276,11 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
     p.add_argument("--task", default=None, help="task inside --fast-weights (needed if it holds several)")
     if inputs:
         p.add_argument(
-            "--inputs", required=True, help="TSV/CSV/JSONL of inputs (an output column is ignored)"
+            "--inputs",
+            required=True,
+            help="TSV/CSV/JSONL of inputs (an output column is ignored; other columns are carried into "
+            "--out). In a TSV without a header a tab starts the output column: write a tab inside a text "
+            "as \\t (a file whose lines hold a tab and lines that do not is refused) or use CSV/JSONL",
         )
     p.add_argument("--template", default=None, help="zero-shot and in-context only: the prompt with {input}")
     _answer_end_arg(p, "zero-shot and in-context only: ")
@@ -432,6 +436,8 @@ def run_learn(args: argparse.Namespace) -> int:
     if dist.is_main:
         check_output_file(args.out, args.task)  # warns when the task will be replaced
     task = TaskModel(fm, tok, TaskSpec(_template(args), args.pairs, demonstrations=lead))
+    if lead:  # the demonstrations fit the context (checked above): now the outputs
+        _check_one_output(args, examples, lead)
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
         shown = f", after {len(lead)} in-context demonstrations" if lead else ""
@@ -498,7 +504,8 @@ def _check_fit_settings(
 ) -> None:
     """Refuse, before the model loads, the ``task learn`` settings that need no model: batch size,
     key features, folds, hold-out and validation cap, guard and anchor, a label set that misses an
-    output of the examples (or a malformed template or label set), ``--calibrated`` or ``--head``
+    output of the examples (or a malformed template or label set), ``--labels auto`` on examples of
+    a single output (it would learn them as free text, silently), ``--calibrated`` or ``--head``
     without labels, a ``--head`` label that no learned example shows (e.g. only an ``--in-context``
     demonstration: the head, fitted after the whole cross-validation, could not score it), and a
     ``--head-layer`` past the decoder blocks of a model folder's ``config.json``. These failed only
@@ -520,7 +527,11 @@ def _check_fit_settings(
         checked_guard(args.guard)
     if args.anchor is not None:
         checked_anchor(args.anchor)
-    labels = fit_labels(examples, _labels(args.labels), lead)
+    if not lead:  # with --in-context, once the model has checked that the demonstrations fit
+        _check_one_output(args, examples, lead)
+    with warnings.catch_warnings():  # fit_labels warns again in TaskModel.fit: said once, there
+        warnings.simplefilter("ignore")
+        labels = fit_labels(examples, _labels(args.labels), lead)
     TaskSpec(_template(args), args.pairs, labels, lead)  # the template and label set, checked
     if args.calibrated is not None and labels is None:
         calibrated = [c.name for c in default_candidates(args.mix, args.calibrated) if c.calibrate]
@@ -548,6 +559,19 @@ def _check_fit_settings(
     blocks = _config_blocks(args.model)
     if blocks is not None:
         _check_head_layer(head_layer, blocks)
+
+
+def _check_one_output(args: argparse.Namespace, examples: list[Any], lead: list[tuple[str, str]]) -> None:
+    """Refuse ``--labels auto`` when every output (of the examples and the lead demonstrations) is
+    the same one: there is no label set, and the examples would be learned as free text silently
+    (zero-shot ``evaluate`` refuses such references alike)."""
+    outputs = list(dict.fromkeys([*(e.output for e in examples), *(out for _, out in lead)]))
+    if args.labels == "auto" and len(outputs) == 1:
+        raise ValueError(
+            f"--labels auto: every output of {args.examples} is {outputs[0]!r}, one label, so there is no "
+            f"label set to take from them; list the labels (--labels {outputs[0]},...) or learn the "
+            "outputs as free text (--labels none)"
+        )
 
 
 def _config_blocks(model: str) -> int | None:
@@ -603,6 +627,7 @@ def run_forget(args: argparse.Namespace) -> int:
     from faast.io import check_writable
     from faast.lm.examples import read_examples
     from faast.lm.fastweights import read_task
+    from faast.lm.task_record import INFO_KEY as LEARNED_KEY
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -616,6 +641,14 @@ def run_forget(args: argparse.Namespace) -> int:
             f"task {name!r} in {args.fast_weights} has a label head fitted on the examples too; forgetting "
             "would leave it describing them: learn the task again without these examples"
         )
+    if task.learned is None:
+        warnings.warn(
+            f"task {name!r} in {args.fast_weights} was saved without a record of the examples it learned "
+            "(before 2026-12-06): beyond d pairs an example never learned cannot be told from a learned "
+            "one and would be subtracted all the same; learn the task again to get the record",
+            UserWarning,
+            stacklevel=1,
+        )
     pairs = task.forget(examples, batch_size=args.batch_size, progress=_dist().is_main)
     if task.model.num_pairs == 0:
         raise ValueError(
@@ -623,6 +656,8 @@ def run_forget(args: argparse.Namespace) -> int:
             "these examples)"
         )
     info = dict(signature.get("info") or {})
+    if task.learned is not None:  # what the task holds now, for the next forget
+        info[LEARNED_KEY] = task.learned.to_json()
     entry = {"examples": Path(args.examples).name, "count": len(examples), "pairs": pairs}
     info["forgotten"] = [*info.get("forgotten", []), entry]
     if _dist().is_main:
@@ -846,13 +881,48 @@ def _calibrated(task, calibrate: bool | None) -> bool:
     return task.calibrated if calibrate is None else calibrate
 
 
-def _write_predictions(path: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from faast.lm.examples import write_rows
+def _write_predictions(
+    path: str,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    examples: list[Any] | None = None,
+    source: str = "",
+) -> None:
+    """Write the predictions ``rows`` (``columns`` in order), then the other columns (JSONL fields)
+    of the ``examples`` they were made for, e.g. an ``id``, so that they can be joined back; one
+    named as a column of the predictions is left out, with a warning."""
+    from faast.lm.examples import file_format, write_rows
 
     if not _dist().is_main:
         return
-    out = write_rows(path, rows, columns)
+    extra = list(dict.fromkeys(name for e in examples or [] for name in e.extra))
+    clash = [name for name in extra if name in columns]
+    if clash:
+        warnings.warn(
+            f"the column {clash[0]!r} of {source} is not carried into {path}, which has a column of that "
+            "name; rename it to keep it",
+            UserWarning,
+            stacklevel=2,
+        )
+    extra = [name for name in extra if name not in columns]
+    if extra:
+        cells = file_format(path) != "jsonl"  # a TSV/CSV cell holds text: other values as JSON text
+        rows = [
+            {**row, **{name: _extra_cell(e.extra[name], cells) for name in extra if name in e.extra}}
+            for row, e in zip(rows, examples or [], strict=True)
+        ]
+    out = write_rows(path, rows, [*columns, *extra])
     print(f"[faast] wrote {len(rows)} predictions to {out}", file=sys.stderr)
+
+
+def _extra_cell(value: Any, cell: bool) -> Any:
+    """A carried column's value: as read, or (``cell``: a TSV/CSV cell) text, a JSONL value that is
+    not a string written as JSON text."""
+    if not cell or isinstance(value, str):
+        return value
+    from faast.lm.examples import finite_json
+
+    return json.dumps(finite_json(value), ensure_ascii=False, allow_nan=False)
 
 
 def _classify(
@@ -909,8 +979,11 @@ def run_classify(args: argparse.Namespace) -> int:
 
     _init(args)
     _check_result_paths(args, "out")
-    inputs = [e.input for e in read_examples(args.inputs, outputs=False, **_columns(args))]
+    examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
+    inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
+    if not task.spec.labels:
+        raise ValueError(_no_labels_message(args))
     preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
     labels = task._labels(None)
     column = "head_scores" if task.head_applies(labels) else "log_probs"
@@ -918,17 +991,42 @@ def run_classify(args: argparse.Namespace) -> int:
         {"input": x, "prediction": p, column: _label_scores(labels, s, args.out)}
         for x, p, s in zip(inputs, preds, scores, strict=True)
     ]
-    _write_predictions(args.out, rows, ["input", "prediction", column])
+    _write_predictions(args.out, rows, ["input", "prediction", column], examples, args.inputs)
     return 0
+
+
+def _no_labels_message(args: argparse.Namespace) -> str:
+    """Why ``classify`` has no labels to choose among, and what to do: a task learned as free text,
+    demonstrations or LoRA examples whose outputs are free text, or zero-shot without ``--labels``."""
+    fixes = "`faast task generate` writes free-text outputs; --labels a,b,... lists labels to score"
+    if args.fast_weights:
+        name = f"task {args.task!r} in" if args.task else "the task in"
+        return (
+            f"{name} {args.fast_weights} was learned as free text (no labels: e.g. more than 20 distinct "
+            f"outputs under --labels auto), and classification needs at least two labels; {fixes}, or learn "
+            "it again as labels (faast task learn --labels all, or --labels a,b,...)"
+        )
+    source = args.demonstrations or args.lora
+    if source:
+        return (
+            f"the outputs of {source} are free text (no labels: more than 20 distinct ones, or one), and "
+            f"classification needs at least two labels; {fixes}, or --labels all takes every distinct output"
+        )
+    return (
+        "zero-shot classification needs at least two labels: pass --labels a,b,... (free text: "
+        "`faast task generate`)"
+    )
 
 
 def _label_scores(labels: list[str], scores: list[float], out: str) -> dict[str, float] | str:
     """Each label's score, as the predictions file holds it: an object in JSONL, JSON text with
     the labels as written (not as ``\\u`` escapes) in a TSV cell."""
-    from faast.lm.examples import file_format
+    from faast.lm.examples import file_format, finite_json
 
-    by_label = dict(zip(labels, scores, strict=True))
-    return by_label if file_format(out) == "jsonl" else json.dumps(by_label, ensure_ascii=False)
+    by_label = finite_json(dict(zip(labels, scores, strict=True)))  # -inf (probability 0): null
+    if file_format(out) == "jsonl":
+        return by_label
+    return json.dumps(by_label, ensure_ascii=False, allow_nan=False)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -938,11 +1036,12 @@ def run_generate(args: argparse.Namespace) -> int:
     _init(args)
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "out")
-    inputs = [e.input for e in read_examples(args.inputs, outputs=False, **_columns(args))]
+    examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
+    inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
     outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
-    _write_predictions(args.out, rows, ["input", "prediction"])
+    _write_predictions(args.out, rows, ["input", "prediction"], examples, args.inputs)
     return 0
 
 
@@ -978,7 +1077,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "calibrated": _calibrated(task, args.calibrate),
     }
     if task.spec.labels:
-        outside_refs = [r for r in refs if r not in task.spec.labels]
+        scored_refs = _references_as_labels(refs, task.spec.labels)
+        outside_refs = [r for r in scored_refs if r not in task.spec.labels]
         unknown, outside = list(dict.fromkeys(outside_refs)), len(outside_refs)
         if unknown:  # e.g. a rare class the learned examples never held: never predicted, so wrong
             warnings.warn(
@@ -989,7 +1089,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 stacklevel=2,
             )
         preds, _ = _classify(task, inputs, args.batch_size, args.calibrate)
-        result.update(label_accuracy(preds, refs, [*task.spec.labels, *unknown]))
+        result.update(label_accuracy(preds, scored_refs, [*task.spec.labels, *unknown]))
         result["references_outside_labels"] = outside
         low, high = result["ci95_wilson"]
         summary = (
@@ -1020,10 +1120,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
         _write_predictions(args.predictions, rows, ["input", "prediction", "reference"])
     if not dist.is_main:
         return 0
+    from faast.lm.examples import finite_json
+
+    result = finite_json(result)  # JSON has no Infinity (an answer of probability 0): null
     if args.json:
         from faast.io import save_json
 
         save_json(Path(args.json), result)
     print(f"[faast] {len(examples)} examples: {summary}")
-    print(json.dumps(result))
+    print(json.dumps(result, allow_nan=False))
     return 0
+
+
+def _references_as_labels(refs: list[str], labels: list[str]) -> list[str]:
+    """Each reference output as the label it names: the label equal to it once the whitespace around
+    both is dropped (as the prompt codec reads a label, and as exact match compares free text), so a
+    reference ``"positive"`` counts for the label ``"positive "`` (labels differ after stripping:
+    :func:`~faast.lm.task_spec.check_label_spaces`); a reference that names none stays as it is."""
+    by_text = {label.strip(): label for label in labels}
+    return [r if r in labels else by_text.get(r.strip(), r) for r in refs]

@@ -1,30 +1,33 @@
 """Labelled examples and predictions on disk: TSV, CSV and JSONL.
 
-* TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a tab-free
-  line). A first line that names the input column (``input<TAB>output``, ``input``, or any
-  header holding the input column's name) is read as a header: the two columns are then found by
-  name, and other columns are kept in :attr:`Example.extra`. A first line of other column names
-  only (``text<TAB>label``, or ``text`` alone, :data:`HEADER_NAMES`) is refused, not learned
-  or classified, and one of unknown names (``headline<TAB>topic``: one word each, an output no
-  other line has) is warned about and read as an example: name the columns
-  (``input_column``/``output_column``, ``--input-column``/``--output-column`` on the command
-  line). Cells may not contain tabs or newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them
-  and ``\\\\`` for a backslash before one of those letters (other backslashes read as written);
-  the predictions written here spell every backslash ``\\\\``, so they read back exactly.
+* TSV: one example per line, ``input<TAB>output``; a file of inputs only has one column (a
+  tab-free line), or an output on some lines (refused with ``partial_outputs=False``, where the
+  outputs are ignored: the text after a tab would be cut off). A first line that names the input
+  column (``input<TAB>output``, ``input``, or any header holding the input column's name) is read
+  as a header: the two columns are then found by name, and other columns are kept in
+  :attr:`Example.extra`. A first line of other column names only (``text<TAB>label``, or ``text``
+  alone, :data:`HEADER_NAMES`) is refused, not learned or classified, and one of unknown names
+  (``headline<TAB>topic``: one word each, an output no other line has) is warned about and read as
+  an example: name the columns (``input_column``/``output_column``,
+  ``--input-column``/``--output-column`` on the command line). Cells may not contain tabs or
+  newlines; write ``\\t`` / ``\\n`` / ``\\r`` to mean them and ``\\\\`` for a backslash before one
+  of those letters (other backslashes read as written); the predictions written here spell every
+  backslash ``\\\\``, so they read back exactly.
 * CSV: a header row, then one example per row (RFC 4180 quoting: a quoted cell may hold commas and
   newlines); fields separated by commas, or by semicolons or tabs where the header holds more of
   those. The input and output columns are found by name, other columns kept in
   :attr:`Example.extra`.
 * JSONL (or ``.json`` with one object per line): a string field for the input and, for examples,
   one for the output (an integer output, e.g. a class id, is read as its decimal text); other
-  fields are kept in :attr:`Example.extra`.
+  fields are kept in :attr:`Example.extra`. A JSON array (``[{...}, ...]``) or an object written
+  over several lines is refused with a message saying so.
 
-The column (field) names default to ``input`` and ``output``. In a header's row (TSV, CSV) an
-empty output cell means the example has no output: an error for examples to learn, an unlabelled
-line for inputs to predict. The format is chosen by the file extension (``.tsv``/``.txt``,
-``.csv``, ``.jsonl``/``.json``). Every problem names the file and line: empty files, blank or
-malformed lines, missing fields or columns, non-UTF-8 bytes. Predictions are written atomically in
-the same three formats.
+The column (field) names default to ``input`` and ``output``. An empty output (a cell under a
+header, nothing after the tab of a headerless TSV line, or a JSONL field holding ``""``) means the
+example has no output: an error for examples to learn, an unlabelled line for inputs to predict.
+The format is chosen by the file extension (``.tsv``/``.txt``, ``.csv``, ``.jsonl``/``.json``).
+Every problem names the file and line: empty files, blank or malformed lines, missing fields or
+columns, non-UTF-8 bytes. Predictions are written atomically in the same three formats.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import warnings
@@ -120,11 +124,15 @@ def read_examples(
     input_column: str = "input",
     output_column: str = "output",
     options: str = COLUMN_OPTIONS,
+    partial_outputs: bool = True,
 ) -> list[Example]:
     """Read examples (``outputs=True``: every example must have an output) or inputs to predict
     (``outputs=False``: an output column/field is read when present, else left None).
     ``input_column`` / ``output_column``: the names of the two columns (a TSV or CSV header) or
-    fields (JSONL); ``options``: how an error names the options that set them."""
+    fields (JSONL); ``options``: how an error names the options that set them.
+    ``partial_outputs=False`` (inputs whose outputs the caller ignores): a headerless TSV whose lines
+    hold a tab and lines that do not is refused, naming the first line with a tab; its text after the
+    tab would be read as an output and dropped, where a tab inside a text was most likely meant."""
     for what, name in (("input_column", input_column), ("output_column", output_column)):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{what} must be a non-empty name, got {name!r}")
@@ -148,7 +156,7 @@ def read_examples(
         if not any(line.strip() for line in lines):
             raise ValueError(f"{p} is empty: no examples")
         if fmt == "tsv":
-            examples = _read_tsv(p, lines, outputs, names)
+            examples = _read_tsv(p, lines, outputs, names, partial_outputs)
         else:
             examples = _read_jsonl(p, lines, outputs, _Names(input_column, output_column, options))
     if not examples:
@@ -165,7 +173,9 @@ class _Names:
     options: str
 
 
-def _read_tsv(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[Example]:
+def _read_tsv(
+    p: Path, lines: list[str], outputs: bool, names: _Names, partial_outputs: bool = True
+) -> list[Example]:
     input_column, output_column = names.input, names.output
     first = [c.strip() for c in lines[0].split("\t")]
     if input_column.casefold() in [c.casefold() for c in first]:
@@ -210,9 +220,31 @@ def _read_tsv(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[E
         inp = _unescape(cells[0])
         if not inp.strip():
             raise ValueError(f"{p}:{number}: empty input")
-        out.append(Example(inp, _unescape(cells[1]) if len(cells) == 2 else None))
+        res = _unescape(cells[1]) if len(cells) == 2 else None
+        if res == "":  # nothing after the tab (one of spaces is left to the caller's label checks)
+            if outputs:  # as under a header: learned, "" would be one more label
+                raise ValueError(f"{p}:{number}: empty output (nothing after the tab)")
+            res = None
+        out.append(Example(inp, res))
+    if not outputs and not partial_outputs:
+        _check_tabs_alike(p, lines)
     _warn_header_like_first_line(p, out, names)
     return out
+
+
+def _check_tabs_alike(p: Path, lines: list[str]) -> None:
+    """Refuse a headerless TSV of inputs whose lines hold a tab and lines that do not (read with
+    ``partial_outputs=False``): a tab starts the output column, which the caller ignores, so where
+    other lines are bare inputs, a tab was most likely inside a text, which would be cut there."""
+    tabbed = [n for n, line in enumerate(lines, 1) if "\t" in line]
+    plain = [n for n, line in enumerate(lines, 1) if "\t" not in line]
+    if tabbed and plain:
+        raise ValueError(
+            f"{p}:{tabbed[0]}: the line holds a tab, line {plain[0]} does not: in a TSV without a header "
+            "a tab starts the output column (ignored for inputs), so the text after it would be cut off. "
+            "Write a tab inside a text as \\t (or use a .csv or .jsonl file); for unlabelled lines among "
+            "labelled ones, name the columns in a first line input<TAB>output"
+        )
 
 
 #: A headerless TSV of at least this many labelled lines is checked for a first line that looks
@@ -257,6 +289,11 @@ def _read_csv(p: Path, text: str, outputs: bool, names: _Names) -> list[Example]
         raise ValueError(f"{p}:{reader.line_num}: not valid CSV ({exc})") from None
     while rows and not "".join(rows[-1][1]).strip():  # blank lines after the last row
         rows.pop()
+    if not rows:  # e.g. ",\n,\n": rows of empty cells, no header
+        raise ValueError(
+            f"{p} holds no header and no examples: every line is empty cells (only separators); a CSV "
+            "needs a header row naming the columns (input,output), then one example per row"
+        )
     header = _header(p, [c.strip() for c in rows[0][1]], outputs, names)
     out = []
     for number, cells, end in rows[1:]:
@@ -336,6 +373,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: How a JSONL reading error says what the file must hold.
+_JSON_LINES = (
+    'the file must hold one JSON object per line (JSON Lines: {"input": ..., "output": ...} on each '
+    "line, no enclosing [ ] and no object over several lines)"
+)
+
+
 def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list[Example]:
     out = []
     input_column, output_column = names.input, names.output
@@ -346,9 +390,15 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list
         try:
             row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+            start = line.strip()
+            if number == 1 and (start.startswith("[") or start == "{"):  # JSON over several lines
+                what = "JSON array" if start.startswith("[") else "JSON object over several lines"
+                raise ValueError(f"{p}:1: a {what}; {_JSON_LINES}") from None
+            raise ValueError(f"{p}:{number}: not valid JSON ({exc.msg}); {_JSON_LINES}") from None
         except ValueError as exc:  # a field named twice (_unique_keys)
             raise ValueError(f"{p}:{number}: {exc}") from None
+        if isinstance(row, list):
+            raise ValueError(f"{p}:{number}: expected a JSON object, got a JSON array; {_JSON_LINES}")
         if not isinstance(row, dict):
             raise ValueError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
         missing = [k for k in both[: 2 if outputs else 1] if k not in row]
@@ -373,6 +423,10 @@ def _read_jsonl(p: Path, lines: list[str], outputs: bool, names: _Names) -> list
             )
         if outputs and res is None:
             raise ValueError(f"{p}:{number}: field {output_column!r} is null")
+        if res is not None and not res.strip():
+            if outputs:
+                raise ValueError(f"{p}:{number}: empty output (field {output_column!r} is {res!r})")
+            res = None  # an unlabelled line, as an empty cell under a header
         extra = {k: v for k, v in row.items() if k not in both}
         out.append(Example(inp, res, extra))
     return out
@@ -384,8 +438,9 @@ def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], col
     as a line break (the cell then quoted): a bare one was left unquoted and split the row in two
     when read back (tweets exported to .csv could not be learned)."""
     fmt = file_format(path)
-    if fmt == "jsonl":
-        text = "".join(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in rows)
+    if fmt == "jsonl":  # valid JSON: a NaN or infinity (a log-probability of 0) is written null
+        objects = (finite_json({c: r.get(c) for c in columns}) for r in rows)
+        text = "".join(json.dumps(o, ensure_ascii=False, allow_nan=False) + "\n" for o in objects)
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -402,6 +457,19 @@ def write_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], col
             fh.write(text)
 
     return atomic_write(path, write)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every float that is NaN or infinite (nested in dicts, lists and tuples) replaced
+    by None: JSON has no such numbers (``json.dumps`` writes ``NaN``/``Infinity``, which JSON parsers
+    other than Python's refuse), so a score that is not finite is written ``null``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
 
 
 def _csv_cell(value: Any) -> str:

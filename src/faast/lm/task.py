@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 import faast.distributed
+from faast._checks import caller_stacklevel
 from faast.lm import fastweights as fw
 from faast.lm.calibration import LOG_PROB_FLOOR, calibrated_label_scores, content_free_inputs
 from faast.lm.config import FaastConfig
@@ -79,6 +81,8 @@ from faast.lm.task_folds import (
     groups_by_example,
     warn_copies_across_groups,
 )
+from faast.lm.task_record import INFO_KEY as LEARNED_KEY
+from faast.lm.task_record import LearnedRecord, example_digest
 from faast.lm.task_scoring import ScoredBatch, TaskScoringMixin, batch_starts, check_batch_size
 from faast.lm.task_spec import (
     MAX_LABELS,
@@ -165,11 +169,23 @@ def fit_labels(
     text), without a model, so that a command can refuse bad labels before loading one:
     ``"auto"``/``"all"`` read the outputs of the examples, then of the lead ``demonstrations`` (a
     label only they show is one); a list must hold every output of the examples (a clear error
-    names those it does not)."""
+    names those it does not). ``"auto"`` warns when every output is the same one (no label set:
+    the examples are then learned as free text) and, as every label set taken from outputs, of two
+    labels that differ only in case (:func:`~faast.lm.task_spec.warn_case_twins`)."""
     rule = label_rule(labels)
     if rule is not None:
         shown = [Example(inp, out) for inp, out in demonstrations]
-        return auto_labels([*examples, *shown], rule)
+        found = auto_labels([*examples, *shown], rule)
+        outputs = {e.output for e in [*examples, *shown]}
+        if found is None and len(outputs) == 1:
+            warnings.warn(
+                f"labels 'auto': every output is {next(iter(outputs))!r}, one label, so there is no label "
+                "set and the examples are learned as free text; give the labels (labels=[a, b]) or "
+                "learn them as free text on purpose (labels=None)",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+        return found
     if labels is None:
         return None
     resolved = TaskSpec(labels=list(labels)).labels or []  # checked (and read as strings) as fit reads them
@@ -234,6 +250,9 @@ class TaskModel(TaskScoringMixin):
             raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos_token)")
         self.report: FitReport | None = None
         self.head: LabelHead | None = None
+        #: the examples learned since the last reset (:mod:`faast.lm.task_record`), which
+        #: :meth:`forget` checks; None for a task saved before there was a record
+        self.learned: LearnedRecord | None = LearnedRecord()
         #: whether label scores are contextually calibrated unless told (set by :meth:`use`)
         self.calibrated = False
         self._learn_cache: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = {} if cache else None
@@ -299,22 +318,58 @@ class TaskModel(TaskScoringMixin):
         starts = batch_starts(len(encoded), batch_size)
         for i in _batch_bar(starts, "learn examples", progress):
             pairs += self.model.learn_captured(self._captured(encoded[i : i + batch_size]))
+        if self.learned is not None:
+            self.learned.add(example_digest(e.ids) for e in encoded)
         return pairs
 
     def forget(self, examples: Sequence[Example], *, batch_size: int = 16, progress: bool = True) -> int:
         """Remove the pairs :meth:`learn` added for ``examples`` (in ``spec.pairs`` mode); returns how
         many. Afterwards the fast weights equal those of a task that learned only the other
-        examples. Examples never learned are a ``ValueError`` and nothing changes (see
-        :meth:`FaastModel.forget <faast.lm.FaastModel.forget>`: while at most d pairs are held every
-        pair is checked bit for bit, so pass the examples batched as they were learned, or build the
-        task with ``cache=True``, whose cached states are the very ones learned)."""
-        encoded = self._encoded_examples(examples)
+        examples. Examples never learned are a ``ValueError`` and nothing changes: every example
+        must be in the task's record of learned examples (:attr:`learned`, by its tokens, at any
+        size; an in-context demonstration is not learned and cannot be forgotten), and while at
+        most d pairs are held every pair is also checked bit for bit (:meth:`FaastModel.forget
+        <faast.lm.FaastModel.forget>`: pass the examples batched as they were learned, or build the
+        task with ``cache=True``, whose cached states are the very ones learned). A task saved
+        before the record (``learned`` None) has the pair check only."""
+        checked = checked_examples(examples, outputs=True)
+        encoded = self._encoded_examples(checked)
+        digests = [example_digest(e.ids) for e in encoded]
+        if self.learned is not None:
+            self._check_learned(checked, digests)
         pairs = 0
         starts = batch_starts(len(encoded), batch_size)
         with self.model.all_or_nothing():
             for i in _batch_bar(starts, "forget examples", progress):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
+        if self.learned is not None:
+            self.learned.remove(digests)
         return pairs
+
+    def _check_learned(self, examples: list[Example], digests: list[str]) -> None:
+        """Refuse examples the record does not hold, naming them (1-based positions) and saying
+        which are the task's in-context demonstrations."""
+        missing = self.learned.missing(digests) if self.learned is not None else []
+        if not missing:
+            return
+        demos = set(self.spec.demonstrations)  # (input, output) pairs
+        named = ", ".join(
+            f"example {i + 1} ({examples[i].input[:40]!r} → {examples[i].output!r})" for i in missing[:3]
+        )
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        shown = [i for i in missing if (examples[i].input, examples[i].output) in demos]
+        demo_note = (
+            f"; example {shown[0] + 1} is one of the task's in-context demonstrations, written before "
+            "every prompt and not learned: they stay with the task (learn it again without them to "
+            "drop one)"
+            if shown
+            else ""
+        )
+        raise ValueError(
+            f"{len(missing)} of the {len(examples)} examples to forget were never learned by this task "
+            f"(or were already forgotten), so nothing was forgotten: {named}{more}{demo_note}. An "
+            "example is matched by its input and output as the task's template encodes them"
+        )
 
     def _encoded_examples(self, examples: Sequence[Example], *, learning: bool = False) -> list[Encoded]:
         """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context
@@ -387,6 +442,7 @@ class TaskModel(TaskScoringMixin):
         self.model.reset_projection()
         self.head = None
         self.calibrated = False
+        self.learned = LearnedRecord()
         return self
 
     def clear_cache(self) -> TaskModel:
@@ -755,7 +811,7 @@ class TaskModel(TaskScoringMixin):
                 [e for e in examples if id(e) not in skip], batch_size=batch_size, progress=progress
             )
         mine = [examples[i] for i in dist.shard_range(len(examples)) if id(examples[i]) not in skip]
-        with dist.reduce_learning(self):
+        with dist.reduce_learning(self):  # unites the processes' records of examples learned too
             pairs = self.learn(mine, batch_size=batch_size, progress=progress) if mine else 0
         return round(dist.sum(pairs))
 
@@ -1059,6 +1115,8 @@ class TaskModel(TaskScoringMixin):
         }
         if self.head is not None:
             info["head"] = self.head.to_dict()
+        if self.learned is not None:
+            info[LEARNED_KEY] = self.learned.to_json()
         return self.model.save_fast_weights(path, task, info=info)
 
     @classmethod
@@ -1097,6 +1155,9 @@ class TaskModel(TaskScoringMixin):
             else LabelHead.from_dict(data, model._layout.hidden_size, model._layout.num_layers)
         )
         tm.calibrated = bool(info.get("calibrated", False))  # the fast weights keep the read itself
+        record = info.get(LEARNED_KEY)
+        where = f"{path}: task {task!r}"
+        tm.learned = None if record is None else LearnedRecord.from_json(record, where)
         return tm
 
 

@@ -5,10 +5,12 @@ examples' outputs, and the checks an example list passes before it is learned or
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faast._checks import caller_stacklevel
 from faast.lm.examples import Example, as_example
 from faast.lm.prompts import PromptTemplate
 
@@ -28,7 +30,7 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
     distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS` (``how="all"``:
     from 2 on), else None (:func:`check_label_spaces` refuses two that differ only by the whitespace
-    around them)."""
+    around them, :func:`warn_case_twins` warns of two that differ only in case)."""
     if label_rule(how) is None:  # another string: label_rule's error; not a string: this one
         raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {how!r}")
     outs = list(dict.fromkeys(outputs))
@@ -36,7 +38,27 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
         raise ValueError(f"labels 'all': the outputs hold {len(outs)} distinct value(s); a label set needs 2")
     if len(outs) < 2 or (how == "auto" and len(outs) > MAX_LABELS):
         return None
-    return check_label_spaces(outs)
+    return warn_case_twins(check_label_spaces(outs))
+
+
+def warn_case_twins(labels: list[str]) -> list[str]:
+    """``labels``, with a UserWarning naming the first two that differ only in case (``"Positive"``
+    and ``"positive"``): taken from the outputs they are two labels, so the examples of one class
+    are split between them (half its references then count as errors); they are not merged, since
+    the case may be meant."""
+    folded: dict[str, str] = {}
+    for label in labels:
+        twin = folded.setdefault(label.strip().casefold(), label)
+        if twin != label:
+            warnings.warn(
+                f"labels {twin!r} and {label!r} differ only in case: the outputs make them two labels "
+                "(two classes, each scored and predicted apart); if they are one class, write its "
+                "outputs in one case in the examples (or list the labels: --labels a,b,...)",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+            break
+    return labels
 
 
 def label_rule(labels: object) -> str | None:
