@@ -54,6 +54,8 @@ def fit_classifiers(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     )
     out["narrow/coef"] = torch.from_numpy(narrow.coef_)
     out["narrow/logit_scale"] = torch.tensor(narrow.logit_scale_)
+    # every process records every example learned (beyond the kept rows forget checks it)
+    out["narrow/record"] = narrow._record.to_tensor()
     shifted = X[mine.start : mine.stop] + 3.0  # not centred: the intercept has work to do
     icpt = FaastClassifier(fit_intercept=True, distributed=d.active).fit(shifted, y[mine.start : mine.stop])
     out["intercept/coef"] = torch.from_numpy(icpt.coef_)

@@ -267,11 +267,17 @@ def _write_rows(path: Path, rows: list[tuple[float, str]]) -> Path:
 
 
 def test_forget_warns_when_the_examples_cannot_be_verified(tmp_path, capsys):
-    """Beyond 2·D examples (D = 1 feature + the intercept here) the classifier keeps no rows, so
-    forget can check the class counts only: it says so, on stderr; within, it checks each example
-    and does not warn. ``forget --help`` no longer promises "exactly" without the condition."""
+    """Beyond 2·D examples (D = 1 feature + the intercept here) the classifier keeps no rows: its
+    record of examples learned checks each one (tests/test_classifier_example_record.py); a
+    classifier saved without that record (before 2026-12-06) can check the class counts only, and
+    forget says so, on stderr; within 2·D it checks each example and does not warn."""
+    from faast.classifier_io import load_classifier, save_classifier
+
     many = [(float(i), "a" if i % 2 else "b") for i in range(10)]
     assert _run("fit", _write_rows(tmp_path / "many.csv", many), "--model", tmp_path / "m") == 0
+    clf, meta = load_classifier(tmp_path / "m")
+    clf._record = None  # as saved before the record
+    save_classifier(clf, tmp_path / "m", meta)
     capsys.readouterr()
     assert _run("forget", _write_rows(tmp_path / "one.csv", [(0.0, "a")]), "--model", tmp_path / "m") == 0
     err = capsys.readouterr().err
@@ -284,4 +290,4 @@ def test_forget_warns_when_the_examples_cannot_be_verified(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _run("forget", "--help")
     text = " ".join(capsys.readouterr().out.split())
-    assert "exactly while it holds at most 2·D examples" in text and "only the class counts" in text
+    assert "bit for bit against its record of examples learned" in text and "only the class counts" in text

@@ -41,6 +41,7 @@ from faast.classifier_distributed import (
     shard_without_weight,
     weighs_nothing,
 )
+from faast.classifier_record import ExampleRecord, example_digests
 from faast.classifier_refine import RefinementMixin
 from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
@@ -373,7 +374,7 @@ class FaastClassifier(
         self : FaastClassifier
         """
         fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_", "_solve_params_")
-        names = (*fitted, "retarget_cross_", "C_", "class_weight_", *self._TEMPERATURE_STATE)
+        names = (*fitted, "retarget_cross_", "C_", "class_weight_", "_record", *self._TEMPERATURE_STATE)
         inputs = ("n_features_in_", "feature_names_in_")  # reset by the new X's validation
         earlier = {attr: self.__dict__[attr] for attr in inputs if attr in self.__dict__}
         earlier |= {attr: self.__dict__.pop(attr) for attr in names if attr in self.__dict__}
@@ -520,6 +521,7 @@ class FaastClassifier(
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
             self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
         self.class_count_ = self.class_count_ + counts
+        self._note_learned(keys, onehot, weights, first)
         self._compile(cut, calibration=(keys, onehot, weights), lazy=not refining)  # fit solves now
         return keys, onehot, weights  # without the examples of zero weight
 
@@ -531,8 +533,11 @@ class FaastClassifier(
         statistics are sums, so removing a pair subtracts its terms. While at most 2·D examples
         are held (D the design's width: n_features or random_features, + 1 with the intercept),
         the rows themselves are kept and each forgotten pair must match a learned one (same
-        features, label and weight); beyond, forgetting more examples of a class than were
-        learned is refused. Either way an error leaves the classifier unchanged. Examples of
+        features, label and weight, within rounding); beyond, each must be one learned bit for
+        bit — features as learned, label and weight — by the classifier's record of examples
+        learned (:mod:`faast.classifier_record`; a classifier saved before it, or one that forgot
+        a row matched within rounding, has none and checks only that no class loses more
+        examples than it learned). Either way an error leaves the classifier unchanged. Examples of
         weight 0 changed nothing when learned and are passed over (``class_count_`` counts the
         others). X is cast to the dtype the statistics were built from, as in ``partial_fit``.
         Crossing back below 2·D examples, the rows are gone, so the ``auto`` cuts fall back to
@@ -570,13 +575,51 @@ class FaastClassifier(
                 f"cannot forget {removed[c]} examples of class {self.classes_[c].item()!r}: only "
                 f"{self.class_count_[c]} were learned"
             )
+        digests = example_digests(keys, _class_index(onehot), weights)
+        self._check_learned(digests)
         if removed.sum() == self.class_count_.sum():
             # a pair never learned is the error to name first (checked while the rows are kept)
             self.memory_.check_forget(self._design(keys), onehot, weights)
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
         self.memory_.forget(self._design(keys), onehot, weights)  # one call: refused whole
         self.class_count_ = self.class_count_ - removed
+        record = self.__dict__.get("_record")
+        if record is not None and not record.remove_found(digests):
+            self._record = None  # matched within rounding while the rows were kept: not bit for bit
         return self._compile(self._cut())
+
+    def _note_learned(
+        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None, first: bool
+    ) -> None:
+        """Add a call's examples (of weight > 0; every process's, when distributed) to the record of
+        examples learned that ``forget`` checks (:mod:`faast.classifier_record`)."""
+        digests = example_digests(keys, _class_index(onehot), weights)
+        if self.distributed:  # every process keeps every example's digest: each forgets them all
+            local = torch.from_numpy(digests.view(np.int64).copy())
+            every = faast.distributed.current().gather_any_rows(local, "example digests")
+            digests = every.numpy().view(np.uint64)
+        if first:
+            self._record: ExampleRecord | None = ExampleRecord(digests)
+        elif self.__dict__.get("_record") is not None:
+            self._record.add(digests)
+
+    def _check_learned(self, digests: np.ndarray) -> None:
+        """Refuse examples to forget that the record does not hold, once the statistics no longer
+        keep the rows (while they do, each is matched with a kept row, within rounding)."""
+        record = self.__dict__.get("_record")
+        stats = self.memory_.stats
+        if record is None or stats.kept_row_count >= stats.count:
+            return
+        missing = record.missing(digests)
+        if missing.size:
+            shown = ", ".join(str(int(i)) for i in missing[:5]) + (" …" if missing.size > 5 else "")
+            raise ValueError(
+                f"{missing.size} of the {digests.size} examples to forget were never learned (or were "
+                f"already forgotten), so nothing was forgotten: rows {shown}. Beyond 2·D examples each "
+                "must be a learned one bit for bit — its features as learned (in the dtype of the fit), "
+                "its label and its weight: pass the very features learned (e.g. from the feature cache), "
+                "not recomputed ones"
+            )
 
     def _check_fixed_class_weight(self, what: str) -> None:
         """``class_weight="balanced"`` is computed from every label ``fit`` sees: refuse calls
@@ -894,6 +937,13 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
+
+
+def _class_index(onehot: torch.Tensor) -> torch.Tensor:
+    """Each one-hot row's class index (n,) int64; (0,) for no rows (an empty shard)."""
+    if onehot.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    return onehot.argmax(dim=1)
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

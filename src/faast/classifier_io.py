@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from faast.classifier import ROWS_KEPT, FaastClassifier
+from faast.classifier_record import ExampleRecord
 from faast.io import (
     existing_file,
     file_in_the_way,
@@ -98,6 +99,9 @@ def save_classifier(
     tensors, rows = stats.saved_state()  # the rows instead of G while they stand for it
     if rows is not None:
         tensors["rows_keys"], tensors["rows_values"] = rows
+    record = clf.__dict__.get("_record")
+    if record is not None:  # what forget checks beyond the kept rows (faast.classifier_record)
+        tensors["example_record"] = record.to_tensor()
     if getattr(clf, "retarget_cross_", None) is not None:
         tensors["retarget_cross"] = clf.retarget_cross_
     logistic = getattr(clf, "C_", None) is not None  # what the fit did, not a later set_params(loss=…)
@@ -184,6 +188,7 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
             f"{tensors_path} does not hold the statistics {json_path} describes: {exc}"
         ) from None
     _check_counts(clf, memory, json_path, tensors_path)
+    clf._record = _example_record(tensors, memory, tensors_path)
     clf.memory_ = memory
     clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
     clf._compile(clf._cut())
@@ -348,6 +353,22 @@ def _classes(info: dict[str, Any], json_path: Path) -> np.ndarray:
     if ordered is None or ordered.shape != classes.shape or not bool(np.all(ordered == classes)):
         raise _malformed(json_path, "classes", "expected distinct labels in sorted order")
     return classes
+
+
+def _example_record(
+    tensors: dict[str, torch.Tensor], memory: InverseMemory, path: Path
+) -> ExampleRecord | None:
+    """The record of examples learned saved in ``path`` (one digest per example the statistics
+    hold), or None for a save written before the record (2026-12-06)."""
+    if "example_record" not in tensors:
+        return None
+    record = ExampleRecord.from_tensor(tensors["example_record"], str(path))
+    if len(record) != memory.stats.count:  # type: ignore[union-attr]
+        raise ValueError(
+            f"{path}: the example record holds {len(record)} examples but the statistics "
+            f"{memory.stats.count}; were they written by different saves?"  # type: ignore[union-attr]
+        )
+    return record
 
 
 def _check_counts(clf: FaastClassifier, memory: InverseMemory, json_path: Path, tensors_path: Path) -> None:

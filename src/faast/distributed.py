@@ -208,6 +208,14 @@ class Dist:
             return local
         return self._gather_blocks(local, sizes, "all_gather of rows").to(local.device)
 
+    def gather_any_rows(self, local: torch.Tensor, what: str) -> torch.Tensor:
+        """Concatenate every process's rows in rank order, each process holding any number
+        (``local`` (k, ...), k ≥ 0): their counts are gathered first → (Σk, ...) everywhere."""
+        if not self.active:
+            return local
+        counts = self.gather_rows(torch.tensor([[local.shape[0]]], dtype=torch.int64), self.world_size)
+        return self._gather_blocks(local, counts[:, 0].tolist(), what).to(local.device)
+
     def _gather_blocks(self, local: torch.Tensor, sizes: list[int], what: str) -> torch.Tensor:
         width = max(max(sizes), 1)
         padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=self.device)

@@ -19,10 +19,12 @@ that records which encoder made its features.
     faast classify fit reviews.tsv --model m3                     # texts, all-MiniLM-L6-v2
     faast classify fit feats.csv --label-column y --model m2      # or a features file
 
-* Exactly while the classifier holds at most 2·D examples (D its design's width: the features, + 1
-with the intercept), when it keeps every example's row and checks that each forgotten one was
-learned, features and label; beyond, only the class counts can be checked, so ``forget`` warns:
-an example forgotten under a label it was not learned with changes the model wrongly.
+* Exactly: each example to forget is checked against those learned — within rounding while the
+classifier holds at most 2·D examples (D its design's width: the features, + 1 with the
+intercept) and keeps their rows, bit for bit against its record of examples learned beyond
+(:mod:`faast.classifier_record`: pass the very features learned, e.g. from the feature cache). A
+classifier saved before the record (2026-12-06) can check only the class counts beyond 2·D, so
+``forget`` warns there.
 
 Under ``torchrun`` (:mod:`faast.distributed`) ``fit`` and ``partial-fit`` run unchanged: the images
 are encoded in parallel (rank 0 writes the feature cache), each process learns its block of the
@@ -50,10 +52,10 @@ DEFAULT_FOLDS = 5
 
 #: What ``forget --help`` says of how exact forgetting is.
 FORGET_EXACTLY = (
-    ", exactly while it holds at most 2·D examples (D: its features, + 1 with the intercept), when each "
-    "example to forget is checked against the learned ones (features and label); beyond, only the class "
-    "counts can be checked, and forget warns: an example forgotten under a label it was not learned with "
-    "changes the model wrongly"
+    ", exactly: each example to forget is checked against the learned ones (features and label: "
+    "within rounding while the classifier holds at most 2·D examples, D its features + 1 with the "
+    "intercept; beyond, bit for bit against its record of examples learned). A classifier saved "
+    "before that record (2026-12-06) can check only the class counts beyond 2·D, and forget warns"
 )
 
 
@@ -395,19 +397,22 @@ def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
 
 def _warn_unverified_forget(clf: Any, model: str) -> None:
     """Warn that ``forget`` cannot check the examples it is given when ``clf`` holds more than 2·D
-    examples (D its design's width), so that its rows are not kept: only the class counts are
-    checked, and an example forgotten under a label it was not learned with (or features it was
-    not learned from) silently changes the model away from a refit on the others."""
+    examples (D its design's width), so that its rows are not kept, and has no record of the
+    examples learned (:mod:`faast.classifier_record`; classifiers saved before it): only the class
+    counts are checked, and an example forgotten under a label it was not learned with (or
+    features it was not learned from) silently changes the model away from a refit on the others."""
     import warnings
 
     stats = clf.memory_.stats
-    if stats.kept_row_count >= stats.count:
-        return
+    if stats.kept_row_count >= stats.count or clf.__dict__.get("_record") is not None:
+        return  # the kept rows, or the record of examples learned, check each one
     warnings.warn(
         f"{model} holds {stats.count} examples, more than twice its design's width, so it no longer keeps "
-        "their rows: the examples to forget cannot be verified (their features and labels), only their "
-        "class counts; forgetting an example under a label it was not learned with changes the model "
-        "wrongly (refit on what should remain when unsure)",
+        "their rows, and it has no record of the examples learned (saved before 2026-12-06, or an "
+        "example was forgotten from features recomputed to other roundings): the examples to forget "
+        "cannot be verified (their features and labels), only their class counts; forgetting an "
+        "example under a label it was not learned with changes the model wrongly (refit on what "
+        "should remain when unsure)",
         UserWarning,
         stacklevel=2,
     )

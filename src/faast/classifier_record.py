@@ -1,0 +1,116 @@
+"""Which examples a :class:`~faast.classifier.FaastClassifier` has learned, for ``forget``.
+
+While at most 2·D examples are held the statistics keep every example's row, and ``forget``
+matches each example to forget with a kept one. Beyond, the rows are gone; only the class counts
+could be checked, so an example never learned (or learned under another label, or with another
+weight) was subtracted without a word, and the classifier equalled no refit. The record keeps a
+64-bit digest of every example learned — its features as the statistics took them (the bytes of
+the row, in the dtype the classifier was fitted on), its class and its weight — as a multiset,
+8 bytes per example, so that ``forget`` refuses such an example at any size. The digest is a
+linear hash of the row's 64-bit words with fixed odd multipliers, then mixed (splitmix64's
+finaliser): one vectorised pass, a few percent of a fit's time. It is exact, bit for bit: features
+recomputed to other roundings are not the examples learned (while the rows are kept, ``forget``
+accepts those within rounding; the record then drops such an example's digest it cannot find —
+:meth:`ExampleRecord.remove_found` — and the classifier keeps no record from there on).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: The seed of the digests' multipliers (fixed: saved records stay valid).
+_SEED = 0x5EED_FAA5
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _multipliers(count: int) -> np.ndarray:
+    """``count`` odd uint64 multipliers, the same for every call (a prefix of one sequence)."""
+    words = np.random.default_rng(_SEED).integers(0, 2**64, size=count, dtype=np.uint64, endpoint=False)
+    return words | np.uint64(1)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 values (n,)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * _MIX1
+    h = h ^ (h >> np.uint64(27))
+    h = h * _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | None) -> np.ndarray:
+    """The digest (n,) uint64 of each example: keys (n, d) of any dtype (their bytes), classes (n,)
+    integer class indices, weights (n,) or None (1)."""
+    n = keys.shape[0]
+    if n == 0:  # an empty shard
+        return np.zeros(0, dtype=np.uint64)
+    raw = keys.detach().to("cpu").contiguous().view(torch.uint8).reshape(n, -1).numpy()
+    pad = (-raw.shape[1]) % 8
+    if pad:
+        raw = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
+    words = np.ascontiguousarray(raw).view(np.uint64)  # (n, w)
+    w = words.shape[1]
+    mult = _multipliers(w + 3)
+    with np.errstate(over="ignore"):
+        h = words.dot(mult[:w]) if w else np.zeros(n, dtype=np.uint64)  # wraps mod 2⁶⁴, no temporary
+        label = classes.detach().to("cpu", torch.int64).numpy().astype(np.uint64) + np.uint64(1)
+        weight = np.ones(n) if weights is None else weights.detach().to("cpu", torch.float64).numpy()
+        h = h + mult[w] * label + mult[w + 1] * np.ascontiguousarray(weight).view(np.uint64)
+        h = h + mult[w + 2] * np.uint64(w)
+        return _mix(h)
+
+
+class ExampleRecord:
+    """A multiset of example digests (:func:`example_digests`), kept sorted."""
+
+    def __init__(self, digests: np.ndarray | None = None) -> None:
+        self._digests = np.sort(np.asarray([] if digests is None else digests, dtype=np.uint64))
+
+    def __len__(self) -> int:
+        return int(self._digests.size)
+
+    def add(self, digests: np.ndarray) -> None:
+        """Note examples learned."""
+        self._digests = np.sort(np.concatenate([self._digests, np.asarray(digests, dtype=np.uint64)]))
+
+    def missing(self, digests: np.ndarray) -> np.ndarray:
+        """Positions in ``digests`` (n,) of the examples the record does not hold: each held
+        digest covers as many of equal value as it was added."""
+        wanted = np.asarray(digests, dtype=np.uint64)
+        values, inverse = np.unique(wanted, return_inverse=True)
+        held = np.searchsorted(self._digests, values, side="right") - np.searchsorted(
+            self._digests, values, side="left"
+        )
+        rank = np.empty(wanted.size, dtype=np.int64)  # how many equal digests come before each
+        order = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[order], np.arange(values.size))
+        rank[order] = np.arange(wanted.size) - np.repeat(starts, np.bincount(inverse, minlength=values.size))
+        return np.flatnonzero(rank >= held[inverse])
+
+    def remove_found(self, digests: np.ndarray) -> bool:
+        """Drop the examples forgotten that the record holds; whether it held them all (False: the
+        record no longer says exactly what is learned)."""
+        wanted = np.asarray(digests, dtype=np.uint64)
+        absent = self.missing(wanted)
+        found = np.delete(wanted, absent)
+        if found.size:
+            values, counts = np.unique(found, return_counts=True)
+            left = np.searchsorted(self._digests, values, side="left")
+            drop = np.concatenate([np.arange(s, s + c) for s, c in zip(left, counts, strict=True)])
+            self._digests = np.delete(self._digests, drop)
+        return absent.size == 0
+
+    def to_tensor(self) -> torch.Tensor:
+        """The digests (n,) as int64 (their bits), for a safetensors file."""
+        return torch.from_numpy(self._digests.view(np.int64).copy())
+
+    @classmethod
+    def from_tensor(cls, tensor: torch.Tensor, where: str) -> ExampleRecord:
+        """A record from :meth:`to_tensor`; a ``ValueError`` naming ``where`` otherwise."""
+        if tensor.ndim != 1 or tensor.dtype != torch.int64:
+            raise ValueError(
+                f"{where}: malformed example record (expected int64 digests of shape (n,), got "
+                f"{tensor.dtype} {tuple(tensor.shape)})"
+            )
+        return cls(tensor.numpy().view(np.uint64))
