@@ -1973,7 +1973,7 @@ LOADERS = [
         "beyond the kept rows, examples never learned (shifted)",
         on_clf(lambda c: c.forget(_rows(3, 4, seed=3) + 5.0, np.arange(3))),  # 12 > 2·5: no rows
         ValueError,
-        r"never added",
+        r"were never learned \(or were already forgotten\)",
     ),
     Case(
         "GramStats.solve",

@@ -149,6 +149,10 @@ def test_digests_tell_features_labels_weights_and_dtypes_apart():
     assert np.array_equal(base, example_digests(keys.clone(), classes, torch.ones(5)))
     assert len(set(base.tolist())) == 5
     assert example_digests(keys[:0], classes[:0], None).shape == (0,)  # an empty shard
+    column = torch.arange(5.0, dtype=torch.float64).as_strided((5, 1), (1, 0))  # stride 0
+    assert np.array_equal(
+        example_digests(column, classes, None), example_digests(column.clone(), classes, None)
+    )
     for other in (
         example_digests(keys, (classes + 1) % 3, None),
         example_digests(keys, classes, torch.full((5,), 2.0)),

@@ -176,6 +176,9 @@ def test_forgetting_beyond_the_kept_rows_refuses_pairs_larger_than_what_was_lear
     X, y = rng.normal(size=(30, 5)), np.arange(30) % 3  # 30 > 2·(5 + 1): no rows kept
     clf = FaastClassifier().fit(X, y)
     before = clf.decision_function(X)
+    with pytest.raises(ValueError, match="never learned"):  # the record of examples learned
+        clf.forget(X[:10] + 5.0, y[:10])
+    clf._record = None  # a classifier saved before the record: the statistics' own check
     with pytest.raises(ValueError, match="never added .key column 0"):
         clf.forget(X[:10] + 5.0, y[:10])
     np.testing.assert_array_equal(clf.decision_function(X), before)

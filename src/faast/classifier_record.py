@@ -45,7 +45,10 @@ def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Te
     n = keys.shape[0]
     if n == 0:  # an empty shard
         return np.zeros(0, dtype=np.uint64)
-    raw = keys.detach().to("cpu").contiguous().view(torch.uint8).reshape(n, -1).numpy()
+    rows = keys.detach().to("cpu")
+    dense = torch.empty(rows.shape, dtype=rows.dtype)  # row-major strides, whatever the input's (an
+    dense.copy_(rows)  # expanded column has stride 0, which a byte view refuses)
+    raw = dense.view(torch.uint8).reshape(n, -1).numpy()
     pad = (-raw.shape[1]) % 8
     if pad:
         raw = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
