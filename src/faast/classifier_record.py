@@ -46,9 +46,10 @@ def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Te
     if n == 0:  # an empty shard
         return np.zeros(0, dtype=np.uint64)
     rows = keys.detach().to("cpu")
-    dense = torch.empty(rows.shape, dtype=rows.dtype)  # row-major strides, whatever the input's (an
-    dense.copy_(rows)  # expanded column has stride 0, which a byte view refuses)
-    raw = dense.view(torch.uint8).reshape(n, -1).numpy()
+    if rows.stride() != (rows.shape[1], 1):  # e.g. an expanded column (stride 0): a byte view
+        dense = torch.empty(rows.shape, dtype=rows.dtype)  # needs row-major strides
+        rows = dense.copy_(rows)
+    raw = rows.view(torch.uint8).reshape(n, -1).numpy()
     pad = (-raw.shape[1]) % 8
     if pad:
         raw = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
