@@ -291,3 +291,14 @@ def test_forget_warns_when_the_examples_cannot_be_verified(tmp_path, capsys):
         _run("forget", "--help")
     text = " ".join(capsys.readouterr().out.split())
     assert "bit for bit against its record of examples learned" in text and "only the class counts" in text
+
+
+def test_a_features_csv_without_a_label_column_names_the_column_that_looks_like_labels(tmp_path, capsys):
+    """A CSV whose labels are numbers in a column named ``y`` (not the default ``label``) had every
+    column read as a feature and the fit refused for want of labels, without naming ``y``."""
+    rows = "".join(f"{i * 0.5!r},{(i * 7) % 5 * 1.0!r},{i % 2}\n" for i in range(12))
+    data = tmp_path / "y.csv"
+    data.write_text("f0,f1,y\n" + rows, encoding="utf-8")
+    assert _run("fit", data, "--model", tmp_path / "m") == 1
+    assert "its column 'y' looks like the labels: --label-column y" in capsys.readouterr().err
+    assert _run("fit", data, "--model", tmp_path / "m", "--label-column", "y") == 0

@@ -320,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--baselines compares on cross-validation folds: add --cv")
         _check_torchrun_options(args, dist)  # before any data is read or encoded
         feats, labels, _, _, source = read_data(args, None, dist)
-        labels = two_classes(need_labels(labels, args), args)  # read_data checked them before encoding
+        # read_data checked them before encoding (a features CSV's columns name a label-like one)
+        labels = two_classes(need_labels(labels, args, source.get("columns")), args)
         start = time.perf_counter()
         shard = dist.active  # each process fits its block; statistics (and kept rows) are summed
         clf = FaastClassifier(
@@ -360,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out, inputs=_inputs(args))
     feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
-        labels = need_labels(labels, args)
+        labels = need_labels(labels, args, here.get("columns"))
         labels = as_classes(labels, clf.classes_)
         feats = in_fitted_dtype(clf, feats)
         if args.action == "partial-fit":

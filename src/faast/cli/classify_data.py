@@ -356,14 +356,21 @@ def two_classes(labels: np.ndarray, args: argparse.Namespace) -> np.ndarray:
     return labels
 
 
-def need_labels(labels: np.ndarray | None, args: argparse.Namespace) -> np.ndarray:
-    """``labels``, or a clear error saying where DATA's labels should have been, or naming the first
-    empty one."""
+def need_labels(
+    labels: np.ndarray | None, args: argparse.Namespace, columns: list[str] | None = None
+) -> np.ndarray:
+    """``labels``, or a clear error saying where DATA's labels should have been (``columns``: a
+    features CSV's feature columns, one named like labels — ``y``, ``class``, ``target`` — named in
+    it), or naming the first empty one."""
     if labels is None:
+        from faast.data.features_file import LABEL_COLUMN_NAMES
+
+        named = [c for c in columns or [] if c.strip().casefold() in LABEL_COLUMN_NAMES]
+        hint = f"; its column {named[0]!r} looks like the labels: --label-column {named[0]}" if named else ""
         raise ValueError(
             f"{args.data}: no labels (an image folder needs one sub-folder per class; a text file a label "
             f"after a tab or in its output column on every line; a features file a "
-            f"'{args.label_column or 'label'}' column, a 'labels' array or --labels)"
+            f"'{args.label_column or 'label'}' column, a 'labels' array or --labels){hint}"
         )
     if labels.dtype.kind in "UO":  # an empty label would be learned as a class of its own
         empty = [i for i, label in enumerate(labels.tolist()) if isinstance(label, str) and not label.strip()]

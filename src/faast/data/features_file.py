@@ -304,7 +304,7 @@ def _read_csv(
 _MISSING = frozenset({"na", "n/a", "#n/a", "nan", "null", "none", "nil", "missing", "?", "-", "--", "."})
 
 #: Column names that say the column holds the labels (compared without case).
-_LABEL_NAMES = frozenset(
+LABEL_COLUMN_NAMES = frozenset(
     {"class", "classes", "label", "labels", "target", "targets", "y", "category", "tag", "outcome", "species"}
 )
 
@@ -337,7 +337,7 @@ def _not_a_number(
     words = [c.strip() for c in cells if not _is_number(c) and c.strip()]
     if len(words) <= len(cells) // 2:  # a column of numbers with a stray word
         return plain
-    if name.casefold() in _LABEL_NAMES or len(set(words)) <= len(words) // 2:  # named so, or repeating
+    if name.casefold() in LABEL_COLUMN_NAMES or len(set(words)) <= len(words) // 2:  # named so, or repeating
         category = (
             "; if it is a category, encode it as numbers (one 0/1 column per category)" if has_labels else ""
         )
