@@ -488,7 +488,7 @@ def test_a_csv_of_other_column_names_learns_what_the_jsonl_learns(model_dir, tmp
     )
     got = read_examples(preds, outputs=False, output_column="prediction")
     assert [e.input for e in got] == [r["input"] for r in rows]
-    assert {e.output for e in got} <= {"w5", "w6"} and set(got[0].extra) == {"reference"}
+    assert {e.output for e in got} <= {"w5", "w6"} and set(got[0].extra) == {"reference", "source"}
 
 
 def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsys):  # noqa: F811

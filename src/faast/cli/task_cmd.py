@@ -214,7 +214,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _use_args(ev, inputs=False)
     ev.add_argument("--examples", required=True, help="TSV/CSV/JSONL with the reference outputs")
-    ev.add_argument("--predictions", default=None, help="also write the predictions here (.tsv/.csv/.jsonl)")
+    ev.add_argument(
+        "--predictions",
+        default=None,
+        help="also write the predictions here (.tsv/.csv/.jsonl): input, prediction, reference, then the "
+        "examples' other columns (e.g. an id)",
+    )
     ev.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ev)
     ev.add_argument("--json", default=None, help="write the scores here as JSON")
@@ -1117,7 +1122,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         rows = [
             {"input": x, "prediction": p, "reference": r} for x, p, r in zip(inputs, preds, refs, strict=True)
         ]
-        _write_predictions(args.predictions, rows, ["input", "prediction", "reference"])
+        columns = ["input", "prediction", "reference"]  # then the examples' other columns (an id)
+        _write_predictions(args.predictions, rows, columns, examples, args.examples)
     if not dist.is_main:
         return 0
     from faast.lm.examples import finite_json
