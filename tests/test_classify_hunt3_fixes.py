@@ -302,3 +302,18 @@ def test_a_features_csv_without_a_label_column_names_the_column_that_looks_like_
     assert _run("fit", data, "--model", tmp_path / "m") == 1
     assert "its column 'y' looks like the labels: --label-column y" in capsys.readouterr().err
     assert _run("fit", data, "--model", tmp_path / "m", "--label-column", "y") == 0
+
+
+def test_a_pandas_series_of_weights_fits_without_torch_warning_of_a_read_only_array():
+    import warnings
+
+    import pandas as pd
+
+    from faast.classifier import FaastClassifier
+
+    rng = np.random.default_rng(0)
+    X, y, w = rng.normal(size=(20, 3)), np.arange(20) % 2, rng.uniform(0.5, 2.0, size=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        series = FaastClassifier().fit(X, y, sample_weight=pd.Series(w))
+    np.testing.assert_array_equal(series.coef_, FaastClassifier().fit(X, y, sample_weight=w).coef_)

@@ -664,8 +664,8 @@ class FaastClassifier(
                 checked = shard_without_weight(given, keys.shape[0])
             else:
                 checked = _check_sample_weight(given, np.empty((keys.shape[0], 0)))
-            weights = torch.as_tensor(
-                checked,
+            weights = torch.as_tensor(  # a copy: a pandas Series' array may be read-only
+                np.array(checked, dtype=np.float64),
                 dtype=torch.float64,
                 device=keys.device,
             )
