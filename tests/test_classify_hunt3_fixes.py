@@ -317,3 +317,20 @@ def test_a_pandas_series_of_weights_fits_without_torch_warning_of_a_read_only_ar
         warnings.simplefilter("error")
         series = FaastClassifier().fit(X, y, sample_weight=pd.Series(w))
     np.testing.assert_array_equal(series.coef_, FaastClassifier().fit(X, y, sample_weight=w).coef_)
+
+
+def test_pil_warnings_while_decoding_name_the_image(tmp_path, monkeypatch):
+    """PIL's decompression-bomb warning (an image of more pixels than Image.MAX_IMAGE_PIXELS, up to
+    twice that) named no file; a folder of thousands could not tell which image it meant."""
+    from PIL import Image
+
+    from faast.data.image_folder import load_image_folder
+
+    folder = tmp_path / "imgs"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (4, 4), (10, 20, 30)).save(folder / name / "small.png")
+    Image.new("RGB", (12, 12), (200, 20, 30)).save(folder / "a" / "big.png")  # 144 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.warns(Image.DecompressionBombWarning, match=r"big\.png: Image size \(144 pixels\)"):
+        load_image_folder(folder, 4)

@@ -3,6 +3,7 @@ flat folder of unlabelled images, decoded with Pillow and resized to one square 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import unicodedata
@@ -15,6 +16,8 @@ import numpy as np
 from faast.data.dataset import ImageDataset
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from PIL.Image import Image as PILImage
 
 #: File extensions read as images (case-insensitive), as torchvision's ImageFolder.
@@ -226,7 +229,7 @@ def load_image_folder(
     unreadable: list[str] = []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as im:
+            with _naming_warnings(path), Image.open(path) as im:
                 images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
         except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:  # corrupt, truncated, too large
             if isinstance(exc, ValueError) and str(exc).startswith("cannot read image"):
@@ -249,6 +252,17 @@ def load_image_folder(
     index = np.asarray([len(names) - 1 if label == NO_CLASS else label for label in labels], dtype=np.int64)
     dataset = ImageDataset(name, split, images, index, names)
     return dataset, [p.relative_to(root).as_posix() for p in paths], classes is not None
+
+
+@contextlib.contextmanager
+def _naming_warnings(path: Path) -> Iterator[None]:
+    """Give the warnings PIL raises while an image is decoded (a decompression-bomb size, a
+    palette's transparency) again with the image's path: PIL's own do not name the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=4)
 
 
 def _unreadable_message(problems: list[str]) -> str:
