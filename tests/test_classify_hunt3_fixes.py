@@ -320,6 +320,8 @@ def test_a_pandas_series_of_weights_fits_without_torch_warning_of_a_read_only_ar
 
 
 def test_pil_warnings_while_decoding_name_the_image(tmp_path, monkeypatch):
+    import warnings
+
     """PIL's decompression-bomb warning (an image of more pixels than Image.MAX_IMAGE_PIXELS, up to
     twice that) named no file; a folder of thousands could not tell which image it meant."""
     from PIL import Image
@@ -334,3 +336,9 @@ def test_pil_warnings_while_decoding_name_the_image(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with pytest.warns(Image.DecompressionBombWarning, match=r"big\.png: Image size \(144 pixels\)"):
         load_image_folder(folder, 4)
+    Image.new("RGB", (12, 12), (0, 20, 30)).save(folder / "b" / "big2.png")
+    with warnings.catch_warnings(record=True) as caught:  # one warning per kind, the others counted
+        warnings.simplefilter("always")
+        load_image_folder(folder, 4)
+    bombs = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert len(bombs) == 1 and "(and 1 more images)" in str(bombs[0].message)

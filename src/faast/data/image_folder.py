@@ -227,9 +227,10 @@ def load_image_folder(
     paths, classes, labels = list_image_folder(root) if listing is None else listing
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     unreadable: list[str] = []
+    seen: dict[tuple[type[Warning], str], list[Path]] = {}
     for i, path in enumerate(paths):
         try:
-            with _naming_warnings(path), Image.open(path) as im:
+            with _naming_warnings(path, seen), Image.open(path) as im:
                 images[i] = np.asarray(_to_rgb(im, path).resize((size, size), Image.BILINEAR))
         except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:  # corrupt, truncated, too large
             if isinstance(exc, ValueError) and str(exc).startswith("cannot read image"):
@@ -239,6 +240,7 @@ def load_image_folder(
                 "" if isinstance(exc, (OSError, Image.DecompressionBombError)) else f"{type(exc).__name__}: "
             )
             unreadable.append(f"cannot read image {path}: {kind}{exc}")  # the type if unclear
+    _warn_naming_images(seen)
     if unreadable:
         raise ValueError(_unreadable_message(unreadable)) from None
     base = Path(root).resolve()
@@ -255,14 +257,22 @@ def load_image_folder(
 
 
 @contextlib.contextmanager
-def _naming_warnings(path: Path) -> Iterator[None]:
-    """Give the warnings PIL raises while an image is decoded (a decompression-bomb size, a
-    palette's transparency) again with the image's path: PIL's own do not name the file."""
+def _naming_warnings(path: Path, seen: dict[tuple[type[Warning], str], list[Path]]) -> Iterator[None]:
+    """Note the warnings PIL raises while an image is decoded (a decompression-bomb size, a
+    palette's transparency) in ``seen`` — by kind and message, the images that raised each — for
+    :func:`_warn_naming_images`: PIL's own do not name the file."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for w in caught:
-        warnings.warn(f"{path}: {w.message}", w.category, stacklevel=4)
+        seen.setdefault((w.category, str(w.message)), []).append(path)
+
+
+def _warn_naming_images(seen: dict[tuple[type[Warning], str], list[Path]]) -> None:
+    """One warning for each kind PIL raised, naming the first image and counting the others."""
+    for (category, message), paths in seen.items():
+        more = f" (and {len(paths) - 1} more images)" if len(paths) > 1 else ""
+        warnings.warn(f"{paths[0]}{more}: {message}", category, stacklevel=3)
 
 
 def _unreadable_message(problems: list[str]) -> str:
