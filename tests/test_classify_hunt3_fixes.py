@@ -320,10 +320,10 @@ def test_a_pandas_series_of_weights_fits_without_torch_warning_of_a_read_only_ar
 
 
 def test_pil_warnings_while_decoding_name_the_image(tmp_path, monkeypatch):
-    import warnings
-
     """PIL's decompression-bomb warning (an image of more pixels than Image.MAX_IMAGE_PIXELS, up to
     twice that) named no file; a folder of thousands could not tell which image it meant."""
+    import warnings
+
     from PIL import Image
 
     from faast.data.image_folder import load_image_folder
