@@ -58,8 +58,8 @@ def test_the_solver_memory_and_classifier_example_runs(tmp_path, monkeypatch):
         "features": features,
         "labels": labels,
         "test_features": centres[np.arange(9) % 3] + rng.standard_normal((9, 16)),
-        "wrong_features": features[:4],
-        "wrong_labels": labels[:4],
+        "bad_features": features[:4],
+        "their_labels": labels[:4],
         "text_emb": rng.standard_normal((3, 16)),
         "stream": [(features[:30], labels[:30]), (features[30:], labels[30:])],
     }
