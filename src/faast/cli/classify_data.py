@@ -189,6 +189,7 @@ def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
     import csv
     import io
 
+    from faast.data.features_file import is_number
     from faast.text_files import csv_delimiter, read_user_text
 
     if args.text_column is not None:
@@ -210,9 +211,9 @@ def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
     numbers = [
         name
         for i, name in enumerate(names)
-        if name.casefold() not in read and rows and all(_is_number(row[i]) for row in rows)
+        if name.casefold() not in read and rows and all(is_number(row[i]) for row in rows)
     ]
-    if inputs and all(_is_number(cell) for cell in inputs):
+    if inputs and all(is_number(cell) for cell in inputs):
         raise ValueError(
             f"{path}: a CSV with an 'input' column is read as a text file (its 'input' column encoded as "
             f"texts by the sentence encoder), but its 'input' column holds only numbers: it looks like a "
@@ -228,15 +229,6 @@ def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
             UserWarning,
             stacklevel=3,
         )
-    return True
-
-
-def _is_number(text: str) -> bool:
-    """Whether ``text`` reads as a number (spaces around it aside)."""
-    try:
-        float(text)
-    except ValueError:
-        return False
     return True
 
 

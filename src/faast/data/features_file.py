@@ -281,7 +281,7 @@ def _read_csv(
         try:
             feats[r] = [float(row[i]) for i in columns]
         except ValueError:
-            bad = next(i for i in columns if not _is_number(row[i]))
+            bad = next(i for i in columns if not is_number(row[i]))
             cells = [cells[bad] for cells in body if len(cells) == len(header)]
             why = _not_a_number(row[bad], header[bad], cells, r, label_column in header, id_column)
             raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
@@ -322,9 +322,9 @@ def _not_a_number(
         return " is empty (missing values are not supported: fill or drop them)"
     if text.casefold() in _MISSING:
         return f"{plain}: it marks a missing value, and missing values are not supported: fill or drop them"
-    if "," in text and _is_number(text.replace(",", "")) and "." in text:
+    if "," in text and is_number(text.replace(",", "")) and "." in text:
         return f"{plain}: write numbers without thousands separators (1234.5, not 1,234.5)"
-    if text.count(",") == 1 and _is_number(text.replace(",", ".")):
+    if text.count(",") == 1 and is_number(text.replace(",", ".")):
         thousands = " or a thousands separator" if len(text.partition(",")[2]) == 3 else ""
         return (
             f"{plain}: it has a decimal comma{thousands}, and numbers need a decimal point and no separator "
@@ -332,9 +332,9 @@ def _not_a_number(
             "file with '.' as the decimal separator (pandas: read_csv(..., sep=';', decimal=',') then "
             "to_csv)"
         )
-    if _is_number(text.strip("%$€£¥ ")) and text != text.strip("%$€£¥ "):
+    if is_number(text.strip("%$€£¥ ")) and text != text.strip("%$€£¥ "):
         return f"{plain}: write plain numbers, without percent or currency signs (1.3, not 1.3%)"
-    words = [c.strip() for c in cells if not _is_number(c) and c.strip()]
+    words = [c.strip() for c in cells if not is_number(c) and c.strip()]
     if len(words) <= len(cells) // 2:  # a column of numbers with a stray word
         return plain
     if name.casefold() in LABEL_COLUMN_NAMES or len(set(words)) <= len(words) // 2:  # named so, or repeating
@@ -356,7 +356,7 @@ def _check_not_numbers(path: Path, header: list[str], label_column: str, id_colu
     writes none), and its first example would be read as the columns' names, and lost. A line naming
     the label or id column is a header, and so are whole numbers counting up by one from any start
     (``0,1,2``: the names pandas gives a DataFrame's unnamed columns; ``400,401``: wavelengths)."""
-    if not all(_is_number(name) for name in header) or label_column in header or id_column in header:
+    if not all(is_number(name) for name in header) or label_column in header or id_column in header:
         return
     if len(header) > 1 and all(name.isascii() and name.isdigit() for name in header):
         first = int(header[0])
@@ -391,7 +391,8 @@ def _check_named(path: Path, header: list[str], id_column: str | None) -> None:
     )
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (spaces around it aside)."""
     try:
         float(text)
     except ValueError:
