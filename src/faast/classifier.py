@@ -575,16 +575,17 @@ class FaastClassifier(
                 f"cannot forget {removed[c]} examples of class {self.classes_[c].item()!r}: only "
                 f"{self.class_count_[c]} were learned"
             )
-        digests = example_digests(keys, _class_index(onehot), weights)
-        self._check_learned(digests)
+        record = self.__dict__.get("_record")
+        digests = None if record is None else example_digests(keys, _class_index(onehot), weights)
+        if digests is not None:
+            self._check_learned(record, digests)
         if removed.sum() == self.class_count_.sum():
             # a pair never learned is the error to name first (checked while the rows are kept)
             self.memory_.check_forget(self._design(keys), onehot, weights)
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
         self.memory_.forget(self._design(keys), onehot, weights)  # one call: refused whole
         self.class_count_ = self.class_count_ - removed
-        record = self.__dict__.get("_record")
-        if record is not None and not record.remove_found(digests):
+        if digests is not None and not record.remove_found(digests):
             self._record = None  # matched within rounding while the rows were kept: not bit for bit
         return self._compile(self._cut())
 
@@ -603,12 +604,11 @@ class FaastClassifier(
         elif self.__dict__.get("_record") is not None:
             self._record.add(digests)
 
-    def _check_learned(self, digests: np.ndarray) -> None:
-        """Refuse examples to forget that the record does not hold, once the statistics no longer
+    def _check_learned(self, record: ExampleRecord, digests: np.ndarray) -> None:
+        """Refuse examples to forget that ``record`` does not hold, once the statistics no longer
         keep the rows (while they do, each is matched with a kept row, within rounding)."""
-        record = self.__dict__.get("_record")
         stats = self.memory_.stats
-        if record is None or stats.kept_row_count >= stats.count:
+        if stats.kept_row_count >= stats.count:
             return
         missing = record.missing(digests)
         if missing.size:
