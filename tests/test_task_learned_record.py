@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -105,19 +107,35 @@ def test_fit_records_every_example_it_learns_once():
     examples = rule_examples(16)
     task.fit(examples, progress=False, folds=2)  # folds learn and reset: the record follows
     assert sorted(task.learned.to_json()) == sorted(
-        example_digest(task.codec.encode(e.input, e.output).ids) for e in examples
+        f"{example_digest(task.codec.encode(e.input, e.output).ids):016x}" for e in examples
     )
 
 
 def test_the_record_is_a_multiset_and_refuses_malformed_data():
-    record = LearnedRecord(["a" * 16, "a" * 16, "b" * 16])
-    assert record.missing(["a" * 16, "a" * 16, "a" * 16, "c" * 16]) == [2, 3]
-    record.remove(["a" * 16])
+    a, b, c = 0xAAAA_AAAA_AAAA_AAAA, 0xBBBB_BBBB_BBBB_BBBB, 0xCCCC_CCCC_CCCC_CCCC
+    record = LearnedRecord.from_json(["a" * 16, "a" * 16, "b" * 16], "test")
+    assert record.missing([a, a, a, c]).tolist() == [2, 3]
+    assert record.remove_found([a])
     assert record.to_json() == ["a" * 16, "b" * 16]
+    grown = record.copy()
+    grown.add([c, a])
+    assert type(grown) is LearnedRecord and grown.minus(record).tolist() == [a, c]
+    assert record.to_json() == ["a" * 16, "b" * 16]  # the copy is independent
     for bad in ({"a": 1}, ["xyz"], [1234]):
         with pytest.raises(ValueError, match="malformed 'learned_examples'"):
             LearnedRecord.from_json(bad, "f.safetensors: task 't'")
     assert example_digest([1, 2, 3]) != example_digest([1, 2, 4])
+
+
+def test_the_digest_is_the_one_saved_records_hold():
+    """Records saved before the shared multiset hold SHA-256's first 16 hex digits of the ids as
+    little-endian signed 64-bit words: the digest must stay that number."""
+    ids = [0, 1, 49151, 2**40, -1]
+    data = b"".join(i.to_bytes(8, "little", signed=True) for i in ids)
+    saved = hashlib.sha256(data).hexdigest()[:16]
+    record = LearnedRecord.from_json([saved], "test")
+    assert record.missing([example_digest(ids)]).size == 0
+    assert LearnedRecord([example_digest(ids)]).to_json() == [saved]
 
 
 def test_the_command_line_refuses_an_example_never_learned_and_keeps_the_record(model_dir, tmp_path, capsys):  # noqa: F811

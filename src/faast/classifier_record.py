@@ -11,13 +11,17 @@ linear hash of the row's 64-bit words with fixed odd multipliers, then mixed (sp
 finaliser): one vectorised pass, a few percent of a fit's time. It is exact, bit for bit: features
 recomputed to other roundings are not the examples learned (while the rows are kept, ``forget``
 accepts those within rounding; the record then drops such an example's digest it cannot find —
-:meth:`ExampleRecord.remove_found` — and the classifier keeps no record from there on).
+:meth:`~faast.digest_multiset.DigestMultiset.remove_found` — and the classifier keeps no record
+from there on). The multiset itself is :class:`faast.digest_multiset.DigestMultiset`, shared with
+the language-model tasks' record.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from faast.digest_multiset import DigestMultiset
 
 #: The seed of the digests' multipliers (fixed: saved records stay valid).
 _SEED = 0x5EED_FAA5
@@ -65,45 +69,8 @@ def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Te
         return _mix(h)
 
 
-class ExampleRecord:
-    """A multiset of example digests (:func:`example_digests`), kept sorted."""
-
-    def __init__(self, digests: np.ndarray | None = None) -> None:
-        self._digests = np.sort(np.asarray([] if digests is None else digests, dtype=np.uint64))
-
-    def __len__(self) -> int:
-        return int(self._digests.size)
-
-    def add(self, digests: np.ndarray) -> None:
-        """Note examples learned."""
-        self._digests = np.sort(np.concatenate([self._digests, np.asarray(digests, dtype=np.uint64)]))
-
-    def missing(self, digests: np.ndarray) -> np.ndarray:
-        """Positions in ``digests`` (n,) of the examples the record does not hold: each held
-        digest covers as many of equal value as it was added."""
-        wanted = np.asarray(digests, dtype=np.uint64)
-        values, inverse = np.unique(wanted, return_inverse=True)
-        held = np.searchsorted(self._digests, values, side="right") - np.searchsorted(
-            self._digests, values, side="left"
-        )
-        rank = np.empty(wanted.size, dtype=np.int64)  # how many equal digests come before each
-        order = np.argsort(inverse, kind="stable")
-        starts = np.searchsorted(inverse[order], np.arange(values.size))
-        rank[order] = np.arange(wanted.size) - np.repeat(starts, np.bincount(inverse, minlength=values.size))
-        return np.flatnonzero(rank >= held[inverse])
-
-    def remove_found(self, digests: np.ndarray) -> bool:
-        """Drop the examples forgotten that the record holds; whether it held them all (False: the
-        record no longer says exactly what is learned)."""
-        wanted = np.asarray(digests, dtype=np.uint64)
-        absent = self.missing(wanted)
-        found = np.delete(wanted, absent)
-        if found.size:
-            values, counts = np.unique(found, return_counts=True)
-            left = np.searchsorted(self._digests, values, side="left")
-            drop = np.concatenate([np.arange(s, s + c) for s, c in zip(left, counts, strict=True)])
-            self._digests = np.delete(self._digests, drop)
-        return absent.size == 0
+class ExampleRecord(DigestMultiset):
+    """A multiset of example digests (:func:`example_digests`), saved as an int64 tensor."""
 
     def to_tensor(self) -> torch.Tensor:
         """The digests (n,) as int64 (their bits), for a safetensors file."""

@@ -306,7 +306,7 @@ class Dist:
         for r in readouts:
             r.stats.reset()
         record = getattr(model, "learned", None)  # a TaskModel's record of examples learned
-        recorded = None if record is None else record.to_json()
+        recorded = None if record is None else record.copy()
         try:
             yield model
             for r, b, extra in zip(readouts, before, extras, strict=True):
@@ -318,19 +318,18 @@ class Dist:
                 r.stats.restore(b)
                 if extra:
                     r.load_extra_state(extra, "the learned-token state before the block")
-            if record is not None:
-                model.learned = type(record)(recorded)
+            if recorded is not None:
+                model.learned = recorded
             raise
 
-    def _unite_learned(self, model: Any, before: list[str]) -> None:
+    def _unite_learned(self, model: Any, before: Any) -> None:
         """After a :meth:`reduce_learning` block: a TaskModel's record of learned examples
         (:mod:`faast.lm.task_record`) holds, on every process, what it held ``before`` (the same
         everywhere) and the examples every process learned in the block."""
-        from collections import Counter
-
-        added = list((Counter(model.learned.to_json()) - Counter(before)).elements())
-        every = self.all_gather_json(added)
-        model.learned = type(model.learned)([*before, *(d for part in every for d in part)])
+        added = [int(d) for d in model.learned.minus(before)]  # JSON holds 64-bit ints exactly
+        united = before.copy()
+        united.add(d for part in self.all_gather_json(added) for d in part)
+        model.learned = united
 
     def _reduce_readout(self, readout: Any, before: GramStats, extra: dict[str, torch.Tensor]) -> None:
         """Sum what ``readout`` learned in a :meth:`reduce_learning` block over every process and

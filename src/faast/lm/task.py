@@ -343,13 +343,13 @@ class TaskModel(TaskScoringMixin):
             for i in _batch_bar(starts, "forget examples", progress):
                 pairs += self.model.forget_captured(self._captured(encoded[i : i + batch_size]))
         if self.learned is not None:
-            self.learned.remove(digests)
+            self.learned.remove_found(digests)
         return pairs
 
-    def _check_learned(self, examples: list[Example], digests: list[str]) -> None:
+    def _check_learned(self, examples: list[Example], digests: list[int]) -> None:
         """Refuse examples the record does not hold, naming them (1-based positions) and saying
         which are the task's in-context demonstrations."""
-        missing = self.learned.missing(digests) if self.learned is not None else []
+        missing = [] if self.learned is None else self.learned.missing(digests).tolist()
         if not missing:
             return
         demos = set(self.spec.demonstrations)  # (input, output) pairs

@@ -16,55 +16,31 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+
+from faast.digest_multiset import DigestMultiset
 
 #: The key of the record in a saved task's info.
 INFO_KEY = "learned_examples"
 _DIGEST = re.compile(r"[0-9a-f]{16}")
 
 
-def example_digest(ids: Sequence[int]) -> str:
-    """The digest (16 hex digits) of one encoded example's token ids (prompt + answer)."""
+def example_digest(ids: Sequence[int]) -> int:
+    """The digest (64 bits: the first 8 bytes of SHA-256, big-endian) of one encoded example's
+    token ids (prompt + answer); saved as 16 hex digits."""
     data = b"".join(int(i).to_bytes(8, "little", signed=True) for i in ids)
-    return hashlib.sha256(data).hexdigest()[:16]
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
 
 
-class LearnedRecord:
-    """A multiset of example digests (:func:`example_digest`)."""
-
-    def __init__(self, digests: Iterable[str] = ()) -> None:
-        self._count: Counter[str] = Counter(digests)
-
-    def __len__(self) -> int:
-        """How many examples (with repeats) the record holds."""
-        return sum(self._count.values())
-
-    def add(self, digests: Iterable[str]) -> None:
-        """Note examples learned."""
-        self._count.update(digests)
-
-    def missing(self, digests: Sequence[str]) -> list[int]:
-        """Positions in ``digests`` of the examples the record does not hold (an example to forget
-        twice must have been learned twice)."""
-        left = Counter(self._count)
-        out = []
-        for i, digest in enumerate(digests):
-            if left[digest] > 0:
-                left[digest] -= 1
-            else:
-                out.append(i)
-        return out
-
-    def remove(self, digests: Iterable[str]) -> None:
-        """Drop examples forgotten (each must be held: :meth:`missing` first)."""
-        self._count.subtract(digests)
-        self._count = +self._count  # drop the zero counts
+class LearnedRecord(DigestMultiset):
+    """A multiset of example digests (:func:`example_digest`), saved as JSON hex strings."""
 
     def to_json(self) -> list[str]:
-        """The digests, sorted, each as often as held."""
-        return sorted(self._count.elements())
+        """The digests as 16 hex digits, sorted, each as often as held."""
+        return [f"{int(d):016x}" for d in self._digests]
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> LearnedRecord:
@@ -74,4 +50,4 @@ class LearnedRecord:
             raise ValueError(
                 f"{where}: malformed {INFO_KEY!r} (expected a list of 16-hex-digit example digests)"
             )
-        return cls(data)
+        return cls(np.array([int(d, 16) for d in data], dtype=np.uint64))

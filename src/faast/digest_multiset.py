@@ -1,0 +1,82 @@
+"""A multiset of 64-bit digests: the record of examples learned that ``forget`` checks.
+
+Both the classifier (:mod:`faast.classifier_record`: one digest per example's features, class and
+weight) and the language-model tasks (:mod:`faast.lm.task_record`: one per example's tokens) keep
+one, so that ``forget`` can refuse an example never learned once the statistics no longer keep
+the rows. Digests are held sorted (uint64, 8 bytes each); an example learned twice is held twice
+and must be forgotten twice. Each user writes the record in its own file format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def as_digests(digests: np.ndarray | Iterable[int]) -> np.ndarray:
+    """Digests (n,) as uint64, from an array or an iterable of Python ints in [0, 2⁶⁴)."""
+    if isinstance(digests, np.ndarray):
+        return digests.astype(np.uint64, copy=False).reshape(-1)
+    return np.fromiter((int(d) for d in digests), dtype=np.uint64)
+
+
+class DigestMultiset:
+    """A multiset of uint64 digests, kept sorted."""
+
+    def __init__(self, digests: np.ndarray | Iterable[int] = ()) -> None:
+        self._digests = np.sort(as_digests(digests))
+
+    def __len__(self) -> int:
+        """How many digests (with repeats) are held."""
+        return int(self._digests.size)
+
+    @property
+    def digests(self) -> np.ndarray:
+        """The digests held (n,) uint64, sorted, each as often as held (a copy)."""
+        return self._digests.copy()
+
+    def copy(self) -> DigestMultiset:
+        """An independent copy (of the same class)."""
+        out = type(self).__new__(type(self))
+        out._digests = self._digests.copy()
+        return out
+
+    def add(self, digests: np.ndarray | Iterable[int]) -> None:
+        """Note examples learned."""
+        self._digests = np.sort(np.concatenate([self._digests, as_digests(digests)]))
+
+    def missing(self, digests: np.ndarray | Iterable[int]) -> np.ndarray:
+        """Positions (int64) in ``digests`` (n,) of those the multiset does not hold: each held
+        digest covers as many of equal value as it was added (one to forget twice must have been
+        learned twice)."""
+        wanted = as_digests(digests)
+        values, inverse = np.unique(wanted, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        held = np.searchsorted(self._digests, values, side="right") - np.searchsorted(
+            self._digests, values, side="left"
+        )
+        rank = np.empty(wanted.size, dtype=np.int64)  # how many equal digests come before each
+        order = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[order], np.arange(values.size))
+        rank[order] = np.arange(wanted.size) - np.repeat(starts, np.bincount(inverse, minlength=values.size))
+        return np.flatnonzero(rank >= held[inverse])
+
+    def remove_found(self, digests: np.ndarray | Iterable[int]) -> bool:
+        """Drop the digests held among ``digests``; whether every one was held (False: the
+        multiset no longer says exactly what is learned)."""
+        wanted = as_digests(digests)
+        absent = self.missing(wanted)
+        found = np.delete(wanted, absent)
+        if found.size:
+            values, counts = np.unique(found, return_counts=True)
+            left = np.searchsorted(self._digests, values, side="left")
+            drop = np.concatenate([np.arange(s, s + c) for s, c in zip(left, counts, strict=True)])
+            self._digests = np.delete(self._digests, drop)
+        return absent.size == 0
+
+    def minus(self, other: DigestMultiset) -> np.ndarray:
+        """The digests (sorted uint64) held here beyond those ``other`` holds (multiset difference)."""
+        rest = self.copy()
+        rest.remove_found(other._digests)
+        return rest._digests
