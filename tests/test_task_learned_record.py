@@ -112,7 +112,7 @@ def test_fit_records_every_example_it_learns_once():
 
 
 def test_the_record_is_a_multiset_and_refuses_malformed_data():
-    a, b, c = 0xAAAA_AAAA_AAAA_AAAA, 0xBBBB_BBBB_BBBB_BBBB, 0xCCCC_CCCC_CCCC_CCCC
+    a, c = 0xAAAA_AAAA_AAAA_AAAA, 0xCCCC_CCCC_CCCC_CCCC
     record = LearnedRecord.from_json(["a" * 16, "a" * 16, "b" * 16], "test")
     assert record.missing([a, a, a, c]).tolist() == [2, 3]
     assert record.remove_found([a])
