@@ -379,9 +379,21 @@ class TaskModel(TaskScoringMixin):
         if learning and self.spec.labels is None:
             check_outputs_end(examples, self.spec.template)
         encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
-        for e, enc in zip(examples, encoded, strict=True):
-            self.codec.check_fits(enc.ids, f"the example {e.input[:40]!r}")
+        for i, (e, enc) in enumerate(zip(examples, encoded, strict=True)):
+            self.codec.check_fits(enc.ids, f"example {i + 1} ({e.input[:40]!r} → {e.output[:20]!r})")
         return encoded
+
+    def _check_lengths(self, examples: Sequence[Example], labels: Sequence[str] | None) -> None:
+        """Refuse, before any forward pass, an example longer than the context: as learned (prompt
+        + answer) and, with ``labels``, as scored (prompt + the longest label). Without this
+        :meth:`fit` found it in the cross-validation, after learning a fold (minutes on a real
+        model)."""
+        self._encoded_examples(examples)
+        if labels:
+            longest = max(self.codec.scored_label_ids(list(labels)), key=len)
+            for i, e in enumerate(examples):
+                what = f"the prompt of example {i + 1} ({e.input[:40]!r}) with a label"
+                self.codec.check_fits(self.codec.prompt_ids(e.input) + longest, what)
 
     def _captured(self, chunk: list[Encoded]) -> Captured:
         """The base model's states for a batch of encoded examples, from the cache when every
@@ -613,6 +625,7 @@ class TaskModel(TaskScoringMixin):
         spec = self._resolved_spec(examples, labels)
         if spec.labels is None:  # free text: refused before the cross-validation, not after it
             check_outputs_end(examples, self.spec.template)
+        self._check_lengths(examples, spec.labels)  # so are examples beyond the context
         mix = self.model.faast_config.output_mix
         candidates = self._fit_candidates(candidates, mix, spec.labels is not None)
         self.spec.labels = spec.labels  # the template and demonstrations stay those the codec reads
