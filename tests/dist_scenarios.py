@@ -107,6 +107,7 @@ def learn_lm(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
         out[f"{name}/count"] = torch.tensor(readout.stats.count)
         for key, value in readout.extra_state().items():
             out[f"{name}/{key}"] = value
+    out["learned_rows"] = fm.learned_rows.to_tensor()  # every process records every row (sorted)
     return out
 
 
@@ -127,6 +128,7 @@ def learn_task(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     pairs = d.learn_shard(task, examples, lambda part: task.learn(part, batch_size=2, progress=False))
     assert pairs == task.model.num_pairs
     assert len(task.learned) == n  # every process records every example learned (forget checks it)
+    assert task.model.learned_rows is not None and len(task.model.learned_rows) == n  # and its rows
     task.forget(examples[-1:], progress=False)  # one another process may have learned
     task.learn(examples[-1:], progress=False)
     out = task.model.output_memory

@@ -194,6 +194,7 @@ def _records_free_file(model_dir, text, path, window: int) -> None:
     model, tok = load_causal_lm(str(model_dir))
     fm = get_faast_model(model, FaastConfig(num_memories=0))
     learn_windows(fm, text_windows(encode(tok, text.read_text()), window), batch_size=1, progress=False)
+    fm.learned_rows = None  # an older file: no record of the rows learned either (faast.lm.learned_rows)
     fm.save_fast_weights(path)
     assert "info" not in read_task(path, None)[2]
 

@@ -89,6 +89,7 @@ def test_the_record_is_saved_and_a_loaded_task_refuses_the_same(tmp_path):
 def test_a_task_saved_without_a_record_forgets_as_before(tmp_path):
     task, _ = _learned_beyond_d()
     task.learned = None  # as a task saved before the record
+    task.model.learned_rows = None  # and before the model's record of rows (faast.lm.learned_rows)
     path = task.save(tmp_path / "old.safetensors", "rule")
     loaded = TaskModel.load(_base(), task.tokenizer, path, "rule")
     assert loaded.learned is None

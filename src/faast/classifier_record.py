@@ -72,16 +72,4 @@ def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Te
 class ExampleRecord(DigestMultiset):
     """A multiset of example digests (:func:`example_digests`), saved as an int64 tensor."""
 
-    def to_tensor(self) -> torch.Tensor:
-        """The digests (n,) as int64 (their bits), for a safetensors file."""
-        return torch.from_numpy(self._digests.view(np.int64).copy())
-
-    @classmethod
-    def from_tensor(cls, tensor: torch.Tensor, where: str) -> ExampleRecord:
-        """A record from :meth:`to_tensor`; a ``ValueError`` naming ``where`` otherwise."""
-        if tensor.ndim != 1 or tensor.dtype != torch.int64:
-            raise ValueError(
-                f"{where}: malformed example record (expected int64 digests of shape (n,), got "
-                f"{tensor.dtype} {tuple(tensor.shape)})"
-            )
-        return cls(tensor.numpy().view(np.uint64))
+    what = "example record"

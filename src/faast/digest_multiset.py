@@ -10,8 +10,12 @@ and must be forgotten twice. Each user writes the record in its own file format.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 import numpy as np
+import torch
+
+_M = TypeVar("_M", bound="DigestMultiset")
 
 
 def as_digests(digests: np.ndarray | Iterable[int]) -> np.ndarray:
@@ -23,6 +27,9 @@ def as_digests(digests: np.ndarray | Iterable[int]) -> np.ndarray:
 
 class DigestMultiset:
     """A multiset of uint64 digests, kept sorted."""
+
+    #: What the multiset records, for error messages.
+    what = "record of digests"
 
     def __init__(self, digests: np.ndarray | Iterable[int] = ()) -> None:
         self._digests = np.sort(as_digests(digests))
@@ -36,7 +43,7 @@ class DigestMultiset:
         """The digests held (n,) uint64, sorted, each as often as held (a copy)."""
         return self._digests.copy()
 
-    def copy(self) -> DigestMultiset:
+    def copy(self: _M) -> _M:
         """An independent copy (of the same class)."""
         out = type(self).__new__(type(self))
         out._digests = self._digests.copy()
@@ -80,3 +87,17 @@ class DigestMultiset:
         rest = self.copy()
         rest.remove_found(other._digests)
         return rest._digests
+
+    def to_tensor(self) -> torch.Tensor:
+        """The digests (n,) as int64 (their bits), for a safetensors file."""
+        return torch.from_numpy(self._digests.view(np.int64).copy())
+
+    @classmethod
+    def from_tensor(cls: type[_M], tensor: torch.Tensor, where: str) -> _M:
+        """A multiset from :meth:`to_tensor`; a ``ValueError`` naming ``where`` otherwise."""
+        if tensor.ndim != 1 or tensor.dtype != torch.int64:
+            raise ValueError(
+                f"{where}: malformed {cls.what} (expected int64 digests of shape (n,), got "
+                f"{tensor.dtype} {tuple(tensor.shape)})"
+            )
+        return cls(tensor.numpy().view(np.uint64))

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from faast.digest_multiset import DigestMultiset
 from faast.solver import GramStats
 from faast.solver.stats import StatsMismatchError
 
@@ -305,31 +306,33 @@ class Dist:
             )
         for r in readouts:
             r.stats.reset()
-        record = getattr(model, "learned", None)  # a TaskModel's record of examples learned
-        recorded = None if record is None else record.copy()
+        records = _learning_records(model)
+        recorded = [(owner, name, record.copy()) for owner, name, record in records]
         try:
             yield model
             for r, b, extra in zip(readouts, before, extras, strict=True):
                 self._reduce_readout(r, b, extra)
-            if record is not None and getattr(model, "learned", None) is record:
-                self._unite_learned(model, recorded)  # type: ignore[arg-type]
+            for (owner, name, record), (_, _, earlier) in zip(records, recorded, strict=True):
+                if getattr(owner, name, None) is record:  # not replaced inside the block
+                    setattr(owner, name, self._united_record(record, earlier))
         except BaseException:  # the block, or the reduction (another process failed): roll back
             for r, b, extra in zip(readouts, before, extras, strict=True):
                 r.stats.restore(b)
                 if extra:
                     r.load_extra_state(extra, "the learned-token state before the block")
-            if recorded is not None:
-                model.learned = recorded
+            for owner, name, earlier in recorded:
+                setattr(owner, name, earlier)
             raise
 
-    def _unite_learned(self, model: Any, before: Any) -> None:
-        """After a :meth:`reduce_learning` block: a TaskModel's record of learned examples
-        (:mod:`faast.lm.task_record`) holds, on every process, what it held ``before`` (the same
-        everywhere) and the examples every process learned in the block."""
-        added = [int(d) for d in model.learned.minus(before)]  # JSON holds 64-bit ints exactly
+    def _united_record(self, record: DigestMultiset, before: DigestMultiset) -> DigestMultiset:
+        """After a :meth:`reduce_learning` block: a record of what was learned (a TaskModel's
+        examples, :mod:`faast.lm.task_record`; a FaastModel's rows, :mod:`faast.lm.learned_rows`)
+        holding, on every process, what it held ``before`` (the same everywhere) and what every
+        process learned in the block."""
+        added = [int(d) for d in record.minus(before)]  # JSON holds 64-bit ints exactly
         united = before.copy()
         united.add(d for part in self.all_gather_json(added) for d in part)
-        model.learned = united
+        return united
 
     def _reduce_readout(self, readout: Any, before: GramStats, extra: dict[str, torch.Tensor]) -> None:
         """Sum what ``readout`` learned in a :meth:`reduce_learning` block over every process and
@@ -377,6 +380,19 @@ def _label_kind(dtype: np.dtype) -> str:
     if dtype.kind in "USO":
         return "strings"
     return dtype.name
+
+
+def _learning_records(model: Any) -> list[tuple[Any, str, DigestMultiset]]:
+    """(owner, attribute, record) of each record of what ``model`` learned that
+    :meth:`Dist.reduce_learning` unites: a TaskModel's examples (``learned``) and its FaastModel's
+    rows (``learned_rows``), or a FaastModel's rows. Records that are None (fast weights saved
+    before them) are left alone."""
+    owners = [(model, "learned"), (model, "learned_rows")]
+    inner = model.__dict__.get("model")  # a TaskModel's FaastModel (not a base model's attribute)
+    if inner is not None:
+        owners.append((inner, "learned_rows"))
+    found = [(owner, name, owner.__dict__.get(name)) for owner, name in owners]
+    return [(owner, name, record) for owner, name, record in found if isinstance(record, DigestMultiset)]
 
 
 def _readouts(model: Any) -> list[Any]:

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,8 @@ from faast.lm.inputs import (
     token_ids,
     warn_unmasked_padding,
 )
+from faast.lm.learned_rows import TENSOR_KEY as LEARNED_ROWS_KEY
+from faast.lm.learned_rows import LearnedRows, row_digests
 from faast.lm.logit_transform import LogitTransform
 from faast.lm.output_readouts import (
     LogitReadOut,
@@ -138,6 +141,9 @@ class FaastModel(nn.Module):
         #: file saved before they were left out (2026-12-06), so that forgetting from it, or adding
         #: to it, computes the pairs it was built with (:meth:`_start_token_keys`).
         self._start_token_pairs = False
+        #: The rows learned since the last reset (:mod:`faast.lm.learned_rows`), which ``forget``
+        #: checks at any size; None for fast weights loaded from a file saved before it.
+        self.learned_rows: LearnedRows | None = LearnedRows()
         self._check_logit_transform()
         self.attach()
         # a FaastModel dropped without unload() takes its hooks with it (they would go on reading
@@ -521,6 +527,7 @@ class FaastModel(nn.Module):
             readout.reset()
         self._learned_state_dtype = None
         self._start_token_pairs = False
+        self.learned_rows = LearnedRows()
         return self
 
     @torch.no_grad()
@@ -555,6 +562,8 @@ class FaastModel(nn.Module):
         self._check_state_dtype(batch, "learn")
         for readout in self.readouts:
             readout.learn(batch)
+        if self.learned_rows is not None:
+            self.learned_rows.add(row_digests(batch)[0])
         self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
         return batch.num_pairs
 
@@ -600,9 +609,11 @@ class FaastModel(nn.Module):
         the memories keep their rows (at most d pairs), any pair that matches no learned pair bit
         for bit. Pass the batch as it was learned (same padding and batching: the key states of a
         padded batch may differ in the last bits), with the model in the dtype it learned in
-        (another is refused; the dtype is saved with the fast weights); once more than d pairs
-        are held a text never learned whose tokens were all learned cannot be told apart and is
-        subtracted.
+        (another is refused; the dtype is saved with the fast weights). Beyond d pairs each row
+        must be one the model's record of learned rows holds (:attr:`learned_rows`,
+        :mod:`faast.lm.learned_rows`: its real tokens and learned pairs, so rows learned in one
+        batch may be forgotten one by one); fast weights saved before that record (2026-12-06)
+        have none, and there a text never learned whose tokens were all learned is subtracted.
 
         A middle memory's values are weighted by its trained readout's scorer: forgetting is exact
         only if the scorer did not change between learning and forgetting (a change is refused).
@@ -622,25 +633,59 @@ class FaastModel(nn.Module):
             self._check_state_dtype(b, "forget")
         for readout in self.readouts:  # every read-out checked before any changes
             readout.check_forget(batches)
+        digests = self._checked_row_digests(batches)
         with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
             for b in batches:
                 for readout in self.readouts:
                     readout.forget(b)
+        rows = self.learned_rows
+        if rows is not None and digests is not None and not rows.remove_found(digests):
+            self.learned_rows = None  # pairs matched while kept, rows not as learned: no longer exact
         if self.num_pairs == 0:  # nothing held: the next learn may run in any dtype
             self._learned_state_dtype = None
         return sum(b.num_pairs for b in batches)
 
+    def _checked_row_digests(self, batches: Sequence[Captured]) -> np.ndarray | None:
+        """The digests of the rows to forget in ``batches`` (None: no record, e.g. fast weights
+        saved before it). Once a memory no longer keeps every pair's row (beyond d pairs), a
+        ``ValueError`` names the rows the record of learned rows does not hold; while they are all
+        kept, each pair is matched with a kept one instead (bit for bit, a sharper check)."""
+        if self.learned_rows is None:
+            return None
+        per_batch = [row_digests(b) for b in batches]
+        digests = np.concatenate([d for d, _ in per_batch])
+        if all(r.stats.kept_row_count >= r.stats.count for r in self.readouts):
+            return digests
+        missing = self.learned_rows.missing(digests)
+        if missing.size:
+            where = [(k, int(r)) for k, (_, rows) in enumerate(per_batch) for r in rows]
+            named = ", ".join(
+                f"row {r}" + (f" of batch {k}" if len(batches) > 1 else "")
+                for k, r in (where[i] for i in missing[:5])
+            )
+            more = " …" if missing.size > 5 else ""
+            raise ValueError(
+                f"{missing.size} of the {digests.size} rows to forget were never learned (or were already "
+                f"forgotten), so nothing was forgotten: {named}{more}. A row is matched by its tokens "
+                "(those the attention mask marks) and the pairs learned from it (pair_mask): pass the "
+                "rows as they were learned"
+            )
+        return digests
+
     @contextlib.contextmanager
     def all_or_nothing(self) -> Iterator[FaastModel]:
-        """Undo every change to the memories' statistics and learned-token counts made inside the
-        block if it raises (a copy of the statistics is kept meanwhile: (d² + d·m) floats each)."""
+        """Undo every change to the memories' statistics, learned-token counts and record of
+        learned rows made inside the block if it raises (a copy of the statistics is kept
+        meanwhile: (d² + d·m) floats each)."""
         backup = [(r.stats.copy(), r.extra_state()) for r in self.readouts]
+        rows = None if self.learned_rows is None else self.learned_rows.copy()
         try:
             yield self
         except BaseException:
             for readout, (stats, extra) in zip(self.readouts, backup, strict=True):
                 readout.memory.stats = stats
                 readout.load_extra_state(extra, "the fast weights before the block")
+            self.learned_rows = rows
             raise
 
     def _start_token_keys(self, ids: torch.Tensor) -> torch.Tensor:
@@ -948,6 +993,8 @@ class FaastModel(nn.Module):
         if self.num_pairs == 0:
             raise ValueError("nothing to save: no pairs were learned since the last reset_projection()")
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
+        if self.learned_rows is not None:  # what forget checks at any size (faast.lm.learned_rows)
+            tensors[LEARNED_ROWS_KEY] = self.learned_rows.to_tensor()
         weights = fw.sampled_weights(self.base_model)
         tensors["weight_samples"], tensors["weight_resolution"] = fw.weight_samples(weights)
         signature = self.signature()
@@ -1022,6 +1069,8 @@ class FaastModel(nn.Module):
                     f"{a or 'absent'} vs {b or 'absent'}{hint}"
                 )
         stored_read = fw.task_read_config(sig) if read else None
+        rows = tensors.get(LEARNED_ROWS_KEY)  # absent: saved before the record (2026-12-06)
+        learned_rows = None if rows is None else LearnedRows.from_tensor(rows, where)
         states = {}
         for name in self.memories:
             state = {k: tensors[f"{name}/{k}"] for k in fw.STAT_KEYS if f"{name}/{k}" in tensors}
@@ -1055,6 +1104,7 @@ class FaastModel(nn.Module):
         state_dtype = getattr(torch, str(sig.get("state_dtype")), None)
         self._learned_state_dtype = state_dtype if isinstance(state_dtype, torch.dtype) else None
         self._start_token_pairs = bool(sig.get("start_token_pairs", True))  # absent: saved before
+        self.learned_rows = learned_rows
         return self
 
     # ----------------------------------------------------------------- adapter I/O
