@@ -32,11 +32,21 @@ class DigestMultiset:
     what = "record of digests"
 
     def __init__(self, digests: np.ndarray | Iterable[int] = ()) -> None:
-        self._digests = np.sort(as_digests(digests))
+        self._sorted = np.sort(as_digests(digests))
+        self._added: list[np.ndarray] = []  # not merged yet: adding costs O(new), not O(held)
+        self._added_count = 0
+
+    @property
+    def _digests(self) -> np.ndarray:
+        """The digests held, sorted (merged with those added since the last use)."""
+        if self._added:
+            self._sorted = np.sort(np.concatenate([self._sorted, *self._added]))
+            self._added, self._added_count = [], 0
+        return self._sorted
 
     def __len__(self) -> int:
         """How many digests (with repeats) are held."""
-        return int(self._digests.size)
+        return int(self._sorted.size) + self._added_count
 
     @property
     def digests(self) -> np.ndarray:
@@ -46,12 +56,16 @@ class DigestMultiset:
     def copy(self: _M) -> _M:
         """An independent copy (of the same class)."""
         out = type(self).__new__(type(self))
-        out._digests = self._digests.copy()
+        out._sorted, out._added, out._added_count = self._digests.copy(), [], 0
         return out
 
     def add(self, digests: np.ndarray | Iterable[int]) -> None:
-        """Note examples learned."""
-        self._digests = np.sort(np.concatenate([self._digests, as_digests(digests)]))
+        """Note examples learned (merged with the others on the next query: many small additions
+        cost one sort, not one each)."""
+        new = as_digests(digests).copy()
+        if new.size:
+            self._added.append(new)
+            self._added_count += int(new.size)
 
     def missing(self, digests: np.ndarray | Iterable[int]) -> np.ndarray:
         """Positions (int64) in ``digests`` (n,) of those the multiset does not hold: each held
@@ -79,7 +93,7 @@ class DigestMultiset:
             values, counts = np.unique(found, return_counts=True)
             left = np.searchsorted(self._digests, values, side="left")
             drop = np.concatenate([np.arange(s, s + c) for s, c in zip(left, counts, strict=True)])
-            self._digests = np.delete(self._digests, drop)
+            self._sorted = np.delete(self._digests, drop)
         return absent.size == 0
 
     def minus(self, other: DigestMultiset) -> np.ndarray:
