@@ -135,3 +135,24 @@ def test_real_fashion_mnist_asset():
     assert np.array_equal(np.bincount(train.labels), np.full(10, 6000))
     assert np.array_equal(np.bincount(test.labels), np.full(10, 1000))
     assert 60 < train.images.mean() < 90  # dark background, bright garments
+
+
+def test_demo_fetch_downloads_missing_cifar10_batches(tmp_path, monkeypatch, capsys):
+    """`faast demo --dataset cifar10 --fetch` asks the loader to download (its message told the
+    user to pass download=True, which the command line had no way to pass)."""
+    from faast.cli import main
+    from faast.data import cifar10
+
+    asked = []
+
+    def no_internet(root):
+        asked.append(root)
+        raise OSError("no internet here")
+
+    monkeypatch.setattr(cifar10, "download_cifar10", no_internet)
+    data, out = str(tmp_path / "cifar"), str(tmp_path / "o")
+    argv = ["demo", "--dataset", "cifar10", "--data-dir", data, "--out", out]
+    assert main(argv) == 1
+    assert "faast demo: --fetch" in capsys.readouterr().err and not asked
+    assert main([*argv, "--fetch"]) == 1
+    assert asked and "no internet here" in capsys.readouterr().err

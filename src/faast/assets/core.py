@@ -84,6 +84,10 @@ def asset_groups() -> list[str]:
     return [*sorted({g for a in all_assets().values() for g in a.groups}), "all"]
 
 
+#: The ``--cache-dir`` help of every command (the order :func:`_cache_setting` follows).
+CACHE_DIR_HELP = "asset cache (default: $FAAST_CACHE, else $XDG_CACHE_HOME/faast, else ~/.cache/faast)"
+
+
 def _cache_setting(override: str | os.PathLike[str] | None) -> tuple[Path, str]:
     """The asset cache root (not created) and where it was set, for messages."""
     if override is not None:

@@ -22,7 +22,7 @@ class _GroupsHelp(argparse.HelpFormatter):
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("assets", help="list, fetch or export offline assets (weights, datasets)")
-    p.add_argument("--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)")
+    p.add_argument("--cache-dir", default=None, help=core.CACHE_DIR_HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="show every asset, its groups and whether it is fetched")
     ls.set_defaults(func=run_list)
@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fetch", help="fetch assets by name or group (default group: demo)", formatter_class=_GroupsHelp
     )
     fe.add_argument("names", nargs="*", help="asset names (default: every asset of --group)")
-    fe.add_argument("--group", default=None, help="fetch every asset of this group (%(groups)s)")
+    fe.add_argument(
+        "--group", default=None, help="fetch every asset of this group (%(groups)s; without names: demo)"
+    )
     fe.add_argument(
         "--force",
         action="store_true",

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faast.assets.core import CACHE_DIR_HELP
+
 if TYPE_CHECKING:
     from faast.distributed import Dist
 
@@ -234,9 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--threads", type=int, default=None, help="CPU threads for torch and BLAS (default: all)"
         )
         g.add_argument("--batch-size", type=int, default=128, help="images or texts per encoder batch")
-        g.add_argument(
-            "--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)"
-        )
+        g.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
         g.add_argument("--no-feature-cache", action="store_true", help="re-encode instead of using the cache")
         if name == "predict":
             o = a.add_argument_group("output")

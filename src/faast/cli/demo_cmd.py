@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from faast.assets.core import CACHE_DIR_HELP
+
 DEFAULT_SHOTS = "1,5,16,64"
 
 
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resolution", type=int, default=64, help="encoder input size in pixels (default 64)")
     g.add_argument("--batch-size", type=int, default=128, help="images per encoder batch")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--cache-dir", default=None, help="asset cache (default: $FAAST_CACHE or ~/.cache/faast)")
+    g.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     g.add_argument(
         "--no-feature-cache", action="store_true", help="re-encode instead of using cached features"
     )
@@ -169,7 +171,11 @@ def run(args: argparse.Namespace) -> int:
     methods = build_methods(method_keys)
     progress = not args.quiet and dist.is_main
 
-    extra = {"fetch": args.fetch, "cache": args.cache_dir} if args.dataset == "fashion-mnist" else {}
+    extra = (
+        {"fetch": args.fetch, "cache": args.cache_dir}
+        if args.dataset == "fashion-mnist"
+        else {"download": args.fetch}  # cifar10: from its web site (needs internet)
+    )
     train = _limit(
         load_dataset(args.dataset, "train", args.data_dir, **extra),
         args.limit_train,

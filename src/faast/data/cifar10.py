@@ -63,7 +63,8 @@ def load_cifar10(split: str, root: str | os.PathLike[str], *, download: bool = F
     if not (folder / _FILES[split][0]).is_file():
         if not download:
             raise FileNotFoundError(
-                f"no CIFAR-10 binary batches in {root}; pass download=True (needs internet) or get {URL}"
+                f"no CIFAR-10 binary batches in {root}; pass download=True (faast demo: --fetch; needs "
+                f"internet) or get {URL}"
             )
         folder = download_cifar10(root)
     parts = [read_cifar10_batch(folder / name) for name in _FILES[split]]
