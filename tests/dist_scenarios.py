@@ -40,10 +40,10 @@ def fit_classifiers(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     clf = FaastClassifier(alpha=1.0, distributed=d.active).fit(
         X[mine.start : mine.stop], y[mine.start : mine.stop]
     )
-    out = {"fit": torch.from_numpy(clf.coef_), "classes": torch.from_numpy(clf.classes_)}
+    out = {"fit": torch.tensor(clf.coef_), "classes": torch.from_numpy(clf.classes_)}
     # The default cut (exact leave-one-out on the kept rows while n <= 2d): the rows travel too.
     auto = FaastClassifier(distributed=d.active).fit(X[mine.start : mine.stop], y[mine.start : mine.stop])
-    out["auto"] = torch.from_numpy(auto.coef_)
+    out["auto"] = torch.tensor(auto.coef_)
     out["auto/ridge"] = torch.tensor(float(auto.ridge_ or 0.0))
     out["auto/rank"] = torch.tensor(int(auto.rank_))
     out["auto/logit_scale"] = torch.tensor(auto.logit_scale_)  # from the gathered rows
@@ -52,33 +52,33 @@ def fit_classifiers(d: distributed.Dist, n: int) -> dict[str, torch.Tensor]:
     narrow = FaastClassifier(distributed=d.active).fit(
         X[mine.start : mine.stop, :2], y[mine.start : mine.stop]
     )
-    out["narrow/coef"] = torch.from_numpy(narrow.coef_)
+    out["narrow/coef"] = torch.tensor(narrow.coef_)
     out["narrow/logit_scale"] = torch.tensor(narrow.logit_scale_)
     # every process records every example learned (beyond the kept rows forget checks it)
     out["narrow/record"] = narrow._record.to_tensor()
     shifted = X[mine.start : mine.stop] + 3.0  # not centred: the intercept has work to do
     icpt = FaastClassifier(fit_intercept=True, distributed=d.active).fit(shifted, y[mine.start : mine.stop])
-    out["intercept/coef"] = torch.from_numpy(icpt.coef_)
-    out["intercept/intercept"] = torch.from_numpy(icpt.intercept_)
+    out["intercept/coef"] = torch.tensor(icpt.coef_)
+    out["intercept/intercept"] = torch.tensor(icpt.intercept_)
     # centred on the mean of every shard's features (read off the summed statistics)
     centred = FaastClassifier(center_features=True, distributed=d.active).fit(
         shifted, y[mine.start : mine.stop]
     )
-    out["centred/coef"] = torch.from_numpy(centred.coef_)
-    out["centred/intercept"] = torch.from_numpy(centred.intercept_)
+    out["centred/coef"] = torch.tensor(centred.coef_)
+    out["centred/intercept"] = torch.tensor(centred.intercept_)
     # a class_weight dict: every process weighs its shard's examples by their class
     table = {int(c): 2.5 + int(c) for c in np.unique(y)}
     weighted = FaastClassifier(class_weight=table, distributed=d.active).fit(
         X[mine.start : mine.stop], y[mine.start : mine.stop]
     )
-    out["class_weight"] = torch.from_numpy(weighted.coef_)
+    out["class_weight"] = torch.tensor(weighted.coef_)
     if n >= 4:  # partial_fit: the first half of the data, then the second, each call sharded
         inc = FaastClassifier(tau=1e-3, distributed=d.active)
         for part in (slice(0, n // 2), slice(n // 2, n)):
             Xp, yp = X[part], y[part]
             r = d.shard_range(len(Xp))
             inc.partial_fit(Xp[r.start : r.stop], yp[r.start : r.stop], classes=np.unique(y))
-        out["partial_fit"] = torch.from_numpy(inc.coef_)
+        out["partial_fit"] = torch.tensor(inc.coef_)
     return out
 
 

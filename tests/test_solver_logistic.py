@@ -336,8 +336,8 @@ def test_converges_to_scikit_learn_logistic_regression(n, d, n_classes, C, weigh
     ref = LogisticRegression(C=C, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(X, y, sample_weight=w)
     keys, labels = torch.as_tensor(X), torch.as_tensor(np.searchsorted(ours.classes_, y))
     wt = None if w is None else torch.as_tensor(w)
-    ours_f = logistic_objective(keys, labels, wt, torch.as_tensor(ours.coef_), 1.0 / C)
-    ref_f = logistic_objective(keys, labels, wt, torch.as_tensor(ref.coef_), 1.0 / C)
+    ours_f = logistic_objective(keys, labels, wt, torch.tensor(ours.coef_), 1.0 / C)
+    ref_f = logistic_objective(keys, labels, wt, torch.tensor(ref.coef_), 1.0 / C)
     assert ours_f <= ref_f + 1e-9 * abs(ref_f) + 1e-9
     np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-5 * (np.abs(ref.coef_).max() + 1.0))
     assert ours.C_ == C
@@ -359,7 +359,7 @@ def test_steps_lower_the_objective_and_predict_proba_is_softmax_of_scores():
     values = []
     for steps in (1, 3, 10, 50):
         clf = FaastClassifier(loss="logistic", C=1.0, max_iter=steps, tol=0.0, fit_intercept=False).fit(X, y)
-        values.append(logistic_objective(keys, labels, None, torch.as_tensor(clf.coef_), 1.0))
+        values.append(logistic_objective(keys, labels, None, torch.tensor(clf.coef_), 1.0))
     assert values[0] > values[1] > values[2] > values[3]
     scores = X @ clf.coef_.T
     np.testing.assert_allclose(clf.decision_function(X), scores, atol=1e-12)

@@ -18,6 +18,7 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -57,6 +58,11 @@ ROWS_KEPT = 2
 #: ``_solve_params_``, and predictions and ``save`` read them there, so that a ``set_params``
 #: acts from the next solve (scikit-learn's rule) and a saved classifier predicts as it did.
 SOLVE_PARAMS = ("alpha", "c", "tau", "ridge", "center_features", "similarity", "prior", "n0")
+#: The parameters of the steps ``fit`` takes after the solve (``refine``'s rounds, the steps of
+#: ``loss="logistic"`` and the held-out split of ``C="auto"``), recorded with :data:`SOLVE_PARAMS`:
+#: ``partial_fit``, ``forget`` and ``solve`` refuse those steps, so the record says what the weights
+#: predicting came from, and ``save`` writes it (a ``refine`` set since, written, would not load).
+FIT_STEP_PARAMS = ("refine", "margin", "loss", "C", "max_iter", "tol", "random_state")
 
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
@@ -225,7 +231,9 @@ class FaastClassifier(
         Number of features seen during ``fit``.
     coef_ : ndarray of shape (n_classes, n_features)
         The compiled fast weights mapping features (or their random expansion, shape
-        (n_classes, random_features)) to one-hot class scores (float64).
+        (n_classes, random_features)) to one-hot class scores (float64). Read-only, as is
+        ``intercept_``: predictions read the classifier's own weights, so an edit in place would
+        change ``coef_`` but no prediction; it fails instead (edit a copy, ``np.array(clf.coef_)``).
     intercept_ : ndarray of shape (n_classes,)
         The per-class intercept (zeros unless ``fit_intercept``): the scores are
         ``X @ coef_.T + intercept_`` (before ``class_embeddings``/``prior``).
@@ -723,7 +731,7 @@ class FaastClassifier(
         weights) of the call that passed them, for ``logit_scale="auto"`` when the statistics do
         not keep their rows."""
         self._check_center()
-        self._solve_params_ = {name: getattr(self, name) for name in SOLVE_PARAMS}
+        self._solve_params_ = {name: getattr(self, name) for name in (*SOLVE_PARAMS, *FIT_STEP_PARAMS)}
         self.memory_.stats.center_on_last_key = bool(self.center_features)
         # one example per class: the auto cuts' penalty for it also beyond the rows kept
         self.memory_.stats.values_unshared = bool(self.class_count_.max(initial=0) <= 1)
@@ -868,13 +876,15 @@ class FaastClassifier(
         or the T ``"auto"`` found, as the last fit (or ``solve``) set them; softmax(scores) after a
         ``loss="logistic"`` fit (the scores are then fitted logits). A later ``set_params`` of
         ``logit_scale`` or ``loss`` acts from the next fit, as in scikit-learn."""
-        proba = torch.softmax(self._probability_scale() * self._scores(X), dim=1)
+        scores = self._scores(X)  # first: refuses a set_params of the design before T is found through it
+        proba = torch.softmax(self._probability_scale() * scores, dim=1)
         return _like_input(proba, X)
 
     def predict_log_proba(self, X: Any) -> Any:
         """log softmax(T · scores), shape (n_samples, n_classes): the log of :meth:`predict_proba`,
         computed without forming it (finite where a probability underflows to 0)."""
-        log_proba = torch.log_softmax(self._probability_scale() * self._scores(X), dim=1)
+        scores = self._scores(X)  # first, as in predict_proba
+        log_proba = torch.log_softmax(self._probability_scale() * scores, dim=1)
         return _like_input(log_proba, X)
 
     def _probability_scale(self) -> float:
@@ -891,7 +901,10 @@ class FaastClassifier(
 
     def save(self, path: Any, metadata: dict[str, Any] | None = None) -> Any:
         """Write the fitted classifier to the directory ``path`` (safetensors + JSON, no pickle;
-        see :mod:`faast.classifier_io`). Returns the directory."""
+        see :mod:`faast.classifier_io`), as it predicts: the parameters of the last fit or solve,
+        not those ``set_params`` changed since. Refused, before anything is written, after a
+        ``set_params`` of a parameter that built the statistics (as ``predict`` refuses it), of an
+        invalid value, or for labels or ``metadata`` the JSON cannot hold. Returns the directory."""
         from faast.classifier_io import save_classifier
 
         return save_classifier(self, path, metadata)
@@ -1025,10 +1038,15 @@ def _warn_far_from_origin(keys: torch.Tensor, rows: int = 2048) -> None:
 
 
 def _check_object_labels(y: np.ndarray, name: str = "y") -> None:
-    """Refuse missing labels (None, NaN) and labels of types that cannot be ordered together
-    (``np.unique`` would fail deep inside NumPy with "'<' not supported"); ``name``: what holds them."""
+    """Refuse missing labels (None, NaN, pandas' NA and NaT) and labels of types that cannot be
+    ordered together (``np.unique`` would fail deep inside NumPy with "'<' not supported");
+    ``name``: what holds them."""
     flat = y.ravel()
-    missing = np.flatnonzero([v is None or (isinstance(v, float) and math.isnan(v)) for v in flat])
+    pandas = sys.modules.get("pandas")  # its missing values (pd.NA, pd.NaT) exist only once it is loaded
+    if pandas is not None:
+        missing = np.flatnonzero(pandas.isna(flat))
+    else:
+        missing = np.flatnonzero([v is None or (isinstance(v, float) and math.isnan(v)) for v in flat])
     if missing.size:
         raise ValueError(
             f"{name} holds {missing.size} missing label(s) (None or NaN), the first at index {missing[0]}: "

@@ -89,17 +89,15 @@ class DesignMixin:
                 raise ValueError(
                     f"X: expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}"
                 )
+            if X.is_complex():  # as scikit-learn refuses complex arrays (a cast drops the imaginary part)
+                raise ValueError(f"Complex data not supported: X is a {X.dtype} tensor; pass real features")
             keys = X.detach()
             if not keys.is_floating_point():
                 keys = keys.to(torch.float32)
             check_finite(keys, "X")
-            if reset:
-                self.n_features_in_ = keys.shape[1]
-            elif keys.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {keys.shape[1]} features, but FaastClassifier is expecting "
-                    f"{self.n_features_in_} features as input"
-                )
+            # n_features_in_ and feature_names_in_ as for an array: a tensor has no feature names, so
+            # a fit (reset) drops those of an earlier fit and a prediction warns when fitted with them
+            validate_data(self, X, reset=reset, skip_check_array=True)
         else:
             arr = validate_data(
                 self,

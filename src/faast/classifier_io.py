@@ -21,6 +21,13 @@ JSON records the SHA-256 digest of the safetensors bytes written with it (``tens
 that a load refuses a pair from different saves (an interrupted save) or tensors changed since;
 files written before the digest load without that check. A callable prior cannot be saved; a load
 never unpickles.
+
+A save writes the classifier that predicts: the parameters its last fit or solve used, not those a
+``set_params`` changed since. It refuses, before anything is written, what could not be loaded as
+that classifier: a ``set_params`` since the fit of a parameter that built the statistics (the
+message ``predict`` gives), an invalid parameter value, labels the JSON cannot hold exactly (dates,
+bytes: convert them to strings) and ``metadata`` that is not JSON. The column names of a DataFrame
+fitted (``feature_names_in_``) are saved, so the loaded classifier checks them as the saved one did.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import torch
 from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.classifier_record import ExampleRecord
 from faast.io import (
+    check_json_dict,
     existing_file,
     file_in_the_way,
     file_sha256,
@@ -86,15 +94,22 @@ def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
 def save_classifier(
     clf: FaastClassifier, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras."""
+    """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras. A
+    ``ValueError`` before anything is written refuses what would not load as the classifier that
+    predicts (module docstring); a failure after the tensors are written leaves no stray file."""
     check_classifier_folder(path)
     if not hasattr(clf, "memory_"):
         raise ValueError("cannot save a FaastClassifier that is not fitted")
-    # the parameters of the last solve, which the predictions follow (not a later set_params)
+    clf._validate_params()  # a value set_params let through (loss="hinge") is named, not written
+    clf._check_design_params("save")  # as predict refuses them: the statistics were built otherwise
+    # the parameters of the last solve and fit, which the predictions follow (not a later set_params)
     params = {name: getattr(clf, name) for name in _PARAMS} | getattr(clf, "_solve_params_", {})
     prior = params.pop("prior", clf.prior)
     if callable(prior) and not isinstance(prior, str):
         raise ValueError("cannot save a classifier with a callable prior; give the prior as a matrix")
+    classes, classes_kind = _classes_to_json(clf.classes_)
+    if metadata is not None:
+        check_json_dict(metadata, "metadata")
     stats = clf.memory_.stats
     tensors, rows = stats.saved_state()  # the rows instead of G while they stand for it
     if rows is not None:
@@ -114,7 +129,7 @@ def save_classifier(
         tensors["prior"] = torch.as_tensor(
             np.asarray(prior) if not isinstance(prior, torch.Tensor) else prior
         )
-    classes = clf.classes_
+    names = getattr(clf, "feature_names_in_", None)
     info = {
         "format": FORMAT,
         "format_version": VERSION,
@@ -125,10 +140,12 @@ def save_classifier(
         "logit_scale_fitted": float(clf.logit_scale_),
         "logit_scale_rows": int(getattr(clf, "_calibration_rows", 0)),
         "prior": prior if isinstance(prior, str) else None,
-        "classes": [c.item() if hasattr(c, "item") else c for c in classes],
-        "classes_kind": "str" if classes.dtype.kind in "US" else classes.dtype.str,
+        "classes": classes,
+        "classes_kind": classes_kind,
         "class_count": [int(x) for x in clf.class_count_],
         "n_features_in": int(clf.n_features_in_),
+        # the columns of the DataFrame fitted, which predictions check (absent: fitted without)
+        "feature_names_in": None if names is None else [str(name) for name in names],
         "input_dtype": str(stats.input_dtype or torch.float32).removeprefix("torch."),
         "loss_fitted": "logistic" if logistic else "squared",  # the scores' kind: logits or not
         "metadata": metadata or {},
@@ -138,9 +155,47 @@ def save_classifier(
     pending = out / PENDING_TENSORS_NAME
     saved = save_tensors(pending, tensors, {"classes": str(len(classes))}, kind="classifier")
     info["tensors_sha256"] = file_sha256(saved)  # the JSON names the very tensors it was written with
-    save_json(out / JSON_NAME, info)  # from here the new save loads (from the pending file until moved)
+    try:
+        save_json(out / JSON_NAME, info)  # from here the new save loads (from the pending file until moved)
+    except BaseException:  # no stray pending file: the JSON in place names its bytes or not
+        if _names_tensors(out / JSON_NAME, info["tensors_sha256"]):
+            move_into_place(pending, out / TENSORS_NAME)
+        else:  # the earlier save stands
+            pending.unlink(missing_ok=True)
+        raise
     move_into_place(pending, out / TENSORS_NAME)
     return out
+
+
+def _classes_to_json(classes: np.ndarray) -> tuple[list[Any], str]:
+    """``classes_`` as ``classifier.json`` holds them: the labels and their kind (``"str"`` or the
+    dtype), checked to read back exactly (:func:`_classes`). Labels the JSON cannot hold — dates
+    (``datetime64``), bytes, objects other than strings and numbers — are refused with a
+    ``ValueError`` naming their type, before anything is written."""
+    raw = [c.item() if hasattr(c, "item") else c for c in classes]
+    kind = "str" if classes.dtype.kind == "U" else classes.dtype.str
+    try:
+        read = _classes({"classes": raw, "classes_kind": kind}, Path(JSON_NAME))
+        exact = read.dtype.kind == classes.dtype.kind and bool(np.array_equal(read, classes))
+    except ValueError:
+        exact = False
+    if not exact:
+        types = ", ".join(sorted({type(c).__name__ for c in raw}))
+        raise ValueError(
+            f"cannot save a classifier with labels of dtype {classes.dtype} ({types}): {JSON_NAME} holds "
+            "labels that are strings, integers, floats or booleans; convert the labels (e.g. "
+            "y.astype(str)) and fit again"
+        )
+    return raw, kind
+
+
+def _names_tensors(json_path: Path, digest: str) -> bool:
+    """Whether ``json_path`` records the tensors of SHA-256 ``digest`` (a save's JSON in place)."""
+    try:
+        info = load_json(json_path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("tensors_sha256") == digest
 
 
 def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict[str, Any]]:
@@ -173,6 +228,9 @@ def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict
         raise _malformed(json_path, "params", str(exc)) from None
     clf.classes_ = classes
     clf.n_features_in_ = d
+    names = _feature_names(info, json_path, d)
+    if names is not None:  # predictions check a DataFrame's columns, as the classifier saved did
+        clf.feature_names_in_ = names
     clf.class_count_ = counts
     clf.class_weight_ = class_weight
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
@@ -317,6 +375,19 @@ def _description(
         np.asarray(weights, dtype=np.float64),
         dict(metadata or {}),
     )
+
+
+def _feature_names(info: dict[str, Any], json_path: Path, d: int) -> np.ndarray | None:
+    """``feature_names_in_`` (d,) object of ``classifier.json``: the column names of the DataFrame
+    fitted, or None when it was fitted without (or saved before they were written)."""
+    names = info.get("feature_names_in")
+    if names is None:
+        return None
+    if not isinstance(names, list) or len(names) != d or not all(isinstance(n, str) for n in names):
+        raise _malformed(
+            json_path, "feature_names_in", f"expected {d} column names (strings), got {names!r:.80}"
+        )
+    return np.asarray(names, dtype=object)
 
 
 def _classes(info: dict[str, Any], json_path: Path) -> np.ndarray:

@@ -32,7 +32,7 @@ class _Solution:
 
 class SolutionMixin:
     """``coef_`` and its companions for :class:`~faast.classifier.FaastClassifier`, which provides
-    ``memory_``, ``fit_intercept`` and ``intercept_scaling``."""
+    ``memory_``, ``fit_intercept``, ``intercept_scaling`` and ``_check_design_params``."""
 
     def _solution_pending(self) -> None:
         """Forget the attributes of the previous solve: the next use solves the current statistics."""
@@ -43,7 +43,8 @@ class SolutionMixin:
         holder = self.__dict__.get("_solution")
         if holder is None:
             raise AttributeError("coef_, intercept_, rank_, tau_ and ridge_ are set by fit")
-        if holder.coef is None:
+        if holder.coef is None:  # read through the design that built the statistics, or refused
+            self._check_design_params("coef_")
             info = self.memory_.solve_info()
             holder.rank, holder.tau, holder.ridge = info.rank, info.tau, info.ridge
             holder.coef, holder.intercept = self._coef_and_intercept(self.memory_.weight(torch.float64))
@@ -65,13 +66,13 @@ class SolutionMixin:
 
     @property
     def coef_(self) -> np.ndarray:
-        """(n_classes, n_features) float64: see the class docstring."""
-        return self._solved().coef  # type: ignore[return-value]
+        """(n_classes, n_features) float64, read-only: see the class docstring."""
+        return _read_only(self._solved().coef)  # type: ignore[arg-type]
 
     @property
     def intercept_(self) -> np.ndarray:
-        """(n_classes,) float64: see the class docstring."""
-        return self._solved().intercept  # type: ignore[return-value]
+        """(n_classes,) float64, read-only: see the class docstring."""
+        return _read_only(self._solved().intercept)  # type: ignore[arg-type]
 
     @property
     def rank_(self) -> int:
@@ -87,3 +88,12 @@ class SolutionMixin:
     def ridge_(self) -> float | None:
         """The ridge penalty the solve used (None for truncation)."""
         return self._solved().ridge
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: predictions read the memory's weights, not ``coef_``, so an
+    edit in place (which would change what ``coef_`` reads back but no prediction) fails instead.
+    A view, not a flag on the memo itself, so that a copy (pickle) stays read-only too."""
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -5,8 +5,8 @@ The criterion and its held-out scores are :mod:`faast.solver.temperature`; this 
 which rows feed it — every kept row while the statistics keep them (n ≤ 2·D), else a sample of
 at most :data:`CALIBRATION_ROWS` rows that the ``fit``/``partial_fit`` call passing them leaves
 on the classifier — and finds T on first use (``logit_scale_``), not in ``fit``. It needs the
-classifier's ``memory_``, ``class_count_``, ``_filter``, ``_expand``, ``_design_times`` and
-``_class_scores``.
+classifier's ``memory_``, ``class_count_``, ``_filter``, ``_expand``, ``_design_times``,
+``_class_scores`` and ``_check_design_params``.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ class TemperatureMixin:
         if holder is None:
             raise AttributeError("logit_scale_ is set by fit")
         if holder.value is None:  # on first use: from the kept rows, or the kept sample
+            self._check_design_params("logit_scale_")  # read through the design that built them
             if self.__dict__.get("_calibration_sample") is not None:
                 holder.value = self._sample_temperature()
             else:

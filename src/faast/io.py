@@ -284,6 +284,21 @@ def first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+def check_json_dict(value: Any, what: str) -> dict[str, Any]:
+    """``value`` if it is a dict that standard JSON holds as :func:`save_json` writes it: string
+    keys, finite numbers (NaN and Infinity are not JSON), strings, booleans, None, lists and dicts;
+    else a ``TypeError`` (not a dict) or ``ValueError`` naming ``what`` (e.g. "info", "metadata")."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a dict of JSON values, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{what} must hold only standard JSON (string keys, finite numbers, strings, lists, dicts): {exc}"
+        ) from None
+    return value
+
+
 def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented UTF-8 JSON (text as written, not ``\\u`` escapes), atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

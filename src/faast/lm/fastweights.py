@@ -94,20 +94,6 @@ def list_tasks(path: str | os.PathLike[str]) -> list[str]:
     return sorted(read_file(path)[1])
 
 
-def check_info(info: Any) -> dict[str, Any]:
-    """``info`` (notes saved with a task) if it is a dict that standard JSON can hold: string keys,
-    finite numbers (NaN and Infinity are not JSON), strings, booleans, None, lists and dicts."""
-    if not isinstance(info, dict):
-        raise TypeError(f"info must be a dict of JSON values, got {type(info).__name__}")
-    try:
-        json.dumps(info, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"info must hold only standard JSON (string keys, finite numbers, strings, lists, dicts): {exc}"
-        ) from None
-    return info
-
-
 def write_task(
     path: str | os.PathLike[str],
     task: str,

@@ -204,8 +204,8 @@ class LabelHead:
     ) -> LabelHead:
         """The head on (n, d) states of ``layer`` for checked label indices (n,)."""
         clf = _classifier(loss, center=center).fit(features.double().cpu().numpy(), index)
-        bias = torch.as_tensor(clf.intercept_, dtype=torch.float64) if center else None
-        return cls(list(labels), torch.as_tensor(clf.coef_, dtype=torch.float64), loss, layer, bias=bias)
+        bias = torch.tensor(clf.intercept_, dtype=torch.float64) if center else None  # a copy: read-only
+        return cls(list(labels), torch.tensor(clf.coef_, dtype=torch.float64), loss, layer, bias=bias)
 
     @classmethod
     def fit_layers(

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from faast._checks import check_device
-from faast.io import load_tensors, save_tensors
+from faast.io import check_json_dict, load_tensors, save_tensors
 from faast.lm import fastweights as fw
 from faast.lm.config import FaastConfig, ReadConfig
 from faast.lm.fastweights import SCORER_RESOLUTION, SCORER_VALUES
@@ -1004,7 +1004,7 @@ class FaastModel(nn.Module):
             signature["state_dtype"] = str(self._learned_state_dtype).removeprefix("torch.")
         signature["start_token_pairs"] = self._start_token_pairs
         if info:
-            signature["info"] = fw.check_info(info)
+            signature["info"] = check_json_dict(info, "info")
         for name, readout in self.memories.items():
             for key, value in readout.stats.state_dict().items():
                 tensors[f"{name}/{key}"] = value
