@@ -2822,8 +2822,26 @@ def _other_model_file(ctx: Ctx) -> Path:
     return path
 
 
+def _forget_beyond_kept_rows(ctx: Ctx) -> tuple[Action, Snapshot]:
+    """A model holding 4 rows of 12 tokens (44 pairs, past the d = 32 rows its memory keeps) and a
+    row never learned whose next tokens were all learned (the first row, its first token changed)."""
+    fm = ctx.fm(learned=False)
+    rows = torch.arange(3, 51).reshape(4, 12)
+    fm.learn(input_ids=rows)
+    other = rows[:1].clone()
+    other[0, 0] = 60
+    return (lambda: fm.forget(input_ids=other)), (lambda: fm_state(fm))
+
+
 # ----------------------------------------------------------------- forgetting (LM side)
 LM += [
+    Case(
+        "FaastModel.forget",
+        "beyond the kept rows, a text never learned whose next tokens were all learned",
+        _forget_beyond_kept_rows,
+        ValueError,
+        r"1 of the 1 rows to forget were never learned \(or were already forgotten\)",
+    ),
     Case(
         "FaastModel.forget",
         "a text never learned",
