@@ -138,7 +138,7 @@ def test_fetch_help_lists_the_groups_of_the_registered_assets(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     groups = core.asset_groups()
     assert {"text", "vision", "demo", "tests", "lm", "lm-more", "all"} <= set(groups)
-    assert f"fetch every asset of this group ({', '.join(groups)})" in help_text
+    assert f"fetch every asset of this group ({', '.join(groups)}; without names: demo)" in help_text
 
 
 def test_a_cache_path_that_is_a_file_is_named(tmp_path, monkeypatch, capsys):

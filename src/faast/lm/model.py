@@ -728,6 +728,27 @@ class FaastModel(nn.Module):
                     "or bfloat16, batches padded on the right, or one sequence per batch"
                 )
 
+    def _learned_pairs(self, ids: torch.Tensor, mask: torch.Tensor, pair_mask: Any) -> torch.Tensor:
+        """(B, T−1) bool: the pairs :meth:`learn` learns of ``ids``/``mask`` (B, T) — both tokens
+        real, not keyed on a start token, and in ``pair_mask`` when given."""
+        valid = real_token_pairs(mask) & ~self._start_token_keys(ids)
+        if pair_mask is not None:
+            valid = valid & check_pair_mask(pair_mask, ids.shape, ids.device)
+        return valid
+
+    def note_learned_rows(self, input_ids: Any, attention_mask: Any = None, pair_mask: Any = None) -> None:
+        """Add rows (B, T) to the record of learned rows (:attr:`learned_rows`) without learning
+        them, as :meth:`learn` would note them: for code that learns one row's pairs in parts — each
+        process a block of a sequence's pairs under :meth:`Dist.reduce_learning
+        <faast.distributed.Dist.reduce_learning>`, with the record set aside (``learned_rows =
+        None``) meanwhile — and notes the whole row once, so that it is forgotten as one row."""
+        if self.learned_rows is None:
+            return
+        vocab = getattr(_text_config(self.base_model), "vocab_size", None)
+        ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, self._layout.lm_head.weight.device)
+        valid = self._learned_pairs(ids, mask, pair_mask)
+        self.learned_rows.add(row_digests(Captured(ids, mask, valid, int(valid.sum())))[0])
+
     @torch.no_grad()
     def capture(
         self,
@@ -758,9 +779,7 @@ class FaastModel(nn.Module):
         if attention_mask is None:
             warn_unmasked_padding(ids, getattr(config, "pad_token_id", None))
         self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
-        valid = real_token_pairs(mask) & ~self._start_token_keys(ids)
-        if pair_mask is not None:
-            valid = valid & check_pair_mask(pair_mask, ids.shape, device)
+        valid = self._learned_pairs(ids, mask, pair_mask)
         n = int(valid.sum())
         if n == 0:
             raise ValueError(

@@ -160,8 +160,14 @@ def _learn_chunk(model: Any, seq: torch.Tensor, dist: faast.distributed.Dist) ->
     block = dist.shard_range(seq.shape[1] - 1)
     mask = torch.zeros(1, seq.shape[1] - 1, dtype=torch.bool, device=seq.device)
     mask[0, block.start : block.stop] = True
-    with dist.reduce_learning(model):
-        pairs = model.learn(input_ids=seq, pair_mask=mask) if len(block) else 0
+    record = model.learned_rows  # noted once, for the whole row (each process learns a block of it)
+    model.learned_rows = None
+    try:
+        with dist.reduce_learning(model):
+            pairs = model.learn(input_ids=seq, pair_mask=mask) if len(block) else 0
+    finally:
+        model.learned_rows = record
+    model.note_learned_rows(seq)  # as one process learning the row notes it
     return round(dist.sum(pairs))
 
 
