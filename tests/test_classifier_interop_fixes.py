@@ -309,3 +309,17 @@ def test_complex_tensors_are_refused_like_complex_arrays(data):
     clf = FaastClassifier().fit(X, y)
     with pytest.raises(ValueError, match="Complex data not supported"):
         clf.predict(torch.as_tensor(Z))
+
+
+def test_numpy_scalar_parameters_save_and_load(tmp_path):
+    """A grid search over np.arange sets np.int64 parameters on its best_estimator_; save crashed
+    inside json with a TypeError (hunt of this session's records)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 6)), np.arange(80) % 2
+    scalars = ({"random_features": np.int64(32)}, {"alpha": np.float32(0.5)}, {"normalize_keys": np.True_})
+    for params in scalars:
+        clf = FaastClassifier(**params).fit(X, y)
+        loaded = FaastClassifier.load(clf.save(tmp_path / "m"))
+        np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+        ((name, value),) = params.items()
+        assert loaded.get_params()[name] == value.item()

@@ -474,9 +474,12 @@ def _check_counts(clf: FaastClassifier, memory: InverseMemory, json_path: Path, 
 
 def _param_to_json(name: str, value: Any) -> Any:
     """A constructor parameter as JSON: a ``class_weight`` dict becomes {"pairs": [[label,
-    weight], ...]} (JSON object keys are strings, labels need not be)."""
+    weight], ...]} (JSON object keys are strings, labels need not be); a NumPy scalar (e.g. the
+    ``np.int64`` a grid search over ``np.arange`` sets) its Python number."""
     if name == "class_weight" and isinstance(value, dict):
         return {"pairs": [[k.item() if hasattr(k, "item") else k, float(v)] for k, v in value.items()]}
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
