@@ -4,6 +4,7 @@ text never learned whose next tokens were all learned was subtracted without a w
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,3 +130,84 @@ def test_reduce_learning_on_one_process_keeps_the_record_and_restores_it_on_erro
         raise RuntimeError("boom")
     assert fm.learned_rows.digests.tolist() == kept
     assert isinstance(fm.learned_rows, DigestMultiset)
+
+
+# ----------------------------------------------------------------- the hunt of the new record
+def _task_examples(n: int):
+    from faast.lm.examples import Example
+
+    gen = np.random.default_rng(0)
+    inputs = [" ".join(f"w{k}" for k in gen.integers(3, 80, size=6)) for _ in range(n)]
+    return [Example(text, f"w{80 + i % 3}") for i, text in enumerate(inputs)]
+
+
+def _template():
+    from faast.lm.prompts import PromptTemplate
+
+    return PromptTemplate("{input} w90", answer_prefix=" ", answer_end=" w91", separator=" w92")
+
+
+def test_a_tasks_cached_states_learn_what_a_forward_pass_learns_start_tokens_left_out():
+    """TaskModel(cache=True) read its kept states without leaving out the pairs keyed on a start
+    token (the tokenizer's <s>): the same examples learned 10 pairs again after 8, and the task
+    could not forget them (tests of the hunt: pairs='all', bos)."""
+    from faast.lm.task import TaskModel, TaskSpec
+    from tests.lm_tiny import tiny_model
+    from tests.lm_wordlevel import word_tokenizer
+
+    examples = _task_examples(8)
+    plain = TaskModel.create(tiny_model("llama"), word_tokenizer(bos=True), TaskSpec(_template(), "all"))
+    cached = TaskModel.create(
+        tiny_model("llama"), word_tokenizer(bos=True), TaskSpec(_template(), "all"), cache=True
+    )
+    first = cached.learn(examples, batch_size=4, progress=False)  # a forward pass, states kept
+    again = cached.learn(examples, batch_size=4, progress=False)  # from the kept states
+    assert first == again == plain.learn(examples, batch_size=4, progress=False)
+    cached.forget(examples, batch_size=4, progress=False)
+    assert_same_state(state(cached.model), state(plain.model), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("learn_lead", "forget_lead"), [(True, False), (False, True)])
+def test_a_task_learned_with_its_lead_cached_forgets_without_it_and_back(tmp_path, learn_lead, forget_lead):
+    """The demonstrations before every example run from a KV cache (lead_cache) or in the row: the
+    row digest takes the prefix's tokens, so the two settings record the same rows."""
+    from faast.lm.task import TaskModel, TaskSpec
+    from tests.lm_tiny import tiny_model
+    from tests.lm_wordlevel import word_tokenizer
+
+    spec = TaskSpec(_template(), "all", demonstrations=[("w10 w11", "w80"), ("w12 w13", "w81")])
+    examples = _task_examples(12)
+    task = TaskModel.create(tiny_model("llama"), word_tokenizer(), spec, lead_cache=learn_lead)
+    task.learn(examples, batch_size=4, progress=False)
+    assert all(r.stats.kept_row_count < r.stats.count for r in task.model.readouts)  # beyond d
+    path = task.save(tmp_path / "t.safetensors")
+    other = TaskModel.load(tiny_model("llama"), word_tokenizer(), path, lead_cache=forget_lead)
+    other.forget(examples[:3], batch_size=4, progress=False)
+    assert other.model.learned_rows is not None and len(other.model.learned_rows) == 9
+
+
+def test_the_digest_of_a_row_after_a_prefix_cache_is_that_of_the_whole_row():
+    full_ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    learned = torch.tensor([[False, False, True, True, True]])  # pairs after the 3 context tokens
+    whole = Captured(full_ids, torch.ones_like(full_ids), learned, 3)
+    tail_ids = full_ids[:, 2:]  # the prefix cache holds 5, 6; the row starts at the last context token
+    after = Captured(tail_ids, torch.ones_like(tail_ids), learned[:, 2:], 3, prefix_ids=(5, 6))
+    assert row_digests(whole)[0].tolist() == row_digests(after)[0].tolist()
+    elsewhere = Captured(tail_ids, torch.ones_like(tail_ids), learned[:, 2:], 3, prefix_ids=(5, 4))
+    assert row_digests(elsewhere)[0][0] != row_digests(after)[0][0]  # another context: another row
+
+
+def test_a_forget_matching_pairs_but_not_rows_warns_that_the_record_is_dropped():
+    """While the rows are kept a forget is checked pair by pair; a learned row forgotten in two
+    parts (pair_mask halves) passes that check but is no row learned: the record is dropped, with
+    a warning (silently before), and saves then carry none."""
+    fm = make("llama", "prob", False)
+    row = random_batch([12], seed=3)[0]
+    fm.learn(input_ids=row)
+    first = torch.zeros(1, 11, dtype=torch.bool)
+    first[0, :5] = True
+    with pytest.warns(RuntimeWarning, match="record of learned rows no longer says what is held"):
+        fm.forget(input_ids=row, pair_mask=first)
+    assert fm.learned_rows is None
+    fm.forget(input_ids=row, pair_mask=~first)
+    assert fm.num_pairs == 0

@@ -21,26 +21,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from faast.digest_multiset import DigestMultiset
+from faast.digest_multiset import DigestMultiset, mix64, multipliers
 
 #: The seed of the digests' multipliers (fixed: saved records stay valid).
 _SEED = 0x5EED_FAA5
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _multipliers(count: int) -> np.ndarray:
-    """``count`` odd uint64 multipliers, the same for every call (a prefix of one sequence)."""
-    words = np.random.default_rng(_SEED).integers(0, 2**64, size=count, dtype=np.uint64, endpoint=False)
-    return words | np.uint64(1)
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on uint64 values (n,)."""
-    h = h ^ (h >> np.uint64(30))
-    h = h * _MIX1
-    h = h ^ (h >> np.uint64(27))
-    h = h * _MIX2
-    return h ^ (h >> np.uint64(31))
 
 
 def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | None) -> np.ndarray:
@@ -59,14 +43,14 @@ def example_digests(keys: torch.Tensor, classes: torch.Tensor, weights: torch.Te
         raw = np.concatenate([raw, np.zeros((n, pad), dtype=np.uint8)], axis=1)
     words = np.ascontiguousarray(raw).view(np.uint64)  # (n, w)
     w = words.shape[1]
-    mult = _multipliers(w + 3)
+    mult = multipliers(w + 3, _SEED)
     with np.errstate(over="ignore"):
         h = words.dot(mult[:w]) if w else np.zeros(n, dtype=np.uint64)  # wraps mod 2⁶⁴, no temporary
         label = classes.detach().to("cpu", torch.int64).numpy().astype(np.uint64) + np.uint64(1)
         weight = np.ones(n) if weights is None else weights.detach().to("cpu", torch.float64).numpy()
         h = h + mult[w] * label + mult[w + 1] * np.ascontiguousarray(weight).view(np.uint64)
         h = h + mult[w + 2] * np.uint64(w)
-        return _mix(h)
+        return mix64(h)
 
 
 class ExampleRecord(DigestMultiset):

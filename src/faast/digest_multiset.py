@@ -9,6 +9,7 @@ and must be forgotten twice. Each user writes the record in its own file format.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -16,6 +17,26 @@ import numpy as np
 import torch
 
 _M = TypeVar("_M", bound="DigestMultiset")
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@functools.lru_cache(maxsize=64)
+def multipliers(count: int, seed: int) -> np.ndarray:
+    """``count`` odd uint64 multipliers of a linear hash, the same for every call with ``seed`` (a
+    prefix of one sequence; fixed seeds keep saved digests valid). Read-only (cached)."""
+    words = np.random.default_rng(seed).integers(0, 2**64, size=count, dtype=np.uint64, endpoint=False)
+    words |= np.uint64(1)
+    words.flags.writeable = False
+    return words
+
+
+def mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 values (n,): every input bit reaches every output bit."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * _MIX1
+    h = h ^ (h >> np.uint64(27))
+    h = h * _MIX2
+    return h ^ (h >> np.uint64(31))
 
 
 def as_digests(digests: np.ndarray | Iterable[int]) -> np.ndarray:

@@ -641,6 +641,14 @@ class FaastModel(nn.Module):
         rows = self.learned_rows
         if rows is not None and digests is not None and not rows.remove_found(digests):
             self.learned_rows = None  # pairs matched while kept, rows not as learned: no longer exact
+            warnings.warn(
+                "forget: the pairs matched learned ones but the rows are not rows learned as such (e.g. "
+                "a row forgotten in parts with pair_mask), so the record of learned rows no longer says "
+                "what is held and is dropped: past d pairs forget checks token counts only from now on "
+                "(reset_projection() starts a new record); forget rows as they were learned",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if self.num_pairs == 0:  # nothing held: the next learn may run in any dtype
             self._learned_state_dtype = None
         return sum(b.num_pairs for b in batches)
@@ -728,9 +736,10 @@ class FaastModel(nn.Module):
                     "or bfloat16, batches padded on the right, or one sequence per batch"
                 )
 
-    def _learned_pairs(self, ids: torch.Tensor, mask: torch.Tensor, pair_mask: Any) -> torch.Tensor:
+    def learned_pairs(self, ids: torch.Tensor, mask: torch.Tensor, pair_mask: Any = None) -> torch.Tensor:
         """(B, T−1) bool: the pairs :meth:`learn` learns of ``ids``/``mask`` (B, T) — both tokens
-        real, not keyed on a start token, and in ``pair_mask`` when given."""
+        real, not keyed on a start token, and in ``pair_mask`` when given (for code that builds a
+        :class:`~faast.lm.readouts.Captured` batch from states it kept)."""
         valid = real_token_pairs(mask) & ~self._start_token_keys(ids)
         if pair_mask is not None:
             valid = valid & check_pair_mask(pair_mask, ids.shape, ids.device)
@@ -746,7 +755,7 @@ class FaastModel(nn.Module):
             return
         vocab = getattr(_text_config(self.base_model), "vocab_size", None)
         ids, mask = check_learn_inputs(input_ids, attention_mask, vocab, self._layout.lm_head.weight.device)
-        valid = self._learned_pairs(ids, mask, pair_mask)
+        valid = self.learned_pairs(ids, mask, pair_mask)
         self.learned_rows.add(row_digests(Captured(ids, mask, valid, int(valid.sum())))[0])
 
     @torch.no_grad()
@@ -779,7 +788,7 @@ class FaastModel(nn.Module):
         if attention_mask is None:
             warn_unmasked_padding(ids, getattr(config, "pad_token_id", None))
         self._check_context(ids.shape[1] + (len(prefix) if prefix is not None else 0), "learn: sequences")
-        valid = self._learned_pairs(ids, mask, pair_mask)
+        valid = self.learned_pairs(ids, mask, pair_mask)
         n = int(valid.sum())
         if n == 0:
             raise ValueError(
@@ -809,7 +818,7 @@ class FaastModel(nn.Module):
         states[HEAD_INPUT] = _last_hidden(out)
         if shift is not None:
             states = {k: _roll_rows(v, -shift) if _is_per_token(v, ids) else v for k, v in states.items()}
-        return Captured(ids, mask, valid, n, states)
+        return Captured(ids, mask, valid, n, states, tuple(prefix.ids) if prefix is not None else ())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The base model's forward, reading the fast weights."""

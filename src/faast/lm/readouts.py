@@ -59,7 +59,8 @@ class Captured:
     """A validated batch and the states the read-outs key on (``FaastModel.capture``).
 
     input_ids, attention_mask: (B, T) long; valid: (B, T−1) bool, pair t → t+1 is learned;
-    states: key point → (B, T, d) state.
+    states: key point → (B, T, d) state; prefix_ids: the tokens of the prefix cache every row
+    continues (context only, no pair learned from them; empty without one).
     """
 
     input_ids: torch.Tensor
@@ -67,6 +68,7 @@ class Captured:
     valid: torch.Tensor
     num_pairs: int
     states: dict[str, torch.Tensor] = field(default_factory=dict)
+    prefix_ids: tuple[int, ...] = ()
 
     def next_ids(self) -> torch.Tensor:
         """Ids (n,) of the tokens t+1 of the learned pairs."""

@@ -60,7 +60,6 @@ from faast.lm.model import FaastModel, get_faast_model
 from faast.lm.prefix_cache import PrefixCache
 from faast.lm.prompts import Encoded, PromptCodec, answer_pair_mask, pad_batch
 from faast.lm.readouts import HEAD_INPUT, Captured
-from faast.lm.readouts import pair_mask as real_token_pairs
 from faast.lm.task_choice import (
     DEFAULT_ANCHOR,
     DEFAULT_GUARD,
@@ -415,13 +414,11 @@ class TaskModel(TaskScoringMixin):
                 p: _pad_rows([self._learn_cache[k][p] for k in keys], ids.shape[1]).to(self.device)
                 for p in points
             }
-            valid = real_token_pairs(mask)
-            if pair_mask is not None:
-                valid = valid & pair_mask
+            valid = self.model.learned_pairs(ids, mask, pair_mask)  # as capture: start-token pairs left out
             self._share_head_inputs(chunk, skip)
-            return Captured(
-                ids.to(self.device), mask.to(self.device), valid.to(self.device), int(valid.sum()), states
-            )
+            lead = () if prefix is None else tuple(prefix.ids)
+            ids, mask, valid = ids.to(self.device), mask.to(self.device), valid.to(self.device)
+            return Captured(ids, mask, valid, int(valid.sum()), states, lead)
         cap = self.model.capture(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
