@@ -604,9 +604,7 @@ class FaastClassifier(
         examples learned that ``forget`` checks (:mod:`faast.classifier_record`)."""
         digests = example_digests(keys, _class_index(onehot), weights)
         if self.distributed:  # every process keeps every example's digest: each forgets them all
-            local = torch.from_numpy(digests.view(np.int64).copy())
-            every = faast.distributed.current().gather_any_rows(local, "example digests")
-            digests = every.numpy().view(np.uint64)
+            digests = faast.distributed.current().gather_digests(digests, "example digests")
         if first:
             self._record: ExampleRecord | None = ExampleRecord(digests)
         elif self.__dict__.get("_record") is not None:

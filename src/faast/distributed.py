@@ -217,6 +217,12 @@ class Dist:
         counts = self.gather_rows(torch.tensor([[local.shape[0]]], dtype=torch.int64), self.world_size)
         return self._gather_blocks(local, counts[:, 0].tolist(), what).to(local.device)
 
+    def gather_digests(self, local: np.ndarray, what: str) -> np.ndarray:
+        """Every process's digests (k,) uint64 in rank order, each process holding any number
+        (a record of examples or rows learned, :mod:`faast.digest_multiset`) → (Σk,) everywhere."""
+        bits = torch.from_numpy(np.ascontiguousarray(local, dtype=np.uint64).view(np.int64).copy())
+        return self.gather_any_rows(bits, what).cpu().numpy().view(np.uint64)
+
     def _gather_blocks(self, local: torch.Tensor, sizes: list[int], what: str) -> torch.Tensor:
         width = max(max(sizes), 1)
         padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=self.device)
@@ -329,9 +335,8 @@ class Dist:
         examples, :mod:`faast.lm.task_record`; a FaastModel's rows, :mod:`faast.lm.learned_rows`)
         holding, on every process, what it held ``before`` (the same everywhere) and what every
         process learned in the block."""
-        added = [int(d) for d in record.minus(before)]  # JSON holds 64-bit ints exactly
         united = before.copy()
-        united.add(d for part in self.all_gather_json(added) for d in part)
+        united.add(self.gather_digests(record.minus(before), "digests of what was learned"))
         return united
 
     def _reduce_readout(self, readout: Any, before: GramStats, extra: dict[str, torch.Tensor]) -> None:
