@@ -87,6 +87,37 @@ def test_list_image_folder_lists_loose_images_only_when_asked(tmp_path):
     assert paths[0].name == "loose.png" and labels == [NO_CLASS, 0, 1] and classes == sorted(COLOURS)
 
 
+def test_predict_skips_a_folder_without_images_where_fit_refuses_it(tmp_path, capsys):
+    """An empty sub-folder (thumbnails, an output folder) beside images to predict made ``predict``
+    refuse the folder as a class without images; predict needs no classes, so it is skipped with a
+    warning naming it (loose images alone, and beside class folders). ``fit`` still refuses it."""
+    from faast.data.image_folder import NO_CLASS, list_image_folder
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (4, 4)).save(flat / name)
+    (flat / "thumbs").mkdir()
+    with pytest.warns(UserWarning, match=r"skipped 1 folder\(s\) without images \(thumbs\)"):
+        paths, classes, labels = list_image_folder(flat, loose=True)
+    assert [p.name for p in paths] == ["a.png", "b.png"] and classes is None and labels == [0, 0]
+    data = _image_folder(tmp_path / "data", per_class=1)
+    Image.new("RGB", (4, 4)).save(data / "loose.png")
+    (data / "thumbs").mkdir()
+    with pytest.warns(UserWarning, match="without images"):
+        paths, classes, labels = list_image_folder(data, loose=True)
+    assert classes == sorted(COLOURS) and labels == [NO_CLASS, 0, 1]
+    with pytest.raises(ValueError, match="class folder\\(s\\) without images: thumbs"):
+        list_image_folder(data)
+    (data / "thumbs").rmdir()
+    assert _fit_pixels(data, tmp_path / "m", "--no-feature-cache") == 0
+    (data / "thumbs").mkdir()
+    capsys.readouterr()
+    assert _run("predict", data, "--model", tmp_path / "m", "--out", tmp_path / "p.csv", "--no-feature-cache") == 0
+    assert "without images (thumbs)" in capsys.readouterr().err
+    assert len(_read_csv(tmp_path / "p.csv")) == 3
+
+
 # ----------------------------------------------------------------- finding 4
 def test_a_model_inside_the_image_folder_is_refused_before_anything_is_encoded(tmp_path, capsys):
     """``fit --model DATA/model`` was saved, and every later command on DATA then failed ('class

@@ -86,10 +86,13 @@ def list_image_folder(
     if not base.is_dir():
         raise FileNotFoundError(f"no such image folder: {base}")
     subdirs = sorted(p for p in base.iterdir() if p.is_dir() and _is_data_folder(p))
+    walks = {sub: _walk(sub) for sub in subdirs}  # one walk per class folder
+    if loose:  # images to predict: a folder without images holds none of them
+        subdirs = _without_bare_folders(base, subdirs, walks)
     if subdirs:
         paths, labels, entries, empty = [], [], [], []
         for label, sub in enumerate(subdirs):
-            below = _walk(sub)  # one walk per class folder
+            below = walks[sub]
             files = sorted(p for p in below if _is_image(p))
             if not files:
                 empty.append(sub.name)
@@ -119,6 +122,20 @@ def list_image_folder(
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
     _warn_skipped(base, entries)
     return files, None, [0] * len(files)
+
+
+def _without_bare_folders(base: Path, subdirs: list[Path], walks: dict[Path, list[Path]]) -> list[Path]:
+    """``subdirs`` less those without an image below them (``walks``: the files below each), with a
+    warning naming them: images to predict need no class folders, so an empty one beside them
+    (a thumbnails folder, an output folder) is skipped rather than refused as a class."""
+    bare = [sub for sub in subdirs if not any(_is_image(p) for p in walks[sub])]
+    if bare:
+        warnings.warn(
+            f"{base}: skipped {len(bare)} folder(s) without images ({', '.join(s.name for s in bare[:5])})",
+            UserWarning,
+            stacklevel=3,
+        )
+    return [sub for sub in subdirs if sub not in bare]
 
 
 def _class_names(base: Path, subdirs: list[Path]) -> list[str]:
