@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +131,7 @@ def run_config(args: argparse.Namespace, m: int) -> dict:
     )
 
     result = {
+        "command": "python benchmarks/solver.py " + shlex.join(sys.argv[1:]),
         "config": vars(args) | {"m": m, "tau": tau, "kept_rank": int(keep.sum())},
         "hardware": {
             "cpu": cpu_name(),
