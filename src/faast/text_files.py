@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import os
 from pathlib import Path
+from typing import TextIO
 
 #: Byte-order marks and the codec each announces (UTF-8's mark is dropped by "utf-8-sig").
 _MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
@@ -40,6 +41,19 @@ def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None)
             f"{inner_cr}"
         )
     return text.replace("\r", "\n")
+
+
+def open_user_text(path: str | os.PathLike[str]) -> TextIO:
+    """``path`` open as a text stream for the ``csv`` module (``newline=""``: it reads CR LF and a
+    lone CR as line ends itself), decoded as :func:`read_user_text` decodes (UTF-8, its byte-order
+    mark dropped, or UTF-16 where marked), so that a large file is read line by line rather than
+    whole. Bytes that are not text raise ``UnicodeDecodeError`` as they are read (call
+    :func:`read_user_text` then for the error naming the line)."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    encoding = next((codec for mark, codec in _MARKS if head.startswith(mark)), "utf-8")
+    return open(p, encoding=encoding, newline="")
 
 
 def csv_delimiter(header_line: str) -> str:

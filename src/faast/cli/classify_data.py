@@ -190,17 +190,22 @@ def _csv_of_texts(path: Path, args: argparse.Namespace) -> bool:
     import io
 
     from faast.data.features_file import is_number
-    from faast.text_files import csv_delimiter, read_user_text
+    from faast.text_files import csv_delimiter, open_user_text, read_user_text
 
     if args.text_column is not None:
         return True
-    text = read_user_text(path)
-    line = text.partition("\n")[0]
+    try:
+        with open_user_text(path) as fh:  # the header line alone: a features CSV is not read here
+            line = fh.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        read_user_text(path)  # raises the error naming the line
+        raise
     delimiter = csv_delimiter(line)
     names = [name.strip() for name in next(csv.reader([line], delimiter=delimiter), [])]
     folded = [name.casefold() for name in names]
     if "input" not in folded:
         return False
+    text = read_user_text(path)
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))[1:]
     except csv.Error:

@@ -28,19 +28,19 @@ named by their number.
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 
 from faast.io import existing_file
-from faast.text_files import csv_delimiter, read_user_text
+from faast.text_files import csv_delimiter, open_user_text, read_user_text
 
 FEATURE_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv")
 
@@ -159,18 +159,30 @@ def _tensor(data: np.ndarray, p: Path) -> torch.Tensor:
         ) from None
 
 
+#: Values of features checked for NaN and infinity at a time (a mask of 1 MB).
+_FINITE_BLOCK_FLOATS = 1 << 20
+
+
 def _check_finite(feats: torch.Tensor, p: Path) -> None:
     """Refuse features (n, d) holding a NaN or an infinity, naming the file ``p``, the first such
     row and column (counting from 0, as the rows are named in predictions) and how many there are
-    (a CSV's are refused as they are read, naming its line)."""
-    bad = ~torch.isfinite(feats)
-    if not bool(bad.any()):
+    (a CSV's are refused as they are read, naming its line). Checked a block of rows at a time,
+    so that the check holds a few megabytes beside the features, not masks of their size."""
+    step = max(1, _FINITE_BLOCK_FLOATS // max(1, feats.shape[1]))
+    first, total = None, 0
+    for start in range(0, feats.shape[0], step):
+        bad = ~torch.isfinite(feats[start : start + step])
+        found = int(bad.sum())
+        if found and first is None:
+            row = int(bad.any(dim=1).to(torch.uint8).argmax())
+            first = (start + row, int(bad[row].to(torch.uint8).argmax()))
+        total += found
+    if first is None:
         return
-    row = int(bad.any(dim=1).to(torch.uint8).argmax())
-    col = int(bad[row].to(torch.uint8).argmax())
+    row, col = first
     raise ValueError(
         f"{p}: feature row {row}, column {col} (counting from 0): {feats[row, col].item()} is not a finite "
-        f"number ({int(bad.sum())} NaN or infinite value(s) in all; missing values are not supported: fill "
+        f"number ({total} NaN or infinite value(s) in all; missing values are not supported: fill "
         "or drop them)"
     )
 
@@ -253,16 +265,80 @@ def _parse_labels(texts: list[str]) -> np.ndarray:
     return np.asarray(numbers, dtype=np.int64)
 
 
+#: Floats of a CSV parsed into one float64 block before the next is started (64 MB); the first
+#: block holds 64 rows and each next one twice as many, up to this.
+_CSV_BLOCK_FLOATS = 1 << 23
+
+
 def _read_csv(
     path: Path, label_column: str, id_column: str | None
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None, list[str]]:
-    text = read_user_text(path)  # a byte-order mark (spreadsheets write one) is not a column's name
-    rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
-    while rows and not "".join(rows[-1]).strip():  # blank lines after the last row
-        rows.pop()
-    if len(rows) < 2:
+    """(features (n, d) float64, labels (n,) or None, ids or None, the d feature columns' names)
+    of a features CSV, read row by row: what is held is the float64 array (plus a block of rows
+    while it grows) and the label and id cells, not the file's text (a 225 MB CSV of 100,000 × 256
+    took 3.2 GB read whole). A line that is not UTF-8 text is named as :func:`read_user_text`
+    names it."""
+    try:
+        with open_user_text(path) as fh:
+            return _parse_csv(path, fh, label_column, id_column)
+    except UnicodeDecodeError:
+        read_user_text(path)  # raises the error naming the line
+        raise
+
+
+def _parse_csv(
+    path: Path, fh: TextIO, label_column: str, id_column: str | None
+) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None, list[str]]:
+    """:func:`_read_csv` of the open text stream ``fh`` of ``path``."""
+    first = fh.readline()
+    delimiter = csv_delimiter(first.rstrip("\r\n"))
+    rows = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
+    header = [name.strip() for name in next(rows, [])]  # "f0, f1, label": ", " between names
+    blocks: list[np.ndarray] = []
+    block = np.empty((0, 0))
+    filled = count = 0  # rows in the block, rows in all
+    label_cells: list[str] = []
+    ids: list[str] | None = [] if id_column is not None else None
+    columns: list[int] = []
+    label_at = id_at = -1
+    blank: list[list[str]] = []  # blank rows: an error unless only blank rows follow them
+    for row in rows:
+        if not "".join(row).strip():
+            blank.append(row)
+            continue
+        for held in [*blank, row]:
+            if count == 0:  # the header is checked once a data row is there
+                columns, label_at, id_at = _csv_columns(path, header, label_column, id_column)
+                block = np.empty((64, len(columns)), dtype=np.float64)
+            if filled == len(block):
+                blocks.append(block)
+                cap = max(64, _CSV_BLOCK_FLOATS // len(columns))
+                block = np.empty((min(cap, 2 * len(block)), len(columns)), dtype=np.float64)
+                filled = 0
+            block[filled] = _csv_row_values(
+                path, header, held, columns, count, label_column, id_column, delimiter
+            )
+            if label_at >= 0:
+                # without the spaces around them, as a labels text file is read: "cat" and "cat "
+                # (a spreadsheet's stray space, or ", " between fields) are one class, not two
+                label_cells.append(held[label_at].strip())
+            if ids is not None:
+                ids.append(held[id_at])
+            filled, count = filled + 1, count + 1
+        blank = []
+    if count == 0:
         raise ValueError(f"{path}: a CSV needs a header row and at least one data row")
-    header, body = [name.strip() for name in rows[0]], rows[1:]  # "f0, f1, label": ", " between names
+    feats = np.concatenate([*blocks, block[:filled]]) if blocks else block[:filled]
+    labels = _parse_labels(label_cells) if label_at >= 0 else None
+    return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+
+
+def _csv_columns(
+    path: Path, header: list[str], label_column: str, id_column: str | None
+) -> tuple[list[int], int, int]:
+    """(the feature columns' positions, the label column's or -1, the id column's or -1) of a
+    CSV's ``header``, refusing a header of numbers, unnamed or repeated columns, a missing id
+    column and no feature columns."""
     _check_not_numbers(path, header, label_column, id_column)
     _check_named(path, header, id_column)
     twice = sorted({name for name in header if header.count(name) > 1})
@@ -274,30 +350,49 @@ def _read_csv(
     columns = [i for i, name in enumerate(header) if name not in skip]
     if not columns:
         raise ValueError(f"{path}: no feature columns")
-    feats = np.empty((len(body), len(columns)), dtype=np.float64)
-    for r, row in enumerate(body):
-        if len(row) != len(header):
-            raise ValueError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
-        try:
-            feats[r] = [float(row[i]) for i in columns]
-        except ValueError:
-            bad = next(i for i in columns if not is_number(row[i]))
-            cells = [cells[bad] for cells in body if len(cells) == len(header)]
-            why = _not_a_number(row[bad], header[bad], cells, r, label_column in header, id_column)
-            raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
-        if not np.isfinite(feats[r]).all():  # "nan", "inf" or a number beyond float64 ("1e400")
-            bad = columns[int(np.flatnonzero(~np.isfinite(feats[r]))[0])]
-            raise ValueError(
-                f"{path}: row {r + 2}, column {header[bad]!r}: {row[bad].strip()!r} is not a finite number "
-                "(missing values are not supported: fill or drop them)"
-            )
-    labels = None
-    if label_column in header:
-        # without the spaces around them, as a labels text file is read: "cat" and "cat " (a
-        # spreadsheet's stray space, or ", " between fields) are one class, not two
-        labels = _parse_labels([row[header.index(label_column)].strip() for row in body])
-    ids = [row[header.index(id_column)] for row in body] if id_column is not None else None
-    return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+    label_at = header.index(label_column) if label_column in header else -1
+    return columns, label_at, header.index(id_column) if id_column is not None else -1
+
+
+def _csv_row_values(
+    path: Path,
+    header: list[str],
+    row: list[str],
+    columns: list[int],
+    r: int,
+    label_column: str,
+    id_column: str | None,
+    delimiter: str,
+) -> np.ndarray:
+    """The feature values (d,) float64 of data row ``r`` (from 0) of a CSV; a row whose fields do
+    not match the header, or a feature cell that is not a finite number, is a ``ValueError``
+    naming its row (the header is row 1) and column with a hint (:func:`_not_a_number`, for which
+    the file is read again for the column's other cells)."""
+    if len(row) != len(header):
+        raise ValueError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
+    try:
+        values = np.array([float(row[i]) for i in columns], dtype=np.float64)
+    except ValueError:
+        bad = next(i for i in columns if not is_number(row[i]))
+        cells = _column_cells(path, delimiter, len(header), bad)
+        why = _not_a_number(row[bad], header[bad], cells, r, label_column in header, id_column)
+        raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
+    if not np.isfinite(values).all():  # "nan", "inf" or a number beyond float64 ("1e400")
+        at = columns[int(np.flatnonzero(~np.isfinite(values))[0])]
+        raise ValueError(
+            f"{path}: row {r + 2}, column {header[at]!r}: {row[at].strip()!r} is not a finite number "
+            "(missing values are not supported: fill or drop them)"
+        )
+    return values
+
+
+def _column_cells(path: Path, delimiter: str, width: int, column: int) -> list[str]:
+    """The cells of ``column`` in the data rows of ``width`` fields of a CSV (read again: only for
+    an error's hint)."""
+    with open_user_text(path) as fh:
+        rows = csv.reader(fh, delimiter=delimiter)
+        next(rows, None)
+        return [row[column] for row in rows if len(row) == width]
 
 
 #: Cells that stand for a missing value (R, pandas, spreadsheets and databases write them).
