@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -48,6 +47,7 @@ from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
 from faast.solver import Cut, GramStats
+from faast.unit_rows import unit_rows
 
 #: The classifier keeps its float64 rows while n ≤ ROWS_KEPT · d, so that its ``auto`` cuts score
 #: exact leave-one-out there (GCV, its large-n approximation, misjudges n just above d).
@@ -833,8 +833,8 @@ class FaastClassifier(
             pred = r * pred + (1.0 - r) * self._prior(keys, pred.shape[1])
         target = emb
         if solved["similarity"] == "cosine":
-            pred = F.normalize(pred, dim=1)
-            target = None if target is None else F.normalize(target, dim=1)
+            pred = unit_rows(pred)
+            target = None if target is None else unit_rows(target)
         return pred if target is None else pred @ target.T
 
     def _prior(self, keys: torch.Tensor, value_dim: int) -> torch.Tensor:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.utils.validation import validate_data
 
 from faast._checks import check_device, check_finite
 from faast.solver import GramStats
+from faast.unit_rows import unit_rows
 
 #: The design (random features, the intercept's constant column) is built this many rows at a
 #: time for the statistics, so that a fit never holds a second copy of a large X.
@@ -117,7 +117,7 @@ class DesignMixin:
         elif hasattr(self, "memory_") and self.memory_.stats is not None:
             keys = keys.to(self.memory_.stats.device)
         if self.normalize_keys:
-            keys = F.normalize(keys, dim=1)
+            keys = unit_rows(keys)
         return keys
 
     def _in_fitted_dtype(self, keys: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from faast._checks import integer_at_least
 from faast.memory.stored import StoredPairsMemory
+from faast.unit_rows import unit_rows
 
 _SCORE_BLOCK = 1 << 24
 
@@ -103,7 +103,7 @@ class KNNMemory(StoredPairsMemory):
     def _nearest(self, q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
         """Indices (b, k) of the k stored keys (n, d) nearest each query of q (b, d), nearest first."""
         if self.metric == "cosine":
-            scores = F.normalize(q, dim=1) @ keys.T
+            scores = unit_rows(q) @ keys.T
         else:
             scores = -torch.cdist(q, keys)
         return torch.topk(scores, k, dim=1).indices

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from faast._checks import finite_number
 from faast.memory.stored import StoredPairsMemory
+from faast.unit_rows import unit_rows
 
 #: Upper bound on query×key scores materialised at once by ``read``.
 _SCORE_BLOCK = 1 << 24
@@ -44,7 +44,7 @@ class SoftmaxMemory(StoredPairsMemory):
         q, keys = self._scoring(queries)
         values = self.store.tensors()[1].to(q.dtype)
         if self.normalize:
-            q = F.normalize(q, dim=1)
+            q = unit_rows(q)
         block = max(1, _SCORE_BLOCK // max(keys.shape[0], 1))
         out = [self._attend(q[i : i + block], keys, values) for i in range(0, q.shape[0], block)]
         return torch.cat(out).to(device=queries.device, dtype=queries.dtype)

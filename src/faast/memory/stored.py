@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from faast.memory.base import Memory
 from faast.solver import PairBuffer
+from faast.unit_rows import unit_rows
 
 #: A pair to forget whose stored form has no bit-identical match may match a stored row within
 #: this relative difference when the memory normalises keys on the way in: the L2 norm of a row
@@ -32,7 +32,7 @@ class StoredPairsMemory(Memory):
 
     def _stored_keys(self, keys: torch.Tensor) -> torch.Tensor:
         """Keys (n, d) as the memory stores them."""
-        return F.normalize(keys, dim=1) if self._normalizes_keys() else keys
+        return unit_rows(keys) if self._normalizes_keys() else keys
 
     def _scoring(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (q, d) and the stored keys (n, d) in the dtype reads score in, on the keys'
