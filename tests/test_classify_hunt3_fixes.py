@@ -113,7 +113,10 @@ def test_predict_skips_a_folder_without_images_where_fit_refuses_it(tmp_path, ca
     assert _fit_pixels(data, tmp_path / "m", "--no-feature-cache") == 0
     (data / "thumbs").mkdir()
     capsys.readouterr()
-    assert _run("predict", data, "--model", tmp_path / "m", "--out", tmp_path / "p.csv", "--no-feature-cache") == 0
+    assert (
+        _run("predict", data, "--model", tmp_path / "m", "--out", tmp_path / "p.csv", "--no-feature-cache")
+        == 0
+    )
     assert "without images (thumbs)" in capsys.readouterr().err
     assert len(_read_csv(tmp_path / "p.csv")) == 3
 
