@@ -44,6 +44,7 @@ from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.classifier_record import ExampleRecord
 from faast.io import (
     check_json_dict,
+    check_writable,
     existing_file,
     file_in_the_way,
     file_sha256,
@@ -60,7 +61,9 @@ VERSION = 1
 JSON_NAME, TENSORS_NAME = "classifier.json", "classifier.safetensors"
 #: A save writes the tensors here first, then the JSON (which records their digest), then moves them
 #: over ``TENSORS_NAME``: interrupted at any point, the folder still loads — the previous save, or,
-#: after the JSON, the new one from this file (:func:`_saved_tensors`).
+#: after the JSON, the new one from this file (:func:`_saved_tensors`). Before writing here, a save
+#: first moves a pending file the JSON in place names over ``TENSORS_NAME``
+#: (:func:`_finish_interrupted_save`), so that a second interrupted save cannot lose it.
 PENDING_TENSORS_NAME = TENSORS_NAME + ".next"
 _PARAMS = (
     "alpha", "c", "tau", "ridge", "n0", "similarity", "normalize_keys", "logit_scale", "random_features",
@@ -91,12 +94,29 @@ def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
     return out
 
 
+def check_classifier_writable(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a folder a classifier can be saved in (:func:`check_classifier_folder`), checked
+    to be writable before the work that would be saved there (encoding, fitting): the folder, or
+    while it does not exist the nearest folder above it, where it would be made. An ``OSError``
+    names ``path`` when a file cannot be made there; nothing is created."""
+    out = check_classifier_folder(path)
+    there = next((folder for folder in (out, *out.parents) if folder.exists()), Path("."))
+    try:
+        check_writable(there / f".{JSON_NAME}.check")  # makes and removes a temporary file there
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(exc.errno, f"cannot save a classifier there ({there}: {reason})", str(out)) from None
+    return out
+
+
 def save_classifier(
     clf: FaastClassifier, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras. A
     ``ValueError`` before anything is written refuses what would not load as the classifier that
-    predicts (module docstring); a failure after the tensors are written leaves no stray file."""
+    predicts (module docstring); a failure (or Ctrl-C) from the tensors' write on leaves no stray
+    file. Interrupted at any point, even a kill, it leaves a folder that loads as the previous save
+    or the new one, whatever earlier saves were interrupted (``PENDING_TENSORS_NAME``)."""
     check_classifier_folder(path)
     if not hasattr(clf, "memory_"):
         raise ValueError("cannot save a FaastClassifier that is not fitted")
@@ -153,18 +173,34 @@ def save_classifier(
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     pending = out / PENDING_TENSORS_NAME
-    saved = save_tensors(pending, tensors, {"classes": str(len(classes))}, kind="classifier")
-    info["tensors_sha256"] = file_sha256(saved)  # the JSON names the very tensors it was written with
+    # the pending file may be the only copy of the tensors the JSON in place names (a save
+    # interrupted after its JSON): it goes into place before this save writes its own there
+    _finish_interrupted_save(out)
+    digest = None
     try:
+        saved = save_tensors(pending, tensors, {"classes": str(len(classes))}, kind="classifier")
+        digest = info["tensors_sha256"] = file_sha256(saved)  # the JSON names the tensors written with it
         save_json(out / JSON_NAME, info)  # from here the new save loads (from the pending file until moved)
     except BaseException:  # no stray pending file: the JSON in place names its bytes or not
-        if _names_tensors(out / JSON_NAME, info["tensors_sha256"]):
+        if digest is not None and _names_tensors(out / JSON_NAME, digest):
             move_into_place(pending, out / TENSORS_NAME)
-        else:  # the earlier save stands
+        else:  # the earlier save stands, its tensors in place (_finish_interrupted_save)
             pending.unlink(missing_ok=True)
         raise
     move_into_place(pending, out / TENSORS_NAME)
     return out
+
+
+def _finish_interrupted_save(folder: Path) -> None:
+    """Complete a save of ``folder`` interrupted between its JSON and moving its tensors into place:
+    move the pending tensors file over ``TENSORS_NAME`` when the JSON in place names its bytes (a
+    pending file it does not name is a save stopped before its JSON, which the next save replaces).
+    Atomic: interrupted, the folder still loads the same classifier, from either file."""
+    pending = folder / PENDING_TENSORS_NAME
+    if not pending.is_file():
+        return
+    if _names_tensors(folder / JSON_NAME, file_sha256(pending)):
+        move_into_place(pending, folder / TENSORS_NAME)
 
 
 def _classes_to_json(classes: np.ndarray) -> tuple[list[Any], str]:

@@ -57,3 +57,12 @@ class ExampleRecord(DigestMultiset):
     """A multiset of example digests (:func:`example_digests`), saved as an int64 tensor."""
 
     what = "example record"
+
+    def learned_again(self, earlier: ExampleRecord) -> int:
+        """How many of the examples added since ``earlier`` (a copy of this record taken before
+        they were added) ``earlier`` already held: examples learned once more. Each held digest
+        covers one added digest of its value, as in :meth:`missing`."""
+        values, counts = np.unique(self._digests, return_counts=True)
+        held = earlier._digests
+        before = np.searchsorted(held, values, side="right") - np.searchsorted(held, values, side="left")
+        return int(np.minimum(counts - before, before).clip(min=0).sum())

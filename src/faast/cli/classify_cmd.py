@@ -304,7 +304,12 @@ def _auto_or_positive(text: str, flag: str) -> float | str:
 def run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
-    from faast.classifier_io import check_classifier_folder, load_classifier, save_classifier
+    from faast.classifier_io import (
+        check_classifier_folder,
+        check_classifier_writable,
+        load_classifier,
+        save_classifier,
+    )
     from faast.cli.classify_data import need_labels, read_data, two_classes
 
     dist = distributed.init()
@@ -314,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
 
         params = _cut_params(Cut.parse(args.cut))  # a bad --cut fails before any data is read
         check_classifier_folder(args.model)  # so does a --model that cannot be a folder
+        if dist.is_main:  # or cannot be written (rank 0 alone saves), before any encoder is loaded
+            check_classifier_writable(args.model)
         if args.cv is not None and args.cv < 2:
             raise ValueError(f"--cv needs at least 2 folds, got {args.cv}")
         if args.baselines and args.cv is None:
@@ -341,11 +348,13 @@ def run(args: argparse.Namespace) -> int:
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
         if dist.is_main:
-            save_classifier(clf, args.model, {"source": source})
             where = f" on {dist.world_size} processes" if shard else ""
-            print(
-                _summary(clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model)
+            # everything the summary needs is computed first: the save is the last step of the work
+            line = _summary(
+                clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model
             )
+            save_classifier(clf, args.model, {"source": source})
+            print(line)
         dist.barrier()  # the classifier is saved before any process can look for it
         if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
             _cross_validate(clf, feats, labels, args, {"source": source})
@@ -359,15 +368,21 @@ def run(args: argparse.Namespace) -> int:
 
         # before the images are encoded; every file the job reads, the labels too
         check_writable(args.out, inputs=_inputs(args))
+    elif dist.is_main:  # partial-fit, forget: the folder they save to, before the images are encoded
+        check_classifier_writable(args.model)
     feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args, here.get("columns"))
         labels = as_classes(labels, clf.classes_)
         feats = in_fitted_dtype(clf, feats)
         if args.action == "partial-fit":
+            record = clf.__dict__.get("_record")  # what was learned before, to name examples learned again
+            before = None if record is None else record.copy()
             clf.distributed = dist.active  # each process adds its block; the statistics are summed
             clf.partial_fit(*_block(dist, feats, labels, clf.distributed))
             clf.distributed = False
+            if dist.is_main:
+                _warn_learned_again(clf, before, len(labels), args)
         else:  # every process forgets all the examples (the same result everywhere)
             if dist.is_main:
                 _warn_unverified_forget(clf, args.model)
@@ -376,9 +391,12 @@ def run(args: argparse.Namespace) -> int:
             # the encoder as found now (the same files; --encoder may have named a new place); a
             # cross-validation of fit's examples no longer describes what the classifier holds
             kept = {key: value for key, value in meta.items() if key != "cross_validation"}
-            save_classifier(clf, args.model, {**kept, "source": here})
             verb = "added" if args.action == "partial-fit" else "forgot"
-            print(_summary(clf, f"{verb} {len(labels)} examples", args.model))
+            # the summary solves (partial_fit defers it): done first, so that the save is the last
+            # step of the work, and a command interrupted before it returns has changed nothing
+            line = _summary(clf, f"{verb} {len(labels)} examples", args.model)
+            save_classifier(clf, args.model, {**kept, "source": here})
+            print(line)
         dist.barrier()  # the classifier is saved before any process can look for it
         return 0
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
@@ -394,6 +412,26 @@ def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
 
     encoder = getattr(args, "encoder", None)
     return (args.data, args.model, args.labels, encoder if encoder and Path(encoder).exists() else None)
+
+
+def _warn_learned_again(clf: Any, before: Any, given: int, args: argparse.Namespace) -> None:
+    """Warn when ``partial-fit`` added examples that ``before`` — the classifier's record of
+    examples learned (:mod:`faast.classifier_record`) as it was before the call, None when it has
+    none — already held: they now count twice (deliberate, or the re-run of an interrupted
+    ``partial-fit`` whose save had gone through). ``given``: how many examples DATA held."""
+    import warnings
+
+    after = clf.__dict__.get("_record")
+    again = 0 if before is None or after is None else after.learned_again(before)
+    if again:
+        warnings.warn(
+            f"{again} of the {given} examples of {args.data} were learned before (the classifier's record "
+            "of examples holds them) and are counted again; if an interrupted partial-fit was re-run, it "
+            f"had already been applied: forget them once with `faast classify forget {args.data} --model "
+            f"{args.model}`",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _warn_unverified_forget(clf: Any, model: str) -> None:
