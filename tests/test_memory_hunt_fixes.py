@@ -95,10 +95,9 @@ def test_pair_buffer_find_matches_rows_that_require_grad():
 # ----------------------------------------------------------------- reads in the queries' dtype
 def softmax_reference(keys, values, queries, temperature, normalize=False):
     """softmax(q Kᵀ / temperature) V (q, m) in float64 over the pairs as stored (keys normalised in
-    float64 and rounded once to their own dtype)."""
+    their own dtype)."""
     if normalize:
-        keys = F.normalize(keys.double(), dim=1).to(keys.dtype)
-        queries = F.normalize(queries.double(), dim=1)
+        keys, queries = F.normalize(keys, dim=1), F.normalize(queries.double(), dim=1)
     k, v, q = keys.double(), values.double(), queries.double()
     return torch.softmax(q @ k.T / temperature, dim=1) @ v
 
