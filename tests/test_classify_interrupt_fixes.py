@@ -261,7 +261,9 @@ def test_partial_fit_warns_of_examples_learned_before(tmp_path, capsys):
     assert (
         _run("partial-fit", tmp_path / "mix.npy", "--labels", tmp_path / "mix_y.npy", "--model", model) == 0
     )
-    assert "warning: 4 of the 10 examples" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: 4 of the 10 examples" in err
+    assert "on a file of just those examples" in err and "--model" not in err  # not: forget the 6 new ones
 
 
 @contextmanager

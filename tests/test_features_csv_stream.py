@@ -158,3 +158,23 @@ def test_the_finite_check_names_the_first_bad_value_across_blocks(tmp_path, monk
         monkeypatch.setattr(features_file, "_FINITE_BLOCK_FLOATS", block)
         with pytest.raises(ValueError, match=r"feature row 17, column 2 \(counting from 0\): inf .* \(3 NaN"):
             read_features(path)
+
+
+def test_a_quote_left_open_is_refused_not_read_as_rows_in_one_label(tmp_path):
+    """A stray quote read the rows after it into one cell: five rows were learned as three, one of
+    class 'a\\n2,b\\n3,c'. A label or id holding a line break (also CR LF inside quotes, which a
+    Windows file would have made a class of its own) is refused, naming the row."""
+    path = tmp_path / "open.csv"
+    path.write_text('f0,label\n1,"a\n2,b\n3,c"\n4,d\n5,e\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 2: the label 'a\\n2,b\\n3,c' holds a line break: a quote"):
+        read_features(path)
+    path.write_bytes(b'f0,id,label\r\n1,"r\r\n1",cat\r\n')
+    with pytest.raises(ValueError, match=r"row 2: the id 'r\\r\\n1' holds a line break"):
+        read_features(path, id_column="id")
+
+
+def test_a_field_beyond_the_csv_modules_limit_is_named(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text('f0,label\n1,"' + "x" * 200_000 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"long\.csv: not a CSV the csv module reads \(field larger"):
+        read_features(path)

@@ -419,16 +419,22 @@ def _warn_learned_again(clf: Any, before: Any, given: int, args: argparse.Namesp
     examples learned (:mod:`faast.classifier_record`) as it was before the call, None when it has
     none — already held: they now count twice (deliberate, or the re-run of an interrupted
     ``partial-fit`` whose save had gone through). ``given``: how many examples DATA held."""
+    import shlex
     import warnings
 
     after = clf.__dict__.get("_record")
     again = 0 if before is None or after is None else after.learned_again(before)
     if again:
+        how = (
+            f"`faast classify forget` with the same DATA and options (e.g. `faast classify forget "
+            f"{shlex.quote(str(args.data))} --model {shlex.quote(str(args.model))}`)"
+            if again == given
+            else "`faast classify forget` on a file of just those examples (the others were new)"
+        )
         warnings.warn(
             f"{again} of the {given} examples of {args.data} were learned before (the classifier's record "
             "of examples holds them) and are counted again; if an interrupted partial-fit was re-run, it "
-            f"had already been applied: forget them once with `faast classify forget {args.data} --model "
-            f"{args.model}`",
+            f"had already been applied: forget them once with {how}",
             UserWarning,
             stacklevel=2,
         )

@@ -274,16 +274,18 @@ def _read_csv(
     path: Path, label_column: str, id_column: str | None
 ) -> tuple[torch.Tensor, np.ndarray | None, list[str] | None, list[str]]:
     """(features (n, d) float64, labels (n,) or None, ids or None, the d feature columns' names)
-    of a features CSV, read row by row: what is held is the float64 array (plus a block of rows
-    while it grows) and the label and id cells, not the file's text (a 225 MB CSV of 100,000 × 256
-    took 3.2 GB read whole). A line that is not UTF-8 text is named as :func:`read_user_text`
-    names it."""
+    of a features CSV, read row by row: what is held is the float64 array in blocks of rows (about
+    twice the array while they are joined at the end) and the label and id cells, not the file's
+    text (a 225 MB CSV of 100,000 × 256 took 3.2 GB read whole). A line that is not UTF-8 text is
+    named as :func:`read_user_text` names it."""
     try:
         with open_user_text(path) as fh:
             return _parse_csv(path, fh, label_column, id_column)
     except UnicodeDecodeError:
         read_user_text(path)  # raises the error naming the line
         raise
+    except csv.Error as exc:  # e.g. a field over the csv module's limit: a quote left open
+        raise ValueError(f"{path}: not a CSV the csv module reads ({exc}): a quote left open?") from None
 
 
 def _parse_csv(
@@ -321,9 +323,9 @@ def _parse_csv(
             if label_at >= 0:
                 # without the spaces around them, as a labels text file is read: "cat" and "cat "
                 # (a spreadsheet's stray space, or ", " between fields) are one class, not two
-                label_cells.append(held[label_at].strip())
+                label_cells.append(_one_line(path, held[label_at].strip(), count, "label"))
             if ids is not None:
-                ids.append(held[id_at])
+                ids.append(_one_line(path, held[id_at], count, "id"))
             filled, count = filled + 1, count + 1
         blank = []
     if count == 0:
@@ -331,6 +333,19 @@ def _parse_csv(
     feats = np.concatenate([*blocks, block[:filled]]) if blocks else block[:filled]
     labels = _parse_labels(label_cells) if label_at >= 0 else None
     return torch.from_numpy(feats), labels, ids, [header[i] for i in columns]
+
+
+def _one_line(path: Path, cell: str, r: int, what: str) -> str:
+    """A CSV's label or id ``cell`` of data row ``r`` (from 0), refused when it holds a line break:
+    the mark of a quote left open, which reads the rows after it into the cell (a label
+    ``'a\\n2,b\\n3,c'``: five rows learned as three), and no class or row name is written so."""
+    if "\n" in cell or "\r" in cell:
+        shown = cell if len(cell) <= 40 else cell[:40] + "..."
+        raise ValueError(
+            f'{path}: row {r + 2}: the {what} {shown!r} holds a line break: a quote (") left open in it or '
+            "before it reads the following rows into one cell; close or remove the quote"
+        )
+    return cell
 
 
 def _csv_columns(
