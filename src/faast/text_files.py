@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -43,6 +44,17 @@ def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None)
     return text.replace("\r", "\n")
 
 
+#: Characters of a text file read at a time by :func:`iter_user_text` (64 KiB of ASCII text).
+TEXT_BLOCK_CHARS = 1 << 16
+
+
+def _encoding(p: Path) -> str:
+    """The codec of a user's text file from its byte-order mark (UTF-8 without one)."""
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    return next((codec for mark, codec in _MARKS if head.startswith(mark)), "utf-8")
+
+
 def open_user_text(path: str | os.PathLike[str]) -> TextIO:
     """``path`` open as a text stream for the ``csv`` module (``newline=""``: it reads CR LF and a
     lone CR as line ends itself), decoded as :func:`read_user_text` decodes (UTF-8, its byte-order
@@ -50,10 +62,26 @@ def open_user_text(path: str | os.PathLike[str]) -> TextIO:
     whole. Bytes that are not text raise ``UnicodeDecodeError`` as they are read (call
     :func:`read_user_text` then for the error naming the line)."""
     p = Path(path)
-    with open(p, "rb") as fh:
-        head = fh.read(4)
-    encoding = next((codec for mark, codec in _MARKS if head.startswith(mark)), "utf-8")
-    return open(p, encoding=encoding, newline="")
+    return open(p, encoding=_encoding(p), newline="")
+
+
+def iter_user_text(path: str | os.PathLike[str], *, block_chars: int | None = None) -> Iterator[str]:
+    """The text of ``path`` in pieces of ``block_chars`` characters (default
+    :data:`TEXT_BLOCK_CHARS`; no empty piece), holding one at a time: joined, exactly
+    ``read_user_text(path)`` (byte-order mark dropped, every line end LF: Python's text mode reads
+    CR LF and a lone CR as LF, across the pieces' ends too). Bytes that are not text raise the
+    ``ValueError`` of :func:`read_user_text`, naming the line, when the reading gets there."""
+    size = TEXT_BLOCK_CHARS if block_chars is None else block_chars
+    if size < 1:
+        raise ValueError(f"block_chars must be >= 1, got {size}")
+    p = Path(path)
+    with open(p, encoding=_encoding(p)) as fh:
+        try:
+            while piece := fh.read(size):
+                yield piece
+        except UnicodeDecodeError:
+            read_user_text(p)  # raises the error naming the line
+            raise
 
 
 def csv_delimiter(header_line: str) -> str:

@@ -126,7 +126,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also score each chunk by the base model after this many tokens of the text before it",
     )
     st.add_argument("--no-base", action="store_true", help="do not score the chunks with the base model")
-    st.add_argument("--csv", default=None, help="per-chunk results (CSV; a PNG plot is written beside it)")
+    st.add_argument(
+        "--csv",
+        default=None,
+        help="per-chunk results (CSV; a PNG plot is written beside it). Until the stream ends each chunk's "
+        "row is appended to CSV.partial as it is read (an interrupted stream keeps its rows there); "
+        "CSV itself is written, atomically, at the end",
+    )
     st.add_argument(
         "--out",
         default=None,
@@ -337,14 +343,13 @@ def _init(args: argparse.Namespace) -> Dist:
 
 def run_learn(args: argparse.Namespace) -> int:
     """Learn a text file. Under ``torchrun`` each process learns its share of the windows and the
-    statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes."""
+    statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes.
+    The text is read and tokenized block by block (:mod:`faast.lm.text_blocks`), once to count its
+    tokens and once more as it is learned: memory does not grow with its length."""
     import time
 
-    from faast.lm.prompts import start_token_ids
-    from faast.lm.text import read_text
-
     dist = _init(args)
-    text = read_text(args.text)
+    digest = _scan_text(args.text)
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     if args.key_features is not None:
@@ -352,18 +357,20 @@ def run_learn(args: argparse.Namespace) -> int:
     earlier: dict[str, Any] = {}  # the task's notes, kept by --append
     if args.append:
         fm, tok, earlier = _load_task_to_extend(args)
+        if dist.is_main:
+            _warn_learned_before(args, earlier, digest)
     else:
         fm, tok = _load(args, *_layout_and_read(args, given))
-    windows = _text_windows(tok, text, args.window, "learned")
+    windows = _file_windows(tok, args.text, args.window, "learned")
     # the text's own tokens: the start tokens put in front of each window (Gemma's <bos>) are not
     # the text's (574 tokens were reported as 576 in 2 windows)
-    tokens = sum(w.numel() for w in windows) - len(windows) * len(start_token_ids(tok))
+    tokens = windows.tokens - windows.left_out
     if dist.is_main:
         where = f" on {dist.world_size} processes" if dist.active else ""
         print(f"[faast] learning {tokens} tokens of {args.text} in {len(windows)} windows{where}: {fm}")
     start = time.perf_counter()
     learned: list[int] = []
-    learn_part = _step_learner(fm, args, windows, dist.is_main)
+    learn_part = _step_learner(fm, args, windows, _show_progress(dist))
 
     def learn_once() -> None:
         learned.append(dist.learn_shard(fm, windows, learn_part))
@@ -377,7 +384,7 @@ def run_learn(args: argparse.Namespace) -> int:
     pairs = learned[-1]
     seconds = time.perf_counter() - start
     if dist.is_main:
-        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, text, pairs, earlier))
+        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, digest, pairs, earlier))
         sizes = fm.fast_weight_nbytes()
         print(
             f"[faast] {pairs} pairs in {seconds:.1f} s ({tokens / seconds:.0f} tok/s); "
@@ -387,6 +394,69 @@ def run_learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_progress(dist: Dist) -> bool:
+    """Progress bars on stderr: on the main process, when stderr is a terminal (as ``faast
+    classify`` decides; a log file would get thousands of carriage-return updates)."""
+    return dist.is_main and sys.stderr.isatty()
+
+
+def _scan_text(path: str) -> str:
+    """Read the text file once, block by block (:func:`faast.text_files.iter_user_text`),
+    before any work: its digest (:func:`_text_digest` of its text); a file that is empty, holds only
+    whitespace or is not text is refused as :func:`faast.lm.text.read_text` refuses it."""
+    import hashlib
+
+    from faast.io import existing_file
+    from faast.text_files import iter_user_text
+
+    p = existing_file(path, "text file")
+    sha, empty, blank = hashlib.sha256(), True, True
+    for piece in iter_user_text(p):
+        sha.update(piece.encode("utf-8"))
+        empty = False
+        blank = blank and not piece.strip()
+    if blank:
+        raise ValueError(f"{p} is empty" if empty else f"{p} holds only whitespace (no text to read)")
+    return sha.hexdigest()[:16]
+
+
+def _file_windows(tok: Any, path: str, window: int, verb: str) -> Any:
+    """The windows of the text file ``path`` as :func:`_text_windows` makes them of its text, as a
+    :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass; this counts
+    them once); the same warning names the tokens left out of ``verb`` (a last token alone)."""
+    from faast import distributed
+    from faast.lm.prompts import start_token_ids
+    from faast.lm.text_blocks import iter_token_blocks
+    from faast.lm.window_stream import TextWindows
+    from faast.text_files import iter_user_text
+
+    def blocks() -> Any:
+        return iter_token_blocks(tok, iter_user_text(path))
+
+    windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok))
+    if windows.left_out and distributed.current().is_main:
+        print(
+            f"[faast] warning: the last {windows.left_out} of the text's {windows.tokens} tokens are not "
+            f"{verb} (a last token alone has no pair; windows of --window {window} tokens)",
+            file=sys.stderr,
+        )
+    return windows
+
+
+def _warn_learned_before(args: argparse.Namespace, info: dict[str, Any], digest: str) -> None:
+    """``learn --append`` of a text the task records as learned (same content, by its digest): one
+    warning line that it is learned again (its pairs then count twice) and how to undo that."""
+    times = sum(1 for r in info.get("learned", []) if isinstance(r, dict) and r.get("digest") == digest)
+    if times:
+        print(
+            f"[faast] warning: task {args.task!r} of {args.out} already learned this text ({args.text}, "
+            f"same content{f', {times} times' if times > 1 else ''}); it is learned again and counts "
+            f"{times + 1} times (undo: faast lm forget --text {args.text} --fast-weights {args.out} "
+            f"--task {args.task} --window {args.window} --batch-size {args.batch_size})",
+            file=sys.stderr,
+        )
+
+
 #: ``faast lm learn --steps K`` keeps the head-input states of the text between steps (one forward
 #: pass in all, each further step a pass of the LM head) while they take at most this many bytes;
 #: a longer text runs the model once per step instead.
@@ -394,14 +464,15 @@ KEEP_STATES_BYTES = 2**30
 
 
 def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: bool) -> Any:
-    """``learn(part) -> pairs`` for one pass over this process's windows: with ``--steps`` > 1 and
-    states that fit in :data:`KEEP_STATES_BYTES`, the first pass captures them
+    """``learn(part) -> pairs`` for one pass over this process's windows (a
+    :class:`faast.lm.window_stream.TextWindows`, tokenized anew on each pass): with ``--steps`` > 1
+    and states that fit in :data:`KEEP_STATES_BYTES`, the first pass captures them
     (``FaastModel.capture``) and every pass learns the captures (``learn_captured``), which equals
     learning the windows again (the states do not depend on the memories)."""
     from faast.lm.text import capture_windows, learn_windows
 
     hidden = fm.base_model.get_output_embeddings().weight
-    tokens = sum(w.numel() for w in windows)
+    tokens = windows.tokens + windows.total * len(windows.start_ids)
     state_bytes = tokens * hidden.shape[1] * hidden.element_size() * max(1, len(fm.readouts))
     if args.steps == 1 or state_bytes > KEEP_STATES_BYTES:
         return lambda part: learn_windows(fm, part, batch_size=args.batch_size, progress=progress)
@@ -422,14 +493,16 @@ def _text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _learned_info(args: argparse.Namespace, text: str, pairs: int, earlier: dict[str, Any]) -> dict[str, Any]:
+def _learned_info(
+    args: argparse.Namespace, digest: str, pairs: int, earlier: dict[str, Any]
+) -> dict[str, Any]:
     """The task's notes after ``learn``: those it held (``earlier``, with ``--append``) and a record
-    of this text, its windows and batches (``learned``: what ``forget`` must repeat to remove the
-    same pairs)."""
+    of this text (``digest``: :func:`_text_digest` of it), its windows and batches (``learned``:
+    what ``forget`` must repeat to remove the same pairs)."""
     info = dict(earlier)
     record = {
         "text": Path(args.text).name,
-        "digest": _text_digest(text),
+        "digest": digest,
         "window": args.window,
         "batch_size": args.batch_size,
         "pairs": pairs,
@@ -749,15 +822,18 @@ def _check_stream_outputs(args: argparse.Namespace) -> None:
     from faast.lm.fastweights import check_output_file
 
     plot = None if not args.csv else _stream_plot_path(args.csv)
+    partial = None if not args.csv else _stream_partial_path(args.csv)
     outputs = [
         ("--csv", args.csv),
         ("the plot written beside --csv (its suffix .png):", plot),
+        ("the rows so far, written beside --csv (CSV.partial):", partial),
         ("--out", args.out),
     ]
     _check_distinct_files(outputs, _input_files(args))
     if args.csv:
         check_writable(args.csv)
         check_writable(plot)
+        check_writable(partial)
     if args.out:
         check_output_file(args.out, args.task)
 
@@ -767,15 +843,55 @@ def _stream_plot_path(csv: str | Path) -> Path:
     return Path(csv).with_suffix(".png")
 
 
-def _streamed_info(args: argparse.Namespace, text: str, rows: list[Any]) -> dict[str, Any]:
+def _stream_partial_path(csv: str | Path) -> Path:
+    """Where ``faast lm stream --csv CSV`` appends each chunk's row while it runs: ``CSV.partial``."""
+    path = Path(csv)
+    return path.with_name(path.name + ".partial")
+
+
+class _PartialRows:
+    """Appends each chunk's row to ``CSV.partial`` as it is read (the columns and format of
+    :func:`faast.lm.stream_report.write_stream_csv`, a line flushed per chunk), so that an
+    interrupted stream keeps the rows of the chunks it finished; :meth:`close` removes the file
+    once the whole CSV is written. ``csv`` None: does nothing."""
+
+    def __init__(self, csv: str | None) -> None:
+        self.path = None if csv is None else _stream_partial_path(csv)
+        self.fh: Any = None
+        self.writer: Any = None
+
+    def __call__(self, row: Any) -> None:
+        import csv as csv_module
+
+        from faast.lm.stream_report import COLUMNS
+
+        if self.path is None:
+            return
+        if self.fh is None:
+            self.fh = open(self.path, "w", encoding="utf-8", newline="")  # open until close()
+            self.writer = csv_module.DictWriter(self.fh, fieldnames=COLUMNS, extrasaction="ignore")
+            self.writer.writeheader()
+        self.writer.writerow(row.to_dict())
+        self.fh.flush()
+
+    def close(self, done: bool) -> None:
+        """Close the file; ``done`` (the CSV is written): remove it."""
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        if done and self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _streamed_info(args: argparse.Namespace, digest: str, rows: list[Any]) -> dict[str, Any]:
     """The notes of the task ``stream --out`` writes: a learning record of the text as ``learn``
-    writes one (:func:`_learned_info`), each chunk a window learned alone (``window`` = --chunk,
-    ``batch_size`` 1), and ``windows``, the chunks learned (fewer than the text's with
+    writes one (:func:`_learned_info`; ``digest`` of the text), each chunk a window learned alone
+    (``window`` = --chunk, ``batch_size`` 1), and ``windows``, the chunks learned (fewer than the text's with
     --max-chunks), so that ``forget --window CHUNK --batch-size 1`` removes exactly those pairs and
     refuses other texts."""
     record = {
         "text": Path(args.text).name,
-        "digest": _text_digest(text),
+        "digest": digest,
         "window": args.chunk,
         "batch_size": 1,
         "pairs": sum(r.pairs_learned for r in rows),
@@ -787,37 +903,49 @@ def _streamed_info(args: argparse.Namespace, text: str, rows: list[Any]) -> dict
 def run_stream(args: argparse.Namespace) -> int:
     """Score, then learn, each chunk of a text. Under ``torchrun`` every process scores each chunk
     and learns its share of the chunk's pairs, the statistics are summed across processes
-    (:mod:`faast.distributed`); rank 0 prints and writes."""
+    (:mod:`faast.distributed`); rank 0 prints and writes. The text is read and tokenized block by
+    block (:func:`faast.lm.stream.stream_text`): memory does not grow with its length."""
     from faast.lm.prompts import start_token_ids
-    from faast.lm.stream import stream_chunks, summarize
+    from faast.lm.stream import stream_text, summarize
     from faast.lm.stream_report import plot_stream, write_stream_csv
-    from faast.lm.text import encode, read_text
+    from faast.lm.text_blocks import iter_token_blocks
+    from faast.lm.window_stream import TextWindows
+    from faast.text_files import iter_user_text
 
     dist = _init(args)
+    if args.chunk < 2:
+        raise ValueError(f"--chunk: chunks need at least 2 tokens, got {args.chunk}")
+    if args.max_chunks is not None and args.max_chunks < 1:
+        raise ValueError(f"--max-chunks must be at least 1, got {args.max_chunks}")
     if dist.is_main:  # bad result paths fail now, not after the whole text is read
         _check_stream_outputs(args)
+    digest = _scan_text(args.text)
     fm, tok = _load(args, *_layout_and_read(args, {}))
-    text = read_text(args.text)
-    ids = encode(tok, text)
-    rows = stream_chunks(
-        fm,
-        ids,
-        chunk=args.chunk,
-        start_ids=start_token_ids(tok),
-        max_chunks=args.max_chunks,
-        score_base=not args.no_base,
-        context=args.context,
-        progress=dist.is_main,
-        distributed=dist.active,
-    )
+    chunks = TextWindows.from_blocks(lambda: iter_token_blocks(tok, iter_user_text(args.text)), args.chunk)
+    partial = _PartialRows(args.csv if dist.is_main else None)
+    try:
+        rows = stream_text(
+            fm,
+            chunks,
+            start_token_ids(tok),
+            max_chunks=args.max_chunks,
+            score_base=not args.no_base,
+            context=args.context,
+            progress=_show_progress(dist),
+            on_chunk=partial,
+            distributed=dist.active,
+        )
+    finally:
+        partial.close(done=False)
     if not dist.is_main:
         dist.barrier()  # wait for rank 0's files, so that no process looks for them before
         return 0
     if args.csv:
         path = write_stream_csv(args.csv, rows)
+        partial.close(done=True)
         plot_stream(_stream_plot_path(path), {args.text: rows}, title=f"{args.model}, chunks of {args.chunk}")
     if args.out:
-        fm.save_fast_weights(args.out, task=args.task, info=_streamed_info(args, text, rows))
+        fm.save_fast_weights(args.out, task=args.task, info=_streamed_info(args, digest, rows))
     dist.barrier()
     print(json.dumps({"chunks": len(rows), "parts": summarize(rows)}, indent=1))
     return 0

@@ -129,26 +129,100 @@ def stream_chunks(
         longest = max(len(start_ids) + len(p) + (min(context, o) if context else 0) for o, p in pieces)
         what = "stream: start tokens, a chunk (--chunk) and the text before it (--context)"
         check_scored_length(model, longest, what)
+    device = next(model.parameters()).device
     for index, (offset, piece) in enumerate(
         tqdm(pieces, desc="stream: score, then learn", unit="chunk", disable=not progress)
     ):
-        first = bool(start_ids)  # without start tokens a chunk's first token has nothing to go on
-        total, n = _chunk_nll(model, start_ids, piece, first)
-        row = StreamChunk(index, offset, n, total / n)
-        if score_base or context:
-            with model.disabled():
-                if score_base:
-                    row.base_nll = _chunk_nll(model, start_ids, piece, first)[0] / n
-                if context:
-                    before = ids[max(0, offset - context) : offset].tolist()
-                    row.context_nll = _chunk_nll(model, start_ids + before, piece, first)[0] / n
-        if learn:
-            seq = torch.tensor([[*start_ids, *piece.tolist()]], device=next(model.parameters()).device)
-            row.pairs_learned = _learn_chunk(model, seq, dist)
+        before = ids[max(0, offset - context) : offset].tolist() if context else None
+        row = _score_then_learn(
+            model, index, offset, piece, start_ids, before, score_base, learn, dist, device
+        )
         rows.append(row)
         if on_chunk is not None:
             on_chunk(row)
     return rows
+
+
+def stream_text(
+    model: Any,
+    chunks: Any,
+    start_ids: Sequence[int] = (),
+    *,
+    max_chunks: int | None = None,
+    score_base: bool = True,
+    context: int = 0,
+    progress: bool = True,
+    on_chunk: Callable[[StreamChunk], None] | None = None,
+    distributed: bool = False,
+) -> list[StreamChunk]:
+    """Score, then learn, each chunk of ``chunks`` (a :class:`faast.lm.window_stream.TextWindows` of
+    a text's windows of ``--chunk`` tokens, holding no start tokens, read block by block) after
+    ``start_ids`` (never scored), as :func:`stream_chunks` does on the whole text's ids (see it for
+    ``score_base``, ``context``, ``on_chunk`` and ``distributed``). Returns one
+    :class:`StreamChunk` per chunk read (the first ``max_chunks``)."""
+    if chunks.start_ids:
+        raise ValueError("stream_text: the chunks must not hold start tokens (pass start_ids)")
+    if max_chunks is not None and max_chunks < 1:
+        raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
+    if context < 0:
+        raise ValueError(f"context must be ≥ 0 tokens, got {context}")
+    dist = faast.distributed.current() if distributed else faast.distributed.Dist()
+    start_ids = [int(t) for t in start_ids]
+    size = chunks.length
+    n = len(chunks) if max_chunks is None else min(len(chunks), max_chunks)
+    chunks = chunks[:n]
+
+    def before_at(offset: int) -> int:
+        return min(context, offset) if context else 0
+
+    last = min(size, chunks.tokens - (n - 1) * size) + before_at((n - 1) * size)
+    longest = len(start_ids) + max(last, size + before_at((n - 2) * size) if n >= 2 else 0)
+    what = "stream: start tokens, a chunk (--chunk) and the text before it (--context)"
+    check_scored_length(model, longest, what)
+    rows: list[StreamChunk] = []
+    before = torch.zeros(0, dtype=torch.long)  # the `context` tokens before the chunk
+    device = next(model.parameters()).device
+    bar = tqdm(chunks, desc="stream: score, then learn", unit="chunk", total=n, disable=not progress)
+    for index, piece in enumerate(bar):
+        offset = index * size
+        seen = before.tolist() if context else None
+        row = _score_then_learn(model, index, offset, piece, start_ids, seen, score_base, True, dist, device)
+        if context:
+            before = torch.cat([before, piece])[-context:].clone()
+        rows.append(row)
+        if on_chunk is not None:
+            on_chunk(row)
+    return rows
+
+
+def _score_then_learn(
+    model: Any,
+    index: int,
+    offset: int,
+    piece: torch.Tensor,
+    start_ids: list[int],
+    before: list[int] | None,
+    score_base: bool,
+    learn: bool,
+    dist: faast.distributed.Dist,
+    device: torch.device,
+) -> StreamChunk:
+    """The row of chunk ``index`` (``piece``: (T,) ids at ``offset`` of the text): scored after
+    ``start_ids`` with the fast weights as they are, with them off (``score_base``) and after the
+    text ``before`` it (None: not measured), then learned (``learn``)."""
+    first = bool(start_ids)  # without start tokens a chunk's first token has nothing to go on
+    total, n = _chunk_nll(model, start_ids, piece, first)
+    row = StreamChunk(index, offset, n, total / n)
+    if score_base or before is not None:
+        with model.disabled():
+            if score_base:
+                row.base_nll = _chunk_nll(model, start_ids, piece, first)[0] / n
+            if before is not None:
+                row.context_nll = _chunk_nll(model, start_ids + before, piece, first)[0] / n
+    if learn:
+        seq = torch.tensor([[*start_ids, *piece.tolist()]], device=device)
+        row.pairs_learned = _learn_chunk(model, seq, dist)
+    return row
 
 
 def _learn_chunk(model: Any, seq: torch.Tensor, dist: faast.distributed.Dist) -> int:

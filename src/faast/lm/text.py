@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -190,8 +190,6 @@ def with_start_tokens(windows: torch.Tensor, start_ids: list[int]) -> torch.Tens
 
 #: Characters tokenized per call by :func:`encode`: its memory stays bounded however long the text.
 ENCODE_CHUNK_CHARS = 1 << 16
-#: Characters on each side of a candidate split that :func:`_split_point` checks.
-_SPLIT_CONTEXT = 200
 
 
 #: How a text is tokenized: no start or end tokens added, and the strings of special tokens in it
@@ -207,21 +205,14 @@ def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) 
 
     Long texts are tokenized ``chunk_chars`` characters at a time (a tokenizer's own output holds
     offsets and token strings, hundreds of bytes per token), split only where tokenizing the two
-    sides apart gives the same tokens as tokenizing them together (checked around each split), so
-    the stream equals that of one call. The stream is usually longer than the model's context (it
-    is cut into windows next), so the tokenizer's sequence-length warning is silenced.
+    sides apart gives the same tokens as tokenizing them together (checked around each split,
+    :func:`faast.lm.text_blocks.iter_token_blocks`), so the stream equals that of one call. The
+    stream is usually longer than the model's context (it is cut into windows next), so the
+    tokenizer's sequence-length warning is silenced.
     """
-    pieces: list[torch.Tensor] = []
-    start = 0
-    with quiet_tokenizer():
-        while start < len(text):
-            end = len(text)
-            if start + chunk_chars < len(text):
-                end = _split_point(tokenizer, text, start + chunk_chars)
-            ids = tokenizer(text[start:end], **TEXT_AS_TEXT).input_ids
-            pieces.append(torch.tensor(ids, dtype=torch.long))
-            start = end
-    return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long)
+    from faast.lm.text_blocks import concat_blocks, iter_token_blocks
+
+    return concat_blocks(list(iter_token_blocks(tokenizer, [text], block_chars=chunk_chars)))
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
@@ -292,29 +283,6 @@ def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
         ]
 
 
-def _split_point(tokenizer: Any, text: str, at: int, tries: int = 32) -> int:
-    """The first position ≥ ``at`` just after a newline or just before a space where the tokens of
-    the text around it, tokenized apart, equal those tokenized together; ``len(text)`` if none
-    of the next ``tries`` candidates is such a point (the rest is then tokenized in one call)."""
-    import re
-
-    for n, match in enumerate(re.compile(r"(?<=\n)|(?= )").finditer(text, at)):
-        cut = match.start()
-        if n >= tries or cut >= len(text):
-            break
-        if cut == 0:
-            continue
-        left = text[max(0, cut - _SPLIT_CONTEXT) : cut]
-        right = text[cut : cut + _SPLIT_CONTEXT]
-
-        def ids(s: str) -> list[int]:
-            return list(tokenizer(s, **TEXT_AS_TEXT).input_ids)
-
-        if ids(left) + ids(right) == ids(left + right):
-            return cut
-    return len(text)
-
-
 @contextlib.contextmanager
 def quiet_tokenizer() -> Iterator[None]:
     """Silence transformers' warnings (tokenizer length warnings) inside the block; the caller
@@ -342,14 +310,29 @@ def window_batches(windows: Windows, batch_size: int) -> list[torch.Tensor]:
     batch's starts a batch of its own (no padding: a window's states never depend on another's)."""
     if isinstance(windows, torch.Tensor):
         return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
-    batches: list[torch.Tensor] = []
+    return list(iter_window_batches(windows, batch_size))
+
+
+def iter_window_batches(windows: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+    """:func:`window_batches` of 1-D windows, one batch at a time (a
+    :class:`faast.lm.window_stream.TextWindows` is tokenized as it is read)."""
     run: list[torch.Tensor] = []
     for window in windows:
         if run and (len(run) == batch_size or window.numel() != run[0].numel()):
-            batches.append(torch.stack(run))
+            yield torch.stack(run)
             run = []
         run.append(window)
-    return [*batches, torch.stack(run)] if run else batches
+    if run:
+        yield torch.stack(run)
+
+
+def _batches(windows: Windows, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:
+    """(the batches of ``windows``, their count or None): a stacked tensor or list in batches, a
+    :class:`faast.lm.window_stream.TextWindows` one batch at a time (counted by its ``batches``)."""
+    if isinstance(windows, torch.Tensor) or isinstance(windows, list):
+        batches = window_batches(windows, batch_size)
+        return batches, len(batches)
+    return iter_window_batches(windows, batch_size), windows.batches(batch_size)
 
 
 def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) -> list[torch.Tensor]:
@@ -371,23 +354,27 @@ def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) 
 
 
 def capture_windows(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = True) -> list:
-    """``model.capture`` on windows (:data:`Windows`) in batches (:func:`window_batches`), moved to
-    the model's device: the states that ``model.learn_captured`` learns again without a forward
-    pass (each batch keeps B·T·d floats per key point)."""
+    """``model.capture`` on windows (:data:`Windows`, or a
+    :class:`~faast.lm.window_stream.TextWindows` read batch by batch) in batches
+    (:func:`window_batches`), moved to the model's device: the states that
+    ``model.learn_captured`` learns again without a forward pass (each batch keeps B·T·d floats per
+    key point)."""
     device = next(model.parameters()).device
-    batches = window_batches(windows, batch_size)
+    batches, total = _batches(windows, batch_size)
     return [
         model.capture(input_ids=batch.to(device))
-        for batch in tqdm(batches, desc="capture", unit="batch", disable=not progress)
+        for batch in tqdm(batches, desc="capture", unit="batch", total=total, disable=not progress)
     ]
 
 
 def learn_windows(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = True) -> int:
-    """``model.learn`` on windows (:data:`Windows`) in batches (:func:`window_batches`); returns the
-    number of pairs learned."""
+    """``model.learn`` on windows (:data:`Windows`, or a
+    :class:`~faast.lm.window_stream.TextWindows`, one batch of ids held at a time) in batches
+    (:func:`window_batches`); returns the number of pairs learned."""
     device = next(model.parameters()).device
     pairs = 0
-    for batch in tqdm(window_batches(windows, batch_size), desc="learn", unit="batch", disable=not progress):
+    batches, total = _batches(windows, batch_size)
+    for batch in tqdm(batches, desc="learn", unit="batch", total=total, disable=not progress):
         pairs += model.learn(input_ids=batch.to(device))
     return pairs
 
