@@ -173,3 +173,18 @@ def test_hot_paths_read_the_cached_weight_without_a_copy():
     middle = fm.middle_memories[0]
     first = middle.fused_weight(torch.float32, torch.device("cpu"))
     assert middle.fused_weight(torch.float32, torch.device("cpu")) is first
+
+
+@pytest.mark.parametrize("make", STORED.values(), ids=STORED.keys())
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_stored_memories_forget_low_precision_pairs(make, dtype):
+    """forget on bfloat16 pairs raised a TypeError from inside NumPy (which has no bfloat16); the
+    pairs are compared widened to float32, exactly, and forgetting equals never adding them."""
+    keys, values = pairs(12, 4, 3, dtype=dtype)
+    mem = make().add(keys, values).forget(keys[4:7], values[4:7])
+    rest = torch.cat([torch.arange(4), torch.arange(7, 12)])
+    want = make().add(keys[rest], values[rest])
+    assert mem.num_pairs == 9
+    torch.testing.assert_close(mem.read(keys.float()), want.read(keys.float()), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="never added"):
+        mem.forget(keys[4:5], values[4:5])  # already forgotten

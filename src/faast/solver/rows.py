@@ -91,10 +91,12 @@ class PairBuffer:
         keys, values = keys.detach(), values.detach()  # compared by value (numpy): no autograd
         held_k, held_v = self.tensors() if self.count else (keys[:0], values[:0])
         slots: dict[bytes, list[int]] = {}
-        rows = torch.cat([held_k, held_v.to(held_k.dtype)], dim=1).cpu().numpy()
+        # compared in NumPy, which has no bfloat16: widened to float32, exactly (equal there iff equal)
+        wide = torch.float32 if held_k.dtype == torch.bfloat16 else held_k.dtype
+        rows = torch.cat([held_k, held_v.to(held_k.dtype)], dim=1).to(wide).cpu().numpy()
         for i in range(rows.shape[0] - 1, -1, -1):  # popped from the end: oldest first
             slots.setdefault(rows[i].tobytes(), []).append(i)
-        asked = torch.cat([keys.to(held_k.dtype), values.to(held_k.dtype)], dim=1).cpu().numpy()
+        asked = torch.cat([keys.to(held_k.dtype), values.to(held_k.dtype)], dim=1).to(wide).cpu().numpy()
         found: list[int | None] = []
         for j in range(asked.shape[0]):
             match = slots.get(asked[j].tobytes())
