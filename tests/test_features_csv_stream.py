@@ -178,3 +178,16 @@ def test_a_field_beyond_the_csv_modules_limit_is_named(tmp_path):
     path.write_text('f0,label\n1,"' + "x" * 200_000 + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"long\.csv: not a CSV the csv module reads \(field larger"):
         read_features(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [("\n", "the first line is blank"), ("sep=;\n", "is Excel's separator hint")],
+)
+def test_a_first_line_that_names_no_columns_is_named(tmp_path, first, message):
+    """A blank first line was refused as 'a header of numbers only ()', and Excel's 'sep=;' line
+    as a column without a name."""
+    path = tmp_path / "f.csv"
+    path.write_text(first + "f0;f1;label\n1;2;a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        read_features(path)

@@ -352,8 +352,18 @@ def _csv_columns(
     path: Path, header: list[str], label_column: str, id_column: str | None
 ) -> tuple[list[int], int, int]:
     """(the feature columns' positions, the label column's or -1, the id column's or -1) of a
-    CSV's ``header``, refusing a header of numbers, unnamed or repeated columns, a missing id
-    column and no feature columns."""
+    CSV's ``header``, refusing a blank first line, Excel's ``sep=`` line, a header of numbers,
+    unnamed or repeated columns, a missing id column and no feature columns."""
+    if not any(name for name in header):
+        raise ValueError(
+            f"{path}: the first line is blank; a features CSV's first line names its columns (remove the "
+            "blank line)"
+        )
+    if header[0].startswith("sep=") and len(header[0]) <= 5:
+        raise ValueError(
+            f"{path}: the first line, {header[0]!r}, is Excel's separator hint, not the columns' names; "
+            "remove that line (the separator is read from the header line)"
+        )
     _check_not_numbers(path, header, label_column, id_column)
     _check_named(path, header, id_column)
     twice = sorted({name for name in header if header.count(name) > 1})
