@@ -3000,6 +3000,16 @@ CLI += [
         r"t.csv: column 4 has no name in the header",
     ),
     CliCase(
+        "classify: a features CSV with a quote left open in a label",
+        lambda c: _classify_fit(c, b'f0,label\n1,"a\n2,b\n3,c\n4,d\n', name="q.csv"),
+        r"q.csv: row 2: the label 'a\\n2,b\\n3,c\\n4,d' holds a line break: a quote",
+    ),
+    CliCase(
+        "classify: a features CSV whose first line is blank",
+        lambda c: _classify_fit(c, b"\nf0,f1,label\n1,0,a\n0,1,b\n", name="b.csv"),
+        r"b.csv: the first line is blank; a features CSV's first line names its columns",
+    ),
+    CliCase(
         "classify: a text label of spaces only",
         lambda c: _classify_fit(c, b"a good film\tpos\nso dull\t  \n"),
         r"texts.tsv: example 2 has an empty label",
