@@ -326,13 +326,16 @@ def iter_window_batches(windows: Iterable[torch.Tensor], batch_size: int) -> Ite
         yield torch.stack(run)
 
 
-def _batches(windows: Windows, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:
-    """(the batches of ``windows``, their count or None): a stacked tensor or list in batches, a
-    :class:`faast.lm.window_stream.TextWindows` one batch at a time (counted by its ``batches``)."""
-    if isinstance(windows, torch.Tensor) or isinstance(windows, list):
-        batches = window_batches(windows, batch_size)
-        return batches, len(batches)
-    return iter_window_batches(windows, batch_size), windows.batches(batch_size)
+def _batches(windows: Windows, batch_size: int) -> tuple[Iterable[torch.Tensor], int]:
+    """(the batches of ``windows``, their count): a stacked tensor or any sequence of windows in
+    batches, a :class:`faast.lm.window_stream.TextWindows` one batch at a time (counted by its
+    ``batches``)."""
+    from faast.lm.window_stream import TextWindows
+
+    if isinstance(windows, TextWindows):
+        return iter_window_batches(windows, batch_size), windows.batches(batch_size)
+    batches = window_batches(windows, batch_size)  # a tensor, list, tuple, generator of windows
+    return batches, len(batches)
 
 
 def text_windows(ids: torch.Tensor, length: int, start_ids: Sequence[int] = ()) -> list[torch.Tensor]:

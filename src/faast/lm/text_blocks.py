@@ -52,8 +52,9 @@ def _after(tokenizer: Any, before: str, text: str) -> list[int] | None:
 
 
 def _kind(char: str) -> int:
-    """The class of a character: whitespace, letter, digit or other."""
-    return 0 if char.isspace() else 1 if char.isalpha() else 2 if char.isdigit() else 3
+    """The class of a character: whitespace, letter, number (digits, and "½", "²": a pre-tokenizer's
+    ``\\p{N}``) or other."""
+    return 0 if char.isspace() else 1 if char.isalpha() else 2 if char.isnumeric() else 3
 
 
 def _has_break(side: str) -> bool:
@@ -71,6 +72,14 @@ class _Cutter:
         self.tokenizer = tokenizer
         self.context = context
 
+    def _normalized(self, side: str) -> str:
+        """``side`` as the tokenizer's normalizer gives it to the model (Gemma's writes every space
+        as "▁": a run of spaces and "▁" is then one run of one symbol, which the raw characters'
+        classes would have split); ``side`` itself without a normalizer."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        normalizer = getattr(backend, "normalizer", None)
+        return side if normalizer is None else normalizer.normalize_str(side)
+
     def safe(self, before: str, text: str, cut: int, final: bool, first: bool) -> bool:
         """Whether ``text[:cut]`` may end a block (``before + text`` is the text around it; ``final``:
         ``text`` runs to the end of the whole text; ``first``: ``before`` starts the whole text)."""
@@ -80,7 +89,10 @@ class _Cutter:
         left, right = whole[max(0, at - c) : at], whole[at : at + c]
         if not left or not right or (not final and len(right) < c):
             return False
-        if ((at > c or not first) and not _has_break(left)) or (len(right) >= c and not _has_break(right)):
+        seen_left, seen_right = self._normalized(left), self._normalized(right)
+        if ((at > c or not first) and not _has_break(seen_left)) or (
+            len(right) >= c and not _has_break(seen_right)
+        ):
             return False  # inside a run longer than the check looks
         return _after(self.tokenizer, left, right) is not None
 
