@@ -324,3 +324,18 @@ def test_a_model_folder_that_cannot_be_written_is_refused_before_the_data_is_rea
 def _loads_fine(model: Path) -> bool:
     load_classifier(model)
     return True
+
+
+def test_a_model_path_that_is_a_link_to_nothing_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """A dangling link as --model passed the checks and failed with 'File exists' after the fit;
+    it is named as a link to nothing before any data is read (and so is one above the folder)."""
+    import faast.cli.classify_data as classify_data
+
+    data = _features(tmp_path / "a", 0, 12)
+    read = []
+    monkeypatch.setattr(classify_data, "read_data", lambda *a, **k: read.append(1) or pytest.fail("read"))
+    for link, model in ((tmp_path / "gone", tmp_path / "gone"), (tmp_path / "up", tmp_path / "up" / "m")):
+        link.symlink_to(tmp_path / "nowhere")
+        assert _run("fit", *data, "--model", model) == 1
+        assert f"{link} is a link to nothing; a classifier is saved as a folder" in capsys.readouterr().err
+    assert not read

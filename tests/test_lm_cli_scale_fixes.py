@@ -57,7 +57,9 @@ def test_learn_and_stream_show_progress_bars_only_on_a_terminal(model, tmp_path,
     assert "stream: score, then learn" in capsys.readouterr().err
 
 
-def test_an_interrupted_stream_keeps_its_finished_rows_and_the_previous_csv(model, tmp_path, monkeypatch):
+def test_an_interrupted_stream_keeps_its_finished_rows_and_the_previous_csv(
+    model, tmp_path, monkeypatch, capsys
+):
     text, table = _text(tmp_path / "a.txt", 0, words=400), tmp_path / "rows.csv"
     argv = ["lm", "stream", "--model", str(model), "--text", str(text), "--chunk", "40", "--threads", "1"]
     assert main([*argv, "--csv", str(table)]) == 0
@@ -78,3 +80,19 @@ def test_an_interrupted_stream_keeps_its_finished_rows_and_the_previous_csv(mode
     assert main([*argv, "--csv", str(table)]) == 130
     assert table.read_text() == "the previous results\n"  # left as it was
     assert partial.read_text().splitlines() == full.splitlines()[:4]  # the header and 3 chunks' rows
+    monkeypatch.setattr(faast.lm.stream, "_learn_chunk", learn)
+    capsys.readouterr()
+    assert main([*argv, "--csv", str(table)]) == 0  # a later run replaces those rows, saying so
+    assert "holds the rows of an interrupted stream; this run replaces them" in capsys.readouterr().err
+    assert table.read_text() == full and not partial.exists()
+
+
+def test_perplexity_shows_progress_bars_only_on_a_terminal(model, tmp_path, capsys, monkeypatch):
+    text = _text(tmp_path / "a.txt", 0)
+    argv = ["lm", "perplexity", "--model", str(model), "--text", str(text), "--window", "32"]
+    argv += ["--threads", "1"]
+    assert main(argv) == 0
+    assert "\r" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(argv) == 0
+    assert "score" in capsys.readouterr().err

@@ -43,6 +43,7 @@ import torch
 from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.classifier_record import ExampleRecord
 from faast.io import (
+    blocker_kind,
     check_json_dict,
     check_writable,
     existing_file,
@@ -89,7 +90,8 @@ def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
     blocker = file_in_the_way(out)
     if blocker is not None:
         raise ValueError(
-            f"{out}: {blocker} is a file; a classifier is saved as a folder ({JSON_NAME} + {TENSORS_NAME})"
+            f"{out}: {blocker} is {blocker_kind(blocker)}; a classifier is saved as a folder "
+            f"({JSON_NAME} + {TENSORS_NAME})"
         )
     return out
 

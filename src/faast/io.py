@@ -64,11 +64,19 @@ def check_output_target(path: str | os.PathLike[str]) -> Path:
 
 def file_in_the_way(folder: Path) -> Path | None:
     """The file that stops ``folder`` from being a folder: ``folder`` itself or the nearest
-    existing path above it, when that is a file (``mkdir`` says only "File exists"); else None."""
+    existing path above it, when that is a file, or a link to nothing (``mkdir`` says only "File
+    exists", and only once the work to save is done); else None."""
     for path in (folder, *folder.parents):
+        if path.is_symlink() and not path.exists():
+            return path
         if path.exists():
             return None if path.is_dir() else path
     return None
+
+
+def blocker_kind(path: Path) -> str:
+    """What the path :func:`file_in_the_way` found is: "a link to nothing" or "a file"."""
+    return "a link to nothing" if path.is_symlink() and not path.exists() else "a file"
 
 
 def existing_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -90,7 +98,8 @@ def make_parent(dest: Path) -> None:
     folder above it is a file."""
     blocker = file_in_the_way(dest.parent)
     if blocker is not None:
-        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder", str(dest))
+        what = blocker_kind(blocker)
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is {what}, not a folder", str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
 
 

@@ -107,14 +107,14 @@ def cache_dir(override: str | os.PathLike[str] | None = None, *, create: bool = 
         try:
             root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            from faast.io import file_in_the_way
+            from faast.io import blocker_kind, file_in_the_way
 
             blocker = file_in_the_way(root)
             if blocker is None:
                 raise
             raise AssetError(
-                f"the asset cache {root} (set by {source}) cannot be made: {blocker} is a file, not a "
-                "folder; point it at a folder"
+                f"the asset cache {root} (set by {source}) cannot be made: {blocker} is "
+                f"{blocker_kind(blocker)}, not a folder; point it at a folder"
             ) from None
     return root
 

@@ -753,11 +753,12 @@ def run_perplexity(args: argparse.Namespace) -> int:
 
     fm, tok = _load_with_fast_weights(args)
     windows = _text_windows(tok, read_text(args.text), args.window, "scored", limit=args.max_windows)
+    progress = sys.stderr.isatty()  # bars on a terminal, not into a log (as learn and stream)
     with fm.disabled():
-        base = perplexity(fm, windows, progress=True)
+        base = perplexity(fm, windows, progress=progress)
     result = {"tokens": base.tokens, "base": base.to_dict()}
     if args.fast_weights:
-        result["fast_weights"] = perplexity(fm, windows, progress=True).to_dict()
+        result["fast_weights"] = perplexity(fm, windows, progress=progress).to_dict()
     print(json.dumps(result, indent=1))
     return 0
 
@@ -834,6 +835,12 @@ def _check_stream_outputs(args: argparse.Namespace) -> None:
         check_writable(args.csv)
         check_writable(plot)
         check_writable(partial)
+        if partial is not None and partial.exists():  # an interrupted stream's rows: replaced, said so
+            print(
+                f"[faast] warning: {partial} holds the rows of an interrupted stream; this run replaces "
+                "them (move the file away first to keep them)",
+                file=sys.stderr,
+            )
     if args.out:
         check_output_file(args.out, args.task)
 
