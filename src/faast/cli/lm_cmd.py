@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from faast.distributed import Dist
 
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -277,7 +279,6 @@ def _text_windows(tok: Any, text: str, window: int, verb: str, limit: int | None
     (:func:`faast.lm.text.text_windows`, start tokens in front; a shorter tail was once dropped: 380
     of a text's 892 tokens at --window 512), the first ``limit`` of them when given; a warning on
     stderr names the tokens left out of ``verb`` (past ``limit``, or a last token alone)."""
-    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.text import encode, text_windows
 
@@ -289,13 +290,8 @@ def _text_windows(tok: Any, text: str, window: int, verb: str, limit: int | None
     capped = limit is not None and len(windows) > limit
     windows = windows[:limit] if capped else windows
     left = ids.numel() - sum(w.numel() - len(start) for w in windows)
-    if left and distributed.current().is_main:
-        why = f"--max-windows {limit}" if capped else "a last token alone has no pair"
-        print(
-            f"[faast] warning: the last {left} of the text's {ids.numel()} tokens are not {verb} "
-            f"({why}; windows of --window {window} tokens)",
-            file=sys.stderr,
-        )
+    why = f"--max-windows {limit}" if capped else "a last token alone has no pair"
+    _warn_left_out(left, ids.numel(), verb, why, window)
     return windows
 
 
@@ -404,27 +400,28 @@ def _scan_text(path: str) -> str:
     """Read the text file once, block by block (:func:`faast.text_files.iter_user_text`),
     before any work: its digest (:func:`_text_digest` of its text); a file that is empty, holds only
     whitespace or is not text is refused as :func:`faast.lm.text.read_text` refuses it."""
-    import hashlib
-
     from faast.io import existing_file
+    from faast.lm.text import no_text_error
     from faast.text_files import iter_user_text
 
     p = existing_file(path, "text file")
-    sha, empty, blank = hashlib.sha256(), True, True
-    for piece in iter_user_text(p):
-        sha.update(piece.encode("utf-8"))
-        empty = False
-        blank = blank and not piece.strip()
-    if blank:
-        raise ValueError(f"{p} is empty" if empty else f"{p} holds only whitespace (no text to read)")
-    return sha.hexdigest()[:16]
+    seen = {"empty": True, "blank": True}
+
+    def pieces() -> Any:
+        for piece in iter_user_text(p):
+            seen["empty"], seen["blank"] = False, seen["blank"] and not piece.strip()
+            yield piece
+
+    digest = _text_digest(pieces())
+    if seen["blank"]:
+        raise no_text_error(p, empty=seen["empty"])
+    return digest
 
 
 def _file_windows(tok: Any, path: str, window: int, verb: str) -> Any:
     """The windows of the text file ``path`` as :func:`_text_windows` makes them of its text, as a
     :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass; this counts
     them once); the same warning names the tokens left out of ``verb`` (a last token alone)."""
-    from faast import distributed
     from faast.lm.prompts import start_token_ids
     from faast.lm.text_blocks import iter_token_blocks
     from faast.lm.window_stream import TextWindows
@@ -434,13 +431,21 @@ def _file_windows(tok: Any, path: str, window: int, verb: str) -> Any:
         return iter_token_blocks(tok, iter_user_text(path))
 
     windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok))
-    if windows.left_out and distributed.current().is_main:
+    _warn_left_out(windows.left_out, windows.tokens, verb, "a last token alone has no pair", window)
+    return windows
+
+
+def _warn_left_out(left: int, tokens: int, verb: str, why: str, window: int) -> None:
+    """On the main process, a warning naming the ``left`` of the text's ``tokens`` tokens that are
+    not ``verb`` (``why``: past --max-windows, or a last token alone); nothing when none is."""
+    from faast import distributed
+
+    if left and distributed.current().is_main:
         print(
-            f"[faast] warning: the last {windows.left_out} of the text's {windows.tokens} tokens are not "
-            f"{verb} (a last token alone has no pair; windows of --window {window} tokens)",
+            f"[faast] warning: the last {left} of the text's {tokens} tokens are not {verb} "
+            f"({why}; windows of --window {window} tokens)",
             file=sys.stderr,
         )
-    return windows
 
 
 def _warn_learned_before(args: argparse.Namespace, info: dict[str, Any], digest: str) -> None:
@@ -486,11 +491,15 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
     return learn_part
 
 
-def _text_digest(text: str) -> str:
-    """A digest of a text's content (16 hex digits), naming it in a task's learning records."""
+def _text_digest(pieces: Iterable[str]) -> str:
+    """A digest of a text's content (16 hex digits), naming it in a task's learning records: of
+    the text its ``pieces`` make joined (a whole text is one piece, ``[text]``)."""
     import hashlib
 
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    sha = hashlib.sha256()
+    for piece in pieces:
+        sha.update(piece.encode("utf-8"))
+    return sha.hexdigest()[:16]
 
 
 def _learned_info(
@@ -513,7 +522,7 @@ def _learned_info(
 
 def _learned_record(info: dict[str, Any], text: str) -> int | None:
     """Index in ``info["learned"]`` of the last record of ``text`` (by its digest), or None."""
-    digest = _text_digest(text)
+    digest = _text_digest([text])
     records = info.get("learned", [])
     matches = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("digest") == digest]
     return matches[-1] if matches else None

@@ -152,8 +152,13 @@ def read_text(path: str | os.PathLike[str]) -> str:
     p = existing_file(path, "text file")
     text = read_user_text(p)
     if not text.strip():
-        raise ValueError(f"{p} is empty" if not text else f"{p} holds only whitespace (no text to read)")
+        raise no_text_error(p, empty=not text)
     return text
+
+
+def no_text_error(path: Path, *, empty: bool) -> ValueError:
+    """The error of a text file with nothing to learn: ``empty``, or only whitespace."""
+    return ValueError(f"{path} is empty" if empty else f"{path} holds only whitespace (no text to read)")
 
 
 def token_windows(ids: torch.Tensor, length: int, *, skip: int = 0, limit: int | None = None) -> torch.Tensor:

@@ -84,9 +84,13 @@ class _Cutter:
         """Whether ``text[:cut]`` may end a block (``before + text`` is the text around it; ``final``:
         ``text`` runs to the end of the whole text; ``first``: ``before`` starts the whole text)."""
         c = self.context
-        whole = before + text
         at = len(before) + cut
-        left, right = whole[max(0, at - c) : at], whole[at : at + c]
+        # the c characters each side of the cut in ``before + text``, without joining the two (a
+        # candidate is tried at each of many places of a long buffer)
+        left = text[max(0, cut - c) : cut]
+        if len(left) < c and before:
+            left = before[max(0, len(before) - (c - len(left))) :] + left
+        right = text[cut : cut + c]
         if not left or not right or (not final and len(right) < c):
             return False
         seen_left, seen_right = self._normalized(left), self._normalized(right)
