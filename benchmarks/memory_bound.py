@@ -11,6 +11,10 @@ Workloads:
   model: a tiny random Llama (2 blocks, d = 32, word-level tokenizer, built here), so the
   statistics are small and any growth with the text shows; ``--model smollm2`` uses the offline
   SmolLM2-135M-Instruct asset instead.
+* ``forget``: ``faast lm forget`` of the same texts (the same model and window), each learned
+  first, in a run not measured, after a short other text into one task (forgetting a task's only
+  text is refused): what rewriting the task without the text costs.
+* ``perplexity``: ``faast lm perplexity`` of the same texts by the base model (same window).
 * ``stream``: ``FaastClassifier.partial_fit`` over batches of 2,000 rows (d = 256, 10 classes,
   synthetic Gaussian features made batch by batch): 20,000 vs 200,000 rows.
 * ``fit``: ``FaastClassifier.fit`` on an in-memory array of the same sizes; the array is the
@@ -50,14 +54,19 @@ def _mb(small: float, large: float) -> str:
     return f"{small:,.1f} → {large:,.1f} MB"
 
 
-def _learn_label(results: dict) -> str:
-    """The workload cell of a ``learn`` row: the model (and the window beyond the default)."""
+#: The workloads that run a ``faast lm`` command on a text file (``learn``'s model, window and texts).
+TEXT_WORKLOADS = ("learn", "forget", "perplexity")
+
+
+def _learn_label(results: dict, command: str = "learn") -> str:
+    """The workload cell of a ``learn`` (``forget``, ``perplexity``) row: the model (and the window
+    beyond the default)."""
     model = str(results.get("learn_model", ""))
     if model.startswith("tiny random Llama"):
-        return "`faast lm learn`, tiny random Llama (d = 32), word text"
+        return f"`faast lm {command}`, tiny random Llama (d = 32), word text"
     window = re.search(r"--window (\d+)", str(results.get("command", "")))
     named = {"smollm2": "SmolLM2-135M-Instruct (float32)"}.get(model, model)
-    return f"`faast lm learn`, {named}, window {window.group(1) if window else 64}"
+    return f"`faast lm {command}`, {named}, window {window.group(1) if window else 64}"
 
 
 def markdown_table(paths: tuple[Path, ...] | list[Path]) -> str:
@@ -71,13 +80,13 @@ def markdown_table(paths: tuple[Path, ...] | list[Path]) -> str:
         if not Path(path).is_file():
             continue
         results = json.loads(Path(path).read_text(encoding="utf-8"))
-        for name in ("learn", "stream", "fit", "fit-logistic"):
+        for name in (*TEXT_WORKLOADS, "stream", "fit", "fit-logistic"):
             if name not in results:
                 continue
             small, large = results[name]["1x"], results[name]["10x"]
             above = _mb(small["peak_mb"] - small["baseline_mb"], large["peak_mb"] - large["baseline_mb"])
-            if name == "learn":
-                label, sizes = _learn_label(results), [f"{r['words']:,} words" for r in (small, large)]
+            if name in TEXT_WORKLOADS:
+                label, sizes = _learn_label(results, name), [f"{r['words']:,} words" for r in (small, large)]
             elif name == "stream":
                 label = "`FaastClassifier.partial_fit`, d = 256, 10 classes, batches of 2,000"
                 sizes = [f"{r['rows']:,} rows" for r in (small, large)]
@@ -119,6 +128,53 @@ def child_learn(args: argparse.Namespace) -> dict:
     argv = ["lm", "learn", "--model", args.model, "--text", args.text, "--out", str(out)]
     code = cli_main([*argv, "--window", str(args.window), "--threads", "1", "--task", "t"])
     assert code == 0, "faast lm learn failed"
+    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+
+
+def _forget_file(args: argparse.Namespace) -> Path:
+    """The fast weights ``forget`` rewrites at this scale (written by :func:`child_forget_setup`)."""
+    return Path(args.work) / f"forget-{args.scale}.safetensors"
+
+
+def child_forget_setup(args: argparse.Namespace) -> dict:
+    """Not measured: a task that learned a short other text, then the text (``--append``), for
+    ``forget`` to remove the text from (a task's only text cannot be forgotten: it would be empty)."""
+    from faast.cli import main as cli_main
+
+    other = make_text(Path(args.work) / f"other-{args.scale}.txt", 200, args.seed + 1)
+    common = ["lm", "learn", "--model", args.model, "--out", str(_forget_file(args)), "--task", "t"]
+    common += ["--window", str(args.window), "--threads", "1"]
+    assert cli_main([*common, "--text", str(other)]) == 0, "faast lm learn failed"
+    assert cli_main([*common, "--text", args.text, "--append"]) == 0, "faast lm learn --append failed"
+    return {}
+
+
+def child_forget(args: argparse.Namespace) -> dict:
+    import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
+
+    from faast.cli import main as cli_main
+    from faast.lm.text import load_causal_lm
+
+    load_causal_lm(args.model)  # warm the imports and the file cache; freed before forgetting
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    argv = ["lm", "forget", "--model", args.model, "--text", args.text, "--task", "t"]
+    argv += ["--fast-weights", str(_forget_file(args)), "--window", str(args.window), "--threads", "1"]
+    assert cli_main(argv) == 0, "faast lm forget failed"
+    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+
+
+def child_perplexity(args: argparse.Namespace) -> dict:
+    import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
+
+    from faast.cli import main as cli_main
+    from faast.lm.text import load_causal_lm
+
+    load_causal_lm(args.model)  # warm the imports and the file cache; freed before scoring
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    argv = ["lm", "perplexity", "--model", args.model, "--text", args.text, "--window", str(args.window)]
+    assert cli_main([*argv, "--threads", "1"]) == 0, "faast lm perplexity failed"
     return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
 
 
@@ -169,6 +225,9 @@ def child_fit_logistic(args: argparse.Namespace) -> dict:
 
 CHILDREN = {
     "learn": child_learn,
+    "forget-setup": child_forget_setup,
+    "forget": child_forget,
+    "perplexity": child_perplexity,
     "stream": child_stream,
     "fit": child_fit,
     "fit-logistic": child_fit_logistic,
@@ -185,6 +244,17 @@ def run_child(workload: str, **kw: object) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{workload} {kw} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_text_workload(name: str, texts: dict[int, Path], **kw: object) -> dict[int, dict]:
+    """The runs of the text workload ``name`` (:data:`TEXT_WORKLOADS`) on the 1× and 10× texts
+    (``texts``: scale → file; ``kw``: model, work, window, seed), ``forget``'s setup run first."""
+    runs = {}
+    for scale, text in texts.items():
+        if name == "forget":
+            run_child("forget-setup", text=text, scale=scale, **kw)
+        runs[scale] = run_child(name, text=text, scale=scale, **kw) | {"text_mb": text.stat().st_size / 2**20}
+    return runs
 
 
 def make_text(path: Path, words: int, seed: int) -> Path:
@@ -210,12 +280,21 @@ def compare(name: str, small: dict, large: dict, what: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", choices=sorted(CHILDREN), default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--model", default=None, help="model for `learn` (default: a tiny random Llama)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model for `learn`, `forget`, `perplexity` (default: a tiny random Llama)",
+    )
     ap.add_argument("--tokens", type=int, default=20_000, help="words of the 1× text (default 20,000)")
     ap.add_argument("--rows", type=int, default=20_000, help="rows of the 1× classifier data")
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workloads", default="learn,stream,fit,fit-logistic", help="comma-separated subset")
+    ap.add_argument(
+        "--workloads",
+        default="learn,stream,fit,fit-logistic",
+        help="comma-separated subset of learn, forget, perplexity, stream, fit, fit-logistic "
+        "(default: learn,stream,fit,fit-logistic)",
+    )
     ap.add_argument("--text", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
@@ -251,17 +330,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             results["learn_model"] = model
-        runs = {}
         todo = args.workloads.split(",")
-        for scale in (1, 10) if "learn" in todo else ():
-            text = make_text(work / f"text-{scale}.txt", args.tokens * scale, args.seed)
-            runs[scale] = run_child(
-                "learn", model=model, text=text, work=work, scale=scale, window=args.window
-            ) | {"words": args.tokens * scale, "text_mb": text.stat().st_size / 2**20}
-        if "learn" in todo:
-            results["learn"] = compare(
-                "learn", runs[1], runs[10], f"{args.tokens} vs {10 * args.tokens} words"
-            )
+        texts = {}
+        for scale in (1, 10) if any(w in todo for w in TEXT_WORKLOADS) else ():
+            texts[scale] = make_text(work / f"text-{scale}.txt", args.tokens * scale, args.seed)
+        for name in [w for w in TEXT_WORKLOADS if w in todo]:
+            kw = {"model": model, "work": work, "window": args.window, "seed": args.seed}
+            runs = run_text_workload(name, texts, **kw)
+            for scale, run in runs.items():
+                run["words"] = args.tokens * scale
+            results[name] = compare(name, runs[1], runs[10], f"{args.tokens} vs {10 * args.tokens} words")
         for name in [w for w in ("stream", "fit", "fit-logistic") if w in todo]:
             small = run_child(name, rows=args.rows, seed=args.seed) | {"rows": args.rows}
             large = run_child(name, rows=10 * args.rows, seed=args.seed) | {"rows": 10 * args.rows}

@@ -274,27 +274,6 @@ def quiet_loading() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _text_windows(tok: Any, text: str, window: int, verb: str, limit: int | None = None) -> list[Any]:
-    """Every token of ``text`` in windows of ``window`` tokens, the last one shorter
-    (:func:`faast.lm.text.text_windows`, start tokens in front; a shorter tail was once dropped: 380
-    of a text's 892 tokens at --window 512), the first ``limit`` of them when given; a warning on
-    stderr names the tokens left out of ``verb`` (past ``limit``, or a last token alone)."""
-    from faast.lm.prompts import start_token_ids
-    from faast.lm.text import encode, text_windows
-
-    if limit is not None and limit < 1:
-        raise ValueError(f"--max-windows: limit must be >= 1 window, got {limit}")
-    ids = encode(tok, text)
-    start = start_token_ids(tok)
-    windows = text_windows(ids, window, start)
-    capped = limit is not None and len(windows) > limit
-    windows = windows[:limit] if capped else windows
-    left = ids.numel() - sum(w.numel() - len(start) for w in windows)
-    why = f"--max-windows {limit}" if capped else "a last token alone has no pair"
-    _warn_left_out(left, ids.numel(), verb, why, window)
-    return windows
-
-
 def _check_learn_args(args: argparse.Namespace) -> None:
     """Refuse bad options and an unusable --out before loading the model and learning."""
     from faast.lm.fastweights import check_output_file
@@ -418,20 +397,35 @@ def _scan_text(path: str) -> str:
     return digest
 
 
-def _file_windows(tok: Any, path: str, window: int, verb: str) -> Any:
-    """The windows of the text file ``path`` as :func:`_text_windows` makes them of its text, as a
-    :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass; this counts
-    them once); the same warning names the tokens left out of ``verb`` (a last token alone)."""
+def _check_max_windows(limit: int | None) -> None:
+    """Refuse a ``--max-windows`` below 1 (before the model loads)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--max-windows: limit must be >= 1 window, got {limit}")
+
+
+def _file_windows(tok: Any, path: str, window: int, verb: str, limit: int | None = None) -> Any:
+    """Every token of the text file ``path`` in windows of ``window`` tokens, the last one shorter
+    (:func:`faast.lm.text.text_windows` of the whole text, start tokens in front; a shorter tail was
+    once dropped: 380 of a text's 892 tokens at --window 512), the first ``limit`` of them when
+    given, as a :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass;
+    this counts them once); a warning on stderr names the tokens left out of ``verb`` (past
+    ``limit``, or a last token alone)."""
     from faast.lm.prompts import start_token_ids
     from faast.lm.text_blocks import iter_token_blocks
     from faast.lm.window_stream import TextWindows
     from faast.text_files import iter_user_text
 
+    _check_max_windows(limit)
+
     def blocks() -> Any:
         return iter_token_blocks(tok, iter_user_text(path))
 
     windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok))
-    _warn_left_out(windows.left_out, windows.tokens, verb, "a last token alone has no pair", window)
+    left, why = windows.left_out, "a last token alone has no pair"
+    if limit is not None and len(windows) > limit:
+        windows = windows[:limit]  # whole windows: only the text's last one may be shorter
+        left, why = windows.tokens - limit * window, f"--max-windows {limit}"
+    _warn_left_out(left, windows.tokens, verb, why, window)
     return windows
 
 
@@ -520,9 +514,9 @@ def _learned_info(
     return info
 
 
-def _learned_record(info: dict[str, Any], text: str) -> int | None:
-    """Index in ``info["learned"]`` of the last record of ``text`` (by its digest), or None."""
-    digest = _text_digest([text])
+def _learned_record(info: dict[str, Any], digest: str) -> int | None:
+    """Index in ``info["learned"]`` of the last record of the text whose :func:`_text_digest` is
+    ``digest``, or None."""
     records = info.get("learned", [])
     matches = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("digest") == digest]
     return matches[-1] if matches else None
@@ -619,12 +613,13 @@ def run_forget(args: argparse.Namespace) -> int:
     text it does not record, before the model loads; in one without records (older files) the
     memories check the pairs (more pairs than held; a pair never learned, while at most d pairs are
     held), and the result is refused when its statistics would no longer load
-    (:func:`_check_statistics_load`)."""
+    (:func:`_check_statistics_load`). The text is read and tokenized block by block, as ``learn``
+    reads it (:func:`_scan_text`, :func:`_file_windows`): memory does not grow with its length."""
     from faast.io import check_writable
     from faast.lm.fastweights import read_task, task_read_config
-    from faast.lm.text import read_text, window_batches
+    from faast.lm.text import iter_window_batches
 
-    text = read_text(args.text)
+    digest = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
     if args.window < 2:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
     if args.batch_size < 1:
@@ -634,7 +629,7 @@ def run_forget(args: argparse.Namespace) -> int:
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
     info = dict(signature.get("info") or {})
-    index = _learned_record(info, text)
+    index = _learned_record(info, digest)
     records = [r for r in info.get("learned", []) if isinstance(r, dict)]
     if index is None and records:
         unrecorded = _unrecorded_pairs(tensors, signature, records)
@@ -651,7 +646,7 @@ def run_forget(args: argparse.Namespace) -> int:
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
     fm.load_fast_weights(args.fast_weights, task)
-    windows = _text_windows(tok, text, args.window, "forgotten (nor were they learned)")
+    windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)")
     streamed = None if record is None else record.get("windows")
     if isinstance(streamed, int) and 0 < streamed < len(windows):  # `stream --max-chunks` read a part
         print(
@@ -662,7 +657,7 @@ def run_forget(args: argparse.Namespace) -> int:
     device = next(fm.parameters()).device
     pairs = 0
     with fm.all_or_nothing():
-        for batch in window_batches(windows, args.batch_size):  # the batches learn_windows learned
+        for batch in iter_window_batches(windows, args.batch_size):  # the batches learn_windows learned
             pairs += fm.forget(input_ids=batch.to(device))
         if learned_pairs is not None and pairs != learned_pairs:
             raise ValueError(
@@ -758,10 +753,15 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_perplexity(args: argparse.Namespace) -> int:
-    from faast.lm.text import perplexity, read_text
+    """Perplexity of the windows of a text (the first ``--max-windows``), by the base model and,
+    with ``--fast-weights``, with them. The text is read and tokenized block by block, once to count
+    its tokens and once per scoring pass: memory does not grow with its length."""
+    from faast.lm.text import perplexity
 
+    _check_max_windows(args.max_windows)
+    _scan_text(args.text)  # an empty file or one that is not text: refused before the model loads
     fm, tok = _load_with_fast_weights(args)
-    windows = _text_windows(tok, read_text(args.text), args.window, "scored", limit=args.max_windows)
+    windows = _file_windows(tok, args.text, args.window, "scored", limit=args.max_windows)
     progress = sys.stderr.isatty()  # bars on a terminal, not into a log (as learn and stream)
     with fm.disabled():
         base = perplexity(fm, windows, progress=progress)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 import faast.distributed
 from faast.lm.text import check_scored_length
+from faast.lm.window_stream import TextWindows
 
 
 @dataclass
@@ -106,7 +107,8 @@ def stream_chunks(
     on_chunk: Callable[[StreamChunk], None] | None = None,
     distributed: bool = False,
 ) -> list[StreamChunk]:
-    """Score then learn each chunk of ``ids`` (1-D token stream) in order.
+    """Score then learn each chunk of ``ids`` (1-D token stream) in order: :func:`stream_text` on
+    the chunks of :func:`chunk_stream` (``ids`` as one block).
 
     model: a :class:`~faast.lm.FaastModel` (its fast weights grow as the stream is read).
     start_ids: tokens put before every chunk (e.g. Gemma's ``<bos>``), never scored.
@@ -119,28 +121,22 @@ def stream_chunks(
     (the same numbers everywhere) and learns its block of the chunk's pairs, the statistics are
     all-reduced after each chunk: every process reads the fast weights of one process.
     """
-    dist = faast.distributed.current() if distributed else faast.distributed.Dist()
-    start_ids = [int(t) for t in start_ids]
     if context < 0:
         raise ValueError(f"context must be ≥ 0 tokens, got {context}")
-    rows = []
-    pieces = chunk_stream(ids, chunk, max_chunks)
-    if pieces:  # every sequence scored or learned: start tokens, a chunk and (context) the text before it
-        longest = max(len(start_ids) + len(p) + (min(context, o) if context else 0) for o, p in pieces)
-        what = "stream: start tokens, a chunk (--chunk) and the text before it (--context)"
-        check_scored_length(model, longest, what)
-    device = next(model.parameters()).device
-    for index, (offset, piece) in enumerate(
-        tqdm(pieces, desc="stream: score, then learn", unit="chunk", disable=not progress)
-    ):
-        before = ids[max(0, offset - context) : offset].tolist() if context else None
-        row = _score_then_learn(
-            model, index, offset, piece, start_ids, before, score_base, learn, dist, device
-        )
-        rows.append(row)
-        if on_chunk is not None:
-            on_chunk(row)
-    return rows
+    chunk_stream(ids, chunk, max_chunks)  # refuses what it refuses (not 1-D, chunk < 2, too short, …)
+    chunks = TextWindows(lambda: [ids], chunk, (), ids.numel())
+    return stream_text(
+        model,
+        chunks,
+        start_ids,
+        max_chunks=max_chunks,
+        score_base=score_base,
+        context=context,
+        learn=learn,
+        progress=progress,
+        on_chunk=on_chunk,
+        distributed=distributed,
+    )
 
 
 def stream_text(
@@ -151,14 +147,15 @@ def stream_text(
     max_chunks: int | None = None,
     score_base: bool = True,
     context: int = 0,
+    learn: bool = True,
     progress: bool = True,
     on_chunk: Callable[[StreamChunk], None] | None = None,
     distributed: bool = False,
 ) -> list[StreamChunk]:
     """Score, then learn, each chunk of ``chunks`` (a :class:`faast.lm.window_stream.TextWindows` of
     a text's windows of ``--chunk`` tokens, holding no start tokens, read block by block) after
-    ``start_ids`` (never scored), as :func:`stream_chunks` does on the whole text's ids (see it for
-    ``score_base``, ``context``, ``on_chunk`` and ``distributed``). Returns one
+    ``start_ids`` (never scored); see :func:`stream_chunks`, the same on a text's ids, for
+    ``score_base``, ``context``, ``learn``, ``on_chunk`` and ``distributed``. Returns one
     :class:`StreamChunk` per chunk read (the first ``max_chunks``)."""
     if chunks.start_ids:
         raise ValueError("stream_text: the chunks must not hold start tokens (pass start_ids)")
@@ -175,6 +172,7 @@ def stream_text(
     def before_at(offset: int) -> int:
         return min(context, offset) if context else 0
 
+    # every sequence scored or learned: start tokens, a chunk and (context) the text before it
     last = min(size, chunks.tokens - (n - 1) * size) + before_at((n - 1) * size)
     longest = len(start_ids) + max(last, size + before_at((n - 2) * size) if n >= 2 else 0)
     what = "stream: start tokens, a chunk (--chunk) and the text before it (--context)"
@@ -186,9 +184,9 @@ def stream_text(
     for index, piece in enumerate(bar):
         offset = index * size
         seen = before.tolist() if context else None
-        row = _score_then_learn(model, index, offset, piece, start_ids, seen, score_base, True, dist, device)
+        row = _score_then_learn(model, index, offset, piece, start_ids, seen, score_base, learn, dist, device)
         if context:
-            before = torch.cat([before, piece])[-context:].clone()
+            before = torch.cat([before.to(piece.device), piece])[-context:].clone()
         rows.append(row)
         if on_chunk is not None:
             on_chunk(row)
@@ -267,4 +265,4 @@ def summarize(rows: Sequence[StreamChunk], parts: int = 4) -> list[dict[str, flo
     return out
 
 
-__all__ = ["StreamChunk", "chunk_stream", "stream_chunks", "summarize"]
+__all__ = ["StreamChunk", "chunk_stream", "stream_chunks", "stream_text", "summarize"]

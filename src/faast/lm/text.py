@@ -427,13 +427,18 @@ def check_scored_length(model: Any, length: int, what: str) -> None:
 
 @torch.no_grad()
 def perplexity(model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = False) -> Perplexity:
-    """Perplexity of windows (:data:`Windows`), each scored on its own (no carried-over context);
-    windows longer than the model's context window are refused."""
-    if len(windows):  # a (n, length) tensor or a list of 1-D ones
-        check_scored_length(model, max(len(w) for w in windows), "perplexity: windows (--window)")
+    """Perplexity of windows (:data:`Windows`, or a :class:`~faast.lm.window_stream.TextWindows`
+    read one batch at a time), each scored on its own (no carried-over context); windows longer than
+    the model's context window are refused."""
+    from faast.lm.window_stream import TextWindows
+
+    if len(windows):  # a (n, length) tensor, a list of 1-D ones or a TextWindows (not read for this)
+        longest = windows.longest if isinstance(windows, TextWindows) else max(len(w) for w in windows)
+        check_scored_length(model, longest, "perplexity: windows (--window)")
     device = next(model.parameters()).device
     total, count, hits = 0.0, 0, 0
-    for batch in tqdm(window_batches(windows, batch_size), desc="score", unit="batch", disable=not progress):
+    batches, n_batches = _batches(windows, batch_size)
+    for batch in tqdm(batches, desc="score", unit="batch", total=n_batches, disable=not progress):
         batch = batch.to(device)
         logits = model(input_ids=batch, use_cache=False).logits
         nll, n, h = nll_and_hits(logits, batch)

@@ -5,8 +5,10 @@
 last shorter if it holds 2 tokens, each after the start tokens) without holding them: it knows how
 many there are (one tokenizing pass counts them) and tokenizes the text again, block by block
 (:mod:`faast.lm.text_blocks`), each time it is iterated. A slice of it (a process's share,
-:meth:`faast.distributed.Dist.shard`) is one too; :func:`faast.lm.text.learn_windows` and
-:func:`~faast.lm.text.capture_windows` read it one batch at a time.
+:meth:`faast.distributed.Dist.shard`, ``faast lm perplexity --max-windows``) is one too;
+:func:`faast.lm.text.learn_windows`, :func:`~faast.lm.text.capture_windows` and
+:func:`~faast.lm.text.perplexity` read it one batch at a time, :func:`faast.lm.stream.stream_text`
+one window at a time.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class TextWindows(Sequence[torch.Tensor]):
     def left_out(self) -> int:
         """Tokens of the text in no window: a last token alone (it has no pair)."""
         return self.tokens - min(self.tokens, self.total * self.length)
+
+    @property
+    def longest(self) -> int:
+        """Tokens of the longest of these windows, start tokens included (0 when there are none)."""
+        if not len(self):
+            return 0
+        whole = self.tokens // self.length  # the text's whole windows; a shorter one may follow
+        body = self.length if self.lo < whole else self.tokens - whole * self.length
+        return len(self.start_ids) + body
 
     def __len__(self) -> int:
         return self.hi - self.lo
