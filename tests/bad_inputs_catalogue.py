@@ -13,6 +13,8 @@ of ``docs/bad-inputs.md`` from the same list.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -3032,6 +3034,99 @@ CLI += [
         "solve: a named pipe as --out",
         lambda c: ["solve", str(_pairs_file(c, keys=_k(), values=_k(3, 2))), "--out", str(_fifo(c))],
         r"fifo is not a regular file \(a device or a pipe\)",
+    ),
+]
+
+
+def _class_folder_of_gifs(ctx: Ctx) -> list[str]:
+    """``faast classify fit`` of an image folder whose class ``cats`` holds only GIFs (not read)."""
+    data = ctx.path("gif-photos")
+    (data / "cats").mkdir(parents=True, exist_ok=True)
+    (data / "dogs").mkdir(exist_ok=True)
+    for i in range(4):
+        (data / "cats" / f"cat{i}.gif").write_bytes(b"GIF89a")
+    (data / "dogs" / "dog.png").write_bytes(b"never decoded: the folder is refused first")
+    return ["classify", "fit", str(data), "--model", str(ctx.path("gif-clf")), "--encoder", "pixels"]
+
+
+def _partial_fit_balanced(ctx: Ctx) -> list[str]:
+    """Fit ``--class-weight balanced`` with ``faast classify fit``, then the argv adding to it."""
+    from faast.cli import main
+
+    features = ctx.text_file("balanced.csv", b"f0,f1,label\n1,0,a\n0,1,b\n1,1,a\n0,0,b\n")
+    model = str(ctx.path("balanced-clf"))
+    with contextlib.redirect_stdout(io.StringIO()):  # its summary line
+        fitted = main(["classify", "fit", str(features), "--model", model, "--class-weight", "balanced"])
+    if fitted != 0:
+        raise RuntimeError("fitting the classifier failed")
+    return ["classify", "partial-fit", str(features), "--model", model]
+
+
+def _save_over_write_protected(ctx: Ctx) -> tuple[Action, Snapshot]:
+    """Save a classifier into a folder whose ``classifier.json`` was made read-only (``chmod a-w``).
+    Root writes whatever the mode: there ``os.access`` answers for the file as for any other user."""
+    from faast.classifier_io import save_classifier
+
+    clf = ctx.classifier()
+    folder = _saved_classifier(ctx, "protected")
+    protected = folder / "classifier.json"
+    protected.chmod(0o444)
+
+    real = os.access
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        if isinstance(path, str | os.PathLike) and Path(path) == protected and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    def save() -> Any:
+        if os.geteuid() == 0:
+            os.access = access
+        try:
+            return save_classifier(clf, folder)
+        finally:
+            os.access = real
+
+    return save, (lambda: {p.name: p.read_bytes() for p in sorted(folder.iterdir())})
+
+
+LOADERS += [
+    Case(
+        "read_text",
+        "UTF-16 text without a byte-order mark",
+        call(lambda c: _text(c, "u16.txt", "Once upon a time\n".encode("utf-16-le"))),
+        ValueError,
+        r"u16.txt: not UTF-8 text: it holds NUL bytes, as UTF-16LE text saved without a byte-order mark "
+        r"does .*iconv -f UTF-16LE -t UTF-8",
+    ),
+    Case(
+        "read_examples",
+        "UTF-32 examples without a byte-order mark",
+        call(lambda c: _examples(c, "u32.tsv", "a good film\tpos\nso dull\tneg\n".encode("utf-32-be"))),
+        ValueError,
+        r"u32.tsv: not UTF-8 text: it holds NUL bytes, as UTF-32BE text .*iconv -f UTF-32BE -t UTF-8",
+    ),
+]
+CLASSIFIER += [
+    Case(
+        "FaastClassifier.save",
+        "a folder whose classifier.json is write-protected",
+        _save_over_write_protected,
+        PermissionError,
+        r"cannot save a classifier there: classifier.json is write-protected .*so it is not replaced",
+    ),
+]
+CLI += [
+    CliCase(
+        "classify: a class folder holding only GIFs",
+        _class_folder_of_gifs,
+        r"class folder\(s\) without images: cats \(4 file\(s\) of other extensions, skipped: cat0.gif, "
+        r"cat1.gif, cat2.gif and 1 more\); images are files ending in .jpg, .jpeg, .png",
+    ),
+    CliCase(
+        "classify partial-fit: a classifier fitted with --class-weight balanced",
+        _partial_fit_balanced,
+        r'partial_fit is not available with class_weight="balanced"',
     ),
 ]
 

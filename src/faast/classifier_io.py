@@ -32,6 +32,7 @@ fitted (``feature_names_in_``) are saved, so the loaded classifier checks them a
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -99,8 +100,9 @@ def check_classifier_folder(path: str | os.PathLike[str]) -> Path:
 def check_classifier_writable(path: str | os.PathLike[str]) -> Path:
     """``path`` as a folder a classifier can be saved in (:func:`check_classifier_folder`), checked
     to be writable before the work that would be saved there (encoding, fitting): the folder, or
-    while it does not exist the nearest folder above it, where it would be made. An ``OSError``
-    names ``path`` when a file cannot be made there; nothing is created."""
+    while it does not exist the nearest folder above it, where it would be made, and its
+    classifier files, which must not be read-only (:func:`check_replaceable`). An ``OSError``
+    names ``path`` (or the read-only file) when a save could not go there; nothing is created."""
     out = check_classifier_folder(path)
     there = next((folder for folder in (out, *out.parents) if folder.exists()), Path("."))
     try:
@@ -108,7 +110,25 @@ def check_classifier_writable(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise OSError(exc.errno, f"cannot save a classifier there ({there}: {reason})", str(out)) from None
+    check_replaceable(out)
     return out
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse, with a ``PermissionError`` naming the file, to save a classifier into ``folder`` where
+    one of the files a save replaces is write-protected (not writable to this user, as ``rm``
+    judges it: ``chmod a-w`` keeps a classifier from being overwritten). A save moves new files
+    over the old ones, which only the folder's permissions govern, so such files were silently
+    replaced; as root, whom permissions do not bind, they still are."""
+    for name in (JSON_NAME, TENSORS_NAME, PENDING_TENSORS_NAME):
+        file = folder / name
+        if file.is_file() and not os.access(file, os.W_OK):
+            raise PermissionError(
+                errno.EACCES,
+                f"cannot save a classifier there: {name} is write-protected (read-only to you), so it is not "
+                "replaced: make it writable (chmod u+w) to replace it, or save to another folder",
+                str(file),
+            )
 
 
 def save_classifier(
@@ -116,10 +136,12 @@ def save_classifier(
 ) -> Path:
     """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras. A
     ``ValueError`` before anything is written refuses what would not load as the classifier that
-    predicts (module docstring); a failure (or Ctrl-C) from the tensors' write on leaves no stray
+    predicts (module docstring), and a ``PermissionError`` a read-only file of a classifier saved
+    there (:func:`check_replaceable`); a failure (or Ctrl-C) from the tensors' write on leaves no stray
     file. Interrupted at any point, even a kill, it leaves a folder that loads as the previous save
     or the new one, whatever earlier saves were interrupted (``PENDING_TENSORS_NAME``)."""
     check_classifier_folder(path)
+    check_replaceable(Path(path))  # a read-only classifier file is not to be overwritten
     if not hasattr(clf, "memory_"):
         raise ValueError("cannot save a FaastClassifier that is not fitted")
     clf._validate_params()  # a value set_params let through (loss="hinge") is named, not written

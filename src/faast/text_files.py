@@ -1,24 +1,93 @@
-"""Decoding the text files users write: UTF-8 with or without a byte-order mark, or UTF-16 with
-one (what Windows editors save as "Unicode"); anything else is an error naming the line. Line ends
-are read as Python's text mode reads them (universal newlines): CR LF and a lone CR become LF, so
-a text saved on Windows teaches a model what the same text saved elsewhere does."""
+"""Decoding the text files users write: UTF-8 with or without a byte-order mark, or UTF-16 or
+UTF-32 with one (what Windows editors save as "Unicode"); anything else is an error naming the
+line. UTF-16 or UTF-32 text saved without its mark (read as UTF-8, its ASCII letters would lie
+between NUL characters) is refused, naming the encoding and an ``iconv`` line that converts it.
+Line ends are read as Python's text mode reads them (universal newlines): CR LF and a lone CR
+become LF, so a text saved on Windows teaches a model what the same text saved elsewhere does."""
 
 from __future__ import annotations
 
 import codecs
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-#: Byte-order marks and the codec each announces (UTF-8's mark is dropped by "utf-8-sig").
-_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+#: Byte-order marks and the codec each announces (UTF-8's mark is dropped by "utf-8-sig"). UTF-32's
+#: come first: the little-endian one begins with UTF-16's (read as UTF-16, letters between NULs).
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+#: How errors name each codec of :data:`_MARKS` (and "utf-8", a file without a mark).
+_CODEC_NAMES = {"utf-32": "UTF-32", "utf-16": "UTF-16"}
+
+#: Bytes of a file's start read for its byte-order mark, and for UTF-16 or UTF-32 without one.
+HEAD_BYTES = 1 << 12
+
+
+def _codec(p: Path, head: bytes) -> str:
+    """The codec of the file ``p`` from its first bytes ``head`` (:data:`HEAD_BYTES` of them):
+    the one its byte-order mark names, else UTF-8 — unless ``head`` is UTF-16 or UTF-32 text saved
+    without its mark (:func:`_unmarked_wide`; read as UTF-8, its ASCII letters lie between NULs):
+    a ``ValueError`` then names that encoding and how to convert the file."""
+    marked = next((codec for mark, codec in _MARKS if head.startswith(mark)), None)
+    if marked is not None:
+        return marked
+    wide = _unmarked_wide(head)
+    if wide is None:
+        return "utf-8"
+    converted = p.with_name(f"{p.stem}-utf8{p.suffix}")
+    raise ValueError(
+        f"{p}: not UTF-8 text: it holds NUL bytes, as {wide} text saved without a byte-order mark does "
+        "(faast reads UTF-8, or UTF-16 or UTF-32 starting with its byte-order mark); convert it to UTF-8: "
+        f"iconv -f {wide} -t UTF-8 {shlex.quote(str(p))} > {shlex.quote(str(converted))}"
+    )
+
+
+#: Characters of text that :func:`_unmarked_wide` needs to see to call bytes UTF-16 or UTF-32 text.
+_WIDE_MIN_CHARS = 4
+
+
+def _unmarked_wide(head: bytes) -> str | None:
+    """ "UTF-32LE", "UTF-32BE", "UTF-16LE" or "UTF-16BE" when ``head``, the start of a file without a
+    byte-order mark, is most likely text in that encoding, else None (UTF-8: a NUL character or
+    two in UTF-8 text stays text, as written). UTF-32 is told by its decoding (each four bytes a
+    code point of at most 0x10FFFF), UTF-16 by NULs in half the bytes of one parity at least and
+    few in the other (the high byte of a Latin character: the second of two in little-endian,
+    which says its byte order); either way the decoded text must be a few characters, none of them
+    NUL, nearly all printable (letters, digits, punctuation, spaces, tabs and line ends)."""
+    if head.count(0) < _WIDE_MIN_CHARS:
+        return None
+    candidates = ["UTF-32LE", "UTF-32BE"]
+    for codec, high, low in (("UTF-16LE", head[1::2], head[0::2]), ("UTF-16BE", head[0::2], head[1::2])):
+        if 2 * high.count(0) >= len(high) and 8 * low.count(0) <= high.count(0):
+            candidates.append(codec)
+    for codec in candidates:
+        try:  # not final: the head may end inside a character (half a surrogate pair)
+            text = codecs.getincrementaldecoder(codec)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        if len(text) >= _WIDE_MIN_CHARS and "\x00" not in text and _mostly_printable(text):
+            return codec
+    return None
+
+
+def _mostly_printable(text: str) -> bool:
+    """Whether 95 % of the characters of ``text`` at least are printable, tabs or line ends."""
+    other = sum(1 for c in text if not c.isprintable() and c not in "\t\n\r")
+    return 20 * other <= len(text)
 
 
 def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None) -> str:
     """The text of ``path`` without its byte-order mark, every line end LF. Raises
     ``ValueError`` ``"<path>:<line>: not UTF-8 text (...)"`` for bytes that are neither UTF-8 nor
-    marked UTF-16.
+    marked UTF-16 or UTF-32, and ``"<path>: not UTF-8 text: it holds NUL bytes, as UTF-16LE text
+    saved without a byte-order mark does..."`` for such a file (:func:`_codec`).
 
     inner_cr: ``None`` reads a carriage return (CR) not followed by LF as a line end (old Mac
     files); otherwise such a CR in a file whose lines end in LF (or CR LF) elsewhere is refused,
@@ -26,12 +95,12 @@ def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None)
     inside a record (a spreadsheet cell's), and reading it as a line end would split the record."""
     p = Path(path)
     data = p.read_bytes()
-    encoding = next((codec for mark, codec in _MARKS if data.startswith(mark)), "utf-8")
+    encoding = _codec(p, data[:HEAD_BYTES])
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        what = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        what = _CODEC_NAMES.get(encoding, "UTF-8")
         raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None
     text = text.replace("\r\n", "\n")
     inner = text.find("\r")
@@ -49,18 +118,20 @@ TEXT_BLOCK_CHARS = 1 << 16
 
 
 def _encoding(p: Path) -> str:
-    """The codec of a user's text file from its byte-order mark (UTF-8 without one)."""
+    """The codec of a user's text file from its byte-order mark (UTF-8 without one); the
+    ``ValueError`` of :func:`_codec` for UTF-16 or UTF-32 text without its mark."""
     with open(p, "rb") as fh:
-        head = fh.read(4)
-    return next((codec for mark, codec in _MARKS if head.startswith(mark)), "utf-8")
+        head = fh.read(HEAD_BYTES)
+    return _codec(p, head)
 
 
 def open_user_text(path: str | os.PathLike[str]) -> TextIO:
     """``path`` open as a text stream for the ``csv`` module (``newline=""``: it reads CR LF and a
     lone CR as line ends itself), decoded as :func:`read_user_text` decodes (UTF-8, its byte-order
-    mark dropped, or UTF-16 where marked), so that a large file is read line by line rather than
-    whole. Bytes that are not text raise ``UnicodeDecodeError`` as they are read (call
-    :func:`read_user_text` then for the error naming the line)."""
+    mark dropped, or UTF-16 or UTF-32 where marked), so that a large file is read line by line
+    rather than whole. Bytes that are not text raise ``UnicodeDecodeError`` as they are read (call
+    :func:`read_user_text` then for the error naming the line); UTF-16 or UTF-32 text without its
+    mark, the ``ValueError`` of :func:`read_user_text` at once."""
     p = Path(path)
     return open(p, encoding=_encoding(p), newline="")
 

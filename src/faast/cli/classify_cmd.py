@@ -368,8 +368,10 @@ def run(args: argparse.Namespace) -> int:
 
         # before the images are encoded; every file the job reads, the labels too
         check_writable(args.out, inputs=_inputs(args))
-    elif dist.is_main:  # partial-fit, forget: the folder they save to, before the images are encoded
-        check_classifier_writable(args.model)
+    else:  # partial-fit, forget: what the classifier refuses to change, before any data is read
+        _check_changeable(clf, args.action)
+        if dist.is_main:  # and the folder they save to, before the images are encoded
+            check_classifier_writable(args.model)
     feats, labels, ids, texts, here = read_data(args, source, dist)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args, here.get("columns"))
@@ -402,6 +404,15 @@ def run(args: argparse.Namespace) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, texts, args)
+
+
+def _check_changeable(clf: Any, action: str) -> None:
+    """Refuse ``partial-fit`` and ``forget`` on a classifier that refuses to change its examples
+    (``class_weight="balanced"``, ``loss="logistic"``), with the error its ``partial_fit`` or
+    ``forget`` raises, before any data is read (the images were encoded, the texts embedded, first)."""
+    what = "partial_fit" if action == "partial-fit" else "forget"
+    clf._check_not_refined(what)
+    clf._check_fixed_class_weight(what)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:

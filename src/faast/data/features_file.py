@@ -311,15 +311,14 @@ def _parse_csv(
         for held in [*blank, row]:
             if count == 0:  # the header is checked once a data row is there
                 columns, label_at, id_at = _csv_columns(path, header, label_column, id_column)
+                layout = _CsvLayout(path, header, delimiter, columns, label_column, id_column)
                 block = np.empty((64, len(columns)), dtype=np.float64)
             if filled == len(block):
                 blocks.append(block)
                 cap = max(64, _CSV_BLOCK_FLOATS // len(columns))
                 block = np.empty((min(cap, 2 * len(block)), len(columns)), dtype=np.float64)
                 filled = 0
-            block[filled] = _csv_row_values(
-                path, header, held, columns, count, label_column, id_column, delimiter
-            )
+            block[filled] = _csv_row_values(layout, held, count)
             if label_at >= 0:
                 # without the spaces around them, as a labels text file is read: "cat" and "cat "
                 # (a spreadsheet's stray space, or ", " between fields) are one class, not two
@@ -379,28 +378,35 @@ def _csv_columns(
     return columns, label_at, header.index(id_column) if id_column is not None else -1
 
 
-def _csv_row_values(
-    path: Path,
-    header: list[str],
-    row: list[str],
-    columns: list[int],
-    r: int,
-    label_column: str,
-    id_column: str | None,
-    delimiter: str,
-) -> np.ndarray:
-    """The feature values (d,) float64 of data row ``r`` (from 0) of a CSV; a row whose fields do
-    not match the header, or a feature cell that is not a finite number, is a ``ValueError``
-    naming its row (the header is row 1) and column with a hint (:func:`_not_a_number`, for which
-    the file is read again for the column's other cells)."""
+@dataclass(frozen=True)
+class _CsvLayout:
+    """What reading a features CSV's data rows needs to know of it: its ``path`` (named in errors),
+    ``header`` (the columns' names), field ``delimiter``, the positions of its feature
+    ``columns``, and the label and id columns asked for (``label_column`` may be absent)."""
+
+    path: Path
+    header: list[str]
+    delimiter: str
+    columns: list[int]
+    label_column: str
+    id_column: str | None
+
+
+def _csv_row_values(layout: _CsvLayout, row: list[str], r: int) -> np.ndarray:
+    """The feature values (d,) float64 of data row ``r`` (from 0) of the CSV of ``layout``; a row
+    whose fields do not match the header, or a feature cell that is not a finite number, is a
+    ``ValueError`` naming its row (the header is row 1) and column with a hint
+    (:func:`_not_a_number`, for which the file is read again for the column's other cells)."""
+    path, header, columns = layout.path, layout.header, layout.columns
     if len(row) != len(header):
         raise ValueError(f"{path}: row {r + 2} has {len(row)} fields, the header {len(header)}")
     try:
         values = np.array([float(row[i]) for i in columns], dtype=np.float64)
     except ValueError:
         bad = next(i for i in columns if not is_number(row[i]))
-        cells = _column_cells(path, delimiter, len(header), bad)
-        why = _not_a_number(row[bad], header[bad], cells, r, label_column in header, id_column)
+        cells = _column_cells(path, layout.delimiter, len(header), bad)
+        has_labels = layout.label_column in header
+        why = _not_a_number(row[bad], header[bad], cells, r, has_labels, layout.id_column)
         raise ValueError(f"{path}: row {r + 2}, column {header[bad]!r}{why}") from None
     if not np.isfinite(values).all():  # "nan", "inf" or a number beyond float64 ("1e400")
         at = columns[int(np.flatnonzero(~np.isfinite(values))[0])]

@@ -95,12 +95,12 @@ def list_image_folder(
             below = walks[sub]
             files = sorted(p for p in below if _is_image(p))
             if not files:
-                empty.append(sub.name)
+                empty.append(sub)
             paths += files
             labels += [label] * len(files)
             entries += below
         if empty:
-            raise ValueError(f"{base}: class folder(s) without images: {', '.join(empty[:5])}")
+            raise ValueError(_without_images(base, empty, walks))
         _warn_one_class_of_folders(base, subdirs, paths)
         names = _class_names(base, subdirs)
         beside = sorted(p for p in base.iterdir() if _is_image(p))
@@ -122,6 +122,32 @@ def list_image_folder(
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
     _warn_skipped(base, entries)
     return files, None, [0] * len(files)
+
+
+#: How many files of another extension the error on a class folder without images names.
+SHOWN_SKIPPED = 3
+
+
+def _without_images(base: Path, empty: list[Path], walks: dict[Path, list[Path]]) -> str:
+    """The error on the class folders ``empty`` of ``base``, which hold no image (``walks``: the
+    files below each): each named with the files found in it that are not read — their extension
+    is not one of :data:`IMAGE_EXTENSIONS` (GIFs, RAW photos) —, a few of them then a count, and
+    the extensions that are read."""
+    named = []
+    for sub in empty[:5]:
+        other = sorted(p for p in walks[sub] if p.is_file() and not p.name.startswith("."))
+        if other:
+            shown = ", ".join(str(p.relative_to(sub)) for p in other[:SHOWN_SKIPPED])
+            more = f" and {len(other) - SHOWN_SKIPPED} more" if len(other) > SHOWN_SKIPPED else ""
+            named.append(f"{sub.name} ({len(other)} file(s) of other extensions, skipped: {shown}{more})")
+        else:
+            named.append(f"{sub.name} (empty)")
+    others = f", and {len(empty) - 5} more" if len(empty) > 5 else ""
+    return (
+        f"{base}: class folder(s) without images: {', '.join(named)}{others}; images are files ending in "
+        f"{', '.join(IMAGE_EXTENSIONS)} (any case): convert the others (e.g. GIFs to PNG) or remove the "
+        "folder"
+    )
 
 
 def _without_bare_folders(base: Path, subdirs: list[Path], walks: dict[Path, list[Path]]) -> list[Path]:
