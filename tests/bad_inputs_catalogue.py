@@ -1727,6 +1727,21 @@ def _predict_over_labels(ctx: Ctx) -> list[str]:
     ]
 
 
+def _predict_out(ctx: Ctx, out: str) -> list[str]:
+    """``faast classify predict`` of a fitted classifier (:func:`_predict_over_labels`) with
+    ``--out`` ``out``."""
+    argv = _predict_over_labels(ctx)
+    argv[argv.index("--out") + 1] = out
+    return argv
+
+
+def _link_to_nothing(ctx: Ctx) -> str:
+    """A link ``out.csv`` to a file that does not exist."""
+    link = ctx.path("out.csv")
+    link.symlink_to(ctx.path("nowhere.csv"))
+    return str(link)
+
+
 def _subtract_without_rows(ctx: Ctx) -> tuple[Action, Snapshot]:
     """Statistics that keep no rows (``dual_max_pairs=0``), so pairs cannot be matched one by one;
     subtract pairs far larger than the ones added."""
@@ -2568,6 +2583,16 @@ CLI += [
         "classify predict: --out is the --labels file",
         _predict_over_labels,
         r"the output .*y.npy would overwrite the input .*y.npy",
+    ),
+    CliCase(
+        "classify predict: --out ends in '/' (a folder meant, none there)",
+        lambda c: _predict_out(c, f"{c.path('preds')}{os.sep}"),
+        r"the output .*preds/ ends in '/', which names a folder, not a file: give the file's name",
+    ),
+    CliCase(
+        "classify predict: --out is a link to nothing",
+        lambda c: _predict_out(c, _link_to_nothing(c)),
+        r"the output .*out.csv is a link to nothing \(.*nowhere.csv\): faast writes through a link",
     ),
     CliCase(
         "classify: a features CSV without a header line (np.savetxt)",

@@ -35,6 +35,8 @@ from __future__ import annotations
 import errno
 import math
 import os
+import warnings
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ from faast.io import (
     save_json,
     save_tensors,
 )
+from faast.locks import path_lock
 from faast.memory import InverseMemory
 
 FORMAT = "faast.classifier"
@@ -196,23 +199,82 @@ def save_classifier(
     }
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
+    with classifier_lock(out):  # no other faast command writes or reads the folder meanwhile
+        _write_locked(out, tensors, info)
+    return out
+
+
+def classifier_lock(path: str | os.PathLike[str], *, shared: bool = False) -> AbstractContextManager[None]:
+    """Hold the lock of the classifier folder ``path`` (:func:`faast.locks.path_lock`): exclusive
+    while a command saves it (or loads, changes and saves it: ``partial-fit``, ``forget``), shared
+    while one loads it, so that a load never reads half of a save and two saves never mix. A
+    command that finds it taken prints a line and waits. Nothing to lock (a no-op) while ``path``
+    is not a folder: a save makes it first, a load refuses it."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return nullcontext()
+    return path_lock(folder, shared=shared, purpose="using the classifier")
+
+
+def _write_locked(out: Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    """The files of a save into the folder ``out`` (its lock held): the tensors to the pending
+    file, the JSON naming their digest, then the tensors moved into place."""
     pending = out / PENDING_TENSORS_NAME
-    # the pending file may be the only copy of the tensors the JSON in place names (a save
-    # interrupted after its JSON): it goes into place before this save writes its own there
-    _finish_interrupted_save(out)
-    digest = None
+    had = (out / JSON_NAME).is_file()
     try:
-        saved = save_tensors(pending, tensors, {"classes": str(len(classes))}, kind="classifier")
-        digest = info["tensors_sha256"] = file_sha256(saved)  # the JSON names the tensors written with it
+        # the pending file may be the only copy of the tensors the JSON in place names (a save
+        # interrupted after its JSON): it goes into place before this save writes its own there
+        _finish_interrupted_save(out)
+    except OSError as exc:
+        raise _save_error(out, exc, "finishing the move of an earlier save", had) from exc
+    digest = None
+    written: list[str] = []
+    try:
+        # the digest of the very bytes written (the file at the pending path is hashed before it
+        # is moved there), which the JSON records
+        save_tensors(
+            pending,
+            tensors,
+            {"classes": str(len(info["classes"]))},
+            kind="classifier",
+            on_written=lambda tmp: written.append(file_sha256(tmp)),
+        )
+        digest = info["tensors_sha256"] = written[-1]
         save_json(out / JSON_NAME, info)  # from here the new save loads (from the pending file until moved)
-    except BaseException:  # no stray pending file: the JSON in place names its bytes or not
+    except BaseException as exc:  # no stray pending file: the JSON in place names its bytes or not
         if digest is not None and _names_tensors(out / JSON_NAME, digest):
             move_into_place(pending, out / TENSORS_NAME)
-        else:  # the earlier save stands, its tensors in place (_finish_interrupted_save)
-            pending.unlink(missing_ok=True)
+            raise
+        # the earlier save stands, its tensors in place (_finish_interrupted_save)
+        pending.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            step = f"writing {PENDING_TENSORS_NAME}" if digest is None else f"writing {JSON_NAME}"
+            raise _save_error(out, exc, step, had) from exc
         raise
-    move_into_place(pending, out / TENSORS_NAME)
-    return out
+    try:
+        move_into_place(pending, out / TENSORS_NAME)
+    except OSError as exc:  # the JSON in place names the pending file: the new save is in effect
+        if not pending.is_file():
+            raise _save_error(out, exc, f"moving {PENDING_TENSORS_NAME} into place", had) from exc
+        warnings.warn(
+            f"{out}: the classifier is saved, but moving {PENDING_TENSORS_NAME} over {TENSORS_NAME} failed "
+            f"({_cause(exc)}); the folder loads the new classifier (from {PENDING_TENSORS_NAME}), and its "
+            "next save finishes the move",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _cause(exc: OSError) -> str:
+    """What went wrong in ``exc``, without the file it names: the system's words for its errno."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _save_error(out: Path, exc: OSError, step: str, had: bool) -> OSError:
+    """The error of a save of ``out`` that failed at ``step`` with ``exc``, saying what the folder
+    holds (``had``: a classifier was saved there before)."""
+    holds = "the folder still holds the classifier saved before" if had else "nothing was saved"
+    return OSError(exc.errno, f"could not save the classifier to {out} ({_cause(exc)}, {step}); {holds}")
 
 
 def _finish_interrupted_save(folder: Path) -> None:
@@ -258,23 +320,28 @@ def _names_tensors(json_path: Path, digest: str) -> bool:
     return isinstance(info, dict) and info.get("tensors_sha256") == digest
 
 
-def load_classifier(path: str | os.PathLike[str]) -> tuple[FaastClassifier, dict[str, Any]]:
+def load_classifier(
+    path: str | os.PathLike[str], *, lock: bool = True
+) -> tuple[FaastClassifier, dict[str, Any]]:
     """The classifier saved at ``path`` and its ``metadata``. A ``ValueError`` naming the file and
     the field refuses a malformed description, tensors that another save wrote or that changed
-    since (``tensors_sha256``), and counts that the statistics contradict."""
+    since (``tensors_sha256``), and counts that the statistics contradict. The files are read
+    under the folder's shared lock (:func:`classifier_lock`: a save of another command waits, or
+    is waited for); ``lock=False`` reads without, for a process whose command holds the lock in
+    another process (the ranks of ``torchrun`` other than 0 while rank 0 holds it)."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved classifier at {folder} (expected a directory with {JSON_NAME})")
     json_path, tensors_path = folder / JSON_NAME, folder / TENSORS_NAME
-    info = load_json(json_path)
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ValueError(f"{json_path} is not a saved FaastClassifier")
-    if info.get("format_version") != VERSION:
-        raise ValueError(
-            f"{folder}: classifier layout version {info.get('format_version')!r}; this faast reads {VERSION}"
-        )
-    tensors_path = _saved_tensors(info, json_path, tensors_path)
-    tensors, _ = load_tensors(tensors_path, kind="classifier")
+    with classifier_lock(folder, shared=True) if lock else nullcontext():  # no save in between
+        info = load_json(json_path)
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise ValueError(f"{json_path} is not a saved FaastClassifier")
+        if info.get("format_version") != VERSION:
+            version = info.get("format_version")
+            raise ValueError(f"{folder}: classifier layout version {version!r}; this faast reads {VERSION}")
+        tensors_path = _saved_tensors(info, json_path, tensors_path)
+        tensors, _ = load_tensors(tensors_path, kind="classifier")
     params, classes, counts, d, dtype, class_weight, metadata = _description(info, json_path)
     fitted_loss = info.get("loss_fitted", params["loss"])  # absent from older files: the loss then fitted
     if fitted_loss not in ("squared", "logistic"):

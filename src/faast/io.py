@@ -16,44 +16,123 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[str], None],
+    *,
+    on_written: Callable[[str], None] | None = None,
+) -> Path:
     """Call ``write(tmp_path)`` and atomically move the result to ``path`` (a folder, a device or
-    a pipe there is refused: :func:`check_output_target`)."""
+    a pipe there is refused: :func:`check_output_target`); ``on_written(tmp_path)``, when given, is
+    called once the file is complete and synced, before it is moved (e.g. to hash the very bytes
+    written). A link at ``path`` is written through: its target file is replaced, the link kept.
+    An ``OSError`` of the write (a full disk, an I/O error, also one the safetensors writer
+    reports) is raised as one naming ``path`` and the cause; the previous file is unchanged."""
     dest = check_output_target(path)
-    make_parent(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    target = _through_link(dest)
+    make_parent(target)
+    existed = target.exists()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # the folder takes no new file (full, read-only, not writable)
+        error = _write_error(exc, dest, (os.fspath(exc.filename or ""),), existed)
+        raise error or exc from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and some writers) make 0600: use the usual mode
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        move_into_place(tmp, dest)
-    except BaseException:
+        if on_written is not None:
+            on_written(tmp)
+        move_into_place(tmp, target)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        error = _write_error(exc, dest, (tmp, str(target)), existed)
+        if error is not None:
+            raise error from exc
         raise
     return dest
 
 
+#: How many bytes of the destination's name a temporary file's name keeps: ``.NAME.XXXXXXXX.tmp``
+#: stays far below the 255 bytes a file name may have, whatever the destination's length.
+_TEMP_NAME_BYTES = 64
+
+
+def _temp_prefix(name: str) -> str:
+    """The prefix of a temporary file written for the file ``name``: ``.`` + the first
+    :data:`_TEMP_NAME_BYTES` bytes of the name + ``.`` (a legal name of 255 bytes has a legal
+    temporary name)."""
+    return "." + os.fsdecode(os.fsencode(name)[:_TEMP_NAME_BYTES]) + "."
+
+
+def _through_link(dest: Path) -> Path:
+    """The file a write to ``dest`` replaces: ``dest``, or the file a link there points to (a link
+    is written through, not replaced by a file; :func:`check_output_target` refused a link to
+    nothing)."""
+    return Path(os.path.realpath(dest)) if dest.is_symlink() else dest
+
+
+def _write_error(exc: BaseException, dest: Path, ours: tuple[str, ...], existed: bool) -> OSError | None:
+    """The error to raise for ``exc`` raised while writing ``dest`` (``ours``: the temporary file
+    and the file replaced): an ``OSError`` about one of them or about no file (a full disk, an I/O
+    error), or the safetensors writer's "I/O error", as one ``OSError`` of the same errno naming
+    ``dest`` and the cause (the temporary name means nothing to the reader); None for another."""
+    if isinstance(exc, OSError):
+        names = {_name(n) for n in (exc.filename, exc.filename2) if n is not None}
+        if names - set(ours) or not exc.errno:
+            return None  # about another file (one the writer read), or not of the system
+        code, cause = exc.errno, exc.strerror or os.strerror(exc.errno)
+    elif isinstance(exc, SafetensorError):
+        found = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(exc))
+        if found is None:
+            return None
+        code, cause = int(found.group(2)), found.group(1)
+    else:
+        return None
+    after = "the previous file is unchanged" if existed else "nothing was written"
+    return OSError(code, f"could not write {dest} ({cause}); {after}")
+
+
+def _name(path: Any) -> str:
+    """A file name an ``OSError`` carries (a path, bytes or a descriptor) as text."""
+    return os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else str(path)
+
+
 def check_output_target(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path when a file may be written there: nothing yet, or a regular file (which
-    the write replaces). ``IsADirectoryError`` for a folder; ``ValueError`` for a device, a pipe or
-    a socket (``/dev/null``, a FIFO): moving a file over one would replace the node itself — as
-    root, ``--out /dev/null`` destroyed ``/dev/null``."""
-    dest = Path(path)
+    the write replaces), or a link to one (written through). ``IsADirectoryError`` for a folder;
+    ``ValueError`` for a device, a pipe or a socket (``/dev/null``, a FIFO): moving a file over one
+    would replace the node itself — as root, ``--out /dev/null`` destroyed ``/dev/null`` —, for a
+    link to nothing, and for a path that ends in a separator (``preds/``: a folder is meant, and a
+    file ``preds`` would be written)."""
+    text = os.fsdecode(os.fspath(path))
+    dest = Path(text)
     if dest.is_dir():
         raise IsADirectoryError(errno.EISDIR, "the output path is a folder", str(dest))
+    if text.endswith(os.sep) or (os.altsep is not None and text.endswith(os.altsep)):
+        raise ValueError(
+            f"the output {text} ends in {text[-1]!r}, which names a folder, not a file: give the file's name "
+            f"(e.g. {text}predictions.csv)"
+        )
+    if dest.is_symlink() and not dest.exists():
+        raise ValueError(
+            f"the output {dest} is a link to nothing ({os.readlink(dest)}): faast writes through a link "
+            "to its file; remove the link, or make the file it names"
+        )
     if dest.exists() and not dest.is_file():
         raise ValueError(
             f"{dest} is not a regular file (a device or a pipe): faast writes its output to a file, "
@@ -146,10 +225,10 @@ def check_writable(
         source = Path(given).resolve()
         if where == source or source in where.parents:
             raise ValueError(f"the output {dest} would overwrite the input {given}: write it elsewhere")
-    check_output_target(dest)
+    target = _through_link(check_output_target(path))
     try:
-        make_parent(dest)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        make_parent(target)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
     except NotADirectoryError:  # already names the file in the way
         raise
     except OSError as exc:
@@ -204,9 +283,10 @@ def save_tensors(
     metadata: Mapping[str, str] | None = None,
     *,
     kind: str,
+    on_written: Callable[[str], None] | None = None,
 ) -> Path:
     """Write tensors (made contiguous, moved to CPU) and string metadata to a safetensors file of
-    ``kind`` (one of ``KINDS``), atomically."""
+    ``kind`` (one of ``KINDS``), atomically (``on_written``: as :func:`atomic_write`'s)."""
     if kind not in KINDS:
         raise ValueError(f"unknown file kind {kind!r}; known: {sorted(KINDS)}")
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
@@ -217,15 +297,21 @@ def save_tensors(
         save_file(cpu, tmp, metadata=meta)
         canonical_header(tmp)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, on_written=on_written)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 hex digest of the bytes of ``path`` (read in 1 MiB blocks)."""
+    """The SHA-256 hex digest of the bytes of ``path`` (read in 1 MiB blocks); an ``OSError`` of
+    the read (an I/O error) names ``path``."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+        try:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as exc:
+            if exc.filename is not None or not exc.errno:
+                raise
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
     return digest.hexdigest()
 
 

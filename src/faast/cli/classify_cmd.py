@@ -39,6 +39,8 @@ import csv
 import math
 import time
 import unicodedata
+from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -307,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     from faast.classifier_io import (
         check_classifier_folder,
         check_classifier_writable,
-        load_classifier,
+        classifier_lock,
         save_classifier,
     )
     from faast.cli.classify_data import need_labels, read_data, two_classes
@@ -347,19 +349,39 @@ def run(args: argparse.Namespace) -> int:
         clf.fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
-        if dist.is_main:
-            where = f" on {dist.world_size} processes" if shard else ""
-            # everything the summary needs is computed first: the save is the last step of the work
-            line = _summary(
-                clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model
-            )
-            save_classifier(clf, args.model, {"source": source})
-            print(line)
-        dist.barrier()  # the classifier is saved before any process can look for it
-        if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
-            _cross_validate(clf, feats, labels, args, {"source": source})
+        if args.cv is not None and dist.is_main:  # the lock is held from the save to --cv's second
+            Path(args.model).mkdir(parents=True, exist_ok=True)  # (a save in between would be lost)
+        with classifier_lock(args.model) if args.cv is not None and dist.is_main else nullcontext():
+            if dist.is_main:
+                where = f" on {dist.world_size} processes" if shard else ""
+                # everything the summary needs is computed first: the save is the last step of the work
+                line = _summary(
+                    clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model
+                )
+                save_classifier(clf, args.model, {"source": source})
+                print(line)
+            dist.barrier()  # the classifier is saved before any process can look for it
+            if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
+                _cross_validate(clf, feats, labels, args, {"source": source})
         return 0
-    clf, meta = load_classifier(args.model)
+    changes = args.action in ("partial-fit", "forget")
+    # partial-fit and forget hold the folder's lock from the load to the save: another command's
+    # save in between would be lost (it waits, or is waited for). Under torchrun rank 0 alone holds
+    # it (it saves), and the other ranks load once it does, without the lock (they would wait for
+    # rank 0 while it waits for them in a collective); predict's load holds the shared lock.
+    with classifier_lock(args.model) if changes and dist.is_main else nullcontext():
+        if changes:
+            dist.barrier()  # rank 0 holds the lock: the others load what it loads
+        return _use_saved(args, dist, lock=dist.is_main or not changes)
+
+
+def _use_saved(args: argparse.Namespace, dist: Dist, *, lock: bool) -> int:
+    """``partial-fit``, ``forget`` or ``predict`` with the classifier saved at ``--model`` (loaded
+    under its lock when ``lock``: :func:`faast.classifier_io.load_classifier`)."""
+    from faast.classifier_io import check_classifier_writable, load_classifier, save_classifier
+    from faast.cli.classify_data import need_labels, read_data
+
+    clf, meta = load_classifier(args.model, lock=lock)
     source = meta.get("source")
     if not isinstance(source, dict):
         raise ValueError(f"{args.model}: the saved classifier does not say what its features are")

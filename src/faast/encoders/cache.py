@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def through_cache(
     ``expected`` (:func:`load_cached`); else those of ``compute()`` (its tensors, ``features``
     among them, every process computing its part), which rank 0 writes atomically as the entry
     (after saying why an existing one was not used) while the others wait. ``path`` None: no
-    cache, ``compute()`` alone."""
+    cache, ``compute()`` alone. An entry that cannot be written (a full disk or quota, a read-only
+    or not writable cache folder) is skipped with one warning naming it and the cause: the cache
+    saves time, its failure does not cost the work done."""
     if path is not None:
         feats, reason = load_cached(path, expected, rows_key=rows_key)
         if dist.all_true(feats is not None):
@@ -132,6 +135,26 @@ def through_cache(
     tensors = compute()
     if path is not None:
         if dist.is_main:
-            save_tensors(path, tensors, expected, kind="features")
+            try:
+                save_tensors(path, tensors, expected, kind="features")
+            except OSError as exc:  # the previous entry, if any, is unchanged (an atomic write)
+                _warn_not_written(path, exc)
         dist.barrier()  # the cache exists before any process can look for it again
     return tensors["features"]
+
+
+_not_written: set[Path] = set()  # the cache folders already warned of in this process
+
+
+def _warn_not_written(path: Path, exc: OSError) -> None:
+    """Warn, once per cache folder, that the entry ``path`` could not be written (``exc``)."""
+    if path.parent in _not_written:
+        return
+    _not_written.add(path.parent)
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    warnings.warn(
+        f"feature cache {path} not written ({cause}); continuing without it (--cache-dir puts the cache "
+        "elsewhere, --no-feature-cache skips it)",
+        UserWarning,
+        stacklevel=3,
+    )

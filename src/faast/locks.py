@@ -1,0 +1,178 @@
+"""Advisory locks between faast commands that read and write the same files at once.
+
+Two commands that save one classifier folder, add to one fast-weights file or fetch one asset at
+the same time must not interleave their writes (a folder holding the JSON of one save and the
+tensors of the other) nor lose one's update (both load, both add, the last save wins). A command
+holds :func:`path_lock` on the path it reads and rewrites: exclusive while it changes it, shared
+while it only reads it. A command that finds the lock taken says so on stderr and waits.
+
+The lock is ``flock(2)`` on the path itself, a folder or a file that is never replaced (a folder
+whose files are replaced, the parent folder of a file that is): no lock file is left beside a
+user's outputs. Locks are per process and re-entrant within one: a function holding a folder's lock
+can call another that takes it again (``flock`` would otherwise block on the process's own lock,
+every ``open`` being a lock holder of its own), and the threads of one process take turns (``flock``
+does not tell them apart). Where ``flock`` is missing (Windows) or the file
+system refuses it (some network file systems refuse a lock on a folder), the command goes on
+unlocked, with one warning: locking is a guard against running two commands at once, not a
+condition of working.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: errno values of a file system that cannot lock (the command goes on unlocked, with a warning).
+_UNLOCKABLE = {errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+
+
+@dataclass
+class _Held:
+    """A lock this process holds: the open descriptor, whether exclusive, how many holders."""
+
+    fd: int
+    exclusive: bool
+    count: int
+
+
+_held: dict[tuple[int, int], _Held] = {}  # (st_dev, st_ino) of the locked path -> the lock
+_registry_lock = threading.Lock()
+_thread_gates: dict[tuple[int, int], threading.RLock] = {}  # one per path: a thread at a time
+_warned: set[str] = set()
+
+
+def _warn_unlocked(path: Path, reason: str) -> None:
+    """One warning per path that could not be locked."""
+    key = str(path)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"{path}: not locked against other faast commands ({reason}); do not run two commands that "
+            "write it at once",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _flock(fd: int, exclusive: bool, path: Path, purpose: str) -> bool:
+    """Take the lock on ``fd``, waiting (with a line on stderr) while another process holds it;
+    False when the file system cannot lock."""
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    except OSError as exc:
+        if exc.errno in _UNLOCKABLE:
+            _warn_unlocked(path, os.strerror(exc.errno))
+            return False
+        raise
+    print(f"[faast] waiting for another faast command {purpose} {path} ...", file=sys.stderr, flush=True)
+    fcntl.flock(fd, mode)
+    return True
+
+
+@contextmanager
+def path_lock(
+    path: str | os.PathLike[str], *, shared: bool = False, purpose: str = "using"
+) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (an existing folder, or a file that is not replaced while
+    locked) for the ``with`` block: exclusive by default, ``shared`` for readers (many at once, none
+    while a writer holds it). ``purpose`` completes the line printed while waiting: "waiting for
+    another faast command {purpose} {path}". Re-entrant in one process: an inner lock on the same
+    path is free (an exclusive one inside a shared one converts it for the inner block)."""
+    p = Path(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        _warn_unlocked(p, "this system has no flock")
+        yield
+        return
+    try:
+        fd = os.open(p, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY)
+    except PermissionError as exc:  # a folder one may enter but not list: it cannot be opened to lock
+        _warn_unlocked(p, exc.strerror or "permission denied")
+        yield
+        return
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    with _registry_lock:  # threads of this process take turns (flock would let them all in)
+        gate = _thread_gates.setdefault(key, threading.RLock())
+    try:
+        gate.acquire()
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        with _locked(p, fd, key, shared, purpose):
+            yield
+    finally:
+        gate.release()
+
+
+@contextmanager
+def _locked(p: Path, fd: int, key: tuple[int, int], shared: bool, purpose: str) -> Iterator[None]:
+    """:func:`path_lock` once this thread holds the process's gate of ``key`` (``fd``: a new
+    descriptor of ``p``, closed here)."""
+    with _registry_lock:
+        held = _held.get(key)
+    if held is not None:  # this process holds it already: the inner block shares that lock
+        os.close(fd)
+        upgrade = not shared and not held.exclusive
+        if upgrade and not _flock(held.fd, True, p, purpose):
+            upgrade = False
+        held.count += 1
+        held.exclusive = held.exclusive or upgrade
+        try:
+            yield
+        finally:
+            held.count -= 1
+            if upgrade:
+                fcntl.flock(held.fd, fcntl.LOCK_SH)
+                held.exclusive = False
+        return
+    try:
+        locked = _flock(fd, not shared, p, purpose)
+    except BaseException:  # Ctrl-C while waiting: the descriptor is not left open
+        os.close(fd)
+        raise
+    if not locked:
+        os.close(fd)
+        yield
+        return
+    entry = _Held(fd, not shared, 1)
+    with _registry_lock:
+        _held[key] = entry
+    try:
+        yield
+    finally:
+        with _registry_lock:
+            _held.pop(key, None)
+        os.close(fd)  # closing the last descriptor of the open file releases the flock
+
+
+def parent_lock(path: str | os.PathLike[str], *, shared: bool = False, purpose: str = "using"):
+    """:func:`path_lock` on the folder that holds ``path`` (a file that saves replace, so that its
+    own inode changes): the folder is made if missing, as a save would make it (a file in the way
+    is refused with the error of :func:`faast.io.make_parent`). A link is followed
+    (:func:`faast.io.atomic_write` writes through it): the folder of the file it names is locked."""
+    from faast.io import make_parent  # (torch: imported when a command needs it, not with this module)
+
+    file = Path(path)
+    target = Path(os.path.realpath(file)) if file.is_symlink() else file
+    make_parent(target)  # a file in the way is named, as a save names it
+    return path_lock(target.parent, shared=shared, purpose=purpose)
+
+
+__all__ = ["parent_lock", "path_lock"]
