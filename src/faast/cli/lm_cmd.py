@@ -330,8 +330,9 @@ def run_learn(args: argparse.Namespace) -> int:
     if args.key_features is not None:
         given["output_key_features"] = args.key_features
     earlier: dict[str, Any] = {}  # the task's notes, kept by --append
+    loaded = None  # --append: the digest of the task extended, checked when saving
     if args.append:
-        fm, tok, earlier = _load_task_to_extend(args)
+        fm, tok, earlier, loaded = _load_task_to_extend(args)
         if dist.is_main:
             _warn_learned_before(args, earlier, digest)
     else:
@@ -359,7 +360,8 @@ def run_learn(args: argparse.Namespace) -> int:
     pairs = learned[-1]
     seconds = time.perf_counter() - start
     if dist.is_main:
-        fm.save_fast_weights(args.out, task=args.task, info=_learned_info(args, digest, pairs, earlier))
+        info = _learned_info(args, digest, pairs, earlier)
+        fm.save_fast_weights(args.out, task=args.task, info=info, expect=loaded)
         sizes = fm.fast_weight_nbytes()
         print(
             f"[faast] {pairs} pairs in {seconds:.1f} s ({tokens / seconds:.0f} tok/s); "
@@ -616,7 +618,7 @@ def run_forget(args: argparse.Namespace) -> int:
     (:func:`_check_statistics_load`). The text is read and tokenized block by block, as ``learn``
     reads it (:func:`_scan_text`, :func:`_file_windows`): memory does not grow with its length."""
     from faast.io import check_writable
-    from faast.lm.fastweights import read_task, task_read_config
+    from faast.lm.fastweights import read_task, task_digest, task_read_config
     from faast.lm.text import iter_window_batches
 
     digest = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
@@ -625,6 +627,7 @@ def run_forget(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     task, tensors, signature = read_task(args.fast_weights, args.task)
+    loaded = task_digest(tensors, signature)  # the task as read: another command's save is not lost
     check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
@@ -674,7 +677,7 @@ def run_forget(args: argparse.Namespace) -> int:
     info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
     if index is not None:  # the forgotten text is no longer learned (once)
         info["learned"] = [r for i, r in enumerate(info["learned"]) if i != index]
-    fm.save_fast_weights(args.fast_weights, task=task, info=info)
+    fm.save_fast_weights(args.fast_weights, task=task, info=info, expect=loaded)
     print(
         f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
         f"{fm.num_pairs} pairs remain"
@@ -682,17 +685,20 @@ def run_forget(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], str]:
     """``learn --append``: the model with the task's fast weights, its layout and read config (read
-    options given on the command line replace the stored ones), the tokenizer and the task's notes.
+    options given on the command line replace the stored ones), the tokenizer, the task's notes and
+    its :func:`~faast.lm.fastweights.task_digest` (the save refuses a task another command rewrote).
     A task learned from examples by ``faast task learn`` (its notes hold a task spec) is refused
     before the model loads: text pairs added to it would leave its read-out, chosen on the
     examples, and its report describing a task it no longer is."""
-    from faast.lm.fastweights import read_task, task_read_config
+    from faast.lm.fastweights import read_task, task_digest, task_read_config
 
     if not Path(args.out).is_file():
         raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
-    _, _, signature = read_task(args.out, args.task)
+    _, tensors, signature = read_task(args.out, args.task)
+    loaded = task_digest(tensors, signature)
+    del tensors  # load_fast_weights reads them again into the model
     if "task" in (signature.get("info") or {}):
         raise ValueError(
             f"--append: task {args.task!r} of {args.out} was learned from examples by `faast task learn` "
@@ -712,7 +718,7 @@ def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, 
     stored = {} if args.adapter else layout
     fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
     fm.load_fast_weights(args.out, args.task, read=False)
-    return fm, tok, dict(signature.get("info") or {})
+    return fm, tok, dict(signature.get("info") or {}), loaded
 
 
 def run_generate(args: argparse.Namespace) -> int:

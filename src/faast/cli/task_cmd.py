@@ -631,13 +631,15 @@ def run_forget(args: argparse.Namespace) -> int:
     the task has a label head (fitted on these examples too: learn the task again)."""
     from faast.io import check_writable
     from faast.lm.examples import read_examples
-    from faast.lm.fastweights import read_task
+    from faast.lm.fastweights import read_task, task_digest
     from faast.lm.task_record import INFO_KEY as LEARNED_KEY
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     examples = read_examples(args.examples, **_columns(args))
-    name, _, signature = read_task(args.fast_weights, args.task)
+    name, tensors, signature = read_task(args.fast_weights, args.task)
+    loaded = task_digest(tensors, signature)  # the task as read: another command's save is not lost
+    del tensors
     check_writable(args.fast_weights)
     args.task, args.template, args.answer_end, args.labels = name, None, None, None
     task = _task_model(args, signature)
@@ -666,7 +668,7 @@ def run_forget(args: argparse.Namespace) -> int:
     entry = {"examples": Path(args.examples).name, "count": len(examples), "pairs": pairs}
     info["forgotten"] = [*info.get("forgotten", []), entry]
     if _dist().is_main:
-        task.model.save_fast_weights(args.fast_weights, task=name, info=info)
+        task.model.save_fast_weights(args.fast_weights, task=name, info=info, expect=loaded)
         print(
             f"[faast] forgot {len(examples)} examples ({pairs} pairs) of {args.examples} from task "
             f"{name!r} in {args.fast_weights}; {task.model.num_pairs} pairs remain"

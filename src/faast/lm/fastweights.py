@@ -13,6 +13,15 @@ Layout of a file (a faast safetensors file of kind ``fast_weights``, written ato
   hash, the layout config, the read config the task is read with, and a digest of the sampled
   tensors' names and shapes) checked when loading, so the statistics of another model or another
   readout fail with a clear error.
+
+Several commands may write one file at once (two ``lm learn --task x`` / ``--task y``): every
+write reads the file, changes one task and replaces the file under an exclusive lock of its folder
+(:func:`faast.locks.parent_lock`), so no write loses another's task. A command that loads a task,
+works for minutes and writes it back (``lm learn --append``, ``lm forget``, ``task forget``) holds
+no lock meanwhile: it passes the :func:`task_digest` of the task it loaded, and :func:`write_task`
+refuses (:class:`TaskChangedError`, nothing written) when the task in the file is no longer that
+one. Readers take no lock: a file is only ever replaced whole (a new file moved over the old one),
+and one read opens it once, so it sees either the old file or the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,7 @@ from torch import nn
 
 from faast.io import check_writable, load_tensors, save_tensors
 from faast.lm.config import FaastConfig, ReadConfig
+from faast.locks import parent_lock
 
 STAT_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 #: Names of a memory's kept float64 pairs (keys (n, d), values (n, m)), saved while it keeps every
@@ -94,23 +105,76 @@ def list_tasks(path: str | os.PathLike[str]) -> list[str]:
     return sorted(read_file(path)[1])
 
 
+class TaskChangedError(ValueError):
+    """The task a command loaded was rewritten (or removed) by another command before this one
+    saved it: saving would lose that command's change, so nothing is written."""
+
+
+def task_digest(tensors: Mapping[str, torch.Tensor], signature: Mapping[str, Any]) -> str:
+    """A SHA-256 of one task as stored: its signature (notes and learning records included) and
+    the names, dtypes, shapes and bytes of its tensors (``tensors`` without the task prefix, as
+    :func:`read_task` returns them). Any save of the task changes it (its records or statistics)."""
+    digest = hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"\0{name}\0{t.dtype}\0{tuple(tensors[name].shape)}\0".encode())
+        digest.update(t.view(torch.uint8).numpy())  # the bytes, not copied
+    return digest.hexdigest()
+
+
+def _task_tensors(tensors: Mapping[str, torch.Tensor], task: str) -> dict[str, torch.Tensor]:
+    prefix = f"{task}/"
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def write_task(
     path: str | os.PathLike[str],
     task: str,
     tensors: dict[str, torch.Tensor],
     signature: dict[str, Any],
+    *,
+    expect: str | None = None,
 ) -> Path:
-    """Add or replace ``task`` in the file at ``path`` (created if missing), atomically."""
+    """Add or replace ``task`` in the file at ``path`` (created if missing), atomically, the other
+    tasks kept. The file is read and replaced under an exclusive lock of its folder, so two
+    commands writing tasks into one file at once both keep theirs. ``expect``: the
+    :func:`task_digest` of the task this write extends (as loaded); when the file no longer holds
+    that task (another command rewrote or removed it since), :class:`TaskChangedError` and
+    nothing is written."""
     check_task_name(task)
-    existing: dict[str, torch.Tensor] = {}
-    tasks: dict[str, Any] = {}
-    if Path(path).is_file():
-        existing, tasks = read_file(path)
+    with parent_lock(path, purpose="writing a file in"):
+        existing: dict[str, torch.Tensor] = {}
+        tasks: dict[str, Any] = {}
+        if Path(path).is_file():
+            existing, tasks = read_file(path)
+        if expect is not None:
+            _check_unchanged(path, task, existing, tasks, expect)
         existing = {k: v for k, v in existing.items() if not k.startswith(f"{task}/")}
-    tasks[task] = signature
-    out = {**existing, **{f"{task}/{k}": v for k, v in tensors.items()}}
-    meta = {"tasks": json.dumps(tasks, sort_keys=True)}
-    return save_tensors(path, out, meta, kind="fast_weights")
+        tasks[task] = signature
+        out = {**existing, **{f"{task}/{k}": v for k, v in tensors.items()}}
+        meta = {"tasks": json.dumps(tasks, sort_keys=True)}
+        return save_tensors(path, out, meta, kind="fast_weights")
+
+
+def _check_unchanged(
+    path: str | os.PathLike[str],
+    task: str,
+    tensors: Mapping[str, torch.Tensor],
+    tasks: Mapping[str, Any],
+    expect: str,
+) -> None:
+    """:class:`TaskChangedError` unless ``task`` in the file read (``tensors``, ``tasks``) has the
+    digest ``expect``."""
+    if task not in tasks:
+        raise TaskChangedError(
+            f"{path}: task {task!r} was removed while this command ran (another faast command rewrote the "
+            "file); nothing was written: run again"
+        )
+    if task_digest(_task_tensors(tensors, task), tasks[task]) != expect:
+        raise TaskChangedError(
+            f"{path}: task {task!r} changed while this command ran (another faast command wrote it); "
+            "nothing was written: run again"
+        )
 
 
 def read_task(
@@ -127,8 +191,7 @@ def read_task(
         task = next(iter(tasks))
     if task not in tasks:
         raise ValueError(f"{path} has no task {task!r}; it holds {sorted(tasks)}")
-    prefix = f"{task}/"
-    return task, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, tasks[task]
+    return task, _task_tensors(tensors, task), tasks[task]
 
 
 def read_config(path: str | os.PathLike[str], task: str | None = None) -> dict[str, Any]:

@@ -1012,12 +1012,20 @@ class FaastModel(nn.Module):
             )
 
     def save_fast_weights(
-        self, path: str | os.PathLike[str], task: str = "default", *, info: dict[str, Any] | None = None
+        self,
+        path: str | os.PathLike[str],
+        task: str = "default",
+        *,
+        info: dict[str, Any] | None = None,
+        expect: str | None = None,
     ) -> Path:
         """Store the float64 statistics of every memory and the current read config as ``task`` in
         ``path`` (other tasks in the file are kept). ``info``: JSON-able notes kept with the task.
         A memory that keeps every pair's float64 row (at most d pairs) saves them too, so that
-        :meth:`forget` after :meth:`load_fast_weights` still refuses pairs never learned."""
+        :meth:`forget` after :meth:`load_fast_weights` still refuses pairs never learned.
+        ``expect``: the :func:`faast.lm.fastweights.task_digest` of the task as it was loaded, when
+        this save extends it: a task that another command rewrote since is not overwritten
+        (:class:`faast.lm.fastweights.TaskChangedError`)."""
         if self.num_pairs == 0:
             raise ValueError("nothing to save: no pairs were learned since the last reset_projection()")
         tensors: dict[str, torch.Tensor] = {"fingerprint": self._fingerprint()}
@@ -1049,7 +1057,7 @@ class FaastModel(nn.Module):
             signature["memories"][name]["input_dtype"] = (
                 "" if dtype is None else str(dtype).removeprefix("torch.")
             )
-        return fw.write_task(path, task, tensors, signature)
+        return fw.write_task(path, task, tensors, signature, expect=expect)
 
     def load_fast_weights(
         self, path: str | os.PathLike[str], task: str | None = None, *, read: bool = True
