@@ -131,7 +131,7 @@ def run_config(args: argparse.Namespace, m: int) -> dict:
     )
 
     result = {
-        "command": "python benchmarks/solver.py " + shlex.join(sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/solver.py", *sys.argv[1:]]),
         "config": vars(args) | {"m": m, "tau": tau, "kept_rank": int(keep.sum())},
         "hardware": {
             "cpu": cpu_name(),
