@@ -3,8 +3,10 @@
 * Two saves of one ``--model`` never mix (a folder of one save's JSON and the other's tensors
   loaded silently): a save holds the folder's exclusive lock, and the digest its JSON records is
   that of the bytes it wrote.
-* ``partial-fit`` and ``forget`` hold the lock from the load to the save: a second one waits and
-  then loads the updated classifier (one batch was lost, both commands reporting success).
+* ``partial-fit`` and ``forget`` load under the shared lock, work unlocked and save under the
+  exclusive one, refused when another command saved the folder since their load: of two at once
+  one succeeds and the other says so and writes nothing (one batch was lost, both commands
+  reporting success); a ``predict`` meanwhile does not wait for their work.
 * A load (``predict``) holds the shared lock: it never reads half of a save.
 * A save whose last move fails while its JSON is in place says that it saved (warning).
 * A full disk or an I/O error names the file written; an unwritable feature cache is skipped with
@@ -134,11 +136,20 @@ def test_two_fits_of_one_model_at_once_do_not_mix(tmp_path, started):
     assert sorted(p.name for p in model.iterdir()) == [JSON_NAME, TENSORS_NAME]
 
 
+#: The line a change refused at its save prints (after the folder's name).
+CHANGED = (
+    ": the classifier changed while this command ran (another faast command saved it); nothing was "
+    "written: run again"
+)
+
+
 @pytest.mark.parametrize("action", ["partial-fit", "forget"])
 def test_two_changes_of_one_model_at_once_lose_neither(tmp_path, started, action):
     """The first ``partial-fit`` (``forget``) stops before its save, its batch applied; the second
-    waits from before its load, then applies its batch to the first's result (it loaded the
-    classifier as before the first, and the last save won: a batch lost, both exit 0)."""
+    runs meanwhile, without waiting (no lock is held while a command works), and saves. The first
+    then refuses to save over it, in one line, and writes nothing (it saved the classifier as it
+    loaded it plus its batch: the second's batch was lost, both exit 0); run again, it applies its
+    batch to the second's result."""
     a, b, c = _data(tmp_path, "a", 0), _data(tmp_path, "b", 1), _data(tmp_path, "c", 2)
     model, ref = tmp_path / "m", tmp_path / "ref"
     for folder in (model, ref):
@@ -153,13 +164,74 @@ def test_two_changes_of_one_model_at_once_lose_neither(tmp_path, started, action
     assert first.expect("out", PAUSED)
     second = _command(tmp_path, action, *c, "--model", model)
     started.append(second)
-    waited = second.expect("err", WAITING)
+    assert second.finish() == 0, second.lines["err"]
+    assert not second.says("err", WAITING)
+    after_second = (model / JSON_NAME).read_bytes(), (model / TENSORS_NAME).read_bytes()
     first.send()
-    _finish(first, second)
-    assert waited, second.lines["err"]
-    assert _classify(action, *b, "--model", ref) == 0 and _classify(action, *c, "--model", ref) == 0
+    assert first.finish() == 1
+    assert first.lines["err"] == [f"faast classify: error: {model}{CHANGED}"], first.lines["err"]
+    assert not first.says("out", "saved to")
+    assert ((model / JSON_NAME).read_bytes(), (model / TENSORS_NAME).read_bytes()) == after_second
+    assert sorted(p.name for p in model.iterdir()) == [JSON_NAME, TENSORS_NAME]
+    assert _classify(action, *b, "--model", model) == 0  # run again: both batches applied
+    assert _classify(action, *c, "--model", ref) == 0 and _classify(action, *b, "--model", ref) == 0
     _same(model, ref, np.load(a[0]))
     assert int(load_classifier(model)[0].class_count_.sum()) == (120 if action == "partial-fit" else 40)
+
+
+def test_fit_cv_holds_no_lock_through_its_cross_validation(tmp_path, started):
+    """``fit --cv`` stops before its cross-validation (its first save done): a ``partial-fit`` of
+    the folder runs meanwhile without waiting (the lock was held from the first save to the
+    second), and the second save, which would lose it, is refused in one line; the folder keeps
+    the partial-fit's save."""
+    a, b = _data(tmp_path, "a", 0), _data(tmp_path, "b", 1)
+    model = tmp_path / "m"
+    gate = "faast.eval.cross_validation:cross_validate:before"
+    fit = _command(tmp_path, "fit", *a, "--model", model, "--cv", 2, gate=gate)
+    started.append(fit)
+    assert fit.expect("out", PAUSED)
+    assert fit.says("out", "saved to")  # its first save
+    change = _command(tmp_path, "partial-fit", *b, "--model", model)
+    started.append(change)
+    assert change.finish() == 0, change.lines["err"]
+    assert not change.says("err", WAITING)
+    fit.send()
+    assert fit.finish() == 1
+    said = (
+        f"faast classify: error: {model}: the classifier changed while this command ran (another faast "
+        "command saved it); the cross-validation printed above was not saved (the folder keeps that "
+        "command's save)"
+    )
+    assert fit.lines["err"] == [said], fit.lines["err"]
+    clf, meta = load_classifier(model)
+    assert int(clf.class_count_.sum()) == 80 and "cross_validation" not in meta
+    # alone, its second save goes through
+    assert _classify("fit", *a, "--model", tmp_path / "alone", "--cv", 2) == 0
+    assert "cross_validation" in load_classifier(tmp_path / "alone")[1]
+
+
+def test_predict_does_not_wait_for_a_partial_fit_at_work(tmp_path, started):
+    """A ``partial-fit`` stopped while it reads (encodes) its data holds no lock: a ``predict`` of
+    the same folder runs at once, with the classifier as saved before (it waited for the whole
+    partial-fit, which held the exclusive lock from its load to its save); the partial-fit then
+    saves."""
+    a, b = _data(tmp_path, "a", 0), _data(tmp_path, "b", 1)
+    model = tmp_path / "m"
+    assert _classify("fit", *a, "--model", model) == 0
+    expected = load_classifier(model)[0].predict(np.load(a[0]))
+    gate = "faast.cli.classify_data:read_data:before"
+    changer = _command(tmp_path, "partial-fit", *b, "--model", model, gate=gate)
+    started.append(changer)
+    assert changer.expect("out", PAUSED)
+    reader = _command(tmp_path, "predict", a[0], "--model", model, "--out", tmp_path / "p.csv")
+    started.append(reader)
+    assert reader.finish() == 0, reader.lines["err"]  # while the partial-fit is stopped
+    assert not reader.says("err", WAITING), reader.lines["err"]
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as fh:
+        assert [int(row["predicted"]) for row in csv.DictReader(fh)] == expected.tolist()
+    changer.send()
+    _finish(changer)
+    assert int(load_classifier(model)[0].class_count_.sum()) == 80
 
 
 def test_predict_reads_a_model_whole_while_another_command_saves_it(tmp_path, started):

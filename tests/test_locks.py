@@ -163,8 +163,7 @@ def test_shared_locks_admit_each_other_but_not_an_exclusive_one(tmp_path, childr
 
 def test_a_process_re_enters_its_own_lock(tmp_path, children):
     """Nested locks of one path in one process do not block on themselves (flock alone would: each
-    open is a holder of its own); the lock is held until the outer block ends, and an exclusive
-    block inside a shared one holds it exclusively (another process waits)."""
+    open is a holder of its own); the lock is held until the outer block ends."""
     with path_lock(tmp_path):
         with path_lock(tmp_path, shared=True), path_lock(tmp_path):
             pass
@@ -174,16 +173,36 @@ def test_a_process_re_enters_its_own_lock(tmp_path, children):
     other.send()
     assert other.finish() == 0
     with path_lock(tmp_path, shared=True):
+        with path_lock(tmp_path, shared=True):
+            reader = children(tmp_path, "shared")
+            assert reader.expect("out", "got")  # a shared lock admits it
+            reader.send()
+            assert reader.finish() == 0
+
+
+def test_an_exclusive_lock_inside_a_shared_one_is_refused(tmp_path, children):
+    """flock raises a shared lock to exclusive by letting it go first: two processes that read under
+    the shared lock and then wrote under an inner exclusive one both took their turn, each writing
+    over the other's update from what it had read (a silent lost update). It is refused, naming the
+    path, before anything changes: the shared lock is still held, and left whole afterwards."""
+    with path_lock(tmp_path, shared=True):
+        with pytest.raises(
+            RuntimeError, match=rf"^{tmp_path}: an exclusive lock was asked for inside a shared"
+        ):
+            with path_lock(tmp_path):
+                raise AssertionError("entered")
         reader = children(tmp_path, "shared")
-        assert reader.expect("out", "got")  # a shared lock admits it
+        assert reader.expect("out", "got")  # still shared
         reader.send()
         assert reader.finish() == 0
-        with path_lock(tmp_path):  # upgraded for the inner block
-            late = children(tmp_path, "shared")
-            assert late.expect("err", WAITING)
-        assert late.expect("out", "got")  # back to shared: admitted
-        late.send()
-        assert late.finish() == 0
+        writer = children(tmp_path, "exclusive")
+        assert writer.expect("err", WAITING)  # still held
+    assert writer.expect("out", "got")
+    writer.send()
+    assert writer.finish() == 0
+    assert not locks._held
+    with path_lock(tmp_path):  # the registry is sound: the lock is taken and let go as usual
+        pass
 
 
 def test_a_file_system_that_cannot_lock_is_warned_of_once_and_the_work_goes_on(tmp_path, monkeypatch):

@@ -28,6 +28,12 @@ that classifier: a ``set_params`` since the fit of a parameter that built the st
 message ``predict`` gives), an invalid parameter value, labels the JSON cannot hold exactly (dates,
 bytes: convert them to strings) and ``metadata`` that is not JSON. The column names of a DataFrame
 fitted (``feature_names_in_``) are saved, so the loaded classifier checks them as the saved one did.
+
+Several commands at once: a save holds the folder's exclusive lock, a load the shared one, for the
+reading or writing alone (:func:`classifier_lock`). A command that loads a classifier, changes it
+and saves it (``classify partial-fit``, ``forget``) holds no lock while it works: it loads with
+:func:`load_classifier_version` and saves with ``save_classifier(expect=)``, which refuses
+(:class:`ClassifierChangedError`, nothing written) when another command saved the folder since.
 """
 
 from __future__ import annotations
@@ -134,15 +140,52 @@ def check_replaceable(folder: Path) -> None:
             )
 
 
+class ClassifierChangedError(ValueError):
+    """The classifier a command loaded was saved again by another command before this one saved
+    its change (``save_classifier(expect=)``): saving would lose that command's save, so nothing
+    is written."""
+
+    @classmethod
+    def of(
+        cls, path: str | os.PathLike[str], outcome: str = "nothing was written: run again"
+    ) -> ClassifierChangedError:
+        """The error for the classifier folder ``path``, ending with ``outcome``."""
+        return cls(
+            f"{os.fspath(path)}: the classifier changed while this command ran (another faast command "
+            f"saved it); {outcome}"
+        )
+
+
+def classifier_version(path: str | os.PathLike[str]) -> str | None:
+    """The version of the classifier saved in the folder ``path``: the SHA-256 of its
+    ``classifier.json`` bytes, which every save writes anew (they name the digest of its tensors);
+    None when the folder holds none. Read under the folder's lock to match what a load read or a
+    save wrote (:func:`load_classifier_version`)."""
+    try:
+        return file_sha256(Path(path) / JSON_NAME)
+    except FileNotFoundError:
+        return None
+
+
 def save_classifier(
-    clf: FaastClassifier, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    clf: FaastClassifier,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+    *,
+    expect: str | None = None,
 ) -> Path:
     """Write ``clf`` (fitted) to the directory ``path``; ``metadata``: JSON-able extras. A
     ``ValueError`` before anything is written refuses what would not load as the classifier that
     predicts (module docstring), and a ``PermissionError`` a read-only file of a classifier saved
     there (:func:`check_replaceable`); a failure (or Ctrl-C) from the tensors' write on leaves no stray
     file. Interrupted at any point, even a kill, it leaves a folder that loads as the previous save
-    or the new one, whatever earlier saves were interrupted (``PENDING_TENSORS_NAME``)."""
+    or the new one, whatever earlier saves were interrupted (``PENDING_TENSORS_NAME``).
+
+    ``expect``: the :func:`classifier_version` of the classifier this save changes (as loaded,
+    :func:`load_classifier_version`); when the folder holds another one (another command saved it
+    since), :class:`ClassifierChangedError` and nothing is written. The check and the save hold
+    the folder's exclusive lock, so that no save comes in between; the load and the work between
+    hold no lock (a reader never waits for a command's work, only for a save)."""
     check_classifier_folder(path)
     check_replaceable(Path(path))  # a read-only classifier file is not to be overwritten
     if not hasattr(clf, "memory_"):
@@ -198,18 +241,24 @@ def save_classifier(
         "metadata": metadata or {},
     }
     out = Path(path)
+    if expect is not None and not out.is_dir():  # removed since the load
+        raise ClassifierChangedError.of(path)
     out.mkdir(parents=True, exist_ok=True)
     with classifier_lock(out):  # no other faast command writes or reads the folder meanwhile
+        if expect is not None and classifier_version(out) != expect:
+            raise ClassifierChangedError.of(path)
         _write_locked(out, tensors, info)
     return out
 
 
 def classifier_lock(path: str | os.PathLike[str], *, shared: bool = False) -> AbstractContextManager[None]:
     """Hold the lock of the classifier folder ``path`` (:func:`faast.locks.path_lock`): exclusive
-    while a command saves it (or loads, changes and saves it: ``partial-fit``, ``forget``), shared
-    while one loads it, so that a load never reads half of a save and two saves never mix. A
-    command that finds it taken prints a line and waits. Nothing to lock (a no-op) while ``path``
-    is not a folder: a save makes it first, a load refuses it."""
+    while a command saves it, shared while one loads it, so that a load never reads half of a save
+    and two saves never mix. Held for the reading or the writing alone: a command that changes a
+    classifier (``partial-fit``, ``forget``) loads it under the shared lock, works unlocked and
+    saves it under the exclusive one, refused when another save came in between
+    (``save_classifier(expect=)``). A command that finds it taken prints a line and waits. Nothing
+    to lock (a no-op) while ``path`` is not a folder: a save makes it first, a load refuses it."""
     folder = Path(path)
     if not folder.is_dir():
         return nullcontext()
@@ -327,14 +376,25 @@ def load_classifier(
     the field refuses a malformed description, tensors that another save wrote or that changed
     since (``tensors_sha256``), and counts that the statistics contradict. The files are read
     under the folder's shared lock (:func:`classifier_lock`: a save of another command waits, or
-    is waited for); ``lock=False`` reads without, for a process whose command holds the lock in
-    another process (the ranks of ``torchrun`` other than 0 while rank 0 holds it)."""
+    is waited for); ``lock=False`` reads without (a save may then come in between: refused as
+    tensors of another save)."""
+    clf, metadata, _ = load_classifier_version(path, lock=lock)
+    return clf, metadata
+
+
+def load_classifier_version(
+    path: str | os.PathLike[str], *, lock: bool = True
+) -> tuple[FaastClassifier, dict[str, Any], str]:
+    """:func:`load_classifier`, and the :func:`classifier_version` of the files read (under the
+    same lock): a command that changes the classifier and saves it passes it as
+    ``save_classifier(expect=)``, which refuses to save over another command's save."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"no saved classifier at {folder} (expected a directory with {JSON_NAME})")
     json_path, tensors_path = folder / JSON_NAME, folder / TENSORS_NAME
     with classifier_lock(folder, shared=True) if lock else nullcontext():  # no save in between
         info = load_json(json_path)
+        version = file_sha256(json_path)  # the bytes just read: no save in between
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise ValueError(f"{json_path} is not a saved FaastClassifier")
         if info.get("format_version") != VERSION:
@@ -407,7 +467,7 @@ def load_classifier(
         stored = tensors["logistic_C"]  # [C, steps of the final fit]
         clf._set_logistic(weight.to(torch.float64), float(stored[0]))
         clf.n_iter_ = int(stored[1]) if stored.numel() > 1 else clf.n_iter_
-    return clf, metadata
+    return clf, metadata, version
 
 
 def _malformed(json_path: Path, field: str, why: str) -> ValueError:

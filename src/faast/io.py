@@ -73,10 +73,17 @@ _TEMP_NAME_BYTES = 64
 
 
 def _temp_prefix(name: str) -> str:
-    """The prefix of a temporary file written for the file ``name``: ``.`` + the first
-    :data:`_TEMP_NAME_BYTES` bytes of the name + ``.`` (a legal name of 255 bytes has a legal
-    temporary name)."""
-    return "." + os.fsdecode(os.fsencode(name)[:_TEMP_NAME_BYTES]) + "."
+    """The prefix of a temporary file written for the file ``name``: ``.`` + the longest start of
+    the name of at most :data:`_TEMP_NAME_BYTES` bytes that ends between two characters + ``.``
+    (a legal name of 255 bytes has a legal temporary name; a cut inside a character of several
+    bytes would make a name that is not UTF-8, which some file systems refuse)."""
+    kept, size = 0, 0
+    for char in name:  # a byte of an undecodable name is one character (surrogateescape)
+        size += len(os.fsencode(char))
+        if size > _TEMP_NAME_BYTES:
+            break
+        kept += 1
+    return "." + name[:kept] + "."
 
 
 def _through_link(dest: Path) -> Path:

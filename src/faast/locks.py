@@ -10,10 +10,11 @@ The lock is ``flock(2)`` on the path itself, a folder or a file that is never re
 whose files are replaced, the parent folder of a file that is): no lock file is left beside a
 user's outputs. Locks are per process and re-entrant within one: a function holding a folder's lock
 can call another that takes it again (``flock`` would otherwise block on the process's own lock,
-every ``open`` being a lock holder of its own), and the threads of one process take turns (``flock``
-does not tell them apart). Where ``flock`` is missing (Windows) or the file
-system refuses it (some network file systems refuse a lock on a folder), the command goes on
-unlocked, with one warning: locking is a guard against running two commands at once, not a
+every ``open`` being a lock holder of its own), except for an exclusive lock inside a shared one,
+which is refused (a reader that means to write takes the exclusive lock from the start), and the
+threads of one process take turns (``flock`` does not tell them apart). Where ``flock`` is missing
+(Windows) or the file system refuses it (some network file systems refuse a lock on a folder),
+the command goes on unlocked, with one warning: locking is a guard against running two commands at once, not a
 condition of working.
 """
 
@@ -93,7 +94,9 @@ def path_lock(
     locked) for the ``with`` block: exclusive by default, ``shared`` for readers (many at once, none
     while a writer holds it). ``purpose`` completes the line printed while waiting: "waiting for
     another faast command {purpose} {path}". Re-entrant in one process: an inner lock on the same
-    path is free (an exclusive one inside a shared one converts it for the inner block)."""
+    path is free; an exclusive one inside a shared one is refused (``RuntimeError``, a programming
+    error: ``flock`` cannot raise a lock to exclusive without letting it go, so another command could
+    write between the read and the write; take the exclusive lock from the start)."""
     p = Path(path)
     if fcntl is None:  # pragma: no cover - Windows
         _warn_unlocked(p, "this system has no flock")
@@ -129,18 +132,19 @@ def _locked(p: Path, fd: int, key: tuple[int, int], shared: bool, purpose: str) 
         held = _held.get(key)
     if held is not None:  # this process holds it already: the inner block shares that lock
         os.close(fd)
-        upgrade = not shared and not held.exclusive
-        if upgrade and not _flock(held.fd, True, p, purpose):
-            upgrade = False
+        if not shared and not held.exclusive:
+            # flock converts a shared lock by letting it go first: another command could take the
+            # exclusive lock in between, write, and this one would then write over what it read
+            raise RuntimeError(
+                f"{p}: an exclusive lock was asked for inside a shared lock of the same path (this "
+                "process reads it); a lock cannot be raised from shared to exclusive without letting "
+                "another command in between: take the exclusive lock from the start"
+            )
         held.count += 1
-        held.exclusive = held.exclusive or upgrade
         try:
             yield
         finally:
             held.count -= 1
-            if upgrade:
-                fcntl.flock(held.fd, fcntl.LOCK_SH)
-                held.exclusive = False
         return
     try:
         locked = _flock(fd, not shared, p, purpose)

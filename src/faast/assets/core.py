@@ -10,8 +10,9 @@ Several commands may need one missing asset at once (two ``faast assets fetch``,
 ``torchrun`` job): :func:`ensure` and :func:`refetch` fetch under an exclusive lock of the cache
 folder (:func:`faast.locks.path_lock`), so the first fetches while the others wait and then find the
 asset ready. A fetch builds the asset in a folder of its own (``.NAME.fetching-<random>`` in the
-cache) and moves it into place once complete, so a reader never sees it half-written, and two
-fetches that could not lock (a file system without ``flock``) do not undo each other's work.
+cache, or beside the folder a link ``cache/NAME`` names, on that folder's file system) and moves it
+into place once complete, so a reader never sees it half-written, and two fetches that could not
+lock (a file system without ``flock``) do not undo each other's work.
 """
 
 from __future__ import annotations
@@ -144,14 +145,15 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
     with _cache_lock(root.parent):
         if asset.ready(root):  # another command fetched it while this one waited
             return root
-        remove_stale_temporaries(root.parent, pattern=f".{name}.fetching-*")  # what killed fetches left
-        fresh = _new_folder(root.parent, f".{name}.fetching-")
+        place = _real_place(root)  # where the files go: a link at root is kept, its folder filled
+        remove_stale_temporaries(place.parent, pattern=f".{name}.fetching-*")  # what killed fetches left
+        fresh = _new_folder(place.parent, f".{name}.fetching-")
         try:
             asset.fetch(fresh)
             if not asset.ready(fresh):
                 raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
             if not asset.ready(root):  # else a fetch that could not lock finished first: keep its copy
-                _move_into_place(fresh, root)
+                _move_into_place(fresh, place)
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
         if not asset.ready(root):
@@ -168,9 +170,20 @@ def _cache_lock(cache: Path):
     return path_lock(cache, purpose="fetching assets into")
 
 
+def _real_place(root: Path) -> Path:
+    """The folder the files of the asset at ``root`` go to: ``root`` with links resolved (an asset
+    folder, or the cache, linked to another disk is filled there). A fetch builds beside it, so that
+    moving the asset into place stays on one file system (a move to another fails, "Invalid
+    cross-device link"); the folder a link to nothing names is made, as far as its parent."""
+    place = Path(os.path.realpath(root))
+    place.parent.mkdir(parents=True, exist_ok=True)
+    return place
+
+
 def _move_into_place(fresh: Path, root: Path) -> None:
-    """Put the complete asset built in ``fresh`` at ``root``: one rename when ``root`` is absent;
-    otherwise (the leftovers of an interrupted fetch, or a folder or link the user made) each entry
+    """Put the complete asset built in ``fresh`` at ``root`` (links resolved: :func:`_real_place`):
+    one rename when ``root`` is absent; otherwise (the leftovers of an interrupted fetch, or a
+    folder the user made, or linked the asset's name to) each entry
     of ``fresh`` is moved into it, folders first and files (the readiness markers) last, replacing
     an entry of the same name, whose old copy is removed afterwards."""
     if not root.exists() and not root.is_symlink():
@@ -200,9 +213,10 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     asset = get_asset(name)
     root = asset_root(name, cache)
     with _cache_lock(root.parent):
+        place = _real_place(root)  # a link at root is kept: the folder it names is replaced
         for prefix in (f".{name}.fetching-", f".{name}.replaced-"):  # what killed refetches left
-            remove_stale_temporaries(root.parent, pattern=f"{prefix}*")
-        fresh = _new_folder(root.parent, f".{name}.fetching-")
+            remove_stale_temporaries(place.parent, pattern=f"{prefix}*")
+        fresh = _new_folder(place.parent, f".{name}.fetching-")
         old = None
         try:
             asset.fetch(fresh)
@@ -210,10 +224,10 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
                 raise AssetError(
                     f"fetching {name!r} again finished but the asset is incomplete; {root} is unchanged"
                 )
-            if root.exists() or root.is_symlink():
-                old = _new_folder(root.parent, f".{name}.replaced-")
-                os.replace(root, old / name)
-            os.replace(fresh, root)
+            if place.exists() or place.is_symlink():
+                old = _new_folder(place.parent, f".{name}.replaced-")
+                os.replace(place, old / place.name)
+            os.replace(fresh, place)
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
         if old is not None:

@@ -39,7 +39,6 @@ import csv
 import math
 import time
 import unicodedata
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -306,12 +305,7 @@ def _auto_or_positive(text: str, flag: str) -> float | str:
 def run(args: argparse.Namespace) -> int:
     from faast import distributed
     from faast.classifier import FaastClassifier
-    from faast.classifier_io import (
-        check_classifier_folder,
-        check_classifier_writable,
-        classifier_lock,
-        save_classifier,
-    )
+    from faast.classifier_io import check_classifier_folder, check_classifier_writable, save_classifier
     from faast.cli.classify_data import need_labels, read_data, two_classes
 
     dist = distributed.init()
@@ -349,39 +343,58 @@ def run(args: argparse.Namespace) -> int:
         clf.fit(*_block(dist, feats, labels, shard))
         fit_s = time.perf_counter() - start
         clf.distributed = False  # saved as a plain classifier
-        if args.cv is not None and dist.is_main:  # the lock is held from the save to --cv's second
-            Path(args.model).mkdir(parents=True, exist_ok=True)  # (a save in between would be lost)
-        with classifier_lock(args.model) if args.cv is not None and dist.is_main else nullcontext():
-            if dist.is_main:
-                where = f" on {dist.world_size} processes" if shard else ""
-                # everything the summary needs is computed first: the save is the last step of the work
-                line = _summary(
-                    clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model
-                )
+        saved = None
+        if dist.is_main:  # rank 0 alone saves, holding the folder's lock for the save alone
+            where = f" on {dist.world_size} processes" if shard else ""
+            # everything the summary needs is computed first: the save is the last step of the work
+            line = _summary(
+                clf, f"fitted on {len(labels)} examples{where} in {fit_s * 1e3:.1f} ms", args.model
+            )
+            if args.cv is None:
                 save_classifier(clf, args.model, {"source": source})
-                print(line)
-            dist.barrier()  # the classifier is saved before any process can look for it
-            if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
-                _cross_validate(clf, feats, labels, args, {"source": source})
+            else:  # --cv's second save checks that the folder still holds this one
+                saved = _save_versioned(clf, args.model, {"source": source})
+            print(line)
+        dist.barrier()  # the classifier is saved before any process can look for it
+        if args.cv is not None and dist.is_main:  # rank 0 alone, the others done: no collective waits
+            _cross_validate(clf, feats, labels, args, {"source": source}, saved)
         return 0
-    changes = args.action in ("partial-fit", "forget")
-    # partial-fit and forget hold the folder's lock from the load to the save: another command's
-    # save in between would be lost (it waits, or is waited for). Under torchrun rank 0 alone holds
-    # it (it saves), and the other ranks load once it does, without the lock (they would wait for
-    # rank 0 while it waits for them in a collective); predict's load holds the shared lock.
-    with classifier_lock(args.model) if changes and dist.is_main else nullcontext():
-        if changes:
-            dist.barrier()  # rank 0 holds the lock: the others load what it loads
-        return _use_saved(args, dist, lock=dist.is_main or not changes)
+    return _use_saved(args, dist)
 
 
-def _use_saved(args: argparse.Namespace, dist: Dist, *, lock: bool) -> int:
-    """``partial-fit``, ``forget`` or ``predict`` with the classifier saved at ``--model`` (loaded
-    under its lock when ``lock``: :func:`faast.classifier_io.load_classifier`)."""
-    from faast.classifier_io import check_classifier_writable, load_classifier, save_classifier
+def _save_versioned(clf: Any, model: str, meta: dict[str, Any]) -> str | None:
+    """Save ``clf`` to the folder ``model`` and return the version of that save
+    (:func:`faast.classifier_io.classifier_version`, read under the same exclusive lock)."""
+    from faast.classifier_io import classifier_lock, classifier_version, save_classifier
+
+    Path(model).mkdir(parents=True, exist_ok=True)  # to lock it (the save would make it)
+    with classifier_lock(model):  # re-entered by the save
+        save_classifier(clf, model, meta)
+        return classifier_version(model)
+
+
+def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
+    """``partial-fit``, ``forget`` or ``predict`` with the classifier saved at ``--model``.
+
+    The classifier is loaded under the folder's shared lock, held for the reading alone (every
+    rank under torchrun, as predict: never across a collective). ``partial-fit`` and ``forget``
+    then work without a lock, and rank 0 saves under the exclusive lock, refused with one line
+    when another command saved the folder since the load (``save_classifier(expect=)``: its save
+    would be lost); a ``predict`` meanwhile reads the classifier as saved before, at once."""
+    from faast.classifier_io import (
+        ClassifierChangedError,
+        check_classifier_writable,
+        load_classifier_version,
+        save_classifier,
+    )
     from faast.cli.classify_data import need_labels, read_data
 
-    clf, meta = load_classifier(args.model, lock=lock)
+    changes = args.action != "predict"
+    if changes and dist.active:  # every rank has ended the command before (--cv: rank 0 saves last)
+        dist.barrier()
+    clf, meta, version = load_classifier_version(args.model)
+    if changes and dist.active and len(set(dist.all_gather_json(version))) > 1:
+        raise ClassifierChangedError.of(args.model)  # a save between two ranks' loads: every rank says so
     source = meta.get("source")
     if not isinstance(source, dict):
         raise ValueError(f"{args.model}: the saved classifier does not say what its features are")
@@ -419,7 +432,7 @@ def _use_saved(args: argparse.Namespace, dist: Dist, *, lock: bool) -> int:
             # the summary solves (partial_fit defers it): done first, so that the save is the last
             # step of the work, and a command interrupted before it returns has changed nothing
             line = _summary(clf, f"{verb} {len(labels)} examples", args.model)
-            save_classifier(clf, args.model, {**kept, "source": here})
+            save_classifier(clf, args.model, {**kept, "source": here}, expect=version)
             print(line)
         dist.barrier()  # the classifier is saved before any process can look for it
         return 0
@@ -509,10 +522,15 @@ def in_fitted_dtype(clf: Any, feats: Any) -> Any:
     return feats.to(dtype)
 
 
-def _cross_validate(clf: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict) -> None:
+def _cross_validate(
+    clf: Any, feats: Any, labels: np.ndarray, args: argparse.Namespace, meta: dict, saved: str | None
+) -> None:
     """Print ``--cv``'s cross-validated accuracy of fresh classifiers of ``clf``'s settings (the
-    one fitted on all of DATA, already saved) and save ``clf`` again with it in its metadata."""
-    from faast.classifier_io import save_classifier
+    one fitted on all of DATA, already saved: ``saved``, its version) and save ``clf`` again with
+    it in its metadata, unless another command saved the folder since (no lock is held meanwhile):
+    then the folder keeps that command's save, and an error says the cross-validation was not
+    saved."""
+    from faast.classifier_io import ClassifierChangedError, save_classifier
     from faast.eval.cross_validation import (
         cross_validate,
         cross_validate_baselines,
@@ -526,7 +544,11 @@ def _cross_validate(clf: Any, feats: Any, labels: np.ndarray, args: argparse.Nam
         result["baselines"] = cross_validate_baselines(feats, labels, args.cv)
         for name, other in result["baselines"].items():
             print(f"[faast]   {describe_baseline(name, other)}")
-    save_classifier(clf, args.model, {**meta, "cross_validation": result})
+    try:
+        save_classifier(clf, args.model, {**meta, "cross_validation": result}, expect=saved)
+    except ClassifierChangedError:
+        outcome = "the cross-validation printed above was not saved (the folder keeps that command's save)"
+        raise ClassifierChangedError.of(args.model, outcome) from None
 
 
 def _block(dist: Dist, feats: Any, labels: np.ndarray, shard: bool) -> tuple[Any, np.ndarray]:

@@ -125,7 +125,8 @@ def through_cache(
     (after saying why an existing one was not used) while the others wait. ``path`` None: no
     cache, ``compute()`` alone. An entry that cannot be written (a full disk or quota, a read-only
     or not writable cache folder) is skipped with one warning naming it and the cause: the cache
-    saves time, its failure does not cost the work done."""
+    saves time, its failure does not cost the work done. An entry that is a link to nothing is
+    replaced by the entry written (an entry that is a link to a file is written through it)."""
     if path is not None:
         feats, reason = load_cached(path, expected, rows_key=rows_key)
         if dist.all_true(feats is not None):
@@ -136,6 +137,8 @@ def through_cache(
     if path is not None:
         if dist.is_main:
             try:
+                if path.is_symlink() and not path.exists():  # a link to nothing (a shared cache moved):
+                    path.unlink()  # the entry replaces it (writes go through a link, none to nothing)
                 save_tensors(path, tensors, expected, kind="features")
             except OSError as exc:  # the previous entry, if any, is unchanged (an atomic write)
                 _warn_not_written(path, exc)
