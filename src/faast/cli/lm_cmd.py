@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -875,7 +876,9 @@ class _PartialRows:
     """Appends each chunk's row to ``CSV.partial`` as it is read (the columns and format of
     :func:`faast.lm.stream_report.write_stream_csv`, a line flushed per chunk), so that an
     interrupted stream keeps the rows of the chunks it finished; :meth:`close` removes the file
-    once the whole CSV is written. ``csv`` None: does nothing."""
+    once the whole CSV is written. ``csv`` None: does nothing. The file is an aid, not the result:
+    when it cannot be written (a full disk, an I/O error) one warning names it and the cause, and
+    the stream goes on without it (the CSV is still written at the end)."""
 
     def __init__(self, csv: str | None) -> None:
         self.path = None if csv is None else _stream_partial_path(csv)
@@ -883,18 +886,42 @@ class _PartialRows:
         self.writer: Any = None
 
     def __call__(self, row: Any) -> None:
+        if self.path is None:
+            return
+        try:
+            self._append(row)
+        except OSError as exc:
+            print(
+                f"[faast] warning: could not write {self.path} "
+                f"({os.strerror(exc.errno) if exc.errno else exc}); the stream goes on without it "
+                "(an interruption now keeps no rows)",
+                file=sys.stderr,
+            )
+            self._give_up()
+
+    def _append(self, row: Any) -> None:
         import csv as csv_module
 
         from faast.lm.stream_report import COLUMNS
 
-        if self.path is None:
-            return
         if self.fh is None:
             self.fh = open(self.path, "w", encoding="utf-8", newline="")  # open until close()
             self.writer = csv_module.DictWriter(self.fh, fieldnames=COLUMNS, extrasaction="ignore")
             self.writer.writeheader()
         self.writer.writerow(row.to_dict())
         self.fh.flush()
+
+    def _give_up(self) -> None:
+        """Stop writing the file: closed (what it could not write is dropped) and removed."""
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except OSError:  # the buffered rows it could not write
+                pass
+            self.fh = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+        self.path = None
 
     def close(self, done: bool) -> None:
         """Close the file; ``done`` (the CSV is written): remove it."""
