@@ -61,6 +61,7 @@ from faast.io import (
     load_json,
     load_tensors,
     move_into_place,
+    os_error_cause,
     save_json,
     save_tensors,
 )
@@ -117,7 +118,7 @@ def check_classifier_writable(path: str | os.PathLike[str]) -> Path:
     try:
         check_writable(there / f".{JSON_NAME}.check")  # makes and removes a temporary file there
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        reason = os_error_cause(exc)
         raise OSError(exc.errno, f"cannot save a classifier there ({there}: {reason})", str(out)) from None
     check_replaceable(out)
     return out
@@ -307,23 +308,19 @@ def _write_locked(out: Path, tensors: dict[str, torch.Tensor], info: dict[str, A
             raise _save_error(out, exc, f"moving {PENDING_TENSORS_NAME} into place", had) from exc
         warnings.warn(
             f"{out}: the classifier is saved, but moving {PENDING_TENSORS_NAME} over {TENSORS_NAME} failed "
-            f"({_cause(exc)}); the folder loads the new classifier (from {PENDING_TENSORS_NAME}), and its "
-            "next save finishes the move",
+            f"({os_error_cause(exc)}); the folder loads the new classifier (from {PENDING_TENSORS_NAME}), "
+            "and its next save finishes the move",
             UserWarning,
             stacklevel=3,
         )
-
-
-def _cause(exc: OSError) -> str:
-    """What went wrong in ``exc``, without the file it names: the system's words for its errno."""
-    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _save_error(out: Path, exc: OSError, step: str, had: bool) -> OSError:
     """The error of a save of ``out`` that failed at ``step`` with ``exc``, saying what the folder
     holds (``had``: a classifier was saved there before)."""
     holds = "the folder still holds the classifier saved before" if had else "nothing was saved"
-    return OSError(exc.errno, f"could not save the classifier to {out} ({_cause(exc)}, {step}); {holds}")
+    cause = os_error_cause(exc)
+    return OSError(exc.errno, f"could not save the classifier to {out} ({cause}, {step}); {holds}")
 
 
 def _finish_interrupted_save(folder: Path) -> None:

@@ -379,6 +379,12 @@ def load_tensors(
     return tensors, meta
 
 
+def os_error_cause(exc: OSError) -> str:
+    """What went wrong in ``exc``, without the file it names: the system's words for its errno
+    (``str(exc)`` for an error without one)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), or its type's name when
     it has none: the cause of a library error, short enough to end one of ours."""

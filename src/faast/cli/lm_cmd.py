@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -891,9 +890,11 @@ class _PartialRows:
         try:
             self._append(row)
         except OSError as exc:
+            from faast.io import os_error_cause
+
             print(
                 f"[faast] warning: could not write {self.path} "
-                f"({os.strerror(exc.errno) if exc.errno else exc}); the stream goes on without it "
+                f"({os_error_cause(exc)}); the stream goes on without it "
                 "(an interruption now keeps no rows)",
                 file=sys.stderr,
             )

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 import faast.distributed
 from faast.data.dataset import ImageDataset
 from faast.encoders.base import ImageEncoder
-from faast.io import load_tensors, save_tensors
+from faast.io import load_tensors, os_error_cause, save_tensors
 
 
 def cache_path(root: str | os.PathLike[str], encoder: ImageEncoder, dataset: ImageDataset) -> Path:
@@ -154,7 +154,7 @@ def _warn_not_written(path: Path, exc: OSError) -> None:
     if path.parent in _not_written:
         return
     _not_written.add(path.parent)
-    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    cause = os_error_cause(exc)
     warnings.warn(
         f"feature cache {path} not written ({cause}); continuing without it (--cache-dir puts the cache "
         "elsewhere, --no-feature-cache skips it)",
