@@ -214,24 +214,18 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     root = asset_root(name, cache)
     with _cache_lock(root.parent):
         place = _real_place(root)  # a link at root is kept: the folder it names is replaced
-        for prefix in (f".{name}.fetching-", f".{name}.replaced-"):  # what killed refetches left
+        for prefix in (f".{name}.fetching-", f".{place.name}.replaced-"):  # what killed refetches left
             remove_stale_temporaries(place.parent, pattern=f"{prefix}*")
         fresh = _new_folder(place.parent, f".{name}.fetching-")
-        old = None
         try:
             asset.fetch(fresh)
             if not asset.ready(fresh):
                 raise AssetError(
                     f"fetching {name!r} again finished but the asset is incomplete; {root} is unchanged"
                 )
-            if place.exists() or place.is_symlink():
-                old = _new_folder(place.parent, f".{name}.replaced-")
-                os.replace(place, old / place.name)
-            os.replace(fresh, place)
+            replace_folder(fresh, place)  # the old copy aside, the new one in, the old one removed
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return root
 
 
