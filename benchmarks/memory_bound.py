@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -115,20 +116,26 @@ def peak_rss_mb() -> float:
 
 
 # ----------------------------------------------------------------- child workloads
-def child_learn(args: argparse.Namespace) -> dict:
+def _measured_cli(args: argparse.Namespace, argv: list[str], what: str) -> dict:
+    """Run the faast command ``argv`` in this process after loading ``args.model`` once (warming the
+    imports and the file cache; freed before the command): its seconds and the peak before it."""
     import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
 
     from faast.cli import main as cli_main
     from faast.lm.text import load_causal_lm
 
-    load_causal_lm(args.model)  # warm the imports and the file cache; freed before learning
+    load_causal_lm(args.model)
     baseline = peak_rss_mb()
-    out = Path(args.work) / f"fw-{args.scale}.safetensors"
     start = time.perf_counter()
-    argv = ["lm", "learn", "--model", args.model, "--text", args.text, "--out", str(out)]
-    code = cli_main([*argv, "--window", str(args.window), "--threads", "1", "--task", "t"])
-    assert code == 0, "faast lm learn failed"
+    assert cli_main(argv) == 0, f"faast {what} failed"
     return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+
+
+def child_learn(args: argparse.Namespace) -> dict:
+    out = Path(args.work) / f"fw-{args.scale}.safetensors"
+    argv = ["lm", "learn", "--model", args.model, "--text", args.text, "--out", str(out)]
+    argv += ["--window", str(args.window), "--threads", "1", "--task", "t"]
+    return _measured_cli(args, argv, "lm learn")
 
 
 def _forget_file(args: argparse.Namespace) -> Path:
@@ -150,32 +157,14 @@ def child_forget_setup(args: argparse.Namespace) -> dict:
 
 
 def child_forget(args: argparse.Namespace) -> dict:
-    import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
-
-    from faast.cli import main as cli_main
-    from faast.lm.text import load_causal_lm
-
-    load_causal_lm(args.model)  # warm the imports and the file cache; freed before forgetting
-    baseline = peak_rss_mb()
-    start = time.perf_counter()
     argv = ["lm", "forget", "--model", args.model, "--text", args.text, "--task", "t"]
     argv += ["--fast-weights", str(_forget_file(args)), "--window", str(args.window), "--threads", "1"]
-    assert cli_main(argv) == 0, "faast lm forget failed"
-    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+    return _measured_cli(args, argv, "lm forget")
 
 
 def child_perplexity(args: argparse.Namespace) -> dict:
-    import torch  # noqa: F401  (imported before the baseline, as every workload needs it)
-
-    from faast.cli import main as cli_main
-    from faast.lm.text import load_causal_lm
-
-    load_causal_lm(args.model)  # warm the imports and the file cache; freed before scoring
-    baseline = peak_rss_mb()
-    start = time.perf_counter()
     argv = ["lm", "perplexity", "--model", args.model, "--text", args.text, "--window", str(args.window)]
-    assert cli_main([*argv, "--threads", "1"]) == 0, "faast lm perplexity failed"
-    return {"baseline_mb": baseline, "seconds": time.perf_counter() - start}
+    return _measured_cli(args, [*argv, "--threads", "1"], "lm perplexity")
 
 
 def _batches(rows: int, d: int, classes: int, batch: int, seed: int):
@@ -310,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     from faast.publish import write_public_json
 
     results: dict[str, object] = {
-        "command": "python benchmarks/memory_bound.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/memory_bound.py", *sys.argv[1:]]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, OMP_NUM_THREADS=1",
         "seed": args.seed,
