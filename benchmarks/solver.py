@@ -11,7 +11,8 @@ Measures, on this machine, for n × d float32 keys and m-d values (default 50,00
 
 The keys have a power-law spectrum and unit-norm rows (like pooled encoder features); values are
 dense Gaussian. Each timing is the best of ``--repeats`` runs. Results go to
-``benchmarks/results/solver.json`` together with the hardware, versions and seed.
+``benchmarks/results/solver.json`` together with the hardware, versions and seed, and (when that
+file is written) README's solver table from it; ``--table-only`` rewrites that table alone.
 
     python benchmarks/solver.py                # the issue's configuration (m=1024) and m=10
     python benchmarks/solver.py --n 5000 --d 256 --m 256 --repeats 1   # quick look
@@ -36,6 +37,7 @@ import torch
 from scipy.linalg import blas
 
 from faast.environment import blas_summary, cpu_name
+from faast.eval.report import update_doc_block
 from faast.publish import write_public_json
 from faast.solver import GramStats, power_law_tau
 
@@ -68,13 +70,51 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solver.json"))
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="measure nothing: rewrite README's table from the published solver.json",
+    )
     args = ap.parse_args()
-    results = {}
-    for m in [int(x) for x in args.m.split(",")]:
-        results[f"m={m}"] = run_config(args, m)
-    out = Path(args.out)
-    write_public_json(out, results, indent=2)
-    print(f"wrote {out}")
+    if not args.table_only:
+        results = {}
+        for m in [int(x) for x in args.m.split(",")]:
+            results[f"m={m}"] = run_config(args, m)
+        out = Path(args.out)
+        write_public_json(out, results, indent=2)
+        print(f"wrote {out}")
+        if out.resolve() != PUBLISHED.resolve():
+            return
+    update_doc_block(README, "solver", markdown_table(PUBLISHED), "python benchmarks/solver.py")
+    print("wrote the solver block of README.md")
+
+
+#: The results README's table shows, and README.
+PUBLISHED = Path(__file__).parent / "results" / "solver.json"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def markdown_table(path: Path) -> str:
+    """README's table of the solver benchmark, from its JSON ``path`` (one row per value width m)."""
+    import json
+
+    results = json.loads(path.read_text(encoding="utf-8"))
+    first = next(iter(results.values()))["config"]
+    lines = [
+        f"| {first['n']:,} × {first['d']} keys | ours: add + solve | float32 SVD pinv (authors) | "
+        "float64 KᵀK: torch.mm / dsyrk | speed-up vs SVD | agreement with float64 SVD |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results.values():
+        t = r["seconds"]
+        lines.append(
+            f"| m = {r['config']['m']} values "
+            f"| {t['ours']:.2f} s ({t['ours_add']:.2f} + {t['ours_solve']:.2f}) "
+            f"| {t['svd_pinv_float32']:.2f} s | {t['floor_torch_mm']:.2f} s / {t['floor_dsyrk']:.2f} s "
+            f"| {r['speedup_vs_svd']:.1f}× | {r['agreement_vs_float64_svd']:.1e} "
+            f"(SVD route: {r['agreement_float32_svd_vs_float64_svd']:.1e}) |"
+        )
+    return "\n".join(lines)
 
 
 def run_config(args: argparse.Namespace, m: int) -> dict:
