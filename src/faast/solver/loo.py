@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from faast.solver.cpu_products import matmul
+
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 LEVERAGE_LIMIT = 1e-9
 #: The paths score their candidates in blocks whose fitted values (n, block, m) hold at most this
@@ -157,7 +159,7 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
     ranks = candidate_ranks(r) if ranks is None else ranks.to(torch.int64)
     if ranks.numel() == 0 or int(ranks.min()) < 1 or int(ranks.max()) > r:
         raise ValueError(f"ranks must lie in [1, {r}]")
-    proj = left.T @ values  # (r, m)
+    proj = matmul(left.T, values)  # (r, m)
     block = _block_size(n, values.shape[1], ranks.numel())
 
     def blocks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -169,7 +171,7 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
             for g, rank in enumerate(part):
                 if rank > prev:
                     a = left[:, prev:rank]
-                    run_fit = run_fit + a @ proj[prev:rank]
+                    run_fit = run_fit + matmul(a, proj[prev:rank])
                     run_lev = run_lev + (a * a).sum(dim=1)
                     prev = rank
                 fitted[:, g], lev[:, g] = run_fit, run_lev
@@ -189,16 +191,16 @@ def ridge_path(
     """
     n, r = left.shape
     m = values.shape[1]
-    proj = left.T @ values  # (r, m)
+    proj = matmul(left.T, values)  # (r, m)
     shrink = eigenvalues[None, :] / (eigenvalues[None, :] + grid[:, None])  # (G, r)
-    lev = (left * left) @ shrink.T  # (n, G)
+    lev = matmul(left * left, shrink.T)  # (n, G)
     block = _block_size(n, m, grid.numel())
 
     def blocks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, grid.numel(), block):
             part = shrink[start : start + block]  # (g, r)
             stacked = (part.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, g·m)
-            yield (left @ stacked).reshape(n, part.shape[0], m), lev[:, start : start + block]
+            yield matmul(left, stacked).reshape(n, part.shape[0], m), lev[:, start : start + block]
 
     return _scored_path("ridge", grid, values, blocks())
 

@@ -30,6 +30,7 @@ import scipy.linalg.blas
 import torch
 
 from faast.solver.blas_threads import single_threaded_blas
+from faast.solver.cpu_products import matmul
 
 #: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
 _EIGEN_NOISE = torch.finfo(torch.float64).eps
@@ -209,7 +210,7 @@ class SpectralFactor:
         """(d, r) eigenvectors of G as columns; on the dual route U = Kᵀ A Λ^(−1/2), computed on
         first use (solving does not need it: W = (Kᵀ A diag(φ) Aᵀ V)ᵀ)."""
         if self._basis is None:
-            shifted = (self.row_keys.T @ self.left) / self.eigenvalues.sqrt()  # type: ignore[union-attr]
+            shifted = matmul(self.row_keys.T, self.left) / self.eigenvalues.sqrt()  # type: ignore[union-attr]
             object.__setattr__(self, "_basis", self.original_weights(shifted.T).T)
         return self._basis  # type: ignore[return-value]
 
@@ -258,7 +259,7 @@ class SpectralFactor:
         lam, basis = symmetric_eigh(gram)
         lam = lam.flip(0).clamp_min(0.0)
         basis = basis.flip(1)
-        projected = basis.T @ cross
+        projected = matmul(basis.T, cross)
         if shift is not None:
             basis = _move_intercept(basis.T, shift, -1.0).T  # M U: in the keys' own coordinates
         return cls(lam, basis, projected, count, value_sq_sum, shift=shift)
@@ -296,7 +297,7 @@ class SpectralFactor:
         # rounding noise of K Kᵀ: dropped for good (a tiny ridge would have used them; see above)
         keep = lam > top * lam.numel() * _EIGEN_NOISE
         lam, vec = lam[keep], vec[:, keep]
-        projected = lam.sqrt()[:, None] * (vec.T @ values)
+        projected = lam.sqrt()[:, None] * matmul(vec.T, values)
         return cls(lam, None, projected, count, value_sq_sum, vec, values, keys, shift)
 
     def with_rows(self, keys: torch.Tensor, values: torch.Tensor) -> SpectralFactor:
@@ -304,7 +305,7 @@ class SpectralFactor:
         values (n, m), float64, scaled by √wᵢ; A = K U Λ^(−1/2) over the directions above the
         noise floor (an O(n·d·r) product)."""
         r = int((self.eigenvalues > self.noise_floor).sum())
-        left = (keys @ self.basis[:, :r]) / self.eigenvalues[:r].sqrt()
+        left = matmul(keys, self.basis[:, :r]) / self.eigenvalues[:r].sqrt()
         return dataclasses.replace(self, left=left, row_values=values)
 
     @property
@@ -364,9 +365,9 @@ class SpectralFactor:
             # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
             scale = phi / self.eigenvalues.sqrt()
             return self.original_weights(
-                (self.row_keys.T @ (self.left @ (scale[:, None] * self.projected))).T
+                matmul(self.row_keys.T, matmul(self.left, scale[:, None] * self.projected)).T
             )
-        return (self.basis @ (phi[:, None] * self.projected)).T
+        return matmul(self.basis, phi[:, None] * self.projected).T
 
     def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         """Fast weights (U diag(φ) Uᵀ B′)ᵀ (m, d), float64, for another cross matrix B′ (d, m)
@@ -378,12 +379,12 @@ class SpectralFactor:
             cross = (
                 cross if self.shift is None else _shift_keys(cross.T, self.shift.to(cross.dtype)).T
             )  # Mᵀ B′
-            projected = inv_root[:, None] * (self.left.T @ (self.row_keys @ cross))
+            projected = inv_root[:, None] * matmul(self.left.T, matmul(self.row_keys, cross))
             return self.original_weights(
-                (self.row_keys.T @ (self.left @ ((phi * inv_root)[:, None] * projected))).T
+                matmul(self.row_keys.T, matmul(self.left, (phi * inv_root)[:, None] * projected)).T
             )
         basis = self.basis
-        return (basis @ (phi[:, None] * (basis.T @ cross))).T
+        return matmul(basis, phi[:, None] * matmul(basis.T, cross)).T
 
     def weights_for_numpy(self, phi: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
         """:meth:`weights_for` on NumPy arrays for a factor on the CPU: B′ (d, m) ↦ (m, d)

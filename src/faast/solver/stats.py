@@ -12,6 +12,7 @@ cached eigendecomposition; see :mod:`faast.solver.spectral` for the filters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -24,10 +25,11 @@ import torch
 from faast._checks import check_device, check_finite, check_pairs, check_weights
 from faast.io import load_tensors, save_tensors
 from faast.solver import direct
+from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
 from faast.solver.kernels import accumulate, symmetrize_lower
 from faast.solver.rows import PairBuffer
-from faast.solver.spectral import SpectralFactor, center_on_last
+from faast.solver.spectral import _SMALL_EIGH, SpectralFactor, center_on_last
 
 _STATE_KEYS = ("gram", "cross", "count", "weight_sum", "value_sq_sum")
 #: A state without G and B (:meth:`GramStats.saved_state`: the kept rows stand for them).
@@ -598,8 +600,12 @@ class GramStats:
             exact_key = (cut, torch.float64, self.device)
             exact = self._solve_cache.get(exact_key)
             if exact is None:
-                shortcut = self._direct_solve(cut)
-                weights, info = shortcut if shortcut is not None else cut.solve(self.factor())
+                # a small factor's products (eigh, leave-one-out, weights) on one BLAS thread, as
+                # its eigendecomposition (faast.solver.blas_threads: waiting threads cost more)
+                small = self.device.type == "cpu" and min(self.count, self.key_dim) <= _SMALL_EIGH
+                with single_threaded_blas() if small else contextlib.nullcontext():
+                    shortcut = self._direct_solve(cut)
+                    weights, info = shortcut if shortcut is not None else cut.solve(self.factor())
                 exact = self._solve_cache[exact_key] = (weights.to(self.device, torch.float64), info)
             cached = self._solve_cache[key] = (_narrowed(exact[0], dtype, device), exact[1])
         return cached

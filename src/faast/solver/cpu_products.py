@@ -1,0 +1,31 @@
+"""Matrix products of CPU tensors through NumPy's BLAS (:func:`matmul`).
+
+The solver's products after the eigendecomposition are thin or small (n × r by r × G·m for the
+leave-one-out paths, d × n by n × m for the dual route's weights). torch's CPU wheels run them
+through MKL, which on the AMD EPYC development VM took 2–6× NumPy's OpenBLAS for them (one
+thread, float64: Kᵀ (A P) with K 160 × 1281 and P 160 × 10, 0.70 against 0.27 ms; see
+``benchmarks/classifier_speed.py`` for the fit they sit in). Both are exact float64 products;
+their roundings differ only in the order of the sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for a (p, q) and b (q, s): through NumPy when both are CPU tensors of one float32
+    or float64 dtype that need no gradient (a new tensor sharing nothing with a or b), torch's
+    own product otherwise (another device or dtype, mixed dtypes, autograd)."""
+    if (
+        a.device.type == "cpu"
+        and b.device.type == "cpu"
+        and a.dtype == b.dtype
+        and a.dtype in _NUMPY_DTYPES
+        and not (a.requires_grad or b.requires_grad)
+    ):
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
