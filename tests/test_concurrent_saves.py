@@ -243,7 +243,7 @@ def test_predict_reads_a_model_whole_while_another_command_saves_it(tmp_path, st
     model = tmp_path / "m"
     assert _classify("fit", *a, "--model", model) == 0
     expected = load_classifier(model)[0].predict(np.load(c[0]))
-    gate = "faast.classifier_io:load_json:after"
+    gate = "faast.classifier_io:load_json_with_sha256:after"
     reader = _command(tmp_path, "predict", c[0], "--model", model, "--out", tmp_path / "p.csv", gate=gate)
     started.append(reader)
     assert reader.expect("out", PAUSED)

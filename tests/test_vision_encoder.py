@@ -161,3 +161,36 @@ def test_real_encoder_recognises_an_imagenet_photo():
     with torch.inference_mode():
         top = int(enc.model(x).argmax())
     assert top == 652
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link-to-device"])
+def test_a_cache_entry_that_is_not_a_file_is_skipped_with_a_warning(tmp_path, kind):
+    """A cache entry that is a pipe (or a folder, or a link to a device) was found only by the
+    write, after the encoding: a ValueError ("not a regular file") from deep in the write ended the
+    command. It is warned of, naming it, before the work, never opened (a pipe blocks), and the
+    features come without the cache, the entry left as it was."""
+    import os
+    import stat
+
+    import faast.encoders.cache as cache_module
+
+    enc, ds = CountingEncoder(), _toy()
+    path = cache_path(tmp_path, enc, ds)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(os.devnull)
+    cache_module._not_written.discard(path.parent)
+    with pytest.warns(UserWarning, match="not a regular file") as caught:
+        feats = encode_dataset(enc, ds, tmp_path, progress=False)
+    assert f"feature cache {path} not written" in str(caught[0].message)
+    assert "continuing without it" in str(caught[0].message)
+    assert feats.shape == (20, 8) and enc.seen == 20
+    assert torch.equal(feats, encode_dataset(CountingEncoder(), ds, None, progress=False))
+    mode = os.lstat(path).st_mode
+    assert {"fifo": stat.S_ISFIFO, "folder": stat.S_ISDIR, "link-to-device": stat.S_ISLNK}[kind](mode)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
+    assert os.path.exists(os.devnull) and stat.S_ISCHR(os.stat(os.devnull).st_mode)

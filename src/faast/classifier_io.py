@@ -42,7 +42,8 @@ import errno
 import math
 import os
 import warnings
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ from faast.io import (
     file_in_the_way,
     file_sha256,
     load_json,
+    load_json_with_sha256,
     load_tensors,
     move_into_place,
     os_error_cause,
@@ -244,12 +246,46 @@ def save_classifier(
     out = Path(path)
     if expect is not None and not out.is_dir():  # removed since the load
         raise ClassifierChangedError.of(path)
-    out.mkdir(parents=True, exist_ok=True)
-    with classifier_lock(out):  # no other faast command writes or reads the folder meanwhile
+    # a failed first save leaves no empty folder behind (made_folder)
+    with made_folder(out), classifier_lock(out):  # no other faast command writes or reads it meanwhile
         if expect is not None and classifier_version(out) != expect:
             raise ClassifierChangedError.of(path)
         _write_locked(out, tensors, info)
     return out
+
+
+@contextmanager
+def made_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The folder ``path`` for a save in the ``with`` block, made (with the folders above it) when
+    missing; when the block fails with an error (a full disk, an I/O error), the folders it made
+    are removed again while empty (a failed save removes the files it began), so that a failed
+    first save into a new folder leaves nothing behind. A folder that was there is left as it was,
+    and so is one that holds anything else (another command's save). An interruption (Ctrl-C)
+    leaves the folder, as a kill would."""
+    out = Path(path)
+    missing = []
+    for folder in (out, *out.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):  # the outermost first
+            try:
+                folder.mkdir()
+            except FileExistsError:  # made meanwhile by another command (or a file: refused)
+                if not folder.is_dir():
+                    raise
+            else:
+                made.append(folder)
+        yield out
+    except Exception:
+        for folder in reversed(made):  # the innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): left as it is
+                break
+        raise
 
 
 def classifier_lock(path: str | os.PathLike[str], *, shared: bool = False) -> AbstractContextManager[None]:
@@ -390,8 +426,7 @@ def load_classifier_version(
         raise FileNotFoundError(f"no saved classifier at {folder} (expected a directory with {JSON_NAME})")
     json_path, tensors_path = folder / JSON_NAME, folder / TENSORS_NAME
     with classifier_lock(folder, shared=True) if lock else nullcontext():  # no save in between
-        info = load_json(json_path)
-        version = file_sha256(json_path)  # the bytes just read: no save in between
+        info, version = load_json_with_sha256(json_path)  # one read: the version of the bytes parsed
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise ValueError(f"{json_path} is not a saved FaastClassifier")
         if info.get("format_version") != VERSION:

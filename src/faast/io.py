@@ -424,14 +424,28 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 def load_json(path: str | os.PathLike[str]) -> Any:
     """The JSON value of a UTF-8 file; a clear error for a missing path, a folder or other bytes."""
+    return load_json_with_sha256(path)[0]
+
+
+def load_json_with_sha256(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """:func:`load_json` and the :func:`file_sha256` of the very bytes parsed, the file read once
+    (read twice, a save between the reads would pair one save's value with another's digest); an
+    ``OSError`` of the read names ``path``."""
     p = existing_file(path, "file")
     try:
-        text = p.read_bytes().decode("utf-8")
+        data = p.read_bytes()
+    except OSError as exc:
+        if exc.filename is not None or not exc.errno:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(p)) from exc
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{p} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text), digest
     except json.JSONDecodeError as exc:
         raise ValueError(f"{p} is not valid JSON: {exc}") from None

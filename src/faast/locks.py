@@ -8,9 +8,12 @@ while it only reads it. A command that finds the lock taken says so on stderr an
 
 The lock is ``flock(2)`` on the path itself, a folder or a file that is never replaced (a folder
 whose files are replaced, the parent folder of a file that is): no lock file is left beside a
-user's outputs. Locks are per process and re-entrant within one: a function holding a folder's lock
-can call another that takes it again (``flock`` would otherwise block on the process's own lock,
-every ``open`` being a lock holder of its own), except for an exclusive lock inside a shared one,
+user's outputs. What has no such path (an asset in the cache, built in a folder of its own and
+moved into place) is locked with :func:`lock_file`: a lock file of its own, made for the block and
+removed after it, so that no lock file is left behind either. Locks are per process and
+re-entrant within one: a function holding a folder's lock can call another that takes it again
+(``flock`` would otherwise block on the process's own lock, every ``open`` being a lock holder of
+its own), except for an exclusive lock inside a shared one,
 which is refused (a reader that means to write takes the exclusive lock from the start), and the
 threads of one process take turns (``flock`` does not tell them apart). Where ``flock`` is missing
 (Windows) or the file system refuses it (some network file systems refuse a lock on a folder),
@@ -179,4 +182,72 @@ def parent_lock(path: str | os.PathLike[str], *, shared: bool = False, purpose: 
     return path_lock(target.parent, shared=shared, purpose=purpose)
 
 
-__all__ = ["parent_lock", "path_lock"]
+@contextmanager
+def lock_file(
+    path: str | os.PathLike[str], *, purpose: str = "using", shown: str | os.PathLike[str] | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` for the ``with`` block: the file is made
+    (empty) if missing and removed when the block ends, so that nothing is left behind. For what
+    :func:`path_lock` cannot lock, a thing that is replaced rather than changed in place (an asset
+    of the cache: one lock per asset, so that fetches of two assets go on at once). ``shown``: the
+    path the line printed while waiting names ("waiting for another faast command {purpose}
+    {shown}"; default ``path``). Re-entrant in one process, as :func:`path_lock` (the outer block
+    removes the file). A lock file that cannot be made (a read-only cache) leaves the block
+    unlocked, with one warning, as a file system that cannot lock does.
+
+    Removing a lock file while another command waits for it is safe: a command that gets the lock
+    checks that ``path`` still names the file it locked, and locks the new one otherwise (the
+    holder removes the file before it lets the lock go)."""
+    p = Path(path)
+    label = p if shown is None else Path(shown)
+    if fcntl is None:  # pragma: no cover - Windows
+        _warn_unlocked(label, "this system has no flock")
+        yield
+        return
+    while True:
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            _warn_unlocked(label, exc.strerror or os.strerror(exc.errno))
+            yield
+            return
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        with _registry_lock:
+            gate = _thread_gates.setdefault(key, threading.RLock())
+        try:
+            gate.acquire()
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            with _registry_lock:
+                outer = key not in _held
+            with _locked(label, fd, key, False, purpose):
+                if outer and _identity(p) != key:  # removed (or replaced) while this one waited
+                    continue  # the lock of a file no longer there locks nothing: lock the new one
+                try:
+                    yield
+                finally:
+                    if outer:  # removed while locked: a command waiting for it then looks again
+                        try:
+                            os.unlink(p)
+                        except FileNotFoundError:
+                            pass
+                return
+        finally:
+            gate.release()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``, None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+__all__ = ["lock_file", "parent_lock", "path_lock"]

@@ -7,9 +7,10 @@ cache. The cache directory is ``$FAAST_CACHE`` if set, else ``$XDG_CACHE_HOME/fa
 ``~/.cache/faast``.
 
 Several commands may need one missing asset at once (two ``faast assets fetch``, every process of a
-``torchrun`` job): :func:`ensure` and :func:`refetch` fetch under an exclusive lock of the cache
-folder (:func:`faast.locks.path_lock`), so the first fetches while the others wait and then find the
-asset ready. A fetch builds the asset in a folder of its own (``.NAME.fetching-<random>`` in the
+``torchrun`` job): :func:`ensure` and :func:`refetch` fetch under an exclusive lock of that asset
+(:func:`faast.locks.lock_file` on ``.NAME.lock`` in the cache, removed after the fetch), so the first
+fetches while the others wait and then find the asset ready; fetches of different assets go on at
+once. A fetch builds the asset in a folder of its own (``.NAME.fetching-<random>`` in the
 cache, or beside the folder a link ``cache/NAME`` names, on that folder's file system) and moves it
 into place once complete, so a reader never sees it half-written, and two fetches that could not
 lock (a file system without ``flock``) do not undo each other's work.
@@ -134,15 +135,16 @@ def asset_root(name: str, cache: str | os.PathLike[str] | None = None, *, create
 
 def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: bool = True) -> Path:
     """Return the folder of asset ``name``, fetching it first if needed (and allowed). The fetch
-    holds the cache's lock (a command fetching at the same time waits, then finds the asset
-    ready) and builds the asset in a folder of its own, moved into place once complete."""
+    holds the asset's lock (a command fetching it at the same time waits, then finds the asset
+    ready; a fetch of another asset does not wait) and builds the asset in a folder of its own,
+    moved into place once complete."""
     asset = get_asset(name)
     root = asset_root(name, cache)
     if asset.ready(root):
         return root
     if not fetch:
         raise AssetError(f"asset {name!r} is not in {root}; run `faast assets fetch {name}`")
-    with _cache_lock(root.parent):
+    with _asset_lock(root):
         if asset.ready(root):  # another command fetched it while this one waited
             return root
         place = _real_place(root)  # where the files go: a link at root is kept, its folder filled
@@ -162,12 +164,15 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
     return root
 
 
-def _cache_lock(cache: Path):
-    """The exclusive lock of the cache folder that fetches hold (one fetch at a time per cache)."""
-    from faast.locks import path_lock
+def _asset_lock(root: Path):
+    """The exclusive lock that fetches of the asset whose folder is ``root`` hold: one fetch of it
+    at a time, fetches of other assets at once. On the lock file ``.NAME.lock`` beside ``root`` in
+    the cache, made for the fetch and removed after it (the asset's folder itself is replaced, and
+    may not exist yet); a command that waits names ``root``."""
+    from faast.locks import lock_file
 
-    cache.mkdir(parents=True, exist_ok=True)
-    return path_lock(cache, purpose="fetching assets into")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return lock_file(root.parent / f".{root.name}.lock", purpose="fetching assets into", shown=root)
 
 
 def _real_place(root: Path) -> Path:
@@ -212,7 +217,7 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     failed or interrupted fetch leaves the old copy as it was. Returns the asset's folder."""
     asset = get_asset(name)
     root = asset_root(name, cache)
-    with _cache_lock(root.parent):
+    with _asset_lock(root):
         place = _real_place(root)  # a link at root is kept: the folder it names is replaced
         for prefix in (f".{name}.fetching-", f".{place.name}.replaced-"):  # what killed refetches left
             remove_stale_temporaries(place.parent, pattern=f"{prefix}*")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable
@@ -125,23 +126,29 @@ def through_cache(
     (after saying why an existing one was not used) while the others wait. ``path`` None: no
     cache, ``compute()`` alone. An entry that cannot be written (a full disk or quota, a read-only
     or not writable cache folder) is skipped with one warning naming it and the cause: the cache
-    saves time, its failure does not cost the work done. An entry that is a link to nothing is
-    replaced by the entry written (an entry that is a link to a file is written through it)."""
+    saves time, its failure does not cost the work done. So is, before the work, an entry that is
+    not a regular file (a folder, a pipe, a device, or a link to one): it is neither read nor
+    written (nor opened: a pipe would block). An entry that is a link to nothing is replaced by the
+    entry written (an entry that is a link to a file is written through it)."""
+    odd = None
     if path is not None:
-        feats, reason = load_cached(path, expected, rows_key=rows_key)
+        feats, reason = load_cached(path, expected, rows_key=rows_key)  # reads regular files alone
         if dist.all_true(feats is not None):
             return feats  # type: ignore[return-value]
         if reason not in ("not cached", "") and dist.is_main:
             print(f"[faast] feature cache {path}: {reason}; re-encoding", file=sys.stderr)
+        odd = _not_a_file(path) if dist.is_main else None  # rank 0 alone writes: said before the work
+        if odd is not None:
+            _warn_not_written(path, odd)
     tensors = compute()
     if path is not None:
-        if dist.is_main:
+        if dist.is_main and odd is None:
             try:
                 if path.is_symlink() and not path.exists():  # a link to nothing (a shared cache moved):
                     path.unlink()  # the entry replaces it (writes go through a link, none to nothing)
                 save_tensors(path, tensors, expected, kind="features")
             except OSError as exc:  # the previous entry, if any, is unchanged (an atomic write)
-                _warn_not_written(path, exc)
+                _warn_not_written(path, os_error_cause(exc))
         dist.barrier()  # the cache exists before any process can look for it again
     return tensors["features"]
 
@@ -149,12 +156,35 @@ def through_cache(
 _not_written: set[Path] = set()  # the cache folders already warned of in this process
 
 
-def _warn_not_written(path: Path, exc: OSError) -> None:
-    """Warn, once per cache folder, that the entry ``path`` could not be written (``exc``)."""
+def _not_a_file(path: Path) -> str | None:
+    """What the cache entry ``path`` is when it is something other than a regular file (or a link
+    to one) that a cache write would replace or a read would open: a folder, a pipe, a device, a
+    socket; None when it is a file, nothing, or a link to nothing. Only ``stat``: nothing is
+    opened (opening a pipe blocks until another process opens its other end)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # nothing there, a link to nothing, or a folder above that is not one
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        kind = "a folder"
+    elif stat.S_ISFIFO(mode):
+        kind = "a pipe (FIFO)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "an unusual file"
+    return f"{kind}, not a regular file"
+
+
+def _warn_not_written(path: Path, cause: str) -> None:
+    """Warn, once per cache folder, that the entry ``path`` could not be written (``cause``)."""
     if path.parent in _not_written:
         return
     _not_written.add(path.parent)
-    cause = os_error_cause(exc)
     warnings.warn(
         f"feature cache {path} not written ({cause}); continuing without it (--cache-dir puts the cache "
         "elsewhere, --no-feature-cache skips it)",
