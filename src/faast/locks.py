@@ -111,15 +111,7 @@ def path_lock(
         _warn_unlocked(p, exc.strerror or "permission denied")
         yield
         return
-    st = os.fstat(fd)
-    key = (st.st_dev, st.st_ino)
-    with _registry_lock:  # threads of this process take turns (flock would let them all in)
-        gate = _thread_gates.setdefault(key, threading.RLock())
-    try:
-        gate.acquire()
-    except BaseException:
-        os.close(fd)
-        raise
+    key, gate = _gate_of(fd)
     try:
         with _locked(p, fd, key, shared, purpose):
             yield
@@ -213,15 +205,7 @@ def lock_file(
             _warn_unlocked(label, exc.strerror or os.strerror(exc.errno))
             yield
             return
-        st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino)
-        with _registry_lock:
-            gate = _thread_gates.setdefault(key, threading.RLock())
-        try:
-            gate.acquire()
-        except BaseException:
-            os.close(fd)
-            raise
+        key, gate = _gate_of(fd)
         try:
             with _registry_lock:
                 outer = key not in _held
@@ -239,6 +223,22 @@ def lock_file(
                 return
         finally:
             gate.release()
+
+
+def _gate_of(fd: int) -> tuple[tuple[int, int], threading.RLock]:
+    """(st_dev, st_ino) of the open descriptor ``fd`` and the gate of that file, acquired: the
+    threads of this process take turns (``flock`` would let them all in). ``fd`` is closed when
+    the wait is interrupted (Ctrl-C)."""
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    with _registry_lock:
+        gate = _thread_gates.setdefault(key, threading.RLock())
+    try:
+        gate.acquire()
+    except BaseException:
+        os.close(fd)
+        raise
+    return key, gate
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
