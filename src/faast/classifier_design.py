@@ -23,6 +23,7 @@ from sklearn.utils.validation import validate_data
 
 from faast._checks import check_device, check_finite
 from faast.solver import GramStats
+from faast.solver.cpu_products import matmul
 from faast.unit_rows import unit_rows
 
 #: The design (random features, the intercept's constant column) is built this many rows at a
@@ -215,9 +216,11 @@ class DesignMixin:
         """The design rows of ``features`` (q, D′) (after ``random_features``) times ``matrix``
         (D′ + 1 with the intercept, k) without building them: the constant column's share added."""
         matrix = matrix.to(device=features.device, dtype=features.dtype)
+        # on the CPU through NumPy's BLAS (cpu_products: predict on 10,000 × 1280 features, 10
+        # classes, took half torch's time on the AMD VM)
         if self.fit_intercept:
-            return features @ matrix[:-1] + float(self.intercept_scaling) * matrix[-1]
-        return features @ matrix
+            return matmul(features, matrix[:-1]) + float(self.intercept_scaling) * matrix[-1]
+        return matmul(features, matrix)
 
 
 @functools.lru_cache(maxsize=2)
