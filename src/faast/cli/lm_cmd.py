@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterator
 
     from faast.distributed import Dist
 
@@ -320,11 +320,12 @@ def run_learn(args: argparse.Namespace) -> int:
     """Learn a text file. Under ``torchrun`` each process learns its share of the windows and the
     statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes.
     The text is read and tokenized block by block (:mod:`faast.lm.text_blocks`), once to count its
-    tokens and once more as it is learned: memory does not grow with its length."""
+    tokens (and take its digest, and check that it is all text) and once more as it is learned:
+    memory does not grow with its length. Before the model loads only the file's start is read."""
     import time
 
     dist = _init(args)
-    digest = _scan_text(args.text)
+    _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     _check_learn_args(args)
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     if args.key_features is not None:
@@ -333,11 +334,21 @@ def run_learn(args: argparse.Namespace) -> int:
     loaded = None  # --append: the digest of the task extended, checked when saving
     if args.append:
         fm, tok, earlier, loaded = _load_task_to_extend(args)
-        if dist.is_main:
-            _warn_learned_before(args, earlier, digest)
     else:
         fm, tok = _load(args, *_layout_and_read(args, given))
-    windows = _file_windows(tok, args.text, args.window, "learned")
+    # The pass that counts the text's tokens stays before learning: the line printed below names the
+    # tokens and windows, the progress bars need their total, under torchrun each process its share
+    # of the windows, and --steps whether the states fit (_step_learner); a text too short to learn
+    # is refused by it. It also takes the text's digest (its learning record, --append's warning)
+    # and refuses bytes that are not text, before anything is learned or written: one pass where a
+    # scan of the whole file before the model loaded was another.
+    scan = _TextScan(Path(args.text))
+    windows, left, why = _counted_windows(tok, args.text, args.window, scan=scan)
+    scan.check()
+    digest = scan.digest
+    if args.append and dist.is_main:
+        _warn_learned_before(args, earlier, digest)
+    _warn_left_out(left, windows.tokens, "learned", why, args.window)
     # the text's own tokens: the start tokens put in front of each window (Gemma's <bos>) are not
     # the text's (574 tokens were reported as 576 in 2 windows)
     tokens = windows.tokens - windows.left_out
@@ -377,26 +388,75 @@ def _show_progress(dist: Dist) -> bool:
     return dist.is_main and sys.stderr.isatty()
 
 
+class _TextScan:
+    """A text file's pieces as they are read, block by block (:func:`faast.text_files.iter_user_text`,
+    from :meth:`pieces`), hashed and looked at as they go, so that a pass reading them for another
+    purpose (counting their tokens) also gives the text's :attr:`digest` and :meth:`check`."""
+
+    def __init__(self, path: Path) -> None:
+        import hashlib
+
+        self.path = path
+        self._sha = hashlib.sha256()
+        self.empty = self.blank = True
+
+    def pieces(self) -> Iterator[str]:
+        from faast.text_files import iter_user_text
+
+        for piece in iter_user_text(self.path):
+            self._sha.update(piece.encode("utf-8"))
+            self.empty, self.blank = False, self.blank and not piece.strip()
+            yield piece
+
+    @property
+    def digest(self) -> str:
+        """The digest of the text read (16 hex digits of the SHA-256 of its UTF-8 text), naming it in
+        a task's learning records."""
+        return self._sha.hexdigest()[:16]
+
+    def check(self) -> None:
+        """Refuse the text read when it is empty or holds only whitespace, as
+        :func:`faast.lm.text.read_text` refuses it."""
+        from faast.lm.text import no_text_error
+
+        if self.blank:
+            raise no_text_error(self.path, empty=self.empty)
+
+
 def _scan_text(path: str) -> str:
-    """Read the text file once, block by block (:func:`faast.text_files.iter_user_text`),
-    before any work: its digest (:func:`_text_digest` of its text); a file that is empty, holds only
-    whitespace or is not text is refused as :func:`faast.lm.text.read_text` refuses it."""
+    """Read the text file once, block by block, before any work: its digest
+    (:attr:`_TextScan.digest`); a file that is empty, holds only whitespace or is not text is
+    refused as :func:`faast.lm.text.read_text` refuses it."""
+    from faast.io import existing_file
+
+    scan = _TextScan(existing_file(path, "text file"))
+    for _ in scan.pieces():
+        pass
+    scan.check()
+    return scan.digest
+
+
+def _check_has_text(path: str) -> None:
+    """Refuse, before the model loads, a text file that does not exist, is empty, holds only
+    whitespace or is not text where it starts (UTF-16 without its byte-order mark, bytes that are not
+    UTF-8 in its first piece), as :func:`_scan_text` refuses it, reading the file only up to its first
+    piece holding text (:data:`faast.text_files.TEXT_BLOCK_CHARS` characters): the pass that then
+    counts its tokens reads it whole and refuses bytes that are not text further on, before anything
+    is learned or scored."""
+    import contextlib
+
     from faast.io import existing_file
     from faast.lm.text import no_text_error
     from faast.text_files import iter_user_text
 
     p = existing_file(path, "text file")
-    seen = {"empty": True, "blank": True}
-
-    def pieces() -> Any:
-        for piece in iter_user_text(p):
-            seen["empty"], seen["blank"] = False, seen["blank"] and not piece.strip()
-            yield piece
-
-    digest = _text_digest(pieces())
-    if seen["blank"]:
-        raise no_text_error(p, empty=seen["empty"])
-    return digest
+    empty = True
+    with contextlib.closing(iter_user_text(p)) as pieces:
+        for piece in pieces:
+            empty = False
+            if piece.strip():
+                return
+    raise no_text_error(p, empty=empty)
 
 
 def _check_max_windows(limit: int | None) -> None:
@@ -412,6 +472,17 @@ def _file_windows(tok: Any, path: str, window: int, verb: str, limit: int | None
     given, as a :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass;
     this counts them once); a warning on stderr names the tokens left out of ``verb`` (past
     ``limit``, or a last token alone)."""
+    windows, left, why = _counted_windows(tok, path, window, limit)
+    _warn_left_out(left, windows.tokens, verb, why, window)
+    return windows
+
+
+def _counted_windows(
+    tok: Any, path: str, window: int, limit: int | None = None, *, scan: _TextScan | None = None
+) -> tuple[Any, int, str]:
+    """(the windows of :func:`_file_windows`, the tokens left out of them, why): its counting pass,
+    without the warning; with ``scan`` (a :class:`_TextScan` of ``path``) the pass reads the text's
+    pieces through it, which hashes and looks at them as they go."""
     from faast.lm.prompts import start_token_ids
     from faast.lm.text_blocks import iter_token_blocks
     from faast.lm.window_stream import TextWindows
@@ -422,13 +493,13 @@ def _file_windows(tok: Any, path: str, window: int, verb: str, limit: int | None
     def blocks() -> Any:
         return iter_token_blocks(tok, iter_user_text(path))
 
-    windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok))
+    counted = None if scan is None else iter_token_blocks(tok, scan.pieces())
+    windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok), counted=counted)
     left, why = windows.left_out, "a last token alone has no pair"
     if limit is not None and len(windows) > limit:
         windows = windows[:limit]  # whole windows: only the text's last one may be shorter
         left, why = windows.tokens - limit * window, f"--max-windows {limit}"
-    _warn_left_out(left, windows.tokens, verb, why, window)
-    return windows
+    return windows, left, why
 
 
 def _warn_left_out(left: int, tokens: int, verb: str, why: str, window: int) -> None:
@@ -487,22 +558,11 @@ def _step_learner(fm: Any, args: argparse.Namespace, windows: Any, progress: boo
     return learn_part
 
 
-def _text_digest(pieces: Iterable[str]) -> str:
-    """A digest of a text's content (16 hex digits), naming it in a task's learning records: of
-    the text its ``pieces`` make joined (a whole text is one piece, ``[text]``)."""
-    import hashlib
-
-    sha = hashlib.sha256()
-    for piece in pieces:
-        sha.update(piece.encode("utf-8"))
-    return sha.hexdigest()[:16]
-
-
 def _learned_info(
     args: argparse.Namespace, digest: str, pairs: int, earlier: dict[str, Any]
 ) -> dict[str, Any]:
     """The task's notes after ``learn``: those it held (``earlier``, with ``--append``) and a record
-    of this text (``digest``: :func:`_text_digest` of it), its windows and batches (``learned``:
+    of this text (``digest``: its :attr:`_TextScan.digest`), its windows and batches (``learned``:
     what ``forget`` must repeat to remove the same pairs)."""
     info = dict(earlier)
     record = {
@@ -517,7 +577,7 @@ def _learned_info(
 
 
 def _learned_record(info: dict[str, Any], digest: str) -> int | None:
-    """Index in ``info["learned"]`` of the last record of the text whose :func:`_text_digest` is
+    """Index in ``info["learned"]`` of the last record of the text whose :attr:`_TextScan.digest` is
     ``digest``, or None."""
     records = info.get("learned", [])
     matches = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("digest") == digest]
@@ -761,19 +821,26 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_perplexity(args: argparse.Namespace) -> int:
     """Perplexity of the windows of a text (the first ``--max-windows``), by the base model and,
     with ``--fast-weights``, with them. The text is read and tokenized block by block, once to count
-    its tokens and once per scoring pass: memory does not grow with its length."""
-    from faast.lm.text import perplexity
+    its tokens and once to score them (each batch by the base model and with the fast weights, from
+    the same ids): memory does not grow with its length."""
+    from faast.lm.text import base_and_fast_perplexity, perplexity
 
     _check_max_windows(args.max_windows)
-    _scan_text(args.text)  # an empty file or one that is not text: refused before the model loads
+    _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     fm, tok = _load_with_fast_weights(args)
+    # The counting pass stays before scoring: it gives the progress bar's total and the warning naming
+    # the tokens not scored (past --max-windows: the whole text's count), refuses a text too short to
+    # score and bytes that are not text, before any scoring.
     windows = _file_windows(tok, args.text, args.window, "scored", limit=args.max_windows)
     progress = sys.stderr.isatty()  # bars on a terminal, not into a log (as learn and stream)
-    with fm.disabled():
-        base = perplexity(fm, windows, progress=progress)
-    result = {"tokens": base.tokens, "base": base.to_dict()}
     if args.fast_weights:
-        result["fast_weights"] = perplexity(fm, windows, progress=progress).to_dict()
+        base, fast = base_and_fast_perplexity(fm, windows, progress=progress)
+    else:
+        with fm.disabled():
+            base, fast = perplexity(fm, windows, progress=progress), None
+    result = {"tokens": base.tokens, "base": base.to_dict()}
+    if fast is not None:
+        result["fast_weights"] = fast.to_dict()
     print(json.dumps(result, indent=1))
     return 0
 

@@ -332,7 +332,7 @@ class TaskModel(TaskScoringMixin):
         task with ``cache=True``, whose cached states are the very ones learned). A task saved
         before the record (``learned`` None) has the pair check only."""
         checked = checked_examples(examples, outputs=True)
-        encoded = self._encoded_examples(checked)
+        encoded = self._encode_checked(checked)
         digests = [example_digest(e.ids) for e in encoded]
         if self.learned is not None:
             self._check_learned(checked, digests)
@@ -374,7 +374,11 @@ class TaskModel(TaskScoringMixin):
         """``examples`` (with outputs) encoded as ``prompt + answer``, each checked to fit the context
         and, ``learning`` free text, not to hold the answer end (:func:`check_outputs_end`; what was
         learned before that check can still be forgotten)."""
-        examples = checked_examples(examples, outputs=True)
+        return self._encode_checked(checked_examples(examples, outputs=True), learning=learning)
+
+    def _encode_checked(self, examples: list[Example], *, learning: bool = False) -> list[Encoded]:
+        """:meth:`_encoded_examples` of examples already through :func:`checked_examples` (a list of
+        :class:`Example`, each with an output)."""
         if learning and self.spec.labels is None:
             check_outputs_end(examples, self.spec.template)
         encoded = [self.codec.encode(e.input, e.output) for e in examples]  # type: ignore[arg-type]
@@ -386,13 +390,14 @@ class TaskModel(TaskScoringMixin):
         """Refuse, before any forward pass, an example longer than the context: as learned (prompt
         + answer) and, with ``labels``, as scored (prompt + the longest label). Without this
         :meth:`fit` found it in the cross-validation, after learning a fold (minutes on a real
-        model)."""
-        self._encoded_examples(examples)
+        model). ``examples``: through :func:`checked_examples` (as :meth:`fit` has them); each prompt
+        is encoded once, for both checks."""
+        encoded = self._encode_checked(list(examples))
         if labels:
             longest = max(self.codec.scored_label_ids(list(labels)), key=len)
-            for i, e in enumerate(examples):
+            for i, (e, enc) in enumerate(zip(examples, encoded, strict=True)):
                 what = f"the prompt of example {i + 1} ({e.input[:40]!r}) with a label"
-                self.codec.check_fits(self.codec.prompt_ids(e.input) + longest, what)
+                self.codec.check_fits(enc.prompt + longest, what)
 
     def _captured(self, chunk: list[Encoded]) -> Captured:
         """The base model's states for a batch of encoded examples, from the cache when every

@@ -430,17 +430,45 @@ def perplexity(model: Any, windows: Windows, *, batch_size: int = 4, progress: b
     """Perplexity of windows (:data:`Windows`, or a :class:`~faast.lm.window_stream.TextWindows`
     read one batch at a time), each scored on its own (no carried-over context); windows longer than
     the model's context window are refused."""
+    return _perplexities(model, windows, (contextlib.nullcontext,), batch_size, progress)[0]
+
+
+@torch.no_grad()
+def base_and_fast_perplexity(
+    model: Any, windows: Windows, *, batch_size: int = 4, progress: bool = False
+) -> tuple[Perplexity, Perplexity]:
+    """(:func:`perplexity` by the base model, ``model.disabled()``; :func:`perplexity` with the fast
+    weights of ``model``, a :class:`~faast.lm.FaastModel`), the same numbers, from one pass over the
+    windows: each batch is scored both ways from the same ids (a
+    :class:`~faast.lm.window_stream.TextWindows` is read and tokenized once, not once per score)."""
+    base, fast = _perplexities(model, windows, (model.disabled, contextlib.nullcontext), batch_size, progress)
+    return base, fast
+
+
+def _perplexities(
+    model: Any,
+    windows: Windows,
+    ways: Sequence[Callable[[], contextlib.AbstractContextManager[Any]]],
+    batch_size: int,
+    progress: bool,
+) -> list[Perplexity]:
+    """:func:`perplexity` of ``windows`` scored inside each of ``ways`` (context managers: the fast
+    weights off, as they are), one pass over the windows scoring each batch every way in turn."""
     from faast.lm.window_stream import TextWindows
 
     if len(windows):  # a (n, length) tensor, a list of 1-D ones or a TextWindows (not read for this)
         longest = windows.longest if isinstance(windows, TextWindows) else max(len(w) for w in windows)
         check_scored_length(model, longest, "perplexity: windows (--window)")
     device = next(model.parameters()).device
-    total, count, hits = 0.0, 0, 0
+    sums = [(0.0, 0, 0)] * len(ways)  # per way: summed NLL, tokens, correct top-1
     batches, n_batches = _batches(windows, batch_size)
     for batch in tqdm(batches, desc="score", unit="batch", total=n_batches, disable=not progress):
         batch = batch.to(device)
-        logits = model(input_ids=batch, use_cache=False).logits
-        nll, n, h = nll_and_hits(logits, batch)
-        total, count, hits = total + nll, count + n, hits + h
-    return Perplexity(math.exp(total / count), total / count, count, hits / count)
+        for i, way in enumerate(ways):
+            with way():
+                logits = model(input_ids=batch, use_cache=False).logits
+            nll, n, h = nll_and_hits(logits, batch)
+            del logits  # one way's (B, T, V) logits held at a time
+            total, count, hits = sums[i]
+            sums[i] = (total + nll, count + n, hits + h)
+    return [Perplexity(math.exp(t / c), t / c, c, h / c) for t, c, h in sums]

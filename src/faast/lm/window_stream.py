@@ -65,10 +65,19 @@ class TextWindows(Sequence[torch.Tensor]):
         self.lo, self.hi = lo, self.total if hi is None else hi
 
     @classmethod
-    def from_blocks(cls, blocks: BlockSource, length: int, start_ids: Sequence[int] = ()) -> TextWindows:
-        """Every window of the text, its tokens counted by one pass over ``blocks()``; a text of
-        fewer than 2 tokens is a ``ValueError`` (a window needs 2)."""
-        tokens = sum(int(block.numel()) for block in blocks())
+    def from_blocks(
+        cls,
+        blocks: BlockSource,
+        length: int,
+        start_ids: Sequence[int] = (),
+        *,
+        counted: Iterable[torch.Tensor] | None = None,
+    ) -> TextWindows:
+        """Every window of the text, its tokens counted by one pass over ``blocks()`` (or over
+        ``counted``, the same blocks made once by the caller, e.g. from the text's pieces as they are
+        hashed: ``faast lm learn`` gathers the text's digest in this pass); a text of fewer than 2
+        tokens is a ``ValueError`` (a window needs 2)."""
+        tokens = sum(int(block.numel()) for block in (blocks() if counted is None else counted))
         if tokens < 2:
             own = (
                 f" of the text's own (the start token ids {list(start_ids)} put in front of each window "
