@@ -302,3 +302,26 @@ def test_threads_of_one_process_take_turns(tmp_path):
     one.join(10)
     two.join(10)
     assert order == ["first in", "first out", "second in"]
+
+
+def test_a_system_without_flock_warns_once_not_once_per_path(tmp_path, monkeypatch):
+    """Without flock (Windows) nothing is locked whatever the path: one warning per process said so
+    (it was one per path locked: a warning for every folder and file a command touched)."""
+    monkeypatch.setattr(locks, "fcntl", None)
+    monkeypatch.setattr(locks, "_warned", set())
+    folders = [tmp_path / name for name in ("a", "b", "c")]
+    for folder in folders:
+        folder.mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for folder in folders:
+            with path_lock(folder):
+                pass
+        with parent_lock(tmp_path / "a" / "file.txt"):
+            pass
+        with locks.lock_file(tmp_path / ".x.lock"):
+            pass
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert "cannot lock files on this system" in messages[0]
+    assert not (tmp_path / ".x.lock").exists()

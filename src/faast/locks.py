@@ -70,6 +70,22 @@ def _warn_unlocked(path: Path, reason: str) -> None:
         )
 
 
+def _warn_no_flock() -> None:
+    """One warning per process where the system has no ``flock`` (Windows): nothing is locked,
+    whatever the path, so one line says so instead of one per path."""
+    if _NO_FLOCK not in _warned:
+        _warned.add(_NO_FLOCK)
+        warnings.warn(
+            "faast cannot lock files on this system (it has no flock): do not run two faast commands "
+            "that write the same files (a model, a fast-weight file, the asset cache) at once",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+_NO_FLOCK = "\0no flock"  # the key of that warning in _warned (no path is named so)
+
+
 def _flock(fd: int, exclusive: bool, path: Path, purpose: str) -> bool:
     """Take the lock on ``fd``, waiting (with a line on stderr) while another process holds it;
     False when the file system cannot lock."""
@@ -102,7 +118,7 @@ def path_lock(
     write between the read and the write; take the exclusive lock from the start)."""
     p = Path(path)
     if fcntl is None:  # pragma: no cover - Windows
-        _warn_unlocked(p, "this system has no flock")
+        _warn_no_flock()
         yield
         return
     try:
@@ -193,7 +209,7 @@ def lock_file(
     p = Path(path)
     label = p if shown is None else Path(shown)
     if fcntl is None:  # pragma: no cover - Windows
-        _warn_unlocked(label, "this system has no flock")
+        _warn_no_flock()
         yield
         return
     while True:
