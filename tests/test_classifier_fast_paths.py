@@ -80,3 +80,18 @@ def test_integer_labels_fit_as_checked_labels(dtype, n, seed):
 def test_continuous_labels_still_refused(y):
     with pytest.raises(ValueError, match="Unknown label type"):
         FaastClassifier().fit(np.random.default_rng(0).standard_normal((10, 3)), y)
+
+
+def test_features_with_the_negative_bit_fit_and_predict_as_plain_ones():
+    """``z.conj().imag`` is a view with the negative bit: fit raised torch's "Can't call numpy() on
+    Tensor that has negative bit set" (and predict did after the products went through NumPy)."""
+    rng = np.random.default_rng(0)
+    plain = torch.from_numpy(rng.standard_normal((30, 6)).astype(np.float32))
+    y = np.arange(30) % 3
+    negated = torch.complex(torch.zeros_like(plain), -plain).conj().imag
+    assert negated.is_neg() and torch.equal(negated.resolve_neg(), plain)
+    want = FaastClassifier().fit(plain, y)
+    got = FaastClassifier().fit(negated, y)
+    np.testing.assert_array_equal(got.decision_function(plain), want.decision_function(plain))
+    for method in ("predict", "decision_function", "predict_proba"):
+        np.testing.assert_array_equal(getattr(want, method)(negated), getattr(want, method)(plain))

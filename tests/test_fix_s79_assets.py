@@ -174,3 +174,62 @@ def test_a_waiting_fetch_names_the_asset_it_waits_for(tmp_path, capfd):
     assert f"waiting for another faast command fetching assets into {root} ..." in text
     assert out.decode().strip() == "held"
     assert list(tmp_path.iterdir()) == []  # the lock file is removed
+
+
+def test_fetches_of_two_debian_assets_run_apt_in_turn(tmp_path, monkeypatch):
+    """Fetches of different assets go on at once; apt is the system's (two `apt-get update` at
+    once fail on apt's own lock), so the apt steps of two fetches take turns on one lock."""
+    import types
+
+    monkeypatch.setattr(core, "APT_LOCK", tmp_path / "apt.lock")
+    monkeypatch.setattr(core.shutil, "which", lambda name: f"/usr/bin/{name}")
+    running, most, guard = [0], [0], threading.Lock()
+
+    def fake_run(cmd, what, cwd=None):
+        if cmd[:2] == ["apt-get", "download"]:
+            with guard:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.3)
+            (cwd / f"{cmd[-1]}_1.0_all.deb").write_bytes(b"deb")
+            with guard:
+                running[0] -= 1
+        elif cmd[0] == "dpkg":
+            Path(cmd[-1]).mkdir(parents=True)
+
+    monkeypatch.setattr(core, "_run", fake_run)
+    monkeypatch.setattr(core.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0))
+    threads = [
+        threading.Thread(target=core.apt_download_extract, args=(name, tmp_path / name))
+        for name in ("p", "q")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert most[0] == 1  # never two apt-get downloads at once
+    assert (tmp_path / "p" / "root").is_dir() and (tmp_path / "q" / "root").is_dir()
+    assert not (tmp_path / "apt.lock").exists()
+
+
+def test_a_lock_file_that_cannot_be_removed_is_left_without_failing_the_block(tmp_path, monkeypatch):
+    """A lock file another user made in a shared (sticky) cache can be locked but not removed: the
+    fetch that worked failed with PermissionError at the end, and one that failed showed that
+    error instead of its own."""
+    path = tmp_path / ".a.lock"
+    real_unlink = os.unlink
+
+    def refusing(p, *args, **kwargs):
+        if Path(p) == path:
+            raise PermissionError(13, "Operation not permitted", str(p))
+        return real_unlink(p, *args, **kwargs)
+
+    monkeypatch.setattr(locks.os, "unlink", refusing)
+    with locks.lock_file(path):
+        pass
+    with pytest.raises(ValueError, match="the fetch's own error"):
+        with locks.lock_file(path):
+            raise ValueError("the fetch's own error")
+    assert path.exists()  # left: a lock file locks nothing while no one holds it
+    with locks.lock_file(path):  # and taken again
+        pass

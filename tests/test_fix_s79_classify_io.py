@@ -128,3 +128,75 @@ def test_load_classifier_version_keeps_its_errors(tmp_path):
     (model / JSON_NAME).write_text("[]", encoding="utf-8")
     with pytest.raises(ValueError, match="is not a saved FaastClassifier"):
         load_classifier_version(model)
+
+
+#: A child saving a classifier to argv[1]. As "A" its write waits for the file argv[2] to exist,
+#: then fails as a full disk does; as "B" its write reports whether this process holds the lock
+#: of the folder it writes into (the one at the path now), then writes.
+SAVER = r"""
+import errno, os, sys, time
+import numpy as np
+import faast.classifier_io as cio
+from faast import FaastClassifier, locks
+role, target, go = sys.argv[1], sys.argv[2], sys.argv[3]
+clf = FaastClassifier().fit(np.random.default_rng(0).standard_normal((20, 4)), np.arange(20) % 2)
+real = cio._write_locked
+def write(out, *args, **kwargs):
+    if role == "A":
+        print("A writing", flush=True)
+        while not os.path.exists(go):
+            time.sleep(0.01)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
+    print("B holds the lock of the folder it writes:", locks.path_identity(out) in locks._held, flush=True)
+    return real(out, *args, **kwargs)
+cio._write_locked = write
+try:
+    cio.save_classifier(clf, target)
+    print(role, "saved", flush=True)
+except OSError as exc:
+    print(role, "failed:", exc, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.name != "posix", reason="needs flock (POSIX)")
+def test_a_save_waiting_on_a_failed_first_save_locks_the_folder_it_writes(tmp_path):
+    """A first save into a new folder fails (a full disk) while another save of the same folder
+    waits for its lock. The failed save removes the folder it made; it did so after letting the lock
+    go, so the waiting save got the lock of the removed folder, made the folder again and wrote into
+    it holding no lock of it (a third command could write at once). Now the folder is removed under
+    the lock, and the waiting save makes it again and locks that one."""
+    import subprocess
+    import sys
+
+    target, go = tmp_path / "model", tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+
+    def child(role: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", SAVER, role, str(target), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    a = child("A")
+    try:
+        assert a.stdout.readline().strip() == "A writing"  # A holds the folder's lock
+        b = child("B")
+        try:
+            line = b.stderr.readline()
+            while line and "waiting for another faast command" not in line:
+                line = b.stderr.readline()
+            assert "waiting for another faast command" in line  # B waits for A's lock
+            go.touch()
+            a_out, _ = a.communicate(timeout=120)
+            b_out, b_err = b.communicate(timeout=120)
+        finally:
+            b.kill()
+    finally:
+        a.kill()
+    assert "A failed:" in a_out and "No space left on device" in a_out, a_out
+    assert "B holds the lock of the folder it writes: True" in b_out, (b_out, b_err)
+    assert "B saved" in b_out, (b_out, b_err)
+    assert load_classifier(target)[0].predict(np.zeros((1, 4))).shape == (1,)

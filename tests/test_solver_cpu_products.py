@@ -71,3 +71,14 @@ def test_matmul_numpy_route_is_numpy_product():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((5, 3))
     assert np.array_equal(matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy(), a @ b)
+
+
+def test_matmul_of_a_negated_view_is_torch_product():
+    """``z.conj().imag`` is a view with the negative bit, which ``.numpy()`` refuses: predict on
+    such features raised "Can't call numpy() on Tensor that has negative bit set"."""
+    z = torch.complex(torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64))
+    a = z.conj().imag
+    assert a.is_neg()
+    b = torch.randn(3, 2, dtype=torch.float64)
+    torch.testing.assert_close(matmul(a, b), a.resolve_neg() @ b)
+    torch.testing.assert_close(matmul(b.T, a.T), b.T @ a.resolve_neg().T)

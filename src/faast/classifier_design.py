@@ -92,7 +92,7 @@ class DesignMixin:
                 )
             if X.is_complex():  # as scikit-learn refuses complex arrays (a cast drops the imaginary part)
                 raise ValueError(f"Complex data not supported: X is a {X.dtype} tensor; pass real features")
-            keys = X.detach()
+            keys = X.detach().resolve_neg()  # a lazily negated view (z.conj().imag): NumPy refuses it
             if not keys.is_floating_point():
                 keys = keys.to(torch.float32)
             check_finite(keys, "X")

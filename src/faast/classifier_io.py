@@ -67,7 +67,7 @@ from faast.io import (
     save_json,
     save_tensors,
 )
-from faast.locks import path_lock
+from faast.locks import path_identity, path_lock
 from faast.memory import InverseMemory
 
 FORMAT = "faast.classifier"
@@ -246,8 +246,7 @@ def save_classifier(
     out = Path(path)
     if expect is not None and not out.is_dir():  # removed since the load
         raise ClassifierChangedError.of(path)
-    # a failed first save leaves no empty folder behind (made_folder)
-    with made_folder(out), classifier_lock(out):  # no other faast command writes or reads it meanwhile
+    with locked_save_folder(out):  # no other faast command writes or reads it meanwhile
         if expect is not None and classifier_version(out) != expect:
             raise ClassifierChangedError.of(path)
         _write_locked(out, tensors, info)
@@ -255,37 +254,54 @@ def save_classifier(
 
 
 @contextmanager
-def made_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """The folder ``path`` for a save in the ``with`` block, made (with the folders above it) when
-    missing; when the block fails with an error (a full disk, an I/O error), the folders it made
-    are removed again while empty (a failed save removes the files it began), so that a failed
-    first save into a new folder leaves nothing behind. A folder that was there is left as it was,
-    and so is one that holds anything else (another command's save). An interruption (Ctrl-C)
-    leaves the folder, as a kill would."""
+def locked_save_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The folder ``path`` for a save in the ``with`` block, under its exclusive lock
+    (:func:`classifier_lock`), made (with the folders above it) when missing. When the block fails
+    with an error (a full disk, an I/O error), the folders this call made are removed again while
+    empty, before the lock is let go, so that a failed first save into a new folder leaves nothing
+    behind; a folder that was there is left as it was, and so is one that holds anything else. A
+    command that waited for the lock of a folder removed so (or replaced) meanwhile makes it again
+    and locks that one: it never writes into a folder whose lock it does not hold. An interruption
+    (Ctrl-C) leaves the folder, as a kill would. Re-entrant, as the lock is."""
     out = Path(path)
+    while True:
+        made = _make_folders(out)
+        before = path_identity(out)
+        if before is None:  # removed again at once (another command's failed first save)
+            continue
+        with classifier_lock(out):
+            if path_identity(out) == before:  # still the folder locked (the lock is on what was opened)
+                try:
+                    yield out
+                except Exception:
+                    for folder in reversed(made):  # the innermost first, while the lock is held
+                        try:
+                            folder.rmdir()
+                        except OSError:  # not empty (or gone): left as it is
+                            break
+                    raise
+                return
+
+
+def _make_folders(out: Path) -> list[Path]:
+    """Make the folder ``out`` and the folders above it that are missing; the ones made, the
+    outermost first (one made meanwhile by another command is not among them; a file in the way is
+    refused by ``mkdir``)."""
     missing = []
     for folder in (out, *out.parents):
         if folder.is_dir():
             break
         missing.append(folder)
     made: list[Path] = []
-    try:
-        for folder in reversed(missing):  # the outermost first
-            try:
-                folder.mkdir()
-            except FileExistsError:  # made meanwhile by another command (or a file: refused)
-                if not folder.is_dir():
-                    raise
-            else:
-                made.append(folder)
-        yield out
-    except Exception:
-        for folder in reversed(made):  # the innermost first
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (or gone): left as it is
-                break
-        raise
+    for folder in reversed(missing):  # the outermost first
+        try:
+            folder.mkdir()
+        except FileExistsError:  # made meanwhile by another command (or a file: refused)
+            if not folder.is_dir():
+                raise
+        else:
+            made.append(folder)
+    return made
 
 
 def classifier_lock(path: str | os.PathLike[str], *, shared: bool = False) -> AbstractContextManager[None]:

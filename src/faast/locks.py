@@ -226,7 +226,7 @@ def lock_file(
             with _registry_lock:
                 outer = key not in _held
             with _locked(label, fd, key, False, purpose):
-                if outer and _identity(p) != key:  # removed (or replaced) while this one waited
+                if outer and path_identity(p) != key:  # removed (or replaced) while this one waited
                     continue  # the lock of a file no longer there locks nothing: lock the new one
                 try:
                     yield
@@ -234,8 +234,8 @@ def lock_file(
                     if outer:  # removed while locked: a command waiting for it then looks again
                         try:
                             os.unlink(p)
-                        except FileNotFoundError:
-                            pass
+                        except OSError:  # gone, or not ours to remove (a shared cache's sticky
+                            pass  # folder): left, a lock file that locks nothing while unheld
                 return
         finally:
             gate.release()
@@ -257,7 +257,7 @@ def _gate_of(fd: int) -> tuple[tuple[int, int], threading.RLock]:
     return key, gate
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def path_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(st_dev, st_ino) of ``path``, None when nothing is there."""
     try:
         st = os.stat(path)
@@ -266,4 +266,4 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-__all__ = ["lock_file", "parent_lock", "path_lock"]
+__all__ = ["lock_file", "parent_lock", "path_identity", "path_lock"]

@@ -430,6 +430,11 @@ def replace_folder(source: Path, dest: Path) -> Path:
     return dest
 
 
+#: The lock file that faast commands running apt (:func:`apt_download_extract`) take in turn, in
+#: the system's temporary folder: apt's lists are the system's, whatever the asset cache.
+APT_LOCK = Path(tempfile.gettempdir()) / "faast-apt-get.lock"
+
+
 def apt_download_extract(package: str, dest: Path) -> Path:
     """``apt-get download`` a Debian package and unpack it with ``dpkg -x`` into ``dest``.
 
@@ -441,14 +446,21 @@ def apt_download_extract(package: str, dest: Path) -> Path:
             f"{package}: apt-get/dpkg are not available (not a Debian-based system); "
             "supply the data yourself (see `faast assets --help`)"
         )
+    from faast.locks import lock_file
+
     debs = dest / "deb"
     debs.mkdir(parents=True, exist_ok=True)
-    known = subprocess.run(["apt-cache", "show", package], capture_output=True, check=False).returncode == 0
-    if not known:
-        _run(["apt-get", "update", "-qq"], "apt-get update")
-    for old in debs.glob(f"{package}_*.deb"):
-        old.unlink()
-    _run(["apt-get", "download", "-q", package], f"downloading Debian package {package}", cwd=debs)
+    # apt is the system's: fetches of two assets (which go on at once) run it in turn, as two
+    # `apt-get update` at once fail on apt's own lock
+    with lock_file(APT_LOCK, purpose="running apt-get, lock"):
+        known = (
+            subprocess.run(["apt-cache", "show", package], capture_output=True, check=False).returncode == 0
+        )
+        if not known:
+            _run(["apt-get", "update", "-qq"], "apt-get update")
+        for old in debs.glob(f"{package}_*.deb"):
+            old.unlink()
+        _run(["apt-get", "download", "-q", package], f"downloading Debian package {package}", cwd=debs)
     found = sorted(debs.glob(f"{package}_*.deb"))
     if not found:
         raise AssetError(f"apt-get download {package} produced no .deb in {debs}")

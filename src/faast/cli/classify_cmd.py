@@ -364,10 +364,10 @@ def run(args: argparse.Namespace) -> int:
 def _save_versioned(clf: Any, model: str, meta: dict[str, Any]) -> str | None:
     """Save ``clf`` to the folder ``model`` and return the version of that save
     (:func:`faast.classifier_io.classifier_version`, read under the same exclusive lock)."""
-    from faast.classifier_io import classifier_lock, classifier_version, made_folder, save_classifier
+    from faast.classifier_io import classifier_version, locked_save_folder, save_classifier
 
     # made to lock it (the save would make it), and removed again when this first save fails
-    with made_folder(model), classifier_lock(model):  # re-entered by the save
+    with locked_save_folder(model):  # re-entered by the save
         save_classifier(clf, model, meta)
         return classifier_version(model)
 
