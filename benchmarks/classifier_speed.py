@@ -31,6 +31,9 @@ demo's test episodes
   data through ``partial_fit`` in batches of ``--batch`` examples (default 2,000: 30 calls), then
   ``coef_`` read, for the default cut and for ``ridge=1.0``: ``partial_fit`` only adds to the
   statistics (the temperature's bookkeeping included), the solve runs once at the end;
+* ``FAAST predict`` and ``Ridge predict`` (full data, ``--predict``): ``predict`` of the 10,000 test
+  images' features by the default FAAST fit and by ``RidgeClassifier(alpha=1.0)``, both fitted on
+  the full data (the median of ``PREDICT_CALLS`` calls each);
 * ``FAAST logistic fit`` and ``LogReg fit`` (full data, ``--logreg``): ``FaastClassifier(loss="logistic")``
   (its C chosen on a held-out tenth, no validation split) and ``LogisticRegression(C=10,
   max_iter=1000)`` (the demo's validated C), timed right after each other in every repeat.
@@ -40,12 +43,14 @@ Times are medians over ``--episodes`` episodes (few-shot) or ``--repeats`` runs 
     # writes benchmarks/results/classifier_speed.{json,md}:
     python benchmarks/classifier_speed.py --episodes 10 --repeats 2 --logreg --stream
     python benchmarks/classifier_speed.py --threads 2 --out benchmarks/results/classifier_speed_2threads
+    python benchmarks/classifier_speed.py --shots "" --predict --out benchmarks/results/classifier_predict
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import statistics
 import sys
 import time
@@ -67,6 +72,9 @@ from faast.solver.spectral import _SMALL_EIGH, _outer_gram
 
 sys.path.insert(0, str(Path(__file__).parent))
 from classifier_cuts import _machine, load_features
+
+#: ``predict`` calls per repeat of ``--predict`` (their median is the repeat's time).
+PREDICT_CALLS = 5
 
 
 def _timed(fn) -> float:
@@ -119,11 +127,33 @@ def streamed(clf: FaastClassifier, x: torch.Tensor, y: np.ndarray, batch: int) -
     clf.coef_  # noqa: B018 - the solve, included in the time
 
 
-def full_data_run(x: torch.Tensor, y: np.ndarray, logreg: bool, stream: int | None) -> dict[str, float]:
+def predict_times(x: torch.Tensor, y: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """Seconds of ``predict`` on ``queries`` (q, d) by the default FaastClassifier and by
+    RidgeClassifier(alpha=1.0), both fitted on (x, y): the median of ``PREDICT_CALLS`` calls each,
+    the two alternating."""
+    faast = FaastClassifier().fit(x, y)
+    ridge = RidgeClassifier(alpha=1.0).fit(x.numpy(), y)
+    faast.predict(queries[:1]), ridge.predict(queries[:1])  # the fitted attributes made, as after a fit
+    calls = [
+        (_timed(lambda: faast.predict(queries)), _timed(lambda: ridge.predict(queries)))
+        for _ in range(PREDICT_CALLS)
+    ]
+    return {
+        "FAAST predict": statistics.median(f for f, _ in calls),
+        "Ridge predict": statistics.median(r for _, r in calls),
+    }
+
+
+def full_data_run(
+    x: torch.Tensor, y: np.ndarray, logreg: bool, stream: int | None, queries: np.ndarray | None = None
+) -> dict[str, float]:
     """One repeat on full data: the stages; with ``stream`` (a batch size) the fits through
     ``partial_fit``; with ``logreg`` the logistic-loss fits of both libraries right after each
-    other (so each repeat compares them under the same load)."""
+    other (so each repeat compares them under the same load); with ``queries`` (q, d) the
+    ``predict`` times (:func:`predict_times`)."""
     out = stages(x, y)
+    if queries is not None:
+        out.update(predict_times(x, y, queries))
     if stream:
         out["FAAST stream fit"] = _timed(lambda: streamed(FaastClassifier(), x, y, stream))
         out["FAAST ridge stream fit"] = _timed(lambda: streamed(FaastClassifier(ridge=1.0), x, y, stream))
@@ -135,8 +165,9 @@ def full_data_run(x: torch.Tensor, y: np.ndarray, logreg: bool, stream: int | No
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    tx, ty, _, sy = load_features(args.cache_dir, 64)
+    tx, ty, qx, sy = load_features(args.cache_dir, 64)
     tx = F.normalize(tx, dim=1)
+    queries = F.normalize(qx, dim=1).numpy() if args.predict else None
     table: dict[str, dict[str, float]] = {}
     with threadpool_limits(args.threads):
         for k in [int(s) for s in args.shots.split(",") if s.strip()]:
@@ -146,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
             print(k, table[f"{k}-shot"], flush=True)
         if not args.skip_full:
             stream = args.batch if args.stream else None
-            runs = [full_data_run(tx, ty, args.logreg, stream) for _ in range(args.repeats)]
+            runs = [full_data_run(tx, ty, args.logreg, stream, queries) for _ in range(args.repeats)]
             table["full"] = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
             print("full", table["full"], flush=True)
     return {"table": table, "settings": {**vars(args), "machine": _machine()}}
@@ -166,6 +197,8 @@ def markdown(result: dict) -> str:
     ratios = [("FAAST fit", "Ridge fit"), ("FAAST ridge fit", "Ridge fit"), ("FAAST fit", "RidgeCV fit")]
     if any("LogReg fit" in row for row in table.values()):
         ratios.append(("FAAST logistic fit", "LogReg fit"))
+    if any("Ridge predict" in row for row in table.values()):
+        ratios.append(("FAAST predict", "Ridge predict"))
     header = " | ".join(f"{a.removesuffix(' fit')} / {b.removesuffix(' fit')}" for a, b in ratios)
     lines = [f"| regime | {' | '.join(names)} | {header} |", "|---" * (len(names) + 1 + len(ratios)) + "|"]
     for regime, row in table.items():
@@ -183,6 +216,7 @@ def main() -> None:
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--logreg", action="store_true", help="also time LogisticRegression on full data")
     p.add_argument("--stream", action="store_true", help="also time partial_fit in batches on full data")
+    p.add_argument("--predict", action="store_true", help="also time predict of the 10,000 test images")
     p.add_argument("--batch", type=int, default=2000, help="partial_fit batch size of --stream")
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     p.add_argument("--cache-dir", default=None)
@@ -198,7 +232,7 @@ def main() -> None:
     out = Path(args.out)
     write_public_json(out.with_suffix(".json"), result, indent=2)
     header = (
-        f"Command: `python benchmarks/classifier_speed.py {' '.join(sys.argv[1:])}`  \n"
+        f"Command: `python benchmarks/classifier_speed.py {shlex.join(sys.argv[1:])}`  \n"
         "Data: Fashion-MNIST, frozen EfficientNet-Lite0 @64 px (1280-d, L2-normalised), demo episodes "
         f"(seed 0), medians; {_threads(args.threads)}  \n"
         f"Machine: {result['settings']['machine']} (shared: timings vary)\n"

@@ -42,3 +42,15 @@ def test_markdown_gives_every_column_and_the_ratios_with_dashes_for_missing_cell
     assert one_shot[2] == "0.0 ms" and one_shot[-3:] == ["0.50×", "0.25×", "0.25×"]
     full = [c.strip() for c in lines[3].strip("|").split("|")]
     assert full[2] == "—" and full[-3:] == ["0.50×", "0.44×", "—"]
+
+
+def test_predict_times_time_both_predicts_and_the_table_gives_their_ratio():
+    x, y = _problem(60, 8)
+    queries = _problem(30, 8)[0].numpy()
+    times = bench.predict_times(x, y, queries)
+    assert set(times) == {"FAAST predict", "Ridge predict"} and min(times.values()) > 0
+    table = {"full": {"FAAST fit": 1.0, "Ridge fit": 2.0, "FAAST predict": 0.03, "Ridge predict": 0.02}}
+    lines = bench.markdown({"table": table}).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[-1] == "FAAST predict / Ridge predict"
+    assert [c.strip() for c in lines[2].strip("|").split("|")][-1] == "1.50×"
