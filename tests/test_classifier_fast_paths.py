@@ -95,3 +95,18 @@ def test_features_with_the_negative_bit_fit_and_predict_as_plain_ones():
     np.testing.assert_array_equal(got.decision_function(plain), want.decision_function(plain))
     for method in ("predict", "decision_function", "predict_proba"):
         np.testing.assert_array_equal(getattr(want, method)(negated), getattr(want, method)(plain))
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**63, 2**64])
+def test_a_random_state_beyond_32_bits_is_refused_when_fitting(seed):
+    """torch's generator kept the low 32 bits (2**32 drew the projection of 0) and NumPy's refused
+    them late, inside the logistic steps; now the parameter's range says so up front."""
+    x, y = np.random.default_rng(0).standard_normal((20, 4)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="random_state"):
+        FaastClassifier(random_features=8, random_state=seed).fit(x, y)
+
+
+def test_the_largest_32_bit_random_state_fits():
+    x, y = np.random.default_rng(0).standard_normal((20, 4)), np.arange(20) % 2
+    FaastClassifier(random_features=8, random_state=2**32 - 1).fit(x, y)
+    FaastClassifier(loss="logistic", random_state=2**32 - 1).fit(x, y)

@@ -17,6 +17,7 @@ from faast.lm import ReadConfig
 from faast.lm.examples import Example
 from faast.lm.fastweights import read_task
 from faast.lm.task_choice import (
+    GAIN_ROUNDING,
     GUARDS,
     MEMORY_OFF,
     SIGN_FLIP_LEVEL,
@@ -73,6 +74,10 @@ def _sign_flip_p_loop(cands, per_item, off, studentize):
     names = [c.name for c in cands if c != off]
     n = len(per_item[off.name])
     gains = {name: [float(per_item[name][i] - per_item[off.name][i]) for i in range(n)] for name in names}
+    size = {name: sum(float(x) ** 2 for x in per_item[name]) ** 0.5 for name in [*names, off.name]}
+    for name, g in gains.items():  # equal to off up to rounding: no gain
+        if sum(x * x for x in g) ** 0.5 <= GAIN_ROUNDING * max(size[name], size[off.name]):
+            gains[name] = [0.0] * n
     if studentize:
         norms = {name: sum(x * x for x in g) ** 0.5 for name, g in gains.items()}
         gains = {name: [x / norms[name] if norms[name] > 0 else 0.0 for x in g] for name, g in gains.items()}
@@ -90,17 +95,35 @@ def _sign_flip_p_loop(cands, per_item, off, studentize):
     c=st.integers(1, 5),
     seed=st.integers(0, 2**31 - 1),
     studentize=st.booleans(),
-    copy_off=st.booleans(),
+    copy_off=st.sampled_from([None, 0.0, 1e-16, 1e-9]),
 )
 def test_sign_flip_p_value_matches_every_sign_vector(n, c, seed, studentize, copy_off):
     gen = torch.Generator().manual_seed(seed)
     cands = _candidates(c)
     values = torch.randn(n, len(cands), generator=gen, dtype=torch.float64)
-    if copy_off:  # a candidate equal to the memory off: no gain, whatever the signs
-        values[:, 1] = values[:, 0]
+    if copy_off is not None:  # a candidate equal to the memory off (up to rounding): no gain
+        values[:, 1] = values[:, 0] * (1 + copy_off * torch.randn(n, generator=gen, dtype=torch.float64))
     per_item = {cand.name: values[:, j] for j, cand in enumerate(cands)}
     got = sign_flip_p_value(cands, per_item, MEMORY_OFF, studentize=studentize)
     assert got == pytest.approx(_sign_flip_p_loop(cands, per_item, MEMORY_OFF, studentize), abs=1e-15)
+
+
+def test_a_candidate_equal_to_off_up_to_rounding_changes_no_p_value():
+    """A read-out equal to the memory off up to the rounding of its log-likelihoods (a calibrated
+    zero-shot twin; 1e-15 apart, by the thread count) was studentised into a full-size random
+    column: p rose by up to P(N(0, 1) ≥ t), here from 0.05 to above SIGN_FLIP_LEVEL."""
+    gen = torch.Generator().manual_seed(10)
+    cands = _candidates(2)
+    n = 40
+    base = -1.0 - torch.rand(n, generator=gen, dtype=torch.float64)
+    real = base + 0.3 + torch.randn(n, generator=gen, dtype=torch.float64)  # a real, marginal gain
+    alone = {MEMORY_OFF.name: base, cands[1].name: real, cands[2].name: base}
+    twin = alone | {cands[2].name: base * (1 + 1e-16 * torch.randn(n, generator=gen, dtype=torch.float64))}
+    assert not torch.equal(twin[cands[2].name], base)
+    p_alone = sign_flip_p_value(cands, alone, MEMORY_OFF)
+    assert sign_flip_p_value(cands, twin, MEMORY_OFF) == p_alone
+    without = sign_flip_p_value(cands[:2], {k: v for k, v in alone.items() if k != cands[2].name}, MEMORY_OFF)
+    assert p_alone == without
 
 
 def test_sign_flip_p_value_by_random_signs():

@@ -152,8 +152,8 @@ class FaastClassifier(
         scores towards the larger classes). ``"balanced"`` depends on every example's label, so
         ``partial_fit`` and ``forget`` refuse it (pass the dict ``class_weight_`` holds instead);
         a dict works with both.
-    random_state : int, default=0
-        Seed of the random projection.
+    random_state : int in [0, 2³² − 1], default=0
+        Seed of the random projection (and of the logistic loss's held-out tenth).
     refine : int, default=0
         Margin-retargeting rounds after the solve (:mod:`faast.solver.retarget`): each round
         replaces the target of every training example whose margin (its class's score minus the
@@ -297,7 +297,8 @@ class FaastClassifier(
         "device": [None, str, torch.device],
         "distributed": ["boolean"],
         "random_features": [None, Interval(Integral, 1, None, closed="left")],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
+        # torch's and NumPy's generators take 32 bits: a larger seed aliased a smaller one or failed late
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
         "refine": [Interval(Integral, 0, None, closed="left")],
         "margin": [Interval(Real, 0, None, closed="neither")],
         "loss": [StrOptions({"squared", "logistic"})],

@@ -47,6 +47,7 @@ from faast.lm.prefix_cache import parameter_names
 from faast.lm.prompts import PromptCodec, answer_pair_mask, pad_batch
 from faast.lm.task_scoring import batch_starts
 from faast.lm.task_spec import checked_examples
+from faast.rng import seeded_rng
 
 
 @dataclass(frozen=True)
@@ -218,14 +219,15 @@ def add_lora(model: Any, recipe: LoraRecipe) -> Any:
     """The PEFT model wrapping ``model`` with a fresh adapter (seeded), injected in place."""
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(recipe.seed)
     config = LoraConfig(
         r=recipe.rank,
         lora_alpha=recipe.alpha,
         lora_dropout=0.0,
         target_modules=list(recipe.targets) if recipe.targets else None,
     )
-    with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated property; nothing to act on
+    # the adapter's initialisation seeded, and the caller's own random stream given back after
+    with seeded_rng(recipe.seed), warnings.catch_warnings():
+        # PEFT asks transformers 5 a deprecated property; nothing to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)
 

@@ -165,17 +165,38 @@ def sign_flip_p_value(
     if not others:
         return 1.0
     base = per_item[off.name].to(torch.float64)
-    gains = torch.stack([per_item[c.name].to(torch.float64) - base for c in others], dim=1)  # (n, C)
-    return max_gain_p_value(gains, flips, seed, studentize)
+    lls = [per_item[c.name].to(torch.float64) for c in others]
+    gains = torch.stack([ll - base for ll in lls], dim=1)  # (n, C)
+    # a candidate equal to off up to the rounding of its log-likelihoods gains nothing (GAIN_ROUNDING)
+    scale = torch.stack([torch.maximum(ll.norm(), base.norm()) for ll in lls])
+    return max_gain_p_value(gains, flips, seed, studentize, rounding=GAIN_ROUNDING * scale)
+
+
+#: A candidate whose gains over the memory off (a vector over the examples) are at most this
+#: fraction of the larger of the two log-likelihood vectors' norms is taken as equal to off (gains
+#: 0). Studentised, such rounding noise (1e-15 of the log-likelihoods: sums whose order changes with
+#: the thread count) became a full-size random column, which raised the sign-flip p-value by up to
+#: P(N(0, 1) ≥ t) — by thread count, and across SIGN_FLIP_LEVEL (tests/test_lm_task_guard.py). 1e-6
+#: also holds the rounding of log-likelihoods computed in float32; a read-out that changes them
+#: by so little changes no prediction.
+GAIN_ROUNDING = 1e-6
 
 
 def max_gain_p_value(
-    gains: torch.Tensor, flips: int = SIGN_FLIPS, seed: int = 0, studentize: bool = True
+    gains: torch.Tensor,
+    flips: int = SIGN_FLIPS,
+    seed: int = 0,
+    studentize: bool = True,
+    rounding: torch.Tensor | None = None,
 ) -> float:
     """The sign-flip p-value of :func:`sign_flip_p_value` for gains (n, C): d_c[i], what candidate
-    c gains over the reference on example i. Returns p in (0, 1]."""
+    c gains over the reference on example i. ``rounding`` (C,): a candidate whose gains' norm is
+    at most its entry is taken as equal to the reference (gains 0: studentised, rounding noise
+    would be a full-size column). Returns p in (0, 1]."""
     gains = gains.to(torch.float64)
     n = gains.shape[0]
+    if rounding is not None:
+        gains = torch.where(gains.norm(dim=0) <= rounding.to(torch.float64), 0.0, gains)
     if studentize:  # a candidate equal to the memory off stays at 0
         gains = gains / gains.norm(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
     observed = float(gains.sum(dim=0).max())
@@ -446,6 +467,7 @@ __all__ = [
     "DEFAULT_CALIBRATED",
     "DEFAULT_GUARD",
     "FALLBACK_ONLY_ANCHORS",
+    "GAIN_ROUNDING",
     "GUARDS",
     "LABEL_MIX_ANCHORS",
     "MEMORY_OFF",

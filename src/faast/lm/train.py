@@ -43,6 +43,7 @@ import faast.distributed
 from faast.io import load_tensors, save_tensors
 from faast.lm.model import FaastModel
 from faast.lm.readouts import MiddleMemory, next_pairs
+from faast.rng import seeded_rng
 from faast.solver import PairBuffer, SpectralFactor
 from faast.solver.cut import DATA_CHOSEN
 
@@ -104,15 +105,29 @@ def train_readout(
     checkpoint: a file to save the training state to every ``checkpoint_every`` steps and at the
     end; if it exists, training resumes from it (it must come from the same windows, config and
     layout, which is checked).
+
+    Seeded by ``config.seed``: torch's global random streams are seeded for the training and given
+    back as they were after it (:func:`faast.rng.seeded_rng`), so the caller's own stream goes on.
     """
     config = config or TrainConfig()
+    with seeded_rng(config.seed):  # seeded, and the caller's own random stream given back after
+        return _train_readout(fm, windows, config, progress, checkpoint)
+
+
+def _train_readout(
+    fm: FaastModel,
+    windows: torch.Tensor,
+    config: TrainConfig,
+    progress: bool,
+    checkpoint: str | os.PathLike[str] | None,
+) -> list[dict[str, float]]:
+    """:func:`train_readout` with torch's random streams seeded."""
     dist = faast.distributed.current()
     mids = fm.middle_memories
     if not mids:
         raise ValueError("the model has no middle memories to train (FaastConfig.num_memories = 0)")
     if windows.ndim != 2 or windows.shape[1] < 2:
         raise ValueError(f"windows must be a (n, T >= 2) tensor of token ids, got {tuple(windows.shape)}")
-    torch.manual_seed(config.seed)
     params = [p for m in mids for p in m.parameters()]
     frozen = [(p, p.requires_grad) for p in fm.base_model.parameters()]
     for p, _ in frozen:
