@@ -268,3 +268,35 @@ def test_stream_chunks_and_stream_text_share_their_options():
 
     chunks, text = options(stream_chunks), options(stream_text)
     assert {k: v for k, v in chunks.items() if k not in ("chunk", "start_ids")} == text
+
+
+def test_stream_reads_the_text_twice_and_records_the_digest_forget_checks(
+    model, tmp_path, monkeypatch, capsys
+):
+    """`lm stream --out` scanned the whole text before the model loaded, for its digest, then read
+    it to count and to stream (three reads); the count now takes the digest. `lm forget` of the
+    same text finds it in the task by that digest (the task's only text: refused, as it would leave
+    the task empty, where a text never learned is refused as such)."""
+    text, out = _text(tmp_path / "a.txt", 400), tmp_path / "fw.safetensors"
+    size = len(text.read_text(encoding="utf-8"))
+    reads = _Reads(monkeypatch)
+    argv = ["lm", "stream", "--model", str(model), "--text", str(text), "--chunk", "20", "--threads", "1"]
+    assert main([*argv, "--out", str(out), "--task", "t"]) == 0
+    assert reads.passes == 2
+    assert reads.chars <= 2 * size + READ, (reads.chars, size)  # was 3 * size
+    capsys.readouterr()
+    forget = ["lm", "forget", "--model", str(model), "--text", str(text), "--fast-weights", str(out)]
+    assert main([*forget, "--task", "t", "--window", "20", "--batch-size", "1", "--threads", "1"]) != 0
+    # found as the task's only text (by its digest), so forgetting it would leave the task empty
+    assert "leaves task 't' empty" in capsys.readouterr().err
+
+
+def test_stream_refuses_bytes_that_are_not_text_before_writing(model, tmp_path, monkeypatch, capsys):
+    text, out = _text(tmp_path / "a.txt", 400), tmp_path / "fw.safetensors"
+    with open(text, "ab") as fh:
+        fh.write(b"\xff\xfe bad bytes\n")
+    _Reads(monkeypatch)
+    argv = ["lm", "stream", "--model", str(model), "--text", str(text), "--chunk", "20", "--threads", "1"]
+    assert main([*argv, "--out", str(out), "--task", "t", "--csv", str(tmp_path / "rows.csv")]) != 0
+    assert "UTF-8" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "rows.csv").exists()

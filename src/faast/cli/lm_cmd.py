@@ -1021,7 +1021,9 @@ def run_stream(args: argparse.Namespace) -> int:
     """Score, then learn, each chunk of a text. Under ``torchrun`` every process scores each chunk
     and learns its share of the chunk's pairs, the statistics are summed across processes
     (:mod:`faast.distributed`); rank 0 prints and writes. The text is read and tokenized block by
-    block (:func:`faast.lm.stream.stream_text`): memory does not grow with its length."""
+    block (:func:`faast.lm.stream.stream_text`), once to count its tokens (and take its digest, and
+    check that it is all text) and once as it is streamed: memory does not grow with its length.
+    Before the model loads only the file's start is read."""
     from faast.lm.prompts import start_token_ids
     from faast.lm.stream import stream_text, summarize
     from faast.lm.stream_report import plot_stream, write_stream_csv
@@ -1036,9 +1038,18 @@ def run_stream(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-chunks must be at least 1, got {args.max_chunks}")
     if dist.is_main:  # bad result paths fail now, not after the whole text is read
         _check_stream_outputs(args)
-    digest = _scan_text(args.text)
+    _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     fm, tok = _load(args, *_layout_and_read(args, {}))
-    chunks = TextWindows.from_blocks(lambda: iter_token_blocks(tok, iter_user_text(args.text)), args.chunk)
+    # the pass that counts the chunks' tokens also takes the text's digest (the --out record) and
+    # refuses bytes that are not text, before anything is scored, learned or written
+    scan = _TextScan(Path(args.text))
+    chunks = TextWindows.from_blocks(
+        lambda: iter_token_blocks(tok, iter_user_text(args.text)),
+        args.chunk,
+        counted=iter_token_blocks(tok, scan.pieces()),
+    )
+    scan.check()
+    digest = scan.digest
     partial = _PartialRows(args.csv if dist.is_main else None)
     try:
         rows = stream_text(
