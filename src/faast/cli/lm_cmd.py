@@ -446,17 +446,13 @@ def _check_has_text(path: str) -> None:
     import contextlib
 
     from faast.io import existing_file
-    from faast.lm.text import no_text_error
-    from faast.text_files import iter_user_text
 
-    p = existing_file(path, "text file")
-    empty = True
-    with contextlib.closing(iter_user_text(p)) as pieces:
-        for piece in pieces:
-            empty = False
-            if piece.strip():
+    scan = _TextScan(existing_file(path, "text file"))
+    with contextlib.closing(scan.pieces()) as pieces:
+        for _ in pieces:
+            if not scan.blank:
                 return
-    raise no_text_error(p, empty=empty)
+    scan.check()
 
 
 def _check_max_windows(limit: int | None) -> None:
