@@ -264,8 +264,9 @@ def locked_save_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     and locks that one: it never writes into a folder whose lock it does not hold. An interruption
     (Ctrl-C) leaves the folder, as a kill would. Re-entrant, as the lock is."""
     out = Path(path)
+    made: list[Path] = []  # by this call, over its tries
     while True:
-        made = _make_folders(out)
+        made += _make_folders(out)
         before = path_identity(out)
         if before is None:  # removed again at once (another command's failed first save)
             continue
