@@ -1,11 +1,11 @@
 """Matrix products of CPU tensors through NumPy's BLAS (:func:`matmul`).
 
 The solver's products after the eigendecomposition are thin or small (n × r by r × G·m for the
-leave-one-out paths, d × n by n × m for the dual route's weights). torch's CPU wheels run them
-through MKL, which on the AMD EPYC development VM took 2–6× NumPy's OpenBLAS for them (one
-thread, float64: Kᵀ (A P) with K 160 × 1281 and P 160 × 10, 0.70 against 0.27 ms; see
-``benchmarks/classifier_speed.py`` for the fit they sit in). Both are exact float64 products;
-their roundings differ only in the order of the sums.
+leave-one-out paths, d × n by n × m for the dual route's weights), and so is predict's product
+of the features with the weights. torch's CPU wheels run them through MKL, which on the AMD EPYC
+development VM was slower at them than NumPy's OpenBLAS (``benchmarks/classifier_speed.py``
+times the fit and, with ``--predict``, predict; docs/classifier.md "Speed" gives both before and
+after). Both are exact products; their roundings differ only in the order of the sums.
 """
 
 from __future__ import annotations
