@@ -18,7 +18,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -311,15 +312,23 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     """The SHA-256 hex digest of the bytes of ``path`` (read in 1 MiB blocks); an ``OSError`` of
     the read (an I/O error) names ``path``."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        try:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        except OSError as exc:
-            if exc.filename is not None or not exc.errno:
-                raise
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
+    with open(path, "rb") as fh, _read_errors_name(path):
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def _read_errors_name(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an ``OSError`` of the block that names no file (a read's I/O error: ``EIO`` with no
+    filename) as the same ``OSError`` (subclass chosen by its errno) naming ``path``, chained to
+    it; one that names a file already, or has no errno, goes on as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or not exc.errno:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
 
 
 def canonical_header(path: str | os.PathLike[str]) -> bool:
@@ -432,12 +441,8 @@ def load_json_with_sha256(path: str | os.PathLike[str]) -> tuple[Any, str]:
     (read twice, a save between the reads would pair one save's value with another's digest); an
     ``OSError`` of the read names ``path``."""
     p = existing_file(path, "file")
-    try:
+    with _read_errors_name(p):
         data = p.read_bytes()
-    except OSError as exc:
-        if exc.filename is not None or not exc.errno:
-            raise
-        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(p)) from exc
     digest = hashlib.sha256(data).hexdigest()
     try:
         text = data.decode("utf-8")

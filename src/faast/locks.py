@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,24 +116,60 @@ def path_lock(
     another faast command {purpose} {path}". Re-entrant in one process: an inner lock on the same
     path is free; an exclusive one inside a shared one is refused (``RuntimeError``, a programming
     error: ``flock`` cannot raise a lock to exclusive without letting it go, so another command could
-    write between the read and the write; take the exclusive lock from the start)."""
+    write between the read and the write; take the exclusive lock from the start). A folder or file
+    replaced at ``path`` while this command waited for the lock is locked in turn, once it has it
+    (the lock of the old one would lock nothing); with one removed meanwhile, the block runs
+    holding the lock of the removed one, for the caller to look again (as
+    :func:`faast.classifier_io.locked_save_folder` does: it makes the folder again and locks it)."""
     p = Path(path)
     if fcntl is None:  # pragma: no cover - Windows
         _warn_no_flock()
         yield
         return
-    try:
-        fd = os.open(p, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY)
-    except PermissionError as exc:  # a folder one may enter but not list: it cannot be opened to lock
-        _warn_unlocked(p, exc.strerror or "permission denied")
+    with _lock_current(p, p, lambda: _open_path(p), shared, purpose, remade=False):
         yield
-        return
-    key, gate = _gate_of(fd)
+
+
+def _open_path(p: Path) -> int | None:
+    """A read-only descriptor of the folder or file ``p`` to lock; None, after one warning, where
+    it cannot be opened (a folder one may enter but not list)."""
     try:
-        with _locked(p, fd, key, shared, purpose):
-            yield
-    finally:
-        gate.release()
+        return os.open(p, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY)
+    except PermissionError as exc:
+        _warn_unlocked(p, exc.strerror or "permission denied")
+        return None
+
+
+@contextmanager
+def _lock_current(
+    p: Path, label: Path, opener: Callable[[], int | None], shared: bool, purpose: str, *, remade: bool
+) -> Iterator[bool]:
+    """The lock of what ``p`` names once this process holds it: ``opener()`` opens ``p`` (None:
+    it cannot, and the block runs unlocked), the descriptor is locked (:func:`_locked`, waiting
+    while another command holds it; ``label``: the path the waiting line and warnings name), and
+    the outermost holder then checks that ``p`` still names the file it locked: one replaced while
+    this process waited (its lock locks nothing) is opened and locked again, and so is one removed
+    where ``remade`` (``opener`` makes it again; otherwise the block runs with the lock of the
+    removed one, for the caller to look again). Yields
+    whether this block is the outermost holder of the lock (False where ``p`` could not be opened:
+    nothing was made or locked)."""
+    while True:
+        fd = opener()
+        if fd is None:
+            yield False
+            return
+        key, gate = _gate_of(fd)
+        try:
+            with _registry_lock:
+                outer = key not in _held
+            with _locked(label, fd, key, shared, purpose):
+                now = path_identity(p) if outer else key  # (an inner block shares the outer's lock)
+                if now != key and (remade or now is not None):  # replaced (removed) while it waited
+                    continue  # the lock of a file no longer there locks nothing: lock the new one
+                yield outer
+                return
+        finally:
+            gate.release()
 
 
 @contextmanager
@@ -201,7 +238,9 @@ def lock_file(
     path the line printed while waiting names ("waiting for another faast command {purpose}
     {shown}"; default ``path``). Re-entrant in one process, as :func:`path_lock` (the outer block
     removes the file). A lock file that cannot be made (a read-only cache) leaves the block
-    unlocked, with one warning, as a file system that cannot lock does.
+    unlocked, with one warning, as a file system that cannot lock does; so does a symbolic link at
+    ``path`` (dangling or not), which is neither followed (that would make or lock the file it
+    names, outside the lock's folder) nor removed: the warning names it and says to remove it.
 
     Removing a lock file while another command waits for it is safe: a command that gets the lock
     checks that ``path`` still names the file it locked, and locks the new one otherwise (the
@@ -212,33 +251,41 @@ def lock_file(
         _warn_no_flock()
         yield
         return
-    while True:
+    with _lock_current(p, label, lambda: _open_lock_file(p, label), False, purpose, remade=True) as outer:
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_CREAT, 0o666)
-        except OSError as exc:
+            yield
+        finally:
+            if outer:  # removed while locked: a command waiting for it then looks again
+                try:
+                    os.unlink(p)
+                except OSError:  # gone, or not ours to remove (a shared cache's sticky folder):
+                    pass  # left, a lock file that locks nothing while unheld
+
+
+def _open_lock_file(p: Path, label: Path) -> int | None:
+    """A descriptor of the lock file ``p``, made (empty) if missing; None, after one warning naming
+    ``label``, where it cannot be made: a folder one may not write (a read-only cache), or a
+    symbolic link at ``p``, which is not followed (opening it would make the file it names, outside
+    the lock's folder; ``O_NOFOLLOW`` refuses a link made after the check, where the system has it)."""
+    try:
+        if not _is_link(p):
+            return os.open(p, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if not _is_link(p):
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             _warn_unlocked(label, exc.strerror or os.strerror(exc.errno))
-            yield
-            return
-        key, gate = _gate_of(fd)
-        try:
-            with _registry_lock:
-                outer = key not in _held
-            with _locked(label, fd, key, False, purpose):
-                if outer and path_identity(p) != key:  # removed (or replaced) while this one waited
-                    continue  # the lock of a file no longer there locks nothing: lock the new one
-                try:
-                    yield
-                finally:
-                    if outer:  # removed while locked: a command waiting for it then looks again
-                        try:
-                            os.unlink(p)
-                        except OSError:  # gone, or not ours to remove (a shared cache's sticky
-                            pass  # folder): left, a lock file that locks nothing while unheld
-                return
-        finally:
-            gate.release()
+            return None
+    _warn_unlocked(label, f"{p} is a symbolic link, not followed to make a lock file: remove it")
+    return None
+
+
+def _is_link(p: Path) -> bool:
+    """Whether ``p`` is a symbolic link (False where it cannot be looked at: the open then says why)."""
+    try:
+        return stat.S_ISLNK(os.lstat(p).st_mode)
+    except OSError:
+        return False
 
 
 def _gate_of(fd: int) -> tuple[tuple[int, int], threading.RLock]:

@@ -674,7 +674,7 @@ def run_forget(args: argparse.Namespace) -> int:
     (:func:`_check_statistics_load`). The text is read and tokenized block by block, as ``learn``
     reads it (:func:`_scan_text`, :func:`_file_windows`): memory does not grow with its length."""
     from faast.io import check_writable
-    from faast.lm.fastweights import read_task, task_digest, task_read_config
+    from faast.lm.fastweights import read_task_and_digest, task_read_config
     from faast.lm.text import iter_window_batches
 
     digest = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
@@ -682,8 +682,8 @@ def run_forget(args: argparse.Namespace) -> int:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    task, tensors, signature = read_task(args.fast_weights, args.task)
-    loaded = task_digest(tensors, signature)  # the task as read: another command's save is not lost
+    # the task as read, and its digest: another command's save is not lost
+    task, tensors, signature, loaded = read_task_and_digest(args.fast_weights, args.task)
     check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
@@ -748,12 +748,11 @@ def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, 
     A task learned from examples by ``faast task learn`` (its notes hold a task spec) is refused
     before the model loads: text pairs added to it would leave its read-out, chosen on the
     examples, and its report describing a task it no longer is."""
-    from faast.lm.fastweights import read_task, task_digest, task_read_config
+    from faast.lm.fastweights import read_task_and_digest, task_read_config
 
     if not Path(args.out).is_file():
         raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
-    _, tensors, signature = read_task(args.out, args.task)
-    loaded = task_digest(tensors, signature)
+    _, tensors, signature, loaded = read_task_and_digest(args.out, args.task)
     del tensors  # load_fast_weights reads them again into the model
     if "task" in (signature.get("info") or {}):
         raise ValueError(

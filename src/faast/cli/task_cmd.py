@@ -631,14 +631,14 @@ def run_forget(args: argparse.Namespace) -> int:
     the task has a label head (fitted on these examples too: learn the task again)."""
     from faast.io import check_writable
     from faast.lm.examples import read_examples
-    from faast.lm.fastweights import read_task, task_digest
+    from faast.lm.fastweights import read_task_and_digest
     from faast.lm.task_record import INFO_KEY as LEARNED_KEY
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     examples = read_examples(args.examples, **_columns(args))
-    name, tensors, signature = read_task(args.fast_weights, args.task)
-    loaded = task_digest(tensors, signature)  # the task as read: another command's save is not lost
+    # the task as read, and its digest: another command's save is not lost
+    name, tensors, signature, loaded = read_task_and_digest(args.fast_weights, args.task)
     del tensors
     check_writable(args.fast_weights)
     args.task, args.template, args.answer_end, args.labels = name, None, None, None

@@ -194,6 +194,16 @@ def read_task(
     return task, _task_tensors(tensors, task), tasks[task]
 
 
+def read_task_and_digest(
+    path: str | os.PathLike[str], task: str | None
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any], str]:
+    """:func:`read_task` and the :func:`task_digest` of the task as read: (task, tensors without the
+    task prefix, signature, digest). A command that loads a task to rewrite it passes the digest
+    to :func:`write_task` (``expect``), so that another command's save in between is not lost."""
+    name, tensors, signature = read_task(path, task)
+    return name, tensors, signature, task_digest(tensors, signature)
+
+
 def read_config(path: str | os.PathLike[str], task: str | None = None) -> dict[str, Any]:
     """The ``FaastConfig`` fields a task was learned with (to rebuild the same layout)."""
     _, _, signature = read_task(path, task)
