@@ -46,6 +46,7 @@ from faast.classifier_refine import RefinementMixin
 from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
+from faast.remembered_params import RememberedValidation
 from faast.solver import Cut, GramStats
 from faast.unit_rows import unit_rows
 
@@ -69,7 +70,13 @@ Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor
 
 
 class FaastClassifier(
-    DesignMixin, RefinementMixin, TemperatureMixin, SolutionMixin, ClassifierMixin, BaseEstimator
+    DesignMixin,
+    RefinementMixin,
+    TemperatureMixin,
+    SolutionMixin,
+    RememberedValidation,
+    ClassifierMixin,
+    BaseEstimator,
 ):
     """Forward-only classifier: least-squares fast weights from features to label embeddings.
 
@@ -1041,12 +1048,13 @@ def _offset_ratio(keys: torch.Tensor) -> float | None:
         return None
     if sample.dtype not in (torch.float32, torch.float64):  # float16, bfloat16: NumPy takes float64
         sample = sample.to(torch.float64)
-    # in NumPy, the sums in float64 without a float64 copy of the rows (torch's float64 copy and
-    # temporaries took several times as long for 640 rows of 1280 features)
-    x = sample.numpy()
-    mean = x.mean(axis=0, dtype=np.float64)
-    centred = x - mean  # float64
-    spread = float(np.einsum("ij,ij->", centred, centred)) / (x.shape[0] - 1)  # Σⱼ var(x[:, j])
+    # in NumPy (torch's float64 copy and temporaries took several times as long for 640 rows of
+    # 1280 features): one float64 copy, centred in place, its squares summed by one BLAS dot
+    centred = sample.resolve_neg().numpy().astype(np.float64)
+    mean = centred.mean(axis=0)
+    centred -= mean
+    flat = centred.ravel()
+    spread = float(flat @ flat) / (centred.shape[0] - 1)  # Σⱼ var(x[:, j])
     return float(mean @ mean) / spread if spread > 0 else math.inf
 
 

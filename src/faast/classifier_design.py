@@ -39,6 +39,27 @@ INTERCEPT_SCALE_GAP = 1e-14
 SCALE_SAMPLE_ROWS = 1024
 
 
+def entry_scale(sample: torch.Tensor) -> float | None:
+    """The root-mean-square entry of ``sample`` (n, d), its squares summed in float64; None when
+    every entry is 0 (nothing to lose) or the largest one's square overflows (the statistics refuse
+    such features). On the CPU, float32 rows go through one float64 copy and a BLAS dot (their
+    squares neither underflow nor overflow in float64); other rows are scaled by their largest
+    entry first, so that squares of tiny or huge features do neither."""
+    if sample.device.type == "cpu" and sample.dtype == torch.float32:
+        x = sample.resolve_neg().numpy()
+        top = float(max(x.max(), -x.min()))
+        if top == 0 or not math.isfinite(top * top):
+            return None
+        flat = x.astype(np.float64).ravel()
+        return math.sqrt(float(flat @ flat) / flat.size)
+    top = float(sample.abs().max())
+    if top == 0 or not math.isfinite(top * top):
+        return None
+    return (
+        top * float(torch.linalg.vector_norm(sample / top, dtype=torch.float64)) / math.sqrt(sample.numel())
+    )
+
+
 class DesignMixin:
     """Features → design steps of :class:`~faast.classifier.FaastClassifier`."""
 
@@ -56,18 +77,9 @@ class DesignMixin:
         sample = keys.detach()
         if sample.shape[0] > SCALE_SAMPLE_ROWS:
             sample = sample[evenly_spaced_rows(sample.shape[0], SCALE_SAMPLE_ROWS, keys.device)]
-        top = float(sample.abs().max())
-        if not math.isfinite(top * top):  # overflowing features: the statistics refuse them
+        rms = entry_scale(sample)
+        if rms is None:
             return
-        if top == 0:  # all-zero features: nothing to lose
-            return
-        # scaled by the largest entry first, so that squares of tiny or huge features neither
-        # underflow to 0 nor overflow
-        rms = (
-            top
-            * float(torch.linalg.vector_norm(sample / top, dtype=torch.float64))
-            / math.sqrt(sample.numel())
-        )
         gap = rms / float(self.intercept_scaling)  # the square root of the squares' ratio
         if gap < math.sqrt(INTERCEPT_SCALE_GAP) or gap > 1 / math.sqrt(INTERCEPT_SCALE_GAP):
             row_norm = rms * math.sqrt(keys.shape[1])

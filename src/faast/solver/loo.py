@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from faast.solver.cpu_products import matmul
@@ -115,6 +116,35 @@ def _block_size(n: int, m: int, candidates: int) -> int:
 
 
 def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[Any, ...]:
+    """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors (PRESS
+    in the values' dtype, the counts float64). CPU tensors of one float32 or float64 dtype go
+    through :func:`_scores_numpy` (the same formula with fewer dispatch costs, which matter in a
+    few-shot fit of a few milliseconds), others through :func:`_scores_torch`."""
+    tensors = (values, fitted, lev)
+    if all(
+        t.device.type == "cpu" and t.dtype == values.dtype and not (t.requires_grad or t.is_neg())
+        for t in tensors
+    ) and values.dtype in (torch.float32, torch.float64):
+        return _scores_numpy(values.numpy(), fitted.numpy(), lev.numpy())
+    return _scores_torch(values, fitted, lev)
+
+
+def _scores_numpy(
+    values: np.ndarray, fitted: np.ndarray, lev: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_scores_torch` in NumPy: values (n, m), fitted (n, G, m), leverages (n, G)."""
+    denom = 1.0 - lev
+    bad = (denom <= LEVERAGE_LIMIT).any(axis=0)
+    loo = (values[:, None, :] - fitted) / np.maximum(denom, LEVERAGE_LIMIT)[..., None]
+    press = np.einsum("ngm,ngm->g", loo, loo)
+    press[bad] = math.inf
+    truth = values.argmax(axis=1)
+    active = np.abs(values).sum(axis=1) > 0  # zero-weight rows carry no information
+    wrong = ((values[:, None, :] - loo).argmax(axis=2) != truth[:, None]) & active[:, None]
+    return torch.from_numpy(press), torch.from_numpy(wrong.sum(axis=0).astype(np.float64))
+
+
+def _scores_torch(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[Any, ...]:
     """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors."""
     resid = values[:, None, :] - fitted
     denom = 1.0 - lev
@@ -147,9 +177,12 @@ def candidate_ranks(r: int, dense: int = 32, ratio: float = 1.08) -> torch.Tenso
     return torch.as_tensor(ranks, dtype=torch.int64)
 
 
-def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tensor | None = None) -> LooPath:
+def truncation_path(
+    left: torch.Tensor, values: torch.Tensor, ranks: torch.Tensor | None = None, shared: int | None = None
+) -> LooPath:
     """Leave-one-out of truncation at each rank of ``ranks`` (default :func:`candidate_ranks`;
-    pass ``torch.arange(1, r + 1)`` for every rank).
+    pass ``torch.arange(1, r + 1)`` for every rank). ``shared``: :func:`shared_pairs` of
+    ``values`` when the caller has it (counted here otherwise).
 
     left: (n, r) orthonormal eigenvectors of K Kᵀ, by decreasing eigenvalue (only directions
     with a non-zero eigenvalue). values: (n, m) float64, rows scaled by √wᵢ.
@@ -177,15 +210,20 @@ def truncation_path(left: torch.Tensor, values: torch.Tensor, ranks: torch.Tenso
                 fitted[:, g], lev[:, g] = run_fit, run_lev
             yield fitted, lev
 
-    return _scored_path("truncation", ranks, values, blocks())
+    return _scored_path("truncation", ranks, values, blocks(), shared)
 
 
 def ridge_path(
-    left: torch.Tensor, eigenvalues: torch.Tensor, values: torch.Tensor, grid: torch.Tensor
+    left: torch.Tensor,
+    eigenvalues: torch.Tensor,
+    values: torch.Tensor,
+    grid: torch.Tensor,
+    shared: int | None = None,
 ) -> LooPath:
     """Exact leave-one-out of ridge (G + ρI)⁻¹ for each ρ of ``grid`` (G,).
 
-    left: (n, r); eigenvalues: (r,) > 0, matching; values: (n, m), rows scaled by √wᵢ.
+    left: (n, r); eigenvalues: (r,) > 0, matching; values: (n, m), rows scaled by √wᵢ; shared:
+    :func:`shared_pairs` of ``values`` when the caller has it (counted here otherwise).
     One (n × r) · (r × G·m) product gives the fitted values of every ρ (of a block of them when
     n·G·m passes ``BLOCK_ENTRIES``).
     """
@@ -202,14 +240,19 @@ def ridge_path(
             stacked = (part.T[:, :, None] * proj[:, None, :]).reshape(r, -1)  # (r, g·m)
             yield matmul(left, stacked).reshape(n, part.shape[0], m), lev[:, start : start + block]
 
-    return _scored_path("ridge", grid, values, blocks())
+    return _scored_path("ridge", grid, values, blocks(), shared)
 
 
 def _scored_path(
-    kind: str, levels: torch.Tensor, values: torch.Tensor, blocks: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    kind: str,
+    levels: torch.Tensor,
+    values: torch.Tensor,
+    blocks: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    shared: int | None = None,
 ) -> LooPath:
     """The :class:`LooPath` of candidates ``levels`` (G,) whose fitted values (n, g, m) and
-    leverages (n, g) ``blocks`` yields a block of candidates at a time, in order."""
+    leverages (n, g) ``blocks`` yields a block of candidates at a time, in order; ``shared``:
+    :func:`shared_pairs` of ``values`` (None: counted here)."""
     scored = [_scores(values, fitted, lev) for fitted, lev in blocks]
     return LooPath(
         kind,
@@ -217,7 +260,7 @@ def _scored_path(
         torch.cat([press for press, _ in scored]),
         torch.cat([errors for _, errors in scored]),
         float((values * values).sum()),
-        shared_pairs(values),
+        shared_pairs(values) if shared is None else shared,
     )
 
 

@@ -449,10 +449,8 @@ class SpectralFactor:
         if beyond not in ("truncation", "ridge"):
             raise ValueError(f"beyond must be 'truncation' or 'ridge', got {beyond!r}")
         lam = self.eigenvalues
-        if self.has_rows:
-            unranked = loo.shared_pairs(self.row_values) == 0  # type: ignore[arg-type]
-        else:
-            unranked = self.values_unshared
+        shared = loo.shared_pairs(self.row_values) if self.has_rows else None  # type: ignore[arg-type]
+        unranked = shared == 0 if shared is not None else self.values_unshared
         if unranked:
             # one example per class: holding one out leaves its class unseen at every level, so
             # leave-one-out cannot rank the levels (the lowest PRESS would be the strongest ridge
@@ -476,12 +474,12 @@ class SpectralFactor:
             return self.rank_filter(rank), tau, None
         paths = []
         if "truncation" in families:
-            paths.append(loo.truncation_path(self.left, self.row_values))  # type: ignore[arg-type]
+            paths.append(loo.truncation_path(self.left, self.row_values, shared=shared))  # type: ignore[arg-type]
         if "ridge" in families:
             second = float(lam[1]) if lam.numel() > 1 else None
             grid = loo.default_ridge_grid(self.lambda_max, second)
             r = self.left.shape[1]  # type: ignore[union-attr]
-            paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid))  # type: ignore[arg-type]
+            paths.append(loo.ridge_path(self.left, lam[:r], self.row_values, grid, shared))  # type: ignore[arg-type]
         picks = [(path, *path.best(criterion)) for path in paths]
         finite = [p for p in picks if p[1] >= 0]
         if not finite:  # every candidate interpolates (cannot happen with a ridge grid)
