@@ -99,9 +99,9 @@ def read_user_text(path: str | os.PathLike[str], *, inner_cr: str | None = None)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        what = _CODEC_NAMES.get(encoding, "UTF-8")
-        raise ValueError(f"{p}:{line}: not {what} text ({exc.reason} at byte {exc.start})") from None
+        start = exc.start + _decoder_skip(encoding)  # "utf-8-sig" counts from after its mark
+        line = data[:start].count(b"\n") + 1
+        raise _not_text(p, encoding, line, start, exc.reason) from None
     text = text.replace("\r\n", "\n")
     inner = text.find("\r")
     if inner_cr is not None and inner >= 0 and "\n" in text:
@@ -141,18 +141,70 @@ def iter_user_text(path: str | os.PathLike[str], *, block_chars: int | None = No
     :data:`TEXT_BLOCK_CHARS`; no empty piece), holding one at a time: joined, exactly
     ``read_user_text(path)`` (byte-order mark dropped, every line end LF: Python's text mode reads
     CR LF and a lone CR as LF, across the pieces' ends too). Bytes that are not text raise the
-    ``ValueError`` of :func:`read_user_text`, naming the line, when the reading gets there."""
+    ``ValueError`` of :func:`read_user_text`, naming the line, when the reading gets there (found
+    by :func:`_decode_error`, which reads the file again in blocks, never whole)."""
     size = TEXT_BLOCK_CHARS if block_chars is None else block_chars
     if size < 1:
         raise ValueError(f"block_chars must be >= 1, got {size}")
     p = Path(path)
-    with open(p, encoding=_encoding(p)) as fh:
+    encoding = _encoding(p)
+    with open(p, encoding=encoding) as fh:
         try:
             while piece := fh.read(size):
                 yield piece
         except UnicodeDecodeError:
-            read_user_text(p)  # raises the error naming the line
-            raise
+            error = _decode_error(p, encoding)
+            if error is None:  # the file changed while read
+                raise
+            raise error from None
+
+
+#: Bytes of a file read at a time by :func:`_decode_error` while it looks for the bytes that are not text.
+DECODE_BLOCK_BYTES = 1 << 20
+
+
+def _not_text(p: Path, encoding: str, line: int, start: int, reason: str) -> ValueError:
+    """The error for bytes of ``p`` that are not text in ``encoding``: ``"<path>:<line>: not UTF-8
+    text (<reason> at byte <start>)"`` (UTF-16 or UTF-32 where that is the codec)."""
+    what = _CODEC_NAMES.get(encoding, "UTF-8")
+    return ValueError(f"{p}:{line}: not {what} text ({reason} at byte {start})")
+
+
+def _decoder_skip(encoding: str) -> int:
+    """Bytes at a file's start that the codec ``encoding`` drops before it counts error offsets:
+    the UTF-8 byte-order mark for "utf-8-sig" (only chosen where the file starts with it), none
+    for the other codecs (UTF-16 and UTF-32 count their mark)."""
+    return len(codecs.BOM_UTF8) if encoding == "utf-8-sig" else 0
+
+
+def _decode_error(p: Path, encoding: str) -> ValueError | None:
+    """The ``ValueError`` of :func:`read_user_text` for the first bytes of ``p`` that are not text
+    in ``encoding`` (same line, byte offset and reason), or None when all of ``p`` decodes; read in
+    blocks of :data:`DECODE_BLOCK_BYTES` through an incremental decoder, one block held at a time,
+    so that a huge file (binary data passed by mistake) is not read whole for its error.
+
+    The decoder raises the error ``bytes.decode`` raises: it keeps a character cut at a block's end
+    (at most 3 bytes) for the next block, and reports offsets counted from those kept bytes; a
+    character cut by the file's end is an error of the final call. "utf-8-sig" is read as "utf-8"
+    after its mark (its decoder drops the mark and counts from after it on the first block only)."""
+    skip = _decoder_skip(encoding)
+    decoder = codecs.getincrementaldecoder("utf-8" if skip else encoding)()
+    newlines = 0  # b"\n" bytes in the file before the current block
+    with open(p, "rb") as fh:
+        offset = len(fh.read(skip))  # bytes of the file before the current block
+        while True:
+            block = fh.read(DECODE_BLOCK_BYTES)
+            kept = decoder.getstate()[0]  # the end of the previous block, a cut character
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                start = offset - len(kept) + exc.start
+                line = newlines - kept.count(b"\n") + (kept + block)[: exc.start].count(b"\n") + 1
+                return _not_text(p, encoding, line, start, exc.reason)
+            if not block:
+                return None
+            offset += len(block)
+            newlines += block.count(b"\n")
 
 
 def csv_delimiter(header_line: str) -> str:
