@@ -203,3 +203,18 @@ def test_entry_scale_of_zeros_huge_float64_and_negated_rows():
     z = torch.complex(torch.zeros(2, 3), torch.full((2, 3), 2.0)).conj().imag  # a negated view
     assert z.is_neg()
     assert entry_scale(z) == pytest.approx(2.0)
+
+
+def test_classes_made_at_run_time_are_freed():
+    import gc
+    import weakref
+
+    refs = []
+    x, y = np.random.default_rng(0).normal(size=(12, 3)), np.arange(12) % 2
+    for i in range(5):
+        sub = type(f"Sub{i}", (FaastClassifier,), {})
+        sub(ridge=1.0).fit(x, y)
+        refs.append(weakref.ref(sub))
+        del sub
+    gc.collect()
+    assert all(ref() is None for ref in refs)

@@ -194,3 +194,73 @@ def test_an_inner_path_lock_does_not_look_again(tmp_path, monkeypatch):
         with path_lock(folder, shared=True):
             assert list(locks._held) == [key] and locks._held[key].count == 2
     assert not locks._held
+
+
+# -- 4. review of the session's lock changes ----------------------------------------------------
+
+
+@needs_flock
+def test_unlocked_warnings_name_the_line_that_took_the_lock(tmp_path, monkeypatch):
+    """Raised in the lock's helpers (an open that cannot make the lock file, a folder that cannot
+    be opened, a link), each warning names this file, not faast/locks.py."""
+    (tmp_path / "noperm").mkdir()
+    (tmp_path / "dangling.lock").symlink_to(tmp_path / "nowhere")
+    real_open = os.open
+
+    def refusing_open(p, flags, *args):
+        if str(p).endswith("ro.lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        if str(p).endswith("noperm"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(p, flags, *args)
+
+    monkeypatch.setattr(locks.os, "open", refusing_open)
+    monkeypatch.setattr(locks, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with lock_file(tmp_path / "ro.lock"):
+            pass
+        with path_lock(tmp_path / "noperm"):
+            pass
+        with lock_file(tmp_path / "dangling.lock"):
+            pass
+    assert len(caught) == 3
+    assert {Path(w.filename).name for w in caught} == {Path(__file__).name}
+
+
+@needs_flock
+def test_a_named_pipe_at_the_lock_path_is_not_waited_on(tmp_path, monkeypatch):
+    """Opening a named pipe for reading waits for a writer: the lock opens it without waiting,
+    and locks nothing (one warning) instead of hanging."""
+    import signal
+
+    fifo = tmp_path / "x.lock"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(locks, "_warned", set())
+
+    def hung(*_: Any) -> None:
+        raise TimeoutError("the lock waited on the named pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(5)
+    try:
+        with pytest.warns(UserWarning, match="neither a regular file nor a folder"), lock_file(fifo):
+            pass
+        monkeypatch.setattr(locks, "_warned", set())
+        with pytest.warns(UserWarning, match="neither a regular file nor a folder"), path_lock(fifo):
+            pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fifo.exists()  # not ours to remove
+
+
+@needs_flock
+def test_a_path_whose_identity_never_settles_is_locked_once_with_a_warning(tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    monkeypatch.setattr(locks, "path_identity", lambda p: (-1, -1))  # never what fstat says
+    monkeypatch.setattr(locks, "RELOCK_LIMIT", 5)
+    with pytest.warns(UserWarning, match="changed each of the 5 times"), path_lock(folder):
+        assert locks._held  # the last lock taken is held for the block
+    assert not locks._held

@@ -58,6 +58,16 @@ _thread_gates: dict[tuple[int, int], threading.RLock] = {}  # one per path: a th
 _warned: set[str] = set()
 
 
+def _stacklevel_outside() -> int:
+    """The ``stacklevel`` at which a warning raised by the function calling this one names the
+    first line outside this module and ``contextlib``: the line that took the lock (a faast
+    module's, or the user's), however deep in the lock's helpers the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__") in (__name__, "contextlib"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_unlocked(path: Path, reason: str) -> None:
     """One warning per path that could not be locked."""
     key = str(path)
@@ -67,7 +77,7 @@ def _warn_unlocked(path: Path, reason: str) -> None:
             f"{path}: not locked against other faast commands ({reason}); do not run two commands that "
             "write it at once",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_stacklevel_outside(),
         )
 
 
@@ -80,7 +90,7 @@ def _warn_no_flock() -> None:
             "faast cannot lock files on this system (it has no flock): do not run two faast commands "
             "that write the same files (a model, a fast-weight file, the asset cache) at once",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_stacklevel_outside(),
         )
 
 
@@ -132,12 +142,38 @@ def path_lock(
 
 def _open_path(p: Path) -> int | None:
     """A read-only descriptor of the folder or file ``p`` to lock; None, after one warning, where
-    it cannot be opened (a folder one may enter but not list)."""
+    it cannot be opened (a folder one may enter but not list) or is neither a folder nor a regular
+    file (a named pipe, opened without waiting for a writer, or a device)."""
+    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY | _NONBLOCK
     try:
-        return os.open(p, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY)
+        fd = os.open(p, flags)
     except PermissionError as exc:
         _warn_unlocked(p, exc.strerror or "permission denied")
         return None
+    return _regular_or_folder(fd, p, p)
+
+
+#: Opens a named pipe without waiting for a writer (where the system has the flag; it changes
+#: nothing for a regular file, whose descriptor only ever holds the lock).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _regular_or_folder(fd: int, p: Path, label: Path) -> int | None:
+    """``fd`` (open on ``p``) where it is a regular file or a folder; otherwise it is closed and
+    None returned after one warning naming ``label``: a lock of a pipe or a device would lock
+    nothing that a command writes."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return fd
+    os.close(fd)
+    _warn_unlocked(label, f"{p} is neither a regular file nor a folder: remove it or use another path")
+    return None
+
+
+#: Times the lock is taken again on what the path names now (:func:`_lock_current`) before it
+#: keeps the last one, with a warning: a file system whose stat and fstat never agree would
+#: otherwise loop for ever.
+RELOCK_LIMIT = 100
 
 
 @contextmanager
@@ -153,7 +189,7 @@ def _lock_current(
     removed one, for the caller to look again). Yields
     whether this block is the outermost holder of the lock (False where ``p`` could not be opened:
     nothing was made or locked)."""
-    while True:
+    for tries in range(1, RELOCK_LIMIT + 1):
         fd = opener()
         if fd is None:
             yield False
@@ -165,7 +201,15 @@ def _lock_current(
             with _locked(label, fd, key, shared, purpose):
                 now = path_identity(p) if outer else key  # (an inner block shares the outer's lock)
                 if now != key and (remade or now is not None):  # replaced (removed) while it waited
-                    continue  # the lock of a file no longer there locks nothing: lock the new one
+                    if tries < RELOCK_LIMIT:
+                        continue  # the lock of a file no longer there locks nothing: lock the new one
+                    warnings.warn(
+                        f"{label}: what this path names changed each of the {RELOCK_LIMIT} times it was "
+                        "locked (a file system whose stat and fstat disagree?); going on with the last "
+                        "lock taken, which may lock nothing",
+                        UserWarning,
+                        stacklevel=_stacklevel_outside(),
+                    )
                 yield outer
                 return
         finally:
@@ -240,7 +284,8 @@ def lock_file(
     removes the file). A lock file that cannot be made (a read-only cache) leaves the block
     unlocked, with one warning, as a file system that cannot lock does; so does a symbolic link at
     ``path`` (dangling or not), which is neither followed (that would make or lock the file it
-    names, outside the lock's folder) nor removed: the warning names it and says to remove it.
+    names, outside the lock's folder) nor removed, and a named pipe or device there (opened
+    without waiting for a writer): the warning names it and says to remove it.
 
     Removing a lock file while another command waits for it is safe: a command that gets the lock
     checks that ``path`` still names the file it locked, and locks the new one otherwise (the
@@ -269,7 +314,8 @@ def _open_lock_file(p: Path, label: Path) -> int | None:
     the lock's folder; ``O_NOFOLLOW`` refuses a link made after the check, where the system has it)."""
     try:
         if not _is_link(p):
-            return os.open(p, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            fd = os.open(p, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | _NONBLOCK, 0o666)
+            return _regular_or_folder(fd, p, label)
     except OSError as exc:
         if not _is_link(p):
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):

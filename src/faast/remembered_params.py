@@ -18,6 +18,7 @@ a tenth of a few-shot fit of a few milliseconds, and it is paid again by every c
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 #: The value types a remembered setting may hold: immutable, and compared by value.
@@ -27,8 +28,11 @@ PLAIN_TYPES = (bool, int, float, str, type(None))
 MAX_REMEMBERED = 256
 
 _lock = threading.Lock()
-_names: dict[type, tuple[str, ...]] = {}
-_accepted: dict[type, set[tuple[tuple[str, type, Any], ...]]] = {}
+# weakly keyed: a class made at run time (a subclass per experiment) is freed with its last use
+_names: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+_accepted: weakref.WeakKeyDictionary[type, set[tuple[tuple[str, type, Any], ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def setting_key(params: dict[str, Any]) -> tuple[tuple[str, type, Any], ...] | None:
