@@ -23,6 +23,8 @@ import math
 import numpy as np
 import torch
 
+from faast.solver.normal_tensors import normal_tensor, outside_inference_mode
+
 
 class RandomFeatureKeys:
     """φ: (..., d) → (..., d + D), ``[ẑ ; relu(R·ẑ)]`` (see the module docstring).
@@ -55,10 +57,11 @@ class RandomFeatureKeys:
         """Bytes of R held in ``dtype`` at inference."""
         return self.features * self.dim * dtype.itemsize
 
+    @outside_inference_mode  # the cached copy stays a normal tensor (a training forward saves it)
     def _matrix(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (dtype, device)
         if key not in self._cast:
-            self._cast[key] = self.matrix.to(device=device, dtype=dtype)
+            self._cast[key] = normal_tensor(self.matrix.to(device=device, dtype=dtype))
         return self._cast[key]
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,18 @@ Used wherever rows must be kept rather than summarised: the memories that read e
 pair (softmax, k-NN), the float64 pairs behind :class:`~faast.solver.GramStats`' dual route
 (few-shot solves), and the readout trainer's bank of recent pairs (``capacity``: first in,
 first out).
+
+Stored rows are always normal tensors, never inference tensors: rows added, concatenated or moved
+inside ``torch.inference_mode()`` are made outside it (:mod:`faast.solver.normal_tensors`), so the
+buffer stays usable once the caller leaves that mode.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from faast.solver.normal_tensors import normal_tensor, outside_inference_mode
 
 
 class PairBuffer:
@@ -37,9 +43,11 @@ class PairBuffer:
     def __len__(self) -> int:
         return self.count
 
+    @outside_inference_mode
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> PairBuffer:
         """Add rows: keys (n, d), values (n, m), of the dtype and device of the rows held. The
-        tensors are kept as given, not copied: pass rows that nothing else will change."""
+        tensors are kept as given, not copied (except inference tensors, copied into normal ones):
+        pass rows that nothing else will change."""
         if keys.shape[0] != values.shape[0]:
             raise ValueError(
                 f"keys and values disagree on the number of rows: {keys.shape[0]} vs {values.shape[0]}"
@@ -49,8 +57,8 @@ class PairBuffer:
                 f"batch is {keys.dtype} on {keys.device} but the buffer holds "
                 f"{self._keys[0].dtype} on {self._keys[0].device}"
             )
-        self._keys.append(keys.detach())
-        self._values.append(values.detach())
+        self._keys.append(normal_tensor(keys.detach()))
+        self._values.append(normal_tensor(values.detach()))
         self._cat = None
         self.count += keys.shape[0]
         if self.capacity is not None and self.count > self.capacity:
@@ -60,6 +68,7 @@ class PairBuffer:
             self.count = self.capacity
         return self
 
+    @outside_inference_mode
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All keys (n, d) and values (n, m), oldest first."""
         if not self._keys:
@@ -111,6 +120,7 @@ class PairBuffer:
             )
         return torch.as_tensor(found, dtype=torch.int64)
 
+    @outside_inference_mode
     def remove(self, index: torch.Tensor) -> PairBuffer:
         """Drop the stored rows at ``index`` (as returned by :meth:`find`); order is kept."""
         if index.numel() == 0:
@@ -124,6 +134,7 @@ class PairBuffer:
         self.count = int(keep.sum())
         return self
 
+    @outside_inference_mode
     def to(self, device: torch.device | str) -> PairBuffer:
         """Move the rows to ``device`` in place."""
         self._keys = [k.to(device) for k in self._keys]

@@ -28,6 +28,7 @@ from faast.solver import direct
 from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.cut import Cut, SolveInfo, make_cut, power_law_tau
 from faast.solver.kernels import accumulate, symmetrize_lower
+from faast.solver.normal_tensors import outside_inference_mode
 from faast.solver.rows import PairBuffer
 from faast.solver.spectral import _SMALL_EIGH, SpectralFactor, center_on_last
 
@@ -110,6 +111,11 @@ class GramStats:
     rows kept they read it from the rows themselves); GCV, used otherwise without the rows, took a
     huge ridge on features far from the origin. ``FaastClassifier`` sets it from its class counts;
     like ``center_on_last_key``, it is a setting of the solve, not saved.
+
+    Every tensor kept (G, B, the kept rows, the cached factor and solves) is a normal tensor, also
+    when pairs are added, removed, merged, loaded or solved inside ``torch.inference_mode()``: the
+    methods that make them run outside that mode (:mod:`faast.solver.normal_tensors`), so the
+    statistics stay usable, and updatable in place, once the caller leaves it.
     """
 
     def __init__(
@@ -182,6 +188,7 @@ class GramStats:
         return self._device or torch.device("cpu")
 
     @property
+    @outside_inference_mode
     def gram(self) -> torch.Tensor:
         """G (d, d), float64, symmetric."""
         self._materialise()
@@ -191,11 +198,13 @@ class GramStats:
         return self._gram
 
     @property
+    @outside_inference_mode
     def cross(self) -> torch.Tensor:
         """B (d, m), float64."""
         self._materialise()
         return self._cross
 
+    @outside_inference_mode
     def _materialise(self) -> None:
         """Accumulate G and B from the kept rows if that was deferred. While every row is kept
         (n ≤ ``dual_max_pairs``) the solve works on the rows (dual route), so adding a batch
@@ -224,6 +233,7 @@ class GramStats:
         self._init_buffers()
         return self
 
+    @outside_inference_mode
     def copy(self) -> GramStats:
         out = GramStats(
             self.key_dim,
@@ -243,6 +253,7 @@ class GramStats:
         out.input_dtype = self.input_dtype
         return out
 
+    @outside_inference_mode
     def to(self, device: torch.device | str) -> GramStats:
         """Move the statistics to ``device`` in place."""
         device = check_device(device)
@@ -264,11 +275,13 @@ class GramStats:
         )
 
     # ----------------------------------------------------------------- updates
+    @outside_inference_mode
     def add(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
         """Accumulate pairs. keys: (n, d); values: (n, m); weights: (n,) ≥ 0 or None."""
         self._update(keys, values, weights, sign=1.0)
         return self
 
+    @outside_inference_mode
     def subtract(self, keys: Any, values: Any, weights: Any = None) -> GramStats:
         """Remove pairs added earlier (exact forgetting). Same shapes as :meth:`add`.
 
@@ -278,6 +291,7 @@ class GramStats:
         self._update(keys, values, weights, sign=-1.0)
         return self
 
+    @outside_inference_mode
     def check_subtract(self, keys: Any, values: Any, weights: Any = None) -> None:
         """Raise the ``ValueError`` (or ``TypeError``) that :meth:`subtract` would raise for these
         pairs — shapes, dtype, more pairs than are held, a pair that was never added while the
@@ -419,6 +433,7 @@ class GramStats:
                 f"batch is on {device} but the statistics live on {self.device}; move one of them"
             )
 
+    @outside_inference_mode
     def merge(self, other: GramStats) -> GramStats:
         """Add another shard's statistics in place (the result equals adding its examples)."""
         if not isinstance(other, GramStats):
@@ -441,6 +456,7 @@ class GramStats:
         self._touch()
         return self
 
+    @outside_inference_mode
     def all_reduce(self, group: Any = None) -> GramStats:
         """Sum the statistics over every process of a ``torch.distributed`` group, in place.
 
@@ -538,6 +554,7 @@ class GramStats:
     def _factor_is_current(self) -> bool:
         return self._factor_cache is not None and self._factor_cache[0] == self._version
 
+    @outside_inference_mode
     def factor(self) -> SpectralFactor:
         """Eigendecomposition of G (cached until the statistics change)."""
         if self.count == 0:
@@ -579,6 +596,7 @@ class GramStats:
         weights, rho = solved
         return weights, SolveInfo("ridge", None, rho, size, round(self.weight_sum), None)
 
+    @outside_inference_mode
     def solve_with_info(
         self,
         cut: Cut | float | str | None = None,
@@ -637,6 +655,7 @@ class GramStats:
         ]
 
     # ----------------------------------------------------------------- persistence
+    @outside_inference_mode
     def state_dict(self) -> dict[str, torch.Tensor]:
         """G, B and the scalar sums (``count``, ``weight_sum``, ``value_sq_sum``), copies."""
         return {
@@ -645,6 +664,7 @@ class GramStats:
             **self._scalar_state(),
         }
 
+    @outside_inference_mode
     def saved_state(self) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """What a save writes: (the state, the kept rows or None). While every pair's row is kept
         and they are fewer than the keys' width (the dual route: the solve reads the rows, never
@@ -664,6 +684,7 @@ class GramStats:
             "value_sq_sum": torch.tensor(self.value_sq_sum, dtype=torch.float64),
         }
 
+    @outside_inference_mode
     def cross_row(self, index: int) -> torch.Tensor:
         """Row ``index`` of B (m,) float64, from the kept rows while G and B are not formed (so
         reading it forms neither)."""
@@ -679,6 +700,7 @@ class GramStats:
         (``SpectralFactor.has_rows``), known without factoring."""
         return 0 if self._pairs is None else self._pairs.count
 
+    @outside_inference_mode
     def kept_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The float64 pairs kept for the dual route (keys (n, d), values (n, m), rows scaled by
         √wᵢ), or None when they are not kept."""
@@ -686,6 +708,7 @@ class GramStats:
             return None
         return self._pairs.tensors()
 
+    @outside_inference_mode
     def load_state_dict(
         self,
         state: dict[str, torch.Tensor],
@@ -820,6 +843,7 @@ class GramStats:
             raise ValueError(f"{path}: {exc}") from None
         return stats
 
+    @outside_inference_mode
     def restore(self, other: GramStats) -> None:
         """Replace these statistics by a copy of ``other`` (of the same dimensions), its kept rows
         included when it keeps every pair's (a rollback that loses them would let ``subtract``
@@ -828,6 +852,7 @@ class GramStats:
         state, rows = other.saved_state()
         self.load_state_dict(state, input_dtype=other.input_dtype, rows=rows)
 
+    @outside_inference_mode
     def load_file(self, path: str | os.PathLike[str]) -> None:
         """Load statistics from ``path`` into this object, checking the dimensions match."""
         other = GramStats.load(path, device=self.device)
