@@ -8,12 +8,17 @@ GPT-2: ``transformer.h``; GPT-NeoX, OPT, ...), else as the one ``nn.ModuleList``
 pass the paths explicitly (``FaastConfig.decoder_layers_path`` / ``final_norm_path``).
 
 Hooks are plain ``register_forward_pre_hook`` / ``register_forward_hook`` calls: the model's code
-and weights are never changed, and ``HookSet.remove()`` restores it exactly.
+and weights are never changed, and ``HookSet.remove()`` restores it exactly. Each hook is a
+:class:`FaastHook` that acts only on the module it was registered on: a ``copy.deepcopy`` of a
+hooked model carries inert copies of them (the copy computes the plain model), which
+:func:`strip_inert_hooks` removes, and pickling a hooked model fails with a ``TypeError`` that
+says how to save it instead.
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,6 +202,7 @@ def find_layout(
     model: nn.Module, decoder_layers_path: str | None = None, final_norm_path: str | None = None
 ) -> Layout:
     """Locate the backbone, decoder blocks, final norm and LM head of a causal LM."""
+    check_not_peft_wrapper(model)
     config = _text_config(model)
     # decoder halves of encoder-decoder families (Bart, Whisper, ...): num_hidden_layers is the encoder's
     num_layers = _config_int(config, "decoder_layers", "num_hidden_layers", "n_layer", "num_layers")
@@ -226,6 +232,33 @@ def find_layout(
     transform = logit_transform(config)
     return Layout(
         backbone, blocks, blocks_path, norm, norm_path, head, int(hidden), len(blocks), accepts, transform
+    )
+
+
+def _is_peft_wrapper(model: nn.Module) -> bool:
+    """Whether ``model`` is one of PEFT's wrappers (``PeftModel*``, ``PeftMixedModel``, a tuner such
+    as ``LoraModel``): a class of its type's MRO is defined in the ``peft`` package. Found without
+    importing peft, so a model is never taken for one when peft is not installed."""
+    return any(
+        (getattr(cls, "__module__", None) or "").split(".", 1)[0] == "peft" for cls in type(model).__mro__
+    )
+
+
+def check_not_peft_wrapper(model: nn.Module) -> None:
+    """Refuse a PEFT wrapper (:class:`UnsupportedModelError`): its ``base_model`` is PEFT's tuner
+    (``LoraModel``), whose output has logits but no ``last_hidden_state``, so every ``learn``
+    would fail. faast hooks the transformers model inside it, which keeps the LoRA layers."""
+    if not _is_peft_wrapper(model):
+        return
+    name = type(model).__name__
+    if callable(getattr(model, "get_base_model", None)):
+        remedy = "pass peft_model.get_base_model() to get_faast_model instead"
+    else:
+        remedy = "pass the transformers model it wraps (its `.model`) to get_faast_model instead"
+    raise UnsupportedModelError(
+        f"{name} is a PEFT wrapper, not a transformers causal LM: faast.lm hooks the model's own "
+        f"decoder blocks and LM head, which the wrapper hides; {remedy} (the LoRA layers stay in it, "
+        "active, and faast reads through them)"
     )
 
 
@@ -330,6 +363,84 @@ def replace_hidden(args: tuple, kwargs: dict, new: torch.Tensor, positional: boo
     return args, {**kwargs, ("hidden_states" if "hidden_states" in kwargs else "input"): new}
 
 
+#: Why a model carrying a FaastModel's hooks cannot be pickled, and what to save instead.
+PICKLE_MESSAGE = (
+    "cannot pickle faast's forward hooks: they read a FaastModel's fast weights, which are not part of "
+    "the model. Save the fast weights with fm.save_fast_weights(path) and the model with "
+    "base.save_pretrained(directory); to pickle or torch.save the plain model, call fm.unload() first"
+)
+
+
+class FaastHook:
+    """A forward (pre-)hook faast registers on ``module``: it calls ``fn(module, ...)`` only when
+    run by that module (held by weak reference) and does nothing (returns None) on any other.
+
+    ``copy.deepcopy`` of a hooked model copies its hook dicts; the copy of a FaastHook is an inert
+    hook (no module, no ``fn``: it neither reads the original's fast weights nor keeps them alive),
+    so the copy computes the plain model. The inert hooks stay registered on the copy (torch offers
+    no way to leave an entry out of a copied hook dict); :func:`strip_inert_hooks` removes them, and
+    ``get_faast_model`` and ``FaastModel.unload`` call it. Pickling a live hook raises a
+    ``TypeError`` (:data:`PICKLE_MESSAGE`); an inert one pickles as an inert one.
+    """
+
+    __slots__ = ("_fn", "_module")
+
+    def __init__(self, module: nn.Module | None, fn: Callable[..., Any] | None) -> None:
+        self._module = None if module is None else weakref.ref(module)
+        self._fn = fn
+
+    def serves(self, module: nn.Module) -> bool:
+        """Whether this hook acts when ``module`` runs (it was registered on it and is not inert)."""
+        return self._fn is not None and self._module is not None and self._module() is module
+
+    def __call__(self, module: nn.Module, *args: Any) -> Any:
+        if not self.serves(module):
+            return None
+        return self._fn(module, *args)  # type: ignore[misc]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FaastHook:
+        return FaastHook(None, None)
+
+    def __copy__(self) -> FaastHook:
+        return FaastHook(None, None)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self._fn is not None:
+            raise TypeError(PICKLE_MESSAGE)
+        return (FaastHook, (None, None))
+
+    def __repr__(self) -> str:
+        module = None if self._module is None else self._module()
+        where = "inert" if self._fn is None else f"on {type(module).__name__}"
+        return f"FaastHook({where})"
+
+
+#: A module's hook dicts: (the hooks, the dicts a handle of one of them is also listed in).
+_HOOK_DICTS = (
+    ("_forward_pre_hooks", ("_forward_pre_hooks_with_kwargs",)),
+    ("_forward_hooks", ("_forward_hooks_with_kwargs", "_forward_hooks_always_called")),
+)
+
+
+def strip_inert_hooks(model: nn.Module) -> int:
+    """Remove from every module of ``model`` the faast hooks that do not act there (the inert
+    copies a ``copy.deepcopy`` of a hooked model carries, :class:`FaastHook`); return how many.
+    Live hooks, faast's on their own module and anyone else's, are kept."""
+    removed = 0
+    for module in model.modules():
+        for name, extras in _HOOK_DICTS:
+            hooks = getattr(module, name, None)
+            if not hooks:
+                continue
+            dead = [key for key, fn in hooks.items() if isinstance(fn, FaastHook) and not fn.serves(module)]
+            for key in dead:
+                del hooks[key]
+                for extra in extras:
+                    getattr(module, extra, {}).pop(key, None)
+            removed += len(dead)
+    return removed
+
+
 @dataclass
 class HookSet:
     """The hook handles faast added to a model; ``remove()`` detaches them all."""
@@ -337,10 +448,13 @@ class HookSet:
     handles: list[Any] = field(default_factory=list)
 
     def pre(self, module: nn.Module, fn: Callable[..., Any]) -> None:
-        self.handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+        """Register ``fn(module, args, kwargs)`` as a forward pre-hook of ``module`` (:class:`FaastHook`)."""
+        hook = FaastHook(module, fn)
+        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def post(self, module: nn.Module, fn: Callable[..., Any]) -> None:
-        self.handles.append(module.register_forward_hook(fn))
+        """Register ``fn(module, args, output)`` as a forward hook of ``module`` (:class:`FaastHook`)."""
+        self.handles.append(module.register_forward_hook(FaastHook(module, fn)))
 
     def remove(self) -> None:
         for h in self.handles:

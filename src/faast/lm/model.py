@@ -45,6 +45,7 @@ from faast.lm.inject import (
     check_causal,
     context_window,
     find_layout,
+    strip_inert_hooks,
 )
 from faast.lm.inputs import (
     check_learn_inputs,
@@ -79,6 +80,16 @@ from faast.lm.readouts import (
 from faast.lm.readouts import pair_mask as real_token_pairs
 
 READOUT_NAME = "faast_readout.safetensors"
+
+
+#: Why a FaastModel is not copied (``how``: copy.deepcopy or copy.copy), and how to get a second one.
+_COPY_MESSAGE = (
+    "{how} of a FaastModel is not supported: a copy would share the original's hooks and fast "
+    "weights. Make a second one from a copy of the model instead: "
+    "fm2 = get_faast_model(copy.deepcopy(fm.base_model), fm.faast_config) (a deep copy of the hooked "
+    "model is the plain model), then move the fast weights with fm.save_fast_weights(path) and "
+    "fm2.load_fast_weights(path) (a trained readout: fm.save_pretrained(dir), FaastModel.from_pretrained)"
+)
 
 
 #: base model → the FaastModel whose hooks are on it (weak on both sides: no attribute is added to
@@ -127,6 +138,7 @@ class FaastModel(nn.Module):
         if config.base_model_name_or_path is None:
             config.base_model_name_or_path = getattr(model, "name_or_path", None) or None
         self._layout = find_layout(model, config.decoder_layers_path, config.final_norm_path)
+        strip_inert_hooks(model)  # a deep copy of a hooked model carries inert faast hooks: drop them
         self.memories = nn.ModuleDict(build_readouts(config, self._layout, model))
         param = next(model.parameters())
         self.memories.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None)
@@ -160,7 +172,9 @@ class FaastModel(nn.Module):
         next-token pairs, which would read their own answer. Run before faast's hooks are
         attached. Not checked: a model that cannot run those tokens alone (it needs other
         inputs), or one that already carries forward hooks (another FaastModel's, say), whose
-        logits are then not its own."""
+        logits are then not its own (the inert faast hooks a deep copy of a hooked model carries
+        are removed before). A backbone that runs but returns no ``last_hidden_state`` is refused
+        (:class:`UnsupportedModelError`): ``learn`` could not read the states the head reads."""
         if any(m._forward_hooks or m._forward_pre_hooks for m in self.base_model.modules()):
             return
         ids = torch.tensor(PROBE_IDS, device=next(self.base_model.parameters()).device)
@@ -174,6 +188,12 @@ class FaastModel(nn.Module):
             with torch.no_grad():
                 returned = self.base_model(input_ids=ids).logits
                 head_output = head_logits(self.head_inputs(ids), self._layout.lm_head)
+        except NoHiddenStateError as error:  # the backbone ran: faast found the wrong module
+            raise UnsupportedModelError(
+                f"{error}; faast found {type(self._layout.backbone).__name__} as the backbone of "
+                f"{type(self.base_model).__name__} and could not read the states its LM head reads: "
+                "pass the transformers *ForCausalLM model itself (a wrapper's inner model)"
+            ) from None
         except Exception:  # the model's own forward failed on these tokens alone: nothing to compare
             return
         finally:
@@ -901,11 +921,33 @@ class FaastModel(nn.Module):
         return super().to(*args, **kwargs)
 
     def unload(self) -> nn.Module:
-        """Detach every hook and return the untouched base model (:meth:`attach` undoes it)."""
+        """Detach every hook and return the untouched base model (:meth:`attach` undoes it). Inert
+        faast hooks left on it (a deep copy of a hooked model carries them, see
+        :class:`~faast.lm.inject.FaastHook`) are removed too, so the model then carries none."""
         self._hooks.remove()
+        strip_inert_hooks(self.base_model)
         if _attached_owner(self.base_model) is self:
             del _OWNERS[self.base_model]
         return self.base_model
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FaastModel:
+        """Refused (``TypeError``): a copy would need its own hooks on its own copy of the model."""
+        raise TypeError(_COPY_MESSAGE.format(how="copy.deepcopy"))
+
+    def __copy__(self) -> FaastModel:
+        """Refused (``TypeError``): a shallow copy would share the original's memories and hooks."""
+        raise TypeError(_COPY_MESSAGE.format(how="copy.copy"))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Refused (``TypeError``, also for ``torch.save(fm)``): the memories act through hooks on
+        the base model and their statistics are not module state; save them as the message says."""
+        raise TypeError(
+            "cannot pickle a FaastModel (pickle, torch.save, multiprocessing): its memories act through "
+            "forward hooks on the base model and read fast weights that are not module state. Save the "
+            "fast weights with fm.save_fast_weights(path) (load them back with get_faast_model(model, "
+            "config).load_fast_weights(path)) and the model with fm.unload().save_pretrained(directory); "
+            "to pickle or torch.save the plain model, call fm.unload() first and save what it returns"
+        )
 
     def attach(self) -> FaastModel:
         """Attach the read-outs' hooks to the base model (done at construction; a no-op if attached).
@@ -1279,12 +1321,19 @@ def _reraise_from_property(obj: Any, name: str) -> None:
         raise RuntimeError(f"{type(obj).__name__}.{name} failed: {type(error).__name__}: {error}") from error
 
 
+class NoHiddenStateError(RuntimeError):
+    """The backbone's output holds no ``last_hidden_state`` (faast hooked the wrong module)."""
+
+
 def _last_hidden(output: Any) -> torch.Tensor:
+    """The final state (B, T, d) of a backbone's output; :class:`NoHiddenStateError` without one."""
     h = getattr(output, "last_hidden_state", None)
     if h is None and isinstance(output, (tuple, list)):
         h = output[0]
     if not isinstance(h, torch.Tensor):
-        raise RuntimeError("the backbone returned no last_hidden_state")
+        raise NoHiddenStateError(
+            f"the backbone returned no last_hidden_state (it returned {type(output).__name__})"
+        )
     return h
 
 
