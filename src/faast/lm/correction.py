@@ -35,6 +35,7 @@ gradient of the head's own logits: an approximation there, exact otherwise.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faast._checks import integer_at_least
+from faast._checks import caller_stacklevel, integer_at_least
 from faast.lm.config import ReadConfig
 from faast.lm.inject import Layout
 from faast.lm.output_readouts import LogitReadOut
@@ -138,6 +139,28 @@ def learn_windows_in_steps(model: Any, windows: torch.Tensor, steps: int, *, bat
     captured = capture_windows(model, windows, batch_size=batch_size)
     learn_in_steps(model, lambda: [model.learn_captured(c) for c in captured], steps)
     return sum(c.num_pairs for c in captured)
+
+
+def _warn_constant_step(grad: torch.Tensor) -> None:
+    """Gradient hook of a correction read (``grad`` unchanged): warn, once per process, when a
+    backward pass runs through it with the LM head trainable. The step (F̄ + c·L·I)⁻¹·W is
+    computed from the head's weights without a graph, so their gradient leaves out its part (the
+    prob and logit mixes keep it)."""
+    global _WARNED_CONSTANT_STEP
+    if _WARNED_CONSTANT_STEP:
+        return
+    _WARNED_CONSTANT_STEP = True
+    warnings.warn(
+        "the correction memory's step depends on the LM head's weights but is held constant in a "
+        "backward pass: gradients of the LM head (or of embeddings tied to it) leave out its part; "
+        "freeze the head (lm_head.weight.requires_grad_(False)), train inside fm.disabled(), or use "
+        'output_mix="prob" or "logit", whose gradients are exact',
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
+
+
+_WARNED_CONSTANT_STEP = False
 
 
 class CorrectionReadOut(LogitReadOut):
@@ -330,6 +353,8 @@ class CorrectionReadOut(LogitReadOut):
             out = out + F.linear(keys, self._folded_as(dtype, z.device)).to(z.dtype)
         if self.has_pairs:
             out = out + F.linear(keys, self.effective_weight(dtype, z.device)).to(z.dtype)
+        if out is not z and out.requires_grad and head.weight.requires_grad:
+            out.register_hook(_warn_constant_step)  # a backward pass through this read warns
         return out
 
     # ----------------------------------------------------------------- saving

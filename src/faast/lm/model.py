@@ -580,8 +580,9 @@ class FaastModel(nn.Module):
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
         self._check_captured(batch)
         self._check_state_dtype(batch, "learn")
-        for readout in self.readouts:
-            readout.learn(batch)
+        with _autocast_off(self._layout.lm_head.weight.device):  # values (a scorer's weights) as outside it
+            for readout in self.readouts:
+                readout.learn(batch)
         if self.learned_rows is not None:
             self.learned_rows.add(row_digests(batch)[0])
         self._learned_state_dtype = batch.states[HEAD_INPUT].dtype
@@ -651,13 +652,14 @@ class FaastModel(nn.Module):
         for b in batches:
             self._check_captured(b)
             self._check_state_dtype(b, "forget")
-        for readout in self.readouts:  # every read-out checked before any changes
-            readout.check_forget(batches)
-        digests = self._checked_row_digests(batches)
-        with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
-            for b in batches:
-                for readout in self.readouts:
-                    readout.forget(b)
+        with _autocast_off(self._layout.lm_head.weight.device):  # the values learn computed
+            for readout in self.readouts:  # every read-out checked before any changes
+                readout.check_forget(batches)
+            digests = self._checked_row_digests(batches)
+            with self.all_or_nothing():  # e.g. a pair that matches no kept row: everything put back
+                for b in batches:
+                    for readout in self.readouts:
+                        readout.forget(b)
         rows = self.learned_rows
         if rows is not None and digests is not None and not rows.remove_found(digests):
             self.learned_rows = None  # pairs matched while kept, rows not as learned: no longer exact
@@ -794,7 +796,10 @@ class FaastModel(nn.Module):
         ``states[readout.key_point]``: (B, T, d), recorded by the read-outs' hooks;
         ``states["head_input"]``: the backbone's final state (what the LM head reads).
         Validates the inputs; ``pair_mask`` as in :meth:`learn`. ``prefix``: a :meth:`prefix_cache`
-        every row continues (its tokens are context only: no pair is learned from them).
+        every row continues (its tokens are context only: no pair is learned from them). The
+        backbone runs in the model's own dtype even inside ``torch.autocast`` (:func:`_autocast_off`):
+        states learned under autocast would be other numbers than the same text gives outside it,
+        so that neither could be forgotten exactly.
         """
         if "inputs_embeds" in kwargs:
             raise ValueError(
@@ -830,7 +835,8 @@ class FaastModel(nn.Module):
         backbone.eval()
         self._ctx.mode, self._ctx.captured = "learn", {}
         try:
-            out = backbone(input_ids=run_ids, attention_mask=full_mask, **kwargs)
+            with _autocast_off(device):
+                out = backbone(input_ids=run_ids, attention_mask=full_mask, **kwargs)
             states = dict(self._ctx.captured)
         finally:
             self._ctx.mode, self._ctx.captured = "read", {}
@@ -1319,6 +1325,16 @@ def _reraise_from_property(obj: Any, name: str) -> None:
         prop.fget(obj)
     except AttributeError as error:
         raise RuntimeError(f"{type(obj).__name__}.{name} failed: {type(error).__name__}: {error}") from error
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """A block where autocast is off for ``device``'s type, when the caller turned it on (else
+    nothing to do): learning and forgetting capture states in the model's own dtype."""
+    try:
+        enabled = torch.is_autocast_enabled(device.type)
+    except (RuntimeError, TypeError):  # a device type autocast does not know
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False) if enabled else contextlib.nullcontext()
 
 
 class NoHiddenStateError(RuntimeError):

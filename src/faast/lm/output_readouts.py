@@ -150,6 +150,17 @@ class OutputReadOut(ReadOut):
             self._scale = (key, max(rho2, 1e-30))
         return self._scale[1]
 
+    def _scale_to_divide(self, head: nn.Module) -> float | torch.Tensor:
+        """:meth:`head_scale`, as a tensor with its graph when a backward pass could reach the
+        head's weight (gradients on and the weight trainable: fine-tuning the head or tied
+        embeddings with the memory on), so that the gradient includes ρ²'s part; the cached float
+        otherwise."""
+        weight = head.weight
+        if not (torch.is_grad_enabled() and weight.requires_grad):
+            return self.head_scale(head)
+        work = torch.promote_types(weight.dtype, torch.float32)
+        return weight.to(work).pow(2).sum(dim=-1).mean().clamp_min(1e-30)
+
     def share_head_scale(self, other: OutputReadOut) -> None:
         """Take ``other``'s cached :meth:`head_scale` (a read-out of the same model that replaces it:
         ρ² is a pass over the whole head; the cache is still checked against the head)."""
@@ -327,21 +338,26 @@ class ProbReadOut(OutputReadOut):
         """The LM-head rows the memory distribution covers (cached until the head, the learned
         tokens or ``support`` change): the learned tokens' rows, or the whole head."""
         weight = head.weight
+        if torch.is_grad_enabled() and weight.requires_grad:  # with its graph: not cached, not detached
+            return self._support_rows(weight)
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
-            column = None
-            if self.support == "vocab":
-                rows, index = weight.detach(), None
-            else:
-                index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
-                rows = weight.detach()[index]
-                column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
-                column[index] = torch.arange(index.numel(), device=weight.device)
-            work = torch.promote_types(rows.dtype, torch.float32)
-            norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
-            support = Support(rows, index, norms, column)
-            self._support = (key, support)
+            self._support = (key, self._support_rows(weight.detach()))
         return self._support[1]
+
+    def _support_rows(self, weight: torch.Tensor) -> Support:
+        """The :class:`Support` of the head's weight (V, d): all its rows, or the learned tokens'."""
+        column = None
+        if self.support == "vocab":
+            rows, index = weight, None
+        else:
+            index = torch.nonzero(self.seen.to(weight.device)).squeeze(1)
+            rows = weight[index]
+            column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
+            column[index] = torch.arange(index.numel(), device=weight.device)
+        work = torch.promote_types(rows.dtype, torch.float32)
+        norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
+        return Support(rows, index, norms, column)
 
     def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
         """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
@@ -381,7 +397,7 @@ class ProbReadOut(OutputReadOut):
         lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
         # no head bias here: it is in logit units, not in units of ρ², and 1/T would multiply it
         # (by 40 at the default T) until it outweighs the match; the model's part already has it
-        scaled = scores.to(work) / self.head_scale(head)
+        scaled = scores.to(work) / self._scale_to_divide(head)
         return F.log_softmax(scaled / self.temperature, -1), lam, sup
 
     def mix_logits(
@@ -464,9 +480,10 @@ class LogitReadOut(OutputReadOut):
         s = :attr:`output_scale`)."""
         return z + (self.weight / self._head_units(head)) * self.predict(z).to(z.dtype)
 
-    def _head_units(self, head: nn.Module) -> float:
-        """ρ²·s: what divides rows·(W·z) so that β is in units of the model's logits."""
-        return self.head_scale(head) * self.output_scale
+    def _head_units(self, head: nn.Module) -> float | torch.Tensor:
+        """ρ²·s: what divides rows·(W·z) so that β is in units of the model's logits (a tensor with
+        its graph where a backward pass could reach the head: :meth:`_scale_to_divide`)."""
+        return self._scale_to_divide(head) * self.output_scale
 
     def memory_logits(self, z: torch.Tensor, head: nn.Module) -> torch.Tensor:
         """rows·(W·z)/(ρ²·s) (..., V) for head inputs z (..., d): what the memory adds to the head's
