@@ -70,6 +70,12 @@ def _narrowed(weights: torch.Tensor, dtype: torch.dtype, device: torch.device) -
     weights near 10⁵, which float16 turned into inf, and reads into inf and NaN)."""
     out = weights.to(device=device, dtype=dtype)
     if dtype.is_floating_point and not bool(torch.isfinite(out).all()):
+        if not bool(torch.isfinite(weights).all()):  # the float64 solve itself
+            raise ValueError(
+                "the float64 solve gave non-finite fast weights: the statistics left float64's range "
+                "(keys, values or example weights of scale near 1e±150 or beyond, whose products "
+                "underflow or overflow); rescale the keys, or the sample weights"
+            )
         largest = float(weights.abs().max())
         raise ValueError(
             f"the fast weights reach {largest:.3g}, beyond what {dtype} holds "
