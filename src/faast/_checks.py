@@ -156,9 +156,12 @@ def integer_at_least(value: Any, name: str, least: int, *, kinds: type | tuple[t
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` at which a warning raised by the function calling this one points at the
-    first frame outside faast and torch: the user's line, whatever faast calls and decorators
-    (``torch.no_grad``) lie between."""
+    first frame outside faast, torch and scikit-learn: the user's line, whatever faast calls and
+    decorators (``torch.no_grad``, scikit-learn's ``_fit_context``, a ``GridSearchCV`` fitting
+    clones) lie between."""
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("faast.", "torch.")):
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("faast.", "torch.", "sklearn.")
+    ):
         frame, level = frame.f_back, level + 1
     return level

@@ -1036,7 +1036,7 @@ def _warn_far_from_origin(keys: torch.Tensor, rows: int = 2048) -> None:
             f"{ratio:.3g} times their summed variances): the intercept cannot absorb such an offset and "
             "accuracy suffers; pass center_features=True, or standardise the features",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 

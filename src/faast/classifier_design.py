@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import validate_data
 
-from faast._checks import check_device, check_finite
+from faast._checks import caller_stacklevel, check_device, check_finite
 from faast.solver import GramStats
 from faast.solver.cpu_products import matmul
 from faast.unit_rows import unit_rows
@@ -90,7 +90,7 @@ class DesignMixin:
                 f"be lost to rounding; rescale the features or set intercept_scaling near their row "
                 f"norm ({row_norm:.3g})",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
 
     def _keys(self, X: Any, *, reset: bool, fitted_dtype: bool = False) -> torch.Tensor:
@@ -98,6 +98,8 @@ class DesignMixin:
         with ``fitted_dtype`` (``partial_fit``, ``forget``), in the dtype the statistics were
         built from (:meth:`_in_fitted_dtype`)."""
         if isinstance(X, torch.Tensor):
+            if X.layout != torch.strided:  # before any check that torch cannot run on sparse tensors
+                raise TypeError("X: sparse tensors are not supported; pass a dense tensor (X.to_dense())")
             if X.ndim != 2:
                 raise ValueError(
                     f"X: expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}"

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from faast._checks import caller_stacklevel
 from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.classifier_record import ExampleRecord
 from faast.io import (
@@ -364,7 +365,7 @@ def _write_locked(out: Path, tensors: dict[str, torch.Tensor], info: dict[str, A
             f"({os_error_cause(exc)}); the folder loads the new classifier (from {PENDING_TENSORS_NAME}), "
             "and its next save finishes the move",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 

@@ -29,6 +29,7 @@ import scipy.linalg
 import scipy.linalg.blas
 import torch
 
+from faast._checks import caller_stacklevel
 from faast.solver.blas_threads import single_threaded_blas
 from faast.solver.cpu_products import matmul
 
@@ -330,7 +331,7 @@ class SpectralFactor:
                 f"(about {math.sqrt(self.noise_floor / max(self.lambda_max, 1e-300)):.1e}); "
                 "clamped to that level",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         keep = (lam >= tau * tau * self.lambda_max) & (lam > self.noise_floor)
         phi = torch.zeros_like(lam)
