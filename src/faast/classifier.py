@@ -496,12 +496,12 @@ class FaastClassifier(
                     f"classes {np.asarray(classes)} differ from those of earlier calls {classes_}"
                 )
         cut = self._cut()
-        if not first:
-            self._settle_temperature()
         if not isinstance(self.class_weight, str):
             self.class_weight_ = _class_weights(self.class_weight, classes_)
         keys, onehot, weights = self._pairs(X, y, classes_, sample_weight, reset=first)
         self._check_intercept_scale(keys)
+        if not first:
+            self._settle_temperature(keys.shape[0])
         if first:
             self.classes_ = classes_
             self._design_params_ = self._design_params()

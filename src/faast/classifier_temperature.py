@@ -45,12 +45,20 @@ class TemperatureMixin:
     #: The attributes this mixin keeps on the classifier (``fit`` drops them before it starts).
     _TEMPERATURE_STATE = ("_temperature", "_calibration_rows", "_calibration_sample")
 
-    def _settle_temperature(self) -> None:
+    def _settle_temperature(self, new_rows: int) -> None:
         """Find a temperature left to first use from the kept rows now, before a ``partial_fit``
-        call adds rows: the call may drop them (crossing 2·D), and a small batch keeps T."""
+        call adds ``new_rows`` rows that make the statistics drop them (crossing 2·D): a small
+        batch then keeps T. A call that leaves every row kept leaves T to first use, found from
+        all of them as one fit's would be (finding it at every call cost a solve per call: a
+        stream of small batches paid one eigendecomposition per batch). Distributed, where the
+        rows every process adds decide the crossing, it is found at every call, as before."""
         pending = getattr(self.__dict__.get("_temperature"), "value", 0.0) is None
-        if pending and self.memory_.stats.kept_row_count:
-            self.logit_scale_  # noqa: B018 - computes and memoises it
+        stats = self.memory_.stats
+        if not (pending and stats.kept_row_count):
+            return
+        if not self.distributed and stats.count + new_rows <= stats.dual_max_pairs:
+            return  # the rows stay kept
+        self.logit_scale_  # noqa: B018 - computes and memoises it
 
     def _calibrate(self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None) -> None:
         """Set the temperature of ``predict_proba`` (``logit_scale_``): ``logit_scale``, or for

@@ -135,12 +135,15 @@ def _scores_numpy(
     """:func:`_scores_torch` in NumPy: values (n, m), fitted (n, G, m), leverages (n, G)."""
     denom = 1.0 - lev
     bad = (denom <= LEVERAGE_LIMIT).any(axis=0)
-    loo = (values[:, None, :] - fitted) / np.maximum(denom, LEVERAGE_LIMIT)[..., None]
+    # one temporary the size of ``fitted``, worked in place (a block can be large: many classes)
+    loo = values[:, None, :] - fitted
+    loo /= np.maximum(denom, LEVERAGE_LIMIT)[..., None]
     press = np.einsum("ngm,ngm->g", loo, loo)
     press[bad] = math.inf
     truth = values.argmax(axis=1)
     active = np.abs(values).sum(axis=1) > 0  # zero-weight rows carry no information
-    wrong = ((values[:, None, :] - loo).argmax(axis=2) != truth[:, None]) & active[:, None]
+    held_out = np.subtract(values[:, None, :], loo, out=loo)  # the leave-one-out predictions
+    wrong = (held_out.argmax(axis=2) != truth[:, None]) & active[:, None]
     return torch.from_numpy(press), torch.from_numpy(wrong.sum(axis=0).astype(np.float64))
 
 
