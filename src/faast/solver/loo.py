@@ -50,8 +50,9 @@ from faast.solver.cpu_products import matmul
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 LEVERAGE_LIMIT = 1e-9
 #: The paths score their candidates in blocks whose fitted values (n, block, m) hold at most this
-#: many entries (16 MB of float64): many classes (m in the thousands) no longer multiply the memory
-#: by the number of candidates. Below it, one block (the same products as before blocks existed).
+#: many entries (16 MB of float64), or one candidate (n·m entries) where that is more: many classes
+#: (m in the thousands) no longer multiply the memory by the number of candidates. Below it, one
+#: block (the same products as before blocks existed).
 BLOCK_ENTRIES = 1 << 21
 #: Default ridge grid: ρ = λ_max · 10^t for t in this range.
 RIDGE_GRID = (-7.0, 1.0, 25)
