@@ -156,12 +156,12 @@ def integer_at_least(value: Any, name: str, least: int, *, kinds: type | tuple[t
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` at which a warning raised by the function calling this one points at the
-    first frame outside faast, torch and scikit-learn: the user's line, whatever faast calls and
-    decorators (``torch.no_grad``, scikit-learn's ``_fit_context``, a ``GridSearchCV`` fitting
-    clones) lie between."""
+    first frame outside faast, torch, scikit-learn and transformers: the user's line, whatever
+    faast calls and decorators (``torch.no_grad``, scikit-learn's ``_fit_context``, a
+    ``GridSearchCV`` fitting clones, a model's forward running faast's hooks) lie between."""
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-        ("faast.", "torch.", "sklearn.")
+        ("faast.", "torch.", "sklearn.", "transformers.")
     ):
         frame, level = frame.f_back, level + 1
     return level
