@@ -77,3 +77,35 @@ def test_the_correction_memory_warns_once_when_a_backward_pass_reaches_the_head(
         _loss(fm, text).backward()
     mine = [w for w in caught if "held constant" in str(w.message)]
     assert len(mine) == 1 and mine[0].filename == __file__  # the line that ran backward
+
+
+@pytest.mark.parametrize("mix", ["prob", "logit", "correction"])
+def test_reading_in_inference_mode_then_training_outside_it(mix):
+    """The read-outs' caches made by a read inside ``torch.inference_mode()`` (the support rows,
+    the correction's step) are normal tensors: a training step after it can save them (hunt: an
+    evaluation in inference mode, then a step with the head frozen, failed)."""
+    base, fm, text = _learned(mix)
+    with torch.inference_mode():
+        fm(input_ids=text)
+    base.requires_grad_(False)
+    norm = base.model.norm.weight
+    norm.requires_grad_(True)
+    _loss(fm, text).backward()
+    assert norm.grad is not None and bool(torch.isfinite(norm.grad).all())
+
+
+def test_a_forward_with_gradients_on_reuses_the_cached_support_and_scale(monkeypatch):
+    """Outside torch.no_grad (the default of a loaded model's parameters: trainable), a forward
+    takes the cached support and ρ², with their gradients attached, instead of a pass over the
+    head per forward (hunt: ten times slower per token on a 32,000-token head)."""
+    import faast.lm.output_readouts as output_readouts
+
+    _, fm, text = _learned("prob")
+    memory = fm.output_memory
+    fm(input_ids=text)
+    built = []
+    real = output_readouts.ProbReadOut._support_rows
+    monkeypatch.setattr(output_readouts.ProbReadOut, "_support_rows", lambda *a: built.append(1) or real(*a))
+    fm(input_ids=text)
+    fm(input_ids=text)
+    assert built == [] and memory._support is not None

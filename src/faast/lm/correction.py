@@ -49,6 +49,7 @@ from faast.lm.inject import Layout
 from faast.lm.output_readouts import LogitReadOut
 from faast.lm.readouts import Captured, next_pairs
 from faast.solver import Cut
+from faast.solver.normal_tensors import outside_inference_mode
 
 #: Rows × vocabulary entries of one chunk of probabilities (float32: 64 MiB).
 CHUNK_ELEMENTS = 1 << 24
@@ -300,6 +301,7 @@ class CorrectionReadOut(LogitReadOut):
         weight = self.head().weight
         return (self._version, self.memory.num_pairs, weight.data_ptr(), weight._version)
 
+    @outside_inference_mode  # a cache: usable, and saved for backward, outside it too
     def spectrum(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Eigenvalues (d,) ascending and eigenvectors (d, d) of F̄ (:func:`mean_curvature`),
         float64, cached until the pairs or the head change."""
@@ -313,6 +315,7 @@ class CorrectionReadOut(LogitReadOut):
         """L, the largest eigenvalue of F̄ (0.0 when nothing is learned)."""
         return float(self.spectrum()[0][-1]) if self.has_pairs else 0.0
 
+    @outside_inference_mode  # a cache: usable, and saved for backward, outside it too
     def effective_weight(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """β·(F̄ + c·L·I)⁻¹·W (d, key_dim) in ``dtype``, cached until the pairs, the head, the cut or
         the knobs change; zero when the learned pairs carry no curvature (the model is then
@@ -328,6 +331,7 @@ class CorrectionReadOut(LogitReadOut):
             self._effective = (key, step.to(device=device, dtype=dtype))
         return self._effective[1]
 
+    @outside_inference_mode  # a cache: usable, and saved for backward, outside it too
     def _folded_as(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The folded steps A (d, key_dim) in ``dtype`` on ``device``, cast once per change: every
         change assigns a new ``folded`` tensor (never in place), so the cache holds the tensor it

@@ -373,7 +373,14 @@ PICKLE_MESSAGE = (
 
 class FaastHook:
     """A forward (pre-)hook faast registers on ``module``: it calls ``fn(module, ...)`` only when
-    run by that module (held by weak reference) and does nothing (returns None) on any other.
+    run by a module it serves and does nothing (returns None) on any other.
+
+    It serves the module it was registered on (held by weak reference) and any module that shares
+    that module's hook dict of its kind (``kind``: ``"_forward_pre_hooks"`` or ``"_forward_hooks"``,
+    the dict it was registered in): the replicas ``nn.DataParallel`` makes
+    (``Module._replicate_for_data_parallel``) and a ``copy.copy`` of the module are new objects whose
+    ``__dict__`` is a shallow copy of the original's, so they run these very hooks, and read the
+    original's fast weights as the original does.
 
     ``copy.deepcopy`` of a hooked model copies its hook dicts; the copy of a FaastHook is an inert
     hook (no module, no ``fn``: it neither reads the original's fast weights nor keeps them alive),
@@ -383,15 +390,30 @@ class FaastHook:
     ``TypeError`` (:data:`PICKLE_MESSAGE`); an inert one pickles as an inert one.
     """
 
-    __slots__ = ("_fn", "_module")
+    __slots__ = ("_fn", "_kind", "_module")
 
-    def __init__(self, module: nn.Module | None, fn: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, module: nn.Module | None, fn: Callable[..., Any] | None, kind: str | None = None
+    ) -> None:
         self._module = None if module is None else weakref.ref(module)
         self._fn = fn
+        self._kind = kind
 
     def serves(self, module: nn.Module) -> bool:
-        """Whether this hook acts when ``module`` runs (it was registered on it and is not inert)."""
-        return self._fn is not None and self._module is not None and self._module() is module
+        """Whether this hook acts when ``module`` runs: it is not inert, and ``module`` is the module
+        it was registered on or shares that module's hook dict of its kind (a DataParallel replica
+        or a ``copy.copy`` of it; a ``copy.deepcopy`` has dicts of its own)."""
+        if self._fn is None or self._module is None:
+            return False
+        registered = self._module()
+        if registered is None:
+            return False
+        if registered is module:
+            return True
+        if self._kind is None:
+            return False
+        own = getattr(registered, self._kind, None)
+        return own is not None and getattr(module, self._kind, None) is own
 
     def __call__(self, module: nn.Module, *args: Any) -> Any:
         if not self.serves(module):
@@ -425,7 +447,9 @@ _HOOK_DICTS = (
 def strip_inert_hooks(model: nn.Module) -> int:
     """Remove from every module of ``model`` the faast hooks that do not act there (the inert
     copies a ``copy.deepcopy`` of a hooked model carries, :class:`FaastHook`); return how many.
-    Live hooks, faast's on their own module and anyone else's, are kept."""
+    Live hooks are kept: anyone else's, and faast's on a module they serve (the module they were
+    registered on, or a replica or ``copy.copy`` of it sharing its hook dict, whose hooks are also
+    the original's)."""
     removed = 0
     for module in model.modules():
         for name, extras in _HOOK_DICTS:
@@ -449,12 +473,12 @@ class HookSet:
 
     def pre(self, module: nn.Module, fn: Callable[..., Any]) -> None:
         """Register ``fn(module, args, kwargs)`` as a forward pre-hook of ``module`` (:class:`FaastHook`)."""
-        hook = FaastHook(module, fn)
+        hook = FaastHook(module, fn, "_forward_pre_hooks")
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
     def post(self, module: nn.Module, fn: Callable[..., Any]) -> None:
         """Register ``fn(module, args, output)`` as a forward hook of ``module`` (:class:`FaastHook`)."""
-        self.handles.append(module.register_forward_hook(FaastHook(module, fn)))
+        self.handles.append(module.register_forward_hook(FaastHook(module, fn, "_forward_hooks")))
 
     def remove(self) -> None:
         for h in self.handles:

@@ -28,6 +28,7 @@ from faast.lm.config import ReadConfig
 from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
 from faast.lm.key_features import RandomFeatureKeys
 from faast.lm.readouts import HEAD_INPUT, PRE_NORM, Captured, HookContext, ReadOut, next_pairs
+from faast.solver.normal_tensors import outside_inference_mode
 
 
 class OutputReadOut(ReadOut):
@@ -151,15 +152,16 @@ class OutputReadOut(ReadOut):
         return self._scale[1]
 
     def _scale_to_divide(self, head: nn.Module) -> float | torch.Tensor:
-        """:meth:`head_scale`, as a tensor with its graph when a backward pass could reach the
-        head's weight (gradients on and the weight trainable: fine-tuning the head or tied
-        embeddings with the memory on), so that the gradient includes ρ²'s part; the cached float
-        otherwise."""
+        """:meth:`head_scale`; where a backward pass could reach the head's weight (gradients on
+        and the weight trainable: fine-tuning the head or tied embeddings with the memory on), the
+        cached value as a tensor that carries ρ²'s gradient (:class:`_MeanRowSquare`: no pass over
+        the head, no copy of it)."""
         weight = head.weight
+        rho2 = self.head_scale(head)
         if not (torch.is_grad_enabled() and weight.requires_grad):
-            return self.head_scale(head)
+            return rho2
         work = torch.promote_types(weight.dtype, torch.float32)
-        return weight.to(work).pow(2).sum(dim=-1).mean().clamp_min(1e-30)
+        return _MeanRowSquare.apply(weight, torch.tensor(rho2, dtype=work, device=weight.device))
 
     def share_head_scale(self, other: OutputReadOut) -> None:
         """Take ``other``'s cached :meth:`head_scale` (a read-out of the same model that replaces it:
@@ -222,6 +224,38 @@ class OutputReadOut(ReadOut):
         if seen.dtype == torch.uint8 and bool((seen > 1).any()):
             raise ValueError(f"{where}: the learned-token set holds values other than 0 and 1")
         self.counts.copy_(seen.to(self.counts.device).to(torch.int64))
+
+
+class _MeanRowSquare(torch.autograd.Function):
+    """ρ² = the mean squared norm of the rows of weight (V, d), its value given (a 0-d tensor, the
+    cached :meth:`OutputReadOut.head_scale`): the forward costs nothing, the backward is
+    ∂ρ²/∂w = 2·w/V. Keeps the weight (a parameter: no copy) for the backward."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (weight,) = ctx.saved_tensors
+        return (grad * (2.0 / weight.shape[0])).to(weight.dtype) * weight, None
+
+
+class _RowNorms(torch.autograd.Function):
+    """‖rowᵢ‖ of rows (k, d), their values given (k,) (cached, clamped at 1e-12): the backward is
+    rowᵢ/‖rowᵢ‖ (0 where the clamp held)."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows, norms)
+        return norms.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        rows, norms = ctx.saved_tensors
+        scale = torch.where(norms > 1e-12, grad / norms, torch.zeros_like(norms))
+        return (scale[:, None] * rows.to(scale.dtype)).to(rows.dtype), None
 
 
 class Support(NamedTuple):
@@ -338,8 +372,18 @@ class ProbReadOut(OutputReadOut):
         """The LM-head rows the memory distribution covers (cached until the head, the learned
         tokens or ``support`` change): the learned tokens' rows, or the whole head."""
         weight = head.weight
-        if torch.is_grad_enabled() and weight.requires_grad:  # with its graph: not cached, not detached
-            return self._support_rows(weight)
+        cached = self._cached_support(weight)
+        if not (torch.is_grad_enabled() and weight.requires_grad):
+            return cached
+        # where a backward pass could reach the head: the rows with their graph (a view, or the
+        # learned tokens' rows), the cached norms carrying their gradient (_RowNorms)
+        rows = weight if cached.index is None else weight[cached.index]
+        return cached._replace(rows=rows, norms=_RowNorms.apply(rows, cached.norms))
+
+    @outside_inference_mode  # a cache: usable, and saved for backward, outside inference mode too
+    def _cached_support(self, weight: torch.Tensor) -> Support:
+        """The :class:`Support` of the head's weight, without a graph, cached until the head, the
+        learned tokens or ``support`` change."""
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
             self._support = (key, self._support_rows(weight.detach()))
