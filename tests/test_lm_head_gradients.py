@@ -97,7 +97,7 @@ def test_reading_in_inference_mode_then_training_outside_it(mix):
 def test_a_forward_with_gradients_on_reuses_the_cached_support_and_scale(monkeypatch):
     """Outside torch.no_grad (the default of a loaded model's parameters: trainable), a forward
     takes the cached support and ρ², with their gradients attached, instead of a pass over the
-    head per forward (hunt: ten times slower per token on a 32,000-token head)."""
+    head per forward (hunt: a pass over the whole head, and a copy of it, at every forward)."""
     import faast.lm.output_readouts as output_readouts
 
     _, fm, text = _learned("prob")
