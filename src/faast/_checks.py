@@ -8,12 +8,13 @@ device) instead of producing a silently wrong answer.
 from __future__ import annotations
 
 import math
-import sys
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
+
+from faast.warning_location import caller_stacklevel as caller_stacklevel  # re-exported
 
 
 def as_tensor(x: Any, name: str) -> torch.Tensor:
@@ -152,16 +153,3 @@ def integer_at_least(value: Any, name: str, least: int, *, kinds: type | tuple[t
     if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     return value
-
-
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` at which a warning raised by the function calling this one points at the
-    first frame outside faast, torch, scikit-learn and transformers: the user's line, whatever
-    faast calls and decorators (``torch.no_grad``, scikit-learn's ``_fit_context``, a
-    ``GridSearchCV`` fitting clones, a model's forward running faast's hooks) lie between."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-        ("faast.", "torch.", "sklearn.", "transformers.")
-    ):
-        frame, level = frame.f_back, level + 1
-    return level

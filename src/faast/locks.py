@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from faast.warning_location import caller_stacklevel
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -56,16 +58,9 @@ _held: dict[tuple[int, int], _Held] = {}  # (st_dev, st_ino) of the locked path 
 _registry_lock = threading.Lock()
 _thread_gates: dict[tuple[int, int], threading.RLock] = {}  # one per path: a thread at a time
 _warned: set[str] = set()
-
-
-def _stacklevel_outside() -> int:
-    """The ``stacklevel`` at which a warning raised by the function calling this one names the
-    first line outside this module and ``contextlib``: the line that took the lock (a faast
-    module's, or the user's), however deep in the lock's helpers the warning is raised."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_globals.get("__name__") in (__name__, "contextlib"):
-        frame, level = frame.f_back, level + 1
-    return level
+#: What the lock's warnings look past: this module and contextlib (the lock's context managers),
+#: so that they name the line that took the lock.
+_LOCK_MODULES = (__name__, "contextlib")
 
 
 def _warn_unlocked(path: Path, reason: str) -> None:
@@ -77,7 +72,7 @@ def _warn_unlocked(path: Path, reason: str) -> None:
             f"{path}: not locked against other faast commands ({reason}); do not run two commands that "
             "write it at once",
             UserWarning,
-            stacklevel=_stacklevel_outside(),
+            stacklevel=caller_stacklevel(_LOCK_MODULES),
         )
 
 
@@ -90,7 +85,7 @@ def _warn_no_flock() -> None:
             "faast cannot lock files on this system (it has no flock): do not run two faast commands "
             "that write the same files (a model, a fast-weight file, the asset cache) at once",
             UserWarning,
-            stacklevel=_stacklevel_outside(),
+            stacklevel=caller_stacklevel(_LOCK_MODULES),
         )
 
 
@@ -208,7 +203,7 @@ def _lock_current(
                         "locked (a file system whose stat and fstat disagree?); going on with the last "
                         "lock taken, which may lock nothing",
                         UserWarning,
-                        stacklevel=_stacklevel_outside(),
+                        stacklevel=caller_stacklevel(_LOCK_MODULES),
                     )
                 yield outer
                 return
