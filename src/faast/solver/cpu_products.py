@@ -16,17 +16,20 @@ import torch
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
+def numpy_ready(*tensors: torch.Tensor) -> bool:
+    """Whether ``tensors`` (any shapes) can be computed on through NumPy as they are: CPU tensors of
+    one float32 or float64 dtype that need no gradient, none a lazily negated view (z.conj().imag,
+    which NumPy refuses)."""
+    dtype = tensors[0].dtype
+    return dtype in _NUMPY_DTYPES and all(
+        t.device.type == "cpu" and t.dtype == dtype and not (t.requires_grad or t.is_neg()) for t in tensors
+    )
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for a (p, q) and b (q, s): through NumPy when both are CPU tensors of one float32
-    or float64 dtype that need no gradient (a new tensor sharing nothing with a or b), torch's
-    own product otherwise (another device or dtype, mixed dtypes, autograd, a negated view)."""
-    if (
-        a.device.type == "cpu"
-        and b.device.type == "cpu"
-        and a.dtype == b.dtype
-        and a.dtype in _NUMPY_DTYPES
-        and not (a.requires_grad or b.requires_grad)
-        and not (a.is_neg() or b.is_neg())  # a lazily negated view (z.conj().imag): NumPy refuses it
-    ):
+    """``a @ b`` for a (p, q) and b (q, s): through NumPy when both are :func:`numpy_ready` (a new
+    tensor sharing nothing with a or b), torch's own product otherwise (another device or dtype,
+    mixed dtypes, autograd, a negated view)."""
+    if numpy_ready(a, b):
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faast.solver.cpu_products import matmul
+from faast.solver.cpu_products import matmul, numpy_ready
 
 #: Leverages above 1 − this are interpolation: no leave-one-out estimate.
 LEVERAGE_LIMIT = 1e-9
@@ -118,14 +118,11 @@ def _block_size(n: int, m: int, candidates: int) -> int:
 
 def _scores(values: torch.Tensor, fitted: torch.Tensor, lev: torch.Tensor) -> tuple[Any, ...]:
     """PRESS and error count for fitted (n, G, m) and leverages (n, G): two (G,) tensors (PRESS
-    in the values' dtype, the counts float64). CPU tensors of one float32 or float64 dtype go
-    through :func:`_scores_numpy` (the same formula with fewer dispatch costs, which matter in a
-    few-shot fit of a few milliseconds), others through :func:`_scores_torch`."""
-    tensors = (values, fitted, lev)
-    if all(
-        t.device.type == "cpu" and t.dtype == values.dtype and not (t.requires_grad or t.is_neg())
-        for t in tensors
-    ) and values.dtype in (torch.float32, torch.float64):
+    in the values' dtype, the counts float64). Tensors NumPy takes as they are
+    (:func:`~faast.solver.cpu_products.numpy_ready`) go through :func:`_scores_numpy` (the same
+    formula with fewer dispatch costs, which matter in a few-shot fit of a few milliseconds),
+    others through :func:`_scores_torch`."""
+    if numpy_ready(values, fitted, lev):
         return _scores_numpy(values.numpy(), fitted.numpy(), lev.numpy())
     return _scores_torch(values, fitted, lev)
 
