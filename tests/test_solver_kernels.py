@@ -133,3 +133,53 @@ def test_eigh_reads_one_triangle_on_both_sides_of_the_size_switch(d, lower, seed
     scale = float(np.abs(ref).max())
     np.testing.assert_allclose(lam.numpy(), ref, atol=1e-10 * scale)
     np.testing.assert_allclose((vec.numpy() * lam.numpy()) @ vec.numpy().T, gram, atol=1e-10 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2 * kernels.CPU_CHUNK_ROWS + 50),
+    st.integers(1, 24),
+    st.integers(kernels.SPARSE_ROWS_MIN_COLUMNS - 2, kernels.SPARSE_ROWS_MIN_COLUMNS + 70),
+    st.booleans(),
+    st.sampled_from(["one-hot", "scaled", "with zero rows", "one dense row"]),
+    st.sampled_from([1.0, -1.0]),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 2**31 - 1),
+)
+def test_rows_with_one_value_each_sum_per_column_as_the_product_does(
+    n, d, m, weighted, kind, sign, dtype, seed
+):
+    """Many value columns whose rows hold at most one non-zero (one-hot labels: the per-column
+    sums of the CPU path) give the statistics of the naive reference, as do chunks with one dense
+    row among them (dgemm), on either side of the column threshold and of a chunk boundary."""
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n, d, generator=gen).to(dtype)
+    column = torch.randint(0, m, (n,), generator=gen)
+    values = torch.zeros(n, m)
+    values[torch.arange(n), column] = 1.0
+    if kind == "scaled":
+        values *= torch.randn(n, 1, generator=gen)
+    elif kind == "with zero rows":
+        values[torch.rand(n, generator=gen) < 0.3] = 0.0
+    elif kind == "one dense row" and n:
+        values[int(torch.randint(0, n, (1,), generator=gen))] = torch.randn(m, generator=gen)
+    values = values.to(dtype)
+    weights = torch.rand(n, generator=gen, dtype=torch.float64) if weighted else None
+    g_ref, b_ref, sq_ref = run("naive", keys, values, weights, sign)
+    g, b, sq = run("blas", keys, values, weights, sign)
+    assert torch.allclose(g, g_ref, atol=1e-12 * (1.0 + float(g_ref.abs().max())), rtol=0)
+    assert torch.allclose(b, b_ref, atol=1e-12 * (1.0 + float(b_ref.abs().max())), rtol=0)
+    assert sq == pytest.approx(sq_ref, rel=1e-12, abs=1e-12)
+
+
+def test_one_hot_rows_skip_the_product_with_many_columns(monkeypatch):
+    """The per-column sums replace dgemm for one-hot chunks from SPARSE_ROWS_MIN_COLUMNS columns
+    on, and only there (below, B keeps dgemm's rounding)."""
+    calls = []
+    real = kernels.blas.dgemm
+    monkeypatch.setattr(kernels.blas, "dgemm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for m, expected in ((kernels.SPARSE_ROWS_MIN_COLUMNS - 1, 1), (kernels.SPARSE_ROWS_MIN_COLUMNS, 0)):
+        calls.clear()
+        values = torch.nn.functional.one_hot(torch.arange(50) % m, m).to(torch.float32)
+        run("blas", torch.randn(50, 8), values, None)
+        assert len(calls) == expected
