@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,26 @@ def test_an_output_path_that_is_a_pipe_is_refused_and_left_a_pipe(tmp_path):
     assert main(["solve", str(tmp_path / "pairs.safetensors"), "--out", str(fifo)]) != 0
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 7), st.integers(0, 10), st.integers(0, 2**31 - 1))
+def test_load_file_keeps_the_saved_rows_within_its_own_limit(n, limit, seed):
+    """load_file into an object brings the kept rows as GramStats.load does, while they fit its
+    dual_max_pairs: the auto cut then solves as the saved statistics did, and a pair never added
+    is refused by subtract; beyond its limit it holds the sums alone, as add would have left them."""
+    gen = torch.Generator().manual_seed(seed)
+    d, m = 8, 3
+    keys = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    values = torch.eye(m, dtype=torch.float64)[torch.arange(n) % m]
+    saved = GramStats(d, m).add(keys, values)
+    added_here = GramStats(d, m, dual_max_pairs=limit).add(keys, values)
+    loaded = GramStats(d, m, dual_max_pairs=limit)
+    with tempfile.TemporaryDirectory() as folder:
+        saved.save(Path(folder) / "s.safetensors")
+        loaded.load_file(Path(folder) / "s.safetensors")
+    assert loaded.kept_row_count == added_here.kept_row_count == (n if n <= limit else 0)
+    assert torch.equal(loaded.solve("auto"), added_here.solve("auto"))
+    if loaded.kept_row_count:
+        with pytest.raises(ValueError, match="never added"):
+            loaded.subtract(0.5 * keys[:1], values[:1])

@@ -860,10 +860,17 @@ class GramStats:
 
     @outside_inference_mode
     def load_file(self, path: str | os.PathLike[str]) -> None:
-        """Load statistics from ``path`` into this object, checking the dimensions match."""
+        """Load statistics from ``path`` into this object, checking the dimensions match. The kept
+        rows the file holds come too (as with :meth:`load`) while their count is within this
+        object's ``dual_max_pairs``, so ``subtract`` refuses pairs never added and the ``auto``
+        cuts score exact leave-one-out as before the save; beyond, the sums alone, as ``add``
+        would have left them here."""
         other = GramStats.load(path, device=self.device)
         self._check_compatible(other.key_dim, other.value_dim, f"load {path}")
-        self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
+        if other.count <= self.dual_max_pairs:
+            self.restore(other)
+        else:
+            self.load_state_dict(other.state_dict(), input_dtype=other.input_dtype)
 
 
 class StatsMismatchError(ValueError):
