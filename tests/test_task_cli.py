@@ -92,6 +92,15 @@ def test_learn_classify_evaluate_labels(model_dir, tmp_path, capsys):  # noqa: F
     # --labels auto takes them from the references (once silently ignored: free-text BLEU)
     assert main([*zs[:-1], "auto"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == listed
+    # without --labels, zero-shot evaluate scores labels 'auto' too, as --demonstrations and
+    # --lora do (once free text: exact match and BLEU beside the learned task's accuracy), noting
+    # where they come from; --labels none keeps free text
+    assert main(zs[:-2]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out.strip().splitlines()[-1]) == listed
+    assert "zero-shot --labels auto takes its 2 labels" in printed.err
+    assert main([*zs[:-1], "none"]) == 0
+    assert "exact match" in capsys.readouterr().out
     classify_zs = ["task", "classify", *base, "--inputs", str(test), "--out", str(tmp_path / "zs.tsv")]
     assert main([*classify_zs, "--template", TEMPLATE, "--labels", "auto"]) == 1
     assert "--labels auto: without --fast-weights" in capsys.readouterr().err

@@ -293,8 +293,8 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
         "--labels",
         default=None,
         help="comma-separated labels (default: the task's; with --demonstrations or --lora, 'auto' "
-        "from their outputs); zero-shot 'auto': the distinct reference outputs of evaluate's "
-        "--examples (free text beyond 20), 'all': however many",
+        "from their outputs; zero-shot evaluate, 'auto'); zero-shot 'auto': the distinct reference "
+        "outputs of evaluate's --examples (free text beyond 20), 'all': however many; 'none': free text",
     )
     p.add_argument(
         "--demonstrations",
@@ -728,6 +728,11 @@ def _task_model(
     from faast.lm.task_spec import TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
+    if args.labels is None and not args.fast_weights and answers and len(set(answers)) > 1:
+        # zero-shot evaluate: as with --demonstrations and --lora, the labels 'auto' of the
+        # outputs (2 to 20 distinct: scored as labels; more: free text), so that zero-shot is
+        # measured like the learned task it is compared with
+        labels = "auto"
     if args.fast_weights and args.labels is not None and not isinstance(labels, list):
         raise ValueError(
             f"--labels {args.labels}: a learned task keeps the labels (or free text) it was learned "
@@ -785,9 +790,9 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         task = _in_context_task(args, queries, answers)
     else:
         task = _task_model(args, answers=answers)
-        if not args.fast_weights and _labels(args.labels) in ("auto", "all") and task.spec.labels:
+        if not args.fast_weights and args.labels in (None, "auto", "all") and task.spec.labels:
             print(
-                f"[faast] note: zero-shot --labels {args.labels} takes its {len(task.spec.labels)} labels "
+                f"[faast] note: zero-shot --labels {args.labels or 'auto'} takes its {len(task.spec.labels)} labels "
                 "from the outputs of the examples scored; a learned task, --demonstrations and --lora "
                 "take theirs from their own examples, so to compare them list the training labels "
                 "(--labels a,b,...)",
