@@ -231,3 +231,42 @@ def test_load_file_keeps_the_saved_rows_within_its_own_limit(n, limit, seed):
     if loaded.kept_row_count:
         with pytest.raises(ValueError, match="never added"):
             loaded.subtract(0.5 * keys[:1], values[:1])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 20), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_a_loaded_copy_keeps_dual_max_pairs_and_stays_equal_after_more_pairs(limit, n, seed):
+    """save/load keeps ``dual_max_pairs``: after the same add to the original and the loaded copy,
+    both keep the same rows and solve ``auto`` alike (the copy took the default, key_dim, and
+    dropped its rows where the original kept them)."""
+    gen = torch.Generator().manual_seed(seed)
+    d, m = 8, 3
+    keys = torch.randn(n + 1, d, generator=gen, dtype=torch.float64)
+    values = torch.eye(m, dtype=torch.float64)[torch.arange(n + 1) % m]
+    original = GramStats(d, m, dual_max_pairs=limit).add(keys[:n], values[:n])
+    with tempfile.TemporaryDirectory() as folder:
+        original.save(Path(folder) / "s.safetensors")
+        copy = GramStats.load(Path(folder) / "s.safetensors")
+    assert copy.dual_max_pairs == limit
+    for stats in (original, copy):
+        stats.add(keys[n:], values[n:])
+    assert copy.kept_row_count == original.kept_row_count
+    assert torch.equal(copy.solve("auto"), original.solve("auto"))
+
+
+def test_statistics_saved_without_dual_max_pairs_or_with_a_negative_one(tmp_path):
+    """Files written before dual_max_pairs was saved take the default (key_dim); a negative one is
+    malformed metadata, named with the file."""
+    stats = GramStats(4, 2).add(torch.randn(3, 4, dtype=torch.float64), torch.eye(2, dtype=torch.float64)[[0, 1, 0]])
+    path = tmp_path / "s.safetensors"
+    tensors, rows = stats.saved_state()
+    tensors.update(zip(("rows_keys", "rows_values"), rows, strict=True))
+    for meta, expected in (({}, 4), ({"dual_max_pairs": "-1"}, None)):
+        save_tensors(
+            path, tensors, {"key_dim": "4", "value_dim": "2", "input_dtype": "float64", **meta}, kind="stats"
+        )
+        if expected is None:
+            with pytest.raises(ValueError, match=r"s.safetensors: malformed statistics metadata"):
+                GramStats.load(path)
+        else:
+            assert GramStats.load(path).dual_max_pairs == expected

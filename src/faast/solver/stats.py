@@ -818,21 +818,32 @@ class GramStats:
         meta = {
             "key_dim": str(self.key_dim),
             "value_dim": str(self.value_dim),
+            "dual_max_pairs": str(self.dual_max_pairs),
             "input_dtype": "" if self.input_dtype is None else str(self.input_dtype).removeprefix("torch."),
         }
         save_tensors(path, tensors, meta, kind="stats")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: torch.device | str | None = None) -> GramStats:
-        """Read statistics written by :meth:`save` (files written before their rows were saved load
-        without them: the dual route and exact leave-one-out then wait for new pairs). Every damaged
-        field is a ``ValueError`` naming the file."""
+        """Read statistics written by :meth:`save`, with their ``dual_max_pairs`` (files written
+        before it was saved take the default, ``key_dim``; files written before their rows were
+        saved load without them: the dual route and exact leave-one-out then wait for new pairs).
+        Every damaged field is a ``ValueError`` naming the file."""
         tensors, meta = load_tensors(path, kind="stats")
         try:
             key_dim, value_dim = int(meta["key_dim"]), int(meta["value_dim"])
+            # files written before it was saved: the default, key_dim
+            dual_max_pairs = int(meta.get("dual_max_pairs", key_dim))
+            if dual_max_pairs < 0:
+                raise ValueError
         except (KeyError, ValueError):
-            raise ValueError(f"{path}: malformed statistics metadata (key_dim/value_dim)") from None
-        stats = cls(key_dim, value_dim, device=device or "cpu")
+            raise ValueError(
+                f"{path}: malformed statistics metadata (key_dim/value_dim/dual_max_pairs)"
+            ) from None
+        try:
+            stats = cls(key_dim, value_dim, device=device or "cpu", dual_max_pairs=dual_max_pairs)
+        except ValueError as exc:
+            raise ValueError(f"{path}: malformed statistics metadata: {exc}") from None
         dtype_name = meta.get("input_dtype") or ""
         dtype = getattr(torch, dtype_name, None) if dtype_name else None
         if dtype_name and not isinstance(dtype, torch.dtype):
