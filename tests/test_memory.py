@@ -240,3 +240,20 @@ def test_softmax_memory_scores_beyond_float32_are_computed_in_float64():
     huge = SoftmaxMemory(temperature=1e-300).add(keys.double() * 1e10, values.double())
     with pytest.raises(ValueError, match="overflow float64"):
         huge.read(keys.double()[:2] * 1e10)
+
+
+@pytest.mark.parametrize("given", [{"key_dim": 8}, {"value_dim": 3}, {"key_dim": 8, "value_dim": 3}, {}])
+def test_reset_keeps_the_dimensions_given_at_construction(given):
+    """reset keeps a dimension given at construction, also one given alone (once forgotten: keys
+    of another width were refused before any add and accepted after add and reset)."""
+    memory = InverseMemory(**given)
+    memory.add(torch.randn(4, 8), torch.randn(4, 3)).reset()
+    assert (memory.key_dim, memory.value_dim) == (given.get("key_dim"), given.get("value_dim"))
+    for name, keys, values in (
+        ("key_dim", torch.randn(4, 5), torch.randn(4, 3)),
+        ("value_dim", torch.randn(4, 8), torch.randn(4, 2)),
+    ):
+        if name in given:
+            with pytest.raises(ValueError, match="memory holds"):
+                memory.add(keys, values)
+    assert memory.add(torch.randn(4, 8), torch.randn(4, 3)).num_pairs == 4

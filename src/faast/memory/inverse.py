@@ -58,6 +58,7 @@ class InverseMemory(Memory):
     ) -> None:
         self.cut = make_cut(cut, tau=tau, alpha=alpha, c=c, ridge=ridge)
         self.key_dim, self.value_dim = key_dim, value_dim
+        self._given_dims = (key_dim, value_dim)  # what reset keeps: one of them may be given alone
         self._fixed_dims = key_dim is not None and value_dim is not None
         self._device = None if device is None else check_device(device)
         self._dual_max_pairs = dual_max_pairs
@@ -102,7 +103,8 @@ class InverseMemory(Memory):
         if self._fixed_dims and self.stats is not None:
             self.stats.reset()
         else:
-            self.stats, self.key_dim, self.value_dim = None, None, None
+            self.stats = None
+            self.key_dim, self.value_dim = self._given_dims
         return self
 
     def set_cut(self, cut: Cut | float | str | None) -> InverseMemory:
