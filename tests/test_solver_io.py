@@ -257,7 +257,9 @@ def test_a_loaded_copy_keeps_dual_max_pairs_and_stays_equal_after_more_pairs(lim
 def test_statistics_saved_without_dual_max_pairs_or_with_a_negative_one(tmp_path):
     """Files written before dual_max_pairs was saved take the default (key_dim); a negative one is
     malformed metadata, named with the file."""
-    stats = GramStats(4, 2).add(torch.randn(3, 4, dtype=torch.float64), torch.eye(2, dtype=torch.float64)[[0, 1, 0]])
+    stats = GramStats(4, 2).add(
+        torch.randn(3, 4, dtype=torch.float64), torch.eye(2, dtype=torch.float64)[[0, 1, 0]]
+    )
     path = tmp_path / "s.safetensors"
     tensors, rows = stats.saved_state()
     tensors.update(zip(("rows_keys", "rows_values"), rows, strict=True))
