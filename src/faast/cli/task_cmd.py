@@ -793,9 +793,9 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         if not args.fast_weights and args.labels in (None, "auto", "all") and task.spec.labels:
             print(
                 f"[faast] note: zero-shot --labels {args.labels or 'auto'} takes its "
-                f"{len(task.spec.labels)} labels from the outputs of the examples scored; a learned task, --demonstrations and --lora "
-                "take theirs from their own examples, so to compare them list the training labels "
-                "(--labels a,b,...)",
+                f"{len(task.spec.labels)} labels from the outputs of the examples scored; a learned "
+                "task, --demonstrations and --lora take theirs from their own examples, so to compare "
+                "them list the training labels (--labels a,b,...)",
                 file=sys.stderr,
             )
     if args.calibrate:
