@@ -253,6 +253,20 @@ def _locked(p: Path, fd: int, key: tuple[int, int], shared: bool, purpose: str) 
         os.close(fd)  # closing the last descriptor of the open file releases the flock
 
 
+def holds_lock(path: str | os.PathLike[str], *, exclusive: bool = True) -> bool:
+    """Whether this process holds a lock (an exclusive one, unless ``exclusive`` is false) on the
+    file or folder ``path`` (not a link at it: :func:`lock_file` locks none), taken by
+    :func:`path_lock` or :func:`lock_file` — rather than going on unlocked after a warning (no
+    ``flock``, a lock file that could not be made)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    with _registry_lock:
+        held = _held.get((st.st_dev, st.st_ino))
+    return held is not None and (held.exclusive or not exclusive)
+
+
 def parent_lock(path: str | os.PathLike[str], *, shared: bool = False, purpose: str = "using"):
     """:func:`path_lock` on the folder that holds ``path`` (a file that saves replace, so that its
     own inode changes): the folder is made if missing, as a save would make it (a file in the way

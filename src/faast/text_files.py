@@ -8,6 +8,7 @@ become LF, so a text saved on Windows teaches a model what the same text saved e
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import shlex
 from collections.abc import Iterator
@@ -157,6 +158,70 @@ def iter_user_text(path: str | os.PathLike[str], *, block_chars: int | None = No
             if error is None:  # the file changed while read
                 raise
             raise error from None
+
+
+class TextChangedError(ValueError):
+    """A text file read in several passes (:class:`StableText`) held another text in a later pass."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(f"{path} changed while it was read; nothing was saved: run again once it is stable")
+
+
+class StableText:
+    """A user's text file read in several passes that must all read one text: a pass that counts
+    its tokens (sizing the work, and taking the :attr:`digest` a task records it by), then the
+    passes that learn or forget them. Each pass iterates :meth:`pieces` (:func:`iter_user_text`'s).
+    The first pass read to its end records a digest of each piece and of the whole text; a later
+    pass compares its pieces with those as it reads them and raises :class:`TextChangedError` at
+    the first that differs, or where the file ends sooner or later (it was rewritten, grew or
+    shrank meanwhile): what a pass that stops early (a process's share of the windows) read is
+    checked as far as it read. :attr:`empty` and :attr:`blank` say whether the first pass read
+    no text, or only whitespace, as far as it read."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.empty = self.blank = True
+        self._digest: str | None = None
+        self._recorded: list[bytes] | None = None  # one digest per piece, once a pass read them all
+
+    def pieces(self) -> Iterator[str]:
+        """The text's pieces, for one pass: recorded in the first pass, checked in later ones."""
+        return self._record() if self._recorded is None else self._compare(self._recorded)
+
+    @property
+    def digest(self) -> str:
+        """The digest of the text read by the first pass (16 hex digits of the SHA-256 of its UTF-8
+        text), naming it in a task's learning records."""
+        if self._digest is None:
+            raise RuntimeError(f"{self.path}: the text's digest is known once a pass has read all of it")
+        return self._digest
+
+    def _record(self) -> Iterator[str]:
+        """A first pass: each piece's digest (kept once the pass reaches the file's end) and the
+        whole text's."""
+        whole, digests = hashlib.sha256(), []
+        for piece in iter_user_text(self.path):
+            data = piece.encode("utf-8")
+            whole.update(data)
+            digests.append(_piece_digest(data))
+            self.empty, self.blank = False, self.blank and not piece.strip()
+            yield piece
+        self._digest, self._recorded = whole.hexdigest()[:16], digests
+
+    def _compare(self, recorded: list[bytes]) -> Iterator[str]:
+        """A later pass: each piece compared with the first pass's before it is used."""
+        count = 0
+        for count, piece in enumerate(iter_user_text(self.path), start=1):
+            if count > len(recorded) or _piece_digest(piece.encode("utf-8")) != recorded[count - 1]:
+                raise TextChangedError(self.path)
+            yield piece
+        if count != len(recorded):
+            raise TextChangedError(self.path)
+
+
+def _piece_digest(data: bytes) -> bytes:
+    """A 16-byte digest of one piece of a text (:class:`StableText`)."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 #: Bytes of a file read at a time by :func:`_decode_error` while it looks for the bytes that are not text.

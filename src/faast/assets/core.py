@@ -13,11 +13,14 @@ fetches while the others wait and then find the asset ready; fetches of differen
 once. A fetch builds the asset in a folder of its own (``.NAME.fetching-<random>`` in the
 cache, or beside the folder a link ``cache/NAME`` names, on that folder's file system) and moves it
 into place once complete, so a reader never sees it half-written, and two fetches that could not
-lock (a file system without ``flock``) do not undo each other's work.
+lock (a file system without ``flock``) do not undo each other's work. The folder a killed fetch
+left is removed by the next fetch of that asset (or ``faast assets fetch`` of it once ready) under
+the asset's lock, which a running fetch holds (:func:`_remove_dead_fetches`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import os
@@ -27,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -96,6 +100,12 @@ def asset_groups() -> list[str]:
 #: The ``--cache-dir`` help of every command (the order :func:`_cache_setting` follows).
 CACHE_DIR_HELP = "asset cache (default: $FAAST_CACHE, else $XDG_CACHE_HOME/faast, else ~/.cache/faast)"
 
+#: How :func:`_cache_setting` names the cache it chose when nothing set one.
+_DEFAULT_CACHE = "the default cache"
+#: How a message about a cache that cannot be made says to put it elsewhere (only some commands
+#: have ``--cache-dir``; ``$FAAST_CACHE`` is read by all).
+_MOVE_CACHE = "point $FAAST_CACHE (or --cache-dir, where the command has it) at a folder you may write"
+
 
 def _cache_setting(override: str | os.PathLike[str] | None) -> tuple[Path, str]:
     """The asset cache root (not created) and where it was set, for messages."""
@@ -105,27 +115,60 @@ def _cache_setting(override: str | os.PathLike[str] | None) -> tuple[Path, str]:
         return Path(os.environ["FAAST_CACHE"]).expanduser(), "$FAAST_CACHE"
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "faast", "$XDG_CACHE_HOME"
-    return Path.home() / ".cache" / "faast", "the default cache"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no $HOME, and a user without an entry in the password file
+        raise AssetError(
+            f"the asset cache has no place: $HOME is not set and this user has no home folder; {_MOVE_CACHE}"
+        ) from None
+    return home / ".cache" / "faast", _DEFAULT_CACHE
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
     """The asset cache root (created if missing, unless ``create`` is false). An ``AssetError``
-    naming the setting when a file stands where the folder should be (mkdir said "File exists")."""
+    naming the cache and the setting that chose it when it cannot be made (:func:`_unmakeable_cache`:
+    a file where the folder should be, a folder one may not write, a read-only file system)."""
     root, source = _cache_setting(override)
     if create:
         try:
             root.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            from faast.io import blocker_kind, file_in_the_way
-
-            blocker = file_in_the_way(root)
-            if blocker is None:
-                raise
-            raise AssetError(
-                f"the asset cache {root} (set by {source}) cannot be made: {blocker} is "
-                f"{blocker_kind(blocker)}, not a folder; point it at a folder"
-            ) from None
+        except OSError as exc:
+            raise _unmakeable_cache(root, source, exc) from None
     return root
+
+
+def read_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The asset cache root for a command that only reads it (``faast assets list``): not created
+    (a cache that is missing, or cannot be made, holds no asset); the ``AssetError`` of
+    :func:`cache_dir` where a file stands in its way (a setting that names a file is an error, not
+    an empty cache)."""
+    from faast.io import file_in_the_way
+
+    root, source = _cache_setting(override)
+    if file_in_the_way(root) is not None:
+        raise _unmakeable_cache(root, source, FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)))
+    return root
+
+
+def _unmakeable_cache(root: Path, source: str, exc: OSError) -> AssetError:
+    """The error for the asset cache ``root`` (chosen by ``source``, :func:`_cache_setting`) that
+    ``mkdir`` could not make (``exc``): the file in the way, where one is (mkdir said "File
+    exists" or "Not a directory"), else the reason (e.g. "Permission denied" on ``/.cache`` for a
+    user whose ``$HOME`` is ``/``), and how to put the cache elsewhere."""
+    from faast.io import blocker_kind, file_in_the_way
+
+    origin = "the default cache, under $HOME" if source == _DEFAULT_CACHE else f"set by {source}"
+    blocker = file_in_the_way(root) if isinstance(exc, (FileExistsError, NotADirectoryError)) else None
+    if blocker is not None:
+        return AssetError(
+            f"the asset cache {root} ({origin}) cannot be made: {blocker} is "
+            f"{blocker_kind(blocker)}, not a folder; point it at a folder"
+        )
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and Path(os.fsdecode(exc.filename)) != root:
+        reason += f": {os.fsdecode(exc.filename)}"
+    move = "point --cache-dir at a folder you may write" if source == "--cache-dir" else _MOVE_CACHE
+    return AssetError(f"the asset cache {root} ({origin}) cannot be made ({reason}); {move}")
 
 
 def asset_root(name: str, cache: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
@@ -146,9 +189,10 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
         raise AssetError(f"asset {name!r} is not in {root}; run `faast assets fetch {name}`")
     with _asset_lock(root):
         if asset.ready(root):  # another command fetched it while this one waited
+            _remove_dead_fetches(name, root)
             return root
         place = _real_place(root)  # where the files go: a link at root is kept, its folder filled
-        remove_stale_temporaries(place.parent, pattern=f".{name}.fetching-*")  # what killed fetches left
+        _remove_dead_fetches(name, root)
         fresh = _new_folder(place.parent, f".{name}.fetching-")
         try:
             asset.fetch(fresh)
@@ -161,18 +205,66 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
         if not asset.ready(root):
             raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
         remove_stale_temporaries(root)
+        _remove_dead_fetches(name, root)
     return root
 
 
-def _asset_lock(root: Path):
+@contextmanager
+def _asset_lock(root: Path) -> Iterator[None]:
     """The exclusive lock that fetches of the asset whose folder is ``root`` hold: one fetch of it
     at a time, fetches of other assets at once. On the lock file ``.NAME.lock`` beside ``root`` in
     the cache, made for the fetch and removed after it (the asset's folder itself is replaced, and
-    may not exist yet); a command that waits names ``root``."""
+    may not exist yet); a command that waits names ``root``. Where ``root`` is a link to a folder
+    elsewhere, the lock file ``.NAME.lock`` beside that folder is held too (in path order: two
+    commands never wait for each other): a fetch builds its ``.NAME.fetching-*`` folder there
+    (:func:`_real_place`), so that whoever builds or removes such a folder holds the lock beside
+    it (:func:`_remove_dead_fetches`), whichever cache (or link) it came through."""
     from faast.locks import lock_file
 
     root.parent.mkdir(parents=True, exist_ok=True)
-    return lock_file(root.parent / f".{root.name}.lock", purpose="fetching assets into", shown=root)
+    lock_files = {_fetch_lock_path(root.name, Path(os.path.realpath(root.parent)))}
+    lock_files.add(_fetch_lock_path(root.name, _real_place(root).parent))
+    with ExitStack() as stack:
+        for path in sorted(lock_files):
+            stack.enter_context(lock_file(path, purpose="fetching assets into", shown=root))
+        yield
+
+
+def _fetch_lock_path(name: str, folder: Path) -> Path:
+    """The lock file that a fetch of asset ``name`` building its ``.NAME.fetching-*`` folder in
+    ``folder`` holds (:func:`_asset_lock`)."""
+    return folder / f".{name}.lock"
+
+
+def _remove_dead_fetches(name: str, root: Path) -> list[Path]:
+    """Remove the folders ``.NAME.fetching-*`` that fetches of asset ``name`` (folder ``root``)
+    killed midway (SIGKILL, SIGTERM: nothing cleans up) left beside the folder its files go to,
+    whatever their age, where this process holds the lock beside them (:func:`_asset_lock`, which
+    every fetch holds while its folder exists: what is there meanwhile is no running fetch's).
+    Where the lock is not held (the lock's fallbacks: a system without ``flock``, a file system
+    that refuses it, a lock file that could not be made), only those untouched for
+    :data:`STALE_TEMPORARY_S` are removed. Returns what was removed."""
+    place = Path(os.path.realpath(root))
+    from faast.locks import holds_lock
+
+    held = holds_lock(_fetch_lock_path(name, place.parent))
+    age = float("-inf") if held else STALE_TEMPORARY_S
+    return remove_stale_temporaries(place.parent, older_than_s=age, pattern=f".{name}.fetching-*")
+
+
+def remove_dead_fetches(name: str, cache: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove what fetches of asset ``name`` that were killed midway left in the cache (their
+    ``.NAME.fetching-*`` folders, :func:`_remove_dead_fetches`), holding the asset's lock: ``faast
+    assets fetch`` of an asset found ready (a killed ``--force`` refetch leaves the old copy ready).
+    Takes the lock only where there is such a folder and one may remove it (a read-only cache is
+    left alone, without a warning); waits for a fetch of the asset that is running. Returns what
+    was removed."""
+    root = asset_root(name, cache)
+    folder = Path(os.path.realpath(root)).parent
+    if not any(folder.glob(f".{name}.fetching-*")) or not os.access(folder, os.W_OK):
+        return []
+    with _asset_lock(root):
+        return _remove_dead_fetches(name, root)
 
 
 def _real_place(root: Path) -> Path:
@@ -219,8 +311,8 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
     root = asset_root(name, cache)
     with _asset_lock(root):
         place = _real_place(root)  # a link at root is kept: the folder it names is replaced
-        for prefix in (f".{name}.fetching-", f".{place.name}.replaced-"):  # what killed refetches left
-            remove_stale_temporaries(place.parent, pattern=f"{prefix}*")
+        _remove_dead_fetches(name, root)  # what killed fetches left
+        remove_stale_temporaries(place.parent, pattern=f".{place.name}.replaced-*")
         fresh = _new_folder(place.parent, f".{name}.fetching-")
         try:
             asset.fetch(fresh)
@@ -231,6 +323,7 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
             replace_folder(fresh, place)  # the old copy aside, the new one in, the old one removed
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
+        _remove_dead_fetches(name, root)
     return root
 
 
@@ -430,9 +523,25 @@ def replace_folder(source: Path, dest: Path) -> Path:
     return dest
 
 
-#: The lock file that faast commands running apt (:func:`apt_download_extract`) take in turn, in
-#: the system's temporary folder: apt's lists are the system's, whatever the asset cache.
-APT_LOCK = Path(tempfile.gettempdir()) / "faast-apt-get.lock"
+#: The lock file that faast commands running apt (:func:`apt_download_extract`) take in turn; None:
+#: ``faast-apt-get.lock`` in the system's temporary folder (apt's lists are the system's, whatever
+#: the asset cache), looked up when apt runs (:func:`_apt_lock_path`), not on import.
+APT_LOCK: Path | None = None
+
+
+def _apt_lock_path(package: str) -> Path:
+    """:data:`APT_LOCK`, or the lock file in the system's temporary folder: looked up only here, so
+    that a system without a usable one (a read-only container) runs every command that does not
+    run apt; an ``AssetError`` naming ``$TMPDIR`` for the fetch of ``package`` that needs it."""
+    if APT_LOCK is not None:
+        return APT_LOCK
+    try:
+        return Path(tempfile.gettempdir()) / "faast-apt-get.lock"
+    except OSError as exc:  # "No usable temporary directory found in [...]"
+        raise AssetError(
+            f"{package}: no usable temporary folder for the lock file of apt-get ({exc}); set $TMPDIR "
+            "to a folder you may write"
+        ) from None
 
 
 def apt_download_extract(package: str, dest: Path) -> Path:
@@ -448,11 +557,12 @@ def apt_download_extract(package: str, dest: Path) -> Path:
         )
     from faast.locks import lock_file
 
+    apt_lock = _apt_lock_path(package)
     debs = dest / "deb"
     debs.mkdir(parents=True, exist_ok=True)
     # apt is the system's: fetches of two assets (which go on at once) run it in turn, as two
     # `apt-get update` at once fail on apt's own lock
-    with lock_file(APT_LOCK, purpose="running apt-get, lock"):
+    with lock_file(apt_lock, purpose="running apt-get, lock"):
         known = (
             subprocess.run(["apt-cache", "show", package], capture_output=True, check=False).returncode == 0
         )

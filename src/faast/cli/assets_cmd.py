@@ -57,15 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """Show every asset and whether it is ready. It only reads: a cache that is missing (or cannot
+    be made) is not created, its assets are listed missing."""
+    cache = core.read_cache_dir(args.cache_dir)
     assets = core.all_assets()
     if not assets:
         print("no assets are registered")
     for name, asset in sorted(assets.items()):
-        root = core.asset_root(name, args.cache_dir)
-        state = "ready" if asset.ready(root) else "missing"
+        state = "ready" if asset.ready(cache / name) else "missing"
         groups = ", ".join(asset.groups)
         print(f"{name:22s} {state:8s} {asset.size_mb:7.0f} MB  [{groups}]  {asset.description}")
-    print(f"cache: {core.cache_dir(args.cache_dir)}")
+    print(f"cache: {cache}")
     return 0
 
 
@@ -82,6 +84,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         asset = core.get_asset(name)
         root = core.asset_root(name, args.cache_dir)
         if asset.ready(root) and not args.force:
+            core.remove_dead_fetches(name, args.cache_dir)  # what a killed `fetch --force` left
             print(f"[faast] {name}: ready in {root}")
             continue
         again = " again" if args.force else ""

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from faast.text_files import StableText
 
+if TYPE_CHECKING:
     from faast.distributed import Dist
 
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -345,7 +345,7 @@ def run_learn(args: argparse.Namespace) -> int:
     scan = _TextScan(Path(args.text))
     windows, left, why = _counted_windows(tok, args.text, args.window, scan=scan)
     scan.check()
-    digest = scan.digest
+    digest = _same_text_everywhere(dist, scan)
     if args.append and dist.is_main:
         _warn_learned_before(args, earlier, digest)
     _warn_left_out(left, windows.tokens, "learned", why, args.window)
@@ -388,31 +388,11 @@ def _show_progress(dist: Dist) -> bool:
     return dist.is_main and sys.stderr.isatty()
 
 
-class _TextScan:
-    """A text file's pieces as they are read, block by block (:func:`faast.text_files.iter_user_text`,
-    from :meth:`pieces`), hashed and looked at as they go, so that a pass reading them for another
-    purpose (counting their tokens) also gives the text's :attr:`digest` and :meth:`check`."""
-
-    def __init__(self, path: Path) -> None:
-        import hashlib
-
-        self.path = path
-        self._sha = hashlib.sha256()
-        self.empty = self.blank = True
-
-    def pieces(self) -> Iterator[str]:
-        from faast.text_files import iter_user_text
-
-        for piece in iter_user_text(self.path):
-            self._sha.update(piece.encode("utf-8"))
-            self.empty, self.blank = False, self.blank and not piece.strip()
-            yield piece
-
-    @property
-    def digest(self) -> str:
-        """The digest of the text read (16 hex digits of the SHA-256 of its UTF-8 text), naming it in
-        a task's learning records."""
-        return self._sha.hexdigest()[:16]
+class _TextScan(StableText):
+    """A text file's pieces as they are read, block by block (:meth:`pieces`), hashed and looked at
+    as they go, so that a pass reading them for another purpose (counting their tokens) also gives
+    the text's :attr:`digest` and :meth:`check`; the passes after it read the same text or raise
+    (:class:`faast.text_files.StableText`: the file changed between the passes)."""
 
     def check(self) -> None:
         """Refuse the text read when it is empty or holds only whitespace, as
@@ -423,17 +403,31 @@ class _TextScan:
             raise no_text_error(self.path, empty=self.empty)
 
 
-def _scan_text(path: str) -> str:
-    """Read the text file once, block by block, before any work: its digest
-    (:attr:`_TextScan.digest`); a file that is empty, holds only whitespace or is not text is
-    refused as :func:`faast.lm.text.read_text` refuses it."""
+def _same_text_everywhere(dist: Dist, scan: _TextScan) -> str:
+    """The digest of the text ``scan`` read, once every process read the same one (under
+    ``torchrun`` each counts the text itself: one that counted it after it was rewritten would
+    learn its share of another text); a :class:`faast.text_files.TextChangedError` on every
+    process otherwise."""
+    from faast.text_files import TextChangedError
+
+    digests = dist.all_gather_json(scan.digest)
+    if len(set(digests)) > 1:
+        raise TextChangedError(scan.path)
+    return scan.digest
+
+
+def _scan_text(path: str) -> _TextScan:
+    """Read the text file once, block by block, before any work: the scan, which holds its digest
+    (:attr:`_TextScan.digest`) and reads it again checking that it did not change; a file that is
+    empty, holds only whitespace or is not text is refused as :func:`faast.lm.text.read_text`
+    refuses it."""
     from faast.io import existing_file
 
     scan = _TextScan(existing_file(path, "text file"))
     for _ in scan.pieces():
         pass
     scan.check()
-    return scan.digest
+    return scan
 
 
 def _check_has_text(path: str) -> None:
@@ -461,14 +455,16 @@ def _check_max_windows(limit: int | None) -> None:
         raise ValueError(f"--max-windows: limit must be >= 1 window, got {limit}")
 
 
-def _file_windows(tok: Any, path: str, window: int, verb: str, limit: int | None = None) -> Any:
+def _file_windows(
+    tok: Any, path: str, window: int, verb: str, limit: int | None = None, *, scan: _TextScan | None = None
+) -> Any:
     """Every token of the text file ``path`` in windows of ``window`` tokens, the last one shorter
     (:func:`faast.lm.text.text_windows` of the whole text, start tokens in front; a shorter tail was
     once dropped: 380 of a text's 892 tokens at --window 512), the first ``limit`` of them when
     given, as a :class:`faast.lm.window_stream.TextWindows` (tokenized block by block on each pass;
-    this counts them once); a warning on stderr names the tokens left out of ``verb`` (past
-    ``limit``, or a last token alone)."""
-    windows, left, why = _counted_windows(tok, path, window, limit)
+    this counts them once; read through ``scan`` when given, see :func:`_counted_windows`); a
+    warning on stderr names the tokens left out of ``verb`` (past ``limit``, or a last token alone)."""
+    windows, left, why = _counted_windows(tok, path, window, limit, scan=scan)
     _warn_left_out(left, windows.tokens, verb, why, window)
     return windows
 
@@ -477,8 +473,10 @@ def _counted_windows(
     tok: Any, path: str, window: int, limit: int | None = None, *, scan: _TextScan | None = None
 ) -> tuple[Any, int, str]:
     """(the windows of :func:`_file_windows`, the tokens left out of them, why): its counting pass,
-    without the warning; with ``scan`` (a :class:`_TextScan` of ``path``) the pass reads the text's
-    pieces through it, which hashes and looks at them as they go."""
+    without the warning; with ``scan`` (a :class:`_TextScan` of ``path``) every pass reads the
+    text's pieces through it: the first one read (this count, unless the scan read the text
+    before) is hashed and looked at as it goes, the passes after it (those that learn or forget the
+    windows) raise :class:`faast.text_files.TextChangedError` where they read another text."""
     from faast.lm.prompts import start_token_ids
     from faast.lm.text_blocks import iter_token_blocks
     from faast.lm.window_stream import TextWindows
@@ -487,7 +485,7 @@ def _counted_windows(
     _check_max_windows(limit)
 
     def blocks() -> Any:
-        return iter_token_blocks(tok, iter_user_text(path))
+        return iter_token_blocks(tok, iter_user_text(path) if scan is None else scan.pieces())
 
     counted = None if scan is None else iter_token_blocks(tok, scan.pieces())
     windows = TextWindows.from_blocks(blocks, window, start_token_ids(tok), counted=counted)
@@ -677,7 +675,8 @@ def run_forget(args: argparse.Namespace) -> int:
     from faast.lm.fastweights import read_task_and_digest, task_read_config
     from faast.lm.text import iter_window_batches
 
-    digest = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
+    scan = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
+    digest = scan.digest
     if args.window < 2:
         raise ValueError(f"--window: windows need at least 2 tokens, got {args.window}")
     if args.batch_size < 1:
@@ -705,7 +704,8 @@ def run_forget(args: argparse.Namespace) -> int:
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
     fm.load_fast_weights(args.fast_weights, task)
-    windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)")
+    # read through the scan: a text rewritten since the scan that chose the record is refused
+    windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)", scan=scan)
     streamed = None if record is None else record.get("windows")
     if isinstance(streamed, int) and 0 < streamed < len(windows):  # `stream --max-chunks` read a part
         print(
@@ -1024,7 +1024,6 @@ def run_stream(args: argparse.Namespace) -> int:
     from faast.lm.stream_report import plot_stream, write_stream_csv
     from faast.lm.text_blocks import iter_token_blocks
     from faast.lm.window_stream import TextWindows
-    from faast.text_files import iter_user_text
 
     dist = _init(args)
     if args.chunk < 2:
@@ -1039,12 +1038,12 @@ def run_stream(args: argparse.Namespace) -> int:
     # refuses bytes that are not text, before anything is scored, learned or written
     scan = _TextScan(Path(args.text))
     chunks = TextWindows.from_blocks(
-        lambda: iter_token_blocks(tok, iter_user_text(args.text)),
+        lambda: iter_token_blocks(tok, scan.pieces()),  # the streaming pass: the text counted, or an error
         args.chunk,
         counted=iter_token_blocks(tok, scan.pieces()),
     )
     scan.check()
-    digest = scan.digest
+    digest = _same_text_everywhere(dist, scan)
     partial = _PartialRows(args.csv if dist.is_main else None)
     try:
         rows = stream_text(
