@@ -41,7 +41,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -68,6 +67,7 @@ from faast.io import (
     os_error_cause,
     save_json,
     save_tensors,
+    write_protected,
 )
 from faast.locks import path_identity, path_lock
 from faast.memory import InverseMemory
@@ -130,28 +130,17 @@ def check_classifier_writable(path: str | os.PathLike[str]) -> Path:
 
 def check_replaceable(folder: Path) -> None:
     """Refuse, with a ``PermissionError`` naming the file, to save a classifier into ``folder`` where
-    one of the files a save replaces is write-protected (not writable to this user, as ``rm``
-    judges it, or, for root, whom permissions do not bind, writable to no one: ``chmod a-w`` keeps
-    a classifier from being overwritten, in a container run as root too). A save moves new files
-    over the old ones, which only the folder's permissions govern, so such files were silently
-    replaced."""
+    one of the files a save replaces is write-protected (:func:`faast.io.write_protected`: not
+    writable to this user, or, for root, writable to no one), which a save would silently replace."""
     for name in (JSON_NAME, TENSORS_NAME, PENDING_TENSORS_NAME):
         file = folder / name
-        if file.is_file() and not _writable(file):
+        if file.is_file() and write_protected(file):
             raise PermissionError(
                 errno.EACCES,
                 f"cannot save a classifier there: {name} is write-protected (read-only to you), so it is not "
                 "replaced: make it writable (chmod u+w) to replace it, or save to another folder",
                 str(file),
             )
-
-
-def _writable(file: Path) -> bool:
-    """Whether ``file`` may be replaced: writable to this user, and for root (whom ``os.access``
-    always answers yes) writable to someone by its mode."""
-    if not os.access(file, os.W_OK):
-        return False
-    return os.geteuid() != 0 or bool(file.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 class ClassifierChangedError(ValueError):

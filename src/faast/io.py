@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,20 +41,28 @@ def atomic_write(
     called once the file is complete and synced, before it is moved (e.g. to hash the very bytes
     written). A link at ``path`` is written through: its target file is replaced, the link kept.
     An ``OSError`` of the write (a full disk, an I/O error, also one the safetensors writer
-    reports) is raised as one naming ``path`` and the cause; the previous file is unchanged."""
+    reports) is raised as one naming ``path`` and the cause; the previous file is unchanged.
+
+    A file replaced passes on its mode (and, where this user may set them, its owner and group:
+    :func:`move_into_place`); a write-protected one is refused (``PermissionError``,
+    :func:`check_not_write_protected`). A new file gets the mode the system gives a new file
+    there (``0o666`` less the umask, or a folder's default ACL)."""
     dest = check_output_target(path)
     target = _through_link(dest)
+    check_not_write_protected(target)
     make_parent(target)
     existed = target.exists()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
+        fd, tmp = _create_temp(target, private=existed)
     except OSError as exc:  # the folder takes no new file (full, read-only, not writable)
         error = _write_error(exc, dest, (os.fspath(exc.filename or ""),), existed)
         raise error or exc from None
+    new_mode = None if existed else stat.S_IMODE(os.fstat(fd).st_mode)
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and some writers) make 0600: use the usual mode
+        if new_mode is not None:  # a writer may have made the file anew (0600)
+            os.chmod(tmp, new_mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         if on_written is not None:
@@ -66,6 +76,53 @@ def atomic_write(
             raise error from exc
         raise
     return dest
+
+
+def _create_temp(target: Path, *, private: bool) -> tuple[int, str]:
+    """Create the temporary file a write of ``target`` fills, beside it, named
+    ``.NAME.XXXXXXXX.tmp`` (:func:`_temp_prefix`): an open descriptor and its path. ``private``
+    (a file is replaced): mode ``0o600`` while it is written, until it takes the replaced file's
+    mode; else ``0o666``, which the system narrows as for any new file (the umask, read by no one:
+    reading it means setting it, which races with other threads)."""
+    prefix = os.path.join(target.parent, _temp_prefix(target.name))
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o600 if private else 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", prefix)
+
+
+def write_protected(file: str | os.PathLike[str]) -> bool:
+    """Whether the existing regular file ``file`` is write-protected, so that no save should
+    replace it: not writable to this user (as ``rm`` judges it), or, for root (whom ``os.access``
+    always answers yes), writable to no one by its mode (``chmod a-w`` keeps a file from being
+    overwritten in a container run as root too). A save moves a new file over the old one, which
+    only the folder's permissions govern, so such a file would be silently replaced."""
+    if not os.access(file, os.W_OK):
+        return True
+    return _is_root() and not os.stat(file).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def check_not_write_protected(file: Path) -> None:
+    """Refuse, with a ``PermissionError`` naming ``file``, to replace it when it is a regular file
+    that is write-protected (:func:`write_protected`); nothing there, or a file that may be
+    replaced, passes."""
+    if file.is_file() and write_protected(file):
+        raise PermissionError(
+            errno.EACCES,
+            f"{file.name} is write-protected (read-only to you), so it is not replaced: make it writable "
+            "(chmod u+w) to replace it, or write to another file",
+            str(file),
+        )
+
+
+def _is_root() -> bool:
+    """Whether this process runs as root (whom permission bits do not bind); False where the
+    system has no user ids (Windows)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 #: How many bytes of the destination's name a temporary file's name keeps: ``.NAME.XXXXXXXX.tmp``
@@ -192,11 +249,35 @@ def make_parent(dest: Path) -> None:
 
 def move_into_place(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
     """Move the finished file ``source`` over ``dest`` (same folder) atomically and durably: the
-    last step of a save written in two files (:func:`faast.classifier_io.save_classifier`)."""
+    last step of a save written in two files (:func:`faast.classifier_io.save_classifier`). A
+    regular file at ``dest`` passes on its mode, and its owner and group where this user may
+    set them (:func:`_take_mode`)."""
     dest = Path(dest)
+    _take_mode(source, dest)
     os.replace(source, dest)
     _fsync_dir(dest.parent)
     return dest
+
+
+def _take_mode(source: str | os.PathLike[str], dest: Path) -> None:
+    """Give the file ``source`` the permission bits of the regular file ``dest`` it is to replace
+    (a private file stays private, a shared one shared) and, where this user may, its owner and
+    group (root: both; another user: the group, if a group of theirs); nothing when ``dest`` is
+    not a regular file. A refused owner or group is left as it is."""
+    try:
+        old = os.stat(dest)
+    except OSError:  # nothing there (a new file), or not to be looked at
+        return
+    if not stat.S_ISREG(old.st_mode):
+        return
+    new = os.stat(source)
+    owner = old.st_uid if _is_root() else -1
+    if (owner != -1 and owner != new.st_uid) or old.st_gid != new.st_gid:
+        try:
+            os.chown(source, owner, old.st_gid)
+        except (OSError, AttributeError):  # not this user's to give (or no owners: Windows)
+            pass
+    os.chmod(source, stat.S_IMODE(old.st_mode) & 0o777)  # after chown; the permission bits, no set-id bits
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -218,7 +299,8 @@ def check_writable(
 ) -> Path:
     """Fail now, with an ``OSError`` naming the path, if a file cannot be written at ``path``
     (its folder cannot be made, is not writable, or ``path`` is a folder; ``ValueError`` for a
-    device or a pipe, :func:`check_output_target`); creates the folder.
+    device or a pipe, :func:`check_output_target`; ``PermissionError`` for a write-protected file,
+    :func:`check_not_write_protected`); creates the folder.
     ``inputs``: files or folders the job reads (None skipped), which ``path`` must neither be nor
     lie inside (``ValueError``): a predictions file written over its features file or into a saved
     classifier's folder would destroy them.
@@ -234,6 +316,7 @@ def check_writable(
         if where == source or source in where.parents:
             raise ValueError(f"the output {dest} would overwrite the input {given}: write it elsewhere")
     target = _through_link(check_output_target(path))
+    check_not_write_protected(target)  # a save would refuse it (atomic_write)
     try:
         make_parent(target)
         fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
@@ -244,12 +327,6 @@ def check_writable(
     os.close(fd)
     os.unlink(tmp)
     return dest
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 #: The kinds of safetensors file faast writes → the layout version this faast writes and reads.
