@@ -628,3 +628,22 @@ def test_evaluate_counts_references_outside_the_labels_as_errors(model_dir, tmp_
     right = sum(e.output == e.extra["reference"] for e in rows)
     assert result["accuracy"] == right / 12 and result["references_outside_labels"] == 3
     assert result["per_label"]["w7"]["recall"] == 0.0 and result["per_label"]["w7"]["support"] == 3
+
+
+def test_the_predictions_file_holds_the_references_as_scored(model_dir, tmp_path, capsys):  # noqa: F811
+    """A reference that names a label with other whitespace around it ("w5 ") is scored as that
+    label; the predictions file wrote it as it was, so accuracy recomputed from the file differed
+    from the one evaluate printed. It writes the label scored now."""
+    base, learn, test, out = parity_setup(model_dir, tmp_path)
+    assert main([*learn, "--task", "parity", "--folds", "2"]) == 0
+    spaced = tmp_path / "spaced.jsonl"
+    rows = [{"input": e.input, "output": e.output + " " * (i % 2)} for i, e in enumerate(read_examples(test))]
+    spaced.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    preds, scores = tmp_path / "p.jsonl", tmp_path / "s.json"
+    use = [*base, "--fast-weights", str(out), "--task", "parity", "--examples", str(spaced)]
+    assert main(["task", "evaluate", *use, "--predictions", str(preds), "--json", str(scores)]) == 0
+    written = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert [w["reference"] for w in written] == [r["output"].strip() for r in rows]
+    recomputed = label_accuracy([w["prediction"] for w in written], [w["reference"] for w in written])
+    assert json.loads(scores.read_text())["accuracy"] == pytest.approx(recomputed["accuracy"])
+    capsys.readouterr()

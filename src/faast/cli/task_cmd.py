@@ -1088,6 +1088,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "fast_weights": args.fast_weights is not None,
         "calibrated": _calibrated(task, args.calibrate),
     }
+    scored_refs = refs  # the references as scored: the predictions file writes these
     if task.spec.labels:
         scored_refs = _references_as_labels(refs, task.spec.labels)
         outside_refs = [r for r in scored_refs if r not in task.spec.labels]
@@ -1126,8 +1127,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"teacher-forced NLL {result['answer_nll_per_token']:.3f} per answer token"
         )
     if args.predictions:
+        # each reference as scored (a label: the one it names), so that the file gives the scores again
         rows = [
-            {"input": x, "prediction": p, "reference": r} for x, p, r in zip(inputs, preds, refs, strict=True)
+            {"input": x, "prediction": p, "reference": r}
+            for x, p, r in zip(inputs, preds, scored_refs, strict=True)
         ]
         columns = ["input", "prediction", "reference"]  # then the examples' other columns (an id)
         _write_predictions(args.predictions, rows, columns, examples, args.examples)
