@@ -43,6 +43,7 @@ from faast.classifier_distributed import (
 )
 from faast.classifier_record import ExampleRecord, example_digests
 from faast.classifier_refine import RefinementMixin
+from faast.classifier_rollback import Rollback
 from faast.classifier_solution import SolutionMixin
 from faast.classifier_temperature import TemperatureMixin
 from faast.memory import InverseMemory
@@ -64,6 +65,12 @@ SOLVE_PARAMS = ("alpha", "c", "tau", "ridge", "center_features", "similarity", "
 #: ``partial_fit``, ``forget`` and ``solve`` refuse those steps, so the record says what the weights
 #: predicting came from, and ``save`` writes it (a ``refine`` set since, written, would not load).
 FIT_STEP_PARAMS = ("refine", "margin", "loss", "C", "max_iter", "tol", "random_state")
+
+#: The fitted attributes without scikit-learn's trailing underscore (the memo of the solve, the
+#: refined weights, the record of examples learned, the temperature's): with those that have one,
+#: what ``fit`` drops before it starts (:class:`~faast.classifier_rollback.Rollback`; a test checks
+#: that the classifier keeps no other).
+PRIVATE_STATE = ("_solution", "_refined", "_record", *TemperatureMixin._TEMPERATURE_STATE)
 
 
 Prior = Literal["identity"] | np.ndarray | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
@@ -389,18 +396,10 @@ class FaastClassifier(
         -------
         self : FaastClassifier
         """
-        fitted = ("memory_", "classes_", "embeddings_", "_solution", "class_count_", "_solve_params_")
-        names = (*fitted, "retarget_cross_", "C_", "class_weight_", "_record", *self._TEMPERATURE_STATE)
-        inputs = ("n_features_in_", "feature_names_in_")  # reset by the new X's validation
-        earlier = {attr: self.__dict__[attr] for attr in inputs if attr in self.__dict__}
-        earlier |= {attr: self.__dict__.pop(attr) for attr in names if attr in self.__dict__}
-        try:
+        # from an unfitted estimator; a refused or interrupted fit leaves the earlier one, every
+        # fitted attribute as it was (as scikit-learn's estimators do)
+        with Rollback(self, clear=PRIVATE_STATE):
             return self._fit(X, y, sample_weight)
-        except BaseException:  # a refused fit leaves the earlier one, as scikit-learn's estimators do
-            for attr in (*names, *inputs):
-                self.__dict__.pop(attr, None)
-            self.__dict__.update(earlier)
-            raise
 
     def _fit(self, X: Any, y: Any, sample_weight: Any) -> FaastClassifier:
         """:meth:`fit` on an estimator whose fitted state was cleared."""
@@ -446,7 +445,9 @@ class FaastClassifier(
         first call left them), so that rows learned in float32 and passed again in float64 are
         the same rows. The fast weights are compiled on first use (a prediction, ``coef_`` and
         the other fitted attributes), not here: a stream of ``partial_fit`` calls costs one solve,
-        not one per call.
+        not one per call. A call that raises changes nothing (a refused first call leaves the
+        classifier unfitted), unless it is interrupted once the statistics took its examples:
+        they are then learned, as ``class_count_`` says.
 
         Parameters
         ----------
@@ -466,14 +467,24 @@ class FaastClassifier(
                 raise ValueError(f"classes must be a non-empty list of labels, got {given.tolist()!r}")
             if given.dtype.kind == "O":  # None / NaN among them, or labels that do not sort together
                 _check_object_labels(given, "classes")
-        self._partial_fit(X, y, classes, sample_weight)
+        # a refused call changes nothing (a refused first one leaves the classifier unfitted)
+        with Rollback(self) as rollback:
+            self._partial_fit(X, y, classes, sample_weight, rollback=rollback)
         return self
 
     def _partial_fit(
-        self, X: Any, y: Any, classes: Any, sample_weight: Any, refining: bool = False
+        self,
+        X: Any,
+        y: Any,
+        classes: Any,
+        sample_weight: Any,
+        refining: bool = False,
+        rollback: Rollback | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Learn the pairs and recompile; returns them (keys (n, d) before the design, one-hot
-        values, weights; examples of zero weight left out) for ``refine`` and the logistic loss."""
+        values, weights; examples of zero weight left out) for ``refine`` and the logistic loss.
+        Runs inside a :class:`~faast.classifier_rollback.Rollback` (``fit``'s, or ``rollback``,
+        which it commits once statistics held before the call took the pairs, in place)."""
         first = not hasattr(self, "classes_")
         if self.distributed and not refining:  # fit checked them, and unites the labels
             # before the refusals below, so that every process refuses a parameter together; at
@@ -502,19 +513,6 @@ class FaastClassifier(
         self._check_intercept_scale(keys)
         if not first:
             self._settle_temperature(keys.shape[0])
-        if first:
-            self.classes_ = classes_
-            self._design_params_ = self._design_params()
-            design_dim = self._design_dim(keys.shape[1])
-            self.memory_ = InverseMemory(
-                cut,
-                key_dim=design_dim,
-                value_dim=len(classes_),
-                device=keys.device,
-                dual_max_pairs=ROWS_KEPT * design_dim,
-            )
-            self.embeddings_ = self._class_embeddings(keys)
-            self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
         # examples of zero weight add nothing to the statistics: left out, so that a fit with them
         # computes exactly what one without them does (the same rows summed in the same order);
         # nor are they counted in class_count_ (forgetting the others would leave it non-zero)
@@ -525,6 +523,20 @@ class FaastClassifier(
             raise ValueError(
                 "every example weighs 0 (sample_weight times class_weight): there is nothing to learn"
             )
+        if first:
+            self.classes_ = classes_
+            self.embeddings_ = self._class_embeddings(keys)
+            self._design_params_ = self._design_params()
+            design_dim = self._design_dim(keys.shape[1])
+            self.memory_ = InverseMemory(
+                cut,
+                key_dim=design_dim,
+                value_dim=len(classes_),
+                device=keys.device,
+                dual_max_pairs=ROWS_KEPT * design_dim,
+            )
+            self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
+        digests = self._learned_digests(keys, onehot, weights)  # before the add: nothing after it refuses
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
             batch = dist.all_reduce_stats(self._batch_stats(keys, onehot, weights))
@@ -538,8 +550,10 @@ class FaastClassifier(
             self.memory_.add(self._design(keys), onehot, weights)
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
             self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
+        if rollback is not None and not first:  # the statistics held took the pairs: they are learned
+            rollback.commit()
         self.class_count_ = self.class_count_ + counts
-        self._note_learned(keys, onehot, weights, first)
+        self._note_learned(digests, first)
         self._compile(cut, calibration=(keys, onehot, weights), lazy=not refining)  # fit solves now
         return keys, onehot, weights  # without the examples of zero weight
 
@@ -581,6 +595,8 @@ class FaastClassifier(
         self._check_design_params("forget")
         self._check_not_refined("forget")
         self._check_fixed_class_weight("forget")
+        cut = self._cut()  # refused before anything changes, as center_features without the intercept
+        self._check_center()
         keys, onehot, weights = self._pairs(X, y, self.classes_, sample_weight, reset=False)
         keys, onehot, weights = _weighted_rows(keys, onehot, weights)  # zero weight: never learned
         if keys.shape[0] == 0:
@@ -601,20 +617,32 @@ class FaastClassifier(
             # a pair never learned is the error to name first (checked while the rows are kept)
             self.memory_.check_forget(self._design(keys), onehot, weights)
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
-        self.memory_.forget(self._design(keys), onehot, weights)  # one call: refused whole
-        self.class_count_ = self.class_count_ - removed
-        if digests is not None and not record.remove_found(digests):
-            self._record = None  # matched within rounding while the rows were kept: not bit for bit
-        return self._compile(self._cut())
+        design, memory = self._design(keys), self.memory_
+        # the solve that follows can still refuse (only zero keys left) or be interrupted: the
+        # pairs are subtracted from a copy of the statistics (O(D²), or the kept rows; the solve
+        # costs O(D³)) that replaces them, and an error puts the ones held back, as every attribute
+        with Rollback(self, objects=((memory, "stats"), (memory, "cut"))):
+            memory.stats = memory.stats.copy()
+            memory.forget(design, onehot, weights)  # one call: refused whole
+            self.class_count_ = self.class_count_ - removed
+            if digests is not None:
+                record = record.copy()  # the one held stays as it was until the forget is through
+                # None: matched within rounding while the rows were kept, not bit for bit
+                self._record = record if record.remove_found(digests) else None
+            return self._compile(cut)
 
-    def _note_learned(
-        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None, first: bool
-    ) -> None:
-        """Add a call's examples (of weight > 0; every process's, when distributed) to the record of
-        examples learned that ``forget`` checks (:mod:`faast.classifier_record`)."""
+    def _learned_digests(
+        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
+    ) -> np.ndarray:
+        """The digests of a call's examples (of weight > 0; every process's, when distributed) for
+        the record of examples learned that ``forget`` checks (:mod:`faast.classifier_record`)."""
         digests = example_digests(keys, _class_index(onehot), weights)
         if self.distributed:  # every process keeps every example's digest: each forgets them all
             digests = faast.distributed.current().gather_digests(digests, "example digests")
+        return digests
+
+    def _note_learned(self, digests: np.ndarray, first: bool) -> None:
+        """Add a call's :meth:`_learned_digests` to the record of examples learned."""
         if first:
             self._record: ExampleRecord | None = ExampleRecord(digests)
         elif self.__dict__.get("_record") is not None:
@@ -637,14 +665,19 @@ class FaastClassifier(
                 "not recomputed ones"
             )
 
-    def _check_fixed_class_weight(self, what: str) -> None:
+    def _check_fixed_class_weight(self, what: str, remedy: str | None = None) -> None:
         """``class_weight="balanced"`` is computed from every label ``fit`` sees: refuse calls
-        that would change the examples without recomputing it."""
+        that would change the examples without recomputing it. ``remedy``: what to do instead
+        (by default: fit, or fix the weights fitted, a dict ``partial_fit`` and ``forget`` take)."""
         if isinstance(self.class_weight, str):
             raise ValueError(
                 f'{what} is not available with class_weight="balanced": its weights depend on '
-                "every example's label; call fit, or pass a dict (e.g. the fitted class_weight_: "
-                "dict(zip(clf.classes_, clf.class_weight_)))"
+                "every example's label; "
+                + (
+                    remedy
+                    or "call fit, or pass a dict (e.g. the fitted class_weight_: "
+                    "dict(zip(clf.classes_, clf.class_weight_)))"
+                )
             )
 
     def _pairs(
@@ -726,7 +759,14 @@ class FaastClassifier(
         self._validate_params()
         self._check_design_params("solve")
         self._check_not_refined("solve")
-        return self._compile(self._cut())
+        cut = self._cut()
+        memory = self.memory_
+        stats = memory.stats
+        # an error (the temperature's sample, an interrupted solve) leaves the solve held
+        with Rollback(
+            self, objects=((memory, "cut"), (stats, "center_on_last_key"), (stats, "values_unshared"))
+        ):
+            return self._compile(cut)
 
     def _compile(
         self,
@@ -739,6 +779,7 @@ class FaastClassifier(
         weights) of the call that passed them, for ``logit_scale="auto"`` when the statistics do
         not keep their rows."""
         self._check_center()
+        self._solution_pending()  # first: an interrupted compile leaves no attribute of an earlier solve
         self._solve_params_ = {name: getattr(self, name) for name in (*SOLVE_PARAMS, *FIT_STEP_PARAMS)}
         self.memory_.stats.center_on_last_key = bool(self.center_features)
         # one example per class: the auto cuts' penalty for it also beyond the rows kept
@@ -750,7 +791,6 @@ class FaastClassifier(
         self.retargeted_ = 0
         self.C_: float | None = None
         self.n_iter_ = 1  # the closed-form solve; the logistic steps set their own count
-        self._solution_pending()
         if not lazy:
             self._solved()
         self._calibrate(calibration)
@@ -779,13 +819,28 @@ class FaastClassifier(
             return
         now = self._design_params()
         changed = [
-            f"{k}={now[k]!r} (fitted with {fixed[k]!r})" for k in fixed if not _same_param(now[k], fixed[k])
+            f"{k}={now[k]!r} (fitted with {fixed[k]!r})"
+            for k in fixed
+            if not _same_param(now[k], fixed[k]) and not (k == "class_weight" and self._same_class_weights())
         ]
         if changed:
             raise ValueError(
                 f"{what}: {', '.join(changed)}: these shape the statistics the classifier holds; "
                 "set them back, or fit anew"
             )
+
+    def _same_class_weights(self) -> bool:
+        """Whether ``class_weight``, a dict or None, gives every class the weight the statistics
+        were built with (``class_weight_``): the same statistics, e.g. the dict of the weights
+        ``"balanced"`` fitted, which ``partial_fit`` and ``forget`` take where they refuse
+        ``"balanced"``."""
+        fitted = self.__dict__.get("class_weight_")
+        if fitted is None or isinstance(self.class_weight, str):
+            return False
+        try:
+            return bool(np.array_equal(_class_weights(self.class_weight, self.classes_), fitted))
+        except ValueError:  # a label that is not a class, a weight that is not a number ≥ 0
+            return False
 
     def _check_center(self) -> None:
         if self.center_features and not self.fit_intercept:

@@ -66,7 +66,13 @@ class TemperatureMixin:
         rows, else of a sample of at most ``CALIBRATION_ROWS`` rows of ``pairs`` (keys (n, d),
         one-hot (n, C), weights) kept for it — found on the first use of ``logit_scale_``, so that
         a fit which never predicts probabilities does not pay for it (distributed fits: now, all
-        processes together). Without rows or a sample, the temperature found before."""
+        processes together). Without rows or a sample, the temperature found before.
+
+        The rows are chosen whatever ``logit_scale`` and ``loss`` say (a sample costs at most
+        ``CALIBRATION_ROWS`` rows), so that a ``solve`` or ``forget`` after ``set_params`` of
+        ``logit_scale="auto"`` or ``loss="squared"`` finds T from them, as a fit would, instead of
+        keeping the fixed or logistic one."""
+        kept = self._keep_calibration_rows(pairs)
         if self.loss == "logistic":  # the scores are fitted logits
             self._temperature = _Temperature(1.0)
             return
@@ -76,20 +82,9 @@ class TemperatureMixin:
         if self._solve_params_["prior"] is not None or self.class_count_.max() <= 1:  # nothing to hold out
             self._temperature = _Temperature(FALLBACK_LOGIT_SCALE)
             return
-        kept = self.memory_.stats.kept_row_count  # the factor's rows (not factored here: see fit)
         if kept:  # every kept row (the same on every process)
-            self._calibration_sample = None
-            self._calibration_rows = kept
             self._temperature = _Temperature()
             return
-        pick = None if pairs is None else self._calibration_pick(pairs[0].shape[0], pairs[0].device)
-        if pick is not None:
-            keys, onehot, weights = pairs  # type: ignore[misc]
-            self._calibration_sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = (
-                keys[pick].detach().clone(),
-                onehot[pick].clone(),
-                None if weights is None else weights[pick],
-            )
         sample = self.__dict__.get("_calibration_sample")
         if sample is None or (self.distributed and pairs is None):
             # no rows: the temperature found before (distributed: solve and forget need not be
@@ -102,6 +97,28 @@ class TemperatureMixin:
             self._temperature.value = self._sample_temperature(
                 functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
             )
+
+    def _keep_calibration_rows(
+        self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None
+    ) -> int:
+        """Note where the temperature's rows come from: the kept rows, whose count it returns
+        (the same on every process), or else, beyond them, a sample of ``pairs`` (keys (n, d),
+        one-hot (n, C), weights), kept unless it would be smaller than the one before
+        (:meth:`_calibration_pick`); 0 then."""
+        kept = self.memory_.stats.kept_row_count  # the factor's rows (not factored here: see fit)
+        if kept:
+            self._calibration_sample = None
+            self._calibration_rows = kept
+            return kept
+        pick = None if pairs is None else self._calibration_pick(pairs[0].shape[0], pairs[0].device)
+        if pick is not None:
+            keys, onehot, weights = pairs  # type: ignore[misc]
+            self._calibration_sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = (
+                keys[pick].detach().clone(),
+                onehot[pick].clone(),
+                None if weights is None else weights[pick],
+            )
+        return 0
 
     def _sample_temperature(self, reduce: Any = None) -> float:
         """The temperature of the kept sample's held-out scores under the current solve."""

@@ -446,7 +446,13 @@ def _check_changeable(clf: Any, action: str) -> None:
     ``forget`` raises, before any data is read (the images were encoded, the texts embedded, first)."""
     what = "partial_fit" if action == "partial-fit" else "forget"
     clf._check_not_refined(what)
-    clf._check_fixed_class_weight(what)
+    examples = (
+        "every example, those learned and the new ones" if what == "partial_fit" else "the examples to keep"
+    )
+    # a dict of weights (what the Python error advises) has no flag: the command to run instead
+    clf._check_fixed_class_weight(
+        what, f"run `faast classify fit` again on {examples} (with --class-weight balanced) instead"
+    )
 
 
 def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
