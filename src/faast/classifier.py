@@ -66,6 +66,9 @@ SOLVE_PARAMS = ("alpha", "c", "tau", "ridge", "center_features", "similarity", "
 #: predicting came from, and ``save`` writes it (a ``refine`` set since, written, would not load).
 FIT_STEP_PARAMS = ("refine", "margin", "loss", "C", "max_iter", "tol", "random_state")
 
+#: Design parameters that act only through another (:meth:`FaastClassifier._design_params`).
+_ACTS_THROUGH = {"intercept_scaling": "fit_intercept", "random_state": "random_features"}
+
 #: The fitted attributes without scikit-learn's trailing underscore (the memo of the solve, the
 #: refined weights, the record of examples learned, the temperature's): with those that have one,
 #: what ``fit`` drops before it starts (:class:`~faast.classifier_rollback.Rollback`; a test checks
@@ -98,7 +101,7 @@ class FaastClassifier(
         ``None`` with ``tau`` and ``ridge`` None means ``ridge="auto"`` (the default: no
         hyper-parameter to choose).
     c : float, default=1.0
-        Scale of the power-law cut.
+        Scale of the power-law cut, used with ``alpha`` (without it, ignored with a warning).
     tau : float in [0, 1], "gcv" or "auto", default=None
         A fixed relative cut instead of the power law, ``"gcv"`` to choose the truncation rank
         by generalised cross-validation on the training statistics, or ``"auto"``: while
@@ -728,6 +731,14 @@ class FaastClassifier(
         if self.tau is not None and self.ridge is not None:
             raise ValueError("set either tau or ridge, not both")
         if self.tau is None and self.ridge is None and self.alpha is None:
+            if self.c != 1.0:  # as for alpha and c beside tau or ridge: a parameter switched off
+                warnings.warn(
+                    f"c={self.c!r} scales the power-law cut, which alpha selects; with alpha=None (and "
+                    "tau=None, ridge=None) the cut is ridge='auto' and c is ignored: set alpha too "
+                    "(alpha=1 is τ = c/n)",
+                    UserWarning,
+                    stacklevel=caller_stacklevel(),
+                )
             return Cut.ridge_penalty("auto")
         if self.tau is None and self.ridge is None:
             return Cut.from_params(None, self.alpha, self.c)
@@ -818,10 +829,15 @@ class FaastClassifier(
         if fixed is None:
             return
         now = self._design_params()
-        changed = [
-            f"{k}={now[k]!r} (fitted with {fixed[k]!r})"
+        moved = [
+            k
             for k in fixed
             if not _same_param(now[k], fixed[k]) and not (k == "class_weight" and self._same_class_weights())
+        ]
+        # a parameter that acts only through another one that changed too is not named (the user
+        # set fit_intercept=False, not intercept_scaling=None)
+        changed = [
+            f"{k}={now[k]!r} (fitted with {fixed[k]!r})" for k in moved if _ACTS_THROUGH.get(k) not in moved
         ]
         if changed:
             raise ValueError(
