@@ -386,13 +386,32 @@ def test_a_committed_partial_fit_keeps_what_it_learned():
         pytest.raises(KeyboardInterrupt),
     ):
         clf.partial_fit(X[20:], y[20:])
-    clf.solve()
+    # no solve() first: the earlier solve was marked stale before the statistics took the batch
     ref = FaastClassifier().partial_fit(X[:20], y[:20], classes=[0, 1, 2]).partial_fit(X[20:], y[20:])
     got, want = _outputs(clf, X), _outputs(ref, X)
     for key in ("proba", "logit_scale"):  # the temperature's sample is the first call's: interrupted
         del got[key], want[key]
     _assert_same(got, want)
     np.testing.assert_array_equal(clf._record.digests, ref._record.digests)
+
+
+@pytest.mark.parametrize("step", ["_note_learned", "add"])
+def test_a_partial_fit_interrupted_before_its_add_changes_nothing(step):
+    """The class counts, the record and the stale mark of the solve are set before the statistics
+    take the batch, as bindings the rollback puts back: an interrupt up to the add leaves the
+    classifier as it was (once it came after them, with coef_ of the solve before and a record
+    without the batch, so that forgetting those examples was refused)."""
+    from faast.memory import InverseMemory
+
+    X, y = _data(40, 4, 5)
+    clf = FaastClassifier().partial_fit(X[:20], y[:20], classes=[0, 1, 2])
+    before, record = _outputs(clf, X), clf._record.digests
+    target = FaastClassifier if step == "_note_learned" else InverseMemory
+    with mock.patch.object(target, step, side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X[20:], y[20:])
+    _assert_same(_outputs(clf, X), before)
+    np.testing.assert_array_equal(clf._record.digests, record)
+    assert clf.memory_.stats.count == 20
 
 
 def test_rollback_puts_back_attributes_and_objects():

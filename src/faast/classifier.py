@@ -17,6 +17,7 @@ as with CLIP, or any matrix / callable) and n0 its effective sample size (paper 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -539,7 +540,7 @@ class FaastClassifier(
                 dual_max_pairs=ROWS_KEPT * design_dim,
             )
             self.class_count_ = np.zeros(len(classes_), dtype=np.int64)
-        digests = self._learned_digests(keys, onehot, weights)  # before the add: nothing after it refuses
+        digests = self._learned_digests(keys, onehot, weights)
         if self.distributed:  # this call's statistics and class counts, summed over every shard
             dist = faast.distributed.current()
             batch = dist.all_reduce_stats(self._batch_stats(keys, onehot, weights))
@@ -548,15 +549,20 @@ class FaastClassifier(
             counts = summed[:-1]
             if counts.sum() == 0 and (first or summed[-1]):  # the same sums everywhere: all refuse
                 refuse_nothing_learned(self, dist, int(summed[-1]), first)
-            self.memory_.stats.merge(batch)
+            learn = functools.partial(self.memory_.stats.merge, batch)
         elif self._design_in_one_block(keys.shape[0]):  # one add: refused whole
-            self.memory_.add(self._design(keys), onehot, weights)
+            learn = functools.partial(self.memory_.add, self._design(keys), onehot, weights)
         else:  # several blocks: summed apart, then merged, so that a refused block changes nothing
-            self.memory_.stats.merge(self._batch_stats(keys, onehot, weights))
-        if rollback is not None and not first:  # the statistics held took the pairs: they are learned
-            rollback.commit()
+            learn = functools.partial(self.memory_.stats.merge, self._batch_stats(keys, onehot, weights))
+        # what learning the pairs changes besides the statistics comes first, as new bindings that
+        # the rollback puts back if the add refuses them: once the statistics held take the pairs
+        # (in place), nothing is left to do before the call commits
         self.class_count_ = self.class_count_ + counts
         self._note_learned(digests, first)
+        self._solution_pending()
+        learn()
+        if rollback is not None and not first:  # the statistics held took the pairs: they are learned
+            rollback.commit()
         self._compile(cut, calibration=(keys, onehot, weights), lazy=not refining)  # fit solves now
         return keys, onehot, weights  # without the examples of zero weight
 
@@ -649,7 +655,7 @@ class FaastClassifier(
         if first:
             self._record: ExampleRecord | None = ExampleRecord(digests)
         elif self.__dict__.get("_record") is not None:
-            self._record.add(digests)
+            self._record = self._record.with_added(digests)  # a new binding: the rollback's to undo
 
     def _check_learned(self, record: ExampleRecord, digests: np.ndarray) -> None:
         """Refuse examples to forget that ``record`` does not hold, once the statistics no longer
