@@ -647,3 +647,9 @@ def test_the_predictions_file_holds_the_references_as_scored(model_dir, tmp_path
     recomputed = label_accuracy([w["prediction"] for w in written], [w["reference"] for w in written])
     assert json.loads(scores.read_text())["accuracy"] == pytest.approx(recomputed["accuracy"])
     capsys.readouterr()
+    # zero-shot without --labels takes the same two labels from these references (the spaced
+    # spelling is no third label: it was refused, "differ only by surrounding whitespace")
+    zero_shot = ["task", "evaluate", *base, "--examples", str(spaced), "--template", TEMPLATE]
+    assert main([*zero_shot, "--json", str(scores)]) == 0
+    assert json.loads(scores.read_text())["confusion"]["labels"] == ["w5", "w6"]
+    assert "zero-shot --labels auto takes its 2 labels" in capsys.readouterr().err

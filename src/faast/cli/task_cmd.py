@@ -728,11 +728,14 @@ def _task_model(
     from faast.lm.task_spec import TaskSpec, labels_of_outputs
 
     labels = _labels(args.labels)
-    if args.labels is None and not args.fast_weights and answers and len(set(answers)) > 1:
+    if args.labels is None and not args.fast_weights and answers:
         # zero-shot evaluate: as with --demonstrations and --lora, the labels 'auto' of the
         # outputs (2 to 20 distinct: scored as labels; more: free text), so that zero-shot is
-        # measured like the learned task it is compared with
-        labels = "auto"
+        # measured like the learned task it is compared with; outputs that differ only in the
+        # whitespace around them name one label, as evaluate scores references (a single one:
+        # free text, where --labels auto given is refused)
+        answers = [a.strip() for a in answers]
+        labels = "auto" if len(set(answers)) > 1 else None
     if args.fast_weights and args.labels is not None and not isinstance(labels, list):
         raise ValueError(
             f"--labels {args.labels}: a learned task keeps the labels (or free text) it was learned "
