@@ -48,3 +48,16 @@ def test_a_design_change_names_what_the_user_changed(change, named, not_named):
     with pytest.raises(ValueError, match="shape the statistics") as caught:
         clf.partial_fit(X, y)
     assert named in str(caught.value) and not_named not in str(caught.value)
+
+
+def test_loading_a_classifier_saved_with_c_alone_warns_once(tmp_path):
+    from faast.classifier_io import load_classifier, save_classifier
+
+    X, y = _data()
+    with pytest.warns(UserWarning):
+        clf = FaastClassifier(c=3.0).fit(X, y)
+    save_classifier(clf, tmp_path / "m")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_classifier(tmp_path / "m")
+    assert [str(w.message)[:20] for w in caught] == ["c=3.0 scales the pow"]

@@ -471,8 +471,9 @@ def load_classifier_version(
     clf.class_weight_ = class_weight
     clf.embeddings_ = None if "class_embeddings" not in tensors else tensors["class_embeddings"].to(dtype)
     key_dim = (d if clf.random_features is None else int(clf.random_features)) + int(clf.fit_intercept)
+    cut = clf._cut()  # once: its warnings (c without alpha) are said once
     memory = InverseMemory(
-        clf._cut(), key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
+        cut, key_dim=key_dim, value_dim=len(classes), device="cpu", dual_max_pairs=ROWS_KEPT * key_dim
     )
     rows = (tensors["rows_keys"], tensors["rows_values"]) if "rows_keys" in tensors else None
     try:
@@ -485,7 +486,7 @@ def load_classifier_version(
     clf._record = _example_record(tensors, memory, tensors_path)
     clf.memory_ = memory
     clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
-    clf._compile(clf._cut())
+    clf._compile(cut)
     if "logit_scale_fitted" in info:  # absent from files written before logit_scale="auto"
         fitted = info["logit_scale_fitted"]
         if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not (0 < fitted < math.inf):
