@@ -435,3 +435,24 @@ def test_rollback_puts_back_attributes_and_objects():
         rollback.commit()
     assert clf.extra_ == 1
     assert isinstance(clf.memory_.stats, GramStats)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(30, 120), st.integers(1, 25), st.booleans(), st.integers(0, 2**31 - 1))
+def test_forget_beyond_the_kept_rows_finds_the_temperature_of_a_refit(n, forgotten, weighted, seed):
+    """Beyond 2·D rows the temperature comes from the fit's sample, which held the examples
+    forget removes: T was found with them (1.52 against a refit's 2.12 in the hunt's case). They
+    are taken out of the sample by their digests, so while the sample held every row (n ≤ 1,024)
+    T and predict_proba are a refit's; an example learned twice and forgotten once stays once."""
+    X, y = _data(n, 4, seed % 1000)
+    X[-1], y[-1] = X[0], y[0]  # the first example learned twice
+    w = np.random.default_rng(seed).uniform(0.5, 2.0, n) if weighted else None
+    w_kept = None if w is None else w[forgotten:]
+    if w is not None:
+        w[-1] = w[0]
+    clf = FaastClassifier().fit(X, y, sample_weight=w)
+    assert clf.memory_.stats.kept_row_count == 0  # beyond 2·D: the sample, not the rows
+    clf.forget(X[:forgotten], y[:forgotten], sample_weight=None if w is None else w[:forgotten])
+    ref = FaastClassifier().fit(X[forgotten:], y[forgotten:], sample_weight=w_kept)
+    assert clf.logit_scale_ == pytest.approx(ref.logit_scale_, rel=1e-9)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-9)

@@ -42,7 +42,7 @@ from faast.classifier_distributed import (
     shard_without_weight,
     weighs_nothing,
 )
-from faast.classifier_record import ExampleRecord, example_digests
+from faast.classifier_record import ExampleRecord, class_index, example_digests
 from faast.classifier_refine import RefinementMixin
 from faast.classifier_rollback import Rollback
 from faast.classifier_solution import SolutionMixin
@@ -585,8 +585,9 @@ class FaastClassifier(
         GCV (a refit would score exact leave-one-out). ``predict_proba``'s temperature
         (``logit_scale="auto"``) equals a refit's while the rows are kept (found again from the
         remaining ones, as a fit would); beyond, it is found from the sample of rows kept before,
-        which may hold forgotten examples (a loaded classifier has none and keeps the saved T), so
-        the probabilities can differ from a refit's.
+        less the forgotten examples it holds (matched by their digests): a refit's T while the
+        sample held every row learned (at most 1,024), else close to it (a loaded classifier has
+        no sample and keeps the saved T).
 
         Parameters
         ----------
@@ -619,7 +620,7 @@ class FaastClassifier(
                 f"{self.class_count_[c]} were learned"
             )
         record = self.__dict__.get("_record")
-        digests = None if record is None else example_digests(keys, _class_index(onehot), weights)
+        digests = None if record is None else example_digests(keys, class_index(onehot), weights)
         if digests is not None:
             self._check_learned(record, digests)
         if removed.sum() == self.class_count_.sum():
@@ -638,6 +639,7 @@ class FaastClassifier(
                 record = record.copy()  # the one held stays as it was until the forget is through
                 # None: matched within rounding while the rows were kept, not bit for bit
                 self._record = record if record.remove_found(digests) else None
+            self._forget_from_sample(keys, onehot, weights)  # T found again from examples still learned
             return self._compile(cut)
 
     def _learned_digests(
@@ -645,7 +647,7 @@ class FaastClassifier(
     ) -> np.ndarray:
         """The digests of a call's examples (of weight > 0; every process's, when distributed) for
         the record of examples learned that ``forget`` checks (:mod:`faast.classifier_record`)."""
-        digests = example_digests(keys, _class_index(onehot), weights)
+        digests = example_digests(keys, class_index(onehot), weights)
         if self.distributed:  # every process keeps every example's digest: each forgets them all
             digests = faast.distributed.current().gather_digests(digests, "example digests")
         return digests
@@ -1035,13 +1037,6 @@ def _weighted_rows(
     if bool(nonzero.all()):
         return keys, onehot, weights
     return keys[nonzero], onehot[nonzero], weights[nonzero]
-
-
-def _class_index(onehot: torch.Tensor) -> torch.Tensor:
-    """Each one-hot row's class index (n,) int64; (0,) for no rows (an empty shard)."""
-    if onehot.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    return onehot.argmax(dim=1)
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:

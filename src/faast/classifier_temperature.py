@@ -19,6 +19,7 @@ import torch
 
 import faast.distributed
 from faast.classifier_design import evenly_spaced_rows
+from faast.classifier_record import class_index, example_digests, matched_once
 from faast.solver.temperature import fit_temperature, kept_rows_loo, restore_class_share, sampled_rows_loo
 
 #: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
@@ -97,6 +98,30 @@ class TemperatureMixin:
             self._temperature.value = self._sample_temperature(
                 functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
             )
+
+    def _forget_from_sample(
+        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
+    ) -> None:
+        """Take the examples ``forget`` removes — keys (n, d) as learned, one-hot (n, C), weights
+        (n,) or None — out of the temperature's sample, each matched to one sample row by its
+        digest (:func:`~faast.classifier_record.example_digests`: features, class and weight, bit
+        for bit), so that T is found again from examples still learned: a refit's T while the
+        sample held every row learned (at most ``CALIBRATION_ROWS``). No row left: no sample (T
+        kept). Distributed, each process's sample is its own and ``forget`` keeps T."""
+        sample = self.__dict__.get("_calibration_sample")
+        if sample is None or self.distributed:
+            return
+        held_keys, held_onehot, held_weights = sample
+        held = example_digests(held_keys, class_index(held_onehot), held_weights)
+        gone = example_digests(keys.to(held_keys.dtype), class_index(onehot), weights)
+        keep = torch.from_numpy(~matched_once(held, gone)).to(held_keys.device)
+        if bool(keep.all()):
+            return
+        self._calibration_sample = (
+            None
+            if not bool(keep.any())
+            else (held_keys[keep], held_onehot[keep], None if held_weights is None else held_weights[keep])
+        )
 
     def _keep_calibration_rows(
         self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None
