@@ -497,7 +497,8 @@ def test_a_csv_of_other_column_names_learns_what_the_jsonl_learns(model_dir, tmp
     )
     got = read_examples(preds, outputs=False, output_column="prediction")
     assert [e.input for e in got] == [r["input"] for r in rows]
-    assert {e.output for e in got} <= {"w5", "w6"} and set(got[0].extra) == {"reference", "source"}
+    assert {e.output for e in got} <= {"w5", "w6"}
+    assert set(got[0].extra) == {"reference", "reference_label", "source"}
 
 
 def test_evaluate_after_lora_backprop_on_the_examples(model_dir, tmp_path, capsys):  # noqa: F811
@@ -632,8 +633,9 @@ def test_evaluate_counts_references_outside_the_labels_as_errors(model_dir, tmp_
 
 def test_the_predictions_file_holds_the_references_as_scored(model_dir, tmp_path, capsys):  # noqa: F811
     """A reference that names a label with other whitespace around it ("w5 ") is scored as that
-    label; the predictions file wrote it as it was, so accuracy recomputed from the file differed
-    from the one evaluate printed. It writes the label scored now."""
+    label; the predictions file wrote it only as it was, so accuracy recomputed from the file
+    differed from the one evaluate printed. It also writes the label scored now
+    (``reference_label``), the reference as written kept."""
     base, learn, test, out = parity_setup(model_dir, tmp_path)
     assert main([*learn, "--task", "parity", "--folds", "2"]) == 0
     spaced = tmp_path / "spaced.jsonl"
@@ -643,8 +645,9 @@ def test_the_predictions_file_holds_the_references_as_scored(model_dir, tmp_path
     use = [*base, "--fast-weights", str(out), "--task", "parity", "--examples", str(spaced)]
     assert main(["task", "evaluate", *use, "--predictions", str(preds), "--json", str(scores)]) == 0
     written = [json.loads(line) for line in preds.read_text().splitlines()]
-    assert [w["reference"] for w in written] == [r["output"].strip() for r in rows]
-    recomputed = label_accuracy([w["prediction"] for w in written], [w["reference"] for w in written])
+    assert [w["reference"] for w in written] == [r["output"] for r in rows]
+    assert [w["reference_label"] for w in written] == [r["output"].strip() for r in rows]
+    recomputed = label_accuracy([w["prediction"] for w in written], [w["reference_label"] for w in written])
     assert json.loads(scores.read_text())["accuracy"] == pytest.approx(recomputed["accuracy"])
     capsys.readouterr()
     # zero-shot without --labels takes the same two labels from these references (the spaced

@@ -87,11 +87,16 @@ def test_label_accuracy_ignores_whitespace_around_labels_and_references(
     assert not [w for w in caught if "not among the task's" in str(w.message)]
     assert "not among the task's" not in capsys.readouterr().err
     result = json.loads(scores.read_text())
-    rows = [line.split("\t") for line in preds.read_text().splitlines()[1:]]
-    right = sum(p.strip() == r.strip() for _, p, r in rows)
+    header, *lines = preds.read_text().splitlines()
+    assert header.split("\t") == ["input", "prediction", "reference", "reference_label"]
+    rows = [line.split("\t") for line in lines]
+    right = sum(p.strip() == r.strip() for _, p, r, _ in rows)
     assert right > 0 and result["accuracy"] == pytest.approx(right / len(rows))
     assert result["references_outside_labels"] == 0
     assert rows[0][2] == rows[0][2].strip() + test_end  # the predictions file keeps the reference as written
+    # and the label it was scored as (as the task holds it), from which evaluate's accuracy follows
+    assert [r[3].strip() for r in rows] == [r[2].strip() for r in rows]
+    assert result["accuracy"] == pytest.approx(sum(p == label for _, p, _, label in rows) / len(rows))
 
 
 # ----------------------------------------------------------------- 4. one distinct output; JSON

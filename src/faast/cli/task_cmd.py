@@ -217,8 +217,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--predictions",
         default=None,
-        help="also write the predictions here (.tsv/.csv/.jsonl): input, prediction, reference, then the "
-        "examples' other columns (e.g. an id)",
+        help="also write the predictions here (.tsv/.csv/.jsonl): input, prediction, reference (as "
+        "written), for labels reference_label (the label it was scored as), then the examples' other "
+        "columns (e.g. an id)",
     )
     ev.add_argument("--max-new-tokens", type=int, default=64)
     _no_repeat_arg(ev)
@@ -1091,7 +1092,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "fast_weights": args.fast_weights is not None,
         "calibrated": _calibrated(task, args.calibrate),
     }
-    scored_refs = refs  # the references as scored: the predictions file writes these
+    scored_refs = refs  # the references as scored (labels: the label each names)
     if task.spec.labels:
         scored_refs = _references_as_labels(refs, task.spec.labels)
         outside_refs = [r for r in scored_refs if r not in task.spec.labels]
@@ -1130,12 +1131,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"teacher-forced NLL {result['answer_nll_per_token']:.3f} per answer token"
         )
     if args.predictions:
-        # each reference as scored (a label: the one it names), so that the file gives the scores again
-        rows = [
-            {"input": x, "prediction": p, "reference": r}
-            for x, p, r in zip(inputs, preds, scored_refs, strict=True)
-        ]
+        # the reference as written and, for labels, the label it was scored as (whitespace around it
+        # dropped), so that the file gives evaluate's scores again
         columns = ["input", "prediction", "reference"]  # then the examples' other columns (an id)
+        columns += ["reference_label"] if task.spec.labels else []
+        rows = [
+            dict(zip(columns, row, strict=False))  # free text: no reference_label
+            for row in zip(inputs, preds, refs, scored_refs, strict=True)
+        ]
         _write_predictions(args.predictions, rows, columns, examples, args.examples)
     if not dist.is_main:
         return 0
