@@ -245,9 +245,9 @@ class FaastConfig:
         unknown = sorted(set(data) - known - {"faast_version", "format"})
         if unknown:
             raise ValueError(f"unknown FaastConfig fields {unknown}; was it written by a newer faast?")
-        with warnings.catch_warnings():  # files written before ReadConfig: not the reader's fault
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return cls(**{k: v for k, v in data.items() if k in known})
+        # files written before ReadConfig: not the reader's fault, so no DeprecationWarning (said
+        # by a flag: catch_warnings changes the process's filters, which other threads share)
+        return cls(**{k: v for k, v in data.items() if k in known}, _from_file=True)
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         from faast import __version__
@@ -289,6 +289,7 @@ def _init_with_legacy_fields(
     output_temperature: Any = _UNSET,
     output_gate: Any = _UNSET,
     output_support: Any = _UNSET,
+    _from_file: bool = False,
     **kwargs: Any,
 ) -> None:
     legacy = {
@@ -301,7 +302,7 @@ def _init_with_legacy_fields(
     if alpha is not _UNSET or c is not _UNSET:
         a = 1.0 if alpha is _UNSET or alpha is None else alpha
         read["cut"] = Cut.power(a, 1.0 if c is _UNSET or c is None else c)
-    if read:
+    if read and not _from_file:
         names = [k for k, v in {**legacy, "alpha": alpha, "c": c}.items() if v is not _UNSET]
         warnings.warn(
             f"FaastConfig({', '.join(names)}) is deprecated: these are read-time knobs; pass "
@@ -310,6 +311,7 @@ def _init_with_legacy_fields(
             DeprecationWarning,
             stacklevel=2,
         )
+    if read:
         ReadConfig().replace(**read)  # validate now, where the value was written
     self._legacy_read = read
     _dataclass_init(self, *args, **kwargs)

@@ -36,6 +36,7 @@ The plain reference of every formula is :mod:`faast.lm.naive`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -75,14 +76,45 @@ class Captured:
         return self.input_ids[:, 1:][self.valid]
 
 
-@dataclass
 class HookContext:
     """State every hook of one model reads: ``mode`` ("read" or "learn"), whether reading is
-    ``enabled``, and the key states ``captured`` while learning."""
+    ``enabled``, and the key states ``captured`` while learning — each **per thread**: hooks run
+    in the thread that calls the model, so a ``learn`` or a ``disabled()`` block in one thread
+    leaves what another thread's forwards read (the fast weights, not captured) as it was. Once
+    shared, one thread's block switched the fast weights off for every thread, and blocks that
+    overlapped restored each other's setting out of order, leaving them off for good. A new
+    thread starts reading, enabled, capturing nothing."""
 
-    mode: str = "read"
-    enabled: bool = True
-    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def mode(self) -> str:
+        return getattr(self._local, "mode", "read")
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._local.mode = value
+
+    @property
+    def enabled(self) -> bool:
+        return getattr(self._local, "enabled", True)
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._local.enabled = value
+
+    @property
+    def captured(self) -> dict[str, torch.Tensor]:
+        """The key states this thread's learning pass captured (key point → (B, T, d))."""
+        held = getattr(self._local, "captured", None)
+        if held is None:
+            held = self._local.captured = {}
+        return held
+
+    @captured.setter
+    def captured(self, value: dict[str, torch.Tensor]) -> None:
+        self._local.captured = value
 
     @property
     def reading(self) -> bool:

@@ -216,18 +216,27 @@ class GramStats:
         (n ≤ ``dual_max_pairs``) the solve works on the rows (dual route), so adding a batch
         only stores its float64 rows: the O(n·d²) Gram update is done once, when G or B is
         first needed (the rows are dropped, or G, B, a copy or a saved state is asked for)."""
-        if self._gram is None or self._cross is None:
-            self._gram = torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=self.device)
-            self._cross = torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=self.device)
         if not self._deferred:
+            if self._gram is None or self._cross is None:
+                self._gram, self._cross = self._zero_sums()
             return
-        self._gram.zero_()
-        self._cross.zero_()
-        self._lower_only = False
+        # into new tensors, published before the flag that says they are formed: threads reading
+        # one object at once each form them and publish the same sums (accumulating into the held
+        # ones, a second reader zeroed them under the first: G was left wrong for good)
+        gram, cross = self._zero_sums()
+        lower_only = False
         if self._pairs is not None and self._pairs.count:
             keys, values = self._pairs.tensors()
-            self._lower_only, _ = accumulate(self._gram, self._cross, keys, values, None, 1.0)
+            lower_only, _ = accumulate(gram, cross, keys, values, None, 1.0)
+        self._gram, self._cross, self._lower_only = gram, cross, lower_only
         self._deferred = False
+
+    def _zero_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """New zero G (d, d) and B (d, m), float64, on the statistics' device."""
+        return (
+            torch.zeros(self.key_dim, self.key_dim, dtype=torch.float64, device=self.device),
+            torch.zeros(self.key_dim, self.value_dim, dtype=torch.float64, device=self.device),
+        )
 
     @property
     def nbytes(self) -> int:
