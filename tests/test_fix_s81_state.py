@@ -456,3 +456,25 @@ def test_forget_beyond_the_kept_rows_finds_the_temperature_of_a_refit(n, forgott
     ref = FaastClassifier().fit(X[forgotten:], y[forgotten:], sample_weight=w_kept)
     assert clf.logit_scale_ == pytest.approx(ref.logit_scale_, rel=1e-9)
     np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-9)
+
+
+def test_forgetting_every_sampled_row_keeps_the_sample_and_a_shrunk_one_is_replaced_later():
+    """Forgetting the batch the temperature's sample came from left no sample, and T fell to the
+    fallback 10 (a refit: 4.46): the sample now stays as it was. A sample that forget shrank kept
+    the size it had, so a later partial_fit of fewer rows than that could not replace it: T came
+    from a handful of rows (1.74 against a refit's 4.49). It now counts what is left."""
+    X, y = _data(1200, 4, 0)
+    clf = (
+        FaastClassifier().partial_fit(X[:200], y[:200], classes=[0, 1, 2]).partial_fit(X[200:600], y[200:600])
+    )
+    clf.forget(X[200:600], y[200:600])
+    assert clf.logit_scale_ != 10.0 and clf._calibration_sample[0].shape[0] == 400
+    clf = FaastClassifier().partial_fit(X[:600], y[:600], classes=[0, 1, 2])
+    clf.forget(X[:594], y[:594])
+    assert clf._calibration_sample[0].shape[0] == 6 and clf._calibration_rows == 6
+    clf.partial_fit(X[600:1100], y[600:1100])
+    assert clf._calibration_sample[0].shape[0] == 500
+    ref = FaastClassifier().fit(
+        np.concatenate([X[594:600], X[600:1100]]), np.concatenate([y[594:600], y[600:1100]])
+    )
+    assert abs(clf.logit_scale_ - ref.logit_scale_) < 0.2 * ref.logit_scale_

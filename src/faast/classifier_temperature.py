@@ -106,8 +106,9 @@ class TemperatureMixin:
         (n,) or None — out of the temperature's sample, each matched to one sample row by its
         digest (:func:`~faast.classifier_record.example_digests`: features, class and weight, bit
         for bit), so that T is found again from examples still learned: a refit's T while the
-        sample held every row learned (at most ``CALIBRATION_ROWS``). No row left: no sample (T
-        kept). Distributed, each process's sample is its own and ``forget`` keeps T."""
+        sample held every row learned (at most ``CALIBRATION_ROWS``). Where every sample row is
+        forgotten the sample stays as it was (a sample of none would leave only the fallback T).
+        Distributed, each process's sample is its own and ``forget`` keeps T."""
         sample = self.__dict__.get("_calibration_sample")
         if sample is None or self.distributed:
             return
@@ -115,13 +116,15 @@ class TemperatureMixin:
         held = example_digests(held_keys, class_index(held_onehot), held_weights)
         gone = example_digests(keys.to(held_keys.dtype), class_index(onehot), weights)
         keep = torch.from_numpy(~matched_once(held, gone)).to(held_keys.device)
-        if bool(keep.all()):
+        if bool(keep.all()) or not bool(keep.any()):  # none of them, or every row: the sample stays
             return
         self._calibration_sample = (
-            None
-            if not bool(keep.any())
-            else (held_keys[keep], held_onehot[keep], None if held_weights is None else held_weights[keep])
+            held_keys[keep],
+            held_onehot[keep],
+            None if held_weights is None else held_weights[keep],
         )
+        # its size now: a later partial_fit of more rows replaces it (_calibration_rows_for)
+        self._calibration_rows = int(keep.sum())
 
     def _keep_calibration_rows(
         self, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None
