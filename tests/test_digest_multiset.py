@@ -50,24 +50,3 @@ def test_the_multiset_follows_a_counter(start, ops):
     for copy, expected in snapshots:  # copies are independent of what came after them
         assert copy.digests.tolist() == sorted(expected.elements())
     assert DigestMultiset.from_tensor(record.to_tensor(), "t").digests.tolist() == record.digests.tolist()
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    st.lists(st.integers(0, 2**64 - 1), max_size=20),
-    st.lists(st.lists(st.integers(0, 50), max_size=6), max_size=4),
-)
-def test_with_added_is_a_new_multiset_and_leaves_this_one_as_it_was(first, batches):
-    """with_added holds what copy() then add() would, and the multiset it came from is unchanged
-    (also with additions not merged yet, whose list it copies)."""
-    held = DigestMultiset(np.array(first, dtype=np.uint64))
-    for batch in batches[:-1]:
-        held.add(np.array(batch, dtype=np.uint64))
-    before = held.digests
-    last = np.array(batches[-1] if batches else [], dtype=np.uint64)
-    grown = held.with_added(last)
-    reference = held.copy()
-    reference.add(last)
-    np.testing.assert_array_equal(grown.digests, reference.digests)
-    np.testing.assert_array_equal(held.digests, before)
-    assert len(grown) == len(held) + last.size

@@ -558,7 +558,7 @@ class FaastClassifier(
         # the rollback puts back if the add refuses them: once the statistics held take the pairs
         # (in place), nothing is left to do before the call commits
         self.class_count_ = self.class_count_ + counts
-        self._note_learned(digests, first)
+        self._note_learned(digests, first, rollback)
         self._solution_pending()
         learn()
         if rollback is not None and not first:  # the statistics held took the pairs: they are learned
@@ -652,12 +652,17 @@ class FaastClassifier(
             digests = faast.distributed.current().gather_digests(digests, "example digests")
         return digests
 
-    def _note_learned(self, digests: np.ndarray, first: bool) -> None:
-        """Add a call's :meth:`_learned_digests` to the record of examples learned."""
+    def _note_learned(self, digests: np.ndarray, first: bool, rollback: Rollback | None = None) -> None:
+        """Add a call's :meth:`_learned_digests` to the record of examples learned: a new record on
+        the first call; else added in place (O(new), unlike a copy of the record at every call), the
+        rollback told how to take them out again if the call fails before it commits."""
+        record = self.__dict__.get("_record")
         if first:
             self._record: ExampleRecord | None = ExampleRecord(digests)
-        elif self.__dict__.get("_record") is not None:
-            self._record = self._record.with_added(digests)  # a new binding: the rollback's to undo
+        elif record is not None:
+            record.add(digests)
+            if rollback is not None:
+                rollback.on_undo(lambda: record.remove_found(digests))
 
     def _check_learned(self, record: ExampleRecord, digests: np.ndarray) -> None:
         """Refuse examples to forget that ``record`` does not hold, once the statistics no longer

@@ -80,15 +80,6 @@ class DigestMultiset:
         out._sorted, out._added, out._added_count = self._digests.copy(), [], 0
         return out
 
-    def with_added(self: _M, digests: np.ndarray | Iterable[int]) -> _M:
-        """A new multiset holding these digests and ``digests``, this one unchanged: it shares the
-        arrays held (never changed in place) and copies only the list of additions not merged yet,
-        so a caller can swap it in as one assignment (an interrupt leaves one or the other)."""
-        out = type(self).__new__(type(self))
-        out._sorted, out._added, out._added_count = self._sorted, list(self._added), self._added_count
-        out.add(digests)
-        return out
-
     def add(self, digests: np.ndarray | Iterable[int]) -> None:
         """Note examples learned (merged with the others on the next query: many small additions
         cost one sort, not one each)."""
