@@ -911,7 +911,10 @@ class FaastModel(nn.Module):
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[FaastModel]:
-        """Run the plain base model inside the block (the fast weights are kept)."""
+        """Run the plain base model inside the block (the fast weights are kept), in this thread:
+        forwards in other threads (another request; a ``generate`` started in a thread of its
+        own, ``nn.DataParallel``'s replicas) keep reading the fast weights
+        (:class:`~faast.lm.readouts.HookContext`)."""
         previous, self._ctx.enabled = self._ctx.enabled, False
         try:
             yield self
