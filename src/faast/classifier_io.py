@@ -38,7 +38,6 @@ and saves it (``classify partial-fit``, ``forget``) holds no lock while it works
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import warnings
@@ -56,6 +55,7 @@ from faast.classifier_record import ExampleRecord
 from faast.io import (
     blocker_kind,
     check_json_dict,
+    check_not_write_protected,
     check_writable,
     existing_file,
     file_in_the_way,
@@ -67,7 +67,6 @@ from faast.io import (
     os_error_cause,
     save_json,
     save_tensors,
-    write_protected,
 )
 from faast.locks import path_identity, path_lock
 from faast.memory import InverseMemory
@@ -133,14 +132,9 @@ def check_replaceable(folder: Path) -> None:
     one of the files a save replaces is write-protected (:func:`faast.io.write_protected`: not
     writable to this user, or, for root, writable to no one), which a save would silently replace."""
     for name in (JSON_NAME, TENSORS_NAME, PENDING_TENSORS_NAME):
-        file = folder / name
-        if file.is_file() and write_protected(file):
-            raise PermissionError(
-                errno.EACCES,
-                f"cannot save a classifier there: {name} is write-protected (read-only to you), so it is not "
-                "replaced: make it writable (chmod u+w) to replace it, or save to another folder",
-                str(file),
-            )
+        check_not_write_protected(
+            folder / name, context="cannot save a classifier there: ", elsewhere="save to another folder"
+        )
 
 
 class ClassifierChangedError(ValueError):

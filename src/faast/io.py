@@ -106,15 +106,17 @@ def write_protected(file: str | os.PathLike[str]) -> bool:
     return _is_root() and not os.stat(file).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
-def check_not_write_protected(file: Path) -> None:
+def check_not_write_protected(
+    file: Path, *, context: str = "", elsewhere: str = "write to another file"
+) -> None:
     """Refuse, with a ``PermissionError`` naming ``file``, to replace it when it is a regular file
     that is write-protected (:func:`write_protected`); nothing there, or a file that may be
-    replaced, passes."""
+    replaced, passes. ``context`` opens the message, ``elsewhere`` is the other way out."""
     if file.is_file() and write_protected(file):
         raise PermissionError(
             errno.EACCES,
-            f"{file.name} is write-protected (read-only to you), so it is not replaced: make it writable "
-            "(chmod u+w) to replace it, or write to another file",
+            f"{context}{file.name} is write-protected (read-only to you), so it is not replaced: make it "
+            f"writable (chmod u+w) to replace it, or {elsewhere}",
             str(file),
         )
 
