@@ -347,6 +347,22 @@ def test_the_cli_refusal_of_balanced_weights_names_a_command(tmp_path, capsys):
         assert "faast classify fit" in err and "dict(zip" not in err
 
 
+def test_the_cli_refusal_of_logistic_steps_names_a_command(tmp_path, capsys):
+    """As for balanced weights: `faast classify` has no flag for loss="squared" on a saved
+    classifier, so its refusal of partial-fit and forget after --loss logistic names the refit."""
+    X, y = _data(40, 4, 0)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    data = ["--labels", str(tmp_path / "y.npy"), "--model", str(tmp_path / "m")]
+    assert main(["classify", "fit", str(tmp_path / "x.npy"), *data, "--loss", "logistic"]) == 0
+    for action in ("partial-fit", "forget"):
+        capsys.readouterr()
+        assert main(["classify", action, str(tmp_path / "x.npy"), *data]) != 0
+        err = capsys.readouterr().err
+        assert 'not available with loss="logistic"' in err
+        assert "faast classify fit" in err and 'set loss="squared"' not in err
+
+
 # ------------------------------------------------------------------ the rollback itself
 def test_the_fitted_state_is_named():
     """Every attribute the classifier keeps besides its parameters is one fit clears: scikit-learn's

@@ -36,18 +36,20 @@ class RefinementMixin:
             if present:
                 raise ValueError(f'loss="logistic" cannot be combined with {what}; use loss="squared"')
 
-    def _check_not_refined(self, what: str) -> None:
+    def _check_not_refined(self, what: str, remedy: str | None = None) -> None:
         """``refine`` and ``loss="logistic"`` need every example at once (``fit``): refuse
-        incremental changes."""
+        incremental changes. ``remedy``: what to do instead (by default: fit, or the setting
+        without the step, which Python users can make)."""
         if self.refine:
             raise ValueError(
                 f"{what} is not available with refine={self.refine}: the retargeting rounds need "
-                "every example at once; call fit, or set refine=0"
+                f"every example at once; {remedy or 'call fit, or set refine=0'}"
             )
         if self.loss == "logistic":
+            remedy = remedy or 'call fit, or set loss="squared"'
             raise ValueError(
                 f'{what} is not available with loss="logistic": its steps need every example at '
-                'once; call fit, or set loss="squared"'
+                f"once; {remedy}"
             )
 
     def _retarget(self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None) -> None:

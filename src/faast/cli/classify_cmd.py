@@ -445,14 +445,14 @@ def _check_changeable(clf: Any, action: str) -> None:
     (``class_weight="balanced"``, ``loss="logistic"``), with the error its ``partial_fit`` or
     ``forget`` raises, before any data is read (the images were encoded, the texts embedded, first)."""
     what = "partial_fit" if action == "partial-fit" else "forget"
-    clf._check_not_refined(what)
     examples = (
         "every example, those learned and the new ones" if what == "partial_fit" else "the examples to keep"
     )
-    # a dict of weights (what the Python error advises) has no flag: the command to run instead
-    clf._check_fixed_class_weight(
-        what, f"run `faast classify fit` again on {examples} (with --class-weight balanced) instead"
-    )
+    # what the Python errors advise (set loss="squared", a dict of weights) has no flag here: the
+    # command to run instead
+    refit = f"run `faast classify fit` again on {examples}"
+    clf._check_not_refined(what, f"{refit} (with --loss logistic) instead")
+    clf._check_fixed_class_weight(what, f"{refit} (with --class-weight balanced) instead")
 
 
 def _inputs(args: argparse.Namespace) -> tuple[str | None, ...]:
