@@ -620,8 +620,8 @@ class FaastClassifier(
                 f"{self.class_count_[c]} were learned"
             )
         record = self.__dict__.get("_record")
-        digests = None if record is None else example_digests(keys, class_index(onehot), weights)
-        if digests is not None:
+        digests = example_digests(keys, class_index(onehot), weights)  # for the record and the sample
+        if record is not None:
             self._check_learned(record, digests)
         if removed.sum() == self.class_count_.sum():
             # a pair never learned is the error to name first (checked while the rows are kept)
@@ -635,11 +635,11 @@ class FaastClassifier(
             memory.stats = memory.stats.copy()
             memory.forget(design, onehot, weights)  # one call: refused whole
             self.class_count_ = self.class_count_ - removed
-            if digests is not None:
+            if record is not None:
                 record = record.copy()  # the one held stays as it was until the forget is through
                 # None: matched within rounding while the rows were kept, not bit for bit
                 self._record = record if record.remove_found(digests) else None
-            self._forget_from_sample(keys, onehot, weights)  # T found again from examples still learned
+            self._forget_from_sample(digests)  # T found again from examples still learned
             return self._compile(cut)
 
     def _learned_digests(

@@ -60,22 +60,6 @@ def class_index(onehot: torch.Tensor) -> torch.Tensor:
     return onehot.argmax(dim=1)
 
 
-def matched_once(held: np.ndarray, gone: np.ndarray) -> np.ndarray:
-    """Which of the digests ``held`` (n,) uint64 the digests ``gone`` (k,) take away, one for one
-    (a digest twice in ``gone`` takes two equal ones, the first in ``held`` order): a (n,) bool mask."""
-    taken = np.zeros(held.size, dtype=bool)
-    if not held.size or not gone.size:
-        return taken
-    order = np.argsort(held, kind="stable")
-    ranked = held[order]
-    values, counts = np.unique(gone, return_counts=True)
-    left = np.searchsorted(ranked, values, side="left")
-    right = np.searchsorted(ranked, values, side="right")
-    for start, stop, count in zip(left, right, counts, strict=True):
-        taken[order[start : min(stop, start + count)]] = True
-    return taken
-
-
 class ExampleRecord(DigestMultiset):
     """A multiset of example digests (:func:`example_digests`), saved as an int64 tensor."""
 

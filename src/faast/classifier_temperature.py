@@ -15,11 +15,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import faast.distributed
 from faast.classifier_design import evenly_spaced_rows
-from faast.classifier_record import class_index, example_digests, matched_once
+from faast.classifier_record import class_index, example_digests
+from faast.digest_multiset import DigestMultiset
 from faast.solver.temperature import fit_temperature, kept_rows_loo, restore_class_share, sampled_rows_loo
 
 #: ``logit_scale="auto"`` beyond the kept rows: the temperature from at most this many evenly
@@ -99,13 +101,11 @@ class TemperatureMixin:
                 functools.partial(faast.distributed.current().all_reduce_, what="logit_scale")
             )
 
-    def _forget_from_sample(
-        self, keys: torch.Tensor, onehot: torch.Tensor, weights: torch.Tensor | None
-    ) -> None:
-        """Take the examples ``forget`` removes — keys (n, d) as learned, one-hot (n, C), weights
-        (n,) or None — out of the temperature's sample, each matched to one sample row by its
-        digest (:func:`~faast.classifier_record.example_digests`: features, class and weight, bit
-        for bit), so that T is found again from examples still learned: a refit's T while the
+    def _forget_from_sample(self, gone: np.ndarray) -> None:
+        """Take the examples ``forget`` removes — their digests ``gone`` (k,) uint64
+        (:func:`~faast.classifier_record.example_digests`: features as learned, class and weight,
+        bit for bit) — out of the temperature's sample, each matched to one sample row of that
+        digest, so that T is found again from examples still learned: a refit's T while the
         sample held every row learned (at most ``CALIBRATION_ROWS``). Where every sample row is
         forgotten the sample stays as it was (a sample of none would leave only the fallback T).
         Distributed, each process's sample is its own and ``forget`` keeps T."""
@@ -114,8 +114,9 @@ class TemperatureMixin:
             return
         held_keys, held_onehot, held_weights = sample
         held = example_digests(held_keys, class_index(held_onehot), held_weights)
-        gone = example_digests(keys.to(held_keys.dtype), class_index(onehot), weights)
-        keep = torch.from_numpy(~matched_once(held, gone)).to(held_keys.device)
+        keep = torch.zeros(held.size, dtype=torch.bool)
+        keep[torch.from_numpy(DigestMultiset(gone).missing(held))] = True  # each digest gone takes one row
+        keep = keep.to(held_keys.device)
         if bool(keep.all()) or not bool(keep.any()):  # none of them, or every row: the sample stays
             return
         self._calibration_sample = (
