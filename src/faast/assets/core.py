@@ -205,7 +205,6 @@ def ensure(name: str, cache: str | os.PathLike[str] | None = None, *, fetch: boo
         if not asset.ready(root):
             raise AssetError(f"fetching {name!r} finished but the asset is incomplete in {root}")
         remove_stale_temporaries(root)
-        _remove_dead_fetches(name, root)
     return root
 
 
@@ -323,7 +322,6 @@ def refetch(name: str, cache: str | os.PathLike[str] | None = None) -> Path:
             replace_folder(fresh, place)  # the old copy aside, the new one in, the old one removed
         finally:
             shutil.rmtree(fresh, ignore_errors=True)
-        _remove_dead_fetches(name, root)
     return root
 
 
