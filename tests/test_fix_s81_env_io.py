@@ -191,11 +191,21 @@ def test_an_unprivileged_user_is_refused_a_file_they_may_not_write_and_keeps_mod
         "save_json(sys.argv[3], {'new': 1})\n"
     )
     as_nobody = [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    env = {**_child_env(), "PYTHONPATH": str(REPO / "src")}
+    reach = subprocess.run(
+        [*as_nobody, sys.executable, "-c", "import faast.io"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if reach.returncode != 0:  # a checkout in a folder only root may read (a clone in `mktemp -d`)
+        pytest.skip(f"nobody cannot import faast from {REPO}: {reach.stderr.strip().splitlines()[-1:]}")
     result = subprocess.run(
         [*as_nobody, sys.executable, "-c", script, str(own_protected), str(roots), str(private)],
         capture_output=True,
         text=True,
-        env={**_child_env(), "PYTHONPATH": str(REPO / "src")},
+        env=env,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
