@@ -8,16 +8,20 @@ A labelled example becomes the token sequence ``prompt ids + answer ids``, where
   learns to end its answer with ``answer_end``, and generation stops there.
 
 Both parts are encoded separately and concatenated, the same way when learning, scoring and
-generating, so an answer's tokens never depend on what precedes them. The answer, the end marker
-and the separator continue a line, so they are encoded as text that follows other text
-(:meth:`PromptCodec.continuation_ids`): a tokenizer whose normaliser prepends SentencePiece's dummy
-prefix to every text (the legacy ``tokenizer.json`` of Llama-2-era checkpoints: ``Prepend("▁")``
-then spaces to ``"▁"``; transformers 5's own ``LlamaTokenizer`` no longer does it) writes
-``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as
-the ``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and
-Gemma's encode both alike, so nothing changes for them. A prompt or demonstration that follows
-another demonstration continues the text too (after the separator), so it is encoded the same way;
-the first one after the start tokens is encoded alone, as a document's first line. An in-context
+generating, so an answer's tokens never depend on what precedes them. The user's text (an input, an
+output, a label) is read as the text it is: a ``"<|im_end|>"`` or ``"<eos>"`` in it is not the
+control token (a model taught such an answer learned to stop there), while the template's own
+strings (chat markup written in ``--template``) stay control tokens
+(:func:`faast.lm.special_tokens.ids_around_text`); text holding no such string encodes as before.
+The answer, the end marker and the separator continue a line, so they are encoded as text that
+follows other text (:meth:`PromptCodec.continuation_ids`): a tokenizer whose normaliser prepends
+SentencePiece's dummy prefix to every text (the legacy ``tokenizer.json`` of Llama-2-era
+checkpoints: ``Prepend("▁")`` then spaces to ``"▁"``; transformers 5's own ``LlamaTokenizer`` no
+longer does it) writes ``" positive"`` alone as ``"▁" + "▁positive"`` but after other text as the
+``"▁positive"`` the model read in training; byte-level BPE tokenizers (SmolLM2, Qwen) and Gemma's
+encode both alike, so nothing changes for them. A prompt or demonstration that follows another
+demonstration continues the text too (after the separator), so it is encoded the same way; the first
+one after the start tokens is encoded alone, as a document's first line. An in-context
 prompt is
 the start tokens, then whole demonstrations (prompt + answer + ``separator``), then the query's
 prompt; demonstrations are dropped from the end when the context window is short, the query never
@@ -41,6 +45,7 @@ from typing import Any
 import torch
 
 from faast._checks import caller_stacklevel
+from faast.lm.special_tokens import ids_around_text, special_strings
 
 DEFAULT_TEMPLATE = "Input: {input}\nOutput:"
 #: What a piece of text that continues other text is encoded after, then cut off
@@ -134,6 +139,11 @@ class PromptTemplate:
     def prompt(self, text: str) -> str:
         return self.template.replace("{input}", text)
 
+    def around_input(self) -> tuple[str, str]:
+        """(before, after): the template's text before and after ``{input}``."""
+        before, after = self.template.split("{input}")
+        return before, after
+
     def answer(self, output: str) -> str:
         return f"{self.answer_prefix}{output}{self.answer_end}"
 
@@ -190,6 +200,8 @@ class PromptCodec:
         self.context = min(bounds) if bounds else 2048
         #: Whether text that continues other text is encoded after it (:meth:`continuation_ids`).
         self.adds_prefix = adds_text_prefix(tokenizer)
+        #: The tokenizer's special-token strings, read as text in the user's text (:meth:`filled_ids`).
+        self._specials = special_strings(tokenizer)
         self._context_ids = self.text_ids(CONTINUATION_CONTEXT)
         self._end = self.continuation_ids(self.template.answer_end)
         self._holding_end: list[int] | None = None  # tokens_holding_end, found on first use
@@ -222,14 +234,30 @@ class PromptCodec:
         ids = self.text_ids(CONTINUATION_CONTEXT + text)
         return ids[len(context) :] if ids[: len(context)] == context else self.text_ids(text)
 
+    def filled_ids(self, before: str, text: str, after: str, *, continuation: bool) -> list[int]:
+        """Token ids of ``before + text + after``, a user's ``text`` written between the template's
+        pieces: the special-token strings of ``text`` read as text, the template's as control tokens
+        (:func:`~faast.lm.special_tokens.ids_around_text`). ``continuation``: encoded as text that
+        follows other text (:meth:`continuation_ids`), else alone (:meth:`text_ids`); text holding
+        no special-token string gets exactly their ids."""
+
+        def ids(head: str) -> list[int]:
+            return ids_around_text(self.tokenizer, head, text, after, self._specials)
+
+        if not (continuation and self.adds_prefix) or not before + text + after:
+            return ids(before)
+        context = self._context_ids
+        joined = ids(CONTINUATION_CONTEXT + before)
+        return joined[len(context) :] if joined[: len(context)] == context else ids(before)
+
     def prompt_ids(self, text: str, *, start: bool = True, after_demonstration: bool = False) -> list[int]:
         """The prompt of input ``text``, after the start tokens and lead demonstrations
         (:attr:`lead_ids`) when ``start``. A prompt that follows a demonstration (a lead one, or
         ``after_demonstration``) continues its text and is encoded as such (:meth:`continuation_ids`);
         otherwise it is encoded alone, as the first text after the start tokens."""
-        prompt = self.template.prompt(text)
         follows = after_demonstration or (start and self.num_lead > 0)
-        body = self.continuation_ids(prompt) if follows else self.text_ids(prompt)
+        before, after = self.template.around_input()
+        body = self.filled_ids(before, text, after, continuation=follows)
         ids = (self.lead_ids if start else []) + body
         if start and not ids:  # position −1 would wrap to the end of whatever follows
             raise ValueError(
@@ -249,7 +277,8 @@ class PromptCodec:
         """The answer ``output`` with its prefix and end marker, as it follows the prompt
         (:meth:`continuation_ids`; spaces that begin it after a prefix ending in one are dropped:
         :meth:`_after_prefix`)."""
-        return self.continuation_ids(self.template.answer(self._after_prefix(output)))
+        prefix, end = self.template.answer_prefix, self.template.answer_end
+        return self.filled_ids(prefix, self._after_prefix(output), end, continuation=True)
 
     def encode(self, text: str, output: str) -> Encoded:
         return Encoded(self.prompt_ids(text), self.answer_ids(output))
@@ -257,7 +286,7 @@ class PromptCodec:
     def label_ids(self, label: str) -> list[int]:
         """The tokens of a label: the answer without its end marker (spaces that begin it after a
         prefix ending in one dropped: :meth:`_after_prefix`)."""
-        return self.continuation_ids(self.template.answer_prefix + self._after_prefix(label))
+        return self.filled_ids(self.template.answer_prefix, self._after_prefix(label), "", continuation=True)
 
     def _after_prefix(self, answer: str) -> str:
         """``answer`` as it follows the answer prefix: without the spaces and tabs that begin it

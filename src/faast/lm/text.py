@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from faast.assets.lm import GEMMA3, QWEN25, SMOLLM2, gemma3_dir, qwen25_dir, smollm2_dir
 from faast.io import existing_file, first_line
 from faast.lm.inject import context_window
+from faast.lm.special_tokens import TEXT_AS_TEXT, ids_around_text
 from faast.text_files import read_user_text
 
 
@@ -197,11 +198,6 @@ def with_start_tokens(windows: torch.Tensor, start_ids: list[int]) -> torch.Tens
 ENCODE_CHUNK_CHARS = 1 << 16
 
 
-#: How a text is tokenized: no start or end tokens added, and the strings of special tokens in it
-#: ("<|endoftext|>", "<eos>", "<start_of_turn>") read as the text they are, not as control tokens
-#: (Gemma-3 then generated its end token when recalling a text that mentions "<eos>", and Qwen
-#: dropped a learned "<|endoftext|>" from its recall).
-TEXT_AS_TEXT = {"add_special_tokens": False, "split_special_tokens": True}
 
 
 def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) -> torch.Tensor:
@@ -245,12 +241,9 @@ def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 
     A prompt without special-token strings is the rendered template tokenized in one call (the
     strings are recognised). Otherwise the template is rendered once more with a marker for the
-    prompt, to find the prompt's place in it (the template may trim it): the rendered text is cut
-    at the last special token before the prompt and the first one after it, the pieces outside are
-    tokenized with the special tokens recognised, the middle one (template text, prompt, template
-    text) as text. A tokenizer splits its input at special tokens and tokenizes the text between
-    them alone, so this gives the ids of one call wherever the prompt holds no special-token
-    string. A template that does not write the prompt once, whole, is a ``ValueError``.
+    prompt, to find the prompt's place in it (the template may trim it), and the template's text
+    around it keeps its control tokens (:func:`faast.lm.special_tokens.ids_around_text`). A
+    template that does not write the prompt once, whole, is a ``ValueError``.
     """
 
     def render(content: str) -> str:
@@ -277,15 +270,7 @@ def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
                 "text; generate without the chat template (drop --chat)"
             )
         content = rendered[len(before) : len(rendered) - len(after)]
-        specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content]
-        head = max((before.rfind(s) + len(s) for s in specials if s in before), default=0)
-        tail = min((after.find(s) for s in specials if s in after), default=len(after))
-        middle = before[head:] + content + after[:tail]
-        return [
-            *controls(before[:head]),
-            *tokenizer(middle, **TEXT_AS_TEXT).input_ids,
-            *controls(after[tail:]),
-        ]
+        return ids_around_text(tokenizer, before, content, after)
 
 
 @contextlib.contextmanager
