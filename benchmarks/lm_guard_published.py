@@ -12,6 +12,10 @@ rows: 0.5). Each fit runs its own forward passes (the task's state cache is clea
 the seconds in its note are its cost.
 
     python benchmarks/lm_guard_published.py --blocks sentiment-lead-smollm2,sentiment-qwen2.5 --max-k 1000
+
+The tables are read from ``benchmarks/results/lm_<block>.json`` as they are now, or, with
+``--tables-at REV``, as they were at git revision REV of this repository (``git show``): a
+published check of tables that were later run again is re-run that way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import re
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -53,12 +58,29 @@ METHOD = re.compile(r"faast-(answer|all)(?: \+(\d+) key features)?(?: \+ (\d+) i
 NAMES = {v: k for k, v in MODEL_NAMES.items()}
 
 
-def published_rows(block: str) -> list[dict[str, Any]]:
-    """The FAAST rows of ``block`` with the command-line options of the run that made each."""
+def table_text(path: Path, revision: str | None) -> str:
+    """The text of the results file ``path`` (in this repository), now or at git ``revision``."""
+    if revision is None:
+        if not path.is_file():
+            raise SystemExit(f"no results file {rel(path)}")
+        return path.read_text(encoding="utf-8")
+    spec = f"{revision}:{path.relative_to(REPO).as_posix()}"
+    try:
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "show", spec], capture_output=True, text=True, encoding="utf-8"
+        )
+    except FileNotFoundError:
+        raise SystemExit("--tables-at needs git on PATH") from None
+    if shown.returncode != 0:
+        raise SystemExit(f"--tables-at {revision}: git show {spec} failed: {shown.stderr.strip()}")
+    return shown.stdout
+
+
+def published_rows(block: str, revision: str | None = None) -> list[dict[str, Any]]:
+    """The FAAST rows of ``block`` with the command-line options of the run that made each, from
+    its results file now or at git ``revision``."""
     path = REPO / "benchmarks" / "results" / f"lm_{block}.json"  # as publish_task_table names it
-    if not path.is_file():
-        raise SystemExit(f"{block}: no results file {rel(path)}")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(table_text(path, revision))
     if "runs" not in data:
         raise SystemExit(f"{block}: no per-model runs in its results file")
     out = []
@@ -186,6 +208,12 @@ def main() -> None:
         help="shares of the examples held out in the cross-validation (comma list; a fit for each; "
         f"default {PUBLISHED_HOLD_OUT:g}, as the published rows were fit)",
     )
+    ap.add_argument(
+        "--tables-at",
+        default=None,
+        metavar="REV",
+        help="read the published tables as they were at this git revision (default: as they are now)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None)
     ap.add_argument(
@@ -194,7 +222,7 @@ def main() -> None:
     args = ap.parse_args()
     args.hold_out = hold_out_shares(args.hold_out)
     torch.set_num_threads(args.threads)
-    rows = [r for b in args.blocks.split(",") if b for r in published_rows(b)]
+    rows = [r for b in args.blocks.split(",") if b for r in published_rows(b, args.tables_at)]
     if args.models:
         rows = [r for r in rows if r["model"] in args.models.split(",")]
     with Timer() as total:
