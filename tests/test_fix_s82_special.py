@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from faast.lm.prompts import PromptCodec, PromptTemplate
-from faast.lm.special_tokens import TEXT_AS_TEXT, ids_around_text, special_strings, touches_special
+from faast.lm.special_tokens import TEXT_AS_TEXT, SpecialStrings, ids_around_text, special_strings
 from tests.lm_sentencepiece import SP_WORDS, dummy_prefix_tokenizer
 from tests.lm_wordlevel import WORDS, word_tokenizer
 
@@ -38,12 +38,13 @@ def test_the_templates_own_special_strings_stay_control_tokens():
 
 
 def test_a_special_string_made_across_the_inputs_edge_is_text():
-    """"</" + "s>": the template's text and the input's make the string together; the user's part
+    """The string "</" + "s>": the template's text and the input's make the string together; the user's part
     is text, so the whole string is read as text."""
     codec = PromptCodec(WORD, PromptTemplate("w5 </{input} w6"))
     assert EOS not in codec.prompt_ids("s>")
-    assert touches_special("w5 </s> w6", 5, 7, ["</s>"])
-    assert not touches_special("w5 </s> w6", 8, 10, ["</s>"])
+    ends = SpecialStrings(["</s>", "<s>"])
+    assert ends.touches("w5 </s> w6", 5, 7) and ends.touches("w5 </s> w6", 3, 4)
+    assert not ends.touches("w5 </s> w6", 8, 10) and not ends.touches("w5 </s> w6", 7, 7)
 
 
 words = st.lists(st.sampled_from([*WORDS[:20], "<s>", "</s>", "w3</s>"]), max_size=5).map(" ".join)

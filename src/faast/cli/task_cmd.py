@@ -11,13 +11,16 @@
     faast task forget   --model smollm2 --fast-weights tasks.safetensors --task sentiment \\
                         --examples wrong.tsv
 
-Examples are TSV (``input<TAB>output``, optional header, ``\\t``/``\\n`` escapes) or JSONL (``input``
-and ``output`` fields). ``learn`` writes the task into the same fast-weight files as ``faast lm
-learn`` (other tasks in the file are kept) together with its template, labels and the read-out
-chosen by cross-validation on the examples; with ``--in-context N`` the first N examples are written
-before every prompt instead (stored with the task: the other commands read them too) and the memory
-learns the rest on states conditioned on them. Without ``--fast-weights``, ``classify``/``generate``/
-``evaluate`` run the base model zero-shot with ``--template`` (and ``--labels``).
+Examples are TSV (``input<TAB>output``, optional header, ``\\t``/``\\n`` escapes), CSV (a header
+row naming the columns) or JSONL (``input`` and ``output`` fields). ``learn`` writes the task into
+the same fast-weight files as ``faast lm learn`` (other tasks in the file are kept) together with
+its template, labels and the read-out chosen by cross-validation on the examples; with
+``--in-context N`` the first N examples are written before every prompt instead (stored with the
+task: the other commands read them too) and the memory learns the rest on states conditioned on
+them. Without ``--fast-weights``, ``classify``/``generate``/``evaluate`` run the base model
+zero-shot with ``--template`` (and ``--labels``). Every way of running a task (zero-shot, in-context,
+fast weights, LoRA) prompts the model with the template as written, the input put in as it is: no
+chat template (a chat model's markup can be written in ``--template``).
 
 Under ``torchrun`` every command runs unchanged (:mod:`faast.distributed`): ``learn`` shards the
 learning and the cross-validation scoring of each fold over the processes (one process's result);
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -295,7 +299,8 @@ def _use_args(p: argparse.ArgumentParser, inputs: bool = True) -> None:
         default=None,
         help="comma-separated labels (default: the task's; with --demonstrations or --lora, 'auto' "
         "from their outputs; zero-shot evaluate, 'auto'); zero-shot 'auto': the distinct reference "
-        "outputs of evaluate's --examples (free text beyond 20), 'all': however many; 'none': free text",
+        "outputs of evaluate's --examples (free text beyond 20; refused for one), 'all': however many; "
+        "'none': free text",
     )
     p.add_argument(
         "--demonstrations",
@@ -515,7 +520,8 @@ def _check_fit_settings(
     without labels, a ``--head`` label that no learned example shows (e.g. only an ``--in-context``
     demonstration: the head, fitted after the whole cross-validation, could not score it), and a
     ``--head-layer`` past the decoder blocks of a model folder's ``config.json``. These failed only
-    after the model was loaded, some after the whole cross-validation."""
+    after the model was loaded, some after the whole cross-validation. Warns when the ``--in-context``
+    lead demonstrations leave out labels (:func:`_warn_missing_labels`)."""
     from faast._checks import integer_at_least
     from faast.lm.task import DEFAULT_HOLD_OUT, fit_labels
     from faast.lm.task_choice import checked_anchor, checked_guard, default_candidates
@@ -539,6 +545,14 @@ def _check_fit_settings(
         warnings.simplefilter("ignore")
         labels = fit_labels(examples, _labels(args.labels), lead)
     TaskSpec(_template(args), args.pairs, labels, lead)  # the template and label set, checked
+    _warn_missing_labels(
+        labels,
+        lead,
+        [e.output for e in examples],
+        f"the {len(lead)} --in-context lead demonstrations",
+        args.examples,
+        "raise --in-context",
+    )
     if args.calibrated is not None and labels is None:
         calibrated = [c.name for c in default_candidates(args.mix, args.calibrated) if c.calibrate]
         if calibrated:  # as TaskModel.fit says it, after the model would have loaded
@@ -733,10 +747,11 @@ def _task_model(
         # zero-shot evaluate: as with --demonstrations and --lora, the labels 'auto' of the
         # outputs (2 to 20 distinct: scored as labels; more: free text), so that zero-shot is
         # measured like the learned task it is compared with; outputs that differ only in the
-        # whitespace around them name one label, as evaluate scores references (a single one:
-        # free text, where --labels auto given is refused)
+        # whitespace around them name one label, as evaluate scores references (a single one is
+        # refused below, as --labels auto given is: a one-class slice of a test set would
+        # otherwise be scored as free text, silently)
         answers = [a.strip() for a in answers]
-        labels = "auto" if len(set(answers)) > 1 else None
+        labels = "auto"
     if args.fast_weights and args.labels is not None and not isinstance(labels, list):
         raise ValueError(
             f"--labels {args.labels}: a learned task keeps the labels (or free text) it was learned "
@@ -749,9 +764,16 @@ def _task_model(
                 "from; list them (--labels a,b)"
             )
         if len(set(answers)) == 1:
+            rule = (
+                f"--labels {labels}"
+                if args.labels is not None
+                else "zero-shot evaluate takes its labels from the reference outputs (--labels auto, the "
+                "default)"
+            )
             raise ValueError(
-                f"--labels {labels}: every output is {answers[0]!r}, one label, so there is no label "
-                "set to take from them; list the labels (--labels a,b)"
+                f"{rule}: every output is {answers[0]!r}, one label, so there is no label set to take "
+                f"from them; list the labels (--labels {shlex.quote(answers[0].strip() + ',...')}) or score "
+                "the outputs as free text (--labels none)"
             )
         labels = labels_of_outputs(answers, str(labels))  # None: free-form outputs
     if args.fast_weights:
@@ -849,7 +871,8 @@ def _lora_task(args: argparse.Namespace):
 def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list[str]):
     """The base model reading ``--demonstrations`` before every input (``--shots`` first ones), with
     room after them for the longest of ``queries`` and its answer (``answers``, the labels and
-    ``--max-new-tokens``)."""
+    ``--max-new-tokens``); a clear error naming the query when it does not fit the context with
+    that answer even alone, and a warning when the demonstrations used leave out labels."""
     from faast.lm.calibration import CONTENT_FREE_INPUTS
     from faast.lm.config import ReadConfig
     from faast.lm.examples import distinct_outputs, read_examples
@@ -870,22 +893,83 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
         labels if isinstance(labels, list) else everyone if labels == "all" else everyone[:MAX_LABELS]
     )
     scored = list(queries) + (list(CONTENT_FREE_INPUTS) if args.calibrate else [])
-    longest = max((len(codec.prompt_ids(x, start=False)) for x in scored), default=0)
+    lengths = [len(codec.prompt_ids(x, start=False)) for x in scored]
+    longest = max(lengths, default=0)
+    new_tokens = getattr(args, "max_new_tokens", 0)
     answer = max(
-        [getattr(args, "max_new_tokens", 0)]
+        [new_tokens]
         + [len(codec.answer_ids(a)) for a in answers]
         + [len(codec.answer_ids(c)) for c in candidates]  # a label is scored with its end at most
     )
-    task = InContextTask(
-        fm.base_model, codec, demos, reserve=longest + answer + 4, labels=labels, shots=args.shots
-    )
+    alone = len(codec.start_ids) + longest + answer  # the query with no demonstration before it
+    if alone > codec.context:
+        text = scored[lengths.index(longest)]
+        longer = " (or lower --max-new-tokens)" if answer == new_tokens else ""
+        raise ValueError(
+            f"the prompt of {text[:40]!r} with its answer ({answer} tokens at most) is {alone} tokens, "
+            f"more than the model's context of {codec.context}, even before any demonstration; "
+            f"shorten the input or the template{longer}"
+        )
+    # a few tokens spare (a query after a demonstration may encode a token longer), unless that
+    # leaves none: then no demonstration fits and the query runs alone, as it fits
+    reserve = min(longest + answer + 4, codec.context - max(1, len(codec.start_ids)))
+    task = InContextTask(fm.base_model, codec, demos, reserve=reserve, labels=labels, shots=args.shots)
     if _dist().is_main:
         print(
             f"[faast] in-context learning: {task.num_used} of {task.num_asked} demonstrations fit "
             f"({len(task.icl.prefix)} tokens) in the context of {codec.context}",
             file=sys.stderr,
         )
+    shown = [(e.input, e.output) for e in demos[: task.num_asked][: task.num_used]]
+    _warn_missing_labels(
+        task.spec.labels,
+        shown,
+        [e.output for e in demos],
+        f"the {len(shown)} in-context demonstrations",
+        args.demonstrations,
+        "pass more --shots" if task.num_used == task.num_asked else "use shorter ones, so that more fit",
+    )
     return task
+
+
+def _warn_missing_labels(
+    labels: list[str] | None,
+    shown: list[tuple[str, str]],
+    offered: list[str],
+    what: str,
+    source: str,
+    more: str,
+) -> None:
+    """Warn when the demonstrations ``shown`` before every prompt (``what``: which they are, the
+    first ones of ``source``, whose outputs are ``offered``) leave out some of the task's ``labels``,
+    e.g. the first examples of a file sorted by label: the model then sees no example of those
+    labels and leans towards the ones shown (most towards the last), so the in-context baseline is
+    handicapped. The advice: shuffle the file, or ``more`` (the option that shows more of them),
+    where the file shows the labels further on; else give examples of them. Nothing for free
+    text or when no demonstration is shown."""
+    if not labels or not shown:
+        return
+    outputs = {output.strip() for _, output in shown}  # as evaluate reads a reference
+    missing = [label for label in labels if label.strip() not in outputs]
+    if not missing:
+        return
+    names = f"{', '.join(map(repr, missing[:5]))}{', ...' if len(missing) > 5 else ''}"
+    later = {output.strip() for output in offered}
+    if all(label.strip() in later for label in missing):
+        advice = (
+            f"later examples of {source} show {'them' if len(missing) > 1 else 'it'} (is the file sorted "
+            f"by label?): shuffle the file's examples or {more}"
+        )
+    else:
+        some = "some of them" if len(missing) > 1 else "it"
+        advice = f"{source} has no example of {some}: give demonstrations of every label"
+    warnings.warn(
+        f"{what} show {len(labels) - len(missing)} of the task's {len(labels)} labels, not {names}, so the "
+        f"model sees no example of {'those' if len(missing) > 1 else 'that one'} and leans towards the "
+        f"others; {advice}",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def _calibrated(task, calibrate: bool | None) -> bool:
@@ -1075,6 +1159,25 @@ def _warn_unreachable_references(refs: list[str], end: str) -> None:
         )
 
 
+def _warn_long_references(refs: list[str], codec: Any, max_new_tokens: int, source: str) -> None:
+    """Warn when reference outputs take more answer tokens (the answer prefix and the output, the end
+    marker left out: :meth:`~faast.lm.prompts.PromptCodec.label_ids`) than ``--max-new-tokens``:
+    generation stops there, so they cannot be generated whole and exact match, BLEU and chrF
+    understate what the model writes."""
+    lengths = [len(codec.label_ids(r)) for r in refs]
+    longer = [(n, r) for n, r in zip(lengths, refs, strict=True) if n > max_new_tokens]
+    if longer:
+        most, example = max(longer, key=lambda item: item[0])
+        warnings.warn(
+            f"{len(longer)} of {len(refs)} reference outputs of {source} are longer than --max-new-tokens "
+            f"{max_new_tokens} tokens (the longest, {most} tokens: {example[:40]!r}), where generation "
+            "stops: they cannot be generated whole, so exact match, BLEU and chrF understate the outputs; "
+            f"raise --max-new-tokens (to {most} or more)",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from faast.eval.text_metrics import label_accuracy, translation_scores
     from faast.lm.decoding import check_max_new_tokens
@@ -1116,6 +1219,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     else:
         _warn_unreachable_references(refs, task.codec.template.answer_end)
+        _warn_long_references(refs, task.codec, args.max_new_tokens, args.examples)
         preds = _generate(task, inputs, args)
         result.update(translation_scores(preds, refs))
         nll, tokens = _answer_nll(task, examples, args.batch_size)

@@ -11,7 +11,8 @@ control tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable
 from typing import Any
 
 #: How a user's text is tokenized: no start or end tokens added, and the strings of special tokens
@@ -21,28 +22,43 @@ from typing import Any
 TEXT_AS_TEXT = {"add_special_tokens": False, "split_special_tokens": True}
 
 
-def special_strings(tokenizer: Any) -> list[str]:
-    """The strings of the tokenizer's special added tokens (those ``split_special_tokens`` reads as
-    text), longest first; empty for a tokenizer that lists none."""
+class SpecialStrings(tuple):
+    """The strings of a tokenizer's special added tokens (those ``split_special_tokens`` reads as
+    text), longest first, with an index by first character so that :meth:`touches` costs little
+    on text holding none of them (Gemma-3 has 6,249 special strings)."""
+
+    def __new__(cls, strings: Iterable[str]) -> SpecialStrings:
+        return super().__new__(cls, sorted(set(strings), key=lambda s: (-len(s), s)))
+
+    def __init__(self, strings: Iterable[str]) -> None:
+        del strings
+        self._by_first: dict[str, list[str]] = {}
+        for s in self:
+            self._by_first.setdefault(s[0], []).append(s)
+        self._longest = len(self[0]) if self else 0
+        self._firsts = re.compile("[" + "".join(re.escape(c) for c in self._by_first) + "]") if self else None
+
+    def touches(self, text: str, start: int, end: int) -> bool:
+        """Whether one of the strings occurs in ``text`` overlapping the span ``text[start:end]``
+        (inside it, or across one of its ends)."""
+        if self._firsts is None:
+            return False
+        for found in self._firsts.finditer(text, max(0, start - self._longest + 1), end):
+            at = found.start()
+            for s in self._by_first[text[at]]:
+                if at + len(s) > start and text.startswith(s, at):
+                    return True
+        return False
+
+
+def special_strings(tokenizer: Any) -> SpecialStrings:
+    """The :class:`SpecialStrings` of ``tokenizer`` (none for a tokenizer that lists none)."""
     decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    strings = {t.content for t in decoder.values() if getattr(t, "special", False) and t.content}
-    return sorted(strings, key=lambda s: (-len(s), s))
-
-
-def touches_special(text: str, start: int, end: int, specials: Sequence[str]) -> bool:
-    """Whether a special-token string of ``specials`` occurs in ``text`` overlapping the span
-    ``text[start:end]`` (inside it, or across one of its ends)."""
-    for s in specials:
-        at = text.find(s, max(0, start - len(s) + 1))
-        while 0 <= at < end:
-            if at + len(s) > start:
-                return True
-            at = text.find(s, at + 1)
-    return False
+    return SpecialStrings(t.content for t in decoder.values() if getattr(t, "special", False) and t.content)
 
 
 def ids_around_text(
-    tokenizer: Any, before: str, content: str, after: str, specials: Sequence[str] | None = None
+    tokenizer: Any, before: str, content: str, after: str, specials: SpecialStrings | None = None
 ) -> list[int]:
     """The ids of ``before + content + after`` (no start or end tokens added), the special-token
     strings of ``before`` and ``after`` read as control tokens and those of ``content`` (a user's
@@ -62,7 +78,7 @@ def ids_around_text(
         return list(tokenizer(text, add_special_tokens=False).input_ids) if text else []
 
     whole = before + content + after
-    if not content or not touches_special(whole, len(before), len(before) + len(content), specials):
+    if not content or not specials.touches(whole, len(before), len(before) + len(content)):
         return controls(whole)
     head = max((before.rfind(s) + len(s) for s in specials if s in before), default=0)
     tail = min((after.find(s) for s in specials if s in after), default=len(after))

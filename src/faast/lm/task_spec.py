@@ -5,6 +5,7 @@ examples' outputs, and the checks an example list passes before it is learned or
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
     """:func:`auto_labels` of bare outputs (e.g. the reference answers of a test file): their
     distinct values in order of first appearance when there are 2 to :data:`MAX_LABELS` (``how="all"``:
     from 2 on), else None (:func:`check_label_spaces` refuses two that differ only by the whitespace
-    around them, :func:`warn_case_twins` warns of two that differ only in case)."""
+    around them, :func:`warn_case_twins` warns of two that differ only in case or in characters
+    that look alike)."""
     if label_rule(how) is None:  # another string: label_rule's error; not a string: this one
         raise ValueError(f"labels must be a list of labels, 'auto', 'all' or None, got {how!r}")
     outs = list(dict.fromkeys(outputs))
@@ -43,22 +45,44 @@ def labels_of_outputs(outputs: Iterable[str], how: str = "auto") -> list[str] | 
 
 def warn_case_twins(labels: list[str]) -> list[str]:
     """``labels``, with a UserWarning naming the first two that differ only in case (``"Positive"``
-    and ``"positive"``): taken from the outputs they are two labels, so the examples of one class
-    are split between them (half its references then count as errors); they are not merged, since
-    the case may be meant."""
-    folded: dict[str, str] = {}
+    and ``"positive"``) or in characters that look alike or show nothing (:func:`lookalike_key`:
+    a composed ``"café"`` and a decomposed one, ``"positive"`` and ``"positive"`` followed by a
+    zero-width space, a full-width letter): taken from the outputs they are two labels, so the
+    examples of one class are split between them (half its references then count as errors); they
+    are not merged, since the case may be meant and the examples are the place to mend the data
+    (the labels are compared exactly everywhere else)."""
+    seen: dict[str, str] = {}
     for label in labels:
-        twin = folded.setdefault(label.strip().casefold(), label)
-        if twin != label:
-            warnings.warn(
+        twin = seen.setdefault(lookalike_key(label).casefold(), label)
+        if twin == label:
+            continue
+        if twin.strip().casefold() == label.strip().casefold():
+            message = (
                 f"labels {twin!r} and {label!r} differ only in case: the outputs make them two labels "
                 "(two classes, each scored and predicted apart); if they are one class, write its "
-                "outputs in one case in the examples (or list the labels: --labels a,b,...)",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
+                "outputs in one case in the examples (or list the labels: --labels a,b,...)"
             )
-            break
+        else:  # shown as ascii(): the difference is invisible in the text itself
+            message = (
+                f"labels {twin!a} and {label!a} look the same but differ in their Unicode "
+                "characters (a composed or decomposed accent, an invisible format character such as a "
+                "zero-width space, or a compatibility form such as a full-width letter): the outputs "
+                "make them two labels (two classes, each scored and predicted apart, and tokenized "
+                "differently); if they are one class, write its outputs alike in the examples "
+                "(normalised to NFC, invisible characters removed), or list the labels: --labels a,b,..."
+            )
+        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
+        break
     return labels
+
+
+def lookalike_key(label: str) -> str:
+    """``label`` as it reads: compatibility-normalised (NFKC: a decomposed accent composed, a
+    full-width letter as the plain one), without format characters (Unicode category Cf: the
+    zero-width space and joiners, the soft hyphen, direction marks) and without the whitespace
+    around it; two labels of one key look alike (:func:`warn_case_twins`)."""
+    text = unicodedata.normalize("NFKC", label)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
 
 
 def label_rule(labels: object) -> str | None:
