@@ -198,8 +198,6 @@ def with_start_tokens(windows: torch.Tensor, start_ids: list[int]) -> torch.Tens
 ENCODE_CHUNK_CHARS = 1 << 16
 
 
-
-
 def encode(tokenizer: Any, text: str, *, chunk_chars: int = ENCODE_CHUNK_CHARS) -> torch.Tensor:
     """The whole text as one 1-D token stream (no special tokens added; the strings of special
     tokens in it are tokenized as text, :data:`TEXT_AS_TEXT`): (N,) int64.
