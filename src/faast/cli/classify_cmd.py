@@ -163,8 +163,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "images: efficientnet-lite0 (default), pixels, clip:RN50/openai; texts: minilm (default), "
                 "a local from_pretrained folder of a BERT-style sentence encoder, or its Hugging Face Hub id"
                 if name == "fit"
-                else "where to load the encoder the classifier was fitted with, when not where fit found "
-                "it (e.g. a moved encoder folder); it must be the same encoder"
+                else "the encoder the classifier was fitted with, where it is not found as fit recorded it: "
+                "images: its name as given to fit (efficientnet-lite0, pixels, clip:RN50/openai), not a "
+                "folder (for assets moved elsewhere, give --cache-dir); texts: the sentence encoder's "
+                "folder where it lies now, or its Hugging Face Hub id; it must be the same encoder (the "
+                "same weights)"
             ),
         )
         if name == "fit":
@@ -407,6 +410,9 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
         if dist.is_main:  # and the folder they save to, before the images are encoded
             check_classifier_writable(args.model)
     feats, labels, ids, texts, here = read_data(args, source, dist)
+    _check_width(clf, feats, source, args)
+    if dist.is_main:
+        _warn_unmatched_columns(source, here, args)
     if args.action in ("partial-fit", "forget"):
         labels = need_labels(labels, args, here.get("columns"))
         labels = as_classes(labels, clf.classes_)
@@ -438,6 +444,50 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
     if not dist.is_main:  # every process has the same classifier and data: rank 0 predicts
         return 0
     return _predict(clf, feats, labels, ids, texts, args)
+
+
+def _check_width(clf: Any, feats: Any, source: dict[str, Any], args: argparse.Namespace) -> None:
+    """Refuse DATA whose examples have another number of features than the classifier ``clf`` was
+    fitted on, naming DATA, both widths and what the classifier was fitted on (``source``); the
+    classifier's own error named neither the file nor the width to give."""
+    width, fitted = int(feats.shape[1]), int(clf.n_features_in_)
+    if width == fitted:
+        return
+    kind = source.get("input")
+    if kind == "features":
+        named = source.get("columns")
+        was = (
+            f"the CSV columns {', '.join(named[:4])}{', ...' if len(named) > 4 else ''}"
+            if named
+            else "a features file"
+        )
+        hint = f"give the same {fitted} feature columns, in the order it learned them"
+    else:
+        was = f"{kind} encoded by {source.get('encoder')}"
+        hint = "give data of the same kind, encoded by the same encoder"
+    raise ValueError(
+        f"{args.data}: {width} features per example, but the classifier at {args.model} expects {fitted} "
+        f"(it was fitted on {was}); {hint}"
+    )
+
+
+def _warn_unmatched_columns(source: dict[str, Any], here: dict[str, Any], args: argparse.Namespace) -> None:
+    """Warn when DATA is a CSV of named feature columns (``here``) and the classifier was fitted on
+    features without names (``source``: a .npy, .npz or .safetensors): its columns are taken in
+    the file's order, which nothing can check (a classifier fitted on a CSV matches them by name)."""
+    import warnings
+
+    columns = here.get("columns")
+    if source.get("input") != "features" or source.get("columns") or not columns:
+        return
+    shown = ", ".join(columns[:5]) + (", ..." if len(columns) > 5 else "")
+    warnings.warn(
+        f"{args.data}: its feature columns ({shown}) are taken in the file's order: the classifier at "
+        f"{args.model} was fitted on features without column names (not a CSV), so they cannot be matched "
+        "by name; check that they are in the order it learned",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _check_changeable(clf: Any, action: str) -> None:

@@ -31,6 +31,8 @@ import csv
 import itertools
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +105,8 @@ def read_features(
         if "features" not in tensors:
             raise ValueError(f"{p}: no 'features' tensor (found {sorted(tensors)})")
         feats = tensors["features"]
-        labels = tensors["labels"].numpy() if "labels" in tensors else None
+        labels = _labels_array(tensors["labels"], p) if "labels" in tensors else None
+        _check_labels_1d(labels, p, "its 'labels' tensor")
         _check_finite_labels(labels, p)
     elif suffix in (".npy", ".npz"):
         data = _plain_array(lambda: np.load(p, allow_pickle=False), p, "the array")
@@ -113,6 +116,7 @@ def read_features(
             npz = data
             if "labels" in npz:
                 labels = _decoded(_plain_array(lambda: npz["labels"], p, "'labels'"), p)
+                _check_labels_1d(labels, p, "its 'labels' array")
                 _check_finite_labels(labels, p)
             data = _plain_array(lambda: npz["features"], p, "'features'")
         if data.dtype.kind == "u" and data.dtype.itemsize > 1:  # uint16/32/64: as the other integers
@@ -187,6 +191,31 @@ def _check_finite(feats: torch.Tensor, p: Path) -> None:
     )
 
 
+def _labels_array(labels: torch.Tensor, p: Path) -> np.ndarray:
+    """A safetensors file's ``labels`` tensor as a NumPy array; bfloat16, which NumPy has no dtype
+    for, as float32 (every bfloat16 value is one), another dtype NumPy lacks a ``ValueError``
+    naming the file ``p``."""
+    if labels.dtype == torch.bfloat16:
+        return labels.to(torch.float32).numpy()
+    try:
+        return labels.numpy()
+    except TypeError:
+        raise ValueError(
+            f"{p}: its 'labels' tensor is of dtype {labels.dtype}, which is not read as labels: save them "
+            "as integers (torch.int64) or float32"
+        ) from None
+
+
+def _check_labels_1d(labels: np.ndarray | None, p: Path, what: str) -> None:
+    """Refuse labels that are not 1-D (n,), ``what`` of the file ``p``, as a ``--labels`` array is
+    refused: a column (n, 1), such as ``y[:, None]`` or a one-column DataFrame's values, would be
+    learned as classes ``[0]``, ``[1]`` that no later file's labels name."""
+    if labels is None or labels.ndim == 1:
+        return
+    flat = " (a column: save labels.ravel())" if labels.ndim == 2 and labels.shape[1] == 1 else ""
+    raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape} for {what}{flat}")
+
+
 def _check_finite_labels(labels: np.ndarray | None, p: Path) -> None:
     """Refuse float labels (n,) holding a NaN or an infinity (a missing label, as pandas writes
     it), naming the file ``p`` and the first such row, counting from 0."""
@@ -227,16 +256,48 @@ def _decoded(labels: np.ndarray, p: Path) -> np.ndarray:
 
 def _plain_array(load: Callable[[], Any], p: Path, what: str) -> Any:
     """``load()`` (an array, or a .npz archive); a clear error naming ``p`` for an object array,
-    which NumPy stores pickled and faast does not load, or for a file that is no NumPy array."""
+    which NumPy stores pickled and faast does not load, for a file that is no NumPy file (a text
+    table, a pickle: NumPy reads what is neither a .npy nor a .npz as a pickle), or for a damaged
+    one (a truncated .npz, which NumPy calls no zip file)."""
     try:
         return load()
     except ValueError as exc:
-        if str(exc).startswith("Object arrays"):  # a file that is no array reads as a pickle
+        if str(exc).startswith("Object arrays"):
             raise ValueError(
                 f"{p}: {what} holds Python objects (stored pickled), which faast does not load: save "
                 "labels as strings or integers (np.asarray(labels, dtype=str)) and features as numbers"
             ) from None
+        if "pickled" in str(exc):  # neither a .npy nor a .npz file: NumPy would unpickle it
+            raise ValueError(_not_numpy(p)) from None
         raise ValueError(f"{p}: not a plain NumPy array file ({exc})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ValueError(
+            f"{p}: a damaged or truncated NumPy file ({type(exc).__name__}: {exc}): save or copy it again "
+            "(np.save for a .npy, np.savez for a .npz)"
+        ) from None
+
+
+def _not_numpy(p: Path) -> str:
+    """The error on a file ``p`` named .npy or .npz that does not begin as either does: what it
+    looks like (text, a pickle) and what to write instead."""
+    with open(p, "rb") as fh:
+        head = fh.read(256)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # text whose last character the 256 bytes cut is text too
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if head.startswith(b"\x80"):
+        looks = "it looks like a Python pickle, which faast does not load: save the array with np.save"
+    elif first:
+        looks = (
+            f"it looks like text ({first[:40]!r}): write a table of numbers as a .csv with a header line "
+            "(f0,f1,...,label), or save the array with np.save"
+        )
+    else:
+        looks = "save the array with np.save (np.savez for features and labels in one file)"
+    begins = "it does not begin as a .npy or .npz written by np.save or np.savez does"
+    return f"{p}: not a plain NumPy array file ({begins}); {looks}"
 
 
 def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
@@ -244,8 +305,7 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     p = existing_file(path, "labels file")
     if p.suffix.lower() == ".npy":
         labels = _decoded(_plain_array(lambda: np.load(p, allow_pickle=False), p, "the labels array"), p)
-        if labels.ndim != 1:
-            raise ValueError(f"{p}: labels must be 1-D, got shape {labels.shape}")
+        _check_labels_1d(labels, p, "the labels array")
         _check_finite_labels(labels, p)
         return labels
     lines = [ln.strip() for ln in read_user_text(p).splitlines() if ln.strip()]

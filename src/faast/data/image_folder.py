@@ -44,22 +44,34 @@ def _is_data_folder(path: Path) -> bool:
     return not path.name.startswith(".") and path.name not in NOT_DATA_FOLDERS
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, read: frozenset[str] = frozenset(), looped: list[Path] | None = None) -> list[Path]:
     """Every file below ``folder``, not descending into hidden or :data:`NOT_DATA_FOLDERS` folders
     (a Jupyter checkpoint copy of an image is not another example). Linked folders are followed,
-    as torchvision's ImageFolder follows them, each real folder once (a link back up is no loop)."""
+    as torchvision's ImageFolder follows them, each real folder once: a link to a folder read
+    already — ``folder`` itself, one of ``read`` (the real paths of the image folder and of every
+    class folder), or a folder linked twice — or to a folder above one of ``read`` is skipped
+    (a link back up is no loop, and does not make the other classes' images examples of this
+    one), and noted in ``looped``."""
     found = []
-    seen = {os.path.realpath(folder)}
+    seen = {os.path.realpath(folder), *read}
     for here, dirs, names in os.walk(folder, followlinks=True):
         kept = []
         for d in sorted(d for d in dirs if _is_data_folder(Path(d))):
             real = os.path.realpath(os.path.join(here, d))
-            if real not in seen:
+            if real not in seen and not any(_is_above(real, r) for r in read):
                 seen.add(real)
                 kept.append(d)
+            elif looped is not None and os.path.islink(os.path.join(here, d)):
+                looped.append(Path(here) / d)
         dirs[:] = kept
         found += [Path(here) / n for n in names]
     return found
+
+
+def _is_above(folder: str, other: str) -> bool:
+    """Whether the real path ``folder`` holds the real path ``other`` (a link to it would lead
+    back into ``other``)."""
+    return os.path.commonpath([folder, other]) == folder and folder != other
 
 
 #: Errors Pillow raises on a damaged file beyond ``OSError`` (a broken PNG chunk is a
@@ -80,13 +92,20 @@ def list_image_folder(
     ``.ipynb_checkpoints``) and ``__MACOSX`` folders are neither classes nor examples. Class names
     are in Unicode's composed form (NFC): a folder "ü" unzipped from a macOS archive, decomposed
     (NFD: "u" then a combining diaeresis), is the class "ü" of a folder written elsewhere; two
-    folders whose names differ only so are refused.
+    folders whose names differ only so are refused. A file or folder name below ``root`` that is
+    not UTF-8 text (a Latin-1 name unzipped on Linux) is refused, naming it, before any image is
+    read: it can be neither a class name nor a row of the predictions CSV. A linked folder inside
+    a class folder that leads back to ``root`` or a class folder is skipped with a warning.
     """
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"no such image folder: {base}")
     subdirs = sorted(p for p in base.iterdir() if p.is_dir() and _is_data_folder(p))
-    walks = {sub: _walk(sub) for sub in subdirs}  # one walk per class folder
+    # the image folder and the class folders count as read in every walk: a link back to one of
+    # them inside a class folder is skipped, not read as more examples of that class
+    read = frozenset(os.path.realpath(p) for p in [base, *subdirs])
+    looped: list[Path] = []
+    walks = {sub: _walk(sub, read, looped) for sub in subdirs}  # one walk per class folder
     if loose:  # images to predict: a folder without images holds none of them
         subdirs = _without_bare_folders(base, subdirs, walks)
     if subdirs:
@@ -101,9 +120,10 @@ def list_image_folder(
             entries += below
         if empty:
             raise ValueError(_without_images(base, empty, walks))
-        _warn_one_class_of_folders(base, subdirs, paths)
-        names = _class_names(base, subdirs)
         beside = sorted(p for p in base.iterdir() if _is_image(p))
+        _check_names(base, (beside if loose else []) + paths)
+        _warn_one_class_of_folders(base, subdirs, paths, labels)
+        names = _class_names(base, subdirs)
         if beside and loose:  # images to predict: unlabelled, as those of a flat folder
             paths, labels = beside + paths, [NO_CLASS] * len(beside) + labels
         elif beside:  # beside the class folders: in no class
@@ -115,11 +135,13 @@ def list_image_folder(
                 stacklevel=2,
             )
         _warn_skipped(base, entries)
+        _warn_looped(base, looped)
         return paths, names, labels
     entries = list(base.iterdir())
     files = sorted(p for p in entries if _is_image(p))
     if not files:
         raise ValueError(f"{base}: no images (extensions {', '.join(IMAGE_EXTENSIONS)}) and no class folders")
+    _check_names(base, files)
     _warn_skipped(base, entries)
     return files, None, [0] * len(files)
 
@@ -180,15 +202,77 @@ def _class_names(base: Path, subdirs: list[Path]) -> list[str]:
     return names
 
 
-def _warn_one_class_of_folders(base: Path, subdirs: list[Path], paths: list[Path]) -> None:
-    """Warn when the one class folder holds its images only in folders of its own: the layout's
-    root is most likely one level down (``fit photos`` for ``photos/train/<class>/``), and every
-    image would be learned as one class named after it."""
-    if len(subdirs) == 1 and paths and all(p.parent != subdirs[0] for p in paths):
-        inner = sorted({p.relative_to(subdirs[0]).parts[0] for p in paths})
+def _warn_one_class_of_folders(base: Path, subdirs: list[Path], paths: list[Path], labels: list[int]) -> None:
+    """Warn when the class folders ``subdirs`` hold their images (``paths``, of class index
+    ``labels``) only in folders of their own — one class folder, or several that all hold folders
+    of the same names (``train/`` and ``val/``, each with ``red/`` and ``blue/``): the layout's
+    root is most likely one level down (``fit photos`` for ``photos/train/<class>/``), and the
+    images would be learned as classes named after the split folders."""
+    if not paths or any(p.parent == subdirs[label] for p, label in zip(paths, labels, strict=True)):
+        return  # an image directly in a class folder: a class of its own
+    inner: list[set[str]] = [set() for _ in subdirs]
+    for p, label in zip(paths, labels, strict=True):
+        inner[label].add(p.relative_to(subdirs[label]).parts[0])
+    if len(subdirs) == 1:
         warnings.warn(
             f"{base}: one class, {subdirs[0].name!r}, whose images all lie in its sub-folders "
-            f"({', '.join(inner[:4])}): if those are the classes, give {subdirs[0]} as the folder",
+            f"({', '.join(sorted(inner[0])[:4])}): if those are the classes, give {subdirs[0]} as the folder",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif len(inner[0]) > 1 and all(names == inner[0] for names in inner):
+        shown = ", ".join(sub.name for sub in subdirs[:4]) + (", ..." if len(subdirs) > 4 else "")
+        warnings.warn(
+            f"{base}: the {len(subdirs)} classes ({shown}) each hold their images only in sub-folders of "
+            f"the same names ({', '.join(sorted(inner[0])[:4])}): if those are the classes and "
+            f"{', '.join(sub.name for sub in subdirs[:2])} are splits of the data, give one split as the "
+            f"folder (e.g. {subdirs[0]})",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_names(base: Path, paths: list[Path]) -> None:
+    """Refuse image paths below ``base`` whose file or folder names are not UTF-8 text (read by
+    Python with surrogate escapes: a Latin-1 ``caf\\xe9.png`` unzipped from an old Windows archive),
+    naming them: a class folder so named could not be saved as a class, nor such an image written
+    as a row of the predictions CSV (which failed once every image was encoded)."""
+    bad = [p for p in paths if not _is_utf8(str(p.relative_to(base)))]
+    if not bad:
+        return
+    shown = ", ".join(_shown(p.relative_to(base)) for p in bad[:3]) + (
+        f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    )
+    raise ValueError(
+        f"{base}: {len(bad)} image(s) whose file or folder names are not UTF-8 text: {shown}; rename them "
+        f"to UTF-8 (e.g. from Latin-1: convmv -f latin1 -t utf-8 -r --notest {_shown(base)})"
+    )
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` (a name read from the file system) is UTF-8 text, not bytes escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    """``path`` printable: a byte that is not UTF-8 text written as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def _warn_looped(base: Path, looped: list[Path]) -> None:
+    """Warn about the linked folders inside class folders that were skipped (``looped``) because
+    they lead back to a folder read already: the image folder ``base``, a class folder, a folder
+    above them, or a folder linked twice."""
+    if looped:
+        first = looped[0]
+        warnings.warn(
+            f"{base}: skipped {len(looped)} linked folder(s) that lead back to a folder read already (the "
+            f"image folder, a class folder, or one linked twice), e.g. {first.relative_to(base)} -> "
+            f"{os.readlink(first)}: their images are read once, in their own class; remove the link",
             UserWarning,
             stacklevel=3,
         )
@@ -221,11 +305,25 @@ def _warn_skipped(base: Path, entries: list[Path]) -> None:
         )
 
 
+#: What a transparent pixel is read as: the colour of the page most viewers show an image on.
+BACKGROUND = (255, 255, 255)
+
+#: Modes whose pixels carry an alpha channel (``PA``: a palette with one; ``La``, ``RGBa``: the
+#: colours premultiplied by it).
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+
+
 def _to_rgb(im: PILImage, path: Path) -> PILImage:
     """An 8-bit RGB copy of a Pillow image, turned upright by its EXIF orientation. 16-bit
     greyscale (modes ``I;16*``, and ``I`` holding values in [0, 65535]) is scaled by 255/65535
-    first: Pillow's own conversion clips it at 255, which turns such an image nearly all white.
-    Float images and 32-bit integers beyond 16 bits have no known range and are refused."""
+    first: Pillow's own conversion clips it at 255, which turns such an image nearly all white. The
+    scale is the fixed one of 16 bits, not each image's own range, so that one value is one grey in
+    every image; a mode ``I`` image (32-bit integers) holding values within [0, 255] only, most
+    likely 8-bit data saved as 32 bits, is read so too (nearly black), with a warning.
+    Float images and 32-bit integers beyond 16 bits have no known range and are refused.
+    Transparent pixels (an alpha channel, or a palette's or a colour's transparency) are laid over
+    :data:`BACKGROUND` (white), as a viewer shows them, not read by the colour stored under them:
+    two logos that look alike are read alike."""
     from PIL import Image, ImageOps
 
     im = ImageOps.exif_transpose(im)  # a phone photo's orientation tag: upright, as viewers show it
@@ -236,13 +334,25 @@ def _to_rgb(im: PILImage, path: Path) -> PILImage:
                 f"cannot read image {path}: 32-bit integer pixels beyond [0, 65535] have no known "
                 "range to map to 8-bit colour; convert the image to 8 or 16 bits first"
             )
+        if im.mode == "I" and 0 < values.max() <= 255:  # named by load_image_folder's warnings
+            warnings.warn(
+                "32-bit integer pixels all within [0, 255], read as 16-bit values (scaled by 255/65535, "
+                "as 16-bit images are), so nearly black; if they are 8-bit values, save the image as "
+                "8-bit (Pillow: image.convert('L'))",
+                UserWarning,
+                stacklevel=2,
+            )
         grey = np.round(values * (255 / 65535)).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")  # uint8 (h, w): mode L
     if im.mode == "F":
         raise ValueError(
-            f"cannot read image {path}: floating-point pixels have no known range to map to 8-bit "
-            "colour; convert the image to 8 or 16 bits first"
+            f"cannot read image {path}: floating-point pixels have no known "
+            "range to map to 8-bit colour; convert the image to 8 or 16 bits first"
         )
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")  # a palette's or a colour's transparency as alpha too
+        page = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(page, rgba).convert("RGB")
     return im.convert("RGB")
 
 
@@ -288,9 +398,10 @@ def load_image_folder(
         raise ValueError(_unreadable_message(unreadable)) from None
     base = Path(root).resolve()
     # the folder's name, cut to keep the cache's file name within the 255 bytes file systems allow
-    # (the hash of the whole path keeps it unique)
-    short = base.name.encode()[:64].decode(errors="ignore")
-    name = f"folder-{short}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
+    # (the hash of the whole path keeps it unique); as bytes, so that a folder name that is not
+    # UTF-8 text is no error (its other bytes are dropped from the cut name)
+    short = os.fsencode(base.name)[:64].decode(errors="ignore")
+    name = f"folder-{short}-{hashlib.sha256(os.fsencode(base)).hexdigest()[:12]}"
     names, split = tuple(classes or ("?",)), "images"
     if classes is not None and NO_CLASS in labels:  # images beside the class folders, to predict:
         names, split = (*names, "?"), "images-and-loose"  # a cache entry apart from fit's, not stale
