@@ -18,6 +18,7 @@ says how to save it instead.
 from __future__ import annotations
 
 import inspect
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,6 +210,7 @@ def find_layout(
     hidden = _config_int(config, "hidden_size", "n_embd", "d_model")
     get_head = getattr(model, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
+    check_head_not_peft(model, head)
     if not isinstance(head, nn.Module) or not isinstance(getattr(head, "weight", None), torch.Tensor):
         raise UnsupportedModelError(
             f"{type(model).__name__} has no linear LM head (get_output_embeddings()); "
@@ -259,6 +261,26 @@ def check_not_peft_wrapper(model: nn.Module) -> None:
         f"{name} is a PEFT wrapper, not a transformers causal LM: faast.lm hooks the model's own "
         f"decoder blocks and LM head, which the wrapper hides; {remedy} (the LoRA layers stay in it, "
         "active, and faast reads through them)"
+    )
+
+
+def check_head_not_peft(model: nn.Module, head: Any) -> None:
+    """Refuse (:class:`UnsupportedModelError`) an LM head that is a PEFT layer (a LoRA ``lora.Linear``,
+    a ``ModulesToSaveWrapper``: its class comes from the ``peft`` package): faast computes logits
+    from the head's weight itself (``F.linear`` on ``head.weight``: label and answer scores, the
+    read-outs, the "prob" mix), which leaves the adapter out, so they would not be the adapted
+    model's. Found without importing peft."""
+    if head is None or not _is_peft_wrapper(head):
+        return
+    adapters = getattr(head, "active_adapters", None)
+    adapters = [adapters] if isinstance(adapters, str) else list(adapters or [])
+    named = f", adapter {', '.join(repr(a) for a in adapters)}" if adapters else ""
+    raise UnsupportedModelError(
+        f"{type(model).__name__}'s LM head is a PEFT layer ({type(head).__name__}{named}): faast computes "
+        "logits from the head's weight itself (label and answer scores, the output memory), which would "
+        "leave the adapter out, so they would not be the adapted model's; merge the adapter into the "
+        "model first (model = peft_model.merge_and_unload()) or put it on other modules than the LM "
+        "head (e.g. LoraConfig(target_modules=['q_proj', 'v_proj']))"
     )
 
 
@@ -463,6 +485,37 @@ def strip_inert_hooks(model: nn.Module) -> int:
                     getattr(module, extra, {}).pop(key, None)
             removed += len(dead)
     return removed
+
+
+def live_faast_hook(model: nn.Module) -> str | None:
+    """The dotted path (``""``: the model itself) of the first module of ``model`` that carries a
+    faast hook acting there (a :class:`FaastHook` that serves it: a FaastModel's, attached now),
+    None when there is none. Inert copies (see :func:`strip_inert_hooks`) and others' hooks do not
+    count."""
+    for path, module in model.named_modules():
+        for name, _ in _HOOK_DICTS:
+            hooks = getattr(module, name, None) or {}
+            if any(isinstance(fn, FaastHook) and fn.serves(module) for fn in hooks.values()):
+                return path
+    return None
+
+
+def discard_compiled_code() -> bool:
+    """Discard the code ``torch.compile`` compiled in this process (``torch.compiler.reset()``) when
+    it compiled any; return whether it did. Called when faast's hooks are attached or removed:
+    dynamo does not guard compiled code on ``nn.Module`` hooks (``torch._dynamo.config.
+    skip_nnmodule_hook_guards``, on by default), so code compiled before would go on running
+    without them (the fast weights silently not read), or with them after ``unload``. The next
+    call of a compiled model compiles again. Never imports dynamo: where it was not imported
+    nothing was compiled."""
+    if "torch._dynamo" not in sys.modules:
+        return False
+    convert_frame = sys.modules.get("torch._dynamo.convert_frame")
+    compiled = getattr(getattr(convert_frame, "input_codes", None), "seen_ids", None)
+    if isinstance(compiled, set) and not compiled:  # dynamo is loaded but compiled nothing (yet)
+        return False
+    torch.compiler.reset()
+    return True
 
 
 @dataclass

@@ -23,7 +23,9 @@ in most runs of docs/tasks.md while still falling steeply there.
 The adapter is injected into the model in place (``peft.get_peft_model``), so a
 :class:`~faast.lm.task.TaskModel` over the same model generates and scores with it while its own
 memory is off (:func:`adapted`); :func:`remove_lora` takes it out again, leaving the base weights as
-they were (LoRA adds beside them, never into them).
+they were (LoRA adds beside them, never into them), their ``requires_grad`` flags included (PEFT
+freezes them while the adapter is in). The LM head is never a target: faast scores answers from the
+head's weight itself, which would leave a LoRA there out (:func:`add_lora` refuses it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 import random
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +66,8 @@ class LoraRecipe:
     #: Stop the (increasing) search at the first rate whose held-out NLL is above the best so far.
     stop_at_rise: bool = True
     seed: int = 0
-    #: Module names LoRA wraps; None: PEFT's default for the model's family.
+    #: Module names LoRA wraps (PEFT's ``target_modules``); None: PEFT's default for the model's
+    #: family. Names that match the LM head (the output embeddings) are refused by :func:`add_lora`.
     targets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -215,8 +219,15 @@ def answer_nll(
     return total / count
 
 
+#: PEFT model → the ``requires_grad`` flag of each parameter of the model it wraps, as they were
+#: before :func:`add_lora` (``get_peft_model`` freezes them); :func:`remove_lora` puts them back.
+_FLAGS: weakref.WeakKeyDictionary[Any, list[tuple[torch.nn.Parameter, bool]]] = weakref.WeakKeyDictionary()
+
+
 def add_lora(model: Any, recipe: LoraRecipe) -> Any:
-    """The PEFT model wrapping ``model`` with a fresh adapter (seeded), injected in place."""
+    """The PEFT model wrapping ``model`` with a fresh adapter (seeded), injected in place. A
+    ``ValueError`` when ``recipe.targets`` match the model's LM head (its output embeddings): faast
+    scores answers from the head's weight (``F.linear``), which would leave a LoRA there out."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -225,16 +236,44 @@ def add_lora(model: Any, recipe: LoraRecipe) -> Any:
         lora_dropout=0.0,
         target_modules=list(recipe.targets) if recipe.targets else None,
     )
+    _refuse_head_target(model, config, recipe.targets)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     # the adapter's initialisation seeded, and the caller's own random stream given back after
     with seeded_rng(recipe.seed), warnings.catch_warnings():
         # PEFT asks transformers 5 a deprecated property; nothing to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
+    _FLAGS[peft_model] = flags
+    return peft_model
+
+
+def _refuse_head_target(model: Any, config: Any, targets: Sequence[str] | None) -> None:
+    """Refuse (``ValueError``) a LoRA ``config`` whose target modules match ``model``'s LM head."""
+    if not config.target_modules:  # PEFT's default for the family: attention projections only
+        return
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    names = [name for name, module in model.named_modules() if head is not None and module is head]
+    hit = [name for name in names if bool(check_target_module_exists(config, name))]
+    if hit:
+        raise ValueError(
+            f"LoraRecipe targets {tuple(targets or ())} include {hit[0]!r}, the model's LM head (its "
+            "output embeddings): faast scores answers from the head's weight itself (TaskModel's answer "
+            "NLLs and label scores), which would leave a LoRA there out, so the baseline would be scored "
+            "without part of its adapter; target modules inside the decoder blocks (e.g. "
+            "targets=('q_proj', 'v_proj'), or None for PEFT's default)"
+        )
 
 
 def remove_lora(peft_model: Any) -> Any:
-    """The base model with the adapter taken out (its own weights untouched)."""
-    return peft_model.unload()
+    """The base model with the adapter taken out (its own weights untouched, and each parameter's
+    ``requires_grad`` back to what it was before :func:`add_lora`: PEFT froze them)."""
+    model = peft_model.unload()
+    for param, flag in _FLAGS.pop(peft_model, ()):
+        param.requires_grad_(flag)
+    return model
 
 
 def train_lora(

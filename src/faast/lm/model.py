@@ -44,7 +44,9 @@ from faast.lm.inject import (
     _text_config,
     check_causal,
     context_window,
+    discard_compiled_code,
     find_layout,
+    live_faast_hook,
     strip_inert_hooks,
 )
 from faast.lm.inputs import (
@@ -92,16 +94,30 @@ _COPY_MESSAGE = (
 )
 
 
-#: base model → the FaastModel whose hooks are on it (weak on both sides: no attribute is added to
-#: the model, and a dropped FaastModel releases it)
+#: base model (the module itself, not a ``torch.compile`` wrapper of it: :func:`_hooked_module`) →
+#: the FaastModel whose hooks are on it (weak on both sides: no attribute is added to the model, and
+#: a dropped FaastModel releases it)
 _OWNERS: weakref.WeakKeyDictionary[nn.Module, weakref.ref[FaastModel]] = weakref.WeakKeyDictionary()
 
 
+def _hooked_module(model: nn.Module) -> nn.Module:
+    """The module whose parts faast hooks for ``model``: the module a ``torch.compile`` wrapper
+    (``OptimizedModule``) holds as ``_orig_mod`` (through nested wrappers), else ``model`` itself."""
+    inner = model
+    while isinstance(getattr(inner, "_orig_mod", None), nn.Module):
+        inner = inner._orig_mod
+    return inner
+
+
 def _attached_owner(model: nn.Module) -> FaastModel | None:
-    """The FaastModel whose hooks are attached to ``model`` now, if any."""
-    ref = _OWNERS.get(model)
+    """The FaastModel whose hooks are attached to ``model`` now, if any (one wrapped around a
+    ``torch.compile`` wrapper of the same module counts)."""
+    module = _hooked_module(model)
+    ref = _OWNERS.get(module)
     owner = None if ref is None else ref()
-    return owner if owner is not None and owner.attached and owner.base_model is model else None
+    if owner is None or not owner.attached:
+        return None
+    return owner if _hooked_module(owner.base_model) is module else None
 
 
 class FaastModel(nn.Module):
@@ -170,12 +186,14 @@ class FaastModel(nn.Module):
         both on one forward pass of two 4-token rows that differ in their last token: faast computes
         logits from head inputs, so they would not be this model's probabilities, and learns
         next-token pairs, which would read their own answer. Run before faast's hooks are
-        attached. Not checked: a model that cannot run those tokens alone (it needs other
-        inputs), or one that already carries forward hooks (another FaastModel's, say), whose
-        logits are then not its own (the inert faast hooks a deep copy of a hooked model carries
-        are removed before). A backbone that runs but returns no ``last_hidden_state`` is refused
-        (:class:`UnsupportedModelError`): ``learn`` could not read the states the head reads."""
-        if any(m._forward_hooks or m._forward_pre_hooks for m in self.base_model.modules()):
+        attached; other hooks on the model (gradient checkpointing's on the input embeddings, PEFT's,
+        a user's) run during the probe, so it checks the model as it will run. Not checked: a model
+        that cannot run those tokens alone (it needs other inputs), or one that carries another
+        FaastModel's live hooks (:meth:`attach` refuses it; the inert faast hooks a deep copy of a
+        hooked model carries are removed before). A backbone that runs but returns no
+        ``last_hidden_state`` is refused (:class:`UnsupportedModelError`): ``learn`` could not read
+        the states the head reads."""
+        if live_faast_hook(self.base_model) is not None:
             return
         ids = torch.tensor(PROBE_IDS, device=next(self.base_model.parameters()).device)
         modes = [(m, m.training) for m in self.base_model.modules()]
@@ -932,11 +950,17 @@ class FaastModel(nn.Module):
     def unload(self) -> nn.Module:
         """Detach every hook and return the untouched base model (:meth:`attach` undoes it). Inert
         faast hooks left on it (a deep copy of a hooked model carries them, see
-        :class:`~faast.lm.inject.FaastHook`) are removed too, so the model then carries none."""
+        :class:`~faast.lm.inject.FaastHook`) are removed too, so the model then carries none. Code
+        ``torch.compile`` compiled while they were on is discarded
+        (:func:`~faast.lm.inject.discard_compiled_code`: dynamo does not guard compiled code on
+        hooks); a compiled model compiles again on its next call."""
+        had_hooks = bool(self._hooks.handles)
         self._hooks.remove()
         strip_inert_hooks(self.base_model)
         if _attached_owner(self.base_model) is self:
-            del _OWNERS[self.base_model]
+            del _OWNERS[_hooked_module(self.base_model)]
+        if had_hooks:
+            discard_compiled_code()
         return self.base_model
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FaastModel:
@@ -962,7 +986,11 @@ class FaastModel(nn.Module):
         """Attach the read-outs' hooks to the base model (done at construction; a no-op if attached).
         A base model carries one FaastModel's hooks at a time: another attached FaastModel on it is
         a ``ValueError`` (both sets of hooks would act on every forward pass, each model reading the
-        other's fast weights); ``unload()`` it first, or wrap a second copy of the model."""
+        other's fast weights), also when one of the two was given a ``torch.compile`` wrapper of the
+        model or a model sharing its blocks or head (a ``copy.copy``); ``unload()`` it first, or wrap
+        a second copy of the model. Code ``torch.compile`` compiled before is discarded
+        (:func:`~faast.lm.inject.discard_compiled_code`: dynamo does not guard on hooks, so it would
+        go on running the model without them); a compiled model compiles again on its next call."""
         if not self._hooks.handles:
             other = _attached_owner(self.base_model)
             if other is not None and other is not self:
@@ -972,9 +1000,20 @@ class FaastModel(nn.Module):
                     "the other's fast weights; call .unload() on that one first (its fast weights are kept, "
                     ".attach() puts it back), or wrap a second copy of the model"
                 )
-            for readout in self.readouts:
-                readout.attach(self._layout, self._hooks, self._ctx)
-            _OWNERS[self.base_model] = weakref.ref(self)
+            where = live_faast_hook(self.base_model)
+            if where is not None:
+                raise ValueError(
+                    f"this {type(self.base_model).__name__} already carries the hooks of another FaastModel "
+                    f"(on its {where or 'top module'}, a module shared with the model that one wraps): both "
+                    "would act on every forward pass, each reading the other's fast weights; call .unload() "
+                    "on that one first, or wrap a second copy of the model (copy.deepcopy)"
+                )
+            try:
+                for readout in self.readouts:
+                    readout.attach(self._layout, self._hooks, self._ctx)
+            finally:
+                discard_compiled_code()
+            _OWNERS[_hooked_module(self.base_model)] = weakref.ref(self)
         return self
 
     @property
