@@ -47,12 +47,24 @@ def _not_for_images(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} is for {used}; {args.data} is an image folder, whose {why}")
 
 
-def _encoder(name: str, resolution: int, args: argparse.Namespace) -> Any:
-    """The image encoder ``name`` at ``resolution`` pixels on ``--device``."""
+def _encoder(name: str, resolution: int | None, args: argparse.Namespace) -> Any:
+    """The image encoder ``name`` at ``resolution`` pixels (None: a CLIP model's own) on ``--device``."""
     from faast.encoders import build_encoder
 
     kwargs = {"cache": args.cache_dir} if name == "efficientnet-lite0" else {}
     return build_encoder(name, resolution=resolution, device=args.device, **kwargs)
+
+
+def _saved_image_encoder(source: dict[str, Any]) -> str:
+    """The name to build the image encoder a classifier was fitted with (``source``, its saved
+    description) by: the one saved, but for a classifier fitted with CLIP before the name given
+    to fit was saved (it saved ``clip-RN50-openai``, which no encoder is built by): its model and
+    weights, read from its identity (``open_clip:RN50/openai``)."""
+    name = str(source["encoder"])
+    weights = str(dict(source.get("encoder_identity") or {}).get("weights_sha256", ""))
+    if name.startswith("clip-") and weights.startswith("open_clip:"):
+        return "clip:" + weights.removeprefix("open_clip:")
+    return name
 
 
 def read_data(
@@ -84,12 +96,21 @@ def read_data(
         listing = list_image_folder(data, loose=args.action == "predict")
         if args.action == "fit":
             two_classes(need_labels(_folder_labels(listing), args), args)
-        name = args.encoder or (source["encoder"] if source else "efficientnet-lite0")
+        name = args.encoder or (_saved_image_encoder(source) if source else "efficientnet-lite0")
         if source:  # predict, partial-fit, forget: the resolution the classifier was fitted at
             resolution = int(source["resolution"])
+        elif name.startswith("clip:"):  # the model's own input size, checked below
+            resolution = None
         else:  # --resolution 0 is refused by the encoder, not read as the default
             resolution = DEFAULT_RESOLUTION if args.resolution is None else args.resolution
         encoder = _encoder(name, resolution, args)
+        asked = None if source else getattr(args, "resolution", None)
+        if asked is not None and asked != encoder.resolution:
+            raise ValueError(
+                f"--resolution {asked}: {name} encodes images at its own input size, "
+                f"{encoder.resolution} px (its positional embeddings are learned for it); leave "
+                "--resolution out"
+            )
         _check_same_encoder(encoder, name, source)
         dataset, paths, _ = load_image_folder(data, encoder.resolution, listing=listing)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
@@ -104,7 +125,7 @@ def read_data(
         labels = _folder_labels(listing)
         desc = {
             "input": "images",
-            "encoder": encoder.name,
+            "encoder": name,  # as build_encoder takes it (a CLIP encoder's .name is its cache folder)
             "resolution": encoder.resolution,
             "encoder_identity": encoder.identity(),
         }

@@ -2,8 +2,10 @@
 
 Each entry is one safetensors file (written atomically, read without pickle) holding
 ``features`` (n, D) float32 and ``labels`` (n,) int64; its metadata records the encoder's
-identity (name, weights hash, resolution, preprocessing) and the dataset's fingerprint (number
-of images and a content hash). An entry whose metadata disagrees is stale and is recomputed.
+identity (name, weights hash, resolution, preprocessing), for an encoder whose features depend on
+the batch (:attr:`~faast.encoders.base.ImageEncoder.batch_dependent`) the batching (:data:`BATCHING`
+and the batch size), and the dataset's fingerprint (number of images and a content hash). An entry
+whose metadata disagrees is stale and is recomputed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 import faast.distributed
 from faast.data.dataset import ImageDataset
-from faast.encoders.base import ImageEncoder
+from faast.encoders.base import ImageEncoder, encode_batches
 from faast.io import load_tensors, os_error_cause, save_tensors
 
 
@@ -38,9 +40,18 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-def _expected_meta(encoder: ImageEncoder, dataset: ImageDataset) -> dict[str, str]:
+#: How a batch-dependent encoder's batches are formed (:func:`~faast.encoders.base.encode_batches`),
+#: recorded in its cache entries with the batch size. Entries without it are stale, and encoded
+#: again: they were written when a folder's last partial batch (and, under torchrun, each process's)
+#: was encoded unpadded, so that its images' features were not the bits they get in another folder.
+BATCHING = "v2:zero-padded-to-batch-size"
+
+
+def _expected_meta(encoder: ImageEncoder, dataset: ImageDataset, batch_size: int) -> dict[str, str]:
+    batching = {"batching": f"{BATCHING}:{batch_size}"} if encoder.batch_dependent else {}
     return {
         **encoder.identity(),
+        **batching,
         "dataset": dataset.name,
         "split": dataset.split,
         "num_images": str(len(dataset)),
@@ -80,10 +91,14 @@ def encode_dataset(
     """Features (n, D) float32 of every image of ``dataset``, from the cache when valid.
 
     cache_dir: where entries live (``None``: no caching). A missing, stale or unreadable entry is
-    (re)computed in batches of ``batch_size`` with a progress bar and written atomically.
+    (re)computed in batches of ``batch_size`` (:func:`~faast.encoders.base.encode_batches`: for a
+    batch-dependent encoder each partial batch is padded to ``batch_size``, so that an image's
+    features do not depend on the other images, their number or the processes; the batch size keys
+    its entries) with a progress bar and written atomically.
     distributed: under ``torchrun`` (:mod:`faast.distributed`), each process encodes its block of
-    the images and the blocks are gathered, so every process returns all the features; the
-    processes agree on using the cache, and rank 0 alone writes it and shows progress.
+    the images and the blocks are gathered, so every process returns all the features (those one
+    process computes); the processes agree on using the cache, and rank 0 alone writes it and shows
+    progress.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -91,7 +106,6 @@ def encode_dataset(
 
     def encode() -> dict[str, torch.Tensor]:
         rows = dist.shard_range(len(dataset))
-        out = torch.empty(len(rows), encoder.feature_dim, dtype=torch.float32)
         where = f" ({len(rows)} of {len(dataset)} on {dist})" if dist.active else ""
         bar = tqdm(
             total=len(rows),
@@ -101,15 +115,14 @@ def encode_dataset(
             leave=False,
         )
         with bar:
-            for start in range(rows.start, rows.stop, batch_size):
-                batch = dataset.images[start : min(start + batch_size, rows.stop)]
-                out[start - rows.start : start - rows.start + len(batch)] = encoder.encode(batch)
-                bar.update(len(batch))
+            out = encode_batches(
+                encoder, dataset.images[rows.start : rows.stop], batch_size, on_batch=bar.update
+            )
         labels = torch.from_numpy(np.ascontiguousarray(dataset.labels, dtype=np.int64))
         return {"features": dist.gather_rows(out, len(dataset)), "labels": labels}
 
     path = None if cache_dir is None else cache_path(cache_dir, encoder, dataset)
-    return through_cache(path, _expected_meta(encoder, dataset), dist, encode)
+    return through_cache(path, _expected_meta(encoder, dataset, batch_size), dist, encode)
 
 
 def through_cache(

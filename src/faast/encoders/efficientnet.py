@@ -21,10 +21,13 @@ class EfficientNetLiteEncoder(ImageEncoder):
     weights: the converted safetensors state dict; ``None`` uses the ``efficientnet-lite0``
     asset (fetched first when ``fetch``). resolution: input side in pixels (224 is the native
     size; 64 is ~15× faster on CPU). Input scaling is the Lite convention (x − 127) / 128.
+    An image's features depend in their last bits on the size of its batch: encode through
+    :func:`~faast.encoders.base.encode_batches` (as the feature cache does) for features that do not.
     """
 
     name = "efficientnet-lite0"
     feature_dim = 1280
+    batch_dependent = True  # on CPU, batches of under 16 images give other last bits
 
     def __init__(
         self,

@@ -15,7 +15,14 @@ from faast.encoders.base import ImageEncoder, to_rgb_batch
 
 
 class OpenClipEncoder(ImageEncoder):
-    """L2-normalised CLIP image embeddings. model/pretrained: open_clip names (``RN50``/``openai``)."""
+    """L2-normalised CLIP image embeddings. model/pretrained: open_clip names (``RN50``/``openai``).
+
+    The images are resized to the model's own input size (``resolution``, from its preprocessing
+    configuration: 224 for RN50), for which its positional embeddings are learned: no other size
+    can be asked for (``faast classify fit --resolution`` refuses one).
+    """
+
+    batch_dependent = True  # a network whose kernels may vary with the batch's size
 
     def __init__(self, model: str = "RN50", pretrained: str = "openai", *, device: str = "cpu") -> None:
         try:
