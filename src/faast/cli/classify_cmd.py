@@ -238,7 +238,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         g.add_argument(
             "--threads", type=int, default=None, help="CPU threads for torch and BLAS (default: all)"
         )
-        g.add_argument("--batch-size", type=int, default=128, help="images or texts per encoder batch")
+        g.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="images or texts per encoder batch (default 128; images for a classifier fitted already: "
+            "the batch size it was fitted with, as an image's features depend on it)",
+        )
         g.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
         g.add_argument("--no-feature-cache", action="store_true", help="re-encode instead of using the cache")
         if name == "predict":
@@ -274,7 +280,7 @@ def _check_sizes(args: argparse.Namespace) -> None:
     """Refuse ``--batch-size``, and ``fit``'s ``--intercept-scaling`` and ``--random-features``, out
     of their range, naming the flag, before any data is read (``--batch-size 0`` was refused only
     once every image had been decoded)."""
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive whole number, got {args.batch_size}")
     scaling = getattr(args, "intercept_scaling", None)
     if scaling is not None and not (scaling > 0 and math.isfinite(scaling)):

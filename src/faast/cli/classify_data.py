@@ -112,13 +112,14 @@ def read_data(
                 "--resolution out"
             )
         _check_same_encoder(encoder, name, source)
+        batch_size = _image_batch_size(encoder, args, source)
         dataset, paths, _ = load_image_folder(data, encoder.resolution, listing=listing)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
             encoder,
             dataset,
             cache,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             progress=sys.stderr.isatty(),
             distributed=dist.active,
         )
@@ -129,6 +130,8 @@ def read_data(
             "resolution": encoder.resolution,
             "encoder_identity": encoder.identity(),
         }
+        if encoder.batch_dependent:  # the batches its features were encoded in, for the later commands
+            desc["batch_size"] = batch_size
         return feats, labels, paths, None, desc
     from faast.data.features_file import read_features
 
@@ -276,6 +279,34 @@ def _check_input(args: argparse.Namespace, source: dict[str, Any] | None, kind: 
         )
 
 
+#: Images or texts per encoder batch unless ``--batch-size`` says otherwise.
+DEFAULT_BATCH_SIZE = 128
+
+
+def _image_batch_size(encoder: Any, args: argparse.Namespace, source: dict[str, Any] | None) -> int:
+    """The batch size to encode images with: for an encoder whose features depend on the batch
+    (:attr:`~faast.encoders.base.ImageEncoder.batch_dependent`), the one the classifier was fitted
+    with (``source``), so that an image is the example learned bit for bit (the record of examples
+    that ``forget`` and ``partial-fit`` check matches bits: another batch size dropped it silently);
+    another ``--batch-size`` is warned of and not used. Else ``--batch-size`` (default
+    :data:`DEFAULT_BATCH_SIZE`)."""
+    asked = args.batch_size
+    saved = (source or {}).get("batch_size") if encoder.batch_dependent else None
+    if saved is None:
+        return DEFAULT_BATCH_SIZE if asked is None else asked
+    if asked is not None and asked != int(saved):
+        import warnings
+
+        warnings.warn(
+            f"--batch-size {asked}: the images are encoded in batches of {int(saved)}, as the classifier "
+            f"at {args.model} was fitted ({encoder.name}'s features of an image change in their last bits "
+            "with the batch size, and its record of examples learned matches them bit for bit)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return int(saved)
+
+
 def _check_same_encoder(
     encoder: Any, name: str, source: dict[str, Any] | None, *, by_name: bool = True
 ) -> None:
@@ -336,7 +367,8 @@ def _read_texts(
         two_classes(need_labels(labels, args), args)
     name = args.encoder or (source["encoder"] if source else "minilm")
     quiet_loading()  # no transformers progress bar: the command's own lines stay the only ones
-    encoder = SentenceEncoder(name, device=args.device, batch_size=args.batch_size, cache=args.cache_dir)
+    batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    encoder = SentenceEncoder(name, device=args.device, batch_size=batch_size, cache=args.cache_dir)
     _check_same_encoder(encoder, name, source, by_name=False)
     texts = [e.input for e in examples]
     cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
