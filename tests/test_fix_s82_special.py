@@ -68,10 +68,12 @@ sp_texts = st.lists(st.sampled_from([*SP_WORDS, "</s>"]), min_size=1, max_size=4
 
 
 @given(text=sp_texts, output=sp_texts)
-def test_a_dummy_prefix_tokenizer_continues_text_and_reads_the_users_specials_as_text(text, output):
+def test_a_dummy_prefix_tokenizer_continues_the_prompts_text_on_the_special_string_path(text, output):
     """prompt + answer = the joined text read as text (no spurious "▁" between them: the answer
-    continues the prompt's text), whether or not the user's text holds "</s>" (in this toy
-    vocabulary "</s>" read as text is its own piece, so the ids are compared with the text's)."""
+    continues the prompt's text), on the path for text holding a special string too (its
+    continuation context is cut off as on the plain path). In this toy vocabulary "</s>" read as
+    text is its own piece, id 2, so this checks the continuation, not the reading as text (the word
+    tokenizer's tests above do that)."""
     template = PromptTemplate("Review: {input}\nSentiment:")
     codec = PromptCodec(SP, template)
     joined = SP(template.prompt(text) + template.answer(output), **TEXT_AS_TEXT).input_ids
@@ -95,3 +97,26 @@ def test_smollm2_reads_a_quoted_im_end_as_text_and_a_chat_template_as_markup():
     assert ids.count(start) == 2 and ids.count(end) == 1
     plain = "<|im_start|>user\nsay hi<|im_end|>\n<|im_start|>assistant\n"
     assert chat.prompt_ids("say hi") == tok(plain, add_special_tokens=False).input_ids
+
+
+@given(
+    text=st.text(alphabet="<>/sab", max_size=30),
+    start=st.integers(0, 30),
+    length=st.integers(0, 8),
+    strings=st.lists(st.text(alphabet="<>/sab", min_size=1, max_size=4), max_size=6),
+)
+def test_special_strings_touch_a_span_as_a_plain_search_finds(text, start, length, strings):
+    """The indexed search (by first character and length) against every occurrence of every
+    string, overlapping text[start:end]."""
+    start = min(start, len(text))
+    end = min(start + length, len(text))
+    plain = any(
+        text.startswith(s, at) and at < end and at + len(s) > start
+        for s in strings
+        for at in range(len(text))
+    ) or any(  # an empty span: a string across the point
+        start == end and text.startswith(s, at) and at < start < at + len(s)
+        for s in strings
+        for at in range(len(text))
+    )
+    assert SpecialStrings(strings).touches(text, start, end) == plain
