@@ -273,3 +273,13 @@ def test_encoder_help_of_the_later_commands_says_what_it_takes(capsys):
         "images: its name as given to fit (efficientnet-lite0, pixels, clip:RN50/openai), not a folder"
         in text
     )
+
+
+def test_a_premultiplied_grey_image_with_alpha_is_read():
+    """Review: mode "La" (a TIFF's associated alpha) was listed as handled but Pillow cannot turn
+    it into RGBA (nor into RGB, as before): it goes through LA."""
+    from faast.data.image_folder import _to_rgb
+
+    grey = Image.merge("LA", [Image.new("L", (4, 4), 120), Image.new("L", (4, 4), 255)]).convert("La")
+    assert grey.mode == "La"
+    assert np.asarray(_to_rgb(grey, Path("grey.tif")))[0, 0].tolist() == [120, 120, 120]

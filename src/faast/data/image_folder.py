@@ -350,6 +350,8 @@ def _to_rgb(im: PILImage, path: Path) -> PILImage:
             "range to map to 8-bit colour; convert the image to 8 or 16 bits first"
         )
     if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        if im.mode == "La":  # premultiplied grey (a TIFF's associated alpha): Pillow goes on from LA
+            im = im.convert("LA")
         rgba = im.convert("RGBA")  # a palette's or a colour's transparency as alpha too
         page = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(page, rgba).convert("RGB")
