@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -772,8 +771,8 @@ def _task_model(
             )
             raise ValueError(
                 f"{rule}: every output is {answers[0]!r}, one label, so there is no label set to take "
-                f"from them; list the labels (--labels {shlex.quote(answers[0].strip() + ',...')}) or score "
-                "the outputs as free text (--labels none)"
+                "from them; score the outputs as free text (--labels none) or, if they are labels, list "
+                "them all (--labels a,b with the task's labels)"
             )
         labels = labels_of_outputs(answers, str(labels))  # None: free-form outputs
     if args.fast_weights:

@@ -66,7 +66,7 @@ def warn_case_twins(labels: list[str]) -> list[str]:
             message = (
                 f"labels {twin!a} and {label!a} look the same but differ in their Unicode "
                 "characters (a composed or decomposed accent, an invisible format character such as a "
-                "zero-width space, or a compatibility form such as a full-width letter): the outputs "
+                "zero-width space, or a full-width or half-width form of a letter): the outputs "
                 "make them two labels (two classes, each scored and predicted apart, and tokenized "
                 "differently); if they are one class, write its outputs alike in the examples "
                 "(normalised to NFC, invisible characters removed), or list the labels: --labels a,b,..."
@@ -77,12 +77,21 @@ def warn_case_twins(labels: list[str]) -> list[str]:
 
 
 def lookalike_key(label: str) -> str:
-    """``label`` as it reads: compatibility-normalised (NFKC: a decomposed accent composed, a
-    full-width letter as the plain one), without format characters (Unicode category Cf: the
-    zero-width space and joiners, the soft hyphen, direction marks) and without the whitespace
-    around it; two labels of one key look alike (:func:`warn_case_twins`)."""
-    text = unicodedata.normalize("NFKC", label)
-    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+    """``label`` as it reads: in Unicode's composed form (NFC: a decomposed accent composed), its
+    full-width and half-width forms as the plain characters (``"ＡＢ"`` as ``"AB"``), without format
+    characters (Unicode category Cf: the zero-width space and joiners, the soft hyphen, direction
+    marks) and without the whitespace around it; two labels of one key look alike
+    (:func:`warn_case_twins`). Other compatibility forms are kept apart, as they read differently
+    (``"m²"`` and ``"m2"``, ``"½"`` and ``"1⁄2"``, ``"Ⅳ"`` and ``"IV"``)."""
+    text = unicodedata.normalize("NFC", label)
+    text = "".join(
+        unicodedata.normalize("NFKC", c)
+        if unicodedata.decomposition(c).startswith(("<wide>", "<narrow>"))
+        else c
+        for c in text
+        if unicodedata.category(c) != "Cf"
+    )
+    return text.strip()
 
 
 def label_rule(labels: object) -> str | None:
