@@ -196,3 +196,28 @@ def test_fit_and_remove_lora_give_back_the_requires_grad_flags():
     with lora_baseline.adapted(task, examples, recipe):
         pass
     assert {name: p.requires_grad for name, p in model.named_parameters()} == before
+
+
+@pytest.mark.parametrize("fails_at", [1, 2])  # the search's training, the final one
+def test_a_lora_fit_that_fails_takes_its_adapter_out_and_gives_the_flags_back(monkeypatch, fails_at):
+    """Review: fit_lora had no try/finally: a training that raised (or Ctrl-C) left the adapter
+    in the model and its parameters frozen."""
+    task = _task()
+    fm, codec = task.model, task.codec
+    model = fm.base_model
+    before = {name: p.requires_grad for name, p in model.named_parameters()}
+    examples = [Example(f"w{3 + i} w{20 + i % 2}", f"w{40 + i % 2}") for i in range(6)]
+    recipe = lora_baseline.LoraRecipe(epochs=1, batch_size=4, learning_rates=(1e-3,))
+    calls, train = [], lora_baseline.train_lora
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == fails_at:
+            raise KeyboardInterrupt
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(lora_baseline, "train_lora", failing)
+    with fm.disabled(), pytest.raises(KeyboardInterrupt):
+        lora_baseline.fit_lora(model, codec, examples, recipe)
+    assert not any("lora" in name for name, _ in model.named_modules())
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == before

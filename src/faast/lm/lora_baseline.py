@@ -336,10 +336,12 @@ def fit_lora(
     scores: list[float] = []
     for lr in sorted(recipe.learning_rates):
         peft_model = add_lora(model, recipe)
-        train_lora(peft_model, codec, train, lr, recipe, pad_id)
-        tried.append(lr)
-        scores.append(answer_nll(peft_model, codec, held, recipe.batch_size, pad_id))
-        model = remove_lora(peft_model)
+        try:
+            train_lora(peft_model, codec, train, lr, recipe, pad_id)
+            tried.append(lr)
+            scores.append(answer_nll(peft_model, codec, held, recipe.batch_size, pad_id))
+        finally:  # an error or Ctrl-C leaves the model as it was given, its requires_grad flags too
+            model = remove_lora(peft_model)
         if stops_search(scores, recipe.stop_at_rise):
             break
     best = lowest_loss(scores)
@@ -349,7 +351,11 @@ def fit_lora(
             "the held-out answer NLL was never finite; try smaller rates (--lora-lrs)"
         )
     peft_model = add_lora(model, recipe)
-    train_lora(peft_model, codec, examples, tried[best], recipe, pad_id)
+    try:
+        train_lora(peft_model, codec, examples, tried[best], recipe, pad_id)
+    except BaseException:
+        remove_lora(peft_model)
+        raise
     trained = [p for p in peft_model.parameters() if p.requires_grad]
     return peft_model, LoraFit(
         tried[best],
