@@ -62,8 +62,10 @@ def table_text(path: Path, revision: str | None) -> str:
     """The text of the results file ``path`` (in this repository), now or at git ``revision``."""
     if revision is None:
         if not path.is_file():
-            raise SystemExit(f"no results file {rel(path)}")
+            raise SystemExit(f"{path.stem.removeprefix('lm_')}: no results file {rel(path)}")
         return path.read_text(encoding="utf-8")
+    if revision.startswith("-"):  # git would read it as an option
+        raise SystemExit(f"--tables-at {revision}: not a git revision")
     spec = f"{revision}:{path.relative_to(REPO).as_posix()}"
     try:
         shown = subprocess.run(
