@@ -7,8 +7,7 @@
    a folder was refused beyond 2·D examples and dropped the record silently within (and
    ``partial-fit`` no longer said which examples were learned again). Every batch of a
    batch-dependent encoder is now padded to the batch size, and the later commands encode with
-   the batch size the classifier was fitted with; a sentence encoder pads each text to a length of
-   its own and each batch to the batch size, saved with the classifier too.
+   the batch size the classifier was fitted with. Texts keep the issue (strict xfails below).
 3. ``fit --encoder clip:RN50/openai`` saved the encoder as ``clip-RN50-openai``, which predict could
    not build again, and ignored ``--resolution``.
 """
@@ -224,6 +223,15 @@ def test_forget_encodes_with_the_batch_size_the_classifier_was_fitted_with(tmp_p
 
 
 # ------------------------------------------------------------------ finding 1: texts
+#: Not fixed (known, in docs/classifier.md): a text's embedding depends on its batch-mates (the
+#: padded length, the batch's size). A fix that pads every batch to its full size made a lone long
+#: text cost a whole batch and moved every published MiniLM embedding in its last bits.
+TEXTS_BATCH_DEPENDENT = pytest.mark.xfail(
+    strict=True, reason="a text's embedding depends on the texts batched with it (known, not fixed)"
+)
+
+
+@TEXTS_BATCH_DEPENDENT
 def test_a_text_has_the_same_embedding_alone_and_among_longer_texts(tmp_path):
     encoder = SentenceEncoder(tiny_text_encoder(tmp_path / "tiny-bert"), batch_size=4)
     words = "good film and the plot was fine".split()
@@ -235,6 +243,7 @@ def test_a_text_has_the_same_embedding_alone_and_among_longer_texts(tmp_path):
     assert torch.equal(encoder.encode([texts[i] for i in others], progress=False), together[others])
 
 
+@TEXTS_BATCH_DEPENDENT
 @pytest.mark.assets("minilm")
 def test_minilm_embeds_a_text_alone_as_among_others():
     """t22: a short and a long text, together vs alone, differed by 1.2e-7."""
@@ -248,6 +257,7 @@ def test_minilm_embeds_a_text_alone_as_among_others():
     assert torch.equal(together, alone)
 
 
+@TEXTS_BATCH_DEPENDENT
 def test_forget_of_some_lines_of_a_text_file_given_as_another_file_keeps_the_record(tmp_path):
     encoder = tiny_text_encoder(tmp_path / "tiny-bert")
     rows = sentences(12, 0)
@@ -328,20 +338,3 @@ def test_a_clip_fitted_classifier_predicts_with_the_encoder_it_saved(tmp_path, m
     out.unlink()
     assert _run("predict", train, "--model", model, "--out", out, *common) == 0
     assert out.is_file()
-
-
-def test_forget_of_lines_encodes_with_the_batch_size_the_text_classifier_was_fitted_with(tmp_path, capsys):
-    """A text classifier fitted with --batch-size 4 and forgetting with the default (128): padded
-    to another batch size the embeddings would not be the examples learned, bit for bit."""
-    encoder = tiny_text_encoder(tmp_path / "tiny-bert")
-    rows = sentences(12, 0)
-    train = write_tsv(tmp_path / "train.tsv", rows)
-    wrong = write_tsv(tmp_path / "wrong.tsv", [rows[1], rows[5]])
-    model, cache = tmp_path / "m", ["--cache-dir", tmp_path / "cache"]
-    assert _run("fit", train, "--model", model, "--encoder", encoder, "--batch-size", 4, *cache) == 0
-    assert _run("forget", wrong, "--model", model, *cache) == 0
-    assert _record_size(model) == 10
-    capsys.readouterr()
-    assert _run("partial-fit", wrong, "--model", model, "--batch-size", 8, *cache) == 0
-    assert "the texts are encoded in batches of 4, as the classifier" in capsys.readouterr().err
-    assert _record_size(model) == 12

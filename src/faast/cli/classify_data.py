@@ -112,8 +112,7 @@ def read_data(
                 "--resolution out"
             )
         _check_same_encoder(encoder, name, source)
-        saved = source if source and encoder.batch_dependent else None  # the batching it learned with
-        batch_size = _encoder_batch_size("the images", encoder.name, args, saved)
+        batch_size = _image_batch_size(encoder, args, source)
         dataset, paths, _ = load_image_folder(data, encoder.resolution, listing=listing)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
@@ -284,24 +283,23 @@ def _check_input(args: argparse.Namespace, source: dict[str, Any] | None, kind: 
 DEFAULT_BATCH_SIZE = 128
 
 
-def _encoder_batch_size(
-    what: str, encoder: str, args: argparse.Namespace, source: dict[str, Any] | None
-) -> int:
-    """The batch size to encode ``what`` with: the one the classifier was fitted with (``source``;
-    an ``encoder`` whose features of an example change in their last bits with the batch size, and
-    the record of examples learned that ``forget`` and ``partial-fit`` check matches bits: another
-    batch size dropped it silently), another ``--batch-size`` warned of and not used; else
-    ``--batch-size`` (default :data:`DEFAULT_BATCH_SIZE`)."""
+def _image_batch_size(encoder: Any, args: argparse.Namespace, source: dict[str, Any] | None) -> int:
+    """The batch size to encode images with: for an encoder whose features depend on the batch
+    (:attr:`~faast.encoders.base.ImageEncoder.batch_dependent`), the one the classifier was fitted
+    with (``source``), so that an image is the example learned bit for bit (the record of examples
+    that ``forget`` and ``partial-fit`` check matches bits: another batch size dropped it silently);
+    another ``--batch-size`` is warned of and not used. Else ``--batch-size`` (default
+    :data:`DEFAULT_BATCH_SIZE`)."""
     asked = args.batch_size
-    saved = (source or {}).get("batch_size")
+    saved = (source or {}).get("batch_size") if encoder.batch_dependent else None
     if saved is None:
         return DEFAULT_BATCH_SIZE if asked is None else asked
     if asked is not None and asked != int(saved):
         import warnings
 
         warnings.warn(
-            f"--batch-size {asked}: {what} are encoded in batches of {int(saved)}, as the classifier at "
-            f"{args.model} was fitted (the {encoder}'s features of an example change in their last bits "
+            f"--batch-size {asked}: the images are encoded in batches of {int(saved)}, as the classifier "
+            f"at {args.model} was fitted ({encoder.name}'s features of an image change in their last bits "
             "with the batch size, and its record of examples learned matches them bit for bit)",
             UserWarning,
             stacklevel=2,
@@ -369,19 +367,14 @@ def _read_texts(
         two_classes(need_labels(labels, args), args)
     name = args.encoder or (source["encoder"] if source else "minilm")
     quiet_loading()  # no transformers progress bar: the command's own lines stay the only ones
-    batch_size = _encoder_batch_size("the texts", "sentence encoder", args, source)
+    batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
     encoder = SentenceEncoder(name, device=args.device, batch_size=batch_size, cache=args.cache_dir)
     _check_same_encoder(encoder, name, source, by_name=False)
     texts = [e.input for e in examples]
     cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
     feats = encode_texts(encoder, texts, cache, progress=sys.stderr.isatty(), distributed=dist.active)
     where = str(Path(name).resolve()) if Path(name).is_dir() else name  # a folder, minilm or a Hub id
-    desc = {
-        "input": "texts",
-        "encoder": where,
-        "encoder_identity": encoder.identity(),
-        "batch_size": batch_size,
-    }
+    desc = {"input": "texts", "encoder": where, "encoder_identity": encoder.identity()}
     return feats, labels, ids, texts, desc
 
 

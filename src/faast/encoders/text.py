@@ -45,26 +45,10 @@ IDENTITY_PATTERNS = (
 )
 
 
-#: The shortest length, in tokens, a sentence is padded to (:func:`padded_length`).
-MIN_PADDED_LENGTH = 16
-
-
 def length_order(sentences: Sequence[str]) -> list[int]:
     """Indices of ``sentences`` from the longest to the shortest (ties in input order): the order
-    :meth:`SentenceEncoder.encode` batches them in (within each :func:`padded_length`). A list
-    already in this order keeps it."""
+    :meth:`SentenceEncoder.encode` batches them in. A list already in this order keeps it."""
     return sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
-
-
-def padded_length(tokens: int, max_length: int) -> int:
-    """The length a sentence of ``tokens`` tokens (at most ``max_length``) is padded to: the least
-    of 16, 32, 64, ... that holds it, at most ``max_length``. It depends on the sentence alone, so
-    that its embedding does not depend on the sentences batched with it (a model's last bits
-    change with the padded length)."""
-    length = MIN_PADDED_LENGTH
-    while length < tokens:
-        length *= 2
-    return max(min(length, max_length), tokens)
 
 
 def _max_length(folder: Path, tokenizer) -> int:
@@ -156,39 +140,26 @@ class SentenceEncoder:
         """Embeddings, float32 (n, dim) on CPU, row i for ``sentences[i]``, pooled by the folder's
         recipe (:attr:`recipe`; unit norm unless it has no ``Normalize``).
 
-        Every forward pass has one shape per padded length: each sentence is padded to a length
-        of its own (:func:`padded_length`: 16, 32, 64, ... tokens; the pooling leaves padding out),
-        sentences of one padded length are batched together in order of length, and a partial
-        batch is filled up to ``batch_size`` with copies of its first sentence, whose rows are
-        dropped. A sentence's embedding is then the same bits alone, in another file or among any
-        other sentences (for a given ``batch_size``, device and library), as the classifier's
-        record of examples learned needs. Rows come back in input order.
+        Sentences are batched in order of length (less padding; the pooling leaves padding out)
+        and the rows are put back in input order.
         """
         if isinstance(sentences, str):
             raise TypeError("encode takes a list of sentences, not one string")
         sentences = list(sentences)
         out = torch.empty(len(sentences), self.dim, dtype=torch.float32)
-        if not sentences:
-            return out
-        tokens = self.tokenizer(sentences, truncation=True, max_length=self.max_length)["input_ids"]
-        groups: dict[int, list[int]] = {}
-        for i in length_order(sentences):
-            groups.setdefault(padded_length(len(tokens[i]), self.max_length), []).append(i)
-        batches = [
-            (length, rows[start : start + self.batch_size])
-            for length, rows in sorted(groups.items(), reverse=True)
-            for start in range(0, len(rows), self.batch_size)
-        ]
-        for length, rows in tqdm(
-            batches, desc="encode", unit="batch", disable=not progress or len(batches) < 2
-        ):
-            texts = [sentences[i] for i in rows]
-            texts += texts[:1] * (self.batch_size - len(rows))  # filler rows: the same shape every time
+        order = length_order(sentences)
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc="encode", unit="batch", disable=not progress or len(starts) < 2):
+            rows = order[start : start + self.batch_size]
             batch = self.tokenizer(
-                texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+                [sentences[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
-            out[rows] = pool(hidden.float(), batch["attention_mask"], self.recipe)[: len(rows)].cpu()
+            out[rows] = pool(hidden.float(), batch["attention_mask"], self.recipe).cpu()
         return out
 
 

@@ -2,9 +2,8 @@
 
 An entry is ``root/<encoder>-text/texts-<fingerprint>.safetensors`` (written atomically, read
 without pickle) holding ``features`` (n, D) float32; its metadata records the encoder's identity
-(:meth:`~faast.encoders.text.SentenceEncoder.identity`: weights, tokenizer, truncation, pooling),
-its batching (:data:`BATCHING` and the batch size) and the texts' count and fingerprint. An entry
-whose metadata disagrees is recomputed.
+(:meth:`~faast.encoders.text.SentenceEncoder.identity`: weights, tokenizer, truncation, pooling)
+and the texts' count and fingerprint. An entry whose metadata disagrees is recomputed.
 """
 
 from __future__ import annotations
@@ -23,10 +22,6 @@ from faast.encoders.text import length_order
 
 #: Characters of the texts' fingerprint in an entry's file name (the whole of it is in the metadata).
 NAME_DIGITS = 16
-#: How :meth:`~faast.encoders.text.SentenceEncoder.encode` pads and batches (each text to a length
-#: of its own, each batch to the batch size), recorded in the entries with the batch size. Entries
-#: without it are stale, and encoded again: a text's embedding then depended on its batch-mates.
-BATCHING = "v2:length-16*2^k,rows-padded-to-batch-size"
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -65,12 +60,7 @@ def encode_texts(
     texts = list(texts)
     dist = faast.distributed.current() if distributed else faast.distributed.Dist()
     fingerprint = texts_fingerprint(texts)
-    expected = {
-        **encoder.identity(),
-        "batching": f"{BATCHING}:{int(encoder.batch_size)}",
-        "num_texts": str(len(texts)),
-        "fingerprint": fingerprint,
-    }
+    expected = {**encoder.identity(), "num_texts": str(len(texts)), "fingerprint": fingerprint}
     path = None if cache_dir is None else text_cache_path(cache_dir, encoder, fingerprint)
 
     def encode() -> dict[str, torch.Tensor]:
@@ -81,9 +71,9 @@ def encode_texts(
 
 def _encode(encoder: Any, texts: list[str], dist: faast.distributed.Dist, *, progress: bool) -> torch.Tensor:
     """(n, D) float32 features of ``texts``: on one process ``encoder.encode``; on several, each
-    encodes its contiguous block of ``encoder.batch_size`` texts at a time in :func:`length_order`
-    (``encode`` gives each text the same bits whatever the texts beside it: the same features as
-    one process), and the blocks are gathered and put back in input order."""
+    encodes its contiguous block of the batches ``encode`` would form (:func:`length_order`, batches
+    of ``encoder.batch_size``: the same texts padded together, so the same features), and the
+    blocks are gathered and put back in input order."""
     if not dist.active:
         return encoder.encode(texts, progress=progress).to(torch.float32)
     order = length_order(texts)
