@@ -222,6 +222,34 @@ def test_forget_encodes_with_the_batch_size_the_classifier_was_fitted_with(tmp_p
     assert _record_size(model) == 16
 
 
+def test_predict_takes_another_batch_size_and_partial_fit_the_fitted_one(tmp_path, monkeypatch, capsys):
+    """Review: a classifier fitted with a large --batch-size (on a GPU, say) made predicting one
+    image cost a whole such batch; predict checks no record, so it takes --batch-size; partial-fit
+    keeps the fitted one (only for an encoder whose features depend on the batch)."""
+    import faast.encoders
+    from faast.encoders.pixels import PixelEncoder
+
+    monkeypatch.setattr(PixelEncoder, "batch_dependent", True)
+    used, encode = [], faast.encoders.encode_dataset
+
+    def spy(encoder, dataset, cache, *, batch_size, **kwargs):
+        used.append(batch_size)
+        return encode(encoder, dataset, cache, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(faast.encoders, "encode_dataset", spy)
+    train = _folder(tmp_path / "train", 6)
+    model, common = tmp_path / "m", ["--encoder", "pixels", "--cache-dir", tmp_path / "cache"]
+    assert _run("fit", train, "--model", model, "--batch-size", 32, *common) == 0
+    common = common[2:]
+    predict = ["predict", train, "--model", model, *common]
+    assert _run(*predict, "--batch-size", 4, "--out", tmp_path / "p.csv") == 0
+    assert _run(*predict, "--out", tmp_path / "q.csv") == 0
+    capsys.readouterr()
+    assert _run("partial-fit", train, "--model", model, "--batch-size", 4, *common) == 0
+    assert "encoded in batches of 32, as the classifier" in capsys.readouterr().err
+    assert used == [32, 4, 32, 32]
+
+
 # ------------------------------------------------------------------ finding 1: texts
 #: Not fixed (known, in docs/classifier.md): a text's embedding depends on its batch-mates (the
 #: padded length, the batch's size). A fix that pads every batch to its full size made a lone long

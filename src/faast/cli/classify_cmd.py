@@ -242,8 +242,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--batch-size",
             type=int,
             default=None,
-            help="images or texts per encoder batch (default 128; images for a classifier fitted already: "
-            "the batch size it was fitted with, as an image's features depend on it)",
+            help="images or texts per encoder batch (default 128; images for partial-fit and forget of a "
+            "classifier fitted already: the batch size it was fitted with, as an image's features depend "
+            "on it; predict takes another)",
         )
         g.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
         g.add_argument("--no-feature-cache", action="store_true", help="re-encode instead of using the cache")

@@ -112,7 +112,7 @@ def read_data(
                 "--resolution out"
             )
         _check_same_encoder(encoder, name, source)
-        batch_size = _image_batch_size(encoder, args, source)
+        batch_size = _image_batch_size(encoder, args, source, dist)
         dataset, paths, _ = load_image_folder(data, encoder.resolution, listing=listing)
         cache = None if args.no_feature_cache else cache_dir(args.cache_dir) / "features"
         feats = encode_dataset(
@@ -283,18 +283,21 @@ def _check_input(args: argparse.Namespace, source: dict[str, Any] | None, kind: 
 DEFAULT_BATCH_SIZE = 128
 
 
-def _image_batch_size(encoder: Any, args: argparse.Namespace, source: dict[str, Any] | None) -> int:
+def _image_batch_size(
+    encoder: Any, args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
+) -> int:
     """The batch size to encode images with: for an encoder whose features depend on the batch
     (:attr:`~faast.encoders.base.ImageEncoder.batch_dependent`), the one the classifier was fitted
     with (``source``), so that an image is the example learned bit for bit (the record of examples
     that ``forget`` and ``partial-fit`` check matches bits: another batch size dropped it silently);
-    another ``--batch-size`` is warned of and not used. Else ``--batch-size`` (default
+    there another ``--batch-size`` is warned of (on the main process) and not used, while
+    ``predict``, which checks no record, takes it. Else ``--batch-size`` (default
     :data:`DEFAULT_BATCH_SIZE`)."""
     asked = args.batch_size
     saved = (source or {}).get("batch_size") if encoder.batch_dependent else None
-    if saved is None:
+    if saved is None or (asked is not None and args.action == "predict"):
         return DEFAULT_BATCH_SIZE if asked is None else asked
-    if asked is not None and asked != int(saved):
+    if asked is not None and asked != int(saved) and dist.is_main:
         import warnings
 
         warnings.warn(
