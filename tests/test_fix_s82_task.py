@@ -130,6 +130,8 @@ def test_zero_shot_evaluate_refuses_references_of_one_output(model_dir, tmp_path
         ("positive", "positive\u200b"),  # a zero-width space (category Cf)
         ("neg\u00adative", "negative"),  # a soft hyphen
         ("ＡＢ", "AB"),  # full-width letters (NFKC)
+        ("ｶﾞ", "ガ"),  # half-width katakana and its sound mark, composed after the folding (review)
+        ("e\u200b\u0301", "é"),  # an accent after a zero-width space
     ],
 )
 def test_label_twins_that_look_alike_are_warned(first, second):

@@ -83,15 +83,14 @@ def lookalike_key(label: str) -> str:
     marks) and without the whitespace around it; two labels of one key look alike
     (:func:`warn_case_twins`). Other compatibility forms are kept apart, as they read differently
     (``"m²"`` and ``"m2"``, ``"½"`` and ``"1⁄2"``, ``"Ⅳ"`` and ``"IV"``)."""
-    text = unicodedata.normalize("NFC", label)
     text = "".join(
         unicodedata.normalize("NFKC", c)
         if unicodedata.decomposition(c).startswith(("<wide>", "<narrow>"))
         else c
-        for c in text
+        for c in label
         if unicodedata.category(c) != "Cf"
     )
-    return text.strip()
+    return unicodedata.normalize("NFC", text).strip()  # composed after the folding: ｶﾞ as ガ
 
 
 def label_rule(labels: object) -> str | None:
