@@ -221,3 +221,15 @@ def test_a_lora_fit_that_fails_takes_its_adapter_out_and_gives_the_flags_back(mo
         lora_baseline.fit_lora(model, codec, examples, recipe)
     assert not any("lora" in name for name, _ in model.named_modules())
     assert {name: p.requires_grad for name, p in model.named_parameters()} == before
+    if fails_at == 1:  # raised inside the training: left in eval mode (review: it stayed in train mode)
+        monkeypatch.setattr(lora_baseline, "train_lora", train)
+        model.eval()
+
+        def mid_training(peft_model, *args, **kwargs):
+            peft_model.train()
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(lora_baseline, "answer_loss", lambda *a, **k: mid_training(*a))
+        with fm.disabled(), pytest.raises(KeyboardInterrupt):
+            lora_baseline.fit_lora(model, codec, examples, recipe)
+        assert not any(m.training for m in model.modules())

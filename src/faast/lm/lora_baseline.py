@@ -291,17 +291,19 @@ def train_lora(
     order = random.Random(recipe.seed)
     peft_model.train()
     steps = recipe.epochs * len(batch_starts(len(examples), recipe.batch_size))
-    with tqdm(total=steps, desc=f"LoRA lr={lr:g}", unit="batch", leave=False) as bar:
-        for _ in range(recipe.epochs):
-            shuffled = list(examples)
-            order.shuffle(shuffled)
-            for ids, mask, pairs in answer_batches(codec, shuffled, recipe.batch_size, pad_id):
-                loss, count = answer_loss(peft_model, ids, mask, pairs)
-                optimizer.zero_grad()
-                (loss / count).backward()
-                optimizer.step()
-                bar.update()
-    peft_model.eval()
+    try:
+        with tqdm(total=steps, desc=f"LoRA lr={lr:g}", unit="batch", leave=False) as bar:
+            for _ in range(recipe.epochs):
+                shuffled = list(examples)
+                order.shuffle(shuffled)
+                for ids, mask, pairs in answer_batches(codec, shuffled, recipe.batch_size, pad_id):
+                    loss, count = answer_loss(peft_model, ids, mask, pairs)
+                    optimizer.zero_grad()
+                    (loss / count).backward()
+                    optimizer.step()
+                    bar.update()
+    finally:  # an error or Ctrl-C leaves the model in eval mode too (dropout off), as scoring needs
+        peft_model.eval()
 
 
 def held_out_split(
