@@ -227,12 +227,9 @@ class PromptCodec:
         """Token ids of ``text`` as it is encoded after other text: :meth:`text_ids`, except for a
         tokenizer that writes a prefix in front of every text (:func:`adds_text_prefix`), where
         ``text`` is encoded after :data:`CONTINUATION_CONTEXT`, whose tokens are then cut off (when
-        they come out whole; else the text is encoded alone)."""
-        if not self.adds_prefix or not text:
-            return self.text_ids(text)
-        context = self._context_ids
-        ids = self.text_ids(CONTINUATION_CONTEXT + text)
-        return ids[len(context) :] if ids[: len(context)] == context else self.text_ids(text)
+        they come out whole; else the text is encoded alone). ``text`` is the template's own (an end
+        marker, a separator): :meth:`filled_ids` with no user's text in it."""
+        return self.filled_ids(text, "", "", continuation=True)
 
     def filled_ids(self, before: str, text: str, after: str, *, continuation: bool) -> list[int]:
         """Token ids of ``before + text + after``, a user's ``text`` written between the template's
