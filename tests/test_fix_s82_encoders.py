@@ -33,14 +33,7 @@ from faast.encoders import ImageEncoder, build_encoder, cache_path, encode_datas
 from faast.encoders.text import SentenceEncoder
 from faast.io import load_tensors, save_tensors
 from tests.test_classify_text_cli import sentences, tiny_text_encoder, write_tsv
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_vision_eval import _one_thread  # noqa: F401 - autouse: one torch thread
 
 
 def _run(*argv) -> int:
