@@ -239,3 +239,15 @@ def test_predictions_carry_the_other_columns_of_the_inputs(model_dir, tmp_path, 
         rows = list(csv.DictReader(out.open(), delimiter="\t" if suffix == ".tsv" else ","))
     assert [r["id"] for r in rows] == ["r0", "r1", "r2", "r3"]
     assert [r["input"] for r in rows] == [*texts, texts[0]]
+
+
+def test_learn_one_output_remedy_is_quoted_for_the_shell(model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """The remedy of a single distinct output that holds a space ('New York') names a --labels
+    argument a shell reads as one word (it printed `--labels New York,...`, two words)."""
+    _, learn, _, out = parity_setup(model_dir, tmp_path)
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(f"{e.input}\tNew York\n" for e in read_examples(train)))
+    _no_model(monkeypatch)
+    assert main(learn) == 1
+    err = capsys.readouterr().err
+    assert "(--labels 'New York,...')" in err and not out.exists()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -588,8 +589,8 @@ def _check_one_output(args: argparse.Namespace, examples: list[Any], lead: list[
     if args.labels == "auto" and len(outputs) == 1:
         raise ValueError(
             f"--labels auto: every output of {args.examples} is {outputs[0]!r}, one label, so there is no "
-            f"label set to take from them; list the labels (--labels {outputs[0]},...) or learn the "
-            "outputs as free text (--labels none)"
+            f"label set to take from them; list the labels (--labels {shlex.quote(outputs[0] + ',...')}) or "
+            "learn the outputs as free text (--labels none)"
         )
 
 
