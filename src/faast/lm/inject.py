@@ -284,6 +284,24 @@ def check_head_not_peft(model: nn.Module, head: Any) -> None:
     )
 
 
+def check_head_unchanged(model: nn.Module, head: nn.Module) -> None:
+    """Refuse (:class:`UnsupportedModelError`) a model whose LM head (``get_output_embeddings()``) is
+    no longer ``head``, the one faast found when it wrapped the model: a PEFT adapter put on the head
+    afterwards (``get_peft_model``), or a head replaced (``resize_token_embeddings``). faast's hooks
+    sit on the old module and its scores use the old weight, so they would not be the model's
+    (an adapter is named, as :func:`check_head_not_peft` names it at wrap time)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    now = get_head() if callable(get_head) else None
+    if now is head or now is None:
+        return
+    check_head_not_peft(model, now)
+    raise UnsupportedModelError(
+        f"{type(model).__name__}'s LM head was replaced after faast wrapped the model (now "
+        f"{type(now).__name__}, e.g. by resize_token_embeddings): faast's hooks and scores use the "
+        "head it found then; unload() and wrap the model again (FaastModel(model))"
+    )
+
+
 def _width_message(model: nn.Module, head_width: int, hidden: int) -> str:
     """Why a model whose LM head reads ``head_width`` features, not the blocks' ``hidden``, is refused."""
     projected = [

@@ -43,6 +43,7 @@ from faast.lm.inject import (
     UnsupportedModelError,
     _text_config,
     check_causal,
+    check_head_unchanged,
     context_window,
     discard_compiled_code,
     find_layout,
@@ -179,6 +180,10 @@ class FaastModel(nn.Module):
         weakref.finalize(self, self._hooks.remove)
         self.read_config = ReadConfig()
         self.set_read(read or ReadConfig().replace(**legacy))
+
+    def _check_head(self) -> None:
+        """Refuse a model whose LM head changed since it was wrapped (:func:`check_head_unchanged`)."""
+        check_head_unchanged(self.base_model, self._layout.lm_head)
 
     def _check_logit_transform(self) -> None:
         """Refuse a model whose logits are not its LM head's output as :attr:`logit_transform` says
@@ -506,6 +511,7 @@ class FaastModel(nn.Module):
         base model) this equals the model's output for layouts without middle memories; with
         :meth:`head_inputs` for any prob/logit layout. Lets a caller score chosen positions, and
         compare many read configs on one capture."""
+        self._check_head()
         out = self.output_memory
         reading = self._ctx.enabled  # inside disabled() the base model's output
         with self.disabled():
@@ -518,6 +524,7 @@ class FaastModel(nn.Module):
         """The base model's log-probabilities (N, K), float32 or wider, of tokens (N, K) long at
         head inputs (N, d): log_softmax of the model's logits (:func:`layout_logits`), gathered (a
         few rows at a time, ``head_row_chunks``)."""
+        self._check_head()
         out = []
         for rows in head_row_chunks(head_input.shape[0]):
             logits = layout_logits(head_input[rows], self._layout)
@@ -535,6 +542,7 @@ class FaastModel(nn.Module):
         at those tokens (:meth:`~faast.lm.output_readouts.ProbReadOut.token_log_probs`); None for
         read-outs that need the whole head (logit, paper, correction mixes), which the caller then
         scores through :meth:`output_logits`."""
+        self._check_head()
         out = self.output_memory
         if out is None or not self._ctx.enabled or not out.active:
             return base
@@ -551,6 +559,7 @@ class FaastModel(nn.Module):
         :attr:`logit_transform` of their sum with β on the second (up to float rounding) for every β
         at the cost of two head passes. None for another mix, or when the memory is not read
         (nothing learned, or inside :meth:`disabled`)."""
+        self._check_head()
         out = self.output_memory
         if type(out) is not LogitReadOut or not self._ctx.enabled or not out.active:
             return None
@@ -596,6 +605,7 @@ class FaastModel(nn.Module):
         """Accumulate the pairs of a batch captured earlier by :meth:`capture` (no forward pass):
         learning the same examples into several models, or again after a reset, costs nothing more.
         ``batch.states`` must hold every read-out's key point. Returns the number of pairs."""
+        self._check_head()
         self._check_captured(batch)
         self._check_state_dtype(batch, "learn")
         with _autocast_off(self._layout.lm_head.weight.device):  # values (a scorer's weights) as outside it
@@ -664,6 +674,7 @@ class FaastModel(nn.Module):
     def forget_captured(self, batch: Captured | Sequence[Captured]) -> int:
         """Remove the pairs of one or several batches captured by :meth:`capture` (as learned by
         :meth:`learn_captured`), all or nothing; returns the number of pairs. See :meth:`forget`."""
+        self._check_head()
         batches = [batch] if isinstance(batch, Captured) else list(batch)
         if not batches or not all(isinstance(b, Captured) for b in batches):
             raise TypeError("forget_captured takes a Captured batch or a non-empty list of them")
@@ -823,6 +834,7 @@ class FaastModel(nn.Module):
             raise ValueError(
                 "learn needs input_ids (the memories' values are next-token ids), not inputs_embeds"
             )
+        self._check_head()
         for key in ("labels", "use_cache", "past_key_values", "cache", "output_hidden_states", "return_dict"):
             kwargs.pop(key, None)
         config = _text_config(self.base_model)
@@ -866,6 +878,7 @@ class FaastModel(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The base model's forward, reading the fast weights."""
+        self._check_head()
         return self.base_model(*args, **kwargs)
 
     @torch.no_grad()
@@ -878,6 +891,7 @@ class FaastModel(nn.Module):
         the model's context window is refused with a ``ValueError`` instead of running past the
         position embeddings.
         """
+        self._check_head()
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is not None:  # checked as learn checks them (a 1-D prompt or a list becomes one row)
             ids = self._checked_prompt(ids)
