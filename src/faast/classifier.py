@@ -112,7 +112,9 @@ class FaastClassifier(
         training set alone, from the one eigendecomposition (:mod:`faast.solver.loo`); with one
         example per class, where leave-one-out cannot rank levels, ρ = s₋₁ (the mean non-zero
         eigenvalue of G after the largest: :func:`faast.solver.spectral.one_per_class_penalty`);
-        GCV truncation beyond.
+        GCV truncation beyond. With ``center_features=True`` the leave-one-out runs in the
+        coordinates centred on the mean of all the rows (the held-out row stays in the mean and
+        in the intercept's direction), not refits that centre without it.
     ridge : float > 0, "gcv" or "auto", default=None
         Ridge regression with this penalty instead of truncation, ``"gcv"`` to choose it by
         generalised cross-validation, or ``"auto"`` — what all-None cut parameters mean — by
@@ -234,9 +236,13 @@ class FaastClassifier(
         With ``fit_intercept``: solve with the features (the design's, after
         ``normalize_keys``/``random_features``) centred on their weighted mean, so that the cut
         shrinks the weights around the mean instead of pulling the scores through the origin.
-        ``coef_`` then equals scikit-learn's ``Ridge(fit_intercept=True)`` at the same penalty;
-        the intercept keeps its own direction (eigenvalue ``intercept_scaling``² · Σ weights), shrunk
-        only as much as the cut shrinks that direction. The mean is taken from the statistics
+        ``coef_`` then equals scikit-learn's ``Ridge(fit_intercept=True)`` at the same penalty
+        (to rounding, where n ≥ D — the design's width — only while the features' columns are not
+        far from the origin for their spread: the centring is then done on their float64 Gram,
+        whose centred entries carry a relative error ε·(mean/std)², and ``fit`` warns above 10⁻⁶,
+        mean/std ≳ 7·10⁴; subtract the mean before fit there); the intercept keeps its own
+        direction (eigenvalue ``intercept_scaling``² · Σ weights), shrunk only as much as the cut
+        shrinks that direction. The mean is taken from the statistics
         at every solve, so ``partial_fit`` in batches, ``forget`` and distributed fits stay exact
         (the features are never copied); ``refine`` and ``loss="logistic"`` (whose steps then
         penalise the weights of the centred features) run in the centred coordinates too.
@@ -287,6 +293,8 @@ class FaastClassifier(
     and E is applied after the solve, which is exact (W_E = Eᵀ W_onehot). Inputs may be numpy
     arrays or torch tensors (CPU or GPU): ``decision_function`` and ``predict_proba`` return the
     input's type (tensors stay on their device); ``predict`` returns labels from ``classes_``.
+    Floating inputs keep their dtype; integer and bool ones, arrays and tensors alike, are read
+    as float64 (integers beyond 2²⁴, such as timestamps, keep their digits).
     After ``set_params`` of a cut parameter, :meth:`solve` recompiles without another pass; a
     parameter changed by ``set_params`` acts on predictions from the next fit (or ``solve``).
 
@@ -429,8 +437,14 @@ class FaastClassifier(
         if isinstance(self.class_weight, str):  # "balanced": n / (C · n_c) from the labels of this fit
             self.class_weight_ = compute_class_weight("balanced", classes=classes, y=y_np)
         keys, onehot, weights = self._partial_fit(X, y_np, classes, sample_weight, refining=True)
-        if self.fit_intercept and not self.center_features:
-            _warn_far_from_origin(keys)
+        if self.fit_intercept:  # center_features needs the intercept
+            stats = self.memory_.stats
+            _warn_far_from_origin(
+                keys,
+                centred=bool(self.center_features),
+                primal=stats.count >= stats.key_dim,  # the centring is then done on the Gram
+                expand=None if self.random_features is None else self._expand,
+            )
         if self.refine:  # every design row at once
             self._retarget(self._design(keys), onehot, weights)
         if self.loss == "logistic":  # builds the design itself, in the order of its held-out split
@@ -1045,8 +1059,10 @@ def _weighted_rows(
 
 
 def _per_class(onehot: torch.Tensor) -> np.ndarray:
-    """Examples per class (C,) int64 of a one-hot batch (n, C)."""
-    return onehot.sum(dim=0).round().to(torch.int64).cpu().numpy()
+    """Examples per class (C,) int64 of a one-hot batch (n, C), exact: summed in float64 (the
+    one-hot rows are in the features' dtype, whose sums round — bfloat16 past 256 examples of a
+    class, float16 past 2048 — where float64 counts exactly to 2⁵³)."""
+    return onehot.sum(dim=0, dtype=torch.float64).round().to(torch.int64).cpu().numpy()
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -1099,39 +1115,150 @@ def _labels_to_numpy(y: Any) -> np.ndarray:
 #: data the defaults were checked on lie below 15 (Fashion-MNIST embeddings 0.7, scikit-learn's
 #: raw tables 2–13: benchmarks/feature_offset.py); a column of years (2000 ± 10) gives 4·10⁴.
 FAR_FROM_ORIGIN = 1e3
+#: Relative rounding error of a column's centred statistics, ε·(μⱼ/σⱼ)² (ε of float64, μⱼ the
+#: column's mean, σⱼ its standard deviation), above which ``center_features=True`` is not trusted
+#: on the primal route (n ≥ D): there the solve centres the float64 Gram of the uncentred features,
+#: G − g sᵀ − s gᵀ + γ s sᵀ, whose terms are (μⱼ/σⱼ)² times the centred entries, so the centred
+#: statistics keep that relative error (coef_ 4·10⁻⁴ off scikit-learn's Ridge at μ/σ = 10⁶, 4 %
+#: at 10⁷, ×131 at 10⁸; this threshold is reached at μ/σ ≈ 7·10⁴: timestamps in seconds, prices
+#: in cents).
+CENTRING_PRECISION = 1e-6
+#: Rows of the sample whose random expansion (``random_features``) gives the design's columns for
+#: the centring-precision warning: the expansion costs a product per row.
+CENTRING_SAMPLE_EXPANDED = 256
 
 
-def _warn_far_from_origin(keys: torch.Tensor, rows: int = 2048) -> None:
-    """Warn when the features (n, d) sit far from the origin for their spread (‖mean‖² above
-    :data:`FAR_FROM_ORIGIN` times the summed variances, on the first ``rows`` rows): the penalised
-    intercept then cannot absorb the offset, whose direction dominates the spectrum, and the fit
-    loses accuracy that ``center_features=True`` (or standardising) keeps."""
-    ratio = _offset_ratio(keys[:rows])
-    if ratio is not None and ratio > FAR_FROM_ORIGIN and math.isfinite(ratio):
+def _warn_far_from_origin(
+    keys: torch.Tensor,
+    *,
+    centred: bool = False,
+    primal: bool = True,
+    expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rows: int = 2048,
+) -> None:
+    """Warn about features (n, d) that sit far from the origin for their spread, judged on the
+    first ``rows`` rows (one float64 copy, one pass: :func:`_column_moments`).
+
+    Without centring (``centred`` False): when ‖mean‖² exceeds :data:`FAR_FROM_ORIGIN` times the
+    summed variances, the penalised intercept cannot absorb the offset, whose direction dominates
+    the spectrum, and the fit loses accuracy that ``center_features=True`` keeps — unless the
+    offset is so large that the centring itself loses precision (below), when the warning says to
+    standardise instead. With centring (``centred``), on the primal route (``primal``: n ≥ D, where
+    the solve centres the uncentred Gram): when some design column's centred statistics keep a
+    relative error ε·(μⱼ/σⱼ)² above :data:`CENTRING_PRECISION`. ``expand``: the random expansion
+    (``random_features``), applied to the first :data:`CENTRING_SAMPLE_EXPANDED` rows to judge the
+    design's columns, whose centring it is."""
+    sample = keys[:rows]
+    if centred:
+        if primal:
+            _warn_centring_precision(sample, expand)
+        return
+    moments = _column_moments(sample)
+    if moments is None:
+        return
+    mean, var = moments
+    spread = float(var.sum())
+    ratio = float(mean @ mean) / spread if spread > 0 else math.inf
+    if not (ratio > FAR_FROM_ORIGIN and math.isfinite(ratio)):
+        return
+    lost = None
+    if primal:  # would center_features=True keep its precision? (the rare warning path alone)
+        lost = _centring_loss(*moments) if expand is None else _centring_loss_of(sample, expand)
+    if lost is not None and lost[0] > CENTRING_PRECISION:
+        remedy = (
+            f"center_features=True would not help either: {_describe_loss(lost, expand)}; subtract "
+            "the features' mean (standardise them) before fit"
+        )
+    else:
+        remedy = "pass center_features=True, or standardise the features"
+    warnings.warn(
+        f"the features lie far from the origin for their spread (their mean's squared norm is "
+        f"{ratio:.3g} times their summed variances): the intercept cannot absorb such an offset and "
+        f"accuracy suffers; {remedy}",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
+
+
+def _warn_centring_precision(
+    sample: torch.Tensor, expand: Callable[[torch.Tensor], torch.Tensor] | None
+) -> None:
+    """Warn when ``center_features=True`` loses the centred statistics of the design columns of
+    ``sample`` (rows (k, d) of the keys; ``expand``: their random expansion) to float64 rounding
+    (:func:`_centring_loss` above :data:`CENTRING_PRECISION`)."""
+    lost = _centring_loss_of(sample, expand)
+    if lost is not None and lost[0] > CENTRING_PRECISION:
         warnings.warn(
-            f"the features lie far from the origin for their spread (their mean's squared norm is "
-            f"{ratio:.3g} times their summed variances): the intercept cannot absorb such an offset and "
-            "accuracy suffers; pass center_features=True, or standardise the features",
+            "center_features=True centres the features through their float64 Gram (n ≥ the design's "
+            f"width), which loses precision on columns far from the origin for their spread: "
+            f"{_describe_loss(lost, expand)} and coef_ may be off from scikit-learn's Ridge by as much "
+            "or more; subtract the features' mean (standardise them) before fit",
             UserWarning,
             stacklevel=caller_stacklevel(),
         )
 
 
-def _offset_ratio(keys: torch.Tensor) -> float | None:
-    """‖mean‖² / Σⱼ var(x[:, j]) of rows (n, d) (sample variances, float64 sums; +inf when every
-    row is the same), or None for fewer than 2 rows."""
+def _describe_loss(lost: tuple[float, int, float, float], expand: Any) -> str:
+    """What :func:`_centring_loss` found, in words."""
+    error, column, mean, std = lost
+    what = "random feature" if expand is not None else "feature column"
+    return (
+        f"{what} {column} has mean {mean:.6g} and standard deviation {std:.3g} (in the first rows), "
+        f"so its centred statistics carry a relative rounding error of about {error:.1e} (ε·(mean/std)²)"
+    )
+
+
+def _centring_loss_of(
+    sample: torch.Tensor, expand: Callable[[torch.Tensor], torch.Tensor] | None
+) -> tuple[float, int, float, float] | None:
+    """:func:`_centring_loss` of the design columns of ``sample`` (k, d): the keys', or those of
+    their random expansion (``expand``) of the first :data:`CENTRING_SAMPLE_EXPANDED` rows."""
+    if expand is not None:
+        sample = expand(sample[:CENTRING_SAMPLE_EXPANDED])
+    moments = _column_moments(sample)
+    return None if moments is None else _centring_loss(*moments)
+
+
+def _centring_loss(mean: np.ndarray, var: np.ndarray) -> tuple[float, int, float, float] | None:
+    """The largest relative rounding error ε·μⱼ²/σⱼ² (ε of float64) of a column's statistics
+    centred through the uncentred Gram, from the columns' means and variances (d,), with that
+    column and its mean and standard deviation; a column constant in the sample (σⱼ = 0) is
+    measured against the largest variance (its centred statistics are then noise of size ε·μⱼ²
+    among the other columns'). None when every column is constant."""
+    top = float(var.max(initial=0.0))
+    if not top > 0:
+        return None
+    ratio = np.square(mean) / np.where(var > 0, var, top)
+    column = int(np.argmax(ratio))
+    error = float(np.finfo(np.float64).eps * ratio[column])
+    return error, column, float(mean[column]), math.sqrt(float(var[column]))
+
+
+def _column_moments(keys: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """The columns' means and sample variances (d,) float64 of rows (n, d), or None for fewer than
+    2 rows: one float64 copy, centred in place, its squares summed per column in one pass."""
     sample = keys.detach().cpu()
     if sample.shape[0] < 2:
         return None
     if sample.dtype not in (torch.float32, torch.float64):  # float16, bfloat16: NumPy takes float64
         sample = sample.to(torch.float64)
     # in NumPy (torch's float64 copy and temporaries took several times as long for 640 rows of
-    # 1280 features): one float64 copy, centred in place, its squares summed by one BLAS dot
+    # 1280 features): one float64 copy, centred in place; einsum sums the squares per column in
+    # one pass (as fast as the BLAS dot of every entry it replaced, 2048 × 1280)
     centred = sample.resolve_neg().numpy().astype(np.float64)
     mean = centred.mean(axis=0)
     centred -= mean
-    flat = centred.ravel()
-    spread = float(flat @ flat) / (centred.shape[0] - 1)  # Σⱼ var(x[:, j])
+    return mean, np.einsum("ij,ij->j", centred, centred) / (centred.shape[0] - 1)
+
+
+def _offset_ratio(keys: torch.Tensor) -> float | None:
+    """‖mean‖² / Σⱼ var(x[:, j]) of rows (n, d) (sample variances, float64 sums; +inf when every
+    row is the same), or None for fewer than 2 rows."""
+    moments = _column_moments(keys)
+    if moments is None:
+        return None
+    mean, var = moments
+    spread = float(var.sum())
     return float(mean @ mean) / spread if spread > 0 else math.inf
 
 

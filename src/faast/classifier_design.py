@@ -104,11 +104,16 @@ class DesignMixin:
                 raise ValueError(
                     f"X: expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}"
                 )
+            if X.shape[1] == 0:  # refused as scikit-learn refuses such an array (not deep in the statistics)
+                raise ValueError(
+                    f"Found tensor with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+                    f"required by {type(self).__name__}."
+                )
             if X.is_complex():  # as scikit-learn refuses complex arrays (a cast drops the imaginary part)
                 raise ValueError(f"Complex data not supported: X is a {X.dtype} tensor; pass real features")
             keys = X.detach().resolve_neg()  # a lazily negated view (z.conj().imag): NumPy refuses it
-            if not keys.is_floating_point():
-                keys = keys.to(torch.float32)
+            if not keys.is_floating_point():  # integers and bools: float64, as validate_data casts arrays
+                keys = keys.to(torch.float64)
             check_finite(keys, "X")
             # n_features_in_ and feature_names_in_ as for an array: a tensor has no feature names, so
             # a fit (reset) drops those of an earlier fit and a prediction warns when fitted with them
