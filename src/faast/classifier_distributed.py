@@ -32,8 +32,9 @@ def check_same_setup(clf: FaastClassifier, X: Any, classes: np.ndarray | None, w
     process ending with another classifier — or waiting in a collective the others skip. One
     all-gather of X's width and feature names, every parameter (:func:`_comparable`; not
     ``device``) and, for ``partial_fit``, the ``classes`` (C,) with their dtype's kind (0 and
-    0.0 compare equal, but give ``classes_`` of other dtypes; ``None`` after the first call). A
-    ValueError on every process, naming each differing item and every process's value."""
+    0.0 compare equal, but give ``classes_`` of other dtypes; ``None`` after the first call), and
+    the call itself (``fit`` on one process and ``partial_fit`` on another). A ValueError on every
+    process, naming each differing item and every process's value."""
     d = faast.distributed.current()
     params = {k: v for k, v in clf.get_params(deep=False).items() if k not in _PER_PROCESS_PARAMS}
     design = clf._design_params()  # random_state, intercept_scaling: as they act
@@ -43,21 +44,28 @@ def check_same_setup(clf: FaastClassifier, X: Any, classes: np.ndarray | None, w
         "feature_names_in_": None if names is None else [str(n) for n in names],
         **{k: _comparable(design.get(k, v)) for k, v in params.items()},
     }
+    setup["call"] = what  # fit on one process and partial_fit on another: named, on every process
     if what == "partial_fit":
         setup["classes"] = None if classes is None else [classes.dtype.kind, classes.tolist()]
     every = d.all_gather_json(setup)
+    if _differ(every, "call"):
+        told = "; ".join(f"rank {r}: {p.get('call')}" for r, p in enumerate(every))
+        raise ValueError(
+            f"{d}: the processes were not set up alike: they made different calls ({told}); every "
+            "process must call the same method (fit, or partial_fit) of a distributed classifier"
+        )
     if what == "partial_fit" and _differ(every, "classes"):  # as before: the classes alone
-        told = "; ".join(f"rank {r}: {p['classes'] and p['classes'][1]}" for r, p in enumerate(every))
-        kinds = sorted({str(p["classes"] and p["classes"][0]) for p in every})
+        told = "; ".join(f"rank {r}: {p.get('classes') and p['classes'][1]}" for r, p in enumerate(every))
+        kinds = sorted({str(p.get("classes") and p["classes"][0]) for p in every})
         why = f" (dtype kinds {', '.join(kinds)})" if len(kinds) > 1 else ""
         raise ValueError(
             f"{d}: partial_fit(distributed=True) got different classes{why} on the processes ({told}); "
             "every process must pass the same classes (all the labels of the whole data) on the first call"
         )
-    differ = [k for k in setup if _differ(every, k)]
+    differ = [k for k in dict.fromkeys(k for p in every for k in p) if _differ(every, k)]
     if differ:
         told = ", ".join(
-            f"{k} (" + "; ".join(f"rank {r}: {p[k]!r}" for r, p in enumerate(every)) + ")" for k in differ
+            f"{k} (" + "; ".join(f"rank {r}: {p.get(k)!r}" for r, p in enumerate(every)) + ")" for k in differ
         )
         raise ValueError(
             f"{d}: {what}(distributed=True): the processes were not set up alike: {told}; every "

@@ -9,8 +9,10 @@ machinery that needs:
   ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with a timeout, or returns a
   single-process context when there is none, so the same code runs with and without a launcher;
 - :class:`Dist` knows the rank and world size, shards a sequence (uneven splits and empty shards
-  are fine), all-reduces :class:`~faast.solver.GramStats` and small values, gathers rows, and
-  says which process writes files and prints (rank 0);
+  are fine), all-reduces :class:`~faast.solver.GramStats` and small values, gathers rows,
+  compares what the processes read (:meth:`Dist.check_same`: inputs or options that differ are an
+  :class:`InputsDifferError` on every process) and says which process writes files and prints
+  (rank 0);
 - :meth:`Dist.reduce_learning` wraps the learning of a :class:`~faast.lm.FaastModel` (or a
   :class:`~faast.lm.task.TaskModel`) so that only what is learned inside the block is summed across
   processes, and :meth:`Dist.learn_shard` shards a sequence, learns this process's block inside it
@@ -44,7 +46,16 @@ from faast.digest_multiset import DigestMultiset
 from faast.solver import GramStats
 from faast.solver.stats import StatsMismatchError
 
-__all__ = ["Dist", "DistributedError", "current", "init", "shard_range", "shutdown"]
+__all__ = [
+    "Dist",
+    "DistributedError",
+    "InputsDifferError",
+    "current",
+    "digest",
+    "init",
+    "shard_range",
+    "shutdown",
+]
 
 T = TypeVar("T")
 
@@ -56,6 +67,33 @@ _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 class DistributedError(RuntimeError):
     """A collective failed or timed out: another process probably failed, see its own error."""
+
+
+class InputsDifferError(ValueError):
+    """The processes of a launch read different inputs or were given different options
+    (:meth:`Dist.check_same`): raised on every process, before anything is written."""
+
+
+def digest(*parts: Any) -> str:
+    """A short SHA-256 (16 hex digits) of ``parts``, to compare what each process read
+    (:meth:`Dist.check_same`) without sending it: arrays and tensors by dtype, shape and bytes,
+    anything else by its JSON (lists, dicts, strings, numbers; other objects by ``str``)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            t = part.detach().to("cpu").contiguous().reshape(-1)
+            h.update(f"\0tensor {t.dtype} {tuple(part.shape)}\0".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(part, np.ndarray) and part.dtype != object:
+            h.update(f"\0array {part.dtype.str} {part.shape}\0".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            if isinstance(part, np.ndarray):
+                part = part.tolist()
+            h.update(b"\0json\0" + json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def shard_range(n: int, rank: int, world_size: int) -> range:
@@ -190,7 +228,8 @@ class Dist:
         data = json.dumps(obj).encode("utf-8")
         if not self.active:
             return [json.loads(data)]
-        sizes = self.gather_rows(torch.tensor([[len(data)]], dtype=torch.int64), self.world_size)
+        told = torch.tensor([[len(data)]], dtype=torch.int64)  # one row each: sizes agree everywhere
+        sizes = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
         width = int(sizes.max())
         local = torch.zeros(1, width, dtype=torch.uint8)
         local[0, : len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -199,22 +238,75 @@ class Dist:
 
     def gather_rows(self, local: torch.Tensor, total: int) -> torch.Tensor:
         """Concatenate every process's rows in rank order: ``local`` (k, ...) holds this process's
-        block of :meth:`shard_range` (``total``) → (total, ...) on ``local``'s device, everywhere."""
+        block of :meth:`shard_range` (``total``) → (total, ...) on ``local``'s device, everywhere.
+        The processes' totals (and row counts) are exchanged first: processes that disagree on
+        ``total`` (they read inputs of other lengths) are a :class:`DistributedError` on every
+        process naming each one's total, not sizes that do not match inside the backend."""
         sizes = [len(shard_range(total, r, self.world_size)) for r in range(self.world_size)]
-        if local.shape[0] != sizes[self.rank]:
-            raise ValueError(
-                f"{self}: expected this process's {sizes[self.rank]} rows of {total}, got {local.shape[0]}"
-            )
         if not self.active:
+            if local.shape[0] != sizes[self.rank]:
+                raise ValueError(f"{self}: expected {sizes[self.rank]} rows of {total}, got {local.shape[0]}")
             return local
+        told = torch.tensor([[int(total), int(local.shape[0])]], dtype=torch.int64)
+        every = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
+        totals, counts = every[:, 0].tolist(), every[:, 1].tolist()
+        if any(t != totals[0] for t in totals):
+            raise DistributedError(
+                f"{self}: the processes gather rows of different totals ("
+                + ", ".join(f"rank {r}: {t}" for r, t in enumerate(totals))
+                + "): they read inputs of other lengths; every process must read the same inputs"
+            )
+        wrong = [r for r, k in enumerate(counts) if k != sizes[r]]
+        if wrong:
+            raise DistributedError(
+                f"{self}: expected each process's block of the {total} rows ("
+                + ", ".join(f"rank {r}: {sizes[r]} rows, got {counts[r]}" for r in wrong)
+                + ")"
+            )
         return self._gather_blocks(local, sizes, "all_gather of rows").to(local.device)
+
+    def check_same(self, values: dict[str, Any], shown: dict[str, str] | None = None) -> None:
+        """Refuse, on every process, ``values`` (name → a JSON-able value: an option's value, or a
+        :func:`digest` of what an input file held) that differ between the processes: an
+        :class:`InputsDifferError` naming each differing name and every process's value (or what
+        ``shown`` gives for it: e.g. the file a digest was taken of, whose path may differ between
+        processes). One all-gather; nothing at all with a single process. Call it after the inputs
+        are read and before anything is written, so that no process works on a mixture of them."""
+        if not self.active:
+            return
+        mine = json.loads(json.dumps(values, default=str))  # as the others receive it
+        every = self.all_gather_json([mine, dict(shown or {})])
+        names = list(dict.fromkeys(name for part, _ in every for name in part))
+        differ = [n for n in names if any(p.get(n) != every[0][0].get(n) for p, _ in every)]
+        if not differ:
+            return
+
+        def told_as(part: dict[str, Any], labels: dict[str, str], name: str) -> str:
+            if name in labels:
+                return labels[name]
+            text = json.dumps(part[name]) if name in part else "not given"
+            return text if len(text) <= 60 else text[:57] + "..."
+
+        told = "; ".join(
+            f"{n} ("
+            + ", ".join(f"rank {r}: {told_as(part, labels, n)}" for r, (part, labels) in enumerate(every))
+            + ")"
+            for n in differ[:4]
+        )
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise InputsDifferError(
+            f"{self}: the processes read different inputs or were given different options: {told}{more}; "
+            "every process of a torchrun launch must read the same files (on shared storage, or the same "
+            "copy on every node) with the same options. Nothing was written"
+        )
 
     def gather_any_rows(self, local: torch.Tensor, what: str) -> torch.Tensor:
         """Concatenate every process's rows in rank order, each process holding any number
         (``local`` (k, ...), k ≥ 0): their counts are gathered first → (Σk, ...) everywhere."""
         if not self.active:
             return local
-        counts = self.gather_rows(torch.tensor([[local.shape[0]]], dtype=torch.int64), self.world_size)
+        told = torch.tensor([[local.shape[0]]], dtype=torch.int64)
+        counts = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
         return self._gather_blocks(local, counts[:, 0].tolist(), what).to(local.device)
 
     def gather_digests(self, local: np.ndarray, what: str) -> np.ndarray:
@@ -358,8 +450,10 @@ class Dist:
                 )
         if reduced:
             readout.load_extra_state(reduced, "the all-reduced learned-token state")
-        if before.count:
-            readout.stats.merge(before)
+        if before.count:  # the earlier statistics first, then the block's: kept rows in data order
+            block = readout.stats.copy()
+            readout.stats.restore(before)
+            readout.stats.merge(block)
 
     def learn_shard(self, model: Any, items: Sequence[T], learn: Callable[[Sequence[T]], int]) -> int:
         """Learn this process's block of ``items`` into ``model`` and sum the result across processes.
@@ -417,6 +511,17 @@ def _env_int(name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer (set by torchrun), got {raw!r}") from None
+
+
+def _local_rank(rank: int) -> int:
+    """``LOCAL_RANK`` (this process's index on its machine; ``rank`` when it is not set), a
+    ValueError naming the variable when it is not a non-negative integer."""
+    local = _env_int("LOCAL_RANK")
+    if local is None:
+        return rank
+    if local < 0:
+        raise ValueError(f"LOCAL_RANK must be a non-negative integer (set by torchrun), got {local}")
+    return local
 
 
 def _launch_from_env() -> tuple[int, int] | None:
@@ -503,10 +608,10 @@ def init(
     if initialized:
         backend = dist.get_backend()
         rank, world = dist.get_rank(), dist.get_world_size()
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        local = _local_rank(rank)
     elif launched:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])  # checked above
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        local = _local_rank(rank)
         backend = (
             backend
             or os.environ.get("FAAST_DIST_BACKEND")

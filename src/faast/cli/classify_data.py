@@ -5,6 +5,7 @@ checked against the encoder and kind of data a saved classifier was fitted on.""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -67,6 +68,22 @@ def _saved_image_encoder(source: dict[str, Any]) -> str:
     return name
 
 
+def _same_data(dist: Dist, args: argparse.Namespace, *read: Any) -> None:
+    """Under ``torchrun``, refuse on every process data that differs between the processes (a
+    digest of what this process ``read``: a features file's rows and labels, an image folder's
+    listing and classes, a text file's texts and labels) and options that differ
+    (:func:`~faast.cli.lm_cmd.check_same_everywhere`), before anything is encoded or learned:
+    each process reads the data itself, and would learn its block of another file."""
+    if not dist.active:
+        return
+    from faast.cli.lm_cmd import check_same_everywhere
+    from faast.distributed import digest
+
+    labels = getattr(args, "labels", None)  # a features file's labels file, read with it
+    name, path = ("DATA", args.data) if labels is None else ("DATA and --labels", f"{args.data}, {labels}")
+    check_same_everywhere(dist, args, {name: (path, digest(*read))}, paths=("labels",))
+
+
 def read_data(
     args: argparse.Namespace, source: dict[str, Any] | None, dist: Dist
 ) -> tuple[Any, np.ndarray | None, list[str], list[str] | None, dict]:
@@ -94,6 +111,10 @@ def read_data(
         # listed once (its warnings given once), before the encoder loads or an image is decoded; to
         # predict, the images beside class folders too (unlabelled, as in a flat folder)
         listing = list_image_folder(data, loose=args.action == "predict")
+        images, classes, indices = listing
+        _same_data(
+            dist, args, [Path(os.path.relpath(p, data)).as_posix() for p in images], classes, list(indices)
+        )
         if args.action == "fit":
             two_classes(need_labels(_folder_labels(listing), args), args)
         name = args.encoder or (_saved_image_encoder(source) if source else "efficientnet-lite0")
@@ -144,6 +165,7 @@ def read_data(
     if label_column is None and source and data.suffix.lower() == ".csv":
         label_column = source.get("label_column")  # the one the classifier was fitted with
     table = read_features(data, labels_path=args.labels, label_column=label_column, id_column=args.id_column)
+    _same_data(dist, args, table.features, table.labels, table.ids, table.columns)
     feats, columns = table.features, table.columns
     fitted = source.get("columns") if source else None
     if columns is not None and fitted is not None:
@@ -350,6 +372,7 @@ def _read_texts(
     columns = {"input_column": args.text_column or "input", "output_column": args.label_column or "output"}
     options = "--text-column/--label-column"
     examples = read_examples(args.data, outputs=args.action != "predict", options=options, **columns)
+    _same_data(dist, args, [[e.input, e.output, e.extra] for e in examples])
     ids = [str(i) for i in range(len(examples))]
     if args.id_column is not None:
         missing = [i for i, e in enumerate(examples) if args.id_column not in e.extra]

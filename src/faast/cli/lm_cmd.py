@@ -316,6 +316,44 @@ def _init(args: argparse.Namespace) -> Dist:
     return dist
 
 
+#: Options that may differ between the processes of a ``torchrun`` launch (:func:`check_same_everywhere`):
+#: where each process works, and paths (a node may hold its copy elsewhere; what the inputs hold is
+#: compared instead, and rank 0 alone writes the outputs).
+PER_PROCESS_OPTIONS = frozenset(
+    {
+        "func", "debug", "device", "threads",  # where and how each process runs
+        "text", "out", "model", "adapter", "fast_weights", "examples", "inputs", "predictions", "json",
+        "demonstrations", "lora", "csv", "cache_dir", "data",
+    }
+)  # fmt: skip
+
+
+def check_same_everywhere(
+    dist: Dist,
+    args: argparse.Namespace,
+    inputs: dict[str, tuple[Any, str]] | None = None,
+    paths: tuple[str, ...] = (),
+) -> None:
+    """Refuse, on every process of a ``torchrun`` launch, a command whose processes were given
+    different options (every option but :data:`PER_PROCESS_OPTIONS` and ``paths``) or read
+    different ``inputs`` (a name such as ``"--examples"`` → (the file's path, a
+    :func:`faast.distributed.digest` of what was read from it): the contents are compared, the
+    paths only named): an :class:`~faast.distributed.InputsDifferError` naming each, before
+    anything is written (:meth:`~faast.distributed.Dist.check_same`, one all-gather). Nothing with
+    a single process."""
+    if not dist.active:
+        return
+    skip = PER_PROCESS_OPTIONS | set(paths)
+    values: dict[str, Any] = {
+        "--" + name.replace("_", "-"): value for name, value in sorted(vars(args).items()) if name not in skip
+    }
+    shown = {}
+    for name, (path, held) in (inputs or {}).items():
+        values[name] = held
+        shown[name] = f"{path} (digest {held})"
+    dist.check_same(values, shown)
+
+
 def run_learn(args: argparse.Namespace) -> int:
     """Learn a text file. Under ``torchrun`` each process learns its share of the windows and the
     statistics are summed across processes (:mod:`faast.distributed`); rank 0 prints and writes.
@@ -327,6 +365,7 @@ def run_learn(args: argparse.Namespace) -> int:
     dist = _init(args)
     _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     _check_learn_args(args)
+    check_same_everywhere(dist, args)  # --window, --batch-size, ...: the text's digest is compared below
     given = {} if args.num_memories is None else {"num_memories": args.num_memories}
     if args.key_features is not None:
         given["output_key_features"] = args.key_features
@@ -675,6 +714,11 @@ def run_forget(args: argparse.Namespace) -> int:
     from faast.lm.fastweights import read_task_and_digest, task_read_config
     from faast.lm.text import iter_window_batches
 
+    # Under torchrun every process forgets the text from the task as it read it (the same result
+    # everywhere) and rank 0 alone writes it: the processes first agree that they read the same text
+    # and the same task, so that none reads the file after rank 0 rewrote it (it would forget the
+    # text twice, or fail saying that nothing was written).
+    dist = _init(args)
     scan = _scan_text(args.text)  # an empty file or one that is not text: refused before any work
     digest = scan.digest
     if args.window < 2:
@@ -683,7 +727,10 @@ def run_forget(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     # the task as read, and its digest: another command's save is not lost
     task, tensors, signature, loaded = read_task_and_digest(args.fast_weights, args.task)
-    check_writable(args.fast_weights)
+    read = {"--text": (args.text, digest), "--fast-weights": (args.fast_weights, loaded[:16])}
+    check_same_everywhere(dist, args, read)
+    if dist.is_main:
+        check_writable(args.fast_weights)
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
     info = dict(signature.get("info") or {})
@@ -693,12 +740,13 @@ def run_forget(args: argparse.Namespace) -> int:
         unrecorded = _unrecorded_pairs(tensors, signature, records)
         if not unrecorded:  # the records name every pair held, and not this text
             raise ValueError(_not_learned_message(args, task, records))
-        print(
-            f"[faast] warning: task {task!r} records no learning of {args.text}, but {unrecorded} of its "
-            "pairs were learned without a record (before the records, or by `faast lm stream`): "
-            "forgetting it unchecked",
-            file=sys.stderr,
-        )
+        if dist.is_main:
+            print(
+                f"[faast] warning: task {task!r} records no learning of {args.text}, but {unrecorded} of "
+                "its pairs were learned without a record (before the records, or by `faast lm stream`): "
+                "forgetting it unchecked",
+                file=sys.stderr,
+            )
     record = None if index is None else info["learned"][index]
     learned_pairs = _check_forget_matches_learning(args, record)
     layout = {} if args.adapter else dict(signature["config"])
@@ -707,7 +755,7 @@ def run_forget(args: argparse.Namespace) -> int:
     # read through the scan: a text rewritten since the scan that chose the record is refused
     windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)", scan=scan)
     streamed = None if record is None else record.get("windows")
-    if isinstance(streamed, int) and 0 < streamed < len(windows):  # `stream --max-chunks` read a part
+    if isinstance(streamed, int) and 0 < streamed < len(windows) and dist.is_main:  # `--max-chunks`
         print(
             f"[faast] forgetting the first {streamed} of the text's {len(windows)} windows: "
             "as many as were learned (`faast lm stream --max-chunks`)"
@@ -733,11 +781,14 @@ def run_forget(args: argparse.Namespace) -> int:
     info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
     if index is not None:  # the forgotten text is no longer learned (once)
         info["learned"] = [r for i, r in enumerate(info["learned"]) if i != index]
-    fm.save_fast_weights(args.fast_weights, task=task, info=info, expect=loaded)
-    print(
-        f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
-        f"{fm.num_pairs} pairs remain"
-    )
+    if dist.is_main:
+        fm.save_fast_weights(args.fast_weights, task=task, info=info, expect=loaded)
+    dist.barrier()  # the file is written before any process can look for it
+    if dist.is_main:
+        print(
+            f"[faast] forgot {pairs} pairs of {args.text} from task {task!r} in {args.fast_weights}; "
+            f"{fm.num_pairs} pairs remain"
+        )
     return 0
 
 
@@ -786,6 +837,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from faast.lm.decoding import check_max_new_tokens
     from faast.lm.text import chat_prompt_ids, prompt_ids
 
+    dist = _init(args)  # under torchrun every process generates the same text: rank 0 alone prints it
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     fm, tok = _load_with_fast_weights(args)
     if args.chat:
@@ -809,7 +861,8 @@ def run_generate(args: argparse.Namespace) -> int:
         else:
             out = fm.generate(**inputs, **kw)
         text = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        print(f"--- {name}:\n{text}" if args.compare else text)
+        if dist.is_main:
+            print(f"--- {name}:\n{text}" if args.compare else text)
     return 0
 
 
@@ -820,6 +873,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     the same ids): memory does not grow with its length."""
     from faast.lm.text import base_and_fast_perplexity, perplexity
 
+    dist = _init(args)  # under torchrun every process scores the whole text: rank 0 alone prints
     _check_max_windows(args.max_windows)
     _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     fm, tok = _load_with_fast_weights(args)
@@ -827,7 +881,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     # the tokens not scored (past --max-windows: the whole text's count), refuses a text too short to
     # score and bytes that are not text, before any scoring.
     windows = _file_windows(tok, args.text, args.window, "scored", limit=args.max_windows)
-    progress = sys.stderr.isatty()  # bars on a terminal, not into a log (as learn and stream)
+    progress = _show_progress(dist)  # bars on a terminal, not into a log (as learn and stream)
     if args.fast_weights:
         base, fast = base_and_fast_perplexity(fm, windows, progress=progress)
     else:
@@ -836,7 +890,8 @@ def run_perplexity(args: argparse.Namespace) -> int:
     result = {"tokens": base.tokens, "base": base.to_dict()}
     if fast is not None:
         result["fast_weights"] = fast.to_dict()
-    print(json.dumps(result, indent=1))
+    if dist.is_main:
+        print(json.dumps(result, indent=1))
     return 0
 
 
@@ -1033,6 +1088,7 @@ def run_stream(args: argparse.Namespace) -> int:
     if dist.is_main:  # bad result paths fail now, not after the whole text is read
         _check_stream_outputs(args)
     _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
+    check_same_everywhere(dist, args)  # --chunk, --context, ...: the text's digest is compared below
     fm, tok = _load(args, *_layout_and_read(args, {}))
     # the pass that counts the chunks' tokens also takes the text's digest (the --out record) and
     # refuses bytes that are not text, before anything is scored, learned or written

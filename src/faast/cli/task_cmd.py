@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faast.cli.lm_cmd import _init, _load, _model_args
+from faast.cli.lm_cmd import _init, _load, _model_args, check_same_everywhere
 
 if TYPE_CHECKING:
     from faast.distributed import Dist
@@ -441,6 +441,7 @@ def run_learn(args: argparse.Namespace) -> int:
     examples = read_examples(args.examples, **_columns(args))
     lead, examples = _lead_demonstrations(examples, args.in_context, args.examples)
     groups = _example_groups(examples, args.group_field, args.examples)
+    _same_examples(dist, args, "examples", [*lead, *examples])  # under torchrun: read alike everywhere
     _check_fit_settings(args, examples, lead, head_layer)  # before the model loads
     fm, tok = _load(args, {"output_key_features": args.key_features, "output_mix": args.mix}, ReadConfig())
     _check_head_layer(head_layer, fm._layout.num_layers)  # now, not after learning
@@ -649,12 +650,15 @@ def run_forget(args: argparse.Namespace) -> int:
     from faast.lm.fastweights import read_task_and_digest
     from faast.lm.task_record import INFO_KEY as LEARNED_KEY
 
+    dist = _init(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     examples = read_examples(args.examples, **_columns(args))
     # the task as read, and its digest: another command's save is not lost
     name, tensors, signature, loaded = read_task_and_digest(args.fast_weights, args.task)
     del tensors
+    # under torchrun every process forgets the same examples from the same task (rank 0 writes it)
+    _same_examples(dist, args, "examples", examples, {"--fast-weights": (args.fast_weights, loaded[:16])})
     check_writable(args.fast_weights)
     args.task, args.template, args.answer_end, args.labels = name, None, None, None
     task = _task_model(args, signature)
@@ -671,7 +675,7 @@ def run_forget(args: argparse.Namespace) -> int:
             UserWarning,
             stacklevel=1,
         )
-    pairs = task.forget(examples, batch_size=args.batch_size, progress=_dist().is_main)
+    pairs = task.forget(examples, batch_size=args.batch_size, progress=dist.is_main)
     if task.model.num_pairs == 0:
         raise ValueError(
             f"forgetting {args.examples} leaves task {name!r} empty: nothing was written (it held only "
@@ -682,8 +686,10 @@ def run_forget(args: argparse.Namespace) -> int:
         info[LEARNED_KEY] = task.learned.to_json()
     entry = {"examples": Path(args.examples).name, "count": len(examples), "pairs": pairs}
     info["forgotten"] = [*info.get("forgotten", []), entry]
-    if _dist().is_main:
+    if dist.is_main:
         task.model.save_fast_weights(args.fast_weights, task=name, info=info, expect=loaded)
+    dist.barrier()  # the file is written before any process can look for it
+    if dist.is_main:
         print(
             f"[faast] forgot {len(examples)} examples ({pairs} pairs) of {args.examples} from task "
             f"{name!r} in {args.fast_weights}; {task.model.num_pairs} pairs remain"
@@ -729,6 +735,24 @@ def _dist() -> Dist:
     from faast import distributed
 
     return distributed.current()
+
+
+def _same_examples(
+    dist: Dist,
+    args: argparse.Namespace,
+    option: str,
+    examples: list[Any],
+    more: dict[str, tuple[Any, str]] | None = None,
+) -> None:
+    """Under ``torchrun``, refuse on every process examples (or inputs) read from ``--option`` that
+    differ between the processes, and options that differ (:func:`~faast.cli.lm_cmd.check_same_everywhere`):
+    each process reads the file itself, and would learn or score its share of another file."""
+    if not dist.active:
+        return
+    from faast.distributed import digest
+
+    held = digest([[e.input, e.output, e.extra] for e in examples])
+    check_same_everywhere(dist, args, {f"--{option}": (getattr(args, option), held), **(more or {})})
 
 
 def _task_model(
@@ -1077,9 +1101,10 @@ def _answer_nll(task, examples: list[Any], batch_size: int) -> tuple[float, int]
 def run_classify(args: argparse.Namespace) -> int:
     from faast.lm.examples import read_examples
 
-    _init(args)
+    dist = _init(args)
     _check_result_paths(args, "out")
     examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
+    _same_examples(dist, args, "inputs", examples)
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
     if not task.spec.labels:
@@ -1133,10 +1158,11 @@ def run_generate(args: argparse.Namespace) -> int:
     from faast.lm.decoding import check_max_new_tokens
     from faast.lm.examples import read_examples
 
-    _init(args)
+    dist = _init(args)
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "out")
     examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
+    _same_examples(dist, args, "inputs", examples)
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
     outs = _generate(task, inputs, args)
@@ -1187,6 +1213,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "predictions", "json")
     examples = read_examples(args.examples, **_columns(args))
+    _same_examples(dist, args, "examples", examples)
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
     task = _chosen_task(args, inputs, refs)
