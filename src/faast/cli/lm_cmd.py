@@ -609,12 +609,19 @@ def _learned_info(
     return info
 
 
-def _learned_record(info: dict[str, Any], digest: str) -> int | None:
+def _learned_record(info: dict[str, Any], digest: str, window: int, batch_size: int) -> int | None:
     """Index in ``info["learned"]`` of the last record of the text whose :attr:`_TextScan.digest` is
-    ``digest``, or None."""
+    ``digest`` learned with this ``window`` and ``batch_size`` — or, when none was, the last record of
+    that text (which ``forget`` then refuses, naming how it was learned) — or None. A text learned
+    twice with other windows is forgotten with either's."""
     records = info.get("learned", [])
     matches = [i for i, r in enumerate(records) if isinstance(r, dict) and r.get("digest") == digest]
-    return matches[-1] if matches else None
+    same = [
+        i
+        for i in matches
+        if records[i].get("window") == window and records[i].get("batch_size") == batch_size
+    ]
+    return (same or matches)[-1] if matches else None
 
 
 def _check_forget_matches_learning(args: argparse.Namespace, record: dict[str, Any] | None) -> int | None:
@@ -734,7 +741,7 @@ def run_forget(args: argparse.Namespace) -> int:
     if "config" not in signature:
         raise ValueError(f"{args.fast_weights}: task {task!r} records no FaastConfig")
     info = dict(signature.get("info") or {})
-    index = _learned_record(info, digest)
+    index = _learned_record(info, digest, args.window, args.batch_size)
     records = [r for r in info.get("learned", []) if isinstance(r, dict)]
     if index is None and records:
         unrecorded = _unrecorded_pairs(tensors, signature, records)
