@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -103,7 +104,81 @@ class KNNMemory(StoredPairsMemory):
     def _nearest(self, q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
         """Indices (b, k) of the k stored keys (n, d) nearest each query of q (b, d), nearest first."""
         if self.metric == "cosine":
-            scores = unit_rows(q) @ keys.T
-        else:
-            scores = -torch.cdist(q, keys)
-        return torch.topk(scores, k, dim=1).indices
+            return torch.topk(unit_rows(q) @ keys.T, k, dim=1).indices
+        return _nearest_l2(q, keys, k)
+
+
+#: torch.cdist from the differences q − k themselves (no ‖q‖² + ‖k‖² − 2 q·k cancellation): the
+#: same bits for a pair whatever the number of rows on either side.
+_EXACT = "donot_use_mm_for_euclid_dist"
+
+
+def _distances(q: torch.Tensor, keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """‖q − k‖ (b, c) of each query of q (b, d) to the keys (n, d) at ``index`` (b, c), from the
+    differences (:data:`_EXACT`), at most ``_SCORE_BLOCK`` gathered entries at a time."""
+    b, c = index.shape
+    out = q.new_empty(b, c)
+    step = max(1, _SCORE_BLOCK // max(c * q.shape[1], 1))
+    for i in range(0, b, step):
+        rows = slice(i, i + step)
+        out[rows] = torch.cdist(q[rows, None, :], keys[index[rows]], compute_mode=_EXACT)[:, 0]
+    return out
+
+
+def _smallest(distances: torch.Tensor, index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest ``distances`` (b, c) and their ``index`` (b, c) entries (ascending along
+    each row), smallest first; among equal distances the lower index first."""
+    b = distances.shape[0]
+    distances = torch.nan_to_num(distances, nan=math.inf)
+    kth = torch.topk(distances, k, dim=1, largest=False).values[:, -1:]
+    below, tied = distances < kth, distances == kth
+    need = k - below.sum(dim=1, keepdim=True)
+    take = below | (tied & (tied.cumsum(dim=1) <= need))  # k per row, in index order
+    chosen, where = distances[take].view(b, k), index[take].view(b, k)
+    order = torch.sort(chosen, dim=1, stable=True).indices
+    return chosen.gather(1, order), where.gather(1, order)
+
+
+def _nearest_l2(q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (b, k) of the k keys (n, d) nearest each query of q (b, d) in Euclidean distance,
+    nearest first, ties to the lower index: the ranking of the distances computed from the
+    differences q − k for every key (:data:`_EXACT`), whatever the number of queries read at once.
+
+    Candidates come from one matrix product on keys and queries centred on the keys' mean
+    (‖q′‖² + ‖k′‖² − 2 q′·k′, which cancels where the differences are small next to q′ and k′);
+    their distances are recomputed from the differences, and a query is answered from them only
+    when the k-th of those lies below every other key's distance by more than the product's
+    rounding bound. The other queries (ties at the cut, or data the product cannot resolve:
+    clusters far apart) are ranked from the differences to every key."""
+    n, d = keys.shape
+    candidates = min(n, 2 * k + 16)
+    if candidates == n:  # every key is a candidate: rank them all from the differences
+        return _ranked_all(q, keys, k)
+    centre = keys.mean(dim=0)  # any point serves: only the rounding of the subtraction counts
+    q_c, keys_c = q - centre, keys - centre
+    q_sq, keys_sq = (q_c * q_c).sum(dim=1), (keys_c * keys_c).sum(dim=1)
+    approx = torch.addmm(keys_sq[None, :], q_c, keys_c.T, alpha=-2.0).add_(q_sq[:, None])
+    cut, index = torch.topk(approx, candidates, dim=1, largest=False, sorted=True)
+    del approx
+    index = index.sort(dim=1).values  # ascending: ties go to the lower index
+    best, nearest = _smallest(_distances(q, keys, index), index, k)
+    # |error| of the product's squared distances (and of the centring) ≤ γ_(d+4) (‖q′‖ + max ‖k′‖)²;
+    # that of the differences' (squared, summed, square-rooted, squared) ≤ γ_(d+6) · distance²:
+    # doubled for safety
+    eps = torch.finfo(q.dtype).eps
+    radius = (q_sq.sqrt() + keys_sq.max().sqrt()) ** 2
+    others = cut[:, -1]  # every key not a candidate has a product distance at least this
+    bound = 2.0 * eps * ((d + 4) * radius + (d + 6) * others.abs())
+    kth = best[:, -1]
+    unsure = ~(kth * kth < others - bound)  # NaN (overflow) included
+    if bool(unsure.any()):
+        rows = unsure.nonzero()[:, 0]
+        nearest[rows] = _ranked_all(q[rows], keys, k)
+    return nearest
+
+
+def _ranked_all(q: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (b, k) of the k keys (n, d) nearest each query of q (b, d), from the differences
+    to every key (:data:`_EXACT`), nearest first, ties to the lower index."""
+    everything = torch.arange(keys.shape[0], device=keys.device).expand(q.shape[0], -1)
+    return _smallest(torch.cdist(q, keys, compute_mode=_EXACT), everything, k)[1]

@@ -265,9 +265,9 @@ def quasi_newton_steps(
         previous = (step, data_grad)
         if guaranteed <= tolerance:
             break
-        if math.sqrt(float((step * step).sum())) <= STEP_TOLERANCE * max(
-            math.sqrt(float((weight * weight).sum())), 1.0
-        ):
+        # relative, not floored at ‖W‖ = 1: features ×c with ρ ×c² scale the weights by 1/c and
+        # must take the same steps (an absolute floor stopped features of scale 1e9 after a step)
+        if float((step * step).sum()) <= STEP_TOLERANCE * STEP_TOLERANCE * float((weight * weight).sum()):
             break
     memory.last = (weight, scores)
     return weight, taken

@@ -35,6 +35,9 @@ from faast.solver.cpu_products import matmul
 
 #: Eigenvalues of a float64 Gram below this fraction of λ_max (times d) are rounding noise.
 _EIGEN_NOISE = torch.finfo(torch.float64).eps
+#: The dual route's weights are formed on eigenvalues rescaled by a power of two (exactly undone)
+#: once λ_max leaves 2^±this (keys of scale beyond about 1e±19): :meth:`SpectralFactor._dual_exponent`.
+_DUAL_RESCALE_BITS = 128
 #: Matrices up to this size are decomposed (and, on the dual route, formed) on one BLAS thread.
 _SMALL_EIGH = 256
 
@@ -354,20 +357,51 @@ class SpectralFactor:
         return self.ridge_filter(ridge), None, ridge
 
     def ridge_filter(self, ridge: float) -> torch.Tensor:
-        """φ for ridge regression (G + ρI)⁻¹. Returns (d,) float64."""
+        """φ for ridge regression (G + ρI)⁻¹. Returns (d,) float64.
+
+        A ρ below the noise floor cannot resolve the eigenvalues at or below it: those get φ = 0
+        (as truncation, which clamps a τ below the floor to it, and the dual route, which drops
+        them, do). Their directions hold G's rounding, which 1/ρ multiplied without bound (a
+        rank-deficient G with ρ = 1e-30 gave scores off by up to 8×). A ρ at or above the floor
+        keeps every direction (at most 1/floor, as the smallest direction truncation keeps), so
+        (G + ρI)⁻¹ is unchanged there."""
         if not (ridge > 0.0 and math.isfinite(ridge)):
             raise ValueError(f"ridge must be a finite number > 0, got {ridge}")
-        return 1.0 / (self.eigenvalues + ridge)
+        phi = 1.0 / (self.eigenvalues + ridge)
+        floor = self.noise_floor
+        if ridge < floor:
+            phi[self.eigenvalues <= floor] = 0.0
+        return phi
 
     # ----------------------------------------------------------------- results
+    def _dual_exponent(self) -> int:
+        """k such that the dual route's products run on λ 4⁻ᵏ, φ 4ᵏ, C 2⁻ᵏ (exact: powers of two)
+        with λ_max 4⁻ᵏ near 1, and their result is scaled back by 4⁻ᵏ: 0 (nothing rescaled, the
+        same bits) for λ_max within 2^±``_DUAL_RESCALE_BITS``. Beyond, φ/√λ ~ scale⁻³ and φ/λ ~
+        scale⁻⁴ of keys of scale ≳ 1e77 (or ≲ 1e-77) underflow (all-zero weights) or overflow."""
+        top = self.lambda_max
+        if not (top > 0.0 and math.isfinite(top)):
+            return 0
+        exponent = math.frexp(top)[1]
+        if abs(exponent) <= _DUAL_RESCALE_BITS:
+            return 0
+        return max(-500, min(500, exponent // 2))  # 2^±2k stays a float64 (a subnormal λ_max: 2^-1074)
+
     def weights(self, phi: torch.Tensor) -> torch.Tensor:
         """Fast-weight matrix W = (U diag(φ) C)ᵀ of shape (m, d), float64."""
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
-            scale = phi / self.eigenvalues.sqrt()
-            return self.original_weights(
-                matmul(self.row_keys.T, matmul(self.left, scale[:, None] * self.projected)).T
-            )
+            k = self._dual_exponent()
+            if k == 0:
+                scale = phi / self.eigenvalues.sqrt()
+                return self.original_weights(
+                    matmul(self.row_keys.T, matmul(self.left, scale[:, None] * self.projected)).T
+                )
+            # the same products on λ 4⁻ᵏ, φ 4ᵏ, C 2⁻ᵏ (near 1), the result scaled back by 4⁻ᵏ
+            scale = math.ldexp(1.0, 2 * k) * phi / (math.ldexp(1.0, -2 * k) * self.eigenvalues).sqrt()
+            inner = scale[:, None] * (math.ldexp(1.0, -k) * self.projected)
+            weight = matmul(self.row_keys.T, matmul(self.left, inner)).T
+            return self.original_weights(weight * math.ldexp(1.0, -2 * k))
         return matmul(self.basis, phi[:, None] * self.projected).T
 
     def weights_for(self, phi: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
@@ -376,14 +410,18 @@ class SpectralFactor:
         cross = cross.to(self.projected.dtype)
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route, U = Kᵀ A Λ^(−1/2) never formed: Uᵀ B′ = Λ^(−1/2) Aᵀ (K B′)
-            inv_root = 1.0 / self.eigenvalues.sqrt()
+            k = self._dual_exponent()  # 0 but for keys of extreme scale: see _dual_exponent
+            lam, phi = math.ldexp(1.0, -2 * k) * self.eigenvalues, math.ldexp(1.0, 2 * k) * phi
+            inv_root = 1.0 / lam.sqrt()
             cross = (
                 cross if self.shift is None else _shift_keys(cross.T, self.shift.to(cross.dtype)).T
             )  # Mᵀ B′
-            projected = inv_root[:, None] * matmul(self.left.T, matmul(self.row_keys, cross))
-            return self.original_weights(
-                matmul(self.row_keys.T, matmul(self.left, (phi * inv_root)[:, None] * projected)).T
-            )
+            keyed = matmul(self.row_keys, cross)
+            if k:  # K B′ 4⁻ᵏ: with λ 4⁻ᵏ, φ 4ᵏ, every factor of the products stays near its scale
+                keyed = keyed * math.ldexp(1.0, -2 * k)
+            projected = inv_root[:, None] * matmul(self.left.T, keyed)
+            weight = matmul(self.row_keys.T, matmul(self.left, (phi * inv_root)[:, None] * projected)).T
+            return self.original_weights(weight * math.ldexp(1.0, -2 * k) if k else weight)
         basis = self.basis
         return matmul(basis, phi[:, None] * matmul(basis.T, cross)).T
 
@@ -397,14 +435,25 @@ class SpectralFactor:
         if self._basis is None and self.row_keys is not None and self.left is not None:
             keys = self.row_keys.to(torch.float64).numpy()  # (n, d)
             left = self.left.numpy()  # (n, r)
-            middle = (left * (phi_np / self.eigenvalues.numpy())) @ left.T  # (n, n)
+            k = self._dual_exponent()  # 0 but for keys of extreme scale: see _dual_exponent
+            lam = self.eigenvalues.numpy()
+            if k:  # φ/λ ~ scale⁻⁴: formed as (φ 4ᵏ)/(λ 4⁻ᵏ), and K B′ scaled by 4⁻ᵏ twice instead
+                phi_np, lam = phi_np * math.ldexp(1.0, 2 * k), lam * math.ldexp(1.0, -2 * k)
+            middle = (left * (phi_np / lam)) @ left.T  # (n, n)
+            back = math.ldexp(1.0, -2 * k)
+
+            def solve(cross: np.ndarray) -> np.ndarray:
+                if not k:
+                    return keys.T @ (middle @ (keys @ cross))
+                return (keys.T @ (middle @ ((keys @ cross) * back))) * back
+
             if self.shift is None:
-                return lambda cross: (keys.T @ (middle @ (keys @ cross))).T.copy()
+                return lambda cross: solve(cross).T.copy()
             shift = self.shift.to(torch.float64).numpy()
 
             def shifted(cross: np.ndarray) -> np.ndarray:
                 cross = _shift_keys(cross.T, shift).T  # Mᵀ B′
-                return _move_intercept((keys.T @ (middle @ (keys @ cross))).T, shift, -1.0)  # M W′
+                return _move_intercept(solve(cross).T, shift, -1.0)  # M W′
 
             return shifted
         basis = self.basis.numpy()  # (d, r)

@@ -72,9 +72,10 @@ def _narrowed(weights: torch.Tensor, dtype: torch.dtype, device: torch.device) -
     if dtype.is_floating_point and not bool(torch.isfinite(out).all()):
         if not bool(torch.isfinite(weights).all()):  # the float64 solve itself
             raise ValueError(
-                "the float64 solve gave non-finite fast weights: the statistics left float64's range "
-                "(keys, values or example weights of scale near 1e±150 or beyond, whose products "
-                "underflow or overflow); rescale the keys, or the sample weights"
+                "the float64 solve gave non-finite fast weights: the statistics or the weights left "
+                "float64's range (products wᵢ·kᵢ² of example weights and keys below about 1e-300, or "
+                "weights, of the scale of values / keys, beyond about 1e300); rescale the keys, the "
+                "values or the sample weights"
             )
         largest = float(weights.abs().max())
         raise ValueError(
