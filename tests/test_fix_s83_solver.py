@@ -318,3 +318,13 @@ def test_out_of_range_message_names_the_real_limit():
         FaastClassifier().fit(x, y, sample_weight=np.full(6, 1e-320))
     assert "1e±150" not in str(err.value)
     assert "1e-300" in str(err.value)
+
+
+def test_subnormal_weights_with_three_classes_get_the_range_message_not_a_math_error():
+    """default_ridge_grid took log10 of λ₂·10⁻⁵/λ_max, whose product underflowed to 0 at weights of
+    1e-320 ("math domain error" from deep inside the solver); the logs are now summed."""
+    x = np.random.default_rng(0).normal(size=(6, 10))
+    y = np.arange(6) % 3
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="float64 solve gave non-finite"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        FaastClassifier().fit(x, y, sample_weight=np.full(6, 1e-320))

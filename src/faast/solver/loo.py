@@ -282,7 +282,7 @@ def default_ridge_grid(lambda_max: float, second: float | None = None) -> torch.
     step = (hi - lo) / (num - 1)
     extra = 0
     if second is not None and second > 0 and lambda_max > 0:
-        reach = math.log10(second * SECOND_REACH / lambda_max)
+        reach = math.log10(second) + math.log10(SECOND_REACH) - math.log10(lambda_max)  # no underflow
         extra = max(0, math.ceil((lo - reach) / step - 1e-9))
     return lambda_max * torch.logspace(lo - extra * step, hi, int(num) + extra, dtype=torch.float64)
 
