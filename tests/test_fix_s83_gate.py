@@ -59,3 +59,20 @@ def test_a_varied_memory_or_none_does_not_warn():
     fm.learn(varied)
     assert effective_tokens(fm.output_memory.counts) >= NARROW_SUPPORT
     assert _read_warnings(fm) == []
+
+
+def test_lm_learn_says_so_when_the_text_is_too_narrow_for_the_gate(tmp_path, capsys):
+    """`faast lm learn` of a repeated phrase warns when it learns (not only when the file is read);
+    a varied text learns without the warning."""
+    from faast.cli import main
+    from tests.lm_wordlevel import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    common = ["lm", "learn", "--model", str(folder), "--threads", "1", "--window", "16"]
+    narrow, varied = tmp_path / "narrow.txt", tmp_path / "varied.txt"
+    narrow.write_text(" ".join(["w5 w6"] * 20))
+    varied.write_text(" ".join(f"w{3 + (7 * i) % 90}" for i in range(200)))
+    assert main([*common, "--text", str(narrow), "--out", str(tmp_path / "n.st")]) == 0
+    assert "[faast] warning: the output memory learned" in capsys.readouterr().err
+    assert main([*common, "--text", str(varied), "--out", str(tmp_path / "v.st")]) == 0
+    assert "recall gate cannot tell" not in capsys.readouterr().err

@@ -418,24 +418,28 @@ class ProbReadOut(OutputReadOut):
             self._warn_narrow()  # once per learned state (the cache is dropped when it changes)
         return self._support[1]
 
-    def _warn_narrow(self) -> None:
-        """Warn (:class:`NarrowRecallWarning`) when a gated read-out has learned fewer than
-        :data:`NARROW_SUPPORT` effective distinct next tokens: its gate opens on new text too."""
+    def narrow_message(self) -> str | None:
+        """Why the recall gate cannot shut on new text, when a gated read-out has learned fewer than
+        :data:`NARROW_SUPPORT` effective distinct next tokens (:func:`effective_tokens`); else None."""
         if self.gate is None or not self.active:
-            return
+            return None
         tokens = effective_tokens(self.counts)
         if tokens >= NARROW_SUPPORT:
-            return
+            return None
         pairs = int(self.counts.sum())
-        warnings.warn(
+        return (
             f"the output memory learned {pairs} pair(s) with about {tokens:.1f} distinct next token(s) "
             f"(exp of their entropy; below {NARROW_SUPPORT}): its recall gate cannot tell text it never "
             "learned from the learned text, so the model's predictions on any text move toward those "
             f"tokens (a token costs up to {-math.log1p(-min(self.weight, 0.999999)):.2f} nats at weight "
-            f"{self.weight:g}); learn a longer, more varied text, or read with a lower weight",
-            NarrowRecallWarning,
-            stacklevel=caller_stacklevel(),
+            f"{self.weight:g}); learn a longer, more varied text, or read with a lower weight"
         )
+
+    def _warn_narrow(self) -> None:
+        """Warn (:class:`NarrowRecallWarning`) with :meth:`narrow_message`, if any."""
+        message = self.narrow_message()
+        if message is not None:
+            warnings.warn(message, NarrowRecallWarning, stacklevel=caller_stacklevel())
 
     def _support_rows(self, weight: torch.Tensor) -> Support:
         """The :class:`Support` of the head's weight (V, d): all its rows, or the learned tokens'."""
