@@ -75,6 +75,8 @@ def _steps(f: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     text = ["--text", str(tmp / "book.txt")]
     task = ["--template", TEMPLATE, "--folds", "2", "--task", "parity"]
     forget = ["lm", "forget", *base, *text, "--fast-weights", str(out / "forget.safetensors")]
+    forget_streamed = ["lm", "forget", *base, *text, "--fast-weights", str(out / "streamed.safetensors")]
+    forget_streamed += ["--window", "16", "--batch-size", "1"]
     generate = ["lm", "generate", *base, "--fast-weights", fw, "--prompt", "w3 w6", "--max-new-tokens", "3"]
     window = ["lm", "learn", *base, *text, "--out", str(out / "win.safetensors"), "--window", "16"]
     train, test, first = str(tmp / "train.tsv"), str(tmp / "test.tsv"), str(tmp / "first.csv")
@@ -95,6 +97,7 @@ def _steps(f: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     stream += ["--out", str(out / "stream.safetensors")]
     return [
         {"name": "forget", **both(*forget, delay1=4)},  # rank 1 reads the file 4 s later
+        {"name": "forget_streamed", **both(*forget_streamed)},
         {"name": "perplexity", **both("lm", "perplexity", *base, *text, "--fast-weights", fw)},
         {"name": "generate", **both(*generate)},
         {"name": "learn_window", **differ(window, {"16": "20"})},
@@ -174,6 +177,10 @@ def runs(tmp_path_factory) -> dict[str, Any]:
         assert (
             main(["lm", "learn", *base, *text, "--out", str(where / "forget.safetensors"), "--append"]) == 0
         )
+        streamed = ["--out", str(where / "streamed.safetensors")]  # a text streamed in part, then another
+        assert main(["lm", "stream", *base, *text, *streamed, "--chunk", "16", "--max-chunks", "2"]) == 0
+        other = ["--text", str(tmp / "short.txt"), "--window", "16", "--append"]
+        assert main(["lm", "learn", *base, *other, *streamed]) == 0
     assert main(["lm", "learn", *base, *text, "--out", str(out / "learned.safetensors")]) == 0
     learn = ["--examples", str(tmp / "train.tsv"), "--template", TEMPLATE, "--folds", "2", "--task", "parity"]
     assert main(["task", "learn", *base, *learn, "--out", str(out / "task.safetensors")]) == 0
@@ -190,6 +197,15 @@ def runs(tmp_path_factory) -> dict[str, Any]:
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
     try:
         assert main(["lm", "forget", *base, *text, "--fast-weights", str(ref / "forget.safetensors")]) == 0
+        streamed = [
+            "--fast-weights",
+            str(ref / "streamed.safetensors"),
+            "--window",
+            "16",
+            "--batch-size",
+            "1",
+        ]
+        assert main(["lm", "forget", *base, *text, *streamed]) == 0
         stream = ["--chunk", "8", "--context", "8", "--no-base", "--out", str(ref / "stream.safetensors")]
         assert main(["lm", "stream", *base, "--text", str(tmp / "short.txt"), *stream]) == 0
         waited = _wait(procs, timeout=300)
@@ -233,6 +249,22 @@ def test_lm_forget_under_torchrun_forgets_once_and_rank_0_writes(runs):
     got, want = (
         load_file(str(runs["out"] / "forget.safetensors")),
         load_file(str(runs["ref"] / "forget.safetensors")),
+    )
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+
+
+def test_lm_forget_of_a_text_streamed_in_part_cuts_its_windows_on_every_rank(runs):
+    """A text learned by `lm stream --max-chunks` is forgotten in as many windows as were learned;
+    under torchrun only rank 0 cut them (the cut sat under its print), so the other ranks tried to
+    forget the whole text and failed after rank 0 had rewritten the file."""
+    results = _results(runs, "forget_streamed")
+    for rank, got in enumerate(results):
+        assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
+    got, want = (
+        load_file(str(runs["out"] / "streamed.safetensors")),
+        load_file(str(runs["ref"] / "streamed.safetensors")),
     )
     assert sorted(got) == sorted(want)
     for key in want:

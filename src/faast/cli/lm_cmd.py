@@ -321,7 +321,7 @@ def _init(args: argparse.Namespace) -> Dist:
 #: compared instead, and rank 0 alone writes the outputs).
 PER_PROCESS_OPTIONS = frozenset(
     {
-        "func", "debug", "device", "threads",  # where and how each process runs
+        "func", "debug", "device", "threads", "encoder",  # where and how each process runs
         "text", "out", "model", "adapter", "fast_weights", "examples", "inputs", "predictions", "json",
         "demonstrations", "lora", "csv", "cache_dir", "data",
     }
@@ -766,11 +766,12 @@ def run_forget(args: argparse.Namespace) -> int:
     # read through the scan: a text rewritten since the scan that chose the record is refused
     windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)", scan=scan)
     streamed = None if record is None else record.get("windows")
-    if isinstance(streamed, int) and 0 < streamed < len(windows) and dist.is_main:  # `--max-chunks`
-        print(
-            f"[faast] forgetting the first {streamed} of the text's {len(windows)} windows: "
-            "as many as were learned (`faast lm stream --max-chunks`)"
-        )
+    if isinstance(streamed, int) and 0 < streamed < len(windows):  # `--max-chunks`: on every process
+        if dist.is_main:
+            print(
+                f"[faast] forgetting the first {streamed} of the text's {len(windows)} windows: "
+                "as many as were learned (`faast lm stream --max-chunks`)"
+            )
         windows = windows[:streamed]
     device = next(fm.parameters()).device
     pairs = 0
@@ -792,6 +793,7 @@ def run_forget(args: argparse.Namespace) -> int:
     info["forgotten"] = [*info.get("forgotten", []), {"text": Path(args.text).name, "pairs": pairs}]
     if index is not None:  # the forgotten text is no longer learned (once)
         info["learned"] = [r for i, r in enumerate(info["learned"]) if i != index]
+    dist.barrier()  # every process has read the file (loading the task) before rank 0 rewrites it
     if dist.is_main:
         fm.save_fast_weights(args.fast_weights, task=task, info=info, expect=loaded)
     dist.barrier()  # the file is written before any process can look for it

@@ -686,6 +686,7 @@ def run_forget(args: argparse.Namespace) -> int:
         info[LEARNED_KEY] = task.learned.to_json()
     entry = {"examples": Path(args.examples).name, "count": len(examples), "pairs": pairs}
     info["forgotten"] = [*info.get("forgotten", []), entry]
+    dist.barrier()  # every process has read the file (loading the task) before rank 0 rewrites it
     if dist.is_main:
         task.model.save_fast_weights(args.fast_weights, task=name, info=info, expect=loaded)
     dist.barrier()  # the file is written before any process can look for it
