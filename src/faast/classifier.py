@@ -1136,8 +1136,9 @@ def _warn_far_from_origin(
     expand: Callable[[torch.Tensor], torch.Tensor] | None = None,
     rows: int = 2048,
 ) -> None:
-    """Warn about features (n, d) that sit far from the origin for their spread, judged on the
-    first ``rows`` rows (one float64 copy, one pass: :func:`_column_moments`).
+    """Warn about features (n, d) that sit far from the origin for their spread, judged on
+    ``rows`` rows taken evenly across them (every ⌈n / rows⌉-th: data sorted by a column show its
+    spread; one float64 copy, one pass: :func:`_column_moments`).
 
     Without centring (``centred`` False): when ‖mean‖² exceeds :data:`FAR_FROM_ORIGIN` times the
     summed variances, the penalised intercept cannot absorb the offset, whose direction dominates
@@ -1146,9 +1147,9 @@ def _warn_far_from_origin(
     standardise instead. With centring (``centred``), on the primal route (``primal``: n ≥ D, where
     the solve centres the uncentred Gram): when some design column's centred statistics keep a
     relative error ε·(μⱼ/σⱼ)² above :data:`CENTRING_PRECISION`. ``expand``: the random expansion
-    (``random_features``), applied to the first :data:`CENTRING_SAMPLE_EXPANDED` rows to judge the
+    (``random_features``), applied to :data:`CENTRING_SAMPLE_EXPANDED` of those rows to judge the
     design's columns, whose centring it is."""
-    sample = keys[:rows]
+    sample = keys[:: -(-keys.shape[0] // rows)] if keys.shape[0] > rows else keys
     if centred:
         if primal:
             _warn_centring_precision(sample, expand)
@@ -1212,9 +1213,11 @@ def _centring_loss_of(
     sample: torch.Tensor, expand: Callable[[torch.Tensor], torch.Tensor] | None
 ) -> tuple[float, int, float, float] | None:
     """:func:`_centring_loss` of the design columns of ``sample`` (k, d): the keys', or those of
-    their random expansion (``expand``) of the first :data:`CENTRING_SAMPLE_EXPANDED` rows."""
+    their random expansion (``expand``) of :data:`CENTRING_SAMPLE_EXPANDED` rows taken evenly
+    across ``sample``."""
     if expand is not None:
-        sample = expand(sample[:CENTRING_SAMPLE_EXPANDED])
+        step = -(-sample.shape[0] // CENTRING_SAMPLE_EXPANDED)
+        sample = expand(sample[::step] if step > 1 else sample)
     moments = _column_moments(sample)
     return None if moments is None else _centring_loss(*moments)
 
