@@ -1,28 +1,28 @@
-"""The gated output memory warns when it learned too few distinct next tokens for its recall gate
-to shut on new text (a one-token text, a repeated phrase): W·z then lies near a learned token's
-LM-head row whatever z is, the gate opens on any text, and unseen text moved by up to ×10
-perplexity without a word."""
+"""A gated output memory that learned too few distinct next tokens (a one-token text, a repeated
+phrase): W·z then lies near a learned token's LM-head row whatever z is, the gate opened on any
+text, and unseen text moved by up to ×10 perplexity without a word. The gate of such a narrow
+memory now also takes the share of z's unit key in the learned keys' dominant directions."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
 
-from faast.lm import FaastConfig, NarrowRecallWarning, get_faast_model
-from faast.lm.output_readouts import NARROW_SUPPORT, effective_tokens
+from faast.lm import FaastConfig, get_faast_model
+from faast.lm.output_readouts import CONTEXT_SPAN, NARROW_SUPPORT, effective_tokens
 from tests.lm_tiny import tiny_model
 
 UNSEEN = torch.randint(3, 97, (1, 24), generator=torch.Generator().manual_seed(11))
 
 
-def _read_warnings(fm) -> list[warnings.WarningMessage]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with torch.no_grad():
-            fm.base_model(input_ids=UNSEEN)
-    return [w for w in caught if issubclass(w.category, NarrowRecallWarning)]
+def _fresh(dtype: torch.dtype = torch.float64):
+    return get_faast_model(tiny_model("llama", dtype=dtype), FaastConfig(num_memories=0))
+
+
+def _gate(fm, z: torch.Tensor) -> torch.Tensor:
+    """λ(z) (n,) of the output memory at head inputs z (n, d)."""
+    _, lam, _ = fm.output_memory.support_log_probs(z, fm.base_model.get_output_embeddings(), torch.float64)
+    return torch.full((z.shape[0],), lam) if isinstance(lam, float) else lam[:, 0]
 
 
 def test_effective_tokens_is_the_exponential_of_the_entropy():
@@ -34,45 +34,55 @@ def test_effective_tokens_is_the_exponential_of_the_entropy():
     assert effective_tokens(counts) == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [torch.tensor([[5, 6]]), torch.tensor([[5, 6, 5, 6, 5, 6, 5, 6, 5, 6, 5, 6]])],
-    ids=["one-pair", "repeated"],
-)
-def test_a_narrow_memory_warns_once_when_read_with_the_gate(text):
-    fm = get_faast_model(tiny_model("llama", dtype=torch.float32), FaastConfig(num_memories=0))
+@pytest.mark.parametrize("text", [[5, 6], [5, 6] * 20], ids=["one-pair", "repeated"])
+def test_a_narrow_memory_gates_on_the_share_of_the_context_in_the_learned_keys(text):
+    """At a learned context z lies in the learned keys' span (share 1: the gate as before); elsewhere
+    at most what z's share in their dominant directions allows (computed here from the captured
+    keys), shut where that share is below θ."""
+    fm = _fresh()
+    ids = torch.tensor([text])
+    fm.learn(ids)
+    out = fm.output_memory
+    keys = fm.head_inputs(ids)[0, :-1]  # the learned pairs' keys
+    lam_k, vec = torch.linalg.eigh(keys.T @ keys)
+    span = vec[:, lam_k >= CONTEXT_SPAN * lam_k.max()]
+    n = keys.shape[0]
+    z = torch.cat([keys, fm.head_inputs(UNSEEN)[0]])  # the learned contexts first
+    lam = _gate(fm, z)
+    share = ((z / z.norm(dim=-1, keepdim=True)) @ span).norm(dim=-1)
+    best = int(share[:n].argmax())
+    assert float(share[best]) > 0.999 and float(lam[best]) > 0  # a learned context: the gate opens
+    bound = out.weight * ((share - out.gate) / (1 - out.gate)).clamp(0, 1)
+    assert bool((lam <= bound + 1e-9).all())
+    assert bool((lam[share < out.gate] == 0).all())
+    assert bool((share[n:] < out.gate).any())  # some unseen context is shut out
+
+
+def test_the_check_reads_the_statistics_so_forgetting_equals_never_learning():
+    """A narrow memory that held more pairs than its width (its rows dropped) and forgot a text
+    reads as one that learned only the rest: the check comes from G, not from kept rows."""
+    text, rest = torch.tensor([[5, 6] * 24]), torch.tensor([[7, 8, 9, 10] * 5])
+    fm = _fresh()
     fm.learn(text)
-    first = _read_warnings(fm)
-    assert len(first) == 1 and "recall gate cannot tell text it never learned" in str(first[0].message)
-    assert first[0].filename == __file__  # points at the user's forward call
-    assert _read_warnings(fm) == []  # once per learned state
-    fm.learn(text)  # a new state: warned again
-    assert len(_read_warnings(fm)) == 1
-    fm.set_read(fm.read_config.replace(gate=None))  # without a gate: the read-out's other defaults
-    assert _read_warnings(fm) == []
+    fm.learn(rest)
+    fm.forget(text)
+    ref = _fresh()
+    ref.learn(rest)
+    with torch.no_grad():
+        torch.testing.assert_close(fm(input_ids=UNSEEN).logits, ref(input_ids=UNSEEN).logits)
 
 
-def test_a_varied_memory_or_none_does_not_warn():
-    fm = get_faast_model(tiny_model("llama", dtype=torch.float32), FaastConfig(num_memories=0))
-    assert _read_warnings(fm) == []  # nothing learned: nothing read
+def test_a_varied_memory_has_no_context_check():
+    fm = _fresh()
     varied = torch.arange(3, 97).repeat(2)[None]  # 187 pairs over 94 next tokens
     fm.learn(varied)
     assert effective_tokens(fm.output_memory.counts) >= NARROW_SUPPORT
-    assert _read_warnings(fm) == []
-
-
-def test_lm_learn_says_so_when_the_text_is_too_narrow_for_the_gate(tmp_path, capsys):
-    """`faast lm learn` of a repeated phrase warns when it learns (not only when the file is read);
-    a varied text learns without the warning."""
-    from faast.cli import main
-    from tests.lm_wordlevel import save_tiny_model
-
-    folder = save_tiny_model(tmp_path / "model")
-    common = ["lm", "learn", "--model", str(folder), "--threads", "1", "--window", "16"]
-    narrow, varied = tmp_path / "narrow.txt", tmp_path / "varied.txt"
-    narrow.write_text(" ".join(["w5 w6"] * 20))
-    varied.write_text(" ".join(f"w{3 + (7 * i) % 90}" for i in range(200)))
-    assert main([*common, "--text", str(narrow), "--out", str(tmp_path / "n.st")]) == 0
-    assert "[faast] warning: the output memory learned" in capsys.readouterr().err
-    assert main([*common, "--text", str(varied), "--out", str(tmp_path / "v.st")]) == 0
-    assert "recall gate cannot tell" not in capsys.readouterr().err
+    _gate(fm, fm.head_inputs(UNSEEN)[0])
+    assert fm.output_memory._context is None
+    fm.reset_projection()
+    fm.learn(torch.tensor([[5, 6, 7]]))
+    _gate(fm, fm.head_inputs(UNSEEN)[0])
+    assert fm.output_memory._context is not None  # narrow: checked
+    fm.set_read(fm.read_config.replace(gate=None))  # without a gate: nothing to check
+    _gate(fm, fm.head_inputs(UNSEEN)[0])
+    assert fm.output_memory._context is None

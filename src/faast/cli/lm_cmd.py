@@ -418,10 +418,6 @@ def run_learn(args: argparse.Namespace) -> int:
             f"wrote task {args.task!r} to {args.out} (statistics {sizes['statistics'] / 1e6:.1f} MB, "
             f"compiled fast weights {sizes['compiled'] / 1e6:.2f} MB)"
         )
-        narrow = getattr(fm.output_memory, "narrow_message", None)
-        message = narrow() if callable(narrow) else None
-        if message is not None:  # said now, not only when the fast weights are read
-            print(f"[faast] warning: {message}", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from faast.lm.correction import CorrectionReadOut
 from faast.lm.fastweights import list_tasks
 from faast.lm.inject import UnsupportedModelError, find_layout
 from faast.lm.model import FaastModel, get_faast_model
-from faast.lm.output_readouts import LogitReadOut, NarrowRecallWarning, PaperReadOut, ProbReadOut
+from faast.lm.output_readouts import LogitReadOut, PaperReadOut, ProbReadOut
 from faast.lm.readouts import MiddleMemory, ReadOut
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "FaastModel",
     "LogitReadOut",
     "MiddleMemory",
-    "NarrowRecallWarning",
     "PaperReadOut",
     "ProbReadOut",
     "ReadConfig",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from faast.lm.output_readouts import CONTEXT_SPAN, NARROW_SUPPORT
 from faast.solver import svd_reference
 
 
@@ -142,6 +143,7 @@ def logits(
     mid_v: dict[int, list[torch.Tensor]] = {m.layer: [] for m in spec.middles}
     out_k: list[torch.Tensor] = []
     out_v: list[torch.Tensor] = []
+    out_ids: list[torch.Tensor] = []
     learned = torch.zeros(head.shape[0], dtype=torch.bool)
     prob_sum = torch.zeros(head.shape[0], dtype=torch.float64)
     outer = torch.zeros(head.shape[1], head.shape[1], dtype=torch.float64)
@@ -160,6 +162,7 @@ def logits(
             next_ids = torch.tensor([int(ids[b, t]) for b, t in where])
             table = embed if spec.mix == "paper" else head
             out_k.append(k)
+            out_ids.append(next_ids)
             if spec.mix == "correction":  # value: −∂CE/∂z = u_y − Uᵀ softmax(U z + b), row by row
                 for i in range(k.shape[0]):
                     p = torch.softmax(k[i] @ head.T + (0 if bias is None else bias), dim=-1)
@@ -198,7 +201,14 @@ def logits(
         with torch.no_grad():
             mixed = final_norm((1 - spec.weight) * pre + spec.weight * (pre @ w_out.T))
         return mixed @ head.T + (0 if bias is None else bias)
-    return _prob_mix(base, z @ w_out.T, head, learned, spec, rho2)
+    counts = torch.bincount(torch.cat(out_ids), minlength=head.shape[0])
+    p = counts[counts > 0].double() / counts.sum()
+    context = None
+    if spec.gate is not None and spec.weight > 0 and math.exp(float(-(p * p.log()).sum())) < NARROW_SUPPORT:
+        keys = torch.cat(out_k).double()  # a narrow memory: the learned keys' dominant directions
+        lam, vec = torch.linalg.eigh(keys.T @ keys)
+        context = vec[:, lam >= CONTEXT_SPAN * lam.max()]
+    return _prob_mix(base, z @ w_out.T, head, learned, spec, rho2, z, context)
 
 
 def _prob_mix(
@@ -208,9 +218,12 @@ def _prob_mix(
     learned: torch.Tensor,
     spec: NaiveSpec,
     rho2: float,
+    z: torch.Tensor | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory = softmax(rows·m/(ρ²·T)) over
-    the support (no head bias: it is in the model's part), λ(z) gated."""
+    the support (no head bias: it is in the model's part), λ(z) gated; ``context`` (d, k): the
+    dominant directions of a narrow memory's learned keys, the share of z in which also bounds c."""
     support = learned if spec.support == "learned" else torch.ones_like(learned)
     rows = head[support]
     scores = m @ rows.T / rho2
@@ -222,7 +235,11 @@ def _prob_mix(
     else:
         raw = m @ rows.T
         cos = raw / (m.norm(dim=-1, keepdim=True) * rows.norm(dim=-1)).clamp_min(1e-12)
-        open_ = ((cos.max(dim=-1, keepdim=True).values - spec.gate) / (1 - spec.gate)).clamp(0, 1)
+        c = cos.max(dim=-1, keepdim=True).values
+        if context is not None and z is not None:
+            unit = z.double() / z.double().norm(dim=-1, keepdim=True)
+            c = torch.minimum(c, (unit @ context).norm(dim=-1, keepdim=True).to(c.dtype))
+        open_ = ((c - spec.gate) / (1 - spec.gate)).clamp(0, 1)
         lam = spec.weight * open_
     mixed = (1 - lam) * p_model + lam * p_mem
     return torch.log(mixed.clamp_min(0)).nan_to_num(neginf=-math.inf)

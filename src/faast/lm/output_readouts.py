@@ -17,7 +17,6 @@ prediction W·φ(z).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
@@ -30,7 +29,6 @@ from faast.lm.inject import HookSet, Layout, hidden_from_call, replace_hidden
 from faast.lm.key_features import RandomFeatureKeys
 from faast.lm.readouts import HEAD_INPUT, PRE_NORM, Captured, HookContext, ReadOut, next_pairs
 from faast.solver.normal_tensors import outside_inference_mode
-from faast.warning_location import caller_stacklevel
 
 
 class OutputReadOut(ReadOut):
@@ -273,19 +271,16 @@ class Support(NamedTuple):
 
 
 #: Effective number of distinct learned next tokens (:func:`effective_tokens`) below which a gated
-#: "prob" read-out warns that its gate cannot tell new text from the learned text. With so few
-#: learned tokens W·z lies near one of their LM-head rows whatever z is, so the gate's cosine is
-#: near 1 on any text and λ(z) opens on text never learned (a token then costs up to −log(1−λ)
-#: nats: ×10 perplexity at λ = 0.9). In a bug hunt on SmolLM2 (2026-12-07, learned texts of 1 to
-#: 639 pairs read on unseen Spanish and English) every text below 36 effective tokens moved unseen
-#: text by 2 to 900 %, and the texts above 96 by at most 0.7 %; the defaults were chosen on
-#: 512-token passages of novels (about 155 effective tokens).
+#: "prob" read-out also checks a context against the learned keys (:meth:`ProbReadOut.gate_weight`).
+#: With so few learned tokens W·z lies near one of their LM-head rows whatever z is, so the gate's
+#: cosine is near 1 on any text and λ(z) opened on text never learned (a token then cost up to
+#: −log(1−λ) nats: ×10 perplexity at λ = 0.9). In a bug hunt on SmolLM2 (2026-12-07, learned texts
+#: of 1 to 639 pairs read on unseen Spanish and English) every text below 36 effective tokens moved
+#: unseen text by 2 to 900 %, and the texts above 96 by at most 0.7 %.
 NARROW_SUPPORT = 64
-
-
-class NarrowRecallWarning(UserWarning):
-    """The gated output memory learned too few distinct next tokens for its recall gate to shut on
-    text it never learned (:data:`NARROW_SUPPORT`)."""
+#: The directions of the learned keys a narrow memory's context check keeps: the eigenvectors of
+#: G = KᵀK whose eigenvalue is at least this share of the largest (singular values ≥ 0.1·σ_max).
+CONTEXT_SPAN = 1e-2
 
 
 def effective_tokens(counts: torch.Tensor) -> float:
@@ -306,7 +301,10 @@ class ProbReadOut(OutputReadOut):
     if any, is in the model's logits only), ρ² the mean squared norm of the head's rows
     (:meth:`head_scale`), so T is scale-free. With a gate θ, λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1)
     with c the largest cosine between W·z and a support row: near 1 where z is a context the
-    memory learned, lower on new text. Whatever the memory says, a token
+    memory learned, lower on new text. A narrow memory (fewer than :data:`NARROW_SUPPORT`
+    effective distinct next tokens) has W·z near a learned row whatever z is: there c is also at
+    most the share of z's unit key in the learned keys' dominant directions (:meth:`gate_weight`).
+    Whatever the memory says, a token
     costs at most −log(1−λ) nats. The model then returns log-probabilities in ``logits``.
 
     Defaults chosen on SmolLM2 on held-out text (``benchmarks/lm_mix.py``, before T was made
@@ -328,6 +326,9 @@ class ProbReadOut(OutputReadOut):
         self.gate: float | None = None
         self.support = "learned"
         self._support: tuple[tuple, Support] | None = None
+        #: (key_dim, k) the learned keys' dominant directions while the memory is narrow
+        #: (:meth:`_context_basis`), read by the gate; None otherwise
+        self._context: torch.Tensor | None = None
 
     def configure(self, read: ReadConfig) -> None:
         super().configure(read)
@@ -415,31 +416,23 @@ class ProbReadOut(OutputReadOut):
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
             self._support = (key, self._support_rows(weight.detach()))
-            self._warn_narrow()  # once per learned state (the cache is dropped when it changes)
+            self._context = self._context_basis()
         return self._support[1]
 
-    def narrow_message(self) -> str | None:
-        """Why the recall gate cannot shut on new text, when a gated read-out has learned fewer than
-        :data:`NARROW_SUPPORT` effective distinct next tokens (:func:`effective_tokens`); else None."""
-        if self.gate is None or not self.active:
+    def _context_basis(self) -> torch.Tensor | None:
+        """(key_dim, k) float64 orthonormal: the eigenvectors of the statistics' G = KᵀK with an
+        eigenvalue of at least :data:`CONTEXT_SPAN` times the largest, for a gated read-out narrower
+        than :data:`NARROW_SUPPORT` (:func:`effective_tokens`); None otherwise. W·z of such a memory
+        lies near a learned row whatever z is, so the gate also takes the share of z's key in these
+        directions (:meth:`gate_weight`): 1 at a learned context, lower on new text. Read from the
+        statistics alone, so a memory that forgot a text reads as one that never learned it."""
+        if self.gate is None or not self.active or effective_tokens(self.counts) >= NARROW_SUPPORT:
             return None
-        tokens = effective_tokens(self.counts)
-        if tokens >= NARROW_SUPPORT:
+        factor = self.stats.factor()
+        lam = factor.eigenvalues
+        if lam.numel() == 0 or not float(lam[0]) > 0:
             return None
-        pairs = int(self.counts.sum())
-        return (
-            f"the output memory learned {pairs} pair(s) with about {tokens:.1f} distinct next token(s) "
-            f"(exp of their entropy; below {NARROW_SUPPORT}): its recall gate cannot tell text it never "
-            "learned from the learned text, so the model's predictions on any text move toward those "
-            f"tokens (a token costs up to {-math.log1p(-min(self.weight, 0.999999)):.2f} nats at weight "
-            f"{self.weight:g}); learn a longer, more varied text, or read with a lower weight"
-        )
-
-    def _warn_narrow(self) -> None:
-        """Warn (:class:`NarrowRecallWarning`) with :meth:`narrow_message`, if any."""
-        message = self.narrow_message()
-        if message is not None:
-            warnings.warn(message, NarrowRecallWarning, stacklevel=caller_stacklevel())
+        return factor.basis[:, lam >= CONTEXT_SPAN * float(lam[0])]
 
     def _support_rows(self, weight: torch.Tensor) -> Support:
         """The :class:`Support` of the head's weight (V, d): all its rows, or the learned tokens'."""
@@ -455,15 +448,25 @@ class ProbReadOut(OutputReadOut):
         norms = torch.linalg.vector_norm(rows.to(work), dim=-1).clamp_min(1e-12)
         return Support(rows, index, norms, column)
 
-    def gate_weight(self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor) -> torch.Tensor:
+    def gate_weight(
+        self, m: torch.Tensor, scores: torch.Tensor, row_norms: torch.Tensor, z: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Per-position λ(z) = λ·clamp((c − θ)/(1 − θ), 0, 1) → (..., 1), float32 or wider.
 
-        m: (..., d) W·z; scores: (..., k) rows·(W·z); row_norms: (k,) ‖row‖.
+        m: (..., d) W·z; scores: (..., k) rows·(W·z); row_norms: (k,) ‖row‖; z: (..., d) the head
+        inputs. c is the largest cosine of W·z with a support row; for a narrow memory
+        (:meth:`_context_basis`) the smaller of that and the share ‖Pẑ‖ of z's unit key in the
+        learned keys' dominant directions, so that the gate opens only at contexts like those learned.
         """
         assert self.gate is not None
         work = torch.promote_types(m.dtype, torch.float32)
         norm_m = torch.linalg.vector_norm(m.to(work), dim=-1, keepdim=True).clamp_min(1e-12)
         cos = (scores.to(work) / (norm_m * row_norms.to(work))).amax(dim=-1, keepdim=True)
+        if self._context is not None and z is not None:
+            keys = self.keys_of(z).to(work)
+            unit = keys / torch.linalg.vector_norm(keys, dim=-1, keepdim=True).clamp_min(1e-12)
+            share = unit @ self._context.to(device=unit.device, dtype=work)  # (..., k)
+            cos = torch.minimum(cos, torch.linalg.vector_norm(share, dim=-1, keepdim=True))
         return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
 
     def logits_from(self, states: dict[str, torch.Tensor], layout: Layout) -> torch.Tensor:
@@ -490,7 +493,7 @@ class ProbReadOut(OutputReadOut):
             m = self.predict(z).to(z.dtype)
             # F.linear, not head(...): calling the head would re-enter the hook that calls this.
             scores = F.linear(m, sup.rows)
-        lam = self.gate_weight(m, scores, sup.norms) if self.gate is not None else self.weight
+        lam = self.gate_weight(m, scores, sup.norms, z) if self.gate is not None else self.weight
         # no head bias here: it is in logit units, not in units of ρ², and 1/T would multiply it
         # (by 40 at the default T) until it outweighs the match; the model's part already has it
         scaled = scores.to(work) / self._scale_to_divide(head)
