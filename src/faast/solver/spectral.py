@@ -384,13 +384,9 @@ class SpectralFactor:
         """Fast-weight matrix W = (U diag(φ) C)ᵀ of shape (m, d), float64."""
         if self._basis is None and self.row_keys is not None and self.left is not None:
             # dual route: U diag(φ) C = Kᵀ A diag(φ/√λ) C, O((n + d)·r·m) instead of O(n·d·r)
+            # on λ 4⁻ᵏ, φ 4ᵏ, C 2⁻ᵏ (near 1), the result scaled back by 4⁻ᵏ; k = 0 multiplies by 1,
+            # which changes no bit (_dual_exponent)
             k = self._dual_exponent()
-            if k == 0:
-                scale = phi / self.eigenvalues.sqrt()
-                return self.original_weights(
-                    matmul(self.row_keys.T, matmul(self.left, scale[:, None] * self.projected)).T
-                )
-            # the same products on λ 4⁻ᵏ, φ 4ᵏ, C 2⁻ᵏ (near 1), the result scaled back by 4⁻ᵏ
             scale = math.ldexp(1.0, 2 * k) * phi / (math.ldexp(1.0, -2 * k) * self.eigenvalues).sqrt()
             inner = scale[:, None] * (math.ldexp(1.0, -k) * self.projected)
             weight = matmul(self.row_keys.T, matmul(self.left, inner)).T
@@ -435,9 +431,7 @@ class SpectralFactor:
             middle = (left * (phi_np / lam)) @ left.T  # (n, n)
             back = math.ldexp(1.0, -2 * k)
 
-            def solve(cross: np.ndarray) -> np.ndarray:
-                if not k:
-                    return keys.T @ (middle @ (keys @ cross))
+            def solve(cross: np.ndarray) -> np.ndarray:  # back = 1 (k = 0) changes no bit
                 return (keys.T @ (middle @ ((keys @ cross) * back))) * back
 
             if self.shift is None:
