@@ -228,8 +228,7 @@ class Dist:
         data = json.dumps(obj).encode("utf-8")
         if not self.active:
             return [json.loads(data)]
-        told = torch.tensor([[len(data)]], dtype=torch.int64)  # one row each: sizes agree everywhere
-        sizes = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
+        sizes = self._gather_counts([len(data)])
         width = int(sizes.max())
         local = torch.zeros(1, width, dtype=torch.uint8)
         local[0, : len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -247,8 +246,7 @@ class Dist:
             if local.shape[0] != sizes[self.rank]:
                 raise ValueError(f"{self}: expected {sizes[self.rank]} rows of {total}, got {local.shape[0]}")
             return local
-        told = torch.tensor([[int(total), int(local.shape[0])]], dtype=torch.int64)
-        every = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
+        every = self._gather_counts([int(total), int(local.shape[0])])
         totals, counts = every[:, 0].tolist(), every[:, 1].tolist()
         if any(t != totals[0] for t in totals):
             raise DistributedError(
@@ -264,6 +262,12 @@ class Dist:
                 + ")"
             )
         return self._gather_blocks(local, sizes, "all_gather of rows").to(local.device)
+
+    def _gather_counts(self, counts: list[int]) -> torch.Tensor:
+        """Every process's ``counts`` (k integers, the same k everywhere) → (world size, k) int64 on
+        the CPU, in rank order: one row each, so the sizes agree whatever the processes hold."""
+        told = torch.tensor([counts], dtype=torch.int64)
+        return self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
 
     def check_same(self, values: dict[str, Any], shown: dict[str, str] | None = None) -> None:
         """Refuse, on every process, ``values`` (name → a JSON-able value: an option's value, or a
@@ -305,8 +309,7 @@ class Dist:
         (``local`` (k, ...), k ≥ 0): their counts are gathered first → (Σk, ...) everywhere."""
         if not self.active:
             return local
-        told = torch.tensor([[local.shape[0]]], dtype=torch.int64)
-        counts = self._gather_blocks(told, [1] * self.world_size, "all_gather of rows").cpu()
+        counts = self._gather_counts([local.shape[0]])
         return self._gather_blocks(local, counts[:, 0].tolist(), what).to(local.device)
 
     def gather_digests(self, local: np.ndarray, what: str) -> np.ndarray:
