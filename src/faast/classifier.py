@@ -1157,9 +1157,7 @@ def _warn_far_from_origin(
     moments = _column_moments(sample)
     if moments is None:
         return
-    mean, var = moments
-    spread = float(var.sum())
-    ratio = float(mean @ mean) / spread if spread > 0 else math.inf
+    ratio = _ratio_of_moments(*moments)
     if not (ratio > FAR_FROM_ORIGIN and math.isfinite(ratio)):
         return
     lost = None
@@ -1258,9 +1256,11 @@ def _offset_ratio(keys: torch.Tensor) -> float | None:
     """‖mean‖² / Σⱼ var(x[:, j]) of rows (n, d) (sample variances, float64 sums; +inf when every
     row is the same), or None for fewer than 2 rows."""
     moments = _column_moments(keys)
-    if moments is None:
-        return None
-    mean, var = moments
+    return None if moments is None else _ratio_of_moments(*moments)
+
+
+def _ratio_of_moments(mean: np.ndarray, var: np.ndarray) -> float:
+    """‖mean‖² / Σⱼ varⱼ of the columns' means and variances (d,); +inf when every variance is 0."""
     spread = float(var.sum())
     return float(mean @ mean) / spread if spread > 0 else math.inf
 
