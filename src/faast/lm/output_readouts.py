@@ -416,7 +416,9 @@ class ProbReadOut(OutputReadOut):
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device, self.support)
         if self._support is None or self._support[0] != key:
             self._support = (key, self._support_rows(weight.detach()))
-            self._context = self._context_basis()
+            basis = self._context_basis()  # in the gate's work dtype, on the head's device, once
+            work = torch.promote_types(weight.dtype, torch.float32)
+            self._context = None if basis is None else basis.to(device=weight.device, dtype=work)
         return self._support[1]
 
     def _context_basis(self) -> torch.Tensor | None:
@@ -465,7 +467,7 @@ class ProbReadOut(OutputReadOut):
         if self._context is not None and z is not None:
             keys = self.keys_of(z).to(work)
             unit = keys / torch.linalg.vector_norm(keys, dim=-1, keepdim=True).clamp_min(1e-12)
-            share = unit @ self._context.to(device=unit.device, dtype=work)  # (..., k)
+            share = unit @ self._context.to(device=unit.device, dtype=work)  # (..., k); cast when cached
             cos = torch.minimum(cos, torch.linalg.vector_norm(share, dim=-1, keepdim=True))
         return self.weight * ((cos - self.gate) / (1.0 - self.gate)).clamp(0.0, 1.0)
 
