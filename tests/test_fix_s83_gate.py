@@ -20,8 +20,13 @@ def _fresh(dtype: torch.dtype = torch.float64):
 
 
 def _gate(fm, z: torch.Tensor) -> torch.Tensor:
-    """λ(z) (n,) of the output memory at head inputs z (n, d)."""
-    _, lam, _ = fm.output_memory.support_log_probs(z, fm.base_model.get_output_embeddings(), torch.float64)
+    """λ(z) (n,) of the output memory at head inputs z (n, d), read as a model reads (no gradients:
+    with them λ carries the graph of the tiny model's trainable head rows, and reading it as a float
+    made torch warn)."""
+    with torch.no_grad():
+        _, lam, _ = fm.output_memory.support_log_probs(
+            z, fm.base_model.get_output_embeddings(), torch.float64
+        )
     return torch.full((z.shape[0],), lam) if isinstance(lam, float) else lam[:, 0]
 
 
@@ -34,8 +39,19 @@ def test_effective_tokens_is_the_exponential_of_the_entropy():
     assert effective_tokens(counts) == pytest.approx(4.0)
 
 
+@pytest.fixture
+def warn_always():
+    """torch's once-per-process warnings (such as reading a tensor with a graph as a float) raised
+    each time, so that an earlier test cannot hide them."""
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    yield
+    torch.set_warn_always(before)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
 @pytest.mark.parametrize("text", [[5, 6], [5, 6] * 20], ids=["one-pair", "repeated"])
-def test_a_narrow_memory_gates_on_the_share_of_the_context_in_the_learned_keys(text):
+def test_a_narrow_memory_gates_on_the_share_of_the_context_in_the_learned_keys(text, warn_always):
     """At a learned context z lies in the learned keys' span (share 1: the gate as before); elsewhere
     at most what z's share in their dominant directions allows (computed here from the captured
     keys), shut where that share is below θ."""

@@ -100,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sample", action="store_true", help="sample (temperature 0.7) instead of greedy decoding"
     )
     ge.add_argument("--compare", action="store_true", help="also print the base model's continuation")
-    _read_args(ge)
+    _read_args(ge, stored=True)
     ge.set_defaults(func=run_generate)
 
     pp = actions.add_parser("perplexity", help="perplexity of a text file, with or without fast weights")
@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pp.add_argument("--task", default=None)
     pp.add_argument("--window", type=int, default=512)
     pp.add_argument("--max-windows", type=int, default=None)
-    _read_args(pp)
+    _read_args(pp, stored=True)
     pp.set_defaults(func=run_perplexity)
 
     st = actions.add_parser(
@@ -164,19 +164,40 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and BLAS (default: all)")
 
 
-def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "logit")) -> None:
-    """How the output memory is read (statistics learned with "prob" or "logit" serve both)."""
-    p.add_argument("--mix", choices=mixes, default=None, help="output-memory mix (default: prob)")
-    p.add_argument(
-        "--weight",
-        type=float,
-        default=None,
-        help="λ (prob), β (logit), r (paper) or the step β (correction): larger follows it more",
-    )
+#: What ``--weight`` is in each output-memory mix.
+_WEIGHT_OF = {
+    "prob": "λ (prob)",
+    "logit": "β (logit)",
+    "paper": "r (paper)",
+    "correction": "the step β (correction)",
+}
+
+
+def _read_args(
+    p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "logit"), *, stored: bool = False
+) -> None:
+    """How the output memory is read (statistics learned with "prob" or "logit" serve both).
+    ``mixes``: what ``--mix`` offers. ``stored``: the command reads ``--fast-weights``, whose mix and
+    read config hold where no option replaces them (a file learned with the paper or correction
+    mix is read with it), as the help says; without it the command learns with ``mixes`` alone and
+    the help names no other (``--damping`` is hidden when none of them reads it)."""
+    weights = [_WEIGHT_OF[mix] for mix in mixes]
+    weight_help = f"{', '.join(weights[:-1])} or {weights[-1]}: larger follows it more"
+    mix_default, cut_default = "prob", "alpha=1"
+    damping_help = "c of the correction mix's damped step (relative to L)"
+    if "correction" in mixes:
+        cut_default += "; with --mix correction prior=2*key_dim"
+    elif stored:
+        weight_help += "; fast weights learned with the paper or correction mix: r or the step β"
+        learned = "the one the fast weights were learned with; without --fast-weights "
+        mix_default, cut_default = learned + "prob", learned + "alpha=1"
+        damping_help = "c of the damped step of fast weights learned with the correction mix (relative to L)"
+    else:
+        damping_help = argparse.SUPPRESS
+    p.add_argument("--mix", choices=mixes, default=None, help=f"output-memory mix (default: {mix_default})")
+    p.add_argument("--weight", type=float, default=None, help=weight_help)
     p.add_argument("--temperature", type=float, default=None, help="T of the prob mix")
-    p.add_argument(
-        "--damping", type=float, default=None, help="c of the correction mix's damped step (relative to L)"
-    )
+    p.add_argument("--damping", type=float, default=None, help=damping_help)
     gate = p.add_mutually_exclusive_group()
     gate.add_argument("--gate", type=float, default=None, help="θ of the prob mix's recall gate (cosine)")
     gate.add_argument("--no-gate", action="store_true", help="read the prob mix without the recall gate")
@@ -184,8 +205,7 @@ def _read_args(p: argparse.ArgumentParser, mixes: tuple[str, ...] = ("prob", "lo
     cut.add_argument(
         "--cut",
         default=None,
-        help="spectral cut: gcv, a relative tau, alpha=A[,c=C], ridge=R or prior=N (default: alpha=1; "
-        "with --mix correction prior=2*key_dim)",
+        help=f"spectral cut: gcv, a relative tau, alpha=A[,c=C], ridge=R or prior=N (default: {cut_default})",
     )
     cut.add_argument("--alpha", type=float, default=None, help="shorthand for --cut alpha=ALPHA")
 
@@ -813,6 +833,7 @@ def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, 
     if not Path(args.out).is_file():
         raise ValueError(f"--append: {args.out} does not exist (learn the first text without --append)")
     _, tensors, signature, loaded = read_task_and_digest(args.out, args.task)
+    _check_not_learned_in_steps(args, tensors)
     del tensors  # load_fast_weights reads them again into the model
     if "task" in (signature.get("info") or {}):
         raise ValueError(
@@ -834,6 +855,22 @@ def _load_task_to_extend(args: argparse.Namespace) -> tuple[Any, Any, dict[str, 
     fm, tok = _load(args, *_layout_and_read(args, stored, task_read_config(signature)))
     fm.load_fast_weights(args.out, args.task, read=False)
     return fm, tok, dict(signature.get("info") or {}), loaded
+
+
+def _check_not_learned_in_steps(args: argparse.Namespace, tensors: dict[str, Any]) -> None:
+    """``learn --append`` refuses a task learned with ``--steps K`` > 1 (its correction memory holds
+    K − 1 folded steps, ``<memory>/folded_steps``), before the model loads: the text added would be
+    learned in one step on top of them, and no text of such a task can be forgotten."""
+    folded = [int(t) for name, t in tensors.items() if name.endswith("/folded_steps")]
+    if folded:
+        steps = max(folded) + 1
+        raise ValueError(
+            f"--append: task {args.task!r} of {args.out} was learned with --steps {steps}: a text added "
+            f"to it would be learned in one step, not {steps}, and could never be forgotten (forget "
+            "refuses a task learned in steps). Learn its texts and this one together into a new task "
+            f"(one text file, --steps {steps}, without --append), or learn this text into another task "
+            "(--task NAME)"
+        )
 
 
 def run_generate(args: argparse.Namespace) -> int:

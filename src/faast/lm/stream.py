@@ -6,9 +6,15 @@ model has learned from the text before it. The same chunks can be scored by the 
 fast weights) and by the base model with the preceding ``context`` tokens of the text in its prompt
 (a sliding window of in-context text), the two baselines of the streaming protocol.
 
+    from faast.lm.prompts import start_token_ids
     from faast.lm.stream import stream_chunks
-    rows = stream_chunks(fm, encode(tok, book), chunk=512, start_ids=[tok.bos_token_id])
+    from faast.lm.text import encode
+    rows = stream_chunks(fm, encode(tok, book), chunk=512, start_ids=start_token_ids(tok))
     [(r.index, r.ppl, r.base_ppl) for r in rows]
+
+``start_token_ids(tok)`` are the tokens ``faast lm stream`` puts before each chunk: those the
+tokenizer puts before a text (Gemma's ``<bos>``), none for SmolLM2 (whose ``bos_token_id`` is
+``<|im_start|>``, which no chunk of the CLI starts with).
 """
 
 from __future__ import annotations
