@@ -16,10 +16,17 @@ RSS 0 and GCV 0 and won.
 
 n is the weight sum (weights count examples) but never fewer than the pairs stored
 (:attr:`~faast.solver.spectral.SpectralFactor.gcv_count`).
+
+Every part above is a sum of squares of Uᵀ B, which scales with the sample weights squared: weights
+of 1e-170 made them 1e-340, below float64's range, and GCV read every residual as ‖V‖² (bug hunt
+s83, F10). The choosers and :func:`residuals` therefore work on the factor at unit scale
+(:func:`unit_scale`: the same sums times a power of two that brings λ_max near 1, exactly), so a
+common factor on the weights changes no choice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -32,6 +39,36 @@ if TYPE_CHECKING:
 FitParts = tuple[int, torch.Tensor, "float | None"]
 
 _EPS = torch.finfo(torch.float64).eps
+#: :func:`unit_scale` multiplies by 4^−k with |k| at most this: 4^±500 = 2^±1000 stays a float64.
+_MAX_SCALE_EXPONENT = 500
+
+
+def unit_scale(factor: SpectralFactor) -> tuple[SpectralFactor, float]:
+    """(the factor at unit scale, a): G and B, hence the eigenvalues, Uᵀ B and Σ wᵢ‖vᵢ‖², times
+    a = 4^−k, and the kept rows (keys (n, d), values (n, m), scaled by √wᵢ) times √a = 2^−k — what
+    every sample weight times a gives — with k = ⌊e/2⌋ for λ_max = m·2^e (m in [1/2, 1)), so that
+    a·λ_max lies in [1/2, 2). GCV's n (:attr:`~faast.solver.spectral.SpectralFactor.gcv_count`) is
+    kept: the scaling is a change of units, not of how many examples there are. a is a power of
+    two, so every sum, product and quotient of GCV is a times (or, for φ, 1/a times) the unscaled
+    one bit for bit where that stays within float64's normal range — the choice on ordinary data
+    is unchanged — and the squares of Uᵀ B, which scale with the weights squared, do not underflow
+    (weights of 1e-170) or overflow. a = 1 for a zero or non-finite λ_max."""
+    top = factor.lambda_max
+    if not (top > 0.0 and math.isfinite(top)):
+        return factor, 1.0
+    k = max(-_MAX_SCALE_EXPONENT, min(_MAX_SCALE_EXPONENT, math.frexp(top)[1] // 2))
+    if k == 0:
+        return factor, 1.0
+    a, root = math.ldexp(1.0, -2 * k), math.ldexp(1.0, -k)
+    scaled = dataclasses.replace(
+        factor,
+        eigenvalues=factor.eigenvalues * a,
+        projected=factor.projected * a,
+        value_sq_sum=factor.value_sq_sum * a,
+        row_values=None if factor.row_values is None else factor.row_values * root,
+        row_keys=None if factor.row_keys is None else factor.row_keys * root,
+    )
+    return scaled, a
 
 
 def fit_parts(factor: SpectralFactor) -> FitParts:
@@ -54,16 +91,22 @@ def fit_parts(factor: SpectralFactor) -> FitParts:
 
 
 def residuals(
-    factor: SpectralFactor,
-    phi: torch.Tensor,
-    complement: torch.Tensor | None = None,
-    parts: FitParts | None = None,
+    factor: SpectralFactor, phi: torch.Tensor, complement: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(RSS (G,) ≥ 0, dof (G,)) of G filters phi (G, R) on the stored pairs; complement (G, R):
-    1 − sⱼ where the caller has it exactly (ridge: ρφⱼ); parts: :func:`fit_parts`, when known. On
-    the dual route the directions at noise level (j > r) remove what they fit from the outside
-    part."""
-    r, e, outside = fit_parts(factor) if parts is None else parts
+    1 − sⱼ where the caller has it exactly (ridge: ρφⱼ). Computed at unit scale
+    (:func:`unit_scale`: φ/a there) and the RSS scaled back by 1/a, exactly."""
+    unit, a = unit_scale(factor)
+    rss, dof = _unit_residuals(unit, phi / a, complement, fit_parts(unit))
+    return rss / a, dof
+
+
+def _unit_residuals(
+    factor: SpectralFactor, phi: torch.Tensor, complement: torch.Tensor | None, parts: FitParts
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`residuals` on a factor already at unit scale, with its :func:`fit_parts`. On the dual
+    route the directions at noise level (j > r) remove what they fit from the outside part."""
+    r, e, outside = parts
     shrink = phi * factor.eigenvalues
     c = (factor.projected * factor.projected).sum(dim=1)
     if outside is None:
@@ -102,7 +145,9 @@ def gcv_truncation(factor: SpectralFactor) -> tuple[float, int]:
     """The truncation rank with the lowest GCV(k) = RSS(k) / (1 − k/n)², every rank at once:
     RSS(k) = outside + Σ_{j>k} eⱼ on the dual route, ‖V‖² − Σ_{j≤k} eⱼ from the statistics; a
     rank whose RSS float64 does not resolve is skipped while another is. Returns (tau, rank):
-    tau = sqrt(λ_rank / λ_max) reproduces the chosen rank."""
+    tau = sqrt(λ_rank / λ_max) reproduces the chosen rank. Scored at unit scale (:func:`unit_scale`),
+    which leaves τ's ratio unchanged."""
+    factor, _ = unit_scale(factor)
     lam = factor.eigenvalues
     parts = fit_parts(factor)
     usable, e, outside = parts
@@ -124,19 +169,25 @@ def gcv_truncation(factor: SpectralFactor) -> tuple[float, int]:
 
 
 def gcv_ridge(factor: SpectralFactor, grid: torch.Tensor | None = None) -> float:
-    """The ρ with the lowest GCV(ρ) = RSS(ρ) / (1 − dof(ρ)/n)² on a log grid (default: 66 points
-    from 10⁻¹² to 10 times λ_max), every level at once; n − dof = (n − R) + Σⱼ ρφⱼ, without the
-    cancellation of n − Σⱼ sⱼ as dof nears n. Levels whose RSS float64 does not resolve are
-    skipped while another is; the first level of the lowest score wins."""
+    """The ρ with the lowest GCV(ρ) = RSS(ρ) / (1 − dof(ρ)/n)² on a log grid (G,) (default: 66
+    points from 10⁻¹² to 10 times λ_max), every level at once; n − dof = (n − R) + Σⱼ ρφⱼ, without
+    the cancellation of n − Σⱼ sⱼ as dof nears n. Levels whose RSS float64 does not resolve are
+    skipped while another is; the first level of the lowest score wins. Scored at unit scale
+    (:func:`unit_scale`: the grid times a there, the default one built there, so that its lowest
+    levels are not subnormal for tiny weights); the level returned is one of ``grid``, or the
+    default's level times 1/a."""
     if factor.lambda_max <= 0:
         raise ValueError("cannot choose a ridge: the Gram matrix is zero")
+    factor, a = unit_scale(factor)
     if grid is None:
-        grid = factor.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
+        levels = factor.lambda_max * torch.logspace(-12, 1, 66, dtype=torch.float64)
+    else:
+        levels = grid * a
     parts = fit_parts(factor)
-    rho = grid[:, None]  # (G, 1)
+    rho = levels[:, None]  # (G, 1)
     phi = 1.0 / (factor.eigenvalues + rho)  # (G, R)
     complement = rho * phi  # 1 − λⱼ/(λⱼ + ρ), exactly
-    rss, _ = residuals(factor, phi, complement, parts)
+    rss, _ = _unit_residuals(factor, phi, complement, parts)
     n = factor.gcv_count
     left = (n - complement.shape[1]) + complement.sum(dim=1)
     shrink = 1.0 - complement[:, : parts[0]]
@@ -144,7 +195,9 @@ def gcv_ridge(factor: SpectralFactor, grid: torch.Tensor | None = None) -> float
         factor, rss, (shrink * (2.0 - shrink) * rounding_per_direction(factor, parts)).sum(dim=1)
     )
     score = torch.where(left > 0, rss / (left.clamp_min(1e-300) / n) ** 2, math.inf)
+    best = len(levels) - 1
     for usable in (resolved & (left > 0), left > 0):
         if bool(usable.any()):
-            return float(grid[int(torch.where(usable, score, math.inf).argmin())])
-    return float(grid[-1])
+            best = int(torch.where(usable, score, math.inf).argmin())
+            break
+    return float(grid[best]) if grid is not None else float(levels[best]) / a
