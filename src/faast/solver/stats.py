@@ -44,8 +44,13 @@ _ROW_KEYS = ("rows_keys", "rows_values")
 _NEGATIVE_DIAGONAL_TOLERANCE = 1e-3
 #: Beyond the kept rows, ``subtract`` refuses pairs whose squares exceed what G's diagonal (or
 #: Σ wᵢ‖vᵢ‖²) holds by more than this × the larger of the two, or √ε of the keys' dtype if larger
-#: (the tolerance of matching a kept row recomputed in another batch shape).
+#: (sums of the squares of many rows, some recomputed in another batch shape).
 _REMOVAL_ROUNDING = 1e-6
+#: While the rows are kept, a pair to subtract with no bit-identical kept row may match one that
+#: differs by at most (_ROUNDING_ULPS·ε(keys' dtype) + _REORDERING_ULPS·ε(its accumulation dtype)) ×
+#: the row's largest entry, per part: :func:`_match_tolerance`.
+_ROUNDING_ULPS = 2
+_REORDERING_ULPS = 64
 
 __all__ = ["GramStats", "SolveInfo", "power_law_tau"]
 
@@ -62,6 +67,26 @@ def _float_dtype(dtype: Any, name: str) -> torch.dtype:
             "(torch.float16, torch.bfloat16, torch.float32 or torch.float64)"
         )
     return dtype
+
+
+def _match_tolerance(dtype: torch.dtype) -> float:
+    """How far (relative to a row's largest entry, per part: keys, values) a row given to
+    ``subtract`` may be from the kept row it stands for: the same row recomputed in another batch
+    shape. Such a row differs in its final rounding to ``dtype`` (an ulp of an entry, at most ε of
+    the row's largest, on each side: ``_ROUNDING_ULPS``·ε) and in the order BLAS summed its products
+    in the dtype it accumulates in (``dtype`` itself, float32 for the 16-bit dtypes):
+    ``_REORDERING_ULPS``·ε there. Random features of 1,000 inputs recomputed in other batch shapes
+    differed by up to 7ε in float32 and 9ε in float64 (0 in bfloat16 and float16, whose float32
+    sums round alike); the gap grows like the square root of the inputs' width, so 64ε leaves
+    room for widths some fifty times larger. That is 0.016 of the row's largest entry in bfloat16,
+    0.002 in float16, 7.9e-6 in float32 and 1.5e-14 in float64 — until s84 √ε (0.088 in bfloat16,
+    1.5e-8 in float64) accepted a row never learned, 5 % off a learned one in bfloat16, and
+    removed the learned row in its place (bug hunt s83, F7). 0 for a dtype that is not floating
+    (matched bit for bit)."""
+    if not dtype.is_floating_point:
+        return 0.0
+    accumulation = torch.promote_types(dtype, torch.float32)
+    return _ROUNDING_ULPS * torch.finfo(dtype).eps + _REORDERING_ULPS * torch.finfo(accumulation).eps
 
 
 def _narrowed(weights: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -340,6 +365,8 @@ class GramStats:
         if n == 0:
             return k, v, w, None
         _check_magnitude(k, v, w, self.count + n)
+        if sign > 0:  # what was added can be removed: a pair accepted then is accepted now
+            _check_weighted_underflow(k, w)
         held = self._held_rows(k, v, w) if sign < 0 else None  # checked before anything changes
         if sign < 0 and held is None:
             self._check_removable(k, v, w)
@@ -418,16 +445,17 @@ class GramStats:
 
     def _held_rows(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
         """Indices of the kept rows equal to the pairs being subtracted (None when rows are not
-        kept); a pair that was never added is a ``ValueError``. Equal means bit-identical, or
-        within √ε of the input dtype relative to the rows' magnitude for a row recomputed in
-        another batch shape (BLAS rounding, e.g. ``random_features``)."""
+        kept); a pair that was never added is a ``ValueError``. Equal means bit-identical — the
+        kept rows are the float64 images of the rows added (times √wᵢ), so the same rows in the
+        same dtype give the same bits — or, for a row recomputed in another batch shape (the
+        design of ``random_features``, rows normalised by ``normalize_keys``), within the rounding
+        such a recomputation can leave: :func:`_match_tolerance` of the keys' dtype."""
         if self._pairs is None:
             return None
         if self._pairs.count != self.count:  # only some rows are kept: cannot verify
             return None
         dtype = self.input_dtype if self.input_dtype is not None else k.dtype
-        rtol = torch.finfo(dtype).eps ** 0.5 if dtype.is_floating_point else 0.0
-        return self._pairs.find(*self._scaled_rows(k, v, w), rtol=rtol)
+        return self._pairs.find(*self._scaled_rows(k, v, w), rtol=_match_tolerance(dtype))
 
     def _record_pairs(self, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, sign: float) -> None:
         """Keep float64 copies of the pairs for the dual route while the count allows it."""
@@ -991,6 +1019,66 @@ def _check_magnitude(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor | None, t
                 f"statistics (keys need an entry above about {UNDERFLOW_KEY_LIMIT:.0e}); rescale "
                 "the inputs"
             )
+
+
+#: Float64's smallest normal number: products below it are subnormal, with fewer digits the smaller
+#: they are, down to none (0).
+_NORMAL_FLOOR = torch.finfo(torch.float64).tiny
+
+
+def _check_weighted_underflow(k: torch.Tensor, w: torch.Tensor | None) -> None:
+    """Refuse a batch whose weights alone would lose a key column to underflow: keys (n, d),
+    weights (n,) float64 or None. Column j's terms in G are wᵢ·kᵢⱼ²; where they would be in
+    float64's normal range with the weights divided by their largest (so with weights of at most
+    1, which the ``auto`` and ``gcv`` cuts do not tell apart from these) but fall below it with the
+    weights as given, the column is lost (keys of 1e-100 with weights of 1e-300 give terms of
+    1e-500: an all-zero coefficient, silently, beside a constant column whose terms stay in range).
+    Refused when such a column's terms vanish entirely, or when another column's stay in range;
+    terms that are all subnormal but not all zero are left to the solve, which names them when it
+    cannot represent the result (non-finite weights). Rows of weight 0 add nothing and are not
+    looked at. Unweighted keys, and weights whose largest is 1 or more, cannot lose a column this
+    way (:func:`_check_magnitude` covers keys too small on their own).
+
+    Cost, when the largest weight is below 1: one O(n·d) pass for each column's largest signed
+    entry, whose term times the smallest weight bounds the column's largest term from below (any
+    entry does) and settles every column of ordinary data; the exact terms, in float64, only for
+    the columns it does not settle."""
+    if w is None or k.numel() == 0:
+        return
+    top = float(w.max())
+    if not 0.0 < top < 1.0:
+        return
+    keys = k.detach()
+    positive = w > 0
+    if not bool(positive.all()):
+        keys, w = keys[positive], w[positive]
+    high = keys.amax(dim=0).to(torch.float64)  # (d,) an entry of each column
+    settled = float(w.min()) * high * high >= _NORMAL_FLOOR  # one term in range: so is the column
+    doubtful = torch.nonzero(~settled).flatten()
+    if doubtful.numel() == 0:
+        return
+    # (c,) √ of each doubtful column's largest term with the weights divided by their largest (≤ 1)
+    root = (keys[:, doubtful].to(torch.float64).abs() * (w / top).sqrt()[:, None]).amax(dim=0)
+    unit_terms = root * root
+    terms = unit_terms * top  # the largest term as given, underflowing as G's terms would
+    lost = (unit_terms >= _NORMAL_FLOOR) & (terms < _NORMAL_FLOOR)
+    if not bool(lost.any()):
+        return
+    other_in_range = bool(settled.any()) or bool((terms >= _NORMAL_FLOOR).any())
+    refused = torch.nonzero(lost & ((terms == 0) | other_in_range)).flatten()
+    if refused.numel() == 0:
+        return
+    i = int(refused[0])
+    power = math.log10(top) + 2.0 * math.log10(float(root[i]))
+    raise ValueError(
+        f"weights: the largest is {top:.3g}, so the products wᵢ·kᵢⱼ² of key column {int(doubtful[i])} "
+        f"with them reach only about 1e{power:.0f}, below float64's smallest normal number "
+        f"({_NORMAL_FLOOR:.1e}), though the keys' own squares are in range: the statistics would lose "
+        f"that column to underflow"
+        + (f" (so would {refused.numel() - 1} other columns)" if refused.numel() > 1 else "")
+        + ". Divide the weights by their largest (a common factor on weights of at most 1 leaves the "
+        "'auto' and 'gcv' cuts unchanged), or rescale the keys"
+    )
 
 
 def _checked_scalars(state: dict[str, torch.Tensor]) -> tuple[int, float, float]:
