@@ -11,8 +11,8 @@ machinery that needs:
 - :class:`Dist` knows the rank and world size, shards a sequence (uneven splits and empty shards
   are fine), all-reduces :class:`~faast.solver.GramStats` and small values, gathers rows,
   compares what the processes read (:meth:`Dist.check_same`: inputs or options that differ are an
-  :class:`InputsDifferError` on every process) and says which process writes files and prints
-  (rank 0);
+  :class:`InputsDifferError` on every process; :func:`model_fingerprint` for the model loaded)
+  and says which process writes files and prints (rank 0);
 - :meth:`Dist.reduce_learning` wraps the learning of a :class:`~faast.lm.FaastModel` (or a
   :class:`~faast.lm.task.TaskModel`) so that only what is learned inside the block is summed across
   processes, and :meth:`Dist.learn_shard` shards a sequence, learns this process's block inside it
@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,6 +54,7 @@ __all__ = [
     "current",
     "digest",
     "init",
+    "model_fingerprint",
     "shard_range",
     "shutdown",
 ]
@@ -94,6 +96,77 @@ def digest(*parts: Any) -> str:
                 part = part.tolist()
             h.update(b"\0json\0" + json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
     return h.hexdigest()[:16]
+
+
+#: Keys of a model's configuration that say where it was loaded from or which library wrote it,
+#: not what it computes: left out of :func:`model_fingerprint` (a node's copy may lie elsewhere).
+_CONFIG_WHEREABOUTS = ("_name_or_path", "_model_name_or_path", "_commit_hash", "transformers_version")
+#: The text whose token ids :func:`model_fingerprint` takes of a tokenizer (several scripts, digits,
+#: punctuation, runs of spaces, a tab and a newline).
+_TOKENIZER_PROBE = (
+    "The quick brown fox jumps over the lazy dog. 0123456789 -- Ünïcødé, 中文, русский, العربية, "
+    "ελληνικά!?  \t(x+y)**2 == 3.14\nend"
+)
+
+
+def model_fingerprint(model: Any, tokenizer: Any = None) -> str:
+    """A cheap fingerprint (16 hex digits) of a loaded model, and of its tokenizer when given, so
+    that the processes of a launch can compare (:meth:`Dist.check_same`) whether they loaded the
+    same snapshot, without hashing or sending every weight. It is the SHA-256 of:
+
+    - the model's configuration (``config.to_dict()``, without the keys that name where it was
+      loaded from or which ``transformers`` wrote it: ``_name_or_path``, ``_commit_hash``,
+      ``transformers_version``, ...);
+    - the name, shape and dtype of every floating parameter of ``model`` (a
+      :class:`~faast.lm.FaastModel`: the base model's and a trained read-out's, ``--adapter``) and
+      its exact values at 16 fixed positions (those a fast-weight file samples to check the model
+      it is loaded into: :func:`faast.lm.fastweights.weight_samples`); parameters on the ``meta``
+      device (offloaded) by name and shape only;
+    - with ``tokenizer``: its length, its special tokens, its chat template and the ids it gives
+      a fixed probe text (several scripts, digits, spaces).
+
+    What it catches: another architecture, configuration, size or dtype; a fine-tune, a merged
+    adapter, a re-quantised or re-rounded copy (each changes the values at nearly every sampled
+    position); a tokenizer with another vocabulary size, other special tokens or template, or one
+    that splits the probe otherwise. What it does not catch: a change confined to a few values on
+    which no sampled position falls (one edited row of one matrix, say), buffers (tensors that are
+    not parameters, such as rotary frequencies: the configuration sets them), tokens outside the
+    probe of a vocabulary of the same size, and anything in the files that loading did not keep.
+    The same files loaded with the same dtype give the same fingerprint on every machine; the
+    fingerprint is not a digest of the files (their bytes are not read)."""
+    from faast.lm import fastweights as fw
+
+    config = getattr(model, "config", None)
+    if config is None:  # a FaastModel hands other attributes to its base model; a plain module has none
+        config = getattr(getattr(model, "base_model", None), "config", None)
+    told = config.to_dict() if hasattr(config, "to_dict") else None
+    parts: list[Any] = [_without_whereabouts(told)]
+    if isinstance(model, torch.nn.Module):
+        offloaded = [[n, list(p.shape)] for n, p in model.named_parameters() if p.device.type == "meta"]
+        weights = fw.sampled_weights(model)
+        samples, _ = fw.weight_samples(weights)
+        parts += [[[n, list(p.shape), str(p.dtype)] for n, p in weights], offloaded, samples]
+    if tokenizer is not None:
+        encode = getattr(tokenizer, "encode", None)
+        special = getattr(tokenizer, "all_special_tokens", None)
+        parts.append(
+            {
+                "length": len(tokenizer) if hasattr(tokenizer, "__len__") else None,
+                "special": list(special) if special is not None else None,
+                "template": getattr(tokenizer, "chat_template", None),
+                "probe": list(encode(_TOKENIZER_PROBE)) if callable(encode) else None,
+            }
+        )
+    return digest(*parts)
+
+
+def _without_whereabouts(config: Any) -> Any:
+    """A model's configuration (``to_dict()``, nested ones too) without :data:`_CONFIG_WHEREABOUTS`."""
+    if isinstance(config, dict):
+        return {k: _without_whereabouts(v) for k, v in config.items() if k not in _CONFIG_WHEREABOUTS}
+    if isinstance(config, list):
+        return [_without_whereabouts(v) for v in config]
+    return config
 
 
 def shard_range(n: int, rank: int, world_size: int) -> range:
@@ -389,6 +462,11 @@ class Dist:
         earlier ones kept once); boolean learned-token sets are united. If the block raises, or
         the reduction fails (another process failed: a :class:`DistributedError`), every
         read-out's earlier statistics and extra state are restored before the error propagates.
+        First the processes compare the model they learn with (:func:`model_fingerprint` of a
+        FaastModel's weights and configuration, without the tokenizer; taken again only when its
+        parameters were replaced or changed in place, a change made through ``.data`` is not
+        seen): another snapshot on one process is an :class:`InputsDifferError` on every process,
+        before anything is learned.
 
         Examples
         --------
@@ -397,6 +475,9 @@ class Dist:
         ...     learn_windows(fm, d.shard(windows))
         """
         readouts = _readouts(model)
+        if self.active:  # one model everywhere, before anything is changed
+            held = _learning_fingerprint(model)
+            self.check_same({"the model": held}, {"the model": f"weights and configuration {held}"})
         before = [r.stats.copy() for r in readouts]
         extras = [{k: v.clone() for k, v in r.extra_state().items()} for r in readouts]
         counts = self.all_gather_json([b.count for b in before])
@@ -495,6 +576,34 @@ def _learning_records(model: Any) -> list[tuple[Any, str, DigestMultiset]]:
         owners.append((inner, "learned_rows"))
     found = [(owner, name, owner.__dict__.get(name)) for owner, name in owners]
     return [(owner, name, record) for owner, name, record in found if isinstance(record, DigestMultiset)]
+
+
+#: The fingerprint of each module :meth:`Dist.reduce_learning` took one of, with the state of its
+#: parameters then (their identities and in-place versions): taken again only when they changed.
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, tuple[tuple[tuple[int, int], ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _learning_fingerprint(model: Any) -> str | None:
+    """The :func:`model_fingerprint` of what ``model`` learns with (a TaskModel's FaastModel, a
+    FaastModel: the base model and any trained read-out), for :meth:`Dist.reduce_learning`; None
+    for anything else with ``readouts``. Kept while the module's parameters are the same tensors,
+    unchanged in place (a stream learns chunk after chunk with one model)."""
+    inner = vars(model).get("model") if hasattr(model, "__dict__") else None
+    module = next((m for m in (inner, model) if isinstance(m, torch.nn.Module)), None)
+    if module is None:
+        return None
+    try:
+        state = tuple((id(p), p._version) for p in module.parameters())
+    except RuntimeError:  # parameters made under inference_mode keep no version: not kept
+        return model_fingerprint(module)
+    kept = _FINGERPRINTS.get(module)
+    if kept is not None and kept[0] == state:
+        return kept[1]
+    held = model_fingerprint(module)
+    _FINGERPRINTS[module] = (state, held)
+    return held
 
 
 def _readouts(model: Any) -> list[Any]:

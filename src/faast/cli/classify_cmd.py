@@ -318,6 +318,9 @@ def run(args: argparse.Namespace) -> int:
     from faast.cli.classify_data import need_labels, read_data, two_classes
 
     dist = distributed.init()
+    # under torchrun the processes first agree on the action, before any other collective: `fit` on
+    # one and `partial-fit` on another would otherwise wait in different collectives until the timeout
+    dist.check_same({"command": f"faast classify {args.action}"})
     _check_sizes(args)  # before any data is read
     if args.action == "fit":
         from faast.solver import Cut

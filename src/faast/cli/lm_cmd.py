@@ -357,8 +357,9 @@ def check_same_everywhere(
     """Refuse, on every process of a ``torchrun`` launch, a command whose processes were given
     different options (every option but :data:`PER_PROCESS_OPTIONS` and ``paths``) or read
     different ``inputs`` (a name such as ``"--examples"`` → (the file's path, a
-    :func:`faast.distributed.digest` of what was read from it): the contents are compared, the
-    paths only named): an :class:`~faast.distributed.InputsDifferError` naming each, before
+    :func:`faast.distributed.digest` of what was read from it; ``"--model"`` → (its path, the
+    :func:`faast.distributed.model_fingerprint` of the model loaded)): the contents are compared,
+    the paths only named): an :class:`~faast.distributed.InputsDifferError` naming each, before
     anything is written (:meth:`~faast.distributed.Dist.check_same`, one all-gather). Nothing with
     a single process."""
     if not dist.active:
@@ -370,7 +371,7 @@ def check_same_everywhere(
     shown = {}
     for name, (path, held) in (inputs or {}).items():
         values[name] = held
-        shown[name] = f"{path} (digest {held})"
+        shown[name] = f"{path} ({'fingerprint' if name == '--model' else 'digest'} {held})"
     dist.check_same(values, shown)
 
 
@@ -873,6 +874,26 @@ def _check_not_learned_in_steps(args: argparse.Namespace, tensors: dict[str, Any
         )
 
 
+def _same_reading_everywhere(dist: Dist, args: argparse.Namespace, fm: Any, tok: Any) -> None:
+    """Under ``torchrun``, refuse on every process a ``generate`` or ``perplexity`` whose processes
+    were given different options, read another task from ``--fast-weights`` (its
+    :func:`~faast.lm.fastweights.task_digest`) or loaded another model (the
+    :func:`~faast.distributed.model_fingerprint` of the model, its ``--adapter`` read-out included,
+    and of the tokenizer): :func:`check_same_everywhere`, once the model is loaded. Each process
+    computes the whole result and rank 0 prints its own, so a node that read something else would
+    otherwise go unnoticed. The text ``perplexity`` scores is not compared (rank 0 scores its own)."""
+    if not dist.active:
+        return
+    from faast.distributed import model_fingerprint
+    from faast.lm.fastweights import read_task_and_digest
+
+    read = {"--model": (args.model, model_fingerprint(fm, tok))}
+    if args.fast_weights:
+        loaded = read_task_and_digest(args.fast_weights, args.task)[3]
+        read["--fast-weights"] = (args.fast_weights, loaded[:16])
+    check_same_everywhere(dist, args, read)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """Continue ``--prompt`` with the fast weights. The prompt is read as text, as ``learn`` reads a
     text (special-token strings such as ``"<eos>"`` in it are text, :func:`faast.lm.text.prompt_ids`);
@@ -886,6 +907,7 @@ def run_generate(args: argparse.Namespace) -> int:
     dist = _init(args)  # under torchrun every process generates the same text: rank 0 alone prints it
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     fm, tok = _load_with_fast_weights(args)
+    _same_reading_everywhere(dist, args, fm, tok)
     if args.chat:
         if not getattr(tok, "chat_template", None):
             raise ValueError(
@@ -923,6 +945,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     _check_max_windows(args.max_windows)
     _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
     fm, tok = _load_with_fast_weights(args)
+    _same_reading_everywhere(dist, args, fm, tok)
     # The counting pass stays before scoring: it gives the progress bar's total and the warning naming
     # the tokens not scored (past --max-windows: the whole text's count), refuses a text too short to
     # score and bytes that are not text, before any scoring.

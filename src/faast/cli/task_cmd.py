@@ -659,7 +659,8 @@ def run_forget(args: argparse.Namespace) -> int:
     del tensors
     # under torchrun every process forgets the same examples from the same task (rank 0 writes it)
     _same_examples(dist, args, "examples", examples, {"--fast-weights": (args.fast_weights, loaded[:16])})
-    check_writable(args.fast_weights)
+    if dist.is_main:  # rank 0 alone writes: another node's copy may be read-only (as `lm forget`)
+        check_writable(args.fast_weights)
     args.task, args.template, args.answer_end, args.labels = name, None, None, None
     task = _task_model(args, signature)
     if task.head is not None:
@@ -754,6 +755,46 @@ def _same_examples(
 
     held = digest([[e.input, e.output, e.extra] for e in examples])
     check_same_everywhere(dist, args, {f"--{option}": (getattr(args, option), held), **(more or {})})
+
+
+def _read_beside(dist: Dist, args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """Under ``torchrun``, what ``classify``/``generate``/``evaluate`` read beside their inputs or
+    examples, for :func:`_same_examples` to compare across the processes (each reads them itself,
+    and scores its share of the inputs with them): the task of ``--fast-weights`` (its
+    :func:`~faast.lm.fastweights.task_digest` as read: another task in the file does not count)
+    and the examples of ``--demonstrations`` and ``--lora`` (a digest of each as read with the
+    column options), each path → digest. Nothing with a single process."""
+    if not dist.active:
+        return {}
+    from faast.distributed import digest
+    from faast.lm.examples import read_examples
+    from faast.lm.fastweights import read_task_and_digest
+
+    read: dict[str, tuple[Any, str]] = {}
+    if getattr(args, "fast_weights", None):
+        loaded = read_task_and_digest(args.fast_weights, args.task)[3]
+        read["--fast-weights"] = (args.fast_weights, loaded[:16])
+    for option in ("demonstrations", "lora"):
+        path = getattr(args, option, None)
+        if path:
+            held = read_examples(path, **_columns(args))
+            read[f"--{option}"] = (path, digest([[e.input, e.output, e.extra] for e in held]))
+    return read
+
+
+def _same_model(dist: Dist, args: argparse.Namespace, task: Any) -> None:
+    """Under ``torchrun``, refuse on every process a model that differs between the processes
+    (another snapshot under the same name, or at a path whose copy differs on one node): the
+    :func:`~faast.distributed.model_fingerprint` of the model the task scores with (with a learned
+    task: the base model and any trained read-out) and of its tokenizer, compared once it is
+    loaded and before any input is scored (an :class:`~faast.distributed.InputsDifferError`)."""
+    if not dist.active:
+        return
+    from faast.distributed import model_fingerprint
+
+    icl = getattr(task, "icl", None)  # in-context learning reads the base model itself
+    held = model_fingerprint(icl.model if icl is not None else task.model, task.codec.tokenizer)
+    dist.check_same({"--model": held}, {"--model": f"{args.model} (fingerprint {held})"})
 
 
 def _task_model(
@@ -1105,9 +1146,10 @@ def run_classify(args: argparse.Namespace) -> int:
     dist = _init(args)
     _check_result_paths(args, "out")
     examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
-    _same_examples(dist, args, "inputs", examples)
+    _same_examples(dist, args, "inputs", examples, _read_beside(dist, args))
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
+    _same_model(dist, args, task)
     if not task.spec.labels:
         raise ValueError(_no_labels_message(args))
     preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
@@ -1163,9 +1205,10 @@ def run_generate(args: argparse.Namespace) -> int:
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "out")
     examples = read_examples(args.inputs, outputs=False, partial_outputs=False, **_columns(args))
-    _same_examples(dist, args, "inputs", examples)
+    _same_examples(dist, args, "inputs", examples, _read_beside(dist, args))
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
+    _same_model(dist, args, task)
     outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
     _write_predictions(args.out, rows, ["input", "prediction"], examples, args.inputs)
@@ -1214,10 +1257,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
     _check_result_paths(args, "predictions", "json")
     examples = read_examples(args.examples, **_columns(args))
-    _same_examples(dist, args, "examples", examples)
+    _same_examples(dist, args, "examples", examples, _read_beside(dist, args))
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
     task = _chosen_task(args, inputs, refs)
+    _same_model(dist, args, task)
     result: dict[str, Any] = {
         "examples": len(examples),
         "fast_weights": args.fast_weights is not None,
