@@ -124,6 +124,11 @@ def _steps(f: dict[str, Any], out: Path) -> list[list[dict[str, Any]]]:
                 {fw: fw_b},
             ),
             differ(
+                "perplexity_text",
+                ["lm", "perplexity", *base, "--text", str(tmp / "book.txt")],
+                {str(tmp / "book.txt"): str(tmp / "book_b.txt")},
+            ),
+            differ(
                 "perplexity_copy",  # the same task at another path: not refused
                 ["lm", "perplexity", *base, "--text", str(tmp / "book.txt"), "--fast-weights", fw],
                 {fw: str(out / "lm_copy.safetensors")},
@@ -144,6 +149,11 @@ def _steps(f: dict[str, Any], out: Path) -> list[list[dict[str, Any]]]:
                 "classify_model_copy",  # the same model at another path: not refused
                 use("classify", *zero_shot, *inputs, "--out", str(out / "p_copy.tsv")),
                 {model: str(tmp / "model_copy")},
+            ),
+            differ(  # zero-shot with --labels auto: its note, once
+                "evaluate_zero_shot_note",
+                use("evaluate", "--examples", str(tmp / "eval.tsv"), "--template", TEMPLATE),
+                {},
             ),
             differ(
                 "lm_generate_model",
@@ -321,6 +331,12 @@ def test_lm_perplexity_refuses_fast_weights_that_differ_between_ranks(runs):
     assert results[0]["out"] == ""
 
 
+def test_lm_perplexity_refuses_texts_that_differ_between_ranks(runs):
+    """Each rank scored its own text and rank 0 printed its own perplexity, rc 0."""
+    results = _refused_everywhere(runs, "perplexity_text", "--text (rank 0: ", "book_b.txt (digest ")
+    assert results[0]["out"] == ""
+
+
 def test_the_same_fast_weights_at_another_path_are_not_refused(runs):
     results = _ran_everywhere(runs, "perplexity_copy")
     assert "fast_weights" in json.loads(results[0]["out"])
@@ -346,6 +362,12 @@ def test_task_classify_refuses_another_snapshot_of_the_model_on_one_rank(runs):
     """Same configuration and shapes, one weight tensor moved: rank 1 scored with it, rc 0."""
     _refused_everywhere(runs, "classify_model", "--model (rank 0: ", "model_b (fingerprint ")
     assert not (runs["out"] / "p_model.tsv").exists()
+
+
+def test_the_zero_shot_labels_note_is_printed_by_rank_0_alone(runs):
+    results = _ran_everywhere(runs, "evaluate_zero_shot_note")
+    note = "zero-shot --labels auto takes its"
+    assert note in results[0]["err"] and note not in results[1]["err"]
 
 
 def test_lm_generate_refuses_another_snapshot_of_the_model_on_one_rank(runs):

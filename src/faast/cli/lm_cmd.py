@@ -879,15 +879,17 @@ def _same_reading_everywhere(dist: Dist, args: argparse.Namespace, fm: Any, tok:
     were given different options, read another task from ``--fast-weights`` (its
     :func:`~faast.lm.fastweights.task_digest`) or loaded another model (the
     :func:`~faast.distributed.model_fingerprint` of the model, its ``--adapter`` read-out included,
-    and of the tokenizer): :func:`check_same_everywhere`, once the model is loaded. Each process
-    computes the whole result and rank 0 prints its own, so a node that read something else would
-    otherwise go unnoticed. The text ``perplexity`` scores is not compared (rank 0 scores its own)."""
+    and of the tokenizer) or, for ``perplexity``, another ``--text`` (the digest of the text read):
+    :func:`check_same_everywhere`, once the model is loaded. Each process computes the whole result
+    and rank 0 prints its own, so a node that read something else would otherwise go unnoticed."""
     if not dist.active:
         return
     from faast.distributed import model_fingerprint
     from faast.lm.fastweights import read_task_and_digest
 
     read = {"--model": (args.model, model_fingerprint(fm, tok))}
+    if getattr(args, "text", None):  # perplexity: the text each process scores itself
+        read["--text"] = (args.text, _scan_text(args.text).digest)
     if args.fast_weights:
         loaded = read_task_and_digest(args.fast_weights, args.task)[3]
         read["--fast-weights"] = (args.fast_weights, loaded[:16])

@@ -882,7 +882,8 @@ def _chosen_task(args: argparse.Namespace, queries: list[str], answers: list[str
         task = _in_context_task(args, queries, answers)
     else:
         task = _task_model(args, answers=answers)
-        if not args.fast_weights and args.labels in (None, "auto", "all") and task.spec.labels:
+        zero_shot_auto = not args.fast_weights and args.labels in (None, "auto", "all")
+        if zero_shot_auto and task.spec.labels and _dist().is_main:  # one note under torchrun
             print(
                 f"[faast] note: zero-shot --labels {args.labels or 'auto'} takes its "
                 f"{len(task.spec.labels)} labels from the outputs of the examples scored; a learned "
