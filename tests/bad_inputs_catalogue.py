@@ -329,6 +329,21 @@ SOLVER = [
     ),
     Case(
         "GramStats.add",
+        "weights of 1e-300 on a key column of 1e-100 (its terms underflow beside the others')",
+        on_stats(
+            lambda s: s.add(
+                _k().double() * torch.tensor([1e-100, 1.0, 1.0, 1.0], dtype=torch.float64),
+                _k(3, 2).double(),
+                torch.full((3,), 1e-300, dtype=torch.float64),
+            ),
+            float64=True,
+        ),
+        ValueError,
+        r"weights: the largest is 1e-300, so the products .* of key column 0 .* would lose that column to "
+        r"underflow",
+    ),
+    Case(
+        "GramStats.add",
         "1-D keys",
         on_stats(lambda s: s.add(torch.randn(4), _k(1, 2))),
         ValueError,
@@ -2255,6 +2270,22 @@ def _append_text_to_a_task(ctx: Ctx) -> list[str]:
     return argv
 
 
+def _append_text_to_a_task_learned_in_steps(ctx: Ctx) -> list[str]:
+    """Learn a text with ``faast lm learn --mix correction --steps 2``, then the argv appending
+    another text to it."""
+    from faast.cli import main
+
+    out = ctx.path("stepped.safetensors")
+    argv = _learn(ctx, "--mix", "correction", "--steps", "2")
+    argv[argv.index("--out") + 1] = str(out)
+    if main(argv) != 0:
+        raise RuntimeError("learning the text in steps failed")
+    more = ctx.text_file("more.txt", " ".join(f"w{5 + i % 30}" for i in range(60)).encode())
+    argv = _learn(ctx, "--append", text=more)
+    argv[argv.index("--out") + 1] = str(out)
+    return argv
+
+
 def _task_classify(ctx: Ctx, *extra: str) -> list[str]:
     inputs = ctx.text_file("inputs.tsv", b"w3 w4\nw6 w7\n")
     out = str(ctx.path("pred.tsv"))
@@ -2421,6 +2452,12 @@ CLI = [
         "lm learn --append: text into a task learned by task learn",
         _append_text_to_a_task,
         r"--append: task 'default' of .* was learned from examples by `faast task learn`",
+    ),
+    CliCase(
+        "lm learn --append: text into a task learned with --steps 2",
+        _append_text_to_a_task_learned_in_steps,
+        r"--append: task 'default' of .* was learned with --steps 2: a text added to it would be learned "
+        r"in one step",
     ),
     CliCase(
         "task classify: negative --shots",
