@@ -10,14 +10,11 @@ before their fix run last.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +26,15 @@ from safetensors.torch import load_file
 from faast import distributed
 from faast.cli import main
 from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port, _stop, _wait
-
-WORLD = 2
-SRC = str(Path(distributed.__file__).resolve().parents[1])  # the faast imported here, for the group too
-TEMPLATE = "{input} w90"
+from tests.torchrun_runs import (
+    SRC,
+    TEMPLATE,
+    WORLD,
+    rank_results,
+    record,
+    refused_everywhere,
+    write_record,
+)
 
 
 def _files(tmp: Path) -> dict[str, Any]:
@@ -136,18 +138,6 @@ def _gather_other_totals(d: distributed.Dist) -> dict[str, Any]:
     return {"shape": list(got.shape)}
 
 
-def _record(run: Any) -> dict[str, Any]:
-    """What ``run()`` printed and returned (an exit status, or a dict), or the error it raised."""
-    out, err, start = io.StringIO(), io.StringIO(), time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            got = run()
-        result = {"error": None, **(got if isinstance(got, dict) else {"rc": got})}
-    except Exception as exc:  # recorded for the test to judge
-        result = {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()[-2000:]}
-    return {**result, "out": out.getvalue(), "err": err.getvalue(), "seconds": time.perf_counter() - start}
-
-
 def _worker(out: Path, steps: list[dict[str, Any]]) -> None:
     torch.set_num_threads(1)
     d = distributed.init()
@@ -155,10 +145,10 @@ def _worker(out: Path, steps: list[dict[str, Any]]) -> None:
         if d.rank == 1 and step.get("delay1"):
             time.sleep(step["delay1"])  # a slower node: rank 1 reads its inputs later
         if "argv" in step:
-            result = _record(lambda step=step: main(step["argv"][d.rank]))
+            result = record(lambda step=step: main(step["argv"][d.rank]))
         else:
-            result = _record(lambda step=step: globals()[step["py"]](d))
-        (out / f"{step['name']}.rank{d.rank}.json").write_text(json.dumps(result))
+            result = record(lambda step=step: globals()[step["py"]](d))
+        write_record(out, step["name"], d.rank, result)
     os._exit(0)
 
 
@@ -214,34 +204,12 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     return {"out": out, "ref": ref, "procs": waited}
 
 
-def _results(runs: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    found = []
-    for rank in range(WORLD):
-        path = runs["out"] / f"{name}.rank{rank}.json"
-        assert path.exists(), f"rank {rank} wrote no result for {name}: {runs['procs'][rank][2][-3000:]}"
-        found.append(json.loads(path.read_text()))
-    return found
-
-
-def _refused_everywhere(runs: dict[str, Any], name: str, *named: str) -> list[dict[str, Any]]:
-    """Each rank's failed command line, whose error names ``named`` (the processes' inputs differ)."""
-    results = _results(runs, name)
-    for rank, got in enumerate(results):
-        assert got["error"] is None and got["rc"] == 1, f"rank {rank}: {got}"
-        assert "read different inputs or were given different options" in got["err"], (
-            f"rank {rank}: {got['err']}"
-        )
-        for text in named:
-            assert text in got["err"], f"rank {rank}: {got['err']}"
-    return results
-
-
 # ----------------------------------------------------------------- 1. lm forget
 def test_lm_forget_under_torchrun_forgets_once_and_rank_0_writes(runs):
     """Every rank forgot the text and wrote the file: rank 1, starting later, read the file rank 0
     had rewritten and forgot the text again (or failed saying "nothing was written"). Now the
     ranks agree on what they read, rank 0 alone writes and prints, and the file is one process's."""
-    results = _results(runs, "forget")
+    results = rank_results(runs, "forget")
     for rank, got in enumerate(results):
         assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
     assert results[0]["out"].count("[faast] forgot") == 1
@@ -259,7 +227,7 @@ def test_lm_forget_of_a_text_streamed_in_part_cuts_its_windows_on_every_rank(run
     """A text learned by `lm stream --max-chunks` is forgotten in as many windows as were learned;
     under torchrun only rank 0 cut them (the cut sat under its print), so the other ranks tried to
     forget the whole text and failed after rank 0 had rewritten the file."""
-    results = _results(runs, "forget_streamed")
+    results = rank_results(runs, "forget_streamed")
     for rank, got in enumerate(results):
         assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
     got, want = (
@@ -274,12 +242,12 @@ def test_lm_forget_of_a_text_streamed_in_part_cuts_its_windows_on_every_rank(run
 # ----------------------------------------------------------------- 2. inputs that differ between ranks
 def test_lm_learn_refuses_options_that_differ_between_ranks(runs):
     """--window 16 on rank 0 and 20 on rank 1 learned a mixture of both windowings, rc 0."""
-    _refused_everywhere(runs, "learn_window", "--window (rank 0: 16, rank 1: 20)")
+    refused_everywhere(runs, "learn_window", "--window (rank 0: 16, rank 1: 20)")
     assert not (runs["out"] / "win.safetensors").exists()
 
 
 def test_task_learn_refuses_examples_that_differ_between_ranks(runs):
-    _refused_everywhere(
+    refused_everywhere(
         runs, "task_learn", "--examples (rank 0: ", "train.tsv (digest ", "train_b.tsv (digest "
     )
     assert not (runs["out"] / "tl.safetensors").exists()
@@ -287,26 +255,26 @@ def test_task_learn_refuses_examples_that_differ_between_ranks(runs):
 
 def test_task_classify_refuses_inputs_that_differ_between_ranks(runs):
     """Rank 0 wrote its inputs beside rank 1's inputs' scores."""
-    _refused_everywhere(runs, "task_classify", "--inputs (rank 0: ", "test_b.tsv (digest ")
+    refused_everywhere(runs, "task_classify", "--inputs (rank 0: ", "test_b.tsv (digest ")
     assert not (runs["out"] / "pred.tsv").exists()
 
 
 def test_the_same_inputs_at_other_paths_are_not_refused(runs):
     """A node whose copy of the inputs is elsewhere (another path, the same contents) runs."""
-    for rank, got in enumerate(_results(runs, "task_classify_copy")):
+    for rank, got in enumerate(rank_results(runs, "task_classify_copy")):
         assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
     assert len((runs["out"] / "pred_copy.tsv").read_text().splitlines()) == 5
 
 
 def test_classify_fit_refuses_data_that_differs_between_ranks(runs):
-    _refused_everywhere(runs, "classify_fit", "DATA (rank 0: ", "first_b.csv (digest ")
+    refused_everywhere(runs, "classify_fit", "DATA (rank 0: ", "first_b.csv (digest ")
     assert not (runs["out"] / "clf").exists()
 
 
 # ----------------------------------------------------------------- 3. gather_rows of other totals
 def test_gather_rows_of_other_totals_is_a_distributed_error_naming_them(runs):
     """Rank 0 aborted in gloo ("collective mismatch") and rank 1 took padding for rows."""
-    for rank, got in enumerate(_results(runs, "gather_totals")):
+    for rank, got in enumerate(rank_results(runs, "gather_totals")):
         assert got["error"] == "DistributedError", f"rank {rank}: {got}"
         assert "rank 0: 3, rank 1: 5" in got["message"]
 
@@ -315,18 +283,18 @@ def test_gather_rows_of_other_totals_is_a_distributed_error_naming_them(runs):
 def test_lm_perplexity_and_generate_print_on_rank_0_only(runs):
     """Both ranks printed: the perplexity JSON twice (``}{``), the continuation twice."""
     for name in ("perplexity", "generate"):
-        results = _results(runs, name)
+        results = rank_results(runs, name)
         for rank, got in enumerate(results):
             assert got["error"] is None and got["rc"] == 0, f"{name} rank {rank}: {got}"
         assert results[0]["out"].strip(), name
         assert results[1]["out"] == "", name
-    assert "fast_weights" in json.loads(_results(runs, "perplexity")[0]["out"])
+    assert "fast_weights" in json.loads(rank_results(runs, "perplexity")[0]["out"])
 
 
 # ----------------------------------------------------------------- 5. fit beside partial_fit
 def test_fit_beside_partial_fit_is_a_value_error_on_every_rank(runs):
     """Rank 1 (partial_fit) raised a bare KeyError 'classes'; rank 0 (fit) waited for the timeout."""
-    for rank, got in enumerate(_results(runs, "fit_vs_partial_fit")):
+    for rank, got in enumerate(rank_results(runs, "fit_vs_partial_fit")):
         assert got["error"] == "ValueError", f"rank {rank}: {got}"
         assert "rank 0: fit; rank 1: partial_fit" in got["message"]
         assert got["seconds"] < 20  # not the 30 s timeout
@@ -335,7 +303,7 @@ def test_fit_beside_partial_fit_is_a_value_error_on_every_rank(runs):
 # ----------------------------------------------------------------- 7. lm stream --out row order
 def test_lm_stream_out_keeps_rows_in_one_process_order(runs):
     """Earlier statistics were merged after each chunk's rows: the kept rows came out chunk-reversed."""
-    for rank, got in enumerate(_results(runs, "stream")):
+    for rank, got in enumerate(rank_results(runs, "stream")):
         assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
     got, want = (
         load_file(str(runs["out"] / "stream.safetensors")),

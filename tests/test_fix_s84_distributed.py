@@ -16,15 +16,11 @@ out of step before their fix (one rank failing, or waiting in another collective
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +32,15 @@ from safetensors.torch import load_file
 from faast import distributed
 from faast.cli import main
 from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port, _stop, _wait
-
-WORLD = 2
-SRC = str(Path(distributed.__file__).resolve().parents[1])  # the faast imported here, for the group too
-TEMPLATE = "{input} w90"
+from tests.torchrun_runs import (
+    SRC,
+    TEMPLATE,
+    WORLD,
+    ran_everywhere,
+    record,
+    refused_everywhere,
+    write_record,
+)
 
 
 def _save_nudged(model: Path, out: Path) -> Path:
@@ -212,23 +213,14 @@ def _steps(f: dict[str, Any], out: Path) -> list[list[dict[str, Any]]]:
 
 
 # ----------------------------------------------------------------- what each rank runs
-def _record(run: Any) -> dict[str, Any]:
-    """What ``run()`` printed and returned (an exit status), or the error it raised."""
-    out, err, start = io.StringIO(), io.StringIO(), time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            result = {"error": None, "rc": run()}
-    except Exception as exc:  # recorded for the test to judge
-        result = {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()[-2000:]}
-    return {**result, "out": out.getvalue(), "err": err.getvalue(), "seconds": time.perf_counter() - start}
 
 
 def _worker(out: Path, steps: list[dict[str, Any]]) -> None:
     torch.set_num_threads(1)
     d = distributed.init()
     for step in steps:
-        result = _record(lambda step=step: main(step["argv"][d.rank]))
-        (out / f"{step['name']}.rank{d.rank}.json").write_text(json.dumps(result))
+        result = record(lambda step=step: main(step["argv"][d.rank]))
+        write_record(out, step["name"], d.rank, result)
     os._exit(0)
 
 
@@ -276,47 +268,17 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     return {"out": out, "ref": ref, "tmp": tmp, "procs": waited}
 
 
-def _results(runs: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    found = []
-    for rank in range(WORLD):
-        path = runs["out"] / f"{name}.rank{rank}.json"
-        tails = [err[-1500:] for _, _, err in runs["procs"]]  # every process of every group
-        assert path.exists(), f"rank {rank} wrote no result for {name}: {tails}"
-        found.append(json.loads(path.read_text()))
-    return found
-
-
-def _refused_everywhere(runs: dict[str, Any], name: str, *named: str) -> list[dict[str, Any]]:
-    """Each rank's failed command line, whose error names ``named`` (the processes' inputs differ)."""
-    results = _results(runs, name)
-    for rank, got in enumerate(results):
-        assert got["error"] is None and got["rc"] == 1, f"rank {rank}: {got}"
-        assert "read different inputs or were given different options" in got["err"], (
-            f"rank {rank}: {got['err']}"
-        )
-        for text in named:
-            assert text in got["err"], f"rank {rank}: {got['err']}"
-    return results
-
-
-def _ran_everywhere(runs: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    results = _results(runs, name)
-    for rank, got in enumerate(results):
-        assert got["error"] is None and got["rc"] == 0, f"rank {rank}: {got}"
-    return results
-
-
 # ----------------------------------------------------------------- 1. the fast-weight file
 def test_task_classify_refuses_fast_weights_that_differ_between_ranks(runs):
     """Rank 1 scored its share of the inputs with its own task: rank 0 wrote a mixture, rc 0."""
-    _refused_everywhere(
+    refused_everywhere(
         runs, "classify_fast_weights", "--fast-weights (rank 0: ", "task_b.safetensors (digest "
     )
     assert not (runs["out"] / "p_fw.tsv").exists()
 
 
 def test_task_generate_refuses_fast_weights_that_differ_between_ranks(runs):
-    _refused_everywhere(
+    refused_everywhere(
         runs, "generate_fast_weights", "--fast-weights (rank 0: ", "task_b.safetensors (digest "
     )
     assert not (runs["out"] / "g_fw.tsv").exists()
@@ -325,7 +287,7 @@ def test_task_generate_refuses_fast_weights_that_differ_between_ranks(runs):
 def test_lm_perplexity_refuses_fast_weights_that_differ_between_ranks(runs):
     """Each rank scores the whole text and rank 0 printed its own result: rank 1's other file went
     unnoticed, rc 0."""
-    results = _refused_everywhere(
+    results = refused_everywhere(
         runs, "perplexity_fast_weights", "--fast-weights (rank 0: ", "lm_b.safetensors (digest "
     )
     assert results[0]["out"] == ""
@@ -333,19 +295,19 @@ def test_lm_perplexity_refuses_fast_weights_that_differ_between_ranks(runs):
 
 def test_lm_perplexity_refuses_texts_that_differ_between_ranks(runs):
     """Each rank scored its own text and rank 0 printed its own perplexity, rc 0."""
-    results = _refused_everywhere(runs, "perplexity_text", "--text (rank 0: ", "book_b.txt (digest ")
+    results = refused_everywhere(runs, "perplexity_text", "--text (rank 0: ", "book_b.txt (digest ")
     assert results[0]["out"] == ""
 
 
 def test_the_same_fast_weights_at_another_path_are_not_refused(runs):
-    results = _ran_everywhere(runs, "perplexity_copy")
+    results = ran_everywhere(runs, "perplexity_copy")
     assert "fast_weights" in json.loads(results[0]["out"])
 
 
 # ----------------------------------------------------------------- 2. --demonstrations and --lora
 def test_task_evaluate_refuses_demonstrations_that_differ_between_ranks(runs):
     """Rank 1 read its share of the examples after other demonstrations: a mixed score, rc 0."""
-    results = _refused_everywhere(
+    results = refused_everywhere(
         runs, "evaluate_demonstrations", "--demonstrations (rank 0: ", "demos_b.tsv (digest "
     )
     assert "accuracy" not in results[0]["out"]
@@ -353,36 +315,36 @@ def test_task_evaluate_refuses_demonstrations_that_differ_between_ranks(runs):
 
 def test_lora_given_on_one_rank_only_is_named_on_every_rank(runs):
     """Rank 0 refused --lora under torchrun; rank 1, without it, went on to score alone."""
-    _refused_everywhere(runs, "classify_lora_one_rank", "--lora (rank 0: ", "rank 1: not given")
+    refused_everywhere(runs, "classify_lora_one_rank", "--lora (rank 0: ", "rank 1: not given")
     assert not (runs["out"] / "p_lora.tsv").exists()
 
 
 # ----------------------------------------------------------------- 3. the model
 def test_task_classify_refuses_another_snapshot_of_the_model_on_one_rank(runs):
     """Same configuration and shapes, one weight tensor moved: rank 1 scored with it, rc 0."""
-    _refused_everywhere(runs, "classify_model", "--model (rank 0: ", "model_b (fingerprint ")
+    refused_everywhere(runs, "classify_model", "--model (rank 0: ", "model_b (fingerprint ")
     assert not (runs["out"] / "p_model.tsv").exists()
 
 
 def test_the_zero_shot_labels_note_is_printed_by_rank_0_alone(runs):
-    results = _ran_everywhere(runs, "evaluate_zero_shot_note")
+    results = ran_everywhere(runs, "evaluate_zero_shot_note")
     note = "zero-shot --labels auto takes its"
     assert note in results[0]["err"] and note not in results[1]["err"]
 
 
 def test_lm_generate_refuses_another_snapshot_of_the_model_on_one_rank(runs):
-    results = _refused_everywhere(runs, "lm_generate_model", "--model (rank 0: ", "model_b (fingerprint ")
+    results = refused_everywhere(runs, "lm_generate_model", "--model (rank 0: ", "model_b (fingerprint ")
     assert results[0]["out"] == ""
 
 
 def test_lm_learn_refuses_another_snapshot_of_the_model_on_one_rank(runs):
     """The statistics of two models were summed and written, rc 0."""
-    _refused_everywhere(runs, "lm_learn_model", "the model (rank 0: weights and configuration ")
+    refused_everywhere(runs, "lm_learn_model", "the model (rank 0: weights and configuration ")
     assert not (runs["out"] / "learned.safetensors").exists()
 
 
 def test_the_same_model_at_another_path_is_not_refused(runs):
-    _ran_everywhere(runs, "classify_model_copy")
+    ran_everywhere(runs, "classify_model_copy")
     assert len((runs["out"] / "p_copy.tsv").read_text().splitlines()) == 5
 
 
@@ -427,7 +389,7 @@ def test_reduce_learning_takes_the_fingerprint_again_after_a_change_in_place():
 def test_classify_fit_beside_partial_fit_is_refused_at_once_naming_the_actions(runs):
     """Rank 0 (fit) and rank 1 (partial-fit) waited in different collectives until the timeout."""
     named = 'command (rank 0: "faast classify fit", rank 1: "faast classify partial-fit")'
-    results = _refused_everywhere(runs, "fit_vs_partial_fit", named)
+    results = refused_everywhere(runs, "fit_vs_partial_fit", named)
     for rank, got in enumerate(results):
         assert got["seconds"] < 20, f"rank {rank}: {got['seconds']:.1f} s (the timeout is 30 s)"
 
@@ -435,7 +397,7 @@ def test_classify_fit_beside_partial_fit_is_refused_at_once_naming_the_actions(r
 # ----------------------------------------------------------------- 5. task forget writes on rank 0
 def test_task_forget_needs_a_writable_file_on_rank_0_only(runs):
     """Rank 1's copy is read-only: it failed check_writable although rank 0 alone writes."""
-    results = _ran_everywhere(runs, "task_forget")
+    results = ran_everywhere(runs, "task_forget")
     assert "[faast] forgot 2 examples" in results[0]["out"]
     assert "forgot" not in results[1]["out"]
     got = load_file(str(runs["out"] / "forget.safetensors"))
