@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,10 @@ from safetensors.torch import load_file
 
 from faast import distributed
 from faast.cli import main
-from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port, _stop, _wait
+from tests.test_distributed_learning import _free_port, _stop, _wait
 from tests.torchrun_runs import (
-    SRC,
     TEMPLATE,
-    WORLD,
+    launch_group,
     rank_results,
     record,
     refused_everywhere,
@@ -175,16 +173,7 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     learn = ["--examples", str(tmp / "train.tsv"), "--template", TEMPLATE, "--folds", "2", "--task", "parity"]
     assert main(["task", "learn", *base, *learn, "--out", str(out / "task.safetensors")]) == 0
     steps = _steps(f, out)
-    port = str(_free_port())
-    procs = []
-    for rank in range(WORLD):
-        env = _env(
-            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT="30", FAAST_DIST_BACKEND="gloo",
-        )  # fmt: skip
-        env["PYTHONPATH"] = os.pathsep.join([SRC, env["PYTHONPATH"]])  # the faast this process tests
-        cmd = [sys.executable, "-m", "tests.test_fix_s83_distributed", str(out), json.dumps(steps)]
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
+    procs = launch_group("tests.test_fix_s83_distributed", out, steps)
     try:
         assert main(["lm", "forget", *base, *text, "--fast-weights", str(ref / "forget.safetensors")]) == 0
         streamed = [

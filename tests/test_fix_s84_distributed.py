@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,10 @@ from safetensors.torch import load_file
 
 from faast import distributed
 from faast.cli import main
-from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port, _stop, _wait
+from tests.test_distributed_learning import _stop, _wait
 from tests.torchrun_runs import (
-    SRC,
     TEMPLATE,
-    WORLD,
+    launch_group,
     ran_everywhere,
     record,
     refused_everywhere,
@@ -247,16 +245,9 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     (out / "forget_ro.safetensors").chmod(0o444)  # another node's copy, which it cannot write
     assert main(["classify", "fit", str(tmp / "first.csv"), "--model", str(out / "clf")]) == 0
     procs = []
+    procs = []
     for steps in _steps(f, out):  # the groups at once
-        port = str(_free_port())
-        for rank in range(WORLD):
-            env = _env(
-                RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT="30", FAAST_DIST_BACKEND="gloo",
-            )  # fmt: skip
-            env["PYTHONPATH"] = os.pathsep.join([SRC, env["PYTHONPATH"]])  # the faast this process tests
-            cmd = [sys.executable, "-m", "tests.test_fix_s84_distributed", str(out), json.dumps(steps)]
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
+        procs += launch_group("tests.test_fix_s84_distributed", out, steps)
     try:
         forget = ["--examples", str(tmp / "forget.tsv"), "--task", "parity"]
         forget += ["--fast-weights", str(ref / "forget.safetensors")]

@@ -7,16 +7,37 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from faast import distributed
+from tests.test_distributed_learning import PIPES, ROOT, _env, _free_port
 
 WORLD = 2
 SRC = str(Path(distributed.__file__).resolve().parents[1])  # the faast imported here, for the group too
 TEMPLATE = "{input} w90"
+
+
+def launch_group(module: str, out: Path, steps: list[dict[str, Any]]) -> list[subprocess.Popen]:
+    """Start :data:`WORLD` processes of ``python -m module out steps`` with the environment
+    ``torchrun`` gives its processes (a fresh port, gloo, a 30 s timeout) and the faast imported
+    here first on their path; the module's ``__main__`` runs ``steps`` (JSON) and writes records."""
+    port = str(_free_port())
+    procs = []
+    for rank in range(WORLD):
+        env = _env(
+            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=port, FAAST_DIST_TIMEOUT="30", FAAST_DIST_BACKEND="gloo",
+        )  # fmt: skip
+        env["PYTHONPATH"] = os.pathsep.join([SRC, env["PYTHONPATH"]])  # the faast this process tests
+        cmd = [sys.executable, "-m", module, str(out), json.dumps(steps)]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, **PIPES))
+    return procs
 
 
 def record(run: Any) -> dict[str, Any]:
