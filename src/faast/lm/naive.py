@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from faast.lm.output_readouts import CONTEXT_SPAN, NARROW_SUPPORT
+from faast.lm.output_readouts import CONTEXT_RIDGE, CONTEXT_SPAN, NARROW_SUPPORT
 from faast.solver import svd_reference
 
 
@@ -205,9 +205,12 @@ def logits(
     p = counts[counts > 0].double() / counts.sum()
     context = None
     if spec.gate is not None and spec.weight > 0 and math.exp(float(-(p * p.log()).sum())) < NARROW_SUPPORT:
-        keys = torch.cat(out_k).double()  # a narrow memory: the learned keys' dominant directions
-        lam, vec = torch.linalg.eigh(keys.T @ keys)
-        context = vec[:, lam >= CONTEXT_SPAN * lam.max()]
+        keys = torch.cat(out_k).double()  # a narrow memory: the learned keys' dominant directions,
+        gram = keys.T @ keys  # and (G + ρI)⁻¹ for the leverage of a context
+        lam, vec = torch.linalg.eigh(gram)
+        ridge = CONTEXT_RIDGE * float(torch.trace(gram)) / keys.shape[0]
+        inverse = torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=torch.float64))
+        context = (vec[:, lam >= CONTEXT_SPAN * lam.max()], inverse)
     return _prob_mix(base, z @ w_out.T, head, learned, spec, rho2, z, context)
 
 
@@ -219,11 +222,12 @@ def _prob_mix(
     spec: NaiveSpec,
     rho2: float,
     z: torch.Tensor | None = None,
-    context: torch.Tensor | None = None,
+    context: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """log((1−λ(z))·softmax(logits) + λ(z)·p_memory), p_memory = softmax(rows·m/(ρ²·T)) over
-    the support (no head bias: it is in the model's part), λ(z) gated; ``context`` (d, k): the
-    dominant directions of a narrow memory's learned keys, the share of z in which also bounds c."""
+    the support (no head bias: it is in the model's part), λ(z) gated; ``context`` (the dominant
+    directions (d, k) of a narrow memory's learned keys, (G + ρI)⁻¹ (d, d)): the larger of z's
+    share in those directions and 1/√max(zᵀ(G + ρI)⁻¹z, 1) also bounds c."""
     support = learned if spec.support == "learned" else torch.ones_like(learned)
     rows = head[support]
     scores = m @ rows.T / rho2
@@ -237,8 +241,11 @@ def _prob_mix(
         cos = raw / (m.norm(dim=-1, keepdim=True) * rows.norm(dim=-1)).clamp_min(1e-12)
         c = cos.max(dim=-1, keepdim=True).values
         if context is not None and z is not None:
+            dominant, inverse = context
             unit = z.double() / z.double().norm(dim=-1, keepdim=True)
-            c = torch.minimum(c, (unit @ context).norm(dim=-1, keepdim=True).to(c.dtype))
+            leverage = ((z.double() @ inverse) * z.double()).sum(dim=-1, keepdim=True)
+            share = torch.maximum((unit @ dominant).norm(dim=-1, keepdim=True), leverage.clamp_min(1).rsqrt())
+            c = torch.minimum(c, share.to(c.dtype))
         open_ = ((c - spec.gate) / (1 - spec.gate)).clamp(0, 1)
         lam = spec.weight * open_
     mixed = (1 - lam) * p_model + lam * p_mem
