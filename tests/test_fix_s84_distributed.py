@@ -201,6 +201,13 @@ def _steps(f: dict[str, Any], out: Path) -> list[list[dict[str, Any]]]:
             ),
         ],
         [
+            differ(  # 3. another model on rank 1, whose load of the fast weights failed there alone
+                "perplexity_model_with_fast_weights",
+                ["lm", "perplexity", *base, "--text", str(tmp / "book.txt"), "--fast-weights", fw],
+                {model: str(tmp / "model_b")},
+            ),
+        ],
+        [
             differ(  # 4. fit on rank 0, partial-fit on rank 1: waited for the timeout
                 "fit_vs_partial_fit",
                 ["classify", "fit", str(tmp / "first.csv"), "--model", str(out / "clf")],
@@ -325,6 +332,15 @@ def test_the_zero_shot_labels_note_is_printed_by_rank_0_alone(runs):
 
 def test_lm_generate_refuses_another_snapshot_of_the_model_on_one_rank(runs):
     results = refused_everywhere(runs, "lm_generate_model", "--model (rank 0: ", "model_b (fingerprint ")
+    assert results[0]["out"] == ""
+
+
+def test_lm_perplexity_with_fast_weights_names_another_model_on_every_rank(runs):
+    """Rank 1's load of fast weights learned on the other model failed there alone; rank 0 saw only
+    its peer closing the connection. The model is now compared before the fast weights load."""
+    results = refused_everywhere(
+        runs, "perplexity_model_with_fast_weights", "--model (rank 0: ", "model_b (fingerprint "
+    )
     assert results[0]["out"] == ""
 
 

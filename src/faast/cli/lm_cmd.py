@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from faast.text_files import StableText
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from faast.distributed import Dist
 
 _DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -310,7 +312,11 @@ def _check_learn_args(args: argparse.Namespace) -> None:
     check_output_file(args.out, args.task, warn_replace=not args.append)  # --append: meant
 
 
-def _load_with_fast_weights(args: argparse.Namespace):
+def _load_with_fast_weights(args: argparse.Namespace, loaded: Callable[[Any, Any], None] | None = None):
+    """The model (and tokenizer) with the task of ``--fast-weights`` loaded into it; ``loaded(fm,
+    tok)`` runs once the model is loaded and before the fast weights are (under ``torchrun``: the
+    comparison of what the processes read, before a fast-weight file learned on another model can
+    fail on one process alone)."""
     from faast.lm.fastweights import read_config, read_task, task_read_config
 
     stored: dict[str, Any] = {}
@@ -320,6 +326,8 @@ def _load_with_fast_weights(args: argparse.Namespace):
             stored = read_config(args.fast_weights, args.task)
         stored_read = task_read_config(read_task(args.fast_weights, args.task)[2])
     fm, tok = _load(args, *_layout_and_read(args, stored, stored_read))
+    if loaded is not None:
+        loaded(fm, tok)
     if args.fast_weights:
         fm.load_fast_weights(args.fast_weights, args.task, read=False)
     return fm, tok
@@ -908,8 +916,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     dist = _init(args)  # under torchrun every process generates the same text: rank 0 alone prints it
     check_max_new_tokens(args.max_new_tokens, "--max-new-tokens")
-    fm, tok = _load_with_fast_weights(args)
-    _same_reading_everywhere(dist, args, fm, tok)
+    fm, tok = _load_with_fast_weights(args, lambda fm, tok: _same_reading_everywhere(dist, args, fm, tok))
     if args.chat:
         if not getattr(tok, "chat_template", None):
             raise ValueError(
@@ -946,8 +953,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     dist = _init(args)  # under torchrun every process scores the whole text: rank 0 alone prints
     _check_max_windows(args.max_windows)
     _check_has_text(args.text)  # missing, empty, blank or not text at its start: before the model loads
-    fm, tok = _load_with_fast_weights(args)
-    _same_reading_everywhere(dist, args, fm, tok)
+    fm, tok = _load_with_fast_weights(args, lambda fm, tok: _same_reading_everywhere(dist, args, fm, tok))
     # The counting pass stays before scoring: it gives the progress bar's total and the warning naming
     # the tokens not scored (past --max-windows: the whole text's count), refuses a text too short to
     # score and bytes that are not text, before any scoring.
