@@ -268,7 +268,9 @@ class FaastClassifier(
     ridge_ : float or None
         The ridge penalty the solve used (None for truncation).
     cut_ : faast.solver.Cut
-        The validated cut built from ``alpha``, ``c``, ``tau`` and ``ridge``.
+        The validated cut built from ``alpha``, ``c``, ``tau`` and ``ridge`` (after a load, that
+        rule pinned to the level the saved fit chose, until the next solve:
+        :class:`~faast.classifier_solution.ChosenLevel`).
     memory_ : faast.InverseMemory
         The float64 statistics (features → one-hot labels) and the compiled fast weights.
     class_count_ : ndarray of shape (n_classes,)
@@ -592,9 +594,9 @@ class FaastClassifier(
         bit — features as learned, label and weight — by the classifier's record of examples
         learned (:mod:`faast.classifier_record`; a classifier saved before it, or one that forgot
         a row matched within rounding, has none and checks only that no class loses more
-        examples than it learned). Either way an error leaves the classifier unchanged. Examples of
-        weight 0 changed nothing when learned and are passed over (``class_count_`` counts the
-        others). X is cast to the dtype the statistics were built from, as in ``partial_fit``.
+        examples than it learned, and warns). Either way an error leaves the classifier unchanged.
+        Examples of weight 0 changed nothing when learned and are passed over (``class_count_``
+        counts the others). X is cast to the dtype the statistics were built from, as in ``partial_fit``.
         Crossing back below 2·D examples, the rows are gone, so the ``auto`` cuts fall back to
         GCV (a refit would score exact leave-one-out). ``predict_proba``'s temperature
         (``logit_scale="auto"``) equals a refit's while the rows are kept (found again from the
@@ -641,6 +643,18 @@ class FaastClassifier(
             # a pair never learned is the error to name first (checked while the rows are kept)
             self.memory_.check_forget(self._design(keys), onehot, weights)
             raise ValueError("forgetting every learned example would leave nothing to predict with; fit anew")
+        held = self.memory_.stats
+        if record is None and held.kept_row_count < held.count:  # nothing checks each example
+            warnings.warn(
+                f"this classifier holds {held.count} examples, more than twice its design's width, so it "
+                "no longer keeps their rows, and it has no record of the examples learned (saved before "
+                "2026-12-06, or an example was forgotten from features recomputed to other roundings): "
+                "the examples to forget cannot be verified (their features and labels), only their class "
+                "counts; forgetting an example under a label it was not learned with changes the model "
+                "wrongly (refit on what should remain when unsure)",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
         design, memory = self._design(keys), self.memory_
         # the solve that follows can still refuse (only zero keys left) or be interrupted: the
         # pairs are subtracted from a copy of the statistics (O(D²), or the kept rows; the solve

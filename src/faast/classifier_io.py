@@ -2,10 +2,18 @@
 
 A saved classifier is a directory holding
 
-* ``classifier.json``: the parameters, the cut they resolved to, the classes, the per-class
-  counts, the feature dimension and the key dtype, plus free ``metadata`` (e.g. the encoder that
-  made the features); a file without the cut was written when all-None cut parameters meant
-  ``tau="auto"``, and loads as such;
+* ``classifier.json``: the parameters, the cut they resolved to (``cut``: the rule, e.g.
+  ``ridge=auto``) and the level its solve chose (``cut_level``: ``{"ridge": ρ}`` or ``{"rank": r,
+  "tau": τ}``, in the statistics' units, float64 exactly), the classes, the per-class counts, the
+  feature dimension and the key dtype, plus free ``metadata`` (e.g. the encoder that made the
+  features). A load solves with the recorded level as a fixed cut
+  (:class:`~faast.classifier_solution.ChosenLevel`), so that it predicts as the classifier saved
+  even where this faast's rule would choose another level; its next ``partial_fit``, ``forget``,
+  ``fit`` or ``solve`` chooses again by the rule. A file written before the level was recorded
+  (2026-12-07) has its level chosen again, with a warning when the rule chooses from the data
+  (``auto``, ``gcv``: predictions may differ from those before saving). A file without the cut was
+  written when all-None cut parameters meant ``tau="auto"``, and loads as such (with the warning
+  naming ``ridge="auto"`` for the files of 2026-12-01 that may have meant it);
 * ``classifier.safetensors`` (kind ``classifier``): the float64 statistics — G (d, d), B (d, C)
   and the counts, with the rows while every example's is kept (n ≤ 2·D); while n < D the rows
   stand for G and B, which are not written (:meth:`~faast.solver.GramStats.saved_state`: features
@@ -52,6 +60,7 @@ import torch
 from faast._checks import caller_stacklevel
 from faast.classifier import ROWS_KEPT, FaastClassifier
 from faast.classifier_record import ExampleRecord
+from faast.classifier_solution import ChosenLevel
 from faast.io import (
     blocker_kind,
     check_json_dict,
@@ -70,6 +79,7 @@ from faast.io import (
 )
 from faast.locks import path_identity, path_lock
 from faast.memory import InverseMemory
+from faast.solver.cut import DATA_CHOSEN, Cut
 
 FORMAT = "faast.classifier"
 VERSION = 1
@@ -87,8 +97,9 @@ _PARAMS = (
 )  # fmt: skip
 #: Parameters added after the first layout, with the value that files written before them mean.
 _LATER_PARAMS = {
-    "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto", "max_iter": 10, "fit_intercept": False,
-    "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None, "center_features": False,
+    "random_features": None, "random_state": 0, "refine": 0, "margin": 0.5, "loss": "squared", "C": "auto",
+    "max_iter": 10, "fit_intercept": False, "intercept_scaling": 1.0, "tol": 0.0, "class_weight": None,
+    "center_features": False,
 }  # fmt: skip
 #: The key dtypes a classifier's statistics can be built from (``FaastClassifier._keys``).
 _INPUT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -223,6 +234,9 @@ def save_classifier(
         "params": {name: _param_to_json(name, params[name]) for name in _PARAMS},
         "class_weight": [float(x) for x in clf.class_weight_],
         "cut": str(clf.cut_),  # what the cut parameters resolved to (their defaults can change)
+        # the level the solve chose (ρ, or the rank and τ kept), exact (JSON floats round-trip): a load
+        # predicts with it, not with one a later version of the rule would choose (ChosenLevel)
+        "cut_level": ChosenLevel.of(clf.cut_, clf.memory_.solve_info()).to_level(),
         # the temperature predict_proba uses: beyond the kept rows it came from rows not saved
         "logit_scale_fitted": float(clf.logit_scale_),
         "logit_scale_rows": int(getattr(clf, "_calibration_rows", 0)),
@@ -480,7 +494,15 @@ def load_classifier_version(
     clf._record = _example_record(tensors, memory, tensors_path)
     clf.memory_ = memory
     clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
-    clf._compile(cut)
+    level = _chosen_level(info, json_path, cut, key_dim)
+    edited = level is not None and "cut" in info and info["cut"] != str(cut)
+    if edited:  # the level of another rule than the parameters give: chosen again by theirs
+        _warn_other_rule(json_path, info["cut"], cut, level)  # type: ignore[arg-type]
+    if info.get("cut") != str(cut):  # a level is only recorded with the rule that chose it
+        level = None
+    # the level the fit chose, as a fixed cut (ridge_, rank_, and refine's filter below, follow it);
+    # the next partial_fit, forget, fit or solve chooses again with the rule (clf._cut())
+    clf._compile(cut if level is None else level)
     if "logit_scale_fitted" in info:  # absent from files written before logit_scale="auto"
         fitted = info["logit_scale_fitted"]
         if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not (0 < fitted < math.inf):
@@ -511,7 +533,91 @@ def load_classifier_version(
         stored = tensors["logistic_C"]  # [C, steps of the final fit]
         clf._set_logistic(weight.to(torch.float64), float(stored[0]))
         clf.n_iter_ = int(stored[1]) if stored.numel() > 1 else clf.n_iter_
+    # (logistic: its weights are saved, whatever the level)
+    if level is None and not edited and cut.kind in DATA_CHOSEN and fitted_loss == "squared":
+        _warn_level_not_recorded(clf, json_path, cut, _default_cut_unknown(info))
     return clf, metadata, version
+
+
+def _chosen_level(info: dict[str, Any], json_path: Path, cut: Cut, key_dim: int) -> ChosenLevel | None:
+    """``cut`` pinned to the level its fit chose that ``classifier.json`` records (``cut_level``:
+    ``{"ridge": ρ}`` or ``{"rank": r, "tau": τ}``), or None for a file written before it was
+    recorded; a ``ValueError`` names a malformed one."""
+    level = info.get("cut_level")
+    if level is None:
+        return None
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+    if isinstance(level, dict) and set(level) == {"ridge"} and number(level["ridge"]):
+        return ChosenLevel.of_level(cut, ridge=float(level["ridge"]))
+    if (
+        isinstance(level, dict)
+        and set(level) == {"rank", "tau"}
+        and isinstance(level["rank"], int)
+        and not isinstance(level["rank"], bool)
+        and 0 <= level["rank"] <= key_dim
+        and (level["tau"] is None or number(level["tau"]))
+    ):
+        tau = None if level["tau"] is None else float(level["tau"])
+        return ChosenLevel.of_level(cut, rank=level["rank"], tau=tau)
+    raise _malformed(
+        json_path,
+        "cut_level",
+        f'expected {{"ridge": ρ ≥ 0}} or {{"rank": 0 to {key_dim}, "tau": τ ≥ 0 or null}}, got {level!r:.80}',
+    )
+
+
+def _warn_other_rule(json_path: Path, saved: Any, cut: Cut, level: ChosenLevel) -> None:
+    """Warn that the level ``json_path`` records was chosen by the cut ``saved`` but its parameters
+    now give ``cut`` (an edited file): the level is chosen again, by ``cut``."""
+    warnings.warn(
+        f"{json_path} records the level {level.to_level()} chosen by the cut {saved}, but its parameters "
+        f"give the cut {cut} (was the file edited?): the level is chosen again by {cut}, so its "
+        "predictions may differ from those before saving",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
+
+
+def _default_cut_unknown(info: dict[str, Any]) -> bool:
+    """Whether ``classifier.json`` without ``"cut"`` and with all-None cut parameters may have been
+    written when they meant ``ridge="auto"``: saved with ``fit_intercept`` (from 2026-12-01 04:46),
+    the layout of the files written both before the default became ``ridge="auto"`` (05:12) and
+    after, until ``"cut"`` was recorded (05:25); nothing else in them tells the two apart. Without
+    ``fit_intercept`` they were written before: ``tau="auto"`` (:func:`_description`)."""
+    saved = info.get("params")
+    return (
+        "cut" not in info
+        and isinstance(saved, dict)
+        and "fit_intercept" in saved
+        and all(saved.get(name) is None for name in ("tau", "ridge", "alpha"))
+    )
+
+
+def _warn_level_not_recorded(clf: FaastClassifier, json_path: Path, cut: Cut, default_unknown: bool) -> None:
+    """Warn that ``json_path`` (written before ``cut_level``) does not record the level its fit
+    chose by the data-chosen ``cut``: it was chosen again on loading, by the current rule, which may
+    choose another; ``default_unknown``: the file may also mean another cut (:func:`_default_cut_unknown`)."""
+    chosen = f"ridge ρ={clf.ridge_:.6g}" if clf.ridge_ is not None else f"rank {clf.rank_}"
+    also = (
+        " It also does not record its cut: saved on 2026-12-01 with all-None cut parameters, it is read "
+        'as tau="auto" (their meaning until 05:12 UTC); saved between 05:12 and 05:25 UTC it meant '
+        'ridge="auto" (the two differ beyond 2·D examples): then set_params(tau=None, ridge="auto") '
+        "and solve()."
+        if default_unknown
+        else ""
+    )
+    warnings.warn(
+        f"{json_path} does not record the level its fit chose (written by an older faast): the cut "
+        f"{cut} chose it again on loading ({chosen}), with this faast's rule, which may choose another "
+        "level than the fit did, so its predictions may differ from those before saving; fit it again "
+        "on its examples, or check its predictions and save it again with this faast, which records "
+        f"the level.{also}",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
 
 
 def _malformed(json_path: Path, field: str, why: str) -> ValueError:
@@ -561,7 +667,11 @@ def _description(
             json_path, "params.class_weight", f"not a list of [label, weight] pairs ({exc})"
         ) from None
     if "cut" not in info and all(params[name] is None for name in ("tau", "ridge", "alpha")):
-        params["tau"] = "auto"  # written before the default cut became ridge="auto"
+        params["tau"] = "auto"  # written before the default became ridge="auto" (_default_cut_unknown)
+    if "random_features" not in saved and (params["tau"] is not None or params["ridge"] is not None):
+        # the first layout (2026-11-30): alpha's default 0.8 was saved beside tau or ridge, which
+        # ignored it, as None does now (without a warning that alpha is ignored)
+        params["alpha"] = None
     classes = _classes(info, json_path)
     counts = info.get("class_count")
     if (

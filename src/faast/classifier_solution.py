@@ -11,10 +11,17 @@ never wait for these attributes; the attributes then reuse that solve.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+
+from faast.solver.cut import Cut, SolveInfo
+from faast.solver.spectral import SpectralFactor
 
 
 @dataclass
@@ -88,6 +95,71 @@ class SolutionMixin:
     def ridge_(self) -> float | None:
         """The ridge penalty the solve used (None for truncation)."""
         return self._solved().ridge
+
+
+@dataclass(frozen=True)
+class ChosenLevel(Cut):
+    """A cut rule (the fields of :class:`~faast.solver.Cut`, which ``str`` and ``to_dict`` give)
+    pinned to the level a solve of it chose: the ridge ρ (``level_ridge``), or the truncation's
+    kept rank and its τ (``level_rank``, ``level_tau``), in the units of the statistics. Solving
+    with it applies that level as a fixed cut, whatever the rule would choose now: a loaded
+    classifier predicts with the level its fit chose (:mod:`faast.classifier_io`), not one its
+    rule, which can change between versions, chooses again. A fixed ridge rule (``ridge``,
+    ``prior``) is solved by the same route as before (:meth:`~faast.solver.Cut.fixed_penalty`), a
+    level chosen from the data by the eigendecomposition, as the rule chose it."""
+
+    level_ridge: float | None = None
+    level_rank: int | None = None
+    level_tau: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.level_ridge is None) == (self.level_rank is None):
+            raise ValueError("a chosen level is a ridge or a truncation rank, one of them")
+        if self.level_ridge is not None and not (self.level_ridge >= 0.0 and math.isfinite(self.level_ridge)):
+            raise ValueError(f"the chosen ridge must be a finite number >= 0, got {self.level_ridge!r}")
+        if self.level_rank is not None and self.level_rank < 0:
+            raise ValueError(f"the chosen rank must be >= 0, got {self.level_rank!r}")
+
+    @classmethod
+    def of(cls, rule: Cut, info: SolveInfo) -> ChosenLevel:
+        """``rule`` pinned to the level of the solve ``info`` describes."""
+        if info.ridge is not None:
+            return cls.of_level(rule, ridge=float(info.ridge))
+        return cls.of_level(rule, rank=int(info.rank), tau=None if info.tau is None else float(info.tau))
+
+    @classmethod
+    def of_level(
+        cls, rule: Cut, *, ridge: float | None = None, rank: int | None = None, tau: float | None = None
+    ) -> ChosenLevel:
+        """``rule`` (itself a ``ChosenLevel`` or not) pinned to the ridge ρ, or the rank and τ, given."""
+        fields = {f.name: getattr(rule, f.name) for f in dataclasses.fields(Cut)}
+        return cls(**fields, level_ridge=ridge, level_rank=rank, level_tau=tau)
+
+    @property
+    def rule(self) -> Cut:
+        """The rule the level was chosen by, which a new fit chooses with."""
+        return Cut(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Cut)})
+
+    def apply(self, factor: SpectralFactor) -> tuple[torch.Tensor, float | None, float | None]:
+        if self.level_ridge is not None:
+            return factor.ridge_choice(self.level_ridge)
+        return factor.rank_filter(self.level_rank), self.level_tau, None  # type: ignore[arg-type]
+
+    def fixed_penalty(self, count: float, dim: int) -> Callable[[float], float] | None:
+        if self.level_ridge is None or super().fixed_penalty(count, dim) is None:
+            return None
+        rho = self.level_ridge
+        return lambda trace: rho
+
+    def to_level(self) -> dict[str, Any]:
+        """The level as ``classifier.json`` records it (``cut_level``)."""
+        if self.level_ridge is not None:
+            return {"ridge": self.level_ridge}
+        return {"rank": self.level_rank, "tau": self.level_tau}
+
+    def __repr__(self) -> str:
+        return f"ChosenLevel({str(self)!r}, {self.to_level()})"
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -436,9 +436,12 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
             if dist.is_main:
                 _warn_learned_again(clf, before, len(labels), args)
         else:  # every process forgets all the examples (the same result everywhere)
-            if dist.is_main:
-                _warn_unverified_forget(clf, args.model)
-            clf.forget(feats, labels)
+            import warnings
+
+            with warnings.catch_warnings():
+                if not dist.is_main:  # forget's warning that it cannot verify the examples: said once
+                    warnings.filterwarnings("ignore", message=".*no record of the examples learned")
+                clf.forget(feats, labels)
         if dist.is_main:
             # the encoder as found now (the same files; --encoder may have named a new place); a
             # cross-validation of fit's examples no longer describes what the classifier holds
@@ -482,9 +485,11 @@ def _check_width(clf: Any, feats: Any, source: dict[str, Any], args: argparse.Na
 
 
 def _warn_unmatched_columns(source: dict[str, Any], here: dict[str, Any], args: argparse.Namespace) -> None:
-    """Warn when DATA is a CSV of named feature columns (``here``) and the classifier was fitted on
-    features without names (``source``: a .npy, .npz or .safetensors): its columns are taken in
-    the file's order, which nothing can check (a classifier fitted on a CSV matches them by name)."""
+    """Warn when DATA is a CSV of named feature columns (``here``) and the classifier records no
+    column names (``source``): fitted on features without names (a .npy, .npz or .safetensors), or
+    on a CSV by a faast before 2026-12-05, which did not record them (nothing in the folder tells
+    the two apart). Its columns are taken in the file's order, which nothing can check (a
+    classifier fitted on a CSV since matches them by name)."""
     import warnings
 
     columns = here.get("columns")
@@ -493,8 +498,9 @@ def _warn_unmatched_columns(source: dict[str, Any], here: dict[str, Any], args: 
     shown = ", ".join(columns[:5]) + (", ..." if len(columns) > 5 else "")
     warnings.warn(
         f"{args.data}: its feature columns ({shown}) are taken in the file's order: the classifier at "
-        f"{args.model} was fitted on features without column names (not a CSV), so they cannot be matched "
-        "by name; check that they are in the order it learned",
+        f"{args.model} records no column names: it was fitted on a CSV by a faast before 2026-12-05, "
+        "which did not record them, or on features without column names (not a CSV), so they cannot be "
+        "matched by name; check that they are in the order it learned",
         UserWarning,
         stacklevel=3,
     )
@@ -549,29 +555,6 @@ def _warn_learned_again(clf: Any, before: Any, given: int, args: argparse.Namesp
             UserWarning,
             stacklevel=2,
         )
-
-
-def _warn_unverified_forget(clf: Any, model: str) -> None:
-    """Warn that ``forget`` cannot check the examples it is given when ``clf`` holds more than 2·D
-    examples (D its design's width), so that its rows are not kept, and has no record of the
-    examples learned (:mod:`faast.classifier_record`; classifiers saved before it): only the class
-    counts are checked, and an example forgotten under a label it was not learned with (or
-    features it was not learned from) silently changes the model away from a refit on the others."""
-    import warnings
-
-    stats = clf.memory_.stats
-    if stats.kept_row_count >= stats.count or clf.__dict__.get("_record") is not None:
-        return  # the kept rows, or the record of examples learned, check each one
-    warnings.warn(
-        f"{model} holds {stats.count} examples, more than twice its design's width, so it no longer keeps "
-        "their rows, and it has no record of the examples learned (saved before 2026-12-06, or an "
-        "example was forgotten from features recomputed to other roundings): the examples to forget "
-        "cannot be verified (their features and labels), only their class counts; forgetting an "
-        "example under a label it was not learned with changes the model wrongly (refit on what "
-        "should remain when unsure)",
-        UserWarning,
-        stacklevel=2,
-    )
 
 
 def in_fitted_dtype(clf: Any, feats: Any) -> Any:
