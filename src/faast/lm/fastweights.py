@@ -4,7 +4,8 @@ Layout of a file (a faast safetensors file of kind ``fast_weights``, written ato
 
 * tensors ``"{task}/{memory}/{gram|cross|count|weight_sum|value_sq_sum}"`` (float64 / int64), a
   memory's kept pairs while it holds at most d (``kept_keys``, ``kept_values``: float64), the
-  read-outs' extra state (``"{task}/output/seen"``), a middle memory's scorer
+  read-outs' extra state (``"{task}/output/counts"``; files written before 2026-11-30 hold only
+  ``"{task}/output/seen"``), a middle memory's scorer
   (``"{task}/{memory}/scorer_values"``, ``scorer_resolution``), ``"{task}/fingerprint"`` (a projection of
   the model's embedding matrix) and ``"{task}/weight_samples"``, ``"{task}/weight_resolution"``
   (values sampled from every floating weight tensor of the model, and the resolution of each
@@ -212,11 +213,31 @@ def read_config(path: str | os.PathLike[str], task: str | None = None) -> dict[s
     return dict(signature["config"])
 
 
+class LegacyReadWarning(UserWarning):
+    """A fast-weight task written before read configs were stored (2026-11-25, the file tag
+    ``faast.lm.fast_weights``): its read settings meant other things then (:data:`LEGACY_READ`)."""
+
+
+#: What :func:`task_read_config` warns of a task written before 2026-11-25 (no ``read`` in its
+#: signature: 7917574 began storing it, and the layout family's tag, and changed what the output
+#: memory's weight, temperature and gate mean). Its statistics are read as they were; their reading
+#: is this faast's.
+LEGACY_READ = (
+    "fast weights written by a faast from before 2026-11-25 (file tag 'faast.lm.fast_weights'), whose "
+    "read settings of the output memory (weight, temperature, gate) meant other things then, so their "
+    "outputs now differ from those they gave then (the statistics are read as they were, the settings "
+    "as this faast means them); to get this version's documented behaviour, learn the text again"
+)
+
+
 def task_read_config(signature: dict[str, Any]) -> ReadConfig:
     """The read config a task is read with: the one stored with it, or (files written before
-    read configs were stored) the read fields of its layout config."""
+    read configs were stored, 2026-11-25) the read fields of its layout config, with a
+    :class:`LegacyReadWarning` (:data:`LEGACY_READ`): the same text from the same place, so a
+    command that reads the task twice says it once."""
     if "read" in signature:
         return ReadConfig.from_dict(signature["read"])
+    warnings.warn(LEGACY_READ, LegacyReadWarning, stacklevel=1)  # here, not the caller: said once
     legacy = FaastConfig.from_dict(signature.get("config", {})).legacy_read
     return ReadConfig().replace(**legacy)
 

@@ -30,6 +30,15 @@ from faast.lm.key_features import RandomFeatureKeys
 from faast.lm.readouts import HEAD_INPUT, PRE_NORM, Captured, HookContext, ReadOut, next_pairs
 from faast.solver.normal_tensors import outside_inference_mode
 
+#: Why forgetting is refused from an output memory loaded from fast weights without token counts
+#: (:attr:`OutputReadOut.uncounted`), before anything changes.
+UNCOUNTED_FORGET = (
+    "these fast weights were written by an older faast (before 2026-11-30), which kept only which tokens "
+    "the output memory learned, not how often: forgetting needs those token counts, so nothing learned "
+    "then can be forgotten, nor a text checked against it (nothing was changed); learn the task again "
+    "with this faast to forget from it"
+)
+
 
 class OutputReadOut(ReadOut):
     """A parameter-free memory predicting the next token from the final state.
@@ -43,6 +52,13 @@ class OutputReadOut(ReadOut):
     kind = "output"
     key_source: ClassVar[str]
     value_source: ClassVar[str]
+    #: (V,) int64 0/1, or None: the part of ``counts`` that is not a count. A memory loaded from fast
+    #: weights written before counts were kept (2026-11-30: the learned tokens' mask ``seen`` alone)
+    #: takes each of those tokens as learned once; how often each was learned is unknown, so
+    #: :meth:`check_forget` refuses to forget more than ``counts - uncounted`` (what was learned since,
+    #: by this faast: nothing, right after the load) with :data:`UNCOUNTED_FORGET`. Saved as ``seen``
+    #: beside the counts (:meth:`extra_state`), so it outlives a save; :meth:`reset` clears it.
+    uncounted: torch.Tensor | None = None
 
     def __init__(
         self,
@@ -90,6 +106,7 @@ class OutputReadOut(ReadOut):
     def reset(self) -> None:
         super().reset()
         self.counts.zero_()
+        self.uncounted = None
 
     def keys_of(self, h: torch.Tensor) -> torch.Tensor:
         """The memory's keys of states h (..., d): h itself, or φ(h) (..., d + D) with key features."""
@@ -106,7 +123,14 @@ class OutputReadOut(ReadOut):
         self.learn_tokens(batch.next_ids())
 
     def check_forget(self, batches: list[Captured]) -> None:
-        """Also refuses tokens that would be forgotten more often than they were learned."""
+        """Also refuses tokens that would be forgotten more often than they were learned; after a
+        load of fast weights without counts (:attr:`uncounted`), more often than they were learned
+        since (any text, right after the load: the counts that would tell are not known)."""
+        if batches and self.uncounted is not None:
+            ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
+            known = self.counts - self.uncounted.to(self.counts.device)
+            if bool((known < torch.bincount(ids, minlength=known.shape[0])).any()):
+                raise ValueError(UNCOUNTED_FORGET)
         super().check_forget(batches)
         if batches:
             ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
@@ -184,8 +208,13 @@ class OutputReadOut(ReadOut):
         return {**super().signature(), "key": self.key_source, "value": self.value_source, **keys}
 
     def extra_state(self) -> dict[str, torch.Tensor]:
-        """``counts``: (V,) int64, how often each token was learned as a value."""
-        return {"counts": self.counts.clone()}
+        """``counts``: (V,) int64, how often each token was learned as a value; after a load of
+        fast weights without counts also ``seen`` (V,) uint8, the tokens counted once for them
+        (:attr:`uncounted`), which :meth:`load_extra_state` reads back as such."""
+        state = {"counts": self.counts.clone()}
+        if self.uncounted is not None:
+            state["seen"] = self.uncounted.to(self.counts.device, torch.uint8)  # where the counts are
+        return state
 
     def read_state_nbytes(self) -> int:
         """Reading needs only the learned-token mask ``seen``: one byte per vocabulary entry (the
@@ -197,13 +226,22 @@ class OutputReadOut(ReadOut):
     def load_extra_state(self, tensors: dict[str, torch.Tensor], where: str) -> None:
         """Restore the per-token ``counts`` (V,) int64 ≥ 0, validated.
 
-        Files written before counts were kept hold only ``seen`` (V,) uint8/bool: each seen token
-        is taken as learned once, so after loading such a legacy file forgetting refuses a token
-        learned more often than once as soon as its count would go below zero (the support of the
-        "prob" mix is the same either way).
+        Files written before counts were kept (2026-11-30) hold only ``seen`` (V,) uint8/bool: each
+        seen token is taken as learned once (the support of the "prob" mix is the same either
+        way) and remembered as not counted (:attr:`uncounted`), so forgetting what they learned is
+        refused with that reason rather than blamed on the text. A ``seen`` beside the counts is
+        that record as :meth:`extra_state` saves it (such a memory after more learning).
         """
         counts, seen = tensors.get("counts"), tensors.get("seen")
         shape = tuple(self.counts.shape)
+        if seen is not None:
+            if tuple(seen.shape) != shape or seen.dtype not in (torch.bool, torch.uint8):
+                raise ValueError(
+                    f"{where}: the learned-token set must be bool/uint8 of shape {shape}, got "
+                    f"{seen.dtype} of shape {tuple(seen.shape)}"
+                )
+            if seen.dtype == torch.uint8 and bool((seen > 1).any()):
+                raise ValueError(f"{where}: the learned-token set holds values other than 0 and 1")
         if counts is not None:
             if tuple(counts.shape) != shape or counts.dtype != torch.int64:
                 raise ValueError(
@@ -212,18 +250,16 @@ class OutputReadOut(ReadOut):
                 )
             if bool((counts < 0).any()):
                 raise ValueError(f"{where}: the learned-token counts hold negative values (damaged file?)")
+            if seen is not None and bool((counts < seen.to(counts.device, torch.int64)).any()):
+                raise ValueError(
+                    f"{where}: the learned-token set holds tokens the counts do not (damaged file?)"
+                )
             self.counts.copy_(counts.to(self.counts.device))
-            return
-        if seen is None:
+        elif seen is None:
             raise ValueError(f"{where}: the learned-token counts are missing")
-        if tuple(seen.shape) != shape or seen.dtype not in (torch.bool, torch.uint8):
-            raise ValueError(
-                f"{where}: the learned-token set must be bool/uint8 of shape {shape}, got "
-                f"{seen.dtype} of shape {tuple(seen.shape)}"
-            )
-        if seen.dtype == torch.uint8 and bool((seen > 1).any()):
-            raise ValueError(f"{where}: the learned-token set holds values other than 0 and 1")
-        self.counts.copy_(seen.to(self.counts.device).to(torch.int64))
+        else:
+            self.counts.copy_(seen.to(self.counts.device).to(torch.int64))
+        self.uncounted = None if seen is None else seen.to(self.counts.device, torch.int64)
 
 
 class _MeanRowSquare(torch.autograd.Function):
