@@ -201,6 +201,24 @@ def _steps(f: dict[str, Any], out: Path) -> list[list[dict[str, Any]]]:
             ),
         ],
         [
+            differ(  # 3. the same with a learned task: task classify loaded it before comparing the model
+                "classify_model_with_fast_weights",
+                use("classify", *learned, *inputs, "--out", str(out / "p_model_fw.tsv")),
+                {model: str(tmp / "model_b")},
+            ),
+        ],
+        [
+            differ(  # 3. task forget did not compare the model: rank 1's load failed there alone
+                "task_forget_model",
+                use(
+                    "forget",
+                    *["--examples", str(tmp / "forget.tsv"), "--task", "parity"],
+                    *["--fast-weights", str(out / "forget_model.safetensors")],
+                ),
+                {model: str(tmp / "model_b")},
+            ),
+        ],
+        [
             differ(  # 3. another model on rank 1, whose load of the fast weights failed there alone
                 "perplexity_model_with_fast_weights",
                 ["lm", "perplexity", *base, "--text", str(tmp / "book.txt"), "--fast-weights", fw],
@@ -247,7 +265,8 @@ def runs(tmp_path_factory) -> dict[str, Any]:
         argv = ["lm", "learn", *base, "--text", str(tmp / text), "--window", "16"]
         assert main([*argv, "--out", str(out / f"{name}.safetensors")]) == 0
     shutil.copy(out / "lm.safetensors", out / "lm_copy.safetensors")
-    for copy in (out / "forget.safetensors", out / "forget_ro.safetensors", ref / "forget.safetensors"):
+    copies = ("forget.safetensors", "forget_ro.safetensors", "forget_model.safetensors")
+    for copy in (*(out / name for name in copies), ref / "forget.safetensors"):
         shutil.copy(out / "task.safetensors", copy)
     (out / "forget_ro.safetensors").chmod(0o444)  # another node's copy, which it cannot write
     assert main(["classify", "fit", str(tmp / "first.csv"), "--model", str(out / "clf")]) == 0
@@ -342,6 +361,17 @@ def test_lm_perplexity_with_fast_weights_names_another_model_on_every_rank(runs)
         runs, "perplexity_model_with_fast_weights", "--model (rank 0: ", "model_b (fingerprint "
     )
     assert results[0]["out"] == ""
+
+
+def test_task_classify_with_fast_weights_names_another_model_on_every_rank(runs):
+    """The task's fast weights loaded into rank 1's other model before the models were compared:
+    rank 1 failed alone, rank 0 saw only a closed connection (review s84, finding 1)."""
+    refused_everywhere(runs, "classify_model_with_fast_weights", "--model (rank 0: ", "model_b (fingerprint ")
+    assert not (runs["out"] / "p_model_fw.tsv").exists()
+
+
+def test_task_forget_names_another_model_on_every_rank(runs):
+    refused_everywhere(runs, "task_forget_model", "--model (rank 0: ", "model_b (fingerprint ")
 
 
 def test_lm_learn_refuses_another_snapshot_of_the_model_on_one_rank(runs):

@@ -782,19 +782,22 @@ def _read_beside(dist: Dist, args: argparse.Namespace) -> dict[str, tuple[Any, s
     return read
 
 
-def _same_model(dist: Dist, args: argparse.Namespace, task: Any) -> None:
-    """Under ``torchrun``, refuse on every process a model that differs between the processes
-    (another snapshot under the same name, or at a path whose copy differs on one node): the
-    :func:`~faast.distributed.model_fingerprint` of the model the task scores with (with a learned
-    task: the base model and any trained read-out) and of its tokenizer, compared once it is
-    loaded and before any input is scored (an :class:`~faast.distributed.InputsDifferError`)."""
-    if not dist.active:
-        return
-    from faast.distributed import model_fingerprint
+def _load_compared(args: argparse.Namespace, layout: dict[str, Any], read: Any) -> tuple[Any, Any]:
+    """The model and tokenizer (:func:`~faast.cli.lm_cmd._load`), compared under ``torchrun``, as
+    soon as they are loaded, with every process's: the :func:`~faast.distributed.model_fingerprint`
+    of the model (the base model and any trained read-out) and of its tokenizer, before fast weights
+    load into it (fast weights learned on another model would fail on that process alone, its peers
+    seeing only a closed connection) and before any input is scored. Another snapshot under the same
+    name, or a copy that differs on one node, is an :class:`~faast.distributed.InputsDifferError` on
+    every process."""
+    fm, tok = _load(args, layout, read)
+    dist = _dist()
+    if dist.active:
+        from faast.distributed import model_fingerprint
 
-    icl = getattr(task, "icl", None)  # in-context learning reads the base model itself
-    held = model_fingerprint(icl.model if icl is not None else task.model, task.codec.tokenizer)
-    dist.check_same({"--model": held}, {"--model": f"{args.model} (fingerprint {held})"})
+        held = model_fingerprint(fm, tok)
+        dist.check_same({"--model": held}, {"--model": f"{args.model} (fingerprint {held})"})
+    return fm, tok
 
 
 def _task_model(
@@ -854,10 +857,10 @@ def _task_model(
                 f"{args.fast_weights}: task {args.task!r} was not written by `faast task learn` "
                 "(no prompt template); use `faast lm generate` for text learned with `faast lm learn`"
             )
-        fm, tok = _load(args, dict(signature["config"]), ReadConfig())
+        fm, tok = _load_compared(args, dict(signature["config"]), ReadConfig())
         task = TaskModel.on_saved(fm, tok, args.fast_weights, args.task, signature["info"])
     else:
-        fm, tok = _load(args, {}, ReadConfig())
+        fm, tok = _load_compared(args, {}, ReadConfig())
         task = TaskModel(fm, tok, TaskSpec(_template(args)))
     if isinstance(labels, list):
         task.spec.labels = labels
@@ -952,7 +955,7 @@ def _in_context_task(args: argparse.Namespace, queries: list[str], answers: list
         raise ValueError("--demonstrations runs in-context learning on the base model; drop --fast-weights")
     demos = read_examples(args.demonstrations, **_columns(args))
     labels = _labels(args.labels) if args.labels is not None else "auto"
-    fm, tok = _load(args, {}, ReadConfig())
+    fm, tok = _load_compared(args, {}, ReadConfig())
     context = context_window(fm.base_model)
     codec = PromptCodec(tok, _template(args), context)
     everyone = distinct_outputs(demos)
@@ -1150,7 +1153,6 @@ def run_classify(args: argparse.Namespace) -> int:
     _same_examples(dist, args, "inputs", examples, _read_beside(dist, args))
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
-    _same_model(dist, args, task)
     if not task.spec.labels:
         raise ValueError(_no_labels_message(args))
     preds, scores = _classify(task, inputs, args.batch_size, args.calibrate)
@@ -1209,7 +1211,6 @@ def run_generate(args: argparse.Namespace) -> int:
     _same_examples(dist, args, "inputs", examples, _read_beside(dist, args))
     inputs = [e.input for e in examples]
     task = _chosen_task(args, inputs, [])
-    _same_model(dist, args, task)
     outs = _generate(task, inputs, args)
     rows = [{"input": x, "prediction": y} for x, y in zip(inputs, outs, strict=True)]
     _write_predictions(args.out, rows, ["input", "prediction"], examples, args.inputs)
@@ -1262,7 +1263,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     inputs = [e.input for e in examples]
     refs = [e.output for e in examples]
     task = _chosen_task(args, inputs, refs)
-    _same_model(dist, args, task)
     result: dict[str, Any] = {
         "examples": len(examples),
         "fast_weights": args.fast_weights is not None,
