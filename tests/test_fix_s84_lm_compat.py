@@ -183,6 +183,16 @@ def test_forgetting_from_a_file_without_counts_is_refused_with_the_true_reason(f
     assert all(torch.equal(v, fm.output_memory.extra_state()[k]) for k, v in before.items())
 
 
+def test_a_text_whose_tokens_the_old_file_never_learned_is_refused_as_not_learned(files):
+    """Review s84 (2): the old file's reason was given for any token short of its count, also for
+    tokens that file never learned; those are the text's fault, as with a current file."""
+    fm = fresh().load_fast_weights(files["11-25"], "t1")
+    never = torch.tensor([[20, 21, 22, 23]])  # next tokens 21, 22, 23: not in the text learned
+    with pytest.raises(ValueError, match="this text was not learned") as err:
+        fm.forget(input_ids=never)
+    assert UNCOUNTED not in str(err.value)
+
+
 def test_a_text_learned_since_is_forgotten_and_the_record_outlives_a_rollback_and_a_save(tmp_path, files):
     """After `lm learn --append` on such a file, the counts of what this faast learned are known:
     that text can be forgotten (its tokens, shared with the old text or not, are counted), the old

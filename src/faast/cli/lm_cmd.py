@@ -787,7 +787,7 @@ def run_forget(args: argparse.Namespace) -> int:
     learned_pairs = _check_forget_matches_learning(args, record)
     layout = {} if args.adapter else dict(signature["config"])
     fm, tok = _load(args, layout, task_read_config(signature))
-    fm.load_fast_weights(args.fast_weights, task)
+    fm.load_fast_weights(args.fast_weights, task, read=False)  # the read config: loaded with the model
     # read through the scan: a text rewritten since the scan that chose the record is refused
     windows = _file_windows(tok, args.text, args.window, "forgotten (nor were they learned)", scan=scan)
     streamed = None if record is None else record.get("windows")
