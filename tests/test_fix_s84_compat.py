@@ -8,6 +8,7 @@ is true of an older CSV fit too."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -176,6 +177,42 @@ def test_a_malformed_level_is_refused_naming_the_field(tmp_path, level):
     path.write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(ValueError, match=r"malformed classifier description \(cut_level: expected"):
         load_classifier(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    ("kw", "level", "named"),
+    [
+        ({}, {"ridge": 0}, "expected"),  # an unpenalised solve, which no rule chooses
+        ({}, {"rank": 3, "tau": 0.1}, "a truncation rank, which the cut ridge=auto does not choose"),
+        ({"tau": "gcv"}, {"ridge": 0.5}, "a ridge, which the cut gcv does not choose"),
+    ],
+    ids=["ridge-0", "rank-for-ridge", "ridge-for-gcv"],
+)
+def test_an_edited_level_the_rule_cannot_have_chosen_is_refused(tmp_path, kw, level, named):
+    """Review s84_review2 (1): a hand-edited cut_level of ρ = 0, or of a kind its rule does not
+    choose, loaded silently and was used (every score 0, or 2 to 37 of 50 predictions changed)."""
+    X, y, _ = _problem(30)
+    save_classifier(FaastClassifier(**kw).fit(X, y), tmp_path / "m")
+    path = tmp_path / "m" / "classifier.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["cut_level"] = level
+    path.write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"\(cut_level: {re.escape(named)}"):
+        load_classifier(tmp_path / "m")
+
+
+def test_the_level_of_a_rule_that_does_not_choose_from_the_data_is_its_own(tmp_path):
+    """A fixed ridge gives its level again: an edited cut_level does not override it."""
+    X, y, Xt = _problem(30)
+    clf = FaastClassifier(ridge=0.1).fit(X, y)
+    save_classifier(clf, tmp_path / "m")
+    path = tmp_path / "m" / "classifier.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["cut_level"] = {"ridge": 7.0}
+    path.write_text(json.dumps(info), encoding="utf-8")
+    loaded, _ = load_classifier(tmp_path / "m")
+    assert loaded.ridge_ == 0.1
+    np.testing.assert_allclose(loaded.decision_function(Xt), clf.decision_function(Xt), rtol=1e-9)
 
 
 def test_a_level_whose_cut_the_parameters_no_longer_give_is_chosen_again_with_a_warning(tmp_path):

@@ -494,12 +494,14 @@ def load_classifier_version(
     clf._record = _example_record(tensors, memory, tensors_path)
     clf.memory_ = memory
     clf._design_params_ = clf._design_params()  # the saved parameters built the statistics
-    level = _chosen_level(info, json_path, cut, key_dim)
-    edited = level is not None and "cut" in info and info["cut"] != str(cut)
+    recorded = info.get("cut_level")
+    edited = recorded is not None and "cut" in info and info["cut"] != str(cut)
+    level = None
     if edited:  # the level of another rule than the parameters give: chosen again by theirs
-        _warn_other_rule(json_path, info["cut"], cut, level)  # type: ignore[arg-type]
-    if info.get("cut") != str(cut):  # a level is only recorded with the rule that chose it
-        level = None
+        _warn_other_rule(json_path, info["cut"], cut, recorded)
+    elif info.get("cut") == str(cut) and cut.kind in DATA_CHOSEN:  # recorded with the rule that chose it
+        # (a rule that does not choose from the data gives its level again)
+        level = _chosen_level(recorded, json_path, cut, key_dim)
     # the level the fit chose, as a fixed cut (ridge_, rank_, and refine's filter below, follow it);
     # the next partial_fit, forget, fit or solve chooses again with the rule (clf._cut())
     clf._compile(cut if level is None else level)
@@ -539,41 +541,52 @@ def load_classifier_version(
     return clf, metadata, version
 
 
-def _chosen_level(info: dict[str, Any], json_path: Path, cut: Cut, key_dim: int) -> ChosenLevel | None:
-    """``cut`` pinned to the level its fit chose that ``classifier.json`` records (``cut_level``:
-    ``{"ridge": ρ}`` or ``{"rank": r, "tau": τ}``), or None for a file written before it was
-    recorded; a ``ValueError`` names a malformed one."""
-    level = info.get("cut_level")
+def _chosen_level(level: Any, json_path: Path, cut: Cut, key_dim: int) -> ChosenLevel | None:
+    """``cut`` (a rule that chooses from the data) pinned to the level its fit chose that
+    ``classifier.json`` records (``cut_level``: ``{"ridge": ρ > 0}`` or ``{"rank": r, "tau": τ}``,
+    the kind the rule chooses: a ridge for ``ridge=gcv``/``ridge=auto``, a rank for ``tau="gcv"``,
+    either for ``tau="auto"``), or None for a file written before it was recorded; a ``ValueError``
+    names a malformed one (a hand-edited ρ of 0 would have loaded as an unpenalised solve)."""
     if level is None:
         return None
 
     def number(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
-    if isinstance(level, dict) and set(level) == {"ridge"} and number(level["ridge"]):
-        return ChosenLevel.of_level(cut, ridge=float(level["ridge"]))
-    if (
+    ridge = (
+        isinstance(level, dict) and set(level) == {"ridge"} and number(level["ridge"]) and level["ridge"] > 0
+    )
+    rank = (
         isinstance(level, dict)
         and set(level) == {"rank", "tau"}
         and isinstance(level["rank"], int)
         and not isinstance(level["rank"], bool)
         and 0 <= level["rank"] <= key_dim
         and (level["tau"] is None or number(level["tau"]))
-    ):
+    )
+    if ridge and cut.kind != "gcv":
+        return ChosenLevel.of_level(cut, ridge=float(level["ridge"]))
+    if rank and cut.kind in ("gcv", "auto"):
         tau = None if level["tau"] is None else float(level["tau"])
         return ChosenLevel.of_level(cut, rank=level["rank"], tau=tau)
+    if ridge or rank:
+        kind = "a ridge" if ridge else "a truncation rank"
+        raise _malformed(
+            json_path, "cut_level", f"{kind}, which the cut {cut} does not choose: {level!r:.80}"
+        )
     raise _malformed(
         json_path,
         "cut_level",
-        f'expected {{"ridge": ρ ≥ 0}} or {{"rank": 0 to {key_dim}, "tau": τ ≥ 0 or null}}, got {level!r:.80}',
+        f'expected {{"ridge": ρ > 0}} or {{"rank": 0 to {key_dim}, "tau": τ ≥ 0 or null}}, got {level!r:.80}',
     )
 
 
-def _warn_other_rule(json_path: Path, saved: Any, cut: Cut, level: ChosenLevel) -> None:
-    """Warn that the level ``json_path`` records was chosen by the cut ``saved`` but its parameters
-    now give ``cut`` (an edited file): the level is chosen again, by ``cut``."""
+def _warn_other_rule(json_path: Path, saved: Any, cut: Cut, level: Any) -> None:
+    """Warn that the level ``json_path`` records (``cut_level``, as read) was chosen by the cut
+    ``saved`` but its parameters now give ``cut`` (an edited file): the level is chosen again, by
+    ``cut``."""
     warnings.warn(
-        f"{json_path} records the level {level.to_level()} chosen by the cut {saved}, but its parameters "
+        f"{json_path} records the level {level!r:.80} chosen by the cut {saved}, but its parameters "
         f"give the cut {cut} (was the file edited?): the level is chosen again by {cut}, so its "
         "predictions may differ from those before saving",
         UserWarning,
