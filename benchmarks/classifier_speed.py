@@ -17,8 +17,9 @@ demo's test episodes
   Cholesky solve of K Kᵀ + ρI (on one BLAS thread up to 256 rows, as a fit makes them); a cut
   chosen from the data (the default) pays its choice on top;
 * ``float64 tridiagonal`` (few-shot regimes): LAPACK's reduction of K Kᵀ to tridiagonal form
-  (``dsytrd``), the first step of every dense symmetric eigensolver and all that an exact GCV over
-  a continuum of ridge levels would need besides O(n) work per level (K = Q T Qᵀ, so
+  (``dsytrd``, blocked: with its optimal workspace), the first step of every dense symmetric
+  eigensolver and all that an exact GCV over a continuum of ridge levels would need besides
+  O(n) work per level (K = Q T Qᵀ, so
   ‖(K + ρI)⁻¹ Y‖ and trace((K + ρI)⁻¹) follow from T + ρI and Qᵀ Y): the floor, on top of the
   K Kᵀ, of any cut chosen exactly from the spectrum — exact leave-one-out (the default) needs the
   eigenvectors as well;
@@ -116,7 +117,10 @@ def stages(x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
             solve = lambda: _cholesky_solve(outer, values, 1.0, lower=False, overwrite=True)  # noqa: E731
             out["float64 Cholesky"] = _timed(solve)
             scratch = _outer_gram(keys)  # a fresh K Kᵀ: the reduction overwrites it, as a solver would
-            reduce = lambda: scipy.linalg.lapack.dsytrd(scratch, lower=0, overwrite_a=1)  # noqa: E731
+            work, _ = scipy.linalg.lapack.dsytrd_lwork(scratch.shape[0])  # the blocked reduction's workspace
+            reduce = lambda: scipy.linalg.lapack.dsytrd(  # noqa: E731
+                scratch, lower=0, lwork=int(work), overwrite_a=1
+            )
             out["float64 tridiagonal"] = _timed(reduce)
     out["FAAST fit"] = _timed(lambda: FaastClassifier().fit(x, y))
     out["FAAST ridge fit"] = _timed(lambda: FaastClassifier(ridge=1.0).fit(x, y))
