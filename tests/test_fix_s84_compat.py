@@ -325,6 +325,24 @@ def test_classify_forget_warns_once_without_a_record(tmp_path, capsys):
     assert "holds 10 examples" in err
 
 
+def test_partial_fit_and_forget_of_an_old_folder_do_not_warn_of_the_level_predict_does(tmp_path, capsys):
+    """Review s84_review2 (4): partial-fit and forget choose the level again by the rule and save
+    it, so "predictions may differ from those before saving" was not true of them; predict keeps it."""
+    rows = [(float(i) + 0.1 * (i % 3), "a" if i % 2 else "b") for i in range(30)]
+    assert _run("fit", _write_rows(tmp_path / "train.csv", rows), "--model", tmp_path / "m") == 0
+    _strip(tmp_path / "m", "cut_level")  # as a faast before the level was recorded saved it
+    warned = "does not record the level its fit chose"
+    for action, rows_given in (("predict", rows[:3]), ("partial-fit", rows[:4]), ("forget", rows[:2])):
+        capsys.readouterr()
+        given = _write_rows(tmp_path / f"{action}.csv", rows_given)
+        more = ["--out", tmp_path / "p.csv"] if action == "predict" else []
+        assert _run(action, given, "--model", tmp_path / "m", *more) == 0
+        err = " ".join(capsys.readouterr().err.split())
+        assert (warned in err) == (action == "predict"), (action, err)
+        if action == "partial-fit":
+            _strip(tmp_path / "m", "cut_level")  # its save recorded the level: old again for forget
+
+
 # ----------------------------------------------------------------- 5. a CSV fit without column names
 def test_the_column_order_warning_is_true_of_a_folder_an_older_faast_fitted_on_a_csv(tmp_path, capsys):
     rows = "".join(

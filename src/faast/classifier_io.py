@@ -609,6 +609,11 @@ def _default_cut_unknown(info: dict[str, Any]) -> bool:
     )
 
 
+class LevelNotRecordedWarning(UserWarning):
+    """A classifier saved before the level its fit chose was recorded (``cut_level``) had that level
+    chosen again on loading, by this faast's rule (:func:`_warn_level_not_recorded`)."""
+
+
 def _warn_level_not_recorded(clf: FaastClassifier, json_path: Path, cut: Cut, default_unknown: bool) -> None:
     """Warn that ``json_path`` (written before ``cut_level``) does not record the level its fit
     chose by the data-chosen ``cut``: it was chosen again on loading, by the current rule, which may
@@ -628,7 +633,7 @@ def _warn_level_not_recorded(clf: FaastClassifier, json_path: Path, cut: Cut, de
         "level than the fit did, so its predictions may differ from those before saving; fit it again "
         "on its examples, or check its predictions and save it again with this faast, which records "
         f"the level.{also}",
-        UserWarning,
+        LevelNotRecordedWarning,
         stacklevel=caller_stacklevel(),
     )
 

@@ -39,6 +39,7 @@ import csv
 import math
 import time
 import unicodedata
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -395,6 +396,7 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
     would be lost); a ``predict`` meanwhile reads the classifier as saved before, at once."""
     from faast.classifier_io import (
         ClassifierChangedError,
+        LevelNotRecordedWarning,
         check_classifier_writable,
         load_classifier_version,
         save_classifier,
@@ -404,7 +406,10 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
     changes = args.action != "predict"
     if changes and dist.active:  # every rank has ended the command before (--cv: rank 0 saves last)
         dist.barrier()
-    clf, meta, version = load_classifier_version(args.model)
+    with warnings.catch_warnings():
+        if changes:  # they choose the level again by the rule, and save it: nothing differs from before
+            warnings.simplefilter("ignore", LevelNotRecordedWarning)
+        clf, meta, version = load_classifier_version(args.model)
     if changes and dist.active and len(set(dist.all_gather_json(version))) > 1:
         raise ClassifierChangedError.of(args.model)  # a save between two ranks' loads: every rank says so
     source = meta.get("source")
@@ -436,8 +441,6 @@ def _use_saved(args: argparse.Namespace, dist: Dist) -> int:
             if dist.is_main:
                 _warn_learned_again(clf, before, len(labels), args)
         else:  # every process forgets all the examples (the same result everywhere)
-            import warnings
-
             with warnings.catch_warnings():
                 if not dist.is_main:  # forget's warning that it cannot verify the examples: said once
                     warnings.filterwarnings("ignore", message=".*no record of the examples learned")
@@ -490,8 +493,6 @@ def _warn_unmatched_columns(source: dict[str, Any], here: dict[str, Any], args: 
     on a CSV by a faast before 2026-12-05, which did not record them (nothing in the folder tells
     the two apart). Its columns are taken in the file's order, which nothing can check (a
     classifier fitted on a CSV since matches them by name)."""
-    import warnings
-
     columns = here.get("columns")
     if source.get("input") != "features" or source.get("columns") or not columns:
         return
@@ -537,7 +538,6 @@ def _warn_learned_again(clf: Any, before: Any, given: int, args: argparse.Namesp
     none — already held: they now count twice (deliberate, or the re-run of an interrupted
     ``partial-fit`` whose save had gone through). ``given``: how many examples DATA held."""
     import shlex
-    import warnings
 
     after = clf.__dict__.get("_record")
     again = 0 if before is None or after is None else after.learned_again(before)
