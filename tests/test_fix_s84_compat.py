@@ -12,6 +12,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +72,14 @@ def _strip(folder: Path, *keys: str, params: tuple[str, ...] = ()) -> None:
         info.pop(key, None)
     for name in params:
         info["params"].pop(name, None)
+    path.write_text(json.dumps(info), encoding="utf-8")
+
+
+def _edit_level(folder: Path, level: Any) -> None:
+    """Write ``level`` as the ``cut_level`` of a save's classifier.json, as a hand edit would."""
+    path = folder / "classifier.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["cut_level"] = level
     path.write_text(json.dumps(info), encoding="utf-8")
 
 
@@ -171,10 +180,7 @@ def test_a_fixed_cut_or_a_logistic_fit_saved_before_the_level_loads_without_the_
 def test_a_malformed_level_is_refused_naming_the_field(tmp_path, level):
     X, y, _ = _problem(4)
     save_classifier(FaastClassifier().fit(X, y), tmp_path / "m")
-    path = tmp_path / "m" / "classifier.json"
-    info = json.loads(path.read_text(encoding="utf-8"))
-    info["cut_level"] = level
-    path.write_text(json.dumps(info), encoding="utf-8")
+    _edit_level(tmp_path / "m", level)
     with pytest.raises(ValueError, match=r"malformed classifier description \(cut_level: expected"):
         load_classifier(tmp_path / "m")
 
@@ -193,10 +199,7 @@ def test_an_edited_level_the_rule_cannot_have_chosen_is_refused(tmp_path, kw, le
     choose, loaded silently and was used (every score 0, or 2 to 37 of 50 predictions changed)."""
     X, y, _ = _problem(30)
     save_classifier(FaastClassifier(**kw).fit(X, y), tmp_path / "m")
-    path = tmp_path / "m" / "classifier.json"
-    info = json.loads(path.read_text(encoding="utf-8"))
-    info["cut_level"] = level
-    path.write_text(json.dumps(info), encoding="utf-8")
+    _edit_level(tmp_path / "m", level)
     with pytest.raises(ValueError, match=rf"\(cut_level: {re.escape(named)}"):
         load_classifier(tmp_path / "m")
 
@@ -206,10 +209,7 @@ def test_the_level_of_a_rule_that_does_not_choose_from_the_data_is_its_own(tmp_p
     X, y, Xt = _problem(30)
     clf = FaastClassifier(ridge=0.1).fit(X, y)
     save_classifier(clf, tmp_path / "m")
-    path = tmp_path / "m" / "classifier.json"
-    info = json.loads(path.read_text(encoding="utf-8"))
-    info["cut_level"] = {"ridge": 7.0}
-    path.write_text(json.dumps(info), encoding="utf-8")
+    _edit_level(tmp_path / "m", {"ridge": 7.0})
     loaded, _ = load_classifier(tmp_path / "m")
     assert loaded.ridge_ == 0.1
     np.testing.assert_allclose(loaded.decision_function(Xt), clf.decision_function(Xt), rtol=1e-9)
@@ -310,19 +310,6 @@ def _run(*argv: object) -> int:
 def _write_rows(path: Path, rows) -> Path:
     path.write_text("f0,label\n" + "".join(f"{x!r},{c}\n" for x, c in rows), encoding="utf-8")
     return path
-
-
-def test_classify_forget_warns_once_without_a_record(tmp_path, capsys):
-    many = [(float(i), "a" if i % 2 else "b") for i in range(10)]
-    assert _run("fit", _write_rows(tmp_path / "many.csv", many), "--model", tmp_path / "m") == 0
-    clf, meta = load_classifier(tmp_path / "m")
-    clf._record = None  # as saved before the record
-    save_classifier(clf, tmp_path / "m", meta)
-    capsys.readouterr()
-    assert _run("forget", _write_rows(tmp_path / "one.csv", [(0.0, "a")]), "--model", tmp_path / "m") == 0
-    err = " ".join(capsys.readouterr().err.split())
-    assert err.count("cannot be verified (their features and labels)") == 1
-    assert "holds 10 examples" in err
 
 
 def test_partial_fit_and_forget_of_an_old_folder_do_not_warn_of_the_level_predict_does(tmp_path, capsys):
