@@ -136,11 +136,6 @@ class ChosenLevel(Cut):
         fields = {f.name: getattr(rule, f.name) for f in dataclasses.fields(Cut)}
         return cls(**fields, level_ridge=ridge, level_rank=rank, level_tau=tau)
 
-    @property
-    def rule(self) -> Cut:
-        """The rule the level was chosen by, which a new fit chooses with."""
-        return Cut(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Cut)})
-
     def apply(self, factor: SpectralFactor) -> tuple[torch.Tensor, float | None, float | None]:
         if self.level_ridge is not None:
             return factor.ridge_choice(self.level_ridge)
