@@ -882,6 +882,17 @@ def _check_not_learned_in_steps(args: argparse.Namespace, tensors: dict[str, Any
         )
 
 
+def fast_weights_read(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """``{"--fast-weights": (its path, the task's digest as read)}`` for :func:`check_same_everywhere`
+    (:func:`~faast.lm.fastweights.task_digest`: another task in the file does not count), or ``{}``
+    without ``--fast-weights``."""
+    if not getattr(args, "fast_weights", None):
+        return {}
+    from faast.lm.fastweights import read_task_and_digest
+
+    return {"--fast-weights": (args.fast_weights, read_task_and_digest(args.fast_weights, args.task)[3][:16])}
+
+
 def _same_reading_everywhere(dist: Dist, args: argparse.Namespace, fm: Any, tok: Any) -> None:
     """Under ``torchrun``, refuse on every process a ``generate`` or ``perplexity`` whose processes
     were given different options, read another task from ``--fast-weights`` (its
@@ -893,14 +904,10 @@ def _same_reading_everywhere(dist: Dist, args: argparse.Namespace, fm: Any, tok:
     if not dist.active:
         return
     from faast.distributed import model_fingerprint
-    from faast.lm.fastweights import read_task_and_digest
 
-    read = {"--model": (args.model, model_fingerprint(fm, tok))}
+    read = {"--model": (args.model, model_fingerprint(fm, tok)), **fast_weights_read(args)}
     if getattr(args, "text", None):  # perplexity: the text each process scores itself
         read["--text"] = (args.text, _scan_text(args.text).digest)
-    if args.fast_weights:
-        loaded = read_task_and_digest(args.fast_weights, args.task)[3]
-        read["--fast-weights"] = (args.fast_weights, loaded[:16])
     check_same_everywhere(dist, args, read)
 
 

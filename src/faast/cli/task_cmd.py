@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faast.cli.lm_cmd import _init, _load, _model_args, check_same_everywhere
+from faast.cli.lm_cmd import _init, _load, _model_args, check_same_everywhere, fast_weights_read
 
 if TYPE_CHECKING:
     from faast.distributed import Dist
@@ -768,12 +768,8 @@ def _read_beside(dist: Dist, args: argparse.Namespace) -> dict[str, tuple[Any, s
         return {}
     from faast.distributed import digest
     from faast.lm.examples import read_examples
-    from faast.lm.fastweights import read_task_and_digest
 
-    read: dict[str, tuple[Any, str]] = {}
-    if getattr(args, "fast_weights", None):
-        loaded = read_task_and_digest(args.fast_weights, args.task)[3]
-        read["--fast-weights"] = (args.fast_weights, loaded[:16])
+    read = fast_weights_read(args)
     for option in ("demonstrations", "lora"):
         path = getattr(args, option, None)
         if path:
