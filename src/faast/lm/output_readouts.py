@@ -126,16 +126,18 @@ class OutputReadOut(ReadOut):
         """Also refuses tokens that would be forgotten more often than they were learned; after a
         load of fast weights without counts (:attr:`uncounted`), more often than they were learned
         since (any text, right after the load: the counts that would tell are not known)."""
-        if batches and self.uncounted is not None:
+        wanted = None  # (V,) how often each token is to be forgotten
+        if batches:
             ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
+            wanted = torch.bincount(ids, minlength=self.counts.shape[0])
+        if wanted is not None and self.uncounted is not None:
             uncounted = self.uncounted.to(self.counts.device)
-            short = (self.counts - uncounted) < torch.bincount(ids, minlength=self.counts.shape[0])
+            short = (self.counts - uncounted) < wanted
             if bool((short & (uncounted > 0)).any()):  # a token the old file learned, how often unknown
                 raise ValueError(UNCOUNTED_FORGET)
         super().check_forget(batches)
-        if batches:
-            ids = torch.cat([b.next_ids().to(self.counts.device) for b in batches])
-            left = self.counts - torch.bincount(ids, minlength=self.counts.shape[0])
+        if wanted is not None:
+            left = self.counts - wanted
             bad = torch.nonzero(left < 0).squeeze(1)
             if bad.numel():
                 many = f"{bad.numel()} token{'s' if bad.numel() != 1 else ''} in all"
